@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (a whole simulated call, no account needed)
+# and `make test`. Each creates .venv and installs what it needs on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-0.1
+
+.PHONY: demo test bench verify clean
+
+$(STAMP): setup.cfg setup.py
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3 -m venv failed; installing python3-venv"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv python3-pip >/dev/null && \
+	  $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,demo,twilio]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/voicebridge demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+verify: $(STAMP)
+	$(BIN)/voicebridge verify --seconds 20
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pacing.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,88 @@
+import pytest
+
+from voicebridge.pacing import Pacer
+
+
+def drive(pacer, now):
+    """Advance a fake clock to the pacer's slot, send, and return the send time."""
+    now += pacer.delay(now)
+    pacer.sent(now)
+    return now
+
+
+def test_on_time_frames_follow_the_20ms_grid():
+    pacer = Pacer(lead_frames=0)
+    t, times = 100.0, []
+    for _ in range(10):
+        t = drive(pacer, t)
+        times.append(t)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(g == pytest.approx(0.020) for g in gaps)
+    assert pacer.stats.late_frames == 0 and pacer.stats.schedule_resets == 0
+
+
+def test_delay_waits_for_the_scheduled_instant():
+    pacer = Pacer(lead_frames=0)
+    assert pacer.delay(10.0) == 0.0
+    pacer.sent(10.0)
+    assert pacer.delay(10.005) == pytest.approx(0.015)
+
+
+def test_lead_frames_go_at_once_then_strict_pacing():
+    pacer = Pacer(lead_frames=2)
+    pacer.begin(5.0)
+    assert pacer.delay(5.0) == 0.0
+    pacer.sent(5.0)
+    assert pacer.delay(5.0) == 0.0
+    pacer.sent(5.0)
+    assert pacer.delay(5.0) == pytest.approx(0.020)
+    pacer.sent(5.020)
+    assert pacer.delay(5.020) == pytest.approx(0.020)
+
+
+def test_slightly_late_frame_keeps_18ms_spacing_and_counts_late():
+    pacer = Pacer(lead_frames=0)
+    pacer.sent(0.0 + pacer.delay(0.0))  # frame 0 at t=0, next due 0.020
+    t = 0.050  # 30 ms late
+    assert pacer.delay(t) == 0.0
+    pacer.sent(t)
+    assert pacer.stats.late_frames == 1
+    # next due is 0.040 (already past) but it must wait for 18 ms after the last send
+    assert pacer.delay(t) == pytest.approx(0.018)
+    t2 = t + 0.018
+    pacer.sent(t2)
+    # the schedule catches up 2 ms per frame, never a burst
+    t3 = t2 + pacer.delay(t2)
+    assert t3 - t2 == pytest.approx(0.018)
+    assert pacer.stats.schedule_resets == 0
+
+
+def test_more_than_200ms_behind_resets_the_schedule():
+    pacer = Pacer(lead_frames=2)
+    pacer.begin(0.0)
+    for _ in range(2):
+        pacer.sent(0.0)
+    t = 0.5  # due was 0.020: 480 ms late
+    assert pacer.delay(t) == 0.0
+    assert pacer.stats.schedule_resets == 1
+    # after a reset the lead goes out again, then the grid restarts from now
+    pacer.sent(t)
+    assert pacer.delay(t) == 0.0
+    pacer.sent(t)
+    assert pacer.delay(t) == pytest.approx(0.020)
+
+
+def test_never_a_burst_after_lateness_outside_the_lead():
+    pacer = Pacer(lead_frames=2)
+    pacer.begin(0.0)
+    t, times = 0.0, []
+    for i in range(60):
+        if i == 20:
+            t += 0.150  # a stall shorter than the reset bound
+        t += pacer.delay(t)
+        pacer.sent(t)
+        times.append(t)
+    gaps = [b - a for a, b in zip(times[2:], times[3:])]
+    assert min(gaps) >= 0.018 - 1e-9
+    assert pacer.stats.schedule_resets == 0
+    assert pacer.stats.late_frames > 0

@@ -1,0 +1,41 @@
+"""voicebridge: put an OpenAI Realtime speech-to-speech model on a Twilio phone call.
+
+Public API (everything else is internal and may change):
+
+``MediaSession(twilio_ws, config=None, connect=None, *, on_transcript=None, on_end=None, on_start=None)``
+    One call. ``run()`` blocks in the caller's thread (a flask-sock handler) until the call
+    ends; ``close()`` is idempotent; ``metrics`` is a dict of the call's figures, including
+    the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``.
+``BridgeConfig``
+    Frozen per-call settings: model, URL, key, instructions, voice, greeting, VAD, pacing
+    lead, barge-in threshold/debounce/duck, timeouts.
+``VoiceBridge``
+    Flask integration (``voicebridge.flask``): ``VoiceBridge(app, config)`` or ``init_app``
+    mounts ``POST /voice`` (TwiML) and WebSocket ``/media``.
+
+Minimal use inside an existing flask-sock app::
+
+    from voicebridge import MediaSession, BridgeConfig
+
+    @sock.route("/media")
+    def media(ws):
+        MediaSession(ws, BridgeConfig(api_key=os.environ["OPENAI_API_KEY"])).run()
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .config import BridgeConfig
+from .session import MediaSession
+
+__all__ = ["BridgeConfig", "MediaSession", "VoiceBridge", "__version__"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The Flask integration pulls in flask and twilio; import it only when asked for.
+    if name == "VoiceBridge":
+        from .flask import VoiceBridge
+
+        return VoiceBridge
+    raise AttributeError(name)

@@ -1,0 +1,157 @@
+"""Barge-in decisions (sans-IO): when the caller talks over the AI, what to do and when.
+
+Three small pieces, each driven by the session with levels, events and a clock:
+
+* ``LevelDetector``: per inbound frame, loud or not; DUCK on the first loud frame (sending
+  pauses at once), CONFIRM after ``frames_needed`` consecutive loud frames, RELEASE when a
+  loud run ends before confirmation (sending resumes where it paused).
+* ``guard`` / ``plan``: whether a trigger may act at all, and which steps it takes
+  (stop the audio, cancel the response, truncate the item).
+* ``FalseTriggerMonitor``: after a local barge-in, decide that it was a cough, not speech,
+  so the model can be asked to carry on.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Decision(enum.Enum):
+    NONE = "none"
+    DUCK = "duck"
+    CONFIRM = "confirm"
+    RELEASE = "release"
+
+
+class LevelDetector:
+    """Debounced RMS trigger: ``frames_needed`` consecutive loud frames confirm."""
+
+    def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True) -> None:
+        if frames_needed < 1:
+            raise ValueError("frames_needed must be >= 1")
+        self.threshold_dbfs = threshold_dbfs
+        self.frames_needed = frames_needed
+        self.duck = duck
+        self.run = 0
+        self.ducking = False
+
+    def is_loud(self, level_dbfs: float) -> bool:
+        return level_dbfs >= self.threshold_dbfs
+
+    def feed(self, level_dbfs: float, armed: bool) -> Decision:
+        """One inbound frame's level; ``armed`` = the guards currently allow a barge-in."""
+        if not armed or not self.is_loud(level_dbfs):
+            self.run = 0
+            if self.ducking:
+                self.ducking = False
+                return Decision.RELEASE
+            return Decision.NONE
+        self.run += 1
+        if self.run >= self.frames_needed:
+            self.run = 0
+            self.ducking = False
+            return Decision.CONFIRM
+        if self.run == 1 and self.duck:
+            self.ducking = True
+            return Decision.DUCK
+        return Decision.NONE
+
+    def reset(self) -> None:
+        self.run = 0
+        self.ducking = False
+
+
+@dataclass(frozen=True)
+class GuardState:
+    """The facts the guards look at, sampled under the session's state lock."""
+
+    barge_in_enabled: bool = True
+    in_greeting: bool = False
+    greeting_interruptible: bool = False
+    ai_speaking: bool = False  # frames of the current response queued, being sent, or playing at Twilio
+    response_active: bool = False  # response.created seen, response.done not yet
+    already_handled: bool = False  # the procedure already ran for this response
+
+
+@dataclass(frozen=True)
+class Plan:
+    stop_audio: bool  # clear Twilio and flush our queues
+    cancel: bool  # send response.cancel
+    truncate: bool  # send conversation.item.truncate
+
+
+def guard(state: GuardState) -> str | None:
+    """Why a trigger must not act now (a short reason for the log), or None if it may."""
+    if not state.barge_in_enabled:
+        return "barge-in disabled"
+    if state.already_handled:
+        return "already handled for this response"
+    if state.in_greeting and not state.greeting_interruptible:
+        return "greeting is not interruptible"
+    if not state.ai_speaking:
+        return "AI is not speaking"
+    return None
+
+
+def plan(state: GuardState) -> Plan | None:
+    """The steps a confirmed barge-in takes, or None when the guards say no.
+
+    Audio is stopped whenever some is still queued or playing, even after ``response.done``
+    (the model generates faster than real time). ``response.cancel`` goes only to an
+    active response, so it never provokes ``response_cancel_not_active`` needlessly.
+    """
+    if guard(state) is not None:
+        return None
+    return Plan(stop_audio=True, cancel=state.response_active, truncate=True)
+
+
+class FalseTriggerMonitor:
+    """Decides that a local barge-in was a false trigger, after ``delay_s`` of quiet.
+
+    A false trigger: no server ``speech_started`` and no caller transcript text since the
+    barge-in, and the caller's level has stayed below the threshold for ``delay_s``.
+    """
+
+    def __init__(self, delay_s: float = 0.5) -> None:
+        self.delay_s = delay_s
+        self.armed = False
+        self._quiet_since: float | None = None
+        self._spoke = False
+        self._text = False
+
+    def start(self, now: float, loud: bool = True) -> None:
+        """A local barge-in just ran at ``now``."""
+        self.armed = True
+        self._spoke = False
+        self._text = False
+        self._quiet_since = None if loud else now
+
+    def level(self, loud: bool, now: float) -> None:
+        if not loud:
+            if self._quiet_since is None:
+                self._quiet_since = now
+        else:
+            self._quiet_since = None
+
+    def speech_started(self) -> None:
+        """The server heard the caller speak: this was a real interruption."""
+        self._spoke = True
+
+    def user_text(self, text: str) -> None:
+        if text.strip():
+            self._text = True
+
+    def cancel(self) -> None:
+        self.armed = False
+
+    def poll(self, now: float) -> bool:
+        """True exactly once when the barge-in is judged false (time to resume the answer)."""
+        if not self.armed:
+            return False
+        if self._spoke or self._text:
+            self.armed = False
+            return False
+        if self._quiet_since is None or now - self._quiet_since < self.delay_s:
+            return False
+        self.armed = False
+        return True

@@ -1,0 +1,91 @@
+"""Per-call figures and the frame accounting identity.
+
+Every outbound frame that enters the TX queue leaves it exactly one way: sent to Twilio,
+flushed by a barge-in, or dropped (call ending, send failure). ``check()`` verifies
+``frames_enqueued == frames_sent + frames_flushed + frames_dropped`` at close.
+Counters are touched from several threads, so every change holds one lock.
+"""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+COUNTERS = (
+    "audio_deltas", "model_audio_bytes", "frames_enqueued", "frames_sent", "frames_flushed",
+    "frames_dropped", "inbound_frames",
+    "inbound_bytes", "inbound_wrong_size", "outbound_bad_size", "marks_sent", "marks_echoed",
+    "marks_stale", "clears_sent", "responses", "ducks", "duck_releases", "barge_in_events",
+    "barge_in_local", "barge_in_server", "false_barge_ins", "truncates_sent",
+    "late_deltas_dropped", "framer_bytes_dropped", "framer_bytes_padded", "safety_fuses",
+    "twilio_protocol_errors", "openai_protocol_errors", "openai_unknown_events",
+    "send_failures",
+)
+
+
+class CallMetrics:
+    """Thread-safe counters plus a few timings; ``snapshot()`` is a plain dict."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter({name: 0 for name in COUNTERS})
+        self.openai_errors: Counter[str] = Counter()
+        self.protocol_errors: Counter[str] = Counter()
+        self.first_frame_bytes: int | None = None
+        self.first_delta_at: float | None = None
+        self.first_frame_sent_at: float | None = None
+        self.barge_in_latencies_ms: list[float] = []
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._counts[name]
+
+    def error(self, code: str) -> None:
+        with self._lock:
+            self.openai_errors[code] += 1
+
+    def protocol_error(self, side: str, kind: str) -> None:
+        with self._lock:
+            self.protocol_errors[f"{side}.{kind}"] += 1
+            self._counts[f"{side}_protocol_errors"] += 1
+
+    def barge_in_latency(self, ms: float) -> None:
+        with self._lock:
+            self.barge_in_latencies_ms.append(round(ms, 2))
+
+    def first_delta(self, now: float) -> None:
+        with self._lock:
+            if self.first_delta_at is None:
+                self.first_delta_at = now
+
+    def frame_sent(self, size: int, now: float) -> None:
+        with self._lock:
+            self._counts["frames_sent"] += 1
+            if self.first_frame_bytes is None:
+                self.first_frame_bytes = size
+                self.first_frame_sent_at = now
+
+    def accounting_ok(self) -> bool:
+        with self._lock:
+            c = self._counts
+            return c["frames_enqueued"] == c["frames_sent"] + c["frames_flushed"] + c["frames_dropped"]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = dict(self._counts)
+            out["openai_errors"] = dict(self.openai_errors)
+            out["protocol_errors"] = dict(self.protocol_errors)
+            out["first_frame_bytes"] = self.first_frame_bytes
+            if self.first_delta_at is not None and self.first_frame_sent_at is not None:
+                out["first_delta_to_frame_ms"] = round((self.first_frame_sent_at - self.first_delta_at) * 1000, 2)
+            else:
+                out["first_delta_to_frame_ms"] = None
+            out["barge_in_latencies_ms"] = list(self.barge_in_latencies_ms)
+        out["accounting_ok"] = (
+            out["frames_enqueued"] == out["frames_sent"] + out["frames_flushed"] + out["frames_dropped"]
+        )
+        return out

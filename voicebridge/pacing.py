@@ -1,0 +1,88 @@
+"""The TX schedule: one 20 ms frame per tick on a monotonic clock, never a burst.
+
+Twilio plays what it receives in order and buffers anything early, so the only ways to
+sound bad are to starve it (gaps) or to dump audio in bursts (then a ``clear`` has more
+to discard and a lost ``clear`` leaves more to hear). The pacer is sans-IO: the TX thread
+asks ``delay(now)`` before each frame and reports ``sent(now)`` after it.
+
+Send-ahead lead: at the start of each response (and after a schedule reset) ``lead_frames``
+frames go out at once, giving Twilio a small jitter cushion. The cost is that this much
+audio is already at Twilio when a barge-in happens: it is discarded by ``clear``, but if a
+``clear`` were lost the caller would hear up to ``lead`` more audio. 40 ms is the default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class PacerStats:
+    late_frames: int = 0
+    schedule_resets: int = 0
+    frames: int = 0
+
+
+class Pacer:
+    """Monotonic 20 ms grid with a minimum spacing for late frames and a reset past a bound."""
+
+    def __init__(
+        self,
+        frame_s: float = 0.020,
+        min_gap_s: float = 0.018,
+        max_late_s: float = 0.200,
+        lead_frames: int = 2,
+        late_tolerance_s: float = 0.005,
+    ) -> None:
+        self.frame_s = frame_s
+        self.min_gap_s = min_gap_s
+        self.max_late_s = max_late_s
+        self.lead_frames = lead_frames
+        self.late_tolerance_s = late_tolerance_s
+        self.stats = PacerStats()
+        self._due: float | None = None  # scheduled instant of the next frame
+        self._last_sent: float | None = None
+        self._lead_left = 0
+
+    @property
+    def started(self) -> bool:
+        return self._due is not None
+
+    def begin(self, now: float, lead: bool = True) -> None:
+        """Start a new schedule at ``now`` (a response starts, or sending resumes)."""
+        self._due = now
+        self._lead_left = self.lead_frames if lead else 0
+
+    def stop(self) -> None:
+        """Forget the schedule (idle); the next ``begin`` starts afresh."""
+        self._due = None
+        self._lead_left = 0
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the next frame may go (0.0 = send now)."""
+        if self._due is None:
+            self.begin(now)
+        if self._lead_left > 0:
+            return 0.0
+        assert self._due is not None
+        if now - self._due > self.max_late_s:
+            self.stats.schedule_resets += 1
+            self.begin(now)
+            return 0.0
+        earliest = self._due
+        if self._last_sent is not None:
+            earliest = max(earliest, self._last_sent + self.min_gap_s)
+        return max(0.0, earliest - now)
+
+    def sent(self, now: float) -> None:
+        """Record that a frame left at ``now`` and advance the grid by one tick."""
+        assert self._due is not None, "sent() before delay()"
+        self.stats.frames += 1
+        self._last_sent = now
+        if self._lead_left > 0:
+            self._lead_left -= 1
+            if self._lead_left == 0:
+                self._due = now + self.frame_s
+            return
+        if now - self._due > self.late_tolerance_s:
+            self.stats.late_frames += 1
+        self._due += self.frame_s

@@ -1,0 +1,103 @@
+"""The OpenAI side of a call: a small blocking WebSocket connection with timeouts.
+
+``MediaSession`` only needs ``send(text)``, ``recv(timeout) -> str | bytes | None`` (None on
+timeout) and an idempotent ``close()``; anything with those methods can be injected (tests
+use a scripted fake). The default uses websocket-client, whose ``send`` holds a lock, so
+the session's threads may send concurrently.
+"""
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+from typing import Callable, Protocol
+
+import websocket
+
+from .config import BridgeConfig
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionClosed(Exception):
+    """The peer closed the connection (or it broke)."""
+
+
+class RealtimeConnection(Protocol):
+    def send(self, text: str) -> None: ...
+    def recv(self, timeout: float) -> "str | bytes | None": ...
+    def close(self) -> None: ...
+
+
+Connector = Callable[[BridgeConfig], RealtimeConnection]
+
+
+class WebSocketRealtimeConnection:
+    """websocket-client connection to the Realtime endpoint (GA: no ``OpenAI-Beta`` header)."""
+
+    def __init__(self, ws: websocket.WebSocket, send_timeout_s: float = 5.0) -> None:
+        self._ws = ws
+        self._closed = threading.Event()
+        ws.settimeout(send_timeout_s)  # bounds sends and the rest of a partly received frame
+
+    def send(self, text: str) -> None:
+        if self._closed.is_set():
+            raise ConnectionClosed("connection closed")
+        try:
+            self._ws.send(text)
+        except (websocket.WebSocketException, OSError) as exc:
+            raise ConnectionClosed(str(exc)) from exc
+
+    def _readable(self, timeout: float) -> bool:
+        sock = self._ws.sock
+        if sock is None:
+            raise ConnectionClosed("socket gone")
+        pending = getattr(sock, "pending", None)  # TLS may hold decrypted bytes select cannot see
+        if pending is not None and pending():
+            return True
+        readable, _, _ = select.select([sock], [], [], timeout)
+        return bool(readable)
+
+    def recv(self, timeout: float) -> "str | bytes | None":
+        if self._closed.is_set():
+            raise ConnectionClosed("connection closed")
+        try:
+            if not self._readable(timeout):
+                return None
+            opcode, data = self._ws.recv_data()
+        except (websocket.WebSocketException, OSError, ValueError) as exc:
+            raise ConnectionClosed(str(exc)) from exc
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise ConnectionClosed("closed by peer")
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+        return bytes(data)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self._ws.close(timeout=1.0)
+        except (websocket.WebSocketException, OSError):
+            pass
+
+
+def connect(config: BridgeConfig) -> WebSocketRealtimeConnection:
+    """Dial ``config.realtime_url`` with ``Authorization: Bearer`` (the key is never logged)."""
+    headers = []
+    if config.api_key:
+        headers.append(f"Authorization: Bearer {config.api_key}")
+    ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+    try:
+        ws.connect(config.realtime_url, header=headers, timeout=config.connect_timeout_s)
+        ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except Exception:
+        try:
+            ws.close()
+        except Exception:  # noqa: BLE001 - best effort on a socket that never opened
+            pass
+        raise
+    log.debug("connected to realtime endpoint %s", config.realtime_url.split("?")[0])
+    return WebSocketRealtimeConnection(ws)

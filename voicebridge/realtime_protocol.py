@@ -1,0 +1,293 @@
+"""OpenAI Realtime GA codec (sans-IO): client events out, typed server events in.
+
+Only the GA interface is spoken (``audio/pcmu`` both ways, ``response.output_audio.*``).
+Server events the bridge does not act on are returned as ``Other`` so they can be counted
+without being mistaken for errors; anything unparsable becomes a ``ProtocolError``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .config import BridgeConfig
+from .errors import ProtocolError
+
+SIDE = "openai"
+
+# Events whose absence of handling is deliberate (they carry nothing the bridge needs).
+KNOWN_IGNORED = frozenset({
+    "conversation.created", "conversation.item.added", "conversation.item.done",
+    "conversation.item.created", "conversation.item.deleted", "conversation.item.retrieved",
+    "input_audio_buffer.committed", "input_audio_buffer.cleared",
+    "input_audio_buffer.timeout_triggered", "rate_limits.updated",
+    "response.output_item.done", "response.content_part.added", "response.content_part.done",
+    "response.output_audio_transcript.delta", "response.output_text.delta",
+    "response.output_text.done", "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "conversation.item.input_audio_transcription.failed",
+    "output_audio_buffer.started", "output_audio_buffer.stopped", "output_audio_buffer.cleared",
+})
+
+FATAL_ERROR_CODES = frozenset({"session_expired", "beta_api_shape_disabled", "invalid_api_key"})
+BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active"})
+
+
+# ---------------------------------------------------------------- client events
+
+def _dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"))
+
+
+def session_update(config: BridgeConfig) -> str:
+    """GA ``session.update``: mu-law both ways (no transcoding), server VAD, voice, instructions."""
+    audio_in: dict[str, Any] = {
+        "format": {"type": "audio/pcmu"},
+        "turn_detection": {
+            "type": "server_vad",
+            "threshold": config.vad_threshold,
+            "prefix_padding_ms": config.vad_prefix_padding_ms,
+            "silence_duration_ms": config.vad_silence_duration_ms,
+            "create_response": True,
+            "interrupt_response": config.vad_interrupt_response,
+        },
+    }
+    if config.transcription_model:
+        audio_in["transcription"] = {"model": config.transcription_model}
+    session = {
+        "type": "realtime",
+        "instructions": config.instructions,
+        "output_modalities": ["audio"],
+        "audio": {
+            "input": audio_in,
+            "output": {"format": {"type": "audio/pcmu"}, "voice": config.voice},
+        },
+    }
+    return _dumps({"type": "session.update", "session": session})
+
+
+def input_audio_append(b64_audio: str) -> str:
+    """``input_audio_buffer.append`` with the caller's base64 payload exactly as Twilio sent it."""
+    return '{"type":"input_audio_buffer.append","audio":' + json.dumps(b64_audio) + "}"
+
+
+def response_create(instructions: str | None = None) -> str:
+    event: dict[str, Any] = {"type": "response.create"}
+    if instructions:
+        event["response"] = {"instructions": instructions}
+    return _dumps(event)
+
+
+def response_cancel(response_id: str | None = None) -> str:
+    event: dict[str, Any] = {"type": "response.cancel"}
+    if response_id:
+        event["response_id"] = response_id
+    return _dumps(event)
+
+
+def item_truncate(item_id: str, audio_end_ms: int, content_index: int = 0) -> str:
+    return _dumps({
+        "type": "conversation.item.truncate",
+        "item_id": item_id,
+        "content_index": content_index,
+        "audio_end_ms": int(audio_end_ms),
+    })
+
+
+# ---------------------------------------------------------------- server events
+
+@dataclass(frozen=True)
+class SessionReady:
+    """``session.created`` or ``session.updated``."""
+    type: str
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    item_id: str
+    audio_start_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
+class ResponseCreated:
+    response_id: str
+
+
+@dataclass(frozen=True)
+class OutputItemAdded:
+    response_id: str
+    item_id: str
+    item_type: str
+
+
+@dataclass(frozen=True)
+class AudioDelta:
+    response_id: str
+    item_id: str
+    audio: bytes
+
+
+@dataclass(frozen=True)
+class AudioDone:
+    response_id: str
+    item_id: str
+
+
+@dataclass(frozen=True)
+class ResponseDone:
+    response_id: str
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """Caller speech recognised (``input_audio_transcription.delta`` or ``.completed``)."""
+    item_id: str
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True)
+class AgentTranscript:
+    """What the model said (``response.output_audio_transcript.done``)."""
+    response_id: str
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ItemTruncated:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
+class ServerError:
+    code: str
+    message: str
+    error_type: str
+    param: str | None
+    event_id: str | None
+
+    @property
+    def fatal(self) -> bool:
+        return self.code in FATAL_ERROR_CODES
+
+    @property
+    def benign(self) -> bool:
+        return self.code in BENIGN_ERROR_CODES
+
+
+@dataclass(frozen=True)
+class Other:
+    """A valid server event the bridge has no use for (counted, not logged as a problem)."""
+    type: str
+    known: bool
+
+
+ServerEvent = Union[
+    SessionReady, SpeechStarted, SpeechStopped, ResponseCreated, OutputItemAdded, AudioDelta,
+    AudioDone, ResponseDone, Transcript, AgentTranscript, ItemTruncated, ServerError, Other,
+    ProtocolError,
+]
+
+
+def _error(kind: str, detail: str) -> ProtocolError:
+    return ProtocolError(SIDE, kind, detail)
+
+
+def _s(msg: dict[str, Any], key: str) -> str:
+    value = msg.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _i(msg: dict[str, Any], key: str) -> int:
+    value = msg.get(key)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _audio_delta(msg: dict[str, Any]) -> ServerEvent:
+    delta = msg.get("delta")
+    if not isinstance(delta, str):
+        return _error("missing_field", "output_audio.delta without a delta string")
+    try:
+        audio = base64.b64decode(delta, validate=True)
+    except (binascii.Error, ValueError):
+        return _error("bad_base64", f"output_audio.delta is not valid base64 ({len(delta)} chars)")
+    return AudioDelta(_s(msg, "response_id"), _s(msg, "item_id"), audio)
+
+
+def _response_done(msg: dict[str, Any]) -> ServerEvent:
+    resp = msg.get("response") if isinstance(msg.get("response"), dict) else {}
+    details = resp.get("status_details") if isinstance(resp.get("status_details"), dict) else {}
+    return ResponseDone(_s(resp, "id"), _s(resp, "status") or "completed", details.get("reason"))
+
+
+def _server_error(msg: dict[str, Any]) -> ServerEvent:
+    err = msg.get("error") if isinstance(msg.get("error"), dict) else msg
+    return ServerError(
+        code=_s(err, "code") or _s(err, "type") or "unknown",
+        message=_s(err, "message")[:300],
+        error_type=_s(err, "type"),
+        param=err.get("param") if isinstance(err.get("param"), str) else None,
+        event_id=err.get("event_id") if isinstance(err.get("event_id"), str) else None,
+    )
+
+
+def _output_item_added(msg: dict[str, Any]) -> ServerEvent:
+    item = msg.get("item") if isinstance(msg.get("item"), dict) else {}
+    return OutputItemAdded(_s(msg, "response_id"), _s(item, "id"), _s(item, "type"))
+
+
+def _response_created(msg: dict[str, Any]) -> ServerEvent:
+    resp = msg.get("response") if isinstance(msg.get("response"), dict) else {}
+    return ResponseCreated(_s(resp, "id"))
+
+
+_PARSERS = {
+    "session.created": lambda m: SessionReady("session.created"),
+    "session.updated": lambda m: SessionReady("session.updated"),
+    "input_audio_buffer.speech_started": lambda m: SpeechStarted(_s(m, "item_id"), _i(m, "audio_start_ms")),
+    "input_audio_buffer.speech_stopped": lambda m: SpeechStopped(_s(m, "item_id"), _i(m, "audio_end_ms")),
+    "response.created": _response_created,
+    "response.output_item.added": _output_item_added,
+    "response.output_audio.delta": _audio_delta,
+    "response.output_audio.done": lambda m: AudioDone(_s(m, "response_id"), _s(m, "item_id")),
+    "response.output_audio_transcript.done": lambda m: AgentTranscript(
+        _s(m, "response_id"), _s(m, "item_id"), _s(m, "transcript")),
+    "response.done": _response_done,
+    "conversation.item.input_audio_transcription.delta": lambda m: Transcript(
+        _s(m, "item_id"), _s(m, "delta"), False),
+    "conversation.item.input_audio_transcription.completed": lambda m: Transcript(
+        _s(m, "item_id"), _s(m, "transcript"), True),
+    "conversation.item.truncated": lambda m: ItemTruncated(_s(m, "item_id"), _i(m, "audio_end_ms")),
+    "error": _server_error,
+}
+
+
+def parse(message: "str | bytes | None") -> ServerEvent:
+    """Parse one server message; never raises."""
+    if isinstance(message, (bytes, bytearray)):
+        return _error("binary_frame", f"unexpected binary frame ({len(message)} bytes)")
+    if not isinstance(message, str):
+        return _error("binary_frame", f"unexpected {type(message).__name__} frame")
+    try:
+        msg = json.loads(message)
+    except ValueError:
+        return _error("malformed_json", f"message is not JSON ({len(message)} chars)")
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        return _error("missing_field", "message is not an object with a 'type'")
+    kind = msg["type"]
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        return Other(kind, kind in KNOWN_IGNORED)
+    return parser(msg)

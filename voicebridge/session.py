@@ -1,0 +1,825 @@
+"""MediaSession: one phone call bridged to one Realtime session.
+
+The threaded shell around the sans-IO pieces. The caller's thread runs ``run()`` and reads
+Twilio; the session owns exactly three more threads, joined by ``queue.Queue``:
+
+* ``openai-rx``: reads server events, routes audio deltas to the audio queue, drives
+  response state and server-side barge-in;
+* ``audio-out``: audio queue -> ``Framer`` -> TX queue (exact 160-byte frames);
+* ``tx``: TX queue -> ``Pacer`` -> Twilio, one frame per message on a 20 ms grid.
+
+Every write to the Twilio socket holds ``_twilio_lock`` (simple-websocket's ``send`` is not
+thread-safe). A barge-in bumps the generation *under that lock*, and the TX thread checks
+the generation under it before each frame, so no media frame can follow the ``clear``.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from . import audio, bargein, realtime_client
+from . import realtime_protocol as rt
+from . import twilio_protocol as tw
+from .config import BridgeConfig
+from .errors import ProtocolError
+from .framing import Framer
+from .metrics import CallMetrics
+from .pacing import Pacer
+from .playback import PlaybackTracker
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class TwilioSocket(Protocol):
+    """What the session needs of the Twilio WebSocket (flask-sock's ``ws`` fits)."""
+
+    def send(self, data: str) -> None: ...
+    def receive(self, timeout: float | None = None) -> "str | bytes | None": ...
+    def close(self, reason: int | None = None, message: str | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Frame:
+    generation: int
+    response_id: str
+    item_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class _EndOfItem:
+    """Response audio finished: the TX loop marks it so we learn when playback ends."""
+    generation: int
+    response_id: str
+    item_id: str
+
+
+@dataclass(frozen=True)
+class _Delta:
+    generation: int
+    response_id: str
+    item_id: str
+    audio: bytes
+
+
+_STOP = object()
+
+
+class _CallLog(logging.LoggerAdapter):
+    """Prefixes every line with the call's stream and call SIDs."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        ctx = self.extra or {}
+        return f"[{ctx.get('stream_sid') or '-'} {ctx.get('call_sid') or '-'}] {msg}", kwargs
+
+
+class MediaSession:
+    """Bridges one Twilio Media Stream to one OpenAI Realtime session.
+
+    ``run()`` blocks until the call ends; ``close()`` is idempotent and safe from any
+    thread. ``metrics`` returns the call's figures as a dict.
+    """
+
+    def __init__(
+        self,
+        twilio_ws: TwilioSocket,
+        config: BridgeConfig | None = None,
+        connect: realtime_client.Connector | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        on_transcript: Callable[[str, str], None] | None = None,
+        on_end: Callable[["MediaSession"], None] | None = None,
+        on_start: Callable[["MediaSession", tw.Start], BridgeConfig | None] | None = None,
+    ) -> None:
+        self.config = config or BridgeConfig()
+        self._twilio = twilio_ws
+        self._connect = connect or realtime_client.connect
+        self._clock = clock
+        self._on_transcript = on_transcript
+        self._on_end = on_end
+        self._on_start = on_start
+        self._metrics = CallMetrics()
+        self.stream_sid: str | None = None
+        self.call_sid: str | None = None
+        self.custom_parameters: dict[str, str] = {}
+        self.close_reason: str | None = None
+        self._ctx: dict[str, Any] = {"stream_sid": None, "call_sid": None}
+        self.log = _CallLog(log, self._ctx)
+        # queues and threads
+        self._audio_q: "queue.Queue[Any]" = queue.Queue()
+        self._tx_q: "queue.Queue[Any]" = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._openai: realtime_client.RealtimeConnection | None = None
+        self._outbound: tw.Outbound | None = None
+        self._stream_ready = threading.Event()
+        # locks and flags
+        self._twilio_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._close_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._tx_wake = threading.Event()
+        self._done = threading.Event()
+        self._closing = False
+        self._torn_down = False
+        self._running = False
+        self._run_thread: threading.Thread | None = None
+        # outbound audio state (generation and pause are read by TX under _twilio_lock)
+        self._generation = 0
+        self._paused = False
+        self._paused_at: float | None = None
+        self._playback = PlaybackTracker()
+        self._pacer = Pacer(lead_frames=self.config.lead_frames,
+                            late_tolerance_s=self.config.late_tolerance_ms / 1000)  # TX thread only
+        # response state, under _state_lock
+        self._response_id: str | None = None
+        self._response_active = False
+        self._item_id: str | None = None
+        self._greeting_pending = False
+        self._greeting_response_id: str | None = None
+        self._handled_response: str | None = None
+        self._interrupted: set[str] = set()  # response ids and item ids whose late deltas are dropped
+        self._item_bytes: dict[str, int] = {}
+        self._session_configured = False
+        self._last_openai_event = clock()
+        self._active_since: float | None = None
+        # barge-in
+        cfg = self.config
+        self._detector = bargein.LevelDetector(cfg.barge_in_threshold_dbfs, cfg.barge_in_frames, cfg.duck)
+        self._false_trigger = bargein.FalseTriggerMonitor(cfg.false_trigger_ms / 1000)
+        self._speech_onset: float | None = None
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The call's figures (see ``voicebridge.metrics.COUNTERS``) as a plain dict."""
+        snap = self._metrics.snapshot()
+        snap["tx_late_frames"] = self._pacer.stats.late_frames
+        snap["tx_schedule_resets"] = self._pacer.stats.schedule_resets
+        snap["stream_sid"] = self.stream_sid
+        snap["call_sid"] = self.call_sid
+        snap["close_reason"] = self.close_reason
+        return snap
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
+    def run(self) -> None:
+        """Bridge the call until Twilio stops or either side disconnects; then tear down."""
+        if self._closing:
+            self._teardown()
+            return
+        self._running = True
+        self._run_thread = threading.current_thread()
+        try:
+            if self._open_openai():
+                self._start_threads()
+                self._read_twilio()
+        except Exception:  # noqa: BLE001 - the call must end cleanly whatever happened
+            self.log.exception("session failed")
+            self.close("internal error")
+        finally:
+            self.close(self.close_reason or "twilio loop ended")
+            self._teardown()
+
+    def close(self, reason: str = "closed") -> None:
+        """End the call. Idempotent; from any thread; returns once torn down (outside threads)."""
+        with self._close_lock:
+            first = not self._closing
+            self._closing = True
+        if first:
+            self.close_reason = reason
+            self.log.info("closing: %s", reason)
+            self._stop.set()
+            self._tx_wake.set()
+            self._audio_q.put(_STOP)
+            self._tx_q.put(_STOP)
+            conn = self._openai
+            if conn is not None:
+                self._safe(conn.close, "openai close")
+        me = threading.current_thread()
+        if me in self._threads or me is self._run_thread:
+            return
+        if self._running:
+            self._done.wait(self.config.join_timeout_s * 2)
+        else:
+            self._teardown()
+
+    # ------------------------------------------------------------------ setup
+    def _open_openai(self) -> bool:
+        try:
+            self._openai = self._connect(self.config)
+        except Exception as exc:  # noqa: BLE001 - refused, timeout, 401...: end the call cleanly
+            self.log.error("cannot reach the Realtime endpoint: %s", _describe(exc))
+            self._metrics.error("connect_failed")
+            self.close("openai unreachable")
+            return False
+        self._send_openai(rt.session_update(self.config))
+        return True
+
+    def _start_threads(self) -> None:
+        for name, target in (("openai-rx", self._openai_loop), ("audio-out", self._audio_loop),
+                             ("tx", self._tx_loop)):
+            thread = threading.Thread(target=self._guarded(target), name=f"vb-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _guarded(self, target: Callable[[], None]) -> Callable[[], None]:
+        def body() -> None:
+            try:
+                target()
+            except Exception:  # noqa: BLE001 - logged with call context, then the call ends
+                self.log.exception("thread %s failed", threading.current_thread().name)
+                self.close("internal error")
+        return body
+
+    def _rename_threads(self) -> None:
+        for thread in self._threads:
+            base = thread.name.split(":")[0]
+            thread.name = f"{base}:{self.stream_sid}"
+
+    # ------------------------------------------------------------------ Twilio side (run thread)
+    def _read_twilio(self) -> None:
+        timeout = self.config.twilio_receive_timeout_s
+        while not self._stop.is_set():
+            try:
+                message = self._twilio.receive(timeout=timeout)
+            except Exception as exc:  # noqa: BLE001 - ConnectionClosed and friends
+                self.close(f"twilio disconnected ({type(exc).__name__})")
+                return
+            now = self._clock()
+            if message is not None:
+                self._handle_twilio(tw.parse(message), now)
+            self._tick(now)
+
+    def _handle_twilio(self, event: tw.TwilioEvent, now: float) -> None:
+        if isinstance(event, tw.Media):
+            self._on_media(event, now)
+        elif isinstance(event, tw.Mark):
+            self._on_mark(event, now)
+        elif isinstance(event, tw.Start):
+            self._on_twilio_start(event)
+        elif isinstance(event, tw.Stop):
+            self.log.info("twilio stop")
+            self.close("twilio stop")
+        elif isinstance(event, tw.Dtmf):
+            self.log.info("dtmf digit %s", event.digit)
+        elif isinstance(event, ProtocolError):
+            self._metrics.protocol_error(event.side, event.kind)
+            self.log.warning("ignored bad Twilio message: %s", event)
+
+    def _on_twilio_start(self, event: tw.Start) -> None:
+        if self.stream_sid is not None:
+            self._metrics.protocol_error("twilio", "duplicate_start")
+            self.log.warning("ignored duplicate start (stream %s)", event.stream_sid)
+            return
+        self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
+        self.custom_parameters = dict(event.custom_parameters)
+        self._ctx.update(stream_sid=event.stream_sid, call_sid=event.call_sid)
+        self._outbound = tw.Outbound(event.stream_sid)
+        self._rename_threads()
+        self.log.info("call started (params: %s)", sorted(self.custom_parameters))
+        if self._on_start is not None:
+            self._safe(lambda: self._on_start(self, event), "on_start hook")
+        self._stream_ready.set()
+
+    def _on_media(self, event: tw.Media, now: float) -> None:
+        self._metrics.add("inbound_frames")
+        self._metrics.add("inbound_bytes", len(event.payload))
+        if len(event.payload) != audio.FRAME_BYTES:
+            self._metrics.add("inbound_wrong_size")
+        if self.stream_sid is not None and event.stream_sid and event.stream_sid != self.stream_sid:
+            self._metrics.protocol_error("twilio", "wrong_stream_sid")
+            return
+        self._send_openai(rt.input_audio_append(event.b64))
+        if self.config.barge_in and event.payload:
+            self._detect(audio.dbfs(event.payload), now)
+
+    def _on_mark(self, event: tw.Mark, now: float) -> None:
+        with self._state_lock:
+            outcome = self._playback.echoed(event.name, now)
+        self._metrics.add({"played": "marks_echoed", "stale": "marks_stale"}.get(outcome, "marks_echoed"))
+
+    # ------------------------------------------------------------------ barge-in
+    def _guard_state(self) -> bargein.GuardState:
+        """Sample the guard facts; caller holds ``_state_lock``."""
+        return bargein.GuardState(
+            barge_in_enabled=self.config.barge_in,
+            in_greeting=self._response_id is not None and self._response_id == self._greeting_response_id,
+            greeting_interruptible=self.config.greeting_interruptible,
+            ai_speaking=self._ai_speaking(),
+            response_active=self._response_active,
+            already_handled=self._response_id is not None and self._handled_response == self._response_id,
+        )
+
+    def _frames_in_flight(self) -> int:
+        m = self._metrics
+        return m.get("frames_enqueued") - m.get("frames_sent") - m.get("frames_flushed") - m.get("frames_dropped")
+
+    def _ai_speaking(self) -> bool:
+        return self._frames_in_flight() > 0 or not self._audio_q.empty() or self._playback.pending_marks > 0
+
+    def _detect(self, level: float, now: float) -> None:
+        with self._state_lock:
+            armed = bargein.guard(self._guard_state()) is None
+        loud = self._detector.is_loud(level)
+        self._false_trigger.level(loud, now)
+        decision = self._detector.feed(level, armed)
+        if decision is bargein.Decision.DUCK:
+            self._speech_onset = now
+            self._set_paused(True, now)
+            self._metrics.add("ducks")
+            self.log.info("duck: caller loud (%.1f dBFS), sending paused", level)
+        elif decision is bargein.Decision.RELEASE:
+            self._set_paused(False, now)
+            self._metrics.add("duck_releases")
+            self.log.info("duck released: loud run ended before confirmation")
+        elif decision is bargein.Decision.CONFIRM:
+            onset = self._speech_onset if self._speech_onset is not None else now
+            self._barge_in("local", now, onset)
+        elif loud and armed and self._detector.run == 1:
+            self._speech_onset = now
+
+    def _set_paused(self, paused: bool, now: float) -> None:
+        with self._twilio_lock:
+            self._paused = paused
+            self._paused_at = now if paused else None
+        self._tx_wake.set()
+
+    def _barge_in(self, source: str, now: float, onset: float | None = None) -> bool:
+        """The interruption procedure; locked by response id so two triggers run it once."""
+        with self._state_lock:
+            state = self._guard_state()
+            steps = bargein.plan(state)
+            if steps is None:
+                reason = bargein.guard(state)
+                self.log.debug("%s barge-in ignored: %s", source, reason)
+                return False
+            response_id, item_id = self._response_id, self._item_id
+            self._handled_response = response_id
+            if response_id:
+                self._interrupted.add(response_id)
+            if item_id:
+                self._interrupted.add(item_id)
+        self.log.info("barge-in (%s) confirmed on response %s", source, response_id)
+        self._stop_audio(now)
+        if steps.cancel:
+            self._send_openai(rt.response_cancel(response_id))
+            self.log.info("response.cancel sent for %s", response_id)
+        if steps.truncate and item_id:
+            self._truncate(item_id, now)
+        with self._state_lock:
+            if self._response_id == response_id:
+                self._response_active = False
+                self._response_id = None
+                self._item_id = None
+                self._active_since = None
+        self._detector.reset()
+        self._metrics.add("barge_in_events")
+        self._metrics.add(f"barge_in_{source}")
+        if onset is not None:
+            self._metrics.barge_in_latency((now - onset) * 1000)
+        if source == "local":
+            self._false_trigger.start(now, loud=True)
+        return True
+
+    def _stop_audio(self, now: float) -> None:
+        """No media frame leaves after this: bump the generation and clear, under the send lock."""
+        with self._twilio_lock:
+            self._generation += 1
+            self._paused = False
+            self._paused_at = None
+            with self._state_lock:
+                self._playback.cleared()
+            if self._outbound is None:
+                self.log.warning("clear not sent: no streamSid yet")
+            else:
+                try:
+                    self._twilio.send(self._outbound.clear())
+                    self._metrics.add("clears_sent")
+                    self.log.info("twilio clear sent")
+                except Exception as exc:  # noqa: BLE001
+                    self._metrics.add("send_failures")
+                    self.log.warning("twilio clear failed: %s", _describe(exc))
+        # Queued frames and deltas now carry an old generation: the TX and audio-out threads
+        # discard them where they find them (counted as flushed), so nothing newer is lost.
+        self._tx_wake.set()
+        self.log.info("flushing %d queued frames", self._frames_in_flight())
+
+    def _truncate(self, item_id: str, now: float) -> None:
+        with self._state_lock:
+            heard = self._playback.heard_ms(item_id, now)
+            received_ms = self._item_bytes.get(item_id, 0) // audio.BYTES_PER_MS
+        audio_end_ms = max(0, min(heard, received_ms))
+        self._send_openai(rt.item_truncate(item_id, audio_end_ms))
+        self._metrics.add("truncates_sent")
+        self.log.info("truncate %s at %d ms (received %d ms)", item_id, audio_end_ms, received_ms)
+
+    # ------------------------------------------------------------------ periodic checks
+    def _tick(self, now: float) -> None:
+        """Timers: false-trigger recovery and the safety fuses (run thread, every receive)."""
+        if self._false_trigger.poll(now):
+            self._metrics.add("false_barge_ins")
+            self.log.info("false barge-in: no speech followed; asking the model to continue")
+            self._send_openai(rt.response_create(self.config.continue_instructions))
+        self._fuse(now)
+
+    def _fuse(self, now: float) -> None:
+        cfg = self.config
+        with self._twilio_lock:
+            stuck_duck = self._paused and self._paused_at is not None and now - self._paused_at > cfg.duck_fuse_ms / 1000
+            if stuck_duck:
+                self._paused = False
+                self._paused_at = None
+        if stuck_duck:
+            self._detector.reset()
+            self._tx_wake.set()
+            self._blow_fuse("duck held with no confirmation")
+        with self._state_lock:
+            stale = now - self._last_openai_event > cfg.safety_fuse_ms / 1000
+            stuck_response = self._response_active and stale
+            if stuck_response:
+                self._response_active = False
+                self._active_since = None
+            stuck_marks = stale and self._playback.pending_marks > 0 and self._tx_q.empty() and self._audio_q.empty()
+            if stuck_marks:
+                self._playback.forget_pending()
+        if stuck_response:
+            self._blow_fuse("response active with no events")
+        if stuck_marks:
+            self._blow_fuse("marks never echoed")
+
+    def _blow_fuse(self, what: str) -> None:
+        self._metrics.add("safety_fuses")
+        self.log.warning("SAFETY_FUSE: %s; state force-cleared", what)
+
+    # ------------------------------------------------------------------ OpenAI side (openai-rx thread)
+    def _openai_loop(self) -> None:
+        conn = self._openai
+        assert conn is not None
+        timeout = self.config.openai_receive_timeout_s
+        while not self._stop.is_set():
+            try:
+                message = conn.recv(timeout)
+            except Exception as exc:  # noqa: BLE001 - closed or broken
+                if not self._stop.is_set():
+                    self.log.warning("Realtime connection lost: %s", _describe(exc))
+                    self.close("openai disconnected")
+                return
+            if message is None:
+                continue
+            now = self._clock()
+            with self._state_lock:
+                self._last_openai_event = now
+            self._handle_openai(rt.parse(message), now)
+
+    def _handle_openai(self, event: rt.ServerEvent, now: float) -> None:
+        handler = self._openai_handlers.get(type(event))
+        if handler is not None:
+            handler(self, event, now)
+
+    def _on_session_ready(self, event: rt.SessionReady, now: float) -> None:
+        if event.type != "session.updated" or self._session_configured:
+            return
+        self._session_configured = True
+        if self.config.greeting:
+            with self._state_lock:
+                self._greeting_pending = True
+            self._send_openai(rt.response_create(self.config.greeting))
+
+    def _on_response_created(self, event: rt.ResponseCreated, now: float) -> None:
+        with self._state_lock:
+            self._response_id = event.response_id
+            self._response_active = True
+            self._item_id = None
+            self._active_since = now
+            if self._greeting_pending:
+                self._greeting_pending = False
+                self._greeting_response_id = event.response_id
+        self._false_trigger.cancel()
+        self._metrics.add("responses")
+        self.log.info("response %s created", event.response_id)
+
+    def _on_output_item(self, event: rt.OutputItemAdded, now: float) -> None:
+        with self._state_lock:
+            if event.response_id == self._response_id and event.item_type == "message":
+                self._item_id = event.item_id
+
+    def _on_audio_delta(self, event: rt.AudioDelta, now: float) -> None:
+        with self._state_lock:
+            if event.response_id in self._interrupted or event.item_id in self._interrupted:
+                late = True
+            else:
+                late = False
+                if self._item_id is None and event.response_id == self._response_id:
+                    self._item_id = event.item_id
+                self._item_bytes[event.item_id] = self._item_bytes.get(event.item_id, 0) + len(event.audio)
+            generation = self._generation
+        if late:
+            self._metrics.add("late_deltas_dropped")
+            return
+        self._metrics.add("audio_deltas")
+        self._metrics.add("model_audio_bytes", len(event.audio))
+        self._metrics.first_delta(now)
+        self._audio_q.put(_Delta(generation, event.response_id, event.item_id, event.audio))
+
+    def _on_audio_done(self, event: rt.AudioDone, now: float) -> None:
+        self._end_audio(event.response_id, event.item_id)
+
+    def _end_audio(self, response_id: str, item_id: str) -> None:
+        """The response's audio is complete: the framer pads its tail (unless interrupted)."""
+        with self._state_lock:
+            if response_id in self._interrupted:
+                return
+            generation = self._generation
+        self._audio_q.put(_EndOfItem(generation, response_id, item_id))
+
+    def _on_response_done(self, event: rt.ResponseDone, now: float) -> None:
+        with self._state_lock:
+            if event.response_id == self._response_id:
+                self._response_active = False
+                self._active_since = None
+            item_id = self._item_id or ""
+        self._end_audio(event.response_id, item_id)
+        self.log.info("response %s done (%s%s)", event.response_id, event.status,
+                      f", {event.reason}" if event.reason else "")
+
+    def _on_speech_started(self, event: rt.SpeechStarted, now: float) -> None:
+        self._false_trigger.speech_started()
+        self.log.info("server VAD: caller speech started")
+        self._barge_in("server", now)
+
+    def _on_transcript(self, event: rt.Transcript, now: float) -> None:
+        self._false_trigger.user_text(event.text)
+        if event.final and self._on_transcript is not None:
+            self._safe(lambda: self._on_transcript("caller", event.text), "on_transcript hook")
+
+    def _on_agent_transcript(self, event: rt.AgentTranscript, now: float) -> None:
+        if self._on_transcript is not None:
+            self._safe(lambda: self._on_transcript("agent", event.text), "on_transcript hook")
+
+    def _on_server_error(self, event: rt.ServerError, now: float) -> None:
+        self._metrics.error(event.code)
+        if event.benign:
+            self.log.info("Realtime error %s (benign): %s", event.code, event.message)
+        elif event.fatal:
+            self.log.error("Realtime fatal error %s: %s", event.code, event.message)
+            self.close(f"openai error {event.code}")
+        else:
+            self.log.warning("Realtime error %s: %s", event.code, event.message)
+
+    def _on_openai_protocol_error(self, event: ProtocolError, now: float) -> None:
+        self._metrics.protocol_error(event.side, event.kind)
+        self.log.warning("ignored bad Realtime message: %s", event)
+
+    def _on_other(self, event: rt.Other, now: float) -> None:
+        if not event.known:
+            self._metrics.add("openai_unknown_events")
+            self.log.debug("unhandled Realtime event %s", event.type[:60])
+
+    _openai_handlers: dict[type, Callable[..., None]] = {
+        rt.SessionReady: _on_session_ready,
+        rt.ResponseCreated: _on_response_created,
+        rt.OutputItemAdded: _on_output_item,
+        rt.AudioDelta: _on_audio_delta,
+        rt.AudioDone: _on_audio_done,
+        rt.ResponseDone: _on_response_done,
+        rt.SpeechStarted: _on_speech_started,
+        rt.Transcript: _on_transcript,
+        rt.AgentTranscript: _on_agent_transcript,
+        rt.ServerError: _on_server_error,
+        ProtocolError: _on_openai_protocol_error,
+        rt.Other: _on_other,
+    }
+
+    # ------------------------------------------------------------------ audio-out thread
+    def _audio_loop(self) -> None:
+        framer = Framer()
+        generation = self._generation
+        while True:
+            item = self._audio_q.get()
+            if item is _STOP or self._stop.is_set():
+                break
+            if item.generation != self._generation:
+                if isinstance(item, _Delta):
+                    self._metrics.add("framer_bytes_dropped", len(item.audio))
+                continue
+            if item.generation != generation:
+                generation = item.generation
+                self._metrics.add("framer_bytes_dropped", framer.drop())
+            if isinstance(item, _Delta):
+                self._enqueue(framer.push(item.audio), item)
+            else:
+                before = framer.padded_bytes
+                self._enqueue(framer.end(), item)
+                self._metrics.add("framer_bytes_padded", framer.padded_bytes - before)
+                self._tx_q.put(item)
+        self._metrics.add("framer_bytes_dropped", framer.drop())
+
+    def _enqueue(self, frames: list[bytes], src: "_Delta | _EndOfItem") -> None:
+        for frame in frames:
+            self._metrics.add("frames_enqueued")
+            self._tx_q.put(_Frame(src.generation, src.response_id, src.item_id, frame))
+
+    # ------------------------------------------------------------------ TX thread
+    def _tx_loop(self) -> None:
+        cfg = self.config
+        pacer = self._pacer
+        last_response: str | None = None
+        frames_in_item = 0
+        while not self._stream_ready.wait(0.05):
+            if self._stop.is_set():
+                return
+        while True:
+            item = self._tx_q.get()
+            if item is _STOP or self._stop.is_set():
+                if isinstance(item, _Frame):
+                    self._metrics.add("frames_dropped")
+                break
+            if isinstance(item, _EndOfItem):
+                if item.generation == self._generation and frames_in_item:
+                    self._send_mark(item.item_id)
+                frames_in_item = 0
+                pacer.stop()
+                last_response = None
+                continue
+            if item.response_id != last_response:
+                last_response = item.response_id
+                frames_in_item = 0
+                pacer.begin(self._clock())
+            outcome = self._pace_and_send(item, pacer)
+            if outcome == "sent":
+                frames_in_item += 1
+                if cfg.mark_every_frames and frames_in_item % cfg.mark_every_frames == 0:
+                    self._send_mark(item.item_id)
+            elif outcome == "stop":
+                break
+
+    def _pace_and_send(self, frame: _Frame, pacer: Pacer) -> str:
+        """Wait for the frame's slot, then send it; ``"sent"``, ``"flushed"`` or ``"stop"``."""
+        was_paused = False
+        while True:
+            if self._stop.is_set():
+                self._metrics.add("frames_dropped")
+                return "stop"
+            if frame.generation != self._generation:
+                self._metrics.add("frames_flushed")
+                return "flushed"
+            now = self._clock()
+            if self._paused:
+                was_paused = True
+                self._tx_wake.wait(0.05)
+                self._tx_wake.clear()
+                continue
+            if was_paused:
+                was_paused = False
+                pacer.begin(now, lead=False)
+            delay = pacer.delay(now)
+            if delay > 0:
+                self._tx_wake.wait(delay)
+                self._tx_wake.clear()
+                continue
+            result = self._send_frame(frame, pacer)
+            if result != "retry":
+                return result
+
+    def _send_frame(self, frame: _Frame, pacer: Pacer) -> str:
+        assert self._outbound is not None
+        if len(frame.data) != audio.FRAME_BYTES:
+            self._metrics.add("outbound_bad_size")
+            self._metrics.add("frames_dropped")
+            self.log.error("frame of %d bytes refused (must be %d)", len(frame.data), audio.FRAME_BYTES)
+            return "flushed"
+        message = self._outbound.media(frame.data)
+        with self._twilio_lock:
+            if frame.generation != self._generation:
+                self._metrics.add("frames_flushed")
+                return "flushed"
+            if self._paused:
+                return "retry"
+            try:
+                self._twilio.send(message)
+            except Exception as exc:  # noqa: BLE001 - peer gone
+                self._metrics.add("send_failures")
+                self._metrics.add("frames_dropped")
+                self.log.warning("twilio send failed: %s", _describe(exc))
+                self.close("twilio send failed")
+                return "stop"
+            now = self._clock()
+            pacer.sent(now)
+            self._metrics.frame_sent(len(frame.data), now)
+            with self._state_lock:
+                self._playback.sent(frame.item_id, len(frame.data), now)
+        return "sent"
+
+    def _send_mark(self, item_id: str) -> None:
+        with self._twilio_lock:
+            if self._outbound is None:
+                return
+            with self._state_lock:
+                name = self._playback.new_mark(item_id)
+            try:
+                self._twilio.send(self._outbound.mark(name))
+                self._metrics.add("marks_sent")
+            except Exception as exc:  # noqa: BLE001
+                self._metrics.add("send_failures")
+                self.log.warning("twilio mark failed: %s", _describe(exc))
+
+    # ------------------------------------------------------------------ helpers and teardown
+    def _send_openai(self, text: str) -> bool:
+        conn = self._openai
+        if conn is None or self._stop.is_set():
+            return False
+        try:
+            conn.send(text)
+            return True
+        except Exception as exc:  # noqa: BLE001
+            if not self._stop.is_set():
+                self.log.warning("Realtime send failed: %s", _describe(exc))
+                self.close("openai send failed")
+            return False
+
+    def _safe(self, fn: Callable[[], Any], what: str) -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - user hooks and best-effort closes must not kill a call
+            self.log.exception("%s raised", what)
+
+    def _teardown(self) -> None:
+        with self._close_lock:
+            if self._torn_down:
+                return
+            self._torn_down = True
+        me = threading.current_thread()
+        for thread in self._threads:
+            if thread is not me:
+                thread.join(self.config.join_timeout_s)
+                if thread.is_alive():
+                    self.log.error("thread %s did not stop in time", thread.name)
+        self._metrics.add("frames_dropped", _drain(self._tx_q, lambda x: isinstance(x, _Frame)))
+        _drain(self._audio_q, lambda x: False)
+        self._safe(self._close_twilio, "twilio close")
+        snap = self.metrics
+        if not snap["accounting_ok"]:
+            self.log.error("frame accounting mismatch: %s", _accounting(snap))
+        self.log.info("call summary: %s", _summary(snap))
+        self._done.set()
+        if self._on_end is not None:
+            self._safe(lambda: self._on_end(self), "on_end hook")
+
+    def _close_twilio(self) -> None:
+        with self._twilio_lock:
+            try:
+                self._twilio.close()
+            except Exception:  # noqa: BLE001 - already closed by the peer: nothing to do
+                pass
+
+
+def _drain(q: "queue.Queue[Any]", count: Callable[[Any], bool]) -> int:
+    return sum(1 for item in _drain_items(q, count))
+
+
+def _drain_items(q: "queue.Queue[Any]", keep: Callable[[Any], bool]) -> list[Any]:
+    """Empty ``q`` now; return the items ``keep`` selects (a _STOP is put back)."""
+    out, saw_stop = [], False
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            break
+        if item is _STOP:
+            saw_stop = True
+        elif keep(item):
+            out.append(item)
+    if saw_stop:
+        q.put(_STOP)
+    return out
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _accounting(snap: dict[str, Any]) -> str:
+    return (f"enqueued={snap['frames_enqueued']} sent={snap['frames_sent']} "
+            f"flushed={snap['frames_flushed']} dropped={snap['frames_dropped']}")
+
+
+def _summary(snap: dict[str, Any]) -> str:
+    keys = ("audio_deltas", "model_audio_bytes", "inbound_frames", "tx_late_frames",
+            "tx_schedule_resets", "first_frame_bytes", "first_delta_to_frame_ms", "barge_in_events",
+            "false_barge_ins", "ducks", "clears_sent", "safety_fuses", "close_reason")
+    parts = [_accounting(snap), f"accounting_ok={snap['accounting_ok']}"]
+    parts += [f"{k}={snap.get(k)}" for k in keys]
+    if snap["openai_errors"]:
+        parts.append(f"openai_errors={snap['openai_errors']}")
+    if snap["protocol_errors"]:
+        parts.append(f"protocol_errors={snap['protocol_errors']}")
+    return " ".join(parts)

@@ -1,0 +1,187 @@
+"""Twilio Media Streams codec (sans-IO): JSON text in, typed events out, and back.
+
+Inbound: ``connected``, ``start``, ``media``, ``mark``, ``dtmf``, ``stop``. Outbound: only
+``media``, ``mark`` and ``clear``, with exactly the documented fields, because Twilio
+rejects unexpected fields (warning 31951).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from .errors import ProtocolError
+
+SIDE = "twilio"
+
+
+@dataclass(frozen=True)
+class Connected:
+    protocol: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Start:
+    stream_sid: str
+    call_sid: str
+    account_sid: str
+    tracks: tuple[str, ...] = ()
+    custom_parameters: dict[str, str] = field(default_factory=dict)
+    media_format: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Media:
+    stream_sid: str
+    payload: bytes
+    b64: str  # the payload exactly as received: forwarded to OpenAI without re-encoding
+    timestamp_ms: int | None
+    track: str
+
+
+@dataclass(frozen=True)
+class Mark:
+    stream_sid: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    stream_sid: str
+    digit: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    stream_sid: str
+    call_sid: str
+
+
+TwilioEvent = Union[Connected, Start, Media, Mark, Dtmf, Stop, ProtocolError]
+
+
+def _error(kind: str, detail: str) -> ProtocolError:
+    return ProtocolError(SIDE, kind, detail)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_start(msg: dict[str, Any]) -> TwilioEvent:
+    start = msg.get("start")
+    if not isinstance(start, dict):
+        return _error("missing_field", "start message without a 'start' object")
+    sid = start.get("streamSid") or msg.get("streamSid")
+    if not isinstance(sid, str) or not sid:
+        return _error("missing_field", "start message without streamSid")
+    params = start.get("customParameters") or {}
+    if not isinstance(params, dict):
+        params = {}
+    return Start(
+        stream_sid=sid,
+        call_sid=str(start.get("callSid") or ""),
+        account_sid=str(start.get("accountSid") or ""),
+        tracks=tuple(str(t) for t in start.get("tracks") or ()),
+        custom_parameters={str(k): str(v) for k, v in params.items()},
+        media_format=dict(start.get("mediaFormat") or {}),
+    )
+
+
+def _parse_media(msg: dict[str, Any]) -> TwilioEvent:
+    media = msg.get("media")
+    if not isinstance(media, dict) or not isinstance(media.get("payload"), str):
+        return _error("missing_field", "media message without media.payload")
+    b64 = media["payload"]
+    try:
+        payload = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return _error("bad_base64", f"media payload is not valid base64 ({len(b64)} chars)")
+    return Media(
+        stream_sid=str(msg.get("streamSid") or ""),
+        payload=payload,
+        b64=b64,
+        timestamp_ms=_int_or_none(media.get("timestamp")),
+        track=str(media.get("track") or "inbound"),
+    )
+
+
+def _parse_mark(msg: dict[str, Any]) -> TwilioEvent:
+    mark = msg.get("mark")
+    if not isinstance(mark, dict) or not isinstance(mark.get("name"), str):
+        return _error("missing_field", "mark message without mark.name")
+    return Mark(stream_sid=str(msg.get("streamSid") or ""), name=mark["name"])
+
+
+def _parse_dtmf(msg: dict[str, Any]) -> TwilioEvent:
+    dtmf = msg.get("dtmf")
+    if not isinstance(dtmf, dict):
+        return _error("missing_field", "dtmf message without dtmf object")
+    return Dtmf(stream_sid=str(msg.get("streamSid") or ""), digit=str(dtmf.get("digit") or ""))
+
+
+def _parse_stop(msg: dict[str, Any]) -> TwilioEvent:
+    stop = msg.get("stop") if isinstance(msg.get("stop"), dict) else {}
+    return Stop(stream_sid=str(msg.get("streamSid") or ""), call_sid=str(stop.get("callSid") or ""))
+
+
+def _parse_connected(msg: dict[str, Any]) -> TwilioEvent:
+    return Connected(protocol=str(msg.get("protocol") or ""), version=str(msg.get("version") or ""))
+
+
+_PARSERS = {
+    "connected": _parse_connected,
+    "start": _parse_start,
+    "media": _parse_media,
+    "mark": _parse_mark,
+    "dtmf": _parse_dtmf,
+    "stop": _parse_stop,
+}
+
+
+def parse(message: "str | bytes | None") -> TwilioEvent:
+    """Parse one WebSocket message from Twilio; anything wrong becomes a ProtocolError."""
+    if not isinstance(message, str):
+        return _error("binary_frame", f"unexpected {type(message).__name__} frame")
+    try:
+        msg = json.loads(message)
+    except ValueError:
+        return _error("malformed_json", f"message is not JSON ({len(message)} chars)")
+    if not isinstance(msg, dict):
+        return _error("malformed_json", "message is not a JSON object")
+    event = msg.get("event")
+    parser = _PARSERS.get(event) if isinstance(event, str) else None
+    if parser is None:
+        return _error("unknown_event", f"unknown event {str(event)[:40]!r}")
+    return parser(msg)
+
+
+class Outbound:
+    """Builds the three outbound messages for one stream.
+
+    The media envelope is pre-built once per stream so the 20 ms hot path is one base64
+    encode and one string concatenation.
+    """
+
+    def __init__(self, stream_sid: str) -> None:
+        self.stream_sid = stream_sid
+        sid = json.dumps(stream_sid)
+        self._media_head = '{"event":"media","streamSid":' + sid + ',"media":{"payload":"'
+        self._media_tail = '"}}'
+        self._mark_head = '{"event":"mark","streamSid":' + sid + ',"mark":{"name":'
+        self._clear = '{"event":"clear","streamSid":' + sid + "}"
+
+    def media(self, frame: bytes) -> str:
+        return self._media_head + base64.b64encode(frame).decode("ascii") + self._media_tail
+
+    def mark(self, name: str) -> str:
+        return self._mark_head + json.dumps(name) + "}}"
+
+    def clear(self) -> str:
+        return self._clear
