@@ -145,6 +145,10 @@ class MediaSession:
         self._handled_response: str | None = None
         self._interrupted: set[str] = set()  # response ids and item ids whose late deltas are dropped
         self._item_bytes: dict[str, int] = {}
+        # audio of the current generation still inside the bridge (deltas not yet framed,
+        # frames not yet sent); a barge-in zeroes both, older audio is never counted again
+        self._live_deltas = 0
+        self._live_frames = 0
         self._session_configured = False
         self._last_openai_event = clock()
         self._active_since: float | None = None
@@ -318,12 +322,9 @@ class MediaSession:
             already_handled=self._response_id is not None and self._handled_response == self._response_id,
         )
 
-    def _frames_in_flight(self) -> int:
-        m = self._metrics
-        return m.get("frames_enqueued") - m.get("frames_sent") - m.get("frames_flushed") - m.get("frames_dropped")
-
     def _ai_speaking(self) -> bool:
-        return self._frames_in_flight() > 0 or not self._audio_q.empty() or self._playback.pending_marks > 0
+        """Audio of the current generation is queued, being sent, or still playing at Twilio."""
+        return self._live_deltas > 0 or self._live_frames > 0 or self._playback.pending_marks > 0
 
     def _detect(self, level: float, now: float) -> None:
         with self._state_lock:
@@ -397,6 +398,8 @@ class MediaSession:
             self._paused_at = None
             with self._state_lock:
                 self._playback.cleared()
+                flushing = self._live_frames
+                self._live_deltas = self._live_frames = 0
             if self._outbound is None:
                 self.log.warning("clear not sent: no streamSid yet")
             else:
@@ -410,7 +413,7 @@ class MediaSession:
         # Queued frames and deltas now carry an old generation: the TX and audio-out threads
         # discard them where they find them (counted as flushed), so nothing newer is lost.
         self._tx_wake.set()
-        self.log.info("flushing %d queued frames", self._frames_in_flight())
+        self.log.info("flushing %d queued frames", flushing)
 
     def _truncate(self, item_id: str, now: float) -> None:
         with self._state_lock:
@@ -521,6 +524,8 @@ class MediaSession:
                     self._item_id = event.item_id
                 self._item_bytes[event.item_id] = self._item_bytes.get(event.item_id, 0) + len(event.audio)
             generation = self._generation
+            if not late:
+                self._live_deltas += 1
         if late:
             self._metrics.add("late_deltas_dropped")
             return
@@ -614,15 +619,19 @@ class MediaSession:
                 generation = item.generation
                 self._metrics.add("framer_bytes_dropped", framer.drop())
             if isinstance(item, _Delta):
-                self._enqueue(framer.push(item.audio), item)
+                self._enqueue(framer.push(item.audio), item, from_delta=True)
             else:
                 before = framer.padded_bytes
-                self._enqueue(framer.end(), item)
+                self._enqueue(framer.end(), item, from_delta=False)
                 self._metrics.add("framer_bytes_padded", framer.padded_bytes - before)
                 self._tx_q.put(item)
         self._metrics.add("framer_bytes_dropped", framer.drop())
 
-    def _enqueue(self, frames: list[bytes], src: "_Delta | _EndOfItem") -> None:
+    def _enqueue(self, frames: list[bytes], src: "_Delta | _EndOfItem", from_delta: bool) -> None:
+        with self._state_lock:
+            if src.generation == self._generation:
+                self._live_deltas -= from_delta
+                self._live_frames += len(frames)
         for frame in frames:
             self._metrics.add("frames_enqueued")
             self._tx_q.put(_Frame(src.generation, src.response_id, src.item_id, frame))
@@ -716,6 +725,7 @@ class MediaSession:
             self._metrics.frame_sent(len(frame.data), now)
             with self._state_lock:
                 self._playback.sent(frame.item_id, len(frame.data), now)
+                self._live_frames -= 1
         return "sent"
 
     def _send_mark(self, item_id: str) -> None:

@@ -1,0 +1,135 @@
+"""Barge-in decision pieces, sans-IO: detector, guards, plan, false-trigger monitor, playback."""
+from voicebridge.bargein import Decision, FalseTriggerMonitor, GuardState, LevelDetector, guard, plan
+from voicebridge.playback import PlaybackTracker
+
+LOUD, QUIET = -10.0, -60.0
+SPEAKING = GuardState(ai_speaking=True, response_active=True)
+
+
+def test_debounce_requires_5_consecutive_frames():
+    det = LevelDetector(threshold_dbfs=-35, frames_needed=5, duck=False)
+    assert [det.feed(LOUD, True) for _ in range(4)] == [Decision.NONE] * 4
+    assert det.feed(LOUD, True) is Decision.CONFIRM
+
+
+def test_debounce_resets_on_low_rms():
+    det = LevelDetector(threshold_dbfs=-35, frames_needed=5, duck=False)
+    for _ in range(4):
+        det.feed(LOUD, True)
+    assert det.feed(QUIET, True) is Decision.NONE
+    assert [det.feed(LOUD, True) for _ in range(4)] == [Decision.NONE] * 4
+    assert det.feed(LOUD, True) is Decision.CONFIRM
+
+
+def test_duck_on_first_loud_frame_then_release_or_confirm():
+    det = LevelDetector(frames_needed=5, duck=True)
+    assert det.feed(LOUD, True) is Decision.DUCK
+    assert det.feed(LOUD, True) is Decision.NONE
+    assert det.feed(QUIET, True) is Decision.RELEASE
+    assert det.feed(QUIET, True) is Decision.NONE
+    assert det.feed(LOUD, True) is Decision.DUCK
+    assert [det.feed(LOUD, True) for _ in range(4)][-1] is Decision.CONFIRM
+
+
+def test_disarming_releases_a_duck_and_resets_the_count():
+    det = LevelDetector(frames_needed=5)
+    det.feed(LOUD, True)
+    assert det.feed(LOUD, False) is Decision.RELEASE
+    assert det.run == 0
+
+
+def test_guards_prevent_cancel_during_greeting():
+    state = GuardState(in_greeting=True, ai_speaking=True, response_active=True)
+    assert guard(state) == "greeting is not interruptible"
+    assert plan(state) is None
+    allowed = GuardState(in_greeting=True, greeting_interruptible=True, ai_speaking=True, response_active=True)
+    assert plan(allowed).cancel is True
+
+
+def test_guards_prevent_cancel_when_ai_not_speaking():
+    state = GuardState(ai_speaking=False, response_active=True)
+    assert guard(state) == "AI is not speaking"
+    assert plan(state) is None
+
+
+def test_guards_prevent_cancel_without_active_response():
+    # response.done already arrived but the caller still hears queued audio: stop it, no cancel
+    after_done = plan(GuardState(ai_speaking=True, response_active=False))
+    assert after_done is not None
+    assert after_done.stop_audio and after_done.truncate and not after_done.cancel
+    assert plan(SPEAKING).cancel is True
+    assert plan(GuardState(ai_speaking=False, response_active=False)) is None
+
+
+def test_guard_blocks_second_trigger_for_same_response_and_when_disabled():
+    assert guard(GuardState(ai_speaking=True, already_handled=True)) == "already handled for this response"
+    assert guard(GuardState(barge_in_enabled=False, ai_speaking=True)) == "barge-in disabled"
+
+
+def test_false_trigger_detection_no_text_low_rms():
+    mon = FalseTriggerMonitor(delay_s=0.5)
+    mon.start(10.0)
+    mon.level(False, 10.1)
+    assert mon.poll(10.5) is False
+    assert mon.poll(10.6) is True
+    assert mon.poll(10.7) is False  # fires once
+
+
+def test_no_false_trigger_when_rms_still_high():
+    mon = FalseTriggerMonitor(delay_s=0.5)
+    mon.start(10.0)
+    for i in range(100):
+        mon.level(True, 10.0 + i * 0.02)
+        assert mon.poll(10.0 + i * 0.02) is False
+    mon.level(False, 12.0)
+    assert mon.poll(12.49) is False
+    assert mon.poll(12.5) is True
+
+
+def test_no_false_trigger_when_text_received():
+    mon = FalseTriggerMonitor(delay_s=0.5)
+    mon.start(10.0)
+    mon.level(False, 10.0)
+    mon.user_text("   ")  # blank text is not speech
+    mon.user_text("wait, stop")
+    assert mon.poll(11.0) is False
+    assert mon.armed is False
+
+
+def test_no_false_trigger_when_user_speaking():
+    mon = FalseTriggerMonitor(delay_s=0.5)
+    mon.start(10.0)
+    mon.speech_started()
+    mon.level(False, 10.0)
+    assert mon.poll(11.0) is False
+
+
+def test_recovery_delay_is_500ms():
+    mon = FalseTriggerMonitor()
+    assert mon.delay_s == 0.5
+    mon.start(0.0, loud=False)
+    assert mon.poll(0.499) is False
+    assert mon.poll(0.500) is True
+
+
+def test_stale_marks_after_clear_are_not_taken_as_played():
+    pb = PlaybackTracker()
+    pb.sent("item", 800, now=0.0)
+    m1 = pb.new_mark("item")
+    pb.sent("item", 800, now=0.1)
+    m2 = pb.new_mark("item")
+    assert pb.echoed(m1, now=0.1) == "played"
+    assert pb.pending_marks == 1
+    pb.cleared()
+    assert pb.pending_marks == 0  # nothing of the current generation is playing
+    assert pb.echoed(m2, now=0.15) == "stale"  # echoed because of the clear, not played
+    assert pb.heard_bytes("item", now=0.1) == 800
+    assert pb.echoed("somebody-else", now=0.2) == "foreign"
+
+
+def test_heard_estimate_advances_in_real_time_and_is_capped_by_sent():
+    pb = PlaybackTracker()
+    pb.sent("item", 1600, now=1.0)  # 200 ms of audio handed to Twilio at t=1.0
+    assert pb.heard_ms("item", now=1.05) == 50
+    assert pb.heard_ms("item", now=5.0) == 200  # never beyond what was sent
+    assert pb.heard_ms("unknown", now=5.0) == 0
