@@ -247,3 +247,27 @@ def test_twilio_send_failure_ends_call_with_accounting():
     twilio.fail_sends = True
     m = finish(session, thread)
     assert m["close_reason"] == "twilio send failed" and m["send_failures"] >= 1
+
+
+def test_on_start_chooses_per_call_config_before_session_update():
+    def per_call(session, start):
+        return session.config.replace(instructions=f"Tenant {start.custom_parameters['tenant']}", voice="cedar")
+
+    session, twilio, openai = session_pair(on_start=per_call)
+    thread = run_call(session, twilio)
+    assert twilio.wait_for(lambda t: len(openai.events("session.update")) == 1)
+    update = openai.events("session.update")[0]["session"]
+    assert update["instructions"] == "Tenant acme" and update["audio"]["output"]["voice"] == "cedar"
+    finish(session, thread, twilio)
+
+
+def test_media_before_start_is_not_forwarded():
+    session, twilio, openai = session_pair()
+    thread = start_session(session)
+    twilio.media(b"\x01" * 160, n=2)
+    twilio.connected_and_start()
+    twilio.media(b"\x02" * 160, n=1)
+    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 1)
+    m = finish(session, thread, twilio)
+    assert m["protocol_errors"] == {"twilio.media_before_start": 2}
+    assert [e["type"] for e in openai.events()][:2] == ["session.update", "input_audio_buffer.append"]

@@ -35,6 +35,7 @@ class CallMetrics:
         self.first_delta_at: float | None = None
         self.first_frame_sent_at: float | None = None
         self.barge_in_latencies_ms: list[float] = []
+        self.call_started_at: float | None = None
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -85,6 +86,10 @@ class CallMetrics:
             else:
                 out["first_delta_to_frame_ms"] = None
             out["barge_in_latencies_ms"] = list(self.barge_in_latencies_ms)
+            if self.call_started_at is not None and self.first_frame_sent_at is not None:
+                out["time_to_first_audio_ms"] = round((self.first_frame_sent_at - self.call_started_at) * 1000, 2)
+            else:
+                out["time_to_first_audio_ms"] = None
         out["accounting_ok"] = (
             out["frames_enqueued"] == out["frames_sent"] + out["frames_flushed"] + out["frames_dropped"]
         )

@@ -224,7 +224,6 @@ class MediaSession:
             self._metrics.error("connect_failed")
             self.close("openai unreachable")
             return False
-        self._send_openai(rt.session_update(self.config))
         return True
 
     def _start_threads(self) -> None:
@@ -287,18 +286,32 @@ class MediaSession:
         self.custom_parameters = dict(event.custom_parameters)
         self._ctx.update(stream_sid=event.stream_sid, call_sid=event.call_sid)
         self._outbound = tw.Outbound(event.stream_sid)
+        self._metrics.call_started_at = self._clock()
         self._rename_threads()
         self.log.info("call started (params: %s)", sorted(self.custom_parameters))
         if self._on_start is not None:
-            self._safe(lambda: self._on_start(self, event), "on_start hook")
+            self._safe(lambda: self._apply_call_config(self._on_start(self, event)), "on_start hook")
+        self._send_openai(rt.session_update(self.config))
         self._stream_ready.set()
+
+    def _apply_call_config(self, config: BridgeConfig | None) -> None:
+        """Per-call settings chosen from the call's custom parameters, before any audio flows."""
+        if config is None or config == self.config:
+            return
+        self.config = config
+        self._detector = bargein.LevelDetector(config.barge_in_threshold_dbfs, config.barge_in_frames, config.duck)
+        self._false_trigger = bargein.FalseTriggerMonitor(config.false_trigger_ms / 1000)
+        self._pacer = Pacer(lead_frames=config.lead_frames, late_tolerance_s=config.late_tolerance_ms / 1000)
 
     def _on_media(self, event: tw.Media, now: float) -> None:
         self._metrics.add("inbound_frames")
         self._metrics.add("inbound_bytes", len(event.payload))
         if len(event.payload) != audio.FRAME_BYTES:
             self._metrics.add("inbound_wrong_size")
-        if self.stream_sid is not None and event.stream_sid and event.stream_sid != self.stream_sid:
+        if self.stream_sid is None:
+            self._metrics.protocol_error("twilio", "media_before_start")
+            return
+        if event.stream_sid and event.stream_sid != self.stream_sid:
             self._metrics.protocol_error("twilio", "wrong_stream_sid")
             return
         self._send_openai(rt.input_audio_append(event.b64))
@@ -638,13 +651,12 @@ class MediaSession:
 
     # ------------------------------------------------------------------ TX thread
     def _tx_loop(self) -> None:
-        cfg = self.config
-        pacer = self._pacer
-        last_response: str | None = None
-        frames_in_item = 0
         while not self._stream_ready.wait(0.05):
             if self._stop.is_set():
                 return
+        cfg, pacer = self.config, self._pacer  # final once the stream has started
+        last_response: str | None = None
+        frames_in_item = 0
         while True:
             item = self._tx_q.get()
             if item is _STOP or self._stop.is_set():
