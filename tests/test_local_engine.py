@@ -1,0 +1,397 @@
+"""Sans-IO tests of the local Realtime engine, VAD and scripted agent (injected clock, no sleeps).
+
+Every event the engine emits is validated against the openai package's GA server-event
+union, so the local server cannot drift from the real wire shapes.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import pytest
+from openai.types.realtime import RealtimeServerEvent
+from pydantic import TypeAdapter
+
+from voicebridge import audio, tone, tts
+from voicebridge.local import agent as agent_mod
+from voicebridge.local.agent import ScriptedAgent, Voice, wants_continue
+from voicebridge.local.engine import RealtimeEngine, chunk_plan
+from voicebridge.local.vad import EnergyVad, VadConfig, threshold_to_dbfs
+
+SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
+PCMU = {"type": "audio/pcmu"}
+
+
+def speech(ms: int, amplitude: int = 8000) -> bytes:
+    """A loud 300 Hz tone standing in for a caller's voice (about -15 dBFS)."""
+    n = ms * audio.BYTES_PER_MS
+    return audio.encode([int(amplitude * math.sin(2 * math.pi * 300 * i / 8000)) for i in range(n)])
+
+
+def silence(ms: int) -> bytes:
+    return bytes([audio.SILENCE_BYTE]) * (ms * audio.BYTES_PER_MS)
+
+
+class Harness:
+    """Drives an engine with a fake clock; validates and records every event."""
+
+    def __init__(self, mode: str = "voice", speed: float = 4.0, **kw) -> None:
+        self.now = 0.0
+        agent = ScriptedAgent(Voice(live=False), mode=mode, tone_seconds=kw.pop("tone_seconds", 1.0))
+        self.engine = RealtimeEngine(agent, speed=speed, **kw)
+        self.events: list[dict] = []
+        self.open_events = self._check(self.engine.open(self.now))
+
+    def _check(self, events: list[dict]) -> list[dict]:
+        for event in events:
+            SERVER_EVENT.validate_python(event)
+            assert event["event_id"] not in {e["event_id"] for e in self.events}
+            self.events.append(event)
+        return events
+
+    def send(self, event: "dict | str | bytes") -> list[dict]:
+        raw = event if isinstance(event, (str, bytes)) else json.dumps(event)
+        return self._check(self.engine.handle(raw, self.now))
+
+    def advance(self, seconds: float) -> list[dict]:
+        self.now += seconds
+        return self._check(self.engine.poll(self.now))
+
+    def run_response(self, limit: int = 10_000) -> list[dict]:
+        """Follow next_deadline until the active response is done."""
+        out: list[dict] = []
+        for _ in range(limit):
+            if not self.engine.response_active:
+                return out
+            self.now = max(self.now, self.engine.next_deadline())
+            out += self._check(self.engine.poll(self.now))
+        raise AssertionError("response did not finish")
+
+    def pcmu_session(self, **input_fields) -> list[dict]:
+        session = {"type": "realtime", "audio": {"input": {"format": PCMU, **input_fields},
+                                                 "output": {"format": PCMU}}}
+        return self.send({"type": "session.update", "session": session})
+
+    def append(self, data: bytes, size: int = 160) -> list[dict]:
+        """Append like a Twilio bridge: ``size``-byte frames, clock advancing in real time."""
+        out: list[dict] = []
+        for off in range(0, len(data), size):
+            piece = data[off:off + size]
+            out += self.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()})
+            self.now += len(piece) / 8000
+            out += self._check(self.engine.poll(self.now))
+        return out
+
+
+def types(events: list[dict]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+def audio_of(events: list[dict]) -> bytes:
+    return b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta")
+
+
+def only(events: list[dict], type_: str) -> dict:
+    found = [e for e in events if e["type"] == type_]
+    assert len(found) == 1, (type_, types(events))
+    return found[0]
+
+
+# ----------------------------------------------------------------------------- VAD
+def test_threshold_mapping_is_documented_linear_dbfs():
+    assert threshold_to_dbfs(0.0) == -60.0
+    assert threshold_to_dbfs(0.5) == -35.0
+    assert threshold_to_dbfs(1.0) == -10.0
+    assert threshold_to_dbfs(7) == -10.0  # clamped
+
+
+@pytest.mark.parametrize("size", [7, 160, 333, 4000])
+def test_vad_edges_do_not_depend_on_append_size(size):
+    vad = EnergyVad(VadConfig(prefix_padding_ms=300, silence_duration_ms=500))
+    data = silence(1000) + speech(800) + silence(1000)
+    edges = []
+    for off in range(0, len(data), size):
+        edges += vad.push(data[off:off + size])
+    assert [(e.kind, e.ms) for e in edges] == [("start", 700), ("stop", 2300)]
+    assert edges[1].speech_ms == 800
+
+
+def test_vad_threshold_and_prefix_clamp():
+    quiet_voice = speech(500, amplitude=300)  # about -40 dBFS
+    assert EnergyVad(VadConfig(threshold=0.5)).push(quiet_voice) == []
+    edges = EnergyVad(VadConfig(threshold=0.3, prefix_padding_ms=300)).push(quiet_voice)
+    assert [(e.kind, e.ms) for e in edges] == [("start", 0)]  # padding never before audio start
+
+
+# ----------------------------------------------------------------------------- session
+def test_open_sends_session_then_conversation():
+    h = Harness()
+    assert types(h.open_events) == ["session.created", "conversation.created"]
+    session = h.open_events[0]["session"]
+    assert session["type"] == "realtime"
+    assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+
+
+def test_session_update_merges_and_reports_full_config():
+    h = Harness()
+    out = h.send({"type": "session.update", "session": {
+        "type": "realtime", "instructions": "be brief",
+        "audio": {"input": {"format": PCMU, "turn_detection": {"type": "server_vad", "threshold": 0.7}}}}})
+    session = only(out, "session.updated")["session"]
+    assert session["instructions"] == "be brief"
+    assert session["audio"]["input"]["format"] == PCMU
+    assert session["audio"]["output"]["voice"] == "marin"  # untouched fields survive
+    td = session["audio"]["input"]["turn_detection"]
+    assert td["threshold"] == 0.7 and td["silence_duration_ms"] == 500 and td["create_response"] is True
+    out = h.send({"type": "session.update",
+                  "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}})
+    assert only(out, "session.updated")["session"]["audio"]["input"]["turn_detection"] is None
+
+
+def test_flat_beta_session_is_rejected_with_nested_error_shape():
+    h = Harness()
+    out = h.send({"type": "session.update", "event_id": "evt_client_1",
+                  "session": {"input_audio_format": "g711_ulaw", "voice": "alloy"}})
+    err = only(out, "error")["error"]
+    assert err == {"type": "invalid_request_error", "code": "missing_required_parameter",
+                   "message": err["message"], "param": "session.type", "event_id": "evt_client_1"}
+    out = h.send({"type": "session.update", "session": {"type": "realtime", "voice": "alloy"}})
+    assert only(out, "error")["error"]["code"] == "unknown_parameter"
+    out = h.send({"type": "session.update", "session": {"type": "realtime",
+                                                        "audio": {"output": {"format": {"type": "audio/pcma"}}}}})
+    assert only(out, "error")["error"]["param"] == "session.audio.output.format"
+
+
+@pytest.mark.parametrize("frame, code", [
+    ("{not json", "invalid_json"),
+    ("[1, 2]", "invalid_value"),
+    ('{"audio": "AAAA"}', "missing_required_parameter"),
+    ('{"type": "no.such.event"}', "invalid_value"),
+    (b"\x00\x01", "invalid_value"),
+    ('{"type": "input_audio_buffer.append", "audio": "***"}', "invalid_value"),
+])
+def test_bad_frames_get_error_events_and_session_continues(frame, code):
+    h = Harness()
+    out = h.send(frame)
+    assert only(out, "error")["error"]["code"] == code
+    assert types(h.pcmu_session()) == ["session.updated"]
+
+
+# ----------------------------------------------------------------------------- responses
+def test_greeting_response_lifecycle_paced_faster_than_real_time():
+    h = Harness(speed=4.0, chunk_bytes=(80, 2000), seed=3)
+    h.pcmu_session()
+    first = h.send({"type": "response.create"})
+    assert types(first)[:5] == ["response.created", "rate_limits.updated", "response.output_item.added",
+                                "conversation.item.added", "response.content_part.added"]
+    assert first[0]["response"]["status"] == "in_progress" and first[0]["response"]["id"].startswith("resp_")
+    rest = h.run_response()
+    events = first + rest
+    greeting = tts.load_prompt("greeting")
+    assert audio_of(events) == greeting
+    assert h.now == pytest.approx(0.0 + (len(greeting) - _last_chunk(events)) / 8000 / 4.0, abs=1e-6)
+    sizes = [len(base64.b64decode(e["delta"])) for e in events if e["type"] == "response.output_audio.delta"]
+    assert all(80 <= s <= 2000 and s % 160 for s in sizes[:-1])
+    assert types(rest)[-6:] == ["response.output_audio.done", "response.output_audio_transcript.done",
+                                "response.content_part.done", "response.output_item.done",
+                                "conversation.item.done", "response.done"]
+    transcript = "".join(e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta")
+    assert transcript == agent_mod.GREETING[1] == only(events, "response.output_audio_transcript.done")["transcript"]
+    done = only(events, "response.done")["response"]
+    assert done["status"] == "completed" and done["output"][0]["status"] == "completed"
+    assert done["usage"]["output_tokens"] > 0
+
+
+def _last_chunk(events: list[dict]) -> int:
+    deltas = [e for e in events if e["type"] == "response.output_audio.delta"]
+    return len(base64.b64decode(deltas[-1]["delta"]))
+
+
+def test_chunk_plan_is_irregular_and_complete():
+    import random
+    sizes = chunk_plan(50_000, 80, 2000, random.Random(1))
+    assert sum(sizes) == 50_000
+    assert not any(s % 160 == 0 for s in sizes[:-1])
+    assert len(set(sizes)) > len(sizes) // 2
+
+
+def test_second_create_while_active_is_an_error_and_cancel_closes_response():
+    h = Harness()
+    h.pcmu_session()
+    h.send({"type": "response.create"})
+    out = h.send({"type": "response.create", "event_id": "again"})
+    err = only(out, "error")["error"]
+    assert err["code"] == "conversation_already_has_active_response" and err["event_id"] == "again"
+    h.advance(0.2)
+    out = h.send({"type": "response.cancel"})
+    assert types(out) == ["response.output_audio.done", "response.output_audio_transcript.done",
+                          "response.content_part.done", "response.output_item.done",
+                          "conversation.item.done", "response.done"]
+    assert only(out, "response.output_item.done")["item"]["status"] == "incomplete"
+    response = only(out, "response.done")["response"]
+    assert response["status"] == "cancelled"
+    assert response["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+    err = only(h.send({"type": "response.cancel"}), "error")["error"]
+    assert err["code"] == "response_cancel_not_active"
+    assert err["message"] == "Cancellation failed: no active response found"
+
+
+def test_speed_zero_emits_everything_at_once():
+    h = Harness(speed=0)
+    h.pcmu_session()
+    out = h.send({"type": "response.create"})
+    assert out[-1]["type"] == "response.done" and h.engine.next_deadline() is not None
+
+
+def test_text_modality_and_pcm_output():
+    h = Harness(speed=0)
+    out = h.send({"type": "response.create", "response": {"output_modalities": ["text"]}})
+    assert only(out, "response.output_text.done")["text"] == agent_mod.GREETING[1]
+    assert "response.output_audio.delta" not in types(out)
+    out = h.send({"type": "response.create"})  # session default output is audio/pcm 24 kHz
+    assert len(audio_of(out)) == 6 * len(tts.load_prompt("short_reply"))
+
+
+# ----------------------------------------------------------------------------- turns
+def test_vad_turn_commits_transcribes_and_answers_at_length():
+    h = Harness(speed=4.0)
+    h.pcmu_session(transcription={"model": "gpt-4o-mini-transcribe"})
+    out = h.append(silence(1000) + speech(1500) + silence(700))
+    assert types(out)[:6] == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                              "input_audio_buffer.committed", "conversation.item.added",
+                              "conversation.item.done", "conversation.item.input_audio_transcription.completed"]
+    started, stopped, committed = out[0], out[1], out[2]
+    assert started["audio_start_ms"] == 700 and stopped["audio_end_ms"] == 3000
+    assert started["item_id"] == stopped["item_id"] == committed["item_id"]
+    assert committed["previous_item_id"] is None
+    assert out[3]["item"]["role"] == "user"
+    assert out[5]["transcript"] == "[speech 1.5 s]" and out[5]["usage"] == {"type": "duration", "seconds": 1.5}
+    assert "response.created" in types(out)
+    events = out + h.run_response()
+    assert audio_of(events) == tts.load_prompt("long_answer")
+    assert 15.0 <= len(tts.load_prompt("long_answer")) / 8000 <= 25.0
+
+
+def _interrupted_long_answer(h: Harness) -> tuple[str, list[dict]]:
+    h.pcmu_session()
+    out = h.append(silence(400) + speech(600) + silence(600))
+    item_id = only(out, "response.output_item.added")["item"]["id"]
+    out += h.append(silence(1500))  # 1.5 s later: 6 s of answer generated at 4x
+    out += h.append(speech(300))
+    return item_id, out
+
+
+def test_barge_in_cancels_with_turn_detected_and_truncate_is_bounded():
+    h = Harness(speed=4.0)
+    item_id, out = _interrupted_long_answer(h)
+    i = len(out) - 1 - types(out)[::-1].index("input_audio_buffer.speech_started")  # the barge-in
+    assert types(out)[i + 1:i + 7] == ["response.output_audio.done", "response.output_audio_transcript.done",
+                                       "response.content_part.done", "response.output_item.done",
+                                       "conversation.item.done", "response.done"]
+    done = only(out, "response.done")["response"]
+    assert done["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
+    generated_ms = len(audio_of(out)) // 8
+    bad = only(h.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
+                       "audio_end_ms": generated_ms + 1}), "error")["error"]
+    assert bad["message"] == f"Audio content of {generated_ms}ms is already shorter than {generated_ms + 1}ms"
+    ok = only(h.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
+                      "audio_end_ms": 1234}), "conversation.item.truncated")
+    assert ok["audio_end_ms"] == 1234 and ok["item_id"] == item_id
+    user_id = only(out, "input_audio_buffer.committed")["item_id"]
+    for target in ("item_nope", user_id):
+        err = h.send({"type": "conversation.item.truncate", "item_id": target, "content_index": 0, "audio_end_ms": 0})
+        assert only(err, "error")["error"]["param"] == "item_id"
+
+
+def test_continue_resumes_interrupted_answer_from_truncation_point():
+    h = Harness(speed=0)
+    item_id, _ = _interrupted_long_answer(h)
+    h.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 4000})
+    h.append(silence(700))  # caller's barge-in turn ends -> short reply
+    out = h.send({"type": "response.create", "response": {"instructions": "Please continue where you left off."}})
+    resumed = audio_of(out)
+    long_answer = tts.load_prompt("long_answer")
+    cut = len(long_answer) - len(resumed)
+    assert long_answer.endswith(resumed)
+    assert 4000 * 8 - 600 * 8 <= cut <= 4000 * 8
+    transcript = only(out, "response.output_audio_transcript.done")["transcript"]
+    assert agent_mod.LONG_ANSWER[1].endswith(transcript) and len(transcript) < len(agent_mod.LONG_ANSWER[1])
+
+
+def test_later_turn_says_how_long_the_caller_spoke():
+    h = Harness(speed=0)
+    h.pcmu_session()
+    h.append(silence(300) + speech(500) + silence(600))  # first turn -> long answer
+    out = h.append(silence(300) + speech(2000) + silence(600))
+    transcript = only(out, "response.output_audio_transcript.done")["transcript"]
+    assert transcript == "You spoke for about two seconds. Thanks, is there anything else?"
+    assert wants_continue("RESUME please") and not wants_continue("hello")
+
+
+def test_manual_commit_and_clear_without_vad():
+    h = Harness(speed=0)
+    h.pcmu_session(turn_detection=None)
+    h.append(speech(60))
+    err = only(h.send({"type": "input_audio_buffer.commit"}), "error")["error"]
+    assert err["code"] == "input_audio_buffer_commit_empty"
+    out = h.append(speech(400))
+    assert out == []  # no VAD events without turn detection
+    out = h.send({"type": "input_audio_buffer.commit"})
+    assert types(out) == ["input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
+    assert types(h.send({"type": "input_audio_buffer.clear"})) == ["input_audio_buffer.cleared"]
+    out = h.send({"type": "response.create"})
+    assert only(out, "response.done")["response"]["status"] == "completed"
+
+
+def test_item_create_delete_retrieve():
+    h = Harness(speed=0)
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+    out = h.send({"type": "conversation.item.create", "item": {**item, "id": "item_mine"}})
+    assert types(out) == ["conversation.item.added", "conversation.item.done"]
+    assert only(h.send({"type": "conversation.item.retrieve", "item_id": "item_mine"}),
+                "conversation.item.retrieved")["item"]["content"][0]["text"] == "hi"
+    assert types(h.send({"type": "conversation.item.delete", "item_id": "item_mine"})) == ["conversation.item.deleted"]
+    bad = {"type": "message", "role": "assistant", "content": [{"type": "output_audio", "audio": "AAAA"}]}
+    assert only(h.send({"type": "conversation.item.create", "item": bad}), "error")
+
+
+def test_idle_timeout_commits_silence_and_checks_on_the_caller():
+    h = Harness(speed=4.0)
+    h.pcmu_session(turn_detection={"type": "server_vad", "idle_timeout_ms": 2000})
+    h.send({"type": "response.create"})
+    h.run_response()
+    playback_end = len(tts.load_prompt("greeting")) / 8000
+    assert h.engine.next_deadline() == pytest.approx(playback_end + 2.0, abs=0.002)
+    out = h.append(silence(int((playback_end + 2.0 - h.now) * 1000) + 40))
+    assert types(out)[:4] == ["input_audio_buffer.timeout_triggered", "input_audio_buffer.committed",
+                              "conversation.item.added", "conversation.item.done"]
+    trig = out[0]
+    assert trig["audio_end_ms"] - trig["audio_start_ms"] == 2000
+    out += h.run_response()
+    assert only(out, "response.output_audio_transcript.done")["transcript"] == agent_mod.STILL_THERE[1]
+
+
+# ----------------------------------------------------------------------------- tone mode, closing
+def test_tone_mode_numbers_responses_and_resumes_blocks():
+    h = Harness(mode="tone", speed=0, tone_seconds=1.0)
+    h.pcmu_session()
+    first = audio_of(h.send({"type": "response.create"}))
+    assert [tone.identify_block(first[i:i + 160]) for i in range(0, len(first), 160)] == [(0, i) for i in range(50)]
+    out = h.send({"type": "response.create"})
+    item_id = only(out, "response.output_item.done")["item"]["id"]
+    h.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 410})
+    resumed = audio_of(h.send({"type": "response.create", "response": {"instructions": "continue"}}))
+    blocks = [tone.identify_block(resumed[i:i + 160]) for i in range(0, len(resumed), 160)]
+    assert blocks == [(1, i) for i in range(20, 50)]
+
+
+def test_beta_rejection_and_session_expiry_close_the_socket():
+    h = Harness()
+    out = h.engine.reject("beta_api_shape_disabled", "The Realtime Beta API is no longer supported.")
+    assert out[0]["error"]["code"] == "beta_api_shape_disabled" and h.engine.close_code == 4000
+    assert h.send({"type": "response.create"}) == []
+    h2 = Harness(max_session_seconds=60.0)
+    assert h2.engine.next_deadline() == 60.0
+    out = h2.advance(60.0)
+    assert out[0]["error"]["code"] == "session_expired" and h2.engine.close_code == 1001

@@ -1,0 +1,228 @@
+"""The scripted "model" behind the local Realtime server.
+
+It exists so a whole call can be exercised without an OpenAI key, so its script is
+shaped around what a phone bridge must get right:
+
+* a **greeting** for a ``response.create`` before the caller has said anything;
+* a **long answer** (about 20 s) to the caller's first turn, long enough to barge into;
+* a **short reply** to later turns, saying how long the caller spoke;
+* a **resume** of an interrupted answer from where the caller stopped hearing it, when a
+  ``response.create`` carries instructions such as "continue where you left off".
+
+In ``tone`` mode every answer is :mod:`voicebridge.tone` blocks instead, so a caller can
+check order and completeness byte for byte.
+
+Speech comes from a :class:`Voice`: live espeak-ng when installed, otherwise the prompts
+bundled in ``voicebridge/prompts`` (generated from the same texts by ``make_prompts``).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .. import audio, tone, tts
+
+logger = logging.getLogger(__name__)
+
+Part = tuple[str, str]  # (bundled prompt name, the words it says)
+
+GREETING: Part = ("greeting", "Hello, thanks for calling the voice bridge demo line. How can I help you today?")
+LONG_ANSWER: Part = (
+    "long_answer",
+    "Sure, here is how this call works. Your voice travels from the phone network to "
+    "a small bridge server, which forwards it to the speech model. The model streams its "
+    "reply back faster than real time, and the phone plays it at normal speed. If you start "
+    "talking while I am still speaking, the bridge stops my audio and tells the model how "
+    "much of this answer you heard, so try interrupting me.",
+)
+SHORT_REPLY: Part = ("short_reply", "Thanks, I heard you. Is there anything else I can help you with?")
+SPOKE_PREFIX: Part = ("spoke_prefix", "You spoke for about")
+SPOKE_SUFFIX: Part = ("spoke_suffix", "Thanks, is there anything else?")
+STILL_THERE: Part = ("still_there", "Are you still there? I am happy to help when you are ready.")
+APOLOGY: Part = ("apology", "Sorry, our assistant is not available right now. Please call again later.")
+NUMBER_WORDS = (
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+    "eighteen", "nineteen", "twenty",
+)
+MAX_SECONDS = len(NUMBER_WORDS)
+_CONTINUE = re.compile(r"\b(continue|resume|carry on|pick up|go on|keep going)\b", re.IGNORECASE)
+
+
+def seconds_part(n: int) -> Part:
+    """The bundled prompt for "N second(s)", N clamped to 1..20."""
+    n = min(MAX_SECONDS, max(1, n))
+    word = NUMBER_WORDS[n - 1]
+    return (f"seconds_{n}", f"{word} second" if n == 1 else f"{word} seconds")
+
+
+def all_parts() -> list[Part]:
+    """Every bundled prompt the agent (and the bridge's apology) may need."""
+    fixed = [GREETING, LONG_ANSWER, SHORT_REPLY, SPOKE_PREFIX, SPOKE_SUFFIX, STILL_THERE, APOLOGY]
+    return fixed + [seconds_part(n) for n in range(1, MAX_SECONDS + 1)]
+
+
+def wants_continue(instructions: "str | None") -> bool:
+    """True when response instructions ask to continue/resume the interrupted answer."""
+    return bool(instructions and _CONTINUE.search(instructions))
+
+
+class Voice:
+    """Turns prompt parts into mu-law speech; thread-safe cache, shared by connections.
+
+    ``live=None`` means: espeak-ng when it is installed, else the bundled prompts. Live
+    synthesis speaks the whole sentence at once (natural prosody); bundled audio is the
+    concatenation of the parts' prompts.
+    """
+
+    def __init__(self, live: "bool | None" = None) -> None:
+        self.live = tts.espeak_available() if live is None else live
+        self._cache: dict[tuple[Part, ...], bytes] = {}
+        self._lock = threading.Lock()
+
+    def say(self, parts: "list[Part] | tuple[Part, ...]") -> bytes:
+        key = tuple(parts)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        data = self._synthesize(key)
+        with self._lock:
+            self._cache[key] = data
+        return data
+
+    def warm(self) -> None:
+        """Synthesize the fixed answers ahead of the first call (live espeak takes ~0.4 s)."""
+        for part in (GREETING, LONG_ANSWER, SHORT_REPLY):
+            self.say([part])
+
+    def _synthesize(self, parts: tuple[Part, ...]) -> bytes:
+        if self.live:
+            spoken = tts.speak(" ".join(text for _, text in parts))
+            if spoken:
+                return spoken
+            logger.warning("espeak-ng failed; falling back to bundled prompts")
+        return b"".join(tts.load_prompt(name) for name, _ in parts)
+
+
+@dataclass
+class Utterance:
+    """One answer: the mu-law audio to stream and the words it says (for transcripts)."""
+
+    kind: Literal["greeting", "long", "short", "resume", "tone"]  # for logs and tests
+    text: str
+    audio: bytes
+    tone_response: "int | None" = None  # tone mode: response number in the blocks
+    tone_first_block: int = 0
+
+
+@dataclass
+class _Interruption:
+    utterance: Utterance
+    audio_ms: int
+
+
+def _quiet_cut(data: bytes, offset: int, lookback_ms: int = 600, quiet_dbfs: float = -45.0) -> int:
+    """A frame boundary at or before ``offset`` just after a pause, so a resume starts on a word.
+
+    Scans back from ``offset`` for the latest quiet 20 ms frame within ``lookback_ms``;
+    without one, cuts at the frame boundary at ``offset``.
+    """
+    frame = audio.FRAME_BYTES
+    end = offset - offset % frame
+    floor = max(0, end - lookback_ms * audio.BYTES_PER_MS)
+    for pos in range(end - frame, floor - 1, -frame):
+        if audio.dbfs(data[pos:pos + frame]) < quiet_dbfs:
+            return pos + frame
+    return end
+
+
+def _resume(interrupted: _Interruption) -> "Utterance | None":
+    """The unheard remainder of an interrupted utterance, or None if it was all heard."""
+    utt = interrupted.utterance
+    offset = min(len(utt.audio), interrupted.audio_ms * audio.BYTES_PER_MS)
+    if utt.tone_response is not None:
+        block = offset // audio.FRAME_BYTES
+        rest = utt.audio[block * audio.FRAME_BYTES:]
+        first = utt.tone_first_block + block
+        text = f"tone {utt.tone_response} blocks {first}-{first + len(rest) // audio.FRAME_BYTES - 1}"
+        return Utterance("tone", text, rest, utt.tone_response, first) if rest else None
+    cut = _quiet_cut(utt.audio, offset)
+    rest = utt.audio[cut:]
+    if len(rest) < audio.FRAME_BYTES * 5:
+        return None
+    words = utt.text.split()
+    skip = int(len(words) * cut / max(1, len(utt.audio)))
+    return Utterance("resume", " ".join(words[skip:]) or utt.text, rest)
+
+
+@dataclass
+class ScriptedAgent:
+    """Chooses what the next response says; one per connection (not thread-safe)."""
+
+    voice: Voice
+    mode: Literal["voice", "tone"] = "voice"
+    tone_seconds: float = 3.0
+    _user_turns: int = 0
+    _answered_turns: int = 0
+    _greeted: bool = False
+    _last_speech_ms: "int | None" = None
+    _by_item: dict[str, Utterance] = field(default_factory=dict)
+    _interrupted: "_Interruption | None" = None
+    _nudge: bool = False
+
+    def idle(self) -> None:
+        """The caller stayed silent past ``idle_timeout_ms``: the next response checks on them."""
+        self._nudge = True
+
+    def user_turn(self, speech_ms: "int | None") -> None:
+        """The caller finished a turn of ``speech_ms`` ms of speech (None: a text item)."""
+        self._user_turns += 1
+        self._last_speech_ms = speech_ms
+
+    def interrupted(self, item_id: str, audio_ms: int) -> None:
+        """The caller heard only ``audio_ms`` of item ``item_id`` (truncate or cancel)."""
+        utt = self._by_item.get(item_id)
+        if utt is not None:
+            self._interrupted = _Interruption(utt, max(0, audio_ms))
+
+    def respond(self, item_id: str, response_number: int, instructions: "str | None" = None) -> Utterance:
+        """The utterance for a new response whose assistant item is ``item_id``."""
+        utt = self._choose(response_number, instructions)
+        self._by_item[item_id] = utt
+        return utt
+
+    def _choose(self, response_number: int, instructions: "str | None") -> Utterance:
+        if wants_continue(instructions) and self._interrupted is not None:
+            resumed, self._interrupted = _resume(self._interrupted), None
+            if resumed is not None:
+                return resumed
+        if self._nudge:
+            self._nudge = False
+            return Utterance("short", STILL_THERE[1], self.voice.say([STILL_THERE]))
+        new_turn = self._user_turns > self._answered_turns
+        first_turn = new_turn and self._answered_turns == 0
+        self._answered_turns = self._user_turns
+        if self.mode == "tone":
+            return self._tone(response_number)
+        if self._user_turns == 0 and not self._greeted:
+            self._greeted = True
+            return Utterance("greeting", GREETING[1], self.voice.say([GREETING]))
+        if first_turn:
+            return Utterance("long", LONG_ANSWER[1], self.voice.say([LONG_ANSWER]))
+        if new_turn and self._last_speech_ms is not None:
+            return self._spoke_for(self._last_speech_ms)
+        return Utterance("short", SHORT_REPLY[1], self.voice.say([SHORT_REPLY]))
+
+    def _spoke_for(self, speech_ms: int) -> Utterance:
+        parts = [SPOKE_PREFIX, seconds_part(round(speech_ms / 1000)), SPOKE_SUFFIX]
+        text = f"{SPOKE_PREFIX[1]} {parts[1][1]}. {SPOKE_SUFFIX[1]}"
+        return Utterance("short", text, self.voice.say(parts))
+
+    def _tone(self, response_number: int) -> Utterance:
+        nblocks = max(1, int(self.tone_seconds * 1000) // audio.FRAME_MS)
+        text = f"tone {response_number} blocks 0-{nblocks - 1}"
+        return Utterance("tone", text, tone.tone_audio(nblocks, response_number), response_number, 0)
