@@ -1,4 +1,5 @@
 """MediaSession through its real threads, with fake Twilio and Realtime sockets."""
+import base64
 import math
 import random
 import threading
@@ -10,7 +11,8 @@ from voicebridge.audio import SILENCE_FRAME
 
 from fakes import FakeRealtime, FakeTwilio, start_session
 
-CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=3.0)
+APOLOGY = b"\x11" * 800  # 100 ms stands in for the bundled prompt
+CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=3.0, apology_audio=APOLOGY)
 
 
 def session_pair(config=CFG, **kwargs):
@@ -118,8 +120,9 @@ def test_twilio_disconnect_mid_response_keeps_accounting():
     assert "twilio disconnected" in m["close_reason"]
 
 
-def test_openai_disconnect_mid_response_ends_call_cleanly():
+def test_openai_disconnect_mid_response_apologizes_then_ends_cleanly():
     session, twilio, openai = session_pair()
+    twilio.echo_marks = True
     thread = run_call(session, twilio)
     openai.response("resp_1", "item_1", [b"\x22" * 160 * 100], done=False)
     assert twilio.wait_for(lambda t: len(t.messages("media")) >= 3)
@@ -127,6 +130,21 @@ def test_openai_disconnect_mid_response_ends_call_cleanly():
     m = finish(session, thread)
     assert m["close_reason"] == "openai disconnected"
     assert twilio.closed.is_set()
+    sent = twilio.messages()
+    clear_at = max(i for i, msg in enumerate(sent) if msg["event"] == "clear")
+    after = [msg for msg in sent[clear_at + 1:] if msg["event"] == "media"]
+    assert [m_["media"]["payload"] for m_ in after] == [base64.b64encode(APOLOGY[:160]).decode()] * 5
+    assert sent[-1] == {"event": "mark", "streamSid": twilio.stream_sid, "mark": {"name": "vb-apology"}}
+    assert m["frames_flushed"] > 0
+
+
+def test_apology_can_be_disabled():
+    session, twilio, openai = session_pair(CFG.replace(apology=False))
+    thread = run_call(session, twilio)
+    assert twilio.wait_for(lambda t: len(openai.events("session.update")) == 1)
+    openai.drop()
+    m = finish(session, thread)
+    assert m["close_reason"] == "openai disconnected" and twilio.messages("media") == []
 
 
 def test_close_twice_and_from_outside_is_idempotent():
@@ -205,6 +223,7 @@ def test_fatal_openai_error_ends_the_call():
     thread = run_call(session, twilio)
     openai.push({"type": "error", "error": {"type": "invalid_request_error", "code": "session_expired",
                                             "message": "Your session hit the maximum duration of 60 minutes."}})
+    twilio.echo_marks = True
     m = finish(session, thread)
     assert m["close_reason"] == "openai error session_expired"
 
@@ -216,10 +235,13 @@ def test_unreachable_openai_ends_the_call_cleanly():
         raise ConnectionRefusedError("refused")
 
     session = MediaSession(twilio, CFG, refuse)
+    twilio.echo_marks = True
     thread = run_call(session, twilio)
     m = finish(session, thread)
     assert m["close_reason"] == "openai unreachable"
     assert m["openai_errors"] == {"connect_failed": 1}
+    assert twilio.media_frames() == [APOLOGY[:160]] * 5  # the caller hears an apology, not dead air
+    assert m["frames_sent"] == 5 and m["frames_enqueued"] == 5
 
 
 def test_cleanup_does_not_touch_global_state():

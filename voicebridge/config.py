@@ -51,6 +51,10 @@ class BridgeConfig:
     duck: bool = True
     false_trigger_ms: int = 500
     continue_instructions: str = CONTINUE_INSTRUCTIONS
+    # When the model is unreachable or lost: a spoken apology rather than dead air
+    apology: bool = True
+    apology_audio: bytes | None = field(default=None, repr=False)  # mu-law; None = bundled prompt
+    apology_start_wait_s: float = 2.0
     # Safety and lifecycle
     safety_fuse_ms: int = 30000
     duck_fuse_ms: int = 1000

@@ -150,6 +150,7 @@ class MediaSession:
         self._live_deltas = 0
         self._live_frames = 0
         self._session_configured = False
+        self._model_lost: str | None = None  # set once the model is gone; the run thread apologizes
         self._last_openai_event = clock()
         self._active_since: float | None = None
         # barge-in
@@ -185,6 +186,8 @@ class MediaSession:
             if self._open_openai():
                 self._start_threads()
                 self._read_twilio()
+            if self._model_lost and not self._stop.is_set():
+                self._apologize(self._model_lost)
         except Exception:  # noqa: BLE001 - the call must end cleanly whatever happened
             self.log.exception("session failed")
             self.close("internal error")
@@ -222,7 +225,7 @@ class MediaSession:
         except Exception as exc:  # noqa: BLE001 - refused, timeout, 401...: end the call cleanly
             self.log.error("cannot reach the Realtime endpoint: %s", _describe(exc))
             self._metrics.error("connect_failed")
-            self.close("openai unreachable")
+            self._lose_model("openai unreachable")
             return False
         return True
 
@@ -250,7 +253,7 @@ class MediaSession:
     # ------------------------------------------------------------------ Twilio side (run thread)
     def _read_twilio(self) -> None:
         timeout = self.config.twilio_receive_timeout_s
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._model_lost:
             try:
                 message = self._twilio.receive(timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - ConnectionClosed and friends
@@ -403,7 +406,7 @@ class MediaSession:
             self._false_trigger.start(now, loud=True)
         return True
 
-    def _stop_audio(self, now: float) -> None:
+    def _stop_audio(self, now: float, clear: bool = True) -> None:
         """No media frame leaves after this: bump the generation and clear, under the send lock."""
         with self._twilio_lock:
             self._generation += 1
@@ -413,7 +416,9 @@ class MediaSession:
                 self._playback.cleared()
                 flushing = self._live_frames
                 self._live_deltas = self._live_frames = 0
-            if self._outbound is None:
+            if not clear:
+                pass
+            elif self._outbound is None:
                 self.log.warning("clear not sent: no streamSid yet")
             else:
                 try:
@@ -436,6 +441,79 @@ class MediaSession:
         self._send_openai(rt.item_truncate(item_id, audio_end_ms))
         self._metrics.add("truncates_sent")
         self.log.info("truncate %s at %d ms (received %d ms)", item_id, audio_end_ms, received_ms)
+
+    # ------------------------------------------------------------------ model unavailable
+    def _apologize(self, reason: str) -> None:
+        """The model is unreachable or lost: play the apology prompt instead of dead air, then end.
+
+        Runs in the run thread once the TX thread has nothing more to send. Model audio still
+        queued is flushed (generation bump + clear) so the apology is not mixed with it.
+        """
+        cfg = self.config
+        prompt = cfg.apology_audio if cfg.apology_audio is not None else _bundled_apology()
+        if not cfg.apology or not prompt or not self._await_stream_start(cfg.apology_start_wait_s):
+            self.close(reason)
+            return
+        self.log.warning("model unavailable (%s): playing the apology prompt", reason)
+        self._stop_audio(self._clock(), clear=self._metrics.get("frames_sent") > 0)
+        framer = Framer()
+        frames = framer.push(prompt) + framer.end()
+        if not self._send_paced(frames):
+            self.close(reason)
+            return
+        name = "vb-apology"
+        with self._twilio_lock:
+            self._safe(lambda: self._twilio.send(self._outbound.mark(name)), "apology mark")  # type: ignore[union-attr]
+        self._await_mark(name, len(frames) * 0.02 + 2.0)
+        self.close(reason)
+
+    def _await_stream_start(self, limit_s: float) -> bool:
+        """Read Twilio until ``start`` (the apology needs a streamSid); False if it never comes."""
+        deadline = self._clock() + limit_s
+        while self._outbound is None and not self._stop.is_set() and self._clock() < deadline:
+            try:
+                message = self._twilio.receive(timeout=0.05)
+            except Exception:  # noqa: BLE001 - caller gone: nothing to apologize to
+                return False
+            if message is not None:
+                event = tw.parse(message)
+                if isinstance(event, tw.Start):
+                    self._on_twilio_start(event)
+        return self._outbound is not None
+
+    def _send_paced(self, frames: list[bytes]) -> bool:
+        """Send frames on the 20 ms grid from this thread (the TX thread is idle by now)."""
+        pacer = Pacer(lead_frames=self.config.lead_frames)
+        self._metrics.add("frames_enqueued", len(frames))
+        for i, frame in enumerate(frames):
+            delay = pacer.delay(self._clock())
+            if delay > 0 and self._stop.wait(delay):
+                self._metrics.add("frames_dropped", len(frames) - i)
+                return False
+            try:
+                with self._twilio_lock:
+                    self._twilio.send(self._outbound.media(frame))  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - caller hung up during the apology
+                self.log.info("apology interrupted: %s", _describe(exc))
+                self._metrics.add("frames_dropped", len(frames) - i)
+                return False
+            pacer.sent(self._clock())
+            self._metrics.frame_sent(len(frame), self._clock())
+        return True
+
+    def _await_mark(self, name: str, limit_s: float) -> None:
+        """Wait until Twilio has played the apology (its mark echoes) before hanging up."""
+        deadline = self._clock() + limit_s
+        while not self._stop.is_set() and self._clock() < deadline:
+            try:
+                message = self._twilio.receive(timeout=0.05)
+            except Exception:  # noqa: BLE001
+                return
+            event = tw.parse(message) if message is not None else None
+            if isinstance(event, tw.Mark) and event.name == name:
+                return
+            if isinstance(event, tw.Stop):
+                return
 
     # ------------------------------------------------------------------ periodic checks
     def _tick(self, now: float) -> None:
@@ -484,9 +562,9 @@ class MediaSession:
             try:
                 message = conn.recv(timeout)
             except Exception as exc:  # noqa: BLE001 - closed or broken
-                if not self._stop.is_set():
+                if not self._stop.is_set() and not self._model_lost:
                     self.log.warning("Realtime connection lost: %s", _describe(exc))
-                    self.close("openai disconnected")
+                    self._lose_model("openai disconnected")
                 return
             if message is None:
                 continue
@@ -588,7 +666,7 @@ class MediaSession:
             self.log.info("Realtime error %s (benign): %s", event.code, event.message)
         elif event.fatal:
             self.log.error("Realtime fatal error %s: %s", event.code, event.message)
-            self.close(f"openai error {event.code}")
+            self._lose_model(f"openai error {event.code}")
         else:
             self.log.warning("Realtime error %s: %s", event.code, event.message)
 
@@ -762,10 +840,20 @@ class MediaSession:
             conn.send(text)
             return True
         except Exception as exc:  # noqa: BLE001
-            if not self._stop.is_set():
+            if not self._stop.is_set() and not self._model_lost:
                 self.log.warning("Realtime send failed: %s", _describe(exc))
-                self.close("openai send failed")
+                self._lose_model("openai send failed")
             return False
+
+    def _lose_model(self, reason: str) -> None:
+        """The model side is gone; the run thread apologizes to the caller and ends the call."""
+        with self._close_lock:
+            if self._model_lost:
+                return
+            self._model_lost = reason
+        conn = self._openai
+        if conn is not None:
+            self._safe(conn.close, "openai close")
 
     def _safe(self, fn: Callable[[], Any], what: str) -> None:
         try:
@@ -801,6 +889,15 @@ class MediaSession:
                 self._twilio.close()
             except Exception:  # noqa: BLE001 - already closed by the peer: nothing to do
                 pass
+
+
+def _bundled_apology() -> bytes:
+    try:
+        from .tts import load_prompt
+
+        return load_prompt("apology")
+    except (OSError, ModuleNotFoundError):
+        return b""
 
 
 def _drain(q: "queue.Queue[Any]", count: Callable[[Any], bool]) -> int:
