@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -182,6 +183,7 @@ class MediaSession:
             return
         self._running = True
         self._run_thread = threading.current_thread()
+        _no_delay(self._twilio)
         try:
             if self._open_openai():
                 self._start_threads()
@@ -889,6 +891,22 @@ class MediaSession:
                 self._twilio.close()
             except Exception:  # noqa: BLE001 - already closed by the peer: nothing to do
                 pass
+
+
+def _no_delay(ws: Any) -> None:
+    """Disable Nagle on the Twilio socket: a mark right after a frame must not wait for an ACK.
+
+    Without it, media and mark messages sent back to back are coalesced behind delayed ACKs
+    and the caller receives a 38 ms / 2 ms gap pattern every few frames (werkzeug's server
+    does not set TCP_NODELAY itself).
+    """
+    sock = getattr(ws, "sock", None)
+    if sock is None or not hasattr(sock, "setsockopt"):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # not a TCP socket (unix socket, test double): nothing to tune
 
 
 def _bundled_apology() -> bytes:

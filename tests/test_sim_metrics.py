@@ -1,0 +1,69 @@
+"""Sans-IO caller measurements: gaps/bursts/stalls, barge-in numbers, tone-block checks."""
+from voicebridge.sim.metrics import CallMetrics
+from voicebridge.sim.playout import PlayoutBuffer
+from voicebridge.sim.report import CallReport
+from voicebridge.sim.tonecheck import ToneChecker
+from voicebridge.tone import tone_audio, tone_block
+
+
+def _metrics():
+    return CallMetrics(CallReport(url="ws://x", stream_sid="MZ", call_sid="CA"))
+
+
+def _arrive(m, times_ms, payload=b"\xff" * 160):
+    for t in times_ms:
+        m.media(t / 1000, payload)
+
+
+def test_lead_is_not_a_burst_and_pauses_between_utterances_are_not_stalls():
+    m = _metrics()
+    utterance = [0, 0, 0] + [20 * i for i in range(1, 20)]  # 2-frame send-ahead, then paced
+    _arrive(m, [1000 + t for t in utterance] + [2000 + t for t in utterance])
+    r = m.finish(3.0, PlayoutBuffer(0.0))
+    assert (r.utterances, r.bursts, r.stalls) == (2, 0, 0)
+    assert r.gap_p50_ms == 20 and r.gap_max_dev_ms == 0
+    assert r.time_to_first_audio_ms == 1000 and r.frame_sizes == {160: 44}
+
+
+def test_bursts_beyond_lead_and_stalls_inside_an_utterance():
+    m = _metrics()
+    _arrive(m, [0, 0, 0, 0, 20, 40, 100, 120, 300, 320])  # 4th frame bursts; 60 ms and 180 ms stalls
+    r = m.finish(1.0, PlayoutBuffer(0.0))
+    assert (r.utterances, r.bursts, r.stalls) == (1, 1, 2)
+    assert r.gap_max_dev_ms == 160
+
+
+def test_interruption_numbers():
+    p = PlayoutBuffer(0.0)
+    m = _metrics()
+    for i in range(31):  # paced agent audio from 0.0 s until the clear at 0.6 s
+        p.media(b"\x10" * 160, i * 0.02)
+        m.media(i * 0.02, b"\x10" * 160)
+        p.advance(i * 0.02)
+    m.onset(0.5, True)
+    m.clear(0.6)
+    p.clear(0.6)
+    p.advance(2.0)
+    [it] = m.finish(2.0, p).interruptions
+    assert it.agent_talking and round(it.clear_ms) == 100
+    assert round(it.heard_after_ms) == 100  # played until the clear
+    assert round(it.last_media_after_ms) == 100 and it.frames_after_onset == 6
+    assert round(it.last_media_before_ms) == 20
+
+
+def test_tone_checker_accepts_rechunked_audio():
+    audio = tone_audio(30, response=3) + tone_audio(10, response=4)
+    c = ToneChecker()
+    for i in range(0, len(audio), 333):
+        c.feed(audio[i:i + 333])
+    assert c.report.ok and c.report.blocks == 40 and c.report.responses == [3, 4]
+
+
+def test_tone_checker_flags_gaps_repeats_and_cut_blocks():
+    c = ToneChecker()
+    for i in [0, 1, 3, 3, 2]:
+        c.feed(tone_block(i))
+    c.feed(tone_block(0, response=1)[:90] + tone_block(1, response=1))
+    r = c.report
+    assert (r.gaps, r.repeats, r.out_of_order, r.partial) == (1, 1, 1, 1)
+    assert r.late_start == 1 and not r.ok  # response 1 seen first at block 1 (block 0 was cut)

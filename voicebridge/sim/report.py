@@ -1,0 +1,100 @@
+"""The result of a simulated call, as measured at the caller (i.e. as Twilio would see it)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Interruption:
+    """One barge-in, measured from the caller's speech onset."""
+
+    onset_ms: float
+    """Onset, ms since call start."""
+    agent_talking: bool
+    """Agent audio was audible at the onset."""
+    clear_ms: "float | None"
+    """Onset -> first ``clear`` received (None: the bridge never cleared)."""
+    last_media_before_ms: "float | None"
+    """Last ``media`` received before the onset -> onset."""
+    last_media_after_ms: "float | None"
+    """Onset -> last ``media`` of the interrupted utterance received after the onset (None: none)."""
+    frames_after_onset: int
+    """``media`` messages of the interrupted utterance received after the onset."""
+    heard_after_ms: float
+    """Agent audio the caller still heard after the onset (the talk-over)."""
+
+
+@dataclass
+class MarkRecord:
+    """A mark the bridge sent and when the caller echoed it."""
+
+    name: str
+    received_ms: float
+    echoed_ms: "float | None" = None
+    cleared: bool = False
+    """Echoed because of a ``clear``, not because its audio played."""
+
+
+@dataclass
+class CallReport:
+    """Everything measured during one simulated call; ``to_dict()`` is JSON-ready."""
+
+    url: str
+    stream_sid: str
+    call_sid: str
+    ended_by: str = "script"
+    """``script`` | ``bridge`` (closed first) | ``max_duration`` | ``error``."""
+    duration_ms: float = 0.0
+    frames_sent: int = 0
+    frames_received: int = 0
+    frame_sizes: dict[int, int] = field(default_factory=dict)
+    messages_received: dict[str, int] = field(default_factory=dict)
+    invalid_messages: int = 0
+    time_to_first_audio_ms: "float | None" = None
+    utterances: int = 0
+    gap_p50_ms: "float | None" = None
+    gap_p99_ms: "float | None" = None
+    gap_max_dev_ms: "float | None" = None
+    """Largest |gap - 20 ms| between media messages within an utterance (lead excluded)."""
+    bursts: int = 0
+    """Gaps < 18 ms within utterances, not counting the send-ahead lead."""
+    stalls: int = 0
+    """Gaps > 40 ms while the agent is talking."""
+    lead_frames: int = 2
+    heard_agent_ms: float = 0.0
+    cleared_ms: float = 0.0
+    """Agent audio discarded by ``clear`` before it played."""
+    clears: int = 0
+    marks_received: int = 0
+    marks_echoed: int = 0
+    marks_cleared: int = 0
+    marks: list[MarkRecord] = field(default_factory=list)
+    interruptions: list[Interruption] = field(default_factory=list)
+    tone: "dict[str, Any] | None" = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """Timeline: ``{"t": seconds since call start, "name": ..., "detail": {...}}``."""
+    level_interval_ms: int = 20
+    caller_dbfs: list[float] = field(default_factory=list)
+    agent_dbfs: list[float] = field(default_factory=list)
+    record_path: "str | None" = None
+    errors: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """Human-readable list of what a Twilio-conformant bridge should not do."""
+        out = list(self.errors)
+        odd = {size: n for size, n in self.frame_sizes.items() if size != 160}
+        if odd:
+            out.append(f"media payloads not 160 bytes: {odd}")
+        if self.invalid_messages:
+            out.append(f"{self.invalid_messages} invalid message(s) from the bridge")
+        if self.stalls:
+            out.append(f"{self.stalls} stall(s) > 40 ms while the agent talked")
+        if self.bursts:
+            out.append(f"{self.bursts} burst(s) < 18 ms beyond the send-ahead lead")
+        if self.tone is not None and not self.tone.get("ok"):
+            out.append(f"tone check failed: {self.tone}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,252 @@
+"""What the simulated caller does: a list of steps, and a compact text form for the CLI.
+
+A step only *describes* behaviour (its audio is resolved once before dialing, by
+:mod:`voicebridge.sim.sounds`, and it is executed frame by frame by
+:mod:`voicebridge.sim.runner`), so scripts are cheap to build, compare and print.
+
+Compact form (comma-separated; a comma inside spoken text is fine because splitting only
+happens before a known command name)::
+
+    silence:MS                  say:TEXT | say:@PROMPT | say:FILE.wav
+    click[:MS]                  wait_agent[:TIMEOUT_MS]
+    wait_quiet[:QUIET_MS[:TIMEOUT_MS]]
+    interrupt[:AFTER_MS]:TEXT   (or @PROMPT / FILE.wav)        hangup
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Union
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Send silence for ``ms``."""
+
+    ms: int
+
+
+@dataclass(frozen=True)
+class Say:
+    """Speak: from ``audio`` (raw mu-law), a ``wav`` file, a bundled ``prompt`` or ``text``."""
+
+    text: "str | None" = None
+    prompt: "str | None" = None
+    wav: "str | None" = None
+    audio: "bytes | None" = None
+
+
+@dataclass(frozen=True)
+class Click:
+    """A short loud noise burst: something a naive barge-in detector mistakes for speech."""
+
+    ms: int = 40
+
+
+@dataclass(frozen=True)
+class WaitForAgent:
+    """Send silence until agent audio is heard (or ``timeout_ms`` passes)."""
+
+    timeout_ms: int = 10000
+
+
+@dataclass(frozen=True)
+class WaitForAgentSilence:
+    """Send silence until the agent has been quiet for ``quiet_ms`` during this wait."""
+
+    quiet_ms: int = 800
+    timeout_ms: int = 15000
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """Barge in: wait for agent audio, let it play ``after_ms``, then speak over it.
+
+    The first spoken frame is the barge-in *onset* every interruption metric is measured
+    from. If the agent never talks within ``timeout_ms`` the caller speaks anyway (reported
+    with ``agent_talking=False``).
+    """
+
+    text: "str | None" = None
+    prompt: "str | None" = None
+    wav: "str | None" = None
+    audio: "bytes | None" = None
+    after_ms: int = 1000
+    timeout_ms: int = 10000
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """End the call: Twilio sends ``stop`` and closes the socket."""
+
+
+Step = Union[Silence, Say, Click, WaitForAgent, WaitForAgentSilence, Interrupt, Hangup]
+
+
+# -- constructors (the public, readable way to write a script) ---------------------------
+def silence(ms: int) -> Silence:
+    """Silence for ``ms`` milliseconds."""
+    return Silence(int(ms))
+
+
+def say(text: "str | None" = None, *, prompt: "str | None" = None, wav: "str | None" = None,
+        audio: "bytes | None" = None) -> Say:
+    """Speak ``text`` (espeak-ng, or a bundled prompt), a ``prompt``, a ``wav`` file or raw ``audio``."""
+    if text is None and prompt is None and wav is None and audio is None:
+        raise ValueError("say() needs text, prompt, wav or audio")
+    return Say(text=text, prompt=prompt, wav=wav, audio=audio)
+
+
+def click(ms: int = 40) -> Click:
+    """A ``ms`` loud noise burst (a false barge-in trigger)."""
+    return Click(int(ms))
+
+
+def wait_for_agent(timeout_ms: int = 10000) -> WaitForAgent:
+    """Silence until the caller starts hearing agent audio."""
+    return WaitForAgent(int(timeout_ms))
+
+
+def wait_for_agent_silence(quiet_ms: int = 800, timeout_ms: int = 15000) -> WaitForAgentSilence:
+    """Silence until the agent has been quiet for ``quiet_ms``."""
+    return WaitForAgentSilence(int(quiet_ms), int(timeout_ms))
+
+
+def interrupt(text: "str | None" = None, *, prompt: "str | None" = None, wav: "str | None" = None,
+              audio: "bytes | None" = None, after_ms: int = 1000, timeout_ms: int = 10000) -> Interrupt:
+    """Speak over the agent ``after_ms`` after its audio starts; marks the barge-in onset."""
+    if text is None and prompt is None and wav is None and audio is None:
+        raise ValueError("interrupt() needs text, prompt, wav or audio")
+    return Interrupt(text=text, prompt=prompt, wav=wav, audio=audio,
+                     after_ms=int(after_ms), timeout_ms=int(timeout_ms))
+
+
+def hangup() -> Hangup:
+    """Hang up."""
+    return Hangup()
+
+
+DEFAULT_SCRIPT = (
+    "wait_agent:10000,wait_quiet:800,say:What can you tell me?,wait_agent:8000,"
+    "interrupt:1500:Stop please,wait_quiet:1000,click,wait_quiet:1500,"
+    "say:Thank you, goodbye.,wait_quiet:1500,hangup"
+)
+"""The demo call: greeting, a question, a barge-in, a false trigger, a goodbye."""
+
+
+# -- compact text form ---------------------------------------------------------------------
+_ALIASES = {
+    "silence": "silence", "say": "say", "click": "click", "hangup": "hangup",
+    "wait_agent": "wait_agent", "wait_for_agent": "wait_agent",
+    "wait_quiet": "wait_quiet", "wait_for_agent_silence": "wait_quiet",
+    "interrupt": "interrupt",
+}
+_SPLIT = re.compile(r",(?=\s*(?:%s)\s*(?::|,|$))" % "|".join(sorted(_ALIASES, key=len, reverse=True)))
+
+
+def parse_script(text: str) -> list[Step]:
+    """Parse the compact command-line form; raises ValueError naming the bad item."""
+    steps: list[Step] = []
+    for item in _SPLIT.split(text.strip()):
+        item = item.strip()
+        if item:
+            steps.append(_parse_item(item))
+    if not steps:
+        raise ValueError("empty script")
+    return steps
+
+
+def _parse_item(item: str) -> Step:
+    name, _, arg = item.partition(":")
+    kind = _ALIASES.get(name.strip().lower())
+    if kind is None:
+        raise ValueError(f"unknown script command {name.strip()!r} in {item!r}")
+    arg = arg.strip()
+    try:
+        return _BUILDERS[kind](arg)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad script item {item!r}: {exc}") from None
+
+
+def _int(arg: str, default: "int | None" = None) -> int:
+    if not arg:
+        if default is None:
+            raise ValueError("a number of milliseconds is required")
+        return default
+    value = int(arg)
+    if value < 0:
+        raise ValueError("milliseconds must not be negative")
+    return value
+
+
+def _speech_source(arg: str) -> dict:
+    """``@name`` is a bundled prompt, ``*.wav`` a file, anything else text to speak."""
+    if not arg:
+        raise ValueError("nothing to say")
+    if arg.startswith("@"):
+        return {"prompt": arg[1:]}
+    if arg.lower().endswith(".wav"):
+        return {"wav": arg}
+    return {"text": arg}
+
+
+def _build_wait_quiet(arg: str) -> WaitForAgentSilence:
+    quiet, _, timeout = arg.partition(":")
+    return wait_for_agent_silence(_int(quiet, 800), _int(timeout, 15000))
+
+
+def _build_interrupt(arg: str) -> Interrupt:
+    head, sep, rest = arg.partition(":")
+    if sep and head.strip().isdigit():
+        return interrupt(after_ms=int(head), **_speech_source(rest.strip()))
+    return interrupt(**_speech_source(arg))
+
+
+def _build_hangup(arg: str) -> Hangup:
+    if arg:
+        raise ValueError("hangup takes no argument")
+    return hangup()
+
+
+_BUILDERS = {
+    "silence": lambda a: silence(_int(a)),
+    "say": lambda a: say(**_speech_source(a)),
+    "click": lambda a: click(_int(a, 40)),
+    "wait_agent": lambda a: wait_for_agent(_int(a, 10000)),
+    "wait_quiet": _build_wait_quiet,
+    "interrupt": _build_interrupt,
+    "hangup": _build_hangup,
+}
+
+
+def format_step(step: Step) -> str:
+    """The compact form of one step (raw ``audio`` shows as its length)."""
+    if isinstance(step, Silence):
+        return f"silence:{step.ms}"
+    if isinstance(step, Click):
+        return f"click:{step.ms}"
+    if isinstance(step, WaitForAgent):
+        return f"wait_agent:{step.timeout_ms}"
+    if isinstance(step, WaitForAgentSilence):
+        return f"wait_quiet:{step.quiet_ms}:{step.timeout_ms}"
+    if isinstance(step, Hangup):
+        return "hangup"
+    source = _format_source(step)
+    if isinstance(step, Interrupt):
+        return f"interrupt:{step.after_ms}:{source}"
+    return f"say:{source}"
+
+
+def _format_source(step: "Say | Interrupt") -> str:
+    if step.audio is not None:
+        return f"<{len(step.audio)} bytes>"
+    if step.wav:
+        return step.wav
+    if step.prompt and not step.text:
+        return "@" + step.prompt
+    return step.text or ""
+
+
+def format_script(steps: "list[Step]") -> str:
+    """The compact form of a script (round-trips through :func:`parse_script` except raw audio)."""
+    return ",".join(format_step(s) for s in steps)
