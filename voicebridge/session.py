@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -120,7 +121,10 @@ class MediaSession:
         self._outbound: tw.Outbound | None = None
         self._stream_ready = threading.Event()
         # locks and flags
-        self._twilio_lock = threading.Lock()
+        # bounded: a send blocked on a peer that stopped reading must not wedge barge-in or close
+        self._twilio_lock = _SendLock(lambda: self.config.twilio_send_timeout_s, self._twilio_stalled)
+        self._stalled = False
+        self._warned: set[str] = set()  # one log line per kind of repeated fault; the rest are counted
         self._state_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._stop = threading.Event()
@@ -184,6 +188,7 @@ class MediaSession:
         self._running = True
         self._run_thread = threading.current_thread()
         _no_delay(self._twilio)
+        _bound_sends(self._twilio, self.config.twilio_send_timeout_s)
         try:
             if self._open_openai():
                 self._start_threads()
@@ -313,12 +318,21 @@ class MediaSession:
         self._metrics.add("inbound_bytes", len(event.payload))
         if len(event.payload) != audio.FRAME_BYTES:
             self._metrics.add("inbound_wrong_size")
+            self._warn_once("size", "inbound media of %d bytes (expected %d): forwarded; further ones only counted",
+                            len(event.payload), audio.FRAME_BYTES)
         if self.stream_sid is None:
             self._metrics.protocol_error("twilio", "media_before_start")
+            self._warn_once("early", "media before start: dropped; further ones only counted")
             return
         if event.stream_sid and event.stream_sid != self.stream_sid:
             self._metrics.protocol_error("twilio", "wrong_stream_sid")
+            self._warn_once("sid", "media for another stream (%s): dropped; further ones only counted",
+                            event.stream_sid[:40])
             return
+        if not event.stream_sid:
+            self._metrics.protocol_error("twilio", "missing_stream_sid")
+            self._warn_once("nosid", "media without streamSid: forwarded (one socket carries one stream); "
+                            "further ones only counted")
         self._send_openai(rt.input_audio_append(event.b64))
         if self.config.barge_in and event.payload:
             self._detect(audio.dbfs(event.payload), now)
@@ -430,6 +444,7 @@ class MediaSession:
                 except Exception as exc:  # noqa: BLE001
                     self._metrics.add("send_failures")
                     self.log.warning("twilio clear failed: %s", _describe(exc))
+                    self._check_stall(exc, "clear")
         # Queued frames and deltas now carry an old generation: the TX and audio-out threads
         # discard them where they find them (counted as flushed), so nothing newer is lost.
         self._tx_wake.set()
@@ -651,7 +666,9 @@ class MediaSession:
     def _on_speech_started(self, event: rt.SpeechStarted, now: float) -> None:
         self._false_trigger.speech_started()
         self.log.info("server VAD: caller speech started")
-        self._barge_in("server", now)
+        onset = self._speech_onset  # set by a local duck on the same speech, if any
+        recent = onset is not None and now - onset < 2.0
+        self._barge_in("server", now, onset if recent else None)
 
     def _on_transcript(self, event: rt.Transcript, now: float) -> None:
         self._false_trigger.user_text(event.text)
@@ -679,7 +696,9 @@ class MediaSession:
     def _on_other(self, event: rt.Other, now: float) -> None:
         if not event.known:
             self._metrics.add("openai_unknown_events")
-            self.log.debug("unhandled Realtime event %s", event.type[:60])
+            if not self._warn_once(f"event:{event.type[:60]}", "unknown Realtime event type %r: ignored; further "
+                                   "ones only counted", event.type[:60], level=logging.INFO):
+                self.log.debug("unhandled Realtime event %s", event.type[:60])
 
     _openai_handlers: dict[type, Callable[..., None]] = {
         rt.SessionReady: _on_session_ready,
@@ -810,6 +829,7 @@ class MediaSession:
                 self._metrics.add("send_failures")
                 self._metrics.add("frames_dropped")
                 self.log.warning("twilio send failed: %s", _describe(exc))
+                self._check_stall(exc, "media frame")
                 self.close("twilio send failed")
                 return "stop"
             now = self._clock()
@@ -832,6 +852,7 @@ class MediaSession:
             except Exception as exc:  # noqa: BLE001
                 self._metrics.add("send_failures")
                 self.log.warning("twilio mark failed: %s", _describe(exc))
+                self._check_stall(exc, "mark")
 
     # ------------------------------------------------------------------ helpers and teardown
     def _send_openai(self, text: str) -> bool:
@@ -856,6 +877,31 @@ class MediaSession:
         conn = self._openai
         if conn is not None:
             self._safe(conn.close, "openai close")
+
+    def _twilio_stalled(self, what: str) -> None:
+        """A Twilio send blocked past the timeout: the peer stopped reading. Abort and end the call."""
+        with self._close_lock:
+            if self._stalled:
+                return
+            self._stalled = True
+        self._metrics.add("twilio_send_timeouts")
+        self.log.error("TWILIO_SEND_TIMEOUT: send blocked for more than %s s (%s): the Twilio side stopped "
+                       "reading; ending the call", self.config.twilio_send_timeout_s, what)
+        _abort(self._twilio)  # unblocks a send stuck in the socket (it holds the send lock)
+        self.close("twilio send timeout")
+
+    def _check_stall(self, exc: BaseException, what: str) -> None:
+        if isinstance(exc, (TimeoutError, BlockingIOError)):  # SO_SNDTIMEO expired
+            self._twilio_stalled(what)
+
+    def _warn_once(self, key: str, msg: str, *args: Any, level: int = logging.WARNING) -> bool:
+        """Log ``msg`` the first time ``key`` occurs in this call (bounded); True if logged."""
+        with self._state_lock:
+            if key in self._warned or len(self._warned) >= 64:
+                return False
+            self._warned.add(key)
+        self.log.log(level, msg, *args)
+        return True
 
     def _safe(self, fn: Callable[[], Any], what: str) -> None:
         try:
@@ -891,6 +937,73 @@ class MediaSession:
                 self._twilio.close()
             except Exception:  # noqa: BLE001 - already closed by the peer: nothing to do
                 pass
+
+
+class _SendLock:
+    """The Twilio send lock, with a bound on how long anyone waits for it.
+
+    A send that blocks (the peer stopped reading) holds the lock. Whoever waits longer than the
+    send timeout calls ``on_stall`` (which aborts the socket, so the stuck send fails, and ends
+    the call), then takes the lock once the sender lets go. If even that times out the holder
+    is wedged for good: carry on without the lock (the socket is dead, sends fail) rather than hang.
+    """
+
+    def __init__(self, timeout: Callable[[], "float | None"], on_stall: Callable[[str], None]) -> None:
+        self._lock = threading.Lock()
+        self._timeout = timeout
+        self._on_stall = on_stall
+        self._held = threading.local()
+
+    def __enter__(self) -> "_SendLock":
+        limit = self._timeout()
+        if not limit or limit <= 0:
+            got = self._lock.acquire()
+        else:
+            got = self._lock.acquire(timeout=limit)
+            if not got:
+                self._on_stall("a send held the lock")
+                got = self._lock.acquire(timeout=limit)
+        self._held.got = got
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if getattr(self._held, "got", False):
+            self._held.got = False
+            self._lock.release()
+
+
+def _bound_sends(ws: Any, timeout_s: "float | None") -> None:
+    """Bound every send on the Twilio socket (SO_SNDTIMEO), leaving receives untouched.
+
+    simple-websocket (flask-sock) writes with ``sock.send`` on a blocking socket that has no
+    timeout: when the peer stops reading, the kernel buffer fills and the send blocks forever.
+    ``settimeout`` would also time out its reader thread's idle ``recv`` and drop the connection,
+    so the bound is set on the send direction only; an expired send raises ``BlockingIOError``.
+    """
+    sock = getattr(ws, "sock", None)
+    if not timeout_s or timeout_s <= 0 or not isinstance(sock, socket.socket):
+        return
+    sec = int(timeout_s)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                        struct.pack("ll", sec, int((timeout_s - sec) * 1_000_000)))
+    except (OSError, struct.error):
+        pass  # platform without SO_SNDTIMEO: the send lock bound still ends the call
+
+
+def _abort(ws: Any) -> None:
+    """Break a stuck Twilio socket without its send lock: shutdown wakes a blocked send."""
+    sock = getattr(ws, "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+            return
+        except OSError:
+            pass
+    try:
+        ws.close()
+    except Exception:  # noqa: BLE001 - already closed or broken: that is the goal
+        pass
 
 
 def _no_delay(ws: Any) -> None:

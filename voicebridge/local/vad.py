@@ -12,8 +12,8 @@ Threshold mapping (documented contract of the local server)::
     level_dbfs = -60 + 50 * threshold      # 0.0 -> -60 dBFS, 0.5 -> -35 dBFS, 1.0 -> -10 dBFS
 
 A 20 ms frame is *speech* when its level is at or above that. Speech starts after
-``start_frames`` consecutive speech frames (default 2 = 40 ms, so a single click does not
-barge in) and stops after ``silence_duration_ms`` of consecutive non-speech frames.
+``start_frames`` consecutive speech frames (default 8 = 160 ms: like the real model-based
+VAD, a click or a cough does not barge in) and stops after ``silence_duration_ms`` of consecutive non-speech frames.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class VadConfig:
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
-    start_frames: int = 2
+    start_frames: int = 8
 
     @property
     def level_dbfs(self) -> float:

@@ -1,0 +1,204 @@
+"""``voicebridge demo``: a whole phone call on this machine, with no account and no key.
+
+Starts the example app (``voicebridge.app``) with the embedded local Realtime server on free
+ports, places a simulated Twilio call that hears the greeting, asks a question, interrupts
+the agent's long answer, makes a click (a false trigger) and says goodbye. Prints a line per
+event as it happens, then the call summary from both ends, and writes ``call.wav`` (left:
+caller, right: what the caller heard) and ``call.png`` (a timeline).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .app import Settings, create_app, serve
+from .sim import SimulatedCaller
+from .sim.caller import _QUIET_EVENTS
+from .sim.report import CallReport
+
+DEMO_SCRIPT = (
+    "wait_agent:10000,wait_quiet:800,say:What can you tell me?,wait_agent:8000,"
+    "interrupt:1500:Stop please,wait_agent:6000,silence:700,click:60,wait_quiet:1200,"
+    "say:Thank you, goodbye.,wait_quiet:1500,hangup"
+)
+"""Greeting, a question, a barge-in on the long answer, a click while the agent talks (a duck that
+must not become a barge-in), a goodbye."""
+
+# Bridge log lines worth showing live, by the start of their message.
+_BRIDGE_EVENTS = {
+    "duck:": "duck",
+    "duck released": "duck released",
+    "barge-in (": "barge-in",
+    "twilio clear sent": "clear",
+    "response.cancel sent": "cancel",
+    "truncate ": "truncate",
+    "false barge-in": "false trigger",
+    "response resp": "response",
+    "SAFETY_FUSE": "SAFETY_FUSE",
+}
+
+
+@dataclass
+class Timeline:
+    """Events from both ends on one clock: seconds since the call started."""
+
+    t0: float | None = None
+    bridge: list[tuple[float, str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def rel(self, now: float) -> float:
+        return now - self.t0 if self.t0 is not None else 0.0
+
+
+class _BridgeEvents(logging.Handler):
+    """Turns the bridge's own log lines into live progress lines."""
+
+    def __init__(self, timeline: Timeline, out: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.timeline, self.out = timeline, out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        body = text.split("] ", 1)[-1]
+        kind = next((k for prefix, k in _BRIDGE_EVENTS.items() if body.startswith(prefix)), None)
+        if kind is None or self.timeline.t0 is None:
+            return
+        t = self.timeline.rel(time.monotonic())
+        with self.timeline.lock:
+            self.timeline.bridge.append((t, kind, body))
+        print(f"{t:8.3f}s  bridge  {body}", file=self.out, flush=True)
+
+
+def _caller_progress(timeline: Timeline, out: TextIO, verbose: bool):
+    def progress(name: str, t: float, detail: dict[str, Any]) -> None:
+        if name == "call_start" and timeline.t0 is None:
+            timeline.t0 = time.monotonic() - t
+        if verbose or name not in _QUIET_EVENTS:
+            extra = " ".join(f"{k}={v}" for k, v in detail.items())
+            print(f"{t:8.3f}s  caller  {name} {extra}".rstrip(), file=out, flush=True)
+    return progress
+
+
+def _summary(report: CallReport, bridge: dict[str, Any] | None) -> list[str]:
+    lines = ["", "== call summary =="]
+    r = report
+    lines.append(f"caller: {r.duration_ms / 1000:.1f} s, {r.frames_received} frames received, sizes {r.frame_sizes}, "
+                 f"time to first audio {r.time_to_first_audio_ms} ms")
+    lines.append(f"caller: gaps p50 {r.gap_p50_ms} ms, p99 {r.gap_p99_ms} ms, max |dev| {r.gap_max_dev_ms} ms; "
+                 f"bursts {r.bursts}, stalls {r.stalls}")
+    for i, it in enumerate(r.interruptions, 1):
+        lines.append(f"interruption {i}: speech onset -> clear {it.clear_ms} ms, agent audio heard after onset "
+                     f"{it.heard_after_ms} ms")
+    if bridge:
+        b = bridge
+        lines.append(f"bridge: {b['audio_deltas']} deltas, {b['frames_sent']} frames sent, late {b['tx_late_frames']}, "
+                     f"resets {b['tx_schedule_resets']}, first frame {b['first_frame_bytes']} bytes")
+        lines.append(f"bridge: barge-ins {b['barge_in_events']} (confirm latency {b['barge_in_latencies_ms']} ms), "
+                     f"ducks {b['ducks']}, false triggers {b['false_barge_ins']}, clears {b['clears_sent']}, "
+                     f"truncates {b['truncates_sent']}, safety fuses {b['safety_fuses']}")
+        identity = b["frames_sent"] + b["frames_flushed"] + b["frames_dropped"]
+        lines.append(f"accounting: enqueued {b['frames_enqueued']} == sent {b['frames_sent']} + flushed "
+                     f"{b['frames_flushed']} + dropped {b['frames_dropped']} = {identity}: "
+                     f"{'OK' if b['accounting_ok'] else 'MISMATCH'}")
+    else:
+        lines.append("bridge: no call summary received")
+    problems = r.problems()
+    lines.append("problems: " + ("; ".join(problems) if problems else "none"))
+    return lines
+
+
+def plot_timeline(report: CallReport, timeline: Timeline, path: str) -> bool:
+    """Caller level and agent audio over time, with duck, barge-in, clear and truncate marked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    step = report.level_interval_ms / 1000
+    fig, ax = plt.subplots(figsize=(12, 4))
+    ax.plot([i * step for i in range(len(report.caller_dbfs))], report.caller_dbfs, lw=0.8, label="caller (dBFS)")
+    ax.plot([i * step for i in range(len(report.agent_dbfs))], report.agent_dbfs, lw=0.8, label="agent heard (dBFS)")
+    colors = {"duck": "tab:orange", "barge-in": "tab:red", "clear": "black", "truncate": "tab:purple",
+              "false trigger": "tab:green"}
+    seen: set[str] = set()
+    for t, kind, _ in timeline.bridge:
+        if kind in colors:
+            ax.axvline(t, color=colors[kind], ls="--", lw=1, label=None if kind in seen else kind)
+            seen.add(kind)
+    ax.set_ylim(-90, 0)
+    ax.set_xlabel("seconds since call start")
+    ax.set_ylabel("level (dBFS)")
+    ax.set_title("voicebridge demo call")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: str | None = "call.png",
+             mode: str = "voice", max_seconds: float = 120.0, out: TextIO = sys.stdout,
+             verbose: bool = False) -> tuple[CallReport, dict[str, Any] | None, Timeline]:
+    """Run one demo call end to end; returns the caller's report, the bridge's metrics, the timeline."""
+    ended: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def on_call_end(metrics: dict[str, Any]) -> None:
+        ended.append(metrics)
+        done.set()
+
+    settings = Settings(port=0, local_mode=mode)
+    app = create_app(settings, on_call_end=on_call_end)
+    timeline = Timeline()
+    handler = _BridgeEvents(timeline, out)
+    session_log = logging.getLogger("voicebridge.session")
+    session_log.addHandler(handler)
+    previous_level = session_log.level
+    session_log.setLevel(logging.INFO)
+    server = serve(app, "127.0.0.1", 0)
+    try:
+        print(f"example app on {server.url} (webhook /voice, media {server.ws_url}), embedded local Realtime "
+              f"server ({mode} mode); placing a simulated call", file=out, flush=True)
+        caller = SimulatedCaller(server.ws_url, script, record_path=record, max_seconds=max_seconds,
+                                 on_event=_caller_progress(timeline, out, verbose))
+        report = caller.run()
+        done.wait(10)
+    finally:
+        server.shutdown()
+        session_log.removeHandler(handler)
+        session_log.setLevel(previous_level)
+    bridge = ended[0] if ended else None
+    for line in _summary(report, bridge):
+        print(line, file=out)
+    if record:
+        print(f"recording: {record} (left: caller, right: what the caller heard)", file=out)
+    if plot and plot_timeline(report, timeline, plot):
+        print(f"timeline: {plot}", file=out)
+    return report, bridge, timeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="voicebridge demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--script", default=DEMO_SCRIPT, help="caller script (see voicebridge call --help)")
+    ap.add_argument("--record", default="call.wav", help="stereo WAV to write ('' for none)")
+    ap.add_argument("--plot", default="call.png", help="timeline PNG to write ('' for none)")
+    ap.add_argument("--mode", choices=("voice", "tone"), default="voice", help="local server's voice")
+    ap.add_argument("--max-seconds", type=float, default=120.0)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)  # progress lines come from _BridgeEvents, not the root handler
+    report, bridge, _ = run_demo(args.script, args.record or None, args.plot or None, args.mode,
+                                 args.max_seconds, verbose=args.verbose)
+    ok = bridge is not None and bridge["accounting_ok"] and not report.problems()
+    return 0 if ok else 1
