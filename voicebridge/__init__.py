@@ -10,7 +10,7 @@ Public API (everything else is internal and may change):
     Frozen per-call settings: model, URL, key, instructions, voice, greeting, VAD, pacing
     lead, barge-in threshold/debounce/duck, timeouts.
 ``VoiceBridge``
-    Flask integration (``voicebridge.flask``): ``VoiceBridge(app, config)`` or ``init_app``
+    Flask integration (``voicebridge.flaskext``): ``VoiceBridge(app, config)`` or ``init_app``
     mounts ``POST /voice`` (TwiML) and WebSocket ``/media``.
 
 Minimal use inside an existing flask-sock app::
@@ -35,7 +35,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # The Flask integration pulls in flask and twilio; import it only when asked for.
     if name == "VoiceBridge":
-        from .flask import VoiceBridge
+        from .flaskext import VoiceBridge
 
         return VoiceBridge
     raise AttributeError(name)

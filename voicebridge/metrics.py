@@ -19,7 +19,7 @@ COUNTERS = (
     "barge_in_local", "barge_in_server", "false_barge_ins", "truncates_sent",
     "late_deltas_dropped", "framer_bytes_dropped", "framer_bytes_padded", "safety_fuses",
     "twilio_protocol_errors", "openai_protocol_errors", "openai_unknown_events",
-    "send_failures",
+    "send_failures", "twilio_send_timeouts", "threads_alive_after_close",
 )
 
 

@@ -919,6 +919,7 @@ class MediaSession:
             if thread is not me:
                 thread.join(self.config.join_timeout_s)
                 if thread.is_alive():
+                    self._metrics.add("threads_alive_after_close")
                     self.log.error("thread %s did not stop in time", thread.name)
         self._metrics.add("frames_dropped", _drain(self._tx_q, lambda x: isinstance(x, _Frame)))
         _drain(self._audio_q, lambda x: False)

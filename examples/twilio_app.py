@@ -1,0 +1,55 @@
+"""Example: a Twilio voice number answered by an OpenAI Realtime model.
+
+Development (werkzeug threaded server)::
+
+    python examples/twilio_app.py            # HOST/PORT from the environment, default 127.0.0.1:5050
+
+Production (see docs/deploy.md)::
+
+    gunicorn -k gthread -w 1 --threads 64 -b 0.0.0.0:5050 'examples.twilio_app:create_app()'
+
+Nothing runs at import time: the app (and, without an OpenAI key, the embedded local
+Realtime server) is built only when ``create_app()`` is called.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from flask import Flask
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from voicebridge import app as example  # noqa: E402
+
+
+def create_app(settings: "example.Settings | None" = None) -> Flask:
+    """The app factory gunicorn calls: settings from the environment."""
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return example.create_app(settings or example.Settings.from_env())
+
+
+def main() -> int:
+    settings = example.Settings.from_env()
+    app = create_app(settings)
+    handle = example.serve(app, settings.host, settings.port)
+    print(f"voicebridge example on {handle.url}: Twilio voice webhook POST {handle.url}/voice, "
+          f"media stream {handle.ws_url}; Ctrl-C to stop", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        handle.shutdown()  # ends live calls and the embedded backend, if any
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""The example app: settings from the environment, backend choice, serve(), the examples module."""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import websocket
+
+from voicebridge.app import Settings, create_app, serve
+from voicebridge.config import DEFAULT_GREETING, DEFAULT_MODEL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_settings_defaults_and_parsing() -> None:
+    s = Settings.from_env({})
+    assert (s.host, s.port, s.max_calls, s.openai_api_key, s.openai_model) == ("127.0.0.1", 5050, None, None,
+                                                                                DEFAULT_MODEL)
+    assert s.greeting == DEFAULT_GREETING and s.uses_local_backend
+    s = Settings.from_env({"HOST": "0.0.0.0", "PORT": "8080", "MAX_CALLS": "12", "GREETING": "",
+                           "VOICE": "cedar", "OPENAI_MODEL": "gpt-realtime-mini", "PUBLIC_URL": "https://x.io",
+                           "OPENAI_API_KEY": "sk-secret", "TWILIO_AUTH_TOKEN": "tok-secret"})
+    assert (s.host, s.port, s.max_calls, s.greeting, s.voice) == ("0.0.0.0", 8080, 12, None, "cedar")
+    assert not s.uses_local_backend and s.public_url == "https://x.io"
+    assert "sk-secret" not in repr(s) and "tok-secret" not in repr(s)
+
+
+@pytest.mark.parametrize("env", [{"PORT": "http"}, {"PORT": "-1"}, {"MAX_CALLS": "0"}, {"MAX_CALLS": "many"}])
+def test_settings_reject_bad_numbers(env: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match=next(iter(env))):
+        Settings.from_env(env)
+
+
+def test_without_key_the_embedded_backend_runs_a_call(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    app = create_app(Settings(local_mode="tone", local_speed=0))
+    bridge = app.extensions["voicebridge"]
+    local = bridge.local_server
+    assert local is not None and bridge.config.realtime_url == local.url
+    assert "EMBEDDED LOCAL" in caplog.text
+    handle = serve(app, "127.0.0.1", 0)
+    try:
+        with urllib.request.urlopen(f"{handle.url}/healthz", timeout=5) as resp:
+            assert json.load(resp) == {"status": "ok", "active_calls": 0, "max_calls": None}
+        ws = websocket.create_connection(handle.ws_url, timeout=5)
+        sid = "MZ" + "0" * 32
+        ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": sid,
+                            "start": {"streamSid": sid, "accountSid": "AC", "callSid": "CAlocal", "tracks": ["inbound"],
+                                      "customParameters": {}, "mediaFormat": {}}}))
+        media = 0
+        for _ in range(200):  # the greeting: tone frames from the local server, paced by the bridge
+            if json.loads(ws.recv()).get("event") == "media":
+                media += 1
+                if media == 3:
+                    break
+        assert media == 3
+        ws.close()
+    finally:
+        handle.shutdown()
+    assert bridge.local_server is None
+    with pytest.raises(RuntimeError):
+        local.port  # stopped: no longer listening
+    assert "call admitted" in caplog.text and "call end" in caplog.text
+    handle.shutdown()  # idempotent
+
+
+def test_key_selects_openai_and_url_always_overrides(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    app = create_app(Settings(openai_api_key="sk-very-secret", twilio_auth_token="tok-very-secret", max_calls=3))
+    bridge = app.extensions["voicebridge"]
+    assert bridge.local_server is None and bridge.gate.limit == 3 and bridge.signatures.enabled
+    assert bridge.config.realtime_url == f"wss://api.openai.com/v1/realtime?model={DEFAULT_MODEL}"
+    assert bridge.config.api_key == "sk-very-secret"
+    app = create_app(Settings(openai_api_key="sk-very-secret", openai_realtime_url="ws://127.0.0.1:9/rt"))
+    assert app.extensions["voicebridge"].config.realtime_url == "ws://127.0.0.1:9/rt"
+    app = create_app(Settings(openai_realtime_url="ws://127.0.0.1:9/rt"))
+    assert app.extensions["voicebridge"].local_server is None
+    assert "sk-very-secret" not in caplog.text and "tok-very-secret" not in caplog.text
+
+
+def test_serve_on_a_free_port_and_shutdown() -> None:
+    app = create_app(Settings(openai_realtime_url="ws://127.0.0.1:9/rt"))
+    with serve(app, "127.0.0.1", 0) as handle:
+        assert handle.port > 0 and handle.url == f"http://127.0.0.1:{handle.port}"
+        with urllib.request.urlopen(f"{handle.url}/metrics", timeout=5) as resp:
+            assert b"voicebridge_active_calls" in resp.read()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{handle.url}/healthz", timeout=1)
+
+
+def test_example_module_builds_nothing_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setenv("OPENAI_REALTIME_URL", "ws://127.0.0.1:9/rt")
+    monkeypatch.setenv("MAX_CALLS", "4")
+    sys.modules.pop("examples.twilio_app", None)
+    module = importlib.import_module("examples.twilio_app")
+    assert not hasattr(module, "app")
+    app = module.create_app()
+    bridge = app.extensions["voicebridge"]
+    assert bridge.gate.limit == 4 and bridge.local_server is None
+    assert {r.rule for r in app.url_map.iter_rules()} >= {"/voice", "/media", "/healthz", "/metrics"}

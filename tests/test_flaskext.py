@@ -1,0 +1,422 @@
+"""VoiceBridge as a Flask extension: signatures, TwiML, metrics, the call cap, mounting.
+
+WebSocket tests run the real werkzeug threaded server (``voicebridge.app.serve``) on
+127.0.0.1:0 and a websocket-client peer speaking Twilio's messages; the Realtime side is a
+scripted ``FakeRealtime`` injected through ``connect=``.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+import xml.etree.ElementTree as ET
+from typing import Any, Iterator
+
+import pytest
+import websocket
+from flask import Blueprint, Flask, jsonify
+from prometheus_client.parser import text_string_to_metric_families
+from twilio.request_validator import RequestValidator
+
+from fakes import FakeRealtime
+from voicebridge import BridgeConfig, VoiceBridge
+from voicebridge.app import serve
+
+TOKEN = "test-auth-token-0123456789"
+CFG = BridgeConfig(api_key="sk-test", lead_ms=0, transcription_model=None)
+FORM = {"CallSid": "CA123", "From": "+15550001111", "To": "+15550002222", "AccountSid": "ACabc"}
+SILENCE = b"\xff" * 160
+
+
+def sign(url: str, params: Any = None) -> str:
+    return RequestValidator(TOKEN).compute_signature(url, params or {})
+
+
+def speaking_realtime(chunks: int = 10) -> Any:
+    """A connector whose fake answers the greeting's response.create with ``chunks`` frames."""
+    def connector(config: BridgeConfig) -> FakeRealtime:
+        fake = FakeRealtime()
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event["type"] == "response.create":
+                fake.response("resp_1", "item_1", [b"\x7f" * 160] * chunks)
+        fake.on_client_event = on_event
+        return fake
+    return connector
+
+
+@contextlib.contextmanager
+def running(app: Flask) -> Iterator[Any]:
+    handle = serve(app, "127.0.0.1", 0)
+    try:
+        yield handle
+    finally:
+        handle.shutdown()
+
+
+class TwilioPeer:
+    """A websocket-client stand-in for Twilio's side of a media stream."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, sid: str = "1") -> None:
+        self.stream_sid, self.call_sid = f"MZ{sid * 32}"[:34], f"CA{sid}"
+        self.ws = websocket.create_connection(url, timeout=5, header=headers or {})
+
+    def start(self, **params: str) -> None:
+        self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        self.send({"event": "start", "sequenceNumber": "1", "streamSid": self.stream_sid,
+                   "start": {"streamSid": self.stream_sid, "accountSid": "ACtest", "callSid": self.call_sid,
+                             "tracks": ["inbound"], "customParameters": params,
+                             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+
+    def media(self, n: int = 5) -> None:
+        for i in range(n):
+            self.send({"event": "media", "sequenceNumber": str(i + 2), "streamSid": self.stream_sid,
+                       "media": {"track": "inbound", "chunk": str(i + 1), "timestamp": str(i * 20),
+                                 "payload": base64.b64encode(SILENCE).decode()}})
+
+    def stop(self) -> None:
+        self.send({"event": "stop", "sequenceNumber": "99", "streamSid": self.stream_sid,
+                   "stop": {"accountSid": "ACtest", "callSid": self.call_sid}})
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(msg))
+
+    def read_until_closed(self, timeout: float = 5.0) -> tuple[list[dict[str, Any]], int | None, str]:
+        """Every message until the server closes; (messages, close code, close reason)."""
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                opcode, data = self.ws.recv_data(control_frame=True)
+            except (websocket.WebSocketException, OSError):
+                return messages, None, ""
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                return messages, code, data[2:].decode(errors="replace")
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                messages.append(json.loads(data))
+        raise AssertionError("server did not close the stream in time")
+
+    def wait_media(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv())
+            if msg.get("event") == "media":
+                got.append(msg)
+        assert len(got) >= count
+        return got
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ws.close()
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def make_app(**options: Any) -> tuple[Flask, VoiceBridge]:
+    app = Flask("test")
+    options.setdefault("connect", speaking_realtime())
+    bridge = VoiceBridge(app, CFG, **options)
+    return app, bridge
+
+
+def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def twiml(body: bytes) -> ET.Element:
+    root = ET.fromstring(body)
+    assert root.tag == "Response"
+    return root
+
+
+# ---------------------------------------------------------------------------- webhook
+def test_webhook_signature_accepted_and_rejected(caplog: pytest.LogCaptureFixture) -> None:
+    app, _ = make_app(auth_token=TOKEN)
+    client = app.test_client()
+    url = "http://localhost/voice?tenant=acme"
+    good = client.post("/voice?tenant=acme", data=FORM, headers={"X-Twilio-Signature": sign(url, FORM)})
+    assert good.status_code == 200 and good.mimetype == "text/xml"
+    tampered = dict(FORM, From="+15559999999")
+    bad = client.post("/voice?tenant=acme", data=tampered, headers={"X-Twilio-Signature": sign(url, FORM)})
+    missing = client.post("/voice?tenant=acme", data=FORM)
+    wrong_url = client.post("/voice?tenant=evil", data=FORM, headers={"X-Twilio-Signature": sign(url, FORM)})
+    assert [r.status_code for r in (bad, missing, wrong_url)] == [403, 403, 403]
+    rejections = [r for r in caplog.records if "X-Twilio-Signature" in r.getMessage()]
+    assert len(rejections) == 3
+    assert TOKEN not in caplog.text
+
+
+def test_webhook_signature_behind_tls_proxy() -> None:
+    app, _ = make_app(auth_token=TOKEN)
+    client = app.test_client()
+    public = "https://bridge.example.com/voice"
+    proxy = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "bridge.example.com"}
+    ok = client.post("/voice", base_url="http://10.0.0.5:8000", data=FORM,
+                     headers={**proxy, "X-Twilio-Signature": sign(public, FORM)})
+    assert ok.status_code == 200
+    stream = twiml(ok.data).find("Connect/Stream")
+    assert stream is not None and stream.get("url") == "wss://bridge.example.com/media"
+    # the same signature without the proxy headers is for a different URL
+    direct = client.post("/voice", base_url="http://10.0.0.5:8000", data=FORM,
+                         headers={"X-Twilio-Signature": sign(public, FORM)})
+    assert direct.status_code == 403
+
+
+def test_webhook_signature_with_public_url_ignores_request_host() -> None:
+    app, _ = make_app(auth_token=TOKEN, public_url="https://voice.example.org/")
+    client = app.test_client()
+    headers = {"X-Twilio-Signature": sign("https://voice.example.org/voice", FORM),
+               "X-Forwarded-Host": "attacker.example.net"}
+    ok = client.post("/voice", base_url="http://internal:9000", data=FORM, headers=headers)
+    assert ok.status_code == 200
+    assert twiml(ok.data).find("Connect/Stream").get("url") == "wss://voice.example.org/media"
+
+
+def test_twiml_has_stream_and_per_call_parameters() -> None:
+    app, _ = make_app()
+    resp = app.test_client().post("/voice?tenant=acme", base_url="https://bridge.example.com", data=FORM)
+    root = twiml(resp.data)
+    connect = root.find("Connect")
+    assert connect is not None and len(root) == 1
+    stream = connect.find("Stream")
+    assert stream.get("url") == "wss://bridge.example.com/media"
+    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert params == {"tenant": "acme", "CallSid": "CA123", "From": "+15550001111", "To": "+15550002222"}
+
+
+def test_oversized_parameters_and_body_are_bounded() -> None:
+    app, _ = make_app()
+    client = app.test_client()
+    resp = client.post("/voice?big=" + "x" * 600, data=FORM)
+    names = [p.get("name") for p in twiml(resp.data).iter("Parameter")]
+    assert "big" not in names and "CallSid" in names
+    huge = client.post("/voice", data={"Body": "y" * 100_000})
+    assert huge.status_code == 413
+    assert app.config["SOCK_SERVER_OPTIONS"]["max_message_size"] == 64 * 1024
+
+
+def test_app_choice_of_max_message_size_wins() -> None:
+    app = Flask("own")
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": 1000, "ping_interval": 5}
+    VoiceBridge(app, CFG)
+    assert app.config["SOCK_SERVER_OPTIONS"] == {"max_message_size": 1000, "ping_interval": 5}
+
+
+def test_no_token_warns_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    make_app()
+    assert any(r.levelname == "WARNING" and "NOT checked" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    make_app(auth_token=TOKEN)
+    assert not any("NOT checked" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------- WebSocket
+def test_websocket_signature_accepted_rejected_and_behind_proxy() -> None:
+    app, bridge = make_app(auth_token=TOKEN)
+    with running(app) as server:
+        url = f"ws://127.0.0.1:{server.port}/media"
+        with pytest.raises(websocket.WebSocketBadStatusException) as missing:
+            TwilioPeer(url)
+        assert missing.value.status_code == 403
+        with pytest.raises(websocket.WebSocketBadStatusException) as bad:
+            TwilioPeer(url, {"x-twilio-signature": sign(f"ws://127.0.0.1:{server.port}/other")})
+        assert bad.value.status_code == 403
+        peer = TwilioPeer(url, {"x-twilio-signature": sign(url)})  # lowercase, as Twilio sends it
+        peer.start()
+        peer.stop()
+        peer.read_until_closed()
+        peer.close()
+        proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "bridge.example.com",
+                   "x-twilio-signature": sign("wss://bridge.example.com/media")}
+        peer = TwilioPeer(url, proxied)
+        peer.close()
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            TwilioPeer(url, {"x-twilio-signature": sign("wss://bridge.example.com/media")})
+    assert bridge.metrics.rejected.labels(endpoint="media")._value.get() == 3
+
+
+def test_websocket_signature_with_public_url() -> None:
+    app, _ = make_app(auth_token=TOKEN, public_url="https://voice.example.org")
+    with running(app) as server:
+        url = f"ws://127.0.0.1:{server.port}/media"
+        TwilioPeer(url, {"x-twilio-signature": sign("wss://voice.example.org/media")}).close()
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            TwilioPeer(url, {"x-twilio-signature": sign(url)})
+
+
+def test_call_runs_hooks_and_moves_metrics() -> None:
+    seen: dict[str, Any] = {"params": [], "ends": []}
+
+    def config_for_call(params: dict[str, str]) -> BridgeConfig:
+        seen["params"].append(params)
+        return CFG.replace(voice="cedar")
+
+    app, bridge = make_app(config_for_call=config_for_call, on_call_end=seen["ends"].append)
+    with running(app) as server:
+        before = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
+        assert before[("voicebridge_calls_total", ())] == 0
+        peer = TwilioPeer(server.ws_url)
+        peer.start(tenant="acme")
+        peer.media(3)
+        frames = peer.wait_media(10)
+        assert all(len(base64.b64decode(m["media"]["payload"])) == 160 for m in frames)
+        live = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
+        assert live[("voicebridge_active_calls", ())] == 1
+        assert app.test_client().get("/healthz").get_json() == {"status": "ok", "active_calls": 1,
+                                                                  "max_calls": None}
+        peer.stop()
+        peer.read_until_closed()
+        peer.close()
+        assert wait_until(lambda: seen["ends"])
+    resp = app.test_client().get("/metrics")
+    assert resp.headers["Content-Type"].startswith("text/plain; version=")
+    after = metric_values(resp.get_data(as_text=True))
+    assert after[("voicebridge_calls_total", ())] == 1
+    assert after[("voicebridge_frames_sent_total", ())] >= 10
+    assert after[("voicebridge_active_calls", ())] == 0
+    assert after[("voicebridge_time_to_first_audio_seconds_count", ())] == 1
+    assert ("voicebridge_barge_in_latency_seconds_count", ()) in after
+    assert seen["params"] == [{"tenant": "acme"}]
+    end = seen["ends"][0]
+    assert end["call_sid"] == "CA1" and end["frames_sent"] >= 10 and end["accounting_ok"]
+    assert end["close_reason"] == "twilio stop" and end["duration_s"] > 0
+
+
+def test_openai_errors_are_counted_by_code() -> None:
+    def failing(config: BridgeConfig) -> FakeRealtime:
+        raise ConnectionRefusedError("nope")
+
+    ended: list[dict[str, Any]] = []
+    app, _ = make_app(connect=failing, on_call_end=ended.append)
+    with running(app) as server:
+        peer = TwilioPeer(server.ws_url)
+        peer.read_until_closed()
+        peer.close()
+        assert wait_until(lambda: ended)
+    values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_openai_errors_total", (("code", "connect_failed"),))] == 1
+
+
+def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
+    lines: list[tuple[Any, str, str]] = []
+
+    def connector(config: BridgeConfig) -> FakeRealtime:
+        fake = FakeRealtime()
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event["type"] == "response.create":
+                fake.push({"type": "response.output_audio_transcript.done", "response_id": "r", "item_id": "i",
+                           "output_index": 0, "content_index": 0, "transcript": "Hello there"})
+        fake.on_client_event = on_event
+        return fake
+
+    app, _ = make_app(connect=connector, on_transcript=lambda *a: lines.append(a))
+    with running(app) as server:
+        peer = TwilioPeer(server.ws_url, sid="7")
+        peer.start()
+        assert wait_until(lambda: lines)
+        peer.stop()
+        peer.read_until_closed()
+        peer.close()
+    assert lines[0] == ("CA7", "agent", "Hello there")
+
+
+def test_cap_refuses_call_n_plus_one_and_admits_after_one_ends() -> None:
+    app, bridge = make_app(max_calls=1)
+    client = app.test_client()
+    with running(app) as server:
+        first = TwilioPeer(server.ws_url, sid="1")
+        first.start()
+        first.wait_media(1)
+        assert bridge.active_calls == 1
+        refused = twiml(client.post("/voice", data=FORM).data)
+        assert [child.tag for child in refused] == ["Say", "Hangup"]
+        assert "busy" in refused.find("Say").text
+        second = TwilioPeer(server.ws_url, sid="2")
+        _, code, reason = second.read_until_closed()
+        second.close()
+        assert code == 1013 and "capacity" in reason
+        first.stop()
+        first.read_until_closed()
+        first.close()
+        assert wait_until(lambda: bridge.active_calls == 0)
+        assert twiml(client.post("/voice", data=FORM).data).find("Connect/Stream") is not None
+        third = TwilioPeer(server.ws_url, sid="3")
+        third.start()
+        third.wait_media(1)
+        third.stop()
+        third.read_until_closed()
+        third.close()
+    values = metric_values(client.get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_calls_refused_total", (("stage", "webhook"),))] == 1
+    assert values[("voicebridge_calls_refused_total", (("stage", "websocket"),))] == 1
+    assert values[("voicebridge_calls_total", ())] == 2
+
+
+# ---------------------------------------------------------------------------- mounting
+def existing_app() -> Flask:
+    """A user's app with its own route, blueprint and error handler."""
+    app = Flask("existing")
+    shop = Blueprint("shop", __name__)
+
+    @app.route("/")
+    def index() -> str:
+        return "home"
+
+    @shop.route("/items")
+    def items() -> Any:
+        return jsonify(["a", "b"])
+
+    @app.errorhandler(404)
+    def not_found(_exc: Exception) -> Any:
+        return jsonify(error="nope"), 404
+
+    app.register_blueprint(shop, url_prefix="/shop")
+    return app
+
+
+def test_mounts_beside_existing_routes_blueprints_and_error_handlers() -> None:
+    app = existing_app()
+    bridge = VoiceBridge(app, CFG, url_prefix="/twilio/", connect=speaking_realtime())
+    assert app.extensions["voicebridge"] is bridge
+    client = app.test_client()
+    assert client.get("/").data == b"home"
+    assert client.get("/shop/items").get_json() == ["a", "b"]
+    assert client.get("/missing").get_json() == {"error": "nope"}
+    assert client.get("/voice").status_code == 404  # nothing leaks to the root
+    resp = client.post("/twilio/voice", base_url="https://pbx.example.com", data=FORM)
+    assert twiml(resp.data).find("Connect/Stream").get("url") == "wss://pbx.example.com/twilio/media"
+    assert client.get("/twilio/healthz").get_json()["status"] == "ok"
+    assert client.get("/twilio/metrics").status_code == 200
+    with running(app) as server:
+        peer = TwilioPeer(f"ws://127.0.0.1:{server.port}/twilio/media")
+        peer.start()
+        peer.wait_media(1)
+        peer.stop()
+        peer.read_until_closed()
+        peer.close()
+
+
+def test_init_app_factory_pattern_and_two_apps_do_not_collide() -> None:
+    bridges = [VoiceBridge(config=CFG, connect=speaking_realtime()) for _ in range(2)]
+    apps = [Flask(f"app{i}") for i in range(2)]
+    for bridge, app in zip(bridges, apps):
+        bridge.init_app(app)
+    bridges[0].metrics.calls.inc(5)
+    counts = [metric_values(app.test_client().get("/metrics").get_data(as_text=True))
+              [("voicebridge_calls_total", ())] for app in apps]
+    assert counts == [5, 0]

@@ -1,0 +1,183 @@
+"""The example application: settings from the environment, an app factory, a background server.
+
+``create_app(Settings.from_env())`` builds a Flask app with the bridge mounted at the root.
+Without ``OPENAI_API_KEY`` and without ``OPENAI_REALTIME_URL`` it starts the embedded
+:class:`~voicebridge.local.server.LocalRealtimeServer` in-process, so the whole thing runs
+with no account at all; ``OPENAI_REALTIME_URL`` always wins. ``serve(app, host, port)`` runs
+werkzeug's threaded server in a background thread -- what the demo, ``verify`` and the tests
+use (production runs gunicorn, see docs/deploy.md).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from .config import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS, DEFAULT_MODEL, BridgeConfig
+from .flaskext import VoiceBridge
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5050
+JOIN_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the example app reads from the environment. Secrets are excluded from ``repr``."""
+
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_realtime_url: str | None = None
+    openai_model: str = DEFAULT_MODEL
+    voice: str = "marin"
+    instructions: str = DEFAULT_INSTRUCTIONS
+    greeting: str | None = DEFAULT_GREETING
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    public_url: str | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_calls: int | None = None
+    local_mode: str = "voice"  # embedded backend only: "voice" or "tone"
+    local_speed: float = 4.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        """Read the documented variables; empty strings count as unset (GREETING="" = no greeting)."""
+        def get(name: str) -> str | None:
+            value = environ.get(name, "").strip()
+            return value or None
+
+        greeting = environ.get("GREETING")
+        return cls(
+            openai_api_key=get("OPENAI_API_KEY"),
+            openai_realtime_url=get("OPENAI_REALTIME_URL"),
+            openai_model=get("OPENAI_MODEL") or DEFAULT_MODEL,
+            voice=get("VOICE") or "marin",
+            instructions=get("INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
+            greeting=DEFAULT_GREETING if greeting is None else (greeting.strip() or None),
+            twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
+            public_url=get("PUBLIC_URL"),
+            host=get("HOST") or DEFAULT_HOST,
+            port=_int("PORT", get("PORT"), DEFAULT_PORT, minimum=0),
+            max_calls=_int("MAX_CALLS", get("MAX_CALLS"), None, minimum=1),
+        )
+
+    @property
+    def uses_local_backend(self) -> bool:
+        return not self.openai_api_key and not self.openai_realtime_url
+
+
+def _int(name: str, value: str | None, default: Any, minimum: int) -> Any:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def bridge_config(settings: Settings, realtime_url: str | None) -> BridgeConfig:
+    return BridgeConfig(model=settings.openai_model, openai_url=realtime_url, api_key=settings.openai_api_key,
+                        instructions=settings.instructions, voice=settings.voice, greeting=settings.greeting)
+
+
+def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask:
+    """The example app: the bridge at ``/voice``, ``/media``, ``/healthz``, ``/metrics``.
+
+    ``bridge_options`` go to :class:`VoiceBridge` (``connect``, ``config_for_call``, hooks...).
+    An embedded backend, if started, is ``app.extensions["voicebridge"].local_server``; it is
+    stopped by ``bridge.close()`` (``serve()``'s ``shutdown`` calls that) or at exit.
+    """
+    settings = settings or Settings.from_env()
+    local = None
+    realtime_url = settings.openai_realtime_url
+    if settings.uses_local_backend:
+        from .local.server import LocalRealtimeServer
+
+        local = LocalRealtimeServer(mode=settings.local_mode, speed=settings.local_speed).start()
+        realtime_url = local.url
+        atexit.register(local.stop)
+        log.warning("no OPENAI_API_KEY and no OPENAI_REALTIME_URL: calls go to the EMBEDDED LOCAL Realtime "
+                    "server at %s (scripted agent, not OpenAI)", realtime_url)
+    elif settings.openai_realtime_url:
+        log.info("Realtime backend: %s (OPENAI_REALTIME_URL)", settings.openai_realtime_url)
+    else:
+        log.info("Realtime backend: OpenAI, model %s", settings.openai_model)
+
+    app = Flask(__name__)
+    bridge_options.setdefault("public_url", settings.public_url)
+    bridge_options.setdefault("auth_token", settings.twilio_auth_token)
+    bridge_options.setdefault("max_calls", settings.max_calls)
+    bridge = VoiceBridge(app, bridge_config(settings, realtime_url), **bridge_options)
+    bridge.local_server = local
+    return app
+
+
+class ServerHandle:
+    """A running background server: ``port``, ``url`` (http), ``shutdown()``."""
+
+    def __init__(self, app: Flask, server: BaseWSGIServer, thread: threading.Thread) -> None:
+        self.app = app
+        self._server = server
+        self._thread = thread
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def host(self) -> str:
+        host = str(self._server.server_address[0])
+        return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The media stream WebSocket URL (for a mount at the root)."""
+        return f"ws://{self.host}:{self.port}/media"
+
+    def shutdown(self) -> None:
+        """Stop serving, end active calls, stop an embedded backend; idempotent and bounded."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._server.shutdown()
+        bridge = self.app.extensions.get("voicebridge")
+        if bridge is not None:
+            bridge.close()
+        self._server.server_close()
+        self._thread.join(JOIN_SECONDS)
+        log.info("server on port %d stopped", self.port)
+
+    def __enter__(self) -> "ServerHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def serve(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> ServerHandle:
+    """Serve ``app`` with werkzeug's threaded server in a background thread (port 0 = any free)."""
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=f"voicebridge-http:{server.server_port}", daemon=True)
+    thread.start()
+    handle = ServerHandle(app, server, thread)
+    log.info("voicebridge listening on %s (webhook %s/voice, media %s)", handle.url, handle.url, handle.ws_url)
+    return handle

@@ -1,0 +1,430 @@
+"""Flask integration: mount the bridge into an existing Flask app in three lines.
+
+::
+
+    from voicebridge import BridgeConfig, VoiceBridge
+    bridge = VoiceBridge(app, BridgeConfig(api_key=os.environ["OPENAI_API_KEY"]),
+                         auth_token=os.environ["TWILIO_AUTH_TOKEN"], max_calls=20)
+
+A Blueprint (optionally under ``url_prefix``) adds ``POST /voice`` (TwiML that connects the
+call to the media stream), WebSocket ``/media`` (one :class:`MediaSession` per call),
+``GET /healthz`` and ``GET /metrics`` (Prometheus text). Everything a bridge needs -- the
+call counter, the signature validator, the Prometheus registry -- lives on the instance, so
+two apps (or two bridges) in one process never share state.
+
+Security: with an ``auth_token`` every webhook and every WebSocket upgrade must carry a valid
+``X-Twilio-Signature`` for the *public* URL Twilio requested (``public_url``, else rebuilt from
+``X-Forwarded-Proto``/``X-Forwarded-Host``); anything else is answered 403. Inbound message
+and body sizes are bounded, and ``max_calls`` refuses call N+1 instead of degrading them all.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, Response, jsonify, request, url_for
+from flask_sock import Sock
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from . import realtime_client
+from . import twilio_protocol as tw
+from .config import BridgeConfig
+from .session import MediaSession
+
+try:  # twilio >= 9.13 also signs with a SharedKey (HMAC-SHA256) when this header says so
+    from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, get_signature_algorithm
+except ImportError:  # pragma: no cover - older twilio: auth-token HMAC-SHA1 only
+    SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+
+    def get_signature_algorithm(signature_settings_header: str | None) -> str | None:  # type: ignore[misc]
+        return None
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+
+BLUEPRINT_NAME = "voicebridge"
+# A Twilio media message is ~400 bytes and ``start`` a few KB; 64 KiB leaves room without
+# letting a peer make us buffer megabytes.
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's voice webhook form is ~1-2 KB
+CONTEXT_FIELDS = ("CallSid", "From", "To")  # webhook form fields forwarded as <Parameter>s
+MAX_PARAMETER_CHARS = 500  # Twilio: name + value of each <Parameter> must stay under this
+MAX_PARAMETERS = 20
+REFUSAL_MESSAGE = "Sorry, all of our lines are busy right now. Please call again in a few minutes."
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 registry: "Try Again Later"
+SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws"), "wss": ("https", "wss")}
+
+ConfigForCall = Callable[[dict[str, str]], "BridgeConfig | None"]
+TranscriptHook = Callable[[str | None, str, str], None]
+CallEndHook = Callable[[dict[str, Any]], None]
+
+
+# ---------------------------------------------------------------------------- call cap
+class CallGate:
+    """Counts active calls under a lock; ``try_enter`` refuses once ``limit`` are active."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError("max_calls must be >= 1 (or None for no cap)")
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._active = 0
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return self._active
+
+    def full(self) -> bool:
+        with self._lock:
+            return self.limit is not None and self._active >= self.limit
+
+    def try_enter(self) -> bool:
+        with self._lock:
+            if self.limit is not None and self._active >= self.limit:
+                return False
+            self._active += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active = max(0, self._active - 1)
+
+
+# ---------------------------------------------------------------------------- public URLs
+def forwarded(name: str) -> str | None:
+    """First value of a proxy header (proxy chains append: ``client, proxy1``)."""
+    value = request.headers.get(name, "")
+    first = value.split(",")[0].strip()
+    return first or None
+
+
+def public_base(public_url: str | None, websocket: bool) -> str:
+    """``scheme://host[/prefix]`` as Twilio sees this app: configured, else from the request.
+
+    Behind a TLS-terminating proxy the app sees ``http`` and an internal host; the proxy's
+    ``X-Forwarded-Proto``/``X-Forwarded-Host`` (or a configured ``public_url``) restore what
+    Twilio actually requested, which is what it signed.
+    """
+    if public_url:
+        parts = urlsplit(public_url)
+        scheme, netloc, prefix = parts.scheme.lower(), parts.netloc, parts.path.rstrip("/")
+    else:
+        scheme = (forwarded("X-Forwarded-Proto") or request.scheme).lower()
+        netloc = forwarded("X-Forwarded-Host") or request.host
+        prefix = ""
+    http_scheme, ws_scheme = SCHEMES.get(scheme, ("https", "wss"))
+    return f"{ws_scheme if websocket else http_scheme}://{netloc}{prefix}"
+
+
+def public_request_url(public_url: str | None, websocket: bool) -> str:
+    """The full public URL of the current request, query string still percent-encoded."""
+    query = request.query_string.decode("latin-1")
+    path = request.script_root + request.path
+    return public_base(public_url, websocket) + path + (f"?{query}" if query else "")
+
+
+# ---------------------------------------------------------------------------- signatures
+class SignatureCheck:
+    """``X-Twilio-Signature`` validation for the webhook and the WebSocket upgrade (B4)."""
+
+    def __init__(self, auth_token: str | None, public_url: str | None) -> None:
+        self._validator = RequestValidator(auth_token) if auth_token else None
+        self.public_url = public_url
+
+    @property
+    def enabled(self) -> bool:
+        return self._validator is not None
+
+    def verify(self, websocket: bool) -> tuple[bool, str]:
+        """(valid, url checked). Webhooks sign URL + form params; upgrades sign the wss URL only."""
+        url = public_request_url(self.public_url, websocket)
+        if self._validator is None:
+            return True, url
+        signature = request.headers.get(SIGNATURE_HEADER)  # header lookup is case-insensitive
+        if not signature:
+            return False, url
+        algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+        params: Any = {}
+        if not websocket and request.method == "POST":
+            params = request.get_data(as_text=True) if "bodySHA256" in request.args else request.form
+        if algorithm is None:
+            return self._validator.validate(url, params, signature), url
+        return self._validator.validate(url, params, signature, algorithm), url
+
+
+def bound_body(limit: int) -> Response | None:
+    """Cap this request's body without touching the app-wide MAX_CONTENT_LENGTH."""
+    try:
+        request.max_content_length = limit  # Flask >= 3.1: enforced while reading, chunked too
+        return None
+    except AttributeError:  # older Flask: read-only property; check the declared length
+        if (request.content_length or 0) > limit:
+            return Response("request body too large\n", status=413, mimetype="text/plain")
+        return None
+
+
+# ---------------------------------------------------------------------------- Prometheus
+class BridgeMetrics:
+    """The bridge's Prometheus metrics in a private registry (no clash between apps)."""
+
+    def __init__(self, active_calls: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        Gauge("voicebridge_active_calls", "Calls with a running MediaSession", registry=r).set_function(
+            lambda: float(active_calls()))
+        self.calls = Counter("voicebridge_calls", "Calls admitted (media streams started)", registry=r)
+        self.refused = Counter("voicebridge_calls_refused", "Calls refused at the cap", ["stage"], registry=r)
+        self.rejected = Counter("voicebridge_signature_rejections", "Requests refused with 403 (bad signature)",
+                                ["endpoint"], registry=r)
+        self.frames_sent = Counter("voicebridge_frames_sent", "Outbound 20 ms frames sent to Twilio", registry=r)
+        self.late_frames = Counter("voicebridge_tx_late_frames", "Frames sent late on the 20 ms grid", registry=r)
+        self.resets = Counter("voicebridge_tx_schedule_resets", "Pacer schedule resets", registry=r)
+        self.barge_ins = Counter("voicebridge_barge_ins", "Confirmed barge-ins", registry=r)
+        self.false_barge_ins = Counter("voicebridge_false_barge_ins", "Barge-ins judged to be noise", registry=r)
+        self.openai_errors = Counter("voicebridge_openai_errors", "OpenAI error events by code", ["code"],
+                                     registry=r)
+        self.barge_in_latency = Histogram(
+            "voicebridge_barge_in_latency_seconds", "Caller speech onset to clear sent", registry=r,
+            buckets=(0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0))
+        self.first_audio = Histogram(
+            "voicebridge_time_to_first_audio_seconds", "Stream start to first audio frame sent", registry=r,
+            buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0))
+
+    def record_call(self, m: Mapping[str, Any]) -> None:
+        """Fold one finished call's figures into the totals."""
+        for counter, key in ((self.frames_sent, "frames_sent"), (self.late_frames, "tx_late_frames"),
+                             (self.resets, "tx_schedule_resets"), (self.barge_ins, "barge_in_events"),
+                             (self.false_barge_ins, "false_barge_ins")):
+            counter.inc(max(0, int(m.get(key) or 0)))
+        for code, count in (m.get("openai_errors") or {}).items():
+            self.openai_errors.labels(code=str(code)).inc(max(0, int(count)))
+        for ms in m.get("barge_in_latencies_ms") or ():
+            self.barge_in_latency.observe(float(ms) / 1000)
+        if m.get("time_to_first_audio_ms") is not None:
+            self.first_audio.observe(float(m["time_to_first_audio_ms"]) / 1000)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+# ---------------------------------------------------------------------------- TwiML
+def stream_parameters(form: Mapping[str, str], args: Mapping[str, str]) -> dict[str, str]:
+    """Per-call context for ``start.customParameters``: webhook query args, then From/To/CallSid.
+
+    A voice URL like ``/voice?tenant=acme`` thus reaches ``config_for_call``. Oversized or
+    excess parameters are dropped (Twilio limits each to 500 characters).
+    """
+    params: dict[str, str] = {}
+    candidates = [(k, v) for k, v in args.items() if k != "bodySHA256"]
+    candidates += [(k, form[k]) for k in CONTEXT_FIELDS if form.get(k)]
+    for name, value in candidates:
+        if len(name) + len(value) < MAX_PARAMETER_CHARS and len(params) < MAX_PARAMETERS:
+            params[name] = value
+    return params
+
+
+def connect_twiml(stream_url: str, params: Mapping[str, str]) -> str:
+    """``<Connect><Stream url=…>`` with one ``<Parameter>`` per item (bidirectional stream)."""
+    response = VoiceResponse()
+    connect = Connect()
+    stream = connect.stream(url=stream_url)
+    for name, value in params.items():
+        stream.parameter(name=name, value=value)
+    response.append(connect)
+    return str(response)
+
+
+def refusal_twiml(message: str = REFUSAL_MESSAGE) -> str:
+    response = VoiceResponse()
+    response.say(message)
+    response.hangup()
+    return str(response)
+
+
+def xml(body: str) -> Response:
+    return Response(body, mimetype="text/xml")
+
+
+# ---------------------------------------------------------------------------- the extension
+class VoiceBridge:
+    """Flask extension: ``VoiceBridge(app, config)`` or ``VoiceBridge(...).init_app(app)``.
+
+    ``config_for_call(custom_parameters) -> BridgeConfig | None`` picks a per-call config
+    (None keeps ``config``); ``on_transcript(call_sid, role, text)`` receives final
+    transcripts; ``on_call_end(metrics)`` receives each call's metrics dict. ``connect``
+    replaces the Realtime connector (tests inject fakes). Hook errors are logged, never raised
+    into a call.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        config: BridgeConfig | None = None,
+        *,
+        url_prefix: str = "",
+        public_url: str | None = None,
+        auth_token: str | None = None,
+        max_calls: int | None = None,
+        config_for_call: ConfigForCall | None = None,
+        on_transcript: TranscriptHook | None = None,
+        on_call_end: CallEndHook | None = None,
+        connect: realtime_client.Connector | None = None,
+    ) -> None:
+        if public_url and urlsplit(public_url).scheme.lower() not in SCHEMES:
+            raise ValueError("public_url must start with https:// (or http://, ws://, wss://)")
+        self.config = config or BridgeConfig()
+        self.url_prefix = url_prefix.rstrip("/")
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.config_for_call = config_for_call
+        self.on_transcript = on_transcript
+        self.on_call_end = on_call_end
+        self.connect = connect
+        self.gate = CallGate(max_calls)
+        self.signatures = SignatureCheck(auth_token, self.public_url)
+        self.metrics = BridgeMetrics(lambda: self.gate.active)
+        self.local_server: Any = None  # set by voicebridge.app when it runs the embedded backend
+        self._sessions: set[MediaSession] = set()
+        self._lock = threading.Lock()
+        self.blueprint = self._blueprint()
+        if app is not None:
+            self.init_app(app)
+
+    # ------------------------------------------------------------------ mounting
+    def init_app(self, app: Flask) -> None:
+        """Register the blueprint, bound inbound WebSocket messages, warn if unauthenticated."""
+        options = app.config.setdefault("SOCK_SERVER_OPTIONS", {})
+        options.setdefault("max_message_size", MAX_MESSAGE_BYTES)  # the app's own choice wins
+        app.register_blueprint(self.blueprint, url_prefix=self.url_prefix or None)
+        app.extensions[BLUEPRINT_NAME] = self
+        if not self.signatures.enabled:
+            log.warning("!!! voicebridge: no Twilio auth token -- X-Twilio-Signature is NOT checked; anyone "
+                        "who finds this URL can place calls on your OpenAI bill. Local use only; set "
+                        "TWILIO_AUTH_TOKEN before exposing it to the internet. !!!")
+        log.info("voicebridge mounted at %s/voice and %s/media (max calls: %s, public url: %s)",
+                 self.url_prefix, self.url_prefix, self.gate.limit or "unlimited", self.public_url or "from request")
+
+    def _blueprint(self) -> Blueprint:
+        bp = Blueprint(BLUEPRINT_NAME, __name__)
+        bp.before_request(self._guard)
+        bp.add_url_rule("/voice", "voice", self._voice, methods=["GET", "POST"])
+        bp.add_url_rule("/healthz", "healthz", self._healthz, methods=["GET"])
+        bp.add_url_rule("/metrics", "metrics", self._metrics_view, methods=["GET"])
+        Sock().route("/media", bp=bp, endpoint="media")(self._media)
+        return bp
+
+    # ------------------------------------------------------------------ request guard
+    def _guard(self) -> Response | None:
+        """Bound the body; 403 a webhook or upgrade without a valid signature (before any handshake)."""
+        too_big = bound_body(MAX_WEBHOOK_BYTES)
+        if too_big is not None:
+            return too_big
+        endpoint = (request.endpoint or "").rpartition(".")[2]
+        if endpoint not in ("voice", "media"):
+            return None
+        ok, url = self.signatures.verify(websocket=endpoint == "media")
+        if ok:
+            return None
+        self.metrics.rejected.labels(endpoint=endpoint).inc()
+        log.warning("403 %s from %s: missing or invalid X-Twilio-Signature for %s",
+                    endpoint, request.remote_addr, url)
+        return Response("invalid Twilio signature\n", status=403, mimetype="text/plain")
+
+    # ------------------------------------------------------------------ views
+    def _voice(self) -> Response:
+        """The voice webhook: TwiML connecting the call to our media stream, or a polite refusal."""
+        call_sid = request.values.get("CallSid", "-")
+        if self.gate.full():
+            self.metrics.refused.labels(stage="webhook").inc()
+            log.warning("call %s refused at the webhook: %d calls active (cap %s)",
+                        call_sid, self.gate.active, self.gate.limit)
+            return xml(refusal_twiml())
+        # url_for builds WebSocket routes as absolute ws:// URLs of the internal host: keep the path
+        media_path = urlsplit(url_for(f"{self.blueprint.name}.media")).path
+        stream_url = public_base(self.public_url, websocket=True) + media_path
+        return xml(connect_twiml(stream_url, stream_parameters(request.form, request.args)))
+
+    def _healthz(self) -> Response:
+        return jsonify(status="ok", active_calls=self.gate.active, max_calls=self.gate.limit)
+
+    def _metrics_view(self) -> Response:
+        return Response(self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    def _media(self, ws: Any) -> None:
+        """One call: admit it under the cap, run its MediaSession, fold its metrics in."""
+        if not self.gate.try_enter():
+            self.metrics.refused.labels(stage="websocket").inc()
+            log.warning("media stream refused: %d calls active (cap %s)", self.gate.active, self.gate.limit)
+            ws.close(reason=CLOSE_TRY_AGAIN_LATER, message="voicebridge at capacity, try again later")
+            return
+        self.metrics.calls.inc()
+        session = self._new_session(ws)
+        started = time.monotonic()
+        with self._lock:
+            self._sessions.add(session)
+        try:
+            session.run()
+        finally:
+            with self._lock:
+                self._sessions.discard(session)
+            self.gate.leave()
+            self._finished(session, time.monotonic() - started)
+
+    # ------------------------------------------------------------------ per call
+    def _new_session(self, ws: Any) -> MediaSession:
+        holder: list[MediaSession] = []
+
+        def transcript(role: str, text: str) -> None:
+            if self.on_transcript is not None:
+                self.on_transcript(holder[0].call_sid if holder else None, role, text)
+
+        session = MediaSession(ws, self.config, self.connect, on_transcript=transcript, on_start=self._started)
+        holder.append(session)
+        return session
+
+    def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
+        """MediaSession's on_start: log the call and let the app choose this call's config."""
+        session.log.info("call admitted: %d active, cap %s", self.gate.active, self.gate.limit or "none")
+        if self.config_for_call is None:
+            return None
+        try:
+            chosen = self.config_for_call(dict(start.custom_parameters))
+        except Exception:  # noqa: BLE001 - a broken hook must not end the call; keep the default
+            session.log.exception("config_for_call failed; using the default config")
+            return None
+        if chosen is not None and not isinstance(chosen, BridgeConfig):
+            session.log.error("config_for_call returned %s, not a BridgeConfig; ignored", type(chosen).__name__)
+            return None
+        return chosen
+
+    def _finished(self, session: MediaSession, duration_s: float) -> None:
+        snapshot = dict(session.metrics, duration_s=round(duration_s, 3))
+        self.metrics.record_call(snapshot)
+        session.log.info("call end: %s after %.1f s (%d active)", snapshot.get("close_reason"), duration_s,
+                         self.gate.active)
+        if self.on_call_end is not None:
+            try:
+                self.on_call_end(snapshot)
+            except Exception:  # noqa: BLE001 - the call is over; a hook failure is only logged
+                session.log.exception("on_call_end hook failed")
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def active_calls(self) -> int:
+        return self.gate.active
+
+    def close(self) -> None:
+        """End every active call and stop an embedded backend we own (idempotent)."""
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.close("server shutdown")
+        server, self.local_server = self.local_server, None
+        if server is not None:
+            server.stop()
