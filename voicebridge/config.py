@@ -59,6 +59,10 @@ class BridgeConfig:
     safety_fuse_ms: int = 30000
     duck_fuse_ms: int = 1000
     twilio_receive_timeout_s: float = 0.2
+    # A Twilio send blocked longer than this (the peer stopped reading) ends the call; applied as
+    # SO_SNDTIMEO on the socket under flask-sock/simple-websocket and as a bound on the send lock.
+    # None or 0 = unbounded (not recommended).
+    twilio_send_timeout_s: float | None = 2.0
     openai_receive_timeout_s: float = 0.2
     join_timeout_s: float = 5.0
 
