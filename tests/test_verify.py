@@ -102,6 +102,9 @@ def test_remote_figures_are_before_after_deltas():
 
 def test_short_real_run_passes():
     caller, bridge, clean = verify.run_local(seconds=6, tone_seconds=1.5, speed=8.0)
-    rows = verify.judge(caller, bridge, 6, clean_close=clean)
+    # Timing targets are judged by the command itself on a quiet machine, not by a unit test on a
+    # busy CI box: here the timing rows get generous bounds, every other row is judged as is.
+    lenient = verify.Bounds(late_frames_per_minute=3000, heard_after_onset_ms=2000)
+    rows = verify.judge(caller, bridge, 6, lenient, clean_close=clean)
     assert verify.passed(rows), verify.format_table(rows)
     assert all(r.verdict == PASS for r in rows), verify.format_table(rows)
