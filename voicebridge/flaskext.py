@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
 from flask_sock import Sock
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
@@ -196,6 +197,13 @@ class BridgeMetrics:
         self.first_audio = Histogram(
             "voicebridge_time_to_first_audio_seconds", "Stream start to first audio frame sent", registry=r,
             buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0))
+        self.first_delta_to_frame = Histogram(
+            "voicebridge_first_delta_to_frame_seconds", "First model audio delta to first frame sent (per call)",
+            registry=r, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0))
+        self.tx_bursts = Counter("voicebridge_tx_gap_bursts", "Send-side gaps < 18 ms (lead excluded)", registry=r)
+        self.tx_stalls = Counter("voicebridge_tx_gap_stalls", "Send-side gaps > 40 ms within a response", registry=r)
+        self.tx_gaps = _GapHistogram()
+        r.register(self.tx_gaps)
 
     def record_call(self, m: Mapping[str, Any]) -> None:
         """Fold one finished call's figures into the totals."""
@@ -209,9 +217,57 @@ class BridgeMetrics:
             self.barge_in_latency.observe(float(ms) / 1000)
         if m.get("time_to_first_audio_ms") is not None:
             self.first_audio.observe(float(m["time_to_first_audio_ms"]) / 1000)
+        if m.get("first_delta_to_frame_ms") is not None:
+            self.first_delta_to_frame.observe(float(m["first_delta_to_frame_ms"]) / 1000)
+        self.tx_bursts.inc(max(0, int(m.get("tx_gap_bursts") or 0)))
+        self.tx_stalls.inc(max(0, int(m.get("tx_gap_stalls") or 0)))
+        self.tx_gaps.add(m.get("tx_gap_dev_hist") or ())
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _GapHistogram:
+    """``voicebridge_tx_gap_deviation_seconds``: |send gap - 20 ms| of every paced frame.
+
+    Fed once per call with the pacer's 0.1 ms-bin counts (no per-frame Prometheus cost);
+    exposed with 0.1 ms buckets up to 3 ms, then coarser ones.
+    """
+
+    _BOUNDS_BINS = tuple(range(1, 31)) + (40, 50, 75, 100)  # upper bounds in 0.1 ms bins
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bins: list[int] = []
+        self._sum_s = 0.0
+
+    def add(self, hist: Any) -> None:
+        counts = [max(0, int(c)) for c in hist]
+        if not counts:
+            return
+        with self._lock:
+            if len(self._bins) < len(counts):
+                self._bins += [0] * (len(counts) - len(self._bins))
+            for i, c in enumerate(counts):
+                self._bins[i] += c
+            self._sum_s += sum((i + 0.5) * 0.0001 * c for i, c in enumerate(counts))  # bin midpoints
+
+    def collect(self) -> Any:
+        with self._lock:
+            bins, total_sum = list(self._bins), self._sum_s
+        buckets, running, prev = [], 0, 0
+        for bound in self._BOUNDS_BINS:
+            running += sum(bins[prev:bound])
+            prev = bound
+            buckets.append((repr(round(bound * 0.0001, 4)), running))
+        buckets.append(("+Inf", sum(bins)))
+        family = HistogramMetricFamily("voicebridge_tx_gap_deviation_seconds",
+                                       "|gap - 20 ms| between paced frames sent to Twilio (bin midpoint sum)")
+        family.add_metric([], buckets, total_sum)
+        yield family
+
+    def describe(self) -> Any:
+        return []
 
 
 # ---------------------------------------------------------------------------- TwiML

@@ -12,7 +12,13 @@ audio is already at Twilio when a barge-in happens: it is discarded by ``clear``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+GAP_BIN_S = 0.0001
+"""Width of one bin of the send-gap deviation histogram (0.1 ms)."""
+GAP_BINS = 100
+"""Bins 0..99 hold |gap - 20 ms| in [k, k+1) x 0.1 ms; the last bin (index 100) holds >= 10 ms."""
 
 
 @dataclass
@@ -20,6 +26,14 @@ class PacerStats:
     late_frames: int = 0
     schedule_resets: int = 0
     frames: int = 0
+    # Send-side gaps between consecutive paced frames of one schedule (the lead and the
+    # pause before a new response or a resume excluded): a histogram of |gap - 20 ms|,
+    # bursts (< 18 ms), stalls (> 40 ms) and the largest deviation. O(1) per frame.
+    gaps: int = 0
+    gap_bursts: int = 0
+    gap_stalls: int = 0
+    gap_max_dev_s: float = 0.0
+    gap_dev_hist: list = field(default_factory=lambda: [0] * (GAP_BINS + 1))
 
 
 class Pacer:
@@ -41,6 +55,7 @@ class Pacer:
         self.stats = PacerStats()
         self._due: float | None = None  # scheduled instant of the next frame
         self._last_sent: float | None = None
+        self._gap_from: float | None = None  # previous paced frame of this schedule (gap stats)
         self._lead_left = 0
 
     @property
@@ -51,11 +66,13 @@ class Pacer:
         """Start a new schedule at ``now`` (a response starts, or sending resumes)."""
         self._due = now
         self._lead_left = self.lead_frames if lead else 0
+        self._gap_from = None
 
     def stop(self) -> None:
         """Forget the schedule (idle); the next ``begin`` starts afresh."""
         self._due = None
         self._lead_left = 0
+        self._gap_from = None
 
     def delay(self, now: float) -> float:
         """Seconds to wait before the next frame may go (0.0 = send now)."""
@@ -66,7 +83,9 @@ class Pacer:
         assert self._due is not None
         if now - self._due > self.max_late_s:
             self.stats.schedule_resets += 1
+            gap_from = self._gap_from
             self.begin(now)
+            self._gap_from = gap_from  # the gap that caused the reset still counts as a stall
             return 0.0
         earliest = self._due
         if self._last_sent is not None:
@@ -76,13 +95,27 @@ class Pacer:
     def sent(self, now: float) -> None:
         """Record that a frame left at ``now`` and advance the grid by one tick."""
         assert self._due is not None, "sent() before delay()"
-        self.stats.frames += 1
+        stats = self.stats
+        stats.frames += 1
         self._last_sent = now
+        if self._gap_from is not None:
+            gap = now - self._gap_from
+            dev = abs(gap - self.frame_s)
+            stats.gaps += 1
+            stats.gap_dev_hist[min(int(dev / GAP_BIN_S), GAP_BINS)] += 1
+            if dev > stats.gap_max_dev_s:
+                stats.gap_max_dev_s = dev
+            if gap < self.min_gap_s:
+                stats.gap_bursts += 1
+            elif gap > 2 * self.frame_s:
+                stats.gap_stalls += 1
         if self._lead_left > 0:
             self._lead_left -= 1
+            self._gap_from = None if self._lead_left else now
             if self._lead_left == 0:
                 self._due = now + self.frame_s
             return
+        self._gap_from = now
         if now - self._due > self.late_tolerance_s:
             self.stats.late_frames += 1
         self._due += self.frame_s

@@ -8,8 +8,10 @@ the session's threads may send concurrently.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
+import struct
 import threading
 from typing import Callable, Protocol
 
@@ -18,6 +20,9 @@ import websocket
 from .config import BridgeConfig
 
 log = logging.getLogger(__name__)
+
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
 
 
 class ConnectionClosed(Exception):
@@ -42,10 +47,31 @@ class WebSocketRealtimeConnection:
         ws.settimeout(send_timeout_s)  # bounds sends and the rest of a partly received frame
 
     def send(self, text: str) -> None:
+        """One masked text frame, built here: websocket-client's ``send`` costs ~3x more per call.
+
+        Same wire bytes as ``ws.send`` (FIN + text opcode, fresh random mask key per frame),
+        written under websocket-client's own send lock (its pongs and close frames use it too),
+        bounded by the socket timeout set in ``__init__``. This runs 50 times a second per call.
+        """
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")
+        data = text.encode("utf-8")
+        n = len(data)
+        if n < 126:
+            head = bytes((0x81, 0x80 | n))
+        elif n < 65536:
+            head = _HEAD16.pack(0x81, 0xFE, n)
+        else:
+            head = _HEAD64.pack(0x81, 0xFF, n)
+        key = os.urandom(4)
+        masked = (int.from_bytes(data, "little") ^ int.from_bytes(key * (n // 4) + key[:n % 4], "little")
+                  ).to_bytes(n, "little")
         try:
-            self._ws.send(text)
+            with self._ws.lock:
+                sock = self._ws.sock
+                if sock is None:
+                    raise ConnectionClosed("socket gone")
+                sock.sendall(head + key + masked)
         except (websocket.WebSocketException, OSError) as exc:
             raise ConnectionClosed(str(exc)) from exc
 
@@ -80,6 +106,13 @@ class WebSocketRealtimeConnection:
         self._closed.set()
         try:
             self._ws.close(timeout=1.0)
+        except (websocket.WebSocketException, OSError):
+            pass
+        # websocket-client's close() returns early, leaving the socket open, once the peer's
+        # close frame has been read (``connected`` is already False then); shutdown() always
+        # releases the file descriptor.
+        try:
+            self._ws.shutdown()
         except (websocket.WebSocketException, OSError):
             pass
 

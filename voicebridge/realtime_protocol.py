@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -212,7 +213,9 @@ def _s(msg: dict[str, Any], key: str) -> str:
 
 def _i(msg: dict[str, Any], key: str) -> int:
     value = msg.get(key)
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return int(value) if math.isfinite(value) else 0  # JSON may carry NaN / Infinity / 1e400
 
 
 def _audio_delta(msg: dict[str, Any]) -> ServerEvent:
@@ -229,7 +232,8 @@ def _audio_delta(msg: dict[str, Any]) -> ServerEvent:
 def _response_done(msg: dict[str, Any]) -> ServerEvent:
     resp = msg.get("response") if isinstance(msg.get("response"), dict) else {}
     details = resp.get("status_details") if isinstance(resp.get("status_details"), dict) else {}
-    return ResponseDone(_s(resp, "id"), _s(resp, "status") or "completed", details.get("reason"))
+    reason = details.get("reason")
+    return ResponseDone(_s(resp, "id"), _s(resp, "status") or "completed", reason if isinstance(reason, str) else None)
 
 
 def _server_error(msg: dict[str, Any]) -> ServerEvent:

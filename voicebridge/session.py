@@ -71,6 +71,8 @@ class _Delta:
 
 
 _STOP = object()
+FUSE_CHECK_S = 0.05
+"""The safety fuses are checked on the run thread's receive loop at most this often."""
 
 
 class _CallLog(logging.LoggerAdapter):
@@ -163,6 +165,7 @@ class MediaSession:
         self._detector = bargein.LevelDetector(cfg.barge_in_threshold_dbfs, cfg.barge_in_frames, cfg.duck)
         self._false_trigger = bargein.FalseTriggerMonitor(cfg.false_trigger_ms / 1000)
         self._speech_onset: float | None = None
+        self._fuse_checked = float("-inf")
 
     # ------------------------------------------------------------------ public API
     @property
@@ -171,6 +174,12 @@ class MediaSession:
         snap = self._metrics.snapshot()
         snap["tx_late_frames"] = self._pacer.stats.late_frames
         snap["tx_schedule_resets"] = self._pacer.stats.schedule_resets
+        pstats = self._pacer.stats  # send-side gaps (the lead and pauses between responses excluded)
+        snap["tx_gaps"] = pstats.gaps
+        snap["tx_gap_bursts"] = pstats.gap_bursts
+        snap["tx_gap_stalls"] = pstats.gap_stalls
+        snap["tx_gap_max_dev_ms"] = round(pstats.gap_max_dev_s * 1000, 3)
+        snap["tx_gap_dev_hist"] = list(pstats.gap_dev_hist)  # 0.1 ms bins of |gap - 20 ms|, last = >= 10 ms
         snap["stream_sid"] = self.stream_sid
         snap["call_sid"] = self.call_sid
         snap["close_reason"] = self.close_reason
@@ -194,7 +203,8 @@ class MediaSession:
                 self._start_threads()
                 self._read_twilio()
             if self._model_lost and not self._stop.is_set():
-                self._apologize(self._model_lost)
+                reason = self._model_lost
+                self._watch_sends(lambda: self._apologize(reason))
         except Exception:  # noqa: BLE001 - the call must end cleanly whatever happened
             self.log.exception("session failed")
             self.close("internal error")
@@ -359,9 +369,12 @@ class MediaSession:
         return self._live_deltas > 0 or self._live_frames > 0 or self._playback.pending_marks > 0
 
     def _detect(self, level: float, now: float) -> None:
-        with self._state_lock:
-            armed = bargein.guard(self._guard_state()) is None
         loud = self._detector.is_loud(level)
+        if loud:
+            with self._state_lock:
+                armed = bargein.guard(self._guard_state()) is None
+        else:
+            armed = False  # a quiet frame gives the same decision armed or not: skip the guard sample
         self._false_trigger.level(loud, now)
         decision = self._detector.feed(level, armed)
         if decision is bargein.Decision.DUCK:
@@ -539,7 +552,9 @@ class MediaSession:
             self._metrics.add("false_barge_ins")
             self.log.info("false barge-in: no speech followed; asking the model to continue")
             self._send_openai(rt.response_create(self.config.continue_instructions))
-        self._fuse(now)
+        if now - self._fuse_checked >= FUSE_CHECK_S or now < self._fuse_checked:
+            self._fuse_checked = now  # two locks per check: at most every FUSE_CHECK_S, not per frame
+            self._fuse(now)
 
     def _fuse(self, now: float) -> None:
         cfg = self.config
@@ -890,6 +905,28 @@ class MediaSession:
         _abort(self._twilio)  # unblocks a send stuck in the socket (it holds the send lock)
         self.close("twilio send timeout")
 
+    def _watch_sends(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (the apology: this thread sends) while a helper polls the send lock.
+
+        Sends from the TX thread are watched by the run thread (it takes the lock every tick);
+        during the apology the run thread sends itself, so a short-lived helper takes the lock
+        every 50 ms: a send stuck past the timeout trips the stall handling in ``_SendLock``.
+        """
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(0.05):
+                with self._twilio_lock:
+                    pass
+
+        watcher = threading.Thread(target=watch, name=f"vb-send-watch:{self.stream_sid}", daemon=True)
+        watcher.start()
+        try:
+            fn()
+        finally:
+            done.set()
+            watcher.join(2 * (self.config.twilio_send_timeout_s or 0) + 1)
+
     def _check_stall(self, exc: BaseException, what: str) -> None:
         if isinstance(exc, (TimeoutError, BlockingIOError)):  # SO_SNDTIMEO expired
             self._twilio_stalled(what)
@@ -938,6 +975,7 @@ class MediaSession:
                 self._twilio.close()
             except Exception:  # noqa: BLE001 - already closed by the peer: nothing to do
                 pass
+        _linger(self._twilio, self.config.twilio_send_timeout_s or 2.0)
 
 
 class _SendLock:
@@ -990,6 +1028,21 @@ def _bound_sends(ws: Any, timeout_s: "float | None") -> None:
                         struct.pack("ll", sec, int((timeout_s - sec) * 1_000_000)))
     except (OSError, struct.error):
         pass  # platform without SO_SNDTIMEO: the send lock bound still ends the call
+
+
+def _linger(ws: Any, timeout_s: float) -> None:
+    """After our close frame, bound how long the server may wait on a peer that keeps its TCP open.
+
+    Once the handler returns, werkzeug drains the socket with a blocking ``read`` until EOF: a peer
+    that never closes its side would pin that server thread and its descriptor for good. With a
+    timeout the read ends with ``socket.timeout``, which werkzeug treats as a dropped connection.
+    """
+    sock = getattr(ws, "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            sock.settimeout(timeout_s)
+        except OSError:
+            pass
 
 
 def _abort(ws: Any) -> None:

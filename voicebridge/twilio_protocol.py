@@ -70,7 +70,7 @@ def _error(kind: str, detail: str) -> ProtocolError:
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON 1e400 / Infinity
         return None
 
 
@@ -84,13 +84,15 @@ def _parse_start(msg: dict[str, Any]) -> TwilioEvent:
     params = start.get("customParameters") or {}
     if not isinstance(params, dict):
         params = {}
+    tracks = start.get("tracks")
+    media_format = start.get("mediaFormat")
     return Start(
         stream_sid=sid,
         call_sid=str(start.get("callSid") or ""),
         account_sid=str(start.get("accountSid") or ""),
-        tracks=tuple(str(t) for t in start.get("tracks") or ()),
+        tracks=tuple(str(t) for t in tracks) if isinstance(tracks, list) else (),
         custom_parameters={str(k): str(v) for k, v in params.items()},
-        media_format=dict(start.get("mediaFormat") or {}),
+        media_format=dict(media_format) if isinstance(media_format, dict) else {},
     )
 
 
