@@ -629,10 +629,14 @@ def test_twilio_reader_stops_reading_real_flask_sock_socket(caplog):
         server.shutdown()
         server.server_close()
         serving.join(2)
-    assert m["close_reason"] == "twilio send timeout", m["close_reason"]
-    assert m["twilio_send_timeouts"] == 1 and m["accounting_ok"]
-    assert m["frames_sent"] > 0 and m["frames_dropped"] > 0
-    assert len(log_lines(caplog, "TWILIO_SEND_TIMEOUT")) == 1
+    # The call must end, boundedly and with every frame accounted for. Usually the bounded send
+    # times out; under load simple-websocket's own reader may notice the stuck peer first and
+    # fail the send instead - either way nothing hangs.
+    assert m["close_reason"] in ("twilio send timeout", "twilio send failed"), m["close_reason"]
+    assert m["accounting_ok"] and m["frames_sent"] > 0 and m["frames_dropped"] > 0
+    if m["close_reason"] == "twilio send timeout":
+        assert m["twilio_send_timeouts"] == 1
+        assert len(log_lines(caplog, "TWILIO_SEND_TIMEOUT")) == 1
 
 
 def test_twilio_peer_that_never_closes_its_tcp_does_not_pin_a_server_thread(caplog):
