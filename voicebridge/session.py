@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from . import audio, bargein, realtime_client
+from . import tcp
 from . import realtime_protocol as rt
 from . import twilio_protocol as tw
 from .config import BridgeConfig
@@ -124,7 +123,7 @@ class MediaSession:
         self._stream_ready = threading.Event()
         # locks and flags
         # bounded: a send blocked on a peer that stopped reading must not wedge barge-in or close
-        self._twilio_lock = _SendLock(lambda: self.config.twilio_send_timeout_s, self._twilio_stalled)
+        self._twilio_lock = tcp.SendLock(lambda: self.config.twilio_send_timeout_s, self._twilio_stalled)
         self._stalled = False
         self._warned: set[str] = set()  # one log line per kind of repeated fault; the rest are counted
         self._state_lock = threading.Lock()
@@ -159,7 +158,6 @@ class MediaSession:
         self._session_configured = False
         self._model_lost: str | None = None  # set once the model is gone; the run thread apologizes
         self._last_openai_event = clock()
-        self._active_since: float | None = None
         # barge-in
         cfg = self.config
         self._detector = bargein.LevelDetector(cfg.barge_in_threshold_dbfs, cfg.barge_in_frames, cfg.duck)
@@ -196,8 +194,8 @@ class MediaSession:
             return
         self._running = True
         self._run_thread = threading.current_thread()
-        _no_delay(self._twilio)
-        _bound_sends(self._twilio, self.config.twilio_send_timeout_s)
+        tcp.no_delay(self._twilio)
+        tcp.bound_sends(self._twilio, self.config.twilio_send_timeout_s)
         try:
             if self._open_openai():
                 self._start_threads()
@@ -425,7 +423,6 @@ class MediaSession:
                 self._response_active = False
                 self._response_id = None
                 self._item_id = None
-                self._active_since = None
         self._detector.reset()
         self._metrics.add("barge_in_events")
         self._metrics.add(f"barge_in_{source}")
@@ -572,7 +569,6 @@ class MediaSession:
             stuck_response = self._response_active and stale
             if stuck_response:
                 self._response_active = False
-                self._active_since = None
             stuck_marks = stale and self._playback.pending_marks > 0 and self._tx_q.empty() and self._audio_q.empty()
             if stuck_marks:
                 self._playback.forget_pending()
@@ -624,7 +620,6 @@ class MediaSession:
             self._response_id = event.response_id
             self._response_active = True
             self._item_id = None
-            self._active_since = now
             if self._greeting_pending:
                 self._greeting_pending = False
                 self._greeting_response_id = event.response_id
@@ -672,7 +667,6 @@ class MediaSession:
         with self._state_lock:
             if event.response_id == self._response_id:
                 self._response_active = False
-                self._active_since = None
             item_id = self._item_id or ""
         self._end_audio(event.response_id, item_id)
         self.log.info("response %s done (%s%s)", event.response_id, event.status,
@@ -902,7 +896,7 @@ class MediaSession:
         self._metrics.add("twilio_send_timeouts")
         self.log.error("TWILIO_SEND_TIMEOUT: send blocked for more than %s s (%s): the Twilio side stopped "
                        "reading; ending the call", self.config.twilio_send_timeout_s, what)
-        _abort(self._twilio)  # unblocks a send stuck in the socket (it holds the send lock)
+        tcp.abort(self._twilio)  # unblocks a send stuck in the socket (it holds the send lock)
         self.close("twilio send timeout")
 
     def _watch_sends(self, fn: Callable[[], None]) -> None:
@@ -910,7 +904,7 @@ class MediaSession:
 
         Sends from the TX thread are watched by the run thread (it takes the lock every tick);
         during the apology the run thread sends itself, so a short-lived helper takes the lock
-        every 50 ms: a send stuck past the timeout trips the stall handling in ``_SendLock``.
+        every 50 ms: a send stuck past the timeout trips the stall handling in ``tcp.SendLock``.
         """
         done = threading.Event()
 
@@ -975,105 +969,7 @@ class MediaSession:
                 self._twilio.close()
             except Exception:  # noqa: BLE001 - already closed by the peer: nothing to do
                 pass
-        _linger(self._twilio, self.config.twilio_send_timeout_s or 2.0)
-
-
-class _SendLock:
-    """The Twilio send lock, with a bound on how long anyone waits for it.
-
-    A send that blocks (the peer stopped reading) holds the lock. Whoever waits longer than the
-    send timeout calls ``on_stall`` (which aborts the socket, so the stuck send fails, and ends
-    the call), then takes the lock once the sender lets go. If even that times out the holder
-    is wedged for good: carry on without the lock (the socket is dead, sends fail) rather than hang.
-    """
-
-    def __init__(self, timeout: Callable[[], "float | None"], on_stall: Callable[[str], None]) -> None:
-        self._lock = threading.Lock()
-        self._timeout = timeout
-        self._on_stall = on_stall
-        self._held = threading.local()
-
-    def __enter__(self) -> "_SendLock":
-        limit = self._timeout()
-        if not limit or limit <= 0:
-            got = self._lock.acquire()
-        else:
-            got = self._lock.acquire(timeout=limit)
-            if not got:
-                self._on_stall("a send held the lock")
-                got = self._lock.acquire(timeout=limit)
-        self._held.got = got
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if getattr(self._held, "got", False):
-            self._held.got = False
-            self._lock.release()
-
-
-def _bound_sends(ws: Any, timeout_s: "float | None") -> None:
-    """Bound every send on the Twilio socket (SO_SNDTIMEO), leaving receives untouched.
-
-    simple-websocket (flask-sock) writes with ``sock.send`` on a blocking socket that has no
-    timeout: when the peer stops reading, the kernel buffer fills and the send blocks forever.
-    ``settimeout`` would also time out its reader thread's idle ``recv`` and drop the connection,
-    so the bound is set on the send direction only; an expired send raises ``BlockingIOError``.
-    """
-    sock = getattr(ws, "sock", None)
-    if not timeout_s or timeout_s <= 0 or not isinstance(sock, socket.socket):
-        return
-    sec = int(timeout_s)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                        struct.pack("ll", sec, int((timeout_s - sec) * 1_000_000)))
-    except (OSError, struct.error):
-        pass  # platform without SO_SNDTIMEO: the send lock bound still ends the call
-
-
-def _linger(ws: Any, timeout_s: float) -> None:
-    """After our close frame, bound how long the server may wait on a peer that keeps its TCP open.
-
-    Once the handler returns, werkzeug drains the socket with a blocking ``read`` until EOF: a peer
-    that never closes its side would pin that server thread and its descriptor for good. With a
-    timeout the read ends with ``socket.timeout``, which werkzeug treats as a dropped connection.
-    """
-    sock = getattr(ws, "sock", None)
-    if isinstance(sock, socket.socket):
-        try:
-            sock.settimeout(timeout_s)
-        except OSError:
-            pass
-
-
-def _abort(ws: Any) -> None:
-    """Break a stuck Twilio socket without its send lock: shutdown wakes a blocked send."""
-    sock = getattr(ws, "sock", None)
-    if isinstance(sock, socket.socket):
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-            return
-        except OSError:
-            pass
-    try:
-        ws.close()
-    except Exception:  # noqa: BLE001 - already closed or broken: that is the goal
-        pass
-
-
-def _no_delay(ws: Any) -> None:
-    """Disable Nagle on the Twilio socket: a mark right after a frame must not wait for an ACK.
-
-    Without it, media and mark messages sent back to back are coalesced behind delayed ACKs
-    and the caller receives a 38 ms / 2 ms gap pattern every few frames (werkzeug's server
-    does not set TCP_NODELAY itself).
-    """
-    sock = getattr(ws, "sock", None)
-    if sock is None or not hasattr(sock, "setsockopt"):
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass  # not a TCP socket (unix socket, test double): nothing to tune
+        tcp.linger(self._twilio, self.config.twilio_send_timeout_s or 2.0)
 
 
 def _bundled_apology() -> bytes:
@@ -1086,12 +982,8 @@ def _bundled_apology() -> bytes:
 
 
 def _drain(q: "queue.Queue[Any]", count: Callable[[Any], bool]) -> int:
-    return sum(1 for item in _drain_items(q, count))
-
-
-def _drain_items(q: "queue.Queue[Any]", keep: Callable[[Any], bool]) -> list[Any]:
-    """Empty ``q`` now; return the items ``keep`` selects (a _STOP is put back)."""
-    out, saw_stop = [], False
+    """Empty ``q`` now; return how many items ``count`` selects (a _STOP is put back)."""
+    n, saw_stop = 0, False
     while True:
         try:
             item = q.get_nowait()
@@ -1099,11 +991,11 @@ def _drain_items(q: "queue.Queue[Any]", keep: Callable[[Any], bool]) -> list[Any
             break
         if item is _STOP:
             saw_stop = True
-        elif keep(item):
-            out.append(item)
+        elif count(item):
+            n += 1
     if saw_stop:
         q.put(_STOP)
-    return out
+    return n
 
 
 def _describe(exc: BaseException) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import threading
 import urllib.request
 from dataclasses import asdict, dataclass
