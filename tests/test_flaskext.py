@@ -258,14 +258,16 @@ def test_websocket_signature_with_public_url() -> None:
             TwilioPeer(url, {"x-twilio-signature": sign(url)})
 
 
-def test_call_runs_hooks_and_moves_metrics() -> None:
+@pytest.mark.parametrize("websocket_mode", ["direct", "flask-sock"])
+def test_call_runs_hooks_and_moves_metrics(websocket_mode: str) -> None:
     seen: dict[str, Any] = {"params": [], "ends": []}
 
     def config_for_call(params: dict[str, str]) -> BridgeConfig:
         seen["params"].append(params)
         return CFG.replace(voice="cedar")
 
-    app, bridge = make_app(config_for_call=config_for_call, on_call_end=seen["ends"].append)
+    app, bridge = make_app(config_for_call=config_for_call, on_call_end=seen["ends"].append,
+                           websocket=websocket_mode)
     with running(app) as server:
         before = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
         assert before[("voicebridge_calls_total", ())] == 0
@@ -335,8 +337,9 @@ def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
     assert lines[0] == ("CA7", "agent", "Hello there")
 
 
-def test_cap_refuses_call_n_plus_one_and_admits_after_one_ends() -> None:
-    app, bridge = make_app(max_calls=1)
+@pytest.mark.parametrize("websocket_mode", ["direct", "flask-sock"])
+def test_cap_refuses_call_n_plus_one_and_admits_after_one_ends(websocket_mode: str) -> None:
+    app, bridge = make_app(max_calls=1, websocket=websocket_mode)
     client = app.test_client()
     with running(app) as server:
         first = TwilioPeer(server.ws_url, sid="1")

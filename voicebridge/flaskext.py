@@ -25,14 +25,14 @@ import time
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 from flask_sock import Sock
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from . import realtime_client
+from . import realtime_client, wsserver
 from . import twilio_protocol as tw
 from .config import BridgeConfig
 from .session import MediaSession
@@ -53,6 +53,7 @@ BLUEPRINT_NAME = "voicebridge"
 # A Twilio media message is ~400 bytes and ``start`` a few KB; 64 KiB leaves room without
 # letting a peer make us buffer megabytes.
 MAX_MESSAGE_BYTES = 64 * 1024
+WEBSOCKET_MODES = ("direct", "flask-sock")
 MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's voice webhook form is ~1-2 KB
 CONTEXT_FIELDS = ("CallSid", "From", "To")  # webhook form fields forwarded as <Parameter>s
 MAX_PARAMETER_CHARS = 500  # Twilio: name + value of each <Parameter> must stay under this
@@ -317,6 +318,11 @@ class VoiceBridge:
     transcripts; ``on_call_end(metrics)`` receives each call's metrics dict. ``connect``
     replaces the Realtime connector (tests inject fakes). Hook errors are logged, never raised
     into a call.
+
+    ``websocket`` picks how ``/media`` is served: ``"direct"`` (default) reads the Twilio socket
+    on the request's own thread (:mod:`voicebridge.wsserver`, werkzeug and gunicorn);
+    ``"flask-sock"`` uses flask-sock/simple-websocket (one more reader thread per call, any
+    server flask-sock supports). Both honour ``SOCK_SERVER_OPTIONS["max_message_size"]``.
     """
 
     def __init__(
@@ -332,7 +338,10 @@ class VoiceBridge:
         on_transcript: TranscriptHook | None = None,
         on_call_end: CallEndHook | None = None,
         connect: realtime_client.Connector | None = None,
+        websocket: str = "direct",
     ) -> None:
+        if websocket not in WEBSOCKET_MODES:
+            raise ValueError(f"websocket must be one of {WEBSOCKET_MODES}")
         if public_url and urlsplit(public_url).scheme.lower() not in SCHEMES:
             raise ValueError("public_url must start with https:// (or http://, ws://, wss://)")
         self.config = config or BridgeConfig()
@@ -342,6 +351,7 @@ class VoiceBridge:
         self.on_transcript = on_transcript
         self.on_call_end = on_call_end
         self.connect = connect
+        self.websocket = websocket
         self.gate = CallGate(max_calls)
         self.signatures = SignatureCheck(auth_token, self.public_url)
         self.metrics = BridgeMetrics(lambda: self.gate.active)
@@ -372,7 +382,10 @@ class VoiceBridge:
         bp.add_url_rule("/voice", "voice", self._voice, methods=["GET", "POST"])
         bp.add_url_rule("/healthz", "healthz", self._healthz, methods=["GET"])
         bp.add_url_rule("/metrics", "metrics", self._metrics_view, methods=["GET"])
-        Sock().route("/media", bp=bp, endpoint="media")(self._media)
+        if self.websocket == "flask-sock":
+            Sock().route("/media", bp=bp, endpoint="media")(self._media)
+        else:
+            bp.add_url_rule("/media", "media", self._media_direct, websocket=True)
         return bp
 
     # ------------------------------------------------------------------ request guard
@@ -411,6 +424,22 @@ class VoiceBridge:
 
     def _metrics_view(self) -> Response:
         return Response(self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    def _media_direct(self) -> Any:
+        """``/media`` without flask-sock: handshake here, then read on this request thread."""
+        options = current_app.config.get("SOCK_SERVER_OPTIONS", {})
+        try:
+            ws = wsserver.accept(request.environ, options.get("max_message_size", MAX_MESSAGE_BYTES))
+        except wsserver.HandshakeError as exc:
+            log.warning("media upgrade refused (%d): %s", exc.status, exc)
+            return Response(f"{exc}\n", status=exc.status, mimetype="text/plain")
+        try:
+            self._media(ws)
+        except wsserver.ConnectionClosed:
+            pass
+        finally:
+            ws.close()
+        return wsserver.FinishedResponse(ws.mode)
 
     def _media(self, ws: Any) -> None:
         """One call: admit it under the cap, run its MediaSession, fold its metrics in."""

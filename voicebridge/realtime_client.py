@@ -11,19 +11,15 @@ import logging
 import os
 import select
 import socket
-import struct
 import threading
 from typing import Callable, Protocol
 
 import websocket
 
+from . import wsframe
 from .config import BridgeConfig
 
 log = logging.getLogger(__name__)
-
-_HEAD16 = struct.Struct("!BBH")
-_HEAD64 = struct.Struct("!BBQ")
-
 
 class ConnectionClosed(Exception):
     """The peer closed the connection (or it broke)."""
@@ -55,23 +51,13 @@ class WebSocketRealtimeConnection:
         """
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")
-        data = text.encode("utf-8")
-        n = len(data)
-        if n < 126:
-            head = bytes((0x81, 0x80 | n))
-        elif n < 65536:
-            head = _HEAD16.pack(0x81, 0xFE, n)
-        else:
-            head = _HEAD64.pack(0x81, 0xFF, n)
-        key = os.urandom(4)
-        masked = (int.from_bytes(data, "little") ^ int.from_bytes(key * (n // 4) + key[:n % 4], "little")
-                  ).to_bytes(n, "little")
+        frame = wsframe.encode(wsframe.OP_TEXT, text.encode("utf-8"), os.urandom(4))
         try:
             with self._ws.lock:
                 sock = self._ws.sock
                 if sock is None:
                     raise ConnectionClosed("socket gone")
-                sock.sendall(head + key + masked)
+                sock.sendall(frame)
         except (websocket.WebSocketException, OSError) as exc:
             raise ConnectionClosed(str(exc)) from exc
 

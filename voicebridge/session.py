@@ -8,7 +8,7 @@ Twilio; the session owns exactly three more threads, joined by ``queue.Queue``:
 * ``audio-out``: audio queue -> ``Framer`` -> TX queue (exact 160-byte frames);
 * ``tx``: TX queue -> ``Pacer`` -> Twilio, one frame per message on a 20 ms grid.
 
-Every write to the Twilio socket holds ``_twilio_lock`` (simple-websocket's ``send`` is not
+Every write to the Twilio socket holds ``_twilio_lock`` (flask-sock's ``send`` is not
 thread-safe). A barge-in bumps the generation *under that lock*, and the TX thread checks
 the generation under it before each frame, so no media frame can follow the ``clear``.
 """

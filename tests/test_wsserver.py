@@ -1,0 +1,179 @@
+"""wsserver: handshake checks and ServerWebSocket over a real socket pair (no server, no sleeps)."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Iterator
+
+import pytest
+import websocket
+
+from voicebridge import wsframe, wsserver
+from voicebridge.wsframe import FrameReader
+
+ENVIRON = {"REQUEST_METHOD": "GET", "HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "keep-alive, Upgrade",
+           "HTTP_SEC_WEBSOCKET_VERSION": "13", "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ=="}
+
+
+def test_accept_key_matches_rfc6455_example() -> None:
+    assert wsserver.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    response = wsserver.handshake_response(dict(ENVIRON)).decode()
+    assert response.startswith("HTTP/1.1 101 ") and "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in response
+
+
+@pytest.mark.parametrize("change", [
+    {"REQUEST_METHOD": "POST"}, {"HTTP_UPGRADE": "h2c"}, {"HTTP_CONNECTION": "keep-alive"},
+    {"HTTP_SEC_WEBSOCKET_VERSION": "8"}, {"HTTP_SEC_WEBSOCKET_KEY": "short"}, {"HTTP_SEC_WEBSOCKET_KEY": ""},
+])
+def test_bad_upgrades_are_refused_with_400(change: dict[str, str]) -> None:
+    with pytest.raises(wsserver.HandshakeError) as info:
+        wsserver.handshake_response({**ENVIRON, **change})
+    assert info.value.status == 400
+
+
+def test_no_raw_socket_is_a_500_naming_the_fallback() -> None:
+    with pytest.raises(wsserver.HandshakeError) as info:
+        wsserver.accept(dict(ENVIRON))
+    assert info.value.status == 500 and "flask-sock" in str(info.value)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[wsserver.ServerWebSocket, socket.socket]]:
+    server, client = socket.socketpair()
+    client.settimeout(5)
+    try:
+        yield wsserver.ServerWebSocket(server, max_message_size=1000), client
+    finally:
+        server.close()
+        client.close()
+
+
+def client_send(sock: socket.socket, opcode: int, payload: bytes) -> None:
+    sock.sendall(wsframe.encode(opcode, payload, os.urandom(4)))
+
+
+def client_read(sock: socket.socket) -> list[object]:
+    reader = FrameReader(expect_masked=False)
+    reader.feed(sock.recv(65536))
+    out = []
+    while (event := reader.next_event()) is not None:
+        out.append(event)
+    return out
+
+
+def test_messages_in_order_and_none_on_timeout(pair: tuple[wsserver.ServerWebSocket, socket.socket]) -> None:
+    ws, peer = pair
+    assert ws.receive(timeout=0.01) is None
+    client_send(peer, wsframe.OP_TEXT, b'{"event":"connected"}')
+    client_send(peer, wsframe.OP_BINARY, b"\x00\x01")
+    assert ws.receive(timeout=1) == '{"event":"connected"}'
+    assert ws.receive(timeout=1) == b"\x00\x01"
+    assert ws.receive(timeout=0.01) is None
+
+
+def test_ping_is_answered_with_pong_and_not_returned(pair: tuple[wsserver.ServerWebSocket, socket.socket]) -> None:
+    ws, peer = pair
+    client_send(peer, wsframe.OP_PING, b"hb")
+    client_send(peer, wsframe.OP_TEXT, b"after")
+    assert ws.receive(timeout=1) == "after"
+    assert client_read(peer) == [wsframe.Control(wsframe.OP_PONG, b"hb")]
+
+
+def test_peer_close_is_echoed_once_and_raises(pair: tuple[wsserver.ServerWebSocket, socket.socket]) -> None:
+    ws, peer = pair
+    client_send(peer, wsframe.OP_CLOSE, wsframe.close_payload(1000, "done"))
+    with pytest.raises(wsserver.ConnectionClosed) as info:
+        ws.receive(timeout=1)
+    assert (info.value.code, info.value.reason) == (1000, "done")
+    [echo] = client_read(peer)
+    assert echo.opcode == wsframe.OP_CLOSE and echo.code == 1000  # type: ignore[attr-defined]
+    ws.close()  # idempotent: no second close frame
+    with pytest.raises(wsserver.ConnectionClosed):
+        ws.send("late")
+    peer.settimeout(0.05)
+    with pytest.raises(socket.timeout):
+        peer.recv(10)
+
+
+def test_eof_and_protocol_errors_end_the_connection(pair: tuple[wsserver.ServerWebSocket, socket.socket]) -> None:
+    ws, peer = pair
+    peer.sendall(wsframe.encode(wsframe.OP_TEXT, b"unmasked"))
+    with pytest.raises(wsserver.ConnectionClosed) as info:
+        ws.receive(timeout=1)
+    assert info.value.code == 1002
+    [reply] = client_read(peer)
+    assert reply.code == 1002  # type: ignore[attr-defined]
+    peer.close()
+    with pytest.raises(wsserver.ConnectionClosed):
+        ws.receive(timeout=1)
+
+
+def test_eof_without_close_frame_is_abnormal(pair: tuple[wsserver.ServerWebSocket, socket.socket]) -> None:
+    ws, peer = pair
+    peer.shutdown(socket.SHUT_WR)
+    with pytest.raises(wsserver.ConnectionClosed) as info:
+        ws.receive(timeout=1)
+    assert info.value.code == 1006 and not ws.connected
+
+
+def test_sends_from_many_threads_never_interleave(pair: tuple[wsserver.ServerWebSocket, socket.socket]) -> None:
+    ws, peer = pair
+    payloads = [f"{t}:{i}:" + "x" * 300 for t in range(4) for i in range(50)]
+
+    def sender(t: int) -> None:
+        for i in range(50):
+            ws.send(f"{t}:{i}:" + "x" * 300)
+    threads = [threading.Thread(target=sender, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    reader = FrameReader(max_message_size=1 << 20, expect_masked=False)
+    got: list[str] = []
+    while len(got) < len(payloads):
+        reader.feed(peer.recv(65536))
+        while (event := reader.next_event()) is not None:
+            got.append(event.data)  # type: ignore[union-attr]
+    for thread in threads:
+        thread.join(5)
+    assert sorted(got) == sorted(payloads)
+    for t in range(4):
+        assert [g for g in got if g.startswith(f"{t}:")] == [p for p in payloads if p.startswith(f"{t}:")]
+
+
+def test_real_client_handshake_and_echo_over_tcp() -> None:
+    """websocket-client (an independent client) against accept() on a loopback socket."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    result: dict[str, object] = {}
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            lines = head.decode().split("\r\n")
+            environ = {"REQUEST_METHOD": lines[0].split()[0], "gunicorn.socket": conn}
+            for line in lines[1:]:
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    environ["HTTP_" + name.strip().upper().replace("-", "_")] = value.strip()
+            ws = wsserver.accept(environ)
+            result["mode"] = ws.mode
+            message = ws.receive(timeout=5)
+            ws.send(f"echo {message}")
+            with pytest.raises(wsserver.ConnectionClosed):
+                ws.receive(timeout=5)
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        client = websocket.create_connection(f"ws://127.0.0.1:{port}/media", timeout=5)
+        client.send("hello")
+        assert client.recv() == "echo hello"
+        client.close()
+    finally:
+        thread.join(5)
+        listener.close()
+    assert result["mode"] == "gunicorn" and not thread.is_alive()
