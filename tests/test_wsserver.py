@@ -12,6 +12,8 @@ import websocket
 from voicebridge import wsframe, wsserver
 from voicebridge.wsframe import FrameReader
 
+from wsutil import one_connection
+
 ENVIRON = {"REQUEST_METHOD": "GET", "HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "keep-alive, Upgrade",
            "HTTP_SEC_WEBSOCKET_VERSION": "13", "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ=="}
 
@@ -142,38 +144,18 @@ def test_sends_from_many_threads_never_interleave(pair: tuple[wsserver.ServerWeb
 
 def test_real_client_handshake_and_echo_over_tcp() -> None:
     """websocket-client (an independent client) against accept() on a loopback socket."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    port = listener.getsockname()[1]
-    result: dict[str, object] = {}
+    seen: dict[str, object] = {}
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(4096)
-            lines = head.decode().split("\r\n")
-            environ = {"REQUEST_METHOD": lines[0].split()[0], "gunicorn.socket": conn}
-            for line in lines[1:]:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    environ["HTTP_" + name.strip().upper().replace("-", "_")] = value.strip()
-            ws = wsserver.accept(environ)
-            result["mode"] = ws.mode
-            message = ws.receive(timeout=5)
-            ws.send(f"echo {message}")
-            with pytest.raises(wsserver.ConnectionClosed):
-                ws.receive(timeout=5)
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        client = websocket.create_connection(f"ws://127.0.0.1:{port}/media", timeout=5)
+    def handler(ws: wsserver.ServerWebSocket) -> None:
+        seen["mode"] = ws.mode
+        ws.send(f"echo {ws.receive(timeout=5)}")
+        with pytest.raises(wsserver.ConnectionClosed) as info:
+            ws.receive(timeout=5)
+        seen["code"] = info.value.code
+
+    with one_connection(handler) as url:
+        client = websocket.create_connection(url, timeout=5)
         client.send("hello")
         assert client.recv() == "echo hello"
         client.close()
-    finally:
-        thread.join(5)
-        listener.close()
-    assert result["mode"] == "gunicorn" and not thread.is_alive()
+    assert seen == {"mode": "gunicorn", "code": 1000}

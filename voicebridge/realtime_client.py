@@ -21,6 +21,10 @@ from .config import BridgeConfig
 
 log = logging.getLogger(__name__)
 
+RECV_BYTES = 65536
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # session.updated / response.done can be large; audio deltas are KBs
+
+
 class ConnectionClosed(Exception):
     """The peer closed the connection (or it broke)."""
 
@@ -40,7 +44,8 @@ class WebSocketRealtimeConnection:
     def __init__(self, ws: websocket.WebSocket, send_timeout_s: float = 5.0) -> None:
         self._ws = ws
         self._closed = threading.Event()
-        ws.settimeout(send_timeout_s)  # bounds sends and the rest of a partly received frame
+        ws.settimeout(send_timeout_s)  # bounds sends (reads only follow a readable select)
+        self._reader = wsframe.FrameReader(MAX_MESSAGE_BYTES, expect_masked=False)
 
     def send(self, text: str) -> None:
         """One masked text frame, built here: websocket-client's ``send`` costs ~3x more per call.
@@ -51,7 +56,10 @@ class WebSocketRealtimeConnection:
         """
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")
-        frame = wsframe.encode(wsframe.OP_TEXT, text.encode("utf-8"), os.urandom(4))
+        self._send_frame(wsframe.OP_TEXT, text.encode("utf-8"))
+
+    def _send_frame(self, opcode: int, payload: bytes) -> None:
+        frame = wsframe.encode(opcode, payload, os.urandom(4))
         try:
             with self._ws.lock:
                 sock = self._ws.sock
@@ -72,19 +80,44 @@ class WebSocketRealtimeConnection:
         return bool(readable)
 
     def recv(self, timeout: float) -> "str | bytes | None":
+        """The next server message, None after ``timeout`` s without one.
+
+        Frames are decoded by ``wsframe.FrameReader`` from 64 KiB reads: one ``select`` and
+        usually one ``recv`` per message, where websocket-client's ``recv_data`` issues a
+        ``recv`` for the header, the length and the payload of every frame.
+        """
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")
         try:
-            if not self._readable(timeout):
-                return None
-            opcode, data = self._ws.recv_data()
+            while True:
+                event = self._reader.next_event()
+                if isinstance(event, wsframe.Message):
+                    return event.data
+                if event is not None:
+                    self._on_control(event)
+                elif not self._readable(timeout):
+                    return None
+                else:
+                    self._fill()
+        except wsframe.FrameError as exc:
+            raise ConnectionClosed(f"protocol error from the server: {exc}") from exc
         except (websocket.WebSocketException, OSError, ValueError) as exc:
             raise ConnectionClosed(str(exc)) from exc
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise ConnectionClosed("closed by peer")
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-        return bytes(data)
+
+    def _fill(self) -> None:
+        sock = self._ws.sock
+        if sock is None:
+            raise ConnectionClosed("socket gone")
+        data = sock.recv(RECV_BYTES)
+        if not data:
+            raise ConnectionClosed("peer closed the TCP connection")
+        self._reader.feed(data)
+
+    def _on_control(self, event: wsframe.Control) -> None:
+        if event.opcode == wsframe.OP_CLOSE:
+            raise ConnectionClosed(f"closed by peer ({event.code} {event.reason})".rstrip())
+        if event.opcode == wsframe.OP_PING:
+            self._send_frame(wsframe.OP_PONG, event.payload)
 
     def close(self) -> None:
         if self._closed.is_set():

@@ -1,0 +1,78 @@
+"""realtime_client against a real WebSocket server on 127.0.0.1: framing, pings, close, limits."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from voicebridge import realtime_client, wsframe, wsserver
+from voicebridge.config import BridgeConfig
+from voicebridge.realtime_client import ConnectionClosed
+
+from wsutil import one_connection
+
+
+def dial(url: str) -> realtime_client.WebSocketRealtimeConnection:
+    return realtime_client.connect(BridgeConfig(api_key="sk-test", openai_url=url))
+
+
+def test_messages_pings_fragments_and_peer_close() -> None:
+    """Server frames of every shape reach recv() whole; a ping gets its pong; close ends recv."""
+    got: dict[str, object] = {}
+    big = "d" * 200_000
+
+    def server(ws: wsserver.ServerWebSocket) -> None:
+        got["auth"] = ws.receive(timeout=5)
+        ws.sock.sendall(wsframe.encode(wsframe.OP_PING, b"hb"))
+        ws.sock.sendall(bytes([0x01, 3]) + b"fra" + bytes([0x80, 4]) + b"gmnt")  # text in two fragments
+        ws.send(b"\x00\x01")
+        ws.send(big)
+        got["after_ping"] = ws.receive(timeout=5)
+        ws.close(1000, "bye")
+
+    with one_connection(server) as url:
+        conn = dial(url)
+        conn.send("hello")
+        assert conn.recv(timeout=5) == "fragmnt"
+        assert conn.recv(timeout=5) == b"\x00\x01"
+        assert conn.recv(timeout=5) == big
+        conn.send("still here")
+        with pytest.raises(ConnectionClosed, match="1000 bye"):
+            while True:
+                assert conn.recv(timeout=5) is not None
+        conn.close()
+        conn.close()  # idempotent
+    assert got == {"auth": "hello", "after_ping": "still here"}
+
+
+def test_recv_times_out_with_none_and_survives() -> None:
+    release = threading.Event()
+
+    def server(ws: wsserver.ServerWebSocket) -> None:
+        release.wait(5)
+        ws.send("late")
+        ws.close()
+
+    with one_connection(server) as url:
+        conn = dial(url)
+        assert conn.recv(timeout=0.05) is None
+        release.set()
+        assert conn.recv(timeout=5) == "late"
+        conn.close()
+
+
+@pytest.mark.parametrize("wire, why", [
+    (wsframe.encode(wsframe.OP_TEXT, b"masked", b"abcd"), "masked"),
+    (wsframe.encode(wsframe.OP_TEXT, b"\xff\xfe"), "UTF-8"),
+])
+def test_protocol_errors_end_the_connection_with_a_reason(wire: bytes, why: str) -> None:
+    def server(ws: wsserver.ServerWebSocket) -> None:
+        ws.sock.sendall(wire)
+        with pytest.raises(wsserver.ConnectionClosed):
+            ws.receive(timeout=5)
+
+    with one_connection(server) as url:
+        conn = dial(url)
+        with pytest.raises(ConnectionClosed, match=why):
+            conn.recv(timeout=5)
+        conn.close()
