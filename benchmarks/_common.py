@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import queue
 import threading
 import time
@@ -45,6 +47,12 @@ class RecordingTwilio:
     def kinds(self) -> list[tuple[float, str]]:
         """(time, event) of every message sent, parsed after the run."""
         return [(t, json.loads(raw)["event"]) for t, raw in self.sent]
+
+
+def machine() -> str:
+    """One line naming the machine a figure was measured on."""
+    return (f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+            f"Linux {platform.release()}, Python {platform.python_version()}")
 
 
 def percentile(values: list[float], p: float) -> float:

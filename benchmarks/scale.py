@@ -31,7 +31,6 @@ import heapq
 import json
 import math
 import os
-import platform
 import random
 import re
 import selectors
@@ -46,6 +45,8 @@ from typing import Any
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+
+from benchmarks._common import machine  # noqa: E402
 
 FRAME_S = 0.020
 BIN_S = 0.0001  # 0.1 ms histogram bins
@@ -411,6 +412,23 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _proc_sys_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[12]) / os.sysconf("SC_CLK_TCK")  # stime
+
+
+def _proc_switches(pid: int) -> int:
+    """Context switches (voluntary + involuntary) summed over the process's live threads."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                total += sum(int(line.split()[1]) for line in f if "ctxt_switches:" in line)
+        except OSError:
+            pass  # the thread ended between listdir and open
+    return total
+
+
 def _proc_status(pid: int) -> dict[str, int]:
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -525,7 +543,8 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
         w0, w1 = start_at + ramp + 1.5, start_at + args.seconds - 0.5
         time.sleep(max(0.0, w0 - time.monotonic()))
         c0 = {"bridge": _proc_cpu_s(wpid), "realtime": _proc_cpu_s(rt.pid),
-              "drivers": sum(_proc_cpu_s(d.pid) for d in drivers)}
+              "drivers": sum(_proc_cpu_s(d.pid) for d in drivers),
+              "bridge_sys": _proc_sys_s(wpid), "switches": _proc_switches(wpid)}
         t0 = time.monotonic()
         time.sleep(max(0.0, (w0 + w1) / 2 - time.monotonic()))
         mid = _proc_status(wpid)
@@ -535,7 +554,8 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
             metrics_mid = {}
         time.sleep(max(0.0, w1 - time.monotonic()))
         c1 = {"bridge": _proc_cpu_s(wpid), "realtime": _proc_cpu_s(rt.pid),
-              "drivers": sum(_proc_cpu_s(d.pid) for d in drivers)}
+              "drivers": sum(_proc_cpu_s(d.pid) for d in drivers),
+              "bridge_sys": _proc_sys_s(wpid), "switches": _proc_switches(wpid)}
         window = time.monotonic() - t0
         results = []
         for d in drivers:
@@ -624,6 +644,8 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
         "bridge_process": {
             "cpu_ms_per_call_s": round(cpu["bridge"] * 1000 / call_seconds, 3),
             "cpu_cores": round(cpu["bridge"] / window, 3),
+            "cpu_sys_share": round(cpu["bridge_sys"] / cpu["bridge"], 2) if cpu["bridge"] else None,
+            "switches_per_call_s": round(cpu["switches"] / call_seconds, 1),
             "rss_mb": round(mid.get("rss_kb", 0) / 1024, 1),
             "rss_kb_per_call": round((mid.get("rss_kb", 0) - base.get("rss_kb", 0)) / n, 1),
             "threads": mid.get("threads"),
@@ -668,7 +690,9 @@ def table(steps: list[dict[str, Any]]) -> str:
         ("onset -> last frame p50 / p99 (ms)", lambda s: f"{_fmt(s['barge_in']['onset_to_last_frame_p50_ms'])} / "
                                                          f"{_fmt(s['barge_in']['onset_to_last_frame_p99_ms'])}"),
         ("bridge CPU ms per call-second", lambda s: _fmt(s["bridge_process"]["cpu_ms_per_call_s"])),
-        ("bridge CPU (cores)", lambda s: _fmt(s["bridge_process"]["cpu_cores"])),
+        ("bridge CPU (cores) / kernel share", lambda s: f"{_fmt(s['bridge_process']['cpu_cores'])} / "
+                                                        f"{_fmt(s['bridge_process'].get('cpu_sys_share'))}"),
+        ("bridge context switches per call-second", lambda s: _fmt(s["bridge_process"].get("switches_per_call_s"))),
         ("bridge RSS MB / KB per call", lambda s: f"{_fmt(s['bridge_process']['rss_mb'])} / "
                                                   f"{_fmt(s['bridge_process']['rss_kb_per_call'])}"),
         ("bridge threads / per call", lambda s: f"{s['bridge_process']['threads']} / "
@@ -762,8 +786,7 @@ def main() -> int:
     need = 8 * max(ns) + 256  # per call: caller socket, bridge's two sockets, the local server's, pipes
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))  # inherited by children
-    meta = {"machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-                       f"Linux {platform.release()}, Python {platform.python_version()}",
+    meta = {"machine": machine(),
             "date": _dt.date.today().isoformat(), "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)}
     started = time.monotonic()
     steps = []

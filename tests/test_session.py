@@ -293,3 +293,19 @@ def test_media_before_start_is_not_forwarded():
     m = finish(session, thread, twilio)
     assert m["protocol_errors"] == {"twilio.media_before_start": 2}
     assert [e["type"] for e in openai.events()][:2] == ["session.update", "input_audio_buffer.append"]
+
+
+def test_tx_wakeup_is_a_self_clearing_event() -> None:
+    from voicebridge.session import _Wakeup
+    wake = _Wakeup()
+    assert wake.wait(0.001) is False  # not set: times out
+    wake.set()
+    wake.set()  # setting twice is one wake-up
+    assert wake.wait(0.001) is True
+    assert wake.wait(0.001) is False  # consumed by the first wait
+    waiter_saw: list[bool] = []
+    thread = threading.Thread(target=lambda: waiter_saw.append(wake.wait(5.0)))
+    thread.start()
+    wake.set()  # from another thread: ends the wait long before its 5 s timeout
+    thread.join(2.0)
+    assert waiter_saw == [True]
