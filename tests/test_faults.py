@@ -17,11 +17,11 @@ import time
 
 import pytest
 import websocket
-from flask import Flask
+from flask import Flask, request
 from flask_sock import Sock
 from werkzeug.serving import make_server
 
-from voicebridge import BridgeConfig, MediaSession
+from voicebridge import BridgeConfig, MediaSession, wsserver
 from voicebridge.local import LocalRealtimeServer
 
 from fakes import Closed, FakeRealtime, FakeTwilio, start_session
@@ -586,15 +586,34 @@ def test_twilio_reader_stops_reading_blocked_send_is_bounded(caplog, trigger):
     assert openai.closed.is_set()
 
 
-def test_twilio_reader_stops_reading_real_flask_sock_socket(caplog):
-    """Real simple-websocket server socket, real client that stops reading: sends time out."""
+def media_route(app: Flask, mode: str):
+    """Register the decorated handler at /media the way ``VoiceBridge(websocket=mode)`` serves it."""
+    def register(handler):
+        if mode == "flask-sock":
+            Sock(app).route("/media")(handler)
+            return handler
+
+        @app.route("/media", websocket=True)
+        def media_direct():
+            ws = wsserver.accept(request.environ)
+            try:
+                handler(ws)
+            finally:
+                ws.close()
+            return wsserver.FinishedResponse(ws.mode)
+        return handler
+    return register
+
+
+@pytest.mark.parametrize("mode", ["direct", "flask-sock"])
+def test_twilio_reader_stops_reading_real_server_socket(caplog, mode):
+    """Real server socket (ours or simple-websocket's), real client that stops reading: sends time out."""
     openai = FakeRealtime()
     sessions = []
     app = Flask("bridge")
-    sock = Sock(app)
     config = CFG.replace(lead_ms=60_000)  # 3000 frames go out at once: the small buffers fill quickly
 
-    @sock.route("/media")
+    @media_route(app, mode)
     def media(ws):
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         session = MediaSession(ws, config, openai.connector)
@@ -639,14 +658,14 @@ def test_twilio_reader_stops_reading_real_flask_sock_socket(caplog):
         assert len(log_lines(caplog, "TWILIO_SEND_TIMEOUT")) == 1
 
 
-def test_twilio_peer_that_never_closes_its_tcp_does_not_pin_a_server_thread(caplog):
+@pytest.mark.parametrize("mode", ["direct", "flask-sock"])
+def test_twilio_peer_that_never_closes_its_tcp_does_not_pin_a_server_thread(caplog, mode):
     """After the bridge's close frame, werkzeug drains the socket until EOF; the linger timeout
     bounds that read, so a peer that keeps its TCP open cannot pin a thread and a descriptor."""
     openai = FakeRealtime()
     app = Flask("bridge")
-    sock = Sock(app)
 
-    @sock.route("/media")
+    @media_route(app, mode)
     def media(ws):
         MediaSession(ws, CFG, openai.connector).run()
 
