@@ -502,8 +502,31 @@ def _pct(values: list[float], p: float) -> float | None:
     return vals[max(0, min(len(vals) - 1, math.ceil(p / 100 * len(vals)) - 1))]
 
 
+def _scrape_sum(ports: list[int], timeout: float = 60.0) -> dict[str, float]:
+    """Every instance's /metrics, summed sample by sample (counters and histogram buckets add)."""
+    total: dict[str, float] = {}
+    for port in ports:
+        for key, value in _scrape(port, timeout).items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def _bridge_sample(wpids: list[int]) -> dict[str, float]:
+    return {"bridge": sum(_proc_cpu_s(w) for w in wpids), "bridge_sys": sum(_proc_sys_s(w) for w in wpids),
+            "switches": sum(_proc_switches(w) for w in wpids)}
+
+
+def _status_sum(wpids: list[int]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for w in wpids:
+        for key, value in _proc_status(w).items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
 def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
-    rt_port, app_port = _free_port(), _free_port()
+    instances = max(1, args.instances)
+    rt_port, app_ports = _free_port(), [_free_port() for _ in range(instances)]
     env = dict(os.environ, OPENAI_REALTIME_URL=f"ws://127.0.0.1:{rt_port}/v1/realtime", OPENAI_API_KEY="",
                LOG_LEVEL=args.log_level, PYTHONUNBUFFERED="1")
     env.pop("MAX_CALLS", None)
@@ -513,27 +536,34 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
     rt = subprocess.Popen(nice + [py, "-m", "voicebridge.cli", "local-server", "--port", str(rt_port), "--mode", "tone",
                                   "--speed", str(args.speed), "--tone-seconds", str(args.tone_seconds)],
                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(os.path.join(logdir, f"rt-{n}.log"), "w"))
-    threads = n + max(16, n // 5)
-    gun = subprocess.Popen([os.path.join(os.path.dirname(py), "gunicorn"), "-k", "gthread", "-w", "1",
-                            "--threads", str(threads), "--graceful-timeout", "5", "-b", f"127.0.0.1:{app_port}",
-                            "examples.twilio_app:create_app()"],
-                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=open(os.path.join(logdir, f"gunicorn-{n}.log"), "w"))
+    per_instance = -(-n // instances)
+    threads = per_instance + max(16, per_instance // 5)
+    guns = [subprocess.Popen([os.path.join(os.path.dirname(py), "gunicorn"), "-k", "gthread", "-w", "1",
+                              "--threads", str(threads), "--graceful-timeout", "5", "-b", f"127.0.0.1:{port}",
+                              "examples.twilio_app:create_app()"],
+                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=open(os.path.join(logdir, f"gunicorn-{n}-{i}.log"), "w"))
+            for i, port in enumerate(app_ports)]
     try:
         _wait_port(rt_port)
-        _wait_port(app_port)
+        for port in app_ports:
+            _wait_port(port)
         time.sleep(0.5)
-        kids = _children(gun.pid)
-        if len(kids) != 1:
-            raise RuntimeError(f"expected one gunicorn worker, found {kids}")
-        wpid = kids[0]
-        before_metrics = _scrape(app_port)
-        base = _proc_status(wpid)
+        wpids = []
+        for gun in guns:
+            kids = _children(gun.pid)
+            if len(kids) != 1:
+                raise RuntimeError(f"expected one gunicorn worker, found {kids}")
+            wpids += kids
+        before_metrics = _scrape_sum(app_ports)
+        base = _status_sum(wpids)
         ramp = args.ramp if n > 1 else 0.0
         start_at = time.monotonic() + 1.0
-        parts = max(1, min(args.drivers, n))
+        # each instance gets whole drivers, so the calls split evenly between instances
+        parts = max(1, min(max(args.drivers, instances), n))
+        parts -= parts % instances if parts >= instances else 0
         drivers = [subprocess.Popen(nice + [py, os.path.abspath(__file__), "--driver", "--host", "127.0.0.1",
-                                            "--port", str(app_port), "--n", str(n), "--part", str(p),
+                                            "--port", str(app_ports[p % instances]), "--n", str(n), "--part", str(p),
                                             "--parts", str(parts), "--start-at", repr(start_at), "--ramp", str(ramp),
                                             "--seconds", str(args.seconds),
                                             "--interrupt-after", str(args.interrupt_after)],
@@ -542,31 +572,29 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
                    for p in range(parts)]
         w0, w1 = start_at + ramp + 1.5, start_at + args.seconds - 0.5
         time.sleep(max(0.0, w0 - time.monotonic()))
-        c0 = {"bridge": _proc_cpu_s(wpid), "realtime": _proc_cpu_s(rt.pid),
-              "drivers": sum(_proc_cpu_s(d.pid) for d in drivers),
-              "bridge_sys": _proc_sys_s(wpid), "switches": _proc_switches(wpid)}
+        c0 = {"realtime": _proc_cpu_s(rt.pid), "drivers": sum(_proc_cpu_s(d.pid) for d in drivers),
+              **_bridge_sample(wpids)}
         t0 = time.monotonic()
         time.sleep(max(0.0, (w0 + w1) / 2 - time.monotonic()))
-        mid = _proc_status(wpid)
+        mid = _status_sum(wpids)
         try:
-            metrics_mid = _scrape(app_port, timeout=3.0)  # an overloaded bridge may not answer in time
+            metrics_mid = _scrape_sum(app_ports, timeout=3.0)  # an overloaded bridge may not answer in time
         except OSError:
             metrics_mid = {}
         time.sleep(max(0.0, w1 - time.monotonic()))
-        c1 = {"bridge": _proc_cpu_s(wpid), "realtime": _proc_cpu_s(rt.pid),
-              "drivers": sum(_proc_cpu_s(d.pid) for d in drivers),
-              "bridge_sys": _proc_sys_s(wpid), "switches": _proc_switches(wpid)}
+        c1 = {"realtime": _proc_cpu_s(rt.pid), "drivers": sum(_proc_cpu_s(d.pid) for d in drivers),
+              **_bridge_sample(wpids)}
         window = time.monotonic() - t0
         results = []
         for d in drivers:
             out, _ = d.communicate(timeout=args.seconds + 60)
             results.append(json.loads(out))
         time.sleep(1.0)
-        after_metrics = _scrape(app_port)
+        after_metrics = _scrape_sum(app_ports)
     finally:
-        for proc in (gun, rt):
+        for proc in (*guns, rt):
             proc.send_signal(signal.SIGTERM)
-        for proc in (gun, rt):
+        for proc in (*guns, rt):
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -606,6 +634,7 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
     clears = [i["clear_ms"] for i in inter if i["clear_ms"] is not None]
     step = {
         "n": n,
+        "instances": instances,
         "gunicorn_threads": threads,
         "window_s": round(window, 2),
         "calls_completed": int(calls_done),
@@ -763,6 +792,8 @@ def main() -> int:
     ap.add_argument("--interrupt-after", type=float, default=0.6, help="barge in this long into an agent turn")
     ap.add_argument("--nice-fakes", type=int, default=0, help="run the local server and drivers at this nice")
     ap.add_argument("--log-level", default="INFO", help="the bridge's LOG_LEVEL")
+    ap.add_argument("--instances", type=int, default=1,
+                    help="bridge instances (one gunicorn worker process each, its own port); calls split evenly")
     ap.add_argument("--json", help="write all figures here")
     ap.add_argument("--doc", help="update the Scale table in this markdown file")
     ap.add_argument("--plot", help="PNG of gap p99 and CPU per call against N")

@@ -595,12 +595,7 @@ def media_route(app: Flask, mode: str):
 
         @app.route("/media", websocket=True)
         def media_direct():
-            ws = wsserver.accept(request.environ)
-            try:
-                handler(ws)
-            finally:
-                ws.close()
-            return wsserver.FinishedResponse(ws.mode)
+            return wsserver.run(wsserver.accept(request.environ), handler)
         return handler
     return register
 

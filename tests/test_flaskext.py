@@ -423,3 +423,16 @@ def test_init_app_factory_pattern_and_two_apps_do_not_collide() -> None:
     counts = [metric_values(app.test_client().get("/metrics").get_data(as_text=True))
               [("voicebridge_calls_total", ())] for app in apps]
     assert counts == [5, 0]
+
+
+def test_direct_media_refuses_bad_upgrades_and_servers_without_a_socket(caplog: pytest.LogCaptureFixture) -> None:
+    app, bridge = make_app()
+    client = app.test_client()
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    bad = client.get("/media", headers={**upgrade, "Sec-WebSocket-Version": "8"})
+    assert bad.status_code == 400 and b"Version" in bad.data
+    # the test client, like eventlet or gevent, exposes no raw socket: a clear 500, no call started
+    no_socket = client.get("/media", headers={**upgrade, "Sec-WebSocket-Version": "13"})
+    assert no_socket.status_code == 500 and b"flask-sock" in no_socket.data
+    assert bridge.active_calls == 0
+    assert any("media upgrade refused (500)" in r.getMessage() for r in caplog.records)

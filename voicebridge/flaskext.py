@@ -433,13 +433,7 @@ class VoiceBridge:
         except wsserver.HandshakeError as exc:
             log.warning("media upgrade refused (%d): %s", exc.status, exc)
             return Response(f"{exc}\n", status=exc.status, mimetype="text/plain")
-        try:
-            self._media(ws)
-        except wsserver.ConnectionClosed:
-            pass
-        finally:
-            ws.close()
-        return wsserver.FinishedResponse(ws.mode)
+        return wsserver.run(ws, self._media)
 
     def _media(self, ws: Any) -> None:
         """One call: admit it under the cap, run its MediaSession, fold its metrics in."""

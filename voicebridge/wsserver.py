@@ -19,7 +19,7 @@ import hashlib
 import socket
 import struct
 import threading
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from . import wsframe
 from .wsframe import Control, FrameError, FrameReader, Message
@@ -82,11 +82,11 @@ def raw_socket(environ: dict[str, Any]) -> "socket.socket | None":
 
 def accept(environ: dict[str, Any], max_message_size: int = 64 * 1024) -> "ServerWebSocket":
     """Complete the upgrade on the request's socket and return the connection."""
+    response = handshake_response(environ)
     sock = raw_socket(environ)
     if sock is None:
         raise HandshakeError(500, "this WSGI server does not expose the socket (use werkzeug or gunicorn, "
                                   "or websocket='flask-sock')")
-    response = handshake_response(environ)
     sock.settimeout(None)
     sock.sendall(response)
     return ServerWebSocket(sock, max_message_size, mode="gunicorn" if "gunicorn.socket" in environ else "werkzeug")
@@ -205,6 +205,17 @@ class ServerWebSocket:
         self.close_code, self.close_reason = code, reason
         self._send_close(code, reason)
         self.connected = False
+
+
+def run(ws: "ServerWebSocket", handler: "Callable[[ServerWebSocket], None]") -> "FinishedResponse":
+    """Run ``handler(ws)`` to the end, close the WebSocket, and return what the view returns."""
+    try:
+        handler(ws)
+    except ConnectionClosed:
+        pass
+    finally:
+        ws.close()
+    return FinishedResponse(ws.mode)
 
 
 class FinishedResponse:

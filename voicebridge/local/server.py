@@ -1,8 +1,9 @@
 """Threaded WebSocket shell around :class:`~voicebridge.local.engine.RealtimeEngine`.
 
-A Flask app with one flask-sock route, ``/v1/realtime`` (the GA path, so both a bridge
+A Flask app with one WebSocket route, ``/v1/realtime`` (the GA path, so both a bridge
 and the official SDK can point at it by base URL), served by werkzeug's threaded server
-in a background thread. Each connection runs one loop: receive a client frame with a
+in a background thread; the socket is read on the request thread (``voicebridge.wsserver``,
+no reader thread per connection). Each connection runs one loop: receive a client frame with a
 short timeout, feed the engine, send whatever is due by ``engine.next_deadline()``. All
 protocol decisions live in the engine; this module only moves frames and keeps stats.
 """
@@ -20,10 +21,9 @@ import time
 from typing import Any
 
 from flask import Flask, Response, request
-from flask_sock import Sock
-from simple_websocket import ConnectionClosed
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from .. import wsserver
 from .agent import ScriptedAgent, Voice
 from .engine import Event, RealtimeEngine
 
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 PATH = "/v1/realtime"
 POLL_SECONDS = 0.05  # longest wait for a client frame before re-checking deadlines / stop
 JOIN_SECONDS = 3.0
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # generous: a client may send a large session.update
 BETA_MESSAGE = "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
 
 
@@ -177,10 +178,16 @@ class LocalRealtimeServer:
     # ----------------------------------------------------------------- web app
     def _app(self) -> Flask:
         app = Flask(__name__)
-        sock = Sock(app)
         app.before_request(self._check_auth)
-        sock.route(PATH)(self._websocket)
+        app.add_url_rule(PATH, "realtime", self._upgrade, websocket=True)
         return app
+
+    def _upgrade(self) -> Any:
+        try:
+            ws = wsserver.accept(request.environ, MAX_MESSAGE_BYTES)
+        except wsserver.HandshakeError as exc:
+            return Response(f"{exc}\n", status=exc.status, mimetype="text/plain")
+        return wsserver.run(ws, self._websocket)
 
     def _check_auth(self) -> "Response | None":
         """Reject the upgrade with HTTP 401 when an api_key is configured and not presented."""
@@ -207,7 +214,7 @@ class LocalRealtimeServer:
         self._stats.connection(+1)
         try:
             self._run(ws, engine, beta)
-        except ConnectionClosed:
+        except wsserver.ConnectionClosed:
             logger.info("connection %d closed by the client", number)
         finally:
             self._stats.connection(-1)
