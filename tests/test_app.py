@@ -4,7 +4,11 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
+import socket
+import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -105,3 +109,57 @@ def test_example_module_builds_nothing_at_import(monkeypatch: pytest.MonkeyPatch
     bridge = app.extensions["voicebridge"]
     assert bridge.gate.limit == 4 and bridge.local_server is None
     assert {r.rule for r in app.url_map.iter_rules()} >= {"/voice", "/media", "/healthz", "/metrics"}
+
+
+def test_documented_gunicorn_command_serves_a_call_cleanly(tmp_path: Path) -> None:
+    """The production command from the README, a whole call, and no error in the server's log
+    (a finished media WebSocket must end gunicorn's request quietly, not as a logged 500)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TWILIO_"))}
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "8",
+                                 "-b", f"127.0.0.1:{port}", "examples.twilio_app:create_app()"],
+                                cwd=root, env=env, stdout=log, stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as resp:
+                    assert json.load(resp)["active_calls"] == 0
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, log_path.read_text()[-2000:]
+                time.sleep(0.2)
+        ws = websocket.create_connection(f"ws://127.0.0.1:{port}/media", timeout=10)
+        sid = "MZ" + "1" * 32
+        ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": sid,
+                            "start": {"streamSid": sid, "accountSid": "AC", "callSid": "CAgunicorn",
+                                      "tracks": ["inbound"], "customParameters": {}, "mediaFormat": {}}}))
+        media = 0
+        while media < 3:
+            if json.loads(ws.recv()).get("event") == "media":
+                media += 1
+        ws.send(json.dumps({"event": "stop", "sequenceNumber": "9", "streamSid": sid,
+                            "stop": {"accountSid": "AC", "callSid": "CAgunicorn"}}))
+        opcode = None
+        while opcode != websocket.ABNF.OPCODE_CLOSE:
+            opcode, _ = ws.recv_data(control_frame=True)
+        ws.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as resp:
+                if json.load(resp)["active_calls"] == 0:
+                    break
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    text = log_path.read_text()
+    assert "call end: twilio stop" in text, text[-2000:]
+    assert "Traceback" not in text and "Exception on /media" not in text, text[-3000:]

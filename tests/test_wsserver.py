@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from typing import Iterator
 
 import pytest
@@ -159,3 +160,25 @@ def test_real_client_handshake_and_echo_over_tcp() -> None:
         assert client.recv() == "echo hello"
         client.close()
     assert seen == {"mode": "gunicorn", "code": 1000}
+
+
+def test_finish_waits_for_the_peer_close_then_shuts_the_socket(pair: tuple[wsserver.ServerWebSocket, socket.socket]) -> None:
+    ws, peer = pair
+    ws.close(1000, "bye")
+    client_send(peer, wsframe.OP_TEXT, b"late media")  # still in flight when we closed: discarded
+    client_send(peer, wsframe.OP_CLOSE, wsframe.close_payload(1000))
+    ws.finish(timeout_s=2)
+    assert ws.close_code == 1000 and not ws.connected
+    [our_close] = client_read(peer)
+    assert our_close.code == 1000  # type: ignore[attr-defined]
+    assert peer.recv(10) == b""  # the server side is shut down: EOF for the peer, no wait
+
+
+def test_finish_is_bounded_when_the_peer_never_answers(pair: tuple[wsserver.ServerWebSocket, socket.socket]) -> None:
+    ws, peer = pair
+    ws.close()
+    started = time.monotonic()
+    ws.finish(timeout_s=0.2)
+    assert time.monotonic() - started < 1.5
+    client_read(peer)  # our close frame
+    assert peer.recv(10) == b""

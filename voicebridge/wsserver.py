@@ -19,13 +19,17 @@ import hashlib
 import socket
 import struct
 import threading
+import time
 from typing import Any, Callable, Iterable
+
+from flask import Response
 
 from . import wsframe
 from .wsframe import Control, FrameError, FrameReader, Message
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECV_BYTES = 65536
+CLOSE_WAIT_S = 1.0  # after our close frame, how long to wait for the peer's
 
 
 class HandshakeError(Exception):
@@ -122,6 +126,29 @@ class ServerWebSocket:
         self._send_close(reason or wsframe.CLOSE_NORMAL, message or "")
         self.connected = False
 
+    def finish(self, timeout_s: float = CLOSE_WAIT_S) -> None:
+        """End the close handshake here, then shut the TCP connection down (server closes first).
+
+        Waits at most ``timeout_s`` for the peer's close frame (or EOF). gunicorn's gthread worker
+        closes a finished connection on its *main* thread and waits up to 2 s there for the peer
+        to close: done here instead, on the request thread, a slow peer cannot stall the worker.
+        """
+        deadline = time.monotonic() + timeout_s
+        try:
+            self.sock.settimeout(None)  # back to SO_RCVTIMEO-bounded reads (a linger may have set one)
+            while self.close_code is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.receive(timeout=left)  # data after our close is discarded
+        except (ConnectionClosed, OSError):
+            pass
+        self.connected = False
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+
     def _send_close(self, code: int, reason: str) -> None:
         with self._send_lock:
             if self._close_sent:
@@ -207,7 +234,8 @@ class ServerWebSocket:
         self.connected = False
 
 
-def run(ws: "ServerWebSocket", handler: "Callable[[ServerWebSocket], None]") -> "FinishedResponse":
+def run(ws: "ServerWebSocket", handler: "Callable[[ServerWebSocket], None]",
+        close_wait_s: float = CLOSE_WAIT_S) -> "FinishedResponse":
     """Run ``handler(ws)`` to the end, close the WebSocket, and return what the view returns."""
     try:
         handler(ws)
@@ -215,24 +243,29 @@ def run(ws: "ServerWebSocket", handler: "Callable[[ServerWebSocket], None]") -> 
         pass
     finally:
         ws.close()
+        ws.finish(close_wait_s)
     return FinishedResponse(ws.mode)
 
 
-class FinishedResponse:
-    """WSGI response for a finished WebSocket: tells the server the socket is no longer HTTP.
+class FinishedResponse(Response):
+    """What a view returns once its WebSocket is finished: the socket is no longer HTTP.
 
-    gunicorn closes the connection on ``StopIteration``; werkzeug gets an empty body (its
-    status line lands after our close frame, where the peer no longer reads).
+    A subclass of Flask's own ``Response`` so Flask passes it through untouched (it runs any
+    other WSGI callable inside the view, where gunicorn's ``StopIteration`` becomes a logged 500,
+    and re-classes a plain werkzeug ``Response``, dropping this ``__call__``); it is called only
+    as the final WSGI response. gunicorn then closes the connection on
+    ``StopIteration``; werkzeug gets an empty 200 (after our close frame, where the peer no
+    longer reads), as flask-sock does.
     """
 
     def __init__(self, mode: str) -> None:
+        super().__init__(b"", status=200)
         self.mode = mode
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if self.mode == "gunicorn":
             raise StopIteration()
-        start_response("200 OK", [("Content-Length", "0")])
-        return []
+        return super().__call__(environ, start_response)
 
 
 def _tokens(header: str) -> set[str]:
