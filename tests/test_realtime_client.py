@@ -76,3 +76,35 @@ def test_protocol_errors_end_the_connection_with_a_reason(wire: bytes, why: str)
         with pytest.raises(ConnectionClosed, match=why):
             conn.recv(timeout=5)
         conn.close()
+
+
+def test_sockets_above_fd_setsize_are_read() -> None:
+    """A busy bridge holds two sockets per call: past ~500 calls descriptors exceed 1023,
+    which select() refuses. The connection must still receive."""
+    import os
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("cannot raise the descriptor limit above 1200 here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = []
+    try:
+        while True:
+            fd = os.open(os.devnull, os.O_RDONLY)
+            fillers.append(fd)
+            if fd >= 1030:
+                break
+
+        def server(ws: wsserver.ServerWebSocket) -> None:
+            ws.send("over the limit")
+            ws.close()
+
+        with one_connection(server) as url:
+            conn = dial(url)
+            assert conn._ws.sock.fileno() > 1023  # noqa: SLF001 - the point of the test
+            assert conn.recv(timeout=5) == "over the limit"
+            conn.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

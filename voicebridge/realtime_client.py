@@ -44,8 +44,12 @@ class WebSocketRealtimeConnection:
     def __init__(self, ws: websocket.WebSocket, send_timeout_s: float = 5.0) -> None:
         self._ws = ws
         self._closed = threading.Event()
-        ws.settimeout(send_timeout_s)  # bounds sends (reads only follow a readable select)
+        ws.settimeout(send_timeout_s)  # bounds sends (reads only follow a readable poll)
         self._reader = wsframe.FrameReader(MAX_MESSAGE_BYTES, expect_masked=False)
+        # poll, not select: a busy bridge holds two sockets per call, and select() refuses
+        # descriptors above 1023 (FD_SETSIZE) -- that would drop every call past ~500.
+        self._poll = select.poll()
+        self._poll.register(ws.sock.fileno(), select.POLLIN | select.POLLPRI)
 
     def send(self, text: str) -> None:
         """One masked text frame, built here: websocket-client's ``send`` costs ~3x more per call.
@@ -73,16 +77,15 @@ class WebSocketRealtimeConnection:
         sock = self._ws.sock
         if sock is None:
             raise ConnectionClosed("socket gone")
-        pending = getattr(sock, "pending", None)  # TLS may hold decrypted bytes select cannot see
+        pending = getattr(sock, "pending", None)  # TLS may hold decrypted bytes poll cannot see
         if pending is not None and pending():
             return True
-        readable, _, _ = select.select([sock], [], [], timeout)
-        return bool(readable)
+        return bool(self._poll.poll(max(0.0, timeout) * 1000.0))
 
     def recv(self, timeout: float) -> "str | bytes | None":
         """The next server message, None after ``timeout`` s without one.
 
-        Frames are decoded by ``wsframe.FrameReader`` from 64 KiB reads: one ``select`` and
+        Frames are decoded by ``wsframe.FrameReader`` from 64 KiB reads: one ``poll`` and
         usually one ``recv`` per message, where websocket-client's ``recv_data`` issues a
         ``recv`` for the header, the length and the payload of every frame.
         """
