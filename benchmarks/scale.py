@@ -15,11 +15,14 @@ Three kinds of processes, so the load generator's limits are not the bridge's:
   against its 20 ms send schedule (the load generator's timing error).
 
 Per N (``--ns``) a fresh gunicorn and local server are started; the bridge's CPU (utime+stime
-from /proc/PID/stat), RSS and thread count are sampled over the window where all N calls are
-up; the bridge's own send-side figures come from its Prometheus ``/metrics`` (deltas per step).
+from /proc/PID/stat, and the kernel's share of it), context switches (summed over its threads),
+RSS and thread count are sampled over the window where all N calls are up; the bridge's own
+send-side figures come from its Prometheus ``/metrics`` (deltas per step). ``--instances K``
+runs K single-worker gunicorns on K ports (one process per core, the deployment docs/deploy.md
+recommends), splits the calls evenly and sums their figures.
 
-Usage: python benchmarks/scale.py [--ns 1,50,100,200,300] [--seconds 24] [--json out.json]
-       [--doc docs/performance.md] [--plot docs/performance-scale.png]
+Usage: python benchmarks/scale.py [--ns 1,50,100,200,300] [--seconds 24] [--instances 1]
+       [--json out.json] [--doc docs/performance.md] [--plot docs/performance-scale.png]
 """
 from __future__ import annotations
 
@@ -511,6 +514,17 @@ def _scrape_sum(ports: list[int], timeout: float = 60.0) -> dict[str, float]:
     return total
 
 
+def _settled_metrics(ports: list[int], limit_s: float = 60.0) -> dict[str, float]:
+    """/metrics once every call has ended: a call's figures are folded in when it is torn down,
+    which an overloaded bridge may do seconds after its caller hung up."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        time.sleep(1.0)
+        metrics = _scrape_sum(ports)
+        if metrics.get("voicebridge_active_calls", 0.0) <= 0 or time.monotonic() > deadline:
+            return metrics
+
+
 def _bridge_sample(wpids: list[int]) -> dict[str, float]:
     return {"bridge": sum(_proc_cpu_s(w) for w in wpids), "bridge_sys": sum(_proc_sys_s(w) for w in wpids),
             "switches": sum(_proc_switches(w) for w in wpids)}
@@ -589,8 +603,7 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
         for d in drivers:
             out, _ = d.communicate(timeout=args.seconds + 60)
             results.append(json.loads(out))
-        time.sleep(1.0)
-        after_metrics = _scrape_sum(app_ports)
+        after_metrics = _settled_metrics(app_ports)
     finally:
         for proc in (*guns, rt):
             proc.send_signal(signal.SIGTERM)
@@ -765,8 +778,11 @@ def plot(steps: list[dict[str, Any]], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_doc(path: str, steps: list[dict[str, Any]], command: str, meta: dict[str, Any], png: str | None) -> None:
-    begin, end = "<!-- scale:begin -->", "<!-- scale:end -->"
+def write_doc(path: str, steps: list[dict[str, Any]], command: str, meta: dict[str, Any], png: str | None,
+              instances: int = 1) -> None:
+    """Replace this run's block in ``path`` (one block per instance count), or append it."""
+    tag = "scale" if instances == 1 else f"scale-x{instances}"
+    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
     block = [begin, f"Command: `{command}`  ", f"Machine: {meta['machine']}  ", f"Date: {meta['date']}", "",
              table(steps), ""]
     if png:
@@ -834,7 +850,7 @@ def main() -> int:
     if args.plot:
         plot(steps, args.plot)
     if args.doc:
-        write_doc(args.doc, steps, command, meta, args.plot)
+        write_doc(args.doc, steps, command, meta, args.plot, args.instances)
     print(f"elapsed {meta['elapsed_s']} s", file=sys.stderr)
     return 0
 

@@ -5,7 +5,8 @@ per loop each of them is a wake-up: the TX thread's timed sleep before every fra
 thread's blocking ``recv`` for every inbound frame. This script measures the CPU (process time,
 user + system, of the waiting side) of:
 
-* ``time.sleep(1 ms)`` and ``Event.wait(1 ms)`` (the TX thread's slot wait);
+* ``time.sleep(1 ms)``, ``Event.wait(1 ms)`` and a timed ``Lock.acquire(1 ms)`` (the TX thread's
+  slot wait: ``MediaSession`` uses the lock, which a barge-in or close can end early);
 * a blocking ``recv`` woken by a peer process every 2 ms (the run thread's read);
 * a ``queue.Queue`` hand-off to a blocked consumer thread (the audio-out -> TX path);
 * one ``select`` call that finds K sockets ready, then K ``recv``: what an event loop pays per
@@ -37,14 +38,6 @@ def per_call_us(fn: Callable[[], None], n: int) -> float:
     for _ in range(n):
         fn()
     return (time.process_time() - start) / n * 1e6
-
-
-def thread_cpu_us(fn: Callable[[], None], n: int) -> float:
-    """CPU time of the calling thread only (the other side's work excluded)."""
-    start = time.thread_time()
-    for _ in range(n):
-        fn()
-    return (time.thread_time() - start) / n * 1e6
 
 
 def recv_wake_us(n: int, period_s: float = 0.002, size: int = 400) -> float:
@@ -110,10 +103,12 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2000, help="wake-ups per measurement")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
-    event = threading.Event()
+    event, held = threading.Event(), threading.Lock()
+    held.acquire()
     figures = {
         "sleep_1ms_us": per_call_us(lambda: time.sleep(0.001), args.n),
         "event_wait_1ms_us": per_call_us(lambda: event.wait(0.001), args.n),
+        "lock_acquire_1ms_us": per_call_us(lambda: held.acquire(timeout=0.001), args.n),
         "recv_wake_us": recv_wake_us(args.n),
         "queue_handoff_consumer_us": queue_handoff_us(args.n),
         "select_1_ready_per_msg_us": select_batch_us(args.n, 1),
@@ -121,7 +116,7 @@ def main() -> int:
     }
     # The threaded shape's floor per call-second: a timed sleep per outbound frame and a
     # blocking recv per inbound frame, before any Python work, model traffic or GIL hand-offs.
-    figures["threaded_floor_ms_per_call_s"] = (50 * figures["sleep_1ms_us"] + 50 * figures["recv_wake_us"]) / 1000
+    figures["threaded_floor_ms_per_call_s"] = (50 * figures["lock_acquire_1ms_us"] + 50 * figures["recv_wake_us"]) / 1000
     figures = {k: round(v, 2) for k, v in figures.items()}
     out = {"machine": machine(), "n": args.n, "figures": figures}
     for key, value in figures.items():
