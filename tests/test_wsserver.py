@@ -182,3 +182,14 @@ def test_finish_is_bounded_when_the_peer_never_answers(pair: tuple[wsserver.Serv
     assert time.monotonic() - started < 1.5
     client_read(peer)  # our close frame
     assert peer.recv(10) == b""
+
+
+@pytest.mark.parametrize("sent, echoed", [(1001, 1001), (4000, 4000), (1006, 1002), (999, 1002), (2000, 1002)])
+def test_peer_close_codes_are_echoed_only_when_valid(pair: tuple[wsserver.ServerWebSocket, socket.socket],
+                                                     sent: int, echoed: int) -> None:
+    ws, peer = pair
+    client_send(peer, wsframe.OP_CLOSE, sent.to_bytes(2, "big"))
+    with pytest.raises(wsserver.ConnectionClosed):
+        ws.receive(timeout=1)
+    [echo] = client_read(peer)
+    assert echo.code == echoed  # type: ignore[attr-defined]

@@ -188,7 +188,7 @@ class ServerWebSocket:
                     self.sock.sendall(wsframe.encode(wsframe.OP_PONG, event.payload))
         elif event.opcode == wsframe.OP_CLOSE:
             self.close_code, self.close_reason = event.code, event.reason
-            self._send_close(event.code if event.code != wsframe.CLOSE_NO_STATUS else wsframe.CLOSE_NORMAL, "")
+            self._send_close(_echo_code(event.code), "")
             self.connected = False
             raise ConnectionClosed(event.code, event.reason)
 
@@ -266,6 +266,15 @@ class FinishedResponse(Response):
         if self.mode == "gunicorn":
             raise StopIteration()
         return super().__call__(environ, start_response)
+
+
+def _echo_code(code: int) -> int:
+    """The code to answer a peer's close with: its own if a peer may send it (RFC 6455 7.4)."""
+    if code == wsframe.CLOSE_NO_STATUS:
+        return wsframe.CLOSE_NORMAL
+    if (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999:
+        return code
+    return wsframe.CLOSE_PROTOCOL_ERROR
 
 
 def _tokens(header: str) -> set[str]:
