@@ -67,3 +67,28 @@ def test_tone_checker_flags_gaps_repeats_and_cut_blocks():
     r = c.report
     assert (r.gaps, r.repeats, r.out_of_order, r.partial) == (1, 1, 1, 1)
     assert r.late_start == 1 and not r.ok  # response 1 seen first at block 1 (block 0 was cut)
+
+
+def test_pause_while_the_caller_makes_sound_is_a_yield_not_a_stall():
+    m = _metrics()
+    for i in range(60):  # caller levels every 20 ms: a click at 0.40-0.46 s, quiet otherwise
+        m.levels(-10.0 if 20 <= i <= 22 else -70.0, -20.0)
+    paced = [20 * i for i in range(21)] + [480 + 20 * i for i in range(10)] + [800 + 20 * i for i in range(5)]
+    # agent audio pauses 400 -> 480 ms (the duck on the click) and 660 -> 800 ms (caller quiet)
+    _arrive(m, paced)
+    r = m.finish(1.2, PlayoutBuffer(0.0))
+    assert (r.yields, r.stalls) == (1, 1)
+    assert r.problems() == ["1 stall(s) > 40 ms while the agent talked"]
+
+
+def test_jitter_is_not_running_ahead_but_a_sender_faster_than_real_time_is():
+    m = _metrics()
+    jittered = [0, 0, 0] + [20 * i + (4 if i % 2 else 0) for i in range(1, 50)]  # late, then on time
+    _arrive(m, jittered)
+    r = m.finish(1.2, PlayoutBuffer(0.0))
+    assert r.bursts > 0 and r.ahead_frames == 0 and r.problems() == []
+    fast = _metrics()
+    _arrive(fast, [15 * i for i in range(50)])  # 15 ms per 20 ms frame: drifts ahead of real time
+    r = fast.finish(1.0, PlayoutBuffer(0.0))
+    assert r.ahead_frames > 0 and r.ahead_max_ms > 200
+    assert any("ahead of real time" in p for p in r.problems())

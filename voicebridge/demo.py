@@ -90,7 +90,8 @@ def _summary(report: CallReport, bridge: dict[str, Any] | None) -> list[str]:
     lines.append(f"caller: {r.duration_ms / 1000:.1f} s, {r.frames_received} frames received, sizes {r.frame_sizes}, "
                  f"time to first audio {r.time_to_first_audio_ms} ms")
     lines.append(f"caller: gaps p50 {r.gap_p50_ms} ms, p99 {r.gap_p99_ms} ms, max |dev| {r.gap_max_dev_ms} ms; "
-                 f"bursts {r.bursts}, stalls {r.stalls}")
+                 f"bursts {r.bursts}, stalls {r.stalls}, pauses for the caller {r.yields}, "
+                 f"most ahead of real time {r.ahead_max_ms:.0f} ms")
     for i, it in enumerate(r.interruptions, 1):
         lines.append(f"interruption {i}: speech onset -> clear {it.clear_ms} ms, agent audio heard after onset "
                      f"{it.heard_after_ms} ms")
@@ -163,6 +164,9 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
     previous_level = session_log.level
     session_log.setLevel(logging.INFO)
     server = serve(app, "127.0.0.1", 0)
+    local = app.extensions["voicebridge"].local_server
+    if local is not None:
+        local.wait_warm()  # synthesizing the agent's voice in this process would stall the call
     try:
         print(f"example app on {server.url} (webhook /voice, media {server.ws_url}), embedded local Realtime "
               f"server ({mode} mode); placing a simulated call", file=out, flush=True)

@@ -854,6 +854,10 @@ class MediaSession:
                 return "flushed"
             if self._paused:
                 return "retry"
+            # The frame's send time is taken as it is handed to the socket: after the syscall this
+            # thread may wait for the GIL behind a busy neighbour, and a timestamp taken then
+            # would call an on-time frame late and push the next ones to catch up.
+            now = self._clock()
             try:
                 self._twilio.send(message)
             except Exception as exc:  # noqa: BLE001 - peer gone
@@ -863,7 +867,6 @@ class MediaSession:
                 self._check_stall(exc, "media frame")
                 self.close("twilio send failed")
                 return "stop"
-            now = self._clock()
             pacer.sent(now)
             self._metrics.frame_sent(len(frame.data), now)
             with self._state_lock:

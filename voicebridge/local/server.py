@@ -135,6 +135,18 @@ class LocalRealtimeServer:
         logger.info("local realtime server listening on %s (mode=%s speed=%s)", self.url, self.mode, self.speed)
         return self
 
+    def wait_warm(self, timeout: float = 30.0) -> bool:
+        """Wait until the voice's fixed answers are synthesized (live espeak-ng only).
+
+        The synthesis is pure Python after espeak-ng (resample, mu-law) and holds the GIL for
+        hundreds of milliseconds: a call placed in the same process meanwhile hears stalls.
+        """
+        warmer = self._warmer
+        if warmer is not None:
+            warmer.join(timeout)
+            return not warmer.is_alive()
+        return True
+
     def stop(self) -> None:
         """Close every connection and stop serving; idempotent, waits a bounded time."""
         with self._lock:

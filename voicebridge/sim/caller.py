@@ -390,7 +390,8 @@ def _summary(report: CallReport) -> list[str]:
         f"time to first audio: {r.time_to_first_audio_ms} ms; heard {r.heard_agent_ms:.0f} ms of agent audio, "
         f"{r.cleared_ms:.0f} ms cleared",
         f"media gaps p50 {r.gap_p50_ms} ms, p99 {r.gap_p99_ms} ms, max |dev| {r.gap_max_dev_ms} ms; "
-        f"bursts {r.bursts}, stalls {r.stalls}; frame sizes {r.frame_sizes}",
+        f"bursts {r.bursts}, stalls {r.stalls}, pauses for the caller {r.yields}, most ahead of real time "
+        f"{r.ahead_max_ms:.0f} ms; frame sizes {r.frame_sizes}",
         f"marks: {r.marks_received} received, {r.marks_echoed} echoed ({r.marks_cleared} by clear); "
         f"clears: {r.clears}; messages {r.messages_received}",
     ]

@@ -18,6 +18,9 @@ from .tonecheck import ToneChecker
 FRAME_MS = 20.0
 BURST_MS = 18.0
 STALL_MS = 40.0
+JITTER_MS = 10.0  # how far ahead of real time (beyond the lead) arrival jitter may put a frame
+CALLER_SOUND_DBFS = -45.0  # the caller is making sound (speech, a click): the agent may yield
+YIELD_LOOKBACK_MS = 60.0  # a pause that starts this soon after the caller's sound is a yield
 LEAD_GAP_MS = 100.0
 UTTERANCE_GAP_MS = 300.0
 
@@ -96,16 +99,30 @@ class CallMetrics:
         return r
 
     def _gap_stats(self, r: CallReport) -> None:
-        """Utterances, gap percentiles, bursts beyond the lead, stalls within utterances."""
+        """Utterances, gap percentiles, bursts beyond the lead, stalls within utterances.
+
+        A pause that starts while the caller is making sound is a *yield* (the bridge stopping
+        the agent for the caller, as barge-in and its duck must), not a stall. Short gaps are
+        counted as bursts; whether the agent's audio ran *ahead of real time* (what overruns a
+        jitter buffer) is the pace check: frames more than the lead plus ``JITTER_MS`` ahead of
+        a 20 ms-per-frame clock that the arrivals may lag but never lead.
+        """
         gaps: list[float] = []
         since_lead_reset = 0
         r.utterances = 1 if self._arrivals else 0
+        pace = self._arrivals[0] if self._arrivals else 0.0  # real-time clock of the utterance
+        allowed_ahead_ms = r.lead_frames * FRAME_MS + JITTER_MS
         for prev, cur in zip(self._arrivals, self._arrivals[1:]):
             gap = (cur - prev) * 1000
             if gap > UTTERANCE_GAP_MS:  # between utterances: not a stall, restarts the lead
                 r.utterances += 1
                 since_lead_reset = 0
+                pace = cur
                 continue
+            pace = max(cur, pace + FRAME_MS / 1000)
+            ahead_ms = (pace - cur) * 1000
+            r.ahead_max_ms = max(r.ahead_max_ms, round(ahead_ms, 1))
+            r.ahead_frames += ahead_ms > allowed_ahead_ms
             if gap > LEAD_GAP_MS:  # a long pause mid-utterance: a stall, and the bridge may re-lead
                 since_lead_reset = 0
             else:
@@ -114,12 +131,23 @@ class CallMetrics:
                     continue  # the send-ahead lead
             gaps.append(gap)
             r.bursts += gap < BURST_MS
-            r.stalls += gap > STALL_MS
+            if gap > STALL_MS:
+                if self._caller_sounding(prev - YIELD_LOOKBACK_MS / 1000, cur, r):
+                    r.yields += 1
+                else:
+                    r.stalls += 1
         if gaps:
             gaps.sort()
             r.gap_p50_ms = round(_percentile(gaps, 50), 2)
             r.gap_p99_ms = round(_percentile(gaps, 99), 2)
             r.gap_max_dev_ms = round(max(abs(g - FRAME_MS) for g in gaps), 2)
+
+    @staticmethod
+    def _caller_sounding(start: float, end: float, r: CallReport) -> bool:
+        """Whether the caller sent sound (above ``CALLER_SOUND_DBFS``) between ``start`` and ``end``."""
+        step = r.level_interval_ms / 1000
+        first, last = max(0, int(start / step)), int(math.ceil(end / step))
+        return any(level > CALLER_SOUND_DBFS for level in r.caller_dbfs[first:last + 1])
 
     def _interruption(self, onset: float, talking: bool, segments: list[tuple[float, float]]) -> Interruption:
         before = [a for a in self._arrivals if a < onset]

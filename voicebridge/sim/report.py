@@ -60,7 +60,13 @@ class CallReport:
     bursts: int = 0
     """Gaps < 18 ms within utterances, not counting the send-ahead lead."""
     stalls: int = 0
-    """Gaps > 40 ms while the agent is talking."""
+    """Gaps > 40 ms while the agent is talking and the caller is quiet."""
+    yields: int = 0
+    """Gaps > 40 ms that start while the caller makes sound (the agent paused for the caller)."""
+    ahead_frames: int = 0
+    """Frames that arrived further ahead of real time than the lead plus 10 ms of jitter."""
+    ahead_max_ms: float = 0.0
+    """Furthest any frame arrived ahead of a real-time (20 ms per frame) clock."""
     lead_frames: int = 2
     heard_agent_ms: float = 0.0
     cleared_ms: float = 0.0
@@ -90,8 +96,9 @@ class CallReport:
             out.append(f"{self.invalid_messages} invalid message(s) from the bridge")
         if self.stalls:
             out.append(f"{self.stalls} stall(s) > 40 ms while the agent talked")
-        if self.bursts:
-            out.append(f"{self.bursts} burst(s) < 18 ms beyond the send-ahead lead")
+        if self.ahead_frames:
+            out.append(f"{self.ahead_frames} frame(s) ahead of real time beyond the send-ahead lead "
+                       f"(up to {self.ahead_max_ms:.0f} ms ahead)")
         if self.tone is not None and not self.tone.get("ok"):
             out.append(f"tone check failed: {self.tone}")
         return out
