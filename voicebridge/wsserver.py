@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import select
 import socket
 import struct
 import threading
@@ -29,6 +30,7 @@ from .wsframe import Control, FrameError, FrameReader, Message
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECV_BYTES = 65536
+COARSE_TIMEOUT_S = 0.05  # waits at least this long may round up to the kernel's tick
 CLOSE_WAIT_S = 1.0  # after our close frame, how long to wait for the peer's
 
 
@@ -109,6 +111,8 @@ class ServerWebSocket:
         self._send_lock = threading.Lock()
         self._close_sent = False
         self._recv_timeout: "float | None" = -1.0  # SO_RCVTIMEO as last set (-1: never)
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
 
     # ------------------------------------------------------------------ sending (any thread)
     def send(self, data: "str | bytes") -> None:
@@ -193,8 +197,20 @@ class ServerWebSocket:
             raise ConnectionClosed(event.code, event.reason)
 
     def _fill(self, timeout: "float | None") -> bool:
-        """One ``recv`` into the reader; False on timeout; ConnectionClosed on EOF or error."""
-        self._set_recv_timeout(timeout)
+        """One ``recv`` into the reader; False on timeout; ConnectionClosed on EOF or error.
+
+        Long waits use SO_RCVTIMEO (one syscall per message). The kernel keeps that timeout in
+        scheduler ticks (a 1 ms bound sleeps 8 ms on a 250 Hz kernel), so a short wait -- a peer
+        pacing its own sends by deadlines, like the local Realtime server -- polls first instead.
+        """
+        if timeout is not None and timeout < COARSE_TIMEOUT_S:
+            try:
+                if not self._poll.poll(max(timeout, 0.0) * 1000.0):
+                    return False
+            except OSError as exc:
+                self._lost(f"poll failed: {exc}")
+        else:
+            self._set_recv_timeout(timeout)
         try:
             data = self.sock.recv(RECV_BYTES)
         except BlockingIOError:
