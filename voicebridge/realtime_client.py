@@ -81,10 +81,9 @@ class WebSocketRealtimeConnection:
         """The next server message, None after ``timeout`` s without one.
 
         websocket-client reads each frame with several small ``recv`` calls. Decoding 64 KiB
-        reads with ``wsframe`` was tried: fewer syscalls, but a burst of buffered deltas was then
-        parsed in one long run that never released the GIL, and the session's TX thread, due to
-        send a frame, waited behind it (``voicebridge verify`` in one process: 0-2 late frames
-        per 20 s call with this reader, 0-12 with the batch decoder).
+        reads with ``wsframe`` was tried: fewer syscalls, but a burst of buffered deltas is then
+        parsed in one run without releasing the GIL, which can hold the session's TX thread
+        past its slot; the CPU saved was small (docs/performance.md).
         """
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")
