@@ -3,7 +3,7 @@
 Public API (everything else is internal and may change):
 
 ``MediaSession(twilio_ws, config=None, connect=None, *, on_transcript=None, on_end=None, on_start=None)``
-    One call. ``run()`` blocks in the caller's thread (a flask-sock handler) until the call
+    One call. ``run()`` blocks in the caller's thread (the ``/media`` handler) until the call
     ends; ``close()`` is idempotent; ``metrics`` is a dict of the call's figures, including
     the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``.
 ``BridgeConfig``
@@ -11,7 +11,9 @@ Public API (everything else is internal and may change):
     lead, barge-in threshold/debounce/duck, timeouts.
 ``VoiceBridge``
     Flask integration (``voicebridge.flaskext``): ``VoiceBridge(app, config)`` or ``init_app``
-    mounts ``POST /voice`` (TwiML) and WebSocket ``/media``.
+    mounts ``POST /voice`` (TwiML) and WebSocket ``/media``. By default ``/media`` reads the
+    Twilio socket on the request's own thread (``voicebridge.wsserver``: werkzeug, gunicorn);
+    ``websocket="flask-sock"`` serves it through flask-sock instead.
 
 Minimal use inside an existing flask-sock app::
 
