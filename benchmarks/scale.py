@@ -409,15 +409,16 @@ def _wait_port(port: int, limit: float = 20.0) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def _proc_cpu_s(pid: int) -> float:
+def _proc_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process in seconds, from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def _proc_sys_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[12]) / os.sysconf("SC_CLK_TCK")  # stime
+def _proc_cpu_s(pid: int) -> float:
+    return sum(_proc_times(pid))
 
 
 def _proc_switches(pid: int) -> int:
@@ -526,7 +527,8 @@ def _settled_metrics(ports: list[int], limit_s: float = 60.0) -> dict[str, float
 
 
 def _bridge_sample(wpids: list[int]) -> dict[str, float]:
-    return {"bridge": sum(_proc_cpu_s(w) for w in wpids), "bridge_sys": sum(_proc_sys_s(w) for w in wpids),
+    times = [_proc_times(w) for w in wpids]
+    return {"bridge": sum(u + s for u, s in times), "bridge_sys": sum(s for _, s in times),
             "switches": sum(_proc_switches(w) for w in wpids)}
 
 

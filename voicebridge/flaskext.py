@@ -428,12 +428,8 @@ class VoiceBridge:
     def _media_direct(self) -> Any:
         """``/media`` without flask-sock: handshake here, then read on this request thread."""
         options = current_app.config.get("SOCK_SERVER_OPTIONS", {})
-        try:
-            ws = wsserver.accept(request.environ, options.get("max_message_size", MAX_MESSAGE_BYTES))
-        except wsserver.HandshakeError as exc:
-            log.warning("media upgrade refused (%d): %s", exc.status, exc)
-            return Response(f"{exc}\n", status=exc.status, mimetype="text/plain")
-        return wsserver.run(ws, self._media)
+        return wsserver.serve(request.environ, self._media, "media",
+                              options.get("max_message_size", MAX_MESSAGE_BYTES))
 
     def _media(self, ws: Any) -> None:
         """One call: admit it under the cap, run its MediaSession, fold its metrics in."""

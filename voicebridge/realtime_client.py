@@ -21,6 +21,7 @@ from .config import BridgeConfig
 
 log = logging.getLogger(__name__)
 
+
 class ConnectionClosed(Exception):
     """The peer closed the connection (or it broke)."""
 
@@ -55,10 +56,7 @@ class WebSocketRealtimeConnection:
         """
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")
-        self._send_frame(wsframe.OP_TEXT, text.encode("utf-8"))
-
-    def _send_frame(self, opcode: int, payload: bytes) -> None:
-        frame = wsframe.encode(opcode, payload, os.urandom(4))
+        frame = wsframe.encode(wsframe.OP_TEXT, text.encode("utf-8"), os.urandom(4))
         try:
             with self._ws.lock:
                 sock = self._ws.sock

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import select
 import socket
 import struct
@@ -27,6 +28,8 @@ from flask import Response
 
 from . import wsframe
 from .wsframe import Control, FrameError, FrameReader, Message
+
+log = logging.getLogger(__name__)
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECV_BYTES = 65536
@@ -248,6 +251,17 @@ class ServerWebSocket:
         self.close_code, self.close_reason = code, reason
         self._send_close(code, reason)
         self.connected = False
+
+
+def serve(environ: dict[str, Any], handler: "Callable[[ServerWebSocket], None]", name: str,
+          max_message_size: int = 64 * 1024) -> Response:
+    """A WebSocket view in one call: accept (or refuse with a logged 400/500), run, finish."""
+    try:
+        ws = accept(environ, max_message_size)
+    except HandshakeError as exc:
+        log.warning("%s upgrade refused (%d): %s", name, exc.status, exc)
+        return Response(f"{exc}\n", status=exc.status, mimetype="text/plain")
+    return run(ws, handler)
 
 
 def run(ws: "ServerWebSocket", handler: "Callable[[ServerWebSocket], None]",

@@ -195,11 +195,7 @@ class LocalRealtimeServer:
         return app
 
     def _upgrade(self) -> Any:
-        try:
-            ws = wsserver.accept(request.environ, MAX_MESSAGE_BYTES)
-        except wsserver.HandshakeError as exc:
-            return Response(f"{exc}\n", status=exc.status, mimetype="text/plain")
-        return wsserver.run(ws, self._websocket)
+        return wsserver.serve(request.environ, self._websocket, "realtime", MAX_MESSAGE_BYTES)
 
     def _check_auth(self) -> "Response | None":
         """Reject the upgrade with HTTP 401 when an api_key is configured and not presented."""
