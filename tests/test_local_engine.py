@@ -16,7 +16,8 @@ from pydantic import TypeAdapter
 from voicebridge import audio, tone, tts
 from voicebridge.local import agent as agent_mod
 from voicebridge.local.agent import ScriptedAgent, Voice, wants_continue
-from voicebridge.local.engine import RealtimeEngine, chunk_plan
+from voicebridge.local.engine import RealtimeEngine
+from voicebridge.local.generator import chunk_plan
 from voicebridge.local.vad import EnergyVad, VadConfig, threshold_to_dbfs
 
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)

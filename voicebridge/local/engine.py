@@ -21,24 +21,19 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import itertools
 import json
 import logging
 import math
-import random
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .. import audio
-from .agent import ScriptedAgent, Utterance
+from .agent import ScriptedAgent
+from .conversation import Conversation, Item, item_from_client
+from .events import ClientError, Event, EventMaker, Observer
+from .generator import Generator, Response
 from .vad import EnergyVad, VadConfig, input_format
 
 logger = logging.getLogger(__name__)
 
-Event = dict[str, Any]
-Observer = Callable[[str, Event], None]
-
-ERROR_TYPE = "invalid_request_error"
 MIN_COMMIT_MS = 100
 SUPPORTED_FORMATS = ("audio/pcmu", "audio/pcm")
 SESSION_KEYS = frozenset({
@@ -79,85 +74,6 @@ def default_session(session_id: str, model: str) -> dict:
     }
 
 
-class ClientError(Exception):
-    """A client mistake: becomes an ``error`` event; the session continues."""
-
-    def __init__(self, code: str, message: str, param: "str | None" = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.param = code, message, param
-
-
-def _pcmu_to_pcm24k(data: bytes) -> bytes:
-    """mu-law 8 kHz -> int16 LE 24 kHz by sample repetition (enough for a test voice)."""
-    out = bytearray()
-    for b in data:
-        out += audio.ULAW_TABLE[b].to_bytes(2, "little", signed=True) * 3
-    return bytes(out)
-
-
-def chunk_plan(total: int, lo: int, hi: int, rng: random.Random) -> list[int]:
-    """Irregular delta sizes covering ``total`` bytes: random in [lo, hi], never a multiple of 160.
-
-    Real deltas do not line up with 20 ms frames, and a bridge that assumes they do is
-    wrong; so the local server never sends frame-aligned chunks (except a short tail).
-    """
-    sizes: list[int] = []
-    left = total
-    while left > 0:
-        size = rng.randint(lo, hi)
-        if size % audio.FRAME_BYTES == 0:
-            size += 1 if size < hi else -1
-        size = max(1, min(size, left))
-        sizes.append(size)
-        left -= size
-    return sizes
-
-
-@dataclass
-class _Item:
-    """A conversation item as the server remembers it (never with audio bytes)."""
-
-    id: str
-    type: str
-    role: "str | None"
-    content: list[dict]
-    status: str = "completed"
-    audio_ms: int = 0  # assistant audio generated so far (truncate bound)
-    extra: dict = field(default_factory=dict)
-
-    def wire(self) -> dict:
-        data = {"id": self.id, "object": "realtime.item", "type": self.type, "status": self.status}
-        if self.role is not None:
-            data["role"] = self.role
-        if self.type == "message":
-            data["content"] = copy.deepcopy(self.content)
-        data.update(copy.deepcopy(self.extra))
-        return data
-
-
-@dataclass
-class _Response:
-    """The response being generated: what it says and how much is out."""
-
-    id: str
-    item: _Item
-    utterance: Utterance
-    started: float
-    text_mode: bool
-    output_format: dict
-    chunks: list[int]
-    metadata: "dict | None" = None
-    sent: int = 0
-    words_sent: int = 0
-
-    @property
-    def words(self) -> list[str]:
-        return self.utterance.text.split()
-
-    def transcript(self) -> str:
-        return " ".join(self.words[: self.words_sent])
-
-
 class RealtimeEngine:
     """One connection's protocol state. Not thread-safe: drive it from one thread."""
 
@@ -177,22 +93,17 @@ class RealtimeEngine:
         if not 1 <= lo <= hi:
             raise ValueError("chunk_bytes must be (lo, hi) with 1 <= lo <= hi")
         self.agent = agent
-        self.speed = speed
-        self.chunk_bytes = (lo, hi)
-        self._rng = random.Random(seed)
-        self._tag = tag
-        self._counter = itertools.count(1)
-        self._observer = observer
+        self._events = EventMaker(tag, observer)
         self._max_session = max_session_seconds
-        self.session = default_session(self._new_id("sess"), model)
-        self.conversation_id = self._new_id("conv")
-        self._items: dict[str, _Item] = {}
-        self._order: list[str] = []
+        self.session = default_session(self._events.new_id("sess"), model)
+        self.conversation_id = self._events.new_id("conv")
+        self._conversation = Conversation()
+        self._generator = Generator(self._events, agent, self._conversation, lambda: self.session,
+                                    self.conversation_id, speed=speed, chunk_bytes=(lo, hi), seed=seed,
+                                    on_finish=self._response_finished)
         self._vad = EnergyVad(self._vad_config() or VadConfig(), input_format(self._input_format()))
         self._buffer_start_ms = 0  # session-audio clock position where the uncommitted buffer starts
         self._speech_item: "str | None" = None  # user item id announced by speech_started
-        self._response: "_Response | None" = None
-        self._responses = 0
         self._opened = 0.0
         self._idle_deadline: "float | None" = None  # server_vad idle_timeout_ms, on the `now` clock
         self.close_code: "int | None" = None
@@ -203,15 +114,15 @@ class RealtimeEngine:
         """Events sent as soon as the socket is accepted."""
         self._opened = now
         return [
-            self._event("session.created", session=copy.deepcopy(self.session)),
-            self._event("conversation.created",
+            self._events.event("session.created", session=copy.deepcopy(self.session)),
+            self._events.event("conversation.created",
                         conversation={"id": self.conversation_id, "object": "realtime.conversation"}),
         ]
 
     def reject(self, code: str, message: str, close_code: int = 4000) -> list[Event]:
         """A fatal error: one ``error`` event, then the transport closes with ``close_code``."""
         self.close_code, self.close_reason = close_code, message[:120]
-        return [self._error(code, message)]
+        return [self._events.error(code, message)]
 
     def handle(self, message: "str | bytes", now: float) -> list[Event]:
         """Events answering one client frame (plus any output that became due)."""
@@ -227,7 +138,7 @@ class RealtimeEngine:
                                   "type")
             out = handler(event, now)
         except ClientError as exc:
-            out = [self._error(exc.code, exc.message, exc.param, client_event_id)]
+            out = [self._events.error(exc.code, exc.message, exc.param, client_event_id)]
         return out + self.poll(now)
 
     def poll(self, now: float) -> list[Event]:
@@ -238,61 +149,45 @@ class RealtimeEngine:
             minutes = int(self._max_session // 60)
             return self.reject("session_expired", f"Your session hit the maximum duration of {minutes} minutes.",
                                close_code=1001)
-        return self._emit_due(now) + self._idle_timeout(now)
+        return self._generator.emit_due(now) + self._idle_timeout(now)
 
     def next_deadline(self) -> "float | None":
         """Clock value at which :meth:`poll` next has something to do (None = nothing timed)."""
         if self.close_code is not None:
             return None
         deadline = self._opened + self._max_session
-        resp = self._response
-        if resp is not None:
-            deadline = min(deadline, self._due_at(resp, resp.sent))
+        due = self._generator.next_deadline()
+        if due is not None:
+            deadline = min(deadline, due)
         if self._idle_deadline is not None:
             deadline = min(deadline, self._idle_deadline)
         return None if math.isinf(deadline) else deadline
 
     @property
     def response_active(self) -> bool:
-        return self._response is not None
+        return self._generator.current is not None
 
-    # ----------------------------------------------------------------- plumbing
-    def _new_id(self, prefix: str) -> str:
-        return f"{prefix}_{self._tag}{next(self._counter):05d}"
-
-    def _event(self, type_: str, **fields: Any) -> Event:
-        event = {"type": type_, "event_id": self._new_id("event"), **fields}
-        if self._observer is not None:
-            self._observer("server", event)
-        return event
-
-    def _error(self, code: str, message: str, param: "str | None" = None,
-               client_event_id: "str | None" = None) -> Event:
-        logger.info("client error %s: %s", code, message)
-        return self._event("error", error={"type": ERROR_TYPE, "code": code, "message": message,
-                                           "param": param, "event_id": client_event_id})
+    @property
+    def speed(self) -> float:
+        return self._generator.speed
 
     def _parse(self, message: "str | bytes") -> dict:
         if isinstance(message, (bytes, bytearray)):
-            self._observe_client("<binary>")
+            self._events.client("<binary>")
             raise ClientError("invalid_value", "Binary frames are not supported; send JSON text frames.")
         try:
             event = json.loads(message)
         except ValueError as exc:
-            self._observe_client("<invalid json>")
+            self._events.client("<invalid json>")
             raise ClientError("invalid_json", f"The server could not parse the JSON event: {exc}") from None
         if not isinstance(event, dict):
-            self._observe_client("<not an object>")
+            self._events.client("<not an object>")
             raise ClientError("invalid_value", "Client events must be JSON objects.")
         if not isinstance(event.get("type"), str):
-            self._observe_client("<missing type>")
+            self._events.client("<missing type>")
             raise ClientError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
-        self._observe_client(event["type"])
+        self._events.client(event["type"])
         return event
-
-    def _observe_client(self, type_: str) -> None:
-        if self._observer is not None:
-            self._observer("client", {"type": type_})
 
     def _handlers(self) -> dict[str, Callable[[dict, float], list[Event]]]:
         return {
@@ -312,9 +207,6 @@ class RealtimeEngine:
     # ----------------------------------------------------------------- session
     def _input_format(self) -> dict:
         return self.session["audio"]["input"]["format"]
-
-    def _output_format(self) -> dict:
-        return self.session["audio"]["output"]["format"]
 
     def _turn_detection(self) -> "dict | None":
         return self.session["audio"]["input"]["turn_detection"]
@@ -356,7 +248,7 @@ class RealtimeEngine:
         vad = self._vad_config()
         if vad is not None:
             self._vad.config = vad
-        return [self._event("session.updated", session=copy.deepcopy(self.session))]
+        return [self._events.event("session.updated", session=copy.deepcopy(self.session))]
 
     # ----------------------------------------------------------------- input audio
     def _append(self, event: dict, now: float) -> list[Event]:
@@ -373,23 +265,23 @@ class RealtimeEngine:
         return out
 
     def _speech_started(self, start_ms: int, now: float) -> list[Event]:
-        self._speech_item, self._idle_deadline = self._new_id("item"), None
-        out = [self._event("input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=self._speech_item)]
+        self._speech_item, self._idle_deadline = self._events.new_id("item"), None
+        out = [self._events.event("input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id=self._speech_item)]
         td = self._turn_detection() or {}
-        if td.get("interrupt_response") and self._response is not None:
-            out += self._finish(self._response, "cancelled", "turn_detected")
+        if td.get("interrupt_response") and self._generator.current is not None:
+            out += self._generator.finish("cancelled", "turn_detected")
         return out
 
     def _speech_stopped(self, end_ms: int, speech_ms: int, now: float) -> list[Event]:
-        item_id = self._speech_item or self._new_id("item")
-        out = [self._event("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id)]
+        item_id = self._speech_item or self._events.new_id("item")
+        out = [self._events.event("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id)]
         out += self._commit(item_id, end_ms, speech_ms)
         td = self._turn_detection() or {}
         if td.get("create_response"):
-            if self._response is None:
-                out += self._start_response(now, None, None, None)
+            if self._generator.current is None:
+                out += self._generator.start(now, None, None, None)
             else:
-                logger.info("turn ended while %s is active; not starting another response", self._response.id)
+                logger.info("turn ended while %s is active; not starting another response", self._generator.current.id)
         return out
 
     def _buffered_ms(self) -> int:
@@ -402,7 +294,7 @@ class RealtimeEngine:
                 "input_audio_buffer_commit_empty",
                 f"Error committing input audio buffer: buffer too small. Expected at least {MIN_COMMIT_MS}ms "
                 f"of audio, but buffer only has {buffered}ms of audio.")
-        item_id = self._speech_item or self._new_id("item")
+        item_id = self._speech_item or self._events.new_id("item")
         self._vad.reset_turn()
         return self._commit(item_id, self._vad.position_ms, buffered)
 
@@ -412,28 +304,27 @@ class RealtimeEngine:
         ``turn=False`` (idle timeout) commits silence that the agent must not count as speech.
         """
         self._buffer_start_ms, self._speech_item = end_ms, None
-        previous = self._order[-1] if self._order else None
-        item = _Item(item_id, "message", "user", [{"type": "input_audio", "transcript": None}])
-        self._add_item(item, previous)
+        item = Item(item_id, "message", "user", [{"type": "input_audio", "transcript": None}])
+        previous = self._conversation.append(item)
         if turn:
             self.agent.user_turn(speech_ms)
         out = [
-            self._event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous),
-            self._event("conversation.item.added", item=item.wire(), previous_item_id=previous),
-            self._event("conversation.item.done", item=item.wire(), previous_item_id=previous),
+            self._events.event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous),
+            self._events.event("conversation.item.added", item=item.wire(), previous_item_id=previous),
+            self._events.event("conversation.item.done", item=item.wire(), previous_item_id=previous),
         ]
         if self.session["audio"]["input"].get("transcription"):
             seconds = round(speech_ms / 1000, 1)
             transcript = f"[speech {seconds:.1f} s]"
             item.content[0]["transcript"] = transcript
-            out.append(self._event("conversation.item.input_audio_transcription.completed", item_id=item_id,
+            out.append(self._events.event("conversation.item.input_audio_transcription.completed", item_id=item_id,
                                    content_index=0, transcript=transcript, logprobs=None,
                                    usage={"type": "duration", "seconds": seconds}))
         return out
 
     def _idle_timeout(self, now: float) -> list[Event]:
         """server_vad ``idle_timeout_ms``: silence after the last answer finished playing."""
-        if self._idle_deadline is None or now < self._idle_deadline or self._response is not None:
+        if self._idle_deadline is None or now < self._idle_deadline or self._generator.current is not None:
             return []
         self._idle_deadline = None
         td = self._turn_detection() or {}
@@ -441,14 +332,18 @@ class RealtimeEngine:
             return []
         end_ms = self._vad.position_ms
         start_ms = max(self._buffer_start_ms, end_ms - int(td["idle_timeout_ms"]))
-        item_id = self._new_id("item")
-        out = [self._event("input_audio_buffer.timeout_triggered", audio_start_ms=start_ms, audio_end_ms=end_ms,
+        item_id = self._events.new_id("item")
+        out = [self._events.event("input_audio_buffer.timeout_triggered", audio_start_ms=start_ms, audio_end_ms=end_ms,
                            item_id=item_id)]
         out += self._commit(item_id, end_ms, 0, turn=False)
         self.agent.idle()
-        return out + self._start_response(now, None, None, None)
+        return out + self._generator.start(now, None, None, None)
 
-    def _arm_idle_timeout(self, resp: _Response) -> None:
+    def _response_finished(self, resp: Response, reason: "str | None") -> None:
+        if reason != "turn_detected":  # the caller is talking: no idle timer
+            self._arm_idle_timeout(resp)
+
+    def _arm_idle_timeout(self, resp: Response) -> None:
         """Start the idle timer at the time the answer would finish playing in real time."""
         td = self._turn_detection()
         timeout_ms = td.get("idle_timeout_ms") if td and td["type"] == "server_vad" else None
@@ -458,17 +353,17 @@ class RealtimeEngine:
     def _clear(self, event: dict, now: float) -> list[Event]:
         self._vad.reset_turn()
         self._buffer_start_ms, self._speech_item = self._vad.position_ms, None
-        return [self._event("input_audio_buffer.cleared")]
+        return [self._events.event("input_audio_buffer.cleared")]
 
     # ----------------------------------------------------------------- responses
     def _response_create(self, event: dict, now: float) -> list[Event]:
         params = event.get("response") or {}
         if not isinstance(params, dict):
             raise ClientError("invalid_type", "Invalid type for 'response': expected an object.", "response")
-        if self._response is not None:
+        if self._generator.current is not None:
             raise ClientError(
                 "conversation_already_has_active_response",
-                f"Conversation already has an active response in progress: {self._response.id}. "
+                f"Conversation already has an active response in progress: {self._generator.current.id}. "
                 "Wait until the response is finished before creating a new one.")
         instructions = params.get("instructions")
         if instructions is not None and not isinstance(instructions, str):
@@ -478,188 +373,49 @@ class RealtimeEngine:
         if modalities is not None and modalities not in (["audio"], ["text"]):
             raise ClientError("invalid_value", "output_modalities must be ['audio'] or ['text'].",
                               "response.output_modalities")
-        return self._start_response(now, instructions, modalities, params.get("metadata"))
-
-    def _start_response(self, now: float, instructions: "str | None", modalities: "list | None",
-                        metadata: "dict | None") -> list[Event]:
-        modalities = modalities or self.session["output_modalities"]
-        rid, item_id = self._new_id("resp"), self._new_id("item")
-        utterance = self.agent.respond(item_id, self._responses, instructions)
-        self._responses += 1
-        text_mode = modalities == ["text"]
-        part_type = "output_text" if text_mode else "output_audio"
-        item = _Item(item_id, "message", "assistant", [], status="in_progress")
-        previous = self._order[-1] if self._order else None
-        self._add_item(item, previous)
-        chunks = [] if text_mode else chunk_plan(len(utterance.audio), *self.chunk_bytes, self._rng)
-        resp = _Response(rid, item, utterance, now, text_mode, copy.deepcopy(self._output_format()), chunks,
-                         metadata)
-        self._response, self._idle_deadline = resp, None
-        item.content = [{"type": part_type, "transcript": ""} if not text_mode else {"type": part_type, "text": ""}]
-        ids = {"response_id": rid, "item_id": item_id, "output_index": 0, "content_index": 0}
-        added = item.wire()
-        added["content"] = []
-        return [
-            self._event("response.created", response=self._response_obj(resp, "in_progress", [], None)),
-            self._event("rate_limits.updated", rate_limits=[
-                {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
-                {"name": "tokens", "limit": 40000, "remaining": 36000, "reset_seconds": 6.0}]),
-            self._event("response.output_item.added", response_id=rid, output_index=0, item=added),
-            self._event("conversation.item.added", item=added, previous_item_id=previous),
-            self._event("response.content_part.added", **ids, part=self._part(resp, final=False)),
-        ]
-
-    def _part(self, resp: _Response, final: bool) -> dict:
-        text = resp.transcript() if final else ""
-        return {"type": "text", "text": text} if resp.text_mode else {"type": "audio", "transcript": text}
-
-    def _due_at(self, resp: _Response, offset: int) -> float:
-        if resp.text_mode or not self.speed or math.isinf(self.speed):
-            return resp.started
-        return resp.started + offset / (audio.SAMPLE_RATE * self.speed)
-
-    def _emit_due(self, now: float) -> list[Event]:
-        resp = self._response
-        if resp is None:
-            return []
-        out: list[Event] = []
-        ids = {"response_id": resp.id, "item_id": resp.item.id, "output_index": 0, "content_index": 0}
-        if resp.text_mode:
-            resp.words_sent = len(resp.words)
-            out.append(self._event("response.output_text.delta", **ids, delta=resp.utterance.text))
-        while resp.chunks and self._due_at(resp, resp.sent) <= now:
-            size = resp.chunks.pop(0)
-            piece = resp.utterance.audio[resp.sent:resp.sent + size]
-            resp.sent += size
-            resp.item.audio_ms = audio.ms_of(resp.sent)
-            out.append(self._event("response.output_audio.delta", **ids, delta=self._encode_out(resp, piece)))
-            out += self._transcript_deltas(resp, ids)
-        if not resp.chunks:
-            out += self._finish(resp, "completed", None)
-        return out
-
-    def _encode_out(self, resp: _Response, piece: bytes) -> str:
-        if resp.output_format.get("type") == "audio/pcm":
-            piece = _pcmu_to_pcm24k(piece)
-        return base64.b64encode(piece).decode("ascii")
-
-    def _transcript_deltas(self, resp: _Response, ids: dict) -> list[Event]:
-        """Words whose share of the audio has been sent (so transcript tracks the audio)."""
-        words = resp.words
-        total = max(1, len(resp.utterance.audio))
-        due = len(words) if resp.sent >= total else len(words) * resp.sent // total
-        if due <= resp.words_sent:
-            return []
-        delta = " ".join(words[resp.words_sent:due])
-        if resp.words_sent:
-            delta = " " + delta
-        resp.words_sent = due
-        return [self._event("response.output_audio_transcript.delta", **ids, delta=delta)]
-
-    def _finish(self, resp: _Response, status: str, reason: "str | None") -> list[Event]:
-        """Closing events of a response (also when it is cancelled)."""
-        self._response = None
-        complete = status == "completed"
-        resp.item.status = "completed" if complete else "incomplete"
-        transcript = resp.transcript()
-        resp.item.content = ([{"type": "output_text", "text": transcript}] if resp.text_mode
-                             else [{"type": "output_audio", "transcript": transcript}])
-        ids = {"response_id": resp.id, "item_id": resp.item.id, "output_index": 0, "content_index": 0}
-        out: list[Event] = []
-        if resp.text_mode:
-            out.append(self._event("response.output_text.done", **ids, text=transcript))
-        else:
-            out.append(self._event("response.output_audio.done", **ids))
-            out.append(self._event("response.output_audio_transcript.done", **ids, transcript=transcript))
-        previous = self._previous_of(resp.item.id)
-        out += [
-            self._event("response.content_part.done", **ids, part=self._part(resp, final=True)),
-            self._event("response.output_item.done", response_id=resp.id, output_index=0, item=resp.item.wire()),
-            self._event("conversation.item.done", item=resp.item.wire(), previous_item_id=previous),
-        ]
-        details = None if complete else {"type": status, "reason": reason}
-        out.append(self._event("response.done",
-                               response=self._response_obj(resp, status, [resp.item.wire()], details)))
-        if not complete:
-            self.agent.interrupted(resp.item.id, resp.item.audio_ms)
-        if reason != "turn_detected":  # the caller is talking: no idle timer
-            self._arm_idle_timeout(resp)
-        logger.info("response %s %s (%s ms audio)", resp.id, status, resp.item.audio_ms)
-        return out
-
-    def _response_obj(self, resp: _Response, status: str, output: list, details: "dict | None") -> dict:
-        obj = {
-            "id": resp.id, "object": "realtime.response", "status": status, "status_details": details,
-            "output": output, "conversation_id": self.conversation_id,
-            "output_modalities": ["text"] if resp.text_mode else ["audio"],
-            "max_output_tokens": self.session.get("max_output_tokens", "inf"),
-            "audio": {"output": {"format": resp.output_format, "voice": self.session["audio"]["output"]["voice"]}},
-            "metadata": resp.metadata, "usage": None,
-        }
-        if status != "in_progress":
-            obj["usage"] = _usage(resp)
-        return obj
+        return self._generator.start(now, instructions, modalities, params.get("metadata"))
 
     def _response_cancel(self, event: dict, now: float) -> list[Event]:
-        resp = self._response
+        resp = self._generator.current
         wanted = event.get("response_id")
         if resp is None or (wanted is not None and wanted != resp.id):
             raise ClientError("response_cancel_not_active", "Cancellation failed: no active response found")
-        return self._finish(resp, "cancelled", "client_cancelled")
+        return self._generator.finish("cancelled", "client_cancelled")
 
     def _output_buffer_clear(self, event: dict, now: float) -> list[Event]:
         raise ClientError("invalid_value", "output_audio_buffer.clear is only supported for WebRTC and SIP sessions.",
                           "type")
 
     # ----------------------------------------------------------------- conversation items
-    def _add_item(self, item: _Item, previous: "str | None") -> None:
-        index = 0 if previous in (None, "root") else self._order.index(previous) + 1
-        self._order.insert(index, item.id)
-        self._items[item.id] = item
-
-    def _previous_of(self, item_id: str) -> "str | None":
-        index = self._order.index(item_id) if item_id in self._order else 0
-        return self._order[index - 1] if index > 0 else None
-
-    def _get_item(self, event: dict) -> _Item:
-        item_id = event.get("item_id")
-        if not isinstance(item_id, str):
-            raise ClientError("missing_required_parameter", "Missing required parameter: 'item_id'.", "item_id")
-        item = self._items.get(item_id)
-        if item is None:
-            raise ClientError("item_not_found", f"Item with item_id not found: {item_id}", "item_id")
-        return item
-
     def _item_create(self, event: dict, now: float) -> list[Event]:
         raw = event.get("item")
         if not isinstance(raw, dict):
             raise ClientError("missing_required_parameter", "Missing required parameter: 'item'.", "item")
-        item = _item_from_client(raw, raw.get("id") or self._new_id("item"))
-        if item.id in self._items:
+        item = item_from_client(raw, raw.get("id") or self._events.new_id("item"))
+        if item.id in self._conversation:
             raise ClientError("duplicate_item_id", f"Item with id '{item.id}' already exists.", "item.id")
-        previous = event.get("previous_item_id", self._order[-1] if self._order else None)
-        if previous not in (None, "root") and previous not in self._items:
+        previous = event.get("previous_item_id", self._conversation.last_id)
+        if previous not in (None, "root") and previous not in self._conversation:
             raise ClientError("invalid_value", f"Previous item with id '{previous}' not found.", "previous_item_id")
-        self._add_item(item, previous)
+        self._conversation.add(item, previous)
         if item.role == "user":
             self.agent.user_turn(None)
-        prev = self._previous_of(item.id)
-        return [self._event("conversation.item.added", item=item.wire(), previous_item_id=prev),
-                self._event("conversation.item.done", item=item.wire(), previous_item_id=prev)]
+        prev = self._conversation.previous_of(item.id)
+        return [self._events.event("conversation.item.added", item=item.wire(), previous_item_id=prev),
+                self._events.event("conversation.item.done", item=item.wire(), previous_item_id=prev)]
 
     def _item_delete(self, event: dict, now: float) -> list[Event]:
-        item = self._get_item(event)
-        if self._response is not None and self._response.item is item:
+        item = self._conversation.get(event)
+        if self._generator.current is not None and self._generator.current.item is item:
             raise ClientError("invalid_value", "Cannot delete an item that is still being generated.", "item_id")
-        self._order.remove(item.id)
-        del self._items[item.id]
-        return [self._event("conversation.item.deleted", item_id=item.id)]
+        self._conversation.remove(item.id)
+        return [self._events.event("conversation.item.deleted", item_id=item.id)]
 
     def _item_retrieve(self, event: dict, now: float) -> list[Event]:
-        return [self._event("conversation.item.retrieved", item=self._get_item(event).wire())]
+        return [self._events.event("conversation.item.retrieved", item=self._conversation.get(event).wire())]
 
     def _truncate(self, event: dict, now: float) -> list[Event]:
-        item = self._get_item(event)
+        item = self._conversation.get(event)
         if item.role != "assistant" or item.type != "message":
             raise ClientError("invalid_value", "Only assistant message items can be truncated.", "item_id")
         if event.get("content_index", 0) != 0:
@@ -673,15 +429,15 @@ class RealtimeEngine:
                               f"Audio content of {item.audio_ms}ms is already shorter than {end_ms}ms",
                               "audio_end_ms")
         out: list[Event] = []
-        if self._response is not None and self._response.item is item:
+        if self._generator.current is not None and self._generator.current.item is item:
             # Local choice: truncating the item still being generated stops its generation.
-            out += self._finish(self._response, "cancelled", "client_cancelled")
+            out += self._generator.finish("cancelled", "client_cancelled")
         item.audio_ms = end_ms
         for part in item.content:
             if "transcript" in part:
                 part["transcript"] = ""  # the server drops the transcript of a truncated item
         self.agent.interrupted(item.id, end_ms)
-        out.append(self._event("conversation.item.truncated", item_id=item.id, content_index=0, audio_end_ms=end_ms))
+        out.append(self._events.event("conversation.item.truncated", item_id=item.id, content_index=0, audio_end_ms=end_ms))
         return out
 
 
@@ -751,34 +507,3 @@ def _validate_session(session: dict) -> None:
     if session.get("output_modalities") not in (["audio"], ["text"]):
         raise ClientError("invalid_value", "output_modalities must be ['audio'] or ['text'].",
                           "session.output_modalities")
-
-
-def _item_from_client(raw: dict, item_id: str) -> _Item:
-    kind, role = raw.get("type"), raw.get("role")
-    if kind == "message":
-        if role not in ("user", "system", "assistant"):
-            raise ClientError("invalid_value", "item.role must be 'user', 'system' or 'assistant'.", "item.role")
-        content = raw.get("content")
-        if not isinstance(content, list):
-            raise ClientError("missing_required_parameter", "Missing required parameter: 'item.content'.",
-                              "item.content")
-        if role == "assistant" and any(isinstance(c, dict) and c.get("type") == "output_audio" for c in content):
-            raise ClientError("invalid_value", "Assistant audio items cannot be created by the client.",
-                              "item.content")
-        content = [{k: v for k, v in c.items() if k != "audio"} if isinstance(c, dict) else c for c in content]
-        return _Item(item_id, "message", role, content)
-    if kind in ("function_call", "function_call_output"):
-        extra = {k: raw[k] for k in ("call_id", "name", "arguments", "output") if k in raw}
-        return _Item(item_id, kind, None, [], extra=extra)
-    raise ClientError("invalid_value", f"Invalid value: '{kind}'. Supported item types: message, function_call, "
-                      "function_call_output.", "item.type")
-
-
-def _usage(resp: _Response) -> dict:
-    """Token usage in the GA shape; numbers are a plausible imitation (1 audio token / 50 ms)."""
-    audio_tokens = 0 if resp.text_mode else audio.ms_of(resp.sent) // 50
-    text_tokens = resp.words_sent
-    output = audio_tokens + text_tokens
-    return {"total_tokens": output + 20, "input_tokens": 20, "output_tokens": output,
-            "input_token_details": {"text_tokens": 20, "audio_tokens": 0, "cached_tokens": 0},
-            "output_token_details": {"text_tokens": text_tokens, "audio_tokens": audio_tokens}}
