@@ -9,11 +9,13 @@ import threading
 import time
 from typing import Any
 
+from voicebridge import testing
+
 
 class RecordingTwilio:
     """A Twilio-side socket that only timestamps what the bridge sends (no parsing on the hot path)."""
 
-    def __init__(self, stream_sid: str = "MZbench") -> None:
+    def __init__(self, stream_sid: str = testing.STREAM_SID) -> None:
         self.stream_sid = stream_sid
         self.inbound: "queue.Queue[Any]" = queue.Queue()
         self.sent: list[tuple[float, str]] = []
@@ -38,11 +40,8 @@ class RecordingTwilio:
         self.inbound.put(json.dumps(msg))
 
     def start(self) -> None:
-        self.push({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        self.push({"event": "start", "streamSid": self.stream_sid, "sequenceNumber": "1",
-                   "start": {"streamSid": self.stream_sid, "callSid": "CAbench", "accountSid": "ACbench",
-                             "tracks": ["inbound"], "customParameters": {},
-                             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+        self.push(testing.twilio_connected())
+        self.push(testing.twilio_start(self.stream_sid))
 
     def kinds(self) -> list[tuple[float, str]]:
         """(time, event) of every message sent, parsed after the run."""

@@ -1,4 +1,9 @@
-"""Example: a Twilio voice number answered by an OpenAI Realtime model.
+"""Example: a Twilio voice number answered by an OpenAI Realtime model, in a thin Flask-Sock app.
+
+``create_app`` builds a Flask app and mounts the bridge on it: ``POST /voice`` (the Twilio
+webhook), the ``/media`` WebSocket served by flask-sock, ``/healthz`` and ``/metrics``
+(``voicebridge.app.create_app`` reads the settings from the environment and mounts
+``voicebridge.VoiceBridge``).
 
 Development (werkzeug threaded server)::
 
@@ -31,7 +36,7 @@ def create_app(settings: "example.Settings | None" = None) -> Flask:
     """The app factory gunicorn calls: settings from the environment."""
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return example.create_app(settings or example.Settings.from_env())
+    return example.create_app(settings or example.Settings.from_env(), websocket="flask-sock")
 
 
 def main() -> int:

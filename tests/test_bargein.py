@@ -1,5 +1,5 @@
 """Barge-in decision pieces, sans-IO: detector, guards, plan, false-trigger monitor, playback."""
-from voicebridge.bargein import Decision, FalseTriggerMonitor, GuardState, LevelDetector, guard, plan
+from voicebridge.bargein import Decision, FalseTriggerMonitor, GuardState, LevelDetector, plan, refusal
 from voicebridge.playback import PlaybackTracker
 
 LOUD, QUIET = -10.0, -60.0
@@ -40,7 +40,7 @@ def test_disarming_releases_a_duck_and_resets_the_count():
 
 def test_guards_prevent_cancel_during_greeting():
     state = GuardState(in_greeting=True, ai_speaking=True, response_active=True)
-    assert guard(state) == "greeting is not interruptible"
+    assert refusal(state) == "greeting is not interruptible"
     assert plan(state) is None
     allowed = GuardState(in_greeting=True, greeting_interruptible=True, ai_speaking=True, response_active=True)
     assert plan(allowed).cancel is True
@@ -48,7 +48,7 @@ def test_guards_prevent_cancel_during_greeting():
 
 def test_guards_prevent_cancel_when_ai_not_speaking():
     state = GuardState(ai_speaking=False, response_active=True)
-    assert guard(state) == "AI is not speaking"
+    assert refusal(state) == "AI is not speaking"
     assert plan(state) is None
 
 
@@ -62,8 +62,8 @@ def test_guards_prevent_cancel_without_active_response():
 
 
 def test_guard_blocks_second_trigger_for_same_response_and_when_disabled():
-    assert guard(GuardState(ai_speaking=True, already_handled=True)) == "already handled for this response"
-    assert guard(GuardState(barge_in_enabled=False, ai_speaking=True)) == "barge-in disabled"
+    assert refusal(GuardState(ai_speaking=True, already_handled=True)) == "already handled for this response"
+    assert refusal(GuardState(barge_in_enabled=False, ai_speaking=True)) == "barge-in disabled"
 
 
 def test_false_trigger_detection_no_text_low_rms():

@@ -7,11 +7,9 @@ scripted ``FakeRealtime`` injected through ``connect=``.
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import time
 import xml.etree.ElementTree as ET
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import websocket
@@ -19,14 +17,14 @@ from flask import Blueprint, Flask, jsonify
 from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
-from fakes import FakeRealtime
 from voicebridge import BridgeConfig, VoiceBridge
-from voicebridge.app import serve
+from voicebridge.testing import FakeRealtime
+
+from peers import TwilioPeer, running
 
 TOKEN = "test-auth-token-0123456789"
 CFG = BridgeConfig(api_key="sk-test", lead_ms=0, transcription_model=None)
 FORM = {"CallSid": "CA123", "From": "+15550001111", "To": "+15550002222", "AccountSid": "ACabc"}
-SILENCE = b"\xff" * 160
 
 
 def sign(url: str, params: Any = None) -> str:
@@ -44,73 +42,6 @@ def speaking_realtime(chunks: int = 10) -> Any:
         fake.on_client_event = on_event
         return fake
     return connector
-
-
-@contextlib.contextmanager
-def running(app: Flask) -> Iterator[Any]:
-    handle = serve(app, "127.0.0.1", 0)
-    try:
-        yield handle
-    finally:
-        handle.shutdown()
-
-
-class TwilioPeer:
-    """A websocket-client stand-in for Twilio's side of a media stream."""
-
-    def __init__(self, url: str, headers: dict[str, str] | None = None, sid: str = "1") -> None:
-        self.stream_sid, self.call_sid = f"MZ{sid * 32}"[:34], f"CA{sid}"
-        self.ws = websocket.create_connection(url, timeout=5, header=headers or {})
-
-    def start(self, **params: str) -> None:
-        self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        self.send({"event": "start", "sequenceNumber": "1", "streamSid": self.stream_sid,
-                   "start": {"streamSid": self.stream_sid, "accountSid": "ACtest", "callSid": self.call_sid,
-                             "tracks": ["inbound"], "customParameters": params,
-                             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
-
-    def media(self, n: int = 5) -> None:
-        for i in range(n):
-            self.send({"event": "media", "sequenceNumber": str(i + 2), "streamSid": self.stream_sid,
-                       "media": {"track": "inbound", "chunk": str(i + 1), "timestamp": str(i * 20),
-                                 "payload": base64.b64encode(SILENCE).decode()}})
-
-    def stop(self) -> None:
-        self.send({"event": "stop", "sequenceNumber": "99", "streamSid": self.stream_sid,
-                   "stop": {"accountSid": "ACtest", "callSid": self.call_sid}})
-
-    def send(self, msg: dict[str, Any]) -> None:
-        self.ws.send(json.dumps(msg))
-
-    def read_until_closed(self, timeout: float = 5.0) -> tuple[list[dict[str, Any]], int | None, str]:
-        """Every message until the server closes; (messages, close code, close reason)."""
-        messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                opcode, data = self.ws.recv_data(control_frame=True)
-            except (websocket.WebSocketException, OSError):
-                return messages, None, ""
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-                return messages, code, data[2:].decode(errors="replace")
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                messages.append(json.loads(data))
-        raise AssertionError("server did not close the stream in time")
-
-    def wait_media(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        got: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while len(got) < count and time.monotonic() < deadline:
-            msg = json.loads(self.ws.recv())
-            if msg.get("event") == "media":
-                got.append(msg)
-        assert len(got) >= count
-        return got
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ws.close()
 
 
 def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
@@ -246,7 +177,8 @@ def test_websocket_signature_accepted_rejected_and_behind_proxy() -> None:
         peer.close()
         with pytest.raises(websocket.WebSocketBadStatusException):
             TwilioPeer(url, {"x-twilio-signature": sign("wss://bridge.example.com/media")})
-    assert bridge.metrics.rejected.labels(endpoint="media")._value.get() == 3
+    values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_signature_rejections_total", (("endpoint", "media"),))] == 3
 
 
 def test_websocket_signature_with_public_url() -> None:
@@ -294,7 +226,7 @@ def test_call_runs_hooks_and_moves_metrics(websocket_mode: str) -> None:
     assert ("voicebridge_barge_in_latency_seconds_count", ()) in after
     assert seen["params"] == [{"tenant": "acme"}]
     end = seen["ends"][0]
-    assert end["call_sid"] == "CA1" and end["frames_sent"] >= 10 and end["accounting_ok"]
+    assert end["call_sid"] == peer.call_sid and end["frames_sent"] >= 10 and end["accounting_ok"]
     assert end["close_reason"] == "twilio stop" and end["duration_s"] > 0
 
 
@@ -306,6 +238,7 @@ def test_openai_errors_are_counted_by_code() -> None:
     app, _ = make_app(connect=failing, on_call_end=ended.append)
     with running(app) as server:
         peer = TwilioPeer(server.ws_url)
+        peer.start()  # the Realtime service is dialed once the stream has started
         peer.read_until_closed()
         peer.close()
         assert wait_until(lambda: ended)
@@ -334,7 +267,7 @@ def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
         peer.stop()
         peer.read_until_closed()
         peer.close()
-    assert lines[0] == ("CA7", "agent", "Hello there")
+    assert lines[0] == (peer.call_sid, "agent", "Hello there")
 
 
 @pytest.mark.parametrize("websocket_mode", ["direct", "flask-sock"])
@@ -426,7 +359,7 @@ def test_init_app_factory_pattern_and_two_apps_do_not_collide() -> None:
 
 
 def test_direct_media_refuses_bad_upgrades_and_servers_without_a_socket(caplog: pytest.LogCaptureFixture) -> None:
-    app, bridge = make_app()
+    app, bridge = make_app(websocket="direct")
     client = app.test_client()
     upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
     bad = client.get("/media", headers={**upgrade, "Sec-WebSocket-Version": "8"})

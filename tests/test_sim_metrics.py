@@ -1,5 +1,5 @@
 """Sans-IO caller measurements: gaps/bursts/stalls, barge-in numbers, tone-block checks."""
-from voicebridge.sim.metrics import CallMetrics
+from voicebridge.sim.metrics import CallerMetrics
 from voicebridge.sim.playout import PlayoutBuffer
 from voicebridge.sim.report import CallReport
 from voicebridge.sim.tonecheck import ToneChecker
@@ -7,7 +7,7 @@ from voicebridge.tone import tone_audio, tone_block
 
 
 def _metrics():
-    return CallMetrics(CallReport(url="ws://x", stream_sid="MZ", call_sid="CA"))
+    return CallerMetrics(CallReport(url="ws://x", stream_sid="MZ", call_sid="CA"))
 
 
 def _arrive(m, times_ms, payload=b"\xff" * 160):

@@ -11,9 +11,9 @@ import pytest
 import websocket
 
 from voicebridge import wsframe, wsserver
-from voicebridge.wsframe import FrameReader
+from voicebridge.wsframe import Control, Message
 
-from wsutil import one_connection
+from peers import one_connection
 
 ENVIRON = {"REQUEST_METHOD": "GET", "HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "keep-alive, Upgrade",
            "HTTP_SEC_WEBSOCKET_VERSION": "13", "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ=="}
@@ -56,13 +56,37 @@ def client_send(sock: socket.socket, opcode: int, payload: bytes) -> None:
     sock.sendall(wsframe.encode(opcode, payload, os.urandom(4)))
 
 
+class ServerFrames:
+    """Decodes what the server sends (unmasked frames, never fragmented here): a client's view."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, data: bytes) -> list[object]:
+        self.buf += data
+        out: list[object] = []
+        while len(self.buf) >= 2:
+            opcode, length, pos = self.buf[0] & 0x0F, self.buf[1] & 0x7F, 2
+            if length == 126:
+                length, pos = int.from_bytes(self.buf[2:4], "big"), 4
+            elif length == 127:
+                length, pos = int.from_bytes(self.buf[2:10], "big"), 10
+            if len(self.buf) < pos + length:
+                break
+            payload, self.buf = self.buf[pos:pos + length], self.buf[pos + length:]
+            if opcode == wsframe.OP_TEXT:
+                out.append(Message(payload.decode()))
+            elif opcode == wsframe.OP_BINARY:
+                out.append(Message(payload))
+            else:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else wsframe.CLOSE_NO_STATUS
+                out.append(Control(opcode, payload, code, payload[2:].decode()) if opcode == wsframe.OP_CLOSE
+                           else Control(opcode, payload))
+        return out
+
+
 def client_read(sock: socket.socket) -> list[object]:
-    reader = FrameReader(expect_masked=False)
-    reader.feed(sock.recv(65536))
-    out = []
-    while (event := reader.next_event()) is not None:
-        out.append(event)
-    return out
+    return ServerFrames().feed(sock.recv(65536))
 
 
 def test_messages_in_order_and_none_on_timeout(pair: tuple[wsserver.ServerWebSocket, socket.socket]) -> None:
@@ -130,12 +154,10 @@ def test_sends_from_many_threads_never_interleave(pair: tuple[wsserver.ServerWeb
     threads = [threading.Thread(target=sender, args=(t,)) for t in range(4)]
     for thread in threads:
         thread.start()
-    reader = FrameReader(max_message_size=1 << 20, expect_masked=False)
+    reader = ServerFrames()
     got: list[str] = []
     while len(got) < len(payloads):
-        reader.feed(peer.recv(65536))
-        while (event := reader.next_event()) is not None:
-            got.append(event.data)  # type: ignore[union-attr]
+        got += [event.data for event in reader.feed(peer.recv(65536))]  # type: ignore[attr-defined]
     for thread in threads:
         thread.join(5)
     assert sorted(got) == sorted(payloads)

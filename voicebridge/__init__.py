@@ -11,9 +11,12 @@ Public API (everything else is internal and may change):
     lead, barge-in threshold/debounce/duck, timeouts.
 ``VoiceBridge``
     Flask integration (``voicebridge.flaskext``): ``VoiceBridge(app, config)`` or ``init_app``
-    mounts ``POST /voice`` (TwiML) and WebSocket ``/media``. By default ``/media`` reads the
-    Twilio socket on the request's own thread (``voicebridge.wsserver``: werkzeug, gunicorn);
-    ``websocket="flask-sock"`` serves it through flask-sock instead.
+    mounts ``POST /voice`` (TwiML), WebSocket ``/media`` (served by flask-sock;
+    ``websocket="direct"`` opts into the library's own reader on the request thread),
+    ``GET /healthz`` and ``GET /metrics``.
+``voicebridge.testing``
+    Fake Twilio and Realtime sockets, message builders and ``BridgeCall``, to drive a session
+    (or your own integration) with no network.
 
 Minimal use inside an existing flask-sock app::
 

@@ -5,7 +5,7 @@ Three small pieces, each driven by the session with levels, events and a clock:
 * ``LevelDetector``: per inbound frame, loud or not; DUCK on the first loud frame (sending
   pauses at once), CONFIRM after ``frames_needed`` consecutive loud frames, RELEASE when a
   loud run ends before confirmation (sending resumes where it paused).
-* ``guard`` / ``plan``: whether a trigger may act at all, and which steps it takes
+* ``refusal`` / ``plan``: why a trigger may not act (or None), and which steps it takes
   (stop the audio, cancel the response, truncate the item).
 * ``FalseTriggerMonitor``: after a local barge-in, decide that it was a cough, not speech,
   so the model can be asked to carry on.
@@ -63,7 +63,7 @@ class LevelDetector:
 
 @dataclass(frozen=True)
 class GuardState:
-    """The facts the guards look at, sampled under the session's state lock."""
+    """The facts the guards look at, sampled from the response tracker and the outbound path."""
 
     barge_in_enabled: bool = True
     in_greeting: bool = False
@@ -73,6 +73,15 @@ class GuardState:
     already_handled: bool = False  # the procedure already ran for this response
 
 
+class Refusal(str, enum.Enum):
+    """Why the guards refuse a barge-in (str-valued: it reads as its reason in logs)."""
+
+    DISABLED = "barge-in disabled"
+    ALREADY_HANDLED = "already handled for this response"
+    GREETING = "greeting is not interruptible"
+    NOT_SPEAKING = "AI is not speaking"
+
+
 @dataclass(frozen=True)
 class Plan:
     stop_audio: bool  # clear Twilio and flush our queues
@@ -80,16 +89,16 @@ class Plan:
     truncate: bool  # send conversation.item.truncate
 
 
-def guard(state: GuardState) -> str | None:
-    """Why a trigger must not act now (a short reason for the log), or None if it may."""
+def refusal(state: GuardState) -> Refusal | None:
+    """Why a trigger must not act now, or None if it may."""
     if not state.barge_in_enabled:
-        return "barge-in disabled"
+        return Refusal.DISABLED
     if state.already_handled:
-        return "already handled for this response"
+        return Refusal.ALREADY_HANDLED
     if state.in_greeting and not state.greeting_interruptible:
-        return "greeting is not interruptible"
+        return Refusal.GREETING
     if not state.ai_speaking:
-        return "AI is not speaking"
+        return Refusal.NOT_SPEAKING
     return None
 
 
@@ -100,7 +109,7 @@ def plan(state: GuardState) -> Plan | None:
     (the model generates faster than real time). ``response.cancel`` goes only to an
     active response, so it never provokes ``response_cancel_not_active`` needlessly.
     """
-    if guard(state) is not None:
+    if refusal(state) is not None:
         return None
     return Plan(stop_audio=True, cancel=state.response_active, truncate=True)
 

@@ -54,14 +54,15 @@ class BridgeConfig:
     # When the model is unreachable or lost: a spoken apology rather than dead air
     apology: bool = True
     apology_audio: bytes | None = field(default=None, repr=False)  # mu-law; None = bundled prompt
-    apology_start_wait_s: float = 2.0
     # Safety and lifecycle
     safety_fuse_ms: int = 30000
     duck_fuse_ms: int = 1000
     twilio_receive_timeout_s: float = 0.2
+    # Caller audio kept while the Realtime connection is not yet configured, then sent in order.
+    inbound_buffer_ms: int = 5000
     # A Twilio send blocked longer than this (the peer stopped reading) ends the call; applied as
-    # SO_SNDTIMEO on the socket under flask-sock/simple-websocket and as a bound on the send lock.
-    # None or 0 = unbounded (not recommended).
+    # SO_SNDTIMEO on the socket and watched by voicebridge.twilio_link. Taken from the config the
+    # session is built with (not from a per-call config). None or 0 = unbounded (not recommended).
     twilio_send_timeout_s: float | None = 2.0
     openai_receive_timeout_s: float = 0.2
     join_timeout_s: float = 5.0

@@ -53,7 +53,7 @@ BLUEPRINT_NAME = "voicebridge"
 # A Twilio media message is ~400 bytes and ``start`` a few KB; 64 KiB leaves room without
 # letting a peer make us buffer megabytes.
 MAX_MESSAGE_BYTES = 64 * 1024
-WEBSOCKET_MODES = ("direct", "flask-sock")
+WEBSOCKET_MODES = ("flask-sock", "direct")
 MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's voice webhook form is ~1-2 KB
 CONTEXT_FIELDS = ("CallSid", "From", "To")  # webhook form fields forwarded as <Parameter>s
 MAX_PARAMETER_CHARS = 500  # Twilio: name + value of each <Parameter> must stay under this
@@ -319,10 +319,12 @@ class VoiceBridge:
     replaces the Realtime connector (tests inject fakes). Hook errors are logged, never raised
     into a call.
 
-    ``websocket`` picks how ``/media`` is served: ``"direct"`` (default) reads the Twilio socket
-    on the request's own thread (:mod:`voicebridge.wsserver`, werkzeug and gunicorn);
-    ``"flask-sock"`` uses flask-sock/simple-websocket (one more reader thread per call, any
-    server flask-sock supports). Both honour ``SOCK_SERVER_OPTIONS["max_message_size"]``.
+    ``websocket`` picks how ``/media`` is served: ``"flask-sock"`` (default) through
+    flask-sock/simple-websocket, on any server flask-sock supports; ``"direct"`` (opt-in) reads
+    the Twilio socket on the request's own thread (:mod:`voicebridge.wsserver`, werkzeug and
+    gunicorn only; one thread fewer per call). Both honour
+    ``SOCK_SERVER_OPTIONS["max_message_size"]``. :meth:`handle_media` serves one call on any
+    accepted socket, for an app that also routes a socket of its own to the bridge.
     """
 
     def __init__(
@@ -338,7 +340,7 @@ class VoiceBridge:
         on_transcript: TranscriptHook | None = None,
         on_call_end: CallEndHook | None = None,
         connect: realtime_client.Connector | None = None,
-        websocket: str = "direct",
+        websocket: str = "flask-sock",
     ) -> None:
         if websocket not in WEBSOCKET_MODES:
             raise ValueError(f"websocket must be one of {WEBSOCKET_MODES}")
@@ -383,7 +385,7 @@ class VoiceBridge:
         bp.add_url_rule("/healthz", "healthz", self._healthz, methods=["GET"])
         bp.add_url_rule("/metrics", "metrics", self._metrics_view, methods=["GET"])
         if self.websocket == "flask-sock":
-            Sock().route("/media", bp=bp, endpoint="media")(self._media)
+            Sock().route("/media", bp=bp, endpoint="media")(self.handle_media)
         else:
             bp.add_url_rule("/media", "media", self._media_direct, websocket=True)
         return bp
@@ -428,11 +430,15 @@ class VoiceBridge:
     def _media_direct(self) -> Any:
         """``/media`` without flask-sock: handshake here, then read on this request thread."""
         options = current_app.config.get("SOCK_SERVER_OPTIONS", {})
-        return wsserver.serve(request.environ, self._media, "media",
+        return wsserver.serve(request.environ, self.handle_media, "media",
                               options.get("max_message_size", MAX_MESSAGE_BYTES))
 
-    def _media(self, ws: Any) -> None:
-        """One call: admit it under the cap, run its MediaSession, fold its metrics in."""
+    def handle_media(self, ws: Any) -> None:
+        """One call on an accepted Twilio WebSocket: admit it under the cap, run its
+        MediaSession, fold its metrics in. Returns when the call has ended.
+
+        The ``/media`` route calls this; an app's own flask-sock route may call it too.
+        """
         if not self.gate.try_enter():
             self.metrics.refused.labels(stage="websocket").inc()
             log.warning("media stream refused: %d calls active (cap %s)", self.gate.active, self.gate.limit)

@@ -13,7 +13,7 @@ from typing import Any
 
 COUNTERS = (
     "audio_deltas", "model_audio_bytes", "frames_enqueued", "frames_sent", "frames_flushed",
-    "frames_dropped", "inbound_frames",
+    "frames_dropped", "inbound_frames", "inbound_frames_dropped",
     "inbound_bytes", "inbound_wrong_size", "outbound_bad_size", "marks_sent", "marks_echoed",
     "marks_stale", "clears_sent", "responses", "ducks", "duck_releases", "barge_in_events",
     "barge_in_local", "barge_in_server", "false_barge_ins", "truncates_sent",
@@ -69,11 +69,6 @@ class CallMetrics:
             if self.first_frame_bytes is None:
                 self.first_frame_bytes = size
                 self.first_frame_sent_at = now
-
-    def accounting_ok(self) -> bool:
-        with self._lock:
-            c = self._counts
-            return c["frames_enqueued"] == c["frames_sent"] + c["frames_flushed"] + c["frames_dropped"]
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

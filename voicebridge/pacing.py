@@ -25,7 +25,6 @@ GAP_BINS = 100
 class PacerStats:
     late_frames: int = 0
     schedule_resets: int = 0
-    frames: int = 0
     # Send-side gaps between consecutive paced frames of one schedule (the lead and the
     # pause before a new response or a resume excluded): a histogram of |gap - 20 ms|,
     # bursts (< 18 ms), stalls (> 40 ms) and the largest deviation. O(1) per frame.
@@ -57,10 +56,6 @@ class Pacer:
         self._last_sent: float | None = None
         self._gap_from: float | None = None  # previous paced frame of this schedule (gap stats)
         self._lead_left = 0
-
-    @property
-    def started(self) -> bool:
-        return self._due is not None
 
     def begin(self, now: float, lead: bool = True) -> None:
         """Start a new schedule at ``now`` (a response starts, or sending resumes)."""
@@ -96,7 +91,6 @@ class Pacer:
         """Record that a frame left at ``now`` and advance the grid by one tick."""
         assert self._due is not None, "sent() before delay()"
         stats = self.stats
-        stats.frames += 1
         self._last_sent = now
         if self._gap_from is not None:
             gap = now - self._gap_from

@@ -48,7 +48,7 @@ class WebSocketRealtimeConnection:
         self._poll.register(ws.sock.fileno(), select.POLLIN | select.POLLPRI)
 
     def send(self, text: str) -> None:
-        """One masked text frame, built here: websocket-client's ``send`` costs ~3x more per call.
+        """One masked text frame, built here: websocket-client's ``send`` does more work per call.
 
         Same wire bytes as ``ws.send`` (FIN + text opcode, fresh random mask key per frame),
         written under websocket-client's own send lock (its pongs and close frames use it too),
@@ -78,10 +78,8 @@ class WebSocketRealtimeConnection:
     def recv(self, timeout: float) -> "str | bytes | None":
         """The next server message, None after ``timeout`` s without one.
 
-        websocket-client reads each frame with several small ``recv`` calls. Decoding 64 KiB
-        reads with ``wsframe`` was tried: fewer syscalls, but a burst of buffered deltas is then
-        parsed in one run without releasing the GIL, which can hold the session's TX thread
-        past its slot; the CPU saved was small (docs/performance.md).
+        Read by websocket-client frame by frame: a burst of buffered deltas is never parsed in
+        one long run that would hold the GIL past the TX thread's slot (docs/performance.md).
         """
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")

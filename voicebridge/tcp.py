@@ -10,40 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from typing import Any, Callable
-
-
-class SendLock:
-    """The Twilio send lock, with a bound on how long anyone waits for it.
-
-    A send that blocks (the peer stopped reading) holds the lock. Whoever waits longer than the
-    send timeout calls ``on_stall`` (which aborts the socket, so the stuck send fails, and ends
-    the call), then takes the lock once the sender lets go. If even that times out the holder
-    is wedged for good: carry on without the lock (the socket is dead, sends fail) rather than hang.
-    """
-
-    def __init__(self, timeout: Callable[[], "float | None"], on_stall: Callable[[str], None]) -> None:
-        self._lock = threading.Lock()
-        self._timeout = timeout
-        self._on_stall = on_stall
-        self._held = threading.local()
-
-    def __enter__(self) -> "SendLock":
-        limit = self._timeout()
-        if not limit or limit <= 0:
-            got = self._lock.acquire()
-        else:
-            got = self._lock.acquire(timeout=limit)
-            if not got:
-                self._on_stall("a send held the lock")
-                got = self._lock.acquire(timeout=limit)
-        self._held.got = got
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if getattr(self._held, "got", False):
-            self._held.got = False
-            self._lock.release()
+from typing import Any
 
 
 def bound_sends(ws: Any, timeout_s: "float | None") -> None:
@@ -63,6 +30,28 @@ def bound_sends(ws: Any, timeout_s: "float | None") -> None:
                         struct.pack("ll", sec, int((timeout_s - sec) * 1_000_000)))
     except (OSError, struct.error):
         pass  # platform without SO_SNDTIMEO: the send lock bound still ends the call
+
+
+def finish(ws: Any, timeout_s: float) -> None:
+    """After our close frame: end the connection on this (the request's) thread, boundedly.
+
+    Under flask-sock, simple-websocket's reader thread reads until the peer's close frame; it is
+    given ``timeout_s`` for that, then the socket is shut down, which ends a read still blocked
+    (a timeout set now would not). Otherwise the server's own close would wait on the peer:
+    gunicorn's gthread worker does that on its main thread, where it stalls every other
+    connection of the worker for up to 2 s. Other sockets get a bounded final drain (``linger``).
+    """
+    reader = getattr(ws, "thread", None)
+    sock = getattr(ws, "sock", None)
+    if not (isinstance(reader, threading.Thread) and isinstance(sock, socket.socket)):
+        linger(ws, timeout_s)
+        return
+    if reader is not threading.current_thread():
+        reader.join(timeout_s)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the reader: nothing left to end
 
 
 def linger(ws: Any, timeout_s: float) -> None:

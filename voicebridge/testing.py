@@ -1,11 +1,15 @@
-"""Fake sockets for driving MediaSession without a network (for tests and benchmarks).
+"""Fakes and message builders for driving a bridge without a network (tests, benchmarks, users).
 
-Users can test their own integration code with these too: a ``MediaSession`` built on a
-``FakeTwilio`` and a ``FakeRealtime.connector`` runs its real threads with no sockets.
+* ``twilio_*`` build the exact JSON messages Twilio sends (``connected``, ``start``, ``media``,
+  ``mark``, ``dtmf``, ``stop``); ``rt_*`` build Realtime GA server events.
+* ``FakeTwilio`` is a scripted Twilio socket: inbound is pushed, every outbound message is
+  recorded with its monotonic send time, marks can be echoed back like Twilio does.
+* ``FakeRealtime`` is a programmable Realtime peer: it answers ``session.update`` and records
+  every client event; a test pushes server events into it.
+* ``BridgeCall`` runs a ``MediaSession`` on the two fakes in a thread, as a server would, and
+  checks what every call must keep when it ends (threads joined, frames accounted for).
 
-``FakeTwilio`` is scripted inbound (``push``) and records every outbound message with its
-monotonic send time. ``FakeRealtime`` is a programmable Realtime peer: it answers
-``session.update`` and records every client event; tests push server events into it.
+Users can test their own integration code with these too.
 """
 from __future__ import annotations
 
@@ -19,13 +23,93 @@ from typing import Any, Callable
 
 from voicebridge.realtime_client import ConnectionClosed
 
+STREAM_SID = "MZ0123456789abcdef0123456789abcdef"
+CALL_SID = "CA0123456789abcdef0123456789abcdef"
+ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
 
+
+# ---------------------------------------------------------------------------- Twilio messages
+def twilio_connected() -> dict[str, Any]:
+    return {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+
+
+def twilio_start(stream_sid: str = STREAM_SID, call_sid: str = CALL_SID, params: dict[str, str] | None = None,
+                 account_sid: str = ACCOUNT_SID) -> dict[str, Any]:
+    return {"event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+            "start": {"streamSid": stream_sid, "accountSid": account_sid, "callSid": call_sid,
+                      "tracks": ["inbound"], "customParameters": dict(params or {}),
+                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}
+
+
+def twilio_media(payload: bytes, seq: int = 1, stream_sid: str = STREAM_SID) -> dict[str, Any]:
+    """The ``seq``-th media message (chunk ``seq``, timestamp 20 ms per chunk)."""
+    return {"event": "media", "sequenceNumber": str(seq + 1), "streamSid": stream_sid,
+            "media": {"track": "inbound", "chunk": str(seq), "timestamp": str((seq - 1) * 20),
+                      "payload": base64.b64encode(payload).decode("ascii")}}
+
+
+def twilio_mark(name: str, stream_sid: str = STREAM_SID) -> dict[str, Any]:
+    return {"event": "mark", "sequenceNumber": "0", "streamSid": stream_sid, "mark": {"name": name}}
+
+
+def twilio_dtmf(digit: str, stream_sid: str = STREAM_SID) -> dict[str, Any]:
+    return {"event": "dtmf", "sequenceNumber": "0", "streamSid": stream_sid,
+            "dtmf": {"track": "inbound_track", "digit": digit}}
+
+
+def twilio_stop(stream_sid: str = STREAM_SID, call_sid: str = CALL_SID) -> dict[str, Any]:
+    return {"event": "stop", "sequenceNumber": "999", "streamSid": stream_sid,
+            "stop": {"accountSid": ACCOUNT_SID, "callSid": call_sid}}
+
+
+# ---------------------------------------------------------------------------- Realtime events
+def rt_response_created(response_id: str) -> dict[str, Any]:
+    return {"type": "response.created", "response": {"id": response_id, "status": "in_progress"}}
+
+
+def rt_item_added(response_id: str, item_id: str, item_type: str = "message") -> dict[str, Any]:
+    return {"type": "response.output_item.added", "response_id": response_id, "output_index": 0,
+            "item": {"id": item_id, "type": item_type, "role": "assistant", "status": "in_progress"}}
+
+
+def rt_audio_delta(response_id: str, item_id: str, chunk: bytes) -> dict[str, Any]:
+    return {"type": "response.output_audio.delta", "response_id": response_id, "item_id": item_id,
+            "output_index": 0, "content_index": 0, "delta": base64.b64encode(chunk).decode("ascii")}
+
+
+def rt_audio_done(response_id: str, item_id: str) -> dict[str, Any]:
+    return {"type": "response.output_audio.done", "response_id": response_id, "item_id": item_id,
+            "output_index": 0, "content_index": 0}
+
+
+def rt_response_done(response_id: str, status: str = "completed", output: list | None = None,
+                     usage: dict | None = None) -> dict[str, Any]:
+    return {"type": "response.done", "response": {"id": response_id, "status": status, "status_details": None,
+                                                  "output": list(output or []), "usage": usage}}
+
+
+def rt_speech_started(item_id: str = "item_user", audio_start_ms: int = 0) -> dict[str, Any]:
+    return {"type": "input_audio_buffer.speech_started", "audio_start_ms": audio_start_ms, "item_id": item_id}
+
+
+def rt_transcript(text: str, item_id: str = "item_user") -> dict[str, Any]:
+    return {"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
+            "content_index": 0, "transcript": text}
+
+
+def rt_error(code: str | None, message: str = "error", error_type: str = "invalid_request_error") -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "code": code, "message": message}}
+
+
+# ---------------------------------------------------------------------------- fake sockets
 class Closed(Exception):
     """What flask-sock/simple-websocket raise when the peer is gone."""
 
 
 class FakeTwilio:
-    def __init__(self, stream_sid: str = "MZ0123456789abcdef0123456789abcdef", call_sid: str = "CAtest") -> None:
+    """A scripted Twilio WebSocket (the interface ``MediaSession`` uses: send, receive, close)."""
+
+    def __init__(self, stream_sid: str = STREAM_SID, call_sid: str = CALL_SID) -> None:
         self.stream_sid = stream_sid
         self.call_sid = call_sid
         self.inbound: "queue.Queue[Any]" = queue.Queue()
@@ -48,7 +132,7 @@ class FakeTwilio:
             self.sent.append((time.monotonic(), msg))
             self.raw_sent.append(data)
         if self.echo_marks and msg.get("event") == "mark":
-            self.push({"event": "mark", "streamSid": self.stream_sid, "mark": msg["mark"]})
+            self.push(twilio_mark(msg["mark"]["name"], self.stream_sid))
         if self.on_send:
             self.on_send(msg)
 
@@ -73,23 +157,15 @@ class FakeTwilio:
         self.inbound.put(json.dumps(msg) if isinstance(msg, dict) else msg)
 
     def connected_and_start(self, **params: str) -> None:
-        self.push({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        self.push({"event": "start", "sequenceNumber": "1", "streamSid": self.stream_sid,
-                   "start": {"streamSid": self.stream_sid, "accountSid": "ACtest", "callSid": self.call_sid,
-                             "tracks": ["inbound"], "customParameters": params,
-                             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+        self.push(twilio_connected())
+        self.push(twilio_start(self.stream_sid, self.call_sid, params))
 
     def media(self, payload: bytes, n: int = 1) -> None:
-        b64 = base64.b64encode(payload).decode()
         for _ in range(n):
-            seq = next(self._seq)
-            self.push({"event": "media", "sequenceNumber": str(seq + 1), "streamSid": self.stream_sid,
-                       "media": {"track": "inbound", "chunk": str(seq), "timestamp": str(seq * 20),
-                                 "payload": b64}})
+            self.push(twilio_media(payload, next(self._seq), self.stream_sid))
 
     def stop(self) -> None:
-        self.push({"event": "stop", "sequenceNumber": "999", "streamSid": self.stream_sid,
-                   "stop": {"accountSid": "ACtest", "callSid": self.call_sid}})
+        self.push(twilio_stop(self.stream_sid, self.call_sid))
 
     def disconnect(self) -> None:
         self.inbound.put(Closed)
@@ -102,12 +178,7 @@ class FakeTwilio:
         return [base64.b64decode(m["media"]["payload"]) for m in self.messages("media")]
 
     def wait_for(self, predicate: Callable[["FakeTwilio"], bool], timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self):
-                return True
-            time.sleep(0.005)
-        return predicate(self)
+        return wait_until(lambda: predicate(self), timeout)
 
 
 class FakeRealtime:
@@ -171,27 +242,78 @@ class FakeRealtime:
 
     def response(self, response_id: str, item_id: str, chunks: list[bytes], done: bool = True) -> None:
         """A whole model response: created, item, audio deltas, and (optionally) the closing events."""
-        self.push({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}})
-        self.push({"type": "response.output_item.added", "response_id": response_id, "output_index": 0,
-                   "item": {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress"}})
+        self.push(rt_response_created(response_id))
+        self.push(rt_item_added(response_id, item_id))
         for chunk in chunks:
             self.delta(response_id, item_id, chunk)
         if done:
             self.finish(response_id, item_id)
 
     def delta(self, response_id: str, item_id: str, chunk: bytes) -> None:
-        self.push({"type": "response.output_audio.delta", "response_id": response_id, "item_id": item_id,
-                   "output_index": 0, "content_index": 0, "delta": base64.b64encode(chunk).decode()})
+        self.push(rt_audio_delta(response_id, item_id, chunk))
 
     def finish(self, response_id: str, item_id: str, status: str = "completed") -> None:
-        self.push({"type": "response.output_audio.done", "response_id": response_id, "item_id": item_id,
-                   "output_index": 0, "content_index": 0})
-        self.push({"type": "response.done", "response": {"id": response_id, "status": status,
-                                                          "status_details": None, "output": []}})
+        self.push(rt_audio_done(response_id, item_id))
+        self.push(rt_response_done(response_id, status))
+
+
+# ---------------------------------------------------------------------------- running a call
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.005) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` passes; its final value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
 
 
 def start_session(session: Any) -> threading.Thread:
-    """Run ``session.run()`` in a thread (as flask-sock's handler thread would)."""
+    """Run ``session.run()`` in a thread (as a server's request thread would)."""
     thread = threading.Thread(target=session.run, name="test-handler", daemon=True)
     thread.start()
     return thread
+
+
+class BridgeCall:
+    """One ``MediaSession`` on a ``FakeTwilio`` and a ``FakeRealtime``, run in a thread."""
+
+    def __init__(self, config: Any = None, twilio: FakeTwilio | None = None, openai: FakeRealtime | None = None,
+                 connect: Any = None, **session_options: Any) -> None:
+        from voicebridge.session import MediaSession
+
+        self.twilio = twilio or FakeTwilio()
+        self.openai = openai or FakeRealtime()
+        self.session = MediaSession(self.twilio, config, connect or self.openai.connector, **session_options)
+        self.thread: threading.Thread | None = None
+
+    def run(self) -> "BridgeCall":
+        """Start ``run()`` without sending anything (the test sends ``start`` itself)."""
+        self.thread = start_session(self.session)
+        return self
+
+    def start(self, **params: str) -> "BridgeCall":
+        """Start ``run()`` and send ``connected`` + ``start`` with ``params``."""
+        self.run()
+        self.twilio.connected_and_start(**params)
+        return self
+
+    def finish(self, stop: bool = True, limit: float = 10.0) -> dict[str, Any]:
+        """End the call (Twilio ``stop`` unless ``stop=False``), join it and check the invariants."""
+        if stop:
+            self.twilio.stop()
+        assert self.thread is not None, "finish() before start()"
+        self.thread.join(limit)
+        assert not self.thread.is_alive(), "the call did not end"
+        for thread in self.session.threads:
+            assert not thread.is_alive(), thread.name
+        m = self.session.metrics
+        assert m["frames_enqueued"] == m["frames_sent"] + m["frames_flushed"] + m["frames_dropped"], m
+        assert m["accounting_ok"]
+        return m
+
+    def abandon(self) -> None:
+        """Test cleanup: end the call whatever state it is in (bounded)."""
+        self.session.close("test cleanup")
+        if self.thread is not None:
+            self.thread.join(5)

@@ -1,10 +1,9 @@
 """WebSocket framing (RFC 6455), sans-IO: bytes in, messages and control events out.
 
-Why our own: a call moves ~110 small WebSocket messages a second on the Twilio socket, and the
-general-purpose stacks cost 18 us (wsproto send) to 75 us (wsproto receive) per message plus a
-reader thread per connection (simple-websocket). Decoding a masked 300-byte Twilio frame here
-is one header parse and one big-int XOR (a few microseconds), and the reader runs on the
-thread that wants the message. No extensions (Twilio negotiates none), so RSV bits are errors.
+Why our own: a call moves over a hundred small WebSocket messages a second on the Twilio socket;
+decoding a masked Twilio frame here is one header parse and one big-int XOR, with no reader
+thread per connection: the reader runs on the thread that wants the message (the cost compared
+with wsproto and simple-websocket is in docs/performance.md). No extensions (Twilio negotiates none), so RSV bits are errors.
 
 ``FrameReader`` checks what a server must check: client frames masked, control frames short
 and unfragmented, continuation order, UTF-8 text, a message size cap. A violation raises
@@ -88,9 +87,8 @@ def close_payload(code: int, reason: str = "") -> bytes:
 class FrameReader:
     """Incremental frame decoder: ``feed`` bytes, then take events with ``next_event``."""
 
-    def __init__(self, max_message_size: int = 64 * 1024, expect_masked: bool = True) -> None:
+    def __init__(self, max_message_size: int = 64 * 1024) -> None:
         self.max_message_size = max_message_size
-        self.expect_masked = expect_masked
         self._buf = bytearray()
         self._parts: list[bytes] = []
         self._size = 0
@@ -117,9 +115,8 @@ class FrameReader:
         if b0 & 0x70:
             raise FrameError(CLOSE_PROTOCOL_ERROR, "reserved bits set (no extension negotiated)")
         masked, length, pos = bool(b1 & 0x80), b1 & 0x7F, 2
-        if masked != self.expect_masked:
-            raise FrameError(CLOSE_PROTOCOL_ERROR, "client frame not masked" if self.expect_masked
-                             else "server frame masked")
+        if not masked:
+            raise FrameError(CLOSE_PROTOCOL_ERROR, "client frame not masked")
         if length == 126:
             if len(buf) < 4:
                 return None
@@ -130,13 +127,10 @@ class FrameReader:
             length, pos = _U64.unpack_from(buf, 2)[0], 10
         if length > self.max_message_size:
             raise FrameError(CLOSE_TOO_BIG, f"frame of {length} bytes over the {self.max_message_size} cap")
-        end = pos + (4 if masked else 0) + length
+        end = pos + 4 + length
         if len(buf) < end:
             return None
-        if masked:
-            payload = mask(bytes(buf[pos + 4:end]), bytes(buf[pos:pos + 4]))
-        else:
-            payload = bytes(buf[pos:end])
+        payload = mask(bytes(buf[pos + 4:end]), bytes(buf[pos:pos + 4]))
         del buf[:end]
         return bool(b0 & 0x80), b0 & 0x0F, payload
 

@@ -1,14 +1,15 @@
 """The Twilio WebSocket, served on the request's own thread: no reader thread per call.
 
-flask-sock (simple-websocket) gives every connection a background reader thread that parses
-with wsproto and hands each message to the handler through a condition variable: per 20 ms
-frame, two thread wake-ups and ~75 us of parsing. ``ServerWebSocket`` instead reads on the
+An opt-in alternative to flask-sock (``VoiceBridge(websocket="direct")``). flask-sock
+(simple-websocket) gives every connection a background reader thread that parses with wsproto
+and hands each message to the handler through a condition variable: two thread wake-ups per
+20 ms frame. ``ServerWebSocket`` instead reads on the
 thread that calls ``receive`` (MediaSession's run thread): one blocking ``recv`` per message,
 bounded by ``SO_RCVTIMEO``, decoded by ``wsframe.FrameReader``. Sends may come from any thread
 (the session's TX thread sends media while the run thread reads); they are serialised here.
 
 ``accept(environ)`` does the RFC 6455 handshake on the raw socket the WSGI server exposes
-(werkzeug's ``werkzeug.socket``, gunicorn's ``gunicorn.socket``); ``finish_response`` is what
+(werkzeug's ``werkzeug.socket``, gunicorn's ``gunicorn.socket``); ``FinishedResponse`` is what
 the view returns afterwards so the server writes nothing more on the socket.
 """
 from __future__ import annotations
@@ -110,7 +111,7 @@ class ServerWebSocket:
         self.connected = True
         self.close_code: "int | None" = None
         self.close_reason = ""
-        self._reader = FrameReader(max_message_size, expect_masked=True)
+        self._reader = FrameReader(max_message_size)
         self._send_lock = threading.Lock()
         self._close_sent = False
         self._recv_timeout: "float | None" = -1.0  # SO_RCVTIMEO as last set (-1: never)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Optional
 import websocket
 
 from ..audio import FRAME_MS, dbfs
-from .metrics import CallMetrics
+from .metrics import CallerMetrics
 from .playout import PlayoutBuffer, Played
 from .recording import CallRecorder
 from .report import CallReport
@@ -83,7 +83,7 @@ class SimulatedCaller:
         self.call_sid = _sid("CA")
         self.report = CallReport(url=url, stream_sid=self.stream_sid, call_sid=self.call_sid,
                                  record_path=record_path)
-        self._metrics = CallMetrics(self.report, lead_frames)
+        self._metrics = CallerMetrics(self.report, lead_frames)
         self._recorder = CallRecorder()
         self._lock = threading.Lock()
         self._bridge_closed = threading.Event()

@@ -25,7 +25,7 @@ LEAD_GAP_MS = 100.0
 UTTERANCE_GAP_MS = 300.0
 
 
-class CallMetrics:
+class CallerMetrics:
     """Collects observations during a call (not thread-safe: the caller serializes calls)."""
 
     def __init__(self, report: CallReport, lead_frames: int = 2) -> None:

@@ -1,0 +1,316 @@
+"""Fault injection on fake sockets: every malformed or hostile message, every peer failure.
+
+Each test checks what the bridge does, the one log line that names the fault, the counter that
+counts it, and the frame accounting identity (``BridgeCall.finish``). The module-wide guard fails
+any test in which an exception escaped a thread or a traceback was logged.
+"""
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import pytest
+
+from voicebridge import BridgeConfig
+from voicebridge.testing import CALL_SID, BridgeCall, Closed, FakeTwilio
+
+pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")
+
+APOLOGY = b"\x11" * 800  # 100 ms = 5 frames stands in for the bundled prompt
+CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=2.0, apology_audio=APOLOGY, connect_timeout_s=2.0,
+                   twilio_send_timeout_s=0.3)
+APOLOGY_FRAMES = [APOLOGY[:160]] * 5
+FRAME = bytes(range(160))
+
+
+def faulty(bridge_call, config=CFG, twilio=None, openai=None) -> BridgeCall:
+    """A call whose marks come back at once (the apology's end needs no 2 s wait)."""
+    call = bridge_call(config, twilio=twilio, openai=openai)
+    call.twilio.echo_marks = True
+    return call
+
+
+def assert_apology_heard(twilio):
+    assert twilio.media_frames()[-5:] == APOLOGY_FRAMES, "the caller must hear the apology, not dead air"
+    assert twilio.messages()[-1]["event"] == "mark"
+
+
+@pytest.mark.parametrize("raw, key", [
+    ("{not json", "openai.malformed_json"),
+    (b"\x89PNG binary", "openai.binary_frame"),
+    ('["a", "list"]', "openai.missing_field"),
+    ('{"type":"response.output_audio.delta","response_id":"r","item_id":"i","delta":"@@"}', "openai.bad_base64"),
+])
+def test_openai_bad_message_is_counted_and_call_continues(bridge_call, lines, raw, key):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    openai.push(raw)
+    openai.response("resp_1", "item_1", [FRAME * 2])
+    assert twilio.wait_for(lambda t: len(t.messages("media")) == 2)
+    m = call.finish()
+    assert m["protocol_errors"] == {key: 1} and m["openai_protocol_errors"] == 1
+    assert len(lines("ignored bad Realtime message")) == 1
+    assert m["close_reason"] == "twilio stop"
+
+
+def test_openai_unknown_event_types_logged_once_each(bridge_call, lines):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    for kind in ["future.event", "future.event", "other.event", "rate_limits.updated"]:
+        openai.push({"type": kind})
+    openai.response("resp_1", "item_1", [FRAME])
+    assert twilio.wait_for(lambda t: len(t.messages("media")) == 1)
+    m = call.finish()
+    assert m["openai_unknown_events"] == 3  # rate_limits.updated is known, merely unused
+    assert len(lines("unknown Realtime event type")) == 2
+    assert m["openai_protocol_errors"] == 0
+
+
+NON_FATAL = [
+    ("response_cancel_not_active", "invalid_request_error", "Cancellation failed: no active response found"),
+    ("conversation_already_has_active_response", "invalid_request_error",
+     "Conversation already has an active response in progress: resp_1."),
+    ("input_audio_buffer_commit_empty", "invalid_request_error", "Error committing input audio buffer"),
+    ("invalid_value", "invalid_request_error", "Audio content of 100ms is already shorter than 900ms"),
+    ("missing_required_parameter", "invalid_request_error", "Missing required parameter: 'session.type'."),
+    ("unknown_parameter", "invalid_request_error", "Unknown parameter: 'session.temperature'."),
+    (None, "server_error", "The server had an error while processing your request."),
+]
+FATAL = [
+    ("session_expired", "invalid_request_error", "Your session hit the maximum duration of 60 minutes."),
+    ("beta_api_shape_disabled", "invalid_request_error",
+     "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."),
+]
+
+
+@pytest.mark.parametrize("code, kind, message", NON_FATAL, ids=[c or k for c, k, _ in NON_FATAL])
+def test_openai_non_fatal_error_leaves_the_call_running(bridge_call, lines, code, kind, message):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    openai.push({"type": "error", "error": {"type": kind, "code": code, "message": message, "param": None}})
+    openai.response("resp_1", "item_1", [FRAME * 3])
+    assert twilio.wait_for(lambda t: len(t.messages("media")) == 3)
+    twilio.media(FRAME, n=2)
+    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 2)
+    m = call.finish()
+    label = code or kind
+    assert m["close_reason"] == "twilio stop"
+    assert m["openai_errors"] == {label: 1}
+    assert len(lines(f"Realtime error {label}")) == 1
+    assert twilio.media_frames() == [FRAME] * 3 and not openai.close_calls > 1
+
+
+@pytest.mark.parametrize("code, kind, message", FATAL, ids=[c for c, _, _ in FATAL])
+def test_openai_fatal_error_apologizes_and_ends_cleanly(bridge_call, lines, code, kind, message):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    openai.response("resp_1", "item_1", [FRAME * 50], done=False)
+    assert twilio.wait_for(lambda t: len(t.messages("media")) >= 2)
+    openai.push({"type": "error", "error": {"type": kind, "code": code, "message": message}})
+    openai.drop()  # the server closes right after (1001 / 4000)
+    m = call.finish(stop=False)
+    assert m["close_reason"] == f"openai error {code}"
+    assert m["openai_errors"] == {code: 1}
+    assert len(lines(f"Realtime fatal error {code}")) == 1
+    assert not lines("Realtime connection lost")  # the close that follows is expected
+    assert_apology_heard(twilio)
+    assert openai.closed.is_set() and twilio.closed.is_set()
+
+
+# ============================================================================= Twilio side
+@pytest.mark.parametrize("raw, key", [
+    ("{this is not json", "twilio.malformed_json"),
+    ('"just a string"', "twilio.malformed_json"),
+    ('{"event":"media","streamSid":"MZ0123456789abcdef0123456789abcdef","media":{"payload":"%%%="}}',
+     "twilio.bad_base64"),
+    ('{"event":"media","streamSid":"MZ0123456789abcdef0123456789abcdef","media":{}}', "twilio.missing_field"),
+    ('{"event":"transcription","streamSid":"MZ0123456789abcdef0123456789abcdef"}', "twilio.unknown_event"),
+    (b"\x00\x01\x02", "twilio.binary_frame"),
+])
+def test_twilio_bad_message_is_counted_and_call_continues(bridge_call, lines, raw, key):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    twilio.push(raw)
+    twilio.media(FRAME, n=2)
+    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 2)
+    openai.response("resp_1", "item_1", [FRAME])
+    assert twilio.wait_for(lambda t: len(t.messages("media")) == 1)
+    m = call.finish()
+    assert m["protocol_errors"] == {key: 1} and m["twilio_protocol_errors"] == 1
+    assert len(lines("ignored bad Twilio message")) == 1
+    assert m["close_reason"] == "twilio stop" and m["inbound_frames"] == 2
+
+
+def test_twilio_media_of_wrong_size_is_forwarded_and_counted(bridge_call, lines):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    for size in (80, 0, 321, 160):
+        twilio.media(b"\x7f" * size)
+    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 4)
+    m = call.finish()
+    assert m["inbound_wrong_size"] == 3 and m["inbound_frames"] == 4
+    assert len(lines("inbound media of 80 bytes (expected 160)")) == 1
+    assert len(lines("inbound media of")) == 1  # one line, the rest counted
+
+
+def test_twilio_media_before_start_is_dropped(bridge_call, lines):
+    call = faulty(bridge_call).run()
+    twilio, openai = call.twilio, call.openai
+    twilio.media(FRAME, n=3)
+    twilio.connected_and_start()
+    twilio.media(FRAME, n=1)
+    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 1)
+    m = call.finish()
+    assert m["protocol_errors"] == {"twilio.media_before_start": 3}
+    assert len(lines("media before start: dropped")) == 1
+
+
+def test_twilio_wrong_stream_sid_is_dropped(bridge_call, lines):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    b64 = base64.b64encode(FRAME).decode()
+    for _ in range(3):
+        twilio.push({"event": "media", "streamSid": "MZsomeoneelse", "media": {"payload": b64}})
+    twilio.media(FRAME)
+    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 1)
+    m = call.finish()
+    assert m["protocol_errors"] == {"twilio.wrong_stream_sid": 3}
+    assert len(lines("media for another stream (MZsomeoneelse): dropped")) == 1
+
+
+def test_twilio_missing_stream_sid_is_forwarded_and_counted(bridge_call, lines):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    b64 = base64.b64encode(FRAME).decode()
+    for _ in range(2):
+        twilio.push({"event": "media", "media": {"payload": b64}})
+    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 2)
+    m = call.finish()
+    assert m["protocol_errors"] == {"twilio.missing_stream_sid": 2}
+    assert len(lines("media without streamSid: forwarded")) == 1
+
+
+def test_twilio_duplicate_start_is_ignored(bridge_call, lines):
+    call = faulty(bridge_call).start()
+    session, twilio, openai = call.session, call.twilio, call.openai
+    other = FakeTwilio(stream_sid="MZsecond", call_sid="CAsecond")
+    other.connected_and_start()
+    while not other.inbound.empty():
+        twilio.push(other.inbound.get())
+    twilio.media(FRAME)
+    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 1)
+    m = call.finish()
+    assert session.stream_sid == twilio.stream_sid and session.call_sid == CALL_SID
+    assert m["protocol_errors"] == {"twilio.duplicate_start": 1}
+    assert len(openai.events("session.update")) == 1
+    assert len(lines("ignored duplicate start (stream MZsecond)")) == 1
+
+
+def test_twilio_messages_after_stop_are_never_processed(bridge_call, lines):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    twilio.media(FRAME, n=2)
+    twilio.stop()
+    twilio.media(FRAME, n=5)
+    twilio.push("garbage after stop")
+    twilio.connected_and_start()
+    m = call.finish(stop=False)
+    assert m["close_reason"] == "twilio stop" and m["inbound_frames"] == 2
+    assert len(openai.events("input_audio_buffer.append")) == 2
+    assert m["twilio_protocol_errors"] == 0
+    assert len(lines("twilio stop")) >= 1
+
+
+def test_twilio_abrupt_disconnect_without_stop(bridge_call, lines):
+    call = faulty(bridge_call).start()
+    twilio, openai = call.twilio, call.openai
+    openai.response("resp_1", "item_1", [FRAME * 100], done=False)
+    assert twilio.wait_for(lambda t: len(t.messages("media")) >= 3)
+    twilio.disconnect()
+    m = call.finish(stop=False)
+    assert m["close_reason"] == "twilio disconnected (Closed)"
+    assert lines("closing: twilio disconnected (Closed)")
+    assert openai.closed.is_set()
+    assert m["frames_dropped"] > 0 and m["frames_sent"] >= 3
+    assert twilio.messages("clear") == []  # nobody to apologize to: no apology, no clear
+
+
+class StallingTwilio(FakeTwilio):
+    """A Twilio socket whose peer stops reading: after ``limit`` sends every send blocks until close()."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.unblocked = threading.Event()
+        self.blocked = threading.Event()
+
+    def send(self, data: str) -> None:
+        if len(self.sent) >= self.limit:
+            self.blocked.set()
+            self.unblocked.wait(30)  # bounded only so a broken bridge cannot hang the test run
+            raise Closed("socket aborted while sending")
+        super().send(data)
+
+    def close(self, reason=None, message=None) -> None:
+        self.unblocked.set()
+        super().close(reason, message)
+
+
+@pytest.mark.parametrize("trigger", ["barge_in", "twilio_stop", "outside_close"])
+def test_twilio_reader_stops_reading_blocked_send_is_bounded(bridge_call, lines, trigger):
+    twilio = StallingTwilio(limit=4)
+    call = faulty(bridge_call, CFG.replace(barge_in=True), twilio=twilio).start()
+    session, twilio, openai = call.session, call.twilio, call.openai
+    openai.response("resp_1", "item_1", [FRAME * 60], done=False)
+    assert twilio.blocked.wait(5)
+    t0 = time.monotonic()
+    if trigger == "barge_in":
+        openai.push({"type": "input_audio_buffer.speech_started", "item_id": "u1", "audio_start_ms": 10})
+    elif trigger == "twilio_stop":
+        twilio.stop()
+    else:
+        session.close("outside close")
+    m = call.finish(stop=False, limit=5)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, elapsed  # bounded by twilio_send_timeout_s (0.3 s), not forever
+    assert m["twilio_send_timeouts"] == 1
+    assert len(lines("TWILIO_SEND_TIMEOUT")) == 1
+    expected = {"barge_in": {"twilio send timeout"}, "outside_close": {"outside close"},
+                # stop may be read before the stall is noticed: teardown then meets the stuck lock
+                "twilio_stop": {"twilio stop", "twilio send timeout"}}[trigger]
+    assert m["close_reason"] in expected
+    assert not lines("did not stop in time")
+    assert openai.closed.is_set()
+
+
+# ============================================================================= isolation
+def test_one_faulted_call_never_affects_another(bridge_call, lines):
+    good_call = faulty(bridge_call).start()
+    bad_call = faulty(bridge_call, twilio=StallingTwilio(limit=3)).start()
+    twilio_good, openai_good = good_call.twilio, good_call.openai
+    bad, twilio_bad, openai_bad = bad_call.session, bad_call.twilio, bad_call.openai
+    data = bytes(i % 251 for i in range(160 * 40))
+    openai_good.response("resp_g", "item_g", [data[i:i + 333] for i in range(0, len(data), 333)])
+    # the bad call gets every fault at once: garbage both ways, a fatal error, a stalled reader
+    twilio_bad.push("{garbage")
+    twilio_bad.push(b"\x00")
+    openai_bad.push("{garbage")
+    assert twilio_bad.wait_for(lambda t: len(bad.metrics["protocol_errors"]) == 3)
+    openai_bad.response("resp_b", "item_b", [FRAME * 30], done=False)
+    openai_bad.push({"type": "error", "error": {"type": "invalid_request_error", "code": "session_expired",
+                                                "message": "expired"}})
+    openai_bad.drop()
+    twilio_good.media(FRAME, n=10)
+    m_bad = bad_call.finish(stop=False)
+    assert twilio_good.wait_for(lambda t: len(t.messages("media")) == 40)
+    m_good = good_call.finish()
+    assert b"".join(twilio_good.media_frames()) == data
+    assert m_good["close_reason"] == "twilio stop"
+    assert m_good["protocol_errors"] == {} and m_good["openai_errors"] == {}
+    assert m_good["twilio_send_timeouts"] == 0 and m_good["frames_dropped"] == 0
+    assert len(openai_good.events("input_audio_buffer.append")) == 10
+    assert m_bad["close_reason"] in ("twilio send timeout", "openai error session_expired")
+    assert m_bad["protocol_errors"] == {"twilio.malformed_json": 1, "twilio.binary_frame": 1,
+                                        "openai.malformed_json": 1}
+

@@ -1,0 +1,246 @@
+"""Fault injection over real sockets: refused, silent and hostile peers on both sides.
+
+Servers bind 127.0.0.1 on free ports and are always stopped (see ``peers``). The module-wide
+guard fails any test in which an exception escaped a thread or a traceback was logged.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+
+import pytest
+import websocket
+from flask import Flask
+
+from voicebridge import BridgeConfig, MediaSession, realtime_client, testing
+from voicebridge.local import LocalRealtimeServer
+from voicebridge.testing import BridgeCall, FakeRealtime
+
+from peers import (FRAME, RawServer, ScriptedRealtime, audio_response, closed_port, drain_until_closed, media_route,
+                   open_session, send_event, wsgi_server)
+
+pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")
+
+APOLOGY = b"\x11" * 800  # 100 ms = 5 frames stands in for the bundled prompt
+CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=2.0, apology_audio=APOLOGY, connect_timeout_s=2.0,
+                   twilio_send_timeout_s=0.3)
+APOLOGY_FRAMES = [APOLOGY[:160]] * 5
+
+
+def real_call(bridge_call, config) -> BridgeCall:
+    """A call that dials with the real websocket-client connector."""
+    call = bridge_call(config, connect=realtime_client.connect)
+    call.twilio.echo_marks = True
+    return call
+
+
+def assert_apology_heard(twilio):
+    assert twilio.media_frames()[-5:] == APOLOGY_FRAMES, "the caller must hear the apology, not dead air"
+    assert twilio.messages()[-1]["event"] == "mark"
+
+
+# ============================================================================= OpenAI side
+def test_openai_connection_refused_plays_apology(bridge_call, lines):
+    call = real_call(bridge_call, CFG.replace(openai_url=f"ws://127.0.0.1:{closed_port()}/v1/realtime")).start()
+    twilio = call.twilio
+    m = call.finish(stop=False)
+    assert m["close_reason"] == "openai unreachable"
+    assert m["openai_errors"] == {"connect_failed": 1}
+    assert lines("cannot reach the Realtime endpoint: ConnectionRefusedError")
+    assert_apology_heard(twilio)
+    assert m["frames_sent"] == 5 == m["frames_enqueued"]
+
+
+def test_openai_handshake_timeout_is_bounded(bridge_call, lines):
+    silent = RawServer()
+    try:
+        call = real_call(bridge_call, CFG.replace(openai_url=silent.url, connect_timeout_s=0.3))
+        t0 = time.monotonic()
+        call.start()
+        twilio = call.twilio
+        m = call.finish(stop=False)
+        elapsed = time.monotonic() - t0
+    finally:
+        silent.stop()
+    assert elapsed < 3.0, elapsed
+    assert m["close_reason"] == "openai unreachable" and m["openai_errors"] == {"connect_failed": 1}
+    assert lines("cannot reach the Realtime endpoint: WebSocketTimeoutException")
+    assert_apology_heard(twilio)
+
+
+def test_openai_handshake_401_wrong_key(bridge_call, lines, caplog):
+    server = LocalRealtimeServer(mode="tone", speed=20.0, api_key="k").start()
+    try:
+        call = real_call(bridge_call, CFG.replace(openai_url=server.url, api_key="wrong")).start()
+        twilio = call.twilio
+        m = call.finish(stop=False)
+        assert server.stats()["rejected_auth"] == 1
+    finally:
+        server.stop()
+    assert m["close_reason"] == "openai unreachable" and m["openai_errors"] == {"connect_failed": 1}
+    lines = lines("cannot reach the Realtime endpoint: WebSocketBadStatusException")
+    assert lines and "401" in lines[0] and "wrong" not in " ".join(r.getMessage() for r in caplog.records)
+    assert_apology_heard(twilio)
+
+
+def test_openai_handshake_403(bridge_call, lines):
+    body = b'{"error":{"code":"forbidden"}}'
+    forbidden = RawServer(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: "
+                          + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    try:
+        call = real_call(bridge_call, CFG.replace(openai_url=forbidden.url)).start()
+        twilio = call.twilio
+        m = call.finish(stop=False)
+    finally:
+        forbidden.stop()
+    assert m["close_reason"] == "openai unreachable" and m["openai_errors"] == {"connect_failed": 1}
+    lines = lines("cannot reach the Realtime endpoint: WebSocketBadStatusException")
+    assert lines and "403" in lines[0]
+    assert_apology_heard(twilio)
+
+
+def test_openai_abrupt_close_mid_response_real_socket(bridge_call, lines):
+    def script(ws):
+        if open_session(ws):
+            audio_response(ws, 30, done=False)
+            time.sleep(0.15)
+            ws.sock.shutdown(socket.SHUT_RDWR)  # no close frame: the TCP connection just ends
+
+    peer = ScriptedRealtime(script)
+    try:
+        call = real_call(bridge_call, CFG.replace(openai_url=peer.url)).start()
+        twilio = call.twilio
+        m = call.finish(stop=False)
+    finally:
+        peer.stop()
+    assert m["close_reason"] == "openai disconnected"
+    assert len(lines("Realtime connection lost")) == 1
+    assert lines("model unavailable (openai disconnected): playing the apology prompt")
+    assert m["frames_sent"] >= 5 + 1 and m["frames_flushed"] + m["frames_dropped"] >= 0
+    sent = twilio.messages()
+    clear_at = max(i for i, msg in enumerate(sent) if msg["event"] == "clear")
+    after = [base64.b64decode(x["media"]["payload"]) for x in sent[clear_at:] if x["event"] == "media"]
+    assert after == APOLOGY_FRAMES  # nothing of the lost response after the clear, then the apology
+
+
+def test_openai_garbage_over_a_real_socket_is_ignored(bridge_call, lines):
+    def script(ws):
+        if open_session(ws):
+            ws.send("this is not json")
+            ws.send(b"\x00\x01binary")
+            send_event(ws, {"type": "response.brand_new_thing", "event_id": "x"})
+            audio_response(ws, 3)
+            drain_until_closed(ws)
+
+    peer = ScriptedRealtime(script)
+    try:
+        call = real_call(bridge_call, CFG.replace(openai_url=peer.url)).start()
+        twilio = call.twilio
+        assert twilio.wait_for(lambda t: len(t.messages("media")) == 3)
+        m = call.finish()
+        assert peer.done.wait(3)
+    finally:
+        peer.stop()
+    assert m["close_reason"] == "twilio stop"
+    assert m["protocol_errors"] == {"openai.malformed_json": 1, "openai.binary_frame": 1}
+    assert m["openai_unknown_events"] == 1
+    assert twilio.media_frames() == [FRAME] * 3
+    assert len(lines("ignored bad Realtime message")) == 2
+    assert lines("unknown Realtime event type 'response.brand_new_thing'")
+
+
+def test_session_expired_from_the_local_server(bridge_call, lines):
+    server = LocalRealtimeServer(mode="tone", speed=20.0, max_session_seconds=0.4).start()
+    try:
+        call = real_call(bridge_call, CFG.replace(openai_url=server.url)).start()
+        twilio = call.twilio
+        twilio.media(b"\xff" * 160, n=5)
+        m = call.finish(stop=False)
+    finally:
+        server.stop()
+    assert m["close_reason"] == "openai error session_expired"
+    assert m["openai_errors"] == {"session_expired": 1}
+    assert lines("Realtime fatal error session_expired: Your session hit the maximum duration")
+    assert_apology_heard(twilio)
+
+
+@pytest.mark.parametrize("mode", ["direct", "flask-sock"])
+def test_twilio_reader_stops_reading_real_server_socket(bridge_call, lines, mode):
+    """Real server socket (ours or simple-websocket's), real client that stops reading: sends time out."""
+    openai = FakeRealtime()
+    sessions, ended = [], threading.Event()
+    app = Flask("bridge")
+    config = CFG.replace(lead_ms=60_000)  # 3000 frames go out at once: the small buffers fill quickly
+
+    @media_route(app, mode)
+    def media(ws):
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        session = MediaSession(ws, config, openai.connector, on_end=lambda _: ended.set())
+        sessions.append(session)
+        session.run()
+
+    client = websocket.WebSocket()
+    with wsgi_server(app) as port:
+        try:
+            client.connect(f"ws://127.0.0.1:{port}/media", timeout=3,
+                           sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+            client.send(json.dumps(testing.twilio_connected()))
+            client.send(json.dumps(testing.twilio_start()))
+            openai.response("resp_1", "item_1", [FRAME * 3000], done=False)
+            # the client now never reads; it keeps sending media like Twilio would
+            deadline, seq = time.monotonic() + 8, 0
+            while time.monotonic() < deadline and not ended.is_set():
+                seq += 1
+                try:
+                    client.send(json.dumps(testing.twilio_media(b"\xff" * 160, seq)))
+                except Exception:  # noqa: BLE001 - the bridge hung up
+                    break
+                time.sleep(0.02)
+            assert ended.wait(3)
+            m = sessions[0].metrics
+        finally:
+            if client.sock:
+                client.sock.close()
+    # The call must end, boundedly and with every frame accounted for. Usually the bounded send
+    # times out; under load simple-websocket's own reader may notice the stuck peer first and
+    # fail the send instead - either way nothing hangs.
+    assert m["close_reason"] in ("twilio send timeout", "twilio send failed"), m["close_reason"]
+    assert m["accounting_ok"] and m["frames_sent"] > 0 and m["frames_dropped"] > 0
+    if m["close_reason"] == "twilio send timeout":
+        assert m["twilio_send_timeouts"] == 1
+        assert len(lines("TWILIO_SEND_TIMEOUT")) == 1
+
+
+@pytest.mark.parametrize("mode", ["direct", "flask-sock"])
+def test_twilio_peer_that_never_closes_its_tcp_does_not_pin_a_server_thread(bridge_call, lines, mode):
+    """After the bridge's close frame, werkzeug drains the socket until EOF; the linger timeout
+    bounds that read, so a peer that keeps its TCP open cannot pin a thread and a descriptor."""
+    openai = FakeRealtime()
+    app = Flask("bridge")
+
+    @media_route(app, mode)
+    def media(ws):
+        MediaSession(ws, CFG, openai.connector).run()
+
+    client = websocket.WebSocket()
+    with wsgi_server(app) as port:
+        try:
+            client.connect(f"ws://127.0.0.1:{port}/media", timeout=3)
+            for msg in (testing.twilio_connected(), testing.twilio_start(), testing.twilio_stop()):
+                client.send(json.dumps(msg))
+            opcode = None
+            while opcode != websocket.ABNF.OPCODE_CLOSE:
+                opcode, _ = client.recv_data(control_frame=True)
+            client.send_close()  # the close handshake completes, but the TCP connection stays open
+            raw = client.sock
+            raw.settimeout(5)
+            t0 = time.monotonic()
+            while raw.recv(4096):  # werkzeug's HTTP trailer bytes, then EOF once the server gives up
+                pass
+            waited = time.monotonic() - t0
+        finally:
+            client.shutdown()
+    assert waited < CFG.twilio_send_timeout_s + 1.5, waited

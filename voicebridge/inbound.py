@@ -1,0 +1,73 @@
+"""The caller's audio: check each Twilio ``media`` message, forward it, measure it.
+
+Runs on the session's run thread, the only thread that forwards caller audio, so ordering needs
+no lock. Until the model connection is configured (``ModelLink.ready``) frames are kept, up to
+``inbound_buffer_ms``, and sent first once it is: nothing the caller says while the bridge dials
+is lost. Every forwarded frame's level feeds the barge-in detector.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from . import audio
+from . import realtime_protocol as rt
+from . import twilio_protocol as tw
+from .calllog import CallLog
+from .interruption import BargeIn
+from .metrics import CallMetrics
+from .model_link import ModelLink
+
+
+class InboundAudio:
+    """Caller frames -> ``input_audio_buffer.append`` and the barge-in detector."""
+
+    def __init__(self, model: ModelLink, barge_in: BargeIn, metrics: CallMetrics, log: CallLog,
+                 buffer_ms: int, detect: bool) -> None:
+        self._model = model
+        self._barge_in = barge_in
+        self._metrics = metrics
+        self._log = log
+        self._detect = detect
+        self._waiting: "deque[str]" = deque(maxlen=max(1, buffer_ms // audio.FRAME_MS))
+
+    def media(self, event: tw.Media, stream_sid: str | None, now: float, listening: bool) -> None:
+        """One caller frame; ``listening`` is False once the call is ending (no barge-in then)."""
+        self._metrics.add("inbound_frames")
+        self._metrics.add("inbound_bytes", len(event.payload))
+        if len(event.payload) != audio.FRAME_BYTES:
+            self._metrics.add("inbound_wrong_size")
+            self._log.once("size", "inbound media of %d bytes (expected %d): forwarded; further ones only counted",
+                           len(event.payload), audio.FRAME_BYTES)
+        if not self._for_this_stream(event, stream_sid):
+            return
+        self._forward(event.b64)
+        if self._detect and listening and event.payload:
+            self._barge_in.frame(audio.dbfs(event.payload), now)
+
+    def _for_this_stream(self, event: tw.Media, stream_sid: str | None) -> bool:
+        if stream_sid is None:
+            self._metrics.protocol_error("twilio", "media_before_start")
+            self._log.once("early", "media before start: dropped; further ones only counted")
+            return False
+        if event.stream_sid and event.stream_sid != stream_sid:
+            self._metrics.protocol_error("twilio", "wrong_stream_sid")
+            self._log.once("sid", "media for another stream (%s): dropped; further ones only counted",
+                           event.stream_sid[:40])
+            return False
+        if not event.stream_sid:
+            self._metrics.protocol_error("twilio", "missing_stream_sid")
+            self._log.once("nosid", "media without streamSid: forwarded (one socket carries one stream); "
+                           "further ones only counted")
+        return True
+
+    def _forward(self, b64: str) -> None:
+        if self._model.lost:
+            return
+        if not self._model.ready:
+            if len(self._waiting) == self._waiting.maxlen:
+                self._metrics.add("inbound_frames_dropped")
+            self._waiting.append(b64)
+            return
+        while self._waiting:
+            self._model.send(rt.input_audio_append(self._waiting.popleft()))
+        self._model.send(rt.input_audio_append(b64))

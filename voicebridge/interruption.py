@@ -1,0 +1,156 @@
+"""Barge-in for one call: when the caller talks over the agent, stop the agent at once.
+
+``BargeIn`` ties the sans-IO decisions of :mod:`voicebridge.bargein` to the parts that act on
+them. Triggers: a local one (``frame``: every inbound frame's level, run thread) and the
+server's VAD (``server_speech``, model thread). The procedure (``run``) is locked by response
+id, so two triggers for one utterance run it once:
+
+  response locked -> outbound interrupted (Twilio ``clear`` + our queues flushed under the send
+  lock) -> ``response.cancel`` if the response is still active -> ``conversation.item.truncate``
+  at what the caller actually heard -> response state cleared only if the id still matches ->
+  counted.
+
+The duck: the first loud frame pauses sending (nothing lost); five loud frames in a row confirm
+the barge-in; a shorter run resumes where it paused. A confirmed local barge-in that no speech
+follows (no server ``speech_started``, no caller text, level back down for ``false_trigger_ms``)
+was a cough: the model is asked to continue.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from . import bargein
+from . import realtime_protocol as rt
+from .audio import BYTES_PER_MS
+from .config import BridgeConfig
+from .metrics import CallMetrics
+from .model_link import ModelLink
+from .outbound import OutboundAudio
+from .responses import ResponseTracker
+
+ONSET_MEMORY_S = 2.0
+"""A server trigger measures its latency from a local duck's onset at most this old."""
+
+
+class BargeIn:
+    """The call's barge-in detector, guards, procedure and false-trigger recovery."""
+
+    def __init__(self, config: BridgeConfig, outbound: OutboundAudio, responses: ResponseTracker,
+                 model: ModelLink, metrics: CallMetrics, log: logging.LoggerAdapter,
+                 clock: Callable[[], float]) -> None:
+        self._config = config
+        self._outbound = outbound
+        self._responses = responses
+        self._model = model
+        self._metrics = metrics
+        self._log = log
+        self._clock = clock
+        self._detector = bargein.LevelDetector(config.barge_in_threshold_dbfs, config.barge_in_frames, config.duck)
+        self._false_trigger = bargein.FalseTriggerMonitor(config.false_trigger_ms / 1000)
+        self._onset: float | None = None  # first loud frame of the current loud run (run thread)
+        self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
+
+    # ------------------------------------------------------------------ triggers
+    def frame(self, level_dbfs: float, now: float) -> None:
+        """One inbound frame's level (run thread): duck, release or confirm."""
+        loud = self._detector.is_loud(level_dbfs)
+        # A quiet frame gives the same decision armed or not: sample the guards only when loud.
+        armed = loud and bargein.refusal(self._guard_state()) is None
+        self._false_trigger.level(loud, now)
+        decision = self._detector.feed(level_dbfs, armed)
+        if decision is bargein.Decision.DUCK:
+            self._onset = now
+            self._outbound.pause(now)
+            self._metrics.add("ducks")
+            self._log.info("duck: caller loud (%.1f dBFS), sending paused", level_dbfs)
+        elif decision is bargein.Decision.RELEASE:
+            self._outbound.resume()
+            self._metrics.add("duck_releases")
+            self._log.info("duck released: loud run ended before confirmation")
+        elif decision is bargein.Decision.CONFIRM:
+            self.run("local", now, self._onset if self._onset is not None else now)
+        elif armed and self._detector.run == 1:
+            self._onset = now
+
+    def server_speech(self, now: float) -> None:
+        """The server's VAD heard the caller (model thread)."""
+        self._false_trigger.speech_started()
+        self._log.info("server VAD: caller speech started")
+        onset = self._onset  # set by a local duck on the same speech, if any
+        recent = onset is not None and now - onset < ONSET_MEMORY_S
+        self.run("server", now, onset if recent else None)
+
+    def user_text(self, text: str) -> None:
+        """Caller speech was transcribed: a barge-in just before it was real."""
+        self._false_trigger.user_text(text)
+
+    def response_started(self) -> None:
+        """A new response supersedes any pending "continue" decision."""
+        self._false_trigger.cancel()
+
+    # ------------------------------------------------------------------ the procedure
+    def run(self, source: str, now: float, onset: float | None = None) -> bool:
+        """Interrupt the agent (once per response); False if the guards refuse."""
+        with self._procedure:
+            return self._run(source, now, onset)
+
+    def _run(self, source: str, now: float, onset: float | None) -> bool:
+        state = self._guard_state()
+        steps = bargein.plan(state)
+        if steps is None:
+            self._log.debug("%s barge-in ignored: %s", source, bargein.refusal(state))
+            return False
+        locked = self._responses.lock_for_interruption()
+        self._log.info("barge-in (%s) confirmed on response %s", source, locked.response_id)
+        flushing = self._outbound.interrupt(clear=True)
+        self._log.info("flushing %d queued frames", flushing)
+        if steps.cancel and locked.was_active:
+            self._model.send(rt.response_cancel(locked.response_id))
+            self._log.info("response.cancel sent for %s", locked.response_id)
+        if steps.truncate and locked.item_id:
+            self._truncate(locked.item_id, locked.received_bytes, now)
+        self._responses.finish_interruption(locked.response_id)
+        self._detector.reset()
+        self._metrics.add("barge_in_events")
+        self._metrics.add(f"barge_in_{source}")
+        if onset is not None:
+            self._metrics.barge_in_latency((now - onset) * 1000)
+        if source == "local":
+            self._false_trigger.start(now, loud=True)
+        return True
+
+    def _truncate(self, item_id: str, received_bytes: int, now: float) -> None:
+        heard = self._outbound.heard_ms(item_id, now)
+        received_ms = received_bytes // BYTES_PER_MS
+        audio_end_ms = max(0, min(heard, received_ms))
+        self._model.send(rt.item_truncate(item_id, audio_end_ms))
+        self._metrics.add("truncates_sent")
+        self._log.info("truncate %s at %d ms (received %d ms)", item_id, audio_end_ms, received_ms)
+
+    def _guard_state(self) -> bargein.GuardState:
+        current = self._responses.current
+        return bargein.GuardState(
+            barge_in_enabled=self._config.barge_in,
+            in_greeting=current is not None and current.greeting,
+            greeting_interruptible=self._config.greeting_interruptible,
+            ai_speaking=self._outbound.audible,
+            response_active=current is not None and current.active,
+            already_handled=current is not None and current.interrupted,
+        )
+
+    # ------------------------------------------------------------------ timers (run thread)
+    def poll(self, now: float) -> None:
+        """False-trigger recovery: ask the model to continue the answer a cough cut."""
+        if self._false_trigger.poll(now):
+            self._metrics.add("false_barge_ins")
+            self._log.info("false barge-in: no speech followed; asking the model to continue")
+            self._model.send(rt.response_create(self._config.continue_instructions))
+
+    def release_stuck_duck(self, now: float) -> bool:
+        """Safety fuse: a duck held past ``duck_fuse_ms`` with no confirmation is released."""
+        if not self._outbound.release_stuck_duck(now, self._config.duck_fuse_ms / 1000):
+            return False
+        self._detector.reset()
+        return True

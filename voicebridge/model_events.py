@@ -1,0 +1,137 @@
+"""What the bridge does with each Realtime server event (the model thread's dispatcher).
+
+Parsing is :mod:`voicebridge.realtime_protocol`'s job; this module routes each typed event to
+the part that owns the state it changes: responses to the ``ResponseTracker``, audio to the
+``OutboundAudio``, VAD and transcripts to ``BargeIn``, fatal errors to the ``ModelLink``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from . import realtime_protocol as rt
+from .config import BridgeConfig
+from .errors import ProtocolError
+from .interruption import BargeIn
+from .metrics import CallMetrics
+from .model_link import ModelLink
+from .outbound import OutboundAudio
+from .responses import ResponseTracker
+
+TranscriptHook = Callable[[str, str], None]
+
+
+class ModelEvents:
+    """Routes parsed server events; runs on the session's model thread."""
+
+    def __init__(self, config: BridgeConfig, model: ModelLink, responses: ResponseTracker,
+                 outbound: OutboundAudio, barge_in: BargeIn, metrics: CallMetrics,
+                 log: Any, on_transcript: TranscriptHook) -> None:
+        self._config = config
+        self._model = model
+        self._responses = responses
+        self._outbound = outbound
+        self._barge_in = barge_in
+        self._metrics = metrics
+        self._log = log
+        self._on_transcript = on_transcript
+        self._configured = False
+        self._handlers: dict[type, Callable[[Any, float], None]] = {
+            rt.SessionReady: self._session_ready,
+            rt.ResponseCreated: self._response_created,
+            rt.OutputItemAdded: self._output_item,
+            rt.AudioDelta: self._audio_delta,
+            rt.AudioDone: self._audio_done,
+            rt.ResponseDone: self._response_done,
+            rt.SpeechStarted: self._speech_started,
+            rt.Transcript: self._caller_transcript,
+            rt.AgentTranscript: self._agent_transcript,
+            rt.ServerError: self._server_error,
+            ProtocolError: self._protocol_error,
+            rt.Other: self._other,
+        }
+
+    def handle(self, message: "str | bytes", now: float) -> None:
+        event = rt.parse(message)
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event, now)
+
+    # ------------------------------------------------------------------ session and responses
+    def _session_ready(self, event: rt.SessionReady, now: float) -> None:
+        if event.type != "session.updated" or self._configured:
+            return
+        self._configured = True
+        if self._config.greeting:
+            self._responses.expect_greeting()
+            self._model.send(rt.response_create(self._config.greeting))
+
+    def _response_created(self, event: rt.ResponseCreated, now: float) -> None:
+        self._responses.created(event.response_id)
+        self._barge_in.response_started()
+        self._metrics.add("responses")
+        self._log.info("response %s created", event.response_id)
+
+    def _output_item(self, event: rt.OutputItemAdded, now: float) -> None:
+        if event.item_type == "message":
+            self._responses.item_added(event.response_id, event.item_id)
+
+    def _audio_delta(self, event: rt.AudioDelta, now: float) -> None:
+        if not self._responses.audio(event.response_id, event.item_id, len(event.audio)):
+            self._metrics.add("late_deltas_dropped")
+            return
+        self._metrics.add("audio_deltas")
+        self._metrics.add("model_audio_bytes", len(event.audio))
+        self._metrics.first_delta(now)
+        self._outbound.push(event.item_id, event.audio)
+
+    def _audio_done(self, event: rt.AudioDone, now: float) -> None:
+        self._end_audio(event.response_id, event.item_id)
+
+    def _response_done(self, event: rt.ResponseDone, now: float) -> None:
+        response = self._responses.done(event.response_id)
+        if response is not None and response.item_id is not None:
+            self._end_audio(event.response_id, response.item_id)
+        self._log.info("response %s done (%s%s)", event.response_id, event.status,
+                       f", {event.reason}" if event.reason else "")
+
+    def _end_audio(self, response_id: str, item_id: str) -> None:
+        """Once per response (audio done or, failing that, response done): pad and mark the tail."""
+        if self._responses.audio_ended(response_id):
+            self._outbound.end(item_id)
+
+    # ------------------------------------------------------------------ the caller
+    def _speech_started(self, event: rt.SpeechStarted, now: float) -> None:
+        self._barge_in.server_speech(now)
+
+    def _caller_transcript(self, event: rt.Transcript, now: float) -> None:
+        self._barge_in.user_text(event.text)
+        if event.final:
+            self._on_transcript("caller", event.text)
+
+    def _agent_transcript(self, event: rt.AgentTranscript, now: float) -> None:
+        self._on_transcript("agent", event.text)
+
+    # ------------------------------------------------------------------ problems
+    def _server_error(self, event: rt.ServerError, now: float) -> None:
+        self._metrics.error(event.code)
+        if event.benign:
+            self._log.info("Realtime error %s (benign): %s", event.code, event.message)
+        elif event.fatal:
+            self._log.error("Realtime fatal error %s: %s", event.code, event.message)
+            self._model.lose(f"openai error {event.code}")
+        else:
+            self._log.warning("Realtime error %s: %s", event.code, event.message)
+
+    def _protocol_error(self, event: ProtocolError, now: float) -> None:
+        self._metrics.protocol_error(event.side, event.kind)
+        self._log.warning("ignored bad Realtime message: %s", event)
+
+    def _other(self, event: rt.Other, now: float) -> None:
+        if event.known:
+            return
+        self._metrics.add("openai_unknown_events")
+        kind = event.type[:60]
+        if not self._log.once(f"event:{kind}", "unknown Realtime event type %r: ignored; further ones only "
+                              "counted", kind, level=logging.INFO):
+            self._log.debug("unhandled Realtime event %s", kind)
