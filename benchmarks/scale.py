@@ -139,7 +139,7 @@ class Driver:
 
     # -- socket plumbing ------------------------------------------------------------------
     def _open(self, c: Call, now: float) -> None:
-        c.sid = f"MZscale{c.idx:05d}{random.getrandbits(32):08x}"
+        c.sid = f"MZ{c.idx:05x}{random.getrandbits(108):027x}"
         try:
             s = socket.create_connection((self.host, self.port), timeout=5)
         except OSError as exc:

@@ -127,7 +127,7 @@ class Bridge:
 # ----------------------------------------------------------------------------- a Twilio-like client
 def call(url: str, n: int, seconds: float, media_speed: float) -> dict[str, Any]:
     """One call: connected, start, media (marks echoed), stop; wait for the bridge to hang up."""
-    sid = f"MZsoak{n:026d}"
+    sid, call_sid = f"MZ{n:032x}", f"CA{n:032x}"
     out: dict[str, Any] = {"media_in": 0, "marks": 0, "error": None, "first_audio_s": None}
     started = time.monotonic()
     ws = websocket.WebSocket()
@@ -155,7 +155,7 @@ def call(url: str, n: int, seconds: float, media_speed: float) -> dict[str, Any]
 
         send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         send({"event": "start", "sequenceNumber": "1", "streamSid": sid,
-              "start": {"streamSid": sid, "accountSid": "ACsoak", "callSid": f"CAsoak{n}", "tracks": ["inbound"],
+              "start": {"streamSid": sid, "accountSid": "ACsoak", "callSid": call_sid, "tracks": ["inbound"],
                         "customParameters": {"n": str(n)},
                         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
         frames = max(1, int(seconds * 50))
@@ -171,7 +171,7 @@ def call(url: str, n: int, seconds: float, media_speed: float) -> dict[str, Any]
             send({"event": "media", "streamSid": sid, "media": {"track": "inbound", "payload": SILENCE_B64}})
             pump(0.02)
         send({"event": "stop", "sequenceNumber": str(frames + 2), "streamSid": sid,
-              "stop": {"accountSid": "ACsoak", "callSid": f"CAsoak{n}"}})
+              "stop": {"accountSid": "ACsoak", "callSid": call_sid}})
         deadline = time.monotonic() + 10
         try:
             while time.monotonic() < deadline:

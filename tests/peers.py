@@ -219,9 +219,9 @@ def wsgi_server(app: Flask) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def running(app: Flask) -> Iterator[Any]:
+def running(app: Flask, **options: Any) -> Iterator[Any]:
     """The bridge app served by ``voicebridge.app.serve`` (the example's background server)."""
-    handle = serve(app, "127.0.0.1", 0)
+    handle = serve(app, "127.0.0.1", 0, **options)
     try:
         yield handle
     finally:

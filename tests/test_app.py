@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import websocket
 
+from voicebridge import testing
 from voicebridge.app import Settings, create_app, serve
 from voicebridge.config import DEFAULT_GREETING, DEFAULT_MODEL
 
@@ -52,11 +53,8 @@ def test_without_key_the_embedded_backend_runs_a_call(caplog: pytest.LogCaptureF
         with urllib.request.urlopen(f"{handle.url}/healthz", timeout=5) as resp:
             assert json.load(resp) == {"status": "ok", "active_calls": 0, "max_calls": None}
         ws = websocket.create_connection(handle.ws_url, timeout=5)
-        sid = "MZ" + "0" * 32
-        ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": sid,
-                            "start": {"streamSid": sid, "accountSid": "AC", "callSid": "CAlocal", "tracks": ["inbound"],
-                                      "customParameters": {}, "mediaFormat": {}}}))
+        ws.send(json.dumps(testing.twilio_connected()))
+        ws.send(json.dumps(testing.twilio_start()))
         media = 0
         for _ in range(200):  # the greeting: tone frames from the local server, paced by the bridge
             if json.loads(ws.recv()).get("event") == "media":
@@ -136,17 +134,13 @@ def test_documented_gunicorn_command_serves_a_call_cleanly(tmp_path: Path) -> No
                 assert time.monotonic() < deadline and proc.poll() is None, log_path.read_text()[-2000:]
                 time.sleep(0.2)
         ws = websocket.create_connection(f"ws://127.0.0.1:{port}/media", timeout=10)
-        sid = "MZ" + "1" * 32
-        ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": sid,
-                            "start": {"streamSid": sid, "accountSid": "AC", "callSid": "CAgunicorn",
-                                      "tracks": ["inbound"], "customParameters": {}, "mediaFormat": {}}}))
+        ws.send(json.dumps(testing.twilio_connected()))
+        ws.send(json.dumps(testing.twilio_start()))
         media = 0
         while media < 3:
             if json.loads(ws.recv()).get("event") == "media":
                 media += 1
-        ws.send(json.dumps({"event": "stop", "sequenceNumber": "9", "streamSid": sid,
-                            "stop": {"accountSid": "AC", "callSid": "CAgunicorn"}}))
+        ws.send(json.dumps(testing.twilio_stop()))
         opcode = None
         while opcode != websocket.ABNF.OPCODE_CLOSE:
             opcode, _ = ws.recv_data(control_frame=True)
@@ -163,3 +157,39 @@ def test_documented_gunicorn_command_serves_a_call_cleanly(tmp_path: Path) -> No
     text = log_path.read_text()
     assert "call end: twilio stop" in text, text[-2000:]
     assert "Traceback" not in text and "Exception on /media" not in text, text[-3000:]
+
+
+def test_development_server_bounds_idle_and_slow_clients_but_not_calls() -> None:
+    """An idle connection or a half-sent request is closed after the read timeout; a media
+    stream, once accepted, is not (it lasts as long as the call)."""
+    app = create_app(Settings(local_mode="tone", local_speed=0))
+    handle = serve(app, "127.0.0.1", 0, read_timeout_s=0.5)
+    try:
+        idle = socket.create_connection(("127.0.0.1", handle.port), timeout=5)
+        slow = socket.create_connection(("127.0.0.1", handle.port), timeout=5)
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # ... and never the blank line
+        t0 = time.monotonic()
+        assert idle.recv(1024) == b"" and slow.recv(1024) == b""  # the server hung up on both
+        assert time.monotonic() - t0 < 3
+        idle.close()
+        slow.close()
+        ws = websocket.create_connection(handle.ws_url, timeout=5)
+        ws.send(json.dumps(testing.twilio_connected()))
+        ws.send(json.dumps(testing.twilio_start()))
+        time.sleep(1.2)  # longer than the read timeout with nothing sent: a call is not an idle client
+        ws.send(json.dumps(testing.twilio_stop()))
+        opcode = None
+        while opcode != websocket.ABNF.OPCODE_CLOSE:
+            opcode, _ = ws.recv_data(control_frame=True)
+        ws.close()
+        stats = app.extensions["voicebridge"]
+        assert wait_for_calls_to_end(stats)
+    finally:
+        handle.shutdown()
+
+
+def wait_for_calls_to_end(bridge) -> bool:
+    deadline = time.monotonic() + 5
+    while bridge.active_calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bridge.active_calls == 0

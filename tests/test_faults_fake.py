@@ -7,13 +7,14 @@ any test in which an exception escaped a thread or a traceback was logged.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 
 import pytest
 
-from voicebridge import BridgeConfig
-from voicebridge.testing import CALL_SID, BridgeCall, Closed, FakeTwilio
+from voicebridge import BridgeConfig, testing
+from voicebridge.testing import CALL_SID, BridgeCall, Closed, FakeRealtime, FakeTwilio, wait_until
 
 pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")
 
@@ -24,9 +25,9 @@ APOLOGY_FRAMES = [APOLOGY[:160]] * 5
 FRAME = bytes(range(160))
 
 
-def faulty(bridge_call, config=CFG, twilio=None, openai=None) -> BridgeCall:
+def faulty(bridge_call, config=CFG, twilio=None, openai=None, connect=None) -> BridgeCall:
     """A call whose marks come back at once (the apology's end needs no 2 s wait)."""
-    call = bridge_call(config, twilio=twilio, openai=openai)
+    call = bridge_call(config, twilio=twilio, openai=openai, connect=connect)
     call.twilio.echo_marks = True
     return call
 
@@ -176,7 +177,7 @@ def test_twilio_wrong_stream_sid_is_dropped(bridge_call, lines):
     assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 1)
     m = call.finish()
     assert m["protocol_errors"] == {"twilio.wrong_stream_sid": 3}
-    assert len(lines("media for another stream (MZsomeoneelse): dropped")) == 1
+    assert len(lines("media for another stream ('MZsomeoneelse'): dropped")) == 1
 
 
 def test_twilio_missing_stream_sid_is_forwarded_and_counted(bridge_call, lines):
@@ -194,7 +195,7 @@ def test_twilio_missing_stream_sid_is_forwarded_and_counted(bridge_call, lines):
 def test_twilio_duplicate_start_is_ignored(bridge_call, lines):
     call = faulty(bridge_call).start()
     session, twilio, openai = call.session, call.twilio, call.openai
-    other = FakeTwilio(stream_sid="MZsecond", call_sid="CAsecond")
+    other = FakeTwilio(stream_sid="MZ" + "2" * 32, call_sid="CA" + "2" * 32)
     other.connected_and_start()
     while not other.inbound.empty():
         twilio.push(other.inbound.get())
@@ -204,7 +205,7 @@ def test_twilio_duplicate_start_is_ignored(bridge_call, lines):
     assert session.stream_sid == twilio.stream_sid and session.call_sid == CALL_SID
     assert m["protocol_errors"] == {"twilio.duplicate_start": 1}
     assert len(openai.events("session.update")) == 1
-    assert len(lines("ignored duplicate start (stream MZsecond)")) == 1
+    assert len(lines(f"ignored duplicate start (stream {other.stream_sid})")) == 1
 
 
 def test_twilio_messages_after_stop_are_never_processed(bridge_call, lines):
@@ -276,10 +277,9 @@ def test_twilio_reader_stops_reading_blocked_send_is_bounded(bridge_call, lines,
     assert elapsed < 2.0, elapsed  # bounded by twilio_send_timeout_s (0.3 s), not forever
     assert m["twilio_send_timeouts"] == 1
     assert len(lines("TWILIO_SEND_TIMEOUT")) == 1
-    expected = {"barge_in": {"twilio send timeout"}, "outside_close": {"outside close"},
-                # stop may be read before the stall is noticed: teardown then meets the stuck lock
-                "twilio_stop": {"twilio stop", "twilio send timeout"}}[trigger]
-    assert m["close_reason"] in expected
+    # stop and close() end the call first; the stuck send is then found by the teardown's watch
+    expected = {"barge_in": "twilio send timeout", "outside_close": "outside close", "twilio_stop": "twilio stop"}
+    assert m["close_reason"] == expected[trigger]
     assert not lines("did not stop in time")
     assert openai.closed.is_set()
 
@@ -314,3 +314,90 @@ def test_one_faulted_call_never_affects_another(bridge_call, lines):
     assert m_bad["protocol_errors"] == {"twilio.malformed_json": 1, "twilio.binary_frame": 1,
                                         "openai.malformed_json": 1}
 
+
+
+# ============================================================================= hostile callers
+def test_a_socket_that_never_sends_start_is_closed_and_never_dials(bridge_call, lines):
+    dials = []
+    call = faulty(bridge_call, CFG.replace(start_timeout_s=0.3),
+                  connect=lambda config: dials.append(config) or FakeRealtime()).run()
+    m = call.finish(stop=False)
+    assert m["close_reason"] == "no start" and dials == [] and call.session.threads == []
+    assert len(lines("no Twilio start within 0.3 s")) == 1
+
+
+def test_close_before_run_never_dials(bridge_call):
+    dials = []
+    call = faulty(bridge_call, connect=lambda config: dials.append(config) or FakeRealtime())
+    call.session.close("closed first")
+    call.start()
+    m = call.finish(stop=False)
+    assert m["close_reason"] == "closed first" and dials == [] and call.session.threads == []
+
+
+def test_close_while_dialing_closes_the_late_connection(bridge_call):
+    dialing, release, late = threading.Event(), threading.Event(), FakeRealtime()
+
+    def slow_connect(config):
+        dialing.set()
+        release.wait(5)
+        return late
+
+    call = faulty(bridge_call, connect=slow_connect).start()
+    assert dialing.wait(5)
+    closer = threading.Thread(target=call.session.close, args=("hung up while dialing",))
+    closer.start()  # close() from outside waits for the teardown, which waits for the dial
+    assert wait_until(lambda: call.session.close_reason is not None)
+    release.set()
+    closer.join(10)
+    m = call.finish(stop=False)
+    assert m["close_reason"] == "hung up while dialing"
+    assert late.close_calls == 1 and late.events() == []  # closed at once, never used
+
+
+def test_a_flood_of_bad_messages_and_a_huge_sid_write_a_bounded_log(bridge_call, caplog):
+    caplog.set_level(logging.INFO)
+    call = faulty(bridge_call).start()
+    twilio = call.twilio
+    huge = "MZ" + "f" * 20_000
+    twilio.push({"event": "start", "streamSid": huge, "start": {"streamSid": huge, "callSid": "CA" + "e" * 20_000}})
+    for i in range(200):
+        twilio.push("x" * (i % 7 + 1))  # one-byte-ish garbage
+        twilio.push({"event": "media", "streamSid": huge, "media": {"payload": ""}})
+        twilio.push({"event": "dtmf", "streamSid": huge, "dtmf": {"digit": "9" * 5000}})
+        call.openai.push("{garbage")
+        call.openai.push({"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_value",
+                                                     "message": "bad"}})
+    assert wait_until(lambda: call.session.metrics["openai_errors"].get("invalid_value") == 200)
+    m = call.finish()
+    assert m["protocol_errors"]["twilio.malformed_json"] == 200 and m["openai_protocol_errors"] == 200
+    written = sum(len(r.getMessage()) for r in caplog.records)
+    assert written < 6000, written  # 1000 bad messages, each kind logged once, SIDs cut short
+    assert all(len(r.getMessage()) < 2000 for r in caplog.records)  # the summary line is the longest
+    assert m["log_lines_suppressed"]["twilio:malformed_json"] == 199
+
+
+def test_marks_the_bridge_never_sent_are_not_counted_as_echoes(bridge_call, lines):
+    call = faulty(bridge_call).start()
+    for i in range(1000):
+        call.twilio.push(testing.twilio_mark(f"forged{i}"))
+    assert wait_until(lambda: call.session.metrics["twilio_protocol_errors"] == 1000)
+    m = call.finish()
+    assert m["marks_echoed"] == 0 and m["protocol_errors"] == {"twilio.foreign_mark": 1000}
+    assert len(lines("was never sent by this bridge")) == 1
+
+
+def test_a_send_stall_during_the_apology_ends_the_call_within_the_bound(bridge_call, lines):
+    def refuse(config):
+        raise ConnectionRefusedError("refused")
+
+    twilio = StallingTwilio(limit=3)  # the apology's third frame never leaves
+    call = faulty(bridge_call, connect=refuse, twilio=twilio).start()
+    assert twilio.blocked.wait(5)
+    t0 = time.monotonic()
+    m = call.finish(stop=False)
+    elapsed = time.monotonic() - t0
+    assert m["close_reason"] == "twilio send timeout" and m["twilio_send_timeouts"] == 1
+    # the bound is twilio_send_timeout_s (0.3 s) plus the 50 ms watch; it took about 7 s before
+    assert elapsed < CFG.twilio_send_timeout_s + 1.5, elapsed
+    assert len(lines("TWILIO_SEND_TIMEOUT")) == 1

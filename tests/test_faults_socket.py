@@ -119,7 +119,7 @@ def test_openai_abrupt_close_mid_response_real_socket(bridge_call, lines):
     assert m["close_reason"] == "openai disconnected"
     assert len(lines("Realtime connection lost")) == 1
     assert lines("model unavailable (openai disconnected): playing the apology prompt")
-    assert m["frames_sent"] >= 5 + 1 and m["frames_flushed"] + m["frames_dropped"] >= 0
+    assert m["frames_sent"] >= 5 + 1 and m["frames_flushed"] > 0  # the lost answer's queue was flushed
     sent = twilio.messages()
     clear_at = max(i for i, msg in enumerate(sent) if msg["event"] == "clear")
     after = [base64.b64decode(x["media"]["payload"]) for x in sent[clear_at:] if x["event"] == "media"]
@@ -190,6 +190,7 @@ def test_twilio_reader_stops_reading_real_server_socket(bridge_call, lines, mode
             client.send(json.dumps(testing.twilio_connected()))
             client.send(json.dumps(testing.twilio_start()))
             openai.response("resp_1", "item_1", [FRAME * 3000], done=False)
+            t0 = time.monotonic()  # the burst fills both small buffers at once: the stall starts now
             # the client now never reads; it keeps sending media like Twilio would
             deadline, seq = time.monotonic() + 8, 0
             while time.monotonic() < deadline and not ended.is_set():
@@ -200,18 +201,17 @@ def test_twilio_reader_stops_reading_real_server_socket(bridge_call, lines, mode
                     break
                 time.sleep(0.02)
             assert ended.wait(3)
+            elapsed = time.monotonic() - t0
             m = sessions[0].metrics
         finally:
             if client.sock:
                 client.sock.close()
-    # The call must end, boundedly and with every frame accounted for. Usually the bounded send
-    # times out; under load simple-websocket's own reader may notice the stuck peer first and
-    # fail the send instead - either way nothing hangs.
-    assert m["close_reason"] in ("twilio send timeout", "twilio send failed"), m["close_reason"]
+    # The call ends within the documented bound (the send timeout, then the close on the call's
+    # own thread, itself bounded by the send timeout), with every frame accounted for.
+    assert m["close_reason"] == "twilio send timeout" and m["twilio_send_timeouts"] == 1
+    assert elapsed < 3 * CFG.twilio_send_timeout_s + 1.5, elapsed
     assert m["accounting_ok"] and m["frames_sent"] > 0 and m["frames_dropped"] > 0
-    if m["close_reason"] == "twilio send timeout":
-        assert m["twilio_send_timeouts"] == 1
-        assert len(lines("TWILIO_SEND_TIMEOUT")) == 1
+    assert len(lines("TWILIO_SEND_TIMEOUT")) == 1
 
 
 @pytest.mark.parametrize("mode", ["direct", "flask-sock"])

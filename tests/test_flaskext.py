@@ -7,6 +7,7 @@ scripted ``FakeRealtime`` injected through ``connect=``.
 from __future__ import annotations
 
 import base64
+import socket
 import time
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -18,13 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
 from voicebridge import BridgeConfig, VoiceBridge
-from voicebridge.testing import FakeRealtime
+from voicebridge.testing import FakeRealtime, wait_until
 
 from peers import TwilioPeer, running
 
 TOKEN = "test-auth-token-0123456789"
 CFG = BridgeConfig(api_key="sk-test", lead_ms=0, transcription_model=None)
-FORM = {"CallSid": "CA123", "From": "+15550001111", "To": "+15550002222", "AccountSid": "ACabc"}
+CALL_SID = "CA" + "1" * 32  # TwilioPeer(sid="1") uses this call SID in its start message
+FORM = {"CallSid": CALL_SID, "From": "+15550001111", "To": "+15550002222", "AccountSid": "ACabc"}
 
 
 def sign(url: str, params: Any = None) -> str:
@@ -42,15 +44,6 @@ def speaking_realtime(chunks: int = 10) -> Any:
         fake.on_client_event = on_event
         return fake
     return connector
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 def make_app(**options: Any) -> tuple[Flask, VoiceBridge]:
@@ -126,7 +119,7 @@ def test_twiml_has_stream_and_per_call_parameters() -> None:
     stream = connect.find("Stream")
     assert stream.get("url") == "wss://bridge.example.com/media"
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
-    assert params == {"tenant": "acme", "CallSid": "CA123", "From": "+15550001111", "To": "+15550002222"}
+    assert params == {"tenant": "acme", "CallSid": CALL_SID, "From": "+15550001111", "To": "+15550002222"}
 
 
 def test_oversized_parameters_and_body_are_bounded() -> None:
@@ -167,7 +160,7 @@ def test_websocket_signature_accepted_rejected_and_behind_proxy() -> None:
             TwilioPeer(url, {"x-twilio-signature": sign(f"ws://127.0.0.1:{server.port}/other")})
         assert bad.value.status_code == 403
         peer = TwilioPeer(url, {"x-twilio-signature": sign(url)})  # lowercase, as Twilio sends it
-        peer.start()
+        peer.start(vb_token=issue_token(app))
         peer.stop()
         peer.read_until_closed()
         peer.close()
@@ -179,6 +172,67 @@ def test_websocket_signature_accepted_rejected_and_behind_proxy() -> None:
             TwilioPeer(url, {"x-twilio-signature": sign("wss://bridge.example.com/media")})
     values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
     assert values[("voicebridge_signature_rejections_total", (("endpoint", "media"),))] == 3
+
+
+def issue_token(app: Flask, form: dict[str, str] = FORM) -> str:
+    """The stream token the signed webhook hands this call (its ``<Parameter name="vb_token">``)."""
+    resp = app.test_client().post("/voice", data=form,
+                                  headers={"X-Twilio-Signature": sign("http://localhost/voice", form)})
+    params = {p.get("name"): p.get("value") for p in twiml(resp.data).iter("Parameter")}
+    return params["vb_token"]
+
+
+def test_a_signed_media_upgrade_cannot_be_replayed() -> None:
+    """Twilio signs only the URL: the stream must also redeem the single-use token of its call."""
+    dials: list[BridgeConfig] = []
+
+    def connector(config: BridgeConfig) -> FakeRealtime:
+        dials.append(config)
+        return speaking_realtime()(config)
+
+    app, bridge = make_app(auth_token=TOKEN, connect=connector)
+    token = issue_token(app)
+    other_call = issue_token(app, dict(FORM, CallSid="CA" + "9" * 32))
+    with running(app) as server:
+        url = f"ws://127.0.0.1:{server.port}/media"
+        signed = {"x-twilio-signature": sign(url)}
+        first = TwilioPeer(url, signed)
+        first.start(vb_token=token)
+        assert first.wait_media(1)  # admitted: the agent speaks
+        first.stop()
+        first.read_until_closed()
+        first.close()
+        refused = []
+        for params in ({"vb_token": token}, {"vb_token": other_call}, {}, {"vb_token": "1.2.3"}):
+            peer = TwilioPeer(url, signed)  # the same signed upgrade, replayed
+            peer.start(**params)
+            messages, _, _ = peer.read_until_closed()
+            peer.close()
+            refused.append([m["event"] for m in messages])
+    assert refused == [[], [], [], []]
+    assert len(dials) == 1  # a refused stream never opens an upstream session
+    values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_calls_refused_total", (("stage", "token"),))] == 4
+    assert bridge.active_calls == 0
+
+
+def test_silent_websockets_hold_no_slot_and_open_no_upstream_session() -> None:
+    """Sockets that never send ``start``: no Realtime dial, and the call slots come back."""
+    dials: list[BridgeConfig] = []
+    app, bridge = make_app(max_calls=2, connect=lambda config: dials.append(config) or FakeRealtime())
+    bridge.config = CFG.replace(start_timeout_s=0.4)
+    with running(app) as server:
+        peers = [TwilioPeer(server.ws_url, sid=str(i)) for i in range(2)]  # connected, silent
+        assert wait_until(lambda: bridge.active_calls == 2)
+        busy = app.test_client().post("/voice", data=FORM)
+        assert twiml(busy.data).find("Hangup") is not None  # "all lines busy" while they hold the slots
+        assert wait_until(lambda: bridge.active_calls == 0, timeout=5)
+        for peer in peers:
+            peer.read_until_closed()
+            peer.close()
+        admitted = app.test_client().post("/voice", data=FORM)
+        assert twiml(admitted.data).find("Connect/Stream") is not None
+    assert dials == []
 
 
 def test_websocket_signature_with_public_url() -> None:
@@ -369,3 +423,39 @@ def test_direct_media_refuses_bad_upgrades_and_servers_without_a_socket(caplog: 
     assert no_socket.status_code == 500 and b"flask-sock" in no_socket.data
     assert bridge.active_calls == 0
     assert any("media upgrade refused (500)" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------- hostile HTTP
+def post_chunked(port: int, body: bytes, limit_s: float) -> tuple[bytes, float]:
+    """POST /voice with a chunked body; (everything the server sent until it closed, seconds)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=limit_s)
+    t0 = time.monotonic()
+    try:
+        sock.sendall(b"POST /voice HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+        for i in range(0, len(body), 16384):
+            part = body[i:i + 16384]
+            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        sock.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass  # refused early: the server may stop reading
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except OSError:
+        pass
+    sock.close()
+    return received, time.monotonic() - t0
+
+
+def test_chunked_webhook_bodies_are_parsed_or_refused_never_dropped_or_hung() -> None:
+    app, _ = make_app()
+    form = ("CallSid=" + CALL_SID + "&From=%2B15550001111").encode()
+    with running(app, read_timeout_s=1.0) as server:
+        small, _ = post_chunked(server.port, form, 5)
+        over, _ = post_chunked(server.port, form + b"&Pad=" + b"x" * 70_000, 5)
+        huge, took = post_chunked(server.port, form + b"&Pad=" + b"x" * 1_000_000, 8)
+    assert small.startswith(b"HTTP/1.1 200") and CALL_SID.encode() in small  # the form was read
+    assert over.startswith(b"HTTP/1.1 413") and huge.startswith(b"HTTP/1.1 413")
+    assert took < 5  # closed by the server (its read timeout is 1 s), not left hanging

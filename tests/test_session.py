@@ -85,11 +85,11 @@ def test_frames_are_paced_one_per_message(bridge_call):
     call = bridge_call(CFG).start()
     call.openai.response("resp_1", "item_1", [b"\x10" * 160 * 12])
     assert call.twilio.wait_for(lambda t: len(t.messages("media")) == 12)
-    times = [t for t, m in call.twilio.sent if m["event"] == "media"]
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    # the 40 ms lead goes at once; after it, never a burst
-    assert all(g >= 0.017 for g in gaps[2:]), gaps
-    call.finish()
+    assert [len(m["media"]["payload"]) for m in call.twilio.messages("media")] == [216] * 12  # 160 B each
+    m = call.finish()
+    # the 40 ms lead goes at once; after it the pacer's own clock saw no gap under 18 ms
+    # (the gap figures under load are benchmarks/pacing.py's job, not a unit test's)
+    assert m["tx_gaps"] == 10 and m["tx_gap_bursts"] == 0  # 12 frames: a gap after each past the lead
 
 
 def test_tail_of_each_response_is_padded_and_marked(bridge_call):

@@ -1,10 +1,12 @@
 """Barge-in end to end through MediaSession's threads with fake sockets."""
+import base64
+import logging
 import time
 
 import pytest
 
 from voicebridge import BridgeConfig
-from voicebridge.testing import wait_until
+from voicebridge.testing import ManualClock, rt_speech_started, wait_until
 
 LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS
 QUIET = b"\xff" * 160
@@ -39,10 +41,15 @@ def test_local_barge_in_clears_flushes_cancels_truncates_in_order(start):
     twilio.media(LOUD, n=5)
     assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
     assert twilio.wait_for(lambda t: len(openai.events("conversation.item.truncate")) == 1)
-    time.sleep(0.1)  # anything still leaving after the clear would show now
+    # A sentinel response: the TX queue is FIFO, so a stale frame sent after the clear would
+    # appear before the sentinel's frames.
+    openai.response("resp_2", "item_2", [b"\x7e" * 160])
+    assert twilio.wait_for(lambda t: b"\x7e" * 160 in t.media_frames())
     sent = twilio.messages()
     clear_at = index_of(sent, "clear")
-    assert all(m["event"] != "media" for m in sent[clear_at + 1:]), "media after clear"
+    after = [base64.b64decode(m["media"]["payload"]) for m in sent[clear_at + 1:] if m["event"] == "media"]
+    assert after == [b"\x7e" * 160], "media of the interrupted response after the clear"
+    sent = sent[:clear_at + 1]
     kinds = [e["type"] for e in openai.events() if e["type"] != "input_audio_buffer.append"]
     assert kinds[-2:] == ["response.cancel", "conversation.item.truncate"]
     assert openai.events("response.cancel")[0]["response_id"] == "resp_1"
@@ -72,21 +79,24 @@ def test_duck_stops_sending_immediately(start):
     long_response(openai, twilio)
     twilio.media(LOUD, n=1)
     assert twilio.wait_for(lambda t: session.metrics["ducks"] == 1)
-    time.sleep(0.02)
-    count = len(twilio.messages("media"))
-    time.sleep(0.15)
-    assert len(twilio.messages("media")) == count  # paused: 150 ms with no frame
+    ducked_by = time.monotonic()  # the duck happened before this instant
+    time.sleep(0.15)  # the TX thread polls the duck every 50 ms meanwhile
+    released_from = time.monotonic()
     twilio.media(QUIET, n=1)
-    assert twilio.wait_for(lambda t: len(t.messages("media")) > count)
+    assert twilio.wait_for(lambda t: session.metrics["duck_releases"] == 1)
+    count = len(twilio.messages("media"))
+    assert twilio.wait_for(lambda t: len(t.messages("media")) > count)  # sending resumed
+    # at most the frame in flight at the duck left after it; nothing while ducked
+    during = [t for t, m in twilio.sent if m["event"] == "media" and ducked_by + 0.02 < t < released_from]
+    assert during == []
     end(session, call, twilio)
 
 
 def test_barge_in_after_response_done_while_audio_still_plays(start):
     session, twilio, openai, call = start()
     long_response(openai, twilio, done=True)
-    assert twilio.wait_for(lambda t: session.metrics["responses"] == 1)
-    time.sleep(0.05)
-    assert session.responses.current.active is False  # the model is done, audio is not
+    assert wait_until(lambda: session.responses.current is not None and not session.responses.current.active)
+    assert session.outbound.audible  # the model is done, the audio is not
     twilio.media(LOUD, n=5)
     assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
     assert twilio.wait_for(lambda t: len(openai.events("conversation.item.truncate")) == 1)
@@ -101,8 +111,9 @@ def test_local_and_server_triggers_racing_run_one_procedure(start):
     openai.push({"type": "input_audio_buffer.speech_started", "audio_start_ms": 100, "item_id": "user_1"})
     twilio.media(LOUD, n=5)
     openai.push({"type": "input_audio_buffer.speech_started", "audio_start_ms": 140, "item_id": "user_1"})
-    assert twilio.wait_for(lambda t: session.metrics["barge_in_events"] >= 1)
-    time.sleep(0.2)
+    openai.push({"type": "sentinel.event"})  # the model thread handles events in order
+    assert wait_until(lambda: session.metrics["openai_unknown_events"] == 1)
+    assert wait_until(lambda: session.metrics["inbound_frames"] == 5)  # every trigger has been seen
     m = end(session, call, twilio)
     assert m["barge_in_events"] == 1 and m["clears_sent"] == 1
     assert len(openai.events("response.cancel")) == 1
@@ -133,7 +144,9 @@ def test_guards_prevent_cancel_during_greeting_end_to_end(start):
     long_response(openai, twilio, rid="resp_greet", item="item_greet")
     twilio.media(LOUD, n=8)
     openai.push({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": "user_1"})
-    time.sleep(0.2)
+    openai.push({"type": "sentinel.event"})  # the model thread handles events in order
+    assert wait_until(lambda: session.metrics["openai_unknown_events"] == 1)
+    assert wait_until(lambda: session.metrics["inbound_frames"] == 8)  # every trigger has been seen
     assert twilio.messages("clear") == [] and openai.events("response.cancel") == []
     m = end(session, call, twilio)
     assert m["barge_in_events"] == 0 and m["ducks"] == 0
@@ -191,3 +204,66 @@ def test_safety_fuse_clears_a_stuck_response(start):
     assert twilio.wait_for(lambda t: session.metrics["safety_fuses"] >= 1, timeout=3)
     assert session.responses.current.active is False
     end(session, call, twilio)
+
+
+# ----------------------------------------------------------------- what the session itself uses
+def test_the_session_confirms_on_the_fifth_loud_frame_not_before(start):
+    """BridgeConfig's default debounce is what the running session applies: 4 loud frames duck only."""
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    long_response(openai, twilio)
+    twilio.media(LOUD, n=4)
+    twilio.media(QUIET, n=1)
+    assert wait_until(lambda: session.metrics["duck_releases"] == 1)
+    assert session.metrics["barge_in_events"] == 0
+    twilio.media(LOUD, n=5)
+    assert wait_until(lambda: session.metrics["barge_in_events"] == 1)
+    end(session, call, twilio)
+
+
+def barge_in_on_a_manual_clock(bridge_call, config=None):
+    """A call whose decisions follow a hand-moved clock, interrupted by 5 loud frames at ``clock.now``."""
+    clock = ManualClock()
+    call = bridge_call(config or BridgeConfig(greeting=None, join_timeout_s=3.0), clock=clock).start()
+    long_response(call.openai, call.twilio, wait_frames=2)  # a frozen clock lets only the lead out
+    return call, clock
+
+
+def quiet_frame_at(call, clock, seconds_later):
+    clock.advance(seconds_later)
+    count = call.session.metrics["inbound_frames"]
+    call.twilio.media(QUIET)
+    assert wait_until(lambda: call.session.metrics["inbound_frames"] == count + 1)
+
+
+def test_false_trigger_recovery_waits_the_configured_500_ms(bridge_call):
+    call, clock = barge_in_on_a_manual_clock(bridge_call)
+    call.twilio.media(LOUD, n=5)
+    assert wait_until(lambda: call.session.metrics["barge_in_events"] == 1)
+    quiet_frame_at(call, clock, 0.0)
+    quiet_frame_at(call, clock, 0.499)
+    assert call.session.metrics["false_barge_ins"] == 0
+    quiet_frame_at(call, clock, 0.001)
+    assert wait_until(lambda: call.session.metrics["false_barge_ins"] == 1)
+    assert "Continue" in call.openai.events("response.create")[-1]["response"]["instructions"]
+    call.finish()
+
+
+def test_speech_the_server_confirms_during_the_barge_in_is_not_a_false_trigger(bridge_call, caplog):
+    """The server's speech_started handled while the barge-in is still sending: the interruption is
+    real, so quiet afterwards must not make the bridge ask the model to continue."""
+    caplog.set_level(logging.INFO)
+    call, clock = barge_in_on_a_manual_clock(bridge_call)
+
+    def server_hears_the_caller_meanwhile(event):
+        if event["type"] == "response.cancel":
+            call.openai.push(rt_speech_started())
+            assert wait_until(lambda: "server VAD: caller speech started" in caplog.text)
+
+    call.openai.on_client_event = server_hears_the_caller_meanwhile
+    call.twilio.media(LOUD, n=5)
+    assert wait_until(lambda: call.session.metrics["barge_in_events"] == 1)
+    quiet_frame_at(call, clock, 0.0)
+    quiet_frame_at(call, clock, 2.0)  # long past false_trigger_ms of quiet
+    m = call.finish()
+    assert m["false_barge_ins"] == 0 and m["barge_in_local"] == 1
+    assert all("response" not in e for e in call.openai.events("response.create"))

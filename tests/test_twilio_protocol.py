@@ -5,15 +5,16 @@ from voicebridge import twilio_protocol as tw
 from voicebridge.errors import ProtocolError
 
 SID = "MZ11111111111111111111111111111111"
+CALL = "CA22222222222222222222222222222222"
 
 
 def test_parse_start_media_mark_dtmf_stop():
     start = tw.parse(json.dumps({
         "event": "start", "sequenceNumber": "1", "streamSid": SID,
-        "start": {"streamSid": SID, "accountSid": "AC1", "callSid": "CA1", "tracks": ["inbound"],
+        "start": {"streamSid": SID, "accountSid": "AC1", "callSid": CALL, "tracks": ["inbound"],
                   "customParameters": {"tenant": "acme"},
                   "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
-    assert start == tw.Start(SID, "CA1", "AC1", ("inbound",), {"tenant": "acme"},
+    assert start == tw.Start(SID, CALL, "AC1", ("inbound",), {"tenant": "acme"},
                              {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1})
     payload = bytes(range(160))
     b64 = base64.b64encode(payload).decode()

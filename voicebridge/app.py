@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .config import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS, DEFAULT_MODEL, BridgeConfig
 from .flaskext import VoiceBridge
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5050
 JOIN_SECONDS = 5.0
+READ_TIMEOUT_S = 10.0
+"""The development server's bound on any read of a connection's HTTP phase (headers, body, idle)."""
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,30 @@ class ServerHandle:
         self.shutdown()
 
 
-def serve(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> ServerHandle:
-    """Serve ``app`` with werkzeug's threaded server in a background thread (port 0 = any free)."""
-    server = make_server(host, port, app, threaded=True)
+class BoundedRequestHandler(WSGIRequestHandler):
+    """werkzeug's handler with a read timeout (``timeout``) on the HTTP phase of a connection.
+
+    A WebSocket upgrade drops the bound before the app runs: a call is long, and the session
+    bounds it itself (``start_timeout_s``, then Twilio's media every 20 ms).
+    """
+
+    timeout = READ_TIMEOUT_S
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.connection.settimeout(None)
+        super().run_wsgi()
+
+
+def serve(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          read_timeout_s: float = READ_TIMEOUT_S) -> ServerHandle:
+    """Serve ``app`` with werkzeug's threaded server in a background thread (port 0 = any free).
+
+    Every connection's reads are bounded by ``read_timeout_s`` (werkzeug's own default is none):
+    an idle or slow client, or one that sends a body we refused, cannot pin a server thread.
+    """
+    handler = type("BoundedRequestHandler", (BoundedRequestHandler,), {"timeout": read_timeout_s})
+    server = make_server(host, port, app, threaded=True, request_handler=handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=f"voicebridge-http:{server.server_port}", daemon=True)
     thread.start()

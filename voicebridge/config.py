@@ -58,6 +58,9 @@ class BridgeConfig:
     safety_fuse_ms: int = 30000
     duck_fuse_ms: int = 1000
     twilio_receive_timeout_s: float = 0.2
+    # A socket that has not sent Twilio's ``start`` within this is not a call: it is closed (and
+    # its call slot freed). The Realtime service is only dialed once ``start`` has arrived.
+    start_timeout_s: float = 5.0
     # Caller audio kept while the Realtime connection is not yet configured, then sent in order.
     inbound_buffer_ms: int = 5000
     # A Twilio send blocked longer than this (the peer stopped reading) ends the call; applied as

@@ -19,6 +19,7 @@ and body sizes are bounded, and ``max_calls`` refuses call N+1 instead of degrad
 """
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -36,6 +37,8 @@ from . import realtime_client, wsserver
 from . import twilio_protocol as tw
 from .config import BridgeConfig
 from .session import MediaSession
+from .streamtoken import PARAMETER as TOKEN_PARAMETER
+from .streamtoken import StreamTokens, TokenCheck
 
 try:  # twilio >= 9.13 also signs with a SharedKey (HMAC-SHA256) when this header says so
     from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, get_signature_algorithm
@@ -60,6 +63,7 @@ MAX_PARAMETER_CHARS = 500  # Twilio: name + value of each <Parameter> must stay 
 MAX_PARAMETERS = 20
 REFUSAL_MESSAGE = "Sorry, all of our lines are busy right now. Please call again in a few minutes."
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 registry: "Try Again Later"
+MAX_LOGGED_URL = 200  # a refused request's URL is the client's text: bounded in the log line
 SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws"), "wss": ("https", "wss")}
 
 ConfigForCall = Callable[[dict[str, str]], "BridgeConfig | None"]
@@ -162,14 +166,32 @@ class SignatureCheck:
 
 
 def bound_body(limit: int) -> Response | None:
-    """Cap this request's body without touching the app-wide MAX_CONTENT_LENGTH."""
-    try:
-        request.max_content_length = limit  # Flask >= 3.1: enforced while reading, chunked too
+    """413 (and the connection closed) for a body over ``limit``, declared or chunked.
+
+    A declared length is checked before reading. A chunked body (no length) is read here, at
+    most ``limit`` + 1 bytes: over the limit it is refused rather than parsed into an empty form,
+    and within it the request is given the bytes back with their length, as if it had declared
+    one. The app-wide MAX_CONTENT_LENGTH is left alone.
+    """
+    environ = request.environ
+    if request.content_length is not None:
+        return _too_large() if request.content_length > limit else None
+    if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
         return None
-    except AttributeError:  # older Flask: read-only property; check the declared length
-        if (request.content_length or 0) > limit:
-            return Response("request body too large\n", status=413, mimetype="text/plain")
-        return None
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        return _too_large()
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ.pop("wsgi.input_terminated", None)
+    return None
+
+
+def _too_large() -> Response:
+    response = Response("request body too large\n", status=413, mimetype="text/plain")
+    response.headers["Connection"] = "close"  # the rest of the body is never read
+    return response
 
 
 # ---------------------------------------------------------------------------- Prometheus
@@ -356,6 +378,8 @@ class VoiceBridge:
         self.websocket = websocket
         self.gate = CallGate(max_calls)
         self.signatures = SignatureCheck(auth_token, self.public_url)
+        # With signatures on, every stream must also present the single-use token its webhook issued.
+        self.tokens = StreamTokens(auth_token) if auth_token else None
         self.metrics = BridgeMetrics(lambda: self.gate.active)
         self.local_server: Any = None  # set by voicebridge.app when it runs the embedded backend
         self._sessions: set[MediaSession] = set()
@@ -404,22 +428,25 @@ class VoiceBridge:
             return None
         self.metrics.rejected.labels(endpoint=endpoint).inc()
         log.warning("403 %s from %s: missing or invalid X-Twilio-Signature for %s",
-                    endpoint, request.remote_addr, url)
+                    endpoint, request.remote_addr, url[:MAX_LOGGED_URL])
         return Response("invalid Twilio signature\n", status=403, mimetype="text/plain")
 
     # ------------------------------------------------------------------ views
     def _voice(self) -> Response:
         """The voice webhook: TwiML connecting the call to our media stream, or a polite refusal."""
-        call_sid = request.values.get("CallSid", "-")
+        call_sid = request.values.get("CallSid", "")
         if self.gate.full():
             self.metrics.refused.labels(stage="webhook").inc()
             log.warning("call %s refused at the webhook: %d calls active (cap %s)",
-                        call_sid, self.gate.active, self.gate.limit)
+                        tw.safe_sid(call_sid), self.gate.active, self.gate.limit)
             return xml(refusal_twiml())
         # url_for builds WebSocket routes as absolute ws:// URLs of the internal host: keep the path
         media_path = urlsplit(url_for(f"{self.blueprint.name}.media")).path
         stream_url = public_base(self.public_url, websocket=True) + media_path
-        return xml(connect_twiml(stream_url, stream_parameters(request.form, request.args)))
+        params = stream_parameters(request.form, request.args)
+        if self.tokens is not None:
+            params[TOKEN_PARAMETER] = self.tokens.issue(call_sid, time.time())
+        return xml(connect_twiml(stream_url, params))
 
     def _healthz(self) -> Response:
         return jsonify(status="ok", active_calls=self.gate.active, max_calls=self.gate.limit)
@@ -470,12 +497,21 @@ class VoiceBridge:
         return session
 
     def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
-        """MediaSession's on_start: log the call and let the app choose this call's config."""
+        """MediaSession's on_start: admit the stream (its token), let the app choose its config."""
+        params = dict(start.custom_parameters)
+        token = params.pop(TOKEN_PARAMETER, None)
+        if self.tokens is not None:
+            check = self.tokens.redeem(token, start.call_sid, time.time())
+            if check is not TokenCheck.VALID:
+                self.metrics.refused.labels(stage="token").inc()
+                session.log.warning("media stream refused: stream token %s", check.value)
+                session.close(f"stream token {check.name.lower()}")
+                return None
         session.log.info("call admitted: %d active, cap %s", self.gate.active, self.gate.limit or "none")
         if self.config_for_call is None:
             return None
         try:
-            chosen = self.config_for_call(dict(start.custom_parameters))
+            chosen = self.config_for_call(params)
         except Exception:  # noqa: BLE001 - a broken hook must not end the call; keep the default
             session.log.exception("config_for_call failed; using the default config")
             return None

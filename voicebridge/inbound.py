@@ -52,7 +52,7 @@ class InboundAudio:
         if event.stream_sid and event.stream_sid != stream_sid:
             self._metrics.protocol_error("twilio", "wrong_stream_sid")
             self._log.once("sid", "media for another stream (%s): dropped; further ones only counted",
-                           event.stream_sid[:40])
+                           tw.safe_sid(event.stream_sid))
             return False
         if not event.stream_sid:
             self._metrics.protocol_error("twilio", "missing_stream_sid")

@@ -58,7 +58,8 @@ class BargeIn:
         loud = self._detector.is_loud(level_dbfs)
         # A quiet frame gives the same decision armed or not: sample the guards only when loud.
         armed = loud and bargein.refusal(self._guard_state()) is None
-        self._false_trigger.level(loud, now)
+        if self._false_trigger.armed:
+            self._false_trigger.level(loud, now)
         decision = self._detector.feed(level_dbfs, armed)
         if decision is bargein.Decision.DUCK:
             self._onset = now
@@ -76,15 +77,15 @@ class BargeIn:
 
     def server_speech(self, now: float) -> None:
         """The server's VAD heard the caller (model thread)."""
-        self._false_trigger.speech_started()
+        self._false_trigger.speech_started(now)
         self._log.info("server VAD: caller speech started")
         onset = self._onset  # set by a local duck on the same speech, if any
         recent = onset is not None and now - onset < ONSET_MEMORY_S
         self.run("server", now, onset if recent else None)
 
-    def user_text(self, text: str) -> None:
+    def user_text(self, text: str, now: float) -> None:
         """Caller speech was transcribed: a barge-in just before it was real."""
-        self._false_trigger.user_text(text)
+        self._false_trigger.user_text(text, now)
 
     def response_started(self) -> None:
         """A new response supersedes any pending "continue" decision."""
@@ -103,6 +104,8 @@ class BargeIn:
             self._log.debug("%s barge-in ignored: %s", source, bargein.refusal(state))
             return False
         locked = self._responses.lock_for_interruption()
+        if source == "local":  # armed first: the server may confirm the speech while we send
+            self._false_trigger.start(now, loud=True, since=onset)
         self._log.info("barge-in (%s) confirmed on response %s", source, locked.response_id)
         flushing = self._outbound.interrupt(clear=True)
         self._log.info("flushing %d queued frames", flushing)
@@ -117,8 +120,6 @@ class BargeIn:
         self._metrics.add(f"barge_in_{source}")
         if onset is not None:
             self._metrics.barge_in_latency((now - onset) * 1000)
-        if source == "local":
-            self._false_trigger.start(now, loud=True)
         return True
 
     def _truncate(self, item_id: str, received_bytes: int, now: float) -> None:

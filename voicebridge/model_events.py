@@ -105,7 +105,7 @@ class ModelEvents:
         self._barge_in.server_speech(now)
 
     def _caller_transcript(self, event: rt.Transcript, now: float) -> None:
-        self._barge_in.user_text(event.text)
+        self._barge_in.user_text(event.text, now)
         if event.final:
             self._on_transcript("caller", event.text)
 
@@ -116,16 +116,19 @@ class ModelEvents:
     def _server_error(self, event: rt.ServerError, now: float) -> None:
         self._metrics.error(event.code)
         if event.benign:
-            self._log.info("Realtime error %s (benign): %s", event.code, event.message)
+            self._log.once(f"error:{event.code}", "Realtime error %s (benign): %s", event.code, event.message,
+                           level=logging.INFO)
         elif event.fatal:
             self._log.error("Realtime fatal error %s: %s", event.code, event.message)
             self._model.lose(f"openai error {event.code}")
         else:
-            self._log.warning("Realtime error %s: %s", event.code, event.message)
+            self._log.once(f"error:{event.code[:60]}", "Realtime error %s: %s; further ones with this code only "
+                           "counted", event.code[:60], event.message)
 
     def _protocol_error(self, event: ProtocolError, now: float) -> None:
         self._metrics.protocol_error(event.side, event.kind)
-        self._log.warning("ignored bad Realtime message: %s", event)
+        self._log.once(f"openai:{event.kind}", "ignored bad Realtime message: %s; further ones of this kind only "
+                       "counted", event)
 
     def _other(self, event: rt.Other, now: float) -> None:
         if event.known:

@@ -89,6 +89,7 @@ class MediaSession:
         self._threads: list[threading.Thread] = []
         self._run_thread: threading.Thread | None = None
         self._ending: tuple[str, float] | None = None  # (why, deadline) while the apology plays
+        self._start_deadline = float("inf")  # set when run() begins
         self._fuse_checked = float("-inf")
         self._twilio = TwilioLink(twilio_ws, self._metrics, self.log, self.config.twilio_send_timeout_s,
                                   clock, self.close)
@@ -134,6 +135,7 @@ class MediaSession:
             self._teardown()
             return
         self._run_thread = threading.current_thread()
+        self._start_deadline = self._clock() + self.config.start_timeout_s
         self._twilio.tune()
         try:
             self._read_twilio()
@@ -175,14 +177,13 @@ class MediaSession:
             now = self._clock()
             if message is not None:
                 self._on_twilio(tw.parse(message), now)
-            self._tick(now)
+            self._timers(now)
 
     def _on_twilio(self, event: tw.TwilioEvent, now: float) -> None:
         if isinstance(event, tw.Media):
             self._inbound.media(event, self.stream_sid, now, listening=self._ending is None)
         elif isinstance(event, tw.Mark):
-            outcome = self.outbound.mark_echoed(event.name, now)
-            self._metrics.add("marks_stale" if outcome is MarkOutcome.STALE else "marks_echoed")
+            self._on_mark(event, now)
         elif isinstance(event, tw.Start):
             self._on_start(event)
         elif isinstance(event, tw.Stop):
@@ -192,23 +193,35 @@ class MediaSession:
             self.log.info("dtmf digit %s", event.digit)
         elif isinstance(event, ProtocolError):
             self._metrics.protocol_error(event.side, event.kind)
-            self.log.warning("ignored bad Twilio message: %s", event)
+            self.log.once(f"twilio:{event.kind}", "ignored bad Twilio message: %s; further ones of this kind only "
+                          "counted", event)
+
+    def _on_mark(self, event: tw.Mark, now: float) -> None:
+        outcome = self.outbound.mark_echoed(event.name, now)
+        if outcome is MarkOutcome.FOREIGN:  # never sent by us (or long forgotten): not an echo
+            self._metrics.protocol_error("twilio", "foreign_mark")
+            self.log.once("foreign_mark", "mark %r was never sent by this bridge: ignored; further ones only "
+                          "counted", event.name[:tw.SAFE_CHARS])
+            return
+        self._metrics.add("marks_stale" if outcome is MarkOutcome.STALE else "marks_echoed")
 
     def _on_start(self, event: tw.Start) -> None:
         if self.stream_sid is not None:
             self._metrics.protocol_error("twilio", "duplicate_start")
-            self.log.warning("ignored duplicate start (stream %s)", event.stream_sid)
+            self.log.once("duplicate_start", "ignored duplicate start (stream %s)", event.stream_sid)
             return
         self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
         self.custom_parameters = dict(event.custom_parameters)
         self.log.bind(event.stream_sid, event.call_sid)
         self._metrics.call_started_at = self._clock()
-        self.log.info("call started (params: %s)", sorted(self.custom_parameters))
+        self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         if self._start_hook is not None:
             chosen = self._safe(lambda: self._start_hook(self, event), "on_start hook")  # type: ignore[misc]
             if chosen is not None and chosen != self.config:
                 self.config = chosen  # per-call settings, before any thread or audio exists
                 self._build(chosen)
+        if self._stop.is_set():  # the hook refused the call (e.g. no valid stream token)
+            return
         self._twilio.start(event.stream_sid)
         self._start_threads()
 
@@ -239,7 +252,12 @@ class MediaSession:
             self._safe(lambda: self._transcript_hook(role, text), "on_transcript hook")  # type: ignore[misc]
 
     # ------------------------------------------------------------------ timers (run thread)
-    def _tick(self, now: float) -> None:
+    def _timers(self, now: float) -> None:
+        """Everything time-driven, checked after every Twilio message or receive timeout."""
+        if self.stream_sid is None and now > self._start_deadline:
+            self.log.warning("no Twilio start within %.1f s: not a call, closing", self.config.start_timeout_s)
+            self.close("no start")
+            return
         self.barge_in.poll(now)
         if now - self._fuse_checked >= FUSE_CHECK_S or now < self._fuse_checked:
             self._fuse_checked = now

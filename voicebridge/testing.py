@@ -258,6 +258,27 @@ class FakeRealtime:
 
 
 # ---------------------------------------------------------------------------- running a call
+class ManualClock:
+    """A clock a test moves by hand (``MediaSession(clock=...)``): decisions made on it are exact.
+
+    Real waits (queue timeouts, the pacer's slot waits) still take real time; only what the
+    session decides from ``now`` follows this clock.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> float:
+        with self._lock:
+            self.now += seconds
+            return self.now
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.005) -> bool:
     """Poll ``predicate`` until it holds or ``timeout`` passes; its final value."""
     deadline = time.monotonic() + timeout

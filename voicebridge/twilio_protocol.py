@@ -9,12 +9,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .errors import ProtocolError
 
 SIDE = "twilio"
+SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}\Z")
+"""Twilio's SID format: a two-letter prefix (MZ stream, CA call, AC account) and 32 hex digits."""
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+SAFE_CHARS = 40
+MAX_PARAMETERS = 32
+MAX_PARAMETER_CHARS = 500  # Twilio: each <Parameter>'s name + value stays under 500 characters
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,17 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
+def is_sid(value: Any, prefix: str) -> bool:
+    return isinstance(value, str) and value.startswith(prefix) and SID.match(value) is not None
+
+
+def safe_sid(value: Any) -> str:
+    """A peer-given SID fit for a log line: itself if well-formed, else a short, quoted prefix."""
+    if isinstance(value, str) and SID.match(value):
+        return value
+    return repr(str(value)[:SAFE_CHARS])
+
+
 def _parse_start(msg: dict[str, Any]) -> TwilioEvent:
     start = msg.get("start")
     if not isinstance(start, dict):
@@ -81,6 +99,9 @@ def _parse_start(msg: dict[str, Any]) -> TwilioEvent:
     sid = start.get("streamSid") or msg.get("streamSid")
     if not isinstance(sid, str) or not sid:
         return _error("missing_field", "start message without streamSid")
+    if not is_sid(sid, "MZ") or not is_sid(start.get("callSid"), "CA"):
+        return _error("bad_sid", "start message whose streamSid/callSid are not Twilio SIDs "
+                      f"({safe_sid(sid)}, {safe_sid(start.get('callSid'))})")
     params = start.get("customParameters") or {}
     if not isinstance(params, dict):
         params = {}
@@ -91,9 +112,19 @@ def _parse_start(msg: dict[str, Any]) -> TwilioEvent:
         call_sid=str(start.get("callSid") or ""),
         account_sid=str(start.get("accountSid") or ""),
         tracks=tuple(str(t) for t in tracks) if isinstance(tracks, list) else (),
-        custom_parameters={str(k): str(v) for k, v in params.items()},
+        custom_parameters=_bounded_parameters(params),
         media_format=dict(media_format) if isinstance(media_format, dict) else {},
     )
+
+
+def _bounded_parameters(params: dict[Any, Any]) -> dict[str, str]:
+    """``customParameters`` within Twilio's own limits (a peer that is not Twilio may send more)."""
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        name, value = str(name), str(value)
+        if len(name) + len(value) < MAX_PARAMETER_CHARS and len(out) < MAX_PARAMETERS:
+            out[name] = value
+    return out
 
 
 def _parse_media(msg: dict[str, Any]) -> TwilioEvent:
@@ -125,7 +156,10 @@ def _parse_dtmf(msg: dict[str, Any]) -> TwilioEvent:
     dtmf = msg.get("dtmf")
     if not isinstance(dtmf, dict):
         return _error("missing_field", "dtmf message without dtmf object")
-    return Dtmf(stream_sid=str(msg.get("streamSid") or ""), digit=str(dtmf.get("digit") or ""))
+    digit = dtmf.get("digit")
+    if digit not in DTMF_DIGITS:
+        return _error("bad_dtmf", f"dtmf digit {str(digit)[:SAFE_CHARS]!r} is not one of 0-9 * # A-D")
+    return Dtmf(stream_sid=str(msg.get("streamSid") or ""), digit=digit)
 
 
 def _parse_stop(msg: dict[str, Any]) -> TwilioEvent:
