@@ -72,6 +72,7 @@ def test_caller_audio_sent_before_the_model_is_configured_is_kept_in_order(bridg
     assert wait_until(lambda: call.session.metrics["inbound_frames"] == 5)
     assert openai.events() == []
     configured.set()
+    assert wait_until(lambda: len(openai.events("input_audio_buffer.append")) == 5)  # sent once ready
     call.twilio.media(b"\x06" * 160)
     assert wait_until(lambda: len(openai.events("input_audio_buffer.append")) == 6)
     kinds = [e["type"] for e in openai.events()]

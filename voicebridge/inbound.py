@@ -60,6 +60,12 @@ class InboundAudio:
                            "further ones only counted")
         return True
 
+    def flush(self) -> None:
+        """Send the frames kept while the model was not ready, once it is (also on the timer)."""
+        if self._model.ready:
+            while self._waiting:
+                self._model.send(rt.input_audio_append(self._waiting.popleft()))
+
     def _forward(self, b64: str) -> None:
         if self._model.lost:
             return
@@ -68,6 +74,5 @@ class InboundAudio:
                 self._metrics.add("inbound_frames_dropped")
             self._waiting.append(b64)
             return
-        while self._waiting:
-            self._model.send(rt.input_audio_append(self._waiting.popleft()))
+        self.flush()
         self._model.send(rt.input_audio_append(b64))

@@ -259,6 +259,7 @@ class MediaSession:
             self.close("no start")
             return
         self.barge_in.poll(now)
+        self._inbound.flush()
         if now - self._fuse_checked >= FUSE_CHECK_S or now < self._fuse_checked:
             self._fuse_checked = now
             self._twilio.check_stall(now)
