@@ -77,6 +77,7 @@ def test_twilio_parse_never_raises_on_random_input(message):
 @example({"event": "start", "start": {"streamSid": "MZ", "tracks": 5}})  # found by this test
 @example({"event": "start", "start": {"streamSid": "MZ", "mediaFormat": [1, 2]}})
 @example({"event": "media", "media": {"payload": "", "timestamp": float("inf")}})
+@example({"event": "dtmf", "dtmf": {"digit": []}})  # found by this test (an unhashable digit)
 def test_twilio_parse_never_raises_on_twilio_shaped_json(msg):
     event = tw.parse(json.dumps(msg))
     assert isinstance(event, TWILIO_TYPES)

@@ -157,7 +157,7 @@ def _parse_dtmf(msg: dict[str, Any]) -> TwilioEvent:
     if not isinstance(dtmf, dict):
         return _error("missing_field", "dtmf message without dtmf object")
     digit = dtmf.get("digit")
-    if digit not in DTMF_DIGITS:
+    if not isinstance(digit, str) or digit not in DTMF_DIGITS:
         return _error("bad_dtmf", f"dtmf digit {str(digit)[:SAFE_CHARS]!r} is not one of 0-9 * # A-D")
     return Dtmf(stream_sid=str(msg.get("streamSid") or ""), digit=digit)
 
