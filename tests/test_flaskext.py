@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
 from voicebridge import BridgeConfig, VoiceBridge
-from voicebridge.testing import FakeRealtime, wait_until
+from voicebridge.testing import FakeRealtime, rt_response_created, rt_response_done, wait_until
 
 from peers import TwilioPeer, running
 
@@ -308,8 +308,10 @@ def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
 
         def on_event(event: dict[str, Any]) -> None:
             if event["type"] == "response.create":
+                fake.push(rt_response_created("r", "greeting"))
                 fake.push({"type": "response.output_audio_transcript.done", "response_id": "r", "item_id": "i",
                            "output_index": 0, "content_index": 0, "transcript": "Hello there"})
+                fake.push(rt_response_done("r"))
         fake.on_client_event = on_event
         return fake
 

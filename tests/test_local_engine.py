@@ -396,3 +396,90 @@ def test_beta_rejection_and_session_expiry_close_the_socket():
     assert h2.engine.next_deadline() == 60.0
     out = h2.advance(60.0)
     assert out[0]["error"]["code"] == "session_expired" and h2.engine.close_code == 1001
+
+
+# ----------------------------------------------------------------- tools and scenarios
+ORDER_TOOL = {"type": "function", "name": "order_status", "description": "Look up an order.",
+              "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}
+END_CALL = {"type": "function", "name": "end_call", "description": "Hang up.",
+            "parameters": {"type": "object", "properties": {}}}
+TRANSFER = {"type": "function", "name": "transfer_call", "description": "Transfer.",
+            "parameters": {"type": "object", "properties": {"destination": {"type": "string", "enum": ["support"]}}}}
+
+
+def tool_session(h: Harness, tools=(ORDER_TOOL, END_CALL, TRANSFER)) -> None:
+    session = {"type": "realtime", "tools": list(tools), "audio": {"input": {
+        "format": PCMU, "transcription": {"model": "gpt-4o-mini-transcribe"}}, "output": {"format": PCMU}}}
+    h.send({"type": "session.update", "session": session})
+
+
+def say(h: Harness, phrase: str) -> list[dict]:
+    """The caller says a bundled phrase (as the simulated caller sends it), then pauses."""
+    return h.append(silence(200) + tts.load_prompt(phrase) + silence(800))
+
+
+def calls_of(events: list[dict]) -> list[tuple[str, dict]]:
+    return [(e["name"], json.loads(e["arguments"])) for e in events
+            if e["type"] == "response.function_call_arguments.done"]
+
+
+def test_caller_phrases_are_recognised_and_transcribed():
+    h = Harness(speed=0)
+    tool_session(h)
+    out = say(h, "caller_order")
+    assert only(out, "conversation.item.input_audio_transcription.completed")["transcript"] == \
+        tts.CALLER_PHRASES["caller_order"]
+    assert only(out, "response.output_audio_transcript.done")["transcript"] == agent_mod.ASK_ORDER[1]
+
+
+def test_keypad_digits_become_an_order_lookup_and_its_output_an_answer():
+    h = Harness(speed=0)
+    tool_session(h)
+    h.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "The caller entered 4711 on the phone keypad."}]}})
+    out = h.send({"type": "response.create"})
+    assert calls_of(out) == [("order_status", {"order_id": "4711"})]
+    assert audio_of(out) == tts.load_prompt("let_me_check")  # it says so, then calls the tool
+    [call] = [e for e in out if e["type"] == "response.output_item.done" and e["item"]["type"] == "function_call"]
+    assert call["item"]["status"] == "completed" and call["output_index"] == 1
+    done = only(out, "response.done")["response"]
+    assert [o["type"] for o in done["output"]] == ["message", "function_call"]
+    bad = h.send({"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": "call_nope", "output": "{}"}})
+    assert only(bad, "error")["error"]["param"] == "item.call_id"
+    h.send({"type": "conversation.item.create", "item": {"type": "function_call_output",
+                                                         "call_id": call["item"]["call_id"],
+                                                         "output": json.dumps({"order_id": "4711", "status": "shipped"})}})
+    answer = only(h.send({"type": "response.create"}), "response.output_audio_transcript.done")["transcript"]
+    assert answer == "Your order four seven one one has shipped and arrives tomorrow."
+
+
+def test_goodbye_ends_with_end_call_and_a_person_with_a_transfer():
+    h = Harness(speed=0)
+    tool_session(h)
+    say(h, "caller_question")  # the first turn: the long answer
+    out = say(h, "caller_goodbye")
+    assert calls_of(out) == [("end_call", {"reason": "the caller said goodbye"})]
+    assert only(out, "response.output_audio_transcript.done")["transcript"] == agent_mod.GOODBYE[1]
+    out = say(h, "caller_person")
+    assert calls_of(out) == [("transfer_call", {"destination": "support"})]
+    h2 = Harness(speed=0)
+    tool_session(h2, tools=())  # without the tools the same words get ordinary answers
+    say(h2, "caller_question")
+    assert calls_of(say(h2, "caller_goodbye")) == []
+
+
+def test_instructions_and_out_of_band_responses():
+    h = Harness(speed=0)
+    tool_session(h)
+    filler = h.send({"type": "response.create", "response": {
+        "conversation": "none", "input": [], "metadata": {"voicebridge": "filler"},
+        "instructions": "You are still waiting for a lookup; tell the caller you are still checking."}})
+    assert audio_of(filler) == tts.load_prompt("still_checking")
+    assert "conversation.item.added" not in types(filler) and "conversation.item.done" not in types(filler)
+    assert only(filler, "response.done")["response"]["metadata"] == {"voicebridge": "filler"}
+    for instructions, prompt in [("Say a short, friendly goodbye to the caller.", "goodbye"),
+                                 ("Tell the caller you are connecting them now.", "handoff"),
+                                 ("Briefly ask whether they are still there.", "still_there")]:
+        out = h.send({"type": "response.create", "response": {"instructions": instructions}})
+        assert audio_of(out) == tts.load_prompt(prompt), instructions

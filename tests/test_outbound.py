@@ -42,8 +42,7 @@ def test_a_flush_between_a_delta_and_its_framing_never_makes_the_count_negative(
 
 def test_responses_mark_the_greeting_drop_late_audio_and_end_once():
     tracker = ResponseTracker()
-    tracker.expect_greeting()
-    greeting = tracker.created("resp_1")
+    greeting = tracker.created("resp_1", "greeting")
     assert greeting.greeting and not tracker.created("resp_2").greeting
     tracker.item_added("resp_2", "item_2")
     assert tracker.audio("resp_2", "item_2", 800)

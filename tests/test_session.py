@@ -50,7 +50,8 @@ def test_session_update_then_greeting_and_inbound_forwarded_unchanged(bridge_cal
     assert wait_until(lambda: len(openai.events("input_audio_buffer.append")) == 3)
     assert wait_until(lambda: len(openai.events("response.create")) == 1)
     assert openai.events()[0]["type"] == "session.update"
-    assert openai.events("response.create")[0] == {"type": "response.create", "response": {"instructions": "Say hello"}}
+    greeting = openai.events("response.create")[0]
+    assert greeting["response"] == {"instructions": "Say hello", "metadata": {"voicebridge": "greeting"}}
     assert {e["audio"] for e in openai.events("input_audio_buffer.append")} == {base64.b64encode(frame).decode()}
     m = call.finish()
     assert m["inbound_frames"] == 3 and call.session.call_sid == CALL_SID

@@ -26,8 +26,8 @@ def end(session, call, twilio):
     return call.finish()
 
 
-def long_response(openai, twilio, rid="resp_1", item="item_1", frames=150, done=False, wait_frames=3):
-    openai.response(rid, item, [bytes([0x20 + (i % 50)]) * 160 for i in range(frames)], done=done)
+def long_response(openai, twilio, rid="resp_1", item="item_1", frames=150, done=False, wait_frames=3, kind=None):
+    openai.response(rid, item, [bytes([0x20 + (i % 50)]) * 160 for i in range(frames)], done=done, kind=kind)
     assert twilio.wait_for(lambda t: len(t.messages("media")) >= wait_frames)
 
 
@@ -141,7 +141,7 @@ def test_late_deltas_for_interrupted_response_are_dropped(start):
 def test_guards_prevent_cancel_during_greeting_end_to_end(start):
     session, twilio, openai, call = start(CFG.replace(greeting="Say hello"))
     assert twilio.wait_for(lambda t: len(openai.events("response.create")) == 1)
-    long_response(openai, twilio, rid="resp_greet", item="item_greet")
+    long_response(openai, twilio, rid="resp_greet", item="item_greet", kind="greeting")
     twilio.media(LOUD, n=8)
     openai.push({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": "user_1"})
     openai.push({"type": "sentinel.event"})  # the model thread handles events in order

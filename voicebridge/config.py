@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
+from typing import Mapping
+
+from .tools import END_CALL, TRANSFER_CALL, Tool, end_call_tool, transfer_tool
 
 DEFAULT_MODEL = "gpt-realtime"
 OPENAI_REALTIME_BASE = "wss://api.openai.com/v1/realtime"
@@ -16,6 +20,21 @@ CONTINUE_INSTRUCTIONS = (
     "answer exactly where it was cut off, without repeating what was already said and "
     "without mentioning the interruption."
 )
+
+FILLER_INSTRUCTIONS = (
+    "You are still waiting for a lookup. In a few words, tell the caller you are still checking and "
+    "will be right back. Do not make anything up."
+)
+GOODBYE_INSTRUCTIONS = "Say a short, friendly goodbye to the caller. Do not ask anything."
+TRANSFER_INSTRUCTIONS = "In one short sentence, tell the caller you are connecting them now."
+IDLE_NUDGE_INSTRUCTIONS = "The caller has been silent for a while. Briefly ask whether they are still there."
+IDLE_GOODBYE_INSTRUCTIONS = ("The caller has not answered. Say you are ending the call because the line is "
+                             "quiet, and say goodbye.")
+WRAP_UP_INSTRUCTIONS = ("The call is about to reach its time limit. Wrap up in one or two sentences and say "
+                        "goodbye.")
+DTMF_TEMPLATE = "The caller entered {digits} on the phone keypad."
+TRANSFER_TARGET = re.compile(r"(\+[1-9][0-9]{6,14}|sips?:[^\s<>\"]{3,200})\Z")
+"""A transfer destination: an E.164 number or a SIP URI."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,33 @@ class BridgeConfig:
     # When the model is unreachable or lost: a spoken apology rather than dead air
     apology: bool = True
     apology_audio: bytes | None = field(default=None, repr=False)  # mu-law; None = bundled prompt
+    # Tools (docs/tools.md): functions the model may call, run off the session's threads
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = "auto"
+    tool_timeout_s: float = 10.0  # per call, unless the tool sets its own
+    tool_workers: int = 4  # handler threads per call at most (started only when a tool runs)
+    tool_filler_after_ms: int = 1500  # a lookup slower than this gets a spoken "still checking"; 0 = never
+    tool_filler_instructions: str = FILLER_INSTRUCTIONS
+    # Call control: hang up after the goodbye has been heard; transfer to a named destination
+    end_call: bool = False  # offer the end_call tool
+    hangup_on_goodbye: bool = False  # also end the call when the agent says goodbye without the tool
+    end_call_timeout_s: float = 15.0  # longest wait for the goodbye's last mark before hanging up anyway
+    transfer_targets: Mapping[str, str] = field(default_factory=dict)  # name -> +E.164 or sip: URI
+    goodbye_instructions: str = GOODBYE_INSTRUCTIONS
+    transfer_instructions: str = TRANSFER_INSTRUCTIONS
+    # Keypad digits: collected until the terminator or a pause, then given to on_dtmf and the model
+    dtmf_to_model: bool = True
+    dtmf_terminator: str = "#"
+    dtmf_timeout_ms: int = 2000
+    dtmf_template: str = DTMF_TEMPLATE
+    # Idle and length limits (None = off)
+    idle_nudge_s: float | None = 12.0  # silence (nobody speaking) before the agent checks on the caller
+    idle_hangup_s: float | None = 10.0  # further silence after the nudge before goodbye and hang-up
+    idle_nudge_instructions: str = IDLE_NUDGE_INSTRUCTIONS
+    idle_goodbye_instructions: str = IDLE_GOODBYE_INSTRUCTIONS
+    max_call_s: float | None = None  # hard limit on the call's length
+    wrap_up_s: float = 30.0  # the wrap-up turn starts this long before max_call_s
+    wrap_up_instructions: str = WRAP_UP_INSTRUCTIONS
     # Safety and lifecycle
     safety_fuse_ms: int = 30000
     duck_fuse_ms: int = 1000
@@ -69,6 +115,29 @@ class BridgeConfig:
     twilio_send_timeout_s: float | None = 2.0
     openai_receive_timeout_s: float = 0.2
     join_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tool names must be unique: {names}")
+        reserved = {END_CALL, TRANSFER_CALL} & set(names)
+        if reserved:
+            raise ValueError(f"{sorted(reserved)} are the bridge's own tools: use end_call / transfer_targets")
+        for name, target in self.transfer_targets.items():
+            if not TRANSFER_TARGET.match(target):
+                raise ValueError(f"transfer target {name!r}: {target!r} is not an E.164 number or a SIP URI")
+        if self.dtmf_terminator and self.dtmf_terminator not in "0123456789*#ABCD":
+            raise ValueError("dtmf_terminator must be one keypad key")
+
+    @property
+    def all_tools(self) -> tuple[Tool, ...]:
+        """The app's tools plus the enabled call-control tools: what the model is offered."""
+        extra: list[Tool] = []
+        if self.end_call:
+            extra.append(end_call_tool())
+        if self.transfer_targets:
+            extra.append(transfer_tool(self.transfer_targets))
+        return tuple(self.tools) + tuple(extra)
 
     @property
     def realtime_url(self) -> str:

@@ -28,7 +28,10 @@ from .config import BridgeConfig
 from .metrics import CallMetrics
 from .model_link import ModelLink
 from .outbound import OutboundAudio
-from .responses import ResponseTracker
+from .response_requests import ResponseRequests
+from .responses import Interruption, ResponseTracker
+
+Interrupted = Callable[[Interruption, int], None]
 
 ONSET_MEMORY_S = 2.0
 """A server trigger measures its latency from a local duck's onset at most this old."""
@@ -38,12 +41,14 @@ class BargeIn:
     """The call's barge-in detector, guards, procedure and false-trigger recovery."""
 
     def __init__(self, config: BridgeConfig, outbound: OutboundAudio, responses: ResponseTracker,
-                 model: ModelLink, metrics: CallMetrics, log: logging.LoggerAdapter,
-                 clock: Callable[[], float]) -> None:
+                 model: ModelLink, requests: ResponseRequests, metrics: CallMetrics, log: logging.LoggerAdapter,
+                 clock: Callable[[], float], interrupted: Interrupted) -> None:
         self._config = config
         self._outbound = outbound
         self._responses = responses
         self._model = model
+        self._requests = requests
+        self._interrupted = interrupted  # told what was cut and how much of it was heard
         self._metrics = metrics
         self._log = log
         self._clock = clock
@@ -112,9 +117,9 @@ class BargeIn:
         if steps.cancel and locked.was_active:
             self._model.send(rt.response_cancel(locked.response_id))
             self._log.info("response.cancel sent for %s", locked.response_id)
-        if steps.truncate and locked.item_id:
-            self._truncate(locked.item_id, locked.received_bytes, now)
+        heard_ms = self._truncate(locked.item_id, locked.received_bytes, now) if steps.truncate and locked.item_id else 0
         self._responses.finish_interruption(locked.response_id)
+        self._interrupted(locked, heard_ms)
         self._detector.reset()
         self._metrics.add("barge_in_events")
         self._metrics.add(f"barge_in_{source}")
@@ -122,13 +127,14 @@ class BargeIn:
             self._metrics.barge_in_latency((now - onset) * 1000)
         return True
 
-    def _truncate(self, item_id: str, received_bytes: int, now: float) -> None:
+    def _truncate(self, item_id: str, received_bytes: int, now: float) -> int:
         heard = self._outbound.heard_ms(item_id, now)
         received_ms = received_bytes // BYTES_PER_MS
         audio_end_ms = max(0, min(heard, received_ms))
         self._model.send(rt.item_truncate(item_id, audio_end_ms))
         self._metrics.add("truncates_sent")
         self._log.info("truncate %s at %d ms (received %d ms)", item_id, audio_end_ms, received_ms)
+        return audio_end_ms
 
     def _guard_state(self) -> bargein.GuardState:
         current = self._responses.current
@@ -147,7 +153,7 @@ class BargeIn:
         if self._false_trigger.poll(now):
             self._metrics.add("false_barge_ins")
             self._log.info("false barge-in: no speech followed; asking the model to continue")
-            self._model.send(rt.response_create(self._config.continue_instructions))
+            self._requests.request("continue", self._config.continue_instructions)
 
     def release_stuck_duck(self, now: float) -> bool:
         """Safety fuse: a duck held past ``duck_fuse_ms`` with no confirmation is released."""

@@ -20,6 +20,10 @@ COUNTERS = (
     "late_deltas_dropped", "framer_bytes_dropped", "framer_bytes_padded", "safety_fuses",
     "twilio_protocol_errors", "openai_protocol_errors", "openai_unknown_events",
     "send_failures", "twilio_send_timeouts", "threads_alive_after_close",
+    "response_requests", "response_requests_retried", "response_requests_dropped",
+    "tool_calls", "tool_errors", "tool_timeouts", "tool_late_results", "tool_fillers",
+    "agent_hangups", "transfers", "hangups_cancelled", "hangup_mark_timeouts", "dtmf_sequences",
+    "limit_nudge", "limit_idle_goodbye", "limit_wrap_up", "limit_end",
 )
 
 
@@ -35,6 +39,7 @@ class CallMetrics:
         self.first_delta_at: float | None = None
         self.first_frame_sent_at: float | None = None
         self.barge_in_latencies_ms: list[float] = []
+        self.tool_overheads_ms: list[float] = []
         self.call_started_at: float | None = None
 
     def add(self, name: str, n: int = 1) -> None:
@@ -57,6 +62,12 @@ class CallMetrics:
     def barge_in_latency(self, ms: float) -> None:
         with self._lock:
             self.barge_in_latencies_ms.append(round(ms, 2))
+
+    def tool_overhead(self, ms: float) -> None:
+        """What the bridge added to one tool call's round trip (its handler's time excluded)."""
+        with self._lock:
+            if len(self.tool_overheads_ms) < 1000:
+                self.tool_overheads_ms.append(round(ms, 2))
 
     def first_delta(self, now: float) -> None:
         with self._lock:
@@ -81,6 +92,7 @@ class CallMetrics:
             else:
                 out["first_delta_to_frame_ms"] = None
             out["barge_in_latencies_ms"] = list(self.barge_in_latencies_ms)
+            out["tool_overhead_ms"] = list(self.tool_overheads_ms)
             if self.call_started_at is not None and self.first_frame_sent_at is not None:
                 out["time_to_first_audio_ms"] = round((self.first_frame_sent_at - self.call_started_at) * 1000, 2)
             else:

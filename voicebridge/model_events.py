@@ -1,8 +1,10 @@
 """What the bridge does with each Realtime server event (the model thread's dispatcher).
 
 Parsing is :mod:`voicebridge.realtime_protocol`'s job; this module routes each typed event to
-the part that owns the state it changes: responses to the ``ResponseTracker``, audio to the
-``OutboundAudio``, VAD and transcripts to ``BargeIn``, fatal errors to the ``ModelLink``.
+the part that owns the state it changes: responses to the ``ResponseTracker`` and the
+``ResponseRequests`` queue, audio to the ``OutboundAudio``, VAD to ``BargeIn`` and ``CallFlow``,
+function calls to ``ToolCalls``, words and usage to the ``CallRecord``, fatal errors to the
+``ModelLink``.
 """
 from __future__ import annotations
 
@@ -12,29 +14,36 @@ from typing import Any, Callable
 from . import realtime_protocol as rt
 from .config import BridgeConfig
 from .errors import ProtocolError
+from .callcontrol import CallControl
+from .callflow import CallFlow
 from .interruption import BargeIn
 from .metrics import CallMetrics
 from .model_link import ModelLink
 from .outbound import OutboundAudio
+from .record import CallRecord
+from .response_requests import ResponseRequests
 from .responses import ResponseTracker
-
-TranscriptHook = Callable[[str, str], None]
+from .toolcalls import ToolCalls
 
 
 class ModelEvents:
     """Routes parsed server events; runs on the session's model thread."""
 
     def __init__(self, config: BridgeConfig, model: ModelLink, responses: ResponseTracker,
-                 outbound: OutboundAudio, barge_in: BargeIn, metrics: CallMetrics,
-                 log: Any, on_transcript: TranscriptHook) -> None:
+                 requests: ResponseRequests, outbound: OutboundAudio, barge_in: BargeIn, tools: ToolCalls,
+                 control: CallControl, flow: CallFlow, record: CallRecord, metrics: CallMetrics, log: Any) -> None:
         self._config = config
         self._model = model
         self._responses = responses
+        self._requests = requests
         self._outbound = outbound
         self._barge_in = barge_in
+        self._tools = tools
+        self._control = control
+        self._flow = flow
+        self._record = record
         self._metrics = metrics
         self._log = log
-        self._on_transcript = on_transcript
         self._configured = False
         self._handlers: dict[type, Callable[[Any, float], None]] = {
             rt.SessionReady: self._session_ready,
@@ -43,8 +52,11 @@ class ModelEvents:
             rt.AudioDelta: self._audio_delta,
             rt.AudioDone: self._audio_done,
             rt.ResponseDone: self._response_done,
+            rt.FunctionCall: self._function_call,
             rt.SpeechStarted: self._speech_started,
+            rt.SpeechStopped: self._speech_stopped,
             rt.Transcript: self._caller_transcript,
+            rt.AgentTranscriptDelta: self._agent_words,
             rt.AgentTranscript: self._agent_transcript,
             rt.ServerError: self._server_error,
             ProtocolError: self._protocol_error,
@@ -63,14 +75,15 @@ class ModelEvents:
             return
         self._configured = True
         if self._config.greeting:
-            self._responses.expect_greeting()
-            self._model.send(rt.response_create(self._config.greeting))
+            self._requests.request("greeting", self._config.greeting)
 
     def _response_created(self, event: rt.ResponseCreated, now: float) -> None:
-        self._responses.created(event.response_id)
+        self._responses.created(event.response_id, event.kind)
+        self._requests.created(event.kind)
+        self._control.response_created(event.response_id, event.kind)
         self._barge_in.response_started()
         self._metrics.add("responses")
-        self._log.info("response %s created", event.response_id)
+        self._log.info("response %s created%s", event.response_id, f" ({event.kind})" if event.kind else "")
 
     def _output_item(self, event: rt.OutputItemAdded, now: float) -> None:
         if event.item_type == "message":
@@ -94,6 +107,13 @@ class ModelEvents:
             self._end_audio(event.response_id, response.item_id)
         self._log.info("response %s done (%s%s)", event.response_id, event.status,
                        f", {event.reason}" if event.reason else "")
+        self._record.usage(event.usage)
+        self._record.agent_done(event.response_id, response.kind if response else None)
+        self._tools.response_done(event.response_id)
+        self._requests.done()
+
+    def _function_call(self, event: rt.FunctionCall, now: float) -> None:
+        self._tools.function_call(event, now)
 
     def _end_audio(self, response_id: str, item_id: str) -> None:
         """Once per response (audio done or, failing that, response done): pad and mark the tail."""
@@ -102,19 +122,31 @@ class ModelEvents:
 
     # ------------------------------------------------------------------ the caller
     def _speech_started(self, event: rt.SpeechStarted, now: float) -> None:
+        self._flow.speech(True, now)
+        self._tools.caller_spoke()
         self._barge_in.server_speech(now)
+
+    def _speech_stopped(self, event: rt.SpeechStopped, now: float) -> None:
+        self._flow.speech(False, now)
 
     def _caller_transcript(self, event: rt.Transcript, now: float) -> None:
         self._barge_in.user_text(event.text, now)
-        if event.final:
-            self._on_transcript("caller", event.text)
+        if event.final and event.text.strip():
+            self._record.add("caller", event.text.strip(), item_id=event.item_id)
+
+    def _agent_words(self, event: rt.AgentTranscriptDelta, now: float) -> None:
+        self._record.agent_words(event.response_id, event.text)
 
     def _agent_transcript(self, event: rt.AgentTranscript, now: float) -> None:
-        self._on_transcript("agent", event.text)
+        self._record.agent_words(event.response_id, event.text, final=True)
+        self._control.agent_finished(event.response_id, event.text, now)
 
     # ------------------------------------------------------------------ problems
     def _server_error(self, event: rt.ServerError, now: float) -> None:
         self._metrics.error(event.code)
+        if event.code == rt.ACTIVE_RESPONSE and self._requests.refused(event.event_id):
+            self._log.info("a response was already in progress: the %s request waits for it", event.event_id)
+            return
         if event.benign:
             self._log.once(f"error:{event.code}", "Realtime error %s (benign): %s", event.code, event.message,
                            level=logging.INFO)

@@ -24,14 +24,16 @@ KNOWN_IGNORED = frozenset({
     "conversation.item.created", "conversation.item.deleted", "conversation.item.retrieved",
     "input_audio_buffer.committed", "input_audio_buffer.cleared",
     "input_audio_buffer.timeout_triggered", "rate_limits.updated",
-    "response.output_item.done", "response.content_part.added", "response.content_part.done",
-    "response.output_audio_transcript.delta", "response.output_text.delta",
-    "response.output_text.done", "response.function_call_arguments.delta",
+    "response.content_part.added", "response.content_part.done",
+    "response.output_text.delta", "response.output_text.done", "response.function_call_arguments.delta",
     "response.function_call_arguments.done",
     "conversation.item.input_audio_transcription.failed",
     "output_audio_buffer.started", "output_audio_buffer.stopped", "output_audio_buffer.cleared",
 })
 
+METADATA_KEY = "voicebridge"
+"""``response.metadata`` key naming the bridge request behind a response (greeting, tool_result...)."""
+ACTIVE_RESPONSE = "conversation_already_has_active_response"
 FATAL_ERROR_CODES = frozenset({"session_expired", "beta_api_shape_disabled", "invalid_api_key"})
 BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active"})
 
@@ -57,7 +59,7 @@ def session_update(config: BridgeConfig) -> str:
     }
     if config.transcription_model:
         audio_in["transcription"] = {"model": config.transcription_model}
-    session = {
+    session: dict[str, Any] = {
         "type": "realtime",
         "instructions": config.instructions,
         "output_modalities": ["audio"],
@@ -66,6 +68,10 @@ def session_update(config: BridgeConfig) -> str:
             "output": {"format": {"type": "audio/pcmu"}, "voice": config.voice},
         },
     }
+    tools = config.all_tools
+    if tools:
+        session["tools"] = [t.definition() for t in tools]
+        session["tool_choice"] = config.tool_choice
     return _dumps({"type": "session.update", "session": session})
 
 
@@ -74,11 +80,39 @@ def input_audio_append(b64_audio: str) -> str:
     return '{"type":"input_audio_buffer.append","audio":' + json.dumps(b64_audio) + "}"
 
 
-def response_create(instructions: str | None = None) -> str:
+def response_create(instructions: str | None = None, kind: str | None = None, event_id: str | None = None,
+                    out_of_band: bool = False) -> str:
+    """``response.create``; ``kind`` is echoed back in ``response.metadata`` (which request made it).
+
+    ``out_of_band`` responses (``conversation: "none"``, no input) are heard but leave nothing in
+    the conversation: a filler while a tool runs.
+    """
     event: dict[str, Any] = {"type": "response.create"}
+    if event_id:
+        event["event_id"] = event_id
+    response: dict[str, Any] = {}
     if instructions:
-        event["response"] = {"instructions": instructions}
+        response["instructions"] = instructions
+    if kind:
+        response["metadata"] = {METADATA_KEY: kind}
+    if out_of_band:
+        response["conversation"] = "none"
+        response["input"] = []
+    if response:
+        event["response"] = response
     return _dumps(event)
+
+
+def function_call_output(call_id: str, output: str) -> str:
+    """A tool's result, as the conversation item the model reads."""
+    return _dumps({"type": "conversation.item.create",
+                   "item": {"type": "function_call_output", "call_id": call_id, "output": output}})
+
+
+def user_text(text: str) -> str:
+    """A user message item with text (what the caller typed on the keypad, as words)."""
+    return _dumps({"type": "conversation.item.create",
+                   "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
 
 
 def response_cancel(response_id: str | None = None) -> str:
@@ -120,6 +154,7 @@ class SpeechStopped:
 @dataclass(frozen=True)
 class ResponseCreated:
     response_id: str
+    kind: str | None = None  # the bridge request behind it (response.metadata), None = the model's own
 
 
 @dataclass(frozen=True)
@@ -147,6 +182,26 @@ class ResponseDone:
     response_id: str
     status: str
     reason: str | None
+    usage: tuple[tuple[str, int], ...] = ()  # token counts, flattened (see USAGE_FIELDS)
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """A function call item the model finished (``response.output_item.done``)."""
+    response_id: str
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+    status: str  # run it only if "completed"
+
+
+@dataclass(frozen=True)
+class AgentTranscriptDelta:
+    """Words of what the model is saying (``response.output_audio_transcript.delta``)."""
+    response_id: str
+    item_id: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -197,9 +252,19 @@ class Other:
 
 ServerEvent = Union[
     SessionReady, SpeechStarted, SpeechStopped, ResponseCreated, OutputItemAdded, AudioDelta,
-    AudioDone, ResponseDone, Transcript, AgentTranscript, ItemTruncated, ServerError, Other,
-    ProtocolError,
+    AudioDone, ResponseDone, FunctionCall, Transcript, AgentTranscript, AgentTranscriptDelta, ItemTruncated,
+    ServerError, Other, ProtocolError,
 ]
+
+USAGE_FIELDS = (
+    ("total_tokens", ("total_tokens",)), ("input_tokens", ("input_tokens",)), ("output_tokens", ("output_tokens",)),
+    ("input_text_tokens", ("input_token_details", "text_tokens")),
+    ("input_audio_tokens", ("input_token_details", "audio_tokens")),
+    ("input_cached_tokens", ("input_token_details", "cached_tokens")),
+    ("output_text_tokens", ("output_token_details", "text_tokens")),
+    ("output_audio_tokens", ("output_token_details", "audio_tokens")),
+)
+"""``response.done`` usage, flattened: our name, and the path to it in the GA usage object."""
 
 
 def _error(kind: str, detail: str) -> ProtocolError:
@@ -230,10 +295,35 @@ def _audio_delta(msg: dict[str, Any]) -> ServerEvent:
 
 
 def _response_done(msg: dict[str, Any]) -> ServerEvent:
-    resp = msg.get("response") if isinstance(msg.get("response"), dict) else {}
-    details = resp.get("status_details") if isinstance(resp.get("status_details"), dict) else {}
-    reason = details.get("reason")
-    return ResponseDone(_s(resp, "id"), _s(resp, "status") or "completed", reason if isinstance(reason, str) else None)
+    resp = _d(msg, "response")
+    reason = _d(resp, "status_details").get("reason")
+    return ResponseDone(_s(resp, "id"), _s(resp, "status") or "completed", reason if isinstance(reason, str) else None,
+                        _usage(_d(resp, "usage")))
+
+
+def _usage(usage: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    out = []
+    for name, path in USAGE_FIELDS:
+        node: Any = usage
+        for key in path[:-1]:
+            node = _d(node, key)
+        value = _i(node, path[-1])
+        if value > 0:
+            out.append((name, value))
+    return tuple(out)
+
+
+def _d(msg: Any, key: str) -> dict[str, Any]:
+    value = msg.get(key) if isinstance(msg, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _output_item_done(msg: dict[str, Any]) -> ServerEvent:
+    item = _d(msg, "item")
+    if item.get("type") != "function_call":
+        return Other("response.output_item.done", True)
+    return FunctionCall(_s(msg, "response_id"), _s(item, "id"), _s(item, "call_id"), _s(item, "name"),
+                        _s(item, "arguments"), _s(item, "status") or "completed")
 
 
 def _server_error(msg: dict[str, Any]) -> ServerEvent:
@@ -253,8 +343,9 @@ def _output_item_added(msg: dict[str, Any]) -> ServerEvent:
 
 
 def _response_created(msg: dict[str, Any]) -> ServerEvent:
-    resp = msg.get("response") if isinstance(msg.get("response"), dict) else {}
-    return ResponseCreated(_s(resp, "id"))
+    resp = _d(msg, "response")
+    kind = _d(resp, "metadata").get(METADATA_KEY)
+    return ResponseCreated(_s(resp, "id"), kind if isinstance(kind, str) else None)
 
 
 _PARSERS = {
@@ -266,6 +357,9 @@ _PARSERS = {
     "response.output_item.added": _output_item_added,
     "response.output_audio.delta": _audio_delta,
     "response.output_audio.done": lambda m: AudioDone(_s(m, "response_id"), _s(m, "item_id")),
+    "response.output_item.done": _output_item_done,
+    "response.output_audio_transcript.delta": lambda m: AgentTranscriptDelta(
+        _s(m, "response_id"), _s(m, "item_id"), _s(m, "delta")),
     "response.output_audio_transcript.done": lambda m: AgentTranscript(
         _s(m, "response_id"), _s(m, "item_id"), _s(m, "transcript")),
     "response.done": _response_done,

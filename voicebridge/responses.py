@@ -23,12 +23,16 @@ class Response:
     """One model response and its (single) audio item."""
 
     id: str
-    greeting: bool = False
+    kind: str | None = None  # the bridge request behind it (greeting, tool_result, ...); None = the model's own
     item_id: str | None = None
     active: bool = True  # response.created seen, response.done not yet
     audio_bytes: int = 0  # model audio received for ``item_id``
     audio_ended: bool = False  # the end of its audio was handed to the outbound path
     interrupted: bool = False  # a barge-in ran for it: later deltas are dropped
+
+    @property
+    def greeting(self) -> bool:
+        return self.kind == "greeting"
 
 
 @dataclass(frozen=True)
@@ -49,18 +53,11 @@ class ResponseTracker:
         self._recent: "OrderedDict[str, Response]" = OrderedDict()
         self._items: dict[str, Response] = {}  # audio item id -> its response (same bound)
         self._current: Response | None = None
-        self._greeting_pending = False
 
     # ------------------------------------------------------------------ model events
-    def expect_greeting(self) -> None:
-        """The next response to be created answers our greeting request."""
+    def created(self, response_id: str, kind: str | None = None) -> Response:
         with self._lock:
-            self._greeting_pending = True
-
-    def created(self, response_id: str) -> Response:
-        with self._lock:
-            response = Response(response_id, greeting=self._greeting_pending)
-            self._greeting_pending = False
+            response = Response(response_id, kind)
             self._current = response
             self._remember(response)
             return response
@@ -105,6 +102,16 @@ class ResponseTracker:
     @property
     def current(self) -> Response | None:
         return self._current
+
+    @property
+    def active(self) -> bool:
+        """A response is in progress (created, not yet done)."""
+        current = self._current
+        return current is not None and current.active
+
+    def get(self, response_id: str) -> Response | None:
+        with self._lock:
+            return self._recent.get(response_id)
 
     def lock_for_interruption(self) -> Interruption:
         """Mark the current response interrupted (its late deltas will be dropped)."""

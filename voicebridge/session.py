@@ -21,6 +21,8 @@ from typing import Any, Callable, Protocol
 from . import realtime_client
 from . import realtime_protocol as rt
 from . import twilio_protocol as tw
+from .callcontrol import CallControl
+from .callflow import CallFlow
 from .calllog import CallLog
 from .config import BridgeConfig
 from .errors import ProtocolError
@@ -31,7 +33,11 @@ from .model_events import ModelEvents
 from .model_link import ModelLink
 from .outbound import OutboundAudio
 from .playback import MarkOutcome
-from .responses import ResponseTracker
+from .record import CallRecord, Entry
+from .response_requests import ResponseRequests
+from .responses import Interruption, ResponseTracker
+from .toolcalls import ToolCalls
+from .tools import CallInfo
 from .twilio_link import TwilioLink
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,7 @@ class MediaSession:
         on_transcript: Callable[[str, str], None] | None = None,
         on_end: Callable[["MediaSession"], None] | None = None,
         on_start: Callable[["MediaSession", tw.Start], BridgeConfig | None] | None = None,
+        on_dtmf: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config or BridgeConfig()
         self.stream_sid: str | None = None
@@ -81,6 +88,7 @@ class MediaSession:
         self._transcript_hook = on_transcript
         self._end_hook = on_end
         self._start_hook = on_start
+        self._dtmf_hook = on_dtmf
         self._metrics = CallMetrics()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -97,15 +105,23 @@ class MediaSession:
 
     def _build(self, config: BridgeConfig) -> None:
         """The call's parts for ``config`` (again at ``start`` if the app picks another config)."""
-        self.model = ModelLink(config, self._connect, self._metrics, self.log, self._clock)
-        self.outbound = OutboundAudio(self._twilio, config, self._metrics, self._clock, self.log)
+        m, log, clock = self._metrics, self.log, self._clock
+        self.model = model = ModelLink(config, self._connect, m, log, clock)
+        self.outbound = OutboundAudio(self._twilio, config, m, clock, log)
         self.responses = ResponseTracker()
-        self.barge_in = BargeIn(config, self.outbound, self.responses, self.model, self._metrics, self.log,
-                                self._clock)
-        self._inbound = InboundAudio(self.model, self.barge_in, self._metrics, self.log,
-                                     config.inbound_buffer_ms, detect=config.barge_in)
-        self._model_events = ModelEvents(config, self.model, self.responses, self.outbound, self.barge_in,
-                                         self._metrics, self.log, self._transcript)
+        self.requests = ResponseRequests(model.send, m, log, clock)
+        self.record = CallRecord(clock, self._entry)
+        self.control = CallControl(config, self.outbound, self.responses, self.requests, self.record, m, log,
+                                   self.close)
+        self.barge_in = BargeIn(config, self.outbound, self.responses, model, self.requests, m, log, clock,
+                                self._interrupted)
+        self.tools = ToolCalls(config, model.send, self.requests, self.control, self.record, m, log, clock,
+                               self._call_info)
+        self.flow = CallFlow(config, model.send, self.requests, self.control, self.record, m, log, self._dtmf,
+                             self._busy)
+        self._inbound = InboundAudio(model, self.barge_in, m, log, config.inbound_buffer_ms, detect=config.barge_in)
+        self._model_events = ModelEvents(config, model, self.responses, self.requests, self.outbound,
+                                         self.barge_in, self.tools, self.control, self.flow, self.record, m, log)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -119,7 +135,8 @@ class MediaSession:
             tx_gap_max_dev_ms=round(stats.gap_max_dev_s * 1000, 3),
             tx_gap_dev_hist=list(stats.gap_dev_hist),  # 0.1 ms bins of |gap - 20 ms|, last = >= 10 ms
             stream_sid=self.stream_sid, call_sid=self.call_sid, close_reason=self.close_reason,
-            log_lines_suppressed=self.log.suppressed(),
+            log_lines_suppressed=self.log.suppressed(), usage=self.record.totals,
+            transcript=self.record.entries(), transfer_to=self.control.transfer_target,
         )
         return snap
 
@@ -190,7 +207,7 @@ class MediaSession:
             self.log.info("twilio stop")
             self.close("twilio stop")
         elif isinstance(event, tw.Dtmf):
-            self.log.info("dtmf digit %s", event.digit)
+            self.flow.key(event.digit, now)
         elif isinstance(event, ProtocolError):
             self._metrics.protocol_error(event.side, event.kind)
             self.log.once(f"twilio:{event.kind}", "ignored bad Twilio message: %s; further ones of this kind only "
@@ -214,6 +231,7 @@ class MediaSession:
         self.custom_parameters = dict(event.custom_parameters)
         self.log.bind(event.stream_sid, event.call_sid)
         self._metrics.call_started_at = self._clock()
+        self.record.started(self._metrics.call_started_at)
         self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         if self._start_hook is not None:
             chosen = self._safe(lambda: self._start_hook(self, event), "on_start hook")  # type: ignore[misc]
@@ -223,6 +241,7 @@ class MediaSession:
         if self._stop.is_set():  # the hook refused the call (e.g. no valid stream token)
             return
         self._twilio.start(event.stream_sid)
+        self.flow.started(self._clock())
         self._start_threads()
 
     def _start_threads(self) -> None:
@@ -247,9 +266,25 @@ class MediaSession:
         if self.model.open() and self.model.configure(rt.session_update(self.config)):
             self.model.receive_loop(self._model_events.handle, self._stop)
 
-    def _transcript(self, role: str, text: str) -> None:
+    # ------------------------------------------------------------------ hooks and part callbacks
+    def _entry(self, entry: Entry) -> None:
         if self._transcript_hook is not None:
-            self._safe(lambda: self._transcript_hook(role, text), "on_transcript hook")  # type: ignore[misc]
+            self._safe(lambda: self._transcript_hook(entry.role, entry.text), "on_transcript hook")  # type: ignore[misc]
+
+    def _dtmf(self, digits: str) -> None:
+        if self._dtmf_hook is not None:
+            self._safe(lambda: self._dtmf_hook(digits), "on_dtmf hook")  # type: ignore[misc]
+
+    def _interrupted(self, locked: Interruption, heard_ms: int) -> None:
+        self.record.agent_cut(locked.response_id, heard_ms, locked.received_bytes // 8)
+        self.control.interrupted(locked.response_id)
+
+    def _call_info(self) -> CallInfo:
+        return CallInfo(self.call_sid, self.stream_sid, dict(self.custom_parameters))
+
+    def _busy(self) -> bool:
+        """Someone is talking or about to: the line is not idle."""
+        return self.outbound.audible or not self.requests.idle or self.tools.running
 
     # ------------------------------------------------------------------ timers (run thread)
     def _timers(self, now: float) -> None:
@@ -260,6 +295,10 @@ class MediaSession:
             return
         self.barge_in.poll(now)
         self._inbound.flush()
+        self.requests.poll(now)
+        self.tools.poll(now)
+        self.flow.poll(now)
+        self.control.poll(now)
         if now - self._fuse_checked >= FUSE_CHECK_S or now < self._fuse_checked:
             self._fuse_checked = now
             self._twilio.check_stall(now)
@@ -273,6 +312,7 @@ class MediaSession:
         if now - self.model.last_event_at <= self.config.safety_fuse_ms / 1000:
             return
         if self.responses.force_inactive():
+            self.requests.forget_active()
             self._blow_fuse("response active with no events")
         if self.outbound.forget_unechoed_marks():
             self._blow_fuse("marks never echoed")
@@ -317,6 +357,7 @@ class MediaSession:
                 self._metrics.add("threads_alive_after_close")
                 self.log.error("thread %s did not stop in time", thread.name)
         self.outbound.drain()
+        self.tools.close()
         self._twilio.close()
         snap = self.metrics
         if not snap["accounting_ok"]:

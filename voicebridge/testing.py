@@ -63,8 +63,12 @@ def twilio_stop(stream_sid: str = STREAM_SID, call_sid: str = CALL_SID) -> dict[
 
 
 # ---------------------------------------------------------------------------- Realtime events
-def rt_response_created(response_id: str) -> dict[str, Any]:
-    return {"type": "response.created", "response": {"id": response_id, "status": "in_progress"}}
+def rt_response_created(response_id: str, kind: str | None = None) -> dict[str, Any]:
+    """``kind``: the bridge request this answers (what a server echoes from ``response.metadata``)."""
+    response: dict[str, Any] = {"id": response_id, "status": "in_progress"}
+    if kind:
+        response["metadata"] = {"voicebridge": kind}
+    return {"type": "response.created", "response": response}
 
 
 def rt_item_added(response_id: str, item_id: str, item_type: str = "message") -> dict[str, Any]:
@@ -206,6 +210,8 @@ class FakeRealtime:
             self.client_events.append(event)
         if self.auto_session and event["type"] == "session.update":
             self.push({"type": "session.updated", "session": event["session"]})
+        if self.auto_session and event["type"] == "response.cancel" and event.get("response_id"):
+            self.push(rt_response_done(event["response_id"], "cancelled"))  # what a server answers
         if self.on_client_event:
             self.on_client_event(event)
 
@@ -240,9 +246,10 @@ class FakeRealtime:
         with self.lock:
             return [e for e in self.client_events if kind is None or e["type"] == kind]
 
-    def response(self, response_id: str, item_id: str, chunks: list[bytes], done: bool = True) -> None:
+    def response(self, response_id: str, item_id: str, chunks: list[bytes], done: bool = True,
+                 kind: str | None = None) -> None:
         """A whole model response: created, item, audio deltas, and (optionally) the closing events."""
-        self.push(rt_response_created(response_id))
+        self.push(rt_response_created(response_id, kind))
         self.push(rt_item_added(response_id, item_id))
         for chunk in chunks:
             self.delta(response_id, item_id, chunk)

@@ -15,6 +15,16 @@ from importlib import resources
 from .audio import encode
 
 PROMPTS_PACKAGE = "voicebridge.prompts"
+CALLER_PHRASES: dict[str, str] = {
+    "caller_hello": "Hello, what are your opening hours?",
+    "caller_question": "What can you tell me?",
+    "caller_stop": "Stop please.",
+    "caller_goodbye": "Thank you, goodbye.",
+    "caller_order": "I would like to check my order.",
+    "caller_person": "Can I talk to a person, please?",
+}
+"""The simulated caller's bundled phrases (``prompts/<name>.ulaw``): it always speaks these
+from the bundled audio, and the local Realtime server recognises them in what it is sent."""
 
 
 def espeak_available() -> bool:

@@ -7,7 +7,16 @@ shaped around what a phone bridge must get right:
 * a **long answer** (about 20 s) to the caller's first turn, long enough to barge into;
 * a **short reply** to later turns, saying how long the caller spoke;
 * a **resume** of an interrupted answer from where the caller stopped hearing it, when a
-  ``response.create`` carries instructions such as "continue where you left off".
+  ``response.create`` carries instructions such as "continue where you left off";
+* **tools**, when the session declares them: "I would like to check my order" gets a request
+  for the order number, keypad digits (a user text item) a ``order_status`` call, its output a
+  spoken answer; "goodbye" gets a goodbye and an ``end_call``; "a person" gets a handoff line
+  and a ``transfer_call``;
+* **instructions** the bridge sends are followed by their key words: a goodbye, a handoff line,
+  "still checking" (a filler), "still there" (an idle nudge).
+
+It "understands" a caller turn by recognising the bundled caller phrases in the audio it was
+sent (the bridge forwards caller audio byte for byte), see :mod:`.recognizer`.
 
 In ``tone`` mode every answer is :mod:`voicebridge.tone` blocks instead, so a caller can
 check order and completeness byte for byte.
@@ -21,6 +30,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
+import json
 from typing import Literal
 
 from .. import audio, tone, tts
@@ -43,6 +53,20 @@ SPOKE_PREFIX: Part = ("spoke_prefix", "You spoke for about")
 SPOKE_SUFFIX: Part = ("spoke_suffix", "Thanks, is there anything else?")
 STILL_THERE: Part = ("still_there", "Are you still there? I am happy to help when you are ready.")
 APOLOGY: Part = ("apology", "Sorry, our assistant is not available right now. Please call again later.")
+ASK_ORDER: Part = ("ask_order", "Sure. Please enter your order number on the keypad, then press the pound key.")
+LET_ME_CHECK: Part = ("let_me_check", "Let me check that for you.")
+ORDER_PREFIX: Part = ("order_prefix", "Your order")
+ORDER_STATUS: dict[str, Part] = {
+    "shipped": ("order_shipped", "has shipped and arrives tomorrow."),
+    "processing": ("order_processing", "is being prepared and ships this week."),
+    "unknown": ("order_unknown", "could not be found. Please check the number."),
+}
+TOOL_FAILED: Part = ("tool_failed", "Sorry, I could not look that up right now.")
+STILL_CHECKING: Part = ("still_checking", "I am still checking, one moment please.")
+GOODBYE: Part = ("goodbye", "Thank you for calling. Goodbye!")
+HANDOFF: Part = ("handoff", "Connecting you to a colleague now. Please hold.")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+ORDER_TOOL, END_CALL_TOOL, TRANSFER_TOOL = "order_status", "end_call", "transfer_call"
 NUMBER_WORDS = (
     "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
     "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
@@ -50,6 +74,18 @@ NUMBER_WORDS = (
 )
 MAX_SECONDS = len(NUMBER_WORDS)
 _CONTINUE = re.compile(r"\b(continue|resume|carry on|pick up|go on|keep going)\b", re.IGNORECASE)
+_INSTRUCTED: list[tuple[re.Pattern, str]] = [  # key words of the bridge's instructions -> what to say
+    (re.compile(r"still (checking|waiting)", re.IGNORECASE), "filler"),
+    (re.compile(r"\bgoodbye\b", re.IGNORECASE), "goodbye"),
+    (re.compile(r"\bconnect(ing)?\b|\btransfer", re.IGNORECASE), "handoff"),
+    (re.compile(r"still there", re.IGNORECASE), "nudge"),
+]
+_HEARD: list[tuple[re.Pattern, str]] = [  # key words of a caller turn -> the scenario it starts
+    (re.compile(r"\b(good ?bye|bye)\b", re.IGNORECASE), "goodbye"),
+    (re.compile(r"\border\b", re.IGNORECASE), "order"),
+    (re.compile(r"\b(person|human|someone|colleague)\b", re.IGNORECASE), "person"),
+]
+_DIGITS = re.compile(r"\b(\d{1,16})\b")
 
 
 def seconds_part(n: int) -> Part:
@@ -59,10 +95,15 @@ def seconds_part(n: int) -> Part:
     return (f"seconds_{n}", f"{word} second" if n == 1 else f"{word} seconds")
 
 
+def digit_part(digit: str) -> Part:
+    return (f"digit_{digit}", DIGIT_WORDS[int(digit)])
+
+
 def all_parts() -> list[Part]:
     """Every bundled prompt the agent (and the bridge's apology) may need."""
-    fixed = [GREETING, LONG_ANSWER, SHORT_REPLY, SPOKE_PREFIX, SPOKE_SUFFIX, STILL_THERE, APOLOGY]
-    return fixed + [seconds_part(n) for n in range(1, MAX_SECONDS + 1)]
+    fixed = [GREETING, LONG_ANSWER, SHORT_REPLY, SPOKE_PREFIX, SPOKE_SUFFIX, STILL_THERE, APOLOGY, ASK_ORDER,
+             LET_ME_CHECK, ORDER_PREFIX, *ORDER_STATUS.values(), TOOL_FAILED, STILL_CHECKING, GOODBYE, HANDOFF]
+    return fixed + [seconds_part(n) for n in range(1, MAX_SECONDS + 1)] + [digit_part(str(d)) for d in range(10)]
 
 
 def wants_continue(instructions: "str | None") -> bool:
@@ -108,15 +149,19 @@ class Voice:
         return b"".join(tts.load_prompt(name) for name, _ in parts)
 
 
+Call = tuple[str, dict]  # a function call the answer ends with: (tool name, arguments)
+
+
 @dataclass
 class Utterance:
-    """One answer: the mu-law audio to stream and the words it says (for transcripts)."""
+    """One answer: the mu-law audio to stream, the words it says, the function calls after them."""
 
-    kind: Literal["greeting", "long", "short", "resume", "tone"]  # for logs and tests
+    kind: str  # greeting, long, short, resume, tone, tool, goodbye, handoff, filler (logs and tests)
     text: str
     audio: bytes
     tone_response: "int | None" = None  # tone mode: response number in the blocks
     tone_first_block: int = 0
+    calls: list[Call] = field(default_factory=list)
 
 
 @dataclass
@@ -161,7 +206,7 @@ def _resume(interrupted: _Interruption) -> "Utterance | None":
 
 @dataclass
 class ScriptedAgent:
-    """Chooses what the next response says; one per connection (not thread-safe)."""
+    """Chooses what the next response says (and calls); one per connection (not thread-safe)."""
 
     voice: Voice
     mode: Literal["voice", "tone"] = "voice"
@@ -170,18 +215,30 @@ class ScriptedAgent:
     _answered_turns: int = 0
     _greeted: bool = False
     _last_speech_ms: "int | None" = None
+    _heard: "str | None" = None  # the words of the last caller turn, if recognised
+    _typed: "str | None" = None  # the last user text item (keypad digits arrive so)
+    _outputs: list[tuple[str, str]] = field(default_factory=list)  # (tool name, output) not yet answered
     _by_item: dict[str, Utterance] = field(default_factory=dict)
     _interrupted: "_Interruption | None" = None
     _nudge: bool = False
+    _number: int = 0  # the response being chosen (tone mode numbers its blocks with it)
 
     def idle(self) -> None:
         """The caller stayed silent past ``idle_timeout_ms``: the next response checks on them."""
         self._nudge = True
 
-    def user_turn(self, speech_ms: "int | None") -> None:
-        """The caller finished a turn of ``speech_ms`` ms of speech (None: a text item)."""
+    def user_turn(self, speech_ms: "int | None", words: "str | None" = None) -> None:
+        """The caller finished a turn of ``speech_ms`` ms of speech, recognised as ``words``."""
         self._user_turns += 1
-        self._last_speech_ms = speech_ms
+        self._last_speech_ms, self._heard, self._typed = speech_ms, words, None
+
+    def user_text(self, text: str) -> None:
+        """A user text item (the bridge sends keypad digits as one)."""
+        self._user_turns += 1
+        self._last_speech_ms, self._heard, self._typed = None, None, text
+
+    def tool_output(self, name: str, output: str) -> None:
+        self._outputs.append((name, output))
 
     def interrupted(self, item_id: str, audio_ms: int) -> None:
         """The caller heard only ``audio_ms`` of item ``item_id`` (truncate or cancel)."""
@@ -189,33 +246,93 @@ class ScriptedAgent:
         if utt is not None:
             self._interrupted = _Interruption(utt, max(0, audio_ms))
 
-    def respond(self, item_id: str, response_number: int, instructions: "str | None" = None) -> Utterance:
+    def respond(self, item_id: str, response_number: int, instructions: "str | None" = None,
+                tools: "frozenset[str]" = frozenset()) -> Utterance:
         """The utterance for a new response whose assistant item is ``item_id``."""
-        utt = self._choose(response_number, instructions)
+        utt = self._choose(response_number, instructions, tools)
         self._by_item[item_id] = utt
         return utt
 
-    def _choose(self, response_number: int, instructions: "str | None") -> Utterance:
+    def _choose(self, response_number: int, instructions: "str | None", tools: "frozenset[str]") -> Utterance:
+        self._number = response_number
         if wants_continue(instructions) and self._interrupted is not None:
             resumed, self._interrupted = _resume(self._interrupted), None
             if resumed is not None:
                 return resumed
+        instructed = next((what for pattern, what in _INSTRUCTED if instructions and pattern.search(instructions)),
+                          None)
+        if instructed is not None:
+            return self._instructed(instructed)
         if self._nudge:
             self._nudge = False
-            return Utterance("short", STILL_THERE[1], self.voice.say([STILL_THERE]))
+            return self._say("short", STILL_THERE)
+        if self._outputs:
+            return self._answer_outputs()
         new_turn = self._user_turns > self._answered_turns
         first_turn = new_turn and self._answered_turns == 0
         self._answered_turns = self._user_turns
+        scenario = self._scenario(tools) if new_turn else None
+        if scenario is not None:
+            return scenario
         if self.mode == "tone":
             return self._tone(response_number)
         if self._user_turns == 0 and not self._greeted:
             self._greeted = True
-            return Utterance("greeting", GREETING[1], self.voice.say([GREETING]))
+            return self._say("greeting", GREETING)
         if first_turn:
-            return Utterance("long", LONG_ANSWER[1], self.voice.say([LONG_ANSWER]))
+            return self._say("long", LONG_ANSWER)
         if new_turn and self._last_speech_ms is not None:
             return self._spoke_for(self._last_speech_ms)
-        return Utterance("short", SHORT_REPLY[1], self.voice.say([SHORT_REPLY]))
+        return self._say("short", SHORT_REPLY)
+
+    def _scenario(self, tools: "frozenset[str]") -> "Utterance | None":
+        """What the caller's words (or typed digits) ask for, when the tools allow it."""
+        if self._typed is not None:
+            digits = _DIGITS.search(self._typed)
+            if digits and ORDER_TOOL in tools:
+                return self._say("tool", LET_ME_CHECK, [(ORDER_TOOL, {"order_id": digits.group(1)})])
+            return None
+        heard = next((what for pattern, what in _HEARD if self._heard and pattern.search(self._heard)), None)
+        if heard == "goodbye":
+            return self._say("goodbye", GOODBYE, [(END_CALL_TOOL, {"reason": "the caller said goodbye"})]
+                             if END_CALL_TOOL in tools else [])
+        if heard == "order" and ORDER_TOOL in tools:
+            return self._say("short", ASK_ORDER)
+        if heard == "person" and TRANSFER_TOOL in tools:
+            return self._say("handoff", HANDOFF, [(TRANSFER_TOOL, {"destination": "support"})])
+        return None
+
+    def _instructed(self, what: str) -> Utterance:
+        part = {"filler": STILL_CHECKING, "goodbye": GOODBYE, "handoff": HANDOFF, "nudge": STILL_THERE}[what]
+        return self._say(what, part)
+
+    def _answer_outputs(self) -> Utterance:
+        outputs, self._outputs = self._outputs, []
+        for name, output in outputs:
+            if name != ORDER_TOOL:
+                continue
+            try:
+                result = json.loads(output)
+            except ValueError:
+                result = {}
+            status = result.get("status") if isinstance(result, dict) else None
+            order = str(result.get("order_id", "")) if isinstance(result, dict) else ""
+            if status not in ORDER_STATUS or not order.isdigit():
+                return self._say("tool", TOOL_FAILED)
+            parts = [ORDER_PREFIX, *(digit_part(d) for d in order), ORDER_STATUS[status]]
+            if self.mode == "tone":
+                return self._tone(self._number)
+            text = " ".join(text for _, text in parts)
+            return Utterance("tool", text, self.voice.say(parts))
+        return self._say("short", SHORT_REPLY)
+
+    def _say(self, kind: str, part: Part, calls: "list[Call] | None" = None) -> Utterance:
+        """``part`` spoken (in tone mode: this response's tone blocks), then ``calls``."""
+        if self.mode == "tone":
+            utt = self._tone(self._number)
+            utt.calls = list(calls or [])
+            return utt
+        return Utterance(kind, part[1], self.voice.say([part]), calls=list(calls or []))
 
     def _spoke_for(self, speech_ms: int) -> Utterance:
         parts = [SPOKE_PREFIX, seconds_part(round(speech_ms / 1000)), SPOKE_SUFFIX]

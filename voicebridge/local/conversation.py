@@ -75,6 +75,11 @@ class Conversation:
     def find(self, item_id: str) -> "Item | None":
         return self._items.get(item_id)
 
+    def call(self, call_id: object) -> "Item | None":
+        """The function_call item with ``call_id``."""
+        return next((i for i in self._items.values() if i.type == "function_call" and i.extra.get("call_id") == call_id
+                     and isinstance(call_id, str)), None)
+
     def remove(self, item_id: str) -> None:
         self._order.remove(item_id)
         del self._items[item_id]

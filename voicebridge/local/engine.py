@@ -30,11 +30,13 @@ from .agent import ScriptedAgent
 from .conversation import Conversation, Item, item_from_client
 from .events import ClientError, Event, EventMaker, Observer
 from .generator import Generator, Response
+from .recognizer import Recognizer
 from .vad import EnergyVad, VadConfig, input_format
 
 logger = logging.getLogger(__name__)
 
 MIN_COMMIT_MS = 100
+MAX_TURN_AUDIO = 30 * 8000  # bytes of a turn's mu-law kept for recognition (30 s)
 SUPPORTED_FORMATS = ("audio/pcmu", "audio/pcm")
 SESSION_KEYS = frozenset({
     "type", "model", "instructions", "output_modalities", "audio", "tools", "tool_choice",
@@ -88,6 +90,7 @@ class RealtimeEngine:
         tag: str = "local",
         observer: "Observer | None" = None,
         max_session_seconds: float = 3600.0,
+        recognizer: "Recognizer | None" = None,
     ) -> None:
         lo, hi = chunk_bytes
         if not 1 <= lo <= hi:
@@ -104,6 +107,8 @@ class RealtimeEngine:
         self._vad = EnergyVad(self._vad_config() or VadConfig(), input_format(self._input_format()))
         self._buffer_start_ms = 0  # session-audio clock position where the uncommitted buffer starts
         self._speech_item: "str | None" = None  # user item id announced by speech_started
+        self._recognizer = recognizer or Recognizer()
+        self._turn_audio = bytearray()  # input since the last commit, for recognition (pcmu only)
         self._opened = 0.0
         self._idle_deadline: "float | None" = None  # server_vad idle_timeout_ms, on the `now` clock
         self.close_code: "int | None" = None
@@ -253,6 +258,9 @@ class RealtimeEngine:
     # ----------------------------------------------------------------- input audio
     def _append(self, event: dict, now: float) -> list[Event]:
         data = _b64(event.get("audio"), "audio")
+        self._turn_audio += data
+        if len(self._turn_audio) > MAX_TURN_AUDIO:
+            del self._turn_audio[:len(self._turn_audio) - MAX_TURN_AUDIO]
         if self._turn_detection() is None:
             self._vad.advance(data)
             return []
@@ -306,8 +314,11 @@ class RealtimeEngine:
         self._buffer_start_ms, self._speech_item = end_ms, None
         item = Item(item_id, "message", "user", [{"type": "input_audio", "transcript": None}])
         previous = self._conversation.append(item)
+        words = self._recognizer.words(bytes(self._turn_audio)) if input_format(self._input_format()).bytes_per_ms == 8 \
+            else None
+        self._turn_audio.clear()
         if turn:
-            self.agent.user_turn(speech_ms)
+            self.agent.user_turn(speech_ms, words)
         out = [
             self._events.event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous),
             self._events.event("conversation.item.added", item=item.wire(), previous_item_id=previous),
@@ -315,7 +326,7 @@ class RealtimeEngine:
         ]
         if self.session["audio"]["input"].get("transcription"):
             seconds = round(speech_ms / 1000, 1)
-            transcript = f"[speech {seconds:.1f} s]"
+            transcript = words or f"[speech {seconds:.1f} s]"
             item.content[0]["transcript"] = transcript
             out.append(self._events.event("conversation.item.input_audio_transcription.completed", item_id=item_id,
                                    content_index=0, transcript=transcript, logprobs=None,
@@ -353,6 +364,7 @@ class RealtimeEngine:
     def _clear(self, event: dict, now: float) -> list[Event]:
         self._vad.reset_turn()
         self._buffer_start_ms, self._speech_item = self._vad.position_ms, None
+        self._turn_audio.clear()
         return [self._events.event("input_audio_buffer.cleared")]
 
     # ----------------------------------------------------------------- responses
@@ -373,7 +385,12 @@ class RealtimeEngine:
         if modalities is not None and modalities not in (["audio"], ["text"]):
             raise ClientError("invalid_value", "output_modalities must be ['audio'] or ['text'].",
                               "response.output_modalities")
-        return self._generator.start(now, instructions, modalities, params.get("metadata"))
+        conversation = params.get("conversation", "auto")
+        if conversation not in ("auto", "none"):
+            raise ClientError("invalid_value", "response.conversation must be 'auto' or 'none'.",
+                              "response.conversation")
+        return self._generator.start(now, instructions, modalities, params.get("metadata"),
+                                     out_of_band=conversation == "none")
 
     def _response_cancel(self, event: dict, now: float) -> list[Event]:
         resp = self._generator.current
@@ -397,9 +414,15 @@ class RealtimeEngine:
         previous = event.get("previous_item_id", self._conversation.last_id)
         if previous not in (None, "root") and previous not in self._conversation:
             raise ClientError("invalid_value", f"Previous item with id '{previous}' not found.", "previous_item_id")
+        if item.type == "function_call_output":
+            call = self._conversation.call(item.extra.get("call_id"))
+            if call is None:
+                raise ClientError("invalid_value", "No function call with this call_id in the conversation.",
+                                  "item.call_id")
+            self.agent.tool_output(call.extra.get("name", ""), str(item.extra.get("output", "")))
         self._conversation.add(item, previous)
         if item.role == "user":
-            self.agent.user_turn(None)
+            self.agent.user_text(" ".join(str(c.get("text", "")) for c in item.content if isinstance(c, dict)))
         prev = self._conversation.previous_of(item.id)
         return [self._events.event("conversation.item.added", item=item.wire(), previous_item_id=prev),
                 self._events.event("conversation.item.done", item=item.wire(), previous_item_id=prev)]

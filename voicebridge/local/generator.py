@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import logging
 import math
 import random
@@ -62,6 +63,7 @@ class Response:
     output_format: dict
     chunks: list[int]
     metadata: "dict | None" = None
+    out_of_band: bool = False  # conversation "none": heard, but nothing joins the conversation
     sent: int = 0
     words_sent: int = 0
 
@@ -95,33 +97,36 @@ class Generator:
         self.count = 0
 
     def start(self, now: float, instructions: "str | None", modalities: "list | None",
-              metadata: "dict | None") -> list[Event]:
+              metadata: "dict | None", out_of_band: bool = False) -> list[Event]:
         session = self._session()
         modalities = modalities or session["output_modalities"]
         rid, item_id = self._events.new_id("resp"), self._events.new_id("item")
-        utterance = self._agent.respond(item_id, self.count, instructions)
+        tools = frozenset(t.get("name") for t in session.get("tools") or () if isinstance(t, dict))
+        utterance = self._agent.respond(item_id, self.count, instructions, tools)
         self.count += 1
         text_mode = modalities == ["text"]
         part_type = "output_text" if text_mode else "output_audio"
         item = Item(item_id, "message", "assistant", [], status="in_progress")
-        previous = self._conversation.append(item)
+        previous = None if out_of_band else self._conversation.append(item)
         chunks = [] if text_mode else chunk_plan(len(utterance.audio), *self._chunk_bytes, self._rng)
         resp = Response(rid, item, utterance, now, text_mode, copy.deepcopy(session["audio"]["output"]["format"]),
-                        chunks, metadata)
+                        chunks, metadata, out_of_band)
         self.current = resp
         item.content = [{"type": part_type, "transcript": ""} if not text_mode else {"type": part_type, "text": ""}]
         added = item.wire()
         added["content"] = []
         event = self._events.event
-        return [
+        out = [
             event("response.created", response=self._response_obj(resp, "in_progress", [], None)),
             event("rate_limits.updated", rate_limits=[
                 {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
                 {"name": "tokens", "limit": 40000, "remaining": 36000, "reset_seconds": 6.0}]),
             event("response.output_item.added", response_id=rid, output_index=0, item=added),
-            event("conversation.item.added", item=added, previous_item_id=previous),
-            event("response.content_part.added", **resp.ids(), part=self._part(resp, final=False)),
         ]
+        if not out_of_band:
+            out.append(event("conversation.item.added", item=added, previous_item_id=previous))
+        out.append(event("response.content_part.added", **resp.ids(), part=self._part(resp, final=False)))
+        return out
 
     def next_deadline(self) -> "float | None":
         resp = self.current
@@ -190,18 +195,45 @@ class Generator:
         else:
             out.append(event("response.output_audio.done", **ids))
             out.append(event("response.output_audio_transcript.done", **ids, transcript=transcript))
-        previous = self._conversation.previous_of(resp.item.id)
         out += [
             event("response.content_part.done", **ids, part=self._part(resp, final=True)),
             event("response.output_item.done", response_id=resp.id, output_index=0, item=resp.item.wire()),
-            event("conversation.item.done", item=resp.item.wire(), previous_item_id=previous),
         ]
+        if not resp.out_of_band:
+            out.append(event("conversation.item.done", item=resp.item.wire(),
+                             previous_item_id=self._conversation.previous_of(resp.item.id)))
+        outputs = [resp.item.wire()]
+        if complete:  # a cancelled answer never reaches its function calls
+            out += self._calls(resp, outputs)
         details = None if complete else {"type": status, "reason": reason}
-        out.append(event("response.done", response=self._response_obj(resp, status, [resp.item.wire()], details)))
+        out.append(event("response.done", response=self._response_obj(resp, status, outputs, details)))
         if not complete:
             self._agent.interrupted(resp.item.id, resp.item.audio_ms)
         self._on_finish(resp, reason)
         logger.info("response %s %s (%s ms audio)", resp.id, status, resp.item.audio_ms)
+        return out
+
+    def _calls(self, resp: Response, outputs: list) -> list[Event]:
+        """The function calls the answer ends with, each streamed as the service streams them."""
+        event = self._events.event
+        out: list[Event] = []
+        for index, (name, args) in enumerate(resp.utterance.calls, start=1):
+            arguments = json.dumps(args)
+            item = Item(self._events.new_id("item"), "function_call", None, [], status="in_progress",
+                        extra={"call_id": self._events.new_id("call"), "name": name, "arguments": ""})
+            at = {"response_id": resp.id, "output_index": index}
+            ids = {**at, "item_id": item.id, "call_id": item.extra["call_id"]}
+            previous = None if resp.out_of_band else self._conversation.append(item)
+            out.append(event("response.output_item.added", **at, item=item.wire()))
+            if not resp.out_of_band:
+                out.append(event("conversation.item.added", item=item.wire(), previous_item_id=previous))
+            out.append(event("response.function_call_arguments.delta", **ids, delta=arguments))
+            item.extra["arguments"], item.status = arguments, "completed"
+            out.append(event("response.function_call_arguments.done", **ids, arguments=arguments, name=name))
+            out.append(event("response.output_item.done", **at, item=item.wire()))
+            if not resp.out_of_band:
+                out.append(event("conversation.item.done", item=item.wire(), previous_item_id=previous))
+            outputs.append(item.wire())
         return out
 
     def _part(self, resp: Response, final: bool) -> dict:

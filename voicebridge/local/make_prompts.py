@@ -21,7 +21,7 @@ DEFAULT_OUT = pathlib.Path(__file__).resolve().parent.parent / "prompts"
 def make_prompts(out: pathlib.Path = DEFAULT_OUT) -> dict[str, int]:
     """Render every prompt to ``out/<name>.ulaw``; returns sizes in bytes by name."""
     sizes: dict[str, int] = {}
-    for name, text in all_parts():
+    for name, text in [*all_parts(), *tts.CALLER_PHRASES.items()]:
         data = tts.speak(text)
         if not data:
             raise RuntimeError("espeak-ng is required to generate prompts")

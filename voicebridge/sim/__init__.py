@@ -6,13 +6,13 @@
 from .caller import SimulatedCaller, main
 from .playout import PlayoutBuffer, Played
 from .report import CallReport, Interruption, MarkRecord
-from .script import (DEFAULT_SCRIPT, Click, Hangup, Interrupt, Say, Silence, Step, WaitForAgent,
-                     WaitForAgentSilence, click, format_script, hangup, interrupt, parse_script, say,
-                     silence, wait_for_agent, wait_for_agent_silence)
+from .script import (DEFAULT_SCRIPT, Click, Dtmf, Hangup, Interrupt, Say, Silence, Step, WaitForAgent,
+                     WaitForAgentSilence, WaitForHangup, click, dtmf, format_script, hangup, interrupt,
+                     parse_script, say, silence, wait_for_agent, wait_for_agent_silence, wait_for_hangup)
 
 __all__ = [
     "SimulatedCaller", "main", "CallReport", "Interruption", "MarkRecord", "PlayoutBuffer", "Played",
     "DEFAULT_SCRIPT", "Step", "Silence", "Say", "Click", "WaitForAgent", "WaitForAgentSilence",
-    "Interrupt", "Hangup", "silence", "say", "click", "wait_for_agent", "wait_for_agent_silence",
-    "interrupt", "hangup", "parse_script", "format_script",
+    "Interrupt", "Hangup", "Dtmf", "WaitForHangup", "silence", "say", "click", "wait_for_agent",
+    "wait_for_agent_silence", "interrupt", "hangup", "dtmf", "wait_for_hangup", "parse_script", "format_script",
 ]

@@ -190,6 +190,8 @@ class SimulatedCaller:
             self._emit(t, name, detail)
         if tick.done:
             return False
+        for key in tick.keys:
+            self._send({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": key}})
         self._recorder.add_said(tick.frame)
         self._metrics.levels(dbfs(tick.frame), dbfs(played.audio))
         self.report.frames_sent += 1

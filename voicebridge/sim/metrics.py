@@ -95,6 +95,9 @@ class CallerMetrics:
         r.marks_echoed = sum(1 for m in r.marks if m.echoed_ms is not None)
         r.marks_cleared = sum(1 for m in r.marks if m.cleared)
         r.interruptions = [self._interruption(t, talking, segments) for t, talking in self._onsets]
+        closed = [e["t"] for e in r.events if e["name"] == "bridge_closed"]
+        if r.ended_by == "bridge" and closed and segments:
+            r.hangup_after_audio_ms = round((closed[0] - segments[-1][1]) * 1000, 1)
         r.tone = self._tone.report.to_dict() if self._tone.report.blocks else None
         return r
 

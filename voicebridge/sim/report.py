@@ -75,6 +75,9 @@ class CallReport:
     marks_received: int = 0
     marks_echoed: int = 0
     marks_cleared: int = 0
+    hangup_after_audio_ms: "float | None" = None
+    """The bridge ended the call: its close -> the end of the agent audio the caller heard last
+    (how long the line stayed open after the goodbye was heard)."""
     marks: list[MarkRecord] = field(default_factory=list)
     interruptions: list[Interruption] = field(default_factory=list)
     tone: "dict[str, Any] | None" = None

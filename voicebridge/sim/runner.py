@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..audio import FRAME_BYTES, SILENCE_FRAME
-from .script import (Click, Hangup, Interrupt, Say, Silence, Step, WaitForAgent,
-                     WaitForAgentSilence, format_step)
+from .script import (Click, Dtmf, Hangup, Interrupt, Say, Silence, Step, WaitForAgent,
+                     WaitForAgentSilence, WaitForHangup, format_step)
 
 
 @dataclass
@@ -21,6 +21,7 @@ class Tick:
     frame: bytes
     events: list[tuple[str, dict]] = field(default_factory=list)
     done: bool = False
+    keys: str = ""  # keypad keys to send before the frame
 
 
 class ScriptRunner:
@@ -58,7 +59,7 @@ class ScriptRunner:
         for _ in range(len(self._steps) + 1):
             if self._done:
                 break
-            frame = self._run_step(now_ms, agent_audible, out.events)
+            frame = self._run_step(now_ms, agent_audible, out)
             if frame is not None:
                 out.frame = frame
                 break
@@ -83,10 +84,17 @@ class ScriptRunner:
         self._done = True
         events.append(("hangup", {"reason": reason}))
 
-    def _run_step(self, now_ms: int, audible: bool, events: list) -> "bytes | None":
+    def _run_step(self, now_ms: int, audible: bool, out: Tick) -> "bytes | None":
         """Frame for the current step, or None when the step is over."""
-        step = self._steps[self._index]
+        step, events = self._steps[self._index], out.events
         elapsed = now_ms - self._step_start
+        if isinstance(step, Dtmf):
+            return self._press(step, elapsed, out)
+        if isinstance(step, WaitForHangup):
+            if elapsed >= step.timeout_ms:
+                events.append(("wait_timeout", {"step": format_step(step)}))
+                return None
+            return SILENCE_FRAME
         if isinstance(step, Hangup):
             self._finish(events, "hangup")
             return None
@@ -99,6 +107,16 @@ class ScriptRunner:
         if isinstance(step, WaitForAgentSilence):
             return self._wait_quiet(step, now_ms, elapsed, events)
         return self._interrupt(step, now_ms, elapsed, audible, events)
+
+    def _press(self, step: Dtmf, elapsed: int, out: Tick) -> "bytes | None":
+        """One key every ``gap_ms``, silence between; over once the last key's gap has passed."""
+        due = elapsed // step.gap_ms if step.gap_ms else len(step.keys)
+        if self._offset < len(step.keys) and due >= self._offset:
+            out.keys = step.keys[self._offset]
+            out.events.append(("dtmf", {"key": out.keys}))
+            self._offset += 1
+            return SILENCE_FRAME
+        return SILENCE_FRAME if elapsed < len(step.keys) * step.gap_ms else None
 
     def _play(self, events: list, kind: str, detail: "dict | None" = None) -> "bytes | None":
         """Next frame of the current step's audio; start/stop events around it."""

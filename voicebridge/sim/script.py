@@ -11,6 +11,8 @@ happens before a known command name)::
     click[:MS]                  wait_agent[:TIMEOUT_MS]
     wait_quiet[:QUIET_MS[:TIMEOUT_MS]]
     interrupt[:AFTER_MS]:TEXT   (or @PROMPT / FILE.wav)        hangup
+    dtmf:KEYS[:GAP_MS]          (keypad keys, e.g. dtmf:1234#, one every GAP_MS, default 150)
+    wait_hangup[:TIMEOUT_MS]    (silence until the bridge ends the call)
 """
 from __future__ import annotations
 
@@ -80,7 +82,22 @@ class Hangup:
     """End the call: Twilio sends ``stop`` and closes the socket."""
 
 
-Step = Union[Silence, Say, Click, WaitForAgent, WaitForAgentSilence, Interrupt, Hangup]
+@dataclass(frozen=True)
+class Dtmf:
+    """Press keypad keys, one ``dtmf`` message every ``gap_ms`` (silence meanwhile)."""
+
+    keys: str
+    gap_ms: int = 150
+
+
+@dataclass(frozen=True)
+class WaitForHangup:
+    """Send silence until the bridge ends the call (a test of the agent hanging up)."""
+
+    timeout_ms: int = 15000
+
+
+Step = Union[Silence, Say, Click, WaitForAgent, WaitForAgentSilence, Interrupt, Hangup, Dtmf, WaitForHangup]
 
 
 # -- constructors (the public, readable way to write a script) ---------------------------
@@ -126,6 +143,21 @@ def hangup() -> Hangup:
     return Hangup()
 
 
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+
+
+def dtmf(keys: str, gap_ms: int = 150) -> Dtmf:
+    """Press ``keys`` on the keypad (0-9, *, #, A-D)."""
+    if not keys or set(keys) - DTMF_KEYS:
+        raise ValueError("keys must be 0-9, *, #, A-D")
+    return Dtmf(keys, int(gap_ms))
+
+
+def wait_for_hangup(timeout_ms: int = 15000) -> WaitForHangup:
+    """Silence until the bridge hangs up (or ``timeout_ms``)."""
+    return WaitForHangup(int(timeout_ms))
+
+
 DEFAULT_SCRIPT = (
     "wait_agent:10000,wait_quiet:800,say:What can you tell me?,wait_agent:8000,"
     "interrupt:1500:Stop please,wait_quiet:1000,click,wait_quiet:1500,"
@@ -139,7 +171,7 @@ _ALIASES = {
     "silence": "silence", "say": "say", "click": "click", "hangup": "hangup",
     "wait_agent": "wait_agent", "wait_for_agent": "wait_agent",
     "wait_quiet": "wait_quiet", "wait_for_agent_silence": "wait_quiet",
-    "interrupt": "interrupt",
+    "interrupt": "interrupt", "dtmf": "dtmf", "wait_hangup": "wait_hangup",
 }
 _SPLIT = re.compile(r",(?=\s*(?:%s)\s*(?::|,|$))" % "|".join(sorted(_ALIASES, key=len, reverse=True)))
 
@@ -208,6 +240,11 @@ def _build_hangup(arg: str) -> Hangup:
     return hangup()
 
 
+def _build_dtmf(arg: str) -> Dtmf:
+    keys, _, gap = arg.partition(":")
+    return dtmf(keys.strip(), _int(gap, 150))
+
+
 _BUILDERS = {
     "silence": lambda a: silence(_int(a)),
     "say": lambda a: say(**_speech_source(a)),
@@ -216,6 +253,8 @@ _BUILDERS = {
     "wait_quiet": _build_wait_quiet,
     "interrupt": _build_interrupt,
     "hangup": _build_hangup,
+    "dtmf": _build_dtmf,
+    "wait_hangup": lambda a: wait_for_hangup(_int(a, 15000)),
 }
 
 
@@ -231,6 +270,10 @@ def format_step(step: Step) -> str:
         return f"wait_quiet:{step.quiet_ms}:{step.timeout_ms}"
     if isinstance(step, Hangup):
         return "hangup"
+    if isinstance(step, Dtmf):
+        return f"dtmf:{step.keys}:{step.gap_ms}"
+    if isinstance(step, WaitForHangup):
+        return f"wait_hangup:{step.timeout_ms}"
     source = _format_source(step)
     if isinstance(step, Interrupt):
         return f"interrupt:{step.after_ms}:{source}"

@@ -1,8 +1,8 @@
 """The caller's audio: speech for ``say``/``interrupt`` steps and the ``click`` noise burst.
 
 Audio is resolved once, before dialing, because espeak-ng takes tens of milliseconds per
-phrase and the 20 ms send schedule must never wait on it. Where espeak-ng is missing (CI),
-the demo phrases come from bundled ``caller_*`` prompts, and any other text falls back to a
+phrase and the 20 ms send schedule must never wait on it. The demo phrases always come from the
+bundled ``caller_*`` prompts; other text is spoken by espeak-ng where it is installed, else by a
 deterministic speech-like buzz of similar length so the bridge's VAD still sees "speech".
 """
 from __future__ import annotations
@@ -19,13 +19,10 @@ from .script import Click, Interrupt, Say, Step
 
 log = logging.getLogger(__name__)
 
-BUNDLED_PROMPTS: dict[str, str] = {
-    "caller_hello": "Hello, what are your opening hours?",
-    "caller_question": "What can you tell me?",
-    "caller_stop": "Stop please.",
-    "caller_goodbye": "Thank you, goodbye.",
-}
-"""Bundled caller prompts (``voicebridge/prompts/<name>.ulaw``) and the words they say."""
+BUNDLED_PROMPTS = tts.CALLER_PHRASES
+"""Bundled caller prompts (``voicebridge/prompts/<name>.ulaw``) and the words they say: always
+spoken from the bundled audio, so every machine sends the same bytes (the local server
+recognises them)."""
 
 _MS_PER_CHAR = 65
 _CLICK_AMPLITUDE = 24000
@@ -74,7 +71,7 @@ def speech_audio(step: "Say | Interrupt") -> bytes:
     text = step.text or ""
     bundled = prompt_for_text(text)
     if bundled:
-        return tts.prompt_or_speak(bundled, text)
+        return tts.load_prompt(bundled)
     audio = tts.speak(text)
     if audio:
         return audio

@@ -1,0 +1,99 @@
+"""The caller's side of the conversation outside speech: keypad digits, silence, the clock.
+
+Keypad digits become one sequence (``DtmfCollector``), handed to the app's ``on_dtmf`` and, by
+default, to the model as a user message it answers. Silence and the call's length
+(``CallLimits``) turn into an idle nudge, a goodbye when the caller stays silent, or a wrap-up
+before the time limit; the last two end the call once the agent's last words are heard.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from . import realtime_protocol as rt
+from .callcontrol import CallControl
+from .config import BridgeConfig
+from .dtmf import DtmfCollector
+from .limits import CallLimits, LimitAction
+from .metrics import CallMetrics
+from .record import CallRecord
+from .response_requests import ResponseRequests
+
+
+class CallFlow:
+    """Keys and limits; ``poll`` runs on the run thread's timer."""
+
+    def __init__(self, config: BridgeConfig, send: Callable[[str], bool], requests: ResponseRequests,
+                 control: CallControl, record: CallRecord, metrics: CallMetrics, log: Any,
+                 on_dtmf: Callable[[str], None], busy: Callable[[], bool]) -> None:
+        self._config = config
+        self._send = send
+        self._requests = requests
+        self._control = control
+        self._record = record
+        self._metrics = metrics
+        self._log = log
+        self._on_dtmf = on_dtmf
+        self._busy = busy
+        self._keys = DtmfCollector(config.dtmf_terminator, config.dtmf_timeout_ms / 1000)
+        self._limits: CallLimits | None = None
+        self._speaking = False  # the server's VAD: caller speech in progress
+        self._lock = threading.Lock()
+
+    def started(self, now: float) -> None:
+        cfg = self._config
+        self._limits = CallLimits(now, cfg.idle_nudge_s, cfg.idle_hangup_s, cfg.max_call_s, cfg.wrap_up_s)
+
+    # ------------------------------------------------------------------ the caller
+    def key(self, digit: str, now: float) -> None:
+        """One ``dtmf`` message (run thread)."""
+        self._caller_active(now)
+        digits = self._keys.press(digit, now)
+        if digits:
+            self._entered(digits)
+
+    def speech(self, started: bool, now: float) -> None:
+        """Server VAD: the caller started (or stopped) speaking (model thread)."""
+        self._speaking = started
+        self._caller_active(now)
+        if started:
+            self._requests.withdraw("nudge")
+
+    def _caller_active(self, now: float) -> None:
+        with self._lock:
+            if self._limits is not None:
+                self._limits.caller_active(now)
+
+    def _entered(self, digits: str) -> None:
+        self._metrics.add("dtmf_sequences")
+        self._log.info("keypad: %d digit(s) entered", len(digits))  # the digits may be private: not logged
+        self._record.add("keypad", digits)
+        self._on_dtmf(digits)
+        if self._config.dtmf_to_model and not self._control.ending:
+            self._send(rt.user_text(self._config.dtmf_template.format(digits=digits)))
+            self._requests.request("dtmf")
+
+    # ------------------------------------------------------------------ timers (run thread)
+    def poll(self, now: float) -> None:
+        digits = self._keys.poll(now)
+        if digits:
+            self._entered(digits)
+        with self._lock:
+            limits = self._limits
+            if limits is None or self._control.ending:
+                return
+            action = limits.poll(now, self._speaking or self._busy())
+        if action is LimitAction.NONE:
+            return
+        self._metrics.add(f"limit_{action.name.lower()}")
+        cfg = self._config
+        if action is LimitAction.NUDGE:
+            self._log.info("the line is quiet: the agent checks on the caller")
+            self._requests.request("nudge", cfg.idle_nudge_instructions)
+        elif action is LimitAction.IDLE_GOODBYE:
+            self._control.say_then_end("goodbye", cfg.idle_goodbye_instructions, "caller silent", now)
+        elif action is LimitAction.WRAP_UP:
+            self._control.say_then_end("wrap_up", cfg.wrap_up_instructions, "maximum call length", now)
+        else:
+            self._log.warning("maximum call length reached: ending the call")
+            self._control.hang_up_now("maximum call length")

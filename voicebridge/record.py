@@ -1,0 +1,110 @@
+"""What happened on the call: token usage, and a transcript of what the caller actually heard.
+
+The agent's words come from ``response.output_audio_transcript`` events. An answer cut by a
+barge-in is kept only as far as the caller heard it: its words are cut in proportion to the
+audio heard (the same measure the truncate sends), so the record reads like the call sounded.
+Caller turns (the service's transcription), keypad entries, tool calls and their results and the
+call's control actions are entries too. Each entry reaches ``on_entry`` as it is complete and
+the whole list is in the call-end record. Bounded: ``MAX_ENTRIES`` per call.
+"""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+MAX_ENTRIES = 2000
+MAX_TEXT = 4000
+
+
+@dataclass
+class Entry:
+    t: float  # seconds since the call started
+    role: str  # caller | agent | tool | keypad | control
+    text: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Said:
+    text: str = ""
+    final: str | None = None
+    heard_fraction: float | None = None  # set when a barge-in cut the answer
+
+
+class CallRecord:
+    """Collects usage and transcript entries from any thread."""
+
+    def __init__(self, clock: Callable[[], float], on_entry: Callable[[Entry], None]) -> None:
+        self._clock = clock
+        self._on_entry = on_entry
+        self._lock = threading.Lock()
+        self._start: float | None = None
+        self._usage: Counter[str] = Counter()
+        self._entries: list[Entry] = []
+        self._said: dict[str, _Said] = {}  # response id -> the agent's words so far
+        self.dropped_entries = 0
+
+    def started(self, now: float) -> None:
+        self._start = now
+
+    # ------------------------------------------------------------------ usage
+    def usage(self, counts: "tuple[tuple[str, int], ...]") -> None:
+        with self._lock:
+            self._usage.update(dict(counts))
+
+    @property
+    def totals(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._usage)
+
+    # ------------------------------------------------------------------ the agent
+    def agent_words(self, response_id: str, text: str, final: bool = False) -> None:
+        with self._lock:
+            said = self._said.setdefault(response_id, _Said())
+            if final:
+                said.final = text
+            else:
+                said.text += text
+
+    def agent_cut(self, response_id: str | None, heard_ms: int, received_ms: int) -> None:
+        """A barge-in cut the answer after ``heard_ms`` of ``received_ms``."""
+        if response_id is None:
+            return
+        with self._lock:
+            said = self._said.setdefault(response_id, _Said())
+            said.heard_fraction = 0.0 if received_ms <= 0 else min(1.0, heard_ms / received_ms)
+
+    def agent_done(self, response_id: str, kind: str | None) -> None:
+        """The response is over: its words, as heard, become an entry."""
+        with self._lock:
+            said = self._said.pop(response_id, None)
+        if said is None:
+            return
+        text = said.final if said.final is not None else said.text
+        words = text.split()
+        detail: dict[str, Any] = {"response_id": response_id}
+        if kind:
+            detail["kind"] = kind
+        if said.heard_fraction is not None:
+            words = words[: round(len(words) * said.heard_fraction)]
+            detail["interrupted"] = True
+        if words:
+            self.add("agent", " ".join(words), **detail)
+
+    # ------------------------------------------------------------------ everything else
+    def add(self, role: str, text: str, **detail: Any) -> None:
+        now = self._clock()
+        entry = Entry(round(now - (self._start if self._start is not None else now), 3), role, text[:MAX_TEXT],
+                      detail)
+        with self._lock:
+            if len(self._entries) >= MAX_ENTRIES:
+                self.dropped_entries += 1
+                return
+            self._entries.append(entry)
+        self._on_entry(entry)
+
+    def entries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(e) for e in self._entries]

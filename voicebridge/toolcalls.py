@@ -1,0 +1,217 @@
+"""Running the model's function calls and giving it the results.
+
+Each ``function_call`` item the model completes is run at once on a small pool of threads of
+its own (``tool_workers``), never on the session's threads, with a time limit. The calls of one
+response are answered together: once that response is done and every call has a result (or an
+error: the handler raised, timed out, or named an unknown tool), each result goes back as a
+``function_call_output`` item, followed by one ``response.create`` (through
+``ResponseRequests``, so never over an active response). A lookup slower than
+``tool_filler_after_ms`` gets a short spoken "still checking" meanwhile.
+
+The rule when the caller speaks while a tool runs (after a barge-in, or just talking): the
+result is still delivered, so every call the model made gets its output, but no
+``response.create`` follows -- the caller's new turn is answered instead, with the result already
+in the conversation. A result that comes after its time limit is dropped (the model was told it
+timed out). The built-in ``end_call`` and ``transfer_call`` run at once on the model thread.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import realtime_protocol as rt
+from .callcontrol import CallControl
+from .config import BridgeConfig
+from .metrics import CallMetrics
+from .record import CallRecord
+from .response_requests import ResponseRequests
+from .tools import END_CALL, TRANSFER_CALL, CallInfo, Tool, encode_result
+from .twilio_link import describe
+
+MAX_BATCHES = 8
+
+
+@dataclass
+class _Call:
+    call_id: str
+    name: str
+    arguments: str
+    started: float
+    deadline: float
+    result: str | None = None
+    ran_s: float = 0.0  # the handler's own time (not the bridge's)
+
+
+@dataclass
+class _Batch:
+    response_id: str
+    calls: list[_Call] = field(default_factory=list)
+    closed: bool = False  # its response is done: no more calls will come
+    delivered: bool = False
+    caller_spoke: bool = False
+    filler: bool = False
+
+
+class ToolCalls:
+    """The calls in flight, per response; results delivered together."""
+
+    def __init__(self, config: BridgeConfig, send: Callable[[str], bool], requests: ResponseRequests,
+                 control: CallControl, record: CallRecord, metrics: CallMetrics, log: Any,
+                 clock: Callable[[], float], call_info: Callable[[], CallInfo]) -> None:
+        self._config = config
+        self._tools = {t.name: t for t in config.all_tools}
+        self._send = send
+        self._requests = requests
+        self._control = control
+        self._record = record
+        self._metrics = metrics
+        self._log = log
+        self._clock = clock
+        self._call_info = call_info
+        self._lock = threading.Lock()
+        self._batches: dict[str, _Batch] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return any(not b.delivered for b in self._batches.values())
+
+    # ------------------------------------------------------------------ model thread
+    def function_call(self, event: rt.FunctionCall, now: float) -> None:
+        if event.status != "completed":  # cut by a cancel: its arguments may be partial
+            self._log.info("function call %s not run: its item ended %s", event.name[:64], event.status)
+            return
+        tool = self._tools.get(event.name)
+        limit = (tool.timeout_s if tool and tool.timeout_s else self._config.tool_timeout_s)
+        call = _Call(event.call_id, event.name[:64], event.arguments, now, now + limit)
+        with self._lock:
+            batch = self._batch(event.response_id)
+            batch.calls.append(call)
+        self._metrics.add("tool_calls")
+        self._record.add("tool", f"{call.name}({event.arguments[:500]})", call_id=call.call_id)
+        if tool is None:
+            self._settle(batch, call, _error(f"there is no tool called {call.name}"), 0.0)
+        elif tool.handler is None:
+            self._settle(batch, call, self._control_tool(tool, event, now), 0.0)
+        else:
+            self._pool_for().submit(self._run, batch, call, tool)
+
+    def response_done(self, response_id: str) -> None:
+        with self._lock:
+            batch = self._batches.get(response_id)
+            if batch is None:
+                return
+            batch.closed = True
+        self._deliver_if_ready(batch)
+
+    def caller_spoke(self) -> None:
+        """The caller started a new turn: results still pending will not trigger a response."""
+        with self._lock:
+            for batch in self._batches.values():
+                batch.caller_spoke = True
+
+    # ------------------------------------------------------------------ run thread
+    def poll(self, now: float) -> None:
+        """Time limits and the filler."""
+        with self._lock:
+            batches = [b for b in self._batches.values() if not b.delivered]
+        for batch in batches:
+            for call in batch.calls:
+                if call.result is None and now > call.deadline:
+                    self._metrics.add("tool_timeouts")
+                    self._log.once(f"tool-timeout:{call.name}", "tool %s timed out after %.1f s: the model is told",
+                                   call.name, call.deadline - call.started)
+                    self._settle(batch, call, _error("the lookup timed out"), call.deadline - call.started)
+            self._maybe_filler(batch, now)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ internals
+    def _batch(self, response_id: str) -> _Batch:
+        batch = self._batches.get(response_id)
+        if batch is None:
+            batch = self._batches[response_id] = _Batch(response_id)
+            done = [k for k, b in self._batches.items() if b.delivered]
+            for key in done[: max(0, len(self._batches) - MAX_BATCHES)]:
+                del self._batches[key]
+        return batch
+
+    def _pool_for(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, self._config.tool_workers), thread_name_prefix="vb-tool")
+        return self._pool
+
+    def _run(self, batch: _Batch, call: _Call, tool: Tool) -> None:
+        start = self._clock()
+        try:
+            kwargs = json.loads(call.arguments or "{}")
+            if not isinstance(kwargs, dict):
+                raise ValueError("arguments are not a JSON object")
+            if tool.call_info_param:
+                kwargs[tool.call_info_param] = self._call_info()
+            output = encode_result(tool.handler(**kwargs))  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - a failing tool must not end the call
+            self._metrics.add("tool_errors")
+            self._log.warning("tool %s failed: %s", call.name, describe(exc))
+            output = _error("the lookup failed")
+        self._settle(batch, call, output, self._clock() - start)
+
+    def _control_tool(self, tool: Tool, event: rt.FunctionCall, now: float) -> str:
+        try:
+            args = json.loads(event.arguments or "{}")
+        except ValueError:
+            args = {}
+        args = args if isinstance(args, dict) else {}
+        if tool.name == END_CALL:
+            return self._control.end_call(event.response_id, str(args.get("reason") or "the agent ended it"), now)
+        if tool.name == TRANSFER_CALL:
+            return self._control.transfer(event.response_id, str(args.get("destination") or ""), now)
+        return _error("not available")
+
+    def _settle(self, batch: _Batch, call: _Call, output: str, ran_s: float) -> None:
+        with self._lock:
+            if call.result is not None:  # a result after its time limit: dropped
+                late = True
+            else:
+                late = False
+                call.result, call.ran_s = output, ran_s
+        if late:
+            self._metrics.add("tool_late_results")
+            return
+        self._deliver_if_ready(batch)
+
+    def _deliver_if_ready(self, batch: _Batch) -> None:
+        with self._lock:
+            if batch.delivered or not batch.closed or any(c.result is None for c in batch.calls):
+                return
+            batch.delivered = True
+            calls, respond = list(batch.calls), not batch.caller_spoke
+        for call in calls:
+            self._send(rt.function_call_output(call.call_id, call.result or ""))
+            overhead_ms = (self._clock() - call.started - call.ran_s) * 1000
+            self._metrics.tool_overhead(overhead_ms)
+            self._record.add("tool", f"{call.name} -> {(call.result or '')[:500]}", call_id=call.call_id)
+        if respond and not self._control.ending:
+            self._requests.request("tool_result")
+
+    def _maybe_filler(self, batch: _Batch, now: float) -> None:
+        after = self._config.tool_filler_after_ms / 1000
+        with self._lock:
+            slow = (after > 0 and not batch.filler and batch.closed and not batch.caller_spoke
+                    and any(c.result is None and now - c.started >= after for c in batch.calls))
+            if slow:
+                batch.filler = True
+        if slow:
+            self._metrics.add("tool_fillers")
+            self._requests.request("filler", self._config.tool_filler_instructions, out_of_band=True)
+
+
+def _error(message: str) -> str:
+    return json.dumps({"error": message})
