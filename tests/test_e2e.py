@@ -1,35 +1,17 @@
 """A whole simulated call: caller simulator -> example app (real server) -> MediaSession -> local server."""
-import threading
 import wave
 
-from voicebridge.app import Settings, create_app, serve
+from voicebridge.app import Settings, simulated_call
 from voicebridge.local.server import LocalRealtimeServer
-from voicebridge.sim import SimulatedCaller
 
 SCRIPT = "wait_agent:5000,wait_quiet:400,say:What can you tell me?,wait_agent:6000,interrupt:300:Stop please,wait_quiet:600,hangup"
 
 
 def test_full_call_through_app_bridge_and_local_server(tmp_path):
-    ended, done = [], threading.Event()
-
-    def on_end(metrics):
-        ended.append(metrics)
-        done.set()
-
-    local = LocalRealtimeServer(mode="tone", speed=8.0, tone_seconds=1.2).start()
-    server = None
-    try:
-        app = create_app(Settings(openai_realtime_url=local.url, port=0), on_call_end=on_end)
-        server = serve(app, "127.0.0.1", 0)
-        record = tmp_path / "call.wav"
-        report = SimulatedCaller(server.ws_url, SCRIPT, record_path=str(record), max_seconds=30).run()
-        assert done.wait(10)
+    record = tmp_path / "call.wav"
+    with LocalRealtimeServer(mode="tone", speed=8.0, tone_seconds=1.2) as local:
+        report, bridge = simulated_call(local.url, SCRIPT, record_path=str(record), max_seconds=30)
         stats = local.stats()
-    finally:
-        if server is not None:
-            server.shutdown()
-        local.stop()
-    bridge = ended[0]
     # greeting heard, then the answer; every frame exactly 160 bytes
     assert report.frames_received > 50 and set(report.frame_sizes) == {160}
     assert report.time_to_first_audio_ms is not None
@@ -44,3 +26,23 @@ def test_full_call_through_app_bridge_and_local_server(tmp_path):
     assert bridge["accounting_ok"] and bridge["first_frame_bytes"] == 160
     with wave.open(str(record)) as w:
         assert w.getnchannels() == 2 and w.getframerate() == 8000 and w.getnframes() > 8000
+
+
+ACTIONS_SCRIPT = "dtmf:1234#,wait_agent:8000,wait_quiet:600:15000,say:Thank you, goodbye.,wait_hangup:10000"
+
+
+def test_the_agent_looks_up_an_order_and_hangs_up_after_its_goodbye():
+    """The example app (demo tool and end_call on by default), the local server's scripted agent:
+    keypad digits -> order_status called and answered -> the caller's goodbye -> the agent's
+    goodbye, heard in full, then the bridge ends the call."""
+    with LocalRealtimeServer(mode="voice", speed=8.0, live_tts=False) as local:
+        report, bridge = simulated_call(local.url, ACTIONS_SCRIPT, Settings(greeting=None), max_seconds=40)
+        stats = local.stats()
+    assert bridge["dtmf_sequences"] == 1 and bridge["tool_calls"] == 2  # order_status, then end_call
+    assert stats["client_events"]["conversation.item.create"] == 3  # the digits, then two tool outputs
+    said = [e["text"] for e in bridge["transcript"] if e["role"] == "agent"]
+    assert said[:2] == ["Let me check that for you.", "Your order one two three four has shipped and arrives tomorrow."]
+    assert said[-1] == "Thank you for calling. Goodbye!"
+    assert bridge["close_reason"] == "agent ended the call" and report.ended_by == "bridge"
+    assert report.hangup_after_audio_ms is not None and 0 <= report.hangup_after_audio_ms < 1000
+    assert bridge["accounting_ok"] and not report.problems()

@@ -86,3 +86,21 @@ def test_never_a_burst_after_lateness_outside_the_lead():
     assert min(gaps) >= 0.018 - 1e-9
     assert pacer.stats.schedule_resets == 0
     assert pacer.stats.late_frames > 0
+
+
+def test_an_item_that_follows_on_keeps_the_grid_and_adds_no_second_lead():
+    pacer = Pacer(lead_frames=2)
+    t = 0.0
+    for _ in range(5):  # an item: two lead frames, then one per 20 ms
+        t += pacer.delay(t)
+        pacer.sent(t)
+    pacer.follow_on(t + 0.005)  # the next item is ready before its slot: same grid
+    assert pacer.delay(t + 0.005) == pytest.approx(0.015)
+    pacer.follow_on(t + 0.030)  # a little late: no catching up in a burst, and no new lead
+    assert pacer.delay(t + 0.030) == 0.0
+    pacer.sent(t + 0.030)
+    assert pacer.delay(t + 0.031) == pytest.approx(0.019)
+    pacer.follow_on(t + 1.0)  # long after: the caller's buffer ran dry, a new lead
+    assert [pacer.delay(t + 1.0) for _ in range(1)] == [0.0]
+    pacer.sent(t + 1.0)
+    assert pacer.delay(t + 1.0) == 0.0  # the second lead frame goes at once too

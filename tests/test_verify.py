@@ -6,11 +6,12 @@ import pytest
 from voicebridge import verify
 from voicebridge.verify import FAIL, PASS, SKIP
 
-CALLER = {"frame_sizes": {"160": 900}, "clears": 1,
+CALLER = {"frame_sizes": {"160": 900}, "clears": 1, "ended_by": "bridge", "hangup_after_audio_ms": 25.0,
           "interruptions": [{"onset_ms": 9000, "clear_ms": 90, "heard_after_ms": 60}]}
 BRIDGE = {"first_frame_bytes": 160, "tx_schedule_resets": 0, "tx_late_frames": 2, "safety_fuses": 0,
           "frames_flushed": 80, "barge_in_events": 1, "duck_releases": 1, "frames_enqueued": 980,
-          "frames_sent": 900, "frames_dropped": 0, "outbound_bad_size": 0}
+          "frames_sent": 900, "frames_dropped": 0, "outbound_bad_size": 0, "tool_calls": 2,
+          "tool_overhead_ms": [0.8, 1.2]}
 
 
 def verdicts(caller=CALLER, bridge=BRIDGE, seconds=60, clean=True):
@@ -19,7 +20,7 @@ def verdicts(caller=CALLER, bridge=BRIDGE, seconds=60, clean=True):
 
 def test_healthy_call_passes_every_row():
     rows = verify.judge(CALLER, BRIDGE, 60, clean_close=True)
-    assert {r.verdict for r in rows} == {PASS} and len(rows) == 13
+    assert {r.verdict for r in rows} == {PASS} and len(rows) == 15
     assert verify.passed(rows)
 
 
@@ -37,6 +38,9 @@ def test_healthy_call_passes_every_row():
     ("bridge", "duck_releases", 0, "click ducked, did not interrupt"),
     ("bridge", "frames_dropped", 1, "enqueued == sent + flushed + dropped"),
     ("bridge", "outbound_bad_size", 2, "no frame-size validation warning"),
+    ("bridge", "tool_overhead_ms", [0.8, 75.0], "tool call answered"),
+    ("caller", "ended_by", "script", "agent hung up after its goodbye was heard"),
+    ("caller", "hangup_after_audio_ms", 2500.0, "agent hung up after its goodbye was heard"),
 ])
 def test_each_row_fails_on_its_own_figure(where, key, value, row):
     caller, bridge = copy.deepcopy(CALLER), copy.deepcopy(BRIDGE)
@@ -97,10 +101,10 @@ def test_remote_figures_are_before_after_deltas():
         caller, bridge = verify.run_remote("ws://x/media", 10, "http://x/metrics", fetch=lambda url: next(samples))
     finally:
         sim.SimulatedCaller = real
-    assert bridge == {"frames_sent": 300, "barge_in_events": 1}
+    assert bridge == {"frames_sent": 300, "barge_in_events": 1}  # tool calls: not in these samples
 
 
-TIMING_ROWS = {"tx_late_frames", "caller stopped hearing the AI"}
+TIMING_ROWS = {"tx_late_frames", "caller stopped hearing the AI", "agent hung up after its goodbye was heard"}
 
 
 def test_short_real_run_passes_every_row_that_is_not_a_timing_figure():
@@ -109,6 +113,7 @@ def test_short_real_run_passes_every_row_that_is_not_a_timing_figure():
     asserts only that they were measured."""
     caller, bridge, clean = verify.run_local(seconds=6, tone_seconds=1.5, speed=8.0)
     rows = verify.judge(caller, bridge, 6, clean_close=clean)
+    assert caller["ended_by"] == "bridge", verify.format_table(rows)  # the agent hung up, not the caller
     table = verify.format_table(rows)
     assert all(r.verdict == PASS for r in rows if r.name not in TIMING_ROWS), table
     assert all(r.verdict in (PASS, FAIL) and r.measured is not None for r in rows if r.name in TIMING_ROWS), table

@@ -2,18 +2,25 @@
 
 Public API (everything else is internal and may change):
 
-``MediaSession(twilio_ws, config=None, connect=None, *, on_transcript=None, on_end=None, on_start=None)``
+``MediaSession(twilio_ws, config=None, connect=None, *, on_transcript=None, on_end=None, on_start=None, on_dtmf=None)``
     One call. ``run()`` blocks in the caller's thread (the ``/media`` handler) until the call
     ends; ``close()`` is idempotent; ``metrics`` is a dict of the call's figures, including
-    the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``.
+    the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``,
+    token ``usage``, and the ``transcript`` of what the caller heard. Hooks:
+    ``on_transcript(role, text)`` for every entry of that transcript (caller, agent, tool,
+    keypad, control), ``on_dtmf(digits)`` for each keypad entry.
 ``BridgeConfig``
     Frozen per-call settings: model, URL, key, instructions, voice, greeting, VAD, pacing
-    lead, barge-in threshold/debounce/duck, timeouts.
+    lead, barge-in threshold/debounce/duck, timeouts, tools, call control (``end_call``,
+    ``transfer_targets``), keypad, idle and length limits.
+``tool`` / ``Tool`` / ``CallInfo``
+    ``@tool`` makes a function the model may call: its JSON schema from the type hints, its
+    description from the docstring (docs/tools.md).
 ``VoiceBridge``
     Flask integration (``voicebridge.flaskext``): ``VoiceBridge(app, config)`` or ``init_app``
-    mounts ``POST /voice`` (TwiML), WebSocket ``/media`` (served by flask-sock;
-    ``websocket="direct"`` opts into the library's own reader on the request thread),
-    ``GET /healthz`` and ``GET /metrics``.
+    mounts ``POST /voice`` (TwiML), its ``/voice/after`` (transfer or hang-up once the stream
+    ends), WebSocket ``/media`` (served by flask-sock; ``websocket="direct"`` opts into the
+    library's own reader on the request thread), ``GET /healthz`` and ``GET /metrics``.
 ``voicebridge.testing``
     Fake Twilio and Realtime sockets, message builders and ``BridgeCall``, to drive a session
     (or your own integration) with no network.
@@ -32,8 +39,9 @@ from typing import Any
 
 from .config import BridgeConfig
 from .session import MediaSession
+from .tools import CallInfo, Tool, tool
 
-__all__ = ["BridgeConfig", "MediaSession", "VoiceBridge", "__version__"]
+__all__ = ["BridgeConfig", "CallInfo", "MediaSession", "Tool", "VoiceBridge", "tool", "__version__"]
 __version__ = "0.1.0"
 
 

@@ -14,13 +14,14 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .config import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS, DEFAULT_MODEL, BridgeConfig
 from .flaskext import VoiceBridge
+from .tools import tool
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,19 @@ DEFAULT_PORT = 5050
 JOIN_SECONDS = 5.0
 READ_TIMEOUT_S = 10.0
 """The development server's bound on any read of a connection's HTTP phase (headers, body, idle)."""
+
+
+@tool
+def order_status(order_id: Annotated[str, "the order number, as the caller said or typed it"]) -> dict[str, str]:
+    """Look up the status of a customer's order by its number.
+
+    The example app's demo tool: made-up data (an even last digit has shipped, an odd one is
+    being prepared), no real lookup. Replace it with your own.
+    """
+    digits = "".join(c for c in order_id if c.isdigit())
+    if not digits:
+        return {"order_id": order_id[:32], "status": "unknown"}
+    return {"order_id": digits, "status": "shipped" if int(digits[-1]) % 2 == 0 else "processing"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,9 @@ class Settings:
     max_calls: int | None = None
     local_mode: str = "voice"  # embedded backend only: "voice" or "tone"
     local_speed: float = 4.0
+    demo_tool: bool = True  # offer order_status to the model
+    end_call: bool = True  # offer end_call: the agent hangs up after its goodbye
+    transfer_to: str | None = None  # offer transfer_call to this number or SIP URI ("support")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -69,6 +86,9 @@ class Settings:
             host=get("HOST") or DEFAULT_HOST,
             port=_int("PORT", get("PORT"), DEFAULT_PORT, minimum=0),
             max_calls=_int("MAX_CALLS", get("MAX_CALLS"), None, minimum=1),
+            demo_tool=_flag("DEMO_TOOL", get("DEMO_TOOL"), True),
+            end_call=_flag("END_CALL", get("END_CALL"), True),
+            transfer_to=get("TRANSFER_TO"),
         )
 
     @property
@@ -88,9 +108,21 @@ def _int(name: str, value: str | None, default: Any, minimum: int) -> Any:
     return number
 
 
+def _flag(name: str, value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1/0 (true/false, yes/no, on/off), got {value!r}")
+
+
 def bridge_config(settings: Settings, realtime_url: str | None) -> BridgeConfig:
     return BridgeConfig(model=settings.openai_model, openai_url=realtime_url, api_key=settings.openai_api_key,
-                        instructions=settings.instructions, voice=settings.voice, greeting=settings.greeting)
+                        instructions=settings.instructions, voice=settings.voice, greeting=settings.greeting,
+                        tools=(order_status,) if settings.demo_tool else (), end_call=settings.end_call,
+                        transfer_targets={"support": settings.transfer_to} if settings.transfer_to else {})
 
 
 def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask:
@@ -204,3 +236,28 @@ def serve(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     handle = ServerHandle(app, server, thread)
     log.info("voicebridge listening on %s (webhook %s/voice, media %s)", handle.url, handle.url, handle.ws_url)
     return handle
+
+
+def simulated_call(realtime_url: str, script: str, settings: Settings | None = None,
+                   **caller_options: Any) -> "tuple[Any, dict[str, Any] | None]":
+    """One simulated Twilio call through the example app (a real server on a free port) to
+    ``realtime_url``: (the caller's report, the bridge's call-end metrics or None)."""
+    from dataclasses import replace
+
+    from .sim import SimulatedCaller
+
+    ended: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def on_end(metrics: dict[str, Any]) -> None:
+        ended.append(metrics)
+        done.set()
+
+    settings = replace(settings or Settings(), openai_realtime_url=realtime_url, port=0)
+    server = serve(create_app(settings, on_call_end=on_end), "127.0.0.1", 0)
+    try:
+        report = SimulatedCaller(server.ws_url, script, **caller_options).run()
+        done.wait(10)
+    finally:
+        server.shutdown()
+    return report, (ended[0] if ended else None)

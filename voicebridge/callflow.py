@@ -80,10 +80,10 @@ class CallFlow:
             self._entered(digits)
         with self._lock:
             limits = self._limits
-            if limits is None or self._control.ending:
+            if limits is None:
                 return
             action = limits.poll(now, self._speaking or self._busy())
-        if action is LimitAction.NONE:
+        if action is LimitAction.NONE or (self._control.ending and action is not LimitAction.END):
             return
         self._metrics.add(f"limit_{action.name.lower()}")
         cfg = self._config

@@ -2,9 +2,11 @@
 
 Starts the example app (``voicebridge.app``) with the embedded local Realtime server on free
 ports, places a simulated Twilio call that hears the greeting, asks a question, interrupts
-the agent's long answer, makes a click (a false trigger) and says goodbye. Prints a line per
-event as it happens, then the call summary from both ends, and writes ``call.wav`` (left:
-caller, right: what the caller heard) and ``call.png`` (a timeline).
+the agent's long answer, makes a click (a false trigger), asks about an order and types its
+number on the keypad (the agent calls the example's ``order_status`` tool and reads the answer),
+and says goodbye: the agent says goodbye too and hangs up once that has been heard. Prints a
+line per event as it happens, then the call summary from both ends, and writes ``call.wav``
+(left: caller, right: what the caller heard) and ``call.png`` (a timeline).
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ from .sim.report import CallReport
 DEMO_SCRIPT = (
     "wait_agent:10000,wait_quiet:800,say:What can you tell me?,wait_agent:8000,"
     "interrupt:1500:Stop please,wait_agent:6000,silence:700,click:60,wait_quiet:1200,"
-    "say:Thank you, goodbye.,wait_quiet:1500,hangup"
+    "say:I would like to check my order.,wait_agent:8000,wait_quiet:800,dtmf:1234#,"
+    "wait_agent:8000,wait_quiet:1500,say:Thank you, goodbye.,wait_hangup:15000"
 )
 """Greeting, a question, a barge-in on the long answer, a click while the agent talks (a duck that
-must not become a barge-in), a goodbye."""
+must not become a barge-in), an order looked up with the keypad and a tool, a goodbye that the
+agent answers by hanging up."""
 
 # Bridge log lines worth showing live, by the start of their message.
 _BRIDGE_EVENTS = {
@@ -40,6 +44,10 @@ _BRIDGE_EVENTS = {
     "false barge-in": "false trigger",
     "response resp": "response",
     "SAFETY_FUSE": "SAFETY_FUSE",
+    "keypad:": "keypad",
+    "tool ": "tool",
+    "agent ended the call": "hang-up",
+    "closing:": "closing",
 }
 
 
@@ -95,6 +103,8 @@ def _summary(report: CallReport, bridge: dict[str, Any] | None) -> list[str]:
     for i, it in enumerate(r.interruptions, 1):
         lines.append(f"interruption {i}: speech onset -> clear {it.clear_ms} ms, agent audio heard after onset "
                      f"{it.heard_after_ms} ms")
+    if r.ended_by == "bridge":
+        lines.append(f"the agent hung up {r.hangup_after_audio_ms} ms after the caller heard its last words")
     if bridge:
         b = bridge
         lines.append(f"bridge: {b['audio_deltas']} deltas, {b['frames_sent']} frames sent, late {b['tx_late_frames']}, "
@@ -102,6 +112,8 @@ def _summary(report: CallReport, bridge: dict[str, Any] | None) -> list[str]:
         lines.append(f"bridge: barge-ins {b['barge_in_events']} (confirm latency {b['barge_in_latencies_ms']} ms), "
                      f"ducks {b['ducks']}, false triggers {b['false_barge_ins']}, clears {b['clears_sent']}, "
                      f"truncates {b['truncates_sent']}, safety fuses {b['safety_fuses']}")
+        lines.append(f"bridge: tool calls {b['tool_calls']} (overhead {b['tool_overhead_ms']} ms), keypad entries "
+                     f"{b['dtmf_sequences']}, tokens {b['usage'].get('total_tokens', 0)}, ended: {b['close_reason']}")
         identity = b["frames_sent"] + b["frames_flushed"] + b["frames_dropped"]
         lines.append(f"accounting: enqueued {b['frames_enqueued']} == sent {b['frames_sent']} + flushed "
                      f"{b['frames_flushed']} + dropped {b['frames_dropped']} = {identity}: "

@@ -23,22 +23,22 @@ import io
 import logging
 import threading
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 from flask_sock import Sock
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST
 from twilio.request_validator import RequestValidator
-from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from . import realtime_client, wsserver
 from . import twilio_protocol as tw
 from .config import BridgeConfig
+from .prometheus import BridgeMetrics
 from .session import MediaSession
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
 from .streamtoken import StreamTokens, TokenCheck
+from .twiml import connect_twiml, hangup_twiml, refusal_twiml, stream_parameters, transfer_twiml
 
 try:  # twilio >= 9.13 also signs with a SharedKey (HMAC-SHA256) when this header says so
     from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, get_signature_algorithm
@@ -58,16 +58,15 @@ BLUEPRINT_NAME = "voicebridge"
 MAX_MESSAGE_BYTES = 64 * 1024
 WEBSOCKET_MODES = ("flask-sock", "direct")
 MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's voice webhook form is ~1-2 KB
-CONTEXT_FIELDS = ("CallSid", "From", "To")  # webhook form fields forwarded as <Parameter>s
-MAX_PARAMETER_CHARS = 500  # Twilio: name + value of each <Parameter> must stay under this
-MAX_PARAMETERS = 20
-REFUSAL_MESSAGE = "Sorry, all of our lines are busy right now. Please call again in a few minutes."
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 registry: "Try Again Later"
 MAX_LOGGED_URL = 200  # a refused request's URL is the client's text: bounded in the log line
 SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws"), "wss": ("https", "wss")}
 
+TRANSFER_WAIT_S = 60.0  # how long a transfer waits for Twilio's <Connect action> request
+
 ConfigForCall = Callable[[dict[str, str]], "BridgeConfig | None"]
 TranscriptHook = Callable[[str | None, str, str], None]
+DtmfHook = Callable[[str | None, str], None]
 CallEndHook = Callable[[dict[str, Any]], None]
 
 
@@ -194,139 +193,6 @@ def _too_large() -> Response:
     return response
 
 
-# ---------------------------------------------------------------------------- Prometheus
-class BridgeMetrics:
-    """The bridge's Prometheus metrics in a private registry (no clash between apps)."""
-
-    def __init__(self, active_calls: Callable[[], int]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        Gauge("voicebridge_active_calls", "Calls with a running MediaSession", registry=r).set_function(
-            lambda: float(active_calls()))
-        self.calls = Counter("voicebridge_calls", "Calls admitted (media streams started)", registry=r)
-        self.refused = Counter("voicebridge_calls_refused", "Calls refused at the cap", ["stage"], registry=r)
-        self.rejected = Counter("voicebridge_signature_rejections", "Requests refused with 403 (bad signature)",
-                                ["endpoint"], registry=r)
-        self.frames_sent = Counter("voicebridge_frames_sent", "Outbound 20 ms frames sent to Twilio", registry=r)
-        self.late_frames = Counter("voicebridge_tx_late_frames", "Frames sent late on the 20 ms grid", registry=r)
-        self.resets = Counter("voicebridge_tx_schedule_resets", "Pacer schedule resets", registry=r)
-        self.barge_ins = Counter("voicebridge_barge_ins", "Confirmed barge-ins", registry=r)
-        self.false_barge_ins = Counter("voicebridge_false_barge_ins", "Barge-ins judged to be noise", registry=r)
-        self.openai_errors = Counter("voicebridge_openai_errors", "OpenAI error events by code", ["code"],
-                                     registry=r)
-        self.barge_in_latency = Histogram(
-            "voicebridge_barge_in_latency_seconds", "Caller speech onset to clear sent", registry=r,
-            buckets=(0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0))
-        self.first_audio = Histogram(
-            "voicebridge_time_to_first_audio_seconds", "Stream start to first audio frame sent", registry=r,
-            buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0))
-        self.first_delta_to_frame = Histogram(
-            "voicebridge_first_delta_to_frame_seconds", "First model audio delta to first frame sent (per call)",
-            registry=r, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0))
-        self.tx_bursts = Counter("voicebridge_tx_gap_bursts", "Send-side gaps < 18 ms (lead excluded)", registry=r)
-        self.tx_stalls = Counter("voicebridge_tx_gap_stalls", "Send-side gaps > 40 ms within a response", registry=r)
-        self.tx_gaps = _GapHistogram()
-        r.register(self.tx_gaps)
-
-    def record_call(self, m: Mapping[str, Any]) -> None:
-        """Fold one finished call's figures into the totals."""
-        for counter, key in ((self.frames_sent, "frames_sent"), (self.late_frames, "tx_late_frames"),
-                             (self.resets, "tx_schedule_resets"), (self.barge_ins, "barge_in_events"),
-                             (self.false_barge_ins, "false_barge_ins")):
-            counter.inc(max(0, int(m.get(key) or 0)))
-        for code, count in (m.get("openai_errors") or {}).items():
-            self.openai_errors.labels(code=str(code)).inc(max(0, int(count)))
-        for ms in m.get("barge_in_latencies_ms") or ():
-            self.barge_in_latency.observe(float(ms) / 1000)
-        if m.get("time_to_first_audio_ms") is not None:
-            self.first_audio.observe(float(m["time_to_first_audio_ms"]) / 1000)
-        if m.get("first_delta_to_frame_ms") is not None:
-            self.first_delta_to_frame.observe(float(m["first_delta_to_frame_ms"]) / 1000)
-        self.tx_bursts.inc(max(0, int(m.get("tx_gap_bursts") or 0)))
-        self.tx_stalls.inc(max(0, int(m.get("tx_gap_stalls") or 0)))
-        self.tx_gaps.add(m.get("tx_gap_dev_hist") or ())
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
-
-
-class _GapHistogram:
-    """``voicebridge_tx_gap_deviation_seconds``: |send gap - 20 ms| of every paced frame.
-
-    Fed once per call with the pacer's 0.1 ms-bin counts (no per-frame Prometheus cost);
-    exposed with 0.1 ms buckets up to 3 ms, then coarser ones.
-    """
-
-    _BOUNDS_BINS = tuple(range(1, 31)) + (40, 50, 75, 100)  # upper bounds in 0.1 ms bins
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._bins: list[int] = []
-        self._sum_s = 0.0
-
-    def add(self, hist: Any) -> None:
-        counts = [max(0, int(c)) for c in hist]
-        if not counts:
-            return
-        with self._lock:
-            if len(self._bins) < len(counts):
-                self._bins += [0] * (len(counts) - len(self._bins))
-            for i, c in enumerate(counts):
-                self._bins[i] += c
-            self._sum_s += sum((i + 0.5) * 0.0001 * c for i, c in enumerate(counts))  # bin midpoints
-
-    def collect(self) -> Any:
-        with self._lock:
-            bins, total_sum = list(self._bins), self._sum_s
-        buckets, running, prev = [], 0, 0
-        for bound in self._BOUNDS_BINS:
-            running += sum(bins[prev:bound])
-            prev = bound
-            buckets.append((repr(round(bound * 0.0001, 4)), running))
-        buckets.append(("+Inf", sum(bins)))
-        family = HistogramMetricFamily("voicebridge_tx_gap_deviation_seconds",
-                                       "|gap - 20 ms| between paced frames sent to Twilio (bin midpoint sum)")
-        family.add_metric([], buckets, total_sum)
-        yield family
-
-    def describe(self) -> Any:
-        return []
-
-
-# ---------------------------------------------------------------------------- TwiML
-def stream_parameters(form: Mapping[str, str], args: Mapping[str, str]) -> dict[str, str]:
-    """Per-call context for ``start.customParameters``: webhook query args, then From/To/CallSid.
-
-    A voice URL like ``/voice?tenant=acme`` thus reaches ``config_for_call``. Oversized or
-    excess parameters are dropped (Twilio limits each to 500 characters).
-    """
-    params: dict[str, str] = {}
-    candidates = [(k, v) for k, v in args.items() if k != "bodySHA256"]
-    candidates += [(k, form[k]) for k in CONTEXT_FIELDS if form.get(k)]
-    for name, value in candidates:
-        if len(name) + len(value) < MAX_PARAMETER_CHARS and len(params) < MAX_PARAMETERS:
-            params[name] = value
-    return params
-
-
-def connect_twiml(stream_url: str, params: Mapping[str, str]) -> str:
-    """``<Connect><Stream url=…>`` with one ``<Parameter>`` per item (bidirectional stream)."""
-    response = VoiceResponse()
-    connect = Connect()
-    stream = connect.stream(url=stream_url)
-    for name, value in params.items():
-        stream.parameter(name=name, value=value)
-    response.append(connect)
-    return str(response)
-
-
-def refusal_twiml(message: str = REFUSAL_MESSAGE) -> str:
-    response = VoiceResponse()
-    response.say(message)
-    response.hangup()
-    return str(response)
-
-
 def xml(body: str) -> Response:
     return Response(body, mimetype="text/xml")
 
@@ -361,6 +227,7 @@ class VoiceBridge:
         config_for_call: ConfigForCall | None = None,
         on_transcript: TranscriptHook | None = None,
         on_call_end: CallEndHook | None = None,
+        on_dtmf: DtmfHook | None = None,
         connect: realtime_client.Connector | None = None,
         websocket: str = "flask-sock",
     ) -> None:
@@ -374,6 +241,8 @@ class VoiceBridge:
         self.config_for_call = config_for_call
         self.on_transcript = on_transcript
         self.on_call_end = on_call_end
+        self.on_dtmf = on_dtmf
+        self._transfers: dict[str, tuple[str, float]] = {}  # call SID -> (target, until): for /voice/after
         self.connect = connect
         self.websocket = websocket
         self.gate = CallGate(max_calls)
@@ -406,6 +275,7 @@ class VoiceBridge:
         bp = Blueprint(BLUEPRINT_NAME, __name__)
         bp.before_request(self._guard)
         bp.add_url_rule("/voice", "voice", self._voice, methods=["GET", "POST"])
+        bp.add_url_rule("/voice/after", "after_stream", self._after_stream, methods=["GET", "POST"])
         bp.add_url_rule("/healthz", "healthz", self._healthz, methods=["GET"])
         bp.add_url_rule("/metrics", "metrics", self._metrics_view, methods=["GET"])
         if self.websocket == "flask-sock":
@@ -421,7 +291,7 @@ class VoiceBridge:
         if too_big is not None:
             return too_big
         endpoint = (request.endpoint or "").rpartition(".")[2]
-        if endpoint not in ("voice", "media"):
+        if endpoint not in ("voice", "media", "after_stream"):
             return None
         ok, url = self.signatures.verify(websocket=endpoint == "media")
         if ok:
@@ -446,7 +316,21 @@ class VoiceBridge:
         params = stream_parameters(request.form, request.args)
         if self.tokens is not None:
             params[TOKEN_PARAMETER] = self.tokens.issue(call_sid, time.time())
-        return xml(connect_twiml(stream_url, params))
+        after = public_base(self.public_url, websocket=False) + url_for(f"{self.blueprint.name}.after_stream")
+        return xml(connect_twiml(stream_url, params, after))
+
+    def _after_stream(self) -> Response:
+        """Twilio's request once the stream has ended (``<Connect action>``): transfer or hang up."""
+        call_sid = request.values.get("CallSid", "")
+        with self._lock:
+            now = time.monotonic()
+            self._transfers = {sid: t for sid, t in self._transfers.items() if t[1] > now}
+            transfer = self._transfers.pop(call_sid, None)
+        if transfer is None:
+            return xml(hangup_twiml())
+        log.info("call %s transferred: dialing the %s destination", tw.safe_sid(call_sid),
+                 "SIP" if transfer[0].startswith("sip") else "phone")
+        return xml(transfer_twiml(transfer[0]))
 
     def _healthz(self) -> Response:
         return jsonify(status="ok", active_calls=self.gate.active, max_calls=self.gate.limit)
@@ -492,7 +376,12 @@ class VoiceBridge:
             if self.on_transcript is not None:
                 self.on_transcript(holder[0].call_sid if holder else None, role, text)
 
-        session = MediaSession(ws, self.config, self.connect, on_transcript=transcript, on_start=self._started)
+        def dtmf(digits: str) -> None:
+            if self.on_dtmf is not None:
+                self.on_dtmf(holder[0].call_sid if holder else None, digits)
+
+        session = MediaSession(ws, self.config, self.connect, on_transcript=transcript, on_start=self._started,
+                               on_dtmf=dtmf)
         holder.append(session)
         return session
 
@@ -522,6 +411,9 @@ class VoiceBridge:
 
     def _finished(self, session: MediaSession, duration_s: float) -> None:
         snapshot = dict(session.metrics, duration_s=round(duration_s, 3))
+        if snapshot.get("transfer_to") and session.call_sid:
+            with self._lock:
+                self._transfers[session.call_sid] = (snapshot["transfer_to"], time.monotonic() + TRANSFER_WAIT_S)
         self.metrics.record_call(snapshot)
         session.log.info("call end: %s after %.1f s (%d active)", snapshot.get("close_reason"), duration_s,
                          self.gate.active)

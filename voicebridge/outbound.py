@@ -225,16 +225,15 @@ class OutboundAudio:
                     self._metrics.add("frames_dropped")
                 return
             if chunk.end:
+                with self._lock:  # before the final mark: its echo may come back at once
+                    self._playback.ended(chunk.item_id)
                 if chunk.generation == self._generation and unmarked:
                     self._mark(chunk.item_id)
-                with self._lock:
-                    self._playback.ended(chunk.item_id)
                 item, unmarked = None, 0
-                self._pacer.stop()
                 continue
             if chunk.item_id != item:
                 item, unmarked = chunk.item_id, 0
-                self._pacer.begin(self._clock())
+                self._pacer.follow_on(self._clock())
             outcome = self._pace_and_send(chunk)
             if outcome is SendOutcome.SENT:
                 unmarked += 1

@@ -63,11 +63,18 @@ class Pacer:
         self._lead_left = self.lead_frames if lead else 0
         self._gap_from = None
 
-    def stop(self) -> None:
-        """Forget the schedule (idle); the next ``begin`` starts afresh."""
-        self._due = None
-        self._lead_left = 0
-        self._gap_from = None
+    def follow_on(self, now: float) -> None:
+        """A new item starts: keep the grid if the last one's audio is still playing, else begin.
+
+        Back to back items (a lookup's "let me check" and its answer) are one stream to the
+        caller: a second lead on top of the first would put the audio ahead of real time.
+        """
+        if self._due is None or self._last_sent is None:
+            self.begin(now)
+        elif now > self._due + self.lead_frames * self.frame_s:  # the caller's buffer has run dry
+            self.begin(now)
+        elif now > self._due:  # late for the grid, but the lead still plays: restart it, no new lead
+            self.begin(now, lead=False)
 
     def delay(self, now: float) -> float:
         """Seconds to wait before the next frame may go (0.0 = send now)."""

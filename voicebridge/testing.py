@@ -86,14 +86,32 @@ def rt_audio_done(response_id: str, item_id: str) -> dict[str, Any]:
             "output_index": 0, "content_index": 0}
 
 
-def rt_response_done(response_id: str, status: str = "completed", output: list | None = None,
-                     usage: dict | None = None) -> dict[str, Any]:
+def rt_response_done(response_id: str, status: str = "completed", output: "list | None" = None,
+                     usage: "dict | None" = None) -> dict[str, Any]:
     return {"type": "response.done", "response": {"id": response_id, "status": status, "status_details": None,
                                                   "output": list(output or []), "usage": usage}}
 
 
+def rt_function_call(response_id: str, call_id: str, name: str, arguments: "dict | str",
+                     status: str = "completed", output_index: int = 1) -> dict[str, Any]:
+    """``response.output_item.done`` for a function call the model finished."""
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return {"type": "response.output_item.done", "response_id": response_id, "output_index": output_index,
+            "item": {"id": f"item_{call_id}", "type": "function_call", "status": status, "call_id": call_id,
+                     "name": name, "arguments": args}}
+
+
 def rt_speech_started(item_id: str = "item_user", audio_start_ms: int = 0) -> dict[str, Any]:
     return {"type": "input_audio_buffer.speech_started", "audio_start_ms": audio_start_ms, "item_id": item_id}
+
+
+def rt_speech_stopped(item_id: str = "item_user", audio_end_ms: int = 0) -> dict[str, Any]:
+    return {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id}
+
+
+def rt_agent_transcript(response_id: str, item_id: str, text: str) -> dict[str, Any]:
+    return {"type": "response.output_audio_transcript.done", "response_id": response_id, "item_id": item_id,
+            "output_index": 0, "content_index": 0, "transcript": text}
 
 
 def rt_transcript(text: str, item_id: str = "item_user") -> dict[str, Any]:
@@ -230,6 +248,7 @@ class FakeRealtime:
     def close(self) -> None:
         self.close_calls += 1
         self.closed.set()
+        self.inbound.put(ConnectionClosed)  # like a real socket: a reader blocked in recv wakes up
 
     # ---- scripting helpers
     def push(self, event: "dict[str, Any] | str | bytes") -> None:
@@ -262,6 +281,11 @@ class FakeRealtime:
     def finish(self, response_id: str, item_id: str, status: str = "completed") -> None:
         self.push(rt_audio_done(response_id, item_id))
         self.push(rt_response_done(response_id, status))
+
+    def requested(self, kind: str) -> list[dict[str, Any]]:
+        """The bridge's ``response.create`` events of ``kind`` (from their metadata)."""
+        return [e for e in self.events("response.create")
+                if (e.get("response") or {}).get("metadata", {}).get("voicebridge") == kind]
 
 
 # ---------------------------------------------------------------------------- running a call

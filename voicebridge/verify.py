@@ -42,6 +42,8 @@ class Bounds:
 
     late_frames_per_minute: int = 5
     heard_after_onset_ms: float = 250.0  # caller still hearing the AI after starting to speak
+    tool_overhead_ms: float = 50.0  # function call done -> output sent, the handler's own time excluded
+    hangup_after_audio_ms: float = 1000.0  # the goodbye heard -> the bridge ends the call
 
 
 def _row(name: str, measured: Any, expected: str, ok: "bool | None") -> Row:
@@ -70,7 +72,24 @@ def judge(caller: dict[str, Any], bridge: "dict[str, Any] | None", seconds: floa
     fuses = _get(bridge, "safety_fuses")
     rows.append(_row("no SAFETY_FUSE", fuses, "== 0", None if fuses is None else fuses == 0))
     rows += _interruption_rows(caller, bridge, bounds)
+    rows += _action_rows(caller, bridge, bounds)
     rows += _accounting_rows(bridge, clean_close)
+    return rows
+
+
+def _action_rows(caller: dict[str, Any], bridge: "dict[str, Any] | None", bounds: Bounds) -> list[Row]:
+    calls, overheads = _get(bridge, "tool_calls"), _get(bridge, "tool_overhead_ms")
+    if overheads:
+        worst = max(overheads)
+        rows = [_row("tool call answered", f"{calls} call(s), bridge overhead <= {worst:.1f} ms",
+                     f">= 1, <= {bounds.tool_overhead_ms:.0f} ms", calls >= 1 and worst <= bounds.tool_overhead_ms)]
+    else:
+        rows = [_row("tool call answered", calls, ">= 1", None if calls is None else calls >= 1)]
+    after = caller.get("hangup_after_audio_ms")
+    hung_up = caller.get("ended_by") == "bridge" and after is not None
+    rows.append(_row("agent hung up after its goodbye was heard",
+                     f"{after:.0f} ms after" if hung_up else f"ended by {caller.get('ended_by')}",
+                     f"<= {bounds.hangup_after_audio_ms:.0f} ms", hung_up and after <= bounds.hangup_after_audio_ms))
     return rows
 
 
@@ -128,13 +147,15 @@ def format_table(rows: list[Row]) -> str:
 
 
 def build_script(seconds: float) -> str:
-    """A scripted conversation of about ``seconds``: greeting, question, interruption, click, more turns."""
+    """A scripted conversation of about ``seconds``: greeting, question, interruption, click, more turns,
+    an order looked up with the keypad (a tool call), and a goodbye the agent ends the call on."""
     steps = ["wait_agent:10000", "wait_quiet:600", "say:What can you tell me?", "wait_agent:8000",
              "interrupt:400:Stop please", "wait_agent:8000", "silence:300", "click:60", "wait_quiet:700"]
-    turns = max(0, int((seconds - 14) // 6))
+    turns = max(0, int((seconds - 20) // 6))
     for _ in range(turns):
         steps += ["say:Tell me more.", "wait_agent:8000", "wait_quiet:700"]
-    steps.append("hangup")
+    steps += ["say:I would like to check my order.", "wait_agent:8000", "wait_quiet:700", "dtmf:1234#",
+              "wait_agent:8000", "wait_quiet:700", "say:Thank you, goodbye.", "wait_hangup:10000"]
     return ",".join(steps)
 
 
@@ -153,33 +174,18 @@ class _ErrorCounter(logging.Handler):
 
 def run_local(seconds: float, tone_seconds: float = 2.0, speed: float = 6.0) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
     """The embedded stack: returns (caller report, bridge metrics, clean close)."""
-    from .app import Settings, create_app, serve
+    from .app import simulated_call
     from .local.server import LocalRealtimeServer
-    from .sim import SimulatedCaller
-
-    ended: list[dict[str, Any]] = []
-    done = threading.Event()
-
-    def on_end(metrics: dict[str, Any]) -> None:
-        ended.append(metrics)
-        done.set()
 
     errors = _ErrorCounter()
     lib_log = logging.getLogger("voicebridge")
     lib_log.addHandler(errors)
     local = LocalRealtimeServer(mode="tone", speed=speed, tone_seconds=tone_seconds).start()
-    server = None
     try:
-        app = create_app(Settings(openai_realtime_url=local.url, port=0), on_call_end=on_end)
-        server = serve(app, "127.0.0.1", 0)
-        report = SimulatedCaller(server.ws_url, build_script(seconds), max_seconds=seconds + 30).run()
-        done.wait(10)
+        report, bridge = simulated_call(local.url, build_script(seconds), max_seconds=seconds + 30)
     finally:
-        if server is not None:
-            server.shutdown()
         local.stop()
         lib_log.removeHandler(errors)
-    bridge = ended[0] if ended else None
     clean = bridge is not None and errors.count == 0 and bridge.get("threads_alive_after_close", 0) == 0
     return report.to_dict(), bridge, clean
 
@@ -203,6 +209,7 @@ _PROM_KEYS = {
     "voicebridge_tx_late_frames_total": "tx_late_frames",
     "voicebridge_tx_schedule_resets_total": "tx_schedule_resets",
     "voicebridge_barge_ins_total": "barge_in_events",
+    "voicebridge_tool_calls_total": "tool_calls",
 }
 
 

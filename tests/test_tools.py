@@ -1,0 +1,156 @@
+"""Tool definitions, the sans-IO pieces of call control, and every client event against the openai types."""
+from __future__ import annotations
+
+import enum
+import json
+from typing import Annotated, Literal, Optional
+
+import pytest
+from openai.types.realtime import RealtimeClientEvent
+from pydantic import BaseModel, TypeAdapter
+
+from voicebridge import BridgeConfig
+from voicebridge import realtime_protocol as rt
+from voicebridge.dtmf import DtmfCollector
+from voicebridge.limits import CallLimits, LimitAction
+from voicebridge.metrics import CallMetrics
+from voicebridge.record import CallRecord
+from voicebridge.response_requests import ResponseRequests
+from voicebridge.tools import CallInfo, encode_result, tool
+
+CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+def test_schema_from_type_hints_and_description_from_the_docstring():
+    @tool
+    def book(date: Annotated[str, "ISO date"], seats: int, color: Color, kind: Literal["a", "b"] = "a",
+             notes: Optional[str] = None, tags: list[str] = (), call: CallInfo = None) -> dict:  # type: ignore[assignment]
+        """Book a table.
+
+        More text that is not the description.
+        """
+        return {}
+
+    assert book.description == "Book a table."
+    assert book.call_info_param == "call"
+    assert book.parameters == {"type": "object", "required": ["date", "seats", "color"], "properties": {
+        "date": {"type": "string", "description": "ISO date"}, "seats": {"type": "integer"},
+        "color": {"type": "string", "enum": ["red", "blue"]}, "kind": {"type": "string", "enum": ["a", "b"]},
+        "notes": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}}
+    assert book.definition()["type"] == "function"
+    assert tool(name="other", description="x", timeout_s=2)(lambda: 1).name == "other"
+
+
+def test_bad_tools_are_refused_when_configured():
+    with pytest.raises(ValueError, match="description"):
+        tool(lambda x: x)  # no docstring
+    with pytest.raises(ValueError, match="name"):
+        tool(name="has space", description="d")(lambda: 0)
+
+    @tool
+    def end_call() -> None:
+        """Mine."""
+
+    with pytest.raises(ValueError, match="bridge's own"):
+        BridgeConfig(tools=(end_call,))
+    with pytest.raises(ValueError, match="E.164"):
+        BridgeConfig(transfer_targets={"sales": "555-1234"})
+    assert BridgeConfig(transfer_targets={"s": "+15551234567", "t": "sip:desk@example.com"}).transfer_targets
+
+
+def test_results_are_json_except_strings():
+    assert encode_result({"a": 1}) == '{"a":1}' and encode_result("plain") == "plain"
+    assert json.loads(encode_result([1, {"b": None}])) == [1, {"b": None}]
+
+
+def assert_client_event(text: str) -> None:
+    """Valid for the openai package's GA client-event union, with no field it does not know."""
+    model = CLIENT_EVENT.validate_python(json.loads(text))
+    stack = [model]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, BaseModel):
+            assert not node.model_extra, (type(node).__name__, node.model_extra)
+            stack += [getattr(node, name) for name in type(node).model_fields]
+        elif isinstance(node, (list, tuple)):
+            stack += list(node)
+
+
+def test_every_client_event_the_bridge_sends_matches_the_openai_types():
+    @tool
+    def lookup(order_id: str) -> str:
+        """Look up."""
+        return order_id
+
+    config = BridgeConfig(tools=(lookup,), end_call=True, transfer_targets={"support": "+15551234567"})
+    for text in [rt.session_update(config), rt.session_update(BridgeConfig()), rt.input_audio_append("AAAA"),
+                 rt.response_create(), rt.response_create("Say hi", "greeting", "vb_greeting_1"),
+                 rt.response_create("still checking", "filler", "vb_filler_2", out_of_band=True),
+                 rt.response_cancel("resp_1"), rt.item_truncate("item_1", 1200),
+                 rt.function_call_output("call_1", '{"ok":true}'), rt.user_text("The caller entered 12.")]:
+        assert_client_event(text)
+    update = json.loads(rt.session_update(config))["session"]
+    assert [t["name"] for t in update["tools"]] == ["lookup", "end_call", "transfer_call"]
+    assert update["tool_choice"] == "auto"
+
+
+def test_keypad_sequences_end_at_the_terminator_a_pause_or_the_length():
+    keys = DtmfCollector(terminator="#", timeout_s=2.0, max_digits=4)
+    assert [keys.press(k, t) for k, t in [("1", 0.0), ("2", 0.5), ("#", 0.9)]] == [None, None, "12"]
+    assert keys.press("#", 1.0) is None  # a terminator alone is no entry
+    keys.press("7", 10.0)
+    assert keys.poll(11.9) is None and keys.poll(12.0) == "7"
+    assert [keys.press(k, 20.0) for k in "12345"][3] == "1234"
+
+
+def test_idle_nudge_then_goodbye_and_the_length_limit():
+    limits = CallLimits(start=0.0, idle_nudge_s=10, idle_hangup_s=5, max_call_s=None, wrap_up_s=30)
+    assert limits.poll(9.9, busy=False) is LimitAction.NONE
+    assert limits.poll(10.0, busy=False) is LimitAction.NUDGE
+    assert limits.poll(12.0, busy=True) is LimitAction.NONE  # the nudge is being said
+    assert limits.poll(16.9, busy=False) is LimitAction.NONE
+    assert limits.poll(17.0, busy=False) is LimitAction.IDLE_GOODBYE
+    assert limits.poll(60.0, busy=False) is LimitAction.NONE  # once
+    again = CallLimits(start=0.0, idle_nudge_s=10, idle_hangup_s=5, max_call_s=None, wrap_up_s=30)
+    again.poll(10.0, busy=False)
+    again.caller_active(11.0)  # the caller answers: back to the start
+    assert again.poll(20.9, busy=False) is LimitAction.NONE and again.poll(21.0, busy=False) is LimitAction.NUDGE
+    timed = CallLimits(start=0.0, idle_nudge_s=None, idle_hangup_s=None, max_call_s=100, wrap_up_s=30)
+    assert [timed.poll(t, busy=True) for t in (69.9, 70.0, 71.0, 100.0)] == [
+        LimitAction.NONE, LimitAction.WRAP_UP, LimitAction.NONE, LimitAction.END]
+
+
+def test_response_requests_wait_for_the_active_response_and_retry_a_refusal():
+    sent: list[dict] = []
+    requests = ResponseRequests(lambda text: sent.append(json.loads(text)) or True, CallMetrics(), None, lambda: 0.0)
+    requests.request("greeting", "Hi")
+    requests.request("dtmf")  # waits: the greeting is on its way
+    assert [e["response"]["metadata"]["voicebridge"] for e in sent] == ["greeting"]
+    requests.created("greeting")
+    requests.done()
+    assert [e["response"]["metadata"]["voicebridge"] for e in sent] == ["greeting", "dtmf"]
+    requests.created(None)  # the server's VAD started a response of its own first...
+    assert requests.refused(sent[-1]["event_id"])  # ...so ours was refused: it waits for that one
+    assert len(sent) == 2
+    requests.done()
+    assert sent[-1]["response"]["metadata"]["voicebridge"] == "dtmf" and len(sent) == 3
+    assert not requests.refused("someone-else")
+
+
+def test_the_record_keeps_what_the_caller_heard_and_sums_usage():
+    entries = []
+    record = CallRecord(lambda: 10.0, entries.append)
+    record.started(8.0)
+    record.agent_words("r1", "one two three four")
+    record.agent_words("r1", "one two three four five six seven eight", final=True)
+    record.agent_cut("r1", heard_ms=500, received_ms=2000)
+    record.agent_done("r1", None)
+    record.usage((("total_tokens", 30), ("output_audio_tokens", 20)))
+    record.usage((("total_tokens", 12),))
+    assert [(e.role, e.text, e.detail.get("interrupted"), e.t) for e in entries] == [("agent", "one two", True, 2.0)]
+    assert record.totals == {"total_tokens": 42, "output_audio_tokens": 20}
