@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")
 
 APOLOGY = b"\x11" * 800  # 100 ms = 5 frames stands in for the bundled prompt
 CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=2.0, apology_audio=APOLOGY, connect_timeout_s=2.0,
-                   twilio_send_timeout_s=0.3)
+                   twilio_send_timeout_s=0.3, reconnect_attempts=0)
 APOLOGY_FRAMES = [APOLOGY[:160]] * 5
 FRAME = bytes(range(160))
 
@@ -79,7 +79,6 @@ NON_FATAL = [
     (None, "server_error", "The server had an error while processing your request."),
 ]
 FATAL = [
-    ("session_expired", "invalid_request_error", "Your session hit the maximum duration of 60 minutes."),
     ("beta_api_shape_disabled", "invalid_request_error",
      "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."),
 ]
@@ -117,6 +116,55 @@ def test_openai_fatal_error_apologizes_and_ends_cleanly(bridge_call, lines, code
     assert not lines("Realtime connection lost")  # the close that follows is expected
     assert_apology_heard(twilio)
     assert openai.closed.is_set() and twilio.closed.is_set()
+
+
+def sessions(*fakes):
+    """A connector that hands out a fresh FakeRealtime per dial (``fakes`` first, then new ones)."""
+    made = list(fakes)
+    handed = []
+
+    def connect(config):
+        fake = made.pop(0) if made else FakeRealtime()
+        handed.append(fake)
+        return fake
+    return connect, handed
+
+
+def test_an_expired_session_is_replaced_and_the_conversation_replayed(bridge_call, lines):
+    connect, handed = sessions()
+    call = faulty(bridge_call, connect=connect).start()
+    first = wait_until(lambda: handed) and handed[0]
+    first.push(testing.rt_transcript("Where is my parcel?"))
+    first.response("resp_1", "item_1", [FRAME * 2], done=False)
+    first.push(testing.rt_agent_transcript("resp_1", "item_1", "It left the depot today."))
+    first.push(testing.rt_response_done("resp_1"))
+    assert call.twilio.wait_for(lambda t: len(t.media_frames()) == 2)
+    first.push(testing.rt_error("session_expired", "Your session hit the maximum duration of 60 minutes."))
+    assert wait_until(lambda: len(handed) == 2 and handed[1].events("session.update"))
+    second = handed[1]
+    assert wait_until(lambda: len(second.events("conversation.item.create")) == 2)
+    replayed = [e["item"] for e in second.events("conversation.item.create")]
+    assert replayed == [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Where is my parcel?"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "It left the depot today."}]}]
+    call.twilio.media(FRAME, n=3)  # the caller goes on talking to the new session
+    assert wait_until(lambda: len(second.events("input_audio_buffer.append")) >= 3)
+    m = call.finish()
+    assert m["close_reason"] == "twilio stop" and m["model_expired"] == 1 and m["items_replayed"] == 2
+    assert first.closed.is_set() and not lines("model unavailable")
+
+
+def test_a_lost_session_mid_answer_is_replaced_and_the_answer_resumed(bridge_call):
+    connect, handed = sessions()
+    call = faulty(bridge_call, CFG.replace(reconnect_attempts=1), connect=connect).start()
+    first = wait_until(lambda: handed) and handed[0]
+    first.response("resp_1", "item_1", [FRAME * 3], done=False)  # the answer is still being generated
+    assert call.twilio.wait_for(lambda t: len(t.media_frames()) == 3)
+    first.drop()
+    assert wait_until(lambda: len(handed) == 2 and handed[1].requested("resume"))
+    m = call.finish()
+    assert m["model_lost"] == 1 and m["frames_sent"] == 3  # what was received was heard, nothing flushed
+    assert m["frames_flushed"] == 0 and m["close_reason"] == "twilio stop"
 
 
 # ============================================================================= Twilio side

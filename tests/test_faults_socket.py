@@ -5,7 +5,6 @@ guard fails any test in which an exception escaped a thread or a traceback was l
 """
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import threading
@@ -17,7 +16,7 @@ from flask import Flask
 
 from voicebridge import BridgeConfig, MediaSession, realtime_client, testing
 from voicebridge.local import LocalRealtimeServer
-from voicebridge.testing import BridgeCall, FakeRealtime
+from voicebridge.testing import BridgeCall, FakeRealtime, wait_until
 
 from peers import (FRAME, RawServer, ScriptedRealtime, audio_response, closed_port, drain_until_closed, media_route,
                    open_session, send_event, wsgi_server)
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")
 
 APOLOGY = b"\x11" * 800  # 100 ms = 5 frames stands in for the bundled prompt
 CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=2.0, apology_audio=APOLOGY, connect_timeout_s=2.0,
-                   twilio_send_timeout_s=0.3)
+                   twilio_send_timeout_s=0.3, reconnect_attempts=0)
 APOLOGY_FRAMES = [APOLOGY[:160]] * 5
 
 
@@ -102,28 +101,48 @@ def test_openai_handshake_403(bridge_call, lines):
     assert_apology_heard(twilio)
 
 
-def test_openai_abrupt_close_mid_response_real_socket(bridge_call, lines):
+def test_openai_abrupt_close_mid_response_is_replaced_over_a_real_socket(bridge_call, lines):
+    """The first session's TCP just ends mid-answer; a second one replays, resumes the answer."""
+    dials = []
+
     def script(ws):
-        if open_session(ws):
+        dials.append(ws)
+        if not open_session(ws):
+            return
+        if len(dials) == 1:
             audio_response(ws, 30, done=False)
             time.sleep(0.15)
             ws.sock.shutdown(socket.SHUT_RDWR)  # no close frame: the TCP connection just ends
+            return
+        while (msg := ws.receive(timeout=3)) is not None:  # the second session: answer the resume
+            if json.loads(msg).get("type") == "response.create":
+                audio_response(ws, 2, rid="resp_2", iid="item_2")
+        drain_until_closed(ws)
 
     peer = ScriptedRealtime(script)
     try:
-        call = real_call(bridge_call, CFG.replace(openai_url=peer.url)).start()
-        twilio = call.twilio
-        m = call.finish(stop=False)
+        call = real_call(bridge_call, CFG.replace(openai_url=peer.url, reconnect_attempts=1)).start()
+        assert call.twilio.wait_for(lambda t: len(t.media_frames()) >= 30 + 2, timeout=8)
+        m = call.finish()
     finally:
         peer.stop()
-    assert m["close_reason"] == "openai disconnected"
-    assert len(lines("Realtime connection lost")) == 1
-    assert lines("model unavailable (openai disconnected): playing the apology prompt")
-    assert m["frames_sent"] >= 5 + 1 and m["frames_flushed"] > 0  # the lost answer's queue was flushed
-    sent = twilio.messages()
-    clear_at = max(i for i, msg in enumerate(sent) if msg["event"] == "clear")
-    after = [base64.b64decode(x["media"]["payload"]) for x in sent[clear_at:] if x["event"] == "media"]
-    assert after == APOLOGY_FRAMES  # nothing of the lost response after the clear, then the apology
+    assert m["close_reason"] == "twilio stop" and m["model_lost"] == 1 and len(dials) == 2
+    assert len(lines("Realtime connection lost")) == 1 and not lines("model unavailable")
+    assert m["frames_flushed"] == 0  # the first answer, as received, was heard in full
+
+
+def test_sessions_that_keep_dropping_end_in_the_apology(bridge_call, lines):
+    with LocalRealtimeServer(mode="tone", speed=20.0, tone_seconds=0.2) as server:
+        call = real_call(bridge_call, CFG.replace(openai_url=server.url, reconnect_attempts=1,
+                                                  reconnect_backoff_ms=10)).start()
+        assert wait_until(lambda: server.stats()["active_connections"] == 1)
+        server.drop_connections()  # lost once: reconnected
+        assert wait_until(lambda: call.session.metrics["model_lost"] == 1)
+        assert wait_until(lambda: server.stats()["active_connections"] == 1)
+        server.drop_connections()  # lost again within the minute: more losses than attempts
+        m = call.finish(stop=False)
+    assert m["close_reason"] == "openai disconnected" and m["model_lost"] == 1
+    assert_apology_heard(call.twilio)
 
 
 def test_openai_garbage_over_a_real_socket_is_ignored(bridge_call, lines):
@@ -152,19 +171,42 @@ def test_openai_garbage_over_a_real_socket_is_ignored(bridge_call, lines):
     assert lines("unknown Realtime event type 'response.brand_new_thing'")
 
 
-def test_session_expired_from_the_local_server(bridge_call, lines):
-    server = LocalRealtimeServer(mode="tone", speed=20.0, max_session_seconds=0.4).start()
-    try:
+def test_session_expired_from_the_local_server_is_replaced_and_the_call_goes_on(bridge_call, lines):
+    with LocalRealtimeServer(mode="tone", speed=20.0, max_session_seconds=0.5) as server:
         call = real_call(bridge_call, CFG.replace(openai_url=server.url)).start()
-        twilio = call.twilio
-        twilio.media(b"\xff" * 160, n=5)
-        m = call.finish(stop=False)
-    finally:
-        server.stop()
-    assert m["close_reason"] == "openai error session_expired"
-    assert m["openai_errors"] == {"session_expired": 1}
-    assert lines("Realtime fatal error session_expired: Your session hit the maximum duration")
-    assert_apology_heard(twilio)
+        assert wait_until(lambda: call.session.metrics["model_expired"] >= 2, timeout=8)
+        call.twilio.media(b"\xff" * 160, n=5)
+        m = call.finish()
+        dials = server.stats()["connections"]
+    assert m["close_reason"] == "twilio stop" and dials >= 3
+    assert m["openai_errors"]["session_expired"] >= 2 and not lines("model unavailable")
+
+
+def drop_then_refuse(bridge_call, refused: int, attempts: int):
+    """The session drops, then the next ``refused`` dials are turned away with a 503."""
+    with LocalRealtimeServer(mode="tone", speed=20.0, tone_seconds=0.2) as server:
+        call = real_call(bridge_call, CFG.replace(openai_url=server.url, reconnect_attempts=attempts,
+                                                  reconnect_backoff_ms=20)).start()
+        assert wait_until(lambda: server.stats()["active_connections"] == 1)
+        server.refuse_next(refused)
+        server.drop_connections()
+        if attempts > refused:
+            assert wait_until(lambda: call.session.metrics["model_lost"] == 1
+                              and server.stats()["active_connections"] == 1)
+        m = call.finish(stop=attempts > refused)
+        return call, m, server.stats()
+
+
+def test_reconnect_refused_twice_then_accepted(bridge_call, lines):
+    _, m, stats = drop_then_refuse(bridge_call, refused=2, attempts=3)
+    assert stats["refused"] == 2 and m["openai_errors"]["connect_failed"] == 2
+    assert m["close_reason"] == "twilio stop" and not lines("model unavailable")
+
+
+def test_reconnect_refused_for_good_ends_in_the_apology(bridge_call, lines):
+    call, m, _ = drop_then_refuse(bridge_call, refused=100, attempts=2)
+    assert m["close_reason"] == "openai disconnected" and m["openai_errors"]["connect_failed"] == 2  # two redials
+    assert_apology_heard(call.twilio)
 
 
 @pytest.mark.parametrize("mode", ["direct", "flask-sock"])

@@ -24,7 +24,7 @@ from voicebridge.testing import FakeRealtime, rt_response_created, rt_response_d
 from peers import TwilioPeer, running
 
 TOKEN = "test-auth-token-0123456789"
-CFG = BridgeConfig(api_key="sk-test", lead_ms=0, transcription_model=None)
+CFG = BridgeConfig(api_key="sk-test", lead_ms=0, transcription_model=None, reconnect_attempts=0)
 CALL_SID = "CA" + "1" * 32  # TwilioPeer(sid="1") uses this call SID in its start message
 FORM = {"CallSid": CALL_SID, "From": "+15550001111", "To": "+15550002222", "AccountSid": "ACabc"}
 

@@ -11,7 +11,7 @@ from voicebridge.testing import CALL_SID, FakeRealtime, FakeTwilio, wait_until
 from voicebridge.wakeup import Wakeup
 
 APOLOGY = b"\x11" * 800  # 100 ms stands in for the bundled prompt
-CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=3.0, apology_audio=APOLOGY)
+CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=3.0, apology_audio=APOLOGY, reconnect_attempts=0)
 
 
 def random_chunks(total, seed=3):
@@ -224,10 +224,10 @@ def test_bad_messages_on_both_sides_do_not_stop_the_call(bridge_call):
 def test_fatal_openai_error_ends_the_call(bridge_call):
     call = bridge_call(CFG).start()
     call.twilio.echo_marks = True
-    call.openai.push({"type": "error", "error": {"type": "invalid_request_error", "code": "session_expired",
-                                                 "message": "Your session hit the maximum duration of 60 minutes."}})
+    call.openai.push({"type": "error", "error": {"type": "invalid_request_error", "code": "beta_api_shape_disabled",
+                                                 "message": "The Realtime Beta API is no longer supported."}})
     m = call.finish(stop=False)
-    assert m["close_reason"] == "openai error session_expired"
+    assert m["close_reason"] == "openai error beta_api_shape_disabled"
 
 
 def test_unreachable_openai_ends_the_call_cleanly(bridge_call):

@@ -40,6 +40,11 @@ class CallFlow:
         self._speaking = False  # the server's VAD: caller speech in progress
         self._lock = threading.Lock()
 
+    @property
+    def caller_speaking(self) -> bool:
+        """The server's VAD hears the caller right now."""
+        return self._speaking
+
     def started(self, now: float) -> None:
         cfg = self._config
         self._limits = CallLimits(now, cfg.idle_nudge_s, cfg.idle_hangup_s, cfg.max_call_s, cfg.wrap_up_s)
@@ -67,10 +72,12 @@ class CallFlow:
     def _entered(self, digits: str) -> None:
         self._metrics.add("dtmf_sequences")
         self._log.info("keypad: %d digit(s) entered", len(digits))  # the digits may be private: not logged
-        self._record.add("keypad", digits)
+        said = self._config.dtmf_template.format(digits=digits)
+        to_model = self._config.dtmf_to_model and not self._control.ending
+        self._record.add("keypad", digits, **({"model_text": said} if to_model else {}))
         self._on_dtmf(digits)
-        if self._config.dtmf_to_model and not self._control.ending:
-            self._send(rt.user_text(self._config.dtmf_template.format(digits=digits)))
+        if to_model:
+            self._send(rt.user_text(said))
             self._requests.request("dtmf")
 
     # ------------------------------------------------------------------ timers (run thread)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from urllib.parse import quote
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 from .tools import END_CALL, TRANSFER_CALL, Tool, end_call_tool, transfer_tool
 
@@ -33,6 +34,15 @@ IDLE_GOODBYE_INSTRUCTIONS = ("The caller has not answered. Say you are ending th
 WRAP_UP_INSTRUCTIONS = ("The call is about to reach its time limit. Wrap up in one or two sentences and say "
                         "goodbye.")
 DTMF_TEMPLATE = "The caller entered {digits} on the phone keypad."
+RESUME_INSTRUCTIONS = (
+    "The line dropped for a moment while you were speaking. Continue your previous answer from where it "
+    "was cut off, without repeating what was already said and without mentioning the interruption."
+)
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+TURN_DETECTION = ("server_vad", "semantic_vad")
+EAGERNESS = ("low", "medium", "high", "auto")
+NOISE_REDUCTION = ("near_field", "far_field")
+TOOL_CHOICES = ("auto", "none", "required")
 TRANSFER_TARGET = re.compile(r"(\+[1-9][0-9]{6,14}|sips?:[^\s<>\"]{3,200})\Z")
 """A transfer destination: an E.164 number or a SIP URI."""
 
@@ -44,21 +54,42 @@ class BridgeConfig:
     Timing fields are in milliseconds. ``api_key`` is never logged (excluded from repr).
     """
 
-    # OpenAI connection
+    # The Realtime connection: OpenAI (default), a full URL, or Azure OpenAI
     model: str = DEFAULT_MODEL
-    openai_url: str | None = None  # full ws(s):// URL; default derives from model
-    api_key: str | None = field(default=None, repr=False)
+    openai_url: str | None = None  # full ws(s):// URL; default derives from model (or from azure_*)
+    api_key: str | None = field(default=None, repr=False)  # OpenAI: bearer key; Azure: the api-key header
+    token_provider: Callable[[], str] | None = field(default=None, repr=False, compare=False)  # bearer token per dial
+    azure_endpoint: str | None = None  # https://<resource>.openai.azure.com (http:// means ws://: local tests)
+    azure_deployment: str | None = None
+    api_version: str | None = None  # Azure: set = the deployment-style URL, else /openai/v1/realtime?model=
     connect_timeout_s: float = 10.0
-    # Session behaviour
+    # Reconnecting: a lost socket or an expired session is replaced without ending the call
+    reconnect_attempts: int = 4  # redials per failure (and lost sessions per minute) before the apology; 0 = never
+    reconnect_backoff_ms: int = 250  # first retry after about this, doubling (+-25 % jitter), at most 4 s apart
+    hold_after_ms: int = 2000  # a reconnect longer than this: the caller hears the holding line
+    hold_audio: bytes | None = field(default=None, repr=False)  # mu-law; None = the bundled "one moment"
+    session_max_age_s: float | None = 50 * 60  # planned rollover at a quiet moment past this (the cap is 60 min)
+    replay_items: int = 200  # conversation items replayed into a new session, newest kept
+    resume_instructions: str = RESUME_INSTRUCTIONS  # after a reconnect that cut an answer
+    # The session (every option a phone deployment tunes; checked when the config is made)
     instructions: str = DEFAULT_INSTRUCTIONS
-    voice: str = "marin"
+    voice: str = "marin"  # one of VOICES, or a custom voice id "voice_..."
+    speed: float = 1.0  # 0.25-1.5
     greeting: str | None = DEFAULT_GREETING  # instructions for the first response; None = caller speaks first
     greeting_interruptible: bool = False
-    transcription_model: str | None = "gpt-4o-mini-transcribe"
-    vad_threshold: float = 0.5
-    vad_prefix_padding_ms: int = 300
-    vad_silence_duration_ms: int = 500
+    max_output_tokens: int | None = None  # per response; None = the service's "inf"
+    turn_detection: str | None = "server_vad"  # server_vad | semantic_vad | None (no VAD: not for phone calls)
+    vad_eagerness: str = "auto"  # semantic_vad: low | medium | high | auto
+    vad_threshold: float = 0.5  # server_vad: 0-1
+    vad_prefix_padding_ms: int = 300  # server_vad
+    vad_silence_duration_ms: int = 500  # server_vad
+    vad_idle_timeout_ms: int | None = None  # server_vad: the service answers a silence this long itself
+    vad_create_response: bool = True
     vad_interrupt_response: bool = True
+    noise_reduction: str | None = None  # near_field | far_field | None
+    transcription_model: str | None = "gpt-4o-mini-transcribe"
+    transcription_language: str | None = None  # ISO-639-1, e.g. "en"
+    transcription_prompt: str | None = None
     # Outbound audio
     lead_ms: int = 40
     late_tolerance_ms: float = 5.0
@@ -117,6 +148,8 @@ class BridgeConfig:
     join_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
+        self._check_session()
+        self._check_connection()
         names = [t.name for t in self.tools]
         if len(set(names)) != len(names):
             raise ValueError(f"tool names must be unique: {names}")
@@ -128,6 +161,42 @@ class BridgeConfig:
                 raise ValueError(f"transfer target {name!r}: {target!r} is not an E.164 number or a SIP URI")
         if self.dtmf_terminator and self.dtmf_terminator not in "0123456789*#ABCD":
             raise ValueError("dtmf_terminator must be one keypad key")
+        if self.tool_choice not in TOOL_CHOICES and self.tool_choice not in {t.name for t in self.all_tools}:
+            raise ValueError(f"tool_choice must be one of {TOOL_CHOICES} or the name of an offered tool, "
+                             f"not {self.tool_choice!r}")
+
+    def _check_session(self) -> None:
+        """Invalid combinations are refused here, not by the service in the middle of a call."""
+        if self.voice not in VOICES and not self.voice.startswith("voice_"):
+            raise ValueError(f"voice must be one of {VOICES} or a custom voice id (voice_...), not {self.voice!r}")
+        if not 0.25 <= self.speed <= 1.5:
+            raise ValueError(f"speed must be between 0.25 and 1.5, not {self.speed}")
+        if self.turn_detection is not None and self.turn_detection not in TURN_DETECTION:
+            raise ValueError(f"turn_detection must be one of {TURN_DETECTION} or None, not {self.turn_detection!r}")
+        if self.vad_eagerness not in EAGERNESS:
+            raise ValueError(f"vad_eagerness must be one of {EAGERNESS}, not {self.vad_eagerness!r}")
+        if self.vad_eagerness != "auto" and self.turn_detection != "semantic_vad":
+            raise ValueError("vad_eagerness applies to turn_detection='semantic_vad' only")
+        if self.vad_idle_timeout_ms is not None and self.turn_detection != "server_vad":
+            raise ValueError("vad_idle_timeout_ms applies to turn_detection='server_vad' only")
+        if not 0.0 <= self.vad_threshold <= 1.0:
+            raise ValueError(f"vad_threshold must be between 0 and 1, not {self.vad_threshold}")
+        if min(self.vad_prefix_padding_ms, self.vad_silence_duration_ms, self.vad_idle_timeout_ms or 0) < 0:
+            raise ValueError("VAD durations must not be negative")
+        if self.noise_reduction is not None and self.noise_reduction not in NOISE_REDUCTION:
+            raise ValueError(f"noise_reduction must be one of {NOISE_REDUCTION} or None, not {self.noise_reduction!r}")
+        if self.max_output_tokens is not None and not 1 <= self.max_output_tokens <= 4096:
+            raise ValueError("max_output_tokens must be between 1 and 4096 (or None for no limit)")
+        if (self.transcription_language or self.transcription_prompt) and not self.transcription_model:
+            raise ValueError("transcription_language/_prompt need a transcription_model")
+
+    def _check_connection(self) -> None:
+        if self.azure_endpoint and not self.azure_endpoint.startswith(("https://", "http://")):
+            raise ValueError("azure_endpoint must be an https:// URL (http:// for a local test server)")
+        if self.azure_endpoint and not self.azure_deployment:
+            raise ValueError("azure_endpoint needs azure_deployment")
+        if self.reconnect_attempts < 0 or self.reconnect_backoff_ms < 0:
+            raise ValueError("reconnect_attempts and reconnect_backoff_ms must not be negative")
 
     @property
     def all_tools(self) -> tuple[Tool, ...]:
@@ -141,8 +210,20 @@ class BridgeConfig:
 
     @property
     def realtime_url(self) -> str:
-        """The WebSocket URL to dial: the override if given, else OpenAI's GA endpoint."""
-        return self.openai_url or f"{OPENAI_REALTIME_BASE}?model={self.model}"
+        """The WebSocket URL to dial: the override if given, else Azure's or OpenAI's GA endpoint."""
+        if self.openai_url:
+            return self.openai_url
+        if self.azure_endpoint:
+            base = "ws" + self.azure_endpoint.rstrip("/")[4:]  # https -> wss, http -> ws
+            deployment = quote(self.azure_deployment or "", safe="")
+            if self.api_version:
+                return f"{base}/openai/realtime?api-version={quote(self.api_version, safe='')}&deployment={deployment}"
+            return f"{base}/openai/v1/realtime?model={deployment}"
+        return f"{OPENAI_REALTIME_BASE}?model={self.model}"
+
+    @property
+    def is_azure(self) -> bool:
+        return bool(self.azure_endpoint) or ".openai.azure.com/" in (self.openai_url or "")
 
     @property
     def lead_frames(self) -> int:

@@ -1,12 +1,16 @@
 """The caller's audio: check each Twilio ``media`` message, forward it, measure it.
 
-Runs on the session's run thread, the only thread that forwards caller audio, so ordering needs
-no lock. Until the model connection is configured (``ModelLink.ready``) frames are kept, up to
-``inbound_buffer_ms``, and sent first once it is: nothing the caller says while the bridge dials
-is lost. Every forwarded frame's level feeds the barge-in detector.
+Runs on the session's run thread, the only thread that forwards caller audio live. Until the
+model session is ready (dialing, or a replacement being dialed) frames are kept, up to
+``inbound_buffer_ms``, and sent first once it is: nothing the caller says meanwhile is lost. The
+audio sent since the server last committed the input buffer is remembered too (same bound): a
+replacement session gets it again before anything newer, so a turn the caller was in the middle
+of when a socket dropped is not cut either. Every forwarded frame's level feeds the barge-in
+detector.
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 from . import audio
@@ -28,7 +32,10 @@ class InboundAudio:
         self._metrics = metrics
         self._log = log
         self._detect = detect
-        self._waiting: "deque[str]" = deque(maxlen=max(1, buffer_ms // audio.FRAME_MS))
+        frames = max(1, buffer_ms // audio.FRAME_MS)
+        self._waiting: "deque[str]" = deque(maxlen=frames)  # not sent yet: no session ready
+        self._uncommitted: "deque[str]" = deque(maxlen=frames)  # sent since the last commit
+        self._lock = threading.Lock()  # _uncommitted: appended here, cleared and read by the model thread
 
     def media(self, event: tw.Media, stream_sid: str | None, now: float, listening: bool) -> None:
         """One caller frame; ``listening`` is False once the call is ending (no barge-in then)."""
@@ -60,19 +67,34 @@ class InboundAudio:
                            "further ones only counted")
         return True
 
+    def committed(self) -> None:
+        """The server committed its input buffer (model thread): that audio is in a conversation item."""
+        with self._lock:
+            self._uncommitted.clear()
+
+    def backlog(self) -> list[str]:
+        """The appends a replacement session must get first (model thread, before it is ready)."""
+        with self._lock:
+            return [rt.input_audio_append(b64) for b64 in self._uncommitted]
+
     def flush(self) -> None:
         """Send the frames kept while the model was not ready, once it is (also on the timer)."""
-        if self._model.ready:
-            while self._waiting:
-                self._model.send(rt.input_audio_append(self._waiting.popleft()))
+        while self._waiting and self._model.ready and self._send(self._waiting[0]):
+            self._waiting.popleft()
+
+    def _send(self, b64: str) -> bool:
+        if not self._model.send(rt.input_audio_append(b64)):
+            return False  # the session went away under us: the frame waits for the next one
+        with self._lock:
+            self._uncommitted.append(b64)
+        return True
 
     def _forward(self, b64: str) -> None:
         if self._model.lost:
             return
-        if not self._model.ready:
-            if len(self._waiting) == self._waiting.maxlen:
-                self._metrics.add("inbound_frames_dropped")
-            self._waiting.append(b64)
-            return
         self.flush()
-        self._model.send(rt.input_audio_append(b64))
+        if not self._waiting and self._model.ready and self._send(b64):
+            return
+        if len(self._waiting) == self._waiting.maxlen:
+            self._metrics.add("inbound_frames_dropped")
+        self._waiting.append(b64)

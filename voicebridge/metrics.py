@@ -24,6 +24,7 @@ COUNTERS = (
     "tool_calls", "tool_errors", "tool_timeouts", "tool_late_results", "tool_fillers",
     "agent_hangups", "transfers", "hangups_cancelled", "hangup_mark_timeouts", "dtmf_sequences",
     "limit_nudge", "limit_idle_goodbye", "limit_wrap_up", "limit_end",
+    "model_lost", "model_expired", "model_rollover", "items_replayed",
 )
 
 
@@ -40,6 +41,7 @@ class CallMetrics:
         self.first_frame_sent_at: float | None = None
         self.barge_in_latencies_ms: list[float] = []
         self.tool_overheads_ms: list[float] = []
+        self.reconnect_gaps_ms: list[float] = []
         self.call_started_at: float | None = None
 
     def add(self, name: str, n: int = 1) -> None:
@@ -69,6 +71,12 @@ class CallMetrics:
             if len(self.tool_overheads_ms) < 1000:
                 self.tool_overheads_ms.append(round(ms, 2))
 
+    def reconnect_gap(self, ms: float) -> None:
+        """How long a replacement Realtime session took (dial, configure, replay)."""
+        with self._lock:
+            if len(self.reconnect_gaps_ms) < 1000:
+                self.reconnect_gaps_ms.append(round(ms, 1))
+
     def first_delta(self, now: float) -> None:
         with self._lock:
             if self.first_delta_at is None:
@@ -93,6 +101,7 @@ class CallMetrics:
                 out["first_delta_to_frame_ms"] = None
             out["barge_in_latencies_ms"] = list(self.barge_in_latencies_ms)
             out["tool_overhead_ms"] = list(self.tool_overheads_ms)
+            out["reconnect_gaps_ms"] = list(self.reconnect_gaps_ms)
             if self.call_started_at is not None and self.first_frame_sent_at is not None:
                 out["time_to_first_audio_ms"] = round((self.first_frame_sent_at - self.call_started_at) * 1000, 2)
             else:

@@ -18,7 +18,7 @@ from .callcontrol import CallControl
 from .callflow import CallFlow
 from .interruption import BargeIn
 from .metrics import CallMetrics
-from .model_link import ModelLink
+from .model_link import Cause, ModelLink
 from .outbound import OutboundAudio
 from .record import CallRecord
 from .response_requests import ResponseRequests
@@ -31,7 +31,8 @@ class ModelEvents:
 
     def __init__(self, config: BridgeConfig, model: ModelLink, responses: ResponseTracker,
                  requests: ResponseRequests, outbound: OutboundAudio, barge_in: BargeIn, tools: ToolCalls,
-                 control: CallControl, flow: CallFlow, record: CallRecord, metrics: CallMetrics, log: Any) -> None:
+                 control: CallControl, flow: CallFlow, record: CallRecord, metrics: CallMetrics, log: Any,
+                 committed: Callable[[], None]) -> None:
         self._config = config
         self._model = model
         self._responses = responses
@@ -44,6 +45,7 @@ class ModelEvents:
         self._record = record
         self._metrics = metrics
         self._log = log
+        self._committed_hook = committed  # the caller's audio so far became an item
         self._configured = False
         self._handlers: dict[type, Callable[[Any, float], None]] = {
             rt.SessionReady: self._session_ready,
@@ -55,6 +57,7 @@ class ModelEvents:
             rt.FunctionCall: self._function_call,
             rt.SpeechStarted: self._speech_started,
             rt.SpeechStopped: self._speech_stopped,
+            rt.BufferCommitted: self._committed,
             rt.Transcript: self._caller_transcript,
             rt.AgentTranscriptDelta: self._agent_words,
             rt.AgentTranscript: self._agent_transcript,
@@ -129,6 +132,9 @@ class ModelEvents:
     def _speech_stopped(self, event: rt.SpeechStopped, now: float) -> None:
         self._flow.speech(False, now)
 
+    def _committed(self, event: rt.BufferCommitted, now: float) -> None:
+        self._committed_hook()
+
     def _caller_transcript(self, event: rt.Transcript, now: float) -> None:
         self._barge_in.user_text(event.text, now)
         if event.final and event.text.strip():
@@ -150,6 +156,9 @@ class ModelEvents:
         if event.benign:
             self._log.once(f"error:{event.code}", "Realtime error %s (benign): %s", event.code, event.message,
                            level=logging.INFO)
+        elif event.code == rt.SESSION_EXPIRED:
+            self._log.warning("Realtime session expired (%s): replacing it", event.message)
+            self._model.replace(Cause.EXPIRED)
         elif event.fatal:
             self._log.error("Realtime fatal error %s: %s", event.code, event.message)
             self._model.lose(f"openai error {event.code}")

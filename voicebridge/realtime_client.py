@@ -114,11 +114,21 @@ class WebSocketRealtimeConnection:
             pass
 
 
+def auth_headers(config: BridgeConfig) -> list[str]:
+    """OpenAI: ``Authorization: Bearer <key>``. Azure: ``api-key: <key>``, or a bearer token (Entra
+    ID) from ``token_provider``, asked for on every dial so a refreshed token is always used."""
+    if config.token_provider is not None:
+        return [f"Authorization: Bearer {config.token_provider()}"]
+    if not config.api_key:
+        return []
+    if config.is_azure:
+        return [f"api-key: {config.api_key}"]
+    return [f"Authorization: Bearer {config.api_key}"]
+
+
 def connect(config: BridgeConfig) -> WebSocketRealtimeConnection:
-    """Dial ``config.realtime_url`` with ``Authorization: Bearer`` (the key is never logged)."""
-    headers = []
-    if config.api_key:
-        headers.append(f"Authorization: Bearer {config.api_key}")
+    """Dial ``config.realtime_url`` with the credentials it needs (never logged)."""
+    headers = auth_headers(config)
     ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
     try:
         ws.connect(config.realtime_url, header=headers, timeout=config.connect_timeout_s)

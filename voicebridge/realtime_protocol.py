@@ -22,7 +22,7 @@ SIDE = "openai"
 KNOWN_IGNORED = frozenset({
     "conversation.created", "conversation.item.added", "conversation.item.done",
     "conversation.item.created", "conversation.item.deleted", "conversation.item.retrieved",
-    "input_audio_buffer.committed", "input_audio_buffer.cleared",
+    "input_audio_buffer.cleared",
     "input_audio_buffer.timeout_triggered", "rate_limits.updated",
     "response.content_part.added", "response.content_part.done",
     "response.output_text.delta", "response.output_text.done", "response.function_call_arguments.delta",
@@ -34,7 +34,8 @@ KNOWN_IGNORED = frozenset({
 METADATA_KEY = "voicebridge"
 """``response.metadata`` key naming the bridge request behind a response (greeting, tool_result...)."""
 ACTIVE_RESPONSE = "conversation_already_has_active_response"
-FATAL_ERROR_CODES = frozenset({"session_expired", "beta_api_shape_disabled", "invalid_api_key"})
+SESSION_EXPIRED = "session_expired"  # the session hit the service's length cap: replaced, the call goes on
+FATAL_ERROR_CODES = frozenset({SESSION_EXPIRED, "beta_api_shape_disabled", "invalid_api_key"})
 BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active"})
 
 
@@ -45,34 +46,49 @@ def _dumps(event: dict[str, Any]) -> str:
 
 
 def session_update(config: BridgeConfig) -> str:
-    """GA ``session.update``: mu-law both ways (no transcoding), server VAD, voice, instructions."""
-    audio_in: dict[str, Any] = {
-        "format": {"type": "audio/pcmu"},
-        "turn_detection": {
-            "type": "server_vad",
-            "threshold": config.vad_threshold,
-            "prefix_padding_ms": config.vad_prefix_padding_ms,
-            "silence_duration_ms": config.vad_silence_duration_ms,
-            "create_response": True,
-            "interrupt_response": config.vad_interrupt_response,
-        },
-    }
+    """GA ``session.update``: mu-law both ways (no transcoding), turn detection, voice, tools."""
+    audio_in: dict[str, Any] = {"format": {"type": "audio/pcmu"}, "turn_detection": turn_detection(config)}
     if config.transcription_model:
-        audio_in["transcription"] = {"model": config.transcription_model}
+        transcription: dict[str, Any] = {"model": config.transcription_model}
+        if config.transcription_language:
+            transcription["language"] = config.transcription_language
+        if config.transcription_prompt:
+            transcription["prompt"] = config.transcription_prompt
+        audio_in["transcription"] = transcription
+    audio_in["noise_reduction"] = {"type": config.noise_reduction} if config.noise_reduction else None
+    voice: Any = {"id": config.voice} if config.voice.startswith("voice_") else config.voice
     session: dict[str, Any] = {
         "type": "realtime",
         "instructions": config.instructions,
         "output_modalities": ["audio"],
         "audio": {
             "input": audio_in,
-            "output": {"format": {"type": "audio/pcmu"}, "voice": config.voice},
+            "output": {"format": {"type": "audio/pcmu"}, "voice": voice, "speed": config.speed},
         },
+        "max_output_tokens": config.max_output_tokens if config.max_output_tokens is not None else "inf",
     }
     tools = config.all_tools
     if tools:
         session["tools"] = [t.definition() for t in tools]
-        session["tool_choice"] = config.tool_choice
+        choice = config.tool_choice
+        session["tool_choice"] = choice if choice in ("auto", "none", "required") else {"type": "function",
+                                                                                          "name": choice}
     return _dumps({"type": "session.update", "session": session})
+
+
+def turn_detection(config: BridgeConfig) -> dict[str, Any] | None:
+    """The ``audio.input.turn_detection`` object (None: no VAD)."""
+    if config.turn_detection is None:
+        return None
+    common = {"create_response": config.vad_create_response, "interrupt_response": config.vad_interrupt_response}
+    if config.turn_detection == "semantic_vad":
+        return {"type": "semantic_vad", "eagerness": config.vad_eagerness, **common}
+    vad: dict[str, Any] = {"type": "server_vad", "threshold": config.vad_threshold,
+                           "prefix_padding_ms": config.vad_prefix_padding_ms,
+                           "silence_duration_ms": config.vad_silence_duration_ms, **common}
+    if config.vad_idle_timeout_ms is not None:
+        vad["idle_timeout_ms"] = config.vad_idle_timeout_ms
+    return vad
 
 
 def input_audio_append(b64_audio: str) -> str:
@@ -149,6 +165,12 @@ class SpeechStarted:
 class SpeechStopped:
     item_id: str
     audio_end_ms: int
+
+
+@dataclass(frozen=True)
+class BufferCommitted:
+    """``input_audio_buffer.committed``: the caller's audio so far is now a conversation item."""
+    item_id: str
 
 
 @dataclass(frozen=True)
@@ -251,7 +273,7 @@ class Other:
 
 
 ServerEvent = Union[
-    SessionReady, SpeechStarted, SpeechStopped, ResponseCreated, OutputItemAdded, AudioDelta,
+    SessionReady, SpeechStarted, SpeechStopped, BufferCommitted, ResponseCreated, OutputItemAdded, AudioDelta,
     AudioDone, ResponseDone, FunctionCall, Transcript, AgentTranscript, AgentTranscriptDelta, ItemTruncated,
     ServerError, Other, ProtocolError,
 ]
@@ -353,6 +375,7 @@ _PARSERS = {
     "session.updated": lambda m: SessionReady("session.updated"),
     "input_audio_buffer.speech_started": lambda m: SpeechStarted(_s(m, "item_id"), _i(m, "audio_start_ms")),
     "input_audio_buffer.speech_stopped": lambda m: SpeechStopped(_s(m, "item_id"), _i(m, "audio_end_ms")),
+    "input_audio_buffer.committed": lambda m: BufferCommitted(_s(m, "item_id")),
     "response.created": _response_created,
     "response.output_item.added": _output_item_added,
     "response.output_audio.delta": _audio_delta,

@@ -9,6 +9,7 @@ the whole list is in the call-end record. Bounded: ``MAX_ENTRIES`` per call.
 """
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,22 @@ class Entry:
     role: str  # caller | agent | tool | keypad | control
     text: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _item(entry: Entry) -> dict[str, Any] | None:
+    """The conversation item an entry was (None: not part of the model's conversation)."""
+    d = entry.detail
+    if entry.role == "caller":
+        return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": entry.text}]}
+    if entry.role == "keypad" and d.get("model_text"):
+        return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": d["model_text"]}]}
+    if entry.role == "agent" and d.get("kind") != "filler":
+        return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": entry.text}]}
+    if entry.role == "tool" and "arguments" in d:
+        return {"type": "function_call", "call_id": d["call_id"], "name": d["name"], "arguments": d["arguments"]}
+    if entry.role == "tool" and "output" in d:
+        return {"type": "function_call_output", "call_id": d["call_id"], "output": d["output"]}
+    return None
 
 
 @dataclass
@@ -108,3 +125,22 @@ class CallRecord:
     def entries(self) -> list[dict[str, Any]]:
         with self._lock:
             return [asdict(e) for e in self._entries]
+
+    def cut_pending(self) -> None:
+        """The session was lost mid-answer: what was received (and is still heard) becomes the entry."""
+        with self._lock:
+            pending = list(self._said)
+        for response_id in pending:
+            self.agent_done(response_id, None)
+
+    def history(self, limit: int) -> list[str]:
+        """The conversation as the caller heard it, as ``conversation.item.create`` events for a new
+        session: caller turns, keypad entries as the model was told them, the agent's words as
+        heard, tool calls with their results. The newest ``limit`` items; a result is never
+        replayed without its call."""
+        with self._lock:
+            entries = list(self._entries)
+        items = [item for item in map(_item, entries) if item is not None][-limit:]
+        calls = {i["call_id"] for i in items if i["type"] == "function_call"}
+        items = [i for i in items if i["type"] != "function_call_output" or i["call_id"] in calls]
+        return [json.dumps({"type": "conversation.item.create", "item": i}, separators=(",", ":")) for i in items]

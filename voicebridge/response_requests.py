@@ -97,9 +97,13 @@ class ResponseRequests:
         return True
 
     def forget_active(self) -> None:
-        """Safety fuse: a response never finished; stop waiting for it."""
+        """A response will never finish (safety fuse, or the session was replaced): stop waiting for
+        it; a request still on its way is asked again."""
         with self._lock:
             self._active = 0
+            if self._sent is not None:
+                self._waiting.appendleft(self._sent[0])
+                self._sent = None
         self._pump()
 
     def poll(self, now: float) -> None:
@@ -119,5 +123,6 @@ class ResponseRequests:
             self._sent = (req, self._clock())
         self._metrics.add("response_requests")
         if not self._send(rt.response_create(req.instructions, req.kind, req.event_id, req.out_of_band)):
-            with self._lock:
-                self._sent = None  # the model is gone; the session is ending
+            with self._lock:  # no session right now (being replaced): asked again once there is one
+                self._sent = None
+                self._waiting.appendleft(req)

@@ -30,6 +30,7 @@ from .inbound import InboundAudio
 from .interruption import BargeIn
 from .metrics import CallMetrics
 from .model_events import ModelEvents
+from .continuity import Continuity
 from .model_link import ModelLink
 from .outbound import OutboundAudio
 from .playback import MarkOutcome
@@ -45,9 +46,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 FUSE_CHECK_S = 0.05
 """The safety fuses and the send-stall check run on the run thread at most this often."""
-APOLOGY_ITEM = "vb-apology"
-APOLOGY_MARGIN_S = 2.0
-"""After the apology's own length, how long to wait for its last mark before hanging up."""
 
 
 class TwilioSocket(Protocol):
@@ -96,7 +94,6 @@ class MediaSession:
         self._closing = self._running = self._torn_down = False
         self._threads: list[threading.Thread] = []
         self._run_thread: threading.Thread | None = None
-        self._ending: tuple[str, float] | None = None  # (why, deadline) while the apology plays
         self._start_deadline = float("inf")  # set when run() begins
         self._fuse_checked = float("-inf")
         self._twilio = TwilioLink(twilio_ws, self._metrics, self.log, self.config.twilio_send_timeout_s,
@@ -120,8 +117,11 @@ class MediaSession:
         self.flow = CallFlow(config, model.send, self.requests, self.control, self.record, m, log, self._dtmf,
                              self._busy)
         self._inbound = InboundAudio(model, self.barge_in, m, log, config.inbound_buffer_ms, detect=config.barge_in)
+        self.continuity = Continuity(config, model, self.outbound, self.responses, self.requests, self.tools,
+                                     self.record, m, log, self._quiet, self.close, lambda: self._twilio.ready)
         self._model_events = ModelEvents(config, model, self.responses, self.requests, self.outbound,
-                                         self.barge_in, self.tools, self.control, self.flow, self.record, m, log)
+                                         self.barge_in, self.tools, self.control, self.flow, self.record, m, log,
+                                         self._inbound.committed)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -198,7 +198,7 @@ class MediaSession:
 
     def _on_twilio(self, event: tw.TwilioEvent, now: float) -> None:
         if isinstance(event, tw.Media):
-            self._inbound.media(event, self.stream_sid, now, listening=self._ending is None)
+            self._inbound.media(event, self.stream_sid, now, listening=self.continuity.ending is None)
         elif isinstance(event, tw.Mark):
             self._on_mark(event, now)
         elif isinstance(event, tw.Start):
@@ -263,8 +263,9 @@ class MediaSession:
 
     # ------------------------------------------------------------------ model side (model thread)
     def _model_main(self) -> None:
-        if self.model.open() and self.model.configure(rt.session_update(self.config)):
-            self.model.receive_loop(self._model_events.handle, self._stop)
+        self.model.run(self._model_events.handle, self._stop, lambda: rt.session_update(self.config),
+                       lambda: self.record.history(self.config.replay_items) + self._inbound.backlog(),
+                       self.continuity.switched)
 
     # ------------------------------------------------------------------ hooks and part callbacks
     def _entry(self, entry: Entry) -> None:
@@ -286,6 +287,10 @@ class MediaSession:
         """Someone is talking or about to: the line is not idle."""
         return self.outbound.audible or not self.requests.idle or self.tools.running
 
+    def _quiet(self) -> bool:
+        """Nobody talking, nothing on its way, the caller silent: a session can be swapped unheard."""
+        return not self._busy() and not self.flow.caller_speaking and not self.responses.active
+
     # ------------------------------------------------------------------ timers (run thread)
     def _timers(self, now: float) -> None:
         """Everything time-driven, checked after every Twilio message or receive timeout."""
@@ -303,9 +308,7 @@ class MediaSession:
             self._fuse_checked = now
             self._twilio.check_stall(now)
             self._fuses(now)
-        if self.model.lost:
-            self._end_without_model(self.model.lost, now)
-
+        self.continuity.poll(now)
     def _fuses(self, now: float) -> None:
         if self.barge_in.release_stuck_duck(now):
             self._blow_fuse("duck held with no confirmation")
@@ -320,20 +323,6 @@ class MediaSession:
     def _blow_fuse(self, what: str) -> None:
         self._metrics.add("safety_fuses")
         self.log.warning("SAFETY_FUSE: %s; state force-cleared", what)
-
-    def _end_without_model(self, reason: str, now: float) -> None:
-        """The model is gone: the caller hears the apology (not dead air), then the call ends."""
-        if self._ending is None:
-            prompt = self.config.apology_audio if self.config.apology_audio is not None else _bundled_apology()
-            if not self.config.apology or not prompt or not self._twilio.ready:
-                self.close(reason)
-                return
-            self.log.warning("model unavailable (%s): playing the apology prompt", reason)
-            self.outbound.interrupt(clear=self._metrics.get("frames_sent") > 0)
-            self.outbound.play(APOLOGY_ITEM, prompt)
-            self._ending = (reason, now + len(prompt) / 8000 + APOLOGY_MARGIN_S)
-        elif self.outbound.played_out(APOLOGY_ITEM) or now > self._ending[1]:
-            self.close(reason)
 
     # ------------------------------------------------------------------ teardown
     def _safe(self, fn: Callable[[], Any], what: str) -> Any:
@@ -366,15 +355,6 @@ class MediaSession:
         self._done.set()
         if self._end_hook is not None:
             self._safe(lambda: self._end_hook(self), "on_end hook")  # type: ignore[misc]
-
-
-def _bundled_apology() -> bytes:
-    try:
-        from .tts import load_prompt
-
-        return load_prompt("apology")
-    except (OSError, ModuleNotFoundError):
-        return b""
 
 
 def _accounting(snap: dict[str, Any]) -> str:

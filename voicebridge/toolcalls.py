@@ -92,7 +92,8 @@ class ToolCalls:
             batch = self._batch(event.response_id)
             batch.calls.append(call)
         self._metrics.add("tool_calls")
-        self._record.add("tool", f"{call.name}({event.arguments[:500]})", call_id=call.call_id)
+        self._record.add("tool", f"{call.name}({event.arguments[:500]})", call_id=call.call_id, name=call.name,
+                         arguments=event.arguments)
         if tool is None:
             self._settle(batch, call, _error(f"there is no tool called {call.name}"), 0.0)
         elif tool.handler is None:
@@ -107,6 +108,15 @@ class ToolCalls:
                 return
             batch.closed = True
         self._deliver_if_ready(batch)
+
+    def session_replaced(self) -> None:
+        """The model session was replaced: the responses of open batches will never finish."""
+        with self._lock:
+            open_batches = [b for b in self._batches.values() if not b.closed]
+            for batch in open_batches:
+                batch.closed = True
+        for batch in open_batches:
+            self._deliver_if_ready(batch)
 
     def caller_spoke(self) -> None:
         """The caller started a new turn: results still pending will not trigger a response."""
@@ -197,7 +207,8 @@ class ToolCalls:
             self._send(rt.function_call_output(call.call_id, call.result or ""))
             overhead_ms = (self._clock() - call.started - call.ran_s) * 1000
             self._metrics.tool_overhead(overhead_ms)
-            self._record.add("tool", f"{call.name} -> {(call.result or '')[:500]}", call_id=call.call_id)
+            self._record.add("tool", f"{call.name} -> {(call.result or '')[:500]}", call_id=call.call_id,
+                             output=call.result or "")
         if respond and not self._control.ending:
             self._requests.request("tool_result")
 

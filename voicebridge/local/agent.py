@@ -53,6 +53,7 @@ SPOKE_PREFIX: Part = ("spoke_prefix", "You spoke for about")
 SPOKE_SUFFIX: Part = ("spoke_suffix", "Thanks, is there anything else?")
 STILL_THERE: Part = ("still_there", "Are you still there? I am happy to help when you are ready.")
 APOLOGY: Part = ("apology", "Sorry, our assistant is not available right now. Please call again later.")
+HOLD_ON: Part = ("hold_on", "One moment please, I am reconnecting.")  # the bridge's holding line
 ASK_ORDER: Part = ("ask_order", "Sure. Please enter your order number on the keypad, then press the pound key.")
 LET_ME_CHECK: Part = ("let_me_check", "Let me check that for you.")
 ORDER_PREFIX: Part = ("order_prefix", "Your order")
@@ -101,7 +102,7 @@ def digit_part(digit: str) -> Part:
 
 def all_parts() -> list[Part]:
     """Every bundled prompt the agent (and the bridge's apology) may need."""
-    fixed = [GREETING, LONG_ANSWER, SHORT_REPLY, SPOKE_PREFIX, SPOKE_SUFFIX, STILL_THERE, APOLOGY, ASK_ORDER,
+    fixed = [GREETING, LONG_ANSWER, SHORT_REPLY, SPOKE_PREFIX, SPOKE_SUFFIX, STILL_THERE, APOLOGY, HOLD_ON, ASK_ORDER,
              LET_ME_CHECK, ORDER_PREFIX, *ORDER_STATUS.values(), TOOL_FAILED, STILL_CHECKING, GOODBYE, HANDOFF]
     return fixed + [seconds_part(n) for n in range(1, MAX_SECONDS + 1)] + [digit_part(str(d)) for d in range(10)]
 

@@ -15,6 +15,7 @@ import copy
 import itertools
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -30,6 +31,8 @@ from .engine import Event, RealtimeEngine
 logger = logging.getLogger(__name__)
 
 PATH = "/v1/realtime"
+AZURE_PATHS = ("/openai/v1/realtime", "/openai/realtime")  # Azure OpenAI GA, and the deployment style
+PATHS = (PATH, *AZURE_PATHS)
 POLL_SECONDS = 0.05  # longest wait for a client frame before re-checking deadlines / stop
 JOIN_SECONDS = 3.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # generous: a client may send a large session.update
@@ -44,6 +47,8 @@ class ServerStats:
         self._connections = 0
         self._active = 0
         self._rejected_auth = 0
+        self._refused = 0
+        self._dials: collections.Counter = collections.Counter()  # by "<path> <auth kind>"
         self._client = collections.Counter()
         self._server = collections.Counter()
         self._errors = collections.Counter()
@@ -59,6 +64,14 @@ class ServerStats:
     def auth_rejected(self) -> None:
         with self._lock:
             self._rejected_auth += 1
+
+    def refused(self) -> None:
+        with self._lock:
+            self._refused += 1
+
+    def dialed(self, path: str, auth: str) -> None:
+        with self._lock:
+            self._dials[f"{path} {auth}"] += 1
 
     def observe(self, direction: str, event: Event) -> None:
         """Engine observer hook: count by type; remember errors, outcomes, truncations."""
@@ -79,7 +92,8 @@ class ServerStats:
         with self._lock:
             return {
                 "connections": self._connections, "active_connections": self._active,
-                "rejected_auth": self._rejected_auth, "client_events": dict(self._client),
+                "rejected_auth": self._rejected_auth, "refused": self._refused, "dials": dict(self._dials),
+                "client_events": dict(self._client),
                 "server_events": dict(self._server), "errors": dict(self._errors),
                 "responses": dict(self._responses), "truncations": list(self._truncations),
             }
@@ -116,6 +130,8 @@ class LocalRealtimeServer:
         self._thread: "threading.Thread | None" = None
         self._warmer: "threading.Thread | None" = None
         self._conn_threads: set[threading.Thread] = set()
+        self._sockets: set[Any] = set()
+        self._refuse = 0  # the next upgrades to answer 503 (a test of reconnecting)
         self._conn_numbers = itertools.count(1)
 
     # ----------------------------------------------------------------- lifecycle
@@ -183,6 +199,23 @@ class LocalRealtimeServer:
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
         return f"ws://{host}:{self.port}{PATH}?model=gpt-realtime"
 
+    # ----------------------------------------------------------------- faults, for tests
+    def drop_connections(self) -> int:
+        """Cut every open connection at the TCP level (no close frame): a lost socket."""
+        with self._lock:
+            sockets = list(self._sockets)
+        for ws in sockets:
+            try:
+                ws.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(sockets)
+
+    def refuse_next(self, n: int) -> None:
+        """Answer the next ``n`` upgrades with HTTP 503 (a service having trouble)."""
+        with self._lock:
+            self._refuse = n
+
     def stats(self) -> dict[str, Any]:
         """A snapshot of connection/event counters (safe to call from any thread)."""
         return copy.deepcopy(self._stats.snapshot())
@@ -191,26 +224,39 @@ class LocalRealtimeServer:
     def _app(self) -> Flask:
         app = Flask(__name__)
         app.before_request(self._check_auth)
-        app.add_url_rule(PATH, "realtime", self._upgrade, websocket=True)
+        for number, path in enumerate(PATHS):
+            app.add_url_rule(path, f"realtime{number}", self._upgrade, websocket=True)
         return app
 
     def _upgrade(self) -> Any:
         return wsserver.serve(request.environ, self._websocket, "realtime", MAX_MESSAGE_BYTES)
 
     def _check_auth(self) -> "Response | None":
-        """Reject the upgrade with HTTP 401 when an api_key is configured and not presented."""
-        if self.api_key is None or request.path != PATH:
+        """503 while told to refuse; 400 for an Azure deployment URL without its query; 401
+        when an api_key is configured and presented neither as a bearer token (OpenAI, Azure
+        Entra ID) nor, on Azure paths, as the ``api-key`` header."""
+        if request.path not in PATHS:
             return None
-        if request.headers.get("Authorization", "") == f"Bearer {self.api_key}":
-            return None
-        self._stats.auth_rejected()
-        body = {"error": {"type": "invalid_request_error", "code": "invalid_api_key",
-                          "message": "Incorrect API key provided.", "param": None}}
-        return Response(json.dumps(body), status=401, mimetype="application/json")
+        with self._lock:
+            refuse, self._refuse = self._refuse > 0, max(0, self._refuse - 1)
+        if refuse:
+            self._stats.refused()
+            return _error(503, "server_error", "The server is temporarily unable to handle the request.")
+        if request.path == "/openai/realtime" and not (request.args.get("api-version")
+                                                       and request.args.get("deployment")):
+            return _error(400, "missing_required_parameter", "api-version and deployment are required.")
+        bearer = request.headers.get("Authorization", "")
+        azure_key = request.headers.get("api-key") if request.path in AZURE_PATHS else None
+        auth = "bearer" if bearer.startswith("Bearer ") else "api-key" if azure_key else "none"
+        if self.api_key is not None and bearer != f"Bearer {self.api_key}" and azure_key != self.api_key:
+            self._stats.auth_rejected()
+            return _error(401, "invalid_api_key", "Incorrect API key provided.")
+        self._stats.dialed(request.path, auth)
+        return None
 
     def _websocket(self, ws: Any) -> None:
         beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "")
-        model = request.args.get("model") or "gpt-realtime"
+        model = request.args.get("model") or request.args.get("deployment") or "gpt-realtime"
         number = next(self._conn_numbers)
         engine = RealtimeEngine(
             ScriptedAgent(self._voice, mode=self.mode, tone_seconds=self.tone_seconds),  # type: ignore[arg-type]
@@ -219,6 +265,7 @@ class LocalRealtimeServer:
         me = threading.current_thread()
         with self._lock:
             self._conn_threads.add(me)
+            self._sockets.add(ws)
         self._stats.connection(+1)
         try:
             self._run(ws, engine, beta)
@@ -228,6 +275,7 @@ class LocalRealtimeServer:
             self._stats.connection(-1)
             with self._lock:
                 self._conn_threads.discard(me)
+                self._sockets.discard(ws)
 
     def _run(self, ws: Any, engine: RealtimeEngine, beta: bool) -> None:
         """The per-connection loop: receive with a short timeout, feed, send what is due."""
@@ -244,6 +292,11 @@ class LocalRealtimeServer:
             _send(ws, engine.poll(clock()))
         code = engine.close_code or 1001  # 1001 "going away": the server is stopping
         ws.close(reason=code, message=engine.close_reason or "server stopping")
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    body = {"error": {"type": "invalid_request_error", "code": code, "message": message, "param": None}}
+    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 def _send(ws: Any, events: list[Event]) -> None:
