@@ -14,7 +14,7 @@ import time
 import pytest
 
 from voicebridge import BridgeConfig, testing
-from voicebridge.testing import CALL_SID, BridgeCall, Closed, FakeRealtime, FakeTwilio, wait_until
+from voicebridge.testing import CALL_SID, BridgeCall, Closed, FakeRealtime, FakeTwilio, ManualClock, wait_until
 
 pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")
 
@@ -25,9 +25,9 @@ APOLOGY_FRAMES = [APOLOGY[:160]] * 5
 FRAME = bytes(range(160))
 
 
-def faulty(bridge_call, config=CFG, twilio=None, openai=None, connect=None) -> BridgeCall:
+def faulty(bridge_call, config=CFG, twilio=None, openai=None, connect=None, **options) -> BridgeCall:
     """A call whose marks come back at once (the apology's end needs no 2 s wait)."""
-    call = bridge_call(config, twilio=twilio, openai=openai, connect=connect)
+    call = bridge_call(config, twilio=twilio, openai=openai, connect=connect, **options)
     call.twilio.echo_marks = True
     return call
 
@@ -159,12 +159,95 @@ def test_a_lost_session_mid_answer_is_replaced_and_the_answer_resumed(bridge_cal
     call = faulty(bridge_call, CFG.replace(reconnect_attempts=1), connect=connect).start()
     first = wait_until(lambda: handed) and handed[0]
     first.response("resp_1", "item_1", [FRAME * 3], done=False)  # the answer is still being generated
+    first.push({"type": "response.output_audio_transcript.delta", "response_id": "resp_1", "item_id": "item_1",
+                "output_index": 0, "content_index": 0, "delta": "Your parcel left"})
     assert call.twilio.wait_for(lambda t: len(t.media_frames()) == 3)
     first.drop()
     assert wait_until(lambda: len(handed) == 2 and handed[1].requested("resume"))
+    second = handed[1]
+    sent = [e["type"] for e in second.events()]
+    assert sent[:3] == ["session.update", "conversation.item.create", "response.create"]  # told, then asked
+    assert second.events("conversation.item.create")[0]["item"]["content"] == [
+        {"type": "output_text", "text": "Your parcel left"}]  # the words it got out before the drop
     m = call.finish()
     assert m["model_lost"] == 1 and m["frames_sent"] == 3  # what was received was heard, nothing flushed
     assert m["frames_flushed"] == 0 and m["close_reason"] == "twilio stop"
+
+
+def tick(call, clock, seconds):
+    """Move the clock, then let the run thread's timers run once at the new time."""
+    clock.advance(seconds)
+    count = call.session.metrics["inbound_frames"]
+    call.twilio.media(b"\xff" * 160)
+    assert wait_until(lambda: call.session.metrics["inbound_frames"] == count + 1)
+
+
+def test_a_session_past_its_age_is_rolled_over_only_at_a_quiet_moment(bridge_call):
+    clock, (connect, handed) = ManualClock(), sessions()
+    call = faulty(bridge_call, CFG.replace(session_max_age_s=60, idle_nudge_s=None), connect=connect,
+                  clock=clock).start()
+    first = wait_until(lambda: handed) and handed[0]
+    first.response("resp_1", "item_1", [FRAME * 2], done=False)
+    assert call.twilio.wait_for(lambda t: len(t.media_frames()) == 2)
+    clock.advance(61)  # old enough, but the agent is still answering (and its events still flow)
+    first.push({"type": "response.output_audio_transcript.delta", "response_id": "resp_1", "item_id": "item_1",
+                "output_index": 0, "content_index": 0, "delta": "Sure"})
+    assert wait_until(lambda: call.session.model.last_event_at == clock())
+    tick(call, clock, 0)
+    assert len(handed) == 1
+    first.push(testing.rt_response_done("resp_1"))
+    assert wait_until(lambda: not call.session.responses.active)
+    tick(call, clock, 0.5)  # quiet, but the session spoke half a second ago: events may be on their way
+    assert len(handed) == 1
+    first.push(testing.rt_speech_started())
+    assert wait_until(lambda: call.session.flow.caller_speaking)
+    tick(call, clock, 2)  # the caller is speaking
+    assert len(handed) == 1
+    first.push(testing.rt_speech_stopped())
+    assert wait_until(lambda: not call.session.flow.caller_speaking)
+    first.push({"type": "input_audio_buffer.committed", "item_id": "item_user", "previous_item_id": None})
+    assert wait_until(lambda: call.session.flow.turn_open(clock()))
+    tick(call, clock, 2)  # their turn is committed but its text has not come: a new session would lose it
+    assert len(handed) == 1
+    first.push(testing.rt_transcript("Thanks, that is all."))
+    assert wait_until(lambda: not call.session.flow.turn_open(clock()))
+    tick(call, clock, 1.5)
+    assert wait_until(lambda: len(handed) == 2 and handed[1].events("conversation.item.create"))
+    second = handed[1]
+    assert [(e["item"]["role"], e["item"]["content"][0]["text"]) for e in second.events("conversation.item.create")] \
+        == [("assistant", "Sure"), ("user", "Thanks, that is all.")]
+    assert not second.events("response.create") and first.closed.is_set()  # nothing to resume
+    m = call.finish()
+    assert m["model_rollover"] == 1 and m["model_lost"] == 0 and m["frames_sent"] == 2
+
+
+def test_a_slow_reconnect_plays_the_holding_line_once(bridge_call):
+    hold = b"\x22" * 800  # 100 ms: 5 frames
+    release = threading.Event()
+    clock, handed = ManualClock(), []
+
+    def connect(config):
+        if handed:
+            release.wait(5)  # the replacement takes its time
+        handed.append(FakeRealtime())
+        return handed[-1]
+
+    call = faulty(bridge_call, CFG.replace(reconnect_attempts=1, hold_audio=hold), connect=connect,
+                  clock=clock).start()
+    assert wait_until(lambda: handed)
+    handed[0].drop()
+    assert wait_until(lambda: call.session.model.down_since is not None)
+    tick(call, clock, 1.9)
+    assert call.twilio.media_frames() == []  # within hold_after_ms: nothing yet
+    tick(call, clock, 0.2)
+    assert wait_until(lambda: call.session.metrics["frames_enqueued"] == 5)  # the whole line, once
+    assert call.twilio.wait_for(lambda t: t.media_frames() and set(t.media_frames()) == {hold[:160]})
+    tick(call, clock, 3.0)
+    release.set()
+    assert wait_until(lambda: len(handed) == 2 and call.session.model.ready)
+    tick(call, clock, 3.0)
+    m = call.finish()
+    assert m["frames_enqueued"] == 5 and m["model_lost"] == 1  # once, however long the wait
 
 
 # ============================================================================= Twilio side

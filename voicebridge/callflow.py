@@ -20,6 +20,10 @@ from .record import CallRecord
 from .response_requests import ResponseRequests
 
 
+TRANSCRIPT_WAIT_S = 10.0
+"""How long a committed caller turn may hold off a planned rollover while its text is awaited."""
+
+
 class CallFlow:
     """Keys and limits; ``poll`` runs on the run thread's timer."""
 
@@ -38,12 +42,33 @@ class CallFlow:
         self._keys = DtmfCollector(config.dtmf_terminator, config.dtmf_timeout_ms / 1000)
         self._limits: CallLimits | None = None
         self._speaking = False  # the server's VAD: caller speech in progress
+        self._untranscribed: dict[str, float] = {}  # committed caller turns whose text has not come yet
         self._lock = threading.Lock()
 
     @property
     def caller_speaking(self) -> bool:
         """The server's VAD hears the caller right now."""
         return self._speaking
+
+    def committed(self, item_id: str, now: float) -> None:
+        """The server made the caller's audio an item (model thread); its text should follow."""
+        if self._config.transcription_model:
+            with self._lock:
+                self._untranscribed[item_id] = now
+
+    def transcribed(self, item_id: str) -> None:
+        """The caller turn's text came (or its transcription failed)."""
+        with self._lock:
+            self._untranscribed.pop(item_id, None)
+
+    def turn_open(self, now: float) -> bool:
+        """The caller is speaking, or said something whose text is still coming: a session swapped
+        now would lose the turn (the new session learns caller turns from their text)."""
+        with self._lock:
+            for item_id, since in list(self._untranscribed.items()):
+                if now - since > TRANSCRIPT_WAIT_S:
+                    del self._untranscribed[item_id]
+            return self._speaking or bool(self._untranscribed)
 
     def started(self, now: float) -> None:
         cfg = self._config

@@ -20,6 +20,9 @@ from .response_requests import ResponseRequests
 from .responses import ResponseTracker
 from .toolcalls import ToolCalls
 
+ROLLOVER_SETTLE_S = 1.0
+"""A planned rollover waits until the session has been silent this long: events still on their
+way (a turn's response being created, a transcript) must not be lost with the old session."""
 APOLOGY_ITEM = "vb-apology"
 APOLOGY_MARGIN_S = 2.0
 """After the apology's own length, how long to wait for its last mark before hanging up."""
@@ -46,24 +49,30 @@ class Continuity:
         self._held = False  # the holding line has played during the current reconnect
         self.ending: tuple[str, float] | None = None  # (why, deadline) while the apology plays
 
-    def switched(self, cause: Cause, gap_s: float, replayed: int) -> None:
+    def switched(self, cause: Cause, gap_s: float, replayed: int, resent: int) -> None:
         """A new Realtime session replaced the old one (model thread): pick up where the call was."""
         self._metrics.add(f"model_{cause.value}")
         self._metrics.add("items_replayed", replayed)
+        self._metrics.add("inbound_frames_resent", resent)
         self._metrics.reconnect_gap(gap_s * 1000)
-        self._log.info("Realtime session replaced (%s) in %.0f ms, %d items replayed", cause.value, gap_s * 1000,
-                       replayed)
+        self._log.info("Realtime session replaced (%s) in %.0f ms: %d items replayed, %d caller frames resent",
+                       cause.value, gap_s * 1000, replayed, resent)
         cut = self._responses.current
         was_speaking = cut is not None and cut.active and not cut.interrupted
         if cut is not None and cut.active:
             self._responses.force_inactive()
             if cut.item_id is not None and self._responses.audio_ended(cut.id):
                 self._outbound.end(cut.item_id)  # what was received plays out, its tail padded
-        self._record.cut_pending()
         self._tools.session_replaced()
         self._requests.forget_active()
         if was_speaking and cause is not Cause.ROLLOVER:
             self._requests.request("resume", self._config.resume_instructions)
+
+    def history(self) -> list[str]:
+        """What a new session is told before anything else (model thread): the conversation as
+        the caller heard it, the answer the old session was cut off in included."""
+        self._record.cut_pending()
+        return self._record.history(self._config.replay_items)
 
     def poll(self, now: float) -> None:
         """Timers (run thread)."""
@@ -79,7 +88,8 @@ class Continuity:
             self._log.info("reconnecting for %.1f s: the caller hears the holding line", now - down)
             self._outbound.play(f"vb-hold-{now:.0f}", prompt)
         max_age = self._config.session_max_age_s
-        if max_age is not None and self._model.ready and self._model.age(now) > max_age and self._quiet():
+        if (max_age is not None and self._model.ready and self._model.age(now) > max_age
+                and now - self._model.last_event_at > ROLLOVER_SETTLE_S and self._quiet()):
             self._log.info("planned rollover after %.0f s: a fresh Realtime session at a quiet moment",
                            self._model.age(now))
             self._model.replace(Cause.ROLLOVER)

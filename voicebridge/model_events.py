@@ -58,6 +58,7 @@ class ModelEvents:
             rt.SpeechStarted: self._speech_started,
             rt.SpeechStopped: self._speech_stopped,
             rt.BufferCommitted: self._committed,
+            rt.TranscriptFailed: self._transcript_failed,
             rt.Transcript: self._caller_transcript,
             rt.AgentTranscriptDelta: self._agent_words,
             rt.AgentTranscript: self._agent_transcript,
@@ -134,11 +135,20 @@ class ModelEvents:
 
     def _committed(self, event: rt.BufferCommitted, now: float) -> None:
         self._committed_hook()
+        self._flow.committed(event.item_id, now)
 
     def _caller_transcript(self, event: rt.Transcript, now: float) -> None:
         self._barge_in.user_text(event.text, now)
-        if event.final and event.text.strip():
-            self._record.add("caller", event.text.strip(), item_id=event.item_id)
+        if event.final:
+            self._flow.transcribed(event.item_id)
+            if event.text.strip():
+                self._record.add("caller", event.text.strip(), item_id=event.item_id)
+
+    def _transcript_failed(self, event: rt.TranscriptFailed, now: float) -> None:
+        self._flow.transcribed(event.item_id)
+        self._log.once("transcription", "a caller turn could not be transcribed (the model still heard it); "
+                       "further ones only counted")
+        self._metrics.add("transcriptions_failed")
 
     def _agent_words(self, event: rt.AgentTranscriptDelta, now: float) -> None:
         self._record.agent_words(event.response_id, event.text)

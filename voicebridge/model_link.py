@@ -67,20 +67,22 @@ class ModelLink:
 
     # ------------------------------------------------------------------ the model thread
     def run(self, handle: EventHandler, stopping: threading.Event, session_update: Callable[[], str],
-            history: Callable[[], list[str]], switched: Callable[[Cause, float, int], None]) -> None:
+            history: Callable[[], list[str]], backlog: Callable[[], list[str]],
+            switched: Callable[[Cause, float, int, int], None]) -> None:
         """Dial, configure, read; replace the session whenever it ends early; until the call ends."""
         cause: Cause | None = None
         while not stopping.is_set() and not self.lost:
             began = self._clock()
             if not self._dial(cause, stopping, session_update()):
                 return
-            replayed = 0
+            replayed = resent = 0
             if cause is not None:
                 replayed = self._replay(history())
+                resent = self._replay(backlog())
             self.ready, self.down_since = True, None
             self.session_started_at = self.last_event_at = self._clock()
             if cause is not None:
-                switched(cause, self._clock() - began, replayed)
+                switched(cause, self._clock() - began, replayed, resent)
             cause = self._receive(handle, stopping)
             if cause is None:
                 return
@@ -132,7 +134,8 @@ class ModelLink:
         return conn
 
     def _replay(self, items: list[str]) -> int:
-        """The conversation as the caller heard it, into the new session (before any audio)."""
+        """Client events into the new session before anything newer: the conversation as the
+        caller heard it, then the caller audio the old session had not committed."""
         sent = 0
         for item in items:
             if not self.send(item):

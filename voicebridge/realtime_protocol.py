@@ -27,7 +27,6 @@ KNOWN_IGNORED = frozenset({
     "response.content_part.added", "response.content_part.done",
     "response.output_text.delta", "response.output_text.done", "response.function_call_arguments.delta",
     "response.function_call_arguments.done",
-    "conversation.item.input_audio_transcription.failed",
     "output_audio_buffer.started", "output_audio_buffer.stopped", "output_audio_buffer.cleared",
 })
 
@@ -235,6 +234,12 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class TranscriptFailed:
+    """``input_audio_transcription.failed``: a caller turn that will have no text."""
+    item_id: str
+
+
+@dataclass(frozen=True)
 class AgentTranscript:
     """What the model said (``response.output_audio_transcript.done``)."""
     response_id: str
@@ -390,6 +395,7 @@ _PARSERS = {
         _s(m, "item_id"), _s(m, "delta"), False),
     "conversation.item.input_audio_transcription.completed": lambda m: Transcript(
         _s(m, "item_id"), _s(m, "transcript"), True),
+    "conversation.item.input_audio_transcription.failed": lambda m: TranscriptFailed(_s(m, "item_id")),
     "conversation.item.truncated": lambda m: ItemTruncated(_s(m, "item_id"), _i(m, "audio_end_ms")),
     "error": _server_error,
 }

@@ -264,7 +264,7 @@ class MediaSession:
     # ------------------------------------------------------------------ model side (model thread)
     def _model_main(self) -> None:
         self.model.run(self._model_events.handle, self._stop, lambda: rt.session_update(self.config),
-                       lambda: self.record.history(self.config.replay_items) + self._inbound.backlog(),
+                       self.continuity.history, self._inbound.backlog,
                        self.continuity.switched)
 
     # ------------------------------------------------------------------ hooks and part callbacks
@@ -289,7 +289,7 @@ class MediaSession:
 
     def _quiet(self) -> bool:
         """Nobody talking, nothing on its way, the caller silent: a session can be swapped unheard."""
-        return not self._busy() and not self.flow.caller_speaking and not self.responses.active
+        return not self._busy() and not self.flow.turn_open(self._clock()) and not self.responses.active
 
     # ------------------------------------------------------------------ timers (run thread)
     def _timers(self, now: float) -> None:
@@ -309,6 +309,7 @@ class MediaSession:
             self._twilio.check_stall(now)
             self._fuses(now)
         self.continuity.poll(now)
+
     def _fuses(self, now: float) -> None:
         if self.barge_in.release_stuck_duck(now):
             self._blow_fuse("duck held with no confirmation")
