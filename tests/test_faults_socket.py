@@ -14,7 +14,10 @@ import pytest
 import websocket
 from flask import Flask
 
-from voicebridge import BridgeConfig, MediaSession, realtime_client, testing
+from voicebridge import BridgeConfig, MediaSession, realtime_client, testing, tts
+from voicebridge.app import order_status
+from voicebridge.local.agent import ASK_ORDER, LET_ME_CHECK
+from voicebridge.tools import tool
 from voicebridge.local import LocalRealtimeServer
 from voicebridge.testing import BridgeCall, FakeRealtime, wait_until
 
@@ -29,9 +32,9 @@ CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=2.0, apology_au
 APOLOGY_FRAMES = [APOLOGY[:160]] * 5
 
 
-def real_call(bridge_call, config) -> BridgeCall:
+def real_call(bridge_call, config, **options) -> BridgeCall:
     """A call that dials with the real websocket-client connector."""
-    call = bridge_call(config, connect=realtime_client.connect)
+    call = bridge_call(config, connect=realtime_client.connect, **options)
     call.twilio.echo_marks = True
     return call
 
@@ -180,6 +183,64 @@ def test_session_expired_from_the_local_server_is_replaced_and_the_call_goes_on(
         dials = server.stats()["connections"]
     assert m["close_reason"] == "twilio stop" and dials >= 3
     assert m["openai_errors"]["session_expired"] >= 2 and not lines("model unavailable")
+
+
+def agent_said(m: dict) -> list[str]:
+    return [e["text"] for e in m["transcript"] if e["role"] == "agent"]
+
+
+def test_a_drop_while_the_caller_speaks_loses_none_of_their_words(bridge_call):
+    """Half a phrase reaches the first session, the rest arrives during the gap: the new session
+    gets all of it (the uncommitted turn again, then what was kept) and understands it."""
+    phrase = tts.load_prompt("caller_order")
+    frames = [phrase[i:i + 160].ljust(160, b"\xff") for i in range(0, len(phrase), 160)]
+    heard: list[str] = []
+    with LocalRealtimeServer(mode="voice", speed=20.0) as server:
+        call = real_call(bridge_call, CFG.replace(openai_url=server.url, reconnect_attempts=2, tools=(order_status,)),
+                         on_transcript=lambda role, text: heard.append(text) if role == "agent" else None).start()
+        assert wait_until(lambda: server.stats()["server_events"].get("session.updated") == 1)
+        half = len(frames) // 2
+        for frame in frames[:half]:
+            call.twilio.media(frame)
+        assert wait_until(lambda: server.stats()["client_events"].get("input_audio_buffer.append") == half)
+        server.drop_connections()
+        for frame in frames[half:] + [b"\xff" * 160] * 50:  # the rest of the phrase, then a second of quiet
+            call.twilio.media(frame)
+        assert wait_until(lambda: heard, timeout=8)
+        m = call.finish()
+    assert m["model_lost"] == 1 and m["accounting_ok"]
+    assert [e["text"] for e in m["transcript"] if e["role"] == "caller"] == [tts.CALLER_PHRASES["caller_order"]]
+    assert agent_said(m) == [ASK_ORDER[1]]
+
+
+def test_a_drop_during_a_tool_call_still_answers_with_its_result(bridge_call):
+    """The session drops while the tool runs: the new session is given the call and its result."""
+    started, release = threading.Event(), threading.Event()
+
+    @tool
+    def order_status(order_id: str) -> dict:
+        """Look up an order."""
+        started.set()
+        release.wait(5)
+        return {"order_id": order_id, "status": "shipped"}
+
+    heard: list[str] = []
+    with LocalRealtimeServer(mode="voice", speed=20.0) as server:
+        call = real_call(bridge_call, CFG.replace(openai_url=server.url, reconnect_attempts=2, tools=(order_status,)),
+                         on_transcript=lambda role, text: heard.append(text) if role == "agent" else None).start()
+        assert wait_until(lambda: server.stats()["server_events"].get("session.updated") == 1)
+        for digit in "1234#":
+            call.twilio.push(testing.twilio_dtmf(digit))
+        assert started.wait(5)
+        server.drop_connections()
+        assert wait_until(lambda: call.session.metrics["model_lost"] == 1
+                          and server.stats()["active_connections"] == 1)
+        release.set()
+        assert wait_until(lambda: any("has shipped" in text for text in heard), timeout=8)
+        m = call.finish()
+    assert m["model_lost"] == 1 and m["accounting_ok"] and m["tool_calls"] == 1
+    said = agent_said(m)
+    assert said[0] == LET_ME_CHECK[1] and said[-1] == "Your order one two three four has shipped and arrives tomorrow."
 
 
 def drop_then_refuse(bridge_call, refused: int, attempts: int):

@@ -14,6 +14,7 @@ from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
 from voicebridge import audio, tone, tts
+from voicebridge.config import RESUME_INSTRUCTIONS
 from voicebridge.local import agent as agent_mod
 from voicebridge.local.agent import ScriptedAgent, Voice, wants_continue
 from voicebridge.local.engine import RealtimeEngine
@@ -318,6 +319,39 @@ def test_continue_resumes_interrupted_answer_from_truncation_point():
     assert 4000 * 8 - 600 * 8 <= cut <= 4000 * 8
     transcript = only(out, "response.output_audio_transcript.done")["transcript"]
     assert agent_mod.LONG_ANSWER[1].endswith(transcript) and len(transcript) < len(agent_mod.LONG_ANSWER[1])
+
+
+def replay(h: Harness, *turns: tuple[str, str]) -> None:
+    """Rebuild a conversation the way a bridge does after a reconnect: text items, in order."""
+    for role, text in turns:
+        kind = "input_text" if role == "user" else "output_text"
+        out = h.send({"type": "conversation.item.create",
+                      "item": {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}})
+        assert types(out) == ["conversation.item.added", "conversation.item.done"]
+
+
+def test_a_new_session_rebuilt_from_text_resumes_the_cut_answer_and_never_greets_again():
+    h = Harness(speed=0)
+    h.pcmu_session()
+    said = agent_mod.LONG_ANSWER[1].split()
+    replay(h, ("assistant", agent_mod.GREETING[1]), ("user", "How does this work?"),
+           ("assistant", " ".join(said[:len(said) // 2])))  # the old session was lost half way through
+    out = h.send({"type": "response.create", "response": {"instructions": RESUME_INSTRUCTIONS}})
+    resumed, long_answer = audio_of(out), tts.load_prompt("long_answer")
+    assert long_answer.endswith(resumed) and 0.3 < 1 - len(resumed) / len(long_answer) <= 0.5
+    transcript = only(out, "response.output_audio_transcript.done")["transcript"]
+    assert agent_mod.LONG_ANSWER[1].endswith(transcript)
+    plain = only(h.send({"type": "response.create"}), "response.output_audio_transcript.done")["transcript"]
+    assert plain == agent_mod.SHORT_REPLY[1]  # not the greeting, not the long answer again
+
+
+def test_a_replayed_tone_answer_resumes_its_blocks():
+    h = Harness(mode="tone", speed=0, tone_seconds=1.0)
+    h.pcmu_session()
+    replay(h, ("user", "hello"), ("assistant", "tone 3 blocks"))  # 3 of its 4 words had arrived
+    resumed = audio_of(h.send({"type": "response.create", "response": {"instructions": RESUME_INSTRUCTIONS}}))
+    blocks = [tone.identify_block(resumed[i:i + 160]) for i in range(0, len(resumed), 160)]
+    assert blocks == [(3, i) for i in range(37, 50)]
 
 
 def test_later_turn_says_how_long_the_caller_spoke():

@@ -195,6 +195,9 @@ class BridgeConfig:
             raise ValueError("azure_endpoint must be an https:// URL (http:// for a local test server)")
         if self.azure_endpoint and not self.azure_deployment:
             raise ValueError("azure_endpoint needs azure_deployment")
+        if self.api_version and "preview" in self.api_version:
+            raise ValueError(f"api_version {self.api_version!r} is a preview version: it speaks the retired beta "
+                             "Realtime interface; leave api_version unset to use the GA /openai/v1/realtime path")
         if self.reconnect_attempts < 0 or self.reconnect_backoff_ms < 0:
             raise ValueError("reconnect_attempts and reconnect_backoff_ms must not be negative")
 

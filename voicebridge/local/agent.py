@@ -186,6 +186,20 @@ def _quiet_cut(data: bytes, offset: int, lookback_ms: int = 600, quiet_dbfs: flo
     return end
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _replayed_part(text: str) -> "tuple[Part, float] | None":
+    """The bundled prompt a replayed assistant turn began, and the share of its words heard."""
+    heard = _words(text)
+    for part in all_parts():
+        words = _words(part[1])
+        if heard and words[:len(heard)] == heard and len(words) > 1:
+            return part, len(heard) / len(words)
+    return None
+
+
 def _resume(interrupted: _Interruption) -> "Utterance | None":
     """The unheard remainder of an interrupted utterance, or None if it was all heard."""
     utt = interrupted.utterance
@@ -221,6 +235,8 @@ class ScriptedAgent:
     _outputs: list[tuple[str, str]] = field(default_factory=list)  # (tool name, output) not yet answered
     _by_item: dict[str, Utterance] = field(default_factory=dict)
     _interrupted: "_Interruption | None" = None
+    _replayed: "str | None" = None  # the last assistant turn a bridge replayed into this session
+    _numbered_before: int = 0  # tone mode: responses a replayed conversation already had (numbers go on)
     _nudge: bool = False
     _number: int = 0  # the response being chosen (tone mode numbers its blocks with it)
 
@@ -234,9 +250,19 @@ class ScriptedAgent:
         self._last_speech_ms, self._heard, self._typed = speech_ms, words, None
 
     def user_text(self, text: str) -> None:
-        """A user text item (the bridge sends keypad digits as one)."""
+        """A user text item: keypad digits as the bridge words them, or a caller turn it replays."""
         self._user_turns += 1
-        self._last_speech_ms, self._heard, self._typed = None, None, text
+        self._last_speech_ms, self._heard, self._typed = None, text, text
+
+    def assistant_text(self, text: str) -> None:
+        """An assistant turn a bridge replayed (a new session taking over a call): it was said,
+        so no greeting and no answer to the turns before it; a "continue" resumes from it."""
+        self._greeted = True
+        self._answered_turns = self._user_turns
+        self._replayed = text
+        tone_number = re.match(r"tone (\d+)", text)
+        if tone_number:
+            self._numbered_before = max(self._numbered_before, int(tone_number.group(1)) + 1)
 
     def tool_output(self, name: str, output: str) -> None:
         self._outputs.append((name, output))
@@ -255,9 +281,10 @@ class ScriptedAgent:
         return utt
 
     def _choose(self, response_number: int, instructions: "str | None", tools: "frozenset[str]") -> Utterance:
-        self._number = response_number
-        if wants_continue(instructions) and self._interrupted is not None:
-            resumed, self._interrupted = _resume(self._interrupted), None
+        self._number = response_number + self._numbered_before
+        if wants_continue(instructions):
+            cut, self._interrupted, self._replayed = self._interrupted or self._from_replay(), None, None
+            resumed = _resume(cut) if cut is not None else None
             if resumed is not None:
                 return resumed
         instructed = next((what for pattern, what in _INSTRUCTED if instructions and pattern.search(instructions)),
@@ -276,7 +303,7 @@ class ScriptedAgent:
         if scenario is not None:
             return scenario
         if self.mode == "tone":
-            return self._tone(response_number)
+            return self._tone(self._number)
         if self._user_turns == 0 and not self._greeted:
             self._greeted = True
             return self._say("greeting", GREETING)
@@ -286,13 +313,29 @@ class ScriptedAgent:
             return self._spoke_for(self._last_speech_ms)
         return self._say("short", SHORT_REPLY)
 
+    def _from_replay(self) -> "_Interruption | None":
+        """Where a replayed assistant turn stopped, as an interruption of the utterance it began."""
+        text = self._replayed or ""
+        if self.mode == "tone":
+            match = re.match(r"tone (\d+)", text)
+            if match is None:
+                return None
+            utt = self._tone(int(match.group(1)))
+            share = len(text.split()) / len(utt.text.split())
+        else:
+            found = _replayed_part(text)
+            if found is None:
+                return None
+            part, share = found
+            utt = Utterance("resume", part[1], self.voice.say([part]))
+        return _Interruption(utt, int(len(utt.audio) * share) // audio.BYTES_PER_MS)
+
     def _scenario(self, tools: "frozenset[str]") -> "Utterance | None":
         """What the caller's words (or typed digits) ask for, when the tools allow it."""
         if self._typed is not None:
             digits = _DIGITS.search(self._typed)
             if digits and ORDER_TOOL in tools:
                 return self._say("tool", LET_ME_CHECK, [(ORDER_TOOL, {"order_id": digits.group(1)})])
-            return None
         heard = next((what for pattern, what in _HEARD if self._heard and pattern.search(self._heard)), None)
         if heard == "goodbye":
             return self._say("goodbye", GOODBYE, [(END_CALL_TOOL, {"reason": "the caller said goodbye"})]

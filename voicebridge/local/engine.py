@@ -421,8 +421,11 @@ class RealtimeEngine:
                                   "item.call_id")
             self.agent.tool_output(call.extra.get("name", ""), str(item.extra.get("output", "")))
         self._conversation.add(item, previous)
+        text = " ".join(str(c.get("text", "")) for c in item.content if isinstance(c, dict))
         if item.role == "user":
-            self.agent.user_text(" ".join(str(c.get("text", "")) for c in item.content if isinstance(c, dict)))
+            self.agent.user_text(text)
+        elif item.role == "assistant":
+            self.agent.assistant_text(text)
         prev = self._conversation.previous_of(item.id)
         return [self._events.event("conversation.item.added", item=item.wire(), previous_item_id=prev),
                 self._events.event("conversation.item.done", item=item.wire(), previous_item_id=prev)]

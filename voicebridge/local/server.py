@@ -199,6 +199,12 @@ class LocalRealtimeServer:
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
         return f"ws://{host}:{self.port}{PATH}?model=gpt-realtime"
 
+    @property
+    def http_base(self) -> str:
+        """``http://host:port``: what an Azure-style configuration takes as its endpoint."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}"
+
     # ----------------------------------------------------------------- faults, for tests
     def drop_connections(self) -> int:
         """Cut every open connection at the TCP level (no close frame): a lost socket."""
