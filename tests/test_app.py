@@ -1,6 +1,7 @@
 """The example app: settings from the environment, backend choice, serve(), the examples module."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -84,6 +85,42 @@ def test_key_selects_openai_and_url_always_overrides(caplog: pytest.LogCaptureFi
     app = create_app(Settings(openai_realtime_url="ws://127.0.0.1:9/rt"))
     assert app.extensions["voicebridge"].local_server is None
     assert "sk-very-secret" not in caplog.text and "tok-very-secret" not in caplog.text
+
+
+def test_azure_settings_from_the_openai_package_variables(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    env = {"AZURE_OPENAI_ENDPOINT": "https://contoso.openai.azure.com", "AZURE_OPENAI_API_KEY": "az-very-secret",
+           "AZURE_OPENAI_DEPLOYMENT": "rt-prod"}
+    settings = Settings.from_env(env)
+    assert not settings.uses_local_backend and "az-very-secret" not in repr(settings)
+    config = create_app(settings).extensions["voicebridge"].config
+    assert config.realtime_url == "wss://contoso.openai.azure.com/openai/v1/realtime?model=rt-prod"
+    assert config.api_key == "az-very-secret" and config.is_azure
+    dated = create_app(Settings.from_env({**env, "OPENAI_API_VERSION": "2025-08-28"})).extensions["voicebridge"]
+    assert dated.config.realtime_url.endswith("/openai/realtime?api-version=2025-08-28&deployment=rt-prod")
+    assert "Azure OpenAI https://contoso.openai.azure.com, deployment rt-prod" in caplog.text
+    assert "az-very-secret" not in caplog.text
+
+
+def test_session_options_from_the_environment() -> None:
+    s = Settings.from_env({"TURN_DETECTION": "semantic_vad", "VAD_EAGERNESS": "low", "NOISE_REDUCTION": "near_field",
+                           "TRANSCRIPTION_LANGUAGE": "es", "SPEED": "1.1", "MAX_OUTPUT_TOKENS": "inf",
+                           "TOOL_CHOICE": "required"})
+    config = create_app(dataclasses.replace(s, openai_realtime_url="ws://127.0.0.1:9/rt")).extensions["voicebridge"].config
+    assert (config.turn_detection, config.vad_eagerness, config.noise_reduction, config.transcription_language,
+            config.speed, config.max_output_tokens, config.tool_choice) == ("semantic_vad", "low", "near_field", "es",
+                                                                            1.1, None, "required")
+    assert Settings.from_env({"TURN_DETECTION": "none"}).session_options == {"turn_detection": None}
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SPEED": "fast"}, "SPEED has a bad value 'fast'"),
+    ({"VAD_EAGERNESS": "high"}, "semantic_vad' only .*from the environment: VAD_EAGERNESS"),
+    ({"NOISE_REDUCTION": "studio"}, "noise_reduction must be one of"),
+])
+def test_bad_session_options_name_their_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env)
 
 
 def test_serve_on_a_free_port_and_shutdown() -> None:

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
 from voicebridge import BridgeConfig, VoiceBridge
+from voicebridge.prometheus import BridgeMetrics
 from voicebridge.testing import FakeRealtime, rt_response_created, rt_response_done, wait_until
 
 from peers import TwilioPeer, running
@@ -461,3 +462,16 @@ def test_chunked_webhook_bodies_are_parsed_or_refused_never_dropped_or_hung() ->
     assert small.startswith(b"HTTP/1.1 200") and CALL_SID.encode() in small  # the form was read
     assert over.startswith(b"HTTP/1.1 413") and huge.startswith(b"HTTP/1.1 413")
     assert took < 5  # closed by the server (its read timeout is 1 s), not left hanging
+
+
+def test_replaced_sessions_are_counted_by_cause_with_their_gaps() -> None:
+    metrics = BridgeMetrics(lambda: 0)
+    metrics.record_call({"model_lost": 2, "model_rollover": 1, "reconnect_gaps_ms": [120.0, 800.0, 3.0],
+                         "items_replayed": 7})
+    values = metric_values(metrics.exposition().decode())
+    assert values[("voicebridge_realtime_reconnects_total", (("cause", "lost"),))] == 2
+    assert values[("voicebridge_realtime_reconnects_total", (("cause", "rollover"),))] == 1
+    assert values[("voicebridge_realtime_reconnects_total", (("cause", "expired"),))] == 0
+    assert values[("voicebridge_realtime_reconnect_gap_seconds_count", ())] == 3
+    assert values[("voicebridge_realtime_reconnect_gap_seconds_bucket", (("le", "0.5"),))] == 2
+    assert values[("voicebridge_realtime_items_replayed_total", ())] == 7

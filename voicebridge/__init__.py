@@ -10,9 +10,12 @@ Public API (everything else is internal and may change):
     ``on_transcript(role, text)`` for every entry of that transcript (caller, agent, tool,
     keypad, control), ``on_dtmf(digits)`` for each keypad entry.
 ``BridgeConfig``
-    Frozen per-call settings: model, URL, key, instructions, voice, greeting, VAD, pacing
-    lead, barge-in threshold/debounce/duck, timeouts, tools, call control (``end_call``,
-    ``transfer_targets``), keypad, idle and length limits.
+    Frozen per-call settings: the endpoint (OpenAI, or Azure with ``azure_endpoint`` /
+    ``azure_deployment`` and a key or ``token_provider``), every session option (turn
+    detection, noise reduction, transcription, voice, speed, token limit; checked when the
+    config is made), pacing lead, barge-in threshold/debounce/duck, timeouts, reconnecting
+    (``reconnect_attempts``, ``session_max_age_s``, the holding line), tools, call control
+    (``end_call``, ``transfer_targets``), keypad, idle and length limits.
 ``tool`` / ``Tool`` / ``CallInfo``
     ``@tool`` makes a function the model may call: its JSON schema from the type hints, its
     description from the docstring (docs/tools.md).

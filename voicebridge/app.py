@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Callable, Mapping
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -65,6 +65,11 @@ class Settings:
     demo_tool: bool = True  # offer order_status to the model
     end_call: bool = True  # offer end_call: the agent hangs up after its goodbye
     transfer_to: str | None = None  # offer transfer_call to this number or SIP URI ("support")
+    azure_endpoint: str | None = None  # https://<resource>.openai.azure.com
+    azure_api_key: str | None = field(default=None, repr=False)
+    azure_deployment: str | None = None
+    api_version: str | None = None  # set: the deployment-style URL; unset: /openai/v1/realtime
+    session_options: Mapping[str, Any] = field(default_factory=dict)  # BridgeConfig fields, from SESSION_ENV
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -89,11 +94,61 @@ class Settings:
             demo_tool=_flag("DEMO_TOOL", get("DEMO_TOOL"), True),
             end_call=_flag("END_CALL", get("END_CALL"), True),
             transfer_to=get("TRANSFER_TO"),
+            azure_endpoint=get("AZURE_OPENAI_ENDPOINT"),
+            azure_api_key=get("AZURE_OPENAI_API_KEY"),
+            azure_deployment=get("AZURE_OPENAI_DEPLOYMENT"),
+            api_version=get("OPENAI_API_VERSION"),
+            session_options=session_options(get),
         )
 
     @property
     def uses_local_backend(self) -> bool:
-        return not self.openai_api_key and not self.openai_realtime_url
+        return not self.openai_api_key and not self.openai_realtime_url and not self.azure_endpoint
+
+
+def _none_or(text: str) -> str | None:
+    return None if text.lower() in ("none", "off", "null") else text
+
+
+def _int_or_none(text: str) -> int | None:
+    return None if text.lower() in ("none", "inf") else int(text)
+
+
+SESSION_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "TURN_DETECTION": ("turn_detection", _none_or),  # server_vad | semantic_vad | none
+    "VAD_EAGERNESS": ("vad_eagerness", str),  # semantic_vad: low | medium | high | auto
+    "VAD_THRESHOLD": ("vad_threshold", float),
+    "VAD_PREFIX_PADDING_MS": ("vad_prefix_padding_ms", int),
+    "VAD_SILENCE_DURATION_MS": ("vad_silence_duration_ms", int),
+    "VAD_IDLE_TIMEOUT_MS": ("vad_idle_timeout_ms", _int_or_none),
+    "NOISE_REDUCTION": ("noise_reduction", _none_or),  # near_field | far_field | none
+    "TRANSCRIPTION_MODEL": ("transcription_model", _none_or),  # Azure: a deployment name
+    "TRANSCRIPTION_LANGUAGE": ("transcription_language", str),
+    "TRANSCRIPTION_PROMPT": ("transcription_prompt", str),
+    "SPEED": ("speed", float),
+    "MAX_OUTPUT_TOKENS": ("max_output_tokens", _int_or_none),
+    "TOOL_CHOICE": ("tool_choice", str),  # auto | none | required | a tool's name
+}
+"""The session options the example reads from the environment: variable -> (BridgeConfig field, parser)."""
+
+
+def session_options(get: Callable[[str], "str | None"]) -> dict[str, Any]:
+    """The set ``SESSION_ENV`` variables as BridgeConfig fields; a bad value names its variable."""
+    options: dict[str, Any] = {}
+    for name, (option, parse) in SESSION_ENV.items():
+        value = get(name)
+        if value is None:
+            continue
+        try:
+            options[option] = parse(value)
+        except ValueError:
+            raise ValueError(f"{name} has a bad value {value!r}") from None
+    try:
+        BridgeConfig(**options)
+    except ValueError as exc:
+        names = ", ".join(n for n, (o, _) in SESSION_ENV.items() if o in options)
+        raise ValueError(f"{exc} (from the environment: {names})") from None
+    return options
 
 
 def _int(name: str, value: str | None, default: Any, minimum: int) -> Any:
@@ -119,10 +174,16 @@ def _flag(name: str, value: str | None, default: bool) -> bool:
 
 
 def bridge_config(settings: Settings, realtime_url: str | None) -> BridgeConfig:
-    return BridgeConfig(model=settings.openai_model, openai_url=realtime_url, api_key=settings.openai_api_key,
+    azure = settings.azure_endpoint is not None and realtime_url is None
+    return BridgeConfig(model=settings.openai_model, openai_url=realtime_url,
+                        api_key=settings.azure_api_key if azure else settings.openai_api_key,
+                        azure_endpoint=settings.azure_endpoint if azure else None,
+                        azure_deployment=settings.azure_deployment if azure else None,
+                        api_version=settings.api_version if azure else None,
                         instructions=settings.instructions, voice=settings.voice, greeting=settings.greeting,
                         tools=(order_status,) if settings.demo_tool else (), end_call=settings.end_call,
-                        transfer_targets={"support": settings.transfer_to} if settings.transfer_to else {})
+                        transfer_targets={"support": settings.transfer_to} if settings.transfer_to else {},
+                        **settings.session_options)
 
 
 def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask:
@@ -144,7 +205,10 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
         log.warning("no OPENAI_API_KEY and no OPENAI_REALTIME_URL: calls go to the EMBEDDED LOCAL Realtime "
                     "server at %s (scripted agent, not OpenAI)", realtime_url)
     elif settings.openai_realtime_url:
-        log.info("Realtime backend: %s (OPENAI_REALTIME_URL)", settings.openai_realtime_url)
+        log.info("Realtime backend: %s (OPENAI_REALTIME_URL)", settings.openai_realtime_url.split("?")[0])
+    elif settings.azure_endpoint:
+        log.info("Realtime backend: Azure OpenAI %s, deployment %s", settings.azure_endpoint,
+                 settings.azure_deployment)
     else:
         log.info("Realtime backend: OpenAI, model %s", settings.openai_model)
 

@@ -52,6 +52,13 @@ class BridgeMetrics:
             registry=r, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0))
         self.endings = Counter("voicebridge_call_endings", "Calls the agent ended (hang-up, transfer)", ["how"],
                                registry=r)
+        self.reconnects = Counter("voicebridge_realtime_reconnects", "Realtime sessions replaced mid-call",
+                                  ["cause"], registry=r)
+        self.reconnect_gap = Histogram(
+            "voicebridge_realtime_reconnect_gap_seconds", "Old session gone to new session configured",
+            registry=r, buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0))
+        self.items_replayed = Counter("voicebridge_realtime_items_replayed",
+                                      "Conversation items replayed into replacement sessions", registry=r)
 
     def record_call(self, m: Mapping[str, Any]) -> None:
         """Fold one finished call's figures into the totals."""
@@ -79,6 +86,11 @@ class BridgeMetrics:
             self.tool_overhead.observe(float(ms) / 1000)
         for how, key in (("hangup", "agent_hangups"), ("transfer", "transfers")):
             self.endings.labels(how=how).inc(max(0, int(m.get(key) or 0)))
+        for cause in ("lost", "expired", "rollover"):
+            self.reconnects.labels(cause=cause).inc(max(0, int(m.get(f"model_{cause}") or 0)))
+        for ms in m.get("reconnect_gaps_ms") or ():
+            self.reconnect_gap.observe(float(ms) / 1000)
+        self.items_replayed.inc(max(0, int(m.get("items_replayed") or 0)))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
