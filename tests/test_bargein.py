@@ -1,5 +1,5 @@
 """Barge-in decision pieces, sans-IO: detector, guards, plan, false-trigger monitor, playback."""
-from voicebridge.bargein import Decision, FalseTriggerMonitor, GuardState, LevelDetector, plan, refusal
+from voicebridge.bargein import Decision, FalseTriggerMonitor, GuardState, LevelDetector, NoiseFloor, plan, refusal
 from voicebridge.playback import PlaybackTracker
 
 LOUD, QUIET = -10.0, -60.0
@@ -36,6 +36,42 @@ def test_disarming_releases_a_duck_and_resets_the_count():
     det.feed(LOUD, True)
     assert det.feed(LOUD, False) is Decision.RELEASE
     assert det.run == 0
+
+
+def test_a_one_frame_dip_inside_a_run_is_tolerated_when_asked():
+    det = LevelDetector(frames_needed=5, duck=True, dip_frames=1)
+    assert [det.feed(x, True) for x in (LOUD, LOUD, QUIET, LOUD, LOUD)] == [
+        Decision.DUCK, Decision.NONE, Decision.NONE, Decision.NONE, Decision.NONE]  # the duck holds
+    assert det.feed(LOUD, True) is Decision.CONFIRM  # the fifth loud frame: the dip was not counted
+    assert [det.feed(x, True) for x in (LOUD, QUIET, QUIET)] == [Decision.DUCK, Decision.NONE, Decision.RELEASE]
+    assert det.feed(QUIET, True) is Decision.NONE and det.run == 0
+    det.feed(LOUD, True)
+    assert det.feed(QUIET, False) is Decision.RELEASE  # disarmed: no tolerance
+
+
+def test_the_noise_floor_is_the_quietest_moment_of_the_last_second_and_a_half():
+    floor = NoiseFloor(margin_db=12.0)
+    for i in range(70):
+        floor.update(-45.0 + (i % 3), i * 0.02)  # a fan: -45..-43 dBFS
+        assert floor.floor_dbfs == -100.0  # not judged before a whole window (1.5 s) was heard
+    for i in range(70, 80):
+        floor.update(-45.0 + (i % 3), i * 0.02)
+    assert floor.floor_dbfs == -45.0 and floor.threshold(-35.0) == -33.0  # 12 dB above the noise
+    t = 1.6
+    for i in range(100):  # two seconds of speech at -20 dBFS with a dip to the noise every 300 ms
+        floor.update(-45.0 if i % 15 == 0 else -20.0, t)
+        t += 0.02
+        assert floor.floor_dbfs == -45.0  # speech pauses: it never becomes the floor
+    for _ in range(100):  # the caller walks into a street: -42 dBFS steady
+        floor.update(-42.0, t)
+        t += 0.02
+    assert floor.floor_dbfs == -42.0 and floor.threshold(-35.0) == -30.0
+    for _ in range(100):  # two seconds without a pause: talk, not a background
+        floor.update(-20.0, t)
+        t += 0.02
+    assert floor.floor_dbfs == -40.0
+    floor.update(-60.0, t)
+    assert floor.floor_dbfs == -60.0 and floor.threshold(-35.0) == -35.0  # never below the setting
 
 
 def test_guards_prevent_cancel_during_greeting():

@@ -104,3 +104,34 @@ def test_an_item_that_follows_on_keeps_the_grid_and_adds_no_second_lead():
     assert [pacer.delay(t + 1.0) for _ in range(1)] == [0.0]
     pacer.sent(t + 1.0)
     assert pacer.delay(t + 1.0) == 0.0  # the second lead frame goes at once too
+
+
+def test_a_resume_after_a_duck_refills_the_callers_buffer_to_the_lead():
+    pacer = Pacer(lead_frames=2)
+    pacer.begin(0.0)
+    t = 0.0
+    for _ in range(7):  # the lead (2 at 0.0) then 5 paced frames, the last at 0.100
+        t = drive(pacer, t)
+    assert t == pytest.approx(0.100)  # the caller's buffer now runs to 0.140
+    pacer.resume(0.240)  # ducked for 140 ms: the buffer ran dry 100 ms ago
+    assert pacer.delay(0.240) == 0.0
+    pacer.sent(0.240)
+    assert pacer.delay(0.240) == 0.0  # two frames at once: the lead again
+    pacer.sent(0.240)
+    assert pacer.delay(0.240) == pytest.approx(0.020)  # then the grid
+    assert pacer.stats.gap_bursts == 0  # a refill is a lead, not a burst
+
+
+def test_a_short_duck_refills_only_what_was_played_meanwhile():
+    pacer = Pacer(lead_frames=2)
+    pacer.begin(0.0)
+    t = 0.0
+    for _ in range(7):
+        t = drive(pacer, t)  # last at 0.100, audio to 0.140
+    pacer.resume(0.130)  # 30 ms: 10 ms still queued at the caller
+    assert pacer.delay(0.130) == 0.0
+    pacer.sent(0.130)  # one frame refills to 30 ms ahead
+    # the grid would send the next at 0.140 (20 ms left at the caller); the 18 ms spacing holds it
+    assert pacer.delay(0.130) == pytest.approx(0.018)
+    pacer.resume(0.135)  # still 25 ms ahead: nothing goes at once, the next when 20 ms are left
+    assert pacer.delay(0.135) == pytest.approx(0.013)  # (at 0.140, held to 0.148 by the spacing)

@@ -1,11 +1,13 @@
 """Barge-in end to end through MediaSession's threads with fake sockets."""
 import base64
 import logging
+import threading
 import time
 
 import pytest
 
-from voicebridge import BridgeConfig
+from voicebridge import BridgeConfig, audio, tts
+from voicebridge.echo import attenuation_table
 from voicebridge.testing import ManualClock, rt_speech_started, wait_until
 
 LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS
@@ -65,7 +67,7 @@ def test_duck_pauses_then_resumes_losing_and_repeating_nothing(start):
     session, twilio, openai, call = start()
     long_response(openai, twilio, frames=40, done=True)
     twilio.media(LOUD, n=2)
-    twilio.media(QUIET, n=1)
+    twilio.media(QUIET, n=2)  # the first quiet frame is a tolerated dip; the second ends the run
     assert twilio.wait_for(lambda t: len(t.messages("media")) == 40, timeout=8)
     frames = twilio.media_frames()
     assert frames == [bytes([0x20 + (i % 50)]) * 160 for i in range(40)]
@@ -82,7 +84,7 @@ def test_duck_stops_sending_immediately(start):
     ducked_by = time.monotonic()  # the duck happened before this instant
     time.sleep(0.15)  # the TX thread polls the duck every 50 ms meanwhile
     released_from = time.monotonic()
-    twilio.media(QUIET, n=1)
+    twilio.media(QUIET, n=2)  # a dip, then the end of the loud run
     assert twilio.wait_for(lambda t: session.metrics["duck_releases"] == 1)
     count = len(twilio.messages("media"))
     assert twilio.wait_for(lambda t: len(t.messages("media")) > count)  # sending resumed
@@ -212,12 +214,27 @@ def test_the_session_confirms_on_the_fifth_loud_frame_not_before(start):
     session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
     long_response(openai, twilio)
     twilio.media(LOUD, n=4)
-    twilio.media(QUIET, n=1)
+    twilio.media(QUIET, n=2)  # a one-frame dip is tolerated; two quiet frames end the run
     assert wait_until(lambda: session.metrics["duck_releases"] == 1)
     assert session.metrics["barge_in_events"] == 0
     twilio.media(LOUD, n=5)
     assert wait_until(lambda: session.metrics["barge_in_events"] == 1)
     end(session, call, twilio)
+
+
+def test_a_one_frame_dip_neither_releases_the_duck_nor_restarts_the_count(start):
+    """Speech dips between syllables: loud, loud, quiet, loud x3 confirms on the fifth loud frame."""
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    long_response(openai, twilio)
+    twilio.media(LOUD, n=2)
+    twilio.media(QUIET, n=1)
+    twilio.media(LOUD, n=2)
+    assert wait_until(lambda: session.metrics["inbound_frames"] == 5)
+    assert session.metrics["barge_in_events"] == 0 and session.metrics["duck_releases"] == 0
+    twilio.media(LOUD, n=1)
+    assert wait_until(lambda: session.metrics["barge_in_events"] == 1)
+    m = end(session, call, twilio)
+    assert m["ducks"] == 1 and m["duck_releases"] == 0
 
 
 def barge_in_on_a_manual_clock(bridge_call, config=None):
@@ -267,3 +284,59 @@ def test_speech_the_server_confirms_during_the_barge_in_is_not_a_false_trigger(b
     m = call.finish()
     assert m["false_barge_ins"] == 0 and m["barge_in_local"] == 1
     assert all("response" not in e for e in call.openai.events("response.create"))
+
+
+# ----------------------------------------------------------------- the agent's own echo
+SPEECH = tts.load_prompt("long_answer")
+MINUS_15_DB = attenuation_table(15.0)
+
+
+class Speakerphone(threading.Thread):
+    """Twilio's side of a speakerphone: a frame every 20 ms, carrying what the caller heard
+    ``delay_frames`` earlier 15 dB down, plus ``voice`` from frame ``voice_at`` on."""
+
+    def __init__(self, twilio, frames=200, delay_frames=4, voice=b"", voice_at=60):
+        super().__init__(name="speakerphone", daemon=True)
+        self.twilio, self.frames, self.delay, self.voice, self.voice_at = twilio, frames, delay_frames, voice, voice_at
+        self.start()
+
+    def run(self):
+        heard, due = [], time.monotonic()
+        for k in range(self.frames):  # bounded: frames x 20 ms
+            sent = self.twilio.media_frames()
+            heard.append(sent[len(heard)] if len(sent) > len(heard) else QUIET)  # played at most one a tick
+            echo = heard[k - self.delay].translate(MINUS_15_DB) if k >= self.delay else QUIET
+            spoken = self.voice[(k - self.voice_at) * 160:(k - self.voice_at + 1) * 160] if k >= self.voice_at else b""
+            if len(spoken) == 160:
+                echo = audio.encode([a + b for a, b in zip(audio.decode(echo), audio.decode(spoken))])
+            self.twilio.media(echo)
+            due += 0.02
+            time.sleep(max(0.0, due - time.monotonic()))
+
+
+def speech_response(openai, seconds=3.0):
+    chunks = [SPEECH[i:i + 800] for i in range(0, int(seconds * 8000), 800)]
+    openai.response("resp_1", "item_1", chunks, done=True)
+
+
+def test_the_agents_own_echo_neither_interrupts_it_nor_reaches_the_model(start):
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    phone = Speakerphone(twilio, frames=170)
+    speech_response(openai)
+    phone.join(10)
+    m = end(session, call, twilio)
+    assert m["frames_sent"] == 150 and m["ducks"] == 0 and m["barge_in_events"] == 0
+    assert not twilio.messages("clear") and m["echo_frames"] > 100
+    forwarded = [audio.dbfs(base64.b64decode(e["audio"])) for e in openai.events("input_audio_buffer.append")]
+    assert len(forwarded) == 170 and max(forwarded) < -35.0  # what the model's VAD hears: 30 dB down
+
+
+def test_a_caller_talking_over_their_echo_barges_in(start):
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    phone = Speakerphone(twilio, frames=120, voice=tts.load_prompt("caller_stop"))
+    speech_response(openai)
+    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1, timeout=8)
+    phone.join(10)
+    m = end(session, call, twilio)
+    assert m["barge_in_events"] == 1 and m["echo_caller_frames"] >= 5 and m["frames_flushed"] > 0
+    assert m["echo_frames"] > 20  # the echo before the caller spoke was recognised as such

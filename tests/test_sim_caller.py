@@ -1,6 +1,7 @@
 """The simulated caller against a small scripted fake bridge (Flask + flask-sock, 127.0.0.1)."""
 import base64
 import json
+import math
 import re
 import socket
 import threading
@@ -13,8 +14,9 @@ from flask import Flask, request
 from flask_sock import Sock
 from werkzeug.serving import make_server
 
-from voicebridge.audio import rms
-from voicebridge.sim import SimulatedCaller, hangup, interrupt, main, silence, wait_for_agent, wait_for_agent_silence
+from voicebridge.audio import MIN_DBFS, SILENCE_FRAME, dbfs, encode, rms
+from voicebridge.sim import (Acoustics, SimulatedCaller, Speakerphone, hangup, interrupt, main, silence, wait_for_agent,
+                             wait_for_agent_silence)
 from voicebridge.sim.sounds import babble
 from voicebridge.tone import tone_audio
 
@@ -241,3 +243,59 @@ def test_cli_main(tmp_path, capsys):
     assert (tmp_path / "c.wav").exists()
     with pytest.raises(SystemExit):
         main(["--bogus"])
+
+
+TONE_AFTER = 10  # the bridge answers the 10th caller frame with the tone
+TONE_FRAMES = 30  # 600 ms
+LOUD_TONE = encode([round(12000 * math.sin(2 * math.pi * 1000 * n / 8000)) for n in range(160 * TONE_FRAMES)])
+
+
+def tone_once_bridge(ws, record):
+    """Sends 600 ms of a loud 1 kHz tone once the 10th caller frame arrives; keeps every caller frame."""
+    ws.receive(timeout=5)
+    sid = json.loads(ws.receive(timeout=5))["streamSid"]
+    record["frames"] = []
+    while (raw := ws.receive(timeout=5)) is not None:
+        msg = json.loads(raw)
+        if msg["event"] == "stop":
+            break
+        if msg["event"] == "media":
+            record["frames"].append(base64.b64decode(msg["media"]["payload"]))
+            if len(record["frames"]) == TONE_AFTER:
+                ws.send(_media(sid, LOUD_TONE))
+
+
+def test_speakerphone_echo_reaches_the_bridge(tmp_path):
+    def call(acoustics, record_path=None):
+        with serve(tone_once_bridge) as (url, record):
+            report = SimulatedCaller(url, [silence(1400), hangup()], max_seconds=5, acoustics=acoustics,
+                                     record_path=record_path).run()
+            assert record["done"].wait(5)
+        assert record["errors"] == [] and report.ended_by == "script", (record["errors"], report.errors)
+        return record["frames"], report
+
+    # A clean line: the caller is silent, so is every frame, the tone notwithstanding.
+    frames, report = call(None)
+    assert report.frames_received == 1 and len(frames) >= 60
+    assert all(f == SILENCE_FRAME for f in frames)
+
+    # On a speakerphone the tone comes back ~60 ms (plus one frame of capture) after it played, 20 dB down.
+    wav = tmp_path / "echo.wav"
+    frames, report = call(Acoustics(Speakerphone(-20, delay_ms=60)), str(wav))
+    assert report.frames_received == 1 and len(frames) >= 60
+    echoed = [i for i, f in enumerate(frames) if f != SILENCE_FRAME]
+    assert echoed, "no echo reached the bridge"
+    first = echoed[0]
+    assert echoed == list(range(first, first + len(echoed)))  # one contiguous echo, silence around it
+    assert all(f == SILENCE_FRAME for f in frames[:TONE_AFTER])
+    assert 3 <= first - (TONE_AFTER - 1) <= 10  # 60 ms = 3 frames, +1 frame capture, + delivery
+    assert TONE_FRAMES - 1 <= len(echoed) <= TONE_FRAMES + 2
+    relative = [dbfs(f) - dbfs(LOUD_TONE[:160]) for f in frames[first + 2:first + TONE_FRAMES - 2]]
+    assert all(-22 <= r <= -18 for r in relative), relative
+    # The echo is not the caller: their own level stayed silence, and the recording's "said"
+    # channel is what the microphone sent.
+    assert set(report.caller_dbfs) == {MIN_DBFS}
+    with wave.open(str(wav)) as w:
+        import array
+        left = array.array("h", w.readframes(w.getnframes()))[0::2]
+    assert max(map(abs, left)) > 1000

@@ -1,10 +1,11 @@
 """Barge-in decisions (sans-IO): when the caller talks over the AI, what to do and when.
 
-Three small pieces, each driven by the session with levels, events and a clock:
+Small pieces, each driven by the session with levels, events and a clock:
 
 * ``LevelDetector``: per inbound frame, loud or not; DUCK on the first loud frame (sending
-  pauses at once), CONFIRM after ``frames_needed`` consecutive loud frames, RELEASE when a
-  loud run ends before confirmation (sending resumes where it paused).
+  pauses at once), CONFIRM after ``frames_needed`` loud frames (a one-frame dip tolerated),
+  RELEASE when a loud run ends before confirmation (sending resumes, its lead rebuilt).
+* ``NoiseFloor``: the caller's background level, which raises the threshold over steady noise.
 * ``refusal`` / ``plan``: why a trigger may not act (or None), and which steps it takes
   (stop the audio, cancel the response, truncate the item).
 * ``FalseTriggerMonitor``: after a local barge-in, decide that it was a cough, not speech,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -25,28 +27,44 @@ class Decision(enum.Enum):
 
 
 class LevelDetector:
-    """Debounced RMS trigger: ``frames_needed`` consecutive loud frames confirm."""
+    """Debounced RMS trigger: ``frames_needed`` loud frames confirm.
 
-    def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True) -> None:
+    With ``dip_frames=0`` (the original rule) they must be consecutive and any quiet frame
+    ends the run and releases the duck. Speech dips between syllables, so the bridge allows
+    ``dip_frames`` (1) quiet frames inside a run: they neither count nor end it, the duck holds
+    and the onset stays the run's first loud frame; one more quiet frame ends it.
+    """
+
+    def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
+                 dip_frames: int = 0) -> None:
         if frames_needed < 1:
             raise ValueError("frames_needed must be >= 1")
+        if dip_frames < 0:
+            raise ValueError("dip_frames must be >= 0")
         self.threshold_dbfs = threshold_dbfs
         self.frames_needed = frames_needed
         self.duck = duck
+        self.dip_frames = dip_frames
         self.run = 0
         self.ducking = False
+        self._dips = 0
 
     def is_loud(self, level_dbfs: float) -> bool:
         return level_dbfs >= self.threshold_dbfs
 
     def feed(self, level_dbfs: float, armed: bool) -> Decision:
         """One inbound frame's level; ``armed`` = the guards currently allow a barge-in."""
+        if armed and not self.is_loud(level_dbfs) and self.run and self._dips < self.dip_frames:
+            self._dips += 1  # a dip inside a run: neither counted nor the end of it
+            return Decision.NONE
         if not armed or not self.is_loud(level_dbfs):
             self.run = 0
+            self._dips = 0
             if self.ducking:
                 self.ducking = False
                 return Decision.RELEASE
             return Decision.NONE
+        self._dips = 0
         self.run += 1
         if self.run >= self.frames_needed:
             self.run = 0
@@ -60,6 +78,49 @@ class LevelDetector:
     def reset(self) -> None:
         self.run = 0
         self.ducking = False
+        self._dips = 0
+
+
+class NoiseFloor:
+    """The caller's background level: the quietest 100 ms block level minimum over 1.5 s.
+
+    Minimum statistics: between words (and between the agent's echoes) the level falls back to
+    the line's noise, so the lowest level over a second and a half is the noise, while speech,
+    which always pauses within that, never is. A noise that sets in (a fan, a street) is the
+    floor 1.5 s later. The barge-in threshold is the configured one or ``floor + margin_db``,
+    whichever is higher, so steady background at any realistic level does not trigger.
+
+    Until a whole window has been heard the floor is taken as silence (a caller who talks from
+    the first frame is not their own noise), and it never rises above ``ceiling_dbfs`` (-40):
+    a line whose quietest moment is louder than that is someone talking without pause, not
+    a background.
+    """
+
+    def __init__(self, margin_db: float = 12.0, window_s: float = 1.5, block_s: float = 0.1,
+                 ceiling_dbfs: float = -40.0) -> None:
+        self.margin_db = margin_db
+        self.block_s = block_s
+        self.ceiling_dbfs = ceiling_dbfs
+        self.floor_dbfs = -100.0
+        self._blocks: deque[float] = deque(maxlen=max(1, round(window_s / block_s)))
+        self._block_start: float | None = None
+        self._block_min = 0.0
+
+    def update(self, level_dbfs: float, now: float) -> float:
+        """One inbound frame's level; returns the floor."""
+        level = max(-100.0, level_dbfs)
+        if self._block_start is None or now - self._block_start >= self.block_s - 1e-6 or now < self._block_start:
+            if self._block_start is not None:
+                self._blocks.append(self._block_min)
+            self._block_start, self._block_min = now, level
+        elif level < self._block_min:
+            self._block_min = level
+        if len(self._blocks) == self._blocks.maxlen:  # a whole window seen: its quietest moment
+            self.floor_dbfs = min(self.ceiling_dbfs, self._block_min, min(self._blocks))
+        return self.floor_dbfs
+
+    def threshold(self, configured_dbfs: float) -> float:
+        return max(configured_dbfs, self.floor_dbfs + self.margin_db)
 
 
 @dataclass(frozen=True)

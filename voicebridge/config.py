@@ -98,7 +98,13 @@ class BridgeConfig:
     barge_in: bool = True
     barge_in_threshold_dbfs: float = -35.0
     barge_in_frames: int = 5
+    barge_in_dip_frames: int = 1  # quiet frames tolerated inside a loud run (0: consecutive only)
+    noise_margin_db: float = 12.0  # the threshold is at least this far above the tracked noise floor
     duck: bool = True
+    # Echo (docs/barge-in.md): the agent's own voice coming back from a speakerphone
+    echo_gate: bool = True  # tell echo from the caller by what was played
+    echo_margin_db: float = 3.0  # how much louder than the expected echo a frame must be to be the caller
+    echo_suppression_db: float = 30.0  # echo frames are forwarded this much quieter (0 = as they are)
     false_trigger_ms: int = 500
     continue_instructions: str = CONTINUE_INSTRUCTIONS
     # When the model is unreachable or lost: a spoken apology rather than dead air
@@ -198,6 +204,8 @@ class BridgeConfig:
         if self.api_version and "preview" in self.api_version:
             raise ValueError(f"api_version {self.api_version!r} is a preview version: it speaks the retired beta "
                              "Realtime interface; leave api_version unset to use the GA /openai/v1/realtime path")
+        if self.barge_in_dip_frames < 0 or self.echo_margin_db < 0 or self.echo_suppression_db < 0:
+            raise ValueError("barge_in_dip_frames, echo_margin_db and echo_suppression_db must not be negative")
         if self.reconnect_attempts < 0 or self.reconnect_backoff_ms < 0:
             raise ValueError("reconnect_attempts and reconnect_backoff_ms must not be negative")
 

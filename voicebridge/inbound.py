@@ -5,16 +5,20 @@ model session is ready (dialing, or a replacement being dialed) frames are kept,
 ``inbound_buffer_ms``, and sent first once it is: nothing the caller says meanwhile is lost. The
 audio sent since the server last committed the input buffer is remembered too (same bound): a
 replacement session gets it again before anything newer, so a turn the caller was in the middle
-of when a socket dropped is not cut either. Every forwarded frame's level feeds the barge-in
-detector.
+of when a socket dropped is not cut either. Every frame's level feeds the barge-in detector;
+with the echo gate on, a frame judged to be the agent's own voice coming back does not count
+as the caller and is forwarded ``echo_suppression_db`` quieter, so the model's VAD does not
+hear the agent interrupt itself either.
 """
 from __future__ import annotations
 
+import base64
 import threading
 from collections import deque
 
 from . import audio
 from . import realtime_protocol as rt
+from .echo import EchoGate, Verdict, attenuation_table
 from . import twilio_protocol as tw
 from .calllog import CallLog
 from .interruption import BargeIn
@@ -26,9 +30,11 @@ class InboundAudio:
     """Caller frames -> ``input_audio_buffer.append`` and the barge-in detector."""
 
     def __init__(self, model: ModelLink, barge_in: BargeIn, metrics: CallMetrics, log: CallLog,
-                 buffer_ms: int, detect: bool) -> None:
+                 buffer_ms: int, detect: bool, echo: EchoGate | None = None, suppression_db: float = 0.0) -> None:
         self._model = model
         self._barge_in = barge_in
+        self._echo = echo
+        self._quieter = attenuation_table(suppression_db) if echo is not None and suppression_db > 0 else None
         self._metrics = metrics
         self._log = log
         self._detect = detect
@@ -47,9 +53,20 @@ class InboundAudio:
                            len(event.payload), audio.FRAME_BYTES)
         if not self._for_this_stream(event, stream_sid):
             return
-        self._forward(event.b64)
-        if self._detect and listening and event.payload:
-            self._barge_in.frame(audio.dbfs(event.payload), now)
+        if not event.payload:
+            self._forward(event.b64)
+            return
+        level = audio.dbfs(event.payload)
+        verdict = Verdict.CALLER
+        if self._echo is not None:
+            verdict = self._echo.judge(level, now, self._barge_in.noise_floor)
+        if verdict is Verdict.ECHO and self._quieter is not None:
+            self._metrics.add("echo_frames_suppressed")
+            self._forward(base64.b64encode(event.payload.translate(self._quieter)).decode("ascii"))
+        else:
+            self._forward(event.b64)
+        if self._detect and listening:
+            self._barge_in.frame(level, now, counts=verdict is Verdict.CALLER)
 
     def _for_this_stream(self, event: tw.Media, stream_sid: str | None) -> bool:
         if stream_sid is None:

@@ -23,7 +23,7 @@ from typing import Callable
 
 from . import bargein
 from . import realtime_protocol as rt
-from .audio import BYTES_PER_MS
+from .audio import BYTES_PER_MS, MIN_DBFS
 from .config import BridgeConfig
 from .metrics import CallMetrics
 from .model_link import ModelLink
@@ -52,17 +52,29 @@ class BargeIn:
         self._metrics = metrics
         self._log = log
         self._clock = clock
-        self._detector = bargein.LevelDetector(config.barge_in_threshold_dbfs, config.barge_in_frames, config.duck)
+        self._detector = bargein.LevelDetector(config.barge_in_threshold_dbfs, config.barge_in_frames, config.duck,
+                                               config.barge_in_dip_frames)
+        self._noise = bargein.NoiseFloor(config.noise_margin_db)
         self._false_trigger = bargein.FalseTriggerMonitor(config.false_trigger_ms / 1000)
         self._onset: float | None = None  # first loud frame of the current loud run (run thread)
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
 
     # ------------------------------------------------------------------ triggers
-    def frame(self, level_dbfs: float, now: float) -> None:
-        """One inbound frame's level (run thread): duck, release or confirm."""
+    @property
+    def noise_floor(self) -> float:
+        return self._noise.floor_dbfs
+
+    def frame(self, level_dbfs: float, now: float, counts: bool = True) -> None:
+        """One inbound frame's level (run thread): duck, release or confirm. ``counts`` is False
+        for a frame that is the agent's own echo: it is no louder than quiet to the detector."""
+        self._noise.update(level_dbfs, now)
+        self._detector.threshold_dbfs = self._noise.threshold(self._config.barge_in_threshold_dbfs)
+        if not counts:
+            level_dbfs = MIN_DBFS
         loud = self._detector.is_loud(level_dbfs)
-        # A quiet frame gives the same decision armed or not: sample the guards only when loud.
-        armed = loud and bargein.refusal(self._guard_state()) is None
+        # A quiet frame outside a loud run gives the same decision armed or not: the guards are
+        # sampled only for loud frames and for a dip inside a run (which may be tolerated).
+        armed = (loud or self._detector.run > 0) and bargein.refusal(self._guard_state()) is None
         if self._false_trigger.armed:
             self._false_trigger.level(loud, now)
         decision = self._detector.feed(level_dbfs, armed)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from . import audio
 from .config import BridgeConfig
+from .echo import EchoGate
 from .framing import Framer
 from .metrics import CallMetrics
 from .pacing import Pacer, PacerStats
@@ -54,8 +55,9 @@ class OutboundAudio:
     """Model audio -> exact frames -> paced media messages; barge-in flush; what was heard."""
 
     def __init__(self, link: TwilioLink, config: BridgeConfig, metrics: CallMetrics,
-                 clock: Callable[[], float], log: Any) -> None:
+                 clock: Callable[[], float], log: Any, echo: EchoGate | None = None) -> None:
         self._link = link
+        self._echo = echo  # told the level of every frame sent, and of every clear
         self._metrics = metrics
         self._clock = clock
         self._log = log
@@ -117,6 +119,8 @@ class OutboundAudio:
 
         if clear:
             self._link.clear(bump)
+            if self._echo is not None:
+                self._echo.cleared(self._clock())
         else:
             self._link.hold(bump)
         self._wake.set()
@@ -258,8 +262,8 @@ class OutboundAudio:
                 self._metrics.add("frames_flushed")
                 return SendOutcome.FLUSHED
             now = self._clock()
-            if resumed:  # after a duck the grid restarts now: no catching up in a burst
-                self._pacer.begin(now, lead=False)
+            if resumed:  # after a duck: the caller's buffer refilled to the lead, then the grid
+                self._pacer.resume(now)
                 resumed = False
             delay = self._pacer.delay(now)
             if delay > 0:
@@ -287,6 +291,8 @@ class OutboundAudio:
         if outcome is SendOutcome.SENT:
             self._pacer.sent(sent_at)
             self._metrics.frame_sent(len(chunk.data), sent_at)
+            if self._echo is not None:
+                self._echo.played(audio.dbfs(chunk.data), sent_at)
             with self._lock:
                 self._playback.sent(chunk.item_id, len(chunk.data), sent_at)
                 if chunk.generation == self._generation:

@@ -12,6 +12,8 @@ audio is already at Twilio when a barge-in happens: it is discarded by ``clear``
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 
@@ -56,12 +58,15 @@ class Pacer:
         self._last_sent: float | None = None
         self._gap_from: float | None = None  # previous paced frame of this schedule (gap stats)
         self._lead_left = 0
+        self._audio_end: float | None = None  # when the audio sent so far ends, played in real time
+        self._burst_due: float | None = None  # after a resume's refill: when the grid goes on
 
     def begin(self, now: float, lead: bool = True) -> None:
         """Start a new schedule at ``now`` (a response starts, or sending resumes)."""
         self._due = now
         self._lead_left = self.lead_frames if lead else 0
         self._gap_from = None
+        self._burst_due = None
 
     def follow_on(self, now: float) -> None:
         """A new item starts: keep the grid if the last one's audio is still playing, else begin.
@@ -75,6 +80,24 @@ class Pacer:
             self.begin(now)
         elif now > self._due:  # late for the grid, but the lead still plays: restart it, no new lead
             self.begin(now, lead=False)
+
+    def resume(self, now: float) -> None:
+        """Sending resumes after a pause (a duck released): refill the caller's buffer to the lead.
+
+        While nothing was sent the caller kept playing what it had; going on at the grid's pace
+        from here would leave its buffer that much shorter for good (every later jitter an
+        underrun). The frames it is short of go at once, like a lead, then the grid goes on.
+        """
+        ahead = 0.0 if self._audio_end is None else max(0.0, self._audio_end - now)
+        missing = max(0, math.floor((self.lead_frames * self.frame_s - ahead) / self.frame_s + 1e-9))
+        # the next paced frame goes when the refilled buffer is down to lead - 1 frames
+        due = now + ahead + (missing - self.lead_frames + 1) * self.frame_s
+        self._gap_from = None
+        self._lead_left = missing
+        if missing:
+            self._due, self._burst_due = now, due
+        else:
+            self._due = max(now, due)
 
     def delay(self, now: float) -> float:
         """Seconds to wait before the next frame may go (0.0 = send now)."""
@@ -99,6 +122,7 @@ class Pacer:
         assert self._due is not None, "sent() before delay()"
         stats = self.stats
         self._last_sent = now
+        self._audio_end = max(now, self._audio_end or now) + self.frame_s
         if self._gap_from is not None:
             gap = now - self._gap_from
             dev = abs(gap - self.frame_s)
@@ -114,7 +138,8 @@ class Pacer:
             self._lead_left -= 1
             self._gap_from = None if self._lead_left else now
             if self._lead_left == 0:
-                self._due = now + self.frame_s
+                self._due = now + self.frame_s if self._burst_due is None else max(now, self._burst_due)
+                self._burst_due = None
             return
         self._gap_from = now
         if now - self._due > self.late_tolerance_s:

@@ -26,6 +26,7 @@ from .callflow import CallFlow
 from .calllog import CallLog
 from .config import BridgeConfig
 from .errors import ProtocolError
+from .echo import EchoGate
 from .inbound import InboundAudio
 from .interruption import BargeIn
 from .metrics import CallMetrics
@@ -104,7 +105,8 @@ class MediaSession:
         """The call's parts for ``config`` (again at ``start`` if the app picks another config)."""
         m, log, clock = self._metrics, self.log, self._clock
         self.model = model = ModelLink(config, self._connect, m, log, clock)
-        self.outbound = OutboundAudio(self._twilio, config, m, clock, log)
+        self.echo = EchoGate(config.echo_margin_db) if config.echo_gate else None
+        self.outbound = OutboundAudio(self._twilio, config, m, clock, log, self.echo)
         self.responses = ResponseTracker()
         self.requests = ResponseRequests(model.send, m, log, clock)
         self.record = CallRecord(clock, self._entry)
@@ -116,7 +118,8 @@ class MediaSession:
                                self._call_info)
         self.flow = CallFlow(config, model.send, self.requests, self.control, self.record, m, log, self._dtmf,
                              self._busy)
-        self._inbound = InboundAudio(model, self.barge_in, m, log, config.inbound_buffer_ms, detect=config.barge_in)
+        self._inbound = InboundAudio(model, self.barge_in, m, log, config.inbound_buffer_ms, config.barge_in,
+                                     self.echo, config.echo_suppression_db)
         self.continuity = Continuity(config, model, self.outbound, self.responses, self.requests, self.tools,
                                      self.record, m, log, self._quiet, self.close, lambda: self._twilio.ready)
         self._model_events = ModelEvents(config, model, self.responses, self.requests, self.outbound,
@@ -137,7 +140,11 @@ class MediaSession:
             stream_sid=self.stream_sid, call_sid=self.call_sid, close_reason=self.close_reason,
             log_lines_suppressed=self.log.suppressed(), usage=self.record.totals,
             transcript=self.record.entries(), transfer_to=self.control.transfer_target,
+            noise_floor_dbfs=round(self.barge_in.noise_floor, 1),
         )
+        if self.echo is not None:
+            snap.update(echo_frames=self.echo.stats.echo_frames, echo_caller_frames=self.echo.stats.caller_frames,
+                        echo_delay_ms=self.echo.delay_ms, echo_loss_db=round(self.echo.loss_db, 1))
         return snap
 
     @property

@@ -2,17 +2,25 @@
 
 >>> from voicebridge.sim import SimulatedCaller, parse_script
 >>> report = SimulatedCaller("ws://127.0.0.1:5050/media", "wait_agent:5000,say:Hello,hangup").run()
+
+A caller on a speakerphone in a noisy room (echo of the agent 20 dB down, office babble):
+
+>>> from voicebridge.sim import Acoustics, NoiseBed, Speakerphone
+>>> room = Acoustics(Speakerphone(-20, delay_ms=60), NoiseBed("babble", -45, seed=1))
+>>> report = SimulatedCaller("ws://127.0.0.1:5050/media", "wait_agent:5000,cough,hangup", acoustics=room).run()
 """
+from .acoustics import NOISE_KINDS, Acoustics, NoiseBed, Speakerphone
 from .caller import SimulatedCaller, main
 from .playout import PlayoutBuffer, Played
 from .report import CallReport, Interruption, MarkRecord
-from .script import (DEFAULT_SCRIPT, Click, Dtmf, Hangup, Interrupt, Say, Silence, Step, WaitForAgent,
-                     WaitForAgentSilence, WaitForHangup, click, dtmf, format_script, hangup, interrupt,
+from .script import (DEFAULT_SCRIPT, Click, Cough, Dtmf, Hangup, Interrupt, Say, Silence, Step, WaitForAgent,
+                     WaitForAgentSilence, WaitForHangup, click, cough, dtmf, format_script, hangup, interrupt,
                      parse_script, say, silence, wait_for_agent, wait_for_agent_silence, wait_for_hangup)
 
 __all__ = [
     "SimulatedCaller", "main", "CallReport", "Interruption", "MarkRecord", "PlayoutBuffer", "Played",
-    "DEFAULT_SCRIPT", "Step", "Silence", "Say", "Click", "WaitForAgent", "WaitForAgentSilence",
-    "Interrupt", "Hangup", "Dtmf", "WaitForHangup", "silence", "say", "click", "wait_for_agent",
+    "Acoustics", "Speakerphone", "NoiseBed", "NOISE_KINDS",
+    "DEFAULT_SCRIPT", "Step", "Silence", "Say", "Click", "Cough", "WaitForAgent", "WaitForAgentSilence",
+    "Interrupt", "Hangup", "Dtmf", "WaitForHangup", "silence", "say", "click", "cough", "wait_for_agent",
     "wait_for_agent_silence", "interrupt", "hangup", "dtmf", "wait_for_hangup", "parse_script", "format_script",
 ]

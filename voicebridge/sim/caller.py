@@ -11,6 +11,10 @@ drops the buffer and echoes all pending marks). The logic lives in sans-IO parts
 * the **receiver** thread reads the bridge's messages;
 * one lock serializes all shared state *and* socket writes, so echoes leave in playout order.
 
+With ``acoustics`` (:mod:`.acoustics`) the frame sent is what a microphone in a real room would
+pick up: the caller's own sound plus the echo of what they heard and background noise. The
+caller's own level metrics keep measuring only their own sound.
+
 Both threads are bounded by ``max_seconds`` and always joined.
 """
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, Callable, Mapping, Optional
 import websocket
 
 from ..audio import FRAME_MS, dbfs
+from .acoustics import NOISE_KINDS, Acoustics, NoiseBed, Speakerphone
 from .metrics import CallerMetrics
 from .playout import PlayoutBuffer, Played
 from .recording import CallRecorder
@@ -66,7 +71,7 @@ class SimulatedCaller:
                  custom_parameters: "Mapping[str, str] | None" = None,
                  record_path: "str | None" = None, max_seconds: float = 120.0,
                  lead_frames: int = 2, on_event: "EventCallback | None" = None,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, acoustics: "Acoustics | None" = None) -> None:
         self.url = url
         if script is None or isinstance(script, str):
             self.steps: list[Step] = parse_script(DEFAULT_SCRIPT if script is None else script)
@@ -78,6 +83,7 @@ class SimulatedCaller:
         self.max_seconds = max_seconds
         self.connect_timeout = connect_timeout
         self.on_event = on_event
+        self.acoustics = acoustics  # the room the caller is in (echo, noise); None: a clean line
         self.stream_sid = _sid("MZ")
         self.account_sid = _sid("AC")
         self.call_sid = _sid("CA")
@@ -192,12 +198,15 @@ class SimulatedCaller:
             return False
         for key in tick.keys:
             self._send({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": key}})
-        self._recorder.add_said(tick.frame)
+        # The microphone: the caller's own frame, plus echo and noise when in a room.
+        sent = tick.frame if self.acoustics is None else self.acoustics.frame(tick.frame, played.audio)
+        self._recorder.add_said(sent)
+        # The caller's own sound only: echo or noise must not count as the caller speaking.
         self._metrics.levels(dbfs(tick.frame), dbfs(played.audio))
         self.report.frames_sent += 1
         self._send({"event": "media", "media": {
             "track": "inbound", "chunk": str(k + 1), "timestamp": str(k * int(FRAME_MS)),
-            "payload": base64.b64encode(tick.frame).decode("ascii")}})
+            "payload": base64.b64encode(sent).decode("ascii")}})
         return True
 
     def _note_agent_audio(self, played: Played, now: float) -> bool:
@@ -381,7 +390,26 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="extra WebSocket upgrade header, e.g. X-Twilio-Signature:... (repeatable)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="hard limit on call length")
     p.add_argument("--verbose", "-v", action="store_true", help="also print marks and script steps")
+    room = p.add_argument_group("acoustics", "what the caller's microphone picks up besides the caller")
+    room.add_argument("--echo-db", type=float, metavar="DB",
+                      help="speakerphone: send back what the caller hears at this level (e.g. -20; <= 0)")
+    room.add_argument("--echo-delay-ms", type=int, default=60, metavar="MS",
+                      help="echo delay (default: 60)")
+    room.add_argument("--noise", choices=NOISE_KINDS, metavar="KIND",
+                      help=f"background noise: {', '.join(NOISE_KINDS)}")
+    room.add_argument("--noise-dbfs", type=float, default=-45.0, metavar="DB",
+                      help="background noise level, long-run RMS (default: -45)")
+    room.add_argument("--seed", type=int, default=0, help="noise seed: the same seed sends the same noise")
     return p
+
+
+def _acoustics(args: argparse.Namespace) -> "Acoustics | None":
+    """The room from the command line, or None (a clean line) when neither echo nor noise is asked for."""
+    echo = Speakerphone(args.echo_db, delay_ms=args.echo_delay_ms) if args.echo_db is not None else None
+    noise = NoiseBed(args.noise, args.noise_dbfs, seed=args.seed) if args.noise else None
+    if echo is None and noise is None:
+        return None
+    return Acoustics(echo, noise)
 
 
 def _summary(report: CallReport) -> list[str]:
@@ -416,6 +444,7 @@ def main(argv: "list[str] | None" = None) -> int:
     out = sys.stderr if args.json else sys.stdout
     try:
         steps = parse_script(args.script)
+        acoustics = _acoustics(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -426,7 +455,8 @@ def main(argv: "list[str] | None" = None) -> int:
             print(f"{t:8.3f}s  {name:<20} {extra}".rstrip(), file=out, flush=True)
 
     caller = SimulatedCaller(args.url, steps, headers=dict(args.header), custom_parameters=dict(args.param),
-                             record_path=args.record, max_seconds=args.max_seconds, on_event=progress)
+                             record_path=args.record, max_seconds=args.max_seconds, on_event=progress,
+                             acoustics=acoustics)
     report = caller.run()
     for line in _summary(report):
         print(line, file=out)

@@ -9,6 +9,7 @@ happens before a known command name)::
 
     silence:MS                  say:TEXT | say:@PROMPT | say:FILE.wav
     click[:MS]                  wait_agent[:TIMEOUT_MS]
+    cough[:MS]                  (a loud cough, default 350 ms: a false trigger that sounds human)
     wait_quiet[:QUIET_MS[:TIMEOUT_MS]]
     interrupt[:AFTER_MS]:TEXT   (or @PROMPT / FILE.wav)        hangup
     dtmf:KEYS[:GAP_MS]          (keypad keys, e.g. dtmf:1234#, one every GAP_MS, default 150)
@@ -43,6 +44,17 @@ class Click:
     """A short loud noise burst: something a naive barge-in detector mistakes for speech."""
 
     ms: int = 40
+
+
+@dataclass(frozen=True)
+class Cough:
+    """A cough: loud, broadband and short, like speech to an energy detector but not a barge-in.
+
+    Closer to what really interrupts a call by accident than :class:`Click`; its audio comes
+    from :func:`voicebridge.sim.acoustics.cough`.
+    """
+
+    ms: int = 350
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,7 @@ class WaitForHangup:
     timeout_ms: int = 15000
 
 
-Step = Union[Silence, Say, Click, WaitForAgent, WaitForAgentSilence, Interrupt, Hangup, Dtmf, WaitForHangup]
+Step = Union[Silence, Say, Click, Cough, WaitForAgent, WaitForAgentSilence, Interrupt, Hangup, Dtmf, WaitForHangup]
 
 
 # -- constructors (the public, readable way to write a script) ---------------------------
@@ -117,6 +129,13 @@ def say(text: "str | None" = None, *, prompt: "str | None" = None, wav: "str | N
 def click(ms: int = 40) -> Click:
     """A ``ms`` loud noise burst (a false barge-in trigger)."""
     return Click(int(ms))
+
+
+def cough(ms: int = 350) -> Cough:
+    """A ``ms`` cough (a false barge-in trigger that sounds like a person)."""
+    if int(ms) <= 0:
+        raise ValueError("a cough lasts at least 1 ms")
+    return Cough(int(ms))
 
 
 def wait_for_agent(timeout_ms: int = 10000) -> WaitForAgent:
@@ -168,7 +187,7 @@ DEFAULT_SCRIPT = (
 
 # -- compact text form ---------------------------------------------------------------------
 _ALIASES = {
-    "silence": "silence", "say": "say", "click": "click", "hangup": "hangup",
+    "silence": "silence", "say": "say", "click": "click", "cough": "cough", "hangup": "hangup",
     "wait_agent": "wait_agent", "wait_for_agent": "wait_agent",
     "wait_quiet": "wait_quiet", "wait_for_agent_silence": "wait_quiet",
     "interrupt": "interrupt", "dtmf": "dtmf", "wait_hangup": "wait_hangup",
@@ -249,6 +268,7 @@ _BUILDERS = {
     "silence": lambda a: silence(_int(a)),
     "say": lambda a: say(**_speech_source(a)),
     "click": lambda a: click(_int(a, 40)),
+    "cough": lambda a: cough(_int(a, 350)),
     "wait_agent": lambda a: wait_for_agent(_int(a, 10000)),
     "wait_quiet": _build_wait_quiet,
     "interrupt": _build_interrupt,
@@ -264,6 +284,8 @@ def format_step(step: Step) -> str:
         return f"silence:{step.ms}"
     if isinstance(step, Click):
         return f"click:{step.ms}"
+    if isinstance(step, Cough):
+        return f"cough:{step.ms}"
     if isinstance(step, WaitForAgent):
         return f"wait_agent:{step.timeout_ms}"
     if isinstance(step, WaitForAgentSilence):

@@ -1,4 +1,5 @@
-"""The caller's audio: speech for ``say``/``interrupt`` steps and the ``click`` noise burst.
+"""The caller's audio: speech for ``say``/``interrupt`` steps, the ``click`` noise burst and the
+``cough`` (from :mod:`voicebridge.sim.acoustics`).
 
 Audio is resolved once, before dialing, because espeak-ng takes tens of milliseconds per
 phrase and the 20 ms send schedule must never wait on it. The demo phrases always come from the
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from .. import tts
 from ..audio import FRAME_BYTES, SAMPLE_RATE, encode
-from .script import Click, Interrupt, Say, Step
+from . import acoustics
+from .script import Click, Cough, Interrupt, Say, Step
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ def resolve(steps: "list[Step]") -> "list[bytes | None]":
             out.append(_pad(speech_audio(step)))
         elif isinstance(step, Click):
             out.append(_pad(click_noise(step.ms)))
+        elif isinstance(step, Cough):
+            out.append(_pad(acoustics.cough(step.ms)))
         else:
             out.append(None)
     return out

@@ -1,0 +1,107 @@
+"""The echo gate, sans-IO: levels and a clock in, verdicts out (no sockets, no sleeps)."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from voicebridge import audio, tts
+from voicebridge.echo import PRIOR_LOSS_DB, EchoGate, Verdict, attenuation_table, best_lag
+
+AGENT = tts.load_prompt("long_answer")
+CALLER = tts.load_prompt("caller_question")
+AGENT_LEVELS = [audio.dbfs(AGENT[i:i + 160]) for i in range(0, len(AGENT) - 159, 160)]
+CALLER_LEVELS = [audio.dbfs(CALLER[i:i + 160]) for i in range(0, len(CALLER) - 159, 160)]
+NOISE_DBFS = -60.0
+
+
+def power_sum(*levels: float) -> float:
+    total = sum(10 ** (level / 10) for level in levels)
+    return 10 * math.log10(total) if total > 0 else audio.MIN_DBFS
+
+
+def speakerphone_call(echo_db: float, delay_frames: int, caller_at: int | None = None, caller_gain_db: float = 0.0,
+                      frames: int = 600, seed: int = 1) -> tuple[EchoGate, dict[Verdict, int], dict[Verdict, int]]:
+    """The agent talks; the caller's line carries its echo (and, from ``caller_at``, the caller).
+
+    Returns the gate and the verdicts on frames without and with the caller's voice.
+    """
+    gate, rng = EchoGate(), random.Random(seed)
+    echo_only = {v: 0 for v in Verdict}
+    with_caller = {v: 0 for v in Verdict}
+    for i in range(frames):
+        t = 10.0 + i * 0.02
+        gate.played(AGENT_LEVELS[i], t)
+        echo = AGENT_LEVELS[i - delay_frames] + echo_db if i >= delay_frames else audio.MIN_DBFS
+        talking = caller_at is not None and 0 <= i - caller_at < len(CALLER_LEVELS)
+        voice = CALLER_LEVELS[i - caller_at] + caller_gain_db if talking else audio.MIN_DBFS
+        level = power_sum(echo, NOISE_DBFS + rng.uniform(-1, 1), voice)
+        verdict = gate.judge(level, t + rng.uniform(-0.004, 0.004), floor_dbfs=NOISE_DBFS - 1)
+        (with_caller if talking and voice > -45 else echo_only)[verdict] += 1
+    return gate, echo_only, with_caller
+
+
+@pytest.mark.parametrize("echo_db", [-30, -20, -15])
+@pytest.mark.parametrize("delay_frames", [3, 10])
+def test_the_delay_and_the_loss_are_learned_and_the_echo_is_judged_echo(echo_db, delay_frames):
+    gate, echo_only, _ = speakerphone_call(echo_db, delay_frames)
+    assert gate.delay_ms == delay_frames * 20
+    assert gate.loss_db == pytest.approx(-echo_db, abs=1.5)
+    loud_enough = echo_db > -30  # at -30 dB much of the echo is down in the noise
+    if loud_enough:
+        assert echo_only[Verdict.CALLER] <= 2  # out of about 600 frames
+
+
+@pytest.mark.parametrize("echo_db", [-20, -15])
+def test_a_caller_talking_over_the_echo_is_the_caller(echo_db):
+    _, echo_only, with_caller = speakerphone_call(echo_db, 5, caller_at=300)
+    spoken = sum(with_caller.values())
+    assert with_caller[Verdict.CALLER] >= 0.7 * spoken  # the quiet edges of syllables are unsure:
+    assert with_caller[Verdict.ECHO] == 0  # forwarded as they are, never suppressed
+    assert echo_only[Verdict.CALLER] <= 2
+
+
+def test_before_anything_is_learned_the_prior_errs_towards_echo():
+    gate = EchoGate()
+    gate.played(-15.0, 0.0)
+    assert gate.loss_db == PRIOR_LOSS_DB and gate.delay_ms is None
+    assert gate.judge(-15.0 - PRIOR_LOSS_DB + 2.0, 0.1) is Verdict.ECHO  # within the margin of 6 dB down
+    assert gate.judge(-11.0, 0.12) is Verdict.CALLER  # louder than anything played can come back
+    assert gate.judge(-30.0, 0.14) is Verdict.UNSURE  # echo-level right after the caller: not suppressed
+
+
+def test_nothing_played_means_no_echo_and_near_the_noise_is_never_the_caller():
+    gate = EchoGate()
+    assert gate.judge(-40.0, 1.0) is Verdict.CALLER  # the agent is silent: whatever it is, it is not echo
+    gate.played(-60.0, 1.0)  # padding-level audio cannot make echo worth judging
+    assert gate.judge(-40.0, 1.1) is Verdict.CALLER
+    gate.played(-20.0, 2.0)
+    assert gate.judge(-55.0, 2.1, floor_dbfs=-58.0) is Verdict.ECHO  # 3 dB above the noise: not a voice
+
+
+def test_audio_cleared_before_it_played_cannot_echo():
+    gate = EchoGate()
+    for i in range(5):
+        gate.played(-12.0, 0.0)  # a burst: it plays over 0.00-0.10
+    gate.cleared(0.03)  # the caller had heard two frames
+    assert gate.judge(-18.0, 0.05) is Verdict.ECHO  # echo of what did play
+    assert gate.judge(-18.0, 0.95) is Verdict.CALLER  # nothing played after 0.04 could echo now
+
+
+def test_no_lag_is_claimed_for_a_line_that_does_not_follow_the_agent():
+    rng = random.Random(3)
+    played = {s: AGENT_LEVELS[s] for s in range(200)}
+    unrelated = [rng.uniform(-50, -20) for _ in range(100)]
+    assert best_lag(unrelated, 199, played) is None
+    flat = [-60.0] * 100
+    assert best_lag(flat, 199, played) is None
+    echoed = [AGENT_LEVELS[s - 7] - 20 for s in range(100, 200)]
+    assert best_lag(echoed, 199, played) == 7
+
+
+def test_suppressed_echo_is_30_db_quieter_byte_for_byte():
+    table = attenuation_table(30.0)
+    frame = AGENT[8000:8160]
+    assert audio.dbfs(frame.translate(table)) == pytest.approx(audio.dbfs(frame) - 30.0, abs=1.0)
+    assert audio.SILENCE_FRAME.translate(table) == audio.SILENCE_FRAME
