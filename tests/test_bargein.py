@@ -1,5 +1,8 @@
 """Barge-in decision pieces, sans-IO: detector, guards, plan, false-trigger monitor, playback."""
-from voicebridge.bargein import Decision, FalseTriggerMonitor, GuardState, LevelDetector, NoiseFloor, plan, refusal
+from voicebridge import audio, tts
+from voicebridge.bargein import (CallerLevel, Decision, FalseTriggerMonitor, GuardState, LevelDetector, NoiseFloor,
+                                  plan, refusal)
+from voicebridge.sim.acoustics import cough
 from voicebridge.playback import PlaybackTracker
 
 LOUD, QUIET = -10.0, -60.0
@@ -72,6 +75,39 @@ def test_the_noise_floor_is_the_quietest_moment_of_the_last_second_and_a_half():
     assert floor.floor_dbfs == -40.0
     floor.update(-60.0, t)
     assert floor.floor_dbfs == -60.0 and floor.threshold(-35.0) == -35.0  # never below the setting
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    return [data[i:i + 160] for i in range(0, len(data) - 159, 160)]
+
+
+def decisions(level: CallerLevel, frames: list[bytes], start: float = 10.0) -> list[Decision]:
+    return [level.feed(audio.dbfs(f), start + i * 0.02, True, lambda: True, f) for i, f in enumerate(frames)]
+
+
+def test_a_cough_ducks_but_never_confirms_a_voice_does():
+    level = CallerLevel(frames_needed=5, duck=True, dip_frames=1, voiced_needed=1)
+    silence = [audio.SILENCE_FRAME] * 80  # a whole noise-floor window of quiet line first
+    decisions(level, silence, 0.0)
+    out = decisions(level, frames_of(cough(400, seed=1)) + [audio.SILENCE_FRAME] * 3, 10.0)
+    assert out[0] is Decision.DUCK and Decision.CONFIRM not in out  # two bursts: ducked and released twice
+    assert out.count(Decision.DUCK) == out.count(Decision.RELEASE) == 2
+    assert level.heard_noise(10.5) and not level.heard_noise(12.0)  # remembered for a second
+    speech = frames_of(tts.load_prompt("caller_stop"))
+    out = decisions(level, speech, 20.0)
+    confirmed = out.index(Decision.CONFIRM)
+    assert out[:confirmed].count(Decision.DUCK) == 1 and 5 <= confirmed <= 8  # "St-" is voiceless; "o" is not
+
+
+def test_a_long_voiceless_sound_is_given_up_on_until_the_line_is_quiet():
+    level = CallerLevel(frames_needed=5, duck=True, voiced_needed=1)
+    decisions(level, [audio.SILENCE_FRAME] * 80, 0.0)
+    hiss = frames_of(cough(2000, seed=1))[:45]  # a second of broadband noise, fading
+    out = decisions(level, hiss, 10.0)
+    assert out[0] is Decision.DUCK and Decision.CONFIRM not in out
+    assert out.index(Decision.RELEASE) == 4 + CallerLevel.MAX_UNVOICED  # 400 ms past the debounce
+    assert Decision.DUCK not in out[1:]  # the rest of it is ignored
+    assert decisions(level, [audio.SILENCE_FRAME, hiss[0]], 60.0)[1] is Decision.DUCK  # quiet again: listening
 
 
 def test_guards_prevent_cancel_during_greeting():

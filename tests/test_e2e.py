@@ -2,7 +2,9 @@
 import wave
 
 from voicebridge.app import Settings, simulated_call
+from voicebridge.local.agent import ASK_ORDER
 from voicebridge.local.server import LocalRealtimeServer
+from voicebridge.sim.acoustics import Acoustics, Speakerphone
 
 SCRIPT = "wait_agent:5000,wait_quiet:400,say:What can you tell me?,wait_agent:6000,interrupt:300:Stop please,wait_quiet:600,hangup"
 
@@ -45,4 +47,23 @@ def test_the_agent_looks_up_an_order_and_hangs_up_after_its_goodbye():
     assert said[-1] == "Thank you for calling. Goodbye!"
     assert bridge["close_reason"] == "agent ended the call" and report.ended_by == "bridge"
     assert report.hangup_after_audio_ms is not None and 0 <= report.hangup_after_audio_ms < 1000
+    assert bridge["accounting_ok"] and not report.problems()
+
+
+SPEAKERPHONE_SCRIPT = "say:I would like to check my order.,wait_agent:8000,wait_quiet:800:15000,hangup"
+
+
+def test_a_speakerphone_caller_hears_the_whole_answer_despite_its_echo():
+    """The caller's loudspeaker sends the agent back 15 dB down, 60 ms later: the answer plays in
+    full, and the model's VAD (the local server's, fed our appends) never hears the echo as speech."""
+    room = Acoustics(Speakerphone(-15.0, delay_ms=60))
+    with LocalRealtimeServer(mode="voice", speed=8.0, live_tts=False) as local:
+        report, bridge = simulated_call(local.url, SPEAKERPHONE_SCRIPT, Settings(greeting=None), max_seconds=30,
+                                        acoustics=room)
+        stats = local.stats()
+    said = [e["text"] for e in bridge["transcript"] if e["role"] == "agent"]
+    assert said == [ASK_ORDER[1]]  # whole: a cut answer would be recorded as far as it was heard
+    assert report.clears == 0 and bridge["barge_in_events"] == 0 and bridge["ducks"] == 0
+    assert stats["server_events"]["input_audio_buffer.speech_started"] == 1  # the caller's phrase only
+    assert bridge["echo_frames"] > 100 and bridge["echo_frames_suppressed"] == bridge["echo_frames"]
     assert bridge["accounting_ok"] and not report.problems()

@@ -8,6 +8,7 @@ import pytest
 
 from voicebridge import BridgeConfig, audio, tts
 from voicebridge.echo import attenuation_table
+from voicebridge.sim.acoustics import cough
 from voicebridge.testing import ManualClock, rt_speech_started, wait_until
 
 LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS
@@ -340,3 +341,24 @@ def test_a_caller_talking_over_their_echo_barges_in(start):
     m = end(session, call, twilio)
     assert m["barge_in_events"] == 1 and m["echo_caller_frames"] >= 5 and m["frames_flushed"] > 0
     assert m["echo_frames"] > 20  # the echo before the caller spoke was recognised as such
+
+
+def test_a_cough_neither_barges_in_nor_lets_the_models_vad_do_it(start):
+    """(The echo gate is off: the fake agent's constant loud frames would make a caller quieter
+    than them sound like echo to a gate that has had no time to learn the line.)"""
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False))
+    twilio.media(QUIET, n=80)  # a quiet line first: the noise floor has a window to judge
+    long_response(openai, twilio)
+    for frame in [cough(300, seed=4)[i:i + 160] for i in range(0, 2400, 160)]:
+        twilio.media(frame)
+    assert wait_until(lambda: session.metrics["inbound_frames"] == 95)
+    openai.push(rt_speech_started())  # the model's VAD takes the cough for speech
+    twilio.media(QUIET, n=3)
+    assert wait_until(lambda: session.metrics["server_speech_ignored"] == 1)
+    assert session.metrics["barge_in_events"] == 0 and not twilio.messages("clear")
+    speech = tts.load_prompt("caller_stop")
+    for i in range(0, 2400, 160):
+        twilio.media(speech[i:i + 160])
+    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)  # a voice confirms at once
+    m = end(session, call, twilio)
+    assert m["barge_in_events"] == 1 and m["barge_in_local"] == 1 and m["ducks"] >= 2

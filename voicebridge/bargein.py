@@ -17,6 +17,10 @@ import enum
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
+
+from .audio import MIN_DBFS
+from .voicing import voiced
 
 
 class Decision(enum.Enum):
@@ -121,6 +125,114 @@ class NoiseFloor:
 
     def threshold(self, configured_dbfs: float) -> float:
         return max(configured_dbfs, self.floor_dbfs + self.margin_db)
+
+
+class CallerLevel:
+    """The local trigger's view of the caller's frames: noise floor, threshold, echo, voice,
+    debounce.
+
+    One object per call, fed every inbound frame (sans-IO: the frame, its level, the time,
+    whether it counts as the caller's, and how to ask the guards). ``LevelDetector`` ducks and
+    counts; when it would confirm, a voice must also have been heard in the run
+    (``voiced_needed`` frames, see :mod:`voicebridge.voicing`): a cough or a click is loud for
+    a while but never voiced, so the duck holds until a voiced frame confirms, the sound ends
+    (release) or ``MAX_UNVOICED`` frames pass without one (release, and loud frames are ignored
+    until the line is quiet again). The session's ``BargeIn`` acts on the decisions; the
+    barge-in benchmark drives the very same object in virtual time.
+    """
+
+    MAX_UNVOICED = 20  # frames past the debounce: 400 ms of loud sound without a voice in it
+    NOISE_MEMORY_S = 1.0  # how long a voiceless sound is remembered (see ``heard_noise``)
+
+    def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
+                 dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0) -> None:
+        self.threshold_dbfs = threshold_dbfs
+        self.voiced_needed = voiced_needed
+        self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
+        self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
+        self._adapt = noise_margin_db is not None
+        self.loud = False  # the last frame was loud (and the caller's)
+        self._voiced = 0  # voiced loud frames in the current run
+        self._previous = b""
+        self._waiting = False  # the debounce is met, the voice is not: the duck holds
+        self._unvoiced = 0
+        self._dips = 0
+        self._deaf = False  # gave up on a long unvoiced sound: loud frames ignored until quiet
+        self._noise_at = float("-inf")  # when a loud sound without a voice last ended
+        self._now = float("-inf")
+
+    @property
+    def floor_dbfs(self) -> float:
+        return self.noise.floor_dbfs
+
+    def feed(self, level_dbfs: float, now: float, counts: bool, armed: Callable[[], bool],
+             frame: bytes = b"") -> Decision:
+        """One caller frame. ``counts`` is False for the agent's own echo (quiet to the detector);
+        ``armed`` is asked only when the answer can matter (a loud frame, or a dip in a run)."""
+        self._now = now
+        self.noise.update(level_dbfs, now)
+        if self._adapt:
+            self.detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs)
+        level = level_dbfs if counts else MIN_DBFS
+        self.loud = self.detector.is_loud(level)
+        if self._deaf:
+            self._deaf = self.loud
+            self.loud = False
+            level = MIN_DBFS
+        try:
+            if self._waiting:
+                return self._wait_for_voice(frame, armed)
+            ok = (self.loud or self.detector.run > 0) and armed()
+            if self.loud and ok:
+                self._listen(frame)
+            decision = self.detector.feed(level, ok)
+            if decision is Decision.CONFIRM and self._voiced < self.voiced_needed:
+                self._waiting, self._unvoiced, self._dips = True, 0, 0
+                return Decision.NONE
+            if decision is Decision.RELEASE and self.voiced_needed and not self._voiced:
+                self._noise_at = now  # a short loud sound with no voice in it
+            if self.detector.run == 0:
+                self._voiced = 0
+            return decision
+        finally:
+            self._previous = frame
+
+    def _listen(self, frame: bytes) -> None:
+        if self._voiced < self.voiced_needed and frame and voiced(frame, self._previous):
+            self._voiced += 1
+
+    def _wait_for_voice(self, frame: bytes, armed: Callable[[], bool]) -> Decision:
+        if self.loud and armed():
+            self._dips = 0
+            self._listen(frame)
+            if self._voiced >= self.voiced_needed:
+                return self._stop_waiting(Decision.CONFIRM)
+            self._unvoiced += 1
+            if self._unvoiced < self.MAX_UNVOICED:
+                return Decision.NONE
+            self._deaf = True
+        elif self.loud or self._dips >= self.detector.dip_frames:
+            pass  # disarmed, or quiet for longer than a dip: the sound is over
+        else:
+            self._dips += 1
+            return Decision.NONE
+        self._noise_at = self._now
+        return self._stop_waiting(Decision.RELEASE if self.detector.duck else Decision.NONE)
+
+    def heard_noise(self, now: float) -> bool:
+        """A loud sound without a voice is going on, or ended within ``NOISE_MEMORY_S``: the
+        model's VAD starting now heard a cough or a knock, not the caller talking (if they do
+        talk, their first voiced frame confirms the barge-in here anyway)."""
+        return self._waiting or now - self._noise_at < self.NOISE_MEMORY_S
+
+    def _stop_waiting(self, decision: Decision) -> Decision:
+        self._waiting, self._voiced = False, 0
+        self.detector.reset()
+        return decision
+
+    def reset(self) -> None:
+        self.detector.reset()
+        self._waiting, self._voiced, self._deaf = False, 0, False
 
 
 @dataclass(frozen=True)

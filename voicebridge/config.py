@@ -99,7 +99,8 @@ class BridgeConfig:
     barge_in_threshold_dbfs: float = -35.0
     barge_in_frames: int = 5
     barge_in_dip_frames: int = 1  # quiet frames tolerated inside a loud run (0: consecutive only)
-    noise_margin_db: float = 12.0  # the threshold is at least this far above the tracked noise floor
+    barge_in_voicing: bool = True  # confirm only once a voiced frame was heard (coughs, clicks do not)
+    noise_margin_db: float | None = 12.0  # the threshold is at least this far above the noise floor (None: fixed)
     duck: bool = True
     # Echo (docs/barge-in.md): the agent's own voice coming back from a speakerphone
     echo_gate: bool = True  # tell echo from the caller by what was played

@@ -8,24 +8,26 @@ so it can tell echo from the caller.
 ``EchoGate`` keeps the level of every frame sent to Twilio on the caller's playout timeline
 (frames play back to back from when they are sent, so a burst of lead frames plays over
 several slots; a ``clear`` drops what had not played). Per inbound frame it answers: could
-this level be echo of what played a moment ago? The test is Geigel-style, on levels, with two
-quantities learned during the call:
+this level be echo of what played a moment ago? The test is Geigel-style, on levels, with the
+echo path learned during the call from stretches where the line plainly follows the agent:
 
-* the **echo delay** (sent -> heard back, 20-800 ms): the lag at which the played level
-  envelope best correlates with the inbound one (Pearson r >= 0.5), re-estimated every half
-  second until found, then every two seconds;
-* the **echo return loss** (how much quieter the echo is than what played): a low percentile
-  of "played level - inbound level" over recent frames of agent audio, leaving out frames given
-  to the caller and the 300 ms after them (double talk must not teach the gate that echo is
-  loud).
+* every 400 ms until found (then every 2 s) the last 2 s of inbound levels are correlated with
+  the played levels at every lag of 20-800 ms (network both ways, jitter buffers, the room).
+  A lag with Pearson r >= 0.7, found twice in a row, is the **echo delay**; such a stretch is
+  echo-dominated (the caller talking over it would break the correlation), so it also measures
+  the **echo return loss**: a low percentile of "played - heard" over its frames, against the
+  loudest played within +-40 ms of the delay, the same reference the test uses.
+* if twice in a row the agent spoke and the line followed it nowhere (r < 0.3), any echo is
+  under the line's own sound: the loss is at least the agent's median level minus the line's
+  loud end (90th percentile), which is what that stretch proves.
 
-A frame is ``ECHO`` when its level is at most the played level (the loudest within +-40 ms of
-the delay; within the whole 20-800 ms range while the delay is unknown) minus the loss plus a
-margin (3 dB). Louder is the ``CALLER`` (alone, or over the echo: double talk), never
-suppressed. An echo-level frame within 300 ms of a caller frame is ``UNSURE``: forwarded as it
-is (the tail of a caller's syllable), but not counted as the caller's voice either. Until 20
-frames of agent audio have been measured the loss is taken as Geigel's classic 6 dB, which
-errs towards echo.
+A frame is ``ECHO`` when its level is at most the reference (the loudest played within +-40 ms
+of the delay; within the whole range while the delay is unknown) minus the loss plus a margin
+(3 dB). Louder is the ``CALLER`` (alone, or over the echo: double talk), never suppressed. An
+echo-level frame within 300 ms of a caller frame is ``UNSURE``: forwarded as it is (the tail of
+a caller's syllable), but not counted as the caller's voice either. Until something is learned
+the loss is Geigel's classic 6 dB, which errs towards echo: with the bridge's defaults the
+greeting (not interruptible) is usually enough to learn the line before a barge-in can happen.
 
 The limit is physics, not code: a caller no louder than their own loudspeaker's echo plus the
 margin cannot be told from it by level; they are heard once they speak up, or the agent stops.
@@ -43,7 +45,7 @@ from .audio import FRAME_MS, MIN_DBFS, ULAW_TABLE, _lin_to_ulaw
 
 SLOT_S = FRAME_MS / 1000
 MIN_LAG, MAX_LAG = 1, 40
-"""Echo delays searched, in 20 ms slots: 20-800 ms (network both ways, jitter buffers, room)."""
+"""Echo delays searched, in 20 ms slots: 20-800 ms."""
 WINDOW = 2
 """Slots either side of the delay whose played level counts (+-40 ms of jitter)."""
 HISTORY = 100
@@ -52,15 +54,15 @@ PLAYED_FLOOR_DBFS = -50.0
 """Played audio quieter than this cannot make echo worth judging (pauses, padding)."""
 CLAMP_DBFS = -70.0
 PRIOR_LOSS_DB = 6.0
-LOSS_SAMPLES = 100
 LOSS_PERCENTILE = 0.1
-MIN_LOSS_SAMPLES = 20
-MIN_CORRELATION = 0.5
+MIN_CORRELATION = 0.7
+ABSENT_CORRELATION, ABSENT_VOTES = 0.3, 2
 DOUBLE_TALK_HOLD_S = 0.3
 QUIET_DB = 6.0
-FAST_ESTIMATES, FAST_EVERY, SLOW_EVERY = 8, 25, 100
-"""Delay estimates: every 25 frames for the first 8 tries, then every 100 (a line with no
-audible echo never yields one, and must not cost a correlation every half second)."""
+"""A frame within this of the noise floor is never the caller's voice."""
+FAST_ESTIMATES, FAST_EVERY, SLOW_EVERY = 10, 20, 100
+"""Estimates: every 20 frames for the first 10 tries, then every 100 (a line with no audible
+echo never yields a delay, and must not cost a correlation every 400 ms)."""
 
 
 class Verdict(enum.Enum):
@@ -79,6 +81,15 @@ class EchoStats:
     delay_estimates: int = 0
 
 
+@dataclass(frozen=True)
+class EchoPath:
+    """What one estimate found: the lag, the correlation, the loss (None: not measurable)."""
+
+    lag: int | None
+    r: float | None
+    loss_db: float | None = None
+
+
 class EchoGate:
     """Echo or caller, per inbound frame. ``played`` and ``cleared`` come from the sending side,
     ``judge`` from the receiving side; one short lock makes that safe."""
@@ -90,11 +101,12 @@ class EchoGate:
         self._play_end: float | None = None  # when the audio sent so far ends at the caller
         self._levels: deque[float] = deque(maxlen=HISTORY)  # inbound level per slot, newest last
         self._last_slot: int | None = None
-        self._loss_broad = LossEstimate()  # against the loudest played within the whole delay range
-        self._loss_aligned = LossEstimate()  # against what played at the estimated delay
         self._lag: int | None = None
+        self._candidate: int | None = None  # the previous estimate's lag
+        self._loss = PRIOR_LOSS_DB
+        self._absent_votes = 0
         self._frames = 0
-        self._estimate_at = HISTORY // 2
+        self._estimate_at = FAST_EVERY
         self._caller_until = float("-inf")
         self.stats = EchoStats()
 
@@ -119,36 +131,25 @@ class EchoGate:
 
     # ------------------------------------------------------------------ the receiving side
     def judge(self, level_dbfs: float, now: float, floor_dbfs: float = MIN_DBFS) -> Verdict:
-        """The verdict on a caller frame of ``level_dbfs`` that arrived at ``now``.
-
-        ``floor_dbfs`` is the line's noise floor: a frame within ``QUIET_DB`` of it is never the
-        caller's voice, whatever the echo estimate says (it still teaches the loss: what played
-        came back no louder than the noise).
-        """
+        """The verdict on a caller frame of ``level_dbfs`` that arrived at ``now``; ``floor_dbfs``
+        is the line's noise floor (a frame within ``QUIET_DB`` of it is never the caller)."""
         slot = round(now / SLOT_S)
         with self._lock:
             self._record(slot, level_dbfs)
-            broad = self._played_max(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
-            if broad < PLAYED_FLOOR_DBFS:
-                return Verdict.CALLER  # nothing played that could be echoing now
             lag = self._lag
-            aligned = (self._played_max(slot - lag - WINDOW, slot - lag + WINDOW)
-                       if lag is not None else MIN_DBFS)
-            if lag is not None and self._loss_aligned.learned:
-                reference, loss = aligned, self._loss_aligned.value
+            if lag is None:
+                reference = self._played_max(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
             else:
-                reference, loss = broad, self._loss_broad.value
-            if (reference >= PLAYED_FLOOR_DBFS and level_dbfs > reference - loss + self.margin_db
-                    and level_dbfs > floor_dbfs + QUIET_DB):
+                reference = self._played_max(slot - lag - WINDOW, slot - lag + WINDOW)
+            if reference < PLAYED_FLOOR_DBFS:
+                return Verdict.CALLER  # nothing played that could be echoing now
+            if level_dbfs > reference - self._loss + self.margin_db and level_dbfs > floor_dbfs + QUIET_DB:
                 self.stats.caller_frames += 1
                 self._caller_until = now + DOUBLE_TALK_HOLD_S
                 return Verdict.CALLER
             if now < self._caller_until:
                 self.stats.unsure_frames += 1
                 return Verdict.UNSURE
-            self._loss_broad.add(broad - level_dbfs)
-            if aligned >= PLAYED_FLOOR_DBFS:
-                self._loss_aligned.add(aligned - level_dbfs)
             self.stats.echo_frames += 1
             return Verdict.ECHO
 
@@ -161,12 +162,9 @@ class EchoGate:
     @property
     def loss_db(self) -> float:
         """The echo return loss in use (the 6 dB prior until learned)."""
-        with self._lock:
-            if self._lag is not None and self._loss_aligned.learned:
-                return self._loss_aligned.value
-            return self._loss_broad.value
+        return self._loss
 
-    # ------------------------------------------------------------------ learning the delay
+    # ------------------------------------------------------------------ learning the echo path
     def _record(self, slot: int, level: float) -> None:
         """Keep one inbound level per slot (a late frame fills the gap; two in a slot: the louder)."""
         last = self._last_slot
@@ -184,66 +182,77 @@ class EchoGate:
             fast = self.stats.delay_estimates < FAST_ESTIMATES and self._lag is None
             self._estimate_at = self._frames + (FAST_EVERY if fast else SLOW_EVERY)
             self.stats.delay_estimates += 1
-            lag = best_lag(list(self._levels), slot, self._played)
-            if lag is not None and lag != self._lag:
-                self._lag = lag
-                self._loss_aligned = LossEstimate()
+            self._learn(estimate(list(self._levels), slot, self._played))
+
+    def _learn(self, path: EchoPath) -> None:
+        candidate, self._candidate = self._candidate, path.lag
+        if path.lag is not None and candidate is not None and abs(candidate - path.lag) <= 1:
+            self._lag = path.lag  # twice in a row: a chance match with the caller's voice is not
+            self._absent_votes = 0
+            if path.loss_db is not None:
+                self._loss = path.loss_db
+        elif path.lag is None and path.r is not None and path.r < ABSENT_CORRELATION:
+            self._absent_votes += 1  # the agent spoke and the line followed it nowhere
+            if self._absent_votes >= ABSENT_VOTES and self._lag is None and path.loss_db is not None:
+                self._loss = max(self._loss, path.loss_db)
 
     def _played_max(self, first: int, last: int) -> float:
         get = self._played.get
-        return max(map(lambda s: get(s, MIN_DBFS), range(first, last + 1)))
+        return max([get(s, MIN_DBFS) for s in range(first, last + 1)])
 
 
-def best_lag(levels: "list[float]", last_slot: int, played: "dict[int, float]") -> int | None:
-    """The lag (slots) at which played levels best predict the inbound ones, if clearly.
+def estimate(levels: "list[float]", last_slot: int, played: "dict[int, float]") -> EchoPath:
+    """The echo path over the inbound ``levels`` (consecutive slots ending at ``last_slot``).
 
-    ``levels`` are the inbound levels of consecutive slots ending at ``last_slot``.
+    The lag at which played levels best predict the inbound ones if clearly (r >= 0.7), the best
+    correlation (None: the agent was too silent to tell), and the loss: at that lag, a low
+    percentile of played-within-the-window minus heard over frames where the agent spoke; with
+    no echo to be seen (r < 0.3), the loss that proves (see ``_unseen_loss``).
     """
     n = len(levels)
     if n < FAST_EVERY:
-        return None
+        return EchoPath(None, None)
+    first = last_slot - n + 1 - MAX_LAG - WINDOW
+    raw = [played.get(s, MIN_DBFS) for s in range(first, last_slot + WINDOW + 1)]
+    dense = [max(CLAMP_DBFS, y) for y in raw]
+    if sum(1 for y in raw if y >= PLAYED_FLOOR_DBFS) < n // 2:
+        return EchoPath(None, None)  # the agent hardly spoke: no evidence either way
     xs = [max(CLAMP_DBFS, x) for x in levels]
     mean_x = sum(xs) / n
     xc = [x - mean_x for x in xs]
     var_x = sum(map(mul, xc, xc))
-    if var_x < n * 4.0:  # the caller's line barely moved (< 2 dB): nothing to correlate
-        return None
-    first = last_slot - n + 1 - MAX_LAG
-    dense = [max(CLAMP_DBFS, played.get(s, CLAMP_DBFS)) for s in range(first, last_slot + 1)]
-    best, best_r = None, MIN_CORRELATION
+    if var_x < n * 4.0:  # the caller's line barely moved (< 2 dB): it follows nothing
+        return EchoPath(None, 0.0, _unseen_loss(raw, xs))
+    best, best_r = None, None
+    offset = MAX_LAG + WINDOW  # dense index of the slot ``lag`` before the first inbound slot is offset - lag
     for lag in range(MIN_LAG, MAX_LAG + 1):
-        ys = dense[MAX_LAG - lag: MAX_LAG - lag + n]
+        ys = dense[offset - lag: offset - lag + n]
         mean_y = sum(ys) / n
         var_y = sum(map(mul, ys, ys)) - n * mean_y * mean_y
         if var_y < n * 4.0:
             continue
         r = sum(map(mul, xc, ys)) / math.sqrt(var_x * var_y)
-        if r > best_r:
+        if best_r is None or r > best_r:
             best, best_r = lag, r
-    return best
+    if best is None or best_r is None or best_r < MIN_CORRELATION:
+        return EchoPath(None, best_r, _unseen_loss(raw, xs) if best_r is not None and best_r < ABSENT_CORRELATION
+                        else None)
+    losses = []
+    for i, heard in enumerate(levels):
+        start = offset - best + i - WINDOW
+        reference = max(raw[start:start + 2 * WINDOW + 1])
+        if reference >= PLAYED_FLOOR_DBFS:
+            losses.append(reference - heard)
+    loss = sorted(losses)[int(len(losses) * LOSS_PERCENTILE)] if len(losses) >= FAST_EVERY else None
+    return EchoPath(best, best_r, None if loss is None else max(0.0, loss))
 
 
-class LossEstimate:
-    """A low percentile of recent "played - inbound" differences: the echo at its loudest.
-
-    Re-sorted every tenth sample, not every frame. The 6 dB prior until 20 samples are in.
-    """
-
-    def __init__(self) -> None:
-        self._samples: deque[float] = deque(maxlen=LOSS_SAMPLES)
-        self._added = 0
-        self.value = PRIOR_LOSS_DB
-
-    @property
-    def learned(self) -> bool:
-        return len(self._samples) >= MIN_LOSS_SAMPLES
-
-    def add(self, loss_db: float) -> None:
-        self._samples.append(loss_db)
-        self._added += 1
-        if self.learned and (self._added % 10 == 0 or len(self._samples) == MIN_LOSS_SAMPLES):
-            ordered = sorted(self._samples)
-            self.value = max(0.0, ordered[int(len(ordered) * LOSS_PERCENTILE)])
+def _unseen_loss(played: "list[float]", heard: "list[float]") -> float:
+    """The loss a line that did not follow the agent proves: the agent's typical level over the
+    line's loud end (its echo, if any, was no louder than the line's own sound)."""
+    spoken = sorted(y for y in played if y >= PLAYED_FLOOR_DBFS)
+    line = sorted(heard)
+    return max(0.0, spoken[len(spoken) // 2] - line[int(len(line) * 0.9)])
 
 
 def attenuation_table(db: float) -> bytes:

@@ -66,7 +66,7 @@ class InboundAudio:
         else:
             self._forward(event.b64)
         if self._detect and listening:
-            self._barge_in.frame(level, now, counts=verdict is Verdict.CALLER)
+            self._barge_in.frame(level, now, verdict is Verdict.CALLER, event.payload)
 
     def _for_this_stream(self, event: tw.Media, stream_sid: str | None) -> bool:
         if stream_sid is None:

@@ -23,7 +23,7 @@ from typing import Callable
 
 from . import bargein
 from . import realtime_protocol as rt
-from .audio import BYTES_PER_MS, MIN_DBFS
+from .audio import BYTES_PER_MS
 from .config import BridgeConfig
 from .metrics import CallMetrics
 from .model_link import ModelLink
@@ -52,9 +52,9 @@ class BargeIn:
         self._metrics = metrics
         self._log = log
         self._clock = clock
-        self._detector = bargein.LevelDetector(config.barge_in_threshold_dbfs, config.barge_in_frames, config.duck,
-                                               config.barge_in_dip_frames)
-        self._noise = bargein.NoiseFloor(config.noise_margin_db)
+        self._level = bargein.CallerLevel(config.barge_in_threshold_dbfs, config.barge_in_frames, config.duck,
+                                          config.barge_in_dip_frames, config.noise_margin_db,
+                                          voiced_needed=1 if config.barge_in_voicing else 0)
         self._false_trigger = bargein.FalseTriggerMonitor(config.false_trigger_ms / 1000)
         self._onset: float | None = None  # first loud frame of the current loud run (run thread)
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
@@ -62,22 +62,15 @@ class BargeIn:
     # ------------------------------------------------------------------ triggers
     @property
     def noise_floor(self) -> float:
-        return self._noise.floor_dbfs
+        return self._level.floor_dbfs
 
-    def frame(self, level_dbfs: float, now: float, counts: bool = True) -> None:
+    def frame(self, level_dbfs: float, now: float, counts: bool = True, audio: bytes = b"") -> None:
         """One inbound frame's level (run thread): duck, release or confirm. ``counts`` is False
-        for a frame that is the agent's own echo: it is no louder than quiet to the detector."""
-        self._noise.update(level_dbfs, now)
-        self._detector.threshold_dbfs = self._noise.threshold(self._config.barge_in_threshold_dbfs)
-        if not counts:
-            level_dbfs = MIN_DBFS
-        loud = self._detector.is_loud(level_dbfs)
-        # A quiet frame outside a loud run gives the same decision armed or not: the guards are
-        # sampled only for loud frames and for a dip inside a run (which may be tolerated).
-        armed = (loud or self._detector.run > 0) and bargein.refusal(self._guard_state()) is None
+        for a frame that is the agent's own echo: it is no louder than quiet to the detector.
+        ``audio`` is the frame itself, listened to for a voice when it may confirm a barge-in."""
+        decision = self._level.feed(level_dbfs, now, counts, self._armed, audio)
         if self._false_trigger.armed:
-            self._false_trigger.level(loud, now)
-        decision = self._detector.feed(level_dbfs, armed)
+            self._false_trigger.level(self._level.loud, now)
         if decision is bargein.Decision.DUCK:
             self._onset = now
             self._outbound.pause(now)
@@ -89,11 +82,19 @@ class BargeIn:
             self._log.info("duck released: loud run ended before confirmation")
         elif decision is bargein.Decision.CONFIRM:
             self.run("local", now, self._onset if self._onset is not None else now)
-        elif armed and self._detector.run == 1:
+        elif self._level.loud and self._level.detector.run == 1:
             self._onset = now
+
+    def _armed(self) -> bool:
+        return bargein.refusal(self._guard_state()) is None
 
     def server_speech(self, now: float) -> None:
         """The server's VAD heard the caller (model thread)."""
+        if self._level.heard_noise(now):
+            self._metrics.add("server_speech_ignored")
+            self._log.info("server VAD: speech started, but the caller's sound had no voice in it (a cough?): "
+                           "the agent goes on")
+            return
         self._false_trigger.speech_started(now)
         self._log.info("server VAD: caller speech started")
         onset = self._onset  # set by a local duck on the same speech, if any
@@ -132,7 +133,7 @@ class BargeIn:
         heard_ms = self._truncate(locked.item_id, locked.received_bytes, now) if steps.truncate and locked.item_id else 0
         self._responses.finish_interruption(locked.response_id)
         self._interrupted(locked, heard_ms)
-        self._detector.reset()
+        self._level.reset()
         self._metrics.add("barge_in_events")
         self._metrics.add(f"barge_in_{source}")
         if onset is not None:
@@ -171,5 +172,5 @@ class BargeIn:
         """Safety fuse: a duck held past ``duck_fuse_ms`` with no confirmation is released."""
         if not self._outbound.release_stuck_duck(now, self._config.duck_fuse_ms / 1000):
             return False
-        self._detector.reset()
+        self._level.reset()
         return True

@@ -16,7 +16,7 @@ COUNTERS = (
     "frames_dropped", "inbound_frames", "inbound_frames_dropped",
     "inbound_bytes", "inbound_wrong_size", "outbound_bad_size", "marks_sent", "marks_echoed",
     "marks_stale", "clears_sent", "responses", "ducks", "duck_releases", "barge_in_events", "echo_frames_suppressed",
-    "barge_in_local", "barge_in_server", "false_barge_ins", "truncates_sent",
+    "barge_in_local", "barge_in_server", "server_speech_ignored", "false_barge_ins", "truncates_sent",
     "late_deltas_dropped", "framer_bytes_dropped", "framer_bytes_padded", "safety_fuses",
     "twilio_protocol_errors", "openai_protocol_errors", "openai_unknown_events",
     "send_failures", "twilio_send_timeouts", "threads_alive_after_close",
