@@ -2,8 +2,8 @@
 
 Three kinds of processes, so the load generator's limits are not the bridge's:
 
-* the bridge: the example app under gunicorn gthread (the documented production command),
-  ``OPENAI_REALTIME_URL`` pointing at
+* the bridge: the example app under gunicorn (``--worker-class`` gthread or gevent, ``/media``
+  served by flask-sock or the direct reader), ``OPENAI_REALTIME_URL`` pointing at
 * the local Realtime server in ``tone`` mode (its own process, ``voicebridge.cli local-server``),
 * ``--drivers`` caller-driver processes (this file with ``--driver``): each drives its share of
   the N calls from ONE thread with a selector loop and a raw WebSocket client (zero mask key,
@@ -554,10 +554,15 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(os.path.join(logdir, f"rt-{n}.log"), "w"))
     per_instance = -(-n // instances)
     threads = per_instance + max(16, per_instance // 5)
-    guns = [subprocess.Popen([os.path.join(os.path.dirname(py), "gunicorn"), "-k", "gthread", "-w", "1",
-                              "--threads", str(threads), "--graceful-timeout", "5", "-b", f"127.0.0.1:{port}",
-                              "examples.twilio_app:create_app()"],
-                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    root = os.path.abspath(args.root)
+    env["PYTHONPATH"] = root  # the code under test: this checkout, or another one (--root)
+    worker = ["-k", "gevent", "--worker-connections", str(max(1000, 4 * per_instance))] \
+        if args.worker_class == "gevent" else ["-k", "gthread", "--threads", str(threads)]
+    app = "voicebridge.app:create_app(websocket='direct')" if args.websocket == "direct" \
+        else "examples.twilio_app:create_app()"
+    guns = [subprocess.Popen([os.path.join(os.path.dirname(py), "gunicorn"), *worker, "-w", "1",
+                              "--graceful-timeout", "5", "-b", f"127.0.0.1:{port}", app],
+                             cwd=root, env=env, stdout=subprocess.DEVNULL,
                              stderr=open(os.path.join(logdir, f"gunicorn-{n}-{i}.log"), "w"))
             for i, port in enumerate(app_ports)]
     try:
@@ -591,6 +596,12 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
         c0 = {"realtime": _proc_cpu_s(rt.pid), "drivers": sum(_proc_cpu_s(d.pid) for d in drivers),
               **_bridge_sample(wpids)}
         t0 = time.monotonic()
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen([os.path.join(os.path.dirname(py), "py-spy"), "record", "-p", str(wpids[0]),
+                                    "-d", str(int(w1 - w0)), "-r", "200", "-o", args.profile, "--nonblocking",
+                                    "--format", "raw" if args.profile.endswith(".txt") else "flamegraph"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(max(0.0, (w0 + w1) / 2 - time.monotonic()))
         mid = _status_sum(wpids)
         try:
@@ -601,6 +612,8 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
         c1 = {"realtime": _proc_cpu_s(rt.pid), "drivers": sum(_proc_cpu_s(d.pid) for d in drivers),
               **_bridge_sample(wpids)}
         window = time.monotonic() - t0
+        if spy is not None:
+            spy.wait(30)
         results = []
         for d in drivers:
             out, _ = d.communicate(timeout=args.seconds + 60)
@@ -819,6 +832,11 @@ def main() -> int:
     ap.add_argument("--log-level", default="INFO", help="the bridge's LOG_LEVEL")
     ap.add_argument("--instances", type=int, default=1,
                     help="bridge instances (one gunicorn worker process each, its own port); calls split evenly")
+    ap.add_argument("--worker-class", choices=("gthread", "gevent"), default="gthread")
+    ap.add_argument("--websocket", choices=("flask-sock", "direct"), default="flask-sock",
+                    help="how /media is served (the example app's default is flask-sock)")
+    ap.add_argument("--root", default=ROOT, help="the checkout whose code the bridge runs (old against new)")
+    ap.add_argument("--profile", help="py-spy: record the bridge worker to this SVG during the window")
     ap.add_argument("--json", help="write all figures here")
     ap.add_argument("--doc", help="update the Scale table in this markdown file")
     ap.add_argument("--plot", help="PNG of gap p99 and CPU per call against N")

@@ -79,7 +79,7 @@ def test_nothing_played_means_no_echo_and_near_the_noise_is_never_the_caller():
     gate.played(-60.0, 1.0)  # padding-level audio cannot make echo worth judging
     assert gate.judge(-40.0, 1.1) is Verdict.CALLER
     gate.played(-20.0, 2.0)
-    assert gate.judge(-55.0, 2.1, floor_dbfs=-58.0) is Verdict.ECHO  # 3 dB above the noise: not a voice
+    assert gate.judge(-55.0, 2.1, floor_dbfs=-58.0) is Verdict.QUIET  # 3 dB above the noise: not a voice
 
 
 def test_audio_cleared_before_it_played_cannot_echo():

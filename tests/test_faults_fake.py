@@ -92,7 +92,7 @@ def test_openai_non_fatal_error_leaves_the_call_running(bridge_call, lines, code
     openai.response("resp_1", "item_1", [FRAME * 3])
     assert twilio.wait_for(lambda t: len(t.messages("media")) == 3)
     twilio.media(FRAME, n=2)
-    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 2)
+    assert twilio.wait_for(lambda t: len(openai.appended()) == 2 * 160)
     m = call.finish()
     label = code or kind
     assert m["close_reason"] == "twilio stop"
@@ -148,7 +148,7 @@ def test_an_expired_session_is_replaced_and_the_conversation_replayed(bridge_cal
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Where is my parcel?"}]},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "It left the depot today."}]}]
     call.twilio.media(FRAME, n=3)  # the caller goes on talking to the new session
-    assert wait_until(lambda: len(second.events("input_audio_buffer.append")) >= 3)
+    assert wait_until(lambda: len(second.appended()) >= 3 * 160)
     m = call.finish()
     assert m["close_reason"] == "twilio stop" and m["model_expired"] == 1 and m["items_replayed"] == 2
     assert first.closed.is_set() and not lines("model unavailable")
@@ -265,7 +265,7 @@ def test_twilio_bad_message_is_counted_and_call_continues(bridge_call, lines, ra
     twilio, openai = call.twilio, call.openai
     twilio.push(raw)
     twilio.media(FRAME, n=2)
-    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 2)
+    assert twilio.wait_for(lambda t: len(openai.appended()) == 2 * 160)
     openai.response("resp_1", "item_1", [FRAME])
     assert twilio.wait_for(lambda t: len(t.messages("media")) == 1)
     m = call.finish()
@@ -279,7 +279,7 @@ def test_twilio_media_of_wrong_size_is_forwarded_and_counted(bridge_call, lines)
     twilio, openai = call.twilio, call.openai
     for size in (80, 0, 321, 160):
         twilio.media(b"\x7f" * size)
-    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 4)
+    assert twilio.wait_for(lambda t: openai.appended() == b"\x7f" * (80 + 321 + 160))
     m = call.finish()
     assert m["inbound_wrong_size"] == 3 and m["inbound_frames"] == 4
     assert len(lines("inbound media of 80 bytes (expected 160)")) == 1
@@ -292,7 +292,7 @@ def test_twilio_media_before_start_is_dropped(bridge_call, lines):
     twilio.media(FRAME, n=3)
     twilio.connected_and_start()
     twilio.media(FRAME, n=1)
-    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 1)
+    assert twilio.wait_for(lambda t: len(openai.appended()) == 1 * 160)
     m = call.finish()
     assert m["protocol_errors"] == {"twilio.media_before_start": 3}
     assert len(lines("media before start: dropped")) == 1
@@ -305,7 +305,7 @@ def test_twilio_wrong_stream_sid_is_dropped(bridge_call, lines):
     for _ in range(3):
         twilio.push({"event": "media", "streamSid": "MZsomeoneelse", "media": {"payload": b64}})
     twilio.media(FRAME)
-    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 1)
+    assert twilio.wait_for(lambda t: len(openai.appended()) == 1 * 160)
     m = call.finish()
     assert m["protocol_errors"] == {"twilio.wrong_stream_sid": 3}
     assert len(lines("media for another stream ('MZsomeoneelse'): dropped")) == 1
@@ -317,7 +317,7 @@ def test_twilio_missing_stream_sid_is_forwarded_and_counted(bridge_call, lines):
     b64 = base64.b64encode(FRAME).decode()
     for _ in range(2):
         twilio.push({"event": "media", "media": {"payload": b64}})
-    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 2)
+    assert twilio.wait_for(lambda t: len(openai.appended()) == 2 * 160)
     m = call.finish()
     assert m["protocol_errors"] == {"twilio.missing_stream_sid": 2}
     assert len(lines("media without streamSid: forwarded")) == 1
@@ -331,7 +331,7 @@ def test_twilio_duplicate_start_is_ignored(bridge_call, lines):
     while not other.inbound.empty():
         twilio.push(other.inbound.get())
     twilio.media(FRAME)
-    assert twilio.wait_for(lambda t: len(openai.events("input_audio_buffer.append")) == 1)
+    assert twilio.wait_for(lambda t: len(openai.appended()) == 1 * 160)
     m = call.finish()
     assert session.stream_sid == twilio.stream_sid and session.call_sid == CALL_SID
     assert m["protocol_errors"] == {"twilio.duplicate_start": 1}
@@ -349,7 +349,7 @@ def test_twilio_messages_after_stop_are_never_processed(bridge_call, lines):
     twilio.connected_and_start()
     m = call.finish(stop=False)
     assert m["close_reason"] == "twilio stop" and m["inbound_frames"] == 2
-    assert len(openai.events("input_audio_buffer.append")) == 2
+    assert len(openai.appended()) == 2 * 160
     assert m["twilio_protocol_errors"] == 0
     assert len(lines("twilio stop")) >= 1
 
@@ -440,7 +440,7 @@ def test_one_faulted_call_never_affects_another(bridge_call, lines):
     assert m_good["close_reason"] == "twilio stop"
     assert m_good["protocol_errors"] == {} and m_good["openai_errors"] == {}
     assert m_good["twilio_send_timeouts"] == 0 and m_good["frames_dropped"] == 0
-    assert len(openai_good.events("input_audio_buffer.append")) == 10
+    assert len(openai_good.appended()) == 10 * 160
     assert m_bad["close_reason"] in ("twilio send timeout", "openai error session_expired")
     assert m_bad["protocol_errors"] == {"twilio.malformed_json": 1, "twilio.binary_frame": 1,
                                         "openai.malformed_json": 1}

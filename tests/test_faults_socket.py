@@ -196,7 +196,8 @@ def test_a_drop_while_the_caller_speaks_loses_none_of_their_words(bridge_call):
     frames = [phrase[i:i + 160].ljust(160, b"\xff") for i in range(0, len(phrase), 160)]
     heard: list[str] = []
     with LocalRealtimeServer(mode="voice", speed=20.0) as server:
-        call = real_call(bridge_call, CFG.replace(openai_url=server.url, reconnect_attempts=2, tools=(order_status,)),
+        call = real_call(bridge_call, CFG.replace(openai_url=server.url, reconnect_attempts=2, tools=(order_status,),
+                                                  append_ms=20),  # one append per frame: countable below
                          on_transcript=lambda role, text: heard.append(text) if role == "agent" else None).start()
         assert wait_until(lambda: server.stats()["server_events"].get("session.updated") == 1)
         half = len(frames) // 2

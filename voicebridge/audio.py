@@ -8,6 +8,7 @@ depending on ``audioop`` (removed in Python 3.13).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 SAMPLE_RATE = 8000
@@ -60,13 +61,25 @@ def encode(samples: "list[int] | tuple[int, ...]") -> bytes:
     return bytes(_lin_to_ulaw(int(s)) for s in samples)
 
 
+@functools.cache
+def _pair_squares() -> tuple[int, ...]:
+    """The summed squares of both samples of every pair of mu-law bytes (either byte order):
+    a frame's energy is then 80 lookups, not 160. 64 Ki entries, built once, on first use."""
+    squares = _ULAW_SQUARES
+    return tuple(squares[i & 0xFF] + squares[i >> 8] for i in range(65536))
+
+
 def rms(frame: bytes) -> float:
     """Root mean square of a mu-law frame on the int16 scale (0.0 for an empty frame)."""
     if not frame:
         return 0.0
     # map() over the bytes with the table's __getitem__ runs the loop in C, not in a generator:
-    # this runs for every inbound frame (50 per second per call).
-    return math.sqrt(sum(map(_ULAW_SQUARES.__getitem__, frame)) / len(frame))
+    # this runs for every frame both ways (100 per second per call), so by pairs when it can.
+    if len(frame) % 2 == 0:
+        energy = sum(map(_pair_squares().__getitem__, memoryview(frame).cast("H")))
+    else:
+        energy = sum(map(_ULAW_SQUARES.__getitem__, frame))
+    return math.sqrt(energy / len(frame))
 
 
 def dbfs(frame: bytes) -> float:

@@ -147,6 +147,9 @@ class BridgeConfig:
     start_timeout_s: float = 5.0
     # Caller audio kept while the Realtime connection is not yet configured, then sent in order.
     inbound_buffer_ms: int = 5000
+    # Caller audio goes to the model in appends of this much (a multiple of 20 ms): fewer, larger
+    # messages cost the bridge less CPU; the model hears the audio at most this much later.
+    append_ms: int = 100
     # A Twilio send blocked longer than this (the peer stopped reading) ends the call; applied as
     # SO_SNDTIMEO on the socket and watched by voicebridge.twilio_link. Taken from the config the
     # session is built with (not from a per-call config). None or 0 = unbounded (not recommended).
@@ -207,6 +210,8 @@ class BridgeConfig:
                              "Realtime interface; leave api_version unset to use the GA /openai/v1/realtime path")
         if self.barge_in_dip_frames < 0 or self.echo_margin_db < 0 or self.echo_suppression_db < 0:
             raise ValueError("barge_in_dip_frames, echo_margin_db and echo_suppression_db must not be negative")
+        if self.append_ms % 20 or not 20 <= self.append_ms <= 500:
+            raise ValueError(f"append_ms must be a multiple of 20 between 20 and 500, not {self.append_ms}")
         if self.reconnect_attempts < 0 or self.reconnect_backoff_ms < 0:
             raise ValueError("reconnect_attempts and reconnect_backoff_ms must not be negative")
 

@@ -25,7 +25,9 @@ A frame is ``ECHO`` when its level is at most the reference (the loudest played 
 of the delay; within the whole range while the delay is unknown) minus the loss plus a margin
 (3 dB). Louder is the ``CALLER`` (alone, or over the echo: double talk), never suppressed. An
 echo-level frame within 300 ms of a caller frame is ``UNSURE``: forwarded as it is (the tail of
-a caller's syllable), but not counted as the caller's voice either. Until something is learned
+a caller's syllable), but not counted as the caller's voice either. A frame within 6 dB of the
+line's noise floor is ``QUIET``: nobody's voice, forwarded as it is, and the cheap verdict most
+frames of most calls get. Until something is learned
 the loss is Geigel's classic 6 dB, which errs towards echo: with the bridge's defaults the
 greeting (not interruptible) is usually enough to learn the line before a barge-in can happen.
 
@@ -69,6 +71,7 @@ class Verdict(enum.Enum):
     CALLER = "caller"  # louder than echo can be: the caller (alone or over the echo)
     ECHO = "echo"  # at echo level with no double talk: the agent's own voice
     UNSURE = "unsure"  # at echo level just after the caller spoke: forward it, do not count it
+    QUIET = "quiet"  # down at the line's noise: nobody's voice, forwarded as it is
 
 
 @dataclass
@@ -136,6 +139,8 @@ class EchoGate:
         slot = round(now / SLOT_S)
         with self._lock:
             self._record(slot, level_dbfs)
+            if level_dbfs <= floor_dbfs + QUIET_DB:
+                return Verdict.QUIET  # most frames of most calls: no reference to look up
             lag = self._lag
             if lag is None:
                 reference = self._played_max(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
@@ -143,7 +148,7 @@ class EchoGate:
                 reference = self._played_max(slot - lag - WINDOW, slot - lag + WINDOW)
             if reference < PLAYED_FLOOR_DBFS:
                 return Verdict.CALLER  # nothing played that could be echoing now
-            if level_dbfs > reference - self._loss + self.margin_db and level_dbfs > floor_dbfs + QUIET_DB:
+            if level_dbfs > reference - self._loss + self.margin_db:
                 self.stats.caller_frames += 1
                 self._caller_until = now + DOUBLE_TALK_HOLD_S
                 return Verdict.CALLER

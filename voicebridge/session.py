@@ -119,7 +119,7 @@ class MediaSession:
         self.flow = CallFlow(config, model.send, self.requests, self.control, self.record, m, log, self._dtmf,
                              self._busy)
         self._inbound = InboundAudio(model, self.barge_in, m, log, config.inbound_buffer_ms, config.barge_in,
-                                     self.echo, config.echo_suppression_db)
+                                     self.echo, config.echo_suppression_db, config.append_ms)
         self.continuity = Continuity(config, model, self.outbound, self.responses, self.requests, self.tools,
                                      self.record, m, log, self._quiet, self.close, lambda: self._twilio.ready)
         self._model_events = ModelEvents(config, model, self.responses, self.requests, self.outbound,
@@ -212,6 +212,7 @@ class MediaSession:
             self._on_start(event)
         elif isinstance(event, tw.Stop):
             self.log.info("twilio stop")
+            self._inbound.flush(float("inf"))  # the caller's last words still go to the model
             self.close("twilio stop")
         elif isinstance(event, tw.Dtmf):
             self.flow.key(event.digit, now)
@@ -306,7 +307,7 @@ class MediaSession:
             self.close("no start")
             return
         self.barge_in.poll(now)
-        self._inbound.flush()
+        self._inbound.flush(now)
         self.requests.poll(now)
         self.tools.poll(now)
         self.flow.poll(now)

@@ -261,6 +261,10 @@ class FakeRealtime:
     def drop(self) -> None:
         self.inbound.put(ConnectionClosed)
 
+    def appended(self) -> bytes:
+        """The caller audio forwarded so far, in order (appends of any size, joined)."""
+        return b"".join(base64.b64decode(e["audio"]) for e in self.events("input_audio_buffer.append"))
+
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [e for e in self.client_events if kind is None or e["type"] == kind]

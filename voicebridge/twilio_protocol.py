@@ -44,7 +44,6 @@ class Start:
 class Media:
     stream_sid: str
     payload: bytes
-    b64: str  # the payload exactly as received: forwarded to OpenAI without re-encoding
     timestamp_ms: int | None
     track: str
 
@@ -139,7 +138,6 @@ def _parse_media(msg: dict[str, Any]) -> TwilioEvent:
     return Media(
         stream_sid=str(msg.get("streamSid") or ""),
         payload=payload,
-        b64=b64,
         timestamp_ms=_int_or_none(media.get("timestamp")),
         track=str(media.get("track") or "inbound"),
     )
@@ -181,10 +179,39 @@ _PARSERS = {
 }
 
 
+_MEDIA_BODY = (r'"media":\{"track":"(?P<track>inbound|outbound)","chunk":"\d{1,10}","timestamp":"(?P<ts>\d{1,12})",'
+               r'"payload":"(?P<payload>[A-Za-z0-9+/]*={0,2})"\}')
+_MEDIA_FAST = re.compile(
+    r'\{"event":"media","sequenceNumber":"\d{1,10}",(?:"streamSid":"(?P<sid1>[A-Za-z0-9]{1,64})",' + _MEDIA_BODY
+    + r'|' + _MEDIA_BODY.replace("?P<track>", "?P<track2>").replace("?P<ts>", "?P<ts2>").replace("?P<payload>", "?P<payload2>")
+    + r',"streamSid":"(?P<sid2>[A-Za-z0-9]{1,64})")\}')
+"""Twilio's media message exactly as it sends it (compact, in either key order), with no escapes
+possible in any field: for these the regex's fields are what ``json.loads`` would give, at a
+fraction of the cost (50 of these a second per call). Anything else takes the general path."""
+
+
+def _fast_media(message: str) -> "Media | None":
+    match = _MEDIA_FAST.fullmatch(message)
+    if match is None:
+        return None
+    fields = match.groupdict()
+    b64 = fields["payload"] if fields["payload"] is not None else fields["payload2"]
+    try:
+        payload = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None  # the general path reports it
+    return Media(stream_sid=fields["sid1"] or fields["sid2"], payload=payload,
+                 timestamp_ms=int(fields["ts"] or fields["ts2"]), track=fields["track"] or fields["track2"])
+
+
 def parse(message: "str | bytes | None") -> TwilioEvent:
     """Parse one WebSocket message from Twilio; anything wrong becomes a ProtocolError."""
     if not isinstance(message, str):
         return _error("binary_frame", f"unexpected {type(message).__name__} frame")
+    if message.startswith('{"event":"media",'):
+        media = _fast_media(message)
+        if media is not None:
+            return media
     try:
         msg = json.loads(message)
     except ValueError:
