@@ -115,6 +115,9 @@ class ServerWebSocket:
         self._send_lock = threading.Lock()
         self._close_sent = False
         self._recv_timeout: "float | None" = -1.0  # SO_RCVTIMEO as last set (-1: never)
+        # Under gevent the socket is a cooperative one over a non-blocking descriptor: the kernel's
+        # SO_RCVTIMEO never fires there, so every bounded wait polls (gevent's poll yields).
+        self._cooperative = type(sock).__module__.startswith("gevent")
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
 
@@ -205,9 +208,10 @@ class ServerWebSocket:
 
         Long waits use SO_RCVTIMEO (one syscall per message). The kernel keeps that timeout in
         scheduler ticks (a 1 ms bound sleeps 8 ms on a 250 Hz kernel), so a short wait -- a peer
-        pacing its own sends by deadlines, like the local Realtime server -- polls first instead.
+        pacing its own sends by deadlines, like the local Realtime server -- polls first instead,
+        as every wait does under gevent (where SO_RCVTIMEO never fires).
         """
-        if timeout is not None and timeout < COARSE_TIMEOUT_S:
+        if timeout is not None and (timeout < COARSE_TIMEOUT_S or self._cooperative):
             try:
                 if not self._poll.poll(max(timeout, 0.0) * 1000.0):
                     return False
