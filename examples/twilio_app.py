@@ -1,17 +1,17 @@
 """Example: a Twilio voice number answered by an OpenAI Realtime model, in a thin Flask-Sock app.
 
 ``create_app`` builds a Flask app and mounts the bridge on it: ``POST /voice`` (the Twilio
-webhook), the ``/media`` WebSocket served by flask-sock, ``/healthz`` and ``/metrics``
-(``voicebridge.app.create_app`` reads the settings from the environment and mounts
-``voicebridge.VoiceBridge``).
+webhook), the ``/media`` WebSocket served by flask-sock (``WEBSOCKET=direct``: the library's
+own reader, less CPU per call), ``/healthz`` and ``/metrics`` (``voicebridge.app.create_app``
+reads the settings from the environment and mounts ``voicebridge.VoiceBridge``).
 
 Development (werkzeug threaded server)::
 
     python examples/twilio_app.py            # HOST/PORT from the environment, default 127.0.0.1:5050
 
-Production (see docs/deploy.md)::
+Production, every core (see docs/deploy.md and examples/gunicorn.conf.py)::
 
-    gunicorn -k gthread -w 1 --threads 64 -b 0.0.0.0:5050 'examples.twilio_app:create_app()'
+    HOST=0.0.0.0 MAX_CALLS=50 gunicorn -c examples/gunicorn.conf.py 'examples.twilio_app:create_app()'
 
 Nothing runs at import time: the app (and, without an OpenAI key, the embedded local
 Realtime server) is built only when ``create_app()`` is called.
@@ -33,10 +33,10 @@ from voicebridge import app as example  # noqa: E402
 
 
 def create_app(settings: "example.Settings | None" = None) -> Flask:
-    """The app factory gunicorn calls: settings from the environment."""
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return example.create_app(settings or example.Settings.from_env(), websocket="flask-sock")
+    """The app factory gunicorn calls (once in each worker): settings from the environment."""
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),  # [pid]: which worker said it
+                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    return example.create_app(settings or example.Settings.from_env())
 
 
 def main() -> int:

@@ -2,19 +2,25 @@
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import importlib
+import importlib.util
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import websocket
+from prometheus_client.parser import text_string_to_metric_families
 
 from voicebridge import testing
 from voicebridge.app import Settings, create_app, serve
@@ -36,6 +42,17 @@ def test_settings_defaults_and_parsing() -> None:
     assert "sk-secret" not in repr(s) and "tok-secret" not in repr(s)
 
 
+def test_state_dir_and_drain_file_from_the_environment(tmp_path: Path) -> None:
+    env = {"VOICEBRIDGE_STATE_DIR": str(tmp_path / "state"), "VOICEBRIDGE_DRAIN_FILE": str(tmp_path / "drain"),
+           "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt", "MAX_CALLS": "3"}
+    bridge = create_app(Settings.from_env(env)).extensions["voicebridge"]
+    assert bridge.state_dir == env["VOICEBRIDGE_STATE_DIR"] and bridge.drain_file == env["VOICEBRIDGE_DRAIN_FILE"]
+    assert bridge.slots.shared and (tmp_path / "state" / "slots").is_dir() and not bridge.draining
+    (tmp_path / "drain").touch()
+    bridge._next_drain_check = 0.0  # the next look is due now
+    assert bridge.draining
+
+
 @pytest.mark.parametrize("env", [{"PORT": "http"}, {"PORT": "-1"}, {"MAX_CALLS": "0"}, {"MAX_CALLS": "many"}])
 def test_settings_reject_bad_numbers(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match=next(iter(env))):
@@ -52,7 +69,7 @@ def test_without_key_the_embedded_backend_runs_a_call(caplog: pytest.LogCaptureF
     handle = serve(app, "127.0.0.1", 0)
     try:
         with urllib.request.urlopen(f"{handle.url}/healthz", timeout=5) as resp:
-            assert json.load(resp) == {"status": "ok", "active_calls": 0, "max_calls": None}
+            assert json.load(resp) == {"status": "ok", "active_calls": 0, "active_calls_all": 0, "max_calls": None}
         ws = websocket.create_connection(handle.ws_url, timeout=5)
         ws.send(json.dumps(testing.twilio_connected()))
         ws.send(json.dumps(testing.twilio_start()))
@@ -77,7 +94,7 @@ def test_key_selects_openai_and_url_always_overrides(caplog: pytest.LogCaptureFi
     caplog.set_level(logging.INFO)
     app = create_app(Settings(openai_api_key="sk-very-secret", twilio_auth_token="tok-very-secret", max_calls=3))
     bridge = app.extensions["voicebridge"]
-    assert bridge.local_server is None and bridge.gate.limit == 3 and bridge.signatures.enabled
+    assert bridge.local_server is None and bridge.slots.limit == 3 and bridge.signatures.enabled
     assert bridge.config.realtime_url == f"wss://api.openai.com/v1/realtime?model={DEFAULT_MODEL}"
     assert bridge.config.api_key == "sk-very-secret"
     app = create_app(Settings(openai_api_key="sk-very-secret", openai_realtime_url="ws://127.0.0.1:9/rt"))
@@ -113,6 +130,14 @@ def test_session_options_from_the_environment() -> None:
     assert Settings.from_env({"TURN_DETECTION": "none"}).session_options == {"turn_detection": None}
 
 
+def test_the_media_server_is_chosen_from_the_environment() -> None:
+    assert Settings.from_env({}).websocket == "flask-sock"  # the thin Flask-Sock example by default
+    settings = Settings.from_env({"WEBSOCKET": "direct", "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt"})
+    assert create_app(settings).extensions["voicebridge"].websocket == "direct"
+    with pytest.raises(ValueError, match="WEBSOCKET must be one of"):
+        Settings.from_env({"WEBSOCKET": "tornado"})
+
+
 @pytest.mark.parametrize("env, message", [
     ({"SPEED": "fast"}, "SPEED has a bad value 'fast'"),
     ({"VAD_EAGERNESS": "high"}, "semantic_vad' only .*from the environment: VAD_EAGERNESS"),
@@ -142,7 +167,7 @@ def test_example_module_builds_nothing_at_import(monkeypatch: pytest.MonkeyPatch
     assert not hasattr(module, "app")
     app = module.create_app()
     bridge = app.extensions["voicebridge"]
-    assert bridge.gate.limit == 4 and bridge.local_server is None
+    assert bridge.slots.limit == 4 and bridge.local_server is None
     assert {r.rule for r in app.url_map.iter_rules()} >= {"/voice", "/media", "/healthz", "/metrics"}
 
 
@@ -230,3 +255,246 @@ def wait_for_calls_to_end(bridge) -> bool:
     while bridge.active_calls and time.monotonic() < deadline:
         time.sleep(0.05)
     return bridge.active_calls == 0
+
+
+# ---------------------------------------------------------------------------- gunicorn -c examples/gunicorn.conf.py
+WORKER_CLASSES = ["gthread", pytest.param("gevent", marks=pytest.mark.skipif(
+    importlib.util.find_spec("gevent") is None, reason="gevent is not installed"))]
+
+
+class Gunicorn:
+    """``gunicorn -c examples/gunicorn.conf.py`` with two workers on a free port; always stopped."""
+
+    def __init__(self, tmp_path: Path, worker_class: str, *args: str, **env: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / "gunicorn.log"
+        clean = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("OPENAI_", "TWILIO_", "VOICEBRIDGE_", "PROMETHEUS_"))
+                 and k not in ("WEB_CONCURRENCY", "WORKER_CLASS", "MAX_CALLS", "THREADS", "GRACEFUL_TIMEOUT")}
+        clean.update(HOST="127.0.0.1", PORT=str(self.port), WEB_CONCURRENCY="2", WORKER_CLASS=worker_class,
+                     GRACEFUL_TIMEOUT="30", **env)
+        import gunicorn
+
+        if tuple(int(p) for p in gunicorn.__version__.split(".")[:2]) >= (25, 1):
+            args += ("--no-control-socket",)  # several gunicorns of one user would share its default path
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "examples/gunicorn.conf.py", *args,
+                                          "examples.twilio_app:create_app()"],
+                                         cwd=ROOT, env=clean, stdout=log, stderr=log)
+
+    def __enter__(self) -> "Gunicorn":
+        try:
+            deadline = time.monotonic() + 30
+            while len(self.worker_pids()) < 2 or not self.healthy():
+                assert time.monotonic() < deadline and self.proc.poll() is None, self.log()[-3000:]
+                time.sleep(0.2)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def worker_pids(self) -> list[int]:
+        return [int(line.rsplit(" ", 1)[1]) for line in self.log().splitlines() if "Booting worker with pid:" in line]
+
+    def lines(self, text: str) -> list[str]:
+        return [line for line in self.log().splitlines() if text in line]
+
+    def stop(self) -> None:
+        """SIGTERM (gunicorn's graceful stop), then SIGKILL for the master and its workers if need be."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for pid in self.worker_pids():  # workers orphaned by a killed master
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def open_call(port: int, frames: int = 3) -> websocket.WebSocket:
+    """A media stream that has started and heard ``frames`` frames of the greeting."""
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/media", timeout=10)
+    ws.send(json.dumps(testing.twilio_connected()))
+    ws.send(json.dumps(testing.twilio_start()))
+    media = 0
+    while media < frames:
+        if json.loads(ws.recv()).get("event") == "media":
+            media += 1
+    return ws
+
+
+def end_call(ws: websocket.WebSocket) -> int | None:
+    """Twilio's ``stop``, then everything until the bridge's close frame: its close code."""
+    ws.send(json.dumps(testing.twilio_stop()))
+    for _ in range(10_000):
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            ws.close()
+            return int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+    raise AssertionError("no close frame")
+
+
+def closed_with(port: int) -> tuple[int | None, str]:
+    """Open a media stream and read until the bridge closes it: (code, reason)."""
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/media", timeout=10)
+    try:
+        ws.send(json.dumps(testing.twilio_connected()))
+        for _ in range(1000):
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(data[:2], "big"), data[2:].decode(errors="replace")
+        raise AssertionError("no close frame")
+    finally:
+        ws.close()
+
+
+def voice_webhook(conn: "http.client.HTTPConnection") -> ET.Element:
+    body = "CallSid=CA" + "7" * 32 + "&From=%2B15550001111"
+    conn.request("POST", "/voice", body=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    return ET.fromstring(resp.read())
+
+
+def test_gunicorn_conf_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    def load(**env: str) -> dict:
+        for name in ("WEB_CONCURRENCY", "WORKER_CLASS", "MAX_CALLS", "THREADS", "GRACEFUL_TIMEOUT", "HOST", "PORT"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return runpy.run_path(str(ROOT / "examples" / "gunicorn.conf.py"))
+
+    conf = load()
+    assert conf["workers"] == len(os.sched_getaffinity(0)) and conf["worker_class"] == "gthread"
+    assert conf["threads"] == 64 and conf["graceful_timeout"] == 3600 and conf["bind"] == ["127.0.0.1:5050"]
+    assert conf["preload_app"] is False
+    conf = load(WEB_CONCURRENCY="4", MAX_CALLS="100", HOST="0.0.0.0", PORT="8080", GRACEFUL_TIMEOUT="900")
+    assert (conf["workers"], conf["threads"], conf["bind"], conf["graceful_timeout"]) == (4, 33, ["0.0.0.0:8080"], 900)
+    assert load(MAX_CALLS="10", WEB_CONCURRENCY="2")["threads"] == 13  # 5 each + at least 8 for the rest
+    assert load(THREADS="7")["threads"] == 7
+    gevent = load(WORKER_CLASS="gevent")
+    assert gevent["worker_class"] == "gevent" and "threads" not in gevent
+    for bad in ({"WORKER_CLASS": "sync"}, {"WEB_CONCURRENCY": "many"}, {"PORT": "-1"}):
+        with pytest.raises(RuntimeError, match=next(iter(bad))):
+            load(**bad)
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_gunicorn_conf_spreads_calls_over_workers_and_metrics_add_up(tmp_path: Path, worker_class: str) -> None:
+    """One command, two workers: calls land on both, and /metrics (whichever worker answers)
+    counts every call of every worker."""
+    with Gunicorn(tmp_path, worker_class) as server:
+        placed = 0
+        while placed < 24:
+            assert end_call(open_call(server.port)) == 1000
+            placed += 1
+            if placed >= 6:
+                deadline = time.monotonic() + 5
+                while len(server.lines("call end: twilio stop")) < placed and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                served_by = {line.split("[")[1].split("]")[0] for line in server.lines("call end: twilio stop")}
+                if len(served_by) == 2:
+                    break
+        assert len(served_by) == 2, "every call landed on one worker"
+        for _ in range(3):  # any worker answers with the sum
+            with urllib.request.urlopen(f"{server.base}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+            values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                      for family in text_string_to_metric_families(text) for s in family.samples}
+            assert values[("voicebridge_calls_total", ())] == placed
+            assert values[("voicebridge_active_calls", ())] == 0
+            assert values[("voicebridge_frames_sent_total", ())] >= 3 * placed
+        status, health = get_json(f"{server.base}/healthz")
+        assert status == 200 and health["active_calls_all"] == 0
+    assert server.proc.returncode == 0
+    text = server.log()
+    assert "Traceback" not in text and "Exception on /media" not in text, text[-3000:]
+    assert "PROMETHEUS_MULTIPROC_DIR=" in text and "VOICEBRIDGE_STATE_DIR=" in text
+    made = [line.split("=", 1)[1] for line in text.splitlines() if "_DIR=" in line and "[INFO]" in line]
+    assert len(made) == 2 and not any(os.path.exists(path) for path in made)  # removed at exit
+
+
+def test_gunicorn_drain_file_refuses_new_calls_and_sigterm_waits_for_the_live_one(tmp_path: Path) -> None:
+    """A rolling deploy: the drain file makes both workers refuse new calls (and /healthz 503)
+    while a live call goes on; SIGTERM then waits for that call to end before gunicorn exits."""
+    drain = tmp_path / "drain"
+    with Gunicorn(tmp_path, "gthread", VOICEBRIDGE_DRAIN_FILE=str(drain)) as server:
+        live = open_call(server.port)
+        drain.touch()
+        time.sleep(1.2)  # each worker looks for the file at most once a second
+        for _ in range(4):  # whichever worker answers
+            status, health = get_json(f"{server.base}/healthz")
+            assert status == 503 and health["status"] == "draining"
+            assert health["active_calls_all"] == 1 and health["max_calls"] is None
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            refusal = voice_webhook(conn)
+            conn.close()
+            assert [child.tag for child in refusal] == ["Say", "Hangup"]
+            assert closed_with(server.port) == (1013, "voicebridge draining, try again later")
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert server.proc.poll() is None  # waiting for the live call
+        live.send(json.dumps(testing.twilio_media(b"\xff" * 160)))
+        assert end_call(live) == 1000
+        t_end = time.monotonic()
+        assert server.proc.wait(15) == 0
+        assert time.monotonic() - t_end < 10
+    text = server.log()
+    assert len(server.lines("call end: twilio stop")) == 1 and "server shutdown" not in text
+    assert len(server.lines("drain file")) == 2 and "Traceback" not in text, text[-3000:]
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_gunicorn_sigterm_drains_every_worker_and_never_cuts_the_live_call(tmp_path: Path,
+                                                                           worker_class: str) -> None:
+    with Gunicorn(tmp_path, worker_class, "--keep-alive", "10") as server:
+        live = open_call(server.port)
+        kept = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        kept.request("GET", "/healthz")
+        assert kept.getresponse().read()  # a kept-alive connection: how a request can still arrive
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while len(server.lines("draining: no new calls")) < 2:
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            time.sleep(0.02)
+        refusal = voice_webhook(kept)  # the worker holding it drains: a new call is refused
+        kept.close()
+        assert [child.tag for child in refusal] == ["Say", "Hangup"]
+        time.sleep(1.0)
+        assert server.proc.poll() is None  # still serving the live call
+        live.send(json.dumps(testing.twilio_media(b"\xff" * 160)))
+        assert end_call(live) == 1000
+        assert server.proc.wait(15) == 0
+    text = server.log()
+    assert len(server.lines("call end: twilio stop")) == 1 and "server shutdown" not in text
+    assert "Traceback" not in text, text[-3000:]

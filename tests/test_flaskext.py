@@ -7,9 +7,12 @@ scripted ``FakeRealtime`` injected through ``connect=``.
 from __future__ import annotations
 
 import base64
+import multiprocessing
+import os
 import socket
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from voicebridge import BridgeConfig, VoiceBridge
 from voicebridge.prometheus import BridgeMetrics
-from voicebridge.testing import FakeRealtime, rt_response_created, rt_response_done, wait_until
+from voicebridge.testing import FakeRealtime, rt_function_call, rt_response_created, rt_response_done, wait_until
 
 from peers import TwilioPeer, running
 
@@ -28,6 +31,7 @@ TOKEN = "test-auth-token-0123456789"
 CFG = BridgeConfig(api_key="sk-test", lead_ms=0, transcription_model=None, reconnect_attempts=0)
 CALL_SID = "CA" + "1" * 32  # TwilioPeer(sid="1") uses this call SID in its start message
 FORM = {"CallSid": CALL_SID, "From": "+15550001111", "To": "+15550002222", "AccountSid": "ACabc"}
+WAIT_S = 20.0  # bound on waits for spawned processes (each starts a fresh interpreter)
 
 
 def sign(url: str, params: Any = None) -> str:
@@ -266,7 +270,7 @@ def test_call_runs_hooks_and_moves_metrics(websocket_mode: str) -> None:
         live = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
         assert live[("voicebridge_active_calls", ())] == 1
         assert app.test_client().get("/healthz").get_json() == {"status": "ok", "active_calls": 1,
-                                                                  "max_calls": None}
+                                                                  "active_calls_all": 1, "max_calls": None}
         peer.stop()
         peer.read_until_closed()
         peer.close()
@@ -475,3 +479,198 @@ def test_replaced_sessions_are_counted_by_cause_with_their_gaps() -> None:
     assert values[("voicebridge_realtime_reconnect_gap_seconds_count", ())] == 3
     assert values[("voicebridge_realtime_reconnect_gap_seconds_bucket", (("le", "0.5"),))] == 2
     assert values[("voicebridge_realtime_items_replayed_total", ())] == 7
+
+
+# ---------------------------------------------------------------------------- shared state (gunicorn -w N)
+def transferring_realtime() -> Any:
+    """A connector whose fake says one frame, then transfers the caller to "support"."""
+    def connector(config: BridgeConfig) -> FakeRealtime:
+        fake = FakeRealtime()
+        said: list[str] = []
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event["type"] == "response.create" and not said:
+                said.append("once")
+                fake.response("resp_1", "item_1", [b"\x7f" * 160], done=False)
+                fake.push({"type": "response.output_audio.done", "response_id": "resp_1", "item_id": "item_1",
+                           "output_index": 0, "content_index": 0})
+                fake.push(rt_function_call("resp_1", "c1", "transfer_call", {"destination": "support"}))
+                fake.push(rt_response_done("resp_1"))
+        fake.on_client_event = on_event
+        return fake
+    return connector
+
+
+def signed_post(app: Flask, path: str, form: dict[str, str]) -> Any:
+    return app.test_client().post(path, data=form, headers={"X-Twilio-Signature": sign(f"http://localhost{path}", form)})
+
+
+def test_two_apps_sharing_a_state_dir_act_as_one_bridge(tmp_path: Path) -> None:
+    """Two apps (as two gunicorn workers would be) on one state_dir: one cap, single-use tokens
+    across both, and a transfer decided in one answered by the other."""
+    state = str(tmp_path / "state")
+    config = CFG.replace(transfer_targets={"support": "+15551234567"}, end_call_timeout_s=0.3)
+    app_a, bridge_a = make_app(auth_token=TOKEN, max_calls=1, state_dir=state)
+    ended: list[dict[str, Any]] = []
+    app_b, bridge_b = make_app(auth_token=TOKEN, max_calls=1, state_dir=state, connect=transferring_realtime(),
+                               on_call_end=ended.append)
+    bridge_b.config = config
+    token = issue_token(app_a)  # the webhook reached worker A ...
+    with running(app_a) as server_a, running(app_b) as server_b:
+        url_a, url_b = (f"ws://127.0.0.1:{s.port}/media" for s in (server_a, server_b))
+        call = TwilioPeer(url_b, {"x-twilio-signature": sign(url_b)})  # ... and the stream worker B
+        call.start(vb_token=token)
+        assert call.wait_media(1)
+        assert (bridge_b.active_calls, bridge_a.active_calls, bridge_a.slots.active_all) == (1, 0, 1)
+        health = app_a.test_client().get("/healthz").get_json()
+        assert health == {"status": "ok", "active_calls": 0, "active_calls_all": 1, "max_calls": 1}
+        busy = twiml(signed_post(app_a, "/voice", FORM).data)  # the cap is full on B: A refuses too
+        assert [child.tag for child in busy] == ["Say", "Hangup"]
+        over = TwilioPeer(url_a, {"x-twilio-signature": sign(url_a)})
+        _, code, reason = over.read_until_closed()
+        over.close()
+        assert code == 1013 and "capacity" in reason
+        call.read_until_closed()  # the agent transfers; B ends the stream
+        call.close()
+        assert wait_until(lambda: ended and bridge_a.slots.active_all == 0)
+        assert ended[0]["close_reason"] == "transferred to support"
+        after = {"CallSid": call.call_sid, "AccountSid": "ACabc", "CallStatus": "in-progress"}
+        dial = twiml(signed_post(app_a, "/voice/after", after).data)  # Twilio's next request reaches A
+        assert dial.find("Dial").find("Number").text == "+15551234567"
+        again = twiml(signed_post(app_b, "/voice/after", after).data)
+        assert [child.tag for child in again] == ["Hangup"]  # read once, whichever worker asks
+        replay = TwilioPeer(url_a, {"x-twilio-signature": sign(url_a)})  # the same token, now on A
+        replay.start(vb_token=token)
+        replayed, _, _ = replay.read_until_closed()
+        replay.close()
+    assert [m["event"] for m in replayed] == []
+    values = metric_values(app_a.test_client().get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_calls_refused_total", (("stage", "token"),))] == 1
+    assert values[("voicebridge_calls_refused_total", (("stage", "webhook"),))] == 1
+    assert values[("voicebridge_calls_refused_total", (("stage", "websocket"),))] == 1
+
+
+# ---------------------------------------------------------------------------- drain
+@pytest.mark.parametrize("trigger", ["drain()", "drain file"])
+def test_draining_refuses_new_calls_while_a_live_call_runs_to_its_end(tmp_path: Path, trigger: str) -> None:
+    drain_file = tmp_path / "drain"
+    ended: list[dict[str, Any]] = []
+    app, bridge = make_app(connect=speaking_realtime(chunks=200), on_call_end=ended.append,
+                           drain_file=str(drain_file))
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200 and not bridge.draining
+    with running(app) as server:
+        live = TwilioPeer(server.ws_url, sid="1")
+        live.start()
+        live.wait_media(2)
+        if trigger == "drain()":
+            bridge.drain()
+            bridge.drain()  # idempotent
+        else:
+            drain_file.touch()
+            assert wait_until(lambda: bridge.draining, timeout=3)  # looked for at most once a second
+        health = client.get("/healthz")
+        assert health.status_code == 503
+        assert health.get_json() == {"status": "draining", "active_calls": 1, "active_calls_all": 1,
+                                     "max_calls": None}
+        refused = twiml(client.post("/voice", data=FORM).data)
+        assert [child.tag for child in refused] == ["Say", "Hangup"]
+        late = TwilioPeer(server.ws_url, sid="2")
+        _, code, reason = late.read_until_closed()
+        late.close()
+        assert code == 1013 and "draining" in reason
+        live.media(5)
+        assert live.wait_media(5)  # the live call goes on
+        live.stop()
+        _, code, _ = live.read_until_closed()
+        live.close()
+        assert code == 1000
+        assert wait_until(lambda: ended)
+    assert ended[0]["close_reason"] == "twilio stop" and ended[0]["accounting_ok"]
+    assert bridge.draining and client.get("/healthz").status_code == 503  # one-way
+    values = metric_values(client.get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_calls_refused_total", (("stage", "draining"),))] == 2
+    assert values[("voicebridge_calls_total", ())] == 1
+
+
+# ---------------------------------------------------------------------------- metrics over processes
+def worker_metrics(multiproc_dir: str, calls: int, hold: bool, ready: Any, release: Any, report: Any) -> None:
+    """One 'worker': a bridge records ``calls`` finished calls, holds one live call if ``hold``,
+    and reports its own /metrics (which, in multiprocess mode, covers every worker)."""
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == multiproc_dir
+    app, bridge = make_app()
+    for _ in range(calls):
+        bridge.metrics.calls.inc()
+        bridge.metrics.record_call({"frames_sent": 10, "tx_gap_dev_hist": [3, 1], "openai_errors": {"x": 1}})
+    if hold:
+        assert bridge.slots.try_enter()
+        bridge.metrics.update_active()
+    ready.put(os.getpid())
+    release.wait(WAIT_S)
+    if hold:  # the call ends, then this worker scrapes
+        bridge.slots.leave()
+        bridge.metrics.update_active()
+    report.put(app.test_client().get("/metrics").get_data(as_text=True))
+
+
+def test_metrics_add_up_over_worker_processes_in_multiprocess_mode(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """prometheus_client picks its mode when first imported, so the workers are fresh (spawned)
+    processes started with PROMETHEUS_MULTIPROC_DIR set, as gunicorn.conf.py arranges."""
+    from prometheus_client import multiprocess
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    ctx = multiprocessing.get_context("spawn")
+    ready, report = ctx.Queue(), ctx.Queue()
+    releases = [ctx.Event(), ctx.Event()]
+    workers = [ctx.Process(target=worker_metrics, args=(str(metrics_dir), calls, hold, ready, release, report),
+                           daemon=True)
+               for calls, hold, release in ((2, True, releases[0]), (3, False, releases[1]))]
+    try:
+        for worker in workers:
+            worker.start()
+        pids = [ready.get(timeout=WAIT_S) for _ in workers]
+        releases[1].set()  # the second worker scrapes while the first holds a live call
+        live = metric_values(report.get(timeout=WAIT_S))
+        releases[0].set()
+        first = metric_values(report.get(timeout=WAIT_S))
+        for worker in workers:
+            worker.join(WAIT_S)
+            assert worker.exitcode == 0
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+            worker.join(5)
+    assert live[("voicebridge_calls_total", ())] == 5
+    assert live[("voicebridge_frames_sent_total", ())] == 50
+    assert live[("voicebridge_openai_errors_total", (("code", "x"),))] == 5
+    assert live[("voicebridge_tx_gap_deviation_seconds_count", ())] == 20
+    assert live[("voicebridge_tx_gap_deviation_seconds_bucket", (("le", "0.0001"),))] == 15
+    assert live[("voicebridge_active_calls", ())] == 1  # the first worker's live call, seen from the second
+    assert first[("voicebridge_active_calls", ())] == 0 and first[("voicebridge_calls_total", ())] == 5
+    for pid in pids:
+        multiprocess.mark_process_dead(pid, str(metrics_dir))  # what gunicorn.conf.py's child_exit does
+    assert not list(metrics_dir.glob("gauge_livesum_*.db"))
+
+
+def test_a_failing_token_store_refuses_the_stream_rather_than_admit_it_unchecked() -> None:
+    class BrokenStore:
+        def claim(self, name: str, expires: float, now: float) -> bool:
+            raise OSError(28, "No space left on device")
+
+    dials: list[BridgeConfig] = []
+    app, bridge = make_app(auth_token=TOKEN, connect=lambda config: dials.append(config) or FakeRealtime())
+    bridge.tokens.store = BrokenStore()
+    token = issue_token(app)
+    with running(app) as server:
+        url = f"ws://127.0.0.1:{server.port}/media"
+        peer = TwilioPeer(url, {"x-twilio-signature": sign(url)})
+        peer.start(vb_token=token)
+        messages, _, _ = peer.read_until_closed()
+        peer.close()
+    assert messages == [] and dials == []
+    values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_calls_refused_total", (("stage", "token"),))] == 1

@@ -60,6 +60,9 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_calls: int | None = None
+    state_dir: str | None = None  # shared by the worker processes: the cap is theirs together
+    drain_file: str | None = None  # once it exists: no new calls, live ones run on (rolling deploys)
+    websocket: str = "flask-sock"  # how /media is served: flask-sock, or "direct" (less CPU per call)
     local_mode: str = "voice"  # embedded backend only: "voice" or "tone"
     local_speed: float = 4.0
     demo_tool: bool = True  # offer order_status to the model
@@ -91,6 +94,9 @@ class Settings:
             host=get("HOST") or DEFAULT_HOST,
             port=_int("PORT", get("PORT"), DEFAULT_PORT, minimum=0),
             max_calls=_int("MAX_CALLS", get("MAX_CALLS"), None, minimum=1),
+            state_dir=get("VOICEBRIDGE_STATE_DIR"),
+            drain_file=get("VOICEBRIDGE_DRAIN_FILE"),
+            websocket=_choice("WEBSOCKET", get("WEBSOCKET"), ("flask-sock", "direct"), "flask-sock"),
             demo_tool=_flag("DEMO_TOOL", get("DEMO_TOOL"), True),
             end_call=_flag("END_CALL", get("END_CALL"), True),
             transfer_to=get("TRANSFER_TO"),
@@ -163,6 +169,14 @@ def _int(name: str, value: str | None, default: Any, minimum: int) -> Any:
     return number
 
 
+def _choice(name: str, value: str | None, choices: tuple[str, ...], default: str) -> str:
+    if value is None:
+        return default
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _flag(name: str, value: str | None, default: bool) -> bool:
     if value is None:
         return default
@@ -216,6 +230,9 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
     bridge_options.setdefault("public_url", settings.public_url)
     bridge_options.setdefault("auth_token", settings.twilio_auth_token)
     bridge_options.setdefault("max_calls", settings.max_calls)
+    bridge_options.setdefault("state_dir", settings.state_dir)
+    bridge_options.setdefault("drain_file", settings.drain_file)
+    bridge_options.setdefault("websocket", settings.websocket)
     bridge = VoiceBridge(app, bridge_config(settings, realtime_url), **bridge_options)
     bridge.local_server = local
     return app

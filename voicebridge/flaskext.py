@@ -10,7 +10,14 @@ A Blueprint (optionally under ``url_prefix``) adds ``POST /voice`` (TwiML that c
 call to the media stream), WebSocket ``/media`` (one :class:`MediaSession` per call),
 ``GET /healthz`` and ``GET /metrics`` (Prometheus text). Everything a bridge needs -- the
 call counter, the signature validator, the Prometheus registry -- lives on the instance, so
-two apps (or two bridges) in one process never share state.
+two apps (or two bridges) in one process never share state, unless they are given the same
+``state_dir``: then the call cap, the used stream tokens and pending transfers are shared by
+every process using that directory (:mod:`voicebridge.shared`), which is how the worker
+processes of ``gunicorn -w N`` act as one bridge.
+
+Deploys: :meth:`VoiceBridge.drain` (or a ``drain_file`` appearing) stops new calls -- ``/healthz``
+answers 503 so the load balancer sends no more, the webhook answers the refusal, a new media
+stream is closed with 1013 -- while live calls run on to their end.
 
 Security: with an ``auth_token`` every webhook and every WebSocket upgrade must carry a valid
 ``X-Twilio-Signature`` for the *public* URL Twilio requested (``public_url``, else rebuilt from
@@ -19,8 +26,10 @@ and body sizes are bounded, and ``max_calls`` refuses call N+1 instead of degrad
 """
 from __future__ import annotations
 
+import enum
 import io
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -31,11 +40,12 @@ from flask_sock import Sock
 from prometheus_client import CONTENT_TYPE_LATEST
 from twilio.request_validator import RequestValidator
 
-from . import realtime_client, wsserver
+from . import realtime_client, tcp, wsserver
 from . import twilio_protocol as tw
 from .config import BridgeConfig
 from .prometheus import BridgeMetrics
 from .session import MediaSession
+from .shared import CallSlots, SingleUse, TransferBoard
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
 from .streamtoken import StreamTokens, TokenCheck
 from .twiml import connect_twiml, hangup_twiml, refusal_twiml, stream_parameters, transfer_twiml
@@ -59,10 +69,12 @@ MAX_MESSAGE_BYTES = 64 * 1024
 WEBSOCKET_MODES = ("flask-sock", "direct")
 MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's voice webhook form is ~1-2 KB
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 registry: "Try Again Later"
+REFUSAL_CLOSE_S = 2.0  # how long a refused stream's peer gets to answer our close frame
 MAX_LOGGED_URL = 200  # a refused request's URL is the client's text: bounded in the log line
 SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws"), "wss": ("https", "wss")}
 
 TRANSFER_WAIT_S = 60.0  # how long a transfer waits for Twilio's <Connect action> request
+DRAIN_FILE_CHECK_S = 1.0  # a drain file is looked for at most this often (on requests)
 
 ConfigForCall = Callable[[dict[str, str]], "BridgeConfig | None"]
 TranscriptHook = Callable[[str | None, str, str], None]
@@ -70,36 +82,12 @@ DtmfHook = Callable[[str | None, str], None]
 CallEndHook = Callable[[dict[str, Any]], None]
 
 
-# ---------------------------------------------------------------------------- call cap
-class CallGate:
-    """Counts active calls under a lock; ``try_enter`` refuses once ``limit`` are active."""
+# ---------------------------------------------------------------------------- serving state
+class BridgeState(enum.Enum):
+    """What ``/healthz`` says: taking calls, or draining (no new calls; live ones run on)."""
 
-    def __init__(self, limit: int | None = None) -> None:
-        if limit is not None and limit < 1:
-            raise ValueError("max_calls must be >= 1 (or None for no cap)")
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._active = 0
-
-    @property
-    def active(self) -> int:
-        with self._lock:
-            return self._active
-
-    def full(self) -> bool:
-        with self._lock:
-            return self.limit is not None and self._active >= self.limit
-
-    def try_enter(self) -> bool:
-        with self._lock:
-            if self.limit is not None and self._active >= self.limit:
-                return False
-            self._active += 1
-            return True
-
-    def leave(self) -> None:
-        with self._lock:
-            self._active = max(0, self._active - 1)
+    SERVING = "ok"
+    DRAINING = "draining"
 
 
 # ---------------------------------------------------------------------------- public URLs
@@ -197,6 +185,20 @@ def xml(body: str) -> Response:
     return Response(body, mimetype="text/xml")
 
 
+def refuse(ws: Any, message: str) -> None:
+    """Close a stream we will not serve with 1013, and end its connection boundedly.
+
+    Like a call's end (``tcp.finish``): simple-websocket's reader thread gets a moment for the
+    peer's closing frame, then the socket is shut down, so a peer that never answers cannot keep
+    that thread -- and with it a stopping worker process -- alive.
+    """
+    try:
+        ws.close(reason=CLOSE_TRY_AGAIN_LATER, message=message)
+    except Exception:  # noqa: BLE001 - the peer is already gone: nothing to close
+        pass
+    tcp.finish(ws, REFUSAL_CLOSE_S)
+
+
 # ---------------------------------------------------------------------------- the extension
 class VoiceBridge:
     """Flask extension: ``VoiceBridge(app, config)`` or ``VoiceBridge(...).init_app(app)``.
@@ -213,6 +215,12 @@ class VoiceBridge:
     gunicorn only; one thread fewer per call). Both honour
     ``SOCK_SERVER_OPTIONS["max_message_size"]``. :meth:`handle_media` serves one call on any
     accepted socket, for an app that also routes a socket of its own to the bridge.
+
+    ``state_dir`` (a directory private to the app's worker processes on this host) shares the
+    call cap, the used stream tokens and pending transfers between every bridge using it, so
+    ``max_calls`` is the cap of them all (:mod:`voicebridge.shared`). ``drain_file``: once this
+    file exists the bridge drains (:meth:`drain`); it is looked for at most once a second, on
+    requests.
     """
 
     def __init__(
@@ -230,6 +238,8 @@ class VoiceBridge:
         on_dtmf: DtmfHook | None = None,
         connect: realtime_client.Connector | None = None,
         websocket: str = "flask-sock",
+        state_dir: str | None = None,
+        drain_file: str | None = None,
     ) -> None:
         if websocket not in WEBSOCKET_MODES:
             raise ValueError(f"websocket must be one of {WEBSOCKET_MODES}")
@@ -242,14 +252,18 @@ class VoiceBridge:
         self.on_transcript = on_transcript
         self.on_call_end = on_call_end
         self.on_dtmf = on_dtmf
-        self._transfers: dict[str, tuple[str, float]] = {}  # call SID -> (target, until): for /voice/after
         self.connect = connect
         self.websocket = websocket
-        self.gate = CallGate(max_calls)
+        self.state_dir = state_dir
+        self.slots = CallSlots(max_calls, state_dir)
+        self.transfers = TransferBoard(state_dir)  # call SID -> target, for /voice/after
         self.signatures = SignatureCheck(auth_token, self.public_url)
         # With signatures on, every stream must also present the single-use token its webhook issued.
-        self.tokens = StreamTokens(auth_token) if auth_token else None
-        self.metrics = BridgeMetrics(lambda: self.gate.active)
+        self.tokens = StreamTokens(auth_token, store=SingleUse(state_dir)) if auth_token else None
+        self.metrics = BridgeMetrics(lambda: self.slots.active)
+        self.drain_file = drain_file
+        self._draining = False  # a plain flag: drain() may run in a signal handler
+        self._next_drain_check = 0.0
         self.local_server: Any = None  # set by voicebridge.app when it runs the embedded backend
         self._sessions: set[MediaSession] = set()
         self._lock = threading.Lock()
@@ -268,8 +282,9 @@ class VoiceBridge:
             log.warning("!!! voicebridge: no Twilio auth token -- X-Twilio-Signature is NOT checked; anyone "
                         "who finds this URL can place calls on your OpenAI bill. Local use only; set "
                         "TWILIO_AUTH_TOKEN before exposing it to the internet. !!!")
-        log.info("voicebridge mounted at %s/voice and %s/media (max calls: %s, public url: %s)",
-                 self.url_prefix, self.url_prefix, self.gate.limit or "unlimited", self.public_url or "from request")
+        log.info("voicebridge mounted at %s/voice and %s/media (max calls: %s%s, public url: %s)",
+                 self.url_prefix, self.url_prefix, self.slots.limit or "unlimited",
+                 f", shared through {self.state_dir}" if self.state_dir else "", self.public_url or "from request")
 
     def _blueprint(self) -> Blueprint:
         bp = Blueprint(BLUEPRINT_NAME, __name__)
@@ -305,10 +320,14 @@ class VoiceBridge:
     def _voice(self) -> Response:
         """The voice webhook: TwiML connecting the call to our media stream, or a polite refusal."""
         call_sid = request.values.get("CallSid", "")
-        if self.gate.full():
+        if self.draining:
+            self.metrics.refused.labels(stage="draining").inc()
+            log.warning("call %s refused at the webhook: draining", tw.safe_sid(call_sid))
+            return xml(refusal_twiml())
+        if self.slots.full():
             self.metrics.refused.labels(stage="webhook").inc()
             log.warning("call %s refused at the webhook: %d calls active (cap %s)",
-                        tw.safe_sid(call_sid), self.gate.active, self.gate.limit)
+                        tw.safe_sid(call_sid), self.slots.active_all, self.slots.limit)
             return xml(refusal_twiml())
         # url_for builds WebSocket routes as absolute ws:// URLs of the internal host: keep the path
         media_path = urlsplit(url_for(f"{self.blueprint.name}.media")).path
@@ -322,18 +341,20 @@ class VoiceBridge:
     def _after_stream(self) -> Response:
         """Twilio's request once the stream has ended (``<Connect action>``): transfer or hang up."""
         call_sid = request.values.get("CallSid", "")
-        with self._lock:
-            now = time.monotonic()
-            self._transfers = {sid: t for sid, t in self._transfers.items() if t[1] > now}
-            transfer = self._transfers.pop(call_sid, None)
-        if transfer is None:
+        target = self.transfers.take(call_sid, time.time())
+        if target is None:
             return xml(hangup_twiml())
         log.info("call %s transferred: dialing the %s destination", tw.safe_sid(call_sid),
-                 "SIP" if transfer[0].startswith("sip") else "phone")
-        return xml(transfer_twiml(transfer[0]))
+                 "SIP" if target.startswith("sip") else "phone")
+        return xml(transfer_twiml(target))
 
     def _healthz(self) -> Response:
-        return jsonify(status="ok", active_calls=self.gate.active, max_calls=self.gate.limit)
+        """200 while taking calls, 503 while draining (the load balancer's cue to send no more)."""
+        state = BridgeState.DRAINING if self.draining else BridgeState.SERVING
+        response = jsonify(status=state.value, active_calls=self.slots.active,
+                           active_calls_all=self.slots.active_all, max_calls=self.slots.limit)
+        response.status_code = 503 if state is BridgeState.DRAINING else 200
+        return response
 
     def _metrics_view(self) -> Response:
         return Response(self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
@@ -350,11 +371,17 @@ class VoiceBridge:
 
         The ``/media`` route calls this; an app's own flask-sock route may call it too.
         """
-        if not self.gate.try_enter():
-            self.metrics.refused.labels(stage="websocket").inc()
-            log.warning("media stream refused: %d calls active (cap %s)", self.gate.active, self.gate.limit)
-            ws.close(reason=CLOSE_TRY_AGAIN_LATER, message="voicebridge at capacity, try again later")
+        if self.draining:
+            self.metrics.refused.labels(stage="draining").inc()
+            log.warning("media stream refused: draining")
+            refuse(ws, "voicebridge draining, try again later")
             return
+        if not self.slots.try_enter():
+            self.metrics.refused.labels(stage="websocket").inc()
+            log.warning("media stream refused: %d calls active here, cap %s", self.slots.active, self.slots.limit)
+            refuse(ws, "voicebridge at capacity, try again later")
+            return
+        self.metrics.update_active()
         self.metrics.calls.inc()
         session = self._new_session(ws)
         started = time.monotonic()
@@ -365,7 +392,8 @@ class VoiceBridge:
         finally:
             with self._lock:
                 self._sessions.discard(session)
-            self.gate.leave()
+            self.slots.leave()
+            self.metrics.update_active()
             self._finished(session, time.monotonic() - started)
 
     # ------------------------------------------------------------------ per call
@@ -390,13 +418,17 @@ class VoiceBridge:
         params = dict(start.custom_parameters)
         token = params.pop(TOKEN_PARAMETER, None)
         if self.tokens is not None:
-            check = self.tokens.redeem(token, start.call_sid, time.time())
+            try:
+                check = self.tokens.redeem(token, start.call_sid, time.time())
+            except Exception:  # noqa: BLE001 - e.g. a failing state directory: refuse, never admit unchecked
+                session.log.exception("stream token check failed")
+                check = None
             if check is not TokenCheck.VALID:
                 self.metrics.refused.labels(stage="token").inc()
-                session.log.warning("media stream refused: stream token %s", check.value)
-                session.close(f"stream token {check.name.lower()}")
+                session.log.warning("media stream refused: stream token %s", check.value if check else "unchecked")
+                session.close(f"stream token {check.name.lower() if check else 'unchecked'}")
                 return None
-        session.log.info("call admitted: %d active, cap %s", self.gate.active, self.gate.limit or "none")
+        session.log.info("call admitted: %d active here, cap %s", self.slots.active, self.slots.limit or "none")
         if self.config_for_call is None:
             return None
         try:
@@ -412,11 +444,14 @@ class VoiceBridge:
     def _finished(self, session: MediaSession, duration_s: float) -> None:
         snapshot = dict(session.metrics, duration_s=round(duration_s, 3))
         if snapshot.get("transfer_to") and session.call_sid:
-            with self._lock:
-                self._transfers[session.call_sid] = (snapshot["transfer_to"], time.monotonic() + TRANSFER_WAIT_S)
+            now = time.time()
+            try:
+                self.transfers.put(session.call_sid, snapshot["transfer_to"], now + TRANSFER_WAIT_S, now)
+            except (ValueError, OSError) as exc:  # a malformed SID from the peer, or a failing disk
+                session.log.error("transfer not recorded (%s); the call will be hung up", exc)
         self.metrics.record_call(snapshot)
-        session.log.info("call end: %s after %.1f s (%d active)", snapshot.get("close_reason"), duration_s,
-                         self.gate.active)
+        session.log.info("call end: %s after %.1f s (%d active here)", snapshot.get("close_reason"), duration_s,
+                         self.slots.active)
         if self.on_call_end is not None:
             try:
                 self.on_call_end(snapshot)
@@ -426,7 +461,31 @@ class VoiceBridge:
     # ------------------------------------------------------------------ lifecycle
     @property
     def active_calls(self) -> int:
-        return self.gate.active
+        """Calls running in this process (``slots.active_all``: in every process sharing the state)."""
+        return self.slots.active
+
+    @property
+    def draining(self) -> bool:
+        """True once :meth:`drain` was called or the drain file appeared (looked for at most once a second)."""
+        if not self._draining and self.drain_file is not None:
+            now = time.monotonic()
+            if now >= self._next_drain_check:
+                self._next_drain_check = now + DRAIN_FILE_CHECK_S
+                if os.path.exists(self.drain_file):
+                    log.warning("drain file %s found", self.drain_file)
+                    self.drain()
+        return self._draining
+
+    def drain(self) -> None:
+        """Take no new calls; let live ones run on to their end (idempotent, one-way).
+
+        ``/healthz`` answers 503 ``draining``, the webhook the refusal TwiML, a new media stream
+        is closed with 1013. Safe to call from a signal handler: it sets a flag and logs.
+        """
+        if self._draining:
+            return
+        self._draining = True
+        log.warning("draining: no new calls; %d live call(s) here run on to their end", self.slots.active)
 
     def close(self) -> None:
         """End every active call and stop an embedded backend we own (idempotent)."""
@@ -437,3 +496,5 @@ class VoiceBridge:
         server, self.local_server = self.local_server, None
         if server is not None:
             server.stop()
+        self.slots.close()
+        self.metrics.update_active()

@@ -1,24 +1,64 @@
 """The bridge's Prometheus metrics: one private registry per bridge, fed once per finished call.
 
-Per-call figures are folded in when a call ends (no per-frame Prometheus cost); the gauge of
-active calls is read live.
+Per-call figures are folded in when a call ends (no per-frame Prometheus cost).
+
+Two modes. One process (the default): the registry is the bridge's own, and the gauge of active
+calls is read live at each scrape. Several worker processes (``gunicorn -w N``): with
+``PROMETHEUS_MULTIPROC_DIR`` set *before* prometheus_client is first imported, every metric is
+written to that directory by each process (prometheus_client's multiprocess mode) and
+``/metrics``, whichever worker answers, adds up all of them; the active-calls gauge is then set
+by each worker whenever its count changes and summed over the live workers (``livesum``: a dead
+worker's value goes when the master calls ``mark_process_dead``, see
+``examples/gunicorn.conf.py``). In that mode the files are per process, so one process should
+run one bridge.
 """
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable, Mapping
+import logging
+import os
+from typing import Any, Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .pacing import GAP_BIN_S
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+GAP_BOUNDS_BINS = tuple(range(1, 31)) + (40, 50, 75, 100)
+"""Upper bounds of ``voicebridge_tx_gap_deviation_seconds``, in 0.1 ms bins: 0.1 ms steps up to 3 ms, then coarser."""
+GAP_BUCKETS = tuple(round(bound * GAP_BIN_S, 4) for bound in GAP_BOUNDS_BINS)
+
+
+def multiprocess_directory() -> str | None:
+    """The multiprocess directory if prometheus_client is in multiprocess mode in this process.
+
+    The mode is fixed when prometheus_client is first imported; a directory set later would be
+    ignored by every metric, so it is reported and this process serves its own figures.
+    """
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return None
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        log.warning("%s is set but prometheus_client was imported before it was: /metrics shows this "
+                    "process only. Set it before the app (and prometheus_client) is imported.", MULTIPROC_ENV)
+        return None
+    return path
+
 
 class BridgeMetrics:
     """The bridge's Prometheus metrics in a private registry (no clash between apps)."""
 
     def __init__(self, active_calls: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = multiprocess_directory()
+        self._active_calls = active_calls
         r = self.registry
-        Gauge("voicebridge_active_calls", "Calls with a running MediaSession", registry=r).set_function(
-            lambda: float(active_calls()))
+        self.active = Gauge("voicebridge_active_calls", "Calls with a running MediaSession", registry=r,
+                            multiprocess_mode="livesum")
+        if self.multiprocess_dir is None:
+            self.active.set_function(lambda: float(active_calls()))
         self.calls = Counter("voicebridge_calls", "Calls admitted (media streams started)", registry=r)
         self.refused = Counter("voicebridge_calls_refused", "Calls refused at the cap", ["stage"], registry=r)
         self.rejected = Counter("voicebridge_signature_rejections", "Requests refused with 403 (bad signature)",
@@ -41,8 +81,9 @@ class BridgeMetrics:
             registry=r, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0))
         self.tx_bursts = Counter("voicebridge_tx_gap_bursts", "Send-side gaps < 18 ms (lead excluded)", registry=r)
         self.tx_stalls = Counter("voicebridge_tx_gap_stalls", "Send-side gaps > 40 ms within a response", registry=r)
-        self.tx_gaps = _GapHistogram()
-        r.register(self.tx_gaps)
+        self.tx_gaps = Histogram("voicebridge_tx_gap_deviation_seconds",
+                                 "|gap - 20 ms| between paced frames sent to Twilio (bin midpoint sum)",
+                                 registry=r, buckets=GAP_BUCKETS)
         self.tokens = Counter("voicebridge_tokens", "Model tokens used (response.done usage)", ["kind"], registry=r)
         self.tool_calls = Counter("voicebridge_tool_calls", "Function calls run for the model", registry=r)
         self.tool_failures = Counter("voicebridge_tool_failures", "Function calls that failed or timed out",
@@ -76,7 +117,7 @@ class BridgeMetrics:
             self.first_delta_to_frame.observe(float(m["first_delta_to_frame_ms"]) / 1000)
         self.tx_bursts.inc(max(0, int(m.get("tx_gap_bursts") or 0)))
         self.tx_stalls.inc(max(0, int(m.get("tx_gap_stalls") or 0)))
-        self.tx_gaps.add(m.get("tx_gap_dev_hist") or ())
+        add_binned(self.tx_gaps, m.get("tx_gap_dev_hist") or ())
         for kind, count in (m.get("usage") or {}).items():
             self.tokens.labels(kind=str(kind)).inc(max(0, int(count)))
         self.tool_calls.inc(max(0, int(m.get("tool_calls") or 0)))
@@ -92,48 +133,46 @@ class BridgeMetrics:
             self.reconnect_gap.observe(float(ms) / 1000)
         self.items_replayed.inc(max(0, int(m.get("items_replayed") or 0)))
 
+    def update_active(self) -> None:
+        """Publish this process's active calls (multiprocess mode; otherwise read at each scrape)."""
+        if self.multiprocess_dir is not None:
+            self.active.set(float(self._active_calls()))
+
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition: this bridge's registry, or every process's files in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
 
 
-class _GapHistogram:
-    """``voicebridge_tx_gap_deviation_seconds``: |send gap - 20 ms| of every paced frame.
+def add_binned(histogram: Histogram, hist: Iterable[Any]) -> None:
+    """Fold one call's 0.1 ms-bin counts of |gap - 20 ms| into ``histogram``.
 
-    Fed once per call with the pacer's 0.1 ms-bin counts (no per-frame Prometheus cost);
-    exposed with 0.1 ms buckets up to 3 ms, then coarser ones.
+    One increment per bucket instead of one ``observe`` per frame (a ten-minute call has 30 000
+    frames). Bin ``i`` covers [i, i + 1) x 0.1 ms, so it belongs to the first bucket whose bound
+    is above ``i``; the sum takes bin midpoints. This writes prometheus_client's per-bucket
+    values (``_buckets``, ``_sum``: non-cumulative, stable since 0.4 and the same in multiprocess
+    mode); without them it falls back to observing each midpoint.
     """
-
-    _BOUNDS_BINS = tuple(range(1, 31)) + (40, 50, 75, 100)  # upper bounds in 0.1 ms bins
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._bins: list[int] = []
-        self._sum_s = 0.0
-
-    def add(self, hist: Any) -> None:
-        counts = [max(0, int(c)) for c in hist]
-        if not counts:
-            return
-        with self._lock:
-            if len(self._bins) < len(counts):
-                self._bins += [0] * (len(counts) - len(self._bins))
-            for i, c in enumerate(counts):
-                self._bins[i] += c
-            self._sum_s += sum((i + 0.5) * 0.0001 * c for i, c in enumerate(counts))  # bin midpoints
-
-    def collect(self) -> Any:
-        with self._lock:
-            bins, total_sum = list(self._bins), self._sum_s
-        buckets, running, prev = [], 0, 0
-        for bound in self._BOUNDS_BINS:
-            running += sum(bins[prev:bound])
-            prev = bound
-            buckets.append((repr(round(bound * 0.0001, 4)), running))
-        buckets.append(("+Inf", sum(bins)))
-        family = HistogramMetricFamily("voicebridge_tx_gap_deviation_seconds",
-                                       "|gap - 20 ms| between paced frames sent to Twilio (bin midpoint sum)")
-        family.add_metric([], buckets, total_sum)
-        yield family
-
-    def describe(self) -> Any:
-        return []
+    counts = [max(0, int(c)) for c in hist]
+    if not any(counts):
+        return
+    per_bucket = [0] * (len(GAP_BOUNDS_BINS) + 1)  # + the +Inf bucket
+    bucket = 0
+    for i, count in enumerate(counts):
+        while bucket < len(GAP_BOUNDS_BINS) and i >= GAP_BOUNDS_BINS[bucket]:
+            bucket += 1
+        per_bucket[bucket] += count
+    total_s = sum((i + 0.5) * GAP_BIN_S * c for i, c in enumerate(counts))
+    buckets, total = getattr(histogram, "_buckets", None), getattr(histogram, "_sum", None)
+    if buckets is None or total is None or len(buckets) != len(per_bucket):  # pragma: no cover - a future client
+        for i, count in enumerate(counts):
+            for _ in range(count):
+                histogram.observe((i + 0.5) * GAP_BIN_S)
+        return
+    for value, count in zip(buckets, per_bucket):
+        if count:
+            value.inc(count)
+    total.inc(total_s)

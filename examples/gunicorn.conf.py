@@ -1,0 +1,143 @@
+"""gunicorn configuration: one command serves calls on every core, and a deploy never cuts one.
+
+::
+
+    HOST=0.0.0.0 MAX_CALLS=50 gunicorn -c examples/gunicorn.conf.py 'examples.twilio_app:create_app()'
+
+(from the repository root; see docs/deploy.md). The environment it reads:
+
+* ``WEB_CONCURRENCY``: worker processes (default: the CPU cores this process may use; under a
+  container CPU quota, set it to the quota);
+* ``WORKER_CLASS``: ``gthread`` (default; a thread per call) or ``gevent``;
+* ``MAX_CALLS``: the call cap of all the workers together (default: none);
+* ``THREADS``: gthread threads per worker (default: the worker's share of ``MAX_CALLS`` plus
+  20 %, at least 8 more, for webhooks, health checks and scrapes; 64 without a cap);
+* ``GRACEFUL_TIMEOUT``: seconds a stopping worker waits for its live calls (default 3600:
+  make it longer than your longest call);
+* ``HOST`` / ``PORT``: where to listen (default ``127.0.0.1:5050``).
+
+What it arranges, and why:
+
+* ``on_starting`` (in the master, before any worker exists) makes two fresh private temporary
+  directories and exports them, unless they are set already: ``PROMETHEUS_MULTIPROC_DIR``, so
+  ``/metrics`` adds up every worker (prometheus_client reads it when first imported, which is in
+  the workers: do not use ``--preload``), and ``VOICEBRIDGE_STATE_DIR``, so the workers share
+  the call cap, the single-use stream tokens and pending transfers (``voicebridge.shared``).
+  ``on_exit`` removes the directories it made.
+* ``child_exit`` tells prometheus_client a worker is gone, so its live calls leave the sum.
+* ``post_worker_init`` makes SIGTERM drain the worker's bridge first (no new calls; ``/healthz``
+  503) and then do what gunicorn does on SIGTERM: stop accepting and wait up to
+  ``graceful_timeout`` for the live calls to end.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import tempfile
+from functools import partial
+from typing import Any
+
+OWNED_DIRS_ENV = "VOICEBRIDGE_GUNICORN_TEMP_DIRS"
+"""The directories ``on_starting`` made (os.pathsep-separated), for ``on_exit`` to remove."""
+SHARED_DIRS = (("PROMETHEUS_MULTIPROC_DIR", "voicebridge-metrics-"), ("VOICEBRIDGE_STATE_DIR", "voicebridge-state-"))
+WORKER_CLASSES = ("gthread", "gevent")
+
+
+def _int_env(name: str, default: int, minimum: int = 1) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise RuntimeError(f"{name} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise RuntimeError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _cores() -> int:
+    """CPU cores this process may run on (a cpuset, if any; a CPU quota is not seen: set WEB_CONCURRENCY)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _threads(max_calls: int | None, workers: int) -> int:
+    """Threads per gthread worker: its share of the cap, plus room for webhooks, health checks, scrapes."""
+    if max_calls is None:
+        return 64
+    share = math.ceil(max_calls / workers)
+    return share + max(8, math.ceil(share * 0.2))
+
+
+workers = _int_env("WEB_CONCURRENCY", _cores())
+worker_class = os.environ.get("WORKER_CLASS", "gthread").strip() or "gthread"
+if worker_class not in WORKER_CLASSES:
+    raise RuntimeError(f"WORKER_CLASS must be one of {WORKER_CLASSES}, got {worker_class!r}: a call holds its "
+                       "request for its whole length, which the sync worker cannot do")
+if worker_class == "gthread":
+    threads = _int_env("THREADS", _threads(_int_env("MAX_CALLS", 0, minimum=0) or None, workers))
+graceful_timeout = _int_env("GRACEFUL_TIMEOUT", 3600)
+bind = [f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:{_int_env('PORT', 5050, minimum=0)}"]
+wsgi_app = "examples.twilio_app:create_app()"
+preload_app = False  # the app, and prometheus_client, must be imported in the workers (see above)
+
+
+def on_starting(server: Any) -> None:
+    """Fresh private directories for the metrics and the shared state, unless already set."""
+    owned = []
+    for variable, prefix in SHARED_DIRS:
+        if os.environ.get(variable):
+            server.log.info("%s=%s (from the environment; not removed at exit)", variable, os.environ[variable])
+            continue
+        os.environ[variable] = tempfile.mkdtemp(prefix=prefix)  # mode 0700: private to this user
+        owned.append(os.environ[variable])
+        server.log.info("%s=%s", variable, os.environ[variable])
+    os.environ[OWNED_DIRS_ENV] = os.pathsep.join(owned)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone (whatever the cause): its live-calls gauge leaves the sum."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, path)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the directories ``on_starting`` made (not those the environment gave)."""
+    for path in filter(None, os.environ.get(OWNED_DIRS_ENV, "").split(os.pathsep)):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def post_worker_init(worker: Any) -> None:
+    """SIGTERM drains the worker's bridge, then does what gunicorn does (stop accepting, wait).
+
+    gunicorn installs its handlers in ``init_signals`` before this hook; the original handler is
+    kept and called after the drain. Under gevent a signal handler runs in the hub, where
+    nothing may block, so the drain (a flag and a log line) runs in a greenlet of its own, as
+    gunicorn's own gevent worker does for SIGQUIT.
+    """
+    bridge = getattr(worker.wsgi, "extensions", {}).get("voicebridge")
+    if bridge is None:
+        worker.log.warning("no VoiceBridge on the app: SIGTERM will not drain it")
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    drain = bridge.drain
+    if any(cls.__module__ == "gunicorn.workers.ggevent" for cls in type(worker).__mro__):
+        import gevent
+
+        drain = partial(gevent.spawn, bridge.drain)
+
+    def drain_then_stop(signum: int, frame: Any) -> None:
+        drain()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, drain_then_stop)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn has it: a signal does not interrupt a request
