@@ -560,8 +560,15 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
         if args.worker_class == "gevent" else ["-k", "gthread", "--threads", str(threads)]
     app = "voicebridge.app:create_app(websocket='direct')" if args.websocket == "direct" \
         else "examples.twilio_app:create_app()"
-    guns = [subprocess.Popen([os.path.join(os.path.dirname(py), "gunicorn"), *worker, "-w", "1",
-                              "--graceful-timeout", "5", "-b", f"127.0.0.1:{port}", app],
+    if args.workers > 1:  # one command, every worker: the example's gunicorn config
+        env.update(WEB_CONCURRENCY=str(args.workers), WORKER_CLASS=args.worker_class, WEBSOCKET=args.websocket,
+                   THREADS=str(threads), GRACEFUL_TIMEOUT="5", HOST="127.0.0.1")
+        command = [["-c", "examples/gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "--no-control-socket",
+                    "examples.twilio_app:create_app()"] for port in app_ports]
+    else:
+        command = [[*worker, "-w", "1", "--graceful-timeout", "5", "-b", f"127.0.0.1:{port}", app]
+                   for port in app_ports]
+    guns = [subprocess.Popen([os.path.join(os.path.dirname(py), "gunicorn"), *command[i]],
                              cwd=root, env=env, stdout=subprocess.DEVNULL,
                              stderr=open(os.path.join(logdir, f"gunicorn-{n}-{i}.log"), "w"))
             for i, port in enumerate(app_ports)]
@@ -569,12 +576,12 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
         _wait_port(rt_port)
         for port in app_ports:
             _wait_port(port)
-        time.sleep(0.5)
+        time.sleep(0.5 if args.workers <= 1 else 2.0)
         wpids = []
         for gun in guns:
             kids = _children(gun.pid)
-            if len(kids) != 1:
-                raise RuntimeError(f"expected one gunicorn worker, found {kids}")
+            if len(kids) != max(1, args.workers):
+                raise RuntimeError(f"expected {max(1, args.workers)} gunicorn worker(s), found {kids}")
             wpids += kids
         before_metrics = _scrape_sum(app_ports)
         base = _status_sum(wpids)
@@ -662,6 +669,8 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
     clears = [i["clear_ms"] for i in inter if i["clear_ms"] is not None]
     step = {
         "n": n,
+        "setup": f"{args.worker_class}+{args.websocket}, {max(1, args.workers)} worker(s), "
+                 f"{'this checkout' if os.path.abspath(args.root) == ROOT else os.path.basename(args.root)}",
         "instances": instances,
         "gunicorn_threads": threads,
         "window_s": round(window, 2),
@@ -836,6 +845,8 @@ def main() -> int:
     ap.add_argument("--websocket", choices=("flask-sock", "direct"), default="flask-sock",
                     help="how /media is served (the example app's default is flask-sock)")
     ap.add_argument("--root", default=ROOT, help="the checkout whose code the bridge runs (old against new)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="worker processes of one gunicorn (examples/gunicorn.conf.py: shared cap and metrics)")
     ap.add_argument("--profile", help="py-spy: record the bridge worker to this SVG during the window")
     ap.add_argument("--json", help="write all figures here")
     ap.add_argument("--doc", help="update the Scale table in this markdown file")
