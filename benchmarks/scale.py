@@ -843,7 +843,8 @@ def main() -> int:
                     help="bridge instances (one gunicorn worker process each, its own port); calls split evenly")
     ap.add_argument("--worker-class", choices=("gthread", "gevent"), default="gthread")
     ap.add_argument("--websocket", choices=("flask-sock", "direct"), default="flask-sock",
-                    help="how /media is served (the example app's default is flask-sock)")
+                    help="how /media is served: flask-sock, or (checkouts before 2026-12-01 only, with "
+                         "--root) the measured-out direct reader")
     ap.add_argument("--root", default=ROOT, help="the checkout whose code the bridge runs (old against new)")
     ap.add_argument("--workers", type=int, default=1,
                     help="worker processes of one gunicorn (examples/gunicorn.conf.py: shared cap and metrics)")
@@ -861,6 +862,8 @@ def main() -> int:
     ap.add_argument("--parts", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.websocket == "direct" and not os.path.exists(os.path.join(args.root, "voicebridge", "wsserver.py")):
+        ap.error("--websocket direct needs a checkout that still has it (--root; docs/performance.md)")
     if args.driver:
         return driver_main(args)
     os.makedirs(args.logdir, exist_ok=True)

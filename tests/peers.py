@@ -1,9 +1,8 @@
 """Real-socket peers for tests, all on 127.0.0.1 with free ports and always stopped.
 
-* ``one_connection``: a one-shot WebSocket server on ``voicebridge.wsserver`` (handler per test);
+* ``one_connection``: a one-shot WebSocket server on ``voicebridge.local.wsserver`` (handler per test);
 * ``RawServer``: a TCP server that accepts and stays silent or sends one canned reply;
 * ``ScriptedRealtime``: a Realtime peer (flask-sock on werkzeug) playing a script, with helpers;
-* ``media_route``: mount a ``/media`` handler the way ``VoiceBridge(websocket=mode)`` serves it;
 * ``running`` and ``TwilioPeer``: the bridge app on a real server, and Twilio's side of a stream.
 """
 from __future__ import annotations
@@ -16,12 +15,13 @@ import time
 from typing import Any, Callable, Iterator
 
 import websocket
-from flask import Flask, request
+from flask import Flask
 from flask_sock import Sock
 from werkzeug.serving import make_server
 
-from voicebridge import testing, wsserver
+from voicebridge import testing
 from voicebridge.app import serve
+from voicebridge.local import wsserver
 
 FRAME = bytes(range(160))
 SILENCE = b"\xff" * 160
@@ -188,20 +188,6 @@ def drain_until_closed(ws: Any, limit: float = 5.0) -> None:
             ws.receive(timeout=0.1)
     except Exception:  # noqa: BLE001 - the bridge hung up: the script is over
         pass
-
-
-def media_route(app: Flask, mode: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
-    """Register the decorated handler at /media the way ``VoiceBridge(websocket=mode)`` serves it."""
-    def register(handler: Callable[[Any], None]) -> Callable[[Any], None]:
-        if mode == "flask-sock":
-            Sock(app).route("/media")(handler)
-            return handler
-
-        @app.route("/media", websocket=True)
-        def media_direct() -> Any:
-            return wsserver.run(wsserver.accept(request.environ), handler)
-        return handler
-    return register
 
 
 @contextlib.contextmanager

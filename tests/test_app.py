@@ -122,26 +122,26 @@ def test_azure_settings_from_the_openai_package_variables(caplog: pytest.LogCapt
 def test_session_options_from_the_environment() -> None:
     s = Settings.from_env({"TURN_DETECTION": "semantic_vad", "VAD_EAGERNESS": "low", "NOISE_REDUCTION": "near_field",
                            "TRANSCRIPTION_LANGUAGE": "es", "SPEED": "1.1", "MAX_OUTPUT_TOKENS": "inf",
-                           "TOOL_CHOICE": "required"})
+                           "TOOL_CHOICE": "required", "APPEND_MS": "40"})
     config = create_app(dataclasses.replace(s, openai_realtime_url="ws://127.0.0.1:9/rt")).extensions["voicebridge"].config
     assert (config.turn_detection, config.vad_eagerness, config.noise_reduction, config.transcription_language,
             config.speed, config.max_output_tokens, config.tool_choice) == ("semantic_vad", "low", "near_field", "es",
                                                                             1.1, None, "required")
+    assert config.append_ms == 40
     assert Settings.from_env({"TURN_DETECTION": "none"}).session_options == {"turn_detection": None}
 
 
-def test_the_media_server_is_chosen_from_the_environment() -> None:
-    assert Settings.from_env({}).websocket == "flask-sock"  # the thin Flask-Sock example by default
+def test_a_leftover_websocket_setting_is_named_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings.from_env({"WEBSOCKET": "direct", "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt"})
-    assert create_app(settings).extensions["voicebridge"].websocket == "direct"
-    with pytest.raises(ValueError, match="WEBSOCKET must be one of"):
-        Settings.from_env({"WEBSOCKET": "tornado"})
+    assert "WEBSOCKET=direct is ignored: /media is served by flask-sock" in caplog.text
+    assert "/media" in {rule.rule for rule in create_app(settings).url_map.iter_rules()}
 
 
 @pytest.mark.parametrize("env, message", [
     ({"SPEED": "fast"}, "SPEED has a bad value 'fast'"),
     ({"VAD_EAGERNESS": "high"}, "semantic_vad' only .*from the environment: VAD_EAGERNESS"),
     ({"NOISE_REDUCTION": "studio"}, "noise_reduction must be one of"),
+    ({"APPEND_MS": "30"}, "append_ms must be a multiple of 20"),
 ])
 def test_bad_session_options_name_their_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -13,6 +13,7 @@ import time
 import pytest
 import websocket
 from flask import Flask
+from flask_sock import Sock
 
 from voicebridge import BridgeConfig, MediaSession, realtime_client, testing, tts
 from voicebridge.app import order_status
@@ -21,7 +22,7 @@ from voicebridge.tools import tool
 from voicebridge.local import LocalRealtimeServer
 from voicebridge.testing import BridgeCall, FakeRealtime, wait_until
 
-from peers import (FRAME, RawServer, ScriptedRealtime, audio_response, closed_port, drain_until_closed, media_route,
+from peers import (FRAME, RawServer, ScriptedRealtime, audio_response, closed_port, drain_until_closed,
                    open_session, send_event, wsgi_server)
 
 pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")
@@ -271,15 +272,14 @@ def test_reconnect_refused_for_good_ends_in_the_apology(bridge_call, lines):
     assert_apology_heard(call.twilio)
 
 
-@pytest.mark.parametrize("mode", ["direct", "flask-sock"])
-def test_twilio_reader_stops_reading_real_server_socket(bridge_call, lines, mode):
-    """Real server socket (ours or simple-websocket's), real client that stops reading: sends time out."""
+def test_twilio_reader_stops_reading_real_server_socket(bridge_call, lines):
+    """Real server socket (simple-websocket's), real client that stops reading: sends time out."""
     openai = FakeRealtime()
     sessions, ended = [], threading.Event()
     app = Flask("bridge")
     config = CFG.replace(lead_ms=60_000)  # 3000 frames go out at once: the small buffers fill quickly
 
-    @media_route(app, mode)
+    @Sock(app).route("/media")
     def media(ws):
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         session = MediaSession(ws, config, openai.connector, on_end=lambda _: ended.set())
@@ -318,14 +318,13 @@ def test_twilio_reader_stops_reading_real_server_socket(bridge_call, lines, mode
     assert len(lines("TWILIO_SEND_TIMEOUT")) == 1
 
 
-@pytest.mark.parametrize("mode", ["direct", "flask-sock"])
-def test_twilio_peer_that_never_closes_its_tcp_does_not_pin_a_server_thread(bridge_call, lines, mode):
+def test_twilio_peer_that_never_closes_its_tcp_does_not_pin_a_server_thread(bridge_call, lines):
     """After the bridge's close frame, werkzeug drains the socket until EOF; the linger timeout
     bounds that read, so a peer that keeps its TCP open cannot pin a thread and a descriptor."""
     openai = FakeRealtime()
     app = Flask("bridge")
 
-    @media_route(app, mode)
+    @Sock(app).route("/media")
     def media(ws):
         MediaSession(ws, CFG, openai.connector).run()
 

@@ -249,16 +249,14 @@ def test_websocket_signature_with_public_url() -> None:
             TwilioPeer(url, {"x-twilio-signature": sign(url)})
 
 
-@pytest.mark.parametrize("websocket_mode", ["direct", "flask-sock"])
-def test_call_runs_hooks_and_moves_metrics(websocket_mode: str) -> None:
+def test_call_runs_hooks_and_moves_metrics() -> None:
     seen: dict[str, Any] = {"params": [], "ends": []}
 
     def config_for_call(params: dict[str, str]) -> BridgeConfig:
         seen["params"].append(params)
         return CFG.replace(voice="cedar")
 
-    app, bridge = make_app(config_for_call=config_for_call, on_call_end=seen["ends"].append,
-                           websocket=websocket_mode)
+    app, bridge = make_app(config_for_call=config_for_call, on_call_end=seen["ends"].append)
     with running(app) as server:
         before = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
         assert before[("voicebridge_calls_total", ())] == 0
@@ -331,9 +329,8 @@ def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
     assert lines[0] == (peer.call_sid, "agent", "Hello there")
 
 
-@pytest.mark.parametrize("websocket_mode", ["direct", "flask-sock"])
-def test_cap_refuses_call_n_plus_one_and_admits_after_one_ends(websocket_mode: str) -> None:
-    app, bridge = make_app(max_calls=1, websocket=websocket_mode)
+def test_cap_refuses_call_n_plus_one_and_admits_after_one_ends() -> None:
+    app, bridge = make_app(max_calls=1)
     client = app.test_client()
     with running(app) as server:
         first = TwilioPeer(server.ws_url, sid="1")
@@ -417,19 +414,6 @@ def test_init_app_factory_pattern_and_two_apps_do_not_collide() -> None:
     counts = [metric_values(app.test_client().get("/metrics").get_data(as_text=True))
               [("voicebridge_calls_total", ())] for app in apps]
     assert counts == [5, 0]
-
-
-def test_direct_media_refuses_bad_upgrades_and_servers_without_a_socket(caplog: pytest.LogCaptureFixture) -> None:
-    app, bridge = make_app(websocket="direct")
-    client = app.test_client()
-    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
-    bad = client.get("/media", headers={**upgrade, "Sec-WebSocket-Version": "8"})
-    assert bad.status_code == 400 and b"Version" in bad.data
-    # the test client, like eventlet or gevent, exposes no raw socket: a clear 500, no call started
-    no_socket = client.get("/media", headers={**upgrade, "Sec-WebSocket-Version": "13"})
-    assert no_socket.status_code == 500 and b"flask-sock" in no_socket.data
-    assert bridge.active_calls == 0
-    assert any("media upgrade refused (500)" in r.getMessage() for r in caplog.records)
 
 
 # ---------------------------------------------------------------------------- hostile HTTP

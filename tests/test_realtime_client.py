@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from voicebridge import realtime_client, wsframe, wsserver
+from voicebridge import realtime_client, wsframe
+from voicebridge.local import wsserver
 from voicebridge.config import BridgeConfig
 from voicebridge.realtime_client import ConnectionClosed
 

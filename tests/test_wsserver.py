@@ -10,7 +10,8 @@ from typing import Iterator
 import pytest
 import websocket
 
-from voicebridge import wsframe, wsserver
+from voicebridge import wsframe
+from voicebridge.local import wsserver
 from voicebridge.wsframe import Control, Message
 
 from peers import one_connection

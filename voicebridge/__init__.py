@@ -22,8 +22,7 @@ Public API (everything else is internal and may change):
 ``VoiceBridge``
     Flask integration (``voicebridge.flaskext``): ``VoiceBridge(app, config)`` or ``init_app``
     mounts ``POST /voice`` (TwiML), its ``/voice/after`` (transfer or hang-up once the stream
-    ends), WebSocket ``/media`` (served by flask-sock; ``websocket="direct"`` opts into the
-    library's own reader on the request thread), ``GET /healthz`` and ``GET /metrics``.
+    ends), WebSocket ``/media`` (served by flask-sock), ``GET /healthz`` and ``GET /metrics``.
 ``voicebridge.testing``
     Fake Twilio and Realtime sockets, message builders and ``BridgeCall``, to drive a session
     (or your own integration) with no network.

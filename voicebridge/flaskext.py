@@ -35,12 +35,12 @@ import time
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, jsonify, request, url_for
 from flask_sock import Sock
 from prometheus_client import CONTENT_TYPE_LATEST
 from twilio.request_validator import RequestValidator
 
-from . import realtime_client, tcp, wsserver
+from . import realtime_client, tcp
 from . import twilio_protocol as tw
 from .config import BridgeConfig
 from .prometheus import BridgeMetrics
@@ -66,7 +66,6 @@ BLUEPRINT_NAME = "voicebridge"
 # A Twilio media message is ~400 bytes and ``start`` a few KB; 64 KiB leaves room without
 # letting a peer make us buffer megabytes.
 MAX_MESSAGE_BYTES = 64 * 1024
-WEBSOCKET_MODES = ("flask-sock", "direct")
 MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's voice webhook form is ~1-2 KB
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 registry: "Try Again Later"
 REFUSAL_CLOSE_S = 2.0  # how long a refused stream's peer gets to answer our close frame
@@ -209,12 +208,9 @@ class VoiceBridge:
     replaces the Realtime connector (tests inject fakes). Hook errors are logged, never raised
     into a call.
 
-    ``websocket`` picks how ``/media`` is served: ``"flask-sock"`` (default) through
-    flask-sock/simple-websocket, on any server flask-sock supports; ``"direct"`` (opt-in) reads
-    the Twilio socket on the request's own thread (:mod:`voicebridge.wsserver`, werkzeug and
-    gunicorn only; one thread fewer per call). Both honour
-    ``SOCK_SERVER_OPTIONS["max_message_size"]``. :meth:`handle_media` serves one call on any
-    accepted socket, for an app that also routes a socket of its own to the bridge.
+    ``/media`` is served by flask-sock/simple-websocket, on any server flask-sock supports,
+    honouring ``SOCK_SERVER_OPTIONS["max_message_size"]``. :meth:`handle_media` serves one call
+    on any accepted socket, for an app that also routes a socket of its own to the bridge.
 
     ``state_dir`` (a directory private to the app's worker processes on this host) shares the
     call cap, the used stream tokens and pending transfers between every bridge using it, so
@@ -237,12 +233,9 @@ class VoiceBridge:
         on_call_end: CallEndHook | None = None,
         on_dtmf: DtmfHook | None = None,
         connect: realtime_client.Connector | None = None,
-        websocket: str = "flask-sock",
         state_dir: str | None = None,
         drain_file: str | None = None,
     ) -> None:
-        if websocket not in WEBSOCKET_MODES:
-            raise ValueError(f"websocket must be one of {WEBSOCKET_MODES}")
         if public_url and urlsplit(public_url).scheme.lower() not in SCHEMES:
             raise ValueError("public_url must start with https:// (or http://, ws://, wss://)")
         self.config = config or BridgeConfig()
@@ -253,7 +246,6 @@ class VoiceBridge:
         self.on_call_end = on_call_end
         self.on_dtmf = on_dtmf
         self.connect = connect
-        self.websocket = websocket
         self.state_dir = state_dir
         self.slots = CallSlots(max_calls, state_dir)
         self.transfers = TransferBoard(state_dir)  # call SID -> target, for /voice/after
@@ -293,10 +285,7 @@ class VoiceBridge:
         bp.add_url_rule("/voice/after", "after_stream", self._after_stream, methods=["GET", "POST"])
         bp.add_url_rule("/healthz", "healthz", self._healthz, methods=["GET"])
         bp.add_url_rule("/metrics", "metrics", self._metrics_view, methods=["GET"])
-        if self.websocket == "flask-sock":
-            Sock().route("/media", bp=bp, endpoint="media")(self.handle_media)
-        else:
-            bp.add_url_rule("/media", "media", self._media_direct, websocket=True)
+        Sock().route("/media", bp=bp, endpoint="media")(self.handle_media)
         return bp
 
     # ------------------------------------------------------------------ request guard
@@ -358,12 +347,6 @@ class VoiceBridge:
 
     def _metrics_view(self) -> Response:
         return Response(self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
-
-    def _media_direct(self) -> Any:
-        """``/media`` without flask-sock: handshake here, then read on this request thread."""
-        options = current_app.config.get("SOCK_SERVER_OPTIONS", {})
-        return wsserver.serve(request.environ, self.handle_media, "media",
-                              options.get("max_message_size", MAX_MESSAGE_BYTES))
 
     def handle_media(self, ws: Any) -> None:
         """One call on an accepted Twilio WebSocket: admit it under the cap, run its

@@ -2,7 +2,7 @@
 
 A Flask app with one WebSocket route, ``/v1/realtime`` (the GA path, so both a bridge
 and the official SDK can point at it by base URL), served by werkzeug's threaded server
-in a background thread; the socket is read on the request thread (``voicebridge.wsserver``,
+in a background thread; the socket is read on the request thread (``voicebridge.local.wsserver``,
 no reader thread per connection). Each connection runs one loop: receive a client frame with a
 short timeout, feed the engine, send whatever is due by ``engine.next_deadline()``. All
 protocol decisions live in the engine; this module only moves frames and keeps stats.
@@ -24,7 +24,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from .. import wsserver
+from . import wsserver
 from .agent import ScriptedAgent, Voice
 from .engine import Event, RealtimeEngine
 

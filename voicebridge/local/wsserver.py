@@ -1,12 +1,14 @@
-"""The Twilio WebSocket, served on the request's own thread: no reader thread per call.
+"""The local Realtime server's WebSocket, served on the request's own thread: no reader thread.
 
-An opt-in alternative to flask-sock (``VoiceBridge(websocket="direct")``). flask-sock
-(simple-websocket) gives every connection a background reader thread that parses with wsproto
-and hands each message to the handler through a condition variable: two thread wake-ups per
-20 ms frame. ``ServerWebSocket`` instead reads on the
-thread that calls ``receive`` (MediaSession's run thread): one blocking ``recv`` per message,
-bounded by ``SO_RCVTIMEO``, decoded by ``wsframe.FrameReader``. Sends may come from any thread
-(the session's TX thread sends media while the run thread reads); they are serialised here.
+The offline stack's server side (``voicebridge.local.server``; tests use it for one-shot peers
+too). flask-sock (simple-websocket) gives every connection a background reader thread that
+parses with wsproto and hands each message over through a condition variable: two thread
+wake-ups per message. ``ServerWebSocket`` instead reads on the thread that calls ``receive``:
+one blocking ``recv`` per message, bounded by ``SO_RCVTIMEO``, decoded by
+``wsframe.FrameReader``. That keeps the local server light beside the bridge it serves when
+``benchmarks/scale.py`` runs both on one machine. Sends may come from any thread; they are
+serialised here. The bridge's own ``/media`` is served by flask-sock: this reader was offered
+there too and measured out (docs/performance.md, "The hand-written WebSocket server").
 
 ``accept(environ)`` does the RFC 6455 handshake on the raw socket the WSGI server exposes
 (werkzeug's ``werkzeug.socket``, gunicorn's ``gunicorn.socket``); ``FinishedResponse`` is what
@@ -27,8 +29,8 @@ from typing import Any, Callable, Iterable
 
 from flask import Response
 
-from . import wsframe
-from .wsframe import Control, FrameError, FrameReader, Message
+from .. import wsframe
+from ..wsframe import Control, FrameError, FrameReader, Message
 
 log = logging.getLogger(__name__)
 
