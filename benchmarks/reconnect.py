@@ -143,9 +143,9 @@ def resumed_at(heard: list[tuple[float, bytes]], cut: float) -> dict:
             "repeated_ms": None}
 
 
-def rollover(max_age: float | None, turns: int, rng: random.Random) -> dict:
+def rollover(max_age: float | None, turns: int, rng: random.Random, base: BridgeConfig = BASE) -> dict:
     with LocalRealtimeServer(mode="tone", speed=4.0, tone_seconds=1.5) as server:
-        call = testing.BridgeCall(BASE.replace(openai_url=server.url, session_max_age_s=max_age),
+        call = testing.BridgeCall(base.replace(openai_url=server.url, session_max_age_s=max_age),
                                   connect=realtime_client.connect)
         call.twilio.echo_marks = True
         call.start()
