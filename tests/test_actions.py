@@ -237,7 +237,10 @@ def test_end_call_without_words_asks_for_the_goodbye_first(bridge_call):
 
 
 def test_transfer_to_a_configured_destination_and_refusal_of_others(bridge_call):
-    call = bridge_call(CFG.replace(transfer_targets={"support": "+15551234567"})).start()
+    told: list[tuple[str, bool]] = []  # (destination, was the stream still open when told)
+    call = bridge_call(CFG.replace(transfer_targets={"support": "+15551234567"}),
+                       on_transfer=lambda session, target: told.append((target, not call.twilio.closed.is_set())))
+    call.start()
     call.twilio.echo_marks = True
     call_tools(call.openai, "resp_1", [("c1", "transfer_call", {"destination": "sales"})])
     assert wait_until(lambda: outputs(call.openai))
@@ -246,6 +249,7 @@ def test_transfer_to_a_configured_destination_and_refusal_of_others(bridge_call)
     m = call.finish(stop=False)
     assert m["close_reason"] == "transferred to support" and m["transfer_to"] == "+15551234567"
     assert m["transfers"] == 1
+    assert told == [("+15551234567", True)]  # the app knew before Twilio could ask
 
 
 @pytest.mark.parametrize("guard", [True, False])

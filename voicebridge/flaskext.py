@@ -392,7 +392,7 @@ class VoiceBridge:
                 self.on_dtmf(holder[0].call_sid if holder else None, digits)
 
         session = MediaSession(ws, self.config, self.connect, on_transcript=transcript, on_start=self._started,
-                               on_dtmf=dtmf)
+                               on_dtmf=dtmf, on_transfer=self._transferring)
         holder.append(session)
         return session
 
@@ -424,14 +424,19 @@ class VoiceBridge:
             return None
         return chosen
 
+    def _transferring(self, session: MediaSession, target: str) -> None:
+        """The call ends in a transfer: note it for ``/voice/after`` before the stream closes
+        (Twilio asks as soon as it has; any worker sharing the state directory may answer)."""
+        if not session.call_sid:
+            return
+        now = time.time()
+        try:
+            self.transfers.put(session.call_sid, target, now + TRANSFER_WAIT_S, now)
+        except (ValueError, OSError) as exc:  # a malformed SID from the peer, or a failing disk
+            session.log.error("transfer not recorded (%s); the call will be hung up", exc)
+
     def _finished(self, session: MediaSession, duration_s: float) -> None:
         snapshot = dict(session.metrics, duration_s=round(duration_s, 3))
-        if snapshot.get("transfer_to") and session.call_sid:
-            now = time.time()
-            try:
-                self.transfers.put(session.call_sid, snapshot["transfer_to"], now + TRANSFER_WAIT_S, now)
-            except (ValueError, OSError) as exc:  # a malformed SID from the peer, or a failing disk
-                session.log.error("transfer not recorded (%s); the call will be hung up", exc)
         self.metrics.record_call(snapshot)
         session.log.info("call end: %s after %.1f s (%d active here)", snapshot.get("close_reason"), duration_s,
                          self.slots.active)

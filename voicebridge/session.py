@@ -75,6 +75,7 @@ class MediaSession:
         on_end: Callable[["MediaSession"], None] | None = None,
         on_start: Callable[["MediaSession", tw.Start], BridgeConfig | None] | None = None,
         on_dtmf: Callable[[str], None] | None = None,
+        on_transfer: Callable[["MediaSession", str], None] | None = None,
     ) -> None:
         self.config = config or BridgeConfig()
         self.stream_sid: str | None = None
@@ -88,6 +89,7 @@ class MediaSession:
         self._end_hook = on_end
         self._start_hook = on_start
         self._dtmf_hook = on_dtmf
+        self._transfer_hook = on_transfer
         self._metrics = CallMetrics()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -356,6 +358,10 @@ class MediaSession:
                 self.log.error("thread %s did not stop in time", thread.name)
         self.outbound.drain()
         self.tools.close()
+        target = self.control.transfer_target
+        if target is not None and self._transfer_hook is not None:
+            # Before the stream closes: closing it is what makes Twilio ask where the caller goes.
+            self._safe(lambda: self._transfer_hook(self, target), "on_transfer hook")  # type: ignore[misc]
         self._twilio.close()
         snap = self.metrics
         if not snap["accounting_ok"]:
