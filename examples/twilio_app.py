@@ -1,8 +1,9 @@
 """Example: a Twilio voice number answered by an OpenAI Realtime model, in a thin Flask-Sock app.
 
 ``create_app`` builds a Flask app and mounts the bridge on it: ``POST /voice`` (the Twilio
-webhook), the ``/media`` WebSocket served by flask-sock, ``/healthz`` and ``/metrics`` (``voicebridge.app.create_app``
-reads the settings from the environment and mounts ``voicebridge.VoiceBridge``).
+webhook), the ``/media`` WebSocket served by flask-sock, ``/healthz`` and ``/metrics``
+(``voicebridge.app.create_app`` reads the settings from the environment and mounts
+``voicebridge.VoiceBridge``).
 
 Development (werkzeug threaded server)::
 

@@ -36,10 +36,10 @@ def test_bad_upgrades_are_refused_with_400(change: dict[str, str]) -> None:
     assert info.value.status == 400
 
 
-def test_no_raw_socket_is_a_500_naming_the_fallback() -> None:
+def test_no_raw_socket_is_a_500_naming_the_servers_that_have_one() -> None:
     with pytest.raises(wsserver.HandshakeError) as info:
         wsserver.accept(dict(ENVIRON))
-    assert info.value.status == 500 and "flask-sock" in str(info.value)
+    assert info.value.status == 500 and "werkzeug or gunicorn" in str(info.value)
 
 
 @pytest.fixture

@@ -2,13 +2,15 @@
 
 Public API (everything else is internal and may change):
 
-``MediaSession(twilio_ws, config=None, connect=None, *, on_transcript=None, on_end=None, on_start=None, on_dtmf=None)``
+``MediaSession(twilio_ws, config=None, connect=None, *, on_transcript=None, on_end=None, on_start=None, on_dtmf=None, on_transfer=None)``
     One call. ``run()`` blocks in the caller's thread (the ``/media`` handler) until the call
     ends; ``close()`` is idempotent; ``metrics`` is a dict of the call's figures, including
     the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``,
     token ``usage``, and the ``transcript`` of what the caller heard. Hooks:
     ``on_transcript(role, text)`` for every entry of that transcript (caller, agent, tool,
-    keypad, control), ``on_dtmf(digits)`` for each keypad entry.
+    keypad, control), ``on_dtmf(digits)`` for each keypad entry, ``on_transfer(session,
+    target)`` once a transfer is decided, before the stream closes (Twilio then asks the
+    ``<Connect action>`` URL where the caller goes).
 ``BridgeConfig``
     Frozen per-call settings: the endpoint (OpenAI, or Azure with ``azure_endpoint`` /
     ``azure_deployment`` and a key or ``token_provider``), every session option (turn

@@ -97,8 +97,7 @@ def accept(environ: dict[str, Any], max_message_size: int = 64 * 1024) -> "Serve
     response = handshake_response(environ)
     sock = raw_socket(environ)
     if sock is None:
-        raise HandshakeError(500, "this WSGI server does not expose the socket (use werkzeug or gunicorn, "
-                                  "or websocket='flask-sock')")
+        raise HandshakeError(500, "this WSGI server does not expose the socket (use werkzeug or gunicorn)")
     sock.settimeout(None)
     sock.sendall(response)
     return ServerWebSocket(sock, max_message_size, mode="gunicorn" if "gunicorn.socket" in environ else "werkzeug")
