@@ -141,3 +141,4 @@ def post_worker_init(worker: Any) -> None:
 
     signal.signal(signal.SIGTERM, drain_then_stop)
     signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn has it: a signal does not interrupt a request
+    worker.log.info("worker %s ready: SIGTERM drains its calls", worker.pid)

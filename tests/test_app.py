@@ -288,7 +288,9 @@ class Gunicorn:
     def __enter__(self) -> "Gunicorn":
         try:
             deadline = time.monotonic() + 30
-            while len(self.worker_pids()) < 2 or not self.healthy():
+            # every worker loaded and its SIGTERM handler in place (a worker still booting when
+            # SIGTERM comes simply exits: it holds no call, but it never logs a drain)
+            while len(self.lines("ready: SIGTERM drains its calls")) < 2 or not self.healthy():
                 assert time.monotonic() < deadline and self.proc.poll() is None, self.log()[-3000:]
                 time.sleep(0.2)
         except BaseException:
