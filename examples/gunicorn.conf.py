@@ -46,6 +46,9 @@ WORKER_CLASSES = ("gthread", "gevent")
 
 
 def _int_env(name: str, default: int, minimum: int = 1) -> int:
+    """An integer setting. Not ``voicebridge.app``'s parser: importing the library here, in the
+    master, would import prometheus_client before the multiprocess directory exists, and every
+    forked worker would inherit its single-process mode."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default

@@ -285,6 +285,24 @@ class CallSlots:
         return total
 
 
+# ---------------------------------------------------------------------------- sweeping
+class _Sweeps:
+    """When a store last swept its expired entries: at most once per interval, whichever
+    thread asks first (the markers and transfers share this pacing, not their storage)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._next = float("-inf")
+
+    def due(self, now: float) -> bool:
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self._interval_s
+            return True
+
+
 # ---------------------------------------------------------------------------- single use
 class SingleUse:
     """Markers that can be claimed once until they expire: the used nonces of stream tokens.
@@ -298,10 +316,9 @@ class SingleUse:
 
     def __init__(self, directory: str | None = None, sweep_interval_s: float = SWEEP_INTERVAL_S) -> None:
         self._dir = state_subdir(directory, "used") if directory else None
-        self._sweep_interval_s = sweep_interval_s
+        self._sweeps = _Sweeps(sweep_interval_s)
         self._lock = threading.Lock()
         self._used: set[tuple[int, str]] = set()
-        self._next_sweep = float("-inf")
 
     def claim(self, name: str, expires: float, now: float) -> bool:
         """True if (``name``, ``expires``) had not been claimed; it is claimed from now on."""
@@ -323,13 +340,12 @@ class SingleUse:
         return True
 
     def _maybe_sweep(self, now: float) -> None:
-        with self._lock:
-            if now < self._next_sweep:
-                return
-            self._next_sweep = now + self._sweep_interval_s
-            if self._dir is None:
+        if not self._sweeps.due(now):
+            return
+        if self._dir is None:
+            with self._lock:
                 self._used = {marker for marker in self._used if marker[0] >= now}
-                return
+            return
         for entry in os.listdir(self._dir):
             until, _, _ = entry.partition("-")
             if until.isdigit() and int(until) < now:
@@ -351,10 +367,9 @@ class TransferBoard:
 
     def __init__(self, directory: str | None = None, sweep_interval_s: float = SWEEP_INTERVAL_S) -> None:
         self._dir = state_subdir(directory, "transfers") if directory else None
-        self._sweep_interval_s = sweep_interval_s
+        self._sweeps = _Sweeps(sweep_interval_s)
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[str, float]] = {}
-        self._next_sweep = float("-inf")
 
     def put(self, call_sid: str, target: str, expires: float, now: float) -> None:
         """Leave ``target`` for ``call_sid`` until ``expires``; ValueError for an unsafe SID."""
@@ -399,13 +414,12 @@ class TransferBoard:
             os.unlink(mine)
 
     def _maybe_sweep(self, now: float) -> None:
-        with self._lock:
-            if now < self._next_sweep:
-                return
-            self._next_sweep = now + self._sweep_interval_s
-            if self._dir is None:
+        if not self._sweeps.due(now):
+            return
+        if self._dir is None:
+            with self._lock:
                 self._entries = {sid: e for sid, e in self._entries.items() if e[1] >= now}
-                return
+            return
         for entry in os.listdir(self._dir):
             path = os.path.join(self._dir, entry)
             try:
