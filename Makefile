@@ -17,7 +17,7 @@ $(STAMP): setup.cfg setup.py
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/voicebridge demo
+	LOCAL_BACKEND=1 $(BIN)/voicebridge demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

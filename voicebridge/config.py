@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -45,6 +45,19 @@ NOISE_REDUCTION = ("near_field", "far_field")
 TOOL_CHOICES = ("auto", "none", "required")
 TRANSFER_TARGET = re.compile(r"(\+[1-9][0-9]{6,14}|sips?:[^\s<>\"]{3,200})\Z")
 """A transfer destination: an E.164 number or a SIP URI."""
+
+
+def check_realtime_url(url: str) -> None:
+    """A Realtime URL is a WebSocket URL with a host: ``https://`` is the commonest slip, and it
+    would otherwise fail every call ("scheme https is invalid") instead of the config."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        fixed = ("wss" if scheme == "https" else "ws") + url[len(scheme):]
+        raise ValueError(f"openai_url must be a ws:// or wss:// URL, not {scheme}://: use {fixed[:200]!r}")
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"openai_url must be a full ws:// or wss:// URL with a host "
+                         f"(e.g. wss://api.openai.com/v1/realtime?model=gpt-realtime), not {url[:200]!r}")
 
 
 @dataclass(frozen=True)
@@ -201,6 +214,8 @@ class BridgeConfig:
             raise ValueError("transcription_language/_prompt need a transcription_model")
 
     def _check_connection(self) -> None:
+        if self.openai_url is not None:
+            check_realtime_url(self.openai_url)
         if self.azure_endpoint and not self.azure_endpoint.startswith(("https://", "http://")):
             raise ValueError("azure_endpoint must be an https:// URL (http:// for a local test server)")
         if self.azure_endpoint and not self.azure_deployment:

@@ -167,7 +167,7 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
         ended.append(metrics)
         done.set()
 
-    settings = Settings(port=0, local_mode=mode)
+    settings = Settings(port=0, local_mode=mode, local_backend=True)
     app = create_app(settings, on_call_end=on_call_end)
     timeline = Timeline()
     handler = _BridgeEvents(timeline, out)
