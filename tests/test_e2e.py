@@ -1,6 +1,8 @@
 """A whole simulated call: caller simulator -> example app (real server) -> MediaSession -> local server."""
 import wave
 
+import pytest
+
 from voicebridge.app import Settings, simulated_call
 from voicebridge.local.agent import ASK_ORDER
 from voicebridge.local.server import LocalRealtimeServer
@@ -67,3 +69,26 @@ def test_a_speakerphone_caller_hears_the_whole_answer_despite_its_echo():
     assert stats["server_events"]["input_audio_buffer.speech_started"] == 1  # the caller's phrase only
     assert bridge["echo_frames"] > 100 and bridge["echo_frames_suppressed"] == bridge["echo_frames"]
     assert bridge["accounting_ok"] and not report.problems()
+
+
+@pytest.mark.timing
+def test_full_call_is_paced_without_stalls():
+    """The call of the first test, judged by the wall clock: no stall > 40 ms while the agent
+    talked, no frame ahead of real time (the timing lane: a loaded machine stalls the caller too)."""
+    with LocalRealtimeServer(mode="tone", speed=8.0, tone_seconds=1.2) as local:
+        report, bridge = simulated_call(local.url, SCRIPT, max_seconds=30)
+    assert bridge is not None and bridge["accounting_ok"]
+    assert report.timing_problems() == [], report.timing_problems()
+
+
+def test_a_wrong_key_is_an_apology_the_caller_hears_at_once_and_a_problem():
+    """The example app with a key the endpoint refuses (no startup check, as in tests): one dial,
+    no retries, the apology; the simulator calls it a problem."""
+    with LocalRealtimeServer(mode="tone", speed=8.0, api_key="sk-right") as local:
+        report, bridge = simulated_call(local.url, "wait_agent:4000,silence:400,hangup",
+                                        Settings(openai_api_key="sk-wrong", greeting=None), max_seconds=15)
+        stats = local.stats()
+    assert stats["rejected_auth"] == 1
+    assert bridge["openai_errors"] == {"auth_failed": 1}  # (the caller hung up during the apology)
+    assert report.apologies == 1 and report.time_to_first_audio_ms is not None
+    assert "the caller heard the bridge's apology (the model was unavailable)" in report.problems()

@@ -390,6 +390,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="extra WebSocket upgrade header, e.g. X-Twilio-Signature:... (repeatable)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="hard limit on call length")
     p.add_argument("--verbose", "-v", action="store_true", help="also print marks and script steps")
+    p.add_argument("--strict-timing", action="store_true",
+                   help="exit 1 on timing figures too (stalls, frames ahead of real time), not only on problems")
     room = p.add_argument_group("acoustics", "what the caller's microphone picks up besides the caller")
     room.add_argument("--echo-db", type=float, metavar="DB",
                       help="speakerphone: send back what the caller hears at this level (e.g. -20; <= 0)")
@@ -433,9 +435,15 @@ def _summary(report: CallReport) -> list[str]:
         lines.append(f"tone: {r.tone}")
     if r.record_path:
         lines.append(f"recording: {r.record_path}")
-    problems = r.problems()
-    lines.append("problems: " + ("; ".join(problems) if problems else "none"))
+    lines += verdict_lines(r)
     return lines
+
+
+def verdict_lines(r: CallReport) -> list[str]:
+    """The call's problems, then its timing figures (under load a figure, not a verdict)."""
+    problems, timing = r.problems(), r.timing_problems()
+    return ["problems: " + ("; ".join(problems) if problems else "none"),
+            "timing: " + ("; ".join(timing) if timing else "on time")]
 
 
 def main(argv: "list[str] | None" = None) -> int:
@@ -464,7 +472,7 @@ def main(argv: "list[str] | None" = None) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     if report.ended_by == "error" and report.frames_sent == 0:
         return 2
-    return 1 if report.problems() else 0
+    return 1 if report.problems() or (args.strict_timing and report.timing_problems()) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
