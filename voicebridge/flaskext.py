@@ -37,18 +37,17 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
 from flask_sock import Sock
-from prometheus_client import CONTENT_TYPE_LATEST
-from twilio.request_validator import RequestValidator
 
 from . import realtime_client, tcp
 from . import twilio_protocol as tw
 from .config import BridgeConfig
-from .prometheus import BridgeMetrics
+from .extras import bridge_metrics
 from .session import MediaSession
 from .shared import CallSlots, SingleUse, TransferBoard
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
 from .streamtoken import StreamTokens, TokenCheck
-from .twiml import connect_twiml, hangup_twiml, refusal_twiml, stream_parameters, transfer_twiml
+from .twiml import connect_twiml, hangup_twiml, refusal_twiml, stream_parameters, transfer_twiml  # needs twilio
+from twilio.request_validator import RequestValidator  # noqa: I001 - after .twiml, which names a missing twilio's fix
 
 try:  # twilio >= 9.13 also signs with a SharedKey (HMAC-SHA256) when this header says so
     from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, get_signature_algorithm
@@ -212,6 +211,9 @@ class VoiceBridge:
     honouring ``SOCK_SERVER_OPTIONS["max_message_size"]``. :meth:`handle_media` serves one call
     on any accepted socket, for an app that also routes a socket of its own to the bridge.
 
+    ``metrics``: Prometheus metrics at ``/metrics`` -- None (default): if prometheus-client is
+    installed; True: required (an error naming the pip install if it is not); False: off.
+
     ``state_dir`` (a directory private to the app's worker processes on this host) shares the
     call cap, the used stream tokens and pending transfers between every bridge using it, so
     ``max_calls`` is the cap of them all (:mod:`voicebridge.shared`). ``drain_file``: once this
@@ -235,6 +237,7 @@ class VoiceBridge:
         connect: realtime_client.Connector | None = None,
         state_dir: str | None = None,
         drain_file: str | None = None,
+        metrics: bool | None = None,
     ) -> None:
         if public_url and urlsplit(public_url).scheme.lower() not in SCHEMES:
             raise ValueError("public_url must start with https:// (or http://, ws://, wss://)")
@@ -252,7 +255,7 @@ class VoiceBridge:
         self.signatures = SignatureCheck(auth_token, self.public_url)
         # With signatures on, every stream must also present the single-use token its webhook issued.
         self.tokens = StreamTokens(auth_token, store=SingleUse(state_dir)) if auth_token else None
-        self.metrics = BridgeMetrics(lambda: self.slots.active)
+        self.metrics = bridge_metrics(metrics, lambda: self.slots.active)  # NoMetrics without prometheus-client
         self.drain_file = drain_file
         self._draining = False  # a plain flag: drain() may run in a signal handler
         self._next_drain_check = 0.0
@@ -346,7 +349,8 @@ class VoiceBridge:
         return response
 
     def _metrics_view(self) -> Response:
-        return Response(self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+        return Response(self.metrics.exposition(), content_type=self.metrics.content_type,
+                        status=200 if self.metrics.enabled else 501)
 
     def handle_media(self, ws: Any) -> None:
         """One call on an accepted Twilio WebSocket: admit it under the cap, run its
