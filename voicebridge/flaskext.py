@@ -42,6 +42,7 @@ from . import realtime_client, tcp
 from . import twilio_protocol as tw
 from .config import BridgeConfig
 from .extras import bridge_metrics
+from .hooks import HookRunner
 from .session import MediaSession
 from .shared import CallSlots, SingleUse, TransferBoard
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
@@ -72,6 +73,7 @@ MAX_LOGGED_URL = 200  # a refused request's URL is the client's text: bounded in
 SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws"), "wss": ("https", "wss")}
 
 TRANSFER_WAIT_S = 60.0  # how long a transfer waits for Twilio's <Connect action> request
+HOOKS_CLOSE_S = 5.0  # close(): how long queued hook calls get to finish
 DRAIN_FILE_CHECK_S = 1.0  # a drain file is looked for at most this often (on requests)
 
 ConfigForCall = Callable[[dict[str, str]], "BridgeConfig | None"]
@@ -256,6 +258,7 @@ class VoiceBridge:
         # With signatures on, every stream must also present the single-use token its webhook issued.
         self.tokens = StreamTokens(auth_token, store=SingleUse(state_dir)) if auth_token else None
         self.metrics = bridge_metrics(metrics, lambda: self.slots.active)  # NoMetrics without prometheus-client
+        self.hooks = HookRunner("vb-hooks")  # on_transcript / on_dtmf of every call, off the calls' threads
         self.drain_file = drain_file
         self._draining = False  # a plain flag: drain() may run in a signal handler
         self._next_drain_check = 0.0
@@ -396,7 +399,7 @@ class VoiceBridge:
                 self.on_dtmf(holder[0].call_sid if holder else None, digits)
 
         session = MediaSession(ws, self.config, self.connect, on_transcript=transcript, on_start=self._started,
-                               on_dtmf=dtmf, on_transfer=self._transferring)
+                               on_dtmf=dtmf, on_transfer=self._transferring, hooks=self.hooks)
         holder.append(session)
         return session
 
@@ -488,5 +491,7 @@ class VoiceBridge:
         server, self.local_server = self.local_server, None
         if server is not None:
             server.stop()
+        if not self.hooks.close(HOOKS_CLOSE_S):
+            log.error("a hook did not return within %.1f s of the bridge closing", HOOKS_CLOSE_S)
         self.slots.close()
         self.metrics.update_active()
