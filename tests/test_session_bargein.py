@@ -366,19 +366,20 @@ def test_a_cough_neither_barges_in_nor_lets_the_models_vad_do_it(start):
 
 
 def test_a_blocking_hook_does_not_delay_barge_in_handling(bridge_call, caplog):
-    """An ``on_transcript`` that blocks (a 1.5 s database write; here: until the test lets it go)
+    """An ``on_transcript_entry`` that blocks (a 1.5 s database write; here: until the test lets it go)
     must not hold back the model's events: the server's speech_started during the barge-in is
     still handled, so the quiet after "stop please" is not judged a false barge-in."""
     caplog.set_level(logging.INFO)
     entered, release, seen = threading.Event(), threading.Event(), []
 
-    def slow_hook(role, text):
+    def slow_hook(session, role, text):
         seen.append((role, text))
         entered.set()
         release.wait(10)  # stands in for the 1.5 s write: released only once the test has its answer
 
     clock = ManualClock()
-    call = bridge_call(BridgeConfig(greeting=None, join_timeout_s=3.0), clock=clock, on_transcript=slow_hook).start()
+    call = bridge_call(BridgeConfig(greeting=None, join_timeout_s=3.0), clock=clock,
+                       on_transcript_entry=slow_hook).start()
     try:
         long_response(call.openai, call.twilio, wait_frames=2)
         call.openai.push({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u0",

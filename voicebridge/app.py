@@ -375,12 +375,12 @@ def simulated_call(realtime_url: str, script: str, settings: Settings | None = N
     ended: list[dict[str, Any]] = []
     done = threading.Event()
 
-    def on_end(metrics: dict[str, Any]) -> None:
-        ended.append(metrics)
+    def on_end(session: Any) -> None:
+        ended.append(session.metrics)
         done.set()
 
     settings = replace(settings or Settings(), openai_realtime_url=realtime_url, port=0)
-    server = serve(create_app(settings, on_call_end=on_end), "127.0.0.1", 0)
+    server = serve(create_app(settings, on_end=on_end), "127.0.0.1", 0)
     try:
         report = SimulatedCaller(server.ws_url, script, **caller_options).run()
         done.wait(10)

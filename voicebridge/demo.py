@@ -162,12 +162,12 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
     ended: list[dict[str, Any]] = []
     done = threading.Event()
 
-    def on_call_end(metrics: dict[str, Any]) -> None:
-        ended.append(metrics)
+    def on_end(session: Any) -> None:
+        ended.append(session.metrics)
         done.set()
 
     settings = Settings(port=0, local_mode=mode, local_backend=True)
-    app = create_app(settings, on_call_end=on_call_end)
+    app = create_app(settings, on_end=on_end)
     timeline = Timeline()
     handler = _BridgeEvents(timeline, out)
     session_log = logging.getLogger("voicebridge.session")

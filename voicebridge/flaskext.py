@@ -42,7 +42,7 @@ from . import realtime_client, tcp
 from . import twilio_protocol as tw
 from .config import BridgeConfig
 from .extras import bridge_metrics
-from .hooks import HookRunner
+from .hooks import HookRunner, legacy
 from .session import MediaSession
 from .shared import CallSlots, SingleUse, TransferBoard
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
@@ -77,9 +77,10 @@ HOOKS_CLOSE_S = 5.0  # close(): how long queued hook calls get to finish
 DRAIN_FILE_CHECK_S = 1.0  # a drain file is looked for at most this often (on requests)
 
 ConfigForCall = Callable[[dict[str, str]], "BridgeConfig | None"]
-TranscriptHook = Callable[[str | None, str, str], None]
-DtmfHook = Callable[[str | None, str], None]
-CallEndHook = Callable[[dict[str, Any]], None]
+TranscriptHook = Callable[[MediaSession, str, str], None]
+KeypadHook = Callable[[MediaSession, str], None]
+TransferHook = Callable[[MediaSession, str], None]
+EndHook = Callable[[MediaSession], None]
 
 
 # ---------------------------------------------------------------------------- serving state
@@ -204,10 +205,14 @@ class VoiceBridge:
     """Flask extension: ``VoiceBridge(app, config)`` or ``VoiceBridge(...).init_app(app)``.
 
     ``config_for_call(custom_parameters) -> BridgeConfig | None`` picks a per-call config
-    (None keeps ``config``); ``on_transcript(call_sid, role, text)`` receives final
-    transcripts; ``on_call_end(metrics)`` receives each call's metrics dict. ``connect``
-    replaces the Realtime connector (tests inject fakes). Hook errors are logged, never raised
-    into a call.
+    (None keeps ``config``). The call hooks are MediaSession's, same names and signatures,
+    each given the call's session first: ``on_transcript_entry(session, role, text)`` and
+    ``on_keypad(session, digits)`` (on the bridge's hook worker, in order, never on the call's
+    threads), ``on_transfer(session, target)`` and ``on_end(session)`` (on the request's thread
+    once the call's own threads have ended; ``session.metrics`` has the figures). The old
+    ``on_transcript(call_sid, role, text)``, ``on_dtmf(call_sid, digits)`` and
+    ``on_call_end(metrics)`` still work, with a DeprecationWarning. ``connect`` replaces the
+    Realtime connector (tests inject fakes). Hook errors are logged, never raised into a call.
 
     ``/media`` is served by flask-sock/simple-websocket, on any server flask-sock supports,
     honouring ``SOCK_SERVER_OPTIONS["max_message_size"]``. :meth:`handle_media` serves one call
@@ -233,9 +238,13 @@ class VoiceBridge:
         auth_token: str | None = None,
         max_calls: int | None = None,
         config_for_call: ConfigForCall | None = None,
-        on_transcript: TranscriptHook | None = None,
-        on_call_end: CallEndHook | None = None,
-        on_dtmf: DtmfHook | None = None,
+        on_transcript_entry: TranscriptHook | None = None,
+        on_keypad: KeypadHook | None = None,
+        on_transfer: TransferHook | None = None,
+        on_end: EndHook | None = None,
+        on_transcript: Callable[[str | None, str, str], None] | None = None,  # deprecated: on_transcript_entry
+        on_call_end: Callable[[dict[str, Any]], None] | None = None,  # deprecated: on_end
+        on_dtmf: Callable[[str | None, str], None] | None = None,  # deprecated: on_keypad
         connect: realtime_client.Connector | None = None,
         state_dir: str | None = None,
         drain_file: str | None = None,
@@ -247,9 +256,17 @@ class VoiceBridge:
         self.url_prefix = url_prefix.rstrip("/")
         self.public_url = public_url.rstrip("/") if public_url else None
         self.config_for_call = config_for_call
-        self.on_transcript = on_transcript
-        self.on_call_end = on_call_end
-        self.on_dtmf = on_dtmf
+        self.on_transcript_entry = on_transcript_entry or legacy(
+            on_transcript, "VoiceBridge(on_transcript=f(call_sid, role, text))",
+            "on_transcript_entry=f(session, role, text)",
+            lambda hook: lambda session, role, text: hook(session.call_sid, role, text))
+        self.on_keypad = on_keypad or legacy(on_dtmf, "VoiceBridge(on_dtmf=f(call_sid, digits))",
+                                             "on_keypad=f(session, digits)",
+                                             lambda hook: lambda session, digits: hook(session.call_sid, digits))
+        self.on_transfer = on_transfer
+        self.on_end = on_end
+        self.on_call_end = legacy(on_call_end, "VoiceBridge(on_call_end=f(metrics))",
+                                  "on_end=f(session) (session.metrics)", lambda hook: hook)
         self.connect = connect
         self.state_dir = state_dir
         self.slots = CallSlots(max_calls, state_dir)
@@ -388,20 +405,9 @@ class VoiceBridge:
 
     # ------------------------------------------------------------------ per call
     def _new_session(self, ws: Any) -> MediaSession:
-        holder: list[MediaSession] = []
-
-        def transcript(role: str, text: str) -> None:
-            if self.on_transcript is not None:
-                self.on_transcript(holder[0].call_sid if holder else None, role, text)
-
-        def dtmf(digits: str) -> None:
-            if self.on_dtmf is not None:
-                self.on_dtmf(holder[0].call_sid if holder else None, digits)
-
-        session = MediaSession(ws, self.config, self.connect, on_transcript=transcript, on_start=self._started,
-                               on_dtmf=dtmf, on_transfer=self._transferring, hooks=self.hooks)
-        holder.append(session)
-        return session
+        return MediaSession(ws, self.config, self.connect, on_start=self._started,
+                            on_transcript_entry=self.on_transcript_entry, on_keypad=self.on_keypad,
+                            on_transfer=self._transferring, hooks=self.hooks)
 
     def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
         """MediaSession's on_start: admit the stream (its token), let the app choose its config."""
@@ -434,6 +440,11 @@ class VoiceBridge:
     def _transferring(self, session: MediaSession, target: str) -> None:
         """The call ends in a transfer: note it for ``/voice/after`` before the stream closes
         (Twilio asks as soon as it has; any worker sharing the state directory may answer)."""
+        if self.on_transfer is not None:
+            try:
+                self.on_transfer(session, target)
+            except Exception:  # noqa: BLE001 - the app's hook: the transfer goes on
+                session.log.exception("on_transfer hook failed")
         if not session.call_sid:
             return
         now = time.time()
@@ -447,11 +458,12 @@ class VoiceBridge:
         self.metrics.record_call(snapshot)
         session.log.info("call end: %s after %.1f s (%d active here)", snapshot.get("close_reason"), duration_s,
                          self.slots.active)
-        if self.on_call_end is not None:
-            try:
-                self.on_call_end(snapshot)
-            except Exception:  # noqa: BLE001 - the call is over; a hook failure is only logged
-                session.log.exception("on_call_end hook failed")
+        for hook, arg, what in ((self.on_end, session, "on_end"), (self.on_call_end, snapshot, "on_call_end")):
+            if hook is not None:
+                try:
+                    hook(arg)
+                except Exception:  # noqa: BLE001 - the call is over; a hook failure is only logged
+                    session.log.exception("%s hook failed", what)
 
     # ------------------------------------------------------------------ lifecycle
     @property

@@ -3,7 +3,7 @@
 A hook is the app's code: a database write, an HTTP request. Run on the model thread it would
 hold back the Realtime events behind it (a caller's "stop please" confirmed too late counts as
 a false barge-in, and the agent resumes); run on the audio-out or TX thread it would stall the
-caller's audio. So a session hands each mid-call hook (``on_entry``, ``on_digits``) to a
+caller's audio. So a session hands each mid-call hook (``on_transcript_entry``, ``on_keypad``) to a
 ``HookRunner`` and goes on at once. One worker thread keeps them in order; the queue is bounded,
 so a hook slower than the call's events costs dropped hook calls (counted and logged once per
 call), never the call's timing. A bridge shares one runner among its calls; a session made on
@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Callable
+import warnings
+from typing import Any, Callable
 
 MAX_PENDING = 256
 """Hook calls waiting at most (for all the calls of a bridge); beyond it they are dropped and counted."""
@@ -78,3 +79,13 @@ class HookRunner:
             return False
         thread.join(timeout)
         return not thread.is_alive()
+
+
+def legacy(hook: Callable[..., Any] | None, old: str, new: str,
+           adapt: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any] | None:
+    """An old-style hook still works, adapted to the new signature, with a DeprecationWarning."""
+    if hook is None:
+        return None
+    warnings.warn(f"{old} is deprecated: use {new} (every hook now takes the call's MediaSession first)",
+                  DeprecationWarning, stacklevel=3)
+    return adapt(hook)

@@ -27,7 +27,7 @@ from .calllog import CallLog
 from .config import BridgeConfig
 from .errors import ProtocolError
 from .echo import EchoGate
-from .hooks import HookRunner
+from .hooks import HookRunner, legacy
 from .inbound import InboundAudio
 from .interruption import BargeIn
 from .metrics import CallMetrics
@@ -72,12 +72,14 @@ class MediaSession:
         connect: realtime_client.Connector | None = None,
         *,
         clock: Clock = time.monotonic,
-        on_transcript: Callable[[str, str], None] | None = None,
-        on_end: Callable[["MediaSession"], None] | None = None,
         on_start: Callable[["MediaSession", tw.Start], BridgeConfig | None] | None = None,
-        on_dtmf: Callable[[str], None] | None = None,
+        on_transcript_entry: Callable[["MediaSession", str, str], None] | None = None,
+        on_keypad: Callable[["MediaSession", str], None] | None = None,
         on_transfer: Callable[["MediaSession", str], None] | None = None,
+        on_end: Callable[["MediaSession"], None] | None = None,
         hooks: HookRunner | None = None,
+        on_transcript: Callable[[str, str], None] | None = None,  # deprecated: on_transcript_entry
+        on_dtmf: Callable[[str], None] | None = None,  # deprecated: on_keypad
     ) -> None:
         self.config = config or BridgeConfig()
         self.stream_sid: str | None = None
@@ -87,10 +89,14 @@ class MediaSession:
         self.log = CallLog(log)
         self._connect = connect or realtime_client.connect
         self._clock = clock
-        self._transcript_hook = on_transcript
+        self._transcript_hook = on_transcript_entry or legacy(
+            on_transcript, "MediaSession(on_transcript=f(role, text))", "on_transcript_entry=f(session, role, text)",
+            lambda hook: lambda _session, role, text: hook(role, text))
         self._end_hook = on_end
         self._start_hook = on_start
-        self._dtmf_hook = on_dtmf
+        self._dtmf_hook = on_keypad or legacy(on_dtmf, "MediaSession(on_dtmf=f(digits))",
+                                              "on_keypad=f(session, digits)",
+                                              lambda hook: lambda _session, digits: hook(digits))
         self._transfer_hook = on_transfer
         # Mid-call hooks run on a hook worker, never on this call's threads (voicebridge.hooks)
         self._hooks = hooks or HookRunner(f"vb-hooks:{id(self):x}")
@@ -286,12 +292,12 @@ class MediaSession:
     def _entry(self, entry: Entry) -> None:
         hook = self._transcript_hook
         if hook is not None:
-            self._submit(lambda: hook(entry.role, entry.text), "on_transcript hook")
+            self._submit(lambda: hook(self, entry.role, entry.text), "on_transcript_entry hook")
 
     def _dtmf(self, digits: str) -> None:
         hook = self._dtmf_hook
         if hook is not None:
-            self._submit(lambda: hook(digits), "on_dtmf hook")
+            self._submit(lambda: hook(self, digits), "on_keypad hook")
 
     def _submit(self, call: Callable[[], Any], what: str) -> None:
         """Hand a hook call to the hook worker; a full queue drops it (counted), the call goes on."""
