@@ -306,20 +306,7 @@ def test_openai_errors_are_counted_by_code() -> None:
 
 def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
     lines: list[tuple[Any, str, str]] = []
-
-    def connector(config: BridgeConfig) -> FakeRealtime:
-        fake = FakeRealtime()
-
-        def on_event(event: dict[str, Any]) -> None:
-            if event["type"] == "response.create":
-                fake.push(rt_response_created("r", "greeting"))
-                fake.push({"type": "response.output_audio_transcript.done", "response_id": "r", "item_id": "i",
-                           "output_index": 0, "content_index": 0, "transcript": "Hello there"})
-                fake.push(rt_response_done("r"))
-        fake.on_client_event = on_event
-        return fake
-
-    app, _ = make_app(connect=connector, on_transcript=lambda *a: lines.append(a))
+    app, _ = make_app(connect=greeting_connector, on_transcript=lambda *a: lines.append(a))  # the old name
     with running(app) as server:
         peer = TwilioPeer(server.ws_url, sid="7")
         peer.start()
