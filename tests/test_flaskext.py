@@ -691,3 +691,26 @@ def test_a_failing_token_store_refuses_the_stream_rather_than_admit_it_unchecked
     assert messages == [] and dials == []
     values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
     assert values[("voicebridge_calls_refused_total", (("stage", "token"),))] == 1
+
+
+def test_an_apps_own_healthz_on_the_bridges_path_is_named_not_silent(caplog: pytest.LogCaptureFixture) -> None:
+    """Only one of two routes on a path is served: the drain's 503 could silently never reach the
+    load balancer. Said once, whether the app's route came before the mount or after it."""
+    before = Flask("before")
+    before.add_url_rule("/healthz", "my_health", lambda: "fine")
+    VoiceBridge(before, CFG)
+    assert "own route(s) /healthz (my_health) are on the bridge's path" in caplog.text
+    caplog.clear()
+    after = Flask("after")
+    VoiceBridge(after, CFG)
+    after.add_url_rule("/healthz", "late_health", lambda: "fine")
+    assert "own route" not in caplog.text
+    after.test_client().get("/voice")
+    after.test_client().get("/voice")
+    assert caplog.text.count("own route(s) /healthz (late_health)") == 1
+    caplog.clear()
+    prefixed = Flask("prefixed")
+    prefixed.add_url_rule("/healthz", "my_health", lambda: "fine")
+    VoiceBridge(prefixed, CFG, url_prefix="/phone")  # the fix the warning names: no clash, no warning
+    assert "own route" not in caplog.text
+    assert prefixed.test_client().get("/phone/healthz").get_json()["status"] == "ok"

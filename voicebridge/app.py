@@ -232,7 +232,8 @@ def bridge_config(settings: Settings, realtime_url: str | None) -> BridgeConfig:
                         azure_endpoint=settings.azure_endpoint if azure else None,
                         azure_deployment=settings.azure_deployment if azure else None,
                         api_version=settings.api_version if azure else None,
-                        instructions=settings.instructions, voice=settings.voice, greeting=settings.greeting,
+                        instructions=settings.instructions, voice=settings.voice,
+                        greeting_instructions=settings.greeting,
                         tools=(order_status,) if settings.demo_tool else (), end_call=settings.end_call,
                         transfer_targets={"support": settings.transfer_to} if settings.transfer_to else {},
                         **settings.session_options)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from urllib.parse import quote, urlsplit
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -60,11 +61,29 @@ def check_realtime_url(url: str) -> None:
                          f"(e.g. wss://api.openai.com/v1/realtime?model=gpt-realtime), not {url[:200]!r}")
 
 
+class _Renamed:
+    """The default of a renamed field: told apart from any value a caller passes (None included)."""
+
+    def __repr__(self) -> str:
+        return "<renamed>"
+
+
+RENAMED = _Renamed()
+
+
 @dataclass(frozen=True)
 class BridgeConfig:
     """Everything a MediaSession needs to know; build one per call (``replace`` is cheap).
 
-    Timing fields are in milliseconds. ``api_key`` is never logged (excluded from repr).
+    Every duration names its unit: ``*_ms`` milliseconds, ``*_s`` seconds (``*_frames``: 20 ms
+    frames, ``*_db`` / ``*_dbfs``: decibels). ``api_key`` is never logged (excluded from repr).
+
+    ``openai_url`` is the Realtime WebSocket to dial, whole: a full ``ws://`` or ``wss://`` URL
+    with its query (``wss://api.openai.com/v1/realtime?model=gpt-realtime``; an Azure
+    deployment's URL; the embedded local server's ``ws://127.0.0.1:PORT/v1/realtime?model=...``).
+    Unset, it is derived from ``model`` (OpenAI) or from ``azure_*``; set, it wins over both.
+    The credentials still come from ``api_key`` / ``token_provider`` (an Azure host gets the
+    ``api-key`` header). An ``https://`` URL is refused here, naming the ``wss://`` to use.
     """
 
     # The Realtime connection: OpenAI (default), a full URL, or Azure OpenAI
@@ -88,7 +107,10 @@ class BridgeConfig:
     instructions: str = DEFAULT_INSTRUCTIONS
     voice: str = "marin"  # one of VOICES, or a custom voice id "voice_..."
     speed: float = 1.0  # 0.25-1.5
-    greeting: str | None = DEFAULT_GREETING  # instructions for the first response; None = caller speaks first
+    # The first response's *instructions* (what the agent is told to do, not words it reads out);
+    # None = the caller speaks first. ``greeting=`` is the old name (DeprecationWarning).
+    greeting_instructions: str | None = DEFAULT_GREETING
+    greeting: "str | None | _Renamed" = field(default=RENAMED, repr=False, compare=False)  # deprecated
     greeting_interruptible: bool = False
     max_output_tokens: int | None = None  # per response; None = the service's "inf"
     turn_detection: str | None = "server_vad"  # server_vad | semantic_vad | None (no VAD: not for phone calls)
@@ -171,6 +193,11 @@ class BridgeConfig:
     join_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.greeting, _Renamed):  # the old name, given explicitly
+            warnings.warn("BridgeConfig(greeting=...) is deprecated: it is the first response's instructions; "
+                          "use greeting_instructions=", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "greeting_instructions", self.greeting)
+            object.__setattr__(self, "greeting", RENAMED)
         self._check_session()
         self._check_connection()
         names = [t.name for t in self.tools]

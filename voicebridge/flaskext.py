@@ -281,6 +281,7 @@ class VoiceBridge:
         self._next_drain_check = 0.0
         self.local_server: Any = None  # set by voicebridge.app when it runs the embedded backend
         self._sessions: set[MediaSession] = set()
+        self._warned_routes: set[str] = set()
         self._lock = threading.Lock()
         self.blueprint = self._blueprint()
         if app is not None:
@@ -293,6 +294,14 @@ class VoiceBridge:
         options.setdefault("max_message_size", MAX_MESSAGE_BYTES)  # the app's own choice wins
         app.register_blueprint(self.blueprint, url_prefix=self.url_prefix or None)
         app.extensions[BLUEPRINT_NAME] = self
+        self._warn_shadowed(app)
+        routes_seen: list[bool] = []
+
+        @app.before_request
+        def _routes_added_later() -> None:  # the app's own routes are often added after the mount
+            if not routes_seen:
+                routes_seen.append(True)
+                self._warn_shadowed(app)
         if not self.signatures.enabled:
             log.warning("!!! voicebridge: no Twilio auth token -- X-Twilio-Signature is NOT checked; anyone "
                         "who finds this URL can place calls on your OpenAI bill. Local use only; set "
@@ -300,6 +309,20 @@ class VoiceBridge:
         log.info("voicebridge mounted at %s/voice and %s/media (max calls: %s%s, public url: %s)",
                  self.url_prefix, self.url_prefix, self.slots.limit or "unlimited",
                  f", shared through {self.state_dir}" if self.state_dir else "", self.public_url or "from request")
+
+    def _warn_shadowed(self, app: Flask) -> None:
+        """The app's own route on one of the bridge's paths (its own ``/healthz``, say): only one
+        of them is served, and the drain's 503 may never reach the load balancer. Say so once."""
+        prefix = f"{self.blueprint.name}."
+        rules = list(app.url_map.iter_rules())
+        ours = {rule.rule for rule in rules if rule.endpoint.startswith(prefix)}
+        clashes = sorted({f"{rule.rule} ({rule.endpoint})" for rule in rules
+                          if rule.rule in ours and not rule.endpoint.startswith(prefix)} - self._warned_routes)
+        if clashes:
+            self._warned_routes.update(clashes)
+            log.warning("the app's own route(s) %s are on the bridge's path(s): only one of each pair is served, "
+                        "so e.g. the bridge's /healthz (503 while draining) may never reach the load balancer. "
+                        "Mount the bridge with url_prefix= or rename yours.", ", ".join(clashes))
 
     def _blueprint(self) -> Blueprint:
         bp = Blueprint(BLUEPRINT_NAME, __name__)
