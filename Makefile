@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-0.1
 
-.PHONY: demo test bench verify clean
+.PHONY: demo test test-timing bench verify clean
 
 $(STAMP): setup.cfg setup.py
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -17,10 +17,14 @@ $(STAMP): setup.cfg setup.py
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/voicebridge demo
+	LOCAL_BACKEND=1 $(BIN)/voicebridge demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Wall-clock checks (pacing stalls, latencies): figures that depend on the machine's load.
+test-timing: $(STAMP)
+	$(BIN)/python -m pytest -m timing
 
 verify: $(STAMP)
 	$(BIN)/voicebridge verify --seconds 20

@@ -544,7 +544,8 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
     instances = max(1, args.instances)
     rt_port, app_ports = _free_port(), [_free_port() for _ in range(instances)]
     env = dict(os.environ, OPENAI_REALTIME_URL=f"ws://127.0.0.1:{rt_port}/v1/realtime", OPENAI_API_KEY="",
-               LOG_LEVEL=args.log_level, PYTHONUNBUFFERED="1")
+               LOG_LEVEL=args.log_level, PYTHONUNBUFFERED="1",
+               STARTUP_CHECK="0")  # the local server may still be starting when the workers boot
     env.pop("MAX_CALLS", None)
     py = sys.executable
     logdir = args.logdir

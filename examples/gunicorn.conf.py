@@ -45,6 +45,14 @@ SHARED_DIRS = (("PROMETHEUS_MULTIPROC_DIR", "voicebridge-metrics-"), ("VOICEBRID
 WORKER_CLASSES = ("gthread", "gevent")
 
 
+class SettingError(SystemExit):
+    """A bad setting: one line naming the variable. A SystemExit, because gunicorn prints any
+    other exception from its config file as a traceback."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"error: {message}")
+
+
 def _int_env(name: str, default: int, minimum: int = 1) -> int:
     """An integer setting. Not ``voicebridge.app``'s parser: importing the library here, in the
     master, would import prometheus_client before the multiprocess directory exists, and every
@@ -55,9 +63,9 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise RuntimeError(f"{name} must be an integer, got {text!r}") from None
+        raise SettingError(f"{name} must be an integer, got {text!r}") from None
     if value < minimum:
-        raise RuntimeError(f"{name} must be >= {minimum}, got {value}")
+        raise SettingError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
@@ -80,7 +88,7 @@ def _threads(max_calls: int | None, workers: int) -> int:
 workers = _int_env("WEB_CONCURRENCY", _cores())
 worker_class = os.environ.get("WORKER_CLASS", "gthread").strip() or "gthread"
 if worker_class not in WORKER_CLASSES:
-    raise RuntimeError(f"WORKER_CLASS must be one of {WORKER_CLASSES}, got {worker_class!r}: a call holds its "
+    raise SettingError(f"WORKER_CLASS must be one of {WORKER_CLASSES}, got {worker_class!r}: a call holds its "
                        "request for its whole length, which the sync worker cannot do")
 if worker_class == "gthread":
     threads = _int_env("THREADS", _threads(_int_env("MAX_CALLS", 0, minimum=0) or None, workers))

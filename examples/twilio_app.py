@@ -13,7 +13,12 @@ Production, every core (see docs/deploy.md and examples/gunicorn.conf.py)::
 
     HOST=0.0.0.0 MAX_CALLS=50 gunicorn -c examples/gunicorn.conf.py 'examples.twilio_app:create_app()'
 
-Nothing runs at import time: the app (and, without an OpenAI key, the embedded local
+The backend: ``OPENAI_API_KEY``, ``OPENAI_REALTIME_URL`` or the ``AZURE_OPENAI_*`` settings;
+with none of them the app refuses to start (``LOCAL_BACKEND=1`` asks for the embedded scripted
+demo agent instead, for development). A bad setting, or an endpoint that refuses the key at the
+startup check (``STARTUP_CHECK=0`` skips it), stops the app with one line naming what to fix.
+
+Nothing runs at import time: the app (and, with ``LOCAL_BACKEND=1``, the embedded local
 Realtime server) is built only when ``create_app()`` is called.
 """
 from __future__ import annotations
@@ -32,16 +37,37 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from voicebridge import app as example  # noqa: E402
 
 
+BOOT_ERROR = 3
+"""gunicorn's WORKER_BOOT_ERROR: the master stops instead of restarting the worker forever."""
+
+
 def create_app(settings: "example.Settings | None" = None) -> Flask:
-    """The app factory gunicorn calls (once in each worker): settings from the environment."""
+    """The app factory gunicorn calls (once in each worker): settings from the environment.
+
+    A bad setting is logged as one line and ends the worker with gunicorn's boot-error code, so
+    the master stops ("Worker failed to boot") instead of serving without a backend.
+    """
+    _logging()
+    try:
+        return example.create_app(settings or example.Settings.from_env())
+    except example.ConfigError as exc:
+        logging.getLogger("voicebridge.app").error("cannot start: %s", exc)
+        raise SystemExit(BOOT_ERROR) from None
+
+
+def _logging() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),  # [pid]: which worker said it
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    return example.create_app(settings or example.Settings.from_env())
 
 
 def main() -> int:
-    settings = example.Settings.from_env()
-    app = create_app(settings)
+    _logging()
+    try:
+        settings = example.Settings.from_env()
+        app = example.create_app(settings)
+    except example.ConfigError as exc:  # one line naming the variable, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     handle = example.serve(app, settings.host, settings.port)
     print(f"voicebridge example on {handle.url}: Twilio voice webhook POST {handle.url}/voice, "
           f"media stream {handle.ws_url}; Ctrl-C to stop", flush=True)

@@ -23,17 +23,17 @@ import websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from voicebridge import testing
-from voicebridge.app import Settings, create_app, serve
+from voicebridge.app import ConfigError, Settings, create_app, serve
 from voicebridge.config import DEFAULT_GREETING, DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_settings_defaults_and_parsing() -> None:
-    s = Settings.from_env({})
+    s = Settings.from_env({"LOCAL_BACKEND": "1"})
     assert (s.host, s.port, s.max_calls, s.openai_api_key, s.openai_model) == ("127.0.0.1", 5050, None, None,
                                                                                 DEFAULT_MODEL)
-    assert s.greeting == DEFAULT_GREETING and s.uses_local_backend
+    assert s.greeting == DEFAULT_GREETING and s.uses_local_backend and s.startup_check
     s = Settings.from_env({"HOST": "0.0.0.0", "PORT": "8080", "MAX_CALLS": "12", "GREETING": "",
                            "VOICE": "cedar", "OPENAI_MODEL": "gpt-realtime-mini", "PUBLIC_URL": "https://x.io",
                            "OPENAI_API_KEY": "sk-secret", "TWILIO_AUTH_TOKEN": "tok-secret"})
@@ -44,7 +44,7 @@ def test_settings_defaults_and_parsing() -> None:
 
 def test_state_dir_and_drain_file_from_the_environment(tmp_path: Path) -> None:
     env = {"VOICEBRIDGE_STATE_DIR": str(tmp_path / "state"), "VOICEBRIDGE_DRAIN_FILE": str(tmp_path / "drain"),
-           "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt", "MAX_CALLS": "3"}
+           "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt", "MAX_CALLS": "3", "STARTUP_CHECK": "0"}
     bridge = create_app(Settings.from_env(env)).extensions["voicebridge"]
     assert bridge.state_dir == env["VOICEBRIDGE_STATE_DIR"] and bridge.drain_file == env["VOICEBRIDGE_DRAIN_FILE"]
     assert bridge.slots.shared and (tmp_path / "state" / "slots").is_dir() and not bridge.draining
@@ -61,7 +61,7 @@ def test_settings_reject_bad_numbers(env: dict[str, str]) -> None:
 
 def test_without_key_the_embedded_backend_runs_a_call(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    app = create_app(Settings(local_mode="tone", local_speed=0))
+    app = create_app(Settings(local_backend=True, local_mode="tone", local_speed=0))
     bridge = app.extensions["voicebridge"]
     local = bridge.local_server
     assert local is not None and bridge.config.realtime_url == local.url
@@ -107,7 +107,7 @@ def test_key_selects_openai_and_url_always_overrides(caplog: pytest.LogCaptureFi
 def test_azure_settings_from_the_openai_package_variables(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     env = {"AZURE_OPENAI_ENDPOINT": "https://contoso.openai.azure.com", "AZURE_OPENAI_API_KEY": "az-very-secret",
-           "AZURE_OPENAI_DEPLOYMENT": "rt-prod"}
+           "AZURE_OPENAI_DEPLOYMENT": "rt-prod", "STARTUP_CHECK": "0"}
     settings = Settings.from_env(env)
     assert not settings.uses_local_backend and "az-very-secret" not in repr(settings)
     config = create_app(settings).extensions["voicebridge"].config
@@ -122,17 +122,18 @@ def test_azure_settings_from_the_openai_package_variables(caplog: pytest.LogCapt
 def test_session_options_from_the_environment() -> None:
     s = Settings.from_env({"TURN_DETECTION": "semantic_vad", "VAD_EAGERNESS": "low", "NOISE_REDUCTION": "near_field",
                            "TRANSCRIPTION_LANGUAGE": "es", "SPEED": "1.1", "MAX_OUTPUT_TOKENS": "inf",
-                           "TOOL_CHOICE": "required", "APPEND_MS": "40"})
-    config = create_app(dataclasses.replace(s, openai_realtime_url="ws://127.0.0.1:9/rt")).extensions["voicebridge"].config
+                           "TOOL_CHOICE": "required", "APPEND_MS": "40", "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt"})
+    config = create_app(dataclasses.replace(s, startup_check=False)).extensions["voicebridge"].config
     assert (config.turn_detection, config.vad_eagerness, config.noise_reduction, config.transcription_language,
             config.speed, config.max_output_tokens, config.tool_choice) == ("semantic_vad", "low", "near_field", "es",
                                                                             1.1, None, "required")
     assert config.append_ms == 40
-    assert Settings.from_env({"TURN_DETECTION": "none"}).session_options == {"turn_detection": None}
+    assert Settings.from_env({"TURN_DETECTION": "none", "LOCAL_BACKEND": "1"}).session_options == {"turn_detection": None}
 
 
 def test_a_leftover_websocket_setting_is_named_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    settings = Settings.from_env({"WEBSOCKET": "direct", "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt"})
+    settings = Settings.from_env({"WEBSOCKET": "direct", "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt",
+                                  "STARTUP_CHECK": "0"})
     assert "WEBSOCKET=direct is ignored: /media is served by flask-sock" in caplog.text
     assert "/media" in {rule.rule for rule in create_app(settings).url_map.iter_rules()}
 
@@ -162,6 +163,7 @@ def test_example_module_builds_nothing_at_import(monkeypatch: pytest.MonkeyPatch
     monkeypatch.syspath_prepend(str(ROOT))
     monkeypatch.setenv("OPENAI_REALTIME_URL", "ws://127.0.0.1:9/rt")
     monkeypatch.setenv("MAX_CALLS", "4")
+    monkeypatch.setenv("STARTUP_CHECK", "0")
     sys.modules.pop("examples.twilio_app", None)
     module = importlib.import_module("examples.twilio_app")
     assert not hasattr(module, "app")
@@ -179,6 +181,7 @@ def test_documented_gunicorn_command_serves_a_call_cleanly(tmp_path: Path) -> No
         port = probe.getsockname()[1]
     root = Path(__file__).resolve().parent.parent
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TWILIO_"))}
+    env["LOCAL_BACKEND"] = "1"
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "8",
@@ -224,7 +227,7 @@ def test_documented_gunicorn_command_serves_a_call_cleanly(tmp_path: Path) -> No
 def test_development_server_bounds_idle_and_slow_clients_but_not_calls() -> None:
     """An idle connection or a half-sent request is closed after the read timeout; a media
     stream, once accepted, is not (it lasts as long as the call)."""
-    app = create_app(Settings(local_mode="tone", local_speed=0))
+    app = create_app(Settings(local_backend=True, local_mode="tone", local_speed=0))
     handle = serve(app, "127.0.0.1", 0, read_timeout_s=0.5)
     try:
         idle = socket.create_connection(("127.0.0.1", handle.port), timeout=5)
@@ -275,7 +278,7 @@ class Gunicorn:
                  if not k.startswith(("OPENAI_", "TWILIO_", "VOICEBRIDGE_", "PROMETHEUS_"))
                  and k not in ("WEB_CONCURRENCY", "WORKER_CLASS", "MAX_CALLS", "THREADS", "GRACEFUL_TIMEOUT")}
         clean.update(HOST="127.0.0.1", PORT=str(self.port), WEB_CONCURRENCY="2", WORKER_CLASS=worker_class,
-                     GRACEFUL_TIMEOUT="30", **env)
+                     GRACEFUL_TIMEOUT="30", LOCAL_BACKEND="1", **env)
         import gunicorn
 
         if tuple(int(p) for p in gunicorn.__version__.split(".")[:2]) >= (25, 1):
@@ -407,7 +410,7 @@ def test_gunicorn_conf_reads_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     gevent = load(WORKER_CLASS="gevent")
     assert gevent["worker_class"] == "gevent" and "threads" not in gevent
     for bad in ({"WORKER_CLASS": "sync"}, {"WEB_CONCURRENCY": "many"}, {"PORT": "-1"}):
-        with pytest.raises(RuntimeError, match=next(iter(bad))):
+        with pytest.raises(SystemExit, match=f"^error: {next(iter(bad))}"):  # one line, no traceback
             load(**bad)
 
 
@@ -500,3 +503,79 @@ def test_gunicorn_sigterm_drains_every_worker_and_never_cuts_the_live_call(tmp_p
     text = server.log()
     assert len(server.lines("call end: twilio stop")) == 1 and "server shutdown" not in text
     assert "Traceback" not in text, text[-3000:]
+
+
+# ---------------------------------------------------------------------------- issue 23: no silent demo agent, errors at startup
+def test_without_a_backend_the_app_refuses_to_start_and_says_what_to_set() -> None:
+    """No key, no URL, no Azure: not the scripted demo agent answering real callers, but an error."""
+    for build in (lambda: Settings.from_env({}), lambda: create_app(Settings())):
+        with pytest.raises(ConfigError, match="set OPENAI_API_KEY .*OPENAI_REALTIME_URL.*AZURE_OPENAI_ENDPOINT"
+                                              ".*LOCAL_BACKEND=1"):
+            build()
+    assert Settings.from_env({"LOCAL_BACKEND": "1"}).uses_local_backend
+    assert not Settings.from_env({"OPENAI_API_KEY": "sk-x"}).uses_local_backend  # a key never means the demo
+    with pytest.raises(ConfigError, match="LOCAL_BACKEND=1 runs the embedded server"):
+        Settings.from_env({"LOCAL_BACKEND": "1", "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt"})
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"OPENAI_REALTIME_URL": "https://api.openai.com/v1/realtime"}, "not https://: use .wss://api.openai.com/v1/realtime. \\(from OPENAI_REALTIME_URL\\)"),
+    ({"OPENAI_API_KEY": "sk-x", "VOICE": "robot"}, "voice must be one of .*from VOICE"),
+    ({"OPENAI_API_KEY": "sk-x", "TRANSFER_TO": "support desk"}, "from TRANSFER_TO"),
+    ({"AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com", "AZURE_OPENAI_DEPLOYMENT": "d"}, "AZURE_OPENAI_API_KEY"),
+])
+def test_bad_settings_are_one_config_error_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        Settings.from_env(env)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_example_prints_one_line_for_a_bad_setting_and_starts_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    module = importlib.import_module("examples.twilio_app")
+    started: list[object] = []
+    monkeypatch.setattr("voicebridge.local.server.LocalRealtimeServer.start", lambda self: started.append(self))
+    cases = [({"LOCAL_BACKEND": "1", "MAX_CALLS": "many"}, "MAX_CALLS"), ({"LOCAL_BACKEND": "1", "SPEED": "9"}, "SPEED"),
+             ({}, "OPENAI_API_KEY")]
+    for env, named in cases:
+        for name in ("OPENAI_API_KEY", "OPENAI_REALTIME_URL", "AZURE_OPENAI_ENDPOINT", "LOCAL_BACKEND", "MAX_CALLS",
+                     "SPEED"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert module.main() == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+        assert named in err
+    assert started == []  # validated before the embedded server would start
+
+
+def test_gunicorn_without_a_backend_stops_with_one_line(tmp_path: Path) -> None:
+    """The production command with no backend configured: the worker says what to set, gunicorn stops."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "TWILIO_", "AZURE_", "LOCAL_BACKEND", "VOICEBRIDGE_", "PROMETHEUS_"))}
+    env.update(WEB_CONCURRENCY="1", PORT="0")
+    proc = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "examples/gunicorn.conf.py",
+                           "examples.twilio_app:create_app()"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0
+    assert "cannot start: no Realtime backend configured: set OPENAI_API_KEY" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_startup_check_fails_fast_with_the_servers_message() -> None:
+    from voicebridge.local.server import LocalRealtimeServer
+
+    with LocalRealtimeServer(mode="tone", api_key="sk-right") as local:
+        wrong = Settings(openai_api_key="sk-wrong", openai_realtime_url=local.url, startup_check=True)
+        with pytest.raises(ConfigError, match=r"refused the session \(HTTP 401: Incorrect API key provided.\); "
+                                              "check OPENAI_API_KEY"):
+            create_app(wrong)
+        missing = dataclasses.replace(wrong, openai_api_key="sk-right",
+                                      openai_realtime_url=local.url.replace("/v1/realtime", "/v1/nowhere"))
+        with pytest.raises(ConfigError, match="HTTP 404"):
+            create_app(missing)
+        app = create_app(dataclasses.replace(wrong, openai_api_key="sk-right"))  # accepted: the app starts
+        assert app.extensions["voicebridge"].config.api_key == "sk-right"
+        assert local.stats()["rejected_auth"] == 1

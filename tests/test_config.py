@@ -134,3 +134,41 @@ def test_azure_calls_dial_the_local_server_in_each_shape(bridge_call, shape, cre
     assert dials == {f"{path} {'bearer' if credential == 'token' else 'api-key'}": 2}
     assert m["close_reason"] == "twilio stop" and m["accounting_ok"]
     assert len(tokens) == (2 if credential == "token" else 0)
+
+
+def test_greeting_is_named_for_what_it_takes_the_old_name_still_works():
+    import warnings as w
+
+    with w.catch_warnings():
+        w.simplefilter("error")
+        new = BridgeConfig(greeting_instructions="Greet the caller in Spanish.")  # no warning
+    with pytest.warns(DeprecationWarning, match="greeting_instructions="):
+        old = BridgeConfig(greeting="Greet the caller in Spanish.")
+    assert old == new and old.greeting_instructions == "Greet the caller in Spanish."
+    with pytest.warns(DeprecationWarning):
+        assert BridgeConfig(greeting=None).greeting_instructions is None  # None: the caller speaks first
+    assert old.replace(voice="cedar").greeting_instructions == "Greet the caller in Spanish."  # no second warning
+
+
+def test_every_duration_names_its_unit():
+    """The class docstring's promise: a number that is a time says ms or s in its name."""
+    import dataclasses
+
+    unitless = {"speed", "vad_threshold", "max_output_tokens", "replay_items", "reconnect_attempts", "tool_workers"}
+    units = ("_ms", "_s", "_frames", "_db", "_dbfs")
+    numbers = [f.name for f in dataclasses.fields(BridgeConfig)
+               if any(t in str(f.type) for t in ("int", "float")) and f.name not in unitless]
+    assert numbers and [name for name in numbers if not name.endswith(units)] == []
+    assert "``*_ms`` milliseconds, ``*_s`` seconds" in BridgeConfig.__doc__  # not "timing fields are in milliseconds"
+
+
+@pytest.mark.parametrize("url, message", [
+    ("https://api.openai.com/v1/realtime?model=gpt-realtime", "not https://: use 'wss://api.openai.com/v1/realtime"),
+    ("http://127.0.0.1:8765/v1/realtime", "not http://: use 'ws://127.0.0.1:8765/v1/realtime'"),
+    ("api.openai.com/v1/realtime", "full ws:// or wss:// URL with a host"),
+    ("wss:///v1/realtime", "with a host"),
+])
+def test_openai_url_must_be_a_websocket_url(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BridgeConfig(openai_url=url)
+    assert BridgeConfig(openai_url="wss://x.openai.azure.com/openai/v1/realtime?model=d").is_azure

@@ -1,10 +1,13 @@
 """A whole simulated call: caller simulator -> example app (real server) -> MediaSession -> local server."""
 import wave
 
+import pytest
+
 from voicebridge.app import Settings, simulated_call
 from voicebridge.local.agent import ASK_ORDER
 from voicebridge.local.server import LocalRealtimeServer
 from voicebridge.sim.acoustics import Acoustics, Speakerphone
+from voicebridge.testing import wait_until
 
 SCRIPT = "wait_agent:5000,wait_quiet:400,say:What can you tell me?,wait_agent:6000,interrupt:300:Stop please,wait_quiet:600,hangup"
 
@@ -67,3 +70,68 @@ def test_a_speakerphone_caller_hears_the_whole_answer_despite_its_echo():
     assert stats["server_events"]["input_audio_buffer.speech_started"] == 1  # the caller's phrase only
     assert bridge["echo_frames"] > 100 and bridge["echo_frames_suppressed"] == bridge["echo_frames"]
     assert bridge["accounting_ok"] and not report.problems()
+
+
+@pytest.mark.timing
+def test_full_call_is_paced_without_stalls():
+    """The call of the first test, judged by the wall clock: no stall > 40 ms while the agent
+    talked, no frame ahead of real time (the timing lane: a loaded machine stalls the caller too)."""
+    with LocalRealtimeServer(mode="tone", speed=8.0, tone_seconds=1.2) as local:
+        report, bridge = simulated_call(local.url, SCRIPT, max_seconds=30)
+    assert bridge is not None and bridge["accounting_ok"]
+    assert report.timing_problems() == [], report.timing_problems()
+
+
+def test_a_wrong_key_is_an_apology_the_caller_hears_at_once_and_a_problem():
+    """The example app with a key the endpoint refuses (no startup check, as in tests): one dial,
+    no retries, the apology; the simulator calls it a problem."""
+    with LocalRealtimeServer(mode="tone", speed=8.0, api_key="sk-right") as local:
+        report, bridge = simulated_call(local.url, "wait_agent:4000,silence:400,hangup",
+                                        Settings(openai_api_key="sk-wrong", greeting=None), max_seconds=15)
+        stats = local.stats()
+    assert stats["rejected_auth"] == 1
+    assert bridge["openai_errors"] == {"auth_failed": 1}  # (the caller hung up during the apology)
+    assert report.apologies == 1 and report.time_to_first_audio_ms is not None
+    assert "the caller heard the bridge's apology (the model was unavailable)" in report.problems()
+
+
+def test_your_own_tools_offline_end_to_end():
+    """docs/tools.md, "Test your own tools offline": an app's own tool (not order_status), asked
+    for by the simulated caller's ``tool:`` step, runs for real through the bridge against the
+    local server, with its arguments built from its schema and the caller's digits."""
+    from typing import Annotated
+
+    from flask import Flask
+
+    from voicebridge import BridgeConfig, VoiceBridge, tool
+    from voicebridge.app import serve
+    from voicebridge.sim import SimulatedCaller
+
+    looked_up: list[int] = []
+
+    @tool
+    def lookup_order(order_number: Annotated[int, "the order number"]) -> dict:
+        """Find an order."""
+        looked_up.append(order_number)
+        return {"order": order_number, "state": "packed"}
+
+    ended = []
+    with LocalRealtimeServer(mode="voice", speed=8.0, live_tts=False) as local:
+        app = Flask("shop")
+        VoiceBridge(app, BridgeConfig(openai_url=local.url, greeting=None, tools=(lookup_order,),
+                                      transfer_targets={"sales": "+15005550006"}),
+                    on_end=lambda session: ended.append(session.metrics))
+        server = serve(app, "127.0.0.1", 0)
+        try:
+            report = SimulatedCaller(server.ws_url, "tool:lookup_order:1234,wait_agent:8000,wait_quiet:300:8000,hangup",
+                                     max_seconds=20).run()
+            assert wait_until(lambda: ended)
+        finally:
+            server.shutdown()
+        stats = local.stats()
+    [bridge] = ended
+    assert looked_up == [1234] and bridge["tool_calls"] == 1 and bridge["tool_errors"] == 0
+    tools = [e["text"] for e in bridge["transcript"] if e["role"] == "tool"]
+    assert tools and "lookup_order" in tools[0], bridge["transcript"]
+    assert stats["client_events"]["conversation.item.create"] == 2  # the keypad entry, the tool's output
+    assert not report.problems(), report.problems()

@@ -74,23 +74,25 @@ def test_openai_handshake_timeout_is_bounded(bridge_call, lines):
     assert_apology_heard(twilio)
 
 
-def test_openai_handshake_401_wrong_key(bridge_call, lines, caplog):
+def test_openai_handshake_401_wrong_key_is_not_retried(bridge_call, lines, caplog):
+    """A wrong key is not a network failure: one dial, the server's message, the apology at once."""
     server = LocalRealtimeServer(mode="tone", speed=20.0, api_key="k").start()
     try:
-        call = real_call(bridge_call, CFG.replace(openai_url=server.url, api_key="wrong")).start()
+        call = real_call(bridge_call, CFG.replace(openai_url=server.url, api_key="wrong", reconnect_attempts=4,
+                                                  reconnect_backoff_ms=2000)).start()
         twilio = call.twilio
         m = call.finish(stop=False)
-        assert server.stats()["rejected_auth"] == 1
+        assert server.stats()["rejected_auth"] == 1  # not redialed 4 more times
     finally:
         server.stop()
-    assert m["close_reason"] == "openai unreachable" and m["openai_errors"] == {"connect_failed": 1}
-    lines = lines("cannot reach the Realtime endpoint: WebSocketBadStatusException")
-    assert lines and "401" in lines[0] and "wrong" not in " ".join(r.getMessage() for r in caplog.records)
+    assert m["close_reason"] == "openai auth failed" and m["openai_errors"] == {"auth_failed": 1}
+    lines = lines("the Realtime endpoint refused the credentials (HTTP 401: Incorrect API key provided.)")
+    assert lines and "wrong" not in " ".join(r.getMessage() for r in caplog.records)
     assert_apology_heard(twilio)
 
 
 def test_openai_handshake_403(bridge_call, lines):
-    body = b'{"error":{"code":"forbidden"}}'
+    body = b'{"error":{"code":"forbidden","message":"' + b"Your organization is not allowed to use this model. " * 6 + b'"}}'
     forbidden = RawServer(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: "
                           + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
     try:
@@ -99,9 +101,9 @@ def test_openai_handshake_403(bridge_call, lines):
         m = call.finish(stop=False)
     finally:
         forbidden.stop()
-    assert m["close_reason"] == "openai unreachable" and m["openai_errors"] == {"connect_failed": 1}
-    lines = lines("cannot reach the Realtime endpoint: WebSocketBadStatusException")
-    assert lines and "403" in lines[0]
+    assert m["close_reason"] == "openai auth failed" and m["openai_errors"] == {"auth_failed": 1}
+    lines = lines("refused the credentials (HTTP 403: Your organization")
+    assert lines and lines[0].count("not allowed to use this model") == 6  # whole, not cut at 200 characters
     assert_apology_heard(twilio)
 
 

@@ -23,7 +23,8 @@ from twilio.request_validator import RequestValidator
 
 from voicebridge import BridgeConfig, VoiceBridge
 from voicebridge.prometheus import BridgeMetrics
-from voicebridge.testing import FakeRealtime, rt_function_call, rt_response_created, rt_response_done, wait_until
+from voicebridge.testing import (FakeRealtime, FakeTwilio, rt_function_call, rt_response_created, rt_response_done,
+                                 wait_until)
 
 from peers import TwilioPeer, running
 
@@ -305,20 +306,7 @@ def test_openai_errors_are_counted_by_code() -> None:
 
 def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
     lines: list[tuple[Any, str, str]] = []
-
-    def connector(config: BridgeConfig) -> FakeRealtime:
-        fake = FakeRealtime()
-
-        def on_event(event: dict[str, Any]) -> None:
-            if event["type"] == "response.create":
-                fake.push(rt_response_created("r", "greeting"))
-                fake.push({"type": "response.output_audio_transcript.done", "response_id": "r", "item_id": "i",
-                           "output_index": 0, "content_index": 0, "transcript": "Hello there"})
-                fake.push(rt_response_done("r"))
-        fake.on_client_event = on_event
-        return fake
-
-    app, _ = make_app(connect=connector, on_transcript=lambda *a: lines.append(a))
+    app, _ = make_app(connect=greeting_connector, on_transcript=lambda *a: lines.append(a))  # the old name
     with running(app) as server:
         peer = TwilioPeer(server.ws_url, sid="7")
         peer.start()
@@ -327,6 +315,51 @@ def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
         peer.read_until_closed()
         peer.close()
     assert lines[0] == (peer.call_sid, "agent", "Hello there")
+
+
+def greeting_connector(config: BridgeConfig) -> FakeRealtime:
+    """A Realtime fake whose greeting says "Hello there"."""
+    fake = FakeRealtime()
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["type"] == "response.create":
+            fake.push(rt_response_created("r", "greeting"))
+            fake.push({"type": "response.output_audio_transcript.done", "response_id": "r", "item_id": "i",
+                       "output_index": 0, "content_index": 0, "transcript": "Hello there"})
+            fake.push(rt_response_done("r"))
+    fake.on_client_event = on_event
+    return fake
+
+
+def test_one_hook_family_for_the_bridge_and_the_session_old_names_warn() -> None:
+    """VoiceBridge takes MediaSession's hooks, same names and signatures (the session first);
+    the old names still work, each with a DeprecationWarning."""
+    got: list[tuple[str, Any]] = []
+    app, _ = make_app(connect=greeting_connector,
+                      on_transcript_entry=lambda session, role, text: got.append(("entry", (session.call_sid, role,
+                                                                                            text))),
+                      on_end=lambda session: got.append(("end", session.metrics["close_reason"])))
+    with running(app) as server:
+        peer = TwilioPeer(server.ws_url, sid="8")
+        peer.start()
+        assert wait_until(lambda: got)
+        peer.stop()
+        peer.read_until_closed()
+        peer.close()
+        assert wait_until(lambda: len(got) == 2)
+    assert got == [("entry", (peer.call_sid, "agent", "Hello there")), ("end", "twilio stop")]
+    import inspect
+
+    from voicebridge import MediaSession
+    family = ("on_transcript_entry", "on_keypad", "on_transfer", "on_end")
+    session_params, bridge_params = (inspect.signature(cls).parameters for cls in (MediaSession, VoiceBridge))
+    assert all(name in session_params and name in bridge_params for name in family)
+    for old in ("on_transcript", "on_dtmf", "on_call_end"):
+        with pytest.warns(DeprecationWarning, match=f"{old}.* is deprecated: use "):
+            VoiceBridge(Flask(old), CFG, **{old: lambda *a: None})
+    for old in ("on_transcript", "on_dtmf"):
+        with pytest.warns(DeprecationWarning, match=f"MediaSession\\({old}=.* is deprecated"):
+            MediaSession(FakeTwilio(), CFG, **{old: lambda *a: None})
 
 
 def test_cap_refuses_call_n_plus_one_and_admits_after_one_ends() -> None:
@@ -658,3 +691,26 @@ def test_a_failing_token_store_refuses_the_stream_rather_than_admit_it_unchecked
     assert messages == [] and dials == []
     values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
     assert values[("voicebridge_calls_refused_total", (("stage", "token"),))] == 1
+
+
+def test_an_apps_own_healthz_on_the_bridges_path_is_named_not_silent(caplog: pytest.LogCaptureFixture) -> None:
+    """Only one of two routes on a path is served: the drain's 503 could silently never reach the
+    load balancer. Said once, whether the app's route came before the mount or after it."""
+    before = Flask("before")
+    before.add_url_rule("/healthz", "my_health", lambda: "fine")
+    VoiceBridge(before, CFG)
+    assert "own route(s) /healthz (my_health) are on the bridge's path" in caplog.text
+    caplog.clear()
+    after = Flask("after")
+    VoiceBridge(after, CFG)
+    after.add_url_rule("/healthz", "late_health", lambda: "fine")
+    assert "own route" not in caplog.text
+    after.test_client().get("/voice")
+    after.test_client().get("/voice")
+    assert caplog.text.count("own route(s) /healthz (late_health)") == 1
+    caplog.clear()
+    prefixed = Flask("prefixed")
+    prefixed.add_url_rule("/healthz", "my_health", lambda: "fine")
+    VoiceBridge(prefixed, CFG, url_prefix="/phone")  # the fix the warning names: no clash, no warning
+    assert "own route" not in caplog.text
+    assert prefixed.test_client().get("/phone/healthz").get_json()["status"] == "ok"

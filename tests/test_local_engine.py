@@ -503,6 +503,59 @@ def test_goodbye_ends_with_end_call_and_a_person_with_a_transfer():
     assert calls_of(say(h2, "caller_goodbye")) == []
 
 
+LOOKUP = {"type": "function", "name": "lookup_order", "description": "Find an order.",
+          "parameters": {"type": "object", "properties": {"order_number": {"type": "integer"},
+                                                          "note": {"type": "string"}},
+                         "required": ["order_number"]}}
+WEATHER = {"type": "function", "name": "get_weather", "description": "The weather.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                                                           "units": {"type": "string", "enum": ["c", "f"]}},
+                          "required": ["city", "units"]}}
+SALES = {"type": "function", "name": "transfer_call", "description": "Transfer.",
+         "parameters": {"type": "object", "properties": {"destination": {"type": "string", "enum": ["billing", "sales"]}},
+                        "required": ["destination"]}}
+
+
+def typed(h: Harness, keys: str) -> list[dict]:
+    """Keypad keys as the bridge words them, then the response the bridge asks for."""
+    h.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": f"The caller entered {keys} on the phone keypad."}]}})
+    return h.send({"type": "response.create"})
+
+
+def test_the_agent_calls_your_own_tools_with_arguments_from_their_schemas():
+    """No order_status, a user's lookup_order: the order scenario and typed digits call it; any
+    offered tool is called by its name spelled on the keypad; a transfer goes to any destination."""
+    from voicebridge.dtmf import keypad_code
+
+    h = Harness(speed=0)
+    tool_session(h, tools=(LOOKUP, WEATHER, SALES, END_CALL))
+    assert only(say(h, "caller_order"), "response.output_audio_transcript.done")["transcript"] == agent_mod.ASK_ORDER[1]
+    assert calls_of(typed(h, "4711")) == [("lookup_order", {"order_number": 4711})]
+    assert calls_of(typed(h, f"*{keypad_code('get_weather')}")) == [("get_weather", {"city": "I would like to check my order.",
+                                                                                     "units": "c"})]
+    assert calls_of(typed(h, f"*{keypad_code('get_weather')}*3")) == [("get_weather", {"city": "3", "units": "c"})]
+    assert calls_of(typed(h, f"*{keypad_code('transfer_call')}*2")) == [("transfer_call", {"destination": "sales"})]
+    assert calls_of(say(h, "caller_person")) == [("transfer_call", {"destination": "billing"})]
+    assert calls_of(typed(h, f"*{keypad_code('end_call')}")) == [("end_call", {"reason": "the caller asked to end the call"})]
+    assert calls_of(typed(h, "*999")) == []  # names no offered tool
+
+
+def test_schema_arguments_fill_what_is_required_and_put_digits_where_they_fit():
+    from voicebridge.local.tooluse import arguments, named_tool, topical_tool
+
+    schema = {"type": "object", "required": ["customer", "flags", "when"],
+              "properties": {"customer": {"type": "string"}, "account_id": {"type": "string"},
+                             "flags": {"type": "array"}, "when": {"type": ["integer", "null"]},
+                             "opts": {"type": "object"}}}
+    assert arguments(schema, "42", "hello") == {"customer": "hello", "flags": [], "when": 1, "account_id": "42"}
+    assert arguments(schema) == {"customer": "test", "flags": [], "when": 1}
+    assert arguments(None) == {} and arguments({"properties": "junk", "required": ["x"]}) == {}
+    tools = {"lookup_order": {}, "end_call": {}, "transfer_call": {}}
+    assert topical_tool("order", tools) == "lookup_order" and topical_tool("order", {"end_call": {}}) is None
+    assert named_tool("The caller entered 1234 on the phone keypad.", tools) is None
+
+
 def test_instructions_and_out_of_band_responses():
     h = Harness(speed=0)
     tool_session(h)

@@ -363,3 +363,37 @@ def test_a_cough_neither_barges_in_nor_lets_the_models_vad_do_it(start):
     assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)  # a voice confirms at once
     m = end(session, call, twilio)
     assert m["barge_in_events"] == 1 and m["barge_in_local"] == 1 and m["ducks"] >= 2
+
+
+def test_a_blocking_hook_does_not_delay_barge_in_handling(bridge_call, caplog):
+    """An ``on_transcript_entry`` that blocks (a 1.5 s database write; here: until the test lets it go)
+    must not hold back the model's events: the server's speech_started during the barge-in is
+    still handled, so the quiet after "stop please" is not judged a false barge-in."""
+    caplog.set_level(logging.INFO)
+    entered, release, seen = threading.Event(), threading.Event(), []
+
+    def slow_hook(session, role, text):
+        seen.append((role, text))
+        entered.set()
+        release.wait(10)  # stands in for the 1.5 s write: released only once the test has its answer
+
+    clock = ManualClock()
+    call = bridge_call(BridgeConfig(greeting=None, join_timeout_s=3.0), clock=clock,
+                       on_transcript_entry=slow_hook).start()
+    try:
+        long_response(call.openai, call.twilio, wait_frames=2)
+        call.openai.push({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u0",
+                          "content_index": 0, "transcript": "what can you tell me"})
+        assert entered.wait(5)  # the hook is now blocked
+        call.twilio.media(LOUD, n=5)
+        assert wait_until(lambda: call.session.metrics["barge_in_events"] == 1)
+        call.openai.push(rt_speech_started())
+        assert wait_until(lambda: "server VAD: caller speech started" in caplog.text)  # handled meanwhile
+        quiet_frame_at(call, clock, 0.0)
+        quiet_frame_at(call, clock, 2.0)  # long past false_trigger_ms of quiet
+        assert call.session.metrics["false_barge_ins"] == 0
+        assert not any(t.name.startswith("vb-hooks") for t in call.session.threads)
+    finally:
+        release.set()
+    m = call.finish()
+    assert m["false_barge_ins"] == 0 and m["hooks_dropped"] == 0 and seen[0] == ("caller", "what can you tell me")

@@ -96,9 +96,7 @@ def scripted_bridge(ws, record):
             cleared = True
 
 
-def test_call_against_scripted_bridge(tmp_path):
-    wav_path = tmp_path / "call.wav"
-    events = []
+def _scripted_call(wav_path, events):
     steps = [wait_for_agent(3000), wait_for_agent_silence(200, 3000),
              interrupt(audio=babble(400), after_ms=300, timeout_ms=3000),
              wait_for_agent_silence(200, 3000), hangup()]
@@ -108,6 +106,23 @@ def test_call_against_scripted_bridge(tmp_path):
                                  max_seconds=8, on_event=lambda n, t, d: events.append((n, t, d)))
         report = caller.run()
         assert record["done"].wait(5)
+    return report, record
+
+
+@pytest.mark.timing
+def test_scripted_call_timing_as_the_caller_measures_it(tmp_path):
+    """Wall-clock figures of the call below (the timing lane: they depend on the machine's load)."""
+    report, _ = _scripted_call(tmp_path / "call.wav", [])
+    assert 60 <= report.time_to_first_audio_ms <= 400
+    [barge] = report.interruptions
+    assert barge.clear_ms is not None and barge.clear_ms < 300
+    assert abs(barge.heard_after_ms - barge.clear_ms) <= 25
+
+
+def test_call_against_scripted_bridge(tmp_path):
+    wav_path = tmp_path / "call.wav"
+    events = []
+    report, record = _scripted_call(wav_path, events)
     assert record["errors"] == []
 
     # -- what the bridge received: exactly Twilio's shapes and numbering
@@ -145,7 +160,7 @@ def test_call_against_scripted_bridge(tmp_path):
     assert report.messages_received == {"media": U1_BLOCKS + 5, "mark": 6, "clear": 1, "invalid": 1}
     assert report.invalid_messages == 1 and any("31951" in e for e in report.errors)
     assert report.utterances == 2 and report.bursts >= 2
-    assert 60 <= report.time_to_first_audio_ms <= 400
+    assert report.time_to_first_audio_ms > 0  # its bound is in the timing lane
     assert report.tone and report.tone["ok"] and report.tone["blocks"] == U1_BLOCKS + sum(U2_CHUNKS)
     assert report.tone["responses"] == [0, 1]
     assert (report.marks_received, report.marks_echoed, report.marks_cleared) == (6, 6, 4)
@@ -156,10 +171,9 @@ def test_call_against_scripted_bridge(tmp_path):
     assert report.marks[1].echoed_ms - report.marks[1].received_ms >= 150
     assert report.clears == 1 and report.cleared_ms > 500
     [barge] = report.interruptions
-    assert barge.agent_talking and barge.clear_ms is not None and barge.clear_ms < 300
+    assert barge.agent_talking and barge.clear_ms is not None
     assert barge.frames_after_onset == 0 and barge.last_media_after_ms is None
     assert barge.last_media_before_ms >= 250
-    assert abs(barge.heard_after_ms - barge.clear_ms) <= 25
     names = [e["name"] for e in report.events]
     for expected in ["call_start", "agent_audio_start", "agent_audio_stop", "mark", "mark_echo",
                      "interrupt", "caller_speech_start", "caller_speech_stop", "clear", "hangup"]:

@@ -78,7 +78,8 @@ def test_pause_while_the_caller_makes_sound_is_a_yield_not_a_stall():
     _arrive(m, paced)
     r = m.finish(1.2, PlayoutBuffer(0.0))
     assert (r.yields, r.stalls) == (1, 1)
-    assert r.problems() == ["1 stall(s) > 40 ms while the agent talked"]
+    assert r.timing_problems() == ["1 stall(s) > 40 ms while the agent talked"]
+    assert r.problems() == []  # a wall-clock figure, not a broken call
 
 
 def test_jitter_is_not_running_ahead_but_a_sender_faster_than_real_time_is():
@@ -86,9 +87,43 @@ def test_jitter_is_not_running_ahead_but_a_sender_faster_than_real_time_is():
     jittered = [0, 0, 0] + [20 * i + (4 if i % 2 else 0) for i in range(1, 50)]  # late, then on time
     _arrive(m, jittered)
     r = m.finish(1.2, PlayoutBuffer(0.0))
-    assert r.bursts > 0 and r.ahead_frames == 0 and r.problems() == []
+    assert r.bursts > 0 and r.ahead_frames == 0 and r.timing_problems() == []
     fast = _metrics()
     _arrive(fast, [15 * i for i in range(50)])  # 15 ms per 20 ms frame: drifts ahead of real time
     r = fast.finish(1.0, PlayoutBuffer(0.0))
     assert r.ahead_frames > 0 and r.ahead_max_ms > 200
-    assert any("ahead of real time" in p for p in r.problems())
+    assert any("ahead of real time" in p for p in r.timing_problems())
+
+
+def test_an_apology_and_dead_air_are_problems():
+    """A call that ended in the bridge's apology, or where a wait for the agent heard nothing,
+    did not work, however well paced its frames were."""
+    from voicebridge.sim.metrics import APOLOGY_FRAME
+    from voicebridge.tts import load_prompt
+
+    m = _metrics()
+    apology = load_prompt("apology")
+    _arrive(m, [0, 0], payload=b"\xff" * 160)
+    for i in range(0, len(apology) - 159, 160):  # the bundled apology, framed as the bridge frames it
+        m.media(0.04 + i / 8000, apology[i:i + 160])
+    m.event(5.0, "wait_timeout", {"step": "wait_agent:3000", "dead_air_ms": 3000})
+    m.event(6.0, "wait_timeout", {"step": "wait_quiet:600"})  # the agent talking on: not dead air
+    r = m.finish(7.0, PlayoutBuffer(0.0))
+    assert APOLOGY_FRAME is not None and r.apologies == 1
+    assert r.dead_air == [{"t": 5.0, "ms": 3000}]
+    assert r.problems() == ["the caller heard the bridge's apology (the model was unavailable)",
+                            "dead air: 1 wait(s) for the agent heard nothing (up to 3.0 s)"]
+    clean = _metrics()
+    _arrive(clean, [20 * i for i in range(50)], payload=b"\x10" * 160)
+    assert clean.finish(1.0, PlayoutBuffer(0.0)).problems() == []
+
+
+def test_the_demo_passes_a_working_call_whatever_its_timing_figures():
+    """``voicebridge demo`` exits 0 when the call worked; a stall is printed as a figure."""
+    from voicebridge.demo import call_worked
+
+    stalled = CallReport(url="ws://x", stream_sid="MZ", call_sid="CA", stalls=2)
+    assert stalled.timing_problems() and call_worked(stalled, {"accounting_ok": True})
+    assert not call_worked(stalled, {"accounting_ok": False}) and not call_worked(stalled, None)
+    apologised = CallReport(url="ws://x", stream_sid="MZ", call_sid="CA", apologies=1)
+    assert not call_worked(apologised, {"accounting_ok": True})

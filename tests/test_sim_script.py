@@ -121,3 +121,19 @@ def test_speech_without_espeak_falls_back_to_prompts_then_babble(monkeypatch):
     assert sounds.speech_audio(s.say("What can you tell me?")) == tts.load_prompt("caller_question")
     buzz = sounds.speech_audio(s.say("Something nobody bundled"))
     assert buzz == babble(len("Something nobody bundled") * 65)
+
+
+def test_a_wait_for_the_agent_that_hears_nothing_is_dead_air():
+    steps = [s.wait_for_agent(200), s.hangup()]
+    _, events = _run(steps, resolve(steps), lambda ms: False)
+    assert ("wait_timeout", {"step": "wait_agent:200", "dead_air_ms": 200}) in [(n, d) for _, n, d in events]
+
+
+def test_a_tool_step_spells_the_tool_on_the_keypad():
+    from voicebridge.sim.script import parse_script
+
+    assert parse_script("tool:lookup_order:1234") == [s.dtmf("*566587067337*1234#", 80)]
+    assert parse_script("tool:end_call") == [s.dtmf("*36302255#", 80)]
+    for bad in ("tool:", "tool:look up", "tool:lookup_order:12a"):
+        with pytest.raises(ValueError, match="bad script item"):
+            parse_script(bad)

@@ -2,15 +2,21 @@
 
 Public API (everything else is internal and may change):
 
-``MediaSession(twilio_ws, config=None, connect=None, *, on_transcript=None, on_end=None, on_start=None, on_dtmf=None, on_transfer=None)``
+``MediaSession(twilio_ws, config=None, connect=None, *, on_start=None, on_transcript_entry=None, on_keypad=None, on_transfer=None, on_end=None)``
     One call. ``run()`` blocks in the caller's thread (the ``/media`` handler) until the call
     ends; ``close()`` is idempotent; ``metrics`` is a dict of the call's figures, including
     the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``,
-    token ``usage``, and the ``transcript`` of what the caller heard. Hooks:
-    ``on_transcript(role, text)`` for every entry of that transcript (caller, agent, tool,
-    keypad, control), ``on_dtmf(digits)`` for each keypad entry, ``on_transfer(session,
-    target)`` once a transfer is decided, before the stream closes (Twilio then asks the
-    ``<Connect action>`` URL where the caller goes).
+    token ``usage``, and the ``transcript`` of what the caller heard. Hooks, one family with
+    ``VoiceBridge``'s, each given the session first: ``on_transcript_entry(session, role, text)``
+    for every entry of that transcript (caller, agent, tool, keypad, control) and
+    ``on_keypad(session, digits)`` for each keypad entry -- both on a hook worker, in order,
+    never on the call's threads (a slow hook drops hook calls, counted as ``hooks_dropped``,
+    never the call's timing); ``on_start(session, start)`` (may return this call's
+    ``BridgeConfig``; before any audio), ``on_transfer(session, target)`` once a transfer is
+    decided, before the stream closes (Twilio then asks the ``<Connect action>`` URL where the
+    caller goes) and ``on_end(session)`` run on the thread that called ``run()``, after the
+    call's own threads have ended (docs/architecture.md, "Hooks"). The old ``on_transcript(role,
+    text)`` and ``on_dtmf(digits)`` still work, with a DeprecationWarning.
 ``BridgeConfig``
     Frozen per-call settings: the endpoint (OpenAI, or Azure with ``azure_endpoint`` /
     ``azure_deployment`` and a key or ``token_provider``), every session option (turn
@@ -24,7 +30,10 @@ Public API (everything else is internal and may change):
 ``VoiceBridge``
     Flask integration (``voicebridge.flaskext``): ``VoiceBridge(app, config)`` or ``init_app``
     mounts ``POST /voice`` (TwiML), its ``/voice/after`` (transfer or hang-up once the stream
-    ends), WebSocket ``/media`` (served by flask-sock), ``GET /healthz`` and ``GET /metrics``.
+    ends), WebSocket ``/media`` (served by flask-sock), ``GET /healthz`` and ``GET /metrics``
+    (Prometheus, when prometheus-client is installed). Hooks: ``config_for_call(params)`` and
+    MediaSession's family above (``on_transcript_entry``, ``on_keypad``, ``on_transfer``,
+    ``on_end``).
 ``voicebridge.testing``
     Fake Twilio and Realtime sockets, message builders and ``BridgeCall``, to drive a session
     (or your own integration) with no network.

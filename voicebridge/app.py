@@ -1,9 +1,13 @@
 """The example application: settings from the environment, an app factory, a background server.
 
 ``create_app(Settings.from_env())`` builds a Flask app with the bridge mounted at the root.
-Without ``OPENAI_API_KEY`` and without ``OPENAI_REALTIME_URL`` it starts the embedded
-:class:`~voicebridge.local.server.LocalRealtimeServer` in-process, so the whole thing runs
-with no account at all; ``OPENAI_REALTIME_URL`` always wins. ``serve(app, host, port)`` runs
+The Realtime backend is OpenAI (``OPENAI_API_KEY``), a full URL (``OPENAI_REALTIME_URL``) or
+Azure OpenAI (``AZURE_OPENAI_*``); the embedded scripted
+:class:`~voicebridge.local.server.LocalRealtimeServer` runs in-process only when asked for
+(``LOCAL_BACKEND=1``, which ``voicebridge demo`` sets): with none of them the app refuses to
+start and says what to set, so real callers never reach the demo agent by accident. Bad
+settings raise :class:`ConfigError`, one line naming the variable, before anything starts.
+``serve(app, host, port)`` runs
 werkzeug's threaded server in a background thread -- what the demo, ``verify`` and the tests
 use (production runs gunicorn, see docs/deploy.md).
 """
@@ -20,10 +24,22 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .config import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS, DEFAULT_MODEL, BridgeConfig
+from . import realtime_client
 from .flaskext import VoiceBridge
+from .preflight import PreflightFailed, preflight
 from .tools import tool
 
 log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A setting the app cannot start with; the message is one line naming the variable and the fix."""
+
+
+NO_BACKEND = ("no Realtime backend configured: set OPENAI_API_KEY (OpenAI), or OPENAI_REALTIME_URL (a full "
+              "ws:// or wss:// URL), or AZURE_OPENAI_ENDPOINT with AZURE_OPENAI_DEPLOYMENT and "
+              "AZURE_OPENAI_API_KEY (Azure OpenAI); or LOCAL_BACKEND=1 for the embedded scripted demo agent "
+              "(development only: it is not OpenAI)")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5050
@@ -62,6 +78,8 @@ class Settings:
     max_calls: int | None = None
     state_dir: str | None = None  # shared by the worker processes: the cap is theirs together
     drain_file: str | None = None  # once it exists: no new calls, live ones run on (rolling deploys)
+    local_backend: bool = False  # LOCAL_BACKEND=1: the embedded scripted server (demo, development)
+    startup_check: bool = False  # STARTUP_CHECK (on unless 0 from the environment): dial once at start
     local_mode: str = "voice"  # embedded backend only: "voice" or "tone"
     local_speed: float = 4.0
     demo_tool: bool = True  # offer order_status to the model
@@ -84,7 +102,7 @@ class Settings:
         if get("WEBSOCKET") not in (None, "flask-sock"):  # an option of one release, measured out
             log.warning("WEBSOCKET=%s is ignored: /media is served by flask-sock (docs/performance.md, "
                         "\"The hand-written WebSocket server\")", get("WEBSOCKET")[:40])
-        return cls(
+        settings = cls(
             openai_api_key=get("OPENAI_API_KEY"),
             openai_realtime_url=get("OPENAI_REALTIME_URL"),
             openai_model=get("OPENAI_MODEL") or DEFAULT_MODEL,
@@ -105,12 +123,38 @@ class Settings:
             azure_api_key=get("AZURE_OPENAI_API_KEY"),
             azure_deployment=get("AZURE_OPENAI_DEPLOYMENT"),
             api_version=get("OPENAI_API_VERSION"),
+            local_backend=_flag("LOCAL_BACKEND", get("LOCAL_BACKEND"), False),
+            startup_check=_flag("STARTUP_CHECK", get("STARTUP_CHECK"), True),
             session_options=session_options(get),
         )
+        settings.check()
+        return settings
 
     @property
     def uses_local_backend(self) -> bool:
-        return not self.openai_api_key and not self.openai_realtime_url and not self.azure_endpoint
+        return self.local_backend
+
+    def check(self) -> None:
+        """Refuse settings the app cannot start with (:class:`ConfigError`), before anything starts."""
+        if self.local_backend and (self.openai_realtime_url or self.azure_endpoint):
+            raise ConfigError("LOCAL_BACKEND=1 runs the embedded server: unset OPENAI_REALTIME_URL and "
+                              "AZURE_OPENAI_ENDPOINT, or LOCAL_BACKEND")
+        if not (self.local_backend or self.openai_api_key or self.openai_realtime_url or self.azure_endpoint):
+            raise ConfigError(NO_BACKEND)
+        if self.azure_endpoint and not self.openai_realtime_url and not self.azure_api_key:
+            raise ConfigError("AZURE_OPENAI_ENDPOINT needs AZURE_OPENAI_API_KEY")
+        placeholder = None if self.openai_realtime_url or not self.local_backend else "ws://127.0.0.1:1/v1/realtime"
+        try:
+            bridge_config(self, self.openai_realtime_url or placeholder)
+        except ValueError as exc:
+            names = [var for key, var in SETTING_ENV.items() if key in str(exc)]
+            raise ConfigError(f"{exc}" + (f" (from {', '.join(names)})" if names else "")) from None
+
+
+SETTING_ENV = {"openai_url": "OPENAI_REALTIME_URL", "voice": "VOICE", "transfer target": "TRANSFER_TO",
+               "azure_endpoint": "AZURE_OPENAI_ENDPOINT", "azure_deployment": "AZURE_OPENAI_DEPLOYMENT",
+               "api_version": "OPENAI_API_VERSION", "model": "OPENAI_MODEL"}
+"""What a BridgeConfig error is about -> the variable that set it (to name it in the one-line error)."""
 
 
 def _none_or(text: str) -> str | None:
@@ -150,12 +194,12 @@ def session_options(get: Callable[[str], "str | None"]) -> dict[str, Any]:
         try:
             options[option] = parse(value)
         except ValueError:
-            raise ValueError(f"{name} has a bad value {value!r}") from None
+            raise ConfigError(f"{name} has a bad value {value!r}") from None
     try:
         BridgeConfig(**options)
     except ValueError as exc:
         names = ", ".join(n for n, (o, _) in SESSION_ENV.items() if o in options)
-        raise ValueError(f"{exc} (from the environment: {names})") from None
+        raise ConfigError(f"{exc} (from the environment: {names})") from None
     return options
 
 
@@ -165,9 +209,9 @@ def _int(name: str, value: str | None, default: Any, minimum: int) -> Any:
     try:
         number = int(value)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
     if number < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+        raise ConfigError(f"{name} must be >= {minimum}, got {number}")
     return number
 
 
@@ -178,7 +222,7 @@ def _flag(name: str, value: str | None, default: bool) -> bool:
         return True
     if value.lower() in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{name} must be 1/0 (true/false, yes/no, on/off), got {value!r}")
+    raise ConfigError(f"{name} must be 1/0 (true/false, yes/no, on/off), got {value!r}")
 
 
 def bridge_config(settings: Settings, realtime_url: str | None) -> BridgeConfig:
@@ -188,7 +232,8 @@ def bridge_config(settings: Settings, realtime_url: str | None) -> BridgeConfig:
                         azure_endpoint=settings.azure_endpoint if azure else None,
                         azure_deployment=settings.azure_deployment if azure else None,
                         api_version=settings.api_version if azure else None,
-                        instructions=settings.instructions, voice=settings.voice, greeting=settings.greeting,
+                        instructions=settings.instructions, voice=settings.voice,
+                        greeting_instructions=settings.greeting,
                         tools=(order_status,) if settings.demo_tool else (), end_call=settings.end_call,
                         transfer_targets={"support": settings.transfer_to} if settings.transfer_to else {},
                         **settings.session_options)
@@ -202,6 +247,7 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
     stopped by ``bridge.close()`` (``serve()``'s ``shutdown`` calls that) or at exit.
     """
     settings = settings or Settings.from_env()
+    settings.check()  # before anything starts: a bad setting is one line, not a half-started app
     local = None
     realtime_url = settings.openai_realtime_url
     if settings.uses_local_backend:
@@ -210,8 +256,8 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
         local = LocalRealtimeServer(mode=settings.local_mode, speed=settings.local_speed).start()
         realtime_url = local.url
         atexit.register(local.stop)
-        log.warning("no OPENAI_API_KEY and no OPENAI_REALTIME_URL: calls go to the EMBEDDED LOCAL Realtime "
-                    "server at %s (scripted agent, not OpenAI)", realtime_url)
+        log.warning("LOCAL_BACKEND=1: calls go to the EMBEDDED LOCAL Realtime server at %s (scripted agent, "
+                    "not OpenAI)", realtime_url)
     elif settings.openai_realtime_url:
         log.info("Realtime backend: %s (OPENAI_REALTIME_URL)", settings.openai_realtime_url.split("?")[0])
     elif settings.azure_endpoint:
@@ -220,13 +266,20 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
     else:
         log.info("Realtime backend: OpenAI, model %s", settings.openai_model)
 
+    config = bridge_config(settings, realtime_url)
+    if settings.startup_check and local is None:
+        try:  # a wrong key or URL stops the app here, with the server's reason, not at the first call
+            preflight(config, bridge_options.get("connect") or realtime_client.connect)
+        except PreflightFailed as exc:
+            raise ConfigError(str(exc)) from None
+        log.info("startup check: the Realtime endpoint accepted a session (STARTUP_CHECK=0 to skip)")
     app = Flask(__name__)
     bridge_options.setdefault("public_url", settings.public_url)
     bridge_options.setdefault("auth_token", settings.twilio_auth_token)
     bridge_options.setdefault("max_calls", settings.max_calls)
     bridge_options.setdefault("state_dir", settings.state_dir)
     bridge_options.setdefault("drain_file", settings.drain_file)
-    bridge = VoiceBridge(app, bridge_config(settings, realtime_url), **bridge_options)
+    bridge = VoiceBridge(app, config, **bridge_options)
     bridge.local_server = local
     return app
 
@@ -323,12 +376,12 @@ def simulated_call(realtime_url: str, script: str, settings: Settings | None = N
     ended: list[dict[str, Any]] = []
     done = threading.Event()
 
-    def on_end(metrics: dict[str, Any]) -> None:
-        ended.append(metrics)
+    def on_end(session: Any) -> None:
+        ended.append(session.metrics)
         done.set()
 
     settings = replace(settings or Settings(), openai_realtime_url=realtime_url, port=0)
-    server = serve(create_app(settings, on_call_end=on_end), "127.0.0.1", 0)
+    server = serve(create_app(settings, on_end=on_end), "127.0.0.1", 0)
     try:
         report = SimulatedCaller(server.ws_url, script, **caller_options).run()
         done.wait(10)

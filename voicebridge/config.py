@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from urllib.parse import quote
+import warnings
+from urllib.parse import quote, urlsplit
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -47,11 +48,42 @@ TRANSFER_TARGET = re.compile(r"(\+[1-9][0-9]{6,14}|sips?:[^\s<>\"]{3,200})\Z")
 """A transfer destination: an E.164 number or a SIP URI."""
 
 
+def check_realtime_url(url: str) -> None:
+    """A Realtime URL is a WebSocket URL with a host: ``https://`` is the commonest slip, and it
+    would otherwise fail every call ("scheme https is invalid") instead of the config."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        fixed = ("wss" if scheme == "https" else "ws") + url[len(scheme):]
+        raise ValueError(f"openai_url must be a ws:// or wss:// URL, not {scheme}://: use {fixed[:200]!r}")
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"openai_url must be a full ws:// or wss:// URL with a host "
+                         f"(e.g. wss://api.openai.com/v1/realtime?model=gpt-realtime), not {url[:200]!r}")
+
+
+class _Renamed:
+    """The default of a renamed field: told apart from any value a caller passes (None included)."""
+
+    def __repr__(self) -> str:
+        return "<renamed>"
+
+
+RENAMED = _Renamed()
+
+
 @dataclass(frozen=True)
 class BridgeConfig:
     """Everything a MediaSession needs to know; build one per call (``replace`` is cheap).
 
-    Timing fields are in milliseconds. ``api_key`` is never logged (excluded from repr).
+    Every duration names its unit: ``*_ms`` milliseconds, ``*_s`` seconds (``*_frames``: 20 ms
+    frames, ``*_db`` / ``*_dbfs``: decibels). ``api_key`` is never logged (excluded from repr).
+
+    ``openai_url`` is the Realtime WebSocket to dial, whole: a full ``ws://`` or ``wss://`` URL
+    with its query (``wss://api.openai.com/v1/realtime?model=gpt-realtime``; an Azure
+    deployment's URL; the embedded local server's ``ws://127.0.0.1:PORT/v1/realtime?model=...``).
+    Unset, it is derived from ``model`` (OpenAI) or from ``azure_*``; set, it wins over both.
+    The credentials still come from ``api_key`` / ``token_provider`` (an Azure host gets the
+    ``api-key`` header). An ``https://`` URL is refused here, naming the ``wss://`` to use.
     """
 
     # The Realtime connection: OpenAI (default), a full URL, or Azure OpenAI
@@ -75,7 +107,10 @@ class BridgeConfig:
     instructions: str = DEFAULT_INSTRUCTIONS
     voice: str = "marin"  # one of VOICES, or a custom voice id "voice_..."
     speed: float = 1.0  # 0.25-1.5
-    greeting: str | None = DEFAULT_GREETING  # instructions for the first response; None = caller speaks first
+    # The first response's *instructions* (what the agent is told to do, not words it reads out);
+    # None = the caller speaks first. ``greeting=`` is the old name (DeprecationWarning).
+    greeting_instructions: str | None = DEFAULT_GREETING
+    greeting: "str | None | _Renamed" = field(default=RENAMED, repr=False, compare=False)  # deprecated
     greeting_interruptible: bool = False
     max_output_tokens: int | None = None  # per response; None = the service's "inf"
     turn_detection: str | None = "server_vad"  # server_vad | semantic_vad | None (no VAD: not for phone calls)
@@ -158,6 +193,11 @@ class BridgeConfig:
     join_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.greeting, _Renamed):  # the old name, given explicitly
+            warnings.warn("BridgeConfig(greeting=...) is deprecated: it is the first response's instructions; "
+                          "use greeting_instructions=", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "greeting_instructions", self.greeting)
+            object.__setattr__(self, "greeting", RENAMED)
         self._check_session()
         self._check_connection()
         names = [t.name for t in self.tools]
@@ -201,6 +241,8 @@ class BridgeConfig:
             raise ValueError("transcription_language/_prompt need a transcription_model")
 
     def _check_connection(self) -> None:
+        if self.openai_url is not None:
+            check_realtime_url(self.openai_url)
         if self.azure_endpoint and not self.azure_endpoint.startswith(("https://", "http://")):
             raise ValueError("azure_endpoint must be an https:// URL (http:// for a local test server)")
         if self.azure_endpoint and not self.azure_deployment:

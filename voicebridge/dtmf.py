@@ -34,3 +34,17 @@ class DtmfCollector:
     def _finish(self) -> str | None:
         digits, self._digits, self._last = self._digits, "", None
         return digits or None
+
+
+_KEYPAD_LETTERS = {**{c: k for k, letters in {"2": "abc", "3": "def", "4": "ghi", "5": "jkl", "6": "mno",
+                                               "7": "pqrs", "8": "tuv", "9": "wxyz"}.items() for c in letters},
+                   **{d: d for d in "0123456789"}}
+TOOL_CODE_KEYS = 12
+"""A tool is named on the keypad by the first this many keys of its name: unique enough, and
+short enough that ``*`` + code + ``*`` + arguments fits a sequence."""
+
+
+def keypad_code(name: str) -> str:
+    """A name spelled on a phone keypad (``lookup_order`` -> ``566587673370``[:12]); other
+    characters are 0. How a simulated caller asks the local test agent for a named tool."""
+    return "".join(_KEYPAD_LETTERS.get(c, "0") for c in name.lower())[:TOOL_CODE_KEYS]

@@ -37,18 +37,18 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
 from flask_sock import Sock
-from prometheus_client import CONTENT_TYPE_LATEST
-from twilio.request_validator import RequestValidator
 
 from . import realtime_client, tcp
 from . import twilio_protocol as tw
 from .config import BridgeConfig
-from .prometheus import BridgeMetrics
+from .extras import bridge_metrics
+from .hooks import HookRunner, legacy
 from .session import MediaSession
 from .shared import CallSlots, SingleUse, TransferBoard
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
 from .streamtoken import StreamTokens, TokenCheck
-from .twiml import connect_twiml, hangup_twiml, refusal_twiml, stream_parameters, transfer_twiml
+from .twiml import connect_twiml, hangup_twiml, refusal_twiml, stream_parameters, transfer_twiml  # needs twilio
+from twilio.request_validator import RequestValidator  # noqa: I001 - after .twiml, which names a missing twilio's fix
 
 try:  # twilio >= 9.13 also signs with a SharedKey (HMAC-SHA256) when this header says so
     from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, get_signature_algorithm
@@ -73,12 +73,14 @@ MAX_LOGGED_URL = 200  # a refused request's URL is the client's text: bounded in
 SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws"), "wss": ("https", "wss")}
 
 TRANSFER_WAIT_S = 60.0  # how long a transfer waits for Twilio's <Connect action> request
+HOOKS_CLOSE_S = 5.0  # close(): how long queued hook calls get to finish
 DRAIN_FILE_CHECK_S = 1.0  # a drain file is looked for at most this often (on requests)
 
 ConfigForCall = Callable[[dict[str, str]], "BridgeConfig | None"]
-TranscriptHook = Callable[[str | None, str, str], None]
-DtmfHook = Callable[[str | None, str], None]
-CallEndHook = Callable[[dict[str, Any]], None]
+TranscriptHook = Callable[[MediaSession, str, str], None]
+KeypadHook = Callable[[MediaSession, str], None]
+TransferHook = Callable[[MediaSession, str], None]
+EndHook = Callable[[MediaSession], None]
 
 
 # ---------------------------------------------------------------------------- serving state
@@ -203,14 +205,21 @@ class VoiceBridge:
     """Flask extension: ``VoiceBridge(app, config)`` or ``VoiceBridge(...).init_app(app)``.
 
     ``config_for_call(custom_parameters) -> BridgeConfig | None`` picks a per-call config
-    (None keeps ``config``); ``on_transcript(call_sid, role, text)`` receives final
-    transcripts; ``on_call_end(metrics)`` receives each call's metrics dict. ``connect``
-    replaces the Realtime connector (tests inject fakes). Hook errors are logged, never raised
-    into a call.
+    (None keeps ``config``). The call hooks are MediaSession's, same names and signatures,
+    each given the call's session first: ``on_transcript_entry(session, role, text)`` and
+    ``on_keypad(session, digits)`` (on the bridge's hook worker, in order, never on the call's
+    threads), ``on_transfer(session, target)`` and ``on_end(session)`` (on the request's thread
+    once the call's own threads have ended; ``session.metrics`` has the figures). The old
+    ``on_transcript(call_sid, role, text)``, ``on_dtmf(call_sid, digits)`` and
+    ``on_call_end(metrics)`` still work, with a DeprecationWarning. ``connect`` replaces the
+    Realtime connector (tests inject fakes). Hook errors are logged, never raised into a call.
 
     ``/media`` is served by flask-sock/simple-websocket, on any server flask-sock supports,
     honouring ``SOCK_SERVER_OPTIONS["max_message_size"]``. :meth:`handle_media` serves one call
     on any accepted socket, for an app that also routes a socket of its own to the bridge.
+
+    ``metrics``: Prometheus metrics at ``/metrics`` -- None (default): if prometheus-client is
+    installed; True: required (an error naming the pip install if it is not); False: off.
 
     ``state_dir`` (a directory private to the app's worker processes on this host) shares the
     call cap, the used stream tokens and pending transfers between every bridge using it, so
@@ -229,12 +238,17 @@ class VoiceBridge:
         auth_token: str | None = None,
         max_calls: int | None = None,
         config_for_call: ConfigForCall | None = None,
-        on_transcript: TranscriptHook | None = None,
-        on_call_end: CallEndHook | None = None,
-        on_dtmf: DtmfHook | None = None,
+        on_transcript_entry: TranscriptHook | None = None,
+        on_keypad: KeypadHook | None = None,
+        on_transfer: TransferHook | None = None,
+        on_end: EndHook | None = None,
+        on_transcript: Callable[[str | None, str, str], None] | None = None,  # deprecated: on_transcript_entry
+        on_call_end: Callable[[dict[str, Any]], None] | None = None,  # deprecated: on_end
+        on_dtmf: Callable[[str | None, str], None] | None = None,  # deprecated: on_keypad
         connect: realtime_client.Connector | None = None,
         state_dir: str | None = None,
         drain_file: str | None = None,
+        metrics: bool | None = None,
     ) -> None:
         if public_url and urlsplit(public_url).scheme.lower() not in SCHEMES:
             raise ValueError("public_url must start with https:// (or http://, ws://, wss://)")
@@ -242,9 +256,17 @@ class VoiceBridge:
         self.url_prefix = url_prefix.rstrip("/")
         self.public_url = public_url.rstrip("/") if public_url else None
         self.config_for_call = config_for_call
-        self.on_transcript = on_transcript
-        self.on_call_end = on_call_end
-        self.on_dtmf = on_dtmf
+        self.on_transcript_entry = on_transcript_entry or legacy(
+            on_transcript, "VoiceBridge(on_transcript=f(call_sid, role, text))",
+            "on_transcript_entry=f(session, role, text)",
+            lambda hook: lambda session, role, text: hook(session.call_sid, role, text))
+        self.on_keypad = on_keypad or legacy(on_dtmf, "VoiceBridge(on_dtmf=f(call_sid, digits))",
+                                             "on_keypad=f(session, digits)",
+                                             lambda hook: lambda session, digits: hook(session.call_sid, digits))
+        self.on_transfer = on_transfer
+        self.on_end = on_end
+        self.on_call_end = legacy(on_call_end, "VoiceBridge(on_call_end=f(metrics))",
+                                  "on_end=f(session) (session.metrics)", lambda hook: hook)
         self.connect = connect
         self.state_dir = state_dir
         self.slots = CallSlots(max_calls, state_dir)
@@ -252,12 +274,14 @@ class VoiceBridge:
         self.signatures = SignatureCheck(auth_token, self.public_url)
         # With signatures on, every stream must also present the single-use token its webhook issued.
         self.tokens = StreamTokens(auth_token, store=SingleUse(state_dir)) if auth_token else None
-        self.metrics = BridgeMetrics(lambda: self.slots.active)
+        self.metrics = bridge_metrics(metrics, lambda: self.slots.active)  # NoMetrics without prometheus-client
+        self.hooks = HookRunner("vb-hooks")  # on_transcript / on_dtmf of every call, off the calls' threads
         self.drain_file = drain_file
         self._draining = False  # a plain flag: drain() may run in a signal handler
         self._next_drain_check = 0.0
         self.local_server: Any = None  # set by voicebridge.app when it runs the embedded backend
         self._sessions: set[MediaSession] = set()
+        self._warned_routes: set[str] = set()
         self._lock = threading.Lock()
         self.blueprint = self._blueprint()
         if app is not None:
@@ -270,6 +294,14 @@ class VoiceBridge:
         options.setdefault("max_message_size", MAX_MESSAGE_BYTES)  # the app's own choice wins
         app.register_blueprint(self.blueprint, url_prefix=self.url_prefix or None)
         app.extensions[BLUEPRINT_NAME] = self
+        self._warn_shadowed(app)
+        routes_seen: list[bool] = []
+
+        @app.before_request
+        def _routes_added_later() -> None:  # the app's own routes are often added after the mount
+            if not routes_seen:
+                routes_seen.append(True)
+                self._warn_shadowed(app)
         if not self.signatures.enabled:
             log.warning("!!! voicebridge: no Twilio auth token -- X-Twilio-Signature is NOT checked; anyone "
                         "who finds this URL can place calls on your OpenAI bill. Local use only; set "
@@ -277,6 +309,20 @@ class VoiceBridge:
         log.info("voicebridge mounted at %s/voice and %s/media (max calls: %s%s, public url: %s)",
                  self.url_prefix, self.url_prefix, self.slots.limit or "unlimited",
                  f", shared through {self.state_dir}" if self.state_dir else "", self.public_url or "from request")
+
+    def _warn_shadowed(self, app: Flask) -> None:
+        """The app's own route on one of the bridge's paths (its own ``/healthz``, say): only one
+        of them is served, and the drain's 503 may never reach the load balancer. Say so once."""
+        prefix = f"{self.blueprint.name}."
+        rules = list(app.url_map.iter_rules())
+        ours = {rule.rule for rule in rules if rule.endpoint.startswith(prefix)}
+        clashes = sorted({f"{rule.rule} ({rule.endpoint})" for rule in rules
+                          if rule.rule in ours and not rule.endpoint.startswith(prefix)} - self._warned_routes)
+        if clashes:
+            self._warned_routes.update(clashes)
+            log.warning("the app's own route(s) %s are on the bridge's path(s): only one of each pair is served, "
+                        "so e.g. the bridge's /healthz (503 while draining) may never reach the load balancer. "
+                        "Mount the bridge with url_prefix= or rename yours.", ", ".join(clashes))
 
     def _blueprint(self) -> Blueprint:
         bp = Blueprint(BLUEPRINT_NAME, __name__)
@@ -346,7 +392,8 @@ class VoiceBridge:
         return response
 
     def _metrics_view(self) -> Response:
-        return Response(self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+        return Response(self.metrics.exposition(), content_type=self.metrics.content_type,
+                        status=200 if self.metrics.enabled else 501)
 
     def handle_media(self, ws: Any) -> None:
         """One call on an accepted Twilio WebSocket: admit it under the cap, run its
@@ -381,20 +428,9 @@ class VoiceBridge:
 
     # ------------------------------------------------------------------ per call
     def _new_session(self, ws: Any) -> MediaSession:
-        holder: list[MediaSession] = []
-
-        def transcript(role: str, text: str) -> None:
-            if self.on_transcript is not None:
-                self.on_transcript(holder[0].call_sid if holder else None, role, text)
-
-        def dtmf(digits: str) -> None:
-            if self.on_dtmf is not None:
-                self.on_dtmf(holder[0].call_sid if holder else None, digits)
-
-        session = MediaSession(ws, self.config, self.connect, on_transcript=transcript, on_start=self._started,
-                               on_dtmf=dtmf, on_transfer=self._transferring)
-        holder.append(session)
-        return session
+        return MediaSession(ws, self.config, self.connect, on_start=self._started,
+                            on_transcript_entry=self.on_transcript_entry, on_keypad=self.on_keypad,
+                            on_transfer=self._transferring, hooks=self.hooks)
 
     def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
         """MediaSession's on_start: admit the stream (its token), let the app choose its config."""
@@ -427,6 +463,11 @@ class VoiceBridge:
     def _transferring(self, session: MediaSession, target: str) -> None:
         """The call ends in a transfer: note it for ``/voice/after`` before the stream closes
         (Twilio asks as soon as it has; any worker sharing the state directory may answer)."""
+        if self.on_transfer is not None:
+            try:
+                self.on_transfer(session, target)
+            except Exception:  # noqa: BLE001 - the app's hook: the transfer goes on
+                session.log.exception("on_transfer hook failed")
         if not session.call_sid:
             return
         now = time.time()
@@ -440,11 +481,12 @@ class VoiceBridge:
         self.metrics.record_call(snapshot)
         session.log.info("call end: %s after %.1f s (%d active here)", snapshot.get("close_reason"), duration_s,
                          self.slots.active)
-        if self.on_call_end is not None:
-            try:
-                self.on_call_end(snapshot)
-            except Exception:  # noqa: BLE001 - the call is over; a hook failure is only logged
-                session.log.exception("on_call_end hook failed")
+        for hook, arg, what in ((self.on_end, session, "on_end"), (self.on_call_end, snapshot, "on_call_end")):
+            if hook is not None:
+                try:
+                    hook(arg)
+                except Exception:  # noqa: BLE001 - the call is over; a hook failure is only logged
+                    session.log.exception("%s hook failed", what)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -484,5 +526,7 @@ class VoiceBridge:
         server, self.local_server = self.local_server, None
         if server is not None:
             server.stop()
+        if not self.hooks.close(HOOKS_CLOSE_S):
+            log.error("a hook did not return within %.1f s of the bridge closing", HOOKS_CLOSE_S)
         self.slots.close()
         self.metrics.update_active()

@@ -78,8 +78,8 @@ class ModelEvents:
         if event.type != "session.updated" or self._configured:
             return
         self._configured = True
-        if self._config.greeting:
-            self._requests.request("greeting", self._config.greeting)
+        if self._config.greeting_instructions:
+            self._requests.request("greeting", self._config.greeting_instructions)
 
     def _response_created(self, event: rt.ResponseCreated, now: float) -> None:
         self._responses.created(event.response_id, event.kind)

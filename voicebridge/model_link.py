@@ -21,6 +21,7 @@ from typing import Callable
 from . import realtime_client
 from .config import BridgeConfig
 from .metrics import CallMetrics
+from .preflight import rejection
 from .twilio_link import describe
 
 EventHandler = Callable[["str | bytes", float], None]
@@ -41,6 +42,8 @@ class Cause(enum.Enum):
 GAVE_UP = {Cause.LOST: "openai disconnected", Cause.EXPIRED: "openai session expired",
            Cause.ROLLOVER: "openai rollover failed"}
 """The close reason when no replacement session could be had."""
+AUTH_FAILED = "openai auth failed"
+"""The close reason when the endpoint refuses the credentials (401/403): not retried."""
 
 
 class ModelLink:
@@ -106,6 +109,8 @@ class ModelLink:
             conn = self._open()
             if conn is not None and self._send_on(conn, session_update):
                 return True
+            if self.lost:  # refused credentials: no retry can fix them
+                return False
         self.lose("openai unreachable" if cause is None else GAVE_UP[cause])
         return False
 
@@ -120,8 +125,15 @@ class ModelLink:
     def _open(self) -> realtime_client.RealtimeConnection | None:
         try:
             conn = self._connect(self._config)
-        except Exception as exc:  # noqa: BLE001 - refused, timeout, 401...: retried, then the apology
-            self._log.error("cannot reach the Realtime endpoint: %s", describe(exc))
+        except Exception as exc:  # noqa: BLE001 - refused, timeout, 5xx: retried, then the apology
+            refused = rejection(exc)
+            if refused is not None and refused.auth:  # a wrong key is not a network failure
+                self._log.error("the Realtime endpoint refused the credentials (%s): not retrying", refused)
+                self._metrics.error("auth_failed")
+                self.lose(AUTH_FAILED)
+                return None
+            self._log.error("cannot reach the Realtime endpoint: %s", describe(exc) if refused is None
+                            else f"{type(exc).__name__}: {refused}")
             self._metrics.error("connect_failed")
             return None
         with self._lock:

@@ -18,7 +18,7 @@ import logging
 import os
 from typing import Any, Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .pacing import GAP_BIN_S
@@ -49,6 +49,9 @@ def multiprocess_directory() -> str | None:
 
 class BridgeMetrics:
     """The bridge's Prometheus metrics in a private registry (no clash between apps)."""
+
+    content_type = CONTENT_TYPE_LATEST
+    enabled = True
 
     def __init__(self, active_calls: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

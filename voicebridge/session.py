@@ -27,6 +27,7 @@ from .calllog import CallLog
 from .config import BridgeConfig
 from .errors import ProtocolError
 from .echo import EchoGate
+from .hooks import HookRunner, legacy
 from .inbound import InboundAudio
 from .interruption import BargeIn
 from .metrics import CallMetrics
@@ -71,11 +72,14 @@ class MediaSession:
         connect: realtime_client.Connector | None = None,
         *,
         clock: Clock = time.monotonic,
-        on_transcript: Callable[[str, str], None] | None = None,
-        on_end: Callable[["MediaSession"], None] | None = None,
         on_start: Callable[["MediaSession", tw.Start], BridgeConfig | None] | None = None,
-        on_dtmf: Callable[[str], None] | None = None,
+        on_transcript_entry: Callable[["MediaSession", str, str], None] | None = None,
+        on_keypad: Callable[["MediaSession", str], None] | None = None,
         on_transfer: Callable[["MediaSession", str], None] | None = None,
+        on_end: Callable[["MediaSession"], None] | None = None,
+        hooks: HookRunner | None = None,
+        on_transcript: Callable[[str, str], None] | None = None,  # deprecated: on_transcript_entry
+        on_dtmf: Callable[[str], None] | None = None,  # deprecated: on_keypad
     ) -> None:
         self.config = config or BridgeConfig()
         self.stream_sid: str | None = None
@@ -85,11 +89,18 @@ class MediaSession:
         self.log = CallLog(log)
         self._connect = connect or realtime_client.connect
         self._clock = clock
-        self._transcript_hook = on_transcript
+        self._transcript_hook = on_transcript_entry or legacy(
+            on_transcript, "MediaSession(on_transcript=f(role, text))", "on_transcript_entry=f(session, role, text)",
+            lambda hook: lambda _session, role, text: hook(role, text))
         self._end_hook = on_end
         self._start_hook = on_start
-        self._dtmf_hook = on_dtmf
+        self._dtmf_hook = on_keypad or legacy(on_dtmf, "MediaSession(on_dtmf=f(digits))",
+                                              "on_keypad=f(session, digits)",
+                                              lambda hook: lambda _session, digits: hook(digits))
         self._transfer_hook = on_transfer
+        # Mid-call hooks run on a hook worker, never on this call's threads (voicebridge.hooks)
+        self._hooks = hooks or HookRunner(f"vb-hooks:{id(self):x}")
+        self._owns_hooks = hooks is None
         self._metrics = CallMetrics()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -279,12 +290,21 @@ class MediaSession:
 
     # ------------------------------------------------------------------ hooks and part callbacks
     def _entry(self, entry: Entry) -> None:
-        if self._transcript_hook is not None:
-            self._safe(lambda: self._transcript_hook(entry.role, entry.text), "on_transcript hook")  # type: ignore[misc]
+        hook = self._transcript_hook
+        if hook is not None:
+            self._submit(lambda: hook(self, entry.role, entry.text), "on_transcript_entry hook")
 
     def _dtmf(self, digits: str) -> None:
-        if self._dtmf_hook is not None:
-            self._safe(lambda: self._dtmf_hook(digits), "on_dtmf hook")  # type: ignore[misc]
+        hook = self._dtmf_hook
+        if hook is not None:
+            self._submit(lambda: hook(self, digits), "on_keypad hook")
+
+    def _submit(self, call: Callable[[], Any], what: str) -> None:
+        """Hand a hook call to the hook worker; a full queue drops it (counted), the call goes on."""
+        if not self._hooks.submit(call, what, self.log):
+            self._metrics.add("hooks_dropped")
+            self.log.once("hooks_dropped", "%s dropped: the hooks are behind (slow hook code?); further ones "
+                          "only counted", what)
 
     def _interrupted(self, locked: Interruption, heard_ms: int) -> None:
         self.record.agent_cut(locked.response_id, heard_ms, locked.received_bytes // 8)
@@ -368,6 +388,9 @@ class MediaSession:
             self.log.error("frame accounting mismatch: %s", _accounting(snap))
         self.log.info("call summary: %s", _summary(snap))
         self._done.set()
+        if self._owns_hooks and not self._hooks.close(self.config.join_timeout_s):
+            self._metrics.add("threads_alive_after_close")
+            self.log.error("a hook did not return within %.1f s of the call's end", self.config.join_timeout_s)
         if self._end_hook is not None:
             self._safe(lambda: self._end_hook(self), "on_end hook")  # type: ignore[misc]
 

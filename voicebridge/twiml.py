@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from twilio.twiml.voice_response import Connect, Dial, VoiceResponse
+from .extras import MissingExtra, install_hint
+
+try:
+    from twilio.twiml.voice_response import Connect, Dial, VoiceResponse
+except ModuleNotFoundError as exc:  # the Flask integration's first twilio import: name the fix
+    raise MissingExtra(f"voicebridge's Flask integration (TwiML, X-Twilio-Signature) needs the {exc.name!r} "
+                       f"package: {install_hint('twilio')}") from None
 
 CONTEXT_FIELDS = ("CallSid", "From", "To")  # webhook form fields forwarded as <Parameter>s
 MAX_PARAMETER_CHARS = 500  # Twilio: name + value of each <Parameter> must stay under this

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import threading
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -214,12 +215,18 @@ _PROM_KEYS = {
 
 
 def run_remote(url: str, seconds: float, metrics_url: str | None,
-               fetch: Callable[[str], dict[str, float]] = fetch_metrics) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """A deployed bridge: the call from outside, the bridge's counters as before/after deltas."""
+               fetch: Callable[[str], dict[str, float]] = fetch_metrics, auth_token: str | None = None,
+               webhook_url: str | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A deployed bridge: the call from outside (with ``auth_token``: placed as Twilio does, the
+    signed webhook then the signed stream), the bridge's counters as before/after deltas."""
     from .sim import SimulatedCaller
+    from .sim.caller import dial_as_twilio
 
+    dial = dial_as_twilio(url, auth_token, webhook_url)
     before = fetch(metrics_url) if metrics_url else None
-    report = SimulatedCaller(url, build_script(seconds), max_seconds=seconds + 30).run()
+    report = SimulatedCaller(dial.url, build_script(seconds), max_seconds=seconds + 30, headers=dial.headers,
+                             custom_parameters=dial.custom_parameters, call_sid=dial.call_sid,
+                             account_sid=dial.account_sid).run()
     bridge = None
     if metrics_url and before is not None:
         after = fetch(metrics_url)
@@ -237,12 +244,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heard-bound-ms", type=float, default=Bounds.heard_after_onset_ms,
                     help="max agent audio the caller may hear after starting to speak")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    from .sim.caller import add_twilio_arguments
+
+    add_twilio_arguments(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     bounds = Bounds(heard_after_onset_ms=args.heard_bound_ms)
     if args.url:
-        caller, bridge = run_remote(args.url, args.seconds, args.metrics_url)
+        try:
+            caller, bridge = run_remote(args.url, args.seconds, args.metrics_url, auth_token=args.auth_token,
+                                        webhook_url=args.webhook_url)
+        except (ValueError, OSError) as exc:  # the webhook refused or is unreachable
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         clean = None
     else:
         caller, bridge, clean = run_local(args.seconds)

@@ -8,10 +8,13 @@ shaped around what a phone bridge must get right:
 * a **short reply** to later turns, saying how long the caller spoke;
 * a **resume** of an interrupted answer from where the caller stopped hearing it, when a
   ``response.create`` carries instructions such as "continue where you left off";
-* **tools**, when the session declares them: "I would like to check my order" gets a request
-  for the order number, keypad digits (a user text item) a ``order_status`` call, its output a
-  spoken answer; "goodbye" gets a goodbye and an ``end_call``; "a person" gets a handoff line
-  and a ``transfer_call``;
+* **tools**, whichever the session declares (:mod:`.tooluse`): "I would like to check my
+  order" gets a request for the order number, keypad digits (a user text item) a call of the
+  order lookup offered (``order_status``, else a tool named for orders, else the app's first
+  tool) with arguments built from its JSON schema, its output a spoken answer; a tool's name
+  spelled on the keypad (``*`` + its letters' keys [+ ``*`` + digits], ``#``) calls that tool;
+  "goodbye" gets a goodbye and an ``end_call``; "a person" gets a handoff line and a
+  ``transfer_call`` to the first configured destination (or the one the digits number);
 * **instructions** the bridge sends are followed by their key words: a goodbye, a handoff line,
   "still checking" (a filler), "still there" (an idle nudge).
 
@@ -34,6 +37,7 @@ import json
 from typing import Literal
 
 from .. import audio, tone, tts
+from .tooluse import Schemas, arguments, asks_by_name, named_tool, topical_tool
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +236,7 @@ class ScriptedAgent:
     _last_speech_ms: "int | None" = None
     _heard: "str | None" = None  # the words of the last caller turn, if recognised
     _typed: "str | None" = None  # the last user text item (keypad digits arrive so)
+    _said: "str | None" = None  # the caller's last recognised words (for a tool's text arguments)
     _outputs: list[tuple[str, str]] = field(default_factory=list)  # (tool name, output) not yet answered
     _by_item: dict[str, Utterance] = field(default_factory=dict)
     _interrupted: "_Interruption | None" = None
@@ -248,6 +253,7 @@ class ScriptedAgent:
         """The caller finished a turn of ``speech_ms`` ms of speech, recognised as ``words``."""
         self._user_turns += 1
         self._last_speech_ms, self._heard, self._typed = speech_ms, words, None
+        self._said = words or self._said
 
     def user_text(self, text: str) -> None:
         """A user text item: keypad digits as the bridge words them, or a caller turn it replays."""
@@ -274,13 +280,14 @@ class ScriptedAgent:
             self._interrupted = _Interruption(utt, max(0, audio_ms))
 
     def respond(self, item_id: str, response_number: int, instructions: "str | None" = None,
-                tools: "frozenset[str]" = frozenset()) -> Utterance:
-        """The utterance for a new response whose assistant item is ``item_id``."""
-        utt = self._choose(response_number, instructions, tools)
+                tools: "Schemas | None" = None) -> Utterance:
+        """The utterance for a new response whose assistant item is ``item_id``; ``tools``: the
+        session's tools, name -> parameters schema."""
+        utt = self._choose(response_number, instructions, tools or {})
         self._by_item[item_id] = utt
         return utt
 
-    def _choose(self, response_number: int, instructions: "str | None", tools: "frozenset[str]") -> Utterance:
+    def _choose(self, response_number: int, instructions: "str | None", tools: Schemas) -> Utterance:
         self._number = response_number + self._numbered_before
         if wants_continue(instructions):
             cut, self._interrupted, self._replayed = self._interrupted or self._from_replay(), None, None
@@ -330,21 +337,36 @@ class ScriptedAgent:
             utt = Utterance("resume", part[1], self.voice.say([part]))
         return _Interruption(utt, int(len(utt.audio) * share) // audio.BYTES_PER_MS)
 
-    def _scenario(self, tools: "frozenset[str]") -> "Utterance | None":
+    def _scenario(self, tools: Schemas) -> "Utterance | None":
         """What the caller's words (or typed digits) ask for, when the tools allow it."""
+        lookup = ORDER_TOOL if ORDER_TOOL in tools else topical_tool("order", tools)
         if self._typed is not None:
+            named = named_tool(self._typed, tools)
+            if named is not None:
+                return self._call(named[0], named[1], tools)
+            if asks_by_name(self._typed):  # a tool this session does not offer: an ordinary answer
+                return None
             digits = _DIGITS.search(self._typed)
-            if digits and ORDER_TOOL in tools:
-                return self._say("tool", LET_ME_CHECK, [(ORDER_TOOL, {"order_id": digits.group(1)})])
+            if digits and lookup is not None:
+                return self._call(lookup, digits.group(1), tools)
         heard = next((what for pattern, what in _HEARD if self._heard and pattern.search(self._heard)), None)
         if heard == "goodbye":
             return self._say("goodbye", GOODBYE, [(END_CALL_TOOL, {"reason": "the caller said goodbye"})]
                              if END_CALL_TOOL in tools else [])
-        if heard == "order" and ORDER_TOOL in tools:
+        if heard == "order" and lookup is not None:
             return self._say("short", ASK_ORDER)
         if heard == "person" and TRANSFER_TOOL in tools:
-            return self._say("handoff", HANDOFF, [(TRANSFER_TOOL, {"destination": "support"})])
+            return self._call(TRANSFER_TOOL, None, tools)
         return None
+
+    def _call(self, name: str, digits: "str | None", tools: Schemas) -> Utterance:
+        """Say the line that goes with calling ``name``, then call it with schema-built arguments."""
+        if name == END_CALL_TOOL:
+            return self._say("goodbye", GOODBYE, [(END_CALL_TOOL, {"reason": "the caller asked to end the call"})])
+        args = arguments(tools.get(name), digits, self._said)
+        if name == TRANSFER_TOOL:
+            return self._say("handoff", HANDOFF, [(TRANSFER_TOOL, args)])
+        return self._say("tool", LET_ME_CHECK, [(name, args)])
 
     def _instructed(self, what: str) -> Utterance:
         part = {"filler": STILL_CHECKING, "goodbye": GOODBYE, "handoff": HANDOFF, "nudge": STILL_THERE}[what]
@@ -353,7 +375,7 @@ class ScriptedAgent:
     def _answer_outputs(self) -> Utterance:
         outputs, self._outputs = self._outputs, []
         for name, output in outputs:
-            if name != ORDER_TOOL:
+            if name in (END_CALL_TOOL, TRANSFER_TOOL):
                 continue
             try:
                 result = json.loads(output)
@@ -361,8 +383,10 @@ class ScriptedAgent:
                 result = {}
             status = result.get("status") if isinstance(result, dict) else None
             order = str(result.get("order_id", "")) if isinstance(result, dict) else ""
-            if status not in ORDER_STATUS or not order.isdigit():
+            if isinstance(result, dict) and "error" in result:
                 return self._say("tool", TOOL_FAILED)
+            if status not in ORDER_STATUS or not order.isdigit():  # any other tool: its output is in the record
+                return self._say("tool", TOOL_FAILED if name == ORDER_TOOL else SHORT_REPLY)
             parts = [ORDER_PREFIX, *(digit_part(d) for d in order), ORDER_STATUS[status]]
             if self.mode == "tone":
                 return self._tone(self._number)

@@ -101,7 +101,8 @@ class Generator:
         session = self._session()
         modalities = modalities or session["output_modalities"]
         rid, item_id = self._events.new_id("resp"), self._events.new_id("item")
-        tools = frozenset(t.get("name") for t in session.get("tools") or () if isinstance(t, dict))
+        tools = {str(t.get("name")): t.get("parameters") or {} for t in session.get("tools") or ()
+                 if isinstance(t, dict) and t.get("name")}  # name -> JSON schema: the agent may call any of them
         utterance = self._agent.respond(item_id, self.count, instructions, tools)
         self.count += 1
         text_mode = modalities == ["text"]

@@ -23,10 +23,12 @@ import argparse
 import base64
 import json
 import logging
+import os
 import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 import websocket
@@ -40,6 +42,7 @@ from .report import CallReport
 from .runner import ScriptRunner
 from .script import DEFAULT_SCRIPT, Step, parse_script
 from .sounds import resolve
+from .webhook import place
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,8 @@ class SimulatedCaller:
                  custom_parameters: "Mapping[str, str] | None" = None,
                  record_path: "str | None" = None, max_seconds: float = 120.0,
                  lead_frames: int = 2, on_event: "EventCallback | None" = None,
-                 connect_timeout: float = 10.0, acoustics: "Acoustics | None" = None) -> None:
+                 connect_timeout: float = 10.0, acoustics: "Acoustics | None" = None,
+                 call_sid: "str | None" = None, account_sid: "str | None" = None) -> None:
         self.url = url
         if script is None or isinstance(script, str):
             self.steps: list[Step] = parse_script(DEFAULT_SCRIPT if script is None else script)
@@ -85,8 +89,8 @@ class SimulatedCaller:
         self.on_event = on_event
         self.acoustics = acoustics  # the room the caller is in (echo, noise); None: a clean line
         self.stream_sid = _sid("MZ")
-        self.account_sid = _sid("AC")
-        self.call_sid = _sid("CA")
+        self.account_sid = account_sid or _sid("AC")
+        self.call_sid = call_sid or _sid("CA")
         self.report = CallReport(url=url, stream_sid=self.stream_sid, call_sid=self.call_sid,
                                  record_path=record_path)
         self._metrics = CallerMetrics(self.report, lead_frames)
@@ -363,6 +367,37 @@ def _is_base64(value: Any) -> bool:
         return False
 
 
+# -- placing the call ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dial:
+    """Where and how to open the media stream (straight to the URL, or as its webhook said)."""
+
+    url: str
+    headers: dict[str, str]
+    custom_parameters: dict[str, str]
+    call_sid: str
+    account_sid: str
+
+
+def dial_as_twilio(media_url: str, auth_token: "str | None", webhook_url: "str | None" = None) -> Dial:
+    """With an auth token: the signed webhook first, then the signed stream with its parameters
+    (the bridge's stream token among them), as Twilio places a call. Without: the URL as given."""
+    call_sid, account_sid = _sid("CA"), _sid("AC")
+    if not auth_token:
+        return Dial(media_url, {}, {}, call_sid, account_sid)
+    placed = place(media_url, auth_token, call_sid, account_sid, webhook_url)
+    return Dial(placed.stream_url, placed.headers, placed.custom_parameters, call_sid, account_sid)
+
+
+def add_twilio_arguments(p: argparse.ArgumentParser) -> None:
+    """``--auth-token`` (or TWILIO_AUTH_TOKEN) and ``--webhook-url``: for ``call`` and ``verify``."""
+    p.add_argument("--auth-token", default=os.environ.get("TWILIO_AUTH_TOKEN") or None, metavar="TOKEN",
+                   help="the bridge's Twilio auth token (default: $TWILIO_AUTH_TOKEN): place the call as Twilio "
+                        "does, the signed webhook, then the signed stream with the token it issued")
+    p.add_argument("--webhook-url", metavar="URL",
+                   help="the voice webhook (default: the media URL with /media -> /voice, ws -> http)")
+
+
 # -- command line -----------------------------------------------------------------------------
 _QUIET_EVENTS = {"mark", "mark_echo", "step"}
 
@@ -389,7 +424,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--header", action="append", default=[], type=_key_value(":"), metavar="K:V",
                    help="extra WebSocket upgrade header, e.g. X-Twilio-Signature:... (repeatable)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="hard limit on call length")
+    add_twilio_arguments(p)
     p.add_argument("--verbose", "-v", action="store_true", help="also print marks and script steps")
+    p.add_argument("--strict-timing", action="store_true",
+                   help="exit 1 on timing figures too (stalls, frames ahead of real time), not only on problems")
     room = p.add_argument_group("acoustics", "what the caller's microphone picks up besides the caller")
     room.add_argument("--echo-db", type=float, metavar="DB",
                       help="speakerphone: send back what the caller hears at this level (e.g. -20; <= 0)")
@@ -433,9 +471,15 @@ def _summary(report: CallReport) -> list[str]:
         lines.append(f"tone: {r.tone}")
     if r.record_path:
         lines.append(f"recording: {r.record_path}")
-    problems = r.problems()
-    lines.append("problems: " + ("; ".join(problems) if problems else "none"))
+    lines += verdict_lines(r)
     return lines
+
+
+def verdict_lines(r: CallReport) -> list[str]:
+    """The call's problems, then its timing figures (under load a figure, not a verdict)."""
+    problems, timing = r.problems(), r.timing_problems()
+    return ["problems: " + ("; ".join(problems) if problems else "none"),
+            "timing: " + ("; ".join(timing) if timing else "on time")]
 
 
 def main(argv: "list[str] | None" = None) -> int:
@@ -454,9 +498,15 @@ def main(argv: "list[str] | None" = None) -> int:
             extra = " ".join(f"{k}={v}" for k, v in detail.items())
             print(f"{t:8.3f}s  {name:<20} {extra}".rstrip(), file=out, flush=True)
 
-    caller = SimulatedCaller(args.url, steps, headers=dict(args.header), custom_parameters=dict(args.param),
+    try:
+        dial = dial_as_twilio(args.url, args.auth_token, args.webhook_url)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    caller = SimulatedCaller(dial.url, steps, headers={**dial.headers, **dict(args.header)},
+                             custom_parameters={**dial.custom_parameters, **dict(args.param)},
                              record_path=args.record, max_seconds=args.max_seconds, on_event=progress,
-                             acoustics=acoustics)
+                             acoustics=acoustics, call_sid=dial.call_sid, account_sid=dial.account_sid)
     report = caller.run()
     for line in _summary(report):
         print(line, file=out)
@@ -464,7 +514,7 @@ def main(argv: "list[str] | None" = None) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     if report.ended_by == "error" and report.frames_sent == 0:
         return 2
-    return 1 if report.problems() else 0
+    return 1 if report.problems() or (args.strict_timing and report.timing_problems()) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,31 @@ LEAD_GAP_MS = 100.0
 UTTERANCE_GAP_MS = 300.0
 
 
+def _first_sound(prompt: bytes) -> bytes | None:
+    """The first 160-byte frame of a bundled prompt that is not silence: how the caller knows it.
+
+    The bridge frames a prompt from its first byte, so each of its frames arrives whole.
+    """
+    for i in range(0, len(prompt) - 159, 160):
+        frame = prompt[i:i + 160]
+        if any(b not in (0xFF, 0x7F) for b in frame):
+            return frame
+    return None
+
+
+def _bundled(name: str) -> bytes:
+    try:
+        from ..tts import load_prompt
+
+        return load_prompt(name)
+    except (OSError, ModuleNotFoundError):
+        return b""
+
+
+APOLOGY_FRAME = _first_sound(_bundled("apology"))
+"""The bundled apology's first sound: received, the bridge apologised for a lost model."""
+
+
 class CallerMetrics:
     """Collects observations during a call (not thread-safe: the caller serializes calls)."""
 
@@ -51,6 +76,8 @@ class CallerMetrics:
         self._arrivals.append(t)
         self._sizes[len(payload)] += 1
         self._tone.feed(payload)
+        if payload == APOLOGY_FRAME:  # the bridge's "sorry, we cannot take your call": the model was lost
+            self.report.apologies += 1
 
     def clear(self, t: float) -> None:
         self._clears.append(t)
@@ -76,6 +103,8 @@ class CallerMetrics:
 
     def event(self, t: float, name: str, detail: "dict[str, Any] | None" = None) -> None:
         self.report.events.append({"t": round(t, 4), "name": name, "detail": detail or {}})
+        if name == "wait_timeout" and detail and "dead_air_ms" in detail:
+            self.report.dead_air.append({"t": round(t, 3), "ms": detail["dead_air_ms"]})
 
     # -- result -----------------------------------------------------------------------------
     def finish(self, duration: float, playout: PlayoutBuffer, playout_origin: float = 0.0) -> CallReport:

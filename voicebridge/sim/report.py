@@ -86,24 +86,43 @@ class CallReport:
     level_interval_ms: int = 20
     caller_dbfs: list[float] = field(default_factory=list)
     agent_dbfs: list[float] = field(default_factory=list)
+    apologies: int = 0
+    """Times the bridge's bundled apology started playing (the model was unavailable)."""
+    dead_air: list[dict[str, Any]] = field(default_factory=list)
+    """Waits for the agent that heard nothing: ``{"t": s since call start, "ms": how long}``."""
     record_path: "str | None" = None
     errors: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
-        """Human-readable list of what a Twilio-conformant bridge should not do."""
+        """What a Twilio-conformant bridge should not do, whatever the machine's load: wrong
+        frames or messages, an apology, dead air. Wall-clock pacing is :meth:`timing_problems`."""
         out = list(self.errors)
         odd = {size: n for size, n in self.frame_sizes.items() if size != 160}
         if odd:
             out.append(f"media payloads not 160 bytes: {odd}")
         if self.invalid_messages:
             out.append(f"{self.invalid_messages} invalid message(s) from the bridge")
+        if self.apologies:
+            out.append("the caller heard the bridge's apology (the model was unavailable)")
+        if self.dead_air:
+            longest = max(d["ms"] for d in self.dead_air) / 1000
+            out.append(f"dead air: {len(self.dead_air)} wait(s) for the agent heard nothing (up to {longest:.1f} s)")
+        if self.tone is not None and not self.tone.get("ok"):
+            out.append(f"tone check failed: {self.tone}")
+        return out
+
+    def timing_problems(self) -> list[str]:
+        """Pacing as measured by this machine's clock: stalls and frames ahead of real time.
+
+        Figures, not a verdict on the call: a loaded machine (the simulator shares it with the
+        bridge) stalls the caller's own threads too. Benchmarks and the ``timing`` test lane judge them.
+        """
+        out = []
         if self.stalls:
             out.append(f"{self.stalls} stall(s) > 40 ms while the agent talked")
         if self.ahead_frames:
             out.append(f"{self.ahead_frames} frame(s) ahead of real time beyond the send-ahead lead "
                        f"(up to {self.ahead_max_ms:.0f} ms ahead)")
-        if self.tone is not None and not self.tone.get("ok"):
-            out.append(f"tone check failed: {self.tone}")
         return out
 
     def to_dict(self) -> dict[str, Any]:

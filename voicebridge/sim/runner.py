@@ -136,8 +136,8 @@ class ScriptRunner:
     def _wait_agent(self, step: WaitForAgent, elapsed: int, audible: bool, events: list) -> "bytes | None":
         if audible:
             return None
-        if elapsed >= step.timeout_ms:
-            events.append(("wait_timeout", {"step": format_step(step)}))
+        if elapsed >= step.timeout_ms:  # the caller waited for an answer and heard nothing: dead air
+            events.append(("wait_timeout", {"step": format_step(step), "dead_air_ms": step.timeout_ms}))
             return None
         return SILENCE_FRAME
 

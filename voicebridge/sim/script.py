@@ -14,12 +14,16 @@ happens before a known command name)::
     interrupt[:AFTER_MS]:TEXT   (or @PROMPT / FILE.wav)        hangup
     dtmf:KEYS[:GAP_MS]          (keypad keys, e.g. dtmf:1234#, one every GAP_MS, default 150)
     wait_hangup[:TIMEOUT_MS]    (silence until the bridge ends the call)
+    tool:NAME[:DIGITS]          (ask the local test agent for tool NAME, with DIGITS for its
+                                 id-like argument: keys * + NAME spelled on the keypad [+ * DIGITS] #)
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Union
+
+from ..dtmf import keypad_code
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ _ALIASES = {
     "silence": "silence", "say": "say", "click": "click", "cough": "cough", "hangup": "hangup",
     "wait_agent": "wait_agent", "wait_for_agent": "wait_agent",
     "wait_quiet": "wait_quiet", "wait_for_agent_silence": "wait_quiet",
-    "interrupt": "interrupt", "dtmf": "dtmf", "wait_hangup": "wait_hangup",
+    "interrupt": "interrupt", "dtmf": "dtmf", "wait_hangup": "wait_hangup", "tool": "tool",
 }
 _SPLIT = re.compile(r",(?=\s*(?:%s)\s*(?::|,|$))" % "|".join(sorted(_ALIASES, key=len, reverse=True)))
 
@@ -264,6 +268,21 @@ def _build_dtmf(arg: str) -> Dtmf:
     return dtmf(keys.strip(), _int(gap, 150))
 
 
+TOOL_KEY_GAP_MS = 80
+"""A ``tool:`` step's keys come quicker than a person types them: they are a code, not a number."""
+
+
+def _build_tool(arg: str) -> Dtmf:
+    """``tool:NAME[:DIGITS]``: the keys that name a tool to the local test agent (voicebridge.local.tooluse)."""
+    name, _, digits = arg.partition(":")
+    name, digits = name.strip(), digits.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ValueError("a tool name (letters, digits, _ or -) is required")
+    if digits and not digits.isdigit():
+        raise ValueError(f"tool arguments are keypad digits, not {digits!r}")
+    return dtmf("*" + keypad_code(name) + (f"*{digits}" if digits else "") + "#", TOOL_KEY_GAP_MS)
+
+
 _BUILDERS = {
     "silence": lambda a: silence(_int(a)),
     "say": lambda a: say(**_speech_source(a)),
@@ -275,6 +294,7 @@ _BUILDERS = {
     "hangup": _build_hangup,
     "dtmf": _build_dtmf,
     "wait_hangup": lambda a: wait_for_hangup(_int(a, 15000)),
+    "tool": _build_tool,
 }
 
 

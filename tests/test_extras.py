@@ -1,0 +1,73 @@
+"""A plain ``pip install voicebridge``: the README's mount works; a missing extra names its pip install.
+
+Each case runs in a fresh interpreter with the optional packages hidden by a meta-path blocker,
+as if they had never been installed.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BLOCKER = """
+import sys
+HIDDEN = {hidden!r}
+
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HIDDEN:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+"""
+
+
+def run_hidden(hidden: tuple[str, ...], body: str) -> subprocess.CompletedProcess:
+    code = BLOCKER.format(hidden=hidden) + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_the_readme_mount_works_without_prometheus_client_and_metrics_say_what_to_install() -> None:
+    proc = run_hidden(("prometheus_client",), """
+        import os
+        from flask import Flask
+        from voicebridge import BridgeConfig, VoiceBridge
+
+        app = Flask(__name__)
+        os.environ["OPENAI_API_KEY"], os.environ["TWILIO_AUTH_TOKEN"] = "sk-test", "tok-test"
+        bridge = VoiceBridge(app, BridgeConfig(api_key=os.environ["OPENAI_API_KEY"]),
+                             auth_token=os.environ["TWILIO_AUTH_TOKEN"])
+        client = app.test_client()
+        assert client.post("/voice", data={"CallSid": "CA1"}).status_code == 403  # signatures checked
+        assert client.get("/healthz").status_code == 200
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 501, metrics.status_code
+        print(metrics.get_data(as_text=True).strip())
+        assert "prometheus_client" not in sys.modules
+        try:
+            VoiceBridge(Flask("asked"), BridgeConfig(), metrics=True)
+        except ImportError as exc:
+            print(exc)
+        """)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("Prometheus metrics are off") and "pip install 'voicebridge[metrics]'" in lines[0]
+    assert lines[1] == ("Prometheus metrics (/metrics) needs the 'prometheus_client' package: "
+                        "pip install 'voicebridge[metrics]'")
+
+
+def test_a_missing_twilio_package_names_the_pip_install() -> None:
+    proc = run_hidden(("twilio", "prometheus_client"), """
+        import voicebridge
+        try:
+            voicebridge.VoiceBridge
+        except ImportError as exc:
+            print(type(exc).__name__, exc)
+        """)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == ("MissingExtra voicebridge's Flask integration (TwiML, X-Twilio-Signature) needs the "
+                                   "'twilio' package: pip install 'voicebridge[twilio]'")

@@ -1,0 +1,90 @@
+"""Placing a call as Twilio does: the signed voice webhook first, then the signed media stream.
+
+A bridge with a Twilio auth token refuses anything unsigned (403), and admits a stream only with
+the single-use token its webhook issued for that call. So, like Twilio: POST the voice webhook
+(``CallSid``, ``AccountSid``, ``From``, ``To``... signed with ``X-Twilio-Signature`` over the URL
+and the form), read the TwiML's ``<Connect><Stream url>`` and its ``<Parameter>``s (the stream
+token among them), and open that URL with its own signature (over the URL alone). The pure parts
+(URLs, form, signatures, TwiML) are functions; ``place`` does the one HTTP request.
+"""
+from __future__ import annotations
+
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+MAX_TWIML_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What the webhook told the caller: where the stream goes and what it must carry."""
+
+    stream_url: str
+    custom_parameters: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def webhook_url_for(media_url: str) -> str:
+    """The voice webhook beside a media URL: ``wss://host/x/media`` -> ``https://host/x/voice``."""
+    parts = urllib.parse.urlsplit(media_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme)
+    path = parts.path[:-len("/media")] if parts.path.endswith("/media") else parts.path.rstrip("/")
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path + "/voice", "", ""))
+
+
+def webhook_form(call_sid: str, account_sid: str, caller: str = "+15005550006", called: str = "+15005550001"
+                 ) -> dict[str, str]:
+    """The fields of Twilio's voice webhook a bridge reads (an inbound call, ringing)."""
+    return {"CallSid": call_sid, "AccountSid": account_sid, "From": caller, "To": called, "Caller": caller,
+            "Called": called, "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+
+
+def signature(auth_token: str, url: str, params: Mapping[str, str] | None = None) -> str:
+    """``X-Twilio-Signature``: HMAC-SHA1 of the URL and the sorted form, as Twilio computes it."""
+    from twilio.request_validator import RequestValidator
+
+    return str(RequestValidator(auth_token).compute_signature(url, dict(params or {})))
+
+
+def parse_connect(twiml: str) -> tuple[str, dict[str, str]]:
+    """``<Connect><Stream url>`` and its ``<Parameter>``s; ValueError for anything else (a refusal)."""
+    try:
+        root = ET.fromstring(twiml)
+    except ET.ParseError as exc:
+        raise ValueError(f"the webhook did not answer TwiML: {exc}") from None
+    stream = root.find("./Connect/Stream")
+    if stream is None or not stream.get("url"):
+        said = " ".join(e.text or "" for e in root.iter("Say")).strip()
+        raise ValueError("the webhook answered no <Connect><Stream>" + (f" (it said: {said[:200]!r})" if said else ""))
+    params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter") if p.get("name")}
+    return str(stream.get("url")), params
+
+
+Post = Callable[[str, bytes, Mapping[str, str], float], bytes]
+
+
+def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> bytes:
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the operator's URL
+            return resp.read(MAX_TWIML_BYTES)
+    except urllib.error.HTTPError as exc:
+        hint = " (wrong auth token, or the bridge's PUBLIC_URL differs from this URL)" if exc.code == 403 else ""
+        raise ValueError(f"the webhook {url} answered HTTP {exc.code}{hint}") from None
+
+
+def place(media_url: str, auth_token: str, call_sid: str, account_sid: str, webhook_url: str | None = None,
+          timeout: float = 10.0, post: Post = _post) -> Placement:
+    """POST the signed voice webhook; the signed stream URL and parameters to open, as Twilio would."""
+    url = webhook_url or webhook_url_for(media_url)
+    form = webhook_form(call_sid, account_sid)
+    headers = {SIGNATURE_HEADER: signature(auth_token, url, form),
+               "Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TwilioProxy/1.1"}
+    twiml = post(url, urllib.parse.urlencode(form).encode(), headers, timeout).decode("utf-8", "replace")
+    stream_url, params = parse_connect(twiml)
+    return Placement(stream_url, params, {SIGNATURE_HEADER: signature(auth_token, stream_url)})
