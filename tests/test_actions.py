@@ -2,14 +2,19 @@
 hang-up after the goodbye, transfer, keypad digits, idle and length limits, the call record."""
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
+import weakref
 
 import pytest
 
 from voicebridge import BridgeConfig
-from voicebridge.testing import (ManualClock, rt_agent_transcript, rt_function_call, rt_response_created,
+from voicebridge.testing import (BridgeCall, ManualClock, rt_agent_transcript, rt_function_call, rt_response_created,
                                  rt_response_done, rt_speech_started, rt_speech_stopped, twilio_dtmf, wait_until)
 from voicebridge.tools import tool
 
@@ -200,6 +205,148 @@ def test_the_caller_speaking_during_a_tool_call_gets_the_result_but_no_extra_res
     assert call.openai.requested("tool_result") == []  # the caller's own turn will be answered
     call.finish()
 
+
+
+def tool_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("vb-tool") and t.is_alive()]
+
+
+def test_hung_tools_give_their_places_back_when_they_time_out(bridge_call):
+    """Two hung handlers on a pool of two: once they time out, a later lookup runs at once."""
+    slow, release = blocking_tool(timeout_s=3.0)
+    ran = []
+
+    @tool
+    def order_status(order_id: str) -> dict:
+        """Look up an order."""
+        ran.append(order_id)
+        return {"order_id": order_id, "status": "shipped"}
+
+    clock = ManualClock()
+    call = bridge_call(CFG.replace(tools=(slow, order_status), tool_workers=2), clock=clock).start()
+    try:
+        call_tools(call.openai, "resp_1", [("c1", "slow", {}), ("c2", "slow", {})])
+        assert wait_until(lambda: call.session.metrics["tool_calls"] == 2)
+        tick(call, clock, 3.5)
+        assert wait_until(lambda: len(outputs(call.openai)) == 2)  # both timed out; both still hang
+        call_tools(call.openai, "resp_2", [("c3", "order_status", {"order_id": "42"})])
+        assert wait_until(lambda: len(outputs(call.openai)) == 3)
+        assert json.loads(outputs(call.openai)[2]["output"]) == {"order_id": "42", "status": "shipped"}
+        assert ran == ["42"]
+    finally:
+        release.set()
+    m = call.finish()
+    assert m["tool_timeouts"] == 2 and m["tool_errors"] == 0
+
+
+def test_the_tool_pool_is_shut_down_with_the_call(bridge_call):
+    """A call still waiting for a place when the call ends is never started."""
+    release, ran = threading.Event(), []
+
+    @tool
+    def slow(n: int) -> str:
+        """Slow."""
+        ran.append(n)
+        release.wait(10)
+        return "ok"
+
+    call = bridge_call(CFG.replace(tools=(slow,), tool_workers=1)).start()
+    try:
+        call_tools(call.openai, "resp_1", [("c1", "slow", {"n": 1}), ("c2", "slow", {"n": 2})])
+        assert wait_until(lambda: call.session.metrics["tool_calls"] == 2)
+        assert wait_until(lambda: len(tool_threads()) == 1)
+        first = tool_threads()[0]
+        call.finish()  # c1 still hangs, c2 waits for its place
+    finally:
+        release.set()
+    first.join(5)  # c1 returns: its place is free, and the call's pool starts nothing on it
+    for thread in tool_threads():  # anything c1's thread started before it ended
+        thread.join(5)
+    assert not first.is_alive() and ran == [1]
+    assert call.openai.events("conversation.item.create") == []
+
+
+def test_a_hung_handler_holds_nothing_of_its_call():
+    """Once the call is over, its session is freed even while a handler hangs on."""
+    slow, release = blocking_tool()
+    call = BridgeCall(CFG.replace(tools=(slow,)))  # not the fixture: it keeps its calls
+    try:
+        call.start()
+        call_tools(call.openai, "resp_1", [("c1", "slow", {})])
+        assert wait_until(lambda: len(tool_threads()) == 1)
+        call.finish()
+        session = weakref.ref(call.session)
+        del call
+        gc.collect()
+        assert session() is None and len(tool_threads()) == 1
+    finally:
+        release.set()
+
+
+def test_results_over_the_cap_are_refused_with_a_clear_error_and_never_kept(bridge_call, caplog):
+    caplog.set_level(logging.INFO)
+
+    @tool
+    def dump(n: int) -> dict:
+        """Everything."""
+        return {"rows": ["r" * 100] * n}
+
+    call = bridge_call(CFG.replace(tools=(dump,), tool_result_max_bytes=4096)).start()
+    call_tools(call.openai, "resp_1", [("c1", "dump", {"n": 30}), ("c2", "dump", {"n": 50_000})])
+    assert wait_until(lambda: len(outputs(call.openai)) == 2)
+    small, huge = (o["output"] for o in outputs(call.openai))
+    assert len(json.loads(small)["rows"]) == 30 and len(small) <= 4096
+    error = json.loads(huge)["error"]
+    assert "too large" in error and "4096" in error and len(huge) < 200
+    call_tools(call.openai, "resp_2", [("c3", "dump", {"n": 60_000})])
+    assert wait_until(lambda: len(outputs(call.openai)) == 3)
+    m = call.finish()
+    assert m["tool_results_too_large"] == 2 and m["tool_errors"] == 0
+    assert len([r for r in caplog.records if "over tool_result_max_bytes" in r.getMessage()]) == 1  # once per tool
+    kept = [e["detail"].get("output", "") for e in m["transcript"] if e["role"] == "tool"]
+    assert max(map(len, kept)) <= 4096  # the record holds what was sent, not the 5 MB result
+    assert BridgeConfig().tool_result_max_bytes == 16 * 1024
+
+
+def test_a_hung_tool_never_keeps_the_process_from_exiting(tmp_path):
+    """The handler threads are daemons: an interpreter with a handler that never returns exits."""
+    script = tmp_path / "hung.py"
+    script.write_text(
+        "import threading\n"
+        "from voicebridge.toolpool import ToolPool\n"
+        "started = threading.Event()\n"
+        "def never():\n"
+        "    started.set()\n"
+        "    threading.Event().wait()\n"
+        "pool = ToolPool(1, 'vb-tool', lambda key, outcome: None)\n"
+        "pool.submit('1', never)\n"
+        "assert started.wait(5)\n"
+        "pool.close()\n"
+        "print('exiting', flush=True)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0 and done.stdout == "exiting\n", done.stderr
+
+
+def test_function_calls_cut_by_a_cancel_are_never_run(bridge_call):
+    """A barge-in cancels the response: its function-call items end ``incomplete`` and are not run."""
+    ran = []
+
+    @tool
+    def lookup(order_id: str) -> str:
+        """Look up."""
+        ran.append(order_id)
+        return "found"
+
+    call = bridge_call(CFG.replace(tools=(lookup,))).start()
+    call.openai.push(rt_response_created("resp_1"))
+    call.openai.push(rt_function_call("resp_1", "c1", "lookup", '{"order_id": "4', status="incomplete"))
+    call.openai.push(rt_response_done("resp_1", status="cancelled"))
+    call_tools(call.openai, "resp_2", [("c2", "lookup", {"order_id": "7"})])
+    assert wait_until(lambda: outputs(call.openai))
+    m = call.finish()
+    assert ran == ["7"] and [o["call_id"] for o in outputs(call.openai)] == ["c2"]
+    assert m["tool_calls"] == 1
 
 # ----------------------------------------------------------------- hang-up and transfer
 def test_end_call_hangs_up_once_the_goodbye_has_been_heard(bridge_call):

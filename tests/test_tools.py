@@ -1,6 +1,8 @@
 """Tool definitions, the sans-IO pieces of call control, and every client event against the openai types."""
 from __future__ import annotations
 
+import datetime
+import decimal
 import enum
 import json
 from typing import Annotated, Literal, Optional
@@ -66,6 +68,21 @@ def test_bad_tools_are_refused_when_configured():
 def test_results_are_json_except_strings():
     assert encode_result({"a": 1}) == '{"a":1}' and encode_result("plain") == "plain"
     assert json.loads(encode_result([1, {"b": None}])) == [1, {"b": None}]
+    assert [encode_result(v) for v in (42, -1.5, None, True, False, [], (1, "x"))] == [
+        "42", "-1.5", "null", "true", "false", "[]", '[1,"x"]']
+    assert encode_result(10**40) == str(10**40)  # a huge integer is still a JSON number
+    when = datetime.date(2026, 12, 2)
+    assert json.loads(encode_result({"eta": when, "price": decimal.Decimal("9.50")})) == {
+        "eta": "2026-12-02", "price": "9.50"}  # objects JSON does not know: by their str
+    assert json.loads(encode_result(Color.RED)) == "Color.RED"
+    big = encode_result({"rows": ["x" * 100] * 10_000})  # encoded whole: the bridge's cap applies later
+    assert len(big) > 1_000_000 and json.loads(big)["rows"][0] == "x" * 100
+    assert encode_result("é" * 3) == "ééé"  # a str is not re-encoded
+    looped: list = []
+    looped.append(looped)
+    for bad in (float("nan"), [float("inf")], looped, {(1, 2): "tuple key"}):
+        with pytest.raises((ValueError, TypeError)):  # never invalid JSON: the tool failed instead
+            encode_result(bad)
 
 
 def assert_client_event(text: str) -> None:
