@@ -399,6 +399,78 @@ def test_transfer_to_a_configured_destination_and_refusal_of_others(bridge_call)
     assert told == [("+15551234567", True)]  # the app knew before Twilio could ask
 
 
+SUPPORT, BILLING = "+15551234567", "sip:billing@pbx.example.com"
+TARGETS = {"support": SUPPORT, "billing": BILLING}
+
+
+def ending_call(bridge_call, calls, **options):
+    """A call whose first response makes ``calls`` after a line of audio; returns (metrics, results,
+    what on_transfer was told)."""
+    told: list[str] = []
+    call = bridge_call(CFG.replace(end_call=True, transfer_targets=TARGETS, **options),
+                       on_transfer=lambda session, target: told.append(target)).start()
+    call.twilio.echo_marks = True
+    call_tools(call.openai, "resp_1", calls, audio=[FRAME * 2])
+    m = call.finish(stop=False)
+    return m, {o["call_id"]: json.loads(o["output"]) for o in outputs(call.openai)}, told
+
+
+def test_a_transfer_wins_over_an_end_call_in_the_same_response(bridge_call):
+    for calls in ([("c1", "end_call", {}), ("c2", "transfer_call", {"destination": "support"})],
+                  [("c2", "transfer_call", {"destination": "support"}), ("c1", "end_call", {})]):
+        m, results, told = ending_call(bridge_call, calls)
+        assert m["close_reason"] == "transferred to support" and m["transfer_to"] == SUPPORT
+        assert (m["transfers"], m["agent_hangups"]) == (1, 0) and told == [SUPPORT]
+        assert results["c2"]["ok"] is True
+        if calls[0][1] == "end_call":  # it was the ending when it was called; the transfer then replaced it
+            assert results["c1"]["ok"] is True and "instead of hung up" in results["c2"]["note"]
+        else:  # the model is told the hang-up did not happen
+            assert results["c1"] == {"ok": False, "error": "not hung up: the caller is being transferred to "
+                                                           "support, and the call ends with that transfer"}
+
+
+def test_the_first_transfer_stands_and_the_second_is_told_so(bridge_call):
+    m, results, told = ending_call(bridge_call, [("c1", "transfer_call", {"destination": "support"}),
+                                                 ("c2", "transfer_call", {"destination": "billing"}),
+                                                 ("c3", "transfer_call", {"destination": "support"})])
+    assert m["transfer_to"] == SUPPORT and told == [SUPPORT] and m["transfers"] == 1
+    assert results["c1"]["ok"] is True and results["c3"]["ok"] is True
+    assert results["c2"] == {"ok": False, "error": "not transferred to billing: the caller is already being "
+                                                   "transferred to support"}
+
+
+def test_a_second_end_call_changes_nothing(bridge_call):
+    m, results, told = ending_call(bridge_call, [("c1", "end_call", {}), ("c2", "end_call", {})])
+    assert m["close_reason"] == "agent ended the call" and m["agent_hangups"] == 1 and told == []
+    assert results["c1"]["ok"] is True and "already ending" in results["c2"]["note"]
+
+
+def test_a_transfer_while_a_goodbye_is_pending_replaces_it(bridge_call):
+    told: list[str] = []
+    call = bridge_call(CFG.replace(end_call=True, transfer_targets=TARGETS),
+                       on_transfer=lambda session, target: told.append(target)).start()
+    call.twilio.echo_marks = True
+    call_tools(call.openai, "resp_1", [("c1", "end_call", {})])  # no words: a goodbye is asked for
+    assert wait_until(lambda: call.openai.requested("goodbye"))
+    call_tools(call.openai, "resp_2", [("c2", "transfer_call", {"destination": "billing"})], audio=[FRAME])
+    m = call.finish(stop=False)
+    assert m["close_reason"] == "transferred to billing" and m["transfer_to"] == BILLING and told == [BILLING]
+    assert json.loads(outputs(call.openai)[1]["output"])["ok"] is True
+
+
+def test_the_length_limit_during_a_pending_transfer_still_transfers(bridge_call):
+    clock = ManualClock()
+    told: list[str] = []
+    call = bridge_call(CFG.replace(transfer_targets=TARGETS, max_call_s=60.0, wrap_up_s=5.0), clock=clock,
+                       on_transfer=lambda session, target: told.append(target)).start()
+    call_tools(call.openai, "resp_1", [("c1", "transfer_call", {"destination": "support"})], audio=[FRAME * 50])
+    assert wait_until(lambda: outputs(call.openai))  # marks are not echoed: the handoff line is still playing
+    tick(call, clock, 61.0)
+    m = call.finish(stop=False)
+    assert m["close_reason"] == "maximum call length" and m["transfer_to"] == SUPPORT and told == [SUPPORT]
+    assert (m["transfers"], m["agent_hangups"]) == (1, 0)
+
+
 @pytest.mark.parametrize("guard", [True, False])
 def test_the_goodbye_guard_for_a_model_that_forgets_end_call(bridge_call, guard):
     call = bridge_call(CFG.replace(hangup_on_goodbye=guard)).start()

@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from voicebridge import BridgeConfig
 from voicebridge import realtime_protocol as rt
+from voicebridge.callcontrol import Decision, Pending, decide
 from voicebridge.dtmf import DtmfCollector
 from voicebridge.limits import CallLimits, LimitAction
 from voicebridge.metrics import CallMetrics
@@ -171,3 +172,20 @@ def test_the_record_keeps_what_the_caller_heard_and_sums_usage():
     record.usage((("total_tokens", 12),))
     assert [(e.role, e.text, e.detail.get("interrupted"), e.t) for e in entries] == [("agent", "one two", True, 2.0)]
     assert record.totals == {"total_tokens": 42, "output_audio_tokens": 20}
+
+
+def test_one_ending_per_call_a_transfer_beats_a_pending_hang_up():
+    def hang_up():
+        return Pending("agent ended the call", 0.0, None, None)
+
+    def transfer(to):
+        return Pending(f"transferred to {to}", 0.0, None, None, f"+1555000000{len(to)}", to)
+
+    assert decide(None, False, hang_up()) is Decision.STARTED
+    assert decide(None, False, transfer("a")) is Decision.STARTED
+    assert decide(hang_up(), False, transfer("a")) is Decision.REPLACED  # only pending: the transfer wins
+    assert decide(hang_up(), True, transfer("a")) is Decision.REFUSED  # carried out: too late
+    assert decide(transfer("a"), False, hang_up()) is Decision.REFUSED
+    assert decide(transfer("a"), False, transfer("bb")) is Decision.REFUSED  # the first transfer stands
+    assert decide(transfer("a"), False, transfer("a")) is Decision.ALREADY
+    assert decide(hang_up(), False, hang_up()) is Decision.ALREADY
