@@ -517,6 +517,53 @@ def test_keypad_digits_reach_the_hook_and_the_model(bridge_call):
     assert m["dtmf_sequences"] == 2 and [e["text"] for e in m["transcript"] if e["role"] == "keypad"] == ["12", "7"]
 
 
+def keypad_items(openai):
+    return [e["item"]["content"][0]["text"] for e in openai.events("conversation.item.create")
+            if e["item"]["type"] == "message"]
+
+
+def test_a_keypad_flood_costs_one_item_one_answer_and_one_line_per_interval(bridge_call, caplog):
+    caplog.set_level(logging.INFO)
+    entered = []
+    clock = ManualClock()
+    call = bridge_call(CFG, clock=clock, on_dtmf=entered.append).start()
+    for _ in range(1000):
+        call.twilio.push(twilio_dtmf("1"))
+        call.twilio.push(twilio_dtmf("#"))
+    assert wait_until(lambda: len(entered) == 1000)  # the app still hears of every entry
+    assert keypad_items(call.openai) == ["The caller entered 1 on the phone keypad."]  # the first, at once
+    tick(call, clock, 0.5)
+    assert len(keypad_items(call.openai)) == 1
+    tick(call, clock, 0.6)  # the interval has passed: the rest, together, newest first kept
+    assert wait_until(lambda: len(keypad_items(call.openai)) == 2)
+    assert keypad_items(call.openai)[1] == "The caller entered " + ", ".join(["1"] * 8) + " on the phone keypad."
+    tick(call, clock, 5.0)
+    m = call.finish()
+    assert len(keypad_items(call.openai)) == 2 and len(call.openai.requested("dtmf")) <= 2
+    assert m["dtmf_sequences"] == 1000 and m["dtmf_entries_dropped"] == 999 - 8
+    assert len([r for r in caplog.records if "keypad" in r.getMessage()]) == 2
+    assert len([e for e in m["transcript"] if e["role"] == "keypad"]) == 2
+
+
+def test_keypad_digits_are_never_logged(bridge_call, caplog):
+    caplog.set_level(logging.DEBUG)
+    entered = []
+    clock = ManualClock()
+    call = bridge_call(CFG.replace(end_call=True), clock=clock, on_dtmf=entered.append).start()
+    for key in "8675309#":
+        call.twilio.push(twilio_dtmf(key))
+    for key in "4242":  # unterminated: the pause ends it
+        call.twilio.push(twilio_dtmf(key))
+    tick(call)
+    tick(call, clock, 2.5)
+    assert wait_until(lambda: entered == ["8675309", "4242"])
+    m = call.finish()
+    assert [e["text"] for e in m["transcript"] if e["role"] == "keypad"] == ["8675309", "4242"]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "keypad: 1 entry, 7 digit(s)" in logged and "keypad: 1 entry, 4 digit(s)" in logged
+    assert "8675309" not in logged and "4242" not in logged
+
+
 def test_a_silent_caller_is_nudged_then_the_agent_says_goodbye_and_hangs_up(bridge_call):
     clock = ManualClock()
     call = bridge_call(CFG.replace(idle_nudge_s=10.0, idle_hangup_s=8.0), clock=clock).start()

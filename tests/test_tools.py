@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter
 from voicebridge import BridgeConfig
 from voicebridge import realtime_protocol as rt
 from voicebridge.callcontrol import Decision, Pending, decide
-from voicebridge.dtmf import DtmfCollector
+from voicebridge.dtmf import DtmfCollector, KeypadBatches
 from voicebridge.limits import CallLimits, LimitAction
 from voicebridge.metrics import CallMetrics
 from voicebridge.record import CallRecord
@@ -124,6 +124,19 @@ def test_keypad_sequences_end_at_the_terminator_a_pause_or_the_length():
     keys.press("7", 10.0)
     assert keys.poll(11.9) is None and keys.poll(12.0) == "7"
     assert [keys.press(k, 20.0) for k in "12345"][3] == "1234"
+
+
+def test_keypad_entries_faster_than_the_interval_are_handed_on_together():
+    batches = KeypadBatches(interval_s=1.0, max_entries=3)
+    first = batches.add("12", 0.0)
+    assert first is not None and first.entries == ("12",) and first.dropped == 0  # the first at once
+    assert [batches.add(e, 0.1 * i) for i, e in enumerate("34567", 1)] == [None] * 5
+    assert batches.due(0.9) is None
+    late = batches.due(1.0)
+    assert late is not None and late.entries == ("5", "6", "7") and late.dropped == 2 and late.digits == 3
+    assert batches.due(5.0) is None  # nothing waiting
+    alone = batches.add("9", 5.0)
+    assert alone is not None and alone.entries == ("9",)  # a quiet keypad is never held back
 
 
 def test_idle_nudge_then_goodbye_and_the_length_limit():

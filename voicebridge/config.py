@@ -130,6 +130,7 @@ class BridgeConfig:
     dtmf_to_model: bool = True
     dtmf_terminator: str = "#"
     dtmf_timeout_ms: int = 2000
+    dtmf_min_interval_ms: int = 1000  # entries faster than this reach the model together (a flood: one per interval)
     dtmf_template: str = DTMF_TEMPLATE
     # Idle and length limits (None = off)
     idle_nudge_s: float | None = 12.0  # silence (nobody speaking) before the agent checks on the caller
