@@ -98,6 +98,7 @@ class MediaSession:
         self._threads: list[threading.Thread] = []
         self._run_thread: threading.Thread | None = None
         self._start_deadline = float("inf")  # set when run() begins
+        self._start_given_up = False
         self._fuse_checked = float("-inf")
         self._twilio = TwilioLink(twilio_ws, self._metrics, self.log, self.config.twilio_send_timeout_s,
                                   clock, self.close)
@@ -172,6 +173,16 @@ class MediaSession:
             self.close(self.close_reason or "twilio loop ended")
             self._teardown()
 
+    @property
+    def _call_level(self) -> int:
+        """INFO for a call's closing lines; DEBUG for a stream that never became one (never started,
+        or refused at its start): anyone can open those, and the refusal is logged where decided."""
+        return logging.INFO if self._threads else logging.DEBUG
+
+    def give_up_waiting_for_start(self) -> None:
+        """A stream not started yet is closed by its own thread at its next check (never blocks)."""
+        self._start_given_up = True
+
     def close(self, reason: str = "closed") -> None:
         """End the call. Idempotent; from any thread; returns once torn down (outside threads)."""
         with self._close_lock:
@@ -179,7 +190,7 @@ class MediaSession:
             self._closing = True
         if first:
             self.close_reason = reason
-            self.log.info("closing: %s", reason)
+            self.log.log(self._call_level, "closing: %s", reason)
             self._stop.set()
             self.outbound.stop()
             self.model.close()
@@ -304,8 +315,13 @@ class MediaSession:
     # ------------------------------------------------------------------ timers (run thread)
     def _timers(self, now: float) -> None:
         """Everything time-driven, checked after every Twilio message or receive timeout."""
-        if self.stream_sid is None and now > self._start_deadline:
-            self.log.warning("no Twilio start within %.1f s: not a call, closing", self.config.start_timeout_s)
+        if self.stream_sid is None and (now > self._start_deadline or self._start_given_up):
+            # Not a call, and anyone can open such sockets: INFO here; the Flask integration adds one
+            # throttled warning for all of them.
+            if self._start_given_up:
+                self.log.info("closed before its start: too many media streams wait for one here")
+            else:
+                self.log.info("no Twilio start within %.1f s: not a call, closing", self.config.start_timeout_s)
             self.close("no start")
             return
         self.barge_in.poll(now)
@@ -366,7 +382,7 @@ class MediaSession:
         snap = self.metrics
         if not snap["accounting_ok"]:
             self.log.error("frame accounting mismatch: %s", _accounting(snap))
-        self.log.info("call summary: %s", _summary(snap))
+        self.log.log(self._call_level, "call summary: %s", _summary(snap))
         self._done.set()
         if self._end_hook is not None:
             self._safe(lambda: self._end_hook(self), "on_end hook")  # type: ignore[misc]
