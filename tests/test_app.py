@@ -10,8 +10,10 @@ import logging
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -409,6 +411,32 @@ def test_gunicorn_conf_reads_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     for bad in ({"WORKER_CLASS": "sync"}, {"WEB_CONCURRENCY": "many"}, {"PORT": "-1"}):
         with pytest.raises(RuntimeError, match=next(iter(bad))):
             load(**bad)
+
+
+def test_gunicorn_conf_puts_its_directories_where_temp_cleaners_do_not_age_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    conf = runpy.run_path(str(ROOT / "examples" / "gunicorn.conf.py"))
+    server = type("Server", (), {"log": logging.getLogger("gunicorn-test")})()
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    for variable, value in (("RUNTIME_DIRECTORY", str(runtime)), ("XDG_RUNTIME_DIR", str(runtime)),
+                            ("RUNTIME_DIRECTORY", str(tmp_path / "missing"))):
+        monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+        monkeypatch.delenv("VOICEBRIDGE_STATE_DIR", raising=False)
+        monkeypatch.setenv(variable, value)
+        conf["on_starting"](server)
+        made = [Path(os.environ[name]) for name in ("PROMETHEUS_MULTIPROC_DIR", "VOICEBRIDGE_STATE_DIR")]
+        try:
+            expected = runtime if Path(value).is_dir() else Path(tempfile.gettempdir())
+            assert [path.parent for path in made] == [expected, expected]
+            assert all(stat.S_IMODE(path.stat().st_mode) == 0o700 for path in made)
+        finally:
+            conf["on_exit"](server)
+        assert not any(path.exists() for path in made)
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)

@@ -10,6 +10,7 @@ import base64
 import logging
 import multiprocessing
 import os
+import shutil
 import socket
 import time
 import xml.etree.ElementTree as ET
@@ -636,6 +637,36 @@ def test_two_apps_sharing_a_state_dir_act_as_one_bridge(tmp_path: Path) -> None:
     assert values[("voicebridge_calls_refused_total", (("stage", "token"),))] == 1
     assert values[("voicebridge_calls_refused_total", (("stage", "webhook"),))] == 1
     assert values[("voicebridge_calls_refused_total", (("stage", "websocket"),))] == 1
+
+
+@pytest.mark.parametrize("removed", ["slots", "."])
+def test_voice_and_healthz_keep_working_when_the_state_directory_is_deleted_under_a_live_call(
+        tmp_path: Path, removed: str) -> None:
+    state = tmp_path / "state"
+    app, bridge = make_app(max_calls=2, state_dir=str(state))
+    client = app.test_client()
+    with running(app) as server:
+        live = TwilioPeer(server.ws_url, sid="1")
+        live.start()
+        assert live.wait_media(1)
+        shutil.rmtree(state / removed)  # what a temp cleaner's age rule did
+        assert twiml(client.post("/voice", data=FORM).data).find("Connect/Stream") is not None
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.get_json()["active_calls_all"] == 1  # still counted
+        second = TwilioPeer(server.ws_url, sid="2")
+        second.start()
+        assert second.wait_media(1)
+        assert twiml(client.post("/voice", data=FORM).data).find("Say") is not None  # the cap of 2 holds
+        for peer in (live, second):
+            peer.stop()
+            peer.read_until_closed()
+            peer.close()
+        assert wait_until(lambda: bridge.slots.active_all == 0)
+    shutil.rmtree(state / "slots")
+    (state / "slots").write_text("not a directory")  # a state that cannot be repaired: still never a 500
+    assert client.post("/voice", data=FORM).status_code == 200
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.get_json()["status"] == "state directory failing"
 
 
 # ---------------------------------------------------------------------------- drain

@@ -54,7 +54,7 @@ from . import twilio_protocol as tw
 from .config import BridgeConfig
 from .prometheus import BridgeMetrics
 from .session import MediaSession
-from .shared import CallSlots, SingleUse, TransferBoard
+from .shared import CallSlots, SingleUse, StateDirError, TransferBoard
 from .streamtoken import DEFAULT_LIFETIME_S as TOKEN_LIFETIME_S
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
 from .streamtoken import StreamTokens, TokenCheck
@@ -102,6 +102,7 @@ class BridgeState(enum.Enum):
 
     SERVING = "ok"
     DRAINING = "draining"
+    STATE_FAILING = "state directory failing"  # it could not be read or recreated: calls are refused
 
 
 # ---------------------------------------------------------------------------- public URLs
@@ -336,7 +337,7 @@ class VoiceBridge:
             self._refusals.warning("webhook draining", "call %s refused at the webhook: draining",
                                    tw.safe_sid(call_sid))
             return xml(refusal_twiml())
-        if self.slots.full():
+        if self._cap_full():
             self.metrics.refused.labels(stage="webhook").inc()
             self._refusals.warning("webhook cap", "call %s refused at the webhook: %d calls active (cap %s)",
                                    tw.safe_sid(call_sid), self.slots.active_all, self.slots.limit)
@@ -363,9 +364,14 @@ class VoiceBridge:
     def _healthz(self) -> Response:
         """200 while taking calls, 503 while draining (the load balancer's cue to send no more)."""
         state = BridgeState.DRAINING if self.draining else BridgeState.SERVING
+        try:
+            active_all: int | None = self.slots.active_all
+        except (OSError, StateDirError) as exc:  # never a 500: say so, and let the balancer look elsewhere
+            self._refusals.warning("state", "shared state unreadable: %s", exc)
+            state, active_all = BridgeState.STATE_FAILING, None
         response = jsonify(status=state.value, active_calls=self.slots.active,
-                           active_calls_all=self.slots.active_all, max_calls=self.slots.limit)
-        response.status_code = 503 if state is BridgeState.DRAINING else 200
+                           active_calls_all=active_all, max_calls=self.slots.limit)
+        response.status_code = 200 if state is BridgeState.SERVING else 503
         return response
 
     def _metrics_view(self) -> Response:
@@ -473,10 +479,20 @@ class VoiceBridge:
             return None
         return chosen
 
+    def _cap_full(self) -> bool:
+        """The webhook's check. A failing state directory answers the call (never a 500 to Twilio):
+        the stream's own check at ``start`` is the one that holds."""
+        try:
+            return self.slots.full()
+        except (OSError, StateDirError) as exc:
+            self._refusals.warning("state", "shared state unreadable at the webhook (the stream will be "
+                                   "checked): %s", exc)
+            return False
+
     def _take_slot(self) -> bool:
         try:
             return self.slots.try_enter()
-        except OSError as exc:  # the state directory failing: refuse this call, never crash the stream
+        except (OSError, StateDirError) as exc:  # the state failing: refuse this call, never crash the stream
             self._refusals.warning("slot error", "call slot not taken: %s", exc)
             return False
 
