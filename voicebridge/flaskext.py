@@ -566,8 +566,9 @@ class VoiceBridge:
             return
         self._drain_started = time.monotonic()
         self._draining = True
-        log.warning("draining: no new calls after %.0f s; %d live call(s) here run on to their end, and the "
-                    "streams of calls already answered are admitted", self.drain_grace_s, self.slots.active)
+        log.warning("draining: no new calls once the load balancer has seen /healthz 503 (webhooks still answered "
+                    "for %.0f s, streams of answered calls admitted); %d live call(s) here run on to their end",
+                    self.drain_grace_s, self.slots.active)
 
     def close(self) -> None:
         """End every active call and stop an embedded backend we own (idempotent)."""
