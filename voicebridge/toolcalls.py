@@ -1,7 +1,9 @@
 """Running the model's function calls and giving it the results.
 
-Each ``function_call`` item the model completes is run at once on a small pool of threads of
-its own (``tool_workers``), never on the session's threads, with a time limit. The calls of one
+Each ``function_call`` item the model completes is run at once on a small pool of daemon threads
+of its own (``tool_workers`` at once; ``voicebridge.toolpool``: a timed-out call frees its place,
+nothing waits for a hung handler), never on the session's threads, with a time limit. A result
+larger than ``tool_result_max_bytes`` is replaced by an error the model can act on. The calls of one
 response are answered together: once that response is done and every call has a result (or an
 error: the handler raised, timed out, or named an unknown tool), each result goes back as a
 ``function_call_output`` item, followed by one ``response.create`` (through
