@@ -447,6 +447,10 @@ def test_cap_refuses_call_n_plus_one_and_admits_after_one_ends() -> None:
         _, code, reason = second.read_until_closed()
         second.close()
         assert code == 1013 and "capacity" in reason
+        after = twiml(client.post("/voice/after", data={"CallSid": second.call_sid}).data)
+        assert [child.tag for child in after] == ["Say", "Hangup"]  # the caller hears why, once
+        assert [child.tag for child in twiml(client.post("/voice/after", data={"CallSid": second.call_sid}).data)
+                ] == ["Hangup"]
         first.stop()
         first.read_until_closed()
         first.close()

@@ -84,6 +84,9 @@ MAX_LOGGED_URL = 200  # a refused request's URL is the client's text: bounded in
 SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws"), "wss": ("https", "wss")}
 
 TRANSFER_WAIT_S = 60.0  # how long a transfer waits for Twilio's <Connect action> request
+REFUSED = "refused"
+"""Left on the transfer board for a stream refused at its start (never a valid target: those are
+E.164 numbers or SIP URIs): ``/voice/after`` then says "all lines busy" rather than hang up mutely."""
 DRAIN_FILE_CHECK_S = 1.0  # a drain file is looked for at most this often (on requests)
 DRAIN_GRACE_S = 30.0  # webhooks are answered normally this long into a drain (> the preStop sleep, deploy.md)
 MAX_UNSTARTED = 4
@@ -357,6 +360,8 @@ class VoiceBridge:
         target = self.transfers.take(call_sid, time.time())
         if target is None:
             return xml(hangup_twiml())
+        if target == REFUSED:  # its webhook was answered, its stream then found the cap full
+            return xml(refusal_twiml())
         log.info("call %s transferred: dialing the %s destination", tw.safe_sid(call_sid),
                  "SIP" if target.startswith("sip") else "phone")
         return xml(transfer_twiml(target))
@@ -501,6 +506,11 @@ class VoiceBridge:
         self.metrics.refused.labels(stage=stage).inc()
         self._refusals.warning(f"media {stage}", "media stream refused: %s (%d calls active here, cap %s)", why,
                                self.slots.active, self.slots.limit)
+        now = time.time()
+        try:  # before the close: Twilio asks /voice/after as soon as the stream has ended
+            self.transfers.put(session.call_sid or "", REFUSED, now + TRANSFER_WAIT_S, now)
+        except (ValueError, OSError, StateDirError):
+            pass  # not a SID we store, or the state failing: /voice/after hangs up instead
         try:
             ws.close(reason=CLOSE_TRY_AGAIN_LATER, message=f"voicebridge {why}, try again later")
         except Exception:  # noqa: BLE001 - the peer is already gone: nothing to close
