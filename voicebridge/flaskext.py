@@ -281,7 +281,7 @@ class VoiceBridge:
         self._next_drain_check = 0.0
         self.local_server: Any = None  # set by voicebridge.app when it runs the embedded backend
         self._sessions: set[MediaSession] = set()
-        self._unstarted: dict[MediaSession, None] = {}  # upgrades waiting for start, oldest first
+        self._unstarted: dict[MediaSession, Any] = {}  # upgrades waiting for start (-> their socket), oldest first
         self._admitted: set[MediaSession] = set()  # sessions holding a call slot
         self._refusals = LogThrottle(log)
         self._lock = threading.Lock()
@@ -399,7 +399,7 @@ class VoiceBridge:
         session = self._new_session(ws)
         with self._lock:
             self._sessions.add(session)
-            self._unstarted[session] = None
+            self._unstarted[session] = ws
             oldest = next(iter(self._unstarted)) if len(self._unstarted) > MAX_UNSTARTED else None
             if oldest is not None:
                 del self._unstarted[oldest]
@@ -436,19 +436,16 @@ class VoiceBridge:
             if self.on_dtmf is not None:
                 self.on_dtmf(holder[0].call_sid if holder else None, digits)
 
-        def started(session: MediaSession, start: tw.Start) -> BridgeConfig | None:
-            return self._started(session, start, ws)
-
-        session = MediaSession(ws, self.config, self.connect, on_transcript=transcript, on_start=started,
+        session = MediaSession(ws, self.config, self.connect, on_transcript=transcript, on_start=self._started,
                                on_dtmf=dtmf, on_transfer=self._transferring)
         holder.append(session)
         return session
 
-    def _started(self, session: MediaSession, start: tw.Start, ws: Any) -> BridgeConfig | None:
+    def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
         """MediaSession's on_start: admit the stream (its token, then a call slot), let the app
         choose its config."""
         with self._lock:
-            self._unstarted.pop(session, None)
+            ws = self._unstarted.pop(session, None)  # None: closed meanwhile for want of room
         params = dict(start.custom_parameters)
         token = params.pop(TOKEN_PARAMETER, None)
         if self.tokens is not None:
@@ -501,7 +498,7 @@ class VoiceBridge:
             self._refusals.warning("slot error", "call slot not taken: %s", exc)
             return False
 
-    def _refuse_started(self, session: MediaSession, ws: Any, stage: str, why: str) -> None:
+    def _refuse_started(self, session: MediaSession, ws: Any | None, stage: str, why: str) -> None:
         """Refuse a stream at its ``start``: 1013 "try again later", and the call never dials."""
         self.metrics.refused.labels(stage=stage).inc()
         self._refusals.warning(f"media {stage}", "media stream refused: %s (%d calls active here, cap %s)", why,
@@ -512,7 +509,8 @@ class VoiceBridge:
         except (ValueError, OSError, StateDirError):
             pass  # not a SID we store, or the state failing: /voice/after hangs up instead
         try:
-            ws.close(reason=CLOSE_TRY_AGAIN_LATER, message=f"voicebridge {why}, try again later")
+            if ws is not None:
+                ws.close(reason=CLOSE_TRY_AGAIN_LATER, message=f"voicebridge {why}, try again later")
         except Exception:  # noqa: BLE001 - the peer is already gone: nothing to close
             pass
         session.close(why)
