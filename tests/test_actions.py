@@ -256,7 +256,8 @@ def test_the_tool_pool_is_shut_down_with_the_call(bridge_call):
         assert wait_until(lambda: call.session.metrics["tool_calls"] == 2)
         assert wait_until(lambda: len(tool_threads()) == 1)
         first = tool_threads()[0]
-        call.finish()  # c1 still hangs, c2 waits for its place
+        m = call.finish()  # c1 still hangs, c2 waits for its place
+        assert m["tool_handlers_abandoned"] == 1
     finally:
         release.set()
     first.join(5)  # c1 returns: its place is free, and the call's pool starts nothing on it

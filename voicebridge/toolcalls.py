@@ -152,8 +152,13 @@ class ToolCalls:
             self._closed = True
             pool, self._pool = self._pool, None
             self._calls.clear()
-        if pool is not None:
-            pool.close()
+        if pool is None:
+            return
+        abandoned, dropped = pool.close()
+        if abandoned or dropped:
+            self._metrics.add("tool_handlers_abandoned", abandoned)
+            self._log.warning("call over with %d tool handler(s) still running (abandoned: never waited for, "
+                              "their results dropped) and %d call(s) never started", abandoned, dropped)
 
     # ------------------------------------------------------------------ internals
     def _batch(self, response_id: str) -> _Batch:

@@ -86,12 +86,15 @@ class ToolPool:
             job.settled = True
         self._start_waiting()
 
-    def close(self) -> None:
-        """Start nothing more; handlers still running are abandoned (their results dropped)."""
+    def close(self) -> tuple[int, int]:
+        """Start nothing more; handlers still running are abandoned (their results dropped).
+        Returns (handlers abandoned, calls that never started)."""
         with self._lock:
             self._closed = True
+            counts = (len(self._running), len(self._waiting))
             self._waiting.clear()
             self._running.clear()
+        return counts
 
     @property
     def running(self) -> int:
