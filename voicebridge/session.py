@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 FUSE_CHECK_S = 0.05
 """The safety fuses and the send-stall check run on the run thread at most this often."""
+GIVE_UP_GRACE_S = 0.5
+"""A stream told to give up waiting still gets this long for its ``start`` (Twilio sends it right
+after ``connected``: a genuine stream in a burst is not closed between the two)."""
 
 
 class TwilioSocket(Protocol):
@@ -98,7 +101,7 @@ class MediaSession:
         self._threads: list[threading.Thread] = []
         self._run_thread: threading.Thread | None = None
         self._start_deadline = float("inf")  # set when run() begins
-        self._start_given_up = False
+        self._give_up_at = float("inf")  # give_up_waiting_for_start: no start by then, not a call
         self._fuse_checked = float("-inf")
         self._twilio = TwilioLink(twilio_ws, self._metrics, self.log, self.config.twilio_send_timeout_s,
                                   clock, self.close)
@@ -180,8 +183,9 @@ class MediaSession:
         return logging.INFO if self._threads else logging.DEBUG
 
     def give_up_waiting_for_start(self) -> None:
-        """A stream not started yet is closed by its own thread at its next check (never blocks)."""
-        self._start_given_up = True
+        """A stream without ``start`` within ``GIVE_UP_GRACE_S`` from now is closed by its own thread
+        (never blocks the caller; a stream that has started is not affected)."""
+        self._give_up_at = self._clock() + GIVE_UP_GRACE_S
 
     def close(self, reason: str = "closed") -> None:
         """End the call. Idempotent; from any thread; returns once torn down (outside threads)."""
@@ -315,10 +319,10 @@ class MediaSession:
     # ------------------------------------------------------------------ timers (run thread)
     def _timers(self, now: float) -> None:
         """Everything time-driven, checked after every Twilio message or receive timeout."""
-        if self.stream_sid is None and (now > self._start_deadline or self._start_given_up):
+        if self.stream_sid is None and (now > self._start_deadline or now > self._give_up_at):
             # Not a call, and anyone can open such sockets: INFO here; the Flask integration adds one
             # throttled warning for all of them.
-            if self._start_given_up:
+            if now > self._give_up_at:
                 self.log.info("closed before its start: too many media streams wait for one here")
             else:
                 self.log.info("no Twilio start within %.1f s: not a call, closing", self.config.start_timeout_s)
