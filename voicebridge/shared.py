@@ -46,7 +46,10 @@ import threading
 import time
 from typing import Callable, TypeVar
 
+from .throttle import LogThrottle
+
 log = logging.getLogger(__name__)
+repairs_log = LogThrottle(log)  # a lost slot file is seen on every probe until its call ends
 T = TypeVar("T")
 
 MAX_NAME_CHARS = 64
@@ -258,7 +261,8 @@ class CallSlots:
                     continue
                 new = self._slot_dir.retry(self._take_slot)
                 if new is None:  # every slot is taken meanwhile: this call goes uncounted until it ends
-                    log.warning("a held call slot's file was deleted and no slot is free to move it to")
+                    repairs_log.warning("no room", "a held call slot's file was deleted and no slot is free to "
+                                        "move it to: that call goes uncounted until it ends")
                     continue
                 self._held[index] = new
                 os.close(fd)
