@@ -19,7 +19,10 @@
 What it arranges, and why:
 
 * ``on_starting`` (in the master, before any worker exists) makes two fresh private temporary
-  directories and exports them, unless they are set already: ``PROMETHEUS_MULTIPROC_DIR``, so
+  directories and exports them, unless they are set already. They go in a runtime directory when
+  there is one (``$RUNTIME_DIRECTORY`` from systemd's ``RuntimeDirectory=``, else
+  ``$XDG_RUNTIME_DIR``), which the host's temp cleaning never ages, else in the temp directory
+  (systemd-tmpfiles ages /tmp: the library recreates what it deletes, ``voicebridge.shared``): ``PROMETHEUS_MULTIPROC_DIR``, so
   ``/metrics`` adds up every worker (prometheus_client reads it when first imported, which is in
   the workers: do not use ``--preload``), and ``VOICEBRIDGE_STATE_DIR``, so the workers share
   the call cap, the single-use stream tokens and pending transfers (``voicebridge.shared``).
@@ -43,6 +46,8 @@ OWNED_DIRS_ENV = "VOICEBRIDGE_GUNICORN_TEMP_DIRS"
 """The directories ``on_starting`` made (os.pathsep-separated), for ``on_exit`` to remove."""
 SHARED_DIRS = (("PROMETHEUS_MULTIPROC_DIR", "voicebridge-metrics-"), ("VOICEBRIDGE_STATE_DIR", "voicebridge-state-"))
 WORKER_CLASSES = ("gthread", "gevent")
+RUNTIME_DIRS = ("RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR")
+"""Where the private directories go first: runtime directories are not aged by temp cleaners."""
 
 
 class SettingError(SystemExit):
@@ -98,14 +103,24 @@ wsgi_app = "examples.twilio_app:create_app()"
 preload_app = False  # the app, and prometheus_client, must be imported in the workers (see above)
 
 
+def _parent_dir() -> str | None:
+    """A runtime directory of this user if there is one (not aged by temp cleaners), else None (the temp dir)."""
+    for variable in RUNTIME_DIRS:
+        path = os.environ.get(variable, "").split(":")[0]  # systemd may list several
+        if path and os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK):
+            return path
+    return None
+
+
 def on_starting(server: Any) -> None:
     """Fresh private directories for the metrics and the shared state, unless already set."""
     owned = []
+    parent = _parent_dir()
     for variable, prefix in SHARED_DIRS:
         if os.environ.get(variable):
             server.log.info("%s=%s (from the environment; not removed at exit)", variable, os.environ[variable])
             continue
-        os.environ[variable] = tempfile.mkdtemp(prefix=prefix)  # mode 0700: private to this user
+        os.environ[variable] = tempfile.mkdtemp(prefix=prefix, dir=parent)  # mode 0700: private to this user
         owned.append(os.environ[variable])
         server.log.info("%s=%s", variable, os.environ[variable])
     os.environ[OWNED_DIRS_ENV] = os.pathsep.join(owned)

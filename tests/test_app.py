@@ -10,8 +10,10 @@ import logging
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -47,13 +49,16 @@ def test_state_dir_and_drain_file_from_the_environment(tmp_path: Path) -> None:
            "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt", "MAX_CALLS": "3", "STARTUP_CHECK": "0"}
     bridge = create_app(Settings.from_env(env)).extensions["voicebridge"]
     assert bridge.state_dir == env["VOICEBRIDGE_STATE_DIR"] and bridge.drain_file == env["VOICEBRIDGE_DRAIN_FILE"]
+    assert bridge.drain_grace_s == 30.0
+    assert create_app(Settings.from_env(dict(env, DRAIN_GRACE_S="5"))).extensions["voicebridge"].drain_grace_s == 5.0
     assert bridge.slots.shared and (tmp_path / "state" / "slots").is_dir() and not bridge.draining
     (tmp_path / "drain").touch()
     bridge._next_drain_check = 0.0  # the next look is due now
     assert bridge.draining
 
 
-@pytest.mark.parametrize("env", [{"PORT": "http"}, {"PORT": "-1"}, {"MAX_CALLS": "0"}, {"MAX_CALLS": "many"}])
+@pytest.mark.parametrize("env", [{"PORT": "http"}, {"PORT": "-1"}, {"MAX_CALLS": "0"}, {"MAX_CALLS": "many"},
+                                 {"DRAIN_GRACE_S": "-1"}])
 def test_settings_reject_bad_numbers(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match=next(iter(env))):
         Settings.from_env(env)
@@ -367,20 +372,6 @@ def end_call(ws: websocket.WebSocket) -> int | None:
     raise AssertionError("no close frame")
 
 
-def closed_with(port: int) -> tuple[int | None, str]:
-    """Open a media stream and read until the bridge closes it: (code, reason)."""
-    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/media", timeout=10)
-    try:
-        ws.send(json.dumps(testing.twilio_connected()))
-        for _ in range(1000):
-            opcode, data = ws.recv_data(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return int.from_bytes(data[:2], "big"), data[2:].decode(errors="replace")
-        raise AssertionError("no close frame")
-    finally:
-        ws.close()
-
-
 def voice_webhook(conn: "http.client.HTTPConnection") -> ET.Element:
     body = "CallSid=CA" + "7" * 32 + "&From=%2B15550001111"
     conn.request("POST", "/voice", body=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -412,6 +403,32 @@ def test_gunicorn_conf_reads_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     for bad in ({"WORKER_CLASS": "sync"}, {"WEB_CONCURRENCY": "many"}, {"PORT": "-1"}):
         with pytest.raises(SystemExit, match=f"^error: {next(iter(bad))}"):  # one line, no traceback
             load(**bad)
+
+
+def test_gunicorn_conf_puts_its_directories_where_temp_cleaners_do_not_age_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    conf = runpy.run_path(str(ROOT / "examples" / "gunicorn.conf.py"))
+    server = type("Server", (), {"log": logging.getLogger("gunicorn-test")})()
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    for variable, value in (("RUNTIME_DIRECTORY", str(runtime)), ("XDG_RUNTIME_DIR", str(runtime)),
+                            ("RUNTIME_DIRECTORY", str(tmp_path / "missing"))):
+        monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+        monkeypatch.delenv("VOICEBRIDGE_STATE_DIR", raising=False)
+        monkeypatch.setenv(variable, value)
+        conf["on_starting"](server)
+        made = [Path(os.environ[name]) for name in ("PROMETHEUS_MULTIPROC_DIR", "VOICEBRIDGE_STATE_DIR")]
+        try:
+            expected = runtime if Path(value).is_dir() else Path(tempfile.gettempdir())
+            assert [path.parent for path in made] == [expected, expected]
+            assert all(stat.S_IMODE(path.stat().st_mode) == 0o700 for path in made)
+        finally:
+            conf["on_exit"](server)
+        assert not any(path.exists() for path in made)
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
@@ -449,33 +466,44 @@ def test_gunicorn_conf_spreads_calls_over_workers_and_metrics_add_up(tmp_path: P
     assert len(made) == 2 and not any(os.path.exists(path) for path in made)  # removed at exit
 
 
-def test_gunicorn_drain_file_refuses_new_calls_and_sigterm_waits_for_the_live_one(tmp_path: Path) -> None:
-    """A rolling deploy: the drain file makes both workers refuse new calls (and /healthz 503)
-    while a live call goes on; SIGTERM then waits for that call to end before gunicorn exits."""
+def test_gunicorn_drain_file_keeps_answered_calls_and_sigterm_waits_for_the_live_ones(tmp_path: Path) -> None:
+    """A rolling deploy: the drain file turns /healthz 503 on both workers while a live call goes
+    on; webhooks still arriving in the preStop window are answered normally and their streams
+    admitted; after the grace (DRAIN_GRACE_S) new calls are refused; SIGTERM then waits for the
+    live calls to end before gunicorn exits."""
     drain = tmp_path / "drain"
-    with Gunicorn(tmp_path, "gthread", VOICEBRIDGE_DRAIN_FILE=str(drain)) as server:
+    with Gunicorn(tmp_path, "gthread", VOICEBRIDGE_DRAIN_FILE=str(drain), DRAIN_GRACE_S="3") as server:
         live = open_call(server.port)
         drain.touch()
         time.sleep(1.2)  # each worker looks for the file at most once a second
+        answered = []
         for _ in range(4):  # whichever worker answers
             status, health = get_json(f"{server.base}/healthz")
             assert status == 503 and health["status"] == "draining"
-            assert health["active_calls_all"] == 1 and health["max_calls"] is None
+            assert health["max_calls"] is None
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-            refusal = voice_webhook(conn)
+            assert voice_webhook(conn).find("Connect/Stream") is not None  # in the grace: answered
             conn.close()
-            assert [child.tag for child in refusal] == ["Say", "Hangup"]
-            assert closed_with(server.port) == (1013, "voicebridge draining, try again later")
+        answered.append(open_call(server.port))  # and its stream admitted
+        time.sleep(3.5)  # past the grace (a worker's starts when it first sees the drain file)
+        refused, deadline = 0, time.monotonic() + 10
+        while refused < 4:  # in a row, whichever worker answers
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            refused = refused + 1 if voice_webhook(conn).find("Hangup") is not None else 0
+            conn.close()
+            time.sleep(0.1)
         server.proc.send_signal(signal.SIGTERM)
         time.sleep(1.0)
-        assert server.proc.poll() is None  # waiting for the live call
-        live.send(json.dumps(testing.twilio_media(b"\xff" * 160)))
-        assert end_call(live) == 1000
+        assert server.proc.poll() is None  # waiting for the live calls
+        for call in (live, *answered):
+            call.send(json.dumps(testing.twilio_media(b"\xff" * 160)))
+            assert end_call(call) == 1000
         t_end = time.monotonic()
         assert server.proc.wait(15) == 0
         assert time.monotonic() - t_end < 10
     text = server.log()
-    assert len(server.lines("call end: twilio stop")) == 1 and "server shutdown" not in text
+    assert len(server.lines("call end: twilio stop")) == 2 and "server shutdown" not in text
     assert len(server.lines("drain file")) == 2 and "Traceback" not in text, text[-3000:]
 
 
@@ -492,9 +520,9 @@ def test_gunicorn_sigterm_drains_every_worker_and_never_cuts_the_live_call(tmp_p
         while len(server.lines("draining: no new calls")) < 2:
             assert time.monotonic() < deadline, server.log()[-3000:]
             time.sleep(0.02)
-        refusal = voice_webhook(kept)  # the worker holding it drains: a new call is refused
+        answered = voice_webhook(kept)  # the worker holding it drains, in its grace: answered normally
         kept.close()
-        assert [child.tag for child in refusal] == ["Say", "Hangup"]
+        assert answered.find("Connect/Stream") is not None
         time.sleep(1.0)
         assert server.proc.poll() is None  # still serving the live call
         live.send(json.dumps(testing.twilio_media(b"\xff" * 160)))

@@ -457,6 +457,27 @@ def test_a_socket_that_never_sends_start_is_closed_and_never_dials(bridge_call, 
     assert len(lines("no Twilio start within 0.3 s")) == 1
 
 
+def test_a_stream_told_to_give_up_waiting_still_gets_its_start_grace(bridge_call, lines):
+    """The bridge closes the oldest of too many waiting upgrades; a genuine one whose ``start``
+    follows at once (Twilio sends it right after ``connected``) still becomes a call."""
+    clock = ManualClock()
+    genuine = faulty(bridge_call, clock=clock).run()
+    genuine.session.give_up_waiting_for_start()
+    clock.advance(0.1)  # its connected and start arrive a moment later, together
+    genuine.twilio.connected_and_start()
+    assert wait_until(lambda: genuine.session.stream_sid is not None)
+    clock.advance(1.0)
+    genuine.twilio.media(b"\xff" * 160)
+    assert wait_until(lambda: genuine.session.metrics["inbound_frames"] == 1)
+    assert genuine.session.close_reason is None
+    stray = faulty(bridge_call, clock=clock).run()
+    stray.session.give_up_waiting_for_start()
+    clock.advance(0.6)
+    m = stray.finish(stop=False)
+    assert m["close_reason"] == "no start" and lines("closed before its start")
+    assert genuine.finish()["close_reason"] == "twilio stop"
+
+
 def test_close_before_run_never_dials(bridge_call):
     dials = []
     call = faulty(bridge_call, connect=lambda config: dials.append(config) or FakeRealtime())

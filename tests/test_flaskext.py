@@ -7,8 +7,10 @@ scripted ``FakeRealtime`` injected through ``connect=``.
 from __future__ import annotations
 
 import base64
+import logging
 import multiprocessing
 import os
+import shutil
 import socket
 import time
 import xml.etree.ElementTree as ET
@@ -22,8 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
 from voicebridge import BridgeConfig, VoiceBridge
+from voicebridge.flaskext import MAX_UNSTARTED
+from voicebridge.throttle import LogThrottle
 from voicebridge.prometheus import BridgeMetrics
-from voicebridge.testing import (FakeRealtime, FakeTwilio, rt_function_call, rt_response_created, rt_response_done,
+from voicebridge.testing import (FakeRealtime, FakeTwilio, ManualClock, rt_function_call, rt_response_created, rt_response_done,
                                  wait_until)
 
 from peers import TwilioPeer, running
@@ -86,7 +90,9 @@ def test_webhook_signature_accepted_and_rejected(caplog: pytest.LogCaptureFixtur
     wrong_url = client.post("/voice?tenant=evil", data=FORM, headers={"X-Twilio-Signature": sign(url, FORM)})
     assert [r.status_code for r in (bad, missing, wrong_url)] == [403, 403, 403]
     rejections = [r for r in caplog.records if "X-Twilio-Signature" in r.getMessage()]
-    assert len(rejections) == 3
+    assert len(rejections) == 1  # anyone can cause them: one line per 10 s, every one counted
+    values = metric_values(client.get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_signature_rejections_total", (("endpoint", "voice"),))] == 3
     assert TOKEN not in caplog.text
 
 
@@ -223,22 +229,117 @@ def test_a_signed_media_upgrade_cannot_be_replayed() -> None:
 
 
 def test_silent_websockets_hold_no_slot_and_open_no_upstream_session() -> None:
-    """Sockets that never send ``start``: no Realtime dial, and the call slots come back."""
+    """Sockets that never send ``start``: no call slot, no Realtime dial, closed after the timeout."""
     dials: list[BridgeConfig] = []
     app, bridge = make_app(max_calls=2, connect=lambda config: dials.append(config) or FakeRealtime())
     bridge.config = CFG.replace(start_timeout_s=0.4)
     with running(app) as server:
         peers = [TwilioPeer(server.ws_url, sid=str(i)) for i in range(2)]  # connected, silent
-        assert wait_until(lambda: bridge.active_calls == 2)
-        busy = app.test_client().post("/voice", data=FORM)
-        assert twiml(busy.data).find("Hangup") is not None  # "all lines busy" while they hold the slots
-        assert wait_until(lambda: bridge.active_calls == 0, timeout=5)
+        admitted = app.test_client().post("/voice", data=FORM)
+        assert twiml(admitted.data).find("Connect/Stream") is not None  # they hold no slot
+        assert bridge.active_calls == 0 and bridge.slots.active_all == 0
         for peer in peers:
+            peer.read_until_closed()  # closed by the start timeout
+            peer.close()
+    assert dials == [] and bridge.active_calls == 0
+
+
+def test_replayed_upgrades_never_use_up_the_cap_and_their_refusals_log_little(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """With MAX_CALLS=2, sockets re-opened from one signed upgrade (silent, or replaying a used
+    token) hold no slot: every genuine webhook is answered and its stream admitted."""
+    caplog.set_level(logging.INFO)
+    app, bridge = make_app(auth_token=TOKEN, max_calls=2)
+    bridge.config = CFG.replace(start_timeout_s=0.5)
+    used = issue_token(app)
+    with running(app) as server:
+        url = f"ws://127.0.0.1:{server.port}/media"
+        signed = {"x-twilio-signature": sign(url)}
+        first = TwilioPeer(url, signed)
+        first.start(vb_token=used)
+        assert first.wait_media(1)
+        first.stop()
+        first.read_until_closed()
+        first.close()
+        silent = [TwilioPeer(url, signed, sid=str(i)) for i in range(3)]  # upgraded, never start
+        answered = []
+        for n in range(30):
+            replay = TwilioPeer(url, signed)
+            replay.start(vb_token=used)  # the used token, replayed
+            replay.read_until_closed()
+            replay.close()
+            form = dict(FORM, CallSid="CA" + f"{n:02d}" * 16)
+            answered.append(twiml(signed_post(app, "/voice", form).data).find("Connect/Stream") is not None)
+            assert bridge.slots.active_all == 0
+        assert all(answered)
+        call = TwilioPeer(url, signed, sid="7")
+        call.start(vb_token=issue_token(app, dict(FORM, CallSid="CA" + "7" * 32)))
+        assert call.wait_media(1)  # a genuine stream is admitted beside them
+        assert bridge.active_calls == 1
+        call.stop()
+        call.read_until_closed()
+        call.close()
+        for peer in silent:
             peer.read_until_closed()
             peer.close()
-        admitted = app.test_client().post("/voice", data=FORM)
-        assert twiml(admitted.data).find("Connect/Stream") is not None
-    assert dials == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) <= 4, warnings  # one line per kind per 10 s: token replay, no start
+    values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_calls_refused_total", (("stage", "token"),))] == 30
+    assert values[("voicebridge_calls_total", ())] == 2
+
+
+def test_refusals_log_one_line_per_kind_per_interval_with_the_count_left_out(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock()
+    throttle = LogThrottle(logging.getLogger("throttle-test"), interval_s=10.0, clock=clock)
+    caplog.set_level(logging.INFO, logger="throttle-test")
+    written = [throttle.warning("token", "refused %s", n) for n in range(1000)]
+    assert written[0] and not any(written[1:])
+    assert throttle.warning("cap", "busy")  # another kind has its own line
+    clock.advance(10.0)
+    assert throttle.warning("token", "refused %s", "again")
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused 0", "busy", "refused again (and 999 more like it in the last 10 s, not logged)"]
+
+
+def test_upgrades_waiting_for_their_start_are_bounded_oldest_closed_first() -> None:
+    """Sockets that never start cannot pin the server's threads for their start timeout each."""
+    app, bridge = make_app()
+    bridge.config = CFG.replace(start_timeout_s=30.0)
+    with running(app) as server:
+        peers = [TwilioPeer(server.ws_url, sid=str(i)) for i in range(MAX_UNSTARTED + 2)]
+        closed = closed_by_server(peers, 2, within_s=4.0)  # long before the 30 s start timeout
+        assert len(closed) == 2
+        call = TwilioPeer(server.ws_url, sid="9")
+        call.start()
+        assert call.wait_media(1)  # newer upgrades and genuine calls carry on
+        call.stop()
+        call.read_until_closed()
+        call.close()
+        for peer in peers:
+            peer.close()
+        assert wait_until(lambda: not bridge.draining and bridge.slots.active_all == 0)
+
+
+def closed_by_server(peers: list[TwilioPeer], count: int, within_s: float) -> list[TwilioPeer]:
+    """The peers the server closes (a close frame or EOF), polled until ``count`` or the time is up."""
+    closed: list[TwilioPeer] = []
+    deadline = time.monotonic() + within_s
+    while len(closed) < count and time.monotonic() < deadline:
+        for peer in peers:
+            if peer in closed:
+                continue
+            peer.ws.settimeout(0.02)
+            try:
+                opcode, _ = peer.ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                continue
+            except (websocket.WebSocketException, OSError):
+                opcode = websocket.ABNF.OPCODE_CLOSE
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                closed.append(peer)
+    return closed
 
 
 def test_websocket_signature_with_public_url() -> None:
@@ -374,9 +475,14 @@ def test_cap_refuses_call_n_plus_one_and_admits_after_one_ends() -> None:
         assert [child.tag for child in refused] == ["Say", "Hangup"]
         assert "busy" in refused.find("Say").text
         second = TwilioPeer(server.ws_url, sid="2")
+        second.start()  # refused at its start: the upgrade alone takes no slot
         _, code, reason = second.read_until_closed()
         second.close()
         assert code == 1013 and "capacity" in reason
+        after = twiml(client.post("/voice/after", data={"CallSid": second.call_sid}).data)
+        assert [child.tag for child in after] == ["Say", "Hangup"]  # the caller hears why, once
+        assert [child.tag for child in twiml(client.post("/voice/after", data={"CallSid": second.call_sid}).data)
+                ] == ["Hangup"]
         first.stop()
         first.read_until_closed()
         first.close()
@@ -533,6 +639,7 @@ def test_two_apps_sharing_a_state_dir_act_as_one_bridge(tmp_path: Path) -> None:
                                on_call_end=ended.append)
     bridge_b.config = config
     token = issue_token(app_a)  # the webhook reached worker A ...
+    other = issue_token(app_b, dict(FORM, CallSid="CA" + "9" * 32))  # a second call, answered before the first
     with running(app_a) as server_a, running(app_b) as server_b:
         url_a, url_b = (f"ws://127.0.0.1:{s.port}/media" for s in (server_a, server_b))
         call = TwilioPeer(url_b, {"x-twilio-signature": sign(url_b)})  # ... and the stream worker B
@@ -543,7 +650,8 @@ def test_two_apps_sharing_a_state_dir_act_as_one_bridge(tmp_path: Path) -> None:
         assert health == {"status": "ok", "active_calls": 0, "active_calls_all": 1, "max_calls": 1}
         busy = twiml(signed_post(app_a, "/voice", FORM).data)  # the cap is full on B: A refuses too
         assert [child.tag for child in busy] == ["Say", "Hangup"]
-        over = TwilioPeer(url_a, {"x-twilio-signature": sign(url_a)})
+        over = TwilioPeer(url_a, {"x-twilio-signature": sign(url_a)}, sid="9")
+        over.start(vb_token=other)  # a valid token, but the cap is full: refused at its start
         _, code, reason = over.read_until_closed()
         over.close()
         assert code == 1013 and "capacity" in reason
@@ -567,18 +675,56 @@ def test_two_apps_sharing_a_state_dir_act_as_one_bridge(tmp_path: Path) -> None:
     assert values[("voicebridge_calls_refused_total", (("stage", "websocket"),))] == 1
 
 
-# ---------------------------------------------------------------------------- drain
-@pytest.mark.parametrize("trigger", ["drain()", "drain file"])
-def test_draining_refuses_new_calls_while_a_live_call_runs_to_its_end(tmp_path: Path, trigger: str) -> None:
-    drain_file = tmp_path / "drain"
-    ended: list[dict[str, Any]] = []
-    app, bridge = make_app(connect=speaking_realtime(chunks=200), on_call_end=ended.append,
-                           drain_file=str(drain_file))
+@pytest.mark.parametrize("removed", ["slots", "."])
+def test_voice_and_healthz_keep_working_when_the_state_directory_is_deleted_under_a_live_call(
+        tmp_path: Path, removed: str) -> None:
+    state = tmp_path / "state"
+    app, bridge = make_app(max_calls=2, state_dir=str(state))
     client = app.test_client()
-    assert client.get("/healthz").status_code == 200 and not bridge.draining
     with running(app) as server:
         live = TwilioPeer(server.ws_url, sid="1")
         live.start()
+        assert live.wait_media(1)
+        shutil.rmtree(state / removed)  # what a temp cleaner's age rule did
+        assert twiml(client.post("/voice", data=FORM).data).find("Connect/Stream") is not None
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.get_json()["active_calls_all"] == 1  # still counted
+        second = TwilioPeer(server.ws_url, sid="2")
+        second.start()
+        assert second.wait_media(1)
+        assert twiml(client.post("/voice", data=FORM).data).find("Say") is not None  # the cap of 2 holds
+        for peer in (live, second):
+            peer.stop()
+            peer.read_until_closed()
+            peer.close()
+        assert wait_until(lambda: bridge.slots.active_all == 0)
+    shutil.rmtree(state / "slots")
+    (state / "slots").write_text("not a directory")  # a state that cannot be repaired: still never a 500
+    assert client.post("/voice", data=FORM).status_code == 200
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.get_json()["status"] == "state directory failing"
+
+
+# ---------------------------------------------------------------------------- drain
+@pytest.mark.parametrize("trigger", ["drain()", "drain file"])
+def test_draining_keeps_the_calls_it_answered_and_refuses_new_ones_after_the_grace(tmp_path: Path,
+                                                                                   trigger: str) -> None:
+    """A drain drops no call it answered: the stream of a call whose webhook was answered before
+    the drain is admitted; webhooks in the grace (the load balancer's time to see /healthz 503)
+    are answered normally and their streams admitted; after it, webhooks get the refusal and an
+    upgrade that can no longer carry a valid token is closed with 1013."""
+    drain_file = tmp_path / "drain"
+    ended: list[dict[str, Any]] = []
+    app, bridge = make_app(auth_token=TOKEN, connect=speaking_realtime(chunks=200), on_call_end=ended.append,
+                           drain_file=str(drain_file))
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200 and not bridge.draining
+    answered = issue_token(app, dict(FORM, CallSid="CA" + "2" * 32))  # answered before the drain
+    with running(app) as server:
+        url = f"ws://127.0.0.1:{server.port}/media"
+        signed = {"x-twilio-signature": sign(url)}
+        live = TwilioPeer(url, signed, sid="1")
+        live.start(vb_token=issue_token(app))
         live.wait_media(2)
         if trigger == "drain()":
             bridge.drain()
@@ -590,24 +736,51 @@ def test_draining_refuses_new_calls_while_a_live_call_runs_to_its_end(tmp_path: 
         assert health.status_code == 503
         assert health.get_json() == {"status": "draining", "active_calls": 1, "active_calls_all": 1,
                                      "max_calls": None}
-        refused = twiml(client.post("/voice", data=FORM).data)
+        in_grace = issue_token(app, dict(FORM, CallSid="CA" + "3" * 32))  # answered normally
+        late = []
+        for sid, token in (("2", answered), ("3", in_grace)):
+            peer = TwilioPeer(url, signed, sid=sid)
+            peer.start(vb_token=token)
+            assert peer.wait_media(1)  # admitted: the caller hears the agent
+            late.append(peer)
+        bridge.drain_grace_s = -60.0  # as if the grace and every token it issued had long run out
+        refused = twiml(signed_post(app, "/voice", dict(FORM, CallSid="CA" + "4" * 32)).data)
         assert [child.tag for child in refused] == ["Say", "Hangup"]
+        too_late = TwilioPeer(url, signed, sid="4")
+        _, code, reason = too_late.read_until_closed()
+        too_late.close()
+        assert code == 1013 and "draining" in reason
+        live.media(5)
+        assert live.wait_media(5)  # the live call goes on
+        for peer in (live, *late):
+            peer.stop()
+            _, code, _ = peer.read_until_closed()
+            peer.close()
+            assert code == 1000
+        assert wait_until(lambda: len(ended) == 3)
+    assert all(e["close_reason"] == "twilio stop" and e["accounting_ok"] for e in ended)
+    assert bridge.draining and client.get("/healthz").status_code == 503  # one-way
+    values = metric_values(client.get("/metrics").get_data(as_text=True))
+    assert values[("voicebridge_calls_refused_total", (("stage", "draining"),))] == 2
+    assert values[("voicebridge_calls_total", ())] == 3
+
+
+def test_draining_without_tokens_admits_streams_only_while_their_webhooks_could_be_answered() -> None:
+    app, bridge = make_app()  # no auth token: no stream token proves when a call was answered
+    with running(app) as server:
+        bridge.drain()
+        assert twiml(app.test_client().post("/voice", data=FORM).data).find("Connect/Stream") is not None
+        peer = TwilioPeer(server.ws_url, sid="1")
+        peer.start()
+        assert peer.wait_media(1)  # in the grace: admitted
+        peer.stop()
+        peer.read_until_closed()
+        peer.close()
+        bridge.drain_grace_s = -60.0
         late = TwilioPeer(server.ws_url, sid="2")
         _, code, reason = late.read_until_closed()
         late.close()
         assert code == 1013 and "draining" in reason
-        live.media(5)
-        assert live.wait_media(5)  # the live call goes on
-        live.stop()
-        _, code, _ = live.read_until_closed()
-        live.close()
-        assert code == 1000
-        assert wait_until(lambda: ended)
-    assert ended[0]["close_reason"] == "twilio stop" and ended[0]["accounting_ok"]
-    assert bridge.draining and client.get("/healthz").status_code == 503  # one-way
-    values = metric_values(client.get("/metrics").get_data(as_text=True))
-    assert values[("voicebridge_calls_refused_total", (("stage", "draining"),))] == 2
-    assert values[("voicebridge_calls_total", ())] == 1
 
 
 # ---------------------------------------------------------------------------- metrics over processes

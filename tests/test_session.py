@@ -243,8 +243,11 @@ def test_unreachable_openai_ends_the_call_cleanly(bridge_call):
     assert m["frames_sent"] == 5 and m["frames_enqueued"] == 5
 
 
-def test_two_sessions_in_one_process_share_nothing(bridge_call):
-    """Metrics, queues and state are per instance: ending one call leaves the other untouched."""
+def test_cleanup_does_not_touch_global_state(bridge_call):
+    """Cleanup of one call does not touch global state: two sessions in one process share nothing
+    (metrics, queues and state are per instance), so ending one call leaves the other untouched.
+
+    A seed checklist name: it was renamed in the session restructure and is kept under it."""
     a, b = bridge_call(CFG).start(), bridge_call(CFG).start()
     a.openai.response("resp_a", "item_a", [b"\x01" * 480])
     assert a.twilio.wait_for(lambda t: len(t.messages("media")) == 3)

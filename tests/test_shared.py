@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import stat
 import time
@@ -125,6 +126,50 @@ def test_counts_without_a_cap_add_up_over_processes_and_forget_the_dead(tmp_path
     assert here.active_all == 0
     here.close()
     assert list((tmp_path / "state" / "active").iterdir()) == []
+
+
+@pytest.mark.parametrize("removed", ["slots", "."])
+def test_a_state_directory_deleted_under_a_live_call_is_recreated_and_still_counts_it(tmp_path: Path,
+                                                                                      removed: str) -> None:
+    """What systemd-tmpfiles' age rule did to a directory in /tmp: the bridge goes on, and the cap
+    still counts the call that held a slot when its file went."""
+    state = tmp_path / "state"
+    here, other = CallSlots(2, str(state)), CallSlots(2, str(state))  # two workers
+    used, board = SingleUse(str(state)), TransferBoard(str(state))
+    assert here.try_enter()  # the live call
+    shutil.rmtree(state / removed)
+    assert not other.full() and other.active_all == 0  # the other worker cannot know yet ...
+    assert not here.full() and here.active_all == 1  # ... until this one looks: the call moves to a new file
+    assert other.active_all == 1
+    assert other.try_enter() and other.full() and not here.try_enter()  # the cap of 2 holds
+    assert used.claim("nonce", 2000, now=1000) and not used.claim("nonce", 2000, now=1001)
+    board.put(CALL, "+15551234567", 2000, now=1000)
+    assert board.take(CALL, now=1001) == "+15551234567"
+    counts = CallSlots(None, str(state))
+    assert counts.try_enter()
+    shutil.rmtree(state / "active")
+    counts.leave()
+    assert counts.try_enter() and counts.active_all == 1  # its count file is written again
+    for slots in (here, other, counts):
+        slots.close()
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
+
+
+def test_held_slot_files_are_kept_fresh_for_temp_cleaners(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    slots = CallSlots(3, str(state))
+    assert not slots.full()  # the probe makes the slot files
+    old = time.time() - 20 * 24 * 3600
+    for path in (state / "slots").iterdir():
+        os.utime(path, (old, old))
+    assert slots.try_enter()
+    fresh = [p.name for p in (state / "slots").iterdir() if p.stat().st_mtime > old + 3600]
+    assert len(fresh) == 1  # the file taken is touched, the free ones are left alone
+    held = state / "slots" / fresh[0]
+    os.utime(held, (old, old))  # as if the call had held it for 20 days
+    assert not slots.full()
+    assert held.stat().st_mtime > time.time() - 3600  # touched again while held
+    slots.close()
 
 
 def test_without_a_directory_the_cap_is_this_process_only(tmp_path: Path) -> None:

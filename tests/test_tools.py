@@ -1,6 +1,8 @@
 """Tool definitions, the sans-IO pieces of call control, and every client event against the openai types."""
 from __future__ import annotations
 
+import datetime
+import decimal
 import enum
 import json
 from typing import Annotated, Literal, Optional
@@ -11,7 +13,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from voicebridge import BridgeConfig
 from voicebridge import realtime_protocol as rt
-from voicebridge.dtmf import DtmfCollector
+from voicebridge.callcontrol import Decision, Pending, decide
+from voicebridge.dtmf import DtmfCollector, KeypadBatches
 from voicebridge.limits import CallLimits, LimitAction
 from voicebridge.metrics import CallMetrics
 from voicebridge.record import CallRecord
@@ -66,6 +69,21 @@ def test_bad_tools_are_refused_when_configured():
 def test_results_are_json_except_strings():
     assert encode_result({"a": 1}) == '{"a":1}' and encode_result("plain") == "plain"
     assert json.loads(encode_result([1, {"b": None}])) == [1, {"b": None}]
+    assert [encode_result(v) for v in (42, -1.5, None, True, False, [], (1, "x"))] == [
+        "42", "-1.5", "null", "true", "false", "[]", '[1,"x"]']
+    assert encode_result(10**40) == str(10**40)  # a huge integer is still a JSON number
+    when = datetime.date(2026, 12, 2)
+    assert json.loads(encode_result({"eta": when, "price": decimal.Decimal("9.50")})) == {
+        "eta": "2026-12-02", "price": "9.50"}  # objects JSON does not know: by their str
+    assert json.loads(encode_result(Color.RED)) == "Color.RED"
+    big = encode_result({"rows": ["x" * 100] * 10_000})  # encoded whole: the bridge's cap applies later
+    assert len(big) > 1_000_000 and json.loads(big)["rows"][0] == "x" * 100
+    assert encode_result("é" * 3) == "ééé"  # a str is not re-encoded
+    looped: list = []
+    looped.append(looped)
+    for bad in (float("nan"), [float("inf")], looped, {(1, 2): "tuple key"}):
+        with pytest.raises((ValueError, TypeError)):  # never invalid JSON: the tool failed instead
+            encode_result(bad)
 
 
 def assert_client_event(text: str) -> None:
@@ -106,6 +124,19 @@ def test_keypad_sequences_end_at_the_terminator_a_pause_or_the_length():
     keys.press("7", 10.0)
     assert keys.poll(11.9) is None and keys.poll(12.0) == "7"
     assert [keys.press(k, 20.0) for k in "12345"][3] == "1234"
+
+
+def test_keypad_entries_faster_than_the_interval_are_handed_on_together():
+    batches = KeypadBatches(interval_s=1.0, max_entries=3)
+    first = batches.add("12", 0.0)
+    assert first is not None and first.entries == ("12",) and first.dropped == 0  # the first at once
+    assert [batches.add(e, 0.1 * i) for i, e in enumerate("34567", 1)] == [None] * 5
+    assert batches.due(0.9) is None
+    late = batches.due(1.0)
+    assert late is not None and late.entries == ("5", "6", "7") and late.dropped == 2 and late.digits == 3
+    assert batches.due(5.0) is None  # nothing waiting
+    alone = batches.add("9", 5.0)
+    assert alone is not None and alone.entries == ("9",)  # a quiet keypad is never held back
 
 
 def test_idle_nudge_then_goodbye_and_the_length_limit():
@@ -154,3 +185,20 @@ def test_the_record_keeps_what_the_caller_heard_and_sums_usage():
     record.usage((("total_tokens", 12),))
     assert [(e.role, e.text, e.detail.get("interrupted"), e.t) for e in entries] == [("agent", "one two", True, 2.0)]
     assert record.totals == {"total_tokens": 42, "output_audio_tokens": 20}
+
+
+def test_one_ending_per_call_a_transfer_beats_a_pending_hang_up():
+    def hang_up():
+        return Pending("agent ended the call", 0.0, None, None)
+
+    def transfer(to):
+        return Pending(f"transferred to {to}", 0.0, None, None, f"+1555000000{len(to)}", to)
+
+    assert decide(None, False, hang_up()) is Decision.STARTED
+    assert decide(None, False, transfer("a")) is Decision.STARTED
+    assert decide(hang_up(), False, transfer("a")) is Decision.REPLACED  # only pending: the transfer wins
+    assert decide(hang_up(), True, transfer("a")) is Decision.REFUSED  # carried out: too late
+    assert decide(transfer("a"), False, hang_up()) is Decision.REFUSED
+    assert decide(transfer("a"), False, transfer("bb")) is Decision.REFUSED  # the first transfer stands
+    assert decide(transfer("a"), False, transfer("a")) is Decision.ALREADY
+    assert decide(hang_up(), False, hang_up()) is Decision.ALREADY

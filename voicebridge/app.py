@@ -80,6 +80,7 @@ class Settings:
     drain_file: str | None = None  # once it exists: no new calls, live ones run on (rolling deploys)
     local_backend: bool = False  # LOCAL_BACKEND=1: the embedded scripted server (demo, development)
     startup_check: bool = False  # STARTUP_CHECK (on unless 0 from the environment): dial once at start
+    drain_grace_s: int = 30  # webhooks still answered normally this long into a drain (> the preStop sleep)
     local_mode: str = "voice"  # embedded backend only: "voice" or "tone"
     local_speed: float = 4.0
     demo_tool: bool = True  # offer order_status to the model
@@ -116,6 +117,7 @@ class Settings:
             max_calls=_int("MAX_CALLS", get("MAX_CALLS"), None, minimum=1),
             state_dir=get("VOICEBRIDGE_STATE_DIR"),
             drain_file=get("VOICEBRIDGE_DRAIN_FILE"),
+            drain_grace_s=_int("DRAIN_GRACE_S", get("DRAIN_GRACE_S"), 30, minimum=0),
             demo_tool=_flag("DEMO_TOOL", get("DEMO_TOOL"), True),
             end_call=_flag("END_CALL", get("END_CALL"), True),
             transfer_to=get("TRANSFER_TO"),
@@ -279,6 +281,7 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
     bridge_options.setdefault("max_calls", settings.max_calls)
     bridge_options.setdefault("state_dir", settings.state_dir)
     bridge_options.setdefault("drain_file", settings.drain_file)
+    bridge_options.setdefault("drain_grace_s", float(settings.drain_grace_s))
     bridge = VoiceBridge(app, config, **bridge_options)
     bridge.local_server = local
     return app

@@ -1,7 +1,9 @@
 """The caller's side of the conversation outside speech: keypad digits, silence, the clock.
 
 Keypad digits become one sequence (``DtmfCollector``), handed to the app's ``on_dtmf`` and, by
-default, to the model as a user message it answers. Silence and the call's length
+default, to the model as a user message it answers; entries that come faster than
+``dtmf_min_interval_ms`` are told to the model together (``KeypadBatches``), so a flood of keys
+costs one item, one answer and one log line per interval. The digits are never logged. Silence and the call's length
 (``CallLimits``) turn into an idle nudge, a goodbye when the caller stays silent, or a wrap-up
 before the time limit; the last two end the call once the agent's last words are heard.
 """
@@ -13,7 +15,7 @@ from typing import Any, Callable
 from . import realtime_protocol as rt
 from .callcontrol import CallControl
 from .config import BridgeConfig
-from .dtmf import DtmfCollector
+from .dtmf import DtmfCollector, KeypadBatch, KeypadBatches
 from .limits import CallLimits, LimitAction
 from .metrics import CallMetrics
 from .record import CallRecord
@@ -40,6 +42,7 @@ class CallFlow:
         self._on_dtmf = on_dtmf
         self._busy = busy
         self._keys = DtmfCollector(config.dtmf_terminator, config.dtmf_timeout_ms / 1000)
+        self._batches = KeypadBatches(config.dtmf_min_interval_ms / 1000)
         self._limits: CallLimits | None = None
         self._speaking = False  # the server's VAD: caller speech in progress
         self._untranscribed: dict[str, float] = {}  # committed caller turns whose text has not come yet
@@ -80,7 +83,7 @@ class CallFlow:
         self._caller_active(now)
         digits = self._keys.press(digit, now)
         if digits:
-            self._entered(digits)
+            self._entered(digits, now)
 
     def speech(self, started: bool, now: float) -> None:
         """Server VAD: the caller started (or stopped) speaking (model thread)."""
@@ -94,22 +97,37 @@ class CallFlow:
             if self._limits is not None:
                 self._limits.caller_active(now)
 
-    def _entered(self, digits: str) -> None:
+    def _entered(self, digits: str, now: float) -> None:
+        """One finished entry: the app hears of each; the model of a batch at most once an interval."""
         self._metrics.add("dtmf_sequences")
-        self._log.info("keypad: %d digit(s) entered", len(digits))  # the digits may be private: not logged
+        self._on_dtmf(digits)
+        batch = self._batches.add(digits, now)
+        if batch is not None:
+            self._hand_on(batch)
+
+    def _hand_on(self, batch: KeypadBatch) -> None:
+        """Tell the model of ``batch`` (one item, one answer) and the log of its size, never its digits."""
+        if batch.dropped:
+            self._metrics.add("dtmf_entries_dropped", batch.dropped)
+        self._log.info("keypad: %d entr%s, %d digit(s)%s", len(batch.entries), "y" if len(batch.entries) == 1 else
+                       "ies", batch.digits, f" ({batch.dropped} older entries dropped)" if batch.dropped else "")
+        digits = ", ".join(batch.entries)
         said = self._config.dtmf_template.format(digits=digits)
         to_model = self._config.dtmf_to_model and not self._control.ending
         self._record.add("keypad", digits, **({"model_text": said} if to_model else {}))
-        self._on_dtmf(digits)
         if to_model:
             self._send(rt.user_text(said))
+            self._requests.withdraw("dtmf")  # an answer still waiting to be asked for covers this entry too
             self._requests.request("dtmf")
 
     # ------------------------------------------------------------------ timers (run thread)
     def poll(self, now: float) -> None:
         digits = self._keys.poll(now)
         if digits:
-            self._entered(digits)
+            self._entered(digits, now)
+        batch = self._batches.due(now)
+        if batch is not None:
+            self._hand_on(batch)
         with self._lock:
             limits = self._limits
             if limits is None:

@@ -152,6 +152,7 @@ class BridgeConfig:
     tool_timeout_s: float = 10.0  # per call, unless the tool sets its own
     tool_workers: int = 4  # handler threads per call at most (started only when a tool runs)
     tool_filler_after_ms: int = 1500  # a lookup slower than this gets a spoken "still checking"; 0 = never
+    tool_result_max_bytes: int = 16 * 1024  # a larger result (UTF-8) is not sent: the model gets an error; 0 = no cap
     tool_filler_instructions: str = FILLER_INSTRUCTIONS
     # Call control: hang up after the goodbye has been heard; transfer to a named destination
     end_call: bool = False  # offer the end_call tool
@@ -164,6 +165,7 @@ class BridgeConfig:
     dtmf_to_model: bool = True
     dtmf_terminator: str = "#"
     dtmf_timeout_ms: int = 2000
+    dtmf_min_interval_ms: int = 1000  # entries faster than this reach the model together (a flood: one per interval)
     dtmf_template: str = DTMF_TEMPLATE
     # Idle and length limits (None = off)
     idle_nudge_s: float | None = 12.0  # silence (nobody speaking) before the agent checks on the caller
@@ -209,6 +211,8 @@ class BridgeConfig:
         for name, target in self.transfer_targets.items():
             if not TRANSFER_TARGET.match(target):
                 raise ValueError(f"transfer target {name!r}: {target!r} is not an E.164 number or a SIP URI")
+        if self.tool_result_max_bytes < 0 or self.tool_workers < 1:
+            raise ValueError("tool_result_max_bytes must be >= 0 (0: no cap) and tool_workers >= 1")
         if self.dtmf_terminator and self.dtmf_terminator not in "0123456789*#ABCD":
             raise ValueError("dtmf_terminator must be one keypad key")
         if self.tool_choice not in TOOL_CHOICES and self.tool_choice not in {t.name for t in self.all_tools}:

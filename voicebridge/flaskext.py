@@ -16,8 +16,17 @@ every process using that directory (:mod:`voicebridge.shared`), which is how the
 processes of ``gunicorn -w N`` act as one bridge.
 
 Deploys: :meth:`VoiceBridge.drain` (or a ``drain_file`` appearing) stops new calls -- ``/healthz``
-answers 503 so the load balancer sends no more, the webhook answers the refusal, a new media
-stream is closed with 1013 -- while live calls run on to their end.
+answers 503 so the load balancer sends no more -- while live calls run on to their end, and so
+do the calls it already answered: a stream whose webhook was answered (its stream token) is
+admitted, and webhooks still arriving in the first ``drain_grace_s`` (the load balancer's time to
+notice) are answered normally; later ones get the refusal, and a stream that can no longer carry
+a valid token is closed with 1013 at the upgrade.
+
+The call cap counts calls, not sockets: a ``/media`` upgrade takes a call slot only when its
+``start`` has been admitted (with signatures on: its single-use stream token redeemed), so a
+replayed or silent upgrade never holds one; at most ``MAX_UNSTARTED`` upgrades per process wait
+for their ``start`` (the oldest is closed to make room), and refusals are logged at most once per
+kind every 10 s (:class:`~voicebridge.throttle.LogThrottle`).
 
 Security: with an ``auth_token`` every webhook and every WebSocket upgrade must carry a valid
 ``X-Twilio-Signature`` for the *public* URL Twilio requested (``public_url``, else rebuilt from
@@ -44,9 +53,11 @@ from .config import BridgeConfig
 from .extras import bridge_metrics
 from .hooks import HookRunner, legacy
 from .session import MediaSession
-from .shared import CallSlots, SingleUse, TransferBoard
+from .shared import CallSlots, SingleUse, StateDirError, TransferBoard
+from .streamtoken import DEFAULT_LIFETIME_S as TOKEN_LIFETIME_S
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
 from .streamtoken import StreamTokens, TokenCheck
+from .throttle import LogThrottle
 from .twiml import connect_twiml, hangup_twiml, refusal_twiml, stream_parameters, transfer_twiml  # needs twilio
 from twilio.request_validator import RequestValidator  # noqa: I001 - after .twiml, which names a missing twilio's fix
 
@@ -74,7 +85,14 @@ SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws
 
 TRANSFER_WAIT_S = 60.0  # how long a transfer waits for Twilio's <Connect action> request
 HOOKS_CLOSE_S = 5.0  # close(): how long queued hook calls get to finish
+REFUSED = "refused"
+"""Left on the transfer board for a stream refused at its start (never a valid target: those are
+E.164 numbers or SIP URIs): ``/voice/after`` then says "all lines busy" rather than hang up mutely."""
 DRAIN_FILE_CHECK_S = 1.0  # a drain file is looked for at most this often (on requests)
+DRAIN_GRACE_S = 30.0  # webhooks are answered normally this long into a drain (> the preStop sleep, deploy.md)
+MAX_UNSTARTED = 4
+"""Media upgrades per process waiting for Twilio's ``start`` (Twilio sends it at once): a newer one
+closes the oldest, so sockets that never start cannot pin the server's threads."""
 
 ConfigForCall = Callable[[dict[str, str]], "BridgeConfig | None"]
 TranscriptHook = Callable[[MediaSession, str, str], None]
@@ -89,6 +107,7 @@ class BridgeState(enum.Enum):
 
     SERVING = "ok"
     DRAINING = "draining"
+    STATE_FAILING = "state directory failing"  # it could not be read or recreated: calls are refused
 
 
 # ---------------------------------------------------------------------------- public URLs
@@ -225,7 +244,8 @@ class VoiceBridge:
     call cap, the used stream tokens and pending transfers between every bridge using it, so
     ``max_calls`` is the cap of them all (:mod:`voicebridge.shared`). ``drain_file``: once this
     file exists the bridge drains (:meth:`drain`); it is looked for at most once a second, on
-    requests.
+    requests. ``drain_grace_s``: how long into a drain webhooks are still answered normally (the
+    load balancer's time to see ``/healthz`` 503; longer than a preStop sleep).
     """
 
     def __init__(
@@ -249,6 +269,7 @@ class VoiceBridge:
         state_dir: str | None = None,
         drain_file: str | None = None,
         metrics: bool | None = None,
+        drain_grace_s: float = DRAIN_GRACE_S,
     ) -> None:
         if public_url and urlsplit(public_url).scheme.lower() not in SCHEMES:
             raise ValueError("public_url must start with https:// (or http://, ws://, wss://)")
@@ -277,11 +298,16 @@ class VoiceBridge:
         self.metrics = bridge_metrics(metrics, lambda: self.slots.active)  # NoMetrics without prometheus-client
         self.hooks = HookRunner("vb-hooks")  # on_transcript / on_dtmf of every call, off the calls' threads
         self.drain_file = drain_file
+        self.drain_grace_s = drain_grace_s
         self._draining = False  # a plain flag: drain() may run in a signal handler
+        self._drain_started = 0.0  # monotonic; set with _draining
         self._next_drain_check = 0.0
         self.local_server: Any = None  # set by voicebridge.app when it runs the embedded backend
         self._sessions: set[MediaSession] = set()
         self._warned_routes: set[str] = set()
+        self._unstarted: dict[MediaSession, Any] = {}  # upgrades waiting for start (-> their socket), oldest first
+        self._admitted: set[MediaSession] = set()  # sessions holding a call slot
+        self._refusals = LogThrottle(log)
         self._lock = threading.Lock()
         self.blueprint = self._blueprint()
         if app is not None:
@@ -347,22 +373,23 @@ class VoiceBridge:
         if ok:
             return None
         self.metrics.rejected.labels(endpoint=endpoint).inc()
-        log.warning("403 %s from %s: missing or invalid X-Twilio-Signature for %s",
-                    endpoint, request.remote_addr, url[:MAX_LOGGED_URL])
+        self._refusals.warning(f"403 {endpoint}", "403 %s from %s: missing or invalid X-Twilio-Signature for %s",
+                               endpoint, request.remote_addr, url[:MAX_LOGGED_URL])
         return Response("invalid Twilio signature\n", status=403, mimetype="text/plain")
 
     # ------------------------------------------------------------------ views
     def _voice(self) -> Response:
         """The voice webhook: TwiML connecting the call to our media stream, or a polite refusal."""
         call_sid = request.values.get("CallSid", "")
-        if self.draining:
+        if self.draining and not self._in_drain_grace(0.0):
             self.metrics.refused.labels(stage="draining").inc()
-            log.warning("call %s refused at the webhook: draining", tw.safe_sid(call_sid))
+            self._refusals.warning("webhook draining", "call %s refused at the webhook: draining",
+                                   tw.safe_sid(call_sid))
             return xml(refusal_twiml())
-        if self.slots.full():
+        if self._cap_full():
             self.metrics.refused.labels(stage="webhook").inc()
-            log.warning("call %s refused at the webhook: %d calls active (cap %s)",
-                        tw.safe_sid(call_sid), self.slots.active_all, self.slots.limit)
+            self._refusals.warning("webhook cap", "call %s refused at the webhook: every call slot is taken "
+                                   "(cap %s)", tw.safe_sid(call_sid), self.slots.limit)
             return xml(refusal_twiml())
         # url_for builds WebSocket routes as absolute ws:// URLs of the internal host: keep the path
         media_path = urlsplit(url_for(f"{self.blueprint.name}.media")).path
@@ -379,6 +406,8 @@ class VoiceBridge:
         target = self.transfers.take(call_sid, time.time())
         if target is None:
             return xml(hangup_twiml())
+        if target == REFUSED:  # its webhook was answered, its stream then found the cap full
+            return xml(refusal_twiml())
         log.info("call %s transferred: dialing the %s destination", tw.safe_sid(call_sid),
                  "SIP" if target.startswith("sip") else "phone")
         return xml(transfer_twiml(target))
@@ -386,9 +415,14 @@ class VoiceBridge:
     def _healthz(self) -> Response:
         """200 while taking calls, 503 while draining (the load balancer's cue to send no more)."""
         state = BridgeState.DRAINING if self.draining else BridgeState.SERVING
+        try:
+            active_all: int | None = self.slots.active_all
+        except (OSError, StateDirError) as exc:  # never a 500: say so, and let the balancer look elsewhere
+            self._refusals.warning("state", "shared state unreadable: %s", exc)
+            state, active_all = BridgeState.STATE_FAILING, None
         response = jsonify(status=state.value, active_calls=self.slots.active,
-                           active_calls_all=self.slots.active_all, max_calls=self.slots.limit)
-        response.status_code = 503 if state is BridgeState.DRAINING else 200
+                           active_calls_all=active_all, max_calls=self.slots.limit)
+        response.status_code = 200 if state is BridgeState.SERVING else 503
         return response
 
     def _metrics_view(self) -> Response:
@@ -396,35 +430,46 @@ class VoiceBridge:
                         status=200 if self.metrics.enabled else 501)
 
     def handle_media(self, ws: Any) -> None:
-        """One call on an accepted Twilio WebSocket: admit it under the cap, run its
-        MediaSession, fold its metrics in. Returns when the call has ended.
+        """One call on an accepted Twilio WebSocket: run its MediaSession (admitted under the cap
+        at ``start``), fold its metrics in. Returns when the call has ended.
 
-        The ``/media`` route calls this; an app's own flask-sock route may call it too.
+        The ``/media`` route calls this; an app's own flask-sock route may call it too. The
+        upgrade itself holds no call slot: only a stream whose ``start`` is admitted does
+        (``_started``), so replayed, forged or silent upgrades never use up the cap.
         """
-        if self.draining:
+        if self.draining and not self._in_drain_grace(TOKEN_LIFETIME_S + 1.0):
+            # No stream token issued before the drain (or in its grace) can still be valid.
             self.metrics.refused.labels(stage="draining").inc()
-            log.warning("media stream refused: draining")
+            self._refusals.warning("media draining", "media stream refused: draining")
             refuse(ws, "voicebridge draining, try again later")
             return
-        if not self.slots.try_enter():
-            self.metrics.refused.labels(stage="websocket").inc()
-            log.warning("media stream refused: %d calls active here, cap %s", self.slots.active, self.slots.limit)
-            refuse(ws, "voicebridge at capacity, try again later")
-            return
-        self.metrics.update_active()
-        self.metrics.calls.inc()
         session = self._new_session(ws)
-        started = time.monotonic()
         with self._lock:
             self._sessions.add(session)
+            self._unstarted[session] = ws
+            oldest = next(iter(self._unstarted)) if len(self._unstarted) > MAX_UNSTARTED else None
+            if oldest is not None:
+                del self._unstarted[oldest]
+        if oldest is not None:
+            self._refusals.warning("unstarted", "media upgrade closed before its start: more than %d upgrades "
+                                   "here wait for one (stray or replayed upgrades)", MAX_UNSTARTED)
+            oldest.give_up_waiting_for_start()
+        started = time.monotonic()
         try:
             session.run()
         finally:
             with self._lock:
                 self._sessions.discard(session)
-            self.slots.leave()
-            self.metrics.update_active()
-            self._finished(session, time.monotonic() - started)
+                self._unstarted.pop(session, None)
+                admitted = session in self._admitted
+                self._admitted.discard(session)
+            if admitted:
+                self.slots.leave()
+                self.metrics.update_active()
+                self._finished(session, time.monotonic() - started)
+            elif session.close_reason == "no start":
+                self._refusals.warning("no start", "media stream closed: no Twilio start (not a call: a stray or "
+                                       "replayed upgrade)")
 
     # ------------------------------------------------------------------ per call
     def _new_session(self, ws: Any) -> MediaSession:
@@ -433,7 +478,10 @@ class VoiceBridge:
                             on_transfer=self._transferring, hooks=self.hooks)
 
     def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
-        """MediaSession's on_start: admit the stream (its token), let the app choose its config."""
+        """MediaSession's on_start: admit the stream (its token, then a call slot), let the app
+        choose its config."""
+        with self._lock:
+            ws = self._unstarted.pop(session, None)  # None: closed meanwhile for want of room
         params = dict(start.custom_parameters)
         token = params.pop(TOKEN_PARAMETER, None)
         if self.tokens is not None:
@@ -444,9 +492,18 @@ class VoiceBridge:
                 check = None
             if check is not TokenCheck.VALID:
                 self.metrics.refused.labels(stage="token").inc()
-                session.log.warning("media stream refused: stream token %s", check.value if check else "unchecked")
+                self._refusals.warning(f"token {check}", "media stream of call %s refused: stream token %s",
+                                       tw.safe_sid(start.call_sid), check.value if check else "unchecked")
                 session.close(f"stream token {check.name.lower() if check else 'unchecked'}")
                 return None
+        elif self.draining and not self._in_drain_grace(TOKEN_LIFETIME_S + 1.0):
+            return self._refuse_started(session, ws, "draining", "draining")  # no token to prove its webhook
+        if not self._take_slot():
+            return self._refuse_started(session, ws, "websocket", "at capacity")
+        with self._lock:
+            self._admitted.add(session)
+        self.metrics.update_active()
+        self.metrics.calls.inc()
         session.log.info("call admitted: %d active here, cap %s", self.slots.active, self.slots.limit or "none")
         if self.config_for_call is None:
             return None
@@ -459,6 +516,45 @@ class VoiceBridge:
             session.log.error("config_for_call returned %s, not a BridgeConfig; ignored", type(chosen).__name__)
             return None
         return chosen
+
+    def _cap_full(self) -> bool:
+        """The webhook's check. A failing state directory answers the call (never a 500 to Twilio):
+        the stream's own check at ``start`` is the one that holds."""
+        try:
+            return self.slots.full()
+        except (OSError, StateDirError) as exc:
+            self._refusals.warning("state", "shared state unreadable at the webhook (the stream will be "
+                                   "checked): %s", exc)
+            return False
+
+    def _take_slot(self) -> bool:
+        try:
+            return self.slots.try_enter()
+        except (OSError, StateDirError) as exc:  # the state failing: refuse this call, never crash the stream
+            self._refusals.warning("slot error", "call slot not taken: %s", exc)
+            return False
+
+    def _refuse_started(self, session: MediaSession, ws: Any | None, stage: str, why: str) -> None:
+        """Refuse a stream at its ``start``: 1013 "try again later", and the call never dials."""
+        self.metrics.refused.labels(stage=stage).inc()
+        self._refusals.warning(f"media {stage}", "media stream refused: %s (%d calls active here, cap %s)", why,
+                               self.slots.active, self.slots.limit)
+        now = time.time()
+        try:  # before the close: Twilio asks /voice/after as soon as the stream has ended
+            self.transfers.put(session.call_sid or "", REFUSED, now + TRANSFER_WAIT_S, now)
+        except (ValueError, OSError, StateDirError):
+            pass  # not a SID we store, or the state failing: /voice/after hangs up instead
+        try:
+            if ws is not None:
+                ws.close(reason=CLOSE_TRY_AGAIN_LATER, message=f"voicebridge {why}, try again later")
+        except Exception:  # noqa: BLE001 - the peer is already gone: nothing to close
+            pass
+        session.close(why)
+        return None
+
+    def _in_drain_grace(self, extra_s: float) -> bool:
+        """Within ``drain_grace_s`` (+ ``extra_s``) of the drain's start."""
+        return time.monotonic() < self._drain_started + self.drain_grace_s + extra_s
 
     def _transferring(self, session: MediaSession, target: str) -> None:
         """The call ends in a transfer: note it for ``/voice/after`` before the stream closes
@@ -509,13 +605,20 @@ class VoiceBridge:
     def drain(self) -> None:
         """Take no new calls; let live ones run on to their end (idempotent, one-way).
 
-        ``/healthz`` answers 503 ``draining``, the webhook the refusal TwiML, a new media stream
-        is closed with 1013. Safe to call from a signal handler: it sets a flag and logs.
+        ``/healthz`` answers 503 ``draining`` at once, so the load balancer sends no more calls.
+        Calls already answered are not dropped: a stream carrying a stream token (issued before
+        the drain, or in its grace) is admitted. Webhooks still arriving in the first
+        ``drain_grace_s`` are answered normally (a load balancer needs a few probes to notice),
+        later ones with the refusal TwiML; a media upgrade that can no longer carry a valid token
+        is closed with 1013. Safe to call from a signal handler: it sets two fields and logs.
         """
         if self._draining:
             return
+        self._drain_started = time.monotonic()
         self._draining = True
-        log.warning("draining: no new calls; %d live call(s) here run on to their end", self.slots.active)
+        log.warning("draining: no new calls once the load balancer has seen /healthz 503 (webhooks still answered "
+                    "for %.0f s, streams of answered calls admitted); %d live call(s) here run on to their end",
+                    self.drain_grace_s, self.slots.active)
 
     def close(self) -> None:
         """End every active call and stop an embedded backend we own (idempotent)."""

@@ -22,6 +22,8 @@ COUNTERS = (
     "send_failures", "twilio_send_timeouts", "threads_alive_after_close",
     "response_requests", "response_requests_retried", "response_requests_dropped",
     "tool_calls", "tool_errors", "tool_timeouts", "tool_late_results", "tool_fillers",
+    "tool_results_too_large", "tool_handlers_abandoned",
+    "dtmf_entries_dropped",
     "agent_hangups", "transfers", "hangups_cancelled", "hangup_mark_timeouts", "dtmf_sequences",
     "limit_nudge", "limit_idle_goodbye", "limit_wrap_up", "limit_end",
     "model_lost", "model_expired", "model_rollover", "items_replayed", "inbound_frames_resent",

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 FUSE_CHECK_S = 0.05
 """The safety fuses and the send-stall check run on the run thread at most this often."""
+GIVE_UP_GRACE_S = 0.5
+"""A stream told to give up waiting still gets this long for its ``start`` (Twilio sends it right
+after ``connected``: a genuine stream in a burst is not closed between the two)."""
 
 
 class TwilioSocket(Protocol):
@@ -109,6 +112,7 @@ class MediaSession:
         self._threads: list[threading.Thread] = []
         self._run_thread: threading.Thread | None = None
         self._start_deadline = float("inf")  # set when run() begins
+        self._give_up_at = float("inf")  # give_up_waiting_for_start: no start by then, not a call
         self._fuse_checked = float("-inf")
         self._twilio = TwilioLink(twilio_ws, self._metrics, self.log, self.config.twilio_send_timeout_s,
                                   clock, self.close)
@@ -183,6 +187,17 @@ class MediaSession:
             self.close(self.close_reason or "twilio loop ended")
             self._teardown()
 
+    @property
+    def _call_level(self) -> int:
+        """INFO for a call's closing lines; DEBUG for a stream that never became one (never started,
+        or refused at its start): anyone can open those, and the refusal is logged where decided."""
+        return logging.INFO if self._threads else logging.DEBUG
+
+    def give_up_waiting_for_start(self) -> None:
+        """A stream without ``start`` within ``GIVE_UP_GRACE_S`` from now is closed by its own thread
+        (never blocks the caller; a stream that has started is not affected)."""
+        self._give_up_at = self._clock() + GIVE_UP_GRACE_S
+
     def close(self, reason: str = "closed") -> None:
         """End the call. Idempotent; from any thread; returns once torn down (outside threads)."""
         with self._close_lock:
@@ -190,7 +205,7 @@ class MediaSession:
             self._closing = True
         if first:
             self.close_reason = reason
-            self.log.info("closing: %s", reason)
+            self.log.log(self._call_level, "closing: %s", reason)
             self._stop.set()
             self.outbound.stop()
             self.model.close()
@@ -253,14 +268,14 @@ class MediaSession:
         self.log.bind(event.stream_sid, event.call_sid)
         self._metrics.call_started_at = self._clock()
         self.record.started(self._metrics.call_started_at)
-        self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         if self._start_hook is not None:
             chosen = self._safe(lambda: self._start_hook(self, event), "on_start hook")  # type: ignore[misc]
             if chosen is not None and chosen != self.config:
                 self.config = chosen  # per-call settings, before any thread or audio exists
                 self._build(chosen)
-        if self._stop.is_set():  # the hook refused the call (e.g. no valid stream token)
+        if self._stop.is_set():  # the hook refused the call (e.g. no valid stream token): it logged why
             return
+        self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         self._twilio.start(event.stream_sid)
         self.flow.started(self._clock())
         self._start_threads()
@@ -324,8 +339,13 @@ class MediaSession:
     # ------------------------------------------------------------------ timers (run thread)
     def _timers(self, now: float) -> None:
         """Everything time-driven, checked after every Twilio message or receive timeout."""
-        if self.stream_sid is None and now > self._start_deadline:
-            self.log.warning("no Twilio start within %.1f s: not a call, closing", self.config.start_timeout_s)
+        if self.stream_sid is None and (now > self._start_deadline or now > self._give_up_at):
+            # Not a call, and anyone can open such sockets: INFO here; the Flask integration adds one
+            # throttled warning for all of them.
+            if now > self._give_up_at:
+                self.log.info("closed before its start: too many media streams wait for one here")
+            else:
+                self.log.info("no Twilio start within %.1f s: not a call, closing", self.config.start_timeout_s)
             self.close("no start")
             return
         self.barge_in.poll(now)
@@ -386,7 +406,7 @@ class MediaSession:
         snap = self.metrics
         if not snap["accounting_ok"]:
             self.log.error("frame accounting mismatch: %s", _accounting(snap))
-        self.log.info("call summary: %s", _summary(snap))
+        self.log.log(self._call_level, "call summary: %s", _summary(snap))
         self._done.set()
         if self._owns_hooks and not self._hooks.close(self.config.join_timeout_s):
             self._metrics.add("threads_alive_after_close")

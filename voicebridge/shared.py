@@ -24,6 +24,13 @@ The model, and its limits:
 * **Fork.** A slot is held by an open file description; a process forked (without exec) while
   holding one shares it until both have let go. Build the bridge after the fork (gunicorn
   without ``--preload``).
+* **Temp cleaners.** A directory under /tmp is aged by the host (systemd-tmpfiles deletes files
+  untouched for 10 days on Debian 13 and Fedora/RHEL): a slot file made at start-up and never
+  written again went while a call held it. Every subdirectory is recreated when found missing
+  (:class:`_Subdir`), a held slot file is touched when taken and at least daily while held, and a
+  held slot whose file was deleted anyway is moved to a new file (:meth:`CallSlots.repair`), so
+  the cap still counts the live call. ``examples/gunicorn.conf.py`` puts the directory in a
+  runtime directory (not aged) when there is one.
 """
 from __future__ import annotations
 
@@ -37,10 +44,17 @@ import secrets
 import stat
 import threading
 import time
+from typing import Callable, TypeVar
+
+from .throttle import LogThrottle
 
 log = logging.getLogger(__name__)
+repairs_log = LogThrottle(log)  # a lost slot file is seen on every probe until its call ends
+T = TypeVar("T")
 
 MAX_NAME_CHARS = 64
+FRESH_S = 24 * 3600.0
+"""A held slot file is touched again once its modification time is this old (temp cleaners age files)."""
 NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_NAME_CHARS}}}")
 SWEEP_INTERVAL_S = 10.0
 """How often (at most) one process sweeps expired markers and transfers from the directory."""
@@ -75,6 +89,27 @@ def state_subdir(directory: str, name: str) -> str:
         pass
     check_private(path)
     return path
+
+
+class _Subdir:
+    """``directory/name``, recreated (private) when an operation finds it gone: a temp cleaner, or
+    an operator, may delete it under a running bridge, which must go on serving."""
+
+    def __init__(self, directory: str, name: str) -> None:
+        self._directory, self._name = directory, name
+        self.path = state_subdir(directory, name)
+
+    def retry(self, operation: "Callable[[], T]") -> "T":
+        """``operation()``; if it finds a file or the directory missing, recreate it and try once more."""
+        try:
+            return operation()
+        except FileNotFoundError:
+            if os.path.isdir(self.path):
+                raise  # the directory is there: what is missing is the operation's own business
+            log.warning("state directory %s was removed under the running bridge (a temp cleaner?): recreated",
+                        self.path)
+            state_subdir(self._directory, self._name)
+            return operation()
 
 
 def check_private(path: str) -> None:
@@ -129,8 +164,10 @@ class CallSlots:
         self._lock = threading.Lock()
         self._active = 0
         self._held: list[int] = []  # fds of the slots this instance holds, one per active call
-        self._slots = state_subdir(directory, "slots") if directory and limit else None
-        self._counts = state_subdir(directory, "active") if directory and not limit else None
+        self._slot_dir = _Subdir(directory, "slots") if directory and limit else None
+        self._count_dir = _Subdir(directory, "active") if directory and not limit else None
+        self._slots = self._slot_dir.path if self._slot_dir else None
+        self._counts = self._count_dir.path if self._count_dir else None
         self._count_fd: int | None = None
         self._count_path = ""
         self._count_pid = 0
@@ -147,25 +184,28 @@ class CallSlots:
     @property
     def active_all(self) -> int:
         """Active calls of every process sharing the directory (this one's without a directory)."""
-        if self._slots is not None:
+        if self._slot_dir is not None:
             assert self.limit is not None
-            return self.limit - self._free_slots(stop_at=None)
-        if self._counts is not None:
-            return self._sum_counts()
+            self.repair()
+            return self.limit - self._slot_dir.retry(lambda: self._free_slots(stop_at=None))
+        if self._count_dir is not None:
+            return self._count_dir.retry(self._sum_counts)
         return self.active
 
     def full(self) -> bool:
         """True when every slot is taken (the webhook's check; the media stream's is ``try_enter``)."""
         if self.limit is None:
             return False
-        if self._slots is None:
+        if self._slot_dir is None:
             with self._lock:
                 return self._active >= self.limit
-        return self._free_slots(stop_at=1) == 0
+        self.repair()
+        return self._slot_dir.retry(lambda: self._free_slots(stop_at=1)) == 0
 
     def try_enter(self) -> bool:
-        if self._slots is not None:
-            fd = self._take_slot()
+        if self._slot_dir is not None:
+            self.repair()
+            fd = self._slot_dir.retry(self._take_slot)
             if fd is None:
                 return False
             with self._lock:
@@ -205,6 +245,29 @@ class CallSlots:
                 pass
             os.close(fd)
 
+    def repair(self) -> None:
+        """Keep this instance's held slot files fresh, and move a held slot whose file was deleted
+        (a temp cleaner) to a new file, so the cap still counts its call (no-op without slots)."""
+        if self._slot_dir is None:
+            return
+        now = time.time()
+        with self._lock:  # leave() closes held fds under this lock: none is closed under us
+            for index, fd in enumerate(self._held):
+                info = os.fstat(fd)
+                if info.st_nlink and now - info.st_mtime < FRESH_S:
+                    continue
+                if info.st_nlink:
+                    os.utime(fd)
+                    continue
+                new = self._slot_dir.retry(self._take_slot)
+                if new is None:  # every slot is taken meanwhile: this call goes uncounted until it ends
+                    repairs_log.warning("no room", "a held call slot's file was deleted and no slot is free to "
+                                        "move it to: that call goes uncounted until it ends")
+                    continue
+                self._held[index] = new
+                os.close(fd)
+                log.warning("a held call slot's file was deleted (a temp cleaner?): moved to a new one")
+
     # ------------------------------------------------------------------ slots
     def _take_slot(self) -> int | None:
         assert self._slots is not None and self.limit is not None
@@ -214,6 +277,7 @@ class CallSlots:
             for i in range(self.limit):
                 fd = _try_lock(self._slot_path((start + i) % self.limit), os.O_RDWR | os.O_CREAT)
                 if fd is not None:
+                    os.utime(fd)  # fresh: a temp cleaner ages files by their times
                     return fd
         return None
 
@@ -236,18 +300,19 @@ class CallSlots:
     # ------------------------------------------------------------------ counts (no limit)
     def _publish(self, count: int) -> None:
         """Write this instance's count to its count file (under ``_lock``; no directory: nothing)."""
-        if self._counts is None:
+        if self._count_dir is None:
             return
-        if self._count_fd is None or self._count_pid != os.getpid():
-            self._claim_count_file()
+        if self._count_fd is None or self._count_pid != os.getpid() or os.fstat(self._count_fd).st_nlink == 0:
+            self._count_dir.retry(self._claim_count_file)  # none yet, inherited, or deleted by a temp cleaner
         assert self._count_fd is not None
         os.pwrite(self._count_fd, f"{count:0{COUNT_WIDTH}d}\n".encode("ascii"), 0)
 
     def _claim_count_file(self) -> None:
         """A new count file, flocked before it gets the name readers look for."""
         assert self._counts is not None
-        if self._count_fd is not None:  # inherited across a fork: the parent's file, not ours
+        if self._count_fd is not None:  # inherited across a fork, or deleted: not a file readers see
             os.close(self._count_fd)
+            self._count_fd = None
         pid = os.getpid()
         name = f"{pid}-{secrets.token_hex(4)}"
         temp = os.path.join(self._counts, f".{name}.tmp")
@@ -315,7 +380,8 @@ class SingleUse:
     """
 
     def __init__(self, directory: str | None = None, sweep_interval_s: float = SWEEP_INTERVAL_S) -> None:
-        self._dir = state_subdir(directory, "used") if directory else None
+        self._subdir = _Subdir(directory, "used") if directory else None
+        self._dir = self._subdir.path if self._subdir else None
         self._sweeps = _Sweeps(sweep_interval_s)
         self._lock = threading.Lock()
         self._used: set[tuple[int, str]] = set()
@@ -331,9 +397,10 @@ class SingleUse:
                     return False
                 self._used.add((until, name))
                 return True
+        assert self._subdir is not None
+        path = os.path.join(self._dir, f"{until}-{name}")
         try:
-            fd = os.open(os.path.join(self._dir, f"{until}-{name}"),
-                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
+            fd = self._subdir.retry(lambda: os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600))
         except FileExistsError:
             return False
         os.close(fd)
@@ -346,7 +413,8 @@ class SingleUse:
             with self._lock:
                 self._used = {marker for marker in self._used if marker[0] >= now}
             return
-        for entry in os.listdir(self._dir):
+        assert self._subdir is not None
+        for entry in self._subdir.retry(lambda: os.listdir(self._dir)):
             until, _, _ = entry.partition("-")
             if until.isdigit() and int(until) < now:
                 try:
@@ -366,7 +434,8 @@ class TransferBoard:
     """
 
     def __init__(self, directory: str | None = None, sweep_interval_s: float = SWEEP_INTERVAL_S) -> None:
-        self._dir = state_subdir(directory, "transfers") if directory else None
+        self._subdir = _Subdir(directory, "transfers") if directory else None
+        self._dir = self._subdir.path if self._subdir else None
         self._sweeps = _Sweeps(sweep_interval_s)
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[str, float]] = {}
@@ -379,8 +448,9 @@ class TransferBoard:
             with self._lock:
                 self._entries[call_sid] = (target, expires)
             return
+        assert self._subdir is not None
         temp = os.path.join(self._dir, f".{call_sid}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
+        fd = self._subdir.retry(lambda: os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600))
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump({"target": target, "expires": expires}, out)
         os.replace(temp, os.path.join(self._dir, call_sid))
@@ -420,7 +490,8 @@ class TransferBoard:
             with self._lock:
                 self._entries = {sid: e for sid, e in self._entries.items() if e[1] >= now}
             return
-        for entry in os.listdir(self._dir):
+        assert self._subdir is not None
+        for entry in self._subdir.retry(lambda: os.listdir(self._dir)):
             path = os.path.join(self._dir, entry)
             try:
                 if entry.startswith("."):  # a crash mid-write or mid-take

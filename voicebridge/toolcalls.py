@@ -1,7 +1,9 @@
 """Running the model's function calls and giving it the results.
 
-Each ``function_call`` item the model completes is run at once on a small pool of threads of
-its own (``tool_workers``), never on the session's threads, with a time limit. The calls of one
+Each ``function_call`` item the model completes is run at once on a small pool of daemon threads
+of its own (``tool_workers`` at once; ``voicebridge.toolpool``: a timed-out call frees its place,
+nothing waits for a hung handler), never on the session's threads, with a time limit. A result
+larger than ``tool_result_max_bytes`` is replaced by an error the model can act on. The calls of one
 response are answered together: once that response is done and every call has a result (or an
 error: the handler raised, timed out, or named an unknown tool), each result goes back as a
 ``function_call_output`` item, followed by one ``response.create`` (through
@@ -16,9 +18,9 @@ timed out). The built-in ``end_call`` and ``transfer_call`` run at once on the m
 """
 from __future__ import annotations
 
+import itertools
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,6 +30,7 @@ from .config import BridgeConfig
 from .metrics import CallMetrics
 from .record import CallRecord
 from .response_requests import ResponseRequests
+from .toolpool import PoolFull, ToolPool
 from .tools import END_CALL, TRANSFER_CALL, CallInfo, Tool, encode_result
 from .twilio_link import describe
 
@@ -43,6 +46,7 @@ class _Call:
     deadline: float
     result: str | None = None
     ran_s: float = 0.0  # the handler's own time (not the bridge's)
+    job: str = ""  # its key on the pool (the model's call ids need not be unique)
 
 
 @dataclass
@@ -73,7 +77,10 @@ class ToolCalls:
         self._call_info = call_info
         self._lock = threading.Lock()
         self._batches: dict[str, _Batch] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self._calls: dict[str, tuple[_Batch, _Call]] = {}  # on the pool, by job key
+        self._jobs = itertools.count(1)
+        self._pool: ToolPool | None = None
+        self._closed = False
 
     @property
     def running(self) -> bool:
@@ -99,7 +106,7 @@ class ToolCalls:
         elif tool.handler is None:
             self._settle(batch, call, self._control_tool(tool, event, now), 0.0)
         else:
-            self._pool_for().submit(self._run, batch, call, tool)
+            self._submit(batch, call, tool)
 
     def response_done(self, response_id: str) -> None:
         with self._lock:
@@ -136,12 +143,22 @@ class ToolCalls:
                     self._log.once(f"tool-timeout:{call.name}", "tool %s timed out after %.1f s: the model is told",
                                    call.name, call.deadline - call.started)
                     self._settle(batch, call, _error("the lookup timed out"), call.deadline - call.started)
+                    self._free(call.job)  # its place in the pool goes to the next call
             self._maybe_filler(batch, now)
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        """The call is over: nothing more starts; a handler still running is abandoned (never waited for)."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            self._calls.clear()
+        if pool is None:
+            return
+        abandoned, dropped = pool.close()
+        if abandoned or dropped:
+            self._metrics.add("tool_handlers_abandoned", abandoned)
+            self._log.warning("call over with %d tool handler(s) still running (abandoned: never waited for, "
+                              "their results dropped) and %d call(s) never started", abandoned, dropped)
 
     # ------------------------------------------------------------------ internals
     def _batch(self, response_id: str) -> _Batch:
@@ -153,25 +170,66 @@ class ToolCalls:
                 del self._batches[key]
         return batch
 
-    def _pool_for(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=max(1, self._config.tool_workers), thread_name_prefix="vb-tool")
-        return self._pool
-
-    def _run(self, batch: _Batch, call: _Call, tool: Tool) -> None:
-        start = self._clock()
+    def _submit(self, batch: _Batch, call: _Call, tool: Tool) -> None:
+        """Run ``tool`` for ``call`` on the call's pool (arguments parsed here, on the model thread)."""
         try:
             kwargs = json.loads(call.arguments or "{}")
             if not isinstance(kwargs, dict):
                 raise ValueError("arguments are not a JSON object")
-            if tool.call_info_param:
-                kwargs[tool.call_info_param] = self._call_info()
-            output = encode_result(tool.handler(**kwargs))  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - a failing tool must not end the call
-            self._metrics.add("tool_errors")
-            self._log.warning("tool %s failed: %s", call.name, describe(exc))
-            output = _error("the lookup failed")
-        self._settle(batch, call, output, self._clock() - start)
+        except Exception as exc:  # noqa: BLE001 - not JSON, or nested too deep (RecursionError)
+            self._failed(batch, call, exc)
+            return
+        if tool.call_info_param:
+            kwargs[tool.call_info_param] = self._call_info()
+        with self._lock:
+            if self._closed:
+                return
+            if self._pool is None:
+                self._pool = ToolPool(self._config.tool_workers, "vb-tool", self._handler_done)
+            pool = self._pool
+            call.job = str(next(self._jobs))
+            self._calls[call.job] = (batch, call)
+        pool.submit(call.job, _work(tool, kwargs, self._clock))
+
+    def _handler_done(self, job: str, outcome: object) -> None:
+        """A handler returned (pool thread): ``(output, seconds)`` or the exception it raised."""
+        with self._lock:
+            entry = self._calls.pop(job, None)
+        if entry is None:
+            return  # the call is over
+        batch, call = entry
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, PoolFull):
+                self._log.once("tool-pool-full", "tool %s not run: %s", call.name, outcome)
+            self._failed(batch, call, outcome)
+            return
+        output, ran_s = outcome  # type: ignore[misc]
+        self._settle(batch, call, self._capped(call, output), ran_s)
+
+    def _failed(self, batch: _Batch, call: _Call, exc: BaseException) -> None:
+        self._metrics.add("tool_errors")
+        self._log.warning("tool %s failed: %s", call.name, describe(exc))
+        self._settle(batch, call, _error("the lookup failed"), 0.0)
+
+    def _capped(self, call: _Call, output: str) -> str:
+        """``output``, or an error telling the model the result was too large (and one log line)."""
+        limit = self._config.tool_result_max_bytes
+        if not limit or len(output) * 4 <= limit:  # a UTF-8 character is at most 4 bytes
+            return output
+        size = len(output.encode("utf-8", "surrogatepass"))
+        if size <= limit:
+            return output
+        self._metrics.add("tool_results_too_large")
+        self._log.once(f"tool-too-large:{call.name}", "tool %s returned %d bytes, over tool_result_max_bytes "
+                       "(%d): the model is told the result was too large", call.name, size, limit)
+        return _error(f"the result was too large to use ({size} bytes, at most {limit}); "
+                      "ask for something more specific")
+
+    def _free(self, job: str) -> None:
+        with self._lock:
+            pool = self._pool
+        if pool is not None and job:
+            pool.settle(job)
 
     def _control_tool(self, tool: Tool, event: rt.FunctionCall, now: float) -> str:
         try:
@@ -226,3 +284,13 @@ class ToolCalls:
 
 def _error(message: str) -> str:
     return json.dumps({"error": message})
+
+
+def _work(tool: Tool, kwargs: dict[str, object], clock: Callable[[], float]) -> Callable[[], tuple[str, float]]:
+    """What a pool thread runs: the handler and the encoding of its result, timed. It holds the
+    handler, its arguments and the clock only -- nothing of the call (see ``voicebridge.toolpool``)."""
+    def run() -> tuple[str, float]:
+        start = clock()
+        output = encode_result(tool.handler(**kwargs))  # type: ignore[misc]
+        return output, clock() - start
+    return run

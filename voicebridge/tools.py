@@ -101,10 +101,16 @@ def transfer_tool(destinations: typing.Iterable[str]) -> Tool:
 
 
 def encode_result(value: Any) -> str:
-    """A handler's return value as the ``output`` string of a ``function_call_output`` item."""
+    """A handler's return value as the ``output`` string of a ``function_call_output`` item.
+
+    A ``str`` goes as it is; anything else as JSON, objects JSON does not know (a date, a
+    decimal, your own class) by their ``str``. Always valid JSON: NaN and infinities, circular
+    structures and keys JSON cannot have raise ``ValueError``/``TypeError`` (the tool failed).
+    The size cap (``tool_result_max_bytes``) is applied by the bridge on the result.
+    """
     if isinstance(value, str):
         return value
-    return json.dumps(value, default=str, separators=(",", ":"))
+    return json.dumps(value, default=str, separators=(",", ":"), allow_nan=False)
 
 
 def schema_of(func: Callable[..., Any], skip: str | None = None) -> dict[str, Any]:
