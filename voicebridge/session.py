@@ -241,13 +241,13 @@ class MediaSession:
         self.custom_parameters = dict(event.custom_parameters)
         self.log.bind(event.stream_sid, event.call_sid)
         self._metrics.call_started_at = self._clock()
-        self.record.started(self._metrics.call_started_at)
         self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         if self._start_hook is not None:
             chosen = self._safe(lambda: self._start_hook(self, event), "on_start hook")  # type: ignore[misc]
             if chosen is not None and chosen != self.config:
                 self.config = chosen  # per-call settings, before any thread or audio exists
                 self._build(chosen)
+        self.record.started(self._metrics.call_started_at)  # after a rebuild: the record is the call's own
         if self._stop.is_set():  # the hook refused the call (e.g. no valid stream token)
             return
         self._twilio.start(event.stream_sid)
