@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import peerjson
 from . import realtime_protocol as rt
 from .callcontrol import CallControl
 from .config import BridgeConfig
@@ -161,7 +162,7 @@ class ToolCalls:
     def _run(self, batch: _Batch, call: _Call, tool: Tool) -> None:
         start = self._clock()
         try:
-            kwargs = json.loads(call.arguments or "{}")
+            kwargs = peerjson.loads(call.arguments or "{}")
             if not isinstance(kwargs, dict):
                 raise ValueError("arguments are not a JSON object")
             if tool.call_info_param:
@@ -175,7 +176,7 @@ class ToolCalls:
 
     def _control_tool(self, tool: Tool, event: rt.FunctionCall, now: float) -> str:
         try:
-            args = json.loads(event.arguments or "{}")
+            args = peerjson.loads(event.arguments or "{}")
         except ValueError:
             args = {}
         args = args if isinstance(args, dict) else {}
