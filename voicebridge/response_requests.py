@@ -16,13 +16,11 @@ import itertools
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from . import realtime_protocol as rt
 from .metrics import CallMetrics
 
-AWAIT_CREATED_S = 5.0
-"""A request neither created nor refused within this is forgotten (the queue must not stall)."""
 MAX_WAITING = 16
 
 
@@ -37,9 +35,12 @@ class Request:
 class ResponseRequests:
     """The queue of the bridge's own ``response.create`` requests (thread-safe)."""
 
-    def __init__(self, send: Callable[[str], bool], metrics: CallMetrics, log: object,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, send: Callable[[str], bool], metrics: CallMetrics, log: Any,
+                 clock: Callable[[], float], created_timeout_s: float = 5.0,
+                 unanswered: Callable[[str], None] | None = None) -> None:
         self._send = send
+        self._created_timeout_s = created_timeout_s
+        self._unanswered = unanswered  # a request neither created nor refused in time: the session is dead
         self._metrics = metrics
         self._log = log
         self._clock = clock
@@ -107,12 +108,19 @@ class ResponseRequests:
         self._pump()
 
     def poll(self, now: float) -> None:
-        """Forget a request the server never answered, then send what waits (run thread's timer)."""
+        """A request the server never answered means a dead session: it is replaced (``unanswered``)
+        and the request asked again of the new one; then send what waits (run thread's timer)."""
         with self._lock:
-            if self._sent is not None and now - self._sent[1] > AWAIT_CREATED_S:
-                self._log.warning("no response to the %s request within %.0f s: moving on", self._sent[0].kind,
-                                  AWAIT_CREATED_S)
+            overdue = self._sent if self._sent is not None and now - self._sent[1] > self._created_timeout_s else None
+            if overdue is not None:
                 self._sent = None
+                self._waiting.appendleft(overdue[0])
+        if overdue is not None:
+            self._metrics.add("response_requests_unanswered")
+            self._log.once("request:unanswered", "no response.created for the %s request within %.1f s: the "
+                           "Realtime session is not answering", overdue[0].kind, self._created_timeout_s)
+            if self._unanswered is not None:
+                self._unanswered(overdue[0].kind)
         self._pump()
 
     def _pump(self) -> None:

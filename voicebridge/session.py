@@ -32,7 +32,7 @@ from .interruption import BargeIn
 from .metrics import CallMetrics
 from .model_events import ModelEvents
 from .continuity import Continuity
-from .model_link import ModelLink
+from .model_link import Cause, ModelLink
 from .outbound import OutboundAudio
 from .playback import MarkOutcome
 from .record import CallRecord, Entry
@@ -110,7 +110,9 @@ class MediaSession:
         self.echo = EchoGate(config.echo_margin_db) if config.echo_gate else None
         self.outbound = OutboundAudio(self._twilio, config, m, clock, log, self.echo)
         self.responses = ResponseTracker()
-        self.requests = ResponseRequests(model.send, m, log, clock)
+        self.requests = ResponseRequests(model.send, m, log, clock, config.response_created_timeout_s,
+                                         lambda kind: model.replace(Cause.UNRESPONSIVE, f"the {kind} request "
+                                                                    "was never answered"))
         self.record = CallRecord(clock, self._entry)
         self.control = CallControl(config, self.outbound, self.responses, self.requests, self.record, m, log,
                                    self.close)
@@ -380,7 +382,8 @@ def _accounting(snap: dict[str, Any]) -> str:
 def _summary(snap: dict[str, Any]) -> str:
     keys = ("audio_deltas", "model_audio_bytes", "inbound_frames", "tx_late_frames",
             "tx_schedule_resets", "first_frame_bytes", "first_delta_to_frame_ms", "barge_in_events",
-            "false_barge_ins", "ducks", "clears_sent", "safety_fuses", "close_reason")
+            "false_barge_ins", "ducks", "clears_sent", "safety_fuses", "model_lost", "model_expired",
+            "model_unresponsive", "model_redials", "close_reason")
     parts = [_accounting(snap), f"accounting_ok={snap['accounting_ok']}"]
     parts += [f"{k}={snap.get(k)}" for k in keys]
     for key in ("openai_errors", "protocol_errors", "log_lines_suppressed"):
