@@ -25,7 +25,7 @@ COUNTERS = (
     "agent_hangups", "transfers", "hangups_cancelled", "hangup_mark_timeouts", "dtmf_sequences",
     "limit_nudge", "limit_idle_goodbye", "limit_wrap_up", "limit_end",
     "model_lost", "model_expired", "model_rollover", "model_unresponsive", "model_redials", "items_replayed",
-    "inbound_frames_resent", "response_requests_unanswered", "record_entries_dropped",
+    "inbound_frames_resent", "response_requests_unanswered",
     "transcriptions_failed",
 )
 

@@ -143,7 +143,8 @@ class MediaSession:
             tx_gap_dev_hist=list(stats.gap_dev_hist),  # 0.1 ms bins of |gap - 20 ms|, last = >= 10 ms
             stream_sid=self.stream_sid, call_sid=self.call_sid, close_reason=self.close_reason,
             log_lines_suppressed=self.log.suppressed(), usage=self.record.totals,
-            transcript=self.record.entries(), transfer_to=self.control.transfer_target,
+            transcript=self.record.entries(), record_entries_dropped=self.record.dropped_entries,
+            transfer_to=self.control.transfer_target,
             noise_floor_dbfs=round(self.barge_in.noise_floor, 1),
         )
         if self.echo is not None:
