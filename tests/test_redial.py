@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from voicebridge.config import BridgeConfig
 from voicebridge.liveness import Health, Liveness
 from voicebridge.redial import Cause, Decision, RedialPolicy, Verdict
 
@@ -116,3 +117,11 @@ def test_a_pong_or_a_server_ping_keeps_a_quiet_connection_alive_for_ever():
 
 def test_without_pings_the_watch_is_off():
     assert Liveness(None, 5.0, 0.0).check(1e9) is Health.OK
+
+
+@pytest.mark.parametrize("bad", [{"reconnect_budget": -1}, {"reconnect_window_s": 0}, {"model_ping_after_s": 0},
+                                 {"model_pong_timeout_s": 0}, {"response_created_timeout_s": -1}])
+def test_the_bounds_are_checked_when_the_config_is_made(bad):
+    with pytest.raises(ValueError):
+        BridgeConfig(**bad)
+    BridgeConfig(model_ping_after_s=None)  # pings off is allowed

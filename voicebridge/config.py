@@ -221,7 +221,7 @@ class BridgeConfig:
         if min(self.reconnect_attempts, self.reconnect_budget, self.reconnect_backoff_ms) < 0:
             raise ValueError("reconnect_attempts, reconnect_budget and reconnect_backoff_ms must not be negative")
         if min(self.reconnect_window_s, self.model_pong_timeout_s, self.response_created_timeout_s,
-               self.model_ping_after_s or 1.0) <= 0:
+               1.0 if self.model_ping_after_s is None else self.model_ping_after_s) <= 0:
             raise ValueError("reconnect_window_s, model_ping_after_s, model_pong_timeout_s and "
                              "response_created_timeout_s must be positive")
 
