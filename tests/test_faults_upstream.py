@@ -122,3 +122,18 @@ def test_a_response_create_never_answered_replaces_the_session_and_is_asked_agai
     m = call.finish()
     assert m["model_unresponsive"] == 1 and m["response_requests_unanswered"] == 1
     assert len(lines("no response.created for the greeting request within 5.0 s")) == 1
+
+
+def test_a_server_that_creates_responses_without_our_metadata_is_not_taken_for_dead(bridge_call, lines):
+    """A live session whose response.created does not echo the request's kind: the request is
+    forgotten after the bound (as before), the session is kept."""
+    clock, (connect, handed) = ManualClock(), sessions()
+    call = bridge_call(CFG.replace(greeting="Say hello."), connect=connect, clock=clock).start()
+    first = wait_until(lambda: handed) and handed[0]
+    assert wait_until(lambda: first.requested("greeting"))
+    first.response("resp_1", "item_1", [b"\x42" * 160], done=False)  # no metadata: kind unknown
+    assert call.twilio.wait_for(lambda t: len(t.media_frames()) == 1)
+    tick(call, clock, 6.0)
+    m = call.finish()
+    assert len(handed) == 1 and m["model_unresponsive"] == 0 and m["response_requests_unanswered"] == 0
+    assert len(lines("though others were created: moving on")) == 1

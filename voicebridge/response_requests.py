@@ -48,6 +48,7 @@ class ResponseRequests:
         self._waiting: "deque[Request]" = deque()
         self._active = 0  # responses created and not yet done
         self._sent: tuple[Request, float] | None = None  # asked for, not yet created or refused
+        self._other_created = False  # a response not matching ours was created since ours was sent
         self._ids = itertools.count(1)
 
     def request(self, kind: str, instructions: str | None = None, out_of_band: bool = False) -> None:
@@ -79,6 +80,8 @@ class ResponseRequests:
             self._active += 1
             if self._sent is not None and kind == self._sent[0].kind:
                 self._sent = None
+            elif self._sent is not None:
+                self._other_created = True
 
     def done(self) -> None:
         with self._lock:
@@ -109,13 +112,21 @@ class ResponseRequests:
 
     def poll(self, now: float) -> None:
         """A request the server never answered means a dead session: it is replaced (``unanswered``)
-        and the request asked again of the new one; then send what waits (run thread's timer)."""
+        and the request asked again of the new one; then send what waits (run thread's timer).
+
+        If some other response was created meanwhile the session is alive (a server that does not
+        echo ``response.metadata`` looks like this): the request is only forgotten, as it was."""
         with self._lock:
             overdue = self._sent if self._sent is not None and now - self._sent[1] > self._created_timeout_s else None
+            alive = self._other_created
             if overdue is not None:
                 self._sent = None
-                self._waiting.appendleft(overdue[0])
-        if overdue is not None:
+                if not alive:
+                    self._waiting.appendleft(overdue[0])
+        if overdue is not None and alive:
+            self._log.once("request:unmatched", "no response.created matched the %s request within %.1f s, "
+                           "though others were created: moving on", overdue[0].kind, self._created_timeout_s)
+        elif overdue is not None:
             self._metrics.add("response_requests_unanswered")
             self._log.once("request:unanswered", "no response.created for the %s request within %.1f s: the "
                            "Realtime session is not answering", overdue[0].kind, self._created_timeout_s)
@@ -128,7 +139,7 @@ class ResponseRequests:
             if self._active or self._sent is not None or not self._waiting:
                 return
             req = self._waiting.popleft()
-            self._sent = (req, self._clock())
+            self._sent, self._other_created = (req, self._clock()), False
         self._metrics.add("response_requests")
         if not self._send(rt.response_create(req.instructions, req.kind, req.event_id, req.out_of_band)):
             with self._lock:  # no session right now (being replaced): asked again once there is one
