@@ -93,7 +93,7 @@ def test_a_connection_that_stops_answering_pings_is_replaced_like_a_lost_one(bri
 def test_pings_and_pongs_on_a_quiet_line_never_count_as_loss(bridge_call):
     """Issue 22 (11): a quiet minute with the server pinging every 8 s and our pings answered."""
     clock, (connect, handed) = ManualClock(), sessions()
-    call = bridge_call(CFG, connect=connect, clock=clock).start()
+    call = bridge_call(CFG.replace(openai_receive_timeout_s=0.05), connect=connect, clock=clock).start()
     first = wait_until(lambda: handed) and handed[0]
     for n in range(1, 9):  # 64 s: after 5 quiet seconds our ping (answered), at 8 s the server's
         clock.advance(5.0)
