@@ -83,10 +83,12 @@ def test_ends_older_than_the_window_are_forgotten():
         assert verdict.decision is Decision.REDIAL and 0.1875 <= verdict.delay_s <= 0.3125
 
 
-def test_a_planned_rollover_is_dialed_at_once_unless_sessions_keep_ending():
-    p = policy()
-    assert p.ended(Cause.ROLLOVER, 0.0) == Verdict(Decision.REDIAL, 0.0)
-    assert p.ended(Cause.ROLLOVER, 1.0).delay_s > 0
+def test_a_planned_rollover_is_dialed_at_once_and_not_counted_but_its_refused_dial_is():
+    """The bridge's own choice, paced by session_max_age_s (a benchmark rolls over every 0.5 s)."""
+    p = policy(attempts=1, budget=2)
+    assert all(p.ended(Cause.ROLLOVER, t) == Verdict(Decision.REDIAL, 0.0) for t in range(10))
+    assert p.ended(Cause.REFUSED, 10.0).decision is Decision.REDIAL
+    assert p.ended(Cause.REFUSED, 11.0).decision is Decision.GIVE_UP
 
 
 def test_a_budget_of_zero_replaces_nothing():

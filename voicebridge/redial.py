@@ -2,18 +2,19 @@
 
 A Realtime session can end early for many reasons: the socket is lost, the service expires the
 session, it stops answering, the bridge rolls over to a fresh one, or a dial is refused. Each of
-these is an *end*, and every end counts. A server that answers every new session with
+these is an *end*, and every end the bridge did not choose counts. A server that answers every new session with
 ``session_expired`` once made one call redial some 4,000 times in 10 s (and write a megabyte
 of log): nothing counted expiries, and the first redial never waited. ``RedialPolicy`` decides,
 from the ends it has been told of and the time, whether to dial again and after how long:
 
 * failures (lost, unresponsive, refused) within ``window_s``: more than ``attempts`` and the
   model is given up (``attempts=0``: reconnecting is off);
-* every end, whatever the cause: more than ``budget`` within ``window_s`` and the model is given
-  up, so no server can keep a call redialing;
+* every end the server caused (expired too): more than ``budget`` within ``window_s`` and the
+  model is given up, so no server can keep a call redialing;
 * the wait before a redial doubles with each end in the window, from ``backoff_s`` for the
   first one (at most ``max_backoff_s``), with +-25 % jitter so calls cut by one outage do not
-  redial in step. Only a planned rollover, the first end in its window, is dialed at once.
+  redial in step. A planned rollover is the bridge's own choice, paced by ``session_max_age_s``:
+  it is dialed at once and not counted (a refused dial after it is).
 
 The policy holds no clock and no socket: the caller passes ``now`` and acts on the ``Verdict``.
 """
@@ -68,6 +69,8 @@ class RedialPolicy:
 
     def ended(self, cause: Cause, now: float) -> Verdict:
         """A session ended (or a dial failed) at ``now``: dial again (after ``delay_s``) or give up."""
+        if cause is Cause.ROLLOVER:  # the bridge's own choice, paced by session_max_age_s: not counted
+            return Verdict(Decision.REDIAL)
         ends = self._recent(self._ends, now)
         if cause in FAILURES:
             failures = self._recent(self._failures, now)
@@ -77,8 +80,6 @@ class RedialPolicy:
                 return Verdict(Decision.GIVE_UP, why=why)
         if ends > self._budget:
             return Verdict(Decision.GIVE_UP, why=f"{ends} sessions ended within {self._window_s:.0f} s")
-        if cause is Cause.ROLLOVER and ends == 1:
-            return Verdict(Decision.REDIAL)
         base = min(self._max_backoff_s, self._backoff_s * 2 ** (ends - 1))
         return Verdict(Decision.REDIAL, base * self._rng.uniform(0.75, 1.25))
 
