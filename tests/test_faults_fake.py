@@ -499,7 +499,7 @@ def test_close_while_dialing_closes_the_late_connection(bridge_call):
     assert dialing.wait(5)
     closer = threading.Thread(target=call.session.close, args=("hung up while dialing",))
     closer.start()  # close() from outside waits for the teardown, which waits for the dial
-    assert wait_until(lambda: call.session.close_reason is not None)
+    assert wait_until(lambda: call.session.model.closed)  # the link itself closed (close_reason is set before)
     release.set()
     closer.join(10)
     m = call.finish(stop=False)

@@ -6,6 +6,7 @@ guard fails any test in which an exception escaped a thread or a traceback was l
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -178,14 +179,34 @@ def test_openai_garbage_over_a_real_socket_is_ignored(bridge_call, lines):
 
 
 def test_session_expired_from_the_local_server_is_replaced_and_the_call_goes_on(bridge_call, lines):
+    """Replaced, and within bounds (issue 22): one dial per replacement, each after its back-off
+    (doubling from the first), at most ``reconnect_budget`` of them, one log line per kind."""
+    config = CFG.replace(reconnect_backoff_ms=250, reconnect_budget=5)
     with LocalRealtimeServer(mode="tone", speed=20.0, max_session_seconds=0.5) as server:
-        call = real_call(bridge_call, CFG.replace(openai_url=server.url)).start()
+        call = real_call(bridge_call, config.replace(openai_url=server.url)).start()
         assert wait_until(lambda: call.session.metrics["model_expired"] >= 2, timeout=8)
         call.twilio.media(b"\xff" * 160, n=5)
         m = call.finish()
         dials = server.stats()["connections"]
-    assert m["close_reason"] == "twilio stop" and dials >= 3
+    assert m["close_reason"] == "twilio stop" and 3 <= dials <= 1 + config.reconnect_budget
+    assert dials in (m["model_expired"] + 1, m["model_expired"] + 2)  # + a dial the stop may have cut short
     assert m["openai_errors"]["session_expired"] >= 2 and not lines("model unavailable")
+    for n, gap_ms in enumerate(m["reconnect_gaps_ms"]):  # the wait, then the dial: never at once
+        assert gap_ms >= 0.75 * config.reconnect_backoff_ms * 2 ** n, m["reconnect_gaps_ms"]
+    assert len(lines("Realtime session expired")) == 1 and len(lines("Realtime session replaced")) == 1
+
+
+def test_a_local_server_that_expires_every_session_at_once_ends_in_the_apology(bridge_call, caplog):
+    """Issue 22 (1) over real sockets: the storm is the budget, then the apology."""
+    caplog.set_level(logging.INFO)
+    with LocalRealtimeServer(mode="tone", speed=20.0, max_session_seconds=0.0) as server:
+        call = real_call(bridge_call, CFG.replace(openai_url=server.url, reconnect_backoff_ms=10,
+                                                  reconnect_budget=3)).start()
+        m = call.finish(stop=False)
+        dials = server.stats()["connections"]
+    assert m["close_reason"] == "openai session expired" and dials == 4 and m["model_redials"] == 3
+    assert_apology_heard(call.twilio)
+    assert sum(len(r.getMessage()) for r in caplog.records) < 4000
 
 
 def agent_said(m: dict) -> list[str]:

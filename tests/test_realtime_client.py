@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import websocket
 
 from voicebridge import realtime_client, wsframe
 from voicebridge.local import wsserver
@@ -34,6 +35,7 @@ def test_messages_pings_fragments_and_peer_close() -> None:
     with one_connection(server) as url:
         conn = dial(url)
         conn.send("hello")
+        assert conn.recv(timeout=5) is realtime_client.KEEPALIVE  # the ping: answered, returned at once
         assert conn.recv(timeout=5) == "fragmnt"
         assert conn.recv(timeout=5) == b"\x00\x01"
         assert conn.recv(timeout=5) == big
@@ -44,6 +46,42 @@ def test_messages_pings_fragments_and_peer_close() -> None:
         conn.close()
         conn.close()  # idempotent
     assert got == {"auth": "hello", "after_ping": "still here"}
+
+
+def test_a_server_ping_on_a_quiet_line_is_not_a_lost_connection() -> None:
+    """Issue 22 (11): after a ping, the reader waited for the next frame under the socket's
+    timeout; on a quiet line that timed out and the healthy session was taken for lost."""
+    done = threading.Event()
+
+    def server(ws: wsserver.ServerWebSocket) -> None:
+        ws.receive(timeout=5)
+        ws.sock.sendall(wsframe.encode(wsframe.OP_PING, b"hb"))
+        done.wait(5)  # then a quiet line, longer than the client's socket timeout
+        ws.send("still here")
+        ws.close()
+
+    with one_connection(server) as url:
+        ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+        ws.connect(url, timeout=5)
+        conn = realtime_client.WebSocketRealtimeConnection(ws, send_timeout_s=0.2)  # the 5 s timeout, shortened
+        conn.send("hello")
+        seen = [conn.recv(timeout=0.1) for _ in range(8)]  # 0.8 s of quiet after the ping
+        assert seen[0] is realtime_client.KEEPALIVE and seen[1:] == [None] * 7
+        done.set()
+        assert conn.recv(timeout=5) == "still here"
+        conn.close()
+
+
+def test_our_ping_comes_back_as_a_pong() -> None:
+    def server(ws: wsserver.ServerWebSocket) -> None:
+        with pytest.raises(wsserver.ConnectionClosed):  # answers the ping with a pong while it waits
+            ws.receive(timeout=2)
+
+    with one_connection(server) as url:
+        conn = dial(url)
+        conn.ping()
+        assert conn.recv(timeout=5) is realtime_client.KEEPALIVE
+        conn.close()
 
 
 def test_recv_times_out_with_none_and_survives() -> None:

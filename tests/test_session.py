@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from voicebridge import BridgeConfig, MediaSession
-from voicebridge.testing import CALL_SID, FakeRealtime, FakeTwilio, wait_until
+from voicebridge.testing import CALL_SID, FakeRealtime, FakeTwilio, ManualClock, rt_transcript, wait_until
 from voicebridge.wakeup import Wakeup
 
 APOLOGY = b"\x11" * 800  # 100 ms stands in for the bundled prompt
@@ -278,6 +278,19 @@ def test_on_start_chooses_per_call_config_before_session_update(bridge_call):
     update = call.openai.events("session.update")[0]["session"]
     assert update["instructions"] == "Tenant acme" and update["audio"]["output"]["voice"] == "cedar"
     call.finish()
+
+
+def test_a_per_call_config_keeps_real_transcript_times(bridge_call):
+    """Issue 22 (13): the parts ``on_start``'s config rebuilds must keep the call's start time."""
+    clock = ManualClock()
+    call = bridge_call(CFG, clock=clock, on_start=lambda session, start: session.config.replace(voice="cedar"))
+    call.start()
+    assert wait_until(lambda: call.openai.events("session.update"))
+    clock.advance(1.51)
+    call.openai.push(rt_transcript("Where is my parcel?"))
+    assert wait_until(lambda: call.session.record.entries())
+    m = call.finish()
+    assert [(e["role"], e["t"]) for e in m["transcript"]] == [("caller", 1.51)]
 
 
 def test_media_before_start_is_not_forwarded(bridge_call):

@@ -22,7 +22,8 @@ Public API (everything else is internal and may change):
     ``azure_deployment`` and a key or ``token_provider``), every session option (turn
     detection, noise reduction, transcription, voice, speed, token limit; checked when the
     config is made), pacing lead, barge-in threshold/debounce/duck, timeouts, reconnecting
-    (``reconnect_attempts``, ``session_max_age_s``, the holding line), tools, call control
+    (``reconnect_attempts``, ``reconnect_budget``, ``session_max_age_s``, the holding line,
+    the liveness bounds ``model_ping_after_s`` / ``response_created_timeout_s``), tools, call control
     (``end_call``, ``transfer_targets``), keypad, idle and length limits.
 ``tool`` / ``Tool`` / ``CallInfo``
     ``@tool`` makes a function the model may call: its JSON schema from the type hints, its

@@ -96,8 +96,14 @@ class BridgeConfig:
     api_version: str | None = None  # Azure: set = the deployment-style URL, else /openai/v1/realtime?model=
     connect_timeout_s: float = 10.0
     # Reconnecting: a lost socket or an expired session is replaced without ending the call
-    reconnect_attempts: int = 4  # redials per failure (and lost sessions per minute) before the apology; 0 = never
-    reconnect_backoff_ms: int = 250  # first retry after about this, doubling (+-25 % jitter), at most 4 s apart
+    # (docs/reliability.md): every ended session counts -- lost, expired, unresponsive, refused, rolled over
+    reconnect_attempts: int = 4  # failed sessions (lost, unresponsive, refused) per window before the apology; 0 = never
+    reconnect_budget: int = 5  # replacement sessions of any cause per window before the apology
+    reconnect_window_s: float = 60.0  # the window both bounds above count in
+    reconnect_backoff_ms: int = 250  # first redial after about this, doubled per end in the window (+-25 %), <= 4 s
+    model_ping_after_s: float | None = 5.0  # a Realtime socket quiet this long gets a WebSocket ping; None = never
+    model_pong_timeout_s: float = 5.0  # nothing heard this long after the ping: the session is dead and replaced
+    response_created_timeout_s: float = 5.0  # a response.create unanswered this long: the session is dead and replaced
     hold_after_ms: int = 2000  # a reconnect longer than this: the caller hears the holding line
     hold_audio: bytes | None = field(default=None, repr=False)  # mu-law; None = the bundled "one moment"
     session_max_age_s: float | None = 50 * 60  # planned rollover at a quiet moment past this (the cap is 60 min)
@@ -258,8 +264,12 @@ class BridgeConfig:
             raise ValueError("barge_in_dip_frames, echo_margin_db and echo_suppression_db must not be negative")
         if self.append_ms % 20 or not 20 <= self.append_ms <= 500:
             raise ValueError(f"append_ms must be a multiple of 20 between 20 and 500, not {self.append_ms}")
-        if self.reconnect_attempts < 0 or self.reconnect_backoff_ms < 0:
-            raise ValueError("reconnect_attempts and reconnect_backoff_ms must not be negative")
+        if min(self.reconnect_attempts, self.reconnect_budget, self.reconnect_backoff_ms) < 0:
+            raise ValueError("reconnect_attempts, reconnect_budget and reconnect_backoff_ms must not be negative")
+        if min(self.reconnect_window_s, self.model_pong_timeout_s, self.response_created_timeout_s,
+               1.0 if self.model_ping_after_s is None else self.model_ping_after_s) <= 0:
+            raise ValueError("reconnect_window_s, model_ping_after_s, model_pong_timeout_s and "
+                             "response_created_timeout_s must be positive")
 
     @property
     def all_tools(self) -> tuple[Tool, ...]:

@@ -9,6 +9,7 @@ moment; and when the model is gone for good the caller hears the apology, then t
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from .config import BridgeConfig
@@ -55,8 +56,9 @@ class Continuity:
         self._metrics.add("items_replayed", replayed)
         self._metrics.add("inbound_frames_resent", resent)
         self._metrics.reconnect_gap(gap_s * 1000)
-        self._log.info("Realtime session replaced (%s) in %.0f ms: %d items replayed, %d caller frames resent",
-                       cause.value, gap_s * 1000, replayed, resent)
+        self._log.once(f"replaced:{cause.value}", "Realtime session replaced (%s) in %.0f ms: %d items replayed, "
+                       "%d caller frames resent; further replacements only counted", cause.value, gap_s * 1000,
+                       replayed, resent, level=logging.INFO)
         cut = self._responses.current
         was_speaking = cut is not None and cut.active and not cut.interrupted
         if cut is not None and cut.active:
@@ -85,7 +87,8 @@ class Continuity:
         elif not self._held and now - down > self._config.hold_after_ms / 1000:
             self._held = True
             prompt = self._config.hold_audio if self._config.hold_audio is not None else bundled("hold_on")
-            self._log.info("reconnecting for %.1f s: the caller hears the holding line", now - down)
+            self._log.once("hold", "reconnecting for %.1f s: the caller hears the holding line", now - down,
+                           level=logging.INFO)
             self._outbound.play(f"vb-hold-{now:.0f}", prompt)
         max_age = self._config.session_max_age_s
         if (max_age is not None and self._model.ready and self._model.age(now) > max_age

@@ -26,7 +26,8 @@ COUNTERS = (
     "dtmf_entries_dropped",
     "agent_hangups", "transfers", "hangups_cancelled", "hangup_mark_timeouts", "dtmf_sequences",
     "limit_nudge", "limit_idle_goodbye", "limit_wrap_up", "limit_end",
-    "model_lost", "model_expired", "model_rollover", "items_replayed", "inbound_frames_resent",
+    "model_lost", "model_expired", "model_rollover", "model_unresponsive", "model_redials", "items_replayed",
+    "inbound_frames_resent", "response_requests_unanswered",
     "transcriptions_failed", "hooks_dropped",
 )
 

@@ -167,8 +167,7 @@ class ModelEvents:
             self._log.once(f"error:{event.code}", "Realtime error %s (benign): %s", event.code, event.message,
                            level=logging.INFO)
         elif event.code == rt.SESSION_EXPIRED:
-            self._log.warning("Realtime session expired (%s): replacing it", event.message)
-            self._model.replace(Cause.EXPIRED)
+            self._model.replace(Cause.EXPIRED, event.message[:120])
         elif event.fatal:
             self._log.error("Realtime fatal error %s: %s", event.code, event.message)
             self._model.lose(f"openai error {event.code}")

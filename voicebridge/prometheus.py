@@ -130,7 +130,7 @@ class BridgeMetrics:
             self.tool_overhead.observe(float(ms) / 1000)
         for how, key in (("hangup", "agent_hangups"), ("transfer", "transfers")):
             self.endings.labels(how=how).inc(max(0, int(m.get(key) or 0)))
-        for cause in ("lost", "expired", "rollover"):
+        for cause in ("lost", "expired", "rollover", "unresponsive"):
             self.reconnects.labels(cause=cause).inc(max(0, int(m.get(f"model_{cause}") or 0)))
         for ms in m.get("reconnect_gaps_ms") or ():
             self.reconnect_gap.observe(float(ms) / 1000)

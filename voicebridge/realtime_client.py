@@ -7,6 +7,7 @@ the session's threads may send concurrently.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import select
@@ -26,9 +27,20 @@ class ConnectionClosed(Exception):
     """The peer closed the connection (or it broke)."""
 
 
+class Keepalive(enum.Enum):
+    """What ``recv`` returns for a ping or a pong: the peer is alive, but sent no message."""
+
+    FRAME = "control frame"
+
+
+KEEPALIVE = Keepalive.FRAME
+
+
 class RealtimeConnection(Protocol):
+    """``recv`` may also return ``KEEPALIVE``; a connection may offer ``ping()`` (a liveness check)."""
+
     def send(self, text: str) -> None: ...
-    def recv(self, timeout: float) -> "str | bytes | None": ...
+    def recv(self, timeout: float) -> "str | bytes | Keepalive | None": ...
     def close(self) -> None: ...
 
 
@@ -54,9 +66,11 @@ class WebSocketRealtimeConnection:
         written under websocket-client's own send lock (its pongs and close frames use it too),
         bounded by the socket timeout set in ``__init__``. This runs 50 times a second per call.
         """
+        self._send_frame(wsframe.encode(wsframe.OP_TEXT, text.encode("utf-8"), os.urandom(4)))
+
+    def _send_frame(self, frame: bytes) -> None:
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")
-        frame = wsframe.encode(wsframe.OP_TEXT, text.encode("utf-8"), os.urandom(4))
         try:
             with self._ws.lock:
                 sock = self._ws.sock
@@ -65,6 +79,10 @@ class WebSocketRealtimeConnection:
                 sock.sendall(frame)
         except (websocket.WebSocketException, OSError) as exc:
             raise ConnectionClosed(str(exc)) from exc
+
+    def ping(self) -> None:
+        """A WebSocket ping (the liveness check of a quiet connection); its pong comes back as ``KEEPALIVE``."""
+        self._send_frame(wsframe.encode(wsframe.OP_PING, b"vb", os.urandom(4)))
 
     def _readable(self, timeout: float) -> bool:
         sock = self._ws.sock
@@ -75,20 +93,25 @@ class WebSocketRealtimeConnection:
             return True
         return bool(self._poll.poll(max(0.0, timeout) * 1000.0))
 
-    def recv(self, timeout: float) -> "str | bytes | None":
-        """The next server message, None after ``timeout`` s without one.
+    def recv(self, timeout: float) -> "str | bytes | Keepalive | None":
+        """The next server message, ``KEEPALIVE`` for a ping (answered) or a pong, None after
+        ``timeout`` s without anything.
 
         Read by websocket-client frame by frame: a burst of buffered deltas is never parsed in
         one long run that would hold the GIL past the TX thread's slot (docs/performance.md).
+        A ping returns at once: waiting on for a message after it would run into the socket's
+        timeout on a quiet line and be taken for a lost connection.
         """
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")
         try:
             if not self._readable(timeout):
                 return None
-            opcode, data = self._ws.recv_data()
+            opcode, data = self._ws.recv_data(control_frame=True)
         except (websocket.WebSocketException, OSError, ValueError) as exc:
             raise ConnectionClosed(str(exc)) from exc
+        if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+            return KEEPALIVE
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             code = int.from_bytes(data[:2], "big") if len(data) >= 2 else wsframe.CLOSE_NO_STATUS
             reason = bytes(data[2:]).decode("utf-8", errors="replace")

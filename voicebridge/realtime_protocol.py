@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Union
 
+from . import peerjson
 from .config import BridgeConfig
 from .errors import ProtocolError
 
@@ -408,9 +409,9 @@ def parse(message: "str | bytes | None") -> ServerEvent:
     if not isinstance(message, str):
         return _error("binary_frame", f"unexpected {type(message).__name__} frame")
     try:
-        msg = json.loads(message)
-    except ValueError:
-        return _error("malformed_json", f"message is not JSON ({len(message)} chars)")
+        msg = peerjson.loads(message)
+    except ValueError as exc:
+        return _error("malformed_json", f"message is not JSON ({len(message)} chars): {str(exc)[:60]}")
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         return _error("missing_field", "message is not an object with a 'type'")
     kind = msg["type"]

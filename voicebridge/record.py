@@ -5,7 +5,14 @@ barge-in is kept only as far as the caller heard it: its words are cut in propor
 audio heard (the same measure the truncate sends), so the record reads like the call sounded.
 Caller turns (the service's transcription), keypad entries, tool calls and their results and the
 call's control actions are entries too. Each entry reaches ``on_entry`` as it is complete and
-the whole list is in the call-end record. Bounded: ``MAX_ENTRIES`` per call.
+the whole list is in the call-end record. Bounded: ``MAX_ENTRIES``, the newest kept (older ones are
+dropped and counted), so a long call's record and replay always reach its latest turn; while
+tool entries fill more than half the record the oldest of them goes first, so a storm of tool
+calls cannot push the conversation's turns out.
+
+A new Realtime session is told the conversation (``history``): the newest ``limit`` items, a
+tool result always with its call, and tool items at most half of them, so a call that made
+a thousand tool calls still replays its latest turns.
 """
 from __future__ import annotations
 
@@ -60,6 +67,7 @@ class CallRecord:
         self._start: float | None = None
         self._usage: Counter[str] = Counter()
         self._entries: list[Entry] = []
+        self._tool_entries = 0
         self._said: dict[str, _Said] = {}  # response id -> the agent's words so far
         self.dropped_entries = 0
 
@@ -117,10 +125,18 @@ class CallRecord:
                       detail)
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:
-                self.dropped_entries += 1
-                return
+                self._drop_oldest()
             self._entries.append(entry)
+            self._tool_entries += entry.role == "tool"
         self._on_entry(entry)
+
+    def _drop_oldest(self) -> None:
+        """Make room (under the lock): the oldest tool entry while tools fill over half, else the oldest."""
+        index = 0
+        if self._tool_entries * 2 > len(self._entries):
+            index = next(i for i, e in enumerate(self._entries) if e.role == "tool")
+        self._tool_entries -= self._entries.pop(index).role == "tool"
+        self.dropped_entries += 1
 
     def entries(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -136,11 +152,36 @@ class CallRecord:
     def history(self, limit: int) -> list[str]:
         """The conversation as the caller heard it, as ``conversation.item.create`` events for a new
         session: caller turns, keypad entries as the model was told them, the agent's words as
-        heard, tool calls with their results. The newest ``limit`` items; a result is never
-        replayed without its call."""
+        heard, tool calls with their results (see ``newest``)."""
         with self._lock:
             entries = list(self._entries)
-        items = [item for item in map(_item, entries) if item is not None][-limit:]
-        calls = {i["call_id"] for i in items if i["type"] == "function_call"}
-        items = [i for i in items if i["type"] != "function_call_output" or i["call_id"] in calls]
+        items = newest([item for item in map(_item, entries) if item is not None], limit)
         return [json.dumps({"type": "conversation.item.create", "item": i}, separators=(",", ":")) for i in items]
+
+
+def newest(items: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` of ``items`` (in their order), chosen newest first: a function call's
+    result only together with its call (a result whose call is gone is left out), a call still
+    waiting for its result on its own, and tool items no more than half of ``limit``."""
+    calls = {item["call_id"]: n for n, item in enumerate(items) if item["type"] == "function_call"}
+    answered = {item["call_id"] for item in items if item["type"] == "function_call_output"}
+    keep: set[int] = set()
+    tool_share = limit // 2
+    used = tools = 0
+    for n in range(len(items) - 1, -1, -1):
+        if used >= limit:
+            break
+        item = items[n]
+        if item["type"] == "function_call_output":
+            group = [n, calls[item["call_id"]]] if item["call_id"] in calls else []
+        elif item["type"] == "function_call":
+            group = [] if item["call_id"] in answered else [n]  # an answered call comes with its result
+        else:
+            keep.add(n)
+            used += 1
+            continue
+        if group and tools + len(group) <= tool_share and used + len(group) <= limit:
+            keep.update(group)
+            used += len(group)
+            tools += len(group)
+    return [items[n] for n in sorted(keep)]

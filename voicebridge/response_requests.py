@@ -16,13 +16,11 @@ import itertools
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from . import realtime_protocol as rt
 from .metrics import CallMetrics
 
-AWAIT_CREATED_S = 5.0
-"""A request neither created nor refused within this is forgotten (the queue must not stall)."""
 MAX_WAITING = 16
 
 
@@ -37,9 +35,12 @@ class Request:
 class ResponseRequests:
     """The queue of the bridge's own ``response.create`` requests (thread-safe)."""
 
-    def __init__(self, send: Callable[[str], bool], metrics: CallMetrics, log: object,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, send: Callable[[str], bool], metrics: CallMetrics, log: Any,
+                 clock: Callable[[], float], created_timeout_s: float = 5.0,
+                 unanswered: Callable[[str], None] | None = None) -> None:
         self._send = send
+        self._created_timeout_s = created_timeout_s
+        self._unanswered = unanswered  # a request neither created nor refused in time: the session is dead
         self._metrics = metrics
         self._log = log
         self._clock = clock
@@ -47,6 +48,7 @@ class ResponseRequests:
         self._waiting: "deque[Request]" = deque()
         self._active = 0  # responses created and not yet done
         self._sent: tuple[Request, float] | None = None  # asked for, not yet created or refused
+        self._other_created = False  # a response not matching ours was created since ours was sent
         self._ids = itertools.count(1)
 
     def request(self, kind: str, instructions: str | None = None, out_of_band: bool = False) -> None:
@@ -78,6 +80,8 @@ class ResponseRequests:
             self._active += 1
             if self._sent is not None and kind == self._sent[0].kind:
                 self._sent = None
+            elif self._sent is not None:
+                self._other_created = True
 
     def done(self) -> None:
         with self._lock:
@@ -107,12 +111,27 @@ class ResponseRequests:
         self._pump()
 
     def poll(self, now: float) -> None:
-        """Forget a request the server never answered, then send what waits (run thread's timer)."""
+        """A request the server never answered means a dead session: it is replaced (``unanswered``)
+        and the request asked again of the new one; then send what waits (run thread's timer).
+
+        If some other response was created meanwhile the session is alive (a server that does not
+        echo ``response.metadata`` looks like this): the request is only forgotten, as it was."""
         with self._lock:
-            if self._sent is not None and now - self._sent[1] > AWAIT_CREATED_S:
-                self._log.warning("no response to the %s request within %.0f s: moving on", self._sent[0].kind,
-                                  AWAIT_CREATED_S)
+            overdue = self._sent if self._sent is not None and now - self._sent[1] > self._created_timeout_s else None
+            alive = self._other_created
+            if overdue is not None:
                 self._sent = None
+                if not alive:
+                    self._waiting.appendleft(overdue[0])
+        if overdue is not None and alive:
+            self._log.once("request:unmatched", "no response.created matched the %s request within %.1f s, "
+                           "though others were created: moving on", overdue[0].kind, self._created_timeout_s)
+        elif overdue is not None:
+            self._metrics.add("response_requests_unanswered")
+            self._log.once("request:unanswered", "no response.created for the %s request within %.1f s: the "
+                           "Realtime session is not answering", overdue[0].kind, self._created_timeout_s)
+            if self._unanswered is not None:
+                self._unanswered(overdue[0].kind)
         self._pump()
 
     def _pump(self) -> None:
@@ -120,7 +139,7 @@ class ResponseRequests:
             if self._active or self._sent is not None or not self._waiting:
                 return
             req = self._waiting.popleft()
-            self._sent = (req, self._clock())
+            self._sent, self._other_created = (req, self._clock()), False
         self._metrics.add("response_requests")
         if not self._send(rt.response_create(req.instructions, req.kind, req.event_id, req.out_of_band)):
             with self._lock:  # no session right now (being replaced): asked again once there is one

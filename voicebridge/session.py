@@ -33,7 +33,7 @@ from .interruption import BargeIn
 from .metrics import CallMetrics
 from .model_events import ModelEvents
 from .continuity import Continuity
-from .model_link import ModelLink
+from .model_link import Cause, ModelLink
 from .outbound import OutboundAudio
 from .playback import MarkOutcome
 from .record import CallRecord, Entry
@@ -125,7 +125,9 @@ class MediaSession:
         self.echo = EchoGate(config.echo_margin_db) if config.echo_gate else None
         self.outbound = OutboundAudio(self._twilio, config, m, clock, log, self.echo)
         self.responses = ResponseTracker()
-        self.requests = ResponseRequests(model.send, m, log, clock)
+        self.requests = ResponseRequests(model.send, m, log, clock, config.response_created_timeout_s,
+                                         lambda kind: model.replace(Cause.UNRESPONSIVE, f"the {kind} request "
+                                                                    "was never answered"))
         self.record = CallRecord(clock, self._entry)
         self.control = CallControl(config, self.outbound, self.responses, self.requests, self.record, m, log,
                                    self.close)
@@ -156,7 +158,8 @@ class MediaSession:
             tx_gap_dev_hist=list(stats.gap_dev_hist),  # 0.1 ms bins of |gap - 20 ms|, last = >= 10 ms
             stream_sid=self.stream_sid, call_sid=self.call_sid, close_reason=self.close_reason,
             log_lines_suppressed=self.log.suppressed(), usage=self.record.totals,
-            transcript=self.record.entries(), transfer_to=self.control.transfer_target,
+            transcript=self.record.entries(), record_entries_dropped=self.record.dropped_entries,
+            transfer_to=self.control.transfer_target,
             noise_floor_dbfs=round(self.barge_in.noise_floor, 1),
         )
         if self.echo is not None:
@@ -267,13 +270,13 @@ class MediaSession:
         self.custom_parameters = dict(event.custom_parameters)
         self.log.bind(event.stream_sid, event.call_sid)
         self._metrics.call_started_at = self._clock()
-        self.record.started(self._metrics.call_started_at)
         if self._start_hook is not None:
             chosen = self._safe(lambda: self._start_hook(self, event), "on_start hook")  # type: ignore[misc]
             if chosen is not None and chosen != self.config:
                 self.config = chosen  # per-call settings, before any thread or audio exists
                 self._build(chosen)
-        if self._stop.is_set():  # the hook refused the call (e.g. no valid stream token): it logged why
+        self.record.started(self._metrics.call_started_at)  # after a rebuild: the record is the call's own
+        if self._stop.is_set():  # the hook refused the call (e.g. no valid stream token)
             return
         self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         self._twilio.start(event.stream_sid)
@@ -423,7 +426,8 @@ def _accounting(snap: dict[str, Any]) -> str:
 def _summary(snap: dict[str, Any]) -> str:
     keys = ("audio_deltas", "model_audio_bytes", "inbound_frames", "tx_late_frames",
             "tx_schedule_resets", "first_frame_bytes", "first_delta_to_frame_ms", "barge_in_events",
-            "false_barge_ins", "ducks", "clears_sent", "safety_fuses", "close_reason")
+            "false_barge_ins", "ducks", "clears_sent", "safety_fuses", "model_lost", "model_expired",
+            "model_unresponsive", "model_redials", "close_reason")
     parts = [_accounting(snap), f"accounting_ok={snap['accounting_ok']}"]
     parts += [f"{k}={snap.get(k)}" for k in keys]
     for key in ("openai_errors", "protocol_errors", "log_lines_suppressed"):

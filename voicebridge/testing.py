@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from voicebridge.realtime_client import ConnectionClosed
+from voicebridge.realtime_client import KEEPALIVE, ConnectionClosed
 
 STREAM_SID = "MZ0123456789abcdef0123456789abcdef"
 CALL_SID = "CA0123456789abcdef0123456789abcdef"
@@ -215,6 +215,8 @@ class FakeRealtime:
         self.auto_session = auto_session
         self._ids = itertools.count(1)
         self.on_client_event: Callable[[dict[str, Any]], None] | None = None
+        self.pings = 0
+        self.answer_pings = True  # False: a connection gone silent (pings go unanswered)
 
     def connector(self, config: Any) -> "FakeRealtime":
         return self
@@ -244,6 +246,14 @@ class FakeRealtime:
             self.closed.set()
             raise ConnectionClosed("peer closed")
         return item
+
+    def ping(self) -> None:
+        """A WebSocket ping: answered with a pong (``KEEPALIVE``) unless ``answer_pings`` is off."""
+        if self.closed.is_set():
+            raise ConnectionClosed("closed")
+        self.pings += 1
+        if self.answer_pings:
+            self.inbound.put(KEEPALIVE)
 
     def close(self) -> None:
         self.close_calls += 1

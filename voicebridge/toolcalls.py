@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import peerjson
 from . import realtime_protocol as rt
 from .callcontrol import CallControl
 from .config import BridgeConfig
@@ -173,7 +174,7 @@ class ToolCalls:
     def _submit(self, batch: _Batch, call: _Call, tool: Tool) -> None:
         """Run ``tool`` for ``call`` on the call's pool (arguments parsed here, on the model thread)."""
         try:
-            kwargs = json.loads(call.arguments or "{}")
+            kwargs = peerjson.loads(call.arguments or "{}")
             if not isinstance(kwargs, dict):
                 raise ValueError("arguments are not a JSON object")
         except Exception as exc:  # noqa: BLE001 - not JSON, or nested too deep (RecursionError)
@@ -233,7 +234,7 @@ class ToolCalls:
 
     def _control_tool(self, tool: Tool, event: rt.FunctionCall, now: float) -> str:
         try:
-            args = json.loads(event.arguments or "{}")
+            args = peerjson.loads(event.arguments or "{}")
         except ValueError:
             args = {}
         args = args if isinstance(args, dict) else {}

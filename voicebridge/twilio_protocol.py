@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from . import peerjson
 from .errors import ProtocolError
 
 SIDE = "twilio"
@@ -213,9 +214,9 @@ def parse(message: "str | bytes | None") -> TwilioEvent:
         if media is not None:
             return media
     try:
-        msg = json.loads(message)
-    except ValueError:
-        return _error("malformed_json", f"message is not JSON ({len(message)} chars)")
+        msg = peerjson.loads(message)
+    except ValueError as exc:
+        return _error("malformed_json", f"message is not JSON ({len(message)} chars): {str(exc)[:60]}")
     if not isinstance(msg, dict):
         return _error("malformed_json", "message is not a JSON object")
     event = msg.get("event")

@@ -1,0 +1,99 @@
+"""CallRecord's bounds and what a new Realtime session is told (issue 22, 9). Sans-IO."""
+from __future__ import annotations
+
+import json
+
+from voicebridge.record import MAX_ENTRIES, CallRecord
+
+
+def record() -> CallRecord:
+    clock = iter(range(10**6))
+    return CallRecord(lambda: float(next(clock)), lambda entry: None)
+
+
+def replayed(rec: CallRecord, limit: int = 200) -> list[dict]:
+    return [json.loads(event)["item"] for event in rec.history(limit)]
+
+
+def text(item: dict) -> str:
+    return item["content"][0]["text"] if item["type"] == "message" else item["call_id"]
+
+
+def call(rec: CallRecord, call_id: str) -> None:
+    rec.add("tool", f"lookup({call_id})", call_id=call_id, name="lookup", arguments="{}")
+
+
+def result(rec: CallRecord, call_id: str) -> None:
+    rec.add("tool", f"lookup -> ok {call_id}", call_id=call_id, output="ok")
+
+
+def assert_pairs_whole(items: list[dict]) -> None:
+    """Every result follows its call; nothing is replayed twice."""
+    seen_calls = set()
+    for item in items:
+        if item["type"] == "function_call":
+            assert item["call_id"] not in seen_calls
+            seen_calls.add(item["call_id"])
+        elif item["type"] == "function_call_output":
+            assert item["call_id"] in seen_calls, item
+
+
+def test_after_a_thousand_tool_calls_the_replay_carries_the_latest_turns_and_whole_pairs():
+    """Before: the newest 200 items were results whose calls were older: 0 items replayed."""
+    rec = record()
+    rec.add("caller", "Check all my orders, please.")
+    rec.add("agent", "Checking them all now.")
+    for n in range(1000):
+        call(rec, f"c{n}")
+    for n in range(1000):
+        result(rec, f"c{n}")
+    items = replayed(rec, 200)
+    assert [text(i) for i in items[:2]] == ["Check all my orders, please.", "Checking them all now."]
+    tool_items = items[2:]
+    assert len(tool_items) == 100 and len(items) <= 200  # tools take at most half the replay
+    assert {i["call_id"] for i in tool_items} == {f"c{n}" for n in range(950, 1000)}  # the newest 50 pairs
+    assert_pairs_whole(items)
+
+
+def test_the_replay_is_limited_and_keeps_the_newest():
+    rec = record()
+    for n in range(600):
+        rec.add("caller" if n % 2 else "agent", f"turn {n}")
+    items = replayed(rec, 200)
+    assert [text(i) for i in items] == [f"turn {n}" for n in range(400, 600)]
+
+
+def test_interleaved_tool_calls_and_turns_stay_in_order_within_the_limit():
+    rec = record()
+    for n in range(300):
+        rec.add("caller", f"question {n}")
+        call(rec, f"c{n}")
+        result(rec, f"c{n}")
+        rec.add("agent", f"answer {n}")
+    items = replayed(rec, 40)
+    assert len(items) == 40 and text(items[-1]) == "answer 299"
+    assert sum(i["type"] != "message" for i in items) <= 20
+    assert_pairs_whole(items)
+    order = [text(i) for i in items]
+    assert order.index("c299") < order.index("answer 299") and order.index("question 299") < order.index("c299")
+
+
+def test_a_call_still_running_is_replayed_alone_and_a_result_without_its_call_never():
+    rec = record()
+    result(rec, "gone")  # its call is older than the record
+    rec.add("caller", "Where is my parcel?")
+    call(rec, "pending")
+    items = replayed(rec)
+    assert [(i["type"], text(i)) for i in items] == [("message", "Where is my parcel?"),
+                                                      ("function_call", "pending")]
+
+
+def test_the_record_keeps_the_newest_entries_and_counts_what_it_dropped():
+    """Before: after 2,000 entries nothing more was recorded; replay and transcript stopped there."""
+    rec = record()
+    for n in range(MAX_ENTRIES + 500):
+        rec.add("caller", f"turn {n}")
+    entries = rec.entries()
+    assert len(entries) == MAX_ENTRIES and rec.dropped_entries == 500
+    assert entries[0]["text"] == "turn 500" and entries[-1]["text"] == f"turn {MAX_ENTRIES + 499}"
+    assert text(replayed(rec)[-1]) == f"turn {MAX_ENTRIES + 499}"
