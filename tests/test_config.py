@@ -154,8 +154,9 @@ def test_every_duration_names_its_unit():
     """The class docstring's promise: a number that is a time says ms or s in its name."""
     import dataclasses
 
-    unitless = {"speed", "vad_threshold", "max_output_tokens", "replay_items", "reconnect_attempts", "tool_workers"}
-    units = ("_ms", "_s", "_frames", "_db", "_dbfs")
+    unitless = {"speed", "vad_threshold", "max_output_tokens", "replay_items", "reconnect_attempts", "reconnect_budget",
+                "tool_workers"}
+    units = ("_ms", "_s", "_frames", "_db", "_dbfs", "_bytes")
     numbers = [f.name for f in dataclasses.fields(BridgeConfig)
                if any(t in str(f.type) for t in ("int", "float")) and f.name not in unitless]
     assert numbers and [name for name in numbers if not name.endswith(units)] == []
