@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-0.1
+# Most tests wait on sockets and clocks, not the CPU: three workers halve the lane on two cores.
+TEST_WORKERS ?= 3
 
 .PHONY: demo test test-timing bench verify clean
 
@@ -20,7 +22,7 @@ demo: $(STAMP)
 	LOCAL_BACKEND=1 $(BIN)/voicebridge demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # Wall-clock checks (pacing stalls, latencies): figures that depend on the machine's load.
 test-timing: $(STAMP)
