@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import shutil
 import socket
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -416,6 +417,30 @@ def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
         peer.read_until_closed()
         peer.close()
     assert lines[0] == (peer.call_sid, "agent", "Hello there")
+
+
+def test_on_end_runs_after_every_transcript_entry_of_the_call() -> None:
+    """A slow transcript hook (a database write) still hands the app every entry before on_end,
+    where an app closes its record of the call."""
+    got: list[str] = []
+    writing = threading.Event()
+
+    def slow_entry(session: Any, role: str, text: str) -> None:
+        writing.set()
+        time.sleep(0.3)
+        got.append(f"entry:{text}")
+
+    app, _ = make_app(connect=greeting_connector, on_transcript_entry=slow_entry,
+                      on_end=lambda session: got.append("end"))
+    with running(app) as server:
+        peer = TwilioPeer(server.ws_url, sid="9")
+        peer.start()
+        assert writing.wait(5)  # the hook is mid-write when the call ends
+        peer.stop()
+        peer.read_until_closed()
+        peer.close()
+        assert wait_until(lambda: "end" in got)
+    assert got[-1] == "end" and "entry:Hello there" in got
 
 
 def greeting_connector(config: BridgeConfig) -> FakeRealtime:

@@ -31,3 +31,13 @@ def test_a_full_queue_drops_and_counts_and_a_failing_hook_is_logged(caplog):
     failing = HookRunner()
     assert failing.submit(lambda: 1 / 0, "on_transcript hook", LOG) and failing.close(5)
     assert failing.failed == 1 and "on_transcript hook raised" in caplog.text
+
+
+def test_flush_waits_for_every_hook_queued_before_it():
+    runner, ran, gate = HookRunner(max_pending=10), [], threading.Event()
+    runner.submit(lambda: gate.wait(5), "blocker", LOG)
+    runner.submit(lambda: ran.append("entry"), "hook", LOG)
+    assert not runner.flush(0.05, LOG) and ran == []  # still blocked: the flush gives up, says so
+    gate.set()
+    assert runner.flush(5, LOG) and ran == ["entry"]
+    assert runner.close(5)

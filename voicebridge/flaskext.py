@@ -577,6 +577,8 @@ class VoiceBridge:
         self.metrics.record_call(snapshot)
         session.log.info("call end: %s after %.1f s (%d active here)", snapshot.get("close_reason"), duration_s,
                          self.slots.active)
+        if (self.on_end or self.on_call_end) and not self.hooks.flush(HOOKS_CLOSE_S, session.log):
+            session.log.warning("on_end runs before every earlier hook call of the call has run (hooks busy)")
         for hook, arg, what in ((self.on_end, session, "on_end"), (self.on_call_end, snapshot, "on_call_end")):
             if hook is not None:
                 try:

@@ -50,6 +50,16 @@ class HookRunner:
                 self.dropped += 1
                 return False
 
+    def flush(self, timeout: float, log: logging.LoggerAdapter) -> bool:
+        """Wait until every hook call queued so far has run; False if that took over ``timeout``.
+
+        A call's ``on_end`` waits for this first, so an app that closes its record of a call in
+        ``on_end`` has already been handed every transcript entry of it (the queue is one, in order)."""
+        done = threading.Event()
+        if not self.submit(done.set, "hook flush", log):
+            return False
+        return done.wait(timeout)
+
     def _work(self) -> None:
         while True:
             job = self._queue.get()
