@@ -35,6 +35,10 @@ Public API (everything else is internal and may change):
     (Prometheus, when prometheus-client is installed). Hooks: ``config_for_call(params)`` and
     MediaSession's family above (``on_transcript_entry``, ``on_keypad``, ``on_transfer``,
     ``on_end``).
+``preflight(config)``
+    Dial one Realtime session and close it: raises ``PreflightFailed`` with one line (the URL,
+    the server's status and message, what to check) on a wrong key, a wrong URL or nothing
+    listening. Call it at startup so a bad setting fails the deploy, not the first call.
 ``voicebridge.testing``
     Fake Twilio and Realtime sockets, message builders and ``BridgeCall``, to drive a session
     (or your own integration) with no network.
@@ -53,9 +57,11 @@ from typing import Any
 
 from .config import BridgeConfig
 from .session import MediaSession
+from .preflight import PreflightFailed, preflight
 from .tools import CallInfo, Tool, tool
 
-__all__ = ["BridgeConfig", "CallInfo", "MediaSession", "Tool", "VoiceBridge", "tool", "__version__"]
+__all__ = ["BridgeConfig", "CallInfo", "MediaSession", "PreflightFailed", "Tool", "VoiceBridge", "preflight", "tool",
+           "__version__"]
 __version__ = "0.1.0"
 
 

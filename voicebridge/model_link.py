@@ -124,8 +124,9 @@ class ModelLink:
                 self._metrics.error("auth_failed")
                 self.lose(AUTH_FAILED)
                 return None
-            self._log.once("model:connect_failed", "cannot reach the Realtime endpoint: %s; further failures "
-                           "only counted", describe(exc) if refused is None else f"{type(exc).__name__}: {refused}",
+            self._log.once("model:connect_failed", "cannot reach the Realtime endpoint %s: %s; further failures "
+                           "only counted", self._config.realtime_url.split("?")[0],
+                           describe(exc) if refused is None else f"{type(exc).__name__}: {refused}",
                            level=logging.ERROR)
             self._metrics.error("connect_failed")
             return None
