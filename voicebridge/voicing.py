@@ -15,37 +15,71 @@ from __future__ import annotations
 
 import math
 from operator import mul
+from typing import NamedTuple
 
 from .audio import ULAW_TABLE
 
 MIN_LAG, MAX_LAG = 20, 160  # 400 Hz .. 50 Hz at 8 kHz
 LAG_STEP = 2
 VOICED = 0.55
+DULL = 0.12
+"""Brightness under which a periodic frame is rumble, not a voice (see ``pitch``)."""
 
 
 def periodicity(frame: bytes, previous: bytes = b"") -> float:
     """Best normalized autocorrelation of ``frame`` against the audio before it (0..1)."""
-    data = previous[-MAX_LAG:] + frame
+    return pitch(frame, previous)[0]
+
+
+class Pitch(NamedTuple):
+    periodicity: float  # 0..1, as ``periodicity``
+    period: float  # samples, refined to a fraction of one (0.0: nothing to measure)
+    brightness: float  # energy of the pre-emphasized frame over its raw energy
+
+
+def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
+    """Periodicity, pitch period and brightness of ``frame``. The period is refined to a fraction
+    of a sample (parabola through the neighbouring lags), precise enough to tell a voice's moving
+    pitch from a held note's. Brightness is how much of the energy survives the pre-emphasis:
+    a voice on the phone band keeps 0.2-2 of it, rumble (a car, a knock's thud, mains hum) under
+    ``DULL``, however periodic it is."""
+    data = previous[-MAX_LAG - 1:] + frame
     x = [ULAW_TABLE[b] for b in data]
     y = [b - 0.95 * a for a, b in zip(x, x[1:])]  # pre-emphasis: whitens rumble, keeps the pitch
     n = len(frame) - 1
-    if n < 40 or len(y) < n + MIN_LAG:
-        return 0.0
+    if n < 40 or len(y) < n + MIN_LAG + 1:
+        return Pitch(0.0, 0.0, 0.0)
     cur = y[-n:]
     energy = sum(map(mul, cur, cur))
-    if energy <= 0.0:
-        return 0.0
-    best = 0.0
+    raw = x[-n:]
+    raw_energy = sum(map(mul, raw, raw))
+    if energy <= 0.0 or raw_energy <= 0.0:
+        return Pitch(0.0, 0.0, 0.0)
+    bright = energy / raw_energy
     end = len(y) - n
-    for lag in range(MIN_LAG, min(MAX_LAG, end) + 1, LAG_STEP):
+    top = min(MAX_LAG, end)
+
+    def corr(lag: int) -> float:
         past = y[end - lag:end - lag + n]
         past_energy = sum(map(mul, past, past))
-        if past_energy <= 0.0:
-            continue
-        r = sum(map(mul, cur, past)) / math.sqrt(energy * past_energy)
+        return sum(map(mul, cur, past)) / math.sqrt(energy * past_energy) if past_energy > 0.0 else 0.0
+
+    best, best_lag = 0.0, 0
+    for lag in range(MIN_LAG, top + 1, LAG_STEP):
+        r = corr(lag)
         if r > best:
-            best = r
-    return best
+            best, best_lag = r, lag
+    if best_lag == 0:
+        return Pitch(0.0, 0.0, bright)
+    left = corr(best_lag - 1) if best_lag > MIN_LAG else 0.0
+    right = corr(best_lag + 1) if best_lag < top else 0.0
+    if max(left, right) > best:  # the step skipped the peak: it is the odd neighbour
+        best_lag, best = (best_lag - 1, left) if left >= right else (best_lag + 1, right)
+        left = corr(best_lag - 1) if best_lag > MIN_LAG else 0.0
+        right = corr(best_lag + 1) if best_lag < top else 0.0
+    bend = left - 2 * best + right
+    shift = 0.5 * (left - right) / bend if bend < 0 else 0.0
+    return Pitch(best, best_lag + max(-0.5, min(0.5, shift)), bright)
 
 
 def voiced(frame: bytes, previous: bytes = b"") -> bool:
