@@ -289,6 +289,8 @@ class LoudspeakerEcho:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Float samples in (what was heard), echo samples out, streaming."""
+        if not len(x):
+            return np.zeros(0)
         line = np.concatenate([self._line, x])
         now, self._line = line[:len(x)], line[len(x):]
         y = np.convolve(self._saturate(now), self._h)
