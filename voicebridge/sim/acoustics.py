@@ -540,7 +540,9 @@ class Acoustics:
     as on a real phone, whose frame sent at time T is the capture of [T - 20 ms, T).
     """
 
-    def __init__(self, echo: Optional[Speakerphone] = None, noise: Optional[NoiseBed] = None) -> None:
+    def __init__(self, echo: "Optional[Speakerphone]" = None, noise: Optional[NoiseBed] = None) -> None:
+        """``echo``: a :class:`Speakerphone` or anything with its ``echo(heard)`` (e.g.
+        :class:`voicebridge.sim.room.LoudspeakerEcho`)."""
         self.echo = echo
         self.noise = noise
         self._pending: list[int] = []
