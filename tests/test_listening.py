@@ -140,11 +140,19 @@ def test_with_the_agent_silent_the_models_vad_is_an_ordinary_turn():
     assert call.listener.committed(call.t + 0.5, "item_1") is Turn.RESPOND
 
 
-def test_a_whisper_the_local_detector_cannot_confirm_is_believed():
+def test_a_whisper_confirms_by_itself_and_the_models_vad_on_one_is_believed():
+    """A whisper has no voice to confirm on: a near, breathy, sustained sound that is no burst does."""
+    whisper = corpus.by_category("whisper")[4].audio()  # "stop": voiceless throughout
     call = Call(echo_db=None)
     call.learn(2.0)
-    whisper = corpus.by_category("whisper")[4].audio()  # "stop": voiceless throughout
-    heard = call.talk(whisper[:len(whisper) * 2 // 3])
+    assert Decision.CONFIRM in decisions(call.talk(whisper))
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    heard = []
+    for frame in frames_of(whisper):  # the model's VAD reports before the local detector has confirmed
+        heard.append(call.step(frame))
+        if sum(h.level_dbfs > -35 for h in heard) == 5:
+            break
     assert Decision.CONFIRM not in decisions(heard)
     assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.INTERRUPT
 

@@ -169,10 +169,15 @@ class CallerLevel:
     TONE_FRAMES, TONE_SPREAD = 6, 0.005  # voiced frames whose period stays within 0.5 %: a held note
     UTTERANCE_GAP_S = 0.4
     SOFT_DB = 8.0  # a caller frame this far under the threshold (and above the noise) still counts as soft evidence
+    SOFT_FRAMES = 5  # ... five of them within the window (a stray echo frame judged the caller's is not)
     WHISPER_FRAMES = 6  # a voiceless run this long that is not a decaying burst: a whisper
-    WHISPER_BRIGHT = 0.3  # ... and bright (breath noise is; rumble and low tones are not)
+    WHISPER_EVIDENCE = 3  # ... enough for the model's VAD to be believed on it
+    WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that confirm a barge-in by themselves
+    WHISPER_MAX_DBFS = -18.0
+    WHISPER_BRIGHT = 1.28  # ... and bright: breath (a door, a TV, babble and low tones are duller)
     VOICE_PERIODICITY = 0.45  # below voicing.VOICED: three such frames are asked for, not one
-    LISTEN_FRAMES = 50  # frames of a run listened to for voice and notes at most (CPU)
+    by_span = True
+    LISTEN_FRAMES = 12  # frames of a run listened to for a voice and a held note at most (CPU)
     BURST_DECAY_DB = 9.0
 
     def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
@@ -199,6 +204,7 @@ class CallerLevel:
         self._speech = 0  # loud frames of the utterance's earlier runs
         self._utterance_end = float("-inf")
         self._utterance_peak = MIN_DBFS
+        self._utterance_start = float("-inf")
         self._unvoiced = 0
         self._dips = 0
         self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
@@ -207,7 +213,7 @@ class CallerLevel:
         self._level = MIN_DBFS
         self._tone_at = float("-inf")  # when a held note was last heard
         self._voice_at = float("-inf")  # when a voiced caller frame was last heard
-        self._soft_at = float("-inf")  # when a caller frame above the noise was last heard
+        self._soft: deque[float] = deque(maxlen=self.SOFT_FRAMES)  # the last caller frames above the noise
         self._echo_at = float("-inf")
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
         self._now = float("-inf")
@@ -235,7 +241,7 @@ class CallerLevel:
             self.loud = False
             level = MIN_DBFS
         elif counts and level >= self.detector.threshold_dbfs - self.SOFT_DB and level >= self.floor_dbfs + 6.0:
-            self._soft_at = now
+            self._soft.append(now)
         try:
             if self._waiting:
                 return self._wait_for_voice(frame, armed)
@@ -269,7 +275,11 @@ class CallerLevel:
     def _long_enough(self) -> bool:
         """Speech enough for a barge-in, from a near voice (a held note found meanwhile has made
         the detector deaf)."""
-        return self._speech + self._run >= self.min_speech_frames and self._near()
+        if self.by_span:
+            spoken = round((self._now - self._utterance_start) / 0.02) + 1
+        else:
+            spoken = self._speech + self._run
+        return spoken >= self.min_speech_frames and self._near()
 
     def _near(self) -> bool:
         """The utterance peaks ``NEAR_DB`` over the line's floor: a voice at the handset, not
@@ -283,6 +293,7 @@ class CallerLevel:
         if self._run == 0 and self._now - self._utterance_end > self.UTTERANCE_GAP_S:
             self._speech = self._utterance_voiced = 0  # a new utterance
             self._utterance_peak = MIN_DBFS
+            self._utterance_start = self._now
         self._run += 1
         if len(self._run_levels) < self.LISTEN_FRAMES:
             self._run_levels.append(self._level)
@@ -345,6 +356,9 @@ class CallerLevel:
                 self._waiting = False
                 return self._confirm_or_wait()
             self._unvoiced += 1
+            if self._run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
+                self._whisper_at = self._now  # a near, sustained, breathy sound that is no burst
+                return self._stop_waiting(Decision.CONFIRM)
             if self._unvoiced < self.MAX_UNVOICED:
                 return Decision.NONE
             self._deaf = True
@@ -374,7 +388,8 @@ class CallerLevel:
         """A loud sound without a voice is going on, or ended within ``NOISE_MEMORY_S``: the
         model's VAD starting now heard a cough or a knock, not the caller talking (if they do
         talk, their first voiced frame confirms the barge-in here anyway)."""
-        return (self._waiting and not self._whisper_like()) or now - self._noise_at < self.NOISE_MEMORY_S
+        return ((self._waiting and not self._whisper_like(self.WHISPER_EVIDENCE))
+                or now - self._noise_at < self.NOISE_MEMORY_S)
 
     def sound(self, now: float, window_s: float) -> Sound:
         """What the caller's line carried within ``window_s`` before ``now``, the strongest
@@ -383,26 +398,29 @@ class CallerLevel:
         since = now - window_s
         if self._voice_at >= since and self._voice_at > self._tone_at:
             return Sound.VOICE
-        if (self._waiting and self._whisper_like()) or self._whisper_at >= since:
+        if (self._waiting and self._whisper_like(self.WHISPER_EVIDENCE)) or self._whisper_at >= since:
             return Sound.WHISPER
         if self._tone_at >= since or self._deaf:
             return Sound.TONE
         if self.heard_noise(now):
             return Sound.NOISE
-        if self._soft_at >= since:
+        if len(self._soft) == self.SOFT_FRAMES and self._soft[0] >= since:
             return Sound.SOFT
         if self._echo_at >= since:
             return Sound.ECHO
         return Sound.NOTHING
 
-    def _whisper_like(self) -> bool:
-        """The current voiceless run is long enough and not a burst that decays from its start."""
+    def _whisper_like(self, frames: int = 0) -> bool:
+        """The current voiceless run is long enough (``frames``, default ``WHISPER_FRAMES``), soft,
+        bright, and not a burst that decays from its start."""
         levels = self._run_levels
-        if self._voiced or len(levels) < self.WHISPER_FRAMES:
+        if self._voiced or len(levels) < (frames or self.WHISPER_FRAMES):
             return False
         bright = sorted(self._bright)
         if bright and bright[len(bright) // 2] < self.WHISPER_BRIGHT:
-            return False  # rumble or a low tone, not breath
+            return False  # rumble, a low tone, a door: not breath
+        if max(levels) > self.WHISPER_MAX_DBFS:
+            return False  # a whisper is soft: a cough, a door, a knock at the handset is not
         peak = max(levels)
         tail = levels[-3:]
         burst = levels.index(peak) <= 2 and sum(tail) / len(tail) <= peak - self.BURST_DECAY_DB

@@ -37,6 +37,7 @@ margin cannot be told from it by level; they are heard once they speak up, or th
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import random
 import threading
@@ -289,10 +290,7 @@ class ComfortNoise:
     """
 
     def __init__(self, seed: int = 21) -> None:
-        rng = random.Random(seed)
-        scale = FULL_SCALE_INT * 10 ** (COMFORT_REFERENCE_DBFS / 20)
-        self._frames = [bytes(_lin_to_ulaw(int(max(-32767, min(32767, rng.gauss(0.0, scale)))))
-                             for _ in range(FRAME_BYTES)) for _ in range(COMFORT_FRAMES)]
+        self._frames = _noise_frames(seed)
         self._tables: dict[int, bytes] = {}
         self._next = 0
 
@@ -307,3 +305,12 @@ class ComfortNoise:
         frame = self._frames[self._next]
         self._next = (self._next + 1) % COMFORT_FRAMES
         return frame.translate(table)
+
+
+@functools.lru_cache(maxsize=4)
+def _noise_frames(seed: int) -> "tuple[bytes, ...]":
+    """The comfort noise's frames at ``COMFORT_REFERENCE_DBFS``: made once per process (immutable)."""
+    rng = random.Random(seed)
+    scale = FULL_SCALE_INT * 10 ** (COMFORT_REFERENCE_DBFS / 20)
+    return tuple(bytes(_lin_to_ulaw(int(max(-32767, min(32767, rng.gauss(0.0, scale))))) for _ in range(FRAME_BYTES))
+                 for _ in range(COMFORT_FRAMES))
