@@ -40,6 +40,8 @@ The bridge under test (the adapter)
     bridge.model_out()      -> [client event dicts]   (appends carry the uplink the model hears)
     bridge.actions          -> [(now, "duck" | "release" | "clear")]  decisions, in order
     bridge.listening_cpu_s  -> CPU seconds spent in the bridge's listening path
+    bridge.turn_detection   -> the session's turn_detection (the emulated server honours it)
+    bridge.counters()       -> optional: the call's counters (which trigger ran the barge-in)
 
 The default :class:`Bridge` builds a real ``MediaSession`` of a given package (its threads never
 start) and drives the same sans-IO parts MediaSession wires (``InboundAudio``, ``BargeIn``,
@@ -418,6 +420,10 @@ class Bridge:
         self.now = now
         return self._out.tick(now)
 
+    def counters(self) -> dict:
+        """The call's counters (``voicebridge.metrics.COUNTERS``): barge_in_local, barge_in_server..."""
+        return self.session._metrics.snapshot()
+
     def model_out(self) -> list[dict]:
         out, self._model.sent = self._model.sent, []
         return [json.loads(text) for text in out]
@@ -531,12 +537,14 @@ class Outcome:
     cancels_sent: int
     server_cancels: int  # the server cancelled the answer itself (interrupt_response)
     server_speech: int  # speech_started during the answer
-    server_turns: int  # turns the server committed during the answer (the model may answer them)
+    server_turns: int  # turns the server committed in the whole call (with create_response, the model answers them)
+    greeting_cut: bool  # the server cancelled the greeting itself (its VAD heard the greeting's echo)
     heard_full: bool
     lost_ms: float  # answer audio that never reached the caller's ear
     underruns: int
     ducks: int
     cut_before_onset: bool = False  # the answer was already cut (echo, noise) when the caller made the sound
+    source: str = ""  # what ran the bridge's barge-in: "local" (its detector), "server" (the model's VAD), ""
     actions: list = field(default_factory=list)
 
 
@@ -639,6 +647,8 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
     server_cut = [t for t in server.cancelled_at if t >= ANSWER_AT - 0.1]
     timed = bool(case.sound)
     lost = max(0, answer_bytes - agent_heard)
+    counters = bridge.counters() if hasattr(bridge, "counters") else {}
+    source = "local" if counters.get("barge_in_local") else "server" if counters.get("barge_in_server") else ""
     return Outcome(
         barged_in=bool(clears or cancels or server_cut),
         clear_ms=round((clears[0] + NET_S - onset) * 1000, 1) if clears and timed else None,
@@ -646,7 +656,8 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
         duck_ms=round((heard_gap_at - onset) * 1000, 1) if heard_gap_at is not None and timed else None,
         cancels_sent=len(cancels), server_cancels=len(server_cut),
         server_speech=sum(1 for t in server.speech_started if t >= ANSWER_AT),
-        server_turns=sum(1 for t in server.committed_at if t >= ANSWER_AT),
+        server_turns=len(server.committed_at),
+        greeting_cut=any(t < ANSWER_AT - 0.1 for t in server.cancelled_at), source=source,
         heard_full=not (clears or cancels or server_cut) and lost <= 160, lost_ms=lost / 8,
         underruns=underruns(playout, onset, sound_s), ducks=sum(1 for _, a in actions if a == "duck"),
         cut_before_onset=any(t < onset - 0.1 for t in clears + cancels + server_cut), actions=actions)
@@ -685,6 +696,8 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
             row["cut" if not out.heard_full else "resumed whole"] += 1
         else:
             row["false" if out.barged_in else "ok"] += 1
+            if out.barged_in:
+                row[f"false by {out.source or 'server cancel only'}"] += 1
         row["server speech_started"] += out.server_speech
         row["server cancels"] += out.server_cancels
         row["server turns"] += out.server_turns
@@ -702,6 +715,9 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
     return {
         "cases": len(results), "should": len(should), "backchannel": len(back), "should_not": len(quiet),
         "false_barge_in_pct": pct(sum(o.barged_in for o in quiet), len(quiet)),
+        "false_by_bridge_detector_server_vad_server_cancel_only": [
+            sum(o.barged_in and o.source == "local" for o in quiet), sum(o.barged_in and o.source == "server" for o in quiet),
+            sum(o.barged_in and not o.source for o in quiet)],
         "backchannels_cut_pct": pct(sum(not o.heard_full for o in back), len(back)),
         "backchannel_audio_lost_ms_max": max((o.lost_ms for o in back), default=None),
         "missed_pct": pct(sum(not caught(o) and not o.cut_before_onset for o in should), len(should)),
@@ -721,6 +737,7 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         "cancels_sent": sum(o.cancels_sent for _, o in results),
         "server_cancels": sum(o.server_cancels for _, o in results),
         "server_turns_should_not": sum(o.server_turns for c, o in results if c.label == "should_not"),
+        "greetings_cut_by_server": sum(o.greeting_cut for _, o in results),
         "underruns": sum(o.underruns for _, o in results),
         "listening_cpu_ms_per_call_second": round(cpu_s * 1000 / (len(results) * CASE_S), 3) if results else None,
         "by_kind": {kind: dict(row) for kind, row in by_kind.items()},
