@@ -40,7 +40,8 @@ The bridge under test (the adapter)
     bridge.model_out()      -> [client event dicts]   (appends carry the uplink the model hears)
     bridge.actions          -> [(now, "duck" | "release" | "clear")]  decisions, in order
     bridge.listening_cpu_s  -> CPU seconds spent in the bridge's listening path
-    bridge.turn_detection   -> the session's turn_detection (the emulated server honours it)
+    bridge.session_config   -> the session.update's ``session`` (the emulated server honours its
+                               turn_detection and transcription)
     bridge.counters()       -> optional: the call's counters (which trigger ran the barge-in)
 
 The default :class:`Bridge` builds a real ``MediaSession`` of a given package (its threads never
@@ -83,6 +84,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import machine, percentile  # noqa: E402
 from voicebridge import audio, tts  # noqa: E402
 from voicebridge.local.vad import ServerVad, VadConfig, make_vad  # noqa: E402
+from voicebridge.local.agent import GREETING as GREETING_PART, LONG_ANSWER  # noqa: E402
 from voicebridge.sim import corpus, room  # noqa: E402
 from voicebridge.sim.playout import PlayoutBuffer  # noqa: E402
 
@@ -90,12 +92,14 @@ BEFORE_COMMIT = "653910d"
 TICK = 0.02
 NET_S, JITTER_S, MODEL_NET_S = 0.020, 0.010, 0.030
 MODEL_SPEED = 2.0  # the model streams audio this much faster than real time
+TRANSCRIBE_S = (0.3, 0.5)  # commit -> the transcript's delta, and its completion
 DELTA_BYTES = 800  # 100 ms per audio delta
 GREETING_S, ANSWER_AT, ANSWER_S = 2.0, 2.5, 3.6
 CASE_S = ANSWER_AT + ANSWER_S + 0.9
 DETECT_WITHIN_S = 1.0
 SID = "MZbench"
 GREETING = tts.load_prompt("greeting")[:int(GREETING_S * 8000)]
+GREETING_FULL_S = len(tts.load_prompt("greeting")) / 8000  # the greeting's words span the whole prompt
 ANSWER = tts.load_prompt("long_answer")
 EVENTS = ("click", "cough", "door", "knock", "keyboard")
 BEDS = {"babble": "room_babble", "tv": "tv", "car": "car", "music": "music", "hum": "hum50"}
@@ -383,9 +387,9 @@ class Bridge:
         inbound._forward = timed_forward
 
     @property
-    def turn_detection(self) -> dict:
-        """The ``turn_detection`` this bridge configures (its session.update)."""
-        return self._m["realtime_protocol"].turn_detection(self.config)
+    def session_config(self) -> dict:
+        """The ``session`` this bridge configures (its session.update)."""
+        return json.loads(self._m["realtime_protocol"].session_update(self.config))["session"]
 
     @property
     def listening_cpu_s(self) -> float:
@@ -458,9 +462,12 @@ class ModelServer:
     """The Realtime service as the bridge meets it: streams responses faster than real time, hears
     the uplink with the local server's VAD (server_vad semantics) and acts on it as OpenAI does."""
 
-    def __init__(self, turn_detection: dict, vad_kind: str) -> None:
-        td = turn_detection or {}
+    def __init__(self, session: dict, vad_kind: str, transcribe: "Callable[[int, int], str] | None" = None) -> None:
+        audio_in = session.get("audio", {}).get("input", {})
+        td = audio_in.get("turn_detection") or {}
         self.td = td
+        self.transcribe = transcribe if audio_in.get("transcription") else None
+        self.pending: list[tuple[float, dict]] = []  # (due, event): transcripts come after the commit
         self.vad = _vad(VadConfig(threshold=td.get("threshold", 0.5), prefix_padding_ms=td.get("prefix_padding_ms", 300),
                                   silence_duration_ms=td.get("silence_duration_ms", 500)), vad_kind)
         self.out: list[dict] = []
@@ -481,6 +488,8 @@ class ModelServer:
                      {"type": "response.output_item.added", "response_id": rid, "item": {"id": iid, "type": "message"}}]
 
     def tick(self, now: float) -> None:
+        while self.pending and self.pending[0][0] <= now + 1e-9:
+            self.out.append(self.pending.pop(0)[1])
         r = self.response
         if r is None:
             return
@@ -514,7 +523,7 @@ class ModelServer:
             self.continues += 1
 
     def _edge(self, edge: Any, now: float) -> None:
-        item = f"item_in{len(self.speech_started) + 1}"
+        item = f"item_in{len(self.speech_started) + (edge.kind == 'start')}"
         if edge.kind == "start":
             self.speech_started.append(now)
             self.out.append({"type": "input_audio_buffer.speech_started", "audio_start_ms": edge.ms, "item_id": item})
@@ -525,6 +534,15 @@ class ModelServer:
             self.committed_at.append(now)
             self.out += [{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": edge.ms, "item_id": item},
                          {"type": "input_audio_buffer.committed", "item_id": item, "previous_item_id": None}]
+            if self.transcribe is not None:
+                text = self.transcribe(edge.ms - edge.speech_ms - self.td.get("silence_duration_ms", 500), edge.ms)
+                base = {"item_id": item, "content_index": 0}
+                self.pending += [
+                    (now + TRANSCRIBE_S[0], {"type": "conversation.item.input_audio_transcription.delta", **base,
+                                             "delta": text}),
+                    (now + TRANSCRIBE_S[1], {"type": "conversation.item.input_audio_transcription.completed", **base,
+                                             "transcript": text})]
+                self.pending.sort(key=lambda p: p[0])
 
 
 # ------------------------------------------------------------------------------ one call
@@ -552,11 +570,11 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     """One call; returns its outcome and the bridge's listening CPU seconds."""
     rng = random.Random(case.seed)
     bridge = make_bridge()
-    server = ModelServer(bridge.turn_detection, vad_kind)
     start = int(case.answer_at_s * 8000) // 160 * 160
     answer = ANSWER[start:start + int(ANSWER_S * 8000)]
     sound = caller_sound(case)
     onset = ANSWER_AT + 0.3 + rng.uniform(1.0, 1.5)
+    server = ModelServer(bridge.session_config, vad_kind, _transcriber(case, onset, len(sound) / 8000))
     echo = room.LoudspeakerEcho(case.echo_db, case.delay_ms, seed=case.seed % 97) if case.echo_db is not None else None
     own = np.zeros(int(CASE_S * 8000) + 160)
     bed = None
@@ -637,6 +655,35 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
         t = round(i * TICK, 6)
     return _outcome(case, bridge, server, onset, len(sound) / 8000, playout, heard_gap_at, len(answer),
                     agent_heard, cancel_times), bridge.listening_cpu_s
+
+
+def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int], str]:
+    """What the model's transcription says of a committed turn spanning ``[start_ms, end_ms)`` of
+    the uplink (one uplink ms is one ms of the caller's clock, less the network): the caller's
+    words when their sound is in it (a corpus clip's text; nothing for a noise), else the agent's
+    own words it heard as echo (the greeting's or the answer's, by position), else nothing."""
+    text = corpus.clip(case.sound).text if case.sound and case.sound in _CLIP_NAMES else ""
+    delay_s = case.delay_ms / 1000 + 2 * NET_S
+
+    def words(part: str, s0: float, s1: float, total_s: float) -> str:
+        ws = part.split()
+        return " ".join(ws[max(0, int(len(ws) * s0 / total_s)):max(0, int(len(ws) * s1 / total_s))])
+
+    def transcribe(start_ms: int, end_ms: int) -> str:
+        t0, t1 = start_ms / 1000 - NET_S, end_ms / 1000 - NET_S
+        if case.sound and t0 < onset + sound_s and t1 > onset:
+            return text
+        if case.echo_db is None:
+            return ""
+        heard0, heard1 = t0 - delay_s, t1 - delay_s
+        if heard1 < ANSWER_AT:
+            return words(GREETING_PART[1], heard0 - 0.1, heard1 - 0.1, GREETING_FULL_S)
+        pos = case.answer_at_s - ANSWER_AT
+        return words(LONG_ANSWER[1], heard0 + pos, heard1 + pos, len(ANSWER) / 8000)
+    return transcribe
+
+
+_CLIP_NAMES = frozenset(c.name for c in corpus.clips())
 
 
 def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s: float, playout: PlayoutBuffer,
