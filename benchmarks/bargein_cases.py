@@ -40,6 +40,9 @@ The bridge under test (the adapter)
     bridge.model_out()      -> [client event dicts]   (appends carry the uplink the model hears)
     bridge.actions          -> [(now, "duck" | "release" | "clear")]  decisions, in order
     bridge.listening_cpu_s  -> CPU seconds spent in the bridge's listening path
+    bridge.session_config   -> the session.update's ``session`` (the emulated server honours its
+                               turn_detection and transcription)
+    bridge.counters()       -> optional: the call's counters (which trigger ran the barge-in)
 
 The default :class:`Bridge` builds a real ``MediaSession`` of a given package (its threads never
 start) and drives the same sans-IO parts MediaSession wires (``InboundAudio``, ``BargeIn``,
@@ -81,6 +84,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import machine, percentile  # noqa: E402
 from voicebridge import audio, tts  # noqa: E402
 from voicebridge.local.vad import ServerVad, VadConfig, make_vad  # noqa: E402
+from voicebridge.local.agent import GREETING as GREETING_PART, LONG_ANSWER  # noqa: E402
 from voicebridge.sim import corpus, room  # noqa: E402
 from voicebridge.sim.playout import PlayoutBuffer  # noqa: E402
 
@@ -88,12 +92,27 @@ BEFORE_COMMIT = "653910d"
 TICK = 0.02
 NET_S, JITTER_S, MODEL_NET_S = 0.020, 0.010, 0.030
 MODEL_SPEED = 2.0  # the model streams audio this much faster than real time
+TRANSCRIBE_S = (0.3, 0.5)  # commit -> the transcript's delta, and its completion
 DELTA_BYTES = 800  # 100 ms per audio delta
 GREETING_S, ANSWER_AT, ANSWER_S = 2.0, 2.5, 3.6
 CASE_S = ANSWER_AT + ANSWER_S + 0.9
 DETECT_WITHIN_S = 1.0
 SID = "MZbench"
+cpu_clock = time.thread_time  # CPU of this thread: a busy machine does not inflate it
+
+
+def _timer_cost() -> float:
+    """What one empty timed window costs (subtracted from every window measured)."""
+    cost = []
+    for _ in range(2000):
+        c0 = cpu_clock()
+        cost.append(cpu_clock() - c0)
+    return sorted(cost)[len(cost) // 2]
+
+
+TIMER_COST_S = _timer_cost()
 GREETING = tts.load_prompt("greeting")[:int(GREETING_S * 8000)]
+GREETING_FULL_S = len(tts.load_prompt("greeting")) / 8000  # the greeting's words span the whole prompt
 ANSWER = tts.load_prompt("long_answer")
 EVENTS = ("click", "cough", "door", "knock", "keyboard")
 BEDS = {"babble": "room_babble", "tv": "tv", "car": "car", "music": "music", "hum": "hum50"}
@@ -311,10 +330,10 @@ class SimOutbound:
                 break
             self._queue.popleft()
             self._pacer.sent(now)
-            c0 = time.perf_counter()
+            c0 = cpu_clock()
             if self._echo is not None:
                 self._echo.played(self._m["audio"].dbfs(frame), now)
-            self._cpu[0] += time.perf_counter() - c0
+            self._cpu[0] += cpu_clock() - c0 - TIMER_COST_S
             self._playback.sent(item_id, len(frame), now)
             self._out.append(("media", frame))
             self._unmarked += 1
@@ -375,15 +394,15 @@ class Bridge:
         forward = inbound._forward
 
         def timed_forward(payload: bytes, now: float) -> None:
-            c0 = time.perf_counter()
+            c0 = cpu_clock()
             forward(payload, now)
-            self.forward_cpu_s += time.perf_counter() - c0
+            self.forward_cpu_s += cpu_clock() - c0 + TIMER_COST_S  # its own timing is not the bridge's
         inbound._forward = timed_forward
 
     @property
-    def turn_detection(self) -> dict:
-        """The ``turn_detection`` this bridge configures (its session.update)."""
-        return self._m["realtime_protocol"].turn_detection(self.config)
+    def session_config(self) -> dict:
+        """The ``session`` this bridge configures (its session.update)."""
+        return json.loads(self._m["realtime_protocol"].session_update(self.config))["session"]
 
     @property
     def listening_cpu_s(self) -> float:
@@ -393,9 +412,9 @@ class Bridge:
 
     def caller_frame(self, frame: bytes, now: float) -> None:
         self.now = now
-        c0 = time.perf_counter()
+        c0 = cpu_clock()
         self.session._on_twilio(self._tw.Media(SID, frame, None, "inbound"), now)
-        self._cpu[0] += time.perf_counter() - c0
+        self._cpu[0] += cpu_clock() - c0 - TIMER_COST_S
 
     def mark(self, name: str, now: float) -> None:
         self.now = now
@@ -417,6 +436,10 @@ class Bridge:
     def twilio_out(self, now: float) -> list[tuple[str, Any]]:
         self.now = now
         return self._out.tick(now)
+
+    def counters(self) -> dict:
+        """The call's counters (``voicebridge.metrics.COUNTERS``): barge_in_local, barge_in_server..."""
+        return self.session._metrics.snapshot()
 
     def model_out(self) -> list[dict]:
         out, self._model.sent = self._model.sent, []
@@ -452,9 +475,12 @@ class ModelServer:
     """The Realtime service as the bridge meets it: streams responses faster than real time, hears
     the uplink with the local server's VAD (server_vad semantics) and acts on it as OpenAI does."""
 
-    def __init__(self, turn_detection: dict, vad_kind: str) -> None:
-        td = turn_detection or {}
+    def __init__(self, session: dict, vad_kind: str, transcribe: "Callable[[int, int], str] | None" = None) -> None:
+        audio_in = session.get("audio", {}).get("input", {})
+        td = audio_in.get("turn_detection") or {}
         self.td = td
+        self.transcribe = transcribe if audio_in.get("transcription") else None
+        self.pending: list[tuple[float, dict]] = []  # (due, event): transcripts come after the commit
         self.vad = _vad(VadConfig(threshold=td.get("threshold", 0.5), prefix_padding_ms=td.get("prefix_padding_ms", 300),
                                   silence_duration_ms=td.get("silence_duration_ms", 500)), vad_kind)
         self.out: list[dict] = []
@@ -475,6 +501,8 @@ class ModelServer:
                      {"type": "response.output_item.added", "response_id": rid, "item": {"id": iid, "type": "message"}}]
 
     def tick(self, now: float) -> None:
+        while self.pending and self.pending[0][0] <= now + 1e-9:
+            self.out.append(self.pending.pop(0)[1])
         r = self.response
         if r is None:
             return
@@ -508,7 +536,7 @@ class ModelServer:
             self.continues += 1
 
     def _edge(self, edge: Any, now: float) -> None:
-        item = f"item_in{len(self.speech_started) + 1}"
+        item = f"item_in{len(self.speech_started) + (edge.kind == 'start')}"
         if edge.kind == "start":
             self.speech_started.append(now)
             self.out.append({"type": "input_audio_buffer.speech_started", "audio_start_ms": edge.ms, "item_id": item})
@@ -519,6 +547,15 @@ class ModelServer:
             self.committed_at.append(now)
             self.out += [{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": edge.ms, "item_id": item},
                          {"type": "input_audio_buffer.committed", "item_id": item, "previous_item_id": None}]
+            if self.transcribe is not None:
+                text = self.transcribe(edge.ms - edge.speech_ms - self.td.get("silence_duration_ms", 500), edge.ms)
+                base = {"item_id": item, "content_index": 0}
+                self.pending += [
+                    (now + TRANSCRIBE_S[0], {"type": "conversation.item.input_audio_transcription.delta", **base,
+                                             "delta": text}),
+                    (now + TRANSCRIBE_S[1], {"type": "conversation.item.input_audio_transcription.completed", **base,
+                                             "transcript": text})]
+                self.pending.sort(key=lambda p: p[0])
 
 
 # ------------------------------------------------------------------------------ one call
@@ -531,12 +568,14 @@ class Outcome:
     cancels_sent: int
     server_cancels: int  # the server cancelled the answer itself (interrupt_response)
     server_speech: int  # speech_started during the answer
-    server_turns: int  # turns the server committed during the answer (the model may answer them)
+    server_turns: int  # turns the server committed in the whole call (with create_response, the model answers them)
+    greeting_cut: bool  # the server cancelled the greeting itself (its VAD heard the greeting's echo)
     heard_full: bool
     lost_ms: float  # answer audio that never reached the caller's ear
     underruns: int
     ducks: int
     cut_before_onset: bool = False  # the answer was already cut (echo, noise) when the caller made the sound
+    source: str = ""  # what ran the bridge's barge-in: "local" (its detector), "server" (the model's VAD), ""
     actions: list = field(default_factory=list)
 
 
@@ -544,11 +583,11 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     """One call; returns its outcome and the bridge's listening CPU seconds."""
     rng = random.Random(case.seed)
     bridge = make_bridge()
-    server = ModelServer(bridge.turn_detection, vad_kind)
     start = int(case.answer_at_s * 8000) // 160 * 160
     answer = ANSWER[start:start + int(ANSWER_S * 8000)]
     sound = caller_sound(case)
     onset = ANSWER_AT + 0.3 + rng.uniform(1.0, 1.5)
+    server = ModelServer(bridge.session_config, vad_kind, _transcriber(case, onset, len(sound) / 8000))
     echo = room.LoudspeakerEcho(case.echo_db, case.delay_ms, seed=case.seed % 97) if case.echo_db is not None else None
     own = np.zeros(int(CASE_S * 8000) + 160)
     bed = None
@@ -631,6 +670,35 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
                     agent_heard, cancel_times), bridge.listening_cpu_s
 
 
+def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int], str]:
+    """What the model's transcription says of a committed turn spanning ``[start_ms, end_ms)`` of
+    the uplink (one uplink ms is one ms of the caller's clock, less the network): the caller's
+    words when their sound is in it (a corpus clip's text; nothing for a noise), else the agent's
+    own words it heard as echo (the greeting's or the answer's, by position), else nothing."""
+    text = corpus.clip(case.sound).text if case.sound and case.sound in _CLIP_NAMES else ""
+    delay_s = case.delay_ms / 1000 + 2 * NET_S
+
+    def words(part: str, s0: float, s1: float, total_s: float) -> str:
+        ws = part.split()
+        return " ".join(ws[max(0, int(len(ws) * s0 / total_s)):max(0, int(len(ws) * s1 / total_s))])
+
+    def transcribe(start_ms: int, end_ms: int) -> str:
+        t0, t1 = start_ms / 1000 - NET_S, end_ms / 1000 - NET_S
+        if case.sound and t0 < onset + sound_s and t1 > onset:
+            return text
+        if case.echo_db is None:
+            return ""
+        heard0, heard1 = t0 - delay_s, t1 - delay_s
+        if heard1 < ANSWER_AT:
+            return words(GREETING_PART[1], heard0 - 0.1, heard1 - 0.1, GREETING_FULL_S)
+        pos = case.answer_at_s - ANSWER_AT
+        return words(LONG_ANSWER[1], heard0 + pos, heard1 + pos, len(ANSWER) / 8000)
+    return transcribe
+
+
+_CLIP_NAMES = frozenset(c.name for c in corpus.clips())
+
+
 def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s: float, playout: PlayoutBuffer,
              heard_gap_at: float | None, answer_bytes: int, agent_heard: int, cancel_times: list[float]) -> Outcome:
     actions = [(round(t, 3), a) for t, a in bridge.actions if t >= ANSWER_AT - 0.1]
@@ -639,6 +707,8 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
     server_cut = [t for t in server.cancelled_at if t >= ANSWER_AT - 0.1]
     timed = bool(case.sound)
     lost = max(0, answer_bytes - agent_heard)
+    counters = bridge.counters() if hasattr(bridge, "counters") else {}
+    source = "local" if counters.get("barge_in_local") else "server" if counters.get("barge_in_server") else ""
     return Outcome(
         barged_in=bool(clears or cancels or server_cut),
         clear_ms=round((clears[0] + NET_S - onset) * 1000, 1) if clears and timed else None,
@@ -646,7 +716,8 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
         duck_ms=round((heard_gap_at - onset) * 1000, 1) if heard_gap_at is not None and timed else None,
         cancels_sent=len(cancels), server_cancels=len(server_cut),
         server_speech=sum(1 for t in server.speech_started if t >= ANSWER_AT),
-        server_turns=sum(1 for t in server.committed_at if t >= ANSWER_AT),
+        server_turns=len(server.committed_at),
+        greeting_cut=any(t < ANSWER_AT - 0.1 for t in server.cancelled_at), source=source,
         heard_full=not (clears or cancels or server_cut) and lost <= 160, lost_ms=lost / 8,
         underruns=underruns(playout, onset, sound_s), ducks=sum(1 for _, a in actions if a == "duck"),
         cut_before_onset=any(t < onset - 0.1 for t in clears + cancels + server_cut), actions=actions)
@@ -685,6 +756,8 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
             row["cut" if not out.heard_full else "resumed whole"] += 1
         else:
             row["false" if out.barged_in else "ok"] += 1
+            if out.barged_in:
+                row[f"false by {out.source or 'server cancel only'}"] += 1
         row["server speech_started"] += out.server_speech
         row["server cancels"] += out.server_cancels
         row["server turns"] += out.server_turns
@@ -702,6 +775,9 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
     return {
         "cases": len(results), "should": len(should), "backchannel": len(back), "should_not": len(quiet),
         "false_barge_in_pct": pct(sum(o.barged_in for o in quiet), len(quiet)),
+        "false_by_bridge_detector_server_vad_server_cancel_only": [
+            sum(o.barged_in and o.source == "local" for o in quiet), sum(o.barged_in and o.source == "server" for o in quiet),
+            sum(o.barged_in and not o.source for o in quiet)],
         "backchannels_cut_pct": pct(sum(not o.heard_full for o in back), len(back)),
         "backchannel_audio_lost_ms_max": max((o.lost_ms for o in back), default=None),
         "missed_pct": pct(sum(not caught(o) and not o.cut_before_onset for o in should), len(should)),
@@ -721,6 +797,7 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         "cancels_sent": sum(o.cancels_sent for _, o in results),
         "server_cancels": sum(o.server_cancels for _, o in results),
         "server_turns_should_not": sum(o.server_turns for c, o in results if c.label == "should_not"),
+        "greetings_cut_by_server": sum(o.greeting_cut for _, o in results),
         "underruns": sum(o.underruns for _, o in results),
         "listening_cpu_ms_per_call_second": round(cpu_s * 1000 / (len(results) * CASE_S), 3) if results else None,
         "by_kind": {kind: dict(row) for kind, row in by_kind.items()},

@@ -55,3 +55,12 @@ def test_before_is_the_committed_code_under_its_own_name():
     before = bc.load_before()
     assert before.__name__ == f"vb_{bc.BEFORE_COMMIT}" and before is not voicebridge
     assert bc.Bridge(before).session.__class__.__module__ == f"vb_{bc.BEFORE_COMMIT}.session"
+
+
+def test_the_model_transcribes_the_caller_or_the_echo_it_heard():
+    case = bc.Case("interrupt_echo-15", "should", sound="interruption_04_1", echo_db=-15, seed=3)
+    transcribe = bc._transcriber(case, onset=3.5, sound_s=1.3)
+    assert transcribe(3400, 5200) == corpus.clip("interruption_04_1").text  # the caller's words
+    assert transcribe(800, 2000) and transcribe(800, 2000) in bc.GREETING_PART[1]  # the greeting's echo
+    assert bc._transcriber(bc.Case("knock", "should_not", sound="knock:1"), 3.5, 0.5)(3400, 4200) == ""
+    assert bc._transcriber(bc.Case("music", "should_not", bed="music"), 3.5, 0.0)(3400, 4200) == ""
