@@ -245,3 +245,20 @@ def test_a_held_note_is_recognised_as_one_and_the_models_vad_on_it_ignored():
     heard = call.talk(note)
     assert Decision.CONFIRM not in decisions(heard)
     assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.TONE
+
+
+def test_rumble_does_not_even_duck_the_agent():
+    """A truck passing: loud, but with hardly any energy above a few hundred Hz; a duck on it
+    would be a gap in the answer for nothing."""
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    rng = np.random.default_rng(5)
+    noise_ = rng.normal(0, 1, 8400)
+    rumble = noise_
+    for _ in range(3):  # a steep ~200 Hz low-pass
+        rumble = np.convolve(rumble, np.ones(40) / 40, mode="same")
+    rumble = rumble[200:8200]
+    rumble *= 32768 * 10 ** (-20 / 20) / np.sqrt(np.mean(rumble ** 2))
+    heard = call.talk(audio.encode(np.clip(rumble, -32767, 32767).astype(int).tolist()))
+    assert max(h.level_dbfs for h in heard) > -25
+    assert decisions(heard) == []

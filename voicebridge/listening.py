@@ -58,6 +58,7 @@ class ServerSpeech(enum.Enum):
     NOISE = "noise"  # ignored: a voiceless burst (knock, cough, click, door)
     TONE = "tone"  # ignored: a held note (music, a hum)
     BACKCHANNEL = "backchannel"  # ignored: a short acknowledgement, the answer goes on
+    UNCLEAR = "unclear"  # ignored: sound above the noise, neither a voice nor a whisper (a TV, babble)
     NOTHING = "nothing"  # ignored: nothing of the caller above the line's noise
 
     @property
@@ -164,10 +165,10 @@ class Listener:
             if self.level.hearing:
                 return ServerSpeech.LOCAL
             return ServerSpeech.INTERRUPT if self._confirmed_at >= now - EVIDENCE_S else ServerSpeech.BACKCHANNEL
-        if sound in (Sound.WHISPER, Sound.SOFT):
+        if sound is Sound.WHISPER:
             return ServerSpeech.INTERRUPT
-        return {Sound.ECHO: ServerSpeech.ECHO, Sound.NOISE: ServerSpeech.NOISE,
-                Sound.TONE: ServerSpeech.TONE}.get(sound, ServerSpeech.NOTHING)
+        return {Sound.ECHO: ServerSpeech.ECHO, Sound.NOISE: ServerSpeech.NOISE, Sound.TONE: ServerSpeech.TONE,
+                Sound.SOFT: ServerSpeech.UNCLEAR}.get(sound, ServerSpeech.NOTHING)
 
     def committed(self, now: float, item_id: str = "") -> Turn:
         """The model's VAD committed the caller's turn (``item_id``): answer it?"""

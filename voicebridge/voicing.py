@@ -45,7 +45,7 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
     np, table, windows = _numpy()
     data = previous[-MAX_LAG - 1:] + frame
     n = len(frame) - 1
-    if n < 40 or len(data) < n + MIN_LAG + 2:
+    if n < 40:
         return Pitch(0.0, 0.0, 0.0)
     x = table[np.frombuffer(data, dtype=np.uint8)]
     y = x[1:] - 0.95 * x[:-1]  # pre-emphasis: whitens rumble, keeps the pitch
@@ -54,6 +54,8 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
     if energy <= 0.0 or raw_energy <= 0.0:
         return Pitch(0.0, 0.0, 0.0)
     bright = energy / raw_energy
+    if len(data) < n + MIN_LAG + 2:
+        return Pitch(0.0, 0.0, bright)  # no audio before it to find a period in
     end = len(y) - n
     top = min(MAX_LAG, end)
     starts = slice(end - top, end - MIN_LAG + 1)  # window start end - lag, for lag top .. MIN_LAG
