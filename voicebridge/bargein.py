@@ -19,8 +19,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from .audio import MIN_DBFS
+from .audio import FRAME_MS, MIN_DBFS
 from .voicing import DULL, pitch
+
+FRAME_S = FRAME_MS / 1000
 
 
 class Decision(enum.Enum):
@@ -146,7 +148,7 @@ class CallerLevel:
 
     One object per call, fed every inbound frame (sans-IO: the frame, its level, the time,
     whether it counts as the caller's, and how to ask the guards). ``LevelDetector`` ducks and
-    counts; when it would confirm, three more questions (each holds the duck, nothing is lost):
+    counts; when it would confirm, more questions (each holds the duck, nothing is lost):
 
     * *a voice?* (``voiced_needed`` frames, :mod:`voicebridge.voicing`): a cough or a click is
       loud for a while but never voiced: the duck holds until a voiced frame, the sound ends
@@ -155,10 +157,15 @@ class CallerLevel:
     * *a moving pitch?* a held note (music, a hum, a beep) is as periodic as a vowel, but its
       pitch stays within ``TONE_SPREAD`` over ``TONE_FRAMES`` voiced frames, which a voice's
       never does: released and ignored like a long voiceless sound;
-    * *long enough to be more than a backchannel?* (``min_speech_frames``, 0 = off): "mm-hm"
-      or "yeah" while the agent talks is over before it; the duck is then released as
-      ``BACKCHANNEL`` (the answer resumes where it paused). Runs less than ``UTTERANCE_GAP_S``
-      apart add up ("wait, hold on" is one utterance).
+    * *long enough to be more than a backchannel?* (``min_speech_frames`` from the utterance's
+      onset, 0 = off): "mm-hm" or "yeah" while the agent talks is over before it; the duck is
+      then released as ``BACKCHANNEL`` (the answer resumes where it paused). Runs less than
+      ``UTTERANCE_GAP_S`` apart are one utterance ("wait, hold on"), and a voice heard in one
+      of them counts for all;
+    * *near?* (``near_db``): the utterance peaks that far over the noise floor.
+
+    A whisper (a soft, bright, sustained voiceless run that is no decaying burst) confirms
+    without a voice; a run that starts on a dull frame (rumble) does not even duck.
 
     It also keeps the evidence the model's VAD is weighed against (``sound``). The session's
     ``BargeIn`` acts on the decisions; the barge-in benchmark drives the very same object.
@@ -176,7 +183,6 @@ class CallerLevel:
     WHISPER_MAX_DBFS = -18.0
     WHISPER_BRIGHT = 1.28  # ... and bright: breath (a door, a TV, babble and low tones are duller)
     VOICE_PERIODICITY = 0.45  # below voicing.VOICED: three such frames are asked for, not one
-    by_span = True
     LISTEN_FRAMES = 12  # frames of a run listened to for a voice and a held note at most (CPU)
     BURST_DECAY_DB = 9.0
 
@@ -201,7 +207,6 @@ class CallerLevel:
         self._holding = False  # a voice is heard, not yet long enough: the duck holds
         self._run = 0  # loud frames of the current run
         self._run_levels: list[float] = []  # their levels (a burst decays, a whisper does not)
-        self._speech = 0  # loud frames of the utterance's earlier runs
         self._utterance_end = float("-inf")
         self._utterance_peak = MIN_DBFS
         self._utterance_start = float("-inf")
@@ -282,10 +287,7 @@ class CallerLevel:
     def _long_enough(self) -> bool:
         """Speech enough for a barge-in, from a near voice (a held note found meanwhile has made
         the detector deaf)."""
-        if self.by_span:
-            spoken = round((self._now - self._utterance_start) / 0.02) + 1
-        else:
-            spoken = self._speech + self._run
+        spoken = round((self._now - self._utterance_start) / FRAME_S) + 1  # frames since the onset
         return spoken >= self.min_speech_frames and self._near()
 
     def _near(self) -> bool:
@@ -298,7 +300,7 @@ class CallerLevel:
 
     def _loud_frame(self, frame: bytes) -> None:
         if self._run == 0 and self._now - self._utterance_end > self.UTTERANCE_GAP_S:
-            self._speech = self._utterance_voiced = 0  # a new utterance
+            self._utterance_voiced = 0  # a new utterance
             self._utterance_peak = MIN_DBFS
             self._utterance_start = self._now
         self._run += 1
@@ -341,7 +343,6 @@ class CallerLevel:
 
     def _run_ended(self) -> None:
         if self._voiced or self._utterance_voiced:
-            self._speech += self._run
             self._utterance_voiced += self._voiced
             self._utterance_peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
             self._utterance_end = self._now
@@ -444,7 +445,7 @@ class CallerLevel:
         self.detector.reset()
         self._waiting = self._holding = self._deaf = False
         self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
-        self._speech = self._utterance_voiced = 0
+        self._utterance_voiced = 0
 
 
 @dataclass(frozen=True)
