@@ -13,7 +13,7 @@ import weakref
 
 import pytest
 
-from voicebridge import BridgeConfig
+from voicebridge import BridgeConfig, tts
 from voicebridge.testing import (BridgeCall, ManualClock, rt_agent_transcript, rt_function_call, rt_response_created,
                                  rt_response_done, rt_speech_started, rt_speech_stopped, twilio_dtmf, wait_until)
 from voicebridge.tools import tool
@@ -488,9 +488,13 @@ def test_the_goodbye_guard_for_a_model_that_forgets_end_call(bridge_call, guard)
 
 
 def test_a_barge_in_on_the_goodbye_cancels_the_hang_up(bridge_call):
-    call = bridge_call(CFG.replace(end_call=True, barge_in=True)).start()  # marks not echoed: still playing
-    call_tools(call.openai, "resp_1", [("c1", "end_call", {})], audio=[FRAME * 100])
+    call = bridge_call(CFG.replace(end_call=True, barge_in=True, ignore_backchannels=False)).start()  # marks not
+    call_tools(call.openai, "resp_1", [("c1", "end_call", {})], audio=[FRAME * 100])  # echoed: still playing
     assert wait_until(lambda: call.session.metrics["tool_calls"] == 1)
+    voice = tts.load_prompt("caller_question")  # the model's VAD is believed with the caller heard here too
+    for i in range(0, 30 * 160, 160):
+        call.twilio.media(voice[i:i + 160])
+    assert wait_until(lambda: call.session.metrics["inbound_frames"] == 30)
     call.openai.push(rt_speech_started())
     assert wait_until(lambda: call.session.metrics["hangups_cancelled"] == 1)
     m = call.finish()

@@ -21,6 +21,7 @@ from test_tools import assert_client_event
 
 VARIANTS = {
     "semantic": dict(turn_detection="semantic_vad", vad_eagerness="high"),
+    "server_interrupts": dict(vad_interrupt_response=True),
     "server_vad": dict(vad_threshold=0.7, vad_prefix_padding_ms=200, vad_silence_duration_ms=400,
                        vad_idle_timeout_ms=6000, vad_create_response=False),
     "no_vad": dict(turn_detection=None),
@@ -48,8 +49,10 @@ def test_the_options_land_where_the_ga_session_keeps_them():
     session = json.loads(rt.session_update(BridgeConfig(**VARIANTS["semantic"], **VARIANTS["far_field"],
                                                         **VARIANTS["voice"])))["session"]
     audio_in, audio_out = session["audio"]["input"], session["audio"]["output"]
-    assert audio_in["turn_detection"] == {"type": "semantic_vad", "eagerness": "high", "create_response": True,
-                                          "interrupt_response": True}
+    # create_response is the bridge's (it asks for the answer to a turn itself: a backchannel or the
+    # agent's own echo stays unanswered); interrupt_response defaults to false (the bridge cancels)
+    assert audio_in["turn_detection"] == {"type": "semantic_vad", "eagerness": "high", "create_response": False,
+                                          "interrupt_response": False}
     assert audio_in["noise_reduction"] == {"type": "far_field"}
     assert audio_in["transcription"] == {"model": BridgeConfig().transcription_model, "language": "de",
                                          "prompt": "Bestellnummer, Lieferung"}
@@ -76,6 +79,10 @@ def test_the_options_land_where_the_ga_session_keeps_them():
     (dict(azure_endpoint="https://c.openai.azure.com", azure_deployment="rt", api_version="2024-10-01-preview"),
      "preview version"),
     (dict(reconnect_attempts=-1), "must not be negative"),
+    (dict(turn_detection=None, vad_interrupt_response=True), "vad_interrupt_response applies to"),
+    (dict(vad_interrupt_response="yes"), "vad_interrupt_response must be True or False"),
+    (dict(ignore_backchannels=1), "ignore_backchannels must be True or False"),
+    (dict(barge_in_min_speech_ms=-20), "barge_in_min_speech_ms must be between 0 and 3000"),
 ])
 def test_invalid_settings_are_refused_at_configuration_time(options, message):
     with pytest.raises(ValueError, match=message):

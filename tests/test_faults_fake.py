@@ -211,6 +211,12 @@ def test_a_session_past_its_age_is_rolled_over_only_at_a_quiet_moment(bridge_cal
     assert len(handed) == 1
     first.push(testing.rt_transcript("Thanks, that is all."))
     assert wait_until(lambda: not call.session.flow.turn_open(clock()))
+    # the bridge asks for the answer to the committed turn itself (create_response is false on the
+    # wire); the session is quiet once that answer is done
+    assert wait_until(lambda: first.requested("turn"))
+    first.push(testing.rt_response_created("resp_2", "turn"))
+    first.push(testing.rt_response_done("resp_2"))
+    assert wait_until(lambda: call.session.requests.idle)
     tick(call, clock, 1.5)
     assert wait_until(lambda: len(handed) == 2 and handed[1].events("conversation.item.create"))
     second = handed[1]

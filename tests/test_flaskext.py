@@ -629,6 +629,17 @@ def test_replaced_sessions_are_counted_by_cause_with_their_gaps() -> None:
     assert values[("voicebridge_realtime_items_replayed_total", ())] == 7
 
 
+def test_the_models_vad_ignored_is_counted_by_reason() -> None:
+    metrics = BridgeMetrics(lambda: 0)
+    metrics.record_call({"server_speech_ignored": 3, "server_speech_ignored_echo": 2,
+                         "server_speech_ignored_backchannel": 1, "backchannels": 4})
+    values = metric_values(metrics.exposition().decode())
+    assert values[("voicebridge_server_speech_ignored_total", (("reason", "echo"),))] == 2
+    assert values[("voicebridge_server_speech_ignored_total", (("reason", "backchannel"),))] == 1
+    assert values[("voicebridge_server_speech_ignored_total", (("reason", "tone"),))] == 0
+    assert values[("voicebridge_backchannels_total", ())] == 4
+
+
 # ---------------------------------------------------------------------------- shared state (gunicorn -w N)
 def transferring_realtime() -> Any:
     """A connector whose fake says one frame, then transfers the caller to "support"."""

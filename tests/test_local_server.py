@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import time
 
 import pytest
@@ -113,9 +112,9 @@ def test_barge_in_and_truncate_over_the_wire(server):
         recv_until(ws, "conversation.created")
         send(ws, PCMU_SESSION)
         recv_until(ws, "session.updated")
-        loud = audio.encode([int(8000 * math.sin(2 * math.pi * 300 * i / 8000)) for i in range(4000)])
+        loud = tts.load_prompt("caller_stop")  # speech: the server's VAD is a voice detector (a tone is no voice)
         quiet = bytes([audio.SILENCE_BYTE]) * 8000
-        for chunk in (quiet[:2400], loud, quiet[:5600]):  # 0.3 s silence, 0.5 s speech, 0.7 s silence
+        for chunk in (quiet[:2400], loud, quiet[:5600]):  # 0.3 s silence, speech, 0.7 s silence
             send(ws, {"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()})
         item = recv_until(ws, "response.output_item.added")[-1]["item"]
         send(ws, {"type": "input_audio_buffer.append", "audio": base64.b64encode(loud).decode()})

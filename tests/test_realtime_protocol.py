@@ -16,7 +16,7 @@ def test_session_update_is_ga_shape_with_pcmu_both_ways():
     assert session["audio"]["output"]["format"] == {"type": "audio/pcmu"}
     assert session["audio"]["output"]["voice"] == "cedar"
     vad = session["audio"]["input"]["turn_detection"]
-    assert vad["type"] == "server_vad" and vad["threshold"] == 0.6 and vad["interrupt_response"] is True
+    assert vad["type"] == "server_vad" and vad["threshold"] == 0.6 and vad["interrupt_response"] is False
     assert session["instructions"] == "Be brief."
     for beta_field in ("input_audio_format", "output_audio_format", "voice", "turn_detection", "modalities"):
         assert beta_field not in session

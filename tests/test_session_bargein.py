@@ -9,11 +9,15 @@ import pytest
 from voicebridge import BridgeConfig, audio, tts
 from voicebridge.echo import attenuation_table
 from voicebridge.sim.acoustics import cough
-from voicebridge.testing import ManualClock, rt_speech_started, wait_until
+from voicebridge.sim import corpus
+from voicebridge.testing import ManualClock, rt_speech_started, rt_speech_stopped, rt_transcript, wait_until
 
 LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS
 QUIET = b"\xff" * 160
-CFG = BridgeConfig(greeting=None, join_timeout_s=3.0, safety_fuse_ms=60000, duck_fuse_ms=60000)
+# The procedure's tests confirm at the debounce (five loud frames): by default a barge-in also
+# needs barge_in_min_speech_ms of speech (backchannels), which has tests of its own below.
+CFG = BridgeConfig(greeting=None, join_timeout_s=3.0, safety_fuse_ms=60000, duck_fuse_ms=60000,
+                   ignore_backchannels=False)
 
 
 @pytest.fixture
@@ -126,7 +130,7 @@ def test_local_and_server_triggers_racing_run_one_procedure(start):
 def test_late_deltas_for_interrupted_response_are_dropped(start):
     session, twilio, openai, call = start()
     long_response(openai, twilio)
-    openai.push({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": "user_1"})
+    twilio.media(LOUD, n=5)  # (the model's VAD alone, with nothing heard here, no longer interrupts)
     assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
     sent_at_clear = len(twilio.messages("media"))
     for _ in range(5):
@@ -138,7 +142,7 @@ def test_late_deltas_for_interrupted_response_are_dropped(start):
     assert twilio.wait_for(lambda t: len(t.messages("media")) == sent_at_clear + 2)
     assert twilio.media_frames()[-2:] == [b"\x66" * 160] * 2
     m = end(session, call, twilio)
-    assert m["barge_in_server"] == 1
+    assert m["barge_in_events"] == 1
 
 
 def test_guards_prevent_cancel_during_greeting_end_to_end(start):
@@ -211,8 +215,9 @@ def test_safety_fuse_clears_a_stuck_response(start):
 
 # ----------------------------------------------------------------- what the session itself uses
 def test_the_session_confirms_on_the_fifth_loud_frame_not_before(start):
-    """BridgeConfig's default debounce is what the running session applies: 4 loud frames duck only."""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    """BridgeConfig's default debounce is what the running session applies: 4 loud frames duck only
+    (with the backchannel filter off: it would also ask for barge_in_min_speech_ms of speech)."""
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, ignore_backchannels=False))
     long_response(openai, twilio)
     twilio.media(LOUD, n=4)
     twilio.media(QUIET, n=2)  # a one-frame dip is tolerated; two quiet frames end the run
@@ -225,7 +230,7 @@ def test_the_session_confirms_on_the_fifth_loud_frame_not_before(start):
 
 def test_a_one_frame_dip_neither_releases_the_duck_nor_restarts_the_count(start):
     """Speech dips between syllables: loud, loud, quiet, loud x3 confirms on the fifth loud frame."""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, ignore_backchannels=False))
     long_response(openai, twilio)
     twilio.media(LOUD, n=2)
     twilio.media(QUIET, n=1)
@@ -241,7 +246,8 @@ def test_a_one_frame_dip_neither_releases_the_duck_nor_restarts_the_count(start)
 def barge_in_on_a_manual_clock(bridge_call, config=None):
     """A call whose decisions follow a hand-moved clock, interrupted by 5 loud frames at ``clock.now``."""
     clock = ManualClock()
-    call = bridge_call(config or BridgeConfig(greeting=None, join_timeout_s=3.0), clock=clock).start()
+    call = bridge_call(config or BridgeConfig(greeting=None, join_timeout_s=3.0, ignore_backchannels=False),
+                       clock=clock).start()
     long_response(call.openai, call.twilio, wait_frames=2)  # a frozen clock lets only the lead out
     return call, clock
 
@@ -347,7 +353,8 @@ def test_a_caller_talking_over_their_echo_barges_in(start):
 def test_a_cough_neither_barges_in_nor_lets_the_models_vad_do_it(start):
     """(The echo gate is off: the fake agent's constant loud frames would make a caller quieter
     than them sound like echo to a gate that has had no time to learn the line.)"""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False))
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False,
+                                                       ignore_backchannels=False))
     twilio.media(QUIET, n=80)  # a quiet line first: the noise floor has a window to judge
     long_response(openai, twilio)
     for frame in [cough(300, seed=4)[i:i + 160] for i in range(0, 2400, 160)]:
@@ -397,3 +404,73 @@ def test_a_blocking_hook_does_not_delay_barge_in_handling(bridge_call, caplog):
         release.set()
     m = call.finish()
     assert m["false_barge_ins"] == 0 and m["hooks_dropped"] == 0 and seen[0] == ("caller", "what can you tell me")
+# ----------------------------------------------------------------- backchannels and the model's VAD (issue 21)
+def rt_committed(item_id="item_user"):
+    return {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None}
+
+
+def say(twilio, session, data, then_quiet=6):
+    before = session.metrics["inbound_frames"]
+    frames = [data[i:i + 160].ljust(160, b"\xff") for i in range(0, len(data), 160)]
+    for frame in frames:
+        twilio.media(frame)
+    twilio.media(QUIET, n=then_quiet)
+    assert wait_until(lambda: session.metrics["inbound_frames"] == before + len(frames) + then_quiet)
+
+
+def test_a_backchannel_over_the_answer_resumes_it_with_nothing_lost_and_leaves_its_turn_unanswered(start):
+    """(Echo gate off: the fake agent's constant frames would make a quieter caller sound like echo.)"""
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False))
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio, frames=60, done=True)
+    say(twilio, session, corpus.by_category("backchannel")[8].audio())  # "yeah"
+    openai.push(rt_speech_started("item_bc"))  # the model's VAD heard it too, and commits it as a turn
+    openai.push(rt_speech_stopped("item_bc"))
+    openai.push(rt_committed("item_bc"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    assert twilio.wait_for(lambda t: len(t.messages("media")) == 60, timeout=8)
+    assert twilio.media_frames() == [bytes([0x20 + (i % 50)]) * 160 for i in range(60)]  # in order, none twice
+    m = end(session, call, twilio)
+    assert m["ducks"] >= 1 and m["backchannels"] >= 1 and m["barge_in_events"] == 0
+    assert m["server_speech_ignored_backchannel"] == 1
+    assert not twilio.messages("clear") and openai.events("response.cancel") == []
+    assert openai.events("response.create") == []  # "yeah" is not answered: the answer goes on
+
+
+def test_a_turn_with_the_agent_silent_is_answered_by_the_bridges_request(start):
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    say(twilio, session, corpus.by_category("question")[0].audio())
+    openai.push(rt_speech_started("item_q"))
+    openai.push(rt_speech_stopped("item_q"))
+    openai.push(rt_committed("item_q"))
+    assert wait_until(lambda: len(openai.requested("turn")) == 1)
+    end(session, call, twilio)
+
+
+def test_the_models_vad_on_nothing_the_bridge_heard_neither_interrupts_nor_is_answered(start):
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio, frames=60, done=True)
+    openai.push(rt_speech_started("item_x"))
+    openai.push(rt_committed("item_x"))
+    assert wait_until(lambda: session.metrics["turns_not_caller"] == 1)
+    assert twilio.wait_for(lambda t: len(t.messages("media")) == 60, timeout=8)
+    m = end(session, call, twilio)
+    assert m["server_speech_ignored_nothing"] == 1 and m["barge_in_events"] == 0
+    assert not twilio.messages("clear") and openai.events("response.create") == []
+
+
+def test_a_short_turn_taken_for_a_backchannel_whose_words_say_wait_interrupts_and_is_answered(start):
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False))
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio, frames=150, done=True)
+    say(twilio, session, corpus.by_category("interruption")[0].audio())  # "wait": as short as "yeah"
+    openai.push(rt_speech_started("item_w"))
+    openai.push(rt_committed("item_w"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    assert not twilio.messages("clear")
+    openai.push(rt_transcript("Wait.", "item_w"))
+    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
+    assert wait_until(lambda: len(openai.requested("turn")) == 1)
+    m = end(session, call, twilio)
+    assert m["barge_in_transcript"] == 1 and m["backchannels_overruled"] == 1

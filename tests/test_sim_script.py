@@ -137,3 +137,30 @@ def test_a_tool_step_spells_the_tool_on_the_keypad():
     for bad in ("tool:", "tool:look up", "tool:lookup_order:12a"):
         with pytest.raises(ValueError, match="bad script item"):
             parse_script(bad)
+
+
+def test_caller_speaks_corpus_clips_and_makes_room_sounds():
+    from voicebridge.sim import corpus
+    text = "say:#backchannel:0,sound:knock:1,interrupt:800:#whisper_04_0,say:#question"
+    steps = s.parse_script(text)
+    assert steps == [s.say(clip="backchannel:0"), s.sound("knock", 1), s.interrupt(clip="whisper_04_0", after_ms=800),
+                     s.say(clip="question")]
+    assert s.parse_script(s.format_script(steps)) == steps
+    audio = resolve(steps)
+    first = corpus.by_category("backchannel")[0].audio()
+    assert audio[0][:len(first)] == first and len(audio[0]) % 160 == 0
+    assert audio[2].startswith(corpus.load("whisper_04_0"))
+    assert corpus.resolve("question").audio() == audio[3][:len(corpus.resolve("question").audio())]
+    frames, events = _run(steps[:2], audio[:2], lambda ms: False)
+    assert [n for _, n, _ in events if n not in ("step", "hangup")] == ["caller_speech_start", "caller_speech_stop",
+                                                                          "knock"]
+    with pytest.raises(ValueError):
+        s.parse_script("sound:trumpet")
+
+
+def test_cli_room_echo_model_builds_the_loudspeaker_chain():
+    from voicebridge.sim.caller import _acoustics, _build_parser
+    from voicebridge.sim.room import LoudspeakerEcho
+    args = _build_parser().parse_args(["ws://x/media", "--echo-db", "-20", "--echo-model", "room", "--noise", "music"])
+    mic = _acoustics(args)
+    assert isinstance(mic.echo, LoudspeakerEcho) and mic.echo.echo_db == -20 and mic.noise.kind == "music"

@@ -19,8 +19,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from .audio import MIN_DBFS
-from .voicing import voiced
+from .audio import FRAME_MS, MIN_DBFS
+from .voicing import DULL, pitch
+
+FRAME_S = FRAME_MS / 1000
 
 
 class Decision(enum.Enum):
@@ -28,6 +30,7 @@ class Decision(enum.Enum):
     DUCK = "duck"
     CONFIRM = "confirm"
     RELEASE = "release"
+    BACKCHANNEL = "backchannel"  # a short utterance ended before confirmation: release, the answer resumes
 
 
 class LevelDetector:
@@ -127,38 +130,97 @@ class NoiseFloor:
         return max(configured_dbfs, self.floor_dbfs + self.margin_db)
 
 
+class Sound(enum.Enum):
+    """What the caller's line carried over the last moments, as the local detector judged it."""
+
+    NOTHING = "nothing"  # nothing above the noise, or only the agent's own echo
+    ECHO = "echo"  # the agent's own voice coming back
+    VOICE = "voice"  # a near voice: loud, periodic, with a moving pitch
+    WHISPER = "whisper"  # a sustained voiceless sound at a near voice's level, not a burst
+    NOISE = "noise"  # a voiceless burst: a knock, a click, a cough, a door
+    TONE = "tone"  # periodic with a held pitch: music, a hum, a beep
+    SOFT = "soft"  # above the noise on the caller's side, neither a voice nor a whisper
+
+
 class CallerLevel:
     """The local trigger's view of the caller's frames: noise floor, threshold, echo, voice,
-    debounce.
+    held notes, speech length, debounce.
 
     One object per call, fed every inbound frame (sans-IO: the frame, its level, the time,
     whether it counts as the caller's, and how to ask the guards). ``LevelDetector`` ducks and
-    counts; when it would confirm, a voice must also have been heard in the run
-    (``voiced_needed`` frames, see :mod:`voicebridge.voicing`): a cough or a click is loud for
-    a while but never voiced, so the duck holds until a voiced frame confirms, the sound ends
-    (release) or ``MAX_UNVOICED`` frames pass without one (release, and loud frames are ignored
-    until the line is quiet again). The session's ``BargeIn`` acts on the decisions; the
-    barge-in benchmark drives the very same object in virtual time.
+    counts; when it would confirm, more questions (each holds the duck, nothing is lost):
+
+    * *a voice?* (``voiced_needed`` frames, :mod:`voicebridge.voicing`): a cough or a click is
+      loud for a while but never voiced: the duck holds until a voiced frame, the sound ends
+      (release) or ``MAX_UNVOICED`` frames pass (release, and loud frames are ignored until the
+      line is quiet again);
+    * *a moving pitch?* a held note (music, a hum, a beep) is as periodic as a vowel, but its
+      pitch stays within ``TONE_SPREAD`` over ``TONE_FRAMES`` voiced frames, which a voice's
+      never does: released and ignored like a long voiceless sound;
+    * *long enough to be more than a backchannel?* (``min_speech_frames`` from the utterance's
+      onset, 0 = off): "mm-hm" or "yeah" while the agent talks is over before it; the duck is
+      then released as ``BACKCHANNEL`` (the answer resumes where it paused). Runs less than
+      ``UTTERANCE_GAP_S`` apart are one utterance ("wait, hold on"), and a voice heard in one
+      of them counts for all;
+    * *near?* (``near_db``): the utterance peaks that far over the noise floor.
+
+    A whisper (a soft, bright, sustained voiceless run that is no decaying burst) confirms
+    without a voice; a run that starts on a dull frame (rumble) does not even duck.
+
+    It also keeps the evidence the model's VAD is weighed against (``sound``). The session's
+    ``BargeIn`` acts on the decisions; the barge-in benchmark drives the very same object.
     """
 
     MAX_UNVOICED = 20  # frames past the debounce: 400 ms of loud sound without a voice in it
-    NOISE_MEMORY_S = 1.0  # how long a voiceless sound is remembered (see ``heard_noise``)
+    NOISE_MEMORY_S = 1.0  # how long a voiceless burst or a held note is remembered
+    TONE_FRAMES, TONE_SPREAD = 6, 0.005  # voiced frames whose period stays within 0.5 %: a held note
+    UTTERANCE_GAP_S = 0.4
+    SOFT_DB = 8.0  # a caller frame this far under the threshold (and above the noise) still counts as soft evidence
+    SOFT_FRAMES = 5  # ... five of them within the window (a stray echo frame judged the caller's is not)
+    WHISPER_FRAMES = 6  # a voiceless run this long that is not a decaying burst: a whisper
+    WHISPER_EVIDENCE = 3  # ... enough for the model's VAD to be believed on it
+    WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that confirm a barge-in by themselves
+    WHISPER_MAX_DBFS = -18.0
+    WHISPER_BRIGHT = 1.28  # ... and bright: breath (a door, a TV, babble and low tones are duller)
+    VOICE_PERIODICITY = 0.45  # below voicing.VOICED: three such frames are asked for, not one
+    LISTEN_FRAMES = 12  # frames of a run listened to for a voice and a held note at most (CPU)
+    BURST_DECAY_DB = 9.0
 
     def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
-                 dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0) -> None:
+                 dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0,
+                 min_speech_frames: int = 0, tones: bool | None = None, near_db: float = 0.0) -> None:
         self.threshold_dbfs = threshold_dbfs
         self.voiced_needed = voiced_needed
+        self.min_speech_frames = min_speech_frames
+        self.near_db = near_db
+        self.tones = voiced_needed > 0 if tones is None else tones
         self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
         self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
         self._adapt = noise_margin_db is not None
         self.loud = False  # the last frame was loud (and the caller's)
         self._voiced = 0  # voiced loud frames in the current run
+        self._utterance_voiced = 0  # ... in the utterance's earlier runs (a voice heard once counts for it all)
+        self._periods: list[float] = []  # pitch periods of the run's consecutive voiced frames (held notes)
+        self._bright: list[float] = []  # brightness of the run's loud frames (a whisper is bright)
         self._previous = b""
         self._waiting = False  # the debounce is met, the voice is not: the duck holds
+        self._holding = False  # a voice is heard, not yet long enough: the duck holds
+        self._run = 0  # loud frames of the current run
+        self._run_levels: list[float] = []  # their levels (a burst decays, a whisper does not)
+        self._utterance_end = float("-inf")
+        self._utterance_peak = MIN_DBFS
+        self._utterance_start = float("-inf")
         self._unvoiced = 0
         self._dips = 0
-        self._deaf = False  # gave up on a long unvoiced sound: loud frames ignored until quiet
-        self._noise_at = float("-inf")  # when a loud sound without a voice last ended
+        self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
+        self._noise_at = float("-inf")  # when a loud sound without a voice (a burst) last ended
+        self._whisper_at = float("-inf")  # when a sustained voiceless sound (a whisper) last ended
+        self._level = MIN_DBFS
+        self._tone_at = float("-inf")  # when a held note was last heard
+        self._voice_at = float("-inf")  # when a voiced caller frame was last heard
+        self._soft: deque[float] = deque(maxlen=self.SOFT_FRAMES)  # the last caller frames above the noise
+        self._echo_at = float("-inf")
+        self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
         self._now = float("-inf")
 
     @property
@@ -166,48 +228,145 @@ class CallerLevel:
         return self.noise.floor_dbfs
 
     def feed(self, level_dbfs: float, now: float, counts: bool, armed: Callable[[], bool],
-             frame: bytes = b"") -> Decision:
-        """One caller frame. ``counts`` is False for the agent's own echo (quiet to the detector);
-        ``armed`` is asked only when the answer can matter (a loud frame, or a dip in a run)."""
+             frame: bytes = b"", echo: bool = False) -> Decision:
+        """One caller frame. ``counts`` is False for the agent's own echo (quiet to the detector;
+        ``echo`` says it was judged echo rather than unsure); ``armed`` is asked only when the
+        answer can matter (a loud frame, or a dip in a run)."""
         self._now = now
         self.noise.update(level_dbfs, now)
         if self._adapt:
             self.detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs)
+        if echo:
+            self._echo_at = now
         level = level_dbfs if counts else MIN_DBFS
+        self._level = level
         self.loud = self.detector.is_loud(level)
         if self._deaf:
             self._deaf = self.loud
             self.loud = False
             level = MIN_DBFS
+        elif counts and level >= self.detector.threshold_dbfs - self.SOFT_DB and level >= self.floor_dbfs + 6.0:
+            self._soft.append(now)
         try:
             if self._waiting:
                 return self._wait_for_voice(frame, armed)
+            if self._holding:
+                return self._hold(frame, armed)
+            if self.loud and not self.detector.run and self._dull_onset(frame):
+                self.loud, level = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
             ok = (self.loud or self.detector.run > 0) and armed()
             if self.loud and ok:
-                self._listen(frame)
+                self._loud_frame(frame)
+                if self._deaf:
+                    return self._release() if self.detector.ducking else self._stop_waiting(Decision.NONE)
             decision = self.detector.feed(level, ok)
-            if decision is Decision.CONFIRM and self._voiced < self.voiced_needed:
-                self._waiting, self._unvoiced, self._dips = True, 0, 0
-                return Decision.NONE
-            if decision is Decision.RELEASE and self.voiced_needed and not self._voiced:
-                self._noise_at = now  # a short loud sound with no voice in it
-            if self.detector.run == 0:
-                self._voiced = 0
+            if decision is Decision.CONFIRM:
+                decision = self._confirm_or_wait()
+            if decision is Decision.RELEASE:
+                self._run_ended()
+            if self.detector.run == 0 and not (self._waiting or self._holding):
+                self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
             return decision
         finally:
             self._previous = frame
 
+    def _dull_onset(self, frame: bytes) -> bool:
+        """A run would start on a frame with hardly any energy above a few hundred Hz: road
+        noise or a knock's thud, never a voice's onset (its vowels and consonants are brighter)."""
+        return bool(self.voiced_needed and frame) and pitch(frame, self._previous).brightness < DULL
+
+    def _confirm_or_wait(self) -> Decision:
+        if self._voiced + self._utterance_voiced < self.voiced_needed:
+            self._waiting, self._unvoiced, self._dips = True, 0, 0
+            return Decision.NONE
+        if self._long_enough():
+            return self._stop_waiting(Decision.CONFIRM)
+        self._holding, self._dips = True, 0
+        return Decision.NONE
+
+    def _long_enough(self) -> bool:
+        """Speech enough for a barge-in, from a near voice (a held note found meanwhile has made
+        the detector deaf)."""
+        spoken = round((self._now - self._utterance_start) / FRAME_S) + 1  # frames since the onset
+        return spoken >= self.min_speech_frames and self._near()
+
+    def _near(self) -> bool:
+        """The utterance peaks ``NEAR_DB`` over the line's floor: a voice at the handset, not
+        voices across the room (babble, a TV: their own dips set the floor a few dB under them)."""
+        if not self.near_db:
+            return True
+        peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
+        return peak >= self.floor_dbfs + self.near_db
+
+    def _loud_frame(self, frame: bytes) -> None:
+        if self._run == 0 and self._now - self._utterance_end > self.UTTERANCE_GAP_S:
+            self._utterance_voiced = 0  # a new utterance
+            self._utterance_peak = MIN_DBFS
+            self._utterance_start = self._now
+        self._run += 1
+        if len(self._run_levels) < self.LISTEN_FRAMES:
+            self._run_levels.append(self._level)
+            if self.voiced_needed and (self._voiced + self._utterance_voiced < self.voiced_needed or self.tones):
+                self._listen(frame)
+
     def _listen(self, frame: bytes) -> None:
-        if self._voiced < self.voiced_needed and frame and voiced(frame, self._previous):
-            self._voiced += 1
+        """Voice or not (periodic and bright), and a held note (a steady period) or not."""
+        if not frame:
+            return
+        r, period, bright = pitch(frame, self._previous)
+        self._bright.append(bright)
+        if r < self.VOICE_PERIODICITY or bright < DULL:
+            self._periods = []
+            return
+        self._voiced += 1
+        if self._voiced + self._utterance_voiced >= self.voiced_needed:
+            self._voice_at = self._now  # (one periodic frame is not yet a voice: coughs have them)
+        if not self.tones:
+            return
+        self._periods.append(period)
+        recent = self._periods[-self.TONE_FRAMES:]
+        if len(recent) >= self.TONE_FRAMES and max(recent) - min(recent) <= self.TONE_SPREAD * min(recent):
+            self._deaf, self._tone_at = True, self._now  # a held note: music, a hum, a beep
+
+    def _hold(self, frame: bytes, armed: Callable[[], bool]) -> Decision:
+        """A voice was heard: confirm once the utterance is long enough, or release it as a backchannel."""
+        if self.loud and armed():
+            if not self._next_loud(frame):
+                return self._release()
+            return self._stop_waiting(Decision.CONFIRM) if self._long_enough() else Decision.NONE
+        if not self.loud and self._dips < self.detector.dip_frames and armed():
+            self._dips += 1
+            return Decision.NONE
+        self._run_ended()
+        self.backchannel_at = self._now
+        return self._stop_waiting(Decision.BACKCHANNEL if self.detector.duck else Decision.NONE)
+
+    def _run_ended(self) -> None:
+        if self._voiced or self._utterance_voiced:
+            self._utterance_voiced += self._voiced
+            self._utterance_peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
+            self._utterance_end = self._now
+        elif self.voiced_needed:
+            self._voiceless_ended()
+
+    def _voiceless_ended(self) -> None:
+        """A loud sound with no voice in it ended: a whisper, or a burst (knock, cough, click)."""
+        if self._whisper_like():
+            self._whisper_at = self._now
+        else:
+            self._noise_at = self._now
 
     def _wait_for_voice(self, frame: bytes, armed: Callable[[], bool]) -> Decision:
         if self.loud and armed():
-            self._dips = 0
-            self._listen(frame)
-            if self._voiced >= self.voiced_needed:
-                return self._stop_waiting(Decision.CONFIRM)
+            if not self._next_loud(frame):
+                return self._release()
+            if self._voiced + self._utterance_voiced >= self.voiced_needed:
+                self._waiting = False
+                return self._confirm_or_wait()
             self._unvoiced += 1
+            if self._run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
+                self._whisper_at = self._now  # a near, sustained, breathy sound that is no burst
+                return self._stop_waiting(Decision.CONFIRM)
             if self._unvoiced < self.MAX_UNVOICED:
                 return Decision.NONE
             self._deaf = True
@@ -216,23 +375,77 @@ class CallerLevel:
         else:
             self._dips += 1
             return Decision.NONE
-        self._noise_at = self._now
+        self._voiceless_ended()
+        return self._release()
+
+    def _next_loud(self, frame: bytes) -> bool:
+        """One more loud frame of a held run; False if it showed a held note (the detector is deaf)."""
+        self._dips = 0
+        self._loud_frame(frame)
+        return not self._deaf
+
+    def _release(self) -> Decision:
         return self._stop_waiting(Decision.RELEASE if self.detector.duck else Decision.NONE)
+
+    @property
+    def hearing(self) -> bool:
+        """A loud run is going on (ducked, waiting for a voice or for enough speech)."""
+        return self._waiting or self._holding or self.detector.run > 0
 
     def heard_noise(self, now: float) -> bool:
         """A loud sound without a voice is going on, or ended within ``NOISE_MEMORY_S``: the
         model's VAD starting now heard a cough or a knock, not the caller talking (if they do
         talk, their first voiced frame confirms the barge-in here anyway)."""
-        return self._waiting or now - self._noise_at < self.NOISE_MEMORY_S
+        return ((self._waiting and not self._whisper_like(self.WHISPER_EVIDENCE))
+                or now - self._noise_at < self.NOISE_MEMORY_S)
+
+    def sound(self, now: float, window_s: float) -> Sound:
+        """What the caller's line carried within ``window_s`` before ``now``, the strongest
+        evidence first. The model's VAD is believed for a near voice or a whisper; not for echo,
+        a burst, a note, or a soft sound that is neither (measured: on the corpus set that rule
+        let a TV, babble, music and hum switched on mid-answer through 6 times in 120 calls)."""
+        since = now - window_s
+        if self._voice_at >= since and self._voice_at > self._tone_at:
+            return Sound.VOICE
+        if (self._waiting and self._whisper_like(self.WHISPER_EVIDENCE)) or self._whisper_at >= since:
+            return Sound.WHISPER
+        if self._tone_at >= since or self._deaf:
+            return Sound.TONE
+        if self.heard_noise(now):
+            return Sound.NOISE
+        if len(self._soft) == self.SOFT_FRAMES and self._soft[0] >= since:
+            return Sound.SOFT
+        if self._echo_at >= since:
+            return Sound.ECHO
+        return Sound.NOTHING
+
+    def _whisper_like(self, frames: int = 0) -> bool:
+        """The current voiceless run is long enough (``frames``, default ``WHISPER_FRAMES``), soft,
+        bright, and not a burst that decays from its start."""
+        levels = self._run_levels
+        if self._voiced or len(levels) < (frames or self.WHISPER_FRAMES):
+            return False
+        bright = sorted(self._bright)
+        if bright and bright[len(bright) // 2] < self.WHISPER_BRIGHT:
+            return False  # rumble, a low tone, a door: not breath
+        if max(levels) > self.WHISPER_MAX_DBFS:
+            return False  # a whisper is soft: a cough, a door, a knock at the handset is not
+        peak = max(levels)
+        tail = levels[-3:]
+        burst = levels.index(peak) <= 2 and sum(tail) / len(tail) <= peak - self.BURST_DECAY_DB
+        return not burst
 
     def _stop_waiting(self, decision: Decision) -> Decision:
-        self._waiting, self._voiced = False, 0
+        self._waiting = self._holding = False
+        self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
         self.detector.reset()
         return decision
 
     def reset(self) -> None:
         self.detector.reset()
-        self._waiting, self._voiced, self._deaf = False, 0, False
+        self._waiting = self._holding = self._deaf = False
+        self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+        self._utterance_voiced = 0
 
 
 @dataclass(frozen=True)

@@ -125,8 +125,12 @@ class BridgeConfig:
     vad_prefix_padding_ms: int = 300  # server_vad
     vad_silence_duration_ms: int = 500  # server_vad
     vad_idle_timeout_ms: int | None = None  # server_vad: the service answers a silence this long itself
+    # A committed caller turn is answered (the bridge asks for the response itself, so it can leave
+    # a backchannel or the agent's own echo unanswered: the wire says create_response=false).
     vad_create_response: bool = True
-    vad_interrupt_response: bool = True
+    # True: the service cancels the response on any VAD start, echo and backchannels included.
+    # False (default): the bridge cancels, on a barge-in it confirmed (docs/barge-in.md).
+    vad_interrupt_response: bool = False
     noise_reduction: str | None = None  # near_field | far_field | None
     transcription_model: str | None = "gpt-4o-mini-transcribe"
     transcription_language: str | None = None  # ISO-639-1, e.g. "en"
@@ -143,10 +147,15 @@ class BridgeConfig:
     barge_in_voicing: bool = True  # confirm only once a voiced frame was heard (coughs, clicks do not)
     noise_margin_db: float | None = 12.0  # the threshold is at least this far above the noise floor (None: fixed)
     duck: bool = True
+    # Backchannels ("mm-hm", "yeah") while the agent talks duck it briefly and the answer resumes;
+    # a barge-in confirms only after this much of the caller's speech (0 = at the debounce).
+    ignore_backchannels: bool = True
+    barge_in_min_speech_ms: int = 500
     # Echo (docs/barge-in.md): the agent's own voice coming back from a speakerphone
     echo_gate: bool = True  # tell echo from the caller by what was played
     echo_margin_db: float = 3.0  # how much louder than the expected echo a frame must be to be the caller
-    echo_suppression_db: float = 30.0  # echo frames are forwarded this much quieter (0 = as they are)
+    echo_comfort_noise: bool = True  # echo-only frames reach the model as noise at the line's floor
+    echo_suppression_db: float = 30.0  # with echo_comfort_noise off: echo frames this much quieter (0 = as they are)
     false_trigger_ms: int = 500
     continue_instructions: str = CONTINUE_INSTRUCTIONS
     # When the model is unreachable or lost: a spoken apology rather than dead air
@@ -247,6 +256,13 @@ class BridgeConfig:
             raise ValueError(f"noise_reduction must be one of {NOISE_REDUCTION} or None, not {self.noise_reduction!r}")
         if self.max_output_tokens is not None and not 1 <= self.max_output_tokens <= 4096:
             raise ValueError("max_output_tokens must be between 1 and 4096 (or None for no limit)")
+        for name in ("vad_create_response", "vad_interrupt_response", "ignore_backchannels", "echo_comfort_noise"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if self.vad_interrupt_response and self.turn_detection is None:
+            raise ValueError("vad_interrupt_response applies to turn_detection='server_vad' or 'semantic_vad' only")
+        if not 0 <= self.barge_in_min_speech_ms <= 3000:
+            raise ValueError(f"barge_in_min_speech_ms must be between 0 and 3000, not {self.barge_in_min_speech_ms}")
         if (self.transcription_language or self.transcription_prompt) and not self.transcription_model:
             raise ValueError("transcription_language/_prompt need a transcription_model")
 

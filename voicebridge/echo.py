@@ -37,13 +37,17 @@ margin cannot be told from it by level; they are heard once they speak up, or th
 from __future__ import annotations
 
 import enum
+import functools
 import math
+import random
 import threading
 from collections import deque
 from dataclasses import dataclass
 from operator import mul
 
-from .audio import FRAME_MS, MIN_DBFS, ULAW_TABLE, _lin_to_ulaw
+from .audio import FRAME_BYTES, FRAME_MS, MIN_DBFS, SILENCE_FRAME, ULAW_TABLE, _lin_to_ulaw
+
+FULL_SCALE_INT = 32768
 
 SLOT_S = FRAME_MS / 1000
 MIN_LAG, MAX_LAG = 1, 40
@@ -264,3 +268,49 @@ def attenuation_table(db: float) -> bytes:
     """A ``bytes.translate`` table that lowers mu-law audio by ``db`` (a per-byte lookup, C speed)."""
     gain = 10 ** (-abs(db) / 20)
     return bytes(_lin_to_ulaw(int(ULAW_TABLE[b] * gain)) for b in range(256))
+
+
+COMFORT_FRAMES = 50
+"""Distinct noise frames cycled through (one second: no audible or detectable period)."""
+COMFORT_REFERENCE_DBFS = -20.0
+"""The level the noise frames are made at; lower levels are a ``translate`` of them."""
+SILENT_FLOOR_DBFS = -90.0
+"""A floor below this (nothing measured yet, or a digitally silent line) gets mu-law silence."""
+
+
+class ComfortNoise:
+    """What the model hears instead of an echo-only frame: noise at the call's own noise floor.
+
+    Why not the echo, however far down: a real VAD fires on speech at any level it can resolve,
+    and the agent's words 30 dB down are still speech to it. Why not silence: a line that drops to
+    digital silence whenever the agent talks is itself a pattern, and the level step in and out
+    of it is an onset to a VAD. Noise at the floor the caller's line has anyway carries neither.
+    Frames are white noise made once (seeded) and lowered with a cached 256-byte ``translate``
+    table per whole dB: C speed, no per-sample Python on the call's busiest path.
+    """
+
+    def __init__(self, seed: int = 21) -> None:
+        self._frames = _noise_frames(seed)
+        self._tables: dict[int, bytes] = {}
+        self._next = 0
+
+    def frame(self, floor_dbfs: float) -> bytes:
+        """The next 20 ms of noise at ``floor_dbfs`` (mu-law silence below ``SILENT_FLOOR_DBFS``)."""
+        if floor_dbfs < SILENT_FLOOR_DBFS:
+            return SILENCE_FRAME
+        db = max(0, round(COMFORT_REFERENCE_DBFS - floor_dbfs))
+        table = self._tables.get(db)
+        if table is None:
+            table = self._tables[db] = attenuation_table(db)
+        frame = self._frames[self._next]
+        self._next = (self._next + 1) % COMFORT_FRAMES
+        return frame.translate(table)
+
+
+@functools.lru_cache(maxsize=4)
+def _noise_frames(seed: int) -> "tuple[bytes, ...]":
+    """The comfort noise's frames at ``COMFORT_REFERENCE_DBFS``: made once per process (immutable)."""
+    rng = random.Random(seed)
+    scale = FULL_SCALE_INT * 10 ** (COMFORT_REFERENCE_DBFS / 20)
+    return tuple(bytes(_lin_to_ulaw(int(max(-32767, min(32767, rng.gauss(0.0, scale))))) for _ in range(FRAME_BYTES))
+                 for _ in range(COMFORT_FRAMES))

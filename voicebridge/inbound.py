@@ -9,10 +9,10 @@ is ready (dialing, or a replacement being dialed) frames are kept, up to ``inbou
 and sent first once it is: nothing the caller says meanwhile is lost. The audio sent since the
 server last committed the input buffer is remembered too (same bound): a replacement session
 gets it again before anything newer, so a turn the caller was in the middle of when a socket
-dropped is not cut either. Every frame's level feeds the barge-in detector; with the echo gate
-on, a frame judged to be the agent's own voice coming back does not count as the caller and is
-forwarded ``echo_suppression_db`` quieter, so the model's VAD does not hear the agent interrupt
-itself either.
+dropped is not cut either. Every frame goes through the call's ``Listener`` (via ``BargeIn``)
+first: with the echo gate on, a frame judged to be only the agent's own voice coming back does
+not count as the caller and reaches the model as comfort noise at the line's noise floor, so the
+model's VAD does not hear the agent interrupt itself either (docs/barge-in.md).
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from . import audio
 from . import realtime_protocol as rt
 from . import twilio_protocol as tw
 from .calllog import CallLog
-from .echo import EchoGate, Verdict, attenuation_table
 from .interruption import BargeIn
 from .metrics import CallMetrics
 from .model_link import ModelLink
@@ -34,12 +33,9 @@ class InboundAudio:
     """Caller frames -> ``input_audio_buffer.append`` and the barge-in detector."""
 
     def __init__(self, model: ModelLink, barge_in: BargeIn, metrics: CallMetrics, log: CallLog,
-                 buffer_ms: int, detect: bool, echo: EchoGate | None = None, suppression_db: float = 0.0,
-                 append_ms: int = audio.FRAME_MS) -> None:
+                 buffer_ms: int, detect: bool, append_ms: int = audio.FRAME_MS) -> None:
         self._model = model
         self._barge_in = barge_in
-        self._echo = echo
-        self._quieter = attenuation_table(suppression_db) if echo is not None and suppression_db > 0 else None
         self._metrics = metrics
         self._log = log
         self._detect = detect
@@ -63,16 +59,7 @@ class InboundAudio:
                            len(payload), audio.FRAME_BYTES)
         if not self._for_this_stream(event, stream_sid) or not payload:
             return
-        level = audio.dbfs(payload)
-        verdict = Verdict.CALLER
-        if self._echo is not None:
-            verdict = self._echo.judge(level, now, self._barge_in.noise_floor)
-        if verdict is Verdict.ECHO and self._quieter is not None:
-            self._metrics.add("echo_frames_suppressed")
-            payload = payload.translate(self._quieter)
-        self._forward(payload, now)
-        if self._detect and listening:
-            self._barge_in.frame(level, now, verdict is Verdict.CALLER, event.payload)
+        self._forward(self._barge_in.hear(payload, now, self._detect and listening), now)
 
     def _for_this_stream(self, event: tw.Media, stream_sid: str | None) -> bool:
         if stream_sid is None:

@@ -1,17 +1,19 @@
 """Barge-in for one call: when the caller talks over the agent, stop the agent at once.
 
-``BargeIn`` ties the sans-IO decisions of :mod:`voicebridge.bargein` to the parts that act on
-them. Triggers: a local one (``frame``: every inbound frame's level, run thread) and the
-server's VAD (``server_speech``, model thread). The procedure (``run``) is locked by response
-id, so two triggers for one utterance run it once:
+``BargeIn`` ties the sans-IO decisions of :mod:`voicebridge.listening` (the call's ``Listener``)
+to the parts that act on them. Triggers: a local one (``hear``: every inbound frame, run thread),
+the server's VAD (``server_speech``, model thread, believed only with the caller heard here too)
+and a transcript that shows a turn let pass as a backchannel was words that take the turn
+(``transcript``). The procedure (``run``) is locked by response id, so two triggers for one
+utterance run it once:
 
   response locked -> outbound interrupted (Twilio ``clear`` + our queues flushed under the send
   lock) -> ``response.cancel`` if the response is still active -> ``conversation.item.truncate``
   at what the caller actually heard -> response state cleared only if the id still matches ->
   counted.
 
-The duck: the first loud frame pauses sending (nothing lost); five loud frames in a row confirm
-the barge-in; a shorter run resumes where it paused. A confirmed local barge-in that no speech
+The duck: the first loud frame pauses sending (nothing lost); enough speech with a voice in it
+confirms the barge-in; a shorter run (a cough, a backchannel) resumes where it paused. A confirmed local barge-in that no speech
 follows (no server ``speech_started``, no caller text, level back down for ``false_trigger_ms``)
 was a cough: the model is asked to continue.
 """
@@ -25,6 +27,8 @@ from . import bargein
 from . import realtime_protocol as rt
 from .audio import BYTES_PER_MS
 from .config import BridgeConfig
+from .echo import Verdict
+from .listening import Listener, ServerSpeech, Turn
 from .metrics import CallMetrics
 from .model_link import ModelLink
 from .outbound import OutboundAudio
@@ -37,12 +41,16 @@ ONSET_MEMORY_S = 2.0
 """A server trigger measures its latency from a local duck's onset at most this old."""
 
 
+def _never() -> bool:
+    return False
+
+
 class BargeIn:
     """The call's barge-in detector, guards, procedure and false-trigger recovery."""
 
     def __init__(self, config: BridgeConfig, outbound: OutboundAudio, responses: ResponseTracker,
                  model: ModelLink, requests: ResponseRequests, metrics: CallMetrics, log: logging.LoggerAdapter,
-                 clock: Callable[[], float], interrupted: Interrupted) -> None:
+                 clock: Callable[[], float], interrupted: Interrupted, listener: Listener | None = None) -> None:
         self._config = config
         self._outbound = outbound
         self._responses = responses
@@ -52,9 +60,8 @@ class BargeIn:
         self._metrics = metrics
         self._log = log
         self._clock = clock
-        self._level = bargein.CallerLevel(config.barge_in_threshold_dbfs, config.barge_in_frames, config.duck,
-                                          config.barge_in_dip_frames, config.noise_margin_db,
-                                          voiced_needed=1 if config.barge_in_voicing else 0)
+        self.listener = listener if listener is not None else Listener(config)
+        self._level = self.listener.level
         self._false_trigger = bargein.FalseTriggerMonitor(config.false_trigger_ms / 1000)
         self._onset: float | None = None  # first loud frame of the current loud run (run thread)
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
@@ -62,13 +69,18 @@ class BargeIn:
     # ------------------------------------------------------------------ triggers
     @property
     def noise_floor(self) -> float:
-        return self._level.floor_dbfs
+        return self.listener.floor_dbfs
 
-    def frame(self, level_dbfs: float, now: float, counts: bool = True, audio: bytes = b"") -> None:
-        """One inbound frame's level (run thread): duck, release or confirm. ``counts`` is False
-        for a frame that is the agent's own echo: it is no louder than quiet to the detector.
-        ``audio`` is the frame itself, listened to for a voice when it may confirm a barge-in."""
-        decision = self._level.feed(level_dbfs, now, counts, self._armed, audio)
+    def hear(self, frame: bytes, now: float, listening: bool = True) -> bytes:
+        """One caller frame (run thread): duck, release or confirm; returns what the model is sent
+        (an echo-only frame becomes comfort noise). ``listening`` is False once the call is ending."""
+        heard = self.listener.hear(frame, now, self._armed if listening else _never)
+        if heard.verdict is Verdict.ECHO:
+            self._metrics.add("echo_frames_suppressed")
+        self._act(heard.decision, heard.level_dbfs, now)
+        return heard.forward
+
+    def _act(self, decision: bargein.Decision, level_dbfs: float, now: float) -> None:
         if self._false_trigger.armed:
             self._false_trigger.level(self._level.loud, now)
         if decision is bargein.Decision.DUCK:
@@ -80,6 +92,11 @@ class BargeIn:
             self._outbound.resume()
             self._metrics.add("duck_releases")
             self._log.info("duck released: loud run ended before confirmation")
+        elif decision is bargein.Decision.BACKCHANNEL:
+            self._outbound.resume()
+            self._metrics.add("duck_releases")
+            self._metrics.add("backchannels")
+            self._log.info("backchannel: a short utterance over the agent; the answer resumes where it paused")
         elif decision is bargein.Decision.CONFIRM:
             self.run("local", now, self._onset if self._onset is not None else now)
         elif self._level.loud and self._level.detector.run == 1:
@@ -88,18 +105,42 @@ class BargeIn:
     def _armed(self) -> bool:
         return bargein.refusal(self._guard_state()) is None
 
-    def server_speech(self, now: float) -> None:
-        """The server's VAD heard the caller (model thread)."""
-        if self._level.heard_noise(now):
+    def server_speech(self, now: float) -> ServerSpeech:
+        """The server's VAD heard "speech" (model thread): believed only with the caller heard here."""
+        outcome = self.listener.server_speech(now, self._outbound.audible)
+        if outcome.ignored:
             self._metrics.add("server_speech_ignored")
-            self._log.info("server VAD: speech started, but the caller's sound had no voice in it (a cough?): "
-                           "the agent goes on")
-            return
+            self._metrics.add(f"server_speech_ignored_{outcome.value}")
+            self._log.info("server VAD: speech started while the agent talks, ignored (%s): the agent goes on",
+                           outcome.value)
+            return outcome
         self._false_trigger.speech_started(now)
+        if outcome is ServerSpeech.LOCAL:
+            self._log.info("server VAD: speech started; the local detector is hearing it and decides")
+            return outcome
         self._log.info("server VAD: caller speech started")
         onset = self._onset  # set by a local duck on the same speech, if any
         recent = onset is not None and now - onset < ONSET_MEMORY_S
         self.run("server", now, onset if recent else None)
+        return outcome
+
+    def committed(self, now: float, item_id: str = "") -> Turn:
+        """The server committed a caller turn (model thread): should the model answer it?"""
+        turn = self.listener.committed(now, item_id)
+        if turn is not Turn.RESPOND:
+            self._metrics.add(f"turns_{turn.value}")
+            self._log.info("caller turn %s left unanswered (%s)", item_id, turn.value)
+        return turn
+
+    def transcript(self, text: str, now: float, item_id: str = "") -> bool:
+        """A turn's final words (model thread): True if a turn let pass as a backchannel was words
+        that take the turn; the agent is interrupted now (if it still talks) and should answer."""
+        if not self.listener.transcript(text, now, item_id):
+            return False
+        self._metrics.add("backchannels_overruled")
+        self._log.info("the caller's short turn was not a backchannel: interrupting and answering it")
+        self.run("transcript", now)
+        return True
 
     def user_text(self, text: str, now: float) -> None:
         """Caller speech was transcribed: a barge-in just before it was real."""

@@ -17,6 +17,7 @@ from .errors import ProtocolError
 from .callcontrol import CallControl
 from .callflow import CallFlow
 from .interruption import BargeIn
+from .listening import Turn
 from .metrics import CallMetrics
 from .model_link import Cause, ModelLink
 from .outbound import OutboundAudio
@@ -136,9 +137,20 @@ class ModelEvents:
     def _committed(self, event: rt.BufferCommitted, now: float) -> None:
         self._committed_hook()
         self._flow.committed(event.item_id, now)
+        turn = self._barge_in.committed(now, event.item_id)
+        if turn is Turn.RESPOND:
+            self._answer_turn()
+
+    def _answer_turn(self) -> None:
+        """The bridge asks for the answer to a caller turn (the wire says ``create_response: false``
+        so that a backchannel or the agent's own echo is left unanswered; docs/barge-in.md)."""
+        if self._config.vad_create_response and self._config.turn_detection is not None:
+            self._requests.request("turn")
 
     def _caller_transcript(self, event: rt.Transcript, now: float) -> None:
         self._barge_in.user_text(event.text, now)
+        if event.final and self._barge_in.transcript(event.text, now, event.item_id):
+            self._answer_turn()
         if event.final:
             self._flow.transcribed(event.item_id)
             if event.text.strip():

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .listening import IGNORE_REASONS
 from .pacing import GAP_BIN_S
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,11 @@ class BridgeMetrics:
         self.false_barge_ins = Counter("voicebridge_false_barge_ins", "Barge-ins judged to be noise", registry=r)
         self.openai_errors = Counter("voicebridge_openai_errors", "OpenAI error events by code", ["code"],
                                      registry=r)
+        self.server_speech_ignored = Counter(
+            "voicebridge_server_speech_ignored", "The model's VAD started while the agent talked, with nothing of "
+            "the caller heard by the bridge (echo, noise, tone, backchannel, nothing)", ["reason"], registry=r)
+        self.backchannels = Counter("voicebridge_backchannels",
+                                    "Short acknowledgements over the agent that let the answer go on", registry=r)
         self.barge_in_latency = Histogram(
             "voicebridge_barge_in_latency_seconds", "Caller speech onset to clear sent", registry=r,
             buckets=(0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0))
@@ -110,6 +116,10 @@ class BridgeMetrics:
                              (self.resets, "tx_schedule_resets"), (self.barge_ins, "barge_in_events"),
                              (self.false_barge_ins, "false_barge_ins")):
             counter.inc(max(0, int(m.get(key) or 0)))
+        for reason in IGNORE_REASONS:
+            self.server_speech_ignored.labels(reason=reason.value).inc(
+                max(0, int(m.get(f"server_speech_ignored_{reason.value}") or 0)))
+        self.backchannels.inc(max(0, int(m.get("backchannels") or 0)))
         for code, count in (m.get("openai_errors") or {}).items():
             self.openai_errors.labels(code=str(code)).inc(max(0, int(count)))
         for ms in m.get("barge_in_latencies_ms") or ():

@@ -80,7 +80,9 @@ def turn_detection(config: BridgeConfig) -> dict[str, Any] | None:
     """The ``audio.input.turn_detection`` object (None: no VAD)."""
     if config.turn_detection is None:
         return None
-    common = {"create_response": config.vad_create_response, "interrupt_response": config.vad_interrupt_response}
+    # The bridge asks for the response to a committed turn itself (``ModelEvents``): it knows
+    # whether the turn was the caller, a backchannel, or the agent's own echo.
+    common = {"create_response": False, "interrupt_response": config.vad_interrupt_response}
     if config.turn_detection == "semantic_vad":
         return {"type": "semantic_vad", "eagerness": config.vad_eagerness, **common}
     vad: dict[str, Any] = {"type": "server_vad", "threshold": config.vad_threshold,

@@ -26,10 +26,10 @@ from .callflow import CallFlow
 from .calllog import CallLog
 from .config import BridgeConfig
 from .errors import ProtocolError
-from .echo import EchoGate
 from .hooks import HookRunner, legacy
 from .inbound import InboundAudio
 from .interruption import BargeIn
+from .listening import Listener
 from .metrics import CallMetrics
 from .model_events import ModelEvents
 from .continuity import Continuity
@@ -122,7 +122,8 @@ class MediaSession:
         """The call's parts for ``config`` (again at ``start`` if the app picks another config)."""
         m, log, clock = self._metrics, self.log, self._clock
         self.model = model = ModelLink(config, self._connect, m, log, clock)
-        self.echo = EchoGate(config.echo_margin_db) if config.echo_gate else None
+        self.listener = Listener(config)
+        self.echo = self.listener.gate
         self.outbound = OutboundAudio(self._twilio, config, m, clock, log, self.echo)
         self.responses = ResponseTracker()
         self.requests = ResponseRequests(model.send, m, log, clock, config.response_created_timeout_s,
@@ -132,13 +133,13 @@ class MediaSession:
         self.control = CallControl(config, self.outbound, self.responses, self.requests, self.record, m, log,
                                    self.close)
         self.barge_in = BargeIn(config, self.outbound, self.responses, model, self.requests, m, log, clock,
-                                self._interrupted)
+                                self._interrupted, self.listener)
         self.tools = ToolCalls(config, model.send, self.requests, self.control, self.record, m, log, clock,
                                self._call_info)
         self.flow = CallFlow(config, model.send, self.requests, self.control, self.record, m, log, self._dtmf,
                              self._busy)
         self._inbound = InboundAudio(model, self.barge_in, m, log, config.inbound_buffer_ms, config.barge_in,
-                                     self.echo, config.echo_suppression_db, config.append_ms)
+                                     config.append_ms)
         self.continuity = Continuity(config, model, self.outbound, self.responses, self.requests, self.tools,
                                      self.record, m, log, self._quiet, self.close, lambda: self._twilio.ready)
         self._model_events = ModelEvents(config, model, self.responses, self.requests, self.outbound,

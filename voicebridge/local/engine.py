@@ -31,7 +31,7 @@ from .conversation import Conversation, Item, item_from_client
 from .events import ClientError, Event, EventMaker, Observer
 from .generator import Generator, Response
 from .recognizer import Recognizer
-from .vad import EnergyVad, VadConfig, input_format
+from .vad import VadConfig, input_format, make_vad
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class RealtimeEngine:
         observer: "Observer | None" = None,
         max_session_seconds: float = 3600.0,
         recognizer: "Recognizer | None" = None,
+        vad: str = "energy",
     ) -> None:
         lo, hi = chunk_bytes
         if not 1 <= lo <= hi:
@@ -104,7 +105,7 @@ class RealtimeEngine:
         self._generator = Generator(self._events, agent, self._conversation, lambda: self.session,
                                     self.conversation_id, speed=speed, chunk_bytes=(lo, hi), seed=seed,
                                     on_finish=self._response_finished)
-        self._vad = EnergyVad(self._vad_config() or VadConfig(), input_format(self._input_format()))
+        self._vad = make_vad(self._vad_config() or VadConfig(), input_format(self._input_format()), vad)
         self._buffer_start_ms = 0  # session-audio clock position where the uncommitted buffer starts
         self._speech_item: "str | None" = None  # user item id announced by speech_started
         self._recognizer = recognizer or Recognizer()

@@ -27,6 +27,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from . import wsserver
 from .agent import ScriptedAgent, Voice
 from .engine import Event, RealtimeEngine
+from .vad import VAD_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class LocalRealtimeServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, mode: str = "voice", speed: float = 4.0,
                  api_key: "str | None" = None, seed: int = 0, chunk_bytes: tuple[int, int] = (80, 2000),
                  tone_seconds: float = 3.0, live_tts: "bool | None" = None,
-                 max_session_seconds: float = 3600.0) -> None:
+                 max_session_seconds: float = 3600.0, vad: str = "auto") -> None:
         if mode not in ("voice", "tone"):
             raise ValueError("mode must be 'voice' or 'tone'")
         if speed < 0:
@@ -121,6 +122,9 @@ class LocalRealtimeServer:
         self.host, self.mode, self.speed, self.api_key = host, mode, speed, api_key
         self.seed, self.chunk_bytes, self.tone_seconds = seed, tuple(chunk_bytes), tone_seconds
         self.max_session_seconds = max_session_seconds
+        if vad not in VAD_KINDS:
+            raise ValueError(f"vad must be one of {VAD_KINDS}")
+        self.vad = vad  # the server VAD's detector: auto (Silero when installed), silero, energy
         self._requested_port = port
         self._voice = Voice(live=False if mode == "tone" else live_tts)
         self._stats = ServerStats()
@@ -267,7 +271,7 @@ class LocalRealtimeServer:
         engine = RealtimeEngine(
             ScriptedAgent(self._voice, mode=self.mode, tone_seconds=self.tone_seconds),  # type: ignore[arg-type]
             speed=self.speed, chunk_bytes=self.chunk_bytes, seed=self.seed, model=model, tag=f"c{number}x",
-            observer=self._stats.observe, max_session_seconds=self.max_session_seconds)
+            observer=self._stats.observe, max_session_seconds=self.max_session_seconds, vad=self.vad)
         me = threading.current_thread()
         with self._lock:
             self._conn_threads.add(me)
@@ -321,12 +325,14 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--tone-seconds", type=float, default=3.0)
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vad", choices=VAD_KINDS, default="auto",
+                        help="server VAD detector: silero (the vad extra), energy, auto (silero when installed)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = LocalRealtimeServer(args.host, args.port, mode=args.mode, speed=args.speed, api_key=args.api_key,
-                                 seed=args.seed, tone_seconds=args.tone_seconds)
+                                 seed=args.seed, tone_seconds=args.tone_seconds, vad=args.vad)
     try:
         server.start()
     except OSError as exc:

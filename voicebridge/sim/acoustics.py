@@ -22,7 +22,8 @@ The model
   calibrated to a long-run RMS level in dBFS: ``street`` (red-noise rumble, slow level drift,
   a passing car every 6-8 s), ``babble`` (seven overlapping speech-like voices at 100-250 Hz
   pitch with syllable-rate envelopes and pauses, so the level fluctuates like a busy office),
-  ``fan`` (steady pink-ish noise with a little 100 Hz hum) and ``white``.
+  ``fan`` (steady pink-ish noise with a little 100 Hz hum) and ``white``; music, distant
+  voices, a TV, a car and mains hum come from :mod:`voicebridge.sim.room`.
 * **Coughs** (:func:`cough`): a loud, short, broadband sound a naive barge-in detector takes
   for speech; the ``cough`` script step plays one.
 * **Mixing** (:class:`Acoustics`): microphone = caller's own sound + echo + noise, clipped
@@ -50,8 +51,9 @@ from ..audio import FRAME_BYTES, FULL_SCALE, SAMPLE_RATE, ULAW_TABLE, encode
 
 __all__ = ["Speakerphone", "NoiseBed", "Acoustics", "cough", "NOISE_KINDS"]
 
-NOISE_KINDS = ("street", "babble", "fan", "white")
-"""The background kinds :class:`NoiseBed` can make."""
+NOISE_KINDS = ("street", "babble", "fan", "white", "music", "room_babble", "tv", "car", "hum50", "hum60")
+"""The background kinds :class:`NoiseBed` can make (the last six from :mod:`voicebridge.sim.room`,
+which needs numpy)."""
 
 _INT16_MAX = 32767
 _INT16_MIN = -32768
@@ -441,8 +443,17 @@ class _Babble(_Bed):
         return [v * s for v in acc]
 
 
+def _room_bed(kind: str) -> "Callable[[random.Random], _Bed]":
+    """A background rendered by :mod:`voicebridge.sim.room` (numpy), imported on first use."""
+    def make(rng: random.Random) -> _Bed:
+        from .room import LoopedBed
+        return LoopedBed(kind, rng.randrange(1 << 30))  # type: ignore[return-value]
+    return make
+
+
 _BEDS: "dict[str, Callable[[random.Random], _Bed]]" = {
-    "street": _Street, "babble": _Babble, "fan": _Fan, "white": _White}
+    "street": _Street, "babble": _Babble, "fan": _Fan, "white": _White,
+    **{kind: _room_bed(kind) for kind in ("music", "room_babble", "tv", "car", "hum50", "hum60")}}
 
 
 class NoiseBed:
@@ -529,7 +540,9 @@ class Acoustics:
     as on a real phone, whose frame sent at time T is the capture of [T - 20 ms, T).
     """
 
-    def __init__(self, echo: Optional[Speakerphone] = None, noise: Optional[NoiseBed] = None) -> None:
+    def __init__(self, echo: "Optional[Speakerphone]" = None, noise: Optional[NoiseBed] = None) -> None:
+        """``echo``: a :class:`Speakerphone` or anything with its ``echo(heard)`` (e.g.
+        :class:`voicebridge.sim.room.LoudspeakerEcho`)."""
         self.echo = echo
         self.noise = noise
         self._pending: list[int] = []

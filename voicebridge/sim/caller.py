@@ -433,6 +433,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="speakerphone: send back what the caller hears at this level (e.g. -20; <= 0)")
     room.add_argument("--echo-delay-ms", type=int, default=60, metavar="MS",
                       help="echo delay (default: 60)")
+    room.add_argument("--echo-model", choices=("speakerphone", "room"), default="speakerphone",
+                      help="speakerphone: a linear, band-limited delay line; room: a saturating loudspeaker, "
+                           "a room's response and the phone band (voicebridge.sim.room, needs numpy)")
     room.add_argument("--noise", choices=NOISE_KINDS, metavar="KIND",
                       help=f"background noise: {', '.join(NOISE_KINDS)}")
     room.add_argument("--noise-dbfs", type=float, default=-45.0, metavar="DB",
@@ -443,7 +446,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _acoustics(args: argparse.Namespace) -> "Acoustics | None":
     """The room from the command line, or None (a clean line) when neither echo nor noise is asked for."""
-    echo = Speakerphone(args.echo_db, delay_ms=args.echo_delay_ms) if args.echo_db is not None else None
+    echo = None
+    if args.echo_db is not None and args.echo_model == "room":
+        from .room import LoudspeakerEcho
+        echo = LoudspeakerEcho(args.echo_db, delay_ms=args.echo_delay_ms, seed=args.seed)
+    elif args.echo_db is not None:
+        echo = Speakerphone(args.echo_db, delay_ms=args.echo_delay_ms)
     noise = NoiseBed(args.noise, args.noise_dbfs, seed=args.seed) if args.noise else None
     if echo is None and noise is None:
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..audio import FRAME_BYTES, SILENCE_FRAME
-from .script import (Click, Cough, Dtmf, Hangup, Interrupt, Say, Silence, Step, WaitForAgent,
+from .script import (Click, Cough, Dtmf, Hangup, Interrupt, Say, Silence, Sound, Step, WaitForAgent,
                      WaitForAgentSilence, WaitForHangup, format_step)
 
 
@@ -100,8 +100,9 @@ class ScriptRunner:
             return None
         if isinstance(step, Silence):
             return SILENCE_FRAME if elapsed < step.ms else None
-        if isinstance(step, (Say, Click, Cough)):
-            kind = "click" if isinstance(step, Click) else "cough" if isinstance(step, Cough) else "caller_speech"
+        if isinstance(step, (Say, Click, Cough, Sound)):
+            kind = ("click" if isinstance(step, Click) else "cough" if isinstance(step, Cough) else
+                    step.kind if isinstance(step, Sound) else "caller_speech")
             return self._play(events, kind)
         if isinstance(step, WaitForAgent):
             return self._wait_agent(step, elapsed, audible, events)
@@ -127,7 +128,7 @@ class ScriptRunner:
                 events.append(("caller_speech_stop", {}))
             return None
         if self._offset == 0:
-            name = kind if kind in ("click", "cough") else "caller_speech_start"
+            name = "caller_speech_start" if kind == "caller_speech" else kind  # click, cough, knock...
             events.append((name, dict(detail or {}, ms=len(audio) // 8)))
         frame = audio[self._offset:self._offset + FRAME_BYTES]
         self._offset += FRAME_BYTES

@@ -7,15 +7,20 @@ A step only *describes* behaviour (its audio is resolved once before dialing, by
 Compact form (comma-separated; a comma inside spoken text is fine because splitting only
 happens before a known command name)::
 
-    silence:MS                  say:TEXT | say:@PROMPT | say:FILE.wav
+    silence:MS                  say:TEXT | say:@PROMPT | say:FILE.wav | say:#CLIP
     click[:MS]                  wait_agent[:TIMEOUT_MS]
     cough[:MS]                  (a loud cough, default 350 ms: a false trigger that sounds human)
+    sound:KIND[:SEED]           (a room or handset noise: knock, door, keyboard, click, cough)
     wait_quiet[:QUIET_MS[:TIMEOUT_MS]]
-    interrupt[:AFTER_MS]:TEXT   (or @PROMPT / FILE.wav)        hangup
+    interrupt[:AFTER_MS]:TEXT   (or @PROMPT / FILE.wav / #CLIP)  hangup
     dtmf:KEYS[:GAP_MS]          (keypad keys, e.g. dtmf:1234#, one every GAP_MS, default 150)
     wait_hangup[:TIMEOUT_MS]    (silence until the bridge ends the call)
     tool:NAME[:DIGITS]          (ask the local test agent for tool NAME, with DIGITS for its
                                  id-like argument: keys * + NAME spelled on the keypad [+ * DIGITS] #)
+
+``#CLIP`` speaks from the committed corpus (:mod:`voicebridge.sim.corpus`): a clip name
+(``#whisper_04_0``), a category (``#backchannel``: a seeded pick) or a category and an index
+(``#interruption:3``).
 """
 from __future__ import annotations
 
@@ -35,12 +40,13 @@ class Silence:
 
 @dataclass(frozen=True)
 class Say:
-    """Speak: from ``audio`` (raw mu-law), a ``wav`` file, a bundled ``prompt`` or ``text``."""
+    """Speak: from ``audio`` (raw mu-law), a ``wav`` file, a corpus ``clip``, a bundled ``prompt`` or ``text``."""
 
     text: "str | None" = None
     prompt: "str | None" = None
     wav: "str | None" = None
     audio: "bytes | None" = None
+    clip: "str | None" = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,15 @@ class Cough:
     """
 
     ms: int = 350
+
+
+@dataclass(frozen=True)
+class Sound:
+    """A room or handset noise from :func:`voicebridge.sim.room.event` (knock, door, keyboard,
+    click, cough): loud, and no barge-in."""
+
+    kind: str
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,7 @@ class Interrupt:
     audio: "bytes | None" = None
     after_ms: int = 1000
     timeout_ms: int = 10000
+    clip: "str | None" = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +129,7 @@ class WaitForHangup:
     timeout_ms: int = 15000
 
 
-Step = Union[Silence, Say, Click, Cough, WaitForAgent, WaitForAgentSilence, Interrupt, Hangup, Dtmf, WaitForHangup]
+Step = Union[Silence, Say, Click, Cough, Sound, WaitForAgent, WaitForAgentSilence, Interrupt, Hangup, Dtmf, WaitForHangup]
 
 
 # -- constructors (the public, readable way to write a script) ---------------------------
@@ -123,11 +139,12 @@ def silence(ms: int) -> Silence:
 
 
 def say(text: "str | None" = None, *, prompt: "str | None" = None, wav: "str | None" = None,
-        audio: "bytes | None" = None) -> Say:
-    """Speak ``text`` (espeak-ng, or a bundled prompt), a ``prompt``, a ``wav`` file or raw ``audio``."""
-    if text is None and prompt is None and wav is None and audio is None:
-        raise ValueError("say() needs text, prompt, wav or audio")
-    return Say(text=text, prompt=prompt, wav=wav, audio=audio)
+        audio: "bytes | None" = None, clip: "str | None" = None) -> Say:
+    """Speak ``text`` (espeak-ng, or a bundled prompt), a ``prompt``, a ``wav`` file, raw ``audio``
+    or a corpus ``clip`` (a clip name, ``category`` or ``category:N``)."""
+    if text is None and prompt is None and wav is None and audio is None and clip is None:
+        raise ValueError("say() needs text, prompt, wav, audio or clip")
+    return Say(text=text, prompt=prompt, wav=wav, audio=audio, clip=clip)
 
 
 def click(ms: int = 40) -> Click:
@@ -153,12 +170,23 @@ def wait_for_agent_silence(quiet_ms: int = 800, timeout_ms: int = 15000) -> Wait
 
 
 def interrupt(text: "str | None" = None, *, prompt: "str | None" = None, wav: "str | None" = None,
-              audio: "bytes | None" = None, after_ms: int = 1000, timeout_ms: int = 10000) -> Interrupt:
+              audio: "bytes | None" = None, clip: "str | None" = None, after_ms: int = 1000,
+              timeout_ms: int = 10000) -> Interrupt:
     """Speak over the agent ``after_ms`` after its audio starts; marks the barge-in onset."""
-    if text is None and prompt is None and wav is None and audio is None:
-        raise ValueError("interrupt() needs text, prompt, wav or audio")
-    return Interrupt(text=text, prompt=prompt, wav=wav, audio=audio,
+    if text is None and prompt is None and wav is None and audio is None and clip is None:
+        raise ValueError("interrupt() needs text, prompt, wav, audio or clip")
+    return Interrupt(text=text, prompt=prompt, wav=wav, audio=audio, clip=clip,
                      after_ms=int(after_ms), timeout_ms=int(timeout_ms))
+
+
+SOUND_KINDS = ("knock", "door", "keyboard", "click", "cough")
+
+
+def sound(kind: str, seed: int = 0) -> Sound:
+    """A room or handset noise (``knock``, ``door``, ``keyboard``, ``click``, ``cough``)."""
+    if kind not in SOUND_KINDS:
+        raise ValueError(f"unknown sound {kind!r}; expected one of {', '.join(SOUND_KINDS)}")
+    return Sound(kind, int(seed))
 
 
 def hangup() -> Hangup:
@@ -191,7 +219,7 @@ DEFAULT_SCRIPT = (
 
 # -- compact text form ---------------------------------------------------------------------
 _ALIASES = {
-    "silence": "silence", "say": "say", "click": "click", "cough": "cough", "hangup": "hangup",
+    "silence": "silence", "say": "say", "click": "click", "cough": "cough", "sound": "sound", "hangup": "hangup",
     "wait_agent": "wait_agent", "wait_for_agent": "wait_agent",
     "wait_quiet": "wait_quiet", "wait_for_agent_silence": "wait_quiet",
     "interrupt": "interrupt", "dtmf": "dtmf", "wait_hangup": "wait_hangup", "tool": "tool",
@@ -235,11 +263,13 @@ def _int(arg: str, default: "int | None" = None) -> int:
 
 
 def _speech_source(arg: str) -> dict:
-    """``@name`` is a bundled prompt, ``*.wav`` a file, anything else text to speak."""
+    """``@name`` is a bundled prompt, ``#clip`` a corpus clip, ``*.wav`` a file, anything else text."""
     if not arg:
         raise ValueError("nothing to say")
     if arg.startswith("@"):
         return {"prompt": arg[1:]}
+    if arg.startswith("#"):
+        return {"clip": arg[1:]}
     if arg.lower().endswith(".wav"):
         return {"wav": arg}
     return {"text": arg}
@@ -288,6 +318,7 @@ _BUILDERS = {
     "say": lambda a: say(**_speech_source(a)),
     "click": lambda a: click(_int(a, 40)),
     "cough": lambda a: cough(_int(a, 350)),
+    "sound": lambda a: sound(a.partition(":")[0].strip(), _int(a.partition(":")[2], 0)),
     "wait_agent": lambda a: wait_for_agent(_int(a, 10000)),
     "wait_quiet": _build_wait_quiet,
     "interrupt": _build_interrupt,
@@ -306,6 +337,8 @@ def format_step(step: Step) -> str:
         return f"click:{step.ms}"
     if isinstance(step, Cough):
         return f"cough:{step.ms}"
+    if isinstance(step, Sound):
+        return f"sound:{step.kind}:{step.seed}"
     if isinstance(step, WaitForAgent):
         return f"wait_agent:{step.timeout_ms}"
     if isinstance(step, WaitForAgentSilence):
@@ -327,6 +360,8 @@ def _format_source(step: "Say | Interrupt") -> str:
         return f"<{len(step.audio)} bytes>"
     if step.wav:
         return step.wav
+    if step.clip:
+        return "#" + step.clip
     if step.prompt and not step.text:
         return "@" + step.prompt
     return step.text or ""

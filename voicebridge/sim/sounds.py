@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import tts
 from ..audio import FRAME_BYTES, SAMPLE_RATE, encode
 from . import acoustics
-from .script import Click, Cough, Interrupt, Say, Step
+from .script import Click, Cough, Interrupt, Say, Sound, Step
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,14 @@ def click_noise(ms: int) -> bytes:
 
 
 def speech_audio(step: "Say | Interrupt") -> bytes:
-    """Mu-law audio for a speaking step (raw audio > wav > prompt > text)."""
+    """Mu-law audio for a speaking step (raw audio > wav > corpus clip > prompt > text)."""
     if step.audio is not None:
         return bytes(step.audio)
     if step.wav:
         return tts.wav_to_ulaw(Path(step.wav).read_bytes())
+    if step.clip:
+        from . import corpus
+        return corpus.resolve(step.clip).audio()
     if step.prompt:
         return tts.prompt_or_speak(step.prompt, step.text) if step.text else tts.load_prompt(step.prompt)
     text = step.text or ""
@@ -91,6 +94,9 @@ def resolve(steps: "list[Step]") -> "list[bytes | None]":
             out.append(_pad(click_noise(step.ms)))
         elif isinstance(step, Cough):
             out.append(_pad(acoustics.cough(step.ms)))
+        elif isinstance(step, Sound):
+            from . import room  # numpy: only for scripts that ask for these sounds
+            out.append(_pad(room.event(step.kind, step.seed)))
         else:
             out.append(None)
     return out

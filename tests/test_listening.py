@@ -1,0 +1,264 @@
+"""The call's listening policy, sans-IO: frames, events and a clock in; what the model hears and
+what the bridge decides out (issue 21: echo, the model's VAD, backchannels, the room)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from voicebridge import BridgeConfig, audio, tts
+from voicebridge.bargein import Decision
+from voicebridge.echo import ComfortNoise, Verdict
+from voicebridge.listening import Listener, ServerSpeech, Turn, is_backchannel
+from voicebridge.sim import corpus, room
+
+AGENT = tts.load_prompt("long_answer")
+AGENT_FRAMES = [AGENT[i:i + 160] for i in range(0, len(AGENT) - 159, 160)]
+QUIET = audio.SILENCE_FRAME
+ECHO_DB = 15.0
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    return [data[i:i + 160].ljust(160, b"\xff") for i in range(0, len(data), 160)]
+
+
+def mix(*parts: bytes) -> bytes:
+    """Sum mu-law frames sample by sample (what a microphone picks up)."""
+    total = [0] * 160
+    for part in parts:
+        for i, s in enumerate(audio.decode(part)):
+            total[i] += s
+    return audio.encode([max(-32767, min(32767, s)) for s in total])
+
+
+def quieter(frame: bytes, db: float) -> bytes:
+    gain = 10 ** (-db / 20)
+    return audio.encode([int(s * gain) for s in audio.decode(frame)])
+
+
+def noise(level_dbfs: float, seed: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    scale = 32768 * 10 ** (level_dbfs / 20)
+    return [audio.encode(np.clip(rng.normal(0, scale, 160), -32767, 32767).astype(int).tolist())
+            for _ in range(400)]
+
+
+class Call:
+    """An agent answering on a speakerphone (its echo 15 dB down, 60 ms late, over line noise at
+    -60 dBFS), a caller who may add ``sound`` from frame ``at``; the listener in the middle."""
+
+    def __init__(self, config: BridgeConfig | None = None, echo_db: float | None = ECHO_DB) -> None:
+        self.listener = Listener(config or BridgeConfig())
+        self.echo_db = echo_db
+        self.line = noise(-60.0, 1)
+        self.heard: list = []
+        self.t = 0.0
+        self.i = 0
+
+    def step(self, own: bytes = QUIET, audible: bool = True, armed: bool = True) -> object:
+        """One 20 ms frame both ways."""
+        if audible:
+            self.listener.played(audio.dbfs(AGENT_FRAMES[self.i % len(AGENT_FRAMES)]), self.t)
+        parts = [self.line[self.i % len(self.line)], own]
+        if self.echo_db is not None and audible and self.i >= 3:
+            parts.append(quieter(AGENT_FRAMES[(self.i - 3) % len(AGENT_FRAMES)], self.echo_db))
+        heard = self.listener.hear(mix(*parts), self.t, lambda: armed and audible)
+        self.heard.append(heard)
+        self.t = round(self.t + 0.02, 6)
+        self.i += 1
+        return heard
+
+    def talk(self, data: bytes, **kw) -> list:
+        return [self.step(f, **kw) for f in frames_of(data)]
+
+    def learn(self, seconds: float = 3.0) -> None:
+        """The greeting: the agent talks, the caller listens (the gate learns the line)."""
+        for _ in range(int(seconds / 0.02)):
+            self.step(armed=False)
+
+
+def decisions(heard: list) -> list[Decision]:
+    return [h.decision for h in heard if h.decision is not Decision.NONE]
+
+
+# ----------------------------------------------------------------- 1. the model never hears the echo
+def test_echo_only_frames_reach_the_model_as_noise_at_the_lines_floor_not_as_quieter_echo():
+    call = Call()
+    call.learn(4.0)
+    echo_frames = [h for h in call.heard[100:] if h.verdict is Verdict.ECHO]
+    assert len(echo_frames) > 50
+    floor = call.listener.floor_dbfs
+    assert -63 < floor < -57
+    for h in echo_frames:
+        assert abs(audio.dbfs(h.forward) - floor) < 4.0  # the line's own noise level, whatever the echo's
+    # and nothing of the agent's voice is left in it: the forwarded level no longer follows the echo's
+    echo_levels = [h.level_dbfs for h in echo_frames]
+    sent_levels = [audio.dbfs(h.forward) for h in echo_frames]
+    assert abs(float(np.corrcoef(echo_levels, sent_levels)[0, 1])) < 0.3
+
+
+def test_the_caller_over_the_echo_passes_byte_for_byte():
+    call = Call()
+    call.learn(3.0)
+    voice = corpus.by_category("question")[0].audio()
+    start = len(call.heard)
+    call.talk(voice)
+    caller = [h for h in call.heard[start:] if h.verdict is Verdict.CALLER]
+    assert len(caller) > 20
+    assert all(h.forward is not None and audio.dbfs(h.forward) == h.level_dbfs for h in caller)
+
+
+def test_comfort_noise_is_at_the_level_asked_and_silence_before_a_floor_is_known():
+    noise_gen = ComfortNoise()
+    for level in (-70.0, -60.0, -50.0, -42.0):
+        levels = [audio.dbfs(noise_gen.frame(level)) for _ in range(50)]
+        assert abs(sum(levels) / len(levels) - level) < 1.5
+    assert noise_gen.frame(-100.0) == audio.SILENCE_FRAME
+    assert len({noise_gen.frame(-55.0) for _ in range(50)}) == 50  # no short period for a VAD to lock on
+
+
+def test_with_comfort_noise_off_the_echo_is_only_attenuated():
+    call = Call(BridgeConfig(echo_comfort_noise=False, echo_suppression_db=30.0))
+    call.learn(3.0)
+    echo = [h for h in call.heard[100:] if h.verdict is Verdict.ECHO and h.level_dbfs > -40]
+    assert echo and all(abs(audio.dbfs(h.forward) - (h.level_dbfs - 30)) < 3 for h in echo)
+
+
+# ----------------------------------------------------------------- 2. the model's VAD, weighed
+def test_the_models_vad_starting_on_echo_alone_is_ignored_as_echo():
+    call = Call()
+    call.learn(4.0)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
+    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.NOT_CALLER
+
+
+def test_with_the_agent_silent_the_models_vad_is_an_ordinary_turn():
+    call = Call()
+    call.learn(1.0)
+    assert call.listener.server_speech(call.t, audible=False) is ServerSpeech.TURN
+    assert call.listener.committed(call.t + 0.5, "item_1") is Turn.RESPOND
+
+
+def test_a_whisper_confirms_by_itself_and_the_models_vad_on_one_is_believed():
+    """A whisper has no voice to confirm on: a near, breathy, sustained sound that is no burst does."""
+    whisper = corpus.by_category("whisper")[4].audio()  # "stop": voiceless throughout
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    assert Decision.CONFIRM in decisions(call.talk(whisper))
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    heard = []
+    for frame in frames_of(whisper):  # the model's VAD reports before the local detector has confirmed
+        heard.append(call.step(frame))
+        if sum(h.level_dbfs > -35 for h in heard) == 5:
+            break
+    assert Decision.CONFIRM not in decisions(heard)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.INTERRUPT
+
+
+@pytest.mark.parametrize("kind", ["knock", "cough", "click"])
+def test_a_burst_the_models_vad_takes_for_speech_is_ignored_as_noise(kind):
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    heard = call.talk(room.event(kind, seed=2, peak_dbfs=-15.0)) + [call.step() for _ in range(3)]  # the VAD
+    assert Decision.CONFIRM not in decisions(heard)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.NOISE
+
+
+# ----------------------------------------------------------------- 3. backchannels
+@pytest.mark.parametrize("n", range(0, 28, 3))
+def test_a_backchannel_ducks_then_releases_without_confirming(n):
+    call = Call()
+    call.learn(3.0)
+    clip = corpus.by_category("backchannel")[n]
+    heard = call.talk(clip.audio()) + [call.step() for _ in range(10)]
+    got = decisions(heard)
+    assert got and got[0] is Decision.DUCK and Decision.CONFIRM not in got, (clip.text, got)
+    assert got[-1] is Decision.BACKCHANNEL
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.BACKCHANNEL
+    assert call.listener.committed(call.t + 0.5, "item_bc") is Turn.BACKCHANNEL
+
+
+def test_without_the_backchannel_filter_the_same_acknowledgement_interrupts():
+    call = Call(BridgeConfig(ignore_backchannels=False))
+    call.learn(3.0)
+    heard = call.talk(corpus.by_category("backchannel")[8].audio())  # "yeah"
+    assert Decision.CONFIRM in decisions(heard)
+
+
+@pytest.mark.parametrize("n", range(0, 12, 2))
+def test_a_real_sentence_confirms_after_the_minimum_speech(n):
+    call = Call()
+    call.learn(3.0)
+    clip = corpus.by_category("question")[n]
+    heard = call.talk(clip.audio())
+    got = decisions(heard)
+    assert Decision.CONFIRM in got, (clip.text, got)
+    confirmed_at = next(i for i, h in enumerate(heard) if h.decision is Decision.CONFIRM)
+    assert confirmed_at * 20 >= 500  # not before barge_in_min_speech_ms
+
+
+def test_the_models_vad_during_a_voice_is_left_to_the_local_detector():
+    call = Call()
+    call.learn(3.0)
+    call.talk(corpus.by_category("question")[0].audio()[:160 * 12])
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.LOCAL
+
+
+def test_a_short_turn_let_pass_as_a_backchannel_is_overruled_by_its_words():
+    call = Call()
+    call.learn(3.0)
+    call.talk(corpus.by_category("interruption")[0].audio())  # "wait": as short as a backchannel
+    call.step()
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.5, "item_w") is Turn.BACKCHANNEL
+    assert call.listener.transcript("Yeah.", call.t + 0.9, "item_other") is False
+    assert call.listener.transcript("Wait.", call.t + 1.0, "item_w") is True
+    assert call.listener.transcript("Wait.", call.t + 1.1, "item_w") is False  # once
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Mm-hm.", True), ("Yeah, okay.", True), ("I see", True), ("Right.", True), ("uh-huh", True),
+    ("Wait.", False), ("Stop!", False), ("No, no.", False), ("Hold on", False), ("", False),
+    ("Yeah, but what about the price?", False),
+])
+def test_what_counts_as_a_backchannel(text, expected):
+    assert is_backchannel(text) is expected
+
+
+# ----------------------------------------------------------------- 4. the caller, not the room
+@pytest.mark.parametrize("kind", ["music", "hum50", "car", "room_babble", "tv"])
+def test_room_sound_does_not_confirm(kind):
+    call = Call(echo_db=None)
+    x = room.at_level(room.bed(kind, seed=3, seconds=6.0), -32.0)
+    bed = audio.encode(np.clip(np.round(x), -32767, 32767).astype(int).tolist())
+    heard = call.talk(bed)
+    assert Decision.CONFIRM not in decisions(heard)
+
+
+def test_a_held_note_is_recognised_as_one_and_the_models_vad_on_it_ignored():
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    note = audio.encode([int(2500 * sum(math.sin(2 * math.pi * 220 * k * i / 8000) / k for k in range(1, 12)))
+                         for i in range(8000)])  # a bright 220 Hz note (eleven harmonics), as periodic as a vowel
+    heard = call.talk(note)
+    assert Decision.CONFIRM not in decisions(heard)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.TONE
+
+
+def test_rumble_does_not_even_duck_the_agent():
+    """A truck passing: loud, but with hardly any energy above a few hundred Hz; a duck on it
+    would be a gap in the answer for nothing."""
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    rng = np.random.default_rng(5)
+    noise_ = rng.normal(0, 1, 8400)
+    rumble = noise_
+    for _ in range(3):  # a steep ~200 Hz low-pass
+        rumble = np.convolve(rumble, np.ones(40) / 40, mode="same")
+    rumble = rumble[200:8200]
+    rumble *= 32768 * 10 ** (-20 / 20) / np.sqrt(np.mean(rumble ** 2))
+    heard = call.talk(audio.encode(np.clip(rumble, -32767, 32767).astype(int).tolist()))
+    assert max(h.level_dbfs for h in heard) > -25
+    assert decisions(heard) == []
