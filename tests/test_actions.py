@@ -535,7 +535,9 @@ def test_a_keypad_flood_costs_one_item_one_answer_and_one_line_per_interval(brid
     for _ in range(1000):
         call.twilio.push(twilio_dtmf("1"))
         call.twilio.push(twilio_dtmf("#"))
-    assert wait_until(lambda: len(entered) == 1000)  # the app still hears of every entry
+    # The app hears of every entry, but for those its hook worker had no room for (counted, never silent)
+    assert wait_until(lambda: len(entered) + call.session.metrics["hooks_dropped"] == 1000)
+    assert len(entered) >= 256  # at least a full hook queue's worth
     assert keypad_items(call.openai) == ["The caller entered 1 on the phone keypad."]  # the first, at once
     tick(call, clock, 0.5)
     assert len(keypad_items(call.openai)) == 1
@@ -546,7 +548,7 @@ def test_a_keypad_flood_costs_one_item_one_answer_and_one_line_per_interval(brid
     m = call.finish()
     assert len(keypad_items(call.openai)) == 2 and len(call.openai.requested("dtmf")) <= 2
     assert m["dtmf_sequences"] == 1000 and m["dtmf_entries_dropped"] == 999 - 8
-    assert len([r for r in caplog.records if "keypad" in r.getMessage()]) == 2
+    assert len([r for r in caplog.records if "keypad: " in r.getMessage()]) == 2  # batches (a dropped hook call has its own line)
     assert len([e for e in m["transcript"] if e["role"] == "keypad"]) == 2
 
 

