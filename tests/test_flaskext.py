@@ -923,3 +923,13 @@ def test_an_apps_own_healthz_on_the_bridges_path_is_named_not_silent(caplog: pyt
     VoiceBridge(prefixed, CFG, url_prefix="/phone")  # the fix the warning names: no clash, no warning
     assert "own route" not in caplog.text
     assert prefixed.test_client().get("/phone/healthz").get_json()["status"] == "ok"
+
+
+def test_an_unsigned_simulated_call_to_a_signing_bridge_says_how_to_sign() -> None:
+    from voicebridge.sim import SimulatedCaller
+
+    app, _ = make_app(auth_token=TOKEN)
+    with running(app) as server:
+        report = SimulatedCaller(server.ws_url, "silence:100", max_seconds=5).run()
+    assert report.ended_by == "error"
+    assert any("403" in e and "--auth-token" in e for e in report.errors), report.errors

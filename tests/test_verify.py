@@ -75,6 +75,16 @@ def test_remote_without_bridge_figures_skips_inside_rows_but_judges_the_outside(
     assert "verdict: PASS" in verify.format_table(rows)
 
 
+def test_metrics_the_endpoint_does_not_export_are_skipped_not_failed():
+    """A deployed bridge's /metrics may lack a counter: that row is not judged (and says so),
+    rather than failing a healthy bridge; the duck releases are exported and mapped."""
+    bridge = {k: v for k, v in BRIDGE.items() if k != "duck_releases"}
+    assert verdicts(bridge=bridge)["click ducked, did not interrupt"] == SKIP
+    assert verify._PROM_KEYS["voicebridge_duck_releases_total"] == "duck_releases"
+    assert "needs its metrics" in verify.format_table(verify.judge(CALLER, None, 60, clean_close=None))
+    assert "needs its metrics" not in verify.format_table(verify.judge(CALLER, BRIDGE, 60, clean_close=True))
+
+
 def test_no_interruption_fails():
     caller = dict(CALLER, interruptions=[], clears=0)
     assert verdicts(caller=caller)["Twilio clear sent on the interruption"] == FAIL

@@ -149,7 +149,8 @@ class Settings:
         try:
             bridge_config(self, self.openai_realtime_url or placeholder)
         except ValueError as exc:
-            names = [var for key, var in SETTING_ENV.items() if key in str(exc)]
+            head = str(exc).split(":", 1)[0]  # what the error is about; not the URL it quotes (?model=...)
+            names = [var for key, var in SETTING_ENV.items() if key in head]
             raise ConfigError(f"{exc}" + (f" (from {', '.join(names)})" if names else "")) from None
 
 
@@ -186,6 +187,10 @@ SESSION_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
 """The session options the example reads from the environment: variable -> (BridgeConfig field, parser)."""
 
 
+EXPECTED: dict[Callable[[str], Any], str] = {float: "expected a number", int: "expected a whole number",
+                                             _int_or_none: "expected a whole number, or none"}
+
+
 def session_options(get: Callable[[str], "str | None"]) -> dict[str, Any]:
     """The set ``SESSION_ENV`` variables as BridgeConfig fields; a bad value names its variable."""
     options: dict[str, Any] = {}
@@ -196,7 +201,7 @@ def session_options(get: Callable[[str], "str | None"]) -> dict[str, Any]:
         try:
             options[option] = parse(value)
         except ValueError:
-            raise ConfigError(f"{name} has a bad value {value!r}") from None
+            raise ConfigError(f"{name} has a bad value {value!r}: {EXPECTED.get(parse, 'see docs/deploy.md')}") from None
     try:
         BridgeConfig(**options)
     except ValueError as exc:

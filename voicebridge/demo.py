@@ -194,8 +194,9 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
         print(line, file=out)
     if record:
         print(f"recording: {record} (left: caller, right: what the caller heard)", file=out)
-    if plot and plot_timeline(report, timeline, plot):
-        print(f"timeline: {plot}", file=out)
+    if plot:
+        print(f"timeline: {plot}" if plot_timeline(report, timeline, plot) else
+              "timeline: not drawn (matplotlib is missing: pip install 'voicebridge[demo]')", file=out)
     return report, bridge, timeline
 
 

@@ -72,6 +72,8 @@ class BridgeMetrics:
         self.resets = Counter("voicebridge_tx_schedule_resets", "Pacer schedule resets", registry=r)
         self.barge_ins = Counter("voicebridge_barge_ins", "Confirmed barge-ins", registry=r)
         self.false_barge_ins = Counter("voicebridge_false_barge_ins", "Barge-ins judged to be noise", registry=r)
+        self.duck_releases = Counter("voicebridge_duck_releases", "Pauses of the agent's audio on a sound that was "
+                                     "not an interruption (a click, a backchannel): the answer went on", registry=r)
         self.openai_errors = Counter("voicebridge_openai_errors", "OpenAI error events by code", ["code"],
                                      registry=r)
         self.server_speech_ignored = Counter(
@@ -114,7 +116,7 @@ class BridgeMetrics:
         """Fold one finished call's figures into the totals."""
         for counter, key in ((self.frames_sent, "frames_sent"), (self.late_frames, "tx_late_frames"),
                              (self.resets, "tx_schedule_resets"), (self.barge_ins, "barge_in_events"),
-                             (self.false_barge_ins, "false_barge_ins")):
+                             (self.false_barge_ins, "false_barge_ins"), (self.duck_releases, "duck_releases")):
             counter.inc(max(0, int(m.get(key) or 0)))
         for reason in IGNORE_REASONS:
             self.server_speech_ignored.labels(reason=reason.value).inc(

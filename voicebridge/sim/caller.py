@@ -116,7 +116,10 @@ class SimulatedCaller:
         except Exception as exc:  # noqa: BLE001 - any dial failure ends the call the same way
             log.warning("could not connect to %s: %s", self.url, exc)
             self.report.ended_by = "error"
-            self.report.errors.append(f"connect failed: {exc}")
+            hint = ""
+            if "403" in str(exc) and "X-Twilio-Signature" not in self.headers:
+                hint = " (the bridge checks Twilio signatures: pass --auth-token or set TWILIO_AUTH_TOKEN)"
+            self.report.errors.append(f"connect failed: {exc}{hint}")
             return self.report
         self._ws.settimeout(RECV_POLL_S)
         try:
