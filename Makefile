@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-0.1
 
-.PHONY: demo test test-timing bench verify clean
+.PHONY: demo test test-timing bench verify clean redis-server
 
 $(STAMP): setup.cfg setup.py
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -19,7 +19,13 @@ $(STAMP): setup.cfg setup.py
 demo: $(STAMP)
 	LOCAL_BACKEND=1 $(BIN)/voicebridge demo
 
-test: $(STAMP)
+# The Redis backend's tests run a real redis-server (tests/conftest.py): installed here where missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "redis-server not found; installing it (apt-get)"; \
+	  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+
+test: $(STAMP) redis-server
 	$(BIN)/python -m pytest
 
 # Wall-clock checks (pacing stalls, latencies): figures that depend on the machine's load.
