@@ -118,10 +118,10 @@ def test_every_key_is_namespaced_and_expires(redis_server: Any) -> None:
         keys = sorted(k.decode() for k in client.keys("*"))
         assert keys == ["ns1:hosts", "ns1:slots", "ns1:transfer:CA1", "ns1:used:n1", "ns2:hosts", "ns2:used:n1"]
         assert all(0 < client.pttl(key) <= 61_000 for key in keys)  # every key bounded by a TTL
-        assert state.health() == {"shared_state": "ok", "hosts": 1, "hosts_draining": 0}
+        assert state.health() == {"shared_state": "ok", "bridges": 1, "bridges_draining": 0}
         state.set_draining()
         state.owner.tick()
-        assert state.health()["hosts_draining"] == 1
+        assert state.health()["bridges_draining"] == 1
         client.close()
     finally:
         state.close()
@@ -323,7 +323,7 @@ def test_three_hosts_act_as_one_bridge_through_redis(redis_server: Any, tmp_path
         replay.close()
         assert messages == [] and "refused: stream token already used" in c.log()
         assert wait_until(lambda: a.health()["active_calls_all"] == 0, timeout=5)
-        assert a.health()["hosts"] == 3
+        assert a.health()["bridges"] == 3
     finally:
         go.set()
         for host in hosts:

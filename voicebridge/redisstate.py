@@ -386,7 +386,7 @@ class RedisState:
                 self.link.call("health", lambda c: c.hdel(self._hosts_key, *stale))
             except StoreUnreachable:
                 pass
-        return {"shared_state": "ok", "hosts": hosts, "hosts_draining": draining}
+        return {"shared_state": "ok", "bridges": hosts, "bridges_draining": draining}
 
     def close(self) -> None:
         """Stop the renewer (joined), remove this host's record; slots are given back by ``slots.close``."""
