@@ -170,3 +170,43 @@ def start_instances(log_dir: str, count: int, **env: str) -> list[AppInstance]:
             instance.stop()
         raise
     return instances
+
+
+class SilentRealtime:
+    """A Realtime endpoint that configures each session and then only listens (a call that costs
+    the bridge nearly nothing: for runs about admission, not audio). Threaded, on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+
+        from flask import Flask
+        from flask_sock import Sock
+        from werkzeug.serving import make_server
+
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a request line per call is noise here
+        app = Flask("silent-realtime")
+        sock = Sock(app)
+
+        @sock.route("/v1/realtime")
+        def realtime(ws: Any) -> None:
+            ws.send(json.dumps({"type": "session.created", "event_id": "e0", "session": {}}))
+            while True:
+                message = ws.receive(timeout=None)
+                if message is None:
+                    return
+                if '"session.update"' in message:
+                    ws.send(json.dumps({"type": "session.updated", "event_id": "e1", "session": {}}))
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name="silent-realtime", daemon=True)
+        self.thread.start()
+        self.url = f"ws://127.0.0.1:{self.server.server_port}/v1/realtime?model=gpt-realtime"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)

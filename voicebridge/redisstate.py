@@ -83,9 +83,10 @@ is live: it must count). Returns how many were missing."""
 COUNT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
 """
-"""KEYS: slots. Unexpired leases (expired ones are left to the next admission to remove)."""
+"""KEYS: slots. Live leases (expired ones are removed on the way: every probe sweeps)."""
 
 
 class StoreUnreachable(ConnectionError):
