@@ -329,3 +329,17 @@ def test_three_hosts_act_as_one_bridge_through_redis(redis_server: Any, tmp_path
         for host in hosts:
             host.stop()
         realtime.stop()
+
+
+def test_the_example_reads_the_redis_settings_and_names_a_bad_one() -> None:
+    env = {"LOCAL_BACKEND": "1", "REDIS_URL": "redis://r:6379/0", "REDIS_PREFIX": "fleet1", "CALL_LEASE_S": "12",
+           "REDIS_OUTAGE": "local", "REDIS_OUTAGE_MAX_CALLS": "40"}
+    settings = Settings.from_env(env)
+    assert (settings.redis_url, settings.redis_prefix, settings.call_lease_s, settings.redis_outage,
+            settings.redis_outage_max_calls) == ("redis://r:6379/0", "fleet1", 12.0, "local", 40)
+    assert "redis://" not in repr(settings)  # a URL may carry a password
+    for bad, named in ((dict(env, REDIS_OUTAGE="maybe"), "REDIS_OUTAGE"),
+                       (dict(env, REDIS_OUTAGE_MAX_CALLS=""), "REDIS_OUTAGE_MAX_CALLS"),
+                       (dict(env, CALL_LEASE_S="0"), "CALL_LEASE_S"), (dict(env, CALL_LEASE_S="nan"), "CALL_LEASE_S")):
+        with pytest.raises(ConfigError, match=named):
+            Settings.from_env(bad)

@@ -13,7 +13,8 @@ call counter, the signature validator, the Prometheus registry -- lives on the i
 two apps (or two bridges) in one process never share state, unless they are given the same
 ``state_dir``: then the call cap, the used stream tokens and pending transfers are shared by
 every process using that directory (:mod:`voicebridge.shared`), which is how the worker
-processes of ``gunicorn -w N`` act as one bridge.
+processes of ``gunicorn -w N`` act as one bridge. Given the same ``redis_url``, bridges on several
+hosts act as one (:mod:`voicebridge.redisstate`).
 
 Deploys: :meth:`VoiceBridge.drain` (or a ``drain_file`` appearing) stops new calls -- ``/healthz``
 answers 503 so the load balancer sends no more -- while live calls run on to their end, and so
@@ -243,7 +244,14 @@ class VoiceBridge:
 
     ``state_dir`` (a directory private to the app's worker processes on this host) shares the
     call cap, the used stream tokens and pending transfers between every bridge using it, so
-    ``max_calls`` is the cap of them all (:mod:`voicebridge.shared`). ``drain_file``: once this
+    ``max_calls`` is the cap of them all (:mod:`voicebridge.shared`). ``redis_url`` shares them, and each
+    bridge's drain state, between every host using that Redis instead (``state_dir`` is then
+    unused): ``max_calls`` is the cap of the whole fleet, a call's webhook, stream and
+    ``/voice/after`` may each reach a different host. ``redis_options``: ``prefix`` (key
+    namespace), ``lease_s`` (a dead host's slots come back within it, default 30), ``outage``
+    (``"refuse"``: while Redis is away new calls hear the apology; ``"local"``: admitted under
+    ``outage_max_calls`` of this bridge) -- :mod:`voicebridge.redisstate`. ``shared_state``: a
+    :class:`~voicebridge.sharedstate.SharedState` built by the app (wins over both). ``drain_file``: once this
     file exists the bridge drains (:meth:`drain`); it is looked for at most once a second, on
     requests. ``drain_grace_s``: how long into a drain webhooks are still answered normally (the
     load balancer's time to see ``/healthz`` 503; longer than a preStop sleep).
