@@ -198,7 +198,7 @@ def voice(app: Flask) -> ET.Element:
 
 
 def test_redis_lost_mid_call_the_live_call_goes_on_new_calls_are_refused_and_service_returns(
-        redis_server: Any) -> None:
+        redis_server: Any, lines: Callable[[str], list[str]]) -> None:
     app = Flask("outage")
     bridge = VoiceBridge(app, CFG, max_calls=2, connect=speaking_realtime(250), redis_url=redis_server.url,
                          redis_options={"lease_s": LEASE_S, "retry_s": 0.05})
@@ -210,6 +210,7 @@ def test_redis_lost_mid_call_the_live_call_goes_on_new_calls_are_refused_and_ser
         assert live.wait_media(50)  # the live call goes on: a second more of the agent's audio
         refused = voice(app)  # the 'refuse' policy: the apology
         assert [child.tag for child in refused] == ["Say", "Hangup"]
+        assert lines("refused at the webhook: the shared state is unreachable")
         health = app.test_client().get("/healthz")
         assert health.status_code == 200 and health.get_json()["shared_state"] == "unreachable"
         redis_server.start()  # back, empty (no persistence): no restart of the bridge

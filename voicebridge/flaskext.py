@@ -407,8 +407,12 @@ class VoiceBridge:
             return xml(refusal_twiml())
         if self._cap_full():
             self.metrics.refused.labels(stage="webhook").inc()
-            self._refusals.warning("webhook cap", "call %s refused at the webhook: every call slot is taken "
-                                   "(cap %s)", tw.safe_sid(call_sid), self.slots.limit)
+            if self.slots.reachable:
+                self._refusals.warning("webhook cap", "call %s refused at the webhook: every call slot is taken "
+                                       "(cap %s)", tw.safe_sid(call_sid), self.slots.limit)
+            else:
+                self._refusals.warning("webhook outage", "call %s refused at the webhook: the shared state is "
+                                       "unreachable (outage policy)", tw.safe_sid(call_sid))
             return xml(refusal_twiml())
         # url_for builds WebSocket routes as absolute ws:// URLs of the internal host: keep the path
         media_path = urlsplit(url_for(f"{self.blueprint.name}.media")).path

@@ -13,8 +13,9 @@ Keys (``prefix`` namespaces them, default ``voicebridge``), each bounded by a TT
   remaining lifetime (+1 s) as TTL: the redeem is one atomic round trip.
 * ``<prefix>:transfer:<call SID>`` -- a transfer target (or the "refused" mark), ``SET PX``
   for its wait; ``GETDEL`` takes it once, whichever host asks (Redis >= 6.2).
-* ``<prefix>:hosts`` -- a hash: host id -> ``{draining, active, until}``, written with the
-  renewals; fields past ``until`` are dropped by whoever reads, and the key expires too.
+* ``<prefix>:hosts`` -- a hash: bridge id -> ``{draining, active, until}``, written with the
+  renewals; fields past ``until`` are dropped by every renewal and every read, and the key
+  expires ``3 * lease_s`` after the last write.
 
 Faults. Unreachable at start: :class:`StoreUnreachable`, one line naming the URL (the example
 app names ``REDIS_URL``). Lost later: live calls go on untouched (their leases are kept in this
@@ -53,7 +54,6 @@ DEFAULT_PREFIX = "voicebridge"
 DEFAULT_LEASE_S = 30.0
 TIMEOUT_S = 0.5
 RETRY_S = 1.0
-HOST_RECORDS_MAX = 10_000  # a hash field per live host; far above any fleet, a bound all the same
 
 ADMIT = """
 local t = redis.call('TIME')
@@ -187,6 +187,11 @@ class RedisCallSlots:
     @property
     def active(self) -> int:
         return len(self._held)
+
+    @property
+    def reachable(self) -> bool:
+        """False while Redis is away (new calls then follow the outage policy)."""
+        return self._link.up
 
     @property
     def active_all(self) -> int:
@@ -363,6 +368,7 @@ class RedisState:
             pipe.pexpire(self._hosts_key, int(3 * period_s * 1000))
             pipe.execute()
         self.link.call("host record", publish)
+        self.health()  # sweeps the records of dead bridges: the hash holds the live ones (+ one lease)
 
     def health(self) -> dict[str, Any]:
         """``/healthz`` fields: the store's state and the fleet (live hosts, draining ones)."""
@@ -371,7 +377,7 @@ class RedisState:
         except StoreUnreachable:
             return {"shared_state": "unreachable", "outage_policy": OutagePolicy(self.options.outage).value}
         now, hosts, draining, stale = time.time(), 0, 0, []
-        for host, raw in list(records.items())[:HOST_RECORDS_MAX]:
+        for host, raw in records.items():
             try:
                 record = json.loads(raw)
                 live = float(record["until"]) >= now

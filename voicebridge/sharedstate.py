@@ -37,6 +37,9 @@ class CallCap(Protocol):
     limit: int | None
 
     @property
+    def reachable(self) -> bool: ...  # False: the store is away, new calls follow the outage policy
+
+    @property
     def active(self) -> int: ...  # this instance's calls
 
     @property
