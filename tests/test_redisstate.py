@@ -344,3 +344,11 @@ def test_the_example_reads_the_redis_settings_and_names_a_bad_one() -> None:
                        (dict(env, CALL_LEASE_S="0"), "CALL_LEASE_S"), (dict(env, CALL_LEASE_S="nan"), "CALL_LEASE_S")):
         with pytest.raises(ConfigError, match=named):
             Settings.from_env(bad)
+
+
+def test_a_redis_too_old_for_getdel_is_named() -> None:
+    from voicebridge.redisstate import MIN_VERSION, version_at_least
+
+    assert version_at_least("7.0.15", MIN_VERSION) and version_at_least("6.2.0", MIN_VERSION)
+    assert not version_at_least("6.0.20", MIN_VERSION) and not version_at_least("", MIN_VERSION)
+    assert not version_at_least("7.x", MIN_VERSION)

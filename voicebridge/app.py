@@ -27,6 +27,7 @@ from .config import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS, DEFAULT_MODEL, Bridg
 from . import realtime_client
 from .flaskext import VoiceBridge
 from .preflight import PreflightFailed, preflight
+from .sharedstate import StoreUnsuitable
 from .tools import tool
 
 log = logging.getLogger(__name__)
@@ -313,7 +314,7 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
         bridge_options.setdefault("redis_options", redis_options(settings))
     try:
         bridge = VoiceBridge(app, config, **bridge_options)
-    except (ImportError, ConnectionError) as exc:  # REDIS_URL: the client missing, or Redis not answering
+    except (ImportError, ConnectionError, StoreUnsuitable) as exc:  # REDIS_URL: no client, no answer, too old
         if not settings.redis_url:
             raise
         raise ConfigError(f"REDIS_URL: {exc}") from None  # one line naming the variable

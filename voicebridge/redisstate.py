@@ -44,7 +44,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .shared import SingleUse, TransferBoard, safe_name
-from .sharedstate import OutagePolicy
+from .sharedstate import OutagePolicy, StoreUnsuitable
 from .throttle import LogThrottle
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ DEFAULT_PREFIX = "voicebridge"
 DEFAULT_LEASE_S = 30.0
 TIMEOUT_S = 0.5
 RETRY_S = 1.0
+MIN_VERSION = (6, 2)  # GETDEL
 
 ADMIT = """
 local t = redis.call('TIME')
@@ -114,6 +115,15 @@ class RedisOptions:
         if policy is OutagePolicy.LOCAL and not (self.outage_max_calls and self.outage_max_calls >= 1):
             raise ValueError("the 'local' outage policy needs outage_max_calls >= 1")
         return dataclasses.replace(self, outage=policy)
+
+
+def version_at_least(version: str, minimum: tuple[int, ...]) -> bool:
+    """``"7.0.15" >= (6, 2)``; False for a version that does not parse."""
+    try:
+        parts = tuple(int(p) for p in version.split(".")[:len(minimum)])
+    except ValueError:
+        return False
+    return len(parts) == len(minimum) and parts >= minimum
 
 
 def redacted(url: str) -> str:
@@ -328,10 +338,13 @@ class RedisState:
         self.host_id = options.host_id or f"{os.uname().nodename}-{os.getpid()}-{secrets.token_hex(3)}"
         self.link = _Link(url, options)
         try:
-            self.link.client.ping()
+            version = str(self.link.client.info("server").get("redis_version", ""))
         except (redis.RedisError, OSError) as exc:
             raise StoreUnreachable(f"Redis at {self.link.url} unreachable at startup ({type(exc).__name__}: {exc}); "
                                    "start it, or fix the URL") from None
+        if not version_at_least(version, MIN_VERSION):
+            raise StoreUnsuitable(f"Redis at {self.link.url} is version {version or 'unknown'}; the shared state needs "
+                             f">= {'.'.join(map(str, MIN_VERSION))} (GETDEL)")
         self.slots = RedisCallSlots(self.link, limit, options, self.host_id)
         self.used = RedisUsedMarks(self.link, options)
         self.transfers = RedisTransfers(self.link, options)

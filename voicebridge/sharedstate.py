@@ -22,6 +22,10 @@ from typing import Any, Protocol
 from .shared import CallSlots, SingleUse, TransferBoard
 
 
+class StoreUnsuitable(RuntimeError):
+    """The shared store answers but cannot serve (e.g. a Redis older than the backend needs)."""
+
+
 class OutagePolicy(enum.Enum):
     """What a host does with *new* calls while the shared store is unreachable (live calls go on)."""
 
