@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from typing import Any, Callable, Iterator
 
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # benchmarks.fleet_parts (a real redis-server, app instances) under plain `pytest` too
+    sys.path.insert(0, ROOT)
 
 from voicebridge.testing import BridgeCall
 
