@@ -352,3 +352,47 @@ def test_a_redis_too_old_for_getdel_is_named() -> None:
     assert version_at_least("7.0.15", MIN_VERSION) and version_at_least("6.2.0", MIN_VERSION)
     assert not version_at_least("6.0.20", MIN_VERSION) and not version_at_least("", MIN_VERSION)
     assert not version_at_least("7.x", MIN_VERSION)
+
+
+def test_a_drain_is_published_to_the_fleet(redis_server: Any) -> None:
+    app_a, app_b = Flask("a"), Flask("b")
+    bridge_a = VoiceBridge(app_a, CFG, max_calls=2, redis_url=redis_server.url, redis_options={"lease_s": LEASE_S})
+    bridge_b = VoiceBridge(app_b, CFG, max_calls=2, redis_url=redis_server.url, redis_options={"lease_s": LEASE_S})
+    try:
+        bridge_a.drain()
+        assert app_a.test_client().get("/healthz").status_code == 503
+        assert wait_until(lambda: app_b.test_client().get("/healthz").get_json()["bridges_draining"] == 1, timeout=5)
+        assert app_b.test_client().get("/healthz").get_json()["bridges"] == 2
+    finally:
+        bridge_a.close()
+        bridge_b.close()
+    assert leases(redis_server.url) == 0
+
+
+def test_a_call_that_ends_while_redis_stalls_gives_its_slot_back_when_it_answers(redis_server: Any) -> None:
+    """Redis stalled (CLIENT PAUSE: commands time out, data kept): the ended call's release fails,
+    and is retried by the renewer once Redis answers -- well before its lease would expire."""
+    state = open_state(2, None, redis_server.url, lease_s=30.0, retry_s=0.05, timeout_s=0.2, prefix="voicebridge")
+    client = redis_client.Redis.from_url(redis_server.url)
+    try:
+        assert state.slots.try_enter() and leases(redis_server.url) == 1
+        client.execute_command("CLIENT", "PAUSE", "600", "ALL")
+        state.slots.leave()  # times out: kept to release later
+        assert state.slots.active == 0
+        assert wait_until(lambda: leases(redis_server.url) == 0, timeout=5)  # the renewer's retry, not the 30 s lease
+    finally:
+        state.close()
+        client.close()
+
+
+def test_a_transfer_decided_while_redis_is_away_is_kept_by_its_host(redis_server: Any) -> None:
+    host, other = (open_state(2, None, redis_server.url, lease_s=LEASE_S, retry_s=0.05) for _ in range(2))
+    try:
+        redis_server.stop()
+        now = time.time()
+        host.transfers.put("CA7", "+15551234567", now + 60, now)  # a live call ends in a transfer
+        assert other.transfers.take("CA7", now) is None
+        assert host.transfers.take("CA7", now) == "+15551234567"
+    finally:
+        host.close()
+        other.close()

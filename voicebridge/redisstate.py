@@ -190,6 +190,7 @@ class RedisCallSlots:
         self._lock = threading.Lock()
         self._held: list[str] = []  # lease ids of this instance's live calls
         self._gone: list[str] = []  # leases of ended calls whose ZREM failed (Redis away): removed later
+        self.on_owed: Callable[[], None] = lambda: None  # wakes the renewer (set by RedisState)
         self._admit = link.client.register_script(ADMIT)
         self._renew = link.client.register_script(RENEW)
         self._count = link.client.register_script(COUNT)
@@ -246,7 +247,13 @@ class RedisCallSlots:
             self._link.call("release", lambda c: c.zrem(self._key, lease))
         except StoreUnreachable:
             with self._lock:
-                self._gone.append(lease)  # its lease expires anyway; removed at the next renewal if sooner
+                self._gone.append(lease)  # the renewer removes it once Redis answers (else it expires)
+            self.on_owed()
+
+    @property
+    def owes_releases(self) -> bool:
+        """True while an ended call's lease could not be removed (Redis away): the renewer retries soon."""
+        return bool(self._gone)
 
     def renew(self) -> None:
         """Extend every held lease (re-adding one swept during an outage) and drop ended ones."""
@@ -351,6 +358,8 @@ class RedisState:
         self._hosts_key = f"{options.prefix}:hosts"
         self._draining = False
         self._stop = threading.Event()
+        self._poke = threading.Event()  # set: renew now (a release is owed, or the bridge closes)
+        self.slots.on_owed = self._poke.set
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         log.info("shared state: Redis at %s, prefix %r, lease %.1f s, outage policy %s", self.link.url,
@@ -411,6 +420,7 @@ class RedisState:
     def close(self) -> None:
         """Stop the renewer (joined), remove this host's record; slots are given back by ``slots.close``."""
         self._stop.set()
+        self._poke.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.options.timeout_s * 4 + 1.0)
@@ -422,11 +432,17 @@ class RedisState:
 
     def _run(self) -> None:
         period_s = self.options.lease_s / 3
+        soon_s = min(period_s, max(self.options.retry_s, 0.05))
         while not self._stop.is_set():
+            ok = False
             try:
                 self.tick()
+                ok = True
             except StoreUnreachable:
                 pass  # logged by the link; the leases are kept here and renewed when Redis is back
             except Exception:  # noqa: BLE001 - a renewer that dies would let every lease expire
                 log.exception("renewing the call leases failed; trying again")
-            self._stop.wait(period_s)
+            # After a failure, or with releases still owed, try again soon: once Redis answers, the
+            # live calls are counted again and ended ones released within retry_s, not a third of a lease.
+            self._poke.wait(period_s if ok and not self.slots.owes_releases else soon_s)
+            self._poke.clear()
