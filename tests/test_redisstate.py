@@ -167,8 +167,10 @@ def test_redis_unreachable_at_startup_is_one_line_naming_redis_url(redis_server:
     redis_server.stop()
     with pytest.raises(StoreUnreachable) as raised:
         open_state(2, None, url)
+    before = {t.name for t in threading.enumerate()}
     with pytest.raises(ConfigError) as config_error:
         create_app(Settings(local_backend=True, redis_url=url))
+    assert wait_until(lambda: {t.name for t in threading.enumerate()} <= before)  # the embedded server stopped
     message = str(config_error.value)
     assert message.startswith("REDIS_URL: Redis at redis://:***@127.0.0.1:") and "unreachable at startup" in message
     assert "\n" not in message and "s3cret" not in message and "s3cret" not in str(raised.value)
@@ -396,3 +398,14 @@ def test_a_transfer_decided_while_redis_is_away_is_kept_by_its_host(redis_server
     finally:
         host.close()
         other.close()
+
+
+def test_a_missing_redis_client_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "voicebridge.redisstate")
+    with pytest.raises(ImportError, match=r"pip install 'voicebridge\[redis\]'"):
+        open_state(2, None, "redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigError, match=r"^REDIS_URL: .*voicebridge\[redis\]"):
+        create_app(Settings(local_backend=True, redis_url="redis://127.0.0.1:1/0"))
+    with pytest.raises(ValueError, match="apply only with redis_url"):
+        open_state(2, None, None, lease_s=5)

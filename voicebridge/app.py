@@ -314,10 +314,12 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
         bridge_options.setdefault("redis_options", redis_options(settings))
     try:
         bridge = VoiceBridge(app, config, **bridge_options)
-    except (ImportError, ConnectionError, StoreUnsuitable) as exc:  # REDIS_URL: no client, no answer, too old
-        if not settings.redis_url:
-            raise
-        raise ConfigError(f"REDIS_URL: {exc}") from None  # one line naming the variable
+    except BaseException as exc:
+        if local is not None:
+            local.stop()  # started above: nothing else would stop it before exit
+        if settings.redis_url and isinstance(exc, (ImportError, ConnectionError, StoreUnsuitable)):
+            raise ConfigError(f"REDIS_URL: {exc}") from None  # no client, no answer, too old: one line
+        raise
     bridge.local_server = local
     return app
 
