@@ -28,6 +28,8 @@ What it arranges, and why:
   the call cap, the single-use stream tokens and pending transfers (``voicebridge.shared``).
   ``on_exit`` removes the directories it made.
 * ``child_exit`` tells prometheus_client a worker is gone, so its live calls leave the sum.
+* ``worker_exit`` gives a leaving worker's shared state back (with ``REDIS_URL``: its call
+  leases and its record in Redis, at once instead of after the lease).
 * ``post_worker_init`` makes SIGTERM drain the worker's bridge first (no new calls; ``/healthz``
   503) and then do what gunicorn does on SIGTERM: stop accepting and wait up to
   ``graceful_timeout`` for the live calls to end.
@@ -133,6 +135,15 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid, path)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """A worker leaves (its live calls ended, or its graceful timeout passed): give its shared
+    state back at once -- with ``REDIS_URL`` its leases and its record in Redis -- rather than
+    when the lease runs out."""
+    bridge = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("voicebridge")
+    if bridge is not None:
+        bridge.state.close()
 
 
 def on_exit(server: Any) -> None:

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from typing import Any, Callable, Iterator
 
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # benchmarks.fleet_parts (a real redis-server, app instances) under plain `pytest` too
+    sys.path.insert(0, ROOT)
 
 from voicebridge.testing import BridgeCall
 
@@ -54,3 +60,26 @@ def lines(caplog: pytest.LogCaptureFixture) -> Callable[[str], list[str]]:
     """``lines(text)``: the captured log messages containing ``text``."""
     caplog.set_level(logging.INFO)
     return lambda text: log_lines(caplog, text)
+
+
+# ---------------------------------------------------------------------------- a real redis-server
+@pytest.fixture
+def redis_server() -> Iterator[Any]:
+    """A real ``redis-server`` on 127.0.0.1 (a free port, no persistence), always stopped.
+
+    The test may ``stop()`` and ``start()`` it (same port: an outage and a recovery). Skipped
+    only when redis-server cannot be had; under CI (``CI`` set) a missing one fails instead,
+    because ``make test`` and ``.ci/run`` install it.
+    """
+    from benchmarks.fleet_parts import RedisServer, redis_server_path
+
+    if redis_server_path() is None:
+        reason = "redis-server is not installed (make test installs it: apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

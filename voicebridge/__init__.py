@@ -35,6 +35,11 @@ Public API (everything else is internal and may change):
     (Prometheus, when prometheus-client is installed). Hooks: ``config_for_call(params)`` and
     MediaSession's family above (``on_transcript_entry``, ``on_keypad``, ``on_transfer``,
     ``on_end``).
+    Shared state (the call cap, single-use stream tokens, the transfer board, drain records):
+    the worker processes of one host through ``state_dir`` (files, the default), or several
+    hosts through Redis with ``redis_url=`` (``pip install voicebridge[redis]``; options in
+    ``redis_options``: ``prefix``, ``lease_s``, ``outage`` = ``"refuse"`` | ``"local"``,
+    ``outage_max_calls``; ``voicebridge.sharedstate``, docs/deploy.md "Scale-out").
 ``preflight(config)``
     Dial one Realtime session and close it: raises ``PreflightFailed`` with one line (the URL,
     the server's status and message, what to check) on a wrong key, a wrong URL or nothing

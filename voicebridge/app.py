@@ -27,6 +27,7 @@ from .config import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS, DEFAULT_MODEL, Bridg
 from . import realtime_client
 from .flaskext import VoiceBridge
 from .preflight import PreflightFailed, preflight
+from .sharedstate import StoreUnsuitable
 from .tools import tool
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,11 @@ class Settings:
     local_backend: bool = False  # LOCAL_BACKEND=1: the embedded scripted server (demo, development)
     startup_check: bool = False  # STARTUP_CHECK (on unless 0 from the environment): dial once at start
     drain_grace_s: int = 30  # webhooks still answered normally this long into a drain (> the preStop sleep)
+    redis_url: str | None = field(default=None, repr=False)  # REDIS_URL: share the cap etc. between hosts
+    redis_prefix: str = "voicebridge"  # REDIS_PREFIX: namespaces every key
+    call_lease_s: float = 30.0  # CALL_LEASE_S: a dead host's call slots come back within this
+    redis_outage: str = "refuse"  # REDIS_OUTAGE: refuse | local (new calls while Redis is away)
+    redis_outage_max_calls: int | None = None  # REDIS_OUTAGE_MAX_CALLS: this host's cap under "local"
     local_mode: str = "voice"  # embedded backend only: "voice" or "tone"
     local_speed: float = 4.0
     demo_tool: bool = True  # offer order_status to the model
@@ -118,6 +124,11 @@ class Settings:
             state_dir=get("VOICEBRIDGE_STATE_DIR"),
             drain_file=get("VOICEBRIDGE_DRAIN_FILE"),
             drain_grace_s=_int("DRAIN_GRACE_S", get("DRAIN_GRACE_S"), 30, minimum=0),
+            redis_url=get("REDIS_URL"),
+            redis_prefix=get("REDIS_PREFIX") or "voicebridge",
+            call_lease_s=_float("CALL_LEASE_S", get("CALL_LEASE_S"), 30.0, minimum=0.3),
+            redis_outage=get("REDIS_OUTAGE") or "refuse",
+            redis_outage_max_calls=_int("REDIS_OUTAGE_MAX_CALLS", get("REDIS_OUTAGE_MAX_CALLS"), None, minimum=1),
             demo_tool=_flag("DEMO_TOOL", get("DEMO_TOOL"), True),
             end_call=_flag("END_CALL", get("END_CALL"), True),
             transfer_to=get("TRANSFER_TO"),
@@ -145,6 +156,10 @@ class Settings:
             raise ConfigError(NO_BACKEND)
         if self.azure_endpoint and not self.openai_realtime_url and not self.azure_api_key:
             raise ConfigError("AZURE_OPENAI_ENDPOINT needs AZURE_OPENAI_API_KEY")
+        if self.redis_outage not in ("refuse", "local"):
+            raise ConfigError(f"REDIS_OUTAGE must be refuse or local, got {self.redis_outage[:20]!r}")
+        if self.redis_outage == "local" and self.redis_outage_max_calls is None:
+            raise ConfigError("REDIS_OUTAGE=local needs REDIS_OUTAGE_MAX_CALLS (this host's cap while Redis is away)")
         placeholder = None if self.openai_realtime_url or not self.local_backend else "ws://127.0.0.1:1/v1/realtime"
         try:
             bridge_config(self, self.openai_realtime_url or placeholder)
@@ -222,6 +237,18 @@ def _int(name: str, value: str | None, default: Any, minimum: int) -> Any:
     return number
 
 
+def _float(name: str, value: str | None, default: float, minimum: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value[:20]!r}") from None
+    if not number >= minimum:  # NaN too
+        raise ConfigError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
 def _flag(name: str, value: str | None, default: bool) -> bool:
     if value is None:
         return default
@@ -287,9 +314,25 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
     bridge_options.setdefault("state_dir", settings.state_dir)
     bridge_options.setdefault("drain_file", settings.drain_file)
     bridge_options.setdefault("drain_grace_s", float(settings.drain_grace_s))
-    bridge = VoiceBridge(app, config, **bridge_options)
+    if settings.redis_url and "shared_state" not in bridge_options:
+        bridge_options.setdefault("redis_url", settings.redis_url)
+        bridge_options.setdefault("redis_options", redis_options(settings))
+    try:
+        bridge = VoiceBridge(app, config, **bridge_options)
+    except BaseException as exc:
+        if local is not None:
+            local.stop()  # started above: nothing else would stop it before exit
+        if settings.redis_url and isinstance(exc, (ImportError, ConnectionError, StoreUnsuitable)):
+            raise ConfigError(f"REDIS_URL: {exc}") from None  # no client, no answer, too old: one line
+        raise
     bridge.local_server = local
     return app
+
+
+def redis_options(settings: Settings) -> dict[str, Any]:
+    """The Redis backend's options (:class:`voicebridge.redisstate.RedisOptions`) from the settings."""
+    return {"prefix": settings.redis_prefix, "lease_s": settings.call_lease_s, "outage": settings.redis_outage,
+            "outage_max_calls": settings.redis_outage_max_calls}
 
 
 class ServerHandle:

@@ -13,7 +13,8 @@ call counter, the signature validator, the Prometheus registry -- lives on the i
 two apps (or two bridges) in one process never share state, unless they are given the same
 ``state_dir``: then the call cap, the used stream tokens and pending transfers are shared by
 every process using that directory (:mod:`voicebridge.shared`), which is how the worker
-processes of ``gunicorn -w N`` act as one bridge.
+processes of ``gunicorn -w N`` act as one bridge. Given the same ``redis_url``, bridges on several
+hosts act as one (:mod:`voicebridge.redisstate`).
 
 Deploys: :meth:`VoiceBridge.drain` (or a ``drain_file`` appearing) stops new calls -- ``/healthz``
 answers 503 so the load balancer sends no more -- while live calls run on to their end, and so
@@ -53,7 +54,8 @@ from .config import BridgeConfig
 from .extras import bridge_metrics
 from .hooks import HookRunner, legacy
 from .session import MediaSession
-from .shared import CallSlots, SingleUse, StateDirError, TransferBoard
+from .shared import StateDirError
+from .sharedstate import SharedState, open_state
 from .streamtoken import DEFAULT_LIFETIME_S as TOKEN_LIFETIME_S
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
 from .streamtoken import StreamTokens, TokenCheck
@@ -242,7 +244,14 @@ class VoiceBridge:
 
     ``state_dir`` (a directory private to the app's worker processes on this host) shares the
     call cap, the used stream tokens and pending transfers between every bridge using it, so
-    ``max_calls`` is the cap of them all (:mod:`voicebridge.shared`). ``drain_file``: once this
+    ``max_calls`` is the cap of them all (:mod:`voicebridge.shared`). ``redis_url`` shares them, and each
+    bridge's drain state, between every host using that Redis instead (``state_dir`` is then
+    unused): ``max_calls`` is the cap of the whole fleet, a call's webhook, stream and
+    ``/voice/after`` may each reach a different host. ``redis_options``: ``prefix`` (key
+    namespace), ``lease_s`` (a dead host's slots come back within it, default 30), ``outage``
+    (``"refuse"``: while Redis is away new calls hear the apology; ``"local"``: admitted under
+    ``outage_max_calls`` of this bridge) -- :mod:`voicebridge.redisstate`. ``shared_state``: a
+    :class:`~voicebridge.sharedstate.SharedState` built by the app (wins over both). ``drain_file``: once this
     file exists the bridge drains (:meth:`drain`); it is looked for at most once a second, on
     requests. ``drain_grace_s``: how long into a drain webhooks are still answered normally (the
     load balancer's time to see ``/healthz`` 503; longer than a preStop sleep).
@@ -270,6 +279,9 @@ class VoiceBridge:
         drain_file: str | None = None,
         metrics: bool | None = None,
         drain_grace_s: float = DRAIN_GRACE_S,
+        redis_url: str | None = None,
+        redis_options: dict[str, Any] | None = None,
+        shared_state: SharedState | None = None,
     ) -> None:
         if public_url and urlsplit(public_url).scheme.lower() not in SCHEMES:
             raise ValueError("public_url must start with https:// (or http://, ws://, wss://)")
@@ -290,11 +302,13 @@ class VoiceBridge:
                                   "on_end=f(session) (session.metrics)", lambda hook: hook)
         self.connect = connect
         self.state_dir = state_dir
-        self.slots = CallSlots(max_calls, state_dir)
-        self.transfers = TransferBoard(state_dir)  # call SID -> target, for /voice/after
+        # The cap, used tokens, transfers and drain state: files of this host, or Redis for many
+        self.state = shared_state or open_state(max_calls, state_dir, redis_url, **(redis_options or {}))
+        self.slots = self.state.slots
+        self.transfers = self.state.transfers  # call SID -> target, for /voice/after
         self.signatures = SignatureCheck(auth_token, self.public_url)
         # With signatures on, every stream must also present the single-use token its webhook issued.
-        self.tokens = StreamTokens(auth_token, store=SingleUse(state_dir)) if auth_token else None
+        self.tokens = StreamTokens(auth_token, store=self.state.used) if auth_token else None
         self.metrics = bridge_metrics(metrics, lambda: self.slots.active)  # NoMetrics without prometheus-client
         self.hooks = HookRunner("vb-hooks")  # on_transcript / on_dtmf of every call, off the calls' threads
         self.drain_file = drain_file
@@ -333,8 +347,13 @@ class VoiceBridge:
                         "who finds this URL can place calls on your OpenAI bill. Local use only; set "
                         "TWILIO_AUTH_TOKEN before exposing it to the internet. !!!")
         log.info("voicebridge mounted at %s/voice and %s/media (max calls: %s%s, public url: %s)",
-                 self.url_prefix, self.url_prefix, self.slots.limit or "unlimited",
-                 f", shared through {self.state_dir}" if self.state_dir else "", self.public_url or "from request")
+                 self.url_prefix, self.url_prefix, self.slots.limit or "unlimited", self._sharing(),
+                 self.public_url or "from request")
+
+    def _sharing(self) -> str:
+        if self.state.backend != "file":
+            return f", shared through {self.state.backend}"
+        return f", shared through {self.state_dir}" if self.state_dir else ""
 
     def _warn_shadowed(self, app: Flask) -> None:
         """The app's own route on one of the bridge's paths (its own ``/healthz``, say): only one
@@ -388,8 +407,12 @@ class VoiceBridge:
             return xml(refusal_twiml())
         if self._cap_full():
             self.metrics.refused.labels(stage="webhook").inc()
-            self._refusals.warning("webhook cap", "call %s refused at the webhook: every call slot is taken "
-                                   "(cap %s)", tw.safe_sid(call_sid), self.slots.limit)
+            if self.slots.reachable:
+                self._refusals.warning("webhook cap", "call %s refused at the webhook: every call slot is taken "
+                                       "(cap %s)", tw.safe_sid(call_sid), self.slots.limit)
+            else:
+                self._refusals.warning("webhook outage", "call %s refused at the webhook: the shared state is "
+                                       "unreachable (outage policy)", tw.safe_sid(call_sid))
             return xml(refusal_twiml())
         # url_for builds WebSocket routes as absolute ws:// URLs of the internal host: keep the path
         media_path = urlsplit(url_for(f"{self.blueprint.name}.media")).path
@@ -421,7 +444,7 @@ class VoiceBridge:
             self._refusals.warning("state", "shared state unreadable: %s", exc)
             state, active_all = BridgeState.STATE_FAILING, None
         response = jsonify(status=state.value, active_calls=self.slots.active,
-                           active_calls_all=active_all, max_calls=self.slots.limit)
+                           active_calls_all=active_all, max_calls=self.slots.limit, **self.state.health())
         response.status_code = 200 if state is BridgeState.SERVING else 503
         return response
 
@@ -487,6 +510,8 @@ class VoiceBridge:
         if self.tokens is not None:
             try:
                 check = self.tokens.redeem(token, start.call_sid, time.time())
+            except OSError as exc:  # the shared store unreachable (Redis away, the 'refuse' policy): refuse
+                return self._refuse_started(session, ws, "token", f"stream token not checked ({exc})")
             except Exception:  # noqa: BLE001 - e.g. a failing state directory: refuse, never admit unchecked
                 session.log.exception("stream token check failed")
                 check = None
@@ -618,6 +643,7 @@ class VoiceBridge:
             return
         self._drain_started = time.monotonic()
         self._draining = True
+        self.state.set_draining()  # a flag too: a networked backend publishes it from its own thread
         log.warning("draining: no new calls once the load balancer has seen /healthz 503 (webhooks still answered "
                     "for %.0f s, streams of answered calls admitted); %d live call(s) here run on to their end",
                     self.drain_grace_s, self.slots.active)
@@ -633,5 +659,5 @@ class VoiceBridge:
             server.stop()
         if not self.hooks.close(HOOKS_CLOSE_S):
             log.error("a hook did not return within %.1f s of the bridge closing", HOOKS_CLOSE_S)
-        self.slots.close()
+        self.state.close()
         self.metrics.update_active()

@@ -156,6 +156,8 @@ class CallSlots:
     for health checks and logs, not for every frame).
     """
 
+    reachable = True  # the files are always there to ask (a networked backend may not be)
+
     def __init__(self, limit: int | None = None, directory: str | None = None) -> None:
         if limit is not None and limit < 1:
             raise ValueError("max_calls must be >= 1 (or None for no cap)")

@@ -20,6 +20,7 @@ import re
 import secrets
 
 from .shared import SingleUse
+from .sharedstate import UsedMarks
 
 PARAMETER = "vb_token"
 DEFAULT_LIFETIME_S = 30.0
@@ -42,10 +43,11 @@ class StreamTokens:
     """Issues and redeems the tokens of one bridge (thread-safe).
 
     ``store`` remembers used nonces: by default in this process; a ``SingleUse`` on a shared
-    directory makes a token single-use across every process using that directory.
+    directory makes a token single-use across every process using that directory, the Redis
+    backend's across every host (:mod:`voicebridge.sharedstate`).
     """
 
-    def __init__(self, secret: str, lifetime_s: float = DEFAULT_LIFETIME_S, store: SingleUse | None = None) -> None:
+    def __init__(self, secret: str, lifetime_s: float = DEFAULT_LIFETIME_S, store: UsedMarks | None = None) -> None:
         if not secret:
             raise ValueError("a stream token secret is required")
         self._key = secret.encode("utf-8")
