@@ -399,9 +399,9 @@ def test_openai_errors_are_counted_by_code() -> None:
     with running(app) as server:
         peer = TwilioPeer(server.ws_url)
         peer.start()  # the Realtime service is dialed once the stream has started
-        peer.read_until_closed()
+        peer.read_until_closed(timeout=WAIT_S)  # the apology plays out in real time first
         peer.close()
-        assert wait_until(lambda: ended)
+        assert wait_until(lambda: ended, timeout=WAIT_S)
     values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
     assert values[("voicebridge_openai_errors_total", (("code", "connect_failed"),))] == 1
 
