@@ -121,3 +121,20 @@ def test_a_transferred_telnyx_call_is_dialed_at_its_after_request():
     again = client.post("/telnyx/voice/after", data=body, headers=signed(body))
     assert [e.tag for e in ET.fromstring(again.data)] == ["Hangup"]
     bridge.close()
+
+
+def test_the_example_app_serves_telnyx_with_the_key_from_the_environment():
+    from voicebridge.app import Settings, create_app
+
+    settings = Settings.from_env({"OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime", "STARTUP_CHECK": "0",
+                                  "TELNYX_PUBLIC_KEY": PUBLIC, "VOICEBRIDGE_STREAM_SECRET": "s" * 40})
+    assert "s" * 40 not in repr(settings)
+    app = create_app(settings)
+    client = app.test_client()
+    body = urllib.parse.urlencode(FORM).encode()
+    assert client.post("/telnyx/voice", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+                       ).status_code == 403
+    answer = client.post("/telnyx/voice", data=body, headers=signed(body))
+    assert answer.status_code == 200 and ET.fromstring(answer.data).find("Connect/Stream") is not None
+    assert client.post("/voice", data=FORM).status_code == 200  # Twilio's webhook too (no token: unchecked)
+    app.extensions["voicebridge"].close()

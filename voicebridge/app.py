@@ -72,6 +72,8 @@ class Settings:
     instructions: str = DEFAULT_INSTRUCTIONS
     greeting: str | None = DEFAULT_GREETING
     twilio_auth_token: str | None = field(default=None, repr=False)
+    telnyx_public_key: str | None = None  # Telnyx's Ed25519 webhook key (public: not a secret)
+    stream_secret: str | None = field(default=None, repr=False)  # stream tokens' key without a Twilio token
     public_url: str | None = None
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -111,6 +113,8 @@ class Settings:
             instructions=get("INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
             greeting=DEFAULT_GREETING if greeting is None else (greeting.strip() or None),
             twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
+            telnyx_public_key=get("TELNYX_PUBLIC_KEY"),
+            stream_secret=get("VOICEBRIDGE_STREAM_SECRET"),
             public_url=get("PUBLIC_URL"),
             host=get("HOST") or DEFAULT_HOST,
             port=_int("PORT", get("PORT"), DEFAULT_PORT, minimum=0),
@@ -242,7 +246,8 @@ def bridge_config(settings: Settings, realtime_url: str | None) -> BridgeConfig:
 
 
 def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask:
-    """The example app: the bridge at ``/voice``, ``/media``, ``/healthz``, ``/metrics``.
+    """The example app: the bridge at ``/voice``, ``/media``, ``/healthz``, ``/metrics``, and for
+    Telnyx at ``/telnyx/voice`` and ``/telnyx/media`` (``TELNYX_PUBLIC_KEY`` checks its webhooks).
 
     ``bridge_options`` go to :class:`VoiceBridge` (``connect``, ``config_for_call``, hooks...).
     An embedded backend, if started, is ``app.extensions["voicebridge"].local_server``; it is
@@ -278,6 +283,9 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
     app = Flask(__name__)
     bridge_options.setdefault("public_url", settings.public_url)
     bridge_options.setdefault("auth_token", settings.twilio_auth_token)
+    bridge_options.setdefault("carrier", ("twilio", "telnyx"))  # Twilio at /voice, Telnyx at /telnyx/voice
+    bridge_options.setdefault("telnyx_public_key", settings.telnyx_public_key)
+    bridge_options.setdefault("stream_secret", settings.stream_secret)
     bridge_options.setdefault("max_calls", settings.max_calls)
     bridge_options.setdefault("state_dir", settings.state_dir)
     bridge_options.setdefault("drain_file", settings.drain_file)
