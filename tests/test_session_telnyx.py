@@ -49,5 +49,6 @@ def test_telnyx_protocol_errors_are_counted_under_telnyx(bridge_call):
                                        "start": {"call_control_id": TELNYX_CALL_ID}})
     telnyx.push(json.dumps(telnyx_start_again)[:-3])
     m = call.finish()
+    assert (m["telnyx_protocol_errors"], m["twilio_protocol_errors"]) == (3, 0)
     assert m["protocol_errors"] == {"telnyx.carrier_error": 1, "telnyx.duplicate_start": 1,
                                     "telnyx.malformed_json": 1}
