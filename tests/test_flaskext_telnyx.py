@@ -138,3 +138,22 @@ def test_the_example_app_serves_telnyx_with_the_key_from_the_environment():
     assert answer.status_code == 200 and ET.fromstring(answer.data).find("Connect/Stream") is not None
     assert client.post("/voice", data=FORM).status_code == 200  # Twilio's webhook too (no token: unchecked)
     app.extensions["voicebridge"].close()
+
+
+def test_a_stream_needs_a_token_only_if_its_own_carriers_webhooks_are_checked():
+    ended: list[Any] = []
+    app, bridge = make_app(on_end=ended.append)  # Telnyx's key, no Twilio auth token
+    with running(app) as handle:
+        twilio = websocket.create_connection(handle.ws_url, timeout=5)  # unchecked Twilio: admitted without one
+        twilio.send(json.dumps({"event": "start", "streamSid": "MZ" + "1" * 32,
+                                "start": {"streamSid": "MZ" + "1" * 32, "callSid": "CA" + "1" * 32}}))
+        assert wait_until(lambda: bridge.active_calls == 1)
+        twilio.close()
+        assert wait_until(lambda: len(ended) == 1)
+        telnyx_ws = websocket.create_connection(handle.ws_url.replace("/media", "/telnyx/media"), timeout=5)
+        telnyx_ws.send(json.dumps(telnyx_start(call_id=CALL_ID)))  # checked Telnyx: refused without one
+        opcode, _ = telnyx_ws.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        telnyx_ws.close()
+    assert len(ended) == 1
+    bridge.close()

@@ -584,7 +584,7 @@ class VoiceBridge:
             ws = self._unstarted.pop(session, None)  # None: closed meanwhile for want of room
         params = dict(start.custom_parameters)
         token = params.pop(TOKEN_PARAMETER, None)
-        if self.tokens is not None:
+        if self.tokens is not None and self._signed(session.carrier):
             try:
                 check = self.tokens.redeem(token, start.call_sid, time.time())
             except Exception:  # noqa: BLE001 - e.g. a failing state directory: refuse, never admit unchecked
@@ -616,6 +616,13 @@ class VoiceBridge:
             session.log.error("config_for_call returned %s, not a BridgeConfig; ignored", type(chosen).__name__)
             return None
         return chosen
+
+    def _signed(self, carrier: Carrier) -> bool:
+        """Whether ``carrier``'s webhooks are checked: only then must its streams show a token (a
+        token from an unchecked webhook proves nothing; the other carrier's key may be why tokens exist)."""
+        if carrier.name == "telnyx":
+            return self.telnyx is not None and self.telnyx.enabled
+        return self.signatures.enabled
 
     def _cap_full(self) -> bool:
         """The webhook's check. A failing state directory answers the call (never a 500 to Twilio):
