@@ -78,6 +78,13 @@ def test_malformed_messages_name_their_fault():
         assert isinstance(event, ProtocolError) and (event.side, event.kind) == ("telnyx", kind), (message, event)
 
 
+def test_the_outbound_track_never_passes_as_the_callers_audio():
+    media = {"event": "media", "stream_id": STREAM, "media": {"track": "outbound", "chunk": "1", "timestamp": "0",
+                                                              "payload": base64.b64encode(b"\xff" * 160).decode()}}
+    event = tx.parse(json.dumps(media))
+    assert isinstance(event, ProtocolError) and event.kind == "unexpected_track"
+
+
 def test_a_bad_digit_is_not_logged():
     event = tx.parse('{"event":"dtmf","dtmf":{"digit":"99"}}')
     assert isinstance(event, ProtocolError) and "99" not in event.detail

@@ -20,7 +20,7 @@ import json
 import re
 from typing import Any, Callable
 
-from .carrier import CarrierEvent, Connected, Dtmf, Start, Stop, dispatch, mark_event, media_event, safe_id
+from .carrier import CarrierEvent, Connected, Dtmf, Media, Start, Stop, dispatch, mark_event, media_event, safe_id
 from .errors import ProtocolError
 
 SIDE = "telnyx"
@@ -93,7 +93,12 @@ def _bounded_parameters(params: dict[Any, Any]) -> dict[str, str]:
 
 
 def _parse_media(msg: dict[str, Any]) -> CarrierEvent:
-    return media_event(SIDE, _stream_id(msg), msg.get("media"))
+    event = media_event(SIDE, _stream_id(msg), msg.get("media"))
+    if isinstance(event, Media) and event.track != "inbound":
+        # A stream started with track="both_tracks" also carries what the caller hears: our own
+        # audio must never reach the model as the caller's.
+        return _error("unexpected_track", f"media of the {event.track[:20]!r} track (the stream must be inbound_track)")
+    return event
 
 
 def _parse_mark(msg: dict[str, Any]) -> CarrierEvent:

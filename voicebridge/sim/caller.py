@@ -89,7 +89,8 @@ class SimulatedCaller:
         self.on_event = on_event
         self.acoustics = acoustics  # the room the caller is in (echo, noise); None: a clean line
         self.wire = WIRES[carrier](call_sid, account_sid)  # the carrier whose messages the caller speaks
-        self.stream_sid, self.call_sid, self.account_sid = self.wire.stream_sid, self.wire.call_sid, self.wire.account_sid
+        wire = self.wire
+        self.stream_sid, self.call_sid, self.account_sid = wire.stream_sid, wire.call_sid, wire.account_sid
         self.report = CallReport(url=url, stream_sid=self.stream_sid, call_sid=self.call_sid,
                                  record_path=record_path)
         self._metrics = CallerMetrics(self.report, lead_frames)
@@ -403,7 +404,8 @@ def _key_value(sep: str) -> Callable[[str], "tuple[str, str]"]:
 
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="voicebridge call",
-                                description="Call a Twilio Media Streams (or Telnyx media streaming) bridge as a simulated caller.")
+                                description="Call a Twilio Media Streams (or Telnyx media streaming) bridge as a "
+                                            "simulated caller.")
     p.add_argument("url", help="bridge WebSocket URL, e.g. ws://127.0.0.1:5050/media")
     p.add_argument("--script", default=DEFAULT_SCRIPT,
                    help="compact caller script (default: the demo call); see voicebridge.sim.script")
