@@ -3,7 +3,11 @@
 ``create_app`` builds a Flask app and mounts the bridge on it: ``POST /voice`` (the Twilio
 webhook), the ``/media`` WebSocket served by flask-sock, ``/healthz`` and ``/metrics``
 (``voicebridge.app.create_app`` reads the settings from the environment and mounts
-``voicebridge.VoiceBridge``).
+``voicebridge.VoiceBridge``). The same app answers Telnyx too: point a TeXML application's voice
+URL at ``POST /telnyx/voice`` (its stream is ``/telnyx/media``) and set ``TELNYX_PUBLIC_KEY`` (the
+account's public key, Mission Control: Keys & Credentials) so its Ed25519 signatures are checked;
+with no ``TWILIO_AUTH_TOKEN`` and several workers, also ``VOICEBRIDGE_STREAM_SECRET`` (any long
+random string, the same in every worker: it keys the single-use stream tokens).
 
 Development (werkzeug threaded server)::
 

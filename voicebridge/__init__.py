@@ -2,7 +2,7 @@
 
 Public API (everything else is internal and may change):
 
-``MediaSession(twilio_ws, config=None, connect=None, *, on_start=None, on_transcript_entry=None, on_keypad=None, on_transfer=None, on_end=None)``
+``MediaSession(twilio_ws, config=None, connect=None, *, on_start=None, on_transcript_entry=None, on_keypad=None, on_transfer=None, on_end=None, carrier=TWILIO)``
     One call. ``run()`` blocks in the caller's thread (the ``/media`` handler) until the call
     ends; ``close()`` is idempotent; ``metrics`` is a dict of the call's figures, including
     the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``,
@@ -16,7 +16,9 @@ Public API (everything else is internal and may change):
     decided, before the stream closes (Twilio then asks the ``<Connect action>`` URL where the
     caller goes) and ``on_end(session)`` run on the thread that called ``run()``, after the
     call's own threads have ended (docs/architecture.md, "Hooks"). The old ``on_transcript(role,
-    text)`` and ``on_dtmf(digits)`` still work, with a DeprecationWarning.
+    text)`` and ``on_dtmf(digits)`` still work, with a DeprecationWarning. ``carrier``: whose
+    media stream the socket carries, ``voicebridge.twilio_carrier.TWILIO`` (default) or
+    ``voicebridge.telnyx.TELNYX`` (Telnyx media streaming, bidirectional RTP PCMU; docs/carriers.md).
 ``BridgeConfig``
     Frozen per-call settings: the endpoint (OpenAI, or Azure with ``azure_endpoint`` /
     ``azure_deployment`` and a key or ``token_provider``), every session option (turn
@@ -34,7 +36,9 @@ Public API (everything else is internal and may change):
     ends), WebSocket ``/media`` (served by flask-sock), ``GET /healthz`` and ``GET /metrics``
     (Prometheus, when prometheus-client is installed). Hooks: ``config_for_call(params)`` and
     MediaSession's family above (``on_transcript_entry``, ``on_keypad``, ``on_transfer``,
-    ``on_end``).
+    ``on_end``). ``carrier="telnyx"`` (or ``("twilio", "telnyx")``) mounts Telnyx's
+    ``POST /telnyx/voice`` (TeXML), ``/telnyx/voice/after`` and WebSocket ``/telnyx/media``, its
+    webhooks checked with ``telnyx_public_key`` (Ed25519; ``pip install 'voicebridge[telnyx]'``).
     Shared state (the call cap, single-use stream tokens, the transfer board, drain records):
     the worker processes of one host through ``state_dir`` (files, the default), or several
     hosts through Redis with ``redis_url=`` (``pip install voicebridge[redis]``; options in
@@ -45,7 +49,7 @@ Public API (everything else is internal and may change):
     the server's status and message, what to check) on a wrong key, a wrong URL or nothing
     listening. Call it at startup so a bad setting fails the deploy, not the first call.
 ``voicebridge.testing``
-    Fake Twilio and Realtime sockets, message builders and ``BridgeCall``, to drive a session
+    Fake Twilio, Telnyx and Realtime sockets, message builders and ``BridgeCall``, to drive a session
     (or your own integration) with no network.
 
 Minimal use inside an existing flask-sock app::

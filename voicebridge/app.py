@@ -73,6 +73,8 @@ class Settings:
     instructions: str = DEFAULT_INSTRUCTIONS
     greeting: str | None = DEFAULT_GREETING
     twilio_auth_token: str | None = field(default=None, repr=False)
+    telnyx_public_key: str | None = None  # Telnyx's Ed25519 webhook key (public: not a secret)
+    stream_secret: str | None = field(default=None, repr=False)  # stream tokens' key without a Twilio token
     public_url: str | None = None
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -117,6 +119,8 @@ class Settings:
             instructions=get("INSTRUCTIONS") or DEFAULT_INSTRUCTIONS,
             greeting=DEFAULT_GREETING if greeting is None else (greeting.strip() or None),
             twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
+            telnyx_public_key=get("TELNYX_PUBLIC_KEY"),
+            stream_secret=get("VOICEBRIDGE_STREAM_SECRET"),
             public_url=get("PUBLIC_URL"),
             host=get("HOST") or DEFAULT_HOST,
             port=_int("PORT", get("PORT"), DEFAULT_PORT, minimum=0),
@@ -274,7 +278,8 @@ def bridge_config(settings: Settings, realtime_url: str | None) -> BridgeConfig:
 
 
 def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask:
-    """The example app: the bridge at ``/voice``, ``/media``, ``/healthz``, ``/metrics``.
+    """The example app: the bridge at ``/voice``, ``/media``, ``/healthz``, ``/metrics``, and for
+    Telnyx at ``/telnyx/voice`` and ``/telnyx/media`` (``TELNYX_PUBLIC_KEY`` checks its webhooks).
 
     ``bridge_options`` go to :class:`VoiceBridge` (``connect``, ``config_for_call``, hooks...).
     An embedded backend, if started, is ``app.extensions["voicebridge"].local_server``; it is
@@ -310,6 +315,9 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
     app = Flask(__name__)
     bridge_options.setdefault("public_url", settings.public_url)
     bridge_options.setdefault("auth_token", settings.twilio_auth_token)
+    bridge_options.setdefault("carrier", ("twilio", "telnyx"))  # Twilio at /voice, Telnyx at /telnyx/voice
+    bridge_options.setdefault("telnyx_public_key", settings.telnyx_public_key)
+    bridge_options.setdefault("stream_secret", settings.stream_secret)
     bridge_options.setdefault("max_calls", settings.max_calls)
     bridge_options.setdefault("state_dir", settings.state_dir)
     bridge_options.setdefault("drain_file", settings.drain_file)
@@ -416,13 +424,18 @@ def serve(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     return handle
 
 
-def simulated_call(realtime_url: str, script: str, settings: Settings | None = None,
-                   **caller_options: Any) -> "tuple[Any, dict[str, Any] | None]":
-    """One simulated Twilio call through the example app (a real server on a free port) to
-    ``realtime_url``: (the caller's report, the bridge's call-end metrics or None)."""
+def simulated_call(realtime_url: str, script: str, settings: Settings | None = None, carrier: str = "twilio",
+                   dial_secret: str | None = None, **caller_options: Any) -> "tuple[Any, dict[str, Any] | None]":
+    """One simulated call through the example app (a real server on a free port) to
+    ``realtime_url``: (the caller's report, the bridge's call-end metrics or None).
+
+    ``carrier``: whose messages the caller speaks (``/media`` or ``/telnyx/media``);
+    ``dial_secret``: place the call through the signed webhook first (Twilio's auth token, or
+    the private half of the test key whose public half is ``settings.telnyx_public_key``)."""
     from dataclasses import replace
 
     from .sim import SimulatedCaller
+    from .sim.caller import dial
 
     ended: list[dict[str, Any]] = []
     done = threading.Event()
@@ -434,7 +447,11 @@ def simulated_call(realtime_url: str, script: str, settings: Settings | None = N
     settings = replace(settings or Settings(), openai_realtime_url=realtime_url, port=0)
     server = serve(create_app(settings, on_end=on_end), "127.0.0.1", 0)
     try:
-        report = SimulatedCaller(server.ws_url, script, **caller_options).run()
+        media_url = server.ws_url if carrier == "twilio" else server.ws_url.replace("/media", "/telnyx/media")
+        placed = dial(carrier, media_url, dial_secret)
+        report = SimulatedCaller(placed.url, script, headers=placed.headers, custom_parameters=placed.custom_parameters,
+                                 call_sid=placed.call_sid, account_sid=placed.account_sid, carrier=carrier,
+                                 **caller_options).run()
         done.wait(10)
     finally:
         server.shutdown()

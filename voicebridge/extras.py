@@ -12,7 +12,8 @@ import importlib.util
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
-EXTRAS = {"prometheus_client": "metrics", "twilio": "twilio", "matplotlib": "demo", "gevent": "gevent"}
+EXTRAS = {"prometheus_client": "metrics", "twilio": "twilio", "matplotlib": "demo", "gevent": "gevent",
+          "cryptography": "telnyx"}
 """Module -> the extra of setup.cfg that installs it."""
 
 

@@ -16,6 +16,15 @@ every process using that directory (:mod:`voicebridge.shared`), which is how the
 processes of ``gunicorn -w N`` act as one bridge. Given the same ``redis_url``, bridges on several
 hosts act as one (:mod:`voicebridge.redisstate`).
 
+Carriers: ``carrier="twilio"`` (the default), ``"telnyx"`` or both (``("twilio", "telnyx")``).
+Telnyx gets its own routes beside Twilio's: ``POST /telnyx/voice`` (the TeXML application's voice
+URL, answered with ``<Connect><Stream bidirectionalMode="rtp" bidirectionalCodec="PCMU">``),
+``POST /telnyx/voice/after`` and WebSocket ``/telnyx/media``; its webhooks must carry a valid
+Ed25519 signature by ``telnyx_public_key`` (docs/carriers.md). A Telnyx stream, like a Twilio
+one, is admitted only with the single-use stream token its webhook issued; with no Twilio auth
+token the tokens are keyed by ``stream_secret`` (the same in every worker process), else by a
+random key of this process.
+
 Deploys: :meth:`VoiceBridge.drain` (or a ``drain_file`` appearing) stops new calls -- ``/healthz``
 answers 503 so the load balancer sends no more -- while live calls run on to their end, and so
 do the calls it already answered: a stream whose webhook was answered (its stream token) is
@@ -37,12 +46,14 @@ and body sizes are bounded, and ``max_calls`` refuses call N+1 instead of degrad
 from __future__ import annotations
 
 import enum
+import hashlib
 import io
 import logging
 import os
+import secrets
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
@@ -50,17 +61,20 @@ from flask_sock import Sock
 
 from . import realtime_client, tcp
 from . import twilio_protocol as tw
+from .carrier import Carrier, CarrierWebhooks, WebhookRequest, safe_id
 from .config import BridgeConfig
 from .extras import bridge_metrics
 from .hooks import HookRunner, legacy
 from .session import MediaSession
+from .shared import NAME as STATE_NAME
 from .shared import StateDirError
 from .sharedstate import SharedState, open_state
 from .streamtoken import DEFAULT_LIFETIME_S as TOKEN_LIFETIME_S
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
 from .streamtoken import StreamTokens, TokenCheck
 from .throttle import LogThrottle
-from .twiml import connect_twiml, hangup_twiml, refusal_twiml, stream_parameters, transfer_twiml  # needs twilio
+from .twilio_carrier import TWILIO, TwilioWebhooks
+from . import twiml  # noqa: F401 - needs twilio: the first import that names a missing twilio's fix
 from twilio.request_validator import RequestValidator  # noqa: I001 - after .twiml, which names a missing twilio's fix
 
 try:  # twilio >= 9.13 also signs with a SharedKey (HMAC-SHA256) when this header says so
@@ -93,6 +107,11 @@ E.164 numbers or SIP URIs): ``/voice/after`` then says "all lines busy" rather t
 DRAIN_FILE_CHECK_S = 1.0  # a drain file is looked for at most this often (on requests)
 DRAIN_GRACE_S = 30.0  # webhooks are answered normally this long into a drain (> the preStop sleep, deploy.md)
 MAX_UNSTARTED = 4
+CARRIERS = ("twilio", "telnyx")
+TELNYX_PREFIX = "/telnyx"
+"""Telnyx's routes: ``/telnyx/voice`` (the TeXML application's voice URL), ``/telnyx/voice/after``
+and ``/telnyx/media``, beside Twilio's ``/voice``, ``/voice/after`` and ``/media``."""
+TELNYX_ENDPOINTS = {"telnyx_voice": False, "telnyx_after": False, "telnyx_media": True}  # -> is a WebSocket
 """Media upgrades per process waiting for Twilio's ``start`` (Twilio sends it at once): a newer one
 closes the oldest, so sockets that never start cannot pin the server's threads."""
 
@@ -203,6 +222,23 @@ def _too_large() -> Response:
     return response
 
 
+def board_key(call_id: str) -> str:
+    """The transfer board's name for a call: its id if that may be a file name (Twilio's SIDs),
+    else a digest of it (Telnyx's ``v3:…`` ids): both requests of one call find the same entry."""
+    if STATE_NAME.fullmatch(call_id):
+        return call_id
+    return "h" + hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _process_secret(state_dir: str | None) -> str:
+    """A stream-token key for a bridge with no Twilio auth token (Telnyx only): random, so valid in
+    this process only -- worker processes sharing ``state_dir`` need ``stream_secret=`` instead."""
+    if state_dir:
+        log.warning("voicebridge: Telnyx stream tokens keyed per process; with state_dir (several workers) "
+                    "pass stream_secret= (any long random string, the same in every worker)")
+    return secrets.token_urlsafe(32)
+
+
 def xml(body: str) -> Response:
     return Response(body, mimetype="text/xml")
 
@@ -282,7 +318,13 @@ class VoiceBridge:
         redis_url: str | None = None,
         redis_options: dict[str, Any] | None = None,
         shared_state: SharedState | None = None,
+        carrier: "str | Sequence[str]" = "twilio",
+        telnyx_public_key: str | None = None,
+        stream_secret: str | None = None,
     ) -> None:
+        self.carriers = (carrier,) if isinstance(carrier, str) else tuple(carrier)
+        if not self.carriers or set(self.carriers) - set(CARRIERS):
+            raise ValueError(f"carrier must be one or more of {', '.join(CARRIERS)}, not {carrier!r}")
         if public_url and urlsplit(public_url).scheme.lower() not in SCHEMES:
             raise ValueError("public_url must start with https:// (or http://, ws://, wss://)")
         self.config = config or BridgeConfig()
@@ -307,8 +349,12 @@ class VoiceBridge:
         self.slots = self.state.slots
         self.transfers = self.state.transfers  # call SID -> target, for /voice/after
         self.signatures = SignatureCheck(auth_token, self.public_url)
+        self.twilio_hooks = TwilioWebhooks(auth_token)
         # With signatures on, every stream must also present the single-use token its webhook issued.
-        self.tokens = StreamTokens(auth_token, store=self.state.used) if auth_token else None
+        self.telnyx = self._telnyx_webhooks(telnyx_public_key) if "telnyx" in self.carriers else None
+        secret = stream_secret or auth_token or (_process_secret(state_dir) if self.telnyx and self.telnyx.enabled
+                                                 else None)
+        self.tokens = StreamTokens(secret, store=self.state.used) if secret else None
         self.metrics = bridge_metrics(metrics, lambda: self.slots.active)  # NoMetrics without prometheus-client
         self.hooks = HookRunner("vb-hooks")  # on_transcript / on_dtmf of every call, off the calls' threads
         self.drain_file = drain_file
@@ -342,12 +388,15 @@ class VoiceBridge:
             if not routes_seen:
                 routes_seen.append(True)
                 self._warn_shadowed(app)
-        if not self.signatures.enabled:
+        if self.telnyx is not None and not self.telnyx.enabled:
+            log.warning("!!! voicebridge: no Telnyx public key -- Telnyx webhook signatures are NOT checked; "
+                        "local use only; set TELNYX_PUBLIC_KEY before exposing it to the internet. !!!")
+        if "twilio" in self.carriers and not self.signatures.enabled:
             log.warning("!!! voicebridge: no Twilio auth token -- X-Twilio-Signature is NOT checked; anyone "
                         "who finds this URL can place calls on your OpenAI bill. Local use only; set "
                         "TWILIO_AUTH_TOKEN before exposing it to the internet. !!!")
-        log.info("voicebridge mounted at %s/voice and %s/media (max calls: %s%s, public url: %s)",
-                 self.url_prefix, self.url_prefix, self.slots.limit or "unlimited", self._sharing(),
+        log.info("voicebridge mounted for %s at %s/ (max calls: %s%s, public url: %s)",
+                 " and ".join(self.carriers), self.url_prefix, self.slots.limit or "unlimited", self._sharing(),
                  self.public_url or "from request")
 
     def _sharing(self) -> str:
@@ -372,11 +421,17 @@ class VoiceBridge:
     def _blueprint(self) -> Blueprint:
         bp = Blueprint(BLUEPRINT_NAME, __name__)
         bp.before_request(self._guard)
-        bp.add_url_rule("/voice", "voice", self._voice, methods=["GET", "POST"])
-        bp.add_url_rule("/voice/after", "after_stream", self._after_stream, methods=["GET", "POST"])
         bp.add_url_rule("/healthz", "healthz", self._healthz, methods=["GET"])
         bp.add_url_rule("/metrics", "metrics", self._metrics_view, methods=["GET"])
-        Sock().route("/media", bp=bp, endpoint="media")(self.handle_media)
+        sock = Sock()
+        if "twilio" in self.carriers:
+            bp.add_url_rule("/voice", "voice", self._voice, methods=["GET", "POST"])
+            bp.add_url_rule("/voice/after", "after_stream", self._after_stream, methods=["GET", "POST"])
+            sock.route("/media", bp=bp, endpoint="media")(self.handle_media)
+        if "telnyx" in self.carriers:
+            bp.add_url_rule(f"{TELNYX_PREFIX}/voice", "telnyx_voice", self._telnyx_voice, methods=["POST"])
+            bp.add_url_rule(f"{TELNYX_PREFIX}/voice/after", "telnyx_after", self._telnyx_after, methods=["POST"])
+            sock.route(f"{TELNYX_PREFIX}/media", bp=bp, endpoint="telnyx_media")(self.handle_telnyx_media)
         return bp
 
     # ------------------------------------------------------------------ request guard
@@ -386,6 +441,8 @@ class VoiceBridge:
         if too_big is not None:
             return too_big
         endpoint = (request.endpoint or "").rpartition(".")[2]
+        if endpoint in TELNYX_ENDPOINTS:
+            return self._guard_telnyx(endpoint)
         if endpoint not in ("voice", "media", "after_stream"):
             return None
         ok, url = self.signatures.verify(websocket=endpoint == "media")
@@ -399,41 +456,84 @@ class VoiceBridge:
     # ------------------------------------------------------------------ views
     def _voice(self) -> Response:
         """The voice webhook: TwiML connecting the call to our media stream, or a polite refusal."""
-        call_sid = request.values.get("CallSid", "")
+        return self._answer(self.twilio_hooks, "media", "after_stream")
+
+    def _after_stream(self) -> Response:
+        """Twilio's request once the stream has ended (``<Connect action>``): transfer or hang up."""
+        return self._after(self.twilio_hooks)
+
+    def _answer(self, hooks: CarrierWebhooks, media_endpoint: str, after_endpoint: str) -> Response:
+        """A carrier's voice webhook: markup connecting the call to its media route, or the refusal."""
+        call_sid = hooks.call_id(request.values)
         if self.draining and not self._in_drain_grace(0.0):
             self.metrics.refused.labels(stage="draining").inc()
             self._refusals.warning("webhook draining", "call %s refused at the webhook: draining",
-                                   tw.safe_sid(call_sid))
-            return xml(refusal_twiml())
+                                   safe_id(call_sid))
+            return xml(hooks.refusal())
         if self._cap_full():
             self.metrics.refused.labels(stage="webhook").inc()
             if self.slots.reachable:
                 self._refusals.warning("webhook cap", "call %s refused at the webhook: every call slot is taken "
-                                       "(cap %s)", tw.safe_sid(call_sid), self.slots.limit)
+                                       "(cap %s)", safe_id(call_sid), self.slots.limit)
             else:
                 self._refusals.warning("webhook outage", "call %s refused at the webhook: the shared state is "
-                                       "unreachable (outage policy)", tw.safe_sid(call_sid))
-            return xml(refusal_twiml())
+                                       "unreachable (outage policy)", safe_id(call_sid))
+            return xml(hooks.refusal())
         # url_for builds WebSocket routes as absolute ws:// URLs of the internal host: keep the path
-        media_path = urlsplit(url_for(f"{self.blueprint.name}.media")).path
+        media_path = urlsplit(url_for(f"{self.blueprint.name}.{media_endpoint}")).path
         stream_url = public_base(self.public_url, websocket=True) + media_path
-        params = stream_parameters(request.form, request.args)
+        params = hooks.stream_parameters(request.form, request.args)
         if self.tokens is not None:
             params[TOKEN_PARAMETER] = self.tokens.issue(call_sid, time.time())
-        after = public_base(self.public_url, websocket=False) + url_for(f"{self.blueprint.name}.after_stream")
-        return xml(connect_twiml(stream_url, params, after))
+        after = public_base(self.public_url, websocket=False) + url_for(f"{self.blueprint.name}.{after_endpoint}")
+        return xml(hooks.connect(stream_url, params, after))
 
-    def _after_stream(self) -> Response:
-        """Twilio's request once the stream has ended (``<Connect action>``): transfer or hang up."""
-        call_sid = request.values.get("CallSid", "")
-        target = self.transfers.take(call_sid, time.time())
+    def _after(self, hooks: CarrierWebhooks) -> Response:
+        """A carrier's request once the stream has ended (``<Connect action>``): transfer or hang up."""
+        call_sid = hooks.call_id(request.values)
+        target = self.transfers.take(board_key(call_sid), time.time())
         if target is None:
-            return xml(hangup_twiml())
+            return xml(hooks.hangup())
         if target == REFUSED:  # its webhook was answered, its stream then found the cap full
-            return xml(refusal_twiml())
-        log.info("call %s transferred: dialing the %s destination", tw.safe_sid(call_sid),
+            return xml(hooks.refusal())
+        log.info("call %s transferred: dialing the %s destination", safe_id(call_sid),
                  "SIP" if target.startswith("sip") else "phone")
-        return xml(transfer_twiml(target))
+        return xml(hooks.transfer(target))
+
+    # ------------------------------------------------------------------ Telnyx
+    @staticmethod
+    def _telnyx_webhooks(public_key: str | None) -> Any:
+        from .telnyx import TelnyxWebhooks  # its signature check needs the telnyx extra
+
+        return TelnyxWebhooks(public_key)
+
+    def _guard_telnyx(self, endpoint: str) -> Response | None:
+        """403 a Telnyx webhook without a valid Ed25519 signature (upgrades: their stream token)."""
+        assert self.telnyx is not None
+        webhook = WebhookRequest(url=public_request_url(self.public_url, TELNYX_ENDPOINTS[endpoint]),
+                                 method=request.method, headers=request.headers, body=request.get_data(cache=True))
+        if self.telnyx.verify(webhook, websocket=TELNYX_ENDPOINTS[endpoint], now=time.time()):
+            return None
+        self.metrics.rejected.labels(endpoint=endpoint).inc()
+        self._refusals.warning(f"403 {endpoint}", "403 %s from %s: missing, stale or invalid %s (%s)", endpoint,
+                               request.remote_addr, self.telnyx.signature_header, self.telnyx.check(webhook,
+                                                                                                    time.time()).value)
+        return Response("invalid Telnyx signature\n", status=403, mimetype="text/plain")
+
+    def _telnyx_voice(self) -> Response:
+        """The TeXML application's voice URL: ``<Connect><Stream>`` to ``/telnyx/media``, or the refusal."""
+        assert self.telnyx is not None
+        return self._answer(self.telnyx, "telnyx_media", "telnyx_after")
+
+    def _telnyx_after(self) -> Response:
+        assert self.telnyx is not None
+        return self._after(self.telnyx)
+
+    def handle_telnyx_media(self, ws: Any) -> None:
+        """One call on an accepted Telnyx media WebSocket (as :meth:`handle_media` for Twilio)."""
+        from .telnyx import TELNYX
+
+        self.handle_media(ws, TELNYX)
 
     def _healthz(self) -> Response:
         """200 while taking calls, 503 while draining (the load balancer's cue to send no more)."""
@@ -452,7 +552,7 @@ class VoiceBridge:
         return Response(self.metrics.exposition(), content_type=self.metrics.content_type,
                         status=200 if self.metrics.enabled else 501)
 
-    def handle_media(self, ws: Any) -> None:
+    def handle_media(self, ws: Any, carrier: Carrier = TWILIO) -> None:
         """One call on an accepted Twilio WebSocket: run its MediaSession (admitted under the cap
         at ``start``), fold its metrics in. Returns when the call has ended.
 
@@ -466,7 +566,7 @@ class VoiceBridge:
             self._refusals.warning("media draining", "media stream refused: draining")
             refuse(ws, "voicebridge draining, try again later")
             return
-        session = self._new_session(ws)
+        session = self._new_session(ws, carrier)
         with self._lock:
             self._sessions.add(session)
             self._unstarted[session] = ws
@@ -495,10 +595,10 @@ class VoiceBridge:
                                        "replayed upgrade)")
 
     # ------------------------------------------------------------------ per call
-    def _new_session(self, ws: Any) -> MediaSession:
+    def _new_session(self, ws: Any, carrier: Carrier = TWILIO) -> MediaSession:
         return MediaSession(ws, self.config, self.connect, on_start=self._started,
                             on_transcript_entry=self.on_transcript_entry, on_keypad=self.on_keypad,
-                            on_transfer=self._transferring, hooks=self.hooks)
+                            on_transfer=self._transferring, hooks=self.hooks, carrier=carrier)
 
     def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
         """MediaSession's on_start: admit the stream (its token, then a call slot), let the app
@@ -507,7 +607,7 @@ class VoiceBridge:
             ws = self._unstarted.pop(session, None)  # None: closed meanwhile for want of room
         params = dict(start.custom_parameters)
         token = params.pop(TOKEN_PARAMETER, None)
-        if self.tokens is not None:
+        if self.tokens is not None and self._signed(session.carrier):
             try:
                 check = self.tokens.redeem(token, start.call_sid, time.time())
             except OSError as exc:  # the shared store unreachable (Redis away, the 'refuse' policy): refuse
@@ -518,7 +618,7 @@ class VoiceBridge:
             if check is not TokenCheck.VALID:
                 self.metrics.refused.labels(stage="token").inc()
                 self._refusals.warning(f"token {check}", "media stream of call %s refused: stream token %s",
-                                       tw.safe_sid(start.call_sid), check.value if check else "unchecked")
+                                       safe_id(start.call_sid), check.value if check else "unchecked")
                 session.close(f"stream token {check.name.lower() if check else 'unchecked'}")
                 return None
         elif self.draining and not self._in_drain_grace(TOKEN_LIFETIME_S + 1.0):
@@ -541,6 +641,13 @@ class VoiceBridge:
             session.log.error("config_for_call returned %s, not a BridgeConfig; ignored", type(chosen).__name__)
             return None
         return chosen
+
+    def _signed(self, carrier: Carrier) -> bool:
+        """Whether ``carrier``'s webhooks are checked: only then must its streams show a token (a
+        token from an unchecked webhook proves nothing; the other carrier's key may be why tokens exist)."""
+        if carrier.name == "telnyx":
+            return self.telnyx is not None and self.telnyx.enabled
+        return self.signatures.enabled
 
     def _cap_full(self) -> bool:
         """The webhook's check. A failing state directory answers the call (never a 500 to Twilio):
@@ -566,7 +673,7 @@ class VoiceBridge:
                                self.slots.active, self.slots.limit)
         now = time.time()
         try:  # before the close: Twilio asks /voice/after as soon as the stream has ended
-            self.transfers.put(session.call_sid or "", REFUSED, now + TRANSFER_WAIT_S, now)
+            self.transfers.put(board_key(session.call_sid or ""), REFUSED, now + TRANSFER_WAIT_S, now)
         except (ValueError, OSError, StateDirError):
             pass  # not a SID we store, or the state failing: /voice/after hangs up instead
         try:
@@ -593,7 +700,7 @@ class VoiceBridge:
             return
         now = time.time()
         try:
-            self.transfers.put(session.call_sid, target, now + TRANSFER_WAIT_S, now)
+            self.transfers.put(board_key(session.call_sid), target, now + TRANSFER_WAIT_S, now)
         except (ValueError, OSError) as exc:  # a malformed SID from the peer, or a failing disk
             session.log.error("transfer not recorded (%s); the call will be hung up", exc)
 

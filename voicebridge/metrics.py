@@ -22,7 +22,7 @@ COUNTERS = (
     "server_speech_ignored_nothing", "backchannels", "backchannels_overruled",
     "turns_backchannel", "turns_not_caller", "false_barge_ins", "truncates_sent",
     "late_deltas_dropped", "framer_bytes_dropped", "framer_bytes_padded", "safety_fuses",
-    "twilio_protocol_errors", "openai_protocol_errors", "openai_unknown_events",
+    "twilio_protocol_errors", "telnyx_protocol_errors", "openai_protocol_errors", "openai_unknown_events",
     "send_failures", "twilio_send_timeouts", "threads_alive_after_close",
     "response_requests", "response_requests_retried", "response_requests_dropped",
     "tool_calls", "tool_errors", "tool_timeouts", "tool_late_results", "tool_fillers",

@@ -22,6 +22,7 @@ from . import realtime_client
 from . import realtime_protocol as rt
 from . import twilio_protocol as tw
 from .callcontrol import CallControl
+from .carrier import Carrier
 from .callflow import CallFlow
 from .calllog import CallLog
 from .config import BridgeConfig
@@ -41,6 +42,7 @@ from .response_requests import ResponseRequests
 from .responses import Interruption, ResponseTracker
 from .toolcalls import ToolCalls
 from .tools import CallInfo
+from .twilio_carrier import TWILIO
 from .twilio_link import TwilioLink
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,10 @@ class MediaSession:
         hooks: HookRunner | None = None,
         on_transcript: Callable[[str, str], None] | None = None,  # deprecated: on_transcript_entry
         on_dtmf: Callable[[str], None] | None = None,  # deprecated: on_keypad
+        carrier: Carrier = TWILIO,
     ) -> None:
         self.config = config or BridgeConfig()
+        self.carrier = carrier  # whose media stream this is (its wire format, its ids)
         self.stream_sid: str | None = None
         self.call_sid: str | None = None
         self.custom_parameters: dict[str, str] = {}
@@ -115,7 +119,7 @@ class MediaSession:
         self._give_up_at = float("inf")  # give_up_waiting_for_start: no start by then, not a call
         self._fuse_checked = float("-inf")
         self._twilio = TwilioLink(twilio_ws, self._metrics, self.log, self.config.twilio_send_timeout_s,
-                                  clock, self.close)
+                                  clock, self.close, carrier)
         self._build(self.config)
 
     def _build(self, config: BridgeConfig) -> None:
@@ -232,7 +236,7 @@ class MediaSession:
                 return
             now = self._clock()
             if message is not None:
-                self._on_twilio(tw.parse(message), now)
+                self._on_twilio(self.carrier.parse(message), now)
             self._timers(now)
 
     def _on_twilio(self, event: tw.TwilioEvent, now: float) -> None:
@@ -256,7 +260,7 @@ class MediaSession:
     def _on_mark(self, event: tw.Mark, now: float) -> None:
         outcome = self.outbound.mark_echoed(event.name, now)
         if outcome is MarkOutcome.FOREIGN:  # never sent by us (or long forgotten): not an echo
-            self._metrics.protocol_error("twilio", "foreign_mark")
+            self._metrics.protocol_error(self.carrier.name, "foreign_mark")
             self.log.once("foreign_mark", "mark %r was never sent by this bridge: ignored; further ones only "
                           "counted", event.name[:tw.SAFE_CHARS])
             return
@@ -264,7 +268,7 @@ class MediaSession:
 
     def _on_start(self, event: tw.Start) -> None:
         if self.stream_sid is not None:
-            self._metrics.protocol_error("twilio", "duplicate_start")
+            self._metrics.protocol_error(self.carrier.name, "duplicate_start")
             self.log.once("duplicate_start", "ignored duplicate start (stream %s)", event.stream_sid)
             return
         self.stream_sid, self.call_sid = event.stream_sid, event.call_sid

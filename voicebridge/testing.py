@@ -154,7 +154,7 @@ class FakeTwilio:
             self.sent.append((time.monotonic(), msg))
             self.raw_sent.append(data)
         if self.echo_marks and msg.get("event") == "mark":
-            self.push(twilio_mark(msg["mark"]["name"], self.stream_sid))
+            self.push(self.mark_echo(msg["mark"]["name"]))
         if self.on_send:
             self.on_send(msg)
 
@@ -175,6 +175,10 @@ class FakeTwilio:
         self.closed.set()
 
     # ---- scripting helpers
+    def mark_echo(self, name: str) -> dict[str, Any]:
+        """The carrier's echo of a mark we sent (once the audio before it has played)."""
+        return twilio_mark(name, self.stream_sid)
+
     def push(self, msg: "dict[str, Any] | str | bytes") -> None:
         self.inbound.put(json.dumps(msg) if isinstance(msg, dict) else msg)
 
@@ -201,6 +205,62 @@ class FakeTwilio:
 
     def wait_for(self, predicate: Callable[["FakeTwilio"], bool], timeout: float = 5.0) -> bool:
         return wait_until(lambda: predicate(self), timeout)
+
+
+# ---------------------------------------------------------------------------- Telnyx messages
+TELNYX_STREAM_ID = "32de0dea-53cb-4b21-89a4-9e1819c043bc"
+TELNYX_CALL_ID = "v3:T02llQxIyaRkhfRKxgAP8nY511EhFLizdvdUKJiSw8d6A9BborherQ"
+
+
+def telnyx_start(stream_id: str = TELNYX_STREAM_ID, call_id: str = TELNYX_CALL_ID,
+                 params: dict[str, str] | None = None) -> dict[str, Any]:
+    """Telnyx's ``start`` frame for a PCMU stream (docs/carriers.md)."""
+    return {"event": "start", "sequence_number": "1", "stream_id": stream_id,
+            "start": {"user_id": "3e6f995f-85f7-4705-9741-53b116d28237", "call_control_id": call_id,
+                      "call_session_id": "ff55a038-6f5d-11ef-9692-02420aeffb1f", "from": "+13122010094",
+                      "to": "+13122123456", "tags": [], "client_state": None,
+                      "custom_parameters": dict(params or {}),
+                      "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}}}
+
+
+def telnyx_media(payload: bytes, seq: int = 1, stream_id: str = TELNYX_STREAM_ID) -> dict[str, Any]:
+    return {"event": "media", "sequence_number": str(seq + 1), "stream_id": stream_id,
+            "media": {"track": "inbound", "chunk": str(seq), "timestamp": str((seq - 1) * 20),
+                      "payload": base64.b64encode(payload).decode("ascii")}}
+
+
+def telnyx_mark(name: str, stream_id: str = TELNYX_STREAM_ID) -> dict[str, Any]:
+    return {"event": "mark", "sequence_number": "0", "stream_id": stream_id, "mark": {"name": name}}
+
+
+def telnyx_dtmf(digit: str, stream_id: str = TELNYX_STREAM_ID) -> dict[str, Any]:
+    return {"event": "dtmf", "sequence_number": "0", "stream_id": stream_id, "dtmf": {"digit": digit}}
+
+
+def telnyx_stop(stream_id: str = TELNYX_STREAM_ID, call_id: str = TELNYX_CALL_ID) -> dict[str, Any]:
+    return {"event": "stop", "sequence_number": "999", "stream_id": stream_id,
+            "stop": {"user_id": "3e6f995f-85f7-4705-9741-53b116d28237", "call_control_id": call_id}}
+
+
+class FakeTelnyx(FakeTwilio):
+    """A scripted Telnyx media WebSocket: the same fake, speaking Telnyx's frames."""
+
+    def __init__(self, stream_id: str = TELNYX_STREAM_ID, call_id: str = TELNYX_CALL_ID) -> None:
+        super().__init__(stream_id, call_id)
+
+    def mark_echo(self, name: str) -> dict[str, Any]:
+        return telnyx_mark(name, self.stream_sid)
+
+    def connected_and_start(self, **params: str) -> None:
+        self.push({"event": "connected", "version": "1.0.0"})
+        self.push(telnyx_start(self.stream_sid, self.call_sid, params))
+
+    def media(self, payload: bytes, n: int = 1) -> None:
+        for _ in range(n):
+            self.push(telnyx_media(payload, next(self._seq), self.stream_sid))
+
+    def stop(self) -> None:
+        self.push(telnyx_stop(self.stream_sid, self.call_sid))
 
 
 class FakeRealtime:
@@ -261,6 +321,10 @@ class FakeRealtime:
         self.inbound.put(ConnectionClosed)  # like a real socket: a reader blocked in recv wakes up
 
     # ---- scripting helpers
+    def mark_echo(self, name: str) -> dict[str, Any]:
+        """The carrier's echo of a mark we sent (once the audio before it has played)."""
+        return twilio_mark(name, self.stream_sid)
+
     def push(self, event: "dict[str, Any] | str | bytes") -> None:
         if isinstance(event, dict):
             event = dict(event)

@@ -27,8 +27,9 @@ from typing import Any, Callable, Iterator
 from contextlib import contextmanager
 
 from . import tcp
-from . import twilio_protocol as tw
+from .carrier import Carrier, OutboundMessages
 from .metrics import CallMetrics
+from .twilio_carrier import TWILIO
 
 
 class SendOutcome(enum.Enum):
@@ -49,7 +50,7 @@ class TwilioLink:
 
     def __init__(self, ws: Any, metrics: CallMetrics, log: logging.LoggerAdapter,
                  send_timeout_s: float | None, clock: Callable[[], float],
-                 on_dead: Callable[[str], None]) -> None:
+                 on_dead: Callable[[str], None], carrier: Carrier = TWILIO) -> None:
         self._ws = ws
         self._metrics = metrics
         self._log = log
@@ -57,7 +58,8 @@ class TwilioLink:
         self._clock = clock
         self._on_dead = on_dead
         self._lock = threading.Lock()
-        self._messages: tw.Outbound | None = None
+        self._carrier = carrier  # builds the outbound messages in its wire format
+        self._messages: OutboundMessages | None = None
         self._sending_since: float | None = None  # set while a socket send is in progress
         self._dead = False
         self._dead_lock = threading.Lock()
@@ -70,7 +72,7 @@ class TwilioLink:
 
     def start(self, stream_sid: str) -> None:
         """The stream is known: outbound messages can be built."""
-        self._messages = tw.Outbound(stream_sid)
+        self._messages = self._carrier.outbound(stream_sid)
 
     @property
     def ready(self) -> bool:

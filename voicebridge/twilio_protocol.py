@@ -10,10 +10,10 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any, Union
 
-from . import peerjson
+from .carrier import Connected, Dtmf, Mark, Media, Start, Stop  # noqa: F401 - the bridge's events, re-exported
+from .carrier import dispatch, mark_event, media_event
 from .errors import ProtocolError
 
 SIDE = "twilio"
@@ -25,60 +25,11 @@ MAX_PARAMETERS = 32
 MAX_PARAMETER_CHARS = 500  # Twilio: each <Parameter>'s name + value stays under 500 characters
 
 
-@dataclass(frozen=True)
-class Connected:
-    protocol: str
-    version: str
-
-
-@dataclass(frozen=True)
-class Start:
-    stream_sid: str
-    call_sid: str
-    account_sid: str
-    tracks: tuple[str, ...] = ()
-    custom_parameters: dict[str, str] = field(default_factory=dict)
-    media_format: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Media:
-    stream_sid: str
-    payload: bytes
-    timestamp_ms: int | None
-    track: str
-
-
-@dataclass(frozen=True)
-class Mark:
-    stream_sid: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Dtmf:
-    stream_sid: str
-    digit: str
-
-
-@dataclass(frozen=True)
-class Stop:
-    stream_sid: str
-    call_sid: str
-
-
 TwilioEvent = Union[Connected, Start, Media, Mark, Dtmf, Stop, ProtocolError]
 
 
 def _error(kind: str, detail: str) -> ProtocolError:
     return ProtocolError(SIDE, kind, detail)
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON 1e400 / Infinity
-        return None
 
 
 def is_sid(value: Any, prefix: str) -> bool:
@@ -128,27 +79,11 @@ def _bounded_parameters(params: dict[Any, Any]) -> dict[str, str]:
 
 
 def _parse_media(msg: dict[str, Any]) -> TwilioEvent:
-    media = msg.get("media")
-    if not isinstance(media, dict) or not isinstance(media.get("payload"), str):
-        return _error("missing_field", "media message without media.payload")
-    b64 = media["payload"]
-    try:
-        payload = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        return _error("bad_base64", f"media payload is not valid base64 ({len(b64)} chars)")
-    return Media(
-        stream_sid=str(msg.get("streamSid") or ""),
-        payload=payload,
-        timestamp_ms=_int_or_none(media.get("timestamp")),
-        track=str(media.get("track") or "inbound"),
-    )
+    return media_event(SIDE, str(msg.get("streamSid") or ""), msg.get("media"))
 
 
 def _parse_mark(msg: dict[str, Any]) -> TwilioEvent:
-    mark = msg.get("mark")
-    if not isinstance(mark, dict) or not isinstance(mark.get("name"), str):
-        return _error("missing_field", "mark message without mark.name")
-    return Mark(stream_sid=str(msg.get("streamSid") or ""), name=mark["name"])
+    return mark_event(SIDE, str(msg.get("streamSid") or ""), msg.get("mark"))
 
 
 def _parse_dtmf(msg: dict[str, Any]) -> TwilioEvent:
@@ -207,23 +142,11 @@ def _fast_media(message: str) -> "Media | None":
 
 def parse(message: "str | bytes | None") -> TwilioEvent:
     """Parse one WebSocket message from Twilio; anything wrong becomes a ProtocolError."""
-    if not isinstance(message, str):
-        return _error("binary_frame", f"unexpected {type(message).__name__} frame")
-    if message.startswith('{"event":"media",'):
+    if isinstance(message, str) and message.startswith('{"event":"media",'):
         media = _fast_media(message)
         if media is not None:
             return media
-    try:
-        msg = peerjson.loads(message)
-    except ValueError as exc:
-        return _error("malformed_json", f"message is not JSON ({len(message)} chars): {str(exc)[:60]}")
-    if not isinstance(msg, dict):
-        return _error("malformed_json", "message is not a JSON object")
-    event = msg.get("event")
-    parser = _PARSERS.get(event) if isinstance(event, str) else None
-    if parser is None:
-        return _error("unknown_event", f"unknown event {str(event)[:40]!r}")
-    return parser(msg)
+    return dispatch(SIDE, message, _PARSERS)
 
 
 class Outbound:

@@ -228,17 +228,19 @@ _PROM_KEYS = {
 
 def run_remote(url: str, seconds: float, metrics_url: str | None,
                fetch: Callable[[str], dict[str, float]] = fetch_metrics, auth_token: str | None = None,
-               webhook_url: str | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """A deployed bridge: the call from outside (with ``auth_token``: placed as Twilio does, the
-    signed webhook then the signed stream), the bridge's counters as before/after deltas."""
+               webhook_url: str | None = None, carrier: str = "twilio"
+               ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A deployed bridge: the call from outside (with ``auth_token``: placed as the carrier does,
+    the signed webhook then the stream; for Telnyx it is a test key's private half), the bridge's
+    counters as before/after deltas."""
     from .sim import SimulatedCaller
-    from .sim.caller import dial_as_twilio
+    from .sim.caller import dial as place
 
-    dial = dial_as_twilio(url, auth_token, webhook_url)
+    dial = place(carrier, url, auth_token, webhook_url)
     before = fetch(metrics_url) if metrics_url else None
     report = SimulatedCaller(dial.url, build_script(seconds), max_seconds=seconds + 30, headers=dial.headers,
                              custom_parameters=dial.custom_parameters, call_sid=dial.call_sid,
-                             account_sid=dial.account_sid).run()
+                             account_sid=dial.account_sid, carrier=carrier).run()
     bridge = None
     if metrics_url and before is not None:
         after = fetch(metrics_url)
@@ -256,17 +258,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heard-bound-ms", type=float, default=Bounds.heard_after_onset_ms,
                     help="max agent audio the caller may hear after starting to speak")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
-    from .sim.caller import add_twilio_arguments
+    from .sim.caller import add_carrier_arguments, add_twilio_arguments
 
     add_twilio_arguments(ap)
+    add_carrier_arguments(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     bounds = Bounds(heard_after_onset_ms=args.heard_bound_ms)
     if args.url:
         try:
-            caller, bridge = run_remote(args.url, args.seconds, args.metrics_url, auth_token=args.auth_token,
-                                        webhook_url=args.webhook_url)
+            secret = args.telnyx_private_key if args.carrier == "telnyx" else args.auth_token
+            caller, bridge = run_remote(args.url, args.seconds, args.metrics_url, auth_token=secret,
+                                        webhook_url=args.webhook_url, carrier=args.carrier)
         except (ValueError, OSError) as exc:  # the webhook refused or is unreachable
             print(f"error: {exc}", file=sys.stderr)
             return 2

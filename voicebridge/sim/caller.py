@@ -1,10 +1,13 @@
-"""A simulated Twilio caller: dials any Media Streams bridge over WebSocket and measures it.
+"""A simulated Twilio (or Telnyx) caller: dials any Media Streams bridge over WebSocket and measures it.
 
 It sends exactly what Twilio sends (``connected``, ``start``, one 160-byte ``media`` every
 20 ms on an absolute monotonic schedule, ``stop``) and answers the bridge like Twilio does
 (``media`` is played out in real time, ``mark`` is echoed once its audio played, ``clear``
 drops the buffer and echoes all pending marks). The logic lives in sans-IO parts
 (:mod:`.playout`, :mod:`.runner`, :mod:`.metrics`); this module is the thin threaded shell:
+
+``carrier="telnyx"`` speaks Telnyx's media streaming messages instead (:mod:`.wire`): the same
+caller, the same behaviour (Telnyx documents the same mark and clear semantics), other frames.
 
 * the **sender** thread owns the 20 ms schedule, advances the playout, echoes due marks and
   sends the caller's audio;
@@ -42,7 +45,8 @@ from .report import CallReport
 from .runner import ScriptRunner
 from .script import DEFAULT_SCRIPT, Step, parse_script
 from .sounds import resolve
-from .webhook import place
+from .webhook import place, place_telnyx
+from .wire import CARRIERS, WIRES
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +59,6 @@ AGENT_STOP_S = 0.1
 RECV_POLL_S = 0.25
 CLOSE_WAIT_S = 2.0
 
-_EXPECTED_FIELDS = {
-    "media": ({"event", "streamSid", "media"}, {"payload"}),
-    "mark": ({"event", "streamSid", "mark"}, {"name"}),
-    "clear": ({"event", "streamSid"}, None),
-}
 
 
 def _sid(prefix: str) -> str:
@@ -75,7 +74,8 @@ class SimulatedCaller:
                  record_path: "str | None" = None, max_seconds: float = 120.0,
                  lead_frames: int = 2, on_event: "EventCallback | None" = None,
                  connect_timeout: float = 10.0, acoustics: "Acoustics | None" = None,
-                 call_sid: "str | None" = None, account_sid: "str | None" = None) -> None:
+                 call_sid: "str | None" = None, account_sid: "str | None" = None,
+                 carrier: str = "twilio") -> None:
         self.url = url
         if script is None or isinstance(script, str):
             self.steps: list[Step] = parse_script(DEFAULT_SCRIPT if script is None else script)
@@ -88,9 +88,9 @@ class SimulatedCaller:
         self.connect_timeout = connect_timeout
         self.on_event = on_event
         self.acoustics = acoustics  # the room the caller is in (echo, noise); None: a clean line
-        self.stream_sid = _sid("MZ")
-        self.account_sid = account_sid or _sid("AC")
-        self.call_sid = call_sid or _sid("CA")
+        self.wire = WIRES[carrier](call_sid, account_sid)  # the carrier whose messages the caller speaks
+        wire = self.wire
+        self.stream_sid, self.call_sid, self.account_sid = wire.stream_sid, wire.call_sid, wire.account_sid
         self.report = CallReport(url=url, stream_sid=self.stream_sid, call_sid=self.call_sid,
                                  record_path=record_path)
         self._metrics = CallerMetrics(self.report, lead_frames)
@@ -133,13 +133,10 @@ class SimulatedCaller:
     # -- call lifecycle ------------------------------------------------------------------------
     def _call(self, runner: ScriptRunner) -> None:
         with self._lock:
-            self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"}, numbered=False)
+            self._send(self.wire.connected(), numbered=False)
             self._t0 = time.monotonic()
             self._playout = PlayoutBuffer(self._t0)
-            self._send({"event": "start", "start": {
-                "streamSid": self.stream_sid, "accountSid": self.account_sid, "callSid": self.call_sid,
-                "tracks": ["inbound"], "customParameters": self.custom_parameters,
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+            self._send(self.wire.start(self.custom_parameters))
             self._emit(0.0, "call_start", {"stream_sid": self.stream_sid})
         sender = threading.Thread(target=self._guard, args=(self._send_loop, runner), name="sim-sender", daemon=True)
         receiver = threading.Thread(target=self._guard, args=(self._recv_loop,), name="sim-receiver", daemon=True)
@@ -204,16 +201,14 @@ class SimulatedCaller:
         if tick.done:
             return False
         for key in tick.keys:
-            self._send({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": key}})
+            self._send(self.wire.dtmf(key))
         # The microphone: the caller's own frame, plus echo and noise when in a room.
         sent = tick.frame if self.acoustics is None else self.acoustics.frame(tick.frame, played.audio)
         self._recorder.add_said(sent)
         # The caller's own sound only: echo or noise must not count as the caller speaking.
         self._metrics.levels(dbfs(tick.frame), dbfs(played.audio))
         self.report.frames_sent += 1
-        self._send({"event": "media", "media": {
-            "track": "inbound", "chunk": str(k + 1), "timestamp": str(k * int(FRAME_MS)),
-            "payload": base64.b64encode(sent).decode("ascii")}})
+        self._send(self.wire.media(k, int(FRAME_MS), sent))
         return True
 
     def _note_agent_audio(self, played: Played, now: float) -> bool:
@@ -236,7 +231,7 @@ class SimulatedCaller:
             return
         with self._lock:
             try:
-                self._send({"event": "stop", "stop": {"accountSid": self.account_sid, "callSid": self.call_sid}})
+                self._send(self.wire.stop())
                 self._ws.send_close(websocket.STATUS_NORMAL)
             except (websocket.WebSocketException, OSError) as exc:
                 log.info("bridge gone before stop: %s", exc)
@@ -277,7 +272,7 @@ class SimulatedCaller:
 
     def _on_message(self, opcode: int, data: bytes) -> None:
         now = time.monotonic()
-        msg, problem = _parse_outbound(opcode, data, self.stream_sid)
+        msg, problem = self.wire.check(opcode, data)
         with self._lock:
             t = now - self._t0
             if problem:
@@ -310,14 +305,13 @@ class SimulatedCaller:
     def _echo_mark(self, t: float, name: str, cleared: bool) -> None:
         self._metrics.mark_echoed(t, name, cleared)
         self._emit(t, "mark_echo", {"name": name, "cleared": cleared})
-        self._send({"event": "mark", "mark": {"name": name}})
+        self._send(self.wire.mark(name))
 
     def _send(self, msg: dict, numbered: bool = True) -> None:
-        """Send one Twilio message; numbered ones get the next sequenceNumber and the streamSid."""
+        """Send one carrier message; numbered ones get the next sequence number and the stream id."""
         if numbered:
             self._seq += 1
-            msg = {"event": msg["event"], "sequenceNumber": str(self._seq), "streamSid": self.stream_sid,
-                   **{k: v for k, v in msg.items() if k != "event"}}
+            msg = self.wire.numbered(self._seq, msg)
         if self._bridge_closed.is_set():
             return
         try:
@@ -336,38 +330,6 @@ class SimulatedCaller:
                 self.on_event(name, t, detail)
             except Exception:  # noqa: BLE001 - a broken progress printer must not end the call
                 log.exception("on_event callback failed")
-
-
-def _parse_outbound(opcode: int, data: "bytes | str", stream_sid: str) -> "tuple[dict, Optional[str]]":
-    """Validate a bridge->Twilio message like Twilio does (31950/31951); returns (msg, problem)."""
-    if opcode != websocket.ABNF.OPCODE_TEXT:
-        return {}, "31950 binary frame"
-    try:
-        msg = json.loads(data)
-    except ValueError:
-        return {}, "31951 not JSON"
-    if not isinstance(msg, dict) or msg.get("event") not in _EXPECTED_FIELDS:
-        return {}, f"31951 unknown event {msg.get('event') if isinstance(msg, dict) else None!r}"
-    top, inner = _EXPECTED_FIELDS[msg["event"]]
-    if set(msg) != top:
-        return {}, f"31951 {msg['event']} fields {sorted(msg)} != {sorted(top)}"
-    if msg["streamSid"] != stream_sid:
-        return {}, f"31951 wrong streamSid {msg['streamSid']!r}"
-    if inner is not None:
-        body = msg[msg["event"]]
-        if not isinstance(body, dict) or set(body) != inner:
-            return {}, f"31951 {msg['event']} body fields {sorted(body) if isinstance(body, dict) else body!r}"
-        if msg["event"] == "media" and not _is_base64(body["payload"]):
-            return {}, "31951 media payload is not base64"
-    return msg, None
-
-
-def _is_base64(value: Any) -> bool:
-    try:
-        base64.b64decode(value, validate=True)
-        return isinstance(value, str)
-    except (ValueError, TypeError):
-        return False
 
 
 # -- placing the call ---------------------------------------------------------------------------
@@ -392,6 +354,24 @@ def dial_as_twilio(media_url: str, auth_token: "str | None", webhook_url: "str |
     return Dial(placed.stream_url, placed.headers, placed.custom_parameters, call_sid, account_sid)
 
 
+def dial_as_telnyx(media_url: str, private_key: "str | None", webhook_url: "str | None" = None) -> Dial:
+    """With a test key's private half (the bridge has its public half): the Ed25519-signed TeXML
+    webhook first, then the stream with the parameters it gave (the stream token among them), as
+    Telnyx places a call. Without: the URL as given."""
+    wire = WIRES["telnyx"]()
+    if not private_key:
+        return Dial(media_url, {}, {}, wire.call_sid, wire.account_sid)
+    placed = place_telnyx(media_url, private_key, wire.call_sid, wire.account_sid, time.time(), webhook_url)
+    return Dial(placed.stream_url, placed.headers, placed.custom_parameters, wire.call_sid, wire.account_sid)
+
+
+def dial(carrier: str, media_url: str, secret: "str | None", webhook_url: "str | None" = None) -> Dial:
+    """Place the call as ``carrier`` does (``secret``: Twilio's auth token, or Telnyx's test private key)."""
+    if carrier == "telnyx":
+        return dial_as_telnyx(media_url, secret, webhook_url)
+    return dial_as_twilio(media_url, secret, webhook_url)
+
+
 def add_twilio_arguments(p: argparse.ArgumentParser) -> None:
     """``--auth-token`` (or TWILIO_AUTH_TOKEN) and ``--webhook-url``: for ``call`` and ``verify``."""
     p.add_argument("--auth-token", default=os.environ.get("TWILIO_AUTH_TOKEN") or None, metavar="TOKEN",
@@ -399,6 +379,17 @@ def add_twilio_arguments(p: argparse.ArgumentParser) -> None:
                         "does, the signed webhook, then the signed stream with the token it issued")
     p.add_argument("--webhook-url", metavar="URL",
                    help="the voice webhook (default: the media URL with /media -> /voice, ws -> http)")
+
+
+def add_carrier_arguments(p: argparse.ArgumentParser) -> None:
+    """``--carrier`` and ``--telnyx-private-key``: whose wire format the caller speaks."""
+    p.add_argument("--carrier", choices=CARRIERS, default="twilio",
+                   help="the carrier whose messages the caller speaks (default: twilio; telnyx: point the URL at "
+                        "the bridge's /telnyx/media)")
+    p.add_argument("--telnyx-private-key", default=os.environ.get("TELNYX_PRIVATE_KEY") or None, metavar="KEY",
+                   help="with --carrier telnyx: the private half (base64, 32 bytes) of a test key pair whose public "
+                        "half the bridge has as TELNYX_PUBLIC_KEY (default: $TELNYX_PRIVATE_KEY): place the call "
+                        "as Telnyx does, the signed TeXML webhook first")
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -416,7 +407,8 @@ def _key_value(sep: str) -> Callable[[str], "tuple[str, str]"]:
 
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="voicebridge call",
-                                description="Call a Twilio Media Streams bridge as a simulated Twilio caller.")
+                                description="Call a Twilio Media Streams (or Telnyx media streaming) bridge as a "
+                                            "simulated caller.")
     p.add_argument("url", help="bridge WebSocket URL, e.g. ws://127.0.0.1:5050/media")
     p.add_argument("--script", default=DEFAULT_SCRIPT,
                    help="compact caller script (default: the demo call); see voicebridge.sim.script")
@@ -428,6 +420,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="extra WebSocket upgrade header, e.g. X-Twilio-Signature:... (repeatable)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="hard limit on call length")
     add_twilio_arguments(p)
+    add_carrier_arguments(p)
     p.add_argument("--verbose", "-v", action="store_true", help="also print marks and script steps")
     p.add_argument("--strict-timing", action="store_true",
                    help="exit 1 on timing figures too (stalls, frames ahead of real time), not only on problems")
@@ -510,14 +503,16 @@ def main(argv: "list[str] | None" = None) -> int:
             print(f"{t:8.3f}s  {name:<20} {extra}".rstrip(), file=out, flush=True)
 
     try:
-        dial = dial_as_twilio(args.url, args.auth_token, args.webhook_url)
+        placed = dial(args.carrier, args.url, args.telnyx_private_key if args.carrier == "telnyx" else args.auth_token,
+                      args.webhook_url)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    caller = SimulatedCaller(dial.url, steps, headers={**dial.headers, **dict(args.header)},
-                             custom_parameters={**dial.custom_parameters, **dict(args.param)},
+    caller = SimulatedCaller(placed.url, steps, headers={**placed.headers, **dict(args.header)},
+                             custom_parameters={**placed.custom_parameters, **dict(args.param)},
                              record_path=args.record, max_seconds=args.max_seconds, on_event=progress,
-                             acoustics=acoustics, call_sid=dial.call_sid, account_sid=dial.account_sid)
+                             acoustics=acoustics, call_sid=placed.call_sid, account_sid=placed.account_sid,
+                             carrier=args.carrier)
     report = caller.run()
     for line in _summary(report):
         print(line, file=out)

@@ -1,4 +1,4 @@
-"""Placing a call as Twilio does: the signed voice webhook first, then the signed media stream.
+"""Placing a call as Twilio (or Telnyx) does: the signed voice webhook first, then the media stream.
 
 A bridge with a Twilio auth token refuses anything unsigned (403), and admits a stream only with
 the single-use token its webhook issued for that call. So, like Twilio: POST the voice webhook
@@ -9,6 +9,7 @@ token among them), and open that URL with its own signature (over the URL alone)
 """
 from __future__ import annotations
 
+import base64
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -88,3 +89,44 @@ def place(media_url: str, auth_token: str, call_sid: str, account_sid: str, webh
     twiml = post(url, urllib.parse.urlencode(form).encode(), headers, timeout).decode("utf-8", "replace")
     stream_url, params = parse_connect(twiml)
     return Placement(stream_url, params, {SIGNATURE_HEADER: signature(auth_token, stream_url)})
+
+
+# -- Telnyx ------------------------------------------------------------------------------------
+TELNYX_SIGNATURE_HEADER = "telnyx-signature-ed25519"
+TELNYX_TIMESTAMP_HEADER = "telnyx-timestamp"
+
+
+def telnyx_signature(private_key: str, body: bytes, timestamp: int) -> str:
+    """``telnyx-signature-ed25519``: Ed25519 over ``timestamp|body`` (docs/carriers.md), with a test
+    key's private half (base64 of its 32 raw bytes): the bridge is given the public half."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key))
+    return base64.b64encode(key.sign(str(timestamp).encode("ascii") + b"|" + body)).decode("ascii")
+
+
+def check_bidirectional(texml: str) -> None:
+    """ValueError unless the stream is one Telnyx would play our frames on: bidirectional RTP, PCMU
+    (``bidirectionalMode`` defaults to mp3, where RTP payloads would not play)."""
+    stream = ET.fromstring(texml).find("./Connect/Stream")
+    if stream is None:
+        return  # parse_connect says what is wrong
+    mode, codec = stream.get("bidirectionalMode", "mp3"), stream.get("bidirectionalCodec", "PCMU")
+    if (mode, codec) != ("rtp", "PCMU") or stream.get("codec", "default") not in ("PCMU", "default"):
+        raise ValueError(f"the TeXML stream is not bidirectional RTP PCMU (bidirectionalMode={mode!r}, "
+                         f"bidirectionalCodec={codec!r}, codec={stream.get('codec')!r})")
+
+
+def place_telnyx(media_url: str, private_key: str, call_id: str, account_id: str, now: float,
+                 webhook_url: str | None = None, timeout: float = 10.0, post: Post = _post) -> Placement:
+    """POST the Ed25519-signed TeXML voice webhook; the stream URL and parameters to open, as Telnyx
+    would (the upgrade itself is not signed)."""
+    url = webhook_url or webhook_url_for(media_url)
+    body = urllib.parse.urlencode(webhook_form(call_id, account_id)).encode()
+    timestamp = int(now)
+    headers = {TELNYX_SIGNATURE_HEADER: telnyx_signature(private_key, body, timestamp),
+               TELNYX_TIMESTAMP_HEADER: str(timestamp), "Content-Type": "application/x-www-form-urlencoded"}
+    texml = post(url, body, headers, timeout).decode("utf-8", "replace")
+    stream_url, params = parse_connect(texml)
+    check_bidirectional(texml)
+    return Placement(stream_url, params)
