@@ -64,3 +64,16 @@ def test_the_model_transcribes_the_caller_or_the_echo_it_heard():
     assert transcribe(800, 2000) and transcribe(800, 2000) in bc.GREETING_PART[1]  # the greeting's echo
     assert bc._transcriber(bc.Case("knock", "should_not", sound="knock:1"), 3.5, 0.5)(3400, 4200) == ""
     assert bc._transcriber(bc.Case("music", "should_not", bed="music"), 3.5, 0.0)(3400, 4200) == ""
+
+
+def test_the_agents_echo_at_minus_20_db_neither_interrupts_it_nor_is_cut():
+    """In virtual time (the real-time speakerphone tests are in the timing lane): the echo of what
+    the caller heard, with a server VAD that hears whatever reaches it."""
+    outcome, _ = bc.run_case(bc.Case("echo-20", "should_not", echo_db=-20, seed=7), lambda: bc.Bridge(voicebridge))
+    assert not outcome.barged_in and outcome.heard_full and outcome.lost_ms == 0
+
+
+def test_a_caller_over_minus_15_db_echo_is_caught():
+    case = bc.Case("interrupt_echo-15", "should", sound="interruption_04_1", echo_db=-15, seed=3)
+    outcome, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge))
+    assert bc.caught(outcome) and not outcome.heard_full

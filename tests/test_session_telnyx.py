@@ -9,7 +9,9 @@ from voicebridge.telnyx import TELNYX
 from voicebridge.testing import TELNYX_CALL_ID, TELNYX_STREAM_ID, FakeTelnyx, telnyx_dtmf, wait_until
 
 LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS
-CFG = BridgeConfig(greeting=None, join_timeout_s=3.0, safety_fuse_ms=60000, duck_fuse_ms=60000)
+# The procedure at the debounce (five loud frames), as tests/test_session_bargein.py: the backchannel rule off
+CFG = BridgeConfig(greeting=None, join_timeout_s=3.0, safety_fuse_ms=60000, duck_fuse_ms=60000,
+                   ignore_backchannels=False)
 
 
 def test_a_telnyx_call_speaks_telnyx_and_barges_in_with_a_clear(bridge_call):
