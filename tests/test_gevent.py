@@ -24,7 +24,8 @@ MODULES = ["tests/test_session.py", "tests/test_wsserver.py", "tests/test_faults
 def test_sessions_sockets_and_faults_behave_the_same_under_gevent():
     code = ("from gevent import monkey; monkey.patch_all()\n"
             "import sys, pytest\n"
-            f"sys.exit(pytest.main(['-o', 'addopts=', '-q', '-p', 'no:randomly', '-p', 'no:cacheprovider', *{MODULES!r}]))\n")
+            f"sys.exit(pytest.main(['-o', 'addopts=', '-q', '-m', 'not timing', '-p', 'no:randomly', '-p', 'no:cacheprovider',"
+            f" *{MODULES!r}]))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     summary = [line for line in done.stdout.splitlines() if "passed" in line or "FAILED" in line or "Error" in line]
     assert done.returncode == 0, "\n".join(summary[-20:]) or done.stdout[-3000:] + done.stderr[-2000:]
