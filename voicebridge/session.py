@@ -31,6 +31,8 @@ from .hooks import HookRunner, legacy
 from .inbound import InboundAudio
 from .interruption import BargeIn
 from .listening import Listener
+from .aftercall import AfterCall
+from .delivery import ReportSender
 from .metrics import CallMetrics
 from .model_events import ModelEvents
 from .continuity import Continuity
@@ -82,6 +84,8 @@ class MediaSession:
         on_keypad: Callable[["MediaSession", str], None] | None = None,
         on_transfer: Callable[["MediaSession", str], None] | None = None,
         on_end: Callable[["MediaSession"], None] | None = None,
+        on_report: Callable[["MediaSession", dict[str, Any]], None] | None = None,
+        reports: ReportSender | None = None,
         hooks: HookRunner | None = None,
         on_transcript: Callable[[str, str], None] | None = None,  # deprecated: on_transcript_entry
         on_dtmf: Callable[[str], None] | None = None,  # deprecated: on_keypad
@@ -105,6 +109,9 @@ class MediaSession:
                                               "on_keypad=f(session, digits)",
                                               lambda hook: lambda _session, digits: hook(digits))
         self._transfer_hook = on_transfer
+        # The recording and the post-call report (voicebridge.aftercall): off the call's threads
+        self.amd: Any = None  # answering-machine detection's result, when the call had one (the report's "amd")
+        self.after = AfterCall(self, on_report, reports)
         # Mid-call hooks run on a hook worker, never on this call's threads (voicebridge.hooks)
         self._hooks = hooks or HookRunner(f"vb-hooks:{id(self):x}")
         self._owns_hooks = hooks is None
@@ -241,6 +248,7 @@ class MediaSession:
 
     def _on_twilio(self, event: tw.TwilioEvent, now: float) -> None:
         if isinstance(event, tw.Media):
+            self.after.caller_audio(event, now)
             self._inbound.media(event, self.stream_sid, now, listening=self.continuity.ending is None)
         elif isinstance(event, tw.Mark):
             self._on_mark(event, now)
@@ -285,6 +293,7 @@ class MediaSession:
             return
         self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         self._twilio.start(event.stream_sid)
+        self._twilio.tap = self.after.started(self.config, self._metrics.call_started_at)
         self.flow.started(self._clock())
         self._start_threads()
 
@@ -415,6 +424,8 @@ class MediaSession:
         if not snap["accounting_ok"]:
             self.log.error("frame accounting mismatch: %s", _accounting(snap))
         self.log.log(self._call_level, "call summary: %s", _summary(snap))
+        if self._threads:  # a call, not a stream refused or never started: its recording and report
+            self.after.ended(snap, self._clock())
         self._done.set()
         if self._owns_hooks and not self._hooks.close(self.config.join_timeout_s):
             self._metrics.add("threads_alive_after_close")
