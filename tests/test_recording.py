@@ -159,3 +159,16 @@ def test_recorded_heard_channel_is_what_the_callers_playout_played(bridge_call, 
     assert samples == int((ended_at - origin[0]) * SAMPLE_RATE + 1e-6)  # both channels: the call's duration
     assert os.path.getsize(recording.path) == 44 + samples * 4
     assert recording.result.seconds == round(samples / SAMPLE_RATE, 3)
+
+
+def test_a_consent_line_is_said_before_the_greeting_only_when_recording(bridge_call, tmp_path):
+    plain = BridgeConfig(greeting_instructions="Say hi.", recording_consent="This call is recorded.")
+    assert plain.first_words == "Say hi."  # not recording: nothing to consent to
+    recorded = plain.replace(recording_dir=str(tmp_path), join_timeout_s=3.0, barge_in=False)
+    assert recorded.first_words.index("This call is recorded.") < recorded.first_words.index("Say hi.")
+    silent_first = recorded.replace(greeting_instructions=None)
+    assert "This call is recorded." in silent_first.first_words  # the agent speaks first to say it
+    call = bridge_call(recorded).start()
+    assert wait_until(lambda: call.openai.requested("greeting"))
+    assert call.openai.requested("greeting")[0]["response"]["instructions"] == recorded.first_words
+    call.finish()

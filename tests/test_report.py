@@ -81,7 +81,9 @@ def test_delivery_queue_retries_on_schedule_and_forgets_delivered():
     assert q.due(clock.advance(0.5)) == ["a"]
     assert q.done("a", Outcome.RETRY, clock()) == 3.0  # second failure: 2 s
     assert q.attempts("a") == 2 and len(q) == 1
-    q.done("a", Outcome.REJECTED, clock.advance(2.0))
+    q.hurry(clock.advance(1.0))  # the target is back: no waiting out the back-off
+    assert q.due(clock()) == ["a"]
+    q.done("a", Outcome.REJECTED, clock.advance(1.0))
     assert len(q) == 0 and q.next_at() is None
 
 
@@ -206,3 +208,30 @@ def test_every_call_gets_a_report_on_the_hook_off_the_calls_threads(bridge_call,
     assert report["end_reason"] == "twilio stop" and report["amd"] is None
     assert [e["role"] for e in report["transcript"]] == ["caller", "agent"]
     assert report["recording"]["location"].endswith(".wav") and report["recording"]["seconds"] > 0
+
+
+def test_a_bridge_delivers_every_calls_report_to_its_webhook_through_one_sender(tmp_path):
+    """VoiceBridge: on_report for each call, and the webhook sender chosen by the call's config."""
+    from voicebridge.flaskext import VoiceBridge
+    from voicebridge.testing import FakeRealtime, FakeTwilio
+
+    port = free_port()
+    receiver = Receiver(port, "k")
+    config = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=3.0, reconnect_attempts=0,
+                          report_url=f"http://127.0.0.1:{port}/r", report_secret="k",
+                          report_spool_dir=str(tmp_path))
+    hooked = []
+    bridge = VoiceBridge(config=config, connect=FakeRealtime().connector, metrics=False,
+                         on_report=lambda s, r: hooked.append(r["id"]))
+    try:
+        for _ in range(2):
+            twilio = FakeTwilio()
+            twilio.connected_and_start()
+            twilio.stop()
+            bridge.handle_media(twilio)
+        assert wait_until(lambda: len(receiver.keys) == 2, 5.0)
+        assert sorted(receiver.keys) == sorted(hooked) and receiver.bad == 0
+        assert len(bridge._report_senders) == 1
+    finally:
+        bridge.close()
+        receiver.stop()

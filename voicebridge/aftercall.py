@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import report as reports_
 from .config import BridgeConfig
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .session import MediaSession
 
 ReportHook = Callable[["MediaSession", dict[str, Any]], None]
+Senders = Union[ReportSender, Callable[[BridgeConfig], Optional[ReportSender]]]
+"""A sender for every call, or one chosen by the call's config (a bridge keeps one per webhook)."""
 OWNED_SENDER_WAIT_S = 5.0
 """A session's own sender (no bridge gave one) tries this long before leaving the rest to the spool."""
 
@@ -36,7 +38,7 @@ def default_spool() -> str:
 class AfterCall:
     """One call's recording and report."""
 
-    def __init__(self, session: "MediaSession", on_report: ReportHook | None, sender: ReportSender | None) -> None:
+    def __init__(self, session: "MediaSession", on_report: ReportHook | None, sender: Senders | None) -> None:
         self._session = session
         self._on_report = on_report
         self._sender = sender
@@ -67,7 +69,8 @@ class AfterCall:
         if self._config is None:
             return
         self.ended_at = now
-        wanted = self._on_report is not None or self._sender is not None or bool(self._config.report_url)
+        wanted = (self._on_report is not None or isinstance(self._sender, ReportSender)
+                  or bool(self._config.report_url))
         if self.recording is not None:
             self.recording.finish(now, lambda result: wanted and self._deliver(snapshot, now, result))
         elif wanted:
@@ -88,7 +91,7 @@ class AfterCall:
     def _send(self, report: dict[str, Any]) -> None:
         config = self._config
         assert config is not None
-        sender, owned = self._sender, False
+        sender, owned = (self._sender(config) if callable(self._sender) else self._sender), False
         if sender is None and config.report_url:
             sender, owned = ReportSender(config.report_url, config.report_spool_dir or default_spool(),
                                          config.report_secret, retention_s=config.report_retention_s,
@@ -122,4 +125,4 @@ class AfterCall:
                               duration_s=duration, end_reason=snapshot.get("close_reason"),
                               entries=snapshot.get("transcript", []), metrics=snapshot,
                               usage=snapshot.get("usage", {}), prices=config.prices, recording=rec, amd=s.amd,
-                              analysis=getattr(s, "analysis", None))
+                              analysis=s.analysis.result)

@@ -121,6 +121,7 @@ class ReportSender:
         self._spooled_at: dict[str, float] = {}
         self._cond = threading.Condition()
         self._closed = False
+        self._down_since: int | None = None  # retries counted when the current outage began
         self.stats = {"submitted": 0, "attempts": 0, "delivered": 0, "retries": 0, "rejected": 0, "expired": 0,
                       "recovered": 0}
         now = clock()
@@ -205,16 +206,23 @@ class ReportSender:
         if outcome is Outcome.DELIVERED:
             self.spool.remove(report_id)
             self.stats["delivered"] += 1
+            if self._down_since is not None:  # back: what waits out a back-off goes now
+                log.warning("report target answers again after %d failed attempt(s): delivering the spool",
+                            self.stats["retries"] - self._down_since)
+                self._down_since = None
+                with self._cond:
+                    self._queue.hurry(self._clock())
         elif outcome is Outcome.REJECTED:
             self.spool.reject(report_id)
             self.stats["rejected"] += 1
             log.error("report %s rejected by the receiver (HTTP %s): kept in %s, not retried", report_id, status,
                       self.spool.rejected)
         else:
+            if self._down_since is None:  # one line per outage, one when it ends
+                self._down_since = self.stats["retries"]
+                log.warning("report delivery failed (%s): reports wait in the spool %s, retried with back-off",
+                            "no answer" if status is None else f"HTTP {status}", self.spool.pending)
             self.stats["retries"] += 1
-            if self.stats["retries"] == 1 or self.stats["retries"] % 100 == 0:
-                log.warning("report delivery failed (%s); retrying with back-off (%d retries so far)",
-                            "no answer" if status is None else f"HTTP {status}", self.stats["retries"])
         with self._cond:
             self._queue.done(report_id, outcome, self._clock())
             if outcome is not Outcome.RETRY:

@@ -184,6 +184,11 @@ class DeliveryQueue:
         self._next[report_id] = now + self._backoff.delay(attempt, self._rng)
         return self._next[report_id]
 
+    def hurry(self, now: float) -> None:
+        """The target answered again: everything waiting out a back-off is due now."""
+        for report_id, at in self._next.items():
+            self._next[report_id] = min(at, now)
+
     def forget(self, report_id: str) -> None:
         self._next.pop(report_id, None)
         self._attempts.pop(report_id, None)
