@@ -6,8 +6,9 @@ import re
 import warnings
 from urllib.parse import quote, urlsplit
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
+from .analysis import ANALYSIS_INSTRUCTIONS
 from .report import Prices
 from .tools import END_CALL, TRANSFER_CALL, Tool, end_call_tool, transfer_tool
 
@@ -200,6 +201,10 @@ class BridgeConfig:
     report_spool_dir: str | None = None  # undelivered reports wait here (default: <tmp>/voicebridge-reports)
     report_retention_s: float = 7 * 24 * 3600.0  # an undelivered report is deleted from the spool after this
     prices: Prices = field(default_factory=Prices)  # USD per 1M tokens, for the report's cost estimate
+    # Post-call analysis: one out-of-band response before the model session closes (docs/calls.md)
+    analysis_schema: Mapping[str, Any] | None = None  # JSON schema of the fields wanted
+    analysis_instructions: str = ANALYSIS_INSTRUCTIONS
+    analysis_timeout_s: float = 10.0  # the longest the call's end waits for the answer
     # Safety and lifecycle
     safety_fuse_ms: int = 30000
     duck_fuse_ms: int = 1000
