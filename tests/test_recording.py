@@ -149,6 +149,7 @@ def test_recorded_heard_channel_is_what_the_callers_playout_played(bridge_call, 
     m = call.finish()
     recording = call.session.after.recording
     assert recording.wait(5.0) is not None
+    assert wait_until(lambda: not recording._thread.is_alive())  # the writer ends with the call
     left, right = channels(recording.path)
     samples = len(left)
     played = playout[0].advance(origin[0] + samples / SAMPLE_RATE).audio

@@ -440,8 +440,7 @@ class MediaSession:
         if not snap["accounting_ok"]:
             self.log.error("frame accounting mismatch: %s", _accounting(snap))
         self.log.log(self._call_level, "call summary: %s", _summary(snap))
-        if self._threads:  # a call, not a stream refused or never started: its recording and report
-            self.after.ended(snap, self._clock())
+        self.after.ended(snap, self._clock())  # a call's recording and report (nothing for a refused stream)
         self._done.set()
         if self._owns_hooks and not self._hooks.close(self.config.join_timeout_s):
             self._metrics.add("threads_alive_after_close")
