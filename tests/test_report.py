@@ -1,6 +1,7 @@
 """The post-call report: builder, price estimate, signature, back-off, spool, delivery, the session's hook."""
 import http.server
 import json
+import logging
 import socket
 import threading
 
@@ -235,3 +236,25 @@ def test_a_bridge_delivers_every_calls_report_to_its_webhook_through_one_sender(
     finally:
         bridge.close()
         receiver.stop()
+
+
+def test_a_full_hook_worker_does_not_lose_the_report(bridge_call):
+    """Without a recording the report goes through the hook worker; a full one must not drop it."""
+    from voicebridge.hooks import HookRunner
+
+    log = logging.LoggerAdapter(logging.getLogger(), {})
+    runner = HookRunner("test-hooks", max_pending=1)
+    gate, busy = threading.Event(), threading.Event()
+    runner.submit(lambda: (busy.set(), gate.wait(5.0)), "blocker", log)
+    assert busy.wait(5.0)  # the worker is stuck in a slow hook ...
+    assert runner.submit(lambda: None, "filler", log)  # ... and its queue is full
+    reports = []
+    config = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=3.0, reconnect_attempts=0)
+    call = bridge_call(config, hooks=runner, on_report=lambda s, r: reports.append(r))
+    try:
+        call.start()
+        call.finish()
+        assert wait_until(lambda: reports, 5.0) and reports[0]["call"]["call_sid"] == call.session.call_sid
+    finally:
+        gate.set()
+        runner.close(2.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
@@ -73,8 +74,10 @@ class AfterCall:
                   or bool(self._config.report_url))
         if self.recording is not None:
             self.recording.finish(now, lambda result: wanted and self._deliver(snapshot, now, result))
-        elif wanted:
-            self._session._submit(lambda: self._deliver(snapshot, now, None), "on_report")
+        elif wanted and not self._session._hooks.submit(lambda: self._deliver(snapshot, now, None), "on_report",
+                                                        self._session.log):
+            # The hook worker is full (or closed): the report still goes, on a thread of its own.
+            threading.Thread(target=self._deliver, args=(snapshot, now, None), name="vb-report", daemon=True).start()
 
     # ------------------------------------------------------------------ off the call's threads
     def _deliver(self, snapshot: dict[str, Any], now: float, recording: RecordingResult | None) -> None:
