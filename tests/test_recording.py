@@ -173,3 +173,30 @@ def test_a_consent_line_is_said_before_the_greeting_only_when_recording(bridge_c
     assert wait_until(lambda: call.openai.requested("greeting"))
     assert call.openai.requested("greeting")[0]["response"]["instructions"] == recorded.first_words
     call.finish()
+
+
+def test_mid_call_the_file_is_readable_up_to_the_last_second_and_the_sink_gets_it_off_the_call(tmp_path):
+    """A crash loses about the last second: the header follows every second written. At the end
+    the sink gets the finished file on the writer thread; its answer is the location."""
+    import logging
+
+    from voicebridge.calllog import CallLog
+    from voicebridge.recording import CallRecording
+
+    now = [0.0]
+    sunk = []
+    rec = CallRecording(str(tmp_path / "r" / "call.wav"), 0.0, lambda: now[0], CallLog(logging.getLogger()),
+                        sink=lambda path: sunk.append((path, threading.current_thread().name)) or "s3://b/call.wav")
+    for n in range(150):  # 3 s of a caller frame and an agent frame per 20 ms
+        now[0] = n * 0.02
+        rec.caller(b"\x10" * 160, now[0])
+        rec.sent(b"\x20" * 160, now[0])
+    assert wait_until(lambda: os.path.exists(rec.path) and os.path.getsize(rec.path) >= 44 + 2 * 8000 * 4)
+    with wave.open(rec.path) as w:  # what a crash now would leave: valid, at most ~1 s short
+        assert w.getnframes() >= 2 * 8000 - 160
+    rec.finish(3.0)
+    result = rec.wait(5.0)
+    assert result.location == "s3://b/call.wav" and result.seconds == 3.0 and result.events_dropped == 0
+    assert sunk[0][0] == rec.path and sunk[0][1].startswith("vb-recording")
+    left, right = channels(rec.path)
+    assert left[:160] == (ULAW_TABLE[0x10],) * 160 and right[:160] == (ULAW_TABLE[0x20],) * 160
