@@ -75,8 +75,25 @@ def test_the_session_asks_before_closing_the_model_and_the_report_has_the_answer
     answer = {"summary": "A short call.", "appointment_confirmed": True}
     openai.push({"type": "response.created", "response": {"id": "resp_a", "metadata": {"voicebridge": "analysis"}}})
     openai.push({"type": "response.done", "response": {"id": "resp_a", "status": "completed", "output": [
-        {"type": "message", "content": [{"type": "output_text", "text": json.dumps(answer)}]}]}})
+        {"type": "message", "content": [{"type": "output_text", "text": json.dumps(answer)}]}],
+        "usage": {"total_tokens": 90, "input_tokens": 80, "output_tokens": 10,
+                  "output_token_details": {"text_tokens": 10}}}})
     call.finish(stop=False)
     assert wait_until(lambda: reports)
     assert reports[0]["analysis"] == {"status": "completed", "valid": True, "value": answer, "errors": []}
     assert openai.closed.is_set()
+    assert reports[0]["usage"]["output_text_tokens"] == 10  # the analysis's tokens count in the call's usage
+
+
+def test_an_analysis_the_model_cannot_give_is_marked_unavailable(bridge_call):
+    reports = []
+    config = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=3.0, reconnect_attempts=0,
+                          analysis_schema=FIELDS)
+    call = bridge_call(config, on_report=lambda s, r: reports.append(r))
+    call.start()
+    assert wait_until(lambda: call.openai.events("session.update"))
+    call.openai.drop()  # the model connection is gone when the call ends
+    call.twilio.stop()
+    call.finish(stop=False)
+    assert wait_until(lambda: reports)
+    assert reports[0]["analysis"]["status"] in ("unavailable", "timeout") and not reports[0]["analysis"]["valid"]

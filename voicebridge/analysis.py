@@ -105,8 +105,10 @@ def outcome(text: str | None, schema: Mapping[str, Any], status: str) -> dict[st
 class PostCallAnalysis:
     """One call's analysis request and its answer (thread-safe: close, model thread, teardown)."""
 
-    def __init__(self, schema: Mapping[str, Any] | None, instructions: str, timeout_s: float) -> None:
+    def __init__(self, schema: Mapping[str, Any] | None, instructions: str, timeout_s: float,
+                 on_usage: Callable[[tuple[tuple[str, int], ...]], None] | None = None) -> None:
         self._schema = full_schema(schema) if schema is not None else None
+        self._on_usage = on_usage  # the answer's tokens count in the call's usage
         self._instructions = instructions
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
@@ -118,9 +120,11 @@ class PostCallAnalysis:
 
     def begin(self, send: Callable[[str], bool], ready: bool) -> bool:
         """Ask, if wanted and the model is there; True: the model stays open until ``wait`` ends."""
-        if self._schema is None or not ready or self.begun:
+        if self._schema is None or self.begun:
             return False
-        self.begun = send(request(self._schema, self._instructions))
+        self.begun = ready and send(request(self._schema, self._instructions))
+        if not self.begun:  # asked for, but the model is gone or not yet there: the report says so
+            self.result = outcome(None, self._schema, "unavailable")
         return self.begun
 
     def take(self, message: "str | bytes") -> bool:
@@ -149,6 +153,11 @@ class PostCallAnalysis:
             if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
                 self._text.append(event["delta"])
             elif kind == "response.done":
+                from . import realtime_protocol as rt  # here: config imports this module, rt imports config
+
+                usage = rt.parse(message)
+                if self._on_usage is not None and isinstance(usage, rt.ResponseDone):
+                    self._on_usage(usage.usage)
                 self._finish(response_text(response) or "".join(self._text) or None, str(response.get("status")))
         return True
 

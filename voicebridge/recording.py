@@ -287,7 +287,8 @@ class CallRecording:
         try:
             self._events.put_nowait((kind, data, at))
         except queue.Full:
-            self.events_dropped += 1
+            with self._finish_lock:
+                self.events_dropped += 1
             self._log.once("recording_behind", "recording behind (slow disk?): events dropped; further ones only "
                            "counted")
 

@@ -156,7 +156,7 @@ class MediaSession:
         self.continuity = Continuity(config, model, self.outbound, self.responses, self.requests, self.tools,
                                      self.record, m, log, self._quiet, self.close, lambda: self._twilio.ready)
         self.analysis = PostCallAnalysis(config.analysis_schema, config.analysis_instructions,
-                                         config.analysis_timeout_s)
+                                         config.analysis_timeout_s, self.record.usage)
         self._model_events = ModelEvents(config, model, self.responses, self.requests, self.outbound,
                                          self.barge_in, self.tools, self.control, self.flow, self.record, m, log,
                                          self._inbound.committed)
