@@ -2,7 +2,7 @@
 
 Public API (everything else is internal and may change):
 
-``MediaSession(twilio_ws, config=None, connect=None, *, on_start=None, on_transcript_entry=None, on_keypad=None, on_transfer=None, on_end=None, carrier=TWILIO)``
+``MediaSession(twilio_ws, config=None, connect=None, *, on_start=None, on_transcript_entry=None, on_keypad=None, on_transfer=None, on_end=None, on_report=None, reports=None, carrier=TWILIO)``
     One call. ``run()`` blocks in the caller's thread (the ``/media`` handler) until the call
     ends; ``close()`` is idempotent; ``metrics`` is a dict of the call's figures, including
     the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``,
@@ -19,6 +19,8 @@ Public API (everything else is internal and may change):
     text)`` and ``on_dtmf(digits)`` still work, with a DeprecationWarning. ``carrier``: whose
     media stream the socket carries, ``voicebridge.twilio_carrier.TWILIO`` (default) or
     ``voicebridge.telnyx.TELNYX`` (Telnyx media streaming, bidirectional RTP PCMU; docs/carriers.md).
+    After the call (docs/calls.md): ``on_report(session, report)`` gets the post-call report (a
+    JSON-ready dict) off the call's threads; ``reports`` a ``ReportSender`` that POSTs it.
 ``BridgeConfig``
     Frozen per-call settings: the endpoint (OpenAI, or Azure with ``azure_endpoint`` /
     ``azure_deployment`` and a key or ``token_provider``), every session option (turn
@@ -26,7 +28,13 @@ Public API (everything else is internal and may change):
     config is made), pacing lead, barge-in threshold/debounce/duck, timeouts, reconnecting
     (``reconnect_attempts``, ``reconnect_budget``, ``session_max_age_s``, the holding line,
     the liveness bounds ``model_ping_after_s`` / ``response_created_timeout_s``), tools, call control
-    (``end_call``, ``transfer_targets``), keypad, idle and length limits.
+    (``end_call``, ``transfer_targets``), keypad, idle and length limits, the recording
+    (``recording_dir``, ``recording_sink``, ``recording_consent``), the post-call report
+    (``report_url``, ``report_secret``, ``report_spool_dir``, ``prices``) and analysis
+    (``analysis_schema``).
+``Prices`` / ``ReportSender`` / ``verify_report``
+    The report's price table (USD per 1M tokens); the signed, spooled, retried webhook sender
+    (``voicebridge.delivery``); a receiver's check of a report's signature header.
 ``tool`` / ``Tool`` / ``CallInfo``
     ``@tool`` makes a function the model may call: its JSON schema from the type hints, its
     description from the docstring (docs/tools.md).
@@ -36,7 +44,7 @@ Public API (everything else is internal and may change):
     ends), WebSocket ``/media`` (served by flask-sock), ``GET /healthz`` and ``GET /metrics``
     (Prometheus, when prometheus-client is installed). Hooks: ``config_for_call(params)`` and
     MediaSession's family above (``on_transcript_entry``, ``on_keypad``, ``on_transfer``,
-    ``on_end``). ``carrier="telnyx"`` (or ``("twilio", "telnyx")``) mounts Telnyx's
+    ``on_end``, ``on_report``). ``carrier="telnyx"`` (or ``("twilio", "telnyx")``) mounts Telnyx's
     ``POST /telnyx/voice`` (TeXML), ``/telnyx/voice/after`` and WebSocket ``/telnyx/media``, its
     webhooks checked with ``telnyx_public_key`` (Ed25519; ``pip install 'voicebridge[telnyx]'``).
     Shared state (the call cap, single-use stream tokens, the transfer board, drain records):
@@ -68,9 +76,12 @@ from .config import BridgeConfig
 from .session import MediaSession
 from .preflight import PreflightFailed, preflight
 from .tools import CallInfo, Tool, tool
+from .delivery import ReportSender
+from .report import Prices
+from .report import verify as verify_report
 
-__all__ = ["BridgeConfig", "CallInfo", "MediaSession", "PreflightFailed", "Tool", "VoiceBridge", "preflight", "tool",
-           "__version__"]
+__all__ = ["BridgeConfig", "CallInfo", "MediaSession", "PreflightFailed", "Prices", "ReportSender", "Tool",
+           "VoiceBridge", "preflight", "tool", "verify_report", "__version__"]
 __version__ = "0.1.0"
 
 

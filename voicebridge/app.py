@@ -202,6 +202,11 @@ SESSION_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MAX_OUTPUT_TOKENS": ("max_output_tokens", _int_or_none),
     "TOOL_CHOICE": ("tool_choice", str),  # auto | none | required | a tool's name
     "APPEND_MS": ("append_ms", int),  # caller audio per input_audio_buffer.append (CPU against latency)
+    "RECORDING_DIR": ("recording_dir", str),  # a stereo WAV per call here (docs/calls.md)
+    "RECORDING_CONSENT": ("recording_consent", str),  # said by the agent first when recording
+    "REPORT_URL": ("report_url", str),  # each call's report POSTed here, signed, retried
+    "REPORT_SECRET": ("report_secret", str),  # the report signature's HMAC key
+    "REPORT_SPOOL_DIR": ("report_spool_dir", str),  # undelivered reports wait here
 }
 """The session options the example reads from the environment: variable -> (BridgeConfig field, parser)."""
 

@@ -6,8 +6,10 @@ import re
 import warnings
 from urllib.parse import quote, urlsplit
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
+from .analysis import ANALYSIS_INSTRUCTIONS
+from .report import Prices
 from .tools import END_CALL, TRANSFER_CALL, Tool, end_call_tool, transfer_tool
 
 DEFAULT_MODEL = "gpt-realtime"
@@ -190,6 +192,19 @@ class BridgeConfig:
     max_call_s: float | None = None  # hard limit on the call's length
     wrap_up_s: float = 30.0  # the wrap-up turn starts this long before max_call_s
     wrap_up_instructions: str = WRAP_UP_INSTRUCTIONS
+    # Recording and the post-call report (docs/calls.md)
+    recording_dir: str | None = None  # a stereo WAV per call here (left: the caller, right: what the caller heard)
+    recording_sink: Callable[[str], "str | None"] | None = field(default=None, repr=False, compare=False)  # finished path -> location
+    recording_consent: str | None = None  # words the agent says first (before its greeting) when recording
+    report_url: str | None = None  # each call's report is POSTed here (signed, retried, spooled)
+    report_secret: str | None = field(default=None, repr=False)  # HMAC-SHA256 key of the report's signature header
+    report_spool_dir: str | None = None  # undelivered reports wait here (default: <tmp>/voicebridge-reports)
+    report_retention_s: float = 7 * 24 * 3600.0  # an undelivered report is deleted from the spool after this
+    prices: Prices = field(default_factory=Prices)  # USD per 1M tokens, for the report's cost estimate
+    # Post-call analysis: one out-of-band response before the model session closes (docs/calls.md)
+    analysis_schema: Mapping[str, Any] | None = None  # JSON schema of the fields wanted
+    analysis_instructions: str = ANALYSIS_INSTRUCTIONS
+    analysis_timeout_s: float = 10.0  # the longest the call's end waits for the answer
     # Safety and lifecycle
     safety_fuse_ms: int = 30000
     duck_fuse_ms: int = 1000
@@ -286,6 +301,14 @@ class BridgeConfig:
                1.0 if self.model_ping_after_s is None else self.model_ping_after_s) <= 0:
             raise ValueError("reconnect_window_s, model_ping_after_s, model_pong_timeout_s and "
                              "response_created_timeout_s must be positive")
+
+    @property
+    def first_words(self) -> str | None:
+        """The greeting's instructions, with the recording's consent line said before it (when set)."""
+        if not (self.recording_consent and (self.recording_dir or self.recording_sink)):
+            return self.greeting_instructions
+        then = f" Then: {self.greeting_instructions}" if self.greeting_instructions else " Then wait for the caller."
+        return f"Before anything else, say exactly this sentence: \"{self.recording_consent}\"{then}"
 
     @property
     def all_tools(self) -> tuple[Tool, ...]:

@@ -64,6 +64,8 @@ from . import twilio_protocol as tw
 from .carrier import Carrier, CarrierWebhooks, WebhookRequest, safe_id
 from .config import BridgeConfig
 from .extras import bridge_metrics
+from .aftercall import default_spool
+from .delivery import ReportSender
 from .hooks import HookRunner, legacy
 from .session import MediaSession
 from .shared import NAME as STATE_NAME
@@ -266,7 +268,8 @@ class VoiceBridge:
     each given the call's session first: ``on_transcript_entry(session, role, text)`` and
     ``on_keypad(session, digits)`` (on the bridge's hook worker, in order, never on the call's
     threads), ``on_transfer(session, target)`` and ``on_end(session)`` (on the request's thread
-    once the call's own threads have ended; ``session.metrics`` has the figures). The old
+    once the call's own threads have ended; ``session.metrics`` has the figures),
+    ``on_report(session, report)`` (the post-call report, off the call's threads, docs/calls.md). The old
     ``on_transcript(call_sid, role, text)``, ``on_dtmf(call_sid, digits)`` and
     ``on_call_end(metrics)`` still work, with a DeprecationWarning. ``connect`` replaces the
     Realtime connector (tests inject fakes). Hook errors are logged, never raised into a call.
@@ -307,6 +310,7 @@ class VoiceBridge:
         on_keypad: KeypadHook | None = None,
         on_transfer: TransferHook | None = None,
         on_end: EndHook | None = None,
+        on_report: Callable[[MediaSession, dict[str, Any]], None] | None = None,
         on_transcript: Callable[[str | None, str, str], None] | None = None,  # deprecated: on_transcript_entry
         on_call_end: Callable[[dict[str, Any]], None] | None = None,  # deprecated: on_end
         on_dtmf: Callable[[str | None, str], None] | None = None,  # deprecated: on_keypad
@@ -340,6 +344,8 @@ class VoiceBridge:
                                              lambda hook: lambda session, digits: hook(session.call_sid, digits))
         self.on_transfer = on_transfer
         self.on_end = on_end
+        self.on_report = on_report  # each call's post-call report, off the call's threads (docs/calls.md)
+        self._report_senders: dict[tuple[str, str, str | None], ReportSender] = {}  # one per webhook and spool
         self.on_call_end = legacy(on_call_end, "VoiceBridge(on_call_end=f(metrics))",
                                   "on_end=f(session) (session.metrics)", lambda hook: hook)
         self.connect = connect
@@ -598,7 +604,20 @@ class VoiceBridge:
     def _new_session(self, ws: Any, carrier: Carrier = TWILIO) -> MediaSession:
         return MediaSession(ws, self.config, self.connect, on_start=self._started,
                             on_transcript_entry=self.on_transcript_entry, on_keypad=self.on_keypad,
-                            on_transfer=self._transferring, hooks=self.hooks, carrier=carrier)
+                            on_transfer=self._transferring, hooks=self.hooks, carrier=carrier,
+                            on_report=self.on_report, reports=self._report_sender)
+
+    def _report_sender(self, config: BridgeConfig) -> ReportSender | None:
+        """The bridge's one sender for ``config``'s webhook (its worker delivers every call's report)."""
+        if not config.report_url:
+            return None
+        key = (config.report_url, config.report_spool_dir or default_spool(), config.report_secret)
+        with self._lock:
+            sender = self._report_senders.get(key)
+            if sender is None:
+                sender = self._report_senders[key] = ReportSender(
+                    key[0], key[1], key[2], retention_s=config.report_retention_s)
+            return sender
 
     def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
         """MediaSession's on_start: admit the stream (its token, then a call slot), let the app
@@ -766,5 +785,9 @@ class VoiceBridge:
             server.stop()
         if not self.hooks.close(HOOKS_CLOSE_S):
             log.error("a hook did not return within %.1f s of the bridge closing", HOOKS_CLOSE_S)
+        with self._lock:
+            senders, self._report_senders = list(self._report_senders.values()), {}
+        for sender in senders:  # undelivered reports stay in the spool for the next process
+            sender.close(HOOKS_CLOSE_S)
         self.state.close()
         self.metrics.update_active()

@@ -79,8 +79,9 @@ class ModelEvents:
         if event.type != "session.updated" or self._configured:
             return
         self._configured = True
-        if self._config.greeting_instructions:
-            self._requests.request("greeting", self._config.greeting_instructions)
+        first_words = self._config.first_words  # the greeting, after the recording's consent line if any
+        if first_words:
+            self._requests.request("greeting", first_words)
 
     def _response_created(self, event: rt.ResponseCreated, now: float) -> None:
         self._responses.created(event.response_id, event.kind)

@@ -31,6 +31,9 @@ from .hooks import HookRunner, legacy
 from .inbound import InboundAudio
 from .interruption import BargeIn
 from .listening import Listener
+from .aftercall import AfterCall
+from .analysis import PostCallAnalysis
+from .delivery import ReportSender
 from .metrics import CallMetrics
 from .model_events import ModelEvents
 from .continuity import Continuity
@@ -82,6 +85,8 @@ class MediaSession:
         on_keypad: Callable[["MediaSession", str], None] | None = None,
         on_transfer: Callable[["MediaSession", str], None] | None = None,
         on_end: Callable[["MediaSession"], None] | None = None,
+        on_report: Callable[["MediaSession", dict[str, Any]], None] | None = None,
+        reports: "ReportSender | Callable[[BridgeConfig], ReportSender | None] | None" = None,
         hooks: HookRunner | None = None,
         on_transcript: Callable[[str, str], None] | None = None,  # deprecated: on_transcript_entry
         on_dtmf: Callable[[str], None] | None = None,  # deprecated: on_keypad
@@ -105,11 +110,15 @@ class MediaSession:
                                               "on_keypad=f(session, digits)",
                                               lambda hook: lambda _session, digits: hook(digits))
         self._transfer_hook = on_transfer
+        # The recording and the post-call report (voicebridge.aftercall): off the call's threads
+        self.amd: Any = None  # answering-machine detection's result, when the call had one (the report's "amd")
+        self.after = AfterCall(self, on_report, reports)
         # Mid-call hooks run on a hook worker, never on this call's threads (voicebridge.hooks)
         self._hooks = hooks or HookRunner(f"vb-hooks:{id(self):x}")
         self._owns_hooks = hooks is None
         self._metrics = CallMetrics()
         self._stop = threading.Event()
+        self._model_stop = threading.Event()  # the model thread's: later than _stop while an analysis is asked
         self._done = threading.Event()
         self._close_lock = threading.Lock()
         self._closing = self._running = self._torn_down = False
@@ -146,6 +155,8 @@ class MediaSession:
                                      config.append_ms)
         self.continuity = Continuity(config, model, self.outbound, self.responses, self.requests, self.tools,
                                      self.record, m, log, self._quiet, self.close, lambda: self._twilio.ready)
+        self.analysis = PostCallAnalysis(config.analysis_schema, config.analysis_instructions,
+                                         config.analysis_timeout_s, self.record.usage)
         self._model_events = ModelEvents(config, model, self.responses, self.requests, self.outbound,
                                          self.barge_in, self.tools, self.control, self.flow, self.record, m, log,
                                          self._inbound.committed)
@@ -216,12 +227,13 @@ class MediaSession:
             self.log.log(self._call_level, "closing: %s", reason)
             self._stop.set()
             self.outbound.stop()
-            self.model.close()
+            if not (self._threads and self.analysis.begin(self.model.send, self.model.ready)):
+                self._end_model()  # else after the analysis's answer (teardown)
         me = threading.current_thread()
         if me in self._threads or me is self._run_thread:
             return
         if running:
-            self._done.wait(self.config.join_timeout_s * 2)
+            self._done.wait(self.config.join_timeout_s * 2 + self.analysis.timeout_s)
         else:
             self._teardown()
 
@@ -241,6 +253,7 @@ class MediaSession:
 
     def _on_twilio(self, event: tw.TwilioEvent, now: float) -> None:
         if isinstance(event, tw.Media):
+            self.after.caller_audio(event, now)
             self._inbound.media(event, self.stream_sid, now, listening=self.continuity.ending is None)
         elif isinstance(event, tw.Mark):
             self._on_mark(event, now)
@@ -285,6 +298,7 @@ class MediaSession:
             return
         self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         self._twilio.start(event.stream_sid)
+        self._twilio.tap = self.after.started(self.config, self._metrics.call_started_at)
         self.flow.started(self._clock())
         self._start_threads()
 
@@ -307,9 +321,17 @@ class MediaSession:
 
     # ------------------------------------------------------------------ model side (model thread)
     def _model_main(self) -> None:
-        self.model.run(self._model_events.handle, self._stop, lambda: rt.session_update(self.config),
+        self.model.run(self._model_message, self._model_stop, lambda: rt.session_update(self.config),
                        self.continuity.history, self._inbound.backlog,
                        self.continuity.switched)
+
+    def _model_message(self, message: "str | bytes", now: float) -> None:
+        if not self.analysis.take(message):  # the post-call analysis's own events, once asked
+            self._model_events.handle(message, now)
+
+    def _end_model(self) -> None:
+        self._model_stop.set()
+        self.model.close()
 
     # ------------------------------------------------------------------ hooks and part callbacks
     def _entry(self, entry: Entry) -> None:
@@ -396,6 +418,9 @@ class MediaSession:
             if self._torn_down:
                 return
             self._torn_down = True
+        if self.analysis.begun:  # the model was kept open for it: its answer (bounded), then close
+            self.analysis.wait()
+            self._end_model()
         deadline = time.monotonic() + self.config.join_timeout_s
         for thread in self._threads:
             while thread.is_alive() and time.monotonic() < deadline:
@@ -415,6 +440,7 @@ class MediaSession:
         if not snap["accounting_ok"]:
             self.log.error("frame accounting mismatch: %s", _accounting(snap))
         self.log.log(self._call_level, "call summary: %s", _summary(snap))
+        self.after.ended(snap, self._clock())  # a call's recording and report (nothing for a refused stream)
         self._done.set()
         if self._owns_hooks and not self._hooks.close(self.config.join_timeout_s):
             self._metrics.add("threads_alive_after_close")

@@ -63,6 +63,7 @@ class TwilioLink:
         self._sending_since: float | None = None  # set while a socket send is in progress
         self._dead = False
         self._dead_lock = threading.Lock()
+        self.tap: Any = None  # the call's recording: told each frame sent and each clear, under the lock
 
     # ------------------------------------------------------------------ setup and reading
     def tune(self) -> None:
@@ -98,8 +99,10 @@ class TwilioLink:
                 if outcome is not None:
                     return outcome, 0.0
                 now = self._clock()
-                if not self._write(message, "media frame"):
+                if not self._write(message, "media frame", now):
                     return SendOutcome.FAILED, now
+                if self.tap is not None:
+                    self.tap.sent(frame, now)
                 return SendOutcome.SENT, now
         except LinkStalled:
             return SendOutcome.FAILED, 0.0
@@ -129,7 +132,10 @@ class TwilioLink:
                 if self._messages is None:
                     self._log.warning("clear not sent: no streamSid yet")
                     return False
-                if self._write(self._messages.clear(), "clear"):
+                at = self._clock()
+                if self._write(self._messages.clear(), "clear", at):
+                    if self.tap is not None:
+                        self.tap.cleared(at)
                     self._metrics.add("clears_sent")
                     self._log.info("twilio clear sent")
                     return True
@@ -176,9 +182,9 @@ class TwilioLink:
         finally:
             self._lock.release()
 
-    def _write(self, message: str, what: str) -> bool:
-        """One socket send under the lock; False (and the call ending) if it failed."""
-        self._sending_since = self._clock()
+    def _write(self, message: str, what: str, at: float | None = None) -> bool:
+        """One socket send under the lock (begun at ``at``); False (and the call ending) if it failed."""
+        self._sending_since = self._clock() if at is None else at
         try:
             self._ws.send(message)
             return True

@@ -38,6 +38,7 @@ from typing import Literal
 
 from .. import audio, tone, tts
 from .tooluse import Schemas, arguments, asks_by_name, named_tool, topical_tool
+from . import structured
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +290,9 @@ class ScriptedAgent:
 
     def _choose(self, response_number: int, instructions: "str | None", tools: Schemas) -> Utterance:
         self._number = response_number + self._numbered_before
+        schema = structured.requested_schema(instructions)
+        if schema is not None:  # a text answer in the JSON asked for (a bridge's post-call analysis)
+            return Utterance("structured", structured.answer(schema, self._summary()), b"")
         if wants_continue(instructions):
             cut, self._interrupted, self._replayed = self._interrupted or self._from_replay(), None, None
             resumed = _resume(cut) if cut is not None else None
@@ -367,6 +371,10 @@ class ScriptedAgent:
         if name == TRANSFER_TOOL:
             return self._say("handoff", HANDOFF, [(TRANSFER_TOOL, args)])
         return self._say("tool", LET_ME_CHECK, [(name, args)])
+
+    def _summary(self) -> str:
+        last = f' The caller last said: "{self._said}".' if self._said else ""
+        return f"A phone call of {self._user_turns} caller turn(s) and {self._number} response(s).{last}"
 
     def _instructed(self, what: str) -> Utterance:
         part = {"filler": STILL_CHECKING, "goodbye": GOODBYE, "handoff": HANDOFF, "nudge": STILL_THERE}[what]

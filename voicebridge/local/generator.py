@@ -245,7 +245,8 @@ class Generator:
         session = self._session()
         obj = {
             "id": resp.id, "object": "realtime.response", "status": status, "status_details": details,
-            "output": output, "conversation_id": self._conversation_id,
+            "output": output,
+            "conversation_id": None if resp.out_of_band else self._conversation_id,  # "none": in no conversation
             "output_modalities": ["text"] if resp.text_mode else ["audio"],
             "max_output_tokens": session.get("max_output_tokens", "inf"),
             "audio": {"output": {"format": resp.output_format, "voice": session["audio"]["output"]["voice"]}},

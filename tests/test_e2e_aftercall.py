@@ -1,0 +1,68 @@
+"""Offline end to end: simulated caller -> example app -> local Realtime server, recording, analysis, report."""
+import http.server
+import json
+import struct
+import threading
+import wave
+from pathlib import Path
+
+from voicebridge.app import Settings, simulated_call
+from voicebridge.audio import SILENCE_BYTE, ULAW_TABLE
+from voicebridge.local.server import LocalRealtimeServer
+from voicebridge.report import SIGNATURE_HEADER, verify
+from voicebridge.testing import wait_until
+
+SCRIPT = "wait_agent:5000,wait_quiet:400,say:What can you tell me?,wait_agent:6000,interrupt:300:Stop please,wait_quiet:600,hangup"
+FIELDS = {"type": "object", "properties": {"appointment_confirmed": {"type": "boolean"}},
+          "required": ["appointment_confirmed"]}
+
+
+def channels(path):
+    with wave.open(str(path)) as w:
+        data = w.readframes(w.getnframes())
+    pcm = struct.unpack(f"<{len(data) // 2}h", data)
+    return pcm[0::2], pcm[1::2]
+
+
+def test_a_call_leaves_a_recording_of_what_was_heard_and_a_signed_report_with_its_analysis(tmp_path):
+    bodies = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            bodies.append((verify(body, self.headers.get(SIGNATURE_HEADER), "k", __import__("time").time()),
+                           json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    settings = Settings(session_options={
+        "recording_dir": str(tmp_path / "rec"), "analysis_schema": FIELDS, "report_secret": "k",
+        "report_url": f"http://127.0.0.1:{receiver.server_address[1]}/reports",
+        "report_spool_dir": str(tmp_path / "spool")})
+    try:
+        with LocalRealtimeServer(mode="tone", speed=8.0, tone_seconds=1.2) as local:
+            _, bridge = simulated_call(local.url, SCRIPT, settings, record_path=str(tmp_path / "caller.wav"),
+                                       max_seconds=30)
+        assert wait_until(lambda: bodies, 10.0)
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    signed, report = bodies[0]
+    assert signed and len(bodies) == 1
+    assert bridge["barge_in_events"] == 1 and report["barge_ins"]["confirmed"] == 1
+    assert report["analysis"]["valid"] and report["analysis"]["value"]["appointment_confirmed"] is False
+    assert report["call"]["call_sid"] == bridge["call_sid"] and report["end_reason"] == bridge["close_reason"]
+    # The bridge's "heard" channel is the agent audio the caller's playout played, sample for sample
+    _, heard = channels(report["recording"]["path"])
+    _, caller_heard = channels(tmp_path / "caller.wav")
+    silence = ULAW_TABLE[SILENCE_BYTE]
+    ours = [s for s in heard if s != silence]
+    theirs = [s for s in caller_heard if s != silence]
+    assert len(ours) > 8000 and ours == theirs
+    assert abs(len(heard) - report["duration_s"] * 8000) <= 8  # both channels: the call's length (ms-rounded)
+    assert Path(report["recording"]["path"]).stat().st_size == 44 + len(heard) * 4

@@ -1,0 +1,260 @@
+"""The post-call report: builder, price estimate, signature, back-off, spool, delivery, the session's hook."""
+import http.server
+import json
+import logging
+import socket
+import threading
+
+import pytest
+
+from voicebridge import BridgeConfig
+from voicebridge.delivery import ReportSender, Spool
+from voicebridge.report import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Backoff, DeliveryQueue, Outcome, Prices, build,
+                                estimate_cost, outcome_of, sign, verify)
+from voicebridge.testing import ManualClock, rt_agent_transcript, rt_transcript, wait_until
+
+
+def test_cost_estimate_prices_each_kind_and_cached_input():
+    usage = {"input_audio_tokens": 1_000_000, "input_text_tokens": 500_000, "input_cached_tokens": 200_000,
+             "output_audio_tokens": 100_000, "output_text_tokens": 50_000}
+    prices = Prices(text_in=4, cached_in=0.4, text_out=16, audio_in=32, audio_out=64)
+    expected = (800_000 * 32 + 500_000 * 4 + 200_000 * 0.4 + 100_000 * 64 + 50_000 * 16) / 1e6
+    assert estimate_cost(usage, prices) == pytest.approx(expected)
+    assert estimate_cost({}, prices) == 0
+
+
+def entry(t, role, text, **detail):
+    return {"t": t, "role": role, "text": text, "detail": detail}
+
+
+def test_report_holds_who_when_transcript_as_heard_tools_and_barge_ins():
+    entries = [entry(0.5, "agent", "Hello, how can I", response_id="r1", interrupted=True),
+               entry(1.0, "caller", "What time is it?"),
+               entry(1.2, "tool", "clock()", name="clock", call_id="c1", arguments="{}"),
+               entry(1.3, "tool", "12:00", name="clock", call_id="c1", output="12:00"),
+               entry(2.0, "control", "transfer to sales")]
+    metrics = {"barge_in_events": 1, "false_barge_ins": 2, "clears_sent": 1, "transfer_to": "+15550001111"}
+    report = build(report_id="rpt_1", who={"from": "+1", "to": "+2", "call_sid": "CA1"}, started_at=0.0,
+                   duration_s=61.25, end_reason="twilio stop", entries=entries, metrics=metrics,
+                   usage={"output_audio_tokens": 10}, prices=Prices(), recording={"location": "s3://x"})
+    assert report["id"] == "rpt_1" and report["call"]["call_sid"] == "CA1"
+    assert report["started_at"] == "1970-01-01T00:00:00.000Z" and report["ended_at"] == "1970-01-01T00:01:01.250Z"
+    assert report["transcript"] == [{"t": 0.5, "role": "agent", "text": "Hello, how can I", "interrupted": True},
+                                    {"t": 1.0, "role": "caller", "text": "What time is it?"}]
+    assert [t.get("arguments", t.get("output")) for t in report["tool_calls"]] == ["{}", "12:00"]
+    assert report["barge_ins"] == {"confirmed": 1, "false": 2, "clears": 1}
+    assert report["transfer_to"] == "+15550001111" and report["amd"] is None
+    assert report["cost"]["estimate"] == pytest.approx(10 * 64 / 1e6)
+    json.dumps(report)
+
+
+def test_signature_verifies_and_refuses_tampering_wrong_key_and_old_timestamps():
+    body = b'{"id":"rpt_1"}'
+    header = sign(body, "s3cret", 1000)
+    assert verify(body, header, "s3cret", now=1000)
+    assert not verify(body + b" ", header, "s3cret", now=1000)
+    assert not verify(body, header, "other", now=1000)
+    assert not verify(body, header, "s3cret", now=1000 + 301)
+    assert not verify(body, None, "s3cret", now=1000) and not verify(body, "t=x,v1=y", "s3cret", now=1000)
+
+
+def test_statuses_map_to_outcomes():
+    assert outcome_of(200) is Outcome.DELIVERED and outcome_of(204) is Outcome.DELIVERED
+    assert all(outcome_of(s) is Outcome.RETRY for s in (None, 408, 429, 500, 503))
+    assert outcome_of(400) is Outcome.REJECTED and outcome_of(401) is Outcome.REJECTED
+
+
+def test_backoff_doubles_with_jitter_and_is_capped():
+    b = Backoff(base_s=1.0, cap_s=60.0)
+    assert [b.delay(n, rng=lambda: 1.0) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert [b.delay(n, rng=lambda: 0.0) for n in range(3)] == [0.5, 1, 2]
+
+
+def test_delivery_queue_retries_on_schedule_and_forgets_delivered():
+    clock = ManualClock(0.0)
+    q = DeliveryQueue(Backoff(1.0, 8.0), rng=lambda: 1.0)
+    q.add("a", clock())
+    q.add("b", clock())
+    assert q.due(clock()) == ["a", "b"]
+    assert q.done("a", Outcome.RETRY, clock()) == 1.0
+    assert q.done("b", Outcome.DELIVERED, clock()) is None
+    assert q.due(clock.advance(0.5)) == [] and q.next_at() == 1.0
+    assert q.due(clock.advance(0.5)) == ["a"]
+    assert q.done("a", Outcome.RETRY, clock()) == 3.0  # second failure: 2 s
+    assert q.attempts("a") == 2 and len(q) == 1
+    q.hurry(clock.advance(1.0))  # the target is back: no waiting out the back-off
+    assert q.due(clock()) == ["a"]
+    q.done("a", Outcome.REJECTED, clock.advance(1.0))
+    assert len(q) == 0 and q.next_at() is None
+
+
+def test_spool_survives_a_restart_and_rejects_bad_ids(tmp_path):
+    spool = Spool(str(tmp_path))
+    spool.put("rpt_a", b"{}")
+    spool.put("rpt_b", b"{}")
+    assert Spool(str(tmp_path)).ids() == ["rpt_a", "rpt_b"]
+    spool.reject("rpt_a")
+    assert spool.ids() == ["rpt_b"] and (tmp_path / "rejected" / "rpt_a.json").exists()
+    with pytest.raises(ValueError):
+        spool.put("../x", b"{}")
+
+
+def test_sender_retries_a_down_target_then_delivers_once_each(tmp_path):
+    """Injected POST: down for the first attempts, then up; every report once, signed, keyed."""
+    got, down = [], [True]
+
+    def post(url, body, headers, timeout):
+        if down[0]:
+            return None
+        got.append((headers[IDEMPOTENCY_HEADER], headers[SIGNATURE_HEADER], body))
+        return 200
+
+    sender = ReportSender("http://x/", str(tmp_path), "k", backoff=Backoff(0.01, 0.05), post=post)
+    try:
+        for n in range(5):
+            sender.submit({"id": f"rpt_{n}"})
+        assert wait_until(lambda: sender.stats["retries"] >= 5)
+        down[0] = False
+        assert sender.wait_idle(5.0)
+    finally:
+        sender.close()
+    assert sorted(k for k, _, _ in got) == [f"rpt_{n}" for n in range(5)]
+    assert all(verify(body, sig, "k", now=__import__("time").time()) for _, sig, body in got)
+    assert Spool(str(tmp_path)).ids() == []
+
+
+def test_a_report_past_its_retention_is_deleted_not_sent(tmp_path):
+    wall = [1000.0]
+    sender = ReportSender("http://x/", str(tmp_path), None, retention_s=60, backoff=Backoff(0.01, 0.01),
+                          post=lambda *a: None, wall=lambda: wall[0])
+    try:
+        sender.submit({"id": "rpt_old"})
+        assert wait_until(lambda: sender.stats["retries"] >= 1)
+        wall[0] += 61
+        assert sender.wait_idle(5.0)
+    finally:
+        sender.close()
+    assert sender.stats["expired"] == 1 and Spool(str(tmp_path)).ids() == []
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: counts deliveries by idempotency key, checks signatures."""
+
+    def __init__(self, port, secret):
+        self.keys, self.bad = [], 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if not verify(body, self.headers.get(SIGNATURE_HEADER), secret, now=__import__("time").time()):
+                    outer.bad += 1
+                outer.keys.append(self.headers.get(IDEMPOTENCY_HEADER))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_reports_reach_a_local_receiver_that_was_down_even_across_a_restart(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/reports"
+    first = ReportSender(url, str(tmp_path), "k", backoff=Backoff(0.02, 0.1))
+    for n in range(4):
+        first.submit({"id": f"rpt_{n}"})
+    assert wait_until(lambda: first.stats["retries"] >= 4)  # refused: the receiver is down
+    first.close()  # the process "restarts": the reports wait in the spool
+    receiver = Receiver(port, "k")
+    second = ReportSender(url, str(tmp_path), "k", backoff=Backoff(0.02, 0.1))
+    try:
+        second.submit({"id": "rpt_new"})
+        assert second.wait_idle(5.0)
+    finally:
+        second.close()
+        receiver.stop()
+    assert sorted(receiver.keys) == ["rpt_0", "rpt_1", "rpt_2", "rpt_3", "rpt_new"] and receiver.bad == 0
+    assert second.stats["recovered"] == 4
+
+
+def test_every_call_gets_a_report_on_the_hook_off_the_calls_threads(bridge_call, tmp_path):
+    reports = []
+    config = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=3.0, reconnect_attempts=0,
+                          recording_dir=str(tmp_path))
+    call = bridge_call(config, on_report=lambda s, r: reports.append((threading.current_thread().name, r)))
+    call.start(From="+15551230000", To="+15559870000")
+    call.openai.push(rt_transcript("What are your hours?"))
+    call.openai.push(rt_agent_transcript("resp_1", "item_1", "Nine to five."))
+    call.openai.response("resp_1", "item_1", [b"\x01" * 1600])
+    assert call.twilio.wait_for(lambda t: len(t.messages("media")) >= 10)
+    call.finish()
+    assert wait_until(lambda: reports, 5.0)
+    thread, report = reports[0]
+    assert thread.startswith("vb-recording") and len(reports) == 1
+    assert report["call"]["from"] == "+15551230000" and report["call"]["call_sid"] == call.session.call_sid
+    assert report["end_reason"] == "twilio stop" and report["amd"] is None
+    assert [e["role"] for e in report["transcript"]] == ["caller", "agent"]
+    assert report["recording"]["location"].endswith(".wav") and report["recording"]["seconds"] > 0
+
+
+def test_a_bridge_delivers_every_calls_report_to_its_webhook_through_one_sender(tmp_path):
+    """VoiceBridge: on_report for each call, and the webhook sender chosen by the call's config."""
+    from voicebridge.flaskext import VoiceBridge
+    from voicebridge.testing import FakeRealtime, FakeTwilio
+
+    port = free_port()
+    receiver = Receiver(port, "k")
+    config = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=3.0, reconnect_attempts=0,
+                          report_url=f"http://127.0.0.1:{port}/r", report_secret="k",
+                          report_spool_dir=str(tmp_path))
+    hooked = []
+    bridge = VoiceBridge(config=config, connect=FakeRealtime().connector, metrics=False,
+                         on_report=lambda s, r: hooked.append(r["id"]))
+    try:
+        for _ in range(2):
+            twilio = FakeTwilio()
+            twilio.connected_and_start()
+            twilio.stop()
+            bridge.handle_media(twilio)
+        assert wait_until(lambda: len(receiver.keys) == 2, 5.0)
+        assert sorted(receiver.keys) == sorted(hooked) and receiver.bad == 0
+        assert len(bridge._report_senders) == 1
+    finally:
+        bridge.close()
+        receiver.stop()
+
+
+def test_a_full_hook_worker_does_not_lose_the_report(bridge_call):
+    """Without a recording the report goes through the hook worker; a full one must not drop it."""
+    from voicebridge.hooks import HookRunner
+
+    log = logging.LoggerAdapter(logging.getLogger(), {})
+    runner = HookRunner("test-hooks", max_pending=1)
+    gate, busy = threading.Event(), threading.Event()
+    runner.submit(lambda: (busy.set(), gate.wait(5.0)), "blocker", log)
+    assert busy.wait(5.0)  # the worker is stuck in a slow hook ...
+    assert runner.submit(lambda: None, "filler", log)  # ... and its queue is full
+    reports = []
+    config = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=3.0, reconnect_attempts=0)
+    call = bridge_call(config, hooks=runner, on_report=lambda s, r: reports.append(r))
+    try:
+        call.start()
+        call.finish()
+        assert wait_until(lambda: reports, 5.0) and reports[0]["call"]["call_sid"] == call.session.call_sid
+    finally:
+        gate.set()
+        runner.close(2.0)
