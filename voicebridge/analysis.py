@@ -161,6 +161,12 @@ class PostCallAnalysis:
                 self._finish(response_text(response) or "".join(self._text) or None, str(response.get("status")))
         return True
 
+    def model_gone(self) -> None:
+        """The model thread has ended (the model lost for good, or closed): nothing more can answer."""
+        with self._lock:
+            if self.begun and not self._done.is_set():
+                self._finish(None, "unavailable")
+
     def _finish(self, text: str | None, status: str) -> None:
         assert self._schema is not None
         self.result = outcome(text, self._schema, status)

@@ -19,7 +19,6 @@ upload) on the writer thread too, and the location reaches the post-call report.
 from __future__ import annotations
 
 import array
-import logging
 import os
 import queue
 import struct

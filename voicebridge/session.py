@@ -321,9 +321,12 @@ class MediaSession:
 
     # ------------------------------------------------------------------ model side (model thread)
     def _model_main(self) -> None:
-        self.model.run(self._model_message, self._model_stop, lambda: rt.session_update(self.config),
-                       self.continuity.history, self._inbound.backlog,
-                       self.continuity.switched)
+        try:
+            self.model.run(self._model_message, self._model_stop, lambda: rt.session_update(self.config),
+                           self.continuity.history, self._inbound.backlog,
+                           self.continuity.switched)
+        finally:
+            self.analysis.model_gone()  # a pending analysis then ends at once, not at its timeout
 
     def _model_message(self, message: "str | bytes", now: float) -> None:
         if not self.analysis.take(message):  # the post-call analysis's own events, once asked
