@@ -97,3 +97,19 @@ def test_create_call_asks_for_async_amd_on_the_bridges_routes():
     assert seen["machine_detection"] == "DetectMessageEnd" and seen["async_amd"] is True
     assert seen["async_amd_status_callback"] == "https://x/voice/amd" and seen["url"] == "https://x/voice?vb_plan=p"
     assert seen["status_callback"] == "https://x/status"
+
+
+def test_voicebridge_dial_reports_twilios_refusal_and_bad_usage(api, tmp_path, capsys):
+    from voicebridge.cli import COMMANDS
+
+    assert COMMANDS["dial"][0] == "voicebridge.dial"
+    env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": "https://bridge.example", "TWILIO_ACCOUNT_SID": ACCOUNT,
+           "STATE_DIR": str(tmp_path), "TWILIO_API_URL": api.url}
+    from voicebridge import dial
+
+    assert dial.main(["not-a-number", "--from", "+15005550006"], env) == 1
+    assert "InvalidNumber" in capsys.readouterr().err
+    assert dial.main(["+15550001111", "--from", "+15005550006"], {**env, "STATE_DIR": ""}) == 2
+    assert "STATE_DIR" in capsys.readouterr().err
+    assert dial.main(["+15550001111", "--from", "+15005550006", "--tool", "nope"], env) == 2
+    assert "unknown tools" in capsys.readouterr().err
