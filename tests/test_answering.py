@@ -64,7 +64,7 @@ def test_a_verdict_without_amd_is_ignored():
     assert gate.result(AnsweredBy.MACHINE_END_BEEP, 100.5) is None and gate.phase is Phase.WAITING
 
 
-@pytest.mark.parametrize("text,verdict", [("human", AnsweredBy.HUMAN), (" Machine_End_Beep ", AnsweredBy.MACHINE_END_BEEP),
-                                          ("fax", AnsweredBy.FAX), ("robot", None), (None, None), ("", None)])
+@pytest.mark.parametrize("text,verdict", [("human", AnsweredBy.HUMAN),
+                                          (" Machine_End_Beep ", AnsweredBy.MACHINE_END_BEEP), ("fax", AnsweredBy.FAX), ("robot", None), (None, None), ("", None)])
 def test_answered_by_parses_twilios_values_only(text, verdict):
     assert AnsweredBy.parse(text) is verdict

@@ -91,7 +91,8 @@ def test_create_call_asks_for_async_amd_on_the_bridges_routes():
             return type("Call", (), {"sid": "CA" + "3" * 32})()
 
     client = type("Client", (), {"calls": Calls()})()
-    sid = dialing.create_call(client, "+15550001111", "+15005550006", "https://x/voice?vb_plan=p", "https://x/voice/amd",
+    sid = dialing.create_call(client, "+15550001111", "+15005550006", "https://x/voice?vb_plan=p",
+                              "https://x/voice/amd",
                               "https://x/status")
     assert sid == "CA" + "3" * 32
     assert seen["machine_detection"] == "DetectMessageEnd" and seen["async_amd"] is True

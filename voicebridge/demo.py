@@ -103,8 +103,8 @@ def _caller_progress(timeline: Timeline, out: TextIO, verbose: bool):
 
 DEMO_ACCOUNT, DEMO_TOKEN = "AC" + "0" * 32, "demo-auth-token-not-a-secret-000"  # the stand-in's, offline only
 DEMO_FROM, DEMO_VOICEMAIL = "+15005550006", "+15005550123"
-_CALLEE_EVENTS = {"caller_speech_start": "speaks", "caller_speech_stop": "stops", "agent_audio_start": "hears the agent",
-                  "agent_audio_stop": "agent audio stops", "bridge_closed": "the bridge hung up"}
+_CALLEE_EVENTS = {"caller_speech_start": "speaks", "caller_speech_stop": "stops",
+                  "agent_audio_start": "hears the agent", "agent_audio_stop": "agent audio stops", "bridge_closed": "the bridge hung up"}
 
 
 @dataclass
@@ -157,7 +157,8 @@ def place_voicemail_call(bridge: Any, server_url: str, ended: list[dict[str, Any
         bridge.rest_client = rest_client(DEMO_ACCOUNT, DEMO_TOKEN, api.url)
         done.clear()
         result.sid = bridge.call(DEMO_VOICEMAIL, DEMO_FROM, instructions="You are calling about the caller's order.")
-        print(f"{time.monotonic() - t0:8.3f}s  bridge  outbound call {result.sid} placed (AMD on)", file=out, flush=True)
+        print(f"{time.monotonic() - t0:8.3f}s  bridge  outbound call {result.sid} placed (AMD on)", file=out,
+              flush=True)
         placed = api.wait(result.sid, max_seconds)
         done.wait(10)
         heard = placed.agent_heard_after_verdict_s()
