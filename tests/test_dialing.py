@@ -114,3 +114,17 @@ def test_voicebridge_dial_reports_twilios_refusal_and_bad_usage(api, tmp_path, c
     assert "STATE_DIR" in capsys.readouterr().err
     assert dial.main(["+15550001111", "--from", "+15005550006", "--tool", "nope"], env) == 2
     assert "unknown tools" in capsys.readouterr().err
+
+
+def test_call_needs_twilio_routes_a_public_url_and_credentials():
+    from flask import Flask
+
+    from voicebridge.flaskext import VoiceBridge
+
+    with pytest.raises(ValueError, match="public_url"):
+        VoiceBridge(Flask("x"), auth_token=TOKEN, account_sid=ACCOUNT).call("+15550001111", "+15005550006")
+    with pytest.raises(ValueError, match="account_sid"):
+        VoiceBridge(Flask("y"), public_url="https://b.example").call("+15550001111", "+15005550006")
+    with pytest.raises(ValueError, match="carrier 'twilio'"):
+        VoiceBridge(Flask("z"), carrier="telnyx", stream_secret="s" * 32,
+                    public_url="https://b.example").call("+15550001111", "+15005550006")

@@ -525,6 +525,8 @@ class VoiceBridge:
         ``rest_client``). Returns the call SID; Twilio's refusals raise
         :class:`~voicebridge.dialing.CallError` subclasses, ValueError a plan that cannot apply.
         """
+        if "twilio" not in self.carriers:
+            raise ValueError("outbound calls go through Twilio: mount the bridge with carrier 'twilio'")
         if not self.public_url:
             raise ValueError("VoiceBridge(public_url=...) is needed to place calls: Twilio must reach /voice")
         plan = dialing.CallPlan(instructions, tuple(tools) if tools is not None else None, dict(data or {}),
