@@ -128,3 +128,24 @@ def test_call_needs_twilio_routes_a_public_url_and_credentials():
     with pytest.raises(ValueError, match="carrier 'twilio'"):
         VoiceBridge(Flask("z"), carrier="telnyx", stream_secret="s" * 32,
                     public_url="https://b.example").call("+15550001111", "+15005550006")
+
+
+@pytest.mark.parametrize("backend", ["file", "redis"])
+def test_plans_and_verdicts_have_boards_of_their_own_on_either_backend(backend, tmp_path, request):
+    from voicebridge.sharedstate import open_state
+
+    if backend == "redis":
+        url = request.getfixturevalue("redis_server").url
+        a, b = (open_state(None, None, url, prefix="boards") for _ in range(2))
+    else:
+        a, b = (open_state(None, str(tmp_path)) for _ in range(2))
+    try:
+        now, sid = 1000.0, "CA" + "8" * 32
+        a.board("amd").put(sid, "human", now + 60, now)
+        a.transfers.put(sid, "+15551234567", now + 60, now)
+        assert b.board("plan").take(sid, now) is None  # another board: not there
+        assert b.board("amd").take(sid, now) == "human" and a.board("amd").take(sid, now) is None  # once
+        assert b.transfers.take(sid, now) == "+15551234567"  # the transfer untouched by the verdict's take
+    finally:
+        a.close()
+        b.close()
