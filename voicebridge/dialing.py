@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .config import FIRST_SPEAKERS, BridgeConfig
+from .config import FIRST_SPEAKERS, TOOL_CHOICES, BridgeConfig
 
 PLAN_PARAMETER = "vb_plan"
 """The voice URL's query argument (and the stream's parameter) naming the call's plan."""
@@ -124,7 +124,7 @@ class CallPlan:
             changes["instructions"] = self.instructions
         if self.tools is not None:
             changes["tools"] = tuple(t for t in config.tools if t.name in self.tools)
-            if config.tool_choice not in ("auto", "none", "required") and config.tool_choice not in self.tools:
+            if config.tool_choice not in TOOL_CHOICES and config.tool_choice not in self.tools:
                 changes["tool_choice"] = "auto"
         if self.voicemail_message:
             changes["voicemail_message"] = self.voicemail_message
