@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from voicebridge import dialing
+from voicebridge import dial, dialing
 from voicebridge.app import Settings, create_app, serve
 from voicebridge.answering import AnsweredBy
 from voicebridge.dialing import InvalidNumber
@@ -23,10 +23,10 @@ CALLER_ID, PERSON, VOICEMAIL = "+15005550006", "+15550001111", "+15550002222"
 class Line:
     """The bridge (example app on a free port, tone-mode local model) and the Calls API stand-in."""
 
-    def __init__(self, local: LocalRealtimeServer) -> None:
+    def __init__(self, local: LocalRealtimeServer, state_dir: str) -> None:
         self.ended: list[dict] = []
         self.done = threading.Event()
-        settings = Settings(port=0, openai_realtime_url=local.url, twilio_auth_token=TOKEN)
+        settings = Settings(port=0, openai_realtime_url=local.url, twilio_auth_token=TOKEN, state_dir=state_dir)
         self.server = serve(create_app(settings, on_end=self._on_end), "127.0.0.1", 0)
         self.bridge: VoiceBridge = self.server.app.extensions["voicebridge"]
         callees = {PERSON: Callee.person(), VOICEMAIL: Callee.voicemail("question_02_0")}
@@ -35,7 +35,8 @@ class Line:
         self.bridge.rest_client = dialing.rest_client(ACCOUNT, TOKEN, self.api.url)
 
     def _on_end(self, session) -> None:
-        self.ended.append(session.metrics)
+        self.ended.append(dict(session.metrics, params=dict(session.custom_parameters),
+                               instructions=session.config.instructions))
         self.done.set()
 
     def call(self, to: str, **options):
@@ -51,9 +52,9 @@ class Line:
 
 
 @pytest.fixture
-def line():
+def line(tmp_path):
     with LocalRealtimeServer(mode="tone", speed=8.0, tone_seconds=1.2) as local:
-        it = Line(local)
+        it = Line(local, str(tmp_path / "state"))
         try:
             yield it
         finally:
@@ -70,6 +71,7 @@ def test_a_person_says_hello_first_then_the_agent_talks(line):
     control = [e["text"] for e in bridge["transcript"] if e["role"] == "control"]
     assert control[0] == "answered by human: speak"
     assert bridge["opening_to_first_audio_ms"] is not None and bridge["accounting_ok"]
+    assert bridge["params"]["customer"] == "42" and bridge["instructions"] == "Remind them of their appointment"
 
 
 def test_a_voicemail_gets_the_whole_message_after_the_beep_then_the_agent_hangs_up(line):
@@ -124,3 +126,16 @@ def test_the_amd_verdict_reaches_the_worker_that_carries_the_stream(tmp_path):
     assert take(0.0) is AnsweredBy.MACHINE_END_BEEP and take(0.0) is None
     for bridge in (a, b):
         bridge.close()
+
+
+def test_voicebridge_dial_places_a_call_that_the_serving_bridge_runs_with_its_plan(line, capsys):
+    """The CLI in another "process" (its own VoiceBridge): the plan reaches the server through STATE_DIR."""
+    env = {"TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT, "PUBLIC_URL": line.server.url,
+           "STATE_DIR": line.bridge.state_dir, "TWILIO_API_URL": line.api.url}
+    assert dial.main([VOICEMAIL, "--from", CALLER_ID, "--data", "order=1234"], env) == 0
+    sid = capsys.readouterr().out.strip()
+    placed = line.api.wait(sid, 60)
+    assert line.done.wait(10) and not placed.errors
+    bridge = line.ended[0]
+    assert bridge["call_sid"] == sid and bridge["close_reason"] == "voicemail left"
+    assert bridge["params"]["order"] == "1234"  # the plan's data, through the shared state directory
