@@ -83,3 +83,20 @@ def test_callee_first_without_amd_gets_the_greeting_after_their_silence(bridge_c
     assert wait_until(lambda: len(call.openai.appended()) == 2 * 160)  # not held: the model hears them
     assert wait_until(lambda: kinds(call.openai) == ["greeting"])
     call.finish()
+
+
+def test_a_failing_verdict_lookup_is_logged_once_and_the_timeout_still_opens_the_call(bridge_call, caplog):
+    config = BridgeConfig(greeting_instructions="Say hello", barge_in=False, amd=True, amd_timeout_s=0.6)
+    call = bridge_call(config)
+    calls = []
+
+    def broken(now):
+        calls.append(now)
+        raise OSError("state directory gone")
+    call.session.answer_source = broken
+    call.start()
+    assert wait_until(lambda: kinds(call.openai) == ["greeting"])  # unknown rule: a person may be there
+    m = call.finish()
+    assert len(calls) >= 2 and m["amd_lookup_errors"] == len(calls)
+    assert sum("AMD verdict not looked up" in r.getMessage() for r in caplog.records) == 1
+    assert m["transcript"][0]["text"] == "answered by unknown (no verdict in time): speak"
