@@ -52,6 +52,13 @@ Public API (everything else is internal and may change):
     hosts through Redis with ``redis_url=`` (``pip install voicebridge[redis]``; options in
     ``redis_options``: ``prefix``, ``lease_s``, ``outage`` = ``"refuse"`` | ``"local"``,
     ``outage_max_calls``; ``voicebridge.sharedstate``, docs/deploy.md "Scale-out").
+    Outbound calls: ``bridge.call(to, from_, instructions=, tools=, data=, first_speaker="callee",
+    amd=True, voicemail_message=)`` places one through Twilio's REST API (``account_sid``,
+    ``auth_token``, ``public_url``) and returns its SID; answering-machine detection's verdict
+    comes to ``POST /voice/amd``; a machine gets the voicemail message after the beep, then the
+    hang-up. Twilio's refusals raise ``CallError`` subclasses (``InvalidNumber``,
+    ``CallerIdNotAllowed``, ``NotPermitted``, ``RateLimited``, ``TwilioUnreachable``:
+    ``voicebridge.dialing``; docs/calls.md).
 ``preflight(config)``
     Dial one Realtime session and close it: raises ``PreflightFailed`` with one line (the URL,
     the server's status and message, what to check) on a wrong key, a wrong URL or nothing

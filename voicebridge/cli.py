@@ -1,4 +1,4 @@
-"""The ``voicebridge`` command: demo, call, local-server, verify."""
+"""The ``voicebridge`` command: demo, call, dial, local-server, verify."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "demo": ("voicebridge.demo", "main", "run a complete simulated call on the embedded local backend"),
     "call": ("voicebridge.sim.caller", "main", "place a simulated Twilio call to any bridge URL"),
+    "dial": ("voicebridge.dial", "main", "place an outbound call through Twilio for a running bridge"),
     "local-server": ("voicebridge.local.server", "main", "run the local OpenAI-Realtime-compatible server"),
     "verify": ("voicebridge.verify", "main", "the 60-second production-readiness check"),
 }

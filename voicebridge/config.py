@@ -34,6 +34,10 @@ TRANSFER_INSTRUCTIONS = "In one short sentence, tell the caller you are connecti
 IDLE_NUDGE_INSTRUCTIONS = "The caller has been silent for a while. Briefly ask whether they are still there."
 IDLE_GOODBYE_INSTRUCTIONS = ("The caller has not answered. Say you are ending the call because the line is "
                              "quiet, and say goodbye.")
+VOICEMAIL_INSTRUCTIONS = ("You reached a voicemail box and the beep has sounded. Leave a short voicemail message: "
+                          "who you are, why you called, how to call back. Do not ask anything.")
+VOICEMAIL_WORDS = "You reached a voicemail box and the beep has sounded. Say exactly these words and nothing else: "
+FIRST_SPEAKERS = ("agent", "callee")
 WRAP_UP_INSTRUCTIONS = ("The call is about to reach its time limit. Wrap up in one or two sentences and say "
                         "goodbye.")
 DTMF_TEMPLATE = "The caller entered {digits} on the phone keypad."
@@ -205,6 +209,14 @@ class BridgeConfig:
     analysis_schema: Mapping[str, Any] | None = None  # JSON schema of the fields wanted
     analysis_instructions: str = ANALYSIS_INSTRUCTIONS
     analysis_timeout_s: float = 10.0  # the longest the call's end waits for the answer
+    # Who speaks first and answering-machine detection (docs/calls.md). Inbound: the agent greets.
+    # "callee": the agent waits for the callee's words, or opens after callee_silence_ms of nothing.
+    first_speaker: str = "agent"
+    callee_silence_ms: int = 2000
+    amd: bool = False  # hold the opening for Twilio's async AMD verdict (set by VoiceBridge.call)
+    amd_timeout_s: float = 30.0  # no verdict by then: treated as "unknown" (the conversation opens)
+    voicemail_instructions: str = VOICEMAIL_INSTRUCTIONS  # the message the model leaves after the beep
+    voicemail_message: str | None = None  # fixed words instead (the model is told to say exactly these)
     # Safety and lifecycle
     safety_fuse_ms: int = 30000
     duck_fuse_ms: int = 1000
@@ -232,6 +244,10 @@ class BridgeConfig:
             object.__setattr__(self, "greeting", RENAMED)
         self._check_session()
         self._check_connection()
+        if self.first_speaker not in FIRST_SPEAKERS:
+            raise ValueError(f"first_speaker must be one of {FIRST_SPEAKERS}, not {self.first_speaker!r}")
+        if self.callee_silence_ms < 0 or self.amd_timeout_s <= 0:
+            raise ValueError("callee_silence_ms must be >= 0 and amd_timeout_s > 0")
         names = [t.name for t in self.tools]
         if len(set(names)) != len(names):
             raise ValueError(f"tool names must be unique: {names}")
@@ -309,6 +325,13 @@ class BridgeConfig:
             return self.greeting_instructions
         then = f" Then: {self.greeting_instructions}" if self.greeting_instructions else " Then wait for the caller."
         return f"Before anything else, say exactly this sentence: \"{self.recording_consent}\"{then}"
+
+    @property
+    def voicemail_request(self) -> str:
+        """The voicemail turn's instructions: the fixed words if set, else ``voicemail_instructions``."""
+        if self.voicemail_message:
+            return f"{VOICEMAIL_WORDS}{self.voicemail_message}"
+        return self.voicemail_instructions
 
     @property
     def all_tools(self) -> tuple[Tool, ...]:

@@ -7,6 +7,11 @@ number on the keypad (the agent calls the example's ``order_status`` tool and re
 and says goodbye: the agent says goodbye too and hangs up once that has been heard. Prints a
 line per event as it happens, then the call summary from both ends, and writes ``call.wav``
 (left: caller, right: what the caller heard) and ``call.png`` (a timeline).
+
+Then an outbound call: the bridge places it with ``VoiceBridge.call`` through the ``twilio``
+library, pointed at a local stand-in for Twilio's Calls API (:mod:`voicebridge.sim.callsapi`),
+which "dials" a voicemail box: its greeting, a beep, the AMD verdict ``machine_end_beep``; the
+agent leaves its message after the beep and hangs up once it has been heard.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .app import Settings, create_app, serve
+from .dialing import rest_client
 from .sim import SimulatedCaller
 from .sim.caller import _QUIET_EVENTS, verdict_lines
 from .sim.report import CallReport
@@ -47,6 +53,8 @@ _BRIDGE_EVENTS = {
     "keypad:": "keypad",
     "tool ": "tool",
     "agent ended the call": "hang-up",
+    "call opens:": "opening",
+    "voicemail left": "voicemail",
     "closing:": "closing",
 }
 
@@ -58,6 +66,7 @@ class Timeline:
     t0: float | None = None
     bridge: list[tuple[float, str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    outbound: "Outbound | None" = None  # the outbound voicemail call, if one was placed
 
     def rel(self, now: float) -> float:
         return now - self.t0 if self.t0 is not None else 0.0
@@ -90,6 +99,79 @@ def _caller_progress(timeline: Timeline, out: TextIO, verbose: bool):
             extra = " ".join(f"{k}={v}" for k, v in detail.items())
             print(f"{t:8.3f}s  caller  {name} {extra}".rstrip(), file=out, flush=True)
     return progress
+
+
+DEMO_ACCOUNT, DEMO_TOKEN = "AC" + "0" * 32, "demo-auth-token-not-a-secret-000"  # the stand-in's, offline only
+DEMO_FROM, DEMO_VOICEMAIL = "+15005550006", "+15005550123"
+_CALLEE_EVENTS = {"caller_speech_start": "speaks", "caller_speech_stop": "stops",
+                  "agent_audio_start": "hears the agent", "agent_audio_stop": "agent audio stops", "bridge_closed": "the bridge hung up"}
+
+
+@dataclass
+class Outbound:
+    """The outbound demo call's outcome."""
+
+    sid: str | None = None
+    answered_by: str | None = None
+    message_after_verdict_ms: float | None = None  # the verdict (as the callee's line decided it) -> message heard
+    spoke_early: bool = False  # agent audio over the greeting or the beep
+    ended_by: str | None = None
+    bridge: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def worked(self) -> bool:
+        b = self.bridge
+        return (self.error is None and self.answered_by == "machine_end_beep" and not self.spoke_early
+                and self.ended_by == "bridge" and b is not None and bool(b["accounting_ok"])
+                and b["close_reason"] == "voicemail left")
+
+    def lines(self) -> list[str]:
+        if self.error:
+            return ["", "== outbound call ==", f"outbound call failed: {self.error}"]
+        heard = f"{self.message_after_verdict_ms:.0f} ms" if self.message_after_verdict_ms is not None else "never"
+        b = self.bridge or {}
+        return ["", "== outbound call: voicemail ==",
+                f"call {self.sid}: answered by {self.answered_by}; the message was heard {heard} after the verdict; "
+                f"agent audio over the greeting: {'YES' if self.spoke_early else 'none'}",
+                f"ended by the {self.ended_by}: {b.get('close_reason')}; frames sent {b.get('frames_sent')}, "
+                f"accounting {'OK' if b.get('accounting_ok') else 'MISMATCH'}"]
+
+
+def place_voicemail_call(bridge: Any, server_url: str, ended: list[dict[str, Any]], done: threading.Event,
+                         out: TextIO, timeline: Timeline, max_seconds: float = 60.0) -> Outbound:
+    """The outbound demo: the bridge calls a simulated voicemail through the Calls API stand-in."""
+    from .sim.callsapi import CallsAPI, Callee
+
+    t0 = timeline.t0 = time.monotonic()  # the bridge's lines on this call's clock too
+
+    def progress(_sid: str, name: str, t: float, detail: dict[str, Any]) -> None:
+        if name in _CALLEE_EVENTS:
+            print(f"{time.monotonic() - t0:8.3f}s  callee  {_CALLEE_EVENTS[name]}", file=out, flush=True)
+
+    api = CallsAPI(DEMO_ACCOUNT, DEMO_TOKEN, caller_ids=(DEMO_FROM,), callees={DEMO_VOICEMAIL: Callee.voicemail()},
+                   on_event=progress).start()
+    result = Outbound()
+    try:
+        bridge.public_url = server_url  # where the stand-in sends the webhooks (known once the port is)
+        bridge.rest_client = rest_client(DEMO_ACCOUNT, DEMO_TOKEN, api.url)
+        done.clear()
+        result.sid = bridge.call(DEMO_VOICEMAIL, DEMO_FROM, instructions="You are calling about the caller's order.")
+        print(f"{time.monotonic() - t0:8.3f}s  bridge  outbound call {result.sid} placed (AMD on)", file=out,
+              flush=True)
+        placed = api.wait(result.sid, max_seconds)
+        done.wait(10)
+        heard = placed.agent_heard_after_verdict_s()
+        result.answered_by, result.spoke_early = placed.answered_by, placed.agent_heard_before_verdict()
+        result.message_after_verdict_ms = heard * 1000 if heard is not None else None
+        result.ended_by = placed.report.ended_by if placed.report else None
+        result.bridge = ended[-1] if ended and done.is_set() else None
+        result.error = "; ".join(placed.errors) or None
+    except Exception as exc:  # noqa: BLE001 - the demo reports it and exits 1
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        api.stop()
+    return result
 
 
 def _summary(report: CallReport, bridge: dict[str, Any] | None) -> list[str]:
@@ -157,8 +239,9 @@ def plot_timeline(report: CallReport, timeline: Timeline, path: str) -> bool:
 
 def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: str | None = "call.png",
              mode: str = "voice", max_seconds: float = 120.0, out: TextIO = sys.stdout,
-             verbose: bool = False) -> tuple[CallReport, dict[str, Any] | None, Timeline]:
-    """Run one demo call end to end; returns the caller's report, the bridge's metrics, the timeline."""
+             verbose: bool = False, outbound: bool = False) -> tuple[CallReport, dict[str, Any] | None, Timeline]:
+    """Run one demo call end to end; returns the caller's report, the bridge's metrics, the timeline.
+    ``outbound``: then place the outbound voicemail call (its outcome: ``timeline.outbound``)."""
     ended: list[dict[str, Any]] = []
     done = threading.Event()
 
@@ -178,6 +261,7 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
     local = app.extensions["voicebridge"].local_server
     if local is not None:
         local.wait_warm()  # synthesizing the agent's voice in this process would stall the call
+    bridge_metrics: dict[str, Any] | None = None
     try:
         print(f"example app on {server.url} (webhook /voice, media {server.ws_url}), embedded local Realtime "
               f"server ({mode} mode); placing a simulated call", file=out, flush=True)
@@ -185,13 +269,22 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
                                  on_event=_caller_progress(timeline, out, verbose))
         report = caller.run()
         done.wait(10)
+        bridge_metrics = ended[0] if ended else None
+        if outbound:
+            print("", file=out)
+            handler.timeline = Timeline()  # the outbound call's own clock; the inbound timeline stays for the plot
+            timeline.outbound = place_voicemail_call(app.extensions["voicebridge"], server.url, ended, done, out,
+                                                     handler.timeline)
     finally:
         server.shutdown()
         session_log.removeHandler(handler)
         session_log.setLevel(previous_level)
-    bridge = ended[0] if ended else None
+    bridge = bridge_metrics
     for line in _summary(report, bridge):
         print(line, file=out)
+    if timeline.outbound is not None:
+        for line in timeline.outbound.lines():
+            print(line, file=out)
     if record:
         print(f"recording: {record} (left: caller, right: what the caller heard)", file=out)
     if plot:
@@ -209,14 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=("voice", "tone"), default="voice", help="local server's voice")
     ap.add_argument("--max-seconds", type=float, default=120.0)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--no-outbound", action="store_true", help="skip the outbound voicemail call")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.WARNING)  # progress lines come from _BridgeEvents, not the root handler
-    report, bridge, _ = run_demo(args.script, args.record or None, args.plot or None, args.mode,
-                                 args.max_seconds, verbose=args.verbose)
-    return 0 if call_worked(report, bridge) else 1
+    report, bridge, timeline = run_demo(args.script, args.record or None, args.plot or None, args.mode,
+                                        args.max_seconds, verbose=args.verbose, outbound=not args.no_outbound)
+    outbound_ok = timeline.outbound is None or timeline.outbound.worked
+    return 0 if call_worked(report, bridge) and outbound_ok else 1
 
 
 def call_worked(report: CallReport, bridge: dict[str, Any] | None) -> bool:

@@ -59,7 +59,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
 from flask_sock import Sock
 
-from . import realtime_client, tcp
+from . import dialing, realtime_client, tcp
+from .answering import AnsweredBy
 from . import twilio_protocol as tw
 from .carrier import Carrier, CarrierWebhooks, WebhookRequest, safe_id
 from .config import BridgeConfig
@@ -325,6 +326,9 @@ class VoiceBridge:
         carrier: "str | Sequence[str]" = "twilio",
         telnyx_public_key: str | None = None,
         stream_secret: str | None = None,
+        account_sid: str | None = None,
+        twilio_api_url: str | None = None,
+        rest_client: Any = None,
     ) -> None:
         self.carriers = (carrier,) if isinstance(carrier, str) else tuple(carrier)
         if not self.carriers or set(self.carriers) - set(CARRIERS):
@@ -354,6 +358,10 @@ class VoiceBridge:
         self.state = shared_state or open_state(max_calls, state_dir, redis_url, **(redis_options or {}))
         self.slots = self.state.slots
         self.transfers = self.state.transfers  # call SID -> target, for /voice/after
+        self.plans = self.state.board("plan")  # outbound calls: plan id -> CallPlan JSON (dialing.py)
+        self.answers = self.state.board("amd")  # call SID -> AMD verdict, for whichever worker has the stream
+        self._auth_token, self.account_sid, self.twilio_api_url = auth_token, account_sid, twilio_api_url
+        self.rest_client = rest_client  # a twilio Client; built on the first call() if None
         self.signatures = SignatureCheck(auth_token, self.public_url)
         self.twilio_hooks = TwilioWebhooks(auth_token)
         # With signatures on, every stream must also present the single-use token its webhook issued.
@@ -433,6 +441,7 @@ class VoiceBridge:
         if "twilio" in self.carriers:
             bp.add_url_rule("/voice", "voice", self._voice, methods=["GET", "POST"])
             bp.add_url_rule("/voice/after", "after_stream", self._after_stream, methods=["GET", "POST"])
+            bp.add_url_rule("/voice/amd", "amd_result", self._amd_result, methods=["POST"])
             sock.route("/media", bp=bp, endpoint="media")(self.handle_media)
         if "telnyx" in self.carriers:
             bp.add_url_rule(f"{TELNYX_PREFIX}/voice", "telnyx_voice", self._telnyx_voice, methods=["POST"])
@@ -449,7 +458,7 @@ class VoiceBridge:
         endpoint = (request.endpoint or "").rpartition(".")[2]
         if endpoint in TELNYX_ENDPOINTS:
             return self._guard_telnyx(endpoint)
-        if endpoint not in ("voice", "media", "after_stream"):
+        if endpoint not in ("voice", "media", "after_stream", "amd_result"):
             return None
         ok, url = self.signatures.verify(websocket=endpoint == "media")
         if ok:
@@ -505,6 +514,80 @@ class VoiceBridge:
         log.info("call %s transferred: dialing the %s destination", safe_id(call_sid),
                  "SIP" if target.startswith("sip") else "phone")
         return xml(hooks.transfer(target))
+
+    # ------------------------------------------------------------------ outbound calls
+    def call(self, to: str, from_: str, *, instructions: str | None = None, tools: Sequence[str] | None = None,
+             data: dict[str, str] | None = None, first_speaker: str = "callee", amd: bool = True,
+             voicemail_message: str | None = None, greeting_instructions: str | None = None,
+             status_callback: str | None = None, timeout_s: int | None = None) -> str:
+        """Place an outbound call through Twilio's REST API; its answer comes to this bridge's ``/voice``.
+
+        ``instructions``, ``tools`` (names of the config's tools; None: all), ``data`` (strings the
+        session gets as custom parameters) and the opening (``first_speaker``: "callee" waits for
+        their "hello", "agent" greets at once; ``amd``: hold for Twilio's answering-machine verdict
+        and leave ``voicemail_message`` -- or a message from ``voicemail_instructions`` -- on a
+        machine) form the call's plan (voicebridge.dialing), kept on the shared state and redeemed
+        once by the call's stream. Needs ``public_url``, ``account_sid`` and ``auth_token`` (or
+        ``rest_client``). Returns the call SID; Twilio's refusals raise
+        :class:`~voicebridge.dialing.CallError` subclasses, ValueError a plan that cannot apply.
+        """
+        if "twilio" not in self.carriers:
+            raise ValueError("outbound calls go through Twilio: mount the bridge with carrier 'twilio'")
+        if not self.public_url:
+            raise ValueError("VoiceBridge(public_url=...) is needed to place calls: Twilio must reach /voice")
+        plan = dialing.CallPlan(instructions, tuple(tools) if tools is not None else None, dict(data or {}),
+                                first_speaker, amd, voicemail_message, greeting_instructions)
+        plan.check(self.config)
+        client = self._rest()
+        plan_id, now = dialing.new_plan_id(), time.time()
+        self.plans.put(plan_id, plan.to_json(), now + dialing.PLAN_KEEP_S, now)
+        base = f"{self.public_url}{self.url_prefix}"
+        sid = dialing.create_call(client, to, from_, f"{base}/voice?{dialing.PLAN_PARAMETER}={plan_id}",
+                                  f"{base}/voice/amd" if amd else None, status_callback, timeout_s=timeout_s)
+        log.info("outbound call %s placed (%s, %s first)", safe_id(sid), "AMD" if amd else "no AMD", first_speaker)
+        return sid
+
+    def _rest(self) -> Any:
+        if self.rest_client is None:
+            if not (self.account_sid and self._auth_token):
+                raise ValueError("VoiceBridge(account_sid=..., auth_token=...) (or rest_client=) is needed to "
+                                 "place calls")
+            self.rest_client = dialing.rest_client(self.account_sid, self._auth_token, self.twilio_api_url)
+        return self.rest_client
+
+    def _amd_result(self) -> Response:
+        """Twilio's async AMD callback: the verdict goes on the board for the stream's session."""
+        call_sid, verdict = request.form.get("CallSid", ""), AnsweredBy.parse(request.form.get("AnsweredBy"))
+        if verdict is None:
+            self._refusals.warning("amd bad", "AMD callback for call %s without a known AnsweredBy: ignored",
+                                   safe_id(call_sid))
+            return Response("unknown AnsweredBy\n", status=400, mimetype="text/plain")
+        now = time.time()
+        try:
+            self.answers.put(board_key(call_sid), verdict.value, now + dialing.AMD_KEEP_S, now)
+        except (ValueError, OSError, StateDirError) as exc:  # no call SID, or the state failing
+            self._refusals.warning("amd store", "AMD verdict for call %s not stored: %s", safe_id(call_sid), exc)
+            return Response("not stored\n", status=400 if isinstance(exc, ValueError) else 503,
+                            mimetype="text/plain")
+        log.info("call %s answered by %s", safe_id(call_sid), verdict.value)
+        return Response(status=204)
+
+    def _answer_source(self, call_sid: str) -> Callable[[float], AnsweredBy | None]:
+        key = board_key(call_sid)
+
+        def take(_now: float) -> AnsweredBy | None:
+            value = self.answers.take(key, time.time())
+            return AnsweredBy.parse(value) if value is not None else None
+        return take
+
+    def _plan(self, session: MediaSession, plan_id: str) -> "dialing.CallPlan | None":
+        """The outbound call's plan, taken once; None (logged) for an unknown, used or expired id."""
+        try:
+            text = self.plans.take(plan_id, time.time())
+            return dialing.CallPlan.from_json(text) if text is not None else None
+        except (ValueError, OSError, StateDirError) as exc:
+            session.log.error("outbound call plan unreadable: %s", exc)
+            return None
 
     # ------------------------------------------------------------------ Telnyx
     @staticmethod
@@ -626,6 +709,7 @@ class VoiceBridge:
             ws = self._unstarted.pop(session, None)  # None: closed meanwhile for want of room
         params = dict(start.custom_parameters)
         token = params.pop(TOKEN_PARAMETER, None)
+        plan_id = params.pop(dialing.PLAN_PARAMETER, None)
         if self.tokens is not None and self._signed(session.carrier):
             try:
                 check = self.tokens.redeem(token, start.call_sid, time.time())
@@ -642,6 +726,9 @@ class VoiceBridge:
                 return None
         elif self.draining and not self._in_drain_grace(TOKEN_LIFETIME_S + 1.0):
             return self._refuse_started(session, ws, "draining", "draining")  # no token to prove its webhook
+        plan = self._plan(session, plan_id) if plan_id is not None else None
+        if plan_id is not None and plan is None:  # forged, replayed or expired: we do not know what it is for
+            return self._refuse_started(session, ws, "plan", "outbound call plan unknown, used or expired")
         if not self._take_slot():
             return self._refuse_started(session, ws, "websocket", "at capacity")
         with self._lock:
@@ -649,6 +736,14 @@ class VoiceBridge:
         self.metrics.update_active()
         self.metrics.calls.inc()
         session.log.info("call admitted: %d active here, cap %s", self.slots.active, self.slots.limit or "none")
+        if plan is None:
+            return self._chosen_config(session, params)
+        session.custom_parameters.update(plan.data)
+        session.answer_source = self._answer_source(start.call_sid)
+        return plan.apply(self._chosen_config(session, {**params, **plan.data}) or self.config)
+
+    def _chosen_config(self, session: MediaSession, params: dict[str, str]) -> BridgeConfig | None:
+        """``config_for_call``'s choice for the call (None: the bridge's config)."""
         if self.config_for_call is None:
             return None
         try:

@@ -51,6 +51,7 @@ class CallMetrics:
         self.tool_overheads_ms: list[float] = []
         self.reconnect_gaps_ms: list[float] = []
         self.call_started_at: float | None = None
+        self.opened_at: float | None = None  # a deferred opening decided (the AMD verdict taken)
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -114,6 +115,10 @@ class CallMetrics:
                 out["time_to_first_audio_ms"] = round((self.first_frame_sent_at - self.call_started_at) * 1000, 2)
             else:
                 out["time_to_first_audio_ms"] = None
+            opened = self.opened_at
+            out["opening_to_first_audio_ms"] = (round((self.first_frame_sent_at - opened) * 1000, 2)
+                                                if opened is not None and self.first_frame_sent_at is not None
+                                                and self.first_frame_sent_at >= opened else None)
         out["accounting_ok"] = (
             out["frames_enqueued"] == out["frames_sent"] + out["frames_flushed"] + out["frames_dropped"]
         )

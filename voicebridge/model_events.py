@@ -68,6 +68,11 @@ class ModelEvents:
             rt.Other: self._other,
         }
 
+    @property
+    def configured(self) -> bool:
+        """The first ``session.updated`` has come: responses may be asked for."""
+        return self._configured
+
     def handle(self, message: "str | bytes", now: float) -> None:
         event = rt.parse(message)
         handler = self._handlers.get(type(event))

@@ -13,6 +13,7 @@ runs the timers and ends the call: one idempotent ``close``, every thread joined
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any, Callable, Protocol
 from . import realtime_client
 from . import realtime_protocol as rt
 from . import twilio_protocol as tw
+from .answering import AnsweredBy, Opening, OpeningGate, OpeningRules, Phase
 from .callcontrol import CallControl
 from .carrier import Carrier
 from .callflow import CallFlow
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 FUSE_CHECK_S = 0.05
 """The safety fuses and the send-stall check run on the run thread at most this often."""
+AMD_POLL_S = 0.1
+"""While the opening holds for the AMD verdict, the shared board is asked at most this often."""
 GIVE_UP_GRACE_S = 0.5
 """A stream told to give up waiting still gets this long for its ``start`` (Twilio sends it right
 after ``connected``: a genuine stream in a burst is not closed between the two)."""
@@ -97,6 +101,10 @@ class MediaSession:
         self.stream_sid: str | None = None
         self.call_sid: str | None = None
         self.custom_parameters: dict[str, str] = {}
+        # Where the AMD verdict for this call is looked up (set by the Flask integration at start)
+        self.answer_source: Callable[[float], AnsweredBy | None] | None = None
+        self._amd_polled = float("-inf")
+        self._held_limits = False
         self.close_reason: str | None = None
         self.log = CallLog(log)
         self._connect = connect or realtime_client.connect
@@ -157,7 +165,12 @@ class MediaSession:
                                      self.record, m, log, self._quiet, self.close, lambda: self._twilio.ready)
         self.analysis = PostCallAnalysis(config.analysis_schema, config.analysis_instructions,
                                          config.analysis_timeout_s, self.record.usage)
-        self._model_events = ModelEvents(config, model, self.responses, self.requests, self.outbound,
+        self.opening = OpeningGate(OpeningRules(config.amd, config.amd_timeout_s, config.first_speaker == "callee",
+                                                config.callee_silence_ms / 1000))
+        # A deferred opening: the gate asks for the greeting, not the first session.updated
+        events_config = dataclasses.replace(config, greeting_instructions=None, recording_consent=None) \
+            if self.opening.rules.deferred else config
+        self._model_events = ModelEvents(events_config, model, self.responses, self.requests, self.outbound,
                                          self.barge_in, self.tools, self.control, self.flow, self.record, m, log,
                                          self._inbound.committed)
 
@@ -254,6 +267,9 @@ class MediaSession:
     def _on_twilio(self, event: tw.TwilioEvent, now: float) -> None:
         if isinstance(event, tw.Media):
             self.after.caller_audio(event, now)
+            if self.opening.holding:  # a voicemail greeting is not a turn to answer: held back
+                self._metrics.add("inbound_frames_held")
+                return
             self._inbound.media(event, self.stream_sid, now, listening=self.continuity.ending is None)
         elif isinstance(event, tw.Mark):
             self._on_mark(event, now)
@@ -299,7 +315,11 @@ class MediaSession:
         self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         self._twilio.start(event.stream_sid)
         self._twilio.tap = self.after.started(self.config, self._metrics.call_started_at)
-        self.flow.started(self._clock())
+        now = self._clock()
+        self.opening.start(now)  # SPEAK now: the greeting is the first session.updated's, as before
+        self._held_limits = self.opening.holding  # holding: the idle limits start with the conversation
+        if not self._held_limits:
+            self.flow.started(now)
         self._start_threads()
 
     def _start_threads(self) -> None:
@@ -386,12 +406,57 @@ class MediaSession:
         self.requests.poll(now)
         self.tools.poll(now)
         self.flow.poll(now)
+        if self.opening.phase is not Phase.OPEN:
+            self._open_call(now)
         self.control.poll(now)
         if now - self._fuse_checked >= FUSE_CHECK_S or now < self._fuse_checked:
             self._fuse_checked = now
             self._twilio.check_stall(now)
             self._fuses(now)
         self.continuity.poll(now)
+
+    def _open_call(self, now: float) -> None:
+        """The deferred opening (answering.py): the AMD verdict from the board (at most every
+        ``AMD_POLL_S``), the callee's first words, the timeouts. Asks once the model is ready."""
+        gate = self.opening
+        if not self._model_events.configured:
+            return
+        opening = None
+        if gate.holding and self.answer_source is not None and now - self._amd_polled >= AMD_POLL_S:
+            self._amd_polled = now
+            try:
+                verdict = self.answer_source(now)
+            except Exception as exc:  # noqa: BLE001 - the shared state failing: the AMD timeout still opens the call
+                self._metrics.add("amd_lookup_errors")
+                self.log.once("amd lookup", "AMD verdict not looked up (%s: %s); further failures only counted",
+                              type(exc).__name__, exc)
+                verdict = None
+            if verdict is not None:
+                opening = gate.result(verdict, now)
+        if gate.phase is Phase.WAITING and self.flow.turn_open(now):
+            gate.callee_speech(now)
+        if opening is None:
+            opening = gate.poll(now)
+        if opening is not None:
+            self._opened(opening, now)
+
+    def _opened(self, opening: Opening, now: float) -> None:
+        gate, config = self.opening, self.config
+        verdict = gate.verdict.value if gate.verdict else "none"
+        self._metrics.opened_at = now
+        self.record.add("control", f"answered by {verdict}{' (no verdict in time)' if gate.timed_out else ''}: "
+                        f"{opening.value}")
+        self.log.info("call opens: answered by %s%s -> %s", verdict, " (AMD timed out)" if gate.timed_out else "",
+                      opening.value)
+        if self._held_limits:
+            self._held_limits = False
+            self.flow.started(now)
+        if opening is Opening.SPEAK and config.first_words:  # the greeting, after the recording's consent line
+            self.requests.request("greeting", config.first_words)
+        elif opening is Opening.VOICEMAIL:
+            self.control.say_then_end("voicemail", config.voicemail_request, "voicemail left", now)
+        elif opening is Opening.HANG_UP:
+            self.control.hang_up_now(f"answered by {verdict}")
 
     def _fuses(self, now: float) -> None:
         if self.barge_in.release_stuck_duck(now):

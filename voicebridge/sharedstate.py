@@ -72,6 +72,21 @@ class Handoffs(Protocol):
     def take(self, call_sid: str, now: float) -> str | None: ...
 
 
+class Namespaced:
+    """A board of its own on the transfer board's store: every name gets ``prefix`` (so entries
+    never meet a transfer's), with the same put / take-once / expiry and the same backends.
+    Outbound calls use two: their plans (``plan-``) and the AMD verdicts (``amd-``)."""
+
+    def __init__(self, board: Handoffs, prefix: str) -> None:
+        self._board, self._prefix = board, prefix
+
+    def put(self, name: str, value: str, expires: float, now: float) -> None:
+        self._board.put(self._prefix + name, value, expires, now)
+
+    def take(self, name: str, now: float) -> str | None:
+        return self._board.take(self._prefix + name, now)
+
+
 @dataclass
 class SharedState:
     """One backend's parts, and what ``/healthz`` says about it beyond the cap.
@@ -86,6 +101,10 @@ class SharedState:
     transfers: Handoffs
     backend: str = "file"
     owner: Any = field(default=None, repr=False)  # the backend object with health/set_draining/close, if any
+
+    def board(self, namespace: str) -> Namespaced:
+        """A take-once board named ``namespace`` beside the transfers (same backend, same expiry)."""
+        return Namespaced(self.transfers, f"{namespace}-")
 
     def set_draining(self) -> None:
         if self.owner is not None:

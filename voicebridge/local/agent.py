@@ -71,6 +71,8 @@ TOOL_FAILED: Part = ("tool_failed", "Sorry, I could not look that up right now."
 STILL_CHECKING: Part = ("still_checking", "I am still checking, one moment please.")
 GOODBYE: Part = ("goodbye", "Thank you for calling. Goodbye!")
 HANDOFF: Part = ("handoff", "Connecting you to a colleague now. Please hold.")
+VOICEMAIL: Part = ("voicemail", "Hello, this is the voice bridge demo line calling about your order. "
+                                "Please call us back when you can. Thank you.")
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ORDER_TOOL, END_CALL_TOOL, TRANSFER_TOOL = "order_status", "end_call", "transfer_call"
 NUMBER_WORDS = (
@@ -81,6 +83,7 @@ NUMBER_WORDS = (
 MAX_SECONDS = len(NUMBER_WORDS)
 _CONTINUE = re.compile(r"\b(continue|resume|carry on|pick up|go on|keep going)\b", re.IGNORECASE)
 _INSTRUCTED: list[tuple[re.Pattern, str]] = [  # key words of the bridge's instructions -> what to say
+    (re.compile(r"\bvoicemail\b", re.IGNORECASE), "voicemail"),  # first: a message may mention anything
     (re.compile(r"still (checking|waiting)", re.IGNORECASE), "filler"),
     (re.compile(r"\bgoodbye\b", re.IGNORECASE), "goodbye"),
     (re.compile(r"\bconnect(ing)?\b|\btransfer", re.IGNORECASE), "handoff"),
@@ -108,7 +111,8 @@ def digit_part(digit: str) -> Part:
 def all_parts() -> list[Part]:
     """Every bundled prompt the agent (and the bridge's apology) may need."""
     fixed = [GREETING, LONG_ANSWER, SHORT_REPLY, SPOKE_PREFIX, SPOKE_SUFFIX, STILL_THERE, APOLOGY, HOLD_ON, ASK_ORDER,
-             LET_ME_CHECK, ORDER_PREFIX, *ORDER_STATUS.values(), TOOL_FAILED, STILL_CHECKING, GOODBYE, HANDOFF]
+             LET_ME_CHECK, ORDER_PREFIX, *ORDER_STATUS.values(), TOOL_FAILED, STILL_CHECKING, GOODBYE, HANDOFF,
+             VOICEMAIL]
     return fixed + [seconds_part(n) for n in range(1, MAX_SECONDS + 1)] + [digit_part(str(d)) for d in range(10)]
 
 
@@ -377,7 +381,8 @@ class ScriptedAgent:
         return f"A phone call of {self._user_turns} caller turn(s) and {self._number} response(s).{last}"
 
     def _instructed(self, what: str) -> Utterance:
-        part = {"filler": STILL_CHECKING, "goodbye": GOODBYE, "handoff": HANDOFF, "nudge": STILL_THERE}[what]
+        part = {"filler": STILL_CHECKING, "goodbye": GOODBYE, "handoff": HANDOFF, "nudge": STILL_THERE,
+                "voicemail": VOICEMAIL}[what]
         return self._say(what, part)
 
     def _answer_outputs(self) -> Utterance:
