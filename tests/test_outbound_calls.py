@@ -35,8 +35,10 @@ class Line:
         self.bridge.rest_client = dialing.rest_client(ACCOUNT, TOKEN, self.api.url)
 
     def _on_end(self, session) -> None:
+        from voicebridge.aftercall import _amd
+
         self.ended.append(dict(session.metrics, params=dict(session.custom_parameters),
-                               instructions=session.config.instructions))
+                               instructions=session.config.instructions, amd=_amd(session)))
         self.done.set()
 
     def call(self, to: str, **options):
@@ -86,6 +88,7 @@ def test_a_voicemail_gets_the_whole_message_after_the_beep_then_the_agent_hangs_
     assert report.ended_by == "bridge" and report.hangup_after_audio_ms is not None
     assert bridge["close_reason"] == "voicemail left" and bridge["agent_hangups"] == 1
     assert bridge["frames_flushed"] == 0 and bridge["accounting_ok"]
+    assert bridge["amd"] == "machine_end_beep"  # what the post-call report says
 
 
 def test_a_bad_number_is_a_clear_exception_and_no_call(line):

@@ -127,5 +127,15 @@ class AfterCall:
         return reports_.build(report_id=reports_.new_id(), who=who, started_at=time.time() - (s._clock() - self._started_at),
                               duration_s=duration, end_reason=snapshot.get("close_reason"),
                               entries=snapshot.get("transcript", []), metrics=snapshot,
-                              usage=snapshot.get("usage", {}), prices=config.prices, recording=rec, amd=s.amd,
+                              usage=snapshot.get("usage", {}), prices=config.prices, recording=rec, amd=_amd(s),
                               analysis=s.analysis.result)
+
+
+def _amd(session: Any) -> Any:
+    """The report's ``amd``: set by the app, else the opening gate's verdict (``timeout`` when none came)."""
+    if session.amd is not None:
+        return session.amd
+    gate = getattr(session, "opening", None)
+    if gate is None or not gate.rules.amd:
+        return None
+    return gate.verdict.value if gate.verdict is not None else ("timeout" if gate.timed_out else None)
