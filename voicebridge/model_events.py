@@ -114,13 +114,13 @@ class ModelEvents:
 
     def _response_done(self, event: rt.ResponseDone, now: float) -> None:
         response = self._responses.done(event.response_id)
-        if response is not None and response.item_id is not None:
-            self._end_audio(event.response_id, response.item_id)
         self._log.info("response %s done (%s%s)", event.response_id, event.status,
                        f", {event.reason}" if event.reason else "")
         self._record.usage(event.usage)
         self._record.agent_done(event.response_id, response.kind if response else None)
-        self._tools.response_done(event.response_id)
+        self._tools.response_done(event.response_id)  # its tool outputs go out before its tail can play out:
+        if response is not None and response.item_id is not None:  # a hang-up waits for that tail
+            self._end_audio(event.response_id, response.item_id)
         self._requests.done()
 
     def _function_call(self, event: rt.FunctionCall, now: float) -> None:
