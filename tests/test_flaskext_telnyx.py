@@ -100,7 +100,7 @@ def test_a_telnyx_call_over_the_media_socket_admitted_by_its_stream_token():
         ws.close()
         session = ended[0]
         assert (session.carrier.name, session.call_sid, session.stream_sid) == ("telnyx", CALL_ID, TELNYX_STREAM_ID)
-        assert session.custom_parameters == params
+        assert session.custom_parameters == {k: v for k, v in params.items() if k != "vb_token"}  # ours stays ours
         replay = websocket.create_connection(url, timeout=5)  # the same token again: refused at its start
         replay.send(json.dumps(telnyx_start(call_id=CALL_ID, params=params)))
         opcode, data = replay.recv_data(control_frame=True)

@@ -16,6 +16,7 @@ agent leaves its message after the beep and hangs up once it has been heard.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
@@ -249,8 +250,10 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
         ended.append(session.metrics)
         done.set()
 
+    reports: list[dict[str, Any]] = []  # each call's post-call report, as an app's on_report gets it
+
     settings = Settings(port=0, local_mode=mode, local_backend=True)
-    app = create_app(settings, on_end=on_end)
+    app = create_app(settings, on_end=on_end, on_report=lambda session, report: reports.append(report))
     timeline = Timeline()
     handler = _BridgeEvents(timeline, out)
     session_log = logging.getLogger("voicebridge.session")
@@ -285,6 +288,13 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
     if timeline.outbound is not None:
         for line in timeline.outbound.lines():
             print(line, file=out)
+    deadline = time.monotonic() + 5.0  # reports are handed over off the call's threads
+    while len(reports) < (2 if timeline.outbound is not None else 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if reports:
+        print("", file=out)
+        print(f"== post-call report ({'outbound' if timeline.outbound is not None else 'inbound'} call) ==", file=out)
+        print(json.dumps(reports[-1], indent=1, default=str), file=out)
     if record:
         print(f"recording: {record} (left: caller, right: what the caller heard)", file=out)
     if plot:

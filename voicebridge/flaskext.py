@@ -710,6 +710,9 @@ class VoiceBridge:
         params = dict(start.custom_parameters)
         token = params.pop(TOKEN_PARAMETER, None)
         plan_id = params.pop(dialing.PLAN_PARAMETER, None)
+        session.custom_parameters = dict(params)  # the app's and the carrier's; never our token or plan id
+        if plan_id is not None:
+            session.custom_parameters.setdefault("Direction", "outbound-api")  # as Twilio's webhook says it
         if self.tokens is not None and self._signed(session.carrier):
             try:
                 check = self.tokens.redeem(token, start.call_sid, time.time())
