@@ -18,10 +18,15 @@ audio at twice real time.
 Labels: ``should`` (a real interruption: a bridge ``clear`` within 1 s of the onset is wanted),
 ``backchannel`` (the answer must go on: no clear, no cancel, nothing lost) and ``should_not``
 (anything else: echo only, room and handset sounds). Figures per kind and overall: false
-barge-ins, backchannels that cut, missed interruptions, onset -> the caller stops hearing the
-agent (the duck, measured at the caller's ear) p50/p90, onset -> clear at Twilio (and cancel
-sent) p50/p90/max, answers heard whole, cancels sent, server-side cancels, underruns, and the
-bridge's listening CPU (its per-frame inbound path and the echo gate) per call-second.
+barge-ins, backchannels that cut (and how long the answer paused for the others, p50/p90/max),
+missed interruptions three ways (no clear within 1 s; none within 3 s; *at the caller's ear*:
+no clear at all, or the agent heard again for over 60 ms after it had stopped for the caller and
+before the clear), onset -> the caller stops hearing the agent (the duck, measured at the
+caller's ear) p50/p90, onset -> clear at Twilio (and cancel sent) p50/p90/max, answers heard
+whole, cancels sent, server-side cancels, underruns, and the bridge's listening CPU (its
+per-frame inbound path and the echo gate) per call-second. A call runs on past its nominal end
+(up to ``OVERTIME_S``) while an answer paused by the caller still plays, so a pause is not
+counted as audio lost.
 
 "before" and "now" run in the same invocation. "before" is the bridge of commit 653910d exactly
 as committed: ``git archive`` extracts its ``voicebridge`` package into a cache directory and it
@@ -55,6 +60,7 @@ method of OutboundAudio adds it to SimOutbound; a bridge that is not a MediaSess
 any object with the methods above (pass a factory to :func:`run_case`).
 
 Usage: python benchmarks/bargein_cases.py [--json] [--only KIND] [--n N] [--seed S] [--vad auto|silero|energy]
+       [--variant before|now] [--set NAME=JSON (a setting of "now")]
 """
 from __future__ import annotations
 
@@ -95,6 +101,7 @@ TRANSCRIBE_S = (0.3, 0.5)  # commit -> the transcript's delta, and its completio
 DELTA_BYTES = 800  # 100 ms per audio delta
 GREETING_S, ANSWER_AT, ANSWER_S = 2.0, 2.5, 3.6
 CASE_S = ANSWER_AT + ANSWER_S + 0.9
+OVERTIME_S = 3.5  # a call goes on past CASE_S (this much at most) while a paused answer still plays
 DETECT_WITHIN_S = 1.0
 SID = "MZbench"
 cpu_clock = time.thread_time  # CPU of this thread: a busy machine does not inflate it
@@ -574,6 +581,9 @@ class Outcome:
     underruns: int
     ducks: int
     cut_before_onset: bool = False  # the answer was already cut (echo, noise) when the caller made the sound
+    heard_again_ms: float = 0.0  # agent audio the caller heard after it had stopped for them, before the clear
+    call_s: float = CASE_S  # the call's length (longer while a paused answer still played)
+    paused_ms: float = 0.0  # how long the answer stopped at the caller's ear after the onset (gaps summed)
     source: str = ""  # what ran the bridge's barge-in: "local" (its detector), "server" (the model's VAD), ""
     actions: list = field(default_factory=list)
 
@@ -588,7 +598,7 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     onset = ANSWER_AT + 0.3 + rng.uniform(1.0, 1.5)
     server = ModelServer(bridge.session_config, vad_kind, _transcriber(case, onset, len(sound) / 8000))
     echo = room.LoudspeakerEcho(case.echo_db, case.delay_ms, seed=case.seed % 97) if case.echo_db is not None else None
-    own = np.zeros(int(CASE_S * 8000) + 160)
+    own = np.zeros(int((CASE_S + OVERTIME_S) * 8000) + 160)
     bed = None
     if case.bed:
         bed = room.at_level(np.asarray(room.bed(case.bed, case.seed % 5)), case.bed_dbfs)
@@ -612,7 +622,8 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     t, i = 0.0, 0
     answer_started = False
     cancel_times: list[float] = []
-    while t < CASE_S - 1e-9:
+    while t < CASE_S - 1e-9 or (t < CASE_S + OVERTIME_S - 1e-9 and agent_heard < len(answer) - 160
+                                 and not any(a == "clear" for _, a in bridge.actions) and not server.cancelled_at):
         # the model
         if i == 5:
             server.start("greeting", GREETING, t)
@@ -666,7 +677,7 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
         i += 1
         t = round(i * TICK, 6)
     return _outcome(case, bridge, server, onset, len(sound) / 8000, playout, heard_gap_at, len(answer),
-                    agent_heard, cancel_times), bridge.listening_cpu_s
+                    agent_heard, cancel_times, t), bridge.listening_cpu_s
 
 
 def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int], str]:
@@ -699,7 +710,8 @@ _CLIP_NAMES = frozenset(c.name for c in corpus.clips())
 
 
 def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s: float, playout: PlayoutBuffer,
-             heard_gap_at: float | None, answer_bytes: int, agent_heard: int, cancel_times: list[float]) -> Outcome:
+             heard_gap_at: float | None, answer_bytes: int, agent_heard: int, cancel_times: list[float],
+             call_s: float = CASE_S) -> Outcome:
     actions = [(round(t, 3), a) for t, a in bridge.actions if t >= ANSWER_AT - 0.1]
     clears = [t for t, a in actions if a == "clear"]
     cancels = [t for t in cancel_times if t >= ANSWER_AT - 0.1]
@@ -719,7 +731,32 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
         greeting_cut=any(t < ANSWER_AT - 0.1 for t in server.cancelled_at), source=source,
         heard_full=not (clears or cancels or server_cut) and lost <= 160, lost_ms=lost / 8,
         underruns=underruns(playout, onset, sound_s), ducks=sum(1 for _, a in actions if a == "duck"),
-        cut_before_onset=any(t < onset - 0.1 for t in clears + cancels + server_cut), actions=actions)
+        cut_before_onset=any(t < onset - 0.1 for t in clears + cancels + server_cut), actions=actions,
+        heard_again_ms=round(heard_again(playout, onset, clears[0] + NET_S if clears else None) * 1000, 1),
+        paused_ms=round(paused(playout, onset) * 1000, 1), call_s=call_s)
+
+
+def _answer_segments(playout: PlayoutBuffer, onset: float) -> list[tuple[float, float]]:
+    return [seg for seg in playout.segments if seg[1] > max(onset, ANSWER_AT + NET_S)]
+
+
+def heard_again(playout: PlayoutBuffer, onset: float, clear_at: float | None) -> float:
+    """Seconds of the agent the caller heard after it had stopped for their sound (the first gap
+    of over 40 ms after the onset: the duck) and before the clear reached Twilio (or the call's
+    end without one). More than a frame or two of it is a miss at the caller's ear: the agent
+    went on over them, however late the clear came."""
+    segs = _answer_segments(playout, onset)
+    stop = next((end for (_, end), (nxt, _) in zip(segs, segs[1:]) if nxt - end > 0.04), None)
+    if stop is None:  # it never stopped: heard the whole way, unless a clear ended it
+        return 0.0 if clear_at is not None else CASE_S + OVERTIME_S
+    return playout.heard_between(stop + 1e-3, clear_at if clear_at is not None else CASE_S + OVERTIME_S)
+
+
+def paused(playout: PlayoutBuffer, onset: float) -> float:
+    """Seconds the answer stopped at the caller's ear from the onset on (its gaps summed; the
+    pause a backchannel costs)."""
+    segs = _answer_segments(playout, onset)
+    return sum(max(0.0, nxt - end) for (_, end), (nxt, _) in zip(segs, segs[1:]) if nxt - end > 0.005)
 
 
 def underruns(playout: PlayoutBuffer, onset: float, sound_s: float) -> int:
@@ -740,6 +777,12 @@ def caught(out: Outcome) -> bool:
     return out.clear_ms is not None and 0 <= out.clear_ms <= DETECT_WITHIN_S * 1000
 
 
+def ear_missed(out: Outcome) -> bool:
+    """A miss at the caller's ear: no clear at all, or the agent's audio heard again (over 60 ms)
+    after it had stopped for the caller and before the clear."""
+    return out.clear_ms is None or out.heard_again_ms > 60
+
+
 def _pcts(values: list[float], *ps: int) -> list[float | None]:
     return [round(percentile(values, p), 1) if values else None for p in ps]
 
@@ -751,6 +794,7 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         row["cases"] += 1
         if case.label == "should":
             row["caught" if caught(out) else "cut before onset" if out.cut_before_onset else "missed"] += 1
+            row["missed at the ear"] += ear_missed(out) and not out.cut_before_onset
         elif case.label == "backchannel":
             row["cut" if not out.heard_full else "resumed whole"] += 1
         else:
@@ -781,6 +825,14 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         "backchannel_audio_lost_ms_max": max((o.lost_ms for o in back), default=None),
         "missed_pct": pct(sum(not caught(o) and not o.cut_before_onset for o in should), len(should)),
         "should_cut_before_onset": sum(o.cut_before_onset for o in should),
+        "missed_within_3s_pct": pct(sum(not (o.clear_ms is not None and o.clear_ms <= 3000) and not o.cut_before_onset
+                                        for o in should), len(should)),
+        "missed_at_the_ear_pct": pct(sum(ear_missed(o) and not o.cut_before_onset for o in should), len(should)),
+        "missed_whisper_soft_unvoiced_1s_ear": [
+            f"{sum(not caught(o) for c, o in results if c.kind == k)}/"
+            f"{sum(ear_missed(o) for c, o in results if c.kind == k)} of {sum(1 for c, _ in results if c.kind == k)}"
+            for k in ("whisper", "soft", "unvoiced")],
+        "backchannel_paused_ms_p50_p90_max": _pcts([o.paused_ms for o in back if o.heard_full], 50, 90, 100),
         "duck_ms_p50_p90": _pcts([o.duck_ms for o in sounded if o.duck_ms is not None], 50, 90),
         "clear_ms_p50_p90_max": _pcts([o.clear_ms for o in should if caught(o)], 50, 90, 100),
         "clear_ms_over_-15dB_echo_p50_p90_max": _pcts([o.clear_ms for o in over15 if caught(o)], 50, 90, 100),
@@ -798,16 +850,24 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         "server_turns_should_not": sum(o.server_turns for c, o in results if c.label == "should_not"),
         "greetings_cut_by_server": sum(o.greeting_cut for _, o in results),
         "underruns": sum(o.underruns for _, o in results),
-        "listening_cpu_ms_per_call_second": round(cpu_s * 1000 / (len(results) * CASE_S), 3) if results else None,
+        "listening_cpu_ms_per_call_second": round(cpu_s * 1000 / sum(o.call_s for _, o in results), 3)
+        if results else None,
         "by_kind": {kind: dict(row) for kind, row in by_kind.items()},
     }
 
 
-def variants(vad_kind: str) -> dict[str, Callable[[], Any]]:
-    """The bridges to compare: the code of ``BEFORE_COMMIT`` and the working tree, both at defaults."""
+def variants(vad_kind: str, settings: dict[str, Any] | None = None) -> dict[str, Callable[[], Any]]:
+    """The bridges to compare: the code of ``BEFORE_COMMIT`` and the working tree, both at defaults
+    (``settings`` changes the working tree's: the trade of a setting, measured)."""
     before = load_before()
     now = importlib.import_module("voicebridge")
-    return {"before": lambda: Bridge(before), "now": lambda: Bridge(now)}
+    config = now.BridgeConfig(**settings) if settings else None
+    return {"before": lambda: Bridge(before), "now": lambda: Bridge(now, config)}
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    name, _, value = text.partition("=")
+    return name, json.loads(value)
 
 
 def main() -> int:
@@ -818,6 +878,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="the set's seed (answer offsets, onsets, jitter)")
     ap.add_argument("--vad", default="auto", choices=("auto", "silero", "energy"), help="the model's VAD")
     ap.add_argument("--variant", action="append", help="run only this variant (before, now); repeatable")
+    ap.add_argument("--set", action="append", type=_setting, default=[], metavar="NAME=JSON",
+                    help="a BridgeConfig setting of 'now' (e.g. barge_in_min_speech_ms=600); repeatable")
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the bridges' per-call log lines
     cases = [c for c in case_set(args.seed, args.n) if not args.only or c.kind == args.only]
@@ -825,7 +887,7 @@ def main() -> int:
     report: dict = {"machine": machine(), "cases": len(cases), "model_vad": vad_name,
                     "net_ms": {"caller": NET_S * 1000, "model": MODEL_NET_S * 1000}}
     started = time.monotonic()
-    chosen = {name: make for name, make in variants(args.vad).items() if not args.variant or name in args.variant}
+    chosen = {name: make for name, make in variants(args.vad, dict(args.set)).items() if not args.variant or name in args.variant}
     runs: dict[str, tuple[list, list]] = {name: ([], [0.0]) for name in chosen}
     for name, make in chosen.items():  # warm-up: first-use tables and imports are not per-call costs
         run_case(cases[0], make, args.vad)
@@ -838,8 +900,9 @@ def main() -> int:
         report[name] = summarize(results, cpu[0])
         report[f"{name}_misjudged"] = [
             {"kind": c.kind, "sound": c.sound, "echo_db": c.echo_db, "bed": c.bed, "seed": c.seed,
-             "clear_ms": o.clear_ms, "server_cancels": o.server_cancels, "lost_ms": o.lost_ms}
-            for c, o in results if (c.label == "should" and not caught(o)) or (c.label != "should" and not o.heard_full)]
+             "clear_ms": o.clear_ms, "server_cancels": o.server_cancels, "lost_ms": o.lost_ms,
+             "heard_again_ms": o.heard_again_ms, "paused_ms": o.paused_ms, "actions": o.actions}
+            for c, o in results if (c.label == "should" and (not caught(o) or ear_missed(o))) or (c.label != "should" and not o.heard_full)]
     report["run_seconds"] = round(time.monotonic() - started, 1)
     if args.json:
         print(json.dumps(report))

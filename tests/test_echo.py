@@ -117,3 +117,18 @@ def test_suppressed_echo_is_30_db_quieter_byte_for_byte():
     frame = AGENT[8000:8160]
     assert audio.dbfs(frame.translate(table)) == pytest.approx(audio.dbfs(frame) - 30.0, abs=1.0)
     assert audio.SILENCE_FRAME.translate(table) == audio.SILENCE_FRAME
+
+
+def test_an_echo_masked_by_a_noisy_line_is_bounded_by_that_noise_not_left_at_the_prior():
+    """A car or a room at -42 dBFS over an echo 22 dB down: the line follows the agent only
+    partly (0.3 <= r < 0.7), so no delay is certified; the echo is still no louder than the
+    line's loud end, which bounds the loss (before: the 6 dB prior stayed, and a caller at a
+    normal level over the echo was judged echo)."""
+    gate, rng = EchoGate(), random.Random(3)
+    for i in range(600):
+        t = 10.0 + i * 0.02
+        gate.played(AGENT_LEVELS[i], t)
+        echo = AGENT_LEVELS[i - 4] - 22.0 if i >= 4 else audio.MIN_DBFS
+        gate.judge(power_sum(echo, -42.0 + rng.uniform(-5, 5)), t, floor_dbfs=-47.0)
+    assert gate.delay_ms is None
+    assert PRIOR_LOSS_DB + 4 <= gate.loss_db <= 22.0  # learned, and never overstated

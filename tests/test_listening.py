@@ -10,7 +10,8 @@ import pytest
 from voicebridge import BridgeConfig, audio, tts
 from voicebridge.bargein import Decision
 from voicebridge.echo import ComfortNoise, Verdict
-from voicebridge.listening import Listener, ServerSpeech, Turn, is_backchannel
+from voicebridge.bargein import CallerLevel
+from voicebridge.listening import Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
 from voicebridge.sim import corpus, room
 
 AGENT = tts.load_prompt("long_answer")
@@ -140,12 +141,19 @@ def test_with_the_agent_silent_the_models_vad_is_an_ordinary_turn():
     assert call.listener.committed(call.t + 0.5, "item_1") is Turn.RESPOND
 
 
-def test_a_whisper_confirms_by_itself_and_the_models_vad_on_one_is_believed():
-    """A whisper has no voice to confirm on: a near, breathy, sustained sound that is no burst does."""
+def test_a_whisper_counts_as_a_voice_and_the_models_vad_on_one_is_believed():
+    """A whisper has no voice to confirm on: a near, breathy, sustained sound that is no burst
+    counts as one. A short one ("stop") holds the agent like any short utterance; with no turn
+    from the model's VAD (which often misses whispers) the hold interrupts after a second."""
     whisper = corpus.by_category("whisper")[4].audio()  # "stop": voiceless throughout
     call = Call(echo_db=None)
     call.learn(2.0)
-    assert Decision.CONFIRM in decisions(call.talk(whisper))
+    got = decisions(call.talk(whisper) + [call.step() for _ in range(5)])
+    assert got[0] is Decision.DUCK and got[-1] is Decision.BACKCHANNEL, got
+    assert call.listener.level.whispered
+    call.listener.hold(call.t)
+    assert call.listener.hold_outcome(call.t + 0.9) is Hold.WAIT
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.CONFIRM
     call = Call(echo_db=None)
     call.learn(2.0)
     heard = []
@@ -196,7 +204,7 @@ def test_a_real_sentence_confirms_after_the_minimum_speech(n):
     got = decisions(heard)
     assert Decision.CONFIRM in got, (clip.text, got)
     confirmed_at = next(i for i, h in enumerate(heard) if h.decision is Decision.CONFIRM)
-    assert confirmed_at * 20 >= 500  # not before barge_in_min_speech_ms
+    assert confirmed_at * 20 >= BridgeConfig().barge_in_min_speech_ms  # not before the minimum speech
 
 
 def test_the_models_vad_during_a_voice_is_left_to_the_local_detector():
@@ -216,6 +224,77 @@ def test_a_short_turn_let_pass_as_a_backchannel_is_overruled_by_its_words():
     assert call.listener.transcript("Yeah.", call.t + 0.9, "item_other") is False
     assert call.listener.transcript("Wait.", call.t + 1.0, "item_w") is True
     assert call.listener.transcript("Wait.", call.t + 1.1, "item_w") is False  # once
+
+
+def held(clip_category: str, n: int, config: BridgeConfig | None = None) -> Call:
+    """A short utterance over the answer, ended: the agent is held for its words."""
+    call = Call(config)
+    call.learn(3.0)
+    got = decisions(call.talk(corpus.by_category(clip_category)[n].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL, got
+    call.listener.hold(call.t)
+    return call
+
+
+def test_a_short_command_holds_the_agent_until_its_words_say_interrupt():
+    call = held("interruption", 0)  # "wait": as short as a backchannel
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.BACKCHANNEL
+    assert call.listener.committed(call.t + 0.5, "item_w") is Turn.BACKCHANNEL
+    assert call.listener.hold_outcome(call.t + 0.6) is Hold.WAIT  # still paused: nothing resumed, nothing cut
+    assert call.listener.transcript("Wa", call.t + 0.8, "item_w", final=False) is True  # no backchannel starts so
+    assert call.listener.hold_outcome(call.t + 0.8) is Hold.CONFIRM
+    assert call.listener.hold_outcome(call.t + 0.9) is Hold.NONE  # once
+
+
+def test_a_held_backchannel_resumes_once_its_words_are_in():
+    call = held("backchannel", 8)  # "yeah"
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.5, "item_y") is Turn.BACKCHANNEL
+    assert call.listener.transcript("Ye", call.t + 0.7, "item_y", final=False) is False  # may become "yeah"
+    assert call.listener.hold_outcome(call.t + 0.7) is Hold.WAIT
+    assert call.listener.transcript("Yeah.", call.t + 0.9, "item_y") is False
+    assert call.listener.hold_outcome(call.t + 0.9) is Hold.RESUME
+
+
+def test_a_held_turn_whose_words_never_come_interrupts_at_the_bound():
+    call = held("backchannel", 8)
+    call.listener.server_speech(call.t, audible=True)
+    call.listener.committed(call.t + 0.5, "item_y")
+    assert call.listener.hold_outcome(call.t + 2.49) is Hold.WAIT
+    assert call.listener.hold_outcome(call.t + 2.5) is Hold.CONFIRM  # backchannel_hold_ms: "stop" is not missed
+
+
+def test_with_transcription_off_a_held_turn_interrupts_at_its_commit():
+    call = held("backchannel", 8, BridgeConfig(transcription_model=None))
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.5, "item_y") is Turn.RESPOND
+    assert call.listener.hold_outcome(call.t + 0.5) is Hold.CONFIRM
+
+
+def test_a_held_voice_the_models_vad_never_took_for_a_turn_resumes_after_a_second():
+    call = held("backchannel", 8)
+    assert call.listener.hold_outcome(call.t + 0.99) is Hold.WAIT
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.RESUME
+
+
+def test_a_turn_the_models_vad_started_on_echo_is_decided_by_the_held_words_in_it():
+    call = Call()
+    call.learn(3.0)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO  # the VAD started on echo
+    got = decisions(call.talk(corpus.by_category("interruption")[0].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    assert call.listener.committed(call.t + 0.5, "item_e") is Turn.BACKCHANNEL  # not NOT_CALLER: "wait" is in it
+    assert call.listener.transcript("Wait.", call.t + 0.9, "item_e") is True
+
+
+@pytest.mark.parametrize("text, final, expected", [
+    ("Wa", False, True), ("S", False, False), ("St", False, True), ("Yeah ", False, False), ("Ye", False, False),
+    ("Mm-hm, okay", False, False), ("No", False, True), ("Okay, wait", False, True), ("", True, False),
+    ("Yeah.", True, False), ("Yeah, but", True, True),
+])
+def test_which_words_take_the_turn_so_far(text, final, expected):
+    assert takes_turn(text, final) is expected
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -262,3 +341,66 @@ def test_rumble_does_not_even_duck_the_agent():
     heard = call.talk(audio.encode(np.clip(rumble, -32767, 32767).astype(int).tolist()))
     assert max(h.level_dbfs for h in heard) > -25
     assert decisions(heard) == []
+
+
+# ----------------------------------------------------------------- 5. soft, whispered and unvoiced starts
+def quiet_line_call() -> Call:
+    call = Call(echo_db=None)
+    call.line = [QUIET] * 400  # a quiet line (here digital silence): the threshold may reach under -35 dBFS
+    call.learn(2.0)
+    return call
+
+
+@pytest.mark.parametrize("n", [3, 9, 15])
+def test_soft_speech_on_a_quiet_line_ducks_on_its_first_frame_over_minus_43_dbfs(n):
+    """Soft speech (-34 dBFS) hovers around -35: on a quiet line the threshold reaches 8 dB lower
+    (never within 26 dB of the floor), so the agent stops on the utterance's first soft frame,
+    and the held utterance is judged as a whole."""
+    call = quiet_line_call()
+    heard = call.talk(corpus.by_category("soft")[n].audio()) + [call.step() for _ in range(5)]
+    first = next(i for i, h in enumerate(heard) if h.level_dbfs >= -43.0)
+    assert heard[first].decision is Decision.DUCK
+    assert decisions(heard)[-1] in (Decision.BACKCHANNEL, Decision.CONFIRM)
+
+
+def test_babble_switched_on_at_minus_45_dbfs_is_not_a_near_voice_before_the_floor_catches_up():
+    call = quiet_line_call()
+    x = room.at_level(room.bed("room_babble", seed=1, seconds=3.0), -45.0)
+    got = decisions(call.talk(audio.encode(np.clip(np.round(x), -32767, 32767).astype(int).tolist())))
+    assert Decision.CONFIRM not in got and Decision.BACKCHANNEL not in got, got
+
+
+@pytest.mark.parametrize("n", [6, 7, 12, 13])
+def test_an_unvoiced_onset_keeps_the_agent_paused_until_the_voice_follows(n):
+    """"h... hold on": the breath is no voice (and too dull for a whisper), but the duck waits for
+    the vowel that follows within the utterance gap, so the caller does not hear the agent in
+    between (before: released, the agent heard again, then ducked again)."""
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    got = decisions(call.talk(corpus.by_category("unvoiced")[n].audio()) + [call.step() for _ in range(25)])
+    assert got[0] is Decision.DUCK
+    first_end = next(i for i, d in enumerate(got) if d is not Decision.DUCK)
+    assert got[first_end] in (Decision.BACKCHANNEL, Decision.CONFIRM), got
+
+
+def test_a_voiced_run_shorter_than_the_debounce_is_a_short_utterance_not_a_release():
+    """Over a noisy line only the vowel of "stop" may clear the threshold: four voiced frames.
+    It holds the agent for its words like any short utterance; a cough that short is released."""
+    vowel = [f for f in frames_of(corpus.by_category("question")[0].audio()) if audio.dbfs(f) > -26][:4]
+    level = CallerLevel(voiced_needed=3, min_speech_frames=30, near_db=24.0)
+    got = [level.feed(audio.dbfs(f), t * 0.02, True, lambda: True, f) for t, f in enumerate(vowel + [QUIET] * 3)]
+    assert got[0] is Decision.DUCK and Decision.BACKCHANNEL in got and Decision.RELEASE not in got, got
+    level = CallerLevel(voiced_needed=3, min_speech_frames=30, near_db=24.0)
+    burst = frames_of(room.event("cough", 1))[:4]
+    got = [level.feed(audio.dbfs(f), 1 + t * 0.02, True, lambda: True, f) for t, f in enumerate(burst + [QUIET] * 3)]
+    assert Decision.BACKCHANNEL not in got
+
+
+@pytest.mark.parametrize("n", [3, 9, 10, 13, 17])
+def test_a_whisper_with_a_stray_periodic_frame_or_two_is_still_a_whisper(n):
+    """Whispered "stop", "no no", "wait, hold on": one or two frames pass the voicing check by
+    chance; fewer than a voice needs, they do not make the whisper a burst to release."""
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    got = decisions(call.talk(corpus.by_category("whisper")[n].audio()) + [call.step() for _ in range(25)])
+    assert got[0] is Decision.DUCK and got[1] in (Decision.BACKCHANNEL, Decision.CONFIRM), got

@@ -466,6 +466,18 @@ def test_caller_phrases_are_recognised_and_transcribed():
     assert only(out, "response.output_audio_transcript.done")["transcript"] == agent_mod.ASK_ORDER[1]
 
 
+@pytest.mark.parametrize("category, n", [("backchannel", 8), ("interruption", 0), ("question", 2)])
+def test_corpus_clips_are_transcribed_by_their_words(category, n):
+    """The bridge tells a held "mm-hm" from a "wait" by the transcript, as with the real service;
+    the local server says the corpus clip's words, not only its length."""
+    from voicebridge.sim import corpus
+    clip = corpus.by_category(category)[n]
+    h = Harness(speed=0)
+    tool_session(h)
+    out = h.append(silence(200) + clip.audio() + silence(800))
+    assert only(out, "conversation.item.input_audio_transcription.completed")["transcript"] == clip.text
+
+
 def test_keypad_digits_become_an_order_lookup_and_its_output_an_answer():
     h = Harness(speed=0)
     tool_session(h)

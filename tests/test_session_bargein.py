@@ -435,6 +435,7 @@ def test_a_backchannel_over_the_answer_resumes_it_with_nothing_lost_and_leaves_i
     openai.push(rt_speech_stopped("item_bc"))
     openai.push(rt_committed("item_bc"))
     assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    openai.push(rt_transcript("Yeah.", "item_bc"))  # its words say backchannel: the held agent resumes
     assert twilio.wait_for(lambda t: len(t.messages("media")) == 60, timeout=8)
     assert twilio.media_frames() == [bytes([0x20 + (i % 50)]) * 160 for i in range(60)]  # in order, none twice
     m = end(session, call, twilio)
@@ -481,3 +482,52 @@ def test_a_short_turn_taken_for_a_backchannel_whose_words_say_wait_interrupts_an
     assert wait_until(lambda: len(openai.requested("turn")) == 1)
     m = end(session, call, twilio)
     assert m["barge_in_transcript"] == 1 and m["backchannels_overruled"] == 1
+
+
+def test_a_held_short_utterance_outlasts_the_duck_fuse_and_resumes_on_its_words(bridge_call):
+    """"Yeah" over the answer: the agent stays paused while its words are awaited, past
+    duck_fuse_ms (the fuse waits for the hold's own bound), and resumes, nothing lost, on them."""
+    clock = ManualClock()
+    call = bridge_call(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False), clock=clock).start()
+    session, twilio, openai = call.session, call.twilio, call.openai
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio, frames=60, done=True, wait_frames=2)
+    say(twilio, session, corpus.by_category("backchannel")[8].audio())  # "yeah" (a frozen clock: short)
+    assert wait_until(lambda: session.metrics["backchannel_holds"] == 1)
+    openai.push(rt_speech_started("item_bc"))
+    openai.push(rt_committed("item_bc"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    sent = len(twilio.messages("media"))
+    quiet_frame_at(call, clock, 1.5)  # past duck_fuse_ms (1 s): still held
+    time.sleep(0.1)
+    assert len(twilio.messages("media")) == sent and session.metrics["duck_releases"] == 0
+    openai.push(rt_transcript("Yeah.", "item_bc"))
+    assert wait_until(lambda: session.metrics["backchannels"] == 1)
+    for _ in range(5):
+        clock.advance(0.1)
+        time.sleep(0.05)
+    assert twilio.wait_for(lambda t: len(t.messages("media")) > sent, timeout=8)  # resumed
+    frames = twilio.media_frames()
+    assert frames == [bytes([0x20 + (i % 50)]) * 160 for i in range(len(frames))]  # where it paused, none twice
+    m = call.finish()
+    assert m["barge_in_events"] == 0 and not twilio.messages("clear") and openai.events("response.cancel") == []
+    assert openai.events("response.create") == []
+
+
+def test_a_held_short_utterance_with_transcription_off_interrupts_at_its_commit(bridge_call):
+    """No words will come to tell "stop" from "mm-hm": missing a "stop" is worse, so it interrupts
+    at the commit (the clock stands still: not at the hold's bound)."""
+    clock = ManualClock()
+    call = bridge_call(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False, transcription_model=None),
+                       clock=clock).start()
+    session, twilio, openai = call.session, call.twilio, call.openai
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio, frames=150, done=True, wait_frames=2)
+    say(twilio, session, corpus.by_category("backchannel")[8].audio())
+    assert wait_until(lambda: session.metrics["backchannel_holds"] == 1)
+    openai.push(rt_speech_started("item_s"))
+    openai.push(rt_committed("item_s"))
+    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
+    assert wait_until(lambda: len(openai.requested("turn")) == 1)
+    m = end(session, call, twilio)
+    assert m["barge_in_hold"] == 1 and m["backchannels"] == 0

@@ -126,8 +126,14 @@ class NoiseFloor:
             self.floor_dbfs = min(self.ceiling_dbfs, self._block_min, min(self._blocks))
         return self.floor_dbfs
 
-    def threshold(self, configured_dbfs: float) -> float:
-        return max(configured_dbfs, self.floor_dbfs + self.margin_db)
+    def threshold(self, configured_dbfs: float, reach_db: float = 0.0, quiet_db: float = 0.0) -> float:
+        """The configured threshold, raised over steady noise; on a quiet line (a floor more than
+        ``quiet_db`` under it) lowered by up to ``reach_db``, never closer than ``quiet_db`` to the
+        floor: soft speech at -34 dBFS then makes runs long enough to be judged, not flickers."""
+        base = configured_dbfs
+        if reach_db > 0:
+            base = min(configured_dbfs, max(configured_dbfs - reach_db, self.floor_dbfs + quiet_db))
+        return max(base, self.floor_dbfs + self.margin_db)
 
 
 class Sound(enum.Enum):
@@ -179,12 +185,16 @@ class CallerLevel:
     SOFT_FRAMES = 5  # ... five of them within the window (a stray echo frame judged the caller's is not)
     WHISPER_FRAMES = 6  # a voiceless run this long that is not a decaying burst: a whisper
     WHISPER_EVIDENCE = 3  # ... enough for the model's VAD to be believed on it
-    WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that confirm a barge-in by themselves
+    WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that count as a voice for the utterance
     WHISPER_MAX_DBFS = -18.0
     WHISPER_BRIGHT = 1.28  # ... and bright: breath (a door, a TV, babble and low tones are duller)
     VOICE_PERIODICITY = 0.45  # below voicing.VOICED: three such frames are asked for, not one
     LISTEN_FRAMES = 12  # frames of a run listened to for a voice and a held note at most (CPU)
     BURST_DECAY_DB = 9.0
+    NEAR_OVER_THRESHOLD_DB = 3.0  # ... and this far over the configured threshold (a floor that has not caught up
+    # with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
+    QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
+    QUIET_LINE_DB = 26.0  # ... but no closer to the line's noise floor than this
 
     def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
                  dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0,
@@ -197,6 +207,7 @@ class CallerLevel:
         self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
         self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
         self._adapt = noise_margin_db is not None
+        self._quiet_line = (self.QUIET_REACH_DB, self.QUIET_LINE_DB) if voiced_needed else (0.0, 0.0)
         self.loud = False  # the last frame was loud (and the caller's)
         self._voiced = 0  # voiced loud frames in the current run
         self._utterance_voiced = 0  # ... in the utterance's earlier runs (a voice heard once counts for it all)
@@ -204,6 +215,7 @@ class CallerLevel:
         self._bright: list[float] = []  # brightness of the run's loud frames (a whisper is bright)
         self._previous = b""
         self._waiting = False  # the debounce is met, the voice is not: the duck holds
+        self._linger_until: float | None = None  # a fricative-like run ended: the duck waits for a voice until then
         self._holding = False  # a voice is heard, not yet long enough: the duck holds
         self._run = 0  # loud frames of the current run
         self._run_levels: list[float] = []  # their levels (a burst decays, a whisper does not)
@@ -221,6 +233,7 @@ class CallerLevel:
         self._soft: deque[float] = deque(maxlen=self.SOFT_FRAMES)  # the last caller frames above the noise
         self._echo_at = float("-inf")
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
+        self.whispered = False  # the current (or last) utterance was judged a whisper: no voice in it
         self._now = float("-inf")
 
     @property
@@ -235,7 +248,7 @@ class CallerLevel:
         self._now = now
         self.noise.update(level_dbfs, now)
         if self._adapt:
-            self.detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs)
+            self.detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs, *self._quiet_line)
         if echo:
             self._echo_at = now
         level = level_dbfs if counts else MIN_DBFS
@@ -248,6 +261,10 @@ class CallerLevel:
         elif counts and level >= self.detector.threshold_dbfs - self.SOFT_DB and level >= self.floor_dbfs + 6.0:
             self._soft.append(now)
         try:
+            if self._linger_until is not None:
+                lingered = self._linger(armed)
+                if lingered is not None:
+                    return lingered
             if self._waiting:
                 return self._wait_for_voice(frame, armed)
             if self._holding:
@@ -263,7 +280,7 @@ class CallerLevel:
             if decision is Decision.CONFIRM:
                 decision = self._confirm_or_wait()
             if decision is Decision.RELEASE:
-                self._run_ended()
+                decision = self._short_run_ended()
             if self.detector.run == 0 and not (self._waiting or self._holding):
                 self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
             return decision
@@ -296,11 +313,12 @@ class CallerLevel:
         if not self.near_db:
             return True
         peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
-        return peak >= self.floor_dbfs + self.near_db
+        return peak >= max(self.floor_dbfs + self.near_db, self.threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
 
     def _loud_frame(self, frame: bytes) -> None:
         if self._run == 0 and self._now - self._utterance_end > self.UTTERANCE_GAP_S:
             self._utterance_voiced = 0  # a new utterance
+            self.whispered = False
             self._utterance_peak = MIN_DBFS
             self._utterance_start = self._now
         self._run += 1
@@ -338,15 +356,28 @@ class CallerLevel:
             self._dips += 1
             return Decision.NONE
         self._run_ended()
+        if not self._near():  # voices across the room (a TV): not the caller's, nothing to hold for
+            return self._release()
         self.backchannel_at = self._now
         return self._stop_waiting(Decision.BACKCHANNEL if self.detector.duck else Decision.NONE)
 
+    def _short_run_ended(self) -> Decision:
+        """A ducked run ended before the debounce: a near voice in it ("stop" whose vowel alone
+        was loud) is a short utterance like a backchannel (its words decide), anything else is
+        released."""
+        voiced = self._voiced + self._utterance_voiced >= self.voiced_needed > 0
+        self._run_ended()
+        if voiced and self.min_speech_frames and self._near():
+            self.backchannel_at = self._now
+            return Decision.BACKCHANNEL
+        return Decision.RELEASE
+
     def _run_ended(self) -> None:
-        if self._voiced or self._utterance_voiced:
+        if self._voiced or self._utterance_voiced or self.whispered:
             self._utterance_voiced += self._voiced
             self._utterance_peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
             self._utterance_end = self._now
-        elif self.voiced_needed:
+        if self.voiced_needed and not (self._voiced or self._utterance_voiced):
             self._voiceless_ended()
 
     def _voiceless_ended(self) -> None:
@@ -366,7 +397,11 @@ class CallerLevel:
             self._unvoiced += 1
             if self._run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
                 self._whisper_at = self._now  # a near, sustained, breathy sound that is no burst
-                return self._stop_waiting(Decision.CONFIRM)
+                self.whispered, self._waiting = True, False  # judged like a voice from here on
+                if self._long_enough():
+                    return self._stop_waiting(Decision.CONFIRM)
+                self._holding, self._dips = True, 0
+                return Decision.NONE
             if self._unvoiced < self.MAX_UNVOICED:
                 return Decision.NONE
             self._deaf = True
@@ -376,7 +411,32 @@ class CallerLevel:
             self._dips += 1
             return Decision.NONE
         self._voiceless_ended()
-        return self._release()
+        if self.loud or not self._sustained() or not self.detector.duck:
+            return self._release()
+        self._linger_until = self._now + self.UTTERANCE_GAP_S  # "sh... stop": the voice may follow
+        return self._stop_waiting(Decision.NONE)
+
+    def _sustained(self, frames: int = 0) -> bool:
+        """The current run is voiceless, long enough (``frames``, default ``WHISPER_FRAMES``) and
+        no burst that decays from its start: breath or a fricative ("sh", "f"), not a knock."""
+        levels = self._run_levels
+        if self._voiced >= self.voiced_needed or len(levels) < (frames or self.WHISPER_FRAMES):
+            return False
+        peak = max(levels)
+        tail = levels[-3:]
+        return not (levels.index(peak) <= 2 and sum(tail) / len(tail) <= peak - self.BURST_DECAY_DB)
+
+    def _linger(self, armed: Callable[[], bool]) -> Decision | None:
+        """After a sustained voiceless run the duck stays for ``UTTERANCE_GAP_S``: a loud frame
+        within it starts the utterance's next run (None: judged as usual); otherwise RELEASE
+        once it is over (or the guards say no), NONE meanwhile."""
+        if self.loud and armed():
+            self._linger_until = None
+            return None
+        if self._now < self._linger_until and armed():
+            return Decision.NONE
+        self._linger_until = None
+        return Decision.RELEASE
 
     def _next_loud(self, frame: bytes) -> bool:
         """One more loud frame of a held run; False if it showed a held note (the detector is deaf)."""
@@ -390,7 +450,7 @@ class CallerLevel:
     @property
     def hearing(self) -> bool:
         """A loud run is going on (ducked, waiting for a voice or for enough speech)."""
-        return self._waiting or self._holding or self.detector.run > 0
+        return self._waiting or self._holding or self.detector.run > 0 or self._linger_until is not None
 
     def heard_noise(self, now: float) -> bool:
         """A loud sound without a voice is going on, or ended within ``NOISE_MEMORY_S``: the
@@ -422,18 +482,12 @@ class CallerLevel:
     def _whisper_like(self, frames: int = 0) -> bool:
         """The current voiceless run is long enough (``frames``, default ``WHISPER_FRAMES``), soft,
         bright, and not a burst that decays from its start."""
-        levels = self._run_levels
-        if self._voiced or len(levels) < (frames or self.WHISPER_FRAMES):
+        if not self._sustained(frames):
             return False
         bright = sorted(self._bright)
         if bright and bright[len(bright) // 2] < self.WHISPER_BRIGHT:
             return False  # rumble, a low tone, a door: not breath
-        if max(levels) > self.WHISPER_MAX_DBFS:
-            return False  # a whisper is soft: a cough, a door, a knock at the handset is not
-        peak = max(levels)
-        tail = levels[-3:]
-        burst = levels.index(peak) <= 2 and sum(tail) / len(tail) <= peak - self.BURST_DECAY_DB
-        return not burst
+        return max(self._run_levels) <= self.WHISPER_MAX_DBFS  # a whisper is soft: a cough at the handset is not
 
     def _stop_waiting(self, decision: Decision) -> Decision:
         self._waiting = self._holding = False
@@ -444,6 +498,7 @@ class CallerLevel:
     def reset(self) -> None:
         self.detector.reset()
         self._waiting = self._holding = self._deaf = False
+        self._linger_until = None
         self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
         self._utterance_voiced = 0
 

@@ -156,7 +156,10 @@ class BridgeConfig:
     # Backchannels ("mm-hm", "yeah") while the agent talks duck it briefly and the answer resumes;
     # a barge-in confirms only after this much of the caller's speech (0 = at the debounce).
     ignore_backchannels: bool = True
-    barge_in_min_speech_ms: int = 500
+    barge_in_min_speech_ms: int = 600
+    # A shorter voiced utterance keeps the agent paused until its words decide (a backchannel:
+    # resume; "wait": interrupt), at most this long (docs/barge-in.md); 0 = resume at once.
+    backchannel_hold_ms: int = 2500
     # Echo (docs/barge-in.md): the agent's own voice coming back from a speakerphone
     echo_gate: bool = True  # tell echo from the caller by what was played
     echo_margin_db: float = 3.0  # how much louder than the expected echo a frame must be to be the caller
@@ -294,6 +297,8 @@ class BridgeConfig:
             raise ValueError("vad_interrupt_response applies to turn_detection='server_vad' or 'semantic_vad' only")
         if not 0 <= self.barge_in_min_speech_ms <= 3000:
             raise ValueError(f"barge_in_min_speech_ms must be between 0 and 3000, not {self.barge_in_min_speech_ms}")
+        if not 0 <= self.backchannel_hold_ms <= 10000:
+            raise ValueError(f"backchannel_hold_ms must be between 0 and 10000, not {self.backchannel_hold_ms}")
         if (self.transcription_language or self.transcription_prompt) and not self.transcription_model:
             raise ValueError("transcription_language/_prompt need a transcription_model")
 

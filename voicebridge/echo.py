@@ -19,7 +19,10 @@ echo path learned during the call from stretches where the line plainly follows 
   loudest played within +-40 ms of the delay, the same reference the test uses.
 * if twice in a row the agent spoke and the line followed it nowhere (r < 0.3), any echo is
   under the line's own sound: the loss is at least the agent's median level minus the line's
-  loud end (90th percentile), which is what that stretch proves.
+  loud end (90th percentile), which is what that stretch proves; three times in a row with an
+  unclear correlation (0.3-0.7: an echo masked by a car, a room) the same bound holds, since the
+  echo is no louder than the line's loud end either (without it the 6 dB prior stayed, and a
+  caller over such a line was judged echo).
 
 A frame is ``ECHO`` when its level is at most the reference (the loudest played within +-40 ms
 of the delay; within the whole range while the delay is unknown) minus the loss plus a margin
@@ -63,6 +66,8 @@ PRIOR_LOSS_DB = 6.0
 LOSS_PERCENTILE = 0.1
 MIN_CORRELATION = 0.7
 ABSENT_CORRELATION, ABSENT_VOTES = 0.3, 2
+MASKED_VOTES = 3
+"""Estimates in a row with an unclear correlation (0.3-0.7) before their loss is believed."""
 DOUBLE_TALK_HOLD_S = 0.3
 QUIET_DB = 6.0
 """A frame within this of the noise floor is never the caller's voice."""
@@ -200,9 +205,12 @@ class EchoGate:
             self._absent_votes = 0
             if path.loss_db is not None:
                 self._loss = path.loss_db
-        elif path.lag is None and path.r is not None and path.r < ABSENT_CORRELATION:
-            self._absent_votes += 1  # the agent spoke and the line followed it nowhere
-            if self._absent_votes >= ABSENT_VOTES and self._lag is None and path.loss_db is not None:
+        elif path.lag is None and path.r is not None and path.loss_db is not None:
+            # the agent spoke and the line followed it nowhere (r < 0.3), or not clearly: an echo
+            # masked by the line's noise (a car, a room) is no louder than that noise either
+            self._absent_votes += 1
+            needed = ABSENT_VOTES if path.r < ABSENT_CORRELATION else MASKED_VOTES
+            if self._absent_votes >= needed and self._lag is None:
                 self._loss = max(self._loss, path.loss_db)
 
     def _played_max(self, first: int, last: int) -> float:
@@ -244,8 +252,7 @@ def estimate(levels: "list[float]", last_slot: int, played: "dict[int, float]") 
         if best_r is None or r > best_r:
             best, best_r = lag, r
     if best is None or best_r is None or best_r < MIN_CORRELATION:
-        return EchoPath(None, best_r, _unseen_loss(raw, xs) if best_r is not None and best_r < ABSENT_CORRELATION
-                        else None)
+        return EchoPath(None, best_r, _unseen_loss(raw, xs) if best_r is not None else None)
     losses = []
     for i, heard in enumerate(levels):
         start = offset - best + i - WINDOW

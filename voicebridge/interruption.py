@@ -13,7 +13,9 @@ utterance run it once:
   counted.
 
 The duck: the first loud frame pauses sending (nothing lost); enough speech with a voice in it
-confirms the barge-in; a shorter run (a cough, a backchannel) resumes where it paused. A confirmed local barge-in that no speech
+confirms the barge-in; a voiceless run (a cough) resumes where it paused. A shorter voiced
+utterance ("mm-hm", or "wait") holds the agent paused until its words decide (``Listener.hold``):
+a backchannel resumes where it paused, other words interrupt. A confirmed local barge-in that no speech
 follows (no server ``speech_started``, no caller text, level back down for ``false_trigger_ms``)
 was a cough: the model is asked to continue.
 """
@@ -28,7 +30,7 @@ from . import realtime_protocol as rt
 from .audio import BYTES_PER_MS
 from .config import BridgeConfig
 from .echo import Verdict
-from .listening import Listener, ServerSpeech, Turn
+from .listening import Hold, Listener, ServerSpeech, Turn
 from .metrics import CallMetrics
 from .model_link import ModelLink
 from .outbound import OutboundAudio
@@ -89,18 +91,41 @@ class BargeIn:
             self._metrics.add("ducks")
             self._log.info("duck: caller loud (%.1f dBFS), sending paused", level_dbfs)
         elif decision is bargein.Decision.RELEASE:
+            if self.listener.holding:
+                return  # a cough after "mm-hm": the agent stays held for the words
             self._outbound.resume()
             self._metrics.add("duck_releases")
             self._log.info("duck released: loud run ended before confirmation")
+        elif decision is bargein.Decision.BACKCHANNEL and self._config.backchannel_hold_ms:
+            if not self.listener.holding:
+                self._metrics.add("backchannel_holds")
+                self._log.info("short utterance over the agent: held paused until its words say what it was")
+            self.listener.hold(now)
         elif decision is bargein.Decision.BACKCHANNEL:
-            self._outbound.resume()
-            self._metrics.add("duck_releases")
-            self._metrics.add("backchannels")
-            self._log.info("backchannel: a short utterance over the agent; the answer resumes where it paused")
+            self._resume_backchannel()
         elif decision is bargein.Decision.CONFIRM:
             self.run("local", now, self._onset if self._onset is not None else now)
         elif self._level.loud and self._level.detector.run == 1:
             self._onset = now
+
+    def _resume_backchannel(self) -> None:
+        self._outbound.resume()
+        self._metrics.add("duck_releases")
+        self._metrics.add("backchannels")
+        self._log.info("backchannel: a short utterance over the agent; the answer resumes where it paused")
+
+    def _settle_hold(self, now: float) -> Hold:
+        """Act on the held agent's verdict, if there is one: resume, or interrupt."""
+        outcome = self.listener.hold_outcome(now)
+        if outcome is Hold.RESUME:
+            self._resume_backchannel()
+        elif outcome is Hold.CONFIRM:
+            self.run("hold", now, self._recent_onset(now))
+        return outcome
+
+    def _recent_onset(self, now: float) -> float | None:
+        onset = self._onset  # set by a local duck on the same speech, if any
+        return onset if onset is not None and now - onset < ONSET_MEMORY_S else None
 
     def _armed(self) -> bool:
         return bargein.refusal(self._guard_state()) is None
@@ -119,28 +144,43 @@ class BargeIn:
             self._log.info("server VAD: speech started; the local detector is hearing it and decides")
             return outcome
         self._log.info("server VAD: caller speech started")
-        onset = self._onset  # set by a local duck on the same speech, if any
-        recent = onset is not None and now - onset < ONSET_MEMORY_S
-        self.run("server", now, onset if recent else None)
+        self.run("server", now, self._recent_onset(now))
         return outcome
 
     def committed(self, now: float, item_id: str = "") -> Turn:
-        """The server committed a caller turn (model thread): should the model answer it?"""
+        """The server committed a caller turn (model thread): should the model answer it? (A held
+        short utterance with no transcription to decide it interrupts, and is answered.)"""
         turn = self.listener.committed(now, item_id)
         if turn is not Turn.RESPOND:
             self._metrics.add(f"turns_{turn.value}")
             self._log.info("caller turn %s left unanswered (%s)", item_id, turn.value)
+        self._settle_hold(now)
         return turn
 
-    def transcript(self, text: str, now: float, item_id: str = "") -> bool:
-        """A turn's final words (model thread): True if a turn let pass as a backchannel was words
-        that take the turn; the agent is interrupted now (if it still talks) and should answer."""
-        if not self.listener.transcript(text, now, item_id):
+    def transcript(self, text: str, now: float, item_id: str = "", final: bool = True) -> bool:
+        """A turn's words (model thread; a delta, or ``final``): True if a turn held or let pass as
+        a backchannel was words that take the turn; the agent is interrupted now (if it still
+        talks) and should answer. A held turn's backchannel words resume the agent."""
+        if not self.listener.transcript(text, now, item_id, final):
+            self._settle_hold(now)
             return False
         self._metrics.add("backchannels_overruled")
         self._log.info("the caller's short turn was not a backchannel: interrupting and answering it")
-        self.run("transcript", now)
+        self.listener.end_hold()
+        self.run("transcript", now, self._recent_onset(now))
         return True
+
+    def transcript_failed(self, item_id: str, now: float) -> None:
+        """A turn's words will not come (model thread): a held one interrupts, and is answered."""
+        self.listener.transcript_failed(item_id)
+        if self._settle_hold(now) is Hold.CONFIRM:
+            self.answer_turn()
+
+    def answer_turn(self) -> None:
+        """Ask for the answer to a caller turn (the wire says ``create_response: false`` so that a
+        backchannel or the agent's own echo is left unanswered; docs/barge-in.md)."""
+        if self._config.vad_create_response and self._config.turn_detection is not None:
+            self._requests.request("turn")
 
     def user_text(self, text: str, now: float) -> None:
         """Caller speech was transcribed: a barge-in just before it was real."""
@@ -174,6 +214,7 @@ class BargeIn:
         heard_ms = self._truncate(locked.item_id, locked.received_bytes, now) if steps.truncate and locked.item_id else 0
         self._responses.finish_interruption(locked.response_id)
         self._interrupted(locked, heard_ms)
+        self.listener.end_hold()
         self._level.reset()
         self._metrics.add("barge_in_events")
         self._metrics.add(f"barge_in_{source}")
@@ -203,15 +244,24 @@ class BargeIn:
 
     # ------------------------------------------------------------------ timers (run thread)
     def poll(self, now: float) -> None:
-        """False-trigger recovery: ask the model to continue the answer a cough cut."""
+        """The held agent's bound (a turn whose words never came interrupts and is answered), and
+        false-trigger recovery: ask the model to continue the answer a cough cut."""
+        if self.listener.holding and self._settle_hold(now) is Hold.CONFIRM:
+            self.answer_turn()
         if self._false_trigger.poll(now):
             self._metrics.add("false_barge_ins")
             self._log.info("false barge-in: no speech followed; asking the model to continue")
             self._requests.request("continue", self._config.continue_instructions)
 
     def release_stuck_duck(self, now: float) -> bool:
-        """Safety fuse: a duck held past ``duck_fuse_ms`` with no confirmation is released."""
-        if not self._outbound.release_stuck_duck(now, self._config.duck_fuse_ms / 1000):
+        """Safety fuse: a duck held past ``duck_fuse_ms`` with no confirmation is released (past
+        the longest hold for a short utterance's words plus ``duck_fuse_ms`` while one is held:
+        the hold's own bound decides first)."""
+        limit_ms = self._config.duck_fuse_ms
+        if self.listener.holding:
+            limit_ms += self._config.backchannel_hold_ms + self._config.barge_in_min_speech_ms
+        if not self._outbound.release_stuck_duck(now, limit_ms / 1000):
             return False
+        self.listener.end_hold()
         self._level.reset()
         return True

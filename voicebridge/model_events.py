@@ -145,18 +145,12 @@ class ModelEvents:
         self._flow.committed(event.item_id, now)
         turn = self._barge_in.committed(now, event.item_id)
         if turn is Turn.RESPOND:
-            self._answer_turn()
-
-    def _answer_turn(self) -> None:
-        """The bridge asks for the answer to a caller turn (the wire says ``create_response: false``
-        so that a backchannel or the agent's own echo is left unanswered; docs/barge-in.md)."""
-        if self._config.vad_create_response and self._config.turn_detection is not None:
-            self._requests.request("turn")
+            self._barge_in.answer_turn()
 
     def _caller_transcript(self, event: rt.Transcript, now: float) -> None:
         self._barge_in.user_text(event.text, now)
-        if event.final and self._barge_in.transcript(event.text, now, event.item_id):
-            self._answer_turn()
+        if self._barge_in.transcript(event.text, now, event.item_id, event.final):
+            self._barge_in.answer_turn()
         if event.final:
             self._flow.transcribed(event.item_id)
             if event.text.strip():
@@ -164,6 +158,7 @@ class ModelEvents:
 
     def _transcript_failed(self, event: rt.TranscriptFailed, now: float) -> None:
         self._flow.transcribed(event.item_id)
+        self._barge_in.transcript_failed(event.item_id, now)
         self._log.once("transcription", "a caller turn could not be transcribed (the model still heard it); "
                        "further ones only counted")
         self._metrics.add("transcriptions_failed")

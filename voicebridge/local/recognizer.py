@@ -1,11 +1,16 @@
-"""The local server's "speech recognition": it knows the simulated caller's bundled phrases.
+"""The local server's "speech recognition": it knows the simulated caller's bundled phrases
+and the speech corpus's clips (``voicebridge.sim.corpus``: "wait", "mm-hm", questions...).
 
 The bridge forwards caller audio byte for byte, and the simulated caller speaks its known
 phrases from bundled audio, so a phrase is recognised exactly by finding its first spoken
-frames in what a turn appended. Anything else is unrecognised (transcribed as its length).
-This lets the scripted agent react to words ("goodbye", "order") with no model at all.
+frames in what a turn appended. Anything else (or a clip mixed with echo or room sound) is
+unrecognised (transcribed as its length). This lets the scripted agent react to words
+("goodbye", "order") with no model at all, and the bridge tell a held "mm-hm" from a "wait"
+by its words as it does with the real service's transcription (docs/barge-in.md).
 """
 from __future__ import annotations
+
+import functools
 
 from .. import audio, tts
 
@@ -27,6 +32,7 @@ class Recognizer:
             key = _key(prompt)
             if key:
                 self._keys.append((key, words))
+        self._keys.extend(_corpus_keys())
 
     def words(self, turn_audio: bytes) -> "str | None":
         for key, words in self._keys:
@@ -41,3 +47,15 @@ def _key(prompt: bytes) -> bytes:
         if audio.dbfs(prompt[start:start + frame]) > QUIET_DBFS:
             return prompt[start:start + KEY_FRAMES * frame]
     return b""
+
+
+@functools.lru_cache(maxsize=1)
+def _corpus_keys() -> "tuple[tuple[bytes, str], ...]":
+    """The corpus clips' keys, made once per process (146 clips: about 0.3 s)."""
+    try:
+        from ..sim import corpus
+        clips = corpus.clips()
+    except (OSError, ValueError, ModuleNotFoundError):
+        return ()
+    keys = ((_key(clip.audio()), clip.text) for clip in clips)
+    return tuple((key, text) for key, text in keys if key)
