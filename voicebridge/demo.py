@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -252,7 +254,9 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
 
     reports: list[dict[str, Any]] = []  # each call's post-call report, as an app's on_report gets it
 
-    settings = Settings(port=0, local_mode=mode, local_backend=True)
+    # The bridge's own recording of every call (left: the caller, right: what the caller heard)
+    recordings = os.path.join(os.path.dirname(record) or ".", "recordings") if record else tempfile.mkdtemp()
+    settings = Settings(port=0, local_mode=mode, local_backend=True, session_options={"recording_dir": recordings})
     app = create_app(settings, on_end=on_end, on_report=lambda session, report: reports.append(report))
     timeline = Timeline()
     handler = _BridgeEvents(timeline, out)
