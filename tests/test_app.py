@@ -504,7 +504,8 @@ def test_gunicorn_drain_file_keeps_answered_calls_and_sigterm_waits_for_the_live
         assert time.monotonic() - t_end < 10
     text = server.log()
     assert len(server.lines("call end: twilio stop")) == 2 and "server shutdown" not in text
-    assert len(server.lines("drain file")) == 2 and "Traceback" not in text, text[-3000:]
+    # once per worker that saw a request after the file appeared (the kernel may hand them all to one)
+    assert 1 <= len(server.lines("drain file")) <= 2 and "Traceback" not in text, text[-3000:]
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)

@@ -31,7 +31,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from . import audio
+from . import audio, voicing
 from .bargein import CallerLevel, Decision, Sound
 from .config import BridgeConfig
 from .echo import ComfortNoise, EchoGate, Verdict, attenuation_table
@@ -141,6 +141,8 @@ class Listener:
                          if self._comfort is None and config.echo_suppression_db > 0 else None)
         self._backchannels = config.ignore_backchannels
         self._hold_s = config.backchannel_hold_ms / 1000
+        if config.barge_in and config.barge_in_voicing:
+            voicing.prepare()  # built with the call's parts, before its threads: not on its first loud frame
         self._transcribed = config.transcription_model is not None
         self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
         self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far

@@ -91,5 +91,11 @@ def _numpy() -> tuple:
     return tuple(_NUMPY)
 
 
+def prepare() -> None:
+    """Import numpy now (a session's setup, before its threads run): the first import takes 0.1-1 s,
+    which on the first loud frame of a process's first call would stall its barge-in."""
+    _numpy()
+
+
 def voiced(frame: bytes, previous: bytes = b"") -> bool:
     return periodicity(frame, previous) >= VOICED
