@@ -258,3 +258,23 @@ def test_a_full_hook_worker_does_not_lose_the_report(bridge_call):
     finally:
         gate.set()
         runner.close(2.0)
+
+
+def test_a_new_bridge_delivers_what_an_earlier_process_spooled_without_waiting_for_a_call(tmp_path):
+    from voicebridge.flaskext import VoiceBridge
+    from voicebridge.testing import FakeRealtime
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/r"
+    earlier = ReportSender(url, str(tmp_path), "k", backoff=Backoff(0.02, 0.1))
+    earlier.submit({"id": "rpt_left"})
+    assert wait_until(lambda: earlier.stats["retries"] >= 1)  # the receiver is down
+    earlier.close()  # the process ends; the report waits in the spool
+    receiver = Receiver(port, "k")
+    config = BridgeConfig(report_url=url, report_secret="k", report_spool_dir=str(tmp_path))
+    bridge = VoiceBridge(config=config, connect=FakeRealtime().connector, metrics=False)
+    try:
+        assert wait_until(lambda: receiver.keys == ["rpt_left"], 5.0)  # no call has ended here
+    finally:
+        bridge.close()
+        receiver.stop()

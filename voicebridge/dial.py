@@ -2,9 +2,9 @@
 
 The call's answer goes to the bridge at ``PUBLIC_URL`` (its ``/voice``), and its plan (the
 instructions, tools, data and opening given here) reaches that bridge through the shared state it
-uses, so this command needs the same ``STATE_DIR`` (a bridge on this host) or ``REDIS_URL`` (any
+uses, so this command needs the same ``VOICEBRIDGE_STATE_DIR`` (a bridge on this host) or ``REDIS_URL`` (any
 host). It reads the example app's environment (``TWILIO_ACCOUNT_SID``, ``TWILIO_AUTH_TOKEN``,
-``PUBLIC_URL``, ``STATE_DIR``, ``REDIS_URL``; ``TWILIO_API_URL`` points it at a stand-in for
+``PUBLIC_URL``, ``VOICEBRIDGE_STATE_DIR``, ``REDIS_URL``; ``TWILIO_API_URL`` points it at a stand-in for
 Twilio's API such as ``voicebridge.sim.callsapi``). Prints the call SID; exit status 1 with
 Twilio's reason (bad number, caller ID, rate limit) if Twilio refuses the call, 2 for bad usage.
 
@@ -33,7 +33,8 @@ def parse_args(argv: "list[str] | None", environ: Mapping[str, str]) -> argparse
     ap.add_argument("--voicemail-message", help="fixed words for a voicemail (default: the model leaves one)")
     ap.add_argument("--public-url", default=environ.get("PUBLIC_URL"), help="the bridge's public URL (PUBLIC_URL)")
     ap.add_argument("--account-sid", default=environ.get("TWILIO_ACCOUNT_SID"))
-    ap.add_argument("--state-dir", default=environ.get("STATE_DIR"), help="the bridge's STATE_DIR")
+    ap.add_argument("--state-dir", default=environ.get("VOICEBRIDGE_STATE_DIR") or environ.get("STATE_DIR"),
+                    help="the bridge's VOICEBRIDGE_STATE_DIR")
     ap.add_argument("--redis-url", default=environ.get("REDIS_URL"), help="the bridge's REDIS_URL")
     ap.add_argument("--api-url", default=environ.get("TWILIO_API_URL"), help="Twilio's API base (a stand-in)")
     return ap.parse_args(argv)
@@ -46,7 +47,7 @@ def main(argv: "list[str] | None" = None, environ: Mapping[str, str] = os.enviro
                                         ("--account-sid/TWILIO_ACCOUNT_SID", args.account_sid),
                                         ("TWILIO_AUTH_TOKEN", token)) if not value]
     if not (args.state_dir or args.redis_url):
-        missing.append("--state-dir/STATE_DIR or --redis-url/REDIS_URL (the serving bridge's: the call's plan "
+        missing.append("--state-dir/VOICEBRIDGE_STATE_DIR or --redis-url/REDIS_URL (the serving bridge's: the call's plan "
                        "reaches it there)")
     data = dict(item.partition("=")[::2] for item in args.data)
     if missing or any(not key for key in data):

@@ -383,6 +383,7 @@ class VoiceBridge:
         self._admitted: set[MediaSession] = set()  # sessions holding a call slot
         self._refusals = LogThrottle(log)
         self._lock = threading.Lock()
+        self._report_sender(self.config)  # at once: reports a previous process spooled go out now, not after a call
         self.blueprint = self._blueprint()
         if app is not None:
             self.init_app(app)
@@ -786,8 +787,8 @@ class VoiceBridge:
     def _refuse_started(self, session: MediaSession, ws: Any | None, stage: str, why: str) -> None:
         """Refuse a stream at its ``start``: 1013 "try again later", and the call never dials."""
         self.metrics.refused.labels(stage=stage).inc()
-        self._refusals.warning(f"media {stage}", "media stream refused: %s (%d calls active here, cap %s)", why,
-                               self.slots.active, self.slots.limit)
+        self._refusals.warning(f"media {stage}", "media stream of call %s refused: %s (%d calls active here, cap %s)",
+                               safe_id(session.call_sid or ""), why, self.slots.active, self.slots.limit)
         now = time.time()
         try:  # before the close: Twilio asks /voice/after as soon as the stream has ended
             self.transfers.put(board_key(session.call_sid or ""), REFUSED, now + TRANSFER_WAIT_S, now)
