@@ -48,7 +48,7 @@ def test_a_call_leaves_a_recording_of_what_was_heard_and_a_signed_report_with_it
         with LocalRealtimeServer(mode="tone", speed=8.0, tone_seconds=1.2) as local:
             _, bridge = simulated_call(local.url, SCRIPT, settings, record_path=str(tmp_path / "caller.wav"),
                                        max_seconds=30)
-        assert wait_until(lambda: bodies, 10.0)
+        assert wait_until(lambda: bodies, 30.0)  # a bound: the analysis alone may take its 10 s timeout
     finally:
         receiver.shutdown()
         receiver.server_close()
