@@ -179,6 +179,20 @@ def mark_event(side: str, stream_sid: str, mark: Any) -> "Mark | ProtocolError":
     return Mark(stream_sid=stream_sid, name=mark["name"])
 
 
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+def dtmf_event(side: str, stream_sid: str, dtmf: Any) -> "Dtmf | ProtocolError":
+    """A ``dtmf`` message's inner object (``{"digit": …}``, the same in both carriers' protocols).
+    A bad digit is named by kind only: keypad input is never logged."""
+    if not isinstance(dtmf, dict):
+        return ProtocolError(side, "missing_field", "dtmf message without dtmf object")
+    digit = dtmf.get("digit")
+    if not isinstance(digit, str) or digit not in DTMF_DIGITS:
+        return ProtocolError(side, "bad_dtmf", "dtmf digit is not one of 0-9 * # A-D")
+    return Dtmf(stream_sid=stream_sid, digit=digit)
+
+
 def int_or_none(value: Any) -> int | None:
     """A peer's number (often a string: ``"5"``) as an int, or None if it is not one."""
     try:

@@ -20,13 +20,12 @@ import json
 import re
 from typing import Any, Callable
 
-from .carrier import CarrierEvent, Connected, Dtmf, Media, Start, Stop, dispatch, mark_event, media_event, safe_id
+from .carrier import CarrierEvent, Connected, Media, Start, Stop, dispatch, dtmf_event, mark_event, media_event, safe_id
 from .errors import ProtocolError
 
 SIDE = "telnyx"
 ID = re.compile(r"[A-Za-z0-9:_\-]{1,128}\Z")
 """Telnyx's ids: a UUID (``stream_id``), ``v3:`` and base64url (``call_control_id``)."""
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 MAX_PARAMETERS = 32
 MAX_PARAMETER_CHARS = 500  # as Twilio's: bounds what a peer that is not Telnyx can make us keep
 MEDIA_FORMAT = {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}
@@ -106,13 +105,7 @@ def _parse_mark(msg: dict[str, Any]) -> CarrierEvent:
 
 
 def _parse_dtmf(msg: dict[str, Any]) -> CarrierEvent:
-    dtmf = msg.get("dtmf")
-    if not isinstance(dtmf, dict):
-        return _error("missing_field", "dtmf message without dtmf object")
-    digit = dtmf.get("digit")
-    if not isinstance(digit, str) or digit not in DTMF_DIGITS:
-        return _error("bad_dtmf", "dtmf digit is not one of 0-9 * # A-D")  # the digit itself is never logged
-    return Dtmf(stream_sid=_stream_id(msg), digit=digit)
+    return dtmf_event(SIDE, _stream_id(msg), msg.get("dtmf"))
 
 
 def _parse_stop(msg: dict[str, Any]) -> CarrierEvent:

@@ -13,13 +13,12 @@ import re
 from typing import Any, Union
 
 from .carrier import Connected, Dtmf, Mark, Media, Start, Stop  # noqa: F401 - the bridge's events, re-exported
-from .carrier import dispatch, mark_event, media_event
+from .carrier import dispatch, dtmf_event, mark_event, media_event
 from .errors import ProtocolError
 
 SIDE = "twilio"
 SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}\Z")
 """Twilio's SID format: a two-letter prefix (MZ stream, CA call, AC account) and 32 hex digits."""
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 SAFE_CHARS = 40
 MAX_PARAMETERS = 32
 MAX_PARAMETER_CHARS = 500  # Twilio: each <Parameter>'s name + value stays under 500 characters
@@ -87,13 +86,7 @@ def _parse_mark(msg: dict[str, Any]) -> TwilioEvent:
 
 
 def _parse_dtmf(msg: dict[str, Any]) -> TwilioEvent:
-    dtmf = msg.get("dtmf")
-    if not isinstance(dtmf, dict):
-        return _error("missing_field", "dtmf message without dtmf object")
-    digit = dtmf.get("digit")
-    if not isinstance(digit, str) or digit not in DTMF_DIGITS:
-        return _error("bad_dtmf", f"dtmf digit {str(digit)[:SAFE_CHARS]!r} is not one of 0-9 * # A-D")
-    return Dtmf(stream_sid=str(msg.get("streamSid") or ""), digit=digit)
+    return dtmf_event(SIDE, str(msg.get("streamSid") or ""), msg.get("dtmf"))
 
 
 def _parse_stop(msg: dict[str, Any]) -> TwilioEvent:
