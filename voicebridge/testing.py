@@ -189,6 +189,7 @@ class FakeTwilio:
     def media(self, payload: bytes, n: int = 1) -> None:
         for _ in range(n):
             self.push(twilio_media(payload, next(self._seq), self.stream_sid))
+        self.media_pushed = getattr(self, "media_pushed", 0) + n  # what the session's inbound_frames will reach
 
     def stop(self) -> None:
         self.push(twilio_stop(self.stream_sid, self.call_sid))
@@ -258,6 +259,7 @@ class FakeTelnyx(FakeTwilio):
     def media(self, payload: bytes, n: int = 1) -> None:
         for _ in range(n):
             self.push(telnyx_media(payload, next(self._seq), self.stream_sid))
+        self.media_pushed = getattr(self, "media_pushed", 0) + n  # what the session's inbound_frames will reach
 
     def stop(self) -> None:
         self.push(telnyx_stop(self.stream_sid, self.call_sid))
