@@ -109,8 +109,9 @@ def test_barge_in_after_response_done_while_audio_still_plays(start):
     assert twilio.wait_for(lambda t: len(openai.events("conversation.item.truncate")) == 1)
     assert openai.events("response.cancel") == []  # nothing active to cancel
     m = end(session, call, twilio)
-    # what was not played was discarded: as frames, or (audio-out thread behind, under load) as deltas
-    assert m["barge_in_events"] == 1 and m["frames_flushed"] + m["framer_bytes_dropped"] > 0
+    # What had not played is gone: the clear empties Twilio's buffer; what was still queued here (none
+    # at all if a loaded box let the TX loop send everything first) was flushed, as frames or deltas.
+    assert m["barge_in_events"] == 1 and m["frames_enqueued"] == m["frames_sent"] + m["frames_flushed"]
 
 
 def test_local_and_server_triggers_racing_run_one_procedure(start):
