@@ -10,8 +10,11 @@ caller heard through :class:`~voicebridge.sim.room.LoudspeakerEcho` (loudspeaker
 room, the phone band, a 40-250 ms delay, -30..-10 dB). The model's side is a small server
 emulation whose VAD is the local server's (:func:`voicebridge.local.vad.make_vad`: Silero when
 the ``vad`` extra is installed): it hears the bridge's uplink (echo included, as OpenAI's does),
-sends ``speech_started``/``speech_stopped``/``committed``, and with ``interrupt_response`` true
-cancels the answer itself, as the real service does. Network: 20 ms each way to the caller
+sends ``speech_started``/``speech_stopped``/``committed``, with ``interrupt_response`` true
+cancels the answer itself, as the real service does, and transcribes committed turns when the
+session asks for it (the caller's clip text, or the agent's echoed words; 0.3/0.5 s after the
+commit). ``create_response`` is not acted on: no answer to a committed turn is generated, the
+turns are counted. Network: 20 ms each way to the caller
 (+0-10 ms jitter on the agent's audio), 30 ms each way to the model; the model streams its
 audio at twice real time.
 
@@ -24,9 +27,10 @@ no clear at all, or the agent heard again for over 60 ms after it had stopped fo
 before the clear), onset -> the caller stops hearing the agent (the duck, measured at the
 caller's ear) p50/p90, onset -> clear at Twilio (and cancel sent) p50/p90/max, answers heard
 whole, cancels sent, server-side cancels, underruns, and the bridge's listening CPU (its
-per-frame inbound path and the echo gate) per call-second. A call runs on past its nominal end
-(up to ``OVERTIME_S``) while an answer paused by the caller still plays, so a pause is not
-counted as audio lost.
+per-frame inbound path and the echo gate, in thread CPU time) per call-second. A call runs on
+past its nominal end (up to ``OVERTIME_S``) while an answer paused by the caller still plays, so
+a pause is not counted as audio lost. A case whose answer a false trigger had already cut when
+the caller spoke is counted as "cut before onset", not as a miss.
 
 "before" and "now" run in the same invocation. "before" is the bridge of commit 653910d exactly
 as committed: ``git archive`` extracts its ``voicebridge`` package into a cache directory and it

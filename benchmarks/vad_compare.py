@@ -7,7 +7,8 @@ when ``RUN`` consecutive frames reach the threshold (0.5), as a speech start wou
 interrupt and backchannel clip of the corpus (in quiet) and the agent's answer through the
 loudspeaker echo at -30, -20 and -10 dB. Not voice: the room's events and beds at -40 and
 -30 dBFS. Distant voices (babble, TV) are reported apart: a real VAD may well hear them.
-CPU: seconds of classifier time per second of audio, on this machine.
+CPU: seconds of the process's CPU time (all its threads: ONNX Runtime may use several) in the
+classifier per second of audio, on this machine.
 
 Usage: python benchmarks/vad_compare.py [--json]
 """
@@ -83,12 +84,12 @@ def longest_runs(make, clip: bytes) -> tuple[int, float]:
     cpu = 0.0
     for i in range(0, len(clip) - 159, 160):
         frame = clip[i:i + 160]
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         if model is None:
             speech = audio.dbfs(frame) >= vad.threshold_to_dbfs(0.5)
         else:
             speech = model.probability(array.array("f", map(vad.ULAW_FLOAT.__getitem__, frame))) >= 0.5
-        cpu += time.perf_counter() - t0
+        cpu += time.process_time() - t0
         run = run + 1 if speech else 0
         best = max(best, run)
     return best, cpu

@@ -5,6 +5,10 @@ soft and unvoiced onsets) through a phone band, as raw 8 kHz mu-law; ``manifest.
 its category, label, text and voice. :mod:`voicebridge.sim.corpus.make_corpus` regenerates it
 (needs espeak-ng); everything else only reads it, so it needs no espeak-ng.
 
+espeak-ng's ``+whisper`` variant whispers in every accent but ``en-gb``, where it stays partly
+voiced (its clips' periodicity is about twice the others'); they are kept, labelled as the
+variant asked for.
+
 Labels: ``interrupt`` (the caller means to take the turn: "wait", "stop", a question, also
 whispered, soft or with an unvoiced onset), ``backchannel`` ("mm-hm", "yeah": the agent should
 go on) and ``talk`` (long sentences: material for babble and a TV in the room).
