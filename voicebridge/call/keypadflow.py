@@ -19,7 +19,7 @@ from ..carrier.keypad import DtmfCollector, KeypadBatch, KeypadBatches
 from .limits import CallLimits, LimitAction
 from .metrics import CallMetrics
 from .record import CallRecord
-from .turn_requests import ResponseRequests
+from .turns import Turns
 
 
 TRANSCRIPT_WAIT_S = 10.0
@@ -29,7 +29,7 @@ TRANSCRIPT_WAIT_S = 10.0
 class CallFlow:
     """Keys and limits; ``poll`` runs on the run thread's timer."""
 
-    def __init__(self, config: BridgeConfig, send: Callable[[str], bool], requests: ResponseRequests,
+    def __init__(self, config: BridgeConfig, send: Callable[[str], bool], requests: Turns,
                  control: CallControl, record: CallRecord, metrics: CallMetrics, log: Any,
                  on_dtmf: Callable[[str], None], busy: Callable[[], bool]) -> None:
         self._config = config

@@ -17,8 +17,7 @@ from ..call.metrics import CallMetrics
 from .link import Cause, ModelLink
 from ..call.downlink import OutboundAudio
 from ..call.record import CallRecord
-from ..call.turn_requests import ResponseRequests
-from ..call.turn import ResponseTracker
+from ..call.turns import Turns
 from ..call.toolcalls import ToolCalls
 
 ROLLOVER_SETTLE_S = 1.0
@@ -32,14 +31,13 @@ APOLOGY_MARGIN_S = 2.0
 class Continuity:
     """Session switches, the holding line, planned rollovers, the apology."""
 
-    def __init__(self, config: BridgeConfig, model: ModelLink, outbound: OutboundAudio, responses: ResponseTracker,
-                 requests: ResponseRequests, tools: ToolCalls, record: CallRecord, metrics: CallMetrics, log: Any,
+    def __init__(self, config: BridgeConfig, model: ModelLink, outbound: OutboundAudio, turns: Turns,
+                 tools: ToolCalls, record: CallRecord, metrics: CallMetrics, log: Any,
                  quiet: Callable[[], bool], close: Callable[[str], None], can_speak: Callable[[], bool]) -> None:
         self._config = config
         self._model = model
         self._outbound = outbound
-        self._responses = responses
-        self._requests = requests
+        self._turns = turns
         self._tools = tools
         self._record = record
         self._metrics = metrics
@@ -59,16 +57,15 @@ class Continuity:
         self._log.once(f"replaced:{cause.value}", "Realtime session replaced (%s) in %.0f ms: %d items replayed, "
                        "%d caller frames resent; further replacements only counted", cause.value, gap_s * 1000,
                        replayed, resent, level=logging.INFO)
-        cut = self._responses.current
-        was_speaking = cut is not None and cut.active and not cut.interrupted
-        if cut is not None and cut.active:
-            self._responses.force_inactive()
-            if cut.item_id is not None and self._responses.audio_ended(cut.id):
-                self._outbound.end(cut.item_id)  # what was received plays out, its tail padded
+        cut = self._turns.current
+        was_active = cut is not None and cut.active
+        was_speaking = was_active and not cut.interrupted
         self._tools.session_replaced()
-        self._requests.forget_active()
+        self._turns.lose_active()  # the old session's turns never finish; a request on its way is asked again
+        if was_active and cut.item_id is not None and cut.id is not None and self._turns.audio_ended(cut.id):
+            self._outbound.end(cut.item_id)  # what was received plays out, its tail padded
         if was_speaking and cause is not Cause.ROLLOVER:
-            self._requests.request("resume", self._config.resume_instructions)
+            self._turns.request("resume", self._config.resume_instructions)
 
     def history(self) -> list[str]:
         """What a new session is told before anything else (model thread): the conversation as
