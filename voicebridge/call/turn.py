@@ -74,6 +74,7 @@ TRANSITIONS: dict[tuple[TurnState, TurnEvent], TurnState] = {
     (S.INTERRUPTED, E.DONE): S.DONE,  # response.done (cancelled) after the barge-in
     (S.INTERRUPTED, E.LOST): S.DONE,
     (S.DONE, E.AUDIO): S.DONE,  # a late delta of a finished or cut turn
+    (S.DONE, E.INTERRUPT): S.DONE,  # a barge-in over an earlier turn's tail: nothing of this one to cut
 }
 """Every legal (state, event) pair and the state it leads to; anything else is ``Step.ILLEGAL``."""
 del S, E
