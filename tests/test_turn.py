@@ -9,7 +9,7 @@ import pytest
 from voicebridge.call.log import CallLog
 from voicebridge.call.metrics import CallMetrics
 from voicebridge.call.turn import ACTIVE, TRANSITIONS, AgentTurn, Step, TurnEvent, TurnState
-from voicebridge.call.turns import Turns
+from voicebridge.call.turns import Floor, Turns
 from voicebridge.testing import ManualClock
 
 S, E = TurnState, TurnEvent
@@ -183,3 +183,17 @@ def test_tool_results_are_followed_up_unless_the_caller_spoke_after_the_calls():
     turns.tool_called("resp_2")  # a second call of the same turn changes nothing
     assert not turns.follow_up("resp_2")
     assert turns.follow_up("resp_never_seen")  # nothing known against it
+
+
+def test_the_floor_tells_the_barge_in_guard_about_the_current_turn():
+    turns, _, _ = turns_with()
+    assert turns.floor() == Floor()  # nobody's turn
+    turns.created("resp_1", "greeting")
+    assert turns.floor() == Floor(greeting=True, active=True)
+    turns.created("resp_2")
+    turns.audio("resp_2", "item_2", 160)
+    assert turns.floor() == Floor(active=True)
+    turns.lock_for_interruption()
+    assert turns.floor() == Floor(active=True, interrupted=True)  # a racing trigger finds it handled
+    turns.done("resp_2")
+    assert turns.floor() == Floor(interrupted=True)

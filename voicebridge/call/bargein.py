@@ -230,14 +230,14 @@ class BargeIn:
         return audio_end_ms
 
     def _guard_state(self) -> bargein.GuardState:
-        current = self._turns.current
+        floor = self._turns.floor()
         return bargein.GuardState(
             barge_in_enabled=self._config.barge_in,
-            in_greeting=current is not None and current.greeting,
+            in_greeting=floor.greeting,
             greeting_interruptible=self._config.greeting_interruptible,
             ai_speaking=self._outbound.audible,
-            response_active=current is not None and current.active,
-            already_handled=current is not None and current.interrupted,
+            response_active=floor.active,
+            already_handled=floor.interrupted,
         )
 
     # ------------------------------------------------------------------ timers (run thread)

@@ -51,6 +51,15 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Floor:
+    """The current turn, as the barge-in guard asks about it (read at one instant)."""
+
+    greeting: bool = False  # it is the greeting (not interruptible unless configured)
+    active: bool = False  # the model is still making it
+    interrupted: bool = False  # the procedure already ran for it
+
+
+@dataclass(frozen=True)
 class Interruption:
     """What a barge-in locked: the turn it interrupts and what it must undo."""
 
@@ -216,6 +225,14 @@ class Turns:
         current = self._current
         return current is not None and current.active
 
+    def floor(self) -> Floor:
+        """The current turn's facts for the barge-in guard ("never during the greeting", ...)."""
+        with self._lock:
+            turn = self._current
+            if turn is None:
+                return Floor()
+            return Floor(turn.greeting, turn.active, turn.interrupted)
+
     def get(self, response_id: str) -> AgentTurn | None:
         with self._lock:
             return self._recent.get(response_id)
@@ -261,7 +278,8 @@ class Turns:
         heard = [t for t in playing if self._played_out(t.item_id or "")]  # outside the lock: outbound's own
         with self._lock:
             for turn in heard:
-                self._step(turn, TurnEvent.HEARD)
+                if turn.state is TurnState.SPOKEN:  # not cut meanwhile
+                    self._step(turn, TurnEvent.HEARD)
 
     def _overdue(self, now: float) -> None:
         """A request neither created nor refused in time is replaced (``unanswered``) and asked again
