@@ -197,3 +197,18 @@ def test_the_floor_tells_the_barge_in_guard_about_the_current_turn():
     assert turns.floor() == Floor(active=True, interrupted=True)  # a racing trigger finds it handled
     turns.done("resp_2")
     assert turns.floor() == Floor(interrupted=True)
+
+
+def test_the_bridges_own_audio_is_a_turn_born_spoken_and_heard_from_its_marks():
+    played: set[str] = set()
+    turns, sent, _ = turns_with(played=played)
+    apology = turns.played("vb-apology", "apology")
+    assert apology.state is S.SPOKEN and not apology.active and turns.current is None
+    turns.request("probe")
+    assert len(sent) == 1  # no model is making it: the line stays free
+    assert not turns.audio_ended("vb-apology")  # its end went out with its audio
+    turns.poll(0.0)
+    assert not turns.heard("vb-apology")
+    played.add("vb-apology")
+    turns.poll(0.1)
+    assert turns.heard("vb-apology")

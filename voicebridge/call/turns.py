@@ -193,6 +193,15 @@ class Turns:
         self._pump()
         return True
 
+    def played(self, item_id: str, kind: str) -> AgentTurn:
+        """Audio of the bridge's own that someone waits to be heard (the apology): a turn born
+        spoken (all its audio is in hand, no model makes it), heard once its last mark is played."""
+        with self._lock:
+            turn = AgentTurn(item_id, kind, TurnState.SPOKEN, audio_ended=True)
+            self._remember(turn)
+            self._set_item(turn, item_id)
+            return turn
+
     # ------------------------------------------------------------------ tools and the caller (model thread)
     def tool_called(self, response_id: str) -> None:
         """The turn made a function call (its first one counts)."""

@@ -105,8 +105,9 @@ class Continuity:
             self._log.warning("model unavailable (%s): playing the apology prompt", reason)
             self._outbound.interrupt(clear=self._metrics.get("frames_sent") > 0)
             self._outbound.play(APOLOGY_ITEM, prompt)
+            self._turns.played(APOLOGY_ITEM, "apology")
             self.ending = (reason, now + len(prompt) / 8000 + APOLOGY_MARGIN_S)
-        elif self._outbound.played_out(APOLOGY_ITEM) or now > self.ending[1]:
+        elif self._turns.heard(APOLOGY_ITEM) or now > self.ending[1]:
             self._close(reason)
 
 
