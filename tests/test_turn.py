@@ -212,3 +212,23 @@ def test_the_bridges_own_audio_is_a_turn_born_spoken_and_heard_from_its_marks():
     played.add("vb-apology")
     turns.poll(0.1)
     assert turns.heard("vb-apology")
+
+
+def test_a_send_that_fails_while_a_session_switch_re_asks_the_request_asks_it_once():
+    sent: list[dict] = []
+    turns: Turns
+
+    def send(text: str) -> bool:
+        if not sent and not getattr(send, "failed", False):
+            send.failed = True  # type: ignore[attr-defined]
+            turns.lose_active()  # the switch (model thread) puts the request back and asks it again...
+            return False  # ...while this send finds no session
+        sent.append(json.loads(text))
+        return True
+
+    turns = Turns(send, CallMetrics(), None, ManualClock())
+    turns.request("probe")
+    assert len(sent) == 1
+    turns.created("resp_1", "probe")
+    turns.done("resp_1")
+    assert len(sent) == 1 and turns.idle  # not a second time

@@ -342,11 +342,11 @@ class Turns:
             self._asked, self._other_created = (turn, req, self._clock()), False
         self._metrics.add("response_requests")
         if not self._send(rt.response_create(req.instructions, req.kind, req.event_id, req.out_of_band)):
-            with self._lock:  # no session right now (being replaced): asked again once there is one
-                if self._asked is not None and self._asked[0] is turn:
+            with self._lock:  # no session right now (being replaced): asked again once there is one,
+                if self._asked is not None and self._asked[0] is turn:  # unless a switch already did that
                     self._asked = None
                     self._step(turn, TurnEvent.LOST)
-                self._waiting.appendleft(req)
+                    self._waiting.appendleft(req)
 
     def _step(self, turn: AgentTurn, event: TurnEvent) -> None:
         before = turn.state
