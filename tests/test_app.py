@@ -136,13 +136,6 @@ def test_session_options_from_the_environment() -> None:
     assert Settings.from_env({"TURN_DETECTION": "none", "LOCAL_BACKEND": "1"}).session_options == {"turn_detection": None}
 
 
-def test_a_leftover_websocket_setting_is_named_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    settings = Settings.from_env({"WEBSOCKET": "direct", "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt",
-                                  "STARTUP_CHECK": "0"})
-    assert "WEBSOCKET=direct is ignored: /media is served by flask-sock" in caplog.text
-    assert "/media" in {rule.rule for rule in create_app(settings).url_map.iter_rules()}
-
-
 @pytest.mark.parametrize("env, message", [
     ({"SPEED": "fast"}, "SPEED has a bad value 'fast'"),
     ({"VAD_EAGERNESS": "high"}, "semantic_vad' only .*from the environment: VAD_EAGERNESS"),

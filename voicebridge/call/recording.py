@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from ..audio.mulaw import SAMPLE_RATE, SILENCE_BYTE, ULAW_TABLE
+from ..errors import close_quietly
 
 LAG_S = 0.5
 """The heard channel is played this far behind the clock while the call runs (events in flight)."""
@@ -303,7 +304,7 @@ class CallRecording:
             self._log.exception("recording to %s failed", self.path)
             then = self._drain_to_finish()
             if wav is not None:
-                _close_quietly(wav)
+                close_quietly(wav)
             wav = None
         self._conclude(wav, then)
 
@@ -358,13 +359,6 @@ class CallRecording:
                 then(self.result)
             except Exception:  # noqa: BLE001 - logged with the call's context
                 self._log.exception("after the recording")
-
-
-def _close_quietly(wav: WavStream) -> None:
-    try:
-        wav.close()
-    except Exception:  # noqa: BLE001 - already failing: the error was logged
-        pass
 
 
 def file_name(call_sid: str | None, stream_sid: str | None) -> str:

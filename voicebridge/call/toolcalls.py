@@ -33,7 +33,7 @@ from .record import CallRecord
 from .turns import Turns
 from .toolpool import PoolFull, ToolPool
 from .tools import END_CALL, TRANSFER_CALL, CallInfo, Tool, encode_result
-from ..carrier.link import describe
+from ..errors import describe
 
 MAX_BATCHES = 8
 

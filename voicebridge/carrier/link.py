@@ -30,6 +30,7 @@ from . import tcp
 from .seam import Carrier, OutboundMessages
 from ..call.metrics import CallMetrics
 from .twilio.adapter import TWILIO
+from ..errors import close_quietly, describe
 
 
 class SendOutcome(enum.Enum):
@@ -164,9 +165,9 @@ class TwilioLink:
         """Close the socket (bounded even if a send is stuck), then end the connection boundedly."""
         try:
             with self._locked():
-                _close_quietly(self._ws)
+                close_quietly(self._ws)
         except LinkStalled:
-            _close_quietly(self._ws)
+            close_quietly(self._ws)
         tcp.finish(self._ws, self._timeout or 2.0)
 
     @contextmanager
@@ -216,16 +217,3 @@ class TwilioLink:
         with self._dead_lock:
             first, self._dead = not self._dead, True
         return first
-
-
-def _close_quietly(ws: Any) -> None:
-    try:
-        ws.close()
-    except Exception:  # noqa: BLE001 - already closed by the peer: nothing to do
-        pass
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message`` on one bounded line (exceptions may carry peer-controlled text)."""
-    text = str(exc).replace("\n", " ")[:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -18,13 +18,10 @@ from typing import Callable, Protocol
 import websocket
 
 from . import wsframe
+from .wsframe import ConnectionClosed
 from ..config import BridgeConfig
 
 log = logging.getLogger(__name__)
-
-
-class ConnectionClosed(Exception):
-    """The peer closed the connection (or it broke)."""
 
 
 class Keepalive(enum.Enum):

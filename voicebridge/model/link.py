@@ -25,7 +25,7 @@ from .liveness import Health, Liveness
 from ..call.metrics import CallMetrics
 from .preflight import rejection
 from .redial import Cause, Decision, RedialPolicy
-from ..carrier.link import describe
+from ..errors import close_quietly, describe
 
 __all__ = ["Cause", "ModelLink", "GAVE_UP"]
 
@@ -135,7 +135,7 @@ class ModelLink:
             if not closed:
                 self._conn, self._ending = conn, None
         if closed:  # close() ran while we were dialing: this connection must not outlive the call
-            _close_quietly(conn, self._log)
+            close_quietly(conn, self._log)
             return None
         return conn
 
@@ -198,7 +198,7 @@ class ModelLink:
         if cause is Cause.LOST:
             self._log.once("model:lost", "Realtime connection lost: %s; %s; further losses only counted", what,
                            "reconnecting" if self._config.reconnect_attempts else "not reconnecting")
-        _close_quietly(conn, self._log)
+        close_quietly(conn, self._log)
         return cause
 
     # ------------------------------------------------------------------ any thread
@@ -230,7 +230,7 @@ class ModelLink:
         if why is not None:
             self._log.once(f"model:{cause.value}", "Realtime session %s (%s): replacing it; further ones only "
                            "counted", cause.value, why)
-        _close_quietly(conn, self._log)
+        close_quietly(conn, self._log)
 
     def age(self, now: float) -> float:
         started = self.session_started_at
@@ -245,7 +245,7 @@ class ModelLink:
             self.ready = False
             conn, self._conn = self._conn, None
         if conn is not None:
-            _close_quietly(conn, self._log)
+            close_quietly(conn, self._log)
 
     def close(self) -> None:
         """Close the connection (idempotent); also stops a dial or a reconnect in progress."""
@@ -254,11 +254,4 @@ class ModelLink:
             self.ready = False
             conn, self._conn = self._conn, None
         if conn is not None:
-            _close_quietly(conn, self._log)
-
-
-def _close_quietly(conn: realtime_client.RealtimeConnection, log: logging.LoggerAdapter) -> None:
-    try:
-        conn.close()
-    except Exception:  # noqa: BLE001 - best effort on a broken connection
-        log.exception("openai close raised")
+            close_quietly(conn, self._log)

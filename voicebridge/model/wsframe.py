@@ -1,9 +1,10 @@
 """WebSocket framing (RFC 6455), sans-IO: bytes in, messages and control events out.
 
-Why our own: a call moves over a hundred small WebSocket messages a second on the Twilio socket;
-decoding a masked Twilio frame here is one header parse and one big-int XOR, with no reader
-thread per connection: the reader runs on the thread that wants the message (the cost compared
-with wsproto and simple-websocket is in docs/performance.md). No extensions (Twilio negotiates none), so RSV bits are errors.
+Two users, both ours: the bridge's Realtime client (``model.client``) builds each outgoing frame
+here (one header pack and one masking XOR) and sends it on websocket-client's socket, and the
+offline stack's local Realtime server (``dev.local.wsserver``) reads its clients with
+``FrameReader``, with no reader thread per connection. No extensions are negotiated, so RSV
+bits are errors.
 
 ``FrameReader`` checks what a server must check: client frames masked, control frames short
 and unfragmented, continuation order, UTF-8 text, a message size cap. A violation raises
@@ -35,6 +36,15 @@ class FrameError(Exception):
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class ConnectionClosed(Exception):
+    """The WebSocket is closed (by the peer, by us, or the TCP connection broke)."""
+
+    def __init__(self, reason: str = "", code: int = CLOSE_ABNORMAL) -> None:
+        super().__init__(f"{code} {reason}".strip() if code != CLOSE_ABNORMAL else reason)
         self.code = code
         self.reason = reason
 

@@ -108,9 +108,6 @@ class Settings:
             return value or None
 
         greeting = environ.get("GREETING")
-        if get("WEBSOCKET") not in (None, "flask-sock"):  # an option of one release, measured out
-            log.warning("WEBSOCKET=%s is ignored: /media is served by flask-sock (docs/performance.md, "
-                        "\"The hand-written WebSocket server\")", get("WEBSOCKET")[:40])
         settings = cls(
             openai_api_key=get("OPENAI_API_KEY"),
             openai_realtime_url=get("OPENAI_REALTIME_URL"),
@@ -183,7 +180,7 @@ def _none_or(text: str) -> str | None:
     return None if text.lower() in ("none", "off", "null") else text
 
 
-def _int_or_none(text: str) -> int | None:
+def _count_or_none(text: str) -> int | None:
     return None if text.lower() in ("none", "inf") else int(text)
 
 
@@ -193,13 +190,13 @@ SESSION_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "VAD_THRESHOLD": ("vad_threshold", float),
     "VAD_PREFIX_PADDING_MS": ("vad_prefix_padding_ms", int),
     "VAD_SILENCE_DURATION_MS": ("vad_silence_duration_ms", int),
-    "VAD_IDLE_TIMEOUT_MS": ("vad_idle_timeout_ms", _int_or_none),
+    "VAD_IDLE_TIMEOUT_MS": ("vad_idle_timeout_ms", _count_or_none),
     "NOISE_REDUCTION": ("noise_reduction", _none_or),  # near_field | far_field | none
     "TRANSCRIPTION_MODEL": ("transcription_model", _none_or),  # Azure: a deployment name
     "TRANSCRIPTION_LANGUAGE": ("transcription_language", str),
     "TRANSCRIPTION_PROMPT": ("transcription_prompt", str),
     "SPEED": ("speed", float),
-    "MAX_OUTPUT_TOKENS": ("max_output_tokens", _int_or_none),
+    "MAX_OUTPUT_TOKENS": ("max_output_tokens", _count_or_none),
     "TOOL_CHOICE": ("tool_choice", str),  # auto | none | required | a tool's name
     "APPEND_MS": ("append_ms", int),  # caller audio per input_audio_buffer.append (CPU against latency)
     "RECORDING_DIR": ("recording_dir", str),  # a stereo WAV per call here (docs/calls.md)
@@ -212,7 +209,7 @@ SESSION_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
 
 
 EXPECTED: dict[Callable[[str], Any], str] = {float: "expected a number", int: "expected a whole number",
-                                             _int_or_none: "expected a whole number, or none"}
+                                             _count_or_none: "expected a whole number, or none"}
 
 
 def session_options(get: Callable[[str], "str | None"]) -> dict[str, Any]:

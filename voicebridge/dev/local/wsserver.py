@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 from flask import Response
 
 from ...model import wsframe
-from ...model.wsframe import Control, FrameError, FrameReader, Message
+from ...model.wsframe import ConnectionClosed, Control, FrameError, FrameReader, Message
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,6 @@ class HandshakeError(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
-
-
-class ConnectionClosed(Exception):
-    """The WebSocket is closed (by the peer, by us, or the TCP connection broke)."""
-
-    def __init__(self, code: int = wsframe.CLOSE_ABNORMAL, reason: str = "") -> None:
-        super().__init__(f"{code} {reason}".strip())
-        self.code = code
-        self.reason = reason
 
 
 def accept_key(key: str) -> str:
@@ -130,7 +121,7 @@ class ServerWebSocket:
             frame = wsframe.encode(wsframe.OP_BINARY, bytes(data))
         with self._send_lock:
             if self._close_sent:
-                raise ConnectionClosed(self.close_code or wsframe.CLOSE_NORMAL, "closed")
+                raise ConnectionClosed("closed", self.close_code or wsframe.CLOSE_NORMAL)
             self.sock.sendall(frame)
 
     def close(self, reason: "int | None" = None, message: "str | None" = None) -> None:
@@ -186,12 +177,12 @@ class ServerWebSocket:
 
     def _next_event(self) -> "Message | Control | None":
         if not self.connected and self._close_sent and self.close_code is not None:
-            raise ConnectionClosed(self.close_code, self.close_reason)
+            raise ConnectionClosed(self.close_reason, self.close_code)
         try:
             return self._reader.next_event()
         except FrameError as exc:
             self._closed_by_us(exc.code, exc.reason)
-            raise ConnectionClosed(exc.code, exc.reason) from None
+            raise ConnectionClosed(exc.reason, exc.code) from None
 
     def _on_control(self, event: Control) -> None:
         if event.opcode == wsframe.OP_PING:
@@ -202,7 +193,7 @@ class ServerWebSocket:
             self.close_code, self.close_reason = event.code, event.reason
             self._send_close(_echo_code(event.code), "")
             self.connected = False
-            raise ConnectionClosed(event.code, event.reason)
+            raise ConnectionClosed(event.reason, event.code)
 
     def _fill(self, timeout: "float | None") -> bool:
         """One ``recv`` into the reader; False on timeout; ConnectionClosed on EOF or error.
@@ -251,7 +242,7 @@ class ServerWebSocket:
         self.close_code = self.close_code or wsframe.CLOSE_ABNORMAL
         with self._send_lock:
             self._close_sent = True
-        raise ConnectionClosed(wsframe.CLOSE_ABNORMAL, why)
+        raise ConnectionClosed(why, wsframe.CLOSE_ABNORMAL)
 
     def _closed_by_us(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
