@@ -6,10 +6,11 @@ state. Its life is the table ``TRANSITIONS`` (h11's way: event x state -> state)
 that asks "is the agent speaking?", "was this interrupted?" or "has the caller heard it all?"
 reads one state instead of a set of booleans kept in step by hand::
 
-    requested --created--> created --audio--> speaking --done--> spoken --heard--> heard
-                              |                  |                  |                |
-                              +---interrupt------+--> interrupted   +--interrupt--> done
-                              +---done--> done        (--done--> done)
+    requested -> created -> speaking -> spoken -> heard     an answer heard in full
+                 created -> done                            nothing said (only tool calls)
+      created | speaking -> interrupted -> done             cut while the model was making it
+                spoken | heard -> done                      cut while its tail played
+    lost: requested | created | interrupted -> done; speaking -> spoken (what came still plays)
 
 An event the table does not allow in the current state is refused: ``apply`` returns
 ``Step.ILLEGAL`` and the state stays as it was. Nothing raises: a peer that sends events out
