@@ -97,15 +97,17 @@ def test_the_line_is_busy_while_any_turn_is_active_even_a_cut_one():
 def test_a_turn_is_heard_once_done_and_its_last_mark_played():
     played: set[str] = set()
     turns, _, _ = turns_with(played=played)
-    turns.created("resp_1", "goodbye")
+    goodbye = turns.request("goodbye")  # the handle, before the turn exists
+    assert goodbye.state is S.REQUESTED and not turns.heard(goodbye)
+    assert turns.created("resp_1", "goodbye") is goodbye and goodbye.id == "resp_1"
     turns.audio("resp_1", "item_1", 320)
     played.add("item_1")
     turns.poll(0.0)
-    assert not turns.heard("resp_1")  # played out, but the model may still add to it
+    assert not turns.heard(goodbye)  # played out, but the model may still add to it
     turns.done("resp_1")
-    assert turns.get("resp_1").state is S.SPOKEN and not turns.heard("resp_1")
+    assert goodbye.state is S.SPOKEN and not turns.heard(goodbye)
     turns.poll(0.1)
-    assert turns.heard("resp_1") and not turns.heard("resp_x") and not turns.heard(None)
+    assert turns.heard(goodbye) and not turns.heard(None)
 
 
 def test_refused_events_are_counted_and_logged_once_never_raised(caplog):
@@ -120,14 +122,26 @@ def test_refused_events_are_counted_and_logged_once_never_raised(caplog):
         "turn resp_1: done refused while done; further ones only counted"]
 
 
-def test_a_refused_request_is_lost_and_asked_again_after_the_turn_that_won():
+def test_a_refused_request_keeps_its_handle_and_is_asked_again_after_the_turn_that_won():
     turns, sent, metrics = turns_with()
-    turns.request("dtmf")
+    dtmf = turns.request("dtmf")
     turns.created("resp_vad")  # the server's VAD turn won the race
     assert turns.refused(sent[0]["event_id"]) and metrics.get("response_requests_retried") == 1
     assert len(sent) == 1 and not turns.refused(sent[0]["event_id"])
     turns.done("resp_vad")
     assert len(sent) == 2 and sent[1]["response"]["metadata"]["voicebridge"] == "dtmf"
+    assert turns.created("resp_2", "dtmf") is dtmf and dtmf.state is S.CREATED
+
+
+def test_withdrawn_and_dropped_requests_are_lost():
+    turns, sent, metrics = turns_with()
+    turns.created("resp_1")  # the line is busy: requests wait
+    nudge = turns.request("nudge")
+    waiting = [turns.request("dtmf") for _ in range(16)]  # the line holds 16: the nudge is dropped
+    assert nudge.state is S.DONE and metrics.get("response_requests_dropped") == 1
+    assert turns.withdraw("dtmf") == 16 and all(t.state is S.DONE for t in waiting)
+    turns.done("resp_1")
+    assert sent == [] and turns.idle
 
 
 def test_an_unanswered_request_reports_a_dead_session_and_is_asked_again():
@@ -168,7 +182,7 @@ def test_a_turn_cut_by_a_session_switch_still_plays_out_and_can_be_heard():
     assert turns.get("resp_1").state is S.SPOKEN and turns.audio_ended("resp_1")
     played.add("item_1")
     turns.poll(0.0)
-    assert turns.heard("resp_1")
+    assert turns.heard(turns.get("resp_1"))
 
 
 def test_tool_results_are_followed_up_unless_the_caller_spoke_after_the_calls():
@@ -208,10 +222,10 @@ def test_the_bridges_own_audio_is_a_turn_born_spoken_and_heard_from_its_marks():
     assert len(sent) == 1  # no model is making it: the line stays free
     assert not turns.audio_ended("vb-apology")  # its end went out with its audio
     turns.poll(0.0)
-    assert not turns.heard("vb-apology")
+    assert not turns.heard(apology)
     played.add("vb-apology")
     turns.poll(0.1)
-    assert turns.heard("vb-apology")
+    assert turns.heard(apology)
 
 
 def test_a_send_that_fails_while_a_session_switch_re_asks_the_request_asks_it_once():

@@ -28,6 +28,7 @@ from typing import Callable
 from ..config import BridgeConfig
 from .metrics import CallMetrics
 from .record import CallRecord
+from .turn import AgentTurn
 from .turns import Turns
 
 GOODBYE = re.compile(r"\b(good ?bye|bye(?: bye)?|have a (?:great|good|nice) (?:day|evening|one))\W*\Z", re.IGNORECASE)
@@ -38,8 +39,8 @@ GOODBYE = re.compile(r"\b(good ?bye|bye(?: bye)?|have a (?:great|good|nice) (?:d
 class Pending:
     why: str  # the close reason
     deadline: float
-    response_id: str | None  # the response whose audio must be heard first (None: not yet created)
-    kind: str | None  # the kind of response we asked for, while waiting for it to be created
+    turn: AgentTurn | None  # the turn that must be heard first: the one with the last words, or the one asked for
+    kind: str | None  # the kind of turn we asked for (withdrawn if another ending replaces this one)
     transfer_to: str | None = None
     destination: str | None = None  # the transfer's name, as the model gave it
 
@@ -160,7 +161,7 @@ class CallControl:
                 return decision, current
             self._pending = pending
             if has_audio:
-                pending.response_id = response_id
+                pending.turn = turn
             else:
                 pending.kind = kind
         if current is not None and current.kind is not None:
@@ -169,22 +170,19 @@ class CallControl:
         self._log.info("%s: ending the call once the last words are heard%s", why,
                        "" if current is None else " (it replaces the pending hang-up)")
         if not has_audio:
-            self._turns.request(kind, instructions)
+            asked = self._turns.request(kind, instructions)  # its handle: heard once that turn is
+            with self._lock:
+                if self._pending is pending:
+                    pending.turn = asked
         return decision, current
 
     # ------------------------------------------------------------------ events
-    def response_created(self, response_id: str, kind: str | None) -> None:
-        with self._lock:
-            pending = self._pending
-            if pending is not None and pending.kind is not None and kind == pending.kind:
-                pending.response_id, pending.kind = response_id, None
-
     def interrupted(self, response_id: str | None) -> None:
         """A barge-in on the last words: the caller has more to say, the call goes on."""
         with self._lock:
             pending = self._pending
-            if (pending is None or self._carried_out or pending.response_id is None
-                    or pending.response_id != response_id):
+            if (pending is None or self._carried_out or pending.turn is None or response_id is None
+                    or pending.turn.id != response_id):
                 return
             self._pending = None
         self._metrics.add("hangups_cancelled")
@@ -196,7 +194,7 @@ class CallControl:
         pending = self._pending
         if pending is None:
             return
-        heard = self._turns.heard(pending.response_id)
+        heard = self._turns.heard(pending.turn)
         if not heard and now <= pending.deadline:
             return
         with self._lock:

@@ -45,7 +45,7 @@ class TurnEvent(enum.Enum):
     DONE = "done"  # response.done (model thread)
     HEARD = "heard"  # the turn's last mark echoed as played (run thread's poll)
     INTERRUPT = "interrupt"  # a barge-in locked it (run or model thread)
-    LOST = "lost"  # it will never finish: refused, unanswered, its session replaced, a safety fuse
+    LOST = "lost"  # it will never finish: withdrawn or never matched, its session replaced, a safety fuse
 
 
 class Step(enum.Enum):
@@ -58,7 +58,7 @@ class Step(enum.Enum):
 S, E = TurnState, TurnEvent
 TRANSITIONS: dict[tuple[TurnState, TurnEvent], TurnState] = {
     (S.REQUESTED, E.CREATED): S.CREATED,
-    (S.REQUESTED, E.LOST): S.DONE,  # refused (asked again as a new turn), or never answered
+    (S.REQUESTED, E.LOST): S.DONE,  # withdrawn, dropped from a full line, or never matched by a response
     (S.CREATED, E.AUDIO): S.SPEAKING,
     (S.CREATED, E.DONE): S.DONE,  # a turn with nothing to say (only function calls, or cancelled)
     (S.CREATED, E.INTERRUPT): S.INTERRUPTED,

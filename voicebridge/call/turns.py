@@ -42,12 +42,13 @@ MAX_WAITING = 16
 
 @dataclass(frozen=True)
 class Request:
-    """A response the bridge wants, waiting for the line."""
+    """A response the bridge wants, waiting for the line; ``turn`` is its handle from the start."""
 
     kind: str
     instructions: str | None
     out_of_band: bool
     event_id: str
+    turn: AgentTurn
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Turns:
         self._recent: "OrderedDict[str, AgentTurn]" = OrderedDict()
         self._items: dict[str, AgentTurn] = {}  # audio item id -> its turn (same bound)
         self._current: AgentTurn | None = None
-        self._asked: tuple[AgentTurn, Request, float] | None = None  # requested, not yet created or refused
+        self._asked: tuple[Request, float] | None = None  # sent, not yet created or refused (and when)
         self._other_created = False  # a turn not matching ours was created since ours was asked for
         self._waiting: "deque[Request]" = deque()
         self._ids = itertools.count(1)
@@ -100,22 +101,28 @@ class Turns:
         self._caller_spoke = 0  # when the caller's latest speech began
 
     # ------------------------------------------------------------------ requests (any thread)
-    def request(self, kind: str, instructions: str | None = None, out_of_band: bool = False) -> None:
-        """Ask for a turn now if the line is free, else after the current one."""
-        req = Request(kind, instructions, out_of_band, f"vb_{kind}_{next(self._ids)}")
+    def request(self, kind: str, instructions: str | None = None, out_of_band: bool = False) -> AgentTurn:
+        """Ask for a turn now if the line is free, else after the current one. Returns its handle:
+        the same ``AgentTurn`` through a refusal or a session switch, until it is created and done."""
+        event_id = f"vb_{kind}_{next(self._ids)}"
+        req = Request(kind, instructions, out_of_band, event_id,
+                      AgentTurn(None, kind, TurnState.REQUESTED, event_id=event_id))
         with self._lock:
             if len(self._waiting) >= MAX_WAITING:
-                self._waiting.popleft()
+                self._step(self._waiting.popleft().turn, TurnEvent.LOST)
                 self._metrics.add("response_requests_dropped")
             self._waiting.append(req)
         self._pump()
+        return req.turn
 
     def withdraw(self, kind: str) -> int:
         """Forget waiting requests of ``kind`` (e.g. an idle nudge once the caller speaks)."""
         with self._lock:
-            before = len(self._waiting)
+            gone = [r for r in self._waiting if r.kind == kind]
             self._waiting = deque(r for r in self._waiting if r.kind != kind)
-            return before - len(self._waiting)
+            for req in gone:
+                self._step(req.turn, TurnEvent.LOST)
+            return len(gone)
 
     @property
     def idle(self) -> bool:
@@ -128,8 +135,8 @@ class Turns:
         """response.created: our requested turn if its kind matches, else one the model began itself."""
         with self._lock:
             asked = self._asked
-            if asked is not None and kind == asked[1].kind:
-                self._asked, turn = None, asked[0]
+            if asked is not None and kind == asked[0].kind:
+                self._asked, turn = None, asked[0].turn
                 turn.id = response_id
             else:  # the model's own (server VAD), or a request whose kind did not come back
                 self._other_created = self._other_created or asked is not None
@@ -184,11 +191,10 @@ class Turns:
         """An ``error`` answered one of our requests: True if it was a busy refusal (it will be retried)."""
         with self._lock:
             asked = self._asked
-            if asked is None or event_id != asked[1].event_id:
+            if asked is None or event_id != asked[0].event_id:
                 return False
             self._asked = None
-            self._step(asked[0], TurnEvent.LOST)
-            self._waiting.appendleft(asked[1])
+            self._waiting.appendleft(asked[0])  # still requested: it goes out again after the winner
             self._metrics.add("response_requests_retried")
         self._pump()
         return True
@@ -266,10 +272,9 @@ class Turns:
             return True
 
     # ------------------------------------------------------------------ heard (run thread)
-    def heard(self, response_id: str | None) -> bool:
-        """The caller heard every word of this turn."""
+    def heard(self, turn: AgentTurn | None) -> bool:
+        """The caller heard every word of this turn (a handle from ``request``, ``created``, ``get``)."""
         with self._lock:
-            turn = self._recent.get(response_id) if response_id else None
             return turn is not None and turn.heard
 
     def poll(self, now: float) -> None:
@@ -296,14 +301,15 @@ class Turns:
         that does not echo ``response.metadata`` looks like this): the request is only forgotten."""
         with self._lock:
             asked = self._asked
-            if asked is None or now - asked[2] <= self._created_timeout_s:
+            if asked is None or now - asked[1] <= self._created_timeout_s:
                 return
             self._asked = None
-            self._step(asked[0], TurnEvent.LOST)
             alive = self._other_created
-            if not alive:
-                self._waiting.appendleft(asked[1])
-        kind = asked[1].kind
+            if alive:
+                self._step(asked[0].turn, TurnEvent.LOST)
+            else:
+                self._waiting.appendleft(asked[0])
+        kind = asked[0].kind
         if alive:
             self._once("request:unmatched", "no response.created matched the %s request within %.1f s, "
                        "though others were created: moving on", kind, self._created_timeout_s)
@@ -324,8 +330,7 @@ class Turns:
                 self._step(turn, TurnEvent.LOST)
             asked, self._asked = self._asked, None
             if asked is not None:
-                self._step(asked[0], TurnEvent.LOST)
-                self._waiting.appendleft(asked[1])
+                self._waiting.appendleft(asked[0])
         self._pump()
         return len(lost)
 
@@ -338,14 +343,13 @@ class Turns:
             if self._line_busy() or not self._waiting:
                 return
             req = self._waiting.popleft()
-            turn = AgentTurn(None, req.kind, TurnState.REQUESTED, event_id=req.event_id)
-            self._asked, self._other_created = (turn, req, self._clock()), False
+            attempt = (req, self._clock())
+            self._asked, self._other_created = attempt, False
         self._metrics.add("response_requests")
         if not self._send(rt.response_create(req.instructions, req.kind, req.event_id, req.out_of_band)):
             with self._lock:  # no session right now (being replaced): asked again once there is one,
-                if self._asked is not None and self._asked[0] is turn:  # unless a switch already did that
+                if self._asked is attempt:  # unless a switch already did that (and perhaps sent it again)
                     self._asked = None
-                    self._step(turn, TurnEvent.LOST)
                     self._waiting.appendleft(req)
 
     def _step(self, turn: AgentTurn, event: TurnEvent) -> None:

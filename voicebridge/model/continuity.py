@@ -17,6 +17,7 @@ from ..call.metrics import CallMetrics
 from .link import Cause, ModelLink
 from ..call.downlink import OutboundAudio
 from ..call.record import CallRecord
+from ..call.turn import AgentTurn
 from ..call.turns import Turns
 from ..call.toolcalls import ToolCalls
 
@@ -47,6 +48,7 @@ class Continuity:
         self._can_speak = can_speak
         self._held = False  # the holding line has played during the current reconnect
         self.ending: tuple[str, float] | None = None  # (why, deadline) while the apology plays
+        self._apology: AgentTurn | None = None  # its turn: the call ends once it is heard
 
     def switched(self, cause: Cause, gap_s: float, replayed: int, resent: int) -> None:
         """A new Realtime session replaced the old one (model thread): pick up where the call was."""
@@ -105,9 +107,9 @@ class Continuity:
             self._log.warning("model unavailable (%s): playing the apology prompt", reason)
             self._outbound.interrupt(clear=self._metrics.get("frames_sent") > 0)
             self._outbound.play(APOLOGY_ITEM, prompt)
-            self._turns.played(APOLOGY_ITEM, "apology")
+            self._apology = self._turns.played(APOLOGY_ITEM, "apology")
             self.ending = (reason, now + len(prompt) / 8000 + APOLOGY_MARGIN_S)
-        elif self._turns.heard(APOLOGY_ITEM) or now > self.ending[1]:
+        elif self._turns.heard(self._apology) or now > self.ending[1]:
             self._close(reason)
 
 

@@ -87,7 +87,6 @@ class ModelEvents:
 
     def _response_created(self, event: rt.ResponseCreated, now: float) -> None:
         self._turns.created(event.response_id, event.kind)
-        self._control.response_created(event.response_id, event.kind)
         self._barge_in.response_started()
         self._metrics.add("responses")
         self._log.info("response %s created%s", event.response_id, f" ({event.kind})" if event.kind else "")
