@@ -21,20 +21,18 @@ was a cough: the model is asked to continue.
 """
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Callable
 
 from ..audio import detector as bargein
 from ..model import protocol as rt
 from ..audio.mulaw import BYTES_PER_MS
-from ..config import BridgeConfig
 from ..audio.echo import Verdict
 from ..audio.listening import Hold, Listener, ServerSpeech, Turn
-from .metrics import CallMetrics
 from ..model.link import ModelLink
 from .downlink import OutboundAudio
 from .turns import Interruption, Turns
+from .context import CallContext
 
 Interrupted = Callable[[Interruption, int], None]
 
@@ -49,9 +47,9 @@ def _never() -> bool:
 class BargeIn:
     """The call's barge-in detector, guards, procedure and false-trigger recovery."""
 
-    def __init__(self, config: BridgeConfig, outbound: OutboundAudio, turns: Turns, model: ModelLink,
-                 metrics: CallMetrics, log: logging.LoggerAdapter, clock: Callable[[], float],
+    def __init__(self, ctx: CallContext, outbound: OutboundAudio, turns: Turns, model: ModelLink,
                  interrupted: Interrupted, listener: Listener | None = None) -> None:
+        config, metrics, log, clock = ctx.config, ctx.metrics, ctx.log, ctx.clock
         self._config = config
         self._outbound = outbound
         self._turns = turns  # asked whose turn it is (the guard); the interrupted one is locked and let go

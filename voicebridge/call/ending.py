@@ -25,11 +25,10 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from ..config import BridgeConfig
-from .metrics import CallMetrics
 from .record import CallRecord
 from .turn import AgentTurn
 from .turns import Turns
+from .context import CallContext
 
 GOODBYE = re.compile(r"\b(good ?bye|bye(?: bye)?|have a (?:great|good|nice) (?:day|evening|one))\W*\Z", re.IGNORECASE)
 """The end of an agent turn that says goodbye (the guard for a model that forgets end_call)."""
@@ -73,8 +72,8 @@ def _result(ok: bool, text: str) -> str:
 class CallControl:
     """Pending end of the call: what must be heard first, and when to give up waiting."""
 
-    def __init__(self, config: BridgeConfig, turns: Turns, record: CallRecord, metrics: CallMetrics, log: object,
-                 close: Callable[[str], None]) -> None:
+    def __init__(self, ctx: CallContext, turns: Turns, record: CallRecord, close: Callable[[str], None]) -> None:
+        config, metrics, log = ctx.config, ctx.metrics, ctx.log
         self._config = config
         self._turns = turns
         self._record = record

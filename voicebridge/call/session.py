@@ -44,6 +44,7 @@ from .downlink import OutboundAudio
 from ..audio.playback import MarkOutcome
 from .record import CallRecord, Entry
 from .turns import Interruption, Turns
+from .context import CallContext, CallParts
 from .toolcalls import ToolCalls
 from .tools import CallInfo
 from ..carrier.twilio.adapter import TWILIO
@@ -141,7 +142,8 @@ class MediaSession:
     def _build(self, config: BridgeConfig) -> None:
         """The call's parts for ``config`` (again at ``start`` if the app picks another config)."""
         m, log, clock = self._metrics, self.log, self._clock
-        self.model = model = ModelLink(config, self._connect, m, log, clock)
+        ctx = CallContext(config, m, log, clock)
+        self.model = model = ModelLink(ctx, self._connect)
         self.listener = Listener(config)
         self.echo = self.listener.gate
         self.outbound = OutboundAudio(self._twilio, config, m, clock, log, self.echo)
@@ -149,14 +151,15 @@ class MediaSession:
                                    lambda kind: model.replace(Cause.UNRESPONSIVE, f"the {kind} request "
                                                               "was never answered"), self.outbound.played_out)
         self.record = CallRecord(clock, self._entry)
-        self.control = CallControl(config, turns, self.record, m, log, self.close)
-        self.barge_in = BargeIn(config, self.outbound, turns, model, m, log, clock, self._interrupted, self.listener)
-        self.tools = ToolCalls(config, model.send, turns, self.control, self.record, m, log, clock, self._call_info)
-        self.flow = CallFlow(config, model.send, turns, self.control, self.record, m, log, self._dtmf, self._busy)
+        self.control = CallControl(ctx, turns, self.record, self.close)
+        self.barge_in = BargeIn(ctx, self.outbound, turns, model, self._interrupted, self.listener)
+        self.tools = ToolCalls(ctx, model.send, turns, self.control, self.record, self._call_info)
+        self.flow = CallFlow(ctx, model.send, turns, self.control, self.record, self._dtmf, self._busy)
         self._inbound = InboundAudio(model, self.barge_in, m, log, config.inbound_buffer_ms, config.barge_in,
                                      config.append_ms)
-        self.continuity = Continuity(config, model, self.outbound, turns, self.tools, self.record, m, log,
-                                     self._quiet, self.close, lambda: self._twilio.ready)
+        parts = CallParts(model, turns, self.outbound, self.barge_in, self.tools, self.control, self.flow,
+                          self.record)
+        self.continuity = Continuity(ctx, parts, self._quiet, self.close, lambda: self._twilio.ready)
         self.analysis = PostCallAnalysis(config.analysis_schema, config.analysis_instructions,
                                          config.analysis_timeout_s, self.record.usage)
         self.opening = OpeningGate(OpeningRules(config.amd, config.amd_timeout_s, config.first_speaker == "callee",
@@ -164,8 +167,7 @@ class MediaSession:
         # A deferred opening: the gate asks for the greeting, not the first session.updated
         events_config = dataclasses.replace(config, greeting_instructions=None, recording_consent=None) \
             if self.opening.rules.deferred else config
-        self._model_events = ModelEvents(events_config, model, turns, self.outbound, self.barge_in, self.tools,
-                                         self.control, self.flow, self.record, m, log, self._inbound.committed)
+        self._model_events = ModelEvents(CallContext(events_config, m, log, clock), parts, self._inbound.committed)
 
     # ------------------------------------------------------------------ public API
     @property

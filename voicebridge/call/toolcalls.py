@@ -22,18 +22,17 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from .. import peerjson
 from ..model import protocol as rt
 from .ending import CallControl
-from ..config import BridgeConfig
-from .metrics import CallMetrics
 from .record import CallRecord
 from .turns import Turns
 from .toolpool import PoolFull, ToolPool
 from .tools import END_CALL, TRANSFER_CALL, CallInfo, Tool, encode_result
 from ..errors import describe
+from .context import CallContext
 
 MAX_BATCHES = 8
 
@@ -62,9 +61,9 @@ class _Batch:
 class ToolCalls:
     """The calls in flight, per response; results delivered together."""
 
-    def __init__(self, config: BridgeConfig, send: Callable[[str], bool], turns: Turns,
-                 control: CallControl, record: CallRecord, metrics: CallMetrics, log: Any,
-                 clock: Callable[[], float], call_info: Callable[[], CallInfo]) -> None:
+    def __init__(self, ctx: CallContext, send: Callable[[str], bool], turns: Turns,
+                 control: CallControl, record: CallRecord, call_info: Callable[[], CallInfo]) -> None:
+        config, metrics, log, clock = ctx.config, ctx.metrics, ctx.log, ctx.clock
         self._config = config
         self._tools = {t.name: t for t in config.all_tools}
         self._send = send

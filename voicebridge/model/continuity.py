@@ -10,16 +10,11 @@ moment; and when the model is gone for good the caller hears the apology, then t
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Callable
 
-from ..config import BridgeConfig
-from ..call.metrics import CallMetrics
-from .link import Cause, ModelLink
-from ..call.downlink import OutboundAudio
-from ..call.record import CallRecord
+from .link import Cause
 from ..call.turn import AgentTurn
-from ..call.turns import Turns
-from ..call.toolcalls import ToolCalls
+from ..call.context import CallContext, CallParts
 
 ROLLOVER_SETTLE_S = 1.0
 """A planned rollover waits until the session has been silent this long: events still on their
@@ -32,9 +27,10 @@ APOLOGY_MARGIN_S = 2.0
 class Continuity:
     """Session switches, the holding line, planned rollovers, the apology."""
 
-    def __init__(self, config: BridgeConfig, model: ModelLink, outbound: OutboundAudio, turns: Turns,
-                 tools: ToolCalls, record: CallRecord, metrics: CallMetrics, log: Any,
-                 quiet: Callable[[], bool], close: Callable[[str], None], can_speak: Callable[[], bool]) -> None:
+    def __init__(self, ctx: CallContext, parts: CallParts, quiet: Callable[[], bool], close: Callable[[str], None],
+                 can_speak: Callable[[], bool]) -> None:
+        config, metrics, log = ctx.config, ctx.metrics, ctx.log
+        model, outbound, turns, tools, record = parts.model, parts.outbound, parts.turns, parts.tools, parts.record
         self._config = config
         self._model = model
         self._outbound = outbound

@@ -12,26 +12,19 @@ import logging
 from typing import Any, Callable
 
 from . import protocol as rt
-from ..config import BridgeConfig
 from ..errors import ProtocolError
-from ..call.ending import CallControl
-from ..call.keypadflow import CallFlow
-from ..call.bargein import BargeIn
 from ..audio.listening import Turn
-from ..call.metrics import CallMetrics
-from .link import Cause, ModelLink
-from ..call.downlink import OutboundAudio
-from ..call.record import CallRecord
-from ..call.turns import Turns
-from ..call.toolcalls import ToolCalls
+from .link import Cause
+from ..call.context import CallContext, CallParts
 
 
 class ModelEvents:
     """Routes parsed server events; runs on the session's model thread."""
 
-    def __init__(self, config: BridgeConfig, model: ModelLink, turns: Turns, outbound: OutboundAudio,
-                 barge_in: BargeIn, tools: ToolCalls, control: CallControl, flow: CallFlow, record: CallRecord,
-                 metrics: CallMetrics, log: Any, committed: Callable[[], None]) -> None:
+    def __init__(self, ctx: CallContext, parts: CallParts, committed: Callable[[], None]) -> None:
+        config, metrics, log = ctx.config, ctx.metrics, ctx.log
+        model, turns, outbound, barge_in = parts.model, parts.turns, parts.outbound, parts.barge_in
+        tools, control, flow, record = parts.tools, parts.control, parts.flow, parts.record
         self._config = config
         self._model = model
         self._turns = turns
