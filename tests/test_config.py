@@ -189,9 +189,9 @@ def test_openai_url_must_be_a_websocket_url(url: str, message: str) -> None:
 
 
 def test_settings_come_in_groups_and_the_flat_names_still_work() -> None:
-    from voicebridge.config import Interruption, SessionOptions
+    from voicebridge.config import InterruptionOptions, SessionOptions
 
-    grouped = BridgeConfig(session=SessionOptions(voice="cedar"), interruption=Interruption(min_speech_ms=400))
+    grouped = BridgeConfig(session=SessionOptions(voice="cedar"), interruption=InterruptionOptions(min_speech_ms=400))
     flat = BridgeConfig(voice="cedar", barge_in_min_speech_ms=400)
     assert grouped == flat
     assert (flat.session.voice, flat.interruption.min_speech_ms) == ("cedar", 400)
@@ -207,9 +207,9 @@ def test_settings_come_in_groups_and_the_flat_names_still_work() -> None:
 def test_a_bad_setting_is_refused_by_name_and_type() -> None:
     from voicebridge.config import SessionOptions
 
-    with pytest.raises(TypeError, match="unexpected keyword argument 'voise'"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'voise' \\(did you mean 'voice'\\?\\)"):
         BridgeConfig(voise="cedar")
-    with pytest.raises(TypeError, match="takes a Interruption, not SessionOptions"):
+    with pytest.raises(TypeError, match="takes InterruptionOptions, not SessionOptions"):
         BridgeConfig(interruption=SessionOptions())
     with pytest.raises(ValueError, match="voice must be one of"):
         BridgeConfig(session=SessionOptions(voice="robot"))  # checked when the config is made
@@ -223,3 +223,17 @@ def test_every_group_member_has_exactly_one_flat_name() -> None:
     members = sorted((group, f.name) for group, cls in GROUPS.items() for f in dataclasses.fields(cls))
     assert sorted(FLAT.values()) == members
     assert not set(FLAT) & set(GROUPS)
+
+
+def test_the_configuration_doc_lists_every_setting_under_its_group() -> None:
+    import dataclasses
+    import pathlib
+
+    from voicebridge.config import FLAT, GROUPS
+
+    doc = (pathlib.Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for group, cls in GROUPS.items():
+        section = doc.split(f"### `{group}`: `{cls.__name__}`")[1].split("\n### ")[0]
+        for f in dataclasses.fields(cls):
+            flat = next(name for name, where in FLAT.items() if where == (group, f.name))
+            assert f"| `{f.name}` | {'same' if flat == f.name else f'`{flat}`'} |" in section, (group, f.name)

@@ -55,3 +55,62 @@ def test_the_bridge_never_imports_the_development_stack() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('voicebridge.dev')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_warning_names_the_importing_line_and_a_missing_module_is_not_moved() -> None:
+    import importlib
+
+    importlib.import_module("voicebridge.call.ending")  # loaded, so only the alias is new
+    sys.modules.pop("voicebridge.callcontrol", None)
+    with pytest.warns(DeprecationWarning) as caught:
+        importlib.import_module("voicebridge.callcontrol")
+    assert caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module("voicebridge.sim.no_such_module")
+
+
+def test_simulated_call_is_still_importable_from_the_example_app_module() -> None:
+    from voicebridge.dev.appcall import simulated_call
+
+    with pytest.warns(DeprecationWarning, match="voicebridge.dev.appcall.simulated_call"):
+        from voicebridge.app import simulated_call as old
+    assert old is simulated_call
+
+
+LAYERS = {"carrier": 1, "model": 1, "audio": 1, "call": 2, "serving": 3, "dev": 4}
+"""Each layer imports only the layers below it (the offline stack, on top, may import them all)."""
+LAZY_DEV_IMPORTS = {("serving/app.py", "voicebridge.dev.local.server"), ("serving/app.py", "voicebridge.dev.appcall")}
+"""The example app starts the local backend only when asked (LOCAL_BACKEND=1), and keeps 0.1's
+``simulated_call`` name for a release: both import the offline stack inside a function."""
+
+
+def _imports(path, package: list[str]):
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = ((package[:len(package) - node.level + 1] if node.level else [])
+                    + (node.module.split(".") if node.module else []))
+            yield from ([*base, a.name] for a in node.names)
+        elif isinstance(node, ast.Import):
+            yield from (a.name.split(".") for a in node.names)
+
+
+def test_every_layer_imports_only_the_layers_below_it() -> None:
+    import pathlib
+
+    root = pathlib.Path(voicebridge.__file__).parent
+    upward = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).parts
+        if len(parts) < 2 or parts[0] not in LAYERS or parts[0] == "dev":
+            continue
+        for target in _imports(path, ["voicebridge", *parts[:-1]]):
+            if len(target) > 1 and target[0] == "voicebridge" and target[1] in LAYERS and target[1] != parts[0]:
+                module, where = ".".join(target), "/".join(parts)
+                lazy = any(where == file and module.startswith(allowed) for file, allowed in LAZY_DEV_IMPORTS)
+                if LAYERS[target[1]] >= LAYERS[parts[0]] and not lazy:
+                    upward.append(f"{'/'.join(parts)} imports {module}")
+    assert upward == []

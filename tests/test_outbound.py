@@ -10,7 +10,7 @@ from voicebridge.call.downlink import OutboundAudio
 from voicebridge.audio.playback import MarkOutcome, PlaybackTracker
 from voicebridge.call.turns import RECENT, Turns
 from voicebridge.testing import STREAM_SID, FakeTwilio, wait_until
-from voicebridge.carrier.link import TwilioLink
+from voicebridge.call.carrier_link import TwilioLink
 
 
 def outbound_on_a_fake():

@@ -11,7 +11,7 @@ from voicebridge.dev import verify
 from voicebridge.serving.app import Settings, create_app, serve
 from voicebridge.dev.local.server import LocalRealtimeServer
 from voicebridge.dev.sim import caller as sim_caller
-from voicebridge.carrier.streamtoken import PARAMETER as TOKEN_PARAMETER
+from voicebridge.serving.streamtoken import PARAMETER as TOKEN_PARAMETER
 from voicebridge.dev.sim.webhook import parse_connect, signature, webhook_form, webhook_url_for
 from voicebridge.carrier.twilio.twiml import connect_twiml, refusal_twiml
 

@@ -1,5 +1,5 @@
 """Single-use stream tokens, sans-IO: the clock is an argument."""
-from voicebridge.carrier.streamtoken import StreamTokens, TokenCheck
+from voicebridge.serving.streamtoken import StreamTokens, TokenCheck
 
 CALL = "CA" + "1" * 32
 OTHER = "CA" + "2" * 32

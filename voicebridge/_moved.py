@@ -3,13 +3,16 @@
 Before the layer packages every module sat flat in ``voicebridge/``. Importing one by its old name
 still works and gives the very same module object (so a monkeypatch through either name
 is seen by both), with a DeprecationWarning that names the new path. ``voicebridge.audio`` and
-``voicebridge.carrier`` are packages now; they re-export what the old modules held.
+``voicebridge.carrier`` are packages now: reading a name of the old modules through them still
+works (``voicebridge.audio.FRAME_BYTES``, with the warning), but patching one there does not
+reach the code: patch ``voicebridge.audio.mulaw`` or ``voicebridge.carrier.seam`` instead.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 import warnings
 from types import ModuleType
@@ -23,18 +26,18 @@ MOVED: dict[str, str] = {
     "telnyx_protocol": "carrier.telnyx.protocol",
     "telnyx": "carrier.telnyx.adapter",
     "dtmf": "carrier.keypad",
-    "streamtoken": "carrier.streamtoken",
-    "twilio_link": "carrier.link",
+    "streamtoken": "serving.streamtoken",
+    "twilio_link": "call.carrier_link",
     "tcp": "carrier.tcp",
     "realtime_protocol": "model.protocol",
     "realtime_client": "model.client",
     "wsframe": "model.wsframe",
-    "model_link": "model.link",
-    "model_events": "model.events",
+    "model_link": "call.model_link",
+    "model_events": "call.model_events",
     "redial": "model.redial",
     "liveness": "model.liveness",
     "preflight": "model.preflight",
-    "continuity": "model.continuity",
+    "continuity": "call.continuity",
     "framing": "audio.framing",
     "pacing": "audio.pacing",
     "playback": "audio.playback",
@@ -92,8 +95,17 @@ def new_name(old: str) -> str | None:
 
 
 def warn_moved(old: str, new: str) -> None:
+    """The DeprecationWarning, attributed to the first frame outside the import machinery and
+    this package's shims (the user's ``import`` line), so ``-W error`` and filters by module work."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and ("importlib" in frame.f_code.co_filename
+                                 or frame.f_globals.get("__name__", "").startswith("voicebridge")):
+        # warnings itself skips importlib's _bootstrap frames when it counts: count the others
+        if "_bootstrap" not in frame.f_code.co_filename:
+            level += 1
+        frame = frame.f_back
     warnings.warn(f"{old} has moved to {new}; the old path goes in the next release", DeprecationWarning,
-                  stacklevel=3)
+                  stacklevel=level)
 
 
 class _Alias(importlib.abc.Loader):
@@ -120,8 +132,8 @@ class OldPaths(importlib.abc.MetaPathFinder):
         if not fullname.startswith("voicebridge."):
             return None
         new = new_name(fullname[len("voicebridge."):])
-        if new is None:
-            return None
+        if new is None or importlib.util.find_spec(new) is None:
+            return None  # not moved, or moved nowhere: the usual ModuleNotFoundError, no warning
         return importlib.machinery.ModuleSpec(fullname, _Alias(new))
 
 

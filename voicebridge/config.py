@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import warnings
 from urllib.parse import quote, urlsplit
@@ -68,7 +69,7 @@ def check_realtime_url(url: str) -> None:
 
 
 @dataclass(frozen=True)
-class Connection:
+class ConnectionOptions:
     """The Realtime connection: OpenAI (default), a full URL, or Azure OpenAI."""
 
     model: str = DEFAULT_MODEL
@@ -83,7 +84,7 @@ class Connection:
 
 
 @dataclass(frozen=True)
-class Reconnect:
+class ReconnectOptions:
     """Reconnecting: a lost socket or an expired session is replaced without ending the call
     (docs/reliability.md); when the model is gone for good, a spoken apology rather than dead air."""
 
@@ -147,13 +148,13 @@ class MediaOptions:
     inbound_buffer_ms: int = 5000
     carrier_receive_timeout_s: float = 0.2
     # A Twilio send blocked longer than this (the peer stopped reading) ends the call; applied as
-    # SO_SNDTIMEO on the socket and watched by voicebridge.carrier.link. Taken from the config the
+    # SO_SNDTIMEO on the socket and watched by voicebridge.call.carrier_link. Taken from the config the
     # session is built with (not from a per-call config). None or 0 = unbounded (not recommended).
     carrier_send_timeout_s: float | None = 2.0
 
 
 @dataclass(frozen=True)
-class Interruption:
+class InterruptionOptions:
     """Barge-in, backchannels and the agent's own echo (docs/barge-in.md)."""
 
     enabled: bool = True
@@ -180,7 +181,7 @@ class Interruption:
 
 
 @dataclass(frozen=True)
-class Actions:
+class ActionOptions:
     """What the agent can do besides talk: tools (docs/tools.md), hang-up and transfer, the keypad."""
 
     tools: tuple[Tool, ...] = ()
@@ -204,7 +205,7 @@ class Actions:
 
 
 @dataclass(frozen=True)
-class Limits:
+class LimitOptions:
     """Idle and length limits, and the bounds on a call's lifecycle (None = off)."""
 
     idle_nudge_s: float | None = 12.0  # silence (nobody speaking) before the agent checks on the caller
@@ -222,7 +223,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Opening:
+class OpeningOptions:
     """Who speaks first and answering-machine detection (docs/calls.md). Inbound: the agent greets."""
 
     first_speaker: str = "agent"
@@ -234,7 +235,7 @@ class Opening:
 
 
 @dataclass(frozen=True)
-class AfterCall:
+class AfterCallOptions:
     """The recording, the post-call report and its analysis (docs/calls.md)."""
 
     recording_dir: str | None = None  # a stereo WAV per call here (left: the caller, right: what the caller heard)
@@ -252,8 +253,9 @@ class AfterCall:
 
 
 GROUPS: dict[str, type] = {
-    "connection": Connection, "reconnect": Reconnect, "session": SessionOptions, "media": MediaOptions,
-    "interruption": Interruption, "actions": Actions, "limits": Limits, "opening": Opening, "after_call": AfterCall,
+    "connection": ConnectionOptions, "reconnect": ReconnectOptions, "session": SessionOptions,
+    "media": MediaOptions, "interruption": InterruptionOptions, "actions": ActionOptions, "limits": LimitOptions,
+    "opening": OpeningOptions, "after_call": AfterCallOptions,
 }
 """``BridgeConfig``'s groups: its field name -> the group's class."""
 
@@ -341,7 +343,7 @@ class BridgeConfig:
 
     Settings come in groups (``connection``, ``reconnect``, ``session``, ``media``,
     ``interruption``, ``actions``, ``limits``, ``opening``, ``after_call``), each a small frozen
-    dataclass: ``BridgeConfig(session=SessionOptions(voice="cedar"), interruption=Interruption(
+    dataclass: ``BridgeConfig(session=SessionOptions(voice="cedar"), interruption=InterruptionOptions(
     min_speech_ms=400))``. The flat names of 0.1 are still accepted and read, as a flat mapping
     too (``BridgeConfig(voice="cedar", barge_in_min_speech_ms=400)``, ``BridgeConfig(**mapping)``,
     ``config.voice``); ``FLAT`` says where each lives. A flat name given with its group applies
@@ -358,20 +360,21 @@ class BridgeConfig:
     ``api-key`` header). An ``https://`` URL is refused here, naming the ``wss://`` to use.
     """
 
-    connection: Connection = field(default_factory=Connection)
-    reconnect: Reconnect = field(default_factory=Reconnect)
+    connection: ConnectionOptions = field(default_factory=ConnectionOptions)
+    reconnect: ReconnectOptions = field(default_factory=ReconnectOptions)
     session: SessionOptions = field(default_factory=SessionOptions)
     media: MediaOptions = field(default_factory=MediaOptions)
-    interruption: Interruption = field(default_factory=Interruption)
-    actions: Actions = field(default_factory=Actions)
-    limits: Limits = field(default_factory=Limits)
-    opening: Opening = field(default_factory=Opening)
-    after_call: AfterCall = field(default_factory=AfterCall)
+    interruption: InterruptionOptions = field(default_factory=InterruptionOptions)
+    actions: ActionOptions = field(default_factory=ActionOptions)
+    limits: LimitOptions = field(default_factory=LimitOptions)
+    opening: OpeningOptions = field(default_factory=OpeningOptions)
+    after_call: AfterCallOptions = field(default_factory=AfterCallOptions)
 
-    def __init__(self, *, connection: Connection | None = None, reconnect: Reconnect | None = None,
+    def __init__(self, *, connection: ConnectionOptions | None = None, reconnect: ReconnectOptions | None = None,
                  session: SessionOptions | None = None, media: MediaOptions | None = None,
-                 interruption: Interruption | None = None, actions: Actions | None = None,
-                 limits: Limits | None = None, opening: Opening | None = None, after_call: AfterCall | None = None,
+                 interruption: InterruptionOptions | None = None, actions: ActionOptions | None = None,
+                 limits: LimitOptions | None = None, opening: OpeningOptions | None = None,
+                 after_call: AfterCallOptions | None = None,
                  **flat: Any) -> None:
         given = {"connection": connection, "reconnect": reconnect, "session": session, "media": media,
                  "interruption": interruption, "actions": actions, "limits": limits, "opening": opening,
@@ -383,13 +386,15 @@ class BridgeConfig:
         changes: dict[str, dict[str, Any]] = {}
         for name, value in flat.items():
             if name not in FLAT:
-                raise TypeError(f"BridgeConfig got an unexpected keyword argument {name!r}")
+                close = difflib.get_close_matches(name, FLAT, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TypeError(f"BridgeConfig got an unexpected keyword argument {name!r}{hint}")
             group, member = FLAT[name]
             changes.setdefault(group, {})[member] = value
         for group, cls in GROUPS.items():
             value = given[group] if given[group] is not None else cls()
             if not isinstance(value, cls):
-                raise TypeError(f"BridgeConfig({group}=...) takes a {cls.__name__}, not {type(value).__name__}")
+                raise TypeError(f"BridgeConfig({group}=...) takes {cls.__name__}, not {type(value).__name__}")
             object.__setattr__(self, group, dataclasses.replace(value, **changes[group]) if group in changes else value)
         for name, (group, member) in FLAT.items():  # the flat reads: plain attributes, nothing per read
             object.__setattr__(self, name, getattr(getattr(self, group), member))

@@ -29,7 +29,7 @@ from ..model import protocol as rt
 from ..audio.mulaw import BYTES_PER_MS
 from ..audio.echo import Verdict
 from ..audio.listening import Hold, Listener, ServerSpeech, Turn
-from ..model.link import ModelLink
+from .model_link import ModelLink
 from .downlink import OutboundAudio
 from .turns import Interruption, Turns
 from .context import CallContext

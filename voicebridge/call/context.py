@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from ..config import BridgeConfig
-    from ..model.link import ModelLink
+    from .model_link import ModelLink
     from .bargein import BargeIn
     from .downlink import OutboundAudio
     from .ending import CallControl

@@ -28,7 +28,7 @@ from ..audio.framing import Framer
 from .metrics import CallMetrics
 from ..audio.pacing import Pacer, PacerStats
 from ..audio.playback import MarkOutcome, PlaybackTracker
-from ..carrier.link import SendOutcome, TwilioLink
+from .carrier_link import SendOutcome, TwilioLink
 from .wakeup import Wakeup
 
 PAUSED_POLL_S = 0.05

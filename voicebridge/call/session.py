@@ -37,9 +37,9 @@ from .aftercall import AfterCall
 from .analysis import PostCallAnalysis
 from .delivery import ReportSender
 from .metrics import CallMetrics
-from ..model.events import ModelEvents
-from ..model.continuity import Continuity
-from ..model.link import Cause, ModelLink
+from .model_events import ModelEvents
+from .continuity import Continuity
+from .model_link import Cause, ModelLink
 from .downlink import OutboundAudio
 from ..audio.playback import MarkOutcome
 from .record import CallRecord, Entry
@@ -48,7 +48,7 @@ from .context import CallContext, CallParts
 from .toolcalls import ToolCalls
 from .tools import CallInfo
 from ..carrier.twilio.adapter import TWILIO
-from ..carrier.link import TwilioLink
+from .carrier_link import TwilioLink
 
 log = logging.getLogger(__name__)
 

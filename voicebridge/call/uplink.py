@@ -26,7 +26,7 @@ from ..carrier.twilio import protocol as tw
 from .log import CallLog
 from .bargein import BargeIn
 from .metrics import CallMetrics
-from ..model.link import ModelLink
+from .model_link import ModelLink
 
 
 class InboundAudio:

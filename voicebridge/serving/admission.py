@@ -15,7 +15,7 @@ from typing import Any
 
 from ..call.session import MediaSession
 from ..carrier.seam import safe_id
-from ..carrier.streamtoken import StreamTokens, TokenCheck
+from .streamtoken import StreamTokens, TokenCheck
 from ..throttle import LogThrottle
 from .filestate import StateDirError
 from .sharedstate import SharedState, board_key

@@ -424,3 +424,14 @@ def serve(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     handle = ServerHandle(app, server, thread)
     log.info("voicebridge listening on %s (webhook %s/voice, media %s)", handle.url, handle.url, handle.ws_url)
     return handle
+
+
+def __getattr__(name: str) -> Any:
+    # ``simulated_call`` lived here in 0.1; it is the offline stack's now (voicebridge.dev.appcall)
+    if name == "simulated_call":
+        from .._moved import warn_moved
+        from ..dev.appcall import simulated_call
+
+        warn_moved("voicebridge.serving.app.simulated_call", "voicebridge.dev.appcall.simulated_call")
+        return simulated_call
+    raise AttributeError(name)

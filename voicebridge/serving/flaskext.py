@@ -71,9 +71,9 @@ from .drain import DRAIN_GRACE_S, Drain
 from .webhooks import SCHEMES, SignatureCheck, WebhookViews  # first: it names a missing twilio's fix
 from .outbound_calls import OutboundCalls
 from .sharedstate import SharedState, board_key, open_state
-from ..carrier.streamtoken import DEFAULT_LIFETIME_S as TOKEN_LIFETIME_S
-from ..carrier.streamtoken import PARAMETER as TOKEN_PARAMETER
-from ..carrier.streamtoken import StreamTokens
+from .streamtoken import DEFAULT_LIFETIME_S as TOKEN_LIFETIME_S
+from .streamtoken import PARAMETER as TOKEN_PARAMETER
+from .streamtoken import StreamTokens
 from ..throttle import LogThrottle
 from ..carrier.twilio.adapter import TWILIO, TwilioWebhooks
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from flask import Response, jsonify, request, url_for
 
 from ..carrier.seam import CarrierWebhooks, WebhookRequest, safe_id
-from ..carrier.streamtoken import PARAMETER as TOKEN_PARAMETER
+from .streamtoken import PARAMETER as TOKEN_PARAMETER
 from .admission import REFUSED
 from .filestate import StateDirError
 from .sharedstate import board_key

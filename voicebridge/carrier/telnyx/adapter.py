@@ -11,7 +11,7 @@
   ``f"{telnyx-timestamp}|{raw body}"``, checked with the account's public key (base64, from the
   portal). A timestamp more than ``tolerance_s`` from now is refused (a replay). The WebSocket
   upgrade carries no such signature; a stream is admitted by the single-use stream token its
-  signed webhook issued (``voicebridge.carrier.streamtoken``), as Twilio's is.
+  signed webhook issued (``voicebridge.serving.streamtoken``), as Twilio's is.
 
 The check needs the ``cryptography`` package (``pip install 'voicebridge[telnyx]'``); answering
 TeXML needs nothing beyond the standard library.

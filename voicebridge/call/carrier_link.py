@@ -26,10 +26,10 @@ from typing import Any, Callable, Iterator
 
 from contextlib import contextmanager
 
-from . import tcp
-from .seam import Carrier, OutboundMessages
-from ..call.metrics import CallMetrics
-from .twilio.adapter import TWILIO
+from ..carrier import tcp
+from ..carrier.seam import Carrier, OutboundMessages
+from .metrics import CallMetrics
+from ..carrier.twilio.adapter import TWILIO
 from ..errors import close_quietly, describe
 
 

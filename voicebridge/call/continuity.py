@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from .link import Cause
-from ..call.turn import AgentTurn
-from ..call.context import CallContext, CallParts
+from .model_link import Cause
+from .turn import AgentTurn
+from .context import CallContext, CallParts
 
 ROLLOVER_SETTLE_S = 1.0
 """A planned rollover waits until the session has been silent this long: events still on their

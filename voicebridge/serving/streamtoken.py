@@ -19,8 +19,8 @@ import hmac
 import re
 import secrets
 
-from ..serving.filestate import SingleUse
-from ..serving.sharedstate import UsedMarks
+from .filestate import SingleUse
+from .sharedstate import UsedMarks
 
 PARAMETER = "vb_token"
 DEFAULT_LIFETIME_S = 30.0

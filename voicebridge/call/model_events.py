@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from . import protocol as rt
+from ..model import protocol as rt
 from ..errors import ProtocolError
 from ..audio.listening import Turn
-from .link import Cause
-from ..call.context import CallContext, CallParts
+from .model_link import Cause
+from .context import CallContext, CallParts
 
 
 class ModelEvents:

@@ -18,12 +18,12 @@ import random
 import threading
 from typing import Callable
 
-from . import client as realtime_client
-from .liveness import Health, Liveness
-from .preflight import rejection
-from .redial import Cause, Decision, RedialPolicy
+from ..model import client as realtime_client
+from ..model.liveness import Health, Liveness
+from ..model.preflight import rejection
+from ..model.redial import Cause, Decision, RedialPolicy
 from ..errors import close_quietly, describe
-from ..call.context import CallContext
+from .context import CallContext
 
 __all__ = ["Cause", "ModelLink", "GAVE_UP"]
 
