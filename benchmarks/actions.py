@@ -45,7 +45,7 @@ class TimedTwilio(FakeTwilio):
 
 
 def tool_overheads(n: int) -> list[float]:
-    call = BridgeCall(BridgeConfig(greeting=None, tools=(lookup,), idle_nudge_s=None, tool_filler_after_ms=0))
+    call = BridgeCall(BridgeConfig(greeting_instructions=None, tools=(lookup,), idle_nudge_s=None, tool_filler_after_ms=0))
     call.start()
     for i in range(n):
         rid = f"resp_{i}"
@@ -61,7 +61,7 @@ def tool_overheads(n: int) -> list[float]:
 
 def hangup_delay_ms() -> float:
     twilio = TimedTwilio()
-    call = BridgeCall(BridgeConfig(greeting=None, end_call=True, idle_nudge_s=None), twilio=twilio)
+    call = BridgeCall(BridgeConfig(greeting_instructions=None, end_call=True, idle_nudge_s=None), twilio=twilio)
     call.start()
     openai = call.openai
     openai.push(rt_response_created("resp_bye"))

@@ -58,7 +58,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     twilio, openai = RecordingTwilio(), FakeRealtime()
-    config = BridgeConfig(greeting=None, barge_in=False)
+    config = BridgeConfig(greeting_instructions=None, barge_in=False)
     session = MediaSession(twilio, config, openai.connector)
     twilio.start()
     deltas = make_deltas(args.seconds, args.seed)

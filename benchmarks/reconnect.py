@@ -44,7 +44,7 @@ from voicebridge.dev.sim.tonecheck import ToneChecker  # noqa: E402
 FRAME_S = 0.02
 SILENCE = b"\xff" * 160
 QUIET_S = 0.4  # no agent frame for this long: the answer is over
-BASE = BridgeConfig(greeting="Say hello", barge_in=False, idle_nudge_s=None, idle_hangup_s=None,
+BASE = BridgeConfig(greeting_instructions="Say hello", barge_in=False, idle_nudge_s=None, idle_hangup_s=None,
                     connect_timeout_s=2.0, reconnect_backoff_ms=50)
 
 

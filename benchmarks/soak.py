@@ -263,7 +263,7 @@ def soak(sequential: int = 1000, concurrent: int = 100, seconds: float = 1.0, me
     threading.excepthook = lambda a: escaped.append(f"{a.thread.name if a.thread else '?'}: {a.exc_type.__name__}: {a.exc_value}")
     local = LocalRealtimeServer(mode="tone", speed=speed, tone_seconds=min(1.0, max(0.2, seconds)),
                                vad="energy").start()  # the soak measures the bridge: Silero's ONNX arenas are the server's
-    config = BridgeConfig(openai_url=local.url, greeting="Say hello.", join_timeout_s=5.0)
+    config = BridgeConfig(openai_url=local.url, greeting_instructions="Say hello.", join_timeout_s=5.0)
     bridge = Bridge(config)
     out(f"bridge {bridge.url} -> local realtime server {local.url}")
     report: dict[str, Any] = {"sequential": sequential, "concurrent": concurrent, "seconds": seconds,

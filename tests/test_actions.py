@@ -20,7 +20,7 @@ from voicebridge.testing import (BridgeCall, ManualClock, rt_agent_transcript, r
 from voicebridge.call.tools import tool
 
 FRAME = b"\x42" * 160
-CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=3.0, idle_nudge_s=None, idle_hangup_s=None,
+CFG = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=3.0, idle_nudge_s=None, idle_hangup_s=None,
                    tool_filler_after_ms=0)
 
 

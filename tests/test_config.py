@@ -113,7 +113,7 @@ def test_credentials_go_in_the_header_each_service_expects():
     assert "az-1" not in repr(azure) and realtime_client.auth_headers(BridgeConfig()) == []
 
 
-AZURE_CFG = BridgeConfig(greeting="Hello", barge_in=False, join_timeout_s=2.0, connect_timeout_s=2.0,
+AZURE_CFG = BridgeConfig(greeting_instructions="Hello", barge_in=False, join_timeout_s=2.0, connect_timeout_s=2.0,
                          azure_deployment="my-realtime", reconnect_backoff_ms=10)
 
 

@@ -119,7 +119,7 @@ def test_your_own_tools_offline_end_to_end():
     ended = []
     with LocalRealtimeServer(mode="voice", speed=8.0, live_tts=False) as local:
         app = Flask("shop")
-        VoiceBridge(app, BridgeConfig(openai_url=local.url, greeting=None, tools=(lookup_order,),
+        VoiceBridge(app, BridgeConfig(openai_url=local.url, greeting_instructions=None, tools=(lookup_order,),
                                       transfer_targets={"sales": "+15005550006"}),
                     on_end=lambda session: ended.append(session.metrics))
         server = serve(app, "127.0.0.1", 0)

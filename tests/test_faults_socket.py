@@ -32,7 +32,7 @@ from peers import (FRAME, RawServer, ScriptedRealtime, audio_response, closed_po
 pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")
 
 APOLOGY = b"\x11" * 800  # 100 ms = 5 frames stands in for the bundled prompt
-CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=2.0, apology_audio=APOLOGY, connect_timeout_s=2.0,
+CFG = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=2.0, apology_audio=APOLOGY, connect_timeout_s=2.0,
                    twilio_send_timeout_s=0.3, reconnect_attempts=0)
 APOLOGY_FRAMES = [APOLOGY[:160]] * 5
 

@@ -18,7 +18,7 @@ from voicebridge.testing import FakeRealtime, ManualClock, wait_until
 pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")
 
 APOLOGY = b"\x11" * 800
-CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=2.0, apology_audio=APOLOGY,
+CFG = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=2.0, apology_audio=APOLOGY,
                    twilio_send_timeout_s=0.3, reconnect_backoff_ms=5, idle_nudge_s=None, idle_hangup_s=None)
 
 
@@ -110,7 +110,7 @@ def test_pings_and_pongs_on_a_quiet_line_never_count_as_loss(bridge_call):
 def test_a_response_create_never_answered_replaces_the_session_and_is_asked_again(bridge_call, lines):
     """Issue 22 (7): an unanswered response.create was forgotten after 5 s; the caller heard nothing."""
     clock, (connect, handed) = ManualClock(), sessions()
-    call = bridge_call(CFG.replace(greeting="Say hello.", response_created_timeout_s=5.0), connect=connect,
+    call = bridge_call(CFG.replace(greeting_instructions="Say hello.", response_created_timeout_s=5.0), connect=connect,
                        clock=clock).start()
     first = wait_until(lambda: handed) and handed[0]
     assert wait_until(lambda: first.requested("greeting"))
@@ -129,7 +129,7 @@ def test_a_server_that_creates_responses_without_our_metadata_is_not_taken_for_d
     """A live session whose response.created does not echo the request's kind: the request is
     forgotten after the bound (as before), the session is kept."""
     clock, (connect, handed) = ManualClock(), sessions()
-    call = bridge_call(CFG.replace(greeting="Say hello."), connect=connect, clock=clock).start()
+    call = bridge_call(CFG.replace(greeting_instructions="Say hello."), connect=connect, clock=clock).start()
     first = wait_until(lambda: handed) and handed[0]
     assert wait_until(lambda: first.requested("greeting"))
     first.response("resp_1", "item_1", [b"\x42" * 160], done=False)  # no metadata: kind unknown

@@ -21,7 +21,7 @@ from voicebridge.testing import (TELNYX_STREAM_ID, FakeRealtime, telnyx_start, t
 
 from peers import running
 
-CFG = BridgeConfig(api_key="sk-test", lead_ms=0, transcription_model=None, reconnect_attempts=0, greeting=None)
+CFG = BridgeConfig(api_key="sk-test", lead_ms=0, transcription_model=None, reconnect_attempts=0, greeting_instructions=None)
 CALL_ID = "v3:T02llQxIyaRkhfRKxgAP8nY511EhFLizdvdUKJiSw8d6A9BborherQ"
 FORM = {"CallSid": CALL_ID, "AccountSid": "3e6f995f-85f7-4705-9741-53b116d28237", "From": "+13122010094",
         "To": "+13122123456", "CallStatus": "ringing"}

@@ -273,7 +273,7 @@ def test_deeply_nested_tool_arguments_from_the_model_never_raise(bridge_call):
         """Look an order up."""
         return "found"
 
-    config = BridgeConfig(greeting=None, barge_in=False, end_call=True, transfer_targets={"desk": "+15551234567"},
+    config = BridgeConfig(greeting_instructions=None, barge_in=False, end_call=True, transfer_targets={"desk": "+15551234567"},
                           tools=(lookup,), tool_filler_after_ms=0, idle_nudge_s=None, idle_hangup_s=None)
     call = bridge_call(config).start()
     openai, nested = call.openai, "[" * 60_000

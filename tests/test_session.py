@@ -11,7 +11,7 @@ from voicebridge.testing import CALL_SID, FakeRealtime, FakeTwilio, ManualClock,
 from voicebridge.call.wakeup import Wakeup
 
 APOLOGY = b"\x11" * 800  # 100 ms stands in for the bundled prompt
-CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=3.0, apology_audio=APOLOGY, reconnect_attempts=0)
+CFG = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=3.0, apology_audio=APOLOGY, reconnect_attempts=0)
 
 
 def random_chunks(total, seed=3):
@@ -43,7 +43,7 @@ def test_random_deltas_become_exact_frames_in_order(bridge_call):
 
 
 def test_session_update_then_greeting_and_inbound_forwarded_unchanged(bridge_call):
-    call = bridge_call(BridgeConfig(greeting="Say hello", barge_in=False)).start(tenant="acme")
+    call = bridge_call(BridgeConfig(greeting_instructions="Say hello", barge_in=False)).start(tenant="acme")
     openai = call.openai
     frame = bytes(range(160))
     call.twilio.media(frame, n=3)

@@ -10,7 +10,7 @@ from voicebridge.testing import TELNYX_CALL_ID, TELNYX_STREAM_ID, FakeTelnyx, te
 
 LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS
 # The procedure at the debounce (five loud frames), as tests/test_session_bargein.py: the backchannel rule off
-CFG = BridgeConfig(greeting=None, join_timeout_s=3.0, safety_fuse_ms=60000, duck_fuse_ms=60000,
+CFG = BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, safety_fuse_ms=60000, duck_fuse_ms=60000,
                    ignore_backchannels=False)
 
 

@@ -94,7 +94,7 @@ from .call.report import verify as verify_report
 
 __all__ = ["BridgeConfig", "CallInfo", "MediaSession", "PreflightFailed", "Prices", "ReportSender", "Tool",
            "VoiceBridge", "preflight", "tool", "verify_report", "__version__"]
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 _moved.install()  # the flat module paths of 0.1 (voicebridge.session, ...) still import, with a warning
 
 
