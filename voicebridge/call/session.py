@@ -421,7 +421,7 @@ class MediaSession:
         self.continuity.poll(now)
 
     def _open_call(self, now: float) -> None:
-        """The deferred opening (answering.py): the AMD verdict from the board (at most every
+        """The deferred opening (call/opening.py): the AMD verdict from the board (at most every
         ``AMD_POLL_S``), the callee's first words, the timeouts. Asks once the model is ready."""
         gate = self.opening
         if not self._model_events.configured:
