@@ -38,11 +38,6 @@ class PoolFull(RuntimeError):
     """Too many handler threads are alive in this process (see :data:`MAX_THREADS`)."""
 
 
-def live_threads() -> int:
-    """Handler threads alive now in this process (for tests and diagnostics)."""
-    return _live
-
-
 @dataclass
 class _Job:
     key: str

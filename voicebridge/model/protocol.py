@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -348,8 +349,7 @@ USAGE_FIELDS = (
 """``response.done`` usage, flattened: our name, and the path to it in the GA usage object."""
 
 
-def _error(kind: str, detail: str) -> ProtocolError:
-    return ProtocolError(SIDE, kind, detail)
+_error = functools.partial(ProtocolError, SIDE)  # (kind, detail) -> this side's error
 
 
 def _s(msg: dict[str, Any], key: str) -> str:

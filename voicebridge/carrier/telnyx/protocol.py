@@ -16,6 +16,7 @@ session counts and logs once per kind.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from typing import Any, Callable
@@ -43,8 +44,7 @@ MEDIA_FORMAT = {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}
 """The only format the bridge carries (both ways it is the model's ``audio/pcmu``)."""
 
 
-def _error(kind: str, detail: str) -> ProtocolError:
-    return ProtocolError(SIDE, kind, detail)
+_error = functools.partial(ProtocolError, SIDE)  # (kind, detail) -> this side's error
 
 
 def _stream_id(msg: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from typing import Any, Union
@@ -27,8 +28,7 @@ MAX_PARAMETER_CHARS = 500  # Twilio: each <Parameter>'s name + value stays under
 TwilioEvent = Union[Connected, Start, Media, Mark, Dtmf, Stop, ProtocolError]
 
 
-def _error(kind: str, detail: str) -> ProtocolError:
-    return ProtocolError(SIDE, kind, detail)
+_error = functools.partial(ProtocolError, SIDE)  # (kind, detail) -> this side's error
 
 
 def is_sid(value: Any, prefix: str) -> bool:
