@@ -92,10 +92,20 @@ class HookRunner:
 
 
 def legacy(hook: Callable[..., Any] | None, old: str, new: str,
-           adapt: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any] | None:
-    """An old-style hook still works, adapted to the new signature, with a DeprecationWarning."""
+           adapt: Callable[[Callable[..., Any]], Callable[..., Any]], stacklevel: int = 3) -> Callable[..., Any] | None:
+    """An old-style hook still works, adapted to the new signature, with a DeprecationWarning
+    (attributed to the app's line that passed it: ``stacklevel`` counts from here)."""
     if hook is None:
         return None
     warnings.warn(f"{old} is deprecated: use {new} (every hook now takes the call's MediaSession first)",
-                  DeprecationWarning, stacklevel=3)
+                  DeprecationWarning, stacklevel=stacklevel)
     return adapt(hook)
+
+
+NEW_NAMES = {"on_transcript": "on_transcript_entry", "on_dtmf": "on_keypad"}
+
+
+def session_hook(hook: Callable[..., Any] | None, name: str, args: str) -> Callable[..., Any] | None:
+    """MediaSession's old-style ``name=f(args)`` as the new ``f(session, args)`` (with the warning)."""
+    return legacy(hook, f"MediaSession({name}=f({args}))", f"{NEW_NAMES[name]}=f(session, {args})",
+                  lambda old: lambda _session, *rest: old(*rest), stacklevel=4)

@@ -22,14 +22,14 @@ from typing import Any, Callable, Protocol
 from ..model import client as realtime_client
 from ..model import protocol as rt
 from ..carrier.twilio import protocol as tw
-from .opening import AnsweredBy, Opening, OpeningGate, OpeningRules, Phase
+from .opening import AnsweredBy, OpeningGate, OpeningRules
 from .ending import CallControl
 from ..carrier.seam import Carrier
 from .keypadflow import CallFlow
 from .log import CallLog
 from ..config import BridgeConfig
 from ..errors import ProtocolError
-from .hooks import HookRunner, legacy
+from .hooks import HookRunner, session_hook
 from .uplink import InboundAudio
 from .bargein import BargeIn
 from ..audio.listening import Listener
@@ -45,6 +45,7 @@ from ..audio.playback import MarkOutcome
 from .record import CallRecord, Entry
 from .turns import Interruption, Turns
 from .context import CallContext, CallParts
+from .opener import Opener
 from .toolcalls import ToolCalls
 from .tools import CallInfo
 from ..carrier.twilio.adapter import TWILIO
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 FUSE_CHECK_S = 0.05
 """The safety fuses and the send-stall check run on the run thread at most this often."""
-AMD_POLL_S = 0.1
 """While the opening holds for the AMD verdict, the shared board is asked at most this often."""
 GIVE_UP_GRACE_S = 0.5
 """A stream told to give up waiting still gets this long for its ``start`` (Twilio sends it right
@@ -103,20 +103,14 @@ class MediaSession:
         self.custom_parameters: dict[str, str] = {}
         # Where the AMD verdict for this call is looked up (set by the Flask integration at start)
         self.answer_source: Callable[[float], AnsweredBy | None] | None = None
-        self._amd_polled = float("-inf")
-        self._held_limits = False
         self.close_reason: str | None = None
         self.log = CallLog(log)
         self._connect = connect or realtime_client.connect
         self._clock = clock
-        self._transcript_hook = on_transcript_entry or legacy(
-            on_transcript, "MediaSession(on_transcript=f(role, text))", "on_transcript_entry=f(session, role, text)",
-            lambda hook: lambda _session, role, text: hook(role, text))
+        self._transcript_hook = on_transcript_entry or session_hook(on_transcript, "on_transcript", "role, text")
         self._end_hook = on_end
         self._start_hook = on_start
-        self._dtmf_hook = on_keypad or legacy(on_dtmf, "MediaSession(on_dtmf=f(digits))",
-                                              "on_keypad=f(session, digits)",
-                                              lambda hook: lambda _session, digits: hook(digits))
+        self._dtmf_hook = on_keypad or session_hook(on_dtmf, "on_dtmf", "digits")
         self._transfer_hook = on_transfer
         # The recording and the post-call report (voicebridge.call.aftercall): off the call's threads
         self.amd: Any = None  # answering-machine detection's result, when the call had one (the report's "amd")
@@ -168,6 +162,8 @@ class MediaSession:
         events_config = dataclasses.replace(config, greeting_instructions=None, recording_consent=None) \
             if self.opening.rules.deferred else config
         self._model_events = ModelEvents(CallContext(events_config, m, log, clock), parts, self._inbound.committed)
+        self.opener = Opener(ctx, parts, self.opening, lambda: self._model_events.configured,
+                             lambda: self.answer_source)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -320,11 +316,7 @@ class MediaSession:
         self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
         self._twilio.start(event.stream_sid)
         self._twilio.tap = self.after.started(self.config, self._metrics.call_started_at)
-        now = self._clock()
-        self.opening.start(now)  # SPEAK now: the greeting is the first session.updated's, as before
-        self._held_limits = self.opening.holding  # holding: the idle limits start with the conversation
-        if not self._held_limits:
-            self.flow.started(now)
+        self.opener.start(self._clock())
         self._start_threads()
 
     def _start_threads(self) -> None:
@@ -411,57 +403,13 @@ class MediaSession:
         self.turns.poll(now)  # before the ending's poll: a goodbye heard by now hangs up now
         self.tools.poll(now)
         self.flow.poll(now)
-        if self.opening.phase is not Phase.OPEN:
-            self._open_call(now)
+        self.opener.poll(now)
         self.control.poll(now)
         if now - self._fuse_checked >= FUSE_CHECK_S or now < self._fuse_checked:
             self._fuse_checked = now
             self._twilio.check_stall(now)
             self._fuses(now)
         self.continuity.poll(now)
-
-    def _open_call(self, now: float) -> None:
-        """The deferred opening (call/opening.py): the AMD verdict from the board (at most every
-        ``AMD_POLL_S``), the callee's first words, the timeouts. Asks once the model is ready."""
-        gate = self.opening
-        if not self._model_events.configured:
-            return
-        opening = None
-        if gate.holding and self.answer_source is not None and now - self._amd_polled >= AMD_POLL_S:
-            self._amd_polled = now
-            try:
-                verdict = self.answer_source(now)
-            except Exception as exc:  # noqa: BLE001 - the shared state failing: the AMD timeout still opens the call
-                self._metrics.add("amd_lookup_errors")
-                self.log.once("amd lookup", "AMD verdict not looked up (%s: %s); further failures only counted",
-                              type(exc).__name__, exc)
-                verdict = None
-            if verdict is not None:
-                opening = gate.result(verdict, now)
-        if gate.phase is Phase.WAITING and self.flow.turn_open(now):
-            gate.callee_speech(now)
-        if opening is None:
-            opening = gate.poll(now)
-        if opening is not None:
-            self._opened(opening, now)
-
-    def _opened(self, opening: Opening, now: float) -> None:
-        gate, config = self.opening, self.config
-        verdict = gate.verdict.value if gate.verdict else "none"
-        self._metrics.opened_at = now
-        self.record.add("control", f"answered by {verdict}{' (no verdict in time)' if gate.timed_out else ''}: "
-                        f"{opening.value}")
-        self.log.info("call opens: answered by %s%s -> %s", verdict, " (AMD timed out)" if gate.timed_out else "",
-                      opening.value)
-        if self._held_limits:
-            self._held_limits = False
-            self.flow.started(now)
-        if opening is Opening.SPEAK and config.first_words:  # the greeting, after the recording's consent line
-            self.turns.request("greeting", config.first_words)
-        elif opening is Opening.VOICEMAIL:
-            self.control.say_then_end("voicemail", config.voicemail_request, "voicemail left", now)
-        elif opening is Opening.HANG_UP:
-            self.control.hang_up_now(f"answered by {verdict}")
 
     def _fuses(self, now: float) -> None:
         if self.barge_in.release_stuck_duck(now):
