@@ -246,6 +246,22 @@ def xml(body: str) -> Response:
     return Response(body, mimetype="text/xml")
 
 
+MEDIA_ENDPOINTS = ("media", "telnyx_media")
+"""The bridge's WebSocket routes (carriers' media streams)."""
+
+
+def no_extensions(environ: dict[str, Any]) -> None:
+    """Offer no WebSocket extension back: a media stream is never compressed.
+
+    simple-websocket accepts permessage-deflate whenever the client offers it, and then every
+    message is deflated and inflated: 50 a second each way, of base64 mu-law that deflate
+    barely shrinks (pure CPU). Twilio's upgrade request offers no extension; a proxy or another
+    client might. Without the offer in the request the handshake negotiates none (RFC 7692:
+    the server may decline any offer), so the stream is plain frames whoever connects.
+    """
+    environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
 def refuse(ws: Any, message: str) -> None:
     """Close a stream we will not serve with 1013, and end its connection boundedly.
 
@@ -457,6 +473,8 @@ class VoiceBridge:
         if too_big is not None:
             return too_big
         endpoint = (request.endpoint or "").rpartition(".")[2]
+        if endpoint in MEDIA_ENDPOINTS:
+            no_extensions(request.environ)
         if endpoint in TELNYX_ENDPOINTS:
             return self._guard_telnyx(endpoint)
         if endpoint not in ("voice", "media", "after_stream", "amd_result"):
