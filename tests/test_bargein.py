@@ -1,11 +1,12 @@
 """Barge-in decision pieces, sans-IO: detector, guards, plan, false-trigger monitor, playback."""
 import pytest
 
-from voicebridge import audio, tts
-from voicebridge.bargein import (CallerLevel, Decision, FalseTriggerMonitor, GuardState, LevelDetector, NoiseFloor,
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tts
+from voicebridge.audio.detector import (CallerLevel, Decision, FalseTriggerMonitor, GuardState, LevelDetector, NoiseFloor,
                                   plan, refusal)
-from voicebridge.sim.acoustics import cough
-from voicebridge.playback import PlaybackTracker
+from voicebridge.dev.sim.acoustics import cough
+from voicebridge.audio.playback import PlaybackTracker
 
 LOUD, QUIET = -10.0, -60.0
 SPEAKING = GuardState(ai_speaking=True, response_active=True)
@@ -213,7 +214,7 @@ def test_the_rumble_check_is_made_only_where_its_answer_can_matter(monkeypatch: 
     """The pitch analysis behind the rumble check costs more than the rest of a frame's path:
     a caller talking to a quiet agent (no barge-in possible, no false-trigger watch) needs none;
     armed, or watched, every loud onset still gets it."""
-    import voicebridge.bargein as bargein_module
+    import voicebridge.audio.detector as bargein_module
 
     asked: list[int] = []
     real = bargein_module.pitch

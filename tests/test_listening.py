@@ -9,13 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from voicebridge import BridgeConfig, audio, tts
-from voicebridge.bargein import Decision
-from voicebridge.echo import ComfortNoise, Verdict
-from voicebridge.bargein import CallerLevel
-from voicebridge.listening import Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
-from voicebridge.sim import corpus, room
-from voicebridge.audio import ULAW_TABLE
+from voicebridge import BridgeConfig
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tts
+from voicebridge.audio.detector import Decision
+from voicebridge.audio.echo import ComfortNoise, Verdict
+from voicebridge.audio.detector import CallerLevel
+from voicebridge.audio.listening import Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
+from voicebridge.dev.sim import corpus, room
+from voicebridge.audio.mulaw import ULAW_TABLE
 
 AGENT = tts.load_prompt("long_answer")
 AGENT_FRAMES = [AGENT[i:i + 160] for i in range(0, len(AGENT) - 159, 160)]
@@ -412,7 +414,7 @@ def test_a_whisper_with_a_stray_periodic_frame_or_two_is_still_a_whisper(n):
 def test_numpy_is_set_up_once_when_the_first_calls_arrive_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two calls' first loud frames at once (a threaded server's first calls): each gets the
     set-up, and it is made once (it used to be made twice, and every later frame failed)."""
-    from voicebridge import voicing
+    from voicebridge.audio import voicing
 
     class SlowTable:  # the table's conversion takes a while: the second thread arrives meanwhile
         def __len__(self) -> int:
