@@ -44,7 +44,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
 from benchmarks._common import machine  # noqa: E402
-from benchmarks.scale import _children, _free_port, _proc_cpu_s, _wait_port  # noqa: E402
+from benchmarks.scale import _children, _free_port, _hist, _hist_pct, _proc_cpu_s, _wait_port  # noqa: E402
 
 SCALE = os.path.join(ROOT, "benchmarks", "scale.py")
 RAMP_S = 3.0
@@ -159,6 +159,10 @@ def run_one(kind: str, n: int, seconds: float, args: argparse.Namespace) -> dict
     whole = end - b
     window = c1 - c0
     errors = sum(len(r["errors"]) for r in results)
+    late = _hist()
+    for r in results:
+        for i, c in enumerate(r["lateness_hist"]):
+            late[i] += c
     return {
         "server": kind, "command": command, "n": n, "seconds": seconds,
         "whole_cpu_s": round(whole, 3),
@@ -166,6 +170,8 @@ def run_one(kind: str, n: int, seconds: float, args: argparse.Namespace) -> dict
         "inside_ms_per_call_s": round(window * 1000 / (n * (t1 - t0)), 2),
         "idle_ms_per_s": round(idle_rate * 1000, 2),
         "underruns": sum(r["underruns"] for r in results),
+        # the callers' own timing error: underruns while they ran late are partly theirs
+        "caller_late_p99_ms": _hist_pct(late, 99), "caller_late_max_ms": max(r["lateness_max_ms"] for r in results),
         "frames_received": sum(r["frames_received"] for r in results),
         "deflate_negotiated": sum(r["deflate"] for r in results),
         "call_errors": errors, "error_sample": [e for r in results for e in r["errors"]][:3],

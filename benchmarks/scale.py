@@ -153,7 +153,7 @@ class Call:
     frames_sent: int = 0
     ended_by: str = ""
     waiting_since: float = 0.0  # when the caller last began waiting for the agent
-    underruns: int = 0  # agent audio arriving after the caller's playout ran dry mid-utterance
+    underruns: int = 0  # agent audio arriving after the caller's playout ran dry mid-utterance (each a gap heard)
     deflater: Any = None  # permessage-deflate, when offered and accepted
     inflater: Any = None
     no_context_takeover: bool = False
@@ -304,10 +304,14 @@ class Driver:
 
     def _message(self, c: Call, payload: bytes, now: float) -> None:
         if payload.startswith(b'{"event":"media"'):
+            start = max(c.play_end, now)
             if c.arrivals and now - c.arrivals[-1] <= UTTERANCE_GAP_S and now > c.play_end:
+                # the playout ran dry inside an utterance: a frame-clocked player (20 ms
+                # packets, as Twilio's) fills a frame with silence, then plays what came
                 c.underruns += 1
+                start = now + FRAME_S
             c.arrivals.append(now)
-            c.play_end = max(c.play_end, now) + _b64_bytes(payload) / 8000
+            c.play_end = start + _b64_bytes(payload) / 8000
             if c.phase == "wait_agent":
                 c.phase, c.agent_since = "agent", now
         elif payload.startswith(b'{"event":"mark"'):
