@@ -11,8 +11,8 @@ time at 20 calls (the reader: about 30 %, yappi).
 ``receive``, ``close`` and socket modes; data frames are decoded (``FrameReader``) and encoded
 (``encode``, one ``sendall``: simple-websocket's ``send`` could write part of a frame when a
 bounded send timed out) by the codec the Realtime client and the local server already use. It
-relies on no extension being negotiated: the bridge's media routes decline them
-(``flaskext.no_extensions``), and ``wsframe`` refuses frames with reserved bits.
+relies on no extension being negotiated: ``media_route`` declines them (``no_extensions``), and
+``wsframe`` refuses frames with reserved bits.
 
 ``media_route`` registers a view the way flask-sock's ``Sock.route`` does, with this class.
 """
@@ -88,12 +88,25 @@ class MediaSocket(Server):
             self.sock.sendall(wsframe.encode(wsframe.OP_TEXT, str(data).encode("utf-8")))
 
 
+def no_extensions(environ: dict[str, Any]) -> None:
+    """Offer no WebSocket extension back: a media stream is never compressed.
+
+    simple-websocket accepts permessage-deflate whenever the client offers it, and then every
+    message is deflated and inflated: 50 a second each way, of base64 mu-law that deflate
+    barely shrinks (pure CPU). Twilio's upgrade request offers no extension; a proxy or another
+    client might. Without the offer in the request the handshake negotiates none (RFC 7692:
+    the server may decline any offer), so the stream is plain frames whoever connects.
+    """
+    environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
 def media_route(bp: Blueprint, path: str, endpoint: str, handler: Callable[[Any], None]) -> None:
     """Serve ``handler(ws)`` on WebSocket ``path`` of ``bp``, as flask-sock's ``Sock.route`` does
-    (``SOCK_SERVER_OPTIONS`` honoured), with a :class:`MediaSocket`."""
+    (``SOCK_SERVER_OPTIONS`` honoured), with a :class:`MediaSocket` and no extension."""
 
     @wraps(handler)
     def view() -> Response:
+        no_extensions(request.environ)
         ws = MediaSocket(request.environ, **current_app.config.get("SOCK_SERVER_OPTIONS", {}))
         try:
             handler(ws)
