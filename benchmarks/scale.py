@@ -21,6 +21,11 @@ send-side figures come from its Prometheus ``/metrics`` (deltas per step). ``--i
 runs K single-worker gunicorns on K ports (one process per core, the deployment docs/deploy.md
 recommends), splits the calls evenly and sums their figures.
 
+The CPU figure here is what a call costs while every call is up (its setup and teardown, and
+the ramp, fall outside the window). What the serving process costs over whole calls, setup
+included, under the documented serving command and beside the Twilio sample, is
+``benchmarks/outside_cpu.py`` (it drives this file's callers); docs/performance.md has both.
+
 Usage: python benchmarks/scale.py [--ns 1,50,100,200,300] [--seconds 24] [--instances 1]
        [--json out.json] [--doc docs/performance.md] [--plot docs/performance-scale.png]
 """
@@ -43,6 +48,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,17 +87,40 @@ def _load_prompt(name: str) -> list[bytes]:
     return frames
 
 
-def _ws_frame(text: str) -> bytes:
-    """A client text frame with a zero mask key (valid per RFC 6455; masking is then a no-op)."""
+def _ws_frame(text: str, deflater: "Any | None" = None) -> bytes:
+    """A client text frame with a zero mask key (valid per RFC 6455; masking is then a no-op).
+
+    With a ``deflater`` (permessage-deflate negotiated) the payload is compressed as RFC 7692
+    says: raw deflate, sync-flushed, the trailing 00 00 ff ff removed, RSV1 set.
+    """
     data = text.encode()
+    first = 0x81
+    if deflater is not None:
+        data = (deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        first |= 0x40
     n = len(data)
     if n < 126:
-        head = bytes((0x81, 0x80 | n))
+        head = bytes((first, 0x80 | n))
     elif n < 65536:
-        head = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+        head = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
     else:
-        head = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+        head = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
     return head + b"\0\0\0\0" + data
+
+
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+"""What Python's ``websockets`` client offers by default (a browser offers the same): Twilio's own
+upgrade request offers no extension, so the callers offer this only with ``--offer-deflate``."""
+
+
+def _b64_bytes(payload: bytes) -> int:
+    """Audio bytes in a media message's base64 payload, found without parsing the JSON."""
+    i = payload.find(b'"payload":"')
+    if i < 0:
+        return 0
+    j = payload.find(b'"', i + 11)
+    b64 = j - i - 11
+    return b64 * 3 // 4 - payload.count(b"=", j - 2, j)
 
 
 CLOSE_FRAME = bytes((0x88, 0x82)) + b"\0\0\0\0" + (1000).to_bytes(2, "big")
@@ -123,13 +152,26 @@ class Call:
     error: str = ""
     frames_sent: int = 0
     ended_by: str = ""
+    waiting_since: float = 0.0  # when the caller last began waiting for the agent
+    underruns: int = 0  # agent audio arriving after the caller's playout ran dry mid-utterance (each a gap heard)
+    deflater: Any = None  # permessage-deflate, when offered and accepted
+    inflater: Any = None
+    no_context_takeover: bool = False
+
+
+SPEAK_FIRST_S = 3.0
+"""A caller that hears no agent this long after the call starts (or after its own turn) speaks:
+an app that waits for the caller (the Twilio sample does) is then measured carrying audio too."""
 
 
 class Driver:
-    def __init__(self, host: str, port: int, calls: list[Call], seconds: float, interrupt_after_s: float) -> None:
+    def __init__(self, host: str, port: int, calls: list[Call], seconds: float, interrupt_after_s: float,
+                 path: str = "/media", offer_deflate: bool = False) -> None:
         self.host, self.port, self.calls = host, port, calls
         self.seconds = seconds
         self.interrupt_after_s = interrupt_after_s
+        self.path = path
+        self.offer_deflate = offer_deflate
         self.sel = selectors.DefaultSelector()
         self.lateness = _hist()
         self.late_max = 0.0
@@ -149,14 +191,18 @@ class Driver:
         s.setblocking(False)
         c.sock = s
         key = base64.b64encode(os.urandom(16)).decode()
-        c.wbuf += (f"GET /media HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        offer = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if self.offer_deflate else ""
+        c.wbuf += (f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                   f"{offer}\r\n").encode()
         c.state = "hs"
         self.sel.register(s, selectors.EVENT_READ, c)
         self._flush(c)
 
     def _send(self, c: Call, text: str) -> None:
-        c.wbuf += _ws_frame(text)
+        if c.deflater is not None and c.no_context_takeover:
+            c.deflater = zlib.compressobj(wbits=-15)
+        c.wbuf += _ws_frame(text, c.deflater)
         self._flush(c)
 
     def _flush(self, c: Call) -> None:
@@ -205,6 +251,11 @@ class Driver:
             if not head.startswith(b"HTTP/1.1 101"):
                 self._finish(c, "handshake: " + head.split(b"\r\n")[0].decode(errors="replace"))
                 return
+            accepted = [line for line in head.lower().split(b"\r\n")
+                        if line.startswith(b"sec-websocket-extensions:") and b"permessage-deflate" in line]
+            if accepted:
+                c.deflater, c.inflater = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15)
+                c.no_context_takeover = b"client_no_context_takeover" in accepted[0]
             self._up(c, now)
         self._parse(c, now)
 
@@ -223,7 +274,10 @@ class Driver:
             if len(buf) < pos + n:
                 return
             payload = bytes(buf[pos:pos + n])
+            compressed = buf[0] & 0x40
             del buf[:pos + n]
+            if compressed and c.inflater is not None:
+                payload = c.inflater.decompress(payload + b"\x00\x00\xff\xff")
             if op == 1:
                 self._message(c, payload, now)
             elif op == 8:
@@ -239,7 +293,7 @@ class Driver:
     def _up(self, c: Call, now: float) -> None:
         c.state, c.t0 = "up", now
         c.hangup_at = c.start_at + self.seconds
-        c.play_end = now
+        c.play_end = c.waiting_since = now
         self._send(c, '{"event":"connected","protocol":"Call","version":"1.0.0"}')
         c.seq += 1
         self._send(c, json.dumps({
@@ -250,8 +304,14 @@ class Driver:
 
     def _message(self, c: Call, payload: bytes, now: float) -> None:
         if payload.startswith(b'{"event":"media"'):
+            start = max(c.play_end, now)
+            if c.arrivals and now - c.arrivals[-1] <= UTTERANCE_GAP_S and now > c.play_end:
+                # the playout ran dry inside an utterance: a frame-clocked player (20 ms
+                # packets, as Twilio's) fills a frame with silence, then plays what came
+                c.underruns += 1
+                start = now + FRAME_S
             c.arrivals.append(now)
-            c.play_end = max(c.play_end, now) + FRAME_S
+            c.play_end = start + _b64_bytes(payload) / 8000
             if c.phase == "wait_agent":
                 c.phase, c.agent_since = "agent", now
         elif payload.startswith(b'{"event":"mark"'):
@@ -294,12 +354,15 @@ class Driver:
             elif quiet:
                 c.speech = list(self.prompts["caller_question" if c.turn % 2 else "caller_hello"])
                 c.phase = "speak"
+        elif c.phase == "wait_agent" and now - c.waiting_since >= SPEAK_FIRST_S and quiet:
+            c.speech = list(self.prompts["caller_hello"])
+            c.phase = "speak"
         payload = self.silence_b64
         if c.phase == "speak":
             if c.speech:
                 payload = c.speech.pop(0)
             if not c.speech:
-                c.phase, c.turn = "wait_agent", c.turn + 1
+                c.phase, c.turn, c.waiting_since = "wait_agent", c.turn + 1, now
         c.seq += 1
         self._send(c, '{"event":"media","sequenceNumber":"%d","streamSid":"%s","media":{"track":"inbound",'
                    '"chunk":"%d","timestamp":"%d","payload":"%s"}}' % (c.seq, c.sid, c.k + 1, c.k * 20, payload))
@@ -342,13 +405,16 @@ class Driver:
         gaps = _hist()
         out: dict[str, Any] = {"calls": len(self.calls), "errors": [], "gaps": 0, "bursts": 0, "stalls": 0,
                                "gap_max_dev_ms": 0.0, "interruptions": [], "frames_received": 0,
-                               "frames_sent": 0, "ended_by": {}, "first_audio_ms": []}
+                               "frames_sent": 0, "ended_by": {}, "first_audio_ms": [], "underruns": 0,
+                               "deflate": 0}
         for c in self.calls:
             if c.error:
                 out["errors"].append(f"call {c.idx}: {c.error}")
             out["ended_by"][c.ended_by or "?"] = out["ended_by"].get(c.ended_by or "?", 0) + 1
             out["frames_received"] += len(c.arrivals)
             out["frames_sent"] += c.frames_sent
+            out["underruns"] += c.underruns
+            out["deflate"] += c.deflater is not None
             if c.arrivals:
                 out["first_audio_ms"].append(round((c.arrivals[0] - c.t0) * 1000, 1))
             since_lead = 0
@@ -387,7 +453,7 @@ def driver_main(args: argparse.Namespace) -> int:
     n, part, parts = args.n, args.part, args.parts
     calls = [Call(i, args.start_at + i * args.ramp / max(1, n), interrupts=(i % 2 == 0))
              for i in range(n) if i % parts == part]
-    drv = Driver(args.host, args.port, calls, args.seconds, args.interrupt_after)
+    drv = Driver(args.host, args.port, calls, args.seconds, args.interrupt_after, args.path, args.offer_deflate)
     drv.run()
     json.dump(drv.result(), sys.stdout)
     return 0
@@ -862,6 +928,9 @@ def main() -> int:
     ap.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--parts", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--path", default="/media", help=argparse.SUPPRESS)
+    ap.add_argument("--offer-deflate", action="store_true",
+                    help="callers offer permessage-deflate (Twilio does not; a browser or websockets client does)")
     args = ap.parse_args()
     if args.websocket == "direct" and not os.path.exists(os.path.join(args.root, "voicebridge", "wsserver.py")):
         ap.error("--websocket direct needs a checkout that still has it (--root; docs/performance.md)")

@@ -1,4 +1,6 @@
 """Barge-in decision pieces, sans-IO: detector, guards, plan, false-trigger monitor, playback."""
+import pytest
+
 from voicebridge.audio import mulaw as audio
 from voicebridge.dev import tts
 from voicebridge.audio.detector import (CallerLevel, Decision, FalseTriggerMonitor, GuardState, LevelDetector, NoiseFloor,
@@ -206,3 +208,26 @@ def test_heard_estimate_advances_in_real_time_and_is_capped_by_sent():
     assert pb.heard_ms("item", now=1.05) == 50
     assert pb.heard_ms("item", now=5.0) == 200  # never beyond what was sent
     assert pb.heard_ms("unknown", now=5.0) == 0
+
+
+def test_the_rumble_check_is_made_only_where_its_answer_can_matter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pitch analysis behind the rumble check costs more than the rest of a frame's path:
+    a caller talking to a quiet agent (no barge-in possible, no false-trigger watch) needs none;
+    armed, or watched, every loud onset still gets it."""
+    import voicebridge.audio.detector as bargein_module
+
+    asked: list[int] = []
+    real = bargein_module.pitch
+    monkeypatch.setattr(bargein_module, "pitch", lambda *a: asked.append(1) or real(*a))
+    speech = frames_of(tts.load_prompt("caller_stop"))
+    level = CallerLevel(frames_needed=5, duck=True, voiced_needed=1)
+    decisions(level, [audio.SILENCE_FRAME] * 80, 0.0)
+    for i, f in enumerate(speech):
+        level.feed(audio.dbfs(f), 10.0 + i * 0.02, True, lambda: False, f)
+    assert asked == []
+    level.rumble_matters = True
+    level.feed(audio.dbfs(speech[10]), 20.0, True, lambda: False, speech[10])
+    assert asked == [1]
+    level.rumble_matters = False
+    decisions(level, [audio.SILENCE_FRAME] * 5 + speech[:1], 30.0)
+    assert len(asked) >= 2

@@ -935,3 +935,29 @@ def test_an_unsigned_simulated_call_to_a_signing_bridge_says_how_to_sign() -> No
         report = SimulatedCaller(server.ws_url, "silence:100", max_seconds=5).run()
     assert report.ended_by == "error"
     assert any("403" in e and "--auth-token" in e for e in report.errors), report.errors
+
+
+def _upgrade_response(port: int, path: str, extensions: str) -> str:
+    """The head of the server's answer to a WebSocket upgrade offering ``extensions``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: {extensions}\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return head.split(b"\r\n\r\n")[0].decode("latin-1")
+
+
+@pytest.mark.parametrize("path", ["/media", "/telnyx/media"])
+def test_media_streams_decline_permessage_deflate(path: str) -> None:
+    """A client offering compression (as browsers and the websockets library do; Twilio does not)
+    gets a plain stream: the upgrade succeeds and the answer accepts no extension."""
+    app, _bridge = make_app(carrier=("twilio", "telnyx"))
+    with running(app) as server:
+        head = _upgrade_response(server.port, path, "permessage-deflate; client_max_window_bits")
+    assert head.startswith("HTTP/1.1 101"), head
+    assert "sec-websocket-extensions" not in head.lower(), head

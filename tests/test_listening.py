@@ -3,6 +3,8 @@ what the bridge decides out (issue 21: echo, the model's VAD, backchannels, the 
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from voicebridge.audio.echo import ComfortNoise, Verdict
 from voicebridge.audio.detector import CallerLevel
 from voicebridge.audio.listening import Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
 from voicebridge.dev.sim import corpus, room
+from voicebridge.audio.mulaw import ULAW_TABLE
 
 AGENT = tts.load_prompt("long_answer")
 AGENT_FRAMES = [AGENT[i:i + 160] for i in range(0, len(AGENT) - 159, 160)]
@@ -406,3 +409,33 @@ def test_a_whisper_with_a_stray_periodic_frame_or_two_is_still_a_whisper(n):
     call.learn(2.0)
     got = decisions(call.talk(corpus.by_category("whisper")[n].audio()) + [call.step() for _ in range(25)])
     assert got[0] is Decision.DUCK and got[1] in (Decision.BACKCHANNEL, Decision.CONFIRM), got
+
+
+def test_numpy_is_set_up_once_when_the_first_calls_arrive_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two calls' first loud frames at once (a threaded server's first calls): each gets the
+    set-up, and it is made once (it used to be made twice, and every later frame failed)."""
+    from voicebridge.audio import voicing
+
+    class SlowTable:  # the table's conversion takes a while: the second thread arrives meanwhile
+        def __len__(self) -> int:
+            time.sleep(0.05)
+            return len(ULAW_TABLE)
+
+        def __getitem__(self, i: int) -> int:
+            return ULAW_TABLE[i]
+
+    monkeypatch.setattr(voicing, "_NUMPY", [])
+    monkeypatch.setattr(voicing, "ULAW_TABLE", SlowTable())
+    start = threading.Barrier(2)
+    got: list[int] = []
+
+    def first_frame() -> None:
+        start.wait(5)
+        got.append(len(voicing._numpy()))
+
+    threads = [threading.Thread(target=first_frame) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert got == [3, 3] and len(voicing._NUMPY) == 3

@@ -44,7 +44,7 @@ Public API (everything else is internal and may change):
 ``VoiceBridge``
     Flask integration (``voicebridge.serving.flaskext``): ``VoiceBridge(app, config)`` or ``init_app``
     mounts ``POST /voice`` (TwiML), its ``/voice/after`` (transfer or hang-up once the stream
-    ends), WebSocket ``/media`` (served by flask-sock), ``GET /healthz`` and ``GET /metrics``
+    ends), WebSocket ``/media`` (simple-websocket, ``serving.mediasocket``), ``GET /healthz`` and ``GET /metrics``
     (Prometheus, when prometheus-client is installed). Hooks: ``config_for_call(params)`` and
     MediaSession's family above (``on_transcript_entry``, ``on_keypad``, ``on_transfer``,
     ``on_end``, ``on_report``). ``carrier="telnyx"`` (or ``("twilio", "telnyx")``) mounts Telnyx's

@@ -209,6 +209,9 @@ class CallerLevel:
         self._adapt = noise_margin_db is not None
         self._quiet_line = (self.QUIET_REACH_DB, self.QUIET_LINE_DB) if voiced_needed else (0.0, 0.0)
         self.loud = False  # the last frame was loud (and the caller's)
+        # Someone outside reads ``loud`` even when no barge-in can start (the false-trigger watch
+        # after one): then rumble must read as quiet there too, so the dull check is made anyway.
+        self.rumble_matters = False
         self._voiced = 0  # voiced loud frames in the current run
         self._utterance_voiced = 0  # ... in the utterance's earlier runs (a voice heard once counts for it all)
         self._periods: list[float] = []  # pitch periods of the run's consecutive voiced frames (held notes)
@@ -269,9 +272,14 @@ class CallerLevel:
                 return self._wait_for_voice(frame, armed)
             if self._holding:
                 return self._hold(frame, armed)
-            if self.loud and not self.detector.run and self._dull_onset(frame):
-                self.loud, level = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
-            ok = (self.loud or self.detector.run > 0) and armed()
+            may: bool | None = None  # armed(), asked at most once per frame
+            if self.loud and not self.detector.run:
+                may = armed()
+                # the pitch analysis only where a run could start (or the false-trigger watch
+                # reads ``loud``): not on every loud frame of a caller speaking to a quiet agent
+                if (may or self.rumble_matters) and self._dull_onset(frame):
+                    self.loud, level = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
+            ok = (self.loud or self.detector.run > 0) and (armed() if may is None else may)
             if self.loud and ok:
                 self._loud_frame(frame)
                 if self._deaf:

@@ -12,6 +12,7 @@ It is asked only about loud frames inside a possible barge-in, never about every
 """
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 from .mulaw import ULAW_TABLE
@@ -79,15 +80,21 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
 
 
 _NUMPY: list = []
+_NUMPY_LOCK = threading.Lock()
 
 
 def _numpy() -> tuple:
     """numpy, the mu-law table as an array, and ``sliding_window_view`` (imported once, when a
-    call first needs a frame listened to: the library's import stays light)."""
+    call first needs a frame listened to: the library's import stays light). Under a lock: the
+    first calls of a threaded server arrive together, and two filling the list at once left six
+    items in it, which failed every later frame of those calls."""
     if not _NUMPY:
-        import numpy
-        from numpy.lib.stride_tricks import sliding_window_view
-        _NUMPY.extend((numpy, numpy.array(ULAW_TABLE, dtype=numpy.float64), sliding_window_view))
+        with _NUMPY_LOCK:
+            if not _NUMPY:
+                import numpy
+                from numpy.lib.stride_tricks import sliding_window_view
+                table = numpy.array(ULAW_TABLE, dtype=numpy.float64)
+                _NUMPY.extend((numpy, table, sliding_window_view))
     return tuple(_NUMPY)
 
 

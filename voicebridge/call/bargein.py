@@ -72,6 +72,7 @@ class BargeIn:
     def hear(self, frame: bytes, now: float, listening: bool = True) -> bytes:
         """One caller frame (run thread): duck, release or confirm; returns what the model is sent
         (an echo-only frame becomes comfort noise). ``listening`` is False once the call is ending."""
+        self._level.rumble_matters = self._false_trigger.armed
         heard = self.listener.hear(frame, now, self._armed if listening else _never)
         if heard.verdict is Verdict.ECHO:
             self._metrics.add("echo_frames_suppressed")

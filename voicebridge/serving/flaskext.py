@@ -53,7 +53,6 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask
-from flask_sock import Sock
 
 from ..carrier.twilio import dialing
 from ..model import client as realtime_client
@@ -68,6 +67,7 @@ from ..call.hooks import HookRunner, legacy
 from ..call.session import MediaSession
 from .admission import CLOSE_TRY_AGAIN_LATER, TRANSFER_WAIT_S, Admission
 from .drain import DRAIN_GRACE_S, Drain
+from .mediasocket import media_route
 from .webhooks import SCHEMES, SignatureCheck, WebhookViews  # first: it names a missing twilio's fix
 from .outbound_calls import OutboundCalls
 from .sharedstate import SharedState, board_key, open_state
@@ -151,9 +151,10 @@ class VoiceBridge:
     ``on_call_end(metrics)`` still work, with a DeprecationWarning. ``connect`` replaces the
     Realtime connector (tests inject fakes). Hook errors are logged, never raised into a call.
 
-    ``/media`` is served by flask-sock/simple-websocket, on any server flask-sock supports,
-    honouring ``SOCK_SERVER_OPTIONS["max_message_size"]``. :meth:`handle_media` serves one call
-    on any accepted socket, for an app that also routes a socket of its own to the bridge.
+    ``/media`` is served by simple-websocket with the bridge's own frame codec
+    (``serving.mediasocket``), on any server flask-sock supports, honouring
+    ``SOCK_SERVER_OPTIONS["max_message_size"]``. :meth:`handle_media` serves one call on any
+    accepted socket (an app's own flask-sock route may hand its socket to the bridge).
 
     ``metrics``: Prometheus metrics at ``/metrics`` -- None (default): if prometheus-client is
     installed; True: required (an error naming the pip install if it is not); False: off.
@@ -294,16 +295,15 @@ class VoiceBridge:
         bp.before_request(self.views.guard)
         bp.add_url_rule("/healthz", "healthz", self.views.healthz, methods=["GET"])
         bp.add_url_rule("/metrics", "metrics", self.views.metrics_view, methods=["GET"])
-        sock = Sock()
         if "twilio" in self.carriers:
             bp.add_url_rule("/voice", "voice", self.views.voice, methods=["GET", "POST"])
             bp.add_url_rule("/voice/after", "after_stream", self.views.after_stream, methods=["GET", "POST"])
             bp.add_url_rule("/voice/amd", "amd_result", self.outbound.amd_result, methods=["POST"])
-            sock.route("/media", bp=bp, endpoint="media")(self.handle_media)
+            media_route(bp, "/media", "media", self.handle_media)
         if "telnyx" in self.carriers:
             bp.add_url_rule(f"{TELNYX_PREFIX}/voice", "telnyx_voice", self.views.telnyx_voice, methods=["POST"])
             bp.add_url_rule(f"{TELNYX_PREFIX}/voice/after", "telnyx_after", self.views.telnyx_after, methods=["POST"])
-            sock.route(f"{TELNYX_PREFIX}/media", bp=bp, endpoint="telnyx_media")(self.handle_telnyx_media)
+            media_route(bp, f"{TELNYX_PREFIX}/media", "telnyx_media", self.handle_telnyx_media)
         return bp
 
     # ------------------------------------------------------------------ outbound calls

@@ -7,8 +7,8 @@ wake-ups per message. ``ServerWebSocket`` instead reads on the thread that calls
 one blocking ``recv`` per message, bounded by ``SO_RCVTIMEO``, decoded by
 ``wsframe.FrameReader``. That keeps the local server light beside the bridge it serves when
 ``benchmarks/scale.py`` runs both on one machine. Sends may come from any thread; they are
-serialised here. The bridge's own ``/media`` is served by flask-sock: this reader was offered
-there too and measured out (docs/performance.md, "The hand-written WebSocket server").
+serialised here. The bridge's own ``/media`` keeps simple-websocket's reader thread (framed
+by ``wsframe``, ``serving.mediasocket``): this reader was offered there too and measured out (docs/performance.md, "The hand-written WebSocket server").
 
 ``accept(environ)`` does the RFC 6455 handshake on the raw socket the WSGI server exposes
 (werkzeug's ``werkzeug.socket``, gunicorn's ``gunicorn.socket``); ``FinishedResponse`` is what

@@ -1,0 +1,95 @@
+"""The media stream's socket (simple-websocket framed by wsframe), over a local socket pair."""
+from __future__ import annotations
+
+import socket
+from typing import Iterator
+
+import pytest
+from simple_websocket import ConnectionClosed
+
+from voicebridge.model import wsframe
+from voicebridge.serving.mediasocket import MediaSocket
+
+KEY = b"\x01\x02\x03\x04"
+
+
+def _environ(sock: socket.socket) -> dict:
+    return {"werkzeug.socket": sock, "HTTP_HOST": "bridge", "HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "Upgrade",
+            "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ==", "HTTP_SEC_WEBSOCKET_VERSION": "13"}
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[MediaSocket, socket.socket]]:
+    """A connected MediaSocket and the peer's end, its 101 answer already read."""
+    server_end, peer = socket.socketpair()
+    peer.settimeout(5)
+    ws = MediaSocket(_environ(server_end), max_message_size=1024)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += peer.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    try:
+        yield ws, peer
+    finally:
+        peer.close()
+        ws.thread.join(5)
+        assert not ws.thread.is_alive()
+
+
+def _frames(peer: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """The server's frames as the peer reads them (unmasked, as a server sends)."""
+    buf = b""
+    while True:
+        while len(buf) < 2 or len(buf) < 2 + (buf[1] & 0x7F):
+            chunk = peer.recv(4096)
+            if not chunk:
+                return
+            buf += chunk
+        assert not buf[1] & 0x80 and (buf[1] & 0x7F) < 126
+        n = buf[1] & 0x7F
+        yield buf[0] & 0x0F, buf[2:2 + n]
+        buf = buf[2 + n:]
+
+
+def test_messages_arrive_in_order_whole_fragmented_or_several_to_a_read(pair) -> None:
+    ws, peer = pair
+    first = wsframe.encode(wsframe.OP_TEXT, b'{"event":"media"}', KEY)
+    part1 = bytes((0x01, 0x80 | 3)) + KEY + wsframe.mask(b'{"e', KEY)  # text, not final
+    part2 = bytes((0x80, 0x80 | 2)) + KEY + wsframe.mask(b'"}', KEY)  # continuation, final
+    peer.sendall(first + part1 + part2 + wsframe.encode(wsframe.OP_BINARY, b"\x00\xff", KEY))
+    assert [ws.receive(5) for _ in range(3)] == ['{"event":"media"}', '{"e"}', b"\x00\xff"]
+    ws.send('{"event":"mark"}')
+    assert next(_frames(peer)) == (wsframe.OP_TEXT, b'{"event":"mark"}')
+
+
+def test_a_ping_is_answered_and_a_close_is_returned_with_its_code(pair) -> None:
+    ws, peer = pair
+    peer.sendall(wsframe.encode(wsframe.OP_PING, b"hi", KEY))
+    frames = _frames(peer)
+    assert next(frames) == (wsframe.OP_PONG, b"hi")
+    peer.sendall(wsframe.encode(wsframe.OP_CLOSE, wsframe.close_payload(1001, "gone"), KEY))
+    assert next(frames) == (wsframe.OP_CLOSE, wsframe.close_payload(1001))
+    with pytest.raises(ConnectionClosed):
+        while True:  # None until the reader has seen the close
+            ws.receive(0.1)
+            ws.send("after the close")
+    assert ws.close_reason == 1001 and ws.close_message == "gone"
+
+
+def test_a_message_over_the_cap_closes_the_stream_with_1009(pair) -> None:
+    ws, peer = pair
+    peer.sendall(wsframe.encode(wsframe.OP_TEXT, b"x" * 2000, KEY))
+    opcode, payload = next(_frames(peer))
+    assert opcode == wsframe.OP_CLOSE and payload[:2] == wsframe.CLOSE_TOO_BIG.to_bytes(2, "big")
+    with pytest.raises(ConnectionClosed):
+        ws.receive(5)
+    assert ws.close_reason == wsframe.CLOSE_TOO_BIG
+
+
+def test_a_compressed_frame_ends_the_stream_as_a_protocol_error(pair) -> None:
+    ws, peer = pair
+    peer.sendall(bytes((0xC1, 0x80 | 2)) + KEY + wsframe.mask(b"{}", KEY))  # RSV1: deflate never agreed
+    opcode, payload = next(_frames(peer))
+    assert opcode == wsframe.OP_CLOSE and payload[:2] == wsframe.CLOSE_PROTOCOL_ERROR.to_bytes(2, "big")
+    with pytest.raises(ConnectionClosed):
+        ws.receive(5)
