@@ -231,3 +231,73 @@ def test_the_rumble_check_is_made_only_where_its_answer_can_matter(monkeypatch: 
     level.rumble_matters = False
     decisions(level, [audio.SILENCE_FRAME] * 5 + speech[:1], 30.0)
     assert len(asked) >= 2
+
+
+class _ScriptedListener:
+    """The listener's decisions, scripted frame by frame (the barge-in's own bookkeeping is tested)."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.level = SimpleNamespace(loud=False, detector=SimpleNamespace(run=0), rumble_matters=False,
+                                     reset=lambda: None)
+        self.holding = False
+        self.floor_dbfs = -60.0
+
+    def frame(self, decision, loud: bool):
+        from types import SimpleNamespace
+
+        self.level.detector.run = self.level.detector.run + 1 if loud else 0
+        self.level.loud = loud
+        self._heard = SimpleNamespace(verdict=None, decision=decision, level_dbfs=-20.0 if loud else -60.0,
+                                      forward=b"")
+
+    def hear(self, frame, now, armed):
+        return self._heard
+
+    def server_speech(self, now, audible):
+        from voicebridge.audio.listening import ServerSpeech
+
+        return ServerSpeech.LOCAL  # a voice is being heard here: the local detector decides
+
+
+def test_a_pause_between_words_keeps_the_utterances_onset_for_the_servers_evidence():
+    """"Stop ... please": the first word ducks, the pause releases, the server hears speech, the
+    second word ducks again and confirms. The procedure's onset is the first word's, so the
+    server's speech_started counts for it (the demo's "Stop please" was a false barge-in every time
+    the second duck moved the onset past it); after a longer silence a new utterance begins."""
+    import logging
+    from types import SimpleNamespace
+
+    from voicebridge.audio.detector import Decision
+    from voicebridge.call.bargein import BargeIn
+    from voicebridge.call.context import CallContext
+    from voicebridge.call.metrics import CallMetrics
+    from voicebridge.config import BridgeConfig
+    from voicebridge.testing import ManualClock
+
+    clock = ManualClock()
+    listener = _ScriptedListener()
+    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: None, audible=True)
+    barge_in = BargeIn(CallContext(BridgeConfig(), CallMetrics(), logging.getLogger("t"), clock), outbound, None,
+                       None, lambda *a: None, listener)
+    onsets = []
+    barge_in.run = lambda trigger, now, onset: onsets.append(onset)  # the procedure itself is tested elsewhere
+
+    def frame(at: float, decision=Decision.NONE, loud: bool = False) -> None:
+        clock.now = at
+        listener.frame(decision, loud)
+        barge_in.hear(b"", at)
+
+    frame(1.00, Decision.DUCK, loud=True)  # "stop"
+    frame(1.02, loud=True)
+    frame(1.04)
+    frame(1.06, Decision.RELEASE)
+    assert barge_in.server_speech(1.20).value == "local"
+    frame(1.30, Decision.DUCK, loud=True)  # "please", 240 ms after "stop" ended
+    frame(1.32, Decision.CONFIRM, loud=True)
+    assert onsets == [1.00]
+    frame(1.34)
+    frame(2.00, Decision.DUCK, loud=True)  # 660 ms of quiet later: another utterance
+    frame(2.02, Decision.CONFIRM, loud=True)
+    assert onsets == [1.00, 2.00]

@@ -37,6 +37,7 @@ from .context import CallContext
 Interrupted = Callable[[Interruption, int], None]
 
 ONSET_MEMORY_S = 2.0
+UTTERANCE_GAP_S = 0.4  # loud runs this close are one utterance (as the listener joins voiced runs)
 """A server trigger measures its latency from a local duck's onset at most this old."""
 
 
@@ -61,7 +62,9 @@ class BargeIn:
         self.listener = listener if listener is not None else Listener(config)
         self._level = self.listener.level
         self._false_trigger = bargein.FalseTriggerMonitor(config.false_trigger_ms / 1000)
-        self._onset: float | None = None  # first loud frame of the current loud run (run thread)
+        self._onset: float | None = None  # first loud frame of the current utterance (run thread)
+        self._was_loud = False
+        self._run_ended_at: float | None = None  # the last loud run's end (run thread)
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
 
     # ------------------------------------------------------------------ triggers
@@ -80,10 +83,14 @@ class BargeIn:
         return heard.forward
 
     def _act(self, decision: bargein.Decision, level_dbfs: float, now: float) -> None:
+        loud = self._level.loud
+        if self._was_loud and not loud:
+            self._run_ended_at = now
+        self._was_loud = loud
         if self._false_trigger.armed:
-            self._false_trigger.level(self._level.loud, now)
+            self._false_trigger.level(loud, now)
         if decision is bargein.Decision.DUCK:
-            self._onset = now
+            self._utterance_began(now)
             self._outbound.pause(now)
             self._metrics.add("ducks")
             self._log.info("duck: caller loud (%.1f dBFS), sending paused", level_dbfs)
@@ -102,7 +109,14 @@ class BargeIn:
             self._resume_backchannel()
         elif decision is bargein.Decision.CONFIRM:
             self.run("local", now, self._onset if self._onset is not None else now)
-        elif self._level.loud and self._level.detector.run == 1:
+        elif loud and self._level.detector.run == 1:
+            self._utterance_began(now)
+
+    def _utterance_began(self, now: float) -> None:
+        """A loud run began: a new utterance, unless the last run ended within UTTERANCE_GAP_S
+        ("stop ... please": the pause between words ducks again but keeps the first word's onset,
+        so the server's speech_started heard in between still counts for the barge-in)."""
+        if self._onset is None or self._run_ended_at is None or now - self._run_ended_at > UTTERANCE_GAP_S:
             self._onset = now
 
     def _resume_backchannel(self) -> None:
