@@ -64,7 +64,7 @@ method of OutboundAudio adds it to SimOutbound; a bridge that is not a MediaSess
 any object with the methods above (pass a factory to :func:`run_case`).
 
 Usage: python benchmarks/bargein_cases.py [--json] [--only KIND] [--n N] [--seed S] [--vad auto|silero|energy]
-       [--variant before|now] [--set NAME=JSON (a setting of "now")]
+       [--variant before|now|COMMIT] [--also COMMIT] [--no-greeting] [--set NAME=JSON (a setting of "now")]
 """
 from __future__ import annotations
 
@@ -108,6 +108,7 @@ CASE_S = ANSWER_AT + ANSWER_S + 0.9
 OVERTIME_S = 3.5  # a call goes on past CASE_S (this much at most) while a paused answer still plays
 DETECT_WITHIN_S = 1.0
 SID = "MZbench"
+GREETING_ON = True  # --no-greeting: the answer is the call's first audio (the echo gate has learned nothing)
 cpu_clock = time.thread_time  # CPU of this thread: a busy machine does not inflate it
 
 
@@ -629,7 +630,7 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     while t < CASE_S - 1e-9 or (t < CASE_S + OVERTIME_S - 1e-9 and agent_heard < len(answer) - 160
                                  and not any(a == "clear" for _, a in bridge.actions) and not server.cancelled_at):
         # the model
-        if i == 5:
+        if i == 5 and GREETING_ON:
             server.start("greeting", GREETING, t)
         if not answer_started and t >= ANSWER_AT - MODEL_NET_S:
             answer_started = True
@@ -860,13 +861,19 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
     }
 
 
-def variants(vad_kind: str, settings: dict[str, Any] | None = None) -> dict[str, Callable[[], Any]]:
-    """The bridges to compare: the code of ``BEFORE_COMMIT`` and the working tree, both at defaults
-    (``settings`` changes the working tree's: the trade of a setting, measured)."""
+def variants(vad_kind: str, settings: dict[str, Any] | None = None,
+             also: "tuple[str, ...]" = ()) -> dict[str, Callable[[], Any]]:
+    """The bridges to compare: the code of ``BEFORE_COMMIT``, of each commit in ``also`` and the
+    working tree, all at defaults (``settings`` changes the working tree's: the trade of a
+    setting, measured)."""
     before = load_before()
     now = importlib.import_module("voicebridge")
     config = now.BridgeConfig(**settings) if settings else None
-    return {"before": lambda: Bridge(before), "now": lambda: Bridge(now, config)}
+    chosen: dict[str, Callable[[], Any]] = {"before": lambda: Bridge(before)}
+    for commit in also:
+        chosen[commit] = lambda pkg=load_before(commit): Bridge(pkg)
+    chosen["now"] = lambda: Bridge(now, config)
+    return chosen
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -882,16 +889,22 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="the set's seed (answer offsets, onsets, jitter)")
     ap.add_argument("--vad", default="auto", choices=("auto", "silero", "energy"), help="the model's VAD")
     ap.add_argument("--variant", action="append", help="run only this variant (before, now); repeatable")
+    ap.add_argument("--also", action="append", default=[], metavar="COMMIT",
+                    help="also run the bridge of this commit, as a column between before and now; repeatable")
+    ap.add_argument("--no-greeting", action="store_true",
+                    help="no greeting: the answer is the call's first audio (as in the example app)")
     ap.add_argument("--set", action="append", type=_setting, default=[], metavar="NAME=JSON",
                     help="a BridgeConfig setting of 'now' (e.g. barge_in_min_speech_ms=600); repeatable")
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the bridges' per-call log lines
+    global GREETING_ON
+    GREETING_ON = not args.no_greeting
     cases = [c for c in case_set(args.seed, args.n) if not args.only or c.kind == args.only]
     vad_name = make_vad(VadConfig(), kind=args.vad).kind
-    report: dict = {"machine": machine(), "cases": len(cases), "model_vad": vad_name,
+    report: dict = {"machine": machine(), "cases": len(cases), "model_vad": vad_name, "greeting": GREETING_ON,
                     "net_ms": {"caller": NET_S * 1000, "model": MODEL_NET_S * 1000}}
     started = time.monotonic()
-    chosen = {name: make for name, make in variants(args.vad, dict(args.set)).items() if not args.variant or name in args.variant}
+    chosen = {name: make for name, make in variants(args.vad, dict(args.set), tuple(args.also)).items() if not args.variant or name in args.variant}
     runs: dict[str, tuple[list, list]] = {name: ([], [0.0]) for name in chosen}
     for name, make in chosen.items():  # warm-up: first-use tables and imports are not per-call costs
         run_case(cases[0], make, args.vad)
