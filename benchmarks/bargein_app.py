@@ -27,10 +27,11 @@ from collections import Counter
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from voicebridge.app import Settings, simulated_call  # noqa: E402
-from voicebridge.local.server import LocalRealtimeServer  # noqa: E402
-from voicebridge.sim.acoustics import Acoustics  # noqa: E402
-from voicebridge.sim.room import LoudspeakerEcho  # noqa: E402
+from voicebridge.dev.appcall import simulated_call
+from voicebridge.serving.app import Settings  # noqa: E402
+from voicebridge.dev.local.server import LocalRealtimeServer  # noqa: E402
+from voicebridge.dev.sim.acoustics import Acoustics  # noqa: E402
+from voicebridge.dev.sim.room import LoudspeakerEcho  # noqa: E402
 
 ASK = "say:What can you tell me?,wait_agent:8000"
 SCRIPTS = {

@@ -3,12 +3,12 @@
 Every case is one call of a few seconds in virtual time (no sockets, no threads, no sleeps).
 The agent greets (not interruptible), then answers; during the answer the caller makes a sound,
 or nothing. What the caller's microphone sends is built from the committed material:
-:mod:`voicebridge.sim.corpus` speech (espeak-ng voices, accents, rates, pitches, whispers, soft
-and unvoiced onsets, backchannels), :mod:`voicebridge.sim.room` sounds (music, distant babble,
+:mod:`voicebridge.dev.sim.corpus` speech (espeak-ng voices, accents, rates, pitches, whispers, soft
+and unvoiced onsets, backchannels), :mod:`voicebridge.dev.sim.room` sounds (music, distant babble,
 TV, car, mains hum, knocks, door, keyboard, clicks, coughs) and the echo of exactly what the
-caller heard through :class:`~voicebridge.sim.room.LoudspeakerEcho` (loudspeaker saturation, a
+caller heard through :class:`~voicebridge.dev.sim.room.LoudspeakerEcho` (loudspeaker saturation, a
 room, the phone band, a 40-250 ms delay, -30..-10 dB). The model's side is a small server
-emulation whose VAD is the local server's (:func:`voicebridge.local.vad.make_vad`: Silero when
+emulation whose VAD is the local server's (:func:`voicebridge.dev.local.vad.make_vad`: Silero when
 the ``vad`` extra is installed): it hears the bridge's uplink (echo included, as OpenAI's does),
 sends ``speech_started``/``speech_stopped``/``committed``, with ``interrupt_response`` true
 cancels the answer itself, as the real service does, and transcribes committed turns when the
@@ -71,6 +71,7 @@ from __future__ import annotations
 import argparse
 import base64
 import importlib
+import importlib.util
 import json
 import logging
 import random
@@ -91,11 +92,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine, percentile  # noqa: E402
-from voicebridge import tts  # noqa: E402
-from voicebridge.local.vad import ServerVad, VadConfig, make_vad  # noqa: E402
-from voicebridge.local.agent import GREETING as GREETING_PART, LONG_ANSWER  # noqa: E402
-from voicebridge.sim import corpus, room  # noqa: E402
-from voicebridge.sim.playout import PlayoutBuffer  # noqa: E402
+from voicebridge.dev import tts  # noqa: E402
+from voicebridge.dev.local.vad import ServerVad, VadConfig, make_vad  # noqa: E402
+from voicebridge.dev.local.agent import GREETING as GREETING_PART, LONG_ANSWER  # noqa: E402
+from voicebridge.dev.sim import corpus, room  # noqa: E402
+from voicebridge.dev.sim.playout import PlayoutBuffer  # noqa: E402
 
 BEFORE_COMMIT = "653910d"
 TICK = 0.02
@@ -222,9 +223,16 @@ def load_before(commit: str = BEFORE_COMMIT) -> ModuleType:
     return importlib.import_module(name)
 
 
+# the modules the harness drives, by their flat names (before the layer packages) and where they live now
+LAYERED = {"session": "call.session", "framing": "audio.framing", "pacing": "audio.pacing",
+           "playback": "audio.playback", "twilio_protocol": "carrier.twilio.protocol",
+           "realtime_protocol": "model.protocol", "audio": "audio.mulaw", "config": "config"}
+
+
 def submodules(pkg: ModuleType) -> dict[str, ModuleType]:
-    names = ("session", "config", "framing", "pacing", "playback", "twilio_protocol", "realtime_protocol", "audio")
-    return {n: importlib.import_module(f"{pkg.__name__}.{n}") for n in names}
+    """The harness's modules of ``pkg``, whether ``pkg`` has the layer packages or is flat."""
+    layered = importlib.util.find_spec(f"{pkg.__name__}.call") is not None
+    return {n: importlib.import_module(f"{pkg.__name__}.{path if layered else n}") for n, path in LAYERED.items()}
 
 
 class SimOutbound:
@@ -449,7 +457,7 @@ class Bridge:
         return self._out.tick(now)
 
     def counters(self) -> dict:
-        """The call's counters (``voicebridge.metrics.COUNTERS``): barge_in_local, barge_in_server..."""
+        """The call's counters (``voicebridge.call.metrics.COUNTERS``): barge_in_local, barge_in_server..."""
         return self.session._metrics.snapshot()
 
     def model_out(self) -> list[dict]:

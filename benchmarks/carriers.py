@@ -24,8 +24,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-from voicebridge.app import Settings, simulated_call  # noqa: E402
-from voicebridge.local.server import LocalRealtimeServer  # noqa: E402
+from voicebridge.dev.appcall import simulated_call
+from voicebridge.serving.app import Settings  # noqa: E402
+from voicebridge.dev.local.server import LocalRealtimeServer  # noqa: E402
 
 SCRIPT = ("wait_agent:5000,wait_quiet:400,say:What can you tell me?,wait_agent:6000,interrupt:300:Stop please,"
           "wait_quiet:600,hangup")

@@ -1,7 +1,7 @@
 """Outbound calls with answering-machine detection: how fast the call opens after the verdict.
 
 Each run is one outbound call placed by ``VoiceBridge.call`` through the ``twilio`` client, to the
-local Calls API stand-in (voicebridge.sim.callsapi), which dials a simulated callee -- a person
+local Calls API stand-in (voicebridge.dev.sim.callsapi), which dials a simulated callee -- a person
 ("hello?", a pause: AMD says ``human``) or a voicemail (a greeting, a 1 kHz beep: AMD says
 ``machine_end_beep``) -- and sends the signed webhooks; the bridge is the example app on a real
 server, its model the embedded local Realtime server (tone mode). Runs alternate person/voicemail.
@@ -22,10 +22,10 @@ import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from voicebridge import dialing  # noqa: E402
-from voicebridge.app import Settings, create_app, serve  # noqa: E402
-from voicebridge.local.server import LocalRealtimeServer  # noqa: E402
-from voicebridge.sim.callsapi import CallsAPI, Callee  # noqa: E402
+from voicebridge.carrier.twilio import dialing  # noqa: E402
+from voicebridge.serving.app import Settings, create_app, serve  # noqa: E402
+from voicebridge.dev.local.server import LocalRealtimeServer  # noqa: E402
+from voicebridge.dev.sim.callsapi import CallsAPI, Callee  # noqa: E402
 
 TOKEN, ACCOUNT = "b" * 32, "AC" + "7" * 32
 CALLER_ID, PERSON, VOICEMAIL = "+15005550006", "+15550001111", "+15550002222"

@@ -33,9 +33,13 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks._common import machine, percentile  # noqa: E402
-from voicebridge import BridgeConfig, audio, realtime_client, testing, tts  # noqa: E402
-from voicebridge.local import LocalRealtimeServer  # noqa: E402
-from voicebridge.sim.tonecheck import ToneChecker  # noqa: E402
+from voicebridge import BridgeConfig
+from voicebridge.audio import mulaw as audio
+from voicebridge.model import client as realtime_client
+from voicebridge import testing
+from voicebridge.dev import tts  # noqa: E402
+from voicebridge.dev.local import LocalRealtimeServer  # noqa: E402
+from voicebridge.dev.sim.tonecheck import ToneChecker  # noqa: E402
 
 FRAME_S = 0.02
 SILENCE = b"\xff" * 160

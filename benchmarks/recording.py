@@ -25,11 +25,12 @@ import wave
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from voicebridge.app import Settings, simulated_call  # noqa: E402
-from voicebridge.audio import SILENCE_BYTE, ULAW_TABLE  # noqa: E402
-from voicebridge.calllog import CallLog  # noqa: E402
-from voicebridge.local.server import LocalRealtimeServer  # noqa: E402
-from voicebridge.recording import CallRecording  # noqa: E402
+from voicebridge.dev.appcall import simulated_call
+from voicebridge.serving.app import Settings  # noqa: E402
+from voicebridge.audio.mulaw import SILENCE_BYTE, ULAW_TABLE  # noqa: E402
+from voicebridge.call.log import CallLog  # noqa: E402
+from voicebridge.dev.local.server import LocalRealtimeServer  # noqa: E402
+from voicebridge.call.recording import CallRecording  # noqa: E402
 
 SCRIPT = "wait_agent:5000,wait_quiet:400,say:What can you tell me?,wait_agent:6000,interrupt:300:Stop please,wait_quiet:600,hangup"
 

@@ -24,8 +24,8 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from voicebridge.delivery import ReportSender  # noqa: E402
-from voicebridge.report import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Backoff, verify  # noqa: E402
+from voicebridge.call.delivery import ReportSender  # noqa: E402
+from voicebridge.call.report import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Backoff, verify  # noqa: E402
 
 SECRET = "bench-secret"
 

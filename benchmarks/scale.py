@@ -71,8 +71,8 @@ def _bin(x: float) -> int:
 
 def _load_prompt(name: str) -> list[bytes]:
     """A bundled caller prompt as 160-byte frames, leading quiet frames trimmed (onset = first loud frame)."""
-    from voicebridge import audio
-    from voicebridge.tts import load_prompt
+    from voicebridge.audio import mulaw as audio
+    from voicebridge.dev.tts import load_prompt
 
     data = load_prompt(name)
     frames = [data[i:i + 160] for i in range(0, len(data) - 159, 160)]
@@ -559,7 +559,7 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
     env["PYTHONPATH"] = root  # the code under test: this checkout, or another one (--root)
     worker = ["-k", "gevent", "--worker-connections", str(max(1000, 4 * per_instance))] \
         if args.worker_class == "gevent" else ["-k", "gthread", "--threads", str(threads)]
-    app = "voicebridge.app:create_app(websocket='direct')" if args.websocket == "direct" \
+    app = "voicebridge.serving.app:create_app(websocket='direct')" if args.websocket == "direct" \
         else "examples.twilio_app:create_app()"
     if args.workers > 1:  # one command, every worker: the example's gunicorn config
         env.update(WEB_CONCURRENCY=str(args.workers), WORKER_CLASS=args.worker_class, WEBSOCKET=args.websocket,

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis.connection  # noqa: E402
 
 from benchmarks.fleet_parts import RedisServer  # noqa: E402
-from voicebridge.sharedstate import SharedState, file_state, open_state  # noqa: E402
+from voicebridge.serving.sharedstate import SharedState, file_state, open_state  # noqa: E402
 
 MOMENTS = ("admission", "redemption", "transfer", "end")
 

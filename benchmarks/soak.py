@@ -34,7 +34,7 @@ from flask_sock import Sock  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from voicebridge import BridgeConfig, MediaSession  # noqa: E402
-from voicebridge.local import LocalRealtimeServer  # noqa: E402
+from voicebridge.dev.local import LocalRealtimeServer  # noqa: E402
 
 SETTLE_S = 10.0  # how long threads / fds may take to return to baseline after a batch
 RSS_LIMIT = 0.05

@@ -24,9 +24,10 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks._common import machine  # noqa: E402
-from voicebridge import audio, tts  # noqa: E402
-from voicebridge.local import vad  # noqa: E402
-from voicebridge.sim import corpus, room  # noqa: E402
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tts  # noqa: E402
+from voicebridge.dev.local import vad  # noqa: E402
+from voicebridge.dev.sim import corpus, room  # noqa: E402
 
 RUNS = (1, 3, 5)
 PAD = b"\xff" * 2400  # 300 ms of silence either side of a clip

@@ -22,10 +22,10 @@ What it arranges, and why:
   directories and exports them, unless they are set already. They go in a runtime directory when
   there is one (``$RUNTIME_DIRECTORY`` from systemd's ``RuntimeDirectory=``, else
   ``$XDG_RUNTIME_DIR``), which the host's temp cleaning never ages, else in the temp directory
-  (systemd-tmpfiles ages /tmp: the library recreates what it deletes, ``voicebridge.shared``): ``PROMETHEUS_MULTIPROC_DIR``, so
+  (systemd-tmpfiles ages /tmp: the library recreates what it deletes, ``voicebridge.serving.filestate``): ``PROMETHEUS_MULTIPROC_DIR``, so
   ``/metrics`` adds up every worker (prometheus_client reads it when first imported, which is in
   the workers: do not use ``--preload``), and ``VOICEBRIDGE_STATE_DIR``, so the workers share
-  the call cap, the single-use stream tokens and pending transfers (``voicebridge.shared``).
+  the call cap, the single-use stream tokens and pending transfers (``voicebridge.serving.filestate``).
   ``on_exit`` removes the directories it made.
 * ``child_exit`` tells prometheus_client a worker is gone, so its live calls leave the sum.
 * ``worker_exit`` gives a leaving worker's shared state back (with ``REDIS_URL``: its call
@@ -61,7 +61,7 @@ class SettingError(SystemExit):
 
 
 def _int_env(name: str, default: int, minimum: int = 1) -> int:
-    """An integer setting. Not ``voicebridge.app``'s parser: importing the library here, in the
+    """An integer setting. Not ``voicebridge.serving.app``'s parser: importing the library here, in the
     master, would import prometheus_client before the multiprocess directory exists, and every
     forked worker would inherit its single-process mode."""
     text = os.environ.get(name, "").strip()

@@ -2,7 +2,7 @@
 
 ``create_app`` builds a Flask app and mounts the bridge on it: ``POST /voice`` (the Twilio
 webhook), the ``/media`` WebSocket served by flask-sock, ``/healthz`` and ``/metrics``
-(``voicebridge.app.create_app`` reads the settings from the environment and mounts
+(``voicebridge.serving.app.create_app`` reads the settings from the environment and mounts
 ``voicebridge.VoiceBridge``). The same app answers Telnyx too: point a TeXML application's voice
 URL at ``POST /telnyx/voice`` (its stream is ``/telnyx/media``) and set ``TELNYX_PUBLIC_KEY`` (the
 account's public key, Mission Control: Keys & Credentials) so its Ed25519 signatures are checked;
@@ -38,7 +38,7 @@ from flask import Flask
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from voicebridge import app as example  # noqa: E402
+from voicebridge.serving import app as example  # noqa: E402
 
 
 BOOT_ERROR = 3
@@ -55,7 +55,7 @@ def create_app(settings: "example.Settings | None" = None) -> Flask:
     try:
         return example.create_app(settings or example.Settings.from_env())
     except example.ConfigError as exc:
-        logging.getLogger("voicebridge.app").error("cannot start: %s", exc)
+        logging.getLogger("voicebridge.serving.app").error("cannot start: %s", exc)
         raise SystemExit(BOOT_ERROR) from None
 
 

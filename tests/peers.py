@@ -1,6 +1,6 @@
 """Real-socket peers for tests, all on 127.0.0.1 with free ports and always stopped.
 
-* ``one_connection``: a one-shot WebSocket server on ``voicebridge.local.wsserver`` (handler per test);
+* ``one_connection``: a one-shot WebSocket server on ``voicebridge.dev.local.wsserver`` (handler per test);
 * ``RawServer``: a TCP server that accepts and stays silent or sends one canned reply;
 * ``ScriptedRealtime``: a Realtime peer (flask-sock on werkzeug) playing a script, with helpers;
 * ``running`` and ``TwilioPeer``: the bridge app on a real server, and Twilio's side of a stream.
@@ -20,8 +20,8 @@ from flask_sock import Sock
 from werkzeug.serving import make_server
 
 from voicebridge import testing
-from voicebridge.app import serve
-from voicebridge.local import wsserver
+from voicebridge.serving.app import serve
+from voicebridge.dev.local import wsserver
 
 FRAME = bytes(range(160))
 SILENCE = b"\xff" * 160
@@ -206,7 +206,7 @@ def wsgi_server(app: Flask) -> Iterator[int]:
 
 @contextlib.contextmanager
 def running(app: Flask, **options: Any) -> Iterator[Any]:
-    """The bridge app served by ``voicebridge.app.serve`` (the example's background server)."""
+    """The bridge app served by ``voicebridge.serving.app.serve`` (the example's background server)."""
     handle = serve(app, "127.0.0.1", 0, **options)
     try:
         yield handle

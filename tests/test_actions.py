@@ -13,10 +13,11 @@ import weakref
 
 import pytest
 
-from voicebridge import BridgeConfig, tts
+from voicebridge import BridgeConfig
+from voicebridge.dev import tts
 from voicebridge.testing import (BridgeCall, ManualClock, rt_agent_transcript, rt_function_call, rt_response_created,
                                  rt_response_done, rt_speech_started, rt_speech_stopped, twilio_dtmf, wait_until)
-from voicebridge.tools import tool
+from voicebridge.call.tools import tool
 
 FRAME = b"\x42" * 160
 CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=3.0, idle_nudge_s=None, idle_hangup_s=None,
@@ -314,7 +315,7 @@ def test_a_hung_tool_never_keeps_the_process_from_exiting(tmp_path):
     script = tmp_path / "hung.py"
     script.write_text(
         "import threading\n"
-        "from voicebridge.toolpool import ToolPool\n"
+        "from voicebridge.call.toolpool import ToolPool\n"
         "started = threading.Event()\n"
         "def never():\n"
         "    started.set()\n"

@@ -2,9 +2,9 @@
 import json
 
 from voicebridge import BridgeConfig
-from voicebridge.analysis import EVENT_ID, PostCallAnalysis, full_schema, outcome, request, validate
-from voicebridge.local.agent import ScriptedAgent, Voice
-from voicebridge.local.engine import RealtimeEngine
+from voicebridge.call.analysis import EVENT_ID, PostCallAnalysis, full_schema, outcome, request, validate
+from voicebridge.dev.local.agent import ScriptedAgent, Voice
+from voicebridge.dev.local.engine import RealtimeEngine
 from voicebridge.testing import wait_until
 
 FIELDS = {"type": "object", "properties": {

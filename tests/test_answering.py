@@ -1,7 +1,7 @@
 """The opening of a call (answering.py): who speaks first, and what the AMD verdict decides. Sans-IO."""
 import pytest
 
-from voicebridge.answering import AnsweredBy, Opening, OpeningGate, OpeningRules, Phase, opening_for
+from voicebridge.call.opening import AnsweredBy, Opening, OpeningGate, OpeningRules, Phase, opening_for
 
 AMD = OpeningRules(amd=True, amd_timeout_s=30.0)
 

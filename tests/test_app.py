@@ -25,7 +25,7 @@ import websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from voicebridge import testing
-from voicebridge.app import ConfigError, Settings, create_app, serve
+from voicebridge.serving.app import ConfigError, Settings, create_app, serve
 from voicebridge.config import DEFAULT_GREETING, DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,13 +134,6 @@ def test_session_options_from_the_environment() -> None:
                                                                             1.1, None, "required")
     assert config.append_ms == 40
     assert Settings.from_env({"TURN_DETECTION": "none", "LOCAL_BACKEND": "1"}).session_options == {"turn_detection": None}
-
-
-def test_a_leftover_websocket_setting_is_named_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    settings = Settings.from_env({"WEBSOCKET": "direct", "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt",
-                                  "STARTUP_CHECK": "0"})
-    assert "WEBSOCKET=direct is ignored: /media is served by flask-sock" in caplog.text
-    assert "/media" in {rule.rule for rule in create_app(settings).url_map.iter_rules()}
 
 
 @pytest.mark.parametrize("env, message", [
@@ -564,7 +557,7 @@ def test_the_example_prints_one_line_for_a_bad_setting_and_starts_nothing(monkey
     monkeypatch.syspath_prepend(str(ROOT))
     module = importlib.import_module("examples.twilio_app")
     started: list[object] = []
-    monkeypatch.setattr("voicebridge.local.server.LocalRealtimeServer.start", lambda self: started.append(self))
+    monkeypatch.setattr("voicebridge.dev.local.server.LocalRealtimeServer.start", lambda self: started.append(self))
     cases = [({"LOCAL_BACKEND": "1", "MAX_CALLS": "many"}, "MAX_CALLS"), ({"LOCAL_BACKEND": "1", "SPEED": "9"}, "SPEED"),
              ({}, "OPENAI_API_KEY")]
     for env, named in cases:
@@ -594,7 +587,7 @@ def test_gunicorn_without_a_backend_stops_with_one_line(tmp_path: Path) -> None:
 
 
 def test_startup_check_fails_fast_with_the_servers_message() -> None:
-    from voicebridge.local.server import LocalRealtimeServer
+    from voicebridge.dev.local.server import LocalRealtimeServer
 
     with LocalRealtimeServer(mode="tone", api_key="sk-right") as local:
         wrong = Settings(openai_api_key="sk-wrong", openai_realtime_url=local.url, startup_check=True)

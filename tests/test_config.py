@@ -10,11 +10,12 @@ import json
 
 import pytest
 
-from voicebridge import BridgeConfig, realtime_client
-from voicebridge import realtime_protocol as rt
-from voicebridge.local import LocalRealtimeServer
-from voicebridge.local.agent import ScriptedAgent, Voice
-from voicebridge.local.engine import RealtimeEngine
+from voicebridge import BridgeConfig
+from voicebridge.model import client as realtime_client
+from voicebridge.model import protocol as rt
+from voicebridge.dev.local import LocalRealtimeServer
+from voicebridge.dev.local.agent import ScriptedAgent, Voice
+from voicebridge.dev.local.engine import RealtimeEngine
 from voicebridge.testing import wait_until
 
 from test_tools import assert_client_event

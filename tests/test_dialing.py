@@ -1,12 +1,12 @@
 """Outbound calls' plan and Twilio's refusals (dialing.py), against the local Calls API stand-in."""
 import pytest
 
-from voicebridge import dialing
+from voicebridge.carrier.twilio import dialing
 from voicebridge.config import BridgeConfig
-from voicebridge.dialing import (CallerIdNotAllowed, CallError, CallPlan, InvalidNumber, NotPermitted, RateLimited,
+from voicebridge.carrier.twilio.dialing import (CallerIdNotAllowed, CallError, CallPlan, InvalidNumber, NotPermitted, RateLimited,
                                  TwilioUnreachable)
-from voicebridge.sim.callsapi import CallsAPI
-from voicebridge.tools import Tool
+from voicebridge.dev.sim.callsapi import CallsAPI
+from voicebridge.call.tools import Tool
 
 TOKEN, ACCOUNT = "t" * 32, "AC" + "2" * 32
 
@@ -103,10 +103,10 @@ def test_create_call_asks_for_async_amd_on_the_bridges_routes():
 def test_voicebridge_dial_reports_twilios_refusal_and_bad_usage(api, tmp_path, capsys):
     from voicebridge.cli import COMMANDS
 
-    assert COMMANDS["dial"][0] == "voicebridge.dial"
+    assert COMMANDS["dial"][0] == "voicebridge.serving.dial"
     env = {"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": "https://bridge.example", "TWILIO_ACCOUNT_SID": ACCOUNT,
            "STATE_DIR": str(tmp_path), "TWILIO_API_URL": api.url}
-    from voicebridge import dial
+    from voicebridge.serving import dial
 
     assert dial.main(["not-a-number", "--from", "+15005550006"], env) == 1
     assert "InvalidNumber" in capsys.readouterr().err
@@ -119,7 +119,7 @@ def test_voicebridge_dial_reports_twilios_refusal_and_bad_usage(api, tmp_path, c
 def test_call_needs_twilio_routes_a_public_url_and_credentials():
     from flask import Flask
 
-    from voicebridge.flaskext import VoiceBridge
+    from voicebridge.serving.flaskext import VoiceBridge
 
     with pytest.raises(ValueError, match="public_url"):
         VoiceBridge(Flask("x"), auth_token=TOKEN, account_sid=ACCOUNT).call("+15550001111", "+15005550006")
@@ -132,7 +132,7 @@ def test_call_needs_twilio_routes_a_public_url_and_credentials():
 
 @pytest.mark.parametrize("backend", ["file", "redis"])
 def test_plans_and_verdicts_have_boards_of_their_own_on_either_backend(backend, tmp_path, request):
-    from voicebridge.sharedstate import open_state
+    from voicebridge.serving.sharedstate import open_state
 
     if backend == "redis":
         url = request.getfixturevalue("redis_server").url

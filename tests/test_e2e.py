@@ -3,10 +3,11 @@ import wave
 
 import pytest
 
-from voicebridge.app import Settings, simulated_call
-from voicebridge.local.agent import ASK_ORDER
-from voicebridge.local.server import LocalRealtimeServer
-from voicebridge.sim.acoustics import Acoustics, Speakerphone
+from voicebridge.dev.appcall import simulated_call
+from voicebridge.serving.app import Settings
+from voicebridge.dev.local.agent import ASK_ORDER
+from voicebridge.dev.local.server import LocalRealtimeServer
+from voicebridge.dev.sim.acoustics import Acoustics, Speakerphone
 from voicebridge.testing import wait_until
 
 SCRIPT = "wait_agent:5000,wait_quiet:400,say:What can you tell me?,wait_agent:6000,interrupt:300:Stop please,wait_quiet:600,hangup"
@@ -104,8 +105,8 @@ def test_your_own_tools_offline_end_to_end():
     from flask import Flask
 
     from voicebridge import BridgeConfig, VoiceBridge, tool
-    from voicebridge.app import serve
-    from voicebridge.sim import SimulatedCaller
+    from voicebridge.serving.app import serve
+    from voicebridge.dev.sim import SimulatedCaller
 
     looked_up: list[int] = []
 

@@ -6,10 +6,11 @@ import threading
 import wave
 from pathlib import Path
 
-from voicebridge.app import Settings, simulated_call
-from voicebridge.audio import SILENCE_BYTE, ULAW_TABLE
-from voicebridge.local.server import LocalRealtimeServer
-from voicebridge.report import SIGNATURE_HEADER, verify
+from voicebridge.dev.appcall import simulated_call
+from voicebridge.serving.app import Settings
+from voicebridge.audio.mulaw import SILENCE_BYTE, ULAW_TABLE
+from voicebridge.dev.local.server import LocalRealtimeServer
+from voicebridge.call.report import SIGNATURE_HEADER, verify
 from voicebridge.testing import wait_until
 
 SCRIPT = "wait_agent:5000,wait_quiet:400,say:What can you tell me?,wait_agent:6000,interrupt:300:Stop please,wait_quiet:600,hangup"

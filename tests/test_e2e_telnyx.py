@@ -7,8 +7,9 @@ import base64
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from voicebridge.app import Settings, simulated_call
-from voicebridge.local.server import LocalRealtimeServer
+from voicebridge.dev.appcall import simulated_call
+from voicebridge.serving.app import Settings
+from voicebridge.dev.local.server import LocalRealtimeServer
 
 SCRIPT = ("wait_agent:5000,wait_quiet:400,say:What can you tell me?,wait_agent:6000,interrupt:300:Stop please,"
           "wait_quiet:600,dtmf:5,hangup")

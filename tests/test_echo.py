@@ -6,8 +6,9 @@ import random
 
 import pytest
 
-from voicebridge import audio, tts
-from voicebridge.echo import PRIOR_LOSS_DB, EchoGate, Verdict, attenuation_table, estimate
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tts
+from voicebridge.audio.echo import PRIOR_LOSS_DB, EchoGate, Verdict, attenuation_table, estimate
 
 AGENT = tts.load_prompt("long_answer")
 CALLER = tts.load_prompt("caller_question")

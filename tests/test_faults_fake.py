@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from voicebridge import BridgeConfig, testing
+from voicebridge import BridgeConfig
+from voicebridge import testing
 from voicebridge.testing import CALL_SID, BridgeCall, Closed, FakeRealtime, FakeTwilio, ManualClock, wait_until
 
 pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")

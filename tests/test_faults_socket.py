@@ -16,11 +16,14 @@ import websocket
 from flask import Flask
 from flask_sock import Sock
 
-from voicebridge import BridgeConfig, MediaSession, realtime_client, testing, tts
-from voicebridge.app import order_status
-from voicebridge.local.agent import ASK_ORDER, LET_ME_CHECK
-from voicebridge.tools import tool
-from voicebridge.local import LocalRealtimeServer
+from voicebridge import BridgeConfig, MediaSession
+from voicebridge.model import client as realtime_client
+from voicebridge import testing
+from voicebridge.dev import tts
+from voicebridge.serving.app import order_status
+from voicebridge.dev.local.agent import ASK_ORDER, LET_ME_CHECK
+from voicebridge.call.tools import tool
+from voicebridge.dev.local import LocalRealtimeServer
 from voicebridge.testing import BridgeCall, FakeRealtime, wait_until
 
 from peers import (FRAME, RawServer, ScriptedRealtime, audio_response, closed_port, drain_until_closed,

@@ -10,8 +10,9 @@ import logging
 
 import pytest
 
-from voicebridge import BridgeConfig, testing
-from voicebridge.realtime_client import KEEPALIVE
+from voicebridge import BridgeConfig
+from voicebridge import testing
+from voicebridge.model.client import KEEPALIVE
 from voicebridge.testing import FakeRealtime, ManualClock, wait_until
 
 pytestmark = pytest.mark.usefixtures("no_escaped_exceptions")

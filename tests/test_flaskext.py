@@ -1,6 +1,6 @@
 """VoiceBridge as a Flask extension: signatures, TwiML, metrics, the call cap, mounting.
 
-WebSocket tests run the real werkzeug threaded server (``voicebridge.app.serve``) on
+WebSocket tests run the real werkzeug threaded server (``voicebridge.serving.app.serve``) on
 127.0.0.1:0 and a websocket-client peer speaking Twilio's messages; the Realtime side is a
 scripted ``FakeRealtime`` injected through ``connect=``.
 """
@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
 from voicebridge import BridgeConfig, VoiceBridge
-from voicebridge.flaskext import MAX_UNSTARTED
+from voicebridge.serving.flaskext import MAX_UNSTARTED
 from voicebridge.throttle import LogThrottle
-from voicebridge.prometheus import BridgeMetrics
+from voicebridge.serving.prometheus import BridgeMetrics
 from voicebridge.testing import (FakeRealtime, FakeTwilio, ManualClock, rt_function_call, rt_response_created, rt_response_done,
                                  wait_until)
 
@@ -926,7 +926,7 @@ def test_an_apps_own_healthz_on_the_bridges_path_is_named_not_silent(caplog: pyt
 
 
 def test_an_unsigned_simulated_call_to_a_signing_bridge_says_how_to_sign() -> None:
-    from voicebridge.sim import SimulatedCaller
+    from voicebridge.dev.sim import SimulatedCaller
 
     app, _ = make_app(auth_token=TOKEN)
     with running(app) as server:

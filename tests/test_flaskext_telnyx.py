@@ -124,7 +124,7 @@ def test_a_transferred_telnyx_call_is_dialed_at_its_after_request():
 
 
 def test_the_example_app_serves_telnyx_with_the_key_from_the_environment():
-    from voicebridge.app import Settings, create_app
+    from voicebridge.serving.app import Settings, create_app
 
     settings = Settings.from_env({"OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime", "STARTUP_CHECK": "0",
                                   "TELNYX_PUBLIC_KEY": PUBLIC, "VOICEBRIDGE_STREAM_SECRET": "s" * 40})

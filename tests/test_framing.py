@@ -1,7 +1,7 @@
 import math
 import random
 
-from voicebridge.framing import Framer
+from voicebridge.audio.framing import Framer
 
 
 def test_random_chunks_give_exact_frames_in_order():

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from voicebridge import peerjson
-from voicebridge import realtime_protocol as rt
-from voicebridge import twilio_protocol as tw
+from voicebridge.model import protocol as rt
+from voicebridge.carrier.twilio import protocol as tw
 from voicebridge.errors import ProtocolError
 from voicebridge.config import BridgeConfig
-from voicebridge.framing import Framer
+from voicebridge.audio.framing import Framer
 from voicebridge.testing import rt_function_call, rt_response_created, rt_response_done, wait_until
-from voicebridge.tools import tool
+from voicebridge.call.tools import tool
 
 FAST = settings(max_examples=100, deadline=None, database=None)
 

@@ -2,8 +2,8 @@
 import logging
 import threading
 
-from voicebridge.calllog import CallLog
-from voicebridge.hooks import HookRunner
+from voicebridge.call.log import CallLog
+from voicebridge.call.hooks import HookRunner
 
 LOG = CallLog(logging.getLogger("test.hooks"))
 

@@ -66,7 +66,7 @@ def test_the_pods_share_the_redis_of_the_manifests() -> None:
     redis = one("Deployment", "voicebridge-redis")["spec"]["template"]["spec"]["containers"][0]
     args = " ".join(redis["args"])
     assert "--maxmemory-policy noeviction" in args  # an evicted lease would let the cap be passed
-    from voicebridge.app import Settings
+    from voicebridge.serving.app import Settings
 
     settings = Settings.from_env(dict(env, LOCAL_BACKEND="1"))  # the example app accepts this environment
     assert settings.redis_outage == "local" and settings.max_calls == 300
@@ -77,7 +77,7 @@ def test_the_autoscaler_scales_the_bridge_on_live_calls() -> None:
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "voicebridge"}
     [metric] = hpa["metrics"]
     assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "voicebridge_active_calls"
-    from voicebridge.prometheus import BridgeMetrics
+    from voicebridge.serving.prometheus import BridgeMetrics
 
     exposed = BridgeMetrics(lambda: 0).exposition().decode()
     assert "voicebridge_active_calls " in exposed  # the metric the bridge really serves

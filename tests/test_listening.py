@@ -7,12 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from voicebridge import BridgeConfig, audio, tts
-from voicebridge.bargein import Decision
-from voicebridge.echo import ComfortNoise, Verdict
-from voicebridge.bargein import CallerLevel
-from voicebridge.listening import Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
-from voicebridge.sim import corpus, room
+from voicebridge import BridgeConfig
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tts
+from voicebridge.audio.detector import Decision
+from voicebridge.audio.echo import ComfortNoise, Verdict
+from voicebridge.audio.detector import CallerLevel
+from voicebridge.audio.listening import Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
+from voicebridge.dev.sim import corpus, room
 
 AGENT = tts.load_prompt("long_answer")
 AGENT_FRAMES = [AGENT[i:i + 160] for i in range(0, len(AGENT) - 159, 160)]

@@ -14,14 +14,15 @@ import pytest
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
-from voicebridge import audio, tone, tts
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tone, tts
 from voicebridge.config import RESUME_INSTRUCTIONS
-from voicebridge.local import agent as agent_mod
-from voicebridge.local.agent import ScriptedAgent, Voice, wants_continue
-from voicebridge.local.engine import RealtimeEngine
-from voicebridge.local.generator import chunk_plan
-from voicebridge.local.recognizer import Recognizer
-from voicebridge.local.vad import EnergyVad, VadConfig, threshold_to_dbfs
+from voicebridge.dev.local import agent as agent_mod
+from voicebridge.dev.local.agent import ScriptedAgent, Voice, wants_continue
+from voicebridge.dev.local.engine import RealtimeEngine
+from voicebridge.dev.local.generator import chunk_plan
+from voicebridge.dev.local.recognizer import Recognizer
+from voicebridge.dev.local.vad import EnergyVad, VadConfig, threshold_to_dbfs
 
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
 PCMU = {"type": "audio/pcmu"}
@@ -472,7 +473,7 @@ def test_caller_phrases_are_recognised_and_transcribed():
 def test_corpus_clips_are_transcribed_by_their_words(category, n):
     """The bridge tells a held "mm-hm" from a "wait" by the transcript, as with the real service;
     the local server says the corpus clip's words, not only its length."""
-    from voicebridge.sim import corpus
+    from voicebridge.dev.sim import corpus
     clip = corpus.by_category(category)[n]
     h = Harness(speed=0)
     tool_session(h)
@@ -486,7 +487,7 @@ def test_a_clip_said_over_the_agents_echo_is_still_transcribed_by_its_words(cate
     service's transcription still hears the words. (Before: only an exact byte match was
     recognised, the turn was "[speech 0.5 s]", and the bridge took a held "mm-hm" for words that
     interrupt.) The agent's echo alone is no phrase."""
-    from voicebridge.sim import corpus, room
+    from voicebridge.dev.sim import corpus, room
     clip = corpus.by_category(category)[n]
     agent = room.ulaw_to_float(tts.load_prompt("long_answer"))
     mic = room.ulaw_to_float(silence(200) + clip.audio() + silence(800))
@@ -562,7 +563,7 @@ def typed(h: Harness, keys: str) -> list[dict]:
 def test_the_agent_calls_your_own_tools_with_arguments_from_their_schemas():
     """No order_status, a user's lookup_order: the order scenario and typed digits call it; any
     offered tool is called by its name spelled on the keypad; a transfer goes to any destination."""
-    from voicebridge.dtmf import keypad_code
+    from voicebridge.carrier.keypad import keypad_code
 
     h = Harness(speed=0)
     tool_session(h, tools=(LOOKUP, WEATHER, SALES, END_CALL))
@@ -578,7 +579,7 @@ def test_the_agent_calls_your_own_tools_with_arguments_from_their_schemas():
 
 
 def test_schema_arguments_fill_what_is_required_and_put_digits_where_they_fit():
-    from voicebridge.local.tooluse import arguments, named_tool, topical_tool
+    from voicebridge.dev.local.tooluse import arguments, named_tool, topical_tool
 
     schema = {"type": "object", "required": ["customer", "flags", "when"],
               "properties": {"customer": {"type": "string"}, "account_id": {"type": "string"},

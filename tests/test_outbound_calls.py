@@ -6,15 +6,16 @@ import threading
 
 import pytest
 
-from voicebridge import dial, dialing
-from voicebridge.app import Settings, create_app, serve
-from voicebridge.answering import AnsweredBy
-from voicebridge.dialing import InvalidNumber
-from voicebridge.flaskext import VoiceBridge
-from voicebridge.local.server import LocalRealtimeServer
-from voicebridge.sim import SimulatedCaller
-from voicebridge.sim.callsapi import CallsAPI, Callee
-from voicebridge.sim.webhook import place, signature
+from voicebridge.serving import dial
+from voicebridge.carrier.twilio import dialing
+from voicebridge.serving.app import Settings, create_app, serve
+from voicebridge.call.opening import AnsweredBy
+from voicebridge.carrier.twilio.dialing import InvalidNumber
+from voicebridge.serving.flaskext import VoiceBridge
+from voicebridge.dev.local.server import LocalRealtimeServer
+from voicebridge.dev.sim import SimulatedCaller
+from voicebridge.dev.sim.callsapi import CallsAPI, Callee
+from voicebridge.dev.sim.webhook import place, signature
 
 TOKEN, ACCOUNT = "k" * 32, "AC" + "4" * 32
 CALLER_ID, PERSON, VOICEMAIL = "+15005550006", "+15550001111", "+15550002222"
@@ -35,7 +36,7 @@ class Line:
         self.bridge.rest_client = dialing.rest_client(ACCOUNT, TOKEN, self.api.url)
 
     def _on_end(self, session) -> None:
-        from voicebridge.aftercall import _amd
+        from voicebridge.call.aftercall import _amd
 
         self.ended.append(dict(session.metrics, params=dict(session.custom_parameters),
                                instructions=session.config.instructions, amd=_amd(session)))

@@ -1,6 +1,6 @@
 import pytest
 
-from voicebridge.pacing import Pacer
+from voicebridge.audio.pacing import Pacer
 
 
 def drive(pacer, now):

@@ -6,10 +6,10 @@ import threading
 import pytest
 import websocket
 
-from voicebridge import realtime_client, wsframe
-from voicebridge.local import wsserver
+from voicebridge.model import client as realtime_client, wsframe
+from voicebridge.dev.local import wsserver
 from voicebridge.config import BridgeConfig
-from voicebridge.realtime_client import ConnectionClosed
+from voicebridge.model.client import ConnectionClosed
 
 from peers import one_connection
 

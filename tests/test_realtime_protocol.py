@@ -1,7 +1,7 @@
 import base64
 import json
 
-from voicebridge import realtime_protocol as rt
+from voicebridge.model import protocol as rt
 from voicebridge.config import BridgeConfig
 from voicebridge.errors import ProtocolError
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from voicebridge.record import MAX_ENTRIES, CallRecord
+from voicebridge.call.record import MAX_ENTRIES, CallRecord
 
 
 def record() -> CallRecord:

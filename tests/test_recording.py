@@ -8,9 +8,9 @@ import time
 import wave
 
 from voicebridge import BridgeConfig
-from voicebridge.audio import SAMPLE_RATE, ULAW_TABLE
-from voicebridge.recording import HeardChannel, StereoMix, WavStream, interleave, repair
-from voicebridge.sim.playout import PlayoutBuffer
+from voicebridge.audio.mulaw import SAMPLE_RATE, ULAW_TABLE
+from voicebridge.call.recording import HeardChannel, StereoMix, WavStream, interleave, repair
+from voicebridge.dev.sim.playout import PlayoutBuffer
 from voicebridge.testing import wait_until
 
 
@@ -180,8 +180,8 @@ def test_mid_call_the_file_is_readable_up_to_the_last_second_and_the_sink_gets_i
     the sink gets the finished file on the writer thread; its answer is the location."""
     import logging
 
-    from voicebridge.calllog import CallLog
-    from voicebridge.recording import CallRecording
+    from voicebridge.call.log import CallLog
+    from voicebridge.call.recording import CallRecording
 
     now = [0.0]
     sunk = []

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from voicebridge.config import BridgeConfig
-from voicebridge.liveness import Health, Liveness
-from voicebridge.redial import Cause, Decision, RedialPolicy, Verdict
+from voicebridge.model.liveness import Health, Liveness
+from voicebridge.model.redial import Cause, Decision, RedialPolicy, Verdict
 
 
 def policy(attempts=4, budget=5, window_s=60.0, backoff_s=0.25, seed=1) -> RedialPolicy:

@@ -24,9 +24,9 @@ from flask import Flask
 from twilio.request_validator import RequestValidator
 
 from voicebridge import BridgeConfig, VoiceBridge
-from voicebridge.app import ConfigError, Settings, create_app
-from voicebridge.redisstate import StoreUnreachable
-from voicebridge.sharedstate import SharedState, file_state, open_state
+from voicebridge.serving.app import ConfigError, Settings, create_app
+from voicebridge.serving.redisstate import StoreUnreachable
+from voicebridge.serving.sharedstate import SharedState, file_state, open_state
 from voicebridge.testing import FakeRealtime, rt_audio_done, rt_function_call, rt_response_done, twilio_mark, wait_until
 
 from benchmarks.fleet_parts import ROOT, start_instances
@@ -130,7 +130,7 @@ def test_every_key_is_namespaced_and_expires(redis_server: Any) -> None:
 
 HOLDER = """
 import sys, time
-from voicebridge.sharedstate import open_state
+from voicebridge.serving.sharedstate import open_state
 state = open_state(5, None, sys.argv[1], lease_s=float(sys.argv[2]), prefix="kill")
 assert state.slots.try_enter() and state.slots.try_enter()
 print("held", flush=True)
@@ -349,7 +349,7 @@ def test_the_example_reads_the_redis_settings_and_names_a_bad_one() -> None:
 
 
 def test_a_redis_too_old_for_getdel_is_named() -> None:
-    from voicebridge.redisstate import MIN_VERSION, version_at_least
+    from voicebridge.serving.redisstate import MIN_VERSION, version_at_least
 
     assert version_at_least("7.0.15", MIN_VERSION) and version_at_least("6.2.0", MIN_VERSION)
     assert not version_at_least("6.0.20", MIN_VERSION) and not version_at_least("", MIN_VERSION)
@@ -402,7 +402,7 @@ def test_a_transfer_decided_while_redis_is_away_is_kept_by_its_host(redis_server
 
 def test_a_missing_redis_client_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "voicebridge.redisstate")
+    monkeypatch.delitem(sys.modules, "voicebridge.serving.redisstate")
     with pytest.raises(ImportError, match=r"pip install 'voicebridge\[redis\]'"):
         open_state(2, None, "redis://127.0.0.1:1/0")
     with pytest.raises(ConfigError, match=r"^REDIS_URL: .*voicebridge\[redis\]"):

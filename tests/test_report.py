@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from voicebridge import BridgeConfig
-from voicebridge.delivery import ReportSender, Spool
-from voicebridge.report import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Backoff, DeliveryQueue, Outcome, Prices, build,
+from voicebridge.call.delivery import ReportSender, Spool
+from voicebridge.call.report import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Backoff, DeliveryQueue, Outcome, Prices, build,
                                 estimate_cost, outcome_of, sign, verify)
 from voicebridge.testing import ManualClock, rt_agent_transcript, rt_transcript, wait_until
 
@@ -213,7 +213,7 @@ def test_every_call_gets_a_report_on_the_hook_off_the_calls_threads(bridge_call,
 
 def test_a_bridge_delivers_every_calls_report_to_its_webhook_through_one_sender(tmp_path):
     """VoiceBridge: on_report for each call, and the webhook sender chosen by the call's config."""
-    from voicebridge.flaskext import VoiceBridge
+    from voicebridge.serving.flaskext import VoiceBridge
     from voicebridge.testing import FakeRealtime, FakeTwilio
 
     port = free_port()
@@ -240,7 +240,7 @@ def test_a_bridge_delivers_every_calls_report_to_its_webhook_through_one_sender(
 
 def test_a_full_hook_worker_does_not_lose_the_report(bridge_call):
     """Without a recording the report goes through the hook worker; a full one must not drop it."""
-    from voicebridge.hooks import HookRunner
+    from voicebridge.call.hooks import HookRunner
 
     log = logging.LoggerAdapter(logging.getLogger(), {})
     runner = HookRunner("test-hooks", max_pending=1)
@@ -261,7 +261,7 @@ def test_a_full_hook_worker_does_not_lose_the_report(bridge_call):
 
 
 def test_a_new_bridge_delivers_what_an_earlier_process_spooled_without_waiting_for_a_call(tmp_path):
-    from voicebridge.flaskext import VoiceBridge
+    from voicebridge.serving.flaskext import VoiceBridge
     from voicebridge.testing import FakeRealtime
 
     port = free_port()

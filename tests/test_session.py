@@ -8,7 +8,7 @@ import pytest
 
 from voicebridge import BridgeConfig, MediaSession
 from voicebridge.testing import CALL_SID, FakeRealtime, FakeTwilio, ManualClock, rt_transcript, wait_until
-from voicebridge.wakeup import Wakeup
+from voicebridge.call.wakeup import Wakeup
 
 APOLOGY = b"\x11" * 800  # 100 ms stands in for the bundled prompt
 CFG = BridgeConfig(greeting=None, barge_in=False, join_timeout_s=3.0, apology_audio=APOLOGY, reconnect_attempts=0)

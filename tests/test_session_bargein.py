@@ -6,10 +6,12 @@ import time
 
 import pytest
 
-from voicebridge import BridgeConfig, audio, tts
-from voicebridge.echo import attenuation_table
-from voicebridge.sim.acoustics import cough
-from voicebridge.sim import corpus
+from voicebridge import BridgeConfig
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tts
+from voicebridge.audio.echo import attenuation_table
+from voicebridge.dev.sim.acoustics import cough
+from voicebridge.dev.sim import corpus
 from voicebridge.testing import ManualClock, rt_speech_started, rt_speech_stopped, rt_transcript, wait_until
 
 LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS

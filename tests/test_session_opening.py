@@ -3,7 +3,7 @@ greeting, the voicemail message or the hang-up; callee-first calls wait for the 
 import threading
 
 from voicebridge import BridgeConfig
-from voicebridge.answering import AnsweredBy
+from voicebridge.call.opening import AnsweredBy
 from voicebridge.testing import wait_until
 
 FRAME = bytes(range(160))

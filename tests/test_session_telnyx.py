@@ -5,7 +5,7 @@ import base64
 import json
 
 from voicebridge import BridgeConfig
-from voicebridge.telnyx import TELNYX
+from voicebridge.carrier.telnyx.adapter import TELNYX
 from voicebridge.testing import TELNYX_CALL_ID, TELNYX_STREAM_ID, FakeTelnyx, telnyx_dtmf, wait_until
 
 LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS

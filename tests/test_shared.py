@@ -16,8 +16,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from voicebridge.shared import MAX_NAME_CHARS, CallSlots, SingleUse, StateDirError, TransferBoard, safe_name
-from voicebridge.streamtoken import StreamTokens, TokenCheck
+from voicebridge.serving.filestate import MAX_NAME_CHARS, CallSlots, SingleUse, StateDirError, TransferBoard, safe_name
+from voicebridge.carrier.streamtoken import StreamTokens, TokenCheck
 
 CTX = multiprocessing.get_context("spawn")
 WAIT_S = 20.0  # spawning imports the test module: seconds, not milliseconds, on a busy machine

@@ -5,11 +5,11 @@ import statistics
 
 import pytest
 
-from voicebridge.audio import FRAME_BYTES, SILENCE_FRAME, dbfs, decode, encode
-from voicebridge.sim import Acoustics, Cough, NoiseBed, Speakerphone, acoustics, cough, format_script, parse_script
-from voicebridge.sim.caller import _acoustics, _build_parser, main
-from voicebridge.sim.runner import ScriptRunner
-from voicebridge.sim.sounds import resolve
+from voicebridge.audio.mulaw import FRAME_BYTES, SILENCE_FRAME, dbfs, decode, encode
+from voicebridge.dev.sim import Acoustics, Cough, NoiseBed, Speakerphone, acoustics, cough, format_script, parse_script
+from voicebridge.dev.sim.caller import _acoustics, _build_parser, main
+from voicebridge.dev.sim.runner import ScriptRunner
+from voicebridge.dev.sim.sounds import resolve
 
 
 def _tone(hz, n, amp=10000):

@@ -14,11 +14,11 @@ from flask import Flask, request
 from flask_sock import Sock
 from werkzeug.serving import make_server
 
-from voicebridge.audio import MIN_DBFS, SILENCE_FRAME, dbfs, encode, rms
-from voicebridge.sim import (Acoustics, SimulatedCaller, Speakerphone, hangup, interrupt, main, silence, wait_for_agent,
+from voicebridge.audio.mulaw import MIN_DBFS, SILENCE_FRAME, dbfs, encode, rms
+from voicebridge.dev.sim import (Acoustics, SimulatedCaller, Speakerphone, hangup, interrupt, main, silence, wait_for_agent,
                              wait_for_agent_silence)
-from voicebridge.sim.sounds import babble
-from voicebridge.tone import tone_audio
+from voicebridge.dev.sim.sounds import babble
+from voicebridge.dev.tone import tone_audio
 
 U1_BLOCKS = 25
 U2_CHUNKS = (10, 20, 20, 20, 20)  # blocks per media message of utterance 2

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from voicebridge import audio
-from voicebridge.sim import corpus
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev.sim import corpus
 
 
 def test_manifest_lists_every_category_with_several_voices():

@@ -1,9 +1,9 @@
 """Sans-IO caller measurements: gaps/bursts/stalls, barge-in numbers, tone-block checks."""
-from voicebridge.sim.metrics import CallerMetrics
-from voicebridge.sim.playout import PlayoutBuffer
-from voicebridge.sim.report import CallReport
-from voicebridge.sim.tonecheck import ToneChecker
-from voicebridge.tone import tone_audio, tone_block
+from voicebridge.dev.sim.metrics import CallerMetrics
+from voicebridge.dev.sim.playout import PlayoutBuffer
+from voicebridge.dev.sim.report import CallReport
+from voicebridge.dev.sim.tonecheck import ToneChecker
+from voicebridge.dev.tone import tone_audio, tone_block
 
 
 def _metrics():
@@ -98,8 +98,8 @@ def test_jitter_is_not_running_ahead_but_a_sender_faster_than_real_time_is():
 def test_an_apology_and_dead_air_are_problems():
     """A call that ended in the bridge's apology, or where a wait for the agent heard nothing,
     did not work, however well paced its frames were."""
-    from voicebridge.sim.metrics import APOLOGY_FRAME
-    from voicebridge.tts import load_prompt
+    from voicebridge.dev.sim.metrics import APOLOGY_FRAME
+    from voicebridge.dev.tts import load_prompt
 
     m = _metrics()
     apology = load_prompt("apology")
@@ -120,7 +120,7 @@ def test_an_apology_and_dead_air_are_problems():
 
 def test_the_demo_passes_a_working_call_whatever_its_timing_figures():
     """``voicebridge demo`` exits 0 when the call worked; a stall is printed as a figure."""
-    from voicebridge.demo import call_worked
+    from voicebridge.dev.demo import call_worked
 
     stalled = CallReport(url="ws://x", stream_sid="MZ", call_sid="CA", stalls=2)
     assert stalled.timing_problems() and call_worked(stalled, {"accounting_ok": True})

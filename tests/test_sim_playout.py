@@ -1,7 +1,7 @@
 """Sans-IO tests of the Twilio-like playout buffer (injected times, no sleeping)."""
 from hypothesis import given, settings, strategies as st
 
-from voicebridge.sim.playout import PlayoutBuffer
+from voicebridge.dev.sim.playout import PlayoutBuffer
 
 SIL = 0xFF
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voicebridge import audio, tts
-from voicebridge.sim import room
-from voicebridge.sim.acoustics import Acoustics, NoiseBed
+from voicebridge.audio import mulaw as audio
+from voicebridge.dev import tts
+from voicebridge.dev.sim import room
+from voicebridge.dev.sim.acoustics import Acoustics, NoiseBed
 
 
 def _echo_of(chain: room.LoudspeakerEcho, data: bytes) -> np.ndarray:

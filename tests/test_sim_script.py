@@ -1,10 +1,10 @@
 """Caller script model: compact parser, constructors and the sans-IO runner."""
 import pytest
 
-from voicebridge.audio import SILENCE_FRAME
-from voicebridge.sim import script as s
-from voicebridge.sim.runner import ScriptRunner
-from voicebridge.sim.sounds import babble, click_noise, prompt_for_text, resolve
+from voicebridge.audio.mulaw import SILENCE_FRAME
+from voicebridge.dev.sim import script as s
+from voicebridge.dev.sim.runner import ScriptRunner
+from voicebridge.dev.sim.sounds import babble, click_noise, prompt_for_text, resolve
 
 
 def test_parses_the_documented_example():
@@ -114,8 +114,8 @@ def test_sounds_are_deterministic_and_loud():
 
 
 def test_speech_without_espeak_falls_back_to_prompts_then_babble(monkeypatch):
-    from voicebridge import tts
-    from voicebridge.sim import sounds
+    from voicebridge.dev import tts
+    from voicebridge.dev.sim import sounds
 
     monkeypatch.setattr(tts, "speak", lambda *a, **k: None)
     assert sounds.speech_audio(s.say("What can you tell me?")) == tts.load_prompt("caller_question")
@@ -130,7 +130,7 @@ def test_a_wait_for_the_agent_that_hears_nothing_is_dead_air():
 
 
 def test_a_tool_step_spells_the_tool_on_the_keypad():
-    from voicebridge.sim.script import parse_script
+    from voicebridge.dev.sim.script import parse_script
 
     assert parse_script("tool:lookup_order:1234") == [s.dtmf("*566587067337*1234#", 80)]
     assert parse_script("tool:end_call") == [s.dtmf("*36302255#", 80)]
@@ -140,7 +140,7 @@ def test_a_tool_step_spells_the_tool_on_the_keypad():
 
 
 def test_caller_speaks_corpus_clips_and_makes_room_sounds():
-    from voicebridge.sim import corpus
+    from voicebridge.dev.sim import corpus
     text = "say:#backchannel:0,sound:knock:1,interrupt:800:#whisper_04_0,say:#question"
     steps = s.parse_script(text)
     assert steps == [s.say(clip="backchannel:0"), s.sound("knock", 1), s.interrupt(clip="whisper_04_0", after_ms=800),
@@ -159,8 +159,8 @@ def test_caller_speaks_corpus_clips_and_makes_room_sounds():
 
 
 def test_cli_room_echo_model_builds_the_loudspeaker_chain():
-    from voicebridge.sim.caller import _acoustics, _build_parser
-    from voicebridge.sim.room import LoudspeakerEcho
+    from voicebridge.dev.sim.caller import _acoustics, _build_parser
+    from voicebridge.dev.sim.room import LoudspeakerEcho
     args = _build_parser().parse_args(["ws://x/media", "--echo-db", "-20", "--echo-model", "room", "--noise", "music"])
     mic = _acoustics(args)
     assert isinstance(mic.echo, LoudspeakerEcho) and mic.echo.echo_db == -20 and mic.noise.kind == "music"

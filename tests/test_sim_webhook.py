@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 from twilio.request_validator import RequestValidator
 
-from voicebridge import verify
-from voicebridge.app import Settings, create_app, serve
-from voicebridge.local.server import LocalRealtimeServer
-from voicebridge.sim import caller as sim_caller
-from voicebridge.streamtoken import PARAMETER as TOKEN_PARAMETER
-from voicebridge.sim.webhook import parse_connect, signature, webhook_form, webhook_url_for
-from voicebridge.twiml import connect_twiml, refusal_twiml
+from voicebridge.dev import verify
+from voicebridge.serving.app import Settings, create_app, serve
+from voicebridge.dev.local.server import LocalRealtimeServer
+from voicebridge.dev.sim import caller as sim_caller
+from voicebridge.carrier.streamtoken import PARAMETER as TOKEN_PARAMETER
+from voicebridge.dev.sim.webhook import parse_connect, signature, webhook_form, webhook_url_for
+from voicebridge.carrier.twilio.twiml import connect_twiml, refusal_twiml
 
 TOKEN = "test-auth-token-0123456789"
 
@@ -76,11 +76,11 @@ def test_verify_url_places_its_call_through_the_signed_webhook(signed_app, monke
             dialed.update(options, url=url)
 
         def run(self) -> Any:
-            from voicebridge.sim.report import CallReport
+            from voicebridge.dev.sim.report import CallReport
 
             return CallReport(url=dialed["url"], stream_sid="MZ", call_sid=dialed["call_sid"])
 
-    monkeypatch.setattr("voicebridge.sim.SimulatedCaller", Recorder)
+    monkeypatch.setattr("voicebridge.dev.sim.SimulatedCaller", Recorder)
     verify.run_remote(handle.ws_url, 20, None, auth_token=TOKEN)
     assert dialed["url"] == handle.ws_url and dialed["custom_parameters"][TOKEN_PARAMETER]
     assert RequestValidator(TOKEN).validate(dialed["url"], {}, dialed["headers"]["X-Twilio-Signature"])

@@ -10,13 +10,13 @@ import websocket
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from voicebridge import telnyx
-from voicebridge import telnyx_protocol as tx
-from voicebridge import twilio_protocol as tw
-from voicebridge.carrier import Media, Start, Stop
-from voicebridge.sim.caller import _build_parser
-from voicebridge.sim.webhook import place_telnyx
-from voicebridge.sim.wire import TelnyxWire, TwilioWire
+from voicebridge.carrier.telnyx import adapter as telnyx
+from voicebridge.carrier.telnyx import protocol as tx
+from voicebridge.carrier.twilio import protocol as tw
+from voicebridge.carrier.seam import Media, Start, Stop
+from voicebridge.dev.sim.caller import _build_parser
+from voicebridge.dev.sim.webhook import place_telnyx
+from voicebridge.dev.sim.wire import TelnyxWire, TwilioWire
 
 TEXT = websocket.ABNF.OPCODE_TEXT
 
@@ -62,7 +62,7 @@ def test_placing_a_telnyx_call_signs_the_webhook_and_wants_a_bidirectional_pcmu_
 
     def post(url, body, headers, timeout):
         posted.append((url, body, headers))
-        from voicebridge.carrier import WebhookRequest
+        from voicebridge.carrier.seam import WebhookRequest
         assert hooks.verify(WebhookRequest(url, "POST", headers, body), websocket=False, now=1_800_000_000)
         form = dict(urllib.parse.parse_qsl(body.decode()))
         return telnyx.connect_texml("wss://h/telnyx/media", {"vb_token": "t", "CallSid": form["CallSid"]}).encode()
@@ -88,8 +88,9 @@ def test_verify_places_a_telnyx_call_through_the_signed_texml_webhook(monkeypatc
     from flask import Flask
 
     from peers import running
-    from voicebridge import BridgeConfig, VoiceBridge, verify
-    from voicebridge.sim.report import CallReport
+    from voicebridge import BridgeConfig, VoiceBridge
+    from voicebridge.dev import verify
+    from voicebridge.dev.sim.report import CallReport
     from voicebridge.testing import FakeRealtime
 
     private = Ed25519PrivateKey.generate()
@@ -109,7 +110,7 @@ def test_verify_places_a_telnyx_call_through_the_signed_texml_webhook(monkeypatc
         def run(self):
             return CallReport(url=dialed["url"], stream_sid="s", call_sid=dialed["call_sid"])
 
-    monkeypatch.setattr("voicebridge.sim.SimulatedCaller", Recorder)
+    monkeypatch.setattr("voicebridge.dev.sim.SimulatedCaller", Recorder)
     with running(app) as handle:
         media_url = handle.ws_url.replace("/media", "/telnyx/media")
         verify.run_remote(media_url, 20, None, auth_token=raw, webhook_url=handle.url + "/telnyx/voice",

@@ -1,5 +1,5 @@
 """Single-use stream tokens, sans-IO: the clock is an argument."""
-from voicebridge.streamtoken import StreamTokens, TokenCheck
+from voicebridge.carrier.streamtoken import StreamTokens, TokenCheck
 
 CALL = "CA" + "1" * 32
 OTHER = "CA" + "2" * 32
@@ -46,7 +46,7 @@ def test_non_ascii_and_odd_tokens_are_malformed_not_errors():
 
 
 def test_bridges_sharing_a_store_redeem_each_token_once(tmp_path):
-    from voicebridge.shared import SingleUse
+    from voicebridge.serving.filestate import SingleUse
 
     one = StreamTokens("auth-token", store=SingleUse(str(tmp_path / "state")))
     two = StreamTokens("auth-token", store=SingleUse(str(tmp_path / "state")))

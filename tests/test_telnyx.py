@@ -8,9 +8,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from voicebridge import telnyx
-from voicebridge.carrier import WebhookRequest
-from voicebridge.telnyx import Signature
+from voicebridge.carrier.telnyx import adapter as telnyx
+from voicebridge.carrier.seam import WebhookRequest
+from voicebridge.carrier.telnyx.adapter import Signature
 
 NOW = 1_790_000_000.0
 BODY = b"CallSid=v3%3Aabc&From=%2B13122010094&To=%2B13122123456&CallStatus=ringing"

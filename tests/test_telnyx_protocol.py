@@ -8,8 +8,8 @@ import json
 from hypothesis import example, given, settings, strategies as st
 
 from voicebridge import peerjson
-from voicebridge import telnyx_protocol as tx
-from voicebridge.carrier import Connected, Dtmf, Mark, Media, Start, Stop
+from voicebridge.carrier.telnyx import protocol as tx
+from voicebridge.carrier.seam import Connected, Dtmf, Mark, Media, Start, Stop
 from voicebridge.errors import ProtocolError
 
 FAST = settings(max_examples=150, deadline=None, database=None)

@@ -12,14 +12,14 @@ from openai.types.realtime import RealtimeClientEvent
 from pydantic import BaseModel, TypeAdapter
 
 from voicebridge import BridgeConfig
-from voicebridge import realtime_protocol as rt
-from voicebridge.callcontrol import Decision, Pending, decide
-from voicebridge.dtmf import DtmfCollector, KeypadBatches
-from voicebridge.limits import CallLimits, LimitAction
-from voicebridge.metrics import CallMetrics
-from voicebridge.record import CallRecord
-from voicebridge.response_requests import ResponseRequests
-from voicebridge.tools import CallInfo, encode_result, tool
+from voicebridge.model import protocol as rt
+from voicebridge.call.ending import Decision, Pending, decide
+from voicebridge.carrier.keypad import DtmfCollector, KeypadBatches
+from voicebridge.call.limits import CallLimits, LimitAction
+from voicebridge.call.metrics import CallMetrics
+from voicebridge.call.record import CallRecord
+from voicebridge.call.turn_requests import ResponseRequests
+from voicebridge.call.tools import CallInfo, encode_result, tool
 
 CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
 

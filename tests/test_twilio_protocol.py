@@ -4,7 +4,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voicebridge import twilio_protocol as tw
+from voicebridge.carrier.twilio import protocol as tw
 from voicebridge.errors import ProtocolError
 
 SID = "MZ11111111111111111111111111111111"

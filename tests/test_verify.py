@@ -3,8 +3,8 @@ import copy
 
 import pytest
 
-from voicebridge import verify
-from voicebridge.verify import FAIL, PASS, SKIP
+from voicebridge.dev import verify
+from voicebridge.dev.verify import FAIL, PASS, SKIP
 
 CALLER = {"frame_sizes": {"160": 900}, "clears": 1, "ended_by": "bridge", "hangup_after_audio_ms": 25.0,
           "interruptions": [{"onset_ms": 9000, "clear_ms": 90, "heard_after_ms": 60}]}
@@ -104,7 +104,7 @@ def test_remote_figures_are_before_after_deltas():
                     return CALLER
             return R()
 
-    import voicebridge.sim as sim
+    import voicebridge.dev.sim as sim
     real = sim.SimulatedCaller
     sim.SimulatedCaller = FakeCaller
     try:

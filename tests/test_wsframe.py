@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
-from voicebridge import wsframe
-from voicebridge.wsframe import Control, FrameError, FrameReader, Message
+from voicebridge.model import wsframe
+from voicebridge.model.wsframe import Control, FrameError, FrameReader, Message
 
 KEY = b"\x11\x22\x33\x44"
 

@@ -10,9 +10,9 @@ from typing import Iterator
 import pytest
 import websocket
 
-from voicebridge import wsframe
-from voicebridge.local import wsserver
-from voicebridge.wsframe import Control, Message
+from voicebridge.model import wsframe
+from voicebridge.dev.local import wsserver
+from voicebridge.model.wsframe import Control, Message
 
 from peers import one_connection
 

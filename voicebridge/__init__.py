@@ -17,8 +17,8 @@ Public API (everything else is internal and may change):
     caller goes) and ``on_end(session)`` run on the thread that called ``run()``, after the
     call's own threads have ended (docs/architecture.md, "Hooks"). The old ``on_transcript(role,
     text)`` and ``on_dtmf(digits)`` still work, with a DeprecationWarning. ``carrier``: whose
-    media stream the socket carries, ``voicebridge.twilio_carrier.TWILIO`` (default) or
-    ``voicebridge.telnyx.TELNYX`` (Telnyx media streaming, bidirectional RTP PCMU; docs/carriers.md).
+    media stream the socket carries, ``voicebridge.carrier.twilio.adapter.TWILIO`` (default) or
+    ``voicebridge.carrier.telnyx.adapter.TELNYX`` (Telnyx media streaming, bidirectional RTP PCMU; docs/carriers.md).
     After the call (docs/calls.md): ``on_report(session, report)`` gets the post-call report (a
     JSON-ready dict) off the call's threads; ``reports`` a ``ReportSender`` that POSTs it.
 ``BridgeConfig``
@@ -34,12 +34,12 @@ Public API (everything else is internal and may change):
     (``analysis_schema``).
 ``Prices`` / ``ReportSender`` / ``verify_report``
     The report's price table (USD per 1M tokens); the signed, spooled, retried webhook sender
-    (``voicebridge.delivery``); a receiver's check of a report's signature header.
+    (``voicebridge.call.delivery``); a receiver's check of a report's signature header.
 ``tool`` / ``Tool`` / ``CallInfo``
     ``@tool`` makes a function the model may call: its JSON schema from the type hints, its
     description from the docstring (docs/tools.md).
 ``VoiceBridge``
-    Flask integration (``voicebridge.flaskext``): ``VoiceBridge(app, config)`` or ``init_app``
+    Flask integration (``voicebridge.serving.flaskext``): ``VoiceBridge(app, config)`` or ``init_app``
     mounts ``POST /voice`` (TwiML), its ``/voice/after`` (transfer or hang-up once the stream
     ends), WebSocket ``/media`` (served by flask-sock), ``GET /healthz`` and ``GET /metrics``
     (Prometheus, when prometheus-client is installed). Hooks: ``config_for_call(params)`` and
@@ -51,14 +51,14 @@ Public API (everything else is internal and may change):
     the worker processes of one host through ``state_dir`` (files, the default), or several
     hosts through Redis with ``redis_url=`` (``pip install voicebridge[redis]``; options in
     ``redis_options``: ``prefix``, ``lease_s``, ``outage`` = ``"refuse"`` | ``"local"``,
-    ``outage_max_calls``; ``voicebridge.sharedstate``, docs/deploy.md "Scale-out").
+    ``outage_max_calls``; ``voicebridge.serving.sharedstate``, docs/deploy.md "Scale-out").
     Outbound calls: ``bridge.call(to, from_, instructions=, tools=, data=, first_speaker="callee",
     amd=True, voicemail_message=)`` places one through Twilio's REST API (``account_sid``,
     ``auth_token``, ``public_url``) and returns its SID; answering-machine detection's verdict
     comes to ``POST /voice/amd``; a machine gets the voicemail message after the beep, then the
     hang-up. Twilio's refusals raise ``CallError`` subclasses (``InvalidNumber``,
     ``CallerIdNotAllowed``, ``NotPermitted``, ``RateLimited``, ``TwilioUnreachable``:
-    ``voicebridge.dialing``; docs/calls.md).
+    ``voicebridge.carrier.twilio.dialing``; docs/calls.md).
 ``preflight(config)``
     Dial one Realtime session and close it: raises ``PreflightFailed`` with one line (the URL,
     the server's status and message, what to check) on a wrong key, a wrong URL or nothing
@@ -79,23 +79,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _moved
+
 from .config import BridgeConfig
-from .session import MediaSession
-from .preflight import PreflightFailed, preflight
-from .tools import CallInfo, Tool, tool
-from .delivery import ReportSender
-from .report import Prices
-from .report import verify as verify_report
+from .call.session import MediaSession
+from .model.preflight import PreflightFailed, preflight
+from .call.tools import CallInfo, Tool, tool
+from .call.delivery import ReportSender
+from .call.report import Prices
+from .call.report import verify as verify_report
 
 __all__ = ["BridgeConfig", "CallInfo", "MediaSession", "PreflightFailed", "Prices", "ReportSender", "Tool",
            "VoiceBridge", "preflight", "tool", "verify_report", "__version__"]
 __version__ = "0.1.0"
+_moved.install()  # the flat module paths of 0.1 (voicebridge.session, ...) still import, with a warning
 
 
 def __getattr__(name: str) -> Any:
     # The Flask integration pulls in flask and twilio; import it only when asked for.
     if name == "VoiceBridge":
-        from .flaskext import VoiceBridge
+        from .serving.flaskext import VoiceBridge
 
         return VoiceBridge
     raise AttributeError(name)

@@ -7,11 +7,11 @@ import sys
 
 # subcommand -> (module, function, help); each function takes argv and returns an exit code
 COMMANDS = {
-    "demo": ("voicebridge.demo", "main", "run a complete simulated call on the embedded local backend"),
-    "call": ("voicebridge.sim.caller", "main", "place a simulated Twilio call to any bridge URL"),
-    "dial": ("voicebridge.dial", "main", "place an outbound call through Twilio for a running bridge"),
-    "local-server": ("voicebridge.local.server", "main", "run the local OpenAI-Realtime-compatible server"),
-    "verify": ("voicebridge.verify", "main", "the 60-second production-readiness check"),
+    "demo": ("voicebridge.dev.demo", "main", "run a complete simulated call on the embedded local backend"),
+    "call": ("voicebridge.dev.sim.caller", "main", "place a simulated Twilio call to any bridge URL"),
+    "dial": ("voicebridge.serving.dial", "main", "place an outbound call through Twilio for a running bridge"),
+    "local-server": ("voicebridge.dev.local.server", "main", "run the local OpenAI-Realtime-compatible server"),
+    "verify": ("voicebridge.dev.verify", "main", "the 60-second production-readiness check"),
 }
 
 

@@ -8,9 +8,9 @@ from urllib.parse import quote, urlsplit
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .analysis import ANALYSIS_INSTRUCTIONS
-from .report import Prices
-from .tools import END_CALL, TRANSFER_CALL, Tool, end_call_tool, transfer_tool
+from .call.analysis import ANALYSIS_INSTRUCTIONS
+from .call.report import Prices
+from .call.tools import END_CALL, TRANSFER_CALL, Tool, end_call_tool, transfer_tool
 
 DEFAULT_MODEL = "gpt-realtime"
 OPENAI_REALTIME_BASE = "wss://api.openai.com/v1/realtime"
@@ -233,7 +233,7 @@ class BridgeConfig:
     # messages cost the bridge less CPU; the model hears the audio at most this much later.
     append_ms: int = 100
     # A Twilio send blocked longer than this (the peer stopped reading) ends the call; applied as
-    # SO_SNDTIMEO on the socket and watched by voicebridge.twilio_link. Taken from the config the
+    # SO_SNDTIMEO on the socket and watched by voicebridge.carrier.link. Taken from the config the
     # session is built with (not from a per-call config). None or 0 = unbounded (not recommended).
     twilio_send_timeout_s: float | None = 2.0
     openai_receive_timeout_s: float = 0.2

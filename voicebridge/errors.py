@@ -1,7 +1,9 @@
 """Typed protocol errors: bad input becomes a value the session logs and counts, never an exception."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,3 +21,19 @@ class ProtocolError:
 
     def __str__(self) -> str:
         return f"{self.side} {self.kind}: {self.detail}"
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` on one bounded line (exceptions may carry peer-controlled text)."""
+    text = str(exc).replace("\n", " ")[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def close_quietly(thing: Any, log: "logging.Logger | logging.LoggerAdapter | None" = None) -> None:
+    """Close a socket, connection or file that may already be broken: a failure is logged (with
+    ``log``) or ignored, never raised into the code that is ending anyway."""
+    try:
+        thing.close()
+    except Exception:  # noqa: BLE001 - best effort on something already failing
+        if log is not None:
+            log.exception("closing %s raised", type(thing).__name__)

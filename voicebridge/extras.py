@@ -75,6 +75,6 @@ def bridge_metrics(wanted: bool | None, active_calls: Callable[[], int]) -> Any:
     if wanted is False or (wanted is None and not installed("prometheus_client")):
         return NoMetrics()
     need("prometheus_client", "Prometheus metrics (/metrics)")
-    from .prometheus import BridgeMetrics
+    from .serving.prometheus import BridgeMetrics
 
     return BridgeMetrics(active_calls)

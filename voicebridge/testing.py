@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from voicebridge.realtime_client import KEEPALIVE, ConnectionClosed
+from voicebridge.model.client import KEEPALIVE, ConnectionClosed
 
 STREAM_SID = "MZ0123456789abcdef0123456789abcdef"
 CALL_SID = "CA0123456789abcdef0123456789abcdef"
@@ -412,7 +412,7 @@ class BridgeCall:
 
     def __init__(self, config: Any = None, twilio: FakeTwilio | None = None, openai: FakeRealtime | None = None,
                  connect: Any = None, **session_options: Any) -> None:
-        from voicebridge.session import MediaSession
+        from voicebridge.call.session import MediaSession
 
         self.twilio = twilio or FakeTwilio()
         self.openai = openai or FakeRealtime()

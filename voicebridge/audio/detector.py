@@ -1,0 +1,626 @@
+"""Barge-in decisions (sans-IO): when the caller talks over the AI, what to do and when.
+
+Small pieces, each driven by the session with levels, events and a clock:
+
+* ``LevelDetector``: per inbound frame, loud or not; DUCK on the first loud frame (sending
+  pauses at once), CONFIRM after ``frames_needed`` loud frames (a one-frame dip tolerated),
+  RELEASE when a loud run ends before confirmation (sending resumes, its lead rebuilt).
+* ``NoiseFloor``: the caller's background level, which raises the threshold over steady noise.
+* ``refusal`` / ``plan``: why a trigger may not act (or None), and which steps it takes
+  (stop the audio, cancel the response, truncate the item).
+* ``FalseTriggerMonitor``: after a local barge-in, decide that it was a cough, not speech,
+  so the model can be asked to carry on.
+"""
+from __future__ import annotations
+
+import enum
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from .mulaw import FRAME_MS, MIN_DBFS
+from .voicing import DULL, pitch
+
+FRAME_S = FRAME_MS / 1000
+
+
+class Decision(enum.Enum):
+    NONE = "none"
+    DUCK = "duck"
+    CONFIRM = "confirm"
+    RELEASE = "release"
+    BACKCHANNEL = "backchannel"  # a short utterance ended before confirmation: release, the answer resumes
+
+
+class LevelDetector:
+    """Debounced RMS trigger: ``frames_needed`` loud frames confirm.
+
+    With ``dip_frames=0`` (the original rule) they must be consecutive and any quiet frame
+    ends the run and releases the duck. Speech dips between syllables, so the bridge allows
+    ``dip_frames`` (1) quiet frames inside a run: they neither count nor end it, the duck holds
+    and the onset stays the run's first loud frame; one more quiet frame ends it.
+    """
+
+    def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
+                 dip_frames: int = 0) -> None:
+        if frames_needed < 1:
+            raise ValueError("frames_needed must be >= 1")
+        if dip_frames < 0:
+            raise ValueError("dip_frames must be >= 0")
+        self.threshold_dbfs = threshold_dbfs
+        self.frames_needed = frames_needed
+        self.duck = duck
+        self.dip_frames = dip_frames
+        self.run = 0
+        self.ducking = False
+        self._dips = 0
+
+    def is_loud(self, level_dbfs: float) -> bool:
+        return level_dbfs >= self.threshold_dbfs
+
+    def feed(self, level_dbfs: float, armed: bool) -> Decision:
+        """One inbound frame's level; ``armed`` = the guards currently allow a barge-in."""
+        if armed and not self.is_loud(level_dbfs) and self.run and self._dips < self.dip_frames:
+            self._dips += 1  # a dip inside a run: neither counted nor the end of it
+            return Decision.NONE
+        if not armed or not self.is_loud(level_dbfs):
+            self.run = 0
+            self._dips = 0
+            if self.ducking:
+                self.ducking = False
+                return Decision.RELEASE
+            return Decision.NONE
+        self._dips = 0
+        self.run += 1
+        if self.run >= self.frames_needed:
+            self.run = 0
+            self.ducking = False
+            return Decision.CONFIRM
+        if self.run == 1 and self.duck:
+            self.ducking = True
+            return Decision.DUCK
+        return Decision.NONE
+
+    def reset(self) -> None:
+        self.run = 0
+        self.ducking = False
+        self._dips = 0
+
+
+class NoiseFloor:
+    """The caller's background level: the quietest 100 ms block level minimum over 1.5 s.
+
+    Minimum statistics: between words (and between the agent's echoes) the level falls back to
+    the line's noise, so the lowest level over a second and a half is the noise, while speech,
+    which always pauses within that, never is. A noise that sets in (a fan, a street) is the
+    floor 1.5 s later. The barge-in threshold is the configured one or ``floor + margin_db``,
+    whichever is higher, so steady background at any realistic level does not trigger.
+
+    Until a whole window has been heard the floor is taken as silence (a caller who talks from
+    the first frame is not their own noise), and it never rises above ``ceiling_dbfs`` (-40):
+    a line whose quietest moment is louder than that is someone talking without pause, not
+    a background.
+    """
+
+    def __init__(self, margin_db: float = 12.0, window_s: float = 1.5, block_s: float = 0.1,
+                 ceiling_dbfs: float = -40.0) -> None:
+        self.margin_db = margin_db
+        self.block_s = block_s
+        self.ceiling_dbfs = ceiling_dbfs
+        self.floor_dbfs = -100.0
+        self._blocks: deque[float] = deque(maxlen=max(1, round(window_s / block_s)))
+        self._block_start: float | None = None
+        self._block_min = 0.0
+
+    def update(self, level_dbfs: float, now: float) -> float:
+        """One inbound frame's level; returns the floor."""
+        level = max(-100.0, level_dbfs)
+        if self._block_start is None or now - self._block_start >= self.block_s - 1e-6 or now < self._block_start:
+            if self._block_start is not None:
+                self._blocks.append(self._block_min)
+            self._block_start, self._block_min = now, level
+        elif level < self._block_min:
+            self._block_min = level
+        if len(self._blocks) == self._blocks.maxlen:  # a whole window seen: its quietest moment
+            self.floor_dbfs = min(self.ceiling_dbfs, self._block_min, min(self._blocks))
+        return self.floor_dbfs
+
+    def threshold(self, configured_dbfs: float, reach_db: float = 0.0, quiet_db: float = 0.0) -> float:
+        """The configured threshold, raised over steady noise; on a quiet line (a floor more than
+        ``quiet_db`` under it) lowered by up to ``reach_db``, never closer than ``quiet_db`` to the
+        floor: soft speech at -34 dBFS then makes runs long enough to be judged, not flickers."""
+        base = configured_dbfs
+        if reach_db > 0:
+            base = min(configured_dbfs, max(configured_dbfs - reach_db, self.floor_dbfs + quiet_db))
+        return max(base, self.floor_dbfs + self.margin_db)
+
+
+class Sound(enum.Enum):
+    """What the caller's line carried over the last moments, as the local detector judged it."""
+
+    NOTHING = "nothing"  # nothing above the noise, or only the agent's own echo
+    ECHO = "echo"  # the agent's own voice coming back
+    VOICE = "voice"  # a near voice: loud, periodic, with a moving pitch
+    WHISPER = "whisper"  # a sustained voiceless sound at a near voice's level, not a burst
+    NOISE = "noise"  # a voiceless burst: a knock, a click, a cough, a door
+    TONE = "tone"  # periodic with a held pitch: music, a hum, a beep
+    SOFT = "soft"  # above the noise on the caller's side, neither a voice nor a whisper
+
+
+class CallerLevel:
+    """The local trigger's view of the caller's frames: noise floor, threshold, echo, voice,
+    held notes, speech length, debounce.
+
+    One object per call, fed every inbound frame (sans-IO: the frame, its level, the time,
+    whether it counts as the caller's, and how to ask the guards). ``LevelDetector`` ducks and
+    counts; when it would confirm, more questions (each holds the duck, nothing is lost):
+
+    * *a voice?* (``voiced_needed`` frames, :mod:`voicebridge.audio.voicing`): a cough or a click is
+      loud for a while but never voiced: the duck holds until a voiced frame, the sound ends
+      (release) or ``MAX_UNVOICED`` frames pass (release, and loud frames are ignored until the
+      line is quiet again);
+    * *a moving pitch?* a held note (music, a hum, a beep) is as periodic as a vowel, but its
+      pitch stays within ``TONE_SPREAD`` over ``TONE_FRAMES`` voiced frames, which a voice's
+      never does: released and ignored like a long voiceless sound;
+    * *long enough to be more than a backchannel?* (``min_speech_frames`` from the utterance's
+      onset, 0 = off): "mm-hm" or "yeah" while the agent talks is over before it; the duck is
+      then released as ``BACKCHANNEL`` (the answer resumes where it paused). Runs less than
+      ``UTTERANCE_GAP_S`` apart are one utterance ("wait, hold on"), and a voice heard in one
+      of them counts for all;
+    * *near?* (``near_db``): the utterance peaks that far over the noise floor.
+
+    A whisper (a soft, bright, sustained voiceless run that is no decaying burst) confirms
+    without a voice; a run that starts on a dull frame (rumble) does not even duck.
+
+    It also keeps the evidence the model's VAD is weighed against (``sound``). The session's
+    ``BargeIn`` acts on the decisions; the barge-in benchmark drives the very same object.
+    """
+
+    MAX_UNVOICED = 20  # frames past the debounce: 400 ms of loud sound without a voice in it
+    NOISE_MEMORY_S = 1.0  # how long a voiceless burst or a held note is remembered
+    TONE_FRAMES, TONE_SPREAD = 6, 0.005  # voiced frames whose period stays within 0.5 %: a held note
+    UTTERANCE_GAP_S = 0.4
+    SOFT_DB = 8.0  # a caller frame this far under the threshold (and above the noise) still counts as soft evidence
+    SOFT_FRAMES = 5  # ... five of them within the window (a stray echo frame judged the caller's is not)
+    WHISPER_FRAMES = 6  # a voiceless run this long that is not a decaying burst: a whisper
+    WHISPER_EVIDENCE = 3  # ... enough for the model's VAD to be believed on it
+    WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that count as a voice for the utterance
+    WHISPER_MAX_DBFS = -18.0
+    WHISPER_BRIGHT = 1.28  # ... and bright: breath (a door, a TV, babble and low tones are duller)
+    VOICE_PERIODICITY = 0.45  # below voicing.VOICED: three such frames are asked for, not one
+    LISTEN_FRAMES = 12  # frames of a run listened to for a voice and a held note at most (CPU)
+    BURST_DECAY_DB = 9.0
+    NEAR_OVER_THRESHOLD_DB = 3.0  # ... and this far over the configured threshold (a floor that has not caught up
+    # with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
+    QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
+    QUIET_LINE_DB = 26.0  # ... but no closer to the line's noise floor than this
+
+    def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
+                 dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0,
+                 min_speech_frames: int = 0, tones: bool | None = None, near_db: float = 0.0) -> None:
+        self.threshold_dbfs = threshold_dbfs
+        self.voiced_needed = voiced_needed
+        self.min_speech_frames = min_speech_frames
+        self.near_db = near_db
+        self.tones = voiced_needed > 0 if tones is None else tones
+        self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
+        self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
+        self._adapt = noise_margin_db is not None
+        self._quiet_line = (self.QUIET_REACH_DB, self.QUIET_LINE_DB) if voiced_needed else (0.0, 0.0)
+        self.loud = False  # the last frame was loud (and the caller's)
+        self._voiced = 0  # voiced loud frames in the current run
+        self._utterance_voiced = 0  # ... in the utterance's earlier runs (a voice heard once counts for it all)
+        self._periods: list[float] = []  # pitch periods of the run's consecutive voiced frames (held notes)
+        self._bright: list[float] = []  # brightness of the run's loud frames (a whisper is bright)
+        self._previous = b""
+        self._waiting = False  # the debounce is met, the voice is not: the duck holds
+        self._linger_until: float | None = None  # a fricative-like run ended: the duck waits for a voice until then
+        self._holding = False  # a voice is heard, not yet long enough: the duck holds
+        self._run = 0  # loud frames of the current run
+        self._run_levels: list[float] = []  # their levels (a burst decays, a whisper does not)
+        self._utterance_end = float("-inf")
+        self._utterance_peak = MIN_DBFS
+        self._utterance_start = float("-inf")
+        self._unvoiced = 0
+        self._dips = 0
+        self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
+        self._noise_at = float("-inf")  # when a loud sound without a voice (a burst) last ended
+        self._whisper_at = float("-inf")  # when a sustained voiceless sound (a whisper) last ended
+        self._level = MIN_DBFS
+        self._tone_at = float("-inf")  # when a held note was last heard
+        self._voice_at = float("-inf")  # when a voiced caller frame was last heard
+        self._soft: deque[float] = deque(maxlen=self.SOFT_FRAMES)  # the last caller frames above the noise
+        self._echo_at = float("-inf")
+        self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
+        self.whispered = False  # the current (or last) utterance was judged a whisper: no voice in it
+        self._now = float("-inf")
+
+    @property
+    def floor_dbfs(self) -> float:
+        return self.noise.floor_dbfs
+
+    def feed(self, level_dbfs: float, now: float, counts: bool, armed: Callable[[], bool],
+             frame: bytes = b"", echo: bool = False) -> Decision:
+        """One caller frame. ``counts`` is False for the agent's own echo (quiet to the detector;
+        ``echo`` says it was judged echo rather than unsure); ``armed`` is asked only when the
+        answer can matter (a loud frame, or a dip in a run)."""
+        self._now = now
+        self.noise.update(level_dbfs, now)
+        if self._adapt:
+            self.detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs, *self._quiet_line)
+        if echo:
+            self._echo_at = now
+        level = level_dbfs if counts else MIN_DBFS
+        self._level = level
+        self.loud = self.detector.is_loud(level)
+        if self._deaf:
+            self._deaf = self.loud
+            self.loud = False
+            level = MIN_DBFS
+        elif counts and level >= self.detector.threshold_dbfs - self.SOFT_DB and level >= self.floor_dbfs + 6.0:
+            self._soft.append(now)
+        try:
+            if self._linger_until is not None:
+                lingered = self._linger(armed)
+                if lingered is not None:
+                    return lingered
+            if self._waiting:
+                return self._wait_for_voice(frame, armed)
+            if self._holding:
+                return self._hold(frame, armed)
+            if self.loud and not self.detector.run and self._dull_onset(frame):
+                self.loud, level = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
+            ok = (self.loud or self.detector.run > 0) and armed()
+            if self.loud and ok:
+                self._loud_frame(frame)
+                if self._deaf:
+                    return self._release() if self.detector.ducking else self._stop_waiting(Decision.NONE)
+            decision = self.detector.feed(level, ok)
+            if decision is Decision.CONFIRM:
+                decision = self._confirm_or_wait()
+            if decision is Decision.RELEASE:
+                decision = self._short_run_ended()
+            if self.detector.run == 0 and not (self._waiting or self._holding):
+                self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+            return decision
+        finally:
+            self._previous = frame
+
+    def _dull_onset(self, frame: bytes) -> bool:
+        """A run would start on a frame with hardly any energy above a few hundred Hz: road
+        noise or a knock's thud, never a voice's onset (its vowels and consonants are brighter)."""
+        return bool(self.voiced_needed and frame) and pitch(frame, self._previous).brightness < DULL
+
+    def _confirm_or_wait(self) -> Decision:
+        if self._voiced + self._utterance_voiced < self.voiced_needed:
+            self._waiting, self._unvoiced, self._dips = True, 0, 0
+            return Decision.NONE
+        if self._long_enough():
+            return self._stop_waiting(Decision.CONFIRM)
+        self._holding, self._dips = True, 0
+        return Decision.NONE
+
+    def _long_enough(self) -> bool:
+        """Speech enough for a barge-in, from a near voice (a held note found meanwhile has made
+        the detector deaf)."""
+        spoken = round((self._now - self._utterance_start) / FRAME_S) + 1  # frames since the onset
+        return spoken >= self.min_speech_frames and self._near()
+
+    def _near(self) -> bool:
+        """The utterance peaks ``NEAR_DB`` over the line's floor: a voice at the handset, not
+        voices across the room (babble, a TV: their own dips set the floor a few dB under them)."""
+        if not self.near_db:
+            return True
+        peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
+        return peak >= max(self.floor_dbfs + self.near_db, self.threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
+
+    def _loud_frame(self, frame: bytes) -> None:
+        if self._run == 0 and self._now - self._utterance_end > self.UTTERANCE_GAP_S:
+            self._utterance_voiced = 0  # a new utterance
+            self.whispered = False
+            self._utterance_peak = MIN_DBFS
+            self._utterance_start = self._now
+        self._run += 1
+        if len(self._run_levels) < self.LISTEN_FRAMES:
+            self._run_levels.append(self._level)
+            if self.voiced_needed and (self._voiced + self._utterance_voiced < self.voiced_needed or self.tones):
+                self._listen(frame)
+
+    def _listen(self, frame: bytes) -> None:
+        """Voice or not (periodic and bright), and a held note (a steady period) or not."""
+        if not frame:
+            return
+        r, period, bright = pitch(frame, self._previous)
+        self._bright.append(bright)
+        if r < self.VOICE_PERIODICITY or bright < DULL:
+            self._periods = []
+            return
+        self._voiced += 1
+        if self._voiced + self._utterance_voiced >= self.voiced_needed:
+            self._voice_at = self._now  # (one periodic frame is not yet a voice: coughs have them)
+        if not self.tones:
+            return
+        self._periods.append(period)
+        recent = self._periods[-self.TONE_FRAMES:]
+        if len(recent) >= self.TONE_FRAMES and max(recent) - min(recent) <= self.TONE_SPREAD * min(recent):
+            self._deaf, self._tone_at = True, self._now  # a held note: music, a hum, a beep
+
+    def _hold(self, frame: bytes, armed: Callable[[], bool]) -> Decision:
+        """A voice was heard: confirm once the utterance is long enough, or release it as a backchannel."""
+        if self.loud and armed():
+            if not self._next_loud(frame):
+                return self._release()
+            return self._stop_waiting(Decision.CONFIRM) if self._long_enough() else Decision.NONE
+        if not self.loud and self._dips < self.detector.dip_frames and armed():
+            self._dips += 1
+            return Decision.NONE
+        self._run_ended()
+        if not self._near():  # voices across the room (a TV): not the caller's, nothing to hold for
+            return self._release()
+        self.backchannel_at = self._now
+        return self._stop_waiting(Decision.BACKCHANNEL if self.detector.duck else Decision.NONE)
+
+    def _short_run_ended(self) -> Decision:
+        """A ducked run ended before the debounce: a near voice in it ("stop" whose vowel alone
+        was loud) is a short utterance like a backchannel (its words decide), anything else is
+        released."""
+        voiced = self._voiced + self._utterance_voiced >= self.voiced_needed > 0
+        self._run_ended()
+        if voiced and self.min_speech_frames and self._near():
+            self.backchannel_at = self._now
+            return Decision.BACKCHANNEL
+        return Decision.RELEASE
+
+    def _run_ended(self) -> None:
+        if self._voiced or self._utterance_voiced or self.whispered:
+            self._utterance_voiced += self._voiced
+            self._utterance_peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
+            self._utterance_end = self._now
+        if self.voiced_needed and not (self._voiced or self._utterance_voiced):
+            self._voiceless_ended()
+
+    def _voiceless_ended(self) -> None:
+        """A loud sound with no voice in it ended: a whisper, or a burst (knock, cough, click)."""
+        if self._whisper_like():
+            self._whisper_at = self._now
+        else:
+            self._noise_at = self._now
+
+    def _wait_for_voice(self, frame: bytes, armed: Callable[[], bool]) -> Decision:
+        if self.loud and armed():
+            if not self._next_loud(frame):
+                return self._release()
+            if self._voiced + self._utterance_voiced >= self.voiced_needed:
+                self._waiting = False
+                return self._confirm_or_wait()
+            self._unvoiced += 1
+            if self._run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
+                self._whisper_at = self._now  # a near, sustained, breathy sound that is no burst
+                self.whispered, self._waiting = True, False  # judged like a voice from here on
+                if self._long_enough():
+                    return self._stop_waiting(Decision.CONFIRM)
+                self._holding, self._dips = True, 0
+                return Decision.NONE
+            if self._unvoiced < self.MAX_UNVOICED:
+                return Decision.NONE
+            self._deaf = True
+        elif self.loud or self._dips >= self.detector.dip_frames:
+            pass  # disarmed, or quiet for longer than a dip: the sound is over
+        else:
+            self._dips += 1
+            return Decision.NONE
+        self._voiceless_ended()
+        if self.loud or not self._sustained() or not self.detector.duck:
+            return self._release()
+        self._linger_until = self._now + self.UTTERANCE_GAP_S  # "sh... stop": the voice may follow
+        return self._stop_waiting(Decision.NONE)
+
+    def _sustained(self, frames: int = 0) -> bool:
+        """The current run is voiceless, long enough (``frames``, default ``WHISPER_FRAMES``) and
+        no burst that decays from its start: breath or a fricative ("sh", "f"), not a knock."""
+        levels = self._run_levels
+        if self._voiced >= self.voiced_needed or len(levels) < (frames or self.WHISPER_FRAMES):
+            return False
+        peak = max(levels)
+        tail = levels[-3:]
+        return not (levels.index(peak) <= 2 and sum(tail) / len(tail) <= peak - self.BURST_DECAY_DB)
+
+    def _linger(self, armed: Callable[[], bool]) -> Decision | None:
+        """After a sustained voiceless run the duck stays for ``UTTERANCE_GAP_S``: a loud frame
+        within it starts the utterance's next run (None: judged as usual); otherwise RELEASE
+        once it is over (or the guards say no), NONE meanwhile."""
+        if self.loud and armed():
+            self._linger_until = None
+            return None
+        if self._now < self._linger_until and armed():
+            return Decision.NONE
+        self._linger_until = None
+        return Decision.RELEASE
+
+    def _next_loud(self, frame: bytes) -> bool:
+        """One more loud frame of a held run; False if it showed a held note (the detector is deaf)."""
+        self._dips = 0
+        self._loud_frame(frame)
+        return not self._deaf
+
+    def _release(self) -> Decision:
+        return self._stop_waiting(Decision.RELEASE if self.detector.duck else Decision.NONE)
+
+    @property
+    def hearing(self) -> bool:
+        """A loud run is going on (ducked, waiting for a voice or for enough speech)."""
+        return self._waiting or self._holding or self.detector.run > 0 or self._linger_until is not None
+
+    def heard_noise(self, now: float) -> bool:
+        """A loud sound without a voice is going on, or ended within ``NOISE_MEMORY_S``: the
+        model's VAD starting now heard a cough or a knock, not the caller talking (if they do
+        talk, their first voiced frame confirms the barge-in here anyway)."""
+        return ((self._waiting and not self._whisper_like(self.WHISPER_EVIDENCE))
+                or now - self._noise_at < self.NOISE_MEMORY_S)
+
+    def sound(self, now: float, window_s: float) -> Sound:
+        """What the caller's line carried within ``window_s`` before ``now``, the strongest
+        evidence first. The model's VAD is believed for a near voice or a whisper; not for echo,
+        a burst, a note, or a soft sound that is neither (measured: on the corpus set that rule
+        let a TV, babble, music and hum switched on mid-answer through 6 times in 120 calls)."""
+        since = now - window_s
+        if self._voice_at >= since and self._voice_at > self._tone_at:
+            return Sound.VOICE
+        if (self._waiting and self._whisper_like(self.WHISPER_EVIDENCE)) or self._whisper_at >= since:
+            return Sound.WHISPER
+        if self._tone_at >= since or self._deaf:
+            return Sound.TONE
+        if self.heard_noise(now):
+            return Sound.NOISE
+        if len(self._soft) == self.SOFT_FRAMES and self._soft[0] >= since:
+            return Sound.SOFT
+        if self._echo_at >= since:
+            return Sound.ECHO
+        return Sound.NOTHING
+
+    def _whisper_like(self, frames: int = 0) -> bool:
+        """The current voiceless run is long enough (``frames``, default ``WHISPER_FRAMES``), soft,
+        bright, and not a burst that decays from its start."""
+        if not self._sustained(frames):
+            return False
+        bright = sorted(self._bright)
+        if bright and bright[len(bright) // 2] < self.WHISPER_BRIGHT:
+            return False  # rumble, a low tone, a door: not breath
+        return max(self._run_levels) <= self.WHISPER_MAX_DBFS  # a whisper is soft: a cough at the handset is not
+
+    def _stop_waiting(self, decision: Decision) -> Decision:
+        self._waiting = self._holding = False
+        self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+        self.detector.reset()
+        return decision
+
+    def reset(self) -> None:
+        self.detector.reset()
+        self._waiting = self._holding = self._deaf = False
+        self._linger_until = None
+        self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+        self._utterance_voiced = 0
+
+
+@dataclass(frozen=True)
+class GuardState:
+    """The facts the guards look at, sampled from the response tracker and the outbound path."""
+
+    barge_in_enabled: bool = True
+    in_greeting: bool = False
+    greeting_interruptible: bool = False
+    ai_speaking: bool = False  # frames of the current response queued, being sent, or playing at Twilio
+    response_active: bool = False  # response.created seen, response.done not yet
+    already_handled: bool = False  # the procedure already ran for this response
+
+
+class Refusal(str, enum.Enum):
+    """Why the guards refuse a barge-in (str-valued: it reads as its reason in logs)."""
+
+    DISABLED = "barge-in disabled"
+    ALREADY_HANDLED = "already handled for this response"
+    GREETING = "greeting is not interruptible"
+    NOT_SPEAKING = "AI is not speaking"
+
+
+@dataclass(frozen=True)
+class Plan:
+    stop_audio: bool  # clear Twilio and flush our queues
+    cancel: bool  # send response.cancel
+    truncate: bool  # send conversation.item.truncate
+
+
+def refusal(state: GuardState) -> Refusal | None:
+    """Why a trigger must not act now, or None if it may."""
+    if not state.barge_in_enabled:
+        return Refusal.DISABLED
+    if state.already_handled:
+        return Refusal.ALREADY_HANDLED
+    if state.in_greeting and not state.greeting_interruptible:
+        return Refusal.GREETING
+    if not state.ai_speaking:
+        return Refusal.NOT_SPEAKING
+    return None
+
+
+def plan(state: GuardState) -> Plan | None:
+    """The steps a confirmed barge-in takes, or None when the guards say no.
+
+    Audio is stopped whenever some is still queued or playing, even after ``response.done``
+    (the model generates faster than real time). ``response.cancel`` goes only to an
+    active response, so it never provokes ``response_cancel_not_active`` needlessly.
+    """
+    if refusal(state) is not None:
+        return None
+    return Plan(stop_audio=True, cancel=state.response_active, truncate=True)
+
+
+class FalseTriggerMonitor:
+    """Decides that a local barge-in was a false trigger, after ``delay_s`` of quiet.
+
+    A false trigger: no server ``speech_started`` and no caller transcript text since the loud
+    run began, and the caller's level has stayed below the threshold for ``delay_s``. The
+    evidence is kept with its time, not as flags a later ``start`` would reset: the server may
+    report the caller's speech on its own thread before or after the barge-in has armed the
+    monitor, and either order means the interruption was real. Thread-safe.
+    """
+
+    def __init__(self, delay_s: float = 0.5) -> None:
+        self.delay_s = delay_s
+        self._lock = threading.Lock()
+        self.armed = False
+        self._since = 0.0  # evidence at or after this instant counts for the armed barge-in
+        self._quiet_since: float | None = None
+        self._speech_at = float("-inf")
+        self._text_at = float("-inf")
+        self._last = float("-inf")  # latest instant seen: the time of evidence given without one
+
+    def start(self, now: float, loud: bool = True, since: float | None = None) -> None:
+        """A local barge-in just ran at ``now`` for a loud run that began at ``since``."""
+        with self._lock:
+            self._seen(now)
+            self.armed = True
+            self._since = now if since is None else since
+            self._quiet_since = None if loud else now
+
+    def level(self, loud: bool, now: float) -> None:
+        with self._lock:
+            self._seen(now)
+            if not loud:
+                if self._quiet_since is None:
+                    self._quiet_since = now
+            else:
+                self._quiet_since = None
+
+    def speech_started(self, now: float | None = None) -> None:
+        """The server heard the caller speak: a barge-in on that speech was real."""
+        with self._lock:
+            self._speech_at = self._last if now is None else self._seen(now)
+
+    def user_text(self, text: str, now: float | None = None) -> None:
+        if text.strip():
+            with self._lock:
+                self._text_at = self._last if now is None else self._seen(now)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.armed = False
+
+    def poll(self, now: float) -> bool:
+        """True exactly once when the barge-in is judged false (time to resume the answer)."""
+        with self._lock:
+            self._seen(now)
+            if not self.armed:
+                return False
+            if self._speech_at >= self._since or self._text_at >= self._since:
+                self.armed = False
+                return False
+            if self._quiet_since is None or now - self._quiet_since < self.delay_s:
+                return False
+            self.armed = False
+            return True
+
+    def _seen(self, now: float) -> float:
+        self._last = max(self._last, now)
+        return now

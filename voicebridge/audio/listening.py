@@ -1,0 +1,312 @@
+"""The call's listening policy (sans-IO): what the caller's line carries, what the model hears
+of it, and when the model's own VAD is believed.
+
+One ``Listener`` per call. ``MediaSession``'s shell (through ``BargeIn``) and the barge-in
+benchmark's adapter call the same methods, with the time passed in:
+
+* ``played`` / ``cleared``: what the agent sent (the echo gate's reference);
+* ``hear(frame, now, armed)``: one caller frame -> a ``Heard``: the bytes to append to the model
+  (an echo-only frame becomes comfort noise at the line's floor), the echo verdict and the local
+  barge-in decision (duck, confirm, release, backchannel);
+* ``server_speech(now, audible)``: the model's VAD started -> a ``ServerSpeech``: interrupt, an
+  ordinary turn, the local detector's to decide, or ignored with its reason;
+* ``committed()``: the model's VAD committed a turn -> a ``Turn``: answer it or not (a
+  backchannel, or a turn that was only echo or room sound);
+* ``hold(now)`` / ``hold_outcome(now)``: a short voiced utterance ended while the agent was
+  paused (the duck): the agent stays paused until its words decide (``Hold``): a backchannel
+  resumes it where it paused, anything else ("wait", "stop") interrupts it; bounded by
+  ``backchannel_hold_ms``;
+* ``transcript(text)``: the words of a turn (a delta or the completed transcript): True if the
+  turn, held or let pass as a backchannel, is words that interrupt ("wait", "stop").
+
+Why the bridge and not the model's VAD decides: the bridge knows what it played (echo), hears
+every frame at once (the model hears appends 100 ms later), and can tell a backchannel from a
+barge-in without cancelling anything (the duck is reversible, a cancel is not).
+"""
+from __future__ import annotations
+
+import enum
+import re
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from . import mulaw as audio, voicing
+from .detector import CallerLevel, Decision, Sound
+from ..config import BridgeConfig
+from .echo import ComfortNoise, EchoGate, Verdict, attenuation_table
+
+VOICED_FRAMES = 3
+"""Voiced frames a run needs before it may confirm (one voiced frame now and then is in babble)."""
+NEAR_DB = 24.0
+"""A barge-in's utterance peaks at least this far above the line's noise floor (a near voice)."""
+EVIDENCE_S = 1.0
+"""How far back the model's ``speech_started`` is checked against what the bridge heard: its
+VAD reports ~200-500 ms after an onset (appends of 100 ms, its own window, the network)."""
+BACKCHANNEL_TEXT_S = 6.0
+"""How long after a backchannel its transcript may still turn it into an interruption."""
+BACKCHANNEL_WORDS = frozenset("""
+mm mhm mmhm mm-hm mmm hm hmm uh-huh uhhuh uh huh um ah oh yeah yes yep yup ya yah ok okay right
+sure alright all i see got it cool great good fine nice true exactly correct gotcha totally indeed
+""".split())
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+
+
+class ServerSpeech(enum.Enum):
+    """What the bridge makes of the model's ``input_audio_buffer.speech_started``."""
+
+    INTERRUPT = "interrupt"  # the caller is heard here too: run the procedure
+    TURN = "turn"  # the agent is not audible: an ordinary turn, nothing to interrupt
+    LOCAL = "local"  # a voice is being heard here: the local detector confirms it or lets it pass
+    ECHO = "echo"  # ignored: only the agent's own echo was on the line
+    NOISE = "noise"  # ignored: a voiceless burst (knock, cough, click, door)
+    TONE = "tone"  # ignored: a held note (music, a hum)
+    BACKCHANNEL = "backchannel"  # ignored: a short acknowledgement, the answer goes on
+    UNCLEAR = "unclear"  # ignored: sound above the noise, neither a voice nor a whisper (a TV, babble)
+    NOTHING = "nothing"  # ignored: nothing of the caller above the line's noise
+
+    @property
+    def ignored(self) -> bool:
+        return self not in (ServerSpeech.INTERRUPT, ServerSpeech.TURN, ServerSpeech.LOCAL)
+
+
+IGNORE_REASONS = tuple(s for s in ServerSpeech if s.ignored)
+"""The reasons of ``server_speech_ignored{reason}``."""
+
+
+class Hold(enum.Enum):
+    """What becomes of an agent paused for a short utterance (a backchannel, or "wait"?)."""
+
+    NONE = "none"  # nothing is held
+    WAIT = "wait"  # held: the words are not in yet
+    RESUME = "resume"  # a backchannel (or a sound the model took for no turn): the answer goes on
+    CONFIRM = "confirm"  # words that take the turn, or a turn whose words will not come: interrupt
+
+
+class Turn(enum.Enum):
+    """Whether the bridge asks the model to answer a turn its VAD committed."""
+
+    RESPOND = "respond"
+    BACKCHANNEL = "backchannel"  # said while the agent talked: the answer goes on, no new response
+    NOT_CALLER = "not_caller"  # the model's VAD heard echo or room sound: nothing to answer
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One caller frame, judged."""
+
+    forward: bytes  # what the model is sent
+    level_dbfs: float
+    verdict: Verdict
+    decision: Decision
+
+
+def is_backchannel(text: str) -> bool:
+    """A transcript that only acknowledges ("mm-hm", "yeah, okay", "I see"): at most four words,
+    all from ``BACKCHANNEL_WORDS``. Anything else ("wait", "no no", a question) takes the turn."""
+    words = _WORD.findall(text.lower())
+    return 0 < len(words) <= 4 and all(w in BACKCHANNEL_WORDS for w in words)
+
+
+def takes_turn(text: str, final: bool) -> bool:
+    """Words that take the turn, judged on the transcript so far (``final`` False: the deltas
+    received, which may end inside a word). A partial transcript takes it only once it is sure
+    to: more than four words, a complete word that is no backchannel, or a last word that no
+    backchannel word starts with ("st" may become "sure"; "wa" cannot become one)."""
+    if final:
+        return bool(_WORD.search(text.lower())) and not is_backchannel(text)
+    words = _WORD.findall(text.lower())
+    if not words:
+        return False
+    complete = words if not text[-1:].isalpha() else words[:-1]
+    if len(words) > 4 or any(w not in BACKCHANNEL_WORDS for w in complete):
+        return True
+    last = words[-1]
+    return len(complete) < len(words) and not any(b.startswith(last) for b in BACKCHANNEL_WORDS)
+
+
+class Listener:
+    """The call's ears: echo gate, local detector, comfort noise, the model's VAD weighed."""
+
+    def __init__(self, config: BridgeConfig, seed: int = 21) -> None:
+        self.gate = EchoGate(config.echo_margin_db) if config.echo_gate else None
+        self.level = CallerLevel(config.barge_in_threshold_dbfs, config.barge_in_frames, config.duck,
+                                 config.barge_in_dip_frames, config.noise_margin_db,
+                                 voiced_needed=VOICED_FRAMES if config.barge_in_voicing else 0,
+                                 min_speech_frames=(config.barge_in_min_speech_ms // audio.FRAME_MS
+                                                    if config.ignore_backchannels else 0),
+                                 near_db=NEAR_DB if config.barge_in_voicing else 0.0)
+        self._comfort = ComfortNoise(seed) if config.echo_comfort_noise else None
+        self._quieter = (attenuation_table(config.echo_suppression_db)
+                         if self._comfort is None and config.echo_suppression_db > 0 else None)
+        self._backchannels = config.ignore_backchannels
+        self._hold_s = config.backchannel_hold_ms / 1000
+        if config.barge_in and config.barge_in_voicing:
+            voicing.prepare()  # built with the call's parts, before its threads: not on its first loud frame
+        self._transcribed = config.transcription_model is not None
+        self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
+        self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far
+        self._hold_verdict = Hold.WAIT
+        self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
+        self._server_at = float("-inf")  # the model's VAD last started (believed or not)
+        self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
+        self._turn: ServerSpeech | None = None  # the model's current (or last) caller turn, as judged
+        self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
+        self._backchannel_items: dict[str, float] = {}  # turns left unanswered as backchannels -> when
+
+    # ------------------------------------------------------------------ the agent's side
+    def played(self, level_dbfs: float, now: float) -> None:
+        if self.gate is not None:
+            self.gate.played(level_dbfs, now)
+
+    def cleared(self, now: float) -> None:
+        if self.gate is not None:
+            self.gate.cleared(now)
+
+    # ------------------------------------------------------------------ the caller's frames
+    def hear(self, frame: bytes, now: float, armed: Callable[[], bool]) -> Heard:
+        """One caller frame: what the model gets, and the local decision."""
+        level = audio.dbfs(frame)
+        verdict = Verdict.CALLER
+        if self.gate is not None:
+            verdict = self.gate.judge(level, now, self.level.floor_dbfs)
+        forward = frame
+        if verdict is Verdict.ECHO:
+            if self._comfort is not None:
+                forward = self._comfort.frame(self.level.floor_dbfs)
+            elif self._quieter is not None:
+                forward = frame.translate(self._quieter)
+        decision = self.level.feed(level, now, verdict is Verdict.CALLER, armed, frame,
+                                   echo=verdict is Verdict.ECHO)
+        if decision is Decision.CONFIRM:
+            self._confirmed_at = now
+        return Heard(forward, level, verdict, decision)
+
+    @property
+    def floor_dbfs(self) -> float:
+        return self.level.floor_dbfs
+
+    # ------------------------------------------------------------------ the model's VAD
+    def server_speech(self, now: float, audible: bool) -> ServerSpeech:
+        """The model's VAD started: believe it only with the caller heard here too."""
+        outcome = self._judge(now, audible)
+        with self._lock:
+            self._turn = outcome
+            self._server_at = now
+        return outcome
+
+    def _judge(self, now: float, audible: bool) -> ServerSpeech:
+        if not audible:
+            return ServerSpeech.TURN
+        sound = self.level.sound(now, EVIDENCE_S)
+        if sound is Sound.VOICE:
+            if not self._backchannels:
+                return ServerSpeech.INTERRUPT
+            if self.level.hearing:
+                return ServerSpeech.LOCAL
+            return ServerSpeech.INTERRUPT if self._confirmed_at >= now - EVIDENCE_S else ServerSpeech.BACKCHANNEL
+        if sound is Sound.WHISPER:
+            return ServerSpeech.INTERRUPT
+        return {Sound.ECHO: ServerSpeech.ECHO, Sound.NOISE: ServerSpeech.NOISE, Sound.TONE: ServerSpeech.TONE,
+                Sound.SOFT: ServerSpeech.UNCLEAR}.get(sound, ServerSpeech.NOTHING)
+
+    def committed(self, now: float, item_id: str = "") -> Turn:
+        """The model's VAD committed the caller's turn (``item_id``): answer it?"""
+        with self._lock:
+            judged, self._turn = self._turn, None
+        if judged is ServerSpeech.LOCAL:  # the local detector has decided by now (the VAD waited for silence)
+            judged = (ServerSpeech.INTERRUPT if self._confirmed_at >= self.level.backchannel_at
+                      else ServerSpeech.BACKCHANNEL)
+        if judged in (ServerSpeech.TURN, ServerSpeech.INTERRUPT):
+            return Turn.RESPOND
+        if self._held is not None:  # the held utterance is in this turn (its VAD may have started on echo)
+            judged = ServerSpeech.BACKCHANNEL
+        if judged is None:
+            return Turn.RESPOND
+        if judged is ServerSpeech.BACKCHANNEL:
+            with self._lock:
+                if self._held is not None:
+                    if not self._transcribed:  # no words will come: "stop" must not be missed
+                        self._hold_verdict = Hold.CONFIRM
+                        return Turn.RESPOND
+                    self._held_items[item_id] = ""
+                self._backchannel_items = {i: t for i, t in self._backchannel_items.items()
+                                           if now - t <= BACKCHANNEL_TEXT_S}
+                self._backchannel_items[item_id] = now
+            return Turn.BACKCHANNEL
+        return Turn.NOT_CALLER
+
+    def transcript(self, text: str, now: float, item_id: str = "", final: bool = True) -> bool:
+        """Words of turn ``item_id`` arrived (a delta, or the completed transcript with ``final``):
+        True if it was held or let pass as a backchannel but is words that take the turn ("wait",
+        "stop", "no no"): the bridge interrupts and answers now. A held turn whose final words are
+        a backchannel (or none) lets the agent resume."""
+        with self._lock:
+            if item_id in self._held_items:
+                return self._held_words(item_id, text, final)
+            since = self._backchannel_items.get(item_id)
+            if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes_turn(text, True):
+                return False
+            del self._backchannel_items[item_id]
+        return True
+
+    def transcript_failed(self, item_id: str) -> None:
+        """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
+        with self._lock:
+            if item_id in self._held_items:
+                self._hold_verdict = Hold.CONFIRM
+
+    def _held_words(self, item_id: str, text: str, final: bool) -> bool:
+        words = text if final else self._held_items[item_id] + text
+        self._held_items[item_id] = words
+        if takes_turn(words, final):
+            self._hold_verdict = Hold.CONFIRM
+            self._backchannel_items.pop(item_id, None)
+            return True
+        if final:
+            del self._held_items[item_id]
+            if not self._held_items:
+                self._hold_verdict = Hold.RESUME
+        return False
+
+    # ------------------------------------------------------------------ the held agent
+    def hold(self, now: float) -> None:
+        """A short voiced utterance ended with the agent paused: keep it paused until its words
+        decide (a second one while held joins the first)."""
+        with self._lock:
+            if self._held is None:
+                self._held, self._hold_verdict = now, Hold.WAIT
+                self._held_items.clear()
+            self._held_whisper = self.level.whispered
+
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
+
+    def hold_outcome(self, now: float) -> Hold:
+        """The held agent's fate, given once: WAIT while the words are not in; at
+        ``backchannel_hold_ms`` CONFIRM if the model took a turn whose words never came. If the
+        model took none (no ``speech_started`` within a second: its VAD heard no turn, there are
+        no words to wait for), RESUME for a voice (an acknowledgement too faint for the model to
+        answer) but CONFIRM for a whisper, which the model's VAD often misses: a whispered "wait"
+        must not be lost, and nobody whispers "mm-hm"."""
+        with self._lock:
+            if self._held is None:
+                return Hold.NONE
+            verdict = self._hold_verdict
+            unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
+            if verdict is Hold.WAIT and not self._held_items and now - self._held >= EVIDENCE_S - 1e-9 \
+                    and self._server_at < self._held - EVIDENCE_S:
+                verdict = unheard
+            if verdict is Hold.WAIT and now - self._held >= self._hold_s - 1e-9:
+                verdict = Hold.CONFIRM if self._held_items else unheard
+            if verdict is not Hold.WAIT:
+                self._held = None
+                self._held_items.clear()
+            return verdict
+
+    def end_hold(self) -> None:
+        """The barge-in ran (on whatever trigger): nothing is held any more."""
+        with self._lock:
+            self._held = None
+            self._held_items.clear()

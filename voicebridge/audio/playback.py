@@ -1,0 +1,140 @@
+"""What the caller has actually heard, from Twilio ``mark`` echoes (sans-IO).
+
+The bridge sends a mark every few frames and after an item's last frame. Twilio echoes a mark
+when the audio queued before it has played, *or* when a ``clear`` discarded it. Mark names
+carry a generation number that a clear bumps, so echoes that arrive after a clear for an older
+generation are known to be stale and are not taken as "played". Between echoes, playback
+advances in real time from the last confirmed position, capped by what was actually sent.
+Memory is bounded: a few recent items, and pending marks of the last two generations.
+"""
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .mulaw import BYTES_PER_MS, SAMPLE_RATE
+
+RECENT_ITEMS = 16
+
+
+class MarkOutcome(str, enum.Enum):
+    """What an echoed mark means (str-valued so it logs and compares as its name)."""
+
+    PLAYED = "played"  # the audio before it was heard
+    STALE = "stale"  # echoed because a clear discarded it
+    FOREIGN = "foreign"  # a name we never sent (or long forgotten)
+
+
+@dataclass
+class _ItemPlayback:
+    sent_bytes: int = 0
+    anchor_bytes: int = 0  # position confirmed by the last echo (0 until one arrives)
+    anchor_time: float | None = None
+    ended: bool = False  # its last frame was sent
+
+
+@dataclass(frozen=True)
+class MarkInfo:
+    generation: int
+    item_id: str
+    position: int  # bytes of the item sent when the mark was sent
+
+
+class PlaybackTracker:
+    """Tracks sent audio per item and the caller's confirmed playback position."""
+
+    PREFIX = "vb"
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._seq = 0
+        self._items: "OrderedDict[str, _ItemPlayback]" = OrderedDict()
+        self._pending: dict[str, MarkInfo] = {}
+        self._current_pending = 0  # pending marks of the current generation
+
+    # --- sending side
+    def sent(self, item_id: str, nbytes: int, now: float) -> None:
+        """``nbytes`` of ``item_id`` were handed to Twilio at ``now``."""
+        item = self._item(item_id)
+        if item.anchor_time is None:
+            item.anchor_time = now
+        item.sent_bytes += nbytes
+
+    def new_mark(self, item_id: str) -> str:
+        """Name for a mark to send right after the audio sent so far for ``item_id``."""
+        self._seq += 1
+        name = f"{self.PREFIX}{self.generation}.{self._seq}"
+        self._pending[name] = MarkInfo(self.generation, item_id, self._item(item_id).sent_bytes)
+        self._current_pending += 1
+        return name
+
+    def ended(self, item_id: str) -> None:
+        """The item's last frame was sent (its final mark, if any, follows it)."""
+        self._item(item_id).ended = True
+
+    def cleared(self) -> int:
+        """A ``clear`` was sent: every pending mark is now stale. Returns the new generation.
+
+        Marks two generations old are forgotten: their echoes came right after the clear that
+        made them stale, or never will.
+        """
+        self.generation += 1
+        self._current_pending = 0
+        oldest = self.generation - 1
+        for name in [n for n, m in self._pending.items() if m.generation < oldest]:
+            del self._pending[name]
+        return self.generation
+
+    # --- echo side
+    def echoed(self, name: str, now: float) -> MarkOutcome:
+        """Handle an echoed mark."""
+        info = self._pending.pop(name, None)
+        if info is None:
+            return MarkOutcome.FOREIGN
+        if info.generation != self.generation:
+            return MarkOutcome.STALE
+        self._current_pending -= 1
+        item = self._items.get(info.item_id)
+        if item is not None and info.position >= item.anchor_bytes:
+            item.anchor_bytes = info.position
+            item.anchor_time = now
+        return MarkOutcome.PLAYED
+
+    # --- queries
+    @property
+    def pending_marks(self) -> int:
+        """Marks of the current generation not yet echoed: Twilio still has audio to play."""
+        return self._current_pending
+
+    def heard_bytes(self, item_id: str, now: float) -> int:
+        """Best estimate of how much of ``item_id`` the caller has heard by ``now``."""
+        item = self._items.get(item_id)
+        if item is None or item.anchor_time is None:
+            return 0
+        elapsed = max(0.0, now - item.anchor_time)
+        estimate = item.anchor_bytes + int(elapsed * SAMPLE_RATE)
+        return min(item.sent_bytes, estimate)
+
+    def heard_ms(self, item_id: str, now: float) -> int:
+        return self.heard_bytes(item_id, now) // BYTES_PER_MS
+
+    def played_out(self, item_id: str) -> bool:
+        """Every byte of the finished item was confirmed played by a mark echo."""
+        item = self._items.get(item_id)
+        return item is not None and item.ended and item.sent_bytes > 0 and item.anchor_bytes >= item.sent_bytes
+
+    def forget_pending(self) -> int:
+        """Drop every pending mark (safety fuse: Twilio stopped echoing). Returns how many."""
+        n = len(self._pending)
+        self._pending.clear()
+        self._current_pending = 0
+        return n
+
+    def _item(self, item_id: str) -> _ItemPlayback:
+        item = self._items.get(item_id)
+        if item is None:
+            item = self._items[item_id] = _ItemPlayback()
+            while len(self._items) > RECENT_ITEMS:
+                self._items.popitem(last=False)
+        return item

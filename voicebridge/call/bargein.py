@@ -1,0 +1,267 @@
+"""Barge-in for one call: when the caller talks over the agent, stop the agent at once.
+
+``BargeIn`` ties the sans-IO decisions of :mod:`voicebridge.audio.listening` (the call's ``Listener``)
+to the parts that act on them. Triggers: a local one (``hear``: every inbound frame, run thread),
+the server's VAD (``server_speech``, model thread, believed only with the caller heard here too)
+and a transcript that shows a turn let pass as a backchannel was words that take the turn
+(``transcript``). The procedure (``run``) is locked by response id, so two triggers for one
+utterance run it once:
+
+  response locked -> outbound interrupted (Twilio ``clear`` + our queues flushed under the send
+  lock) -> ``response.cancel`` if the response is still active -> ``conversation.item.truncate``
+  at what the caller actually heard -> response state cleared only if the id still matches ->
+  counted.
+
+The duck: the first loud frame pauses sending (nothing lost); enough speech with a voice in it
+confirms the barge-in; a voiceless run (a cough) resumes where it paused. A shorter voiced
+utterance ("mm-hm", or "wait") holds the agent paused until its words decide (``Listener.hold``):
+a backchannel resumes where it paused, other words interrupt. A confirmed local barge-in that no speech
+follows (no server ``speech_started``, no caller text, level back down for ``false_trigger_ms``)
+was a cough: the model is asked to continue.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from ..audio import detector as bargein
+from ..model import protocol as rt
+from ..audio.mulaw import BYTES_PER_MS
+from ..config import BridgeConfig
+from ..audio.echo import Verdict
+from ..audio.listening import Hold, Listener, ServerSpeech, Turn
+from .metrics import CallMetrics
+from ..model.link import ModelLink
+from .downlink import OutboundAudio
+from .turn_requests import ResponseRequests
+from .turn import Interruption, ResponseTracker
+
+Interrupted = Callable[[Interruption, int], None]
+
+ONSET_MEMORY_S = 2.0
+"""A server trigger measures its latency from a local duck's onset at most this old."""
+
+
+def _never() -> bool:
+    return False
+
+
+class BargeIn:
+    """The call's barge-in detector, guards, procedure and false-trigger recovery."""
+
+    def __init__(self, config: BridgeConfig, outbound: OutboundAudio, responses: ResponseTracker,
+                 model: ModelLink, requests: ResponseRequests, metrics: CallMetrics, log: logging.LoggerAdapter,
+                 clock: Callable[[], float], interrupted: Interrupted, listener: Listener | None = None) -> None:
+        self._config = config
+        self._outbound = outbound
+        self._responses = responses
+        self._model = model
+        self._requests = requests
+        self._interrupted = interrupted  # told what was cut and how much of it was heard
+        self._metrics = metrics
+        self._log = log
+        self._clock = clock
+        self.listener = listener if listener is not None else Listener(config)
+        self._level = self.listener.level
+        self._false_trigger = bargein.FalseTriggerMonitor(config.false_trigger_ms / 1000)
+        self._onset: float | None = None  # first loud frame of the current loud run (run thread)
+        self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
+
+    # ------------------------------------------------------------------ triggers
+    @property
+    def noise_floor(self) -> float:
+        return self.listener.floor_dbfs
+
+    def hear(self, frame: bytes, now: float, listening: bool = True) -> bytes:
+        """One caller frame (run thread): duck, release or confirm; returns what the model is sent
+        (an echo-only frame becomes comfort noise). ``listening`` is False once the call is ending."""
+        heard = self.listener.hear(frame, now, self._armed if listening else _never)
+        if heard.verdict is Verdict.ECHO:
+            self._metrics.add("echo_frames_suppressed")
+        self._act(heard.decision, heard.level_dbfs, now)
+        return heard.forward
+
+    def _act(self, decision: bargein.Decision, level_dbfs: float, now: float) -> None:
+        if self._false_trigger.armed:
+            self._false_trigger.level(self._level.loud, now)
+        if decision is bargein.Decision.DUCK:
+            self._onset = now
+            self._outbound.pause(now)
+            self._metrics.add("ducks")
+            self._log.info("duck: caller loud (%.1f dBFS), sending paused", level_dbfs)
+        elif decision is bargein.Decision.RELEASE:
+            if self.listener.holding:
+                return  # a cough after "mm-hm": the agent stays held for the words
+            self._outbound.resume()
+            self._metrics.add("duck_releases")
+            self._log.info("duck released: loud run ended before confirmation")
+        elif decision is bargein.Decision.BACKCHANNEL and self._config.backchannel_hold_ms:
+            if not self.listener.holding:
+                self._metrics.add("backchannel_holds")
+                self._log.info("short utterance over the agent: held paused until its words say what it was")
+            self.listener.hold(now)
+        elif decision is bargein.Decision.BACKCHANNEL:
+            self._resume_backchannel()
+        elif decision is bargein.Decision.CONFIRM:
+            self.run("local", now, self._onset if self._onset is not None else now)
+        elif self._level.loud and self._level.detector.run == 1:
+            self._onset = now
+
+    def _resume_backchannel(self) -> None:
+        self._outbound.resume()
+        self._metrics.add("duck_releases")
+        self._metrics.add("backchannels")
+        self._log.info("backchannel: a short utterance over the agent; the answer resumes where it paused")
+
+    def _settle_hold(self, now: float) -> Hold:
+        """Act on the held agent's verdict, if there is one: resume, or interrupt."""
+        outcome = self.listener.hold_outcome(now)
+        if outcome is Hold.RESUME:
+            self._resume_backchannel()
+        elif outcome is Hold.CONFIRM:
+            self.run("hold", now, self._recent_onset(now))
+        return outcome
+
+    def _recent_onset(self, now: float) -> float | None:
+        onset = self._onset  # set by a local duck on the same speech, if any
+        return onset if onset is not None and now - onset < ONSET_MEMORY_S else None
+
+    def _armed(self) -> bool:
+        return bargein.refusal(self._guard_state()) is None
+
+    def server_speech(self, now: float) -> ServerSpeech:
+        """The server's VAD heard "speech" (model thread): believed only with the caller heard here."""
+        outcome = self.listener.server_speech(now, self._outbound.audible)
+        if outcome.ignored:
+            self._metrics.add("server_speech_ignored")
+            self._metrics.add(f"server_speech_ignored_{outcome.value}")
+            self._log.info("server VAD: speech started while the agent talks, ignored (%s): the agent goes on",
+                           outcome.value)
+            return outcome
+        self._false_trigger.speech_started(now)
+        if outcome is ServerSpeech.LOCAL:
+            self._log.info("server VAD: speech started; the local detector is hearing it and decides")
+            return outcome
+        self._log.info("server VAD: caller speech started")
+        self.run("server", now, self._recent_onset(now))
+        return outcome
+
+    def committed(self, now: float, item_id: str = "") -> Turn:
+        """The server committed a caller turn (model thread): should the model answer it? (A held
+        short utterance with no transcription to decide it interrupts, and is answered.)"""
+        turn = self.listener.committed(now, item_id)
+        if turn is not Turn.RESPOND:
+            self._metrics.add(f"turns_{turn.value}")
+            self._log.info("caller turn %s left unanswered (%s)", item_id, turn.value)
+        self._settle_hold(now)
+        return turn
+
+    def transcript(self, text: str, now: float, item_id: str = "", final: bool = True) -> bool:
+        """A turn's words (model thread; a delta, or ``final``): True if a turn held or let pass as
+        a backchannel was words that take the turn; the agent is interrupted now (if it still
+        talks) and should answer. A held turn's backchannel words resume the agent."""
+        if not self.listener.transcript(text, now, item_id, final):
+            self._settle_hold(now)
+            return False
+        self._metrics.add("backchannels_overruled")
+        self._log.info("the caller's short turn was not a backchannel: interrupting and answering it")
+        self.listener.end_hold()
+        self.run("transcript", now, self._recent_onset(now))
+        return True
+
+    def transcript_failed(self, item_id: str, now: float) -> None:
+        """A turn's words will not come (model thread): a held one interrupts, and is answered."""
+        self.listener.transcript_failed(item_id)
+        if self._settle_hold(now) is Hold.CONFIRM:
+            self.answer_turn()
+
+    def answer_turn(self) -> None:
+        """Ask for the answer to a caller turn (the wire says ``create_response: false`` so that a
+        backchannel or the agent's own echo is left unanswered; docs/barge-in.md)."""
+        if self._config.vad_create_response and self._config.turn_detection is not None:
+            self._requests.request("turn")
+
+    def user_text(self, text: str, now: float) -> None:
+        """Caller speech was transcribed: a barge-in just before it was real."""
+        self._false_trigger.user_text(text, now)
+
+    def response_started(self) -> None:
+        """A new response supersedes any pending "continue" decision."""
+        self._false_trigger.cancel()
+
+    # ------------------------------------------------------------------ the procedure
+    def run(self, source: str, now: float, onset: float | None = None) -> bool:
+        """Interrupt the agent (once per response); False if the guards refuse."""
+        with self._procedure:
+            return self._run(source, now, onset)
+
+    def _run(self, source: str, now: float, onset: float | None) -> bool:
+        state = self._guard_state()
+        steps = bargein.plan(state)
+        if steps is None:
+            self._log.debug("%s barge-in ignored: %s", source, bargein.refusal(state))
+            return False
+        locked = self._responses.lock_for_interruption()
+        if source == "local":  # armed first: the server may confirm the speech while we send
+            self._false_trigger.start(now, loud=True, since=onset)
+        self._log.info("barge-in (%s) confirmed on response %s", source, locked.response_id)
+        flushing = self._outbound.interrupt(clear=True)
+        self._log.info("flushing %d queued frames", flushing)
+        if steps.cancel and locked.was_active:
+            self._model.send(rt.response_cancel(locked.response_id))
+            self._log.info("response.cancel sent for %s", locked.response_id)
+        heard_ms = self._truncate(locked.item_id, locked.received_bytes, now) if steps.truncate and locked.item_id else 0
+        self._responses.finish_interruption(locked.response_id)
+        self._interrupted(locked, heard_ms)
+        self.listener.end_hold()
+        self._level.reset()
+        self._metrics.add("barge_in_events")
+        self._metrics.add(f"barge_in_{source}")
+        if onset is not None:
+            self._metrics.barge_in_latency((now - onset) * 1000)
+        return True
+
+    def _truncate(self, item_id: str, received_bytes: int, now: float) -> int:
+        heard = self._outbound.heard_ms(item_id, now)
+        received_ms = received_bytes // BYTES_PER_MS
+        audio_end_ms = max(0, min(heard, received_ms))
+        self._model.send(rt.item_truncate(item_id, audio_end_ms))
+        self._metrics.add("truncates_sent")
+        self._log.info("truncate %s at %d ms (received %d ms)", item_id, audio_end_ms, received_ms)
+        return audio_end_ms
+
+    def _guard_state(self) -> bargein.GuardState:
+        current = self._responses.current
+        return bargein.GuardState(
+            barge_in_enabled=self._config.barge_in,
+            in_greeting=current is not None and current.greeting,
+            greeting_interruptible=self._config.greeting_interruptible,
+            ai_speaking=self._outbound.audible,
+            response_active=current is not None and current.active,
+            already_handled=current is not None and current.interrupted,
+        )
+
+    # ------------------------------------------------------------------ timers (run thread)
+    def poll(self, now: float) -> None:
+        """The held agent's bound (a turn whose words never came interrupts and is answered), and
+        false-trigger recovery: ask the model to continue the answer a cough cut."""
+        if self.listener.holding and self._settle_hold(now) is Hold.CONFIRM:
+            self.answer_turn()
+        if self._false_trigger.poll(now):
+            self._metrics.add("false_barge_ins")
+            self._log.info("false barge-in: no speech followed; asking the model to continue")
+            self._requests.request("continue", self._config.continue_instructions)
+
+    def release_stuck_duck(self, now: float) -> bool:
+        """Safety fuse: a duck held past ``duck_fuse_ms`` with no confirmation is released (past
+        the longest hold for a short utterance's words plus ``duck_fuse_ms`` while one is held:
+        the hold's own bound decides first)."""
+        limit_ms = self._config.duck_fuse_ms
+        if self.listener.holding:
+            limit_ms += self._config.backchannel_hold_ms + self._config.barge_in_min_speech_ms
+        if not self._outbound.release_stuck_duck(now, limit_ms / 1000):
+            return False
+        self.listener.end_hold()
+        self._level.reset()
+        return True

@@ -1,0 +1,313 @@
+"""The outbound audio path: model audio in, exact 160-byte frames out on a 20 ms grid.
+
+``OutboundAudio`` owns everything between a model delta and a media message: the audio queue,
+the ``Framer`` (audio-out thread), the TX queue, the ``Pacer`` and its wake-up (TX thread), the
+generation that a barge-in bumps, the duck (pause/resume), the ``PlaybackTracker`` that learns
+from marks what the caller heard, and the answer to "is the agent audible?". The session's
+audio-out and TX threads run ``frame_loop`` and ``tx_loop``; other threads call ``push``,
+``end``, ``play``, ``pause``, ``resume`` and ``interrupt``.
+
+Why a generation: a barge-in must stop every queued byte at once without draining queues from
+the wrong thread. Every chunk carries the generation it was made under; ``interrupt`` bumps it
+(under the Twilio send lock, together with the ``clear``), and anything older is discarded
+where it is found and counted (frames as ``frames_flushed``, unframed bytes as
+``framer_bytes_dropped``). Frame accounting: every frame put on the TX queue leaves it exactly
+once, as sent, flushed or dropped.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..audio import mulaw as audio
+from ..config import BridgeConfig
+from ..audio.echo import EchoGate
+from ..audio.framing import Framer
+from .metrics import CallMetrics
+from ..audio.pacing import Pacer, PacerStats
+from ..audio.playback import MarkOutcome, PlaybackTracker
+from ..carrier.link import SendOutcome, TwilioLink
+from .wakeup import Wakeup
+
+PAUSED_POLL_S = 0.05
+"""While ducked, the TX thread re-checks at least this often (a resume also wakes it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Audio of one item under one generation; empty ``data`` marks the end of the item."""
+
+    generation: int
+    item_id: str
+    data: bytes = b""
+
+    @property
+    def end(self) -> bool:
+        return not self.data
+
+
+_STOP: Any = object()
+
+
+class OutboundAudio:
+    """Model audio -> exact frames -> paced media messages; barge-in flush; what was heard."""
+
+    def __init__(self, link: TwilioLink, config: BridgeConfig, metrics: CallMetrics,
+                 clock: Callable[[], float], log: Any, echo: EchoGate | None = None) -> None:
+        self._link = link
+        self._echo = echo  # told the level of every frame sent, and of every clear
+        self._metrics = metrics
+        self._clock = clock
+        self._log = log
+        self._mark_every = config.mark_every_frames
+        self._pacer = Pacer(lead_frames=config.lead_frames, late_tolerance_s=config.late_tolerance_ms / 1000)
+        self._audio_q: "queue.Queue[Any]" = queue.Queue()
+        self._tx_q: "queue.Queue[Any]" = queue.Queue()
+        self._wake = Wakeup()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # generation, duck, in-flight count, playback
+        self._generation = 0
+        self._paused_at: float | None = None  # set while ducked
+        self._in_flight = 0  # deltas not yet framed + frames not yet sent, current generation
+        self._playback = PlaybackTracker()
+
+    # ------------------------------------------------------------------ producers (any thread)
+    def push(self, item_id: str, data: bytes) -> None:
+        """A model delta for ``item_id`` (any size)."""
+        with self._lock:
+            self._in_flight += 1
+            generation = self._generation
+        self._audio_q.put(Chunk(generation, item_id, data))
+
+    def end(self, item_id: str) -> None:
+        """The item's audio is complete: its tail is padded and a final mark follows it."""
+        self._audio_q.put(Chunk(self._generation, item_id))
+
+    def play(self, item_id: str, data: bytes) -> None:
+        """Audio of our own (the apology, a filler): the same path as model audio."""
+        if data:
+            self.push(item_id, data)
+        self.end(item_id)
+
+    # ------------------------------------------------------------------ barge-in (any thread)
+    def pause(self, now: float) -> None:
+        """Duck: no frame leaves until ``resume`` (or ``interrupt``); nothing is lost."""
+        def set_paused() -> None:
+            self._paused_at = now
+        self._link.hold(set_paused)
+
+    def resume(self) -> None:
+        self._link.hold(self._unpause)
+        self._wake.set()
+
+    def interrupt(self, clear: bool = True) -> int:
+        """Stop all queued audio now: bump the generation (and send ``clear``) under the send lock.
+
+        Returns how many frames and deltas were in flight; they are discarded where found.
+        """
+        flushed: list[int] = []
+
+        def bump() -> None:
+            with self._lock:
+                self._generation += 1
+                self._paused_at = None
+                self._playback.cleared()
+                flushed.append(self._in_flight)
+                self._in_flight = 0
+
+        if clear:
+            self._link.clear(bump)
+            if self._echo is not None:
+                self._echo.cleared(self._clock())
+        else:
+            self._link.hold(bump)
+        self._wake.set()
+        return flushed[0] if flushed else 0
+
+    # ------------------------------------------------------------------ what the caller heard
+    @property
+    def audible(self) -> bool:
+        """Audio of the current generation is queued, being sent, or still playing at Twilio."""
+        with self._lock:
+            return self._in_flight > 0 or self._playback.pending_marks > 0
+
+    def mark_echoed(self, name: str, now: float) -> MarkOutcome:
+        with self._lock:
+            return self._playback.echoed(name, now)
+
+    def heard_ms(self, item_id: str, now: float) -> int:
+        with self._lock:
+            return self._playback.heard_ms(item_id, now)
+
+    def played_out(self, item_id: str) -> bool:
+        """The item was sent in full and its final mark came back as played."""
+        with self._lock:
+            return self._playback.played_out(item_id)
+
+    @property
+    def pacer_stats(self) -> PacerStats:
+        return self._pacer.stats
+
+    # ------------------------------------------------------------------ safety fuses
+    def release_stuck_duck(self, now: float, limit_s: float) -> bool:
+        """Resume if ducked for longer than ``limit_s`` with no confirmation. True if it was."""
+        paused_at = self._paused_at
+        if paused_at is None or now - paused_at <= limit_s:
+            return False
+        self.resume()
+        return True
+
+    def forget_unechoed_marks(self) -> int:
+        """Twilio stopped echoing while nothing is queued: stop counting the agent as audible."""
+        if not (self._audio_q.empty() and self._tx_q.empty()):
+            return 0
+        with self._lock:
+            return self._playback.forget_pending()
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Make both loops end soon (idempotent)."""
+        self._stopping.set()
+        self._wake.set()
+        self._audio_q.put(_STOP)
+        self._tx_q.put(_STOP)
+
+    def drain(self) -> None:
+        """After both loops ended: frames still queued were never sent (``frames_dropped``)."""
+        dropped = 0
+        while True:
+            try:
+                chunk = self._tx_q.get_nowait()
+            except queue.Empty:
+                break
+            dropped += chunk is not _STOP and not chunk.end
+        self._metrics.add("frames_dropped", dropped)
+
+    # ------------------------------------------------------------------ audio-out thread
+    def frame_loop(self) -> None:
+        """Deltas -> exact 160-byte frames; the tail is padded at the item's end."""
+        framer = Framer()
+        generation = 0
+        while True:
+            chunk = self._audio_q.get()
+            if chunk is _STOP or self._stopping.is_set():
+                break
+            if chunk.generation != self._generation:
+                self._metrics.add("framer_bytes_dropped", len(chunk.data))
+                continue
+            if chunk.generation != generation:  # a barge-in happened: its remainder is stale
+                generation = chunk.generation
+                self._metrics.add("framer_bytes_dropped", framer.drop())
+            if chunk.end:
+                before = framer.padded_bytes
+                self._enqueue(framer.end(), chunk, consumed=0)
+                self._metrics.add("framer_bytes_padded", framer.padded_bytes - before)
+                self._tx_q.put(chunk)
+            else:
+                self._enqueue(framer.push(chunk.data), chunk, consumed=1)
+        self._metrics.add("framer_bytes_dropped", framer.drop())
+
+    def _enqueue(self, frames: list[bytes], src: Chunk, consumed: int) -> None:
+        with self._lock:
+            if src.generation == self._generation:
+                self._in_flight += len(frames) - consumed
+        for frame in frames:
+            self._metrics.add("frames_enqueued")
+            self._tx_q.put(Chunk(src.generation, src.item_id, frame))
+
+    # ------------------------------------------------------------------ TX thread
+    def tx_loop(self) -> None:
+        """One frame per 20 ms slot; a mark every few frames and after each item's last frame."""
+        item: str | None = None
+        unmarked = 0  # frames of ``item`` sent since its last mark
+        while True:
+            chunk = self._tx_q.get()
+            if chunk is _STOP or self._stopping.is_set():
+                if chunk is not _STOP and not chunk.end:
+                    self._metrics.add("frames_dropped")
+                return
+            if chunk.end:
+                with self._lock:  # before the final mark: its echo may come back at once
+                    self._playback.ended(chunk.item_id)
+                if chunk.generation == self._generation and unmarked:
+                    self._mark(chunk.item_id)
+                item, unmarked = None, 0
+                continue
+            if chunk.item_id != item:
+                item, unmarked = chunk.item_id, 0
+                self._pacer.follow_on(self._clock())
+            outcome = self._pace_and_send(chunk)
+            if outcome is SendOutcome.SENT:
+                unmarked += 1
+                if self._mark_every and unmarked >= self._mark_every:
+                    self._mark(chunk.item_id)
+                    unmarked = 0
+            elif outcome is SendOutcome.FAILED:
+                return
+
+    def _pace_and_send(self, chunk: Chunk) -> SendOutcome:
+        """Wait for the frame's slot, then send it; a duck holds it until the resume.
+
+        Whether the frame may go is decided under the send lock (``_send``); a flush, duck or
+        close ends the wait early, and a frame already stale is discarded without waiting.
+        """
+        resumed = False
+        while True:
+            if self._stopping.is_set():
+                self._metrics.add("frames_dropped")
+                return SendOutcome.FAILED
+            if chunk.generation != self._generation:
+                self._metrics.add("frames_flushed")
+                return SendOutcome.FLUSHED
+            now = self._clock()
+            if resumed:  # after a duck: the caller's buffer refilled to the lead, then the grid
+                self._pacer.resume(now)
+                resumed = False
+            delay = self._pacer.delay(now)
+            if delay > 0:
+                self._wake.wait(delay)
+                continue
+            outcome = self._send(chunk)
+            if outcome is not SendOutcome.PAUSED:
+                return outcome
+            self._wake.wait(PAUSED_POLL_S)
+            resumed = True
+
+    def _send(self, chunk: Chunk) -> SendOutcome:
+        if len(chunk.data) != audio.FRAME_BYTES:
+            self._metrics.add("outbound_bad_size")
+            self._metrics.add("frames_dropped")
+            self._log.error("frame of %d bytes refused (must be %d)", len(chunk.data), audio.FRAME_BYTES)
+            return SendOutcome.FLUSHED
+
+        def check() -> SendOutcome | None:  # under the send lock: no flush or duck in between
+            if chunk.generation != self._generation:
+                return SendOutcome.FLUSHED
+            return SendOutcome.PAUSED if self._paused_at is not None else None
+
+        outcome, sent_at = self._link.send_media(chunk.data, check)
+        if outcome is SendOutcome.SENT:
+            self._pacer.sent(sent_at)
+            self._metrics.frame_sent(len(chunk.data), sent_at)
+            if self._echo is not None:
+                self._echo.played(audio.dbfs(chunk.data), sent_at)
+            with self._lock:
+                self._playback.sent(chunk.item_id, len(chunk.data), sent_at)
+                if chunk.generation == self._generation:
+                    self._in_flight -= 1
+        elif outcome is SendOutcome.FLUSHED:
+            self._metrics.add("frames_flushed")
+        elif outcome is SendOutcome.FAILED:
+            self._metrics.add("frames_dropped")
+        return outcome
+
+    def _mark(self, item_id: str) -> None:
+        def name() -> str:
+            with self._lock:
+                return self._playback.new_mark(item_id)
+        self._link.send_mark(name)
+
+    def _unpause(self) -> None:
+        self._paused_at = None

@@ -1,0 +1,1 @@
+"""The model side: the OpenAI Realtime protocol, its WebSocket client, and one call's link to it."""
