@@ -56,6 +56,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from operator import mul
+from typing import Iterable
 
 from .mulaw import FRAME_BYTES, FRAME_MS, MIN_DBFS, SILENCE_FRAME, ULAW_TABLE, _lin_to_ulaw
 
@@ -84,10 +85,21 @@ FAST_ESTIMATES, FAST_EVERY, SLOW_EVERY = 10, 20, 100
 """Estimates: every 20 frames for the first 10 tries that had the agent to go on (the caller's
 own question before the first answer does not use them up), then every 100 (a line with no
 audible echo never yields a delay, and must not cost a correlation every 400 ms)."""
+LAG_SLOTS = 50
+"""Inbound slots (1 s, from the agent's first audio on) an estimate needs before its lag may be
+believed: over 0.4-0.8 s, babble or a TV correlates with the agent at r > 0.9 at some lag by
+chance (the line's own record of its echo, below, serves until then)."""
 PROVISIONAL_MIN, PROVISIONAL_KEEP = 10, 100
 """Echo frames above the noise the line's record needs before it stands in for the prior, and
 how many of the latest it keeps (2 s of agent speech)."""
 PROVISIONAL_PERCENTILE = 0.05
+RECORD_AFTER_S, RECORD_MIN_DBFS = 0.4, -50.0
+"""The record takes frames from 0.4 s after the agent's audio began (its echo has arrived by
+then: what came before is the line's own sound, and would say the echo is far down) and at
+-50 dBFS or more (a level that could be an echo worth judging: below it, a line whose noise
+floor is not known yet)."""
+TALK_GAP_S = 1.0
+"""Audible agent audio after this much without any begins a new stretch (for ``RECORD_AFTER_S``)."""
 
 
 class Verdict(enum.Enum):
@@ -135,8 +147,10 @@ class EchoGate:
         self._informed = 0  # estimates that had the agent's audio to go on
         self._estimate_at = FAST_EVERY
         self._caller_until = float("-inf")
-        self._doubted: deque[int] = deque(maxlen=HISTORY)  # slots judged the caller's or unsure
+        self._callers: deque[int] = deque(maxlen=HISTORY)  # slots judged the caller's
         self._record_loss = ProvisionalLoss()
+        self._audible_at = float("-inf")  # the last audible frame's playout start
+        self._talk_start = float("inf")  # when the current stretch of audible agent audio began
         self.stats = EchoStats()
 
     # ------------------------------------------------------------------ the sending side
@@ -145,6 +159,10 @@ class EchoGate:
         with self._lock:
             start = now if self._play_end is None else max(now, self._play_end)
             self._play_end = start + SLOT_S
+            if level_dbfs >= PLAYED_FLOOR_DBFS:
+                if start - self._audible_at > TALK_GAP_S:
+                    self._talk_start = start
+                self._audible_at = start
             slot = round(start / SLOT_S)
             self._played[slot] = level_dbfs
             if len(self._played) > 4 * HISTORY:
@@ -174,14 +192,13 @@ class EchoGate:
             if level_dbfs > reference - self._judged_loss(lag) + self.margin_db:
                 self.stats.caller_frames += 1
                 self._caller_until = now + DOUBLE_TALK_HOLD_S
-                self._doubted.append(slot)
+                self._callers.append(slot)
                 return Verdict.CALLER
             if now < self._caller_until:
                 self.stats.unsure_frames += 1
-                self._doubted.append(slot)
                 return Verdict.UNSURE
             self.stats.echo_frames += 1
-            if lag is None:
+            if lag is None and level_dbfs >= RECORD_MIN_DBFS and now >= self._talk_start + RECORD_AFTER_S:
                 self._record_loss.add(reference - level_dbfs)
             return Verdict.ECHO
 
@@ -228,7 +245,7 @@ class EchoGate:
             fast = self._informed < FAST_ESTIMATES and self._lag is None
             self._estimate_at = self._frames + (FAST_EVERY if fast else SLOW_EVERY)
             self.stats.delay_estimates += 1
-            path = estimate(list(self._levels), slot, self._played, set(self._doubted))
+            path = estimate(list(self._levels), slot, self._played, words(self._callers))
             self._informed += path.r is not None
             self._learn(path)
 
@@ -259,13 +276,13 @@ def estimate(levels: "list[float]", last_slot: int, played: "dict[int, float]",
     The lag at which played levels best predict the inbound ones if clearly (r >= 0.7), the best
     correlation (None: the agent was too silent to tell), and the loss: at that lag, a low
     percentile of played-within-the-window minus heard over frames where the agent spoke and
-    the gate did not hear the caller (``doubted`` slots: a caller's word over the echo still
+    the gate did not hear the caller talk (``doubted`` slots, see ``words``: a word over the echo still
     correlates well enough, and its frames would say the echo is loud); with no echo to be seen
     (r < 0.3), the loss that proves (see ``_unseen_loss``).
     """
     levels = _since_the_agent(levels, last_slot, played)
     n = len(levels)
-    if n < FAST_EVERY:
+    if n < LAG_SLOTS:
         return EchoPath(None, None)
     first = last_slot - n + 1 - MAX_LAG - WINDOW
     raw = [played.get(s, MIN_DBFS) for s in range(first, last_slot + WINDOW + 1)]
@@ -302,6 +319,20 @@ def estimate(levels: "list[float]", last_slot: int, played: "dict[int, float]",
             losses.append(reference - heard)
     loss = sorted(losses)[int(len(losses) * LOSS_PERCENTILE)] if len(losses) >= FAST_EVERY else None
     return EchoPath(best, best_r, None if loss is None else max(0.0, loss))
+
+
+WORD_SLOTS, WORD_SPAN = 3, 2
+"""A slot judged the caller's with 3 such slots within +-2 of it is inside the caller's word."""
+
+
+def words(callers: "Iterable[int]") -> "set[int]":
+    """The slots of the caller's words (and 40 ms either side), given the slots judged the
+    caller's. An echo peak a few dB over the loss in use is one such slot now and then and must
+    still be measured (left out, the loss would only ever be measured upwards); a word is a run."""
+    judged = set(callers)
+    span = range(-WORD_SPAN, WORD_SPAN + 1)
+    cores = [s for s in judged if sum(1 for d in span if s + d in judged) >= WORD_SLOTS]
+    return {s + d for s in cores for d in span}
 
 
 def _since_the_agent(levels: "list[float]", last_slot: int, played: "dict[int, float]") -> "list[float]":
