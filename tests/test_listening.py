@@ -406,3 +406,38 @@ def test_a_whisper_with_a_stray_periodic_frame_or_two_is_still_a_whisper(n):
     call.learn(2.0)
     got = decisions(call.talk(corpus.by_category("whisper")[n].audio()) + [call.step() for _ in range(25)])
     assert got[0] is Decision.DUCK and got[1] in (Decision.BACKCHANNEL, Decision.CONFIRM), got
+
+
+def test_a_held_voice_inside_a_turn_the_models_vad_opened_earlier_waits_for_that_turns_words():
+    """The model's VAD started on the echo under a TV before the caller spoke and stays in its turn
+    through "hold on": no new ``speech_started`` comes, but the words will, with the commit.
+    (Before: resumed after a second as a voice the model took for no turn, and "hold on" was
+    never acted on: a miss at the caller's ear, 2 s of the agent over them.)"""
+    call = Call()
+    call.learn(3.0)
+    opened = call.t
+    assert call.listener.server_speech(opened, audible=True) is ServerSpeech.ECHO
+    for _ in range(60):  # 1.2 s of the answer (the VAD's turn still open)
+        call.step()
+    got = decisions(call.talk(corpus.by_category("interruption")[0].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.WAIT  # before: RESUME
+    assert call.listener.committed(call.t + 1.9, "item_tv") is Turn.BACKCHANNEL  # the held utterance is in it
+    assert call.listener.transcript("Wait.", call.t + 2.2, "item_tv") is True
+    assert call.listener.hold_outcome(call.t + 2.2) is Hold.CONFIRM
+
+
+def test_a_held_utterance_inside_a_turn_the_models_vad_opened_before_the_agent_spoke_is_decided_by_its_words():
+    """The model's VAD started on a TV while the agent was silent (an ordinary turn) and was still
+    in it when the caller said "wait" over the answer: the turn's words decide, as for any held
+    utterance. (Before: answered as an ordinary turn while the held answer resumed over the caller.)"""
+    call = Call()
+    assert call.listener.server_speech(call.t, audible=False) is ServerSpeech.TURN
+    call.learn(3.0)
+    got = decisions(call.talk(corpus.by_category("interruption")[0].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    assert call.listener.committed(call.t + 1.4, "item_tv") is Turn.BACKCHANNEL  # before: RESPOND
+    assert call.listener.hold_outcome(call.t + 1.4) is Hold.WAIT  # before: RESUME
+    assert call.listener.transcript("Wait.", call.t + 1.7, "item_tv") is True

@@ -149,6 +149,7 @@ class Listener:
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._server_at = float("-inf")  # the model's VAD last started (believed or not)
+        self._server_open = False  # ... and has not committed that turn yet (its words will come with it)
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
         self._turn: ServerSpeech | None = None  # the model's current (or last) caller turn, as judged
         self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
@@ -193,6 +194,7 @@ class Listener:
         with self._lock:
             self._turn = outcome
             self._server_at = now
+            self._server_open = True
         return outcome
 
     def _judge(self, now: float, audible: bool) -> ServerSpeech:
@@ -214,13 +216,16 @@ class Listener:
         """The model's VAD committed the caller's turn (``item_id``): answer it?"""
         with self._lock:
             judged, self._turn = self._turn, None
+            self._server_open = False
         if judged is ServerSpeech.LOCAL:  # the local detector has decided by now (the VAD waited for silence)
             judged = (ServerSpeech.INTERRUPT if self._confirmed_at >= self.level.backchannel_at
                       else ServerSpeech.BACKCHANNEL)
-        if judged in (ServerSpeech.TURN, ServerSpeech.INTERRUPT):
+        if judged is ServerSpeech.INTERRUPT:
             return Turn.RESPOND
-        if self._held is not None:  # the held utterance is in this turn (its VAD may have started on echo)
-            judged = ServerSpeech.BACKCHANNEL
+        if self._held is not None:  # the held utterance is in this turn (its VAD may have started on echo,
+            judged = ServerSpeech.BACKCHANNEL  # or on a TV before the agent spoke): its words decide
+        if judged is ServerSpeech.TURN:
+            return Turn.RESPOND
         if judged is None:
             return Turn.RESPOND
         if judged is ServerSpeech.BACKCHANNEL:
@@ -286,8 +291,9 @@ class Listener:
     def hold_outcome(self, now: float) -> Hold:
         """The held agent's fate, given once: WAIT while the words are not in; at
         ``backchannel_hold_ms`` CONFIRM if the model took a turn whose words never came. If the
-        model took none (no ``speech_started`` within a second: its VAD heard no turn, there are
-        no words to wait for), RESUME for a voice (an acknowledgement too faint for the model to
+        model took none (no ``speech_started`` within a second, and none still open: a turn its
+        VAD started earlier, on the echo or a TV, takes the utterance in and brings its words at
+        the commit; otherwise its VAD heard no turn, there are no words to wait for), RESUME for a voice (an acknowledgement too faint for the model to
         answer) but CONFIRM for a whisper, which the model's VAD often misses: a whispered "wait"
         must not be lost, and nobody whispers "mm-hm"."""
         with self._lock:
@@ -296,7 +302,7 @@ class Listener:
             verdict = self._hold_verdict
             unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
             if verdict is Hold.WAIT and not self._held_items and now - self._held >= EVIDENCE_S - 1e-9 \
-                    and self._server_at < self._held - EVIDENCE_S:
+                    and self._server_at < self._held - EVIDENCE_S and not self._server_open:
                 verdict = unheard
             if verdict is Hold.WAIT and now - self._held >= self._hold_s - 1e-9:
                 verdict = Hold.CONFIRM if self._held_items else unheard
