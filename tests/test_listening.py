@@ -13,7 +13,7 @@ from voicebridge.dev import tts
 from voicebridge.audio.detector import Decision
 from voicebridge.audio.echo import ComfortNoise, Verdict
 from voicebridge.audio.detector import CallerLevel
-from voicebridge.audio.listening import Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
+from voicebridge.audio.listening import AgentWords, Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
 from voicebridge.dev.sim import corpus, room
 
 AGENT = tts.load_prompt("long_answer")
@@ -441,3 +441,33 @@ def test_a_held_utterance_inside_a_turn_the_models_vad_opened_before_the_agent_s
     assert call.listener.committed(call.t + 1.4, "item_tv") is Turn.BACKCHANNEL  # before: RESPOND
     assert call.listener.hold_outcome(call.t + 1.4) is Hold.WAIT  # before: RESUME
     assert call.listener.transcript("Wait.", call.t + 1.7, "item_tv") is True
+
+
+def test_a_turn_whose_words_are_the_agents_own_is_its_echo_not_words_that_take_the_turn():
+    """An echo peak under a hum was judged the caller's voice; the model's VAD started on the echo
+    and its transcription said the agent's own words: three or more of them in a row are the
+    agent's echo, not a caller who wants the turn (before: the answer was cut, a false barge-in)."""
+    call = Call()
+    call.listener.agent_said("The model streams its re")
+    call.listener.agent_said("ply back faster than real time, and the phone plays it.")
+    call.listener.agent_said("", final=True)
+    call.learn(3.0)
+    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.BACKCHANNEL
+    assert call.listener.transcript("streams its reply", call.t + 0.7, "item_echo", final=False) is False
+    assert call.listener.hold_outcome(call.t + 0.7) is Hold.WAIT
+    assert call.listener.transcript("streams its reply back faster", call.t + 0.9, "item_echo") is False
+    assert call.listener.hold_outcome(call.t + 0.9) is Hold.RESUME  # before: CONFIRM, the answer cut
+
+
+@pytest.mark.parametrize("text, final, expected", [
+    ("its reply back", True, True), ("reply back faster than", False, True), ("hold on", True, False),
+    ("wait", True, False), ("the phone", False, None), ("what do you mean", True, False),
+    ("the model is wrong", True, False), ("", True, False)])
+def test_which_transcripts_are_the_agents_own_words(text, final, expected):
+    said = AgentWords()
+    said.add("The model streams its reply back faster than real time, and the phone plays it.", final=True)
+    assert said.echoed(text, final) is expected
