@@ -511,13 +511,18 @@ class ModelServer:
         self.continues = 0
         self.uplink = bytearray()
 
-    def start(self, kind: str | None, data: bytes, now: float) -> None:
+    def start(self, kind: str | None, data: bytes, now: float, text: str = "") -> None:
+        """A response of ``data`` whose words are ``text`` (sent as its transcript at once, as the
+        service's transcript deltas run ahead of its audio)."""
         self.n += 1
         rid, iid = f"resp_{self.n}", f"item_{self.n}"
-        self.response = {"id": rid, "item": iid, "data": data, "pos": 0, "t0": now}
+        self.response = {"id": rid, "item": iid, "data": data, "pos": 0, "t0": now, "text": text}
         meta = {"voicebridge": kind} if kind else {}
         self.out += [{"type": "response.created", "response": {"id": rid, "status": "in_progress", "metadata": meta}},
                      {"type": "response.output_item.added", "response_id": rid, "item": {"id": iid, "type": "message"}}]
+        if text:
+            self.out.append({"type": "response.output_audio_transcript.delta", "response_id": rid, "item_id": iid,
+                             "delta": text})
 
     def tick(self, now: float) -> None:
         while self.pending and self.pending[0][0] <= now + 1e-9:
@@ -538,6 +543,9 @@ class ModelServer:
         r = self.response
         assert r is not None
         self.out.append({"type": "response.output_audio.done", "response_id": r["id"], "item_id": r["item"]})
+        if r["text"]:
+            self.out.append({"type": "response.output_audio_transcript.done", "response_id": r["id"],
+                             "item_id": r["item"], "transcript": r["text"]})
         self.out.append({"type": "response.done", "response": {"id": r["id"], "status": status,
                                                                 "status_details": {"reason": reason}}})
         self.response = None
@@ -639,10 +647,11 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
                                  and not any(a == "clear" for _, a in bridge.actions) and not server.cancelled_at):
         # the model
         if i == 5 and GREETING_ON:
-            server.start("greeting", GREETING, t)
+            server.start("greeting", GREETING, t, spoken(GREETING_PART[1], 0.0, GREETING_S, GREETING_FULL_S))
         if not answer_started and t >= ANSWER_AT - MODEL_NET_S:
             answer_started = True
-            server.start(None, answer, t)
+            server.start(None, answer, t, spoken(LONG_ANSWER[1], case.answer_at_s, case.answer_at_s + ANSWER_S,
+                                                 len(ANSWER) / 8000))
         while to_server and to_server[0][0] <= t + 1e-9:
             server.client(to_server.popleft()[1], t)
         server.tick(t)
@@ -693,6 +702,12 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
                     agent_heard, cancel_times, t), bridge.listening_cpu_s
 
 
+def spoken(part: str, s0: float, s1: float, total_s: float) -> str:
+    """The words of ``part`` (spoken over ``total_s``) said between ``s0`` and ``s1`` s into it."""
+    ws = part.split()
+    return " ".join(ws[max(0, int(len(ws) * s0 / total_s)):max(0, int(len(ws) * s1 / total_s))])
+
+
 def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int], str]:
     """What the model's transcription says of a committed turn spanning ``[start_ms, end_ms)`` of
     the uplink (one uplink ms is one ms of the caller's clock, less the network): the caller's
@@ -701,9 +716,7 @@ def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int
     text = corpus.clip(case.sound).text if case.sound and case.sound in _CLIP_NAMES else ""
     delay_s = case.delay_ms / 1000 + 2 * NET_S
 
-    def words(part: str, s0: float, s1: float, total_s: float) -> str:
-        ws = part.split()
-        return " ".join(ws[max(0, int(len(ws) * s0 / total_s)):max(0, int(len(ws) * s1 / total_s))])
+    words = spoken
 
     def transcribe(start_ms: int, end_ms: int) -> str:
         t0, t1 = start_ms / 1000 - NET_S, end_ms / 1000 - NET_S
