@@ -55,7 +55,7 @@ The bridge under test (the adapter)
 
 The default :class:`Bridge` builds a real ``MediaSession`` of a given package (its threads never
 start) and drives the same sans-IO parts MediaSession wires (``InboundAudio``, ``BargeIn``,
-``EchoGate``, ``ModelEvents``, ``ResponseTracker``...), replacing only the two thread-and-socket
+``EchoGate``, ``ModelEvents``, ``Turns``...), replacing only the two thread-and-socket
 parts: ``OutboundAudio`` by :class:`SimOutbound` (the same Framer, Pacer and PlaybackTracker,
 stepped by the harness: one frame per 20 ms slot, a mark every ``mark_every_frames``, the duck
 and the flush) and ``ModelLink`` by :class:`SimModelLink` (records what is sent). A new policy

@@ -53,7 +53,7 @@ def test_state_dir_and_drain_file_from_the_environment(tmp_path: Path) -> None:
     assert create_app(Settings.from_env(dict(env, DRAIN_GRACE_S="5"))).extensions["voicebridge"].drain_grace_s == 5.0
     assert bridge.slots.shared and (tmp_path / "state" / "slots").is_dir() and not bridge.draining
     (tmp_path / "drain").touch()
-    bridge._next_drain_check = 0.0  # the next look is due now
+    bridge._drain._next_check = 0.0  # the next look is due now
     assert bridge.draining
 
 

@@ -159,15 +159,20 @@ def test_greeting_is_named_for_what_it_takes_the_old_name_still_works():
 
 
 def test_every_duration_names_its_unit():
-    """The class docstring's promise: a number that is a time says ms or s in its name."""
+    """The class docstring's promise: a number that is a time says ms or s in its name, in its
+    group and in the flat names alike."""
     import dataclasses
 
+    from voicebridge.config import FLAT, GROUPS
+
     unitless = {"speed", "vad_threshold", "max_output_tokens", "replay_items", "reconnect_attempts", "reconnect_budget",
-                "tool_workers"}
+                "tool_workers", "attempts", "budget"}
     units = ("_ms", "_s", "_frames", "_db", "_dbfs", "_bytes")
-    numbers = [f.name for f in dataclasses.fields(BridgeConfig)
-               if any(t in str(f.type) for t in ("int", "float")) and f.name not in unitless]
-    assert numbers and [name for name in numbers if not name.endswith(units)] == []
+    numeric = {(cls.__name__, f.name) for cls in GROUPS.values() for f in dataclasses.fields(cls)
+               if any(t in str(f.type) for t in ("int", "float"))}
+    names = {name for _, name in numeric} | {flat for flat, (group, member) in FLAT.items()
+                                             if (GROUPS[group].__name__, member) in numeric}
+    assert len(names) > 40 and sorted(n for n in names - unitless if not n.endswith(units)) == []
     assert "``*_ms`` milliseconds, ``*_s`` seconds" in BridgeConfig.__doc__  # not "timing fields are in milliseconds"
 
 
@@ -181,3 +186,40 @@ def test_openai_url_must_be_a_websocket_url(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BridgeConfig(openai_url=url)
     assert BridgeConfig(openai_url="wss://x.openai.azure.com/openai/v1/realtime?model=d").is_azure
+
+
+def test_settings_come_in_groups_and_the_flat_names_still_work() -> None:
+    from voicebridge.config import Interruption, SessionOptions
+
+    grouped = BridgeConfig(session=SessionOptions(voice="cedar"), interruption=Interruption(min_speech_ms=400))
+    flat = BridgeConfig(voice="cedar", barge_in_min_speech_ms=400)
+    assert grouped == flat
+    assert (flat.session.voice, flat.interruption.min_speech_ms) == ("cedar", 400)
+    assert (grouped.voice, grouped.barge_in_min_speech_ms) == ("cedar", 400)  # the flat reads
+    assert BridgeConfig(**{"voice": "sage", "reconnect_attempts": 2}).reconnect.attempts == 2  # a flat mapping
+    # a flat name given with its group applies on top of it; replace keeps the rest
+    both = BridgeConfig(session=SessionOptions(voice="cedar", speed=1.2), voice="ash")
+    assert (both.voice, both.speed) == ("ash", 1.2)
+    changed = both.replace(barge_in=False)
+    assert (changed.interruption.enabled, changed.barge_in, changed.voice, both.barge_in) == (False, False, "ash", True)
+
+
+def test_a_bad_setting_is_refused_by_name_and_type() -> None:
+    from voicebridge.config import SessionOptions
+
+    with pytest.raises(TypeError, match="unexpected keyword argument 'voise'"):
+        BridgeConfig(voise="cedar")
+    with pytest.raises(TypeError, match="takes a Interruption, not SessionOptions"):
+        BridgeConfig(interruption=SessionOptions())
+    with pytest.raises(ValueError, match="voice must be one of"):
+        BridgeConfig(session=SessionOptions(voice="robot"))  # checked when the config is made
+
+
+def test_every_group_member_has_exactly_one_flat_name() -> None:
+    import dataclasses
+
+    from voicebridge.config import FLAT, GROUPS
+
+    members = sorted((group, f.name) for group, cls in GROUPS.items() for f in dataclasses.fields(cls))
+    assert sorted(FLAT.values()) == members
+    assert not set(FLAT) & set(GROUPS)

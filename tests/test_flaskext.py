@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
 from voicebridge import BridgeConfig, VoiceBridge
-from voicebridge.serving.flaskext import MAX_UNSTARTED
+from voicebridge.serving.admission import MAX_UNSTARTED
 from voicebridge.throttle import LogThrottle
 from voicebridge.serving.prometheus import BridgeMetrics
 from voicebridge.testing import (FakeRealtime, FakeTwilio, ManualClock, rt_function_call, rt_response_created, rt_response_done,
@@ -250,6 +250,7 @@ def test_replayed_upgrades_never_use_up_the_cap_and_their_refusals_log_little(
     """With MAX_CALLS=2, sockets re-opened from one signed upgrade (silent, or replaying a used
     token) hold no slot: every genuine webhook is answered and its stream admitted."""
     caplog.set_level(logging.INFO)
+    began = time.monotonic()
     app, bridge = make_app(auth_token=TOKEN, max_calls=2)
     bridge.config = CFG.replace(start_timeout_s=0.5)
     used = issue_token(app)
@@ -284,7 +285,8 @@ def test_replayed_upgrades_never_use_up_the_cap_and_their_refusals_log_little(
             peer.read_until_closed()
             peer.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) <= 4, warnings  # one line per kind per 10 s: token replay, no start
+    windows = 1 + int((time.monotonic() - began) // 10)  # a loaded machine may take more than one 10 s window
+    assert len(warnings) <= 4 * windows, warnings  # one line per kind per 10 s: token replay, no start
     values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
     assert values[("voicebridge_calls_refused_total", (("stage", "token"),))] == 30
     assert values[("voicebridge_calls_total", ())] == 2

@@ -8,7 +8,7 @@ from voicebridge.call.log import CallLog
 from voicebridge.call.metrics import CallMetrics
 from voicebridge.call.downlink import OutboundAudio
 from voicebridge.audio.playback import MarkOutcome, PlaybackTracker
-from voicebridge.call.turn import RECENT, ResponseTracker
+from voicebridge.call.turns import RECENT, Turns
 from voicebridge.testing import STREAM_SID, FakeTwilio, wait_until
 from voicebridge.carrier.link import TwilioLink
 
@@ -41,7 +41,7 @@ def test_a_flush_between_a_delta_and_its_framing_never_makes_the_count_negative(
 
 
 def test_responses_mark_the_greeting_drop_late_audio_and_end_once():
-    tracker = ResponseTracker()
+    tracker = Turns()
     greeting = tracker.created("resp_1", "greeting")
     assert greeting.greeting and not tracker.created("resp_2").greeting
     tracker.item_added("resp_2", "item_2")
@@ -58,7 +58,7 @@ def test_responses_mark_the_greeting_drop_late_audio_and_end_once():
 
 
 def test_an_interruption_is_cleared_only_while_its_response_is_current():
-    tracker = ResponseTracker()
+    tracker = Turns()
     tracker.created("resp_1")
     locked = tracker.lock_for_interruption()
     tracker.created("resp_2")  # a new response raced in during the procedure
@@ -67,7 +67,7 @@ def test_an_interruption_is_cleared_only_while_its_response_is_current():
 
 
 def test_response_memory_is_bounded_however_long_the_call():
-    tracker = ResponseTracker()
+    tracker = Turns()
     tracker.created("resp_0")
     tracker.item_added("resp_0", "item_0")
     tracker.lock_for_interruption()

@@ -126,7 +126,7 @@ def test_the_amd_verdict_reaches_the_worker_that_carries_the_stream(tmp_path):
     signed = {"X-Twilio-Signature": signature(TOKEN, url, form)}
     answer = app_a.test_client().post("/voice/amd", data=form, headers=signed)
     assert answer.status_code == 204
-    take = b._answer_source(sid)
+    take = b.outbound.answer_source(sid)
     assert take(0.0) is AnsweredBy.MACHINE_END_BEEP and take(0.0) is None
     for bridge in (a, b):
         bridge.close()

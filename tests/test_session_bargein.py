@@ -217,6 +217,21 @@ def test_safety_fuse_clears_a_stuck_response(start):
     end(session, call, twilio)
 
 
+def test_the_safety_fuse_frees_the_line_a_cut_answer_held(start):
+    """After a barge-in the cut answer is no longer current, but it holds the request line until its
+    response.done; a stalled session never sends it, and the fuse must let the line go."""
+    session, twilio, openai, call = start(CFG.replace(safety_fuse_ms=300))
+    long_response(openai, twilio)
+    openai.auto_session = False  # the cancel is never answered with response.done
+    twilio.media(LOUD, n=5)
+    assert twilio.wait_for(lambda t: len(openai.events("response.cancel")) == 1)
+    session.requests.request("probe")
+    assert openai.requested("probe") == []  # the server would refuse it over the cut answer
+    assert twilio.wait_for(lambda t: session.metrics["safety_fuses"] >= 1, timeout=3)
+    assert wait_until(lambda: openai.requested("probe"))
+    end(session, call, twilio)
+
+
 # ----------------------------------------------------------------- what the session itself uses
 def test_the_session_confirms_on_the_fifth_loud_frame_not_before(start):
     """BridgeConfig's default debounce is what the running session applies: 4 loud frames duck only

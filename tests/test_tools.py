@@ -18,7 +18,7 @@ from voicebridge.carrier.keypad import DtmfCollector, KeypadBatches
 from voicebridge.call.limits import CallLimits, LimitAction
 from voicebridge.call.metrics import CallMetrics
 from voicebridge.call.record import CallRecord
-from voicebridge.call.turn_requests import ResponseRequests
+from voicebridge.call.turns import Turns
 from voicebridge.call.tools import CallInfo, encode_result, tool
 
 CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
@@ -158,17 +158,17 @@ def test_idle_nudge_then_goodbye_and_the_length_limit():
 
 def test_response_requests_wait_for_the_active_response_and_retry_a_refusal():
     sent: list[dict] = []
-    requests = ResponseRequests(lambda text: sent.append(json.loads(text)) or True, CallMetrics(), None, lambda: 0.0)
+    requests = Turns(lambda text: sent.append(json.loads(text)) or True, CallMetrics(), None, lambda: 0.0)
     requests.request("greeting", "Hi")
     requests.request("dtmf")  # waits: the greeting is on its way
     assert [e["response"]["metadata"]["voicebridge"] for e in sent] == ["greeting"]
-    requests.created("greeting")
-    requests.done()
+    requests.created("resp_1", "greeting")
+    requests.done("resp_1")
     assert [e["response"]["metadata"]["voicebridge"] for e in sent] == ["greeting", "dtmf"]
-    requests.created(None)  # the server's VAD started a response of its own first...
+    requests.created("resp_vad", None)  # the server's VAD started a response of its own first...
     assert requests.refused(sent[-1]["event_id"])  # ...so ours was refused: it waits for that one
     assert len(sent) == 2
-    requests.done()
+    requests.done("resp_vad")
     assert sent[-1]["response"]["metadata"]["voicebridge"] == "dtmf" and len(sent) == 3
     assert not requests.refused("someone-else")
 

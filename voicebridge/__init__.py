@@ -22,7 +22,10 @@ Public API (everything else is internal and may change):
     After the call (docs/calls.md): ``on_report(session, report)`` gets the post-call report (a
     JSON-ready dict) off the call's threads; ``reports`` a ``ReportSender`` that POSTs it.
 ``BridgeConfig``
-    Frozen per-call settings: the endpoint (OpenAI, or Azure with ``azure_endpoint`` /
+    Frozen per-call settings, in groups (``connection``, ``reconnect``, ``session``, ``media``,
+    ``interruption``, ``actions``, ``limits``, ``opening``, ``after_call``: small frozen
+    dataclasses in ``voicebridge.config``, units in their names); the flat names below still
+    construct and read it (``BridgeConfig(voice="cedar")``, ``config.voice``). The endpoint (OpenAI, or Azure with ``azure_endpoint`` /
     ``azure_deployment`` and a key or ``token_provider``), every session option (turn
     detection, noise reduction, transcription, voice, speed, token limit; checked when the
     config is made), pacing lead, barge-in threshold/debounce/duck, timeouts, reconnecting

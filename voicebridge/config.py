@@ -6,7 +6,7 @@ import re
 import warnings
 from urllib.parse import quote, urlsplit
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .call.analysis import ANALYSIS_INSTRUCTIONS
 from .call.report import Prices
@@ -67,32 +67,10 @@ def check_realtime_url(url: str) -> None:
                          f"(e.g. wss://api.openai.com/v1/realtime?model=gpt-realtime), not {url[:200]!r}")
 
 
-class _Renamed:
-    """The default of a renamed field: told apart from any value a caller passes (None included)."""
-
-    def __repr__(self) -> str:
-        return "<renamed>"
-
-
-RENAMED = _Renamed()
-
-
 @dataclass(frozen=True)
-class BridgeConfig:
-    """Everything a MediaSession needs to know; build one per call (``replace`` is cheap).
+class Connection:
+    """The Realtime connection: OpenAI (default), a full URL, or Azure OpenAI."""
 
-    Every duration names its unit: ``*_ms`` milliseconds, ``*_s`` seconds (``*_frames``: 20 ms
-    frames, ``*_db`` / ``*_dbfs``: decibels). ``api_key`` is never logged (excluded from repr).
-
-    ``openai_url`` is the Realtime WebSocket to dial, whole: a full ``ws://`` or ``wss://`` URL
-    with its query (``wss://api.openai.com/v1/realtime?model=gpt-realtime``; an Azure
-    deployment's URL; the embedded local server's ``ws://127.0.0.1:PORT/v1/realtime?model=...``).
-    Unset, it is derived from ``model`` (OpenAI) or from ``azure_*``; set, it wins over both.
-    The credentials still come from ``api_key`` / ``token_provider`` (an Azure host gets the
-    ``api-key`` header). An ``https://`` URL is refused here, naming the ``wss://`` to use.
-    """
-
-    # The Realtime connection: OpenAI (default), a full URL, or Azure OpenAI
     model: str = DEFAULT_MODEL
     openai_url: str | None = None  # full ws(s):// URL; default derives from model (or from azure_*)
     api_key: str | None = field(default=None, repr=False)  # OpenAI: bearer key; Azure: the api-key header
@@ -101,28 +79,40 @@ class BridgeConfig:
     azure_deployment: str | None = None
     api_version: str | None = None  # Azure: set = the deployment-style URL, else /openai/v1/realtime?model=
     connect_timeout_s: float = 10.0
-    # Reconnecting: a lost socket or an expired session is replaced without ending the call
-    # (docs/reliability.md): every ended session counts -- lost, expired, unresponsive, refused, rolled over
-    reconnect_attempts: int = 4  # failed sessions (lost, unresponsive, refused) per window before the apology; 0 = never
-    reconnect_budget: int = 5  # replacement sessions of any cause per window before the apology
-    reconnect_window_s: float = 60.0  # the window both bounds above count in
-    reconnect_backoff_ms: int = 250  # first redial after about this, doubled per end in the window (+-25 %), <= 4 s
-    model_ping_after_s: float | None = 5.0  # a Realtime socket quiet this long gets a WebSocket ping; None = never
-    model_pong_timeout_s: float = 5.0  # nothing heard this long after the ping: the session is dead and replaced
+    receive_timeout_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """Reconnecting: a lost socket or an expired session is replaced without ending the call
+    (docs/reliability.md); when the model is gone for good, a spoken apology rather than dead air."""
+
+    attempts: int = 4  # failed sessions (lost, unresponsive, refused) per window before the apology; 0 = never
+    budget: int = 5  # replacement sessions of any cause per window before the apology
+    window_s: float = 60.0  # the window both bounds above count in
+    backoff_ms: int = 250  # first redial after about this, doubled per end in the window (+-25 %), <= 4 s
+    ping_after_s: float | None = 5.0  # a Realtime socket quiet this long gets a WebSocket ping; None = never
+    pong_timeout_s: float = 5.0  # nothing heard this long after the ping: the session is dead and replaced
     response_created_timeout_s: float = 5.0  # a response.create unanswered this long: the session is dead and replaced
     hold_after_ms: int = 2000  # a reconnect longer than this: the caller hears the holding line
     hold_audio: bytes | None = field(default=None, repr=False)  # mu-law; None = the bundled "one moment"
     session_max_age_s: float | None = 50 * 60  # planned rollover at a quiet moment past this (the cap is 60 min)
     replay_items: int = 200  # conversation items replayed into a new session, newest kept
     resume_instructions: str = RESUME_INSTRUCTIONS  # after a reconnect that cut an answer
-    # The session (every option a phone deployment tunes; checked when the config is made)
+    apology: bool = True
+    apology_audio: bytes | None = field(default=None, repr=False)  # mu-law; None = bundled prompt
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """The Realtime session: every option a phone deployment tunes (checked when the config is made)."""
+
     instructions: str = DEFAULT_INSTRUCTIONS
     voice: str = "marin"  # one of VOICES, or a custom voice id "voice_..."
     speed: float = 1.0  # 0.25-1.5
     # The first response's *instructions* (what the agent is told to do, not words it reads out);
     # None = the caller speaks first. ``greeting=`` is the old name (DeprecationWarning).
     greeting_instructions: str | None = DEFAULT_GREETING
-    greeting: "str | None | _Renamed" = field(default=RENAMED, repr=False, compare=False)  # deprecated
     greeting_interruptible: bool = False
     max_output_tokens: int | None = None  # per response; None = the service's "inf"
     turn_detection: str | None = "server_vad"  # server_vad | semantic_vad | None (no VAD: not for phone calls)
@@ -141,36 +131,58 @@ class BridgeConfig:
     transcription_model: str | None = "gpt-4o-mini-transcribe"
     transcription_language: str | None = None  # ISO-639-1, e.g. "en"
     transcription_prompt: str | None = None
-    # Outbound audio
+
+
+@dataclass(frozen=True)
+class MediaOptions:
+    """The audio in both directions: the pacing lead, marks, appends to the model, the carrier socket's bounds."""
+
     lead_ms: int = 40
     late_tolerance_ms: float = 5.0
     mark_every_frames: int = 5
-    # Barge-in
-    barge_in: bool = True
-    barge_in_threshold_dbfs: float = -35.0
-    barge_in_frames: int = 5
-    barge_in_dip_frames: int = 1  # quiet frames tolerated inside a loud run (0: consecutive only)
-    barge_in_voicing: bool = True  # confirm only once a voiced frame was heard (coughs, clicks do not)
+    # Caller audio goes to the model in appends of this much (a multiple of 20 ms): fewer, larger
+    # messages cost the bridge less CPU; the model hears the audio at most this much later.
+    append_ms: int = 100
+    # Caller audio kept while the Realtime connection is not yet configured, then sent in order.
+    inbound_buffer_ms: int = 5000
+    carrier_receive_timeout_s: float = 0.2
+    # A Twilio send blocked longer than this (the peer stopped reading) ends the call; applied as
+    # SO_SNDTIMEO on the socket and watched by voicebridge.carrier.link. Taken from the config the
+    # session is built with (not from a per-call config). None or 0 = unbounded (not recommended).
+    carrier_send_timeout_s: float | None = 2.0
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """Barge-in, backchannels and the agent's own echo (docs/barge-in.md)."""
+
+    enabled: bool = True
+    threshold_dbfs: float = -35.0
+    debounce_frames: int = 5  # loud frames in a run before a barge-in is considered
+    dip_frames: int = 1  # quiet frames tolerated inside a loud run (0: consecutive only)
+    voicing: bool = True  # confirm only once a voiced frame was heard (coughs, clicks do not)
     noise_margin_db: float | None = 12.0  # the threshold is at least this far above the noise floor (None: fixed)
     duck: bool = True
+    duck_fuse_ms: int = 1000
     # Backchannels ("mm-hm", "yeah") while the agent talks duck it briefly and the answer resumes;
     # a barge-in confirms only after this much of the caller's speech (0 = at the debounce).
     ignore_backchannels: bool = True
-    barge_in_min_speech_ms: int = 600
+    min_speech_ms: int = 600
     # A shorter voiced utterance keeps the agent paused until its words decide (a backchannel:
     # resume; "wait": interrupt), at most this long (docs/barge-in.md); 0 = resume at once.
     backchannel_hold_ms: int = 2500
-    # Echo (docs/barge-in.md): the agent's own voice coming back from a speakerphone
     echo_gate: bool = True  # tell echo from the caller by what was played
     echo_margin_db: float = 3.0  # how much louder than the expected echo a frame must be to be the caller
     echo_comfort_noise: bool = True  # echo-only frames reach the model as noise at the line's floor
     echo_suppression_db: float = 30.0  # with echo_comfort_noise off: echo frames this much quieter (0 = as they are)
     false_trigger_ms: int = 500
     continue_instructions: str = CONTINUE_INSTRUCTIONS
-    # When the model is unreachable or lost: a spoken apology rather than dead air
-    apology: bool = True
-    apology_audio: bytes | None = field(default=None, repr=False)  # mu-law; None = bundled prompt
-    # Tools (docs/tools.md): functions the model may call, run off the session's threads
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What the agent can do besides talk: tools (docs/tools.md), hang-up and transfer, the keypad."""
+
     tools: tuple[Tool, ...] = ()
     tool_choice: str = "auto"
     tool_timeout_s: float = 10.0  # per call, unless the tool sets its own
@@ -178,20 +190,23 @@ class BridgeConfig:
     tool_filler_after_ms: int = 1500  # a lookup slower than this gets a spoken "still checking"; 0 = never
     tool_result_max_bytes: int = 16 * 1024  # a larger result (UTF-8) is not sent: the model gets an error; 0 = no cap
     tool_filler_instructions: str = FILLER_INSTRUCTIONS
-    # Call control: hang up after the goodbye has been heard; transfer to a named destination
     end_call: bool = False  # offer the end_call tool
     hangup_on_goodbye: bool = False  # also end the call when the agent says goodbye without the tool
     end_call_timeout_s: float = 15.0  # longest wait for the goodbye's last mark before hanging up anyway
     transfer_targets: Mapping[str, str] = field(default_factory=dict)  # name -> +E.164 or sip: URI
     goodbye_instructions: str = GOODBYE_INSTRUCTIONS
     transfer_instructions: str = TRANSFER_INSTRUCTIONS
-    # Keypad digits: collected until the terminator or a pause, then given to on_dtmf and the model
     dtmf_to_model: bool = True
     dtmf_terminator: str = "#"
     dtmf_timeout_ms: int = 2000
     dtmf_min_interval_ms: int = 1000  # entries faster than this reach the model together (a flood: one per interval)
     dtmf_template: str = DTMF_TEMPLATE
-    # Idle and length limits (None = off)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Idle and length limits, and the bounds on a call's lifecycle (None = off)."""
+
     idle_nudge_s: float | None = 12.0  # silence (nobody speaking) before the agent checks on the caller
     idle_hangup_s: float | None = 10.0  # further silence after the nudge before goodbye and hang-up
     idle_nudge_instructions: str = IDLE_NUDGE_INSTRUCTIONS
@@ -199,52 +214,191 @@ class BridgeConfig:
     max_call_s: float | None = None  # hard limit on the call's length
     wrap_up_s: float = 30.0  # the wrap-up turn starts this long before max_call_s
     wrap_up_instructions: str = WRAP_UP_INSTRUCTIONS
-    # Recording and the post-call report (docs/calls.md)
-    recording_dir: str | None = None  # a stereo WAV per call here (left: the caller, right: what the caller heard)
-    recording_sink: Callable[[str], "str | None"] | None = field(default=None, repr=False, compare=False)  # finished path -> location
-    recording_consent: str | None = None  # words the agent says first (before its greeting) when recording
-    report_url: str | None = None  # each call's report is POSTed here (signed, retried, spooled)
-    report_secret: str | None = field(default=None, repr=False)  # HMAC-SHA256 key of the report's signature header
-    report_spool_dir: str | None = None  # undelivered reports wait here (default: <tmp>/voicebridge-reports)
-    report_retention_s: float = 7 * 24 * 3600.0  # an undelivered report is deleted from the spool after this
-    prices: Prices = field(default_factory=Prices)  # USD per 1M tokens, for the report's cost estimate
-    # Post-call analysis: one out-of-band response before the model session closes (docs/calls.md)
-    analysis_schema: Mapping[str, Any] | None = None  # JSON schema of the fields wanted
-    analysis_instructions: str = ANALYSIS_INSTRUCTIONS
-    analysis_timeout_s: float = 10.0  # the longest the call's end waits for the answer
-    # Who speaks first and answering-machine detection (docs/calls.md). Inbound: the agent greets.
-    # "callee": the agent waits for the callee's words, or opens after callee_silence_ms of nothing.
+    safety_fuse_ms: int = 30000
+    # A socket that has not sent Twilio's ``start`` within this is not a call: it is closed (and
+    # its call slot freed). The Realtime service is only dialed once ``start`` has arrived.
+    start_timeout_s: float = 5.0
+    join_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Opening:
+    """Who speaks first and answering-machine detection (docs/calls.md). Inbound: the agent greets."""
+
     first_speaker: str = "agent"
     callee_silence_ms: int = 2000
     amd: bool = False  # hold the opening for Twilio's async AMD verdict (set by VoiceBridge.call)
     amd_timeout_s: float = 30.0  # no verdict by then: treated as "unknown" (the conversation opens)
     voicemail_instructions: str = VOICEMAIL_INSTRUCTIONS  # the message the model leaves after the beep
     voicemail_message: str | None = None  # fixed words instead (the model is told to say exactly these)
-    # Safety and lifecycle
-    safety_fuse_ms: int = 30000
-    duck_fuse_ms: int = 1000
-    twilio_receive_timeout_s: float = 0.2
-    # A socket that has not sent Twilio's ``start`` within this is not a call: it is closed (and
-    # its call slot freed). The Realtime service is only dialed once ``start`` has arrived.
-    start_timeout_s: float = 5.0
-    # Caller audio kept while the Realtime connection is not yet configured, then sent in order.
-    inbound_buffer_ms: int = 5000
-    # Caller audio goes to the model in appends of this much (a multiple of 20 ms): fewer, larger
-    # messages cost the bridge less CPU; the model hears the audio at most this much later.
-    append_ms: int = 100
-    # A Twilio send blocked longer than this (the peer stopped reading) ends the call; applied as
-    # SO_SNDTIMEO on the socket and watched by voicebridge.carrier.link. Taken from the config the
-    # session is built with (not from a per-call config). None or 0 = unbounded (not recommended).
-    twilio_send_timeout_s: float | None = 2.0
-    openai_receive_timeout_s: float = 0.2
-    join_timeout_s: float = 5.0
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.greeting, _Renamed):  # the old name, given explicitly
+
+@dataclass(frozen=True)
+class AfterCall:
+    """The recording, the post-call report and its analysis (docs/calls.md)."""
+
+    recording_dir: str | None = None  # a stereo WAV per call here (left: the caller, right: what the caller heard)
+    # the finished WAV's path -> where it was stored (its location goes into the report)
+    recording_sink: Callable[[str], "str | None"] | None = field(default=None, repr=False, compare=False)
+    recording_consent: str | None = None  # words the agent says first (before its greeting) when recording
+    report_url: str | None = None  # each call's report is POSTed here (signed, retried, spooled)
+    report_secret: str | None = field(default=None, repr=False)  # HMAC-SHA256 key of the report's signature header
+    report_spool_dir: str | None = None  # undelivered reports wait here (default: <tmp>/voicebridge-reports)
+    report_retention_s: float = 7 * 24 * 3600.0  # an undelivered report is deleted from the spool after this
+    prices: Prices = field(default_factory=Prices)  # USD per 1M tokens, for the report's cost estimate
+    analysis_schema: Mapping[str, Any] | None = None  # JSON schema of the fields wanted
+    analysis_instructions: str = ANALYSIS_INSTRUCTIONS
+    analysis_timeout_s: float = 10.0  # the longest the call's end waits for the answer
+
+
+GROUPS: dict[str, type] = {
+    "connection": Connection, "reconnect": Reconnect, "session": SessionOptions, "media": MediaOptions,
+    "interruption": Interruption, "actions": Actions, "limits": Limits, "opening": Opening, "after_call": AfterCall,
+}
+"""``BridgeConfig``'s groups: its field name -> the group's class."""
+
+FLAT: dict[str, tuple[str, str]] = {
+    "model": ("connection", "model"), "openai_url": ("connection", "openai_url"),
+    "api_key": ("connection", "api_key"), "token_provider": ("connection", "token_provider"),
+    "azure_endpoint": ("connection", "azure_endpoint"), "azure_deployment": ("connection", "azure_deployment"),
+    "api_version": ("connection", "api_version"), "connect_timeout_s": ("connection", "connect_timeout_s"),
+    "openai_receive_timeout_s": ("connection", "receive_timeout_s"),
+    "reconnect_attempts": ("reconnect", "attempts"), "reconnect_budget": ("reconnect", "budget"),
+    "reconnect_window_s": ("reconnect", "window_s"), "reconnect_backoff_ms": ("reconnect", "backoff_ms"),
+    "model_ping_after_s": ("reconnect", "ping_after_s"),
+    "model_pong_timeout_s": ("reconnect", "pong_timeout_s"),
+    "response_created_timeout_s": ("reconnect", "response_created_timeout_s"),
+    "hold_after_ms": ("reconnect", "hold_after_ms"), "hold_audio": ("reconnect", "hold_audio"),
+    "session_max_age_s": ("reconnect", "session_max_age_s"), "replay_items": ("reconnect", "replay_items"),
+    "resume_instructions": ("reconnect", "resume_instructions"), "apology": ("reconnect", "apology"),
+    "apology_audio": ("reconnect", "apology_audio"), "instructions": ("session", "instructions"),
+    "voice": ("session", "voice"), "speed": ("session", "speed"),
+    "greeting_instructions": ("session", "greeting_instructions"),
+    "greeting_interruptible": ("session", "greeting_interruptible"),
+    "max_output_tokens": ("session", "max_output_tokens"), "turn_detection": ("session", "turn_detection"),
+    "vad_eagerness": ("session", "vad_eagerness"), "vad_threshold": ("session", "vad_threshold"),
+    "vad_prefix_padding_ms": ("session", "vad_prefix_padding_ms"),
+    "vad_silence_duration_ms": ("session", "vad_silence_duration_ms"),
+    "vad_idle_timeout_ms": ("session", "vad_idle_timeout_ms"),
+    "vad_create_response": ("session", "vad_create_response"),
+    "vad_interrupt_response": ("session", "vad_interrupt_response"),
+    "noise_reduction": ("session", "noise_reduction"),
+    "transcription_model": ("session", "transcription_model"),
+    "transcription_language": ("session", "transcription_language"),
+    "transcription_prompt": ("session", "transcription_prompt"), "lead_ms": ("media", "lead_ms"),
+    "late_tolerance_ms": ("media", "late_tolerance_ms"), "mark_every_frames": ("media", "mark_every_frames"),
+    "append_ms": ("media", "append_ms"), "inbound_buffer_ms": ("media", "inbound_buffer_ms"),
+    "twilio_receive_timeout_s": ("media", "carrier_receive_timeout_s"),
+    "twilio_send_timeout_s": ("media", "carrier_send_timeout_s"), "barge_in": ("interruption", "enabled"),
+    "barge_in_threshold_dbfs": ("interruption", "threshold_dbfs"),
+    "barge_in_frames": ("interruption", "debounce_frames"), "barge_in_dip_frames": ("interruption", "dip_frames"),
+    "barge_in_voicing": ("interruption", "voicing"), "noise_margin_db": ("interruption", "noise_margin_db"),
+    "duck": ("interruption", "duck"), "duck_fuse_ms": ("interruption", "duck_fuse_ms"),
+    "ignore_backchannels": ("interruption", "ignore_backchannels"),
+    "barge_in_min_speech_ms": ("interruption", "min_speech_ms"),
+    "backchannel_hold_ms": ("interruption", "backchannel_hold_ms"), "echo_gate": ("interruption", "echo_gate"),
+    "echo_margin_db": ("interruption", "echo_margin_db"),
+    "echo_comfort_noise": ("interruption", "echo_comfort_noise"),
+    "echo_suppression_db": ("interruption", "echo_suppression_db"),
+    "false_trigger_ms": ("interruption", "false_trigger_ms"),
+    "continue_instructions": ("interruption", "continue_instructions"), "tools": ("actions", "tools"),
+    "tool_choice": ("actions", "tool_choice"), "tool_timeout_s": ("actions", "tool_timeout_s"),
+    "tool_workers": ("actions", "tool_workers"), "tool_filler_after_ms": ("actions", "tool_filler_after_ms"),
+    "tool_result_max_bytes": ("actions", "tool_result_max_bytes"),
+    "tool_filler_instructions": ("actions", "tool_filler_instructions"), "end_call": ("actions", "end_call"),
+    "hangup_on_goodbye": ("actions", "hangup_on_goodbye"),
+    "end_call_timeout_s": ("actions", "end_call_timeout_s"),
+    "transfer_targets": ("actions", "transfer_targets"),
+    "goodbye_instructions": ("actions", "goodbye_instructions"),
+    "transfer_instructions": ("actions", "transfer_instructions"),
+    "dtmf_to_model": ("actions", "dtmf_to_model"), "dtmf_terminator": ("actions", "dtmf_terminator"),
+    "dtmf_timeout_ms": ("actions", "dtmf_timeout_ms"),
+    "dtmf_min_interval_ms": ("actions", "dtmf_min_interval_ms"), "dtmf_template": ("actions", "dtmf_template"),
+    "idle_nudge_s": ("limits", "idle_nudge_s"), "idle_hangup_s": ("limits", "idle_hangup_s"),
+    "idle_nudge_instructions": ("limits", "idle_nudge_instructions"),
+    "idle_goodbye_instructions": ("limits", "idle_goodbye_instructions"),
+    "max_call_s": ("limits", "max_call_s"), "wrap_up_s": ("limits", "wrap_up_s"),
+    "wrap_up_instructions": ("limits", "wrap_up_instructions"), "safety_fuse_ms": ("limits", "safety_fuse_ms"),
+    "start_timeout_s": ("limits", "start_timeout_s"), "join_timeout_s": ("limits", "join_timeout_s"),
+    "first_speaker": ("opening", "first_speaker"), "callee_silence_ms": ("opening", "callee_silence_ms"),
+    "amd": ("opening", "amd"), "amd_timeout_s": ("opening", "amd_timeout_s"),
+    "voicemail_instructions": ("opening", "voicemail_instructions"),
+    "voicemail_message": ("opening", "voicemail_message"), "recording_dir": ("after_call", "recording_dir"),
+    "recording_sink": ("after_call", "recording_sink"),
+    "recording_consent": ("after_call", "recording_consent"), "report_url": ("after_call", "report_url"),
+    "report_secret": ("after_call", "report_secret"), "report_spool_dir": ("after_call", "report_spool_dir"),
+    "report_retention_s": ("after_call", "report_retention_s"), "prices": ("after_call", "prices"),
+    "analysis_schema": ("after_call", "analysis_schema"),
+    "analysis_instructions": ("after_call", "analysis_instructions"),
+    "analysis_timeout_s": ("after_call", "analysis_timeout_s"),
+}
+"""Every flat setting (``BridgeConfig(voice=...)``, ``config.voice``) -> (its group, its name there)."""
+
+
+@dataclass(frozen=True, init=False)
+class BridgeConfig:
+    """Everything a MediaSession needs to know; build one per call (``replace`` is cheap).
+
+    Settings come in groups (``connection``, ``reconnect``, ``session``, ``media``,
+    ``interruption``, ``actions``, ``limits``, ``opening``, ``after_call``), each a small frozen
+    dataclass: ``BridgeConfig(session=SessionOptions(voice="cedar"), interruption=Interruption(
+    min_speech_ms=400))``. The flat names of 0.1 are still accepted and read, as a flat mapping
+    too (``BridgeConfig(voice="cedar", barge_in_min_speech_ms=400)``, ``BridgeConfig(**mapping)``,
+    ``config.voice``); ``FLAT`` says where each lives. A flat name given with its group applies
+    on top of the group.
+
+    Every duration names its unit: ``*_ms`` milliseconds, ``*_s`` seconds (``*_frames``: 20 ms
+    frames, ``*_db`` / ``*_dbfs``: decibels). ``api_key`` is never logged (excluded from repr).
+
+    ``openai_url`` is the Realtime WebSocket to dial, whole: a full ``ws://`` or ``wss://`` URL
+    with its query (``wss://api.openai.com/v1/realtime?model=gpt-realtime``; an Azure
+    deployment's URL; the embedded local server's ``ws://127.0.0.1:PORT/v1/realtime?model=...``).
+    Unset, it is derived from ``model`` (OpenAI) or from ``azure_*``; set, it wins over both.
+    The credentials still come from ``api_key`` / ``token_provider`` (an Azure host gets the
+    ``api-key`` header). An ``https://`` URL is refused here, naming the ``wss://`` to use.
+    """
+
+    connection: Connection = field(default_factory=Connection)
+    reconnect: Reconnect = field(default_factory=Reconnect)
+    session: SessionOptions = field(default_factory=SessionOptions)
+    media: MediaOptions = field(default_factory=MediaOptions)
+    interruption: Interruption = field(default_factory=Interruption)
+    actions: Actions = field(default_factory=Actions)
+    limits: Limits = field(default_factory=Limits)
+    opening: Opening = field(default_factory=Opening)
+    after_call: AfterCall = field(default_factory=AfterCall)
+
+    def __init__(self, *, connection: Connection | None = None, reconnect: Reconnect | None = None,
+                 session: SessionOptions | None = None, media: MediaOptions | None = None,
+                 interruption: Interruption | None = None, actions: Actions | None = None,
+                 limits: Limits | None = None, opening: Opening | None = None, after_call: AfterCall | None = None,
+                 **flat: Any) -> None:
+        given = {"connection": connection, "reconnect": reconnect, "session": session, "media": media,
+                 "interruption": interruption, "actions": actions, "limits": limits, "opening": opening,
+                 "after_call": after_call}
+        if "greeting" in flat:  # the old name of greeting_instructions
             warnings.warn("BridgeConfig(greeting=...) is deprecated: it is the first response's instructions; "
-                          "use greeting_instructions=", DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "greeting_instructions", self.greeting)
-            object.__setattr__(self, "greeting", RENAMED)
+                          "use greeting_instructions=", DeprecationWarning, stacklevel=2)
+            flat.setdefault("greeting_instructions", flat.pop("greeting"))
+        changes: dict[str, dict[str, Any]] = {}
+        for name, value in flat.items():
+            if name not in FLAT:
+                raise TypeError(f"BridgeConfig got an unexpected keyword argument {name!r}")
+            group, member = FLAT[name]
+            changes.setdefault(group, {})[member] = value
+        for group, cls in GROUPS.items():
+            value = given[group] if given[group] is not None else cls()
+            if not isinstance(value, cls):
+                raise TypeError(f"BridgeConfig({group}=...) takes a {cls.__name__}, not {type(value).__name__}")
+            object.__setattr__(self, group, dataclasses.replace(value, **changes[group]) if group in changes else value)
+        for name, (group, member) in FLAT.items():  # the flat reads: plain attributes, nothing per read
+            object.__setattr__(self, name, getattr(getattr(self, group), member))
+        self._check()
+
+    if TYPE_CHECKING:  # the flat reads, for type checkers (set in __init__)
+        def __getattr__(self, name: str) -> Any: ...
+
+    def _check(self) -> None:
         self._check_session()
         self._check_connection()
         if self.first_speaker not in FIRST_SPEAKERS:

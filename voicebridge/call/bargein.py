@@ -21,21 +21,18 @@ was a cough: the model is asked to continue.
 """
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Callable
 
 from ..audio import detector as bargein
 from ..model import protocol as rt
 from ..audio.mulaw import BYTES_PER_MS
-from ..config import BridgeConfig
 from ..audio.echo import Verdict
 from ..audio.listening import Hold, Listener, ServerSpeech, Turn
-from .metrics import CallMetrics
 from ..model.link import ModelLink
 from .downlink import OutboundAudio
-from .turn_requests import ResponseRequests
-from .turn import Interruption, ResponseTracker
+from .turns import Interruption, Turns
+from .context import CallContext
 
 Interrupted = Callable[[Interruption, int], None]
 
@@ -50,14 +47,13 @@ def _never() -> bool:
 class BargeIn:
     """The call's barge-in detector, guards, procedure and false-trigger recovery."""
 
-    def __init__(self, config: BridgeConfig, outbound: OutboundAudio, responses: ResponseTracker,
-                 model: ModelLink, requests: ResponseRequests, metrics: CallMetrics, log: logging.LoggerAdapter,
-                 clock: Callable[[], float], interrupted: Interrupted, listener: Listener | None = None) -> None:
+    def __init__(self, ctx: CallContext, outbound: OutboundAudio, turns: Turns, model: ModelLink,
+                 interrupted: Interrupted, listener: Listener | None = None) -> None:
+        config, metrics, log, clock = ctx.config, ctx.metrics, ctx.log, ctx.clock
         self._config = config
         self._outbound = outbound
-        self._responses = responses
+        self._turns = turns  # asked whose turn it is (the guard); the interrupted one is locked and let go
         self._model = model
-        self._requests = requests
         self._interrupted = interrupted  # told what was cut and how much of it was heard
         self._metrics = metrics
         self._log = log
@@ -184,7 +180,7 @@ class BargeIn:
         """Ask for the answer to a caller turn (the wire says ``create_response: false`` so that a
         backchannel or the agent's own echo is left unanswered; docs/barge-in.md)."""
         if self._config.vad_create_response and self._config.turn_detection is not None:
-            self._requests.request("turn")
+            self._turns.request("turn")
 
     def user_text(self, text: str, now: float) -> None:
         """Caller speech was transcribed: a barge-in just before it was real."""
@@ -206,7 +202,7 @@ class BargeIn:
         if steps is None:
             self._log.debug("%s barge-in ignored: %s", source, bargein.refusal(state))
             return False
-        locked = self._responses.lock_for_interruption()
+        locked = self._turns.lock_for_interruption()
         if source == "local":  # armed first: the server may confirm the speech while we send
             self._false_trigger.start(now, loud=True, since=onset)
         self._log.info("barge-in (%s) confirmed on response %s", source, locked.response_id)
@@ -216,7 +212,7 @@ class BargeIn:
             self._model.send(rt.response_cancel(locked.response_id))
             self._log.info("response.cancel sent for %s", locked.response_id)
         heard_ms = self._truncate(locked.item_id, locked.received_bytes, now) if steps.truncate and locked.item_id else 0
-        self._responses.finish_interruption(locked.response_id)
+        self._turns.finish_interruption(locked.response_id)
         self._interrupted(locked, heard_ms)
         self.listener.end_hold()
         self._level.reset()
@@ -236,14 +232,14 @@ class BargeIn:
         return audio_end_ms
 
     def _guard_state(self) -> bargein.GuardState:
-        current = self._responses.current
+        floor = self._turns.floor()
         return bargein.GuardState(
             barge_in_enabled=self._config.barge_in,
-            in_greeting=current is not None and current.greeting,
+            in_greeting=floor.greeting,
             greeting_interruptible=self._config.greeting_interruptible,
             ai_speaking=self._outbound.audible,
-            response_active=current is not None and current.active,
-            already_handled=current is not None and current.interrupted,
+            response_active=floor.active,
+            already_handled=floor.interrupted,
         )
 
     # ------------------------------------------------------------------ timers (run thread)
@@ -255,7 +251,7 @@ class BargeIn:
         if self._false_trigger.poll(now):
             self._metrics.add("false_barge_ins")
             self._log.info("false barge-in: no speech followed; asking the model to continue")
-            self._requests.request("continue", self._config.continue_instructions)
+            self._turns.request("continue", self._config.continue_instructions)
 
     def release_stuck_duck(self, now: float) -> bool:
         """Safety fuse: a duck held past ``duck_fuse_ms`` with no confirmation is released (past

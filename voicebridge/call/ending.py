@@ -1,9 +1,9 @@
 """Ending and transferring the call, once the caller has heard the agent's last words.
 
 ``end_call`` (the model's tool, the goodbye guard, an idle or length limit) and ``transfer``
-never cut the agent off: the bridge waits until the audio of the response that carries the
-goodbye (or the handoff line) has been played, which it knows from that item's last ``mark``
-echo, then stops the stream. Twilio then runs the TwiML after ``<Connect>``: its ``action``
+never cut the agent off: the bridge waits until the agent turn that carries the goodbye (or the
+handoff line) is heard (``Turns.heard``: that turn's last ``mark`` came back played), then stops
+the stream. Twilio then runs the TwiML after ``<Connect>``: its ``action``
 URL, where the Flask integration answers ``<Dial>`` for a transfer and ``<Hangup/>`` otherwise.
 If the response that asked for it carried no audio, the bridge first asks the model for the
 goodbye (or handoff line). The wait is bounded (``end_call_timeout_s``) in case a mark never
@@ -25,12 +25,10 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from ..config import BridgeConfig
-from .metrics import CallMetrics
-from .downlink import OutboundAudio
 from .record import CallRecord
-from .turn_requests import ResponseRequests
-from .turn import ResponseTracker
+from .turn import AgentTurn
+from .turns import Turns
+from .context import CallContext
 
 GOODBYE = re.compile(r"\b(good ?bye|bye(?: bye)?|have a (?:great|good|nice) (?:day|evening|one))\W*\Z", re.IGNORECASE)
 """The end of an agent turn that says goodbye (the guard for a model that forgets end_call)."""
@@ -40,8 +38,8 @@ GOODBYE = re.compile(r"\b(good ?bye|bye(?: bye)?|have a (?:great|good|nice) (?:d
 class Pending:
     why: str  # the close reason
     deadline: float
-    response_id: str | None  # the response whose audio must be heard first (None: not yet created)
-    kind: str | None  # the kind of response we asked for, while waiting for it to be created
+    turn: AgentTurn | None  # the turn that must be heard first: the one with the last words, or the one asked for
+    kind: str | None  # the kind of turn we asked for (withdrawn if another ending replaces this one)
     transfer_to: str | None = None
     destination: str | None = None  # the transfer's name, as the model gave it
 
@@ -74,13 +72,10 @@ def _result(ok: bool, text: str) -> str:
 class CallControl:
     """Pending end of the call: what must be heard first, and when to give up waiting."""
 
-    def __init__(self, config: BridgeConfig, outbound: OutboundAudio, responses: ResponseTracker,
-                 requests: ResponseRequests, record: CallRecord, metrics: CallMetrics, log: object,
-                 close: Callable[[str], None]) -> None:
+    def __init__(self, ctx: CallContext, turns: Turns, record: CallRecord, close: Callable[[str], None]) -> None:
+        config, metrics, log = ctx.config, ctx.metrics, ctx.log
         self._config = config
-        self._outbound = outbound
-        self._responses = responses
-        self._requests = requests
+        self._turns = turns
         self._record = record
         self._metrics = metrics
         self._log = log
@@ -146,8 +141,8 @@ class CallControl:
 
     def agent_finished(self, response_id: str, text: str, now: float) -> None:
         """The goodbye guard: an agent turn ending in goodbye ends the call even without end_call."""
-        response = self._responses.get(response_id)
-        if response is not None and response.interrupted:
+        turn = self._turns.get(response_id)
+        if turn is not None and turn.interrupted:
             return
         if self._config.hangup_on_goodbye and not self.ending and GOODBYE.search(text.strip()):
             self._log.info("the agent said goodbye without end_call: ending the call after it is heard")
@@ -156,8 +151,8 @@ class CallControl:
     def _begin(self, pending: Pending, response_id: str | None, kind: str, instructions: str,
                why: str) -> tuple[Decision, Pending | None]:
         """Make ``pending`` the call's ending if the one-ending rule lets it; (decision, ending before)."""
-        response = self._responses.get(response_id) if response_id else None
-        has_audio = response is not None and response.item_id is not None and not response.interrupted
+        turn = self._turns.get(response_id) if response_id else None
+        has_audio = turn is not None and turn.item_id is not None and not turn.interrupted
         with self._lock:
             current = self._pending
             decision = decide(current, self._carried_out, pending)
@@ -165,31 +160,28 @@ class CallControl:
                 return decision, current
             self._pending = pending
             if has_audio:
-                pending.response_id = response_id
+                pending.turn = turn
             else:
                 pending.kind = kind
         if current is not None and current.kind is not None:
-            self._requests.withdraw(current.kind)  # its last words are no longer wanted
+            self._turns.withdraw(current.kind)  # its last words are no longer wanted
         self._record.add("control", why if current is None else f"{why} (instead of the pending hang-up)")
         self._log.info("%s: ending the call once the last words are heard%s", why,
                        "" if current is None else " (it replaces the pending hang-up)")
         if not has_audio:
-            self._requests.request(kind, instructions)
+            asked = self._turns.request(kind, instructions)  # its handle: heard once that turn is
+            with self._lock:
+                if self._pending is pending:
+                    pending.turn = asked
         return decision, current
 
     # ------------------------------------------------------------------ events
-    def response_created(self, response_id: str, kind: str | None) -> None:
-        with self._lock:
-            pending = self._pending
-            if pending is not None and pending.kind is not None and kind == pending.kind:
-                pending.response_id, pending.kind = response_id, None
-
     def interrupted(self, response_id: str | None) -> None:
         """A barge-in on the last words: the caller has more to say, the call goes on."""
         with self._lock:
             pending = self._pending
-            if (pending is None or self._carried_out or pending.response_id is None
-                    or pending.response_id != response_id):
+            if (pending is None or self._carried_out or pending.turn is None or response_id is None
+                    or pending.turn.id != response_id):
                 return
             self._pending = None
         self._metrics.add("hangups_cancelled")
@@ -201,11 +193,7 @@ class CallControl:
         pending = self._pending
         if pending is None:
             return
-        item = None
-        if pending.response_id is not None:
-            response = self._responses.get(pending.response_id)
-            item = response.item_id if response is not None else None
-        heard = item is not None and self._outbound.played_out(item)
+        heard = self._turns.heard(pending.turn)
         if not heard and now <= pending.deadline:
             return
         with self._lock:

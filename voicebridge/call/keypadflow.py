@@ -10,16 +10,15 @@ before the time limit; the last two end the call once the agent's last words are
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Callable
 
 from ..model import protocol as rt
 from .ending import CallControl
-from ..config import BridgeConfig
 from ..carrier.keypad import DtmfCollector, KeypadBatch, KeypadBatches
 from .limits import CallLimits, LimitAction
-from .metrics import CallMetrics
 from .record import CallRecord
-from .turn_requests import ResponseRequests
+from .turns import Turns
+from .context import CallContext
 
 
 TRANSCRIPT_WAIT_S = 10.0
@@ -29,9 +28,10 @@ TRANSCRIPT_WAIT_S = 10.0
 class CallFlow:
     """Keys and limits; ``poll`` runs on the run thread's timer."""
 
-    def __init__(self, config: BridgeConfig, send: Callable[[str], bool], requests: ResponseRequests,
-                 control: CallControl, record: CallRecord, metrics: CallMetrics, log: Any,
-                 on_dtmf: Callable[[str], None], busy: Callable[[], bool]) -> None:
+    def __init__(self, ctx: CallContext, send: Callable[[str], bool], requests: Turns,
+                 control: CallControl, record: CallRecord, on_dtmf: Callable[[str], None],
+                 busy: Callable[[], bool]) -> None:
+        config, metrics, log = ctx.config, ctx.metrics, ctx.log
         self._config = config
         self._send = send
         self._requests = requests

@@ -33,7 +33,7 @@ COUNTERS = (
     "limit_nudge", "limit_idle_goodbye", "limit_wrap_up", "limit_end",
     "model_lost", "model_expired", "model_rollover", "model_unresponsive", "model_redials", "items_replayed",
     "inbound_frames_resent", "response_requests_unanswered",
-    "transcriptions_failed", "hooks_dropped",
+    "transcriptions_failed", "hooks_dropped", "turn_events_refused",
 )
 
 

@@ -16,11 +16,12 @@ a thousand tool calls still replays its latest turns.
 """
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
+
+from ..model import protocol as rt
 
 MAX_ENTRIES = 2000
 MAX_TEXT = 4000
@@ -38,15 +39,15 @@ def _item(entry: Entry) -> dict[str, Any] | None:
     """The conversation item an entry was (None: not part of the model's conversation)."""
     d = entry.detail
     if entry.role == "caller":
-        return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": entry.text}]}
+        return rt.user_item(entry.text)
     if entry.role == "keypad" and d.get("model_text"):
-        return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": d["model_text"]}]}
+        return rt.user_item(d["model_text"])
     if entry.role == "agent" and d.get("kind") != "filler":
-        return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": entry.text}]}
+        return rt.assistant_item(entry.text)
     if entry.role == "tool" and "arguments" in d:
-        return {"type": "function_call", "call_id": d["call_id"], "name": d["name"], "arguments": d["arguments"]}
+        return rt.function_call_item(d["call_id"], d["name"], d["arguments"])
     if entry.role == "tool" and "output" in d:
-        return {"type": "function_call_output", "call_id": d["call_id"], "output": d["output"]}
+        return rt.function_call_output_item(d["call_id"], d["output"])
     return None
 
 
@@ -155,33 +156,5 @@ class CallRecord:
         heard, tool calls with their results (see ``newest``)."""
         with self._lock:
             entries = list(self._entries)
-        items = newest([item for item in map(_item, entries) if item is not None], limit)
-        return [json.dumps({"type": "conversation.item.create", "item": i}, separators=(",", ":")) for i in items]
-
-
-def newest(items: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """At most ``limit`` of ``items`` (in their order), chosen newest first: a function call's
-    result only together with its call (a result whose call is gone is left out), a call still
-    waiting for its result on its own, and tool items no more than half of ``limit``."""
-    calls = {item["call_id"]: n for n, item in enumerate(items) if item["type"] == "function_call"}
-    answered = {item["call_id"] for item in items if item["type"] == "function_call_output"}
-    keep: set[int] = set()
-    tool_share = limit // 2
-    used = tools = 0
-    for n in range(len(items) - 1, -1, -1):
-        if used >= limit:
-            break
-        item = items[n]
-        if item["type"] == "function_call_output":
-            group = [n, calls[item["call_id"]]] if item["call_id"] in calls else []
-        elif item["type"] == "function_call":
-            group = [] if item["call_id"] in answered else [n]  # an answered call comes with its result
-        else:
-            keep.add(n)
-            used += 1
-            continue
-        if group and tools + len(group) <= tool_share and used + len(group) <= limit:
-            keep.update(group)
-            used += len(group)
-            tools += len(group)
-    return [items[n] for n in sorted(keep)]
+        items = rt.newest_items([item for item in map(_item, entries) if item is not None], limit)
+        return [rt.item_create(item) for item in items]

@@ -43,8 +43,8 @@ from ..model.link import Cause, ModelLink
 from .downlink import OutboundAudio
 from ..audio.playback import MarkOutcome
 from .record import CallRecord, Entry
-from .turn_requests import ResponseRequests
-from .turn import Interruption, ResponseTracker
+from .turns import Interruption, Turns
+from .context import CallContext, CallParts
 from .toolcalls import ToolCalls
 from .tools import CallInfo
 from ..carrier.twilio.adapter import TWILIO
@@ -142,27 +142,24 @@ class MediaSession:
     def _build(self, config: BridgeConfig) -> None:
         """The call's parts for ``config`` (again at ``start`` if the app picks another config)."""
         m, log, clock = self._metrics, self.log, self._clock
-        self.model = model = ModelLink(config, self._connect, m, log, clock)
+        ctx = CallContext(config, m, log, clock)
+        self.model = model = ModelLink(ctx, self._connect)
         self.listener = Listener(config)
         self.echo = self.listener.gate
         self.outbound = OutboundAudio(self._twilio, config, m, clock, log, self.echo)
-        self.responses = ResponseTracker()
-        self.requests = ResponseRequests(model.send, m, log, clock, config.response_created_timeout_s,
-                                         lambda kind: model.replace(Cause.UNRESPONSIVE, f"the {kind} request "
-                                                                    "was never answered"))
+        self.turns = turns = Turns(model.send, m, log, clock, config.response_created_timeout_s,
+                                   lambda kind: model.replace(Cause.UNRESPONSIVE, f"the {kind} request "
+                                                              "was never answered"), self.outbound.played_out)
         self.record = CallRecord(clock, self._entry)
-        self.control = CallControl(config, self.outbound, self.responses, self.requests, self.record, m, log,
-                                   self.close)
-        self.barge_in = BargeIn(config, self.outbound, self.responses, model, self.requests, m, log, clock,
-                                self._interrupted, self.listener)
-        self.tools = ToolCalls(config, model.send, self.requests, self.control, self.record, m, log, clock,
-                               self._call_info)
-        self.flow = CallFlow(config, model.send, self.requests, self.control, self.record, m, log, self._dtmf,
-                             self._busy)
+        self.control = CallControl(ctx, turns, self.record, self.close)
+        self.barge_in = BargeIn(ctx, self.outbound, turns, model, self._interrupted, self.listener)
+        self.tools = ToolCalls(ctx, model.send, turns, self.control, self.record, self._call_info)
+        self.flow = CallFlow(ctx, model.send, turns, self.control, self.record, self._dtmf, self._busy)
         self._inbound = InboundAudio(model, self.barge_in, m, log, config.inbound_buffer_ms, config.barge_in,
                                      config.append_ms)
-        self.continuity = Continuity(config, model, self.outbound, self.responses, self.requests, self.tools,
-                                     self.record, m, log, self._quiet, self.close, lambda: self._twilio.ready)
+        parts = CallParts(model, turns, self.outbound, self.barge_in, self.tools, self.control, self.flow,
+                          self.record)
+        self.continuity = Continuity(ctx, parts, self._quiet, self.close, lambda: self._twilio.ready)
         self.analysis = PostCallAnalysis(config.analysis_schema, config.analysis_instructions,
                                          config.analysis_timeout_s, self.record.usage)
         self.opening = OpeningGate(OpeningRules(config.amd, config.amd_timeout_s, config.first_speaker == "callee",
@@ -170,11 +167,19 @@ class MediaSession:
         # A deferred opening: the gate asks for the greeting, not the first session.updated
         events_config = dataclasses.replace(config, greeting_instructions=None, recording_consent=None) \
             if self.opening.rules.deferred else config
-        self._model_events = ModelEvents(events_config, model, self.responses, self.requests, self.outbound,
-                                         self.barge_in, self.tools, self.control, self.flow, self.record, m, log,
-                                         self._inbound.committed)
+        self._model_events = ModelEvents(CallContext(events_config, m, log, clock), parts, self._inbound.committed)
 
     # ------------------------------------------------------------------ public API
+    @property
+    def responses(self) -> Turns:
+        """The call's agent turns (``turns``; the name before they were one owner)."""
+        return self.turns
+
+    @property
+    def requests(self) -> Turns:
+        """The line of the bridge's own requests, which ``turns`` keeps (the name before)."""
+        return self.turns
+
     @property
     def metrics(self) -> dict[str, Any]:
         """The call's figures (see ``voicebridge.call.metrics.COUNTERS``) as a plain dict."""
@@ -383,11 +388,11 @@ class MediaSession:
 
     def _busy(self) -> bool:
         """Someone is talking or about to: the line is not idle."""
-        return self.outbound.audible or not self.requests.idle or self.tools.running
+        return self.outbound.audible or not self.turns.idle or self.tools.running
 
     def _quiet(self) -> bool:
         """Nobody talking, nothing on its way, the caller silent: a session can be swapped unheard."""
-        return not self._busy() and not self.flow.turn_open(self._clock()) and not self.responses.active
+        return not self._busy() and not self.flow.turn_open(self._clock()) and not self.turns.active
 
     # ------------------------------------------------------------------ timers (run thread)
     def _timers(self, now: float) -> None:
@@ -403,7 +408,7 @@ class MediaSession:
             return
         self.barge_in.poll(now)
         self._inbound.flush(now)
-        self.requests.poll(now)
+        self.turns.poll(now)  # before the ending's poll: a goodbye heard by now hangs up now
         self.tools.poll(now)
         self.flow.poll(now)
         if self.opening.phase is not Phase.OPEN:
@@ -452,7 +457,7 @@ class MediaSession:
             self._held_limits = False
             self.flow.started(now)
         if opening is Opening.SPEAK and config.first_words:  # the greeting, after the recording's consent line
-            self.requests.request("greeting", config.first_words)
+            self.turns.request("greeting", config.first_words)
         elif opening is Opening.VOICEMAIL:
             self.control.say_then_end("voicemail", config.voicemail_request, "voicemail left", now)
         elif opening is Opening.HANG_UP:
@@ -463,8 +468,7 @@ class MediaSession:
             self._blow_fuse("duck held with no confirmation")
         if now - self.model.last_event_at <= self.config.safety_fuse_ms / 1000:
             return
-        if self.responses.force_inactive():
-            self.requests.forget_active()
+        if self.turns.lose_active():
             self._blow_fuse("response active with no events")
         if self.outbound.forget_unechoed_marks():
             self._blow_fuse("marks never echoed")

@@ -7,13 +7,13 @@ larger than ``tool_result_max_bytes`` is replaced by an error the model can act 
 response are answered together: once that response is done and every call has a result (or an
 error: the handler raised, timed out, or named an unknown tool), each result goes back as a
 ``function_call_output`` item, followed by one ``response.create`` (through
-``ResponseRequests``, so never over an active response). A lookup slower than
+``Turns``, so never over an active response). A lookup slower than
 ``tool_filler_after_ms`` gets a short spoken "still checking" meanwhile.
 
 The rule when the caller speaks while a tool runs (after a barge-in, or just talking): the
 result is still delivered, so every call the model made gets its output, but no
 ``response.create`` follows -- the caller's new turn is answered instead, with the result already
-in the conversation. A result that comes after its time limit is dropped (the model was told it
+in the conversation (``Turns.follow_up`` keeps the order of tool calls and caller speech). A result that comes after its time limit is dropped (the model was told it
 timed out). The built-in ``end_call`` and ``transfer_call`` run at once on the model thread.
 """
 from __future__ import annotations
@@ -22,18 +22,17 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from .. import peerjson
 from ..model import protocol as rt
 from .ending import CallControl
-from ..config import BridgeConfig
-from .metrics import CallMetrics
 from .record import CallRecord
-from .turn_requests import ResponseRequests
+from .turns import Turns
 from .toolpool import PoolFull, ToolPool
 from .tools import END_CALL, TRANSFER_CALL, CallInfo, Tool, encode_result
 from ..errors import describe
+from .context import CallContext
 
 MAX_BATCHES = 8
 
@@ -56,20 +55,19 @@ class _Batch:
     calls: list[_Call] = field(default_factory=list)
     closed: bool = False  # its response is done: no more calls will come
     delivered: bool = False
-    caller_spoke: bool = False
     filler: bool = False
 
 
 class ToolCalls:
     """The calls in flight, per response; results delivered together."""
 
-    def __init__(self, config: BridgeConfig, send: Callable[[str], bool], requests: ResponseRequests,
-                 control: CallControl, record: CallRecord, metrics: CallMetrics, log: Any,
-                 clock: Callable[[], float], call_info: Callable[[], CallInfo]) -> None:
+    def __init__(self, ctx: CallContext, send: Callable[[str], bool], turns: Turns,
+                 control: CallControl, record: CallRecord, call_info: Callable[[], CallInfo]) -> None:
+        config, metrics, log, clock = ctx.config, ctx.metrics, ctx.log, ctx.clock
         self._config = config
         self._tools = {t.name: t for t in config.all_tools}
         self._send = send
-        self._requests = requests
+        self._turns = turns
         self._control = control
         self._record = record
         self._metrics = metrics
@@ -125,12 +123,6 @@ class ToolCalls:
                 batch.closed = True
         for batch in open_batches:
             self._deliver_if_ready(batch)
-
-    def caller_spoke(self) -> None:
-        """The caller started a new turn: results still pending will not trigger a response."""
-        with self._lock:
-            for batch in self._batches.values():
-                batch.caller_spoke = True
 
     # ------------------------------------------------------------------ run thread
     def poll(self, now: float) -> None:
@@ -261,26 +253,27 @@ class ToolCalls:
             if batch.delivered or not batch.closed or any(c.result is None for c in batch.calls):
                 return
             batch.delivered = True
-            calls, respond = list(batch.calls), not batch.caller_spoke
+            calls = list(batch.calls)
         for call in calls:
             self._send(rt.function_call_output(call.call_id, call.result or ""))
             overhead_ms = (self._clock() - call.started - call.ran_s) * 1000
             self._metrics.tool_overhead(overhead_ms)
             self._record.add("tool", f"{call.name} -> {(call.result or '')[:500]}", call_id=call.call_id,
                              output=call.result or "")
-        if respond and not self._control.ending:
-            self._requests.request("tool_result")
+        if self._turns.follow_up(batch.response_id) and not self._control.ending:
+            self._turns.request("tool_result")
 
     def _maybe_filler(self, batch: _Batch, now: float) -> None:
         after = self._config.tool_filler_after_ms / 1000
+        wanted = after > 0 and self._turns.follow_up(batch.response_id)  # not once the caller has spoken
         with self._lock:
-            slow = (after > 0 and not batch.filler and batch.closed and not batch.caller_spoke
+            slow = (wanted and not batch.filler and batch.closed
                     and any(c.result is None and now - c.started >= after for c in batch.calls))
             if slow:
                 batch.filler = True
         if slow:
             self._metrics.add("tool_fillers")
-            self._requests.request("filler", self._config.tool_filler_instructions, out_of_band=True)
+            self._turns.request("filler", self._config.tool_filler_instructions, out_of_band=True)
 
 
 def _error(message: str) -> str:

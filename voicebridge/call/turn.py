@@ -1,154 +1,126 @@
-"""What the model is saying: one small object per response (sans-IO).
+"""One agent turn, from the request to its end, as one small state machine (sans-IO).
 
-A ``Response`` is to a model turn what LiveKit's ``SpeechHandle`` is to an utterance: its id,
-its audio item, how much audio arrived, whether its audio has ended and whether a barge-in
-interrupted it. ``ResponseTracker`` keeps the current response and a few recent ones, so late
-deltas of an interrupted response can still be recognised while memory stays bounded however
-long the call runs. Every change goes through the tracker's one lock: the model's receive
-thread creates and finishes responses while a barge-in (run thread or receive thread) locks
-the current one.
+An ``AgentTurn`` is to a model response what LiveKit's ``SpeechHandle`` is to an utterance: the
+greeting, an answer, a tool result's follow-up, a filler, the goodbye -- each is one turn with one
+state. Its life is the table ``TRANSITIONS`` (h11's way: event x state -> state), so every rule
+that asks "is the agent speaking?", "was this interrupted?" or "has the caller heard it all?"
+reads one state instead of a set of booleans kept in step by hand::
+
+    requested -> created -> speaking -> spoken -> heard     an answer heard in full
+                 created -> done                            nothing said (only tool calls)
+      created | speaking -> interrupted -> done             cut while the model was making it
+                spoken | heard -> done                      cut while its tail played
+    lost: requested | created | interrupted -> done; speaking -> spoken (what came still plays)
+
+An event the table does not allow in the current state is refused: ``apply`` returns
+``Step.ILLEGAL`` and the state stays as it was. Nothing raises: a peer that sends events out
+of order must not break the call's threads (the owner counts and logs the refusal).
+
+The states say what the caller experiences and, with it, whether the model is still making the
+turn (``active``): a response.create may not go out while any turn is active.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+import enum
+from dataclasses import dataclass, field
 
-RECENT = 16
-"""Responses remembered after they stop being current (late deltas arrive within seconds)."""
+
+class TurnState(enum.Enum):
+    """Where one agent turn is."""
+
+    REQUESTED = "requested"  # the bridge sent response.create; no response.created yet
+    CREATED = "created"  # response.created: the model is working on it, no audio yet
+    SPEAKING = "speaking"  # its audio is arriving (and going out to the caller)
+    SPOKEN = "spoken"  # the model is done with it; the caller is still hearing its tail
+    HEARD = "heard"  # its last mark came back played: the caller heard every word
+    INTERRUPTED = "interrupted"  # a barge-in cut it while the model was still making it
+    DONE = "done"  # over, with nothing (more) for the caller to hear
+
+
+class TurnEvent(enum.Enum):
+    """What can happen to a turn, and who says so."""
+
+    CREATED = "created"  # response.created (model thread)
+    AUDIO = "audio"  # an audio delta (model thread)
+    DONE = "done"  # response.done (model thread)
+    HEARD = "heard"  # the turn's last mark echoed as played (run thread's poll)
+    INTERRUPT = "interrupt"  # a barge-in locked it (run or model thread)
+    LOST = "lost"  # it will never finish: withdrawn or never matched, its session replaced, a safety fuse
+
+
+class Step(enum.Enum):
+    """What ``apply`` did."""
+
+    MOVED = "moved"  # the table allowed it (the state may be the same, e.g. another delta)
+    ILLEGAL = "illegal"  # not allowed in this state: nothing changed
+
+
+S, E = TurnState, TurnEvent
+TRANSITIONS: dict[tuple[TurnState, TurnEvent], TurnState] = {
+    (S.REQUESTED, E.CREATED): S.CREATED,
+    (S.REQUESTED, E.LOST): S.DONE,  # withdrawn, dropped from a full line, or never matched by a response
+    (S.CREATED, E.AUDIO): S.SPEAKING,
+    (S.CREATED, E.DONE): S.DONE,  # a turn with nothing to say (only function calls, or cancelled)
+    (S.CREATED, E.INTERRUPT): S.INTERRUPTED,
+    (S.CREATED, E.LOST): S.DONE,
+    (S.SPEAKING, E.AUDIO): S.SPEAKING,
+    (S.SPEAKING, E.DONE): S.SPOKEN,
+    (S.SPEAKING, E.INTERRUPT): S.INTERRUPTED,
+    (S.SPEAKING, E.LOST): S.SPOKEN,  # what was received still plays out
+    (S.SPOKEN, E.AUDIO): S.SPOKEN,  # a delta after response.done: it still plays
+    (S.SPOKEN, E.HEARD): S.HEARD,
+    (S.SPOKEN, E.INTERRUPT): S.DONE,  # the model was done: only its tail is cut
+    (S.HEARD, E.INTERRUPT): S.DONE,  # the caller spoke as the last words ended
+    (S.INTERRUPTED, E.AUDIO): S.INTERRUPTED,  # a late delta: dropped, not played
+    (S.INTERRUPTED, E.DONE): S.DONE,  # response.done (cancelled) after the barge-in
+    (S.INTERRUPTED, E.LOST): S.DONE,
+    (S.DONE, E.AUDIO): S.DONE,  # a late delta of a finished or cut turn
+    (S.DONE, E.INTERRUPT): S.DONE,  # a barge-in over an earlier turn's tail: nothing of this one to cut
+}
+"""Every legal (state, event) pair and the state it leads to; anything else is ``Step.ILLEGAL``."""
+del S, E
+
+ACTIVE = frozenset({TurnState.CREATED, TurnState.SPEAKING, TurnState.INTERRUPTED})
+"""The model is still making the turn (created, no response.done yet): the line is busy."""
 
 
 @dataclass
-class Response:
-    """One model response and its (single) audio item."""
+class AgentTurn:
+    """One agent turn: its state, its audio item and what arrived of it, when each event came."""
 
-    id: str
+    id: str | None  # the response id (None while only requested)
     kind: str | None = None  # the bridge request behind it (greeting, tool_result, ...); None = the model's own
-    item_id: str | None = None
-    active: bool = True  # response.created seen, response.done not yet
+    state: TurnState = TurnState.CREATED
+    item_id: str | None = None  # its (single) assistant audio item: the one played and perhaps truncated
     audio_bytes: int = 0  # model audio received for ``item_id``
-    audio_ended: bool = False  # the end of its audio was handed to the outbound path
-    interrupted: bool = False  # a barge-in ran for it: later deltas are dropped
+    audio_ended: bool = False  # the end of its audio went to the outbound path (its tail padded, marked)
+    event_id: str | None = None  # the request's event_id, while requested (an ``error`` names it)
+    at: dict[TurnEvent, float] = field(default_factory=dict)  # when each event first moved it
+
+    def apply(self, event: TurnEvent, now: float) -> Step:
+        """Move by the table; an illegal event changes nothing."""
+        target = TRANSITIONS.get((self.state, event))
+        if target is None:
+            return Step.ILLEGAL
+        self.state = target
+        self.at.setdefault(event, now)
+        return Step.MOVED
+
+    @property
+    def active(self) -> bool:
+        """The model is still making it: no response.create may go out."""
+        return self.state in ACTIVE
+
+    @property
+    def interrupted(self) -> bool:
+        """A barge-in cut it: its late deltas are dropped, its tail is never padded."""
+        return TurnEvent.INTERRUPT in self.at
+
+    @property
+    def heard(self) -> bool:
+        """The caller heard all of it (its last mark came back played)."""
+        return self.state is TurnState.HEARD
 
     @property
     def greeting(self) -> bool:
         return self.kind == "greeting"
-
-
-@dataclass(frozen=True)
-class Interruption:
-    """What a barge-in locked: the response it interrupts and what it must undo."""
-
-    response_id: str | None
-    item_id: str | None
-    was_active: bool
-    received_bytes: int
-
-
-class ResponseTracker:
-    """The current response plus a bounded memory of recent ones; thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._recent: "OrderedDict[str, Response]" = OrderedDict()
-        self._items: dict[str, Response] = {}  # audio item id -> its response (same bound)
-        self._current: Response | None = None
-
-    # ------------------------------------------------------------------ model events
-    def created(self, response_id: str, kind: str | None = None) -> Response:
-        with self._lock:
-            response = Response(response_id, kind)
-            self._current = response
-            self._remember(response)
-            return response
-
-    def item_added(self, response_id: str, item_id: str) -> None:
-        """An assistant message item: the one whose audio we play and may truncate."""
-        with self._lock:
-            response = self._recent.get(response_id)
-            if response is not None and response.item_id is None:
-                self._set_item(response, item_id)
-
-    def audio(self, response_id: str, item_id: str, nbytes: int) -> bool:
-        """Count a delta; False if it belongs to an interrupted response or item (drop it)."""
-        with self._lock:
-            owner = self._items.get(item_id)
-            response = self._recent.get(response_id)
-            if (owner is not None and owner.interrupted) or (response is not None and response.interrupted):
-                return False
-            if response is not None and response.item_id is None:
-                self._set_item(response, item_id)
-            if response is not None and response.item_id == item_id:
-                response.audio_bytes += nbytes
-            return True
-
-    def audio_ended(self, response_id: str) -> bool:
-        """True exactly once per uninterrupted response: time to pad and mark its tail."""
-        with self._lock:
-            response = self._recent.get(response_id)
-            if response is None or response.interrupted or response.audio_ended:
-                return False
-            response.audio_ended = True
-            return True
-
-    def done(self, response_id: str) -> Response | None:
-        with self._lock:
-            response = self._recent.get(response_id)
-            if response is not None:
-                response.active = False
-            return response
-
-    # ------------------------------------------------------------------ barge-in
-    @property
-    def current(self) -> Response | None:
-        return self._current
-
-    @property
-    def active(self) -> bool:
-        """A response is in progress (created, not yet done)."""
-        current = self._current
-        return current is not None and current.active
-
-    def get(self, response_id: str) -> Response | None:
-        with self._lock:
-            return self._recent.get(response_id)
-
-    def lock_for_interruption(self) -> Interruption:
-        """Mark the current response interrupted (its late deltas will be dropped)."""
-        with self._lock:
-            response = self._current
-            if response is None:
-                return Interruption(None, None, False, 0)
-            response.interrupted = True
-            return Interruption(response.id, response.item_id, response.active, response.audio_bytes)
-
-    def finish_interruption(self, response_id: str | None) -> bool:
-        """Forget the current response, only if it is still the one interrupted."""
-        with self._lock:
-            response = self._current
-            if response is None or response.id != response_id:
-                return False
-            response.active = False
-            self._current = None
-            return True
-
-    def force_inactive(self) -> bool:
-        """Safety fuse: the current response never finished. True if one was active."""
-        with self._lock:
-            response = self._current
-            if response is None or not response.active:
-                return False
-            response.active = False
-            return True
-
-    # ------------------------------------------------------------------ bounded memory
-    def _remember(self, response: Response) -> None:
-        self._recent[response.id] = response
-        while len(self._recent) > RECENT:
-            _, old = self._recent.popitem(last=False)
-            if old.item_id is not None and self._items.get(old.item_id) is old:
-                del self._items[old.item_id]
-
-    def _set_item(self, response: Response, item_id: str) -> None:
-        response.item_id = item_id
-        self._items[item_id] = response

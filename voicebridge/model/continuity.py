@@ -10,16 +10,11 @@ moment; and when the model is gone for good the caller hears the apology, then t
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Callable
 
-from ..config import BridgeConfig
-from ..call.metrics import CallMetrics
-from .link import Cause, ModelLink
-from ..call.downlink import OutboundAudio
-from ..call.record import CallRecord
-from ..call.turn_requests import ResponseRequests
-from ..call.turn import ResponseTracker
-from ..call.toolcalls import ToolCalls
+from .link import Cause
+from ..call.turn import AgentTurn
+from ..call.context import CallContext, CallParts
 
 ROLLOVER_SETTLE_S = 1.0
 """A planned rollover waits until the session has been silent this long: events still on their
@@ -32,14 +27,14 @@ APOLOGY_MARGIN_S = 2.0
 class Continuity:
     """Session switches, the holding line, planned rollovers, the apology."""
 
-    def __init__(self, config: BridgeConfig, model: ModelLink, outbound: OutboundAudio, responses: ResponseTracker,
-                 requests: ResponseRequests, tools: ToolCalls, record: CallRecord, metrics: CallMetrics, log: Any,
-                 quiet: Callable[[], bool], close: Callable[[str], None], can_speak: Callable[[], bool]) -> None:
+    def __init__(self, ctx: CallContext, parts: CallParts, quiet: Callable[[], bool], close: Callable[[str], None],
+                 can_speak: Callable[[], bool]) -> None:
+        config, metrics, log = ctx.config, ctx.metrics, ctx.log
+        model, outbound, turns, tools, record = parts.model, parts.outbound, parts.turns, parts.tools, parts.record
         self._config = config
         self._model = model
         self._outbound = outbound
-        self._responses = responses
-        self._requests = requests
+        self._turns = turns
         self._tools = tools
         self._record = record
         self._metrics = metrics
@@ -49,6 +44,7 @@ class Continuity:
         self._can_speak = can_speak
         self._held = False  # the holding line has played during the current reconnect
         self.ending: tuple[str, float] | None = None  # (why, deadline) while the apology plays
+        self._apology: AgentTurn | None = None  # its turn: the call ends once it is heard
 
     def switched(self, cause: Cause, gap_s: float, replayed: int, resent: int) -> None:
         """A new Realtime session replaced the old one (model thread): pick up where the call was."""
@@ -59,16 +55,15 @@ class Continuity:
         self._log.once(f"replaced:{cause.value}", "Realtime session replaced (%s) in %.0f ms: %d items replayed, "
                        "%d caller frames resent; further replacements only counted", cause.value, gap_s * 1000,
                        replayed, resent, level=logging.INFO)
-        cut = self._responses.current
-        was_speaking = cut is not None and cut.active and not cut.interrupted
-        if cut is not None and cut.active:
-            self._responses.force_inactive()
-            if cut.item_id is not None and self._responses.audio_ended(cut.id):
-                self._outbound.end(cut.item_id)  # what was received plays out, its tail padded
+        cut = self._turns.current
+        was_active = cut is not None and cut.active
+        was_speaking = was_active and not cut.interrupted
         self._tools.session_replaced()
-        self._requests.forget_active()
+        self._turns.lose_active()  # the old session's turns never finish; a request on its way is asked again
+        if was_active and cut.item_id is not None and cut.id is not None and self._turns.audio_ended(cut.id):
+            self._outbound.end(cut.item_id)  # what was received plays out, its tail padded
         if was_speaking and cause is not Cause.ROLLOVER:
-            self._requests.request("resume", self._config.resume_instructions)
+            self._turns.request("resume", self._config.resume_instructions)
 
     def history(self) -> list[str]:
         """What a new session is told before anything else (model thread): the conversation as
@@ -108,8 +103,9 @@ class Continuity:
             self._log.warning("model unavailable (%s): playing the apology prompt", reason)
             self._outbound.interrupt(clear=self._metrics.get("frames_sent") > 0)
             self._outbound.play(APOLOGY_ITEM, prompt)
+            self._apology = self._turns.played(APOLOGY_ITEM, "apology")
             self.ending = (reason, now + len(prompt) / 8000 + APOLOGY_MARGIN_S)
-        elif self._outbound.played_out(APOLOGY_ITEM) or now > self.ending[1]:
+        elif self._turns.heard(self._apology) or now > self.ending[1]:
             self._close(reason)
 
 

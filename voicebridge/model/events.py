@@ -1,8 +1,8 @@
 """What the bridge does with each Realtime server event (the model thread's dispatcher).
 
 Parsing is :mod:`voicebridge.model.protocol`'s job; this module routes each typed event to
-the part that owns the state it changes: responses to the ``ResponseTracker`` and the
-``ResponseRequests`` queue, audio to the ``OutboundAudio``, VAD to ``BargeIn`` and ``CallFlow``,
+the part that owns the state it changes: agent turns (and the line of the bridge's requests) to
+``Turns``, audio to the ``OutboundAudio``, VAD to ``BargeIn`` and ``CallFlow``,
 function calls to ``ToolCalls``, words and usage to the ``CallRecord``, fatal errors to the
 ``ModelLink``.
 """
@@ -12,32 +12,22 @@ import logging
 from typing import Any, Callable
 
 from . import protocol as rt
-from ..config import BridgeConfig
 from ..errors import ProtocolError
-from ..call.ending import CallControl
-from ..call.keypadflow import CallFlow
-from ..call.bargein import BargeIn
 from ..audio.listening import Turn
-from ..call.metrics import CallMetrics
-from .link import Cause, ModelLink
-from ..call.downlink import OutboundAudio
-from ..call.record import CallRecord
-from ..call.turn_requests import ResponseRequests
-from ..call.turn import ResponseTracker
-from ..call.toolcalls import ToolCalls
+from .link import Cause
+from ..call.context import CallContext, CallParts
 
 
 class ModelEvents:
     """Routes parsed server events; runs on the session's model thread."""
 
-    def __init__(self, config: BridgeConfig, model: ModelLink, responses: ResponseTracker,
-                 requests: ResponseRequests, outbound: OutboundAudio, barge_in: BargeIn, tools: ToolCalls,
-                 control: CallControl, flow: CallFlow, record: CallRecord, metrics: CallMetrics, log: Any,
-                 committed: Callable[[], None]) -> None:
+    def __init__(self, ctx: CallContext, parts: CallParts, committed: Callable[[], None]) -> None:
+        config, metrics, log = ctx.config, ctx.metrics, ctx.log
+        model, turns, outbound, barge_in = parts.model, parts.turns, parts.outbound, parts.barge_in
+        tools, control, flow, record = parts.tools, parts.control, parts.flow, parts.record
         self._config = config
         self._model = model
-        self._responses = responses
-        self._requests = requests
+        self._turns = turns
         self._outbound = outbound
         self._barge_in = barge_in
         self._tools = tools
@@ -86,22 +76,20 @@ class ModelEvents:
         self._configured = True
         first_words = self._config.first_words  # the greeting, after the recording's consent line if any
         if first_words:
-            self._requests.request("greeting", first_words)
+            self._turns.request("greeting", first_words)
 
     def _response_created(self, event: rt.ResponseCreated, now: float) -> None:
-        self._responses.created(event.response_id, event.kind)
-        self._requests.created(event.kind)
-        self._control.response_created(event.response_id, event.kind)
+        self._turns.created(event.response_id, event.kind)
         self._barge_in.response_started()
         self._metrics.add("responses")
         self._log.info("response %s created%s", event.response_id, f" ({event.kind})" if event.kind else "")
 
     def _output_item(self, event: rt.OutputItemAdded, now: float) -> None:
         if event.item_type == "message":
-            self._responses.item_added(event.response_id, event.item_id)
+            self._turns.item_added(event.response_id, event.item_id)
 
     def _audio_delta(self, event: rt.AudioDelta, now: float) -> None:
-        if not self._responses.audio(event.response_id, event.item_id, len(event.audio)):
+        if not self._turns.audio(event.response_id, event.item_id, len(event.audio)):
             self._metrics.add("late_deltas_dropped")
             return
         self._metrics.add("audio_deltas")
@@ -113,28 +101,29 @@ class ModelEvents:
         self._end_audio(event.response_id, event.item_id)
 
     def _response_done(self, event: rt.ResponseDone, now: float) -> None:
-        response = self._responses.done(event.response_id)
+        turn = self._turns.get(event.response_id)
         self._log.info("response %s done (%s%s)", event.response_id, event.status,
                        f", {event.reason}" if event.reason else "")
         self._record.usage(event.usage)
-        self._record.agent_done(event.response_id, response.kind if response else None)
+        self._record.agent_done(event.response_id, turn.kind if turn else None)
         self._tools.response_done(event.response_id)  # its tool outputs go out before its tail can play out:
-        if response is not None and response.item_id is not None:  # a hang-up waits for that tail
-            self._end_audio(event.response_id, response.item_id)
-        self._requests.done()
+        if turn is not None and turn.item_id is not None:  # a hang-up waits for that tail
+            self._end_audio(event.response_id, turn.item_id)
+        self._turns.done(event.response_id)  # last: the next request goes out after this turn's tool outputs
 
     def _function_call(self, event: rt.FunctionCall, now: float) -> None:
+        self._turns.tool_called(event.response_id)
         self._tools.function_call(event, now)
 
     def _end_audio(self, response_id: str, item_id: str) -> None:
         """Once per response (audio done or, failing that, response done): pad and mark the tail."""
-        if self._responses.audio_ended(response_id):
+        if self._turns.audio_ended(response_id):
             self._outbound.end(item_id)
 
     # ------------------------------------------------------------------ the caller
     def _speech_started(self, event: rt.SpeechStarted, now: float) -> None:
         self._flow.speech(True, now)
-        self._tools.caller_spoke()
+        self._turns.caller_spoke()
         self._barge_in.server_speech(now)
 
     def _speech_stopped(self, event: rt.SpeechStopped, now: float) -> None:
@@ -175,7 +164,7 @@ class ModelEvents:
     # ------------------------------------------------------------------ problems
     def _server_error(self, event: rt.ServerError, now: float) -> None:
         self._metrics.error(event.code)
-        if event.code == rt.ACTIVE_RESPONSE and self._requests.refused(event.event_id):
+        if event.code == rt.ACTIVE_RESPONSE and self._turns.refused(event.event_id):
             self._log.info("a response was already in progress: the %s request waits for it", event.event_id)
             return
         if event.benign:

@@ -19,13 +19,11 @@ import threading
 from typing import Callable
 
 from . import client as realtime_client
-from ..call.log import CallLog
-from ..config import BridgeConfig
 from .liveness import Health, Liveness
-from ..call.metrics import CallMetrics
 from .preflight import rejection
 from .redial import Cause, Decision, RedialPolicy
 from ..errors import close_quietly, describe
+from ..call.context import CallContext
 
 __all__ = ["Cause", "ModelLink", "GAVE_UP"]
 
@@ -41,8 +39,8 @@ AUTH_FAILED = "openai auth failed"
 class ModelLink:
     """The Realtime connection of one call, replaced as often as the ``RedialPolicy`` allows."""
 
-    def __init__(self, config: BridgeConfig, connect: realtime_client.Connector, metrics: CallMetrics,
-                 log: CallLog, clock: Callable[[], float], rng: random.Random | None = None) -> None:
+    def __init__(self, ctx: CallContext, connect: realtime_client.Connector, rng: random.Random | None = None) -> None:
+        config, metrics, log, clock = ctx.config, ctx.metrics, ctx.log, ctx.clock
         self._config = config
         self._connect = connect
         self._metrics = metrics

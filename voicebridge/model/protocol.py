@@ -121,16 +121,67 @@ def response_create(instructions: str | None = None, kind: str | None = None, ev
     return _dumps(event)
 
 
+Item = dict[str, Any]
+"""A conversation item, as the Realtime interface spells it (the replay builds lists of these)."""
+
+
+def user_item(text: str) -> Item:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def assistant_item(text: str) -> Item:
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+
+def function_call_item(call_id: str, name: str, arguments: str) -> Item:
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
+
+
+def function_call_output_item(call_id: str, output: str) -> Item:
+    return {"type": "function_call_output", "call_id": call_id, "output": output}
+
+
+def item_create(item: Item) -> str:
+    """``conversation.item.create`` for ``item``."""
+    return _dumps({"type": "conversation.item.create", "item": item})
+
+
 def function_call_output(call_id: str, output: str) -> str:
     """A tool's result, as the conversation item the model reads."""
-    return _dumps({"type": "conversation.item.create",
-                   "item": {"type": "function_call_output", "call_id": call_id, "output": output}})
+    return item_create(function_call_output_item(call_id, output))
 
 
 def user_text(text: str) -> str:
     """A user message item with text (what the caller typed on the keypad, as words)."""
-    return _dumps({"type": "conversation.item.create",
-                   "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
+    return item_create(user_item(text))
+
+
+def newest_items(items: list[Item], limit: int) -> list[Item]:
+    """At most ``limit`` of ``items`` (in their order), chosen newest first: a function call's
+    result only together with its call (a result whose call is gone is left out), a call still
+    waiting for its result on its own, and tool items no more than half of ``limit``."""
+    calls = {item["call_id"]: n for n, item in enumerate(items) if item["type"] == "function_call"}
+    answered = {item["call_id"] for item in items if item["type"] == "function_call_output"}
+    keep: set[int] = set()
+    tool_share = limit // 2
+    used = tools = 0
+    for n in range(len(items) - 1, -1, -1):
+        if used >= limit:
+            break
+        item = items[n]
+        if item["type"] == "function_call_output":
+            group = [n, calls[item["call_id"]]] if item["call_id"] in calls else []
+        elif item["type"] == "function_call":
+            group = [] if item["call_id"] in answered else [n]  # an answered call comes with its result
+        else:
+            keep.add(n)
+            used += 1
+            continue
+        if group and tools + len(group) <= tool_share and used + len(group) <= limit:
+            keep.update(group)
+            used += len(group)
+            tools += len(group)
+    return [items[n] for n in sorted(keep)]
 
 
 def response_cancel(response_id: str | None = None) -> str:

@@ -45,80 +45,50 @@ and body sizes are bounded, and ``max_calls`` refuses call N+1 instead of degrad
 """
 from __future__ import annotations
 
-import enum
-import hashlib
-import io
 import logging
-import os
 import secrets
 import threading
 import time
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, jsonify, request, url_for
+from flask import Blueprint, Flask
 from flask_sock import Sock
 
 from ..carrier.twilio import dialing
 from ..model import client as realtime_client
 from ..carrier import tcp
-from ..call.opening import AnsweredBy
 from ..carrier.twilio import protocol as tw
-from ..carrier.seam import Carrier, CarrierWebhooks, WebhookRequest, safe_id
+from ..carrier.seam import Carrier
 from ..config import BridgeConfig
 from ..extras import bridge_metrics
 from ..call.aftercall import default_spool
 from ..call.delivery import ReportSender
 from ..call.hooks import HookRunner, legacy
 from ..call.session import MediaSession
-from .filestate import NAME as STATE_NAME
-from .filestate import StateDirError
-from .sharedstate import SharedState, open_state
+from .admission import CLOSE_TRY_AGAIN_LATER, TRANSFER_WAIT_S, Admission
+from .drain import DRAIN_GRACE_S, Drain
+from .webhooks import SCHEMES, SignatureCheck, WebhookViews  # first: it names a missing twilio's fix
+from .outbound_calls import OutboundCalls
+from .sharedstate import SharedState, board_key, open_state
 from ..carrier.streamtoken import DEFAULT_LIFETIME_S as TOKEN_LIFETIME_S
 from ..carrier.streamtoken import PARAMETER as TOKEN_PARAMETER
-from ..carrier.streamtoken import StreamTokens, TokenCheck
+from ..carrier.streamtoken import StreamTokens
 from ..throttle import LogThrottle
 from ..carrier.twilio.adapter import TWILIO, TwilioWebhooks
-from ..carrier.twilio import twiml  # noqa: F401 - needs twilio: the first import that names a missing twilio's fix
-from twilio.request_validator import RequestValidator  # noqa: I001 - after .twiml, which names a missing twilio's fix
-
-try:  # twilio >= 9.13 also signs with a SharedKey (HMAC-SHA256) when this header says so
-    from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, get_signature_algorithm
-except ImportError:  # pragma: no cover - older twilio: auth-token HMAC-SHA1 only
-    SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
-
-    def get_signature_algorithm(signature_settings_header: str | None) -> str | None:  # type: ignore[misc]
-        return None
-
 log = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "X-Twilio-Signature"
 
 BLUEPRINT_NAME = "voicebridge"
 # A Twilio media message is ~400 bytes and ``start`` a few KB; 64 KiB leaves room without
 # letting a peer make us buffer megabytes.
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_WEBHOOK_BYTES = 64 * 1024  # Twilio's voice webhook form is ~1-2 KB
-CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 registry: "Try Again Later"
 REFUSAL_CLOSE_S = 2.0  # how long a refused stream's peer gets to answer our close frame
-MAX_LOGGED_URL = 200  # a refused request's URL is the client's text: bounded in the log line
-SCHEMES = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws"), "wss": ("https", "wss")}
 
-TRANSFER_WAIT_S = 60.0  # how long a transfer waits for Twilio's <Connect action> request
 HOOKS_CLOSE_S = 5.0  # close(): how long queued hook calls get to finish
-REFUSED = "refused"
-"""Left on the transfer board for a stream refused at its start (never a valid target: those are
-E.164 numbers or SIP URIs): ``/voice/after`` then says "all lines busy" rather than hang up mutely."""
-DRAIN_FILE_CHECK_S = 1.0  # a drain file is looked for at most this often (on requests)
-DRAIN_GRACE_S = 30.0  # webhooks are answered normally this long into a drain (> the preStop sleep, deploy.md)
-MAX_UNSTARTED = 4
 CARRIERS = ("twilio", "telnyx")
 TELNYX_PREFIX = "/telnyx"
 """Telnyx's routes: ``/telnyx/voice`` (the TeXML application's voice URL), ``/telnyx/voice/after``
 and ``/telnyx/media``, beside Twilio's ``/voice``, ``/voice/after`` and ``/media``."""
-TELNYX_ENDPOINTS = {"telnyx_voice": False, "telnyx_after": False, "telnyx_media": True}  # -> is a WebSocket
-"""Media upgrades per process waiting for Twilio's ``start`` (Twilio sends it at once): a newer one
-closes the oldest, so sockets that never start cannot pin the server's threads."""
 
 ConfigForCall = Callable[[dict[str, str]], "BridgeConfig | None"]
 TranscriptHook = Callable[[MediaSession, str, str], None]
@@ -128,113 +98,6 @@ EndHook = Callable[[MediaSession], None]
 
 
 # ---------------------------------------------------------------------------- serving state
-class BridgeState(enum.Enum):
-    """What ``/healthz`` says: taking calls, or draining (no new calls; live ones run on)."""
-
-    SERVING = "ok"
-    DRAINING = "draining"
-    STATE_FAILING = "state directory failing"  # it could not be read or recreated: calls are refused
-
-
-# ---------------------------------------------------------------------------- public URLs
-def forwarded(name: str) -> str | None:
-    """First value of a proxy header (proxy chains append: ``client, proxy1``)."""
-    value = request.headers.get(name, "")
-    first = value.split(",")[0].strip()
-    return first or None
-
-
-def public_base(public_url: str | None, websocket: bool) -> str:
-    """``scheme://host[/prefix]`` as Twilio sees this app: configured, else from the request.
-
-    Behind a TLS-terminating proxy the app sees ``http`` and an internal host; the proxy's
-    ``X-Forwarded-Proto``/``X-Forwarded-Host`` (or a configured ``public_url``) restore what
-    Twilio actually requested, which is what it signed.
-    """
-    if public_url:
-        parts = urlsplit(public_url)
-        scheme, netloc, prefix = parts.scheme.lower(), parts.netloc, parts.path.rstrip("/")
-    else:
-        scheme = (forwarded("X-Forwarded-Proto") or request.scheme).lower()
-        netloc = forwarded("X-Forwarded-Host") or request.host
-        prefix = ""
-    http_scheme, ws_scheme = SCHEMES.get(scheme, ("https", "wss"))
-    return f"{ws_scheme if websocket else http_scheme}://{netloc}{prefix}"
-
-
-def public_request_url(public_url: str | None, websocket: bool) -> str:
-    """The full public URL of the current request, query string still percent-encoded."""
-    query = request.query_string.decode("latin-1")
-    path = request.script_root + request.path
-    return public_base(public_url, websocket) + path + (f"?{query}" if query else "")
-
-
-# ---------------------------------------------------------------------------- signatures
-class SignatureCheck:
-    """``X-Twilio-Signature`` validation for the webhook and the WebSocket upgrade (B4)."""
-
-    def __init__(self, auth_token: str | None, public_url: str | None) -> None:
-        self._validator = RequestValidator(auth_token) if auth_token else None
-        self.public_url = public_url
-
-    @property
-    def enabled(self) -> bool:
-        return self._validator is not None
-
-    def verify(self, websocket: bool) -> tuple[bool, str]:
-        """(valid, url checked). Webhooks sign URL + form params; upgrades sign the wss URL only."""
-        url = public_request_url(self.public_url, websocket)
-        if self._validator is None:
-            return True, url
-        signature = request.headers.get(SIGNATURE_HEADER)  # header lookup is case-insensitive
-        if not signature:
-            return False, url
-        algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-        params: Any = {}
-        if not websocket and request.method == "POST":
-            params = request.get_data(as_text=True) if "bodySHA256" in request.args else request.form
-        if algorithm is None:
-            return self._validator.validate(url, params, signature), url
-        return self._validator.validate(url, params, signature, algorithm), url
-
-
-def bound_body(limit: int) -> Response | None:
-    """413 (and the connection closed) for a body over ``limit``, declared or chunked.
-
-    A declared length is checked before reading. A chunked body (no length) is read here, at
-    most ``limit`` + 1 bytes: over the limit it is refused rather than parsed into an empty form,
-    and within it the request is given the bytes back with their length, as if it had declared
-    one. The app-wide MAX_CONTENT_LENGTH is left alone.
-    """
-    environ = request.environ
-    if request.content_length is not None:
-        return _too_large() if request.content_length > limit else None
-    if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        return None
-    body = environ["wsgi.input"].read(limit + 1)
-    if len(body) > limit:
-        return _too_large()
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
-    environ.pop("HTTP_TRANSFER_ENCODING", None)
-    environ.pop("wsgi.input_terminated", None)
-    return None
-
-
-def _too_large() -> Response:
-    response = Response("request body too large\n", status=413, mimetype="text/plain")
-    response.headers["Connection"] = "close"  # the rest of the body is never read
-    return response
-
-
-def board_key(call_id: str) -> str:
-    """The transfer board's name for a call: its id if that may be a file name (Twilio's SIDs),
-    else a digest of it (Telnyx's ``v3:…`` ids): both requests of one call find the same entry."""
-    if STATE_NAME.fullmatch(call_id):
-        return call_id
-    return "h" + hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-
-
 def _process_secret(state_dir: str | None) -> str:
     """A stream-token key for a bridge with no Twilio auth token (Telnyx only): random, so valid in
     this process only -- worker processes sharing ``state_dir`` need ``stream_secret=`` instead."""
@@ -242,10 +105,6 @@ def _process_secret(state_dir: str | None) -> str:
         log.warning("voicebridge: Telnyx stream tokens keyed per process; with state_dir (several workers) "
                     "pass stream_secret= (any long random string, the same in every worker)")
     return secrets.token_urlsafe(32)
-
-
-def xml(body: str) -> Response:
-    return Response(body, mimetype="text/xml")
 
 
 def refuse(ws: Any, message: str) -> None:
@@ -263,6 +122,21 @@ def refuse(ws: Any, message: str) -> None:
 
 
 # ---------------------------------------------------------------------------- the extension
+def warn_shadowed(app: Flask, blueprint_name: str, warned: set[str]) -> None:
+    """The app's own route on one of the bridge's paths (its own ``/healthz``, say): only one
+    of them is served, and the drain's 503 may never reach the load balancer. Say so once."""
+    prefix = f"{blueprint_name}."
+    rules = list(app.url_map.iter_rules())
+    ours = {rule.rule for rule in rules if rule.endpoint.startswith(prefix)}
+    clashes = sorted({f"{rule.rule} ({rule.endpoint})" for rule in rules
+                      if rule.rule in ours and not rule.endpoint.startswith(prefix)} - warned)
+    if clashes:
+        warned.update(clashes)
+        log.warning("the app's own route(s) %s are on the bridge's path(s): only one of each pair is served, "
+                    "so e.g. the bridge's /healthz (503 while draining) may never reach the load balancer. "
+                    "Mount the bridge with url_prefix= or rename yours.", ", ".join(clashes))
+
+
 class VoiceBridge:
     """Flask extension: ``VoiceBridge(app, config)`` or ``VoiceBridge(...).init_app(app)``.
 
@@ -360,10 +234,6 @@ class VoiceBridge:
         self.state = shared_state or open_state(max_calls, state_dir, redis_url, **(redis_options or {}))
         self.slots = self.state.slots
         self.transfers = self.state.transfers  # call SID -> target, for /voice/after
-        self.plans = self.state.board("plan")  # outbound calls: plan id -> CallPlan JSON (dialing.py)
-        self.answers = self.state.board("amd")  # call SID -> AMD verdict, for whichever worker has the stream
-        self._auth_token, self.account_sid, self.twilio_api_url = auth_token, account_sid, twilio_api_url
-        self.rest_client = rest_client  # a twilio Client; built on the first call() if None
         self.signatures = SignatureCheck(auth_token, self.public_url)
         self.twilio_hooks = TwilioWebhooks(auth_token)
         # With signatures on, every stream must also present the single-use token its webhook issued.
@@ -373,19 +243,17 @@ class VoiceBridge:
         self.tokens = StreamTokens(secret, store=self.state.used) if secret else None
         self.metrics = bridge_metrics(metrics, lambda: self.slots.active)  # NoMetrics without prometheus-client
         self.hooks = HookRunner("vb-hooks")  # on_transcript / on_dtmf of every call, off the calls' threads
-        self.drain_file = drain_file
-        self.drain_grace_s = drain_grace_s
-        self._draining = False  # a plain flag: drain() may run in a signal handler
-        self._drain_started = 0.0  # monotonic; set with _draining
-        self._next_drain_check = 0.0
+        self._drain = Drain(drain_file, drain_grace_s, self.state.set_draining, lambda: self.slots.active)
         self.local_server: Any = None  # set by voicebridge.serving.app when it runs the embedded backend
         self._sessions: set[MediaSession] = set()
         self._warned_routes: set[str] = set()
-        self._unstarted: dict[MediaSession, Any] = {}  # upgrades waiting for start (-> their socket), oldest first
-        self._admitted: set[MediaSession] = set()  # sessions holding a call slot
         self._refusals = LogThrottle(log)
+        self.admission = Admission(self.state, self.tokens, self.metrics, self._refusals)
+        self.outbound = OutboundCalls(self.state, self.config, self._refusals, account_sid=account_sid,
+                                      auth_token=auth_token, twilio_api_url=twilio_api_url, rest_client=rest_client)
         self._lock = threading.Lock()
         self._report_sender(self.config)  # at once: reports a previous process spooled go out now, not after a call
+        self.views = WebhookViews(self)
         self.blueprint = self._blueprint()
         if app is not None:
             self.init_app(app)
@@ -397,14 +265,14 @@ class VoiceBridge:
         options.setdefault("max_message_size", MAX_MESSAGE_BYTES)  # the app's own choice wins
         app.register_blueprint(self.blueprint, url_prefix=self.url_prefix or None)
         app.extensions[BLUEPRINT_NAME] = self
-        self._warn_shadowed(app)
+        warn_shadowed(app, self.blueprint.name, self._warned_routes)
         routes_seen: list[bool] = []
 
         @app.before_request
         def _routes_added_later() -> None:  # the app's own routes are often added after the mount
             if not routes_seen:
                 routes_seen.append(True)
-                self._warn_shadowed(app)
+                warn_shadowed(app, self.blueprint.name, self._warned_routes)
         if self.telnyx is not None and not self.telnyx.enabled:
             log.warning("!!! voicebridge: no Telnyx public key -- Telnyx webhook signatures are NOT checked; "
                         "local use only; set TELNYX_PUBLIC_KEY before exposing it to the internet. !!!")
@@ -421,102 +289,22 @@ class VoiceBridge:
             return f", shared through {self.state.backend}"
         return f", shared through {self.state_dir}" if self.state_dir else ""
 
-    def _warn_shadowed(self, app: Flask) -> None:
-        """The app's own route on one of the bridge's paths (its own ``/healthz``, say): only one
-        of them is served, and the drain's 503 may never reach the load balancer. Say so once."""
-        prefix = f"{self.blueprint.name}."
-        rules = list(app.url_map.iter_rules())
-        ours = {rule.rule for rule in rules if rule.endpoint.startswith(prefix)}
-        clashes = sorted({f"{rule.rule} ({rule.endpoint})" for rule in rules
-                          if rule.rule in ours and not rule.endpoint.startswith(prefix)} - self._warned_routes)
-        if clashes:
-            self._warned_routes.update(clashes)
-            log.warning("the app's own route(s) %s are on the bridge's path(s): only one of each pair is served, "
-                        "so e.g. the bridge's /healthz (503 while draining) may never reach the load balancer. "
-                        "Mount the bridge with url_prefix= or rename yours.", ", ".join(clashes))
-
     def _blueprint(self) -> Blueprint:
         bp = Blueprint(BLUEPRINT_NAME, __name__)
-        bp.before_request(self._guard)
-        bp.add_url_rule("/healthz", "healthz", self._healthz, methods=["GET"])
-        bp.add_url_rule("/metrics", "metrics", self._metrics_view, methods=["GET"])
+        bp.before_request(self.views.guard)
+        bp.add_url_rule("/healthz", "healthz", self.views.healthz, methods=["GET"])
+        bp.add_url_rule("/metrics", "metrics", self.views.metrics_view, methods=["GET"])
         sock = Sock()
         if "twilio" in self.carriers:
-            bp.add_url_rule("/voice", "voice", self._voice, methods=["GET", "POST"])
-            bp.add_url_rule("/voice/after", "after_stream", self._after_stream, methods=["GET", "POST"])
-            bp.add_url_rule("/voice/amd", "amd_result", self._amd_result, methods=["POST"])
+            bp.add_url_rule("/voice", "voice", self.views.voice, methods=["GET", "POST"])
+            bp.add_url_rule("/voice/after", "after_stream", self.views.after_stream, methods=["GET", "POST"])
+            bp.add_url_rule("/voice/amd", "amd_result", self.outbound.amd_result, methods=["POST"])
             sock.route("/media", bp=bp, endpoint="media")(self.handle_media)
         if "telnyx" in self.carriers:
-            bp.add_url_rule(f"{TELNYX_PREFIX}/voice", "telnyx_voice", self._telnyx_voice, methods=["POST"])
-            bp.add_url_rule(f"{TELNYX_PREFIX}/voice/after", "telnyx_after", self._telnyx_after, methods=["POST"])
+            bp.add_url_rule(f"{TELNYX_PREFIX}/voice", "telnyx_voice", self.views.telnyx_voice, methods=["POST"])
+            bp.add_url_rule(f"{TELNYX_PREFIX}/voice/after", "telnyx_after", self.views.telnyx_after, methods=["POST"])
             sock.route(f"{TELNYX_PREFIX}/media", bp=bp, endpoint="telnyx_media")(self.handle_telnyx_media)
         return bp
-
-    # ------------------------------------------------------------------ request guard
-    def _guard(self) -> Response | None:
-        """Bound the body; 403 a webhook or upgrade without a valid signature (before any handshake)."""
-        too_big = bound_body(MAX_WEBHOOK_BYTES)
-        if too_big is not None:
-            return too_big
-        endpoint = (request.endpoint or "").rpartition(".")[2]
-        if endpoint in TELNYX_ENDPOINTS:
-            return self._guard_telnyx(endpoint)
-        if endpoint not in ("voice", "media", "after_stream", "amd_result"):
-            return None
-        ok, url = self.signatures.verify(websocket=endpoint == "media")
-        if ok:
-            return None
-        self.metrics.rejected.labels(endpoint=endpoint).inc()
-        self._refusals.warning(f"403 {endpoint}", "403 %s from %s: missing or invalid X-Twilio-Signature for %s",
-                               endpoint, request.remote_addr, url[:MAX_LOGGED_URL])
-        return Response("invalid Twilio signature\n", status=403, mimetype="text/plain")
-
-    # ------------------------------------------------------------------ views
-    def _voice(self) -> Response:
-        """The voice webhook: TwiML connecting the call to our media stream, or a polite refusal."""
-        return self._answer(self.twilio_hooks, "media", "after_stream")
-
-    def _after_stream(self) -> Response:
-        """Twilio's request once the stream has ended (``<Connect action>``): transfer or hang up."""
-        return self._after(self.twilio_hooks)
-
-    def _answer(self, hooks: CarrierWebhooks, media_endpoint: str, after_endpoint: str) -> Response:
-        """A carrier's voice webhook: markup connecting the call to its media route, or the refusal."""
-        call_sid = hooks.call_id(request.values)
-        if self.draining and not self._in_drain_grace(0.0):
-            self.metrics.refused.labels(stage="draining").inc()
-            self._refusals.warning("webhook draining", "call %s refused at the webhook: draining",
-                                   safe_id(call_sid))
-            return xml(hooks.refusal())
-        if self._cap_full():
-            self.metrics.refused.labels(stage="webhook").inc()
-            if self.slots.reachable:
-                self._refusals.warning("webhook cap", "call %s refused at the webhook: every call slot is taken "
-                                       "(cap %s)", safe_id(call_sid), self.slots.limit)
-            else:
-                self._refusals.warning("webhook outage", "call %s refused at the webhook: the shared state is "
-                                       "unreachable (outage policy)", safe_id(call_sid))
-            return xml(hooks.refusal())
-        # url_for builds WebSocket routes as absolute ws:// URLs of the internal host: keep the path
-        media_path = urlsplit(url_for(f"{self.blueprint.name}.{media_endpoint}")).path
-        stream_url = public_base(self.public_url, websocket=True) + media_path
-        params = hooks.stream_parameters(request.form, request.args)
-        if self.tokens is not None:
-            params[TOKEN_PARAMETER] = self.tokens.issue(call_sid, time.time())
-        after = public_base(self.public_url, websocket=False) + url_for(f"{self.blueprint.name}.{after_endpoint}")
-        return xml(hooks.connect(stream_url, params, after))
-
-    def _after(self, hooks: CarrierWebhooks) -> Response:
-        """A carrier's request once the stream has ended (``<Connect action>``): transfer or hang up."""
-        call_sid = hooks.call_id(request.values)
-        target = self.transfers.take(board_key(call_sid), time.time())
-        if target is None:
-            return xml(hooks.hangup())
-        if target == REFUSED:  # its webhook was answered, its stream then found the cap full
-            return xml(hooks.refusal())
-        log.info("call %s transferred: dialing the %s destination", safe_id(call_sid),
-                 "SIP" if target.startswith("sip") else "phone")
-        return xml(hooks.transfer(target))
 
     # ------------------------------------------------------------------ outbound calls
     def call(self, to: str, from_: str, *, instructions: str | None = None, tools: Sequence[str] | None = None,
@@ -536,113 +324,31 @@ class VoiceBridge:
         """
         if "twilio" not in self.carriers:
             raise ValueError("outbound calls go through Twilio: mount the bridge with carrier 'twilio'")
-        if not self.public_url:
-            raise ValueError("VoiceBridge(public_url=...) is needed to place calls: Twilio must reach /voice")
         plan = dialing.CallPlan(instructions, tuple(tools) if tools is not None else None, dict(data or {}),
                                 first_speaker, amd, voicemail_message, greeting_instructions)
-        plan.check(self.config)
-        client = self._rest()
-        plan_id, now = dialing.new_plan_id(), time.time()
-        self.plans.put(plan_id, plan.to_json(), now + dialing.PLAN_KEEP_S, now)
-        base = f"{self.public_url}{self.url_prefix}"
-        sid = dialing.create_call(client, to, from_, f"{base}/voice?{dialing.PLAN_PARAMETER}={plan_id}",
-                                  f"{base}/voice/amd" if amd else None, status_callback, timeout_s=timeout_s)
-        log.info("outbound call %s placed (%s, %s first)", safe_id(sid), "AMD" if amd else "no AMD", first_speaker)
-        return sid
+        base = f"{self.public_url}{self.url_prefix}" if self.public_url else None
+        return self.outbound.call(to, from_, plan, base, status_callback, timeout_s)
 
-    def _rest(self) -> Any:
-        if self.rest_client is None:
-            if not (self.account_sid and self._auth_token):
-                raise ValueError("VoiceBridge(account_sid=..., auth_token=...) (or rest_client=) is needed to "
-                                 "place calls")
-            self.rest_client = dialing.rest_client(self.account_sid, self._auth_token, self.twilio_api_url)
-        return self.rest_client
+    @property
+    def rest_client(self) -> Any:
+        """The Twilio REST client outbound calls use (built on the first call; an app may set its own)."""
+        return self.outbound.rest_client
 
-    def _amd_result(self) -> Response:
-        """Twilio's async AMD callback: the verdict goes on the board for the stream's session."""
-        call_sid, verdict = request.form.get("CallSid", ""), AnsweredBy.parse(request.form.get("AnsweredBy"))
-        if verdict is None:
-            self._refusals.warning("amd bad", "AMD callback for call %s without a known AnsweredBy: ignored",
-                                   safe_id(call_sid))
-            return Response("unknown AnsweredBy\n", status=400, mimetype="text/plain")
-        now = time.time()
-        try:
-            self.answers.put(board_key(call_sid), verdict.value, now + dialing.AMD_KEEP_S, now)
-        except (ValueError, OSError, StateDirError) as exc:  # no call SID, or the state failing
-            self._refusals.warning("amd store", "AMD verdict for call %s not stored: %s", safe_id(call_sid), exc)
-            return Response("not stored\n", status=400 if isinstance(exc, ValueError) else 503,
-                            mimetype="text/plain")
-        log.info("call %s answered by %s", safe_id(call_sid), verdict.value)
-        return Response(status=204)
+    @rest_client.setter
+    def rest_client(self, client: Any) -> None:
+        self.outbound.rest_client = client
 
-    def _answer_source(self, call_sid: str) -> Callable[[float], AnsweredBy | None]:
-        key = board_key(call_sid)
-
-        def take(_now: float) -> AnsweredBy | None:
-            value = self.answers.take(key, time.time())
-            return AnsweredBy.parse(value) if value is not None else None
-        return take
-
-    def _plan(self, session: MediaSession, plan_id: str) -> "dialing.CallPlan | None":
-        """The outbound call's plan, taken once; None (logged) for an unknown, used or expired id."""
-        try:
-            text = self.plans.take(plan_id, time.time())
-            return dialing.CallPlan.from_json(text) if text is not None else None
-        except (ValueError, OSError, StateDirError) as exc:
-            session.log.error("outbound call plan unreadable: %s", exc)
-            return None
-
-    # ------------------------------------------------------------------ Telnyx
     @staticmethod
     def _telnyx_webhooks(public_key: str | None) -> Any:
         from ..carrier.telnyx.adapter import TelnyxWebhooks  # its signature check needs the telnyx extra
 
         return TelnyxWebhooks(public_key)
 
-    def _guard_telnyx(self, endpoint: str) -> Response | None:
-        """403 a Telnyx webhook without a valid Ed25519 signature (upgrades: their stream token)."""
-        assert self.telnyx is not None
-        webhook = WebhookRequest(url=public_request_url(self.public_url, TELNYX_ENDPOINTS[endpoint]),
-                                 method=request.method, headers=request.headers, body=request.get_data(cache=True))
-        if self.telnyx.verify(webhook, websocket=TELNYX_ENDPOINTS[endpoint], now=time.time()):
-            return None
-        self.metrics.rejected.labels(endpoint=endpoint).inc()
-        self._refusals.warning(f"403 {endpoint}", "403 %s from %s: missing, stale or invalid %s (%s)", endpoint,
-                               request.remote_addr, self.telnyx.signature_header, self.telnyx.check(webhook,
-                                                                                                    time.time()).value)
-        return Response("invalid Telnyx signature\n", status=403, mimetype="text/plain")
-
-    def _telnyx_voice(self) -> Response:
-        """The TeXML application's voice URL: ``<Connect><Stream>`` to ``/telnyx/media``, or the refusal."""
-        assert self.telnyx is not None
-        return self._answer(self.telnyx, "telnyx_media", "telnyx_after")
-
-    def _telnyx_after(self) -> Response:
-        assert self.telnyx is not None
-        return self._after(self.telnyx)
-
     def handle_telnyx_media(self, ws: Any) -> None:
         """One call on an accepted Telnyx media WebSocket (as :meth:`handle_media` for Twilio)."""
         from ..carrier.telnyx.adapter import TELNYX
 
         self.handle_media(ws, TELNYX)
-
-    def _healthz(self) -> Response:
-        """200 while taking calls, 503 while draining (the load balancer's cue to send no more)."""
-        state = BridgeState.DRAINING if self.draining else BridgeState.SERVING
-        try:
-            active_all: int | None = self.slots.active_all
-        except (OSError, StateDirError) as exc:  # never a 500: say so, and let the balancer look elsewhere
-            self._refusals.warning("state", "shared state unreadable: %s", exc)
-            state, active_all = BridgeState.STATE_FAILING, None
-        response = jsonify(status=state.value, active_calls=self.slots.active,
-                           active_calls_all=active_all, max_calls=self.slots.limit, **self.state.health())
-        response.status_code = 200 if state is BridgeState.SERVING else 503
-        return response
-
-    def _metrics_view(self) -> Response:
-        return Response(self.metrics.exposition(), content_type=self.metrics.content_type,
-                        status=200 if self.metrics.enabled else 501)
 
     def handle_media(self, ws: Any, carrier: Carrier = TWILIO) -> None:
         """One call on an accepted Twilio WebSocket: run its MediaSession (admitted under the cap
@@ -661,26 +367,14 @@ class VoiceBridge:
         session = self._new_session(ws, carrier)
         with self._lock:
             self._sessions.add(session)
-            self._unstarted[session] = ws
-            oldest = next(iter(self._unstarted)) if len(self._unstarted) > MAX_UNSTARTED else None
-            if oldest is not None:
-                del self._unstarted[oldest]
-        if oldest is not None:
-            self._refusals.warning("unstarted", "media upgrade closed before its start: more than %d upgrades "
-                                   "here wait for one (stray or replayed upgrades)", MAX_UNSTARTED)
-            oldest.give_up_waiting_for_start()
+        self.admission.upgraded(session, ws)
         started = time.monotonic()
         try:
             session.run()
         finally:
             with self._lock:
                 self._sessions.discard(session)
-                self._unstarted.pop(session, None)
-                admitted = session in self._admitted
-                self._admitted.discard(session)
-            if admitted:
-                self.slots.leave()
-                self.metrics.update_active()
+            if self.admission.ended(session):
                 self._finished(session, time.monotonic() - started)
             elif session.close_reason == "no start":
                 self._refusals.warning("no start", "media stream closed: no Twilio start (not a call: a stray or "
@@ -708,8 +402,7 @@ class VoiceBridge:
     def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
         """MediaSession's on_start: admit the stream (its token, then a call slot), let the app
         choose its config."""
-        with self._lock:
-            ws = self._unstarted.pop(session, None)  # None: closed meanwhile for want of room
+        ws = self.admission.socket_at_start(session)
         params = dict(start.custom_parameters)
         token = params.pop(TOKEN_PARAMETER, None)
         plan_id = params.pop(dialing.PLAN_PARAMETER, None)
@@ -717,35 +410,19 @@ class VoiceBridge:
         if plan_id is not None:
             session.custom_parameters.setdefault("Direction", "outbound-api")  # as Twilio's webhook says it
         if self.tokens is not None and self._signed(session.carrier):
-            try:
-                check = self.tokens.redeem(token, start.call_sid, time.time())
-            except OSError as exc:  # the shared store unreachable (Redis away, the 'refuse' policy): refuse
-                return self._refuse_started(session, ws, "token", f"stream token not checked ({exc})")
-            except Exception:  # noqa: BLE001 - e.g. a failing state directory: refuse, never admit unchecked
-                session.log.exception("stream token check failed")
-                check = None
-            if check is not TokenCheck.VALID:
-                self.metrics.refused.labels(stage="token").inc()
-                self._refusals.warning(f"token {check}", "media stream of call %s refused: stream token %s",
-                                       safe_id(start.call_sid), check.value if check else "unchecked")
-                session.close(f"stream token {check.name.lower() if check else 'unchecked'}")
+            if not self.admission.token_valid(session, ws, token, start.call_sid):
                 return None
         elif self.draining and not self._in_drain_grace(TOKEN_LIFETIME_S + 1.0):
-            return self._refuse_started(session, ws, "draining", "draining")  # no token to prove its webhook
-        plan = self._plan(session, plan_id) if plan_id is not None else None
+            return self.admission.refuse(session, ws, "draining", "draining")  # no token to prove its webhook
+        plan = self.outbound.plan(plan_id, session.log) if plan_id is not None else None
         if plan_id is not None and plan is None:  # forged, replayed or expired: we do not know what it is for
-            return self._refuse_started(session, ws, "plan", "outbound call plan unknown, used or expired")
-        if not self._take_slot():
-            return self._refuse_started(session, ws, "websocket", "at capacity")
-        with self._lock:
-            self._admitted.add(session)
-        self.metrics.update_active()
-        self.metrics.calls.inc()
-        session.log.info("call admitted: %d active here, cap %s", self.slots.active, self.slots.limit or "none")
+            return self.admission.refuse(session, ws, "plan", "outbound call plan unknown, used or expired")
+        if not self.admission.admit(session, ws):
+            return None
         if plan is None:
             return self._chosen_config(session, params)
         session.custom_parameters.update(plan.data)
-        session.answer_source = self._answer_source(start.call_sid)
+        session.answer_source = self.outbound.answer_source(start.call_sid)
         return plan.apply(self._chosen_config(session, {**params, **plan.data}) or self.config)
 
     def _chosen_config(self, session: MediaSession, params: dict[str, str]) -> BridgeConfig | None:
@@ -769,44 +446,8 @@ class VoiceBridge:
             return self.telnyx is not None and self.telnyx.enabled
         return self.signatures.enabled
 
-    def _cap_full(self) -> bool:
-        """The webhook's check. A failing state directory answers the call (never a 500 to Twilio):
-        the stream's own check at ``start`` is the one that holds."""
-        try:
-            return self.slots.full()
-        except (OSError, StateDirError) as exc:
-            self._refusals.warning("state", "shared state unreadable at the webhook (the stream will be "
-                                   "checked): %s", exc)
-            return False
-
-    def _take_slot(self) -> bool:
-        try:
-            return self.slots.try_enter()
-        except (OSError, StateDirError) as exc:  # the state failing: refuse this call, never crash the stream
-            self._refusals.warning("slot error", "call slot not taken: %s", exc)
-            return False
-
-    def _refuse_started(self, session: MediaSession, ws: Any | None, stage: str, why: str) -> None:
-        """Refuse a stream at its ``start``: 1013 "try again later", and the call never dials."""
-        self.metrics.refused.labels(stage=stage).inc()
-        self._refusals.warning(f"media {stage}", "media stream of call %s refused: %s (%d calls active here, cap %s)",
-                               safe_id(session.call_sid or ""), why, self.slots.active, self.slots.limit)
-        now = time.time()
-        try:  # before the close: Twilio asks /voice/after as soon as the stream has ended
-            self.transfers.put(board_key(session.call_sid or ""), REFUSED, now + TRANSFER_WAIT_S, now)
-        except (ValueError, OSError, StateDirError):
-            pass  # not a SID we store, or the state failing: /voice/after hangs up instead
-        try:
-            if ws is not None:
-                ws.close(reason=CLOSE_TRY_AGAIN_LATER, message=f"voicebridge {why}, try again later")
-        except Exception:  # noqa: BLE001 - the peer is already gone: nothing to close
-            pass
-        session.close(why)
-        return None
-
     def _in_drain_grace(self, extra_s: float) -> bool:
-        """Within ``drain_grace_s`` (+ ``extra_s``) of the drain's start."""
-        return time.monotonic() < self._drain_started + self.drain_grace_s + extra_s
+        return self._drain.in_grace(extra_s)
 
     def _transferring(self, session: MediaSession, target: str) -> None:
         """The call ends in a transfer: note it for ``/voice/after`` before the stream closes
@@ -847,14 +488,19 @@ class VoiceBridge:
     @property
     def draining(self) -> bool:
         """True once :meth:`drain` was called or the drain file appeared (looked for at most once a second)."""
-        if not self._draining and self.drain_file is not None:
-            now = time.monotonic()
-            if now >= self._next_drain_check:
-                self._next_drain_check = now + DRAIN_FILE_CHECK_S
-                if os.path.exists(self.drain_file):
-                    log.warning("drain file %s found", self.drain_file)
-                    self.drain()
-        return self._draining
+        return self._drain.active
+
+    @property
+    def drain_file(self) -> str | None:
+        return self._drain.file
+
+    @property
+    def drain_grace_s(self) -> float:
+        return self._drain.grace_s
+
+    @drain_grace_s.setter
+    def drain_grace_s(self, seconds: float) -> None:
+        self._drain.grace_s = seconds
 
     def drain(self) -> None:
         """Take no new calls; let live ones run on to their end (idempotent, one-way).
@@ -866,14 +512,7 @@ class VoiceBridge:
         later ones with the refusal TwiML; a media upgrade that can no longer carry a valid token
         is closed with 1013. Safe to call from a signal handler: it sets two fields and logs.
         """
-        if self._draining:
-            return
-        self._drain_started = time.monotonic()
-        self._draining = True
-        self.state.set_draining()  # a flag too: a networked backend publishes it from its own thread
-        log.warning("draining: no new calls once the load balancer has seen /healthz 503 (webhooks still answered "
-                    "for %.0f s, streams of answered calls admitted); %d live call(s) here run on to their end",
-                    self.drain_grace_s, self.slots.active)
+        self._drain.start()
 
     def close(self) -> None:
         """End every active call and stop an embedded backend we own (idempotent)."""

@@ -16,9 +16,11 @@ below, so a backend is a :class:`SharedState` whose parts satisfy them.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .filestate import NAME as STATE_NAME
 from .filestate import CallSlots, SingleUse, TransferBoard
 
 
@@ -148,3 +150,11 @@ def open_state(max_calls: int | None = None, state_dir: str | None = None, redis
     if redis_options:
         raise ValueError(f"{sorted(redis_options)} apply only with redis_url")
     return file_state(max_calls, state_dir)
+
+
+def board_key(call_id: str) -> str:
+    """A board's name for a call (transfers, AMD verdicts): its id if that may be a file name (Twilio's SIDs),
+    else a digest of it (Telnyx's ``v3:…`` ids): both requests of one call find the same entry."""
+    if STATE_NAME.fullmatch(call_id):
+        return call_id
+    return "h" + hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
