@@ -64,7 +64,7 @@ method of OutboundAudio adds it to SimOutbound; a bridge that is not a MediaSess
 any object with the methods above (pass a factory to :func:`run_case`).
 
 Usage: python benchmarks/bargein_cases.py [--json] [--only KIND] [--n N] [--seed S] [--vad auto|silero|energy]
-       [--variant before|now] [--set NAME=JSON (a setting of "now")]
+       [--variant before|now|COMMIT] [--also COMMIT] [--no-greeting] [--set NAME=JSON (a setting of "now")]
 """
 from __future__ import annotations
 
@@ -109,6 +109,7 @@ CASE_S = ANSWER_AT + ANSWER_S + 0.9
 OVERTIME_S = 3.5  # a call goes on past CASE_S (this much at most) while a paused answer still plays
 DETECT_WITHIN_S = 1.0
 SID = "MZbench"
+GREETING_ON = True  # --no-greeting: the answer is the call's first audio (the echo gate has learned nothing)
 cpu_clock = time.thread_time  # CPU of this thread: a busy machine does not inflate it
 
 
@@ -510,13 +511,18 @@ class ModelServer:
         self.continues = 0
         self.uplink = bytearray()
 
-    def start(self, kind: str | None, data: bytes, now: float) -> None:
+    def start(self, kind: str | None, data: bytes, now: float, text: str = "") -> None:
+        """A response of ``data`` whose words are ``text`` (sent as its transcript at once, as the
+        service's transcript deltas run ahead of its audio)."""
         self.n += 1
         rid, iid = f"resp_{self.n}", f"item_{self.n}"
-        self.response = {"id": rid, "item": iid, "data": data, "pos": 0, "t0": now}
+        self.response = {"id": rid, "item": iid, "data": data, "pos": 0, "t0": now, "text": text}
         meta = {"voicebridge": kind} if kind else {}
         self.out += [{"type": "response.created", "response": {"id": rid, "status": "in_progress", "metadata": meta}},
                      {"type": "response.output_item.added", "response_id": rid, "item": {"id": iid, "type": "message"}}]
+        if text:
+            self.out.append({"type": "response.output_audio_transcript.delta", "response_id": rid, "item_id": iid,
+                             "delta": text})
 
     def tick(self, now: float) -> None:
         while self.pending and self.pending[0][0] <= now + 1e-9:
@@ -537,6 +543,9 @@ class ModelServer:
         r = self.response
         assert r is not None
         self.out.append({"type": "response.output_audio.done", "response_id": r["id"], "item_id": r["item"]})
+        if r["text"]:
+            self.out.append({"type": "response.output_audio_transcript.done", "response_id": r["id"],
+                             "item_id": r["item"], "transcript": r["text"]})
         self.out.append({"type": "response.done", "response": {"id": r["id"], "status": status,
                                                                 "status_details": {"reason": reason}}})
         self.response = None
@@ -637,11 +646,12 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     while t < CASE_S - 1e-9 or (t < CASE_S + OVERTIME_S - 1e-9 and agent_heard < len(answer) - 160
                                  and not any(a == "clear" for _, a in bridge.actions) and not server.cancelled_at):
         # the model
-        if i == 5:
-            server.start("greeting", GREETING, t)
+        if i == 5 and GREETING_ON:
+            server.start("greeting", GREETING, t, spoken(GREETING_PART[1], 0.0, GREETING_S, GREETING_FULL_S))
         if not answer_started and t >= ANSWER_AT - MODEL_NET_S:
             answer_started = True
-            server.start(None, answer, t)
+            server.start(None, answer, t, spoken(LONG_ANSWER[1], case.answer_at_s, case.answer_at_s + ANSWER_S,
+                                                 len(ANSWER) / 8000))
         while to_server and to_server[0][0] <= t + 1e-9:
             server.client(to_server.popleft()[1], t)
         server.tick(t)
@@ -692,6 +702,12 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
                     agent_heard, cancel_times, t), bridge.listening_cpu_s
 
 
+def spoken(part: str, s0: float, s1: float, total_s: float) -> str:
+    """The words of ``part`` (spoken over ``total_s``) said between ``s0`` and ``s1`` s into it."""
+    ws = part.split()
+    return " ".join(ws[max(0, int(len(ws) * s0 / total_s)):max(0, int(len(ws) * s1 / total_s))])
+
+
 def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int], str]:
     """What the model's transcription says of a committed turn spanning ``[start_ms, end_ms)`` of
     the uplink (one uplink ms is one ms of the caller's clock, less the network): the caller's
@@ -700,9 +716,7 @@ def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int
     text = corpus.clip(case.sound).text if case.sound and case.sound in _CLIP_NAMES else ""
     delay_s = case.delay_ms / 1000 + 2 * NET_S
 
-    def words(part: str, s0: float, s1: float, total_s: float) -> str:
-        ws = part.split()
-        return " ".join(ws[max(0, int(len(ws) * s0 / total_s)):max(0, int(len(ws) * s1 / total_s))])
+    words = spoken
 
     def transcribe(start_ms: int, end_ms: int) -> str:
         t0, t1 = start_ms / 1000 - NET_S, end_ms / 1000 - NET_S
@@ -868,13 +882,19 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
     }
 
 
-def variants(vad_kind: str, settings: dict[str, Any] | None = None) -> dict[str, Callable[[], Any]]:
-    """The bridges to compare: the code of ``BEFORE_COMMIT`` and the working tree, both at defaults
-    (``settings`` changes the working tree's: the trade of a setting, measured)."""
+def variants(vad_kind: str, settings: dict[str, Any] | None = None,
+             also: "tuple[str, ...]" = ()) -> dict[str, Callable[[], Any]]:
+    """The bridges to compare: the code of ``BEFORE_COMMIT``, of each commit in ``also`` and the
+    working tree, all at defaults (``settings`` changes the working tree's: the trade of a
+    setting, measured)."""
     before = load_before()
     now = importlib.import_module("voicebridge")
     config = now.BridgeConfig(**settings) if settings else None
-    return {"before": lambda: Bridge(before), "now": lambda: Bridge(now, config)}
+    chosen: dict[str, Callable[[], Any]] = {"before": lambda: Bridge(before)}
+    for commit in also:
+        chosen[commit] = lambda pkg=load_before(commit): Bridge(pkg)
+    chosen["now"] = lambda: Bridge(now, config)
+    return chosen
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -890,16 +910,22 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="the set's seed (answer offsets, onsets, jitter)")
     ap.add_argument("--vad", default="auto", choices=("auto", "silero", "energy"), help="the model's VAD")
     ap.add_argument("--variant", action="append", help="run only this variant (before, now); repeatable")
+    ap.add_argument("--also", action="append", default=[], metavar="COMMIT",
+                    help="also run the bridge of this commit, as a column between before and now; repeatable")
+    ap.add_argument("--no-greeting", action="store_true",
+                    help="no greeting: the answer is the call's first audio (as in the example app)")
     ap.add_argument("--set", action="append", type=_setting, default=[], metavar="NAME=JSON",
                     help="a BridgeConfig setting of 'now' (e.g. barge_in_min_speech_ms=600); repeatable")
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the bridges' per-call log lines
+    global GREETING_ON
+    GREETING_ON = not args.no_greeting
     cases = [c for c in case_set(args.seed, args.n) if not args.only or c.kind == args.only]
     vad_name = make_vad(VadConfig(), kind=args.vad).kind
-    report: dict = {"machine": machine(), "cases": len(cases), "model_vad": vad_name,
+    report: dict = {"machine": machine(), "cases": len(cases), "model_vad": vad_name, "greeting": GREETING_ON,
                     "net_ms": {"caller": NET_S * 1000, "model": MODEL_NET_S * 1000}}
     started = time.monotonic()
-    chosen = {name: make for name, make in variants(args.vad, dict(args.set)).items() if not args.variant or name in args.variant}
+    chosen = {name: make for name, make in variants(args.vad, dict(args.set), tuple(args.also)).items() if not args.variant or name in args.variant}
     runs: dict[str, tuple[list, list]] = {name: ([], [0.0]) for name in chosen}
     for name, make in chosen.items():  # warm-up: first-use tables and imports are not per-call costs
         run_case(cases[0], make, args.vad)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
 from voicebridge.audio import mulaw as audio
 from voicebridge.dev import tts
-from voicebridge.audio.echo import PRIOR_LOSS_DB, EchoGate, Verdict, attenuation_table, estimate
+from voicebridge.audio.echo import PRIOR_LOSS_DB, EchoGate, Verdict, attenuation_table, estimate, words
 
 AGENT = tts.load_prompt("long_answer")
 CALLER = tts.load_prompt("caller_question")
@@ -133,3 +134,91 @@ def test_an_echo_masked_by_a_noisy_line_is_bounded_by_that_noise_not_left_at_the
         gate.judge(power_sum(echo, -42.0 + rng.uniform(-5, 5)), t, floor_dbfs=-47.0)
     assert gate.delay_ms is None
     assert PRIOR_LOSS_DB + 4 <= gate.loss_db <= 22.0  # learned, and never overstated
+
+
+def _unlearned_call(echo_db: float, caller_at: int | None, caller_gain_db: float = 0.0, frames: int = 75,
+                    question: int = 0) -> tuple[EchoGate, dict[Verdict, int], dict[Verdict, int]]:
+    """Like ``speakerphone_call``, but the agent's first words: no greeting taught the gate the line.
+    ``question`` frames of the caller's own question come first (the agent silent). Only the
+    caller's frames judged while the delay was still unknown are counted."""
+    gate, rng = EchoGate(), random.Random(7)
+    echo_only = {v: 0 for v in Verdict}
+    with_caller = {v: 0 for v in Verdict}
+    t = 5.0
+    for i in range(question):
+        t += 0.02
+        gate.judge(CALLER_LEVELS[i % len(CALLER_LEVELS)], t, floor_dbfs=NOISE_DBFS - 1)
+    for i in range(frames):
+        t += 0.02
+        gate.played(AGENT_LEVELS[i], t)
+        echo = AGENT_LEVELS[i - 5] + echo_db if i >= 5 else audio.MIN_DBFS
+        talking = caller_at is not None and 0 <= i - caller_at < len(CALLER_LEVELS)
+        voice = CALLER_LEVELS[i - caller_at] + caller_gain_db if talking else audio.MIN_DBFS
+        level = power_sum(echo, NOISE_DBFS + rng.uniform(-1, 1), voice)
+        unlearned = gate.delay_ms is None
+        verdict = gate.judge(level, t, floor_dbfs=NOISE_DBFS - 1)
+        if level > NOISE_DBFS + 10 and not (talking and voice > echo + 6):
+            echo_only[verdict] += 1
+        elif level > NOISE_DBFS + 10 and unlearned:
+            with_caller[verdict] += 1
+    return gate, echo_only, with_caller
+
+
+@pytest.mark.parametrize("echo_db", [-20, -15])
+def test_before_the_delay_is_found_the_lines_record_of_its_echo_tells_the_caller_from_it(echo_db):
+    """No greeting: the caller talks 0.9 s into the agent's first answer, at a level the 6 dB
+    prior takes for echo (within 3 dB of the agent's loudest minus 6). The line has carried the
+    echo 15-20 dB down since the agent began: a frame that much louder is the caller's (before:
+    judged echo, the duck released and the model's VAD was ignored as echo)."""
+    _, echo_only, with_caller = _unlearned_call(echo_db, caller_at=45, caller_gain_db=-4.0)
+    spoken = sum(with_caller.values())  # the caller's frames judged before the delay was found
+    assert spoken >= 10 and with_caller[Verdict.ECHO] <= 0.1 * spoken  # before: 60-80 % echo
+    assert with_caller[Verdict.CALLER] >= 0.35 * spoken  # (the quiet edges of syllables are unsure)
+    assert echo_only[Verdict.CALLER] <= 2
+
+
+@pytest.mark.parametrize("echo_db", [-20, -15, -10])
+def test_the_agents_first_words_echo_is_judged_echo_while_the_record_builds(echo_db):
+    _, echo_only, _ = _unlearned_call(echo_db, caller_at=None, frames=300)
+    assert echo_only[Verdict.CALLER] <= 2 and echo_only[Verdict.ECHO] >= 100
+
+
+def test_the_callers_frames_never_enter_the_loss_measured():
+    """A word over the echo still correlates with the agent (r >= 0.7 over 2 s); measured with its
+    frames, the echo looked 5 dB down instead of 20, and the rest of the call's callers were echo."""
+    played = {s: AGENT_LEVELS[s] for s in range(200)}
+    heard = [AGENT_LEVELS[s - 7] - 20 for s in range(100, 200)]
+    word = range(60, 75)
+    for i in word:
+        heard[i] = AGENT_LEVELS[100 + i - 7] - 2.0  # the caller's word, near the agent's own level
+    assert estimate(heard, 199, played).loss_db < 10.0  # what the unfiltered stretch says
+    path = estimate(heard, 199, played, doubted={100 + i for i in word})
+    assert path.lag == 7 and 17.0 <= path.loss_db <= 20.5
+
+
+def test_an_echo_peak_judged_the_callers_now_and_then_is_still_measured_a_word_is_not():
+    """Left out, the echo's own loud peaks (a frame a few dB over the loss in use, judged the
+    caller's) would make the loss measured only ever go up: more echo judged the caller's, more
+    ducks on the answer (seen through the example app: 14 ducks in one answer at -15 dB)."""
+    assert words([10, 40, 70]) == set()  # isolated peaks: measured
+    assert words([20, 21, 22]) == set(range(18, 25))  # a word (and 40 ms either side): not
+    assert words([30, 32, 34]) == set(range(30, 35))  # (a word with its dips)
+
+
+def test_babble_that_follows_the_agent_for_a_moment_by_chance_is_no_echo_path():
+    """Over 0.8 s distant voices correlate with the agent's levels at r = 0.96 at some lag by
+    chance: a lag is believed only over a second of the agent's audio (the line's record of its
+    echo serves until then)."""
+    from voicebridge.dev.sim import room
+    x = room.at_level(room.bed("room_babble", seed=3, seconds=6.0), -32.0)
+    babble = audio.encode([int(v) for v in np.clip(np.round(x), -32767, 32767)])
+    levels = [audio.dbfs(babble[i:i + 160]) for i in range(0, 40 * 160, 160)]
+    played = {s: AGENT_LEVELS[s] for s in range(100)}
+    assert estimate(levels, 39, played).lag is None  # before: lag 18 (360 ms), r = 0.96
+
+
+def test_the_callers_question_before_the_answer_does_not_use_up_the_quick_estimates():
+    """Estimates come every 400 ms for the first ten that had the agent to go on: a caller who
+    asked for 4 s before the agent spoke still has the echo path found within ~1.6 s of it."""
+    gate, _, _ = _unlearned_call(-20, caller_at=None, frames=80, question=200)
+    assert gate.delay_ms == 100

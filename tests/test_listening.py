@@ -15,7 +15,7 @@ from voicebridge.dev import tts
 from voicebridge.audio.detector import Decision
 from voicebridge.audio.echo import ComfortNoise, Verdict
 from voicebridge.audio.detector import CallerLevel
-from voicebridge.audio.listening import Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
+from voicebridge.audio.listening import AgentWords, Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
 from voicebridge.dev.sim import corpus, room
 from voicebridge.audio.mulaw import ULAW_TABLE
 
@@ -439,3 +439,68 @@ def test_numpy_is_set_up_once_when_the_first_calls_arrive_together(monkeypatch: 
     for t in threads:
         t.join(5)
     assert got == [3, 3] and len(voicing._NUMPY) == 3
+
+
+def test_a_held_voice_inside_a_turn_the_models_vad_opened_earlier_waits_for_that_turns_words():
+    """The model's VAD started on the echo under a TV before the caller spoke and stays in its turn
+    through "hold on": no new ``speech_started`` comes, but the words will, with the commit.
+    (Before: resumed after a second as a voice the model took for no turn, and "hold on" was
+    never acted on: a miss at the caller's ear, 2 s of the agent over them.)"""
+    call = Call()
+    call.learn(3.0)
+    opened = call.t
+    assert call.listener.server_speech(opened, audible=True) is ServerSpeech.ECHO
+    for _ in range(60):  # 1.2 s of the answer (the VAD's turn still open)
+        call.step()
+    got = decisions(call.talk(corpus.by_category("interruption")[0].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.WAIT  # before: RESUME
+    assert call.listener.committed(call.t + 1.9, "item_tv") is Turn.BACKCHANNEL  # the held utterance is in it
+    assert call.listener.transcript("Wait.", call.t + 2.2, "item_tv") is True
+    assert call.listener.hold_outcome(call.t + 2.2) is Hold.CONFIRM
+
+
+def test_a_held_utterance_inside_a_turn_the_models_vad_opened_before_the_agent_spoke_is_decided_by_its_words():
+    """The model's VAD started on a TV while the agent was silent (an ordinary turn) and was still
+    in it when the caller said "wait" over the answer: the turn's words decide, as for any held
+    utterance. (Before: answered as an ordinary turn while the held answer resumed over the caller.)"""
+    call = Call()
+    assert call.listener.server_speech(call.t, audible=False) is ServerSpeech.TURN
+    call.learn(3.0)
+    got = decisions(call.talk(corpus.by_category("interruption")[0].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    assert call.listener.committed(call.t + 1.4, "item_tv") is Turn.BACKCHANNEL  # before: RESPOND
+    assert call.listener.hold_outcome(call.t + 1.4) is Hold.WAIT  # before: RESUME
+    assert call.listener.transcript("Wait.", call.t + 1.7, "item_tv") is True
+
+
+def test_a_turn_whose_words_are_the_agents_own_is_its_echo_not_words_that_take_the_turn():
+    """An echo peak under a hum was judged the caller's voice; the model's VAD started on the echo
+    and its transcription said the agent's own words: three or more of them in a row are the
+    agent's echo, not a caller who wants the turn (before: the answer was cut, a false barge-in)."""
+    call = Call()
+    call.listener.agent_said("The model streams its re")
+    call.listener.agent_said("ply back faster than real time, and the phone plays it.")
+    call.listener.agent_said("", final=True)
+    call.learn(3.0)
+    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.BACKCHANNEL
+    assert call.listener.transcript("streams its reply", call.t + 0.7, "item_echo", final=False) is False
+    assert call.listener.hold_outcome(call.t + 0.7) is Hold.WAIT
+    assert call.listener.transcript("streams its reply back faster", call.t + 0.9, "item_echo") is False
+    assert call.listener.hold_outcome(call.t + 0.9) is Hold.RESUME  # before: CONFIRM, the answer cut
+
+
+@pytest.mark.parametrize("text, final, expected", [
+    ("its reply back", True, True), ("reply back faster than", False, True), ("hold on", True, False),
+    ("wait", True, False), ("the phone", False, None), ("what do you mean", True, False),
+    ("the model is wrong", True, False), ("", True, False)])
+def test_which_transcripts_are_the_agents_own_words(text, final, expected):
+    said = AgentWords()
+    said.add("The model streams its reply back faster than real time, and the phone plays it.", final=True)
+    assert said.echoed(text, final) is expected

@@ -9,6 +9,7 @@ import base64
 import json
 import math
 
+import numpy as np
 import pytest
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
@@ -20,6 +21,7 @@ from voicebridge.dev.local import agent as agent_mod
 from voicebridge.dev.local.agent import ScriptedAgent, Voice, wants_continue
 from voicebridge.dev.local.engine import RealtimeEngine
 from voicebridge.dev.local.generator import chunk_plan
+from voicebridge.dev.local.recognizer import Recognizer
 from voicebridge.dev.local.vad import EnergyVad, VadConfig, threshold_to_dbfs
 
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
@@ -477,6 +479,28 @@ def test_corpus_clips_are_transcribed_by_their_words(category, n):
     tool_session(h)
     out = h.append(silence(200) + clip.audio() + silence(800))
     assert only(out, "conversation.item.input_audio_transcription.completed")["transcript"] == clip.text
+
+
+@pytest.mark.parametrize("category, n", [("backchannel", 3), ("interruption", 5)])
+def test_a_clip_said_over_the_agents_echo_is_still_transcribed_by_its_words(category, n):
+    """A speakerphone caller's "mm-hm" arrives mixed with the agent's echo (-15 dB): the real
+    service's transcription still hears the words. (Before: only an exact byte match was
+    recognised, the turn was "[speech 0.5 s]", and the bridge took a held "mm-hm" for words that
+    interrupt.) The agent's echo alone is no phrase."""
+    from voicebridge.dev.sim import corpus, room
+    clip = corpus.by_category(category)[n]
+    agent = room.ulaw_to_float(tts.load_prompt("long_answer"))
+    mic = room.ulaw_to_float(silence(200) + clip.audio() + silence(800))
+    speaker = room.LoudspeakerEcho(-15, 120, seed=3)
+    echo = np.concatenate([speaker.process(agent[i:i + 160]) for i in range(8000, 8000 + len(mic), 160)])
+    echo[1600 + len(clip.audio()):] = 0.0  # the agent stopped for the caller: the turn can end
+    mixed = room.float_to_ulaw(mic + echo[:len(mic)])
+    assert mixed.find(clip.audio()[800:2080]) < 0  # no exact match is left to find
+    h = Harness(speed=0)
+    tool_session(h)
+    out = h.append(mixed)
+    assert only(out, "conversation.item.input_audio_transcription.completed")["transcript"] == clip.text
+    assert Recognizer().words(room.float_to_ulaw(echo * 4)) is None
 
 
 def test_keypad_digits_become_an_order_lookup_and_its_output_an_answer():

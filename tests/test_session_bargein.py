@@ -463,6 +463,25 @@ def test_a_backchannel_over_the_answer_resumes_it_with_nothing_lost_and_leaves_i
     assert openai.events("response.create") == []  # "yeah" is not answered: the answer goes on
 
 
+def test_a_held_turn_whose_words_are_the_agents_own_transcript_resumes_the_answer(start):
+    """The agent's transcript deltas reach the listener: a held turn the model transcribes as the
+    agent's own words (its echo) resumes the answer instead of interrupting it."""
+    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False))
+    twilio.media(QUIET, n=80)
+    openai.push({"type": "response.output_audio_transcript.delta", "response_id": "resp_1", "item_id": "item_1",
+                 "delta": "The model streams its reply back faster than real time."})
+    long_response(openai, twilio, frames=60, done=True)
+    say(twilio, session, corpus.by_category("backchannel")[8].audio())
+    openai.push(rt_speech_started("item_e"))
+    openai.push(rt_committed("item_e"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    openai.push(rt_transcript("streams its reply back faster", "item_e"))
+    assert twilio.wait_for(lambda t: len(t.messages("media")) == 60, timeout=8)
+    m = end(session, call, twilio)
+    assert m["barge_in_events"] == 0 and m["backchannels"] >= 1
+    assert not twilio.messages("clear") and openai.events("response.cancel") == []
+
+
 def test_a_turn_with_the_agent_silent_is_answered_by_the_bridges_request(start):
     session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
     say(twilio, session, corpus.by_category("question")[0].audio())

@@ -26,19 +26,28 @@ echo path learned during the call from stretches where the line plainly follows 
 
 A frame is ``ECHO`` when its level is at most the reference (the loudest played within +-40 ms
 of the delay; within the whole range while the delay is unknown) minus the loss plus a margin
-(3 dB). Louder is the ``CALLER`` (alone, or over the echo: double talk), never suppressed. An
+(3 dB). Frames judged the caller's (or unsure) never enter a loss measurement: double talk must
+not teach the gate that echo is loud. Louder is the ``CALLER`` (alone, or over the echo: double talk), never suppressed. An
 echo-level frame within 300 ms of a caller frame is ``UNSURE``: forwarded as it is (the tail of
 a caller's syllable), but not counted as the caller's voice either. A frame within 6 dB of the
 line's noise floor is ``QUIET``: nobody's voice, forwarded as it is, and the cheap verdict most
-frames of most calls get. Until something is learned
-the loss is Geigel's classic 6 dB, which errs towards echo: with the bridge's defaults the
-greeting (not interruptible) is usually enough to learn the line before a barge-in can happen.
+frames of most calls get.
+
+Until the delay is found the loss is the line's own record (``ProvisionalLoss``): how far under
+the reference the frames judged echo have stayed since the agent began (a low percentile of
+"reference - heard" over at least ``PROVISIONAL_MIN`` frames above the noise). A line that has
+carried the agent's echo 20 dB down for half a second does not suddenly carry it 8 dB down: a
+frame that loud is the caller's. Before that record exists (the first echo frames of the
+agent's first words, or no sound on the line at all), Geigel's classic 6 dB prior applies,
+which errs towards echo. Only frames above the noise build the record: the ones before the
+echo arrives are quiet, so they cannot make the record overstate the loss.
 
 The limit is physics, not code: a caller no louder than their own loudspeaker's echo plus the
 margin cannot be told from it by level; they are heard once they speak up, or the agent stops.
 """
 from __future__ import annotations
 
+import bisect
 import enum
 import functools
 import math
@@ -47,6 +56,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from operator import mul
+from typing import Iterable
 
 from .mulaw import FRAME_BYTES, FRAME_MS, MIN_DBFS, SILENCE_FRAME, ULAW_TABLE, _lin_to_ulaw
 
@@ -72,8 +82,24 @@ DOUBLE_TALK_HOLD_S = 0.3
 QUIET_DB = 6.0
 """A frame within this of the noise floor is never the caller's voice."""
 FAST_ESTIMATES, FAST_EVERY, SLOW_EVERY = 10, 20, 100
-"""Estimates: every 20 frames for the first 10 tries, then every 100 (a line with no audible
-echo never yields a delay, and must not cost a correlation every 400 ms)."""
+"""Estimates: every 20 frames for the first 10 tries that had the agent to go on (the caller's
+own question before the first answer does not use them up), then every 100 (a line with no
+audible echo never yields a delay, and must not cost a correlation every 400 ms)."""
+LAG_SLOTS = 50
+"""Inbound slots (1 s, from the agent's first audio on) an estimate needs before its lag may be
+believed: over 0.4-0.8 s, babble or a TV correlates with the agent at r > 0.9 at some lag by
+chance (the line's own record of its echo, below, serves until then)."""
+PROVISIONAL_MIN, PROVISIONAL_KEEP = 10, 100
+"""Echo frames above the noise the line's record needs before it stands in for the prior, and
+how many of the latest it keeps (2 s of agent speech)."""
+PROVISIONAL_PERCENTILE = 0.05
+RECORD_AFTER_S, RECORD_MIN_DBFS = 0.4, -50.0
+"""The record takes frames from 0.4 s after the agent's audio began (its echo has arrived by
+then: what came before is the line's own sound, and would say the echo is far down) and at
+-50 dBFS or more (a level that could be an echo worth judging: below it, a line whose noise
+floor is not known yet)."""
+TALK_GAP_S = 1.0
+"""Audible agent audio after this much without any begins a new stretch (for ``RECORD_AFTER_S``)."""
 
 
 class Verdict(enum.Enum):
@@ -118,8 +144,13 @@ class EchoGate:
         self._loss = PRIOR_LOSS_DB
         self._absent_votes = 0
         self._frames = 0
+        self._informed = 0  # estimates that had the agent's audio to go on
         self._estimate_at = FAST_EVERY
         self._caller_until = float("-inf")
+        self._callers: deque[int] = deque(maxlen=HISTORY)  # slots judged the caller's
+        self._record_loss = ProvisionalLoss()
+        self._audible_at = float("-inf")  # the last audible frame's playout start
+        self._talk_start = float("inf")  # when the current stretch of audible agent audio began
         self.stats = EchoStats()
 
     # ------------------------------------------------------------------ the sending side
@@ -128,6 +159,10 @@ class EchoGate:
         with self._lock:
             start = now if self._play_end is None else max(now, self._play_end)
             self._play_end = start + SLOT_S
+            if level_dbfs >= PLAYED_FLOOR_DBFS:
+                if start - self._audible_at > TALK_GAP_S:
+                    self._talk_start = start
+                self._audible_at = start
             slot = round(start / SLOT_S)
             self._played[slot] = level_dbfs
             if len(self._played) > 4 * HISTORY:
@@ -151,21 +186,35 @@ class EchoGate:
             if level_dbfs <= floor_dbfs + QUIET_DB:
                 return Verdict.QUIET  # most frames of most calls: no reference to look up
             lag = self._lag
-            if lag is None:
-                reference = self._played_max(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
-            else:
-                reference = self._played_max(slot - lag - WINDOW, slot - lag + WINDOW)
+            reference = self._reference(slot, lag)
             if reference < PLAYED_FLOOR_DBFS:
                 return Verdict.CALLER  # nothing played that could be echoing now
-            if level_dbfs > reference - self._loss + self.margin_db:
+            if level_dbfs > reference - self._judged_loss(lag) + self.margin_db:
                 self.stats.caller_frames += 1
                 self._caller_until = now + DOUBLE_TALK_HOLD_S
+                self._callers.append(slot)
                 return Verdict.CALLER
             if now < self._caller_until:
                 self.stats.unsure_frames += 1
                 return Verdict.UNSURE
             self.stats.echo_frames += 1
+            if lag is None and level_dbfs >= RECORD_MIN_DBFS and now >= self._talk_start + RECORD_AFTER_S:
+                self._record_loss.add(reference - level_dbfs)
             return Verdict.ECHO
+
+    def _reference(self, slot: int, lag: int | None) -> float:
+        """The loudest played within +-40 ms of the delay (within the whole range while unknown)."""
+        if lag is None:
+            return self._played_max(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
+        return self._played_max(slot - lag - WINDOW, slot - lag + WINDOW)
+
+    def _judged_loss(self, lag: int | None) -> float:
+        """The loss a frame is judged with: the learned one, or while the delay is unknown the line's
+        own record of its echo when it has one (never below what was learned otherwise)."""
+        if lag is not None:
+            return self._loss
+        recorded = self._record_loss.loss_db
+        return self._loss if recorded is None else max(self._loss, recorded)
 
     @property
     def delay_ms(self) -> int | None:
@@ -175,8 +224,8 @@ class EchoGate:
 
     @property
     def loss_db(self) -> float:
-        """The echo return loss in use (the 6 dB prior until learned)."""
-        return self._loss
+        """The echo return loss in use (the line's record, or the 6 dB prior, until learned)."""
+        return self._judged_loss(self._lag)
 
     # ------------------------------------------------------------------ learning the echo path
     def _record(self, slot: int, level: float) -> None:
@@ -193,10 +242,12 @@ class EchoGate:
         self._last_slot = slot
         self._frames += 1
         if self._frames >= self._estimate_at:
-            fast = self.stats.delay_estimates < FAST_ESTIMATES and self._lag is None
+            fast = self._informed < FAST_ESTIMATES and self._lag is None
             self._estimate_at = self._frames + (FAST_EVERY if fast else SLOW_EVERY)
             self.stats.delay_estimates += 1
-            self._learn(estimate(list(self._levels), slot, self._played))
+            path = estimate(list(self._levels), slot, self._played, words(self._callers))
+            self._informed += path.r is not None
+            self._learn(path)
 
     def _learn(self, path: EchoPath) -> None:
         candidate, self._candidate = self._candidate, path.lag
@@ -218,16 +269,20 @@ class EchoGate:
         return max([get(s, MIN_DBFS) for s in range(first, last + 1)])
 
 
-def estimate(levels: "list[float]", last_slot: int, played: "dict[int, float]") -> EchoPath:
+def estimate(levels: "list[float]", last_slot: int, played: "dict[int, float]",
+             doubted: "set[int] | frozenset[int]" = frozenset()) -> EchoPath:
     """The echo path over the inbound ``levels`` (consecutive slots ending at ``last_slot``).
 
     The lag at which played levels best predict the inbound ones if clearly (r >= 0.7), the best
     correlation (None: the agent was too silent to tell), and the loss: at that lag, a low
-    percentile of played-within-the-window minus heard over frames where the agent spoke; with
-    no echo to be seen (r < 0.3), the loss that proves (see ``_unseen_loss``).
+    percentile of played-within-the-window minus heard over frames where the agent spoke and
+    the gate did not hear the caller talk (``doubted`` slots, see ``words``: a word over the echo still
+    correlates well enough, and its frames would say the echo is loud); with no echo to be seen
+    (r < 0.3), the loss that proves (see ``_unseen_loss``).
     """
+    levels = _since_the_agent(levels, last_slot, played)
     n = len(levels)
-    if n < FAST_EVERY:
+    if n < LAG_SLOTS:
         return EchoPath(None, None)
     first = last_slot - n + 1 - MAX_LAG - WINDOW
     raw = [played.get(s, MIN_DBFS) for s in range(first, last_slot + WINDOW + 1)]
@@ -254,13 +309,68 @@ def estimate(levels: "list[float]", last_slot: int, played: "dict[int, float]") 
     if best is None or best_r is None or best_r < MIN_CORRELATION:
         return EchoPath(None, best_r, _unseen_loss(raw, xs) if best_r is not None else None)
     losses = []
+    first_slot = last_slot - n + 1
     for i, heard in enumerate(levels):
+        if first_slot + i in doubted:
+            continue
         start = offset - best + i - WINDOW
         reference = max(raw[start:start + 2 * WINDOW + 1])
         if reference >= PLAYED_FLOOR_DBFS:
             losses.append(reference - heard)
     loss = sorted(losses)[int(len(losses) * LOSS_PERCENTILE)] if len(losses) >= FAST_EVERY else None
     return EchoPath(best, best_r, None if loss is None else max(0.0, loss))
+
+
+WORD_SLOTS, WORD_SPAN = 3, 2
+"""A slot judged the caller's with 3 such slots within +-2 of it is inside the caller's word."""
+
+
+def words(callers: "Iterable[int]") -> "set[int]":
+    """The slots of the caller's words (and 40 ms either side), given the slots judged the
+    caller's. An echo peak a few dB over the loss in use is one such slot now and then and must
+    still be measured (left out, the loss would only ever be measured upwards); a word is a run."""
+    judged = set(callers)
+    span = range(-WORD_SPAN, WORD_SPAN + 1)
+    cores = [s for s in judged if sum(1 for d in span if s + d in judged) >= WORD_SLOTS]
+    return {s + d for s in cores for d in span}
+
+
+def _since_the_agent(levels: "list[float]", last_slot: int, played: "dict[int, float]") -> "list[float]":
+    """The inbound levels from the agent's first audible frame on (plus the shortest delay): what
+    came before (the caller's own question) cannot be echo, and correlated with the agent's
+    silence it reads as a line that follows nothing."""
+    first_slot = last_slot - len(levels) + 1
+    for s in range(first_slot - MAX_LAG - WINDOW, first_slot):
+        if played.get(s, MIN_DBFS) >= PLAYED_FLOOR_DBFS:
+            return levels  # the agent was audible before the window: all of it may carry echo
+    spoken = [s for s in range(first_slot, last_slot + 1) if played.get(s, MIN_DBFS) >= PLAYED_FLOOR_DBFS]
+    if not spoken:
+        return levels
+    return levels[max(0, spoken[0] + MIN_LAG - first_slot):]
+
+
+class ProvisionalLoss:
+    """The line's record of its echo while the delay is unknown: "reference - heard" of the frames
+    judged echo above the noise (the reference is the loudest played anywhere in the delays
+    searched, as the judge uses it). A low percentile of the latest ``PROVISIONAL_KEEP`` is what
+    the line has shown of the echo's loss; None until ``PROVISIONAL_MIN`` frames are in."""
+
+    def __init__(self) -> None:
+        self._gaps: deque[float] = deque()  # arrival order
+        self._sorted: list[float] = []  # the same, in order
+
+    def add(self, gap_db: float) -> None:
+        self._gaps.append(gap_db)
+        bisect.insort(self._sorted, gap_db)
+        if len(self._gaps) > PROVISIONAL_KEEP:
+            del self._sorted[bisect.bisect_left(self._sorted, self._gaps.popleft())]
+
+    @property
+    def loss_db(self) -> float | None:
+        gaps = self._sorted
+        if len(gaps) < PROVISIONAL_MIN:
+            return None
+        return max(0.0, gaps[int(len(gaps) * PROVISIONAL_PERCENTILE)])
 
 
 def _unseen_loss(played: "list[float]", heard: "list[float]") -> float:

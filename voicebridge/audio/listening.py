@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -50,6 +51,10 @@ mm mhm mmhm mm-hm mmm hm hmm uh-huh uhhuh uh huh um ah oh yeah yes yep yup ya ya
 sure alright all i see got it cool great good fine nice true exactly correct gotcha totally indeed
 """.split())
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+AGENT_WORDS_KEPT = 300
+"""The agent's latest words kept to recognise its own echo in a caller turn's transcript."""
+ECHO_RUN = 3
+"""Words in a row the agent said that make a transcript its echo (a caller's command is shorter)."""
 
 
 class ServerSpeech(enum.Enum):
@@ -125,6 +130,44 @@ def takes_turn(text: str, final: bool) -> bool:
     return len(complete) < len(words) and not any(b.startswith(last) for b in BACKCHANNEL_WORDS)
 
 
+class AgentWords:
+    """What the agent said lately (its transcript's deltas), to tell its own echo in a caller turn
+    by the words: a turn the echo gate took for the caller (a loud echo peak, a voice under a TV)
+    whose transcript is three or more words in a row of the agent's own is the agent, not a
+    caller who wants the turn. Short commands ("wait", "hold on") are never judged this way."""
+
+    def __init__(self) -> None:
+        self._words: deque[str] = deque(maxlen=AGENT_WORDS_KEPT)
+        self._runs: set[tuple[str, ...]] = set()
+        self._tail = ""  # a word a delta ended inside
+
+    def add(self, text: str, final: bool = False) -> None:
+        """A delta of the agent's transcript (``final``: its response's transcript is complete)."""
+        text = self._tail + text
+        words = _WORD.findall(text.lower())
+        self._tail = words.pop() if words and text[-1:].isalpha() and not final else ""
+        for word in words:
+            self._words.append(word)
+            if len(self._words) >= ECHO_RUN:
+                self._runs.add(tuple(list(self._words)[-ECHO_RUN:]))
+        if len(self._runs) > 2 * AGENT_WORDS_KEPT:
+            kept = list(self._words)
+            self._runs = {tuple(kept[i:i + ECHO_RUN]) for i in range(len(kept) - ECHO_RUN + 1)}
+
+    def echoed(self, text: str, final: bool) -> "bool | None":
+        """True if ``text`` is the agent's own words (half its runs of three words or more are
+        the agent's), False if not, None while a partial transcript may still become so (fewer
+        than three words, all of them words the agent said)."""
+        words = _WORD.findall(text.lower())
+        if not final and text[-1:].isalpha():
+            words = words[:-1]  # the last one may be cut
+        if len(words) < ECHO_RUN:
+            said = set(self._words)
+            return None if not final and words and all(w in said for w in words) else False
+        runs = [tuple(words[i:i + ECHO_RUN]) for i in range(len(words) - ECHO_RUN + 1)]
+        return 2 * sum(1 for r in runs if r in self._runs) >= len(runs)
+
+
 class Listener:
     """The call's ears: echo gate, local detector, comfort noise, the model's VAD weighed."""
 
@@ -149,10 +192,12 @@ class Listener:
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._server_at = float("-inf")  # the model's VAD last started (believed or not)
+        self._server_open = False  # ... and has not committed that turn yet (its words will come with it)
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
         self._turn: ServerSpeech | None = None  # the model's current (or last) caller turn, as judged
         self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
         self._backchannel_items: dict[str, float] = {}  # turns left unanswered as backchannels -> when
+        self._agent = AgentWords()  # what the agent said lately (model thread)
 
     # ------------------------------------------------------------------ the agent's side
     def played(self, level_dbfs: float, now: float) -> None:
@@ -193,6 +238,7 @@ class Listener:
         with self._lock:
             self._turn = outcome
             self._server_at = now
+            self._server_open = True
         return outcome
 
     def _judge(self, now: float, audible: bool) -> ServerSpeech:
@@ -214,13 +260,16 @@ class Listener:
         """The model's VAD committed the caller's turn (``item_id``): answer it?"""
         with self._lock:
             judged, self._turn = self._turn, None
+            self._server_open = False
         if judged is ServerSpeech.LOCAL:  # the local detector has decided by now (the VAD waited for silence)
             judged = (ServerSpeech.INTERRUPT if self._confirmed_at >= self.level.backchannel_at
                       else ServerSpeech.BACKCHANNEL)
-        if judged in (ServerSpeech.TURN, ServerSpeech.INTERRUPT):
+        if judged is ServerSpeech.INTERRUPT:
             return Turn.RESPOND
-        if self._held is not None:  # the held utterance is in this turn (its VAD may have started on echo)
-            judged = ServerSpeech.BACKCHANNEL
+        if self._held is not None:  # the held utterance is in this turn (its VAD may have started on echo,
+            judged = ServerSpeech.BACKCHANNEL  # or on a TV before the agent spoke): its words decide
+        if judged is ServerSpeech.TURN:
+            return Turn.RESPOND
         if judged is None:
             return Turn.RESPOND
         if judged is ServerSpeech.BACKCHANNEL:
@@ -236,16 +285,22 @@ class Listener:
             return Turn.BACKCHANNEL
         return Turn.NOT_CALLER
 
+    def agent_said(self, text: str, final: bool = False) -> None:
+        """A delta of the agent's own transcript (model thread)."""
+        with self._lock:
+            self._agent.add(text, final)
+
     def transcript(self, text: str, now: float, item_id: str = "", final: bool = True) -> bool:
         """Words of turn ``item_id`` arrived (a delta, or the completed transcript with ``final``):
         True if it was held or let pass as a backchannel but is words that take the turn ("wait",
         "stop", "no no"): the bridge interrupts and answers now. A held turn whose final words are
-        a backchannel (or none) lets the agent resume."""
+        a backchannel, none, or the agent's own (its echo) lets the agent resume."""
         with self._lock:
             if item_id in self._held_items:
                 return self._held_words(item_id, text, final)
             since = self._backchannel_items.get(item_id)
-            if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes_turn(text, True):
+            if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes_turn(text, True) \
+                    or self._agent.echoed(text, True):
                 return False
             del self._backchannel_items[item_id]
         return True
@@ -259,7 +314,10 @@ class Listener:
     def _held_words(self, item_id: str, text: str, final: bool) -> bool:
         words = text if final else self._held_items[item_id] + text
         self._held_items[item_id] = words
-        if takes_turn(words, final):
+        echoed = self._agent.echoed(words, final)
+        if echoed is None or (echoed and not final):
+            return False  # may be the agent's own words: wait for more of them
+        if not echoed and takes_turn(words, final):
             self._hold_verdict = Hold.CONFIRM
             self._backchannel_items.pop(item_id, None)
             return True
@@ -286,8 +344,9 @@ class Listener:
     def hold_outcome(self, now: float) -> Hold:
         """The held agent's fate, given once: WAIT while the words are not in; at
         ``backchannel_hold_ms`` CONFIRM if the model took a turn whose words never came. If the
-        model took none (no ``speech_started`` within a second: its VAD heard no turn, there are
-        no words to wait for), RESUME for a voice (an acknowledgement too faint for the model to
+        model took none (no ``speech_started`` within a second, and none still open: a turn its
+        VAD started earlier, on the echo or a TV, takes the utterance in and brings its words at
+        the commit; otherwise its VAD heard no turn, there are no words to wait for), RESUME for a voice (an acknowledgement too faint for the model to
         answer) but CONFIRM for a whisper, which the model's VAD often misses: a whispered "wait"
         must not be lost, and nobody whispers "mm-hm"."""
         with self._lock:
@@ -296,7 +355,7 @@ class Listener:
             verdict = self._hold_verdict
             unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
             if verdict is Hold.WAIT and not self._held_items and now - self._held >= EVIDENCE_S - 1e-9 \
-                    and self._server_at < self._held - EVIDENCE_S:
+                    and self._server_at < self._held - EVIDENCE_S and not self._server_open:
                 verdict = unheard
             if verdict is Hold.WAIT and now - self._held >= self._hold_s - 1e-9:
                 verdict = Hold.CONFIRM if self._held_items else unheard

@@ -181,6 +181,10 @@ class BargeIn:
         self.run("transcript", now, self._recent_onset(now))
         return True
 
+    def agent_said(self, text: str, final: bool = False) -> None:
+        """The agent's own transcript (model thread): its echo in a caller turn is known by it."""
+        self.listener.agent_said(text, final)
+
     def transcript_failed(self, item_id: str, now: float) -> None:
         """A turn's words will not come (model thread): a held one interrupts, and is answered."""
         self.listener.transcript_failed(item_id)

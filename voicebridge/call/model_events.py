@@ -154,9 +154,11 @@ class ModelEvents:
 
     def _agent_words(self, event: rt.AgentTranscriptDelta, now: float) -> None:
         self._record.agent_words(event.response_id, event.text)
+        self._barge_in.agent_said(event.text)
 
     def _agent_transcript(self, event: rt.AgentTranscript, now: float) -> None:
         self._record.agent_words(event.response_id, event.text, final=True)
+        self._barge_in.agent_said("", final=True)
         self._control.agent_finished(event.response_id, event.text, now)
 
     # ------------------------------------------------------------------ problems
