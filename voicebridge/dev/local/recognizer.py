@@ -32,17 +32,7 @@ class Recognizer:
     """``words(turn_audio)`` -> the phrase said in it, or None."""
 
     def __init__(self) -> None:
-        self._keys: list[tuple[bytes, str]] = []
-        for name, words in tts.CALLER_PHRASES.items():
-            try:
-                prompt = tts.load_prompt(name)
-            except (OSError, ModuleNotFoundError):
-                continue
-            key = _key(prompt)
-            if key:
-                self._keys.append((key, words))
-        self._keys.extend(_corpus_keys())
-        self._matrix = _unit_rows([_linear(key) for key, _ in self._keys])
+        self._keys, self._matrix = _phrases()  # one per process: every session of the server shares them
 
     def words(self, turn_audio: bytes) -> "str | None":
         for key, words in self._keys:
@@ -87,6 +77,26 @@ def _unit_rows(keys: "list[np.ndarray]") -> "np.ndarray":
     for i, key in enumerate(keys):
         rows[i, :len(key)] = key
     return rows / np.maximum(np.linalg.norm(rows, axis=1), 1e-9)[:, None]
+
+
+@functools.lru_cache(maxsize=1)
+def _phrases() -> "tuple[tuple[tuple[bytes, str], ...], np.ndarray]":
+    """The phrases a turn may say (the bundled caller phrases, the corpus clips) and their keys as
+    unit rows, made once per process: about 1.5 MB, which a server with a matrix per session
+    grew by with every call."""
+    keys: list[tuple[bytes, str]] = []
+    for name, words in tts.CALLER_PHRASES.items():
+        try:
+            prompt = tts.load_prompt(name)
+        except (OSError, ModuleNotFoundError):
+            continue
+        key = _key(prompt)
+        if key:
+            keys.append((key, words))
+    keys.extend(_corpus_keys())
+    matrix = _unit_rows([_linear(key) for key, _ in keys])
+    matrix.setflags(write=False)
+    return tuple(keys), matrix
 
 
 @functools.lru_cache(maxsize=1)
