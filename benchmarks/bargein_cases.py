@@ -408,6 +408,8 @@ class Bridge:
         self._out: SimOutbound = parts["out"]
         self._model: SimModelLink = parts["model"]
         self._tw = m["twilio_protocol"]
+        # the run thread's handler of one carrier event (named for Twilio before the carrier seam)
+        self._on_carrier = getattr(self.session, "_on_carrier", None) or self.session._on_twilio
         self.forward_cpu_s = 0.0  # of which: queueing and encoding the appends (not listening)
         inbound = self.session._inbound
         forward = inbound._forward
@@ -432,12 +434,12 @@ class Bridge:
     def caller_frame(self, frame: bytes, now: float) -> None:
         self.now = now
         c0 = cpu_clock()
-        self.session._on_twilio(self._tw.Media(SID, frame, None, "inbound"), now)
+        self._on_carrier(self._tw.Media(SID, frame, None, "inbound"), now)
         self._cpu[0] += cpu_clock() - c0 - TIMER_COST_S
 
     def mark(self, name: str, now: float) -> None:
         self.now = now
-        self.session._on_twilio(self._tw.Mark(SID, name), now)
+        self._on_carrier(self._tw.Mark(SID, name), now)
 
     def server_event(self, event: dict, now: float) -> None:
         self.now = now

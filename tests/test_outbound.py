@@ -10,13 +10,13 @@ from voicebridge.call.downlink import OutboundAudio
 from voicebridge.audio.playback import MarkOutcome, PlaybackTracker
 from voicebridge.call.turns import RECENT, Turns
 from voicebridge.testing import STREAM_SID, FakeTwilio, wait_until
-from voicebridge.call.carrier_link import TwilioLink
+from voicebridge.call.carrier_link import CarrierLink
 
 
 def outbound_on_a_fake():
     metrics, twilio = CallMetrics(), FakeTwilio()
     log = CallLog(logging.getLogger("test"))
-    link = TwilioLink(twilio, metrics, log, 1.0, time.monotonic, on_dead=lambda reason: None)
+    link = CarrierLink(twilio, metrics, log, 1.0, time.monotonic, on_dead=lambda reason: None)
     link.start(STREAM_SID)
     return OutboundAudio(link, BridgeConfig(), metrics, time.monotonic, log), twilio, metrics
 

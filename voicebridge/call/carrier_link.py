@@ -1,6 +1,6 @@
 """The Twilio side of a call: the one writer of the Twilio socket.
 
-Every outbound message (``media``, ``mark``, ``clear``) goes through ``TwilioLink`` and its
+Every outbound message (``media``, ``mark``, ``clear``) goes through ``CarrierLink`` and its
 send lock, because a WebSocket's ``send`` is not safe from two threads and because a barge-in
 must order its ``clear`` against media: state changes that must be atomic with respect to
 sends (the outbound generation bump, the duck) run under the same lock (``clear(prepare)``,
@@ -46,7 +46,7 @@ class LinkStalled(Exception):
     """The send lock could not be had within the send timeout, even after aborting the socket."""
 
 
-class TwilioLink:
+class CarrierLink:
     """Owns the Twilio WebSocket: reads (run thread only) and every write (any thread)."""
 
     def __init__(self, ws: Any, metrics: CallMetrics, log: logging.LoggerAdapter,
@@ -217,3 +217,6 @@ class TwilioLink:
         with self._dead_lock:
             first, self._dead = not self._dead, True
         return first
+
+
+TwilioLink = CarrierLink  # its name before a second carrier used it (0.1)

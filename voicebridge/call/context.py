@@ -36,7 +36,7 @@ class CallContext:
 
 @dataclass(frozen=True)
 class CallParts:
-    """The parts a server event may concern (``model.events.ModelEvents`` routes to them)."""
+    """The parts a server event may concern (``call.model_events.ModelEvents`` routes to them)."""
 
     model: "ModelLink"
     turns: "Turns"

@@ -28,7 +28,7 @@ from ..audio.framing import Framer
 from .metrics import CallMetrics
 from ..audio.pacing import Pacer, PacerStats
 from ..audio.playback import MarkOutcome, PlaybackTracker
-from .carrier_link import SendOutcome, TwilioLink
+from .carrier_link import CarrierLink, SendOutcome
 from .wakeup import Wakeup
 
 PAUSED_POLL_S = 0.05
@@ -54,7 +54,7 @@ _STOP: Any = object()
 class OutboundAudio:
     """Model audio -> exact frames -> paced media messages; barge-in flush; what was heard."""
 
-    def __init__(self, link: TwilioLink, config: BridgeConfig, metrics: CallMetrics,
+    def __init__(self, link: CarrierLink, config: BridgeConfig, metrics: CallMetrics,
                  clock: Callable[[], float], log: Any, echo: EchoGate | None = None) -> None:
         self._link = link
         self._echo = echo  # told the level of every frame sent, and of every clear

@@ -6,7 +6,7 @@ started the session owns exactly three more threads, each running one part's loo
 * ``vb-model``: dials the Realtime service, configures it, reads its events (``ModelLink``,
   ``ModelEvents``);
 * ``vb-audio-out``: model deltas -> exact 160-byte frames (``OutboundAudio.frame_loop``);
-* ``vb-tx``: frames -> Twilio on a 20 ms grid (``OutboundAudio.tx_loop`` through ``TwilioLink``).
+* ``vb-tx``: frames -> Twilio on a 20 ms grid (``OutboundAudio.tx_loop`` through ``CarrierLink``).
 
 The parts own their state (see docs/architecture.md); this class wires them, reads Twilio,
 runs the timers and ends the call: one idempotent ``close``, every thread joined, one summary.
@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 
 from ..model import client as realtime_client
 from ..model import protocol as rt
-from ..carrier.twilio import protocol as tw
+from ..carrier import seam
 from .opening import AnsweredBy, OpeningGate, OpeningRules
 from .ending import CallControl
 from ..carrier.seam import Carrier
@@ -49,7 +49,7 @@ from .opener import Opener
 from .toolcalls import ToolCalls
 from .tools import CallInfo
 from ..carrier.twilio.adapter import TWILIO
-from .carrier_link import TwilioLink
+from .carrier_link import CarrierLink
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ GIVE_UP_GRACE_S = 0.5
 after ``connected``: a genuine stream in a burst is not closed between the two)."""
 
 
-class TwilioSocket(Protocol):
+class CarrierSocket(Protocol):
     """What the session needs of the Twilio WebSocket (flask-sock's ``ws`` fits)."""
 
     def send(self, data: str) -> None: ...
@@ -79,12 +79,12 @@ class MediaSession:
 
     def __init__(
         self,
-        twilio_ws: TwilioSocket,
+        twilio_ws: CarrierSocket,
         config: BridgeConfig | None = None,
         connect: realtime_client.Connector | None = None,
         *,
         clock: Clock = time.monotonic,
-        on_start: Callable[["MediaSession", tw.Start], BridgeConfig | None] | None = None,
+        on_start: Callable[["MediaSession", seam.Start], BridgeConfig | None] | None = None,
         on_transcript_entry: Callable[["MediaSession", str, str], None] | None = None,
         on_keypad: Callable[["MediaSession", str], None] | None = None,
         on_transfer: Callable[["MediaSession", str], None] | None = None,
@@ -129,7 +129,7 @@ class MediaSession:
         self._start_deadline = float("inf")  # set when run() begins
         self._give_up_at = float("inf")  # give_up_waiting_for_start: no start by then, not a call
         self._fuse_checked = float("-inf")
-        self._twilio = TwilioLink(twilio_ws, self._metrics, self.log, self.config.twilio_send_timeout_s,
+        self._link = CarrierLink(twilio_ws, self._metrics, self.log, self.config.twilio_send_timeout_s,
                                   clock, self.close, carrier)
         self._build(self.config)
 
@@ -140,7 +140,7 @@ class MediaSession:
         self.model = model = ModelLink(ctx, self._connect)
         self.listener = Listener(config)
         self.echo = self.listener.gate
-        self.outbound = OutboundAudio(self._twilio, config, m, clock, log, self.echo)
+        self.outbound = OutboundAudio(self._link, config, m, clock, log, self.echo)
         self.turns = turns = Turns(model.send, m, log, clock, config.response_created_timeout_s,
                                    lambda kind: model.replace(Cause.UNRESPONSIVE, f"the {kind} request "
                                                               "was never answered"), self.outbound.played_out)
@@ -153,7 +153,7 @@ class MediaSession:
                                      config.append_ms)
         parts = CallParts(model, turns, self.outbound, self.barge_in, self.tools, self.control, self.flow,
                           self.record)
-        self.continuity = Continuity(ctx, parts, self._quiet, self.close, lambda: self._twilio.ready)
+        self.continuity = Continuity(ctx, parts, self._quiet, self.close, lambda: self._link.ready)
         self.analysis = PostCallAnalysis(config.analysis_schema, config.analysis_instructions,
                                          config.analysis_timeout_s, self.record.usage)
         self.opening = OpeningGate(OpeningRules(config.amd, config.amd_timeout_s, config.first_speaker == "callee",
@@ -210,9 +210,9 @@ class MediaSession:
             return
         self._run_thread = threading.current_thread()
         self._start_deadline = self._clock() + self.config.start_timeout_s
-        self._twilio.tune()
+        self._link.tune()
         try:
-            self._read_twilio()
+            self._read_carrier()
         except Exception:  # noqa: BLE001 - the call must end cleanly whatever happened
             self.log.exception("session failed")
             self.close("internal error")
@@ -252,51 +252,51 @@ class MediaSession:
             self._teardown()
 
     # ------------------------------------------------------------------ Twilio side (run thread)
-    def _read_twilio(self) -> None:
+    def _read_carrier(self) -> None:
         timeout = self.config.twilio_receive_timeout_s
         while not self._stop.is_set():
             try:
-                message = self._twilio.receive(timeout)
+                message = self._link.receive(timeout)
             except Exception as exc:  # noqa: BLE001 - ConnectionClosed and friends
                 self.close(f"twilio disconnected ({type(exc).__name__})")
                 return
             now = self._clock()
             if message is not None:
-                self._on_twilio(self.carrier.parse(message), now)
+                self._on_carrier(self.carrier.parse(message), now)
             self._timers(now)
 
-    def _on_twilio(self, event: tw.TwilioEvent, now: float) -> None:
-        if isinstance(event, tw.Media):
+    def _on_carrier(self, event: seam.CarrierEvent, now: float) -> None:
+        if isinstance(event, seam.Media):
             self.after.caller_audio(event, now)
             if self.opening.holding:  # a voicemail greeting is not a turn to answer: held back
                 self._metrics.add("inbound_frames_held")
                 return
             self._inbound.media(event, self.stream_sid, now, listening=self.continuity.ending is None)
-        elif isinstance(event, tw.Mark):
+        elif isinstance(event, seam.Mark):
             self._on_mark(event, now)
-        elif isinstance(event, tw.Start):
+        elif isinstance(event, seam.Start):
             self._on_start(event)
-        elif isinstance(event, tw.Stop):
+        elif isinstance(event, seam.Stop):
             self.log.info("twilio stop")
             self._inbound.flush(float("inf"))  # the caller's last words still go to the model
             self.close("twilio stop")
-        elif isinstance(event, tw.Dtmf):
+        elif isinstance(event, seam.Dtmf):
             self.flow.key(event.digit, now)
         elif isinstance(event, ProtocolError):
             self._metrics.protocol_error(event.side, event.kind)
             self.log.once(f"twilio:{event.kind}", "ignored bad Twilio message: %s; further ones of this kind only "
                           "counted", event)
 
-    def _on_mark(self, event: tw.Mark, now: float) -> None:
+    def _on_mark(self, event: seam.Mark, now: float) -> None:
         outcome = self.outbound.mark_echoed(event.name, now)
         if outcome is MarkOutcome.FOREIGN:  # never sent by us (or long forgotten): not an echo
             self._metrics.protocol_error(self.carrier.name, "foreign_mark")
             self.log.once("foreign_mark", "mark %r was never sent by this bridge: ignored; further ones only "
-                          "counted", event.name[:tw.SAFE_CHARS])
+                          "counted", event.name[:seam.SAFE_CHARS])
             return
         self._metrics.add("marks_stale" if outcome is MarkOutcome.STALE else "marks_echoed")
 
-    def _on_start(self, event: tw.Start) -> None:
+    def _on_start(self, event: seam.Start) -> None:
         if self.stream_sid is not None:
             self._metrics.protocol_error(self.carrier.name, "duplicate_start")
             self.log.once("duplicate_start", "ignored duplicate start (stream %s)", event.stream_sid)
@@ -313,9 +313,9 @@ class MediaSession:
         self.record.started(self._metrics.call_started_at)  # after a rebuild: the record is the call's own
         if self._stop.is_set():  # the hook refused the call (e.g. no valid stream token)
             return
-        self.log.info("call started (params: %s)", sorted(name[:tw.SAFE_CHARS] for name in self.custom_parameters))
-        self._twilio.start(event.stream_sid)
-        self._twilio.tap = self.after.started(self.config, self._metrics.call_started_at)
+        self.log.info("call started (params: %s)", sorted(name[:seam.SAFE_CHARS] for name in self.custom_parameters))
+        self._link.start(event.stream_sid)
+        self._link.tap = self.after.started(self.config, self._metrics.call_started_at)
         self.opener.start(self._clock())
         self._start_threads()
 
@@ -407,7 +407,7 @@ class MediaSession:
         self.control.poll(now)
         if now - self._fuse_checked >= FUSE_CHECK_S or now < self._fuse_checked:
             self._fuse_checked = now
-            self._twilio.check_stall(now)
+            self._link.check_stall(now)
             self._fuses(now)
         self.continuity.poll(now)
 
@@ -445,7 +445,7 @@ class MediaSession:
         for thread in self._threads:
             while thread.is_alive() and time.monotonic() < deadline:
                 thread.join(FUSE_CHECK_S)
-                self._twilio.check_stall(self._clock())  # a thread stuck in a send is freed by the abort
+                self._link.check_stall(self._clock())  # a thread stuck in a send is freed by the abort
             if thread.is_alive():
                 self._metrics.add("threads_alive_after_close")
                 self.log.error("thread %s did not stop in time", thread.name)
@@ -455,7 +455,7 @@ class MediaSession:
         if target is not None and self._transfer_hook is not None:
             # Before the stream closes: closing it is what makes Twilio ask where the caller goes.
             self._safe(lambda: self._transfer_hook(self, target), "on_transfer hook")  # type: ignore[misc]
-        self._twilio.close()
+        self._link.close()
         snap = self.metrics
         if not snap["accounting_ok"]:
             self.log.error("frame accounting mismatch: %s", _accounting(snap))

@@ -22,7 +22,7 @@ from collections import deque
 
 from ..audio import mulaw as audio
 from ..model import protocol as rt
-from ..carrier.twilio import protocol as tw
+from ..carrier import seam
 from .log import CallLog
 from .bargein import BargeIn
 from .metrics import CallMetrics
@@ -48,7 +48,7 @@ class InboundAudio:
         self._uncommitted_bytes = 0
         self._lock = threading.Lock()  # _uncommitted: appended here, cleared and read by the model thread
 
-    def media(self, event: tw.Media, stream_sid: str | None, now: float, listening: bool) -> None:
+    def media(self, event: seam.Media, stream_sid: str | None, now: float, listening: bool) -> None:
         """One caller frame; ``listening`` is False once the call is ending (no barge-in then)."""
         payload = event.payload
         self._metrics.add("inbound_frames")
@@ -61,7 +61,7 @@ class InboundAudio:
             return
         self._forward(self._barge_in.hear(payload, now, self._detect and listening), now)
 
-    def _for_this_stream(self, event: tw.Media, stream_sid: str | None) -> bool:
+    def _for_this_stream(self, event: seam.Media, stream_sid: str | None) -> bool:
         if stream_sid is None:
             self._metrics.protocol_error("twilio", "media_before_start")
             self._log.once("early", "media before start: dropped; further ones only counted")
@@ -69,7 +69,7 @@ class InboundAudio:
         if event.stream_sid and event.stream_sid != stream_sid:
             self._metrics.protocol_error("twilio", "wrong_stream_sid")
             self._log.once("sid", "media for another stream (%s): dropped; further ones only counted",
-                           tw.safe_sid(event.stream_sid))
+                           seam.safe_id(event.stream_sid))
             return False
         if not event.stream_sid:
             self._metrics.protocol_error("twilio", "missing_stream_sid")

@@ -6,7 +6,7 @@ Pipecat keeps one serializer per carrier:
 * :class:`Carrier` -- its media stream, sans-IO: one WebSocket message in, one of the typed
   events below out (bad input becomes a :class:`~voicebridge.errors.ProtocolError`, never an
   exception), and the three messages the bridge sends (media, mark, clear) built for one stream.
-  The call (``MediaSession``, ``TwilioLink``) uses only this.
+  The call (``MediaSession``, ``CarrierLink``) uses only this.
 * :class:`CarrierWebhooks` -- its HTTP side: check a request's signature, answer the call's
   webhook with the markup that connects the media stream (carrying the call's context as stream
   parameters), and answer the request that follows the stream with a transfer, a hang-up or a

@@ -57,7 +57,7 @@ from flask import Blueprint, Flask
 from ..carrier.twilio import dialing
 from ..model import client as realtime_client
 from ..carrier import tcp
-from ..carrier.twilio import protocol as tw
+from ..carrier import seam
 from ..carrier.seam import Carrier
 from ..config import BridgeConfig
 from ..extras import bridge_metrics
@@ -399,7 +399,7 @@ class VoiceBridge:
                     key[0], key[1], key[2], retention_s=config.report_retention_s)
             return sender
 
-    def _started(self, session: MediaSession, start: tw.Start) -> BridgeConfig | None:
+    def _started(self, session: MediaSession, start: seam.Start) -> BridgeConfig | None:
         """MediaSession's on_start: admit the stream (its token, then a call slot), let the app
         choose its config."""
         ws = self.admission.socket_at_start(session)
