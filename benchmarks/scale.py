@@ -2,8 +2,8 @@
 
 Three kinds of processes, so the load generator's limits are not the bridge's:
 
-* the bridge: the example app under gunicorn (``--worker-class`` gthread or gevent, ``/media``
-  served by flask-sock or the direct reader), ``OPENAI_REALTIME_URL`` pointing at
+* the bridge: the example app under gunicorn (``--worker-class`` gthread or gevent),
+  ``OPENAI_REALTIME_URL`` pointing at
 * the local Realtime server in ``tone`` mode (its own process, ``voicebridge.cli local-server``),
 * ``--drivers`` caller-driver processes (this file with ``--driver``): each drives its share of
   the N calls from ONE thread with a selector loop and a raw WebSocket client (zero mask key,
@@ -625,10 +625,9 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
     env["PYTHONPATH"] = root  # the code under test: this checkout, or another one (--root)
     worker = ["-k", "gevent", "--worker-connections", str(max(1000, 4 * per_instance))] \
         if args.worker_class == "gevent" else ["-k", "gthread", "--threads", str(threads)]
-    app = "voicebridge.serving.app:create_app(websocket='direct')" if args.websocket == "direct" \
-        else "examples.twilio_app:create_app()"
+    app = "examples.twilio_app:create_app()"
     if args.workers > 1:  # one command, every worker: the example's gunicorn config
-        env.update(WEB_CONCURRENCY=str(args.workers), WORKER_CLASS=args.worker_class, WEBSOCKET=args.websocket,
+        env.update(WEB_CONCURRENCY=str(args.workers), WORKER_CLASS=args.worker_class,
                    THREADS=str(threads), GRACEFUL_TIMEOUT="5", HOST="127.0.0.1")
         command = [["-c", "examples/gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "--no-control-socket",
                     "examples.twilio_app:create_app()"] for port in app_ports]
@@ -736,7 +735,7 @@ def run_step(n: int, args: argparse.Namespace, log) -> dict[str, Any]:
     clears = [i["clear_ms"] for i in inter if i["clear_ms"] is not None]
     step = {
         "n": n,
-        "setup": f"{args.worker_class}+{args.websocket}, {max(1, args.workers)} worker(s), "
+        "setup": f"{args.worker_class}, {max(1, args.workers)} worker(s), "
                  f"{'this checkout' if os.path.abspath(args.root) == ROOT else os.path.basename(args.root)}",
         "instances": instances,
         "gunicorn_threads": threads,
@@ -909,9 +908,6 @@ def main() -> int:
     ap.add_argument("--instances", type=int, default=1,
                     help="bridge instances (one gunicorn worker process each, its own port); calls split evenly")
     ap.add_argument("--worker-class", choices=("gthread", "gevent"), default="gthread")
-    ap.add_argument("--websocket", choices=("flask-sock", "direct"), default="flask-sock",
-                    help="how /media is served: flask-sock, or (checkouts before 2026-12-01 only, with "
-                         "--root) the measured-out direct reader")
     ap.add_argument("--root", default=ROOT, help="the checkout whose code the bridge runs (old against new)")
     ap.add_argument("--workers", type=int, default=1,
                     help="worker processes of one gunicorn (examples/gunicorn.conf.py: shared cap and metrics)")
@@ -932,8 +928,6 @@ def main() -> int:
     ap.add_argument("--offer-deflate", action="store_true",
                     help="callers offer permessage-deflate (Twilio does not; a browser or websockets client does)")
     args = ap.parse_args()
-    if args.websocket == "direct" and not os.path.exists(os.path.join(args.root, "voicebridge", "wsserver.py")):
-        ap.error("--websocket direct needs a checkout that still has it (--root; docs/performance.md)")
     if args.driver:
         return driver_main(args)
     os.makedirs(args.logdir, exist_ok=True)
