@@ -62,7 +62,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     twilio, openai = RecordingTwilio(), FakeRealtime()
-    config = BridgeConfig(greeting=None, duck=not args.no_duck, false_trigger_ms=60000)
+    config = BridgeConfig(greeting_instructions=None, duck=not args.no_duck, false_trigger_ms=60000)
     session = MediaSession(twilio, config, openai.connector)
     twilio.start()
     runner = threading.Thread(target=session.run)

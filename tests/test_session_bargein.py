@@ -18,7 +18,7 @@ LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS
 QUIET = b"\xff" * 160
 # The procedure's tests confirm at the debounce (five loud frames): by default a barge-in also
 # needs barge_in_min_speech_ms of speech (backchannels), which has tests of its own below.
-CFG = BridgeConfig(greeting=None, join_timeout_s=3.0, safety_fuse_ms=60000, duck_fuse_ms=60000,
+CFG = BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, safety_fuse_ms=60000, duck_fuse_ms=60000,
                    ignore_backchannels=False)
 
 
@@ -150,7 +150,7 @@ def test_late_deltas_for_interrupted_response_are_dropped(start):
 
 
 def test_guards_prevent_cancel_during_greeting_end_to_end(start):
-    session, twilio, openai, call = start(CFG.replace(greeting="Say hello"))
+    session, twilio, openai, call = start(CFG.replace(greeting_instructions="Say hello"))
     assert twilio.wait_for(lambda t: len(openai.events("response.create")) == 1)
     long_response(openai, twilio, rid="resp_greet", item="item_greet", kind="greeting")
     twilio.media(LOUD, n=8)
@@ -236,7 +236,7 @@ def test_the_safety_fuse_frees_the_line_a_cut_answer_held(start):
 def test_the_session_confirms_on_the_fifth_loud_frame_not_before(start):
     """BridgeConfig's default debounce is what the running session applies: 4 loud frames duck only
     (with the backchannel filter off: it would also ask for barge_in_min_speech_ms of speech)."""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, ignore_backchannels=False))
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, ignore_backchannels=False))
     long_response(openai, twilio)
     twilio.media(LOUD, n=4)
     twilio.media(QUIET, n=2)  # a one-frame dip is tolerated; two quiet frames end the run
@@ -249,7 +249,7 @@ def test_the_session_confirms_on_the_fifth_loud_frame_not_before(start):
 
 def test_a_one_frame_dip_neither_releases_the_duck_nor_restarts_the_count(start):
     """Speech dips between syllables: loud, loud, quiet, loud x3 confirms on the fifth loud frame."""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, ignore_backchannels=False))
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, ignore_backchannels=False))
     long_response(openai, twilio)
     twilio.media(LOUD, n=2)
     twilio.media(QUIET, n=1)
@@ -265,7 +265,7 @@ def test_a_one_frame_dip_neither_releases_the_duck_nor_restarts_the_count(start)
 def barge_in_on_a_manual_clock(bridge_call, config=None):
     """A call whose decisions follow a hand-moved clock, interrupted by 5 loud frames at ``clock.now``."""
     clock = ManualClock()
-    call = bridge_call(config or BridgeConfig(greeting=None, join_timeout_s=3.0, ignore_backchannels=False),
+    call = bridge_call(config or BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, ignore_backchannels=False),
                        clock=clock).start()
     long_response(call.openai, call.twilio, wait_frames=2)  # a frozen clock lets only the lead out
     return call, clock
@@ -350,7 +350,7 @@ def test_the_agents_own_echo_neither_interrupts_it_nor_reaches_the_model(start):
     """A real-time speakerphone thread echoes what it hears: under load its echo drifts from the
     playout the gate learned (65 of 150 frames judged echo, 1 under gevent), so this lives in the
     timing lane; tests/test_listening.py and benchmarks/bargein_cases.py judge echo in virtual time."""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0))
     phone = Speakerphone(twilio, frames=170)
     speech_response(openai)
     phone.join(10)
@@ -366,7 +366,7 @@ def test_the_agents_own_echo_neither_interrupts_it_nor_reaches_the_model(start):
 def test_a_caller_talking_over_their_echo_barges_in(start):
     """Real-time speakerphone thread, like the test above: timing lane (under gevent its echo
     drifts); the benchmark's talk-over-echo cases judge this in virtual time."""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0))
     phone = Speakerphone(twilio, frames=120, voice=tts.load_prompt("caller_stop"))
     speech_response(openai)
     assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1, timeout=8)
@@ -379,7 +379,7 @@ def test_a_caller_talking_over_their_echo_barges_in(start):
 def test_a_cough_neither_barges_in_nor_lets_the_models_vad_do_it(start):
     """(The echo gate is off: the fake agent's constant loud frames would make a caller quieter
     than them sound like echo to a gate that has had no time to learn the line.)"""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False,
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False,
                                                        ignore_backchannels=False))
     twilio.media(QUIET, n=80)  # a quiet line first: the noise floor has a window to judge
     long_response(openai, twilio)
@@ -445,7 +445,7 @@ def say(twilio, session, data, then_quiet=6):
 
 def test_a_backchannel_over_the_answer_resumes_it_with_nothing_lost_and_leaves_its_turn_unanswered(start):
     """(Echo gate off: the fake agent's constant frames would make a quieter caller sound like echo.)"""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False))
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False))
     twilio.media(QUIET, n=80)
     long_response(openai, twilio, frames=60, done=True)
     say(twilio, session, corpus.by_category("backchannel")[8].audio())  # "yeah"
@@ -466,7 +466,7 @@ def test_a_backchannel_over_the_answer_resumes_it_with_nothing_lost_and_leaves_i
 def test_a_held_turn_whose_words_are_the_agents_own_transcript_resumes_the_answer(start):
     """The agent's transcript deltas reach the listener: a held turn the model transcribes as the
     agent's own words (its echo) resumes the answer instead of interrupting it."""
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False))
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False))
     twilio.media(QUIET, n=80)
     openai.push({"type": "response.output_audio_transcript.delta", "response_id": "resp_1", "item_id": "item_1",
                  "delta": "The model streams its reply back faster than real time."})
@@ -483,7 +483,7 @@ def test_a_held_turn_whose_words_are_the_agents_own_transcript_resumes_the_answe
 
 
 def test_a_turn_with_the_agent_silent_is_answered_by_the_bridges_request(start):
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0))
     say(twilio, session, corpus.by_category("question")[0].audio())
     openai.push(rt_speech_started("item_q"))
     openai.push(rt_speech_stopped("item_q"))
@@ -493,7 +493,7 @@ def test_a_turn_with_the_agent_silent_is_answered_by_the_bridges_request(start):
 
 
 def test_the_models_vad_on_nothing_the_bridge_heard_neither_interrupts_nor_is_answered(start):
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0))
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0))
     twilio.media(QUIET, n=80)
     long_response(openai, twilio, frames=60, done=True)
     openai.push(rt_speech_started("item_x"))
@@ -506,7 +506,7 @@ def test_the_models_vad_on_nothing_the_bridge_heard_neither_interrupts_nor_is_an
 
 
 def test_a_short_turn_taken_for_a_backchannel_whose_words_say_wait_interrupts_and_is_answered(start):
-    session, twilio, openai, call = start(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False))
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False))
     twilio.media(QUIET, n=80)
     long_response(openai, twilio, frames=150, done=True)
     say(twilio, session, corpus.by_category("interruption")[0].audio())  # "wait": as short as "yeah"
@@ -525,7 +525,7 @@ def test_a_held_short_utterance_outlasts_the_duck_fuse_and_resumes_on_its_words(
     """"Yeah" over the answer: the agent stays paused while its words are awaited, past
     duck_fuse_ms (the fuse waits for the hold's own bound), and resumes, nothing lost, on them."""
     clock = ManualClock()
-    call = bridge_call(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False), clock=clock).start()
+    call = bridge_call(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False), clock=clock).start()
     session, twilio, openai = call.session, call.twilio, call.openai
     twilio.media(QUIET, n=80)
     long_response(openai, twilio, frames=60, done=True, wait_frames=2)
@@ -555,7 +555,7 @@ def test_a_held_short_utterance_with_transcription_off_interrupts_at_its_commit(
     """No words will come to tell "stop" from "mm-hm": missing a "stop" is worse, so it interrupts
     at the commit (the clock stands still: not at the hold's bound)."""
     clock = ManualClock()
-    call = bridge_call(BridgeConfig(greeting=None, join_timeout_s=3.0, echo_gate=False, transcription_model=None),
+    call = bridge_call(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False, transcription_model=None),
                        clock=clock).start()
     session, twilio, openai = call.session, call.twilio, call.openai
     twilio.media(QUIET, n=80)
