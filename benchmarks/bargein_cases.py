@@ -388,7 +388,10 @@ class Bridge:
         self._cpu = [0.0]
         parts: dict[str, Any] = {}
 
-        def outbound(link: Any, cfg: Any, metrics: Any, clock: Any, log: Any, echo: Any = None) -> SimOutbound:
+        def outbound(link: Any, *args: Any) -> SimOutbound:
+            # (link, ctx, echo) since the call's context; (link, config, metrics, clock, log, echo) before
+            cfg, echo = (args[0].config, args[1] if len(args) > 1 else None) if hasattr(args[0], "config") \
+                else (args[0], args[4] if len(args) > 4 else None)
             parts["out"] = SimOutbound(m, cfg, echo, self.actions, self._cpu)
             return parts["out"]
 

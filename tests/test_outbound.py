@@ -11,6 +11,7 @@ from voicebridge.audio.playback import MarkOutcome, PlaybackTracker
 from voicebridge.call.turns import RECENT, Turns
 from voicebridge.testing import STREAM_SID, FakeTwilio, wait_until
 from voicebridge.call.carrier_link import CarrierLink
+from voicebridge.call.context import CallContext
 
 
 def outbound_on_a_fake():
@@ -18,7 +19,7 @@ def outbound_on_a_fake():
     log = CallLog(logging.getLogger("test"))
     link = CarrierLink(twilio, metrics, log, 1.0, time.monotonic, on_dead=lambda reason: None)
     link.start(STREAM_SID)
-    return OutboundAudio(link, BridgeConfig(), metrics, time.monotonic, log), twilio, metrics
+    return OutboundAudio(link, CallContext(BridgeConfig(), metrics, log, time.monotonic)), twilio, metrics
 
 
 def test_a_flush_between_a_delta_and_its_framing_never_makes_the_count_negative():

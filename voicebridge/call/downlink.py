@@ -19,17 +19,16 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..audio import mulaw as audio
-from ..config import BridgeConfig
 from ..audio.echo import EchoGate
 from ..audio.framing import Framer
-from .metrics import CallMetrics
 from ..audio.pacing import Pacer, PacerStats
 from ..audio.playback import MarkOutcome, PlaybackTracker
 from .carrier_link import CarrierLink, SendOutcome
 from .wakeup import Wakeup
+from .context import CallContext
 
 PAUSED_POLL_S = 0.05
 """While ducked, the TX thread re-checks at least this often (a resume also wakes it)."""
@@ -54,8 +53,8 @@ _STOP: Any = object()
 class OutboundAudio:
     """Model audio -> exact frames -> paced media messages; barge-in flush; what was heard."""
 
-    def __init__(self, link: CarrierLink, config: BridgeConfig, metrics: CallMetrics,
-                 clock: Callable[[], float], log: Any, echo: EchoGate | None = None) -> None:
+    def __init__(self, link: CarrierLink, ctx: CallContext, echo: EchoGate | None = None) -> None:
+        config, metrics, clock, log = ctx.config, ctx.metrics, ctx.clock, ctx.log
         self._link = link
         self._echo = echo  # told the level of every frame sent, and of every clear
         self._metrics = metrics

@@ -140,7 +140,7 @@ class MediaSession:
         self.model = model = ModelLink(ctx, self._connect)
         self.listener = Listener(config)
         self.echo = self.listener.gate
-        self.outbound = OutboundAudio(self._link, config, m, clock, log, self.echo)
+        self.outbound = OutboundAudio(self._link, ctx, self.echo)
         self.turns = turns = Turns(model.send, m, log, clock, config.response_created_timeout_s,
                                    lambda kind: model.replace(Cause.UNRESPONSIVE, f"the {kind} request "
                                                               "was never answered"), self.outbound.played_out)
@@ -149,8 +149,7 @@ class MediaSession:
         self.barge_in = BargeIn(ctx, self.outbound, turns, model, self._interrupted, self.listener)
         self.tools = ToolCalls(ctx, model.send, turns, self.control, self.record, self._call_info)
         self.flow = CallFlow(ctx, model.send, turns, self.control, self.record, self._dtmf, self._busy)
-        self._inbound = InboundAudio(model, self.barge_in, m, log, config.inbound_buffer_ms, config.barge_in,
-                                     config.append_ms)
+        self._inbound = InboundAudio(ctx, model, self.barge_in)
         parts = CallParts(model, turns, self.outbound, self.barge_in, self.tools, self.control, self.flow,
                           self.record)
         self.continuity = Continuity(ctx, parts, self._quiet, self.close, lambda: self._link.ready)

@@ -23,17 +23,17 @@ from collections import deque
 from ..audio import mulaw as audio
 from ..model import protocol as rt
 from ..carrier import seam
-from .log import CallLog
 from .bargein import BargeIn
-from .metrics import CallMetrics
 from .model_link import ModelLink
+from .context import CallContext
 
 
 class InboundAudio:
     """Caller frames -> ``input_audio_buffer.append`` and the barge-in detector."""
 
-    def __init__(self, model: ModelLink, barge_in: BargeIn, metrics: CallMetrics, log: CallLog,
-                 buffer_ms: int, detect: bool, append_ms: int = audio.FRAME_MS) -> None:
+    def __init__(self, ctx: CallContext, model: ModelLink, barge_in: BargeIn) -> None:
+        config, metrics, log = ctx.config, ctx.metrics, ctx.log
+        buffer_ms, detect, append_ms = config.inbound_buffer_ms, config.barge_in, config.append_ms
         self._model = model
         self._barge_in = barge_in
         self._metrics = metrics
