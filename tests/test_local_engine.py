@@ -563,7 +563,7 @@ def typed(h: Harness, keys: str) -> list[dict]:
 def test_the_agent_calls_your_own_tools_with_arguments_from_their_schemas():
     """No order_status, a user's lookup_order: the order scenario and typed digits call it; any
     offered tool is called by its name spelled on the keypad; a transfer goes to any destination."""
-    from voicebridge.carrier.keypad import keypad_code
+    from voicebridge.call.keypad import keypad_code
 
     h = Harness(speed=0)
     tool_session(h, tools=(LOOKUP, WEATHER, SALES, END_CALL))

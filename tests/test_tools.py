@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter
 from voicebridge import BridgeConfig
 from voicebridge.model import protocol as rt
 from voicebridge.call.ending import Decision, Pending, decide
-from voicebridge.carrier.keypad import DtmfCollector, KeypadBatches
+from voicebridge.call.keypad import DtmfCollector, KeypadBatches
 from voicebridge.call.limits import CallLimits, LimitAction
 from voicebridge.call.metrics import CallMetrics
 from voicebridge.call.record import CallRecord

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .bargein import BargeIn
     from .downlink import OutboundAudio
     from .ending import CallControl
-    from .keypadflow import CallFlow
+    from .flow import CallFlow
     from .log import CallLog
     from .metrics import CallMetrics
     from .record import CallRecord

@@ -25,7 +25,7 @@ from ..carrier import seam
 from .opening import AnsweredBy, OpeningGate, OpeningRules
 from .ending import CallControl
 from ..carrier.seam import Carrier
-from .keypadflow import CallFlow
+from .flow import CallFlow
 from .log import CallLog
 from ..config import BridgeConfig
 from ..errors import ProtocolError

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from ...carrier.keypad import keypad_code
+from ...call.keypad import keypad_code
 
 CONTROL_TOOLS = ("end_call", "transfer_call")
 """The bridge's own tools: not "the app's tools"."""

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Union
 
-from ...carrier.keypad import keypad_code
+from ...call.keypad import keypad_code
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..model import protocol as rt
 from .ending import CallControl
-from ..carrier.keypad import DtmfCollector, KeypadBatch, KeypadBatches
+from .keypad import DtmfCollector, KeypadBatch, KeypadBatches
 from .limits import CallLimits, LimitAction
 from .record import CallRecord
 from .turns import Turns
