@@ -257,7 +257,8 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
     # The bridge's own recording of every call (left: the caller, right: what the caller heard)
     recordings = os.path.join(os.path.dirname(record) or ".", "recordings") if record else tempfile.mkdtemp()
     settings = Settings(port=0, local_mode=mode, local_backend=True, session_options={"recording_dir": recordings})
-    app = create_app(settings, on_end=on_end, on_report=lambda session, report: reports.append(report))
+    app = create_app(settings, on_end=on_end, on_report=lambda session, report: reports.append(report),
+                     carrier="twilio")  # the demo's calls are Twilio's: no Telnyx routes (or key warning)
     timeline = Timeline()
     handler = _BridgeEvents(timeline, out)
     session_log = logging.getLogger("voicebridge.call.session")
@@ -297,8 +298,13 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
         time.sleep(0.05)
     if reports:
         print("", file=out)
-        print(f"== post-call report ({'outbound' if timeline.outbound is not None else 'inbound'} call) ==", file=out)
-        print(json.dumps(reports[-1], indent=1, default=str), file=out)
+        which = "outbound" if timeline.outbound is not None else "inbound"
+        path = os.path.abspath(f"report-{which}.json")
+        with open(path, "w") as f:
+            json.dump(reports[-1], f, indent=1, default=str)
+        last = reports[-1]
+        print(f"post-call report ({which} call): {path} (end: {last.get('end_reason')}, "
+              f"{last.get('duration_s')} s, {len(last.get('transcript') or [])} transcript entries)", file=out)
     if record:
         print(f"recording: {record} (left: caller, right: what the caller heard)", file=out)
     if plot:
