@@ -298,13 +298,14 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
         time.sleep(0.05)
     if reports:
         print("", file=out)
-        which = "outbound" if timeline.outbound is not None else "inbound"
+    outbound_sid = timeline.outbound.sid if timeline.outbound is not None else None
+    for one in reports:  # by the call each is about: they are handed over in whichever order they end
+        which = "outbound" if outbound_sid and one.get("call", {}).get("call_sid") == outbound_sid else "inbound"
         path = os.path.abspath(f"report-{which}.json")
         with open(path, "w") as f:
-            json.dump(reports[-1], f, indent=1, default=str)
-        last = reports[-1]
-        print(f"post-call report ({which} call): {path} (end: {last.get('end_reason')}, "
-              f"{last.get('duration_s')} s, {len(last.get('transcript') or [])} transcript entries)", file=out)
+            json.dump(one, f, indent=1, default=str)
+        print(f"post-call report ({which} call): {path} (end: {one.get('end_reason')}, "
+              f"{one.get('duration_s')} s, {len(one.get('transcript') or [])} transcript entries)", file=out)
     if record:
         print(f"recording: {record} (left: caller, right: what the caller heard)", file=out)
     if plot:
