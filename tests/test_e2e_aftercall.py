@@ -55,8 +55,9 @@ def test_a_call_leaves_a_recording_of_what_was_heard_and_a_signed_report_with_it
         receiver.server_close()
     signed, report = bodies[0]
     assert signed and len(bodies) == 1
-    assert bridge["barge_in_events"] == 1 and report["barge_ins"]["confirmed"] == 1
-    assert report["analysis"]["valid"] and report["analysis"]["value"]["appointment_confirmed"] is False
+    assert bridge["barge_in_events"] == 1 and report["barge_ins"]["confirmed"] == 1, (bridge, report["barge_ins"])
+    assert report["analysis"]["valid"] and report["analysis"]["value"]["appointment_confirmed"] is False, \
+        report["analysis"]
     assert report["call"]["call_sid"] == bridge["call_sid"] and report["end_reason"] == bridge["close_reason"]
     # The bridge's "heard" channel is the agent audio the caller's playout played, sample for sample
     _, heard = channels(report["recording"]["path"])

@@ -317,3 +317,21 @@ def test_tx_wakeup_is_a_self_clearing_event() -> None:
     wake.set()  # from another thread: ends the wait long before its 5 s timeout
     thread.join(2.0)
     assert waiter_saw == [True]
+
+
+def test_a_send_after_the_peer_closed_in_order_leaves_the_end_to_what_it_said_last(bridge_call):
+    """A hang-up is ``stop`` then the close frame: a frame sent after the close fails, and the
+    call's end is still the ``stop`` the reader finds next, not a send failure (a race CI found)."""
+    import simple_websocket
+
+    call = bridge_call(CFG).start()
+    call.openai.response("resp_1", "item_1", [b"\x22" * 160 * 40], done=False)
+    assert call.twilio.wait_for(lambda t: len(t.messages("media")) >= 3)
+
+    def closed(data: str) -> None:
+        raise simple_websocket.ConnectionClosed(1000, "")
+    call.twilio.send = closed
+    assert wait_until(lambda: call.session.metrics["send_failures"] >= 1)
+    m = call.finish()  # the caller's stop, then its close
+    assert m["close_reason"] == "twilio stop"
+    assert m["frames_enqueued"] == m["frames_sent"] + m["frames_flushed"] + m["frames_dropped"]

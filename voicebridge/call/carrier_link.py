@@ -209,14 +209,27 @@ class CarrierLink:
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self._metrics.add("send_failures")
-        if self._mark_dead():
-            self._log.warning("twilio send failed (%s): %s", what, describe(exc))
-            self._on_dead("twilio send failed")
+        if not self._mark_dead():
+            return
+        if _closed_in_order(exc):
+            # The peer closed the WebSocket in order (a hang-up: ``stop``, then the close frame):
+            # what it said last is still in the reader's queue, so the reader ends the call with it.
+            self._log.info("send after the peer closed the stream (%s): no more sends; the reader ends the call",
+                           what)
+            return
+        self._log.warning("twilio send failed (%s): %s", what, describe(exc))
+        self._on_dead("twilio send failed")
 
     def _mark_dead(self) -> bool:
         with self._dead_lock:
             first, self._dead = not self._dead, True
         return first
+
+
+def _closed_in_order(exc: BaseException) -> bool:
+    """simple-websocket's ConnectionClosed: its reader saw the peer's close frame (no import of it
+    here: any socket with ``send``/``receive``/``close`` serves a session)."""
+    return type(exc).__name__ == "ConnectionClosed" and type(exc).__module__.startswith("simple_websocket")
 
 
 TwilioLink = CarrierLink  # its name before a second carrier used it (0.1)
