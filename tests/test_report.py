@@ -278,3 +278,35 @@ def test_a_new_bridge_delivers_what_an_earlier_process_spooled_without_waiting_f
     finally:
         bridge.close()
         receiver.stop()
+
+
+def test_a_closing_bridge_lets_a_just_ended_call_hand_on_its_report_before_its_senders_stop() -> None:
+    """The report of a call that has just ended is built off the call's threads (after the
+    recording is written): a bridge closing meanwhile waits for it (bounded), then lets its
+    senders deliver, then stops them (before, it stopped them at once: the report sat in the spool)."""
+    import threading
+    from types import SimpleNamespace
+
+    from voicebridge.serving.flaskext import hand_on_reports
+
+    order: list[str] = []
+    settled = threading.Event()
+    session = SimpleNamespace(after=SimpleNamespace(settled=settled))
+
+    class Sender:
+        def wait_idle(self, timeout: float) -> bool:
+            order.append("sender idle")
+            return True
+
+        def close(self, timeout: float) -> bool:
+            order.append("sender closed")
+            return True
+
+    def report_handed_on() -> None:
+        order.append("report handed on")
+        settled.set()
+    timer = threading.Timer(0.2, report_handed_on)
+    timer.start()
+    hand_on_reports([session], [Sender()], within_s=5.0)
+    timer.join()
+    assert order == ["report handed on", "sender idle", "sender closed"]

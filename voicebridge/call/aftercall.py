@@ -48,6 +48,9 @@ class AfterCall:
         self.ended_at: float | None = None  # the session clock at the call's end
         self.recording: CallRecording | None = None
         self.report: dict[str, Any] | None = None  # the last report built (also what on_report got)
+        # Set once nothing of the call is left to hand on (its report submitted, or none wanted): a
+        # closing bridge waits for it before it stops its report senders.
+        self.settled = threading.Event()
 
     def started(self, config: BridgeConfig, at: float) -> CallRecording | None:
         """The call started (run thread, before its threads): a recording if the config asks."""
@@ -68,10 +71,13 @@ class AfterCall:
     def ended(self, snapshot: dict[str, Any], now: float) -> None:
         """The call is torn down (request thread): finish the recording, then the report."""
         if self._config is None:
+            self.settled.set()
             return
         self.ended_at = now
         wanted = (self._on_report is not None or isinstance(self._sender, ReportSender)
                   or bool(self._config.report_url))
+        if not wanted:
+            self.settled.set()
         if self.recording is not None:
             self.recording.finish(now, lambda result: wanted and self._deliver(snapshot, now, result))
         elif wanted and not self._session._hooks.submit(lambda: self._deliver(snapshot, now, None), "on_report",
@@ -81,15 +87,18 @@ class AfterCall:
 
     # ------------------------------------------------------------------ off the call's threads
     def _deliver(self, snapshot: dict[str, Any], now: float, recording: RecordingResult | None) -> None:
-        report = self.build(snapshot, now, recording)
-        self.report = report
-        s = self._session
-        if self._on_report is not None:
-            try:
-                self._on_report(s, report)
-            except Exception:  # noqa: BLE001 - the app's hook: logged with the call's SIDs
-                s.log.exception("on_report hook raised")
-        self._send(report)
+        try:
+            report = self.build(snapshot, now, recording)
+            self.report = report
+            s = self._session
+            if self._on_report is not None:
+                try:
+                    self._on_report(s, report)
+                except Exception:  # noqa: BLE001 - the app's hook: logged with the call's SIDs
+                    s.log.exception("on_report hook raised")
+            self._send(report)
+        finally:
+            self.settled.set()
 
     def _send(self, report: dict[str, Any]) -> None:
         config = self._config

@@ -137,6 +137,18 @@ def warn_shadowed(app: Flask, blueprint_name: str, warned: set[str]) -> None:
                     "Mount the bridge with url_prefix= or rename yours.", ", ".join(clashes))
 
 
+def hand_on_reports(ended: list[MediaSession], senders: list[ReportSender], within_s: float) -> None:
+    """A closing bridge's last reports: calls that just ended hand theirs on (built off the call's
+    threads, after the recording), the senders deliver what they can, all within ``within_s``;
+    what is still undelivered stays in the spool for the next process."""
+    deadline = time.monotonic() + within_s
+    for session in ended:
+        session.after.settled.wait(max(0.0, deadline - time.monotonic()))
+    for sender in senders:
+        sender.wait_idle(max(0.0, deadline - time.monotonic()))
+        sender.close(within_s)
+
+
 class VoiceBridge:
     """Flask extension: ``VoiceBridge(app, config)`` or ``VoiceBridge(...).init_app(app)``.
 
@@ -247,6 +259,7 @@ class VoiceBridge:
         self._drain = Drain(drain_file, drain_grace_s, self.state.set_draining, lambda: self.slots.active)
         self.local_server: Any = None  # set by voicebridge.serving.app when it runs the embedded backend
         self._sessions: set[MediaSession] = set()
+        self._settling: set[MediaSession] = set()  # ended calls whose report may still be on its way
         self._warned_routes: set[str] = set()
         self._refusals = LogThrottle(log)
         self.admission = Admission(self.state, self.tokens, self.metrics, self._refusals)
@@ -374,6 +387,7 @@ class VoiceBridge:
         finally:
             with self._lock:
                 self._sessions.discard(session)
+                self._settling = {s for s in self._settling if not s.after.settled.is_set()} | {session}
             if self.admission.ended(session):
                 self._finished(session, time.monotonic() - started)
             elif session.close_reason == "no start":
@@ -526,8 +540,8 @@ class VoiceBridge:
         if not self.hooks.close(HOOKS_CLOSE_S):
             log.error("a hook did not return within %.1f s of the bridge closing", HOOKS_CLOSE_S)
         with self._lock:
+            settling, self._settling = list(self._settling), set()
             senders, self._report_senders = list(self._report_senders.values()), {}
-        for sender in senders:  # undelivered reports stay in the spool for the next process
-            sender.close(HOOKS_CLOSE_S)
+        hand_on_reports(settling, senders, HOOKS_CLOSE_S)
         self.state.close()
         self.metrics.update_active()
