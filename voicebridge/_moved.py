@@ -16,7 +16,7 @@ import importlib.util
 import sys
 import warnings
 from types import ModuleType
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 MOVED: dict[str, str] = {
     "twilio_protocol": "carrier.twilio.protocol",
@@ -106,6 +106,19 @@ def warn_moved(old: str, new: str) -> None:
         frame = frame.f_back
     warnings.warn(f"{old} has moved to {new}; the old path goes in the next release", DeprecationWarning,
                   stacklevel=level)
+
+
+def forwarding(package: str, module: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package``, which was a module before the layers and whose names
+    are in ``package.module`` now: each old name still reads, with the warning."""
+    def __getattr__(name: str) -> Any:
+        # importlib, not ``from . import``: that would ask this very function for the submodule
+        old = importlib.import_module(f"{package}.{module}")
+        if name.startswith("__") or not hasattr(old, name):
+            raise AttributeError(name)
+        warn_moved(f"{package}.{name}", f"{package}.{module}.{name}")
+        return getattr(old, name)
+    return __getattr__
 
 
 class _Alias(importlib.abc.Loader):
