@@ -29,8 +29,7 @@ import enum
 import re
 import threading
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from . import mulaw as audio, voicing
 from .detector import CallerLevel, Decision, Sound
@@ -96,9 +95,8 @@ class Turn(enum.Enum):
     NOT_CALLER = "not_caller"  # the model's VAD heard echo or room sound: nothing to answer
 
 
-@dataclass(frozen=True)
-class Heard:
-    """One caller frame, judged."""
+class Heard(NamedTuple):
+    """One caller frame, judged (a named tuple: one is made for every frame of every call)."""
 
     forward: bytes  # what the model is sent
     level_dbfs: float
@@ -184,8 +182,9 @@ class Listener:
                          if self._comfort is None and config.echo_suppression_db > 0 else None)
         self._backchannels = config.ignore_backchannels
         self._hold_s = config.backchannel_hold_ms / 1000
+        audio.prepare()  # the levels' table, built with the call's parts, before its threads: not on its first frame
         if config.barge_in and config.barge_in_voicing:
-            voicing.prepare()  # built with the call's parts, before its threads: not on its first loud frame
+            voicing.prepare()  # (the same for the voice checks: not on its first loud frame)
         self._transcribed = config.transcription_model is not None
         self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
         self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far

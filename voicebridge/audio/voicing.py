@@ -12,10 +12,9 @@ It is asked only about loud frames inside a possible barge-in, never about every
 """
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
-from .mulaw import ULAW_TABLE
+from .mulaw import numeric
 
 MIN_LAG, MAX_LAG = 20, 160  # 400 Hz .. 50 Hz at 8 kHz
 VOICED = 0.55
@@ -79,29 +78,16 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
     return Pitch(best, MIN_LAG + k + max(-0.5, min(0.5, shift)), bright)
 
 
-_NUMPY: list = []
-_NUMPY_LOCK = threading.Lock()
-
-
 def _numpy() -> tuple:
     """numpy, the mu-law table as an array, and ``sliding_window_view`` (imported once, when a
-    call first needs a frame listened to: the library's import stays light). Under a lock: the
-    first calls of a threaded server arrive together, and two filling the list at once left six
-    items in it, which failed every later frame of those calls."""
-    if not _NUMPY:
-        with _NUMPY_LOCK:
-            if not _NUMPY:
-                import numpy
-                from numpy.lib.stride_tricks import sliding_window_view
-                table = numpy.array(ULAW_TABLE, dtype=numpy.float64)
-                _NUMPY.extend((numpy, table, sliding_window_view))
-    return tuple(_NUMPY)
+    call first needs a frame listened to: the library's import stays light)."""
+    return numeric()
 
 
 def prepare() -> None:
     """Import numpy now (a session's setup, before its threads run): the first import takes 0.1-1 s,
     which on the first loud frame of a process's first call would stall its barge-in."""
-    _numpy()
+    numeric()
 
 
 def voiced(frame: bytes, previous: bytes = b"") -> bool:
