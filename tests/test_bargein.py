@@ -233,6 +233,28 @@ def test_the_rumble_check_is_made_only_where_its_answer_can_matter(monkeypatch: 
     assert len(asked) >= 2
 
 
+def test_the_threshold_follows_the_floor_and_the_setting_from_the_next_frame():
+    """The threshold is worked out again only when the floor or the setting moved, not on every
+    frame: either change is in force on the very next frame."""
+    level = CallerLevel(threshold_dbfs=-35.0, frames_needed=5, duck=True)
+    t = 0.0
+    for _ in range(100):  # two seconds of a quiet line: the floor is known, the threshold the setting
+        assert level.feed(-80.0, t, True, lambda: True) is Decision.NONE
+        t += 0.02
+    assert level.feed(-34.0, t, True, lambda: True) is Decision.DUCK
+    assert level.feed(-80.0, t + 0.02, True, lambda: True) is Decision.RELEASE
+    level.threshold_dbfs = -30.0  # the setting raised mid-call
+    assert level.feed(-34.0, t + 0.04, True, lambda: True) is Decision.NONE
+    level.threshold_dbfs = -35.0
+    t += 0.06
+    for _ in range(100):  # a fan set in at -45 dBFS: the floor is -45 from 1.5 s on, the threshold -33
+        level.feed(-45.0, t, True, lambda: True)
+        t += 0.02
+    assert level.floor_dbfs == -45.0
+    assert level.feed(-34.0, t, True, lambda: True) is Decision.NONE  # under the raised threshold
+    assert level.feed(-32.0, t + 0.02, True, lambda: True) is Decision.DUCK
+
+
 class _ScriptedListener:
     """The listener's decisions, scripted frame by frame (the barge-in's own bookkeeping is tested)."""
 

@@ -238,6 +238,7 @@ class CallerLevel:
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
         self.whispered = False  # the current (or last) utterance was judged a whisper: no voice in it
         self._now = float("-inf")
+        self._threshold_of: tuple[float, float] | None = None  # (floor, configured) the detector's threshold is for
 
     @property
     def floor_dbfs(self) -> float:
@@ -249,20 +250,25 @@ class CallerLevel:
         ``echo`` says it was judged echo rather than unsure); ``armed`` is asked only when the
         answer can matter (a loud frame, or a dip in a run)."""
         self._now = now
-        self.noise.update(level_dbfs, now)
-        if self._adapt:
-            self.detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs, *self._quiet_line)
+        detector = self.detector
+        floor = self.noise.update(level_dbfs, now)
+        if self._adapt and (floor, self.threshold_dbfs) != self._threshold_of:  # the floor moves every 100 ms at most
+            self._threshold_of = (floor, self.threshold_dbfs)
+            detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs, *self._quiet_line)
         if echo:
             self._echo_at = now
         level = level_dbfs if counts else MIN_DBFS
         self._level = level
-        self.loud = self.detector.is_loud(level)
+        self.loud = loud = level >= detector.threshold_dbfs
         if self._deaf:
-            self._deaf = self.loud
-            self.loud = False
+            self._deaf = loud
+            self.loud = loud = False
             level = MIN_DBFS
-        elif counts and level >= self.detector.threshold_dbfs - self.SOFT_DB and level >= self.floor_dbfs + 6.0:
+        elif counts and level >= detector.threshold_dbfs - self.SOFT_DB and level >= floor + 6.0:
             self._soft.append(now)
+        if not (loud or detector.run or detector.ducking or self._waiting or self._holding
+                or self._linger_until is not None):
+            return self._nothing(frame)  # most frames of every call: nothing going on, nothing to ask
         try:
             if self._linger_until is not None:
                 lingered = self._linger(armed)
@@ -294,6 +300,15 @@ class CallerLevel:
             return decision
         finally:
             self._previous = frame
+
+    def _nothing(self, frame: bytes) -> Decision:
+        """A frame that is not loud with no run, duck, hold or wait going on: what ``feed``'s full
+        path would do with it (the detector told a quiet, unarmed frame; the run's lists left empty)."""
+        self.detector.feed(MIN_DBFS, False)
+        if self._run or self._voiced or self._periods or self._run_levels or self._bright:
+            self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+        self._previous = frame
+        return Decision.NONE
 
     def _dull_onset(self, frame: bytes) -> bool:
         """A run would start on a frame with hardly any energy above a few hundred Hz: road
