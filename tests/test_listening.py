@@ -510,3 +510,14 @@ def test_which_transcripts_are_the_agents_own_words(text, final, expected):
     said.add("The model streams its reply back faster than real time, and the phone plays it.", final=True)
     assert said.echoed(text, final) is expected
 
+
+def test_a_new_calls_comfort_noise_reuses_the_tables_earlier_calls_built():
+    """The noise is lowered to the line's floor with a 256-byte table per whole dB; a call used to
+    build its own (half a millisecond each, for every dB its floor passed through)."""
+    from voicebridge.audio.echo import attenuation_table
+    first = ComfortNoise(seed=5)
+    frames = [first.frame(level) for level in (-70.0, -61.0, -52.0)]
+    built = attenuation_table.cache_info().misses
+    again = ComfortNoise(seed=5)
+    assert [again.frame(level) for level in (-70.0, -61.0, -52.0)] == frames
+    assert attenuation_table.cache_info().misses == built
