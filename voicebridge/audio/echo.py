@@ -353,7 +353,7 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
     n = len(levels)
     if n < LAG_SLOTS:
         return EchoPath(None, None)
-    np, _, windows = numeric()
+    np = numeric()[0]
     raw = np.array(span[len(span) - (n + MAX_LAG + 2 * WINDOW):])  # slot first_slot - MAX_LAG - WINDOW on
     if int(np.count_nonzero(raw >= PLAYED_FLOOR_DBFS)) < n // 2:
         return EchoPath(None, None)  # the agent hardly spoke: no evidence either way
@@ -363,29 +363,35 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
     var_x = float(xc @ xc)
     if var_x < n * 4.0:  # the caller's line barely moved (< 2 dB): it follows nothing
         return EchoPath(None, 0.0, _unseen_loss(raw, xs))
-    offset = MAX_LAG + WINDOW  # index in ``raw`` of the slot ``lag`` before the first inbound slot is offset - lag
-    ys = windows(np.maximum(raw, CLAMP_DBFS), n)[offset - MAX_LAG:offset - MIN_LAG + 1][::-1]  # row i: lag MIN_LAG + i
-    mean_y = ys.sum(axis=1) / n
-    var_y = np.einsum("ij,ij->i", ys, ys) - n * mean_y * mean_y
+    # per window start k of n played slots (lag = MAX_LAG + WINDOW - k): its sum, its squares, its
+    # product with the line's levels; kept for the lags searched, shortest lag first
+    dense = np.maximum(raw, CLAMP_DBFS)
+    ones = np.ones(n)
+    lags = slice(MAX_LAG + WINDOW - MIN_LAG, WINDOW - 1, -1)
+    sum_y = np.correlate(dense, ones)[lags]
+    var_y = np.correlate(dense * dense, ones)[lags] - n * (sum_y / n) ** 2
     moving = var_y >= n * 4.0  # a played stretch that barely moved predicts nothing
     if not moving.any():
         return EchoPath(None, None)
-    r = np.where(moving, (ys @ xc) / np.sqrt(var_x * np.where(moving, var_y, 1.0)), -np.inf)
+    r = np.where(moving, np.correlate(dense, xc)[lags] / np.sqrt(var_x * np.where(moving, var_y, 1.0)), -np.inf)
     best = int(np.argmax(r))  # the shortest lag of the best correlation
     best_r = float(r[best])
     if best_r < MIN_CORRELATION:
         return EchoPath(None, best_r, _unseen_loss(raw, xs))
     best += MIN_LAG
-    start = offset - best - WINDOW  # the played window of inbound slot i starts at start + i
-    references = windows(raw, 2 * WINDOW + 1)[start:start + n].max(axis=1)
+    window = raw[MAX_LAG - best:MAX_LAG - best + n + 2 * WINDOW]  # inbound slot i's played window: [i, i + 2 * WINDOW]
+    references = window[:n].copy()
+    for shift in range(1, 2 * WINDOW + 1):
+        np.maximum(references, window[shift:shift + n], out=references)
     measured = references >= PLAYED_FLOOR_DBFS
     if doubted:
         first_slot = last_slot - n + 1
-        measured &= np.array([first_slot + i not in doubted for i in range(n)])
-    losses = np.sort((references - heard)[measured])
+        measured[[s - first_slot for s in doubted if 0 <= s - first_slot < n]] = False
+    losses = (references - heard)[measured]
     if len(losses) < FAST_EVERY:
         return EchoPath(best, best_r, None)
-    return EchoPath(best, best_r, max(0.0, float(losses[int(len(losses) * LOSS_PERCENTILE)])))
+    k = int(len(losses) * LOSS_PERCENTILE)
+    return EchoPath(best, best_r, max(0.0, float(np.partition(losses, k)[k])))
 
 
 WORD_SLOTS, WORD_SPAN = 3, 2
