@@ -323,3 +323,46 @@ def test_a_pause_between_words_keeps_the_utterances_onset_for_the_servers_eviden
     frame(2.00, Decision.DUCK, loud=True)  # 660 ms of quiet later: another utterance
     frame(2.02, Decision.CONFIRM, loud=True)
     assert onsets == [1.00, 2.00]
+
+
+def test_the_noise_floor_is_the_quietest_block_of_the_last_window_as_blocks_come_and_go():
+    """The window's quietest block is worked out when a block ends, not on every frame: the floor
+    still follows a quiet moment leaving the window, and a quieter frame inside the current block."""
+    floor = NoiseFloor(window_s=0.5, block_s=0.1)  # five blocks of five frames
+    levels = [-50.0] * 5 + [-70.0] * 5 + [-50.0] * 25 + [-55.0] + [-50.0] * 4
+    t, got = 0.0, []
+    for level in levels:
+        got.append(floor.update(level, t))
+        t += 0.02
+    assert got[:25] == [-100.0] * 25  # until five whole blocks have been heard: silence assumed
+    assert got[25:35] == [-70.0] * 10  # the -70 block is in the window
+    assert got[35] == -55.0 and got[36:] == [-55.0] * 4  # it left; the frame at -55 is this block's quietest
+
+
+def test_the_pitch_is_the_best_lag_of_the_frame_against_the_audio_before_it():
+    """The voice check's correlation, worked out lag by lag in plain Python: the periodicity it
+    reports is that of one of the lags it searched, the period within half a sample of that lag."""
+    import math
+
+    from voicebridge.audio import voicing
+    speech = frames_of(tts.load_prompt("caller_question"))
+    checked = 0
+    for i in range(2, len(speech)):
+        previous, frame = speech[i - 2][:5] + speech[i - 1], speech[i]
+        got = voicing.pitch(frame, previous)
+        if not got.period:
+            continue  # silence: nothing to measure
+        checked += 1
+        x = audio.decode((previous[-voicing.MAX_LAG - 1:] + frame))
+        y = [b - 0.95 * a for a, b in zip(x, x[1:])]
+        n = len(frame) - 1
+        cur = y[-n:]
+        energy, end = sum(v * v for v in cur), len(y) - n
+        r = {}
+        for lag in range(voicing.MIN_LAG, min(voicing.MAX_LAG, end) + 1):
+            past = y[end - lag:end - lag + n]
+            r[lag] = sum(a * b for a, b in zip(past, cur)) / math.sqrt(energy * sum(v * v for v in past) + 1e-9)
+        lag = min(r, key=lambda k: abs(r[k] - got.periodicity))
+        assert abs(r[lag] - got.periodicity) < 1e-9 and abs(got.period - lag) <= 0.5 + 1e-9
+        assert got.periodicity >= voicing.OCTAVE * max(r.values()) - 1e-9
+    assert checked > 30

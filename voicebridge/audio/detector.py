@@ -112,18 +112,22 @@ class NoiseFloor:
         self._blocks: deque[float] = deque(maxlen=max(1, round(window_s / block_s)))
         self._block_start: float | None = None
         self._block_min = 0.0
+        self._window_min: float | None = None  # the quietest whole block of a full window (None: not full yet)
 
     def update(self, level_dbfs: float, now: float) -> float:
         """One inbound frame's level; returns the floor."""
         level = max(-100.0, level_dbfs)
-        if self._block_start is None or now - self._block_start >= self.block_s - 1e-6 or now < self._block_start:
-            if self._block_start is not None:
+        start = self._block_start
+        if start is None or now - start >= self.block_s - 1e-6 or now < start:
+            if start is not None:
                 self._blocks.append(self._block_min)
+                if len(self._blocks) == self._blocks.maxlen:  # a whole window seen (a block's end, not every frame)
+                    self._window_min = min(self._blocks)
             self._block_start, self._block_min = now, level
         elif level < self._block_min:
             self._block_min = level
-        if len(self._blocks) == self._blocks.maxlen:  # a whole window seen: its quietest moment
-            self.floor_dbfs = min(self.ceiling_dbfs, self._block_min, min(self._blocks))
+        if self._window_min is not None:  # the window's quietest moment
+            self.floor_dbfs = min(self.ceiling_dbfs, self._block_min, self._window_min)
         return self.floor_dbfs
 
     def threshold(self, configured_dbfs: float, reach_db: float = 0.0, quiet_db: float = 0.0) -> float:
