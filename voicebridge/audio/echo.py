@@ -198,8 +198,8 @@ class EchoGate:
     def _reference(self, slot: int, lag: int | None) -> float:
         """The loudest played within +-40 ms of the delay (within the whole range while unknown)."""
         if lag is None:
-            return self._played_max(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
-        return self._played_max(slot - lag - WINDOW, slot - lag + WINDOW)
+            return self._played.loudest(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
+        return self._played.loudest(slot - lag - WINDOW, slot - lag + WINDOW)
 
     def _judged_loss(self, lag: int | None) -> float:
         """The loss a frame is judged with: the learned one, or while the delay is unknown the line's
@@ -228,9 +228,8 @@ class EchoGate:
             if slot == last and self._levels:
                 self._levels[-1] = max(self._levels[-1], level)
             return
-        if last is not None:
-            for _ in range(min(HISTORY, slot - last - 1)):
-                self._levels.append(level)
+        if last is not None and slot - last > 1:  # slots no frame arrived in: this level stands for them
+            self._levels.extend([level] * min(HISTORY, slot - last - 1))
         self._levels.append(level)
         self._last_slot = slot
         self._frames += 1
@@ -256,9 +255,6 @@ class EchoGate:
             needed = ABSENT_VOTES if path.r < ABSENT_CORRELATION else MASKED_VOTES
             if self._absent_votes >= needed and self._lag is None:
                 self._loss = max(self._loss, path.loss_db)
-
-    def _played_max(self, first: int, last: int) -> float:
-        return self._played.loudest(first, last)
 
 
 class PlayedLevels:
