@@ -179,7 +179,10 @@ class EchoGate:
             if level_dbfs <= floor_dbfs + QUIET_DB:
                 return Verdict.QUIET  # most frames of most calls: no reference to look up
             lag = self._lag
-            reference = self._reference(slot, lag)
+            if lag is None:  # the loudest played within +-40 ms of the delay (within the whole range while unknown)
+                reference = self._played.loudest(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
+            else:
+                reference = self._played.loudest(slot - lag - WINDOW, slot - lag + WINDOW)
             if reference < PLAYED_FLOOR_DBFS:
                 return Verdict.CALLER  # nothing played that could be echoing now
             if level_dbfs > reference - self._judged_loss(lag) + self.margin_db:
@@ -194,12 +197,6 @@ class EchoGate:
             if lag is None and level_dbfs >= RECORD_MIN_DBFS and now >= self._talk_start + RECORD_AFTER_S:
                 self._record_loss.add(reference - level_dbfs)
             return Verdict.ECHO
-
-    def _reference(self, slot: int, lag: int | None) -> float:
-        """The loudest played within +-40 ms of the delay (within the whole range while unknown)."""
-        if lag is None:
-            return self._played.loudest(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
-        return self._played.loudest(slot - lag - WINDOW, slot - lag + WINDOW)
 
     def _judged_loss(self, lag: int | None) -> float:
         """The loss a frame is judged with: the learned one, or while the delay is unknown the line's
@@ -283,6 +280,12 @@ class PlayedLevels:
     def set(self, slot: int, level: float) -> None:
         levels = self._levels
         i = slot - self._base
+        if i == len(levels) and i:  # the next slot: every frame while the agent talks
+            levels.append(level)
+            if i >= 2 * self.KEEP:
+                del levels[:i + 1 - self.KEEP]
+                self._base += i + 1 - self.KEEP
+            return
         if not levels or i - len(levels) > self.KEEP:
             levels.clear()  # the first, or nothing kept is within reach of this slot
             self._base, i = slot, 0
@@ -343,20 +346,19 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
     """
     if not isinstance(played, PlayedLevels):
         played = PlayedLevels.of(played)
+    np = numeric()[0]
     # the played levels from MAX_LAG + WINDOW before the first inbound slot to WINDOW after the last
-    span = played.span(last_slot - len(levels) + 1 - MAX_LAG - WINDOW, last_slot + WINDOW)
-    levels = _since_the_agent(levels, span)
-    n = len(levels)
+    span = np.array(played.span(last_slot - len(levels) + 1 - MAX_LAG - WINDOW, last_slot + WINDOW))
+    n = _since_the_agent(len(levels), span >= PLAYED_FLOOR_DBFS)
     if n < LAG_SLOTS:
         return EchoPath(None, None)
-    np = numeric()[0]
-    raw = np.array(span[len(span) - (n + MAX_LAG + 2 * WINDOW):])  # slot first_slot - MAX_LAG - WINDOW on
+    raw = span[len(span) - (n + MAX_LAG + 2 * WINDOW):]  # slot first_slot - MAX_LAG - WINDOW on
     if int(np.count_nonzero(raw >= PLAYED_FLOOR_DBFS)) < n // 2:
         return EchoPath(None, None)  # the agent hardly spoke: no evidence either way
-    heard = np.array(levels)
+    heard = np.array(levels[len(levels) - n:])
     xs = np.maximum(heard, CLAMP_DBFS)
     xc = xs - xs.sum() / n
-    var_x = float(xc @ xc)
+    var_x = float(np.dot(xc, xc))
     if var_x < n * 4.0:  # the caller's line barely moved (< 2 dB): it follows nothing
         return EchoPath(None, 0.0, _unseen_loss(raw, xs))
     # per window start k of n played slots (lag = MAX_LAG + WINDOW - k): its sum, its squares, its
@@ -404,18 +406,19 @@ def words(callers: "Iterable[int]") -> "set[int]":
     return {s + d for s in cores for d in span}
 
 
-def _since_the_agent(levels: "list[float]", played: "list[float]") -> "list[float]":
-    """The inbound levels from the agent's first audible frame on (plus the shortest delay): what
-    came before (the caller's own question) cannot be echo, and correlated with the agent's
-    silence it reads as a line that follows nothing. ``played`` holds the played levels from
-    ``MAX_LAG + WINDOW`` slots before the first inbound slot on."""
+def _since_the_agent(count: int, audible: "Any") -> int:
+    """How many of the last ``count`` inbound levels to correlate: those from the agent's first
+    audible frame on (plus the shortest delay). What came before (the caller's own question)
+    cannot be echo, and correlated with the agent's silence it reads as a line that follows
+    nothing. ``audible`` says which played slots were audible, from ``MAX_LAG + WINDOW`` slots
+    before the first inbound slot on."""
     before = MAX_LAG + WINDOW
-    if max(played[:before], default=MIN_DBFS) >= PLAYED_FLOOR_DBFS:
-        return levels  # the agent was audible before the window: all of it may carry echo
-    for i, level in enumerate(played[before:before + len(levels)]):
-        if level >= PLAYED_FLOOR_DBFS:
-            return levels[max(0, i + MIN_LAG):]
-    return levels
+    if audible[:before].any():
+        return count  # the agent was audible before the window: all of it may carry echo
+    spoken = audible[before:before + count]
+    if not spoken.any():
+        return count
+    return count - max(0, int(spoken.argmax()) + MIN_LAG)
 
 
 class ProvisionalLoss:

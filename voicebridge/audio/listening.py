@@ -166,6 +166,9 @@ class AgentWords:
         return 2 * sum(1 for r in runs if r in self._runs) >= len(runs)
 
 
+_CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
+
+
 class Listener:
     """The call's ears: echo gate, local detector, comfort noise, the model's VAD weighed."""
 
@@ -211,18 +214,16 @@ class Listener:
     def hear(self, frame: bytes, now: float, armed: Callable[[], bool]) -> Heard:
         """One caller frame: what the model gets, and the local decision."""
         level = audio.dbfs(frame)
-        verdict = Verdict.CALLER
-        if self.gate is not None:
-            verdict = self.gate.judge(level, now, self.level.floor_dbfs)
+        floor = self.level.noise.floor_dbfs
+        verdict = _CALLER if self.gate is None else self.gate.judge(level, now, floor)
         forward = frame
-        if verdict is Verdict.ECHO:
+        if verdict is _ECHO:
             if self._comfort is not None:
-                forward = self._comfort.frame(self.level.floor_dbfs)
+                forward = self._comfort.frame(floor)
             elif self._quieter is not None:
                 forward = frame.translate(self._quieter)
-        decision = self.level.feed(level, now, verdict is Verdict.CALLER, armed, frame,
-                                   echo=verdict is Verdict.ECHO)
-        if decision is Decision.CONFIRM:
+        decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO)
+        if decision is _CONFIRM:
             self._confirmed_at = now
         return Heard(forward, level, verdict, decision)
 
