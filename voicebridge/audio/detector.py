@@ -33,6 +33,9 @@ class Decision(enum.Enum):
     BACKCHANNEL = "backchannel"  # a short utterance ended before confirmation: release, the answer resumes
 
 
+_NONE = Decision.NONE  # (the answer for most frames: a global, not a class lookup)
+
+
 class LevelDetector:
     """Debounced RMS trigger: ``frames_needed`` loud frames confirm.
 
@@ -272,7 +275,12 @@ class CallerLevel:
             self._soft.append(now)
         if not (loud or detector.run or detector.ducking or self._waiting or self._holding
                 or self._linger_until is not None):
-            return self._nothing(frame)  # most frames of every call: nothing going on, nothing to ask
+            # most frames of every call: nothing going on, nothing to ask. The full path would tell
+            # the level detector a quiet unarmed frame, which with no run and no duck changes nothing.
+            if self._run or self._voiced or self._periods or self._run_levels or self._bright:
+                self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+            self._previous = frame
+            return _NONE
         try:
             if self._linger_until is not None:
                 lingered = self._linger(armed)
@@ -304,15 +312,6 @@ class CallerLevel:
             return decision
         finally:
             self._previous = frame
-
-    def _nothing(self, frame: bytes) -> Decision:
-        """A frame that is not loud with no run, duck, hold or wait going on: what ``feed``'s full
-        path would do with it (the detector told a quiet, unarmed frame; the run's lists left empty)."""
-        self.detector.feed(MIN_DBFS, False)
-        if self._run or self._voiced or self._periods or self._run_levels or self._bright:
-            self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
-        self._previous = frame
-        return Decision.NONE
 
     def _dull_onset(self, frame: bytes) -> bool:
         """A run would start on a frame with hardly any energy above a few hundred Hz: road
