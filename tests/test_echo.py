@@ -316,3 +316,24 @@ def test_the_estimate_finds_what_the_loop_over_every_lag_found(seed):
     lag, r, loss = _estimate_by_loop(heard, last, played, doubted)
     assert (path.lag, path.loss_db) == (lag, pytest.approx(loss) if loss is not None else None)
     assert (path.r is None) == (r is None) and (r is None or abs(path.r - r) < 1e-9)
+
+
+def test_the_callers_words_are_the_runs_of_three_slots_within_two_of_each_other():
+    """``words`` against its definition, slot by slot, on random sets of the caller's slots."""
+    rnd = random.Random(5)
+    for _ in range(300):
+        callers = [rnd.randrange(0, 120) for _ in range(rnd.randrange(0, 100))]
+        judged = set(callers)
+        cores = [s for s in judged if sum(1 for d in range(-2, 3) if s + d in judged) >= 3]
+        assert words(callers) == {s + d for s in cores for d in range(-2, 3)}
+
+
+def test_the_gates_estimate_asks_for_the_callers_words_only_when_it_found_a_lag():
+    """The words are worked out only for a loss to measure (a pass over up to 100 slots every 2 s)."""
+    asked: list[int] = []
+    played = {s: AGENT_LEVELS[s] for s in range(200)}
+    echoed = [AGENT_LEVELS[s - 7] - 20 for s in range(100, 200)]
+    unrelated = [CALLER_LEVELS[i % len(CALLER_LEVELS)] for i in range(100)]
+    assert estimate(unrelated, 199, played, lambda: asked.append(1) or set()).lag is None and asked == []
+    path = estimate(echoed, 199, played, lambda: asked.append(1) or {150})
+    assert path.lag == 7 and asked == [1]
