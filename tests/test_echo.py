@@ -247,7 +247,20 @@ def test_played_levels_read_like_the_slot_map_they_replace():
             want = [expected.get(s, audio.MIN_DBFS) for s in range(first, last + 1)]
             assert played.span(first, last) == want
             assert played.loudest(first, last) == max(want)
-            assert [played.get(s) for s in range(first, last + 1)] == want
+            assert [played.loudest(s, s) for s in range(first, last + 1)] == want
+    for _ in range(50):  # a call going on: silences, jumps, clears; what the gate reads stays as the map's
+        expected, played, slot = {}, PlayedLevels(), 0
+        for _ in range(600):
+            slot += rnd.choice((1, 1, 1, 1, 2, 30, 500, 1000)) if rnd.random() < 0.9 else -rnd.randrange(0, 5)
+            if rnd.random() < 0.03:
+                expected = {s: v for s, v in expected.items() if s <= slot}
+                played.clear_after(slot)
+                continue
+            expected[slot] = rnd.uniform(-90.0, -10.0)
+            played.set(slot, expected[slot])
+            newest = max(expected)
+            want = [expected.get(s, audio.MIN_DBFS) for s in range(newest - 300, newest + 6)]
+            assert played.span(newest - 300, newest + 5) == want
     long_call = PlayedLevels()
     for slot in range(5000):
         long_call.set(slot, -20.0 - slot % 7)

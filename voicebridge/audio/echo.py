@@ -280,37 +280,40 @@ class PlayedLevels:
     def set(self, slot: int, level: float) -> None:
         levels = self._levels
         i = slot - self._base
-        if i == len(levels) and i:  # the next slot: every frame while the agent talks
-            levels.append(level)
-            if i >= 2 * self.KEEP:
-                del levels[:i + 1 - self.KEEP]
-                self._base += i + 1 - self.KEEP
-            return
-        if not levels or i - len(levels) > self.KEEP:
-            levels.clear()  # the first, or nothing kept is within reach of this slot
-            self._base, i = slot, 0
-        elif i < 0:  # before the oldest kept: sending never goes back in time, but kept general
-            if -i > self.KEEP:
-                return  # out of every window the gate looks at
-            levels[:0] = [MIN_DBFS] * -i
-            self._base, i = slot, 0
-        if i < len(levels):
-            levels[i] = level
-            return
-        levels.extend([MIN_DBFS] * (i - len(levels)))
+        if not levels or i != len(levels):  # anything but the next slot (every frame while the agent talks)
+            i = self._index(slot)
+            if i is None:
+                return
+            if i < len(levels):
+                levels[i] = level
+                return
         levels.append(level)
         if len(levels) > 2 * self.KEEP:
             drop = len(levels) - self.KEEP
             del levels[:drop]
             self._base += drop
 
+    def _index(self, slot: int) -> int | None:
+        """Where ``slot`` is in the list, the list extended or started over to reach it (None: older
+        than anything kept by more than ``KEEP``; sending never goes back in time, kept general)."""
+        levels = self._levels
+        i = slot - self._base
+        if not levels or i - len(levels) > self.KEEP:
+            levels.clear()  # the first, or nothing kept is within reach of this slot
+            self._base = slot
+            return 0
+        if i < 0:
+            if -i > self.KEEP:
+                return None
+            levels[:0] = [MIN_DBFS] * -i
+            self._base = slot
+            return 0
+        levels.extend([MIN_DBFS] * (i - len(levels)))
+        return i
+
     def clear_after(self, slot: int) -> None:
         """Forget every slot after ``slot`` (a clear: it will never play)."""
         del self._levels[max(0, slot - self._base + 1):]
-
-    def get(self, slot: int) -> float:
-        i = slot - self._base
-        return self._levels[i] if 0 <= i < len(self._levels) else MIN_DBFS
 
     def loudest(self, first: int, last: int) -> float:
         """The loudest played in slots ``first`` .. ``last`` (``MIN_DBFS`` for slots with none)."""
