@@ -344,9 +344,8 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
     (r < 0.3), the loss that proves (see ``_unseen_loss``). ``doubted`` may be a function that
     gives the slots: it is asked only when a lag is found (the gate's costs a pass over its slots).
 
-    Every lag at once (numpy: the 40 windows of played levels as one matrix against the line's
-    levels), about a tenth of the CPU of a Python loop over the lags; this runs every 400 ms of
-    every call until the delay is found.
+    Every lag at once (numpy correlations of the played levels with the line's, not a Python
+    loop over the lags): this runs every 400 ms of every call until the delay is found.
     """
     if not isinstance(played, PlayedLevels):
         played = PlayedLevels.of(played)
@@ -406,7 +405,7 @@ def words(callers: "Iterable[int]") -> "set[int]":
     """The slots of the caller's words (and 40 ms either side), given the slots judged the
     caller's. An echo peak a few dB over the loss in use is one such slot now and then and must
     still be measured (left out, the loss would only ever be measured upwards); a word is a run.
-    (One pass over the slots in order: the gate keeps the last 100, asked about every 2 s.)"""
+    (One pass over the slots in order: the gate keeps the last 100.)"""
     judged = sorted(set(callers))
     cores = []
     low = high = 0

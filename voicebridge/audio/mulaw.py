@@ -68,13 +68,12 @@ energy (each square < 2**30, their sum < 2**53); longer buffers are summed as Py
 
 
 @functools.cache
-def numeric() -> "tuple[Any, Any, Any]":
-    """numpy, the decode table as a float64 array, and ``sliding_window_view``: imported on first
-    use, so the library's import stays light (``prepare`` does it in a session's setup, before its
-    threads run: the first import takes 0.1-1 s, which must not stall a call's first frames)."""
+def numeric() -> "tuple[Any, Any]":
+    """numpy and the decode table as a float64 array: imported on first use, so the library's
+    import stays light (``prepare`` does it in a session's setup, before its threads run: the
+    first import takes a while, which must not stall a call's first frames)."""
     import numpy
-    from numpy.lib.stride_tricks import sliding_window_view
-    return numpy, numpy.array(ULAW_TABLE, dtype=numpy.float64), sliding_window_view
+    return numpy, numpy.array(ULAW_TABLE, dtype=numpy.float64)
 
 
 def prepare() -> None:
@@ -86,12 +85,12 @@ def _energy(frame: bytes) -> float:
     """The sum of the squared int16 samples of a non-empty frame, exactly.
 
     This runs for every frame both ways (100 per second per call): the decoded samples are taken
-    from a table and squared and summed in one BLAS dot product (a few microseconds where a
-    Python loop over the bytes took three times as long). The dot product of integers under
-    ``EXACT_SAMPLES`` samples is exact, so every level is the very same float as the integer sum's."""
+    from a table and squared and summed in one BLAS dot product, not a Python loop over the bytes.
+    The dot product of integers under ``EXACT_SAMPLES`` samples is exact, so every level is the
+    very same float as the integer sum's."""
     if len(frame) > EXACT_SAMPLES:
         return sum(map(_ULAW_SQUARES.__getitem__, frame))  # (an int: exact however long)
-    np, table, _ = numeric()
+    np, table = numeric()
     x = table.take(np.frombuffer(frame, dtype=np.uint8))
     return float(np.dot(x, x))
 

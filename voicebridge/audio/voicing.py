@@ -42,7 +42,7 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
     a voice on the phone band keeps 0.2-2 of it, rumble (a car, a knock's thud, mains hum) under
     ``DULL``, however periodic it is. Every lag of 20-160 samples at once, as one matrix product
     (numpy, imported on first use): about 0.1 ms a frame where the pure-Python loop took 1 ms."""
-    np, table, _ = _numpy()
+    np, table = _numpy()
     data = previous[-MAX_LAG - 1:] + frame
     n = len(frame) - 1
     if n < 40:
@@ -59,8 +59,8 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
     end = len(y) - n
     top = min(MAX_LAG, end)
     starts = slice(end - top, end - MIN_LAG + 1)  # window start end - lag, for lag top .. MIN_LAG
-    # the windows of n samples starting at end - top .. end - MIN_LAG, as a view of y (the same
-    # matrix sliding_window_view makes, without its 10 us of set-up)
+    # the windows of n samples starting at end - top .. end - MIN_LAG, as a view of y (the matrix
+    # numpy's sliding_window_view would make, without its set-up on every frame)
     past = np.ndarray((top - MIN_LAG + 1, n), dtype=y.dtype, buffer=y, offset=(end - top) * y.itemsize,
                       strides=(y.itemsize, y.itemsize))
     squares = np.concatenate(([0.0], np.cumsum(y * y)))
@@ -82,8 +82,8 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
 
 
 def _numpy() -> tuple:
-    """numpy, the mu-law table as an array, and ``sliding_window_view`` (imported once, when a
-    call first needs a frame listened to: the library's import stays light)."""
+    """numpy and the mu-law table as an array (imported once, when a call first needs a frame
+    listened to: the library's import stays light)."""
     return numeric()
 
 
