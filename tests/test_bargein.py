@@ -366,3 +366,36 @@ def test_the_pitch_is_the_best_lag_of_the_frame_against_the_audio_before_it():
         assert abs(r[lag] - got.periodicity) < 1e-9 and abs(got.period - lag) <= 0.5 + 1e-9
         assert got.periodicity >= voicing.OCTAVE * max(r.values()) - 1e-9
     assert checked > 30
+
+
+def _noise_frames(count: int, dbfs: float, seed: int = 3) -> list[bytes]:
+    import random
+    rnd = random.Random(seed)
+    scale = 32768 * 10 ** (dbfs / 20)
+    return frames_of(audio.encode([int(max(-32767, min(32767, rnd.gauss(0.0, scale)))) for _ in range(160 * count)]))
+
+
+def test_a_sustained_voiceless_sound_holds_the_duck_for_a_voice_then_releases_it():
+    """"Sh..." (loud, bright, sustained, no voice): the duck waits ``UTTERANCE_GAP_S`` after it for
+    the voice that may follow, then is released, on the quiet frames that follow."""
+    level = CallerLevel(frames_needed=5, duck=True, dip_frames=1, voiced_needed=1)
+    decisions(level, [audio.SILENCE_FRAME] * 80, 0.0)
+    out = decisions(level, _noise_frames(10, -15.0) + [audio.SILENCE_FRAME] * 40, 10.0)
+    assert out[0] is Decision.DUCK and Decision.RELEASE not in out[:12]
+    released = out.index(Decision.RELEASE)
+    assert 10 + int(CallerLevel.UTTERANCE_GAP_S / 0.02) <= released <= 10 + int(CallerLevel.UTTERANCE_GAP_S / 0.02) + 3
+
+
+def test_a_runs_first_frame_is_judged_against_the_audio_just_before_it(monkeypatch: pytest.MonkeyPatch):
+    """The voice check of an onset reads the frame before it, however quiet that frame was."""
+    import voicebridge.audio.detector as detector_module
+    before: list[bytes] = []
+    real = detector_module.pitch
+    monkeypatch.setattr(detector_module, "pitch", lambda frame, previous=b"": before.append(previous) or real(frame, previous))
+    level = CallerLevel(frames_needed=5, duck=True, voiced_needed=1)
+    quiet = _noise_frames(81, -70.0, seed=4)
+    decisions(level, quiet, 0.0)
+    speech = frames_of(tts.load_prompt("caller_stop"))
+    loud = next(f for f in speech if audio.dbfs(f) > -30)
+    level.feed(audio.dbfs(loud), 10.0, True, lambda: True, loud)
+    assert before and before[0] == quiet[-1]
