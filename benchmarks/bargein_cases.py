@@ -64,7 +64,7 @@ method of OutboundAudio adds it to SimOutbound; a bridge that is not a MediaSess
 any object with the methods above (pass a factory to :func:`run_case`).
 
 Usage: python benchmarks/bargein_cases.py [--json] [--only KIND] [--n N] [--seed S] [--vad auto|silero|energy]
-       [--variant before|now|COMMIT] [--also COMMIT] [--no-greeting] [--set NAME=JSON (a setting of "now")]
+       [--variant before|now|COMMIT] [--also COMMIT] [--no-greeting] [--answer-s S] [--set NAME=JSON (a setting of "now")]
 """
 from __future__ import annotations
 
@@ -126,6 +126,7 @@ TIMER_COST_S = _timer_cost()
 GREETING = tts.load_prompt("greeting")[:int(GREETING_S * 8000)]
 GREETING_FULL_S = len(tts.load_prompt("greeting")) / 8000  # the greeting's words span the whole prompt
 ANSWER = tts.load_prompt("long_answer")
+ANSWER_TEXT = LONG_ANSWER[1]  # its words (--answer-s repeats both)
 EVENTS = ("click", "cough", "door", "knock", "keyboard")
 BEDS = {"babble": "room_babble", "tv": "tv", "car": "car", "music": "music", "hum": "hum50"}
 
@@ -629,6 +630,8 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     if case.bed:
         bed = room.at_level(np.asarray(room.bed(case.bed, case.seed % 5)), case.bed_dbfs)
         bed = np.roll(bed, rng.randrange(len(bed)))[:len(own)]
+        if len(bed) < len(own):  # a long call (--answer-s): the bed goes round again
+            bed = np.resize(bed, len(own))
         if case.bed_from_onset:
             k = int(onset * 8000)
             bed[:k] = 0.0
@@ -655,7 +658,7 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
             server.start("greeting", GREETING, t, spoken(GREETING_PART[1], 0.0, GREETING_S, GREETING_FULL_S))
         if not answer_started and t >= ANSWER_AT - MODEL_NET_S:
             answer_started = True
-            server.start(None, answer, t, spoken(LONG_ANSWER[1], case.answer_at_s, case.answer_at_s + ANSWER_S,
+            server.start(None, answer, t, spoken(ANSWER_TEXT, case.answer_at_s, case.answer_at_s + ANSWER_S,
                                                  len(ANSWER) / 8000))
         while to_server and to_server[0][0] <= t + 1e-9:
             server.client(to_server.popleft()[1], t)
@@ -733,7 +736,7 @@ def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int
         if heard1 < ANSWER_AT:
             return words(GREETING_PART[1], heard0 - 0.1, heard1 - 0.1, GREETING_FULL_S)
         pos = case.answer_at_s - ANSWER_AT
-        return words(LONG_ANSWER[1], heard0 + pos, heard1 + pos, len(ANSWER) / 8000)
+        return words(ANSWER_TEXT, heard0 + pos, heard1 + pos, len(ANSWER) / 8000)
     return transcribe
 
 
@@ -908,6 +911,7 @@ def _setting(text: str) -> tuple[str, Any]:
 
 
 def main() -> int:
+    global GREETING_ON, ANSWER_S, CASE_S, ANSWER, ANSWER_TEXT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", help="run only the cases of this kind (e.g. echo-20, music, backchannel, whisper)")
@@ -919,12 +923,19 @@ def main() -> int:
                     help="also run the bridge of this commit, as a column between before and now; repeatable")
     ap.add_argument("--no-greeting", action="store_true",
                     help="no greeting: the answer is the call's first audio (as in the example app)")
+    ap.add_argument("--answer-s", type=float, metavar="S",
+                    help=f"the answer lasts S seconds (default {ANSWER_S}; the long answer repeated): long calls, "
+                         "where the echo path's correlation is amortised (read listening_cpu_ms_per_call_second)")
     ap.add_argument("--set", action="append", type=_setting, default=[], metavar="NAME=JSON",
                     help="a BridgeConfig setting of 'now' (e.g. barge_in_min_speech_ms=600); repeatable")
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the bridges' per-call log lines
-    global GREETING_ON
     GREETING_ON = not args.no_greeting
+    if args.answer_s:
+        ANSWER_S = args.answer_s
+        CASE_S = ANSWER_AT + ANSWER_S + 0.9
+        repeat = int((12.0 + ANSWER_S) * 8000 / len(ANSWER)) + 1  # (answers start up to 12 s in)
+        ANSWER, ANSWER_TEXT = ANSWER * repeat, " ".join([ANSWER_TEXT] * repeat)
     cases = [c for c in case_set(args.seed, args.n) if not args.only or c.kind == args.only]
     vad_name = make_vad(VadConfig(), kind=args.vad).kind
     report: dict = {"machine": machine(), "cases": len(cases), "model_vad": vad_name, "greeting": GREETING_ON,

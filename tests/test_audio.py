@@ -50,3 +50,17 @@ def test_rms_and_dbfs():
 def test_frame_constants():
     assert audio.FRAME_BYTES == 160 and len(audio.SILENCE_FRAME) == 160
     assert audio.ms_of(160) == 20
+
+
+def test_rms_is_the_exact_integer_energy_of_any_frame():
+    """The level every decision is taken on: bit-identical to the sum of the squared int16 samples
+    (the float dot product must not round, whatever the bytes, the length, or the buffer type)."""
+    rnd = random.Random(7)
+    frames = [bytes([0x80, 0x00]) * 80, bytes([0x00]) * 161, b"\x7f", audio.SILENCE_FRAME[:3]]
+    frames += [bytes(rnd.randrange(256) for _ in range(rnd.choice((1, 159, 160, 161, 800)))) for _ in range(300)]
+    for frame in frames:
+        exact = math.sqrt(sum(s * s for s in audio.decode(frame)) / len(frame))
+        assert audio.rms(frame) == exact
+        assert audio.rms(bytearray(frame)) == exact and audio.rms(memoryview(frame)) == exact
+        level = 20.0 * math.log10(exact / audio.FULL_SCALE) if exact else audio.MIN_DBFS
+        assert audio.dbfs(frame) == max(audio.MIN_DBFS, level)

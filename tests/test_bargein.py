@@ -233,6 +233,28 @@ def test_the_rumble_check_is_made_only_where_its_answer_can_matter(monkeypatch: 
     assert len(asked) >= 2
 
 
+def test_the_threshold_follows_the_floor_and_the_setting_from_the_next_frame():
+    """The threshold is worked out again only when the floor or the setting moved, not on every
+    frame: either change is in force on the very next frame."""
+    level = CallerLevel(threshold_dbfs=-35.0, frames_needed=5, duck=True)
+    t = 0.0
+    for _ in range(100):  # two seconds of a quiet line: the floor is known, the threshold the setting
+        assert level.feed(-80.0, t, True, lambda: True) is Decision.NONE
+        t += 0.02
+    assert level.feed(-34.0, t, True, lambda: True) is Decision.DUCK
+    assert level.feed(-80.0, t + 0.02, True, lambda: True) is Decision.RELEASE
+    level.threshold_dbfs = -30.0  # the setting raised mid-call
+    assert level.feed(-34.0, t + 0.04, True, lambda: True) is Decision.NONE
+    level.threshold_dbfs = -35.0
+    t += 0.06
+    for _ in range(100):  # a fan set in at -45 dBFS: the floor is -45 from 1.5 s on, the threshold -33
+        level.feed(-45.0, t, True, lambda: True)
+        t += 0.02
+    assert level.floor_dbfs == -45.0
+    assert level.feed(-34.0, t, True, lambda: True) is Decision.NONE  # under the raised threshold
+    assert level.feed(-32.0, t + 0.02, True, lambda: True) is Decision.DUCK
+
+
 class _ScriptedListener:
     """The listener's decisions, scripted frame by frame (the barge-in's own bookkeeping is tested)."""
 
@@ -301,3 +323,79 @@ def test_a_pause_between_words_keeps_the_utterances_onset_for_the_servers_eviden
     frame(2.00, Decision.DUCK, loud=True)  # 660 ms of quiet later: another utterance
     frame(2.02, Decision.CONFIRM, loud=True)
     assert onsets == [1.00, 2.00]
+
+
+def test_the_noise_floor_is_the_quietest_block_of_the_last_window_as_blocks_come_and_go():
+    """The window's quietest block is worked out when a block ends, not on every frame: the floor
+    still follows a quiet moment leaving the window, and a quieter frame inside the current block."""
+    floor = NoiseFloor(window_s=0.5, block_s=0.1)  # five blocks of five frames
+    levels = [-50.0] * 5 + [-70.0] * 5 + [-50.0] * 25 + [-55.0] + [-50.0] * 4
+    t, got = 0.0, []
+    for level in levels:
+        got.append(floor.update(level, t))
+        t += 0.02
+    assert got[:25] == [-100.0] * 25  # until five whole blocks have been heard: silence assumed
+    assert got[25:35] == [-70.0] * 10  # the -70 block is in the window
+    assert got[35] == -55.0 and got[36:] == [-55.0] * 4  # it left; the frame at -55 is this block's quietest
+
+
+def test_the_pitch_is_the_best_lag_of_the_frame_against_the_audio_before_it():
+    """The voice check's correlation, worked out lag by lag in plain Python: the periodicity it
+    reports is that of one of the lags it searched, the period within half a sample of that lag."""
+    import math
+
+    from voicebridge.audio import voicing
+    speech = frames_of(tts.load_prompt("caller_question"))
+    checked = 0
+    for i in range(2, len(speech)):
+        previous, frame = speech[i - 2][:5] + speech[i - 1], speech[i]
+        got = voicing.pitch(frame, previous)
+        if not got.period:
+            continue  # silence: nothing to measure
+        checked += 1
+        x = audio.decode((previous[-voicing.MAX_LAG - 1:] + frame))
+        y = [b - 0.95 * a for a, b in zip(x, x[1:])]
+        n = len(frame) - 1
+        cur = y[-n:]
+        energy, end = sum(v * v for v in cur), len(y) - n
+        r = {}
+        for lag in range(voicing.MIN_LAG, min(voicing.MAX_LAG, end) + 1):
+            past = y[end - lag:end - lag + n]
+            r[lag] = sum(a * b for a, b in zip(past, cur)) / math.sqrt(energy * sum(v * v for v in past) + 1e-9)
+        lag = min(r, key=lambda k: abs(r[k] - got.periodicity))
+        assert abs(r[lag] - got.periodicity) < 1e-9 and abs(got.period - lag) <= 0.5 + 1e-9
+        assert got.periodicity >= voicing.OCTAVE * max(r.values()) - 1e-9
+    assert checked > 30
+
+
+def _noise_frames(count: int, dbfs: float, seed: int = 3) -> list[bytes]:
+    import random
+    rnd = random.Random(seed)
+    scale = 32768 * 10 ** (dbfs / 20)
+    return frames_of(audio.encode([int(max(-32767, min(32767, rnd.gauss(0.0, scale)))) for _ in range(160 * count)]))
+
+
+def test_a_sustained_voiceless_sound_holds_the_duck_for_a_voice_then_releases_it():
+    """"Sh..." (loud, bright, sustained, no voice): the duck waits ``UTTERANCE_GAP_S`` after it for
+    the voice that may follow, then is released, on the quiet frames that follow."""
+    level = CallerLevel(frames_needed=5, duck=True, dip_frames=1, voiced_needed=1)
+    decisions(level, [audio.SILENCE_FRAME] * 80, 0.0)
+    out = decisions(level, _noise_frames(10, -15.0) + [audio.SILENCE_FRAME] * 40, 10.0)
+    assert out[0] is Decision.DUCK and Decision.RELEASE not in out[:12]
+    released = out.index(Decision.RELEASE)
+    assert 10 + int(CallerLevel.UTTERANCE_GAP_S / 0.02) <= released <= 10 + int(CallerLevel.UTTERANCE_GAP_S / 0.02) + 3
+
+
+def test_a_runs_first_frame_is_judged_against_the_audio_just_before_it(monkeypatch: pytest.MonkeyPatch):
+    """The voice check of an onset reads the frame before it, however quiet that frame was."""
+    import voicebridge.audio.detector as detector_module
+    before: list[bytes] = []
+    real = detector_module.pitch
+    monkeypatch.setattr(detector_module, "pitch", lambda frame, previous=b"": before.append(previous) or real(frame, previous))
+    level = CallerLevel(frames_needed=5, duck=True, voiced_needed=1)
+    quiet = _noise_frames(81, -70.0, seed=4)
+    decisions(level, quiet, 0.0)
+    speech = frames_of(tts.load_prompt("caller_stop"))
+    loud = next(f for f in speech if audio.dbfs(f) > -30)
+    level.feed(audio.dbfs(loud), 10.0, True, lambda: True, loud)
+    assert before and before[0] == quiet[-1]

@@ -222,3 +222,131 @@ def test_the_callers_question_before_the_answer_does_not_use_up_the_quick_estima
     asked for 4 s before the agent spoke still has the echo path found within ~1.6 s of it."""
     gate, _, _ = _unlearned_call(-20, caller_at=None, frames=80, question=200)
     assert gate.delay_ms == 100
+
+
+# ----------------------------------------------------------------- the played levels and the estimate, computed fast
+def test_played_levels_read_like_the_slot_map_they_replace():
+    """The gate's record of what played (a list from a base slot) answers every slot, window and
+    span as the ``{slot: level}`` map did, through sends, clears, gaps and trimming."""
+    from voicebridge.audio.echo import PlayedLevels
+    rnd = random.Random(3)
+    for _ in range(400):
+        expected: dict[int, float] = {}
+        played = PlayedLevels()
+        for _ in range(rnd.randrange(1, 60)):
+            if rnd.random() < 0.85:
+                slot, level = rnd.randrange(-30, 80), rnd.choice((rnd.uniform(-130.0, 0.0), audio.MIN_DBFS))
+                expected[slot] = level
+                played.set(slot, level)
+            else:
+                current = rnd.randrange(-30, 80)
+                expected = {s: v for s, v in expected.items() if s <= current}
+                played.clear_after(current)
+            first = rnd.randrange(-50, 100)
+            last = first + rnd.randrange(0, 50)
+            want = [expected.get(s, audio.MIN_DBFS) for s in range(first, last + 1)]
+            assert played.span(first, last) == want
+            assert played.loudest(first, last) == max(want)
+            assert [played.loudest(s, s) for s in range(first, last + 1)] == want
+    for _ in range(50):  # a call going on: silences, jumps, clears; what the gate reads stays as the map's
+        expected, played, slot = {}, PlayedLevels(), 0
+        for _ in range(600):
+            slot += rnd.choice((1, 1, 1, 1, 2, 30, 500, 1000)) if rnd.random() < 0.9 else -rnd.randrange(0, 5)
+            if rnd.random() < 0.03:
+                expected = {s: v for s, v in expected.items() if s <= slot}
+                played.clear_after(slot)
+                continue
+            expected[slot] = rnd.uniform(-90.0, -10.0)
+            played.set(slot, expected[slot])
+            newest = max(expected)
+            want = [expected.get(s, audio.MIN_DBFS) for s in range(newest - 300, newest + 6)]
+            assert played.span(newest - 300, newest + 5) == want
+    long_call = PlayedLevels()
+    for slot in range(5000):
+        long_call.set(slot, -20.0 - slot % 7)
+    assert long_call.span(4999 - 2 * 100, 4999) == [-20.0 - s % 7 for s in range(4799, 5000)]
+    assert len(long_call._levels) <= 2 * PlayedLevels.KEEP  # a long call keeps a bounded record
+
+
+def _estimate_by_loop(levels: list[float], last_slot: int, played: dict[int, float],
+                      doubted: "set[int] | frozenset[int]" = frozenset()) -> tuple:
+    """The estimate as a Python loop over the lags (how the gate computed it before numpy): the oracle."""
+    from voicebridge.audio import echo as e
+    first_slot = last_slot - len(levels) + 1
+    if not any(played.get(s, -120.0) >= e.PLAYED_FLOOR_DBFS for s in range(first_slot - 42, first_slot)):
+        spoken = [s for s in range(first_slot, last_slot + 1) if played.get(s, -120.0) >= e.PLAYED_FLOOR_DBFS]
+        levels = levels[max(0, spoken[0] + e.MIN_LAG - first_slot):] if spoken else levels
+    n = len(levels)
+    if n < e.LAG_SLOTS:
+        return None, None, None
+    raw = [played.get(s, -120.0) for s in range(last_slot - n + 1 - 42, last_slot + 3)]
+    if sum(1 for y in raw if y >= e.PLAYED_FLOOR_DBFS) < n // 2:
+        return None, None, None
+    xs = [max(e.CLAMP_DBFS, x) for x in levels]
+    xc = [x - sum(xs) / n for x in xs]
+    var_x = sum(v * v for v in xc)
+    spoken_levels = sorted(y for y in raw if y >= e.PLAYED_FLOOR_DBFS)
+    unseen = max(0.0, spoken_levels[len(spoken_levels) // 2] - sorted(xs)[int(n * 0.9)])
+    if var_x < n * 4.0:
+        return None, 0.0, unseen
+    best, best_r = None, None
+    for lag in range(e.MIN_LAG, e.MAX_LAG + 1):
+        ys = [max(e.CLAMP_DBFS, y) for y in raw[42 - lag:42 - lag + n]]
+        var_y = sum(y * y for y in ys) - n * (sum(ys) / n) ** 2
+        if var_y >= n * 4.0:
+            r = sum(a * b for a, b in zip(xc, ys)) / math.sqrt(var_x * var_y)
+            if best_r is None or r > best_r:
+                best, best_r = lag, r
+    if best_r is None or best_r < e.MIN_CORRELATION:
+        return None, best_r, None if best_r is None else unseen
+    losses = sorted(max(raw[40 - best + i:45 - best + i]) - heard for i, heard in enumerate(levels)
+                    if last_slot - n + 1 + i not in doubted and max(raw[40 - best + i:45 - best + i]) >= -50.0)
+    return best, best_r, max(0.0, losses[int(len(losses) * 0.1)]) if len(losses) >= 20 else None
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_estimate_finds_what_the_loop_over_every_lag_found(seed):
+    """Lag, correlation and loss as the loop over the lags computes them, on echo at any delay and
+    level, under noise, with the caller's words doubted, over babble that follows nothing, and
+    with the agent starting inside the window."""
+    rnd = random.Random(seed)
+    delay, echo_db = rnd.randrange(1, 41), rnd.uniform(-35.0, -8.0) if seed % 4 != 1 else -12.0
+    start = 0 if seed % 4 == 1 else (0, 60, 130, 175)[seed % 4]  # the agent's first audible slot
+    played = {s: AGENT_LEVELS[s + 300] for s in range(start, 240)}
+    last = 199
+    heard = []
+    for s in range(100, 200):
+        echo = played.get(s - delay, audio.MIN_DBFS) + echo_db
+        noise = rnd.choice((-60.0, -45.0, -35.0)) if seed % 3 == 0 else -62.0
+        heard.append(power_sum(echo, noise + rnd.uniform(-2, 2)))
+    if seed % 4 == 1:  # a word of the caller's over it, doubted
+        for i in range(40, 48):
+            heard[i] = CALLER_LEVELS[i] - 6.0
+    doubted = {100 + i for i in range(38, 50)} if seed % 4 == 1 else set()
+    if seed % 5 == 2:  # a line that follows nothing: babble-like levels
+        heard = [rnd.uniform(-50.0, -30.0) for _ in heard]
+    path = estimate(heard, last, played, doubted)
+    lag, r, loss = _estimate_by_loop(heard, last, played, doubted)
+    assert (path.lag, path.loss_db) == (lag, pytest.approx(loss) if loss is not None else None)
+    assert (path.r is None) == (r is None) and (r is None or abs(path.r - r) < 1e-9)
+
+
+def test_the_callers_words_are_the_runs_of_three_slots_within_two_of_each_other():
+    """``words`` against its definition, slot by slot, on random sets of the caller's slots."""
+    rnd = random.Random(5)
+    for _ in range(300):
+        callers = [rnd.randrange(0, 120) for _ in range(rnd.randrange(0, 100))]
+        judged = set(callers)
+        cores = [s for s in judged if sum(1 for d in range(-2, 3) if s + d in judged) >= 3]
+        assert words(callers) == {s + d for s in cores for d in range(-2, 3)}
+
+
+def test_the_gates_estimate_asks_for_the_callers_words_only_when_it_found_a_lag():
+    """The words are worked out only for a loss to measure (a pass over up to 100 slots every 2 s)."""
+    asked: list[int] = []
+    played = {s: AGENT_LEVELS[s] for s in range(200)}
+    echoed = [AGENT_LEVELS[s - 7] - 20 for s in range(100, 200)]
+    unrelated = [CALLER_LEVELS[i % len(CALLER_LEVELS)] for i in range(100)]
+    assert estimate(unrelated, 199, played, lambda: asked.append(1) or set()).lag is None and asked == []
+    path = estimate(echoed, 199, played, lambda: asked.append(1) or {150})
+    assert path.lag == 7 and asked == [1]

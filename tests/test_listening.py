@@ -411,10 +411,11 @@ def test_a_whisper_with_a_stray_periodic_frame_or_two_is_still_a_whisper(n):
     assert got[0] is Decision.DUCK and got[1] in (Decision.BACKCHANNEL, Decision.CONFIRM), got
 
 
-def test_numpy_is_set_up_once_when_the_first_calls_arrive_together(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two calls' first loud frames at once (a threaded server's first calls): each gets the
-    set-up, and it is made once (it used to be made twice, and every later frame failed)."""
-    from voicebridge.audio import voicing
+def test_numpy_is_set_up_whole_when_the_first_calls_arrive_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two calls' first loud frames at once (a threaded server's first calls): each gets the whole
+    set-up (numpy and the table), and frames judged afterwards use a full table (it
+    used to be made twice into one list, and every later frame failed)."""
+    from voicebridge.audio import mulaw, voicing
 
     class SlowTable:  # the table's conversion takes a while: the second thread arrives meanwhile
         def __len__(self) -> int:
@@ -424,21 +425,25 @@ def test_numpy_is_set_up_once_when_the_first_calls_arrive_together(monkeypatch: 
         def __getitem__(self, i: int) -> int:
             return ULAW_TABLE[i]
 
-    monkeypatch.setattr(voicing, "_NUMPY", [])
-    monkeypatch.setattr(voicing, "ULAW_TABLE", SlowTable())
+    mulaw.numeric.cache_clear()
+    monkeypatch.setattr(mulaw, "ULAW_TABLE", SlowTable())
     start = threading.Barrier(2)
-    got: list[int] = []
+    got: list[tuple] = []
 
     def first_frame() -> None:
         start.wait(5)
-        got.append(len(voicing._numpy()))
+        got.append(voicing._numpy())
 
     threads = [threading.Thread(target=first_frame) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(5)
-    assert got == [3, 3] and len(voicing._NUMPY) == 3
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(5)
+        assert len(got) == 2 and all(len(parts) == 2 and len(parts[1]) == 256 for parts in got)
+        assert voicing.periodicity(bytes(range(256))[:160], bytes(range(96, 256))) >= 0.0
+    finally:
+        mulaw.numeric.cache_clear()
 
 
 def test_a_held_voice_inside_a_turn_the_models_vad_opened_earlier_waits_for_that_turns_words():
@@ -504,3 +509,15 @@ def test_which_transcripts_are_the_agents_own_words(text, final, expected):
     said = AgentWords()
     said.add("The model streams its reply back faster than real time, and the phone plays it.", final=True)
     assert said.echoed(text, final) is expected
+
+
+def test_a_new_calls_comfort_noise_reuses_the_tables_earlier_calls_built():
+    """The noise is lowered to the line's floor with a 256-byte table per whole dB; a call used to
+    build its own (half a millisecond each, for every dB its floor passed through)."""
+    from voicebridge.audio.echo import attenuation_table
+    first = ComfortNoise(seed=5)
+    frames = [first.frame(level) for level in (-70.0, -61.0, -52.0)]
+    built = attenuation_table.cache_info().misses
+    again = ComfortNoise(seed=5)
+    assert [again.frame(level) for level in (-70.0, -61.0, -52.0)] == frames
+    assert attenuation_table.cache_info().misses == built

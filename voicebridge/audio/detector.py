@@ -33,6 +33,9 @@ class Decision(enum.Enum):
     BACKCHANNEL = "backchannel"  # a short utterance ended before confirmation: release, the answer resumes
 
 
+_NONE = Decision.NONE  # (the answer for most frames: a global, not a class lookup)
+
+
 class LevelDetector:
     """Debounced RMS trigger: ``frames_needed`` loud frames confirm.
 
@@ -112,18 +115,22 @@ class NoiseFloor:
         self._blocks: deque[float] = deque(maxlen=max(1, round(window_s / block_s)))
         self._block_start: float | None = None
         self._block_min = 0.0
+        self._window_min: float | None = None  # the quietest whole block of a full window (None: not full yet)
 
     def update(self, level_dbfs: float, now: float) -> float:
         """One inbound frame's level; returns the floor."""
         level = max(-100.0, level_dbfs)
-        if self._block_start is None or now - self._block_start >= self.block_s - 1e-6 or now < self._block_start:
-            if self._block_start is not None:
+        start = self._block_start
+        if start is None or now - start >= self.block_s - 1e-6 or now < start:
+            if start is not None:
                 self._blocks.append(self._block_min)
+                if len(self._blocks) == self._blocks.maxlen:  # a whole window seen (a block's end, not every frame)
+                    self._window_min = min(self._blocks)
             self._block_start, self._block_min = now, level
         elif level < self._block_min:
             self._block_min = level
-        if len(self._blocks) == self._blocks.maxlen:  # a whole window seen: its quietest moment
-            self.floor_dbfs = min(self.ceiling_dbfs, self._block_min, min(self._blocks))
+        if self._window_min is not None:  # the window's quietest moment
+            self.floor_dbfs = min(self.ceiling_dbfs, self._block_min, self._window_min)
         return self.floor_dbfs
 
     def threshold(self, configured_dbfs: float, reach_db: float = 0.0, quiet_db: float = 0.0) -> float:
@@ -238,6 +245,7 @@ class CallerLevel:
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
         self.whispered = False  # the current (or last) utterance was judged a whisper: no voice in it
         self._now = float("-inf")
+        self._threshold_of: tuple[float, float] | None = None  # (floor, configured) the detector's threshold is for
 
     @property
     def floor_dbfs(self) -> float:
@@ -249,20 +257,30 @@ class CallerLevel:
         ``echo`` says it was judged echo rather than unsure); ``armed`` is asked only when the
         answer can matter (a loud frame, or a dip in a run)."""
         self._now = now
-        self.noise.update(level_dbfs, now)
-        if self._adapt:
-            self.detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs, *self._quiet_line)
+        detector = self.detector
+        floor = self.noise.update(level_dbfs, now)
+        if self._adapt and (floor, self.threshold_dbfs) != self._threshold_of:  # the floor moves every 100 ms at most
+            self._threshold_of = (floor, self.threshold_dbfs)
+            detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs, *self._quiet_line)
         if echo:
             self._echo_at = now
         level = level_dbfs if counts else MIN_DBFS
         self._level = level
-        self.loud = self.detector.is_loud(level)
+        self.loud = loud = level >= detector.threshold_dbfs
         if self._deaf:
-            self._deaf = self.loud
-            self.loud = False
+            self._deaf = loud
+            self.loud = loud = False
             level = MIN_DBFS
-        elif counts and level >= self.detector.threshold_dbfs - self.SOFT_DB and level >= self.floor_dbfs + 6.0:
+        elif counts and level >= detector.threshold_dbfs - self.SOFT_DB and level >= floor + 6.0:
             self._soft.append(now)
+        if not (loud or detector.run or detector.ducking or self._waiting or self._holding
+                or self._linger_until is not None):
+            # most frames of every call: nothing going on, nothing to ask. The full path would tell
+            # the level detector a quiet unarmed frame, which with no run and no duck changes nothing.
+            if self._run or self._voiced or self._periods or self._run_levels or self._bright:
+                self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+            self._previous = frame
+            return _NONE
         try:
             if self._linger_until is not None:
                 lingered = self._linger(armed)

@@ -29,8 +29,7 @@ import enum
 import re
 import threading
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from . import mulaw as audio, voicing
 from .detector import CallerLevel, Decision, Sound
@@ -96,9 +95,8 @@ class Turn(enum.Enum):
     NOT_CALLER = "not_caller"  # the model's VAD heard echo or room sound: nothing to answer
 
 
-@dataclass(frozen=True)
-class Heard:
-    """One caller frame, judged."""
+class Heard(NamedTuple):
+    """One caller frame, judged (a named tuple: one is made for every frame of every call)."""
 
     forward: bytes  # what the model is sent
     level_dbfs: float
@@ -168,6 +166,9 @@ class AgentWords:
         return 2 * sum(1 for r in runs if r in self._runs) >= len(runs)
 
 
+_CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
+
+
 class Listener:
     """The call's ears: echo gate, local detector, comfort noise, the model's VAD weighed."""
 
@@ -184,8 +185,9 @@ class Listener:
                          if self._comfort is None and config.echo_suppression_db > 0 else None)
         self._backchannels = config.ignore_backchannels
         self._hold_s = config.backchannel_hold_ms / 1000
+        audio.prepare()  # the levels' table, built with the call's parts, before its threads: not on its first frame
         if config.barge_in and config.barge_in_voicing:
-            voicing.prepare()  # built with the call's parts, before its threads: not on its first loud frame
+            voicing.prepare()  # (the same for the voice checks: not on its first loud frame)
         self._transcribed = config.transcription_model is not None
         self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
         self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far
@@ -212,18 +214,16 @@ class Listener:
     def hear(self, frame: bytes, now: float, armed: Callable[[], bool]) -> Heard:
         """One caller frame: what the model gets, and the local decision."""
         level = audio.dbfs(frame)
-        verdict = Verdict.CALLER
-        if self.gate is not None:
-            verdict = self.gate.judge(level, now, self.level.floor_dbfs)
+        floor = self.level.noise.floor_dbfs
+        verdict = _CALLER if self.gate is None else self.gate.judge(level, now, floor)
         forward = frame
-        if verdict is Verdict.ECHO:
+        if verdict is _ECHO:
             if self._comfort is not None:
-                forward = self._comfort.frame(self.level.floor_dbfs)
+                forward = self._comfort.frame(floor)
             elif self._quieter is not None:
                 forward = frame.translate(self._quieter)
-        decision = self.level.feed(level, now, verdict is Verdict.CALLER, armed, frame,
-                                   echo=verdict is Verdict.ECHO)
-        if decision is Decision.CONFIRM:
+        decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO)
+        if decision is _CONFIRM:
             self._confirmed_at = now
         return Heard(forward, level, verdict, decision)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 SAMPLE_RATE = 8000
 BYTES_PER_MS = 8
@@ -61,30 +62,51 @@ def encode(samples: "list[int] | tuple[int, ...]") -> bytes:
     return bytes(_lin_to_ulaw(int(s)) for s in samples)
 
 
+EXACT_SAMPLES = 1 << 20
+"""Up to this many samples a float64 dot product of the decoded samples is the exact integer
+energy (each square < 2**30, their sum < 2**53); longer buffers are summed as Python ints."""
+
+
 @functools.cache
-def _pair_squares() -> tuple[int, ...]:
-    """The summed squares of both samples of every pair of mu-law bytes (either byte order):
-    a frame's energy is then 80 lookups, not 160. 64 Ki entries, built once, on first use."""
-    squares = _ULAW_SQUARES
-    return tuple(squares[i & 0xFF] + squares[i >> 8] for i in range(65536))
+def numeric() -> "tuple[Any, Any]":
+    """numpy and the decode table as a float64 array: imported on first use, so the library's
+    import stays light (``prepare`` does it in a session's setup, before its threads run: the
+    first import takes a while, which must not stall a call's first frames)."""
+    import numpy
+    return numpy, numpy.array(ULAW_TABLE, dtype=numpy.float64)
+
+
+def prepare() -> None:
+    """Import what the levels and the voice checks compute with now, not on a call's first frame."""
+    numeric()
+
+
+def _energy(frame: bytes) -> float:
+    """The sum of the squared int16 samples of a non-empty frame, exactly.
+
+    This runs for every frame both ways (100 per second per call): the decoded samples are taken
+    from a table and squared and summed in one BLAS dot product, not a Python loop over the bytes.
+    The dot product of integers under ``EXACT_SAMPLES`` samples is exact, so every level is the
+    very same float as the integer sum's."""
+    if len(frame) > EXACT_SAMPLES:
+        return sum(map(_ULAW_SQUARES.__getitem__, frame))  # (an int: exact however long)
+    np, table = numeric()
+    x = table.take(np.frombuffer(frame, dtype=np.uint8))
+    return float(np.dot(x, x))
 
 
 def rms(frame: bytes) -> float:
     """Root mean square of a mu-law frame on the int16 scale (0.0 for an empty frame)."""
     if not frame:
         return 0.0
-    # map() over the bytes with the table's __getitem__ runs the loop in C, not in a generator:
-    # this runs for every frame both ways (100 per second per call), so by pairs when it can.
-    if len(frame) % 2 == 0:
-        energy = sum(map(_pair_squares().__getitem__, memoryview(frame).cast("H")))
-    else:
-        energy = sum(map(_ULAW_SQUARES.__getitem__, frame))
-    return math.sqrt(energy / len(frame))
+    return math.sqrt(_energy(frame) / len(frame))
 
 
 def dbfs(frame: bytes) -> float:
     """Level of a mu-law frame in dBFS; digital silence is clamped to MIN_DBFS."""
-    level = rms(frame)
+    if not frame:
+        return MIN_DBFS
+    level = math.sqrt(_energy(frame) / len(frame))
     if level <= 0.0:
         return MIN_DBFS
     return max(MIN_DBFS, 20.0 * math.log10(level / FULL_SCALE))

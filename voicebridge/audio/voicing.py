@@ -12,10 +12,9 @@ It is asked only about loud frames inside a possible barge-in, never about every
 """
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
-from .mulaw import ULAW_TABLE
+from .mulaw import numeric
 
 MIN_LAG, MAX_LAG = 20, 160  # 400 Hz .. 50 Hz at 8 kHz
 VOICED = 0.55
@@ -43,7 +42,7 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
     a voice on the phone band keeps 0.2-2 of it, rumble (a car, a knock's thud, mains hum) under
     ``DULL``, however periodic it is. Every lag of 20-160 samples at once, as one matrix product
     (numpy, imported on first use): about 0.1 ms a frame where the pure-Python loop took 1 ms."""
-    np, table, windows = _numpy()
+    np, table = _numpy()
     data = previous[-MAX_LAG - 1:] + frame
     n = len(frame) - 1
     if n < 40:
@@ -60,7 +59,10 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
     end = len(y) - n
     top = min(MAX_LAG, end)
     starts = slice(end - top, end - MIN_LAG + 1)  # window start end - lag, for lag top .. MIN_LAG
-    past = windows(y[:end - MIN_LAG + n], n)[starts]
+    # the windows of n samples starting at end - top .. end - MIN_LAG, as a view of y (the matrix
+    # numpy's sliding_window_view would make, without its set-up on every frame)
+    past = np.ndarray((top - MIN_LAG + 1, n), dtype=y.dtype, buffer=y, offset=(end - top) * y.itemsize,
+                      strides=(y.itemsize, y.itemsize))
     squares = np.concatenate(([0.0], np.cumsum(y * y)))
     past_energy = (squares[n:] - squares[:-n])[starts]
     r = ((past @ cur) / np.sqrt(energy * past_energy + 1e-9))[::-1]  # index k: lag MIN_LAG + k
@@ -79,29 +81,16 @@ def pitch(frame: bytes, previous: bytes = b"") -> Pitch:
     return Pitch(best, MIN_LAG + k + max(-0.5, min(0.5, shift)), bright)
 
 
-_NUMPY: list = []
-_NUMPY_LOCK = threading.Lock()
-
-
 def _numpy() -> tuple:
-    """numpy, the mu-law table as an array, and ``sliding_window_view`` (imported once, when a
-    call first needs a frame listened to: the library's import stays light). Under a lock: the
-    first calls of a threaded server arrive together, and two filling the list at once left six
-    items in it, which failed every later frame of those calls."""
-    if not _NUMPY:
-        with _NUMPY_LOCK:
-            if not _NUMPY:
-                import numpy
-                from numpy.lib.stride_tricks import sliding_window_view
-                table = numpy.array(ULAW_TABLE, dtype=numpy.float64)
-                _NUMPY.extend((numpy, table, sliding_window_view))
-    return tuple(_NUMPY)
+    """numpy and the mu-law table as an array (imported once, when a call first needs a frame
+    listened to: the library's import stays light)."""
+    return numeric()
 
 
 def prepare() -> None:
     """Import numpy now (a session's setup, before its threads run): the first import takes 0.1-1 s,
     which on the first loud frame of a process's first call would stall its barge-in."""
-    _numpy()
+    numeric()
 
 
 def voiced(frame: bytes, previous: bytes = b"") -> bool:
