@@ -73,3 +73,16 @@ def test_frames_already_played_are_forgotten_as_sending_goes_on():
     unplayed, playback = Unplayed(), PlaybackTracker()
     send(unplayed, playback, "a", 500, 0.0)  # ten seconds, paced
     assert len(unplayed._recent) <= 3
+
+
+def test_a_duck_clears_only_with_audio_at_the_caller_and_not_again_soon_after_a_release():
+    unplayed, playback = Unplayed(), PlaybackTracker()
+    assert not unplayed.worth_clearing(0.0)  # nothing sent
+    send(unplayed, playback, "a", 2, 0.0, step=0.0)
+    assert unplayed.worth_clearing(0.01)
+    assert not unplayed.worth_clearing(0.05)  # all played
+    unplayed.released(1.0)  # a duck released (a key tap)
+    send(unplayed, playback, "a", 2, 1.0, step=0.0)
+    assert not unplayed.worth_clearing(1.01)  # the next tap only pauses
+    send(unplayed, playback, "a", 2, 2.1, step=0.0)
+    assert unplayed.worth_clearing(2.11)
