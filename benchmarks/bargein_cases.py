@@ -958,6 +958,8 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
                                             max((o.heard_twice_ms for _, o in results), default=None)],
         "answer_skipped_ms_total_max": [round(sum(o.skipped_ms for _, o in results), 1),
                                         max((o.skipped_ms for _, o in results), default=None)],
+        "ducks_duck_clears": [sum(o.ducks for _, o in results),
+                              sum(1 for _, o in results for _, a in o.actions if a == "duck_clear")],
         "missed_pct": pct(sum(not caught(o) and not o.cut_before_onset for o in should), len(should)),
         "should_cut_before_onset": sum(o.cut_before_onset for o in should),
         "missed_within_3s_pct": pct(sum(not (o.clear_ms is not None and o.clear_ms <= 3000) and not o.cut_before_onset
