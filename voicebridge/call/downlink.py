@@ -439,6 +439,5 @@ class OutboundAudio:
         self._link.send_mark(name)
 
 
-
 def _seq(chunk: Chunk) -> int:
     return chunk.seq
