@@ -193,6 +193,7 @@ class CallerMetrics:
             last_media_after_ms=_ms(after[-1] - onset) if after else None,
             frames_after_onset=len(after),
             heard_after_ms=_ms(_heard_after(onset, segments)),
+            clears_after_ms=[_ms(c - onset) for c in self._clears if c >= onset],
         )
 
 
