@@ -20,7 +20,8 @@ does). Three kinds of call, ``--n`` of each per echo level:
 A bridge may also clear at its duck (``duck_clear``: the caller stops hearing the agent at
 once, and the answer resumes if the duck is released), so a clear on the wire is no barge-in by
 itself: the model's side says whether the answer was cut, and the barge-in's clear is the last
-one the caller received after its onset (``clears`` counts them all).
+one the caller received after its onset before the agent spoke again (``clears`` counts them
+all, in the whole call).
 
 Usage: python benchmarks/bargein_app.py [--n 2] [--echo-db -20 --echo-db -15] [--json]
 (about 12 s of wall time per call).
