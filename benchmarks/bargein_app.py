@@ -6,14 +6,22 @@ a room and the phone band) calls the example app (a real server, a ``MediaSessio
 talks to the local Realtime server whose VAD is Silero (it hears the agent's echo, as OpenAI's
 does). Three kinds of call, ``--n`` of each per echo level:
 
-* ``listen``: the caller asks ("What can you tell me?") and listens to the whole answer; any
-  clear, barge-in or server ``speech_started`` during the answer is the agent interrupting itself;
+* ``listen``: the caller asks ("What can you tell me?") and listens to the whole answer; a
+  barge-in during the answer (the model told to cancel or truncate it) is the agent
+  interrupting itself;
 * ``backchannel``: 1.2 s into the answer the caller says "mm-hm", "yeah"...: the answer should
-  go on, nothing lost (no clear, no ``response.cancel``);
-* ``interrupt``: 1.2 s into the answer the caller says "wait", "stop", "hold on"...: a clear is
-  wanted within 1 s of the onset (``caught``); ``caught late`` is a clear after that with the
-  agent silent for the caller meanwhile (it heard at most ``EAR_MS`` of the agent after its
-  onset: the duck, then the pause while the short command's words came), ``missed`` anything else.
+  go on (no ``response.cancel``, no truncate);
+* ``interrupt``: 1.2 s into the answer the caller says "wait", "stop", "hold on"...: a barge-in
+  is wanted, its clear within 1 s of the onset (``caught``); ``caught late`` is one after that
+  with the agent silent for the caller meanwhile (it heard at most ``EAR_MS`` of the agent after
+  its onset: the duck, then the pause while the short command's words came), ``missed``
+  anything else.
+
+A bridge may also clear at its duck (``duck_clear``: the caller stops hearing the agent at
+once, and the answer resumes if the duck is released), so a clear on the wire is no barge-in by
+itself: the model's side says whether the answer was cut, and the barge-in's clear is the last
+one the caller received after its onset before the agent spoke again (``clears`` counts them
+all, in the whole call).
 
 Usage: python benchmarks/bargein_app.py [--n 2] [--echo-db -20 --echo-db -15] [--json]
 (about 12 s of wall time per call).
@@ -55,12 +63,13 @@ def one_call(kind: str, k: int, echo_db: float, vad: str) -> dict:
                                         max_seconds=40, acoustics=room)
         stats = local.stats()
     bridge = bridge or {}
-    onset_clear = [i.clear_ms for i in report.interruptions]
+    onset_clear = [i.clears_after_ms[-1] for i in report.interruptions if i.clears_after_ms]
     heard_after = [i.heard_after_ms for i in report.interruptions]
     return {
         "kind": kind, "echo_db": echo_db, "clip": k,
         "clears": report.clears, "barge_ins": bridge.get("barge_in_events", 0), "ducks": bridge.get("ducks", 0),
         "cancels_client": stats["client_events"].get("response.cancel", 0),
+        "truncates": len(stats["truncations"]),
         "speech_started": stats["server_events"].get("input_audio_buffer.speech_started", 0),
         "clear_ms": onset_clear[0] if onset_clear else None,
         "heard_after_ms": heard_after[0] if heard_after else None,
@@ -70,12 +79,13 @@ def one_call(kind: str, k: int, echo_db: float, vad: str) -> dict:
 
 
 def verdict(call: dict) -> str:
+    cut = call["truncates"] > 0 or call["cancels_client"] > 0
     if call["kind"] == "interrupt":
-        if call["clear_ms"] is not None and call["clear_ms"] <= 1000:
+        if cut and call["clear_ms"] is not None and call["clear_ms"] <= 1000:
             return "caught"
         silent = call["heard_after_ms"] is not None and call["heard_after_ms"] <= EAR_MS
-        return "caught late" if call["clear_ms"] is not None and silent else "missed"
-    return "whole" if call["clears"] == 0 and call["cancels_client"] == 0 else "cut"
+        return "caught late" if cut and call["clear_ms"] is not None and silent else "missed"
+    return "cut" if cut else "whole"
 
 
 def main() -> int:
@@ -100,7 +110,7 @@ def main() -> int:
         print(f"{key}: {n}")
     for c in calls:
         print(f"  {c['kind']:11s} {c['echo_db']:g} dB clip {c['clip']}: {c['verdict']}, clears {c['clears']}, "
-              f"server speech_started {c['speech_started']}, cancels {c['cancels_client']}, "
+              f"server speech_started {c['speech_started']}, cancels {c['cancels_client']}, truncates {c['truncates']}, "
               f"clear {c['clear_ms']} ms, agent heard after the onset {c['heard_after_ms']} ms, ducks {c['ducks']}")
     return 0
 

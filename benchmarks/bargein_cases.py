@@ -47,7 +47,7 @@ The bridge under test (the adapter)
     bridge.timers(now)                # the run thread's timers
     bridge.twilio_out(now)  -> [("media", frame) | ("mark", name) | ("clear", "")]
     bridge.model_out()      -> [client event dicts]   (appends carry the uplink the model hears)
-    bridge.actions          -> [(now, "duck" | "release" | "clear")]  decisions, in order
+    bridge.actions          -> [(now, "duck" | "duck_clear" | "release" | "clear")]  decisions, in order
     bridge.listening_cpu_s  -> CPU seconds spent in the bridge's listening path
     bridge.session_config   -> the session.update's ``session`` (the emulated server honours its
                                turn_detection and transcription)
@@ -230,17 +230,26 @@ LAYERED = {"session": "call.session", "framing": "audio.framing", "pacing": "aud
            "realtime_protocol": "model.protocol", "audio": "audio.mulaw", "config": "config"}
 
 
+OPTIONAL = {"unplayed": "audio.unplayed"}  # modules a later bridge has (the duck's clear)
+
+
 def submodules(pkg: ModuleType) -> dict[str, ModuleType]:
     """The harness's modules of ``pkg``, whether ``pkg`` has the layer packages or is flat."""
     layered = importlib.util.find_spec(f"{pkg.__name__}.call") is not None
-    return {n: importlib.import_module(f"{pkg.__name__}.{path if layered else n}") for n, path in LAYERED.items()}
+    mods = {n: importlib.import_module(f"{pkg.__name__}.{path if layered else n}") for n, path in LAYERED.items()}
+    for n, path in OPTIONAL.items():
+        if layered and importlib.util.find_spec(f"{pkg.__name__}.{path}") is not None:
+            mods[n] = importlib.import_module(f"{pkg.__name__}.{path}")
+    return mods
 
 
 class SimOutbound:
     """OutboundAudio without its threads: the same Framer, Pacer and PlaybackTracker, stepped by
     :meth:`tick` (one frame per slot of the pacer, a mark every ``mark_every_frames`` and after an
     item's last frame), the duck (``pause``/``resume``, which refills the caller's buffer like
-    the TX loop does) and the flush (``interrupt``: a clear, the generation bumped)."""
+    the TX loop does; with ``duck_clear``, a clear at the duck and the unheard frames taken back
+    by the bridge's own ``Unplayed``, to go first on the release) and the flush (``interrupt``: a
+    clear, the generation bumped)."""
 
     def __init__(self, mods: dict[str, ModuleType], config: Any, echo: Any, actions: list, cpu: list) -> None:
         self._m = mods
@@ -259,6 +268,8 @@ class SimOutbound:
         self._item: str | None = None
         self._unmarked = 0
         self.now = 0.0
+        self._unplayed = mods["unplayed"].Unplayed() if getattr(config, "duck_clear", False) else None
+        self._duck_cleared = False
 
     # the surface MediaSession's parts use
     def push(self, item_id: str, data: bytes) -> None:
@@ -276,19 +287,37 @@ class SimOutbound:
     def pause(self, now: float) -> None:
         self._paused_at = now
         self._actions.append((now, "duck"))
+        if self._unplayed is not None and self._unplayed.worth_clearing(now):
+            self._queue.extendleft(reversed(self._unplayed.take_back(now, self._playback)))
+            self._out.append(("clear", ""))
+            if self._echo is not None:
+                self._echo.cleared(now)
+            self._pacer.cleared(now)
+            self._duck_cleared = True
+            self._actions.append((now, "duck_clear"))  # not a barge-in: the answer may resume
+
+    @property
+    def duck_cleared(self) -> bool:
+        return self._duck_cleared
 
     def resume(self) -> None:
+        self._duck_cleared = False
         if self._paused_at is not None:
             self._resumed = True
+            if self._unplayed is not None:
+                self._unplayed.released(self.now)
         self._paused_at = None
         self._actions.append((self.now, "release"))
 
     def interrupt(self, clear: bool = True) -> int:
         flushed = sum(1 for _, f in self._queue if f is not None)
+        self._duck_cleared = False
         self._queue.clear()
         self._framer.drop()
         self._paused_at = None
         self._playback.cleared()
+        if self._unplayed is not None:
+            self._unplayed.forget()
         if clear:
             self._out.append(("clear", ""))
             if self._echo is not None:
@@ -336,6 +365,8 @@ class SimOutbound:
             if frame is None:
                 self._queue.popleft()
                 self._playback.ended(item_id)
+                if self._unplayed is not None:
+                    self._unplayed.ended((item_id, None), item_id, self._playback.sent_bytes(item_id))
                 if self._unmarked:
                     self._out.append(("mark", self._playback.new_mark(item_id)))
                 self._item, self._unmarked = None, 0
@@ -354,6 +385,9 @@ class SimOutbound:
             if self._echo is not None:
                 self._echo.played(self._m["audio"].dbfs(frame), now)
             self._cpu[0] += cpu_clock() - c0 - TIMER_COST_S
+            if self._unplayed is not None:
+                position = self._playback.sent_bytes(item_id)
+                self._unplayed.sent((item_id, frame), item_id, position, len(frame), now)
             self._playback.sent(item_id, len(frame), now)
             self._out.append(("media", frame))
             self._unmarked += 1
@@ -609,6 +643,8 @@ class Outcome:
     ducks: int
     cut_before_onset: bool = False  # the answer was already cut (echo, noise) when the caller made the sound
     heard_again_ms: float = 0.0  # agent audio the caller heard after it had stopped for them, before the clear
+    heard_twice_ms: float = 0.0  # of the answer, heard more than once (a duck's clear took back too much)
+    skipped_ms: float = 0.0  # of the answer, never heard although a later part was (taken back too little)
     call_s: float = CASE_S  # the call's length (longer while a paused answer still played)
     paused_ms: float = 0.0  # how long the answer stopped at the caller's ear after the onset (gaps summed)
     source: str = ""  # what ran the bridge's barge-in: "local" (its detector), "server" (the model's VAD), ""
@@ -620,7 +656,7 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     rng = random.Random(case.seed)
     bridge = make_bridge()
     start = int(case.answer_at_s * 8000) // 160 * 160
-    answer = ANSWER[start:start + int(ANSWER_S * 8000)]
+    answer = distinct_frames(ANSWER[start:start + int(ANSWER_S * 8000)])
     sound = caller_sound(case)
     onset = ANSWER_AT + 0.3 + rng.uniform(1.0, 1.5)
     server = ModelServer(bridge.session_config, vad_kind, _transcriber(case, onset, len(sound) / 8000))
@@ -641,6 +677,7 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
         x = room.ulaw_to_float(sound)[:len(own) - k]
         own[k:k + len(x)] = x
     playout = PlayoutBuffer(0.0)
+    stream = Stream(answer)
     to_caller: deque = deque()  # (arrival, kind, payload)
     to_bridge: deque = deque()  # (arrival, kind, payload)
     to_server: deque = deque()
@@ -685,9 +722,12 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
             arrival, kind, payload = to_caller.popleft()
             if kind == "media":
                 playout.media(payload, arrival)
+                stream.media(payload, arrival >= ANSWER_AT - 0.05)
                 continue
+            before = playout.cleared_bytes
             for name in playout.mark(payload, arrival) if kind == "mark" else playout.clear(arrival):
                 to_bridge.append((arrival + NET_S, "mark", name))
+            stream.dropped(playout.cleared_bytes - before)
         played = playout.advance(t)
         for name in played.marks:
             to_bridge.append((t + NET_S, "mark", name))
@@ -706,8 +746,68 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
         to_bridge.append((t + NET_S, "media", room.float_to_ulaw(mic)))
         i += 1
         t = round(i * TICK, 6)
-    return _outcome(case, bridge, server, onset, len(sound) / 8000, playout, heard_gap_at, len(answer),
-                    agent_heard, cancel_times, t), bridge.listening_cpu_s
+    stream.dropped(playout.buffered_bytes)  # never played: the call ended first
+    outcome = _outcome(case, bridge, server, onset, len(sound) / 8000, playout, heard_gap_at, len(answer),
+                       agent_heard, cancel_times, t)
+    outcome.heard_twice_ms, outcome.skipped_ms = stream.twice_and_skipped_ms()
+    return outcome, bridge.listening_cpu_s
+
+
+def distinct_frames(audio: bytes) -> bytes:
+    """``audio`` with every digital-silence frame told apart by the sign of its zeros (mu-law
+    0xFF and 0x7F both decode to 0: not a sample changes), so that :class:`Stream` knows which
+    frame of a pause the caller heard (an answer's pauses are runs of identical frames)."""
+    out = bytearray(audio)
+    for k in range(len(audio) // 160):
+        if audio[k * 160:(k + 1) * 160] == b"\xff" * 160:
+            for bit in range(11):
+                if k >> bit & 1:
+                    out[k * 160 + bit] = 0x7F
+    return bytes(out)
+
+
+class Stream:
+    """Which bytes of the answer the caller heard, and how often: the media reaching Twilio in
+    order, each payload found in the answer (the next frame, else the nearest equal one: a frame
+    sent again), less what a clear dropped before it played (and what never played)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self._answer = answer
+        self._where: dict[bytes, list[int]] = {}
+        for k in range(len(answer) // 160):
+            self._where.setdefault(answer[k * 160:(k + 1) * 160], []).append(k)
+        self._payloads: list[tuple[int, int]] = []  # (stream position, answer frame or -1)
+        self._end = 0  # stream position of the end of what was received
+        self._cuts: list[tuple[int, int]] = []  # stream ranges dropped unplayed
+        self._next = 0
+
+    def media(self, payload: bytes, of_the_answer: bool) -> None:
+        k = -1
+        if of_the_answer and len(payload) == 160:
+            if self._answer[self._next * 160:(self._next + 1) * 160] == payload:
+                k = self._next
+            else:
+                k = min(self._where.get(payload, []), key=lambda c: abs(c - self._next), default=-1)
+            if k >= 0:
+                self._next = k + 1
+        self._payloads.append((self._end, k))
+        self._end += len(payload)
+
+    def dropped(self, nbytes: int) -> None:
+        """The last ``nbytes`` received were dropped before they played (a clear, the call's end)."""
+        if nbytes:
+            self._cuts.append((self._end - nbytes, self._end))
+
+    def twice_and_skipped_ms(self) -> tuple[float, float]:
+        heard = np.zeros(len(self._answer), dtype=np.int32)
+        for at, k in self._payloads:
+            if k < 0:
+                continue
+            n = 160 - max((min(at + 160, b) - max(at, a) for a, b in self._cuts if a < at + 160 and b > at), default=0)
+            heard[k * 160:k * 160 + n] += 1  # a cut drops a payload's tail (what had not played)
+        played = np.nonzero(heard)[0]
+        skipped = int(np.count_nonzero(heard[:played[-1]] == 0)) if len(played) else 0
+        return round(float(np.maximum(heard - 1, 0).sum()) / 8, 1), round(skipped / 8, 1)
 
 
 def spoken(part: str, s0: float, s1: float, total_s: float) -> str:
@@ -857,6 +957,12 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
             sum(o.barged_in and not o.source for o in quiet)],
         "backchannels_cut_pct": pct(sum(not o.heard_full for o in back), len(back)),
         "backchannel_audio_lost_ms_max": max((o.lost_ms for o in back), default=None),
+        "answer_heard_twice_ms_total_max": [round(sum(o.heard_twice_ms for _, o in results), 1),
+                                            max((o.heard_twice_ms for _, o in results), default=None)],
+        "answer_skipped_ms_total_max": [round(sum(o.skipped_ms for _, o in results), 1),
+                                        max((o.skipped_ms for _, o in results), default=None)],
+        "ducks_duck_clears": [sum(o.ducks for _, o in results),
+                              sum(1 for _, o in results for _, a in o.actions if a == "duck_clear")],
         "missed_pct": pct(sum(not caught(o) and not o.cut_before_onset for o in should), len(should)),
         "should_cut_before_onset": sum(o.cut_before_onset for o in should),
         "missed_within_3s_pct": pct(sum(not (o.clear_ms is not None and o.clear_ms <= 3000) and not o.cut_before_onset
@@ -955,7 +1061,8 @@ def main() -> int:
         report[f"{name}_misjudged"] = [
             {"kind": c.kind, "sound": c.sound, "echo_db": c.echo_db, "bed": c.bed, "seed": c.seed,
              "clear_ms": o.clear_ms, "server_cancels": o.server_cancels, "lost_ms": o.lost_ms,
-             "heard_again_ms": o.heard_again_ms, "paused_ms": o.paused_ms, "actions": o.actions}
+             "heard_again_ms": o.heard_again_ms, "paused_ms": o.paused_ms, "heard_twice_ms": o.heard_twice_ms,
+             "skipped_ms": o.skipped_ms, "actions": o.actions}
             for c, o in results if (c.label == "should" and (not caught(o) or ear_missed(o))) or (c.label != "should" and not o.heard_full)]
     report["run_seconds"] = round(time.monotonic() - started, 1)
     if args.json:

@@ -300,7 +300,7 @@ def test_a_pause_between_words_keeps_the_utterances_onset_for_the_servers_eviden
 
     clock = ManualClock()
     listener = _ScriptedListener()
-    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: None, audible=True)
+    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: None, audible=True, duck_cleared=False)
     barge_in = BargeIn(CallContext(BridgeConfig(), CallMetrics(), logging.getLogger("t"), clock), outbound, None,
                        None, lambda *a: None, listener)
     onsets = []
@@ -399,3 +399,46 @@ def test_a_runs_first_frame_is_judged_against_the_audio_just_before_it(monkeypat
     loud = next(f for f in speech if audio.dbfs(f) > -30)
     level.feed(audio.dbfs(loud), 10.0, True, lambda: True, loud)
     assert before and before[0] == quiet[-1]
+
+
+def test_after_a_duck_that_cleared_the_first_release_waits_for_the_word_to_go_on():
+    """The duck cleared the caller's buffer: a run that ends unconfirmed ("ex-" of "excuse me")
+    resumes the agent only after RELEASE_GRACE_S with no new run; a run within it keeps the agent
+    paused. Only the first release waits: noise that keeps ducking does not hold the agent."""
+    import logging
+    from types import SimpleNamespace
+
+    from voicebridge.audio.detector import Decision
+    from voicebridge.call.bargein import RELEASE_GRACE_S, BargeIn
+    from voicebridge.call.context import CallContext
+    from voicebridge.call.metrics import CallMetrics
+    from voicebridge.config import BridgeConfig
+    from voicebridge.testing import ManualClock
+
+    clock, listener, resumes = ManualClock(), _ScriptedListener(), []
+    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: resumes.append(clock.now), audible=True,
+                               duck_cleared=True)
+    barge_in = BargeIn(CallContext(BridgeConfig(), CallMetrics(), logging.getLogger("t"), clock), outbound, None,
+                       None, lambda *a: None, listener)
+
+    def frame(at: float, decision=Decision.NONE, loud: bool = False) -> None:
+        clock.now = at
+        listener.frame(decision, loud)
+        barge_in.hear(b"", at)
+        barge_in.poll(at)
+
+    frame(1.00, Decision.DUCK, loud=True)
+    frame(1.02, Decision.RELEASE)
+    frame(1.02 + RELEASE_GRACE_S - 0.01)
+    assert resumes == []  # still paused: the word may go on
+    frame(1.02 + RELEASE_GRACE_S + 0.01)
+    assert resumes == [pytest.approx(1.43)]  # quiet all along: resumed
+    frame(3.00, Decision.DUCK, loud=True)
+    frame(3.04, Decision.RELEASE)
+    frame(3.30, Decision.DUCK, loud=True)  # within the grace: the same utterance, still paused
+    frame(3.34, Decision.RELEASE)  # the second release of this duck: at once
+    assert resumes == [pytest.approx(1.43), 3.34]
+    outbound.duck_cleared = False
+    frame(4.00, Decision.DUCK, loud=True)
+    frame(4.02, Decision.RELEASE)  # a duck that only paused: the 40 ms at the caller hide a quick resume
+    assert resumes[-1] == 4.02

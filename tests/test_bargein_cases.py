@@ -77,3 +77,33 @@ def test_a_caller_over_minus_15_db_echo_is_caught():
     case = bc.Case("interrupt_echo-15", "should", sound="interruption_04_1", echo_db=-15, seed=3)
     outcome, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge))
     assert bc.caught(outcome) and not outcome.heard_full
+
+
+def test_the_stream_measure_counts_what_a_clear_made_heard_twice_or_skipped():
+    answer = bc.distinct_frames(bytes(range(160)) + b"\xff" * 480)  # one voiced frame, three of silence
+    assert bc.room.ulaw_to_float(answer).tolist() == bc.room.ulaw_to_float(bytes(range(160)) + b"\xff" * 480).tolist()
+    frames = [answer[k * 160:(k + 1) * 160] for k in range(4)]
+    assert len(set(frames)) == 4  # the silent frames are told apart, not a sample changed
+    stream = bc.Stream(answer)
+    for k in (0, 1, 2):
+        stream.media(frames[k], True)
+    stream.dropped(200)  # a clear: the last 40 bytes of frame 1 and all of frame 2 never played
+    for k in (1, 2, 3):  # sent again from frame 1: its first 120 bytes are heard twice
+        stream.media(frames[k], True)
+    assert stream.twice_and_skipped_ms() == (15.0, 0.0)
+    stream = bc.Stream(answer)
+    for k in (0, 1):
+        stream.media(frames[k], True)
+    stream.dropped(40)
+    for k in (2, 3):  # from frame 2: 40 bytes of frame 1 skipped
+        stream.media(frames[k], True)
+    assert stream.twice_and_skipped_ms() == (0.0, 5.0)
+
+
+def test_a_backchannels_duck_clears_at_once_and_the_answer_resumes_with_nothing_heard_twice():
+    case = bc.Case("backchannel", "backchannel", sound="backchannel_00_0", seed=11)
+    outcome, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge))
+    assert (outcome.actions[0][1], outcome.actions[1][1]) == ("duck", "duck_clear")
+    assert outcome.heard_full and outcome.heard_twice_ms == 0 and outcome.skipped_ms <= 10
+    off, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge, voicebridge.BridgeConfig(duck_clear=False)))
+    assert outcome.duck_ms < off.duck_ms  # the caller stops hearing the agent sooner

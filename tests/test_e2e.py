@@ -26,7 +26,7 @@ def test_full_call_through_app_bridge_and_local_server(tmp_path):
     assert tone["out_of_order"] == 0 and tone["partial"] == 0
     # the interruption was cleared and the model told what was heard
     assert len(report.interruptions) == 1 and report.interruptions[0].clear_ms is not None
-    assert bridge["barge_in_events"] == 1 and bridge["clears_sent"] == 1
+    assert bridge["barge_in_events"] == 1 and bridge["clears_sent"] == 1 + bridge["duck_clears"]  # (and the duck's)
     assert len(stats["truncations"]) == 1
     assert "invalid_value" not in stats["errors"]  # the truncate was accepted, not beyond the audio
     assert bridge["accounting_ok"] and bridge["first_frame_bytes"] == 160

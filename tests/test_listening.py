@@ -466,6 +466,21 @@ def test_a_held_voice_inside_a_turn_the_models_vad_opened_earlier_waits_for_that
     assert call.listener.hold_outcome(call.t + 2.2) is Hold.CONFIRM
 
 
+def test_a_held_voice_inside_a_turn_the_models_vad_never_closes_interrupts_at_the_bound():
+    """Over babble the model's VAD opened a turn on the echo and never commits it (the babble keeps
+    it in speech): the words of "stop" never come. At the bound it interrupts, as a committed turn
+    whose words never came does: a "stop" must not be lost. (Before: it resumed the answer over
+    the caller, and no clear came at all.)"""
+    call = Call()
+    call.learn(3.0)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
+    got = decisions(call.talk(corpus.by_category("interruption")[0].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    assert call.listener.hold_outcome(call.t + 2.4) is Hold.WAIT
+    assert call.listener.hold_outcome(call.t + 2.5) is Hold.CONFIRM  # before: RESUME
+
+
 def test_a_held_utterance_inside_a_turn_the_models_vad_opened_before_the_agent_spoke_is_decided_by_its_words():
     """The model's VAD started on a TV while the agent was silent (an ordinary turn) and was still
     in it when the caller said "wait" over the answer: the turn's words decide, as for any held

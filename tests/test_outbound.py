@@ -1,4 +1,5 @@
 """OutboundAudio and the sans-IO state under it: in-flight count, responses, playback."""
+import base64
 import logging
 import threading
 import time
@@ -6,20 +7,105 @@ import time
 from voicebridge import BridgeConfig
 from voicebridge.call.log import CallLog
 from voicebridge.call.metrics import CallMetrics
-from voicebridge.call.downlink import OutboundAudio
+from voicebridge.call.downlink import Chunk, OutboundAudio
 from voicebridge.audio.playback import MarkOutcome, PlaybackTracker
 from voicebridge.call.turns import RECENT, Turns
-from voicebridge.testing import STREAM_SID, FakeTwilio, wait_until
+from voicebridge.call.carrier_link import SendOutcome
+from voicebridge.testing import STREAM_SID, FakeTwilio, ManualClock, wait_until
 from voicebridge.call.carrier_link import CarrierLink
 from voicebridge.call.context import CallContext
 
 
-def outbound_on_a_fake():
+def outbound_on_a_fake(clock=time.monotonic, config=BridgeConfig()):
     metrics, twilio = CallMetrics(), FakeTwilio()
     log = CallLog(logging.getLogger("test"))
-    link = CarrierLink(twilio, metrics, log, 1.0, time.monotonic, on_dead=lambda reason: None)
+    link = CarrierLink(twilio, metrics, log, 1.0, clock, on_dead=lambda reason: None)
     link.start(STREAM_SID)
-    return OutboundAudio(link, CallContext(BridgeConfig(), metrics, log, time.monotonic)), twilio, metrics
+    out = OutboundAudio(link, CallContext(config, metrics, log, clock))
+    out._pacer.begin(clock())  # (the TX loop's pacer: the tests below send without waiting for slots)
+    return out, twilio, metrics
+
+
+def frames_of(item, n):
+    """``n`` frames of ``item`` as the audio-out thread queues them (numbered by their first byte)."""
+    return [Chunk(0, item, bytes([k]) * 160, seq=k + 1) for k in range(n)]
+
+
+def wire(twilio):
+    """What Twilio was sent: frame numbers, "clear" and "mark"."""
+    return [m["event"] if m["event"] != "media" else base64.b64decode(m["media"]["payload"])[0]
+            for m in twilio.messages()]
+
+
+def ducked_with_two_frames_at_the_caller():
+    """Two frames sent at 1000.0 (the lead: they play 1000.00-1000.04), a duck 5 ms later."""
+    clock = ManualClock(1000.0)
+    out, twilio, metrics = outbound_on_a_fake(clock)
+    chunks = frames_of("item_1", 4)
+    out._in_flight = 4  # as queued by the audio-out thread
+    assert [out._send(c) for c in chunks[:2]] == [SendOutcome.SENT] * 2
+    clock.advance(0.005)
+    out.pause(clock())
+    return out, twilio, metrics, chunks, clock
+
+
+def test_a_duck_clears_what_the_caller_has_not_heard_and_sends_it_again_first_on_the_release():
+    out, twilio, metrics, chunks, clock = ducked_with_two_frames_at_the_caller()
+    assert wire(twilio) == [0, 1, "clear"]  # both frames were mostly unplayed: taken back
+    assert out._send(chunks[2]) is SendOutcome.PAUSED  # nothing leaves while ducked
+    out._wait(chunks[2])  # (what the TX loop does with it)
+    clock.advance(0.1)
+    out.resume()
+    sent = []
+    while len(sent) < 4:  # what the TX loop does: the next in order, sent
+        chunk, _ = out._next_chunk()
+        if out._send(chunk) is SendOutcome.SENT:
+            sent.append(chunk.data[0])
+        if chunk is chunks[2]:
+            out._send(chunks[3])
+            sent.append(3)
+    assert wire(twilio) == [0, 1, "clear", 0, 1, 2, 3] and sent == [0, 1, 2, 3]
+    assert metrics.get("frames_sent") == 4 and metrics.get("frames_resent") == 2
+    assert metrics.get("frames_taken_back") == 2 and metrics.get("duck_clears") == 1
+    assert out.heard_ms("item_1", clock()) == 0  # the resent frames are on their way again
+
+
+def test_a_frame_whose_slot_came_after_a_short_duck_waits_for_what_the_duck_took_back():
+    """The TX loop held frame 2 (waiting for its slot) through a whole duck: when its slot comes
+    the frames the duck took back are waiting, and they go first."""
+    out, twilio, metrics, chunks, clock = ducked_with_two_frames_at_the_caller()
+    out.resume()
+    assert out._send(chunks[2]) is SendOutcome.PAUSED  # not ahead of frames 0 and 1
+    out._wait(chunks[2])
+    order = [out._next_chunk()[0] for _ in range(3)]
+    assert [c.data[0] for c in order] == [0, 1, 2] and [c.resend for c in order] == [True, True, False]
+
+
+def test_a_barge_in_after_a_duck_discards_what_it_took_back_once_counted_as_sent():
+    out, twilio, metrics, chunks, clock = ducked_with_two_frames_at_the_caller()
+    out.interrupt(clear=True)
+    assert wire(twilio) == [0, 1, "clear", "clear"]
+    assert out._send(chunks[2]) is SendOutcome.FLUSHED and out._send(chunks[3]) is SendOutcome.FLUSHED
+    out.drain()
+    assert metrics.get("frames_sent") == 2 and metrics.get("frames_flushed") == 2
+    assert metrics.get("frames_taken_back") == metrics.get("frames_resend_discarded") == 2
+    assert metrics.get("frames_resent") == 0 and not out.audible
+
+
+def test_a_duck_with_nothing_left_at_the_caller_or_duck_clear_off_sends_no_clear():
+    out, twilio, metrics, chunks, clock = ducked_with_two_frames_at_the_caller()
+    out.resume()
+    for chunk, _ in (out._next_chunk(), out._next_chunk()):
+        out._send(chunk)
+    clock.advance(1.0)  # all played
+    out.pause(clock())
+    assert wire(twilio) == [0, 1, "clear", 0, 1] and metrics.get("duck_clears") == 1
+    quiet = ManualClock(1000.0)
+    off, twilio, metrics = outbound_on_a_fake(quiet, BridgeConfig(duck_clear=False))
+    off._in_flight = 1
+    off._send(frames_of("item_1", 1)[0])
+    off.pause(quiet())
+    assert wire(twilio) == [0] and metrics.get("duck_clears") == 0 and off._paused_at is not None
 
 
 def test_a_flush_between_a_delta_and_its_framing_never_makes_the_count_negative():

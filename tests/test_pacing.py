@@ -122,12 +122,18 @@ def test_a_resume_after_a_duck_refills_the_callers_buffer_to_the_lead():
     assert pacer.stats.gap_bursts == 0  # a refill is a lead, not a burst
 
 
-def test_a_short_duck_refills_only_what_was_played_meanwhile():
+def seven_frames_paced() -> Pacer:
+    """A pacer that sent the lead and five paced frames: the last at 0.100, audio to 0.140."""
     pacer = Pacer(lead_frames=2)
     pacer.begin(0.0)
     t = 0.0
     for _ in range(7):
-        t = drive(pacer, t)  # last at 0.100, audio to 0.140
+        t = drive(pacer, t)
+    return pacer
+
+
+def test_a_short_duck_refills_only_what_was_played_meanwhile():
+    pacer = seven_frames_paced()
     pacer.resume(0.130)  # 30 ms: 10 ms still queued at the caller
     assert pacer.delay(0.130) == 0.0
     pacer.sent(0.130)  # one frame refills to 30 ms ahead
@@ -135,3 +141,14 @@ def test_a_short_duck_refills_only_what_was_played_meanwhile():
     assert pacer.delay(0.130) == pytest.approx(0.018)
     pacer.resume(0.135)  # still 25 ms ahead: nothing goes at once, the next when 20 ms are left
     assert pacer.delay(0.135) == pytest.approx(0.013)  # (at 0.140, held to 0.148 by the spacing)
+
+
+def test_a_resume_after_a_duck_that_cleared_the_callers_buffer_refills_the_whole_lead():
+    pacer = seven_frames_paced()
+    pacer.cleared(0.110)  # the duck's clear: the 30 ms still queued at the caller are gone
+    pacer.resume(0.130)
+    assert pacer.delay(0.130) == 0.0
+    pacer.sent(0.130)
+    assert pacer.delay(0.130) == 0.0  # without the clear's news only one frame would go at once
+    pacer.sent(0.130)
+    assert pacer.delay(0.130) == pytest.approx(0.020)

@@ -44,20 +44,42 @@ def index_of(messages, event):
     return next(i for i, m in enumerate(messages) if m["event"] == event)
 
 
+def barged_in(session):
+    """The procedure ran (its clear was sent): the duck's own clear (``duck_clear``) is no barge-in."""
+    return session.metrics["barge_in_events"] >= 1
+
+
+def heard(messages):
+    """The frames the caller hears, in order: a duck's clear drops what Twilio still held, and
+    sending goes on from the first frame taken back (sent again: the caller had not heard it).
+    Fails if a resend starts anywhere but within the last few frames sent before the clear."""
+    stream, cut = [], None
+    for m in messages:
+        if m["event"] == "clear":
+            cut = len(stream)
+        elif m["event"] == "media":
+            frame = base64.b64decode(m["media"]["payload"])
+            if cut is not None:
+                back = [j for j in range(max(0, cut - 4), cut) if stream[j] == frame]
+                stream, cut = stream[:back[-1]] if back else stream, None
+            stream.append(frame)
+    return stream
+
+
 def test_local_barge_in_clears_flushes_cancels_truncates_in_order(start):
     session, twilio, openai, call = start()
     long_response(openai, twilio)
     twilio.media(LOUD, n=5)
-    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
     assert twilio.wait_for(lambda t: len(openai.events("conversation.item.truncate")) == 1)
     # A sentinel response: the TX queue is FIFO, so a stale frame sent after the clear would
     # appear before the sentinel's frames.
     openai.response("resp_2", "item_2", [b"\x7e" * 160])
     assert twilio.wait_for(lambda t: b"\x7e" * 160 in t.media_frames())
     sent = twilio.messages()
-    clear_at = index_of(sent, "clear")
+    clear_at = index_of(sent, "clear")  # the duck's: nothing more of the answer after it either
     after = [base64.b64decode(m["media"]["payload"]) for m in sent[clear_at + 1:] if m["event"] == "media"]
     assert after == [b"\x7e" * 160], "media of the interrupted response after the clear"
+    clear_at = max(i for i, m in enumerate(sent) if m["event"] == "clear")  # the barge-in's
     sent = sent[:clear_at + 1]
     kinds = [e["type"] for e in openai.events() if e["type"] != "input_audio_buffer.append"]
     assert kinds[-2:] == ["response.cancel", "conversation.item.truncate"]
@@ -67,7 +89,11 @@ def test_local_barge_in_clears_flushes_cancels_truncates_in_order(start):
     assert truncate["item_id"] == "item_1" and 0 <= truncate["audio_end_ms"] <= media_before * 20
     m = end(session, call, twilio)
     assert m["barge_in_events"] == 1 and m["barge_in_local"] == 1 and m["frames_flushed"] > 0
-    assert m["ducks"] == 1 and m["clears_sent"] == 1
+    # the duck's clear (unless a stalled TX thread had left nothing at the caller) and the barge-in's;
+    # what the duck's clear took back was never sent again: the barge-in discarded it, counted apart
+    assert m["ducks"] == 1 and m["clears_sent"] == 1 + m["duck_clears"] and m["duck_clears"] <= 1
+    assert m["frames_taken_back"] == m["frames_resend_discarded"] and m["frames_resent"] == 0
+    assert m["frames_enqueued"] == m["frames_sent"] + m["frames_flushed"] + m["frames_dropped"]
 
 
 def test_duck_pauses_then_resumes_losing_and_repeating_nothing(start):
@@ -75,12 +101,25 @@ def test_duck_pauses_then_resumes_losing_and_repeating_nothing(start):
     long_response(openai, twilio, frames=40, done=True)
     twilio.media(LOUD, n=2)
     twilio.media(QUIET, n=2)  # the first quiet frame is a tolerated dip; the second ends the run
-    assert twilio.wait_for(lambda t: len(t.messages("media")) == 40, timeout=8)
-    frames = twilio.media_frames()
-    assert frames == [bytes([0x20 + (i % 50)]) * 160 for i in range(40)]
+    assert twilio.wait_for(lambda t: len(heard(t.messages())) == 40, timeout=8)
+    assert heard(twilio.messages()) == [bytes([0x20 + (i % 50)]) * 160 for i in range(40)]
     m = end(session, call, twilio)
     assert m["ducks"] == 1 and m["duck_releases"] == 1 and m["barge_in_events"] == 0
-    assert m["frames_sent"] == 40 and m["frames_flushed"] == 0 and not twilio.messages("clear")
+    assert m["frames_sent"] == 40 and m["frames_flushed"] == 0
+    # the duck cleared what Twilio held, and sent it again on the release (counted once as sent)
+    assert m["clears_sent"] == m["duck_clears"] <= 1 and m["frames_resent"] == m["frames_taken_back"]
+
+
+def test_without_duck_clear_a_duck_only_pauses_and_nothing_is_sent_twice(start):
+    session, twilio, openai, call = start(CFG.replace(duck_clear=False))
+    long_response(openai, twilio, frames=40, done=True)
+    twilio.media(LOUD, n=2)
+    twilio.media(QUIET, n=2)
+    assert twilio.wait_for(lambda t: len(t.messages("media")) == 40, timeout=8)
+    assert twilio.media_frames() == [bytes([0x20 + (i % 50)]) * 160 for i in range(40)]
+    m = end(session, call, twilio)
+    assert m["ducks"] == 1 and m["duck_releases"] == 1 and not twilio.messages("clear")
+    assert m["frames_sent"] == 40 and m["frames_taken_back"] == m["frames_resent"] == 0
 
 
 def test_duck_stops_sending_immediately(start):
@@ -107,13 +146,14 @@ def test_barge_in_after_response_done_while_audio_still_plays(start):
     assert wait_until(lambda: session.responses.current is not None and not session.responses.current.active)
     assert session.outbound.audible  # the model is done, the audio is not
     twilio.media(LOUD, n=5)
-    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
+    assert twilio.wait_for(lambda t: barged_in(session))
     assert twilio.wait_for(lambda t: len(openai.events("conversation.item.truncate")) == 1)
     assert openai.events("response.cancel") == []  # nothing active to cancel
     m = end(session, call, twilio)
     # What had not played is gone: the clear empties Twilio's buffer; what was still queued here (none
     # at all if a loaded box let the TX loop send everything first) was flushed, as frames or deltas.
     assert m["barge_in_events"] == 1 and m["frames_enqueued"] == m["frames_sent"] + m["frames_flushed"]
+    assert m["frames_taken_back"] == m["frames_resend_discarded"]
 
 
 def test_local_and_server_triggers_racing_run_one_procedure(start):
@@ -126,7 +166,7 @@ def test_local_and_server_triggers_racing_run_one_procedure(start):
     assert wait_until(lambda: session.metrics["openai_unknown_events"] == 1)
     assert wait_until(lambda: session.metrics["inbound_frames"] == 5)  # every trigger has been seen
     m = end(session, call, twilio)
-    assert m["barge_in_events"] == 1 and m["clears_sent"] == 1
+    assert m["barge_in_events"] == 1 and m["clears_sent"] - m["duck_clears"] == 1
     assert len(openai.events("response.cancel")) == 1
     assert len(openai.events("conversation.item.truncate")) == 1
 
@@ -135,7 +175,7 @@ def test_late_deltas_for_interrupted_response_are_dropped(start):
     session, twilio, openai, call = start()
     long_response(openai, twilio)
     twilio.media(LOUD, n=5)  # (the model's VAD alone, with nothing heard here, no longer interrupts)
-    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
+    assert twilio.wait_for(lambda t: barged_in(session))
     sent_at_clear = len(twilio.messages("media"))
     for _ in range(5):
         openai.delta("resp_1", "item_1", b"\x55" * 400)
@@ -184,7 +224,7 @@ def test_false_trigger_asks_the_model_to_continue(start):
     session, twilio, openai, call = start(CFG.replace(false_trigger_ms=200))
     long_response(openai, twilio)
     twilio.media(LOUD, n=5)
-    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
+    assert twilio.wait_for(lambda t: barged_in(session))
     for _ in range(30):
         twilio.media(QUIET)
         time.sleep(0.01)
@@ -198,7 +238,7 @@ def test_real_interruption_is_not_a_false_trigger(start):
     session, twilio, openai, call = start(CFG.replace(false_trigger_ms=200))
     long_response(openai, twilio)
     twilio.media(LOUD, n=5)
-    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
+    assert twilio.wait_for(lambda t: barged_in(session))
     openai.push({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u1",
                  "content_index": 0, "transcript": "hold on"})
     for _ in range(30):
@@ -389,11 +429,12 @@ def test_a_cough_neither_barges_in_nor_lets_the_models_vad_do_it(start):
     openai.push(rt_speech_started())  # the model's VAD takes the cough for speech
     twilio.media(QUIET, n=3)
     assert wait_until(lambda: session.metrics["server_speech_ignored"] == 1)
-    assert session.metrics["barge_in_events"] == 0 and not twilio.messages("clear")
+    assert session.metrics["barge_in_events"] == 0
+    assert len(twilio.messages("clear")) == session.metrics["duck_clears"]  # the cough's duck's, if any
     speech = tts.load_prompt("caller_stop")
     for i in range(0, 2400, 160):
         twilio.media(speech[i:i + 160])
-    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)  # a voice confirms at once
+    assert twilio.wait_for(lambda t: barged_in(session))  # a voice confirms at once
     m = end(session, call, twilio)
     assert m["barge_in_events"] == 1 and m["barge_in_local"] == 1 and m["ducks"] >= 2
 
@@ -454,12 +495,12 @@ def test_a_backchannel_over_the_answer_resumes_it_with_nothing_lost_and_leaves_i
     openai.push(rt_committed("item_bc"))
     assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
     openai.push(rt_transcript("Yeah.", "item_bc"))  # its words say backchannel: the held agent resumes
-    assert twilio.wait_for(lambda t: len(t.messages("media")) == 60, timeout=8)
-    assert twilio.media_frames() == [bytes([0x20 + (i % 50)]) * 160 for i in range(60)]  # in order, none twice
+    assert twilio.wait_for(lambda t: len(heard(t.messages())) == 60, timeout=8)
+    assert heard(twilio.messages()) == [bytes([0x20 + (i % 50)]) * 160 for i in range(60)]  # in order, none twice
     m = end(session, call, twilio)
     assert m["ducks"] >= 1 and m["backchannels"] >= 1 and m["barge_in_events"] == 0
     assert m["server_speech_ignored_backchannel"] == 1
-    assert not twilio.messages("clear") and openai.events("response.cancel") == []
+    assert m["clears_sent"] == m["duck_clears"] and openai.events("response.cancel") == []
     assert openai.events("response.create") == []  # "yeah" is not answered: the answer goes on
 
 
@@ -476,10 +517,10 @@ def test_a_held_turn_whose_words_are_the_agents_own_transcript_resumes_the_answe
     openai.push(rt_committed("item_e"))
     assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
     openai.push(rt_transcript("streams its reply back faster", "item_e"))
-    assert twilio.wait_for(lambda t: len(t.messages("media")) == 60, timeout=8)
+    assert twilio.wait_for(lambda t: len(heard(t.messages())) == 60, timeout=8)
     m = end(session, call, twilio)
     assert m["barge_in_events"] == 0 and m["backchannels"] >= 1
-    assert not twilio.messages("clear") and openai.events("response.cancel") == []
+    assert m["clears_sent"] == m["duck_clears"] and openai.events("response.cancel") == []
 
 
 def test_a_turn_with_the_agent_silent_is_answered_by_the_bridges_request(start):
@@ -513,9 +554,9 @@ def test_a_short_turn_taken_for_a_backchannel_whose_words_say_wait_interrupts_an
     openai.push(rt_speech_started("item_w"))
     openai.push(rt_committed("item_w"))
     assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
-    assert not twilio.messages("clear")
+    assert not barged_in(session)
     openai.push(rt_transcript("Wait.", "item_w"))
-    assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
+    assert twilio.wait_for(lambda t: barged_in(session))
     assert wait_until(lambda: len(openai.requested("turn")) == 1)
     m = end(session, call, twilio)
     assert m["barge_in_transcript"] == 1 and m["backchannels_overruled"] == 1
@@ -544,10 +585,11 @@ def test_a_held_short_utterance_outlasts_the_duck_fuse_and_resumes_on_its_words(
         clock.advance(0.1)
         time.sleep(0.05)
     assert twilio.wait_for(lambda t: len(t.messages("media")) > sent, timeout=8)  # resumed
-    frames = twilio.media_frames()
+    frames = heard(twilio.messages())
     assert frames == [bytes([0x20 + (i % 50)]) * 160 for i in range(len(frames))]  # where it paused, none twice
     m = call.finish()
-    assert m["barge_in_events"] == 0 and not twilio.messages("clear") and openai.events("response.cancel") == []
+    assert m["barge_in_events"] == 0 and openai.events("response.cancel") == []
+    assert m["clears_sent"] == m["duck_clears"]
     assert openai.events("response.create") == []
 
 

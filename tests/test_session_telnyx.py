@@ -25,8 +25,7 @@ def test_a_telnyx_call_speaks_telnyx_and_barges_in_with_a_clear(bridge_call):
     assert telnyx.wait_for(lambda t: len(t.messages("media")) >= 6)
     telnyx.push(telnyx_dtmf("7"))
     telnyx.media(LOUD, n=5)
-    assert telnyx.wait_for(lambda t: len(t.messages("clear")) == 1)
-    assert wait_until(lambda: len(openai.events("conversation.item.truncate")) == 1)
+    assert wait_until(lambda: len(openai.events("conversation.item.truncate")) == 1)  # (after the clear)
     m = call.finish()
     for raw in telnyx.raw_sent:  # exactly Telnyx's outbound shapes: no stream id, nothing extra
         msg = json.loads(raw)
@@ -37,7 +36,7 @@ def test_a_telnyx_call_speaks_telnyx_and_barges_in_with_a_clear(bridge_call):
             assert set(msg) == {"event", "mark"} and set(msg["mark"]) == {"name"}
         else:
             assert msg == {"event": "clear"}
-    assert m["barge_in_events"] == 1 and m["clears_sent"] == 1 and m["marks_echoed"] >= 1
+    assert m["barge_in_events"] == 1 and m["clears_sent"] == 1 + m["duck_clears"] and m["marks_echoed"] >= 1
     assert m["inbound_frames"] == 5 and m["frames_sent"] >= 6  # (what was still queued to flush depends on load)
     assert not m["protocol_errors"], m["protocol_errors"]
 

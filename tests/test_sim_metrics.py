@@ -43,9 +43,12 @@ def test_interruption_numbers():
     m.onset(0.5, True)
     m.clear(0.6)
     p.clear(0.6)
+    m.clear(0.9)  # a bridge that cleared at its duck clears again when the barge-in is confirmed
+    m.media(1.5, b"\x10" * 160)  # the agent's next utterance (the answer to the caller)
+    m.clear(1.8)  # ... and whatever clears that one
     p.advance(2.0)
     [it] = m.finish(2.0, p).interruptions
-    assert it.agent_talking and round(it.clear_ms) == 100
+    assert it.agent_talking and round(it.clear_ms) == 100 and it.clears_after_ms == [100.0, 400.0]
     assert round(it.heard_after_ms) == 100  # played until the clear
     assert round(it.last_media_after_ms) == 100 and it.frames_after_onset == 6
     assert round(it.last_media_before_ms) == 20

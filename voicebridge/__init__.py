@@ -5,7 +5,8 @@ Public API (everything else is internal and may change):
 ``MediaSession(twilio_ws, config=None, connect=None, *, on_start=None, on_transcript_entry=None, on_keypad=None, on_transfer=None, on_end=None, on_report=None, reports=None, carrier=TWILIO)``
     One call. ``run()`` blocks in the caller's thread (the ``/media`` handler) until the call
     ends; ``close()`` is idempotent; ``metrics`` is a dict of the call's figures, including
-    the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``,
+    the frame accounting ``frames_enqueued == frames_sent + frames_flushed + frames_dropped``
+    (a frame sent again after a duck's ``clear`` counts once there, and in ``frames_resent``),
     token ``usage``, and the ``transcript`` of what the caller heard. Hooks, one family with
     ``VoiceBridge``'s, each given the session first: ``on_transcript_entry(session, role, text)``
     for every entry of that transcript (caller, agent, tool, keypad, control) and

@@ -164,6 +164,9 @@ class InterruptionOptions:
     voicing: bool = True  # confirm only once a voiced frame was heard (coughs, clicks do not)
     noise_margin_db: float | None = 12.0  # the threshold is at least this far above the noise floor (None: fixed)
     duck: bool = True
+    # The duck also clears what Twilio still holds of the agent (the caller stops hearing it one
+    # network hop after the first loud frame) and sends the unheard frames again on a release.
+    duck_clear: bool = True
     duck_fuse_ms: int = 1000
     # Backchannels ("mm-hm", "yeah") while the agent talks duck it briefly and the answer resumes;
     # a barge-in confirms only after this much of the caller's speech (0 = at the debounce).
@@ -295,7 +298,8 @@ FLAT: dict[str, tuple[str, str]] = {
     "barge_in_threshold_dbfs": ("interruption", "threshold_dbfs"),
     "barge_in_frames": ("interruption", "debounce_frames"), "barge_in_dip_frames": ("interruption", "dip_frames"),
     "barge_in_voicing": ("interruption", "voicing"), "noise_margin_db": ("interruption", "noise_margin_db"),
-    "duck": ("interruption", "duck"), "duck_fuse_ms": ("interruption", "duck_fuse_ms"),
+    "duck": ("interruption", "duck"), "duck_clear": ("interruption", "duck_clear"),
+    "duck_fuse_ms": ("interruption", "duck_fuse_ms"),
     "ignore_backchannels": ("interruption", "ignore_backchannels"),
     "barge_in_min_speech_ms": ("interruption", "min_speech_ms"),
     "backchannel_hold_ms": ("interruption", "backchannel_hold_ms"), "echo_gate": ("interruption", "echo_gate"),

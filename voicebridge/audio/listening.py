@@ -343,7 +343,8 @@ class Listener:
 
     def hold_outcome(self, now: float) -> Hold:
         """The held agent's fate, given once: WAIT while the words are not in; at
-        ``backchannel_hold_ms`` CONFIRM if the model took a turn whose words never came. If the
+        ``backchannel_hold_ms`` CONFIRM if the model took a turn (committed, or still open) whose
+        words never came. If the
         model took none (no ``speech_started`` within a second, and none still open: a turn its
         VAD started earlier, on the echo or a TV, takes the utterance in and brings its words at
         the commit; otherwise its VAD heard no turn, there are no words to wait for), RESUME for a voice (an acknowledgement too faint for the model to
@@ -358,7 +359,9 @@ class Listener:
                     and self._server_at < self._held - EVIDENCE_S and not self._server_open:
                 verdict = unheard
             if verdict is Hold.WAIT and now - self._held >= self._hold_s - 1e-9:
-                verdict = Hold.CONFIRM if self._held_items else unheard
+                # a turn the model committed, or still has open (over babble its VAD may never
+                # close it), took the words in and they never came: a "stop" must not be lost
+                verdict = Hold.CONFIRM if self._held_items or self._server_open else unheard
             if verdict is not Hold.WAIT:
                 self._held = None
                 self._held_items.clear()

@@ -99,6 +99,12 @@ class Pacer:
         else:
             self._due = max(now, due)
 
+    def cleared(self, now: float) -> None:
+        """Twilio's buffer was emptied at ``now`` (a duck's clear): the caller has nothing left to
+        play, so a resume refills the whole lead."""
+        if self._audio_end is not None and self._audio_end > now:
+            self._audio_end = now
+
     def delay(self, now: float) -> float:
         """Seconds to wait before the next frame may go (0.0 = send now)."""
         if self._due is None:

@@ -86,6 +86,16 @@ class PlaybackTracker:
             del self._pending[name]
         return self.generation
 
+    def rewind(self, item_id: str, position: int) -> None:
+        """A duck's clear took back what the caller had not heard of ``item_id`` from ``position``
+        on (``voicebridge.audio.unplayed``): the caller stopped there, heard it all before it, and
+        its frames from there are sent again (its end too: the item is no longer ended)."""
+        item = self._item(item_id)
+        item.sent_bytes = min(item.sent_bytes, position)
+        item.anchor_bytes = item.sent_bytes
+        item.anchor_time = None  # the position holds until the next frame is sent
+        item.ended = False
+
     # --- echo side
     def echoed(self, name: str, now: float) -> MarkOutcome:
         """Handle an echoed mark."""
@@ -102,6 +112,16 @@ class PlaybackTracker:
         return MarkOutcome.PLAYED
 
     # --- queries
+    def sent_bytes(self, item_id: str) -> int:
+        """How much of ``item_id`` is at the caller or on its way (taken-back frames not counted)."""
+        item = self._items.get(item_id)
+        return 0 if item is None else item.sent_bytes
+
+    def confirmed_bytes(self, item_id: str) -> int:
+        """How much of ``item_id`` a mark echoed as played says the caller has heard."""
+        item = self._items.get(item_id)
+        return 0 if item is None else item.anchor_bytes
+
     @property
     def pending_marks(self) -> int:
         """Marks of the current generation not yet echoed: Twilio still has audio to play."""
@@ -110,8 +130,10 @@ class PlaybackTracker:
     def heard_bytes(self, item_id: str, now: float) -> int:
         """Best estimate of how much of ``item_id`` the caller has heard by ``now``."""
         item = self._items.get(item_id)
-        if item is None or item.anchor_time is None:
+        if item is None:
             return 0
+        if item.anchor_time is None:  # nothing sent since (the start, or a duck's clear)
+            return min(item.sent_bytes, item.anchor_bytes)
         elapsed = max(0.0, now - item.anchor_time)
         estimate = item.anchor_bytes + int(elapsed * SAMPLE_RATE)
         return min(item.sent_bytes, estimate)

@@ -12,8 +12,14 @@ utterance run it once:
   at what the caller actually heard -> response state cleared only if the id still matches ->
   counted.
 
-The duck: the first loud frame pauses sending (nothing lost); enough speech with a voice in it
-confirms the barge-in; a voiceless run (a cough) resumes where it paused. A shorter voiced
+The duck: the first loud frame pauses sending (nothing lost) and, with ``duck_clear``, clears
+what Twilio still holds of the agent (sent again on a release); enough speech with a voice in it
+confirms the barge-in; a voiceless run (a cough) resumes where it paused. After a duck that
+cleared, the first run that ends unconfirmed resumes only after ``RELEASE_GRACE_S`` without a
+new one: a soft onset's first frames ("w-" of "wait", "ex-" of "excuse me") end a run before
+the word does, and with the caller's buffer emptied nothing hides a resume in between (without
+the clear its 40 ms did). Only the first: babble or a TV that keeps ducking would otherwise
+keep the agent paused. A shorter voiced
 utterance ("mm-hm", or "wait") holds the agent paused until its words decide (``Listener.hold``):
 a backchannel resumes where it paused, other words interrupt. A confirmed local barge-in that no speech
 follows (no server ``speech_started``, no caller text, level back down for ``false_trigger_ms``)
@@ -37,8 +43,10 @@ from .context import CallContext
 Interrupted = Callable[[Interruption, int], None]
 
 ONSET_MEMORY_S = 2.0
-UTTERANCE_GAP_S = 0.4  # loud runs this close are one utterance (as the listener joins voiced runs)
 """A server trigger measures its latency from a local duck's onset at most this old."""
+UTTERANCE_GAP_S = 0.4  # loud runs this close are one utterance (as the listener joins voiced runs)
+RELEASE_GRACE_S = UTTERANCE_GAP_S
+"""After a duck that cleared the caller's buffer, a release waits this long for the run to go on."""
 
 
 def _never() -> bool:
@@ -65,6 +73,8 @@ class BargeIn:
         self._onset: float | None = None  # first loud frame of the current utterance (run thread)
         self._was_loud = False
         self._run_ended_at: float | None = None  # the last loud run's end (run thread)
+        self._release_due: float | None = None  # a released duck that cleared resumes then (run thread)
+        self._graced = False  # this duck's release was deferred once already (run thread)
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
 
     # ------------------------------------------------------------------ triggers
@@ -91,15 +101,18 @@ class BargeIn:
             self._false_trigger.level(loud, now)
         if decision is bargein.Decision.DUCK:
             self._utterance_began(now)
+            self._release_due = None  # the run goes on: still ducked
             self._outbound.pause(now)
             self._metrics.add("ducks")
             self._log.info("duck: caller loud (%.1f dBFS), sending paused", level_dbfs)
         elif decision is bargein.Decision.RELEASE:
             if self.listener.holding:
                 return  # a cough after "mm-hm": the agent stays held for the words
-            self._outbound.resume()
-            self._metrics.add("duck_releases")
-            self._log.info("duck released: loud run ended before confirmation")
+            if self._outbound.duck_cleared and not self._graced:
+                self._graced = True
+                self._release_due = now + RELEASE_GRACE_S
+                return
+            self._release()
         elif decision is bargein.Decision.BACKCHANNEL and self._config.backchannel_hold_ms:
             if not self.listener.holding:
                 self._metrics.add("backchannel_holds")
@@ -112,6 +125,12 @@ class BargeIn:
         elif loud and self._level.detector.run == 1:
             self._utterance_began(now)
 
+    def _release(self) -> None:
+        self._release_due, self._graced = None, False
+        self._outbound.resume()
+        self._metrics.add("duck_releases")
+        self._log.info("duck released: loud run ended before confirmation")
+
     def _utterance_began(self, now: float) -> None:
         """A loud run began: a new utterance, unless the last run ended within UTTERANCE_GAP_S
         ("stop ... please": the pause between words ducks again but keeps the first word's onset,
@@ -120,6 +139,7 @@ class BargeIn:
             self._onset = now
 
     def _resume_backchannel(self) -> None:
+        self._release_due, self._graced = None, False
         self._outbound.resume()
         self._metrics.add("duck_releases")
         self._metrics.add("backchannels")
@@ -218,6 +238,7 @@ class BargeIn:
             self._log.debug("%s barge-in ignored: %s", source, bargein.refusal(state))
             return False
         locked = self._turns.lock_for_interruption()
+        self._release_due, self._graced = None, False
         if source == "local":  # armed first: the server may confirm the speech while we send
             self._false_trigger.start(now, loud=True, since=onset)
         self._log.info("barge-in (%s) confirmed on response %s", source, locked.response_id)
@@ -263,6 +284,8 @@ class BargeIn:
         false-trigger recovery: ask the model to continue the answer a cough cut."""
         if self.listener.holding and self._settle_hold(now) is Hold.CONFIRM:
             self.answer_turn()
+        if self._release_due is not None and now >= self._release_due:
+            self._release()  # quiet since the run ended: it was no onset of words
         if self._false_trigger.poll(now):
             self._metrics.add("false_barge_ins")
             self._log.info("false barge-in: no speech followed; asking the model to continue")
@@ -277,6 +300,7 @@ class BargeIn:
             limit_ms += self._config.backchannel_hold_ms + self._config.barge_in_min_speech_ms
         if not self._outbound.release_stuck_duck(now, limit_ms / 1000):
             return False
+        self._release_due, self._graced = None, False
         self.listener.end_hold()
         self._level.reset()
         return True

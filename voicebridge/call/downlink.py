@@ -13,12 +13,24 @@ the wrong thread. Every chunk carries the generation it was made under; ``interr
 where it is found and counted (frames as ``frames_flushed``, unframed bytes as
 ``framer_bytes_dropped``). Frame accounting: every frame put on the TX queue leaves it exactly
 once, as sent, flushed or dropped.
+
+The duck's clear (``duck_clear``): the duck stops sending, and if the caller still has agent
+audio buffered at Twilio it is cleared at once; the frames it held that the caller had not
+heard (``voicebridge.audio.unplayed``) are taken back and go first after the resume, in order
+(a frame the TX loop held when the duck came, and anything it takes while ducked, wait with
+them, ordered by the sequence number every chunk gets when framed). Counting: ``frames_sent``
+counts a frame once, at its first send; a frame taken back counts ``frames_taken_back``, and
+then either ``frames_resent`` (sent again) or ``frames_resend_discarded`` (flushed by the
+barge-in the duck turned into, or dropped at the end of the call), never again as sent,
+flushed or dropped. So both ``enqueued == sent + flushed + dropped`` and ``taken_back ==
+resent + resend_discarded`` hold.
 """
 from __future__ import annotations
 
+import bisect
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..audio import mulaw as audio
@@ -26,6 +38,7 @@ from ..audio.echo import EchoGate
 from ..audio.framing import Framer
 from ..audio.pacing import Pacer, PacerStats
 from ..audio.playback import MarkOutcome, PlaybackTracker
+from ..audio.unplayed import Unplayed
 from .carrier_link import CarrierLink, SendOutcome
 from .wakeup import Wakeup
 from .context import CallContext
@@ -41,6 +54,8 @@ class Chunk:
     generation: int
     item_id: str
     data: bytes = b""
+    seq: int = 0  # order on the TX queue (set when framed): what a duck took back goes in order
+    resend: bool = False  # taken back by a duck's clear: already counted as sent
 
     @property
     def end(self) -> bool:
@@ -48,6 +63,7 @@ class Chunk:
 
 
 _STOP: Any = object()
+_NUDGE: Any = object()  # wakes a TX loop waiting for the queue: taken-back frames go first
 
 
 class OutboundAudio:
@@ -69,8 +85,14 @@ class OutboundAudio:
         self._lock = threading.Lock()  # generation, duck, in-flight count, playback
         self._generation = 0
         self._paused_at: float | None = None  # set while ducked
+        self._duck_cleared = False  # this duck cleared what the caller had not heard
         self._in_flight = 0  # deltas not yet framed + frames not yet sent, current generation
         self._playback = PlaybackTracker()
+        self._duck_clear = config.duck_clear
+        self._unplayed = Unplayed()  # sent, maybe not yet heard: what a duck's clear takes back
+        self._waiting: list[Chunk] = []  # by seq: taken back, or held by a duck; sent first after it
+        self._seq = 0  # audio-out thread only
+        self._cleared_at: float | None = None  # a duck's clear, for the TX thread's pacer
 
     # ------------------------------------------------------------------ producers (any thread)
     def push(self, item_id: str, data: bytes) -> None:
@@ -92,14 +114,49 @@ class OutboundAudio:
 
     # ------------------------------------------------------------------ barge-in (any thread)
     def pause(self, now: float) -> None:
-        """Duck: no frame leaves until ``resume`` (or ``interrupt``); nothing is lost."""
+        """Duck: no frame leaves until ``resume`` (or ``interrupt``); nothing is lost. With
+        ``duck_clear``, what the caller has not heard yet is cleared at Twilio and taken back."""
         def set_paused() -> None:
             self._paused_at = now
-        self._link.hold(set_paused)
+
+        def clear_and_take_back() -> None:
+            self._paused_at = now
+            self._duck_cleared = True
+            with self._lock:
+                taken = self._unplayed.take_back(now, self._playback)
+                for chunk in taken:
+                    self._wait(replace(chunk, resend=True) if not chunk.end else chunk)
+                    if chunk.generation == self._generation and not chunk.end:
+                        self._in_flight += 1
+                self._cleared_at = now
+            self._metrics.add("frames_taken_back", sum(not c.end for c in taken))
+
+        with self._lock:
+            clearing = self._duck_clear and self._unplayed.worth_clearing(now)
+        if not clearing:
+            self._link.hold(set_paused)
+            return
+        if self._link.clear(clear_and_take_back):
+            self._metrics.add("duck_clears")
+            if self._echo is not None:
+                self._echo.cleared(now)
 
     def resume(self) -> None:
-        self._link.hold(self._unpause)
+        now = self._clock()
+
+        def unpause() -> None:
+            with self._lock:
+                if self._paused_at is not None:
+                    self._unplayed.released(now)
+            self._paused_at = None
+            self._duck_cleared = False
+
+        self._link.hold(unpause)
         self._wake.set()
+        with self._lock:
+            waiting = bool(self._waiting)
+        if waiting:
+            self._tx_q.put(_NUDGE)  # a TX loop waiting for the queue takes them now
 
     def interrupt(self, clear: bool = True) -> int:
         """Stop all queued audio now: bump the generation (and send ``clear``) under the send lock.
@@ -112,9 +169,15 @@ class OutboundAudio:
             with self._lock:
                 self._generation += 1
                 self._paused_at = None
+                self._duck_cleared = False
                 self._playback.cleared()
+                self._unplayed.forget()
+                waiting, self._waiting = self._waiting, []
                 flushed.append(self._in_flight)
                 self._in_flight = 0
+            for chunk in waiting:
+                if not chunk.end:
+                    self._discard(chunk, "frames_flushed")
 
         if clear:
             self._link.clear(bump)
@@ -124,6 +187,11 @@ class OutboundAudio:
             self._link.hold(bump)
         self._wake.set()
         return flushed[0] if flushed else 0
+
+    @property
+    def duck_cleared(self) -> bool:
+        """Ducked, and the duck cleared the caller's buffer (nothing buffered hides a release)."""
+        return self._duck_cleared
 
     # ------------------------------------------------------------------ what the caller heard
     @property
@@ -163,7 +231,7 @@ class OutboundAudio:
         if not (self._audio_q.empty() and self._tx_q.empty()):
             return 0
         with self._lock:
-            return self._playback.forget_pending()
+            return 0 if self._waiting else self._playback.forget_pending()
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -175,14 +243,16 @@ class OutboundAudio:
 
     def drain(self) -> None:
         """After both loops ended: frames still queued were never sent (``frames_dropped``)."""
-        dropped = 0
+        with self._lock:
+            left, self._waiting = self._waiting, []
         while True:
             try:
-                chunk = self._tx_q.get_nowait()
+                left.append(self._tx_q.get_nowait())
             except queue.Empty:
                 break
-            dropped += chunk is not _STOP and not chunk.end
-        self._metrics.add("frames_dropped", dropped)
+        for chunk in left:
+            if isinstance(chunk, Chunk) and not chunk.end:
+                self._discard(chunk, "frames_dropped")
 
     # ------------------------------------------------------------------ audio-out thread
     def frame_loop(self) -> None:
@@ -203,7 +273,8 @@ class OutboundAudio:
                 before = framer.padded_bytes
                 self._enqueue(framer.end(), chunk, consumed=0)
                 self._metrics.add("framer_bytes_padded", framer.padded_bytes - before)
-                self._tx_q.put(chunk)
+                self._seq += 1
+                self._tx_q.put(replace(chunk, seq=self._seq))
             else:
                 self._enqueue(framer.push(chunk.data), chunk, consumed=1)
         self._metrics.add("framer_bytes_dropped", framer.drop())
@@ -214,22 +285,26 @@ class OutboundAudio:
                 self._in_flight += len(frames) - consumed
         for frame in frames:
             self._metrics.add("frames_enqueued")
-            self._tx_q.put(Chunk(src.generation, src.item_id, frame))
+            self._seq += 1
+            self._tx_q.put(Chunk(src.generation, src.item_id, frame, self._seq))
 
     # ------------------------------------------------------------------ TX thread
     def tx_loop(self) -> None:
         """One frame per 20 ms slot; a mark every few frames and after each item's last frame."""
         item: str | None = None
         unmarked = 0  # frames of ``item`` sent since its last mark
+        paused = False  # a duck held the loop: the first frame after it refills the caller's buffer
         while True:
-            chunk = self._tx_q.get()
+            chunk, waited = self._next_chunk()
+            paused = paused or waited
             if chunk is _STOP or self._stopping.is_set():
-                if chunk is not _STOP and not chunk.end:
-                    self._metrics.add("frames_dropped")
+                if isinstance(chunk, Chunk) and not chunk.end:
+                    self._discard(chunk, "frames_dropped")
                 return
             if chunk.end:
                 with self._lock:  # before the final mark: its echo may come back at once
                     self._playback.ended(chunk.item_id)
+                    self._unplayed.ended(chunk, chunk.item_id, self._playback.sent_bytes(chunk.item_id))
                 if chunk.generation == self._generation and unmarked:
                     self._mark(chunk.item_id)
                 item, unmarked = None, 0
@@ -237,70 +312,125 @@ class OutboundAudio:
             if chunk.item_id != item:
                 item, unmarked = chunk.item_id, 0
                 self._pacer.follow_on(self._clock())
-            outcome = self._pace_and_send(chunk)
+            outcome = self._pace_and_send(chunk, paused)
+            paused = outcome is SendOutcome.PAUSED
             if outcome is SendOutcome.SENT:
                 unmarked += 1
                 if self._mark_every and unmarked >= self._mark_every:
                     self._mark(chunk.item_id)
                     unmarked = 0
+            elif outcome is SendOutcome.PAUSED:
+                with self._lock:
+                    self._wait(chunk)  # after what the duck took back, which was sent before it
             elif outcome is SendOutcome.FAILED:
                 return
 
-    def _pace_and_send(self, chunk: Chunk) -> SendOutcome:
-        """Wait for the frame's slot, then send it; a duck holds it until the resume.
+    def _next_chunk(self) -> tuple[Any, bool]:
+        """The next chunk in order (what waits from a duck first), and whether a duck held us.
+
+        Nothing is taken while ducked: an item's end handled then would send its final mark
+        ahead of frames taken back.
+        """
+        waited = False
+        while True:
+            with self._lock:
+                if self._paused_at is None and self._waiting:
+                    return self._waiting.pop(0), waited
+                ducked = self._paused_at is not None
+            if self._stopping.is_set():
+                return _STOP, waited
+            if ducked:
+                self._wake.wait(PAUSED_POLL_S)
+                waited = True
+                continue
+            chunk = self._tx_q.get()
+            if chunk is _NUDGE:
+                continue
+            if chunk is _STOP:
+                return chunk, waited
+            with self._lock:
+                if self._paused_at is None and not self._waiting:
+                    return chunk, waited
+                self._wait(chunk)  # a duck came meanwhile: in order behind what it took back
+
+    def _wait(self, chunk: Chunk) -> None:
+        """Hold ``chunk`` for after the duck, in order (under ``_lock``)."""
+        bisect.insort(self._waiting, chunk, key=_seq)
+
+    def _pace_and_send(self, chunk: Chunk, resumed: bool) -> SendOutcome:
+        """Wait for the frame's slot, then send it (PAUSED: a duck came first, nothing sent).
 
         Whether the frame may go is decided under the send lock (``_send``); a flush, duck or
         close ends the wait early, and a frame already stale is discarded without waiting.
         """
-        resumed = False
         while True:
             if self._stopping.is_set():
-                self._metrics.add("frames_dropped")
+                self._discard(chunk, "frames_dropped")
                 return SendOutcome.FAILED
             if chunk.generation != self._generation:
-                self._metrics.add("frames_flushed")
+                self._discard(chunk, "frames_flushed")
                 return SendOutcome.FLUSHED
             now = self._clock()
             if resumed:  # after a duck: the caller's buffer refilled to the lead, then the grid
+                with self._lock:
+                    cleared_at, self._cleared_at = self._cleared_at, None
+                if cleared_at is not None:
+                    self._pacer.cleared(cleared_at)
                 self._pacer.resume(now)
                 resumed = False
             delay = self._pacer.delay(now)
             if delay > 0:
                 self._wake.wait(delay)
                 continue
-            outcome = self._send(chunk)
-            if outcome is not SendOutcome.PAUSED:
-                return outcome
-            self._wake.wait(PAUSED_POLL_S)
-            resumed = True
+            return self._send(chunk)
 
     def _send(self, chunk: Chunk) -> SendOutcome:
         if len(chunk.data) != audio.FRAME_BYTES:
             self._metrics.add("outbound_bad_size")
-            self._metrics.add("frames_dropped")
+            self._discard(chunk, "frames_dropped")
             self._log.error("frame of %d bytes refused (must be %d)", len(chunk.data), audio.FRAME_BYTES)
             return SendOutcome.FLUSHED
 
         def check() -> SendOutcome | None:  # under the send lock: no flush or duck in between
             if chunk.generation != self._generation:
                 return SendOutcome.FLUSHED
-            return SendOutcome.PAUSED if self._paused_at is not None else None
+            if self._paused_at is not None:
+                return SendOutcome.PAUSED
+            return self._going(chunk)
 
         outcome, sent_at = self._link.send_media(chunk.data, check)
         if outcome is SendOutcome.SENT:
             self._pacer.sent(sent_at)
-            self._metrics.frame_sent(len(chunk.data), sent_at)
+            if chunk.resend:
+                self._metrics.add("frames_resent")
+            else:
+                self._metrics.frame_sent(len(chunk.data), sent_at)
             if self._echo is not None:
                 self._echo.played(audio.dbfs(chunk.data), sent_at)
-            with self._lock:
-                self._playback.sent(chunk.item_id, len(chunk.data), sent_at)
-                if chunk.generation == self._generation:
-                    self._in_flight -= 1
         elif outcome is SendOutcome.FLUSHED:
-            self._metrics.add("frames_flushed")
+            self._discard(chunk, "frames_flushed")
         elif outcome is SendOutcome.FAILED:
-            self._metrics.add("frames_dropped")
+            self._discard(chunk, "frames_dropped")
         return outcome
+
+    def _going(self, chunk: Chunk) -> SendOutcome | None:
+        """The frame is about to be sent (under the send lock: a duck's take-back sees it);
+        PAUSED if frames a duck took back (released before this one's slot) must go first."""
+        now = self._clock()
+        with self._lock:
+            if self._waiting and self._waiting[0].seq < chunk.seq:
+                return SendOutcome.PAUSED
+            position = self._playback.sent_bytes(chunk.item_id)
+            self._playback.sent(chunk.item_id, len(chunk.data), now)
+            self._unplayed.sent(chunk, chunk.item_id, position, len(chunk.data), now)
+            if chunk.generation == self._generation:
+                self._in_flight -= 1
+        return None
+
+    def _discard(self, chunk: Chunk, how: str) -> None:
+        """Count a frame that will not be sent: ``how``, or, if it was sent once already and
+        taken back by a duck, ``frames_resend_discarded``."""
+        self._metrics.add("frames_resend_discarded" if chunk.resend else how)
 
     def _mark(self, item_id: str) -> None:
         def name() -> str:
@@ -308,5 +438,6 @@ class OutboundAudio:
                 return self._playback.new_mark(item_id)
         self._link.send_mark(name)
 
-    def _unpause(self) -> None:
-        self._paused_at = None
+
+def _seq(chunk: Chunk) -> int:
+    return chunk.seq

@@ -185,6 +185,8 @@ class CallerMetrics:
         before = [a for a in self._arrivals if a < onset]
         after = _chain([a for a in self._arrivals if a >= onset], onset)
         clear = next((c for c in self._clears if c >= onset), None)
+        later = [a for a in self._arrivals if a >= onset][len(after):]  # the agent's next utterance
+        until = later[0] if later else float("inf")
         return Interruption(
             onset_ms=round(onset * 1000, 1),
             agent_talking=talking,
@@ -193,6 +195,7 @@ class CallerMetrics:
             last_media_after_ms=_ms(after[-1] - onset) if after else None,
             frames_after_onset=len(after),
             heard_after_ms=_ms(_heard_after(onset, segments)),
+            clears_after_ms=[_ms(c - onset) for c in self._clears if onset <= c < until],
         )
 
 

@@ -23,6 +23,10 @@ class Interruption:
     """``media`` messages of the interrupted utterance received after the onset."""
     heard_after_ms: float
     """Agent audio the caller still heard after the onset (the talk-over)."""
+    clears_after_ms: "list[float]" = field(default_factory=list)
+    """Onset -> every ``clear`` received after it, before the agent's next utterance: a bridge
+    may clear at its duck (the caller stops hearing it at once) and again when it confirms the
+    barge-in; the wire does not say which."""
 
 
 @dataclass
