@@ -25,6 +25,28 @@ def channels(path):
     return pcm[0::2], pcm[1::2]
 
 
+def realigned(ours, theirs, slack: int, window: int = 80) -> int:
+    """How many times ``ours`` and ``theirs`` had to be realigned (one of them skipping at most
+    ``slack`` samples) to match sample for sample, ends included; AssertionError where they
+    cannot be."""
+    i = j = cuts = 0
+    while i < len(ours) and j < len(theirs):
+        if ours[i] == theirs[j]:
+            i, j = i + 1, j + 1
+            continue
+        shifts = sorted(((di, dj) for di in range(slack + 1) for dj in range(slack + 1) if di or dj),
+                        key=lambda s: s[0] + s[1])
+        for di, dj in shifts:
+            a, b = ours[i + di:i + di + window], theirs[j + dj:j + dj + window]
+            if a == b and (len(a) == window or i + di + len(a) == len(ours) and j + dj + len(b) == len(theirs)):
+                i, j, cuts = i + di, j + dj, cuts + 1
+                break
+        else:
+            raise AssertionError(f"the channels part at samples {i} / {j} and do not meet again within {slack}")
+    assert len(ours) - i <= slack and len(theirs) - j <= slack, (len(ours) - i, len(theirs) - j)
+    return cuts + (i < len(ours) or j < len(theirs))
+
+
 def test_a_call_leaves_a_recording_of_what_was_heard_and_a_signed_report_with_its_analysis(tmp_path):
     bodies = []
 
@@ -66,6 +88,10 @@ def test_a_call_leaves_a_recording_of_what_was_heard_and_a_signed_report_with_it
     silence = ULAW_TABLE[SILENCE_BYTE]
     ours = [s for s in heard if s != silence]
     theirs = [s for s in caller_heard if s != silence]
-    assert len(ours) > 8000 and ours == theirs
+    # Sample for sample, except where a clear landed while agent audio was queued (the duck's own
+    # clear does that): there the bridge's instant and the caller's differ by the socket's latency
+    # and thread scheduling, so the cut may fall a few ms apart; after it the two run on together.
+    assert len(ours) > 8000
+    assert realigned(ours, theirs, slack=40) <= bridge["clears_sent"], (len(ours), len(theirs), bridge["clears_sent"])
     assert abs(len(heard) - report["duration_s"] * 8000) <= 8  # both channels: the call's length (ms-rounded)
     assert Path(report["recording"]["path"]).stat().st_size == 44 + len(heard) * 4
