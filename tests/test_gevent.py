@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("gevent")
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["tests/test_session.py", "tests/test_wsserver.py", "tests/test_faults_socket.py",
+MODULES = ["tests/test_session.py", "tests/test_wsserver.py", "tests/test_faults_socket.py", "tests/test_mediasocket.py", "tests/test_readable.py",
            "tests/test_session_bargein.py"]
 
 

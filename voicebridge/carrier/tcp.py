@@ -35,18 +35,22 @@ def bound_sends(ws: Any, timeout_s: "float | None") -> None:
 def finish(ws: Any, timeout_s: float) -> None:
     """After our close frame: end the connection on this (the request's) thread, boundedly.
 
-    Under flask-sock, simple-websocket's reader thread reads until the peer's close frame; it is
-    given ``timeout_s`` for that, then the socket is shut down, which ends a read still blocked
+    Under flask-sock, simple-websocket's reader thread reads until the peer's close frame (the
+    media routes' socket reads it here, ``drain``); it is given ``timeout_s`` for that, then the
+    socket is shut down, which ends a read still blocked
     (a timeout set now would not). Otherwise the server's own close would wait on the peer:
     gunicorn's gthread worker does that on its main thread, where it stalls every other
     connection of the worker for up to 2 s. Other sockets get a bounded final drain (``linger``).
     """
     reader = getattr(ws, "thread", None)
+    drain = getattr(ws, "drain", None)  # a socket read on its caller's thread (``serving.mediasocket``)
     sock = getattr(ws, "sock", None)
-    if not (isinstance(reader, threading.Thread) and isinstance(sock, socket.socket)):
+    if not ((callable(drain) or isinstance(reader, threading.Thread)) and isinstance(sock, socket.socket)):
         linger(ws, timeout_s)
         return
-    if reader is not threading.current_thread():
+    if callable(drain):
+        drain(timeout_s)
+    elif reader is not threading.current_thread():
         reader.join(timeout_s)
     try:
         sock.shutdown(socket.SHUT_RDWR)
