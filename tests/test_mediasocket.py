@@ -157,3 +157,30 @@ def test_finish_gives_up_on_a_silent_peer_after_its_bound(pair) -> None:
     frames = _frames(peer)
     assert next(frames)[0] == wsframe.OP_CLOSE
     assert next(frames, None) is None  # then EOF: the connection was shut down
+
+
+def test_a_frame_is_written_with_one_send_when_the_socket_takes_it(pair) -> None:
+    """gevent's ``sendall`` asks the kernel for the send buffer's size on every call (a
+    ``getsockopt`` per 20 ms frame): a frame the socket takes whole is one ``send``."""
+    ws, peer = pair
+    calls: list[str] = []
+
+    class Counting:
+        def __init__(self, sock: socket.socket) -> None:
+            self._sock = sock
+
+        def send(self, data: bytes) -> int:
+            calls.append("send")
+            return self._sock.send(data)
+
+        def sendall(self, data: bytes) -> None:
+            calls.append("sendall")
+            self._sock.sendall(data)
+
+    real, ws.sock = ws.sock, Counting(ws.sock)
+    try:
+        ws.send('{"event":"media"}')
+    finally:
+        ws.sock = real
+    assert calls == ["send"]
+    assert next(_frames(peer)) == (wsframe.OP_TEXT, b'{"event":"media"}')

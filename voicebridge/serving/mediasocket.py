@@ -8,9 +8,9 @@ reader's, then the receiving thread's), a large part of a gevent worker's loop a
 
 ``MediaSocket`` keeps simple-websocket's handshake and socket modes and reads on the thread that
 calls ``receive`` (the session's run thread): one bounded ``recv`` per message
-(``model.readable``), decoded by ``wsframe.FrameReader``, pings answered and the peer's close
+(``model.sockio``), decoded by ``wsframe.FrameReader``, pings answered and the peer's close
 answered there. Writes (``send`` from the TX thread, pongs, close frames) hold one write lock,
-each frame written whole with one ``sendall``; the reading thread never waits for that lock
+each frame written whole (``sockio.send_whole``); the reading thread never waits for that lock
 (a send stuck behind a peer that stopped reading must not stop the reader, which watches for
 that stall): a control frame it cannot write at once is owed and goes out with the next write.
 With ``ping_interval`` set (simple-websocket's keepalive loop; the bridge never sets one) the
@@ -31,7 +31,7 @@ from flask import Blueprint, Response, current_app, request
 from simple_websocket import ConnectionClosed, Server
 
 from ..model import wsframe
-from ..model.readable import BoundedReads
+from ..model.sockio import BoundedReads, send_whole
 
 
 class _NoReader:
@@ -165,7 +165,7 @@ class MediaSocket(Server):
                 self._pay_owed()
             if not self.connected:
                 raise ConnectionClosed(self.close_reason, self.close_message)
-            self.sock.sendall(frame)
+            send_whole(self.sock, frame)
 
     def close(self, reason: "int | None" = None, message: "str | None" = None) -> None:
         """Send our close frame (once: later calls raise ``ConnectionClosed``, as simple-websocket's)."""
@@ -199,7 +199,7 @@ class MediaSocket(Server):
 
     def _write_quietly(self, frame: bytes) -> None:
         try:
-            self.sock.sendall(frame)
+            send_whole(self.sock, frame)
         except OSError:
             pass  # the peer is gone already
 

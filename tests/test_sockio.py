@@ -1,4 +1,4 @@
-"""Bounded reads on one socket (``model.readable``): the bound is the read's, never the sends'."""
+"""A WebSocket's socket calls (``model.sockio``): a read's bound is the read's, never the sends'."""
 from __future__ import annotations
 
 import socket
@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from voicebridge.model.readable import COARSE_S, BoundedReads
+from voicebridge.model.sockio import COARSE_S, BoundedReads, send_whole
 
 
 @pytest.fixture
@@ -38,3 +38,20 @@ def test_the_read_bound_leaves_the_socket_timeout_and_blocking_sends_alone(ends)
     assert a.gettimeout() is None  # settimeout() would also have bounded every send
     b.sendall(b"x")
     assert reads.recv(100, None) == b"x"  # unbounded again
+
+
+def test_a_frame_the_socket_cannot_take_at_once_is_written_whole(ends) -> None:
+    a, b = ends
+    big = bytes(range(256)) * 8192  # 2 MiB: more than the socket buffers hold
+    import threading
+    received = bytearray()
+
+    def read() -> None:
+        while len(received) < len(big):
+            received.extend(b.recv(65536))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    send_whole(a, big)
+    reader.join(10)
+    assert bytes(received) == big

@@ -1,4 +1,4 @@
-"""Read a socket on the caller's own thread, each read bounded, without touching its send side.
+"""A WebSocket's socket calls on its callers' threads: reads bounded one by one, frames written whole.
 
 A socket's Python timeout (``settimeout``) bounds sends and receives alike, and a media
 socket is written by another thread while its reader waits: a read bound set that way would
@@ -12,6 +12,11 @@ read only:
 * on a blocking socket, a bound of at least ``COARSE_S`` is SO_RCVTIMEO (one ``recv`` syscall
   per read, set again only when the bound changes); a shorter one polls first, because the
   kernel keeps SO_RCVTIMEO in scheduler ticks (a 1 ms bound can sleep 8 ms).
+
+``readable(sock)`` is that wait on its own (the Realtime client reads through websocket-client
+once it is true). ``send_whole(sock, frame)`` writes a frame with one ``send`` when the socket
+takes it all, as it does a 20 ms frame: gevent's ``sendall`` asks the kernel for the send
+buffer's size (a ``getsockopt``) and slices the data on every call.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ class BoundedReads:
         self._sock = sock
         # how a bounded read waits first (None: SO_RCVTIMEO bounds the recv itself)
         self._wait: "Callable[[float], bool] | None" = _green_wait(sock) if _is_green(sock) else None
-        self._poll: Any = None
+        self._polled = _poll_wait(sock)
         self._rcvtimeo: "float | None" = None  # as last set on the socket (None: never)
 
     def recv(self, n: int, timeout: "float | None") -> "bytes | None":
@@ -52,12 +57,6 @@ class BoundedReads:
         except (BlockingIOError, socket.timeout):
             return None  # SO_RCVTIMEO expired (or an early wake-up with nothing to read)
 
-    def _polled(self, timeout: float) -> bool:
-        if self._poll is None:
-            self._poll = select.poll()
-            self._poll.register(self._sock.fileno(), select.POLLIN | select.POLLPRI)
-        return bool(self._poll.poll(max(timeout, 0.0) * 1000.0))
-
     def _bound(self, timeout: float) -> bool:
         """SO_RCVTIMEO = ``timeout`` (a syscall only when it changes); False where the socket has
         none (every bounded read polls from then on)."""
@@ -72,6 +71,29 @@ class BoundedReads:
             return False
         self._rcvtimeo = timeout
         return True
+
+
+def readable(sock: Any) -> Callable[[float], bool]:
+    """``wait(timeout)``: True once ``sock`` has bytes to read (or EOF, or an error), False after
+    ``timeout`` seconds; under gevent it yields to other greenlets meanwhile."""
+    return _green_wait(sock) if _is_green(sock) else _poll_wait(sock)
+
+
+def send_whole(sock: Any, frame: bytes) -> None:
+    """Write all of ``frame``: one ``send`` when the socket takes it whole, ``sendall`` for the rest."""
+    sent = sock.send(frame)
+    if sent < len(frame):
+        sock.sendall(memoryview(frame)[sent:])
+
+
+def _poll_wait(sock: Any) -> Callable[[float], bool]:
+    poll = select.poll()  # not select(): descriptors above 1023 are refused there
+    poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+
+    def wait(timeout: float) -> bool:
+        return bool(poll.poll(max(timeout, 0.0) * 1000.0))
+
+    return wait
 
 
 def _is_green(sock: Any) -> bool:
