@@ -2,6 +2,7 @@
 import base64
 import math
 import random
+import sys
 import threading
 
 import pytest
@@ -317,6 +318,24 @@ def test_tx_wakeup_is_a_self_clearing_event() -> None:
     wake.set()  # from another thread: ends the wait long before its 5 s timeout
     thread.join(2.0)
     assert waiter_saw == [True]
+
+
+def test_under_gevent_a_tx_wait_is_a_timer_in_the_hub_not_a_timed_lock(monkeypatch) -> None:
+    """gevent's timed lock acquire makes a ``Timeout`` on every wait (50 a second per call); the
+    TX wait there is one hub timer. Runs in the gevent lane (tests/test_gevent.py)."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("threading"):
+        pytest.skip("threading is not gevent's here")
+    from gevent.timeout import Timeout
+
+    made = []
+    start = Timeout._start_new_or_dummy
+    monkeypatch.setattr(Timeout, "_start_new_or_dummy", staticmethod(lambda *a, **k: made.append(a) or start(*a, **k)))
+    wake = Wakeup()
+    assert wake.wait(0.001) is False
+    wake.set()
+    assert wake.wait(0.001) is True
+    assert made == []
 
 
 def test_a_send_after_the_peer_closed_in_order_leaves_the_end_to_what_it_said_last(bridge_call):
