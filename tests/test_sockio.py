@@ -55,3 +55,19 @@ def test_a_frame_the_socket_cannot_take_at_once_is_written_whole(ends) -> None:
     send_whole(a, big)
     reader.join(10)
     assert bytes(received) == big
+
+
+def test_a_socket_with_a_timeout_of_its_own_is_still_bounded_by_the_read(ends) -> None:
+    """Python waits for such a socket's own timeout before its ``recv``: SO_RCVTIMEO alone would
+    let this read wait until the byte sent a second later came."""
+    import threading
+
+    a, b = ends
+    a.settimeout(5.0)
+    later = threading.Timer(1.0, lambda: b.sendall(b"late"))
+    later.start()
+    try:
+        assert BoundedReads(a).recv(100, 0.1) is None
+    finally:
+        later.cancel()
+        later.join()

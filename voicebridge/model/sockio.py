@@ -47,7 +47,9 @@ class BoundedReads:
         elif self._wait is not None:
             if not self._wait(timeout):
                 return None
-        elif timeout < COARSE_S:
+        elif timeout < COARSE_S or self._sock.gettimeout() is not None:
+            # a short bound, or a socket with a timeout of its own (Python then waits for it
+            # before the recv, whatever SO_RCVTIMEO says)
             if not self._polled(timeout):
                 return None
         elif not self._bound(timeout) and not self._polled(timeout):
