@@ -18,8 +18,9 @@ def bound_sends(ws: Any, timeout_s: "float | None") -> None:
 
     simple-websocket (flask-sock) writes with ``sock.send`` on a blocking socket that has no
     timeout: when the peer stops reading, the kernel buffer fills and the send blocks forever.
-    ``settimeout`` would also time out its reader thread's idle ``recv`` and drop the connection,
-    so the bound is set on the send direction only; an expired send raises ``BlockingIOError``.
+    ``settimeout`` would also time out an idle read (a reader thread's, or the run thread's on the
+    media routes, which bounds each read itself) and drop the connection, so the bound is set
+    on the send direction only; an expired send raises ``BlockingIOError``.
     """
     sock = getattr(ws, "sock", None)
     if not timeout_s or timeout_s <= 0 or not isinstance(sock, socket.socket):
