@@ -184,3 +184,13 @@ def test_a_frame_is_written_with_one_send_when_the_socket_takes_it(pair) -> None
         ws.sock = real
     assert calls == ["send"]
     assert next(_frames(peer)) == (wsframe.OP_TEXT, b'{"event":"media"}')
+
+
+def test_an_owed_pong_goes_out_at_the_next_receive_when_nothing_is_sent(pair) -> None:
+    """The agent may be silent for seconds: the pong must not wait for the next media frame."""
+    ws, peer = pair
+    peer.sendall(wsframe.encode(wsframe.OP_PING, b"p2", KEY))
+    with ws._write_lock:
+        assert ws.receive(0.2) is None  # owed
+    assert ws.receive(0.05) is None  # nothing sends meanwhile: the reader pays it
+    assert next(_frames(peer)) == (wsframe.OP_PONG, b"p2")

@@ -12,11 +12,11 @@ calls ``receive`` (the session's run thread): one bounded ``recv`` per message
 answered there. Writes (``send`` from the TX thread, pongs, close frames) hold one write lock,
 each frame written whole (``sockio.send_whole``); the reading thread never waits for that lock
 (a send stuck behind a peer that stopped reading must not stop the reader, which watches for
-that stall): a control frame it cannot write at once is owed and goes out with the next write.
-With ``ping_interval`` set (simple-websocket's keepalive loop; the bridge never sets one) the
-reader thread and wsproto stay, as simple-websocket has them. It relies on no extension being
-negotiated: ``media_route`` declines them (``no_extensions``), and ``wsframe`` refuses frames
-with reserved bits.
+that stall): a control frame it cannot write at once is owed and goes out with the next write
+(or at the next ``receive``). With ``ping_interval`` set (simple-websocket's keepalive loop;
+the bridge never sets one) the reader thread and wsproto stay, as simple-websocket has them.
+It relies on no extension being negotiated: ``media_route`` declines them (``no_extensions``),
+and ``wsframe`` refuses frames with reserved bits.
 
 ``media_route`` registers a view the way flask-sock's ``Sock.route`` does, with this class.
 """
@@ -74,6 +74,8 @@ class MediaSocket(Server):
         """The next message; None after ``timeout`` s without one; ``ConnectionClosed`` once over."""
         if self._reads is None:
             return super().receive(timeout)
+        if self._owed:  # a control frame a send was in the way of: now, if nothing sends
+            self._write_control(None)
         deadline = None
         while True:
             message = self._next_message()
@@ -181,15 +183,17 @@ class MediaSocket(Server):
             self._write_quietly(wsframe.encode(wsframe.OP_CLOSE, wsframe.close_payload(
                 reason or wsframe.CLOSE_NORMAL, message or "")))
 
-    def _write_control(self, frame: bytes) -> None:
-        """Write a control frame now if no write is in progress, else owe it to the next one."""
+    def _write_control(self, frame: "bytes | None") -> None:
+        """Write the owed control frames and ``frame`` now if no write is in progress, else owe
+        them to the next write (or the next ``receive``)."""
         if self._write_lock.acquire(blocking=False):
             try:
                 self._pay_owed()
-                self._write_quietly(frame)
+                if frame is not None:
+                    self._write_quietly(frame)
             finally:
                 self._write_lock.release()
-        else:
+        elif frame is not None:
             self._owed.append(frame)
 
     def _pay_owed(self) -> None:
