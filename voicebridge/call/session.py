@@ -60,9 +60,10 @@ FUSE_CHECK_S = 0.05
 TIMERS_EVERY_S = 0.04
 """The run thread's timers (``_timers``) run after a carrier message once this long has passed
 on the session's clock since they last ran (or the clock went back), and after every receive
-timeout (no message for ``carrier_receive_timeout_s``). Each run asks every part; at 50 caller frames a second, running them after
-every message was a tenth of the run thread's time. What they decide (deadlines, limits, the
-fuses, a batch of caller audio that has waited ``append_ms``) is decided up to this much later."""
+timeout (no message for ``carrier_receive_timeout_s``). Each run asks every part: at 50 caller
+frames a second, running them after every message was about a fifth of the run thread's time.
+What they decide (deadlines, limits, the fuses, a batch of caller audio that has waited
+``append_ms``) is decided up to this much later."""
 GIVE_UP_GRACE_S = 0.5
 """A stream told to give up waiting still gets this long for its ``start`` (Twilio sends it right
 after ``connected``: a genuine stream in a burst is not closed between the two)."""
