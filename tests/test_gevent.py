@@ -18,7 +18,8 @@ pytest.importorskip("gevent")
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["tests/test_session.py", "tests/test_wsserver.py", "tests/test_faults_socket.py",
-           "tests/test_session_bargein.py"]
+           "tests/test_session_bargein.py", "tests/test_mediasocket.py", "tests/test_sockio.py",
+           "tests/test_realtime_client.py"]
 
 
 def test_sessions_sockets_and_faults_behave_the_same_under_gevent():

@@ -2,6 +2,7 @@
 import base64
 import math
 import random
+import sys
 import threading
 
 import pytest
@@ -319,6 +320,24 @@ def test_tx_wakeup_is_a_self_clearing_event() -> None:
     assert waiter_saw == [True]
 
 
+def test_under_gevent_a_tx_wait_is_a_timer_in_the_hub_not_a_timed_lock(monkeypatch) -> None:
+    """gevent's timed lock acquire makes a ``Timeout`` on every wait (50 a second per call); the
+    TX wait there is one hub timer. Runs in the gevent lane (tests/test_gevent.py)."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("threading"):
+        pytest.skip("threading is not gevent's here")
+    from gevent.timeout import Timeout
+
+    made = []
+    start = Timeout._start_new_or_dummy
+    monkeypatch.setattr(Timeout, "_start_new_or_dummy", staticmethod(lambda *a, **k: made.append(a) or start(*a, **k)))
+    wake = Wakeup()
+    assert wake.wait(0.001) is False
+    wake.set()
+    assert wake.wait(0.001) is True
+    assert made == []
+
+
 def test_a_send_after_the_peer_closed_in_order_leaves_the_end_to_what_it_said_last(bridge_call):
     """A hang-up is ``stop`` then the close frame: a frame sent after the close fails, and the
     call's end is still the ``stop`` the reader finds next, not a send failure (a race CI found)."""
@@ -335,3 +354,35 @@ def test_a_send_after_the_peer_closed_in_order_leaves_the_end_to_what_it_said_la
     m = call.finish()  # the caller's stop, then its close
     assert m["close_reason"] == "twilio stop"
     assert m["frames_enqueued"] == m["frames_sent"] + m["frames_flushed"] + m["frames_dropped"]
+
+
+def test_the_run_threads_timers_run_on_a_cadence_of_the_clock_not_after_every_message(bridge_call):
+    """At 50 caller frames a second the timers (every part's poll) ran after each one; now they
+    run once ``TIMERS_EVERY_S`` of the session's clock has passed (and after a receive timeout)."""
+    from voicebridge.call.session import TIMERS_EVERY_S
+
+    clock = ManualClock()
+    call = bridge_call(CFG.replace(twilio_receive_timeout_s=30.0), clock=clock).start()
+    assert wait_until(lambda: call.session.stream_sid is not None)
+    polls = []
+    poll = call.session.turns.poll
+    call.session.turns.poll = lambda now: (polls.append(now), poll(now))[1]
+
+    def frame_after(seconds: float) -> None:
+        clock.advance(seconds)
+        count = call.session.metrics["inbound_frames"]
+        call.twilio.media(b"\xff" * 160)
+        assert wait_until(lambda: call.session.metrics["inbound_frames"] == count + 1)
+
+    frame_after(1.0)  # they run: long past the last run
+    for _ in range(20):
+        frame_after(0.020)
+    # the first frame at or after each cadence runs them: every second or third frame, not all 20
+    assert 2 <= len(polls) - 1 <= 20 * 0.020 / TIMERS_EVERY_S
+    assert all(TIMERS_EVERY_S - 1e-9 <= b - a < TIMERS_EVERY_S + 0.020 + 1e-9 for a, b in zip(polls, polls[1:]))
+    runs = len(polls)
+    frame_after(TIMERS_EVERY_S - 0.001 - (clock.now - polls[-1]))
+    assert len(polls) == runs  # not yet
+    frame_after(0.002)  # past the cadence: they run at this frame
+    assert len(polls) == runs + 1 and polls[-1] == clock.now
+    call.finish()

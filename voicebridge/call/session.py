@@ -57,6 +57,13 @@ Clock = Callable[[], float]
 FUSE_CHECK_S = 0.05
 """The safety fuses and the send-stall check run on the run thread at most this often."""
 """While the opening holds for the AMD verdict, the shared board is asked at most this often."""
+TIMERS_EVERY_S = 0.04
+"""The run thread's timers (``_timers``) run after a carrier message once this long has passed
+on the session's clock since they last ran (or the clock went back), and after every receive
+timeout (no message for ``carrier_receive_timeout_s``). Each run asks every part: at 50 caller
+frames a second, running them after every message was about a fifth of the run thread's time.
+What they decide (deadlines, limits, the fuses, a batch of caller audio that has waited
+``append_ms``) is decided up to this much later."""
 GIVE_UP_GRACE_S = 0.5
 """A stream told to give up waiting still gets this long for its ``start`` (Twilio sends it right
 after ``connected``: a genuine stream in a burst is not closed between the two)."""
@@ -129,6 +136,7 @@ class MediaSession:
         self._start_deadline = float("inf")  # set when run() begins
         self._give_up_at = float("inf")  # give_up_waiting_for_start: no start by then, not a call
         self._fuse_checked = float("-inf")
+        self._timers_at = float("-inf")  # when _timers last ran
         self._link = CarrierLink(twilio_ws, self._metrics, self.log, self.config.twilio_send_timeout_s,
                                   clock, self.close, carrier)
         self._build(self.config)
@@ -262,7 +270,9 @@ class MediaSession:
             now = self._clock()
             if message is not None:
                 self._on_carrier(self.carrier.parse(message), now)
-            self._timers(now)
+            if message is None or now - self._timers_at >= TIMERS_EVERY_S or now < self._timers_at:
+                self._timers_at = now
+                self._timers(now)
 
     def _on_carrier(self, event: seam.CarrierEvent, now: float) -> None:
         if isinstance(event, seam.Media):
@@ -387,7 +397,8 @@ class MediaSession:
 
     # ------------------------------------------------------------------ timers (run thread)
     def _timers(self, now: float) -> None:
-        """Everything time-driven, checked after every Twilio message or receive timeout."""
+        """Everything time-driven, checked after a Twilio message or receive timeout (at most every
+        ``TIMERS_EVERY_S``)."""
         if self.stream_sid is None and (now > self._start_deadline or now > self._give_up_at):
             # Not a call, and anyone can open such sockets: INFO here; the Flask integration adds one
             # throttled warning for all of them.

@@ -18,8 +18,9 @@ def bound_sends(ws: Any, timeout_s: "float | None") -> None:
 
     simple-websocket (flask-sock) writes with ``sock.send`` on a blocking socket that has no
     timeout: when the peer stops reading, the kernel buffer fills and the send blocks forever.
-    ``settimeout`` would also time out its reader thread's idle ``recv`` and drop the connection,
-    so the bound is set on the send direction only; an expired send raises ``BlockingIOError``.
+    ``settimeout`` would also time out an idle read (a reader thread's, or the run thread's on the
+    media routes, which bounds each read itself) and drop the connection, so the bound is set
+    on the send direction only; an expired send raises ``BlockingIOError``.
     """
     sock = getattr(ws, "sock", None)
     if not timeout_s or timeout_s <= 0 or not isinstance(sock, socket.socket):
@@ -35,18 +36,22 @@ def bound_sends(ws: Any, timeout_s: "float | None") -> None:
 def finish(ws: Any, timeout_s: float) -> None:
     """After our close frame: end the connection on this (the request's) thread, boundedly.
 
-    Under flask-sock, simple-websocket's reader thread reads until the peer's close frame; it is
-    given ``timeout_s`` for that, then the socket is shut down, which ends a read still blocked
+    Under flask-sock, simple-websocket's reader thread reads until the peer's close frame (the
+    media routes' socket reads it here, ``drain``); it is given ``timeout_s`` for that, then the
+    socket is shut down, which ends a read still blocked
     (a timeout set now would not). Otherwise the server's own close would wait on the peer:
     gunicorn's gthread worker does that on its main thread, where it stalls every other
     connection of the worker for up to 2 s. Other sockets get a bounded final drain (``linger``).
     """
     reader = getattr(ws, "thread", None)
+    drain = getattr(ws, "drain", None)  # a socket read on its caller's thread (``serving.mediasocket``)
     sock = getattr(ws, "sock", None)
-    if not (isinstance(reader, threading.Thread) and isinstance(sock, socket.socket)):
+    if not ((callable(drain) or isinstance(reader, threading.Thread)) and isinstance(sock, socket.socket)):
         linger(ws, timeout_s)
         return
-    if reader is not threading.current_thread():
+    if callable(drain):
+        drain(timeout_s)
+    elif reader is not threading.current_thread():
         reader.join(timeout_s)
     try:
         sock.shutdown(socket.SHUT_RDWR)

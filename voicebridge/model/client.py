@@ -10,14 +10,13 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import select
 import socket
 import threading
 from typing import Callable, Protocol
 
 import websocket
 
-from . import wsframe
+from . import sockio, wsframe
 from .wsframe import ConnectionClosed
 from ..config import BridgeConfig
 
@@ -52,9 +51,9 @@ class WebSocketRealtimeConnection:
         self._closed = threading.Event()
         ws.settimeout(send_timeout_s)  # bounds sends and the rest of a partly received frame
         # poll, not select: a busy bridge holds two sockets per call, and select() refuses
-        # descriptors above 1023 (FD_SETSIZE) -- that would drop every call past ~500.
-        self._poll = select.poll()
-        self._poll.register(ws.sock.fileno(), select.POLLIN | select.POLLPRI)
+        # descriptors above 1023 (FD_SETSIZE) -- that would drop every call past ~500; under
+        # gevent, a watcher in its hub made once (gevent's poll makes one on every call)
+        self._wait_readable = sockio.readable(ws.sock)
 
     def send(self, text: str) -> None:
         """One masked text frame, built here: websocket-client's ``send`` does more work per call.
@@ -73,7 +72,7 @@ class WebSocketRealtimeConnection:
                 sock = self._ws.sock
                 if sock is None:
                     raise ConnectionClosed("socket gone")
-                sock.sendall(frame)
+                sockio.send_whole(sock, frame)
         except (websocket.WebSocketException, OSError) as exc:
             raise ConnectionClosed(str(exc)) from exc
 
@@ -88,7 +87,7 @@ class WebSocketRealtimeConnection:
         pending = getattr(sock, "pending", None)  # TLS may hold decrypted bytes poll cannot see
         if pending is not None and pending():
             return True
-        return bool(self._poll.poll(max(0.0, timeout) * 1000.0))
+        return self._wait_readable(timeout)
 
     def recv(self, timeout: float) -> "str | bytes | Keepalive | None":
         """The next server message, ``KEEPALIVE`` for a ping (answered) or a pong, None after

@@ -110,9 +110,9 @@ def _process_secret(state_dir: str | None) -> str:
 def refuse(ws: Any, message: str) -> None:
     """Close a stream we will not serve with 1013, and end its connection boundedly.
 
-    Like a call's end (``tcp.finish``): simple-websocket's reader thread gets a moment for the
-    peer's closing frame, then the socket is shut down, so a peer that never answers cannot keep
-    that thread -- and with it a stopping worker process -- alive.
+    Like a call's end (``tcp.finish``): the peer's closing frame is waited for a moment (read on
+    this thread on the media routes), then the socket is shut down, so a peer that never
+    answers cannot keep that thread -- and with it a stopping worker process -- alive.
     """
     try:
         ws.close(reason=CLOSE_TRY_AGAIN_LATER, message=message)
