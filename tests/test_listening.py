@@ -519,11 +519,38 @@ def test_a_turn_whose_words_are_the_agents_own_is_its_echo_not_words_that_take_t
 @pytest.mark.parametrize("text, final, expected", [
     ("its reply back", True, True), ("reply back faster than", False, True), ("hold on", True, False),
     ("wait", True, False), ("the phone", False, None), ("what do you mean", True, False),
-    ("the model is wrong", True, False), ("", True, False)])
+    ("the model is wrong", True, False), ("", True, False),
+    ("the phone.", True, True), ("plays", True, True), ("phone the", True, False), ("Tuesday?", True, False)])
 def test_which_transcripts_are_the_agents_own_words(text, final, expected):
     said = AgentWords()
     said.add("The model streams its reply back faster than real time, and the phone plays it.", final=True)
     assert said.echoed(text, final) is expected
+
+
+def test_a_fragment_of_the_agents_echo_transcribed_resumes_a_held_answer():
+    """A knock over -20 dB echo ducked, an echo peak after it was held as an utterance and the
+    model's VAD started on it: its transcription was a word or two of the agent's own ("speech
+    model.", "to"). Fewer than three words were always taken for the caller's: the answer was
+    cut, a false barge-in. They are the agent's words, said in a row: its echo."""
+    call = Call()
+    call.listener.agent_said("The model streams its reply back faster than real time, and the phone plays it.",
+                             final=True)
+    call.learn(3.0)
+    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.BACKCHANNEL
+    assert call.listener.transcript("real time.", call.t + 0.9, "item_echo") is False  # before: True
+    assert call.listener.hold_outcome(call.t + 0.9) is Hold.RESUME  # before: CONFIRM, the answer cut
+
+
+@pytest.mark.parametrize("command", ["stop", "wait", "no no", "hold on", "wait please", "sorry"])
+def test_a_short_command_takes_the_turn_even_if_the_agent_said_those_words(command):
+    said = AgentWords()
+    said.add("Please hold on, no no, stop and wait please, sorry for the wait.", final=True)
+    assert said.echoed(command, True) is False
+    assert takes_turn(command, True)
 
 
 def test_a_new_calls_comfort_noise_reuses_the_tables_earlier_calls_built():

@@ -54,6 +54,12 @@ AGENT_WORDS_KEPT = 300
 """The agent's latest words kept to recognise its own echo in a caller turn's transcript."""
 ECHO_RUN = 3
 """Words in a row the agent said that make a transcript its echo (a caller's command is shorter)."""
+TURN_WORDS = frozenset("""
+stop wait hold hang no not nope never excuse sorry pardon cancel repeat again what why how where when who
+hey hello actually but question second sec moment minute please help operator agent human person
+""".split())
+"""Words a caller takes the turn with: a one- or two-word transcript with one of them is never
+judged the agent's echo, even if the agent said them ("hold on", "no no", "wait please")."""
 
 
 class ServerSpeech(enum.Enum):
@@ -132,11 +138,16 @@ class AgentWords:
     """What the agent said lately (its transcript's deltas), to tell its own echo in a caller turn
     by the words: a turn the echo gate took for the caller (a loud echo peak, a voice under a TV)
     whose transcript is three or more words in a row of the agent's own is the agent, not a
-    caller who wants the turn. Short commands ("wait", "hold on") are never judged this way."""
+    caller who wants the turn. A word or two words in a row the agent said, none of them a word
+    callers take the turn with (``TURN_WORDS``), are its echo too: the model's VAD, started on an
+    echo peak, transcribes a fragment of the agent ("speech model.", "to"), and taken for the
+    caller's words it cut the answer. Commands ("wait", "hold on", "no no") are never judged
+    this way."""
 
     def __init__(self) -> None:
         self._words: deque[str] = deque(maxlen=AGENT_WORDS_KEPT)
         self._runs: set[tuple[str, ...]] = set()
+        self._pairs: set[tuple[str, ...]] = set()
         self._tail = ""  # a word a delta ended inside
 
     def add(self, text: str, final: bool = False) -> None:
@@ -148,20 +159,28 @@ class AgentWords:
             self._words.append(word)
             if len(self._words) >= ECHO_RUN:
                 self._runs.add(tuple(list(self._words)[-ECHO_RUN:]))
+            if len(self._words) >= 2:
+                self._pairs.add((self._words[-2], word))
         if len(self._runs) > 2 * AGENT_WORDS_KEPT:
             kept = list(self._words)
             self._runs = {tuple(kept[i:i + ECHO_RUN]) for i in range(len(kept) - ECHO_RUN + 1)}
+            self._pairs = {tuple(kept[i:i + 2]) for i in range(len(kept) - 1)}
 
     def echoed(self, text: str, final: bool) -> "bool | None":
         """True if ``text`` is the agent's own words (half its runs of three words or more are
         the agent's), False if not, None while a partial transcript may still become so (fewer
-        than three words, all of them words the agent said)."""
+        than three words, all of them words the agent said). A final one or two words are the
+        agent's if it said them (two: in a row) and neither is a word callers take the turn with."""
         words = _WORD.findall(text.lower())
         if not final and text[-1:].isalpha():
             words = words[:-1]  # the last one may be cut
         if len(words) < ECHO_RUN:
             said = set(self._words)
-            return None if not final and words and all(w in said for w in words) else False
+            if not final:
+                return None if words and all(w in said for w in words) else False
+            if not words or TURN_WORDS.intersection(words):
+                return False
+            return words[0] in said if len(words) == 1 else tuple(words) in self._pairs
         runs = [tuple(words[i:i + ECHO_RUN]) for i in range(len(words) - ECHO_RUN + 1)]
         return 2 * sum(1 for r in runs if r in self._runs) >= len(runs)
 
