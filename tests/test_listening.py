@@ -496,6 +496,17 @@ def test_a_held_utterance_inside_a_turn_the_models_vad_opened_before_the_agent_s
     assert call.listener.transcript("Wait.", call.t + 1.7, "item_tv") is True
 
 
+def _held_echo_turn(call: "Call") -> None:
+    """A short voiced utterance (an echo peak the gate took for the caller) held the agent, and
+    the model's VAD committed a turn for it, "item_echo", whose words are to come."""
+    call.learn(3.0)
+    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.BACKCHANNEL
+
+
 def test_a_turn_whose_words_are_the_agents_own_is_its_echo_not_words_that_take_the_turn():
     """An echo peak under a hum was judged the caller's voice; the model's VAD started on the echo
     and its transcription said the agent's own words: three or more of them in a row are the
@@ -504,12 +515,7 @@ def test_a_turn_whose_words_are_the_agents_own_is_its_echo_not_words_that_take_t
     call.listener.agent_said("The model streams its re")
     call.listener.agent_said("ply back faster than real time, and the phone plays it.")
     call.listener.agent_said("", final=True)
-    call.learn(3.0)
-    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
-    assert got[-1] is Decision.BACKCHANNEL
-    call.listener.hold(call.t)
-    call.listener.server_speech(call.t, audible=True)
-    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.BACKCHANNEL
+    _held_echo_turn(call)
     assert call.listener.transcript("streams its reply", call.t + 0.7, "item_echo", final=False) is False
     assert call.listener.hold_outcome(call.t + 0.7) is Hold.WAIT
     assert call.listener.transcript("streams its reply back faster", call.t + 0.9, "item_echo") is False
@@ -535,12 +541,7 @@ def test_a_fragment_of_the_agents_echo_transcribed_resumes_a_held_answer():
     call = Call()
     call.listener.agent_said("The model streams its reply back faster than real time, and the phone plays it.",
                              final=True)
-    call.learn(3.0)
-    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
-    assert got[-1] is Decision.BACKCHANNEL
-    call.listener.hold(call.t)
-    call.listener.server_speech(call.t, audible=True)
-    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.BACKCHANNEL
+    _held_echo_turn(call)
     assert call.listener.transcript("real time.", call.t + 0.9, "item_echo") is False  # before: True
     assert call.listener.hold_outcome(call.t + 0.9) is Hold.RESUME  # before: CONFIRM, the answer cut
 
