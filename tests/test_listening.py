@@ -139,6 +139,25 @@ def test_the_models_vad_starting_on_echo_alone_is_ignored_as_echo():
     assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.NOT_CALLER
 
 
+@pytest.mark.parametrize("words, interrupts", [
+    ("Stop.", True), ("wait, hold on", True), ("No no.", True),  # a soft caller the gate took for echo
+    ("streams its reply back", False), ("the phone", False),  # the agent's own words: its echo
+    ("And now the weather for the weekend.", False), ("Why not?", False)])  # a TV: no command
+def test_a_turn_ignored_as_echo_still_interrupts_on_a_command_in_its_words(words, interrupts):
+    """A soft "stop" (-34 dBFS) over -20 dB echo: the gate judged its frames echo and the model's
+    VAD start was ignored as echo; its transcription then said "stop", which was dropped with the
+    turn (before: the agent talked on over the caller for the rest of the answer)."""
+    call = Call()
+    call.listener.agent_said("The model streams its reply back faster than real time, and the phone plays it.",
+                             final=True)
+    call.learn(4.0)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
+    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.NOT_CALLER
+    assert call.listener.transcript(words, call.t + 0.7, "item_echo", final=False) is False  # the final words decide
+    assert call.listener.transcript(words, call.t + 0.9, "item_echo") is interrupts
+    assert call.listener.transcript(words, call.t + 1.0, "item_echo") is False  # once
+
+
 def test_with_the_agent_silent_the_models_vad_is_an_ordinary_turn():
     call = Call()
     call.learn(1.0)

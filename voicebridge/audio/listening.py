@@ -60,6 +60,9 @@ hey hello actually but question second sec moment minute please help operator ag
 """.split())
 """Words a caller takes the turn with: a one- or two-word transcript with one of them is never
 judged the agent's echo, even if the agent said them ("hold on", "no no", "wait please")."""
+STOP_WORDS = frozenset("stop wait hold hang no excuse sorry pardon cancel".split())
+"""Commands that interrupt on their words alone, in a turn whose start was ignored as echo (a soft
+"stop" at the echo's level): the agent says them rarely, a caller who wants it to stop often."""
 
 
 class ServerSpeech(enum.Enum):
@@ -184,6 +187,11 @@ class AgentWords:
         runs = [tuple(words[i:i + ECHO_RUN]) for i in range(len(words) - ECHO_RUN + 1)]
         return 2 * sum(1 for r in runs if r in self._runs) >= len(runs)
 
+    def all_said(self, text: str) -> bool:
+        """Every word of ``text`` is one the agent said lately."""
+        said = set(self._words)
+        return all(w in said for w in _WORD.findall(text.lower()))
+
 
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
 
@@ -218,6 +226,7 @@ class Listener:
         self._turn: ServerSpeech | None = None  # the model's current (or last) caller turn, as judged
         self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
         self._backchannel_items: dict[str, float] = {}  # turns left unanswered as backchannels -> when
+        self._echo_items: dict[str, float] = {}  # turns whose start was ignored as echo -> when committed
         self._agent = AgentWords()  # what the agent said lately (model thread)
 
     # ------------------------------------------------------------------ the agent's side
@@ -302,6 +311,10 @@ class Listener:
                                            if now - t <= BACKCHANNEL_TEXT_S}
                 self._backchannel_items[item_id] = now
             return Turn.BACKCHANNEL
+        if judged is ServerSpeech.ECHO:  # its words may still be a command the gate took for echo
+            with self._lock:
+                self._echo_items = {i: t for i, t in self._echo_items.items() if now - t <= BACKCHANNEL_TEXT_S}
+                self._echo_items[item_id] = now
         return Turn.NOT_CALLER
 
     def agent_said(self, text: str, final: bool = False) -> None:
@@ -317,12 +330,24 @@ class Listener:
         with self._lock:
             if item_id in self._held_items:
                 return self._held_words(item_id, text, final)
+            if final and item_id in self._echo_items:
+                return self._echo_turn_words(item_id, text, now)
             since = self._backchannel_items.get(item_id)
             if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes_turn(text, True) \
                     or self._agent.echoed(text, True):
                 return False
             del self._backchannel_items[item_id]
         return True
+
+    def _echo_turn_words(self, item_id: str, text: str, now: float) -> bool:
+        """A turn whose start was ignored as echo said a command ("stop", "wait") that is not the
+        agent's own words: the gate took a soft caller for the echo (a "stop" at -34 dBFS over
+        -20 dB echo), and a "stop" must not be lost. Only commands: a TV or babble over the echo
+        says other words, and the model's VAD started on them too."""
+        committed = self._echo_items.pop(item_id)
+        words = set(_WORD.findall(text.lower()))
+        return (now - committed <= BACKCHANNEL_TEXT_S and bool(words & STOP_WORDS)
+                and self._agent.echoed(text, True) is False and not self._agent.all_said(text))
 
     def transcript_failed(self, item_id: str) -> None:
         """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
