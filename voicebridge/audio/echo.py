@@ -33,6 +33,11 @@ a caller's syllable), but not counted as the caller's voice either. A frame with
 line's noise floor is ``QUIET``: nobody's voice, forwarded as it is, and the cheap verdict most
 frames of most calls get.
 
+While no delay is found, every estimate also takes what the line proves (``_proven_loss``): at
+every delay searched, how far under the agent the line stayed; the least over the delays is a
+loss no echo path can have undercut, and the loss in use is never below it (a line silent under
+the agent's first words is known to carry no echo before the caller talks).
+
 Until the delay is found the loss is the line's own record (``ProvisionalLoss``): how far under
 the reference the frames judged echo have stayed since the agent began (a low percentile of
 "reference - heard" over at least ``PROVISIONAL_MIN`` frames above the noise). A line that has
