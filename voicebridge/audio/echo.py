@@ -474,7 +474,8 @@ under it proves a loss (200 ms of the agent at each delay)."""
 def _proven_loss(played: "Any", heard: "Any") -> float | None:
     """The loss the line proves before any delay is found: at every delay searched, a low
     percentile of "played (loudest within +-40 ms) - heard" over the frames the agent was
-    audible at that delay; the least of them. Whatever the true delay, its echo was no louder
+    audible at that delay (the rank of the 10th percentile of the delay with the fewest such
+    frames: at most each one's own 10th percentile, one partition for all); the least of them. Whatever the true delay, its echo was no louder
     than what the line carried (an echo ``loss`` down makes that gap at most ``loss`` at its
     delay; the caller, noise and the other delays only lower the figure), so the least over the
     delays never overstates the loss. A line silent under the agent's first words proves a
@@ -492,12 +493,12 @@ def _proven_loss(played: "Any", heard: "Any") -> float | None:
         np.maximum(references, played[shift:shift + n + MAX_LAG], out=references)
     rows = np.lib.stride_tricks.sliding_window_view(references, n)[:MAX_LAG - MIN_LAG + 1]  # lags MAX_LAG .. MIN_LAG
     audible = rows >= PLAYED_FLOOR_DBFS
-    counts = audible.sum(axis=1)
-    if int(counts.min()) < PROVEN_MIN:
+    least = int(audible.sum(axis=1).min())
+    if least < PROVEN_MIN:
         return None
-    gaps = np.sort(np.where(audible, rows - heard, np.inf), axis=1)
-    low = np.take_along_axis(gaps, (counts * LOSS_PERCENTILE).astype(int)[:, None], axis=1)
-    return max(0.0, float(low.min()))
+    k = int(least * LOSS_PERCENTILE)  # the same rank at every delay: at most its 10th percentile
+    gaps = np.partition(np.where(audible, rows - heard, np.inf), k, axis=1)
+    return max(0.0, float(gaps[:, k].min()))
 
 
 def _unseen_loss(played: "Any", heard: "Any") -> float:
