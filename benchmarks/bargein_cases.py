@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import importlib
 import importlib.util
 import json
@@ -659,7 +660,8 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     answer = distinct_frames(ANSWER[start:start + int(ANSWER_S * 8000)])
     sound = caller_sound(case)
     onset = ANSWER_AT + 0.3 + rng.uniform(1.0, 1.5)
-    server = ModelServer(bridge.session_config, vad_kind, _transcriber(case, onset, len(sound) / 8000))
+    heard_by: list[tuple[float, int]] = []  # (caller's clock, bytes of the answer heard by then), per tick
+    server = ModelServer(bridge.session_config, vad_kind, _transcriber(case, onset, len(sound) / 8000, heard_by))
     echo = room.LoudspeakerEcho(case.echo_db, case.delay_ms, seed=case.seed % 97) if case.echo_db is not None else None
     own = np.zeros(int((CASE_S + OVERTIME_S) * 8000) + 160)
     bed = None
@@ -733,6 +735,7 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
             to_bridge.append((t + NET_S, "mark", name))
         if t >= ANSWER_AT:
             agent_heard += played.agent_bytes
+            heard_by.append((t, agent_heard))
         if heard_gap_at is None and t >= onset and played.agent_bytes < len(played.audio) and t > ANSWER_AT + 0.3:
             heard_gap_at = t
         mic = own[i * 160:(i + 1) * 160].copy()
@@ -816,15 +819,23 @@ def spoken(part: str, s0: float, s1: float, total_s: float) -> str:
     return " ".join(ws[max(0, int(len(ws) * s0 / total_s)):max(0, int(len(ws) * s1 / total_s))])
 
 
-def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int], str]:
+def _transcriber(case: Case, onset: float, sound_s: float,
+                 heard_by: "list[tuple[float, int]]") -> Callable[[int, int], str]:
     """What the model's transcription says of a committed turn spanning ``[start_ms, end_ms)`` of
     the uplink (one uplink ms is one ms of the caller's clock, less the network): the caller's
     words when their sound is in it (a corpus clip's text; nothing for a noise), else the agent's
-    own words it heard as echo (the greeting's or the answer's, by position), else nothing."""
+    own words it heard as echo: the greeting's by position, the answer's by what of it the
+    caller's loudspeaker had played (``heard_by``: a duck's pause plays nothing, and a turn that
+    runs on past the answer's end hears no more of it), else nothing."""
     text = corpus.clip(case.sound).text if case.sound and case.sound in _CLIP_NAMES else ""
     delay_s = case.delay_ms / 1000 + 2 * NET_S
 
     words = spoken
+
+    def answer_s(t: float) -> float:
+        """Seconds of the answer the caller had heard by ``t`` (caller's clock)."""
+        i = bisect.bisect_right(heard_by, (t, float("inf")))
+        return heard_by[i - 1][1] / 8000 if i else 0.0
 
     def transcribe(start_ms: int, end_ms: int) -> str:
         t0, t1 = start_ms / 1000 - NET_S, end_ms / 1000 - NET_S
@@ -834,9 +845,10 @@ def _transcriber(case: Case, onset: float, sound_s: float) -> Callable[[int, int
             return ""
         heard0, heard1 = t0 - delay_s, t1 - delay_s
         if heard1 < ANSWER_AT:
-            return words(GREETING_PART[1], heard0 - 0.1, heard1 - 0.1, GREETING_FULL_S)
-        pos = case.answer_at_s - ANSWER_AT
-        return words(ANSWER_TEXT, heard0 + pos, heard1 + pos, len(ANSWER) / 8000)
+            return words(GREETING_PART[1], heard0 - 0.1, min(heard1 - 0.1, GREETING_S), GREETING_FULL_S)
+        played0, played1 = t0 - case.delay_ms / 1000, t1 - case.delay_ms / 1000  # when the echo left the loudspeaker
+        return words(ANSWER_TEXT, case.answer_at_s + answer_s(played0), case.answer_at_s + answer_s(played1),
+                     len(ANSWER) / 8000)
     return transcribe
 
 

@@ -59,11 +59,29 @@ def test_before_is_the_committed_code_under_its_own_name():
 
 def test_the_model_transcribes_the_caller_or_the_echo_it_heard():
     case = bc.Case("interrupt_echo-15", "should", sound="interruption_04_1", echo_db=-15, seed=3)
-    transcribe = bc._transcriber(case, onset=3.5, sound_s=1.3)
+    transcribe = bc._transcriber(case, onset=3.5, sound_s=1.3, heard_by=[])
     assert transcribe(3400, 5200) == corpus.clip("interruption_04_1").text  # the caller's words
     assert transcribe(800, 2000) and transcribe(800, 2000) in bc.GREETING_PART[1]  # the greeting's echo
-    assert bc._transcriber(bc.Case("knock", "should_not", sound="knock:1"), 3.5, 0.5)(3400, 4200) == ""
-    assert bc._transcriber(bc.Case("music", "should_not", bed="music"), 3.5, 0.0)(3400, 4200) == ""
+    assert bc._transcriber(bc.Case("knock", "should_not", sound="knock:1"), 3.5, 0.5, [])(3400, 4200) == ""
+    assert bc._transcriber(bc.Case("music", "should_not", bed="music"), 3.5, 0.0, [])(3400, 4200) == ""
+
+
+def test_the_echo_transcribed_is_only_what_of_the_answer_the_caller_heard():
+    """The answer's words by what the caller's loudspeaker played, not by the clock: a turn that
+    runs on past what was played (a duck's pause, the answer's end) hears no more of them. Before,
+    a turn after the answer's end was transcribed as its next words ("speech model."), words the
+    bridge never sent nor was told of, and counted as the caller's."""
+    case = bc.Case("knock", "should_not", sound="knock:7", echo_db=-20, delay_ms=120, answer_at_s=4.0)
+    heard_by = [(bc.ANSWER_AT + k * 0.02, min(k, 50) * 160) for k in range(200)]  # 1 s heard, then nothing
+    transcribe = bc._transcriber(case, onset=9.0, sound_s=0.2, heard_by=heard_by)
+
+    def turn(played_from: float, played_to: float) -> str:  # the turn whose echo left the loudspeaker then
+        return transcribe(*(round((t + case.delay_ms / 1000 + bc.NET_S) * 1000) for t in (played_from, played_to)))
+
+    sent = bc.spoken(bc.ANSWER_TEXT, 4.0, 4.0 + bc.ANSWER_S, len(bc.ANSWER) / 8000).split()
+    first = turn(bc.ANSWER_AT + 0.2, bc.ANSWER_AT + 0.9).split()
+    assert first and all(w in sent[:len(sent) // 3] for w in first)  # the answer's first second
+    assert turn(bc.ANSWER_AT + 1.1, bc.ANSWER_AT + 2.5) == ""  # before: the words after it, by the clock
 
 
 def test_the_agents_echo_at_minus_20_db_neither_interrupts_it_nor_is_cut():

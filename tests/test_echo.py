@@ -136,11 +136,12 @@ def test_an_echo_masked_by_a_noisy_line_is_bounded_by_that_noise_not_left_at_the
     assert PRIOR_LOSS_DB + 4 <= gate.loss_db <= 22.0  # learned, and never overstated
 
 
-def _unlearned_call(echo_db: float, caller_at: int | None, caller_gain_db: float = 0.0, frames: int = 75,
+def _unlearned_call(echo_db: float | None, caller_at: int | None, caller_gain_db: float = 0.0, frames: int = 75,
                     question: int = 0) -> tuple[EchoGate, dict[Verdict, int], dict[Verdict, int]]:
     """Like ``speakerphone_call``, but the agent's first words: no greeting taught the gate the line.
     ``question`` frames of the caller's own question come first (the agent silent). Only the
-    caller's frames judged while the delay was still unknown are counted."""
+    caller's frames judged while the delay was still unknown are counted. ``echo_db`` None: a
+    line with no echo at all."""
     gate, rng = EchoGate(), random.Random(7)
     echo_only = {v: 0 for v in Verdict}
     with_caller = {v: 0 for v in Verdict}
@@ -151,7 +152,7 @@ def _unlearned_call(echo_db: float, caller_at: int | None, caller_gain_db: float
     for i in range(frames):
         t += 0.02
         gate.played(AGENT_LEVELS[i], t)
-        echo = AGENT_LEVELS[i - 5] + echo_db if i >= 5 else audio.MIN_DBFS
+        echo = AGENT_LEVELS[i - 5] + echo_db if i >= 5 and echo_db is not None else audio.MIN_DBFS
         talking = caller_at is not None and 0 <= i - caller_at < len(CALLER_LEVELS)
         voice = CALLER_LEVELS[i - caller_at] + caller_gain_db if talking else audio.MIN_DBFS
         level = power_sum(echo, NOISE_DBFS + rng.uniform(-1, 1), voice)
@@ -175,6 +176,30 @@ def test_before_the_delay_is_found_the_lines_record_of_its_echo_tells_the_caller
     assert spoken >= 10 and with_caller[Verdict.ECHO] <= 0.1 * spoken  # before: 60-80 % echo
     assert with_caller[Verdict.CALLER] >= 0.35 * spoken  # (the quiet edges of syllables are unsure)
     assert echo_only[Verdict.CALLER] <= 2
+
+
+def test_a_line_silent_under_the_agents_first_words_proves_it_carries_no_echo_before_the_caller_talks():
+    """No greeting, no echo at all: the line stays at its noise under the agent's first second.
+    The caller then talks near the agent's level. Before, the 6 dB prior stood until two
+    estimates in a row saw the line follow nothing, and the caller's own words spoiled the
+    second: each word's first frames were judged echo (a duck, a release, the agent heard again
+    between them). The line's silence under every delay searched proves a large loss at once."""
+    gate, _, with_caller = _unlearned_call(None, caller_at=62, caller_gain_db=-4.0, frames=120)
+    spoken = sum(with_caller.values())
+    assert spoken >= 10 and with_caller[Verdict.ECHO] <= 2  # before: 51 of 51 echo
+    assert gate.loss_db >= 15.0  # (the prior: 6)
+
+
+@pytest.mark.parametrize("echo_db", [-30, -20, -15, -10])
+def test_the_line_never_proves_more_loss_than_its_echo_has(echo_db):
+    """The proof takes the least, over every delay searched, of how far under the agent the line
+    stayed: at the echo's own delay that is at most the echo's loss."""
+    played = {s: AGENT_LEVELS[s] for s in range(200)}
+    for delay in (2, 7, 12, 40):
+        echoed = [power_sum(AGENT_LEVELS[s - delay] + echo_db, -65.0) for s in range(100, 200)]
+        path = estimate(echoed[:45], 144, played)  # under LAG_SLOTS: no lag yet, but a proof
+        assert path.lag is None and path.proven_db is not None
+        assert path.proven_db <= -echo_db + 1.0
 
 
 @pytest.mark.parametrize("echo_db", [-20, -15, -10])

@@ -139,6 +139,25 @@ def test_the_models_vad_starting_on_echo_alone_is_ignored_as_echo():
     assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.NOT_CALLER
 
 
+@pytest.mark.parametrize("words, interrupts", [
+    ("Stop.", True), ("wait, hold on", True), ("No no.", True),  # a soft caller the gate took for echo
+    ("streams its reply back", False), ("the phone", False),  # the agent's own words: its echo
+    ("And now the weather for the weekend.", False), ("Why not?", False)])  # a TV: no command
+def test_a_turn_ignored_as_echo_still_interrupts_on_a_command_in_its_words(words, interrupts):
+    """A soft "stop" (-34 dBFS) over -20 dB echo: the gate judged its frames echo and the model's
+    VAD start was ignored as echo; its transcription then said "stop", which was dropped with the
+    turn (before: the agent talked on over the caller for the rest of the answer)."""
+    call = Call()
+    call.listener.agent_said("The model streams its reply back faster than real time, and the phone plays it.",
+                             final=True)
+    call.learn(4.0)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
+    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.NOT_CALLER
+    assert call.listener.transcript(words, call.t + 0.7, "item_echo", final=False) is False  # the final words decide
+    assert call.listener.transcript(words, call.t + 0.9, "item_echo") is interrupts
+    assert call.listener.transcript(words, call.t + 1.0, "item_echo") is False  # once
+
+
 def test_with_the_agent_silent_the_models_vad_is_an_ordinary_turn():
     call = Call()
     call.learn(1.0)
@@ -496,6 +515,17 @@ def test_a_held_utterance_inside_a_turn_the_models_vad_opened_before_the_agent_s
     assert call.listener.transcript("Wait.", call.t + 1.7, "item_tv") is True
 
 
+def _held_echo_turn(call: "Call") -> None:
+    """A short voiced utterance (an echo peak the gate took for the caller) held the agent, and
+    the model's VAD committed a turn for it, "item_echo", whose words are to come."""
+    call.learn(3.0)
+    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.BACKCHANNEL
+
+
 def test_a_turn_whose_words_are_the_agents_own_is_its_echo_not_words_that_take_the_turn():
     """An echo peak under a hum was judged the caller's voice; the model's VAD started on the echo
     and its transcription said the agent's own words: three or more of them in a row are the
@@ -504,12 +534,7 @@ def test_a_turn_whose_words_are_the_agents_own_is_its_echo_not_words_that_take_t
     call.listener.agent_said("The model streams its re")
     call.listener.agent_said("ply back faster than real time, and the phone plays it.")
     call.listener.agent_said("", final=True)
-    call.learn(3.0)
-    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
-    assert got[-1] is Decision.BACKCHANNEL
-    call.listener.hold(call.t)
-    call.listener.server_speech(call.t, audible=True)
-    assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.BACKCHANNEL
+    _held_echo_turn(call)
     assert call.listener.transcript("streams its reply", call.t + 0.7, "item_echo", final=False) is False
     assert call.listener.hold_outcome(call.t + 0.7) is Hold.WAIT
     assert call.listener.transcript("streams its reply back faster", call.t + 0.9, "item_echo") is False
@@ -519,11 +544,33 @@ def test_a_turn_whose_words_are_the_agents_own_is_its_echo_not_words_that_take_t
 @pytest.mark.parametrize("text, final, expected", [
     ("its reply back", True, True), ("reply back faster than", False, True), ("hold on", True, False),
     ("wait", True, False), ("the phone", False, None), ("what do you mean", True, False),
-    ("the model is wrong", True, False), ("", True, False)])
+    ("the model is wrong", True, False), ("", True, False),
+    ("the phone.", True, True), ("plays", True, True), ("phone the", True, False), ("Tuesday?", True, False)])
 def test_which_transcripts_are_the_agents_own_words(text, final, expected):
     said = AgentWords()
     said.add("The model streams its reply back faster than real time, and the phone plays it.", final=True)
     assert said.echoed(text, final) is expected
+
+
+def test_a_fragment_of_the_agents_echo_transcribed_resumes_a_held_answer():
+    """A knock over -20 dB echo ducked, an echo peak after it was held as an utterance and the
+    model's VAD started on it: its transcription was a word or two of the agent's own ("speech
+    model.", "to"). Fewer than three words were always taken for the caller's: the answer was
+    cut, a false barge-in. They are the agent's words, said in a row: its echo."""
+    call = Call()
+    call.listener.agent_said("The model streams its reply back faster than real time, and the phone plays it.",
+                             final=True)
+    _held_echo_turn(call)
+    assert call.listener.transcript("real time.", call.t + 0.9, "item_echo") is False  # before: True
+    assert call.listener.hold_outcome(call.t + 0.9) is Hold.RESUME  # before: CONFIRM, the answer cut
+
+
+@pytest.mark.parametrize("command", ["stop", "wait", "no no", "hold on", "wait please", "sorry"])
+def test_a_short_command_takes_the_turn_even_if_the_agent_said_those_words(command):
+    said = AgentWords()
+    said.add("Please hold on, no no, stop and wait please, sorry for the wait.", final=True)
+    assert said.echoed(command, True) is False
+    assert takes_turn(command, True)
 
 
 def test_a_new_calls_comfort_noise_reuses_the_tables_earlier_calls_built():

@@ -33,6 +33,11 @@ a caller's syllable), but not counted as the caller's voice either. A frame with
 line's noise floor is ``QUIET``: nobody's voice, forwarded as it is, and the cheap verdict most
 frames of most calls get.
 
+While no delay is found, every estimate also takes what the line proves (``_proven_loss``): at
+every delay searched, how far under the agent the line stayed; the least over the delays is a
+loss no echo path can have undercut, and the loss in use is never below it (a line silent under
+the agent's first words is known to carry no echo before the caller talks).
+
 Until the delay is found the loss is the line's own record (``ProvisionalLoss``): how far under
 the reference the frames judged echo have stayed since the agent began (a low percentile of
 "reference - heard" over at least ``PROVISIONAL_MIN`` frames above the noise). A line that has
@@ -124,6 +129,7 @@ class EchoPath:
     lag: int | None
     r: float | None
     loss_db: float | None = None
+    proven_db: float | None = None  # with no lag found: the loss the line proves at every delay searched
 
 
 class EchoGate:
@@ -245,7 +251,9 @@ class EchoGate:
             self._absent_votes = 0
             if path.loss_db is not None:
                 self._loss = path.loss_db
-        elif path.lag is None and path.r is not None and path.loss_db is not None:
+        if path.lag is None and path.proven_db is not None and self._lag is None:
+            self._loss = max(self._loss, path.proven_db)  # what the line proves, whoever talks later
+        if path.lag is None and path.r is not None and path.loss_db is not None:
             # the agent spoke and the line followed it nowhere (r < 0.3), or not clearly: an echo
             # masked by the line's noise (a car, a room) is no louder than that noise either
             self._absent_votes += 1
@@ -353,17 +361,17 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
     # the played levels from MAX_LAG + WINDOW before the first inbound slot to WINDOW after the last
     span = np.array(played.span(last_slot - len(levels) + 1 - MAX_LAG - WINDOW, last_slot + WINDOW))
     n = _since_the_agent(len(levels), span >= PLAYED_FLOOR_DBFS)
-    if n < LAG_SLOTS:
-        return EchoPath(None, None)
     raw = span[len(span) - (n + MAX_LAG + 2 * WINDOW):]  # slot first_slot - MAX_LAG - WINDOW on
-    if int(np.count_nonzero(raw >= PLAYED_FLOOR_DBFS)) < n // 2:
-        return EchoPath(None, None)  # the agent hardly spoke: no evidence either way
     heard = np.array(levels[len(levels) - n:])
     xs = np.maximum(heard, CLAMP_DBFS)
+    if n < LAG_SLOTS:
+        return EchoPath(None, None, proven_db=_proven_loss(raw, xs))
+    if int(np.count_nonzero(raw >= PLAYED_FLOOR_DBFS)) < n // 2:
+        return EchoPath(None, None)  # the agent hardly spoke: no evidence either way
     xc = xs - xs.sum() / n
     var_x = float(np.dot(xc, xc))
     if var_x < n * 4.0:  # the caller's line barely moved (< 2 dB): it follows nothing
-        return EchoPath(None, 0.0, _unseen_loss(raw, xs))
+        return EchoPath(None, 0.0, _unseen_loss(raw, xs), _proven_loss(raw, xs))
     # per window start k of n played slots (lag = MAX_LAG + WINDOW - k): its sum, its squares, its
     # product with the line's levels; kept for the lags searched, shortest lag first
     dense = np.maximum(raw, CLAMP_DBFS)
@@ -378,7 +386,7 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
     best = int(np.argmax(r))  # the shortest lag of the best correlation
     best_r = float(r[best])
     if best_r < MIN_CORRELATION:
-        return EchoPath(None, best_r, _unseen_loss(raw, xs))
+        return EchoPath(None, best_r, _unseen_loss(raw, xs), _proven_loss(raw, xs))
     best += MIN_LAG
     window = raw[MAX_LAG - best:MAX_LAG - best + n + 2 * WINDOW]  # inbound slot i's played window: [i, i + 2 * WINDOW]
     references = window[:n].copy()
@@ -456,6 +464,41 @@ class ProvisionalLoss:
         if len(gaps) < PROVISIONAL_MIN:
             return None
         return max(0.0, gaps[int(len(gaps) * PROVISIONAL_PERCENTILE)])
+
+
+PROVEN_MIN = 10
+"""Frames of the agent's audio every delay searched needs behind it before the line's silence
+under it proves a loss (200 ms of the agent at each delay)."""
+
+
+def _proven_loss(played: "Any", heard: "Any") -> float | None:
+    """The loss the line proves before any delay is found: at every delay searched, a low
+    percentile of "played (loudest within +-40 ms) - heard" over the frames the agent was
+    audible at that delay (the rank of the 10th percentile of the delay with the fewest such
+    frames: at most each one's own 10th percentile, one partition for all); the least of them. Whatever the true delay, its echo was no louder
+    than what the line carried (an echo ``loss`` down makes that gap at most ``loss`` at its
+    delay; the caller, noise and the other delays only lower the figure), so the least over the
+    delays never overstates the loss. A line silent under the agent's first words proves a
+    large one at once, without waiting for a second of them (``LAG_SLOTS``) and a second vote,
+    by which time the caller may be talking (their words were judged echo under the 6 dB prior:
+    each fragment a duck and a release, the agent heard again between them). None until each
+    delay has ``PROVEN_MIN`` frames. ``played`` and ``heard`` as in ``estimate`` (``heard``
+    clamped)."""
+    np = numeric()[0]
+    n = len(heard)
+    if n < PROVEN_MIN:
+        return None
+    references = played[:n + MAX_LAG].copy()  # slot i: the loudest of played slots i .. i + 2 * WINDOW
+    for shift in range(1, 2 * WINDOW + 1):
+        np.maximum(references, played[shift:shift + n + MAX_LAG], out=references)
+    rows = np.lib.stride_tricks.sliding_window_view(references, n)[:MAX_LAG - MIN_LAG + 1]  # lags MAX_LAG .. MIN_LAG
+    audible = rows >= PLAYED_FLOOR_DBFS
+    least = int(audible.sum(axis=1).min())
+    if least < PROVEN_MIN:
+        return None
+    k = int(least * LOSS_PERCENTILE)  # the same rank at every delay: at most its 10th percentile
+    gaps = np.partition(np.where(audible, rows - heard, np.inf), k, axis=1)
+    return max(0.0, float(gaps[:, k].min()))
 
 
 def _unseen_loss(played: "Any", heard: "Any") -> float:

@@ -54,6 +54,15 @@ AGENT_WORDS_KEPT = 300
 """The agent's latest words kept to recognise its own echo in a caller turn's transcript."""
 ECHO_RUN = 3
 """Words in a row the agent said that make a transcript its echo (a caller's command is shorter)."""
+TURN_WORDS = frozenset("""
+stop wait hold hang no not nope never excuse sorry pardon cancel repeat again what why how where when who
+hey hello actually but question second sec moment minute please help operator agent human person
+""".split())
+"""Words a caller takes the turn with: a one- or two-word transcript with one of them is never
+judged the agent's echo, even if the agent said them ("hold on", "no no", "wait please")."""
+STOP_WORDS = frozenset("stop wait hold hang no excuse sorry pardon cancel".split())
+"""Commands that interrupt on their words alone, in a turn whose start was ignored as echo (a soft
+"stop" at the echo's level): the agent says them rarely, a caller who wants it to stop often."""
 
 
 class ServerSpeech(enum.Enum):
@@ -132,11 +141,16 @@ class AgentWords:
     """What the agent said lately (its transcript's deltas), to tell its own echo in a caller turn
     by the words: a turn the echo gate took for the caller (a loud echo peak, a voice under a TV)
     whose transcript is three or more words in a row of the agent's own is the agent, not a
-    caller who wants the turn. Short commands ("wait", "hold on") are never judged this way."""
+    caller who wants the turn. A word or two words in a row the agent said, none of them a word
+    callers take the turn with (``TURN_WORDS``), are its echo too: the model's VAD, started on an
+    echo peak, transcribes a fragment of the agent ("speech model.", "to"), and taken for the
+    caller's words it cut the answer. Commands ("wait", "hold on", "no no") are never judged
+    this way."""
 
     def __init__(self) -> None:
         self._words: deque[str] = deque(maxlen=AGENT_WORDS_KEPT)
         self._runs: set[tuple[str, ...]] = set()
+        self._pairs: set[tuple[str, ...]] = set()
         self._tail = ""  # a word a delta ended inside
 
     def add(self, text: str, final: bool = False) -> None:
@@ -148,22 +162,35 @@ class AgentWords:
             self._words.append(word)
             if len(self._words) >= ECHO_RUN:
                 self._runs.add(tuple(list(self._words)[-ECHO_RUN:]))
+            if len(self._words) >= 2:
+                self._pairs.add((self._words[-2], word))
         if len(self._runs) > 2 * AGENT_WORDS_KEPT:
             kept = list(self._words)
             self._runs = {tuple(kept[i:i + ECHO_RUN]) for i in range(len(kept) - ECHO_RUN + 1)}
+            self._pairs = {tuple(kept[i:i + 2]) for i in range(len(kept) - 1)}
 
     def echoed(self, text: str, final: bool) -> "bool | None":
         """True if ``text`` is the agent's own words (half its runs of three words or more are
         the agent's), False if not, None while a partial transcript may still become so (fewer
-        than three words, all of them words the agent said)."""
+        than three words, all of them words the agent said). A final one or two words are the
+        agent's if it said them (two: in a row) and neither is a word callers take the turn with."""
         words = _WORD.findall(text.lower())
         if not final and text[-1:].isalpha():
             words = words[:-1]  # the last one may be cut
         if len(words) < ECHO_RUN:
             said = set(self._words)
-            return None if not final and words and all(w in said for w in words) else False
+            if not final:
+                return None if words and all(w in said for w in words) else False
+            if not words or TURN_WORDS.intersection(words):
+                return False
+            return words[0] in said if len(words) == 1 else tuple(words) in self._pairs
         runs = [tuple(words[i:i + ECHO_RUN]) for i in range(len(words) - ECHO_RUN + 1)]
         return 2 * sum(1 for r in runs if r in self._runs) >= len(runs)
+
+    def all_said(self, text: str) -> bool:
+        """Every word of ``text`` is one the agent said lately."""
+        said = set(self._words)
+        return all(w in said for w in _WORD.findall(text.lower()))
 
 
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
@@ -199,6 +226,7 @@ class Listener:
         self._turn: ServerSpeech | None = None  # the model's current (or last) caller turn, as judged
         self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
         self._backchannel_items: dict[str, float] = {}  # turns left unanswered as backchannels -> when
+        self._echo_items: dict[str, float] = {}  # turns whose start was ignored as echo -> when committed
         self._agent = AgentWords()  # what the agent said lately (model thread)
 
     # ------------------------------------------------------------------ the agent's side
@@ -283,6 +311,10 @@ class Listener:
                                            if now - t <= BACKCHANNEL_TEXT_S}
                 self._backchannel_items[item_id] = now
             return Turn.BACKCHANNEL
+        if judged is ServerSpeech.ECHO:  # its words may still be a command the gate took for echo
+            with self._lock:
+                self._echo_items = {i: t for i, t in self._echo_items.items() if now - t <= BACKCHANNEL_TEXT_S}
+                self._echo_items[item_id] = now
         return Turn.NOT_CALLER
 
     def agent_said(self, text: str, final: bool = False) -> None:
@@ -298,12 +330,24 @@ class Listener:
         with self._lock:
             if item_id in self._held_items:
                 return self._held_words(item_id, text, final)
+            if final and item_id in self._echo_items:
+                return self._echo_turn_words(item_id, text, now)
             since = self._backchannel_items.get(item_id)
             if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes_turn(text, True) \
                     or self._agent.echoed(text, True):
                 return False
             del self._backchannel_items[item_id]
         return True
+
+    def _echo_turn_words(self, item_id: str, text: str, now: float) -> bool:
+        """A turn whose start was ignored as echo said a command ("stop", "wait") that is not the
+        agent's own words: the gate took a soft caller for the echo (a "stop" at -34 dBFS over
+        -20 dB echo), and a "stop" must not be lost. Only commands: a TV or babble over the echo
+        says other words, and the model's VAD started on them too."""
+        committed = self._echo_items.pop(item_id)
+        words = set(_WORD.findall(text.lower()))
+        return (now - committed <= BACKCHANNEL_TEXT_S and bool(words & STOP_WORDS)
+                and self._agent.echoed(text, True) is False and not self._agent.all_said(text))
 
     def transcript_failed(self, item_id: str) -> None:
         """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
