@@ -287,7 +287,8 @@ class SimOutbound:
                                            late_tolerance_s=config.late_tolerance_ms / 1000)
         self._playback = mods["playback"].PlaybackTracker()
         self._framer = mods["framing"].Framer()
-        self._queue: deque = deque()  # (item_id, frame) or (item_id, None) = the item's end
+        self._queue: deque = deque()  # (item_id, frame, level or None) or (item_id, None, None) = the item's end
+        self._levels = getattr(mods["audio"], "levels", None)  # a bridge that levels a delta's frames when framed
         self._out: list = []
         self._paused_at: float | None = None
         self._resumed = False
@@ -299,11 +300,21 @@ class SimOutbound:
 
     # the surface MediaSession's parts use
     def push(self, item_id: str, data: bytes) -> None:
-        self._queue.extend((item_id, f) for f in self._framer.push(data))
+        self._queue.extend(self._framed(item_id, self._framer.push(data)))
 
     def end(self, item_id: str) -> None:
-        self._queue.extend((item_id, f) for f in self._framer.end())
-        self._queue.append((item_id, None))
+        self._queue.extend(self._framed(item_id, self._framer.end()))
+        self._queue.append((item_id, None, None))
+
+    def _framed(self, item_id: str, frames: list[bytes]) -> "zip[tuple[str, bytes, float | None]]":
+        """The queue's entries for ``frames``: levelled here (the echo gate's bookkeeping, timed)
+        by a bridge that does it when framing, else when each is sent (``tick``)."""
+        if self._levels is None or self._echo is None or not frames:
+            return zip([item_id] * len(frames), frames, [None] * len(frames))
+        c0 = cpu_clock()
+        levels = self._levels(frames)
+        self._cpu.add(cpu_clock() - c0)
+        return zip([item_id] * len(frames), frames, levels)
 
     def play(self, item_id: str, data: bytes) -> None:
         if data:
@@ -336,7 +347,7 @@ class SimOutbound:
         self._actions.append((self.now, "release"))
 
     def interrupt(self, clear: bool = True) -> int:
-        flushed = sum(1 for _, f in self._queue if f is not None)
+        flushed = sum(1 for _, f, _ in self._queue if f is not None)
         self._duck_cleared = False
         self._queue.clear()
         self._framer.drop()
@@ -387,12 +398,13 @@ class SimOutbound:
     def tick(self, now: float) -> list[tuple[str, Any]]:
         self.now = now
         while self._queue and self._paused_at is None:
-            item_id, frame = self._queue[0]
+            entry = self._queue[0]
+            item_id, frame, level = entry
             if frame is None:
                 self._queue.popleft()
                 self._playback.ended(item_id)
                 if self._unplayed is not None:
-                    self._unplayed.ended((item_id, None), item_id, self._playback.sent_bytes(item_id))
+                    self._unplayed.ended(entry, item_id, self._playback.sent_bytes(item_id))
                 if self._unmarked:
                     self._out.append(("mark", self._playback.new_mark(item_id)))
                 self._item, self._unmarked = None, 0
@@ -409,11 +421,11 @@ class SimOutbound:
             self._pacer.sent(now)
             c0 = cpu_clock()
             if self._echo is not None:
-                self._echo.played(self._m["audio"].dbfs(frame), now)
+                self._echo.played(self._m["audio"].dbfs(frame) if level is None else level, now)
             self._cpu.add(cpu_clock() - c0)
             if self._unplayed is not None:
                 position = self._playback.sent_bytes(item_id)
-                self._unplayed.sent((item_id, frame), item_id, position, len(frame), now)
+                self._unplayed.sent(entry, item_id, position, len(frame), now)
             self._playback.sent(item_id, len(frame), now)
             self._out.append(("media", frame))
             self._unmarked += 1
