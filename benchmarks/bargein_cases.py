@@ -486,15 +486,13 @@ class Bridge:
         self._tw = m["twilio_protocol"]
         # the run thread's handler of one carrier event (named for Twilio before the carrier seam)
         self._on_carrier = getattr(self.session, "_on_carrier", None) or self.session._on_twilio
+        # Queueing and encoding the appends is not listening: the frame the path hands on is kept
+        # and forwarded just after the timed window (nothing in between: the handler returns),
+        # rather than timed by a window nested in it, whose own clock reads and bookkeeping
+        # would count as the bridge's.
         inbound = self.session._inbound
-        forward, meter = inbound._forward, self._cpu
-
-        def timed_forward(payload: bytes, now: float) -> None:
-            c0 = cpu_clock()
-            forward(payload, now)
-            meter.raw_s -= cpu_clock() - c0  # queueing and encoding the appends: not listening;
-            meter.windows += 1  # its two clock reads inside the outer window cost one window's overhead more
-        inbound._forward = timed_forward
+        self._forward, self._handed_on = inbound._forward, []
+        inbound._forward = lambda payload, now, kept=self._handed_on: kept.append((payload, now))
 
     @property
     def session_config(self) -> dict:
@@ -513,6 +511,9 @@ class Bridge:
         c0 = cpu_clock()
         self._on_carrier(event, now)
         self._cpu.add(cpu_clock() - c0)
+        for payload, at in self._handed_on:
+            self._forward(payload, at)
+        self._handed_on.clear()
 
     def mark(self, name: str, now: float) -> None:
         self.now = now
