@@ -111,10 +111,16 @@ def _dbfs_of(energy: float, n: int) -> float:
 
 
 def dbfs(frame: bytes) -> float:
-    """Level of a mu-law frame in dBFS; digital silence is clamped to MIN_DBFS."""
-    if not frame:
+    """Level of a mu-law frame in dBFS; digital silence is clamped to MIN_DBFS. (Every caller
+    frame's: ``_energy``'s dot product written out here, one Python call fewer per frame.)"""
+    n = len(frame)
+    if not n:
         return MIN_DBFS
-    return _dbfs_of(_energy(frame), len(frame))
+    if n > EXACT_SAMPLES:
+        return _dbfs_of(_energy(frame), n)
+    np, table = numeric()
+    x = table.take(np.frombuffer(frame, dtype=np.uint8))
+    return _dbfs_of(float(x.dot(x)), n)
 
 
 def levels(frames: "list[bytes]") -> list[float]:
