@@ -502,7 +502,9 @@ class Bridge:
     @property
     def listening_cpu_s(self) -> float:
         """The inbound media path (metrics, echo gate, detector, what the model is sent) and the
-        echo gate's bookkeeping of sent frames, without the appends' queueing and encoding."""
+        echo gate's bookkeeping of sent frames (their levels too, wherever the bridge computes
+        them: per frame sent, or per delta when framed), without the appends' queueing and
+        encoding."""
         return self._cpu.seconds
 
     def caller_frame(self, frame: bytes, now: float) -> None:
