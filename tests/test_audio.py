@@ -64,3 +64,14 @@ def test_rms_is_the_exact_integer_energy_of_any_frame():
         assert audio.rms(bytearray(frame)) == exact and audio.rms(memoryview(frame)) == exact
         level = 20.0 * math.log10(exact / audio.FULL_SCALE) if exact else audio.MIN_DBFS
         assert audio.dbfs(frame) == max(audio.MIN_DBFS, level)
+
+
+def test_levels_of_a_deltas_frames_are_dbfs_of_each_to_the_last_bit():
+    rng = random.Random(7)
+    frames = [bytes(rng.randrange(256) for _ in range(160)) for _ in range(6)]
+    frames += [audio.SILENCE_FRAME, bytes([0x7F]) * 160, bytes([0x00]) * 160, bytes([0x80]) * 160,
+               bytes(rng.choice((0xFF, 0xFE, 0x7E)) for _ in range(160))]  # silence both signs, full scale, near-silence
+    assert audio.levels(frames) == [audio.dbfs(f) for f in frames]
+    assert audio.levels(frames[:1]) == [audio.dbfs(frames[0])] and audio.levels([]) == []
+    odd = [frames[0], frames[1][:80]]  # not all one size: each on its own
+    assert audio.levels(odd) == [audio.dbfs(f) for f in odd]

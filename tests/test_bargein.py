@@ -325,6 +325,37 @@ def test_a_pause_between_words_keeps_the_utterances_onset_for_the_servers_eviden
     assert onsets == [1.00, 2.00]
 
 
+def test_quiet_frames_after_a_confirmation_on_a_quiet_frame_still_count_for_the_false_trigger_watch():
+    """A barge-in confirmed on a frame that was not loud itself (the watch armed, no quiet seen
+    yet): the quiet frames after it go the short way through ``hear`` (nothing began or ended)
+    and must still tell the watch, or a cough's barge-in would never be recovered from."""
+    import logging
+    from types import SimpleNamespace
+
+    from voicebridge.audio.detector import Decision
+    from voicebridge.call.bargein import BargeIn
+    from voicebridge.call.context import CallContext
+    from voicebridge.call.metrics import CallMetrics
+    from voicebridge.config import BridgeConfig
+    from voicebridge.testing import ManualClock
+
+    clock, listener = ManualClock(), _ScriptedListener()
+    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: None, audible=True, duck_cleared=False)
+    config = BridgeConfig()
+    barge_in = BargeIn(CallContext(config, CallMetrics(), logging.getLogger("t"), clock), outbound, None,
+                       None, lambda *a: None, listener)
+    barge_in.run = lambda trigger, now, onset: barge_in._false_trigger.start(now, loud=True, since=onset)
+    at = 1.0
+    listener.frame(Decision.CONFIRM, loud=False)  # (the run's last frame fell under the threshold)
+    barge_in.hear(b"", at)
+    watch = barge_in._false_trigger
+    assert watch.armed and not watch.poll(at)
+    while at < 1.0 + config.false_trigger_ms / 1000 + 0.1:
+        at = round(at + 0.02, 2)
+        listener.frame(Decision.NONE, loud=False)
+        barge_in.hear(b"", at)
+    assert watch.poll(at)  # quiet for false_trigger_ms: a false trigger
+
 def test_the_noise_floor_is_the_quietest_block_of_the_last_window_as_blocks_come_and_go():
     """The window's quietest block is worked out when a block ends, not on every frame: the floor
     still follows a quiet moment leaving the window, and a quieter frame inside the current block."""

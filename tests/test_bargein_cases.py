@@ -125,3 +125,29 @@ def test_a_backchannels_duck_clears_at_once_and_the_answer_resumes_with_nothing_
     assert outcome.heard_full and outcome.heard_twice_ms == 0 and outcome.skipped_ms <= 10
     off, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge, voicebridge.BridgeConfig(duck_clear=False)))
     assert outcome.duck_ms < off.duck_ms  # the caller stops hearing the agent sooner
+
+
+class _Clock:
+    """A thread-CPU clock whose every read costs ``read_s`` (changed mid-run), work ``work_s``."""
+
+    def __init__(self) -> None:
+        self.t, self.read_s = 0.0, 1e-6
+
+    def __call__(self) -> float:
+        self.t += self.read_s / 2  # half a read before the value is taken, half after
+        value = self.t
+        self.t += self.read_s / 2
+        return value
+
+
+def test_the_cpu_meter_takes_off_the_timer_overhead_measured_while_the_windows_run(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(bc, "cpu_clock", clock)
+    meter = bc.CpuMeter()
+    for i in range(800):
+        if i == 400:
+            clock.read_s = 3e-6  # a busy machine: every read costs more from now on
+        c0 = bc.cpu_clock()
+        clock.t += 5e-6  # the bridge's work
+        meter.add(bc.cpu_clock() - c0)
+    assert meter.seconds == pytest.approx(800 * 5e-6, rel=0.02)  # a start-up figure (1 us) would say 4.8 ms

@@ -177,3 +177,37 @@ def test_played_out_needs_the_final_mark_echoed_as_played():
     pb.ended("cut")
     pb.cleared()
     assert pb.echoed(cut, now=1.01) is MarkOutcome.STALE and not pb.played_out("cut")
+
+
+class _Gate:
+    """The echo gate's side of OutboundAudio: the levels it is told were played."""
+
+    def __init__(self):
+        self.levels = []
+
+    def played(self, level, now):
+        self.levels.append(level)
+
+    def cleared(self, now):
+        pass
+
+
+def test_the_echo_gate_is_told_the_level_of_each_frame_sent_levelled_when_framed():
+    from voicebridge.audio import mulaw
+    from voicebridge.audio.framing import Framer
+    metrics, twilio, clock = CallMetrics(), FakeTwilio(), ManualClock(1000.0)
+    log = CallLog(logging.getLogger("test"))
+    link = CarrierLink(twilio, metrics, log, 1.0, clock, on_dead=lambda reason: None)
+    link.start(STREAM_SID)
+    gate = _Gate()
+    out = OutboundAudio(link, CallContext(BridgeConfig(), metrics, log, clock), echo=gate)
+    out._pacer.begin(clock())
+    delta = bytes(range(256)) * 2 + bytes([0x7F]) * 148  # 660 bytes: four frames and a padded tail
+    framer, src = Framer(), Chunk(0, "item_1", delta)
+    out._enqueue(framer.push(delta), src, consumed=1)  # (what the audio-out thread does)
+    out._enqueue(framer.end(), src, consumed=0)
+    chunks = [out._tx_q.get_nowait() for _ in range(5)]
+    assert [out._send(c) for c in chunks] == [SendOutcome.SENT] * 5
+    sent = [base64.b64decode(m["media"]["payload"]) for m in twilio.messages() if m["event"] == "media"]
+    assert len(sent) == 5 and gate.levels == [mulaw.dbfs(f) for f in sent]
+    assert len(set(gate.levels)) >= 3  # (frames of different levels: one frame's level for another would show)

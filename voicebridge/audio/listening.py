@@ -194,6 +194,7 @@ class AgentWords:
 
 
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
+_new_tuple = tuple.__new__
 
 
 class Listener:
@@ -253,7 +254,7 @@ class Listener:
         decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO)
         if decision is _CONFIRM:
             self._confirmed_at = now
-        return Heard(forward, level, verdict, decision)
+        return _new_tuple(Heard, (forward, level, verdict, decision))  # (Heard(...) runs a Python __new__)
 
     @property
     def floor_dbfs(self) -> float:

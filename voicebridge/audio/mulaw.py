@@ -79,6 +79,7 @@ def numeric() -> "tuple[Any, Any]":
 def prepare() -> None:
     """Import what the levels and the voice checks compute with now, not on a call's first frame."""
     numeric()
+    _row_sums(FRAME_BYTES)
 
 
 def _energy(frame: bytes) -> float:
@@ -92,7 +93,7 @@ def _energy(frame: bytes) -> float:
         return sum(map(_ULAW_SQUARES.__getitem__, frame))  # (an int: exact however long)
     np, table = numeric()
     x = table.take(np.frombuffer(frame, dtype=np.uint8))
-    return float(np.dot(x, x))
+    return float(x.dot(x))  # (the array's own dot: np.dot's dispatch costs a fifth of the call)
 
 
 def rms(frame: bytes) -> float:
@@ -102,14 +103,48 @@ def rms(frame: bytes) -> float:
     return math.sqrt(_energy(frame) / len(frame))
 
 
-def dbfs(frame: bytes) -> float:
-    """Level of a mu-law frame in dBFS; digital silence is clamped to MIN_DBFS."""
-    if not frame:
-        return MIN_DBFS
-    level = math.sqrt(_energy(frame) / len(frame))
+def _dbfs_of(energy: float, n: int) -> float:
+    level = math.sqrt(energy / n)
     if level <= 0.0:
         return MIN_DBFS
     return max(MIN_DBFS, 20.0 * math.log10(level / FULL_SCALE))
+
+
+def dbfs(frame: bytes) -> float:
+    """Level of a mu-law frame in dBFS; digital silence is clamped to MIN_DBFS. (Every caller
+    frame's: ``_energy``'s dot product written out here, one Python call fewer per frame.)"""
+    n = len(frame)
+    if not n:
+        return MIN_DBFS
+    if n > EXACT_SAMPLES:
+        return _dbfs_of(_energy(frame), n)
+    np, table = numeric()
+    x = table.take(np.frombuffer(frame, dtype=np.uint8))
+    return _dbfs_of(float(x.dot(x)), n)
+
+
+def levels(frames: "list[bytes]") -> list[float]:
+    """``dbfs`` of each of ``frames``, the very same floats, at a fraction of the cost for the
+    frames of one model delta together (the TX loop tells the echo gate the level of every frame
+    it sends: computed once per delta on the audio-out thread, it is off the send's path, and one
+    numpy pass over an (n, 160) view replaces n of them). The energies are exact integers (see
+    ``_energy``) whatever order they are summed in, and the last step is ``dbfs``'s own."""
+    if not frames:
+        return []
+    size = len(frames[0])
+    if not size or size * len(frames) > EXACT_SAMPLES or any(len(f) != size for f in frames):
+        return [dbfs(f) for f in frames]
+    np, squares, ones = _row_sums(size)
+    energies = squares.take(np.frombuffer(b"".join(frames), dtype=np.uint8)).reshape(len(frames), size).dot(ones)
+    return [_dbfs_of(e, size) for e in energies.tolist()]
+
+
+@functools.cache
+def _row_sums(size: int) -> "tuple[Any, Any, Any]":
+    """numpy, the squared decode table (float64) and ones to sum rows of ``size`` with (one BLAS
+    matrix-vector product: the cheapest row sum numpy has for a few short rows)."""
+    np, _ = numeric()
+    return np, np.array(_ULAW_SQUARES, dtype=np.float64), np.ones(size)
 
 
 def ms_of(nbytes: int) -> int:

@@ -53,6 +53,9 @@ def _never() -> bool:
     return False
 
 
+_ECHO, _NONE = Verdict.ECHO, bargein.Decision.NONE  # (read per frame: globals, not class lookups)
+
+
 class BargeIn:
     """The call's barge-in detector, guards, procedure and false-trigger recovery."""
 
@@ -85,10 +88,15 @@ class BargeIn:
     def hear(self, frame: bytes, now: float, listening: bool = True) -> bytes:
         """One caller frame (run thread): duck, release or confirm; returns what the model is sent
         (an echo-only frame becomes comfort noise). ``listening`` is False once the call is ending."""
-        self._level.rumble_matters = self._false_trigger.armed
+        level = self._level
+        level.rumble_matters = self._false_trigger.armed
         heard = self.listener.hear(frame, now, self._armed if listening else _never)
-        if heard.verdict is Verdict.ECHO:
+        if heard.verdict is _ECHO:
             self._metrics.add("echo_frames_suppressed")
+        if heard.decision is _NONE and not level.loud and not self._was_loud:
+            if self._false_trigger.armed:  # (most frames of a call: quiet, nothing began or ended)
+                self._false_trigger.level(False, now)
+            return heard.forward
         self._act(heard.decision, heard.level_dbfs, now)
         return heard.forward
 

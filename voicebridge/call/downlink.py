@@ -56,6 +56,7 @@ class Chunk:
     data: bytes = b""
     seq: int = 0  # order on the TX queue (set when framed): what a duck took back goes in order
     resend: bool = False  # taken back by a duck's clear: already counted as sent
+    level_dbfs: float = audio.MIN_DBFS  # the frame's level, for the echo gate (set when framed, if it has one)
 
     @property
     def end(self) -> bool:
@@ -283,10 +284,11 @@ class OutboundAudio:
         with self._lock:
             if src.generation == self._generation:
                 self._in_flight += len(frames) - consumed
-        for frame in frames:
+        levels = audio.levels(frames) if self._echo is not None else [audio.MIN_DBFS] * len(frames)
+        for frame, level in zip(frames, levels):
             self._metrics.add("frames_enqueued")
             self._seq += 1
-            self._tx_q.put(Chunk(src.generation, src.item_id, frame, self._seq))
+            self._tx_q.put(Chunk(src.generation, src.item_id, frame, self._seq, level_dbfs=level))
 
     # ------------------------------------------------------------------ TX thread
     def tx_loop(self) -> None:
@@ -406,7 +408,7 @@ class OutboundAudio:
             else:
                 self._metrics.frame_sent(len(chunk.data), sent_at)
             if self._echo is not None:
-                self._echo.played(audio.dbfs(chunk.data), sent_at)
+                self._echo.played(chunk.level_dbfs, sent_at)
         elif outcome is SendOutcome.FLUSHED:
             self._discard(chunk, "frames_flushed")
         elif outcome is SendOutcome.FAILED:

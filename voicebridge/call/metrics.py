@@ -93,6 +93,12 @@ class CallMetrics:
             if self.first_delta_at is None:
                 self.first_delta_at = now
 
+    def frame_received(self, size: int) -> None:
+        """A caller frame of ``size`` bytes (run thread, 50 a second): both its counts under one lock."""
+        with self._lock:
+            self._counts["inbound_frames"] += 1
+            self._counts["inbound_bytes"] += size
+
     def frame_sent(self, size: int, now: float) -> None:
         with self._lock:
             self._counts["frames_sent"] += 1

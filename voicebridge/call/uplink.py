@@ -51,13 +51,13 @@ class InboundAudio:
     def media(self, event: seam.Media, stream_sid: str | None, now: float, listening: bool) -> None:
         """One caller frame; ``listening`` is False once the call is ending (no barge-in then)."""
         payload = event.payload
-        self._metrics.add("inbound_frames")
-        self._metrics.add("inbound_bytes", len(payload))
+        self._metrics.frame_received(len(payload))
         if len(payload) != audio.FRAME_BYTES:
             self._metrics.add("inbound_wrong_size")
             self._log.once("size", "inbound media of %d bytes (expected %d): forwarded; further ones only counted",
                            len(payload), audio.FRAME_BYTES)
-        if not self._for_this_stream(event, stream_sid) or not payload:
+        ours = event.stream_sid and event.stream_sid == stream_sid  # the common case: nothing to check or count
+        if not ours and not self._for_this_stream(event, stream_sid) or not payload:
             return
         self._forward(self._barge_in.hear(payload, now, self._detect and listening), now)
 

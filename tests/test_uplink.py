@@ -1,0 +1,37 @@
+"""InboundAudio (sans-IO): which caller frames are forwarded, and how each is counted."""
+import logging
+from types import SimpleNamespace
+
+from voicebridge import BridgeConfig
+from voicebridge.call.context import CallContext
+from voicebridge.call.log import CallLog
+from voicebridge.call.metrics import CallMetrics
+from voicebridge.call.uplink import InboundAudio
+from voicebridge.carrier.seam import Media
+from voicebridge.testing import ManualClock
+
+OURS = "MZours"
+
+
+def inbound():
+    metrics, heard = CallMetrics(), []
+    model = SimpleNamespace(ready=True, lost=False, send=lambda text: True)
+    barge_in = SimpleNamespace(hear=lambda frame, now, listening: heard.append(frame) or frame)
+    ctx = CallContext(BridgeConfig(append_ms=20), metrics, CallLog(logging.getLogger("t")), ManualClock())
+    return InboundAudio(ctx, model, barge_in), metrics, heard
+
+
+def test_each_frame_is_counted_and_only_this_streams_frames_and_unlabelled_ones_are_heard():
+    audio, metrics, heard = inbound()
+    frames = [bytes([k]) * 160 for k in range(5)]
+    audio.media(Media("", frames[0], None, "inbound"), None, 0.0, True)  # before start: dropped
+    audio.media(Media(OURS, frames[1], None, "inbound"), OURS, 0.02, True)
+    audio.media(Media("MZother", frames[2], None, "inbound"), OURS, 0.04, True)  # another stream's: dropped
+    audio.media(Media("", frames[3], None, "inbound"), OURS, 0.06, True)  # no sid: one socket, one stream
+    audio.media(Media(OURS, b"", None, "inbound"), OURS, 0.08, True)  # empty: nothing to hear
+    audio.media(Media(OURS, frames[4][:80], None, "inbound"), OURS, 0.10, True)  # short: heard, counted
+    assert heard == [frames[1], frames[3], frames[4][:80]]
+    m = metrics.snapshot()
+    assert m["inbound_frames"] == 6 and m["inbound_bytes"] == 4 * 160 + 80 and m["inbound_wrong_size"] == 2
+    assert m["protocol_errors"] == {"twilio.media_before_start": 1, "twilio.wrong_stream_sid": 1,
+                                    "twilio.missing_stream_sid": 1}
