@@ -105,17 +105,6 @@ def test_tail_of_each_response_is_padded_and_marked(bridge_call):
     assert m["framer_bytes_padded"] == 150
 
 
-def test_a_speaking_call_marks_every_25_frames_and_its_tail(bridge_call):
-    """A mark is a message out and its echo one in: by default one per half second of audio (the
-    CPU they cost against how soon a stall at the caller shows, docs/performance.md)."""
-    call = bridge_call(CFG).start()
-    call.openai.response("resp_1", "item_1", [b"\x10" * 160 * 30])
-    assert call.twilio.wait_for(lambda t: len(t.messages("media")) == 30 and len(t.messages("mark")) == 2)
-    events = [m["event"] for m in call.twilio.messages() if m["event"] in ("media", "mark")]
-    assert [i for i, e in enumerate(events) if e == "mark"] == [25, 31]  # after the 25th frame and the 30th
-    assert call.finish()["marks_sent"] == 2
-
-
 def test_one_end_marker_per_response(bridge_call):
     """output_audio.done and response.done both end a response's audio: its tail is padded once."""
     call = bridge_call(CFG.replace(mark_every_frames=0)).start()
