@@ -236,4 +236,7 @@ def test_the_configuration_doc_lists_every_setting_under_its_group() -> None:
         section = doc.split(f"### `{group}`: `{cls.__name__}`")[1].split("\n### ")[0]
         for f in dataclasses.fields(cls):
             flat = next(name for name, where in FLAT.items() if where == (group, f.name))
-            assert f"| `{f.name}` | {'same' if flat == f.name else f'`{flat}`'} |" in section, (group, f.name)
+            row = f"| `{f.name}` | {'same' if flat == f.name else f'`{flat}`'} |"
+            assert row in section, (group, f.name)
+            if f.default is not dataclasses.MISSING and f"{row} a sentence" not in section:  # its default too
+                assert f"{row} `{f.default!r}` |" in section, (group, f.name, f.default)

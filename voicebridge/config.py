@@ -140,6 +140,9 @@ class MediaOptions:
 
     lead_ms: int = 40
     late_tolerance_ms: float = 5.0
+    # A Twilio mark after every this many frames (and after an item's last): each is a message out
+    # and its echo one in. Between echoes what the caller heard runs on the send clock; 25 saved no
+    # CPU this box could measure (docs/performance.md, "Third round").
     mark_every_frames: int = 5
     # Caller audio goes to the model in appends of this much (a multiple of 20 ms): fewer, larger
     # messages cost the bridge less CPU; the model hears the audio at most this much later.

@@ -77,7 +77,9 @@ def numeric() -> "tuple[Any, Any]":
 
 
 def prepare() -> None:
-    """Import what the levels and the voice checks compute with now, not on a call's first frame."""
+    """Import what the levels and the voice checks compute with now, not on a call's first frame
+    (``VoiceBridge`` does it when built, in a worker's start; a session's setup again, for sessions
+    served without it)."""
     numeric()
     _row_sums(FRAME_BYTES)
 

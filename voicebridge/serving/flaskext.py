@@ -65,6 +65,7 @@ from ..call.aftercall import default_spool
 from ..call.delivery import ReportSender
 from ..call.hooks import HookRunner, legacy
 from ..call.session import MediaSession
+from ..audio import mulaw
 from .admission import CLOSE_TRY_AGAIN_LATER, TRANSFER_WAIT_S, Admission
 from .drain import DRAIN_GRACE_S, Drain
 from .mediasocket import media_route
@@ -219,6 +220,9 @@ class VoiceBridge:
         twilio_api_url: str | None = None,
         rest_client: Any = None,
     ) -> None:
+        # numpy (the levels, the echo gate, the voice checks) now, in the worker's start: imported
+        # at a call's setup it would hold a gevent worker's one thread for 0.1-1 s while other calls play
+        mulaw.prepare()
         self.carriers = (carrier,) if isinstance(carrier, str) else tuple(carrier)
         if not self.carriers or set(self.carriers) - set(CARRIERS):
             raise ValueError(f"carrier must be one or more of {', '.join(CARRIERS)}, not {carrier!r}")
