@@ -211,3 +211,42 @@ def test_the_echo_gate_is_told_the_level_of_each_frame_sent_levelled_when_framed
     sent = [base64.b64decode(m["media"]["payload"]) for m in twilio.messages() if m["event"] == "media"]
     assert len(sent) == 5 and gate.levels == [mulaw.dbfs(f) for f in sent]
     assert len(set(gate.levels)) >= 3  # (frames of different levels: one frame's level for another would show)
+
+
+def test_an_items_end_taken_just_before_a_clearing_duck_waits_behind_the_frames_it_took_back():
+    """The TX loop has taken an item's end when the run thread's duck clears Twilio: the final
+    mark must not go out ahead of the frames taken back (Twilio would echo it at once, and the
+    item would never be heard to its end); it follows them once the duck is released."""
+    from voicebridge.call.downlink import _STOP
+    clock = ManualClock(1000.0)
+    out, twilio, metrics = outbound_on_a_fake(clock)
+    frames = frames_of("item_1", 2)
+    out._in_flight = 2
+    end = Chunk(0, "item_1", b"", seq=3)
+    script = iter(frames + [end, _STOP])
+
+    def next_chunk():
+        chunk = next(script)
+        if chunk is end:
+            clock.advance(0.005)
+            out.pause(clock())  # the duck lands between the loop taking the end and handling it
+        return chunk, False
+
+    out._next_chunk = next_chunk
+    out.tx_loop()
+    assert wire(twilio) == [0, 1, "clear"]  # no final mark ahead of what the clear took back
+    assert [c.seq for c in out._waiting] == [1, 2, 3]
+    clock.advance(0.2)
+    out.resume()
+    del out._next_chunk
+    for _ in range(3):
+        chunk, _ = out._next_chunk()
+        if chunk.end:
+            assert out._end_item(chunk, marked=True)
+        else:
+            assert out._send(chunk) is SendOutcome.SENT
+    assert wire(twilio) == [0, 1, "clear", 0, 1, "mark"]
+    name = [m for m in twilio.messages() if m["event"] == "mark"][-1]["mark"]["name"]
+    assert out.mark_echoed(name, clock() + 0.04) is MarkOutcome.PLAYED
+    assert out.played_out("item_1")
+    assert metrics.snapshot()["frames_resent"] == 2

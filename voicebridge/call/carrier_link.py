@@ -108,13 +108,15 @@ class CarrierLink:
         except LinkStalled:
             return SendOutcome.FAILED, 0.0
 
-    def send_mark(self, name: Callable[[], str]) -> bool:
-        """Send a mark whose name is made under the send lock (so no clear falls in between)."""
-        if self._messages is None:
-            return False
+    def send_mark(self, name: Callable[[], "str | None"]) -> bool:
+        """Send a mark whose name is made under the send lock (so no clear falls in between);
+        ``name`` runs even with no stream yet, and a None from it sends nothing."""
         try:
             with self._locked():
-                if self._write(self._messages.mark(name()), "mark"):
+                text = name()
+                if text is None or self._messages is None:
+                    return False
+                if self._write(self._messages.mark(text), "mark"):
                     self._metrics.add("marks_sent")
                     return True
         except LinkStalled:

@@ -304,12 +304,8 @@ class OutboundAudio:
                     self._discard(chunk, "frames_dropped")
                 return
             if chunk.end:
-                with self._lock:  # before the final mark: its echo may come back at once
-                    self._playback.ended(chunk.item_id)
-                    self._unplayed.ended(chunk, chunk.item_id, self._playback.sent_bytes(chunk.item_id))
-                if chunk.generation == self._generation and unmarked:
-                    self._mark(chunk.item_id)
-                item, unmarked = None, 0
+                if self._end_item(chunk, marked=chunk.generation == self._generation and unmarked > 0):
+                    item, unmarked = None, 0
                 continue
             if chunk.item_id != item:
                 item, unmarked = chunk.item_id, 0
@@ -433,6 +429,26 @@ class OutboundAudio:
         """Count a frame that will not be sent: ``how``, or, if it was sent once already and
         taken back by a duck, ``frames_resend_discarded``."""
         self._metrics.add("frames_resend_discarded" if chunk.resend else how)
+
+    def _end_item(self, chunk: Chunk, marked: bool) -> bool:
+        """An item's end: its bookkeeping and final mark under one hold of the send lock, so a
+        duck's clear falls before both or after both. False if a duck came since the chunk was
+        taken: the end then waits behind the frames the duck took back (a final mark sent ahead
+        of them would be echoed at once, and the item never heard to its end)."""
+        ended: list[bool] = []
+
+        def name() -> "str | None":
+            with self._lock:  # before the final mark: its echo may come back at once
+                if self._paused_at is not None or self._waiting:
+                    self._wait(chunk)
+                    return None
+                ended.append(True)
+                self._playback.ended(chunk.item_id)
+                self._unplayed.ended(chunk, chunk.item_id, self._playback.sent_bytes(chunk.item_id))
+                return self._playback.new_mark(chunk.item_id) if marked else None
+
+        self._link.send_mark(name)
+        return bool(ended)
 
     def _mark(self, item_id: str) -> None:
         def name() -> str:
