@@ -194,3 +194,23 @@ def test_an_owed_pong_goes_out_at_the_next_receive_when_nothing_is_sent(pair) ->
         assert ws.receive(0.2) is None  # owed
     assert ws.receive(0.05) is None  # nothing sends meanwhile: the reader pays it
     assert next(_frames(peer)) == (wsframe.OP_PONG, b"p2")
+
+
+def test_a_ping_from_a_peer_that_stopped_reading_never_holds_the_reader(pair) -> None:
+    """The reader is the call's run thread, which watches the sends for a stall: with the
+    socket's send buffer full it owes the pong instead of waiting to write it."""
+    ws, peer = pair
+    ws.sock.setblocking(False)
+    try:
+        while True:
+            ws.sock.send(b"\x00" * 65536)  # the peer reads nothing: fill what the kernel holds
+    except BlockingIOError:
+        pass
+    ws.sock.setblocking(True)
+    peer.sendall(wsframe.encode(wsframe.OP_PING, b"p3", KEY))
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(ws.receive(0.2)), daemon=True)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive() and got == [None]  # returned after its bound, not stuck in a write
+    assert list(ws._owed) == [wsframe.encode(wsframe.OP_PONG, b"p3")]

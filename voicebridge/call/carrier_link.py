@@ -11,7 +11,8 @@ buffer and a ``send`` blocks. Three things bound it, all ending in ``_stalled``:
 
 * ``SO_SNDTIMEO`` on the real socket (``tcp.bound_sends``): the stuck send raises;
 * ``check_stall(now)``, called by the session's run thread on its timer: a send in progress for
-  longer than ``send_timeout_s`` (the run thread never sends on this socket, so it can watch);
+  longer than ``send_timeout_s`` (the run thread never waits on a send: as the media socket's
+  reader it writes a pong or close only when the socket takes it at once, else owes it);
 * the lock itself: whoever waits longer than the timeout for a send to finish declares the stall.
 
 A stall aborts the socket (a blocked send then fails at once), is counted and logged once, and

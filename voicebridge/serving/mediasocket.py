@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from functools import wraps
 from typing import Any, Callable
 
@@ -31,7 +32,7 @@ from flask import Blueprint, Response, current_app, request
 from simple_websocket import ConnectionClosed, Server
 
 from ..model import wsframe
-from ..model.sockio import BoundedReads, send_whole
+from ..model.sockio import BoundedReads, send_whole, writable_now
 
 
 class _NoReader:
@@ -61,7 +62,7 @@ class MediaSocket(Server):
         self._inline = not ping_interval
         self._frames = wsframe.FrameReader(max_message_size or wsframe.FrameReader().max_message_size)
         self._write_lock = threading.Lock()
-        self._owed: list[bytes] = []  # control frames the reader could not write at once
+        self._owed: deque[bytes] = deque()  # control frames the reader could not write at once
         self._peer_done = False  # the peer's close frame (or EOF) was read: nothing more comes
         super().__init__(environ, subprotocols=subprotocols, receive_bytes=receive_bytes,
                          ping_interval=ping_interval, max_message_size=max_message_size,
@@ -184,22 +185,22 @@ class MediaSocket(Server):
                 reason or wsframe.CLOSE_NORMAL, message or "")))
 
     def _write_control(self, frame: "bytes | None") -> None:
-        """Write the owed control frames and ``frame`` now if no write is in progress, else owe
-        them to the next write (or the next ``receive``)."""
+        """Write the owed control frames and ``frame`` now if no write is in progress and the
+        socket takes them at once, else owe them to the next write (or the next ``receive``).
+        The reader is the call's run thread, which watches the sends for a stall: it must never
+        wait on a peer that stopped reading (under gevent no socket timeout would end that)."""
+        if frame is not None:
+            self._owed.append(frame)  # deque: appended whole even while a writer pays what is owed
         if self._write_lock.acquire(blocking=False):
             try:
-                self._pay_owed()
-                if frame is not None:
-                    self._write_quietly(frame)
+                if writable_now(self.sock):
+                    self._pay_owed()
             finally:
                 self._write_lock.release()
-        elif frame is not None:
-            self._owed.append(frame)
 
     def _pay_owed(self) -> None:
-        owed, self._owed = self._owed, []
-        for frame in owed:
-            self._write_quietly(frame)
+        while self._owed:
+            self._write_quietly(self._owed.popleft())
 
     def _write_quietly(self, frame: bytes) -> None:
         try:
