@@ -642,6 +642,15 @@ def test_the_models_vad_ignored_is_counted_by_reason() -> None:
     assert values[("voicebridge_backchannels_total", ())] == 4
 
 
+def test_the_ducks_clears_and_the_frames_they_took_back_are_counted() -> None:
+    metrics = BridgeMetrics(lambda: 0)
+    metrics.record_call({"duck_clears": 3, "frames_taken_back": 7, "frames_resent": 5, "duck_releases": 2})
+    values = metric_values(metrics.exposition().decode())
+    assert values[("voicebridge_duck_clears_total", ())] == 3
+    assert values[("voicebridge_frames_taken_back_total", ())] == 7
+    assert values[("voicebridge_frames_resent_total", ())] == 5
+
+
 # ---------------------------------------------------------------------------- shared state (gunicorn -w N)
 def transferring_realtime() -> Any:
     """A connector whose fake says one frame, then transfers the caller to "support"."""

@@ -186,7 +186,10 @@ def _summary(report: CallReport, bridge: dict[str, Any] | None) -> list[str]:
                  f"bursts {r.bursts}, stalls {r.stalls}, pauses for the caller {r.yields}, "
                  f"most ahead of real time {r.ahead_max_ms:.0f} ms")
     for i, it in enumerate(r.interruptions, 1):
-        lines.append(f"interruption {i}: speech onset -> clear {it.clear_ms} ms, agent audio heard after onset "
+        clears = it.clears_after_ms
+        cleared = (f"{clears[0]} ms (the duck's), {clears[-1]} ms (the barge-in's)" if len(clears) > 1
+                   else f"{it.clear_ms} ms")
+        lines.append(f"interruption {i}: speech onset -> clear {cleared}, agent audio heard after onset "
                      f"{it.heard_after_ms} ms")
     if r.ended_by == "bridge":
         lines.append(f"the agent hung up {r.hangup_after_audio_ms} ms after the caller heard its last words")

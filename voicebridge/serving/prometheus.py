@@ -79,6 +79,12 @@ class BridgeMetrics:
         self.server_speech_ignored = Counter(
             "voicebridge_server_speech_ignored", "The model's VAD started while the agent talked, with nothing of "
             "the caller heard by the bridge (echo, noise, tone, backchannel, nothing)", ["reason"], registry=r)
+        self.duck_clears = Counter("voicebridge_duck_clears", "Ducks that cleared Twilio's buffered agent audio at "
+                                   "once (duck_clear)", registry=r)
+        self.frames_taken_back = Counter("voicebridge_frames_taken_back", "Frames a duck's clear took back before "
+                                         "the caller heard them (then resent, or discarded by a barge-in)", registry=r)
+        self.frames_resent = Counter("voicebridge_frames_resent", "Frames taken back by a duck's clear and sent "
+                                     "again when it was released", registry=r)
         self.backchannels = Counter("voicebridge_backchannels",
                                     "Short acknowledgements over the agent that let the answer go on", registry=r)
         self.barge_in_latency = Histogram(
@@ -116,7 +122,9 @@ class BridgeMetrics:
         """Fold one finished call's figures into the totals."""
         for counter, key in ((self.frames_sent, "frames_sent"), (self.late_frames, "tx_late_frames"),
                              (self.resets, "tx_schedule_resets"), (self.barge_ins, "barge_in_events"),
-                             (self.false_barge_ins, "false_barge_ins"), (self.duck_releases, "duck_releases")):
+                             (self.false_barge_ins, "false_barge_ins"), (self.duck_releases, "duck_releases"),
+                             (self.duck_clears, "duck_clears"), (self.frames_taken_back, "frames_taken_back"),
+                             (self.frames_resent, "frames_resent")):
             counter.inc(max(0, int(m.get(key) or 0)))
         for reason in IGNORE_REASONS:
             self.server_speech_ignored.labels(reason=reason.value).inc(
