@@ -2,7 +2,7 @@
 import json
 
 from voicebridge import BridgeConfig
-from voicebridge.call.analysis import EVENT_ID, PostCallAnalysis, full_schema, outcome, request, validate
+from voicebridge.call.analysis import ANALYSIS_INSTRUCTIONS, EVENT_ID, PostCallAnalysis, full_schema, outcome, request, validate
 from voicebridge.dev.local.agent import ScriptedAgent, Voice
 from voicebridge.dev.local.engine import RealtimeEngine
 from voicebridge.testing import wait_until
@@ -57,6 +57,27 @@ def test_an_analysis_refused_by_the_service_ends_at_once_not_at_the_timeout():
     assert analysis.take(json.dumps(error))
     assert analysis.wait()["status"] == "refused: x"
     assert not PostCallAnalysis(None, "", 1.0).begin(lambda text: True, ready=True)  # not configured: no request
+
+
+def test_an_answer_read_before_the_request_s_send_returned_is_the_analysis_s():
+    """The model thread may read the answer while the closing thread is still in ``send``."""
+    engine = RealtimeEngine(ScriptedAgent(Voice(live=False)), speed=4.0)
+    engine.open(0.0)
+    analysis = PostCallAnalysis(FIELDS, ANALYSIS_INSTRUCTIONS, timeout_s=0.5)
+    taken: list[bool] = []
+
+    def send(text: str) -> bool:  # the whole answer arrives (and is read) before send returns
+        now, events = 0.0, engine.handle(text, 0.0)
+        while engine.response_active:
+            now = max(now, engine.next_deadline())
+            events += engine.poll(now)
+        taken.extend(analysis.take(json.dumps(event)) for event in events)
+        return True
+
+    assert analysis.begin(send, ready=True)
+    assert any(taken)
+    result = analysis.wait()
+    assert result["status"] == "completed" and result["valid"], result
 
 
 def test_the_session_asks_before_closing_the_model_and_the_report_has_the_answer(bridge_call):

@@ -122,8 +122,9 @@ class PostCallAnalysis:
         """Ask, if wanted and the model is there; True: the model stays open until ``wait`` ends."""
         if self._schema is None or self.begun:
             return False
-        self.begun = ready and send(request(self._schema, self._instructions))
-        if not self.begun:  # asked for, but the model is gone or not yet there: the report says so
+        self.begun = ready  # before the send: the model thread may read the answer before it returns
+        if not (ready and send(request(self._schema, self._instructions))):
+            self.begun = False  # asked for, but the model is gone or not yet there: the report says so
             self.result = outcome(None, self._schema, "unavailable")
         return self.begun
 
