@@ -36,8 +36,8 @@ def realigned(ours, theirs, slack: int, window: int = 80, tail: int = 480) -> in
         if ours[i] == theirs[j]:
             i, j = i + 1, j + 1
             continue
-        shifts = sorted(((di, dj) for di in range(slack + 1) for dj in range(slack + 1) if di or dj),
-                        key=lambda s: s[0] + s[1])
+        shifts = ((di, total - di) for total in range(1, 2 * slack + 1)  # the smallest shift first
+                  for di in range(max(0, total - slack), min(total, slack) + 1))
         for di, dj in shifts:
             a, b = ours[i + di:i + di + window], theirs[j + dj:j + dj + window]
             if a == b and (len(a) == window or i + di + len(a) == len(ours) and j + dj + len(b) == len(theirs)):
@@ -92,8 +92,9 @@ def test_a_call_leaves_a_recording_of_what_was_heard_and_a_signed_report_with_it
     theirs = [s for s in caller_heard if s != silence]
     # Sample for sample, except where a clear landed while agent audio was queued (the duck's own
     # clear does that): there the bridge's instant and the caller's differ by the socket's latency
-    # and thread scheduling, so the cut may fall a few ms apart; after it the two run on together.
+    # and thread scheduling (5 ms on a quiet box, more beside a CPU burner), so the cut may fall up
+    # to 30 ms apart; after it the two run on together.
     assert len(ours) > 8000
-    assert realigned(ours, theirs, slack=40) <= bridge["clears_sent"], (len(ours), len(theirs), bridge["clears_sent"])
+    assert realigned(ours, theirs, slack=240) <= bridge["clears_sent"], (len(ours), len(theirs), bridge["clears_sent"])
     assert abs(len(heard) - report["duration_s"] * 8000) <= 8  # both channels: the call's length (ms-rounded)
     assert Path(report["recording"]["path"]).stat().st_size == 44 + len(heard) * 4
