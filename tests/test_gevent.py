@@ -17,18 +17,21 @@ import pytest
 pytest.importorskip("gevent")
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["tests/test_session.py", "tests/test_wsserver.py", "tests/test_faults_socket.py",
-           "tests/test_session_bargein.py", "tests/test_mediasocket.py", "tests/test_sockio.py",
-           "tests/test_realtime_client.py"]
+GROUPS = {  # each group one gevent-patched interpreter, so that xdist spreads them over its workers
+    "session": ["tests/test_session.py", "tests/test_session_bargein.py"],
+    "sockets": ["tests/test_wsserver.py", "tests/test_faults_socket.py"],
+    "wire": ["tests/test_mediasocket.py", "tests/test_sockio.py", "tests/test_realtime_client.py"],
+}
 
 
-def test_sessions_sockets_and_faults_behave_the_same_under_gevent():
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_sessions_sockets_and_faults_behave_the_same_under_gevent(group):
     code = ("from gevent import monkey; monkey.patch_all()\n"
             "import sys, pytest\n"
             f"sys.exit(pytest.main(['-o', 'addopts=', '-q', '-m', 'not timing', '-p', 'no:randomly', '-p', 'no:cacheprovider',"
-            f" *{MODULES!r}]))\n")
+            f" *{GROUPS[group]!r}]))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     summary = [line for line in done.stdout.splitlines() if "passed" in line or "FAILED" in line or "Error" in line]
     assert done.returncode == 0, "\n".join(summary[-20:]) or done.stdout[-3000:] + done.stderr[-2000:]
     passed = re.search(r"(\d+) passed", done.stdout)
-    assert passed and int(passed.group(1)) >= 60, summary  # they ran, all of them
+    assert passed and int(passed.group(1)) >= 15, summary  # they ran
