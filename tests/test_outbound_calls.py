@@ -87,6 +87,7 @@ def test_a_voicemail_gets_the_whole_message_after_the_beep_then_the_agent_hangs_
     assert report.tone is not None and report.tone["ok"] and report.tone["partial"] == 0, report.tone
     assert len(report.tone["responses"]) == 1
     assert report.ended_by == "bridge" and report.hangup_after_audio_ms is not None
+    assert report.after_stream == "the carrier hangs up" and not report.errors  # /voice/after, signed
     assert bridge["close_reason"] == "voicemail left" and bridge["agent_hangups"] == 1
     assert bridge["frames_flushed"] == 0 and bridge["accounting_ok"]
     assert bridge["amd"] == "machine_end_beep"  # what the post-call report says

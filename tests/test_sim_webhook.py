@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from voicebridge.serving.app import Settings, create_app, serve
 from voicebridge.dev.local.server import LocalRealtimeServer
 from voicebridge.dev.sim import caller as sim_caller
 from voicebridge.serving.streamtoken import PARAMETER as TOKEN_PARAMETER
-from voicebridge.dev.sim.webhook import parse_connect, signature, webhook_form, webhook_url_for
+from voicebridge.dev.sim.webhook import (NextVerbs, Placement, connect_action, follow_action, parse_connect,
+                                         parse_next, signature, webhook_form, webhook_url_for)
 from voicebridge.carrier.twilio.twiml import connect_twiml, refusal_twiml
 
 TOKEN = "test-auth-token-0123456789"
@@ -85,3 +87,87 @@ def test_verify_url_places_its_call_through_the_signed_webhook(signed_app, monke
     assert dialed["url"] == handle.ws_url and dialed["custom_parameters"][TOKEN_PARAMETER]
     assert RequestValidator(TOKEN).validate(dialed["url"], {}, dialed["headers"]["X-Twilio-Signature"])
     assert dialed["custom_parameters"]["CallSid"] == dialed["call_sid"]
+
+
+# -- after the stream: <Connect action> ------------------------------------------------------------
+ACTION = "https://voice.example.org/voice/after"
+
+
+def test_the_after_stream_answer_is_read_verb_by_verb():
+    from voicebridge.carrier.twilio.twiml import hangup_twiml, transfer_twiml
+
+    assert parse_next(transfer_twiml("+15005550006")) == NextVerbs(("Dial",), dial="+15005550006")
+    assert parse_next(transfer_twiml("sip:desk@pbx.example.org")).dial == "sip:desk@pbx.example.org"
+    assert parse_next(hangup_twiml()) == NextVerbs(("Hangup",))
+    busy = parse_next(refusal_twiml())
+    assert busy.verbs == ("Say", "Hangup") and "busy" in busy.said and "<Say>" in busy.describe()
+    assert parse_next("<Response/>").describe() == "the carrier hangs up"
+    assert "dials +15005550006" in parse_next("<Response><Dial>+15005550006</Dial></Response>").describe()
+    for bad in ("not markup", "<html><body>500</body></html>", "<Response><Dial/></Response>"):
+        with pytest.raises(ValueError):
+            parse_next(bad)
+    assert connect_action(connect_twiml("wss://h/media", {}, ACTION)) == (ACTION, "POST")
+    assert connect_action(connect_twiml("wss://h/media", {})) == (None, "POST")
+    assert connect_action('<Response><Connect action="/a" method="get"><Stream url="wss://h/m"/></Connect>'
+                          '</Response>') == ("/a", "GET")
+
+
+def test_the_action_is_requested_signed_as_twilio_does_with_post_or_get():
+    from voicebridge.carrier.twilio.twiml import hangup_twiml
+
+    seen: list[tuple[str, bytes | None, dict[str, str]]] = []
+
+    def post(url, body, headers, timeout):
+        seen.append((url, body, dict(headers)))
+        return hangup_twiml().encode()
+
+    def get(url, headers, timeout):
+        seen.append((url, None, dict(headers)))
+        return hangup_twiml().encode()
+
+    placed = Placement("wss://h/media", {}, action_url=ACTION)
+    assert follow_action(placed, TOKEN, "CA1", "AC1", post=post) == NextVerbs(("Hangup",))
+    url, body, headers = seen[-1]
+    form = dict(urllib.parse.parse_qsl(body.decode()))
+    assert url == ACTION and form["CallSid"] == "CA1" and form["CallStatus"] == "in-progress"
+    assert RequestValidator(TOKEN).validate(url, form, headers["X-Twilio-Signature"])
+    by_get = Placement("wss://h/media", {}, action_url=ACTION + "?tenant=acme", action_method="GET")
+    follow_action(by_get, TOKEN, "CA1", "AC1", get=get)
+    url, body, headers = seen[-1]
+    assert body is None and url.startswith(ACTION + "?tenant=acme&") and "CallSid=CA1" in url
+    assert RequestValidator(TOKEN).validate(url, {}, headers["X-Twilio-Signature"])
+    assert follow_action(Placement("wss://h/media", {}), TOKEN, "CA1", "AC1", post=post) is None
+    assert len(seen) == 2  # no action, no request
+
+
+def test_a_transfer_through_the_example_app_ends_in_twilios_dial_of_its_target():
+    """The caller asks for a person; the agent's transfer_call closes the stream; the simulated
+    Twilio then requests /voice/after, signed, and is told to dial the app's TRANSFER_TO."""
+    with LocalRealtimeServer(mode="voice", speed=8.0, live_tts=False) as local:
+        app = create_app(Settings(openai_realtime_url=local.url, twilio_auth_token=TOKEN, greeting=None,
+                                  transfer_to="+15005550006"))
+        handle = serve(app, "127.0.0.1", 0)
+        try:
+            placed = sim_caller.dial("twilio", handle.ws_url, TOKEN)
+            report = sim_caller.SimulatedCaller(
+                placed.url, "say:Can I talk to a person, please?,wait_hangup:15000", headers=placed.headers,
+                custom_parameters=placed.custom_parameters, call_sid=placed.call_sid,
+                account_sid=placed.account_sid, after_stream=placed.after, max_seconds=25).run()
+        finally:
+            handle.shutdown()
+    assert report.ended_by == "bridge" and not report.problems(), report.problems()
+    assert report.next_verbs == {"verbs": ("Dial",), "dial": "+15005550006", "said": None}
+    assert report.after_stream == "the carrier dials +15005550006 (a transfer)"
+    assert [e["name"] for e in report.events].count("after_stream") == 1
+
+
+def test_an_after_stream_url_that_fails_is_a_problem_of_the_call():
+    """What a real caller hears as Twilio's "application error" shows as a problem, not a pass."""
+    def broken() -> NextVerbs:
+        raise ValueError("the webhook https://h/voice/after answered HTTP 500")
+
+    caller = sim_caller.SimulatedCaller("ws://127.0.0.1:9/media", "hangup", after_stream=broken)
+    caller.report.ended_by = "bridge"
+    caller._follow_action()
+    assert caller.report.problems() == ["after the stream: the webhook https://h/voice/after answered HTTP 500"]
+    assert caller.report.after_stream is None

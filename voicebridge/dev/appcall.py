@@ -33,7 +33,7 @@ def simulated_call(realtime_url: str, script: str, settings: Settings | None = N
         placed = dial(carrier, media_url, dial_secret)
         report = SimulatedCaller(placed.url, script, headers=placed.headers, custom_parameters=placed.custom_parameters,
                                  call_sid=placed.call_sid, account_sid=placed.account_sid, carrier=carrier,
-                                 **caller_options).run()
+                                 after_stream=placed.after, **caller_options).run()
         done.wait(45)  # a bound: the call's teardown may wait for a post-call analysis (its timeout)
     finally:
         server.shutdown()

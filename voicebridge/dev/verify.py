@@ -240,7 +240,7 @@ def run_remote(url: str, seconds: float, metrics_url: str | None,
     before = fetch(metrics_url) if metrics_url else None
     report = SimulatedCaller(dial.url, build_script(seconds), max_seconds=seconds + 30, headers=dial.headers,
                              custom_parameters=dial.custom_parameters, call_sid=dial.call_sid,
-                             account_sid=dial.account_sid, carrier=carrier).run()
+                             account_sid=dial.account_sid, carrier=carrier, after_stream=dial.after).run()
     bridge = None
     if metrics_url and before is not None:
         after = fetch(metrics_url)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -45,12 +46,13 @@ from .report import CallReport
 from .runner import ScriptRunner
 from .script import DEFAULT_SCRIPT, Step, parse_script
 from .sounds import resolve
-from .webhook import place, place_telnyx
+from .webhook import NextVerbs, follow_action, follow_action_telnyx, place, place_telnyx
 from .wire import CARRIERS, WIRES
 
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[str, float, dict], None]
+AfterStream = Callable[[], "NextVerbs | None"]
 
 AUDIBLE_DBFS = -50.0
 """Agent audio below this level (e.g. padded silence) does not count as the agent talking."""
@@ -75,8 +77,9 @@ class SimulatedCaller:
                  lead_frames: int = 2, on_event: "EventCallback | None" = None,
                  connect_timeout: float = 10.0, acoustics: "Acoustics | None" = None,
                  call_sid: "str | None" = None, account_sid: "str | None" = None,
-                 carrier: str = "twilio") -> None:
+                 carrier: str = "twilio", after_stream: "AfterStream | None" = None) -> None:
         self.url = url
+        self.after_stream = after_stream  # the carrier's request to <Connect action> (Dial.after)
         if script is None or isinstance(script, str):
             self.steps: list[Step] = parse_script(DEFAULT_SCRIPT if script is None else script)
         else:
@@ -126,6 +129,8 @@ class SimulatedCaller:
             self._call(runner)
         finally:
             self._ws.shutdown()
+        if self.report.ended_by == "bridge":
+            self._follow_action()
         if self.record_path:
             self._recorder.write(self.record_path)
         return self.report
@@ -153,6 +158,21 @@ class SimulatedCaller:
         with self._lock:
             self._metrics.finish(time.monotonic() - self._t0, self._playout, self._t0)
             self.report.events.sort(key=lambda e: e["t"])
+
+    def _follow_action(self) -> None:
+        """The bridge closed the stream: the carrier goes on with the call where ``<Connect
+        action>`` says (a transfer, a hang-up); a failing URL is what a caller would hear as the
+        carrier's "application error", so it is a problem of the call."""
+        if self.after_stream is None:
+            return
+        try:
+            verbs = self.after_stream()
+        except (ValueError, OSError) as exc:
+            self.report.errors.append(f"after the stream: {exc}")
+            return
+        if verbs is not None:
+            self.report.after_stream, self.report.next_verbs = verbs.describe(), dataclasses.asdict(verbs)
+            self._emit(time.monotonic() - self._t0, "after_stream", {"next": verbs.describe()})
 
     def _guard(self, target: Callable[..., None], *args: Any) -> None:
         """Run a thread body; an unexpected exception ends the call instead of vanishing."""
@@ -335,13 +355,15 @@ class SimulatedCaller:
 # -- placing the call ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Dial:
-    """Where and how to open the media stream (straight to the URL, or as its webhook said)."""
+    """Where and how to open the media stream (straight to the URL, or as its webhook said), and
+    the carrier's request once the bridge has closed it (``SimulatedCaller(after_stream=...)``)."""
 
     url: str
     headers: dict[str, str]
     custom_parameters: dict[str, str]
     call_sid: str
     account_sid: str
+    after: "AfterStream | None" = None
 
 
 def dial_as_twilio(media_url: str, auth_token: "str | None", webhook_url: "str | None" = None) -> Dial:
@@ -351,7 +373,8 @@ def dial_as_twilio(media_url: str, auth_token: "str | None", webhook_url: "str |
     if not auth_token:
         return Dial(media_url, {}, {}, call_sid, account_sid)
     placed = place(media_url, auth_token, call_sid, account_sid, webhook_url)
-    return Dial(placed.stream_url, placed.headers, placed.custom_parameters, call_sid, account_sid)
+    return Dial(placed.stream_url, placed.headers, placed.custom_parameters, call_sid, account_sid,
+                lambda: follow_action(placed, auth_token, call_sid, account_sid))
 
 
 def dial_as_telnyx(media_url: str, private_key: "str | None", webhook_url: "str | None" = None) -> Dial:
@@ -362,7 +385,8 @@ def dial_as_telnyx(media_url: str, private_key: "str | None", webhook_url: "str 
     if not private_key:
         return Dial(media_url, {}, {}, wire.call_sid, wire.account_sid)
     placed = place_telnyx(media_url, private_key, wire.call_sid, wire.account_sid, time.time(), webhook_url)
-    return Dial(placed.stream_url, placed.headers, placed.custom_parameters, wire.call_sid, wire.account_sid)
+    return Dial(placed.stream_url, placed.headers, placed.custom_parameters, wire.call_sid, wire.account_sid,
+                lambda: follow_action_telnyx(placed, private_key, wire.call_sid, wire.account_sid, time.time()))
 
 
 def dial(carrier: str, media_url: str, secret: "str | None", webhook_url: "str | None" = None) -> Dial:
@@ -471,6 +495,8 @@ def _summary(report: CallReport) -> list[str]:
         lines.append(f"interruption {i} at {it.onset_ms / 1000:.2f} s (agent talking: {it.agent_talking}): "
                      f"clear after {it.clear_ms} ms, last media +{it.last_media_after_ms} ms "
                      f"({it.frames_after_onset} frames), heard {it.heard_after_ms} ms after onset")
+    if r.after_stream:
+        lines.append(f"after the stream: {r.after_stream}")
     if r.tone:
         lines.append(f"tone: {r.tone}")
     if r.record_path:
@@ -512,7 +538,7 @@ def main(argv: "list[str] | None" = None) -> int:
                              custom_parameters={**placed.custom_parameters, **dict(args.param)},
                              record_path=args.record, max_seconds=args.max_seconds, on_event=progress,
                              acoustics=acoustics, call_sid=placed.call_sid, account_sid=placed.account_sid,
-                             carrier=args.carrier)
+                             carrier=args.carrier, after_stream=placed.after)
     report = caller.run()
     for line in _summary(report):
         print(line, file=out)

@@ -41,7 +41,7 @@ from ...audio import mulaw as audio
 from .caller import SimulatedCaller
 from .report import CallReport
 from .script import Say, Silence, Step, WaitForAgent, WaitForAgentSilence, WaitForHangup, say
-from .webhook import SIGNATURE_HEADER, _post, parse_connect, signature
+from .webhook import SIGNATURE_HEADER, Placement, _post, connect_action, follow_action, parse_connect, signature
 
 log = logging.getLogger(__name__)
 
@@ -223,12 +223,16 @@ class CallsAPI:
         try:
             twiml = self._signed_post(form["Url"], dict(base, CallStatus="in-progress")).decode("utf-8", "replace")
             stream_url, params = parse_connect(twiml)
+            action, method = connect_action(twiml)
+            placed = Placement(stream_url, params, action_url=action, action_method=method)
             amd = form.get("AsyncAmd", "").lower() == "true" and bool(form.get("AsyncAmdStatusCallback"))
             poster.start()
             caller = SimulatedCaller(stream_url, list(call.callee.steps), headers={
                 SIGNATURE_HEADER: signature(self.auth_token, stream_url)}, custom_parameters=params,
                 call_sid=call.sid, account_sid=self.account_sid,
-                on_event=self._callee_events(call, verdicts if amd else None))
+                on_event=self._callee_events(call, verdicts if amd else None),
+                after_stream=lambda: follow_action(placed, self.auth_token, call.sid, self.account_sid,
+                                                   form=dict(base, CallStatus="in-progress")))
             call.report = caller.run()
         except Exception as exc:  # noqa: BLE001 - a failed call is reported, never raised into the server
             call.errors.append(f"{type(exc).__name__}: {exc}")

@@ -95,6 +95,12 @@ class CallReport:
     dead_air: list[dict[str, Any]] = field(default_factory=list)
     """Waits for the agent that heard nothing: ``{"t": s since call start, "ms": how long}``."""
     record_path: "str | None" = None
+    after_stream: "str | None" = None
+    """What the carrier did once the bridge closed the stream, as the ``<Connect action>`` URL
+    answered (``NextVerbs.describe``); None when the call was not placed through the webhook, the
+    bridge did not end it, or its markup named no action."""
+    next_verbs: "dict[str, Any] | None" = None
+    """That answer's verbs, dialed destination and spoken text (``NextVerbs`` as a dict)."""
     errors: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:

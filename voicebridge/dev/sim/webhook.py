@@ -6,6 +6,12 @@ the single-use token its webhook issued for that call. So, like Twilio: POST the
 and the form), read the TwiML's ``<Connect><Stream url>`` and its ``<Parameter>``s (the stream
 token among them), and open that URL with its own signature (over the URL alone). The pure parts
 (URLs, form, signatures, TwiML) are functions; ``place`` does the one HTTP request.
+
+Once the bridge has closed the stream, Twilio (and Telnyx) go on with the call: they request the
+``<Connect action>`` URL, signed like the webhook, and carry out the markup it answers (a transfer's
+``<Dial>``, a ``<Hangup/>``, an apology's ``<Say>``). ``follow_action`` does that request and reads
+the answer as a :class:`NextVerbs`, so a simulated call ends where a real one would: a bridge
+whose after-stream URL fails or answers nothing usable shows it as a problem.
 """
 from __future__ import annotations
 
@@ -23,11 +29,34 @@ MAX_TWIML_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class Placement:
-    """What the webhook told the caller: where the stream goes and what it must carry."""
+    """What the webhook told the caller: where the stream goes and what it must carry, and where
+    the carrier goes once the bridge has closed it (``<Connect action>``, None without one)."""
 
     stream_url: str
     custom_parameters: dict[str, str]
     headers: dict[str, str] = field(default_factory=dict)
+    action_url: "str | None" = None
+    action_method: str = "POST"
+
+
+@dataclass(frozen=True)
+class NextVerbs:
+    """What the ``<Connect action>`` answer tells the carrier to do next, in order: the verbs'
+    names (``("Dial",)``, ``("Say", "Hangup")``; empty: the call simply ends), the ``<Dial>``'s
+    destination (a number or SIP URI) and what a ``<Say>`` says."""
+
+    verbs: tuple[str, ...]
+    dial: "str | None" = None
+    said: "str | None" = None
+
+    def describe(self) -> str:
+        """One line for a report: what a caller on a real line would get."""
+        if self.dial is not None:
+            return f"the carrier dials {self.dial} (a transfer)"
+        if not self.verbs or self.verbs == ("Hangup",):
+            return "the carrier hangs up"
+        said = f" ({self.said[:80]!r})" if self.said else ""
+        return "the carrier runs " + ", ".join(f"<{v}>" for v in self.verbs) + said
 
 
 def webhook_url_for(media_url: str) -> str:
@@ -66,7 +95,39 @@ def parse_connect(twiml: str) -> tuple[str, dict[str, str]]:
     return str(stream.get("url")), params
 
 
+def connect_action(markup: str) -> "tuple[str | None, str]":
+    """``<Connect action method>``: the URL the carrier requests once the stream has ended (None
+    without one: the carrier runs the verbs after ``</Connect>``, here none) and its method."""
+    connect = ET.fromstring(markup).find("./Connect")
+    if connect is None:
+        return None, "POST"
+    return connect.get("action") or None, (connect.get("method") or "POST").upper()
+
+
+def parse_next(markup: str) -> NextVerbs:
+    """The verbs of an after-stream answer; ValueError when it is not TwiML (the carrier would
+    play its "application error" message and hang up)."""
+    try:
+        root = ET.fromstring(markup)
+    except ET.ParseError as exc:
+        raise ValueError(f"the <Connect action> URL did not answer TwiML: {exc}") from None
+    if root.tag != "Response":
+        raise ValueError(f"the <Connect action> URL answered <{root.tag}>, not <Response>")
+    verbs = tuple(child.tag for child in root)
+    dial = said = None
+    for child in root:
+        if child.tag == "Dial" and dial is None:
+            inner = child.find("Number") if child.find("Number") is not None else child.find("Sip")
+            dial = ((inner.text if inner is not None else child.text) or "").strip() or None
+        elif child.tag == "Say" and said is None:
+            said = (child.text or "").strip() or None
+    if "Dial" in verbs and dial is None:
+        raise ValueError("the <Connect action> URL answered a <Dial> with no destination")
+    return NextVerbs(verbs, dial, said)
+
+
 Post = Callable[[str, bytes, Mapping[str, str], float], bytes]
+Get = Callable[[str, Mapping[str, str], float], bytes]
 
 
 def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> bytes:
@@ -79,6 +140,15 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> 
         raise ValueError(f"the webhook {url} answered HTTP {exc.code}{hint}") from None
 
 
+def _get(url: str, headers: Mapping[str, str], timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers=dict(headers), method="GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the operator's URL
+            return resp.read(MAX_TWIML_BYTES)
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"the webhook {urllib.parse.urlsplit(url).path} answered HTTP {exc.code}") from None
+
+
 def place(media_url: str, auth_token: str, call_sid: str, account_sid: str, webhook_url: str | None = None,
           timeout: float = 10.0, post: Post = _post) -> Placement:
     """POST the signed voice webhook; the signed stream URL and parameters to open, as Twilio would."""
@@ -88,7 +158,36 @@ def place(media_url: str, auth_token: str, call_sid: str, account_sid: str, webh
                "Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TwilioProxy/1.1"}
     twiml = post(url, urllib.parse.urlencode(form).encode(), headers, timeout).decode("utf-8", "replace")
     stream_url, params = parse_connect(twiml)
-    return Placement(stream_url, params, {SIGNATURE_HEADER: signature(auth_token, stream_url)})
+    action, method = connect_action(twiml)
+    return Placement(stream_url, params, {SIGNATURE_HEADER: signature(auth_token, stream_url)}, action, method)
+
+
+def after_stream_form(call_sid: str, account_sid: str) -> dict[str, str]:
+    """The fields of the carrier's request to ``<Connect action>``: the call, still up."""
+    return dict(webhook_form(call_sid, account_sid), CallStatus="in-progress")
+
+
+def follow_action(placement: Placement, auth_token: str, call_sid: str, account_sid: str,
+                  timeout: float = 10.0, post: Post = _post, get: "Get | None" = None,
+                  form: "Mapping[str, str] | None" = None) -> "NextVerbs | None":
+    """Once the bridge closed the stream: request ``<Connect action>`` signed as Twilio does
+    (POST: over the URL and the form; GET: over the URL with the form as its query) and read what
+    it answers (``form``: the request's fields, else an inbound call's). None when the markup named
+    no action. ValueError for an HTTP error or an answer that is no TwiML: what a real caller
+    would hear as Twilio's "application error"."""
+    if placement.action_url is None:
+        return None
+    form = dict(form) if form is not None else after_stream_form(call_sid, account_sid)
+    if placement.action_method == "GET":
+        sep = "&" if urllib.parse.urlsplit(placement.action_url).query else "?"
+        url = placement.action_url + sep + urllib.parse.urlencode(form)
+        markup = (get or _get)(url, {SIGNATURE_HEADER: signature(auth_token, url), "User-Agent": "TwilioProxy/1.1"},
+                               timeout)
+    else:
+        headers = {SIGNATURE_HEADER: signature(auth_token, placement.action_url, form),
+                   "Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TwilioProxy/1.1"}
+        markup = post(placement.action_url, urllib.parse.urlencode(form).encode(), headers, timeout)
+    return parse_next(markup.decode("utf-8", "replace"))
 
 
 # -- Telnyx ------------------------------------------------------------------------------------
@@ -129,4 +228,18 @@ def place_telnyx(media_url: str, private_key: str, call_id: str, account_id: str
     texml = post(url, body, headers, timeout).decode("utf-8", "replace")
     stream_url, params = parse_connect(texml)
     check_bidirectional(texml)
-    return Placement(stream_url, params)
+    action, method = connect_action(texml)
+    return Placement(stream_url, params, {}, action, method)
+
+
+def follow_action_telnyx(placement: Placement, private_key: str, call_id: str, account_id: str, now: float,
+                         timeout: float = 10.0, post: Post = _post) -> "NextVerbs | None":
+    """Telnyx's request to ``<Connect action>`` once the bridge closed the stream, Ed25519-signed
+    like its webhooks (TeXML's action is requested with POST); what it answers, as ``follow_action``."""
+    if placement.action_url is None:
+        return None
+    body = urllib.parse.urlencode(after_stream_form(call_id, account_id)).encode()
+    timestamp = int(now)
+    headers = {TELNYX_SIGNATURE_HEADER: telnyx_signature(private_key, body, timestamp),
+               TELNYX_TIMESTAMP_HEADER: str(timestamp), "Content-Type": "application/x-www-form-urlencoded"}
+    return parse_next(post(placement.action_url, body, headers, timeout).decode("utf-8", "replace"))
