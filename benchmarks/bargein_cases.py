@@ -1027,6 +1027,9 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
             f"{sum(ear_missed(o) for c, o in results if c.kind == k)} of {sum(1 for c, _ in results if c.kind == k)}"
             for k in ("whisper", "soft", "unvoiced")],
         "backchannel_paused_ms_p50_p90_max": _pcts([o.paused_ms for o in back if o.heard_full], 50, 90, 100),
+        "should_not_sound_paused_ms_p50_max": {
+            kind: _pcts([o.paused_ms for c, o in results if c.kind == kind and o.heard_full], 50, 100)
+            for kind in EVENTS if any(c.kind == kind for c, _ in results)},
         "duck_ms_p50_p90": _pcts([o.duck_ms for o in sounded if o.duck_ms is not None], 50, 90),
         "clear_ms_p50_p90_max": _pcts([o.clear_ms for o in should if caught(o)], 50, 90, 100),
         "clear_ms_over_-15dB_echo_p50_p90_max": _pcts([o.clear_ms for o in over15 if caught(o)], 50, 90, 100),
