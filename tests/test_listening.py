@@ -198,6 +198,38 @@ def test_a_burst_the_models_vad_takes_for_speech_is_ignored_as_noise(kind):
     assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.NOISE
 
 
+def _releases(call: Call, data: bytes) -> list[bool]:
+    """Talk ``data`` then quiet: ``impulse`` at each RELEASE the detector decided."""
+    out = []
+    for frame in frames_of(data) + [QUIET] * 20:
+        if call.step(frame).decision is Decision.RELEASE:
+            out.append(call.listener.level.impulse)
+    return out
+
+
+@pytest.mark.parametrize("kind,seed", [(k, s) for k in ("click", "knock", "keyboard", "cough") for s in (0, 1)])
+def test_a_click_a_knock_a_key_a_cough_are_released_as_impulsive_noise(kind, seed):
+    """Loud, voiceless, short or decaying from its start, and the line falls far under it after:
+    no onset of words (after a duck that cleared, the agent resumes at once, docs/barge-in.md)."""
+    call = Call()
+    call.learn(1.0)
+    got = _releases(call, room.event(kind, seed))
+    assert got and got[0], got
+
+
+@pytest.mark.parametrize("clip,echo_db", [
+    ("unvoiced_01_2", None),  # "s-" then a gap, then the word: the line is not quiet after the "s"
+    ("interruption_00_2", None), ("backchannel_00_1", None),  # the gate counted the word's first frames only
+    ("whisper_01_1", ECHO_DB), ("whisper_02_1", ECHO_DB), ("unvoiced_02_0", ECHO_DB),
+    ("soft_01_1", None), ("soft_04_2", ECHO_DB)])
+def test_the_first_sounds_of_words_are_never_judged_impulsive_noise(clip, echo_db):
+    """Soft, whispered and unvoiced onsets, and words whose later frames the echo gate did not count
+    (unsure, at the echo's level), keep the release's grace: the word goes on after it."""
+    call = Call(echo_db=echo_db)
+    call.learn(1.0)
+    assert not any(_releases(call, corpus.load(clip)))
+
+
 # ----------------------------------------------------------------- 3. backchannels
 @pytest.mark.parametrize("n", range(0, 28, 3))
 def test_a_backchannel_ducks_then_releases_without_confirming(n):
