@@ -230,6 +230,60 @@ def test_the_first_sounds_of_words_are_never_judged_impulsive_noise(clip, echo_d
     assert not any(_releases(call, corpus.load(clip)))
 
 
+class _BlindGate:
+    """An echo gate that has not found its delay until ``found_at``: every frame above the noise is
+    the caller's; once found, the frames in ``echo`` (times) are judged echo when asked again."""
+
+    def __init__(self, found_at: float, echo: set[float]) -> None:
+        self.found_at, self.echo, self.now = found_at, echo, 0.0
+
+    def judge(self, level: float, now: float, floor: float) -> Verdict:
+        self.now = now
+        return Verdict.CALLER if level > floor + 6.0 else Verdict.QUIET
+
+    @property
+    def delay_ms(self) -> int | None:
+        return 200 if self.now >= self.found_at else None
+
+    def echo_then(self, level: float, at: float) -> bool:
+        return self.delay_ms is not None and round(at, 2) in self.echo
+
+    def played(self, level: float, now: float) -> None:
+        pass
+
+
+def _blind_run_then_backchannel(echo: int, run: int = 3, found: int = 10) -> list[Decision]:
+    """A loud run of ``run`` frames of the agent's voice the gate took for the caller before it knew
+    its delay (found ``found`` frames after the run began; the run's first ``echo`` frames are echo
+    when judged again), then "I see" 300 ms after the run ended (one utterance by the gap)."""
+    listener = Listener(BridgeConfig())
+    loud = [f for f in AGENT_FRAMES if audio.dbfs(f) > -20][:run]
+    clip = frames_of(corpus.load("backchannel_03_3"))
+    frames = [QUIET] * 90 + loud + [QUIET] * 15 + clip + [QUIET] * 20
+    listener.gate = _BlindGate(found_at=0.02 * (90 + found), echo={round(0.02 * (90 + i), 2) for i in range(echo)})
+    heard = [listener.hear(f, round(0.02 * i, 2), lambda: True) for i, f in enumerate(frames)]
+    return decisions(heard)
+
+
+def test_an_echo_peak_judged_the_callers_before_the_delay_was_known_does_not_lengthen_the_next_utterance():
+    """Without a greeting the gate has not found its delay when the answer's first echo peaks:
+    one judged the caller's ducked, and "I see" 300 ms later joined its utterance and confirmed
+    on length (600 ms from the peak), cutting the answer. Judged again with the delay known, the
+    peak is echo (two of its three frames: its loudest may still pass): "I see" is an utterance
+    of its own, a backchannel. A peak the gate still takes for the caller keeps the utterance
+    whole (a "w-" before "wait")."""
+    got = _blind_run_then_backchannel(echo=2)
+    assert Decision.CONFIRM not in got and got[-1] is Decision.BACKCHANNEL, got
+    assert Decision.CONFIRM in _blind_run_then_backchannel(echo=1)
+
+
+def test_a_run_that_goes_on_after_the_delay_is_found_is_the_callers_whatever_its_first_frames():
+    """A soft onset at the echo's level, judged before the delay was known, then the word going on
+    judged the caller's with the delay known: the caller's run, never forgotten (its words
+    confirm with the next run as one utterance)."""
+    assert Decision.CONFIRM in _blind_run_then_backchannel(echo=3, run=12, found=3)
+
+
 # ----------------------------------------------------------------- 3. backchannels
 @pytest.mark.parametrize("n", range(0, 28, 3))
 def test_a_backchannel_ducks_then_releases_without_confirming(n):

@@ -548,6 +548,20 @@ class CallerLevel:
             return False  # rumble, a low tone, a door: not breath
         return max(self._run_levels) <= self.WHISPER_MAX_DBFS  # a whisper is soft: a cough at the handset is not
 
+    @property
+    def utterance_start(self) -> float:
+        """When the current (or last) utterance's first loud frame came."""
+        return self._utterance_start
+
+    def forget_utterance(self) -> None:
+        """The utterance's runs so far were not the caller (the echo gate judged them before it
+        knew its delay, and judges them echo now): the next loud run begins a new utterance, its
+        length counted from its own onset (not from an echo peak's up to 400 ms before it)."""
+        self._utterance_voiced = 0
+        self._utterance_peak = MIN_DBFS
+        self._utterance_end = float("-inf")
+        self.whispered = False
+
     def _stop_waiting(self, decision: Decision) -> Decision:
         self._waiting = self._holding = False
         self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
