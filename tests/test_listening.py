@@ -217,6 +217,17 @@ def test_a_click_a_knock_a_key_a_cough_are_released_as_impulsive_noise(kind, see
     assert got and got[0], got
 
 
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_a_run_of_keys_is_never_a_voice_to_hold_the_agent_for(seed):
+    """Typing: a key now and then has one periodic frame by chance; pooled over the keys (less than
+    400 ms apart: one utterance) three made a "voice", and a key's release held the agent for
+    words that never came (a second of silence). An impulsive run's chance frame is no voice."""
+    call = Call(echo_db=None)
+    call.learn(1.0)
+    got = decisions(call.talk(room.event("keyboard", seed)) + [call.step() for _ in range(20)])
+    assert got and Decision.BACKCHANNEL not in got and Decision.CONFIRM not in got, got
+
+
 @pytest.mark.parametrize("clip,echo_db", [
     ("unvoiced_01_2", None),  # "s-" then a gap, then the word: the line is not quiet after the "s"
     ("interruption_00_2", None), ("backchannel_00_1", None),  # the gate counted the word's first frames only

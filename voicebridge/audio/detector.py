@@ -408,6 +408,8 @@ class CallerLevel:
 
     def _run_ended(self) -> None:
         self.impulse = self._impulsive()
+        if self.impulse:  # a key's or a knock's one periodic frame by chance is no voice for the utterance:
+            self._voiced = 0  # pooled over a run of keys, three made a "voice" held for its words
         if self._voiced or self._utterance_voiced or self.whispered:
             self._utterance_voiced += self._voiced
             self._utterance_peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
