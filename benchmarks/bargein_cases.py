@@ -21,7 +21,8 @@ audio at twice real time.
 Labels: ``should`` (a real interruption: a bridge ``clear`` within 1 s of the onset is wanted),
 ``backchannel`` (the answer must go on: no clear, no cancel, nothing lost) and ``should_not``
 (anything else: echo only, room and handset sounds). Figures per kind and overall: false
-barge-ins, backchannels that cut (and how long the answer paused for the others, p50/p90/max),
+barge-ins, backchannels that cut (and how long the answer paused for the others, p50/p90/max), the
+pause the caller hears per should-not sound kind (click, cough, door, knock, keyboard; p50/max),
 missed interruptions three ways (no clear within 1 s; none within 3 s; *at the caller's ear*:
 no clear at all, or the agent heard again for over 60 ms after it had stopped for the caller and
 before the clear), onset -> the caller stops hearing the agent (the duck, measured at the
