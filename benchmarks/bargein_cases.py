@@ -21,7 +21,8 @@ audio at twice real time.
 Labels: ``should`` (a real interruption: a bridge ``clear`` within 1 s of the onset is wanted),
 ``backchannel`` (the answer must go on: no clear, no cancel, nothing lost) and ``should_not``
 (anything else: echo only, room and handset sounds). Figures per kind and overall: false
-barge-ins, backchannels that cut (and how long the answer paused for the others, p50/p90/max),
+barge-ins, backchannels that cut (and how long the answer paused for the others, p50/p90/max), the
+pause the caller hears per should-not sound kind (click, cough, door, knock, keyboard; p50/max),
 missed interruptions three ways (no clear within 1 s; none within 3 s; *at the caller's ear*:
 no clear at all, or the agent heard again for over 60 ms after it had stopped for the caller and
 before the clear), onset -> the caller stops hearing the agent (the duck, measured at the
@@ -1027,6 +1028,9 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
             f"{sum(ear_missed(o) for c, o in results if c.kind == k)} of {sum(1 for c, _ in results if c.kind == k)}"
             for k in ("whisper", "soft", "unvoiced")],
         "backchannel_paused_ms_p50_p90_max": _pcts([o.paused_ms for o in back if o.heard_full], 50, 90, 100),
+        "should_not_sound_paused_ms_p50_max": {
+            kind: _pcts([o.paused_ms for c, o in results if c.kind == kind and o.heard_full], 50, 100)
+            for kind in EVENTS if any(c.kind == kind for c, _ in results)},
         "duck_ms_p50_p90": _pcts([o.duck_ms for o in sounded if o.duck_ms is not None], 50, 90),
         "clear_ms_p50_p90_max": _pcts([o.clear_ms for o in should if caught(o)], 50, 90, 100),
         "clear_ms_over_-15dB_echo_p50_p90_max": _pcts([o.clear_ms for o in over15 if caught(o)], 50, 90, 100),

@@ -262,7 +262,7 @@ class _ScriptedListener:
         from types import SimpleNamespace
 
         self.level = SimpleNamespace(loud=False, detector=SimpleNamespace(run=0), rumble_matters=False,
-                                     reset=lambda: None)
+                                     reset=lambda: None, impulse=False)
         self.holding = False
         self.floor_dbfs = -60.0
 
@@ -473,3 +473,42 @@ def test_after_a_duck_that_cleared_the_first_release_waits_for_the_word_to_go_on
     frame(4.00, Decision.DUCK, loud=True)
     frame(4.02, Decision.RELEASE)  # a duck that only paused: the 40 ms at the caller hide a quick resume
     assert resumes[-1] == 4.02
+
+
+def test_after_a_duck_that_cleared_an_impulsive_noise_resumes_the_agent_at_once():
+    """A click or a knock (``CallerLevel.impulse``) is no onset of words: its release does not wait
+    RELEASE_GRACE_S (the caller would hear a gap of the grace's length for a 60 ms click); the
+    next run that is no impulse still waits."""
+    import logging
+    from types import SimpleNamespace
+
+    from voicebridge.audio.detector import Decision
+    from voicebridge.call.bargein import RELEASE_GRACE_S, BargeIn
+    from voicebridge.call.context import CallContext
+    from voicebridge.call.metrics import CallMetrics
+    from voicebridge.config import BridgeConfig
+    from voicebridge.testing import ManualClock
+
+    clock, listener, resumes = ManualClock(), _ScriptedListener(), []
+    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: resumes.append(clock.now), audible=True,
+                               duck_cleared=True)
+    barge_in = BargeIn(CallContext(BridgeConfig(), CallMetrics(), logging.getLogger("t"), clock), outbound, None,
+                       None, lambda *a: None, listener)
+
+    def frame(at: float, decision=Decision.NONE, loud: bool = False, impulse: bool = False) -> None:
+        clock.now = at
+        listener.frame(decision, loud)
+        listener.level.impulse = impulse
+        barge_in.hear(b"", at)
+        barge_in.poll(at)
+
+    frame(1.00, Decision.DUCK, loud=True)  # a click
+    frame(1.02, loud=True)
+    frame(1.06, Decision.RELEASE, impulse=True)
+    assert resumes == [1.06]
+    frame(3.00, Decision.DUCK, loud=True)  # "ex-" of "excuse me"
+    frame(3.04, Decision.RELEASE)
+    frame(3.04 + RELEASE_GRACE_S - 0.01)
+    assert resumes == [1.06]
+    frame(3.04 + RELEASE_GRACE_S + 0.01)
+    assert resumes == [1.06, pytest.approx(3.45)]

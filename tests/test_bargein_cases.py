@@ -151,3 +151,12 @@ def test_the_cpu_meter_takes_off_the_timer_overhead_measured_while_the_windows_r
         clock.t += 5e-6  # the bridge's work
         meter.add(bc.cpu_clock() - c0)
     assert meter.seconds == pytest.approx(800 * 5e-6, rel=0.02)  # a start-up figure (1 us) would say 4.8 ms
+
+
+def test_a_lone_click_pauses_the_answer_for_about_its_own_length_not_a_words_grace():
+    """The click's duck cleared the caller's buffer; its release resumes the answer at once (an
+    impulsive noise is no onset of words), where the grace kept the answer stopped 0.4 s more."""
+    case = bc.Case("click", "should_not", sound="click:0", seed=7)
+    outcome, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge))
+    assert [a for _, a in outcome.actions[:2]] == ["duck", "duck_clear"]
+    assert outcome.heard_full and 0 < outcome.paused_ms < 200

@@ -375,3 +375,15 @@ def test_the_gates_estimate_asks_for_the_callers_words_only_when_it_found_a_lag(
     assert estimate(unrelated, 199, played, lambda: asked.append(1) or set()).lag is None and asked == []
     path = estimate(echoed, 199, played, lambda: asked.append(1) or {150})
     assert path.lag == 7 and asked == [1]
+
+
+def test_a_frame_judged_before_the_delay_was_known_is_judged_again_against_what_played_at_it():
+    """``echo_then``: with the delay learned, a past frame at the echo's level of what played one
+    delay before it is echo, a frame well above it is not; with no delay known, nothing is."""
+    assert not EchoGate().echo_then(-20.0, 10.0)
+    gate, _, _ = speakerphone_call(-15, 10, frames=300)
+    assert gate.delay_ms == 200
+    loud = max(range(100, 280), key=lambda i: AGENT_LEVELS[i])  # the agent's loudest moment, heard 10 frames on
+    at = 10.0 + (loud + 10) * 0.02
+    assert gate.echo_then(AGENT_LEVELS[loud] - 15.0, at)
+    assert not gate.echo_then(AGENT_LEVELS[loud] - 15.0 + 10.0, at)

@@ -198,6 +198,103 @@ def test_a_burst_the_models_vad_takes_for_speech_is_ignored_as_noise(kind):
     assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.NOISE
 
 
+def _releases(call: Call, data: bytes) -> list[bool]:
+    """Talk ``data`` then quiet: ``impulse`` at each RELEASE the detector decided."""
+    out = []
+    for frame in frames_of(data) + [QUIET] * 20:
+        if call.step(frame).decision is Decision.RELEASE:
+            out.append(call.listener.level.impulse)
+    return out
+
+
+@pytest.mark.parametrize("kind,seed", [(k, s) for k in ("click", "knock", "keyboard", "cough") for s in (0, 1)])
+def test_a_click_a_knock_a_key_a_cough_are_released_as_impulsive_noise(kind, seed):
+    """Loud, voiceless, short or decaying from its start, and the line falls far under it after:
+    no onset of words (after a duck that cleared, the agent resumes at once, docs/barge-in.md)."""
+    call = Call()
+    call.learn(1.0)
+    got = _releases(call, room.event(kind, seed))
+    assert got and got[0], got
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_a_run_of_keys_is_never_a_voice_to_hold_the_agent_for(seed):
+    """Typing: a key now and then has one periodic frame by chance; pooled over the keys (less than
+    400 ms apart: one utterance) three made a "voice", and a key's release held the agent for
+    words that never came (a second of silence). An impulsive run's chance frame is no voice."""
+    call = Call(echo_db=None)
+    call.learn(1.0)
+    got = decisions(call.talk(room.event("keyboard", seed)) + [call.step() for _ in range(20)])
+    assert got and Decision.BACKCHANNEL not in got and Decision.CONFIRM not in got, got
+
+
+@pytest.mark.parametrize("clip,echo_db", [
+    ("unvoiced_01_2", None),  # "s-" then a gap, then the word: the line is not quiet after the "s"
+    ("interruption_00_2", None), ("backchannel_00_1", None),  # the gate counted the word's first frames only
+    ("whisper_01_1", ECHO_DB), ("whisper_02_1", ECHO_DB), ("unvoiced_02_0", ECHO_DB),
+    ("soft_01_1", None), ("soft_04_2", ECHO_DB)])
+def test_the_first_sounds_of_words_are_never_judged_impulsive_noise(clip, echo_db):
+    """Soft, whispered and unvoiced onsets, and words whose later frames the echo gate did not count
+    (unsure, at the echo's level), keep the release's grace: the word goes on after it."""
+    call = Call(echo_db=echo_db)
+    call.learn(1.0)
+    assert not any(_releases(call, corpus.load(clip)))
+
+
+class _BlindGate:
+    """An echo gate that has not found its delay until ``found_at``: every frame above the noise is
+    the caller's; once found, the frames in ``echo`` (times) are judged echo when asked again."""
+
+    def __init__(self, found_at: float, echo: set[float]) -> None:
+        self.found_at, self.echo, self.now = found_at, echo, 0.0
+
+    def judge(self, level: float, now: float, floor: float) -> Verdict:
+        self.now = now
+        return Verdict.CALLER if level > floor + 6.0 else Verdict.QUIET
+
+    @property
+    def delay_ms(self) -> int | None:
+        return 200 if self.now >= self.found_at else None
+
+    def echo_then(self, level: float, at: float) -> bool:
+        return self.delay_ms is not None and round(at, 2) in self.echo
+
+    def played(self, level: float, now: float) -> None:
+        pass
+
+
+def _blind_run_then_backchannel(echo: int, run: int = 3, found: int = 10) -> list[Decision]:
+    """A loud run of ``run`` frames of the agent's voice the gate took for the caller before it knew
+    its delay (found ``found`` frames after the run began; the run's first ``echo`` frames are echo
+    when judged again), then "I see" 300 ms after the run ended (one utterance by the gap)."""
+    listener = Listener(BridgeConfig())
+    loud = [f for f in AGENT_FRAMES if audio.dbfs(f) > -20][:run]
+    clip = frames_of(corpus.load("backchannel_03_3"))
+    frames = [QUIET] * 90 + loud + [QUIET] * 15 + clip + [QUIET] * 20
+    listener.gate = _BlindGate(found_at=0.02 * (90 + found), echo={round(0.02 * (90 + i), 2) for i in range(echo)})
+    heard = [listener.hear(f, round(0.02 * i, 2), lambda: True) for i, f in enumerate(frames)]
+    return decisions(heard)
+
+
+def test_an_echo_peak_judged_the_callers_before_the_delay_was_known_does_not_lengthen_the_next_utterance():
+    """Without a greeting the gate has not found its delay when the answer's first echo peaks:
+    one judged the caller's ducked, and "I see" 300 ms later joined its utterance and confirmed
+    on length (600 ms from the peak), cutting the answer. Judged again with the delay known, the
+    peak is echo (two of its three frames: its loudest may still pass): "I see" is an utterance
+    of its own, a backchannel. A peak the gate still takes for the caller keeps the utterance
+    whole (a "w-" before "wait")."""
+    got = _blind_run_then_backchannel(echo=2)
+    assert Decision.CONFIRM not in got and got[-1] is Decision.BACKCHANNEL, got
+    assert Decision.CONFIRM in _blind_run_then_backchannel(echo=1)
+
+
+def test_a_run_that_goes_on_after_the_delay_is_found_is_the_callers_whatever_its_first_frames():
+    """A soft onset at the echo's level, judged before the delay was known, then the word going on
+    judged the caller's with the delay known: the caller's run, never forgotten (its words
+    confirm with the next run as one utterance)."""
+    assert Decision.CONFIRM in _blind_run_then_backchannel(echo=3, run=12, found=3)
+
+
 # ----------------------------------------------------------------- 3. backchannels
 @pytest.mark.parametrize("n", range(0, 28, 3))
 def test_a_backchannel_ducks_then_releases_without_confirming(n):

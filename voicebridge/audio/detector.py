@@ -198,6 +198,9 @@ class CallerLevel:
     VOICE_PERIODICITY = 0.45  # below voicing.VOICED: three such frames are asked for, not one
     LISTEN_FRAMES = 12  # frames of a run listened to for a voice and a held note at most (CPU)
     BURST_DECAY_DB = 9.0
+    IMPULSE_FRAMES = 5  # a voiceless run of at most this many loud frames ...
+    IMPULSE_OVER_DB = 15.0  # ... (or a decaying burst) peaking this far over the threshold: a click, a knock
+    IMPULSE_DROP_DB = 12.0  # ... after which the line falls this far under its peak: the sound stopped
     NEAR_OVER_THRESHOLD_DB = 3.0  # ... and this far over the configured threshold (a floor that has not caught up
     # with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
     QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
@@ -244,6 +247,8 @@ class CallerLevel:
         self._echo_at = float("-inf")
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
         self.whispered = False  # the current (or last) utterance was judged a whisper: no voice in it
+        self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
+        self._after = MIN_DBFS  # the loudest frame since the run's last loud one, counted or not
         self._now = float("-inf")
         self._threshold_of: tuple[float, float] | None = None  # (floor, configured) the detector's threshold is for
 
@@ -281,6 +286,7 @@ class CallerLevel:
                 self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
             self._previous = frame
             return _NONE
+        self._after = MIN_DBFS if loud else max(self._after, level_dbfs)
         try:
             if self._linger_until is not None:
                 lingered = self._linger(armed)
@@ -347,6 +353,8 @@ class CallerLevel:
             self.whispered = False
             self._utterance_peak = MIN_DBFS
             self._utterance_start = self._now
+        if self._run == 0:
+            self.impulse = False
         self._run += 1
         if len(self._run_levels) < self.LISTEN_FRAMES:
             self._run_levels.append(self._level)
@@ -399,6 +407,9 @@ class CallerLevel:
         return Decision.RELEASE
 
     def _run_ended(self) -> None:
+        self.impulse = self._impulsive()
+        if self.impulse:  # a key's or a knock's one periodic frame by chance is no voice for the utterance:
+            self._voiced = 0  # pooled over a run of keys, three made a "voice" held for its words
         if self._voiced or self._utterance_voiced or self.whispered:
             self._utterance_voiced += self._voiced
             self._utterance_peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
@@ -436,6 +447,7 @@ class CallerLevel:
         else:
             self._dips += 1
             return Decision.NONE
+        self.impulse = self._impulsive()
         self._voiceless_ended()
         if self.loud or not self._sustained() or not self.detector.duck:
             return self._release()
@@ -448,9 +460,32 @@ class CallerLevel:
         levels = self._run_levels
         if self._voiced >= self.voiced_needed or len(levels) < (frames or self.WHISPER_FRAMES):
             return False
+        return not self._burst()
+
+    def _burst(self) -> bool:
+        """The current run is at its loudest in its first three frames and its last three are
+        ``BURST_DECAY_DB`` down: it decays from its start (a knock, a cough, a slam)."""
+        levels = self._run_levels
         peak = max(levels)
         tail = levels[-3:]
-        return not (levels.index(peak) <= 2 and sum(tail) / len(tail) <= peak - self.BURST_DECAY_DB)
+        return levels.index(peak) <= 2 and sum(tail) / len(tail) <= peak - self.BURST_DECAY_DB
+
+    def _impulsive(self) -> bool:
+        """The run that is ending was an impulsive noise (a click, a knock, a key, a cough, a slam),
+        not the first sound of words: no voice in it (one periodic frame by chance allowed) or in
+        its utterance, no whisper, loud (``IMPULSE_OVER_DB`` over the threshold: a soft or
+        whispered onset's first frames, "w-" of a soft "wait", stay near it), either short
+        (``IMPULSE_FRAMES``) or a burst that decays from its start ("s...", "f...", "h..." before
+        "stop" are sustained), and followed by a line ``IMPULSE_DROP_DB`` under its peak: the sound
+        stopped, where a word whose later frames the echo gate did not count (unsure, at the echo's
+        level) goes on near it. Only with the voice checks on: without them nothing is judged."""
+        levels = self._run_levels
+        if not (self.voiced_needed and levels) or self._voiced > 1 or self._utterance_voiced or self.whispered:
+            return False
+        peak = max(levels)
+        if peak < self.detector.threshold_dbfs + self.IMPULSE_OVER_DB or self._after > peak - self.IMPULSE_DROP_DB:
+            return False
+        return self._run <= self.IMPULSE_FRAMES or self._burst()
 
     def _linger(self, armed: Callable[[], bool]) -> Decision | None:
         """After a sustained voiceless run the duck stays for ``UTTERANCE_GAP_S``: a loud frame
@@ -514,6 +549,20 @@ class CallerLevel:
         if bright and bright[len(bright) // 2] < self.WHISPER_BRIGHT:
             return False  # rumble, a low tone, a door: not breath
         return max(self._run_levels) <= self.WHISPER_MAX_DBFS  # a whisper is soft: a cough at the handset is not
+
+    @property
+    def utterance_start(self) -> float:
+        """When the current (or last) utterance's first loud frame came."""
+        return self._utterance_start
+
+    def forget_utterance(self) -> None:
+        """The utterance's runs so far were not the caller (the echo gate judged them before it
+        knew its delay, and judges them echo now): the next loud run begins a new utterance, its
+        length counted from its own onset (not from an echo peak's up to 400 ms before it)."""
+        self._utterance_voiced = 0
+        self._utterance_peak = MIN_DBFS
+        self._utterance_end = float("-inf")
+        self.whispered = False
 
     def _stop_waiting(self, decision: Decision) -> Decision:
         self._waiting = self._holding = False

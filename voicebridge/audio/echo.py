@@ -204,6 +204,19 @@ class EchoGate:
                 self._record_loss.add(reference - level_dbfs)
             return Verdict.ECHO
 
+    def echo_then(self, level_dbfs: float, at: float) -> bool:
+        """Would a frame of ``level_dbfs`` that arrived at ``at`` be judged echo now? Asked of a
+        frame judged the caller's before the delay was known (against the loudest played over
+        the whole 20-800 ms, with a loss not yet measured): with the delay known it is judged
+        against what played at that delay. False while the delay is unknown."""
+        with self._lock:
+            lag = self._lag
+            if lag is None:
+                return False
+            slot = round(at / SLOT_S)
+            reference = self._played.loudest(slot - lag - WINDOW, slot - lag + WINDOW)
+            return reference >= PLAYED_FLOOR_DBFS and level_dbfs <= reference - self._loss + self.margin_db
+
     def _judged_loss(self, lag: int | None) -> float:
         """The loss a frame is judged with: the learned one, or while the delay is unknown the line's
         own record of its echo when it has one (never below what was learned otherwise)."""

@@ -229,6 +229,8 @@ class Listener:
         self._backchannel_items: dict[str, float] = {}  # turns left unanswered as backchannels -> when
         self._echo_items: dict[str, float] = {}  # turns whose start was ignored as echo -> when committed
         self._agent = AgentWords()  # what the agent said lately (model thread)
+        self._blind: list[tuple[float, float]] = []  # the utterance's loud caller frames judged with no delay known
+        self._blind_of = float("-inf")  # ... that utterance's onset (run thread)
 
     # ------------------------------------------------------------------ the agent's side
     def played(self, level_dbfs: float, now: float) -> None:
@@ -251,10 +253,39 @@ class Listener:
                 forward = self._comfort.frame(floor)
             elif self._quieter is not None:
                 forward = frame.translate(self._quieter)
+        if self._blind and verdict is _CALLER:
+            self._rejudge(level)
         decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO)
+        if verdict is _CALLER and self.level.loud and self.gate is not None:
+            if self.gate.delay_ms is None:
+                self._judged_blind(level, now)
+            elif self._blind:  # the run goes on, judged with the delay known: the caller's after all
+                self._blind = []
         if decision is _CONFIRM:
             self._confirmed_at = now
         return _new_tuple(Heard, (forward, level, verdict, decision))  # (Heard(...) runs a Python __new__)
+
+    def _judged_blind(self, level: float, now: float) -> None:
+        """A loud frame counted as the caller's while the echo gate did not know its delay (against
+        the loudest played over the whole range: an echo peak may pass): kept with its utterance."""
+        start = self.level.utterance_start
+        if start != self._blind_of:
+            self._blind_of, self._blind = start, []
+        self._blind.append((level, now))
+
+    def _rejudge(self, level: float) -> None:
+        """A loud caller frame between runs: before a new run joins the utterance, its earlier
+        frames judged without the delay are judged again once it is known. Half of them or more
+        echo: they were the agent's (an echo peak crosses the line on its loudest frame or two,
+        the frames around it fall under; a caller over the echo is louder throughout), and the
+        utterance begins anew, its length counted from the caller's own onset (else "I see" 380
+        ms after an echo peak confirmed on length, as more than a backchannel)."""
+        gate, level_ = self.gate, self.level
+        if gate is None or level < level_.detector.threshold_dbfs or level_.hearing or gate.delay_ms is None:
+            return
+        blind, self._blind = self._blind, []
+        if level_.utterance_start == self._blind_of and 2 * sum(gate.echo_then(lv, at) for lv, at in blind) >= len(blind):
+            level_.forget_utterance()
 
     @property
     def floor_dbfs(self) -> float:

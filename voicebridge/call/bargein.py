@@ -19,7 +19,9 @@ cleared, the first run that ends unconfirmed resumes only after ``RELEASE_GRACE_
 new one: a soft onset's first frames ("w-" of "wait", "ex-" of "excuse me") end a run before
 the word does, and with the caller's buffer emptied nothing hides a resume in between (without
 the clear its 40 ms did). Only the first: babble or a TV that keeps ducking would otherwise
-keep the agent paused. A shorter voiced
+keep the agent paused. Not after an impulsive noise (``CallerLevel.impulse``: a click, a knock, a
+key, a cough, loud, voiceless and short or decaying from its start): no word goes on from it, and
+the grace would make every lone click a gap of its own length in the answer. A shorter voiced
 utterance ("mm-hm", or "wait") holds the agent paused until its words decide (``Listener.hold``):
 a backchannel resumes where it paused, other words interrupt. A confirmed local barge-in that no speech
 follows (no server ``speech_started``, no caller text, level back down for ``false_trigger_ms``)
@@ -116,8 +118,8 @@ class BargeIn:
         elif decision is bargein.Decision.RELEASE:
             if self.listener.holding:
                 return  # a cough after "mm-hm": the agent stays held for the words
-            if self._outbound.duck_cleared and not self._graced:
-                self._graced = True
+            if self._outbound.duck_cleared and not self._graced and not self._level.impulse:
+                self._graced = True  # (an impulsive noise, a click or a knock, is no onset of words: at once)
                 self._release_due = now + RELEASE_GRACE_S
                 return
             self._release()
