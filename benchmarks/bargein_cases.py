@@ -830,14 +830,16 @@ def duck_parts(sound: bytes, onset: float, playout: PlayoutBuffer, mic_levels: l
     the room) and the first frame at -35 dBFS or more."""
     x = np.abs(room.ulaw_to_float(sound))
     sound_at = onset + int(np.argmax(x > x.max() * 0.02)) / 8000
-    segs = _answer_segments(playout, onset)
+    ducks = [t for t, a in actions if a in ("duck", "clear") and t >= onset - 0.02]
+    if not ducks:
+        return None, None
+    duck_at = ducks[0]
+    segs = [seg for seg in _answer_segments(playout, onset) if seg[1] >= duck_at]  # (a jitter gap before it is no stop)
     stop = next((end for (_, end), (nxt, _) in zip(segs, segs[1:]) if nxt - end > 0.005), None)
     if stop is None and segs:
         stop = segs[-1][1]
-    ducks = [t for t, a in actions if a in ("duck", "clear") and t >= onset - 0.02]
-    if stop is None or not ducks:
+    if stop is None:
         return None, None
-    duck_at = ducks[0]
     frame_start = duck_at - NET_S  # the ducking frame's first sample (it arrives as it ends, at ``duck_at``)
     before = [(round(lv, 1), round(own, 1)) for t, lv, own in mic_levels if t < frame_start - 1e-6]
     loud = next((t for t, lv, _ in mic_levels if lv >= -35.0 and t + 0.02 > onset), None)

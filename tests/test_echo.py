@@ -375,3 +375,19 @@ def test_the_gates_estimate_asks_for_the_callers_words_only_when_it_found_a_lag(
     assert estimate(unrelated, 199, played, lambda: asked.append(1) or set()).lag is None and asked == []
     path = estimate(echoed, 199, played, lambda: asked.append(1) or {150})
     assert path.lag == 7 and asked == [1]
+
+
+def test_the_gate_says_how_far_a_frame_is_over_the_loudest_echo_it_can_hold():
+    """``headroom_db`` (read by the detector's reach for a quiet line's soft attack): the frame's
+    level over the loudest played within the window less the loss; over the floor when nothing
+    played; 0 for a frame down at the noise."""
+    gate = EchoGate()
+    gate.played(-15.0, 0.0)
+    gate.judge(-30.0, 0.1)  # the 6 dB prior: the loudest echo is -21 dBFS
+    assert gate.headroom_db == pytest.approx(-9.0)
+    gate.judge(-11.0, 0.12)
+    assert gate.headroom_db == pytest.approx(10.0)
+    assert gate.judge(-45.0, 5.0, floor_dbfs=-80.0) is Verdict.CALLER  # nothing played for seconds
+    assert gate.headroom_db == pytest.approx(35.0)
+    gate.judge(-78.0, 5.02, floor_dbfs=-80.0)
+    assert gate.headroom_db == 0.0

@@ -251,7 +251,8 @@ class Listener:
                 forward = self._comfort.frame(floor)
             elif self._quieter is not None:
                 forward = frame.translate(self._quieter)
-        decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO)
+        decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO,
+                                   0.0 if self.gate is None else self.gate.headroom_db)
         if decision is _CONFIRM:
             self._confirmed_at = now
         return _new_tuple(Heard, (forward, level, verdict, decision))  # (Heard(...) runs a Python __new__)
