@@ -118,7 +118,8 @@ def main() -> int:
     for every in (int(x) for x in args.every.split(",")):
         for name, cls in trackers:
             tag = f"{name:>8}: " if args.old else ""
-            print(f"{tag}mark every {every:2d} frames, steady:     {summary(errors(every, delay, 0.0, tracker_cls=cls))}")
+            steady = summary(errors(every, delay, 0.0, tracker_cls=cls))
+            print(f"{tag}mark every {every:2d} frames, steady:     {steady}")
             print(f"{tag}mark every {every:2d} frames, {args.stall_ms:g} ms stall: "
                   f"{summary(errors(every, delay, args.stall_ms / 1000, tracker_cls=cls))}")
     return 0

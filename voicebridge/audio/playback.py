@@ -166,7 +166,8 @@ class PlaybackTracker:
         if rtt is not None:
             if item.echoed_at is not None:
                 estimate = min(estimate, item.anchor_bytes + (max(0.0, now - item.echoed_at) + rtt) * SAMPLE_RATE)
-            waiting = [m.position for m in self._pending.values() if m.item_id == item_id and m.generation == self.generation]
+            waiting = [m.position for m in self._pending.values()
+                       if m.item_id == item_id and m.generation == self.generation]
             if waiting:  # not echoed yet: not played a hop ago, so no further than a round trip past it
                 estimate = min(estimate, min(waiting) + rtt * SAMPLE_RATE)
         return min(item.sent_bytes, max(item.anchor_bytes, int(estimate)))
