@@ -99,6 +99,7 @@ from voicebridge.dev.local.vad import ServerVad, VadConfig, make_vad  # noqa: E4
 from voicebridge.dev.local.agent import GREETING as GREETING_PART, LONG_ANSWER  # noqa: E402
 from voicebridge.dev.sim import corpus, room  # noqa: E402
 from voicebridge.dev.sim.playout import PlayoutBuffer  # noqa: E402
+from voicebridge.audio.mulaw import dbfs as BRIDGE_DBFS  # noqa: E402
 
 BEFORE_COMMIT = "653910d"
 TICK = 0.02
@@ -693,6 +694,9 @@ class Outcome:
     paused_ms: float = 0.0  # how long the answer stopped at the caller's ear after the onset (gaps summed)
     source: str = ""  # what ran the bridge's barge-in: "local" (its detector), "server" (the model's VAD), ""
     actions: list = field(default_factory=list)
+    stop_ms: float | None = None  # onset -> the last agent sample the caller heard (exact, not per tick)
+    truncate_err_ms: float | None = None  # the truncate's audio_end_ms - the answer heard when the clear landed
+    parts: dict | None = None  # where onset -> the caller stops hearing goes (``duck_parts``)
 
 
 def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto") -> tuple[Outcome, float]:
@@ -733,6 +737,8 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     t, i = 0.0, 0
     answer_started = False
     cancel_times: list[float] = []
+    truncates: list[tuple[float, int]] = []  # (when, audio_end_ms) of the answer's truncates
+    mic_levels: list[tuple[float, float, float]] = []  # (frame start, the mic's level, the caller's own) from the onset
     while t < CASE_S - 1e-9 or (t < CASE_S + OVERTIME_S - 1e-9 and agent_heard < len(answer) - 160
                                  and not any(a == "clear" for _, a in bridge.actions) and not server.cancelled_at):
         # the model
@@ -762,6 +768,8 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
             to_server.append((t + MODEL_NET_S, ev))
             if ev.get("type") == "response.cancel":
                 cancel_times.append(t)
+            elif ev.get("type") == "conversation.item.truncate" and t >= ANSWER_AT:
+                truncates.append((t, ev.get("audio_end_ms", 0)))
         # the caller
         while to_caller and to_caller[0][0] <= t + 1e-9:
             arrival, kind, payload = to_caller.popleft()
@@ -789,6 +797,8 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
             mic[:n] += e[:n]
         if bed is not None:
             mic += bed[i * 160:(i + 1) * 160]
+        if sound and onset - 0.02 < t < onset + 0.5:
+            mic_levels.append((t, _dbfs(mic), _dbfs(own[i * 160:(i + 1) * 160])))
         to_bridge.append((t + NET_S, "media", room.float_to_ulaw(mic)))
         i += 1
         t = round(i * TICK, 6)
@@ -796,7 +806,54 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     outcome = _outcome(case, bridge, server, onset, len(sound) / 8000, playout, heard_gap_at, len(answer),
                        agent_heard, cancel_times, t)
     outcome.heard_twice_ms, outcome.skipped_ms = stream.twice_and_skipped_ms()
+    if truncates:  # what the caller had heard of the answer when that decision's clear reached Twilio
+        landing = truncates[0][0] + NET_S
+        heard = next((b for at, b in reversed(heard_by) if at <= landing + 1e-9), 0)
+        outcome.truncate_err_ms = round(truncates[0][1] - heard / 8, 1)
+    if sound and outcome.duck_ms is not None:
+        outcome.stop_ms, outcome.parts = duck_parts(sound, onset, playout, mic_levels, bridge.actions)
     return outcome, bridge.listening_cpu_s
+
+
+def _dbfs(x: np.ndarray) -> float:
+    """A frame's level as the bridge measures it (mu-law bytes in)."""
+    return float(BRIDGE_DBFS(room.float_to_ulaw(x)))
+
+
+def duck_parts(sound: bytes, onset: float, playout: PlayoutBuffer, mic_levels: list[tuple[float, float, float]],
+               actions: list[tuple[float, str]]) -> tuple[float | None, dict | None]:
+    """Where onset -> the caller stops hearing the agent goes, in ms: the clip's lead-in before its
+    sound (its first sample at 2 % of its peak, the corpus's trim rule), the sound -> the end of
+    the frame the bridge ducked on (the attack and the frame's own 20 ms), the bridge's reaction
+    (that frame's arrival -> the duck), the network down (the duck -> the last sample heard) and
+    the tick the harness's ``duck_ms`` adds (it is the end of the first silent 20 ms); with the
+    levels of the mic's frames from the onset to the ducking frame (the mic: the caller, the echo,
+    the room) and the first frame at -35 dBFS or more."""
+    x = np.abs(room.ulaw_to_float(sound))
+    sound_at = onset + int(np.argmax(x > x.max() * 0.02)) / 8000
+    ducks = [t for t, a in actions if a in ("duck", "clear") and t >= onset - 0.02]
+    if not ducks:
+        return None, None
+    duck_at = ducks[0]
+    segs = [seg for seg in _answer_segments(playout, onset) if seg[1] >= duck_at]  # (a jitter gap before it is no stop)
+    stop = next((end for (_, end), (nxt, _) in zip(segs, segs[1:]) if nxt - end > 0.005), None)
+    if stop is None and segs:
+        stop = segs[-1][1]
+    if stop is None:
+        return None, None
+    frame_start = duck_at - NET_S  # the ducking frame's first sample (it arrives as it ends, at ``duck_at``)
+    before = [(round(lv, 1), round(own, 1)) for t, lv, own in mic_levels if t < frame_start - 1e-6]
+    loud = next((t for t, lv, _ in mic_levels if lv >= -35.0 and t + 0.02 > onset), None)
+    return round((stop - onset) * 1000, 1), {
+        "onset_s": onset,
+        "lead_in": (sound_at - onset) * 1000,
+        "attack_and_frame": (frame_start + 0.02 - sound_at) * 1000,
+        "first_-35dBFS_frame_end": None if loud is None else (loud + 0.02 - onset) * 1000,
+        "ducking_frame_end": (frame_start + 0.02 - onset) * 1000,
+        "bridge": (duck_at - (frame_start + NET_S)) * 1000,
+        "network_down": (stop - duck_at) * 1000,
+        "frames_before_duck_mic_own_dbfs": before,
+    }
 
 
 def distinct_frames(audio: bytes) -> bytes:
@@ -1032,6 +1089,18 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
             kind: _pcts([o.paused_ms for c, o in results if c.kind == kind and o.heard_full], 50, 100)
             for kind in EVENTS if any(c.kind == kind for c, _ in results)},
         "duck_ms_p50_p90": _pcts([o.duck_ms for o in sounded if o.duck_ms is not None], 50, 90),
+        "truncates_err_ms_p10_p50_p90_n": _pcts(truncated := [o.truncate_err_ms for _, o in results
+                                                          if o.truncate_err_ms is not None], 10, 50, 90) + [len(truncated)],
+        "stop_ms_exact_p50_p90": _pcts([o.stop_ms for o in sounded if o.stop_ms is not None], 50, 90),
+        "duck_parts_ms_p50_p90": {
+            k: _pcts([o.parts[k] for o in sounded if o.parts and o.parts[k] is not None], 50, 90)
+            for k in ("lead_in", "attack_and_frame", "first_-35dBFS_frame_end", "ducking_frame_end", "bridge",
+                      "network_down")},
+        "duck_frames_before_p50_p90_of_their_peak_dbfs_mic_own": [
+            _pcts([max(m for m, _ in o.parts["frames_before_duck_mic_own_dbfs"]) for o in sounded
+                   if o.parts and o.parts["frames_before_duck_mic_own_dbfs"]], 50, 90),
+            _pcts([max(w for _, w in o.parts["frames_before_duck_mic_own_dbfs"]) for o in sounded
+                   if o.parts and o.parts["frames_before_duck_mic_own_dbfs"]], 50, 90)],
         "clear_ms_p50_p90_max": _pcts([o.clear_ms for o in should if caught(o)], 50, 90, 100),
         "clear_ms_over_-15dB_echo_p50_p90_max": _pcts([o.clear_ms for o in over15 if caught(o)], 50, 90, 100),
         "cancel_ms_p50_p90_max": _pcts([o.cancel_ms for o in should if o.cancel_ms is not None], 50, 90, 100),

@@ -12,14 +12,24 @@ of the answer and the estimate compared with what had played when its clear arri
 Cases: a steady network (one-way ``--delay-ms``), and one that holds the frames from 1.0 s into
 the answer for ``--stall-ms`` (a congested hop: Twilio's playout runs dry, then catches up).
 
-Usage: python benchmarks/mark_interval.py [--every 5,10,25] [--delay-ms 50] [--stall-ms 200]
+``--old COMMIT`` runs the ``PlaybackTracker`` of that commit too (its ``audio/playback.py`` from
+``git show``), one line each, old first.
+
+Usage: python benchmarks/mark_interval.py [--every 5,10,25] [--delay-ms 50] [--stall-ms 200] [--old COMMIT]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
+import types
+from pathlib import Path
 
-from voicebridge.audio.playback import PlaybackTracker
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from voicebridge.audio.playback import PlaybackTracker  # noqa: E402
 
 FRAME_S = 0.020
 FRAME_BYTES = 160
@@ -47,7 +57,19 @@ def heard_at(playout: list[tuple[float, float]], t: float) -> float:
     return sum(max(0.0, min(end, t) - start) for start, end in playout) * 1000
 
 
-def errors(every: int, delay_s: float, stall_s: float, seconds: float = 3.0) -> list[tuple[float, float]]:
+def tracker_of(commit: str) -> type:
+    """``PlaybackTracker`` as committed at ``commit`` (imported as a module of its own)."""
+    source = subprocess.run(["git", "show", f"{commit}:voicebridge/audio/playback.py"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType(f"playback_{commit}")
+    module.__package__ = "voicebridge.audio"  # its relative imports resolve to today's (mulaw's constants)
+    sys.modules[module.__name__] = module  # (its dataclasses look their module up)
+    exec(compile(source, f"{commit}:playback.py", "exec"), module.__dict__)
+    return module.PlaybackTracker
+
+
+def errors(every: int, delay_s: float, stall_s: float, seconds: float = 3.0,
+           tracker_cls: type = PlaybackTracker) -> list[tuple[float, float]]:
     """(barge-in time into the answer, estimate - truth in ms) for a barge-in every 10 ms."""
     frames = int(seconds / FRAME_S)
     playout = twilio_playout(frames, delay_s, 1.0, stall_s)
@@ -60,7 +82,7 @@ def errors(every: int, delay_s: float, stall_s: float, seconds: float = 3.0) -> 
     out = []
     for step in range(int(seconds * 100)):
         t = step / 100
-        tracker = PlaybackTracker()
+        tracker = tracker_cls()
         names: dict[int, str] = {}
         for when, _, kind, k in events:
             if when > t:
@@ -88,12 +110,18 @@ def main() -> int:
     ap.add_argument("--every", default="5,10,25", help="mark intervals in frames (comma-separated)")
     ap.add_argument("--delay-ms", type=float, default=50.0, help="one-way network delay to Twilio and back")
     ap.add_argument("--stall-ms", type=float, default=200.0, help="a hold of the frames 1.0 s into the answer")
+    ap.add_argument("--old", metavar="COMMIT", help="also run the PlaybackTracker of this commit (first)")
     args = ap.parse_args()
     delay = args.delay_ms / 1000
+    trackers = ([(args.old, tracker_of(args.old))] if args.old else []) + [("now", PlaybackTracker)]
     print(f"one 3 s answer, one-way delay {args.delay_ms:g} ms; estimate - heard at the clear, a barge-in every 10 ms")
     for every in (int(x) for x in args.every.split(",")):
-        print(f"mark every {every:2d} frames, steady:     {summary(errors(every, delay, 0.0))}")
-        print(f"mark every {every:2d} frames, {args.stall_ms:g} ms stall: {summary(errors(every, delay, args.stall_ms / 1000))}")
+        for name, cls in trackers:
+            tag = f"{name:>8}: " if args.old else ""
+            steady = summary(errors(every, delay, 0.0, tracker_cls=cls))
+            print(f"{tag}mark every {every:2d} frames, steady:     {steady}")
+            print(f"{tag}mark every {every:2d} frames, {args.stall_ms:g} ms stall: "
+                  f"{summary(errors(every, delay, args.stall_ms / 1000, tracker_cls=cls))}")
     return 0
 
 

@@ -512,3 +512,28 @@ def test_after_a_duck_that_cleared_an_impulsive_noise_resumes_the_agent_at_once(
     assert resumes == [1.06]
     frame(3.04 + RELEASE_GRACE_S + 0.01)
     assert resumes == [1.06, pytest.approx(3.45)]
+
+
+def test_a_quiet_lines_soft_attack_clear_of_the_echo_ducks_four_db_sooner():
+    """On a quiet line (voice checks on) the threshold reaches -43 dBFS; a frame the echo gate
+    puts 6 dB or more over the loudest echo it can hold (or with nothing played) counts from
+    -47: the caller's attack ducks a frame or two sooner. At the echo's level it does not (an
+    echo peak the gate barely took for the caller would be a false pause, and a clear)."""
+    def quiet_line() -> CallerLevel:
+        level = CallerLevel(frames_needed=5, duck=True, dip_frames=1, voiced_needed=3)
+        for i in range(100):  # two seconds of a digitally silent line: the floor is known
+            assert level.feed(-100.0, i * 0.02, False, lambda: True) is Decision.NONE
+        return level
+
+    level = quiet_line()
+    assert level.feed(-45.0, 2.0, True, lambda: True, headroom_db=10.0) is Decision.DUCK
+    assert level.loud and level.feed(-44.0, 2.02, True, lambda: True, headroom_db=9.0) is Decision.NONE  # the run goes on
+    level = quiet_line()
+    assert level.feed(-45.0, 2.0, True, lambda: True, headroom_db=4.0) is Decision.NONE  # near the echo's level
+    assert level.feed(-45.0, 2.02, True, lambda: True) is Decision.NONE  # nothing known of the echo: -43 stands
+    assert level.feed(-48.0, 2.04, True, lambda: True, headroom_db=30.0) is Decision.NONE  # under the reach
+    assert level.feed(-42.0, 2.06, True, lambda: True, headroom_db=0.0) is Decision.DUCK  # over -43 as before
+    level = CallerLevel(frames_needed=5, duck=True, voiced_needed=0)  # no voice checks: no quiet-line reach at all
+    for i in range(100):
+        level.feed(-100.0, i * 0.02, False, lambda: True)
+    assert level.feed(-40.0, 2.0, True, lambda: True, headroom_db=30.0) is Decision.NONE

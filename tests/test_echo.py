@@ -387,3 +387,19 @@ def test_a_frame_judged_before_the_delay_was_known_is_judged_again_against_what_
     at = 10.0 + (loud + 10) * 0.02
     assert gate.echo_then(AGENT_LEVELS[loud] - 15.0, at)
     assert not gate.echo_then(AGENT_LEVELS[loud] - 15.0 + 10.0, at)
+
+
+def test_the_gate_says_how_far_a_frame_is_over_the_loudest_echo_it_can_hold():
+    """``headroom_db`` (read by the detector's reach for a quiet line's soft attack): the frame's
+    level over the loudest played within the window less the loss; over the floor when nothing
+    played; 0 for a frame down at the noise."""
+    gate = EchoGate()
+    gate.played(-15.0, 0.0)
+    gate.judge(-30.0, 0.1)  # the 6 dB prior: the loudest echo is -21 dBFS
+    assert gate.headroom_db == pytest.approx(-9.0)
+    gate.judge(-11.0, 0.12)
+    assert gate.headroom_db == pytest.approx(10.0)
+    assert gate.judge(-45.0, 5.0, floor_dbfs=-80.0) is Verdict.CALLER  # nothing played for seconds
+    assert gate.headroom_db == pytest.approx(35.0)
+    gate.judge(-78.0, 5.02, floor_dbfs=-80.0)
+    assert gate.headroom_db == 0.0

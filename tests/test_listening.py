@@ -245,6 +245,8 @@ class _BlindGate:
     """An echo gate that has not found its delay until ``found_at``: every frame above the noise is
     the caller's; once found, the frames in ``echo`` (times) are judged echo when asked again."""
 
+    headroom_db = 0.0  # no frame counts as clear of the echo: the quiet line's threshold stands
+
     def __init__(self, found_at: float, echo: set[float]) -> None:
         self.found_at, self.echo, self.now = found_at, echo, 0.0
 
@@ -473,15 +475,17 @@ def quiet_line_call() -> Call:
 
 
 @pytest.mark.parametrize("n", [3, 9, 15])
-def test_soft_speech_on_a_quiet_line_ducks_on_its_first_frame_over_minus_43_dbfs(n):
-    """Soft speech (-34 dBFS) hovers around -35: on a quiet line the threshold reaches 8 dB lower
-    (never within 26 dB of the floor), so the agent stops on the utterance's first soft frame,
-    and the held utterance is judged as a whole."""
+def test_soft_speech_on_a_quiet_line_ducks_on_its_first_frame_over_minus_47_dbfs(n):
+    """Soft speech (-34 dBFS) hovers around -35 and its attack starts lower: on a quiet line the
+    threshold reaches 8 dB lower (never within 26 dB of the floor), and 4 dB more for a frame
+    clear of the agent's echo (none here), so the agent stops on the attack's first frame over
+    -47 dBFS (at -43 it stopped a frame or two later), and the held utterance is judged as a whole."""
     call = quiet_line_call()
     heard = call.talk(corpus.by_category("soft")[n].audio()) + [call.step() for _ in range(5)]
-    first = next(i for i, h in enumerate(heard) if h.level_dbfs >= -43.0)
+    first = next(i for i, h in enumerate(heard) if h.level_dbfs >= -47.0)
     assert heard[first].decision is Decision.DUCK
-    assert decisions(heard)[-1] in (Decision.BACKCHANNEL, Decision.CONFIRM)
+    got = decisions(heard)  # (after a confirmation the test's guards stay armed: its tail may duck again)
+    assert got[1] in (Decision.BACKCHANNEL, Decision.CONFIRM), got  # judged, not released as a flicker
 
 
 def test_babble_switched_on_at_minus_45_dbfs_is_not_a_near_voice_before_the_floor_catches_up():

@@ -205,6 +205,8 @@ class CallerLevel:
     # with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
     QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
     QUIET_LINE_DB = 26.0  # ... but no closer to the line's noise floor than this
+    CLEAR_REACH_DB = 4.0  # ... and this much lower again for a frame clear of the agent's echo:
+    CLEAR_OF_ECHO_DB = 6.0  # this far over the loudest echo the gate predicts for it (or nothing played)
 
     def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
                  dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0,
@@ -251,31 +253,41 @@ class CallerLevel:
         self._after = MIN_DBFS  # the loudest frame since the run's last loud one, counted or not
         self._now = float("-inf")
         self._threshold_of: tuple[float, float] | None = None  # (floor, configured) the detector's threshold is for
+        self._clear_threshold = threshold_dbfs  # the threshold of a frame clear of the echo (``CLEAR_REACH_DB``)
 
     @property
     def floor_dbfs(self) -> float:
         return self.noise.floor_dbfs
 
     def feed(self, level_dbfs: float, now: float, counts: bool, armed: Callable[[], bool],
-             frame: bytes = b"", echo: bool = False) -> Decision:
+             frame: bytes = b"", echo: bool = False, headroom_db: float = 0.0) -> Decision:
         """One caller frame. ``counts`` is False for the agent's own echo (quiet to the detector;
         ``echo`` says it was judged echo rather than unsure); ``armed`` is asked only when the
-        answer can matter (a loud frame, or a dip in a run)."""
+        answer can matter (a loud frame, or a dip in a run). ``headroom_db``: how far the frame is
+        over the loudest echo the echo gate predicts for it (or over the floor, nothing played): a
+        quiet line's soft attack that far clear of the echo is loud ``CLEAR_REACH_DB`` sooner."""
         self._now = now
         detector = self.detector
         floor = self.noise.update(level_dbfs, now)
         if self._adapt and (floor, self.threshold_dbfs) != self._threshold_of:  # the floor moves every 100 ms at most
             self._threshold_of = (floor, self.threshold_dbfs)
             detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs, *self._quiet_line)
+            reach, quiet = self._quiet_line
+            self._clear_threshold = self.noise.threshold(self.threshold_dbfs, reach + self.CLEAR_REACH_DB, quiet) \
+                if reach else detector.threshold_dbfs
         if echo:
             self._echo_at = now
         level = level_dbfs if counts else MIN_DBFS
         self._level = level
         self.loud = loud = level >= detector.threshold_dbfs
+        fed = level  # what the level detector is told (a clear soft frame: its threshold)
+        if not loud and counts and headroom_db >= self.CLEAR_OF_ECHO_DB and level >= self._clear_threshold:
+            self.loud = loud = True
+            fed = detector.threshold_dbfs
         if self._deaf:
             self._deaf = loud
             self.loud = loud = False
-            level = MIN_DBFS
+            level = fed = MIN_DBFS
         elif counts and level >= detector.threshold_dbfs - self.SOFT_DB and level >= floor + 6.0:
             self._soft.append(now)
         if not (loud or detector.run or detector.ducking or self._waiting or self._holding
@@ -302,13 +314,13 @@ class CallerLevel:
                 # the pitch analysis only where a run could start (or the false-trigger watch
                 # reads ``loud``): not on every loud frame of a caller speaking to a quiet agent
                 if (may or self.rumble_matters) and self._dull_onset(frame):
-                    self.loud, level = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
+                    self.loud, fed = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
             ok = (self.loud or self.detector.run > 0) and (armed() if may is None else may)
             if self.loud and ok:
                 self._loud_frame(frame)
                 if self._deaf:
                     return self._release() if self.detector.ducking else self._stop_waiting(Decision.NONE)
-            decision = self.detector.feed(level, ok)
+            decision = self.detector.feed(fed, ok)
             if decision is Decision.CONFIRM:
                 decision = self._confirm_or_wait()
             if decision is Decision.RELEASE:

@@ -156,6 +156,7 @@ class EchoGate:
         self._audible_at = float("-inf")  # the last audible frame's playout start
         self._talk_start = float("inf")  # when the current stretch of audible agent audio began
         self.stats = EchoStats()
+        self.headroom_db = 0.0  # the last frame judged: how far over the echo predicted for it (run thread)
 
     # ------------------------------------------------------------------ the sending side
     def played(self, level_dbfs: float, now: float) -> None:
@@ -183,6 +184,7 @@ class EchoGate:
         with self._lock:
             self._record(slot, level_dbfs)
             if level_dbfs <= floor_dbfs + QUIET_DB:
+                self.headroom_db = 0.0
                 return Verdict.QUIET  # most frames of most calls: no reference to look up
             lag = self._lag
             if lag is None:  # the loudest played within +-40 ms of the delay (within the whole range while unknown)
@@ -190,8 +192,11 @@ class EchoGate:
             else:
                 reference = self._played.loudest(slot - lag - WINDOW, slot - lag + WINDOW)
             if reference < PLAYED_FLOOR_DBFS:
+                self.headroom_db = level_dbfs - floor_dbfs
                 return Verdict.CALLER  # nothing played that could be echoing now
-            if level_dbfs > reference - self._judged_loss(lag) + self.margin_db:
+            echo_dbfs = reference - self._judged_loss(lag)  # the loudest echo this frame can hold
+            self.headroom_db = level_dbfs - echo_dbfs
+            if level_dbfs > echo_dbfs + self.margin_db:
                 self.stats.caller_frames += 1
                 self._caller_until = now + DOUBLE_TALK_HOLD_S
                 self._callers.append(slot)

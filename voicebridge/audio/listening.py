@@ -255,7 +255,8 @@ class Listener:
                 forward = frame.translate(self._quieter)
         if self._blind and verdict is _CALLER:
             self._rejudge(level)
-        decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO)
+        decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO,
+                                   0.0 if self.gate is None else self.gate.headroom_db)
         if verdict is _CALLER and self.level.loud and self.gate is not None:
             if self.gate.delay_ms is None:
                 self._judged_blind(level, now)

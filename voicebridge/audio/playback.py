@@ -6,6 +6,25 @@ carry a generation number that a clear bumps, so echoes that arrive after a clea
 generation are known to be stale and are not taken as "played". Between echoes, playback
 advances in real time from the last confirmed position, capped by what was actually sent.
 Memory is bounded: a few recent items, and pending marks of the last two generations.
+
+What "heard" means here is what the caller will have heard when a ``clear`` sent now reaches
+Twilio, one network hop ``d`` later: that is where a barge-in's truncate must cut. Two clocks
+give it:
+
+* the send clock: an item's audio starts playing ``d`` after its first frame is sent, so the
+  position at the clear's arrival is the time since that frame (``d`` cancels out); exact in
+  steady playout, too high when playout fell behind sending (a stall, an item queued behind
+  another);
+* an echoed mark: the audio before it played ``d`` before the echo arrived, and the clear lands
+  ``d`` after the decision, so the position then is the mark's plus the time since the echo plus
+  the round trip ``2d``. Without the round trip the estimate sat ``2d`` low after every echo.
+
+The round trip is learned from the echoes themselves: an echo's lag behind the send clock is
+``2d`` plus whatever playout fell behind, so the least lag seen on the call is the round trip.
+A mark not echoed yet bounds it too: its audio had not played a hop ago, so the clear finds
+playout at most a round trip past it (a stall shows there before any echo after it). The
+estimate is the lowest of these (each an upper bound of what played), never under the
+confirmed position and never over what was sent.
 """
 from __future__ import annotations
 
@@ -29,8 +48,10 @@ class MarkOutcome(str, enum.Enum):
 @dataclass
 class _ItemPlayback:
     sent_bytes: int = 0
-    anchor_bytes: int = 0  # position confirmed by the last echo (0 until one arrives)
-    anchor_time: float | None = None
+    anchor_bytes: int = 0  # position confirmed by the last echo (or a duck's rewind; 0 until either)
+    echoed_at: float | None = None  # when the echo confirming ``anchor_bytes`` arrived (None: no echo since the origin)
+    origin_bytes: int = 0  # the send clock's origin: this position's frame was sent at ``origin_time``
+    origin_time: float | None = None  # (None: nothing sent since the start or a rewind)
     ended: bool = False  # its last frame was sent
 
 
@@ -52,13 +73,14 @@ class PlaybackTracker:
         self._items: "OrderedDict[str, _ItemPlayback]" = OrderedDict()
         self._pending: dict[str, MarkInfo] = {}
         self._current_pending = 0  # pending marks of the current generation
+        self.round_trip_s: float | None = None  # the least lag of an echo behind the send clock (None: no echo yet)
 
     # --- sending side
     def sent(self, item_id: str, nbytes: int, now: float) -> None:
         """``nbytes`` of ``item_id`` were handed to Twilio at ``now``."""
         item = self._item(item_id)
-        if item.anchor_time is None:
-            item.anchor_time = now
+        if item.origin_time is None:
+            item.origin_bytes, item.origin_time = item.sent_bytes, now
         item.sent_bytes += nbytes
 
     def new_mark(self, item_id: str) -> str:
@@ -93,7 +115,7 @@ class PlaybackTracker:
         item = self._item(item_id)
         item.sent_bytes = min(item.sent_bytes, position)
         item.anchor_bytes = item.sent_bytes
-        item.anchor_time = None  # the position holds until the next frame is sent
+        item.origin_time = item.echoed_at = None  # the position holds until the next frame is sent
         item.ended = False
 
     # --- echo side
@@ -107,8 +129,12 @@ class PlaybackTracker:
         self._current_pending -= 1
         item = self._items.get(info.item_id)
         if item is not None and info.position >= item.anchor_bytes:
+            if item.origin_time is not None and info.position >= item.origin_bytes:
+                lag = max(0.0, now - item.origin_time - (info.position - item.origin_bytes) / SAMPLE_RATE)
+                if self.round_trip_s is None or lag < self.round_trip_s:
+                    self.round_trip_s = lag
             item.anchor_bytes = info.position
-            item.anchor_time = now
+            item.echoed_at = now
         return MarkOutcome.PLAYED
 
     # --- queries
@@ -128,15 +154,23 @@ class PlaybackTracker:
         return self._current_pending
 
     def heard_bytes(self, item_id: str, now: float) -> int:
-        """Best estimate of how much of ``item_id`` the caller has heard by ``now``."""
+        """Best estimate of how much of ``item_id`` the caller has heard when a clear sent at
+        ``now`` reaches Twilio (see the module docstring: the lower of the two clocks)."""
         item = self._items.get(item_id)
         if item is None:
             return 0
-        if item.anchor_time is None:  # nothing sent since (the start, or a duck's clear)
+        if item.origin_time is None:  # nothing sent since (the start, or a duck's clear)
             return min(item.sent_bytes, item.anchor_bytes)
-        elapsed = max(0.0, now - item.anchor_time)
-        estimate = item.anchor_bytes + int(elapsed * SAMPLE_RATE)
-        return min(item.sent_bytes, estimate)
+        estimate = item.origin_bytes + max(0.0, now - item.origin_time) * SAMPLE_RATE
+        rtt = self.round_trip_s
+        if rtt is not None:
+            if item.echoed_at is not None:
+                estimate = min(estimate, item.anchor_bytes + (max(0.0, now - item.echoed_at) + rtt) * SAMPLE_RATE)
+            waiting = [m.position for m in self._pending.values()
+                       if m.item_id == item_id and m.generation == self.generation]
+            if waiting:  # not echoed yet: not played a hop ago, so no further than a round trip past it
+                estimate = min(estimate, min(waiting) + rtt * SAMPLE_RATE)
+        return min(item.sent_bytes, max(item.anchor_bytes, int(estimate)))
 
     def heard_ms(self, item_id: str, now: float) -> int:
         return self.heard_bytes(item_id, now) // BYTES_PER_MS
