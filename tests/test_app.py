@@ -465,7 +465,7 @@ def test_gunicorn_drain_file_keeps_answered_calls_and_sigterm_waits_for_the_live
     admitted; after the grace (DRAIN_GRACE_S) new calls are refused; SIGTERM then waits for the
     live calls to end before gunicorn exits."""
     drain = tmp_path / "drain"
-    with Gunicorn(tmp_path, "gthread", VOICEBRIDGE_DRAIN_FILE=str(drain), DRAIN_GRACE_S="2") as server:
+    with Gunicorn(tmp_path, "gthread", VOICEBRIDGE_DRAIN_FILE=str(drain), DRAIN_GRACE_S="3") as server:
         live = open_call(server.port)
         drain.touch()
         time.sleep(1.2)  # each worker looks for the file at most once a second
