@@ -269,11 +269,13 @@ def soak(sequential: int = 1000, concurrent: int = 100, seconds: float = 1.0, me
     report: dict[str, Any] = {"sequential": sequential, "concurrent": concurrent, "seconds": seconds,
                               "media_speed": media_speed, "local_speed": speed, "batches": []}
     try:
-        # warm-up: lazy imports, allocator arenas, first-use caches; the baseline is taken after it
+        # warm-up: lazy imports, allocator arenas, first-use caches; the baseline is taken after it,
+        # once the warm-up's threads and sockets are gone (at most SETTLE_S, as after every batch)
+        idle = {"threads": thread_count(), "fds": fd_count()}
         run_batch(bridge, "warmup", warmup, False, seconds, media_speed, 0)
         before = rss_kib()
         run_batch(bridge, "warmup-parallel", concurrent, True, seconds, media_speed, warmup)
-        settle({"threads": 0, "fds": 0})
+        report["warmup_settled"] = settle(idle)
         report["warmup_rss_kib"] = {"after_sequential": before, "after_burst": rss_kib()}
         baseline = {"threads": thread_count(), "fds": fd_count(), "rss_kib": rss_kib()}
         baseline_fds = fd_targets()

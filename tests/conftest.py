@@ -83,3 +83,32 @@ def redis_server() -> Iterator[Any]:
         yield server
     finally:
         server.close()
+
+
+# ---------------------------------------------------------------------------- xdist: long tests first
+# The lane's wall time is its busiest worker's. A few modules hold tests of 5-20 s each (whole
+# calls in real time, fresh interpreters, gunicorn); collected in file order they come last and
+# whichever worker picks them up late runs on alone. So they run first, longest first, and the
+# workers take tests one at a time, so those spread over the workers and the short ones fill in.
+# (A module missing here only costs balance; the order of the tests inside a module is kept.)
+LONG_FIRST = ("test_gevent.py", "test_verify.py", "test_e2e.py", "test_app.py", "test_e2e_aftercall.py",
+              "test_e2e_telnyx.py", "test_outbound_calls.py", "test_soak.py", "test_flaskext.py",
+              "test_redisstate.py", "test_shared.py", "test_faults_socket.py", "test_sim_caller.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist load`` (xdist's default) handing out one test at a time instead of chunks of a
+    quarter of a worker's share (which would give one worker every long test above)."""
+    if config.getoption("dist") != "load" or getattr(config.option, "maxschedchunk", None) is not None:
+        return None  # another mode, or a chunk size, asked for on the command line
+    from xdist.scheduler import LoadScheduling
+
+    scheduler = LoadScheduling(config, log)
+    scheduler.maxschedchunk = 1
+    return scheduler

@@ -478,7 +478,7 @@ def test_gunicorn_drain_file_keeps_answered_calls_and_sigterm_waits_for_the_live
             assert voice_webhook(conn).find("Connect/Stream") is not None  # in the grace: answered
             conn.close()
         answered.append(open_call(server.port))  # and its stream admitted
-        time.sleep(3.5)  # past the grace (a worker's starts when it first sees the drain file)
+        # past the grace (a worker's starts when it first sees the drain file), every webhook refused
         refused, deadline = 0, time.monotonic() + 10
         while refused < 4:  # in a row, whichever worker answers
             assert time.monotonic() < deadline, server.log()[-3000:]

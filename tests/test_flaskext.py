@@ -401,7 +401,9 @@ def test_openai_errors_are_counted_by_code() -> None:
     with running(app) as server:
         peer = TwilioPeer(server.ws_url)
         peer.start()  # the Realtime service is dialed once the stream has started
-        peer.read_until_closed(timeout=WAIT_S)  # the apology plays out in real time first
+        peer.wait_media(1, timeout=WAIT_S)  # the dial failed: the apology begins
+        peer.stop()  # the caller hangs up during it (it would play out in real time)
+        peer.read_until_closed(timeout=WAIT_S)
         peer.close()
         assert wait_until(lambda: ended, timeout=WAIT_S)
     values = metric_values(app.test_client().get("/metrics").get_data(as_text=True))

@@ -2,6 +2,7 @@
 what the bridge decides out (issue 21: echo, the model's VAD, backchannels, the room)."""
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -29,6 +30,9 @@ def frames_of(data: bytes) -> list[bytes]:
     return [data[i:i + 160].ljust(160, b"\xff") for i in range(0, len(data), 160)]
 
 
+# The helpers below encode in pure Python (audio.encode) and see the same frames in every test:
+# cached, a test pays for the frames it is the first to mix.
+@functools.cache
 def mix(*parts: bytes) -> bytes:
     """Sum mu-law frames sample by sample (what a microphone picks up)."""
     total = [0] * 160
@@ -38,16 +42,18 @@ def mix(*parts: bytes) -> bytes:
     return audio.encode([max(-32767, min(32767, s)) for s in total])
 
 
+@functools.cache
 def quieter(frame: bytes, db: float) -> bytes:
     gain = 10 ** (-db / 20)
     return audio.encode([int(s * gain) for s in audio.decode(frame)])
 
 
-def noise(level_dbfs: float, seed: int) -> list[bytes]:
+@functools.cache
+def noise(level_dbfs: float, seed: int) -> tuple[bytes, ...]:
     rng = np.random.default_rng(seed)
     scale = 32768 * 10 ** (level_dbfs / 20)
-    return [audio.encode(np.clip(rng.normal(0, scale, 160), -32767, 32767).astype(int).tolist())
-            for _ in range(400)]
+    return tuple(audio.encode(np.clip(rng.normal(0, scale, 160), -32767, 32767).astype(int).tolist())
+                 for _ in range(400))
 
 
 class Call:

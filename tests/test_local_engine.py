@@ -11,8 +11,6 @@ import math
 
 import numpy as np
 import pytest
-from openai.types.realtime import RealtimeServerEvent
-from pydantic import TypeAdapter
 
 from voicebridge.audio import mulaw as audio
 from voicebridge.dev import tone, tts
@@ -23,8 +21,8 @@ from voicebridge.dev.local.engine import RealtimeEngine
 from voicebridge.dev.local.generator import chunk_plan
 from voicebridge.dev.local.recognizer import Recognizer
 from voicebridge.dev.local.vad import EnergyVad, VadConfig, threshold_to_dbfs
+from realtime_types import server_event
 
-SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
 PCMU = {"type": "audio/pcmu"}
 
 
@@ -50,7 +48,7 @@ class Harness:
 
     def _check(self, events: list[dict]) -> list[dict]:
         for event in events:
-            SERVER_EVENT.validate_python(event)
+            server_event(event)
             assert event["event_id"] not in {e["event_id"] for e in self.events}
             self.events.append(event)
         return events

@@ -9,14 +9,12 @@ import time
 
 import pytest
 import websocket
-from openai.types.realtime import RealtimeServerEvent
-from pydantic import TypeAdapter
 
 from voicebridge.audio import mulaw as audio
 from voicebridge.dev import tone, tts
 from voicebridge.dev.local import LocalRealtimeServer
+from realtime_types import server_event
 
-SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
 PCMU_SESSION = {"type": "session.update", "session": {
     "type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}},
                                   "output": {"format": {"type": "audio/pcmu"}}}}}
@@ -38,7 +36,7 @@ def connect(srv: LocalRealtimeServer, **kw) -> websocket.WebSocket:
 
 def recv_event(ws: websocket.WebSocket) -> dict:
     event = json.loads(ws.recv())
-    SERVER_EVENT.validate_python(event)
+    server_event(event)
     return event
 
 

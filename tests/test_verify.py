@@ -118,7 +118,7 @@ def test_short_real_run_passes_every_row_that_is_not_a_timing_figure():
     """A real call on the embedded stack, judged with the command's own bounds. The timing rows
     are the command's job on a quiet machine (and benchmarks/'); a unit test on a busy CI box
     asserts only that they were measured."""
-    caller, bridge, clean = verify.run_local(seconds=6, tone_seconds=1.5, speed=8.0)
+    caller, bridge, clean = verify.run_local(seconds=6, tone_seconds=1.0, speed=8.0)
     rows = verify.judge(caller, bridge, 6, clean_close=clean)
     assert caller["ended_by"] == "bridge", verify.format_table(rows)  # the agent hung up, not the caller
     table = verify.format_table(rows)
