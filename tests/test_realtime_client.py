@@ -188,3 +188,20 @@ def test_frames_that_arrive_together_take_one_read() -> None:
         assert counting.recvs <= 3
         conn.send("bye")
         conn.close()
+
+
+def test_a_message_over_the_cap_ends_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server message larger than ``MAX_MESSAGE_BYTES`` is refused (the session is replaced)
+    instead of being buffered whole, however large."""
+    monkeypatch.setattr(realtime_client, "MAX_MESSAGE_BYTES", 1000, raising=False)
+
+    def server(ws: wsserver.ServerWebSocket) -> None:
+        ws.send("x" * 2000)
+        with pytest.raises(wsserver.ConnectionClosed):
+            ws.receive(timeout=5)
+
+    with one_connection(server) as url:
+        conn = dial(url)
+        with pytest.raises(ConnectionClosed, match="protocol error"):
+            conn.recv(timeout=5)
+        conn.close()
