@@ -1,4 +1,5 @@
-"""CPU of the Realtime client's receive path per server message, this checkout against another.
+"""CPU of the Realtime client per server message, this checkout against another; and what one
+caller-audio append costs, piece by piece (``--append``).
 
 A raw TCP peer on 127.0.0.1 plays a Realtime server: after the upgrade it sends ``--n`` audio
 deltas (``response.output_audio.delta`` of ``--delta-ms`` of mu-law, base64 in JSON, as the
@@ -7,7 +8,12 @@ at a bridge; the client (``voicebridge.model.client`` of the checkout at ``--roo
 with ``recv(timeout)`` on one thread, whose CPU (``time.thread_time``) is reported per message,
 with the socket reads it made (``recv`` calls on its socket).
 
-Usage: python benchmarks/model_recv.py [--root DIR] [--n 3000] [--repeat 5]
+``--append``: one ``input_audio_buffer.append`` of 100 ms (what the uplink sends ten times a
+second per call), timed piece by piece with ``timeit`` (base64, the JSON text, the frame's mask,
+the mask key), and its ``send`` on loopback TCP to a reader in another process: the sender's own
+user and system CPU per send (on loopback the system time includes the reader's TCP input).
+
+Usage: python benchmarks/model_recv.py [--root DIR] [--n 3000] [--repeat 5] [--append]
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+from typing import Any
 
 
 def _server(listener: socket.socket, n: int, delta: str, burst: int, every_s: float, done: threading.Event) -> None:
@@ -81,6 +88,51 @@ def run(n: int, delta_ms: int, burst: int, every_ms: float) -> tuple[float, floa
     return cpu / n * 1e6, counting.recvs / n
 
 
+def append_costs() -> None:
+    """Each piece of one 100 ms append, in microseconds (best of five timeit rounds)."""
+    import timeit
+    from voicebridge.model import protocol as rt, wsframe
+    audio = os.urandom(800)
+    b64 = base64.b64encode(audio).decode("ascii")
+    payload = rt.input_audio_append(b64).encode()
+    key = os.urandom(4)
+
+    def us(fn: Any) -> float:
+        return min(timeit.repeat(fn, number=20000, repeat=5)) / 20000 * 1e6
+
+    print(f"one append of 100 ms: {len(payload)} bytes of JSON")
+    print(f"  base64 of the audio: {us(lambda: base64.b64encode(audio).decode('ascii')):.2f} us")
+    print(f"  JSON text through the encoder (input_audio_append): {us(lambda: rt.input_audio_append(b64)):.2f} us")
+    if hasattr(rt, "audio_append"):
+        print(f"  base64 and JSON text put together (audio_append): {us(lambda: rt.audio_append(audio)):.2f} us")
+    print(f"  mask (wsframe.mask, an int XOR in C): {us(lambda: wsframe.mask(payload, key)):.2f} us")
+    print(f"  mask key (os.urandom(4)): {us(lambda: os.urandom(4)):.2f} us")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    pid = os.fork()
+    if pid == 0:  # the reader: drains until the sender closes
+        conn, _ = listener.accept()
+        while conn.recv(1 << 16):
+            pass
+        os._exit(0)
+    sock = socket.create_connection(listener.getsockname())
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    frame = wsframe.encode(wsframe.OP_TEXT, payload, key)
+    n = 20000
+    t0 = os.times()
+    for i in range(n):
+        sock.send(frame)
+        if i % 20 == 0:
+            time.sleep(0.0005)  # let the reader keep up, as a peer does
+    t1 = os.times()
+    sock.close()
+    os.waitpid(pid, 0)
+    listener.close()
+    print(f"  send on loopback: user {(t1.user - t0.user) * 1e6 / n:.2f} us, system "
+          f"{(t1.system - t0.system) * 1e6 / n:.2f} us per send")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default=os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
@@ -89,8 +141,12 @@ def main() -> int:
     ap.add_argument("--burst", type=int, default=4)
     ap.add_argument("--every-ms", type=float, default=20.0)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--append", action="store_true", help="the cost of one caller-audio append, piece by piece")
     args = ap.parse_args()
     sys.path.insert(0, args.root)
+    if args.append:
+        append_costs()
+        return 0
     runs = [run(args.n, args.delta_ms, args.burst, args.every_ms) for _ in range(args.repeat)]
     cpu = sorted(r[0] for r in runs)
     print(f"{args.root}: {args.n} deltas of {args.delta_ms} ms in bursts of {args.burst} every {args.every_ms} ms: "
