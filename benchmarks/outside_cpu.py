@@ -23,11 +23,20 @@ starts until its CPU is flat again after the last one ended (teardown included);
 measured just before, is reported (it is 0 for every server here). Calls of two lengths (default 10 s and 25 s) separate the
 per-call setup from the steady cost: whole(T) = N x (setup + T x steady).
 
+The outside figure is split into user and system time (``utime`` and ``stime`` apart). Part of
+the system time on this bench is not the server's own: on loopback a ``send`` runs the receiving
+socket's TCP input (and the wake-up of its reader) in the sender's context, and this kernel
+(tick accounting, no IRQ time accounting) charges it to the sender; behind a real NIC the peer
+is another machine. ``--perf DIR`` records the worker with ``perf`` (call graphs, on-CPU
+samples) and reports the share of its samples in that receive-side input (``perf_split``).
+How long the worker was ready to run but waited for a core is read from
+``/proc/PID/task/*/schedstat`` (ms per second of the run).
+
 Underruns are counted at the callers: agent audio arriving after the caller's playout (the
 audio received so far, played in real time) ran dry, within one utterance.
 
 Usage: python benchmarks/outside_cpu.py [--n 20] [--seconds 10,25] [--servers gevent,gthread]
-       [--old DIR] [--sample DIR --sample-python PY] [--repeat 1] [--json out.json]
+       [--old DIR] [--sample DIR --sample-python PY] [--repeat 1] [--perf DIR] [--json out.json]
 Server names: gevent, gthread (this checkout), old-gevent, old-gthread (``--old``), sample.
 """
 from __future__ import annotations
@@ -44,7 +53,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 
 from benchmarks._common import machine  # noqa: E402
-from benchmarks.scale import _children, _free_port, _hist, _hist_pct, _proc_cpu_s, _wait_port  # noqa: E402
+from benchmarks.scale import _children, _free_port, _hist, _hist_pct, _proc_times, _wait_port  # noqa: E402
 
 SCALE = os.path.join(ROOT, "benchmarks", "scale.py")
 RAMP_S = 3.0
@@ -94,7 +103,53 @@ def _workers(kind: str, proc: subprocess.Popen) -> list[int]:
 
 
 def _cpu(pids: list[int]) -> float:
-    return sum(_proc_cpu_s(p) for p in pids)
+    return sum(_times(pids))
+
+
+def _times(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of the worker processes."""
+    pairs = [_proc_times(p) for p in pids]
+    return sum(u for u, _ in pairs), sum(s for _, s in pairs)
+
+
+def _waited_s(pids: list[int]) -> float:
+    """Seconds the workers' threads spent runnable but waiting for a core (``/proc/PID/task/*/schedstat``)."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1])
+            except OSError:
+                pass  # the thread ended between listdir and open
+    return total / 1e9
+
+
+# Kernel functions of a receiving socket's input path. On loopback a sender's send() runs the
+# peer's whole TCP input (and the wake-up of its reader) in its own context, as a softirq at the
+# end of the transmit; this kernel (tick accounting, no IRQ time accounting) charges that to the
+# sender's system time. Behind a real NIC the peer is another machine and does that work there.
+RECEIVE_SIDE = ("__netif_receive_skb", "process_backlog", "net_rx_action")
+
+
+def perf_split(script_text: str) -> dict[str, float]:
+    """Shares of a ``perf script`` (cpu-clock, call graphs) of one process: user, kernel, and the
+    kernel's receive-side input (any frame in ``RECEIVE_SIDE``) run in that process's context."""
+    counts = {"user": 0, "kernel": 0, "receive_side": 0}
+    total = 0
+    for sample in script_text.split("\n\n"):
+        frames = [line.split() for line in sample.strip().splitlines()]  # "addr symbol (dso)", leaf first
+        frames = [f for f in frames if len(f) >= 3]
+        if not frames:
+            continue
+        total += 1
+        if frames[0][-1] == "([kernel.kallsyms])":
+            counts["kernel"] += 1
+            if any(f[1] in RECEIVE_SIDE for f in frames):
+                counts["receive_side"] += 1
+        else:
+            counts["user"] += 1
+    return {k: round(v / total, 4) if total else 0.0 for k, v in counts.items()} | {"samples": total}
 
 
 def run_one(kind: str, n: int, seconds: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -115,6 +170,8 @@ def run_one(kind: str, n: int, seconds: float, args: argparse.Namespace) -> dict
         a, ta = _cpu(pids), time.monotonic()
         time.sleep(2.0)
         b, tb = _cpu(pids), time.monotonic()
+        ub, sb = _times(pids)
+        wait_b = _waited_s(pids)
         idle_rate = (b - a) / (tb - ta)  # reported, not subtracted: 0 here, and one tick is 10 ms
         start_at = time.monotonic() + 1.5
         ramp = RAMP_S if n > 1 else 0.0
@@ -130,6 +187,11 @@ def run_one(kind: str, n: int, seconds: float, args: argparse.Namespace) -> dict
                                     "-d", str(int(seconds + 8)), "-r", "200", "--nonblocking", "--format", "raw",
                                     "-o", os.path.join(args.profile, f"{tag}.txt")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "-g", "-p", str(pids[0]),
+                                     "-o", os.path.join(args.perf, f"{tag}.data"), "--", "sleep", str(int(seconds + 6))],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         w0, w1 = start_at + ramp + 1.5, start_at + seconds - 0.5
         time.sleep(max(0.0, w0 - time.monotonic()))
         c0, t0 = _cpu(pids), time.monotonic()
@@ -145,8 +207,12 @@ def run_one(kind: str, n: int, seconds: float, args: argparse.Namespace) -> dict
                 break
             last = now_cpu
         end = _cpu(pids)
+        ue, se = _times(pids)
+        wait_e, t_end = _waited_s(pids), time.monotonic()
         if spy is not None:
             spy.wait(60)
+        if perf is not None:
+            perf.wait(60)
     finally:
         for proc in (server, rt):
             proc.terminate()
@@ -163,12 +229,19 @@ def run_one(kind: str, n: int, seconds: float, args: argparse.Namespace) -> dict
     for r in results:
         for i, c in enumerate(r["lateness_hist"]):
             late[i] += c
-    return {
+    result = {
         "server": kind, "command": command, "n": n, "seconds": seconds,
         "whole_cpu_s": round(whole, 3),
         "outside_ms_per_call_s": round(whole * 1000 / (n * seconds), 2),
         "inside_ms_per_call_s": round(window * 1000 / (n * (t1 - t0)), 2),
+        # the outside figure split: user space, and the kernel (syscalls, and on loopback the
+        # peers' TCP input run inside our sends: ``perf_split``)
+        "user_ms_per_call_s": round((ue - ub) * 1000 / (n * seconds), 2),
+        "system_ms_per_call_s": round((se - sb) * 1000 / (n * seconds), 2),
         "idle_ms_per_s": round(idle_rate * 1000, 2),
+        # how long the worker was ready to run but had no core, per second of the run (a
+        # starved worker paces late whatever its code costs)
+        "core_wait_ms_per_s": round((wait_e - wait_b) * 1000 / (t_end - tb), 1),
         "underruns": sum(r["underruns"] for r in results),
         # the callers' own timing error: underruns while they ran late are partly theirs
         "caller_late_p99_ms": _hist_pct(late, 99), "caller_late_max_ms": max(r["lateness_max_ms"] for r in results),
@@ -177,6 +250,11 @@ def run_one(kind: str, n: int, seconds: float, args: argparse.Namespace) -> dict
         "call_errors": errors, "error_sample": [e for r in results for e in r["errors"]][:3],
         "barge_ins": sum(1 for r in results for i in r["interruptions"] if i["clear_ms"] is not None),
     }
+    if perf is not None:
+        script = subprocess.run(["perf", "script", "-i", os.path.join(args.perf, f"{tag}.data"), "-F", "ip,sym,dso"],
+                                capture_output=True, text=True).stdout
+        result["perf"] = perf_split(script)
+    return result
 
 
 def summary(runs: list[dict[str, Any]], lengths: list[float]) -> list[dict[str, Any]]:
@@ -200,6 +278,9 @@ def summary(runs: list[dict[str, Any]], lengths: list[float]) -> list[dict[str, 
             "outside_long": [r["outside_ms_per_call_s"] for r in mine if r["seconds"] == long_],
             "inside": [r["inside_ms_per_call_s"] for r in mine],
             "steady_ms_per_call_s": round(steady * 1000, 2), "setup_ms_per_call": round(setup * 1000, 1),
+            "user": [r["user_ms_per_call_s"] for r in mine], "system": [r["system_ms_per_call_s"] for r in mine],
+            "receive_side": [r["perf"]["receive_side"] for r in mine if "perf" in r],
+            "core_wait": [r["core_wait_ms_per_s"] for r in mine],
             "underruns": [r["underruns"] for r in mine], "call_errors": sum(r["call_errors"] for r in mine),
             "deflate_negotiated": sum(r["deflate_negotiated"] for r in mine),
         })
@@ -213,11 +294,14 @@ def table(rows: list[dict[str, Any]], lengths: list[float]) -> str:
         return " / ".join(f"{v:g}" for v in vals)
 
     lines = [f"| server | N | outside, {short} s calls | outside, {long_} s calls | steady | setup per call | "
-             "inside (all-up window) | underruns at the callers | call errors |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "inside (all-up window) | user / system (outside) | receive side (perf) | waiting for a core (ms/s) | "
+             "underruns at the callers | call errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['server']} | {r['n']} | {fmt(r['outside_short'])} | {fmt(r['outside_long'])} | "
                      f"{r['steady_ms_per_call_s']:g} | {r['setup_ms_per_call']:g} ms | {fmt(r['inside'])} | "
+                     f"{' / '.join(f'{u:g}+{s:g}' for u, s in zip(r['user'], r['system']))} | "
+                     f"{fmt([round(100 * x, 1) for x in r['receive_side']]) or '-'} | {fmt(r['core_wait'])} | "
                      f"{fmt(r['underruns'])} | {r['call_errors']} |")
     lines.append("")
     lines.append("CPU in ms per call-second. Outside: the worker's whole CPU from before the first call to after "
@@ -239,12 +323,15 @@ def main() -> int:
     ap.add_argument("--offer-deflate", action="store_true", help="callers offer permessage-deflate")
     ap.add_argument("--repeat", type=int, default=1, help="runs per server and length, interleaved")
     ap.add_argument("--profile", help="py-spy raw profiles of each run's worker into this directory")
+    ap.add_argument("--perf", help="perf call graphs of each run's worker into this directory (the kernel's "
+                    "share, and the receive-side input run in the worker's sends)")
     ap.add_argument("--json", help="write every run here")
     ap.add_argument("--logdir", default="/tmp/voicebridge-outside")
     args = ap.parse_args()
     os.makedirs(args.logdir, exist_ok=True)
-    if args.profile:
-        os.makedirs(args.profile, exist_ok=True)
+    for d in (args.profile, args.perf):
+        if d:
+            os.makedirs(d, exist_ok=True)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if any(s.startswith("old-") for s in servers) and not args.old:
         ap.error("old-* servers need --old DIR")

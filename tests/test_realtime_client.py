@@ -152,3 +152,56 @@ def test_sockets_above_fd_setsize_are_read() -> None:
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class _CountingSocket:
+    """A socket whose reads are counted (everything else goes to the real one)."""
+
+    def __init__(self, sock: object) -> None:
+        self._sock = sock
+        self.recvs = 0
+
+    def recv(self, n: int) -> bytes:
+        self.recvs += 1
+        return self._sock.recv(n)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_frames_that_arrive_together_take_one_read() -> None:
+    """Forty server messages sent at once arrive one per recv() call, from a few socket reads:
+    websocket-client read every frame with two or three (header, length, payload), 50 a second
+    per call at the model's pace."""
+    def server(ws: wsserver.ServerWebSocket) -> None:
+        ws.receive(timeout=5)
+        ws.sock.sendall(b"".join(wsframe.encode(wsframe.OP_TEXT, f"delta {i}".encode()) for i in range(40)))
+        ws.receive(timeout=5)
+
+    with one_connection(server) as url:
+        ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+        ws.connect(url, timeout=5)
+        ws.sock = counting = _CountingSocket(ws.sock)
+        conn = realtime_client.WebSocketRealtimeConnection(ws)
+        conn.send("go")
+        assert [conn.recv(timeout=5) for _ in range(40)] == [f"delta {i}" for i in range(40)]
+        assert counting.recvs <= 3
+        conn.send("bye")
+        conn.close()
+
+
+def test_a_message_over_the_cap_ends_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server message larger than ``MAX_MESSAGE_BYTES`` is refused (the session is replaced)
+    instead of being buffered whole, however large."""
+    monkeypatch.setattr(realtime_client, "MAX_MESSAGE_BYTES", 1000, raising=False)
+
+    def server(ws: wsserver.ServerWebSocket) -> None:
+        ws.send("x" * 2000)
+        with pytest.raises(wsserver.ConnectionClosed):
+            ws.receive(timeout=5)
+
+    with one_connection(server) as url:
+        conn = dial(url)
+        with pytest.raises(ConnectionClosed, match="protocol error"):
+            conn.recv(timeout=5)
+        conn.close()

@@ -22,6 +22,16 @@ def test_session_update_is_ga_shape_with_pcmu_both_ways():
         assert beta_field not in session
 
 
+def test_audio_append_is_the_encoder_s_text_for_any_audio():
+    """``audio_append`` puts the JSON together by hand: it must be what the encoder writes."""
+    import base64
+    import os
+    for audio in (b"", bytes(range(256)), os.urandom(800), os.urandom(161)):
+        b64 = base64.b64encode(audio).decode("ascii")
+        assert rt.audio_append(audio) == rt.input_audio_append(b64)
+        assert json.loads(rt.audio_append(audio)) == {"type": "input_audio_buffer.append", "audio": b64}
+
+
 def test_client_events():
     assert json.loads(rt.input_audio_append("AAAA")) == {"type": "input_audio_buffer.append", "audio": "AAAA"}
     assert json.loads(rt.response_create()) == {"type": "response.create"}

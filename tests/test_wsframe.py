@@ -117,3 +117,20 @@ def test_fragmented_message_over_the_cap_is_refused() -> None:
 def test_any_split_of_any_message_stream_reads_back_whole(texts: list[str], step: int) -> None:
     wire = b"".join(wsframe.encode(wsframe.OP_TEXT, t.encode(), os.urandom(4)) for t in texts)
     assert read_all(wire, step=step) == [Message(t) for t in texts]
+
+
+def test_a_reader_of_a_server_takes_unmasked_frames_and_is_lenient() -> None:
+    """``from_server``: a server's frames are unmasked (a client's reader refuses them); a masked
+    one and text that is not UTF-8 are read anyway, as websocket-client read them."""
+    wire = (wsframe.encode(wsframe.OP_TEXT, "délta".encode()) + wsframe.encode(wsframe.OP_TEXT, b"m", b"abcd")
+            + wsframe.encode(wsframe.OP_TEXT, b"\xff{}") + bytes([0x01, 3]) + b"fra" + bytes([0x80, 4]) + b"gmnt"
+            + wsframe.encode(wsframe.OP_PING, b"hb"))
+    reader = FrameReader(from_server=True)
+    reader.feed(wire)
+    events = [reader.next_event() for _ in range(6)]
+    assert events == [Message("délta"), Message("m"), Message("\ufffd{}"), Message("fragmnt"),
+                      Control(wsframe.OP_PING, b"hb"), None]
+    client_side = FrameReader()
+    client_side.feed(wsframe.encode(wsframe.OP_TEXT, b"unmasked"))
+    with pytest.raises(FrameError):
+        client_side.next_event()

@@ -23,9 +23,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from typing import Any, Callable, Iterator
-
-from contextlib import contextmanager
+from typing import Any, Callable
 
 from ..carrier import tcp
 from ..carrier.seam import Carrier, OutboundMessages
@@ -60,6 +58,7 @@ class CarrierLink:
         self._clock = clock
         self._on_dead = on_dead
         self._lock = threading.Lock()
+        self._locked = _SendLock(self)  # ``with self._locked:`` (one object: nothing made per send)
         self._carrier = carrier  # builds the outbound messages in its wire format
         self._messages: OutboundMessages | None = None
         self._sending_since: float | None = None  # set while a socket send is in progress
@@ -96,7 +95,7 @@ class CarrierLink:
         assert self._messages is not None, "media before start"
         message = self._messages.media(frame)
         try:
-            with self._locked():
+            with self._locked:
                 outcome = check()
                 if outcome is not None:
                     return outcome, 0.0
@@ -113,7 +112,7 @@ class CarrierLink:
         """Send a mark whose name is made under the send lock (so no clear falls in between);
         ``name`` runs even with no stream yet, and a None from it sends nothing."""
         try:
-            with self._locked():
+            with self._locked:
                 text = name()
                 if text is None or self._messages is None:
                     return False
@@ -131,7 +130,7 @@ class CarrierLink:
         stale audio is never sent afterwards.
         """
         try:
-            with self._locked():
+            with self._locked:
                 prepare()
                 if self._messages is None:
                     self._log.warning("clear not sent: no streamSid yet")
@@ -150,7 +149,7 @@ class CarrierLink:
     def hold(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` while no message is being sent (state that sends read under the lock)."""
         try:
-            with self._locked():
+            with self._locked:
                 fn()
         except LinkStalled:
             fn()  # the socket is aborted: nothing is being sent any more
@@ -167,24 +166,21 @@ class CarrierLink:
     def close(self) -> None:
         """Close the socket (bounded even if a send is stuck), then end the connection boundedly."""
         try:
-            with self._locked():
+            with self._locked:
                 close_quietly(self._ws)
         except LinkStalled:
             close_quietly(self._ws)
         tcp.finish(self._ws, self._timeout or 2.0)
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _acquire(self) -> None:
+        """Take the send lock; a holder past the timeout is a stall (``LinkStalled`` if even the
+        abort does not free it)."""
         if self._timeout is None:
             self._lock.acquire()
         elif not self._lock.acquire(timeout=self._timeout):
             self._stalled("a send held the lock")
             if not self._lock.acquire(timeout=self._timeout):
                 raise LinkStalled()
-        try:
-            yield
-        finally:
-            self._lock.release()
 
     def _write(self, message: str, what: str, at: float | None = None) -> bool:
         """One socket send under the lock (begun at ``at``); False (and the call ending) if it failed."""
@@ -227,6 +223,23 @@ class CarrierLink:
         with self._dead_lock:
             first, self._dead = not self._dead, True
         return first
+
+
+class _SendLock:
+    """``with link._locked:``: the send lock under the stall rule (``CarrierLink._acquire``). An
+    object made once per link: a generator context manager cost a generator and a wrapper per
+    use, on every frame sent (a third of ``send_media``'s samples in a py-spy profile)."""
+
+    __slots__ = ("_link",)
+
+    def __init__(self, link: CarrierLink) -> None:
+        self._link = link
+
+    def __enter__(self) -> None:
+        self._link._acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._link._lock.release()
 
 
 def _closed_in_order(exc: BaseException) -> bool:

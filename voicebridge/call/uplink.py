@@ -16,7 +16,6 @@ model's VAD does not hear the agent interrupt itself either (docs/barge-in.md).
 """
 from __future__ import annotations
 
-import base64
 import threading
 from collections import deque
 
@@ -87,7 +86,7 @@ class InboundAudio:
         """The appends a replacement session must get first (model thread, before it is ready)."""
         with self._lock:
             data = b"".join(self._uncommitted)
-        return [rt.input_audio_append(base64.b64encode(data).decode("ascii"))] if data else []
+        return [rt.audio_append(data)] if data else []
 
     def flush(self, now: float | None = None) -> None:
         """Send what waits once a session is ready: everything, if a batch is full or (on the
@@ -100,7 +99,7 @@ class InboundAudio:
             self._pending.clear()
 
     def _send(self, data: bytes) -> bool:
-        if not self._model.send(rt.input_audio_append(base64.b64encode(data).decode("ascii"))):
+        if not self._model.send(rt.audio_append(data)):
             return False  # the session went away under us: the audio waits for the next one
         with self._lock:
             self._uncommitted.append(data)

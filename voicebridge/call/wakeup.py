@@ -43,8 +43,10 @@ class GreenWakeup:
 
     def __init__(self) -> None:
         from gevent import get_hub
+        from gevent.hub import Waiter
 
         self._hub = get_hub()
+        self._new_waiter = Waiter  # imported once: an import statement per wait costs a lookup each time
         self._set = False
         self._waiter: Any = None  # the current wait's Waiter
 
@@ -57,9 +59,7 @@ class GreenWakeup:
     def wait(self, timeout: float) -> bool:
         """True if set (consuming it), False after ``timeout`` seconds."""
         if not self._set:
-            from gevent.hub import Waiter
-
-            waiter = Waiter(self._hub)
+            waiter = self._new_waiter(self._hub)
             timer = self._hub.loop.timer(max(timeout, 0.0))
             timer.start(waiter.switch, False)
             self._waiter = waiter

@@ -2,8 +2,11 @@
 
 ``MediaSession`` only needs ``send(text)``, ``recv(timeout) -> str | bytes | None`` (None on
 timeout) and an idempotent ``close()``; anything with those methods can be injected (tests
-use a scripted fake). The default uses websocket-client, whose ``send`` holds a lock, so
-the session's threads may send concurrently.
+use a scripted fake). The default dials with websocket-client (its handshake, TLS and proxy
+support) and then frames the connection itself (``model.wsframe``): each send is one frame
+written under websocket-client's send lock, so the session's threads may send concurrently, and
+the server's frames are read in ``RECV_BYTES`` reads into a ``FrameReader``, one recv for
+several frames where websocket-client made three per frame (header, length, payload).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Callable, Protocol
 
 import websocket
@@ -30,6 +34,12 @@ class Keepalive(enum.Enum):
 
 
 KEEPALIVE = Keepalive.FRAME
+RECV_BYTES = 16 * 1024
+"""One read of the server's frames takes at most this much (several audio deltas)."""
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""A server message larger than this ends the connection (a replacement session is dialed): the
+largest Realtime events (a ``session.created`` echoing long instructions, a ``response.done``
+with its transcript) are a few hundred KB."""
 
 
 class RealtimeConnection(Protocol):
@@ -54,6 +64,7 @@ class WebSocketRealtimeConnection:
         # descriptors above 1023 (FD_SETSIZE) -- that would drop every call past ~500; under
         # gevent, a watcher in its hub made once (gevent's poll makes one on every call)
         self._wait_readable = sockio.readable(ws.sock)
+        self._frames = wsframe.FrameReader(MAX_MESSAGE_BYTES, from_server=True)  # the model thread's only
 
     def send(self, text: str) -> None:
         """One masked text frame, built here: websocket-client's ``send`` does more work per call.
@@ -93,28 +104,52 @@ class WebSocketRealtimeConnection:
         """The next server message, ``KEEPALIVE`` for a ping (answered) or a pong, None after
         ``timeout`` s without anything.
 
-        Read by websocket-client frame by frame: a burst of buffered deltas is never parsed in
-        one long run that would hold the GIL past the TX thread's slot (docs/performance.md).
-        A ping returns at once: waiting on for a message after it would run into the socket's
-        timeout on a quiet line and be taken for a lost connection.
+        One message per call, from what is already read first: a burst of buffered deltas is
+        never parsed in one long run that would hold the GIL past the TX thread's slot
+        (docs/performance.md), and a read takes at most ``RECV_BYTES``. A ping returns at once:
+        waiting on for a message after it would run into the socket's timeout on a quiet line
+        and be taken for a lost connection.
         """
         if self._closed.is_set():
             raise ConnectionClosed("connection closed")
-        try:
-            if not self._readable(timeout):
-                return None
-            opcode, data = self._ws.recv_data(control_frame=True)
-        except (websocket.WebSocketException, OSError, ValueError) as exc:
-            raise ConnectionClosed(str(exc)) from exc
-        if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+        deadline = None
+        while True:
+            try:
+                event = self._frames.next_event()
+            except wsframe.FrameError as exc:
+                raise ConnectionClosed(f"protocol error from the server: {exc.reason}") from exc
+            if event is not None:
+                return self._deliver(event)
+            if deadline is None:  # the clock is read only when a wait is needed
+                deadline, left = time.monotonic() + timeout, timeout
+            else:
+                left = max(0.0, deadline - time.monotonic())
+            try:
+                if not self._readable(left):
+                    return None
+                data = self._ws.sock.recv(RECV_BYTES)
+            except (websocket.WebSocketException, OSError, ValueError, AttributeError) as exc:
+                raise ConnectionClosed(str(exc) or type(exc).__name__) from exc
+            if not data:
+                raise ConnectionClosed("connection closed by the server (EOF)")
+            self._frames.feed(data)
+
+    def _deliver(self, event: "wsframe.Message | wsframe.Control") -> "str | bytes | Keepalive":
+        if isinstance(event, wsframe.Message):
+            return event.data
+        if event.opcode == wsframe.OP_PING:
+            self._send_frame(wsframe.encode(wsframe.OP_PONG, event.payload, os.urandom(4)))
             return KEEPALIVE
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else wsframe.CLOSE_NO_STATUS
-            reason = bytes(data[2:]).decode("utf-8", errors="replace")
-            raise ConnectionClosed(f"closed by peer ({code} {reason})".rstrip())
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-        return bytes(data)
+        if event.opcode == wsframe.OP_PONG:
+            return KEEPALIVE
+        # the server's close: answered (as websocket-client did), then the connection is over
+        try:
+            self._send_frame(wsframe.encode(wsframe.OP_CLOSE, wsframe.close_payload(wsframe.CLOSE_NORMAL),
+                                            os.urandom(4)))
+        except ConnectionClosed:
+            pass
+        self._ws.connected = False  # its close() then sends no second close frame
+        raise ConnectionClosed(f"closed by peer ({event.code} {event.reason})".rstrip())
 
     def close(self) -> None:
         if self._closed.is_set():

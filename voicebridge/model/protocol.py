@@ -99,6 +99,16 @@ def input_audio_append(b64_audio: str) -> str:
     return '{"type":"input_audio_buffer.append","audio":' + json.dumps(b64_audio) + "}"
 
 
+_APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
+
+
+def audio_append(audio: bytes) -> str:
+    """``input_audio_buffer.append`` of ``audio`` (mu-law), base64-encoded here: the same text as
+    ``input_audio_append``, put together without the JSON encoder (base64's alphabet needs no
+    escaping), which was two thirds of an append's Python work (ten a second per call)."""
+    return _APPEND_HEAD + base64.b64encode(audio).decode("ascii") + '"}'
+
+
 def response_create(instructions: str | None = None, kind: str | None = None, event_id: str | None = None,
                     out_of_band: bool = False) -> str:
     """``response.create``; ``kind`` is echoed back in ``response.metadata`` (which request made it).

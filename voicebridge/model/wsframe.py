@@ -1,14 +1,17 @@
 """WebSocket framing (RFC 6455), sans-IO: bytes in, messages and control events out.
 
-Two users, both ours: the bridge's Realtime client (``model.client``) builds each outgoing frame
-here (one header pack and one masking XOR) and sends it on websocket-client's socket, and the
-offline stack's local Realtime server (``dev.local.wsserver``) reads its clients with
-``FrameReader``, with no reader thread per connection. No extensions are negotiated, so RSV
-bits are errors.
+Its users, all ours: the bridge's Realtime client (``model.client``) builds each outgoing frame
+here (one header pack and one masking XOR), sends it on websocket-client's socket and reads the
+server's frames with ``FrameReader(from_server=True)``; the media routes
+(``serving.mediasocket``) and the offline stack's local Realtime server (``dev.local.wsserver``)
+read their clients with ``FrameReader``, with no reader thread per connection. No extensions are
+negotiated, so RSV bits are errors.
 
 ``FrameReader`` checks what a server must check: client frames masked, control frames short
 and unfragmented, continuation order, UTF-8 text, a message size cap. A violation raises
-``FrameError`` with the close code to send.
+``FrameError`` with the close code to send. Reading a server (``from_server``), it is lenient
+where a slip costs nothing, as websocket-client was: a masked frame is unmasked, and text that is
+not UTF-8 arrives with U+FFFD in place of the bad bytes (the event codec then judges it).
 """
 from __future__ import annotations
 
@@ -97,8 +100,9 @@ def close_payload(code: int, reason: str = "") -> bytes:
 class FrameReader:
     """Incremental frame decoder: ``feed`` bytes, then take events with ``next_event``."""
 
-    def __init__(self, max_message_size: int = 64 * 1024) -> None:
+    def __init__(self, max_message_size: int = 64 * 1024, *, from_server: bool = False) -> None:
         self.max_message_size = max_message_size
+        self._from_server = from_server
         self._buf = bytearray()
         self._parts: list[bytes] = []
         self._size = 0
@@ -125,7 +129,7 @@ class FrameReader:
         if b0 & 0x70:
             raise FrameError(CLOSE_PROTOCOL_ERROR, "reserved bits set (no extension negotiated)")
         masked, length, pos = bool(b1 & 0x80), b1 & 0x7F, 2
-        if not masked:
+        if not masked and not self._from_server:
             raise FrameError(CLOSE_PROTOCOL_ERROR, "client frame not masked")
         if length == 126:
             if len(buf) < 4:
@@ -137,10 +141,10 @@ class FrameReader:
             length, pos = _U64.unpack_from(buf, 2)[0], 10
         if length > self.max_message_size:
             raise FrameError(CLOSE_TOO_BIG, f"frame of {length} bytes over the {self.max_message_size} cap")
-        end = pos + 4 + length
+        end = pos + 4 * masked + length
         if len(buf) < end:
             return None
-        payload = mask(bytes(buf[pos + 4:end]), bytes(buf[pos:pos + 4]))
+        payload = mask(bytes(buf[pos + 4:end]), bytes(buf[pos:pos + 4])) if masked else bytes(buf[pos:end])
         del buf[:end]
         return bool(b0 & 0x80), b0 & 0x0F, payload
 
@@ -154,7 +158,7 @@ class FrameReader:
             if self._opcode is not None:
                 raise FrameError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
             if fin:  # the common case: one frame, one message
-                return _message(opcode, payload)
+                return _message(opcode, payload, self._from_server)
             self._opcode = opcode
         else:
             raise FrameError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
@@ -166,12 +170,14 @@ class FrameReader:
             return None
         whole, kind = b"".join(self._parts), self._opcode
         self._parts, self._size, self._opcode = [], 0, None
-        return _message(kind, whole)
+        return _message(kind, whole, self._from_server)
 
 
-def _message(opcode: int, payload: bytes) -> Message:
+def _message(opcode: int, payload: bytes, lenient: bool = False) -> Message:
     if opcode == OP_BINARY:
         return Message(payload)
+    if lenient:
+        return Message(payload.decode("utf-8", errors="replace"))
     try:
         return Message(payload.decode("utf-8"))
     except UnicodeDecodeError:
