@@ -93,7 +93,7 @@ def redis_server() -> Iterator[Any]:
 # (A module missing here only costs balance; the order of the tests inside a module is kept.)
 LONG_FIRST = ("test_gevent.py", "test_verify.py", "test_e2e.py", "test_app.py", "test_e2e_aftercall.py",
               "test_e2e_telnyx.py", "test_outbound_calls.py", "test_soak.py", "test_flaskext.py",
-              "test_redisstate.py", "test_shared.py", "test_faults_socket.py", "test_sim_caller.py")
+              "test_redisstate.py", "test_shared.py", "test_faults_socket.py", "test_sim_caller.py", "test_sim_webhook.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
