@@ -15,7 +15,8 @@ by the case's delay + 60-70 ms. Cancellers:
 
 * ``aec3``: WebRTC AEC3 through ``livekit.rtc.AudioProcessingModule(echo_cancellation=True)``
   (10 ms frames at 8 kHz; its own delay estimator; ``aec3_delay`` also gets
-  ``set_stream_delay_ms`` with the true bulk delay, as if the echo gate had told it);
+  ``set_stream_delay_ms`` with the true bulk delay, as if the echo gate had told it; ``aec3_16k``
+  runs it at 16 kHz, the frames resampled in and out, which adds 4 ms);
 * ``speex``: speexdsp's MDF canceller with its residual-echo preprocessor, through ``pyaec``
   (a wheel with speexdsp inside), 20 ms frames; it has no delay estimator, so its reference is
   delayed by the true bulk delay less 20 ms and the filter is 128 ms long (as if the echo gate's
@@ -45,7 +46,7 @@ false barge-ins, backchannels cut, misses at the ear, underruns, CPU.
 Needs the ``aec`` extra (``pip install -e '.[aec]'``: livekit, pyaec) and numpy.
 
 Usage: python benchmarks/aec_onset.py [--json] [--n N] [--seed S] [--no-greeting]
-       [--only aec3,aec3_delay,speex,speex_linear,speex_512ms] [--drive D] [--in-bridge aec3|speex|speex_linear|speex_512ms]
+       [--only aec3,aec3_delay,aec3_16k,speex,speex_linear,speex_512ms] [--drive D] [--in-bridge aec3|speex|speex_linear|speex_512ms]
 """
 from __future__ import annotations
 
@@ -86,6 +87,8 @@ def _need(module: str) -> None:
 class Aec3:
     """WebRTC AEC3 (livekit's APM) on 10 ms halves of each 20 ms frame."""
 
+    rate = RATE
+
     def __init__(self, delay_ms: int | None) -> None:
         try:
             from livekit import rtc
@@ -96,15 +99,60 @@ class Aec3:
         self._delay_ms = delay_ms
 
     def tick(self, ref: np.ndarray, mic: np.ndarray) -> np.ndarray:
-        rtc, out = self._rtc, []
-        for h in (slice(0, 80), slice(80, 160)):
-            self._apm.process_reverse_stream(rtc.AudioFrame(ref[h].tobytes(), RATE, 1, 80))
+        rtc, out, n = self._rtc, [], self.rate // 100
+        ref, mic = self._to_rate(ref, mic)
+        for h in (slice(0, n), slice(n, 2 * n)):
+            self._apm.process_reverse_stream(rtc.AudioFrame(ref[h].tobytes(), self.rate, 1, n))
             if self._delay_ms is not None:
                 self._apm.set_stream_delay_ms(self._delay_ms)
-            frame = rtc.AudioFrame(mic[h].tobytes(), RATE, 1, 80)
+            frame = rtc.AudioFrame(mic[h].tobytes(), self.rate, 1, n)
             self._apm.process_stream(frame)
             out.append(np.frombuffer(frame.data, dtype=np.int16))
-        return np.concatenate(out)
+        return self._from_rate(np.concatenate(out))
+
+    def _to_rate(self, ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return ref, mic
+
+    def _from_rate(self, out: np.ndarray) -> np.ndarray:
+        return out
+
+
+class Halfband:
+    """Streaming 2x resampling (8 <-> 16 kHz) with a 63-tap windowed-sinc low-pass (2 ms group delay)."""
+
+    TAPS = np.sinc(np.arange(-31, 32) / 2) / 2 * np.hamming(63)
+
+    def __init__(self) -> None:
+        self._hist = np.zeros(len(self.TAPS) - 1)
+
+    def _filter(self, x: np.ndarray) -> np.ndarray:
+        y = np.convolve(np.concatenate([self._hist, x]), self.TAPS, mode="valid")
+        self._hist = np.concatenate([self._hist, x])[-(len(self.TAPS) - 1):]
+        return y
+
+    def up(self, x: np.ndarray) -> np.ndarray:
+        z = np.zeros(2 * len(x))
+        z[::2] = x
+        return np.clip(np.round(2 * self._filter(z)), -32768, 32767).astype(np.int16)
+
+    def down(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(np.round(self._filter(x.astype(float))[::2]), -32768, 32767).astype(np.int16)
+
+
+class Aec3Wide(Aec3):
+    """AEC3 at 16 kHz (its native band split), the 8 kHz frames resampled in and out."""
+
+    rate = 2 * RATE
+
+    def __init__(self, delay_ms: int | None) -> None:
+        super().__init__(delay_ms)
+        self._ref, self._mic, self._out = Halfband(), Halfband(), Halfband()
+
+    def _to_rate(self, ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._ref.up(ref), self._mic.up(mic)
+
+    def _from_rate(self, out: np.ndarray) -> np.ndarray:
+        return self._out.down(out)
 
 
 class Speex:
@@ -215,6 +263,7 @@ IN_BRIDGE_SHOWN = ("by_group_stop_ms_exact_and_ducking_frame_end_p50_p90", "stop
 CANCELLERS: dict[str, Callable[[Call], object]] = {
     "aec3": lambda call: Aec3(None),
     "aec3_delay": lambda call: Aec3(call.bulk_ms),
+    "aec3_16k": lambda call: Aec3Wide(None),
     "speex": lambda call: Speex(call.bulk_ms * RATE // 1000 - FRAME),
     "speex_linear": lambda call: Speex(call.bulk_ms * RATE // 1000 - FRAME, preprocess=False),
     "speex_512ms": lambda call: Speex(0, filter_len=4096),
