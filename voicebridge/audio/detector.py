@@ -496,6 +496,8 @@ class CallerLevel:
         unvoiced onset of words ("s... stop", "f... forget it", a whisper) rises to its level and
         holds it, so its frames are never that far under an early peak while it goes on."""
         levels = self._run_levels
+        if not levels:
+            return False
         peak = max(levels[:3])
         if (self._utterance_voiced or self.whispered or max(levels) > peak + 1.0
                 or peak < self.detector.threshold_dbfs + self.IMPULSE_OVER_DB):
