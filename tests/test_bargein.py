@@ -537,3 +537,36 @@ def test_a_quiet_lines_soft_attack_clear_of_the_echo_ducks_four_db_sooner():
     for i in range(100):
         level.feed(-100.0, i * 0.02, False, lambda: True)
     assert level.feed(-40.0, 2.0, True, lambda: True, headroom_db=30.0) is Decision.NONE
+
+
+def _decaying_burst(peak_dbfs: float, frames: int, step_db: float = 1.0) -> list[bytes]:
+    """A voiceless burst at ``peak_dbfs`` decaying ``step_db`` per frame (a door's slam and rattle)."""
+    return [_noise_frames(1, peak_dbfs - step_db * i, seed=10 + i)[0] for i in range(frames)]
+
+
+def test_a_slam_is_released_once_it_decays_and_its_tail_is_ignored_but_a_voice_over_it_is_not():
+    """A door: loud, voiceless, at its loudest at once, then a rattle decaying about 1 dB per frame
+    for half a second. The duck waited ``MAX_UNVOICED`` frames for a voice (480 ms, then the
+    release's grace: 0.9 s of answer paused); now it is released as an impulsive noise once three
+    loud frames in a row are ``BURST_DECAY_DB`` under its early peak, and the rest of the tail,
+    still over the threshold, neither ducks nor counts, until the line rises over it (the caller
+    talking over the rattle) or goes quiet."""
+    level = CallerLevel(frames_needed=5, duck=True, dip_frames=1, voiced_needed=3)
+    decisions(level, [audio.SILENCE_FRAME] * 80, 0.0)
+    slam = _decaying_burst(-10.0, 26)
+    out = decisions(level, slam, 10.0)
+    assert out[0] is Decision.DUCK
+    assert 10 <= out.index(Decision.RELEASE) <= 13 and level.impulse  # about 9 dB down: 200-260 ms
+    assert Decision.DUCK not in out[1:] and level.heard_noise(10.6)
+    rise = decisions(level, _noise_frames(3, -14.0, seed=40), 10.52)  # 12 dB over the tail: a new sound
+    assert rise[0] is Decision.DUCK
+
+
+def test_a_sustained_voiceless_onset_is_not_released_as_a_decaying_burst():
+    """"Sss... stop": a fricative rises to its level and holds it; a burst's decay test never fires
+    on it, whatever its length (the duck waits for the voice as before)."""
+    level = CallerLevel(frames_needed=5, duck=True, dip_frames=1, voiced_needed=3)
+    decisions(level, [audio.SILENCE_FRAME] * 80, 0.0)
+    hiss = _noise_frames(2, -34.0) + _noise_frames(14, -26.0, seed=5)
+    out = decisions(level, hiss, 10.0)
+    assert out[0] is Decision.DUCK and Decision.RELEASE not in out and not level.impulse

@@ -403,3 +403,19 @@ def test_the_gate_says_how_far_a_frame_is_over_the_loudest_echo_it_can_hold():
     assert gate.headroom_db == pytest.approx(35.0)
     gate.judge(-78.0, 5.02, floor_dbfs=-80.0)
     assert gate.headroom_db == 0.0
+
+
+def test_the_rooms_tail_of_audio_that_stopped_is_echo_while_it_decays():
+    """Once the delay is known, a frame whose window at the delay holds nothing played may still
+    carry the room's reverberation of what played just before (a greeting's last word, what played
+    before a duck's clear): judged against that audio, ``TAIL_DB`` quieter per slot past the window,
+    not called the caller's because nothing played (three such tails ducked the answer's start on
+    the corpus set). A voice over the tail is the caller; once the tail has died away, anything is."""
+    gate, _, _ = speakerphone_call(-15, 10, frames=300)
+    assert gate.delay_ms == 200
+    gate.played(-12.0, 16.0)  # the agent's last frame (slot 800), then nothing
+    floor = NOISE_DBFS - 1
+    assert gate.judge(-27.0, 16.2, floor_dbfs=floor) is Verdict.ECHO  # its echo, at the delay
+    assert gate.judge(-34.0, 16.26, floor_dbfs=floor) is Verdict.ECHO  # 20 ms past the window: its tail
+    assert gate.judge(-20.0, 16.28, floor_dbfs=floor) is Verdict.CALLER  # far over the tail: a voice
+    assert gate.judge(-40.0, 17.0, floor_dbfs=floor) is Verdict.CALLER  # the tail is over: not echo

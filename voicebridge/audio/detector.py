@@ -175,7 +175,11 @@ class CallerLevel:
       then released as ``BACKCHANNEL`` (the answer resumes where it paused). Runs less than
       ``UTTERANCE_GAP_S`` apart are one utterance ("wait, hold on"), and a voice heard in one
       of them counts for all;
-    * *near?* (``near_db``): the utterance peaks that far over the noise floor.
+    * *near?* (``near_db``): the utterance peaks that far over the noise floor; with ``near_clear``
+      (the echo gate's headroom is fed), one of its frames also stood ``CLEAR_OF_ECHO_DB`` over
+      the loudest echo the gate predicts for it (or was judged before the gate knew its delay,
+      against a reference that understates a caller): an echo peak crosses the gate's margin by
+      a few dB, a caller's voice over the echo stands well clear of it at least once.
 
     A whisper (a soft, bright, sustained voiceless run that is no decaying burst) confirms
     without a voice; a run that starts on a dull frame (rumble) does not even duck.
@@ -201,6 +205,8 @@ class CallerLevel:
     IMPULSE_FRAMES = 5  # a voiceless run of at most this many loud frames ...
     IMPULSE_OVER_DB = 15.0  # ... (or a decaying burst) peaking this far over the threshold: a click, a knock
     IMPULSE_DROP_DB = 12.0  # ... after which the line falls this far under its peak: the sound stopped
+    DECAY_FRAMES = 3  # loud frames in a row BURST_DECAY_DB under a voiceless burst's early peak: its rattle, released
+    TAIL_RISE_DB = 6.0  # ... and its tail ignored while it decays: a frame this far over the tail's lowest is a new sound
     NEAR_OVER_THRESHOLD_DB = 3.0  # ... and this far over the configured threshold (a floor that has not caught up
     # with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
     QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
@@ -210,11 +216,13 @@ class CallerLevel:
 
     def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
                  dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0,
-                 min_speech_frames: int = 0, tones: bool | None = None, near_db: float = 0.0) -> None:
+                 min_speech_frames: int = 0, tones: bool | None = None, near_db: float = 0.0,
+                 near_clear: bool = False) -> None:
         self.threshold_dbfs = threshold_dbfs
         self.voiced_needed = voiced_needed
         self.min_speech_frames = min_speech_frames
         self.near_db = near_db
+        self.near_clear = near_clear
         self.tones = voiced_needed > 0 if tones is None else tones
         self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
         self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
@@ -237,9 +245,12 @@ class CallerLevel:
         self._utterance_end = float("-inf")
         self._utterance_peak = MIN_DBFS
         self._utterance_start = float("-inf")
+        self._clear_at = float("-inf")  # when a loud frame last stood clear of the echo (``near_clear``)
         self._unvoiced = 0
         self._dips = 0
         self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
+        self._decay = 0  # loud frames in a row of a waiting run that decayed under its early peak (a slam's rattle)
+        self._tail: float | None = None  # a burst released on its decay: its tail's lowest level (ignored till it rises)
         self._noise_at = float("-inf")  # when a loud sound without a voice (a burst) last ended
         self._whisper_at = float("-inf")  # when a sustained voiceless sound (a whisper) last ended
         self._level = MIN_DBFS
@@ -260,12 +271,13 @@ class CallerLevel:
         return self.noise.floor_dbfs
 
     def feed(self, level_dbfs: float, now: float, counts: bool, armed: Callable[[], bool],
-             frame: bytes = b"", echo: bool = False, headroom_db: float = 0.0) -> Decision:
+             frame: bytes = b"", echo: bool = False, headroom_db: float = 0.0, blind: bool = False) -> Decision:
         """One caller frame. ``counts`` is False for the agent's own echo (quiet to the detector;
         ``echo`` says it was judged echo rather than unsure); ``armed`` is asked only when the
         answer can matter (a loud frame, or a dip in a run). ``headroom_db``: how far the frame is
         over the loudest echo the echo gate predicts for it (or over the floor, nothing played): a
-        quiet line's soft attack that far clear of the echo is loud ``CLEAR_REACH_DB`` sooner."""
+        quiet line's soft attack that far clear of the echo is loud ``CLEAR_REACH_DB`` sooner.
+        ``blind``: the gate judged the frame before it knew the echo's delay (``near_clear``)."""
         self._now = now
         detector = self.detector
         floor = self.noise.update(level_dbfs, now)
@@ -288,6 +300,9 @@ class CallerLevel:
             self._deaf = loud
             self.loud = loud = False
             level = fed = MIN_DBFS
+        elif self._tail is not None and self._in_tail(loud, level):
+            self.loud = loud = False
+            level = fed = MIN_DBFS
         elif counts and level >= detector.threshold_dbfs - self.SOFT_DB and level >= floor + 6.0:
             self._soft.append(now)
         if not (loud or detector.run or detector.ducking or self._waiting or self._holding
@@ -299,6 +314,8 @@ class CallerLevel:
             self._previous = frame
             return _NONE
         self._after = MIN_DBFS if loud else max(self._after, level_dbfs)
+        if loud and (blind or headroom_db >= self.CLEAR_OF_ECHO_DB):
+            self._clear_at = now
         try:
             if self._linger_until is not None:
                 lingered = self._linger(armed)
@@ -356,6 +373,8 @@ class CallerLevel:
         voices across the room (babble, a TV: their own dips set the floor a few dB under them)."""
         if not self.near_db:
             return True
+        if self.near_clear and self._clear_at < self._utterance_start:
+            return False  # every frame at the echo's level, a few dB over the gate's margin: its peaks
         peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
         return peak >= max(self.floor_dbfs + self.near_db, self.threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
 
@@ -444,6 +463,9 @@ class CallerLevel:
                 self._waiting = False
                 return self._confirm_or_wait()
             self._unvoiced += 1
+            if self._decaying():  # a slam's rattle, a cough's end: no word goes on from it, resume now
+                self._tail, self.impulse, self._noise_at = self._level, True, self._now
+                return self._release()
             if self._run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
                 self._whisper_at = self._now  # a near, sustained, breathy sound that is no burst
                 self.whispered, self._waiting = True, False  # judged like a voice from here on
@@ -465,6 +487,35 @@ class CallerLevel:
             return self._release()
         self._linger_until = self._now + self.UTTERANCE_GAP_S  # "sh... stop": the voice may follow
         return self._stop_waiting(Decision.NONE)
+
+    def _decaying(self) -> bool:
+        """The waiting run (no voice yet, nor in its utterance) is a burst in its decay: it peaked in its first three frames
+        (none later louder by more than 1 dB), ``IMPULSE_OVER_DB`` over the threshold, and its last
+        ``DECAY_FRAMES`` loud frames are ``BURST_DECAY_DB`` under that peak: a door's slam and its
+        rattle, or a cough's end, which otherwise held the duck for ``MAX_UNVOICED`` frames. The
+        unvoiced onset of words ("s... stop", "f... forget it", a whisper) rises to its level and
+        holds it, so its frames are never that far under an early peak while it goes on."""
+        levels = self._run_levels
+        if not levels:
+            return False
+        peak = max(levels[:3])
+        if (self._utterance_voiced or self.whispered or max(levels) > peak + 1.0
+                or peak < self.detector.threshold_dbfs + self.IMPULSE_OVER_DB):
+            self._decay = 0
+            return False
+        self._decay = self._decay + 1 if self._level <= peak - self.BURST_DECAY_DB else 0
+        return self._decay >= self.DECAY_FRAMES
+
+    def _in_tail(self, loud: bool, level: float) -> bool:
+        """A frame of the tail of a burst released on its decay (ignored): loud, and no more than
+        ``TAIL_RISE_DB`` over the tail's lowest level so far. A quiet frame ends the tail; so does
+        a rise (the caller speaking over the rattle), which is then judged as a new run."""
+        tail = self._tail
+        if not loud or tail is None or level > tail + self.TAIL_RISE_DB:
+            self._tail = None
+            return False
+        self._tail = min(tail, level)
+        return True
 
     def _sustained(self, frames: int = 0) -> bool:
         """The current run is voiceless, long enough (``frames``, default ``WHISPER_FRAMES``) and
@@ -578,6 +629,7 @@ class CallerLevel:
 
     def _stop_waiting(self, decision: Decision) -> Decision:
         self._waiting = self._holding = False
+        self._decay = 0
         self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
         self.detector.reset()
         return decision
@@ -585,7 +637,7 @@ class CallerLevel:
     def reset(self) -> None:
         self.detector.reset()
         self._waiting = self._holding = self._deaf = False
-        self._linger_until = None
+        self._linger_until, self._tail, self._decay = None, None, 0
         self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
         self._utterance_voiced = 0
 

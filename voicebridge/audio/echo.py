@@ -102,6 +102,11 @@ then: what came before is the line's own sound, and would say the echo is far do
 -50 dBFS or more (a level that could be an echo worth judging: below it, a line whose noise
 floor is not known yet)."""
 TALK_GAP_S = 1.0
+TAIL_SLOTS, TAIL_DB = 15, 4.0
+"""The room's reverberation once the delay is known: what played goes on echoing after it stops,
+taken as ``TAIL_DB`` a slot (an RT60 of 0.3 s) beyond the +-40 ms the reference allows, for up to
+300 ms. Without it the tail of audio that stopped (a greeting's end, what played before a duck's
+clear) was judged the caller's as soon as nothing played in the frame's window."""
 """Audible agent audio after this much without any begins a new stretch (for ``RECORD_AFTER_S``)."""
 
 
@@ -191,6 +196,8 @@ class EchoGate:
                 reference = self._played.loudest(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
             else:
                 reference = self._played.loudest(slot - lag - WINDOW, slot - lag + WINDOW)
+            if reference < PLAYED_FLOOR_DBFS and lag is not None:  # nothing at the delay: its room's tail?
+                reference = self._played.tail(slot - lag - WINDOW - 1, TAIL_SLOTS, TAIL_DB)
             if reference < PLAYED_FLOOR_DBFS:
                 self.headroom_db = level_dbfs - floor_dbfs
                 return Verdict.CALLER  # nothing played that could be echoing now
@@ -348,6 +355,12 @@ class PlayedLevels:
             return MIN_DBFS
         loudest = max(self._levels[start:stop])
         return loudest if stop - start == last - first + 1 or loudest >= MIN_DBFS else MIN_DBFS
+
+    def tail(self, last: int, slots: int, decay_db: float) -> float:
+        """The loudest of slots ``last - slots + 1`` .. ``last``, each ``decay_db`` quieter per slot
+        before ``last + 1`` (a reverberating tail; ``MIN_DBFS`` if nothing played)."""
+        levels = self.span(last - slots + 1, last)
+        return max(level - decay_db * (slots - i) for i, level in enumerate(levels))
 
     def span(self, first: int, last: int) -> "list[float]":
         """The levels of slots ``first`` .. ``last``, one per slot."""

@@ -207,7 +207,8 @@ class Listener:
                                  voiced_needed=VOICED_FRAMES if config.barge_in_voicing else 0,
                                  min_speech_frames=(config.barge_in_min_speech_ms // audio.FRAME_MS
                                                     if config.ignore_backchannels else 0),
-                                 near_db=NEAR_DB if config.barge_in_voicing else 0.0)
+                                 near_db=NEAR_DB if config.barge_in_voicing else 0.0,
+                                 near_clear=config.echo_gate)
         self._comfort = ComfortNoise(seed) if config.echo_comfort_noise else None
         self._quieter = (attenuation_table(config.echo_suppression_db)
                          if self._comfort is None and config.echo_suppression_db > 0 else None)
@@ -255,8 +256,10 @@ class Listener:
                 forward = frame.translate(self._quieter)
         if self._blind and verdict is _CALLER:
             self._rejudge(level)
+        gate = self.gate
         decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO,
-                                   0.0 if self.gate is None else self.gate.headroom_db)
+                                   0.0 if gate is None else gate.headroom_db,
+                                   verdict is _CALLER and gate is not None and gate.delay_ms is None)
         if verdict is _CALLER and self.level.loud and self.gate is not None:
             if self.gate.delay_ms is None:
                 self._judged_blind(level, now)
