@@ -37,8 +37,10 @@ def signed(body: bytes, at: float | None = None) -> dict[str, str]:
 
 
 def make_app(**options: Any) -> tuple[Flask, VoiceBridge]:
+    """Both carriers, each with its own check (one open beside one checked is refused)."""
     app = Flask("test")
     options.setdefault("connect", FakeRealtime().connector)
+    options.setdefault("auth_token", "twilio-token-0123456789")
     bridge = VoiceBridge(app, CFG, carrier=("twilio", "telnyx"), telnyx_public_key=PUBLIC, **options)
     return app, bridge
 
@@ -136,24 +138,44 @@ def test_the_example_app_serves_telnyx_with_the_key_from_the_environment():
                        ).status_code == 403
     answer = client.post("/telnyx/voice", data=body, headers=signed(body))
     assert answer.status_code == 200 and ET.fromstring(answer.data).find("Connect/Stream") is not None
-    assert client.post("/voice", data=FORM).status_code == 200  # Twilio's webhook too (no token: unchecked)
+    assert client.post("/voice", data=FORM).status_code == 404  # no Twilio token: its routes are not mounted
     app.extensions["voicebridge"].close()
 
 
-def test_a_stream_needs_a_token_only_if_its_own_carriers_webhooks_are_checked():
-    ended: list[Any] = []
-    app, bridge = make_app(on_end=ended.append)  # Telnyx's key, no Twilio auth token
+def test_the_example_app_with_only_a_twilio_token_has_no_open_telnyx_routes():
+    """A Twilio-only deploy: /telnyx/media unmounted, so no unsigned Telnyx stream runs a call on
+    its OpenAI bill (it used to be mounted, unchecked, beside the checked /media)."""
+    from voicebridge.serving.app import Settings, create_app
+
+    app = create_app(Settings.from_env({"OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime", "STARTUP_CHECK": "0",
+                                        "TWILIO_AUTH_TOKEN": "twilio-token-0123456789"}))
+    rules = {r.rule for r in app.url_map.iter_rules()}
+    assert {"/voice", "/voice/after", "/media"} <= rules and not {r for r in rules if r.startswith("/telnyx")}
+    app.extensions["voicebridge"].close()
+
+
+def test_one_carrier_checked_beside_one_open_is_refused_at_the_mount():
+    """Its open routes would admit anyone: a Twilio token without the Telnyx key (or the other
+    way round) with both carriers mounted is a ValueError naming the missing key; both open
+    (local use) is only warned about."""
+    for given, missing in (({"auth_token": "twilio-token-0123456789"}, "TELNYX_PUBLIC_KEY"),
+                           ({"telnyx_public_key": PUBLIC}, "TWILIO_AUTH_TOKEN")):
+        with pytest.raises(ValueError, match=f"would admit anyone. Give .*{missing}"):
+            VoiceBridge(Flask("half"), CFG, carrier=("twilio", "telnyx"), connect=FakeRealtime().connector, **given)
+    VoiceBridge(Flask("open"), CFG, carrier=("twilio", "telnyx"), connect=FakeRealtime().connector).close()
+
+
+def test_each_carriers_stream_is_checked_its_own_way():
+    """Both checked: an unsigned Twilio upgrade is refused (403), a Telnyx stream without the
+    token its signed webhook issued is closed at its start."""
+    app, bridge = make_app()
     with running(app) as handle:
-        twilio = websocket.create_connection(handle.ws_url, timeout=5)  # unchecked Twilio: admitted without one
-        twilio.send(json.dumps({"event": "start", "streamSid": "MZ" + "1" * 32,
-                                "start": {"streamSid": "MZ" + "1" * 32, "callSid": "CA" + "1" * 32}}))
-        assert wait_until(lambda: bridge.active_calls == 1)
-        twilio.close()
-        assert wait_until(lambda: len(ended) == 1)
-        telnyx_ws = websocket.create_connection(handle.ws_url.replace("/media", "/telnyx/media"), timeout=5)
-        telnyx_ws.send(json.dumps(telnyx_start(call_id=CALL_ID)))  # checked Telnyx: refused without one
-        opcode, _ = telnyx_ws.recv_data(control_frame=True)
+        with pytest.raises(websocket.WebSocketBadStatusException, match="403"):
+            websocket.create_connection(handle.ws_url, timeout=5)
+        ws = websocket.create_connection(handle.ws_url.replace("/media", "/telnyx/media"), timeout=5)
+        ws.send(json.dumps(telnyx_start(call_id=CALL_ID)))
+        opcode, _ = ws.recv_data(control_frame=True)
         assert opcode == websocket.ABNF.OPCODE_CLOSE
-        telnyx_ws.close()
-    assert len(ended) == 1
+        ws.close()
+    assert bridge.active_calls == 0
     bridge.close()

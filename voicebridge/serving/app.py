@@ -279,6 +279,16 @@ def bridge_config(settings: Settings, realtime_url: str | None) -> BridgeConfig:
                         **settings.session_options)
 
 
+def mounted_carriers(settings: Settings) -> tuple[str, ...]:
+    """The carriers the example app answers: both with both keys (or neither: local use, each
+    warned about), else only the one whose signatures it checks, so a Twilio-only deploy has no
+    ``/telnyx/media`` open to anyone (and a Telnyx-only one no open ``/media``)."""
+    twilio, telnyx = bool(settings.twilio_auth_token), bool(settings.telnyx_public_key)
+    if twilio == telnyx:
+        return ("twilio", "telnyx")
+    return ("twilio",) if twilio else ("telnyx",)
+
+
 def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask:
     """The example app: the bridge at ``/voice``, ``/media``, ``/healthz``, ``/metrics``, and for
     Telnyx at ``/telnyx/voice`` and ``/telnyx/media`` (``TELNYX_PUBLIC_KEY`` checks its webhooks).
@@ -317,7 +327,10 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
     app = Flask(__name__)
     bridge_options.setdefault("public_url", settings.public_url)
     bridge_options.setdefault("auth_token", settings.twilio_auth_token)
-    bridge_options.setdefault("carrier", ("twilio", "telnyx"))  # Twilio at /voice, Telnyx at /telnyx/voice
+    bridge_options.setdefault("carrier", mounted_carriers(settings))  # Twilio at /voice, Telnyx at /telnyx/voice
+    if bool(settings.twilio_auth_token) != bool(settings.telnyx_public_key):
+        log.info("only %s is answered: the other carrier's key is not set (TWILIO_AUTH_TOKEN / TELNYX_PUBLIC_KEY), "
+                 "and its routes would admit anyone", "Twilio" if settings.twilio_auth_token else "Telnyx")
     bridge_options.setdefault("telnyx_public_key", settings.telnyx_public_key)
     bridge_options.setdefault("stream_secret", settings.stream_secret)
     bridge_options.setdefault("max_calls", settings.max_calls)
