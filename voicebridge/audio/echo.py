@@ -112,6 +112,9 @@ class Verdict(enum.Enum):
     QUIET = "quiet"  # down at the line's noise: nobody's voice, forwarded as it is
 
 
+_QUIET = Verdict.QUIET  # (the verdict of most frames: a global, not a class lookup)
+
+
 @dataclass
 class EchoStats:
     """What the gate decided (call metrics and the benchmark)."""
@@ -134,7 +137,8 @@ class EchoPath:
 
 class EchoGate:
     """Echo or caller, per inbound frame. ``played`` and ``cleared`` come from the sending side,
-    ``judge`` from the receiving side; one short lock makes that safe."""
+    ``judge`` from the receiving side; one short lock, taken where the played levels are read,
+makes that safe (not for a frame at the line's noise: the inbound levels are the run thread's)."""
 
     def __init__(self, margin_db: float = 3.0) -> None:
         self.margin_db = margin_db
@@ -181,11 +185,11 @@ class EchoGate:
         """The verdict on a caller frame of ``level_dbfs`` that arrived at ``now``; ``floor_dbfs``
         is the line's noise floor (a frame within ``QUIET_DB`` of it is never the caller)."""
         slot = round(now / SLOT_S)
-        with self._lock:
-            self._record(slot, level_dbfs)
-            if level_dbfs <= floor_dbfs + QUIET_DB:
-                self.headroom_db = 0.0
-                return Verdict.QUIET  # most frames of most calls: no reference to look up
+        self._record(slot, level_dbfs)  # (the inbound levels are the run thread's: no lock)
+        if level_dbfs <= floor_dbfs + QUIET_DB:
+            self.headroom_db = 0.0
+            return _QUIET  # most frames of most calls: no reference to look up, no lock taken
+        with self._lock:  # the played levels: the sending side's too
             lag = self._lag
             if lag is None:  # the loudest played within +-40 ms of the delay (within the whole range while unknown)
                 reference = self._played.loudest(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
@@ -258,7 +262,8 @@ class EchoGate:
             fast = self._informed < FAST_ESTIMATES and self._lag is None
             self._estimate_at = self._frames + (FAST_EVERY if fast else SLOW_EVERY)
             self.stats.delay_estimates += 1
-            path = estimate(list(self._levels), slot, self._played, lambda: words(self._callers))
+            with self._lock:
+                path = estimate(list(self._levels), slot, self._played, lambda: words(self._callers))
             self._informed += path.r is not None
             self._learn(path)
 
@@ -509,7 +514,10 @@ def _proven_loss(played: "Any", heard: "Any") -> float | None:
     references = played[:n + MAX_LAG].copy()  # slot i: the loudest of played slots i .. i + 2 * WINDOW
     for shift in range(1, 2 * WINDOW + 1):
         np.maximum(references, played[shift:shift + n + MAX_LAG], out=references)
-    rows = np.lib.stride_tricks.sliding_window_view(references, n)[:MAX_LAG - MIN_LAG + 1]  # lags MAX_LAG .. MIN_LAG
+    # row i: references[i:i + n], for lags MAX_LAG .. MIN_LAG (the rows sliding_window_view(references, n)
+    # would give, as a view made directly: without its set-up, a third of this function's time)
+    rows = np.ndarray((MAX_LAG - MIN_LAG + 1, n), dtype=references.dtype, buffer=references,
+                      strides=(references.itemsize, references.itemsize))
     audible = rows >= PLAYED_FLOOR_DBFS
     least = int(audible.sum(axis=1).min())
     if least < PROVEN_MIN:
