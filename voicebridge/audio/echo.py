@@ -198,7 +198,7 @@ makes that safe (not for a frame at the line's noise: the inbound levels are the
             if reference < PLAYED_FLOOR_DBFS:
                 self.headroom_db = level_dbfs - floor_dbfs
                 return Verdict.CALLER  # nothing played that could be echoing now
-            echo_dbfs = reference - self._judged_loss(lag)  # the loudest echo this frame can hold
+            echo_dbfs = reference - (self._loss if lag is not None else self._judged_loss(lag))  # the loudest echo it can hold
             self.headroom_db = level_dbfs - echo_dbfs
             if level_dbfs > echo_dbfs + self.margin_db:
                 self.stats.caller_frames += 1
@@ -581,15 +581,20 @@ class ComfortNoise:
         self._frames = _noise_frames(seed)
         self._tables: dict[int, bytes] = {}
         self._next = 0
+        self._floor: float | None = None  # the floor of the last frame, and its table
+        self._table = b""
 
     def frame(self, floor_dbfs: float) -> bytes:
         """The next 20 ms of noise at ``floor_dbfs`` (mu-law silence below ``SILENT_FLOOR_DBFS``)."""
         if floor_dbfs < SILENT_FLOOR_DBFS:
             return SILENCE_FRAME
-        db = max(0, round(COMFORT_REFERENCE_DBFS - floor_dbfs))
-        table = self._tables.get(db)
-        if table is None:
-            table = self._tables[db] = attenuation_table(db)
+        if floor_dbfs != self._floor:  # (the floor moves every 100 ms at most: most frames reuse the table)
+            db = max(0, round(COMFORT_REFERENCE_DBFS - floor_dbfs))
+            table = self._tables.get(db)
+            if table is None:
+                table = self._tables[db] = attenuation_table(db)
+            self._floor, self._table = floor_dbfs, table
+        table = self._table
         frame = self._frames[self._next]
         self._next = (self._next + 1) % COMFORT_FRAMES
         return frame.translate(table)
