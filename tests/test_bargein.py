@@ -537,3 +537,25 @@ def test_a_quiet_lines_soft_attack_clear_of_the_echo_ducks_four_db_sooner():
     for i in range(100):
         level.feed(-100.0, i * 0.02, False, lambda: True)
     assert level.feed(-40.0, 2.0, True, lambda: True, headroom_db=30.0) is Decision.NONE
+
+
+def test_a_false_trigger_watch_with_nothing_armed_is_polled_without_its_lock():
+    """The run thread polls every 40 ms of every call, almost always with nothing armed: under
+    gevent a lock is Python code, so that answer takes none. The instant is still seen (the time
+    of evidence given without one), and an armed watch still decides under the lock."""
+
+    class NoLock:
+        def __enter__(self):
+            raise AssertionError("the lock was taken")
+
+        def __exit__(self, *exc):
+            return False
+
+    watch = FalseTriggerMonitor(0.5)
+    real, watch._lock = watch._lock, NoLock()
+    assert not watch.poll(3.0)
+    watch._lock = real
+    watch.speech_started()  # at the latest instant seen: the poll's 3.0
+    watch.start(3.1, loud=False, since=2.9)
+    assert not watch.poll(3.7)  # speech after the run began (2.9): a real barge-in, not a false one
+    assert not watch.armed

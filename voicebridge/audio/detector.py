@@ -709,7 +709,14 @@ class FalseTriggerMonitor:
             self.armed = False
 
     def poll(self, now: float) -> bool:
-        """True exactly once when the barge-in is judged false (time to resume the answer)."""
+        """True exactly once when the barge-in is judged false (time to resume the answer).
+        Not armed (most polls of most calls, on the run thread's timer): answered without the
+        lock, which ``start`` sets ``armed`` under (under gevent a lock is Python code; a poll
+        that just missed a ``start`` on another thread sees it on the next tick)."""
+        if not self.armed:
+            if now > self._last:
+                self._last = now  # (``_seen``: the time of evidence given without one)
+            return False
         with self._lock:
             self._seen(now)
             if not self.armed:
