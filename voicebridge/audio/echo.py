@@ -387,7 +387,10 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
         played = PlayedLevels.of(played)
     np = numeric()[0]
     # the played levels from MAX_LAG + WINDOW before the first inbound slot to WINDOW after the last
-    span = np.array(played.span(last_slot - len(levels) + 1 - MAX_LAG - WINDOW, last_slot + WINDOW))
+    spanned = played.span(last_slot - len(levels) + 1 - MAX_LAG - WINDOW, last_slot + WINDOW)
+    if max(spanned) < PLAYED_FLOOR_DBFS:  # nothing audible played (the caller's turn): no evidence, no proof
+        return EchoPath(None, None)  # (what the steps below come to then, without a numpy call)
+    span = np.array(spanned)
     n = _since_the_agent(len(levels), span >= PLAYED_FLOOR_DBFS)
     raw = span[len(span) - (n + MAX_LAG + 2 * WINDOW):]  # slot first_slot - MAX_LAG - WINDOW on
     heard = np.array(levels[len(levels) - n:])
