@@ -7,8 +7,8 @@ the echo gate's bookkeeping of sent frames, timed in the thread's CPU time less 
 cost) with three steady streams, 60 s each, and reports microseconds per caller frame:
 
 * ``quiet``: the line's noise (-65 dBFS), nothing played (most frames of most calls);
-* ``echo``: the agent's answer playing, the line carrying only its echo 20 dB down and 120 ms
-  late (the gate finds the delay, then judges every frame echo: comfort noise to the model);
+* ``echo``: the agent's answer playing (in deltas of 100 ms), the line carrying only its echo
+  20 dB down and 120 ms late (the gate finds the delay, then judges every frame echo: comfort noise to the model);
 * ``caller``: a caller's speech (the corpus's interruptions back to back) with the agent silent.
 
 Each variant runs every stream ``--rounds`` times, interleaved; the best round is reported (the
@@ -35,6 +35,7 @@ from voicebridge.audio.mulaw import SILENCE_FRAME  # noqa: E402
 from voicebridge.dev.sim import corpus, room  # noqa: E402
 
 FRAME = 160
+DELTA_FRAMES = bc.DELTA_BYTES // FRAME
 ECHO_DB, ECHO_SLOTS = 20, 6
 
 
@@ -61,10 +62,10 @@ def _run(make: Callable[[], Any], agent: list[bytes], caller: list[bytes]) -> fl
     """Microseconds of listening CPU per caller frame over one stream."""
     bridge = make()
     out = bridge._out
-    for i, (played, heard) in enumerate(zip(agent, caller)):
+    for i, heard in enumerate(caller):
         now = i * bc.TICK
-        if played:
-            out.push("item", played)
+        if i % DELTA_FRAMES == 0 and agent[i]:  # the model's audio in deltas of 100 ms, as the set's
+            out.push("item", b"".join(agent[i:i + DELTA_FRAMES]))
         bridge.twilio_out(now)
         bridge.caller_frame(heard, now)
     return bridge.listening_cpu_s * 1e6 / len(caller)
