@@ -138,7 +138,7 @@ class EchoPath:
 class EchoGate:
     """Echo or caller, per inbound frame. ``played`` and ``cleared`` come from the sending side,
     ``judge`` from the receiving side; one short lock, taken where the played levels are read,
-makes that safe (not for a frame at the line's noise: the inbound levels are the run thread's)."""
+    makes that safe (not for a frame at the line's noise: the inbound levels are the run thread's)."""
 
     def __init__(self, margin_db: float = 3.0) -> None:
         self.margin_db = margin_db
