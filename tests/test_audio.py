@@ -66,6 +66,24 @@ def test_rms_is_the_exact_integer_energy_of_any_frame():
         assert audio.dbfs(frame) == max(audio.MIN_DBFS, level)
 
 
+def test_dbfs_summed_digit_by_digit_is_exact_up_to_the_longest_frame_it_sums():
+    """``dbfs`` sums a frame's squares as four base-256 digits through adler32, whose byte sum
+    wraps at 65521: exact only while every digit's sum stays under it. Each byte value alone and
+    the loudest codes (every digit at its largest) at ``SUMMED_BYTES`` and just past it; other
+    buffer types take the numpy sum, to the same float."""
+    def exact(frame: bytes) -> float:
+        rms = math.sqrt(sum(s * s for s in audio.decode(frame)) / len(frame))
+        return max(audio.MIN_DBFS, 20.0 * math.log10(rms / audio.FULL_SCALE)) if rms else audio.MIN_DBFS
+
+    frames = [bytes([b]) * n for b in range(256) for n in (1, 160)]
+    digits_full = [max(range(256), key=lambda b, s=s: (audio._ULAW_SQUARES[b] >> s) & 0xFF) for s in (0, 8, 16, 24)]
+    for n in (audio.SUMMED_BYTES - 1, audio.SUMMED_BYTES, audio.SUMMED_BYTES + 1, 1000):
+        frames += [bytes([0x80]) * n, bytes([0x00]) * n] + [bytes([b]) * n for b in digits_full]
+    for frame in frames:
+        assert audio.dbfs(frame) == exact(frame), (frame[:1], len(frame))
+        assert audio.dbfs(bytearray(frame)) == audio.dbfs(memoryview(frame)) == audio.dbfs(frame)
+
+
 def test_levels_of_a_deltas_frames_are_dbfs_of_each_to_the_last_bit():
     rng = random.Random(7)
     frames = [bytes(rng.randrange(256) for _ in range(160)) for _ in range(6)]

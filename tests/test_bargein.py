@@ -570,3 +570,25 @@ def test_a_sustained_voiceless_onset_is_not_released_as_a_decaying_burst():
     hiss = _noise_frames(2, -34.0) + _noise_frames(14, -26.0, seed=5)
     out = decisions(level, hiss, 10.0)
     assert out[0] is Decision.DUCK and Decision.RELEASE not in out and not level.impulse
+
+
+def test_a_false_trigger_watch_with_nothing_armed_is_polled_without_its_lock():
+    """The run thread polls every 40 ms of every call, almost always with nothing armed: under
+    gevent a lock is Python code, so that answer takes none. The instant is still seen (the time
+    of evidence given without one), and an armed watch still decides under the lock."""
+
+    class NoLock:
+        def __enter__(self):
+            raise AssertionError("the lock was taken")
+
+        def __exit__(self, *exc):
+            return False
+
+    watch = FalseTriggerMonitor(0.5)
+    real, watch._lock = watch._lock, NoLock()
+    assert not watch.poll(3.0)
+    watch._lock = real
+    watch.speech_started()  # at the latest instant seen: the poll's 3.0
+    watch.start(3.1, loud=False, since=2.9)
+    assert not watch.poll(3.7)  # speech after the run began (2.9): a real barge-in, not a false one
+    assert not watch.armed

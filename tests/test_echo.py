@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import math
 import random
+from unittest import mock
 
 import numpy as np
 import pytest
 
 from voicebridge.audio import mulaw as audio
 from voicebridge.dev import tts
-from voicebridge.audio.echo import PRIOR_LOSS_DB, EchoGate, Verdict, attenuation_table, estimate, words
+from voicebridge.audio.echo import PRIOR_LOSS_DB, EchoGate, EchoPath, Verdict, attenuation_table, estimate, words
 
 AGENT = tts.load_prompt("long_answer")
 CALLER = tts.load_prompt("caller_question")
@@ -106,6 +107,26 @@ def test_the_echo_path_is_measured_only_where_the_line_follows_the_agent():
     echoed = [AGENT_LEVELS[s - 7] - 20 for s in range(100, 200)]
     path = estimate(echoed, 199, played)
     assert path.lag == 7 and path.r > 0.95 and 17.0 <= path.loss_db <= 20.0  # never above the true 20
+
+
+def test_a_gate_that_knows_its_delay_asks_no_loss_of_a_line_that_follows_nothing():
+    """The losses a line proves without a lag only matter while no delay is known (the gate keeps
+    a delay once found): with ``unseen`` False an estimate computes neither; otherwise the same."""
+    rng = random.Random(3)
+    played = {s: AGENT_LEVELS[s] for s in range(200)}
+    unrelated = [rng.uniform(-50, -20) for _ in range(100)]
+    path, skipped = estimate(unrelated, 199, played), estimate(unrelated, 199, played, unseen=False)
+    assert path.loss_db is not None and path.proven_db is not None
+    assert skipped == EchoPath(None, path.r)
+    assert estimate(unrelated[:45], 144, played, unseen=False).proven_db is None
+    echoed = [AGENT_LEVELS[s - 7] - 20 for s in range(100, 200)]
+    assert estimate(echoed, 199, played, unseen=False) == estimate(echoed, 199, played)
+    gate, _, _ = speakerphone_call(-20, 5, frames=500)
+    asked: list[bool] = []
+    with mock.patch("voicebridge.audio.echo.estimate", lambda *a, unseen=True: asked.append(unseen) or EchoPath(None, None)):
+        for i in range(300):
+            gate.judge(-60.0, 21.0 + i * 0.02)
+    assert gate.delay_ms == 100 and asked and not any(asked)
 
 
 def test_a_caller_over_the_echo_never_teaches_the_gate_that_echo_is_loud():

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .mulaw import FRAME_MS, MIN_DBFS
-from .voicing import DULL, pitch
+from .voicing import DULL, Pitch, pitch
 
 FRAME_S = FRAME_MS / 1000
 
@@ -237,6 +237,7 @@ class CallerLevel:
         self._periods: list[float] = []  # pitch periods of the run's consecutive voiced frames (held notes)
         self._bright: list[float] = []  # brightness of the run's loud frames (a whisper is bright)
         self._previous = b""
+        self._pitch: tuple[bytes, bytes, Pitch] | None = None  # the last onset's frame, the one before, its pitch
         self._waiting = False  # the debounce is met, the voice is not: the duck holds
         self._linger_until: float | None = None  # a fricative-like run ended: the duck waits for a voice until then
         self._holding = False  # a voice is heard, not yet long enough: the duck holds
@@ -263,7 +264,8 @@ class CallerLevel:
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
         self._after = MIN_DBFS  # the loudest frame since the run's last loud one, counted or not
         self._now = float("-inf")
-        self._threshold_of: tuple[float, float] | None = None  # (floor, configured) the detector's threshold is for
+        self._floor_of: float | None = None  # the floor the detector's threshold is for (None: not set yet)
+        self._configured_of: float | None = None  # ... and the configured threshold
         self._clear_threshold = threshold_dbfs  # the threshold of a frame clear of the echo (``CLEAR_REACH_DB``)
 
     @property
@@ -281,8 +283,9 @@ class CallerLevel:
         self._now = now
         detector = self.detector
         floor = self.noise.update(level_dbfs, now)
-        if self._adapt and (floor, self.threshold_dbfs) != self._threshold_of:  # the floor moves every 100 ms at most
-            self._threshold_of = (floor, self.threshold_dbfs)
+        if self._adapt and (floor != self._floor_of or self.threshold_dbfs != self._configured_of):
+            # (the floor moves every 100 ms at most: two float compares, no tuple, on the other frames)
+            self._floor_of, self._configured_of = floor, self.threshold_dbfs
             detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs, *self._quiet_line)
             reach, quiet = self._quiet_line
             self._clear_threshold = self.noise.threshold(self.threshold_dbfs, reach + self.CLEAR_REACH_DB, quiet) \
@@ -351,7 +354,18 @@ class CallerLevel:
     def _dull_onset(self, frame: bytes) -> bool:
         """A run would start on a frame with hardly any energy above a few hundred Hz: road
         noise or a knock's thud, never a voice's onset (its vowels and consonants are brighter)."""
-        return bool(self.voiced_needed and frame) and pitch(frame, self._previous).brightness < DULL
+        if not (self.voiced_needed and frame):
+            return False
+        judged = self._pitch = (frame, self._previous, pitch(frame, self._previous))
+        return judged[2].brightness < DULL
+
+    def _pitch_of(self, frame: bytes) -> Pitch:
+        """``pitch`` of ``frame`` after the one before it: the run's first frame was measured
+        already by ``_dull_onset`` (the same bytes after the same bytes: the same answer)."""
+        judged, self._pitch = self._pitch, None
+        if judged is not None and judged[0] is frame and judged[1] is self._previous:
+            return judged[2]
+        return pitch(frame, self._previous)
 
     def _confirm_or_wait(self) -> Decision:
         if self._voiced + self._utterance_voiced < self.voiced_needed:
@@ -396,7 +410,7 @@ class CallerLevel:
         """Voice or not (periodic and bright), and a held note (a steady period) or not."""
         if not frame:
             return
-        r, period, bright = pitch(frame, self._previous)
+        r, period, bright = self._pitch_of(frame)
         self._bright.append(bright)
         if r < self.VOICE_PERIODICITY or bright < DULL:
             self._periods = []
@@ -747,7 +761,14 @@ class FalseTriggerMonitor:
             self.armed = False
 
     def poll(self, now: float) -> bool:
-        """True exactly once when the barge-in is judged false (time to resume the answer)."""
+        """True exactly once when the barge-in is judged false (time to resume the answer).
+        Not armed (most polls of most calls, on the run thread's timer): answered without the
+        lock, which ``start`` sets ``armed`` under (under gevent a lock is Python code; a poll
+        that just missed a ``start`` on another thread sees it on the next tick)."""
+        if not self.armed:
+            if now > self._last:
+                self._last = now  # (``_seen``: the time of evidence given without one)
+            return False
         with self._lock:
             self._seen(now)
             if not self.armed:

@@ -117,6 +117,9 @@ class Verdict(enum.Enum):
     QUIET = "quiet"  # down at the line's noise: nobody's voice, forwarded as it is
 
 
+_QUIET = Verdict.QUIET  # (the verdict of most frames: a global, not a class lookup)
+
+
 @dataclass
 class EchoStats:
     """What the gate decided (call metrics and the benchmark)."""
@@ -139,7 +142,8 @@ class EchoPath:
 
 class EchoGate:
     """Echo or caller, per inbound frame. ``played`` and ``cleared`` come from the sending side,
-    ``judge`` from the receiving side; one short lock makes that safe."""
+    ``judge`` from the receiving side; one short lock, taken where the played levels are read,
+    makes that safe (not for a frame at the line's noise: the inbound levels are the run thread's)."""
 
     def __init__(self, margin_db: float = 3.0) -> None:
         self.margin_db = margin_db
@@ -147,7 +151,7 @@ class EchoGate:
         self._played = PlayedLevels()  # playout slot -> level of the frame playing in it
         self._play_end: float | None = None  # when the audio sent so far ends at the caller
         self._levels: deque[float] = deque(maxlen=HISTORY)  # inbound level per slot, newest last
-        self._last_slot: int | None = None
+        self._next_slot: int | None = None  # the slot after the last one recorded (None: no frame yet)
         self._lag: int | None = None
         self._candidate: int | None = None  # the previous estimate's lag
         self._loss = PRIOR_LOSS_DB
@@ -186,11 +190,15 @@ class EchoGate:
         """The verdict on a caller frame of ``level_dbfs`` that arrived at ``now``; ``floor_dbfs``
         is the line's noise floor (a frame within ``QUIET_DB`` of it is never the caller)."""
         slot = round(now / SLOT_S)
-        with self._lock:
-            self._record(slot, level_dbfs)
-            if level_dbfs <= floor_dbfs + QUIET_DB:
-                self.headroom_db = 0.0
-                return Verdict.QUIET  # most frames of most calls: no reference to look up
+        if slot == self._next_slot and self._frames + 1 < self._estimate_at:
+            self._levels.append(level_dbfs)  # the next slot, no estimate due (nearly every frame): ``_record``'s
+            self._next_slot, self._frames = slot + 1, self._frames + 1  # step written out, one call fewer
+        else:
+            self._record(slot, level_dbfs)  # (the inbound levels are the run thread's: no lock)
+        if level_dbfs <= floor_dbfs + QUIET_DB:
+            self.headroom_db = 0.0
+            return _QUIET  # most frames of most calls: no reference to look up, no lock taken
+        with self._lock:  # the played levels: the sending side's too
             lag = self._lag
             if lag is None:  # the loudest played within +-40 ms of the delay (within the whole range while unknown)
                 reference = self._played.loudest(slot - MAX_LAG - WINDOW, slot - MIN_LAG + WINDOW)
@@ -201,7 +209,7 @@ class EchoGate:
             if reference < PLAYED_FLOOR_DBFS:
                 self.headroom_db = level_dbfs - floor_dbfs
                 return Verdict.CALLER  # nothing played that could be echoing now
-            echo_dbfs = reference - self._judged_loss(lag)  # the loudest echo this frame can hold
+            echo_dbfs = reference - (self._loss if lag is not None else self._judged_loss(lag))  # the loudest echo it can hold
             self.headroom_db = level_dbfs - echo_dbfs
             if level_dbfs > echo_dbfs + self.margin_db:
                 self.stats.caller_frames += 1
@@ -251,7 +259,7 @@ class EchoGate:
     # ------------------------------------------------------------------ learning the echo path
     def _record(self, slot: int, level: float) -> None:
         """Keep one inbound level per slot (a late frame fills the gap; two in a slot: the louder)."""
-        last = self._last_slot
+        last = None if self._next_slot is None else self._next_slot - 1
         if last is not None and slot <= last:
             if slot == last and self._levels:
                 self._levels[-1] = max(self._levels[-1], level)
@@ -259,13 +267,15 @@ class EchoGate:
         if last is not None and slot - last > 1:  # slots no frame arrived in: this level stands for them
             self._levels.extend([level] * min(HISTORY, slot - last - 1))
         self._levels.append(level)
-        self._last_slot = slot
+        self._next_slot = slot + 1
         self._frames += 1
         if self._frames >= self._estimate_at:
             fast = self._informed < FAST_ESTIMATES and self._lag is None
             self._estimate_at = self._frames + (FAST_EVERY if fast else SLOW_EVERY)
             self.stats.delay_estimates += 1
-            path = estimate(list(self._levels), slot, self._played, lambda: words(self._callers))
+            with self._lock:
+                path = estimate(list(self._levels), slot, self._played, lambda: words(self._callers),
+                                unseen=self._lag is None)  # (a delay once found is kept: no use for them)
             self._informed += path.r is not None
             self._learn(path)
 
@@ -372,7 +382,8 @@ class PlayedLevels:
 
 
 def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float] | PlayedLevels",
-             doubted: "set[int] | frozenset[int] | Callable[[], set[int]]" = frozenset()) -> EchoPath:
+             doubted: "set[int] | frozenset[int] | Callable[[], set[int]]" = frozenset(),
+             unseen: bool = True) -> EchoPath:
     """The echo path over the inbound ``levels`` (consecutive slots ending at ``last_slot``).
 
     The lag at which played levels best predict the inbound ones if clearly (r >= 0.7), the best
@@ -382,6 +393,9 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
     correlates well enough, and its frames would say the echo is loud); with no echo to be seen
     (r < 0.3), the loss that proves (see ``_unseen_loss``). ``doubted`` may be a function that
     gives the slots: it is asked only when a lag is found (the gate's costs a pass over its slots).
+    With ``unseen`` False no lag found gives no loss (neither ``_unseen_loss`` nor
+    ``_proven_loss``): a gate that knows its delay has no use for them, and they are two thirds
+    of an estimate's time.
 
     Every lag at once (numpy correlations of the played levels with the line's, not a Python
     loop over the lags): this runs every 400 ms of every call until the delay is found.
@@ -390,19 +404,22 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
         played = PlayedLevels.of(played)
     np = numeric()[0]
     # the played levels from MAX_LAG + WINDOW before the first inbound slot to WINDOW after the last
-    span = np.array(played.span(last_slot - len(levels) + 1 - MAX_LAG - WINDOW, last_slot + WINDOW))
+    spanned = played.span(last_slot - len(levels) + 1 - MAX_LAG - WINDOW, last_slot + WINDOW)
+    if max(spanned) < PLAYED_FLOOR_DBFS:  # nothing audible played (the caller's turn): no evidence, no proof
+        return EchoPath(None, None)  # (what the steps below come to then, without a numpy call)
+    span = np.array(spanned)
     n = _since_the_agent(len(levels), span >= PLAYED_FLOOR_DBFS)
     raw = span[len(span) - (n + MAX_LAG + 2 * WINDOW):]  # slot first_slot - MAX_LAG - WINDOW on
     heard = np.array(levels[len(levels) - n:])
     xs = np.maximum(heard, CLAMP_DBFS)
     if n < LAG_SLOTS:
-        return EchoPath(None, None, proven_db=_proven_loss(raw, xs))
+        return EchoPath(None, None, proven_db=_proven_loss(raw, xs) if unseen else None)
     if int(np.count_nonzero(raw >= PLAYED_FLOOR_DBFS)) < n // 2:
         return EchoPath(None, None)  # the agent hardly spoke: no evidence either way
     xc = xs - xs.sum() / n
     var_x = float(np.dot(xc, xc))
     if var_x < n * 4.0:  # the caller's line barely moved (< 2 dB): it follows nothing
-        return EchoPath(None, 0.0, _unseen_loss(raw, xs), _proven_loss(raw, xs))
+        return _unseen(0.0, raw, xs, unseen)
     # per window start k of n played slots (lag = MAX_LAG + WINDOW - k): its sum, its squares, its
     # product with the line's levels; kept for the lags searched, shortest lag first
     dense = np.maximum(raw, CLAMP_DBFS)
@@ -417,7 +434,7 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
     best = int(np.argmax(r))  # the shortest lag of the best correlation
     best_r = float(r[best])
     if best_r < MIN_CORRELATION:
-        return EchoPath(None, best_r, _unseen_loss(raw, xs), _proven_loss(raw, xs))
+        return _unseen(best_r, raw, xs, unseen)
     best += MIN_LAG
     window = raw[MAX_LAG - best:MAX_LAG - best + n + 2 * WINDOW]  # inbound slot i's played window: [i, i + 2 * WINDOW]
     references = window[:n].copy()
@@ -434,6 +451,13 @@ def estimate(levels: "list[float]", last_slot: int, played: "Mapping[int, float]
         return EchoPath(best, best_r, None)
     k = int(len(losses) * LOSS_PERCENTILE)
     return EchoPath(best, best_r, max(0.0, float(np.partition(losses, k)[k])))
+
+
+def _unseen(r: float, raw: "Any", heard: "Any", wanted: bool) -> EchoPath:
+    """No lag found: the path with the losses the line proves (if ``wanted``)."""
+    if not wanted:
+        return EchoPath(None, r)
+    return EchoPath(None, r, _unseen_loss(raw, heard), _proven_loss(raw, heard))
 
 
 WORD_SLOTS, WORD_SPAN = 3, 2
@@ -522,7 +546,10 @@ def _proven_loss(played: "Any", heard: "Any") -> float | None:
     references = played[:n + MAX_LAG].copy()  # slot i: the loudest of played slots i .. i + 2 * WINDOW
     for shift in range(1, 2 * WINDOW + 1):
         np.maximum(references, played[shift:shift + n + MAX_LAG], out=references)
-    rows = np.lib.stride_tricks.sliding_window_view(references, n)[:MAX_LAG - MIN_LAG + 1]  # lags MAX_LAG .. MIN_LAG
+    # row i: references[i:i + n], for lags MAX_LAG .. MIN_LAG (the rows sliding_window_view(references, n)
+    # would give, as a view made directly: without its set-up, a third of this function's time)
+    rows = np.ndarray((MAX_LAG - MIN_LAG + 1, n), dtype=references.dtype, buffer=references,
+                      strides=(references.itemsize, references.itemsize))
     audible = rows >= PLAYED_FLOOR_DBFS
     least = int(audible.sum(axis=1).min())
     if least < PROVEN_MIN:
@@ -574,15 +601,20 @@ class ComfortNoise:
         self._frames = _noise_frames(seed)
         self._tables: dict[int, bytes] = {}
         self._next = 0
+        self._floor: float | None = None  # the floor of the last frame, and its table
+        self._table = b""
 
     def frame(self, floor_dbfs: float) -> bytes:
         """The next 20 ms of noise at ``floor_dbfs`` (mu-law silence below ``SILENT_FLOOR_DBFS``)."""
         if floor_dbfs < SILENT_FLOOR_DBFS:
             return SILENCE_FRAME
-        db = max(0, round(COMFORT_REFERENCE_DBFS - floor_dbfs))
-        table = self._tables.get(db)
-        if table is None:
-            table = self._tables[db] = attenuation_table(db)
+        if floor_dbfs != self._floor:  # (the floor moves every 100 ms at most: most frames reuse the table)
+            db = max(0, round(COMFORT_REFERENCE_DBFS - floor_dbfs))
+            table = self._tables.get(db)
+            if table is None:
+                table = self._tables[db] = attenuation_table(db)
+            self._floor, self._table = floor_dbfs, table
+        table = self._table
         frame = self._frames[self._next]
         self._next = (self._next + 1) % COMFORT_FRAMES
         return frame.translate(table)

@@ -195,6 +195,7 @@ class AgentWords:
 
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
 _new_tuple = tuple.__new__
+_dbfs = audio.dbfs
 
 
 class Listener:
@@ -245,23 +246,24 @@ class Listener:
     # ------------------------------------------------------------------ the caller's frames
     def hear(self, frame: bytes, now: float, armed: Callable[[], bool]) -> Heard:
         """One caller frame: what the model gets, and the local decision."""
-        level = audio.dbfs(frame)
-        floor = self.level.noise.floor_dbfs
-        verdict = _CALLER if self.gate is None else self.gate.judge(level, now, floor)
+        level = _dbfs(frame)
+        caller_level, gate = self.level, self.gate  # (each read once: every frame of every call comes here)
+        floor = caller_level.noise.floor_dbfs
+        verdict = _CALLER if gate is None else gate.judge(level, now, floor)
         forward = frame
         if verdict is _ECHO:
             if self._comfort is not None:
                 forward = self._comfort.frame(floor)
             elif self._quieter is not None:
                 forward = frame.translate(self._quieter)
-        if self._blind and verdict is _CALLER:
+        caller = verdict is _CALLER
+        if caller and self._blind:
             self._rejudge(level)
-        gate = self.gate
-        decision = self.level.feed(level, now, verdict is _CALLER, armed, frame, verdict is _ECHO,
-                                   0.0 if gate is None else gate.headroom_db,
-                                   verdict is _CALLER and gate is not None and gate.delay_ms is None)
-        if verdict is _CALLER and self.level.loud and self.gate is not None:
-            if self.gate.delay_ms is None:
+        decision = caller_level.feed(level, now, caller, armed, frame, verdict is _ECHO,
+                                     0.0 if gate is None else gate.headroom_db,
+                                     caller and gate is not None and gate.delay_ms is None)
+        if caller and caller_level.loud and gate is not None:
+            if gate.delay_ms is None:
                 self._judged_blind(level, now)
             elif self._blind:  # the run goes on, judged with the delay known: the caller's after all
                 self._blind = []

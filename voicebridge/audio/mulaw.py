@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import zlib
 from typing import Any
 
 SAMPLE_RATE = 8000
@@ -105,6 +106,9 @@ def rms(frame: bytes) -> float:
     return math.sqrt(_energy(frame) / len(frame))
 
 
+_sqrt, _log10 = math.sqrt, math.log10
+
+
 def _dbfs_of(energy: float, n: int) -> float:
     level = math.sqrt(energy / n)
     if level <= 0.0:
@@ -112,17 +116,36 @@ def _dbfs_of(energy: float, n: int) -> float:
     return max(MIN_DBFS, 20.0 * math.log10(level / FULL_SCALE))
 
 
+_DIGITS = tuple(bytes((square >> shift) & 0xFF for square in _ULAW_SQUARES) for shift in (0, 8, 16, 24))
+"""The squared samples (< 2**30) as four base-256 digits, each a ``bytes.translate`` table."""
+SUMMED_BYTES = 256
+"""Up to this many bytes a digit's byte sum (at most 255 each) stays under adler32's modulus (65521)."""
+_DIGITS_ONE = 0x01010101  # adler32's sum starts at 1: once per digit, at its place
+_adler32 = zlib.adler32
+
+
 def dbfs(frame: bytes) -> float:
-    """Level of a mu-law frame in dBFS; digital silence is clamped to MIN_DBFS. (Every caller
-    frame's: ``_energy``'s dot product written out here, one Python call fewer per frame.)"""
+    """Level of a mu-law frame in dBFS; digital silence is clamped to MIN_DBFS.
+
+    Every caller frame's, and every frame sent: a frame's exact energy (the sum of its squared
+    int16 samples, an integer) is summed digit by digit in C without numpy, each digit's bytes
+    by ``bytes.translate`` and their sum by adler32, whose low half is 1 + the byte sum modulo
+    65521, exact for frames up to ``SUMMED_BYTES``. The very same float as the dot product's
+    (an exact integer under 2**53 either way), at about half its cost and none of numpy's
+    dispatch on the call's busiest path."""
     n = len(frame)
     if not n:
         return MIN_DBFS
-    if n > EXACT_SAMPLES:
+    if n > SUMMED_BYTES or type(frame) is not bytes:
         return _dbfs_of(_energy(frame), n)
-    np, table = numeric()
-    x = table.take(np.frombuffer(frame, dtype=np.uint8))
-    return _dbfs_of(float(x.dot(x)), n)
+    digit = frame.translate
+    d0, d1, d2, d3 = _DIGITS
+    energy = ((_adler32(digit(d0)) & 0xFFFF) + ((_adler32(digit(d1)) & 0xFFFF) << 8)
+              + ((_adler32(digit(d2)) & 0xFFFF) << 16) + ((_adler32(digit(d3)) & 0xFFFF) << 24) - _DIGITS_ONE)
+    level = _sqrt(float(energy) / n)  # (``_dbfs_of`` written out: one Python call fewer per frame)
+    if level <= 0.0:
+        return MIN_DBFS
+    return max(MIN_DBFS, 20.0 * _log10(level / FULL_SCALE))
 
 
 def levels(frames: "list[bytes]") -> list[float]:

@@ -81,6 +81,7 @@ class BargeIn:
         self._release_due: float | None = None  # a released duck that cleared resumes then (run thread)
         self._graced = False  # this duck's release was deferred once already (run thread)
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
+        self._armed_check = self._armed  # (bound once: every caller frame passes it on)
 
     # ------------------------------------------------------------------ triggers
     @property
@@ -92,7 +93,7 @@ class BargeIn:
         (an echo-only frame becomes comfort noise). ``listening`` is False once the call is ending."""
         level = self._level
         level.rumble_matters = self._false_trigger.armed
-        heard = self.listener.hear(frame, now, self._armed if listening else _never)
+        heard = self.listener.hear(frame, now, self._armed_check if listening else _never)
         if heard.verdict is _ECHO:
             self._metrics.add("echo_frames_suppressed")
         if heard.decision is _NONE and not level.loud and not self._was_loud:
