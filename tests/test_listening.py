@@ -296,6 +296,27 @@ def test_an_echo_peak_judged_the_callers_before_the_delay_was_known_does_not_len
     assert Decision.CONFIRM in _blind_run_then_backchannel(echo=1)
 
 
+def test_a_backchannels_soft_first_frame_clear_of_the_echo_still_has_the_echo_peak_judged_again():
+    """The run after the echo peak starts on a frame loud only by the quiet line's reach for a
+    frame clear of the echo (between the clear threshold and the detector's): it is a new run all
+    the same, so the peak is judged again first ("I see" stays a backchannel; it was confirmed on
+    length when only frames over the detector's threshold were asked to re-judge; outside review)."""
+    listener = Listener(BridgeConfig())
+    for i in range(90):  # the quiet line's thresholds, as in the call below
+        listener.hear(QUIET, round(0.02 * i, 2), lambda: True)
+    det, clear = listener.level.detector.threshold_dbfs, listener.level._clear_threshold
+    clip = frames_of(corpus.load("backchannel_03_3"))
+    first = next(f for f in clip if audio.dbfs(f) > det + 6)
+    soft = quieter(first, audio.dbfs(first) - (det + clear) / 2)
+    assert clear <= audio.dbfs(soft) < det
+    loud = [f for f in AGENT_FRAMES if audio.dbfs(f) > -20][:3]
+    frames = [QUIET] * 90 + loud + [QUIET] * 14 + [soft] + clip + [QUIET] * 20
+    listener = Listener(BridgeConfig())
+    listener.gate = _BlindGate(found_at=0.02 * 100, echo={round(0.02 * (90 + i), 2) for i in range(2)})
+    got = decisions([listener.hear(f, round(0.02 * i, 2), lambda: True) for i, f in enumerate(frames)])
+    assert Decision.CONFIRM not in got and got[-1] is Decision.BACKCHANNEL, got
+
+
 def test_a_run_that_goes_on_after_the_delay_is_found_is_the_callers_whatever_its_first_frames():
     """A soft onset at the echo's level, judged before the delay was known, then the word going on
     judged the caller's with the delay known: the caller's run, never forgotten (its words

@@ -272,6 +272,14 @@ class CallerLevel:
     def floor_dbfs(self) -> float:
         return self.noise.floor_dbfs
 
+    def would_be_loud(self, level_dbfs: float, headroom_db: float) -> bool:
+        """Whether a caller frame at ``level_dbfs`` (``headroom_db`` over the predicted echo) is
+        loud to ``feed``, asked before it is fed: over the threshold, or a quiet line's soft
+        attack clear of the echo (``CLEAR_REACH_DB``)."""
+        if level_dbfs >= self.detector.threshold_dbfs:
+            return True
+        return headroom_db >= self.CLEAR_OF_ECHO_DB and level_dbfs >= self._clear_threshold
+
     def feed(self, level_dbfs: float, now: float, counts: bool, armed: Callable[[], bool],
              frame: bytes = b"", echo: bool = False, headroom_db: float = 0.0, blind: bool = False) -> Decision:
         """One caller frame. ``counts`` is False for the agent's own echo (quiet to the detector;

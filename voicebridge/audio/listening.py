@@ -287,7 +287,7 @@ class Listener:
         utterance begins anew, its length counted from the caller's own onset (else "I see" 380
         ms after an echo peak confirmed on length, as more than a backchannel)."""
         gate, level_ = self.gate, self.level
-        if gate is None or level < level_.detector.threshold_dbfs or level_.hearing or gate.delay_ms is None:
+        if gate is None or level_.hearing or gate.delay_ms is None or not level_.would_be_loud(level, gate.headroom_db):
             return
         blind, self._blind = self._blind, []
         if level_.utterance_start == self._blind_of and 2 * sum(gate.echo_then(lv, at) for lv, at in blind) >= len(blind):
