@@ -171,3 +171,33 @@ def test_an_after_stream_url_that_fails_is_a_problem_of_the_call():
     caller._follow_action()
     assert caller.report.problems() == ["after the stream: the webhook https://h/voice/after answered HTTP 500"]
     assert caller.report.after_stream is None
+
+
+def test_a_malformed_answer_from_the_action_url_is_a_problem_not_an_exception():
+    """A proxy or app answering /voice/after with garbage (no HTTP status line): a problem of the
+    call, as an HTTP error is, never a traceback out of ``run`` (outside review)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(10)
+
+    def answer_garbage() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"garbage\r\n\r\n")
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/voice/after"
+        caller = sim_caller.SimulatedCaller("ws://127.0.0.1:9/media", "hangup", after_stream=lambda: follow_action(
+            Placement("ws://127.0.0.1:9/media", {}, action_url=url), TOKEN, "CA1", "AC1", timeout=5))
+        caller.report.ended_by = "bridge"
+        caller._follow_action()
+    finally:
+        thread.join(10)
+        server.close()
+    assert len(caller.report.problems()) == 1 and caller.report.problems()[0].startswith("after the stream: ")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import http.client
 import json
 import logging
 import os
@@ -167,8 +168,8 @@ class SimulatedCaller:
             return
         try:
             verbs = self.after_stream()
-        except (ValueError, OSError) as exc:
-            self.report.errors.append(f"after the stream: {exc}")
+        except (ValueError, OSError, http.client.HTTPException) as exc:  # (a malformed answer too)
+            self.report.errors.append(f"after the stream: {exc or type(exc).__name__}")
             return
         if verbs is not None:
             self.report.after_stream, self.report.next_verbs = verbs.describe(), dataclasses.asdict(verbs)
