@@ -134,3 +134,17 @@ def test_a_reader_of_a_server_takes_unmasked_frames_and_is_lenient() -> None:
     client_side.feed(wsframe.encode(wsframe.OP_TEXT, b"unmasked"))
     with pytest.raises(FrameError):
         client_side.next_event()
+
+
+def test_a_servers_close_with_a_reason_that_is_not_utf8_is_still_its_close():
+    """Reading a server (the Realtime client), a bad close reason spoils only the log line: the close
+    and its code arrive (websocket-client took it so); a client's is still a protocol error."""
+    body = wsframe.close_payload(wsframe.CLOSE_NORMAL) + b"\xff\xfe"
+    lenient = wsframe.FrameReader(from_server=True)
+    lenient.feed(wsframe.encode(wsframe.OP_CLOSE, body))
+    event = lenient.next_event()
+    assert event.code == wsframe.CLOSE_NORMAL and "\ufffd" in event.reason
+    strict = wsframe.FrameReader()
+    strict.feed(wsframe.encode(wsframe.OP_CLOSE, body, b"abcd"))
+    with pytest.raises(wsframe.FrameError):
+        strict.next_event()

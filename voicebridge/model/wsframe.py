@@ -150,7 +150,7 @@ class FrameReader:
 
     def _assemble(self, fin: bool, opcode: int, payload: bytes) -> "Message | Control | None":
         if opcode in CONTROL_OPCODES:
-            return _control(fin, opcode, payload)
+            return _control(fin, opcode, payload, self._from_server)
         if opcode == OP_CONT:
             if self._opcode is None:
                 raise FrameError(CLOSE_PROTOCOL_ERROR, "continuation without a message")
@@ -184,7 +184,7 @@ def _message(opcode: int, payload: bytes, lenient: bool = False) -> Message:
         raise FrameError(CLOSE_INVALID_DATA, "text message is not UTF-8") from None
 
 
-def _control(fin: bool, opcode: int, payload: bytes) -> Control:
+def _control(fin: bool, opcode: int, payload: bytes, lenient: bool = False) -> Control:
     if not fin or len(payload) > 125:
         raise FrameError(CLOSE_PROTOCOL_ERROR, "fragmented or oversized control frame")
     if opcode != OP_CLOSE:
@@ -197,5 +197,7 @@ def _control(fin: bool, opcode: int, payload: bytes) -> Control:
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:
-        raise FrameError(CLOSE_INVALID_DATA, "close reason is not UTF-8") from None
+        if not lenient:  # a server's bad reason only spoils its log line: its close is still a close
+            raise FrameError(CLOSE_INVALID_DATA, "close reason is not UTF-8") from None
+        reason = payload[2:].decode("utf-8", "replace")
     return Control(opcode, payload, code, reason)
