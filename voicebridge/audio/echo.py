@@ -102,12 +102,12 @@ then: what came before is the line's own sound, and would say the echo is far do
 -50 dBFS or more (a level that could be an echo worth judging: below it, a line whose noise
 floor is not known yet)."""
 TALK_GAP_S = 1.0
+"""Audible agent audio after this much without any begins a new stretch (for ``RECORD_AFTER_S``)."""
 TAIL_SLOTS, TAIL_DB = 15, 4.0
 """The room's reverberation once the delay is known: what played goes on echoing after it stops,
 taken as ``TAIL_DB`` a slot (an RT60 of 0.3 s) beyond the +-40 ms the reference allows, for up to
 300 ms. Without it the tail of audio that stopped (a greeting's end, what played before a duck's
 clear) was judged the caller's as soon as nothing played in the frame's window."""
-"""Audible agent audio after this much without any begins a new stretch (for ``RECORD_AFTER_S``)."""
 
 
 class Verdict(enum.Enum):
