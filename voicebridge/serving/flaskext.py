@@ -150,6 +150,20 @@ def hand_on_reports(ended: list[MediaSession], senders: list[ReportSender], with
         sender.close(within_s)
 
 
+def half_signed(signed: dict[str, bool], carriers: Sequence[str]) -> str | None:
+    """Why two mounted carriers, one checked and one not, are refused (None when they are not):
+    the unchecked one's routes would admit anyone (a Twilio-only deploy's ``/telnyx/media``
+    running calls on its OpenAI bill). Both unchecked is local use, only warned about."""
+    mounted = {name: signed[name] for name in carriers}
+    if len(mounted) < 2 or len(set(mounted.values())) < 2:
+        return None
+    checked = next(name for name, on in mounted.items() if on)
+    open_one = next(name for name, on in mounted.items() if not on)
+    key = "telnyx_public_key (TELNYX_PUBLIC_KEY)" if open_one == "telnyx" else "auth_token (TWILIO_AUTH_TOKEN)"
+    return (f"{' and '.join(carriers)} mounted, but only {checked}'s signatures are checked: {open_one}'s routes "
+            f"would admit anyone. Give {key}, or mount only the signed carrier")
+
+
 class VoiceBridge:
     """Flask extension: ``VoiceBridge(app, config)`` or ``VoiceBridge(...).init_app(app)``.
 
@@ -255,7 +269,9 @@ class VoiceBridge:
         self.twilio_hooks = TwilioWebhooks(auth_token)
         # With signatures on, every stream must also present the single-use token its webhook issued.
         self.telnyx = self._telnyx_webhooks(telnyx_public_key) if "telnyx" in self.carriers else None
-        self._refuse_half_signed()
+        if half := half_signed({"twilio": self.signatures.enabled, "telnyx": bool(self.telnyx and self.telnyx.enabled)},
+                               self.carriers):
+            raise ValueError(half)
         secret = stream_secret or auth_token or (_process_secret(state_dir) if self.telnyx and self.telnyx.enabled
                                                  else None)
         self.tokens = StreamTokens(secret, store=self.state.used) if secret else None
@@ -302,20 +318,6 @@ class VoiceBridge:
         log.info("voicebridge mounted for %s at %s/ (max calls: %s%s, public url: %s)",
                  " and ".join(self.carriers), self.url_prefix, self.slots.limit or "unlimited", self._sharing(),
                  self.public_url or "from request")
-
-    def _refuse_half_signed(self) -> None:
-        """Two carriers, one checked and one not: the unchecked one's routes would admit anyone
-        (a Twilio-only deploy's ``/telnyx/media`` running calls on its OpenAI bill), so refuse to
-        mount rather than warn. Both unchecked is local use and only warned about (``init_app``)."""
-        if len(self.carriers) < 2:
-            return
-        signed = {"twilio": self.signatures.enabled, "telnyx": self.telnyx is not None and self.telnyx.enabled}
-        if len(set(signed.values())) > 1:
-            open_one = next(name for name, on in signed.items() if not on)
-            key = "telnyx_public_key (TELNYX_PUBLIC_KEY)" if open_one == "telnyx" else "auth_token (TWILIO_AUTH_TOKEN)"
-            raise ValueError(f"{' and '.join(self.carriers)} mounted, but only "
-                             f"{next(n for n, on in signed.items() if on)}'s signatures are checked: {open_one}'s "
-                             f"routes would admit anyone. Give {key}, or mount only the signed carrier")
 
     def _sharing(self) -> str:
         if self.state.backend != "file":
