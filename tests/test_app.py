@@ -127,12 +127,13 @@ def test_azure_settings_from_the_openai_package_variables(caplog: pytest.LogCapt
 def test_session_options_from_the_environment() -> None:
     s = Settings.from_env({"TURN_DETECTION": "semantic_vad", "VAD_EAGERNESS": "low", "NOISE_REDUCTION": "near_field",
                            "TRANSCRIPTION_LANGUAGE": "es", "SPEED": "1.1", "MAX_OUTPUT_TOKENS": "inf",
-                           "TOOL_CHOICE": "required", "APPEND_MS": "40", "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt"})
+                           "TOOL_CHOICE": "required", "APPEND_MS": "40", "LEAD_MS": "200",
+                           "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/rt"})
     config = create_app(dataclasses.replace(s, startup_check=False)).extensions["voicebridge"].config
     assert (config.turn_detection, config.vad_eagerness, config.noise_reduction, config.transcription_language,
             config.speed, config.max_output_tokens, config.tool_choice) == ("semantic_vad", "low", "near_field", "es",
                                                                             1.1, None, "required")
-    assert config.append_ms == 40
+    assert config.append_ms == 40 and (config.lead_ms, config.lead_frames) == (200, 10)
     assert Settings.from_env({"TURN_DETECTION": "none", "LOCAL_BACKEND": "1"}).session_options == {"turn_detection": None}
 
 

@@ -56,11 +56,11 @@ import bisect
 import enum
 import functools
 import random
-import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from ..locks import state_lock
 from .mulaw import FRAME_BYTES, FRAME_MS, MIN_DBFS, SILENCE_FRAME, ULAW_TABLE, _lin_to_ulaw, numeric
 
 FULL_SCALE_INT = 32768
@@ -147,7 +147,7 @@ class EchoGate:
 
     def __init__(self, margin_db: float = 3.0) -> None:
         self.margin_db = margin_db
-        self._lock = threading.Lock()
+        self._lock = state_lock()
         self._played = PlayedLevels()  # playout slot -> level of the frame playing in it
         self._play_end: float | None = None  # when the audio sent so far ends at the caller
         self._levels: deque[float] = deque(maxlen=HISTORY)  # inbound level per slot, newest last

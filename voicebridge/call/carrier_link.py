@@ -25,6 +25,7 @@ import logging
 import threading
 from typing import Any, Callable
 
+from ..locks import state_lock
 from ..carrier import tcp
 from ..carrier.seam import Carrier, OutboundMessages
 from .metrics import CallMetrics
@@ -57,7 +58,7 @@ class CarrierLink:
         self._timeout = send_timeout_s if send_timeout_s and send_timeout_s > 0 else None
         self._clock = clock
         self._on_dead = on_dead
-        self._lock = threading.Lock()
+        self._lock = state_lock()
         self._locked = _SendLock(self)  # ``with self._locked:`` (one object: nothing made per send)
         self._carrier = carrier  # builds the outbound messages in its wire format
         self._messages: OutboundMessages | None = None

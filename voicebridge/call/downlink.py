@@ -33,6 +33,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..locks import state_lock
 from ..audio import mulaw as audio
 from ..audio.echo import EchoGate
 from ..audio.framing import Framer
@@ -83,7 +84,7 @@ class OutboundAudio:
         self._tx_q: "queue.Queue[Any]" = queue.Queue()
         self._wake = Wakeup()
         self._stopping = threading.Event()
-        self._lock = threading.Lock()  # generation, duck, in-flight count, playback
+        self._lock = state_lock()  # generation, duck, in-flight count, playback
         self._generation = 0
         self._paused_at: float | None = None  # set while ducked
         self._duck_cleared = False  # this duck cleared what the caller had not heard
@@ -285,8 +286,9 @@ class OutboundAudio:
             if src.generation == self._generation:
                 self._in_flight += len(frames) - consumed
         levels = audio.levels(frames) if self._echo is not None else [audio.MIN_DBFS] * len(frames)
+        if frames:  # counted before any is put: the TX loop may send one before the loop below ends
+            self._metrics.add("frames_enqueued", len(frames))
         for frame, level in zip(frames, levels):
-            self._metrics.add("frames_enqueued")
             self._seq += 1
             self._tx_q.put(Chunk(src.generation, src.item_id, frame, self._seq, level_dbfs=level))
 
@@ -331,10 +333,12 @@ class OutboundAudio:
         """
         waited = False
         while True:
-            with self._lock:
-                if self._paused_at is None and self._waiting:
-                    return self._waiting.pop(0), waited
-                ducked = self._paused_at is not None
+            ducked = False
+            if self._waiting or self._paused_at is not None:  # only around a duck: else no lock here
+                with self._lock:  # (the check after the get below is under it: a duck meanwhile is seen there)
+                    if self._paused_at is None and self._waiting:
+                        return self._waiting.pop(0), waited
+                    ducked = self._paused_at is not None
             if self._stopping.is_set():
                 return _STOP, waited
             if ducked:
@@ -346,6 +350,8 @@ class OutboundAudio:
                 continue
             if chunk is _STOP:
                 return chunk, waited
+            if self._paused_at is None and not self._waiting:  # no lock: a duck from now on is seen under
+                return chunk, waited  # the send lock (``_send``'s check, ``_end_item``'s name), which holds it back
             with self._lock:
                 if self._paused_at is None and not self._waiting:
                     return chunk, waited

@@ -9,9 +9,9 @@ before the time limit; the last two end the call once the agent's last words are
 """
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
+from ..locks import state_lock
 from ..model import protocol as rt
 from .ending import CallControl
 from .keypad import DtmfCollector, KeypadBatch, KeypadBatches
@@ -46,7 +46,7 @@ class CallFlow:
         self._limits: CallLimits | None = None
         self._speaking = False  # the server's VAD: caller speech in progress
         self._untranscribed: dict[str, float] = {}  # committed caller turns whose text has not come yet
-        self._lock = threading.Lock()
+        self._lock = state_lock()
 
     @property
     def caller_speaking(self) -> bool:

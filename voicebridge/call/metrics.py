@@ -7,9 +7,10 @@ Counters are touched from several threads, so every change holds one lock.
 """
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from typing import Any
+
+from ..locks import state_lock
 
 COUNTERS = (
     "audio_deltas", "model_audio_bytes", "frames_enqueued", "frames_sent", "frames_flushed",
@@ -42,7 +43,7 @@ class CallMetrics:
     """Thread-safe counters plus a few timings; ``snapshot()`` is a plain dict."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = state_lock()
         self._counts: Counter[str] = Counter({name: 0 for name in COUNTERS})
         self.openai_errors: Counter[str] = Counter()
         self.protocol_errors: Counter[str] = Counter()

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..locks import state_lock
 from .. import peerjson
 from ..model import protocol as rt
 from .ending import CallControl
@@ -74,7 +74,7 @@ class ToolCalls:
         self._log = log
         self._clock = clock
         self._call_info = call_info
-        self._lock = threading.Lock()
+        self._lock = state_lock()
         self._batches: dict[str, _Batch] = {}
         self._calls: dict[str, tuple[_Batch, _Call]] = {}  # on the pool, by job key
         self._jobs = itertools.count(1)

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..locks import state_lock
 from ..model import protocol as rt
 from .metrics import CallMetrics
 from .turn import AgentTurn, Step, TurnEvent, TurnState
@@ -88,7 +88,7 @@ class Turns:
         self._created_timeout_s = created_timeout_s
         self._unanswered = unanswered  # a request neither created nor refused in time: the session is dead
         self._played_out = played_out  # has an audio item been heard in full (its last mark played)?
-        self._lock = threading.Lock()
+        self._lock = state_lock()
         self._recent: "OrderedDict[str, AgentTurn]" = OrderedDict()
         self._items: dict[str, AgentTurn] = {}  # audio item id -> its turn (same bound)
         self._current: AgentTurn | None = None

@@ -16,9 +16,9 @@ model's VAD does not hear the agent interrupt itself either (docs/barge-in.md).
 """
 from __future__ import annotations
 
-import threading
 from collections import deque
 
+from ..locks import state_lock
 from ..audio import mulaw as audio
 from ..model import protocol as rt
 from ..carrier import seam
@@ -45,7 +45,7 @@ class InboundAudio:
         self._pending_since = 0.0  # when the oldest pending byte arrived
         self._uncommitted: deque[bytes] = deque()  # sent since the last commit, oldest first
         self._uncommitted_bytes = 0
-        self._lock = threading.Lock()  # _uncommitted: appended here, cleared and read by the model thread
+        self._lock = state_lock()  # _uncommitted: appended here, cleared and read by the model thread
 
     def media(self, event: seam.Media, stream_sid: str | None, now: float, listening: bool) -> None:
         """One caller frame; ``listening`` is False once the call is ending (no barge-in then)."""

@@ -10,16 +10,17 @@ greenlet, no lock.
 """
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Any
+
+from ..locks import green
 
 
 class Wakeup:
     """``set()`` from any thread ends the current (or next) ``wait``; one wait consumes it."""
 
     def __new__(cls) -> Any:
-        if cls is Wakeup and _green():
+        if cls is Wakeup and green():
             return GreenWakeup()
         return super().__new__(cls)
 
@@ -71,8 +72,3 @@ class GreenWakeup:
         was_set, self._set = self._set, False
         return was_set
 
-
-def _green() -> bool:
-    """``threading`` is gevent's (``monkey.patch_all()``, as ``gunicorn -k gevent`` does)."""
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and monkey.is_module_patched("threading")

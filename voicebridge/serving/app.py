@@ -199,6 +199,7 @@ SESSION_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MAX_OUTPUT_TOKENS": ("max_output_tokens", _count_or_none),
     "TOOL_CHOICE": ("tool_choice", str),  # auto | none | required | a tool's name
     "APPEND_MS": ("append_ms", int),  # caller audio per input_audio_buffer.append (CPU against latency)
+    "LEAD_MS": ("lead_ms", int),  # agent audio sent ahead of real time (underruns against audio at the carrier)
     "RECORDING_DIR": ("recording_dir", str),  # a stereo WAV per call here (docs/calls.md)
     "RECORDING_CONSENT": ("recording_consent", str),  # said by the agent first when recording
     "REPORT_URL": ("report_url", str),  # each call's report POSTed here, signed, retried

@@ -22,7 +22,6 @@ and ``wsframe`` refuses frames with reserved bits.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from functools import wraps
@@ -31,6 +30,7 @@ from typing import Any, Callable
 from flask import Blueprint, Response, current_app, request
 from simple_websocket import ConnectionClosed, Server
 
+from ..locks import state_lock
 from ..model import wsframe
 from ..model.sockio import BoundedReads, send_whole, writable_now
 
@@ -61,7 +61,7 @@ class MediaSocket(Server):
                  thread_class: Any = None, event_class: Any = None, selector_class: Any = None) -> None:
         self._inline = not ping_interval
         self._frames = wsframe.FrameReader(max_message_size or wsframe.FrameReader().max_message_size)
-        self._write_lock = threading.Lock()
+        self._write_lock = state_lock()
         self._owed: deque[bytes] = deque()  # control frames the reader could not write at once
         self._peer_done = False  # the peer's close frame (or EOF) was read: nothing more comes
         super().__init__(environ, subprotocols=subprotocols, receive_bytes=receive_bytes,
