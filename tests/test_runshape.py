@@ -1,0 +1,147 @@
+"""The pieces ``CallerLevel`` delegates to, sans-IO: a run's shape, its voice, the line's evidence.
+
+Each is fed levels, frames and instants directly (no bridge, no clock but the numbers given).
+"""
+import math
+
+from voicebridge.audio import mulaw as audio
+from voicebridge.audio.evidence import Sound, SoundEvidence
+from voicebridge.audio.runshape import RunShape
+from voicebridge.audio.runvoice import RunVoice, Voicing
+from voicebridge.dev import tts
+
+THRESHOLD = -35.0
+
+
+def shape_of(levels: list[float], bright: float = 1.5) -> RunShape:
+    shape = RunShape()
+    for level in levels:
+        shape.follow(True, level)
+        shape.loud_frame(level)
+        shape.brightness(bright)
+    return shape
+
+
+def test_a_decaying_slam_is_released_on_its_third_frame_well_under_its_early_peak():
+    """A door: -10 dBFS at once, then 1 dB down every frame. Its decay is judged frame by frame as
+    ``CallerLevel`` asks while it holds the duck: the first frame 9 dB under the peak (-19) is
+    the first of ``DECAY_FRAMES``; the third such frame in a row releases it."""
+    shape, judged = RunShape(), []
+    for i in range(14):
+        level = -10.0 - i
+        shape.loud_frame(level)
+        judged.append(shape.decaying(level, THRESHOLD, spoken=False))
+    assert judged.index(True) == 11  # -19, -20, -21: three frames BURST_DECAY_DB under the peak
+    assert not any(judged[:11])
+
+
+def test_a_sustained_sound_or_one_in_a_spoken_utterance_never_decays():
+    """"Sss... stop" rises to its level and holds it; a soft burst is no slam; and a run of an
+    utterance a voice was already heard in is words, however it decays."""
+    held = RunShape()
+    levels = [-20.0, -14.0] + [-10.0] * 14
+    assert not any(held.loud_frame(lv) and held.decaying(lv, THRESHOLD, spoken=False) for lv in levels)
+    soft = RunShape()  # peaks at -25: under IMPULSE_OVER_DB over the threshold
+    assert not any(soft.loud_frame(-25.0 - i) and soft.decaying(-25.0 - i, THRESHOLD, spoken=False) for i in range(12))
+    spoken = RunShape()
+    assert not any(spoken.loud_frame(-10.0 - i) and spoken.decaying(-10.0 - i, THRESHOLD, spoken=True) for i in range(12))
+
+
+def test_a_released_tail_is_ignored_until_it_rises_or_the_line_goes_quiet():
+    shape = RunShape()
+    shape.follow_tail(-20.0)
+    assert shape.in_tail(True, -21.0) and shape.in_tail(True, -23.0)  # still decaying
+    assert shape.in_tail(True, -18.0)  # within TAIL_RISE_DB of its lowest (-23)
+    assert not shape.in_tail(True, -16.0) and shape.tail is None  # 7 dB over it: the caller talking over it
+    shape.follow_tail(-20.0)
+    assert not shape.in_tail(False, -50.0) and shape.tail is None  # quiet: the tail is over
+    shape.follow_tail(-20.0)
+    shape.clear()  # a run's end does not end the tail ...
+    assert shape.tail == -20.0
+    shape.reset()  # ... a reset does
+    assert shape.tail is None
+
+
+def test_a_click_followed_by_a_quiet_line_is_impulsive_a_word_that_goes_on_is_not():
+    click = shape_of([-10.0, -9.0, -12.0])
+    click.follow(False, -60.0)
+    assert click.impulsive(THRESHOLD)
+    word = shape_of([-10.0, -9.0, -12.0])
+    word.follow(False, -15.0)  # the line stays near the run's level: the echo gate did not count the rest of a word
+    assert not word.impulsive(THRESHOLD)
+    soft = shape_of([-28.0, -27.0])  # "w-" of a soft "wait": near the threshold
+    soft.follow(False, -70.0)
+    assert not soft.impulsive(THRESHOLD)
+    long_held = shape_of([-10.0] * 8)  # long and not decaying: no click
+    long_held.follow(False, -70.0)
+    assert not long_held.impulsive(THRESHOLD)
+    slam = shape_of([-10.0 - i for i in range(12)])  # long, but a burst decaying from its start
+    slam.follow(False, -70.0)
+    assert slam.impulsive(THRESHOLD)
+
+
+def test_a_whisper_is_sustained_soft_and_bright():
+    assert shape_of([-30.0, -28.0] + [-27.0] * 6).whisper_like()
+    assert not shape_of([-27.0] * 5).whisper_like()  # not yet WHISPER_FRAMES long
+    assert not shape_of([-27.0] * 8, bright=0.5).whisper_like()  # dull: a door, a TV, a low tone
+    assert not shape_of([-12.0] * 8).whisper_like()  # loud: a cough at the handset
+    assert not shape_of([-20.0 - 2 * i for i in range(8)]).whisper_like()  # a burst decaying from its start
+    assert shape_of([-27.0] * 3).whisper_like(3)  # the evidence asked for sooner
+
+
+def test_a_runs_levels_are_kept_for_its_first_frames_only_and_cleared_with_it():
+    shape = shape_of([-20.0] * 3)
+    assert [shape.loud_frame(-10.0) for _ in range(RunShape.LISTEN_FRAMES)].count(True) == RunShape.LISTEN_FRAMES - 3
+    assert shape.run == RunShape.LISTEN_FRAMES + 3 and len(shape.levels) == RunShape.LISTEN_FRAMES
+    assert shape.peak() == -10.0
+    shape.clear()
+    assert shape.run == 0 and shape.peak() == audio.MIN_DBFS
+
+
+def _frames(data: bytes) -> list[bytes]:
+    return [data[i:i + 160] for i in range(0, len(data) - 159, 160)]
+
+
+def test_a_voice_is_voiced_with_a_moving_pitch_a_held_note_is_not_a_voice():
+    voice, previous, heard = RunVoice(), b"", []
+    for frame in _frames(tts.load_prompt("caller_stop")):
+        if audio.dbfs(frame) > -30:
+            heard.append(voice.listen(frame, previous, tones=True)[0])
+        previous = frame
+    assert heard.count(Voicing.VOICED) >= 3 and Voicing.HELD not in heard
+    note = _frames(audio.encode([round(sum(2000 * math.sin(2 * math.pi * 250 * k * n / 8000) for k in range(1, 8)))
+                                 for n in range(160 * 12)]))  # a held 250 Hz note, rich in harmonics (an organ, a beep)
+    hum, previous, out = RunVoice(), b"", []
+    for frame in note:
+        out.append(hum.listen(frame, previous, tones=True)[0])
+        previous = frame
+    assert Voicing.HELD in out[:RunVoice.TONE_FRAMES + 2]
+    hum.clear()
+    assert hum.voiced == 0
+
+
+def test_the_evidence_gives_the_strongest_sound_of_the_window_and_forgets_a_burst():
+    evidence = SoundEvidence()
+    assert evidence.sound(10.0, 0.5, None, False) is Sound.NOTHING
+    evidence.echo(10.0)
+    assert evidence.sound(10.1, 0.5, None, False) is Sound.ECHO
+    evidence.burst(10.1)
+    assert evidence.sound(10.2, 0.5, None, False) is Sound.NOISE and evidence.heard_noise(11.0, None)
+    assert not evidence.heard_noise(11.2, None)  # NOISE_MEMORY_S later
+    assert evidence.sound(11.2, 0.5, Sound.NOISE, False) is Sound.NOISE  # a burst still going on
+    assert evidence.sound(11.2, 0.5, Sound.WHISPER, False) is Sound.WHISPER
+    assert evidence.sound(11.2, 0.5, None, True) is Sound.TONE  # deaf to a note still playing
+    evidence.voice(12.0)
+    assert evidence.sound(12.1, 0.5, Sound.NOISE, False) is Sound.VOICE
+    evidence.tone(12.0)  # the same instant's voiced frame was a held note's
+    assert evidence.sound(12.1, 0.5, None, False) is Sound.TONE
+
+
+def test_soft_evidence_needs_its_frames_within_the_window():
+    evidence = SoundEvidence()
+    for i in range(SoundEvidence.SOFT_FRAMES - 1):
+        evidence.soft(20.0 + 0.02 * i)
+    assert evidence.sound(20.2, 0.5, None, False) is Sound.NOTHING  # one frame short
+    evidence.soft(20.1)
+    assert evidence.sound(20.2, 0.5, None, False) is Sound.SOFT
+    assert evidence.sound(21.0, 0.5, None, False) is Sound.NOTHING  # its first frame left the window
