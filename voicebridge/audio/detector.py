@@ -6,6 +6,9 @@ Small pieces, each driven by the session with levels, events and a clock:
   pauses at once), CONFIRM after ``frames_needed`` loud frames (a one-frame dip tolerated),
   RELEASE when a loud run ends before confirmation (sending resumes, its lead rebuilt).
 * ``NoiseFloor``: the caller's background level, which raises the threshold over steady noise.
+* ``CallerLevel``: the local trigger over a call's frames (threshold, echo, voice, held notes,
+  speech length), with its parts in :mod:`.runshape`, :mod:`.runvoice`, :mod:`.utterance` and
+  :mod:`.evidence`.
 * ``refusal`` / ``plan``: why a trigger may not act (or None), and which steps it takes
   (stop the audio, cancel the response, truncate the item).
 * ``FalseTriggerMonitor``: after a local barge-in, decide that it was a cough, not speech,
@@ -20,11 +23,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .evidence import Sound, SoundEvidence
-from .mulaw import FRAME_MS, MIN_DBFS
+from .mulaw import MIN_DBFS
 from .runshape import RunShape
 from .runvoice import RunVoice, Voicing
-
-FRAME_S = FRAME_MS / 1000
+from .utterance import Utterance
 
 
 class Decision(enum.Enum):
@@ -158,8 +160,8 @@ class CallerLevel:
       (release) or ``MAX_UNVOICED`` frames pass (release, and loud frames are ignored until the
       line is quiet again);
     * *a moving pitch?* a held note (music, a hum, a beep) is as periodic as a vowel, but its
-      pitch stays within ``TONE_SPREAD`` over ``TONE_FRAMES`` voiced frames, which a voice's
-      never does: released and ignored like a long voiceless sound;
+      pitch stays within ``RunVoice.TONE_SPREAD`` over ``TONE_FRAMES`` voiced frames, which a
+      voice's never does: released and ignored like a long voiceless sound;
     * *long enough to be more than a backchannel?* (``min_speech_frames`` from the utterance's
       onset, 0 = off): "mm-hm" or "yeah" while the agent talks is over before it; the duck is
       then released as ``BACKCHANNEL`` (the answer resumes where it paused). Runs less than
@@ -176,13 +178,16 @@ class CallerLevel:
 
     It also keeps the evidence the model's VAD is weighed against (``sound``). The session's
     ``BargeIn`` acts on the decisions; the barge-in benchmark drives the very same object.
+
+    Its parts, each owning its state: the run's levels and the judgements of its shape (a burst,
+    its decay and tail, an impulse, a whisper: ``RunShape``), the voice in the run (``RunVoice``),
+    the runs of one utterance (``Utterance``), and what the line carried lately (``SoundEvidence``).
+    ``CallerLevel`` owns the per-frame decision: loud or not, the phases of a held duck.
     """
 
     MAX_UNVOICED = 20  # frames past the debounce: 400 ms of loud sound without a voice in it
-    UTTERANCE_GAP_S = 0.4
+    UTTERANCE_GAP_S = Utterance.GAP_S  # (also how long the duck lingers after a sustained voiceless run)
     WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that count as a voice for the utterance
-    NEAR_OVER_THRESHOLD_DB = 3.0  # ... and this far over the configured threshold (a floor that has not caught up
-    # with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
     QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
     QUIET_LINE_DB = 26.0  # ... but no closer to the line's noise floor than this
     CLEAR_REACH_DB = 4.0  # ... and this much lower again for a frame clear of the agent's echo:
@@ -194,9 +199,7 @@ class CallerLevel:
                  near_clear: bool = False) -> None:
         self.threshold_dbfs = threshold_dbfs
         self.voiced_needed = voiced_needed
-        self.min_speech_frames = min_speech_frames
-        self.near_db = near_db
-        self.near_clear = near_clear
+        self.utterance = Utterance(min_speech_frames, near_db, near_clear)  # the runs close together: one utterance
         self.tones = voiced_needed > 0 if tones is None else tones
         self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
         self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
@@ -207,23 +210,17 @@ class CallerLevel:
         # after one): then rumble must read as quiet there too, so the dull check is made anyway.
         self.rumble_matters = False
         self.voice = RunVoice()  # the run's voiced frames, and a held note
-        self._utterance_voiced = 0  # voiced frames in the utterance's earlier runs (a voice heard once counts for it all)
         self.shape = RunShape()  # the run's levels: burst, decay, tail, impulse, whisper
         self._previous = b""  # the frame before (the history a frame's pitch is measured on)
         self._waiting = False  # the debounce is met, the voice is not: the duck holds
         self._linger_until: float | None = None  # a fricative-like run ended: the duck waits for a voice until then
         self._holding = False  # a voice is heard, not yet long enough: the duck holds
-        self._utterance_end = float("-inf")
-        self._utterance_peak = MIN_DBFS
-        self._utterance_start = float("-inf")
-        self._clear_at = float("-inf")  # when a loud frame last stood clear of the echo (``near_clear``)
         self._unvoiced = 0
         self._dips = 0
         self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
         self._level = MIN_DBFS
         self.evidence = SoundEvidence()  # what the line carried lately (``sound``)
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
-        self.whispered = False  # the current (or last) utterance was judged a whisper: no voice in it
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
         self._now = float("-inf")
         self._floor_of: float | None = None  # the floor the detector's threshold is for (None: not set yet)
@@ -288,7 +285,7 @@ class CallerLevel:
             return _NONE
         self.shape.follow(loud, level_dbfs)
         if loud and (blind or headroom_db >= self.CLEAR_OF_ECHO_DB):
-            self._clear_at = now
+            self.utterance.clear_of_echo(now)
         try:
             if self._linger_until is not None:
                 lingered = self._linger(armed)
@@ -323,7 +320,7 @@ class CallerLevel:
             self._previous = frame
 
     def _confirm_or_wait(self) -> Decision:
-        if self.voice.voiced + self._utterance_voiced < self.voiced_needed:
+        if self.voice.voiced + self.utterance.voiced < self.voiced_needed:
             self._waiting, self._unvoiced, self._dips = True, 0, 0
             return Decision.NONE
         if self._long_enough():
@@ -332,31 +329,20 @@ class CallerLevel:
         return Decision.NONE
 
     def _long_enough(self) -> bool:
-        """Speech enough for a barge-in, from a near voice (a held note found meanwhile has made
-        the detector deaf)."""
-        spoken = round((self._now - self._utterance_start) / FRAME_S) + 1  # frames since the onset
-        return spoken >= self.min_speech_frames and self._near()
+        """Speech enough for a barge-in, from a near voice (``Utterance.long_enough``; a held note
+        found meanwhile has made the detector deaf)."""
+        return self.utterance.long_enough(self._now, self.shape.peak(), self.floor_dbfs, self.threshold_dbfs)
 
     def _near(self) -> bool:
-        """The utterance peaks ``NEAR_DB`` over the line's floor: a voice at the handset, not
-        voices across the room (babble, a TV: their own dips set the floor a few dB under them)."""
-        if not self.near_db:
-            return True
-        if self.near_clear and self._clear_at < self._utterance_start:
-            return False  # every frame at the echo's level, a few dB over the gate's margin: its peaks
-        peak = max(self._utterance_peak, self.shape.peak())
-        return peak >= max(self.floor_dbfs + self.near_db, self.threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
+        """The utterance, with the current run, is a voice at the handset (``Utterance.near``)."""
+        return self.utterance.near(self.shape.peak(), self.floor_dbfs, self.threshold_dbfs)
 
     def _loud_frame(self, frame: bytes) -> None:
         if self.shape.run == 0:
             self.impulse = False
-            if self._now - self._utterance_end > self.UTTERANCE_GAP_S:
-                self._utterance_voiced = 0  # a new utterance
-                self.whispered = False
-                self._utterance_peak = MIN_DBFS
-                self._utterance_start = self._now
+            self.utterance.run_starts(self._now)
         if self.shape.loud_frame(self._level) and self.voiced_needed and (
-                self.voice.voiced + self._utterance_voiced < self.voiced_needed or self.tones):
+                self.voice.voiced + self.utterance.voiced < self.voiced_needed or self.tones):
             self._listen(frame)
 
     def _listen(self, frame: bytes) -> None:
@@ -367,7 +353,7 @@ class CallerLevel:
         self.shape.brightness(bright)
         if voicing is Voicing.UNVOICED:
             return
-        if self.voice.voiced + self._utterance_voiced >= self.voiced_needed:
+        if self.voice.voiced + self.utterance.voiced >= self.voiced_needed:
             self.evidence.voice(self._now)  # (one periodic frame is not yet a voice: coughs have them)
         if voicing is Voicing.HELD:  # a held note: music, a hum, a beep
             self._deaf = True
@@ -392,9 +378,9 @@ class CallerLevel:
         """A ducked run ended before the debounce: a near voice in it ("stop" whose vowel alone
         was loud) is a short utterance like a backchannel (its words decide), anything else is
         released."""
-        voiced = self.voice.voiced + self._utterance_voiced >= self.voiced_needed > 0
+        voiced = self.voice.voiced + self.utterance.voiced >= self.voiced_needed > 0
         self._run_ended()
-        if voiced and self.min_speech_frames and self._near():
+        if voiced and self.utterance.min_speech_frames and self._near():
             self.backchannel_at = self._now
             return Decision.BACKCHANNEL
         return Decision.RELEASE
@@ -403,11 +389,8 @@ class CallerLevel:
         self.impulse = self._impulsive()
         if self.impulse:  # a key's or a knock's one periodic frame by chance is no voice for the utterance:
             self.voice.clear()  # pooled over a run of keys, three made a "voice" held for its words
-        if self.voice.voiced or self._utterance_voiced or self.whispered:
-            self._utterance_voiced += self.voice.voiced
-            self._utterance_peak = max(self._utterance_peak, self.shape.peak())
-            self._utterance_end = self._now
-        if self.voiced_needed and not (self.voice.voiced or self._utterance_voiced):
+        self.utterance.run_ended(self.voice.voiced, self.shape.peak(), self._now)
+        if self.voiced_needed and not (self.voice.voiced or self.utterance.voiced):
             self._voiceless_ended()
 
     def _voiceless_ended(self) -> None:
@@ -421,11 +404,11 @@ class CallerLevel:
         if self.loud and armed():
             if not self._next_loud(frame):
                 return self._release()
-            if self.voice.voiced + self._utterance_voiced >= self.voiced_needed:
+            if self.voice.voiced + self.utterance.voiced >= self.voiced_needed:
                 self._waiting = False
                 return self._confirm_or_wait()
             self._unvoiced += 1
-            if self.shape.decaying(self._level, self.detector.threshold_dbfs, self._spoken):
+            if self.shape.decaying(self._level, self.detector.threshold_dbfs, self.utterance.spoken):
                 # a slam's rattle, a cough's end: no word goes on from it, resume now
                 self.shape.follow_tail(self._level)
                 self.impulse = True
@@ -433,7 +416,8 @@ class CallerLevel:
                 return self._release()
             if self.shape.run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
                 self.evidence.whisper(self._now)  # a near, sustained, breathy sound that is no burst
-                self.whispered, self._waiting = True, False  # judged like a voice from here on
+                self.utterance.heard_whisper()  # judged like a voice from here on
+                self._waiting = False
                 if self._long_enough():
                     return self._stop_waiting(Decision.CONFIRM)
                 self._holding, self._dips = True, 0
@@ -453,11 +437,6 @@ class CallerLevel:
         self._linger_until = self._now + self.UTTERANCE_GAP_S  # "sh... stop": the voice may follow
         return self._stop_waiting(Decision.NONE)
 
-    @property
-    def _spoken(self) -> bool:
-        """A voice or a whisper was heard in the utterance's earlier runs: none of its runs is a mere burst."""
-        return bool(self._utterance_voiced or self.whispered)
-
     def _sustained(self, frames: int = 0) -> bool:
         """The current run is voiceless and sustained (``RunShape.sustained``): breath or a fricative."""
         return self.voice.voiced < self.voiced_needed and self.shape.sustained(frames)
@@ -470,7 +449,7 @@ class CallerLevel:
         """The run that is ending was an impulsive noise (``RunShape.impulsive``), judged only with
         the voice checks on and when no voice is in it (one periodic frame by chance allowed) nor
         in its utterance, and no whisper."""
-        return (bool(self.voiced_needed) and self.voice.voiced <= 1 and not self._spoken
+        return (bool(self.voiced_needed) and self.voice.voiced <= 1 and not self.utterance.spoken
                 and self.shape.impulsive(self.detector.threshold_dbfs))
 
     def _linger(self, armed: Callable[[], bool]) -> Decision | None:
@@ -516,16 +495,18 @@ class CallerLevel:
     @property
     def utterance_start(self) -> float:
         """When the current (or last) utterance's first loud frame came."""
-        return self._utterance_start
+        return self.utterance.start
+
+    @property
+    def whispered(self) -> bool:
+        """The current (or last) utterance was judged a whisper: no voice in it."""
+        return self.utterance.whispered
 
     def forget_utterance(self) -> None:
         """The utterance's runs so far were not the caller (the echo gate judged them before it
         knew its delay, and judges them echo now): the next loud run begins a new utterance, its
         length counted from its own onset (not from an echo peak's up to 400 ms before it)."""
-        self._utterance_voiced = 0
-        self._utterance_peak = MIN_DBFS
-        self._utterance_end = float("-inf")
-        self.whispered = False
+        self.utterance.forget()
 
     def _end_run(self) -> None:
         """The run is over: its voice and its shape are forgotten."""
@@ -544,7 +525,7 @@ class CallerLevel:
         self._linger_until = None
         self._end_run()
         self.shape.reset()
-        self._utterance_voiced = 0
+        self.utterance.unvoice()
 
 
 @dataclass(frozen=True)

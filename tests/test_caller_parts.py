@@ -1,4 +1,4 @@
-"""The pieces ``CallerLevel`` delegates to, sans-IO: a run's shape, its voice, the line's evidence.
+"""The parts ``CallerLevel`` delegates to, sans-IO: a run's shape, its voice, the utterance, the evidence.
 
 Each is fed levels, frames and instants directly (no bridge, no clock but the numbers given).
 """
@@ -8,6 +8,7 @@ from voicebridge.audio import mulaw as audio
 from voicebridge.audio.evidence import Sound, SoundEvidence
 from voicebridge.audio.runshape import RunShape
 from voicebridge.audio.runvoice import RunVoice, Voicing
+from voicebridge.audio.utterance import Utterance
 from voicebridge.dev import tts
 
 THRESHOLD = -35.0
@@ -145,3 +146,51 @@ def test_soft_evidence_needs_its_frames_within_the_window():
     evidence.soft(20.1)
     assert evidence.sound(20.2, 0.5, None, False) is Sound.SOFT
     assert evidence.sound(21.0, 0.5, None, False) is Sound.NOTHING  # its first frame left the window
+
+
+def test_runs_close_together_are_one_utterance_and_a_voice_in_one_counts_for_all():
+    said = Utterance()
+    said.run_starts(10.0)
+    said.run_ended(voiced=2, peak=-20.0, now=10.3)  # "wait"
+    said.run_starts(10.5)  # ", hold on": 200 ms later
+    assert said.start == 10.0 and said.voiced == 2 and said.spoken
+    said.run_ended(voiced=0, peak=-25.0, now=10.6)  # a voiceless run of a spoken utterance goes on with it
+    said.run_starts(10.9)
+    assert said.start == 10.0
+    said.run_starts(11.4)  # (no run ended since 10.6: GAP_S later, a new one)
+    assert said.start == 11.4 and said.voiced == 0 and not said.spoken
+
+
+def test_a_voiceless_run_or_a_forgotten_one_does_not_begin_the_next_runs_utterance():
+    knock = Utterance()
+    knock.run_starts(20.0)
+    knock.run_ended(voiced=0, peak=-10.0, now=20.1)
+    knock.run_starts(20.2)
+    assert knock.start == 20.2  # its length counts from the words, not from the knock before them
+    echo = Utterance()
+    echo.run_starts(30.0)
+    echo.run_ended(voiced=3, peak=-20.0, now=30.3)
+    echo.forget()  # the echo gate judges it echo now
+    echo.run_starts(30.4)
+    assert echo.start == 30.4 and not echo.spoken
+
+
+def test_an_utterance_is_long_enough_from_its_onset_and_near_over_floor_and_threshold():
+    said = Utterance(min_speech_frames=30, near_db=24.0)
+    said.run_starts(10.0)
+    assert not said.long_enough(10.56, -20.0, -60.0, -35.0)  # 29 frames
+    assert said.long_enough(10.58, -20.0, -60.0, -35.0)  # 30 frames, peaking 40 dB over the floor
+    assert said.near(-30.0, -60.0, -35.0) and not said.near(-33.0, -60.0, -35.0)  # 3 dB over the threshold asked
+    assert not said.near(-43.0, -70.0, -45.0)  # 27 dB over a floor that has not caught up with babble, not 3 over -45
+    said.run_ended(voiced=3, peak=-20.0, now=10.6)
+    said.run_starts(10.7)
+    assert said.near(-50.0, -60.0, -35.0)  # its earlier run's peak counts
+
+
+def test_with_near_clear_an_utterance_none_of_whose_frames_stood_clear_of_the_echo_is_not_near():
+    said = Utterance(near_db=24.0, near_clear=True)
+    said.clear_of_echo(9.0)  # an earlier utterance's
+    said.run_starts(10.0)
+    assert not said.near(-10.0, -60.0, -35.0)  # loud, but every frame at the echo's level: its peaks
+    said.clear_of_echo(10.1)
+    assert said.near(-10.0, -60.0, -35.0)
