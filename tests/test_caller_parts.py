@@ -14,12 +14,14 @@ from voicebridge.dev import tts
 THRESHOLD = -35.0
 
 
-def shape_of(levels: list[float], bright: float = 1.5) -> RunShape:
+BREATHY = 1.5  # a median brightness over RunShape.WHISPER_BRIGHT
+
+
+def shape_of(levels: list[float]) -> RunShape:
     shape = RunShape()
     for level in levels:
         shape.follow(True, level)
         shape.loud_frame(level)
-        shape.brightness(bright)
     return shape
 
 
@@ -82,12 +84,12 @@ def test_a_click_followed_by_a_quiet_line_is_impulsive_a_word_that_goes_on_is_no
 
 
 def test_a_whisper_is_sustained_soft_and_bright():
-    assert shape_of([-30.0, -28.0] + [-27.0] * 6).whisper_like()
-    assert not shape_of([-27.0] * 5).whisper_like()  # not yet WHISPER_FRAMES long
-    assert not shape_of([-27.0] * 8, bright=0.5).whisper_like()  # dull: a door, a TV, a low tone
-    assert not shape_of([-12.0] * 8).whisper_like()  # loud: a cough at the handset
-    assert not shape_of([-20.0 - 2 * i for i in range(8)]).whisper_like()  # a burst decaying from its start
-    assert shape_of([-27.0] * 3).whisper_like(3)  # the evidence asked for sooner
+    assert shape_of([-30.0, -28.0] + [-27.0] * 6).whisper_like(BREATHY)
+    assert not shape_of([-27.0] * 5).whisper_like(BREATHY)  # not yet WHISPER_FRAMES long
+    assert not shape_of([-27.0] * 8).whisper_like(0.5)  # dull: a door, a TV, a low tone
+    assert not shape_of([-12.0] * 8).whisper_like(BREATHY)  # loud: a cough at the handset
+    assert not shape_of([-20.0 - 2 * i for i in range(8)]).whisper_like(BREATHY)  # a burst decaying from its start
+    assert shape_of([-27.0] * 3).whisper_like(BREATHY, 3)  # the evidence asked for sooner
 
 
 def test_a_runs_levels_are_kept_for_its_first_frames_only_and_cleared_with_it():
@@ -107,18 +109,18 @@ def test_a_voice_is_voiced_with_a_moving_pitch_a_held_note_is_not_a_voice():
     voice, previous, heard = RunVoice(), b"", []
     for frame in _frames(tts.load_prompt("caller_stop")):
         if audio.dbfs(frame) > -30:
-            heard.append(voice.listen(frame, previous, tones=True)[0])
+            heard.append(voice.listen(frame, previous, tones=True))
         previous = frame
     assert heard.count(Voicing.VOICED) >= 3 and Voicing.HELD not in heard
     note = _frames(audio.encode([round(sum(2000 * math.sin(2 * math.pi * 250 * k * n / 8000) for k in range(1, 8)))
                                  for n in range(160 * 12)]))  # a held 250 Hz note, rich in harmonics (an organ, a beep)
     hum, previous, out = RunVoice(), b"", []
     for frame in note:
-        out.append(hum.listen(frame, previous, tones=True)[0])
+        out.append(hum.listen(frame, previous, tones=True))
         previous = frame
-    assert Voicing.HELD in out[:RunVoice.TONE_FRAMES + 2]
+    assert Voicing.HELD in out[:RunVoice.TONE_FRAMES + 2] and hum.brightness() is not None
     hum.clear()
-    assert hum.voiced == 0
+    assert hum.voiced == 0 and hum.brightness() is None
 
 
 def test_the_evidence_gives_the_strongest_sound_of_the_window_and_forgets_a_burst():
@@ -178,19 +180,16 @@ def test_a_voiceless_run_or_a_forgotten_one_does_not_begin_the_next_runs_utteran
 def test_an_utterance_is_long_enough_from_its_onset_and_near_over_floor_and_threshold():
     said = Utterance(min_speech_frames=30, near_db=24.0)
     said.run_starts(10.0)
-    assert not said.long_enough(10.56, -20.0, -60.0, -35.0)  # 29 frames
-    assert said.long_enough(10.58, -20.0, -60.0, -35.0)  # 30 frames, peaking 40 dB over the floor
-    assert said.near(-30.0, -60.0, -35.0) and not said.near(-33.0, -60.0, -35.0)  # 3 dB over the threshold asked
-    assert not said.near(-43.0, -70.0, -45.0)  # 27 dB over a floor that has not caught up with babble, not 3 over -45
+    assert not said.long_enough(10.56) and said.long_enough(10.58)  # 29 frames from its onset, then 30
+    assert said.near(-30.0, -60.0, -35.0, 0.0) and not said.near(-33.0, -60.0, -35.0, 0.0)  # 3 dB over the threshold asked
+    assert not said.near(-43.0, -70.0, -45.0, 0.0)  # 27 dB over a floor that has not caught up with babble, not 3 over -45
     said.run_ended(voiced=3, peak=-20.0, now=10.6)
     said.run_starts(10.7)
-    assert said.near(-50.0, -60.0, -35.0)  # its earlier run's peak counts
+    assert said.near(-50.0, -60.0, -35.0, 0.0)  # its earlier run's peak counts
 
 
 def test_with_near_clear_an_utterance_none_of_whose_frames_stood_clear_of_the_echo_is_not_near():
     said = Utterance(near_db=24.0, near_clear=True)
-    said.clear_of_echo(9.0)  # an earlier utterance's
     said.run_starts(10.0)
-    assert not said.near(-10.0, -60.0, -35.0)  # loud, but every frame at the echo's level: its peaks
-    said.clear_of_echo(10.1)
-    assert said.near(-10.0, -60.0, -35.0)
+    assert not said.near(-10.0, -60.0, -35.0, clear_at=9.0)  # loud, but every frame at the echo's level: its peaks
+    assert said.near(-10.0, -60.0, -35.0, clear_at=10.1)

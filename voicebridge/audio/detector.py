@@ -200,6 +200,7 @@ class CallerLevel:
         self.threshold_dbfs = threshold_dbfs
         self.voiced_needed = voiced_needed
         self.utterance = Utterance(min_speech_frames, near_db, near_clear)  # the runs close together: one utterance
+        self._clear_at = float("-inf")  # when a loud frame last stood clear of the echo (``near_clear``)
         self.tones = voiced_needed > 0 if tones is None else tones
         self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
         self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
@@ -285,7 +286,7 @@ class CallerLevel:
             return _NONE
         self.shape.follow(loud, level_dbfs)
         if loud and (blind or headroom_db >= self.CLEAR_OF_ECHO_DB):
-            self.utterance.clear_of_echo(now)
+            self._clear_at = now
         try:
             if self._linger_until is not None:
                 lingered = self._linger(armed)
@@ -329,13 +330,13 @@ class CallerLevel:
         return Decision.NONE
 
     def _long_enough(self) -> bool:
-        """Speech enough for a barge-in, from a near voice (``Utterance.long_enough``; a held note
-        found meanwhile has made the detector deaf)."""
-        return self.utterance.long_enough(self._now, self.shape.peak(), self.floor_dbfs, self.threshold_dbfs)
+        """Speech enough for a barge-in, from a near voice (a held note found meanwhile has made
+        the detector deaf)."""
+        return self.utterance.long_enough(self._now) and self._near()
 
     def _near(self) -> bool:
         """The utterance, with the current run, is a voice at the handset (``Utterance.near``)."""
-        return self.utterance.near(self.shape.peak(), self.floor_dbfs, self.threshold_dbfs)
+        return self.utterance.near(self.shape.peak(), self.floor_dbfs, self.threshold_dbfs, self._clear_at)
 
     def _loud_frame(self, frame: bytes) -> None:
         if self.shape.run == 0:
@@ -349,8 +350,7 @@ class CallerLevel:
         """Voice or not, and a held note or not (``RunVoice.listen``): a held note makes the detector deaf."""
         if not frame:
             return
-        voicing, bright = self.voice.listen(frame, self._previous, self.tones)
-        self.shape.brightness(bright)
+        voicing = self.voice.listen(frame, self._previous, self.tones)
         if voicing is Voicing.UNVOICED:
             return
         if self.voice.voiced + self.utterance.voiced >= self.voiced_needed:
@@ -388,7 +388,7 @@ class CallerLevel:
     def _run_ended(self) -> None:
         self.impulse = self._impulsive()
         if self.impulse:  # a key's or a knock's one periodic frame by chance is no voice for the utterance:
-            self.voice.clear()  # pooled over a run of keys, three made a "voice" held for its words
+            self.voice.discount()  # pooled over a run of keys, three made a "voice" held for its words
         self.utterance.run_ended(self.voice.voiced, self.shape.peak(), self._now)
         if self.voiced_needed and not (self.voice.voiced or self.utterance.voiced):
             self._voiceless_ended()
@@ -443,7 +443,7 @@ class CallerLevel:
 
     def _whisper_like(self, frames: int = 0) -> bool:
         """The current run is voiceless and like a whisper (``RunShape.whisper_like``)."""
-        return self.voice.voiced < self.voiced_needed and self.shape.whisper_like(frames)
+        return self.voice.voiced < self.voiced_needed and self.shape.whisper_like(self.voice.brightness(), frames)
 
     def _impulsive(self) -> bool:
         """The run that is ending was an impulsive noise (``RunShape.impulsive``), judged only with

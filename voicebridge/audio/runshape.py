@@ -4,9 +4,8 @@ A knock, a key, a cough, a slam and the first sounds of words are all loud and v
 while; what tells them apart before any voice is heard is how the run's level moves: a burst is
 at its loudest at once and decays, a whisper or a fricative ("sss... stop") rises to its level and
 holds it, a click is over in a few frames and the line falls far under it. ``RunShape`` keeps the
-levels that judgement needs (the run's first ``LISTEN_FRAMES``, their brightness, the line after
-the run's last loud frame, the tail of a burst released on its decay) and answers those
-questions. ``CallerLevel`` (:mod:`voicebridge.audio.detector`) feeds it the frames of a run and
+levels that judgement needs (the run's first ``LISTEN_FRAMES``, the line after the run's last
+loud frame, the tail of a burst released on its decay) and answers those questions. ``CallerLevel`` (:mod:`voicebridge.audio.detector`) feeds it the frames of a run and
 asks it; the voice in a run (periodicity, pitch) stays there and is passed in where it matters.
 """
 from __future__ import annotations
@@ -38,7 +37,6 @@ class RunShape:
     def __init__(self) -> None:
         self.run = 0  # loud frames of the current run
         self.levels: list[float] = []  # the first LISTEN_FRAMES of their levels (a burst decays, a whisper does not)
-        self._bright: list[float] = []  # brightness of the run's listened frames (a whisper is bright)
         self._after = MIN_DBFS  # the loudest frame since the run's last loud one, counted or not
         self._decay = 0  # loud frames in a row of a waiting run that decayed under its early peak (a slam's rattle)
         self.tail: float | None = None  # a burst released on its decay: its tail's lowest level (ignored till it rises)
@@ -52,10 +50,6 @@ class RunShape:
             return True
         return False
 
-    def brightness(self, bright: float) -> None:
-        """The brightness of the run's latest listened frame (``voicing.pitch``)."""
-        self._bright.append(bright)
-
     def follow(self, loud: bool, level_dbfs: float) -> None:
         """A frame of an active line (loud or not, the caller's or not): what the line does after
         the run's last loud frame is how an impulse is told from words that go on."""
@@ -63,7 +57,7 @@ class RunShape:
 
     def clear(self) -> None:
         """The run is over (or given up): its levels and its decay are forgotten, not its tail."""
-        self.run, self.levels, self._bright, self._decay = 0, [], [], 0
+        self.run, self.levels, self._decay = 0, [], 0
 
     def reset(self) -> None:
         """Nothing of any run is kept: the tail too is forgotten."""
@@ -121,12 +115,12 @@ class RunShape:
         ("sh", "f"), not a knock."""
         return len(self.levels) >= (frames or self.WHISPER_FRAMES) and not self.burst()
 
-    def whisper_like(self, frames: int = 0) -> bool:
-        """The run (voiceless: the caller asks that) is sustained (``frames``), soft, and bright."""
+    def whisper_like(self, brightness: float | None, frames: int = 0) -> bool:
+        """The run (voiceless: the caller asks that) is sustained (``frames``), soft, and bright
+        (``brightness``: its listened frames' median, ``RunVoice.brightness``; None: unmeasured)."""
         if not self.sustained(frames):
             return False
-        bright = sorted(self._bright)
-        if bright and bright[len(bright) // 2] < self.WHISPER_BRIGHT:
+        if brightness is not None and brightness < self.WHISPER_BRIGHT:
             return False  # rumble, a low tone, a door: not breath
         return max(self.levels) <= self.WHISPER_MAX_DBFS  # a whisper is soft: a cough at the handset is not
 

@@ -30,6 +30,7 @@ class RunVoice:
 
     def __init__(self) -> None:
         self.voiced = 0  # voiced loud frames in the current run
+        self._bright: list[float] = []  # brightness of the run's listened frames (a whisper is bright)
         self._periods: list[float] = []  # pitch periods of the run's consecutive voiced frames (held notes)
         self._pitch: tuple[bytes, bytes, Pitch] | None = None  # the last onset's frame, the one before, its pitch
 
@@ -40,25 +41,35 @@ class RunVoice:
         judged = self._pitch = (frame, previous, pitch(frame, previous))
         return judged[2].brightness < DULL
 
-    def listen(self, frame: bytes, previous: bytes, tones: bool) -> tuple[Voicing, float]:
+    def listen(self, frame: bytes, previous: bytes, tones: bool) -> Voicing:
         """One loud frame of the run (after ``previous``): voiced or not (periodic and bright),
-        with ``tones`` a held note or not (a steady period); and its brightness."""
+        with ``tones`` a held note or not (a steady period). Its brightness is kept."""
         r, period, bright = self._pitch_of(frame, previous)
+        self._bright.append(bright)
         if r < self.VOICE_PERIODICITY or bright < DULL:
             self._periods = []
-            return Voicing.UNVOICED, bright
+            return Voicing.UNVOICED
         self.voiced += 1
         if not tones:
-            return Voicing.VOICED, bright
+            return Voicing.VOICED
         self._periods.append(period)
         recent = self._periods[-self.TONE_FRAMES:]
         if len(recent) >= self.TONE_FRAMES and max(recent) - min(recent) <= self.TONE_SPREAD * min(recent):
-            return Voicing.HELD, bright  # music, a hum, a beep
-        return Voicing.VOICED, bright
+            return Voicing.HELD  # music, a hum, a beep
+        return Voicing.VOICED
+
+    def brightness(self) -> float | None:
+        """The median brightness of the run's listened frames (None: none listened to)."""
+        bright = sorted(self._bright)
+        return bright[len(bright) // 2] if bright else None
+
+    def discount(self) -> None:
+        """The run's voiced frames were chance (an impulsive noise's): no voice for its utterance."""
+        self.voiced = 0
 
     def clear(self) -> None:
-        """The run is over (or its voice discounted): nothing voiced in it any more."""
-        self.voiced, self._periods = 0, []
+        """The run is over: nothing voiced in it any more, nor any brightness measured."""
+        self.voiced, self._periods, self._bright = 0, [], []
 
     def _pitch_of(self, frame: bytes, previous: bytes) -> Pitch:
         """``pitch`` of ``frame`` after ``previous``: the run's first frame was measured already

@@ -20,7 +20,7 @@ class Utterance:
     ``min_speech_frames`` (0 = off): how long from its onset an utterance must be to be more than a
     backchannel. ``near_db`` (0 = off): how far over the line's noise floor it must peak to be a
     voice at the handset; with ``near_clear``, one of its loud frames must also have stood clear of
-    the agent's echo (``clear_of_echo``).
+    the agent's echo (the detector, which sees every frame, says when one last did).
     """
 
     GAP_S = 0.4  # loud runs less than this apart are one utterance
@@ -36,7 +36,6 @@ class Utterance:
         self.start = float("-inf")  # its first loud frame
         self._end = float("-inf")  # its last voiced (or whispered) run's end
         self._peak = MIN_DBFS  # its earlier runs' loudest level
-        self._clear_at = float("-inf")  # when a loud frame last stood clear of the echo (``near_clear``)
 
     @property
     def spoken(self) -> bool:
@@ -50,10 +49,6 @@ class Utterance:
             self.whispered = False
             self._peak = MIN_DBFS
             self.start = now
-
-    def clear_of_echo(self, now: float) -> None:
-        """A loud frame stood clear of the agent's echo (or was judged before its delay was known)."""
-        self._clear_at = now
 
     def run_ended(self, voiced: int, peak: float, now: float) -> None:
         """A run with ``voiced`` voiced frames, peaking at ``peak``, ended: a voiced (or whispered)
@@ -78,18 +73,19 @@ class Utterance:
         self._end = float("-inf")
         self.whispered = False
 
-    def long_enough(self, now: float, run_peak: float, floor_dbfs: float, threshold_dbfs: float) -> bool:
-        """Speech enough for a barge-in at ``now``: ``min_speech_frames`` from its onset, and near."""
-        spoken = round((now - self.start) / FRAME_S) + 1  # frames since the onset
-        return spoken >= self.min_speech_frames and self.near(run_peak, floor_dbfs, threshold_dbfs)
+    def long_enough(self, now: float) -> bool:
+        """At ``now``, ``min_speech_frames`` from its onset: more than a backchannel (if near)."""
+        return round((now - self.start) / FRAME_S) + 1 >= self.min_speech_frames  # frames since the onset
 
-    def near(self, run_peak: float, floor_dbfs: float, threshold_dbfs: float) -> bool:
+    def near(self, run_peak: float, floor_dbfs: float, threshold_dbfs: float, clear_at: float) -> bool:
         """It (with the current run, peaking at ``run_peak``) peaks ``near_db`` over the line's floor
         and ``NEAR_OVER_THRESHOLD_DB`` over the configured threshold: a voice at the handset, not
-        voices across the room (babble, a TV: their own dips set the floor a few dB under them)."""
+        voices across the room (babble, a TV: their own dips set the floor a few dB under them).
+        With ``near_clear``, a loud frame must have stood clear of the echo since its onset
+        (``clear_at``: when one last did)."""
         if not self.near_db:
             return True
-        if self.near_clear and self._clear_at < self.start:
+        if self.near_clear and clear_at < self.start:
             return False  # every frame at the echo's level, a few dB over the gate's margin: its peaks
         peak = max(self._peak, run_peak)
         return peak >= max(floor_dbfs + self.near_db, threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
