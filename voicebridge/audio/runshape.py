@@ -5,8 +5,9 @@ while; what tells them apart before any voice is heard is how the run's level mo
 at its loudest at once and decays, a whisper or a fricative ("sss... stop") rises to its level and
 holds it, a click is over in a few frames and the line falls far under it. ``RunShape`` keeps the
 levels that judgement needs (the run's first ``LISTEN_FRAMES``, the line after the run's last
-loud frame, the tail of a burst released on its decay) and answers those questions. ``CallerLevel`` (:mod:`voicebridge.audio.detector`) feeds it the frames of a run and
-asks it; the voice in a run (periodicity, pitch) stays there and is passed in where it matters.
+loud frame, the tail of a burst released on its decay) and answers those questions.
+``CallerLevel`` (:mod:`voicebridge.audio.detector`) feeds it the frames of a run and asks it; the
+voice in a run (periodicity, pitch, brightness: ``RunVoice``) is passed in where it matters.
 """
 from __future__ import annotations
 

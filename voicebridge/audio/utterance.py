@@ -15,7 +15,7 @@ FRAME_S = FRAME_MS / 1000
 
 
 class Utterance:
-    """One utterance's runs: their voice, their peak, its onset and end, a whisper, a clear frame.
+    """One utterance's runs: their voice, their peak, its onset and end, a whisper.
 
     ``min_speech_frames`` (0 = off): how long from its onset an utterance must be to be more than a
     backchannel. ``near_db`` (0 = off): how far over the line's noise floor it must peak to be a
@@ -24,8 +24,8 @@ class Utterance:
     """
 
     GAP_S = 0.4  # loud runs less than this apart are one utterance
-    NEAR_OVER_THRESHOLD_DB = 3.0  # ... and this far over the configured threshold (a floor that has not caught up
-    # with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
+    NEAR_OVER_THRESHOLD_DB = 3.0  # a near one also peaks this far over the configured threshold (a floor that has
+    # not caught up with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
 
     def __init__(self, min_speech_frames: int = 0, near_db: float = 0.0, near_clear: bool = False) -> None:
         self.min_speech_frames = min_speech_frames
@@ -51,8 +51,9 @@ class Utterance:
             self.start = now
 
     def run_ended(self, voiced: int, peak: float, now: float) -> None:
-        """A run with ``voiced`` voiced frames, peaking at ``peak``, ended: a voiced (or whispered)
-        one is the utterance's, and the next run within ``GAP_S`` goes on with it."""
+        """A run with ``voiced`` voiced frames, peaking at ``peak``, ended: a voiced one, or any run
+        of an utterance already spoken, is the utterance's, and the next run within ``GAP_S`` goes
+        on with it (a voiceless run alone leaves no utterance behind)."""
         if voiced or self.voiced or self.whispered:
             self.voiced += voiced
             self._peak = max(self._peak, peak)
