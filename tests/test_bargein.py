@@ -214,7 +214,7 @@ def test_the_rumble_check_is_made_only_where_its_answer_can_matter(monkeypatch: 
     """The pitch analysis behind the rumble check costs more than the rest of a frame's path:
     a caller talking to a quiet agent (no barge-in possible, no false-trigger watch) needs none;
     armed, or watched, every loud onset still gets it."""
-    import voicebridge.audio.detector as bargein_module
+    import voicebridge.audio.runvoice as bargein_module  # (where the detector's pitch analysis is asked for)
 
     asked: list[int] = []
     real = bargein_module.pitch
@@ -419,7 +419,7 @@ def test_a_sustained_voiceless_sound_holds_the_duck_for_a_voice_then_releases_it
 
 def test_a_runs_first_frame_is_judged_against_the_audio_just_before_it(monkeypatch: pytest.MonkeyPatch):
     """The voice check of an onset reads the frame before it, however quiet that frame was."""
-    import voicebridge.audio.detector as detector_module
+    import voicebridge.audio.runvoice as detector_module  # (where the detector's pitch analysis is asked for)
     before: list[bytes] = []
     real = detector_module.pitch
     monkeypatch.setattr(detector_module, "pitch", lambda frame, previous=b"": before.append(previous) or real(frame, previous))

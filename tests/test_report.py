@@ -232,7 +232,7 @@ def test_a_bridge_delivers_every_calls_report_to_its_webhook_through_one_sender(
             bridge.handle_media(twilio)
         assert wait_until(lambda: len(receiver.keys) == 2, 5.0)
         assert sorted(receiver.keys) == sorted(hooked) and receiver.bad == 0
-        assert len(bridge._report_senders) == 1
+        assert len(bridge._reports.senders) == 1
     finally:
         bridge.close()
         receiver.stop()
@@ -287,7 +287,7 @@ def test_a_closing_bridge_lets_a_just_ended_call_hand_on_its_report_before_its_s
     import threading
     from types import SimpleNamespace
 
-    from voicebridge.serving.flaskext import hand_on_reports
+    from voicebridge.serving.reports import hand_on_reports
 
     order: list[str] = []
     settled = threading.Event()
@@ -310,3 +310,32 @@ def test_a_closing_bridge_lets_a_just_ended_call_hand_on_its_report_before_its_s
     hand_on_reports([session], [Sender()], within_s=5.0)
     timer.join()
     assert order == ["report handed on", "sender idle", "sender closed"]
+
+
+def test_a_bridge_keeps_one_report_sender_per_webhook_and_at_close_waits_for_a_report_on_its_way(tmp_path):
+    """``BridgeReports``: calls whose configs name the same webhook, spool and secret share one
+    sender; a config without a webhook has none. At close a call that just ended is given its
+    moment to hand its report on before the senders stop, and the senders are forgotten."""
+    import threading
+    from types import SimpleNamespace
+
+    from voicebridge.serving.reports import BridgeReports
+
+    reports = BridgeReports()
+    assert reports.sender(BridgeConfig()) is None
+    url, spool = "http://127.0.0.1:9/r", str(tmp_path / "spool")
+    first = reports.sender(BridgeConfig(report_url=url, report_spool_dir=spool))
+    assert reports.sender(BridgeConfig(report_url=url, report_spool_dir=spool)) is first
+    signed = reports.sender(BridgeConfig(report_url=url, report_spool_dir=str(tmp_path / "other"), report_secret="k"))
+    assert signed is not first and len(reports.senders) == 2
+    settled, order = threading.Event(), []
+
+    class Ended:  # a session, as far as its report goes (hashable, as sessions are)
+        after = SimpleNamespace(settled=settled)
+    reports.ended(Ended())
+    timer = threading.Timer(0.1, lambda: (order.append("handed on"), settled.set()))
+    timer.start()
+    reports.close(5.0)
+    order.append("closed")
+    timer.join()
+    assert order == ["handed on", "closed"] and reports.senders == {}

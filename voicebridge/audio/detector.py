@@ -6,6 +6,9 @@ Small pieces, each driven by the session with levels, events and a clock:
   pauses at once), CONFIRM after ``frames_needed`` loud frames (a one-frame dip tolerated),
   RELEASE when a loud run ends before confirmation (sending resumes, its lead rebuilt).
 * ``NoiseFloor``: the caller's background level, which raises the threshold over steady noise.
+* ``CallerLevel``: the local trigger over a call's frames (threshold, echo, voice, held notes,
+  speech length), with its parts in :mod:`.runshape`, :mod:`.runvoice`, :mod:`.utterance` and
+  :mod:`.evidence`.
 * ``refusal`` / ``plan``: why a trigger may not act (or None), and which steps it takes
   (stop the audio, cancel the response, truncate the item).
 * ``FalseTriggerMonitor``: after a local barge-in, decide that it was a cough, not speech,
@@ -19,10 +22,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from .mulaw import FRAME_MS, MIN_DBFS
-from .voicing import DULL, Pitch, pitch
-
-FRAME_S = FRAME_MS / 1000
+from .evidence import Sound, SoundEvidence
+from .mulaw import MIN_DBFS
+from .runshape import RunShape
+from .runvoice import RunVoice, Voicing
+from .utterance import Utterance
 
 
 class Decision(enum.Enum):
@@ -143,18 +147,6 @@ class NoiseFloor:
         return max(base, self.floor_dbfs + self.margin_db)
 
 
-class Sound(enum.Enum):
-    """What the caller's line carried over the last moments, as the local detector judged it."""
-
-    NOTHING = "nothing"  # nothing above the noise, or only the agent's own echo
-    ECHO = "echo"  # the agent's own voice coming back
-    VOICE = "voice"  # a near voice: loud, periodic, with a moving pitch
-    WHISPER = "whisper"  # a sustained voiceless sound at a near voice's level, not a burst
-    NOISE = "noise"  # a voiceless burst: a knock, a click, a cough, a door
-    TONE = "tone"  # periodic with a held pitch: music, a hum, a beep
-    SOFT = "soft"  # above the noise on the caller's side, neither a voice nor a whisper
-
-
 class CallerLevel:
     """The local trigger's view of the caller's frames: noise floor, threshold, echo, voice,
     held notes, speech length, debounce.
@@ -168,8 +160,8 @@ class CallerLevel:
       (release) or ``MAX_UNVOICED`` frames pass (release, and loud frames are ignored until the
       line is quiet again);
     * *a moving pitch?* a held note (music, a hum, a beep) is as periodic as a vowel, but its
-      pitch stays within ``TONE_SPREAD`` over ``TONE_FRAMES`` voiced frames, which a voice's
-      never does: released and ignored like a long voiceless sound;
+      pitch stays within ``RunVoice.TONE_SPREAD`` over ``TONE_FRAMES`` voiced frames, which a
+      voice's never does: released and ignored like a long voiceless sound;
     * *long enough to be more than a backchannel?* (``min_speech_frames`` from the utterance's
       onset, 0 = off): "mm-hm" or "yeah" while the agent talks is over before it; the duck is
       then released as ``BACKCHANNEL`` (the answer resumes where it paused). Runs less than
@@ -186,29 +178,16 @@ class CallerLevel:
 
     It also keeps the evidence the model's VAD is weighed against (``sound``). The session's
     ``BargeIn`` acts on the decisions; the barge-in benchmark drives the very same object.
+
+    Its parts, each owning its state: the run's levels and the judgements of its shape (a burst,
+    its decay and tail, an impulse, a whisper: ``RunShape``), the voice in the run (``RunVoice``),
+    the runs of one utterance (``Utterance``), and what the line carried lately (``SoundEvidence``).
+    ``CallerLevel`` owns the per-frame decision: loud or not, the phases of a held duck.
     """
 
     MAX_UNVOICED = 20  # frames past the debounce: 400 ms of loud sound without a voice in it
-    NOISE_MEMORY_S = 1.0  # how long a voiceless burst or a held note is remembered
-    TONE_FRAMES, TONE_SPREAD = 6, 0.005  # voiced frames whose period stays within 0.5 %: a held note
-    UTTERANCE_GAP_S = 0.4
-    SOFT_DB = 8.0  # a caller frame this far under the threshold (and above the noise) still counts as soft evidence
-    SOFT_FRAMES = 5  # ... five of them within the window (a stray echo frame judged the caller's is not)
-    WHISPER_FRAMES = 6  # a voiceless run this long that is not a decaying burst: a whisper
-    WHISPER_EVIDENCE = 3  # ... enough for the model's VAD to be believed on it
+    UTTERANCE_GAP_S = Utterance.GAP_S  # (also how long the duck lingers after a sustained voiceless run)
     WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that count as a voice for the utterance
-    WHISPER_MAX_DBFS = -18.0
-    WHISPER_BRIGHT = 1.28  # ... and bright: breath (a door, a TV, babble and low tones are duller)
-    VOICE_PERIODICITY = 0.45  # below voicing.VOICED: three such frames are asked for, not one
-    LISTEN_FRAMES = 12  # frames of a run listened to for a voice and a held note at most (CPU)
-    BURST_DECAY_DB = 9.0
-    IMPULSE_FRAMES = 5  # a voiceless run of at most this many loud frames ...
-    IMPULSE_OVER_DB = 15.0  # ... (or a decaying burst) peaking this far over the threshold: a click, a knock
-    IMPULSE_DROP_DB = 12.0  # ... after which the line falls this far under its peak: the sound stopped
-    DECAY_FRAMES = 3  # loud frames in a row BURST_DECAY_DB under a voiceless burst's early peak: its rattle, released
-    TAIL_RISE_DB = 6.0  # ... and its tail ignored while it decays: a frame this far over the tail's lowest is a new sound
-    NEAR_OVER_THRESHOLD_DB = 3.0  # ... and this far over the configured threshold (a floor that has not caught up
-    # with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
     QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
     QUIET_LINE_DB = 26.0  # ... but no closer to the line's noise floor than this
     CLEAR_REACH_DB = 4.0  # ... and this much lower again for a frame clear of the agent's echo:
@@ -220,9 +199,8 @@ class CallerLevel:
                  near_clear: bool = False) -> None:
         self.threshold_dbfs = threshold_dbfs
         self.voiced_needed = voiced_needed
-        self.min_speech_frames = min_speech_frames
-        self.near_db = near_db
-        self.near_clear = near_clear
+        self.utterance = Utterance(min_speech_frames, near_db, near_clear)  # the runs close together: one utterance
+        self._clear_at = float("-inf")  # when a loud frame last stood clear of the echo (``near_clear``)
         self.tones = voiced_needed > 0 if tones is None else tones
         self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
         self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
@@ -232,37 +210,19 @@ class CallerLevel:
         # Someone outside reads ``loud`` even when no barge-in can start (the false-trigger watch
         # after one): then rumble must read as quiet there too, so the dull check is made anyway.
         self.rumble_matters = False
-        self._voiced = 0  # voiced loud frames in the current run
-        self._utterance_voiced = 0  # ... in the utterance's earlier runs (a voice heard once counts for it all)
-        self._periods: list[float] = []  # pitch periods of the run's consecutive voiced frames (held notes)
-        self._bright: list[float] = []  # brightness of the run's loud frames (a whisper is bright)
-        self._previous = b""
-        self._pitch: tuple[bytes, bytes, Pitch] | None = None  # the last onset's frame, the one before, its pitch
+        self.voice = RunVoice()  # the run's voiced frames, and a held note
+        self.shape = RunShape()  # the run's levels: burst, decay, tail, impulse, whisper
+        self._previous = b""  # the frame before (the history a frame's pitch is measured on)
         self._waiting = False  # the debounce is met, the voice is not: the duck holds
         self._linger_until: float | None = None  # a fricative-like run ended: the duck waits for a voice until then
         self._holding = False  # a voice is heard, not yet long enough: the duck holds
-        self._run = 0  # loud frames of the current run
-        self._run_levels: list[float] = []  # their levels (a burst decays, a whisper does not)
-        self._utterance_end = float("-inf")
-        self._utterance_peak = MIN_DBFS
-        self._utterance_start = float("-inf")
-        self._clear_at = float("-inf")  # when a loud frame last stood clear of the echo (``near_clear``)
         self._unvoiced = 0
         self._dips = 0
         self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
-        self._decay = 0  # loud frames in a row of a waiting run that decayed under its early peak (a slam's rattle)
-        self._tail: float | None = None  # a burst released on its decay: its tail's lowest level (ignored till it rises)
-        self._noise_at = float("-inf")  # when a loud sound without a voice (a burst) last ended
-        self._whisper_at = float("-inf")  # when a sustained voiceless sound (a whisper) last ended
         self._level = MIN_DBFS
-        self._tone_at = float("-inf")  # when a held note was last heard
-        self._voice_at = float("-inf")  # when a voiced caller frame was last heard
-        self._soft: deque[float] = deque(maxlen=self.SOFT_FRAMES)  # the last caller frames above the noise
-        self._echo_at = float("-inf")
+        self.evidence = SoundEvidence()  # what the line carried lately (``sound``)
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
-        self.whispered = False  # the current (or last) utterance was judged a whisper: no voice in it
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
-        self._after = MIN_DBFS  # the loudest frame since the run's last loud one, counted or not
         self._now = float("-inf")
         self._floor_of: float | None = None  # the floor the detector's threshold is for (None: not set yet)
         self._configured_of: float | None = None  # ... and the configured threshold
@@ -299,7 +259,7 @@ class CallerLevel:
             self._clear_threshold = self.noise.threshold(self.threshold_dbfs, reach + self.CLEAR_REACH_DB, quiet) \
                 if reach else detector.threshold_dbfs
         if echo:
-            self._echo_at = now
+            self.evidence.echo(now)
         level = level_dbfs if counts else MIN_DBFS
         self._level = level
         self.loud = loud = level >= detector.threshold_dbfs
@@ -311,20 +271,20 @@ class CallerLevel:
             self._deaf = loud
             self.loud = loud = False
             level = fed = MIN_DBFS
-        elif self._tail is not None and self._in_tail(loud, level):
+        elif self.shape.tail is not None and self.shape.in_tail(loud, level):
             self.loud = loud = False
             level = fed = MIN_DBFS
-        elif counts and level >= detector.threshold_dbfs - self.SOFT_DB and level >= floor + 6.0:
-            self._soft.append(now)
+        elif counts and level >= detector.threshold_dbfs - SoundEvidence.SOFT_DB and level >= floor + 6.0:
+            self.evidence.soft(now)
         if not (loud or detector.run or detector.ducking or self._waiting or self._holding
                 or self._linger_until is not None):
             # most frames of every call: nothing going on, nothing to ask. The full path would tell
             # the level detector a quiet unarmed frame, which with no run and no duck changes nothing.
-            if self._run or self._voiced or self._periods or self._run_levels or self._bright:
-                self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+            if self.shape.run:  # (the run's voice and levels are all counted from its loud frames)
+                self._end_run()
             self._previous = frame
             return _NONE
-        self._after = MIN_DBFS if loud else max(self._after, level_dbfs)
+        self.shape.follow(loud, level_dbfs)
         if loud and (blind or headroom_db >= self.CLEAR_OF_ECHO_DB):
             self._clear_at = now
         try:
@@ -341,7 +301,8 @@ class CallerLevel:
                 may = armed()
                 # the pitch analysis only where a run could start (or the false-trigger watch
                 # reads ``loud``): not on every loud frame of a caller speaking to a quiet agent
-                if (may or self.rumble_matters) and self._dull_onset(frame):
+                if ((may or self.rumble_matters) and self.voiced_needed and frame
+                        and self.voice.dull_onset(frame, self._previous)):
                     self.loud, fed = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
             ok = (self.loud or self.detector.run > 0) and (armed() if may is None else may)
             if self.loud and ok:
@@ -354,29 +315,13 @@ class CallerLevel:
             if decision is Decision.RELEASE:
                 decision = self._short_run_ended()
             if self.detector.run == 0 and not (self._waiting or self._holding):
-                self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+                self._end_run()
             return decision
         finally:
             self._previous = frame
 
-    def _dull_onset(self, frame: bytes) -> bool:
-        """A run would start on a frame with hardly any energy above a few hundred Hz: road
-        noise or a knock's thud, never a voice's onset (its vowels and consonants are brighter)."""
-        if not (self.voiced_needed and frame):
-            return False
-        judged = self._pitch = (frame, self._previous, pitch(frame, self._previous))
-        return judged[2].brightness < DULL
-
-    def _pitch_of(self, frame: bytes) -> Pitch:
-        """``pitch`` of ``frame`` after the one before it: the run's first frame was measured
-        already by ``_dull_onset`` (the same bytes after the same bytes: the same answer)."""
-        judged, self._pitch = self._pitch, None
-        if judged is not None and judged[0] is frame and judged[1] is self._previous:
-            return judged[2]
-        return pitch(frame, self._previous)
-
     def _confirm_or_wait(self) -> Decision:
-        if self._voiced + self._utterance_voiced < self.voiced_needed:
+        if self.voice.voiced + self.utterance.voiced < self.voiced_needed:
             self._waiting, self._unvoiced, self._dips = True, 0, 0
             return Decision.NONE
         if self._long_enough():
@@ -387,51 +332,32 @@ class CallerLevel:
     def _long_enough(self) -> bool:
         """Speech enough for a barge-in, from a near voice (a held note found meanwhile has made
         the detector deaf)."""
-        spoken = round((self._now - self._utterance_start) / FRAME_S) + 1  # frames since the onset
-        return spoken >= self.min_speech_frames and self._near()
+        return self.utterance.long_enough(self._now) and self._near()
 
     def _near(self) -> bool:
-        """The utterance peaks ``NEAR_DB`` over the line's floor: a voice at the handset, not
-        voices across the room (babble, a TV: their own dips set the floor a few dB under them)."""
-        if not self.near_db:
-            return True
-        if self.near_clear and self._clear_at < self._utterance_start:
-            return False  # every frame at the echo's level, a few dB over the gate's margin: its peaks
-        peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
-        return peak >= max(self.floor_dbfs + self.near_db, self.threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
+        """The utterance, with the current run, is a voice at the handset (``Utterance.near``)."""
+        return self.utterance.near(self.shape.peak(), self.floor_dbfs, self.threshold_dbfs, self._clear_at)
 
     def _loud_frame(self, frame: bytes) -> None:
-        if self._run == 0 and self._now - self._utterance_end > self.UTTERANCE_GAP_S:
-            self._utterance_voiced = 0  # a new utterance
-            self.whispered = False
-            self._utterance_peak = MIN_DBFS
-            self._utterance_start = self._now
-        if self._run == 0:
+        if self.shape.run == 0:
             self.impulse = False
-        self._run += 1
-        if len(self._run_levels) < self.LISTEN_FRAMES:
-            self._run_levels.append(self._level)
-            if self.voiced_needed and (self._voiced + self._utterance_voiced < self.voiced_needed or self.tones):
-                self._listen(frame)
+            self.utterance.run_starts(self._now)
+        if self.shape.loud_frame(self._level) and self.voiced_needed and (
+                self.voice.voiced + self.utterance.voiced < self.voiced_needed or self.tones):
+            self._listen(frame)
 
     def _listen(self, frame: bytes) -> None:
-        """Voice or not (periodic and bright), and a held note (a steady period) or not."""
+        """Voice or not, and a held note or not (``RunVoice.listen``): a held note makes the detector deaf."""
         if not frame:
             return
-        r, period, bright = self._pitch_of(frame)
-        self._bright.append(bright)
-        if r < self.VOICE_PERIODICITY or bright < DULL:
-            self._periods = []
+        voicing = self.voice.listen(frame, self._previous, self.tones)
+        if voicing is Voicing.UNVOICED:
             return
-        self._voiced += 1
-        if self._voiced + self._utterance_voiced >= self.voiced_needed:
-            self._voice_at = self._now  # (one periodic frame is not yet a voice: coughs have them)
-        if not self.tones:
-            return
-        self._periods.append(period)
-        recent = self._periods[-self.TONE_FRAMES:]
-        if len(recent) >= self.TONE_FRAMES and max(recent) - min(recent) <= self.TONE_SPREAD * min(recent):
-            self._deaf, self._tone_at = True, self._now  # a held note: music, a hum, a beep
+        if self.voice.voiced + self.utterance.voiced >= self.voiced_needed:
+            self.evidence.voice(self._now)  # (one periodic frame is not yet a voice: coughs have them)
+        if voicing is Voicing.HELD:  # a held note: music, a hum, a beep
+            self._deaf = True
+            self.evidence.tone(self._now)
 
     def _hold(self, frame: bytes, armed: Callable[[], bool]) -> Decision:
         """A voice was heard: confirm once the utterance is long enough, or release it as a backchannel."""
@@ -452,9 +378,9 @@ class CallerLevel:
         """A ducked run ended before the debounce: a near voice in it ("stop" whose vowel alone
         was loud) is a short utterance like a backchannel (its words decide), anything else is
         released."""
-        voiced = self._voiced + self._utterance_voiced >= self.voiced_needed > 0
+        voiced = self.voice.voiced + self.utterance.voiced >= self.voiced_needed > 0
         self._run_ended()
-        if voiced and self.min_speech_frames and self._near():
+        if voiced and self.utterance.min_speech_frames and self._near():
             self.backchannel_at = self._now
             return Decision.BACKCHANNEL
         return Decision.RELEASE
@@ -462,35 +388,36 @@ class CallerLevel:
     def _run_ended(self) -> None:
         self.impulse = self._impulsive()
         if self.impulse:  # a key's or a knock's one periodic frame by chance is no voice for the utterance:
-            self._voiced = 0  # pooled over a run of keys, three made a "voice" held for its words
-        if self._voiced or self._utterance_voiced or self.whispered:
-            self._utterance_voiced += self._voiced
-            self._utterance_peak = max(self._utterance_peak, max(self._run_levels, default=MIN_DBFS))
-            self._utterance_end = self._now
-        if self.voiced_needed and not (self._voiced or self._utterance_voiced):
+            self.voice.discount()  # pooled over a run of keys, three made a "voice" held for its words
+        self.utterance.run_ended(self.voice.voiced, self.shape.peak(), self._now)
+        if self.voiced_needed and not (self.voice.voiced or self.utterance.voiced):
             self._voiceless_ended()
 
     def _voiceless_ended(self) -> None:
         """A loud sound with no voice in it ended: a whisper, or a burst (knock, cough, click)."""
         if self._whisper_like():
-            self._whisper_at = self._now
+            self.evidence.whisper(self._now)
         else:
-            self._noise_at = self._now
+            self.evidence.burst(self._now)
 
     def _wait_for_voice(self, frame: bytes, armed: Callable[[], bool]) -> Decision:
         if self.loud and armed():
             if not self._next_loud(frame):
                 return self._release()
-            if self._voiced + self._utterance_voiced >= self.voiced_needed:
+            if self.voice.voiced + self.utterance.voiced >= self.voiced_needed:
                 self._waiting = False
                 return self._confirm_or_wait()
             self._unvoiced += 1
-            if self._decaying():  # a slam's rattle, a cough's end: no word goes on from it, resume now
-                self._tail, self.impulse, self._noise_at = self._level, True, self._now
+            if self.shape.decaying(self._level, self.detector.threshold_dbfs, self.utterance.spoken):
+                # a slam's rattle, a cough's end: no word goes on from it, resume now
+                self.shape.follow_tail(self._level)
+                self.impulse = True
+                self.evidence.burst(self._now)
                 return self._release()
-            if self._run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
-                self._whisper_at = self._now  # a near, sustained, breathy sound that is no burst
-                self.whispered, self._waiting = True, False  # judged like a voice from here on
+            if self.shape.run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
+                self.evidence.whisper(self._now)  # a near, sustained, breathy sound that is no burst
+                self.utterance.heard_whisper()  # judged like a voice from here on
+                self._waiting = False
                 if self._long_enough():
                     return self._stop_waiting(Decision.CONFIRM)
                 self._holding, self._dips = True, 0
@@ -510,67 +437,20 @@ class CallerLevel:
         self._linger_until = self._now + self.UTTERANCE_GAP_S  # "sh... stop": the voice may follow
         return self._stop_waiting(Decision.NONE)
 
-    def _decaying(self) -> bool:
-        """The waiting run (no voice yet, nor in its utterance) is a burst in its decay: it peaked in its first three frames
-        (none later louder by more than 1 dB), ``IMPULSE_OVER_DB`` over the threshold, and its last
-        ``DECAY_FRAMES`` loud frames are ``BURST_DECAY_DB`` under that peak: a door's slam and its
-        rattle, or a cough's end, which otherwise held the duck for ``MAX_UNVOICED`` frames. The
-        unvoiced onset of words ("s... stop", "f... forget it", a whisper) rises to its level and
-        holds it, so its frames are never that far under an early peak while it goes on."""
-        levels = self._run_levels
-        if not levels:
-            return False
-        peak = max(levels[:3])
-        if (self._utterance_voiced or self.whispered or max(levels) > peak + 1.0
-                or peak < self.detector.threshold_dbfs + self.IMPULSE_OVER_DB):
-            self._decay = 0
-            return False
-        self._decay = self._decay + 1 if self._level <= peak - self.BURST_DECAY_DB else 0
-        return self._decay >= self.DECAY_FRAMES
-
-    def _in_tail(self, loud: bool, level: float) -> bool:
-        """A frame of the tail of a burst released on its decay (ignored): loud, and no more than
-        ``TAIL_RISE_DB`` over the tail's lowest level so far. A quiet frame ends the tail; so does
-        a rise (the caller speaking over the rattle), which is then judged as a new run."""
-        tail = self._tail
-        if not loud or tail is None or level > tail + self.TAIL_RISE_DB:
-            self._tail = None
-            return False
-        self._tail = min(tail, level)
-        return True
-
     def _sustained(self, frames: int = 0) -> bool:
-        """The current run is voiceless, long enough (``frames``, default ``WHISPER_FRAMES``) and
-        no burst that decays from its start: breath or a fricative ("sh", "f"), not a knock."""
-        levels = self._run_levels
-        if self._voiced >= self.voiced_needed or len(levels) < (frames or self.WHISPER_FRAMES):
-            return False
-        return not self._burst()
+        """The current run is voiceless and sustained (``RunShape.sustained``): breath or a fricative."""
+        return self.voice.voiced < self.voiced_needed and self.shape.sustained(frames)
 
-    def _burst(self) -> bool:
-        """The current run is at its loudest in its first three frames and its last three are
-        ``BURST_DECAY_DB`` down: it decays from its start (a knock, a cough, a slam)."""
-        levels = self._run_levels
-        peak = max(levels)
-        tail = levels[-3:]
-        return levels.index(peak) <= 2 and sum(tail) / len(tail) <= peak - self.BURST_DECAY_DB
+    def _whisper_like(self, frames: int = 0) -> bool:
+        """The current run is voiceless and like a whisper (``RunShape.whisper_like``)."""
+        return self.voice.voiced < self.voiced_needed and self.shape.whisper_like(self.voice.brightness(), frames)
 
     def _impulsive(self) -> bool:
-        """The run that is ending was an impulsive noise (a click, a knock, a key, a cough, a slam),
-        not the first sound of words: no voice in it (one periodic frame by chance allowed) or in
-        its utterance, no whisper, loud (``IMPULSE_OVER_DB`` over the threshold: a soft or
-        whispered onset's first frames, "w-" of a soft "wait", stay near it), either short
-        (``IMPULSE_FRAMES``) or a burst that decays from its start ("s...", "f...", "h..." before
-        "stop" are sustained), and followed by a line ``IMPULSE_DROP_DB`` under its peak: the sound
-        stopped, where a word whose later frames the echo gate did not count (unsure, at the echo's
-        level) goes on near it. Only with the voice checks on: without them nothing is judged."""
-        levels = self._run_levels
-        if not (self.voiced_needed and levels) or self._voiced > 1 or self._utterance_voiced or self.whispered:
-            return False
-        peak = max(levels)
-        if peak < self.detector.threshold_dbfs + self.IMPULSE_OVER_DB or self._after > peak - self.IMPULSE_DROP_DB:
-            return False
-        return self._run <= self.IMPULSE_FRAMES or self._burst()
+        """The run that is ending was an impulsive noise (``RunShape.impulsive``), judged only with
+        the voice checks on and when no voice is in it (one periodic frame by chance allowed) nor
+        in its utterance, and no whisper."""
+        return (bool(self.voiced_needed) and self.voice.voiced <= 1 and not self.utterance.spoken
+                and self.shape.impulsive(self.detector.threshold_dbfs))
 
     def _linger(self, armed: Callable[[], bool]) -> Decision | None:
         """After a sustained voiceless run the duck stays for ``UTTERANCE_GAP_S``: a loud frame
@@ -599,69 +479,53 @@ class CallerLevel:
         return self._waiting or self._holding or self.detector.run > 0 or self._linger_until is not None
 
     def heard_noise(self, now: float) -> bool:
-        """A loud sound without a voice is going on, or ended within ``NOISE_MEMORY_S``: the
-        model's VAD starting now heard a cough or a knock, not the caller talking (if they do
-        talk, their first voiced frame confirms the barge-in here anyway)."""
-        return ((self._waiting and not self._whisper_like(self.WHISPER_EVIDENCE))
-                or now - self._noise_at < self.NOISE_MEMORY_S)
+        """A loud sound without a voice is going on, or ended lately (``SoundEvidence.heard_noise``)."""
+        return self.evidence.heard_noise(now, self._live_sound())
 
     def sound(self, now: float, window_s: float) -> Sound:
-        """What the caller's line carried within ``window_s`` before ``now``, the strongest
-        evidence first. The model's VAD is believed for a near voice or a whisper; not for echo,
-        a burst, a note, or a soft sound that is neither (measured: on the corpus set that rule
-        let a TV, babble, music and hum switched on mid-answer through 6 times in 120 calls)."""
-        since = now - window_s
-        if self._voice_at >= since and self._voice_at > self._tone_at:
-            return Sound.VOICE
-        if (self._waiting and self._whisper_like(self.WHISPER_EVIDENCE)) or self._whisper_at >= since:
-            return Sound.WHISPER
-        if self._tone_at >= since or self._deaf:
-            return Sound.TONE
-        if self.heard_noise(now):
-            return Sound.NOISE
-        if len(self._soft) == self.SOFT_FRAMES and self._soft[0] >= since:
-            return Sound.SOFT
-        if self._echo_at >= since:
-            return Sound.ECHO
-        return Sound.NOTHING
+        """What the caller's line carried within ``window_s`` before ``now`` (``SoundEvidence.sound``)."""
+        return self.evidence.sound(now, window_s, self._live_sound(), self._deaf)
 
-    def _whisper_like(self, frames: int = 0) -> bool:
-        """The current voiceless run is long enough (``frames``, default ``WHISPER_FRAMES``), soft,
-        bright, and not a burst that decays from its start."""
-        if not self._sustained(frames):
-            return False
-        bright = sorted(self._bright)
-        if bright and bright[len(bright) // 2] < self.WHISPER_BRIGHT:
-            return False  # rumble, a low tone, a door: not breath
-        return max(self._run_levels) <= self.WHISPER_MAX_DBFS  # a whisper is soft: a cough at the handset is not
+    def _live_sound(self) -> Sound | None:
+        """The run held for a voice, judged so far: a whisper or a noise (None: none is held)."""
+        if not self._waiting:
+            return None
+        return Sound.WHISPER if self._whisper_like(SoundEvidence.WHISPER_EVIDENCE) else Sound.NOISE
 
     @property
     def utterance_start(self) -> float:
         """When the current (or last) utterance's first loud frame came."""
-        return self._utterance_start
+        return self.utterance.start
+
+    @property
+    def whispered(self) -> bool:
+        """The current (or last) utterance was judged a whisper: no voice in it."""
+        return self.utterance.whispered
 
     def forget_utterance(self) -> None:
         """The utterance's runs so far were not the caller (the echo gate judged them before it
         knew its delay, and judges them echo now): the next loud run begins a new utterance, its
         length counted from its own onset (not from an echo peak's up to 400 ms before it)."""
-        self._utterance_voiced = 0
-        self._utterance_peak = MIN_DBFS
-        self._utterance_end = float("-inf")
-        self.whispered = False
+        self.utterance.forget()
+
+    def _end_run(self) -> None:
+        """The run is over: its voice and its shape are forgotten."""
+        self.voice.clear()
+        self.shape.clear()
 
     def _stop_waiting(self, decision: Decision) -> Decision:
         self._waiting = self._holding = False
-        self._decay = 0
-        self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
+        self._end_run()
         self.detector.reset()
         return decision
 
     def reset(self) -> None:
         self.detector.reset()
         self._waiting = self._holding = self._deaf = False
-        self._linger_until, self._tail, self._decay = None, None, 0
-        self._voiced, self._run, self._periods, self._run_levels, self._bright = 0, 0, [], [], []
-        self._utterance_voiced = 0
+        self._linger_until = None
+        self._end_run()
+        self.shape.reset()
+        self.utterance.unvoice()
 
 
 @dataclass(frozen=True)

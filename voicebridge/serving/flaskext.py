@@ -61,8 +61,6 @@ from ..carrier import seam
 from ..carrier.seam import Carrier
 from ..config import BridgeConfig
 from ..extras import bridge_metrics
-from ..call.aftercall import default_spool
-from ..call.delivery import ReportSender
 from ..call.hooks import HookRunner, legacy
 from ..call.session import MediaSession
 from ..audio import mulaw
@@ -71,6 +69,7 @@ from .drain import DRAIN_GRACE_S, Drain
 from .mediasocket import media_route
 from .webhooks import SCHEMES, SignatureCheck, WebhookViews  # first: it names a missing twilio's fix
 from .outbound_calls import OutboundCalls
+from .reports import BridgeReports
 from .sharedstate import SharedState, board_key, open_state
 from .streamtoken import DEFAULT_LIFETIME_S as TOKEN_LIFETIME_S
 from .streamtoken import PARAMETER as TOKEN_PARAMETER
@@ -136,18 +135,6 @@ def warn_shadowed(app: Flask, blueprint_name: str, warned: set[str]) -> None:
         log.warning("the app's own route(s) %s are on the bridge's path(s): only one of each pair is served, "
                     "so e.g. the bridge's /healthz (503 while draining) may never reach the load balancer. "
                     "Mount the bridge with url_prefix= or rename yours.", ", ".join(clashes))
-
-
-def hand_on_reports(ended: list[MediaSession], senders: list[ReportSender], within_s: float) -> None:
-    """A closing bridge's last reports: calls that just ended hand theirs on (built off the call's
-    threads, after the recording), the senders deliver what they can, all within ``within_s``;
-    what is still undelivered stays in the spool for the next process."""
-    deadline = time.monotonic() + within_s
-    for session in ended:
-        session.after.settled.wait(max(0.0, deadline - time.monotonic()))
-    for sender in senders:
-        sender.wait_idle(max(0.0, deadline - time.monotonic()))
-        sender.close(within_s)
 
 
 def half_signed(signed: dict[str, bool], carriers: Sequence[str]) -> str | None:
@@ -256,7 +243,7 @@ class VoiceBridge:
         self.on_transfer = on_transfer
         self.on_end = on_end
         self.on_report = on_report  # each call's post-call report, off the call's threads (docs/calls.md)
-        self._report_senders: dict[tuple[str, str, str | None], ReportSender] = {}  # one per webhook and spool
+        self._reports = BridgeReports()  # one sender per report webhook; the reports on their way at close
         self.on_call_end = legacy(on_call_end, "VoiceBridge(on_call_end=f(metrics))",
                                   "on_end=f(session) (session.metrics)", lambda hook: hook)
         self.connect = connect
@@ -280,14 +267,13 @@ class VoiceBridge:
         self._drain = Drain(drain_file, drain_grace_s, self.state.set_draining, lambda: self.slots.active)
         self.local_server: Any = None  # set by voicebridge.serving.app when it runs the embedded backend
         self._sessions: set[MediaSession] = set()
-        self._settling: set[MediaSession] = set()  # ended calls whose report may still be on its way
         self._warned_routes: set[str] = set()
         self._refusals = LogThrottle(log)
         self.admission = Admission(self.state, self.tokens, self.metrics, self._refusals)
         self.outbound = OutboundCalls(self.state, self.config, self._refusals, account_sid=account_sid,
                                       auth_token=auth_token, twilio_api_url=twilio_api_url, rest_client=rest_client)
         self._lock = threading.Lock()
-        self._report_sender(self.config)  # at once: reports a previous process spooled go out now, not after a call
+        self._reports.sender(self.config)  # at once: reports a previous process spooled go out now, not after a call
         self.views = WebhookViews(self)
         self.blueprint = self._blueprint()
         if app is not None:
@@ -406,9 +392,9 @@ class VoiceBridge:
         try:
             session.run()
         finally:
+            self._reports.ended(session)  # (before it leaves the live calls: a closing bridge sees it in one of them)
             with self._lock:
                 self._sessions.discard(session)
-                self._settling = {s for s in self._settling if not s.after.settled.is_set()} | {session}
             if self.admission.ended(session):
                 self._finished(session, time.monotonic() - started)
             elif session.close_reason == "no start":
@@ -420,19 +406,7 @@ class VoiceBridge:
         return MediaSession(ws, self.config, self.connect, on_start=self._started,
                             on_transcript_entry=self.on_transcript_entry, on_keypad=self.on_keypad,
                             on_transfer=self._transferring, hooks=self.hooks, carrier=carrier,
-                            on_report=self.on_report, reports=self._report_sender)
-
-    def _report_sender(self, config: BridgeConfig) -> ReportSender | None:
-        """The bridge's one sender for ``config``'s webhook (its worker delivers every call's report)."""
-        if not config.report_url:
-            return None
-        key = (config.report_url, config.report_spool_dir or default_spool(), config.report_secret)
-        with self._lock:
-            sender = self._report_senders.get(key)
-            if sender is None:
-                sender = self._report_senders[key] = ReportSender(
-                    key[0], key[1], key[2], retention_s=config.report_retention_s)
-            return sender
+                            on_report=self.on_report, reports=self._reports.sender)
 
     def _started(self, session: MediaSession, start: seam.Start) -> BridgeConfig | None:
         """MediaSession's on_start: admit the stream (its token, then a call slot), let the app
@@ -560,9 +534,6 @@ class VoiceBridge:
             server.stop()
         if not self.hooks.close(HOOKS_CLOSE_S):
             log.error("a hook did not return within %.1f s of the bridge closing", HOOKS_CLOSE_S)
-        with self._lock:
-            settling, self._settling = list(self._settling), set()
-            senders, self._report_senders = list(self._report_senders.values()), {}
-        hand_on_reports(settling, senders, HOOKS_CLOSE_S)
+        self._reports.close(HOOKS_CLOSE_S)
         self.state.close()
         self.metrics.update_active()

@@ -1,0 +1,195 @@
+"""The parts ``CallerLevel`` delegates to, sans-IO: a run's shape, its voice, the utterance, the evidence.
+
+Each is fed levels, frames and instants directly (no bridge, no clock but the numbers given).
+"""
+import math
+
+from voicebridge.audio import mulaw as audio
+from voicebridge.audio.evidence import Sound, SoundEvidence
+from voicebridge.audio.runshape import RunShape
+from voicebridge.audio.runvoice import RunVoice, Voicing
+from voicebridge.audio.utterance import Utterance
+from voicebridge.dev import tts
+
+THRESHOLD = -35.0
+
+
+BREATHY = 1.5  # a median brightness over RunShape.WHISPER_BRIGHT
+
+
+def shape_of(levels: list[float]) -> RunShape:
+    shape = RunShape()
+    for level in levels:
+        shape.follow(True, level)
+        shape.loud_frame(level)
+    return shape
+
+
+def test_a_decaying_slam_is_released_on_its_third_frame_well_under_its_early_peak():
+    """A door: -10 dBFS at once, then 1 dB down every frame. Its decay is judged frame by frame as
+    ``CallerLevel`` asks while it holds the duck: the first frame 9 dB under the peak (-19) is
+    the first of ``DECAY_FRAMES``; the third such frame in a row releases it."""
+    shape, judged = RunShape(), []
+    for i in range(14):
+        level = -10.0 - i
+        shape.loud_frame(level)
+        judged.append(shape.decaying(level, THRESHOLD, spoken=False))
+    assert judged.index(True) == 11  # -19, -20, -21: three frames BURST_DECAY_DB under the peak
+    assert not any(judged[:11])
+
+
+def test_a_sustained_sound_or_one_in_a_spoken_utterance_never_decays():
+    """"Sss... stop" rises to its level and holds it; a soft burst is no slam; and a run of an
+    utterance a voice was already heard in is words, however it decays."""
+    held = RunShape()
+    levels = [-20.0, -14.0] + [-10.0] * 14
+    assert not any(held.loud_frame(lv) and held.decaying(lv, THRESHOLD, spoken=False) for lv in levels)
+    soft = RunShape()  # peaks at -25: under IMPULSE_OVER_DB over the threshold
+    assert not any(soft.loud_frame(-25.0 - i) and soft.decaying(-25.0 - i, THRESHOLD, spoken=False) for i in range(12))
+    spoken = RunShape()
+    assert not any(spoken.loud_frame(-10.0 - i) and spoken.decaying(-10.0 - i, THRESHOLD, spoken=True) for i in range(12))
+
+
+def test_a_released_tail_is_ignored_until_it_rises_or_the_line_goes_quiet():
+    shape = RunShape()
+    shape.follow_tail(-20.0)
+    assert shape.in_tail(True, -21.0) and shape.in_tail(True, -23.0)  # still decaying
+    assert shape.in_tail(True, -18.0)  # within TAIL_RISE_DB of its lowest (-23)
+    assert not shape.in_tail(True, -16.0) and shape.tail is None  # 7 dB over it: the caller talking over it
+    shape.follow_tail(-20.0)
+    assert not shape.in_tail(False, -50.0) and shape.tail is None  # quiet: the tail is over
+    shape.follow_tail(-20.0)
+    shape.clear()  # a run's end does not end the tail ...
+    assert shape.tail == -20.0
+    shape.reset()  # ... a reset does
+    assert shape.tail is None
+
+
+def test_a_click_followed_by_a_quiet_line_is_impulsive_a_word_that_goes_on_is_not():
+    click = shape_of([-10.0, -9.0, -12.0])
+    click.follow(False, -60.0)
+    assert click.impulsive(THRESHOLD)
+    word = shape_of([-10.0, -9.0, -12.0])
+    word.follow(False, -15.0)  # the line stays near the run's level: the echo gate did not count the rest of a word
+    assert not word.impulsive(THRESHOLD)
+    soft = shape_of([-28.0, -27.0])  # "w-" of a soft "wait": near the threshold
+    soft.follow(False, -70.0)
+    assert not soft.impulsive(THRESHOLD)
+    long_held = shape_of([-10.0] * 8)  # long and not decaying: no click
+    long_held.follow(False, -70.0)
+    assert not long_held.impulsive(THRESHOLD)
+    slam = shape_of([-10.0 - i for i in range(12)])  # long, but a burst decaying from its start
+    slam.follow(False, -70.0)
+    assert slam.impulsive(THRESHOLD)
+
+
+def test_a_whisper_is_sustained_soft_and_bright():
+    assert shape_of([-30.0, -28.0] + [-27.0] * 6).whisper_like(BREATHY)
+    assert not shape_of([-27.0] * 5).whisper_like(BREATHY)  # not yet WHISPER_FRAMES long
+    assert not shape_of([-27.0] * 8).whisper_like(0.5)  # dull: a door, a TV, a low tone
+    assert not shape_of([-12.0] * 8).whisper_like(BREATHY)  # loud: a cough at the handset
+    assert not shape_of([-20.0 - 2 * i for i in range(8)]).whisper_like(BREATHY)  # a burst decaying from its start
+    assert shape_of([-27.0] * 3).whisper_like(BREATHY, 3)  # the evidence asked for sooner
+
+
+def test_a_runs_levels_are_kept_for_its_first_frames_only_and_cleared_with_it():
+    shape = shape_of([-20.0] * 3)
+    assert [shape.loud_frame(-10.0) for _ in range(RunShape.LISTEN_FRAMES)].count(True) == RunShape.LISTEN_FRAMES - 3
+    assert shape.run == RunShape.LISTEN_FRAMES + 3 and len(shape.levels) == RunShape.LISTEN_FRAMES
+    assert shape.peak() == -10.0
+    shape.clear()
+    assert shape.run == 0 and shape.peak() == audio.MIN_DBFS
+
+
+def _frames(data: bytes) -> list[bytes]:
+    return [data[i:i + 160] for i in range(0, len(data) - 159, 160)]
+
+
+def test_a_voice_is_voiced_with_a_moving_pitch_a_held_note_is_not_a_voice():
+    voice, previous, heard = RunVoice(), b"", []
+    for frame in _frames(tts.load_prompt("caller_stop")):
+        if audio.dbfs(frame) > -30:
+            heard.append(voice.listen(frame, previous, tones=True))
+        previous = frame
+    assert heard.count(Voicing.VOICED) >= 3 and Voicing.HELD not in heard
+    note = _frames(audio.encode([round(sum(2000 * math.sin(2 * math.pi * 250 * k * n / 8000) for k in range(1, 8)))
+                                 for n in range(160 * 12)]))  # a held 250 Hz note, rich in harmonics (an organ, a beep)
+    hum, previous, out = RunVoice(), b"", []
+    for frame in note:
+        out.append(hum.listen(frame, previous, tones=True))
+        previous = frame
+    assert Voicing.HELD in out[:RunVoice.TONE_FRAMES + 2] and hum.brightness() is not None
+    hum.clear()
+    assert hum.voiced == 0 and hum.brightness() is None
+
+
+def test_the_evidence_gives_the_strongest_sound_of_the_window_and_forgets_a_burst():
+    evidence = SoundEvidence()
+    assert evidence.sound(10.0, 0.5, None, False) is Sound.NOTHING
+    evidence.echo(10.0)
+    assert evidence.sound(10.1, 0.5, None, False) is Sound.ECHO
+    evidence.burst(10.1)
+    assert evidence.sound(10.2, 0.5, None, False) is Sound.NOISE and evidence.heard_noise(11.0, None)
+    assert not evidence.heard_noise(11.2, None)  # NOISE_MEMORY_S later
+    assert evidence.sound(11.2, 0.5, Sound.NOISE, False) is Sound.NOISE  # a burst still going on
+    assert evidence.sound(11.2, 0.5, Sound.WHISPER, False) is Sound.WHISPER
+    assert evidence.sound(11.2, 0.5, None, True) is Sound.TONE  # deaf to a note still playing
+    evidence.voice(12.0)
+    assert evidence.sound(12.1, 0.5, Sound.NOISE, False) is Sound.VOICE
+    evidence.tone(12.0)  # the same instant's voiced frame was a held note's
+    assert evidence.sound(12.1, 0.5, None, False) is Sound.TONE
+
+
+def test_soft_evidence_needs_its_frames_within_the_window():
+    evidence = SoundEvidence()
+    for i in range(SoundEvidence.SOFT_FRAMES - 1):
+        evidence.soft(20.0 + 0.02 * i)
+    assert evidence.sound(20.2, 0.5, None, False) is Sound.NOTHING  # one frame short
+    evidence.soft(20.1)
+    assert evidence.sound(20.2, 0.5, None, False) is Sound.SOFT
+    assert evidence.sound(21.0, 0.5, None, False) is Sound.NOTHING  # its first frame left the window
+
+
+def test_runs_close_together_are_one_utterance_and_a_voice_in_one_counts_for_all():
+    said = Utterance()
+    said.run_starts(10.0)
+    said.run_ended(voiced=2, peak=-20.0, now=10.3)  # "wait"
+    said.run_starts(10.5)  # ", hold on": 200 ms later
+    assert said.start == 10.0 and said.voiced == 2 and said.spoken
+    said.run_ended(voiced=0, peak=-25.0, now=10.6)  # a voiceless run of a spoken utterance goes on with it
+    said.run_starts(10.9)
+    assert said.start == 10.0
+    said.run_starts(11.4)  # (no run ended since 10.6: GAP_S later, a new one)
+    assert said.start == 11.4 and said.voiced == 0 and not said.spoken
+
+
+def test_a_voiceless_run_or_a_forgotten_one_does_not_begin_the_next_runs_utterance():
+    knock = Utterance()
+    knock.run_starts(20.0)
+    knock.run_ended(voiced=0, peak=-10.0, now=20.1)
+    knock.run_starts(20.2)
+    assert knock.start == 20.2  # its length counts from the words, not from the knock before them
+    echo = Utterance()
+    echo.run_starts(30.0)
+    echo.run_ended(voiced=3, peak=-20.0, now=30.3)
+    echo.forget()  # the echo gate judges it echo now
+    echo.run_starts(30.4)
+    assert echo.start == 30.4 and not echo.spoken
+
+
+def test_an_utterance_is_long_enough_from_its_onset_and_near_over_floor_and_threshold():
+    said = Utterance(min_speech_frames=30, near_db=24.0)
+    said.run_starts(10.0)
+    assert not said.long_enough(10.56) and said.long_enough(10.58)  # 29 frames from its onset, then 30
+    assert said.near(-30.0, -60.0, -35.0, 0.0) and not said.near(-33.0, -60.0, -35.0, 0.0)  # 3 dB over the threshold asked
+    assert not said.near(-43.0, -70.0, -45.0, 0.0)  # 27 dB over a floor that has not caught up with babble, not 3 over -45
+    said.run_ended(voiced=3, peak=-20.0, now=10.6)
+    said.run_starts(10.7)
+    assert said.near(-50.0, -60.0, -35.0, 0.0)  # its earlier run's peak counts
+
+
+def test_with_near_clear_an_utterance_none_of_whose_frames_stood_clear_of_the_echo_is_not_near():
+    said = Utterance(near_db=24.0, near_clear=True)
+    said.run_starts(10.0)
+    assert not said.near(-10.0, -60.0, -35.0, clear_at=9.0)  # loud, but every frame at the echo's level: its peaks
+    assert said.near(-10.0, -60.0, -35.0, clear_at=10.1)

@@ -1,0 +1,92 @@
+"""The caller's current utterance (sans-IO): loud runs close together, judged as one.
+
+"Wait, hold on" is several loud runs with short gaps between them; a voice heard in one of them
+counts for all, its length is counted from its first run's onset, and whether it was spoken at
+the handset (near) is judged on its loudest run. ``Utterance`` keeps what the runs of one
+utterance left behind and answers those questions; ``CallerLevel``
+(:mod:`voicebridge.audio.detector`) tells it when a run starts and ends and asks it before it
+confirms.
+"""
+from __future__ import annotations
+
+from .mulaw import FRAME_MS, MIN_DBFS
+
+FRAME_S = FRAME_MS / 1000
+
+
+class Utterance:
+    """One utterance's runs: their voice, their peak, its onset and end, a whisper.
+
+    ``min_speech_frames`` (0 = off): how long from its onset an utterance must be to be more than a
+    backchannel. ``near_db`` (0 = off): how far over the line's noise floor it must peak to be a
+    voice at the handset; with ``near_clear``, one of its loud frames must also have stood clear of
+    the agent's echo (the detector, which sees every frame, says when one last did).
+    """
+
+    GAP_S = 0.4  # loud runs less than this apart are one utterance
+    NEAR_OVER_THRESHOLD_DB = 3.0  # a near one also peaks this far over the configured threshold (a floor that has
+    # not caught up with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
+
+    def __init__(self, min_speech_frames: int = 0, near_db: float = 0.0, near_clear: bool = False) -> None:
+        self.min_speech_frames = min_speech_frames
+        self.near_db = near_db
+        self.near_clear = near_clear
+        self.voiced = 0  # voiced frames in its earlier runs (a voice heard once counts for it all)
+        self.whispered = False  # it was judged a whisper: no voice in it
+        self.start = float("-inf")  # its first loud frame
+        self._end = float("-inf")  # its last voiced (or whispered) run's end
+        self._peak = MIN_DBFS  # its earlier runs' loudest level
+
+    @property
+    def spoken(self) -> bool:
+        """A voice or a whisper was heard in its earlier runs: none of its runs is a mere burst."""
+        return bool(self.voiced or self.whispered)
+
+    def run_starts(self, now: float) -> None:
+        """A loud run begins at ``now``: a new utterance unless the last ended within ``GAP_S``."""
+        if now - self._end > self.GAP_S:
+            self.voiced = 0
+            self.whispered = False
+            self._peak = MIN_DBFS
+            self.start = now
+
+    def run_ended(self, voiced: int, peak: float, now: float) -> None:
+        """A run with ``voiced`` voiced frames, peaking at ``peak``, ended: a voiced one, or any run
+        of an utterance already spoken, is the utterance's, and the next run within ``GAP_S`` goes
+        on with it (a voiceless run alone leaves no utterance behind)."""
+        if voiced or self.voiced or self.whispered:
+            self.voiced += voiced
+            self._peak = max(self._peak, peak)
+            self._end = now
+
+    def heard_whisper(self) -> None:
+        """A run of it was judged a whisper: like a voice, it makes the utterance spoken."""
+        self.whispered = True
+
+    def unvoice(self) -> None:
+        """A voice heard in its earlier runs no longer counts (the detector was reset)."""
+        self.voiced = 0
+
+    def forget(self) -> None:
+        """Its runs so far were not the caller: the next loud run begins a new utterance."""
+        self.voiced = 0
+        self._peak = MIN_DBFS
+        self._end = float("-inf")
+        self.whispered = False
+
+    def long_enough(self, now: float) -> bool:
+        """At ``now``, ``min_speech_frames`` from its onset: more than a backchannel (if near)."""
+        return round((now - self.start) / FRAME_S) + 1 >= self.min_speech_frames  # frames since the onset
+
+    def near(self, run_peak: float, floor_dbfs: float, threshold_dbfs: float, clear_at: float) -> bool:
+        """It (with the current run, peaking at ``run_peak``) peaks ``near_db`` over the line's floor
+        and ``NEAR_OVER_THRESHOLD_DB`` over the configured threshold: a voice at the handset, not
+        voices across the room (babble, a TV: their own dips set the floor a few dB under them).
+        With ``near_clear``, a loud frame must have stood clear of the echo since its onset
+        (``clear_at``: when one last did)."""
+        if not self.near_db:
+            return True
+        if self.near_clear and clear_at < self.start:
+            return False  # every frame at the echo's level, a few dB over the gate's margin: its peaks
+        peak = max(self._peak, run_peak)
+        return peak >= max(floor_dbfs + self.near_db, threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
