@@ -117,6 +117,7 @@ def test_scripted_call_timing_as_the_caller_measures_it(tmp_path):
     [barge] = report.interruptions
     assert barge.clear_ms is not None and barge.clear_ms < 300
     assert abs(barge.heard_after_ms - barge.clear_ms) <= 25
+    assert barge.last_media_before_ms >= 250
 
 
 def test_call_against_scripted_bridge(tmp_path):
@@ -173,7 +174,9 @@ def test_call_against_scripted_bridge(tmp_path):
     [barge] = report.interruptions
     assert barge.agent_talking and barge.clear_ms is not None
     assert barge.frames_after_onset == 0 and barge.last_media_after_ms is None
-    assert barge.last_media_before_ms >= 250
+    # the burst of utterance 2 came well before the onset, 300 ms after the agent began (slack for
+    # a loaded CI, where the burst's delivery takes tens of ms; the tight bound is in the timing lane)
+    assert barge.last_media_before_ms >= 150
     names = [e["name"] for e in report.events]
     for expected in ["call_start", "agent_audio_start", "agent_audio_stop", "mark", "mark_echo",
                      "interrupt", "caller_speech_start", "caller_speech_stop", "clear", "hangup"]:
