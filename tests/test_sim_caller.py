@@ -118,6 +118,7 @@ def test_scripted_call_timing_as_the_caller_measures_it(tmp_path):
     assert barge.clear_ms is not None and barge.clear_ms < 300
     assert abs(barge.heard_after_ms - barge.clear_ms) <= 25
     assert barge.last_media_before_ms >= 250
+    assert report.bursts >= 2  # utterance 2's chunks back to back, past the lead
 
 
 def test_call_against_scripted_bridge(tmp_path):
@@ -160,7 +161,9 @@ def test_call_against_scripted_bridge(tmp_path):
     assert report.frame_sizes == {160: U1_BLOCKS, 1600: 1, 3200: 4}
     assert report.messages_received == {"media": U1_BLOCKS + 5, "mark": 6, "clear": 1, "invalid": 1}
     assert report.invalid_messages == 1 and any("31951" in e for e in report.errors)
-    assert report.utterances == 2 and report.bursts >= 2
+    # utterance 2's five chunks came back to back: four short gaps, two of them the lead's; on a
+    # loaded CI one of the other two may open past the burst bound, so one burst at least
+    assert report.utterances == 2 and report.bursts >= 1
     assert report.time_to_first_audio_ms > 0  # its bound is in the timing lane
     assert report.tone and report.tone["ok"] and report.tone["blocks"] == U1_BLOCKS + sum(U2_CHUNKS)
     assert report.tone["responses"] == [0, 1]
