@@ -1,0 +1,57 @@
+"""A bed switched on, or a caller at the handset? How the line's level falls (sans-IO).
+
+A TV, babble or music switched on mid-answer is loud, voiced (a TV's voices are voices) and, over
+a line whose noise floor has not caught up with it yet, as far over that floor as a caller at the
+handset: level, voice and length do not tell them apart. What does is how the level *falls*. A
+near voice stops at once between syllables and words: its level drops by 10-30 dB within a frame
+or two (to the echo, or to the line's noise). A sound across a room cannot: the room's
+reverberation carries it on and lets it decay at the room's rate (an RT60 of 0.3-0.6 s is 4-8 dB
+per 40 ms), and a bed of many sources (babble, music) never stops at all. So an utterance that
+stands on a step of the line's level (it never fell back near the floor since its onset) and has
+not once fallen ``FALL_DB`` within ``FALL_FRAMES`` frames is held, not confirmed on its length,
+until it does fall (a caller: confirmed then) or ``BED_HOLD_S`` pass (a bed: released, and the
+detector ignores it until the line is quiet).
+
+``CallerLevel`` (:mod:`voicebridge.audio.detector`) feeds it every frame's level and asks it when
+an utterance would confirm on its length.
+"""
+from __future__ import annotations
+
+from .mulaw import MIN_DBFS
+
+
+class Steadiness:
+    """The current utterance's falls and its lowest level, from every frame of the line."""
+
+    FALL_DB = 9.0  # a frame this far under the loudest of the FALL_FRAMES before it: the sound stopped
+    FALL_FRAMES = 2
+    STEP_DB = 12.0  # the utterance's lowest frame this far over the floor: the line stands on a step
+    BED_HOLD_S = 1.2  # from the onset: a steady utterance with no fall by then is a bed, released
+
+    def __init__(self) -> None:
+        self._last = MIN_DBFS  # the frame before's level
+        self._before = MIN_DBFS  # ... and the one before it
+        self._low = MIN_DBFS  # the lowest level since the utterance's onset
+        self._fell = True  # the level fell FALL_DB since the utterance's onset
+        self._since = float("-inf")  # the utterance's onset
+
+    def feed(self, level_dbfs: float) -> None:
+        """One frame's level (counted or not: the echo the caller's words fall to counts too)."""
+        if level_dbfs <= max(self._last, self._before) - self.FALL_DB:
+            self._fell = True
+        if level_dbfs < self._low:
+            self._low = level_dbfs
+        self._before, self._last = self._last, level_dbfs
+
+    def began(self, now: float, level_dbfs: float) -> None:
+        """An utterance begins at ``now`` with a frame of ``level_dbfs`` (already fed)."""
+        self._since, self._low, self._fell = now, level_dbfs, False
+
+    def steady(self, floor_dbfs: float) -> bool:
+        """The utterance has not fallen once since its onset and stands ``STEP_DB`` over the floor
+        throughout: a bed just switched on, or a caller who has not paused yet."""
+        return not self._fell and self._low >= floor_dbfs + self.STEP_DB
+
+    def given_up(self, now: float) -> bool:
+        """``BED_HOLD_S`` have passed since the onset: a steady utterance is a bed by now."""
+        return now - self._since >= self.BED_HOLD_S - 1e-9
