@@ -225,7 +225,6 @@ class CallerLevel:
         self.evidence = SoundEvidence()  # what the line carried lately (``sound``)
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
         self.bed_at = float("-inf")  # when a steady utterance was last released as a bed (``Steadiness``)
-        self._deaf_bed = False  # ... and the detector is deaf to it until the line is quiet
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
         self._now = float("-inf")
         self._floor_of: float | None = None  # the floor the detector's threshold is for (None: not set yet)
@@ -274,12 +273,15 @@ class CallerLevel:
             fed = detector.threshold_dbfs
         if self._deaf:
             self._deaf = loud
-            self._deaf_bed = self._deaf_bed and loud
             self.loud = loud = False
             level = fed = MIN_DBFS
         elif self.shape.tail is not None and self.shape.in_tail(loud, level):
             self.loud = loud = False
             level = fed = MIN_DBFS
+        elif loud and now <= self.steadiness.bed_until and self.steadiness.masks(level, now):
+            self.loud = loud = False  # a released bed going on: the line's noise now
+            level = fed = MIN_DBFS
+            self.evidence.bed(now)
         elif counts and level >= detector.threshold_dbfs - SoundEvidence.SOFT_DB and level >= floor + 6.0:
             self.evidence.soft(now)
         if not (loud or detector.run or detector.ducking or self._waiting or self._holding
@@ -382,8 +384,7 @@ class CallerLevel:
             if not self._steady():
                 return self._stop_waiting(Decision.CONFIRM)
             if self.steadiness.given_up(self._now):  # no fall in BED_HOLD_S: a bed switched on, not a caller
-                self._deaf = self._deaf_bed = True  # ignored until the line is quiet (the floor catches up)
-                return self._bed()
+                return self._bed()  # (its level ignored from here on: ``Steadiness.masks``)
             return Decision.NONE  # held paused a little longer: a caller's words fall soon
         if not self.loud and self._dips < self.detector.dip_frames and armed():
             self._dips += 1
@@ -400,6 +401,7 @@ class CallerLevel:
         """A steady utterance is released as a bed: its voices were a TV's or a room's."""
         self.bed_at = self._now
         self.evidence.bed(self._now)
+        self.steadiness.remember(self._now)
         return self._release()
 
     def _short_run_ended(self) -> Decision:
@@ -518,8 +520,7 @@ class CallerLevel:
 
     def sound(self, now: float, window_s: float) -> Sound:
         """What the caller's line carried within ``window_s`` before ``now`` (``SoundEvidence.sound``)."""
-        return self.evidence.sound(now, window_s, self._live_sound(), self._deaf and not self._deaf_bed,
-                                   self._deaf and self._deaf_bed)
+        return self.evidence.sound(now, window_s, self._live_sound(), self._deaf)
 
     def _live_sound(self) -> Sound | None:
         """The run held for a voice, judged so far: a whisper or a noise (None: none is held)."""
@@ -556,7 +557,7 @@ class CallerLevel:
 
     def reset(self) -> None:
         self.detector.reset()
-        self._waiting = self._holding = self._deaf = self._deaf_bed = False
+        self._waiting = self._holding = self._deaf = False
         self._linger_until = None
         self._end_run()
         self.shape.reset()

@@ -80,11 +80,11 @@ class SoundEvidence:
         talking (if they do talk, their first voiced frame confirms the barge-in anyway)."""
         return live is Sound.NOISE or now - self._noise_at < self.NOISE_MEMORY_S
 
-    def sound(self, now: float, window_s: float, live: Sound | None, deaf: bool, bed: bool = False) -> Sound:
+    def sound(self, now: float, window_s: float, live: Sound | None, deaf: bool) -> Sound:
         """What the caller's line carried within ``window_s`` before ``now``, the strongest
         evidence first (``live``: the run held for a voice, judged so far; ``deaf``: the detector
-        gave up on a held note or a long voiceless sound still going on; ``bed``: on a bed still
-        going on). The model's VAD is
+        gave up on a held note or a long voiceless sound still going on). A bed (``bed``: released,
+        or going on at its level since) is no voice either. The model's VAD is
         believed for a near voice or a whisper; not for echo, a burst, a note, or a soft sound
         that is neither (measured: on the corpus set that rule let a TV, babble, music and hum
         switched on mid-answer through 6 times in 120 calls)."""
@@ -93,7 +93,7 @@ class SoundEvidence:
             return Sound.VOICE
         if live is Sound.WHISPER or self._whisper_at >= since:
             return Sound.WHISPER
-        if bed or self._bed_at >= since:
+        if self._bed_at >= since:
             return Sound.BED
         if self._tone_at >= since or deaf:
             return Sound.TONE

@@ -9,8 +9,10 @@ reverberation carries it on and lets it decay at the room's rate (an RT60 of 0.3
 per 40 ms), and a bed of many sources (babble, music) never stops at all. So an utterance that
 stands on a step of the line's level (it never fell back near the floor since its onset) and has
 not once fallen ``FALL_DB`` within ``FALL_FRAMES`` frames is held, not confirmed on its length,
-until it does fall (a caller: confirmed then) or ``BED_HOLD_S`` pass (a bed: released, and the
-detector ignores it until the line is quiet).
+until it does fall (a caller: confirmed then) or ``BED_HOLD_S`` pass (a bed: released). The bed is
+then the line's noise: a loud frame no more than ``BED_RISE_DB`` over its peak is ignored while it
+goes on (``masks``: until the line has carried nothing that loud for ``BED_MEMORY_S``), so it does not
+duck the answer again and again; a caller must speak up over it.
 
 ``CallerLevel`` (:mod:`voicebridge.audio.detector`) feeds it every frame's level and asks it when
 an utterance would confirm on its length.
@@ -27,6 +29,8 @@ class Steadiness:
     FALL_FRAMES = 2
     STEP_DB = 12.0  # the utterance's lowest frame this far over the floor: the line stands on a step
     BED_HOLD_S = 1.2  # from the onset: a steady utterance with no fall by then is a bed, released
+    BED_RISE_DB = 3.0  # a frame this far over a released bed's peak is a new sound (the caller over the TV)
+    BED_MEMORY_S = 1.5  # a released bed is forgotten once nothing as loud came for this long (the floor's window)
 
     def __init__(self) -> None:
         self._last = MIN_DBFS  # the frame before's level
@@ -34,6 +38,9 @@ class Steadiness:
         self._low = MIN_DBFS  # the lowest level since the utterance's onset
         self._fell = True  # the level fell FALL_DB since the utterance's onset
         self._since = float("-inf")  # the utterance's onset
+        self._high = MIN_DBFS  # the loudest level since the utterance's onset
+        self._bed_peak = MIN_DBFS  # a released bed's peak
+        self.bed_until = float("-inf")  # ... its frames are ignored until then (renewed by each of them)
 
     def feed(self, level_dbfs: float) -> None:
         """One frame's level (counted or not: the echo the caller's words fall to counts too)."""
@@ -41,11 +48,13 @@ class Steadiness:
             self._fell = True
         if level_dbfs < self._low:
             self._low = level_dbfs
+        elif level_dbfs > self._high:
+            self._high = level_dbfs
         self._before, self._last = self._last, level_dbfs
 
     def began(self, now: float, level_dbfs: float) -> None:
         """An utterance begins at ``now`` with a frame of ``level_dbfs`` (already fed)."""
-        self._since, self._low, self._fell = now, level_dbfs, False
+        self._since, self._low, self._high, self._fell = now, level_dbfs, level_dbfs, False
 
     def steady(self, floor_dbfs: float) -> bool:
         """The utterance has not fallen once since its onset and stands ``STEP_DB`` over the floor
@@ -55,3 +64,15 @@ class Steadiness:
     def given_up(self, now: float) -> bool:
         """``BED_HOLD_S`` have passed since the onset: a steady utterance is a bed by now."""
         return now - self._since >= self.BED_HOLD_S - 1e-9
+
+    def remember(self, now: float) -> None:
+        """The utterance was released as a bed at ``now``: it is the line's noise from here on."""
+        self._bed_peak, self.bed_until = self._high, now + self.BED_MEMORY_S
+
+    def masks(self, level_dbfs: float, now: float) -> bool:
+        """A loud frame at ``now`` is the released bed going on (ignored: no duck, no run), not
+        ``BED_RISE_DB`` over its peak; each such frame keeps the bed in memory ``BED_MEMORY_S`` more."""
+        if now > self.bed_until or level_dbfs > self._bed_peak + self.BED_RISE_DB:
+            return False
+        self.bed_until = now + self.BED_MEMORY_S
+        return True
