@@ -28,8 +28,16 @@ def test_a_bed_never_falls_a_voice_does_within_two_frames():
     assert steadiness_over(babble).steady(-100.0)
     voice = [-20.0, -18.0, -22.0, -30.0, -19.0, -21.0]  # -30: 8 dB under -22, 12 under -18 two frames before
     assert not steadiness_over(voice).steady(-100.0)
-    slow = [-20.0 - 4.0 * i for i in range(8)]  # a room's decay, 4 dB a frame: 8 dB in two frames, never 9
-    assert steadiness_over(slow).steady(-100.0)
+    room = [-20.0, -24.0, -27.0, -23.0, -26.0, -29.0, -25.0, -22.0]  # a room's decay, 3-4 dB a frame, and on
+    assert steadiness_over(room).steady(-100.0)  # 7 dB in two frames at most, 7 in five
+
+
+def test_a_soft_voice_ending_into_the_echo_falls_over_five_frames():
+    """A soft "no no" over the echo ends 3-5 dB a frame (never 9 in two frames), 20 dB in 100 ms:
+    ``LONG_FALL_DB`` within ``LONG_FALL_FRAMES`` is a fall; a TV's reverberant decay never goes that far."""
+    soft = [-30.0, -31.0, -33.0, -35.0, -38.0, -43.0, -46.0, -50.0]
+    assert not steadiness_over(soft).steady(-100.0)
+    assert steadiness_over(soft[:5]).steady(-100.0)  # 8 dB so far
 
 
 def test_only_a_step_over_the_floor_is_steady():

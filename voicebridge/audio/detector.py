@@ -344,8 +344,11 @@ class CallerLevel:
 
     def _steady(self) -> bool:
         """The utterance stands on a step of the line's level and has not fallen once
-        (``Steadiness``, with the near check on): a bed switched on, or a caller yet to pause."""
-        return bool(self.utterance.near_db) and self.steadiness.steady(self.floor_dbfs)
+        (``Steadiness``): a bed switched on, or a caller yet to pause. Judged only with the near
+        check and the minimum speech on: a barge-in then waits 600 ms anyway, long enough for a
+        voice to fall; without them it confirms at the debounce, as configured."""
+        utterance = self.utterance
+        return bool(utterance.near_db and utterance.min_speech_frames) and self.steadiness.steady(self.floor_dbfs)
 
     def _near(self) -> bool:
         """The utterance, with the current run, is a voice at the handset (``Utterance.near``)."""

@@ -194,7 +194,8 @@ class AgentWords:
         return all(w in said for w in _WORD.findall(text.lower()))
 
 
-_CALLER, _ECHO, _CONFIRM, _RELEASE = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM, Decision.RELEASE  # (read per frame: a global, not a class lookup)
+# (read per frame: globals, not class lookups)
+_CALLER, _ECHO, _CONFIRM, _RELEASE = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM, Decision.RELEASE
 _new_tuple = tuple.__new__
 _dbfs = audio.dbfs
 

@@ -4,15 +4,16 @@ A TV, babble or music switched on mid-answer is loud, voiced (a TV's voices are 
 a line whose noise floor has not caught up with it yet, as far over that floor as a caller at the
 handset: level, voice and length do not tell them apart. What does is how the level *falls*. A
 near voice stops at once between syllables and words: its level drops by 10-30 dB within a frame
-or two (to the echo, or to the line's noise). A sound across a room cannot: the room's
-reverberation carries it on and lets it decay at the room's rate (an RT60 of 0.3-0.6 s is 4-8 dB
-per 40 ms), and a bed of many sources (babble, music) never stops at all. So an utterance that
-stands on a step of the line's level (it never fell back near the floor since its onset) and has
-not once fallen ``FALL_DB`` within ``FALL_FRAMES`` frames is held, not confirmed on its length,
-until it does fall (a caller: confirmed then) or ``BED_HOLD_S`` pass (a bed: released). The bed is
-then the line's noise: a loud frame no more than ``BED_RISE_DB`` over its peak is ignored while it
-goes on (``masks``: until the line has carried nothing that loud for ``BED_MEMORY_S``), so it does not
-duck the answer again and again; a caller must speak up over it.
+or two (to the echo, or to the line's noise), or, a soft voice's end into the echo, by 15-20 dB
+within five. A sound across a room cannot: the room's reverberation carries it on and lets it decay
+at the room's rate (an RT60 of 0.3-0.6 s is 4-8 dB per 40 ms), and a bed of many sources (babble,
+music) never stops at all. So an utterance that stands on a step of the line's level (it never
+fell back near the floor since its onset) and has not once fallen ``FALL_DB`` within
+``FALL_FRAMES`` frames, nor ``LONG_FALL_DB`` within ``LONG_FALL_FRAMES``, is held, not confirmed
+on its length, until it does fall (a caller: confirmed then) or ``BED_HOLD_S`` pass (a bed:
+released). The bed is then the line's noise: a loud frame no more than ``BED_RISE_DB`` over its
+peak is ignored while it goes on (``masks``: until the line has carried nothing that loud for
+``BED_MEMORY_S``), so it does not duck the answer again and again; a caller must speak up over it.
 
 ``CallerLevel`` (:mod:`voicebridge.audio.detector`) feeds it every frame's level and asks it when
 an utterance would confirm on its length.
@@ -27,14 +28,16 @@ class Steadiness:
 
     FALL_DB = 9.0  # a frame this far under the loudest of the FALL_FRAMES before it: the sound stopped
     FALL_FRAMES = 2
+    LONG_FALL_DB = 15.0  # ... or this far under the loudest of the LONG_FALL_FRAMES before it (a soft end)
+    LONG_FALL_FRAMES = 5
     STEP_DB = 12.0  # the utterance's lowest frame this far over the floor: the line stands on a step
     BED_HOLD_S = 1.2  # from the onset: a steady utterance with no fall by then is a bed, released
     BED_RISE_DB = 3.0  # a frame this far over a released bed's peak is a new sound (the caller over the TV)
     BED_MEMORY_S = 1.5  # a released bed is forgotten once nothing as loud came for this long (the floor's window)
 
     def __init__(self) -> None:
-        self._last = MIN_DBFS  # the frame before's level
-        self._before = MIN_DBFS  # ... and the one before it
+        self._recent = [MIN_DBFS] * self.LONG_FALL_FRAMES  # the last frames' levels, a ring ...
+        self._at = 0  # ... whose next slot is this
         self._low = MIN_DBFS  # the lowest level since the utterance's onset
         self._fell = True  # the level fell FALL_DB since the utterance's onset
         self._since = float("-inf")  # the utterance's onset
@@ -44,13 +47,17 @@ class Steadiness:
 
     def feed(self, level_dbfs: float) -> None:
         """One frame's level (counted or not: the echo the caller's words fall to counts too)."""
-        if level_dbfs <= max(self._last, self._before) - self.FALL_DB:
-            self._fell = True
-        if level_dbfs < self._low:
-            self._low = level_dbfs
-        elif level_dbfs > self._high:
-            self._high = level_dbfs
-        self._before, self._last = self._last, level_dbfs
+        recent, at = self._recent, self._at
+        if not self._fell:  # (most frames: the utterance fell long ago, or none is going on)
+            if level_dbfs <= max(recent[at - 1], recent[at - 2]) - self.FALL_DB \
+                    or level_dbfs <= max(recent) - self.LONG_FALL_DB:
+                self._fell = True
+            if level_dbfs < self._low:
+                self._low = level_dbfs
+            elif level_dbfs > self._high:
+                self._high = level_dbfs
+        recent[at] = level_dbfs
+        self._at = (at + 1) % self.LONG_FALL_FRAMES
 
     def began(self, now: float, level_dbfs: float) -> None:
         """An utterance begins at ``now`` with a frame of ``level_dbfs`` (already fed)."""
