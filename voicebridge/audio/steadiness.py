@@ -31,7 +31,8 @@ class Steadiness:
     LONG_FALL_DB = 15.0  # ... or this far under the loudest of the LONG_FALL_FRAMES before it (a soft end)
     LONG_FALL_FRAMES = 5
     STEP_DB = 12.0  # the utterance's lowest frame this far over the floor: the line stands on a step
-    BED_HOLD_S = 1.2  # from the onset: a steady utterance with no fall by then is a bed, released
+    BED_HOLD_S = 0.9  # from the onset: a steady utterance with no fall by then is a bed, released (before
+    # the duck's 1 s fuse, which would forget the utterance and let the bed duck on as new ones)
     BED_RISE_DB = 3.0  # a frame this far over a released bed's peak is a new sound (the caller over the TV)
     BED_MEMORY_S = 1.5  # a released bed is forgotten once nothing as loud came for this long (the floor's window)
 
