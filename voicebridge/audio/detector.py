@@ -7,8 +7,8 @@ Small pieces, each driven by the session with levels, events and a clock:
   RELEASE when a loud run ends before confirmation (sending resumes, its lead rebuilt).
 * ``NoiseFloor``: the caller's background level, which raises the threshold over steady noise.
 * ``CallerLevel``: the local trigger over a call's frames (threshold, echo, voice, held notes,
-  speech length), with its parts in :mod:`.runshape`, :mod:`.runvoice`, :mod:`.utterance` and
-  :mod:`.evidence`.
+  speech length), with its parts in :mod:`.runshape`, :mod:`.runvoice`, :mod:`.utterance`,
+  :mod:`.steadiness` (a bed switched on) and :mod:`.evidence`.
 * ``refusal`` / ``plan``: why a trigger may not act (or None), and which steps it takes
   (stop the audio, cancel the response, truncate the item).
 * ``FalseTriggerMonitor``: after a local barge-in, decide that it was a cough, not speech,
