@@ -4,6 +4,7 @@ import json
 import logging
 import socket
 import threading
+import time
 
 import pytest
 
@@ -307,9 +308,9 @@ def test_a_closing_bridge_lets_a_just_ended_call_hand_on_its_report_before_its_s
         settled.set()
     timer = threading.Timer(0.2, report_handed_on)
     timer.start()
-    hand_on_reports([session], [Sender()], within_s=5.0)
+    hand_on_reports([session], lambda: (order.append("senders taken"), [Sender()])[1], within_s=5.0)
     timer.join()
-    assert order == ["report handed on", "sender idle", "sender closed"]
+    assert order == ["report handed on", "senders taken", "sender idle", "sender closed"]
 
 
 def test_a_bridge_keeps_one_report_sender_per_webhook_and_at_close_waits_for_a_report_on_its_way(tmp_path):
@@ -339,3 +340,34 @@ def test_a_bridge_keeps_one_report_sender_per_webhook_and_at_close_waits_for_a_r
     order.append("closed")
     timer.join()
     assert order == ["handed on", "closed"] and reports.senders == {}
+
+
+def test_a_closing_bridge_waits_for_the_report_of_a_call_it_shut_down(tmp_path):
+    """A call the bridge's own close ended reaches ``BridgeReports.ended`` only after its
+    ``session.close`` returned, racing the close's wait (an outside review found it): the close
+    waits for the calls it closed too, and a report handed on after it makes no shared sender."""
+    from voicebridge.serving.flaskext import VoiceBridge
+    from voicebridge.testing import FakeRealtime, FakeTwilio
+
+    config = BridgeConfig(greeting_instructions=None, barge_in=False, join_timeout_s=3.0, reconnect_attempts=0,
+                          recording_dir=str(tmp_path), report_url="http://127.0.0.1:9/r",
+                          report_spool_dir=str(tmp_path / "spool"))
+    handed: list[float] = []
+
+    def slow_report(session, report):
+        time.sleep(0.5)
+        handed.append(time.monotonic())
+
+    bridge = VoiceBridge(config=config, connect=FakeRealtime().connector, metrics=False, on_report=slow_report)
+    twilio = FakeTwilio()
+    twilio.connected_and_start()
+    runner = threading.Thread(target=bridge.handle_media, args=(twilio,), daemon=True)
+    runner.start()
+    assert wait_until(lambda: bool(bridge._sessions), 5.0)
+    time.sleep(0.3)
+    bridge.close()
+    closed_at = time.monotonic()
+    runner.join(5.0)
+    assert wait_until(lambda: handed, 5.0)
+    assert handed[0] <= closed_at, "the report was handed on after the bridge had closed"
+    assert bridge._reports.senders == {}, "a sender made after close, never closed"

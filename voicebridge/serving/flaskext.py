@@ -534,6 +534,6 @@ class VoiceBridge:
             server.stop()
         if not self.hooks.close(HOOKS_CLOSE_S):
             log.error("a hook did not return within %.1f s of the bridge closing", HOOKS_CLOSE_S)
-        self._reports.close(HOOKS_CLOSE_S)
+        self._reports.close(HOOKS_CLOSE_S, sessions)
         self.state.close()
         self.metrics.update_active()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..call.aftercall import default_spool
 from ..call.delivery import ReportSender
@@ -21,14 +21,15 @@ if TYPE_CHECKING:
     from ..call.session import MediaSession
 
 
-def hand_on_reports(ended: list[MediaSession], senders: list[ReportSender], within_s: float) -> None:
+def hand_on_reports(ended: Iterable[MediaSession], senders: Callable[[], list[ReportSender]], within_s: float) -> None:
     """A closing bridge's last reports: calls that just ended hand theirs on (built off the call's
-    threads, after the recording), the senders deliver what they can, all within ``within_s``;
-    what is still undelivered stays in the spool for the next process."""
+    threads, after the recording), then the senders, taken only once those are handed on (a report
+    handed on meanwhile may have made one), deliver what they can, all within ``within_s``; what
+    is still undelivered stays in the spool for the next process."""
     deadline = time.monotonic() + within_s
     for session in ended:
         session.after.settled.wait(max(0.0, deadline - time.monotonic()))
-    for sender in senders:
+    for sender in senders():
         sender.wait_idle(max(0.0, deadline - time.monotonic()))
         sender.close(within_s)
 
@@ -41,6 +42,7 @@ class BridgeReports:
         self._lock = threading.Lock()
         self.senders: dict[tuple[str, str, str | None], ReportSender] = {}  # one per webhook and spool
         self._settling: set[MediaSession] = set()  # ended calls whose report may still be on its way
+        self._closed = False  # after close a late report's call makes and closes a sender of its own
 
     def sender(self, config: BridgeConfig) -> ReportSender | None:
         """The bridge's one sender for ``config``'s webhook (its worker delivers every call's report)."""
@@ -48,6 +50,8 @@ class BridgeReports:
             return None
         key = (config.report_url, config.report_spool_dir or default_spool(), config.report_secret)
         with self._lock:
+            if self._closed:
+                return None
             sender = self.senders.get(key)
             if sender is None:
                 sender = self.senders[key] = ReportSender(key[0], key[1], key[2], retention_s=config.report_retention_s)
@@ -58,10 +62,17 @@ class BridgeReports:
         with self._lock:
             self._settling = {s for s in self._settling if not s.after.settled.is_set()} | {session}
 
-    def close(self, within_s: float) -> None:
-        """Let the calls that just ended hand their reports on, the senders deliver them, then stop
-        the senders: all within ``within_s`` (``hand_on_reports``). Senders made later are new."""
+    def close(self, within_s: float, closing: Iterable[MediaSession] = ()) -> None:
+        """Let the calls that just ended, and ``closing`` (the calls the bridge itself just closed,
+        which may not have reached ``ended`` yet), hand their reports on, the senders deliver them,
+        then stop the senders: all within ``within_s`` (``hand_on_reports``). A report handed on
+        after that gets no shared sender: its call makes one of its own and closes it."""
         with self._lock:
-            settling, self._settling = list(self._settling), set()
+            settling, self._settling = self._settling | set(closing), set()
+        hand_on_reports(settling, self._take_senders, within_s)
+
+    def _take_senders(self) -> list[ReportSender]:
+        with self._lock:
+            self._closed = True
             senders, self.senders = list(self.senders.values()), {}
-        hand_on_reports(settling, senders, within_s)
+        return senders
