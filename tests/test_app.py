@@ -142,6 +142,9 @@ def test_session_options_from_the_environment() -> None:
     ({"VAD_EAGERNESS": "high"}, "semantic_vad' only .*from the environment: VAD_EAGERNESS"),
     ({"NOISE_REDUCTION": "studio"}, "noise_reduction must be one of"),
     ({"APPEND_MS": "30"}, "append_ms must be a multiple of 20"),
+    ({"LEAD_MS": "50"}, "lead_ms must be a multiple of 20"),  # (was rounded to 40, silently)
+    ({"LEAD_MS": "-100"}, "lead_ms must be a multiple of 20 between 0 and 1000"),  # (was a lead of 0)
+    ({"LEAD_MS": "100000"}, "lead_ms must be a multiple of 20 between 0 and 1000"),  # (100 s sent ahead)
 ])
 def test_bad_session_options_name_their_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -298,12 +298,14 @@ def test_reconnect_refused_for_good_ends_in_the_apology(bridge_call, lines):
     assert_apology_heard(call.twilio)
 
 
-def test_twilio_reader_stops_reading_real_server_socket(bridge_call, lines):
+def test_twilio_reader_stops_reading_real_server_socket(bridge_call, lines, monkeypatch):
     """Real server socket (simple-websocket's), real client that stops reading: sends time out."""
     openai = FakeRealtime()
     sessions, ended = [], threading.Event()
     app = Flask("bridge")
-    config = CFG.replace(lead_ms=60_000)  # 3000 frames go out at once: the small buffers fill quickly
+    # 3000 frames go out at once, a lead no config accepts (at most 1000 ms): the small buffers fill at once
+    monkeypatch.setattr(BridgeConfig, "lead_frames", property(lambda self: 3000))
+    config = CFG
 
     @Sock(app).route("/media")
     def media(ws):

@@ -482,6 +482,8 @@ class BridgeConfig:
             raise ValueError("barge_in_dip_frames, echo_margin_db and echo_suppression_db must not be negative")
         if self.append_ms % 20 or not 20 <= self.append_ms <= 500:
             raise ValueError(f"append_ms must be a multiple of 20 between 20 and 500, not {self.append_ms}")
+        if self.lead_ms % 20 or not 0 <= self.lead_ms <= 1000:
+            raise ValueError(f"lead_ms must be a multiple of 20 between 0 and 1000, not {self.lead_ms}")
         if min(self.reconnect_attempts, self.reconnect_budget, self.reconnect_backoff_ms) < 0:
             raise ValueError("reconnect_attempts, reconnect_budget and reconnect_backoff_ms must not be negative")
         if min(self.reconnect_window_s, self.model_pong_timeout_s, self.response_created_timeout_s,
