@@ -11,6 +11,11 @@ the hub (a courtesy to spin locks); every ``with`` goes through it. The semaphor
 the same lock (held by one greenlet at a time, usable from gevent's native threads). A
 non-blocking acquire that fails returns False without running the hub, which none of these
 callers spins on.
+
+It is not a drop-in ``threading.Lock`` for every caller: ``acquire``'s timeout is gevent's, so
+``None`` waits as long as it takes and the stdlib's ``-1`` returns False at once while the lock
+is held; an over-release raises ValueError, not RuntimeError. The callers here use ``with``, a
+non-blocking acquire, or a timeout of ``None`` or above 0.
 """
 from __future__ import annotations
 
