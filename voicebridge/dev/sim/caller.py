@@ -494,8 +494,10 @@ def _summary(report: CallReport) -> list[str]:
     ]
     for i, it in enumerate(r.interruptions, 1):
         lines.append(f"interruption {i} at {it.onset_ms / 1000:.2f} s (agent talking: {it.agent_talking}): "
-                     f"clear after {it.clear_ms} ms, last media +{it.last_media_after_ms} ms "
-                     f"({it.frames_after_onset} frames), heard {it.heard_after_ms} ms after onset")
+                     f"clear after {it.clear_ms} ms, "
+                     + ("no media after the onset" if it.last_media_after_ms is None else
+                        f"last media +{it.last_media_after_ms} ms ({it.frames_after_onset} frames)")
+                     + f", heard {it.heard_after_ms} ms after onset")
     if r.after_stream:
         lines.append(f"after the stream: {r.after_stream}")
     if r.tone:
