@@ -98,7 +98,7 @@ def scripted_bridge(ws, record):
 
 def _scripted_call(wav_path, events):
     steps = [wait_for_agent(3000), wait_for_agent_silence(200, 3000),
-             interrupt(audio=babble(400), after_ms=300, timeout_ms=3000),
+             interrupt(audio=babble(400), after_ms=375, timeout_ms=3000),  # u2-1 (200 ms) heard, u2-2 (600 ms) not
              wait_for_agent_silence(200, 3000), hangup()]
     with serve(scripted_bridge) as (url, record):
         caller = SimulatedCaller(url, steps, headers={"X-Twilio-Signature": "c2ln"},
@@ -118,7 +118,7 @@ def test_scripted_call_timing_as_the_caller_measures_it(tmp_path):
     assert barge.clear_ms is not None and barge.clear_ms < 300
     assert abs(barge.heard_after_ms - barge.clear_ms) <= 25
     assert barge.last_media_before_ms >= 250
-    assert report.bursts >= 2  # utterance 2's chunks back to back, past the lead
+    assert report.bursts >= 2 and report.utterances == 2  # utterance 2's chunks back to back, past the lead
 
 
 def test_call_against_scripted_bridge(tmp_path):
@@ -163,7 +163,9 @@ def test_call_against_scripted_bridge(tmp_path):
     assert report.invalid_messages == 1 and any("31951" in e for e in report.errors)
     # utterance 2's five chunks came back to back: four short gaps, two of them the lead's; on a
     # loaded CI one of the other two may open past the burst bound, so one burst at least
-    assert report.utterances == 2 and report.bursts >= 1
+    # (a loaded CI can stall the scripted bridge's paced utterance 1 past the utterance gap: two or
+    # more; exactly two is the timing lane's)
+    assert report.utterances >= 2 and report.bursts >= 1
     assert report.time_to_first_audio_ms > 0  # its bound is in the timing lane
     assert report.tone and report.tone["ok"] and report.tone["blocks"] == U1_BLOCKS + sum(U2_CHUNKS)
     assert report.tone["responses"] == [0, 1]
@@ -177,7 +179,7 @@ def test_call_against_scripted_bridge(tmp_path):
     [barge] = report.interruptions
     assert barge.agent_talking and barge.clear_ms is not None
     assert barge.frames_after_onset == 0 and barge.last_media_after_ms is None
-    # the burst of utterance 2 came well before the onset, 300 ms after the agent began (slack for
+    # the burst of utterance 2 came well before the onset, 375 ms after the agent began (slack for
     # a loaded CI, where the burst's delivery takes tens of ms; the tight bound is in the timing lane)
     assert barge.last_media_before_ms >= 150
     names = [e["name"] for e in report.events]
@@ -202,7 +204,9 @@ def test_call_against_scripted_bridge(tmp_path):
     left, right = pcm[0::2], pcm[1::2]
     onset = int(barge.onset_ms * 8)
     spoke = next(i for i, v in enumerate(left) if v)  # frames sit on the 20 ms grid; onset is send time
-    assert onset - 800 <= spoke <= onset + 8 and max(map(abs, left[onset:onset + 800])) > 3000
+    # (the caller's sends lag the grid on a loaded CI: its first sound may sit up to 300 ms before
+    # the onset's send time)
+    assert onset - 2400 <= spoke <= onset + 8 and max(map(abs, left[onset:onset + 800])) > 3000
     first = int(report.time_to_first_audio_ms * 8)
     assert max(map(abs, right[:first - 8])) == 0 and max(map(abs, right[first + 80:first + 4000])) > 3000
 
