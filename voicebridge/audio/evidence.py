@@ -21,7 +21,6 @@ class Sound(enum.Enum):
     WHISPER = "whisper"  # a sustained voiceless sound at a near voice's level, not a burst
     NOISE = "noise"  # a voiceless burst: a knock, a click, a cough, a door
     TONE = "tone"  # periodic with a held pitch: music, a hum, a beep
-    BED = "bed"  # a steady sound switched on that never fell like a voice: a TV, babble, music
     SOFT = "soft"  # above the noise on the caller's side, neither a voice nor a whisper
 
 
@@ -42,7 +41,6 @@ class SoundEvidence:
         self._noise_at = float("-inf")  # when a loud sound without a voice (a burst) last ended
         self._whisper_at = float("-inf")  # when a sustained voiceless sound (a whisper) last ended
         self._tone_at = float("-inf")  # when a held note was last heard
-        self._bed_at = float("-inf")  # when a bed (a steady sound switched on) was last recognised
         self._voice_at = float("-inf")  # when a voiced caller frame was last heard
         self._soft: deque[float] = deque(maxlen=self.SOFT_FRAMES)  # the last caller frames above the noise
         self._echo_at = float("-inf")  # when a frame was last judged the agent's echo
@@ -61,11 +59,6 @@ class SoundEvidence:
         """A held note (music, a hum, a beep): a voice heard at the same instant was none."""
         self._tone_at = now
 
-    def bed(self, now: float) -> None:
-        """A steady sound switched on was recognised (``Steadiness``): the voices heard in it were
-        a TV's or a room's, not the caller's."""
-        self._bed_at = now
-
     def burst(self, now: float) -> None:
         """A loud sound without a voice ended (a knock, a cough, a click, a door)."""
         self._noise_at = now
@@ -83,18 +76,15 @@ class SoundEvidence:
     def sound(self, now: float, window_s: float, live: Sound | None, deaf: bool) -> Sound:
         """What the caller's line carried within ``window_s`` before ``now``, the strongest
         evidence first (``live``: the run held for a voice, judged so far; ``deaf``: the detector
-        gave up on a held note or a long voiceless sound still going on). A bed (``bed``: released,
-        or going on at its level since) is no voice either. The model's VAD is
+        gave up on a held note or a long voiceless sound still going on). The model's VAD is
         believed for a near voice or a whisper; not for echo, a burst, a note, or a soft sound
         that is neither (measured: on the corpus set that rule let a TV, babble, music and hum
         switched on mid-answer through 6 times in 120 calls)."""
         since = now - window_s
-        if self._voice_at >= since and self._voice_at > max(self._tone_at, self._bed_at):
+        if self._voice_at >= since and self._voice_at > self._tone_at:
             return Sound.VOICE
         if live is Sound.WHISPER or self._whisper_at >= since:
             return Sound.WHISPER
-        if self._bed_at >= since:
-            return Sound.BED
         if self._tone_at >= since or deaf:
             return Sound.TONE
         if self.heard_noise(now, live):

@@ -74,7 +74,6 @@ class ServerSpeech(enum.Enum):
     ECHO = "echo"  # ignored: only the agent's own echo was on the line
     NOISE = "noise"  # ignored: a voiceless burst (knock, cough, click, door)
     TONE = "tone"  # ignored: a held note (music, a hum)
-    BED = "bed"  # ignored: a steady sound switched on that never fell like a voice (a TV, babble, music)
     BACKCHANNEL = "backchannel"  # ignored: a short acknowledgement, the answer goes on
     UNCLEAR = "unclear"  # ignored: sound above the noise, neither a voice nor a whisper (a TV, babble)
     NOTHING = "nothing"  # ignored: nothing of the caller above the line's noise
@@ -194,8 +193,7 @@ class AgentWords:
         return all(w in said for w in _WORD.findall(text.lower()))
 
 
-# (read per frame: globals, not class lookups)
-_CALLER, _ECHO, _CONFIRM, _RELEASE = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM, Decision.RELEASE
+_CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
 _new_tuple = tuple.__new__
 _dbfs = audio.dbfs
 
@@ -225,7 +223,6 @@ class Listener:
         self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
-        self._deferred = False  # words that take the turn came while a steady sound went on: it decides first
         self._server_at = float("-inf")  # the model's VAD last started (believed or not)
         self._server_open = False  # ... and has not committed that turn yet (its words will come with it)
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
@@ -272,19 +269,7 @@ class Listener:
                 self._blind = []
         if decision is _CONFIRM:
             self._confirmed_at = now
-        elif decision is _RELEASE and caller_level.bed_at == now:
-            self._bed()
         return _new_tuple(Heard, (forward, level, verdict, decision))  # (Heard(...) runs a Python __new__)
-
-    def _bed(self) -> None:
-        """The local detector released a bed (a TV, babble, music switched on: it never fell like a
-        voice): a hold for the words of its utterance resumes the answer, and the model's turns
-        committed for it are no caller's words (a TV's words would take the turn)."""
-        with self._lock:
-            if self._held is not None:
-                self._hold_verdict, self._deferred = Hold.RESUME, False
-                for item in self._held_items:
-                    self._backchannel_items.pop(item, None)
 
     def _judged_blind(self, level: float, now: float) -> None:
         """A loud frame counted as the caller's while the echo gate did not know its delay (against
@@ -335,7 +320,6 @@ class Listener:
         if sound is Sound.WHISPER:
             return ServerSpeech.INTERRUPT
         return {Sound.ECHO: ServerSpeech.ECHO, Sound.NOISE: ServerSpeech.NOISE, Sound.TONE: ServerSpeech.TONE,
-                Sound.BED: ServerSpeech.BED,
                 Sound.SOFT: ServerSpeech.UNCLEAR}.get(sound, ServerSpeech.NOTHING)
 
     def committed(self, now: float, item_id: str = "") -> Turn:
@@ -343,8 +327,6 @@ class Listener:
         with self._lock:
             judged, self._turn = self._turn, None
             self._server_open = False
-        if judged is ServerSpeech.LOCAL and self.level.bed_at >= self._server_at:
-            return Turn.NOT_CALLER  # the sound the local detector was hearing proved a bed (a TV switched on)
         if judged is ServerSpeech.LOCAL:  # the local detector has decided by now (the VAD waited for silence)
             judged = (ServerSpeech.INTERRUPT if self._confirmed_at >= self.level.backchannel_at
                       else ServerSpeech.BACKCHANNEL)
@@ -418,11 +400,8 @@ class Listener:
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
         if not echoed and takes_turn(words, final):
-            self._backchannel_items.pop(item_id, None)
-            if self.level.steady:  # a bed's words, or the caller's yet to fall: the sound decides first
-                self._deferred = True
-                return False
             self._hold_verdict = Hold.CONFIRM
+            self._backchannel_items.pop(item_id, None)
             return True
         if final:
             del self._held_items[item_id]
@@ -436,7 +415,7 @@ class Listener:
         decide (a second one while held joins the first)."""
         with self._lock:
             if self._held is None:
-                self._held, self._hold_verdict, self._deferred = now, Hold.WAIT, False
+                self._held, self._hold_verdict = now, Hold.WAIT
                 self._held_items.clear()
             self._held_whisper = self.level.whispered
 
@@ -457,8 +436,6 @@ class Listener:
             if self._held is None:
                 return Hold.NONE
             verdict = self._hold_verdict
-            if verdict is Hold.WAIT and self._deferred and not self.level.steady:
-                verdict = Hold.CONFIRM  # words that take the turn, and the sound fell like a voice's
             unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
             if verdict is Hold.WAIT and not self._held_items and now - self._held >= EVIDENCE_S - 1e-9 \
                     and self._server_at < self._held - EVIDENCE_S and not self._server_open:

@@ -20,7 +20,6 @@ COUNTERS = (
     "frames_resent", "frames_resend_discarded", "barge_in_events", "echo_frames_suppressed",
     "barge_in_local", "barge_in_server", "barge_in_transcript", "server_speech_ignored",
     "server_speech_ignored_echo", "server_speech_ignored_noise", "server_speech_ignored_tone",
-    "server_speech_ignored_bed",
     "server_speech_ignored_backchannel", "server_speech_ignored_unclear",
     "server_speech_ignored_nothing", "backchannels", "backchannels_overruled", "backchannel_holds",
     "barge_in_hold",
