@@ -35,6 +35,7 @@ from typing import Callable
 from ..audio import detector as bargein
 from ..model import protocol as rt
 from ..audio.mulaw import BYTES_PER_MS
+from ..audio.utterance import Utterance
 from ..audio.echo import Verdict
 from ..audio.listening import Hold, Listener, ServerSpeech, Turn
 from .model_link import ModelLink
@@ -46,7 +47,7 @@ Interrupted = Callable[[Interruption, int], None]
 
 ONSET_MEMORY_S = 2.0
 """A server trigger measures its latency from a local duck's onset at most this old."""
-UTTERANCE_GAP_S = 0.4  # loud runs this close are one utterance (as the listener joins voiced runs)
+UTTERANCE_GAP_S = Utterance.GAP_S  # loud runs this close are one utterance, as the listener joins them
 RELEASE_GRACE_S = UTTERANCE_GAP_S
 """After a duck that cleared the caller's buffer, a release waits this long for the run to go on."""
 
