@@ -126,7 +126,11 @@ class ToolCalls:
 
     # ------------------------------------------------------------------ run thread
     def poll(self, now: float) -> None:
-        """Time limits and the filler."""
+        """Time limits and the filler (25 times a second per call: a call that has made no tool
+        call yet returns at once, its dict read without the lock, a batch added meanwhile being
+        the next poll's)."""
+        if not self._batches:
+            return
         with self._lock:
             batches = [b for b in self._batches.values() if not b.delivered]
         for batch in batches:

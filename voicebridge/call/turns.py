@@ -279,16 +279,31 @@ class Turns:
 
     def poll(self, now: float) -> None:
         """The run thread's timer: spoken turns whose last mark came back become heard; a request
-        the server never answered means a dead session (see ``_overdue``); then send what waits."""
-        self._poll_heard()
-        self._overdue(now)
-        self._pump()
+        the server never answered means a dead session (see ``_overdue``); then send what waits.
 
-    def _poll_heard(self) -> None:
-        if self._played_out is None:
-            return
+        It runs 25 times a second per call and almost always finds nothing to do: what it looks
+        at is read under one acquisition, and each step runs only if that found work for it (a
+        request or a wait that comes after this look is the next poll's, 40 ms on)."""
         with self._lock:
-            playing = [t for t in self._recent.values() if t.state is TurnState.SPOKEN and t.item_id]
+            playing = self._playing()
+            asked = self._asked
+            waiting = bool(self._waiting)
+        if playing:
+            self._poll_heard(playing)
+        if asked is not None and now - asked[1] > self._created_timeout_s:
+            self._overdue(now)
+            waiting = True  # a request not answered may have gone back to the queue
+        if waiting:
+            self._pump()
+
+    def _playing(self) -> list[AgentTurn]:
+        """Spoken turns still waiting to be heard (under the lock)."""
+        if self._played_out is None:
+            return []
+        return [t for t in self._recent.values() if t.state is TurnState.SPOKEN and t.item_id]
+
+    def _poll_heard(self, playing: list[AgentTurn]) -> None:
+        assert self._played_out is not None
         heard = [t for t in playing if self._played_out(t.item_id or "")]  # outside the lock: outbound's own
         with self._lock:
             for turn in heard:

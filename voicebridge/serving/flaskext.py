@@ -64,6 +64,7 @@ from ..extras import bridge_metrics
 from ..call.hooks import HookRunner, legacy
 from ..call.session import MediaSession
 from ..audio import mulaw
+from ..audio.echo import ComfortNoise
 from .admission import CLOSE_TRY_AGAIN_LATER, TRANSFER_WAIT_S, Admission
 from .drain import DRAIN_GRACE_S, Drain
 from .mediasocket import media_route
@@ -224,6 +225,9 @@ class VoiceBridge:
         # numpy (the levels, the echo gate, the voice checks) now, in the worker's start: imported
         # at a call's setup it would hold a gevent worker's one thread for 0.1-1 s while other calls play
         mulaw.prepare()
+        # the comfort noise's frames likewise (made once per process, in Python: 25 ms here that
+        # the first call's setup held the worker for; docs/performance.md, sixth round)
+        ComfortNoise()
         self.carriers = (carrier,) if isinstance(carrier, str) else tuple(carrier)
         if not self.carriers or set(self.carriers) - set(CARRIERS):
             raise ValueError(f"carrier must be one or more of {', '.join(CARRIERS)}, not {carrier!r}")
