@@ -171,7 +171,8 @@ class EchoGate:
     def played(self, level_dbfs: float, now: float) -> None:
         """A frame of ``level_dbfs`` was sent at ``now``: it plays after what is already queued."""
         with self._lock:
-            start = now if self._play_end is None else max(now, self._play_end)
+            end = self._play_end
+            start = now if end is None or end <= now else end  # (``max`` written out: every frame sent)
             self._play_end = start + SLOT_S
             if level_dbfs >= PLAYED_FLOOR_DBFS:
                 if start - self._audible_at > TALK_GAP_S:
@@ -359,11 +360,17 @@ class PlayedLevels:
         del self._levels[max(0, slot - self._base + 1):]
 
     def loudest(self, first: int, last: int) -> float:
-        """The loudest played in slots ``first`` .. ``last`` (``MIN_DBFS`` for slots with none)."""
-        start, stop = max(0, first - self._base), min(len(self._levels), last - self._base + 1)
+        """The loudest played in slots ``first`` .. ``last`` (``MIN_DBFS`` for slots with none).
+        (Asked on every caller frame above the noise: the bounds' ``max``/``min`` written out.)"""
+        levels, base = self._levels, self._base
+        start, stop = first - base, last - base + 1
+        if start < 0:
+            start = 0
+        if stop > len(levels):
+            stop = len(levels)
         if stop <= start:
             return MIN_DBFS
-        loudest = max(self._levels[start:stop])
+        loudest = max(levels[start:stop])
         return loudest if stop - start == last - first + 1 or loudest >= MIN_DBFS else MIN_DBFS
 
     def tail(self, last: int, slots: int, decay_db: float) -> float:

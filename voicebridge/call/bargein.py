@@ -96,7 +96,7 @@ class BargeIn:
         level.rumble_matters = self._false_trigger.armed
         heard = self.listener.hear(frame, now, self._armed_check if listening else _never)
         if heard.verdict is _ECHO:
-            self._metrics.add("echo_frames_suppressed")
+            self._metrics.echo_suppressed()
         if heard.decision is _NONE and not level.loud and not self._was_loud:
             if self._false_trigger.armed:  # (most frames of a call: quiet, nothing began or ended)
                 self._false_trigger.level(False, now)
