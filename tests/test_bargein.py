@@ -267,12 +267,11 @@ class _ScriptedListener:
         self.floor_dbfs = -60.0
 
     def frame(self, decision, loud: bool):
-        from types import SimpleNamespace
-
         self.level.detector.run = self.level.detector.run + 1 if loud else 0
         self.level.loud = loud
-        self._heard = SimpleNamespace(verdict=None, decision=decision, level_dbfs=-20.0 if loud else -60.0,
-                                      forward=b"")
+        from voicebridge.audio.listening import Heard
+
+        self._heard = Heard(forward=b"", level_dbfs=-20.0 if loud else -60.0, verdict=None, decision=decision)
 
     def hear(self, frame, now, armed):
         return self._heard
