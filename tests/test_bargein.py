@@ -80,6 +80,34 @@ def test_the_noise_floor_is_the_quietest_moment_of_the_last_second_and_a_half():
     assert floor.floor_dbfs == -60.0 and floor.threshold(-35.0) == -35.0  # never below the setting
 
 
+def test_the_floor_worked_out_only_when_an_input_moved_is_every_frames_minimum_all_the_same():
+    """``NoiseFloor.update`` works the floor out again only at a block's end or a new lowest level
+    in the block (every caller frame comes there): over levels that wander, jump, and fall under
+    -100 and above the ceiling, with frames late, early and back in time, its floor is after every
+    frame the least of the ceiling, the block's minimum and the window's, as the rule says."""
+    import random
+    from collections import deque
+
+    rng = random.Random(5)
+    floor = NoiseFloor()
+    blocks, start, block_min, window_min = deque(maxlen=15), None, 0.0, None
+    t, level = 0.0, -60.0
+    for _ in range(4000):
+        t += rng.choice((0.02, 0.02, 0.02, 0.0, 0.035, -0.5 if rng.random() < 0.01 else 0.02))
+        level = max(-130.0, min(0.0, level + rng.gauss(0.0, 4.0))) if rng.random() < 0.97 else rng.uniform(-130, 0)
+        clamped = max(-100.0, level)
+        if start is None or t - start >= 0.1 - 1e-6 or t < start:
+            if start is not None:
+                blocks.append(block_min)
+                if len(blocks) == blocks.maxlen:
+                    window_min = min(blocks)
+            start, block_min = t, clamped
+        else:
+            block_min = min(block_min, clamped)
+        expected = -100.0 if window_min is None else min(-40.0, block_min, window_min)
+        assert floor.update(level, t) == expected == floor.floor_dbfs
+
+
 def frames_of(data: bytes) -> list[bytes]:
     return [data[i:i + 160] for i in range(0, len(data) - 159, 160)]
 
@@ -267,12 +295,11 @@ class _ScriptedListener:
         self.floor_dbfs = -60.0
 
     def frame(self, decision, loud: bool):
-        from types import SimpleNamespace
-
         self.level.detector.run = self.level.detector.run + 1 if loud else 0
         self.level.loud = loud
-        self._heard = SimpleNamespace(verdict=None, decision=decision, level_dbfs=-20.0 if loud else -60.0,
-                                      forward=b"")
+        from voicebridge.audio.listening import Heard
+
+        self._heard = Heard(forward=b"", level_dbfs=-20.0 if loud else -60.0, verdict=None, decision=decision)
 
     def hear(self, frame, now, armed):
         return self._heard

@@ -35,3 +35,28 @@ def test_each_frame_is_counted_and_only_this_streams_frames_and_unlabelled_ones_
     assert m["inbound_frames"] == 6 and m["inbound_bytes"] == 4 * 160 + 80 and m["inbound_wrong_size"] == 2
     assert m["protocol_errors"] == {"twilio.media_before_start": 1, "twilio.wrong_stream_sid": 1,
                                     "twilio.missing_stream_sid": 1}
+
+
+def test_the_run_threads_per_frame_counters_take_no_lock_and_still_add_up():
+    """frame_received and echo_suppressed count without the lock (the run thread alone writes
+    them, on every caller frame); snapshot and get report them, with anything add() counted
+    under the same name."""
+    metrics = CallMetrics()
+
+    class Refused:
+        def __enter__(self):
+            raise AssertionError("a per-frame counter took the lock")
+
+        def __exit__(self, *exc):
+            return False
+
+    locked, metrics._lock = metrics._lock, Refused()
+    for _ in range(3):
+        metrics.frame_received(160)
+    metrics.echo_suppressed()
+    metrics._lock = locked
+    metrics.add("inbound_frames", 2)
+    m = metrics.snapshot()
+    assert (m["inbound_frames"], m["inbound_bytes"], m["echo_frames_suppressed"]) == (5, 480, 1)
+    assert metrics.get("inbound_frames") == 5 and metrics.get("echo_frames_suppressed") == 1
+    assert metrics.get("ducks") == 0 and m["accounting_ok"]

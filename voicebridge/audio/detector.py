@@ -122,8 +122,10 @@ class NoiseFloor:
         self._window_min: float | None = None  # the quietest whole block of a full window (None: not full yet)
 
     def update(self, level_dbfs: float, now: float) -> float:
-        """One inbound frame's level; returns the floor."""
-        level = max(-100.0, level_dbfs)
+        """One inbound frame's level; returns the floor. (Every caller frame comes here: the floor
+        is worked out again only when one of its inputs moved, at a block's end or a new lowest
+        level in the block, and ``max``/``min`` are written out as comparisons: the same floats.)"""
+        level = level_dbfs if level_dbfs > -100.0 else -100.0
         start = self._block_start
         if start is None or now - start >= self.block_s - 1e-6 or now < start:
             if start is not None:
@@ -133,8 +135,12 @@ class NoiseFloor:
             self._block_start, self._block_min = now, level
         elif level < self._block_min:
             self._block_min = level
-        if self._window_min is not None:  # the window's quietest moment
-            self.floor_dbfs = min(self.ceiling_dbfs, self._block_min, self._window_min)
+        else:
+            return self.floor_dbfs  # (most frames: neither input of the floor moved)
+        window_min = self._window_min
+        if window_min is not None:  # the window's quietest moment, never above the ceiling
+            floor = self._block_min if self._block_min < window_min else window_min
+            self.floor_dbfs = floor if floor < self.ceiling_dbfs else self.ceiling_dbfs
         return self.floor_dbfs
 
     def threshold(self, configured_dbfs: float, reach_db: float = 0.0, quiet_db: float = 0.0) -> float:

@@ -94,15 +94,15 @@ class BargeIn:
         (an echo-only frame becomes comfort noise). ``listening`` is False once the call is ending."""
         level = self._level
         level.rumble_matters = self._false_trigger.armed
-        heard = self.listener.hear(frame, now, self._armed_check if listening else _never)
-        if heard.verdict is _ECHO:
-            self._metrics.add("echo_frames_suppressed")
-        if heard.decision is _NONE and not level.loud and not self._was_loud:
+        forward, level_dbfs, verdict, decision = self.listener.hear(frame, now, self._armed_check if listening else _never)
+        if verdict is _ECHO:
+            self._metrics.echo_suppressed()
+        if decision is _NONE and not level.loud and not self._was_loud:
             if self._false_trigger.armed:  # (most frames of a call: quiet, nothing began or ended)
                 self._false_trigger.level(False, now)
-            return heard.forward
-        self._act(heard.decision, heard.level_dbfs, now)
-        return heard.forward
+            return forward
+        self._act(decision, level_dbfs, now)
+        return forward
 
     def _act(self, decision: bargein.Decision, level_dbfs: float, now: float) -> None:
         loud = self._level.loud

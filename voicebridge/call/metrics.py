@@ -3,7 +3,9 @@
 Every outbound frame that enters the TX queue leaves it exactly one way: sent to Twilio,
 flushed by a barge-in, or dropped (call ending, send failure). ``check()`` verifies
 ``frames_enqueued == frames_sent + frames_flushed + frames_dropped`` at close.
-Counters are touched from several threads, so every change holds one lock.
+Counters are touched from several threads, so every change holds one lock, but for the few that
+only the run thread counts, on every caller frame (``RUN_THREAD_COUNTERS``): one writer needs no
+lock, and under gevent a lock is Python code on the call's busiest path.
 """
 from __future__ import annotations
 
@@ -38,6 +40,10 @@ COUNTERS = (
     "transcriptions_failed", "hooks_dropped", "turn_events_refused",
 )
 
+RUN_THREAD_COUNTERS = ("inbound_frames", "inbound_bytes", "echo_frames_suppressed")
+"""Counted per caller frame by the run thread alone (``frame_received``, ``echo_suppressed``),
+without the lock; ``snapshot`` and ``get`` add them to whatever ``add`` counted under those names."""
+
 
 class CallMetrics:
     """Thread-safe counters plus a few timings; ``snapshot()`` is a plain dict."""
@@ -55,6 +61,10 @@ class CallMetrics:
         self.reconnect_gaps_ms: list[float] = []
         self.call_started_at: float | None = None
         self.opened_at: float | None = None  # a deferred opening decided (the AMD verdict taken)
+        # RUN_THREAD_COUNTERS: written by the run thread only, read whole (an int) by any thread
+        self._inbound_frames = 0
+        self._inbound_bytes = 0
+        self._echo_suppressed = 0
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -62,7 +72,12 @@ class CallMetrics:
 
     def get(self, name: str) -> int:
         with self._lock:
-            return self._counts[name]
+            count = self._counts[name]
+        return count + self._run_thread_counts().get(name, 0)
+
+    def _run_thread_counts(self) -> dict[str, int]:
+        return {"inbound_frames": self._inbound_frames, "inbound_bytes": self._inbound_bytes,
+                "echo_frames_suppressed": self._echo_suppressed}
 
     def error(self, code: str) -> None:
         with self._lock:
@@ -95,10 +110,13 @@ class CallMetrics:
                 self.first_delta_at = now
 
     def frame_received(self, size: int) -> None:
-        """A caller frame of ``size`` bytes (run thread, 50 a second): both its counts under one lock."""
-        with self._lock:
-            self._counts["inbound_frames"] += 1
-            self._counts["inbound_bytes"] += size
+        """A caller frame of ``size`` bytes (run thread only, 50 a second): no lock (one writer)."""
+        self._inbound_frames += 1
+        self._inbound_bytes += size
+
+    def echo_suppressed(self) -> None:
+        """A caller frame judged echo only was not sent to the model as heard (run thread only): no lock."""
+        self._echo_suppressed += 1
 
     def frame_sent(self, size: int, now: float) -> None:
         with self._lock:
@@ -110,6 +128,8 @@ class CallMetrics:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             out: dict[str, Any] = dict(self._counts)
+            for name, count in self._run_thread_counts().items():
+                out[name] += count
             out["openai_errors"] = dict(self.openai_errors)
             out["protocol_errors"] = dict(self.protocol_errors)
             out["first_frame_bytes"] = self.first_frame_bytes

@@ -276,11 +276,13 @@ class MediaSession:
 
     def _on_carrier(self, event: seam.CarrierEvent, now: float) -> None:
         if isinstance(event, seam.Media):
-            self.after.caller_audio(event, now)
+            after = self.after
+            if after.recording is not None:  # (asked here: every caller frame of every call comes this way)
+                after.caller_audio(event, now)
             if self.opening.holding:  # a voicemail greeting is not a turn to answer: held back
                 self._metrics.add("inbound_frames_held")
                 return
-            self._inbound.media(event, self.stream_sid, now, listening=self.continuity.ending is None)
+            self._inbound.media(event, self.stream_sid, now, self.continuity.ending is None)  # (listening)
         elif isinstance(event, seam.Mark):
             self._on_mark(event, now)
         elif isinstance(event, seam.Start):
