@@ -225,6 +225,7 @@ class CallerLevel:
         self.evidence = SoundEvidence()  # what the line carried lately (``sound``)
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
         self.bed_at = float("-inf")  # when a steady utterance was last released as a bed (``Steadiness``)
+        self.model_heard_at = float("-inf")  # when the model's VAD last started while a run was heard here
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
         self._now = float("-inf")
         self._floor_of: float | None = None  # the floor the detector's threshold is for (None: not set yet)
@@ -345,9 +346,17 @@ class CallerLevel:
         """The utterance stands on a step of the line's level and has not fallen once
         (``Steadiness``): a bed switched on, or a caller yet to pause. Judged only with the near
         check and the minimum speech on: a barge-in then waits 600 ms anyway, long enough for a
-        voice to fall; without them it confirms at the debounce, as configured."""
+        voice to fall; without them it confirms at the debounce, as configured. One the model's VAD
+        heard start (``model_heard``) is not held."""
         utterance = self.utterance
-        return bool(utterance.near_db and utterance.min_speech_frames) and self.steadiness.steady(self.floor_dbfs)
+        return bool(utterance.near_db and utterance.min_speech_frames) and self.model_heard_at < utterance.start \
+            and self.steadiness.steady(self.floor_dbfs)
+
+    def model_heard(self, now: float) -> None:
+        """The model's VAD started at ``now`` with a voice heard here lately: the current utterance
+        is corroborated as speech (the beds of the corpus never started it) and is confirmed on its
+        length, steady or not (a soft run-on caller whose syllables never fall far)."""
+        self.model_heard_at = now
 
     def _near(self) -> bool:
         """The utterance, with the current run, is a voice at the handset (``Utterance.near``)."""

@@ -312,6 +312,7 @@ class Listener:
             return ServerSpeech.TURN
         sound = self.level.sound(now, EVIDENCE_S)
         if sound is Sound.VOICE:
+            self.level.model_heard(now)  # (the utterance is then confirmed on its length, steady or not)
             if not self._backchannels:
                 return ServerSpeech.INTERRUPT
             if self.level.hearing:

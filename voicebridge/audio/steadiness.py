@@ -20,9 +20,10 @@ frame inside its band (``BED_BAND_DB`` under its lowest to ``BED_BAND_DB`` over 
 ducks nor starts a run until ``BED_MEMORY_S`` after the release, long enough for the noise floor
 to catch up with it (the near check then keeps it out, as a TV on from the start); the memory is
 never renewed, so a caller inside the band is heard by then at the latest. The bed is forgotten at
-once when the line falls ``FALL_DB`` under its lowest level (it stopped: the next sound is new) or
+once when the line falls ``FALL_DB`` under its lowest level (it stopped: the next sound is new),
 falls like a voice (``FALL_DB`` within two frames, ``LONG_FALL_DB`` within five: what was released
-may have been a caller after all, the next sound is judged afresh).
+may have been a caller after all) or rises over its band (a caller speaking up over it, whose
+quieter frames must not be chopped out of the run): what comes next is judged afresh.
 
 ``CallerLevel`` (:mod:`voicebridge.audio.detector`) feeds it every frame's level and asks it when
 an utterance would confirm on its length.
@@ -102,6 +103,11 @@ class Steadiness:
 
     def masks(self, level_dbfs: float, now: float) -> bool:
         """A loud frame at ``now`` is the released bed going on (ignored: no duck, no run): within
-        its memory and its band of levels."""
+        its memory and its band of levels. A louder one ends the memory."""
+        if now > self.bed_until:
+            return False
         low, high = self._band
-        return now <= self.bed_until and low <= level_dbfs <= high
+        if level_dbfs > high:  # a new sound over the bed (a caller speaking up): judged afresh, unchopped
+            self.bed_until = _NEVER
+            return False
+        return level_dbfs >= low
