@@ -279,7 +279,7 @@ class CallerLevel:
         elif self.shape.tail is not None and self.shape.in_tail(loud, level):
             self.loud = loud = False
             level = fed = MIN_DBFS
-        elif loud and self.steadiness.masks(level, now):
+        elif loud and now <= self.steadiness.bed_until and self.steadiness.masks(level, now):
             self.loud = loud = False  # a released bed going on: the line's noise now
             level = fed = MIN_DBFS
         elif counts and level >= detector.threshold_dbfs - SoundEvidence.SOFT_DB and level >= floor + 6.0:
