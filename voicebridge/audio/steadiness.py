@@ -17,9 +17,10 @@ released).
 
 A released bed is then the line's noise for a short while only, and only at its own level: a loud
 frame inside its band (``BED_BAND_DB`` under its lowest to ``BED_BAND_DB`` over its peak) neither
-ducks nor starts a run until ``BED_MEMORY_S`` after the release, long enough for the noise floor
-to catch up with it (the near check then keeps it out, as a TV on from the start); the memory is
-never renewed, so a caller inside the band is heard by then at the latest. The bed is forgotten at
+ducks nor starts a run until ``BED_MEMORY_S`` after the release (so it does not pause the answer
+again and again as new short runs while the noise floor catches up with it); the memory is never
+renewed by the bed's frames (the first attempt's was, and a caller's own frames kept a stopped TV's
+mask alive), so a caller inside the band is heard by then at the latest. The bed is forgotten at
 once when the line falls ``FALL_DB`` under its lowest level (it stopped: the next sound is new),
 falls like a voice (``FALL_DB`` within two frames, ``LONG_FALL_DB`` within five: what was released
 may have been a caller after all) or rises over its band (a caller speaking up over it, whose
@@ -47,7 +48,7 @@ class Steadiness:
     BED_HOLD_S = 0.9  # from the onset: a steady utterance with no fall by then is a bed, released (before
     # the duck's 1 s fuse, which would forget the utterance and let the bed duck on as new ones)
     BED_BAND_DB = 3.0  # a released bed masks frames from this far under its lowest to this far over its peak
-    BED_MEMORY_S = 1.5  # ... until this long after its release (the floor's window), never renewed
+    BED_MEMORY_S = 3.0  # ... until this long after its release, never renewed
 
     def __init__(self) -> None:
         self._recent = [MIN_DBFS] * self.LONG_FALL_FRAMES  # the last frames' levels, a ring ...
