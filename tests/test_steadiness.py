@@ -200,6 +200,18 @@ def test_a_soft_run_on_caller_the_models_vad_heard_is_confirmed_on_its_length(de
     assert Decision.CONFIRM in got[:31] and Decision.RELEASE not in got
 
 
+def test_a_soft_run_on_caller_released_as_a_bed_is_believed_when_the_models_vad_starts_late():
+    """The same caller, with the model's VAD starting only after the release (1.0 s in): the
+    detector is deaf to the band it masks, so the model is believed there: an interruption."""
+    listener, t = _listener_on_a_quiet_line()
+    got = []
+    for frame in _encode(_voice(_syllables(50, -26.0, 12.0))):
+        got.append(listener.hear(frame, t, lambda: True).decision)
+        t = round(t + FRAME_S, 6)
+    assert Decision.RELEASE in got and Decision.CONFIRM not in got  # taken for a bed on the level alone
+    assert listener.server_speech(t, audible=True) is ServerSpeech.INTERRUPT
+
+
 # ------------------------------------------------------------------------- callers around a bed
 def test_a_released_bed_does_not_mask_a_softer_caller_after_the_tv_stopped():
     """The review's second miss: a TV at -25 released as a bed, switched off at 2.0 s; 0.5 s later

@@ -513,6 +513,11 @@ class CallerLevel:
     def _release(self) -> Decision:
         return self._stop_waiting(Decision.RELEASE if self.detector.duck else Decision.NONE)
 
+    def masking_bed(self, now: float) -> bool:
+        """A released bed's band is ignored at ``now`` (``Steadiness.masks``): the detector cannot
+        hear a caller inside it, so the model's VAD is believed there."""
+        return now <= self.steadiness.bed_until
+
     @property
     def hearing(self) -> bool:
         """A loud run is going on (ducked, waiting for a voice or for enough speech)."""
