@@ -7,8 +7,8 @@ Small pieces, each driven by the session with levels, events and a clock:
   RELEASE when a loud run ends before confirmation (sending resumes, its lead rebuilt).
 * ``NoiseFloor``: the caller's background level, which raises the threshold over steady noise.
 * ``CallerLevel``: the local trigger over a call's frames (threshold, echo, voice, held notes,
-  speech length), with its parts in :mod:`.runshape`, :mod:`.runvoice`, :mod:`.utterance`,
-  :mod:`.steadiness` (a bed switched on) and :mod:`.evidence`.
+  speech length), with its parts in :mod:`.runshape`, :mod:`.runvoice`, :mod:`.utterance` and
+  :mod:`.evidence`.
 * ``refusal`` / ``plan``: why a trigger may not act (or None), and which steps it takes
   (stop the audio, cancel the response, truncate the item).
 * ``FalseTriggerMonitor``: after a local barge-in, decide that it was a cough, not speech,
@@ -26,7 +26,6 @@ from .evidence import Sound, SoundEvidence
 from .mulaw import MIN_DBFS
 from .runshape import RunShape
 from .runvoice import RunVoice, Voicing
-from .steadiness import Steadiness
 from .utterance import Utterance
 
 
@@ -219,7 +218,6 @@ class CallerLevel:
         self.rumble_matters = False
         self.voice = RunVoice()  # the run's voiced frames, and a held note
         self.shape = RunShape()  # the run's levels: burst, decay, tail, impulse, whisper
-        self.steadiness = Steadiness()  # the utterance's falls: a bed switched on stands on a step and never falls
         self._previous = b""  # the frame before (the history a frame's pitch is measured on)
         self._waiting = False  # the debounce is met, the voice is not: the duck holds
         self._linger_until: float | None = None  # a fricative-like run ended: the duck waits for a voice until then
@@ -230,8 +228,6 @@ class CallerLevel:
         self._level = MIN_DBFS
         self.evidence = SoundEvidence()  # what the line carried lately (``sound``)
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
-        self.bed_at = float("-inf")  # when a steady utterance was last released as a bed (``Steadiness``)
-        self.model_heard_at = float("-inf")  # when the model's VAD last started while a run was heard here
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
         self._now = float("-inf")
         self._floor_of: float | None = None  # the floor the detector's threshold is for (None: not set yet)
@@ -261,7 +257,6 @@ class CallerLevel:
         self._now = now
         detector = self.detector
         floor = self.noise.update(level_dbfs, now)
-        self.steadiness.feed(level_dbfs, now)
         if self._adapt and (floor != self._floor_of or self.threshold_dbfs != self._configured_of):
             # (the floor moves every 100 ms at most: two float compares, no tuple, on the other frames)
             self._floor_of, self._configured_of = floor, self.threshold_dbfs
@@ -284,9 +279,6 @@ class CallerLevel:
             level = fed = MIN_DBFS
         elif self.shape.tail is not None and self.shape.in_tail(loud, level):
             self.loud = loud = False
-            level = fed = MIN_DBFS
-        elif loud and now <= self.steadiness.bed_until and self.steadiness.masks(level, now):
-            self.loud = loud = False  # a released bed going on: the line's noise now
             level = fed = MIN_DBFS
         elif counts and level >= detector.threshold_dbfs - SoundEvidence.SOFT_DB and level >= floor + 6.0:
             self.evidence.soft(now)
@@ -338,7 +330,7 @@ class CallerLevel:
         if self.voice.voiced + self.utterance.voiced < self.voiced_needed:
             self._waiting, self._unvoiced, self._dips = True, 0, 0
             return Decision.NONE
-        if self._long_enough() and not self._steady():
+        if self._long_enough():
             return self._stop_waiting(Decision.CONFIRM)
         self._holding, self._dips = True, 0
         return Decision.NONE
@@ -348,22 +340,6 @@ class CallerLevel:
         the detector deaf)."""
         return self.utterance.long_enough(self._now) and self._near()
 
-    def _steady(self) -> bool:
-        """The utterance stands on a step of the line's level and has not fallen once
-        (``Steadiness``): a bed switched on, or a caller yet to pause. Judged only with the near
-        check and the minimum speech on: a barge-in then waits 600 ms anyway, long enough for a
-        voice to fall; without them it confirms at the debounce, as configured. One the model's VAD
-        heard start (``model_heard``) is not held."""
-        utterance = self.utterance
-        return bool(utterance.near_db and utterance.min_speech_frames) and self.model_heard_at < utterance.start \
-            and self.steadiness.steady(self.floor_dbfs)
-
-    def model_heard(self, now: float) -> None:
-        """The model's VAD started at ``now`` with a voice heard here lately: the current utterance
-        is corroborated as speech (the beds of the corpus never started it) and is confirmed on its
-        length, steady or not (a soft run-on caller whose syllables never fall far)."""
-        self.model_heard_at = now
-
     def _near(self) -> bool:
         """The utterance, with the current run, is a voice at the handset (``Utterance.near``)."""
         return self.utterance.near(self.shape.peak(), self.floor_dbfs, self.threshold_dbfs, self._clear_at)
@@ -372,8 +348,6 @@ class CallerLevel:
         if self.shape.run == 0:
             self.impulse = False
             self.utterance.run_starts(self._now)
-            if self.utterance.start == self._now:
-                self.steadiness.began(self._now, self._level)
         if self.shape.loud_frame(self._level) and self.voiced_needed and (
                 self.voice.voiced + self.utterance.voiced < self.voiced_needed or self.tones):
             self._listen(frame)
@@ -396,29 +370,15 @@ class CallerLevel:
         if self.loud and armed():
             if not self._next_loud(frame):
                 return self._release()
-            if not self._long_enough():
-                return Decision.NONE
-            if not self._steady():
-                return self._stop_waiting(Decision.CONFIRM)
-            if self.steadiness.given_up(self._now):  # no fall in BED_HOLD_S: a bed switched on, not a caller
-                return self._bed()  # (its level ignored from here on: ``Steadiness.masks``)
-            return Decision.NONE  # held paused a little longer: a caller's words fall soon
+            return self._stop_waiting(Decision.CONFIRM) if self._long_enough() else Decision.NONE
         if not self.loud and self._dips < self.detector.dip_frames and armed():
             self._dips += 1
             return Decision.NONE
         self._run_ended()
         if not self._near():  # voices across the room (a TV): not the caller's, nothing to hold for
             return self._release()
-        if self._long_enough() and self._steady():  # held as a bed: it ended with the threshold
-            return self._bed()  # rising over it as the floor caught up, not with a fall
         self.backchannel_at = self._now
         return self._stop_waiting(Decision.BACKCHANNEL if self.detector.duck else Decision.NONE)
-
-    def _bed(self) -> Decision:
-        """A steady utterance is released as a bed: its voices were a TV's or a room's."""
-        self.bed_at = self._now
-        self.steadiness.remember(self._now)
-        return self._release()
 
     def _short_run_ended(self) -> Decision:
         """A ducked run ended before the debounce: a near voice in it ("stop" whose vowel alone
@@ -464,7 +424,7 @@ class CallerLevel:
                 self.evidence.whisper(self._now)  # a near, sustained, breathy sound that is no burst
                 self.utterance.heard_whisper()  # judged like a voice from here on
                 self._waiting = False
-                if self._long_enough() and not self._steady():
+                if self._long_enough():
                     return self._stop_waiting(Decision.CONFIRM)
                 self._holding, self._dips = True, 0
                 return Decision.NONE
@@ -518,11 +478,6 @@ class CallerLevel:
 
     def _release(self) -> Decision:
         return self._stop_waiting(Decision.RELEASE if self.detector.duck else Decision.NONE)
-
-    def masking_bed(self, now: float) -> bool:
-        """A released bed's band is ignored at ``now`` (``Steadiness.masks``): the detector cannot
-        hear a caller inside it, so the model's VAD is believed there."""
-        return now <= self.steadiness.bed_until
 
     @property
     def hearing(self) -> bool:

@@ -310,11 +310,8 @@ class Listener:
     def _judge(self, now: float, audible: bool) -> ServerSpeech:
         if not audible:
             return ServerSpeech.TURN
-        if self.level.masking_bed(now):  # deaf to a released bed's band by choice: the model heard speech in it
-            return ServerSpeech.INTERRUPT  # (a soft run-on caller taken for a bed; the set's beds never started it)
         sound = self.level.sound(now, EVIDENCE_S)
         if sound is Sound.VOICE:
-            self.level.model_heard(now)  # (the utterance is then confirmed on its length, steady or not)
             if not self._backchannels:
                 return ServerSpeech.INTERRUPT
             if self.level.hearing:
