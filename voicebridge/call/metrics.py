@@ -73,11 +73,10 @@ class CallMetrics:
     def get(self, name: str) -> int:
         with self._lock:
             count = self._counts[name]
-        return count + self._run_thread_counts().get(name, 0)
+        return count + self._run_thread_counts()[name] if name in RUN_THREAD_COUNTERS else count
 
     def _run_thread_counts(self) -> dict[str, int]:
-        return {"inbound_frames": self._inbound_frames, "inbound_bytes": self._inbound_bytes,
-                "echo_frames_suppressed": self._echo_suppressed}
+        return dict(zip(RUN_THREAD_COUNTERS, (self._inbound_frames, self._inbound_bytes, self._echo_suppressed)))
 
     def error(self, code: str) -> None:
         with self._lock:

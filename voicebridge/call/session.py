@@ -276,13 +276,11 @@ class MediaSession:
 
     def _on_carrier(self, event: seam.CarrierEvent, now: float) -> None:
         if isinstance(event, seam.Media):
-            after = self.after
-            if after.recording is not None:  # (asked here: every caller frame of every call comes this way)
-                after.caller_audio(event, now)
+            self.after.caller_audio(event, now)  # (a call without a recording: one check there)
             if self.opening.holding:  # a voicemail greeting is not a turn to answer: held back
                 self._metrics.add("inbound_frames_held")
                 return
-            self._inbound.media(event, self.stream_sid, now, self.continuity.ending is None)  # (listening)
+            self._inbound.media(event, self.stream_sid, now, listening=self.continuity.ending is None)
         elif isinstance(event, seam.Mark):
             self._on_mark(event, now)
         elif isinstance(event, seam.Start):
