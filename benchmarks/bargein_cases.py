@@ -20,7 +20,12 @@ audio at twice real time.
 
 Labels: ``should`` (a real interruption: a bridge ``clear`` within 1 s of the onset is wanted),
 ``backchannel`` (the answer must go on: no clear, no cancel, nothing lost) and ``should_not``
-(anything else: echo only, room and handset sounds). Figures per kind and overall: false
+(anything else: echo only, room and handset sounds). After the first 326 cases (unchanged, so old
+figures stay comparable) come kinds of real callers they missed: echo only under 20 s answers
+(``echo_long-20/-15/-10``: the local server's answers last ~23 s, and the gate's misjudged echo
+peaks and room tail show as ducks and underruns), an interruption 11.3-11.8 s into a 20 s answer
+over -15 dB echo (``interrupt_late_echo-15``) and callers on a speakerphone in a reverberant room
+(``interrupt_reverb``: RT60 0.4-0.8 s, -30 dBFS, no echo or -20/-15 dB). Figures per kind and overall: false
 barge-ins, backchannels that cut (and how long the answer paused for the others, p50/p90/max), the
 pause the caller hears per should-not sound kind (click, cough, door, knock, keyboard; p50/max),
 missed interruptions three ways (no clear within 1 s; none within 3 s; *at the caller's ear*:
@@ -65,7 +70,8 @@ method of OutboundAudio adds it to SimOutbound; a bridge that is not a MediaSess
 any object with the methods above (pass a factory to :func:`run_case`).
 
 Usage: python benchmarks/bargein_cases.py [--json] [--only KIND] [--n N] [--seed S] [--vad auto|silero|energy]
-       [--variant before|now|COMMIT] [--also COMMIT] [--no-greeting] [--answer-s S] [--set NAME=JSON (a setting of "now")]
+       [--variant before|now|COMMIT] [--also COMMIT] [--no-greeting] [--answer-s S (the kinds of the set's
+       own length)] [--onset-late-s S] [--set NAME=JSON (a setting of "now")]
 """
 from __future__ import annotations
 
@@ -108,6 +114,7 @@ MODEL_SPEED = 2.0  # the model streams audio this much faster than real time
 TRANSCRIBE_S = (0.3, 0.5)  # commit -> the transcript's delta, and its completion
 DELTA_BYTES = 800  # 100 ms per audio delta
 GREETING_S, ANSWER_AT, ANSWER_S = 2.0, 2.5, 3.6
+ONSET_LATE_S = 0.0  # every caller's onset this much later into the answer (``--onset-late-s``)
 CASE_S = ANSWER_AT + ANSWER_S + 0.9
 OVERTIME_S = 3.5  # a call goes on past CASE_S (this much at most) while a paused answer still plays
 DETECT_WITHIN_S = 1.0
@@ -174,6 +181,9 @@ class Case:
     bed_from_onset: bool = False  # the bed starts at the onset (a radio switched on, a car passing)
     answer_at_s: float = 0.0  # where in the long answer the agent's audio starts
     seed: int = 0
+    answer_s: float | None = None  # the answer's length (None: the set's, ``ANSWER_S`` or ``--answer-s``)
+    onset_late_s: float = 0.0  # the caller's onset this much later into the answer
+    reverb_rt60_s: float | None = None  # the caller on a speakerphone in a room of this RT60 (``speakerphone``)
 
 
 def case_set(seed: int = 0, per_kind: int | None = None) -> list[Case]:
@@ -215,18 +225,57 @@ def case_set(seed: int = 0, per_kind: int | None = None) -> list[Case]:
         delay_ms=lambda i: delays[i % 6], gain_db=lambda i: (0, -6, 3, -3)[i % 4])
     add("interrupt_noise", "should", 20, sound=lambda i: inter[(i * 7) % len(inter)].name, echo_db=-20,
         bed=lambda i: ("room_babble", "car", "music", "tv")[i % 4], bed_dbfs=-40)
+    _add_long_and_reverberant(add, inter, delays)
     if per_kind is not None:
         kept: Counter = Counter()
         out = [c for c in out if kept.update([c.kind]) or kept[c.kind] <= per_kind]
     return out
 
 
+LONG_ANSWER_S = 20.0  # the long kinds' answers (the local server's answers through the example app: ~23 s)
+LATE_ONSET_S = 10.0  # the late interruption's onset: 11.3-11.8 s into the answer (the gate has learned the line)
+REVERB_RT60_S = (0.4, 0.6, 0.8)
+REVERB_DBFS = -30.0  # a speakerphone caller's level (long-run RMS, as tests/test_reverberant_callers.py)
+# that test's clips and rooms (not its two talk clips: the manifest labels them talk, not interrupt)
+REVIEW_REVERB = (("soft_04_2", 0.8), ("question_01_0", 0.5), ("question_01_1", 0.6), ("interruption_02_1", 0.4),
+                 ("soft_03_1", 0.4), ("question_00_0", 0.4))
+
+
+def _add_long_and_reverberant(add: Callable[..., None], inter: list, delays: tuple[int, ...]) -> None:
+    """The kinds added after the first 326 cases (appended, so the old cases keep their seeds):
+    echo only under 20 s answers at -20/-15/-10 dB (the gate's misjudged echo peaks and room tail
+    show as ducks and underruns), an interruption late into a 20 s answer over -15 dB echo (after
+    the gate has heard the line's echo for ~11 s), and callers on a speakerphone in a reverberant
+    room (RT60 0.4-0.8 s: the room's tail fills the word gaps, as a TV's does)."""
+    for echo_db in (-20, -15, -10):
+        add(f"echo_long{echo_db}", "should_not", 8, echo_db=echo_db, delay_ms=lambda i: delays[i % 6],
+            answer_s=LONG_ANSWER_S)
+    add("interrupt_late_echo-15", "should", 12, sound=lambda i: inter[(i * 3 + 1) % len(inter)].name, echo_db=-15,
+        delay_ms=lambda i: delays[i % 6], gain_db=lambda i: (0, -6, 3, -3)[i % 4], answer_s=LONG_ANSWER_S,
+        onset_late_s=LATE_ONSET_S)
+    clips = {cat: corpus.by_category(cat) for cat in ("interruption", "soft", "whisper")}
+    crossed = [(cat, rt60, echo_db) for echo_db in (None, -20, -15) for rt60 in REVERB_RT60_S for cat in clips]
+    reverb = [(clips[cat][(i * 5) % len(clips[cat])].name, rt60, echo_db)
+              for i, (cat, rt60, echo_db) in enumerate(crossed)] + [(n, rt60, -20) for n, rt60 in REVIEW_REVERB]
+    add("interrupt_reverb", "should", len(reverb), sound=lambda i: reverb[i][0], reverb_rt60_s=lambda i: reverb[i][1],
+        echo_db=lambda i: reverb[i][2], delay_ms=lambda i: delays[i % 6])
+
+
+def speakerphone(data: bytes, rt60_s: float, seed: int) -> bytes:
+    """``data`` as a speakerphone across a room hears it: the direct path and the room's
+    reflections and tail (``room.room_response``, RT60 ``rt60_s``, 400 ms), at ``REVERB_DBFS``."""
+    wet = np.convolve(room.ulaw_to_float(data), room.room_response(seed, rt60_s=rt60_s, ms=400, direct=1.0))
+    return room.float_to_ulaw(room.at_level(wet, REVERB_DBFS))
+
+
 def caller_sound(case: Case) -> bytes:
-    """The caller's own sound at the microphone (before the room), gain applied."""
+    """The caller's own sound at the microphone (through the caller's room if it has one), gain applied."""
     if not case.sound:
         return b""
     name, _, seed = case.sound.partition(":")
     data = room.event(name, int(seed)) if name in EVENTS else corpus.load(name)
+    if case.reverb_rt60_s:
+        data = speakerphone(data, case.reverb_rt60_s, case.seed % 97)
     if case.gain_db:
         data = room.float_to_ulaw(room.ulaw_to_float(data) * 10 ** (case.gain_db / 20))
     return data
@@ -699,18 +748,31 @@ class Outcome:
     parts: dict | None = None  # where onset -> the caller stops hearing goes (``duck_parts``)
 
 
+def answer_of(case: Case) -> tuple[float, float, bytes, str]:
+    """The case's answer length, its call's nominal length, and the long answer's audio and words
+    it plays from (repeated, both alike, when the case's stretch runs past its end: a word's
+    position by time is unchanged)."""
+    answer_s = case.answer_s or ANSWER_S
+    audio, text = ANSWER, ANSWER_TEXT
+    if (case.answer_at_s + answer_s) * 8000 > len(audio):
+        repeat = int((case.answer_at_s + answer_s) * 8000 / len(audio)) + 1
+        audio, text = audio * repeat, " ".join([text] * repeat)
+    return answer_s, ANSWER_AT + answer_s + 0.9, audio, text
+
+
 def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto") -> tuple[Outcome, float]:
     """One call; returns its outcome and the bridge's listening CPU seconds."""
     rng = random.Random(case.seed)
     bridge = make_bridge()
+    answer_s, case_s, full_answer, full_text = answer_of(case)
     start = int(case.answer_at_s * 8000) // 160 * 160
-    answer = distinct_frames(ANSWER[start:start + int(ANSWER_S * 8000)])
+    answer = distinct_frames(full_answer[start:start + int(answer_s * 8000)])
     sound = caller_sound(case)
-    onset = ANSWER_AT + 0.3 + rng.uniform(1.0, 1.5)
+    onset = ANSWER_AT + 0.3 + ONSET_LATE_S + case.onset_late_s + rng.uniform(1.0, 1.5)
     heard_by: list[tuple[float, int]] = []  # (caller's clock, bytes of the answer heard by then), per tick
     server = ModelServer(bridge.session_config, vad_kind, _transcriber(case, onset, len(sound) / 8000, heard_by))
     echo = room.LoudspeakerEcho(case.echo_db, case.delay_ms, seed=case.seed % 97) if case.echo_db is not None else None
-    own = np.zeros(int((CASE_S + OVERTIME_S) * 8000) + 160)
+    own = np.zeros(int((case_s + OVERTIME_S) * 8000) + 160)
     bed = None
     if case.bed:
         bed = room.at_level(np.asarray(room.bed(case.bed, case.seed % 5)), case.bed_dbfs)
@@ -739,15 +801,15 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     cancel_times: list[float] = []
     truncates: list[tuple[float, int]] = []  # (when, audio_end_ms) of the answer's truncates
     mic_levels: list[tuple[float, float, float]] = []  # (frame start, the mic's level, the caller's own) from the onset
-    while t < CASE_S - 1e-9 or (t < CASE_S + OVERTIME_S - 1e-9 and agent_heard < len(answer) - 160
+    while t < case_s - 1e-9 or (t < case_s + OVERTIME_S - 1e-9 and agent_heard < len(answer) - 160
                                  and not any(a == "clear" for _, a in bridge.actions) and not server.cancelled_at):
         # the model
         if i == 5 and GREETING_ON:
             server.start("greeting", GREETING, t, spoken(GREETING_PART[1], 0.0, GREETING_S, GREETING_FULL_S))
         if not answer_started and t >= ANSWER_AT - MODEL_NET_S:
             answer_started = True
-            server.start(None, answer, t, spoken(ANSWER_TEXT, case.answer_at_s, case.answer_at_s + ANSWER_S,
-                                                 len(ANSWER) / 8000))
+            server.start(None, answer, t, spoken(full_text, case.answer_at_s, case.answer_at_s + answer_s,
+                                                 len(full_answer) / 8000))
         while to_server and to_server[0][0] <= t + 1e-9:
             server.client(to_server.popleft()[1], t)
         server.tick(t)
@@ -929,6 +991,7 @@ def _transcriber(case: Case, onset: float, sound_s: float,
     runs on past the answer's end hears no more of it), else nothing."""
     text = corpus.clip(case.sound).text if case.sound and case.sound in _CLIP_NAMES else ""
     delay_s = case.delay_ms / 1000 + 2 * NET_S
+    _, _, full_answer, full_text = answer_of(case)
 
     words = spoken
 
@@ -947,8 +1010,8 @@ def _transcriber(case: Case, onset: float, sound_s: float,
         if heard1 < ANSWER_AT:
             return words(GREETING_PART[1], heard0 - 0.1, min(heard1 - 0.1, GREETING_S), GREETING_FULL_S)
         played0, played1 = t0 - case.delay_ms / 1000, t1 - case.delay_ms / 1000  # when the echo left the loudspeaker
-        return words(ANSWER_TEXT, case.answer_at_s + answer_s(played0), case.answer_at_s + answer_s(played1),
-                     len(ANSWER) / 8000)
+        return words(full_text, case.answer_at_s + answer_s(played0), case.answer_at_s + answer_s(played1),
+                     len(full_answer) / 8000)
     return transcribe
 
 
@@ -978,7 +1041,8 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
         heard_full=not (clears or cancels or server_cut) and lost <= 160, lost_ms=lost / 8,
         underruns=underruns(playout, onset, sound_s), ducks=sum(1 for _, a in actions if a == "duck"),
         cut_before_onset=any(t < onset - 0.1 for t in clears + cancels + server_cut), actions=actions,
-        heard_again_ms=round(heard_again(playout, onset, clears[0] + NET_S if clears else None) * 1000, 1),
+        heard_again_ms=round(heard_again(playout, onset, clears[0] + NET_S if clears else None,
+                                         answer_of(case)[1] + OVERTIME_S) * 1000, 1),
         paused_ms=round(paused(playout, onset) * 1000, 1), call_s=call_s)
 
 
@@ -986,16 +1050,16 @@ def _answer_segments(playout: PlayoutBuffer, onset: float) -> list[tuple[float, 
     return [seg for seg in playout.segments if seg[1] > max(onset, ANSWER_AT + NET_S)]
 
 
-def heard_again(playout: PlayoutBuffer, onset: float, clear_at: float | None) -> float:
+def heard_again(playout: PlayoutBuffer, onset: float, clear_at: float | None, end_s: float) -> float:
     """Seconds of the agent the caller heard after it had stopped for their sound (the first gap
     of over 40 ms after the onset: the duck) and before the clear reached Twilio (or the call's
     end without one). More than a frame or two of it is a miss at the caller's ear: the agent
-    went on over them, however late the clear came."""
+    went on over them, however late the clear came (``end_s``: the call's latest end)."""
     segs = _answer_segments(playout, onset)
     stop = next((end for (_, end), (nxt, _) in zip(segs, segs[1:]) if nxt - end > 0.04), None)
     if stop is None:  # it never stopped: heard the whole way, unless a clear ended it
-        return 0.0 if clear_at is not None else CASE_S + OVERTIME_S
-    return playout.heard_between(stop + 1e-3, clear_at if clear_at is not None else CASE_S + OVERTIME_S)
+        return 0.0 if clear_at is not None else end_s
+    return playout.heard_between(stop + 1e-3, clear_at if clear_at is not None else end_s)
 
 
 def paused(playout: PlayoutBuffer, onset: float) -> float:
@@ -1052,10 +1116,17 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         row["server turns"] += out.server_turns
         row["cancels sent"] += out.cancels_sent
         row["underruns"] += out.underruns
+        row["ducks"] += out.ducks
+        row["clears"] += any(a == "clear" for _, a in out.actions)
+    for kind, row in by_kind.items():  # onset -> the caller stops hearing the agent, per kind of caller
+        stops = [o.stop_ms for c, o in results if c.kind == kind and c.label == "should" and o.stop_ms is not None]
+        if stops:
+            row["stop_ms_exact_p50_p90"] = _pcts(stops, 50, 90)
     should = [o for c, o in results if c.label == "should"]
     back = [o for c, o in results if c.label == "backchannel"]
     quiet = [o for c, o in results if c.label == "should_not"]
     over15 = [o for c, o in results if c.kind == "interrupt_echo-15"]
+    long_echo = [(c, o) for c, o in results if c.kind.startswith("echo_long")]
     sounded = [o for c, o in results if c.sound and c.label != "should_not"]
 
     def pct(n: int, d: int) -> float | None:
@@ -1112,6 +1183,13 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
             sum(o.cancels_sent + o.server_cancels for c, o in results if c.kind in ("echo-20", "echo-15")),
             f"{sum(o.heard_full for c, o in results if c.kind in ('echo-20', 'echo-15'))}/"
             f"{sum(1 for c in results if c[0].kind in ('echo-20', 'echo-15'))}"],
+        "echo_long_20s_answers_ducks_underruns_false": [sum(o.ducks for _, o in long_echo),
+                                                        sum(o.underruns for _, o in long_echo),
+                                                        sum(o.barged_in for _, o in long_echo)],
+        "missed_late_reverb_1s_ear": [
+            f"{sum(not caught(o) for c, o in results if c.kind == k)}/"
+            f"{sum(ear_missed(o) for c, o in results if c.kind == k)} of {sum(1 for c, _ in results if c.kind == k)}"
+            for k in ("interrupt_late_echo-15", "interrupt_reverb")],
         "cancels_sent": sum(o.cancels_sent for _, o in results),
         "server_cancels": sum(o.server_cancels for _, o in results),
         "server_turns_should_not": sum(o.server_turns for c, o in results if c.label == "should_not"),
@@ -1144,7 +1222,7 @@ def _setting(text: str) -> tuple[str, Any]:
 
 
 def main() -> int:
-    global GREETING_ON, ANSWER_S, CASE_S, ANSWER, ANSWER_TEXT
+    global GREETING_ON, ANSWER_S, CASE_S, ANSWER, ANSWER_TEXT, ONSET_LATE_S
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", help="run only the cases of this kind (e.g. echo-20, music, backchannel, whisper)")
@@ -1157,13 +1235,19 @@ def main() -> int:
     ap.add_argument("--no-greeting", action="store_true",
                     help="no greeting: the answer is the call's first audio (as in the example app)")
     ap.add_argument("--answer-s", type=float, metavar="S",
-                    help=f"the answer lasts S seconds (default {ANSWER_S}; the long answer repeated): long calls, "
+                    help=f"the answer lasts S seconds (default {ANSWER_S}; the long answer repeated; the kinds with "
+                         "their own length, echo_long-K and interrupt_late_echo-15, keep it): long calls, "
                          "where the echo path's correlation is amortised (read listening_cpu_ms_per_call_second)")
+    ap.add_argument("--onset-late-s", type=float, default=0.0, metavar="S",
+                    help="every caller's onset S seconds later into the answer (with --answer-s: an interruption "
+                         "after the echo gate has heard the line's echo for a while; the set's "
+                         "interrupt_late_echo-15 has it built in)")
     ap.add_argument("--set", action="append", type=_setting, default=[], metavar="NAME=JSON",
                     help="a BridgeConfig setting of 'now' (e.g. barge_in_min_speech_ms=600); repeatable")
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the bridges' per-call log lines
     GREETING_ON = not args.no_greeting
+    ONSET_LATE_S = args.onset_late_s
     if args.answer_s:
         ANSWER_S = args.answer_s
         CASE_S = ANSWER_AT + ANSWER_S + 0.9

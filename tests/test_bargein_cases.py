@@ -1,8 +1,12 @@
 """The labelled barge-in set (benchmarks/bargein_cases.py): its labels, and one call through a real bridge."""
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from collections import Counter
+from dataclasses import astuple, replace
+
+import numpy as np
 
 import pytest
 
@@ -31,6 +35,71 @@ def test_the_set_has_at_least_300_cases_labelled_as_claimed():
     assert {c.echo_db for c in cases if c.kind == "interrupt_echo-15"} == {-15}
     assert bc.case_set(seed=1) != cases and bc.case_set(seed=0) == cases  # seeded
     assert Counter(c.kind for c in bc.case_set(per_kind=2)).most_common(1)[0][1] == 2
+
+
+OLD_CASES = 326  # the set before the long answers and the reverberant callers (h21m): their figures stay comparable
+
+
+def test_the_first_326_cases_are_the_old_set_unchanged_and_the_new_kinds_come_after_them():
+    cases = bc.case_set()
+    old = [astuple(c)[:11] for c in cases[:OLD_CASES]]  # (kind ... seed): the fields before h21m
+    assert hashlib.sha256(repr(old).encode()).hexdigest()[:16] == "0d2e7df3cebd50e2"  # main at 1ed0f75
+    assert all(c.answer_s is None and c.onset_late_s == 0 and c.reverb_rt60_s is None for c in cases[:OLD_CASES])
+    assert {c.kind for c in cases[OLD_CASES:]} == {"echo_long-20", "echo_long-15", "echo_long-10",
+                                                    "interrupt_late_echo-15", "interrupt_reverb"}
+
+
+def test_the_long_answer_kinds_are_echo_only_and_late_interruptions_over_minus_15_db_echo():
+    cases = bc.case_set()
+    for echo_db in (-20, -15, -10):
+        long = [c for c in cases if c.kind == f"echo_long{echo_db}"]
+        assert len(long) == 8 and {c.label for c in long} == {"should_not"} and not any(c.sound for c in long)
+        assert {c.echo_db for c in long} == {echo_db} and {c.answer_s for c in long} == {20.0}
+        assert len({c.delay_ms for c in long}) == 6
+    late = [c for c in cases if c.kind == "interrupt_late_echo-15"]
+    assert late and {c.label for c in late} == {"should"} and {c.echo_db for c in late} == {-15}
+    assert {c.answer_s for c in late} == {20.0} and {c.onset_late_s for c in late} == {bc.LATE_ONSET_S}
+    for c in late:
+        assert corpus.clip(c.sound).category == "interruption"
+
+
+def test_a_long_answer_runs_its_whole_length_with_its_words_where_they_are_said():
+    case = next(c for c in bc.case_set() if c.kind == "echo_long-15" and c.answer_at_s == 8.0)
+    answer_s, case_s, audio, text = bc.answer_of(case)
+    assert (answer_s, case_s) == (20.0, bc.ANSWER_AT + 20.9) and len(audio) >= 28 * 8000 > len(bc.ANSWER)
+    total_s = len(bc.ANSWER) / 8000  # a word's place in the first pass is the unrepeated answer's
+    assert bc.spoken(text, 8.0, 12.0, len(audio) / 8000) == bc.spoken(bc.ANSWER_TEXT, 8.0, 12.0, total_s)
+    assert bc.answer_of(bc.Case("echo-15", "should_not", answer_at_s=12.0))[:2] == (bc.ANSWER_S, bc.CASE_S)
+
+
+def test_the_reverberant_callers_are_interruptions_in_rooms_of_0_4_to_0_8_s_over_no_or_loud_echo():
+    rev = [c for c in bc.case_set() if c.kind == "interrupt_reverb"]
+    assert len(rev) >= 24 and {c.label for c in rev} == {"should"}
+    assert {c.reverb_rt60_s for c in rev} >= {0.4, 0.6, 0.8} and {c.echo_db for c in rev} == {None, -20, -15}
+    assert {corpus.clip(c.sound).category for c in rev} >= {"interruption", "soft", "whisper"}
+
+
+def _frame_db(data: bytes) -> np.ndarray:
+    x = bc.room.ulaw_to_float(data)
+    n = len(x) // 160
+    return 10 * np.log10(np.mean(x[:n * 160].reshape(n, 160) ** 2, axis=1) + 1e-9)
+
+
+def _falls(data: bytes) -> int:
+    """Frames 9 dB or more under the frame two before (a word's end, a gap) among the clip's loud ones."""
+    db = _frame_db(data)
+    return sum(1 for k in range(2, len(db)) if db[k - 2] > db.max() - 30 and db[k] < db[k - 2] - 9)
+
+
+def test_a_reverberant_callers_sound_decays_slower_than_the_dry_clip_and_sits_at_the_speakerphones_level():
+    rev = [c for c in bc.case_set() if c.kind == "interrupt_reverb"]
+    dry = [bc.caller_sound(replace(c, reverb_rt60_s=None)) for c in rev]
+    wet = [bc.caller_sound(c) for c in rev]
+    assert sum(map(_falls, wet)) * 5 < sum(map(_falls, dry))  # the room's tail fills the gaps: no 9 dB fall in 40 ms
+    for d, w in zip(dry, wet):
+        assert len(w) == len(d) + 3199  # the 400 ms room response's tail
+    level = 10 * np.log10(np.mean(bc.room.ulaw_to_float(wet[0]) ** 2)) - 20 * np.log10(bc.room.FULL_SCALE)
+    assert level == pytest.approx(bc.REVERB_DBFS, abs=0.5)
 
 
 def test_a_clear_interruption_is_caught_by_the_bridge_through_the_server_vad():
