@@ -454,7 +454,7 @@ def test_the_rooms_tail_of_a_loud_syllable_is_echo_under_the_quiet_audio_that_fo
     for i in range(20):
         gate.played(-15.0 if i < 10 else -40.0, t0 + i * 0.02)
     slot = round(t0 / 0.02) + 10 + 3 + 2 + 2  # two slots past the window after the loud part's last
-    tail_echo = -15.0 - 4.0 * 3 - loss  # the reference's tail: 4 dB a slot beyond the window
+    tail_echo = -15.0 - 4.0 * 4 - loss  # the reference's tail: 4 dB a slot from the window's first slot
     assert tail_echo > -40.0 - loss + 3.0  # louder than the quiet audio's echo plus the margin
     at = slot * 0.02
     assert gate.judge(tail_echo + 1.0, at, floor_dbfs=NOISE_DBFS) is (Verdict.ECHO if room_tail else Verdict.CALLER)

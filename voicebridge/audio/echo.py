@@ -112,7 +112,12 @@ taken as ``TAIL_DB`` a slot (an RT60 of 0.3 s) beyond the +-40 ms the reference 
 300 ms. Without it the tail of audio that stopped (a greeting's end, what played before a duck's
 clear) was judged the caller's as soon as nothing played in the frame's window; and the tail of a
 loud syllable, over the quiet one after it, was judged the caller's at -50..-40 dBFS on long
-answers over loud echo (a duck and an underrun each; issue 21)."""
+answers over loud echo (a duck and an underrun each; issue 21).
+
+Under audio at the delay the tail is counted from the window's first slot, so the slot just
+before the window is 8 dB down, not 4: with the 4, a soft caller over loud echo, heard only where
+the agent dips (a frame a few dB over the echo of what plays at the delay), was judged echo there,
+and ducked for late or never (review rv4: tests/test_callers_in_the_agents_dips.py)."""
 
 
 class Verdict(enum.Enum):
@@ -219,8 +224,9 @@ class EchoGate:
             echo_dbfs = reference - (self._loss if lag is not None else self._judged_loss(lag))  # the loudest echo it can hold
             if level_dbfs > echo_dbfs + self.margin_db and lag is not None and self.room_tail:
                 # over the echo of what plays at the delay: the room's tail of what played before it?
-                # (looked up only here: most frames over the noise are judged echo without it)
-                echo_dbfs = max(reference, self._played.tail(slot - lag - WINDOW - 1, TAIL_SLOTS, TAIL_DB)) - self._loss
+                # (looked up only here: most frames over the noise are judged echo without it) Counted
+                # from the window's first slot, one slot less than after audio stops (``TAIL_SLOTS``)
+                echo_dbfs = max(reference, self._played.tail(slot - lag - WINDOW, TAIL_SLOTS, TAIL_DB)) - self._loss
             self.headroom_db = level_dbfs - echo_dbfs
             if level_dbfs > echo_dbfs + self.margin_db:
                 self.stats.caller_frames += 1
