@@ -440,3 +440,22 @@ def test_the_rooms_tail_of_audio_that_stopped_is_echo_while_it_decays():
     assert gate.judge(-34.0, 16.26, floor_dbfs=floor) is Verdict.ECHO  # 20 ms past the window: its tail
     assert gate.judge(-20.0, 16.28, floor_dbfs=floor) is Verdict.CALLER  # far over the tail: a voice
     assert gate.judge(-40.0, 17.0, floor_dbfs=floor) is Verdict.CALLER  # the tail is over: not echo
+
+
+@pytest.mark.parametrize("room_tail", [True, False])
+def test_the_rooms_tail_of_a_loud_syllable_is_echo_under_the_quiet_audio_that_follows_it(room_tail):
+    """Loud audio, then quiet audio at once: 100-140 ms after the loud part stopped (beyond the
+    +-40 ms the reference allows) the room still returns it, louder than the echo of the quiet
+    audio playing at the delay. That is echo (a duck on every syllable's end, without the tail);
+    a caller well over it is the caller."""
+    gate, _, _ = speakerphone_call(-15, 3)  # the delay (60 ms) and the loss (about 15 dB) learned
+    gate.room_tail = room_tail
+    loss, t0 = gate.loss_db, 10.0 + 600 * 0.02
+    for i in range(20):
+        gate.played(-15.0 if i < 10 else -40.0, t0 + i * 0.02)
+    slot = round(t0 / 0.02) + 10 + 3 + 2 + 2  # two slots past the window after the loud part's last
+    tail_echo = -15.0 - 4.0 * 4 - loss  # the reference's tail: 4 dB a slot from the window's first slot
+    assert tail_echo > -40.0 - loss + 3.0  # louder than the quiet audio's echo plus the margin
+    at = slot * 0.02
+    assert gate.judge(tail_echo + 1.0, at, floor_dbfs=NOISE_DBFS) is (Verdict.ECHO if room_tail else Verdict.CALLER)
+    assert gate.judge(tail_echo + 10.0, at + 0.02, floor_dbfs=NOISE_DBFS) is Verdict.CALLER

@@ -26,7 +26,9 @@ echo path learned during the call from stretches where the line plainly follows 
 
 A frame is ``ECHO`` when its level is at most the reference (the loudest played within +-40 ms
 of the delay; within the whole range while the delay is unknown) minus the loss plus a margin
-(3 dB). Frames judged the caller's (or unsure) never enter a loss measurement: double talk must
+(3 dB). With the delay known, a frame over that is also held against the room's tail of what
+played before the window (``TAIL_SLOTS``): the end of a loud syllable goes on echoing over the
+quieter audio that follows it. Frames judged the caller's (or unsure) never enter a loss measurement: double talk must
 not teach the gate that echo is loud. Louder is the ``CALLER`` (alone, or over the echo: double talk), never suppressed. An
 echo-level frame within 300 ms of a caller frame is ``UNSURE``: forwarded as it is (the tail of
 a caller's syllable), but not counted as the caller's voice either. A frame within 6 dB of the
@@ -108,7 +110,14 @@ TAIL_SLOTS, TAIL_DB = 15, 4.0
 """The room's reverberation once the delay is known: what played goes on echoing after it stops,
 taken as ``TAIL_DB`` a slot (an RT60 of 0.3 s) beyond the +-40 ms the reference allows, for up to
 300 ms. Without it the tail of audio that stopped (a greeting's end, what played before a duck's
-clear) was judged the caller's as soon as nothing played in the frame's window."""
+clear) was judged the caller's as soon as nothing played in the frame's window; and the tail of a
+loud syllable, over the quiet one after it, was judged the caller's at -50..-40 dBFS on long
+answers over loud echo (a duck and an underrun each; issue 21).
+
+Under audio at the delay the tail is counted from the window's first slot, so the slot just
+before the window is 8 dB down, not 4: with the 4, a soft caller over loud echo, heard only where
+the agent dips (a frame a few dB over the echo of what plays at the delay), was judged echo there,
+and ducked for late or never (review rv4: tests/test_callers_in_the_agents_dips.py)."""
 
 
 class Verdict(enum.Enum):
@@ -146,8 +155,9 @@ class EchoGate:
     ``judge`` from the receiving side; one short lock, taken where the played levels are read,
     makes that safe (not for a frame at the line's noise: the inbound levels are the run thread's)."""
 
-    def __init__(self, margin_db: float = 3.0) -> None:
+    def __init__(self, margin_db: float = 3.0, room_tail: bool = True) -> None:
         self.margin_db = margin_db
+        self.room_tail = room_tail  # the room's tail counts under audio at the delay too (off: only after it stops)
         self._lock = state_lock()
         self._played = PlayedLevels()  # playout slot -> level of the frame playing in it
         self._play_end: float | None = None  # when the audio sent so far ends at the caller
@@ -212,6 +222,11 @@ class EchoGate:
                 self.headroom_db = level_dbfs - floor_dbfs
                 return Verdict.CALLER  # nothing played that could be echoing now
             echo_dbfs = reference - (self._loss if lag is not None else self._judged_loss(lag))  # the loudest echo it can hold
+            if level_dbfs > echo_dbfs + self.margin_db and lag is not None and self.room_tail:
+                # over the echo of what plays at the delay: the room's tail of what played before it?
+                # (looked up only here: most frames over the noise are judged echo without it) Counted
+                # from the window's first slot, one slot less than after audio stops (``TAIL_SLOTS``)
+                echo_dbfs = max(reference, self._played.tail(slot - lag - WINDOW, TAIL_SLOTS, TAIL_DB)) - self._loss
             self.headroom_db = level_dbfs - echo_dbfs
             if level_dbfs > echo_dbfs + self.margin_db:
                 self.stats.caller_frames += 1
