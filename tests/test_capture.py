@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from voicebridge.audio.capture import WINDOW_S, CaptureClock
+from voicebridge.audio.capture import BLOCK_S, CaptureClock
 
 
 def test_a_bunch_of_late_frames_is_placed_where_it_was_captured():
@@ -22,7 +22,7 @@ def test_a_frame_earlier_than_any_before_sets_the_path_at_once():
     assert clock.at(1.09, 40) == pytest.approx(1.041)
 
 
-def test_a_path_that_grew_slower_is_followed_once_the_faster_one_left_the_window():
+def test_a_path_that_grew_slower_is_followed_once_the_faster_one_is_two_blocks_old():
     clock = CaptureClock()
     for k in range(100):
         clock.at(k * 0.02, k * 20)
@@ -30,7 +30,8 @@ def test_a_path_that_grew_slower_is_followed_once_the_faster_one_left_the_window
     assert later[0] == pytest.approx(2.0)  # at first: a late frame
     first_followed = next(k for k, at in enumerate(later) if at == pytest.approx(2.0 + k * 0.02 + 0.05))
     arrived = 2.0 + first_followed * 0.02 + 0.05
-    assert 1.98 + WINDOW_S < arrived <= 1.98 + WINDOW_S + 0.02  # the faster path's last frame kept WINDOW_S, no longer
+    assert 1.98 + BLOCK_S < arrived <= 1.98 + 2 * BLOCK_S + 0.02  # the faster path kept one to two blocks, no longer
+    assert all(at == pytest.approx(2.0 + k * 0.02 + 0.05) for k, at in enumerate(later) if k >= first_followed)
 
 
 def test_without_a_timestamp_the_arrival_and_stamps_that_start_over_start_the_path_over():

@@ -11,41 +11,45 @@ was judged the caller's, and the agent ducked and was interrupted by its own voi
 Each frame carries its ``timestamp`` (ms from the stream's start, on the carrier's clock). The
 least "arrival - timestamp" seen is the path with no queueing on it; a frame's capture time on
 the bridge's clock is its timestamp plus that least offset. The least is taken over the last
-``WINDOW_S`` of arrivals, so a path that really grew slower (or two clocks that drift apart,
-~0.1 ms a second) is followed within that window, while a burst shorter than it is undone.
+``BLOCK_S`` to ``2 * BLOCK_S`` of arrivals (two blocks: the current one's least and the one
+before it, a few comparisons a frame on the call's busiest path), so a path that really grew
+slower (or two clocks that drift apart, ~0.1 ms a second) is followed within two blocks, while
+a bunch shorter than one block is undone.
 """
 from __future__ import annotations
 
-from collections import deque
+import math
 
-WINDOW_S = 2.0
-"""Arrivals the least offset is kept over: longer than any bunching worth undoing (a stall
-longer than this leaves the frames at their arrival, as before), short enough to follow drift."""
+BLOCK_S = 1.0
+"""Arrivals each least offset is taken over: longer than any bunching worth undoing (a stall
+longer than this leaves its frames at their arrival, as before), short enough to follow drift."""
 
 
 class CaptureClock:
     """``at(arrival, timestamp_ms)``: when the frame would have arrived with no queueing on its path."""
 
-    def __init__(self, window_s: float = WINDOW_S) -> None:
-        self._window_s = window_s
-        self._offsets: deque[tuple[float, float]] = deque()  # (arrival, offset), offsets rising: the least first
-        self._last_ms: int | None = None
+    def __init__(self, block_s: float = BLOCK_S) -> None:
+        self._block_s = block_s
+        self._block_end = -math.inf  # when the current block of arrivals ends
+        self._current = math.inf  # the least offset (arrival - stamp) of the current block
+        self._previous = math.inf  # ... and of the block before it (inf: none just before)
+        self._last_ms = -1
 
     def at(self, arrival: float, timestamp_ms: int | None) -> float:
         """The capture time of a frame that arrived at ``arrival`` stamped ``timestamp_ms``
         (``arrival`` itself for a frame without a timestamp)."""
         if timestamp_ms is None:
             return arrival
-        offsets = self._offsets
-        if self._last_ms is not None and timestamp_ms < self._last_ms:
-            offsets.clear()  # the stamps started over: the old offsets say nothing of these
+        if timestamp_ms < self._last_ms:  # the stamps started over: the old offsets say nothing of these
+            self._block_end, self._current = -math.inf, math.inf
         self._last_ms = timestamp_ms
         stamp = timestamp_ms / 1000
         offset = arrival - stamp
-        while offsets and offsets[-1][1] >= offset:
-            offsets.pop()  # never the least again while this one is in the window
-        offsets.append((arrival, offset))
-        horizon = arrival - self._window_s
-        while offsets[0][0] < horizon:
-            offsets.popleft()
-        return stamp + offsets[0][1]
+        if arrival >= self._block_end:  # a new block; the one ending now is the one before it
+            self._previous = self._current if arrival < self._block_end + self._block_s else math.inf
+            self._current = offset
+            self._block_end = arrival + self._block_s
+        elif offset < self._current:
+            self._current = offset
+        least = self._current if self._current < self._previous else self._previous
+        return stamp + least
