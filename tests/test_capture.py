@@ -1,6 +1,8 @@
 """When a caller frame was captured, on the bridge's clock (sans-IO: arrivals and stamps passed in)."""
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from voicebridge.audio.capture import BLOCK_S, CaptureClock
@@ -41,3 +43,32 @@ def test_without_a_timestamp_the_arrival_and_stamps_that_start_over_start_the_pa
     clock.at(1.02, 20)
     assert clock.at(9.0, 0) == 9.0  # a new stream's stamps: the old path says nothing of them
     assert clock.at(9.05, 20) == pytest.approx(9.02)
+
+
+HUGE = "1" + "0" * 400  # a stamp json.loads and int() take, too large for a float
+
+
+@pytest.mark.xfail(strict=True, reason="rv5: a stamp too large for a float raises OverflowError in the run thread "
+                                       "(timestamp_ms / 1000): one peer frame ends the call as 'internal error'")
+def test_a_stamp_too_large_for_a_float_is_judged_at_its_arrival_and_does_not_raise():
+    from voicebridge.carrier.twilio import protocol
+    message = ('{"event": "media", "streamSid": "MZx", "media": {"track": "inbound", "chunk": "1", '
+               f'"timestamp": "{HUGE}", "payload": "' + base64.b64encode(bytes(160)).decode() + '"}}')
+    event = protocol.parse(message)  # (not the fast path's shape: the general JSON path, any length)
+    assert event.timestamp_ms == int(HUGE)
+    clock = CaptureClock()
+    clock.at(1.0, 0)
+    assert clock.at(1.02, event.timestamp_ms) == 1.02
+    assert clock.at(1.04, 10 ** 18) == 1.04  # (a float's 1e15 s: its arrival lost in the rounding)
+    assert clock.at(1.06, 40) == pytest.approx(1.04)
+
+
+@pytest.mark.xfail(strict=True, reason="rv5: stamps that do not advance with real time (repeated, or half rate) "
+                                       "place every frame 1-2 s before its arrival for the whole call")
+@pytest.mark.parametrize("stamp", [lambda k: 0, lambda k: 20 * k // 1000, lambda k: 10 * k],
+                         ids=["constant", "seconds", "half-rate"])
+def test_stamps_that_do_not_follow_real_time_never_move_a_frame_far_from_its_arrival(stamp):
+    clock = CaptureClock()
+    shifts = [arrival - clock.at(arrival, stamp(k)) for k in range(500) for arrival in [2.0 + 0.02 * k]]
+    assert max(shifts[100:]) <= 0.02  # after two blocks: at its arrival, as without a stamp
+    assert max(shifts) <= 0.5
