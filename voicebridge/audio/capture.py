@@ -24,6 +24,15 @@ BLOCK_S = 1.0
 """Arrivals each least offset is taken over: longer than any bunching worth undoing (a stall
 longer than this leaves its frames at their arrival, as before), short enough to follow drift."""
 
+MAX_HELD_S = 0.5
+"""The most a frame is placed before its arrival (bunches seen: 130-400 ms). Stamps that run slower
+than time (a unit not ms, a peer's bug) make every frame look later and later than the least
+offset, 1-2 s at half rate: the gate would judge the whole call against the wrong audio."""
+
+STAMP_LIMIT_MS = 10 ** 12
+"""Twilio's stamps have at most 12 digits; past this a stamp is not one (its ``/ 1000`` overflows
+a float from 309 digits, and from ~1e16 loses the arrival in the rounding)."""
+
 
 class CaptureClock:
     """``at(arrival, timestamp_ms)``: when the frame would have arrived with no queueing on its path."""
@@ -37,8 +46,9 @@ class CaptureClock:
 
     def at(self, arrival: float, timestamp_ms: int | None) -> float:
         """The capture time of a frame that arrived at ``arrival`` stamped ``timestamp_ms``
-        (``arrival`` itself for a frame without a timestamp)."""
-        if timestamp_ms is None:
+        (``arrival`` itself for a frame without a usable timestamp: none, out of range, or the
+        last frame's again, which says nothing of when this one was captured)."""
+        if timestamp_ms is None or not -STAMP_LIMIT_MS < timestamp_ms < STAMP_LIMIT_MS or timestamp_ms == self._last_ms:
             return arrival
         if timestamp_ms < self._last_ms:  # the stamps started over: the old offsets say nothing of these
             self._block_end, self._current = -math.inf, math.inf
@@ -52,4 +62,5 @@ class CaptureClock:
         elif offset < self._current:
             self._current = offset
         least = self._current if self._current < self._previous else self._previous
-        return stamp + least
+        at = stamp + least
+        return at if arrival - at <= MAX_HELD_S else arrival
