@@ -21,13 +21,15 @@ from __future__ import annotations
 import math
 
 BLOCK_S = 1.0
-"""Arrivals each least offset is taken over: longer than any bunching worth undoing (a stall
-longer than this leaves its frames at their arrival, as before), short enough to follow drift."""
+"""Arrivals each least offset is taken over: longer than any bunching worth undoing, short
+enough to follow drift (stamps 1 % slower than time still place frames up to 2 % of
+``2 * BLOCK_S``, 20 ms, early)."""
 
 MAX_HELD_S = 0.5
-"""The most a frame is placed before its arrival (bunches seen: 130-400 ms). Stamps that run slower
-than time (a unit not ms, a peer's bug) make every frame look later and later than the least
-offset, 1-2 s at half rate: the gate would judge the whole call against the wrong audio."""
+"""The most a frame is placed before its arrival (bunches seen: 130-400 ms; a longer stall leaves
+its frames at their arrival, as before). Stamps that run slower than time (a unit not ms, a
+peer's bug) make every frame look later and later than the least offset, 0.5-1 s at half rate,
+1-2 s if they stand still: the gate would judge the whole call against the wrong audio."""
 
 STAMP_LIMIT_MS = 10 ** 12
 """Twilio's stamps have at most 12 digits; past this a stamp is not one (its ``/ 1000`` overflows
