@@ -301,7 +301,7 @@ class _ScriptedListener:
 
         self._heard = Heard(forward=b"", level_dbfs=-20.0 if loud else -60.0, verdict=None, decision=decision)
 
-    def hear(self, frame, now, armed):
+    def hear(self, frame, now, armed, timestamp_ms=None):
         return self._heard
 
     def server_speech(self, now, audible):

@@ -121,6 +121,33 @@ def test_the_caller_over_the_echo_passes_byte_for_byte():
     assert all(h.forward is not None and audio.dbfs(h.forward) == h.level_dbfs for h in caller)
 
 
+def _bunched_echo(held_from: int, held: int = 7) -> list:
+    """A speakerphone answer (as ``Call``) whose caller frames carry their carrier stamps; after
+    3 s of it, frames ``held_from`` .. ``held_from + held - 1`` of the next 2 s are held up on the
+    way (Twilio's jitter, or a busy run thread) and arrive together with the one after them."""
+    listener, line, waiting, heard = Listener(BridgeConfig()), noise(-60.0, 1), [], []
+    for i in range(250):
+        t = round(0.02 * i, 6)
+        listener.played(audio.dbfs(AGENT_FRAMES[i % len(AGENT_FRAMES)]), t)
+        echo = [quieter(AGENT_FRAMES[(i - 3) % len(AGENT_FRAMES)], ECHO_DB)] if i >= 3 else []
+        waiting.append((mix(line[i % len(line)], *echo), 20 * i))
+        if not 150 + held_from <= i < 150 + held_from + held:
+            heard += [listener.hear(frame, t, lambda: True, stamp) for frame, stamp in waiting]
+            waiting = []
+    return heard[150:]
+
+
+@pytest.mark.parametrize("held_from", [15, 25, 45, 70])
+def test_echo_frames_that_arrive_late_in_a_bunch_are_judged_where_they_were_captured(held_from):
+    """Judged at its arrival, a frame held up 140 ms was compared with what played 140 ms after
+    its echo (outside the gate's +-40 ms): over a pause between the agent's words its echo was
+    too loud to be echo, the caller's, and the agent ducked (in the e2e speakerphone call on a
+    loaded host: a duck, or a barge-in on the agent's own voice). At its stamp it is echo."""
+    heard = _bunched_echo(held_from)
+    assert [h for h in heard if h.verdict is Verdict.CALLER] == [] and decisions(heard) == []
+    assert sum(h.verdict is Verdict.ECHO for h in heard) > 50
+
+
 def test_comfort_noise_is_at_the_level_asked_and_silence_before_a_floor_is_known():
     noise_gen = ComfortNoise()
     for level in (-70.0, -60.0, -50.0, -42.0):
@@ -741,3 +768,16 @@ def test_a_new_calls_comfort_noise_reuses_the_tables_earlier_calls_built():
     again = ComfortNoise(seed=5)
     assert [again.frame(level) for level in (-70.0, -61.0, -52.0)] == frames
     assert attenuation_table.cache_info().misses == built
+
+
+def test_a_carrier_whose_stamps_stay_at_zero_is_judged_as_one_without_stamps():
+    """A peer whose ``timestamp`` never moves (or moves slower than time) must not move the gate's clock."""
+    results = []
+    for stamp in (None, 0):
+        call = Call()
+        hear = call.listener.hear
+        call.listener.hear = lambda frame, now, armed: hear(frame, now, armed, stamp)
+        call.learn(3.0)
+        call.talk(quieter(corpus.by_category("question")[0].audio(), 10))
+        results.append((call.listener.gate.delay_ms, [h.verdict for h in call.heard[50:]]))
+    assert results[1] == results[0]

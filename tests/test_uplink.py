@@ -13,10 +13,12 @@ from voicebridge.testing import ManualClock
 OURS = "MZours"
 
 
-def inbound():
+def inbound(stamps: "list | None" = None):
     metrics, heard = CallMetrics(), []
     model = SimpleNamespace(ready=True, lost=False, send=lambda text: True)
-    barge_in = SimpleNamespace(hear=lambda frame, now, listening: heard.append(frame) or frame)
+    stamps = [] if stamps is None else stamps
+    barge_in = SimpleNamespace(hear=lambda frame, now, listening, timestamp_ms:
+                               heard.append(frame) or stamps.append(timestamp_ms) or frame)
     ctx = CallContext(BridgeConfig(append_ms=20), metrics, CallLog(logging.getLogger("t")), ManualClock())
     return InboundAudio(ctx, model, barge_in), metrics, heard
 
@@ -35,6 +37,15 @@ def test_each_frame_is_counted_and_only_this_streams_frames_and_unlabelled_ones_
     assert m["inbound_frames"] == 6 and m["inbound_bytes"] == 4 * 160 + 80 and m["inbound_wrong_size"] == 2
     assert m["protocol_errors"] == {"twilio.media_before_start": 1, "twilio.wrong_stream_sid": 1,
                                     "twilio.missing_stream_sid": 1}
+
+
+def test_each_frame_is_heard_with_its_carrier_stamp():
+    """The echo gate judges a frame at its capture time, which its stamp gives (capture.py)."""
+    stamps: list = []
+    audio, _, _ = inbound(stamps)
+    audio.media(Media(OURS, bytes(160), 4020, "inbound"), OURS, 4.1, True)
+    audio.media(Media(OURS, bytes(160), None, "inbound"), OURS, 4.12, True)
+    assert stamps == [4020, None]
 
 
 def test_the_run_threads_per_frame_counters_take_no_lock_and_still_add_up():

@@ -5,9 +5,10 @@ One ``Listener`` per call. ``MediaSession``'s shell (through ``BargeIn``) and th
 benchmark's adapter call the same methods, with the time passed in:
 
 * ``played`` / ``cleared``: what the agent sent (the echo gate's reference);
-* ``hear(frame, now, armed)``: one caller frame -> a ``Heard``: the bytes to append to the model
-  (an echo-only frame becomes comfort noise at the line's floor), the echo verdict and the local
-  barge-in decision (duck, confirm, release, backchannel);
+* ``hear(frame, now, armed, timestamp_ms)``: one caller frame -> a ``Heard``: the bytes to append
+  to the model (an echo-only frame becomes comfort noise at the line's floor), the echo verdict and
+  the local barge-in decision (duck, confirm, release, backchannel); the echo gate places the frame
+  at its capture time (its carrier ``timestamp``, see ``capture``), not its arrival;
 * ``server_speech(now, audible)``: the model's VAD started -> a ``ServerSpeech``: interrupt, an
   ordinary turn, the local detector's to decide, or ignored with its reason;
 * ``committed()``: the model's VAD committed a turn -> a ``Turn``: answer it or not (a
@@ -32,6 +33,7 @@ from collections import deque
 from typing import Callable, NamedTuple
 
 from . import mulaw as audio, voicing
+from .capture import CaptureClock
 from .detector import CallerLevel, Decision, Sound
 from ..config import BridgeConfig
 from .echo import ComfortNoise, EchoGate, Verdict, attenuation_table
@@ -203,6 +205,7 @@ class Listener:
 
     def __init__(self, config: BridgeConfig, seed: int = 21) -> None:
         self.gate = EchoGate(config.echo_margin_db) if config.echo_gate else None
+        self._capture = CaptureClock()  # the gate's time of a frame: its capture, not its arrival
         self.level = CallerLevel(config.barge_in_threshold_dbfs, config.barge_in_frames, config.duck,
                                  config.barge_in_dip_frames, config.noise_margin_db,
                                  voiced_needed=VOICED_FRAMES if config.barge_in_voicing else 0,
@@ -244,12 +247,15 @@ class Listener:
             self.gate.cleared(now)
 
     # ------------------------------------------------------------------ the caller's frames
-    def hear(self, frame: bytes, now: float, armed: Callable[[], bool]) -> Heard:
-        """One caller frame: what the model gets, and the local decision."""
+    def hear(self, frame: bytes, now: float, armed: Callable[[], bool], timestamp_ms: int | None = None) -> Heard:
+        """One caller frame that arrived at ``now`` stamped ``timestamp_ms`` by the carrier: what
+        the model gets, and the local decision. The echo gate judges it at its capture time: a
+        frame that arrived late in a bunch is the echo of what played before it was captured."""
         level = _dbfs(frame)
         caller_level, gate = self.level, self.gate  # (each read once: every frame of every call comes here)
         floor = caller_level.noise.floor_dbfs
-        verdict = _CALLER if gate is None else gate.judge(level, now, floor)
+        at = now if gate is None else self._capture.at(now, timestamp_ms)
+        verdict = _CALLER if gate is None else gate.judge(level, at, floor)
         forward = frame
         if verdict is _ECHO:
             if self._comfort is not None:
@@ -264,20 +270,21 @@ class Listener:
                                      caller and gate is not None and gate.delay_ms is None)
         if caller and caller_level.loud and gate is not None:
             if gate.delay_ms is None:
-                self._judged_blind(level, now)
+                self._judged_blind(level, at)
             elif self._blind:  # the run goes on, judged with the delay known: the caller's after all
                 self._blind = []
         if decision is _CONFIRM:
             self._confirmed_at = now
         return _new_tuple(Heard, (forward, level, verdict, decision))  # (Heard(...) runs a Python __new__)
 
-    def _judged_blind(self, level: float, now: float) -> None:
+    def _judged_blind(self, level: float, at: float) -> None:
         """A loud frame counted as the caller's while the echo gate did not know its delay (against
-        the loudest played over the whole range: an echo peak may pass): kept with its utterance."""
+        the loudest played over the whole range: an echo peak may pass): kept with its utterance
+        and its capture time (the gate's), to be judged again at it."""
         start = self.level.utterance_start
         if start != self._blind_of:
             self._blind_of, self._blind = start, []
-        self._blind.append((level, now))
+        self._blind.append((level, at))
 
     def _rejudge(self, level: float) -> None:
         """A loud caller frame between runs: before a new run joins the utterance, its earlier

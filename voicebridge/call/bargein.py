@@ -89,12 +89,14 @@ class BargeIn:
     def noise_floor(self) -> float:
         return self.listener.floor_dbfs
 
-    def hear(self, frame: bytes, now: float, listening: bool = True) -> bytes:
+    def hear(self, frame: bytes, now: float, listening: bool = True, timestamp_ms: int | None = None) -> bytes:
         """One caller frame (run thread): duck, release or confirm; returns what the model is sent
-        (an echo-only frame becomes comfort noise). ``listening`` is False once the call is ending."""
+        (an echo-only frame becomes comfort noise). ``listening`` is False once the call is ending;
+        ``timestamp_ms`` is the carrier's stamp (the echo gate's time of the frame)."""
         level = self._level
         level.rumble_matters = self._false_trigger.armed
-        forward, level_dbfs, verdict, decision = self.listener.hear(frame, now, self._armed_check if listening else _never)
+        forward, level_dbfs, verdict, decision = self.listener.hear(frame, now, self._armed_check if listening else _never,
+                                                                    timestamp_ms)
         if verdict is _ECHO:
             self._metrics.echo_suppressed()
         if decision is _NONE and not level.loud and not self._was_loud:

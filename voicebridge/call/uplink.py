@@ -58,7 +58,7 @@ class InboundAudio:
         ours = event.stream_sid and event.stream_sid == stream_sid  # the common case: nothing to check or count
         if not ours and not self._for_this_stream(event, stream_sid) or not payload:
             return
-        self._forward(self._barge_in.hear(payload, now, self._detect and listening), now)
+        self._forward(self._barge_in.hear(payload, now, self._detect and listening, event.timestamp_ms), now)
 
     def _for_this_stream(self, event: seam.Media, stream_sid: str | None) -> bool:
         if stream_sid is None:
