@@ -478,6 +478,24 @@ def test_with_transcription_off_a_held_turn_interrupts_at_its_commit():
     assert call.listener.hold_outcome(call.t + 0.5) is Hold.CONFIRM
 
 
+def test_a_held_whisper_stays_a_whisper_when_a_voice_joins_the_hold():
+    """A whispered "stop" the model's VAD never heard interrupts after a second; a soft voiced "mm"
+    joining the hold half a second later must not make the hold forget the whisper (review rv6:
+    the join overwrote it, and the answer resumed over the whispered "stop")."""
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    got = decisions(call.talk(corpus.by_category("whisper")[4].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL and call.listener.level.whispered, got
+    call.listener.hold(call.t)
+    first = call.t
+    for _ in range(25):  # 0.5 s: the next sound is a new utterance (Utterance.GAP_S)
+        call.step()
+    got = decisions(call.talk(quieter(corpus.by_category("backchannel")[8].audio(), 8.0)) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL and not call.listener.level.whispered, got
+    call.listener.hold(call.t)  # joins the first hold
+    assert call.listener.hold_outcome(max(call.t, first + 1.0)) is Hold.CONFIRM
+
+
 def test_a_held_voice_the_models_vad_never_took_for_a_turn_resumes_after_a_second():
     call = held("backchannel", 8)
     assert call.listener.hold_outcome(call.t + 0.99) is Hold.WAIT

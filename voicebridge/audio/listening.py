@@ -424,7 +424,8 @@ class Listener:
             if self._held is None:
                 self._held, self._hold_verdict = now, Hold.WAIT
                 self._held_items.clear()
-            self._held_whisper = self.level.whispered
+                self._held_whisper = False
+            self._held_whisper = self._held_whisper or self.level.whispered  # a whisper joined by an "mm" stays one
 
     @property
     def holding(self) -> bool:
