@@ -25,7 +25,8 @@ figures stay comparable) come kinds of real callers they missed: echo only under
 (``echo_long-20/-15/-10``: the local server's answers last ~23 s, and the gate's misjudged echo
 peaks and room tail show as ducks and underruns), an interruption 11.3-11.8 s into a 20 s answer
 over -15 dB echo (``interrupt_late_echo-15``) and callers on a speakerphone in a reverberant room
-(``interrupt_reverb``: RT60 0.4-0.8 s, -30 dBFS, no echo or -20/-15 dB). Figures per kind and overall: false
+(``interrupt_reverb``: RT60 0.4-0.8 s, -30 dBFS, no echo or -20/-15 dB), and backchannels from
+the same speakerphone (``backchannel_reverb``). Figures per kind and overall: false
 barge-ins, backchannels that cut (and how long the answer paused for the others, p50/p90/max), the
 pause the caller hears per should-not sound kind (click, cough, door, knock, keyboard; p50/max),
 missed interruptions three ways (no clear within 1 s; none within 3 s; *at the caller's ear*:
@@ -246,7 +247,9 @@ def _add_long_and_reverberant(add: Callable[..., None], inter: list, delays: tup
     echo only under 20 s answers at -20/-15/-10 dB (the gate's misjudged echo peaks and room tail
     show as ducks and underruns), an interruption late into a 20 s answer over -15 dB echo (after
     the gate has heard the line's echo for ~11 s), and callers on a speakerphone in a reverberant
-    room (RT60 0.4-0.8 s: the room's tail fills the word gaps, as a TV's does)."""
+    room (RT60 0.4-0.8 s: the room's tail fills the word gaps, as a TV's does), and backchannels
+from the same speakerphone (appended after those: the room's tail carries a "yeah" past the
+minimum speech, review rv6)."""
     for echo_db in (-20, -15, -10):
         add(f"echo_long{echo_db}", "should_not", 8, echo_db=echo_db, delay_ms=lambda i: delays[i % 6],
             answer_s=LONG_ANSWER_S)
@@ -259,6 +262,12 @@ def _add_long_and_reverberant(add: Callable[..., None], inter: list, delays: tup
               for i, (cat, rt60, echo_db) in enumerate(crossed)] + [(n, rt60, -20) for n, rt60 in REVIEW_REVERB]
     add("interrupt_reverb", "should", len(reverb), sound=lambda i: reverb[i][0], reverb_rt60_s=lambda i: reverb[i][1],
         echo_db=lambda i: reverb[i][2], delay_ms=lambda i: delays[i % 6])
+    backchannels = corpus.by_category("backchannel")
+    crossed_back = [(rt60, echo_db) for echo_db in (None, -20, -15) for rt60 in REVERB_RT60_S for _ in range(3)]
+    add("backchannel_reverb", "backchannel", len(crossed_back),
+        sound=lambda i: backchannels[(i * 5) % len(backchannels)].name,
+        reverb_rt60_s=lambda i: crossed_back[i][0], echo_db=lambda i: crossed_back[i][1],
+        delay_ms=lambda i: delays[i % 6])
 
 
 def speakerphone(data: bytes, rt60_s: float, seed: int) -> bytes:

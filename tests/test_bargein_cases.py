@@ -46,7 +46,7 @@ def test_the_first_326_cases_are_the_old_set_unchanged_and_the_new_kinds_come_af
     assert hashlib.sha256(repr(old).encode()).hexdigest()[:16] == "0d2e7df3cebd50e2"  # main at 1ed0f75
     assert all(c.answer_s is None and c.onset_late_s == 0 and c.reverb_rt60_s is None for c in cases[:OLD_CASES])
     assert {c.kind for c in cases[OLD_CASES:]} == {"echo_long-20", "echo_long-15", "echo_long-10",
-                                                    "interrupt_late_echo-15", "interrupt_reverb"}
+                                                    "interrupt_late_echo-15", "interrupt_reverb", "backchannel_reverb"}
 
 
 def test_the_long_answer_kinds_are_echo_only_and_late_interruptions_over_minus_15_db_echo():
@@ -70,6 +70,14 @@ def test_a_long_answer_runs_its_whole_length_with_its_words_where_they_are_said(
     total_s = len(bc.ANSWER) / 8000  # a word's place in the first pass is the unrepeated answer's
     assert bc.spoken(text, 8.0, 12.0, len(audio) / 8000) == bc.spoken(bc.ANSWER_TEXT, 8.0, 12.0, total_s)
     assert bc.answer_of(bc.Case("echo-15", "should_not", answer_at_s=12.0))[:2] == (bc.ANSWER_S, bc.CASE_S)
+
+
+def test_the_reverberant_backchannels_come_last_from_the_same_rooms_over_no_or_loud_echo():
+    cases = bc.case_set()
+    back = [c for c in cases if c.kind == "backchannel_reverb"]
+    assert cases[-len(back):] == back and len(back) == 27 and {c.label for c in back} == {"backchannel"}
+    assert {c.reverb_rt60_s for c in back} == {0.4, 0.6, 0.8} and {c.echo_db for c in back} == {None, -20, -15}
+    assert {corpus.clip(c.sound).category for c in back} == {"backchannel"} and len({c.sound for c in back}) >= 20
 
 
 def test_the_reverberant_callers_are_interruptions_in_rooms_of_0_4_to_0_8_s_over_no_or_loud_echo():
