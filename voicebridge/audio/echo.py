@@ -200,7 +200,8 @@ class EchoGate:
     # ------------------------------------------------------------------ the receiving side
     def judge(self, level_dbfs: float, now: float, floor_dbfs: float = MIN_DBFS) -> Verdict:
         """The verdict on a caller frame of ``level_dbfs`` captured at ``now`` (its arrival, or with a
-        carrier timestamp where ``capture.CaptureClock`` places it); ``floor_dbfs`` is the line's noise floor (a frame within ``QUIET_DB`` of it is never the caller)."""
+        carrier timestamp where ``capture.CaptureClock`` places it); ``floor_dbfs`` is the line's
+        noise floor (a frame within ``QUIET_DB`` of it is never the caller)."""
         slot = round(now / SLOT_S)
         if slot == self._next_slot and self._frames + 1 < self._estimate_at:
             self._levels.append(level_dbfs)  # the next slot, no estimate due (nearly every frame): ``_record``'s
