@@ -653,6 +653,8 @@ class ModelServer:
         self.committed_at: list[float] = []  # turns the server committed (with create_response, answered)
         self.continues = 0
         self.uplink = bytearray()
+        self.buffer_from_ms = 0  # where the uncommitted input buffer starts (uplink ms)
+        self.client_commits = 0
 
     def start(self, kind: str | None, data: bytes, now: float, text: str = "") -> None:
         """A response of ``data`` whose words are ``text`` (sent as its transcript at once, as the
@@ -704,6 +706,36 @@ class ModelServer:
             self._finish("cancelled", "client_cancelled")
         elif kind == "response.create":
             self.continues += 1
+        elif kind == "input_audio_buffer.commit":
+            self._client_commit(now)
+
+    def _client_commit(self, now: float) -> None:
+        """The bridge committed the buffer itself: an item and its transcript, no response (as the
+        service answers a client commit with server VAD on), or an error under 100 ms buffered."""
+        end_ms = len(self.uplink) // 8
+        if end_ms - self.buffer_from_ms < 100:
+            self.out.append({"type": "error", "error": {"type": "invalid_request_error",
+                                                        "code": "input_audio_buffer_commit_empty",
+                                                        "message": "buffer too small"}})
+            return
+        self.client_commits += 1
+        item, start_ms = f"item_c{self.client_commits}", self.buffer_from_ms
+        self.buffer_from_ms = end_ms
+        self.vad.reset_turn()
+        self.out.append({"type": "input_audio_buffer.committed", "item_id": item, "previous_item_id": None})
+        self._transcript(item, start_ms, end_ms, now)
+
+    def _transcript(self, item: str, start_ms: int, end_ms: int, now: float) -> None:
+        if self.transcribe is None:
+            return
+        text = self.transcribe(start_ms, end_ms)
+        base = {"item_id": item, "content_index": 0}
+        self.pending += [
+            (now + TRANSCRIBE_S[0], {"type": "conversation.item.input_audio_transcription.delta", **base,
+                                     "delta": text}),
+            (now + TRANSCRIBE_S[1], {"type": "conversation.item.input_audio_transcription.completed", **base,
+                                     "transcript": text})]
+        self.pending.sort(key=lambda p: p[0])
 
     def _edge(self, edge: Any, now: float) -> None:
         item = f"item_in{len(self.speech_started) + (edge.kind == 'start')}"
@@ -715,17 +747,10 @@ class ModelServer:
                 self._finish("cancelled", "turn_detected")
         else:
             self.committed_at.append(now)
+            self.buffer_from_ms = edge.ms
             self.out += [{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": edge.ms, "item_id": item},
                          {"type": "input_audio_buffer.committed", "item_id": item, "previous_item_id": None}]
-            if self.transcribe is not None:
-                text = self.transcribe(edge.ms - edge.speech_ms - self.td.get("silence_duration_ms", 500), edge.ms)
-                base = {"item_id": item, "content_index": 0}
-                self.pending += [
-                    (now + TRANSCRIBE_S[0], {"type": "conversation.item.input_audio_transcription.delta", **base,
-                                             "delta": text}),
-                    (now + TRANSCRIBE_S[1], {"type": "conversation.item.input_audio_transcription.completed", **base,
-                                             "transcript": text})]
-                self.pending.sort(key=lambda p: p[0])
+            self._transcript(item, edge.ms - edge.speech_ms - self.td.get("silence_duration_ms", 500), edge.ms, now)
 
 
 # ------------------------------------------------------------------------------ one call

@@ -496,10 +496,63 @@ def test_a_held_whisper_stays_a_whisper_when_a_voice_joins_the_hold():
     assert call.listener.hold_outcome(max(call.t, first + 1.0)) is Hold.CONFIRM
 
 
-def test_a_held_voice_the_models_vad_never_took_for_a_turn_resumes_after_a_second():
+def test_a_held_voice_the_models_vad_never_took_for_a_turn_is_committed_for_its_words_once():
+    """A reverberant "wait" on a speakerphone the model's VAD never started a turn on: after a
+    second the bridge commits the held audio itself (once); its words decide as a VAD turn's do."""
+    call = held("interruption", 0)  # "wait"
+    assert call.listener.hold_outcome(call.t + 0.99) is Hold.WAIT
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    assert call.listener.hold_outcome(call.t + 1.1) is Hold.WAIT  # asked once; still paused
+    assert call.listener.committed(call.t + 1.2, "item_c") is Turn.BACKCHANNEL  # no answer until its words
+    assert call.listener.transcript("Wait.", call.t + 1.7, "item_c") is True
+    assert call.listener.hold_outcome(call.t + 1.7) is Hold.CONFIRM
+
+
+def test_a_committed_held_backchannel_resumes_on_its_words():
+    call = held("backchannel", 8)  # "yeah"
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    call.listener.committed(call.t + 1.2, "item_c")
+    assert call.listener.transcript("Yeah.", call.t + 1.7, "item_c") is False
+    assert call.listener.hold_outcome(call.t + 1.7) is Hold.RESUME
+
+
+def test_a_committed_held_turn_whose_words_never_come_interrupts_at_the_bound():
     call = held("backchannel", 8)
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    call.listener.committed(call.t + 1.2, "item_c")
+    assert call.listener.hold_outcome(call.t + 2.49) is Hold.WAIT
+    assert call.listener.hold_outcome(call.t + 2.5) is Hold.CONFIRM  # a "stop" is not missed
+
+
+def test_a_refused_commit_resumes_the_held_voice():
+    call = held("backchannel", 8)
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    call.listener.commit_refused()
+    assert call.listener.hold_outcome(call.t + 1.05) is Hold.RESUME
+
+
+def test_a_commit_that_never_answers_resumes_the_held_voice_at_the_bound():
+    call = held("backchannel", 8)
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    assert call.listener.hold_outcome(call.t + 2.49) is Hold.WAIT
+    assert call.listener.hold_outcome(call.t + 2.5) is Hold.RESUME
+
+
+@pytest.mark.parametrize("config", [BridgeConfig(transcription_model=None), BridgeConfig(backchannel_commit=False)])
+def test_with_no_words_to_come_a_held_voice_the_models_vad_never_took_resumes_after_a_second(config):
+    call = held("backchannel", 8, config)
     assert call.listener.hold_outcome(call.t + 0.99) is Hold.WAIT
     assert call.listener.hold_outcome(call.t + 1.0) is Hold.RESUME
+
+
+def test_a_hold_after_a_commit_may_commit_again():
+    call = held("backchannel", 8)
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    call.listener.committed(call.t + 1.2, "item_c")
+    call.listener.transcript("Yeah.", call.t + 1.7, "item_c")
+    assert call.listener.hold_outcome(call.t + 1.7) is Hold.RESUME
+    call.listener.hold(call.t + 5.0)  # the next "mm-hm", seconds later
+    assert call.listener.hold_outcome(call.t + 6.0) is Hold.COMMIT
 
 
 def test_a_turn_the_models_vad_started_on_echo_is_decided_by_the_held_words_in_it():

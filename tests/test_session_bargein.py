@@ -610,3 +610,48 @@ def test_a_held_short_utterance_with_transcription_off_interrupts_at_its_commit(
     assert wait_until(lambda: len(openai.requested("turn")) == 1)
     m = end(session, call, twilio)
     assert m["barge_in_hold"] == 1 and m["backchannels"] == 0
+
+
+def _held_unheard(bridge_call, clip):
+    """A short utterance over the answer that the model's VAD never takes for a turn (a
+    reverberant "wait" on a speakerphone): the clock moves past a second of hold."""
+    clock = ManualClock()
+    call = bridge_call(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False), clock=clock).start()
+    session, twilio, openai = call.session, call.twilio, call.openai
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio, frames=150, done=True, wait_frames=2)
+    say(twilio, session, clip)
+    assert wait_until(lambda: session.metrics["backchannel_holds"] == 1)
+    sent = len(twilio.messages("media"))
+    quiet_frame_at(call, clock, 1.05)
+    assert wait_until(lambda: openai.events("input_audio_buffer.commit") != [])
+    return call, clock, sent
+
+
+def test_a_held_utterance_the_models_vad_never_heard_is_committed_and_its_words_say_wait(bridge_call):
+    call, clock, sent = _held_unheard(bridge_call, corpus.by_category("interruption")[0].audio())
+    session, twilio, openai = call.session, call.twilio, call.openai
+    assert len(twilio.messages("media")) == sent and not barged_in(session)  # still paused, nothing cut
+    openai.push(rt_committed("item_c"))  # the service's reply to the client commit: no response of its own
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    openai.push(rt_transcript("Wait.", "item_c"))
+    assert twilio.wait_for(lambda t: barged_in(session))
+    assert wait_until(lambda: len(openai.requested("turn")) == 1)  # and it is answered
+    m = call.finish()
+    assert m["hold_commits"] == 1 and m["barge_in_transcript"] == 1 and len(openai.events("input_audio_buffer.commit")) == 1
+
+
+def test_a_held_utterance_whose_commit_is_refused_resumes_the_answer(bridge_call):
+    call, clock, sent = _held_unheard(bridge_call, corpus.by_category("backchannel")[8].audio())
+    session, twilio, openai = call.session, call.twilio, call.openai
+    openai.push({"type": "error", "error": {"type": "invalid_request_error", "code": "input_audio_buffer_commit_empty",
+                                            "message": "buffer too small"}})
+    assert wait_until(lambda: session.metrics["backchannels"] == 1)
+    for _ in range(5):
+        clock.advance(0.1)
+        time.sleep(0.05)
+    assert twilio.wait_for(lambda t: len(t.messages("media")) > sent, timeout=8)  # resumed where it paused
+    frames = heard(twilio.messages())
+    assert frames == [bytes([0x20 + (i % 50)]) * 160 for i in range(len(frames))]
+    m = call.finish()
+    assert m["barge_in_events"] == 0 and openai.events("response.cancel") == [] and m["hold_commits"] == 1

@@ -178,6 +178,10 @@ class InterruptionOptions:
     # A shorter voiced utterance keeps the agent paused until its words decide (a backchannel:
     # resume; "wait": interrupt), at most this long (docs/barge-in.md); 0 = resume at once.
     backchannel_hold_ms: int = 2500
+    # A held utterance the model's VAD took no turn for (a reverberant "wait" on a speakerphone)
+    # is committed by the bridge (input_audio_buffer.commit) so its transcript decides; needs a
+    # transcription_model. Off: such a voice resumes the agent (docs/barge-in.md).
+    backchannel_commit: bool = True
     echo_gate: bool = True  # tell echo from the caller by what was played
     echo_margin_db: float = 3.0  # how much louder than the expected echo a frame must be to be the caller
     echo_comfort_noise: bool = True  # echo-only frames reach the model as noise at the line's floor
@@ -305,7 +309,8 @@ FLAT: dict[str, tuple[str, str]] = {
     "duck_fuse_ms": ("interruption", "duck_fuse_ms"),
     "ignore_backchannels": ("interruption", "ignore_backchannels"),
     "barge_in_min_speech_ms": ("interruption", "min_speech_ms"),
-    "backchannel_hold_ms": ("interruption", "backchannel_hold_ms"), "echo_gate": ("interruption", "echo_gate"),
+    "backchannel_hold_ms": ("interruption", "backchannel_hold_ms"),
+    "backchannel_commit": ("interruption", "backchannel_commit"), "echo_gate": ("interruption", "echo_gate"),
     "echo_margin_db": ("interruption", "echo_margin_db"),
     "echo_comfort_noise": ("interruption", "echo_comfort_noise"),
     "echo_suppression_db": ("interruption", "echo_suppression_db"),

@@ -16,7 +16,8 @@ benchmark's adapter call the same methods, with the time passed in:
 * ``hold(now)`` / ``hold_outcome(now)``: a short voiced utterance ended while the agent was
   paused (the duck): the agent stays paused until its words decide (``Hold``): a backchannel
   resumes it where it paused, anything else ("wait", "stop") interrupts it; bounded by
-  ``backchannel_hold_ms``;
+  ``backchannel_hold_ms``; if the model's VAD took no turn for it, the bridge commits the held
+  audio itself (``Hold.COMMIT``) so that its words come all the same;
 * ``transcript(text)``: the words of a turn (a delta or the completed transcript): True if the
   turn, held or let pass as a backchannel, is words that interrupt ("wait", "stop").
 
@@ -94,6 +95,7 @@ class Hold(enum.Enum):
 
     NONE = "none"  # nothing is held
     WAIT = "wait"  # held: the words are not in yet
+    COMMIT = "commit"  # still held: the model's VAD took no turn, the bridge commits the audio for its words
     RESUME = "resume"  # a backchannel (or a sound the model took for no turn): the answer goes on
     CONFIRM = "confirm"  # words that take the turn, or a turn whose words will not come: interrupt
 
@@ -222,10 +224,12 @@ class Listener:
         if config.barge_in and config.barge_in_voicing:
             voicing.prepare()  # (the same for the voice checks: not on its first loud frame)
         self._transcribed = config.transcription_model is not None
+        self._commit_unheard = self._transcribed and config.backchannel_commit
         self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
         self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
+        self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
         self._server_at = float("-inf")  # the model's VAD last started (believed or not)
         self._server_open = False  # ... and has not committed that turn yet (its words will come with it)
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
@@ -424,7 +428,7 @@ class Listener:
             if self._held is None:
                 self._held, self._hold_verdict = now, Hold.WAIT
                 self._held_items.clear()
-                self._held_whisper = False
+                self._held_whisper, self._asked = False, None
             self._held_whisper = self._held_whisper or self.level.whispered  # a whisper joined by an "mm" stays one
 
     @property
@@ -434,19 +438,29 @@ class Listener:
     def hold_outcome(self, now: float) -> Hold:
         """The held agent's fate, given once: WAIT while the words are not in; at
         ``backchannel_hold_ms`` CONFIRM if the model took a turn (committed, or still open) whose
-        words never came. If the
-        model took none (no ``speech_started`` within a second, and none still open: a turn its
-        VAD started earlier, on the echo or a TV, takes the utterance in and brings its words at
-        the commit; otherwise its VAD heard no turn, there are no words to wait for), RESUME for a voice (an acknowledgement too faint for the model to
-        answer) but CONFIRM for a whisper, which the model's VAD often misses: a whispered "wait"
-        must not be lost, and nobody whispers "mm-hm"."""
+        words never came.
+
+        If the model took none (no ``speech_started`` within a second, and none still open: a
+        turn its VAD started earlier, on the echo or a TV, takes the utterance in and brings its
+        words at the commit), its VAD did not hear the utterance (a reverberant "wait" on a
+        speakerphone, a faint "yeah"). Its level cannot tell a command from an acknowledgement
+        then (held ones peak alike); its words can: COMMIT, once: the bridge commits the model's
+        input buffer itself (no response follows a client commit; its transcript comes as a VAD
+        turn's does) and the words decide as above. Without transcription (or
+        ``backchannel_commit`` off, or the commit refused) RESUME for a voice, too faint for the
+        model to answer, but CONFIRM at once for a whisper, which the model's VAD often misses:
+        a whispered "wait" must not be lost, and nobody whispers "mm-hm"."""
         with self._lock:
             if self._held is None:
                 return Hold.NONE
             verdict = self._hold_verdict
             unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
-            if verdict is Hold.WAIT and not self._held_items and now - self._held >= EVIDENCE_S - 1e-9 \
+            if verdict is Hold.WAIT and not self._held_items and self._asked is None \
+                    and now - self._held >= EVIDENCE_S - 1e-9 \
                     and self._server_at < self._held - EVIDENCE_S and not self._server_open:
+                if self._commit_unheard and not self._held_whisper:
+                    self._asked = now
+                    return Hold.COMMIT
                 verdict = unheard
             if verdict is Hold.WAIT and now - self._held >= self._hold_s - 1e-9:
                 # a turn the model committed, or still has open (over babble its VAD may never
@@ -456,6 +470,13 @@ class Listener:
                 self._held = None
                 self._held_items.clear()
             return verdict
+
+    def commit_refused(self) -> None:
+        """The model refused the bridge's commit of the held audio (too little buffered): no words
+        will come for it; the held voice resumes as one the model did not hear."""
+        with self._lock:
+            if self._held is not None and self._asked is not None and not self._held_items:
+                self._hold_verdict = Hold.CONFIRM if self._held_whisper else Hold.RESUME
 
     def end_hold(self) -> None:
         """The barge-in ran (on whatever trigger): nothing is held any more."""

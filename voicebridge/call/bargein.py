@@ -23,7 +23,8 @@ keep the agent paused. Not after an impulsive noise (``CallerLevel.impulse``: a 
 key, a cough, loud, voiceless and short or decaying from its start): no word goes on from it, and
 the grace would make every lone click a gap of its own length in the answer. A shorter voiced
 utterance ("mm-hm", or "wait") holds the agent paused until its words decide (``Listener.hold``):
-a backchannel resumes where it paused, other words interrupt. A confirmed local barge-in that no speech
+a backchannel resumes where it paused, other words interrupt (if the model's VAD took no turn for
+it, the bridge commits the model's input buffer itself so its words come). A confirmed local barge-in that no speech
 follows (no server ``speech_started``, no caller text, level back down for ``false_trigger_ms``)
 was a cough: the model is asked to continue.
 """
@@ -162,7 +163,11 @@ class BargeIn:
     def _settle_hold(self, now: float) -> Hold:
         """Act on the held agent's verdict, if there is one: resume, or interrupt."""
         outcome = self.listener.hold_outcome(now)
-        if outcome is Hold.RESUME:
+        if outcome is Hold.COMMIT:
+            self._model.send(rt.buffer_commit())
+            self._metrics.add("hold_commits")
+            self._log.info("the model's VAD took no turn for the held utterance: its audio committed for its words")
+        elif outcome is Hold.RESUME:
             self._resume_backchannel()
         elif outcome is Hold.CONFIRM:
             self.run("hold", now, self._recent_onset(now))
@@ -224,6 +229,11 @@ class BargeIn:
         self.listener.transcript_failed(item_id)
         if self._settle_hold(now) is Hold.CONFIRM:
             self.answer_turn()
+
+    def commit_refused(self, now: float) -> None:
+        """The model refused the held audio's commit (model thread): the held voice resumes."""
+        self.listener.commit_refused()
+        self._settle_hold(now)
 
     def answer_turn(self) -> None:
         """Ask for the answer to a caller turn (the wire says ``create_response: false`` so that a

@@ -37,6 +37,7 @@ METADATA_KEY = "voicebridge"
 ACTIVE_RESPONSE = "conversation_already_has_active_response"
 SESSION_EXPIRED = "session_expired"  # the session hit the service's length cap: replaced, the call goes on
 FATAL_ERROR_CODES = frozenset({SESSION_EXPIRED, "beta_api_shape_disabled", "invalid_api_key"})
+COMMIT_EMPTY = "input_audio_buffer_commit_empty"  # a client commit with under 100 ms buffered
 BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active"})
 
 
@@ -193,6 +194,12 @@ def newest_items(items: list[Item], limit: int) -> list[Item]:
             used += len(group)
             tools += len(group)
     return [items[n] for n in sorted(keep)]
+
+
+def buffer_commit() -> str:
+    """``input_audio_buffer.commit``: the caller's audio so far becomes a user item and is
+    transcribed; with server VAD on it is allowed but creates no response (protocol.md A5)."""
+    return '{"type":"input_audio_buffer.commit"}'
 
 
 def response_cancel(response_id: str | None = None) -> str:
