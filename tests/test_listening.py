@@ -201,16 +201,25 @@ def test_with_the_agent_silent_the_models_vad_is_an_ordinary_turn():
 def test_a_whisper_counts_as_a_voice_and_the_models_vad_on_one_is_believed():
     """A whisper has no voice to confirm on: a near, breathy, sustained sound that is no burst
     counts as one. A short one ("stop") holds the agent like any short utterance; with no turn
-    from the model's VAD (which often misses whispers) the hold interrupts after a second."""
+    from the model's VAD (which often misses whispers) the bridge commits it after a second, and
+    words that come empty interrupt (a whispered "stop" the transcription lost); with no
+    transcription it interrupts after the second."""
     whisper = corpus.by_category("whisper")[4].audio()  # "stop": voiceless throughout
-    call = Call(echo_db=None)
-    call.learn(2.0)
-    got = decisions(call.talk(whisper) + [call.step() for _ in range(5)])
-    assert got[0] is Decision.DUCK and got[-1] is Decision.BACKCHANNEL, got
-    assert call.listener.level.whispered
-    call.listener.hold(call.t)
-    assert call.listener.hold_outcome(call.t + 0.9) is Hold.WAIT
-    assert call.listener.hold_outcome(call.t + 1.0) is Hold.CONFIRM
+    for config in (BridgeConfig(), BridgeConfig(transcription_model=None)):
+        call = Call(config, echo_db=None)
+        call.learn(2.0)
+        got = decisions(call.talk(whisper) + [call.step() for _ in range(5)])
+        assert got[0] is Decision.DUCK and got[-1] is Decision.BACKCHANNEL, got
+        assert call.listener.level.whispered
+        call.listener.hold(call.t)
+        assert call.listener.hold_outcome(call.t + 0.9) is Hold.WAIT
+        if config.transcription_model is None:
+            assert call.listener.hold_outcome(call.t + 1.0) is Hold.CONFIRM
+            continue
+        assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+        call.listener.committed(call.t + 1.2, "item_c")
+        assert call.listener.transcript("", call.t + 1.7, "item_c") is False
+        assert call.listener.hold_outcome(call.t + 1.7) is Hold.CONFIRM
     call = Call(echo_db=None)
     call.learn(2.0)
     heard = []
@@ -493,7 +502,25 @@ def test_a_held_whisper_stays_a_whisper_when_a_voice_joins_the_hold():
     got = decisions(call.talk(quieter(corpus.by_category("backchannel")[8].audio(), 8.0)) + [call.step() for _ in range(5)])
     assert got[-1] is Decision.BACKCHANNEL and not call.listener.level.whispered, got
     call.listener.hold(call.t)  # joins the first hold
-    assert call.listener.hold_outcome(max(call.t, first + 1.0)) is Hold.CONFIRM
+    assert call.listener.hold_outcome(max(call.t, first + 1.0)) is Hold.COMMIT
+    call.listener.committed(max(call.t, first + 1.0) + 0.2, "item_c")
+    call.listener.transcript("", max(call.t, first + 1.0) + 0.7, "item_c")  # the whisper's words lost
+    assert call.listener.hold_outcome(max(call.t, first + 1.0) + 0.7) is Hold.CONFIRM
+
+
+def test_a_reverberant_voice_taken_for_a_whisper_resumes_on_backchannel_words():
+    """A reverberant "sure" on a speakerphone has its voicing smeared and passes for a whisper:
+    committed for its words, an acknowledgement resumes the answer (b7899ee cut it after a
+    second: "nobody whispers mm-hm")."""
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    got = decisions(call.talk(corpus.by_category("whisper")[4].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL and call.listener.level.whispered, got
+    call.listener.hold(call.t)
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    call.listener.committed(call.t + 1.2, "item_c")
+    assert call.listener.transcript("Sure.", call.t + 1.7, "item_c") is False
+    assert call.listener.hold_outcome(call.t + 1.7) is Hold.RESUME
 
 
 def test_a_held_voice_the_models_vad_never_took_for_a_turn_is_committed_for_its_words_once():

@@ -416,8 +416,9 @@ class Listener:
             return True
         if final:
             del self._held_items[item_id]
-            if not self._held_items:
-                self._hold_verdict = Hold.RESUME
+            if not self._held_items:  # a whisper with no words in it: a whispered "stop" the transcription lost
+                self._hold_verdict = Hold.CONFIRM if self._held_whisper and not _WORD.search(words.lower()) \
+                    else Hold.RESUME
         return False
 
     # ------------------------------------------------------------------ the held agent
@@ -446,10 +447,11 @@ class Listener:
         speakerphone, a faint "yeah"). Its level cannot tell a command from an acknowledgement
         then (held ones peak alike); its words can: COMMIT, once: the bridge commits the model's
         input buffer itself (no response follows a client commit; its transcript comes as a VAD
-        turn's does) and the words decide as above. Without transcription (or
-        ``backchannel_commit`` off, or the commit refused) RESUME for a voice, too faint for the
-        model to answer, but CONFIRM at once for a whisper, which the model's VAD often misses:
-        a whispered "wait" must not be lost, and nobody whispers "mm-hm"."""
+        turn's does) and the words decide as above. A whisper too: a reverberant "sure" on a
+        speakerphone has its voicing smeared and passes for one; but a whisper's words that come
+        empty interrupt (a whispered "stop" must not be lost, and nobody whispers "mm-hm").
+        Without transcription (or ``backchannel_commit`` off, or the commit refused) RESUME for a
+        voice, too faint for the model to answer, and CONFIRM at once for a whisper."""
         with self._lock:
             if self._held is None:
                 return Hold.NONE
@@ -458,7 +460,7 @@ class Listener:
             if verdict is Hold.WAIT and not self._held_items and self._asked is None \
                     and now - self._held >= EVIDENCE_S - 1e-9 \
                     and self._server_at < self._held - EVIDENCE_S and not self._server_open:
-                if self._commit_unheard and not self._held_whisper:
+                if self._commit_unheard:
                     self._asked = now
                     return Hold.COMMIT
                 verdict = unheard
