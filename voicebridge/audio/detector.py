@@ -348,6 +348,7 @@ class CallerLevel:
         if self.shape.run == 0:
             self.impulse = False
             self.utterance.run_starts(self._now)
+        self.utterance.heard(self._level, self._now)
         if self.shape.loud_frame(self._level) and self.voiced_needed and (
                 self.voice.voiced + self.utterance.voiced < self.voiced_needed or self.tones):
             self._listen(frame)

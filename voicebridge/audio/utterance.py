@@ -3,7 +3,8 @@
 "Wait, hold on" is several loud runs with short gaps between them; a voice heard in one of them
 counts for all, its length is counted from its first run's onset, and whether it was spoken at
 the handset (near) is judged on its loudest run. ``Utterance`` keeps what the runs of one
-utterance left behind and answers those questions; ``CallerLevel``
+utterance left behind and answers those questions (its length is its speech's, not the room's
+tail after it); ``CallerLevel``
 (:mod:`voicebridge.audio.detector`) tells it when a run starts and ends and asks it before it
 confirms.
 """
@@ -24,6 +25,8 @@ class Utterance:
     """
 
     GAP_S = 0.4  # loud runs less than this apart are one utterance
+    TAIL_DB = 12.0  # a loud frame this far under the utterance's peak that rises no more than this over the
+    # lowest since its last strong one is the room's tail (a speakerphone's reverberation), not speech
     NEAR_OVER_THRESHOLD_DB = 3.0  # a near one also peaks this far over the configured threshold (a floor that has
     # not caught up with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
 
@@ -36,6 +39,9 @@ class Utterance:
         self.start = float("-inf")  # its first loud frame
         self._end = float("-inf")  # its last voiced (or whispered) run's end
         self._peak = MIN_DBFS  # its earlier runs' loudest level
+        self._loudest = MIN_DBFS  # its loudest frame so far (every loud frame, the current run's too)
+        self._valley = MIN_DBFS  # the lowest loud frame since its last strong one
+        self._strong_at = float("-inf")  # its last strong loud frame: where its speech (not the room) was last
 
     @property
     def spoken(self) -> bool:
@@ -49,6 +55,18 @@ class Utterance:
             self.whispered = False
             self._peak = MIN_DBFS
             self.start = now
+            self._loudest = MIN_DBFS
+
+    def heard(self, level: float, now: float) -> None:
+        """A loud frame of it at ``level``: strong if within ``TAIL_DB`` of its peak so far or
+        ``TAIL_DB`` over the lowest since the last strong one (a new syllable rises out of the
+        valley); otherwise the room's tail of what was said (a reverberant room carries a "yeah"
+        300 ms on, falling steadily), which is not counted in its length."""
+        if level >= self._loudest - self.TAIL_DB or level >= self._valley + self.TAIL_DB:
+            self._strong_at, self._valley = now, level
+        else:
+            self._valley = min(self._valley, level)
+        self._loudest = max(self._loudest, level)
 
     def run_ended(self, voiced: int, peak: float, now: float) -> None:
         """A run with ``voiced`` voiced frames, peaking at ``peak``, ended: a voiced one, or any run
@@ -73,10 +91,14 @@ class Utterance:
         self._peak = MIN_DBFS
         self._end = float("-inf")
         self.whispered = False
+        self._loudest = MIN_DBFS
 
     def long_enough(self, now: float) -> bool:
-        """At ``now``, ``min_speech_frames`` from its onset: more than a backchannel (if near)."""
-        return round((now - self.start) / FRAME_S) + 1 >= self.min_speech_frames  # frames since the onset
+        """Its speech spans ``min_speech_frames`` from its onset to its last strong frame (``heard``;
+        ``now`` if none was told): more than a backchannel (if near). Not counted: the room's tail
+        after its last strong frame, which made reverberant backchannels long enough to cut."""
+        last = now if self._strong_at < self.start else min(now, self._strong_at)
+        return round((last - self.start) / FRAME_S) + 1 >= self.min_speech_frames  # frames of its speech
 
     def near(self, run_peak: float, floor_dbfs: float, threshold_dbfs: float, clear_at: float) -> bool:
         """It (with the current run, peaking at ``run_peak``) peaks ``near_db`` over the line's floor
