@@ -655,3 +655,18 @@ def test_a_held_utterance_whose_commit_is_refused_resumes_the_answer(bridge_call
     assert frames == [bytes([0x20 + (i % 50)]) * 160 for i in range(len(frames))]
     m = call.finish()
     assert m["barge_in_events"] == 0 and openai.events("response.cancel") == [] and m["hold_commits"] == 1
+
+
+def test_the_reply_to_the_bridges_commit_after_the_hold_resumed_asks_for_no_answer(bridge_call):
+    """Review rv7: the service's reply to the held audio's commit comes after the hold's bound
+    resumed the answer: it is the caller's "yeah", not a turn to answer (it was: a "turn" request)."""
+    call, clock, sent = _held_unheard(bridge_call, corpus.by_category("backchannel")[8].audio())
+    session, twilio, openai = call.session, call.twilio, call.openai
+    quiet_frame_at(call, clock, 1.5)  # 2.55 s held: the bound, no reply yet
+    assert wait_until(lambda: session.metrics["backchannels"] == 1)
+    openai.push(rt_committed("item_c"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1 or openai.requested("turn"))
+    assert openai.requested("turn") == []
+    openai.push(rt_transcript("Yeah.", "item_c"))
+    m = call.finish()
+    assert openai.requested("turn") == [] and m["barge_in_events"] == 0 and m["hold_commits"] == 1

@@ -230,6 +230,7 @@ class Listener:
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
+        self._own_commit: float | None = None  # ... and its reply (committed or refused) has not come yet
         self._server_at = float("-inf")  # the model's VAD last started (believed or not)
         self._server_open = False  # ... and has not committed that turn yet (its words will come with it)
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
@@ -343,6 +344,8 @@ class Listener:
                       else ServerSpeech.BACKCHANNEL)
         if judged is ServerSpeech.INTERRUPT:
             return Turn.RESPOND
+        if judged is None and self._own_reply(now):  # the bridge's own commit of a held utterance, come
+            judged = ServerSpeech.BACKCHANNEL  # after its hold ended: not answered unless its words take the turn
         if self._held is not None:  # the held utterance is in this turn (its VAD may have started on echo,
             judged = ServerSpeech.BACKCHANNEL  # or on a TV before the agent spoke): its words decide
         if judged is ServerSpeech.TURN:
@@ -365,6 +368,13 @@ class Listener:
                 self._echo_items = {i: t for i, t in self._echo_items.items() if now - t <= BACKCHANNEL_TEXT_S}
                 self._echo_items[item_id] = now
         return Turn.NOT_CALLER
+
+    def _own_reply(self, now: float) -> bool:
+        """A commit with no VAD turn before it is the reply to the bridge's own commit, if one was
+        sent lately and not answered yet (the bridge sends no other)."""
+        with self._lock:
+            sent, self._own_commit = self._own_commit, None
+        return sent is not None and now - sent <= BACKCHANNEL_TEXT_S
 
     def agent_said(self, text: str, final: bool = False) -> None:
         """A delta of the agent's own transcript (model thread)."""
@@ -461,7 +471,7 @@ class Listener:
                     and now - self._held >= EVIDENCE_S - 1e-9 \
                     and self._server_at < self._held - EVIDENCE_S and not self._server_open:
                 if self._commit_unheard:
-                    self._asked = now
+                    self._asked = self._own_commit = now
                     return Hold.COMMIT
                 verdict = unheard
             if verdict is Hold.WAIT and now - self._held >= self._hold_s - 1e-9:
@@ -477,6 +487,7 @@ class Listener:
         """The model refused the bridge's commit of the held audio (too little buffered): no words
         will come for it; the held voice resumes as one the model did not hear."""
         with self._lock:
+            self._own_commit = None
             if self._held is not None and self._asked is not None and not self._held_items:
                 self._hold_verdict = Hold.CONFIRM if self._held_whisper else Hold.RESUME
 
