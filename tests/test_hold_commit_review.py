@@ -2,7 +2,15 @@
 turn for): the reply to that commit against the hold's end, sans-IO."""
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 from voicebridge.audio.listening import Hold, Turn
+from voicebridge.call.bargein import BargeIn
+from voicebridge.call.context import CallContext
+from voicebridge.call.metrics import CallMetrics
+from voicebridge.config import BridgeConfig
+from voicebridge.testing import ManualClock
 
 from test_listening import held
 
@@ -61,3 +69,33 @@ def test_a_late_vad_start_then_the_commits_reply_keeps_the_hold_on_its_words():
     assert call.listener.committed(call.t + 1.1, "item_c") is Turn.BACKCHANNEL
     assert call.listener.transcript("Yeah.", call.t + 1.6, "item_c") is False
     assert call.listener.hold_outcome(call.t + 1.6) is Hold.RESUME
+
+
+class _NoSession:
+    """The model link while its session is being replaced: nothing can be sent."""
+
+    def __init__(self) -> None:
+        self.tried: list[str] = []
+
+    def send(self, text: str) -> bool:
+        self.tried.append(text)
+        return False
+
+
+def test_a_commit_that_cannot_be_sent_resumes_the_held_voice_at_once_and_is_not_counted():
+    """The model's session is being replaced when the held audio is to be committed: no reply
+    will come, so the answer resumes now, not at the hold's bound 1.5 s later (it waited)."""
+    call = held("backchannel", 8)
+    clock, model, resumed = ManualClock(), _NoSession(), []
+    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: resumed.append(True), audible=True,
+                               duck_cleared=False)
+    metrics = CallMetrics()
+    barge_in = BargeIn(CallContext(BridgeConfig(), metrics, logging.getLogger("t"), clock), outbound, None, model,
+                       lambda *a: None, call.listener)
+    barge_in.poll(call.t + 1.0)
+    assert model.tried and resumed == [True] and not call.listener.holding
+    assert metrics.get("hold_commits") == 0 and metrics.get("backchannels") == 1
+
+
+def test_the_hold_commits_counter_is_in_every_calls_figures():
+    assert CallMetrics().snapshot()["hold_commits"] == 0

@@ -670,3 +670,18 @@ def test_the_reply_to_the_bridges_commit_after_the_hold_resumed_asks_for_no_answ
     openai.push(rt_transcript("Yeah.", "item_c"))
     m = call.finish()
     assert openai.requested("turn") == [] and m["barge_in_events"] == 0 and m["hold_commits"] == 1
+
+
+def test_a_refused_commit_of_a_held_utterance_warns_nobody(bridge_call, caplog):
+    """Review rv7: the service's refusal of the bridge's own commit is expected (too little audio
+    since the VAD's last commit): logged at INFO, not as a Realtime error warning."""
+    call, clock, sent = _held_unheard(bridge_call, corpus.by_category("backchannel")[8].audio())
+    session, openai = call.session, call.openai
+    with caplog.at_level(logging.INFO):
+        openai.push({"type": "error", "error": {"type": "invalid_request_error",
+                                                "code": "input_audio_buffer_commit_empty", "message": "buffer too small"}})
+        assert wait_until(lambda: session.metrics["backchannels"] == 1)
+        call.finish()
+    refusals = [r for r in caplog.records if "commit" in r.getMessage() and "refused" in r.getMessage()]
+    assert refusals and all(r.levelno == logging.INFO for r in refusals)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "commit_empty" in r.getMessage()]

@@ -164,7 +164,9 @@ class BargeIn:
         """Act on the held agent's verdict, if there is one: resume, or interrupt."""
         outcome = self.listener.hold_outcome(now)
         if outcome is Hold.COMMIT:
-            self._model.send(rt.buffer_commit())
+            if not self._model.send(rt.buffer_commit()):  # no session (being replaced): no reply will come
+                self._log.info("the held utterance's audio could not be committed (no model session): it resumes")
+                return self.commit_refused(now)
             self._metrics.add("hold_commits")
             self._log.info("the model's VAD took no turn for the held utterance: its audio committed for its words")
         elif outcome is Hold.RESUME:
@@ -230,10 +232,11 @@ class BargeIn:
         if self._settle_hold(now) is Hold.CONFIRM:
             self.answer_turn()
 
-    def commit_refused(self, now: float) -> None:
-        """The model refused the held audio's commit (model thread): the held voice resumes."""
+    def commit_refused(self, now: float) -> Hold:
+        """The model refused the held audio's commit (model thread), or it could not be sent: the
+        held voice resumes."""
         self.listener.commit_refused()
-        self._settle_hold(now)
+        return self._settle_hold(now)
 
     def answer_turn(self) -> None:
         """Ask for the answer to a caller turn (the wire says ``create_response: false`` so that a

@@ -167,8 +167,11 @@ class ModelEvents:
         if event.code == rt.ACTIVE_RESPONSE and self._turns.refused(event.event_id):
             self._log.info("a response was already in progress: the %s request waits for it", event.event_id)
             return
-        if event.code == rt.COMMIT_EMPTY:
+        if event.code == rt.COMMIT_EMPTY:  # the bridge's own commit of a held utterance: expected, no warning
             self._barge_in.commit_refused(now)
+            self._log.once(f"error:{event.code}", "the held utterance's commit was refused (%s): the answer resumes",
+                           event.message, level=logging.INFO)
+            return
         if event.benign:
             self._log.once(f"error:{event.code}", "Realtime error %s (benign): %s", event.code, event.message,
                            level=logging.INFO)
