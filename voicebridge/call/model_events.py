@@ -169,8 +169,8 @@ class ModelEvents:
             return
         if event.code == rt.COMMIT_EMPTY:  # the bridge's own commit of a held utterance: expected, no warning
             self._barge_in.commit_refused(now)
-            self._log.once(f"error:{event.code}", "the held utterance's commit was refused (%s): the answer resumes",
-                           event.message, level=logging.INFO)
+            self._log.once(f"error:{event.code}", "Realtime error %s (the held utterance's commit was refused: "
+                           "the answer resumes): %s", event.code, event.message, level=logging.INFO)
             return
         if event.benign:
             self._log.once(f"error:{event.code}", "Realtime error %s (benign): %s", event.code, event.message,
