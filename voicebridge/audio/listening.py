@@ -49,7 +49,7 @@ VAD reports ~200-500 ms after an onset (appends of 100 ms, its own window, the n
 BACKCHANNEL_TEXT_S = 6.0
 """How long after a backchannel its transcript may still turn it into an interruption."""
 BACKCHANNEL_WORDS = frozenset("""
-mm mhm mmhm mm-hm mmm hm hmm uh-huh uhhuh uh huh um ah oh yeah yes yep yup ya yah ok okay right
+mm mhm mmhm mm-hm mm-hmm mhmm mmhmm mmm hm hmm uh-huh uhhuh uh huh um ah oh yeah yes yep yup ya yah ok okay right
 sure alright all i see got it cool great good fine nice true exactly correct gotcha totally indeed
 """.split())
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
