@@ -127,3 +127,38 @@ def test_the_room_tail_does_not_count_but_a_new_word_over_it_does():
         u.heard(level, t)
         t = round(t + 0.02, 6)
     assert u.long_enough(t - 0.02)
+
+
+def _loud_first_word(clip: str, rt60_s: float, louder_db: float = 12.0, first_ms: int = 250) -> list[bytes]:
+    """``clip`` with its first ``first_ms`` (from the onset) ``louder_db`` over the rest ("SORRY,
+    can I change my order?": a caller who starts loud, then speaks on normally), from a
+    speakerphone in a room (seed 5) at -30 dBFS."""
+    x = room.ulaw_to_float(corpus.load(clip))
+    levels = [float(np.mean(x[i:i + 160] ** 2)) for i in range(0, len(x) - 159, 160)]
+    onset = next(i for i, v in enumerate(levels) if v > max(levels) * 1e-3) * 160 + first_ms * 8  # 30 dB under
+    gain = np.full(len(x), 10 ** (-louder_db / 20))
+    gain[:onset] = 1.0
+    gain[onset:onset + 320] = np.linspace(1.0, 10 ** (-louder_db / 20), len(gain[onset:onset + 320]))
+    wet = np.convolve(x * gain, room.room_response(5, rt60_s=rt60_s, ms=400, direct=1.0))
+    return frames_of(room.float_to_ulaw(room.at_level(wet, -30.0)))
+
+
+@pytest.mark.parametrize("clip", ["interruption_07_2", "question_00_2"])
+def test_a_reverberant_sentence_after_a_loud_first_word_is_confirmed_before_the_duck_fuse(clip):
+    """Review rv8: 9d759e6 counts an utterance's length to its last strong frame (within 12 dB of
+    its peak, or rising 12 dB out of the valley). After a loud first word, a speakerphone
+    caller's next words are more than 12 dB under it and the room fills the dips between them
+    (no 12 dB rise): none is strong, and the run is held, loud, for as long as the caller talks.
+    Past ``duck_fuse_ms`` (1 s) the session's fuse releases the duck and resets the detector:
+    the agent talks over the caller, and the run ends as a release, not held for its words
+    (benchmark: "Sorry, can I change my order?" cleared at 682 ms on 0c6ba47, never on
+    9d759e6). A room's tail falls below the threshold well within 300 ms of the last strong
+    frame; a run still loud long after it is speech."""
+    call = Call(echo_db=None)
+    call.line = (b"\xff" * 160,)
+    call.learn(3.0)
+    got = [call.step(f).decision for f in _loud_first_word(clip, 0.8)]
+    got += [call.step().decision for _ in range(20)]
+    duck = got.index(Decision.DUCK)
+    decided = next(i for i, d in enumerate(got) if i > duck and d is not Decision.NONE and d is not Decision.DUCK)
+    assert got[decided] is Decision.CONFIRM and decided - duck < 50, (decided - duck, got[decided], got)

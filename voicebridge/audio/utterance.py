@@ -27,6 +27,9 @@ class Utterance:
     GAP_S = 0.4  # loud runs less than this apart are one utterance
     TAIL_DB = 12.0  # a loud frame this far under the utterance's peak that rises no more than this over the
     # lowest since its last strong one is the room's tail (a speakerphone's reverberation), not speech
+    TAIL_S = 0.3  # ... but one this long after the last strong one, not falling, is speech: a room's tail falls
+    # steadily and under the threshold sooner (60 dB per RT60), while a speakerphone caller's words after a loud
+    # first one never rise out of the valley the room fills, and were held, loud, until the duck fuse (review rv8)
     NEAR_OVER_THRESHOLD_DB = 3.0  # a near one also peaks this far over the configured threshold (a floor that has
     # not caught up with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
 
@@ -42,6 +45,7 @@ class Utterance:
         self._loudest = MIN_DBFS  # its loudest frame so far (every loud frame, the current run's too)
         self._valley = MIN_DBFS  # the lowest loud frame since its last strong one
         self._strong_at = float("-inf")  # its last strong loud frame: where its speech (not the room) was last
+        self._falling = True  # its latest loud frame was the lowest since the last strong one (the room's tail falls)
 
     @property
     def spoken(self) -> bool:
@@ -65,6 +69,7 @@ class Utterance:
         if level >= self._loudest - self.TAIL_DB or level >= self._valley + self.TAIL_DB:
             self._strong_at, self._valley = now, level
         else:
+            self._falling = level <= self._valley
             self._valley = min(self._valley, level)
         self._loudest = max(self._loudest, level)
 
@@ -95,9 +100,11 @@ class Utterance:
 
     def long_enough(self, now: float) -> bool:
         """Its speech spans ``min_speech_frames`` from its onset to its last strong frame (``heard``;
-        ``now`` if none was told): more than a backchannel (if near). Not counted: the room's tail
-        after its last strong frame, which made reverberant backchannels long enough to cut."""
-        last = now if self._strong_at < self.start else min(now, self._strong_at)
+        ``now`` if none was told, or if the loud frame at ``now`` came ``TAIL_S`` after it and is
+        not falling): more than a backchannel (if near). Not counted: the room's tail after its
+        last strong frame, which made reverberant backchannels long enough to cut."""
+        speech_again = now - self._strong_at > self.TAIL_S + 1e-9 and not self._falling
+        last = now if self._strong_at < self.start or speech_again else min(now, self._strong_at)
         return round((last - self.start) / FRAME_S) + 1 >= self.min_speech_frames  # frames of its speech
 
     def near(self, run_peak: float, floor_dbfs: float, threshold_dbfs: float, clear_at: float) -> bool:
