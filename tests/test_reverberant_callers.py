@@ -152,8 +152,9 @@ def test_a_reverberant_sentence_after_a_loud_first_word_is_confirmed_before_the_
     Past ``duck_fuse_ms`` (1 s) the session's fuse releases the duck and resets the detector:
     the agent talks over the caller, and the run ends as a release, not held for its words
     (benchmark: "Sorry, can I change my order?" cleared at 682 ms on 0c6ba47, never on
-    9d759e6). A room's tail falls below the threshold well within 300 ms of the last strong
-    frame; a run still loud long after it is speech."""
+    9d759e6). A room's tail falls under the threshold within ~250 ms of the last strong frame
+    (RT60 0.8 s, -30 dBFS), ~400 ms in a bathroom (RT60 1.2 s, -24 dBFS, a silent line); a run
+    still loud 400 ms after it, and not falling, is speech."""
     call = Call(echo_db=None)
     call.line = (b"\xff" * 160,)
     call.learn(3.0)

@@ -27,7 +27,7 @@ class Utterance:
     GAP_S = 0.4  # loud runs less than this apart are one utterance
     TAIL_DB = 12.0  # a loud frame this far under the utterance's peak that rises no more than this over the
     # lowest since its last strong one is the room's tail (a speakerphone's reverberation), not speech
-    TAIL_S = 0.3  # ... but one this long after the last strong one, not falling, is speech: a room's tail falls
+    TAIL_S = 0.4  # ... but one this long after the last strong one, not falling, is speech: a room's tail falls
     # steadily and under the threshold sooner (60 dB per RT60), while a speakerphone caller's words after a loud
     # first one never rise out of the valley the room fills, and were held, loud, until the duck fuse (review rv8)
     NEAR_OVER_THRESHOLD_DB = 3.0  # a near one also peaks this far over the configured threshold (a floor that has
