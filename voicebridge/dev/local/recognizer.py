@@ -5,7 +5,11 @@ The bridge forwards caller audio byte for byte, and the simulated caller speaks 
 phrases from bundled audio, so a phrase is recognised by finding its first spoken frames in what
 a turn appended: exactly, or (a caller on a speakerphone: the phrase mixed with the agent's echo
 or a room) as the window of the turn that correlates with them at ``MATCH`` or more, as the
-real service's transcription hears words through an echo. Anything else is unrecognised
+real service's transcription hears words through an echo, or (a speakerphone across a reverberant
+room, where no waveform survives) by its spectro-temporal envelope (:mod:`.envelope`), when a
+short phrase's matches ``ENVELOPE_MATCH`` and beats every phrase starting with another word by
+``ENVELOPE_MARGIN``: what a real transcriber hears through a room, while a TV, babble, music or
+the agent's own echo, matching many phrases about as well, are no phrase. Anything else is unrecognised
 (transcribed as its length). This lets the scripted agent react to words
 ("goodbye", "order") with no model at all, and the bridge tell a held "mm-hm" from a "wait"
 by its words as it does with the real service's transcription (docs/barge-in.md).
@@ -13,11 +17,14 @@ by its words as it does with the real service's transcription (docs/barge-in.md)
 from __future__ import annotations
 
 import functools
+import re
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from ...audio import mulaw as audio
 from .. import tts
+from . import envelope
 
 KEY_FRAMES = 8
 """How many frames of a phrase, from its first audible one, must appear: 160 ms."""
@@ -26,19 +33,60 @@ MATCH = 0.7
 """Normalized correlation of a turn's window with a phrase's first frames that recognises it
 through echo or noise (the phrase 15 dB over the echo: about 0.98; two recordings of the same
 word by different voices: well under 0.5)."""
+ENVELOPE_MATCH = 0.8
+"""Envelope correlation (:mod:`.envelope`) a phrase needs to be recognised through a room."""
+ENVELOPE_MARGIN = 0.15
+"""By how much that phrase's envelope must beat every phrase starting with another word: the
+decisive test, a clip the recognizer does not know, a TV or an echo matches several phrases about
+as well (docs/barge-in.md, "The local server hears reverberant words", for the separation)."""
+ENVELOPE_SHORT_MS = 1200
+"""Only phrases this short (first to last audible frame) are heard by their envelope: a key is
+their first 0.7 s, most of such a phrase, while a sentence is told from one starting alike only by
+its rest; and a held short utterance is what the bridge commits for its words, a sentence the
+VAD ends. (A TV across the room saying a corpus sentence otherwise matched it.)"""
+
+
+class Phrases(NamedTuple):
+    """What a recognizer knows: the phrases' exact keys, their waveform keys and their envelope keys."""
+
+    keys: "tuple[tuple[bytes, str], ...]"
+    matrix: "np.ndarray"
+    envelopes: "np.ndarray"
+    envelope_words: "tuple[str, ...]"
+    first_words: "np.ndarray"  # of each envelope's phrase, lowercase, a stutter ("h... ") dropped
+    short: "np.ndarray"  # each envelope's phrase at most ENVELOPE_SHORT_MS long
 
 
 class Recognizer:
     """``words(turn_audio)`` -> the phrase said in it, or None."""
 
-    def __init__(self) -> None:
-        self._keys, self._matrix = _phrases()  # one per process: every session of the server shares them
+    def __init__(self, phrases: "Sequence[tuple[bytes, str]] | None" = None) -> None:
+        """``phrases`` ((mu-law audio, words) pairs) replaces the bundled ones and the corpus's
+        (a test's or a benchmark's recognizer that knows only some)."""
+        known = _phrases() if phrases is None else _known(tuple(phrases))  # the default: one per process
+        self._keys, self._matrix = known.keys, known.matrix
+        self._known = known
 
     def words(self, turn_audio: bytes) -> "str | None":
         for key, words in self._keys:
             if key in turn_audio:
                 return words
-        return self._heard_through(turn_audio)
+        return self._heard_through(turn_audio) or self._heard_across_room(turn_audio)
+
+    def _heard_across_room(self, turn_audio: bytes) -> "str | None":
+        """The short phrase whose envelope a window of the turn matches at ``ENVELOPE_MATCH``, better
+        by ``ENVELOPE_MARGIN`` than any phrase starting with another word (one starting with the same,
+        "wait" and "wait, hold on", is no rival: a key is only its first 0.7 s)."""
+        known = self._known
+        if not known.short.any():
+            return None
+        best = envelope.scores(_linear(turn_audio), known.envelopes)
+        top = int(np.argmax(np.where(known.short, best, -np.inf)))
+        rivals = best[known.first_words != known.first_words[top]]
+        rival = float(rivals.max()) if len(rivals) else 0.0
+        if best[top] >= ENVELOPE_MATCH and best[top] - rival >= ENVELOPE_MARGIN:
+            return known.envelope_words[top]
+        return None
 
     def _heard_through(self, turn_audio: bytes) -> "str | None":
         """The phrase whose first frames best match a frame-aligned window of the turn, if any
@@ -56,12 +104,29 @@ class Recognizer:
         return self._keys[best[1]][1] if scores[best] >= MATCH else None
 
 
-def _key(prompt: bytes) -> bytes:
+def first_word(words: str) -> str:
+    """The first word said, lowercase, a stutter dropped ("h... hold on": "hold")."""
+    said = re.sub(r"^\w+\.\.\.\s*", "", words.lower())
+    return (re.findall(r"[\w'-]+", said) or [""])[0]
+
+
+def _audible(prompt: bytes) -> "tuple[int, int] | None":
+    """The first audible frame and the frame after the last."""
     frame = audio.FRAME_BYTES
-    for start in range(0, len(prompt) - frame + 1, frame):
-        if audio.dbfs(prompt[start:start + frame]) > QUIET_DBFS:
-            return prompt[start:start + KEY_FRAMES * frame]
-    return b""
+    loud = [i for i, start in enumerate(range(0, len(prompt) - frame + 1, frame))
+            if audio.dbfs(prompt[start:start + frame]) > QUIET_DBFS]
+    return (loud[0], loud[-1] + 1) if loud else None
+
+
+def _first_audible(prompt: bytes) -> "int | None":
+    span = _audible(prompt)
+    return None if span is None else span[0]
+
+
+def _key(prompt: bytes) -> bytes:
+    first = _first_audible(prompt)
+    frame = audio.FRAME_BYTES
+    return b"" if first is None else prompt[first * frame:(first + KEY_FRAMES) * frame]
 
 
 _ULAW = np.array(audio.ULAW_TABLE, dtype=np.float64)
@@ -80,32 +145,48 @@ def _unit_rows(keys: "list[np.ndarray]") -> "np.ndarray":
 
 
 @functools.lru_cache(maxsize=1)
-def _phrases() -> "tuple[tuple[tuple[bytes, str], ...], np.ndarray]":
-    """The phrases a turn may say (the bundled caller phrases, the corpus clips) and their keys as
-    unit rows, made once per process: about 1.5 MB, which a server with a matrix per session
-    grew by with every call."""
-    keys: list[tuple[bytes, str]] = []
+def _phrases() -> Phrases:
+    """The phrases a turn may say (the bundled caller phrases, the corpus clips) and their keys,
+    made once per process: about 1.5 MB of waveform keys (a server with a matrix per session grew
+    by that with every call) and 0.6 s of envelopes."""
+    phrases: list[tuple[bytes, str]] = []
     for name, words in tts.CALLER_PHRASES.items():
         try:
-            prompt = tts.load_prompt(name)
+            phrases.append((tts.load_prompt(name), words))
         except (OSError, ModuleNotFoundError):
             continue
-        key = _key(prompt)
-        if key:
-            keys.append((key, words))
-    keys.extend(_corpus_keys())
+    return _known(tuple(phrases) + _corpus_phrases())
+
+
+def _known(phrases: "tuple[tuple[bytes, str], ...]") -> Phrases:
+    keys: list[tuple[bytes, str]] = []
+    envelopes: list[np.ndarray] = []
+    envelope_words: list[str] = []
+    short: list[bool] = []
+    for prompt, words in phrases:
+        span = _audible(prompt)
+        if span is None:
+            continue
+        keys.append((_key(prompt), words))
+        for key in envelope.keys(_linear(prompt), span[0]):
+            envelopes.append(key.ravel())
+            envelope_words.append(words)
+            short.append((span[1] - span[0]) * audio.FRAME_MS <= ENVELOPE_SHORT_MS)
     matrix = _unit_rows([_linear(key) for key, _ in keys])
-    matrix.setflags(write=False)
-    return tuple(keys), matrix
+    rows = np.array(envelopes).reshape(len(envelopes), envelope.FRAMES * envelope.BANDS)
+    firsts = np.array([first_word(words) for words in envelope_words])
+    flags = np.array(short, dtype=bool)
+    for array in (matrix, rows, firsts, flags):
+        array.setflags(write=False)
+    return Phrases(tuple(keys), matrix, rows, tuple(envelope_words), firsts, flags)
 
 
 @functools.lru_cache(maxsize=1)
-def _corpus_keys() -> "tuple[tuple[bytes, str], ...]":
-    """The corpus clips' keys, made once per process (146 clips: about 0.3 s)."""
+def _corpus_phrases() -> "tuple[tuple[bytes, str], ...]":
+    """The corpus clips' audio and words (146 clips)."""
     try:
         from ..sim import corpus
         clips = corpus.clips()
     except (OSError, ValueError, ModuleNotFoundError):
         return ()
-    keys = ((_key(clip.audio()), clip.text) for clip in clips)
-    return tuple((key, text) for key, text in keys if key)
+    return tuple((clip.audio(), clip.text) for clip in clips)
