@@ -62,7 +62,12 @@ def label(text: str) -> str:
 
 
 def hearing(recognisers: "dict[str, Callable[[bytes], str | None]]") -> None:
-    clips = corpus.by_category("backchannel") + corpus.by_category("interruption")
+    for category in ("backchannel", "interruption"):
+        print(f"\n{category}s ({len(corpus.by_category(category))} clips x {len(ROOM_SEEDS)} rooms)")
+        _hearing(corpus.by_category(category), recognisers)
+
+
+def _hearing(clips: "list[corpus.Clip]", recognisers: "dict[str, Callable[[bytes], str | None]]") -> None:
     print(f"{'sound':<22}{'rt60':>5}  " + "  ".join(f"{name + ' recognised/wrong/label':>30}" for name in recognisers))
     for echo_db in (None, -15.0, -20.0):
         for rt60_s in RT60S:
