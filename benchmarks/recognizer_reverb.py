@@ -8,7 +8,7 @@ recognised if the transcript is its words, wrong if other words (a wrong *label*
 heard as an interruption or back, is counted apart). False rates: 3 s turns of each ``room.bed``
 kind at -30 dBFS (4 seeds x 8 turns), the agent's echo alone (every agent prompt, 4 rooms), and
 each reverberant clip to a recognizer that knows no phrase starting with its first word ("other speech").
-The time is one 15 s turn (a TV bed), old and new interleaved, median of 20.
+The time is one 15 s turn (babble: no stage stops early), old and new interleaved, median of 20.
 
 Usage: PYTHONPATH=$PWD python benchmarks/recognizer_reverb.py [--before <commit>]
 """
@@ -136,7 +136,7 @@ def _knowing(module: object, known: "list[tuple[bytes, str]]") -> "Callable[[byt
 
 
 def timing(recognisers: "dict[str, Callable[[bytes], str | None]]") -> None:
-    audio = room.float_to_ulaw(room.at_level(room.bed("tv", 0), bc.REVERB_DBFS)[:8000 * 15])
+    audio = room.float_to_ulaw(room.at_level(room.bed("room_babble", 0), bc.REVERB_DBFS)[:8000 * 15])
     times = {name: [] for name in recognisers}
     for _ in range(20):
         for name, words in recognisers.items():

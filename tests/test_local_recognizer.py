@@ -88,9 +88,9 @@ def test_a_clip_whose_words_it_does_not_know_is_no_phrase():
     for text in ("yeah", "okay", "mm-hm", "sure"):
         clip = next(c for c in corpus.by_category("backchannel") if c.text == text)
         said = turn(across_room(clip.audio(), 0.6, 4), 4)
-        others = Recognizer([(a, t) for a, t in known if first_word(t) != first_word(text)])
-        assert others.words(said) is None
-        assert Recognizer([(a, t) for a, t in known if t == text or first_word(t) != first_word(text)]).words(said) == text
+        others = [(a, t) for a, t in known if first_word(t) != first_word(text)]
+        assert Recognizer(others).words(said) is None
+        assert Recognizer(others + [(a, t) for a, t in known if t == text]).words(said) == text
 
 
 def test_dry_clips_are_still_found_by_their_first_frames(recognizer):

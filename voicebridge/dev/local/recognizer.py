@@ -3,14 +3,14 @@ and the speech corpus's clips (``voicebridge.dev.sim.corpus``: "wait", "mm-hm", 
 
 The bridge forwards caller audio byte for byte, and the simulated caller speaks its known
 phrases from bundled audio, so a phrase is recognised by finding its first spoken frames in what
-a turn appended: exactly, or (a caller on a speakerphone: the phrase mixed with the agent's echo
-or a room) as the window of the turn that correlates with them at ``MATCH`` or more, as the
-real service's transcription hears words through an echo, or (a speakerphone across a reverberant
-room, where no waveform survives) by its spectro-temporal envelope (:mod:`.envelope`), when a
-short phrase's matches ``ENVELOPE_MATCH`` and beats every phrase starting with another word by
-``ENVELOPE_MARGIN``: what a real transcriber hears through a room, while a TV, babble, music or
-the agent's own echo, matching many phrases about as well, are no phrase. Anything else is unrecognised
-(transcribed as its length). This lets the scripted agent react to words
+a turn appended: exactly, or (a caller on a speakerphone: the phrase mixed with the agent's echo)
+as the window of the turn that correlates with them at ``MATCH`` or more, as the real service's
+transcription hears words through an echo. A speakerphone across a reverberant room leaves no
+waveform to correlate, yet a real transcriber hears the words; so, third, a short phrase is heard
+by its spectro-temporal envelope (:mod:`.envelope`) when it matches at ``ENVELOPE_MATCH`` and
+beats every phrase starting with another word by ``ENVELOPE_MARGIN`` (a TV, babble, music, the
+agent's echo or words it does not know match several about as well). Anything else is
+unrecognised (transcribed as its length). This lets the scripted agent react to words
 ("goodbye", "order") with no model at all, and the bridge tell a held "mm-hm" from a "wait"
 by its words as it does with the real service's transcription (docs/barge-in.md).
 """
