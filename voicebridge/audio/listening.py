@@ -461,9 +461,7 @@ class Listener:
         ``backchannel_commit`` off, or the commit refused) RESUME for a voice, too faint for the
         model to answer. A whisper CONFIRMs at once, words or none: the model's VAD often misses
         whispers, a whispered "stop" must not be lost (nor wait for words a transcriber may give
-        as "Okay.": review rv8), and nobody whispers "mm-hm". (Committing whispers for their
-        words too, aed1382, kept 2 of 27 reverberant backchannels whole that the voicing check
-        took for whispers, for 380 ms more on 14 of 27 whispered interruptions: reverted.)"""
+        as "Okay.": review rv8), and nobody whispers "mm-hm" (docs/barge-in.md, step 4)."""
         with self._lock:
             if self._held is None:
                 return Hold.NONE
