@@ -240,3 +240,12 @@ def test_the_configuration_doc_lists_every_setting_under_its_group() -> None:
             assert row in section, (group, f.name)
             if f.default is not dataclasses.MISSING and f"{row} a sentence" not in section:  # its default too
                 assert f"{row} `{f.default!r}` |" in section, (group, f.name, f.default)
+
+
+@pytest.mark.parametrize("name, value", [("backchannel_commit", "no"), ("duck", 1), ("echo_gate", "false"),
+                                         ("backchannel_hold_ms", "3000"), ("backchannel_hold_ms", 3000.5),
+                                         ("barge_in_min_speech_ms", True)])
+def test_an_on_off_or_whole_millisecond_setting_of_the_wrong_type_is_refused_by_name(name, value):
+    """A new user's ``backchannel_commit="no"`` was accepted and, a non-empty string, left it on."""
+    with pytest.raises(ValueError, match=name):
+        BridgeConfig(**{name: value})

@@ -416,8 +416,20 @@ class BridgeConfig:
         def __getattr__(self, name: str) -> Any: ...
 
     def _check(self) -> None:
+        self._check_types()
         self._check_session()
         self._check_connection()
+
+    def _check_types(self) -> None:
+        """Every on/off setting is a bool and every whole-millisecond one an int, named when not:
+        ``backchannel_commit="no"`` was accepted and, being a non-empty string, left it on."""
+        for name, (group, member) in FLAT.items():
+            kind = next(f.type for f in dataclasses.fields(GROUPS[group]) if f.name == member)
+            value = getattr(self, name)
+            if kind in (bool, "bool") and not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, not {value!r}")
+            if kind in (int, "int") and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be a whole number, not {value!r}")
         if self.first_speaker not in FIRST_SPEAKERS:
             raise ValueError(f"first_speaker must be one of {FIRST_SPEAKERS}, not {self.first_speaker!r}")
         if self.callee_silence_ms < 0 or self.amd_timeout_s <= 0:
@@ -461,9 +473,6 @@ class BridgeConfig:
             raise ValueError(f"noise_reduction must be one of {NOISE_REDUCTION} or None, not {self.noise_reduction!r}")
         if self.max_output_tokens is not None and not 1 <= self.max_output_tokens <= 4096:
             raise ValueError("max_output_tokens must be between 1 and 4096 (or None for no limit)")
-        for name in ("vad_create_response", "vad_interrupt_response", "ignore_backchannels", "echo_comfort_noise"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.vad_interrupt_response and self.turn_detection is None:
             raise ValueError("vad_interrupt_response applies to turn_detection='server_vad' or 'semantic_vad' only")
         if not 0 <= self.barge_in_min_speech_ms <= 3000:
