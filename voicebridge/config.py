@@ -349,6 +349,17 @@ FLAT: dict[str, tuple[str, str]] = {
 """Every flat setting (``BridgeConfig(voice=...)``, ``config.voice``) -> (its group, its name there)."""
 
 
+def _flat_kinds() -> dict[str, str]:
+    """The flat settings that are on/off (``bool``) or whole numbers (``int``), from the groups'
+    annotations (found once: every call's config is checked against them)."""
+    kinds = {(group, f.name): str(getattr(f.type, "__name__", f.type))
+             for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+    return {name: kinds[where] for name, where in FLAT.items() if kinds[where] in ("bool", "int")}
+
+
+_FLAT_KINDS = _flat_kinds()
+
+
 @dataclass(frozen=True, init=False)
 class BridgeConfig:
     """Everything a MediaSession needs to know; build one per call (``replace`` is cheap).
@@ -419,17 +430,6 @@ class BridgeConfig:
         self._check_types()
         self._check_session()
         self._check_connection()
-
-    def _check_types(self) -> None:
-        """Every on/off setting is a bool and every whole-millisecond one an int, named when not:
-        ``backchannel_commit="no"`` was accepted and, being a non-empty string, left it on."""
-        for name, (group, member) in FLAT.items():
-            kind = next(f.type for f in dataclasses.fields(GROUPS[group]) if f.name == member)
-            value = getattr(self, name)
-            if kind in (bool, "bool") and not isinstance(value, bool):
-                raise ValueError(f"{name} must be True or False, not {value!r}")
-            if kind in (int, "int") and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"{name} must be a whole number, not {value!r}")
         if self.first_speaker not in FIRST_SPEAKERS:
             raise ValueError(f"first_speaker must be one of {FIRST_SPEAKERS}, not {self.first_speaker!r}")
         if self.callee_silence_ms < 0 or self.amd_timeout_s <= 0:
@@ -450,6 +450,16 @@ class BridgeConfig:
         if self.tool_choice not in TOOL_CHOICES and self.tool_choice not in {t.name for t in self.all_tools}:
             raise ValueError(f"tool_choice must be one of {TOOL_CHOICES} or the name of an offered tool, "
                              f"not {self.tool_choice!r}")
+
+    def _check_types(self) -> None:
+        """Every on/off setting is a bool and every whole-millisecond one an int, named when not:
+        ``backchannel_commit="no"`` was accepted and, being a non-empty string, left it on."""
+        for name, kind in _FLAT_KINDS.items():
+            value = getattr(self, name)
+            if kind == "bool" and not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, not {value!r}")
+            if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be a whole number, not {value!r}")
 
     def _check_session(self) -> None:
         """Invalid combinations are refused here, not by the service in the middle of a call."""
