@@ -142,10 +142,10 @@ def test_sockets_above_fd_setsize_are_read() -> None:
             ws.close()
 
         with one_connection(server) as url:
-            before = set(os.listdir("/proc/self/fd"))
             conn = dial(url)
-            opened = {int(fd) for fd in set(os.listdir("/proc/self/fd")) - before}
-            assert opened and min(opened) > 1023  # the point of the test: descriptors past select()'s limit
+            # the point of the test: a descriptor past select()'s limit (read off the socket
+            # itself: a /proc/self/fd diff raced other threads' sockets closing and reopening)
+            assert conn._ws.sock.fileno() > 1023
             assert conn.recv(timeout=5) == "over the limit"
             conn.close()
     finally:
