@@ -4,6 +4,8 @@ Each is fed levels, frames and instants directly (no bridge, no clock but the nu
 """
 import math
 
+import pytest
+
 from voicebridge.audio import mulaw as audio
 from voicebridge.audio.evidence import Sound, SoundEvidence
 from voicebridge.audio.runshape import RunShape
@@ -175,6 +177,35 @@ def test_a_voiceless_run_or_a_forgotten_one_does_not_begin_the_next_runs_utteran
     echo.forget()  # the echo gate judges it echo now
     echo.run_starts(30.4)
     assert echo.start == 30.4 and not echo.spoken
+
+
+@pytest.mark.parametrize("after, vowel", [
+    ([(0.45, -30.0)], True),  # "sure" across a reverberant room: its vowel's core, dull as no whisper is
+    ([(0.64, -29.0), (1.0, -31.0), (0.96, -30.0)], True),  # "yeah": three voiced frames under VOWEL_BRIGHT
+    ([(0.88, -30.0), (0.94, -30.0)], False),  # a TV's voices under a whispered "hold on" gave two (review rv9)
+    ([(1.23, -30.0), (1.5, -29.0), (2.8, -30.0), (1.3, -31.0)], False),  # a whisper's stray periodic frames: bright
+    ([(0.3, -34.0), (0.2, -36.0), (0.4, -35.0), (0.3, -38.0)], False),  # a TV's vowels in the whisper's gaps: quieter
+])
+def test_a_vowel_after_the_whisper_verdict_makes_the_utterance_a_voice(after, vowel):
+    said = Utterance()
+    said.run_starts(10.0)
+    said.heard(-30.0, 10.0)  # the whisper's loudest frame (-30 dBFS)
+    said.voiced_frame(0.3, -30.0)  # before any verdict: not counted (the verdict is what it may undo)
+    assert not said.whisper_only and not said.vowel
+    said.heard_whisper()
+    assert said.whisper_only
+    for t, (brightness, level) in enumerate(after):
+        said.heard(level, 10.2 + t * 0.02)
+        said.voiced_frame(brightness, level)
+    assert said.whispered and said.whisper_only is not vowel
+    said.run_ended(voiced=0, peak=-30.0, now=10.4)
+    said.run_starts(11.0)  # GAP_S later: a new utterance, judged afresh
+    assert not said.whispered and not said.vowel
+    said.heard(-30.0, 11.0)
+    said.heard_whisper()
+    said.voiced_frame(0.9, -30.0)
+    said.voiced_frame(0.9, -30.0)
+    assert said.whisper_only  # the last utterance's frames do not count for this one
 
 
 def test_an_utterance_is_long_enough_from_its_onset_and_near_over_floor_and_threshold():

@@ -735,6 +735,53 @@ def test_a_whisper_with_a_stray_periodic_frame_or_two_is_still_a_whisper(n):
     assert got[0] is Decision.DUCK and got[1] in (Decision.BACKCHANNEL, Decision.CONFIRM), got
 
 
+def _speakerphone(name: str, rt60_s: float, seed: int) -> bytes:
+    """A corpus clip as a speakerphone across a room hears it (benchmarks/bargein_cases.py's rooms)."""
+    wet = np.convolve(room.ulaw_to_float(corpus.load(name)), room.room_response(seed, rt60_s=rt60_s, ms=400, direct=1.0))
+    return room.float_to_ulaw(room.at_level(wet, -30.0))
+
+
+@pytest.mark.parametrize("name, rt60_s, seed", [("backchannel_06_1", 0.8, 3), ("backchannel_06_2", 0.4, 1),
+                                                ("backchannel_06_0", 0.8, 4)])
+def test_a_reverberant_backchannel_whose_breathy_onset_was_taken_for_a_whisper_is_held_for_its_words(
+        name, rt60_s, seed):
+    """"Sure" across a reverberant room (as in the set's backchannel_06_1 case), three voices:
+    its "sh" is judged a whisper at its sixth frame, its vowel comes after. Held as a whisper it
+    interrupted after a second, unheard, and the answer lost 1.9 s to a backchannel; with the
+    vowel heard it is a voice: committed for its words, which resume the answer."""
+    call = Call(echo_db=None)
+    call.line = (QUIET,) * 400  # the set's default line: digital silence
+    call.learn(2.0)
+    got = decisions(call.talk(_speakerphone(name, rt60_s, seed)) + [call.step() for _ in range(25)])
+    assert got == [Decision.DUCK, Decision.BACKCHANNEL], got
+    assert call.listener.level.utterance.whispered and not call.listener.level.whispered
+    call.listener.hold(call.t)
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    assert call.listener.committed(call.t + 1.1, "item_s") is Turn.BACKCHANNEL
+    call.listener.transcript("Sure.", call.t + 1.5, "item_s")
+    assert call.listener.hold_outcome(call.t + 1.5) is Hold.RESUME
+
+
+@pytest.mark.parametrize("n", [1, 6, 12])
+@pytest.mark.parametrize("rt60_s", [0.4, 0.8])
+def test_a_reverberant_whisper_has_no_vowel_and_still_interrupts_unheard(n, rt60_s):
+    """The other side of the vowel rule: whispered "stop", "hold on", "wait, hold on" across the
+    same rooms stay whispers (no vowel follows the verdict), and interrupt after a second unheard."""
+    call = Call(echo_db=None)
+    call.line = (QUIET,) * 400
+    call.learn(2.0)
+    got = []
+    for frame in frames_of(_speakerphone(corpus.by_category("whisper")[n].name, rt60_s, 1)) + [QUIET] * 25:
+        got += decisions([call.step(frame)])
+        if got[-1:] in ([Decision.BACKCHANNEL], [Decision.CONFIRM]):
+            break
+    assert got[-1] in (Decision.BACKCHANNEL, Decision.CONFIRM), got  # a long one confirms as it goes on
+    assert call.listener.level.whispered, got
+    if got[-1] is Decision.BACKCHANNEL:
+        call.listener.hold(call.t)
+        assert call.listener.hold_outcome(call.t + 1.0) is Hold.CONFIRM
+
+
 def test_numpy_is_set_up_whole_when_the_first_calls_arrive_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two calls' first loud frames at once (a threaded server's first calls): each gets the whole
     set-up (numpy and the table), and frames judged afterwards use a full table (it

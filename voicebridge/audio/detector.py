@@ -360,6 +360,8 @@ class CallerLevel:
         voicing = self.voice.listen(frame, self._previous, self.tones)
         if voicing is Voicing.UNVOICED:
             return
+        if voicing is Voicing.VOICED:
+            self.utterance.voiced_frame(self.voice.last_brightness, self._level)  # a vowel after a whisper verdict
         if self.voice.voiced + self.utterance.voiced >= self.voiced_needed:
             self.evidence.voice(self._now)  # (one periodic frame is not yet a voice: coughs have them)
         if voicing is Voicing.HELD:  # a held note: music, a hum, a beep
@@ -506,8 +508,9 @@ class CallerLevel:
 
     @property
     def whispered(self) -> bool:
-        """The current (or last) utterance was judged a whisper: no voice in it."""
-        return self.utterance.whispered
+        """The current (or last) utterance was judged a whisper and no vowel came after the
+        verdict (``Utterance.whisper_only``): no voice in it, not even after a breathy onset."""
+        return self.utterance.whisper_only
 
     def forget_utterance(self) -> None:
         """The utterance's runs so far were not the caller (the echo gate judged them before it

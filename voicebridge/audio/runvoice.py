@@ -63,6 +63,11 @@ class RunVoice:
         bright = sorted(self._bright)
         return bright[len(bright) // 2] if bright else None
 
+    @property
+    def last_brightness(self) -> float:
+        """The brightness of the frame ``listen`` was told last."""
+        return self._bright[-1]
+
     def discount(self) -> None:
         """The run's voiced frames were chance (an impulsive noise's): no voice for its utterance."""
         self.voiced = 0

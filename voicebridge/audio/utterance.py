@@ -30,6 +30,12 @@ class Utterance:
     TAIL_S = 0.4  # ... but one this long after the last strong one, not falling, is speech: a room's tail falls
     # steadily and under the threshold sooner (60 dB per RT60), while a speakerphone caller's words after a loud
     # first one never rise out of the valley the room fills, and were held, loud, until the duck fuse (review rv8)
+    VOWEL_CORE = 0.5  # a voiced frame this dull after a whisper verdict is a vowel's core: the "whisper" was a
+    # voice's breathy onset ("sh-ure", "y-eah" across a reverberant room), and no whisper has one
+    VOWEL_BRIGHT, VOWEL_FRAMES = 1.1, 3  # ... as are this many voiced frames under this brightness (a TV's voices
+    # under a whispered "hold on" gave two at 0.88 and 0.94: review rv9)
+    VOWEL_DB = 3.0  # ... each within this of its loudest frame so far: a word's vowel is its loudest part, while
+    # the voices of a TV or babble heard in a whisper's gaps are quieter than the whisper (docs/barge-in.md)
     NEAR_OVER_THRESHOLD_DB = 3.0  # a near one also peaks this far over the configured threshold (a floor that has
     # not caught up with a noise just set in is no measure: babble switched on at -45 dBFS peaks under -35)
 
@@ -39,6 +45,8 @@ class Utterance:
         self.near_clear = near_clear
         self.voiced = 0  # voiced frames in its earlier runs (a voice heard once counts for it all)
         self.whispered = False  # it was judged a whisper: no voice in it
+        self.vowel = False  # a vowel was heard after the whisper verdict: a voice's breathy onset, not a whisper
+        self._vowel_frames = 0  # voiced frames under ``VOWEL_BRIGHT`` after the whisper verdict
         self.start = float("-inf")  # its first loud frame
         self._end = float("-inf")  # its last voiced (or whispered) run's end
         self._peak = MIN_DBFS  # its earlier runs' loudest level
@@ -56,7 +64,8 @@ class Utterance:
         """A loud run begins at ``now``: a new utterance unless the last ended within ``GAP_S``."""
         if now - self._end > self.GAP_S:
             self.voiced = 0
-            self.whispered = False
+            self.whispered = self.vowel = False
+            self._vowel_frames = 0
             self._peak = MIN_DBFS
             self.start = now
             self._loudest = MIN_DBFS
@@ -86,6 +95,22 @@ class Utterance:
         """A run of it was judged a whisper: like a voice, it makes the utterance spoken."""
         self.whispered = True
 
+    def voiced_frame(self, brightness: float, level: float) -> None:
+        """A voiced listened frame of it, at ``brightness`` and ``level`` (told after ``heard``).
+        After the whisper verdict, one as dull as a vowel's core (``VOWEL_CORE``), or
+        ``VOWEL_FRAMES`` under ``VOWEL_BRIGHT``, within ``VOWEL_DB`` of its loudest, show it was
+        a voice after all: "sure" and "yeah" across a reverberant room open with a breathy run
+        the verdict takes for a whisper at its sixth frame, and their vowel comes after it."""
+        if not self.whispered or self.vowel or level < self._loudest - self.VOWEL_DB:
+            return
+        self._vowel_frames += brightness < self.VOWEL_BRIGHT
+        self.vowel = brightness < self.VOWEL_CORE or self._vowel_frames >= self.VOWEL_FRAMES
+
+    @property
+    def whisper_only(self) -> bool:
+        """Judged a whisper, and no vowel came after: a whisper, not a voice's breathy onset."""
+        return self.whispered and not self.vowel
+
     def unvoice(self) -> None:
         """A voice heard in its earlier runs no longer counts (the detector was reset)."""
         self.voiced = 0
@@ -95,7 +120,8 @@ class Utterance:
         self.voiced = 0
         self._peak = MIN_DBFS
         self._end = float("-inf")
-        self.whispered = False
+        self.whispered = self.vowel = False
+        self._vowel_frames = 0
         self._loudest = MIN_DBFS
 
     def long_enough(self, now: float) -> bool:
