@@ -464,6 +464,36 @@ def test_a_held_backchannel_resumes_once_its_words_are_in():
     assert call.listener.hold_outcome(call.t + 0.9) is Hold.RESUME
 
 
+@pytest.mark.parametrize("words", ["", "Yeah."])
+def test_an_utterance_held_after_the_held_turns_were_committed_is_not_resumed_by_their_words(words):
+    """A short sound held (an echo peak, an "mm") and its turn committed; then "wait" joins the
+    hold. Its words are in no turn committed so far: the first turn's words (none, or "yeah") must
+    not resume the answer over it (they did: the answer played on over "stop, stop" until it was
+    long enough to confirm, ~0.4 s later, and the false-trigger watch then asked the model to go on)."""
+    call = held("backchannel", 8)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.BACKCHANNEL
+    assert call.listener.committed(call.t + 0.2, "item_a") is Turn.BACKCHANNEL
+    for _ in range(40):  # 0.8 s: the next sound is an utterance of its own (Utterance.GAP_S)
+        call.step()
+    got = decisions(call.talk(corpus.by_category("interruption")[0].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL, got
+    call.listener.hold(call.t)
+    assert call.listener.transcript(words, call.t + 0.1, "item_a") is False
+    assert call.listener.hold_outcome(call.t + 0.1) is Hold.WAIT
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT  # "wait"'s own words decide
+
+
+def test_the_words_of_a_turn_held_before_a_later_utterance_joined_still_interrupt():
+    call = held("interruption", 0)  # "wait"
+    assert call.listener.committed(call.t + 0.2, "item_a") is Turn.BACKCHANNEL
+    for _ in range(40):
+        call.step()
+    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL, got
+    call.listener.hold(call.t)
+    assert call.listener.transcript("Wait.", call.t + 0.1, "item_a") is True  # interrupt and answer
+
+
 def test_a_held_turn_whose_words_never_come_interrupts_at_the_bound():
     call = held("backchannel", 8)
     call.listener.server_speech(call.t, audible=True)

@@ -227,6 +227,7 @@ class Listener:
         self._commit_unheard = self._transcribed and config.backchannel_commit
         self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
         self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far
+        self._held_committed_at = float("-inf")  # when the model last committed a turn for it
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
@@ -359,6 +360,7 @@ class Listener:
                         self._hold_verdict = Hold.CONFIRM
                         return Turn.RESPOND
                     self._held_items[item_id] = ""
+                    self._held_committed_at = now
                 self._backchannel_items = {i: t for i, t in self._backchannel_items.items()
                                            if now - t <= BACKCHANNEL_TEXT_S}
                 self._backchannel_items[item_id] = now
@@ -437,10 +439,21 @@ class Listener:
         decide (a second one while held joins the first)."""
         with self._lock:
             if self._held is None:
-                self._held, self._hold_verdict = now, Hold.WAIT
-                self._held_items.clear()
-                self._held_whisper, self._asked = False, None
+                self._held_whisper = False
+                self._restart_hold(now)
+            elif self._held_items and self._held_committed_at <= self.level.utterance_start:
+                # every turn held so far was committed before this utterance began: its words are in
+                # none of them, and their words (empty, an "mm-hm") must not resume over it (an echo
+                # peak held, then "stop, stop"). They still interrupt if they take the turn.
+                self._restart_hold(now)
             self._held_whisper = self._held_whisper or self.level.whispered  # a whisper joined by an "mm" stays one
+
+    def _restart_hold(self, now: float) -> None:
+        """The hold starts (again) at ``now`` for an utterance none of whose words the model has
+        committed yet (under the lock)."""
+        self._held, self._hold_verdict = now, Hold.WAIT
+        self._held_items.clear()
+        self._asked = None
 
     @property
     def holding(self) -> bool:
