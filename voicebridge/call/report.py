@@ -88,7 +88,11 @@ def build(*, report_id: str, who: Mapping[str, Any], started_at: float, duration
         "control": control,
         "transfer_to": metrics.get("transfer_to"),
         "barge_ins": {"confirmed": metrics.get("barge_in_events", 0), "false": metrics.get("false_barge_ins", 0),
-                      "clears": metrics.get("clears_sent", 0)},
+                      "clears": metrics.get("clears_sent", 0),
+                      # short utterances the answer paused for, those that resumed it (backchannels),
+                      # and those the bridge committed for their words (the model's VAD missed them)
+                      "holds": metrics.get("backchannel_holds", 0), "resumed": metrics.get("backchannels", 0),
+                      "hold_commits": metrics.get("hold_commits", 0)},
         "usage": dict(usage),
         "cost": {"estimate": estimate_cost(usage, prices), "currency": prices.currency, "prices": asdict(prices)},
         "recording": dict(recording) if recording else None,
