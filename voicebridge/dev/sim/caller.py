@@ -512,7 +512,7 @@ def verdict_lines(r: CallReport) -> list[str]:
     """The call's problems, then its timing figures (under load a figure, not a verdict)."""
     problems, timing = r.problems(), r.timing_problems()
     return ["problems: " + ("; ".join(problems) if problems else "none"),
-            "timing: " + ("; ".join(timing) if timing else "on time")]
+            "timing (this machine's clock, a figure not a verdict): " + ("; ".join(timing) if timing else "on time")]
 
 
 def main(argv: "list[str] | None" = None) -> int:
