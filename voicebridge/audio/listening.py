@@ -227,7 +227,9 @@ class Listener:
         self._commit_unheard = self._transcribed and config.backchannel_commit
         self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
         self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far
-        self._held_committed_at = float("-inf")  # when the model last committed a turn for it
+        self._held_committed_at = float("-inf")  # when the model last committed a turn for it (-inf: none yet)
+        self._joined_start = float("-inf")  # the onset of the latest utterance that joined the hold
+        self._resume_deferred = False  # the held turns' words said resume, but a later utterance's are to come
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
@@ -429,31 +431,43 @@ class Listener:
         if final:
             del self._held_items[item_id]
             if not self._held_items:  # a whisper with no words in it: a whispered "stop" the transcription lost
-                self._hold_verdict = Hold.CONFIRM if self._held_whisper and not _WORD.search(words.lower()) \
-                    else Hold.RESUME
+                if self._held_whisper and not _WORD.search(words.lower()):
+                    self._hold_verdict = Hold.CONFIRM
+                elif self._later_utterance():
+                    self._resume_deferred = True  # its own words (or length, or the bound) decide
+                else:
+                    self._hold_verdict = Hold.RESUME
         return False
+
+    def _later_utterance(self) -> bool:
+        """An utterance that began after the held turns' last commit joined the hold or is being
+        heard (under the lock): its words are in none of them, and theirs (none, an "mm-hm") must
+        not resume the answer over it (an echo peak held, its turn committed, then "stop, stop")."""
+        level = self.level
+        latest = max(self._joined_start, level.utterance_start if level.hearing else float("-inf"))
+        return latest > self._held_committed_at
 
     # ------------------------------------------------------------------ the held agent
     def hold(self, now: float) -> None:
         """A short voiced utterance ended with the agent paused: keep it paused until its words
         decide (a second one while held joins the first)."""
         with self._lock:
+            start = self.level.utterance_start
             if self._held is None:
-                self._held_whisper = False
-                self._restart_hold(now)
-            elif self._held_items and self._held_committed_at <= self.level.utterance_start:
-                # every turn held so far was committed before this utterance began: its words are in
-                # none of them, and their words (empty, an "mm-hm") must not resume over it (an echo
-                # peak held, then "stop, stop"). They still interrupt if they take the turn.
-                self._restart_hold(now)
+                self._held, self._hold_verdict = now, Hold.WAIT
+                self._held_items.clear()
+                self._held_whisper, self._asked, self._resume_deferred = False, None, False
+                self._joined_start, self._held_committed_at = start, float("-inf")
+            elif self._held_committed_at > float("-inf") and start > self._held_committed_at:
+                # it began after every turn held so far was committed: its words are in none of them.
+                # Theirs still decide if they take the turn, fail, or never come (a "stop" held before
+                # it); a resume waits for its own (``_later_utterance``), and the bridge's commit and
+                # the bound count from now, for it
+                self._joined_start = max(self._joined_start, start)
+                self._held, self._asked = now, None
+                if self._hold_verdict is Hold.RESUME:
+                    self._hold_verdict, self._resume_deferred = Hold.WAIT, True
             self._held_whisper = self._held_whisper or self.level.whispered  # a whisper joined by an "mm" stays one
-
-    def _restart_hold(self, now: float) -> None:
-        """The hold starts (again) at ``now`` for an utterance none of whose words the model has
-        committed yet (under the lock)."""
-        self._held, self._hold_verdict = now, Hold.WAIT
-        self._held_items.clear()
-        self._asked = None
 
     @property
     def holding(self) -> bool:
@@ -478,6 +492,9 @@ class Listener:
         with self._lock:
             if self._held is None:
                 return Hold.NONE
+            if self._resume_deferred and self._hold_verdict is Hold.WAIT and not self._held_items \
+                    and not self._later_utterance():  # the later sound ended unheld (a noise), or its turn's words are in
+                self._hold_verdict = Hold.RESUME
             verdict = self._hold_verdict
             unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
             if verdict is Hold.WAIT and not self._held_items and self._asked is None \
@@ -494,6 +511,7 @@ class Listener:
             if verdict is not Hold.WAIT:
                 self._held = None
                 self._held_items.clear()
+                self._resume_deferred = False
             return verdict
 
     def commit_refused(self) -> None:
