@@ -4,7 +4,6 @@ failure, their absence or a command in their words still interrupts) and only a 
 the later utterance's own words (``Listener._later_utterance``)."""
 from __future__ import annotations
 
-import pytest
 
 from voicebridge import BridgeConfig
 from voicebridge.audio.detector import Decision
