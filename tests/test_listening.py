@@ -483,6 +483,31 @@ def test_an_utterance_held_after_the_held_turns_were_committed_is_not_resumed_by
     assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT  # "wait"'s own words decide
 
 
+def test_an_utterance_begun_in_the_frame_the_held_turns_commit_came_is_held_for_its_own_words():
+    """The held "yeah"'s turn is committed at the very instant "wait" begins: the model cannot
+    have committed any of "wait" (held_then_command.py: with a strict comparison the answer
+    resumed on "Yeah." 0.48 s into the "wait")."""
+    wait = frames_of(corpus.by_category("interruption")[0].audio())
+    calls = []
+    for _ in range(2):  # the first run finds the frame "wait" ducks on (the harness is deterministic)
+        call = held("backchannel", 8)  # "yeah"
+        call.listener.server_speech(call.t, audible=True)
+        for _ in range(40):
+            call.step()
+        calls.append(call)
+    first = next(i for i, f in enumerate(wait) if calls[0].step(f).decision is Decision.DUCK)
+    call = calls[1]
+    for f in wait[:first]:
+        call.step(f)
+    assert call.listener.committed(call.t, "item_y") is Turn.BACKCHANNEL  # as "wait"'s first loud frame comes
+    got = decisions([call.step(f) for f in wait[first:]] + [call.step() for _ in range(5)])
+    assert call.listener.level.utterance_start == call.listener._held_committed_at, got
+    assert got[-1] is Decision.BACKCHANNEL, got
+    call.listener.hold(call.t)
+    assert call.listener.transcript("Yeah.", call.t + 0.1, "item_y") is False
+    assert call.listener.hold_outcome(call.t + 0.1) is Hold.WAIT
+
+
 def test_the_words_of_a_turn_held_before_a_later_utterance_joined_still_interrupt():
     call = held("interruption", 0)  # "wait"
     assert call.listener.committed(call.t + 0.2, "item_a") is Turn.BACKCHANNEL
@@ -978,3 +1003,43 @@ def test_a_carrier_whose_stamps_stay_at_zero_is_judged_as_one_without_stamps():
         call.talk(quieter(corpus.by_category("question")[0].audio(), 10))
         results.append((call.listener.gate.delay_ms, [h.verdict for h in call.heard[50:]]))
     assert results[1] == results[0]
+
+
+def test_rv10_a_noise_during_which_the_held_turns_words_came_resumes_once_over():
+    """(rv10 fix) The held "yeah"'s words come while a cough begun after its commit is heard:
+    the resume waits for the cough's end, then goes ahead (the cough is not held)."""
+    call = held("backchannel", 8)
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.2, "item_y") is Turn.BACKCHANNEL
+    for _ in range(20):
+        call.step()
+    cough = frames_of(room.event("cough", 1))
+    call.step(cough[0])
+    call.step(cough[1])
+    assert call.listener.level.hearing
+    assert call.listener.transcript("Yeah.", call.t, "item_y") is False
+    assert call.listener.hold_outcome(call.t) is Hold.WAIT
+    got = decisions([call.step(f) for f in cough[2:]] + [call.step() for _ in range(30)])
+    assert Decision.BACKCHANNEL not in got and Decision.CONFIRM not in got, got
+    assert call.listener.hold_outcome(call.t) is Hold.RESUME
+
+
+def test_rv10_stop_stop_begun_after_the_held_turns_commit_is_held_for_its_own_words():
+    """(rv10 fix) The held turn's empty words come while "stop, stop" is said: no resume; its
+    first run ends held, the hold restarts for it, and its own words decide (here: the commit)."""
+    call = held("backchannel", 8)
+    call.listener.server_speech(call.t, audible=True)
+    assert call.listener.committed(call.t + 0.2, "item_a") is Turn.BACKCHANNEL
+    for _ in range(40):
+        call.step()
+    frames = frames_of(corpus.by_category("interruption")[20].audio()) + [QUIET] * 10
+    k = len(frames) // 5
+    got = decisions([call.step(f) for f in frames[:k]])
+    call.listener.transcript("", call.t, "item_a")
+    for f in frames[k:]:
+        got += decisions([call.step(f)])
+        if got[-1:] == [Decision.BACKCHANNEL]:
+            call.listener.hold(call.t)
+        assert call.listener.hold_outcome(call.t) is Hold.WAIT
+    assert Decision.BACKCHANNEL in got, got
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT

@@ -228,7 +228,7 @@ class Listener:
         self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
         self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far
         self._held_committed_at = float("-inf")  # when the model last committed a turn for it (-inf: none yet)
-        self._joined_start = float("-inf")  # the onset of the latest utterance that joined the hold
+        self._joined_start = float("-inf")  # the onset of the latest utterance that joined the hold after a commit
         self._resume_deferred = False  # the held turns' words said resume, but a later utterance's are to come
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
@@ -444,8 +444,13 @@ class Listener:
         heard (under the lock): its words are in none of them, and theirs (none, an "mm-hm") must
         not resume the answer over it (an echo peak held, its turn committed, then "stop, stop")."""
         level = self.level
-        latest = max(self._joined_start, level.utterance_start if level.hearing else float("-inf"))
-        return latest > self._held_committed_at
+        return self._after_commit(max(self._joined_start,
+                                      level.utterance_start if level.hearing else float("-inf")))
+
+    def _after_commit(self, start: float) -> bool:
+        """An utterance begun at ``start`` is in none of the held turns: some were committed, and
+        it began after the last (or as it came: the model cannot have committed it)."""
+        return self._held_committed_at > float("-inf") and start >= self._held_committed_at
 
     # ------------------------------------------------------------------ the held agent
     def hold(self, now: float) -> None:
@@ -457,8 +462,9 @@ class Listener:
                 self._held, self._hold_verdict = now, Hold.WAIT
                 self._held_items.clear()
                 self._held_whisper, self._asked, self._resume_deferred = False, None, False
-                self._joined_start, self._held_committed_at = start, float("-inf")
-            elif self._held_committed_at > float("-inf") and start > self._held_committed_at:
+                # (its own start does not count as a later one: its words are in the turns to come)
+                self._joined_start, self._held_committed_at = float("-inf"), float("-inf")
+            elif self._after_commit(start):
                 # it began after every turn held so far was committed: its words are in none of them.
                 # Theirs still decide if they take the turn, fail, or never come (a "stop" held before
                 # it); a resume waits for its own (``_later_utterance``), and the bridge's commit and
