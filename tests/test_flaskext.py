@@ -972,3 +972,17 @@ def test_media_streams_decline_permessage_deflate(path: str) -> None:
         head = _upgrade_response(server.port, path, "permessage-deflate; client_max_window_bits")
     assert head.startswith("HTTP/1.1 101"), head
     assert "sec-websocket-extensions" not in head.lower(), head
+
+
+def test_a_bridge_for_the_hosted_service_without_a_key_says_so_when_mounted(caplog: pytest.LogCaptureFixture) -> None:
+    """(A new user's first hour: BridgeConfig(api_key="") mounted silently, and the first caller
+    got 4 s of silence and the apology.) A local server's URL, a key, a token or a connector of
+    one's own: nothing to say."""
+    with caplog.at_level(logging.WARNING, logger="voicebridge.serving.flaskext"):
+        VoiceBridge(Flask("a"), BridgeConfig(api_key=""))
+        VoiceBridge(Flask("b"), BridgeConfig(api_key="sk-test"))
+        VoiceBridge(Flask("c"), BridgeConfig(openai_url="ws://127.0.0.1:9/v1/realtime"))
+        VoiceBridge(Flask("d"), BridgeConfig(token_provider=lambda: "t", azure_endpoint="https://x.openai.azure.com",
+                                             azure_deployment="rt"))
+    warned = [r.getMessage() for r in caplog.records if "no api_key" in r.getMessage()]
+    assert len(warned) == 1 and "wss://api.openai.com/v1/realtime" in warned[0] and "sk-" not in caplog.text

@@ -98,10 +98,22 @@ def test_jitter_is_not_running_ahead_but_a_sender_faster_than_real_time_is():
     assert any("ahead of real time" in p for p in r.timing_problems())
 
 
+def test_a_failed_tools_sorry_is_no_apology_for_a_lost_model():
+    """(A new user's tool that raised: the agent's "Sorry, I could not look that up" begins with
+    the apology's first 28 frames; the caller reported an outage that never happened.)"""
+    from voicebridge.dev.tts import load_prompt
+
+    m = _metrics()
+    sorry = load_prompt("tool_failed")
+    for i in range(0, len(sorry) - 159, 160):
+        m.media(i / 8000, sorry[i:i + 160])
+    assert m.finish(5.0, PlayoutBuffer(0.0)).apologies == 0
+
+
 def test_an_apology_and_dead_air_are_problems():
     """A call that ended in the bridge's apology, or where a wait for the agent heard nothing,
     did not work, however well paced its frames were."""
-    from voicebridge.dev.sim.metrics import APOLOGY_FRAME
+    from voicebridge.dev.sim.metrics import APOLOGY
     from voicebridge.dev.tts import load_prompt
 
     m = _metrics()
@@ -112,7 +124,7 @@ def test_an_apology_and_dead_air_are_problems():
     m.event(5.0, "wait_timeout", {"step": "wait_agent:3000", "dead_air_ms": 3000})
     m.event(6.0, "wait_timeout", {"step": "wait_quiet:600"})  # the agent talking on: not dead air
     r = m.finish(7.0, PlayoutBuffer(0.0))
-    assert APOLOGY_FRAME is not None and r.apologies == 1
+    assert APOLOGY and r.apologies == 1
     assert r.dead_air == [{"t": 5.0, "ms": 3000}]
     assert r.problems() == ["the caller heard the bridge's apology (the model was unavailable)",
                             "dead air: 1 wait(s) for the agent heard nothing (up to 3.0 s)"]

@@ -201,3 +201,15 @@ def test_one_ending_per_call_a_transfer_beats_a_pending_hang_up():
     assert decide(transfer("a"), False, transfer("bb")) is Decision.REFUSED  # the first transfer stands
     assert decide(transfer("a"), False, transfer("a")) is Decision.ALREADY
     assert decide(hang_up(), False, hang_up()) is Decision.ALREADY
+
+
+def test_a_plain_function_among_the_tools_is_refused_naming_the_decorator():
+    """(A new user's first mistake: a function not decorated, or one passed without a tuple.)"""
+    def lookup(order: str) -> str:
+        """Look an order up."""
+        return order
+
+    with pytest.raises(ValueError, match=r"'lookup' is not a tool: decorate it with @voicebridge.tool"):
+        BridgeConfig(tools=(lookup,))
+    with pytest.raises(ValueError, match=r"tools must be a tuple"):
+        BridgeConfig(tools=tool(lookup))

@@ -434,6 +434,13 @@ class BridgeConfig:
             raise ValueError(f"first_speaker must be one of {FIRST_SPEAKERS}, not {self.first_speaker!r}")
         if self.callee_silence_ms < 0 or self.amd_timeout_s <= 0:
             raise ValueError("callee_silence_ms must be >= 0 and amd_timeout_s > 0")
+        if not isinstance(self.tools, (tuple, list)):
+            raise ValueError(f"tools must be a tuple of @tool functions, not {type(self.tools).__name__}"
+                             " (tools=(lookup,) for one)")
+        for t in self.tools:
+            if not isinstance(t, Tool):
+                raise ValueError(f"tools: {getattr(t, '__name__', t)!r} is not a tool: decorate it with "
+                                 "@voicebridge.tool (its description and parameters come from it)")
         names = [t.name for t in self.tools]
         if len(set(names)) != len(names):
             raise ValueError(f"tool names must be unique: {names}")

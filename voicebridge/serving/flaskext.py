@@ -59,7 +59,7 @@ from ..model import client as realtime_client
 from ..carrier import tcp
 from ..carrier import seam
 from ..carrier.seam import Carrier
-from ..config import BridgeConfig
+from ..config import OPENAI_REALTIME_BASE, BridgeConfig
 from ..extras import bridge_metrics
 from ..call.hooks import HookRunner, legacy
 from ..call.session import MediaSession
@@ -189,6 +189,16 @@ class VoiceBridge:
     load balancer's time to see ``/healthz`` 503; longer than a preStop sleep).
     """
 
+    def _warn_without_credentials(self) -> None:
+        """A hosted endpoint with no key and no token: every call would fail to connect (first
+        caller: silence, then the apology), with nothing in the log saying why. Said once, now."""
+        config, url = self.config, self.config.realtime_url
+        hosted = url.startswith(OPENAI_REALTIME_BASE) or config.is_azure
+        if hosted and not config.api_key and config.token_provider is None and self.connect is None:
+            log.warning("no api_key (or token_provider) for %s: every call will fail to connect; set "
+                        "BridgeConfig(api_key=os.environ[\"OPENAI_API_KEY\"]), or openai_url= a local server",
+                        url.split("?")[0])
+
     def __init__(
         self,
         app: Flask | None = None,
@@ -257,6 +267,7 @@ class VoiceBridge:
         self.slots = self.state.slots
         self.transfers = self.state.transfers  # call SID -> target, for /voice/after
         self.signatures = SignatureCheck(auth_token, self.public_url)
+        self._warn_without_credentials()
         self.twilio_hooks = TwilioWebhooks(auth_token)
         # With signatures on, every stream must also present the single-use token its webhook issued.
         self.telnyx = self._telnyx_webhooks(telnyx_public_key) if "telnyx" in self.carriers else None

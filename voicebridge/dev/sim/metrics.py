@@ -46,8 +46,33 @@ def _bundled(name: str) -> bytes:
         return b""
 
 
-APOLOGY_FRAME = _first_sound(_bundled("apology"))
-"""The bundled apology's first sound: received, the bridge apologised for a lost model."""
+def _sounding(prompt: bytes) -> list[bytes]:
+    """A bundled prompt's frames from its first sound on."""
+    first = _first_sound(prompt)
+    frames = [prompt[i:i + 160] for i in range(0, len(prompt) - 159, 160)]
+    return frames[frames.index(first):] if first is not None else []
+
+
+def _signature(name: str) -> tuple[bytes, ...]:
+    """The first frames of a bundled prompt's sound that no other prompt begins with: the
+    apology and the failed tool's "Sorry, ..." share their first 28 frames."""
+    own = _sounding(_bundled(name))
+    try:
+        from importlib import resources
+
+        files = resources.files("voicebridge.prompts").iterdir()
+        others = [_sounding(f.read_bytes()) for f in files if f.name.endswith(".ulaw") and f.name != f"{name}.ulaw"]
+    except (OSError, ModuleNotFoundError):
+        others = []
+    n = 1
+    while n < len(own) and any(o[:n] == own[:n] for o in others):
+        n += 1
+    return tuple(own[:n + 2])
+
+
+APOLOGY = _signature("apology")
+"""The bundled apology's first frames of sound (as far as no other prompt shares them): received
+in a row, the bridge apologised for a lost model."""
 
 
 class CallerMetrics:
@@ -63,6 +88,7 @@ class CallerMetrics:
         self._onsets: list[tuple[float, bool]] = []
         self._marks: dict[str, list[MarkRecord]] = {}
         self._tone = ToneChecker()
+        self._apology_at = 0  # frames of ``APOLOGY`` received in a row so far
 
     # -- observations -----------------------------------------------------------------------
     def message(self, kind: str) -> None:
@@ -76,8 +102,20 @@ class CallerMetrics:
         self._arrivals.append(t)
         self._sizes[len(payload)] += 1
         self._tone.feed(payload)
-        if payload == APOLOGY_FRAME:  # the bridge's "sorry, we cannot take your call": the model was lost
+        self._apology_frame(payload)
+
+    def _apology_frame(self, payload: bytes) -> None:
+        """The bridge's "sorry, we cannot take your call" (the model was lost), known by its first
+        frames in a row, or by as many of them as came before the call ended (a failed tool's
+        "Sorry, I could not look that up" begins alike, and goes on otherwise)."""
+        if not APOLOGY:
+            return
+        at = self._apology_at
+        at = at + 1 if at and payload == APOLOGY[at] else int(payload == APOLOGY[0])
+        if at == len(APOLOGY):
             self.report.apologies += 1
+            at = 0
+        self._apology_at = at
 
     def clear(self, t: float) -> None:
         self._clears.append(t)
@@ -110,6 +148,9 @@ class CallerMetrics:
     def finish(self, duration: float, playout: PlayoutBuffer, playout_origin: float = 0.0) -> CallReport:
         """Fill in the report; ``playout_origin`` maps playout times to call time (subtracted)."""
         r = self.report
+        if self._apology_at:  # the call ended during the apology's first words
+            r.apologies += 1
+            self._apology_at = 0
         r.duration_ms = round(duration * 1000, 1)
         r.frames_received = len(self._arrivals)
         r.frame_sizes = dict(sorted(self._sizes.items()))
