@@ -380,6 +380,22 @@ def test_manual_commit_and_clear_without_vad():
     assert only(out, "response.done")["response"]["status"] == "completed"
 
 
+def test_a_manual_commit_inside_a_vad_activation_takes_its_item_and_the_activation_goes_on():
+    """As the service's reference has it: speech_started's item id comes again with speech_stopped
+    "unless the client manually commits the audio buffer during VAD activation". The client's
+    commit takes the turn's item; the activation goes on (no second speech_started) and its
+    speech_stopped commits the rest under another id."""
+    h = Harness(speed=0)
+    h.pcmu_session()
+    started = only(h.append(silence(300) + speech(800)), "input_audio_buffer.speech_started")["item_id"]
+    out = h.send({"type": "input_audio_buffer.commit"})
+    assert only(out, "input_audio_buffer.committed")["item_id"] == started
+    out = h.append(speech(600) + silence(800))
+    assert types(out).count("input_audio_buffer.speech_started") == 0
+    stopped = only(out, "input_audio_buffer.speech_stopped")["item_id"]
+    assert stopped != started and only(out, "input_audio_buffer.committed")["item_id"] == stopped
+
+
 def test_item_create_delete_retrieve():
     h = Harness(speed=0)
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}

@@ -304,8 +304,15 @@ class RealtimeEngine:
                 f"Error committing input audio buffer: buffer too small. Expected at least {MIN_COMMIT_MS}ms "
                 f"of audio, but buffer only has {buffered}ms of audio.")
         item_id = self._speech_item or self._events.new_id("item")
-        self._vad.reset_turn()
-        return self._commit(item_id, self._vad.position_ms, buffered)
+        if not self._vad.speaking:
+            self._vad.reset_turn()
+            return self._commit(item_id, self._vad.position_ms, buffered)
+        # Inside a VAD activation the service goes on with it: the commit takes the turn's item id
+        # and the activation's speech_stopped names another ("unless the client manually commits
+        # the audio buffer during VAD activation", its reference for speech_started).
+        out = self._commit(item_id, self._vad.position_ms, buffered)
+        self._speech_item = self._events.new_id("item")
+        return out
 
     def _commit(self, item_id: str, end_ms: int, speech_ms: int, turn: bool = True) -> list[Event]:
         """Turn the buffer up to ``end_ms`` into a user audio item (and maybe a transcript).
