@@ -304,6 +304,12 @@ class _ScriptedListener:
     def hear(self, frame, now, armed, timestamp_ms=None):
         return self._heard
 
+    def flush_due(self, now):
+        return False  # (no model turn open: nothing to commit at an onset)
+
+    def heard_by_model(self):
+        return False  # (nor a turn that heard a released voice)
+
     def server_speech(self, now, audible):
         from voicebridge.audio.listening import ServerSpeech
 

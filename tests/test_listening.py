@@ -872,11 +872,13 @@ def test_numpy_is_set_up_whole_when_the_first_calls_arrive_together(monkeypatch:
         mulaw.numeric.cache_clear()
 
 
-def test_a_held_voice_inside_a_turn_the_models_vad_opened_earlier_waits_for_that_turns_words():
+def test_a_held_voice_inside_a_turn_the_models_vad_opened_earlier_is_committed_for_its_words():
     """The model's VAD started on the echo under a TV before the caller spoke and stays in its turn
-    through "hold on": no new ``speech_started`` comes, but the words will, with the commit.
-    (Before: resumed after a second as a voice the model took for no turn, and "hold on" was
-    never acted on: a miss at the caller's ear, 2 s of the agent over them.)"""
+    through "hold on": no new ``speech_started`` comes, and the turn's own commit may come only
+    after the hold's bound (the TV keeps it open). The bridge commits the held voice's audio
+    itself (inside the open turn) and its words decide; the turn's rest, after that commit, is
+    nobody's. (Before 2026-12-03: waited for the turn's commit, and over a TV interrupted every
+    "mm-hm" at the bound; before that: resumed over "hold on".)"""
     call = Call()
     call.learn(3.0)
     opened = call.t
@@ -886,23 +888,243 @@ def test_a_held_voice_inside_a_turn_the_models_vad_opened_earlier_waits_for_that
     got = decisions(call.talk(corpus.by_category("interruption")[0].audio()) + [call.step() for _ in range(5)])
     assert got[-1] is Decision.BACKCHANNEL
     call.listener.hold(call.t)
-    assert call.listener.hold_outcome(call.t + 1.0) is Hold.WAIT  # before: RESUME
-    assert call.listener.committed(call.t + 1.9, "item_tv") is Turn.BACKCHANNEL  # the held utterance is in it
-    assert call.listener.transcript("Wait.", call.t + 2.2, "item_tv") is True
-    assert call.listener.hold_outcome(call.t + 2.2) is Hold.CONFIRM
+    assert call.listener.hold_outcome(call.t + 0.2) is Hold.WAIT
+    assert call.listener.hold_outcome(call.t + 0.3) is Hold.COMMIT  # before: WAIT (to the bound)
+    assert call.listener.committed(call.t + 0.4, "item_c1") is Turn.BACKCHANNEL  # the held voice is in it
+    assert call.listener.hold_outcome(call.t + 0.5) is Hold.WAIT
+    assert call.listener.transcript("Wait.", call.t + 0.8, "item_c1") is True
+    assert call.listener.hold_outcome(call.t + 0.8) is Hold.CONFIRM
+    assert call.listener.committed(call.t + 1.9, "item_tv") is Turn.NOT_CALLER  # the rest: the TV's
+
+
+def test_a_held_backchannel_inside_a_turn_the_models_vad_keeps_open_resumes_on_its_words():
+    """The same with "yeah": its own commit's words resume the answer long before the open turn
+    closes; the turn's rest, when it closes, is left unanswered and its words (the TV's) do not
+    interrupt."""
+    call = Call()
+    call.learn(3.0)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
+    for _ in range(60):
+        call.step()
+    got = decisions(call.talk(corpus.by_category("backchannel")[8].audio()) + [call.step() for _ in range(5)])
+    assert got[-1] is Decision.BACKCHANNEL
+    call.listener.hold(call.t)
+    assert call.listener.hold_outcome(call.t + 0.3) is Hold.COMMIT
+    assert call.listener.committed(call.t + 0.4, "item_c1") is Turn.BACKCHANNEL
+    assert call.listener.transcript("Yeah.", call.t + 0.8, "item_c1") is False
+    assert call.listener.hold_outcome(call.t + 0.8) is Hold.RESUME
+    assert call.listener.committed(call.t + 3.0, "item_tv") is Turn.NOT_CALLER
+    assert call.listener.transcript("and tonight the weather", call.t + 3.3, "item_tv") is False
+
+
+def _open_turn_then(call: "Call", clip: bytes, open_s: float) -> list:
+    """The model's VAD opened a turn (on a TV under the echo) ``open_s`` before ``clip`` begins:
+    each frame's ``flush_due`` asked as the session's duck does (the decision, flush_due)."""
+    call.learn(3.0)
+    call.listener.server_speech(call.t, audible=True)
+    for _ in range(int(round(open_s / 0.02))):
+        call.step()
+    out = []
+    for f in frames_of(clip) + [QUIET] * 5:
+        h = call.step(f)
+        t = round(call.t - 0.02, 6)
+        out.append((h.decision, h.decision is Decision.DUCK and call.listener.flush_due(t)))
+    return out
+
+
+def test_a_voice_beginning_inside_a_turn_open_a_second_commits_the_buffer_at_its_onset_once():
+    call = Call()
+    got = _open_turn_then(call, corpus.by_category("backchannel")[8].audio(), 1.2)
+    ducks = [due for d, due in got if d is Decision.DUCK]
+    assert ducks[0] is True and not any(ducks[1:]), got  # its first frame only
+    assert [d for d, _ in got if d is not Decision.NONE][-1] is Decision.BACKCHANNEL
+
+
+def test_no_commit_at_an_onset_inside_a_young_turn_or_right_after_a_commit():
+    young = Call()
+    assert not any(due for _, due in _open_turn_then(young, corpus.by_category("backchannel")[8].audio(), 0.6))
+    again = Call()  # a second voice 0.7 s after the first one's onset commit: that commit is too recent
+    first = _open_turn_then(again, corpus.by_category("backchannel")[8].audio(), 1.2)
+    assert sum(due for _, due in first) == 1
+    again.listener.committed(again.t - 0.3, "item_tv1")  # the onset commit's reply
+    for _ in range(25):  # 0.5 s apart: a new utterance
+        again.step()
+    second = []
+    for f in frames_of(corpus.by_category("backchannel")[8].audio()):
+        h = again.step(f)
+        second.append(h.decision is Decision.DUCK and again.listener.flush_due(round(again.t - 0.02, 6)))
+    assert any(h.decision is Decision.DUCK for h in again.heard[-len(second):]) and not any(second)
+    off = Call(BridgeConfig(backchannel_commit=False))
+    assert not any(due for _, due in _open_turn_then(off, corpus.by_category("backchannel")[8].audio(), 1.2))
+
+
+def test_the_stretch_committed_at_an_onset_is_nobodys_and_the_held_voice_after_it_decides_by_its_words():
+    """TV under the echo kept the model's turn open; "wait" over the answer: the buffer is committed
+    at its onset (the TV's stretch: unanswered, its words no command), the held "wait" committed
+    on its own; its words interrupt. The turn's rest is nobody's."""
+    call = Call()
+    got = _open_turn_then(call, corpus.by_category("interruption")[0].audio(), 1.2)
+    assert any(due for _, due in got) and [d for d, _ in got if d is not Decision.NONE][-1] is Decision.BACKCHANNEL
+    listener = call.listener
+    onset_reply = call.t - 0.1
+    assert listener.committed(onset_reply, "item_tv1") is Turn.NOT_CALLER  # the stretch before the onset
+    assert listener.transcript("and tonight the forecast", onset_reply + 0.4, "item_tv1") is False
+    listener.hold(call.t)
+    assert listener.hold_outcome(call.t + 0.3) is Hold.COMMIT  # the turn is still open
+    assert listener.committed(call.t + 0.35, "item_c1") is Turn.BACKCHANNEL
+    assert listener.transcript("Wait.", call.t + 0.7, "item_c1") is True
+    assert listener.hold_outcome(call.t + 0.7) is Hold.CONFIRM
+    assert listener.committed(call.t + 2.0, "item_tv2") is Turn.NOT_CALLER
+
+
+@pytest.mark.parametrize("words, interrupts", [("Stop.", True), ("No, no.", True), ("Mm-hm.", False),
+                                               ("and no one saw it coming tonight", False)])
+def test_only_a_command_in_the_stretch_committed_at_an_onset_interrupts(words, interrupts):
+    """The stretch before an onset is the room's (a TV's sentences: their "no" no command), or a
+    caller's short "stop" the detector let pass before it: that one still interrupts."""
+    call = Call()
+    listener = call.listener
+    call.learn(3.0)
+    listener.server_speech(call.t, audible=True)
+    listener._turn = ServerSpeech.BACKCHANNEL  # (as judged when a short voice let pass had started it)
+    for _ in range(60):
+        call.step()
+    assert listener.flush_due(call.t) is False  # (no new utterance begins at this instant)
+    listener._flush_sent = call.t  # the onset's commit, sent
+    assert listener.committed(call.t + 0.05, "item_tv1") is Turn.NOT_CALLER
+    assert listener.transcript(words, call.t + 0.5, "item_tv1") is interrupts
+
+
+def test_if_the_model_closes_the_open_turn_before_the_held_voices_commit_that_turn_holds_its_words():
+    """The TV fell quiet just after the "stop": the model's VAD commits the turn (the onset's
+    flush, then the voice) before the bridge does: its words are the held voice's and decide; the
+    bridge does not commit again. (A "stop" must not be lost to the split.)"""
+    call = Call()
+    got = _open_turn_then(call, corpus.by_category("interruption")[0].audio(), 1.2)
+    assert any(due for _, due in got)
+    listener = call.listener
+    assert listener.committed(call.t - 0.1, "item_tv1") is Turn.NOT_CALLER
+    listener.hold(call.t)
+    assert listener.committed(call.t + 0.1, "item_in2") is Turn.BACKCHANNEL  # the model's own: the voice in it
+    assert listener.hold_outcome(call.t + 0.3) is Hold.WAIT  # no commit of the bridge's own
+    assert listener.transcript("Wait.", call.t + 0.5, "item_in2") is True
+
+
+def test_the_models_own_commit_racing_the_onsets_is_not_taken_for_its_reply():
+    """The model's VAD closed its turn (speech_stopped) just as the bridge committed at an onset:
+    the commit that follows is the model's (the whole turn, the onset's first frames in it), the
+    turn is closed, and the bridge's commit, refused for too little audio, touches nothing."""
+    call = Call()
+    got = _open_turn_then(call, corpus.by_category("interruption")[0].audio(), 1.2)
+    assert any(due for _, due in got)
+    listener = call.listener
+    listener.server_stopped()
+    assert listener.committed(call.t - 0.3, "item_in1") is Turn.NOT_CALLER  # judged as it began: on the echo
+    listener.commit_refused()  # the onset's, come after
+    listener.server_speech(call.t - 0.2, audible=True)  # the VAD starts again, on "wait"
+    listener.hold(call.t)
+    assert listener.hold_outcome(call.t + 0.3) is Hold.COMMIT  # its turn still open: committed for its words
+    assert listener.committed(call.t + 0.35, "item_c1") is Turn.BACKCHANNEL
+    assert listener.transcript("Wait.", call.t + 0.7, "item_c1") is True
+
+
+def test_a_held_voice_whose_own_turn_the_model_keeps_open_is_committed_for_its_words():
+    """The model's VAD started on the "yeah" itself, and a TV keeps it in speech: no commit would
+    come before the bound. The bridge commits at 0.3 s into the hold, and the words resume."""
+    call = held("backchannel", 8)
+    listener = call.listener
+    listener.server_speech(call.t - 0.2, audible=True)
+    assert listener.hold_outcome(call.t + 0.29) is Hold.WAIT
+    assert listener.hold_outcome(call.t + 0.3) is Hold.COMMIT
+    assert listener.committed(call.t + 0.4, "item_c1") is Turn.BACKCHANNEL
+    assert listener.transcript("Yeah.", call.t + 0.8, "item_c1") is False
+    assert listener.hold_outcome(call.t + 0.8) is Hold.RESUME
+    listener.server_stopped()
+    assert listener.committed(call.t + 2.0, "item_in1_rest") is Turn.NOT_CALLER  # the rest: the TV's
+
+
+def test_a_refused_commit_at_an_onset_leaves_the_held_voice_to_its_own_commit():
+    call = Call()
+    got = _open_turn_then(call, corpus.by_category("backchannel")[8].audio(), 1.2)
+    assert any(due for _, due in got)
+    listener = call.listener
+    listener.hold(call.t)
+    listener.commit_refused()  # the flush's (too little buffered): the hold is not touched
+    assert listener.hold_outcome(call.t + 0.1) is Hold.WAIT
+    assert listener.hold_outcome(call.t + 0.3) is Hold.COMMIT
+    assert listener.committed(call.t + 0.35, "item_c1") is Turn.BACKCHANNEL
+    assert listener.transcript("Yeah.", call.t + 0.7, "item_c1") is False
+    assert listener.hold_outcome(call.t + 0.7) is Hold.RESUME
+
+
+def _far_voice(n: int, words_gain_db: float = 17.0) -> tuple["Call", list]:
+    """A voice from across the room (peaks about -33 dBFS on a line whose floor is -60: not near),
+    the model's VAD starting on it 80 ms after the duck; the decisions, and ``heard_by_model`` at
+    the release (held then: the call's ``held_at``)."""
+    call = Call(echo_db=None)
+    call.learn(3.0)
+    out, duck_at = [], None
+    for i, f in enumerate(frames_of(quieter(corpus.by_category("interruption")[n].audio(), words_gain_db))
+                          + [QUIET] * 10):
+        h = call.step(f)
+        duck_at = i if duck_at is None and h.decision is Decision.DUCK else duck_at
+        if duck_at is not None and i == duck_at + 4:
+            call.listener.server_speech(call.t, audible=True)
+        if h.decision is Decision.RELEASE:
+            out.append(call.listener.heard_by_model())
+            if out[-1]:
+                call.listener.hold(call.t, far=True)
+                call.held_at = call.t
+        elif h.decision is not Decision.NONE:
+            out.append(h.decision)
+    return call, out
+
+
+@pytest.mark.parametrize("words, outcome", [("Hold on.", Hold.CONFIRM), ("Mm-hm.", Hold.RESUME), ("", Hold.RESUME),
+                                            ("and tonight the forecast for the weekend", Hold.RESUME),
+                                            ("No, that's not what I asked.", Hold.CONFIRM)])
+def test_a_voice_too_far_to_judge_that_the_model_heard_is_held_and_only_a_commands_words_interrupt(words, outcome):
+    """(A "hold on" from across a room over music: the detector released it as no near voice,
+    and nothing else ever came: a miss.) Now held for its words, committed at once while the
+    model's turn is open; a command interrupts, anything else (a TV's sentence, "mm-hm", none)
+    resumes."""
+    call, got = _far_voice(2)
+    assert got == [Decision.DUCK, True], got
+    listener, t = call.listener, call.held_at
+    assert listener.holding and listener.hold_outcome(t + 0.3) is Hold.COMMIT
+    assert listener.committed(t + 0.35, "item_c1") is Turn.BACKCHANNEL
+    assert listener.transcript(words, t + 0.7, "item_c1") is (outcome is Hold.CONFIRM)
+    assert listener.hold_outcome(t + 0.7) is outcome
+
+
+def test_a_far_voice_whose_words_never_come_resumes_at_the_bound():
+    call, got = _far_voice(2)
+    assert got == [Decision.DUCK, True]
+    t = call.held_at
+    assert call.listener.hold_outcome(t + 0.3) is Hold.COMMIT
+    assert call.listener.hold_outcome(t + 2.4) is Hold.WAIT
+    assert call.listener.hold_outcome(t + 2.5) is Hold.RESUME  # not known to be the caller: it goes on
+
+
+def test_a_voice_released_with_no_model_turn_open_is_released_as_before():
+    call = Call(echo_db=None)
+    call.learn(3.0)
+    got = decisions(call.talk(quieter(corpus.by_category("interruption")[2].audio(), 17)) + [call.step() for _ in range(10)])
+    assert got == [Decision.DUCK, Decision.RELEASE] and call.listener.heard_by_model() is False
 
 
 def test_a_held_voice_inside_a_turn_the_models_vad_never_closes_interrupts_at_the_bound():
     """Over babble the model's VAD opened a turn on the echo and never commits it (the babble keeps
-    it in speech): the words of "stop" never come. At the bound it interrupts, as a committed turn
-    whose words never came does: a "stop" must not be lost. (Before: it resumed the answer over
-    the caller, and no clear came at all.)"""
+    it in speech); the bridge's commit of "stop" gets no reply either: its words never come. At
+    the bound it interrupts, as a committed turn whose words never came does: a "stop" must not
+    be lost. (Before: it resumed the answer over the caller, and no clear came at all.)"""
     call = Call()
     call.learn(3.0)
     assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
     got = decisions(call.talk(corpus.by_category("interruption")[0].audio()) + [call.step() for _ in range(5)])
     assert got[-1] is Decision.BACKCHANNEL
     call.listener.hold(call.t)
+    assert call.listener.hold_outcome(call.t + 0.3) is Hold.COMMIT
     assert call.listener.hold_outcome(call.t + 2.4) is Hold.WAIT
     assert call.listener.hold_outcome(call.t + 2.5) is Hold.CONFIRM  # before: RESUME
 

@@ -641,18 +641,23 @@ def test_a_held_utterance_the_models_vad_never_heard_is_committed_and_its_words_
     assert m["hold_commits"] == 1 and m["barge_in_transcript"] == 1 and len(openai.events("input_audio_buffer.commit")) == 1
 
 
+def resumed_whole(clock, twilio, sent):
+    """The held answer resumes where it paused (the clock moving on): nothing lost, nothing twice."""
+    for _ in range(5):
+        clock.advance(0.1)
+        time.sleep(0.05)
+    assert twilio.wait_for(lambda t: len(t.messages("media")) > sent, timeout=8)
+    frames = heard(twilio.messages())
+    assert frames == [bytes([0x20 + (i % 50)]) * 160 for i in range(len(frames))]
+
+
 def test_a_held_utterance_whose_commit_is_refused_resumes_the_answer(bridge_call):
     call, clock, sent = _held_unheard(bridge_call, corpus.by_category("backchannel")[8].audio())
     session, twilio, openai = call.session, call.twilio, call.openai
     openai.push({"type": "error", "error": {"type": "invalid_request_error", "code": "input_audio_buffer_commit_empty",
                                             "message": "buffer too small"}})
     assert wait_until(lambda: session.metrics["backchannels"] == 1)
-    for _ in range(5):
-        clock.advance(0.1)
-        time.sleep(0.05)
-    assert twilio.wait_for(lambda t: len(t.messages("media")) > sent, timeout=8)  # resumed where it paused
-    frames = heard(twilio.messages())
-    assert frames == [bytes([0x20 + (i % 50)]) * 160 for i in range(len(frames))]
+    resumed_whole(clock, twilio, sent)
     m = call.finish()
     assert m["barge_in_events"] == 0 and openai.events("response.cancel") == [] and m["hold_commits"] == 1
 
@@ -685,3 +690,46 @@ def test_a_refused_commit_of_a_held_utterance_warns_nobody(bridge_call, caplog):
     refusals = [r for r in caplog.records if "commit" in r.getMessage() and "refused" in r.getMessage()]
     assert refusals and all(r.levelno == logging.INFO for r in refusals)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "commit_empty" in r.getMessage()]
+
+
+def test_a_yeah_inside_a_turn_a_tv_keeps_open_is_committed_at_its_onset_and_resumes_on_its_words(bridge_call):
+    """The model's VAD opened a turn (on a TV) before the answer's "yeah" and never closes it: the
+    bridge commits the buffer at the yeah's first loud frame (before that frame goes up: the TV's
+    stretch is a turn of its own, unanswered), then the held yeah's own audio; its words resume
+    the answer, nothing lost, no cancel; the open turn's rest is nobody's."""
+    clock = ManualClock()
+    call = bridge_call(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False), clock=clock).start()
+    session, twilio, openai = call.session, call.twilio, call.openai
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio, frames=150, done=True, wait_frames=2)
+    openai.push(rt_speech_started("item_tv"))
+    assert wait_until(lambda: session.metrics["server_speech_ignored"] == 1)
+    quiet_frame_at(call, clock, 1.2)  # the turn open 1.2 s
+    before, frames_before = len(openai.appended()), session.metrics["inbound_frames"]
+    say(twilio, session, corpus.by_category("backchannel")[8].audio())  # "yeah" (a frozen clock: short)
+    assert wait_until(lambda: session.metrics["backchannel_holds"] == 1)
+    assert session.metrics["onset_commits"] == 1 and len(openai.events("input_audio_buffer.commit")) == 1
+    kinds = [e["type"] for e in openai.events()]
+    first_commit = kinds.index("input_audio_buffer.commit")
+    up_to_commit = b"".join(base64.b64decode(e["audio"]) for e in openai.events()[:first_commit]
+                            if e["type"] == "input_audio_buffer.append")
+    assert len(up_to_commit) >= frames_before * 160  # what waited in the batch went up first ...
+    assert set(up_to_commit[before:]) <= {0xFF} and len(openai.appended()) > len(up_to_commit)  # ... none of the yeah
+    openai.push(rt_committed("item_tv"))  # the reply: the TV's stretch
+    assert wait_until(lambda: session.metrics["turns_not_caller"] == 1)
+    sent = len(twilio.messages("media"))
+    quiet_frame_at(call, clock, 0.35)  # the hold's own commit, inside the turn still open
+    assert wait_until(lambda: len(openai.events("input_audio_buffer.commit")) == 2)
+    openai.push(rt_committed("item_c1"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    assert len(twilio.messages("media")) == sent  # still paused
+    openai.push(rt_transcript("Yeah.", "item_c1"))
+    assert wait_until(lambda: session.metrics["backchannels"] == 1)
+    openai.push(rt_speech_stopped("item_tv_rest"))
+    openai.push(rt_committed("item_tv_rest"))  # the open turn's rest, when the TV pauses
+    assert wait_until(lambda: session.metrics["turns_not_caller"] == 2)
+    openai.push(rt_transcript("and tonight the forecast for the weekend", "item_tv_rest"))
+    resumed_whole(clock, twilio, sent)
+    m = call.finish()
+    assert m["barge_in_events"] == 0 and openai.events("response.cancel") == [] and openai.requested("turn") == []
+    assert m["onset_commits"] == 1 and m["hold_commits"] == 1

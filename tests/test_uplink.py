@@ -18,7 +18,8 @@ def inbound(stamps: "list | None" = None):
     model = SimpleNamespace(ready=True, lost=False, send=lambda text: True)
     stamps = [] if stamps is None else stamps
     barge_in = SimpleNamespace(hear=lambda frame, now, listening, timestamp_ms:
-                               heard.append(frame) or stamps.append(timestamp_ms) or frame)
+                               heard.append(frame) or stamps.append(timestamp_ms) or frame,
+                               take_onset_commit=lambda: False)
     ctx = CallContext(BridgeConfig(append_ms=20), metrics, CallLog(logging.getLogger("t")), ManualClock())
     return InboundAudio(ctx, model, barge_in), metrics, heard
 

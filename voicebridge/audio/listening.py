@@ -48,6 +48,15 @@ EVIDENCE_S = 1.0
 VAD reports ~200-500 ms after an onset (appends of 100 ms, its own window, the network)."""
 BACKCHANNEL_TEXT_S = 6.0
 """How long after a backchannel its transcript may still turn it into an interruption."""
+OPEN_COMMIT_S = 0.3
+"""A held voice whose turn the model's VAD still has open this long after the hold began (the
+room's tail under it) is committed by the bridge, inside that turn: its words come sooner, and
+come at all when a TV or babble keeps the VAD in speech (its own commit would come after the
+hold's bound, and the hold interrupt there)."""
+FLUSH_OPEN_S = 1.0
+"""A model turn open this long (and nothing committed for as long) when a new loud run begins
+over the agent: the bridge commits the buffer at that onset, so that the room's voices before it
+are a turn of their own and the held voice's commit carries little of them."""
 BACKCHANNEL_WORDS = frozenset("""
 mm mhm mmhm mm-hm mm-hmm mhmm mmhmm mmm hm hmm uh-huh uhhuh uh huh um ah oh yeah yes yep yup ya yah ok okay right
 sure alright all i see got it cool great good fine nice true exactly correct gotcha totally indeed
@@ -122,6 +131,14 @@ def is_backchannel(text: str) -> bool:
     all from ``BACKCHANNEL_WORDS``. Anything else ("wait", "no no", a question) takes the turn."""
     words = _WORD.findall(text.lower())
     return 0 < len(words) <= 4 and all(w in BACKCHANNEL_WORDS for w in words)
+
+
+def is_command(text: str) -> bool:
+    """A short command ("wait", "stop", "no no", "hold on please") or one that opens a sentence
+    ("no, that's not what I asked"): what a voice the bridge could not tell from the room must
+    say to interrupt. A TV's or babble's turn says other words, or many more."""
+    words = _WORD.findall(text.lower())
+    return bool(STOP_WORDS.intersection(words)) and (len(words) <= 4 or words[0] in STOP_WORDS)
 
 
 def takes_turn(text: str, final: bool) -> bool:
@@ -232,8 +249,13 @@ class Listener:
         self._resume_deferred = False  # the held turns' words said resume, but a later utterance's are to come
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
+        self._held_far = False  # ... was a voice the detector released (not near), the model's VAD heard: commands only
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
         self._own_commit: float | None = None  # ... and its reply (committed or refused) has not come yet
+        self._flush_sent: float | None = None  # the bridge committed the open turn's buffer at an onset; no reply yet
+        self._split_at: float | None = None  # the open turn was split by the bridge's commit then (its rest is judged anew)
+        self._last_commit = float("-inf")  # the last commit (the model's or the bridge's) came then
+        self._vad_closing = False  # the model's VAD stopped: the next commit is its own, not a reply to the bridge's
         self._server_at = float("-inf")  # the model's VAD last started (believed or not)
         self._server_open = False  # ... and has not committed that turn yet (its words will come with it)
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
@@ -241,6 +263,7 @@ class Listener:
         self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
         self._backchannel_items: dict[str, float] = {}  # turns left unanswered as backchannels -> when
         self._echo_items: dict[str, float] = {}  # turns whose start was ignored as echo -> when committed
+        self._command_items: dict[str, float] = {}  # stretches committed at an onset -> when (a command interrupts)
         self._agent = AgentWords()  # what the agent said lately (model thread)
         self._blind: list[tuple[float, float]] = []  # the utterance's loud caller frames judged with no delay known
         self._blind_of = float("-inf")  # ... that utterance's onset (run thread)
@@ -317,7 +340,7 @@ class Listener:
         """The model's VAD started: believe it only with the caller heard here too."""
         outcome = self._judge(now, audible)
         with self._lock:
-            self._turn = outcome
+            self._turn, self._split_at = outcome, None
             self._server_at = now
             self._server_open = True
         return outcome
@@ -337,11 +360,39 @@ class Listener:
         return {Sound.ECHO: ServerSpeech.ECHO, Sound.NOISE: ServerSpeech.NOISE, Sound.TONE: ServerSpeech.TONE,
                 Sound.SOFT: ServerSpeech.UNCLEAR}.get(sound, ServerSpeech.NOTHING)
 
-    def committed(self, now: float, item_id: str = "") -> Turn:
-        """The model's VAD committed the caller's turn (``item_id``): answer it?"""
+    def server_stopped(self) -> None:
+        """The model's VAD ended its turn (``speech_stopped``): the commit that comes next is its
+        own, even with a commit of the bridge's on its way (that one will be refused, or carry
+        what came after)."""
         with self._lock:
-            judged, self._turn = self._turn, None
-            self._server_open = False
+            self._vad_closing = True
+
+    def committed(self, now: float, item_id: str = "") -> Turn:
+        """The model's VAD committed the caller's turn (``item_id``): answer it? (Or the bridge's
+        own commit inside the model's open turn: that turn goes on, and its rest is judged anew.)"""
+        with self._lock:
+            flushed, sent = self._own_split(now)
+            judged, split, self._last_commit = self._turn, self._split_at, now
+            if sent is None:
+                self._turn, self._split_at, self._server_open = None, None, False
+            else:
+                self._split_at = sent
+        held = not flushed
+        if split is not None:  # the rest of a turn the bridge committed part of: what was heard since
+            judged = (ServerSpeech.INTERRUPT if self._confirmed_at > split else ServerSpeech.BACKCHANNEL
+                      if self.level.backchannel_at > split else ServerSpeech.NOTHING)
+            held = held and self.level.utterance_start >= split  # (the held voice's audio was in the part)
+        if flushed and judged not in (ServerSpeech.ECHO, ServerSpeech.TURN, ServerSpeech.INTERRUPT):
+            with self._lock:  # the room's stretch before an onset (a TV's): only a command in it is the caller's
+                self._command_items = {i: t for i, t in self._command_items.items() if now - t <= BACKCHANNEL_TEXT_S}
+                self._command_items[item_id] = now
+            return Turn.NOT_CALLER
+        return self._judged_turn(judged, now, item_id, held)
+
+    def _judged_turn(self, judged: ServerSpeech | None, now: float, item_id: str, held: bool) -> Turn:
+        """A committed turn as judged (``held``: the held voice may be in it)."""
+        if held and self._held is not None:  # the held utterance is in this turn (its VAD may have started on
+            judged = ServerSpeech.BACKCHANNEL  # echo, or on a TV before the agent spoke): its words decide
         if judged is ServerSpeech.LOCAL:  # the local detector has decided by now (the VAD waited for silence)
             judged = (ServerSpeech.INTERRUPT if self._confirmed_at >= self.level.backchannel_at
                       else ServerSpeech.BACKCHANNEL)
@@ -349,15 +400,13 @@ class Listener:
             return Turn.RESPOND
         if judged is None and self._own_reply(now):  # the bridge's own commit of a held utterance, come
             judged = ServerSpeech.BACKCHANNEL  # after its hold ended: not answered unless its words take the turn
-        if self._held is not None:  # the held utterance is in this turn (its VAD may have started on echo,
-            judged = ServerSpeech.BACKCHANNEL  # or on a TV before the agent spoke): its words decide
         if judged is ServerSpeech.TURN:
             return Turn.RESPOND
         if judged is None:
             return Turn.RESPOND
         if judged is ServerSpeech.BACKCHANNEL:
             with self._lock:
-                if self._held is not None:
+                if held and self._held is not None:
                     if not self._transcribed:  # no words will come: "stop" must not be missed
                         self._hold_verdict = Hold.CONFIRM
                         return Turn.RESPOND
@@ -372,6 +421,39 @@ class Listener:
                 self._echo_items = {i: t for i, t in self._echo_items.items() if now - t <= BACKCHANNEL_TEXT_S}
                 self._echo_items[item_id] = now
         return Turn.NOT_CALLER
+
+    def _own_split(self, now: float) -> tuple[bool, float | None]:
+        """(Under the lock.) A commit while the model's turn is open that answers the bridge's own
+        commit inside it: (True, when sent) for the flush at an onset, (False, when sent) for the
+        held voice's, (False, None) if it is the model's. The service keeps such a turn open
+        ("unless the client manually commits the audio buffer during VAD activation", its
+        ``speech_started`` reference); its rest is what came after the bridge's commit."""
+        closing, self._vad_closing = self._vad_closing, False
+        if not self._server_open or closing:
+            return False, None
+        if self._flush_sent is not None:
+            sent, self._flush_sent = self._flush_sent, None
+            return (True, sent) if now - sent <= BACKCHANNEL_TEXT_S else (False, None)
+        if self._own_commit is not None:
+            sent, self._own_commit = self._own_commit, None
+            return False, sent
+        return False, None
+
+    def flush_due(self, now: float) -> bool:
+        """A loud run began over the agent (the duck, run thread): commit the buffer first? Only
+        inside a model turn open ``FLUSH_OPEN_S`` with nothing committed for as long (a TV or
+        babble keeps it open), at a new utterance's first frame, with commits on: the room's
+        voices before the onset become a turn of their own, unanswered, and the voice after it
+        is committed with little of them if it is held (their words would take the turn)."""
+        with self._lock:
+            if not (self._commit_unheard and self._backchannels and self._hold_s) or self._held is not None \
+                    or not self._server_open or self._flush_sent is not None or self._own_commit is not None:
+                return False
+            if now - self._server_at < FLUSH_OPEN_S or now - self._last_commit < FLUSH_OPEN_S \
+                    or self.level.utterance_start != now:
+                return False
+            self._flush_sent = now
+            return True
 
     def _own_reply(self, now: float) -> bool:
         """A commit with no VAD turn before it is the reply to the bridge's own commit, if one was
@@ -395,6 +477,9 @@ class Listener:
                 return self._held_words(item_id, text, final)
             if final and item_id in self._echo_items:
                 return self._echo_turn_words(item_id, text, now)
+            if final and item_id in self._command_items:
+                committed = self._command_items.pop(item_id)
+                return now - committed <= BACKCHANNEL_TEXT_S and is_command(text) and not self._agent.echoed(text, True)
             since = self._backchannel_items.get(item_id)
             if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes_turn(text, True) \
                     or self._agent.echoed(text, True):
@@ -416,7 +501,7 @@ class Listener:
         """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
         with self._lock:
             if item_id in self._held_items:
-                self._hold_verdict = Hold.CONFIRM
+                self._hold_verdict = Hold.RESUME if self._held_far else Hold.CONFIRM
 
     def _held_words(self, item_id: str, text: str, final: bool) -> bool:
         words = text if final else self._held_items[item_id] + text
@@ -424,7 +509,11 @@ class Listener:
         echoed = self._agent.echoed(words, final)
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
-        if not echoed and takes_turn(words, final):
+        if self._held_far:  # a voice the detector could not judge: only a command is the caller's interruption
+            takes = final and not echoed and is_command(words)
+        else:
+            takes = not echoed and takes_turn(words, final)
+        if takes:
             self._hold_verdict = Hold.CONFIRM
             self._backchannel_items.pop(item_id, None)
             return True
@@ -453,11 +542,23 @@ class Listener:
         return self._held_committed_at > float("-inf") and start >= self._held_committed_at
 
     # ------------------------------------------------------------------ the held agent
-    def hold(self, now: float) -> None:
+    def heard_by_model(self) -> bool:
+        """A run the detector released as no near voice (run thread): did the model's VAD start a
+        turn on it (after its onset), still open? Then it is held for its words instead (``hold(far=True)``): a
+        "wait" from across a room over music is too far for the detector, and the model heard it
+        (issue 21: never throw away the model's start for a voice heard too quietly to judge)."""
+        with self._lock:
+            return (self._held is None and self._server_open and self._commit_unheard and self._backchannels
+                    and self._turn in (ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL) and self._hold_s > 0
+                    and self._server_at >= self.level.utterance_start)  # (on this sound: not a TV's long turn)
+
+    def hold(self, now: float, far: bool = False) -> None:
         """A short voiced utterance ended with the agent paused: keep it paused until its words
-        decide (a second one while held joins the first)."""
+        decide (a second one while held joins the first). ``far``: a voice released as not near
+        that the model heard: only a command's words interrupt it, anything else resumes."""
         with self._lock:
             start = self.level.utterance_start
+            self._held_far = far and (self._held is None or self._held_far)
             if self._held is None:
                 self._held, self._hold_verdict = now, Hold.WAIT
                 self._held_items.clear()
@@ -503,6 +604,11 @@ class Listener:
                 self._hold_verdict = Hold.RESUME
             verdict = self._hold_verdict
             unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
+            if verdict is Hold.WAIT and not self._held_items and self._asked is None and self._server_open \
+                    and self._commit_unheard and not self._held_whisper \
+                    and now - self._held >= OPEN_COMMIT_S - 1e-9:  # (a TV may keep the model's turn open)
+                self._asked = self._own_commit = now
+                return Hold.COMMIT
             if verdict is Hold.WAIT and not self._held_items and self._asked is None \
                     and now - self._held >= EVIDENCE_S - 1e-9 \
                     and self._server_at < self._held - EVIDENCE_S and not self._server_open:
@@ -513,7 +619,9 @@ class Listener:
             if verdict is Hold.WAIT and now - self._held >= self._hold_s - 1e-9:
                 # a turn the model committed, or still has open (over babble its VAD may never
                 # close it), took the words in and they never came: a "stop" must not be lost
-                verdict = Hold.CONFIRM if self._held_items or self._server_open else unheard
+                # (a far voice is not known to be the caller's: its words must say so)
+                verdict = Hold.CONFIRM if (self._held_items or self._server_open) and not self._held_far \
+                    else Hold.RESUME if self._held_far else unheard
             if verdict is not Hold.WAIT:
                 self._held = None
                 self._held_items.clear()
@@ -524,6 +632,9 @@ class Listener:
         """The model refused the bridge's commit of the held audio (too little buffered): no words
         will come for it; the held voice resumes as one the model did not hear."""
         with self._lock:
+            if self._flush_sent is not None:  # the flush at an onset (sent first): nothing held waits on it
+                self._flush_sent = None
+                return
             self._own_commit = None
             if self._held is not None and self._asked is not None and not self._held_items:
                 self._hold_verdict = Hold.CONFIRM if self._held_whisper else Hold.RESUME

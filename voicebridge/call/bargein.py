@@ -84,6 +84,7 @@ class BargeIn:
         self._graced = False  # this duck's release was deferred once already (run thread)
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
         self._armed_check = self._armed  # (bound once: every caller frame passes it on)
+        self._commit_at_onset = False  # the last frame began a run inside the model's open turn (run thread)
 
     # ------------------------------------------------------------------ triggers
     @property
@@ -116,6 +117,7 @@ class BargeIn:
             self._false_trigger.level(loud, now)
         if decision is bargein.Decision.DUCK:
             self._utterance_began(now)
+            self._commit_at_onset = self.listener.flush_due(now)
             self._release_due = None  # the run goes on: still ducked
             self._outbound.pause(now)
             self._metrics.add("ducks")
@@ -123,6 +125,12 @@ class BargeIn:
         elif decision is bargein.Decision.RELEASE:
             if self.listener.holding:
                 return  # a cough after "mm-hm": the agent stays held for the words
+            if self._config.backchannel_hold_ms and self.listener.heard_by_model():
+                self.listener.hold(now, far=True)  # the model's VAD heard a voice in it: its words decide
+                self._metrics.add("far_holds")
+                self._log.info("a voice the detector could not judge (not near), the model's VAD heard: held "
+                               "paused for its words (a command interrupts, anything else resumes)")
+                return
             if self._outbound.duck_cleared and not self._graced and not self._level.impulse:
                 self._graced = True  # (an impulsive noise, a click or a knock, is no onset of words: at once)
                 self._release_due = now + RELEASE_GRACE_S
@@ -139,6 +147,21 @@ class BargeIn:
             self.run("local", now, self._onset if self._onset is not None else now)
         elif loud and self._level.detector.run == 1:
             self._utterance_began(now)
+
+    def take_onset_commit(self) -> bool:
+        """Commit the model's buffer before the frame just heard? (Run thread, once per frame: a
+        TV or babble has kept the model's turn open, and a voice begins over the agent; the
+        room's stretch before it becomes a turn of its own: ``Listener.flush_due``.)"""
+        due, self._commit_at_onset = self._commit_at_onset, False
+        return due
+
+    def onset_committed(self, sent: bool) -> None:
+        """The commit at an onset went out (or could not: no session, or audio still waiting)."""
+        if not sent:
+            self.listener.commit_refused()  # (the flush is the one pending: the hold is not touched)
+            return
+        self._metrics.add("onset_commits")
+        self._log.info("a voice began inside the model's open turn (a TV or babble?): its buffer committed at the onset")
 
     def _release(self) -> None:
         self._release_due, self._graced = None, False
@@ -168,7 +191,8 @@ class BargeIn:
                 self._log.info("the held utterance's audio could not be committed (no model session): it resumes")
                 return self.commit_refused(now)
             self._metrics.add("hold_commits")
-            self._log.info("the model's VAD took no turn for the held utterance: its audio committed for its words")
+            self._log.info("the model's VAD took no turn for the held utterance, or keeps it open: its audio "
+                           "committed for its words")
         elif outcome is Hold.RESUME:
             self._resume_backchannel()
         elif outcome is Hold.CONFIRM:
@@ -198,6 +222,10 @@ class BargeIn:
         self._log.info("server VAD: caller speech started")
         self.run("server", now, self._recent_onset(now))
         return outcome
+
+    def server_stopped(self) -> None:
+        """The model's VAD ended its turn (model thread): the commit that follows is its own."""
+        self.listener.server_stopped()
 
     def committed(self, now: float, item_id: str = "") -> Turn:
         """The server committed a caller turn (model thread): should the model answer it? (A held

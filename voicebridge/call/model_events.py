@@ -128,6 +128,7 @@ class ModelEvents:
 
     def _speech_stopped(self, event: rt.SpeechStopped, now: float) -> None:
         self._flow.speech(False, now)
+        self._barge_in.server_stopped()
 
     def _committed(self, event: rt.BufferCommitted, now: float) -> None:
         self._committed_hook()
@@ -169,8 +170,9 @@ class ModelEvents:
             return
         if event.code == rt.COMMIT_EMPTY:  # the bridge's own commit of a held utterance: expected, no warning
             self._barge_in.commit_refused(now)
-            self._log.once(f"error:{event.code}", "Realtime error %s (the held utterance's commit was refused: "
-                           "the answer resumes): %s", event.code, event.message, level=logging.INFO)
+            self._log.once(f"error:{event.code}", "Realtime error %s (the bridge's own commit was refused: too "
+                           "little audio since the last one; nothing is lost): %s", event.code, event.message,
+                           level=logging.INFO)
             return
         if event.benign:
             self._log.once(f"error:{event.code}", "Realtime error %s (benign): %s", event.code, event.message,

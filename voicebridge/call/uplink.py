@@ -58,7 +58,19 @@ class InboundAudio:
         ours = event.stream_sid and event.stream_sid == stream_sid  # the common case: nothing to check or count
         if not ours and not self._for_this_stream(event, stream_sid) or not payload:
             return
-        self._forward(self._barge_in.hear(payload, now, self._detect and listening, event.timestamp_ms), now)
+        forward = self._barge_in.hear(payload, now, self._detect and listening, event.timestamp_ms)
+        if self._barge_in.take_onset_commit():
+            self._barge_in.onset_committed(self._commit_before(now))
+        self._forward(forward, now)
+
+    def _commit_before(self, now: float) -> bool:
+        """Commit the model's input buffer up to the frame just heard: what waits in the batch
+        goes first, so the commit falls at the onset (False: not sent, nothing is pending on it)."""
+        if self._pending:
+            if not self._model.ready or not self._send(bytes(self._pending)):
+                return False
+            self._pending.clear()
+        return self._model.send(rt.buffer_commit())
 
     def _for_this_stream(self, event: seam.Media, stream_sid: str | None) -> bool:
         if stream_sid is None:
