@@ -114,7 +114,11 @@ NET_S, JITTER_S, MODEL_NET_S = 0.020, 0.010, 0.030
 MODEL_SPEED = 2.0  # the model streams audio this much faster than real time
 TRANSCRIBE_S = (0.3, 0.5)  # commit -> the transcript's delta, and its completion
 BED_WORDS_S = 1.0  # a turn with this much of a TV's or babble's speech (not masked by the caller) has its words
-BED_WORDS = {"tv": "and tonight the forecast for the weekend", "room_babble": "so then we went over to the"}
+BED_WORDS = {  # (one per case, by its seed: about half with a word callers take the turn with, "but", "what", "how")
+    "tv": ("and tonight the forecast for the weekend", "but what nobody expected was the ending",
+           "the team scored twice in the final minutes", "how to make the perfect roast at home"),
+    "room_babble": ("so then we went over to the", "yeah I know but he said it was fine",
+                    "and the kids were out all day")}
 DELTA_BYTES = 800  # 100 ms per audio delta
 GREETING_S, ANSWER_AT, ANSWER_S = 2.0, 2.5, 3.6
 ONSET_LATE_S = 0.0  # every caller's onset this much later into the answer (``--onset-late-s``)
@@ -1057,7 +1061,8 @@ def _transcriber(case: Case, onset: float, sound_s: float,
         i = bisect.bisect_right(heard_by, (t, float("inf")))
         return heard_by[i - 1][1] / 8000 if i else 0.0
 
-    bed_words = BED_WORDS.get(case.bed or "")
+    sentences = BED_WORDS.get(case.bed or "")
+    bed_words = sentences[case.seed % len(sentences)] if sentences else None
     bed_from = onset if case.bed_from_onset else 0.0
 
     def transcribe(start_ms: int, end_ms: int) -> str:
