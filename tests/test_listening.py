@@ -1113,6 +1113,27 @@ def test_a_voice_released_with_no_model_turn_open_is_released_as_before():
     assert got == [Decision.DUCK, Decision.RELEASE] and call.listener.heard_by_model() is False
 
 
+@pytest.mark.parametrize("clip, words, outcome", [
+    (("backchannel", 8), "and tonight the forecast for the weekend. Yeah.", Hold.RESUME),
+    (("interruption", 0), "and tonight the forecast for the weekend. Wait.", Hold.CONFIRM),
+    (("interruption", 0), "and no one saw it coming this weekend", Hold.CONFIRM),  # (the cost: a TV's "no")
+    (("interruption", 0), "and tonight the forecast. What did you say?", Hold.CONFIRM),
+    (("backchannel", 8), "Yeah, the forecast.", Hold.CONFIRM),  # (no more words than it can carry: its own)
+    (("interruption", 0), "Wait.", Hold.CONFIRM)])
+def test_a_held_voices_words_with_more_words_than_it_can_carry_interrupt_only_on_a_stop_word(clip, words, outcome):
+    """The bridge's commit carries the buffer since the last commit: a TV's sentence before a
+    "yeah" is in its transcript. More words than the held voice's speech can carry (3 + 5 a
+    second) are not all its own: only a word callers take the turn with interrupts ("wait" or
+    "what" after the TV's sentence does; so does a TV's own "no", the price of never losing a
+    caller's)."""
+    call = held(*clip)
+    listener = call.listener
+    assert listener.hold_outcome(call.t + 1.0) is Hold.COMMIT  # (the model took no turn for it)
+    assert listener.committed(call.t + 1.05, "item_c1") is Turn.BACKCHANNEL
+    listener.transcript(words, call.t + 1.4, "item_c1")
+    assert listener.hold_outcome(call.t + 1.4) is outcome
+
+
 def test_a_held_voice_inside_a_turn_the_models_vad_never_closes_interrupts_at_the_bound():
     """Over babble the model's VAD opened a turn on the echo and never commits it (the babble keeps
     it in speech); the bridge's commit of "stop" gets no reply either: its words never come. At

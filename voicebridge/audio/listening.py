@@ -141,6 +141,11 @@ def is_command(text: str) -> bool:
     return bool(STOP_WORDS.intersection(words)) and (len(words) <= 4 or words[0] in STOP_WORDS)
 
 
+WORDS_PER_S = 5.0
+"""More words than 3 + this many per second of a held voice's speech are not all its own: the
+commit carried the room's (a TV's sentence in the buffer since the last commit)."""
+
+
 def takes_turn(text: str, final: bool) -> bool:
     """Words that take the turn, judged on the transcript so far (``final`` False: the deltas
     received, which may end inside a word). A partial transcript takes it only once it is sure
@@ -250,6 +255,7 @@ class Listener:
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._held_far = False  # ... was a voice the detector released (not near), the model's VAD heard: commands only
+        self._held_speech: dict[float, float] = {}  # the held utterances' onsets -> their speech (words they can carry)
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
         self._own_commit: float | None = None  # ... and its reply (committed or refused) has not come yet
         self._flush_sent: float | None = None  # the bridge committed the open turn's buffer at an onset; no reply yet
@@ -509,7 +515,11 @@ class Listener:
         echoed = self._agent.echoed(words, final)
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
-        if self._held_far:  # a voice the detector could not judge: only a command is the caller's interruption
+        if len(_WORD.findall(words.lower())) > 3 + WORDS_PER_S * sum(self._held_speech.values()):
+            # more words than the held voice can carry: the room's (a TV's) are in it: only a word
+            # callers take the turn with interrupts ("wait", "what", "no" after a TV's sentence)
+            takes = final and not echoed and bool(TURN_WORDS.intersection(_WORD.findall(words.lower())))
+        elif self._held_far:  # a voice the detector could not judge: only a command is the caller's interruption
             takes = final and not echoed and is_command(words)
         else:
             takes = not echoed and takes_turn(words, final)
@@ -559,6 +569,9 @@ class Listener:
         with self._lock:
             start = self.level.utterance_start
             self._held_far = far and (self._held is None or self._held_far)
+            if self._held is None:
+                self._held_speech.clear()
+            self._held_speech[start] = self.level.utterance.speech_s  # (its runs so far: the latest counts)
             if self._held is None:
                 self._held, self._hold_verdict = now, Hold.WAIT
                 self._held_items.clear()

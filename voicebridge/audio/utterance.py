@@ -111,6 +111,12 @@ class Utterance:
         """Judged a whisper, and no vowel came after: a whisper, not a voice's breathy onset."""
         return self.whispered and not self.vowel
 
+    @property
+    def speech_s(self) -> float:
+        """Its speech so far, onset to its last strong frame (not the room's tail): how many words
+        it can carry."""
+        return max(0.0, self._strong_at - self.start) + FRAME_S if self._strong_at >= self.start else FRAME_S
+
     def unvoice(self) -> None:
         """A voice heard in its earlier runs no longer counts (the detector was reset)."""
         self.voiced = 0
