@@ -1097,6 +1097,20 @@ def test_a_voice_too_far_to_judge_that_the_model_heard_is_held_and_only_a_comman
     assert listener.hold_outcome(t + 0.7) is outcome
 
 
+@pytest.mark.parametrize("words, outcome", [("how to make the perfect roast at home", Hold.RESUME),
+                                            ("how to make the perfect roast at home. Wait.", Hold.CONFIRM)])
+def test_a_far_voices_commit_with_a_tvs_sentence_in_it_interrupts_only_on_a_stop_word(words, outcome):
+    """A TV switched on across the room, held as a far voice: its sentence's "how" is no
+    command (it interrupted: a false barge-in on the set's TV); a "wait" after it is."""
+    call, got = _far_voice(2)
+    assert got == [Decision.DUCK, True]
+    listener, t = call.listener, call.held_at
+    assert listener.hold_outcome(t + 0.3) is Hold.COMMIT
+    listener.committed(t + 0.35, "item_c1")
+    listener.transcript(words, t + 0.7, "item_c1")
+    assert listener.hold_outcome(t + 0.7) is outcome
+
+
 def test_a_far_voice_whose_words_never_come_resumes_at_the_bound():
     call, got = _far_voice(2)
     assert got == [Decision.DUCK, True]

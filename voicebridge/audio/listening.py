@@ -515,10 +515,13 @@ class Listener:
         echoed = self._agent.echoed(words, final)
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
-        if len(_WORD.findall(words.lower())) > 3 + WORDS_PER_S * sum(self._held_speech.values()):
+        said = _WORD.findall(words.lower())
+        if len(said) > 3 + WORDS_PER_S * sum(self._held_speech.values()):
             # more words than the held voice can carry: the room's (a TV's) are in it: only a word
-            # callers take the turn with interrupts ("wait", "what", "no" after a TV's sentence)
-            takes = final and not echoed and bool(TURN_WORDS.intersection(_WORD.findall(words.lower())))
+            # callers take the turn with interrupts ("wait", "what", "no" after a TV's sentence);
+            # a stop word for a voice the detector could not judge (a TV's "how" is no command)
+            wanted = STOP_WORDS if self._held_far else TURN_WORDS
+            takes = final and not echoed and bool(wanted.intersection(said))
         elif self._held_far:  # a voice the detector could not judge: only a command is the caller's interruption
             takes = final and not echoed and is_command(words)
         else:
