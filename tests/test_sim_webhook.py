@@ -23,6 +23,7 @@ TOKEN = "test-auth-token-0123456789"
 def test_urls_form_signatures_and_twiml_are_twilios():
     assert webhook_url_for("wss://voice.example.org/bridge/media") == "https://voice.example.org/bridge/voice"
     assert webhook_url_for("ws://127.0.0.1:5050/media") == "http://127.0.0.1:5050/voice"
+    assert webhook_url_for("ws://127.0.0.1:5050/voice") == "http://127.0.0.1:5050/voice"  # (not /voice/voice)
     form = webhook_form("CA1", "AC1")
     url = "https://voice.example.org/voice?tenant=acme"
     assert RequestValidator(TOKEN).validate(url, form, signature(TOKEN, url, form))
@@ -201,3 +202,16 @@ def test_a_malformed_answer_from_the_action_url_is_a_problem_not_an_exception():
         thread.join(10)
         server.close()
     assert len(caller.report.problems()) == 1 and caller.report.problems()[0].startswith("after the stream: ")
+
+
+def test_a_webhook_nobody_answers_is_named_in_the_error():
+    """(A new user's first hour: "error: <urlopen error [Errno 111] Connection refused>".)"""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # (closed when the test starts: nothing listens there)
+    from voicebridge.dev.sim.webhook import _post
+
+    with pytest.raises(ValueError, match=rf"the webhook http://127.0.0.1:{port}/voice could not be reached"):
+        _post(f"http://127.0.0.1:{port}/voice", b"", {}, 2.0)

@@ -63,7 +63,11 @@ def webhook_url_for(media_url: str) -> str:
     """The voice webhook beside a media URL: ``wss://host/x/media`` -> ``https://host/x/voice``."""
     parts = urllib.parse.urlsplit(media_url)
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme)
-    path = parts.path[:-len("/media")] if parts.path.endswith("/media") else parts.path.rstrip("/")
+    path = parts.path.rstrip("/")
+    if path.endswith("/media"):
+        path = path[:-len("/media")]
+    elif path.endswith("/voice"):  # (the webhook given for the media URL: a new user's slip)
+        path = path[:-len("/voice")]
     return urllib.parse.urlunsplit((scheme, parts.netloc, path + "/voice", "", ""))
 
 
@@ -138,6 +142,8 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> 
     except urllib.error.HTTPError as exc:
         hint = " (wrong auth token, or the bridge's PUBLIC_URL differs from this URL)" if exc.code == 403 else ""
         raise ValueError(f"the webhook {url} answered HTTP {exc.code}{hint}") from None
+    except urllib.error.URLError as exc:
+        raise ValueError(f"the webhook {url} could not be reached: {exc.reason} (is the app running there?)") from None
 
 
 def _get(url: str, headers: Mapping[str, str], timeout: float) -> bytes:
@@ -147,6 +153,8 @@ def _get(url: str, headers: Mapping[str, str], timeout: float) -> bytes:
             return resp.read(MAX_TWIML_BYTES)
     except urllib.error.HTTPError as exc:
         raise ValueError(f"the webhook {urllib.parse.urlsplit(url).path} answered HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        raise ValueError(f"the webhook {url} could not be reached: {exc.reason}") from None
 
 
 def place(media_url: str, auth_token: str, call_sid: str, account_sid: str, webhook_url: str | None = None,
