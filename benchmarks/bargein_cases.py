@@ -740,11 +740,14 @@ class ModelServer:
             return
         text = self.transcribe(start_ms, end_ms)
         base = {"item_id": item, "content_index": 0}
-        self.pending += [
-            (now + TRANSCRIBE_S[0], {"type": "conversation.item.input_audio_transcription.delta", **base,
-                                     "delta": text}),
-            (now + TRANSCRIBE_S[1], {"type": "conversation.item.input_audio_transcription.completed", **base,
-                                     "transcript": text})]
+        words = text.split(" ")
+        pieces = [" ".join(words[i:i + 2]) + (" " if i + 2 < len(words) else "") for i in range(0, len(words), 2)]
+        step = (TRANSCRIBE_S[1] - TRANSCRIBE_S[0]) / (len(pieces) + 1)  # (streamed two words a delta, as the service does)
+        self.pending += [(now + TRANSCRIBE_S[0] + k * step, {"type": "conversation.item.input_audio_transcription.delta",
+                                                             **base, "delta": piece})
+                         for k, piece in enumerate(pieces)]
+        self.pending.append((now + TRANSCRIBE_S[1], {"type": "conversation.item.input_audio_transcription.completed",
+                                                     **base, "transcript": text}))
         self.pending.sort(key=lambda p: p[0])
 
     def _edge(self, edge: Any, now: float) -> None:

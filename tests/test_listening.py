@@ -449,7 +449,8 @@ def test_a_short_command_holds_the_agent_until_its_words_say_interrupt():
     assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.BACKCHANNEL
     assert call.listener.committed(call.t + 0.5, "item_w") is Turn.BACKCHANNEL
     assert call.listener.hold_outcome(call.t + 0.6) is Hold.WAIT  # still paused: nothing resumed, nothing cut
-    assert call.listener.transcript("Wa", call.t + 0.8, "item_w", final=False) is True  # no backchannel starts so
+    assert call.listener.transcript("Wa", call.t + 0.75, "item_w", final=False) is False  # (two letters: not yet)
+    assert call.listener.transcript("i", call.t + 0.8, "item_w", final=False) is True  # "Wai": no backchannel starts so
     assert call.listener.hold_outcome(call.t + 0.8) is Hold.CONFIRM
     assert call.listener.hold_outcome(call.t + 0.9) is Hold.NONE  # once
 
@@ -1300,3 +1301,54 @@ def test_rv10_stop_stop_begun_after_the_held_turns_commit_is_held_for_its_own_wo
         assert call.listener.hold_outcome(call.t) is Hold.WAIT
     assert Decision.BACKCHANNEL in got, got
     assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+
+
+# ----------------------------------------------------------------- review rv13 of f0ee470 (words a held voice can carry)
+@pytest.mark.parametrize("words", ["Tuesday.", "The blue one.", "My order number.", "Can I pay by card?"])
+def test_rv13_a_callers_short_answer_after_a_tvs_sentence_in_the_commit_still_interrupts(words):
+    """The commit of f0ee470's own scene: the bridge's commit carries a TV's sentence, then the
+    caller's words. "Yeah." at the end resumes (the commit's test); a caller who answers
+    ("Tuesday.", "The blue one.") takes the turn, and no word of TURN_WORDS is in an answer. It was
+    interrupted before f0ee470; with it, the answer plays on over the caller (house rule: a missed
+    interruption is worse than a cut backchannel). The held voice here is the corpus's "wait"
+    (0.20 s of speech: 4 words it can carry), as short as "Tuesday"."""
+    call = held("interruption", 0)
+    listener = call.listener
+    assert listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    assert listener.committed(call.t + 1.05, "item_c1") is Turn.BACKCHANNEL
+    listener.transcript("and tonight the forecast for the weekend. " + words, call.t + 1.4, "item_c1")
+    assert listener.hold_outcome(call.t + 1.4) is Hold.CONFIRM
+
+
+def test_rv13_a_reverberant_question_held_on_its_last_run_is_not_counted_as_the_rooms_words():
+    """A question across a reverberant room (corpus question_01_2, "How much does the delivery
+    cost?", RT60 0.4 s): its first two runs are released, its last ("cost?") is held with 0.24 s
+    of speech (4.2 words it can carry). The bridge's commit carries the whole question (6 words):
+    over the count, so only a TURN_WORD interrupts; "how" saves this one, the same question worded
+    without one ("Can I pay by card, please" minus the "please") resumes the answer over the caller."""
+    call = Call(echo_db=None)
+    call.line = (QUIET,) * 400
+    call.learn(2.0)
+    got = decisions(call.talk(_speakerphone("question_01_2", 0.4, 1)) + [call.step() for _ in range(25)])
+    assert got == [Decision.DUCK, Decision.RELEASE] * 2 + [Decision.DUCK, Decision.BACKCHANNEL], got
+    assert call.listener.level.utterance.speech_s < 0.3  # 2.1 s of question, 0.24 s counted
+    call.listener.hold(call.t)
+    assert call.listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    assert call.listener.committed(call.t + 1.1, "item_q") is Turn.BACKCHANNEL
+    call.listener.transcript("Can I pay by card?", call.t + 1.5, "item_q")
+    assert call.listener.hold_outcome(call.t + 1.5) is Hold.CONFIRM
+
+
+def test_rv13_a_held_turns_deltas_and_its_final_words_agree():
+    """The too-long branch acts only on the final transcript, the other on deltas: a TV's sentence
+    streamed as deltas (the service sends input_audio_transcription.delta) takes the turn on its
+    first complete word, before the count is exceeded, so the final "... Yeah." that f0ee470
+    resumes on never gets to decide (its benefit is the offline stack's, which sends no deltas).
+    Whichever verdict is right, a delta must not decide what the final transcript would not."""
+    call = held("backchannel", 8)  # "yeah"
+    listener = call.listener
+    assert listener.hold_outcome(call.t + 1.0) is Hold.COMMIT
+    assert listener.committed(call.t + 1.05, "item_c1") is Turn.BACKCHANNEL
+    said = [listener.transcript(delta, call.t + 1.2 + 0.05 * i, "item_c1", final=False)
+            for i, delta in enumerate(["and tonight", " the forecast", " for the weekend.", " Yeah."])]
+    assert said == [False] * 4  # (True: the bridge interrupts at once, BargeIn.transcript -> end_hold)

@@ -146,6 +146,15 @@ WORDS_PER_S = 5.0
 commit carried the room's (a TV's sentence in the buffer since the last commit)."""
 
 
+def _turn_word_so_far(text: str, words: list[str]) -> bool:
+    """A partial transcript already holds a word callers take the turn with ("what", "no"), or
+    ends in three letters or more of a command ("wai", "sto"): the rest cannot undo it."""
+    complete = words if not text[-1:].isalpha() else words[:-1]
+    last = words[-1] if words and text[-1:].isalpha() else ""
+    return bool(TURN_WORDS.intersection(complete)) or (
+        len(last) >= 3 and any(w.startswith(last) for w in STOP_WORDS))
+
+
 def takes_turn(text: str, final: bool) -> bool:
     """Words that take the turn, judged on the transcript so far (``final`` False: the deltas
     received, which may end inside a word). A partial transcript takes it only once it is sure
@@ -517,15 +526,21 @@ class Listener:
             return False  # may be the agent's own words: wait for more of them
         said = _WORD.findall(words.lower())
         if len(said) > 3 + WORDS_PER_S * sum(self._held_speech.values()):
-            # more words than the held voice can carry: the room's (a TV's) are in it: only a word
-            # callers take the turn with interrupts ("wait", "what", "no" after a TV's sentence);
-            # a stop word for a voice the detector could not judge (a TV's "how" is no command)
-            wanted = STOP_WORDS if self._held_far else TURN_WORDS
-            takes = final and not echoed and bool(wanted.intersection(said))
+            # more words than the held voice can carry: the room's (a TV's) are in it, the held
+            # voice's last (the commit came right after it): a word callers take the turn with
+            # interrupts ("wait", "what", "no" after a TV's sentence), and so does a last word
+            # that is no backchannel's (the caller's answer: "Tuesday", "the blue one": review
+            # rv13); a TV's sentence ending in the caller's "yeah" resumes. A voice the detector
+            # could not judge: a stop word only (a TV's "how" is no command)
+            takes = final and not echoed and (
+                bool(STOP_WORDS.intersection(said)) if self._held_far
+                else bool(TURN_WORDS.intersection(said)) or said[-1] not in BACKCHANNEL_WORDS)
         elif self._held_far:  # a voice the detector could not judge: only a command is the caller's interruption
             takes = final and not echoed and is_command(words)
-        else:
-            takes = not echoed and takes_turn(words, final)
+        else:  # (a delta only with a word callers take the turn with, or three letters of a command:
+            # a TV's first words in a streamed transcript must not take it before the final's count
+            # says they are the room's: review rv13)
+            takes = not echoed and takes_turn(words, final) and (final or _turn_word_so_far(words, said))
         if takes:
             self._hold_verdict = Hold.CONFIRM
             self._backchannel_items.pop(item_id, None)
