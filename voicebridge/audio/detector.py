@@ -228,6 +228,7 @@ class CallerLevel:
         self._level = MIN_DBFS
         self.evidence = SoundEvidence()  # what the line carried lately (``sound``)
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
+        self.run_start = float("-inf")  # the current (or last) loud run's first frame
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
         self._now = float("-inf")
         self._floor_of: float | None = None  # the floor the detector's threshold is for (None: not set yet)
@@ -347,6 +348,7 @@ class CallerLevel:
     def _loud_frame(self, frame: bytes) -> None:
         if self.shape.run == 0:
             self.impulse = False
+            self.run_start = self._now
             self.utterance.run_starts(self._now)
         self.utterance.heard(self._level, self._now)
         if self.shape.loud_frame(self._level) and self.voiced_needed and (

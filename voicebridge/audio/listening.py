@@ -141,6 +141,14 @@ def is_command(text: str) -> bool:
     return bool(STOP_WORDS.intersection(words)) and (len(words) <= 4 or words[0] in STOP_WORDS)
 
 
+def ends_in_command(text: str) -> bool:
+    """A command, or one at the end of what the room said before it (a far hold's commit holds the
+    buffer since the last commit: "so then we went over to the hold on"), or after a filler
+    ("Um, wait, hold on a second"): its last four words are one (review rv12)."""
+    words = _WORD.findall(text.lower())
+    return is_command(text) or bool(STOP_WORDS.intersection(words[-4:]))
+
+
 WORDS_PER_S = 5.0
 """More words than 3 + this many per second of a held voice's speech are not all its own: the
 commit carried the room's (a TV's sentence in the buffer since the last commit)."""
@@ -397,14 +405,16 @@ class Listener:
             judged = (ServerSpeech.INTERRUPT if self._confirmed_at > split else ServerSpeech.BACKCHANNEL
                       if self.level.backchannel_at > split else ServerSpeech.NOTHING)
             held = held and self.level.utterance_start >= split  # (the held voice's audio was in the part)
+            flushed = flushed or (judged is ServerSpeech.NOTHING and not held)  # (a far voice's rest: review rv12)
         if flushed and judged not in (ServerSpeech.ECHO, ServerSpeech.TURN, ServerSpeech.INTERRUPT):
             with self._lock:  # the room's stretch before an onset (a TV's): only a command in it is the caller's
                 self._command_items = {i: t for i, t in self._command_items.items() if now - t <= BACKCHANNEL_TEXT_S}
                 self._command_items[item_id] = now
             return Turn.NOT_CALLER
-        return self._judged_turn(judged, now, item_id, held)
+        return self._judged_turn(judged, now, item_id, held, now if sent is None or flushed else sent)
 
-    def _judged_turn(self, judged: ServerSpeech | None, now: float, item_id: str, held: bool) -> Turn:
+    def _judged_turn(self, judged: ServerSpeech | None, now: float, item_id: str, held: bool,
+                     audio_to: float | None = None) -> Turn:
         """A committed turn as judged (``held``: the held voice may be in it)."""
         if held and self._held is not None:  # the held utterance is in this turn (its VAD may have started on
             judged = ServerSpeech.BACKCHANNEL  # echo, or on a TV before the agent spoke): its words decide
@@ -426,7 +436,9 @@ class Listener:
                         self._hold_verdict = Hold.CONFIRM
                         return Turn.RESPOND
                     self._held_items[item_id] = ""
-                    self._held_committed_at = now
+                    # (the bridge's own commit holds the audio sent before it went: a run begun since
+                    # is in no held turn, review rv12)
+                    self._held_committed_at = now if audio_to is None else audio_to
                 self._backchannel_items = {i: t for i, t in self._backchannel_items.items()
                                            if now - t <= BACKCHANNEL_TEXT_S}
                 self._backchannel_items[item_id] = now
@@ -536,7 +548,7 @@ class Listener:
                 bool(STOP_WORDS.intersection(said)) if self._held_far
                 else bool(TURN_WORDS.intersection(said)) or said[-1] not in BACKCHANNEL_WORDS)
         elif self._held_far:  # a voice the detector could not judge: only a command is the caller's interruption
-            takes = final and not echoed and is_command(words)
+            takes = final and not echoed and ends_in_command(words)
         else:  # (a delta only with a word callers take the turn with, or three letters of a command:
             # a TV's first words in a streamed transcript must not take it before the final's count
             # says they are the room's: review rv13)
@@ -561,6 +573,8 @@ class Listener:
         heard (under the lock): its words are in none of them, and theirs (none, an "mm-hm") must
         not resume the answer over it (an echo peak held, its turn committed, then "stop, stop")."""
         level = self.level
+        if level.hearing and self._asked is not None and level.run_start >= self._asked:
+            return True  # a run begun once the bridge's commit was sent: in no held turn (review rv12)
         return self._after_commit(max(self._joined_start,
                                       level.utterance_start if level.hearing else float("-inf")))
 
@@ -636,8 +650,9 @@ class Listener:
             verdict = self._hold_verdict
             unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
             if verdict is Hold.WAIT and not self._held_items and self._asked is None and self._server_open \
-                    and self._commit_unheard and not self._held_whisper \
-                    and now - self._held >= OPEN_COMMIT_S - 1e-9:  # (a TV may keep the model's turn open)
+                    and self._commit_unheard and not self._held_whisper and not self.level.hearing \
+                    and now - self._held >= OPEN_COMMIT_S - 1e-9:  # (a TV may keep the model's turn open; not
+                # through a voice going on: "yeah ... wait" split inside the "wait" lost it, review rv12)
                 self._asked = self._own_commit = now
                 return Hold.COMMIT
             if verdict is Hold.WAIT and not self._held_items and self._asked is None \
