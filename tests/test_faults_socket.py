@@ -95,6 +95,24 @@ def test_openai_handshake_401_wrong_key_is_not_retried(bridge_call, lines, caplo
     assert_apology_heard(twilio)
 
 
+def test_openai_handshake_404_wrong_url_is_not_retried(bridge_call, lines):
+    """(A new user's wrong OPENAI_REALTIME_URL: five dials and 4.2 s of silence before the
+    apology.) No redial can change a 404: one dial, what to check, the apology at once."""
+    missing = RawServer(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found")
+    try:
+        call = real_call(bridge_call, CFG.replace(openai_url=missing.url, reconnect_attempts=4,
+                                                  reconnect_backoff_ms=2000)).start()
+        twilio = call.twilio
+        m = call.finish(stop=False)
+        dials = len(missing.conns)
+    finally:
+        missing.stop()
+    assert dials == 1 and m["model_redials"] == 0
+    assert m["close_reason"] == "openai endpoint refused" and m["openai_errors"] == {"endpoint_refused": 1}
+    assert lines("refused the connection (HTTP 404: not found): check OPENAI_REALTIME_URL")
+    assert_apology_heard(twilio)
+
+
 def test_openai_handshake_403(bridge_call, lines):
     body = b'{"error":{"code":"forbidden","message":"' + b"Your organization is not allowed to use this model. " * 6 + b'"}}'
     forbidden = RawServer(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: "

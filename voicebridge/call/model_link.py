@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..model import client as realtime_client
 from ..model.liveness import Health, Liveness
-from ..model.preflight import rejection
+from ..model.preflight import hint, rejection
 from ..model.redial import Cause, Decision, RedialPolicy
 from ..errors import close_quietly, describe
 from .context import CallContext
@@ -33,6 +33,9 @@ GAVE_UP = {Cause.LOST: "openai disconnected", Cause.EXPIRED: "openai session exp
            Cause.ROLLOVER: "openai rollover failed", Cause.UNRESPONSIVE: "openai not answering"}
 """The close reason when no replacement session could be had (by why the first one ended)."""
 AUTH_FAILED = "openai auth failed"
+ENDPOINT_REFUSED = "openai endpoint refused"
+PERMANENT_STATUSES = frozenset({400, 404, 405, 410})
+"""Handshake statuses no redial can change (the wrong URL, model or deployment): not retried."""
 """The close reason when the endpoint refuses the credentials (401/403): not retried."""
 
 
@@ -121,6 +124,12 @@ class ModelLink:
                 self._log.error("the Realtime endpoint refused the credentials (%s): not retrying", refused)
                 self._metrics.error("auth_failed")
                 self.lose(AUTH_FAILED)
+                return None
+            if refused is not None and refused.status in PERMANENT_STATUSES:  # (a new user's wrong URL: 5 dials
+                self._log.error("the Realtime endpoint %s refused the connection (%s): %s; not retrying",  # and 4 s)
+                                self._config.realtime_url.split("?")[0], refused, hint(self._config, refused.status))
+                self._metrics.error("endpoint_refused")
+                self.lose(ENDPOINT_REFUSED)
                 return None
             self._log.once("model:connect_failed", "cannot reach the Realtime endpoint %s: %s; further failures "
                            "only counted", self._config.realtime_url.split("?")[0],
