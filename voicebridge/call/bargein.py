@@ -298,7 +298,8 @@ class BargeIn:
             self._false_trigger.start(now, loud=True, since=onset)
         self._log.info("barge-in (%s) confirmed on response %s", source, locked.response_id)
         flushing = self._outbound.interrupt(clear=True)
-        self._log.info("flushing %d queued frames", flushing)
+        self._log.info("flushing what was queued: %d items (frames, deltas, the end mark; frames_flushed "
+                       "counts the frames)", flushing)
         if steps.cancel and locked.was_active:
             self._model.send(rt.response_cancel(locked.response_id))
             self._log.info("response.cancel sent for %s", locked.response_id)
