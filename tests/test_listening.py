@@ -987,11 +987,11 @@ def test_only_a_command_in_the_stretch_committed_at_an_onset_interrupts(words, i
     listener = call.listener
     call.learn(3.0)
     listener.server_speech(call.t, audible=True)
-    listener._turn = ServerSpeech.BACKCHANNEL  # (as judged when a short voice let pass had started it)
+    listener._vad.judged = ServerSpeech.BACKCHANNEL  # (as judged when a short voice let pass had started it)
     for _ in range(60):
         call.step()
     assert listener.flush_due(call.t) is False  # (no new utterance begins at this instant)
-    listener._flush_sent = call.t  # the onset's commit, sent
+    listener._vad.onset_commit = call.t  # the onset's commit, sent
     assert listener.committed(call.t + 0.05, "item_tv1") is Turn.NOT_CALLER
     assert listener.transcript(words, call.t + 0.5, "item_tv1") is interrupts
 

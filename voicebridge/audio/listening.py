@@ -38,6 +38,7 @@ from .capture import CaptureClock
 from .detector import CallerLevel, Decision, Sound
 from ..config import BridgeConfig
 from .echo import ComfortNoise, EchoGate, Verdict, attenuation_table
+from .model_turn import ModelTurn
 
 VOICED_FRAMES = 3
 """Voiced frames a run needs before it may confirm (one voiced frame now and then is in babble)."""
@@ -53,10 +54,6 @@ OPEN_COMMIT_S = 0.3
 room's tail under it) is committed by the bridge, inside that turn: its words come sooner, and
 come at all when a TV or babble keeps the VAD in speech (its own commit would come after the
 hold's bound, and the hold interrupt there)."""
-FLUSH_OPEN_S = 1.0
-"""A model turn open this long (and nothing committed for as long) when a new loud run begins
-over the agent: the bridge commits the buffer at that onset, so that the room's voices before it
-are a turn of their own and the held voice's commit carries little of them."""
 BACKCHANNEL_WORDS = frozenset("""
 mm mhm mmhm mm-hm mm-hmm mhmm mmhmm mmm hm hmm uh-huh uhhuh uh huh um ah oh yeah yes yep yup ya yah ok okay right
 sure alright all i see got it cool great good fine nice true exactly correct gotcha totally indeed
@@ -161,6 +158,26 @@ def _turn_word_so_far(text: str, words: list[str]) -> bool:
     last = words[-1] if words and text[-1:].isalpha() else ""
     return bool(TURN_WORDS.intersection(complete)) or (
         len(last) >= 3 and any(w.startswith(last) for w in STOP_WORDS))
+
+
+def held_turn_taken(words: str, final: bool, far: bool, speech_s: float) -> bool:
+    """Do a held turn's words so far (not the agent's own) take the turn from the agent?
+
+    More words than the held voice can carry (``speech_s`` of speech) hold the room's too, the
+    held voice's last (the commit came right after it): a word callers take the turn with
+    interrupts ("wait", "what", "no" after a TV's sentence), and so does a last word that is no
+    backchannel's (the caller's answer: "Tuesday": review rv13); a TV's sentence ending in the
+    caller's "yeah" does not. A voice the detector could not judge (``far``): a command only (a
+    stop word, among its last four words when its commit carried the room's). Before the final
+    transcript, a delta takes it only with a word callers take the turn with, or three letters
+    of a command: a TV's first streamed words must not act before the final's count (rv13)."""
+    said = _WORD.findall(words.lower())
+    if len(said) > 3 + WORDS_PER_S * speech_s:
+        return final and (bool(STOP_WORDS.intersection(said)) if far
+                          else bool(TURN_WORDS.intersection(said)) or said[-1] not in BACKCHANNEL_WORDS)
+    if far:
+        return final and ends_in_command(words)
+    return takes_turn(words, final) and (final or _turn_word_so_far(words, said))
 
 
 def takes_turn(text: str, final: bool) -> bool:
@@ -274,15 +291,8 @@ class Listener:
         self._held_far = False  # ... was a voice the detector released (not near), the model's VAD heard: commands only
         self._held_speech: dict[float, float] = {}  # the held utterances' onsets -> their speech (words they can carry)
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
-        self._own_commit: float | None = None  # ... and its reply (committed or refused) has not come yet
-        self._flush_sent: float | None = None  # the bridge committed the open turn's buffer at an onset; no reply yet
-        self._split_at: float | None = None  # the open turn was split by the bridge's commit then (its rest is judged anew)
-        self._last_commit = float("-inf")  # the last commit (the model's or the bridge's) came then
-        self._vad_closing = False  # the model's VAD stopped: the next commit is its own, not a reply to the bridge's
-        self._server_at = float("-inf")  # the model's VAD last started (believed or not)
-        self._server_open = False  # ... and has not committed that turn yet (its words will come with it)
+        self._vad: ModelTurn[ServerSpeech] = ModelTurn()  # the model's VAD turn and the bridge's commits in it
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
-        self._turn: ServerSpeech | None = None  # the model's current (or last) caller turn, as judged
         self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
         self._backchannel_items: dict[str, float] = {}  # turns left unanswered as backchannels -> when
         self._echo_items: dict[str, float] = {}  # turns whose start was ignored as echo -> when committed
@@ -363,9 +373,7 @@ class Listener:
         """The model's VAD started: believe it only with the caller heard here too."""
         outcome = self._judge(now, audible)
         with self._lock:
-            self._turn, self._split_at = outcome, None
-            self._server_at = now
-            self._server_open = True
+            self._vad.started(now, outcome)
         return outcome
 
     def _judge(self, now: float, audible: bool) -> ServerSpeech:
@@ -388,18 +396,14 @@ class Listener:
         own, even with a commit of the bridge's on its way (that one will be refused, or carry
         what came after)."""
         with self._lock:
-            self._vad_closing = True
+            self._vad.stopped()
 
     def committed(self, now: float, item_id: str = "") -> Turn:
         """The model's VAD committed the caller's turn (``item_id``): answer it? (Or the bridge's
         own commit inside the model's open turn: that turn goes on, and its rest is judged anew.)"""
         with self._lock:
-            flushed, sent = self._own_split(now)
-            judged, split, self._last_commit = self._turn, self._split_at, now
-            if sent is None:
-                self._turn, self._split_at, self._server_open = None, None, False
-            else:
-                self._split_at = sent
+            judged, split = self._vad.judged, self._vad.split_at
+            flushed, sent = self._vad.reply(now)
         held = not flushed
         if split is not None:  # the rest of a turn the bridge committed part of: what was heard since
             judged = (ServerSpeech.INTERRUPT if self._confirmed_at > split else ServerSpeech.BACKCHANNEL
@@ -449,45 +453,23 @@ class Listener:
                 self._echo_items[item_id] = now
         return Turn.NOT_CALLER
 
-    def _own_split(self, now: float) -> tuple[bool, float | None]:
-        """(Under the lock.) A commit while the model's turn is open that answers the bridge's own
-        commit inside it: (True, when sent) for the flush at an onset, (False, when sent) for the
-        held voice's, (False, None) if it is the model's. The service keeps such a turn open
-        ("unless the client manually commits the audio buffer during VAD activation", its
-        ``speech_started`` reference); its rest is what came after the bridge's commit."""
-        closing, self._vad_closing = self._vad_closing, False
-        if not self._server_open or closing:
-            return False, None
-        if self._flush_sent is not None:
-            sent, self._flush_sent = self._flush_sent, None
-            return (True, sent) if now - sent <= BACKCHANNEL_TEXT_S else (False, None)
-        if self._own_commit is not None:
-            sent, self._own_commit = self._own_commit, None
-            return False, sent
-        return False, None
-
     def flush_due(self, now: float) -> bool:
         """A loud run began over the agent (the duck, run thread): commit the buffer first? Only
-        inside a model turn open ``FLUSH_OPEN_S`` with nothing committed for as long (a TV or
+        inside a model turn open ``model_turn.ONSET_OPEN_S`` with nothing committed for as long (a TV or
         babble keeps it open), at a new utterance's first frame, with commits on: the room's
         voices before the onset become a turn of their own, unanswered, and the voice after it
         is committed with little of them if it is held (their words would take the turn)."""
         with self._lock:
             if not (self._commit_unheard and self._backchannels and self._hold_s) or self._held is not None \
-                    or not self._server_open or self._flush_sent is not None or self._own_commit is not None:
-                return False
-            if now - self._server_at < FLUSH_OPEN_S or now - self._last_commit < FLUSH_OPEN_S \
                     or self.level.utterance_start != now:
                 return False
-            self._flush_sent = now
-            return True
+            return self._vad.onset_commit_due(now)
 
     def _own_reply(self, now: float) -> bool:
         """A commit with no VAD turn before it is the reply to the bridge's own commit, if one was
         sent lately and not answered yet (the bridge sends no other)."""
         with self._lock:
-            sent, self._own_commit = self._own_commit, None
-        return sent is not None and now - sent <= BACKCHANNEL_TEXT_S
+            return self._vad.own_reply(now)
 
     def agent_said(self, text: str, final: bool = False) -> None:
         """A delta of the agent's own transcript (model thread)."""
@@ -536,23 +518,7 @@ class Listener:
         echoed = self._agent.echoed(words, final)
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
-        said = _WORD.findall(words.lower())
-        if len(said) > 3 + WORDS_PER_S * sum(self._held_speech.values()):
-            # more words than the held voice can carry: the room's (a TV's) are in it, the held
-            # voice's last (the commit came right after it): a word callers take the turn with
-            # interrupts ("wait", "what", "no" after a TV's sentence), and so does a last word
-            # that is no backchannel's (the caller's answer: "Tuesday", "the blue one": review
-            # rv13); a TV's sentence ending in the caller's "yeah" resumes. A voice the detector
-            # could not judge: a stop word only (a TV's "how" is no command)
-            takes = final and not echoed and (
-                bool(STOP_WORDS.intersection(said)) if self._held_far
-                else bool(TURN_WORDS.intersection(said)) or said[-1] not in BACKCHANNEL_WORDS)
-        elif self._held_far:  # a voice the detector could not judge: only a command is the caller's interruption
-            takes = final and not echoed and ends_in_command(words)
-        else:  # (a delta only with a word callers take the turn with, or three letters of a command:
-            # a TV's first words in a streamed transcript must not take it before the final's count
-            # says they are the room's: review rv13)
-            takes = not echoed and takes_turn(words, final) and (final or _turn_word_so_far(words, said))
+        takes = not echoed and held_turn_taken(words, final, self._held_far, sum(self._held_speech.values()))
         if takes:
             self._hold_verdict = Hold.CONFIRM
             self._backchannel_items.pop(item_id, None)
@@ -590,9 +556,10 @@ class Listener:
         "wait" from across a room over music is too far for the detector, and the model heard it
         (issue 21: never throw away the model's start for a voice heard too quietly to judge)."""
         with self._lock:
-            return (self._held is None and self._server_open and self._commit_unheard and self._backchannels
-                    and self._turn in (ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL) and self._hold_s > 0
-                    and self._server_at >= self.level.utterance_start)  # (on this sound: not a TV's long turn)
+            vad = self._vad
+            return (self._held is None and vad.open and self._commit_unheard and self._backchannels
+                    and vad.judged in (ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL) and self._hold_s > 0
+                    and vad.started_at >= self.level.utterance_start)  # (on this sound: not a TV's long turn)
 
     def hold(self, now: float, far: bool = False) -> None:
         """A short voiced utterance ended with the agent paused: keep it paused until its words
@@ -649,24 +616,25 @@ class Listener:
                 self._hold_verdict = Hold.RESUME
             verdict = self._hold_verdict
             unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
-            if verdict is Hold.WAIT and not self._held_items and self._asked is None and self._server_open \
+            vad = self._vad
+            if verdict is Hold.WAIT and not self._held_items and self._asked is None and vad.open \
                     and self._commit_unheard and not self._held_whisper and not self.level.hearing \
                     and now - self._held >= OPEN_COMMIT_S - 1e-9:  # (a TV may keep the model's turn open; not
                 # through a voice going on: "yeah ... wait" split inside the "wait" lost it, review rv12)
-                self._asked = self._own_commit = now
+                self._asked = vad.own_commit = now
                 return Hold.COMMIT
             if verdict is Hold.WAIT and not self._held_items and self._asked is None \
                     and now - self._held >= EVIDENCE_S - 1e-9 \
-                    and self._server_at < self._held - EVIDENCE_S and not self._server_open:
+                    and vad.started_at < self._held - EVIDENCE_S and not vad.open:
                 if self._commit_unheard and not self._held_whisper:
-                    self._asked = self._own_commit = now
+                    self._asked = vad.own_commit = now
                     return Hold.COMMIT
                 verdict = unheard
             if verdict is Hold.WAIT and now - self._held >= self._hold_s - 1e-9:
                 # a turn the model committed, or still has open (over babble its VAD may never
                 # close it), took the words in and they never came: a "stop" must not be lost
                 # (a far voice is not known to be the caller's: its words must say so)
-                verdict = Hold.CONFIRM if (self._held_items or self._server_open) and not self._held_far \
+                verdict = Hold.CONFIRM if (self._held_items or vad.open) and not self._held_far \
                     else Hold.RESUME if self._held_far else unheard
             if verdict is not Hold.WAIT:
                 self._held = None
@@ -678,10 +646,8 @@ class Listener:
         """The model refused the bridge's commit of the held audio (too little buffered): no words
         will come for it; the held voice resumes as one the model did not hear."""
         with self._lock:
-            if self._flush_sent is not None:  # the flush at an onset (sent first): nothing held waits on it
-                self._flush_sent = None
+            if self._vad.refused():  # the commit at an onset (sent first): nothing held waits on it
                 return
-            self._own_commit = None
             if self._held is not None and self._asked is not None and not self._held_items:
                 self._hold_verdict = Hold.CONFIRM if self._held_whisper else Hold.RESUME
 
