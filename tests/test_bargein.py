@@ -37,6 +37,20 @@ def test_duck_on_first_loud_frame_then_release_or_confirm():
     assert [det.feed(LOUD, True) for _ in range(4)][-1] is Decision.CONFIRM
 
 
+def test_a_first_frame_that_could_be_an_echo_peak_ducks_only_with_the_runs_next_loud_frame():
+    det = LevelDetector(frames_needed=5, duck=True, dip_frames=1)
+    # alone (the echo under the margin again after it): no duck, so nothing to release either
+    assert [det.feed(x, True, tentative=t) for x, t in ((LOUD, True), (QUIET, False), (QUIET, False))] == [
+        Decision.NONE] * 3
+    assert det.run == 0 and not det.ducking
+    # a caller's onset no clearer of the echo: ducked at the second frame, confirmed on the run's fifth
+    assert [det.feed(LOUD, True, tentative=t) for t in (True, True, False, False, False)] == [
+        Decision.NONE, Decision.DUCK, Decision.NONE, Decision.NONE, Decision.CONFIRM]
+    # a dip after the first: the duck waits for the next loud frame of the run
+    assert [det.feed(x, True, tentative=True) for x in (LOUD, QUIET, LOUD)] == [
+        Decision.NONE, Decision.NONE, Decision.DUCK]
+
+
 def test_disarming_releases_a_duck_and_resets_the_count():
     det = LevelDetector(frames_needed=5)
     det.feed(LOUD, True)

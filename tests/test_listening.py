@@ -282,6 +282,7 @@ class _BlindGate:
     def __init__(self, found_at: float, echo: set[float]) -> None:
         self.found_at, self.echo, self.now = found_at, echo, 0.0
         self.headroom_db = 0.0  # while blind no frame counts as clear of the echo: the quiet line's threshold stands
+        self.over_echo = False  # (nothing it compares with: no frame is held back as a possible echo peak)
 
     def judge(self, level: float, now: float, floor: float) -> Verdict:
         self.now = now
@@ -310,6 +311,67 @@ def _blind_run_then_backchannel(echo: int, run: int = 3, found: int = 10) -> lis
     listener.gate = _BlindGate(found_at=0.02 * (90 + found), echo={round(0.02 * (90 + i), 2) for i in range(echo)})
     heard = [listener.hear(f, round(0.02 * i, 2), lambda: True) for i, f in enumerate(frames)]
     return decisions(heard)
+
+
+def _loud_part(data: bytes) -> list[bytes]:
+    """A clip's frames from its first loud one (-25 dBFS) on."""
+    frames = frames_of(data)
+    return frames[next(i for i, f in enumerate(frames) if audio.dbfs(f) > -25.0):]
+
+
+def _echo_peak(call: Call, louder_db: float) -> object:
+    """One frame of the agent's echo ``louder_db`` over its usual level (a loudspeaker's
+    non-linearity, where the frame falls on a syllable), the line as before around it."""
+    i = call.i
+    call.listener.played(audio.dbfs(AGENT_FRAMES[i % len(AGENT_FRAMES)]), call.t)
+    echo = quieter(AGENT_FRAMES[(i - 3) % len(AGENT_FRAMES)], ECHO_DB - louder_db)
+    heard = call.listener.hear(mix(call.line[i % len(call.line)], echo), call.t, lambda: True)
+    call.heard.append(heard)
+    call.t, call.i = round(call.t + 0.02, 6), i + 1
+    return heard
+
+
+@pytest.mark.parametrize("louder_db,ducks", [(6.0, False), (7.0, False), (10.0, True)])
+def test_an_echo_peak_a_few_db_over_the_gates_margin_for_one_frame_does_not_pause_the_answer(louder_db, ducks):
+    """The CI's flaky speakerphone call and the set's echo-only calls: one echo frame a few dB over
+    the gate's margin ducked, cleared the caller's buffer and paused the answer ~450 ms (44 ducks
+    over the set's 40 echo-only calls, 33 of them one frame, 3.0-4.9 dB over the echo predicted). A
+    first frame less than ``PEAK_DB`` (5 dB) over it now ducks only with the run's next loud frame."""
+    call = Call()
+    call.learn(4.0)
+    for _ in range(10):
+        call.step()
+    peak = _echo_peak(call, louder_db)
+    headroom = call.listener.gate.headroom_db
+    after = [call.step() for _ in range(30)]
+    assert peak.verdict is Verdict.CALLER  # over the margin: the caller's by level, forwarded as it is
+    assert (headroom < CallerLevel.PEAK_DB) is not ducks, headroom
+    assert (decisions([peak] + after) == [Decision.DUCK, Decision.RELEASE]) is ducks
+    assert ducks or decisions([peak] + after) == []  # nothing paused, nothing to release
+
+
+def test_a_caller_whose_first_frame_is_no_clearer_than_an_echo_peak_ducks_at_the_next_from_that_onset():
+    """The cost: a caller's onset over the echo whose first frame stands less than 5 dB over it
+    ducks one frame later; the utterance still begins at its first frame."""
+    call = Call()
+    call.learn(4.0)
+    for _ in range(10):
+        call.step()
+    onset = call.t
+    first = _echo_peak(call, 7.0)  # the caller's first frame: as loud over the echo as a peak
+    second = call.step(_loud_part(tts.load_prompt("caller_stop"))[0])
+    assert first.verdict is Verdict.CALLER and first.decision is Decision.NONE
+    assert second.verdict is Verdict.CALLER and second.decision is Decision.DUCK
+    assert call.listener.level.run_start == onset
+
+
+def test_with_nothing_played_a_first_loud_frame_ducks_at_once():
+    """No echo to peak over (the agent silent): the first loud frame ducks, as it always has."""
+    listener = Listener(BridgeConfig())
+    frames = [QUIET] * 60 + _loud_part(tts.load_prompt("caller_stop"))[:5]  # armed: the answer's first frame is due
+    heard = [listener.hear(f, round(0.02 * i, 2), lambda: True) for i, f in enumerate(frames)][60:]
+    assert heard[0].verdict is Verdict.CALLER and not listener.gate.over_echo
+    assert heard[0].decision is Decision.DUCK
 
 
 def test_an_echo_peak_judged_the_callers_before_the_delay_was_known_does_not_lengthen_the_next_utterance():
@@ -359,6 +421,7 @@ class _KnownGate(_BlindGate):
     def __init__(self, headroom_db: float) -> None:
         super().__init__(found_at=0.0, echo=set())
         self.fixed = headroom_db
+        self.over_echo = True  # judged against the echo it predicts
 
     def judge(self, level: float, now: float, floor: float) -> Verdict:
         verdict = super().judge(level, now, floor)

@@ -66,8 +66,10 @@ class LevelDetector:
     def is_loud(self, level_dbfs: float) -> bool:
         return level_dbfs >= self.threshold_dbfs
 
-    def feed(self, level_dbfs: float, armed: bool) -> Decision:
-        """One inbound frame's level; ``armed`` = the guards currently allow a barge-in."""
+    def feed(self, level_dbfs: float, armed: bool, tentative: bool = False) -> Decision:
+        """One inbound frame's level; ``armed`` = the guards currently allow a barge-in.
+        ``tentative``: a loud frame that could be an echo peak; as a run's first it ducks only
+        with the run's next loud frame (an echo peak is one frame or two over the echo's margin)."""
         if armed and not self.is_loud(level_dbfs) and self.run and self._dips < self.dip_frames:
             self._dips += 1  # a dip inside a run: neither counted nor the end of it
             return Decision.NONE
@@ -84,8 +86,8 @@ class LevelDetector:
             self.run = 0
             self.ducking = False
             return Decision.CONFIRM
-        if self.run == 1 and self.duck:
-            self.ducking = True
+        if self.duck and not self.ducking and (self.run == 2 or self.run == 1 and not tentative):
+            self.ducking = True  # (at the second frame only after a tentative first)
             return Decision.DUCK
         return Decision.NONE
 
@@ -198,6 +200,11 @@ class CallerLevel:
     QUIET_LINE_DB = 26.0  # ... but no closer to the line's noise floor than this
     CLEAR_REACH_DB = 4.0  # ... and this much lower again for a frame clear of the agent's echo:
     CLEAR_OF_ECHO_DB = 6.0  # this far over the loudest echo the gate predicts for it (or nothing played)
+    PEAK_DB = 5.0  # a run's first loud frame less than this over the echo predicted for it ducks
+    # only with the run's next loud frame: the agent's own echo peaks over the gate's 3 dB margin
+    # for a frame (a loudspeaker's non-linearity, where the frames fall on a syllable), and each
+    # such duck cleared the caller's buffer and paused the answer ~450 ms. (Not CLEAR_OF_ECHO_DB:
+    # a soft voice over loud echo may have one frame 5-6 dB clear of it in the agent's dip.)
 
     def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
                  dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0,
@@ -248,13 +255,16 @@ class CallerLevel:
         return headroom_db >= self.CLEAR_OF_ECHO_DB and level_dbfs >= self._clear_threshold
 
     def feed(self, level_dbfs: float, now: float, counts: bool, armed: Callable[[], bool],
-             frame: bytes = b"", echo: bool = False, headroom_db: float = 0.0, blind: bool = False) -> Decision:
+             frame: bytes = b"", echo: bool = False, headroom_db: float = 0.0, blind: bool = False,
+             over_echo: bool = False) -> Decision:
         """One caller frame. ``counts`` is False for the agent's own echo (quiet to the detector;
         ``echo`` says it was judged echo rather than unsure); ``armed`` is asked only when the
         answer can matter (a loud frame, or a dip in a run). ``headroom_db``: how far the frame is
         over the loudest echo the echo gate predicts for it (or over the floor, nothing played): a
         quiet line's soft attack that far clear of the echo is loud ``CLEAR_REACH_DB`` sooner.
-        ``blind``: the gate judged the frame before it knew the echo's delay (``near_clear``)."""
+        ``blind``: the gate judged the frame before it knew the echo's delay (``near_clear``).
+        ``over_echo``: the gate judged it against the agent's echo (something played), so a small
+        ``headroom_db`` may be an echo peak: it does not duck alone."""
         self._now = now
         detector = self.detector
         floor = self.noise.update(level_dbfs, now)
@@ -316,7 +326,7 @@ class CallerLevel:
                 self._loud_frame(frame)
                 if self._deaf:
                     return self._release() if self.detector.ducking else self._stop_waiting(Decision.NONE)
-            decision = self.detector.feed(fed, ok)
+            decision = self.detector.feed(fed, ok, over_echo and headroom_db < self.PEAK_DB)
             if decision is Decision.CONFIRM:
                 decision = self._confirm_or_wait()
             if decision is Decision.RELEASE:

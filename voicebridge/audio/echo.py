@@ -177,6 +177,7 @@ class EchoGate:
         self._talk_start = float("inf")  # when the current stretch of audible agent audio began
         self.stats = EchoStats()
         self.headroom_db = 0.0  # the last frame judged: how far over the echo predicted for it (run thread)
+        self.over_echo = False  # the last frame judged the caller's was judged against the agent's echo
 
     # ------------------------------------------------------------------ the sending side
     def played(self, level_dbfs: float, now: float) -> None:
@@ -220,7 +221,7 @@ class EchoGate:
             if reference < PLAYED_FLOOR_DBFS and lag is not None:  # nothing at the delay: its room's tail?
                 reference = self._played.tail(slot - lag - WINDOW - 1, TAIL_SLOTS, TAIL_DB)
             if reference < PLAYED_FLOOR_DBFS:
-                self.headroom_db = level_dbfs - floor_dbfs
+                self.headroom_db, self.over_echo = level_dbfs - floor_dbfs, False
                 return Verdict.CALLER  # nothing played that could be echoing now
             echo_dbfs = reference - (self._loss if lag is not None else self._judged_loss(lag))  # the loudest echo it can hold
             if level_dbfs > echo_dbfs + self.margin_db and lag is not None and self.room_tail:
@@ -231,6 +232,7 @@ class EchoGate:
             self.headroom_db = level_dbfs - echo_dbfs
             if level_dbfs > echo_dbfs + self.margin_db:
                 self.stats.caller_frames += 1
+                self.over_echo = True
                 self._caller_until = now + DOUBLE_TALK_HOLD_S
                 self._callers.append(slot)
                 return Verdict.CALLER

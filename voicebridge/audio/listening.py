@@ -331,7 +331,8 @@ class Listener:
             self._rejudge(level)
         decision = caller_level.feed(level, now, caller, armed, frame, verdict is _ECHO,
                                      0.0 if gate is None else gate.headroom_db,
-                                     caller and gate is not None and gate.delay_ms is None)
+                                     caller and gate is not None and gate.delay_ms is None,
+                                     caller and gate is not None and gate.over_echo)
         if caller and caller_level.loud and gate is not None:
             if gate.delay_ms is None:
                 self._judged_blind(level, at)

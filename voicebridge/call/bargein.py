@@ -116,7 +116,8 @@ class BargeIn:
         if self._false_trigger.armed:
             self._false_trigger.level(loud, now)
         if decision is bargein.Decision.DUCK:
-            self._utterance_began(now)
+            if self._level.detector.run <= 1:  # (a run whose first frame could be an echo peak ducks
+                self._utterance_began(now)  # at its second: it began at the first, below)
             self._commit_at_onset = self.listener.flush_due(now)
             self._release_due = None  # the run goes on: still ducked
             self._outbound.pause(now)
