@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-0.1
-# Most tests wait on sockets and clocks, not the CPU: four workers bring the lane to ~90 s on two cores.
+# Most tests wait on sockets and clocks, not the CPU: four workers bring the lane to about 100 s on two cores (CI: 102-106 s).
 TEST_WORKERS ?= 4
 
 .PHONY: demo test test-timing bench verify clean redis-server

@@ -164,3 +164,15 @@ def test_cli_room_echo_model_builds_the_loudspeaker_chain():
     args = _build_parser().parse_args(["ws://x/media", "--echo-db", "-20", "--echo-model", "room", "--noise", "music"])
     mic = _acoustics(args)
     assert isinstance(mic.echo, LoudspeakerEcho) and mic.echo.echo_db == -20 and mic.noise.kind == "music"
+
+
+def test_voicebridge_call_help_lists_every_step_the_parser_takes():
+    """A new user met ``--script`` with only a module path to read: ``voicebridge call --help`` now
+    lists the steps, every command name the parser knows among them."""
+    from voicebridge.dev.sim.caller import _build_parser
+
+    text = _build_parser().format_help()
+    assert "script steps (--script)" in text and s.DEFAULT_SCRIPT in text
+    missing = [name for name in set(s._ALIASES.values()) if f"{name}:" not in text and f"{name}[" not in text
+               and f" {name} " not in f" {text} ".replace("\n", " ")]
+    assert not missing, missing

@@ -45,7 +45,7 @@ from .playout import PlayoutBuffer, Played
 from .recording import CallRecorder
 from .report import CallReport
 from .runner import ScriptRunner
-from .script import DEFAULT_SCRIPT, Step, parse_script
+from .script import DEFAULT_SCRIPT, Step, parse_script, syntax
 from .sounds import resolve
 from .webhook import NextVerbs, follow_action, follow_action_telnyx, place, place_telnyx
 from .wire import CARRIERS, WIRES
@@ -433,10 +433,13 @@ def _key_value(sep: str) -> Callable[[str], "tuple[str, str]"]:
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="voicebridge call",
                                 description="Call a Twilio Media Streams (or Telnyx media streaming) bridge as a "
-                                            "simulated caller.")
+                                            "simulated caller.",
+                                epilog=syntax() + f"\n\nThe default script: {DEFAULT_SCRIPT}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="bridge WebSocket URL, e.g. ws://127.0.0.1:5050/media")
     p.add_argument("--script", default=DEFAULT_SCRIPT,
-                   help="compact caller script (default: the demo call); see voicebridge.dev.sim.script")
+                   help="compact caller script, comma-separated steps (default: the demo call; the steps are "
+                        "listed below)")
     p.add_argument("--record", metavar="WAV", help="write a stereo WAV (left: caller, right: heard)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON on stdout")
     p.add_argument("--param", action="append", default=[], type=_key_value("="), metavar="K=V",

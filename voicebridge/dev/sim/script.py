@@ -209,6 +209,11 @@ def wait_for_hangup(timeout_ms: int = 15000) -> WaitForHangup:
     return WaitForHangup(int(timeout_ms))
 
 
+def syntax() -> str:
+    """The compact form's reference (this module's docstring from "Compact form" on), for ``--help``."""
+    return "script steps (--script)" + (__doc__ or "").split("Compact form", 1)[1].rstrip()
+
+
 DEFAULT_SCRIPT = (
     "wait_agent:10000,wait_quiet:800,say:What can you tell me?,wait_agent:8000,"
     "interrupt:1500:Stop please,wait_quiet:1000,click,wait_quiet:1500,"
