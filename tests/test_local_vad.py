@@ -86,3 +86,19 @@ def test_local_server_engine_uses_the_voice_detector_by_request():
     engine = RealtimeEngine(ScriptedAgent(Voice(live=False)), vad="auto")
     assert engine._vad.kind == "silero"
     assert RealtimeEngine(ScriptedAgent(Voice(live=False)))._vad.kind == "energy"
+
+
+
+@pytest.mark.parametrize("silent_frames", [21, 24, 29, 32])
+def test_the_bridges_comfort_noise_under_minus_70_dbfs_is_silence_no_vad_starts_on(silent_frames):
+    """What the bridge sends the model for echo-only frames after a digitally silent stretch, at
+    every floor under -70 dBFS it may measure (a silent line's floor read off the echo's own
+    tails): mu-law draws noise that quiet as sparse steps a few dB louder, and this VAD started a
+    turn on their onset at floors of -82..-72 dBFS (where the stretch ends on one of its 32 ms
+    windows): those floors get mu-law silence (``echo.SILENT_FLOOR_DBFS``)."""
+    from voicebridge.audio.echo import ComfortNoise
+
+    for floor_dbfs in range(-100, -70, 2):
+        noise = ComfortNoise()
+        frames = b"".join(noise.frame(float(floor_dbfs)) for _ in range(100))
+        assert _starts(b"\xff" * 160 * silent_frames + frames) == [], floor_dbfs

@@ -615,8 +615,12 @@ COMFORT_FRAMES = 50
 """Distinct noise frames cycled through (one second: no audible or detectable period)."""
 COMFORT_REFERENCE_DBFS = -20.0
 """The level the noise frames are made at; lower levels are a ``translate`` of them."""
-SILENT_FLOOR_DBFS = -90.0
-"""A floor below this (nothing measured yet, or a digitally silent line) gets mu-law silence."""
+SILENT_FLOOR_DBFS = -70.0
+"""A floor below this (nothing measured yet, a digitally silent line, or one whose quietest
+frames are the echo's own tails) gets mu-law silence: mu-law cannot draw noise that quiet (it
+comes out as sparse steps a few dB louder: a floor of -85 dBFS as -77), and a neural VAD takes
+those steps for a voice (Silero, the local server's: 0.45-0.84 over floors of -84..-76 dBFS,
+0.2 or less from -70 up, 0.01 on silence; docs/barge-in.md, "Comfort noise mu-law cannot draw")."""
 
 
 class ComfortNoise:
