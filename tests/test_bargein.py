@@ -94,6 +94,25 @@ def test_the_noise_floor_is_the_quietest_moment_of_the_last_second_and_a_half():
     assert floor.floor_dbfs == -60.0 and floor.threshold(-35.0) == -35.0  # never below the setting
 
 
+def test_once_measured_the_floor_does_not_rise_on_frames_judged_echo():
+    floor = NoiseFloor(margin_db=12.0)
+    t = 0.0
+    for _ in range(100):  # 2 s of a silent line: measured
+        floor.update(-100.0, t)
+        t += 0.02
+    assert floor.floor_dbfs == -100.0
+    for _ in range(150):  # 3 s of echo only at -85 dBFS and up
+        floor.update(-85.0, t, rise=False)
+        t += 0.02
+    assert floor.floor_dbfs == -100.0
+    floor.update(-85.0, t)  # the same level not judged echo: the line's own, the floor rises
+    assert floor.floor_dbfs == -85.0
+    fresh = NoiseFloor(margin_db=12.0)  # not measured yet: a call that begins with the echo learns from it
+    for i in range(100):
+        fresh.update(-60.0, 0.02 * i, rise=False)
+    assert fresh.floor_dbfs == -60.0
+
+
 def test_the_floor_worked_out_only_when_an_input_moved_is_every_frames_minimum_all_the_same():
     """``NoiseFloor.update`` works the floor out again only at a block's end or a new lowest level
     in the block (every caller frame comes there): over levels that wander, jump, and fall under

@@ -110,6 +110,29 @@ def test_echo_only_frames_reach_the_model_as_noise_at_the_lines_floor_not_as_qui
     assert abs(float(np.corrcoef(echo_levels, sent_levels)[0, 1])) < 0.3
 
 
+def test_a_long_answers_echo_does_not_lift_a_silent_lines_floor_so_the_model_gets_silence_for_it():
+    """A digitally silent line, then 8 s of the answer's echo (15 dB down, a loudspeaker's own
+    tail: no silent frame in 1.5 s). The floor, the quietest frame of the last 1.5 s, rose off the
+    echo's tails to -56.5 dBFS, and 105 echo frames reached the model as noise up to -52 dBFS (a
+    VAD's onset). Once measured, the floor does not rise on frames judged echo: mu-law silence."""
+    from voicebridge.dev.sim import room as acoustics
+
+    listener = Listener(BridgeConfig())
+    agent = acoustics.ulaw_to_float(tts.load_prompt("long_answer"))
+    echo = acoustics.LoudspeakerEcho(-15.0, 60, seed=3)
+    for i in range(100):  # 2 s of a digitally silent line, the agent quiet
+        listener.hear(QUIET, round(0.02 * i, 2), lambda: False)
+    forwarded = []
+    for i in range(400):
+        t, played = round(0.02 * (100 + i), 2), agent[i * 160:(i + 1) * 160]
+        listener.played(audio.dbfs(acoustics.float_to_ulaw(played)), t)
+        heard = listener.hear(acoustics.float_to_ulaw(echo.process(played)), t, lambda: True)
+        forwarded.append((heard.verdict, heard.forward))
+    echo_only = [f for v, f in forwarded if v is Verdict.ECHO]
+    assert len(echo_only) > 300 and listener.floor_dbfs == -100.0
+    assert set(echo_only) == {audio.SILENCE_FRAME}
+
+
 def test_the_caller_over_the_echo_passes_byte_for_byte():
     call = Call()
     call.learn(3.0)
@@ -348,6 +371,43 @@ def test_an_echo_peak_a_few_db_over_the_gates_margin_for_one_frame_does_not_paus
     assert (headroom < CallerLevel.PEAK_DB) is not ducks, headroom
     assert (decisions([peak] + after) == [Decision.DUCK, Decision.RELEASE]) is ducks
     assert ducks or decisions([peak] + after) == []  # nothing paused, nothing to release
+
+
+def _noise(level_dbfs: float, rng: np.random.Generator) -> bytes:
+    samples = rng.normal(0, 32768 * 10 ** (level_dbfs / 20), 160)
+    return audio.encode(np.clip(samples, -32767, 32767).astype(int).tolist())
+
+
+def test_a_lingering_duck_cut_short_by_a_one_frame_echo_peak_is_still_released():
+    """A loud voiceless run (a fricative, "sh...") ducks, ends, and its duck lingers for a voice
+    (``UTTERANCE_GAP_S``). A frame of the agent's echo 4 dB over the echo predicted (a peak, the
+    kind that no longer ducks alone) ends the linger; the run it starts is one frame long. Held back
+    like any such frame, its end released nothing and the lingering pause was left to the 1 s duck
+    fuse (review rv14); with the duck already held, the frame is not held back."""
+    level = Listener(BridgeConfig()).level
+    rng = np.random.default_rng(5)
+    t, out = 0.0, []
+
+    def feed(frame: bytes, over_echo: bool = False, headroom: float | None = None) -> None:
+        nonlocal t
+        dbfs = audio.dbfs(frame)
+        out.append(level.feed(dbfs, t, True, lambda: True, frame, False,
+                              dbfs + 60.0 if headroom is None else headroom, False, over_echo))
+        t = round(t + 0.02, 2)
+
+    for _ in range(80):
+        feed(_noise(-60.0, rng))  # the line's own noise: the floor
+    for _ in range(8):
+        feed(_noise(-16.0, rng))  # "sh...": loud, voiceless, sustained (not soft enough for a whisper)
+    for _ in range(6):
+        feed(_noise(-60.0, rng))  # quiet: the duck lingers for a voice
+    assert level._linger_until is not None
+    feed(_noise(-30.0, rng), over_echo=True, headroom=4.0)  # one echo frame 4 dB over the echo predicted
+    for _ in range(60):
+        feed(_noise(-60.0, rng))  # 1.2 s of quiet
+    ducks = [i for i, d in enumerate(out) if d is Decision.DUCK]
+    assert ducks, out
+    assert any(d is Decision.RELEASE for d in out[ducks[0]:]), [d for d in out if d is not Decision.NONE]
 
 
 def test_a_caller_whose_first_frame_is_no_clearer_than_an_echo_peak_ducks_at_the_next_from_that_onset():

@@ -123,11 +123,15 @@ class NoiseFloor:
         self._block_min = 0.0
         self._window_min: float | None = None  # the quietest whole block of a full window (None: not full yet)
 
-    def update(self, level_dbfs: float, now: float) -> float:
+    def update(self, level_dbfs: float, now: float, rise: bool = True) -> float:
         """One inbound frame's level; returns the floor. (Every caller frame comes here: the floor
         is worked out again only when one of its inputs moved, at a block's end or a new lowest
-        level in the block, and ``max``/``min`` are written out as comparisons: the same floats.)"""
+        level in the block, and ``max``/``min`` are written out as comparisons: the same floats.)
+        ``rise`` False (a frame judged the agent's echo): once measured, the floor does not rise
+        on it. A long answer's echo, 1.5 s without a pause, would otherwise lift a silent line's
+        floor to the echo's own quiet tails, and the comfort noise with it."""
         level = level_dbfs if level_dbfs > -100.0 else -100.0
+        measured = self._window_min is not None  # (before this frame: a floor already measured)
         start = self._block_start
         if start is None or now - start >= self.block_s - 1e-6 or now < start:
             if start is not None:
@@ -142,7 +146,9 @@ class NoiseFloor:
         window_min = self._window_min
         if window_min is not None:  # the window's quietest moment, never above the ceiling
             floor = self._block_min if self._block_min < window_min else window_min
-            self.floor_dbfs = floor if floor < self.ceiling_dbfs else self.ceiling_dbfs
+            floor = floor if floor < self.ceiling_dbfs else self.ceiling_dbfs
+            if rise or floor < self.floor_dbfs or not measured:
+                self.floor_dbfs = floor
         return self.floor_dbfs
 
     def threshold(self, configured_dbfs: float, reach_db: float = 0.0, quiet_db: float = 0.0) -> float:
@@ -267,7 +273,7 @@ class CallerLevel:
         ``headroom_db`` may be an echo peak: it does not duck alone."""
         self._now = now
         detector = self.detector
-        floor = self.noise.update(level_dbfs, now)
+        floor = self.noise.update(level_dbfs, now, rise=not echo)
         if self._adapt and (floor != self._floor_of or self.threshold_dbfs != self._configured_of):
             # (the floor moves every 100 ms at most: two float compares, no tuple, on the other frames)
             self._floor_of, self._configured_of = floor, self.threshold_dbfs
@@ -309,6 +315,7 @@ class CallerLevel:
                 lingered = self._linger(armed)
                 if lingered is not None:
                     return lingered
+                over_echo = False  # (the duck is held already: this run must be able to release it)
             if self._waiting:
                 return self._wait_for_voice(frame, armed)
             if self._holding:
