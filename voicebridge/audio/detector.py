@@ -220,8 +220,6 @@ class CallerLevel:
         self.voiced_needed = voiced_needed
         self.utterance = Utterance(min_speech_frames, near_db, near_clear)  # the runs close together: one utterance
         self._clear_at = float("-inf")  # when a loud frame last stood clear of the echo (``near_clear``)
-        self._stood_clear_at = float("-inf")  # ... strictly: a blind frame only by its own headroom
-        self._frame_clear = True  # the frame being fed stands clear of the echo (or nothing played)
         self.tones = voiced_needed > 0 if tones is None else tones
         self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
         self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
@@ -312,7 +310,6 @@ class CallerLevel:
         self.shape.follow(loud, level_dbfs)
         if loud and (blind or headroom_db >= self.CLEAR_OF_ECHO_DB):
             self._clear_at = now
-        self._frame_clear = not over_echo or headroom_db >= self.CLEAR_OF_ECHO_DB
         try:
             if self._linger_until is not None:
                 lingered = self._linger(armed)
@@ -367,19 +364,10 @@ class CallerLevel:
 
     def _loud_frame(self, frame: bytes) -> None:
         if self.shape.run == 0:
-            at_echo_level = self._stood_clear_at < self.utterance.start
             self.impulse = False
             self.run_start = self._now
             self.utterance.run_starts(self._now)
-            if at_echo_level:
-                # no frame of the utterance so far stood CLEAR_OF_ECHO_DB over the agent's echo
-                # (judged against it, blind or not): its length counts from this run ("yeah" 220 ms
-                # after an echo peak confirmed on length before the gate knew the echo's delay);
-                # its voice still counts (a soft "stop" whose first syllable was at the echo's level)
-                self.utterance.length_from(self._now)
         self.utterance.heard(self._level, self._now)
-        if self._frame_clear:
-            self._stood_clear_at = self._now
         if self.shape.loud_frame(self._level) and self.voiced_needed and (
                 self.voice.voiced + self.utterance.voiced < self.voiced_needed or self.tones):
             self._listen(frame)

@@ -117,11 +117,6 @@ class Utterance:
         it can carry."""
         return max(0.0, self._strong_at - self.start) + FRAME_S if self._strong_at >= self.start else FRAME_S
 
-    def length_from(self, now: float) -> None:
-        """Its length counts from ``now`` (its runs before stood nowhere clear of the agent's echo:
-        they may be the echo's peaks); what else they left (a voice, a peak) still counts."""
-        self.start = max(self.start, now)
-
     def unvoice(self) -> None:
         """A voice heard in its earlier runs no longer counts (the detector was reset)."""
         self.voiced = 0
