@@ -248,3 +248,18 @@ def test_a_lone_click_pauses_the_answer_for_about_its_own_length_not_a_words_gra
     outcome, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge))
     assert [a for _, a in outcome.actions[:2]] == ["duck", "duck_clear"]
     assert outcome.heard_full and 0 < outcome.paused_ms < 200
+
+
+def test_a_command_whose_first_frame_waits_for_the_duck_still_has_the_tvs_stretch_committed_before_it():
+    """"Wait" said over a TV at -35 dBFS and -20 dB echo (``benchmarks/beds_held.py``'s call): its
+    first loud frame stood under 5 dB over the echo, so the duck came a frame later, and the
+    commit of the TV's stretch before the voice (due at the utterance's first frame) was never
+    made: the TV's words and the command were one turn, the room's by their count, and the clear
+    came by the hold's bound at 1158 ms. The stretch is committed at the first loud frame, ducked
+    or not: cleared at 658 ms."""
+    from benchmarks import beds_held
+
+    fields = next(f for f in beds_held.cases() if f["seed"] == 511640045)
+    assert (fields["sound"], fields["bed"], fields["bed_dbfs"], fields["echo_db"]) == ("interruption_00_2", "tv", -35, -20)
+    outcome, _ = bc.run_case(bc.Case(**fields), lambda: bc.Bridge(voicebridge), "silero")
+    assert outcome.barged_in and outcome.clear_ms is not None and outcome.clear_ms <= 1000, outcome

@@ -117,8 +117,8 @@ class BargeIn:
             self._false_trigger.level(loud, now)
         if decision is bargein.Decision.DUCK:
             if self._level.detector.run <= 1:  # (a run whose first frame could be an echo peak ducks
-                self._utterance_began(now)  # at its second: it began at the first, below)
-            self._commit_at_onset = self.listener.flush_due(now)
+                self._utterance_began(now)  # at its second: it began, and was committed before, at
+                self._commit_at_onset = self.listener.flush_due(now)  # the first, below)
             self._release_due = None  # the run goes on: still ducked
             self._outbound.pause(now)
             self._metrics.add("ducks")
@@ -148,6 +148,9 @@ class BargeIn:
             self.run("local", now, self._onset if self._onset is not None else now)
         elif loud and self._level.detector.run == 1:
             self._utterance_began(now)
+            # the room's stretch before a voice is committed at its first loud frame, ducked or not:
+            # at the duck one frame later the command's first frame went with the TV's words
+            self._commit_at_onset = self.listener.flush_due(now)
 
     def take_onset_commit(self) -> bool:
         """Commit the model's buffer before the frame just heard? (Run thread, once per frame: a
