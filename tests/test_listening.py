@@ -373,11 +373,6 @@ def test_an_echo_peak_a_few_db_over_the_gates_margin_for_one_frame_does_not_paus
     assert ducks or decisions([peak] + after) == []  # nothing paused, nothing to release
 
 
-def _noise(level_dbfs: float, rng: np.random.Generator) -> bytes:
-    samples = rng.normal(0, 32768 * 10 ** (level_dbfs / 20), 160)
-    return audio.encode(np.clip(samples, -32767, 32767).astype(int).tolist())
-
-
 def test_a_lingering_duck_cut_short_by_a_one_frame_echo_peak_is_still_released():
     """A loud voiceless run (a fricative, "sh...") ducks, ends, and its duck lingers for a voice
     (``UTTERANCE_GAP_S``). A frame of the agent's echo 4 dB over the echo predicted (a peak, the
@@ -385,7 +380,7 @@ def test_a_lingering_duck_cut_short_by_a_one_frame_echo_peak_is_still_released()
     like any such frame, its end released nothing and the lingering pause was left to the 1 s duck
     fuse (review rv14); with the duck already held, the frame is not held back."""
     level = Listener(BridgeConfig()).level
-    rng = np.random.default_rng(5)
+    lines = {db: iter(noise(db, 5)) for db in (-60.0, -16.0, -30.0)}  # (each 400 frames)
     t, out = 0.0, []
 
     def feed(frame: bytes, over_echo: bool = False, headroom: float | None = None) -> None:
@@ -396,15 +391,15 @@ def test_a_lingering_duck_cut_short_by_a_one_frame_echo_peak_is_still_released()
         t = round(t + 0.02, 2)
 
     for _ in range(80):
-        feed(_noise(-60.0, rng))  # the line's own noise: the floor
+        feed(next(lines[-60.0]))  # the line's own noise: the floor
     for _ in range(8):
-        feed(_noise(-16.0, rng))  # "sh...": loud, voiceless, sustained (not soft enough for a whisper)
+        feed(next(lines[-16.0]))  # "sh...": loud, voiceless, sustained (not soft enough for a whisper)
     for _ in range(6):
-        feed(_noise(-60.0, rng))  # quiet: the duck lingers for a voice
+        feed(next(lines[-60.0]))  # quiet: the duck lingers for a voice
     assert level._linger_until is not None
-    feed(_noise(-30.0, rng), over_echo=True, headroom=4.0)  # one echo frame 4 dB over the echo predicted
+    feed(next(lines[-30.0]), over_echo=True, headroom=4.0)  # one echo frame 4 dB over the echo predicted
     for _ in range(60):
-        feed(_noise(-60.0, rng))  # 1.2 s of quiet
+        feed(next(lines[-60.0]))  # 1.2 s of quiet
     ducks = [i for i, d in enumerate(out) if d is Decision.DUCK]
     assert ducks, out
     assert any(d is Decision.RELEASE for d in out[ducks[0]:]), [d for d in out if d is not Decision.NONE]

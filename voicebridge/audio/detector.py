@@ -131,16 +131,16 @@ class NoiseFloor:
         on it. A long answer's echo, 1.5 s without a pause, would otherwise lift a silent line's
         floor to the echo's own quiet tails, and the comfort noise with it."""
         level = level_dbfs if level_dbfs > -100.0 else -100.0
-        measured = self._window_min is not None  # (before this frame: a floor already measured)
         start = self._block_start
         if start is None or now - start >= self.block_s - 1e-6 or now < start:
+            measured = self._window_min is not None  # (before this frame: a floor already measured)
             if start is not None:
                 self._blocks.append(self._block_min)
                 if len(self._blocks) == self._blocks.maxlen:  # a whole window seen (a block's end, not every frame)
                     self._window_min = min(self._blocks)
             self._block_start, self._block_min = now, level
         elif level < self._block_min:
-            self._block_min = level
+            self._block_min, measured = level, True  # (the window unchanged: measured if it is full)
         else:
             return self.floor_dbfs  # (most frames: neither input of the floor moved)
         window_min = self._window_min
