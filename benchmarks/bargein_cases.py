@@ -31,7 +31,9 @@ barge-ins, backchannels that cut (and how long the answer paused for the others,
 pause the caller hears per should-not sound kind (click, cough, door, knock, keyboard; p50/max),
 missed interruptions three ways (no clear within 1 s; none within 3 s; *at the caller's ear*:
 no clear at all, or the agent heard again for over 60 ms after it had stopped for the caller and
-before the clear), onset -> the caller stops hearing the agent (the duck, measured at the
+before the clear), interruptions cleared and then continued over (the bridge's false-trigger
+recovery asked the model to continue: a call runs on while that watch has not decided), onset
+-> the caller stops hearing the agent (the duck, measured at the
 caller's ear) p50/p90, onset -> clear at Twilio (and cancel sent) p50/p90/max, answers heard
 whole, cancels sent, server-side cancels, underruns, and the bridge's listening CPU (its
 per-frame inbound path and the echo gate, in thread CPU time) per call-second. A call runs on
@@ -606,6 +608,11 @@ class Bridge:
         self.now = now
         return self._out.tick(now)
 
+    @property
+    def watching(self) -> bool:
+        """A barge-in's false-trigger watch has not decided yet (continue the answer, or not)."""
+        return self.session.barge_in._false_trigger.armed
+
     def counters(self) -> dict:
         """The call's counters (``voicebridge.call.metrics.COUNTERS``): barge_in_local, barge_in_server..."""
         return self.session._metrics.snapshot()
@@ -791,6 +798,7 @@ class Outcome:
     skipped_ms: float = 0.0  # of the answer, never heard although a later part was (taken back too little)
     call_s: float = CASE_S  # the call's length (longer while a paused answer still played)
     paused_ms: float = 0.0  # how long the answer stopped at the caller's ear after the onset (gaps summed)
+    continued: bool = False  # the bridge asked the model to continue the cut answer (its false-trigger recovery)
     source: str = ""  # what ran the bridge's barge-in: "local" (its detector), "server" (the model's VAD), ""
     actions: list = field(default_factory=list)
     stop_ms: float | None = None  # onset -> the last agent sample the caller heard (exact, not per tick)
@@ -861,8 +869,10 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     cancel_times: list[float] = []
     truncates: list[tuple[float, int]] = []  # (when, audio_end_ms) of the answer's truncates
     mic_levels: list[tuple[float, float, float]] = []  # (frame start, the mic's level, the caller's own) from the onset
-    while t < case_s - 1e-9 or (t < case_s + OVERTIME_S - 1e-9 and agent_heard < len(answer) - 160
-                                 and not any(a == "clear" for _, a in bridge.actions) and not server.cancelled_at):
+    while t < case_s - 1e-9 or (t < case_s + OVERTIME_S - 1e-9 and (
+            bridge.watching  # (whether the model is asked to continue a cut answer is part of the outcome)
+            or agent_heard < len(answer) - 160 and not any(a == "clear" for _, a in bridge.actions)
+            and not server.cancelled_at)):
         # the model
         if i == 5 and GREETING_ON:
             server.start("greeting", GREETING, t, spoken(GREETING_PART[1], 0.0, GREETING_S, GREETING_FULL_S))
@@ -1119,7 +1129,8 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
         cut_before_onset=any(t < onset - 0.1 for t in clears + cancels + server_cut), actions=actions,
         heard_again_ms=round(heard_again(playout, onset, clears[0] + NET_S if clears else None,
                                          answer_of(case)[1] + OVERTIME_S) * 1000, 1),
-        paused_ms=round(paused(playout, onset) * 1000, 1), call_s=call_s)
+        paused_ms=round(paused(playout, onset) * 1000, 1), call_s=call_s,
+        continued=bool(counters.get("false_barge_ins")))  # (asked on the bridge's side: the request may still be on its way)
 
 
 def _answer_segments(playout: PlayoutBuffer, onset: float) -> list[tuple[float, float]]:
@@ -1194,6 +1205,7 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         row["underruns"] += out.underruns
         row["ducks"] += out.ducks
         row["clears"] += any(a == "clear" for _, a in out.actions)
+        row["continued"] += out.continued
     for kind, row in by_kind.items():  # onset -> the caller stops hearing the agent, per kind of caller
         stops = [o.stop_ms for c, o in results if c.kind == kind and c.label == "should" and o.stop_ms is not None]
         if stops:
@@ -1222,6 +1234,10 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
                                         max((o.skipped_ms for _, o in results), default=None)],
         "ducks_duck_clears": [sum(o.ducks for _, o in results),
                               sum(1 for _, o in results for _, a in o.actions if a == "duck_clear")],
+        # a real interruption the bridge confirmed, then took for a false trigger and asked the model
+        # to continue over (the agent talks on over "stop"): a miss the clear alone does not show
+        "continued_should_backchannel_should_not": [sum(o.continued for o in should), sum(o.continued for o in back),
+                                                    sum(o.continued for o in quiet)],
         "missed_pct": pct(sum(not caught(o) and not o.cut_before_onset for o in should), len(should)),
         "should_cut_before_onset": sum(o.cut_before_onset for o in should),
         "missed_within_3s_pct": pct(sum(not (o.clear_ms is not None and o.clear_ms <= 3000) and not o.cut_before_onset
@@ -1358,8 +1374,9 @@ def main() -> int:
             {"kind": c.kind, "sound": c.sound, "echo_db": c.echo_db, "bed": c.bed, "seed": c.seed,
              "clear_ms": o.clear_ms, "server_cancels": o.server_cancels, "lost_ms": o.lost_ms,
              "heard_again_ms": o.heard_again_ms, "paused_ms": o.paused_ms, "heard_twice_ms": o.heard_twice_ms,
-             "skipped_ms": o.skipped_ms, "actions": o.actions}
-            for c, o in results if (c.label == "should" and (not caught(o) or ear_missed(o))) or (c.label != "should" and not o.heard_full)]
+             "skipped_ms": o.skipped_ms, "continued": o.continued, "actions": o.actions}
+            for c, o in results if (c.label == "should" and (not caught(o) or ear_missed(o) or o.continued))
+            or (c.label != "should" and not o.heard_full)]
     report["run_seconds"] = round(time.monotonic() - started, 1)
     if args.json:
         print(json.dumps(report))

@@ -8,7 +8,8 @@ turn that holds a second of them) of every backchannel clip and every short comm
 "stop", "hold on", "no no", "wait, hold on", "stop, stop") across rooms (dry, RT60 0.6 s), beds
 (none; TV, babble, music at -40 and -35 dBFS, playing the whole call) and echo (none, -20 dB),
 for each bridge given, and prints per bridge and bed: backchannels that cut the answer, and
-commands missed (no clear within 1 s; none within 3 s; at the caller's ear) with the clear's p50.
+commands missed (no clear within 1 s; none within 3 s; at the caller's ear; cleared, then the
+model asked to continue over them) with the clear's p50.
 
 Usage: PYTHONPATH=$PWD python benchmarks/beds_held.py [COMMIT ...] [--procs 2]
 (each COMMIT's bridge beside the working tree's, "now"; about 1.5 min per bridge on 2 cores)
@@ -78,7 +79,8 @@ def main() -> int:
         with open(args.json, "w") as fh:
             json.dump([{"bridge": c, **f, "barged_in": o.barged_in, "clear_ms": o.clear_ms, "source": o.source,
                         "ear_missed": bc.ear_missed(o), "heard_again_ms": o.heard_again_ms,
-                        "cut_before_onset": o.cut_before_onset, "actions": o.actions} for c, f, o in results], fh)
+                        "cut_before_onset": o.cut_before_onset, "continued": o.continued, "actions": o.actions}
+                       for c, f, o in results], fh)
     rows: dict[tuple, list] = defaultdict(list)
     for commit, fields, out in results:
         bed = f"{fields['bed']} {fields['bed_dbfs']:.0f}" if fields["bed"] else "none"
@@ -94,7 +96,8 @@ def main() -> int:
             print(f"  {bed:17s} backchannels cut {sum(o.barged_in for o in bcs):3d} of {len(bcs)}; commands missed"
                   f" within 1 s {sum(not bc.caught(o) for o in cmds):3d}, 3 s "
                   f"{sum(o.clear_ms is None or o.clear_ms > 3000 for o in cmds):2d}, at the ear "
-                  f"{sum(bc.ear_missed(o) for o in cmds):2d} of {len(cmds)}; clear p50 "
+                  f"{sum(bc.ear_missed(o) for o in cmds):2d}, continued over {sum(o.continued for o in cmds):2d} of "
+                  f"{len(cmds)}; clear p50 "
                   f"{percentile(clears, 50) if clears else float('nan'):.0f} ms")
     return 0
 

@@ -1,9 +1,9 @@
-"""Barge-in decision pieces, sans-IO: detector, guards, plan, false-trigger monitor, playback."""
+"""Barge-in decision pieces, sans-IO: detector, guards, plan, playback."""
 import pytest
 
 from voicebridge.audio import mulaw as audio
 from voicebridge.dev import tts
-from voicebridge.audio.detector import (CallerLevel, Decision, FalseTriggerMonitor, GuardState, LevelDetector, NoiseFloor,
+from voicebridge.audio.detector import (CallerLevel, Decision, GuardState, LevelDetector, NoiseFloor,
                                   plan, refusal)
 from voicebridge.dev.sim.acoustics import cough
 from voicebridge.audio.playback import PlaybackTracker
@@ -202,52 +202,6 @@ def test_guard_blocks_second_trigger_for_same_response_and_when_disabled():
     assert refusal(GuardState(barge_in_enabled=False, ai_speaking=True)) == "barge-in disabled"
 
 
-def test_false_trigger_detection_no_text_low_rms():
-    mon = FalseTriggerMonitor(delay_s=0.5)
-    mon.start(10.0)
-    mon.level(False, 10.1)
-    assert mon.poll(10.5) is False
-    assert mon.poll(10.6) is True
-    assert mon.poll(10.7) is False  # fires once
-
-
-def test_no_false_trigger_when_rms_still_high():
-    mon = FalseTriggerMonitor(delay_s=0.5)
-    mon.start(10.0)
-    for i in range(100):
-        mon.level(True, 10.0 + i * 0.02)
-        assert mon.poll(10.0 + i * 0.02) is False
-    mon.level(False, 12.0)
-    assert mon.poll(12.49) is False
-    assert mon.poll(12.5) is True
-
-
-def test_no_false_trigger_when_text_received():
-    mon = FalseTriggerMonitor(delay_s=0.5)
-    mon.start(10.0)
-    mon.level(False, 10.0)
-    mon.user_text("   ")  # blank text is not speech
-    mon.user_text("wait, stop")
-    assert mon.poll(11.0) is False
-    assert mon.armed is False
-
-
-def test_no_false_trigger_when_user_speaking():
-    mon = FalseTriggerMonitor(delay_s=0.5)
-    mon.start(10.0)
-    mon.speech_started()
-    mon.level(False, 10.0)
-    assert mon.poll(11.0) is False
-
-
-def test_recovery_delay_is_500ms():
-    mon = FalseTriggerMonitor()
-    assert mon.delay_s == 0.5
-    mon.start(0.0, loud=False)
-    assert mon.poll(0.499) is False
-    assert mon.poll(0.500) is True
-
-
 def test_stale_marks_after_clear_are_not_taken_as_played():
     pb = PlaybackTracker()
     pb.sent("item", 800, now=0.0)
@@ -358,6 +312,7 @@ def test_a_pause_between_words_keeps_the_utterances_onset_for_the_servers_eviden
     from types import SimpleNamespace
 
     from voicebridge.audio.detector import Decision
+    from voicebridge.audio.false_trigger import Recovery
     from voicebridge.call.bargein import BargeIn
     from voicebridge.call.context import CallContext
     from voicebridge.call.metrics import CallMetrics
@@ -399,6 +354,7 @@ def test_quiet_frames_after_a_confirmation_on_a_quiet_frame_still_count_for_the_
     from types import SimpleNamespace
 
     from voicebridge.audio.detector import Decision
+    from voicebridge.audio.false_trigger import Recovery
     from voicebridge.call.bargein import BargeIn
     from voicebridge.call.context import CallContext
     from voicebridge.call.metrics import CallMetrics
@@ -415,12 +371,13 @@ def test_quiet_frames_after_a_confirmation_on_a_quiet_frame_still_count_for_the_
     listener.frame(Decision.CONFIRM, loud=False)  # (the run's last frame fell under the threshold)
     barge_in.hear(b"", at)
     watch = barge_in._false_trigger
-    assert watch.armed and not watch.poll(at)
+    assert watch.armed and watch.poll(at) is Recovery.NONE
     while at < 1.0 + config.false_trigger_ms / 1000 + 0.1:
         at = round(at + 0.02, 2)
         listener.frame(Decision.NONE, loud=False)
         barge_in.hear(b"", at)
-    assert watch.poll(at)  # quiet for false_trigger_ms: a false trigger
+    assert watch.poll(at) is Recovery.CONTINUE  # quiet for false_trigger_ms: a false trigger
+
 
 def test_the_noise_floor_is_the_quietest_block_of_the_last_window_as_blocks_come_and_go():
     """The window's quietest block is worked out when a block ends, not on every frame: the floor
@@ -638,23 +595,3 @@ def test_a_sustained_voiceless_onset_is_not_released_as_a_decaying_burst():
     assert out[0] is Decision.DUCK and Decision.RELEASE not in out and not level.impulse
 
 
-def test_a_false_trigger_watch_with_nothing_armed_is_polled_without_its_lock():
-    """The run thread polls every 40 ms of every call, almost always with nothing armed: under
-    gevent a lock is Python code, so that answer takes none. The instant is still seen (the time
-    of evidence given without one), and an armed watch still decides under the lock."""
-
-    class NoLock:
-        def __enter__(self):
-            raise AssertionError("the lock was taken")
-
-        def __exit__(self, *exc):
-            return False
-
-    watch = FalseTriggerMonitor(0.5)
-    real, watch._lock = watch._lock, NoLock()
-    assert not watch.poll(3.0)
-    watch._lock = real
-    watch.speech_started()  # at the latest instant seen: the poll's 3.0
-    watch.start(3.1, loud=False, since=2.9)
-    assert not watch.poll(3.7)  # speech after the run began (2.9): a real barge-in, not a false one
-    assert not watch.armed

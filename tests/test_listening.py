@@ -1470,3 +1470,26 @@ def test_rv13_a_held_turns_deltas_and_its_final_words_agree():
     said = [listener.transcript(delta, call.t + 1.2 + 0.05 * i, "item_c1", final=False)
             for i, delta in enumerate(["and tonight", " the forecast", " for the weekend.", " Yeah."])]
     assert said == [False] * 4  # (True: the bridge interrupts at once, BargeIn.transcript -> end_hold)
+
+
+# ----------------------------------------------------------------- a confirmed barge-in's words, asked for
+@pytest.mark.parametrize("words, takes", [
+    ("Stop, stop.", True), ("Wait, what was that?", True), ("Mm-hm.", False), ("Yeah, okay.", False),
+    ("", False), ("your booking is confirmed for", False)])
+def test_the_asked_words_of_a_barge_in_take_the_turn_unless_none_an_acknowledgement_or_the_agents(words, takes):
+    listener = Listener(BridgeConfig())
+    listener.agent_said("Thank you for calling, your booking is confirmed for Tuesday at noon", final=True)
+    assert listener.asked_words_take_turn(words) is takes
+
+
+def test_a_barge_ins_words_are_asked_for_only_when_the_next_commit_is_known_as_the_asked_one():
+    assert not Listener(BridgeConfig(transcription_model=None)).may_ask()  # no words would come
+    assert not Listener(BridgeConfig(backchannel_commit=False)).may_ask()
+    call = Call()
+    assert call.listener.may_ask()
+    call.listener.server_speech(call.t, audible=False)  # the model's VAD has a turn open: its commit comes first
+    assert not call.listener.may_ask()
+    call.listener.committed(call.t, "item_1")
+    assert call.listener.may_ask()
+    call.listener.hold(call.t)  # a held voice: its own commit may be on its way
+    assert not call.listener.may_ask()

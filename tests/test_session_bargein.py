@@ -10,6 +10,7 @@ from voicebridge import BridgeConfig
 from voicebridge.audio import mulaw as audio
 from voicebridge.dev import tts
 from voicebridge.audio.echo import attenuation_table
+from voicebridge.audio.false_trigger import WORDS_S
 from voicebridge.dev.sim.acoustics import cough
 from voicebridge.dev.sim import corpus
 from voicebridge.testing import ManualClock, rt_speech_started, rt_speech_stopped, rt_transcript, wait_until
@@ -228,10 +229,21 @@ def test_false_trigger_asks_the_model_to_continue(start):
     for _ in range(30):
         twilio.media(QUIET)
         time.sleep(0.01)
+    # no speech from the model's VAD: the bridge commits the barge-in's audio for its words first
+    assert twilio.wait_for(lambda t: openai.events("input_audio_buffer.commit"))
+    assert session.metrics["false_barge_ins"] == 0
+    words_of_the_commit(openai, "item_c1", "")  # a cough: no words
     assert twilio.wait_for(lambda t: session.metrics["false_barge_ins"] == 1)
     creates = openai.events("response.create")
     assert creates and "Continue" in creates[-1]["response"]["instructions"]
     end(session, call, twilio)
+
+
+def words_of_the_commit(openai, item_id, text):
+    """The service's reply to the bridge's commit: the turn, then its transcript."""
+    openai.push({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None})
+    openai.push({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
+                 "content_index": 0, "transcript": text})
 
 
 def test_real_interruption_is_not_a_false_trigger(start):
@@ -324,11 +336,75 @@ def test_false_trigger_recovery_waits_the_configured_500_ms(bridge_call):
     assert wait_until(lambda: call.session.metrics["barge_in_events"] == 1)
     quiet_frame_at(call, clock, 0.0)
     quiet_frame_at(call, clock, 0.499)
-    assert call.session.metrics["false_barge_ins"] == 0
+    assert not call.openai.events("input_audio_buffer.commit")
     quiet_frame_at(call, clock, 0.001)
+    assert wait_until(lambda: call.session.metrics["false_trigger_commits"] == 1)
+    assert len(call.openai.events("input_audio_buffer.commit")) == 1
+    words_of_the_commit(call.openai, "item_c1", "Mm-hm.")  # an acknowledgement: the answer goes on
     assert wait_until(lambda: call.session.metrics["false_barge_ins"] == 1)
     assert "Continue" in call.openai.events("response.create")[-1]["response"]["instructions"]
     call.finish()
+
+
+def asked_for_words(bridge_call):
+    """A local barge-in the model's VAD never started on, quiet for 500 ms since: the bridge has
+    committed its audio for its words."""
+    call, clock = barge_in_on_a_manual_clock(bridge_call)
+    call.twilio.media(LOUD, n=5)
+    assert wait_until(lambda: call.session.metrics["barge_in_events"] == 1)
+    quiet_frame_at(call, clock, 0.0)
+    quiet_frame_at(call, clock, 0.5)
+    assert wait_until(lambda: call.session.metrics["false_trigger_commits"] == 1)
+    return call, clock
+
+
+def test_a_barge_in_the_models_vad_never_heard_is_answered_when_its_words_take_the_turn(bridge_call):
+    """A reverberant soft "stop, stop" on a speakerphone: the local detector confirmed it, the
+    model's VAD took no turn. Its words, asked for, show it was the caller: the model answers it
+    and is not told to continue over it."""
+    call, clock = asked_for_words(bridge_call)
+    creates = len(call.openai.events("response.create"))
+    words_of_the_commit(call.openai, "item_c1", "Stop, stop.")
+    assert wait_until(lambda: call.session.metrics["false_trigger_answered"] == 1)
+    assert wait_until(lambda: len(call.openai.events("response.create")) == creates + 1)
+    assert call.openai.requested("turn") and not call.openai.requested("continue")
+    quiet_frame_at(call, clock, 5.0)  # long past the words' wait: nothing more is asked
+    m = call.finish()
+    assert m["false_barge_ins"] == 0 and len(call.openai.events("response.create")) == creates + 1
+
+
+def test_a_barge_in_inside_a_model_turn_begun_before_it_waits_for_that_turns_words(bridge_call):
+    """The model's VAD started before the caller spoke (on the room: ignored), and its turn holds
+    the caller's "wait, hold on" that the local detector confirmed. No speech evidence since the
+    onset, but the watch neither continues nor commits: that turn's words decide, and take it."""
+    call, clock = barge_in_on_a_manual_clock(bridge_call)
+    call.openai.push(rt_speech_started("item_in1"))
+    assert wait_until(lambda: call.session.metrics["server_speech_ignored"] == 1)
+    clock.advance(0.1)
+    call.twilio.media(LOUD, n=5)
+    assert wait_until(lambda: call.session.metrics["barge_in_events"] == 1)
+    quiet_frame_at(call, clock, 0.0)
+    quiet_frame_at(call, clock, 0.5)
+    quiet_frame_at(call, clock, 0.5)
+    assert not call.openai.events("input_audio_buffer.commit") and not call.openai.requested("continue")
+    call.openai.push(rt_speech_stopped("item_in1"))
+    words_of_the_commit(call.openai, "item_in1", "Wait, hold on.")
+    assert wait_until(lambda: call.session.metrics["false_trigger_answered"] == 1)
+    m = call.finish()
+    assert m["false_barge_ins"] == 0 and m["false_trigger_commits"] == 0
+    assert call.openai.requested("turn") and not call.openai.requested("continue")
+
+
+def test_words_of_a_barge_in_that_never_come_are_answered(bridge_call):
+    """The commit's transcript never comes: the model, which has the audio, answers; it is not
+    told to continue over what may have been "stop"."""
+    call, clock = asked_for_words(bridge_call)
+    quiet_frame_at(call, clock, WORDS_S - 0.02)
+    assert call.session.metrics["false_trigger_answered"] == 0
+    quiet_frame_at(call, clock, 0.02)
+    assert wait_until(lambda: call.session.metrics["false_trigger_answered"] == 1)
+    m = call.finish()
+    assert m["false_barge_ins"] == 0
 
 
 def test_speech_the_server_confirms_during_the_barge_in_is_not_a_false_trigger(bridge_call, caplog):

@@ -178,9 +178,10 @@ class InterruptionOptions:
     # A shorter voiced utterance keeps the agent paused until its words decide (a backchannel:
     # resume; "wait": interrupt), at most this long (docs/barge-in.md); 0 = resume at once.
     backchannel_hold_ms: int = 2500
-    # A held utterance the model's VAD took no turn for (a reverberant "wait" on a speakerphone)
-    # is committed by the bridge (input_audio_buffer.commit) so its transcript decides; needs a
-    # transcription_model. Off: such a voice resumes the agent (docs/barge-in.md).
+    # A held utterance the model's VAD took no turn for (a reverberant "wait" on a speakerphone),
+    # or a confirmed barge-in it took none for, is committed by the bridge (input_audio_buffer.commit)
+    # so its transcript decides; needs a transcription_model. Off: such a voice resumes the agent
+    # (a barge-in: the model is asked to continue after false_trigger_ms; docs/barge-in.md).
     backchannel_commit: bool = True
     echo_gate: bool = True  # tell echo from the caller by what was played
     echo_margin_db: float = 3.0  # how much louder than the expected echo a frame must be to be the caller

@@ -11,18 +11,20 @@ Small pieces, each driven by the session with levels, events and a clock:
   :mod:`.evidence`.
 * ``refusal`` / ``plan``: why a trigger may not act (or None), and which steps it takes
   (stop the audio, cancel the response, truncate the item).
-* ``FalseTriggerMonitor``: after a local barge-in, decide that it was a cough, not speech,
-  so the model can be asked to carry on.
+
+After a local barge-in, :mod:`.false_trigger` decides whether it was the caller speaking
+(``FalseTriggerMonitor``, named here too: its home before, and that of the 0.1 path
+``voicebridge.bargein``).
 """
 from __future__ import annotations
 
 import enum
-import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
 from .evidence import Sound, SoundEvidence
+from .false_trigger import FalseTriggerMonitor  # noqa: F401  (re-exported: its import path before)
 from .mulaw import MIN_DBFS
 from .runshape import RunShape
 from .runvoice import RunVoice, Voicing
@@ -608,80 +610,3 @@ def plan(state: GuardState) -> Plan | None:
     if refusal(state) is not None:
         return None
     return Plan(stop_audio=True, cancel=state.response_active, truncate=True)
-
-
-class FalseTriggerMonitor:
-    """Decides that a local barge-in was a false trigger, after ``delay_s`` of quiet.
-
-    A false trigger: no server ``speech_started`` and no caller transcript text since the loud
-    run began, and the caller's level has stayed below the threshold for ``delay_s``. The
-    evidence is kept with its time, not as flags a later ``start`` would reset: the server may
-    report the caller's speech on its own thread before or after the barge-in has armed the
-    monitor, and either order means the interruption was real. Thread-safe.
-    """
-
-    def __init__(self, delay_s: float = 0.5) -> None:
-        self.delay_s = delay_s
-        self._lock = threading.Lock()
-        self.armed = False
-        self._since = 0.0  # evidence at or after this instant counts for the armed barge-in
-        self._quiet_since: float | None = None
-        self._speech_at = float("-inf")
-        self._text_at = float("-inf")
-        self._last = float("-inf")  # latest instant seen: the time of evidence given without one
-
-    def start(self, now: float, loud: bool = True, since: float | None = None) -> None:
-        """A local barge-in just ran at ``now`` for a loud run that began at ``since``."""
-        with self._lock:
-            self._seen(now)
-            self.armed = True
-            self._since = now if since is None else since
-            self._quiet_since = None if loud else now
-
-    def level(self, loud: bool, now: float) -> None:
-        with self._lock:
-            self._seen(now)
-            if not loud:
-                if self._quiet_since is None:
-                    self._quiet_since = now
-            else:
-                self._quiet_since = None
-
-    def speech_started(self, now: float | None = None) -> None:
-        """The server heard the caller speak: a barge-in on that speech was real."""
-        with self._lock:
-            self._speech_at = self._last if now is None else self._seen(now)
-
-    def user_text(self, text: str, now: float | None = None) -> None:
-        if text.strip():
-            with self._lock:
-                self._text_at = self._last if now is None else self._seen(now)
-
-    def cancel(self) -> None:
-        with self._lock:
-            self.armed = False
-
-    def poll(self, now: float) -> bool:
-        """True exactly once when the barge-in is judged false (time to resume the answer).
-        Not armed (most polls of most calls, on the run thread's timer): answered without the
-        lock, which ``start`` sets ``armed`` under (under gevent a lock is Python code; a poll
-        that just missed a ``start`` on another thread sees it on the next tick)."""
-        if not self.armed:
-            if now > self._last:
-                self._last = now  # (``_seen``: the time of evidence given without one)
-            return False
-        with self._lock:
-            self._seen(now)
-            if not self.armed:
-                return False
-            if self._speech_at >= self._since or self._text_at >= self._since:
-                self.armed = False
-                return False
-            if self._quiet_since is None or now - self._quiet_since < self.delay_s:
-                return False
-            self.armed = False
-            return True
-
-    def _seen(self, now: float) -> float:
-        self._last = max(self._last, now)
-        return now

@@ -550,6 +550,28 @@ class Listener:
         it began after the last (or as it came: the model cannot have committed it)."""
         return self._held_committed_at > float("-inf") and start >= self._held_committed_at
 
+    # ------------------------------------------------------------------ a barge-in's words, asked for
+    def may_ask(self) -> bool:
+        """May the bridge commit the model's buffer now for a confirmed barge-in's words (the
+        model's VAD took no turn for it: ``false_trigger``)? With commits on, nothing held, and no
+        turn of the model's open nor commit of the bridge's awaiting its reply: the next commit is
+        then the asked one's."""
+        with self._lock:
+            vad = self._vad
+            return (self._commit_unheard and self._held is None and not vad.open
+                    and vad.onset_commit is None and vad.own_commit is None)
+
+    def model_turn_open(self) -> bool:
+        """Has the model's VAD a turn open (its words come at its own commit)?"""
+        with self._lock:
+            return self._vad.open
+
+    def asked_words_take_turn(self, text: str) -> bool:
+        """Do a confirmed barge-in's words, asked for, take the turn? Words, not an
+        acknowledgement ("mm-hm": the answer may go on), not the agent's own (its echo)."""
+        with self._lock:
+            return takes_turn(text, True) and self._agent.echoed(text, True) is not True
+
     # ------------------------------------------------------------------ the held agent
     def heard_by_model(self) -> bool:
         """A run the detector released as no near voice (run thread): did the model's VAD start a

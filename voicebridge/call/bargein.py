@@ -26,7 +26,9 @@ utterance ("mm-hm", or "wait") holds the agent paused until its words decide (``
 a backchannel resumes where it paused, other words interrupt (if the model's VAD took no turn for
 it, the bridge commits the model's input buffer itself so its words come). A confirmed local barge-in that no speech
 follows (no server ``speech_started``, no caller text, level back down for ``false_trigger_ms``)
-was a cough: the model is asked to continue.
+has its audio committed for its words (:mod:`voicebridge.audio.false_trigger`): words that take
+the turn are answered; none, "mm-hm" or the agent's own echo was a false trigger, and the model
+is asked to continue.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from ..model import protocol as rt
 from ..audio.mulaw import BYTES_PER_MS
 from ..audio.utterance import Utterance
 from ..audio.echo import Verdict
+from ..audio.false_trigger import FalseTriggerMonitor, Recovery
 from ..audio.listening import Hold, Listener, ServerSpeech, Turn
 from .model_link import ModelLink
 from .downlink import OutboundAudio
@@ -76,7 +79,9 @@ class BargeIn:
         self._clock = clock
         self.listener = listener if listener is not None else Listener(config)
         self._level = self.listener.level
-        self._false_trigger = bargein.FalseTriggerMonitor(config.false_trigger_ms / 1000)
+        self._false_trigger = FalseTriggerMonitor(config.false_trigger_ms / 1000)
+        # (its words are asked for only where the model would answer a turn they take)
+        self._may_ask = config.turn_detection is not None and config.transcription_model is not None
         self._onset: float | None = None  # first loud frame of the current utterance (run thread)
         self._was_loud = False
         self._run_ended_at: float | None = None  # the last loud run's end (run thread)
@@ -234,7 +239,13 @@ class BargeIn:
     def committed(self, now: float, item_id: str = "") -> Turn:
         """The server committed a caller turn (model thread): should the model answer it? (A held
         short utterance with no transcription to decide it interrupts, and is answered.)"""
+        watch = self._false_trigger
+        if watch.committed(item_id) and not watch.adopted:  # the audio of a barge-in the bridge committed
+            self._log.info("caller turn %s: the confirmed barge-in's audio, committed for its words", item_id)
+            return Turn.NOT_CALLER  # (its words decide: ``transcript``)
         turn = self.listener.committed(now, item_id)
+        if turn is Turn.RESPOND:
+            watch.words(item_id, Recovery.NONE)  # (the turn the watch awaited is answered)
         if turn is not Turn.RESPOND:
             self._metrics.add(f"turns_{turn.value}")
             self._log.info("caller turn %s left unanswered (%s)", item_id, turn.value)
@@ -245,14 +256,25 @@ class BargeIn:
         """A turn's words (model thread; a delta, or ``final``): True if a turn held or let pass as
         a backchannel was words that take the turn; the agent is interrupted now (if it still
         talks) and should answer. A held turn's backchannel words resume the agent."""
+        watch = self._false_trigger
+        asked = final and watch.asking(item_id)  # the words of a confirmed barge-in the model's VAD did not start on
+        if asked and not watch.adopted:  # (the audio the bridge committed for them)
+            watch.words(item_id, self._asked_verdict(text))  # (acted on by ``poll``)
+            return False
         if not self.listener.transcript(text, now, item_id, final):
+            if asked:  # (a VAD turn open at the asking: the barge-in was confirmed inside it, whatever its start was)
+                watch.words(item_id, self._asked_verdict(text))
             self._settle_hold(now)
             return False
+        watch.words(item_id, Recovery.NONE)  # (answered here)
         self._metrics.add("backchannels_overruled")
         self._log.info("the caller's short turn was not a backchannel: interrupting and answering it")
         self.listener.end_hold()
         self.run("transcript", now, self._recent_onset(now))
         return True
+
+    def _asked_verdict(self, text: str) -> Recovery:
+        return Recovery.ANSWER if self.listener.asked_words_take_turn(text) else Recovery.CONTINUE
 
     def agent_said(self, text: str, final: bool = False) -> None:
         """The agent's own transcript (model thread): its echo in a caller turn is known by it."""
@@ -260,6 +282,9 @@ class BargeIn:
 
     def transcript_failed(self, item_id: str, now: float) -> None:
         """A turn's words will not come (model thread): a held one interrupts, and is answered."""
+        watch = self._false_trigger
+        if watch.words(item_id, Recovery.ANSWER) and not watch.adopted:
+            return  # (the audio the bridge committed: the model, which has it, answers)
         self.listener.transcript_failed(item_id)
         if self._settle_hold(now) is Hold.CONFIRM:
             self.answer_turn()
@@ -267,6 +292,8 @@ class BargeIn:
     def commit_refused(self, now: float) -> Hold:
         """The model refused the held audio's commit (model thread), or it could not be sent: the
         held voice resumes."""
+        if self._false_trigger.not_asked():
+            return Hold.NONE  # (the bridge sends one commit at a time: this one was the watch's)
         self.listener.commit_refused()
         return self._settle_hold(now)
 
@@ -299,7 +326,7 @@ class BargeIn:
         locked = self._turns.lock_for_interruption()
         self._release_due, self._graced = None, False
         if source == "local":  # armed first: the server may confirm the speech while we send
-            self._false_trigger.start(now, loud=True, since=onset)
+            self._false_trigger.start(now, loud=True, since=onset, ask=self._may_ask)
         self._log.info("barge-in (%s) confirmed on response %s", source, locked.response_id)
         flushing = self._outbound.interrupt(clear=True)
         self._log.info("flushing what was queued: %d items (frames, deltas, the end mark; frames_flushed "
@@ -346,7 +373,27 @@ class BargeIn:
             self.answer_turn()
         if self._release_due is not None and now >= self._release_due:
             self._release()  # quiet since the run ended: it was no onset of words
-        if self._false_trigger.poll(now):
+        recovery = self._false_trigger.poll(now)
+        if recovery is not Recovery.NONE:
+            self._recover(recovery)
+
+    def _recover(self, recovery: Recovery) -> None:
+        """Act on the false-trigger watch's verdict on the last local barge-in."""
+        if recovery is Recovery.ASK:
+            if self.listener.model_turn_open():
+                self._false_trigger.adopt()
+                self._log.info("no speech from the model's VAD since the barge-in, but a turn of its is open: "
+                               "its words decide")
+            elif self.listener.may_ask() and self._model.send(rt.buffer_commit()):
+                self._metrics.add("false_trigger_commits")
+                self._log.info("no speech from the model's VAD after the barge-in: its audio committed for its words")
+            else:
+                self._false_trigger.not_asked()  # (a commit pending, or no session: continue, on the next poll)
+        elif recovery is Recovery.ANSWER:
+            self._metrics.add("false_trigger_answered")
+            self._log.info("the barge-in's words take the turn (or never came): the model answers the caller")
+            self.answer_turn()
+        else:
             self._metrics.add("false_barge_ins")
             self._log.info("false barge-in: no speech followed; asking the model to continue")
             self._turns.request("continue", self._config.continue_instructions)

@@ -92,7 +92,11 @@ def build(*, report_id: str, who: Mapping[str, Any], started_at: float, duration
                       # short utterances the answer paused for, those that resumed it (backchannels),
                       # and those the bridge committed for their words (the model's VAD missed them)
                       "holds": metrics.get("backchannel_holds", 0), "resumed": metrics.get("backchannels", 0),
-                      "hold_commits": metrics.get("hold_commits", 0)},
+                      "hold_commits": metrics.get("hold_commits", 0),
+                      # confirmed barge-ins the model's VAD did not start on, committed for their words,
+                      # and those whose words took the turn (answered, not continued over)
+                      "words_asked": metrics.get("false_trigger_commits", 0),
+                      "answered": metrics.get("false_trigger_answered", 0)},
         "usage": dict(usage),
         "cost": {"estimate": estimate_cost(usage, prices), "currency": prices.currency, "prices": asdict(prices)},
         "recording": dict(recording) if recording else None,
