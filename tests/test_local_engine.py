@@ -380,6 +380,21 @@ def test_manual_commit_and_clear_without_vad():
     assert only(out, "response.done")["response"]["status"] == "completed"
 
 
+def test_a_client_commit_of_no_speech_is_transcribed_as_nothing():
+    """The bridge commits a buffer for its words (a held voice, a barge-in the VAD did not start
+    on). With no frame of it judged speech (a cough, a click, the line) the service's
+    transcription says nothing; a placeholder of its length would read as words the caller said."""
+    h = Harness(speed=0)
+    h.pcmu_session(transcription={"model": "gpt-4o-mini-transcribe"})
+    h.append(silence(400))
+    out = h.send({"type": "input_audio_buffer.commit"})
+    assert only(out, "conversation.item.input_audio_transcription.completed")["transcript"] == ""
+    out = h.append(speech(60) + silence(400))  # speech too short for the VAD to start a turn on
+    assert "input_audio_buffer.speech_started" not in types(out)
+    out = h.send({"type": "input_audio_buffer.commit"})
+    assert only(out, "conversation.item.input_audio_transcription.completed")["transcript"].startswith("[speech")
+
+
 def test_a_manual_commit_inside_a_vad_activation_takes_its_item_and_the_activation_goes_on():
     """As the service's reference has it: speech_started's item id comes again with speech_stopped
     "unless the client manually commits the audio buffer during VAD activation". The client's

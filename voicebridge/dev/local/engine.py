@@ -305,8 +305,11 @@ class RealtimeEngine:
                 f"of audio, but buffer only has {buffered}ms of audio.")
         item_id = self._speech_item or self._events.new_id("item")
         if not self._vad.speaking:
+            # a buffer the VAD judged no frame of speech in (a cough, a click, the line) has no
+            # words: the service's transcription gives "" for it, not a placeholder of its length
+            heard = self._vad.heard_frames > 0 or self._turn_detection() is None
             self._vad.reset_turn()
-            return self._commit(item_id, self._vad.position_ms, buffered)
+            return self._commit(item_id, self._vad.position_ms, buffered, heard=heard)
         # Inside a VAD activation the service goes on with it: the commit takes the turn's item id
         # and the activation's speech_stopped names another ("unless the client manually commits
         # the audio buffer during VAD activation", its reference for speech_started).
@@ -314,10 +317,11 @@ class RealtimeEngine:
         self._speech_item = self._events.new_id("item")
         return out
 
-    def _commit(self, item_id: str, end_ms: int, speech_ms: int, turn: bool = True) -> list[Event]:
+    def _commit(self, item_id: str, end_ms: int, speech_ms: int, turn: bool = True, heard: bool = True) -> list[Event]:
         """Turn the buffer up to ``end_ms`` into a user audio item (and maybe a transcript).
 
         ``turn=False`` (idle timeout) commits silence that the agent must not count as speech.
+        ``heard=False``: the VAD judged none of it speech; unrecognised, it is transcribed as "".
         """
         self._buffer_start_ms, self._speech_item = end_ms, None
         item = Item(item_id, "message", "user", [{"type": "input_audio", "transcript": None}])
@@ -334,7 +338,7 @@ class RealtimeEngine:
         ]
         if self.session["audio"]["input"].get("transcription"):
             seconds = round(speech_ms / 1000, 1)
-            transcript = words or f"[speech {seconds:.1f} s]"
+            transcript = words or (f"[speech {seconds:.1f} s]" if heard else "")
             item.content[0]["transcript"] = transcript
             out.append(self._events.event("conversation.item.input_audio_transcription.completed", item_id=item_id,
                                    content_index=0, transcript=transcript, logprobs=None,

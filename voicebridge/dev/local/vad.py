@@ -133,6 +133,7 @@ class ServerVad:
         self._onset_ms = 0
         self._last_speech_end_ms = 0
         self.speaking = False
+        self.heard_frames = 0  # frames judged speech since the last turn ended or was committed
 
     @property
     def kind(self) -> str:
@@ -179,10 +180,12 @@ class ServerVad:
         self.speaking = False
         self._run = self._quiet = 0
         self._floor_ms = self.position_ms
+        self.heard_frames = 0
 
     def _frame(self, loud: bool) -> "VadEvent | None":
         start_ms = self.position_ms
         self._frames += 1
+        self.heard_frames += loud
         if not self.speaking:
             self._run = self._run + 1 if loud else 0
             if self._run == 1:
@@ -199,7 +202,7 @@ class ServerVad:
             return None
         self._quiet += 1
         if self._quiet * FRAME_MS >= self.config.silence_duration_ms:
-            self.speaking, self._run = False, 0
+            self.speaking, self._run, self.heard_frames = False, 0, 0
             self._floor_ms = self.position_ms
             return VadEvent("stop", self.position_ms, self._last_speech_end_ms - self._onset_ms)
         return None
