@@ -14,8 +14,9 @@ does). Three kinds of call, ``--n`` of each per echo level:
 * ``interrupt``: 1.2 s into the answer the caller says "wait", "stop", "hold on"...: a barge-in
   is wanted, its clear within 1 s of the onset (``caught``); ``caught late`` is one after that
   with the agent silent for the caller meanwhile (it heard at most ``EAR_MS`` of the agent after
-  its onset: the duck, then the pause while the short command's words came), ``missed``
-  anything else.
+  its onset: the duck, then the pause while the short command's words came), ``continued
+  over`` one cut and then continued (the bridge's false-trigger recovery asked the model to go
+  on), ``missed`` anything else.
 
 A bridge may also clear at its duck (``duck_clear``: the caller stops hearing the agent at
 once, and the answer resumes if the duck is released), so a clear on the wire is no barge-in by
@@ -68,6 +69,7 @@ def one_call(kind: str, k: int, echo_db: float, vad: str) -> dict:
     return {
         "kind": kind, "echo_db": echo_db, "clip": k,
         "clears": report.clears, "barge_ins": bridge.get("barge_in_events", 0), "ducks": bridge.get("ducks", 0),
+        "continued": bridge.get("false_barge_ins", 0), "words_answered": bridge.get("false_trigger_answered", 0),
         "cancels_client": stats["client_events"].get("response.cancel", 0),
         "truncates": len(stats["truncations"]),
         "speech_started": stats["server_events"].get("input_audio_buffer.speech_started", 0),
@@ -81,6 +83,8 @@ def one_call(kind: str, k: int, echo_db: float, vad: str) -> dict:
 def verdict(call: dict) -> str:
     cut = call["truncates"] > 0 or call["cancels_client"] > 0
     if call["kind"] == "interrupt":
+        if call["continued"]:
+            return "continued over"  # cut, then the model asked to go on over the caller
         if cut and call["clear_ms"] is not None and call["clear_ms"] <= 1000:
             return "caught"
         silent = call["heard_after_ms"] is not None and call["heard_after_ms"] <= EAR_MS
@@ -111,7 +115,8 @@ def main() -> int:
     for c in calls:
         print(f"  {c['kind']:11s} {c['echo_db']:g} dB clip {c['clip']}: {c['verdict']}, clears {c['clears']}, "
               f"server speech_started {c['speech_started']}, cancels {c['cancels_client']}, truncates {c['truncates']}, "
-              f"clear {c['clear_ms']} ms, agent heard after the onset {c['heard_after_ms']} ms, ducks {c['ducks']}")
+              f"clear {c['clear_ms']} ms, agent heard after the onset {c['heard_after_ms']} ms, ducks {c['ducks']}, "
+              f"continued {c['continued']}")
     return 0
 
 

@@ -799,6 +799,7 @@ class Outcome:
     call_s: float = CASE_S  # the call's length (longer while a paused answer still played)
     paused_ms: float = 0.0  # how long the answer stopped at the caller's ear after the onset (gaps summed)
     continued: bool = False  # the bridge asked the model to continue the cut answer (its false-trigger recovery)
+    words_answered: bool = False  # ... or, asked for the barge-in's words, had the model answer them
     source: str = ""  # what ran the bridge's barge-in: "local" (its detector), "server" (the model's VAD), ""
     actions: list = field(default_factory=list)
     stop_ms: float | None = None  # onset -> the last agent sample the caller heard (exact, not per tick)
@@ -1130,7 +1131,8 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
         heard_again_ms=round(heard_again(playout, onset, clears[0] + NET_S if clears else None,
                                          answer_of(case)[1] + OVERTIME_S) * 1000, 1),
         paused_ms=round(paused(playout, onset) * 1000, 1), call_s=call_s,
-        continued=bool(counters.get("false_barge_ins")))  # (asked on the bridge's side: the request may still be on its way)
+        # (asked on the bridge's side: the request may still be on its way)
+        continued=bool(counters.get("false_barge_ins")), words_answered=bool(counters.get("false_trigger_answered")))
 
 
 def _answer_segments(playout: PlayoutBuffer, onset: float) -> list[tuple[float, float]]:
@@ -1206,6 +1208,7 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         row["ducks"] += out.ducks
         row["clears"] += any(a == "clear" for _, a in out.actions)
         row["continued"] += out.continued
+        row["words answered"] += out.words_answered
     for kind, row in by_kind.items():  # onset -> the caller stops hearing the agent, per kind of caller
         stops = [o.stop_ms for c, o in results if c.kind == kind and c.label == "should" and o.stop_ms is not None]
         if stops:
@@ -1238,6 +1241,11 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         # to continue over (the agent talks on over "stop"): a miss the clear alone does not show
         "continued_should_backchannel_should_not": [sum(o.continued for o in should), sum(o.continued for o in back),
                                                     sum(o.continued for o in quiet)],
+        # the same watch, asked for the words, had the model answer them (right for a real one;
+        # for a backchannel or a should-not sound the model answers what it heard instead of going on)
+        "words_answered_should_backchannel_should_not": [sum(o.words_answered for o in should),
+                                                         sum(o.words_answered for o in back),
+                                                         sum(o.words_answered for o in quiet)],
         "missed_pct": pct(sum(not caught(o) and not o.cut_before_onset for o in should), len(should)),
         "should_cut_before_onset": sum(o.cut_before_onset for o in should),
         "missed_within_3s_pct": pct(sum(not (o.clear_ms is not None and o.clear_ms <= 3000) and not o.cut_before_onset

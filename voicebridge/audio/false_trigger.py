@@ -36,6 +36,8 @@ import threading
 WORDS_S = 3.0
 """How long the watch waits for the words of the audio it committed (a transcript comes some
 300-1500 ms after a commit)."""
+REPLY_S = 6.0
+"""How long the reply to the bridge's commit may take and still be known as the reply to it."""
 
 
 class Recovery(enum.Enum):
@@ -73,6 +75,9 @@ class FalseTriggerMonitor:
         self._asked: float | None = None  # the bridge committed the buffer for its words then
         self._item: str | None = None  # ... and the service committed it as this item
         self._adopted = False  # the asked turn is the model's VAD turn open at the asking, not a commit of ours
+        # the bridge's commit for the words went out then, and its reply has not come: kept through a
+        # new barge-in or the watch's end, so the reply is never taken for the model's own turn
+        self._sent_at: float | None = None
         self._verdict: Recovery | None = None  # what its words (or their failure) said
 
     def start(self, now: float, loud: bool = True, since: float | None = None, ask: bool = False) -> None:
@@ -112,15 +117,29 @@ class FalseTriggerMonitor:
             self.armed = False
 
     # ------------------------------------------------------------------ the words asked for
-    def not_asked(self) -> bool:
-        """The commit could not go out (no model session, a turn open), or was refused (too little
-        audio since the last commit: the run's was in a turn committed already, whose speech would
-        have shown): nothing says it was speech. True if the watch was waiting on that commit."""
+    def sending(self, now: float) -> None:
+        """The bridge is about to commit the buffer for the asked words (said before it goes out,
+        so that its reply, on the model thread, cannot come first)."""
         with self._lock:
-            if not self.armed or self._asked is None or self._item is not None or self._verdict is not None:
+            self._sent_at = now
+
+    def refused(self) -> bool:
+        """The bridge's commit could not go out (no model session), or the service refused it
+        (too little audio since the last commit: the run's was in a turn committed already, whose
+        speech would have shown): nothing says it was speech. True if it was that commit."""
+        with self._lock:
+            if self._sent_at is None:
                 return False
-            self._verdict = Recovery.CONTINUE
+            self._sent_at = None
+            if self.armed and self._item is None and not self._adopted:
+                self._settle(Recovery.CONTINUE)
             return True
+
+    def cannot_ask(self) -> None:
+        """No commit can be sent (one of the bridge's awaits its reply): nothing says it was speech."""
+        with self._lock:
+            if self.armed and self._asked is not None:
+                self._settle(Recovery.CONTINUE)
 
     def adopt(self) -> None:
         """The model's VAD has a turn open: the asked turn is that one, at its own commit."""
@@ -131,14 +150,20 @@ class FalseTriggerMonitor:
     def adopted(self) -> bool:
         return self._adopted
 
-    def committed(self, item_id: str) -> bool:
-        """A turn was committed: True if it is the one the watch asked for (the first after its
-        commit went out, or the model's VAD turn adopted)."""
+    def committed(self, item_id: str, now: float) -> bool:
+        """A turn was committed (model thread): True if it is the reply to the bridge's commit for
+        the words (the listener never knew of that commit: it must not be taken for the model's
+        own turn, armed or not). The model's turn adopted is noted as the asked one, and False."""
         with self._lock:
-            if not self.armed or self._asked is None or self._item is not None:
-                return False
-            self._item = item_id
-            return True
+            if self._sent_at is not None and now - self._sent_at <= REPLY_S:
+                self._sent_at = None
+                if self.armed and self._item is None and not self._adopted:
+                    self._item = item_id
+                return True
+            self._sent_at = None  # (a reply that never came: a session switched)
+            if self.armed and self._adopted and self._item is None:
+                self._item = item_id
+            return False
 
     def asking(self, item_id: str) -> bool:
         """Is ``item_id`` the turn whose words the watch waits for?"""
@@ -151,9 +176,13 @@ class FalseTriggerMonitor:
         with self._lock:
             if item_id != self._item or self._item is None:
                 return False
-            if self._verdict is None:
-                self._verdict = verdict
+            self._settle(verdict)
             return True
+
+    def _settle(self, verdict: Recovery) -> None:
+        """(Under the lock.) The first verdict stands."""
+        if self._verdict is None:
+            self._verdict = verdict
 
     # ------------------------------------------------------------------ the run thread's timer
     def poll(self, now: float) -> Recovery:

@@ -233,7 +233,9 @@ class AgentWords:
         """True if ``text`` is the agent's own words (half its runs of three words or more are
         the agent's), False if not, None while a partial transcript may still become so (fewer
         than three words, all of them words the agent said). A final one or two words are the
-        agent's if it said them (two: in a row) and neither is a word callers take the turn with."""
+        agent's if it said them (two: in a row) and neither is a word callers take the turn with.
+        Three or more with a command the agent did not say are not (the speakerphone's echo under
+        the caller's "stop": a transcriber writes both down; review rv16)."""
         words = _WORD.findall(text.lower())
         if not final and text[-1:].isalpha():
             words = words[:-1]  # the last one may be cut
@@ -244,6 +246,9 @@ class AgentWords:
             if not words or TURN_WORDS.intersection(words):
                 return False
             return words[0] in said if len(words) == 1 else tuple(words) in self._pairs
+        said = set(self._words)
+        if any(w in STOP_WORDS and w not in said for w in words):
+            return False  # a command the agent did not say, after its echo ("Tuesday at noon. Stop."): the caller's
         runs = [tuple(words[i:i + ECHO_RUN]) for i in range(len(words) - ECHO_RUN + 1)]
         return 2 * sum(1 for r in runs if r in self._runs) >= len(runs)
 

@@ -43,10 +43,11 @@ class ModelTurn(Generic[J]):
         self._closing = True
 
     def reply(self, now: float) -> tuple[bool, float | None]:
-        """A commit came: (True, when sent) if it answers the bridge's commit at an onset, (False,
-        when sent) if it answers the bridge's commit of a held voice inside the open turn, (False,
-        None) if it is the model's own. Updates the turn: closed by the model's own, split by the
-        bridge's (its rest is what came after the commit went)."""
+        """A commit came: (True, when sent) if it answers the bridge's commit at an onset ((True,
+        None) once the model's turn had closed before it), (False, when sent) if it answers the
+        bridge's commit of a held voice inside the open turn, (False, None) if it is the model's
+        own. Updates the turn: closed by the model's own, split by the bridge's (its rest is what
+        came after the commit went)."""
         closing, self._closing = self._closing, False
         onset, sent = False, None
         if self.open and not closing:
@@ -55,6 +56,12 @@ class ModelTurn(Generic[J]):
                 onset, sent = (True, at) if now - at <= REPLY_S else (False, None)
             elif self.own_commit is not None:
                 sent, self.own_commit = self.own_commit, None
+        elif not self.open and not closing and self.onset_commit is not None:
+            # the model closed its turn before the bridge's onset commit came in (speech_stopped,
+            # its own commit, then ours with what came after): this is ours, its room's stretch
+            at, self.onset_commit = self.onset_commit, None
+            self.last_commit = now
+            return now - at <= REPLY_S, None
         self.last_commit = now
         if sent is None:
             self.judged, self.split_at, self.open = None, None, False

@@ -240,7 +240,7 @@ class BargeIn:
         """The server committed a caller turn (model thread): should the model answer it? (A held
         short utterance with no transcription to decide it interrupts, and is answered.)"""
         watch = self._false_trigger
-        if watch.committed(item_id) and not watch.adopted:  # the audio of a barge-in the bridge committed
+        if watch.committed(item_id, now):  # the audio of a barge-in the bridge committed for its words
             self._log.info("caller turn %s: the confirmed barge-in's audio, committed for its words", item_id)
             return Turn.NOT_CALLER  # (its words decide: ``transcript``)
         turn = self.listener.committed(now, item_id)
@@ -292,7 +292,7 @@ class BargeIn:
     def commit_refused(self, now: float) -> Hold:
         """The model refused the held audio's commit (model thread), or it could not be sent: the
         held voice resumes."""
-        if self._false_trigger.not_asked():
+        if self._false_trigger.refused():
             return Hold.NONE  # (the bridge sends one commit at a time: this one was the watch's)
         self.listener.commit_refused()
         return self._settle_hold(now)
@@ -375,20 +375,25 @@ class BargeIn:
             self._release()  # quiet since the run ended: it was no onset of words
         recovery = self._false_trigger.poll(now)
         if recovery is not Recovery.NONE:
-            self._recover(recovery)
+            self._recover(recovery, now)
 
-    def _recover(self, recovery: Recovery) -> None:
+    def _recover(self, recovery: Recovery, now: float) -> None:
         """Act on the false-trigger watch's verdict on the last local barge-in."""
         if recovery is Recovery.ASK:
             if self.listener.model_turn_open():
                 self._false_trigger.adopt()
                 self._log.info("no speech from the model's VAD since the barge-in, but a turn of its is open: "
                                "its words decide")
-            elif self.listener.may_ask() and self._model.send(rt.buffer_commit()):
-                self._metrics.add("false_trigger_commits")
-                self._log.info("no speech from the model's VAD after the barge-in: its audio committed for its words")
+            elif not self.listener.may_ask():
+                self._false_trigger.cannot_ask()  # (a commit of the bridge's pending: continue, on the next poll)
             else:
-                self._false_trigger.not_asked()  # (a commit pending, or no session: continue, on the next poll)
+                self._false_trigger.sending(now)
+                if self._model.send(rt.buffer_commit()):
+                    self._metrics.add("false_trigger_commits")
+                    self._log.info("no speech from the model's VAD after the barge-in: its audio committed for "
+                                   "its words")
+                else:
+                    self._false_trigger.refused()  # (no model session: continue, on the next poll)
         elif recovery is Recovery.ANSWER:
             self._metrics.add("false_trigger_answered")
             self._log.info("the barge-in's words take the turn (or never came): the model answers the caller")
