@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from voicebridge.audio.listening import Listener, Turn
+from voicebridge.audio.listening import AgentWords, Listener, Turn
 from voicebridge.call.bargein import BargeIn
 from voicebridge.call.context import CallContext
 from voicebridge.call.metrics import CallMetrics
@@ -252,3 +252,132 @@ def test_a_refused_asked_commit_continues_and_leaves_the_listener_alone():
     barge_in.commit_refused(T0 + 0.6)
     barge_in.poll(T0 + 0.64)
     assert turns.requests == ["continue"] and listener.may_ask()
+
+
+# =========================================================================== review rv17
+def asked_and_lost(barge_in, model):
+    """The watch commits the buffer for a barge-in's words; the model session is replaced before
+    the reply (the commit went to the old socket: no committed, no error ever comes)."""
+    local_barge_in(barge_in)
+    barge_in.poll(T0 + 0.5)
+    assert model.commits() == 1
+    barge_in.poll(T0 + 3.5)  # no words within WORDS_S: answered (right)
+
+
+# --------------------------------------------------------------------------- A (review rv17: failed at 03db49d)
+def test_a_lost_reply_does_not_swallow_the_next_sessions_caller_turn():
+    """The reply to the watch's commit never came (session switched). The watch ended (answered at
+    WORDS_S); the caller speaks on the new session and its VAD commits the turn at T0+6: within
+    REPLY_S of the lost commit, so ``FalseTriggerMonitor.committed`` takes it for the watch's reply
+    and BargeIn returns NOT_CALLER without telling the Listener: the caller is not answered, and the
+    Listener keeps the model's turn open (``may_ask`` False)."""
+    barge_in, listener, model, turns = bridge()
+    asked_and_lost(barge_in, model)
+    assert turns.requests == ["turn"]
+    barge_in.server_speech(T0 + 4.5)  # the agent is not audible: an ordinary turn
+    barge_in.server_stopped()
+    turn = model_thread_committed(barge_in, T0 + 6.0, "item_new_session")
+    assert turn is Turn.RESPOND and turns.requests == ["turn", "turn"], (turn, turns.requests)
+    assert not listener.model_turn_open()
+
+
+# --------------------------------------------------------------------------- B (review rv17: failed at 03db49d)
+def test_a_lost_reply_does_not_swallow_a_later_onset_commits_refusal_and_asking_stays_on():
+    """``refused()`` has no REPLY_S bound: a commit of the watch's whose reply was lost makes the
+    next refusal, minutes later, the watch's. Here it is an onset commit's: the Listener never
+    hears of it, ``ModelTurn.onset_commit`` stays set for the call, ``may_ask`` is False, and every
+    later unheard barge-in is continued over without its words being asked for (what rv16's
+    finding 7 fixed for a late reply)."""
+    barge_in, listener, model, turns = bridge()
+    asked_and_lost(barge_in, model)
+    listener.server_speech(T0 + 27.0, audible=False)  # a TV keeps the model's turn open
+    with listener._lock:
+        assert listener._vad.onset_commit_due(T0 + 30.0)  # a voice began inside it: committed at its onset
+    barge_in.commit_refused(T0 + 30.1)  # refused (too little audio)
+    barge_in.server_stopped()
+    model_thread_committed(barge_in, T0 + 31.0, "item_tv")
+    assert listener.may_ask(), "the onset commit's refusal was taken for the watch's lost commit"
+    # a real "stop" later that the model's VAD did not hear
+    barge_in._false_trigger.start(T0 + 60.0, loud=False, since=T0 + 60.0, ask=barge_in._may_ask)
+    barge_in.poll(T0 + 60.5)
+    barge_in.poll(T0 + 60.54)
+    assert model.commits() == 2 and "continue" not in turns.requests, turns.requests
+
+
+# --------------------------------------------------------------------------- C: echoed (documents the cost)
+AGENT = "As you know, your booking is confirmed for Tuesday at noon, and the table is by the window"
+ECHO_MISHEARD = "As you, no, your booking is confirmed for Tuesday at noon"  # "know" heard as "no"
+
+
+def test_the_agents_echo_with_know_transcribed_no_is_still_its_echo():
+    """(review rv17: failed at 03db49d) The echo transcribed with a homophone of a stop word the agent did not say ("know"
+    -> "no"): 5 of 8 runs are the agent's, the old rule said echo; the new one says the caller's,
+    and the asked words take the turn (the model answers its own echo), a held turn is confirmed,
+    an echo turn's words interrupt."""
+    words = AgentWords()
+    words.add(AGENT, final=True)
+    assert words.echoed(ECHO_MISHEARD, True) is True
+
+
+def test_an_early_no_rolled_out_of_the_kept_words_makes_a_long_answers_echo_the_callers():
+    """(review rv17: failed at 03db49d) AGENT_WORDS_KEPT=300 words are kept, the runs up to 600: the deltas of a long
+    answer come far ahead of its playout. Its early "no problem" is out of the kept words but its
+    runs are still known: before, the echo of it was the agent's; now the unsaid "no" makes it the
+    caller's."""
+    words = AgentWords()
+    words.add("No problem at all, I can move the booking to Tuesday at noon for you. ")
+    words.add(" ".join(f"w{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(300)), final=True)
+    assert words.echoed("No problem at all, I can move the booking", True) is True
+
+
+def test_a_command_after_the_agents_echo_is_still_the_callers():
+    """(passes) What a0f0fd0 fixed stays fixed (rv16 finding 5)."""
+    words = AgentWords()
+    words.add(AGENT, final=True)
+    assert words.echoed("confirmed for Tuesday at noon. Stop.", True) is False
+
+
+# --------------------------------------------------------------------------- the fix's guard (passes with it)
+def test_the_models_own_commit_before_the_reply_to_the_watchs_commit_is_its_own():
+    """The caller speaks as the watch commits; the model's VAD starts, stops and commits its own
+    turn before the watch's commit reaches it; the watch's reply comes after (carrying what came
+    after). The model's turn is answered once, the watch's reply is not answered. (At a0f0fd0 the
+    end is the same, with the two items' parts swapped: the model's own commit was taken for the
+    watch's reply; the timing needs a VAD turn shorter than one round trip: not a bug there.)"""
+    barge_in, listener, model, turns = bridge()
+    local_barge_in(barge_in)
+    barge_in.poll(T0 + 0.5)
+    barge_in.server_speech(T0 + 0.3)  # (its speech_started was on its way)
+    barge_in.server_stopped()
+    model_thread_committed(barge_in, T0 + 0.55, "item_vad")
+    model_thread_committed(barge_in, T0 + 0.6, "item_c1")
+    barge_in.poll(T0 + 0.64)
+    assert turns.requests == ["turn"], turns.requests
+    assert not listener.model_turn_open() and listener.may_ask()
+
+
+@pytest.mark.parametrize("text", ["confirmed for Tuesday stop noon", "your booking is confirmed for Tuesday wait noon",
+                                  "your booking stop confirmed for Tuesday at noon"])
+def test_a_command_in_place_of_an_echo_word_unlike_it_is_the_callers(text):
+    """(passes) A command the transcriber wrote in place of one of the echo's words ("at", "is")
+    that sounds nothing like it is the caller's, with the fix too."""
+    words = AgentWords()
+    words.add(AGENT, final=True)
+    assert words.echoed(text, True) is False
+
+
+def test_a_session_replaced_while_the_watchs_commit_is_on_its_way_forgets_that_commit():
+    """The commit went to the old session: no reply will come. The new session's first commit is
+    its own (answered), whenever it comes; the words' wait still ends the watch (answered)."""
+    barge_in, listener, model, turns = bridge()
+    local_barge_in(barge_in)
+    listener.server_speech(T0 - 2.0, audible=False)
+    listener.committed(T0 - 1.0, "item_old")
+    barge_in.poll(T0 + 0.5)
+    assert model.commits() == 1
+    listener.server_speech(T0 + 0.55, audible=False)  # the old session's VAD opened a turn: gone with it
+    barge_in.session_replaced()
+    assert not listener.model_turn_open() and listener.may_ask()
+    barge_in.server_speech(T0 + 1.0)  # the new session: the caller speaks (the agent is not audible)
+    assert model_thread_committed(barge_in, T0 + 1.5, "item_new") is Turn.RESPOND  # (no speech_stopped seen first)
+    assert turns.requests == ["turn"]

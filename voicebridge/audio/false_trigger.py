@@ -123,17 +123,27 @@ class FalseTriggerMonitor:
         with self._lock:
             self._sent_at = now
 
-    def refused(self) -> bool:
+    def refused(self, now: float | None = None) -> bool:
         """The bridge's commit could not go out (no model session), or the service refused it
         (too little audio since the last commit: the run's was in a turn committed already, whose
-        speech would have shown): nothing says it was speech. True if it was that commit."""
+        speech would have shown): nothing says it was speech. True if it was that commit (one
+        sent more than ``REPLY_S`` before ``now`` lost its reply: a session switched; review rv17)."""
         with self._lock:
             if self._sent_at is None:
                 return False
+            stale = now is not None and now - self._sent_at > REPLY_S
             self._sent_at = None
+            if stale:
+                return False
             if self.armed and self._item is None and not self._adopted:
                 self._settle(Recovery.CONTINUE)
             return True
+
+    def session_replaced(self) -> None:
+        """A new model session replaced the one the bridge's commit went to: its reply will never
+        come (the words' wait still ends the watch: they never came, so it answers)."""
+        with self._lock:
+            self._sent_at = None
 
     def cannot_ask(self) -> None:
         """No commit can be sent (one of the bridge's awaits its reply): nothing says it was speech."""
@@ -150,17 +160,20 @@ class FalseTriggerMonitor:
     def adopted(self) -> bool:
         return self._adopted
 
-    def committed(self, item_id: str, now: float) -> bool:
+    def committed(self, item_id: str, now: float, own: bool = False) -> bool:
         """A turn was committed (model thread): True if it is the reply to the bridge's commit for
         the words (the listener never knew of that commit: it must not be taken for the model's
-        own turn, armed or not). The model's turn adopted is noted as the asked one, and False."""
+        own turn, armed or not). The model's turn adopted is noted as the asked one, and False.
+        ``own``: the model's VAD stopped just before it, so it is the model's own commit (the reply
+        to the bridge's, if it is still due, comes after it; review rv17)."""
         with self._lock:
-            if self._sent_at is not None and now - self._sent_at <= REPLY_S:
+            if self._sent_at is not None and not own and now - self._sent_at <= REPLY_S:
                 self._sent_at = None
                 if self.armed and self._item is None and not self._adopted:
                     self._item = item_id
                 return True
-            self._sent_at = None  # (a reply that never came: a session switched)
+            if not own or (self._sent_at is not None and now - self._sent_at > REPLY_S):
+                self._sent_at = None  # (a reply that never came: a session switched)
             if self.armed and self._adopted and self._item is None:
                 self._item = item_id
             return False

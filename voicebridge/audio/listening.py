@@ -27,6 +27,7 @@ barge-in without cancelling anything (the duck is reversible, a cancel is not).
 """
 from __future__ import annotations
 
+import difflib
 import enum
 import re
 import threading
@@ -69,6 +70,9 @@ hey hello actually but question second sec moment minute please help operator ag
 """.split())
 """Words a caller takes the turn with: a one- or two-word transcript with one of them is never
 judged the agent's echo, even if the agent said them ("hold on", "no no", "wait please")."""
+MISHEARD_RATIO = 0.6
+"""A stop word this like (``difflib`` ratio) the agent's word it stands in for, between two of
+its own, is that word misheard in its echo ("know" -> "no", "whole" -> "hold"; review rv17)."""
 STOP_WORDS = frozenset("stop wait hold hang no excuse sorry pardon cancel".split())
 """Commands that interrupt on their words alone, in a turn whose start was ignored as echo (a soft
 "stop" at the echo's level): the agent says them rarely, a caller who wants it to stop often."""
@@ -213,6 +217,8 @@ class AgentWords:
         self._words: deque[str] = deque(maxlen=AGENT_WORDS_KEPT)
         self._runs: set[tuple[str, ...]] = set()
         self._pairs: set[tuple[str, ...]] = set()
+        self._skips: set[tuple[str, ...]] = set()  # (a, c) of each run (a, b, c): b misheard is still its echo
+        self._middles: dict[tuple[str, ...], set[str]] = {}  # ... and its b
         self._tail = ""  # a word a delta ended inside
 
     def add(self, text: str, final: bool = False) -> None:
@@ -223,13 +229,20 @@ class AgentWords:
         for word in words:
             self._words.append(word)
             if len(self._words) >= ECHO_RUN:
-                self._runs.add(tuple(list(self._words)[-ECHO_RUN:]))
+                run = tuple(list(self._words)[-ECHO_RUN:])
+                self._runs.add(run)
+                self._skips.add((run[0], run[-1]))
+                self._middles.setdefault((run[0], run[-1]), set()).add(run[1])
             if len(self._words) >= 2:
                 self._pairs.add((self._words[-2], word))
         if len(self._runs) > 2 * AGENT_WORDS_KEPT:
             kept = list(self._words)
             self._runs = {tuple(kept[i:i + ECHO_RUN]) for i in range(len(kept) - ECHO_RUN + 1)}
             self._pairs = {tuple(kept[i:i + 2]) for i in range(len(kept) - 1)}
+            self._skips = {(r[0], r[-1]) for r in self._runs}
+            self._middles = {}
+            for r in self._runs:
+                self._middles.setdefault((r[0], r[-1]), set()).add(r[1])
 
     def echoed(self, text: str, final: bool) -> "bool | None":
         """True if ``text`` is the agent's own words (half its runs of three words or more are
@@ -249,10 +262,24 @@ class AgentWords:
                 return False
             return words[0] in said if len(words) == 1 else tuple(words) in self._pairs
         said = set(self._words)
-        if any(w in STOP_WORDS and w not in said for w in words):
+        if any(w in STOP_WORDS and w not in said and not self._misheard(words, i) for i, w in enumerate(words)):
             return False  # a command the agent did not say, after its echo ("Tuesday at noon. Stop."): the caller's
         runs = [tuple(words[i:i + ECHO_RUN]) for i in range(len(words) - ECHO_RUN + 1)]
         return 2 * sum(1 for r in runs if r in self._runs) >= len(runs)
+
+    def _misheard(self, words: list[str], i: int) -> bool:
+        """Is the stop word ``words[i]`` the agent's own, in its echo: in a run of its still known
+        (its kept words rolled past it), or in place of the middle word of one ("as you know
+        your" transcribed "as you, no, your"; review rv17)? A command after or before the echo
+        is neither."""
+        w = words[i]
+        if any(w in r for r in self._runs):
+            return True
+        if not 0 < i < len(words) - 1 or (words[i - 1], words[i + 1]) not in self._skips:
+            return False
+        # (one that sounds like the agent's word: a caller's "stop" in place of the echo's "is" is the caller's)
+        return any(len(b) >= 3 and difflib.SequenceMatcher(None, w, b).ratio() >= MISHEARD_RATIO
+                   for b in self._middles[(words[i - 1], words[i + 1])])
 
     def all_said(self, text: str) -> bool:
         """Every word of ``text`` is one the agent said lately."""
@@ -567,6 +594,17 @@ class Listener:
             vad = self._vad
             return (self._commit_unheard and self._held is None and not vad.open
                     and vad.onset_commit is None and vad.own_commit is None)
+
+    def session_replaced(self) -> None:
+        """A new model session replaced the old one (model thread): its VAD turn and the replies
+        to the bridge's commits are gone with it (a held voice's bound still decides)."""
+        with self._lock:
+            self._vad.forget()
+
+    def model_turn_closing(self) -> bool:
+        """Did the model's VAD stop its turn, its commit not come yet (the next commit is its own)?"""
+        with self._lock:
+            return self._vad.closing
 
     def model_turn_open(self) -> bool:
         """Has the model's VAD a turn open (its words come at its own commit)?"""

@@ -25,6 +25,11 @@ class ModelTurn(Generic[J]):
     """The model's current (or last) VAD turn and the bridge's commits inside it."""
 
     def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """Nothing known: a new call, or a new session replaced the model's (its turn and the
+        replies to the bridge's commits went with the old one)."""
         self.judged: J | None = None  # the current (or last) turn, as judged when it began
         self.started_at = float("-inf")  # the model's VAD last started (believed or not)
         self.open = False  # ... and has not committed that turn yet (its words will come with it)
@@ -41,6 +46,10 @@ class ModelTurn(Generic[J]):
         """``speech_stopped``: the commit that comes next is the model's own, even with one of the
         bridge's on its way (that one will be refused, or carry what came after)."""
         self._closing = True
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def reply(self, now: float) -> tuple[bool, float | None]:
         """A commit came: (True, when sent) if it answers the bridge's commit at an onset ((True,

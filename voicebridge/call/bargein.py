@@ -240,7 +240,7 @@ class BargeIn:
         """The server committed a caller turn (model thread): should the model answer it? (A held
         short utterance with no transcription to decide it interrupts, and is answered.)"""
         watch = self._false_trigger
-        if watch.committed(item_id, now):  # the audio of a barge-in the bridge committed for its words
+        if watch.committed(item_id, now, own=self.listener.model_turn_closing()):  # the audio of a barge-in the bridge committed for its words
             self._log.info("caller turn %s: the confirmed barge-in's audio, committed for its words", item_id)
             return Turn.NOT_CALLER  # (its words decide: ``transcript``)
         turn = self.listener.committed(now, item_id)
@@ -292,7 +292,7 @@ class BargeIn:
     def commit_refused(self, now: float) -> Hold:
         """The model refused the held audio's commit (model thread), or it could not be sent: the
         held voice resumes."""
-        if self._false_trigger.refused():
+        if self._false_trigger.refused(now):
             return Hold.NONE  # (the bridge sends one commit at a time: this one was the watch's)
         self.listener.commit_refused()
         return self._settle_hold(now)
@@ -302,6 +302,12 @@ class BargeIn:
         backchannel or the agent's own echo is left unanswered; docs/barge-in.md)."""
         if self._config.vad_create_response and self._config.turn_detection is not None:
             self._turns.request("turn")
+
+    def session_replaced(self) -> None:
+        """A new model session replaced the old one (model thread): replies to the bridge's
+        commits, and the old session's VAD turn, will never come."""
+        self._false_trigger.session_replaced()
+        self.listener.session_replaced()
 
     def user_text(self, text: str, now: float) -> None:
         """Caller speech was transcribed: a barge-in just before it was real."""
@@ -393,7 +399,7 @@ class BargeIn:
                     self._log.info("no speech from the model's VAD after the barge-in: its audio committed for "
                                    "its words")
                 else:
-                    self._false_trigger.refused()  # (no model session: continue, on the next poll)
+                    self._false_trigger.refused(now)  # (no model session: continue, on the next poll)
         elif recovery is Recovery.ANSWER:
             self._metrics.add("false_trigger_answered")
             self._log.info("the barge-in's words take the turn (or never came): the model answers the caller")

@@ -36,6 +36,7 @@ class Continuity:
         self._outbound = outbound
         self._turns = turns
         self._tools = tools
+        self._barge_in = parts.barge_in
         self._record = record
         self._metrics = metrics
         self._log = log
@@ -59,6 +60,7 @@ class Continuity:
         was_active = cut is not None and cut.active
         was_speaking = was_active and not cut.interrupted
         self._tools.session_replaced()
+        self._barge_in.session_replaced()  # (the bridge's commits went to the old session: no reply will come)
         self._turns.lose_active()  # the old session's turns never finish; a request on its way is asked again
         if was_active and cut.item_id is not None and cut.id is not None and self._turns.audio_ended(cut.id):
             self._outbound.end(cut.item_id)  # what was received plays out, its tail padded
