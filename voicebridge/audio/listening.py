@@ -168,19 +168,17 @@ def held_turn_taken(words: str, final: bool, far: bool, speech_s: float) -> bool
     """Do a held turn's words so far (not the agent's own) take the turn from the agent?
 
     More words than the held voice can carry (``speech_s`` of speech) hold the room's too, the
-    held voice's last (the commit came right after it): a word callers take the turn with among
-    the last words the held voice can carry (and two more) interrupts ("wait", "what", "no" after
-    a TV's sentence), and so does a last word that is no backchannel's (the caller's answer:
-    "Tuesday": review rv13); a TV's sentence ending in the caller's "yeah" does not, whatever
-    words callers take the turn with the TV said before it ("but what nobody expected ... mm-hm"). A voice the detector could not judge (``far``): a command only (a
+    held voice's last (the commit came right after it): a word callers take the turn with
+    interrupts ("wait", "what", "no" after a TV's sentence), and so does a last word that is no
+    backchannel's (the caller's answer: "Tuesday": review rv13); a TV's sentence ending in the
+    caller's "yeah" does not. A voice the detector could not judge (``far``): a command only (a
     stop word, among its last four words when its commit carried the room's). Before the final
     transcript, a delta takes it only with a word callers take the turn with, or three letters
     of a command: a TV's first streamed words must not act before the final's count (rv13)."""
     said = _WORD.findall(words.lower())
     if len(said) > 3 + WORDS_PER_S * speech_s:
-        voice = said[-(int(WORDS_PER_S * speech_s) + 2):]  # the held voice's words, and a word or two of slack
         return final and (bool(STOP_WORDS.intersection(said)) if far
-                          else bool(TURN_WORDS.intersection(voice)) or said[-1] not in BACKCHANNEL_WORDS)
+                          else bool(TURN_WORDS.intersection(said)) or said[-1] not in BACKCHANNEL_WORDS)
     if far:
         return final and ends_in_command(words)
     return takes_turn(words, final) and (final or _turn_word_so_far(words, said))
