@@ -16,7 +16,7 @@ from voicebridge.dev import tts
 from voicebridge.audio.detector import Decision
 from voicebridge.audio.echo import ComfortNoise, Verdict
 from voicebridge.audio.detector import CallerLevel
-from voicebridge.audio.listening import AgentWords, Hold, Listener, ServerSpeech, Turn, is_backchannel, takes_turn
+from voicebridge.audio.listening import AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel, takes_turn
 from voicebridge.dev.sim import corpus, room
 from voicebridge.audio.mulaw import ULAW_TABLE
 
@@ -1493,3 +1493,60 @@ def test_a_barge_ins_words_are_asked_for_only_when_the_next_commit_is_known_as_t
     assert call.listener.may_ask()
     call.listener.hold(call.t)  # a held voice: its own commit may be on its way
     assert not call.listener.may_ask()
+
+
+# ----------------------------------------------------------------- review rv18 of 033bd5b (reverted: a held turn's tail)
+# 033bd5b counted a word callers take the turn with only among the last words a held voice can
+# carry; these real interruptions (each interrupting before it) resumed the answer with it.
+def _rv18_outcome(clip, words):
+    call = held(*clip)
+    listener = call.listener
+    assert listener.hold_outcome(call.t + 1.0) is Hold.COMMIT  # (the model took no turn for it)
+    assert listener.committed(call.t + 1.05, "item_c1") is Turn.BACKCHANNEL
+    listener.transcript(words, call.t + 1.4, "item_c1")
+    return listener.hold_outcome(call.t + 1.4)
+
+
+@pytest.mark.parametrize("clip, words", [
+    (("interruption", 26), "No, is that right?"),          # held speech_s 0.08: tail of 2 words
+    (("interruption", 11), "Hold on, let me see."),        # speech_s 0.06
+    (("interruption", 38), "Hang on, is that right?"),     # speech_s 0.30: tail of 3
+    (("interruption", 16), "Wait, I didn't get it."),      # 0.30; "didn't" counts two words
+])
+def test_a_callers_own_question_ending_in_a_backchannel_word_interrupts(clip, words):
+    """No room's words at all: the caller's own short question or command whose last word is in
+    BACKCHANNEL_WORDS ("right", "see", "it"). The detector's speech_s of a held clip is often far
+    below its words (corpus: "No, that's not what I asked." held with 0.08 s, "hold on" 0.06 s),
+    so 4-6 words already count as 'more than it can carry', and the tail (2-3 words) leaves the
+    caller's "no"/"hold"/"wait" out; the last word is a backchannel's: the answer resumes."""
+    assert _rv18_outcome(clip, words) is Hold.CONFIRM
+
+
+@pytest.mark.parametrize("clip, words", [
+    (("interruption", 16), "and tonight the forecast for the weekend. Wait, is that right?"),
+    (("interruption", 0), "and tonight the forecast for the weekend. Sorry, I didn't get it."),
+])
+def test_a_tvs_sentence_then_a_callers_question_ending_in_a_backchannel_word_interrupts(clip, words):
+    """The scenario 033bd5b targets (a TV's sentence in the commit, then the caller's words), but
+    the caller's words outrun the tail: "wait"/"sorry" fall before it, "right"/"it" end it."""
+    assert _rv18_outcome(clip, words) is Hold.CONFIRM
+
+
+@pytest.mark.parametrize("clip, words", [
+    (("interruption", 0), "yeah I know but wait he said it was fine"),      # babble's own sentence, "wait" inside
+    (("interruption", 0), "and tonight the forecast. Wait. That's right, all of it"),
+    (("interruption", 4), "so then we went over to the stop and that was all"),
+])
+def test_a_command_the_room_talked_on_after_interrupts(clip, words):
+    """A real transcriber writes overlapping speakers in time order: the room's words said during
+    and after the caller's "wait" come after it (the benchmark's transcriber always puts the bed's
+    words before the caller's, so beds_held.py cannot see this). When the room's last word is in
+    BACKCHANNEL_WORDS ("fine", "all", "it", "right": babble's own "...said it was fine" does),
+    the caller's command falls before the tail and is lost."""
+    assert _rv18_outcome(clip, words) is Hold.CONFIRM
+
+
+def test_the_far_path_and_deltas_are_unchanged():
+    """(Passes: the far branch still looks at every word, and a delta never takes an overflowing turn.)"""
+    assert held_turn_taken("so then we went over to the wait and that was all", True, True, 0.2) is True
+    assert held_turn_taken("so then we went over to the wait and that was all", False, False, 0.2) is False
