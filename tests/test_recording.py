@@ -191,9 +191,17 @@ def test_mid_call_the_file_is_readable_up_to_the_last_second_and_the_sink_gets_i
         now[0] = n * 0.02
         rec.caller(b"\x10" * 160, now[0])
         rec.sent(b"\x20" * 160, now[0])
-    assert wait_until(lambda: os.path.exists(rec.path) and os.path.getsize(rec.path) >= 44 + 2 * 8000 * 4)
-    with wave.open(rec.path) as w:  # what a crash now would leave: valid, at most ~1 s short
-        assert w.getnframes() >= 2 * 8000 - 160
+
+    def frames_in_header() -> int:
+        try:
+            with wave.open(rec.path) as w:
+                return w.getnframes()
+        except (OSError, EOFError, wave.Error):
+            return 0
+
+    # what a crash now would leave: valid, at most ~1 s short (the header is patched after the data
+    # it counts is written: waited for, not read once as the data lands, review of a CI-load failure)
+    assert wait_until(lambda: frames_in_header() >= 2 * 8000 - 160)
     rec.finish(3.0)
     result = rec.wait(5.0)
     assert result.location == "s3://b/call.wav" and result.seconds == 3.0 and result.events_dropped == 0
