@@ -584,34 +584,25 @@ class Listener:
 
     # ------------------------------------------------------------------ a barge-in's words, asked for
     def may_ask(self) -> bool:
-        """May the bridge commit the model's buffer now for a confirmed barge-in's words (the
-        model's VAD took no turn for it: ``false_trigger``)? With commits on, nothing held, and no
-        turn of the model's open nor commit of the bridge's awaiting its reply: the next commit is
-        then the asked one's."""
+        """May the bridge commit now for a confirmed barge-in's words (``false_trigger``)? Commits
+        on, nothing held, and the next commit known as the one sent now (``ModelTurn.idle``)."""
         with self._lock:
-            vad = self._vad
-            return (self._commit_unheard and self._held is None and not vad.open
-                    and vad.onset_commit is None and vad.own_commit is None)
-
-    def session_replaced(self) -> None:
-        """A new model session replaced the old one (model thread): its VAD turn and the replies
-        to the bridge's commits are gone with it (a held voice's bound still decides)."""
-        with self._lock:
-            self._vad.forget()
-
-    def model_turn_closing(self) -> bool:
-        """Did the model's VAD stop its turn, its commit not come yet (the next commit is its own)?"""
-        with self._lock:
-            return self._vad.closing
+            return self._commit_unheard and self._held is None and self._vad.idle
 
     def model_turn_open(self) -> bool:
-        """Has the model's VAD a turn open (its words come at its own commit)?"""
         with self._lock:
             return self._vad.open
 
+    def model_turn_closing(self) -> bool:
+        with self._lock:
+            return self._vad.closing
+
+    def session_replaced(self) -> None:
+        with self._lock:
+            self._vad.forget()  # (its turn, and the replies to the bridge's commits, went with the old session)
+
     def asked_words_take_turn(self, text: str) -> bool:
-        """Do a confirmed barge-in's words, asked for, take the turn? Words, not an
-        acknowledgement ("mm-hm": the answer may go on), not the agent's own (its echo)."""
+        """A barge-in's words, asked for: words, not an acknowledgement nor the agent's own (its echo)."""
         with self._lock:
             return takes_turn(text, True) and self._agent.echoed(text, True) is not True
 

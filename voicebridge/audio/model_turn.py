@@ -48,6 +48,12 @@ class ModelTurn(Generic[J]):
         self._closing = True
 
     @property
+    def idle(self) -> bool:
+        """No turn open and no commit of the bridge's awaiting its reply: the next commit answers
+        one sent now."""
+        return not self.open and self.onset_commit is None and self.own_commit is None
+
+    @property
     def closing(self) -> bool:
         return self._closing
 

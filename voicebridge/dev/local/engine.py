@@ -304,9 +304,7 @@ class RealtimeEngine:
                 f"Error committing input audio buffer: buffer too small. Expected at least {MIN_COMMIT_MS}ms "
                 f"of audio, but buffer only has {buffered}ms of audio.")
         item_id = self._speech_item or self._events.new_id("item")
-        if not self._vad.speaking:
-            # a buffer the VAD judged no frame of speech in (a cough, a click, the line) has no
-            # words: the service's transcription gives "" for it, not a placeholder of its length
+        if not self._vad.speaking:  # (no frame of it speech: a cough, the line; the service writes "")
             heard = self._vad.heard_frames > 0 or self._turn_detection() is None
             self._vad.reset_turn()
             return self._commit(item_id, self._vad.position_ms, buffered, heard=heard)
