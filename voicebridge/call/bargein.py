@@ -240,13 +240,13 @@ class BargeIn:
         """The server committed a caller turn (model thread): should the model answer it? (A held
         short utterance with no transcription to decide it interrupts, and is answered.)"""
         watch = self._false_trigger
-        if watch.committed(item_id, now, own=self.listener.model_turn_closing()):  # the audio of a barge-in the bridge committed for its words
+        if watch.committed(item_id, now, own=self.listener.model_turn_closing()):
             self._log.info("caller turn %s: the confirmed barge-in's audio, committed for its words", item_id)
             return Turn.NOT_CALLER  # (its words decide: ``transcript``)
         turn = self.listener.committed(now, item_id)
         if turn is Turn.RESPOND:
             watch.words(item_id, Recovery.NONE)  # (the turn the watch awaited is answered)
-        if turn is not Turn.RESPOND:
+        else:
             self._metrics.add(f"turns_{turn.value}")
             self._log.info("caller turn %s left unanswered (%s)", item_id, turn.value)
         self._settle_hold(now)
