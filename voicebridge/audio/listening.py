@@ -35,6 +35,7 @@ from collections import deque
 from typing import Callable, NamedTuple
 
 from . import mulaw as audio, voicing
+from .blind_frames import BlindFrames
 from .capture import CaptureClock
 from .detector import CallerLevel, Decision, Sound
 from ..config import BridgeConfig
@@ -330,8 +331,8 @@ class Listener:
         self._echo_items: dict[str, float] = {}  # turns whose start was ignored as echo -> when committed
         self._command_items: dict[str, float] = {}  # stretches committed at an onset -> when (a command interrupts)
         self._agent = AgentWords()  # what the agent said lately (model thread)
-        self._blind: list[tuple[float, float]] = []  # the utterance's loud caller frames judged with no delay known
-        self._blind_of = float("-inf")  # ... that utterance's onset (run thread)
+        # the utterance's loud caller frames judged with no echo delay known (run thread)
+        self._blind = BlindFrames(self.level)
 
     # ------------------------------------------------------------------ the agent's side
     def played(self, level_dbfs: float, now: float) -> None:
@@ -358,44 +359,21 @@ class Listener:
                 forward = self._comfort.frame(floor)
             elif self._quieter is not None:
                 forward = frame.translate(self._quieter)
-        caller = verdict is _CALLER
-        if caller and self._blind:
-            self._rejudge(level)
+        caller, blind = verdict is _CALLER, self._blind
+        if caller and blind.frames and gate is not None:
+            blind.rejudge(level, gate)
         decision = caller_level.feed(level, now, caller, armed, frame, verdict is _ECHO,
                                      0.0 if gate is None else gate.headroom_db,
                                      caller and gate is not None and gate.delay_ms is None,
                                      caller and gate is not None and gate.over_echo)
         if caller and caller_level.loud and gate is not None:
             if gate.delay_ms is None:
-                self._judged_blind(level, at)
-            elif self._blind:  # the run goes on, judged with the delay known: the caller's after all
-                self._blind = []
+                blind.judged(level, at)
+            elif blind.frames:  # the run goes on, judged with the delay known: the caller's after all
+                blind.frames = []
         if decision is _CONFIRM:
             self._confirmed_at = now
         return _new_tuple(Heard, (forward, level, verdict, decision))  # (Heard(...) runs a Python __new__)
-
-    def _judged_blind(self, level: float, at: float) -> None:
-        """A loud frame counted as the caller's while the echo gate did not know its delay (against
-        the loudest played over the whole range: an echo peak may pass): kept with its utterance
-        and its capture time (the gate's), to be judged again at it."""
-        start = self.level.utterance_start
-        if start != self._blind_of:
-            self._blind_of, self._blind = start, []
-        self._blind.append((level, at))
-
-    def _rejudge(self, level: float) -> None:
-        """A loud caller frame between runs: before a new run joins the utterance, its earlier
-        frames judged without the delay are judged again once it is known. Half of them or more
-        echo: they were the agent's (an echo peak crosses the line on its loudest frame or two,
-        the frames around it fall under; a caller over the echo is louder throughout), and the
-        utterance begins anew, its length counted from the caller's own onset (else "I see" 380
-        ms after an echo peak confirmed on length, as more than a backchannel)."""
-        gate, level_ = self.gate, self.level
-        if gate is None or level_.hearing or gate.delay_ms is None or not level_.would_be_loud(level, gate.headroom_db):
-            return
-        blind, self._blind = self._blind, []
-        if level_.utterance_start == self._blind_of and 2 * sum(gate.echo_then(lv, at) for lv, at in blind) >= len(blind):
-            level_.forget_utterance()
 
     @property
     def floor_dbfs(self) -> float:
