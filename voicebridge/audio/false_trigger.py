@@ -167,12 +167,13 @@ class FalseTriggerMonitor:
         ``own``: the model's VAD stopped just before it, so it is the model's own commit (the reply
         to the bridge's, if it is still due, comes after it; review rv17)."""
         with self._lock:
-            if self._sent_at is not None and not own and now - self._sent_at <= REPLY_S:
+            due = self._sent_at is not None and now - self._sent_at <= REPLY_S
+            if due and not own:
                 self._sent_at = None
                 if self.armed and self._item is None and not self._adopted:
                     self._item = item_id
                 return True
-            if not own or (self._sent_at is not None and now - self._sent_at > REPLY_S):
+            if not due:
                 self._sent_at = None  # (a reply that never came: a session switched)
             if self.armed and self._adopted and self._item is None:
                 self._item = item_id

@@ -216,8 +216,7 @@ class AgentWords:
         self._words: deque[str] = deque(maxlen=AGENT_WORDS_KEPT)
         self._runs: set[tuple[str, ...]] = set()
         self._pairs: set[tuple[str, ...]] = set()
-        self._skips: set[tuple[str, ...]] = set()  # (a, c) of each run (a, b, c): b misheard is still its echo
-        self._middles: dict[tuple[str, ...], set[str]] = {}  # ... and its b
+        self._middles: dict[tuple[str, ...], set[str]] = {}  # (a, c) of each run (a, b, c) -> its b (misheard: its echo)
         self._tail = ""  # a word a delta ended inside
 
     def add(self, text: str, final: bool = False) -> None:
@@ -228,20 +227,19 @@ class AgentWords:
         for word in words:
             self._words.append(word)
             if len(self._words) >= ECHO_RUN:
-                run = tuple(list(self._words)[-ECHO_RUN:])
-                self._runs.add(run)
-                self._skips.add((run[0], run[-1]))
-                self._middles.setdefault((run[0], run[-1]), set()).add(run[1])
+                self._add_run(tuple(list(self._words)[-ECHO_RUN:]))
             if len(self._words) >= 2:
                 self._pairs.add((self._words[-2], word))
         if len(self._runs) > 2 * AGENT_WORDS_KEPT:
             kept = list(self._words)
-            self._runs = {tuple(kept[i:i + ECHO_RUN]) for i in range(len(kept) - ECHO_RUN + 1)}
+            self._runs, self._middles = set(), {}
+            for i in range(len(kept) - ECHO_RUN + 1):
+                self._add_run(tuple(kept[i:i + ECHO_RUN]))
             self._pairs = {tuple(kept[i:i + 2]) for i in range(len(kept) - 1)}
-            self._skips = {(r[0], r[-1]) for r in self._runs}
-            self._middles = {}
-            for r in self._runs:
-                self._middles.setdefault((r[0], r[-1]), set()).add(r[1])
+
+    def _add_run(self, run: tuple[str, ...]) -> None:
+        self._runs.add(run)
+        self._middles.setdefault((run[0], run[-1]), set()).add(run[1])
 
     def echoed(self, text: str, final: bool) -> "bool | None":
         """True if ``text`` is the agent's own words (half its runs of three words or more are
@@ -274,11 +272,9 @@ class AgentWords:
         w = words[i]
         if any(w in r for r in self._runs):
             return True
-        if not 0 < i < len(words) - 1 or (words[i - 1], words[i + 1]) not in self._skips:
-            return False
+        middles = self._middles.get((words[i - 1], words[i + 1]), ()) if 0 < i < len(words) - 1 else ()
         # (one that sounds like the agent's word: a caller's "stop" in place of the echo's "is" is the caller's)
-        return any(len(b) >= 3 and difflib.SequenceMatcher(None, w, b).ratio() >= MISHEARD_RATIO
-                   for b in self._middles[(words[i - 1], words[i + 1])])
+        return any(len(b) >= 3 and difflib.SequenceMatcher(None, w, b).ratio() >= MISHEARD_RATIO for b in middles)
 
     def all_said(self, text: str) -> bool:
         """Every word of ``text`` is one the agent said lately."""
