@@ -1054,13 +1054,34 @@ def spoken(part: str, s0: float, s1: float, total_s: float) -> str:
     return " ".join(ws[max(0, int(len(ws) * s0 / total_s)):max(0, int(len(ws) * s1 / total_s))])
 
 
+def _room_words(parts: list[str], sentences: "tuple[str, ...]", seed: int, turn: tuple[float, float],
+                bed_from: float, caller: "tuple[float, float] | None") -> list[str]:
+    """``parts`` (the caller's words, or none) with a TV's or babble's sentence on each side of the
+    caller's sound that holds ``BED_WORDS_S`` of the room unmasked, in time order: a real
+    transcriber writes what it heard in the order it heard it ("yeah and tonight the forecast",
+    "wait the team scored twice"), not the room's first. When neither side holds that much alone
+    but both together do, the sentence goes on the side with more of the room. Whole sentences at
+    every level: pessimistic (about half of them hold a word callers take the turn with)."""
+    t0, t1 = turn
+    start = max(t0, bed_from)
+    if caller is None:
+        return [sentences[seed % len(sentences)]] if t1 - start >= BED_WORDS_S else parts
+    before = max(0.0, min(t1, caller[0]) - start)
+    after = max(0.0, t1 - max(start, caller[1]))
+    first = before >= BED_WORDS_S or (after < BED_WORDS_S <= before + after and before >= after)
+    last = after >= BED_WORDS_S or (before < BED_WORDS_S <= before + after and after > before)
+    return ([sentences[seed % len(sentences)]] if first else []) + parts + (
+        [sentences[(seed + 1) % len(sentences)]] if last else [])
+
+
 def _transcriber(case: Case, onset: float, sound_s: float,
                  heard_by: "list[tuple[float, int]]") -> Callable[[int, int], str]:
     """What the model's transcription says of a committed turn spanning ``[start_ms, end_ms)`` of
     the uplink (one uplink ms is one ms of the caller's clock, less the network): the caller's
-    words when their sound is in it (a corpus clip's text; nothing for a noise), after a TV's or
-    babble's (``BED_WORDS``) when it holds ``BED_WORDS_S`` of them the caller's sound does not
-    mask (a real transcriber writes down the room's voices too: pessimistic, every level), else the agent's
+    words when their sound is in it (a corpus clip's text; nothing for a noise), with a TV's or
+    babble's (``BED_WORDS``) before or after them, as the turn held ``BED_WORDS_S`` of the room
+    the caller's sound does not mask (``_room_words``: a real transcriber writes down the room's
+    voices too, in time order; pessimistic, every level), else the agent's
     own words it heard as echo: the greeting's by position, the answer's by what of it the
     caller's loudspeaker had played (``heard_by``: a duck's pause plays nothing, and a turn that
     runs on past the answer's end hears no more of it), else nothing."""
@@ -1076,19 +1097,14 @@ def _transcriber(case: Case, onset: float, sound_s: float,
         return heard_by[i - 1][1] / 8000 if i else 0.0
 
     sentences = BED_WORDS.get(case.bed or "")
-    bed_words = sentences[case.seed % len(sentences)] if sentences else None
     bed_from = onset if case.bed_from_onset else 0.0
 
     def transcribe(start_ms: int, end_ms: int) -> str:
         t0, t1 = start_ms / 1000 - NET_S, end_ms / 1000 - NET_S
         caller = bool(case.sound) and t0 < onset + sound_s and t1 > onset
         parts = [text] if caller else []
-        if bed_words is not None:  # a real transcriber writes down the TV's words too (the set's clip: the caller's)
-            bed_s = max(0.0, t1 - max(t0, bed_from))
-            if caller:
-                bed_s -= max(0.0, min(t1, onset + sound_s) - max(t0, onset, bed_from))
-            if bed_s >= BED_WORDS_S:
-                parts.insert(0, bed_words)
+        if sentences:  # a real transcriber writes down the TV's words too, in time order (the clip: the caller's)
+            parts = _room_words(parts, sentences, case.seed, (t0, t1), bed_from, (onset, onset + sound_s) if caller else None)
         if parts:
             return " ".join(p for p in parts if p)
         if case.echo_db is None:

@@ -263,3 +263,19 @@ def test_a_command_whose_first_frame_waits_for_the_duck_still_has_the_tvs_stretc
     assert (fields["sound"], fields["bed"], fields["bed_dbfs"], fields["echo_db"]) == ("interruption_00_2", "tv", -35, -20)
     outcome, _ = bc.run_case(bc.Case(**fields), lambda: bc.Bridge(voicebridge), "silero")
     assert outcome.barged_in and outcome.clear_ms is not None and outcome.clear_ms <= 1000, outcome
+
+
+def test_the_transcriber_writes_the_rooms_words_in_time_order():
+    """A real transcriber writes what it heard in the order it heard it: the TV's sentence before
+    the caller's words when the room talked first, after them when it talked on (review rv18:
+    the set's transcriber always put the room's first, which a rule on the last words could lean on)."""
+    tv = bc.BED_WORDS["tv"]
+    first, second = tv[0], tv[1]
+    caller = (5.0, 5.5)
+    assert bc._room_words(["wait"], tv, 0, (3.0, 5.7), 0.0, caller) == [first, "wait"]  # 2 s of TV before
+    assert bc._room_words(["wait"], tv, 0, (4.8, 7.0), 0.0, caller) == ["wait", second]  # 1.5 s after
+    assert bc._room_words(["wait"], tv, 0, (3.0, 7.0), 0.0, caller) == [first, "wait", second]
+    assert bc._room_words(["wait"], tv, 0, (4.6, 5.9), 0.0, caller) == ["wait"]  # 0.8 s of room in all
+    assert bc._room_words(["wait"], tv, 0, (4.5, 6.1), 0.0, caller) == ["wait", second]  # 0.5 + 0.6: the larger side
+    assert bc._room_words(["wait"], tv, 0, (3.0, 5.7), 4.8, caller) == ["wait"]  # the TV came on just before
+    assert bc._room_words([], tv, 1, (3.0, 4.5), 0.0, None) == [second]  # the room alone
