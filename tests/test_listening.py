@@ -1550,3 +1550,66 @@ def test_the_far_path_and_deltas_are_unchanged():
     """(Passes: the far branch still looks at every word, and a delta never takes an overflowing turn.)"""
     assert held_turn_taken("so then we went over to the wait and that was all", True, True, 0.2) is True
     assert held_turn_taken("so then we went over to the wait and that was all", False, False, 0.2) is False
+
+
+# ---------------------------------------------------------------- a room's sentence before a held voice
+def _held_in_the_rooms_turn(clip, deltas, final):
+    """A held voice inside a turn the model's VAD keeps open (a TV talking before it and on): the
+    bridge commits ``OPEN_COMMIT_S`` into the hold, its transcript streams in two-word deltas (as
+    the service does), then the final. Returns (the first delta that took the turn or None, the
+    hold's outcome after the final)."""
+    call = held(*clip)
+    listener = call.listener
+    listener.server_speech(call.t - 0.9, audible=True)  # (its VAD began on the room before the onset)
+    assert listener.hold_outcome(call.t + 0.3) is Hold.COMMIT
+    assert listener.committed(call.t + 0.35, "item_c1") is Turn.BACKCHANNEL
+    taken = next((d for i, d in enumerate(deltas)
+                  if listener.transcript(d, call.t + 0.6 + i * 0.05, "item_c1", final=False)), None)
+    if taken is None:
+        listener.transcript(final, call.t + 0.9, "item_c1")
+    return taken, listener.hold_outcome(call.t + 0.9)
+
+
+@pytest.mark.parametrize("sentence", ["but what nobody expected was the ending", "how to make the perfect roast at home"])
+def test_a_rooms_turn_word_before_a_held_backchannel_does_not_take_the_turn(sentence):
+    """``beds_held.py``: over a TV, 43 of 112 backchannels were cut; about half by the TV's own
+    "but", "what" or "how" in the commit before the caller's "mm-hm" (a delta acted on the
+    room's first word, and the final's count took any such word anywhere). A transcript is in
+    time order: words said before the held voice's onset are the room's."""
+    words = f"{sentence} mm-hm"
+    deltas = [" ".join(words.split()[i:i + 2]) + " " for i in range(0, len(words.split()), 2)]
+    taken, outcome = _held_in_the_rooms_turn(("backchannel", 0), deltas, words)
+    assert taken is None
+    assert outcome is Hold.RESUME
+
+
+@pytest.mark.parametrize("clip, tail", [
+    (("interruption", 0), "wait"), (("interruption", 0), "what"), (("interruption", 12), "no no"),
+    (("interruption", 9), "what was that"), (("interruption", 16), "sorry, I didn't get it"),
+])
+def test_a_callers_words_after_the_rooms_sentence_still_take_the_turn(clip, tail):
+    """The caller's own words (said by a clip as long as they are) after the TV's sentence
+    interrupt, at the final: a delta never takes a turn with more words than the held voice can
+    carry."""
+    words = f"and tonight the forecast for the weekend {tail}"
+    deltas = [" ".join(words.split()[i:i + 2]) + " " for i in range(0, len(words.split()), 2)]
+    taken, outcome = _held_in_the_rooms_turn(clip, deltas, words)
+    assert taken is None
+    assert outcome is Hold.CONFIRM
+
+
+def test_a_delta_takes_a_held_turn_only_with_a_command():
+    """A question's "what" waits for the final (the room's sentence streams such words first)."""
+    assert held_turn_taken("what ", False, False, 0.4) is False
+    assert held_turn_taken("what time is it?", True, False, 0.4) is True
+    assert held_turn_taken("stop ", False, False, 0.4) is True
+    assert held_turn_taken("sto", False, False, 0.4) is True
+
+
+def test_the_tail_counts_from_the_onset_not_from_the_held_speech():
+    """rv18: the held speech undercounts the voice; the span from its onset to the commit does not."""
+    said = "and tonight the forecast for the weekend no that's not what I asked right"
+    assert held_turn_taken(said, True, False, 0.08, span_s=1.3) is True  # "no", "not", "what" within 2 + 6.5 words
+    rooms = "but what nobody expected was the ending yeah"
+    assert held_turn_taken(rooms, True, False, 0.1, span_s=0.5) is False  # "but", "what" before the last 4
+    assert held_turn_taken(rooms, True, False, 0.1) is True  # (no span known: every word counts, as before)

@@ -154,35 +154,46 @@ def ends_in_command(text: str) -> bool:
 WORDS_PER_S = 5.0
 """More words than 3 + this many per second of a held voice's speech are not all its own: the
 commit carried the room's (a TV's sentence in the buffer since the last commit)."""
+ONSET_SLACK_WORDS = 2
+"""Words a held voice may have said before the onset the detector heard (an unvoiced or soft
+start under the echo): the corpus's fastest speech is 6 words a second over two words, so
+``WORDS_PER_S`` per second of the span from the onset on and these cover every clip."""
 
 
-def _turn_word_so_far(text: str, words: list[str]) -> bool:
-    """A partial transcript already holds a word callers take the turn with ("what", "no"), or
-    ends in three letters or more of a command ("wai", "sto"): the rest cannot undo it."""
+def _command_so_far(text: str, words: list[str]) -> bool:
+    """A partial transcript already holds a command ("wait", "no"), or ends in three letters or
+    more of one ("wai", "sto"): the rest cannot undo it. Not the other words callers take the turn
+    with ("what", "but", "how"): a TV's or babble's sentence in the commit before the held voice
+    streams them first, and only the final's count tells the room's from the caller's."""
     complete = words if not text[-1:].isalpha() else words[:-1]
     last = words[-1] if words and text[-1:].isalpha() else ""
-    return bool(TURN_WORDS.intersection(complete)) or (
+    return bool(STOP_WORDS.intersection(complete)) or (
         len(last) >= 3 and any(w.startswith(last) for w in STOP_WORDS))
 
 
-def held_turn_taken(words: str, final: bool, far: bool, speech_s: float) -> bool:
+def held_turn_taken(words: str, final: bool, far: bool, speech_s: float, span_s: float = float("inf")) -> bool:
     """Do a held turn's words so far (not the agent's own) take the turn from the agent?
 
-    More words than the held voice can carry (``speech_s`` of speech) hold the room's too, the
-    held voice's last (the commit came right after it): a word callers take the turn with
-    interrupts ("wait", "what", "no" after a TV's sentence), and so does a last word that is no
-    backchannel's (the caller's answer: "Tuesday": review rv13); a TV's sentence ending in the
-    caller's "yeah" does not. A voice the detector could not judge (``far``): a command only (a
-    stop word, among its last four words when its commit carried the room's). Before the final
-    transcript, a delta takes it only with a word callers take the turn with, or three letters
-    of a command: a TV's first streamed words must not act before the final's count (rv13)."""
+    More words than the held voice can carry (``speech_s`` of speech) hold the room's too: a word
+    callers take the turn with interrupts ("wait", "what", "no" after a TV's sentence) among the
+    words said since the held voice's onset (the last ``ONSET_SLACK_WORDS + WORDS_PER_S *
+    span_s``, ``span_s`` from the onset to the end of the audio committed: a transcript is in
+    time order, and that span never undercounts the voice as its speech does, review rv18), and so does a last word
+    that is no backchannel's (the caller's answer: "Tuesday": review rv13); a TV's sentence
+    ending in the caller's "yeah" does not, nor its "what" or "how" before the onset. A voice
+    the detector could not judge (``far``): a command only (a stop word, among its last four
+    words when its commit carried the room's). Before the final
+    transcript, a delta takes it only with a command, or three letters of one: a TV's first
+    streamed words ("but what nobody expected...") must not act before the final's count (rv13)."""
     said = _WORD.findall(words.lower())
     if len(said) > 3 + WORDS_PER_S * speech_s:
+        reach = ONSET_SLACK_WORDS + WORDS_PER_S * max(span_s, speech_s)
+        since_onset = said[-int(reach):] if reach < len(said) else said
         return final and (bool(STOP_WORDS.intersection(said)) if far
-                          else bool(TURN_WORDS.intersection(said)) or said[-1] not in BACKCHANNEL_WORDS)
+                          else bool(TURN_WORDS.intersection(since_onset)) or said[-1] not in BACKCHANNEL_WORDS)
     if far:
         return final and ends_in_command(words)
-    return takes_turn(words, final) and (final or _turn_word_so_far(words, said))
+    return takes_turn(words, final) and (final or _command_so_far(words, said))
 
 
 def takes_turn(text: str, final: bool) -> bool:
@@ -312,6 +323,7 @@ class Listener:
         self._commit_unheard = self._transcribed and config.backchannel_commit
         self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
         self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far
+        self._held_spans: dict[str, float] = {}  # ... -> seconds from the held voice's onset to their audio's end
         self._held_committed_at = float("-inf")  # when the model last committed a turn for it (-inf: none yet)
         self._joined_start = float("-inf")  # the onset of the latest utterance that joined the hold after a commit
         self._resume_deferred = False  # the held turns' words said resume, but a later utterance's are to come
@@ -450,6 +462,7 @@ class Listener:
                     # (the bridge's own commit holds the audio sent before it went: a run begun since
                     # is in no held turn, review rv12)
                     self._held_committed_at = now if audio_to is None else audio_to
+                    self._held_spans[item_id] = self._held_committed_at - min(self._held_speech, default=now)
                 self._backchannel_items = {i: t for i, t in self._backchannel_items.items()
                                            if now - t <= BACKCHANNEL_TEXT_S}
                 self._backchannel_items[item_id] = now
@@ -525,7 +538,8 @@ class Listener:
         echoed = self._agent.echoed(words, final)
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
-        takes = not echoed and held_turn_taken(words, final, self._held_far, sum(self._held_speech.values()))
+        takes = not echoed and held_turn_taken(words, final, self._held_far, sum(self._held_speech.values()),
+                                               self._held_spans.get(item_id, float("inf")))
         if takes:
             self._hold_verdict = Hold.CONFIRM
             self._backchannel_items.pop(item_id, None)
@@ -605,6 +619,7 @@ class Listener:
             if self._held is None:
                 self._held, self._hold_verdict = now, Hold.WAIT
                 self._held_items.clear()
+                self._held_spans.clear()
                 self._held_whisper, self._asked, self._resume_deferred = False, None, False
                 # (its own start does not count as a later one: its words are in the turns to come)
                 self._joined_start, self._held_committed_at = float("-inf"), float("-inf")
