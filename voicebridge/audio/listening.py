@@ -38,6 +38,7 @@ from . import mulaw as audio, voicing
 from .blind_frames import BlindFrames
 from .capture import CaptureClock
 from .detector import CallerLevel, Decision, Sound
+from .held_turns import HeldTurns
 from ..config import BridgeConfig
 from .echo import ComfortNoise, EchoGate, Verdict, attenuation_table
 from .model_turn import ModelTurn
@@ -322,15 +323,13 @@ class Listener:
         self._transcribed = config.transcription_model is not None
         self._commit_unheard = self._transcribed and config.backchannel_commit
         self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
-        self._held_items: dict[str, str] = {}  # the model's turns for it -> their words so far
-        self._held_spans: dict[str, float] = {}  # ... -> seconds from the held voice's onset to their audio's end
+        self._held_turns = HeldTurns()  # its utterances and the model's turns for it, with their words so far
         self._held_committed_at = float("-inf")  # when the model last committed a turn for it (-inf: none yet)
         self._joined_start = float("-inf")  # the onset of the latest utterance that joined the hold after a commit
         self._resume_deferred = False  # the held turns' words said resume, but a later utterance's are to come
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._held_far = False  # ... was a voice the detector released (not near), the model's VAD heard: commands only
-        self._held_speech: dict[float, float] = {}  # the held utterances' onsets -> their speech (words they can carry)
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
         self._vad: ModelTurn[ServerSpeech] = ModelTurn()  # the model's VAD turn and the bridge's commits in it
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
@@ -458,11 +457,10 @@ class Listener:
                     if not self._transcribed:  # no words will come: "stop" must not be missed
                         self._hold_verdict = Hold.CONFIRM
                         return Turn.RESPOND
-                    self._held_items[item_id] = ""
                     # (the bridge's own commit holds the audio sent before it went: a run begun since
                     # is in no held turn, review rv12)
                     self._held_committed_at = now if audio_to is None else audio_to
-                    self._held_spans[item_id] = self._held_committed_at - min(self._held_speech, default=now)
+                    self._held_turns.committed(item_id, self._held_committed_at)
                 self._backchannel_items = {i: t for i, t in self._backchannel_items.items()
                                            if now - t <= BACKCHANNEL_TEXT_S}
                 self._backchannel_items[item_id] = now
@@ -502,7 +500,7 @@ class Listener:
         "stop", "no no"): the bridge interrupts and answers now. A held turn whose final words are
         a backchannel, none, or the agent's own (its echo) lets the agent resume."""
         with self._lock:
-            if item_id in self._held_items:
+            if item_id in self._held_turns:
                 return self._held_words(item_id, text, final)
             if final and item_id in self._echo_items:
                 return self._echo_turn_words(item_id, text, now)
@@ -529,24 +527,23 @@ class Listener:
     def transcript_failed(self, item_id: str) -> None:
         """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
         with self._lock:
-            if item_id in self._held_items:
+            if item_id in self._held_turns:
                 self._hold_verdict = Hold.RESUME if self._held_far else Hold.CONFIRM
 
     def _held_words(self, item_id: str, text: str, final: bool) -> bool:
-        words = text if final else self._held_items[item_id] + text
-        self._held_items[item_id] = words
+        words = self._held_turns.said(item_id, text, final)
         echoed = self._agent.echoed(words, final)
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
-        takes = not echoed and held_turn_taken(words, final, self._held_far, sum(self._held_speech.values()),
-                                               self._held_spans.get(item_id, float("inf")))
+        turns = self._held_turns
+        takes = not echoed and held_turn_taken(words, final, self._held_far, turns.speech_s, turns.span_s(item_id))
         if takes:
             self._hold_verdict = Hold.CONFIRM
             self._backchannel_items.pop(item_id, None)
             return True
         if final:
-            del self._held_items[item_id]
-            if not self._held_items:  # a whisper with no words in it: a whispered "stop" the transcription lost
+            self._held_turns.done(item_id)
+            if not self._held_turns:  # a whisper with no words in it: a whispered "stop" the transcription lost
                 if self._held_whisper and not _WORD.search(words.lower()):
                     self._hold_verdict = Hold.CONFIRM
                 elif self._later_utterance():
@@ -614,12 +611,10 @@ class Listener:
             start = self.level.utterance_start
             self._held_far = far and (self._held is None or self._held_far)
             if self._held is None:
-                self._held_speech.clear()
-            self._held_speech[start] = self.level.utterance.speech_s  # (its runs so far: the latest counts)
+                self._held_turns.reset()
+            self._held_turns.voice(start, self.level.utterance.speech_s)
             if self._held is None:
                 self._held, self._hold_verdict = now, Hold.WAIT
-                self._held_items.clear()
-                self._held_spans.clear()
                 self._held_whisper, self._asked, self._resume_deferred = False, None, False
                 # (its own start does not count as a later one: its words are in the turns to come)
                 self._joined_start, self._held_committed_at = float("-inf"), float("-inf")
@@ -657,19 +652,19 @@ class Listener:
         with self._lock:
             if self._held is None:
                 return Hold.NONE
-            if self._resume_deferred and self._hold_verdict is Hold.WAIT and not self._held_items \
+            if self._resume_deferred and self._hold_verdict is Hold.WAIT and not self._held_turns \
                     and not self._later_utterance():  # the later sound ended unheld (a noise), or its turn's words are in
                 self._hold_verdict = Hold.RESUME
             verdict = self._hold_verdict
             unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
             vad = self._vad
-            if verdict is Hold.WAIT and not self._held_items and self._asked is None and vad.open \
+            if verdict is Hold.WAIT and not self._held_turns and self._asked is None and vad.open \
                     and self._commit_unheard and not self._held_whisper and not self.level.hearing \
                     and now - self._held >= OPEN_COMMIT_S - 1e-9:  # (a TV may keep the model's turn open; not
                 # through a voice going on: "yeah ... wait" split inside the "wait" lost it, review rv12)
                 self._asked = vad.own_commit = now
                 return Hold.COMMIT
-            if verdict is Hold.WAIT and not self._held_items and self._asked is None \
+            if verdict is Hold.WAIT and not self._held_turns and self._asked is None \
                     and now - self._held >= EVIDENCE_S - 1e-9 \
                     and vad.started_at < self._held - EVIDENCE_S and not vad.open:
                 if self._commit_unheard and not self._held_whisper:
@@ -680,11 +675,11 @@ class Listener:
                 # a turn the model committed, or still has open (over babble its VAD may never
                 # close it), took the words in and they never came: a "stop" must not be lost
                 # (a far voice is not known to be the caller's: its words must say so)
-                verdict = Hold.CONFIRM if (self._held_items or vad.open) and not self._held_far \
+                verdict = Hold.CONFIRM if (self._held_turns or vad.open) and not self._held_far \
                     else Hold.RESUME if self._held_far else unheard
             if verdict is not Hold.WAIT:
                 self._held = None
-                self._held_items.clear()
+                self._held_turns.clear()
                 self._resume_deferred = False
             return verdict
 
@@ -694,11 +689,11 @@ class Listener:
         with self._lock:
             if self._vad.refused():  # the commit at an onset (sent first): nothing held waits on it
                 return
-            if self._held is not None and self._asked is not None and not self._held_items:
+            if self._held is not None and self._asked is not None and not self._held_turns:
                 self._hold_verdict = Hold.CONFIRM if self._held_whisper else Hold.RESUME
 
     def end_hold(self) -> None:
         """The barge-in ran (on whatever trigger): nothing is held any more."""
         with self._lock:
             self._held = None
-            self._held_items.clear()
+            self._held_turns.clear()
