@@ -1613,3 +1613,34 @@ def test_the_tail_counts_from_the_onset_not_from_the_held_speech():
     rooms = "but what nobody expected was the ending yeah"
     assert held_turn_taken(rooms, True, False, 0.1, span_s=0.5) is False  # "but", "what" before the last 4
     assert held_turn_taken(rooms, True, False, 0.1) is True  # (no span known: every word counts, as before)
+
+
+def _held_command_then_the_room(clip, words, commit_in):
+    """rv19: a held command, then (in time order) the room's words. ``commit_in`` 0.3: the model's
+    VAD keeps its turn open on the room (the bridge commits 0.3 s into the hold); 1.0: the model
+    took no turn (the bridge commits at ``EVIDENCE_S``). Two-word deltas, then the final."""
+    call = held(*clip)
+    listener = call.listener
+    if commit_in < 1:
+        listener.server_speech(call.t - 0.9, audible=True)
+    assert listener.hold_outcome(call.t + commit_in) is Hold.COMMIT
+    assert listener.committed(call.t + commit_in + 0.05, "item_c1") is Turn.BACKCHANNEL
+    for i in range(0, len(words.split()), 2):
+        listener.transcript(" ".join(words.split()[i:i + 2]) + " ", call.t + commit_in + 0.3, "item_c1", final=False)
+    listener.transcript(words, call.t + commit_in + 0.6, "item_c1")
+    return listener.hold_outcome(call.t + commit_in + 0.6)
+
+
+@pytest.mark.parametrize("clip, words, commit_in", [
+    (("interruption", 0), "yeah I know but wait he said it was fine", 0.3),
+    (("interruption", 0), "and tonight the forecast. Wait. That's right, all of it", 0.3),
+    (("interruption", 4), "and tonight the forecast for the weekend. Stop. I think that's right", 0.3),
+    (("interruption", 0), "Wait. And the kids were out all day, they loved it", 1.0),
+    (("interruption", 4), "Stop. So then we went over to the park and it was great", 1.0),
+])
+def test_a_command_the_room_talks_on_after_interrupts_however_many_words_follow(clip, words, commit_in):
+    """Review rv19 of d2488a4: babble (two talkers and more) says more than 5 words a second, so a
+    "wait" with the room's words after it fell outside the words counted since the onset, and the
+    room's last word ("fine", "it", "right", "great") resumed the agent over it. A command counts
+    anywhere, as on the far path."""
+    assert _held_command_then_the_room(clip, words, commit_in) is Hold.CONFIRM

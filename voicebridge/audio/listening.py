@@ -175,23 +175,25 @@ def _command_so_far(text: str, words: list[str]) -> bool:
 def held_turn_taken(words: str, final: bool, far: bool, speech_s: float, span_s: float = float("inf")) -> bool:
     """Do a held turn's words so far (not the agent's own) take the turn from the agent?
 
-    More words than the held voice can carry (``speech_s`` of speech) hold the room's too: a word
-    callers take the turn with interrupts ("wait", "what", "no" after a TV's sentence) among the
-    words said since the held voice's onset (the last ``ONSET_SLACK_WORDS + WORDS_PER_S *
-    span_s``, ``span_s`` from the onset to the end of the audio committed: a transcript is in
-    time order, and that span never undercounts the voice as its speech does, review rv18), and so does a last word
-    that is no backchannel's (the caller's answer: "Tuesday": review rv13); a TV's sentence
-    ending in the caller's "yeah" does not, nor its "what" or "how" before the onset. A voice
-    the detector could not judge (``far``): a command only (a stop word, among its last four
-    words when its commit carried the room's). Before the final
-    transcript, a delta takes it only with a command, or three letters of one: a TV's first
-    streamed words ("but what nobody expected...") must not act before the final's count (rv13)."""
+    More words than the held voice can carry (``speech_s`` of speech) hold the room's too. A
+    command interrupts anywhere in them (a room talking on after a "wait" pushes it back: review
+    rv19). Another word callers take the turn with ("what", "how" after a TV's sentence) counts
+    only among the words said since the held voice's onset: the last ``ONSET_SLACK_WORDS +
+    WORDS_PER_S * span_s``, ``span_s`` from the onset to the end of the audio committed (a
+    transcript is in time order, and that span never undercounts the voice as its speech does:
+    review rv18), so a TV's "what" or "how" before an "mm-hm" does not. A last word that is no
+    backchannel's takes it too (the caller's answer: "Tuesday": review rv13); a TV's sentence
+    ending in the caller's "yeah" does not. A voice the detector could not judge (``far``): a
+    command only (a stop word, among its last four words when its commit carried the room's).
+    Before the final transcript, a delta takes it only with a command, or three letters of one:
+    a TV's first streamed words ("but what nobody expected...") must not act before the final's
+    count (rv13)."""
     said = _WORD.findall(words.lower())
     if len(said) > 3 + WORDS_PER_S * speech_s:
         reach = ONSET_SLACK_WORDS + WORDS_PER_S * max(span_s, speech_s)
         since_onset = said[-int(reach):] if reach < len(said) else said
-        return final and (bool(STOP_WORDS.intersection(said)) if far
-                          else bool(TURN_WORDS.intersection(since_onset)) or said[-1] not in BACKCHANNEL_WORDS)
+        return final and (bool(STOP_WORDS.intersection(said)) or not far and (
+            bool(TURN_WORDS.intersection(since_onset)) or said[-1] not in BACKCHANNEL_WORDS))
     if far:
         return final and ends_in_command(words)
     return takes_turn(words, final) and (final or _command_so_far(words, said))
