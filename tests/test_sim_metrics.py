@@ -142,3 +142,24 @@ def test_the_demo_passes_a_working_call_whatever_its_timing_figures():
     assert not call_worked(stalled, {"accounting_ok": False}) and not call_worked(stalled, None)
     apologised = CallReport(url="ws://x", stream_sid="MZ", call_sid="CA", apologies=1)
     assert not call_worked(apologised, {"accounting_ok": True})
+
+
+def test_the_outbound_summary_ends_with_its_problems_and_timing_as_the_inbound_one_does():
+    """The voicemail call's summary says what went wrong (its own checks and the callee's report)."""
+    from voicebridge.dev.demo import Outbound
+
+    bridge = {"accounting_ok": True, "close_reason": "voicemail left", "frames_sent": 50}
+    left = Outbound(sid="CA1", answered_by="machine_end_beep", message_after_verdict_ms=80.0, ended_by="bridge",
+                    bridge=bridge, report=CallReport(url="ws://x", stream_sid="MZ", call_sid="CA1", stalls=1))
+    assert left.worked and left.lines()[-2] == "problems: none"
+    assert left.lines()[-1].startswith("timing (") and "1 stall(s)" in left.lines()[-1]
+    early = Outbound(sid="CA2", answered_by="machine_end_beep", spoke_early=True, ended_by="callee",
+                     bridge=dict(bridge, accounting_ok=False),
+                     report=CallReport(url="ws://x", stream_sid="MZ", call_sid="CA2", apologies=1))
+    assert not early.worked
+    assert early.lines()[-2] == ("problems: agent audio over the greeting or the beep; ended by the callee, not the "
+                                 "bridge; frame accounting mismatch; the caller heard the bridge's apology "
+                                 "(the model was unavailable)")
+    assert Outbound(error="boom").lines()[-1] == "problems: boom" and not Outbound(error="boom").worked
+    assert Outbound(answered_by="human", ended_by="bridge", bridge=bridge).problems() == [
+        "answered by human, not a voicemail"]

@@ -122,23 +122,46 @@ class Outbound:
     bridge: dict[str, Any] | None = None
     error: str | None = None
 
+    report: CallReport | None = None  # the callee's side of the call, as the simulator heard it
+
+    def problems(self) -> list[str]:
+        """Why this is not a voicemail left as it should be, plus what the callee's report found."""
+        if self.error:
+            return [self.error]
+        b = self.bridge
+        out = [] if self.answered_by == "machine_end_beep" else [f"answered by {self.answered_by}, not a voicemail"]
+        if self.spoke_early:
+            out.append("agent audio over the greeting or the beep")
+        if self.ended_by != "bridge":
+            out.append(f"ended by the {self.ended_by}, not the bridge")
+        if b is None:
+            out.append("the bridge's report never came")
+        else:
+            if not b["accounting_ok"]:
+                out.append("frame accounting mismatch")
+            if b["close_reason"] != "voicemail left":
+                out.append(f"closed with {b['close_reason']!r}, not 'voicemail left'")
+        return out + (self.report.problems() if self.report else [])
+
     @property
     def worked(self) -> bool:
-        b = self.bridge
-        return (self.error is None and self.answered_by == "machine_end_beep" and not self.spoke_early
-                and self.ended_by == "bridge" and b is not None and bool(b["accounting_ok"])
-                and b["close_reason"] == "voicemail left")
+        return not self.problems()
 
     def lines(self) -> list[str]:
         if self.error:
-            return ["", "== outbound call ==", f"outbound call failed: {self.error}"]
+            return ["", "== outbound call ==", f"outbound call failed: {self.error}", f"problems: {self.error}"]
         heard = f"{self.message_after_verdict_ms:.0f} ms" if self.message_after_verdict_ms is not None else "never"
         b = self.bridge or {}
-        return ["", "== outbound call: voicemail ==",
-                f"call {self.sid}: answered by {self.answered_by}; the message was heard {heard} after the verdict; "
-                f"agent audio over the greeting: {'YES' if self.spoke_early else 'none'}",
-                f"ended by the {self.ended_by}: {b.get('close_reason')}; frames sent {b.get('frames_sent')}, "
-                f"accounting {'OK' if b.get('accounting_ok') else 'MISMATCH'}"]
+        lines = ["", "== outbound call: voicemail ==",
+                 f"call {self.sid}: answered by {self.answered_by}; the message was heard {heard} after the verdict; "
+                 f"agent audio over the greeting: {'YES' if self.spoke_early else 'none'}",
+                 f"ended by the {self.ended_by}: {b.get('close_reason')}; frames sent {b.get('frames_sent')}, "
+                 f"accounting {'OK' if b.get('accounting_ok') else 'MISMATCH'}"]
+        problems = self.problems()
+        lines.append("problems: " + ("; ".join(problems) if problems else "none"))
+        if self.report is not None:
+            lines.append(verdict_lines(self.report)[1])
+        return lines
 
 
 def place_voicemail_call(bridge: Any, server_url: str, ended: list[dict[str, Any]], done: threading.Event,
@@ -168,6 +191,7 @@ def place_voicemail_call(bridge: Any, server_url: str, ended: list[dict[str, Any
         result.answered_by, result.spoke_early = placed.answered_by, placed.agent_heard_before_verdict()
         result.message_after_verdict_ms = heard * 1000 if heard is not None else None
         result.ended_by = placed.report.ended_by if placed.report else None
+        result.report = placed.report
         result.bridge = ended[-1] if ended and done.is_set() else None
         result.error = "; ".join(placed.errors) or None
     except Exception as exc:  # noqa: BLE001 - the demo reports it and exits 1
