@@ -92,14 +92,21 @@ def main() -> int:
             bcs, cmds = rows[commit, "backchannel", bed], rows[commit, "command", bed]
             if not bcs and not cmds:
                 continue
-            clears = [o.clear_ms for o in cmds if o.clear_ms is not None]
-            print(f"  {bed:17s} backchannels cut {sum(o.barged_in for o in bcs):3d} of {len(bcs)}; commands missed"
-                  f" within 1 s {sum(not bc.caught(o) for o in cmds):3d}, 3 s "
-                  f"{sum(o.clear_ms is None or o.clear_ms > 3000 for o in cmds):2d}, at the ear "
-                  f"{sum(bc.ear_missed(o) for o in cmds):2d}, continued over {sum(o.continued for o in cmds):2d} of "
-                  f"{len(cmds)}; clear p50 "
-                  f"{percentile(clears, 50) if clears else float('nan'):.0f} ms")
+            print(f"  {bed:17s} " + "; ".join(_bed_line(bcs, cmds)))
     return 0
+
+
+def _bed_line(bcs: list, cmds: list) -> list[str]:
+    """One bed's figures: only the kinds that were played (``--only`` plays one)."""
+    parts = [f"backchannels cut {sum(o.barged_in for o in bcs):3d} of {len(bcs)}"] if bcs else []
+    if cmds:
+        clears = [o.clear_ms for o in cmds if o.clear_ms is not None]
+        parts.append(f"commands missed within 1 s {sum(not bc.caught(o) for o in cmds):3d}, 3 s "
+                     f"{sum(o.clear_ms is None or o.clear_ms > 3000 for o in cmds):2d}, at the ear "
+                     f"{sum(bc.ear_missed(o) for o in cmds):2d}, continued over {sum(o.continued for o in cmds):2d} "
+                     f"of {len(cmds)}")
+        parts.append(f"clear p50 {percentile(clears, 50):.0f} ms" if clears else "no clear")
+    return parts
 
 
 if __name__ == "__main__":
