@@ -33,13 +33,19 @@ def test_bursts_beyond_lead_and_stalls_inside_an_utterance():
     assert r.gap_max_dev_ms == 160
 
 
+def _agent_talks(p: PlayoutBuffer, m, start: float, frames: int) -> None:
+    """Paced agent audio from ``start``, received and played at once."""
+    for i in range(frames):
+        t = start + i * 0.02
+        p.media(b"\x10" * 160, t)
+        m.media(t, b"\x10" * 160)
+        p.advance(t)
+
+
 def test_interruption_numbers():
     p = PlayoutBuffer(0.0)
     m = _metrics()
-    for i in range(31):  # paced agent audio from 0.0 s until the clear at 0.6 s
-        p.media(b"\x10" * 160, i * 0.02)
-        m.media(i * 0.02, b"\x10" * 160)
-        p.advance(i * 0.02)
+    _agent_talks(p, m, 0.0, 31)  # paced agent audio from 0.0 s until the clear at 0.6 s
     m.onset(0.5, True)
     m.clear(0.6)
     p.clear(0.6)
@@ -52,6 +58,27 @@ def test_interruption_numbers():
     assert round(it.heard_after_ms) == 100  # played until the clear
     assert round(it.last_media_after_ms) == 100 and it.frames_after_onset == 6
     assert round(it.last_media_before_ms) == 20
+
+
+def test_an_interruption_the_agent_talked_on_after_says_so():
+    """(outside check out1) The duck's clear stops the agent at once; if the bridge then lets the
+    answer go on, the first clear and the audio heard until it looked like a perfect barge-in.
+    The report says when the agent was heard again and how much of it in the 3 s after."""
+    p = PlayoutBuffer(0.0)
+    m = _metrics()
+    _agent_talks(p, m, 0.0, 26)  # agent audio 0.0-0.52 s
+    m.onset(0.5, True)
+    m.clear(0.52)
+    p.clear(0.52)
+    p.advance(1.0)
+    _agent_talks(p, m, 1.0, 50)  # the answer goes on at 1.0 s, for a second
+    p.advance(4.0)
+    [it] = m.finish(4.0, p).interruptions
+    assert round(it.clear_ms) == 20 and round(it.heard_after_ms) == 20
+    assert round(it.heard_again_ms) == 500 and round(it.heard_3s_ms) == 1020
+    from voicebridge.dev.sim.caller import _summary
+    [line] = [x for x in _summary(m.report) if x.startswith("interruption 1")]
+    assert "the agent was heard again 500 ms after the onset (1020 ms of it in the 3 s after the onset)" in line
 
 
 def test_tone_checker_accepts_rechunked_audio():

@@ -500,7 +500,11 @@ def _summary(report: CallReport) -> list[str]:
                      f"clear after {it.clear_ms} ms, "
                      + ("no media after the onset" if it.last_media_after_ms is None else
                         f"last media +{it.last_media_after_ms} ms ({it.frames_after_onset} frames)")
-                     + f", heard {it.heard_after_ms} ms after onset")
+                     + f", heard {it.heard_after_ms} ms after onset"
+                     + (f"; every clear after the onset {it.clears_after_ms} ms" if len(it.clears_after_ms) > 1 else "")
+                     + ("; the agent was not heard again" if it.heard_again_ms is None else
+                        f"; the agent was heard again {it.heard_again_ms:.0f} ms after the onset")
+                     + f" ({it.heard_3s_ms:.0f} ms of it in the 3 s after the onset)")
     if r.after_stream:
         lines.append(f"after the stream: {r.after_stream}")
     if r.tone:

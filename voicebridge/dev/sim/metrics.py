@@ -228,6 +228,7 @@ class CallerMetrics:
         clear = next((c for c in self._clears if c >= onset), None)
         later = [a for a in self._arrivals if a >= onset][len(after):]  # the agent's next utterance
         until = later[0] if later else float("inf")
+        again = _next_heard(onset, segments)
         return Interruption(
             onset_ms=round(onset * 1000, 1),
             agent_talking=talking,
@@ -237,6 +238,8 @@ class CallerMetrics:
             frames_after_onset=len(after),
             heard_after_ms=_ms(_heard_after(onset, segments)),
             clears_after_ms=[_ms(c - onset) for c in self._clears if onset <= c < until],
+            heard_again_ms=None if again is None else _ms(again),
+            heard_3s_ms=_ms(sum(max(0.0, min(e, onset + 3.0) - max(s, onset)) for s, e in segments)),
         )
 
 
@@ -268,6 +271,18 @@ def _heard_after(onset: float, segments: list[tuple[float, float]]) -> float:
         total += e - max(s, onset)
         prev_end = e
     return total
+
+
+def _next_heard(onset: float, segments: list[tuple[float, float]]) -> "float | None":
+    """Onset -> the start of the first agent audio heard after a pause longer than an utterance gap."""
+    prev_end = onset
+    for s, e in segments:
+        if e <= onset:
+            continue
+        if (s - prev_end) * 1000 > UTTERANCE_GAP_MS:
+            return s - onset
+        prev_end = e
+    return None
 
 
 def _percentile(sorted_values: list[float], pct: float) -> float:

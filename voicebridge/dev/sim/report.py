@@ -27,6 +27,12 @@ class Interruption:
     """Onset -> every ``clear`` received after it, before the agent's next utterance: a bridge
     may clear at its duck (the caller stops hearing it at once) and again when it confirms the
     barge-in; the wire does not say which."""
+    heard_again_ms: "float | None" = None
+    """Onset -> the agent's next audio the caller heard after the pause (None: none in the call).
+    A duck's clear stops the agent at once; soon after, the agent talking again means the
+    bridge let the answer go on (a backchannel resumed, or an interruption missed)."""
+    heard_3s_ms: float = 0.0
+    """Agent audio the caller heard in the 3 s after the onset, pauses and all."""
 
 
 @dataclass
