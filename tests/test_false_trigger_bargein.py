@@ -381,3 +381,47 @@ def test_a_session_replaced_while_the_watchs_commit_is_on_its_way_forgets_that_c
     barge_in.server_speech(T0 + 1.0)  # the new session: the caller speaks (the agent is not audible)
     assert model_thread_committed(barge_in, T0 + 1.5, "item_new") is Turn.RESPOND  # (no speech_stopped seen first)
     assert turns.requests == ["turn"]
+
+
+# --------------------------------------------------------------------------- outside check out1: whispers
+def _asked_words(barge_in: BargeIn, words: str) -> None:
+    barge_in.poll(T0 + 0.5)
+    model_thread_committed(barge_in, T0 + 0.6, "item_c1")
+    model_thread_transcript(barge_in, T0 + 1.0, "item_c1", words)
+    barge_in.poll(T0 + 1.04)
+
+
+@pytest.mark.parametrize("whispered, words, asked", [
+    (True, "", "turn"), (True, " ", "turn"), (True, "Mm-hm.", "continue"), (True, "Wait.", "turn"),
+    (False, "", "continue"), (False, "Mm-hm.", "continue")])
+def test_a_whispered_barge_in_whose_words_came_empty_is_answered_not_talked_over(whispered, words, asked):
+    """A whispered "hang on a sec" confirmed by the detector: the transcriber wrote nothing for it,
+    and the watch asked the model to continue over the caller (out1: 4 of 8 whispers at -20 dB).
+    Nobody whispers "mm-hm": no words for a whisper are answered (the model has the audio), as
+    the hold answers a held whisper's. A cough's or a voice's empty words still continue."""
+    barge_in, listener, model, turns = bridge()
+    barge_in._false_trigger.start(T0, loud=False, since=T0, ask=barge_in._may_ask, whispered=whispered)
+    _asked_words(barge_in, words)
+    assert turns.requests == [asked], turns.requests
+
+
+class _Locked(SimpleNamespace):
+    pass
+
+
+def test_a_local_barge_in_tells_the_watch_whether_it_was_a_whisper():
+    """``_run('local')`` arms the watch with the detector's verdict on the utterance it confirmed
+    (read before the procedure resets the detector's level)."""
+    barge_in, listener, model, turns = bridge()
+    turns.lock_for_interruption = lambda: _Locked(response_id="resp_1", item_id=None, received_bytes=0,
+                                                  was_active=True)
+    turns.finish_interruption = lambda response_id: None
+    turns.floor = lambda: SimpleNamespace(greeting=False, active=True, interrupted=False)
+    barge_in._outbound = SimpleNamespace(audible=True, duck_cleared=False, interrupt=lambda clear: 0,
+                                         pause=lambda now: None, resume=lambda: None)
+    listener.level.utterance.heard_whisper()
+    assert listener.level.whispered
+    assert barge_in.run("local", T0, T0)
+    assert barge_in._false_trigger.whispered
+    _asked_words(barge_in, "")
+    assert turns.requests == ["turn"], turns.requests

@@ -16,7 +16,10 @@ turn, with no response), and the words decide:
 * words that take the turn ("stop", "wait", a question): the interruption was real and the
   model answers it (``ANSWER``);
 * no words, an acknowledgement ("mm-hm", "yeah") or the agent's own words (its echo): the
-  answer continues (``CONTINUE``);
+  answer continues (``CONTINUE``); but no words for a barge-in the detector confirmed on a
+  whisper are answered (``ANSWER``): a transcriber often writes nothing for a whisper, nobody
+  whispers "mm-hm", and the model has the audio (the hold judges a held whisper so: outside
+  check out1 found four whispered "hang on a sec" talked over after their clear);
 * no words at all within ``words_s`` (or the transcription failed): the model, which has the
   audio, answers it (``ANSWER``): talking on over a "stop" is worse than asking about a cough.
 
@@ -79,11 +82,14 @@ class FalseTriggerMonitor:
         # new barge-in or the watch's end, so the reply is never taken for the model's own turn
         self._sent_at: float | None = None
         self._verdict: Recovery | None = None  # what its words (or their failure) said
+        self.whispered = False  # the barge-in watched was confirmed on a whisper (its empty words answer)
 
-    def start(self, now: float, loud: bool = True, since: float | None = None, ask: bool = False) -> None:
+    def start(self, now: float, loud: bool = True, since: float | None = None, ask: bool = False,
+              whispered: bool = False) -> None:
         """A local barge-in just ran at ``now`` for a loud run that began at ``since``; ``ask``:
-        its words may be asked for before it is judged false."""
+        its words may be asked for before it is judged false; ``whispered``: it was a whisper."""
         with self._lock:
+            self.whispered = whispered
             self._seen(now)
             self.armed = True
             self._since = now if since is None else since

@@ -274,7 +274,8 @@ class BargeIn:
         return True
 
     def _asked_verdict(self, text: str) -> Recovery:
-        return Recovery.ANSWER if self.listener.asked_words_take_turn(text) else Recovery.CONTINUE
+        takes = self.listener.asked_words_take_turn(text, self._false_trigger.whispered)
+        return Recovery.ANSWER if takes else Recovery.CONTINUE
 
     def agent_said(self, text: str, final: bool = False) -> None:
         """The agent's own transcript (model thread): its echo in a caller turn is known by it."""
@@ -332,7 +333,8 @@ class BargeIn:
         locked = self._turns.lock_for_interruption()
         self._release_due, self._graced = None, False
         if source == "local":  # armed first: the server may confirm the speech while we send
-            self._false_trigger.start(now, loud=True, since=onset, ask=self._may_ask)
+            self._false_trigger.start(now, loud=True, since=onset, ask=self._may_ask,
+                                      whispered=self.listener.level.whispered)
         self._log.info("barge-in (%s) confirmed on response %s", source, locked.response_id)
         flushing = self._outbound.interrupt(clear=True)
         self._log.info("flushing what was queued: %d items (frames, deltas, the end mark; frames_flushed "
