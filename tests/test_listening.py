@@ -16,7 +16,7 @@ from voicebridge.dev import tts
 from voicebridge.audio.detector import Decision
 from voicebridge.audio.echo import ComfortNoise, Verdict
 from voicebridge.audio.detector import CallerLevel
-from voicebridge.audio.listening import AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel, takes_turn
+from voicebridge.audio.listening import AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel, is_command, takes_turn
 from voicebridge.dev.sim import corpus, room
 from voicebridge.audio.mulaw import ULAW_TABLE
 
@@ -198,7 +198,9 @@ def test_the_models_vad_starting_on_echo_alone_is_ignored_as_echo():
 @pytest.mark.parametrize("words, interrupts", [
     ("Stop.", True), ("wait, hold on", True), ("No no.", True),  # a soft caller the gate took for echo
     ("streams its reply back", False), ("the phone", False),  # the agent's own words: its echo
-    ("And now the weather for the weekend.", False), ("Why not?", False)])  # a TV: no command
+    ("And now the weather for the weekend.", False), ("Why not?", False),  # a TV: no command
+    ("Just a minute.", True), ("One moment please.", True), ("Um, one sec.", True),  # out1: no stop word in them
+    ("Back in a moment.", False)])
 def test_a_turn_ignored_as_echo_still_interrupts_on_a_command_in_its_words(words, interrupts):
     """A soft "stop" (-34 dBFS) over -20 dB echo: the gate judged its frames echo and the model's
     VAD start was ignored as echo; its transcription then said "stop", which was dropped with the
@@ -1644,3 +1646,15 @@ def test_a_command_the_room_talks_on_after_interrupts_however_many_words_follow(
     room's last word ("fine", "it", "right", "great") resumed the agent over it. A command counts
     anywhere, as on the far path."""
     assert _held_command_then_the_room(clip, words, commit_in) is Hold.CONFIRM
+
+
+@pytest.mark.parametrize("words, command", [
+    ("Just a minute.", True), ("One moment please.", True), ("Um, just a second.", True), ("Half a second!", True),
+    ("Sorry, one sec.", True), ("Stop.", True), ("No, that's not what I asked at all", True),
+    ("Back in a moment.", False), ("For a second there.", False), ("The second option.", False),
+    ("Just a minute ago he told me the whole story", False), ("One more thing.", False), ("Mm-hm.", False)])
+def test_a_short_just_a_minute_is_a_command_as_a_stop_word_is(words, command):
+    """(outside check out1) "just a minute" and "one moment please" at the echo's level were
+    judged echo and never interrupted: no stop word is in them. Opening a short transcript they
+    are commands (an echo turn's, a far voice's); a TV's "back in a moment" is not."""
+    assert is_command(words) is command

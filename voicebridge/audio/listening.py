@@ -78,6 +78,10 @@ its own, is that word misheard in its echo ("know" -> "no", "whole" -> "hold"; r
 STOP_WORDS = frozenset("stop wait hold hang no excuse sorry pardon cancel".split())
 """Commands that interrupt on their words alone, in a turn whose start was ignored as echo (a soft
 "stop" at the echo's level): the agent says them rarely, a caller who wants it to stop often."""
+WAIT_PHRASE = re.compile(r"^(?:(?:um|uh|er|oh|okay|ok|yeah|sorry) )*(?:just|one|half) (?:a )?(?:minute|moment|sec|second)\b")
+"""A caller's "just a minute", "one moment", "one sec", "half a second" opening a short
+transcript (a command, ``is_command``: outside check out1 found "just a minute" and "one moment
+please" at the echo's level talked over; no stop word is in them). Not a TV's "in a moment"."""
 
 
 class ServerSpeech(enum.Enum):
@@ -137,10 +141,12 @@ def is_backchannel(text: str) -> bool:
 
 
 def is_command(text: str) -> bool:
-    """A short command ("wait", "stop", "no no", "hold on please") or one that opens a sentence
-    ("no, that's not what I asked"): what a voice the bridge could not tell from the room must
-    say to interrupt. A TV's or babble's turn says other words, or many more."""
+    """A short command ("wait", "stop", "no no", "hold on please", "just a minute") or one that
+    opens a sentence ("no, that's not what I asked"): what a voice the bridge could not tell from
+    the room must say to interrupt. A TV's or babble's turn says other words, or many more."""
     words = _WORD.findall(text.lower())
+    if len(words) <= 4 and WAIT_PHRASE.search(" ".join(words)):
+        return True
     return bool(STOP_WORDS.intersection(words)) and (len(words) <= 4 or words[0] in STOP_WORDS)
 
 
@@ -519,11 +525,12 @@ class Listener:
     def _echo_turn_words(self, item_id: str, text: str, now: float) -> bool:
         """A turn whose start was ignored as echo said a command ("stop", "wait") that is not the
         agent's own words: the gate took a soft caller for the echo (a "stop" at -34 dBFS over
-        -20 dB echo), and a "stop" must not be lost. Only commands: a TV or babble over the echo
+        -20 dB echo), and a "stop" must not be lost; so does a short "just a minute" or "one moment
+        please" (``WAIT_PHRASE``, outside check out1). Only commands: a TV or babble over the echo
         says other words, and the model's VAD started on them too."""
         committed = self._echo_items.pop(item_id)
         words = set(_WORD.findall(text.lower()))
-        return (now - committed <= BACKCHANNEL_TEXT_S and bool(words & STOP_WORDS)
+        return (now - committed <= BACKCHANNEL_TEXT_S and (bool(words & STOP_WORDS) or is_command(text))
                 and self._agent.echoed(text, True) is False and not self._agent.all_said(text))
 
     def transcript_failed(self, item_id: str) -> None:
