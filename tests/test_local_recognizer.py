@@ -6,11 +6,14 @@ A speakerphone caller's "mm-hm" committed by the bridge is resumed on if its tra
 so offline a reverberant backchannel took the turn (docs/barge-in.md)."""
 from __future__ import annotations
 
+import io
+import wave as wavmod
+
 import numpy as np
 import pytest
 
 from voicebridge.dev import tts
-from voicebridge.dev.local.recognizer import Recognizer, first_word
+from voicebridge.dev.local.recognizer import Recognizer, first_word, taught_phrases
 from voicebridge.dev.sim import corpus, room
 
 CALLER_DBFS = -30.0
@@ -106,3 +109,27 @@ def test_dry_clips_are_still_found_by_their_first_frames(recognizer):
 def test_first_word_drops_a_stutter_and_punctuation():
     assert [first_word(w) for w in ("h... hold on", "No, that's not what I asked.", "mm-hm", "")] == \
         ["hold", "no", "mm-hm", ""]
+
+
+def test_recordings_of_your_own_are_known_by_their_words(tmp_path, caplog):
+    """``LOCAL_PHRASES``: a folder of NAME.wav + NAME.txt. Without it the local server writes a
+    recording it does not know as its length, which takes the turn (outside check out1: a
+    tester's own "got it" cut every answer offline)."""
+    rng = np.random.default_rng(7)
+    pcm = (np.sin(np.arange(4800) * 2 * np.pi * 180 / 8000) * 8000 * rng.uniform(0.5, 1, 4800)).astype("<i2")
+    buf = io.BytesIO()
+    with wavmod.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(pcm.tobytes())
+    (tmp_path / "gotit.wav").write_bytes(buf.getvalue())
+    (tmp_path / "gotit.txt").write_text("Got it.\n")
+    (tmp_path / "orphan.wav").write_bytes(buf.getvalue())  # no words for it: skipped, said so
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....")
+    (tmp_path / "broken.txt").write_text("x")
+    with caplog.at_level("WARNING"):
+        taught = taught_phrases(str(tmp_path))
+    assert [words for _, words in taught] == ["Got it."]
+    assert "orphan.wav skipped" in caplog.text and "broken.wav skipped" in caplog.text
+    said = b"\xff" * 1600 + taught[0][0] + b"\xff" * 800
+    assert Recognizer(list(taught)).words(said) == "Got it."
+    assert Recognizer([]).words(said) is None
+    assert taught_phrases(None) == () and taught_phrases("") == ()

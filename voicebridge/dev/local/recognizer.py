@@ -17,7 +17,11 @@ by its words as it does with the real service's transcription (docs/barge-in.md)
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import re
+import wave
+from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -155,7 +159,28 @@ def _phrases() -> Phrases:
             phrases.append((tts.load_prompt(name), words))
         except (OSError, ModuleNotFoundError):
             continue
-    return _known(tuple(phrases) + _corpus_phrases())
+    return _known(tuple(phrases) + _corpus_phrases() + taught_phrases(os.environ.get("LOCAL_PHRASES")))
+
+
+def taught_phrases(folder: "str | None") -> "tuple[tuple[bytes, str], ...]":
+    """Recordings of your own the local server should know the words of (``LOCAL_PHRASES``: a
+    folder of ``NAME.wav``, each with ``NAME.txt`` holding its words). Without them a recording it
+    does not know is transcribed as its length ("[speech 0.6 s]", which takes the turn: a
+    backchannel of yours cuts the answer) or, if its VAD heard no speech in it (a whisper), as
+    nothing: what the real service's transcription would write is what the bridge judges."""
+    if not folder:
+        return ()
+    out = []
+    for wav in sorted(Path(folder).glob("*.wav")):
+        try:
+            words = wav.with_suffix(".txt").read_text(encoding="utf-8").strip()
+            out.append((tts.wav_to_ulaw(wav.read_bytes()), words))
+        except (OSError, ValueError, EOFError, wave.Error) as exc:  # (a missing .txt, a malformed WAV)
+            logging.getLogger(__name__).warning("LOCAL_PHRASES: %s skipped (%s: %s)", wav.name,
+                                                type(exc).__name__, exc)
+    if not out:
+        logging.getLogger(__name__).warning("LOCAL_PHRASES=%s: no NAME.wav with its NAME.txt there", folder)
+    return tuple(out)
 
 
 def _known(phrases: "tuple[tuple[bytes, str], ...]") -> Phrases:
