@@ -19,6 +19,12 @@ DEFAULT_INSTRUCTIONS = (
     "You are a friendly, concise phone assistant. Speak naturally and keep answers short "
     "unless the caller asks for detail."
 )
+WHISPER_CONTINUE_INSTRUCTIONS = (
+    "You were interrupted by a quiet sound on the line: it may have been the caller whispering. "
+    "If the caller's last audio holds words, answer them. Otherwise continue your previous answer "
+    "exactly where it was cut off, without repeating what was already said and without mentioning "
+    "the interruption."
+)
 DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
 CONTINUE_INSTRUCTIONS = (
     "You were interrupted by a noise on the line, not by the caller. Continue your previous "
@@ -189,6 +195,7 @@ class InterruptionOptions:
     echo_suppression_db: float = 30.0  # with echo_comfort_noise off: echo frames this much quieter (0 = as they are)
     false_trigger_ms: int = 500
     continue_instructions: str = CONTINUE_INSTRUCTIONS
+    whisper_continue_instructions: str = WHISPER_CONTINUE_INSTRUCTIONS  # ... after a barge-in on a whisper
 
 
 @dataclass(frozen=True)
@@ -316,7 +323,8 @@ FLAT: dict[str, tuple[str, str]] = {
     "echo_comfort_noise": ("interruption", "echo_comfort_noise"),
     "echo_suppression_db": ("interruption", "echo_suppression_db"),
     "false_trigger_ms": ("interruption", "false_trigger_ms"),
-    "continue_instructions": ("interruption", "continue_instructions"), "tools": ("actions", "tools"),
+    "continue_instructions": ("interruption", "continue_instructions"),
+    "whisper_continue_instructions": ("interruption", "whisper_continue_instructions"), "tools": ("actions", "tools"),
     "tool_choice": ("actions", "tool_choice"), "tool_timeout_s": ("actions", "tool_timeout_s"),
     "tool_workers": ("actions", "tool_workers"), "tool_filler_after_ms": ("actions", "tool_filler_after_ms"),
     "tool_result_max_bytes": ("actions", "tool_result_max_bytes"),

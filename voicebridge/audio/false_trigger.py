@@ -16,10 +16,12 @@ turn, with no response), and the words decide:
 * words that take the turn ("stop", "wait", a question): the interruption was real and the
   model answers it (``ANSWER``);
 * no words, an acknowledgement ("mm-hm", "yeah") or the agent's own words (its echo): the
-  answer continues (``CONTINUE``); but no words for a barge-in the detector confirmed on a
-  whisper are answered (``ANSWER``): a transcriber often writes nothing for a whisper, nobody
-  whispers "mm-hm", and the model has the audio (the hold judges a held whisper so: outside
-  check out1 found four whispered "hang on a sec" talked over after their clear);
+  answer continues (``CONTINUE``). For a barge-in the detector confirmed on a whisper the
+  continue says so: the model, which has the audio, answers what the caller whispered if it
+  holds words (a transcriber may write nothing for a whisper: outside check out1 found whispered
+  "hang on a sec" talked over after their clear), and continues over a hiss or a rustle, which
+  the detector also takes for a whisper (review rv20: answering every such empty turn dropped
+  the rest of the answer for 45 of 72 of them);
 * no words at all within ``words_s`` (or the transcription failed): the model, which has the
   audio, answers it (``ANSWER``): talking on over a "stop" is worse than asking about a cough.
 
@@ -82,7 +84,7 @@ class FalseTriggerMonitor:
         # new barge-in or the watch's end, so the reply is never taken for the model's own turn
         self._sent_at: float | None = None
         self._verdict: Recovery | None = None  # what its words (or their failure) said
-        self.whispered = False  # the barge-in watched was confirmed on a whisper (its empty words answer)
+        self.whispered = False  # the barge-in watched was confirmed on a whisper (its continue says so)
 
     def start(self, now: float, loud: bool = True, since: float | None = None, ask: bool = False,
               whispered: bool = False) -> None:

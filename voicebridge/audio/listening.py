@@ -595,11 +595,8 @@ class Listener:
         with self._lock:
             self._vad.forget()  # (its turn, and the replies to the bridge's commits, went with the old session)
 
-    def asked_words_take_turn(self, text: str, whispered: bool = False) -> bool:
-        """A barge-in's words, asked for: words, not an acknowledgement nor the agent's own (its
-        echo). None at all for a ``whispered`` barge-in: a whispered "stop" the transcription lost."""
-        if whispered and not _WORD.search(text.lower()):
-            return True
+    def asked_words_take_turn(self, text: str) -> bool:
+        """A barge-in's words, asked for: words, not an acknowledgement nor the agent's own (its echo)."""
         with self._lock:
             return takes_turn(text, True) and self._agent.echoed(text, True) is not True
 

@@ -274,8 +274,7 @@ class BargeIn:
         return True
 
     def _asked_verdict(self, text: str) -> Recovery:
-        takes = self.listener.asked_words_take_turn(text, self._false_trigger.whispered)
-        return Recovery.ANSWER if takes else Recovery.CONTINUE
+        return Recovery.ANSWER if self.listener.asked_words_take_turn(text) else Recovery.CONTINUE
 
     def agent_said(self, text: str, final: bool = False) -> None:
         """The agent's own transcript (model thread): its echo in a caller turn is known by it."""
@@ -408,8 +407,11 @@ class BargeIn:
             self.answer_turn()
         else:
             self._metrics.add("false_barge_ins")
-            self._log.info("false barge-in: no speech followed; asking the model to continue")
-            self._turns.request("continue", self._config.continue_instructions)
+            whispered = self._false_trigger.whispered  # (the model, which has the audio, decides: rv20)
+            self._log.info("false barge-in: no speech followed; asking the model to continue%s",
+                           " (or answer, if the caller whispered words)" if whispered else "")
+            self._turns.request("continue", self._config.whisper_continue_instructions if whispered
+                                else self._config.continue_instructions)
 
     def release_stuck_duck(self, now: float) -> bool:
         """Safety fuse: a duck held past ``duck_fuse_ms`` with no confirmation is released (past
