@@ -16,7 +16,7 @@ from voicebridge.dev import tts
 from voicebridge.audio.detector import Decision
 from voicebridge.audio.echo import ComfortNoise, Verdict
 from voicebridge.audio.detector import CallerLevel
-from voicebridge.audio.listening import AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel, is_command, takes_turn
+from voicebridge.audio.listening import AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel, is_wait_phrase, takes_turn
 from voicebridge.dev.sim import corpus, room
 from voicebridge.audio.mulaw import ULAW_TABLE
 
@@ -1648,13 +1648,29 @@ def test_a_command_the_room_talks_on_after_interrupts_however_many_words_follow(
     assert _held_command_then_the_room(clip, words, commit_in) is Hold.CONFIRM
 
 
-@pytest.mark.parametrize("words, command", [
+@pytest.mark.parametrize("words, waits", [
     ("Just a minute.", True), ("One moment please.", True), ("Um, just a second.", True), ("Half a second!", True),
-    ("Sorry, one sec.", True), ("Stop.", True), ("No, that's not what I asked at all", True),
+    ("Sorry, one sec.", True), ("Just a minute, okay?", True),
     ("Back in a moment.", False), ("For a second there.", False), ("The second option.", False),
-    ("Just a minute ago he told me the whole story", False), ("One more thing.", False), ("Mm-hm.", False)])
-def test_a_short_just_a_minute_is_a_command_as_a_stop_word_is(words, command):
+    ("One minute to go!", False), ("One second left.", False), ("Just a moment ago.", False),  # review rv20
+    ("Half a minute later.", False), ("Just a minute ago he told me the whole story", False),
+    ("One more thing.", False), ("Mm-hm.", False), ("Stop.", False)])
+def test_a_just_a_minute_is_the_whole_transcript_or_none(words, waits):
     """(outside check out1) "just a minute" and "one moment please" at the echo's level were
-    judged echo and never interrupted: no stop word is in them. Opening a short transcript they
-    are commands (an echo turn's, a far voice's); a TV's "back in a moment" is not."""
-    assert is_command(words) is command
+    judged echo and never interrupted: no stop word is in them. The whole transcript must be one
+    (a TV's "back in a moment", "one minute to go!" is not: review rv20)."""
+    assert is_wait_phrase(words) is waits
+
+
+@pytest.mark.parametrize("words", ["One minute.", "Just a sec.", "One moment please."])
+def test_the_agents_own_one_moment_misheard_in_its_echo_does_not_interrupt_it(words):
+    """(review rv20) An agent says "one moment" before a lookup; its echo transcribed "one minute"
+    is not the caller's. A wait phrase counts only while the agent said none of its words lately."""
+    for said, interrupts in (("One moment, let me look that up for you. Just a second.", False),
+                             ("The model streams its reply back faster than real time.", True)):
+        call = Call()
+        call.listener.agent_said(said, final=True)
+        call.learn(4.0)
+        assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
+        assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.NOT_CALLER
+        assert call.listener.transcript(words, call.t + 0.9, "item_echo") is interrupts, (said, words)

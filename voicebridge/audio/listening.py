@@ -78,10 +78,12 @@ its own, is that word misheard in its echo ("know" -> "no", "whole" -> "hold"; r
 STOP_WORDS = frozenset("stop wait hold hang no excuse sorry pardon cancel".split())
 """Commands that interrupt on their words alone, in a turn whose start was ignored as echo (a soft
 "stop" at the echo's level): the agent says them rarely, a caller who wants it to stop often."""
-WAIT_PHRASE = re.compile(r"^(?:(?:um|uh|er|oh|okay|ok|yeah|sorry) )*(?:just|one|half) (?:a )?(?:minute|moment|sec|second)\b")
-"""A caller's "just a minute", "one moment", "one sec", "half a second" opening a short
-transcript (a command, ``is_command``: outside check out1 found "just a minute" and "one moment
-please" at the echo's level talked over; no stop word is in them). Not a TV's "in a moment"."""
+WAIT_PHRASE = re.compile(r"^(?:(?:um|uh|er|oh|okay|ok|yeah|sorry) )*(?:just|one|half) (?:a )?(?:minute|moment|sec|second)"
+                         r"(?: (?:please|sorry|okay|ok))?$")
+"""A caller's "just a minute", "one moment please", "one sec", "half a second", the whole of a
+transcript (``is_wait_phrase``: outside check out1 found "just a minute" and "one moment please"
+at the echo's level talked over; no stop word is in them). Not a TV's "in a moment", "one minute
+to go" or "just a moment ago" (review rv20)."""
 
 
 class ServerSpeech(enum.Enum):
@@ -141,13 +143,16 @@ def is_backchannel(text: str) -> bool:
 
 
 def is_command(text: str) -> bool:
-    """A short command ("wait", "stop", "no no", "hold on please", "just a minute") or one that
-    opens a sentence ("no, that's not what I asked"): what a voice the bridge could not tell from
-    the room must say to interrupt. A TV's or babble's turn says other words, or many more."""
+    """A short command ("wait", "stop", "no no", "hold on please") or one that opens a sentence
+    ("no, that's not what I asked"): what a voice the bridge could not tell from the room must
+    say to interrupt. A TV's or babble's turn says other words, or many more."""
     words = _WORD.findall(text.lower())
-    if len(words) <= 4 and WAIT_PHRASE.search(" ".join(words)):
-        return True
     return bool(STOP_WORDS.intersection(words)) and (len(words) <= 4 or words[0] in STOP_WORDS)
+
+
+def is_wait_phrase(text: str) -> bool:
+    """A transcript that is a caller's "just a minute" or "one moment please" and nothing more."""
+    return WAIT_PHRASE.match(" ".join(_WORD.findall(text.lower()))) is not None
 
 
 def ends_in_command(text: str) -> bool:
@@ -296,12 +301,17 @@ class AgentWords:
         # (one that sounds like the agent's word: a caller's "stop" in place of the echo's "is" is the caller's)
         return any(len(b) >= 3 and difflib.SequenceMatcher(None, w, b).ratio() >= MISHEARD_RATIO for b in middles)
 
+    def said_any(self, words: frozenset[str]) -> bool:
+        """The agent said one of ``words`` lately."""
+        return not words.isdisjoint(self._words)
+
     def all_said(self, text: str) -> bool:
         """Every word of ``text`` is one the agent said lately."""
         said = set(self._words)
         return all(w in said for w in _WORD.findall(text.lower()))
 
 
+_WAIT_WORDS = frozenset(("minute", "moment", "sec", "second"))  # (heard for one another in the agent's echo)
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
 _new_tuple = tuple.__new__
 _dbfs = audio.dbfs
@@ -514,7 +524,8 @@ class Listener:
                 return self._echo_turn_words(item_id, text, now)
             if final and item_id in self._command_items:
                 committed = self._command_items.pop(item_id)
-                return now - committed <= BACKCHANNEL_TEXT_S and is_command(text) and not self._agent.echoed(text, True)
+                return (now - committed <= BACKCHANNEL_TEXT_S and (is_command(text) or self._waits(text))
+                        and not self._agent.echoed(text, True))
             since = self._backchannel_items.get(item_id)
             if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes_turn(text, True) \
                     or self._agent.echoed(text, True):
@@ -525,13 +536,19 @@ class Listener:
     def _echo_turn_words(self, item_id: str, text: str, now: float) -> bool:
         """A turn whose start was ignored as echo said a command ("stop", "wait") that is not the
         agent's own words: the gate took a soft caller for the echo (a "stop" at -34 dBFS over
-        -20 dB echo), and a "stop" must not be lost; so does a short "just a minute" or "one moment
-        please" (``WAIT_PHRASE``, outside check out1). Only commands: a TV or babble over the echo
-        says other words, and the model's VAD started on them too."""
+        -20 dB echo), and a "stop" must not be lost; so does a "just a minute" (``_waits``). Only
+        commands: a TV or babble over the echo says other words, and the model's VAD started on
+        them too."""
         committed = self._echo_items.pop(item_id)
         words = set(_WORD.findall(text.lower()))
-        return (now - committed <= BACKCHANNEL_TEXT_S and (bool(words & STOP_WORDS) or is_command(text))
+        return (now - committed <= BACKCHANNEL_TEXT_S and (bool(words & STOP_WORDS) or self._waits(text))
                 and self._agent.echoed(text, True) is False and not self._agent.all_said(text))
+
+    def _waits(self, text: str) -> bool:
+        """(Under the lock.) A caller's "just a minute", "one moment please" (``is_wait_phrase``),
+        unless the agent said such a word lately: an agent says "one moment" before a lookup, and
+        its echo misheard ("one minute") is no caller's (review rv20)."""
+        return is_wait_phrase(text) and not self._agent.said_any(_WAIT_WORDS)
 
     def transcript_failed(self, item_id: str) -> None:
         """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
