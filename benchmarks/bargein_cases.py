@@ -277,6 +277,10 @@ minimum speech, review rv6)."""
         sound=lambda i: backchannels[(i * 5) % len(backchannels)].name,
         reverb_rt60_s=lambda i: crossed_back[i][0], echo_db=lambda i: crossed_back[i][1],
         delay_ms=lambda i: delays[i % 6])
+    for category in ("whisper", "soft"):  # (outside check out1: the set had them at -20 and -30 dB only)
+        quiet = corpus.by_category(category)
+        add(f"{category}_echo-15", "should", len(quiet), sound=lambda i, c=quiet: c[i].name, echo_db=-15,
+            delay_ms=lambda i: delays[i % 6])
 
 
 def speakerphone(data: bytes, rt60_s: float, seed: int) -> bytes:

@@ -46,7 +46,19 @@ def test_the_first_326_cases_are_the_old_set_unchanged_and_the_new_kinds_come_af
     assert hashlib.sha256(repr(old).encode()).hexdigest()[:16] == "0d2e7df3cebd50e2"  # main at 1ed0f75
     assert all(c.answer_s is None and c.onset_late_s == 0 and c.reverb_rt60_s is None for c in cases[:OLD_CASES])
     assert {c.kind for c in cases[OLD_CASES:]} == {"echo_long-20", "echo_long-15", "echo_long-10",
-                                                    "interrupt_late_echo-15", "interrupt_reverb", "backchannel_reverb"}
+                                                    "interrupt_late_echo-15", "interrupt_reverb", "backchannel_reverb",
+                                                    "whisper_echo-15", "soft_echo-15"}
+
+
+def test_every_whisper_and_soft_clip_is_also_said_over_minus_15_db_echo():
+    """(outside check out1) The set had whispers and soft voices over -20 and -30 dB echo only;
+    over -15 dB a soft caller is at or under the agent's echo, and the set did not show it."""
+    cases = bc.case_set()
+    for category in ("whisper", "soft"):
+        quiet = [c for c in cases if c.kind == f"{category}_echo-15"]
+        assert [c.sound for c in quiet] == [clip.name for clip in corpus.by_category(category)]
+        assert {c.label for c in quiet} == {"should"} and {c.echo_db for c in quiet} == {-15}
+        assert len({c.delay_ms for c in quiet}) == 6
 
 
 def test_the_long_answer_kinds_are_echo_only_and_late_interruptions_over_minus_15_db_echo():
@@ -75,7 +87,9 @@ def test_a_long_answer_runs_its_whole_length_with_its_words_where_they_are_said(
 def test_the_reverberant_backchannels_come_last_from_the_same_rooms_over_no_or_loud_echo():
     cases = bc.case_set()
     back = [c for c in cases if c.kind == "backchannel_reverb"]
-    assert cases[-len(back):] == back and len(back) == 27 and {c.label for c in back} == {"backchannel"}
+    after = [c for c in cases if c.kind in ("whisper_echo-15", "soft_echo-15")]  # (appended after them: out1)
+    assert cases[-len(back) - len(after):-len(after)] == back and cases[-len(after):] == after
+    assert len(back) == 27 and {c.label for c in back} == {"backchannel"}
     assert {c.reverb_rt60_s for c in back} == {0.4, 0.6, 0.8} and {c.echo_db for c in back} == {None, -20, -15}
     assert {corpus.clip(c.sound).category for c in back} == {"backchannel"} and len({c.sound for c in back}) >= 20
 
