@@ -430,3 +430,25 @@ def test_a_local_barge_in_tells_the_watch_whether_it_was_a_whisper():
     barge_in._false_trigger.level(False, T0)  # (quiet since the run: the run thread's frames)
     _asked_words(barge_in, "")
     assert turns.requests == ["continue"] and turns.instructions == [WHISPER_CONTINUE_INSTRUCTIONS]
+
+
+class _NoSession(FakeModel):
+    def send(self, message) -> bool:  # (a session being replaced: nothing goes out)
+        self.sent.append(message)
+        return False
+
+
+@pytest.mark.parametrize("config, model", [(BridgeConfig(transcription_model=None), FakeModel()),
+                                           (BridgeConfig(), _NoSession())])
+def test_the_whisper_continue_only_where_the_whispers_audio_became_an_item(config, model):
+    """(review rv21) With no commit of the whisper's audio (no transcription: the watch never asks;
+    the commit could not go out), the caller's last audio item is the question the answer was for:
+    "answer the caller's last audio" would answer it again. The plain continue goes there."""
+    outbound = SimpleNamespace(audible=False, duck_cleared=False, pause=lambda now: None, resume=lambda: None)
+    turns = FakeTurns()
+    barge_in = BargeIn(CallContext(config, CallMetrics(), logging.getLogger("rv21"), ManualClock()), outbound, turns,
+                       model, lambda *a: None, Listener(config))
+    barge_in._false_trigger.start(T0, loud=False, since=T0, ask=barge_in._may_ask, whispered=True)
+    barge_in.poll(T0 + 0.5)
+    barge_in.poll(T0 + 0.54)
+    assert turns.requests == ["continue"] and turns.instructions == [CONTINUE_INSTRUCTIONS], turns.instructions

@@ -1674,3 +1674,38 @@ def test_the_agents_own_one_moment_misheard_in_its_echo_does_not_interrupt_it(wo
         assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
         assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.NOT_CALLER
         assert call.listener.transcript(words, call.t + 0.9, "item_echo") is interrupts, (said, words)
+
+
+@pytest.mark.parametrize("words", ["Just a minute.", "One moment please.", "Um, one sec."])
+def test_a_far_voices_just_a_minute_interrupts(words):
+    """(review rv21) A voice the detector could not judge is held for a command's words; a wait
+    phrase is one there too (dd8804c had left the far path out)."""
+    call, got = _far_voice(2)
+    assert got == [Decision.DUCK, True], got
+    listener, t = call.listener, call.held_at
+    assert listener.hold_outcome(t + 0.3) is Hold.COMMIT
+    assert listener.committed(t + 0.35, "item_c1") is Turn.BACKCHANNEL
+    listener.transcript(words, t + 0.7, "item_c1")
+    assert listener.hold_outcome(t + 0.7) is Hold.CONFIRM
+
+
+_LONG = ("Sure, here is how this call works. Your voice travels from the phone network to a small bridge server, "
+         "which forwards it to the speech model. The model streams its reply back faster than real time, and the "
+         "phone plays it at normal speed. If you start talking while I am still speaking, the bridge stops my audio "
+         "and tells the model how much of this answer you heard, so try interrupting me.")
+
+
+@pytest.mark.parametrize("first", ["At the moment all of our technicians are booked for today.",
+                                   "Your second payment is due on the fifth.", "One moment, let me check that for you."])
+def test_the_agents_moment_a_minute_ago_does_not_silence_a_callers_just_a_minute(first):
+    """(review rv21) Only the agent's latest words can come back as its echo: its "at the moment"
+    or "one moment" followed by a minute and more of answers must not make the caller's "just a
+    minute" its echo (all 300 kept words were looked at; now the last 40, about 15 s)."""
+    for said, interrupts in (([first] + [_LONG] * 3, True), ([_LONG] * 3 + [first], False)):
+        call = Call()
+        for text in said:
+            call.listener.agent_said(text, final=True)
+        call.learn(4.0)
+        assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
+        assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.NOT_CALLER
+        assert call.listener.transcript("Just a minute.", call.t + 0.9, "item_echo") is interrupts, said[-1][:30]

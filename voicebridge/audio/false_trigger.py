@@ -187,6 +187,14 @@ class FalseTriggerMonitor:
                 self._item = item_id
             return False
 
+    @property
+    def whisper_committed(self) -> bool:
+        """The barge-in watched was a whisper and its audio became a caller item (committed for
+        its words, or the model's turn adopted): the continue may tell the model to answer it.
+        Not when nothing was committed: the caller's last audio item is then the question the
+        answer was for (review rv21)."""
+        return self.whispered and self._item is not None
+
     def asking(self, item_id: str) -> bool:
         """Is ``item_id`` the turn whose words the watch waits for?"""
         return item_id == self._item and self._item is not None and self.armed and self._verdict is None

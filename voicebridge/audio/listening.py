@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import itertools
 import re
 import threading
 from collections import deque
@@ -301,9 +302,9 @@ class AgentWords:
         # (one that sounds like the agent's word: a caller's "stop" in place of the echo's "is" is the caller's)
         return any(len(b) >= 3 and difflib.SequenceMatcher(None, w, b).ratio() >= MISHEARD_RATIO for b in middles)
 
-    def said_any(self, words: frozenset[str]) -> bool:
-        """The agent said one of ``words`` lately."""
-        return not words.isdisjoint(self._words)
+    def said_any(self, words: frozenset[str], last: int) -> bool:
+        """The agent said one of ``words`` among its ``last`` words."""
+        return any(w in words for w in itertools.islice(reversed(self._words), last))
 
     def all_said(self, text: str) -> bool:
         """Every word of ``text`` is one the agent said lately."""
@@ -311,6 +312,7 @@ class AgentWords:
         return all(w in said for w in _WORD.findall(text.lower()))
 
 
+WAIT_ECHO_WORDS = 40  # the agent's latest words its echo of "one moment" may come from (~15 s of speech)
 _WAIT_WORDS = frozenset(("minute", "moment", "sec", "second"))  # (heard for one another in the agent's echo)
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
 _new_tuple = tuple.__new__
@@ -546,9 +548,10 @@ class Listener:
 
     def _waits(self, text: str) -> bool:
         """(Under the lock.) A caller's "just a minute", "one moment please" (``is_wait_phrase``),
-        unless the agent said such a word lately: an agent says "one moment" before a lookup, and
-        its echo misheard ("one minute") is no caller's (review rv20)."""
-        return is_wait_phrase(text) and not self._agent.said_any(_WAIT_WORDS)
+        unless the agent said such a word in its last ``WAIT_ECHO_WORDS`` (about 15 s): an agent
+        says "one moment" before a lookup, and its echo misheard ("one minute") is no caller's
+        (review rv20); its "at the moment" a minute ago does not silence the caller (rv21)."""
+        return is_wait_phrase(text) and not self._agent.said_any(_WAIT_WORDS, WAIT_ECHO_WORDS)
 
     def transcript_failed(self, item_id: str) -> None:
         """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
@@ -562,7 +565,8 @@ class Listener:
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
         turns = self._held_turns
-        takes = not echoed and held_turn_taken(words, final, self._held_far, turns.speech_s, turns.span_s(item_id))
+        takes = not echoed and (held_turn_taken(words, final, self._held_far, turns.speech_s, turns.span_s(item_id))
+                                or final and self._held_far and self._waits(words))  # (a far "just a minute": rv21)
         if takes:
             self._hold_verdict = Hold.CONFIRM
             self._backchannel_items.pop(item_id, None)

@@ -407,7 +407,7 @@ class BargeIn:
             self.answer_turn()
         else:
             self._metrics.add("false_barge_ins")
-            whispered = self._false_trigger.whispered  # (the model, which has the audio, decides: rv20)
+            whispered = self._false_trigger.whisper_committed  # (the model, which has the audio, decides: rv20)
             self._log.info("false barge-in: no speech followed; asking the model to continue%s",
                            " (or answer, if the caller whispered words)" if whispered else "")
             self._turns.request("continue", self._config.whisper_continue_instructions if whispered
