@@ -85,6 +85,8 @@ WAIT_PHRASE = re.compile(r"^(?:(?:um|uh|er|oh|okay|ok|yeah|sorry) )*(?:just|one|
 transcript (``is_wait_phrase``: outside check out1 found "just a minute" and "one moment please"
 at the echo's level talked over; no stop word is in them). Not a TV's "in a moment", "one minute
 to go" or "just a moment ago" (review rv20)."""
+WAIT_ECHO_WORDS = 40  # the agent's latest words its echo of "one moment" may come from (~15 s of speech)
+_WAIT_WORDS = frozenset(("minute", "moment", "sec", "second"))  # (heard for one another in the agent's echo)
 
 
 class ServerSpeech(enum.Enum):
@@ -302,9 +304,21 @@ class AgentWords:
         # (one that sounds like the agent's word: a caller's "stop" in place of the echo's "is" is the caller's)
         return any(len(b) >= 3 and difflib.SequenceMatcher(None, w, b).ratio() >= MISHEARD_RATIO for b in middles)
 
-    def said_any(self, words: frozenset[str], last: int) -> bool:
-        """The agent said one of ``words`` among its ``last`` words."""
-        return any(w in words for w in itertools.islice(reversed(self._words), last))
+    def waits(self, text: str) -> bool:
+        """A caller's "just a minute", "one moment please" (``is_wait_phrase``), unless the agent
+        said such a word in its last ``WAIT_ECHO_WORDS`` (about 15 s): an agent says "one moment"
+        before a lookup, and its echo misheard ("one minute") is no caller's (review rv20); its
+        "at the moment" a minute ago does not silence the caller (rv21)."""
+        recent = itertools.islice(reversed(self._words), WAIT_ECHO_WORDS)
+        return is_wait_phrase(text) and not any(w in _WAIT_WORDS for w in recent)
+
+    def callers_command(self, text: str) -> bool:
+        """A command ("stop", "wait", or a "just a minute": ``waits``) that is not the agent's own
+        words, in a turn the gate took for the echo (a "stop" at -34 dBFS over -20 dB echo must
+        not be lost). Only commands: a TV or babble over the echo says other words, and the
+        model's VAD started on them too."""
+        said = bool(STOP_WORDS.intersection(_WORD.findall(text.lower()))) or self.waits(text)
+        return said and self.echoed(text, True) is False and not self.all_said(text)
 
     def all_said(self, text: str) -> bool:
         """Every word of ``text`` is one the agent said lately."""
@@ -312,8 +326,6 @@ class AgentWords:
         return all(w in said for w in _WORD.findall(text.lower()))
 
 
-WAIT_ECHO_WORDS = 40  # the agent's latest words its echo of "one moment" may come from (~15 s of speech)
-_WAIT_WORDS = frozenset(("minute", "moment", "sec", "second"))  # (heard for one another in the agent's echo)
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
 _new_tuple = tuple.__new__
 _dbfs = audio.dbfs
@@ -526,7 +538,7 @@ class Listener:
                 return self._echo_turn_words(item_id, text, now)
             if final and item_id in self._command_items:
                 committed = self._command_items.pop(item_id)
-                return (now - committed <= BACKCHANNEL_TEXT_S and (is_command(text) or self._waits(text))
+                return (now - committed <= BACKCHANNEL_TEXT_S and (is_command(text) or self._agent.waits(text))
                         and not self._agent.echoed(text, True))
             since = self._backchannel_items.get(item_id)
             if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes_turn(text, True) \
@@ -536,22 +548,10 @@ class Listener:
         return True
 
     def _echo_turn_words(self, item_id: str, text: str, now: float) -> bool:
-        """A turn whose start was ignored as echo said a command ("stop", "wait") that is not the
-        agent's own words: the gate took a soft caller for the echo (a "stop" at -34 dBFS over
-        -20 dB echo), and a "stop" must not be lost; so does a "just a minute" (``_waits``). Only
-        commands: a TV or babble over the echo says other words, and the model's VAD started on
-        them too."""
+        """A turn whose start was ignored as echo, said a command the agent did not
+        (``AgentWords.callers_command``): the gate took a soft caller for the echo."""
         committed = self._echo_items.pop(item_id)
-        words = set(_WORD.findall(text.lower()))
-        return (now - committed <= BACKCHANNEL_TEXT_S and (bool(words & STOP_WORDS) or self._waits(text))
-                and self._agent.echoed(text, True) is False and not self._agent.all_said(text))
-
-    def _waits(self, text: str) -> bool:
-        """(Under the lock.) A caller's "just a minute", "one moment please" (``is_wait_phrase``),
-        unless the agent said such a word in its last ``WAIT_ECHO_WORDS`` (about 15 s): an agent
-        says "one moment" before a lookup, and its echo misheard ("one minute") is no caller's
-        (review rv20); its "at the moment" a minute ago does not silence the caller (rv21)."""
-        return is_wait_phrase(text) and not self._agent.said_any(_WAIT_WORDS, WAIT_ECHO_WORDS)
+        return now - committed <= BACKCHANNEL_TEXT_S and self._agent.callers_command(text)
 
     def transcript_failed(self, item_id: str) -> None:
         """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
@@ -566,7 +566,7 @@ class Listener:
             return False  # may be the agent's own words: wait for more of them
         turns = self._held_turns
         takes = not echoed and (held_turn_taken(words, final, self._held_far, turns.speech_s, turns.span_s(item_id))
-                                or final and self._held_far and self._waits(words))  # (a far "just a minute": rv21)
+                                or final and self._held_far and self._agent.waits(words))  # (a far "just a minute": rv21)
         if takes:
             self._hold_verdict = Hold.CONFIRM
             self._backchannel_items.pop(item_id, None)
