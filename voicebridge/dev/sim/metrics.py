@@ -228,7 +228,7 @@ class CallerMetrics:
         clear = next((c for c in self._clears if c >= onset), None)
         later = [a for a in self._arrivals if a >= onset][len(after):]  # the agent's next utterance
         until = later[0] if later else float("inf")
-        again = _next_heard(onset, segments)
+        heard, again = _after_onset(onset, segments)
         return Interruption(
             onset_ms=round(onset * 1000, 1),
             agent_talking=talking,
@@ -236,7 +236,7 @@ class CallerMetrics:
             last_media_before_ms=_ms(onset - before[-1]) if before else None,
             last_media_after_ms=_ms(after[-1] - onset) if after else None,
             frames_after_onset=len(after),
-            heard_after_ms=_ms(_heard_after(onset, segments)),
+            heard_after_ms=_ms(heard),
             clears_after_ms=[_ms(c - onset) for c in self._clears if onset <= c < until],
             heard_again_ms=None if again is None else _ms(again),
             heard_3s_ms=_ms(sum(max(0.0, min(e, onset + 3.0) - max(s, onset)) for s, e in segments)),
@@ -259,30 +259,19 @@ def _chain(times: list[float], start: float) -> list[float]:
     return out
 
 
-def _heard_after(onset: float, segments: list[tuple[float, float]]) -> float:
-    """Agent audio played from ``onset`` until the first pause longer than an utterance gap."""
+def _after_onset(onset: float, segments: list[tuple[float, float]]) -> "tuple[float, float | None]":
+    """Agent audio played from ``onset`` until the first pause longer than an utterance gap, and
+    onset -> the start of the audio heard after that pause (None: none)."""
     total = 0.0
     prev_end = onset
     for s, e in segments:
         if e <= onset:
             continue
         if (s - prev_end) * 1000 > UTTERANCE_GAP_MS:
-            break
+            return total, s - onset
         total += e - max(s, onset)
         prev_end = e
-    return total
-
-
-def _next_heard(onset: float, segments: list[tuple[float, float]]) -> "float | None":
-    """Onset -> the start of the first agent audio heard after a pause longer than an utterance gap."""
-    prev_end = onset
-    for s, e in segments:
-        if e <= onset:
-            continue
-        if (s - prev_end) * 1000 > UTTERANCE_GAP_MS:
-            return s - onset
-        prev_end = e
-    return None
+    return total, None
 
 
 def _percentile(sorted_values: list[float], pct: float) -> float:
