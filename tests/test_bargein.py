@@ -277,8 +277,10 @@ class _ScriptedListener:
         from types import SimpleNamespace
 
         self.level = SimpleNamespace(loud=False, detector=SimpleNamespace(run=0), rumble_matters=False,
-                                     reset=lambda: None, impulse=False)
+                                     reset=lambda: None, impulse=False, breath=False)
         self.holding = False
+        self.holds: list = []  # (now, far) of every ``hold``
+        self.model_heard = False
         self.floor_dbfs = -60.0
 
     def frame(self, decision, loud: bool):
@@ -294,8 +296,12 @@ class _ScriptedListener:
     def flush_due(self, now):
         return False  # (no model turn open: nothing to commit at an onset)
 
-    def heard_by_model(self):
-        return False  # (nor a turn that heard a released voice)
+    def heard_by_model(self, after_release=False):
+        return self.model_heard and after_release  # (a turn that heard a released voice: scripted)
+
+    def hold(self, now, far=False):
+        self.holds.append((now, far))
+        self.holding = True
 
     def server_speech(self, now, audible):
         from voicebridge.audio.listening import ServerSpeech
@@ -595,3 +601,65 @@ def test_a_sustained_voiceless_onset_is_not_released_as_a_decaying_burst():
     assert out[0] is Decision.DUCK and Decision.RELEASE not in out and not level.impulse
 
 
+
+
+
+def _scripted_barge_in(duck_cleared: bool):
+    """A ``BargeIn`` over a scripted listener; the clock, what resumed, the metrics."""
+    import logging
+    from types import SimpleNamespace
+
+    from voicebridge.call.bargein import BargeIn
+    from voicebridge.call.context import CallContext
+    from voicebridge.call.metrics import CallMetrics
+    from voicebridge.config import BridgeConfig
+    from voicebridge.testing import ManualClock
+
+    clock, listener, resumed, metrics = ManualClock(), _ScriptedListener(), [], CallMetrics()
+    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: resumed.append(True), audible=True,
+                               duck_cleared=duck_cleared)
+    barge_in = BargeIn(CallContext(BridgeConfig(), metrics, logging.getLogger("t"), clock), outbound, None,
+                       None, lambda *a: None, listener)
+
+    def frames(*script) -> None:
+        for at, decision, loud in script:
+            clock.now = at
+            listener.frame(decision, loud)
+            barge_in.hear(b"", at)
+    return barge_in, listener, frames, resumed, metrics
+
+
+@pytest.mark.parametrize("breath", [True, False])
+def test_a_release_the_detector_took_for_breath_holds_the_agent_for_its_words_as_a_far_voice(breath):
+    """A whispered "stop" over the echo: five loud frames, then the echo's level; the detector
+    releases it, and says it was breath (``CallerLevel.breath``). The agent stays paused, held
+    like a far voice (only a command's words interrupt); any other release resumes."""
+    from voicebridge.audio.detector import Decision
+
+    barge_in, listener, frames, resumed, metrics = _scripted_barge_in(duck_cleared=False)
+    frames(*[(1.0 + i * 0.02, Decision.DUCK if i == 0 else Decision.NONE, True) for i in range(5)])
+    listener.level.breath = breath
+    frames((1.12, Decision.RELEASE, False))
+    assert listener.holds == ([(1.12, True)] if breath else [])
+    assert resumed == ([] if breath else [True])
+    assert metrics.snapshot()["breath_holds"] == (1 if breath else 0)
+
+
+@pytest.mark.parametrize("heard", [True, False])
+def test_a_released_run_the_model_heard_during_the_grace_is_held_for_its_words(heard):
+    """A duck that cleared Twilio's buffer waits ``RELEASE_GRACE_S`` before it resumes (a soft
+    onset's first frames end a run before the word does). If the model's VAD started on the run
+    meanwhile, the agent stays paused as for a far voice: its words decide."""
+    from voicebridge.audio.detector import Decision
+    from voicebridge.call.bargein import RELEASE_GRACE_S
+
+    barge_in, listener, frames, resumed, metrics = _scripted_barge_in(duck_cleared=True)
+    frames((1.0, Decision.DUCK, True), (1.02, Decision.NONE, True), (1.04, Decision.RELEASE, False))
+    assert resumed == [] and listener.holds == []  # the grace
+    listener.model_heard = heard
+    barge_in.poll(1.04 + RELEASE_GRACE_S - 0.01)
+    assert resumed == [] and listener.holds == []
+    barge_in.poll(1.04 + RELEASE_GRACE_S)
+    assert listener.holds == ([(1.04 + RELEASE_GRACE_S, True)] if heard else [])
+    assert resumed == ([] if heard else [True])
+    assert metrics.snapshot()["far_holds"] == (1 if heard else 0)

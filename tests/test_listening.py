@@ -1709,3 +1709,114 @@ def test_the_agents_moment_a_minute_ago_does_not_silence_a_callers_just_a_minute
         assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
         assert call.listener.committed(call.t + 0.5, "item_echo") is Turn.NOT_CALLER
         assert call.listener.transcript("Just a minute.", call.t + 0.9, "item_echo") is interrupts, said[-1][:30]
+
+
+# ------------------------------------------------- a short breathy run: a whispered word held for its words
+def _releases_as_breath(data: bytes, echo_db: float | None = ECHO_DB) -> list:
+    """``data`` said over the agent (its echo ``echo_db`` down); the decisions, a release shown as
+    whether the detector took its run for breath (``CallerLevel.breath``)."""
+    call = Call(echo_db=echo_db)
+    call.learn(2.0)
+    out = []
+    for f in frames_of(data) + [QUIET] * 10:
+        h = call.step(f)
+        if h.decision is Decision.RELEASE:
+            out.append(call.listener.level.breath)
+        elif h.decision is not Decision.NONE:
+            out.append(h.decision)
+    return out
+
+
+def test_a_whispered_word_whose_end_the_gate_could_not_count_is_released_as_breath():
+    """A whispered "no no" over -15 dB echo: the first "no" is five loud frames, then the echo's
+    level (unsure frames: not counted), one short of a whisper's verdict. Released at once, a
+    whispered "stop" of the set's (whisper_01_0) was lost: the model's VAD does not start on a
+    whisper. The release now says it was breath: the session holds it for its words."""
+    clip = next(c for c in corpus.by_category("whisper") if c.name == "whisper_03_2")
+    assert _releases_as_breath(clip.audio())[:3] == [Decision.DUCK, True, Decision.DUCK]
+
+
+@pytest.mark.parametrize("kind", ["knock", "cough", "click", "door", "keyboard"])
+def test_a_handsets_noise_is_never_released_as_breath(kind):
+    got = _releases_as_breath(room.event(kind, seed=1, peak_dbfs=-15.0))
+    assert True not in got and Decision.DUCK in got, got
+
+
+def _noise_burst(taps: int, seed: int = 3) -> bytes:
+    """100 ms of noise at -24 dBFS (low-passed over ``taps`` samples: 0 is white, a hiss), then
+    200 ms of it at -38 dBFS: a short voiceless run whose line does not fall off (no click)."""
+    x = np.random.default_rng(seed).standard_normal(2400)
+    if taps:
+        x = np.convolve(x, np.ones(taps) / taps, mode="same")
+    return room.float_to_ulaw(np.concatenate([room.at_level(x[:800], -24.0), room.at_level(x[800:], -38.0)]))
+
+
+@pytest.mark.parametrize("echo_db", [None, ECHO_DB])
+def test_a_dull_short_run_is_not_breath_a_bright_one_is(echo_db):
+    """The same burst, white (a hiss, like a whispered "st-") and mildly low-passed (duller than
+    breath: ``BREATH_BRIGHT``): only the bright one is breath."""
+    assert _releases_as_breath(_noise_burst(0), echo_db) == [Decision.DUCK, True]
+    assert _releases_as_breath(_noise_burst(4), echo_db) == [Decision.DUCK, False]
+
+
+def test_a_voiced_short_utterance_is_not_breath():
+    for clip in corpus.by_category("backchannel")[:4]:  # "mm-hm", "yeah": voiced
+        assert True not in _releases_as_breath(clip.audio()), clip.name
+
+
+@pytest.mark.parametrize("words, outcome", [("No, no.", Hold.CONFIRM), ("Stop.", Hold.CONFIRM),
+                                            ("", Hold.RESUME), ("Shh.", Hold.RESUME)])
+def test_breath_held_as_a_far_voice_interrupts_only_on_a_commands_words(words, outcome):
+    """Held like a far voice (``BargeIn`` does so on a release the detector took for breath): the
+    model's VAD took no turn, so the bridge commits for the words at ``EVIDENCE_S``; a command
+    interrupts, a hiss's words (none, "Shh.") resume."""
+    clip = next(c for c in corpus.by_category("whisper") if c.name == "whisper_03_2")
+    call = Call()
+    call.learn(2.0)
+    held_at = None
+    for f in frames_of(clip.audio())[:12]:  # the first "no" only
+        h = call.step(f)
+        if h.decision is Decision.RELEASE and call.listener.level.breath and held_at is None:
+            call.listener.hold(call.t, far=True)
+            held_at = call.t
+    assert held_at is not None
+    listener = call.listener
+    assert listener.hold_outcome(held_at + 0.5) is Hold.WAIT
+    assert listener.hold_outcome(held_at + 1.0) is Hold.COMMIT  # no turn from the model's VAD: words asked for
+    listener.committed(held_at + 1.05, "item_b")
+    listener.transcript(words, held_at + 1.4, "item_b")
+    assert listener.hold_outcome(held_at + 1.4) is outcome
+
+
+def test_a_soft_voice_released_then_heard_by_the_model_counts_once_the_grace_is_over():
+    """A soft "wait, hold on" (-34 dBFS) over -15 dB echo: two frames over the echo, the rest at
+    its level. The run is released under the debounce as no voice; the model's VAD starts 100 ms
+    later and is judged by what the line carried (ignored: a "burst"). At the release it is no
+    evidence (``heard_by_model``); at the end of the grace the session gave the run it is
+    (``after_release``): held as a far voice, whose command's words interrupt (before: the
+    answer resumed over the caller, set case soft_echo-15 soft_00_1)."""
+    clip = next(c for c in corpus.by_category("soft") if c.name == "soft_04_0")
+    call = Call()
+    call.learn(2.0)
+    for f in frames_of(clip.audio()):
+        if call.step(f).decision is Decision.RELEASE:
+            break
+    listener = call.listener
+    assert listener.server_speech(call.t + 0.1, audible=True) is ServerSpeech.NOISE
+    assert not listener.heard_by_model() and listener.heard_by_model(after_release=True)
+    listener.hold(call.t + 0.4, far=True)
+    listener.server_stopped()  # the model's VAD ends its turn: its commit carries the voice
+    assert listener.committed(call.t + 0.9, "item_s") is Turn.BACKCHANNEL
+    assert listener.transcript("Wait, hold on.", call.t + 1.2, "item_s") is True
+
+
+def test_after_the_grace_a_start_before_the_runs_onset_is_still_no_evidence():
+    """A TV's long turn the model's VAD opened before the run: not this sound's."""
+    clip = next(c for c in corpus.by_category("soft") if c.name == "soft_04_0")
+    call = Call()
+    call.learn(2.0)
+    call.listener.server_speech(call.t, audible=True)  # before the run
+    for f in frames_of(clip.audio()):
+        if call.step(f).decision is Decision.RELEASE:
+            break
+    assert not call.listener.heard_by_model(after_release=True)

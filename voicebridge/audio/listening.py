@@ -326,6 +326,9 @@ class AgentWords:
         return all(w in said for w in _WORD.findall(text.lower()))
 
 
+_HEARD_AT_RELEASE = frozenset((ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL))
+_HEARD_AFTER_RELEASE = _HEARD_AT_RELEASE | {ServerSpeech.NOISE, ServerSpeech.ECHO, ServerSpeech.UNCLEAR,
+                                            ServerSpeech.NOTHING}
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
 _new_tuple = tuple.__new__
 _dbfs = audio.dbfs
@@ -622,15 +625,20 @@ class Listener:
             return takes_turn(text, True) and self._agent.echoed(text, True) is not True
 
     # ------------------------------------------------------------------ the held agent
-    def heard_by_model(self) -> bool:
+    def heard_by_model(self, after_release: bool = False) -> bool:
         """A run the detector released as no near voice (run thread): did the model's VAD start a
         turn on it (after its onset), still open? Then it is held for its words instead (``hold(far=True)``): a
         "wait" from across a room over music is too far for the detector, and the model heard it
-        (issue 21: never throw away the model's start for a voice heard too quietly to judge)."""
+        (issue 21: never throw away the model's start for a voice heard too quietly to judge).
+
+        ``after_release``: asked when a released run's grace is over (the duck held on for it,
+        ``BargeIn``): a start judged then by what the line carried (a soft "wait" over -15 dB echo
+        is two frames over the echo and the rest at its level: no voice, a "burst") counts too."""
+        judged = _HEARD_AFTER_RELEASE if after_release else _HEARD_AT_RELEASE
         with self._lock:
             vad = self._vad
             return (self._held is None and vad.open and self._commit_unheard and self._backchannels
-                    and vad.judged in (ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL) and self._hold_s > 0
+                    and vad.judged in judged and self._hold_s > 0
                     and vad.started_at >= self.level.utterance_start)  # (on this sound: not a TV's long turn)
 
     def hold(self, now: float, far: bool = False) -> None:
