@@ -1651,6 +1651,10 @@ def test_a_command_the_room_talks_on_after_interrupts_however_many_words_follow(
 @pytest.mark.parametrize("words, waits", [
     ("Just a minute.", True), ("One moment please.", True), ("Um, just a second.", True), ("Half a second!", True),
     ("Sorry, one sec.", True), ("Just a minute, okay?", True),
+    ("Just one second.", True), ("Give me a minute.", True), ("Just a second, let me check.", True),  # review rv21
+    ("Gimme a sec.", True), ("Just give me one moment, please.", True), ("One moment, let me see.", True),
+    ("Give me a minute to think about it.", False), ("Give me one good reason.", False),
+    ("Just a second time.", False), ("A minute.", False), ("Let me check.", False),
     ("Back in a moment.", False), ("For a second there.", False), ("The second option.", False),
     ("One minute to go!", False), ("One second left.", False), ("Just a moment ago.", False),  # review rv20
     ("Half a minute later.", False), ("Just a minute ago he told me the whole story", False),

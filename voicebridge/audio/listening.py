@@ -79,12 +79,15 @@ its own, is that word misheard in its echo ("know" -> "no", "whole" -> "hold"; r
 STOP_WORDS = frozenset("stop wait hold hang no excuse sorry pardon cancel".split())
 """Commands that interrupt on their words alone, in a turn whose start was ignored as echo (a soft
 "stop" at the echo's level): the agent says them rarely, a caller who wants it to stop often."""
-WAIT_PHRASE = re.compile(r"^(?:(?:um|uh|er|oh|okay|ok|yeah|sorry) )*(?:just|one|half) (?:a )?(?:minute|moment|sec|second)"
-                         r"(?: (?:please|sorry|okay|ok))?$")
-"""A caller's "just a minute", "one moment please", "one sec", "half a second", the whole of a
-transcript (``is_wait_phrase``: outside check out1 found "just a minute" and "one moment please"
-at the echo's level talked over; no stop word is in them). Not a TV's "in a moment", "one minute
-to go" or "just a moment ago" (review rv20)."""
+WAIT_PHRASE = re.compile(
+    r"^(?:(?:um|uh|er|oh|okay|ok|yeah|sorry) )*"
+    r"(?:(?:just|give me|gimme|just give me) (?:one |a |half a |a quick |one quick )?|one |half (?:a )?)"
+    r"(?:minute|moment|sec|second)(?: (?:please|sorry|okay|ok))?(?: let me (?:check|see|look|think))?$")
+"""A caller's "just a minute", "one moment please", "one sec", "half a second", "just one second",
+"give me a minute", "just a sec, let me check", the whole of a transcript (``is_wait_phrase``:
+outside check out1 found "just a minute" and "one moment please" at the echo's level talked over;
+no stop word is in them; rv21 the others). Not a TV's "in a moment", "one minute to go" or "just
+a moment ago" (review rv20)."""
 WAIT_ECHO_WORDS = 40  # the agent's latest words its echo of "one moment" may come from (~15 s of speech)
 _WAIT_WORDS = frozenset(("minute", "moment", "sec", "second"))  # (heard for one another in the agent's echo)
 
