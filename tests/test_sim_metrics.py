@@ -190,3 +190,12 @@ def test_the_outbound_summary_ends_with_its_problems_and_timing_as_the_inbound_o
     assert Outbound(error="boom").lines()[-1] == "problems: boom" and not Outbound(error="boom").worked
     assert Outbound(answered_by="human", ended_by="bridge", bridge=bridge).problems() == [
         "answered by human, not a voicemail"]
+
+
+def test_the_demo_summary_says_what_dropped_frames_are():
+    """(out1) a hung-up call's 600 dropped frames read like audio the caller lost: the summary
+    says they are the agent's audio never sent, and how long."""
+    from voicebridge.dev.demo import _dropped_note
+
+    assert _dropped_note(0) == ""
+    assert "12000 ms" in _dropped_note(600) and "never sent" in _dropped_note(600)

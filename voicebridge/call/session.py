@@ -480,8 +480,10 @@ class MediaSession:
 
 
 def _accounting(snap: dict[str, Any]) -> str:
+    """The frame identity; ``dropped`` is what was never sent (still queued when the call ended, or
+    a send failed), not audio the caller lost mid-call (out1 read a hang-up's 600 frames so)."""
     return (f"enqueued={snap['frames_enqueued']} sent={snap['frames_sent']} "
-            f"flushed={snap['frames_flushed']} dropped={snap['frames_dropped']}")
+            f"flushed={snap['frames_flushed']} dropped(unsent)={snap['frames_dropped']}")
 
 
 def _summary(snap: dict[str, Any]) -> str:

@@ -229,11 +229,18 @@ def _summary(report: CallReport, bridge: dict[str, Any] | None) -> list[str]:
         identity = b["frames_sent"] + b["frames_flushed"] + b["frames_dropped"]
         lines.append(f"accounting: enqueued {b['frames_enqueued']} == sent {b['frames_sent']} + flushed "
                      f"{b['frames_flushed']} + dropped {b['frames_dropped']} = {identity}: "
-                     f"{'OK' if b['accounting_ok'] else 'MISMATCH'}")
+                     f"{'OK' if b['accounting_ok'] else 'MISMATCH'}{_dropped_note(b['frames_dropped'])}")
     else:
         lines.append("bridge: no call summary received")
     lines += verdict_lines(r)
     return lines
+
+
+def _dropped_note(dropped: int) -> str:
+    """What ``dropped`` frames are (out1 read a hung-up call's 600 as lost audio)."""
+    if not dropped:
+        return ""
+    return f" (dropped: {dropped * 20} ms of the agent's audio never sent: queued when the call ended, or a send failed)"
 
 
 def plot_timeline(report: CallReport, timeline: Timeline, path: str) -> bool:
