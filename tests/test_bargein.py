@@ -299,8 +299,10 @@ class _ScriptedListener:
     def heard_by_model(self, after_release=False):
         return self.model_heard and after_release  # (a turn that heard a released voice: scripted)
 
-    def hold(self, now, far=False):
-        self.holds.append((now, far))
+    holds_for_words = True
+
+    def hold(self, now, far=False, strict=False):
+        self.holds.append((now, far, strict))
         self.holding = True
 
     def server_speech(self, now, audible):
@@ -640,7 +642,7 @@ def test_a_release_the_detector_took_for_breath_holds_the_agent_for_its_words_as
     frames(*[(1.0 + i * 0.02, Decision.DUCK if i == 0 else Decision.NONE, True) for i in range(5)])
     listener.level.breath = breath
     frames((1.12, Decision.RELEASE, False))
-    assert listener.holds == ([(1.12, True)] if breath else [])
+    assert listener.holds == ([(1.12, True, True)] if breath else [])
     assert resumed == ([] if breath else [True])
     assert metrics.snapshot()["breath_holds"] == (1 if breath else 0)
 
@@ -660,6 +662,6 @@ def test_a_released_run_the_model_heard_during_the_grace_is_held_for_its_words(h
     barge_in.poll(1.04 + RELEASE_GRACE_S - 0.01)
     assert resumed == [] and listener.holds == []
     barge_in.poll(1.04 + RELEASE_GRACE_S)
-    assert listener.holds == ([(1.04 + RELEASE_GRACE_S, True)] if heard else [])
+    assert listener.holds == ([(1.04 + RELEASE_GRACE_S, True, True)] if heard else [])
     assert resumed == ([] if heard else [True])
     assert metrics.snapshot()["far_holds"] == (1 if heard else 0)

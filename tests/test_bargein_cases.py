@@ -293,3 +293,20 @@ def test_the_transcriber_writes_the_rooms_words_in_time_order():
     assert bc._room_words(["wait"], tv, 0, (4.5, 6.1), 0.0, caller) == ["wait", second]  # 0.5 + 0.6: the larger side
     assert bc._room_words(["wait"], tv, 0, (3.0, 5.7), 4.8, caller) == ["wait"]  # the TV came on just before
     assert bc._room_words([], tv, 1, (3.0, 4.5), 0.0, None) == [second]  # the room alone
+
+
+@pytest.mark.parametrize("greeting", [True, False])
+def test_a_whispered_stop_the_echo_gate_cut_short_is_held_for_its_words_and_interrupts(greeting, monkeypatch):
+    """The set's whispered "stop" over -15 dB echo (whisper_01_0): its first frames over the
+    echo, the rest at its level; the model's VAD does not start on it. Released at once, the
+    answer went on over the caller (ad8b449); now released as breath and held for its words."""
+    monkeypatch.setattr(bc, "GREETING_ON", greeting)
+    case = next(c for c in bc.case_set() if c.kind == "whisper_echo-15" and c.sound == "whisper_01_0")
+    made = []
+
+    def bridge():
+        made.append(bc.Bridge(voicebridge))
+        return made[0]
+    out, _ = bc.run_case(case, bridge, "silero")
+    assert made[0].counters()["breath_holds"] >= 1
+    assert out.clear_ms is not None and not bc.ear_missed(out), out.actions

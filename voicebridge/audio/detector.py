@@ -207,6 +207,9 @@ class CallerLevel:
     BREATH_BRIGHT = 1.0  # a short voiceless run this bright is breath (a whispered word), not rumble or a
     # voice's dull vowel: whispers over -15 dB echo measured 1.15-1.63, a car 0.19, soft voices 0.36-0.39
     BREATH_FRAMES = 3  # ... of at least this many loud frames (a tick's one or two are no word)
+    BREATH_MASKED_S = 0.06  # ... that ended under the agent's echo: frames the gate did not count (echo or
+    BREATH_TAIL_DB = 15.0  # unsure) this lately, the loudest this near the run's peak: the word went on at the
+    # echo's level. With no echo a hiss's end is heard (quiet, or its tail far under it): no word (rv22)
     QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
     QUIET_LINE_DB = 26.0  # ... but no closer to the line's noise floor than this
     CLEAR_REACH_DB = 4.0  # ... and this much lower again for a frame clear of the agent's echo:
@@ -249,6 +252,8 @@ class CallerLevel:
         self.run_start = float("-inf")  # the current (or last) loud run's first frame
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
         self.breath = False  # the run released last was short, near, bright breath: a whispered word, maybe
+        self._masked_at = float("-inf")  # when a frame was last not the caller's (echo, unsure) ...
+        self._masked_dbfs = MIN_DBFS  # ... and the loudest such frame since BREATH_MASKED_S before it
         self._now = float("-inf")
         self._floor_of: float | None = None  # the floor the detector's threshold is for (None: not set yet)
         self._configured_of: float | None = None  # ... and the configured threshold
@@ -289,6 +294,10 @@ class CallerLevel:
                 if reach else detector.threshold_dbfs
         if echo:
             self.evidence.echo(now)
+        if not counts and level_dbfs >= floor + 6.0:
+            recent = now - self._masked_at <= self.BREATH_MASKED_S + 1e-9
+            self._masked_dbfs = max(self._masked_dbfs, level_dbfs) if recent else level_dbfs
+            self._masked_at = now
         level = level_dbfs if counts else MIN_DBFS
         self._level = level
         self.loud = loud = level >= detector.threshold_dbfs
@@ -485,12 +494,14 @@ class CallerLevel:
         """The voiceless run that ended (no impulse) is a whispered word whose end the echo gate
         could not count: ``BREATH_FRAMES`` to under ``WHISPER_FRAMES`` loud frames (a whispered
         "stop" over -15 dB echo has 4-5 before its frames fall to the echo's level, under the
-        debounce or just over it), bright like breath (``BREATH_BRIGHT``), and near (one frame
-        stood clear of the echo). Its words decide (the session holds it as a
+        debounce or just over it), ended under the echo (``BREATH_MASKED_S``), bright like breath
+        (``BREATH_BRIGHT``), and near (one frame stood clear of the echo). Its words decide (the session holds it as a
         far voice: a command interrupts, anything else resumes): released at once, a whispered
         "stop" was lost, since the model's VAD seldom starts on a whisper (issue 21, out1)."""
         brightness = self.voice.brightness()
         return (not self.impulse and self.BREATH_FRAMES <= len(self.shape.levels) < RunShape.WHISPER_FRAMES
+                and self._now - self._masked_at <= self.BREATH_MASKED_S + 1e-9
+                and self._masked_dbfs >= max(self.shape.levels) - self.BREATH_TAIL_DB
                 and brightness is not None and brightness >= self.BREATH_BRIGHT and not self.utterance.spoken
                 and self.voice.voiced + self.utterance.voiced == 0 and self._near())
 

@@ -156,6 +156,19 @@ def is_command(text: str) -> bool:
     return bool(STOP_WORDS.intersection(words)) and (len(words) <= 4 or words[0] in STOP_WORDS)
 
 
+BARE_COMMAND_WORDS = STOP_WORDS | frozenset(
+    "on up a second sec minute moment please just me one now that um uh oh okay ok".split())
+"""Words a bare command is made of ("stop", "no no", "wait, hold on please", "hang on a sec")."""
+
+
+def is_bare_command(text: str) -> bool:
+    """A transcript that is a command and nothing more: at most six words, all of them
+    ``BARE_COMMAND_WORDS``, one a stop word. A TV's "and then she said stop", "sorry about that,
+    folks" or "the answer is no" is not (review rv22): what a ``strict`` hold interrupts on."""
+    words = _WORD.findall(text.lower())
+    return 0 < len(words) <= 6 and all(w in BARE_COMMAND_WORDS for w in words) and bool(STOP_WORDS.intersection(words))
+
+
 def is_wait_phrase(text: str) -> bool:
     """A transcript that is a caller's "just a minute" or "one moment please" and nothing more."""
     return WAIT_PHRASE.match(" ".join(_WORD.findall(text.lower()))) is not None
@@ -323,6 +336,13 @@ class AgentWords:
         said = bool(STOP_WORDS.intersection(_WORD.findall(text.lower()))) or self.waits(text)
         return said and self.echoed(text, True) is False and not self.all_said(text)
 
+    def just_said(self, text: str) -> bool:
+        """Every word of ``text`` is one the agent said in its last ``WAIT_ECHO_WORDS`` (~15 s):
+        its echo, whatever the transcriber made of the turn ("No" of "No problem": review rv22)."""
+        recent = set(itertools.islice(reversed(self._words), WAIT_ECHO_WORDS))
+        words = _WORD.findall(text.lower())
+        return bool(words) and all(w in recent for w in words)
+
     def all_said(self, text: str) -> bool:
         """Every word of ``text`` is one the agent said lately."""
         said = set(self._words)
@@ -330,8 +350,10 @@ class AgentWords:
 
 
 _HEARD_AT_RELEASE = frozenset((ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL))
-_HEARD_AFTER_RELEASE = _HEARD_AT_RELEASE | {ServerSpeech.NOISE, ServerSpeech.ECHO, ServerSpeech.UNCLEAR,
-                                            ServerSpeech.NOTHING}
+_HEARD_AFTER_RELEASE = _HEARD_AT_RELEASE | {ServerSpeech.NOISE, ServerSpeech.UNCLEAR, ServerSpeech.ECHO}
+"""(A start judged the agent's echo may hold its words, "No" of its "No problem", "help with":
+such a hold is strict, its turns' words interrupt only as a bare command the agent did not just
+say: review rv22.)"""
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
 _new_tuple = tuple.__new__
 _dbfs = audio.dbfs
@@ -368,6 +390,7 @@ class Listener:
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._held_far = False  # ... was a voice the detector released (not near), the model's VAD heard: commands only
+        self._held_strict = False  # ... was breath, or a run the model's VAD started on after its release: bare commands only
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
         self._vad: ModelTurn[ServerSpeech] = ModelTurn()  # the model's VAD turn and the bridge's commits in it
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
@@ -375,6 +398,7 @@ class Listener:
         self._backchannel_items: dict[str, float] = {}  # turns left unanswered as backchannels -> when
         self._echo_items: dict[str, float] = {}  # turns whose start was ignored as echo -> when committed
         self._command_items: dict[str, float] = {}  # stretches committed at an onset -> when (a command interrupts)
+        self._strict_items: set[str] = set()  # ... the rest of a strict hold's turn among them: a bare command only
         self._agent = AgentWords()  # what the agent said lately (model thread)
         # the utterance's loud caller frames judged with no echo delay known (run thread)
         self._blind = BlindFrames(self.level)
@@ -470,6 +494,9 @@ class Listener:
             with self._lock:  # the room's stretch before an onset (a TV's): only a command in it is the caller's
                 self._command_items = {i: t for i, t in self._command_items.items() if now - t <= BACKCHANNEL_TEXT_S}
                 self._command_items[item_id] = now
+                self._strict_items.intersection_update(self._command_items.keys() | self._backchannel_items.keys())
+                if self._held_strict:  # (a TV's "the answer is no" after the hold resumed on it: review rv22)
+                    self._strict_items.add(item_id)
             return Turn.NOT_CALLER
         return self._judged_turn(judged, now, item_id, held, now if sent is None or flushed else sent)
 
@@ -502,6 +529,8 @@ class Listener:
                 self._backchannel_items = {i: t for i, t in self._backchannel_items.items()
                                            if now - t <= BACKCHANNEL_TEXT_S}
                 self._backchannel_items[item_id] = now
+                if held and self._held_strict:  # (its words after the hold: a bare command only, review rv22)
+                    self._strict_items.add(item_id)
             return Turn.BACKCHANNEL
         if judged is ServerSpeech.ECHO:  # its words may still be a command the gate took for echo
             with self._lock:
@@ -544,13 +573,18 @@ class Listener:
                 return self._echo_turn_words(item_id, text, now)
             if final and item_id in self._command_items:
                 committed = self._command_items.pop(item_id)
-                return (now - committed <= BACKCHANNEL_TEXT_S and (is_command(text) or self._agent.waits(text))
+                command = is_bare_command if item_id in self._strict_items else is_command
+                self._strict_items.discard(item_id)
+                return (now - committed <= BACKCHANNEL_TEXT_S and (command(text) or self._agent.waits(text))
                         and not self._agent.echoed(text, True))
             since = self._backchannel_items.get(item_id)
-            if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes_turn(text, True) \
+            strict = item_id in self._strict_items
+            takes = (is_bare_command(text) and not self._agent.just_said(text)) if strict else takes_turn(text, True)
+            if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes \
                     or self._agent.echoed(text, True):
                 return False
             del self._backchannel_items[item_id]
+            self._strict_items.discard(item_id)
         return True
 
     def _echo_turn_words(self, item_id: str, text: str, now: float) -> bool:
@@ -571,8 +605,13 @@ class Listener:
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
         turns = self._held_turns
-        takes = not echoed and (held_turn_taken(words, final, self._held_far, turns.speech_s, turns.span_s(item_id))
-                                or final and self._held_far and self._agent.waits(words))  # (a far "just a minute": rv21)
+        if self._held_strict:
+            takes = final and not echoed and (is_bare_command(words) or self._agent.waits(words))
+        else:
+            takes = not echoed and (held_turn_taken(words, final, self._held_far, turns.speech_s, turns.span_s(item_id))
+                                    or final and self._held_far and self._agent.waits(words))  # (a far "just a minute": rv21)
+        if takes and self._held_far and self._agent.just_said(words):
+            takes = False  # a far voice's words that are the agent's own, lately: its echo (review rv22)
         if takes:
             self._hold_verdict = Hold.CONFIRM
             self._backchannel_items.pop(item_id, None)
@@ -635,8 +674,9 @@ class Listener:
         (issue 21: never throw away the model's start for a voice heard too quietly to judge).
 
         ``after_release``: asked when a released run's grace is over (the duck held on for it,
-        ``BargeIn``): a start judged then by what the line carried (a soft "wait" over -15 dB echo
-        is two frames over the echo and the rest at its level: no voice, a "burst") counts too."""
+        ``BargeIn``): a start judged then as noise or unclear by what the line carried (a soft
+        "wait" over -15 dB echo is two frames over the echo and the rest at its level: no voice, a
+        "burst") counts too; such a hold is ``strict``. One judged echo does not (rv22)."""
         judged = _HEARD_AFTER_RELEASE if after_release else _HEARD_AT_RELEASE
         with self._lock:
             vad = self._vad
@@ -644,13 +684,25 @@ class Listener:
                     and vad.judged in judged and self._hold_s > 0
                     and vad.started_at >= self.level.utterance_start)  # (on this sound: not a TV's long turn)
 
-    def hold(self, now: float, far: bool = False) -> None:
+    @property
+    def holds_for_words(self) -> bool:
+        """A hold's words can come and decide: transcription and the bridge's commit on, and
+        holds at all (a breath hold without them would interrupt on a hiss: review rv22)."""
+        return self._commit_unheard and self._backchannels and self._hold_s > 0
+
+    def hold(self, now: float, far: bool = False, strict: bool = False) -> None:
         """A short voiced utterance ended with the agent paused: keep it paused until its words
         decide (a second one while held joins the first). ``far``: a voice released as not near
-        that the model heard: only a command's words interrupt it, anything else resumes."""
+        that the model heard: only a command's words interrupt it, anything else resumes.
+        ``strict`` (with ``far``): a short breathy run, or a released run the model's VAD started
+        on after its grace: only a bare command (``is_bare_command``) interrupts; a whisper that
+        joins it keeps it so (the agent paused, its echo gone, a paper's next crackle reads as a
+        whisper, which would interrupt with no words: review rv22)."""
         with self._lock:
             start = self.level.utterance_start
-            self._held_far = far and (self._held is None or self._held_far)
+            kept = self._held is not None and self._held_strict and self.level.whispered
+            self._held_far = kept or far and (self._held is None or self._held_far)
+            self._held_strict = kept or strict and far and (self._held is None or self._held_strict)
             if self._held is None:
                 self._held_turns.reset()
             self._held_turns.voice(start, self.level.utterance.speech_s)
@@ -668,7 +720,7 @@ class Listener:
                 self._held, self._asked = now, None
                 if self._hold_verdict is Hold.RESUME:
                     self._hold_verdict, self._resume_deferred = Hold.WAIT, True
-            self._held_whisper = self._held_whisper or self.level.whispered  # a whisper joined by an "mm" stays one
+            self._held_whisper = self._held_whisper or self.level.whispered and not self._held_strict  # (an "mm" stays one)
 
     @property
     def holding(self) -> bool:

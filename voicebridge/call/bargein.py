@@ -137,11 +137,11 @@ class BargeIn:
                 self._log.info("a voice the detector could not judge (not near), the model's VAD heard: held "
                                "paused for its words (a command interrupts, anything else resumes)")
                 return
-            if self._config.backchannel_hold_ms and self._level.breath:
-                self.listener.hold(now, far=True)  # a whispered "stop" the model's VAD seldom hears: words decide
+            if self._level.breath and self.listener.holds_for_words:
+                self.listener.hold(now, far=True, strict=True)  # a whispered "stop" the model's VAD seldom hears
                 self._metrics.add("breath_holds")
                 self._log.info("a short breathy sound (a whispered word?): held paused for its words "
-                               "(a command interrupts, anything else resumes)")
+                               "(a bare command interrupts, anything else resumes)")
                 return
             if self._outbound.duck_cleared and not self._graced and not self._level.impulse:
                 self._graced = True  # (an impulsive noise, a click or a knock, is no onset of words: at once)
@@ -387,10 +387,10 @@ class BargeIn:
         if self._release_due is not None and now >= self._release_due:
             if self._config.backchannel_hold_ms and self.listener.heard_by_model(after_release=True):
                 self._release_due = None  # the model's VAD started on it meanwhile: its words decide
-                self.listener.hold(now, far=True)
+                self.listener.hold(now, far=True, strict=True)
                 self._metrics.add("far_holds")
                 self._log.info("a released run the model's VAD heard: held paused for its words "
-                               "(a command interrupts, anything else resumes)")
+                               "(a bare command interrupts, anything else resumes)")
             else:
                 self._release()  # quiet since the run ended: it was no onset of words
         recovery = self._false_trigger.poll(now)
