@@ -224,3 +224,30 @@ def test_with_near_clear_an_utterance_none_of_whose_frames_stood_clear_of_the_ec
     said.run_starts(10.0)
     assert not said.near(-10.0, -60.0, -35.0, clear_at=9.0)  # loud, but every frame at the echo's level: its peaks
     assert said.near(-10.0, -60.0, -35.0, clear_at=10.1)
+
+
+def test_a_run_is_cut_by_the_echo_only_if_the_gate_stopped_counting_it_near_its_level_and_lately():
+    """(``breath.EchoCut``) A whispered "stop" over -15 dB echo: its frames after the run are the
+    echo's (uncounted) 6-8 dB under its peak. A hiss with no echo: the frame after it is 28 dB
+    down, or none was uncounted at all; and a run whose uncounted frames came long before it."""
+    from voicebridge.audio.breath import EchoCut
+
+    run = [-24.0, -25.5, -26.5, -27.5, -29.4]
+    cut = EchoCut()
+    cut.frame(-30.9, 4.08)
+    cut.frame(-44.0, 4.10)  # the loudest of the recent ones counts
+    assert cut.cut(run, 4.10) and cut.cut(run, 4.14)
+    assert not cut.cut(run, 4.20)  # too long after
+    hiss = EchoCut()
+    hiss.frame(-56.0, 4.24)
+    assert not hiss.cut([-32.3, -29.0, -28.2, -31.0], 4.26)  # far under the run: its own fading tail
+    assert not EchoCut().cut(run, 4.10)
+
+
+def test_breath_is_three_to_five_loud_bright_frames():
+    from voicebridge.audio.breath import is_breath
+
+    assert is_breath([-25.0] * 3, 1.2) and is_breath([-25.0] * 5, 1.0)
+    assert not is_breath([-25.0] * 2, 1.5)  # a tick
+    assert not is_breath([-25.0] * 6, 1.5)  # a whisper's length: judged by its shape
+    assert not is_breath([-25.0] * 4, 0.4) and not is_breath([-25.0] * 4, None)  # a voice's dull run, unmeasured

@@ -451,7 +451,7 @@ def test_a_backchannels_soft_first_frame_clear_of_the_echo_still_has_the_echo_pe
     listener = Listener(BridgeConfig())
     for i in range(90):  # the quiet line's thresholds, as in the call below
         listener.hear(QUIET, round(0.02 * i, 2), lambda: True)
-    det, clear = listener.level.detector.threshold_dbfs, listener.level._clear_threshold
+    det, clear = listener.level.detector.threshold_dbfs, listener.level.thresholds.clear
     clip = frames_of(corpus.load("backchannel_03_3"))
     first = next(f for f in clip if audio.dbfs(f) > det + 6)
     soft = quieter(first, audio.dbfs(first) - (det + clear) / 2)
@@ -1748,7 +1748,7 @@ def _noise_burst(taps: int, seed: int = 3) -> bytes:
 
 def test_a_dull_short_run_is_not_breath_a_bright_one_is():
     """The same burst over the agent's echo, white (a hiss, like a whispered "st-") and mildly
-    low-passed (duller than breath: ``BREATH_BRIGHT``): only the bright one is breath."""
+    low-passed (duller than breath: ``breath.BRIGHT``): only the bright one is breath."""
     assert _releases_as_breath(_noise_burst(0)) == [Decision.DUCK, True]
     assert _releases_as_breath(_noise_burst(4)) == [Decision.DUCK, False]
 

@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+from .breath import EchoCut, is_breath
 from .evidence import Sound, SoundEvidence
 from .false_trigger import FalseTriggerMonitor  # noqa: F401  (re-exported: its import path before)
 from .mulaw import MIN_DBFS
@@ -163,6 +164,34 @@ class NoiseFloor:
         return max(base, self.floor_dbfs + self.margin_db)
 
 
+class Thresholds:
+    """The detector's thresholds as the line's noise floor moves (one object per call, fed the
+    floor and the configured threshold per frame, ``follow``): the level detector's, raised over
+    steady noise and on a quiet line lowered by up to ``QUIET_REACH_DB`` (with the voice checks on),
+    and ``clear``: a frame clear of the agent's echo is loud ``CLEAR_REACH_DB`` lower again."""
+
+    QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
+    QUIET_LINE_DB = 26.0  # ... but no closer to the line's noise floor than this
+    CLEAR_REACH_DB = 4.0  # ... and this much lower again for a frame clear of the agent's echo
+
+    def __init__(self, detector: LevelDetector, noise: NoiseFloor, adapt: bool, quiet_line: bool) -> None:
+        self._detector, self._noise, self._adapt = detector, noise, adapt
+        self._quiet_line = (self.QUIET_REACH_DB, self.QUIET_LINE_DB) if quiet_line else (0.0, 0.0)
+        self._floor_of: float | None = None  # the floor the thresholds are for (None: not set yet)
+        self._configured_of: float | None = None  # ... and the configured threshold
+        self.clear = detector.threshold_dbfs  # the threshold of a frame clear of the echo
+
+    def follow(self, floor: float, configured: float) -> None:
+        """The floor now (it moves every 100 ms at most: two float compares on the other frames)."""
+        if not self._adapt or (floor == self._floor_of and configured == self._configured_of):
+            return
+        self._floor_of, self._configured_of = floor, configured
+        self._detector.threshold_dbfs = self._noise.threshold(configured, *self._quiet_line)
+        reach, quiet = self._quiet_line
+        self.clear = self._noise.threshold(configured, reach + self.CLEAR_REACH_DB, quiet) \
+            if reach else self._detector.threshold_dbfs
+
+
 class CallerLevel:
     """The local trigger's view of the caller's frames: noise floor, threshold, echo, voice,
     held notes, speech length, debounce.
@@ -204,15 +233,6 @@ class CallerLevel:
     MAX_UNVOICED = 20  # frames past the debounce: 400 ms of loud sound without a voice in it
     UTTERANCE_GAP_S = Utterance.GAP_S  # (also how long the duck lingers after a sustained voiceless run)
     WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that count as a voice for the utterance
-    BREATH_BRIGHT = 1.0  # a short voiceless run this bright is breath (a whispered word), not rumble or a
-    # voice's dull vowel: whispers over -15 dB echo measured 1.15-1.63, a car 0.19, soft voices 0.36-0.39
-    BREATH_FRAMES = 3  # ... of at least this many loud frames (a tick's one or two are no word)
-    BREATH_MASKED_S = 0.06  # ... that ended under the agent's echo: frames the gate did not count (echo or
-    BREATH_TAIL_DB = 15.0  # unsure) this lately, the loudest this near the run's peak: the word went on at the
-    # echo's level. With no echo a hiss's end is heard (quiet, or its tail far under it): no word (rv22)
-    QUIET_REACH_DB = 8.0  # with the voice checks on, a quiet line's threshold may be this much lower ...
-    QUIET_LINE_DB = 26.0  # ... but no closer to the line's noise floor than this
-    CLEAR_REACH_DB = 4.0  # ... and this much lower again for a frame clear of the agent's echo:
     CLEAR_OF_ECHO_DB = 6.0  # this far over the loudest echo the gate predicts for it (or nothing played)
     PEAK_DB = 5.0  # a run's first loud frame less than this over the echo predicted for it ducks
     # only with the run's next loud frame: the agent's own echo peaks over the gate's 3 dB margin
@@ -231,8 +251,7 @@ class CallerLevel:
         self.tones = voiced_needed > 0 if tones is None else tones
         self.detector = LevelDetector(threshold_dbfs, frames_needed, duck, dip_frames)
         self.noise = NoiseFloor(noise_margin_db if noise_margin_db is not None else 0.0)
-        self._adapt = noise_margin_db is not None
-        self._quiet_line = (self.QUIET_REACH_DB, self.QUIET_LINE_DB) if voiced_needed else (0.0, 0.0)
+        self.thresholds = Thresholds(self.detector, self.noise, noise_margin_db is not None, voiced_needed > 0)
         self.loud = False  # the last frame was loud (and the caller's)
         # Someone outside reads ``loud`` even when no barge-in can start (the false-trigger watch
         # after one): then rumble must read as quiet there too, so the dull check is made anyway.
@@ -252,12 +271,8 @@ class CallerLevel:
         self.run_start = float("-inf")  # the current (or last) loud run's first frame
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
         self.breath = False  # the run released last was short, near, bright breath: a whispered word, maybe
-        self._masked_at = float("-inf")  # when a frame was last not the caller's (echo, unsure) ...
-        self._masked_dbfs = MIN_DBFS  # ... and the loudest such frame since BREATH_MASKED_S before it
+        self.echo_cut = EchoCut()  # the frames the echo gate did not count, lately
         self._now = float("-inf")
-        self._floor_of: float | None = None  # the floor the detector's threshold is for (None: not set yet)
-        self._configured_of: float | None = None  # ... and the configured threshold
-        self._clear_threshold = threshold_dbfs  # the threshold of a frame clear of the echo (``CLEAR_REACH_DB``)
 
     @property
     def floor_dbfs(self) -> float:
@@ -269,7 +284,7 @@ class CallerLevel:
         attack clear of the echo (``CLEAR_REACH_DB``)."""
         if level_dbfs >= self.detector.threshold_dbfs:
             return True
-        return headroom_db >= self.CLEAR_OF_ECHO_DB and level_dbfs >= self._clear_threshold
+        return headroom_db >= self.CLEAR_OF_ECHO_DB and level_dbfs >= self.thresholds.clear
 
     def feed(self, level_dbfs: float, now: float, counts: bool, armed: Callable[[], bool],
              frame: bytes = b"", echo: bool = False, headroom_db: float = 0.0, blind: bool = False,
@@ -285,24 +300,16 @@ class CallerLevel:
         self._now = now
         detector = self.detector
         floor = self.noise.update(level_dbfs, now, rise=not echo)
-        if self._adapt and (floor != self._floor_of or self.threshold_dbfs != self._configured_of):
-            # (the floor moves every 100 ms at most: two float compares, no tuple, on the other frames)
-            self._floor_of, self._configured_of = floor, self.threshold_dbfs
-            detector.threshold_dbfs = self.noise.threshold(self.threshold_dbfs, *self._quiet_line)
-            reach, quiet = self._quiet_line
-            self._clear_threshold = self.noise.threshold(self.threshold_dbfs, reach + self.CLEAR_REACH_DB, quiet) \
-                if reach else detector.threshold_dbfs
+        self.thresholds.follow(floor, self.threshold_dbfs)
         if echo:
             self.evidence.echo(now)
         if not counts and level_dbfs >= floor + 6.0:
-            recent = now - self._masked_at <= self.BREATH_MASKED_S + 1e-9
-            self._masked_dbfs = max(self._masked_dbfs, level_dbfs) if recent else level_dbfs
-            self._masked_at = now
+            self.echo_cut.frame(level_dbfs, now)
         level = level_dbfs if counts else MIN_DBFS
         self._level = level
         self.loud = loud = level >= detector.threshold_dbfs
         fed = level  # what the level detector is told (a clear soft frame: its threshold)
-        if not loud and counts and headroom_db >= self.CLEAR_OF_ECHO_DB and level >= self._clear_threshold:
+        if not loud and counts and headroom_db >= self.CLEAR_OF_ECHO_DB and level >= self.thresholds.clear:
             self.loud = loud = True
             fed = detector.threshold_dbfs
         if self._deaf:
@@ -491,19 +498,12 @@ class CallerLevel:
         return self.voice.voiced < self.voiced_needed and self.shape.whisper_like(self.voice.brightness(), frames)
 
     def _short_breath(self) -> bool:
-        """The voiceless run that ended (no impulse) is a whispered word whose end the echo gate
-        could not count: ``BREATH_FRAMES`` to under ``WHISPER_FRAMES`` loud frames (a whispered
-        "stop" over -15 dB echo has 4-5 before its frames fall to the echo's level, under the
-        debounce or just over it), ended under the echo (``BREATH_MASKED_S``), bright like breath
-        (``BREATH_BRIGHT``), and near (one frame stood clear of the echo). Its words decide (the session holds it as a
-        far voice: a command interrupts, anything else resumes): released at once, a whispered
-        "stop" was lost, since the model's VAD seldom starts on a whisper (issue 21, out1)."""
-        brightness = self.voice.brightness()
-        return (not self.impulse and self.BREATH_FRAMES <= len(self.shape.levels) < RunShape.WHISPER_FRAMES
-                and self._now - self._masked_at <= self.BREATH_MASKED_S + 1e-9
-                and self._masked_dbfs >= max(self.shape.levels) - self.BREATH_TAIL_DB
-                and brightness is not None and brightness >= self.BREATH_BRIGHT and not self.utterance.spoken
-                and self.voice.voiced + self.utterance.voiced == 0 and self._near())
+        """The voiceless run that ended is a whispered word the echo cut short (:mod:`.breath`):
+        no impulse, no voice in it or its utterance, near (a frame clear of the echo)."""
+        levels = self.shape.levels
+        return (not self.impulse and not self.utterance.spoken and self.voice.voiced + self.utterance.voiced == 0
+                and is_breath(levels, self.voice.brightness()) and self.echo_cut.cut(levels, self._now)
+                and self._near())
 
     def _impulsive(self) -> bool:
         """The run that is ending was an impulsive noise (``RunShape.impulsive``), judged only with

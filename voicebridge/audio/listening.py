@@ -349,6 +349,49 @@ class AgentWords:
         return all(w in said for w in _WORD.findall(text.lower()))
 
 
+class Unanswered(enum.Enum):
+    """Why a committed turn was left unanswered, and so which rule its words are judged by."""
+
+    BACKCHANNEL = "backchannel"  # held or let pass as one: words that take the turn interrupt
+    ECHO = "echo"  # its start was ignored as echo: a command the agent did not say interrupts
+    COMMAND = "command"  # the room's stretch committed at an onset (a TV's): a command interrupts
+
+
+class UnansweredTurns:
+    """The turns left unanswered lately (``BACKCHANNEL_TEXT_S``), each awaiting its words: do
+    they take the turn after all? (Under the listener's lock: it owns this one.) A ``strict``
+    turn (the rest of a strict hold's) takes it only with a bare command the agent did not just
+    say: a TV's "the answer is no", the agent's echoed "help with" do not (review rv22)."""
+
+    def __init__(self, agent: AgentWords) -> None:
+        self._agent = agent
+        self._items: dict[str, tuple[Unanswered, float, bool]] = {}  # item -> (why, when, strict)
+
+    def left(self, item_id: str, why: Unanswered, now: float, strict: bool = False) -> None:
+        self._items = {i: v for i, v in self._items.items() if now - v[1] <= BACKCHANNEL_TEXT_S}
+        self._items[item_id] = (why, now, strict)
+
+    def forget(self, item_id: str) -> None:
+        self._items.pop(item_id, None)
+
+    def words(self, item_id: str, text: str, now: float, final: bool) -> bool:
+        """True if turn ``item_id``'s words (``final``: complete) take the turn after all."""
+        entry = self._items.get(item_id)
+        if entry is None or not final:
+            return False
+        why, when, strict = self._items.pop(item_id)
+        agent = self._agent
+        if now - when > BACKCHANNEL_TEXT_S:
+            return False
+        if why is Unanswered.ECHO:
+            return agent.callers_command(text)
+        if why is Unanswered.COMMAND:
+            command = is_bare_command if strict else is_command
+            return (command(text) or agent.waits(text)) and not agent.echoed(text, True)
+        takes = is_bare_command(text) and not agent.just_said(text) if strict else takes_turn(text, True)
+        return takes and not agent.echoed(text, True)
+
+
 _HEARD_AT_RELEASE = frozenset((ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL))
 _HEARD_AFTER_RELEASE = _HEARD_AT_RELEASE | {ServerSpeech.NOISE, ServerSpeech.UNCLEAR, ServerSpeech.ECHO}
 """(A start judged the agent's echo may hold its words, "No" of its "No problem", "help with":
@@ -395,11 +438,8 @@ class Listener:
         self._vad: ModelTurn[ServerSpeech] = ModelTurn()  # the model's VAD turn and the bridge's commits in it
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
         self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
-        self._backchannel_items: dict[str, float] = {}  # turns left unanswered as backchannels -> when
-        self._echo_items: dict[str, float] = {}  # turns whose start was ignored as echo -> when committed
-        self._command_items: dict[str, float] = {}  # stretches committed at an onset -> when (a command interrupts)
-        self._strict_items: set[str] = set()  # ... the rest of a strict hold's turn among them: a bare command only
         self._agent = AgentWords()  # what the agent said lately (model thread)
+        self._unanswered = UnansweredTurns(self._agent)  # turns left unanswered, awaiting their words
         # the utterance's loud caller frames judged with no echo delay known (run thread)
         self._blind = BlindFrames(self.level)
 
@@ -492,11 +532,7 @@ class Listener:
             flushed = flushed or (judged is ServerSpeech.NOTHING and not held)  # (a far voice's rest: review rv12)
         if flushed and judged not in (ServerSpeech.ECHO, ServerSpeech.TURN, ServerSpeech.INTERRUPT):
             with self._lock:  # the room's stretch before an onset (a TV's): only a command in it is the caller's
-                self._command_items = {i: t for i, t in self._command_items.items() if now - t <= BACKCHANNEL_TEXT_S}
-                self._command_items[item_id] = now
-                self._strict_items.intersection_update(self._command_items.keys() | self._backchannel_items.keys())
-                if self._held_strict:  # (a TV's "the answer is no" after the hold resumed on it: review rv22)
-                    self._strict_items.add(item_id)
+                self._unanswered.left(item_id, Unanswered.COMMAND, now, self._held_strict)  # (strict: rv22)
             return Turn.NOT_CALLER
         return self._judged_turn(judged, now, item_id, held, now if sent is None or flushed else sent)
 
@@ -526,16 +562,11 @@ class Listener:
                     # is in no held turn, review rv12)
                     self._held_committed_at = now if audio_to is None else audio_to
                     self._held_turns.committed(item_id, self._held_committed_at)
-                self._backchannel_items = {i: t for i, t in self._backchannel_items.items()
-                                           if now - t <= BACKCHANNEL_TEXT_S}
-                self._backchannel_items[item_id] = now
-                if held and self._held_strict:  # (its words after the hold: a bare command only, review rv22)
-                    self._strict_items.add(item_id)
+                self._unanswered.left(item_id, Unanswered.BACKCHANNEL, now, held and self._held_strict)
             return Turn.BACKCHANNEL
         if judged is ServerSpeech.ECHO:  # its words may still be a command the gate took for echo
             with self._lock:
-                self._echo_items = {i: t for i, t in self._echo_items.items() if now - t <= BACKCHANNEL_TEXT_S}
-                self._echo_items[item_id] = now
+                self._unanswered.left(item_id, Unanswered.ECHO, now)
         return Turn.NOT_CALLER
 
     def flush_due(self, now: float) -> bool:
@@ -569,29 +600,7 @@ class Listener:
         with self._lock:
             if item_id in self._held_turns:
                 return self._held_words(item_id, text, final)
-            if final and item_id in self._echo_items:
-                return self._echo_turn_words(item_id, text, now)
-            if final and item_id in self._command_items:
-                committed = self._command_items.pop(item_id)
-                command = is_bare_command if item_id in self._strict_items else is_command
-                self._strict_items.discard(item_id)
-                return (now - committed <= BACKCHANNEL_TEXT_S and (command(text) or self._agent.waits(text))
-                        and not self._agent.echoed(text, True))
-            since = self._backchannel_items.get(item_id)
-            strict = item_id in self._strict_items
-            takes = (is_bare_command(text) and not self._agent.just_said(text)) if strict else takes_turn(text, True)
-            if not final or since is None or now - since > BACKCHANNEL_TEXT_S or not takes \
-                    or self._agent.echoed(text, True):
-                return False
-            del self._backchannel_items[item_id]
-            self._strict_items.discard(item_id)
-        return True
-
-    def _echo_turn_words(self, item_id: str, text: str, now: float) -> bool:
-        """A turn whose start was ignored as echo, said a command the agent did not
-        (``AgentWords.callers_command``): the gate took a soft caller for the echo."""
-        committed = self._echo_items.pop(item_id)
-        return now - committed <= BACKCHANNEL_TEXT_S and self._agent.callers_command(text)
+            return self._unanswered.words(item_id, text, now, final)
 
     def transcript_failed(self, item_id: str) -> None:
         """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
@@ -614,7 +623,7 @@ class Listener:
             takes = False  # a far voice's words that are the agent's own, lately: its echo (review rv22)
         if takes:
             self._hold_verdict = Hold.CONFIRM
-            self._backchannel_items.pop(item_id, None)
+            self._unanswered.forget(item_id)
             return True
         if final:
             self._held_turns.done(item_id)
