@@ -97,3 +97,30 @@ def test_the_record_keeps_the_newest_entries_and_counts_what_it_dropped():
     assert len(entries) == MAX_ENTRIES and rec.dropped_entries == 500
     assert entries[0]["text"] == "turn 500" and entries[-1]["text"] == f"turn {MAX_ENTRIES + 499}"
     assert text(replayed(rec)[-1]) == f"turn {MAX_ENTRIES + 499}"
+
+
+def test_an_answer_cut_after_its_response_was_done_is_cut_in_the_record():
+    """The model generates faster than the caller hears: the response is done (its entry
+    written) while its tail still plays, and the caller cuts it then. The record (the report, a
+    new session's history) has it as heard, interrupted."""
+    entries = []
+    clock = iter(range(10**6))
+    rec = CallRecord(lambda: float(next(clock)), entries.append)
+    rec.agent_words("resp_1", "one two three four five six seven eight nine ten", final=True)
+    rec.agent_done("resp_1", None)
+    rec.add("caller", "wait")
+    rec.agent_cut("resp_1", heard_ms=3000, received_ms=10000)
+    agent = [e for e in rec.entries() if e["role"] == "agent"]
+    assert agent == [dict(agent[0], text="one two three", detail={"response_id": "resp_1", "interrupted": True})]
+    assert replayed(rec)[0]["content"][0]["text"] == "one two three"
+    rec.agent_cut("resp_1", heard_ms=1000, received_ms=10000)  # (a second cut of the same answer: the first stands)
+    assert [e["text"] for e in rec.entries() if e["role"] == "agent"] == ["one two three"]
+    assert entries[0].role == "agent"  # (the hook had it when it was complete)
+
+
+def test_a_cut_answer_whose_response_goes_on_is_cut_when_done():
+    rec = record()
+    rec.agent_words("resp_1", "one two three four")
+    rec.agent_cut("resp_1", heard_ms=500, received_ms=1000)
+    rec.agent_done("resp_1", None)
+    assert [(e["text"], e["detail"].get("interrupted")) for e in rec.entries()] == [("one two", True)]

@@ -25,6 +25,12 @@ from ..model import protocol as rt
 
 MAX_ENTRIES = 2000
 MAX_TEXT = 4000
+CUT_LOOKBACK = 50  # entries searched for an answer a barge-in cut after its response was done
+
+
+def _heard(words: list[str], fraction: float) -> str:
+    """The words of an answer the caller heard ``fraction`` of (in proportion to its audio)."""
+    return " ".join(words[: round(len(words) * fraction)])
 
 
 @dataclass
@@ -95,12 +101,29 @@ class CallRecord:
                 said.text += text
 
     def agent_cut(self, response_id: str | None, heard_ms: int, received_ms: int) -> None:
-        """A barge-in cut the answer after ``heard_ms`` of ``received_ms``."""
+        """A barge-in cut the answer after ``heard_ms`` of ``received_ms``. An answer whose
+        response was done before (the model generates faster than the caller hears: the cut
+        often comes while its tail still plays) has its entry already: that entry is cut in the
+        record (the report, a new session's history), where ``on_entry`` had it whole."""
         if response_id is None:
             return
+        fraction = 0.0 if received_ms <= 0 else min(1.0, heard_ms / received_ms)
         with self._lock:
-            said = self._said.setdefault(response_id, _Said())
-            said.heard_fraction = 0.0 if received_ms <= 0 else min(1.0, heard_ms / received_ms)
+            said = self._said.get(response_id)
+            if said is not None:
+                said.heard_fraction = fraction
+                return
+            entry = self._agent_entry(response_id)
+            if entry is not None and not entry.detail.get("interrupted"):
+                entry.text = _heard(entry.text.split(), fraction)
+                entry.detail["interrupted"] = True
+
+    def _agent_entry(self, response_id: str) -> "Entry | None":
+        """The agent's entry for ``response_id`` among the latest ones (under the lock)."""
+        for entry in reversed(self._entries[-CUT_LOOKBACK:]):
+            if entry.role == "agent" and entry.detail.get("response_id") == response_id:
+                return entry
+        return None
 
     def agent_done(self, response_id: str, kind: str | None) -> None:
         """The response is over: its words, as heard, become an entry."""
@@ -114,7 +137,7 @@ class CallRecord:
         if kind:
             detail["kind"] = kind
         if said.heard_fraction is not None:
-            words = words[: round(len(words) * said.heard_fraction)]
+            words = _heard(words, said.heard_fraction).split()
             detail["interrupted"] = True
         if words:
             self.add("agent", " ".join(words), **detail)

@@ -365,8 +365,9 @@ class MediaSession:
     # ------------------------------------------------------------------ hooks and part callbacks
     def _entry(self, entry: Entry) -> None:
         hook = self._transcript_hook
-        if hook is not None:
-            self._submit(lambda: hook(self, entry.role, entry.text), "on_transcript_entry hook")
+        if hook is not None:  # (its text now: a later cut amends the record's entry, not what the hook was given)
+            role, text = entry.role, entry.text
+            self._submit(lambda: hook(self, role, text), "on_transcript_entry hook")
 
     def _dtmf(self, digits: str) -> None:
         hook = self._dtmf_hook
