@@ -301,8 +301,8 @@ class _ScriptedListener:
 
     holds_for_words = True
 
-    def hold(self, now, far=False, strict=False):
-        self.holds.append((now, far, strict))
+    def hold(self, now, far=False, strict=False, after_release=False):
+        self.holds.append((now, far, strict, after_release))
         self.holding = True
 
     def server_speech(self, now, audible):
@@ -642,7 +642,7 @@ def test_a_release_the_detector_took_for_breath_holds_the_agent_for_its_words_as
     frames(*[(1.0 + i * 0.02, Decision.DUCK if i == 0 else Decision.NONE, True) for i in range(5)])
     listener.level.breath = breath
     frames((1.12, Decision.RELEASE, False))
-    assert listener.holds == ([(1.12, True, True)] if breath else [])
+    assert listener.holds == ([(1.12, True, True, False)] if breath else [])
     assert resumed == ([] if breath else [True])
     assert metrics.snapshot()["breath_holds"] == (1 if breath else 0)
 
@@ -662,6 +662,6 @@ def test_a_released_run_the_model_heard_during_the_grace_is_held_for_its_words(h
     barge_in.poll(1.04 + RELEASE_GRACE_S - 0.01)
     assert resumed == [] and listener.holds == []
     barge_in.poll(1.04 + RELEASE_GRACE_S)
-    assert listener.holds == ([(1.04 + RELEASE_GRACE_S, True, True)] if heard else [])
+    assert listener.holds == ([(1.04 + RELEASE_GRACE_S, True, True, True)] if heard else [])
     assert resumed == ([] if heard else [True])
     assert metrics.snapshot()["far_holds"] == (1 if heard else 0)

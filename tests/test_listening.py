@@ -16,7 +16,8 @@ from voicebridge.dev import tts
 from voicebridge.audio.detector import Decision
 from voicebridge.audio.echo import ComfortNoise, Verdict
 from voicebridge.audio.detector import CallerLevel
-from voicebridge.audio.listening import AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel, is_wait_phrase, takes_turn
+from voicebridge.audio.listening import (AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel,
+                                         is_bare_command, is_wait_phrase, takes_turn)
 from voicebridge.dev.sim import corpus, room
 from voicebridge.audio.mulaw import ULAW_TABLE
 
@@ -1809,13 +1810,106 @@ def test_a_whisper_that_joins_a_strict_hold_keeps_it_strict():
     assert listener.hold_outcome(call.t + 1.4) is Hold.RESUME
 
 
-def test_a_far_holds_words_the_agent_just_said_are_its_echo():
-    """(review rv22) Held as a far voice, the commit's transcript is the agent's own last word."""
+def _held_after_an_echo_start(agent_said: str) -> tuple[Call, float]:
+    """The agent says ``agent_said``; the model's VAD starts on its echo alone (judged ECHO) and,
+    a released run's grace over, the session holds the agent on that start (``after_release``)."""
+    call = Call()
+    call.learn(4.0)
+    call.listener.agent_said(agent_said, final=True)
+    assert call.listener.server_speech(call.t, audible=True) is ServerSpeech.ECHO
+    assert call.listener.heard_by_model(after_release=True)
+    call.listener.hold(call.t + 0.2, far=True, strict=True, after_release=True)
+    return call, call.t + 0.2
+
+
+def test_a_hold_on_the_models_start_judged_echo_drops_the_agents_own_words():
+    """(review rv22) Held on the model's start on the agent's echo, the turn's words are the
+    agent's own "No" (of its "No problem"): its echo, not a command."""
+    call, held = _held_after_an_echo_start("No problem, I can help with that.")
+    assert call.listener.committed(held + 0.3, "item_echo") is Turn.BACKCHANNEL
+    assert call.listener.transcript("No.", held + 0.8, "item_echo") is False
+    assert call.listener.hold_outcome(held + 0.8) is Hold.RESUME
+
+
+def test_a_hold_on_an_echo_start_knows_the_long_answers_opening_words_for_the_agents():
+    """(review rv23) The transcript runs ahead of the audio: when the echo of a long answer's
+    opening "No problem" is held, the agent's last words received are its answer's end; its whole
+    answer's words are its own still."""
+    filler = " and the driver has it on the van with the rest of the round for today" * 4  # 60 words
+    call, held = _held_after_an_echo_start("No problem, I can help with that." + filler)
+    assert call.listener.committed(held + 0.3, "item_echo") is Turn.BACKCHANNEL
+    assert call.listener.transcript("No.", held + 0.8, "item_echo") is False
+    assert call.listener.hold_outcome(held + 0.8) is Hold.RESUME
+
+
+def test_the_agents_latest_answer_is_its_words_not_the_one_before():
+    agent = AgentWords()
+    agent.add("No problem, I can help.", final=True)
+    assert agent.just_said("No.")
+    agent.add(" ".join(["the parcel is on the van today"] * 8))  # the next answer, 48 words
+    assert not agent.just_said("No.")
+
+
+@pytest.mark.parametrize("hold", ["far", "breath", "after a start judged noise"])
+@pytest.mark.parametrize("words", ["No, no.", "Sorry?", "Hold on.", "Wait."])
+def test_a_held_callers_command_is_the_callers_though_the_agent_said_the_word(hold, words):
+    """(review rv23) The agent said "no", "sorry", "hold on", "wait" in its answer; a held voice
+    that is no echo by what was heard (a far voice the model heard, breath, a start judged noise)
+    saying them is the caller's command: only a hold on a start judged the agent's echo takes the
+    agent's words for its own."""
     listener = Listener(BridgeConfig())
-    listener.agent_said("No problem, I can help with that.", final=True)
-    listener.hold(10.0, far=True)
-    listener.committed(10.3, "item_echo")
-    assert listener.transcript("No.", 10.8, "item_echo") is False
+    listener.agent_said("No problem, sorry for the wait, please hold on while I look.", final=True)
+    if hold == "far":
+        listener.hold(10.0, far=True)
+    elif hold == "breath":
+        listener.hold(10.0, far=True, strict=True)
+    else:
+        listener.hold(10.0, far=True, strict=True, after_release=True)  # (no start judged echo: none at all)
+    assert listener.committed(10.3, "item_caller") is Turn.BACKCHANNEL
+    assert listener.transcript(words, 10.8, "item_caller") is True
+    assert listener.hold_outcome(10.8) is Hold.CONFIRM
+
+
+def test_a_strict_holds_strictness_ends_with_it_but_for_the_echo_passage_after():
+    """(reviews rv22, rv23) A strict hold on an echo start resumed; the model's VAD starts on the
+    echo's next words ("help with") and the local detector lets them pass as a voice: judged as
+    strictly (the same passage of the echo). Twenty seconds on, a turn is judged on its own: the
+    caller's "No, that is not my address." takes the turn."""
+    call, held = _held_after_an_echo_start("No problem, I can help with that.")
+    listener = call.listener
+    assert listener.committed(held + 0.3, "item_echo") is Turn.BACKCHANNEL
+    listener.transcript("No.", held + 0.8, "item_echo")
+    assert listener.hold_outcome(held + 0.8) is Hold.RESUME
+    soon = held + 2.0
+    listener._vad.started(soon, ServerSpeech.BACKCHANNEL)  # (its start as the detector judged it: a voice let pass)
+    assert listener.committed(soon + 0.5, "item_soon") is Turn.BACKCHANNEL
+    assert listener.transcript("help with", soon + 1.0, "item_soon") is False
+    later = held + 20.0
+    listener._vad.started(later, ServerSpeech.BACKCHANNEL)
+    assert listener.committed(later + 0.5, "item_later") is Turn.BACKCHANNEL
+    assert listener.transcript("No, that is not my address.", later + 1.0, "item_later") is True
+
+
+@pytest.mark.parametrize("words", ["Stop it.", "Hey, stop.", "No, that's wrong.", "Stop talking.", "Wait, what?",
+                                   "Sorry, what was that?", "Stop, stop, stop, stop, stop, stop, stop."])
+def test_a_strict_holds_short_command_with_an_ordinary_word_interrupts(words):
+    """(review rv23) A whispered word is as often "stop it" as "stop": a stop word with two other
+    words at most, or command words alone however repeated, is a bare command."""
+    assert is_bare_command(words)
+    listener = Listener(BridgeConfig())
+    listener.agent_said("Your parcel left the depot this morning and should arrive by Friday.", final=True)
+    listener.hold(10.0, far=True, strict=True)
+    assert listener.committed(10.3, "item_w") is Turn.BACKCHANNEL
+    listener.transcript(words, 10.8, "item_w")
+    assert listener.hold_outcome(10.8) is Hold.CONFIRM
+
+
+@pytest.mark.parametrize("words", ["The answer is no.", "Sorry about that, folks.", "And then she said stop.",
+                                   "Wait until you see this.", "No, I don't think so.", "Sorry, what did you say?"])
+def test_a_rooms_sentence_with_a_stop_word_is_no_bare_command(words):
+    """(review rv22) A TV's sentence is no bare command; nor, the price of that, a caller's
+    longer "sorry, what did you say?" (five words)."""
+    assert not is_bare_command(words)
 
 
 def test_a_soft_voice_released_then_heard_by_the_model_counts_once_the_grace_is_over():
@@ -1860,9 +1954,13 @@ def test_a_strict_holds_turn_whose_words_come_after_it_resumed_needs_a_bare_comm
     strictly; its turn's words came only after the hold resumed at its bound: the agent's "help
     with" or its "No" (of "No problem") must not take the turn, where a caller's "stop" does. A
     hold that is not strict keeps its rule (any words that take the turn)."""
-    listener = Listener(BridgeConfig())
-    listener.agent_said("No problem, I can help with that.", final=True)
-    listener.hold(10.0, far=True, strict=strict)
-    assert listener.committed(10.3, "item_a") is Turn.BACKCHANNEL
-    assert listener.hold_outcome(13.0) is Hold.RESUME and not listener.holding
-    assert listener.transcript(words, 15.2, "item_a") is takes
+    if strict:
+        call, held = _held_after_an_echo_start("No problem, I can help with that.")
+        listener = call.listener
+    else:
+        listener, held = Listener(BridgeConfig()), 10.0
+        listener.agent_said("No problem, I can help with that.", final=True)
+        listener.hold(held, far=True)
+    assert listener.committed(held + 0.3, "item_a") is Turn.BACKCHANNEL
+    assert listener.hold_outcome(held + 3.0) is Hold.RESUME and not listener.holding
+    assert listener.transcript(words, held + 5.2, "item_a") is takes

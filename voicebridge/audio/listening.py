@@ -53,6 +53,9 @@ EVIDENCE_S = 1.0
 VAD reports ~200-500 ms after an onset (appends of 100 ms, its own window, the network)."""
 BACKCHANNEL_TEXT_S = 6.0
 """How long after a backchannel its transcript may still turn it into an interruption."""
+STRICT_AFTER_S = 3.0
+"""A model turn begun this soon after a strict hold ended is judged as strictly: the agent resumed,
+and the passage of its echo the hold was made on goes on (its "No", then its "help with")."""
 OPEN_COMMIT_S = 0.3
 """A held voice whose turn the model's VAD still has open this long after the hold began (the
 room's tail under it) is committed by the bridge, inside that turn: its words come sooner, and
@@ -63,6 +66,7 @@ mm mhm mmhm mm-hm mm-hmm mhmm mmhmm mmm hm hmm uh-huh uhhuh uh huh um ah oh yeah
 sure alright all i see got it cool great good fine nice true exactly correct gotcha totally indeed
 """.split())
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+_SPOKEN_WORD = re.compile(r"[a-z]+(?:['\u2019-][a-z]+)*")  # (a contraction is one word said)
 AGENT_WORDS_KEPT = 300
 """The agent's latest words kept to recognise its own echo in a caller turn's transcript."""
 ECHO_RUN = 3
@@ -124,6 +128,14 @@ class Hold(enum.Enum):
     CONFIRM = "confirm"  # words that take the turn, or a turn whose words will not come: interrupt
 
 
+class Strict(enum.Enum):
+    """What a held voice's words (and the rest of its turn's) must be to interrupt."""
+
+    NO = "no"  # words that take the turn (a far voice's: a command)
+    BARE = "bare"  # a bare command: a breath, or a released run the model's VAD started on (noise, unclear)
+    UNSAID = "unsaid"  # a bare command the agent did not just say: the model's start on it was judged its echo
+
+
 class Turn(enum.Enum):
     """Whether the bridge asks the model to answer a turn its VAD committed."""
 
@@ -159,14 +171,25 @@ def is_command(text: str) -> bool:
 BARE_COMMAND_WORDS = STOP_WORDS | frozenset(
     "on up a second sec minute moment please just me one now that um uh oh okay ok".split())
 """Words a bare command is made of ("stop", "no no", "wait, hold on please", "hang on a sec")."""
+_ASKS = frozenset("what why how pardon again repeat".split())  # (after a stop word: the caller asks)
+BARE_COMMAND_SHORT = 3
+"""A stop word with this many words in all is a bare command whatever the others ("stop talking")."""
 
 
 def is_bare_command(text: str) -> bool:
-    """A transcript that is a command and nothing more: at most six words, all of them
-    ``BARE_COMMAND_WORDS``, one a stop word. A TV's "and then she said stop", "sorry about that,
-    folks" or "the answer is no" is not (review rv22): what a ``strict`` hold interrupts on."""
-    words = _WORD.findall(text.lower())
-    return 0 < len(words) <= 6 and all(w in BARE_COMMAND_WORDS for w in words) and bool(STOP_WORDS.intersection(words))
+    """A transcript that is a command and little more: a stop word with at most two other words
+    ("stop it", "hey, stop", "no, that's wrong", "wait, what?": review rv23), or four opening with
+    one and asking ("sorry, what was that?"), or words all of them
+    ``BARE_COMMAND_WORDS``, one a stop word, at most six different ones ("wait, hold on a second
+    please", "stop, stop, stop, stop, stop, stop, stop").
+    A TV's "and then she said stop", "sorry about that, folks" or "the answer is no" is not
+    (review rv22): what a ``strict`` hold interrupts on. ("that's" is one word here.)"""
+    words = _SPOKEN_WORD.findall(text.lower())
+    if not STOP_WORDS.intersection(words):
+        return False
+    if len(words) <= BARE_COMMAND_SHORT or len(words) <= 4 and words[0] in STOP_WORDS and _ASKS.intersection(words):
+        return True  # ("sorry, what was that?", "wait, say again?")
+    return len(set(words)) <= 6 and all(w in BARE_COMMAND_WORDS for w in words)
 
 
 def is_wait_phrase(text: str) -> bool:
@@ -262,12 +285,18 @@ class AgentWords:
         self._pairs: set[tuple[str, ...]] = set()
         self._middles: dict[tuple[str, ...], set[str]] = {}  # (a, c) of each run (a, b, c) -> its b (misheard: its echo)
         self._tail = ""  # a word a delta ended inside
+        self._answer: set[str] = set()  # the words of the agent's latest answer (in progress or complete)
+        self._answered = False  # ... complete: the next delta begins another
 
     def add(self, text: str, final: bool = False) -> None:
         """A delta of the agent's transcript (``final``: its response's transcript is complete)."""
         text = self._tail + text
         words = _WORD.findall(text.lower())
         self._tail = words.pop() if words and text[-1:].isalpha() and not final else ""
+        if words and self._answered:
+            self._answer, self._answered = set(), False
+        self._answer.update(words)
+        self._answered = self._answered or final
         for word in words:
             self._words.append(word)
             if len(self._words) >= ECHO_RUN:
@@ -337,9 +366,11 @@ class AgentWords:
         return said and self.echoed(text, True) is False and not self.all_said(text)
 
     def just_said(self, text: str) -> bool:
-        """Every word of ``text`` is one the agent said in its last ``WAIT_ECHO_WORDS`` (~15 s):
-        its echo, whatever the transcriber made of the turn ("No" of "No problem": review rv22)."""
-        recent = set(itertools.islice(reversed(self._words), WAIT_ECHO_WORDS))
+        """Every word of ``text`` is one the agent said in its latest answer or its last
+        ``WAIT_ECHO_WORDS`` (~15 s): its echo, whatever the transcriber made of the turn ("No" of
+        "No problem": review rv22). The answer as a whole: its transcript runs ahead of its audio,
+        its last words received are not the ones just played (review rv23)."""
+        recent = self._answer.union(itertools.islice(reversed(self._words), WAIT_ECHO_WORDS))
         words = _WORD.findall(text.lower())
         return bool(words) and all(w in recent for w in words)
 
@@ -360,14 +391,15 @@ class Unanswered(enum.Enum):
 class UnansweredTurns:
     """The turns left unanswered lately (``BACKCHANNEL_TEXT_S``), each awaiting its words: do
     they take the turn after all? (Under the listener's lock: it owns this one.) A ``strict``
-    turn (the rest of a strict hold's) takes it only with a bare command the agent did not just
-    say: a TV's "the answer is no", the agent's echoed "help with" do not (review rv22)."""
+    turn (a strict hold's, or the rest of its) takes it only with a bare command (and, ``UNSAID``,
+    one the agent did not just say): a TV's "the answer is no", the agent's echoed "help with" do
+    not (review rv22)."""
 
     def __init__(self, agent: AgentWords) -> None:
         self._agent = agent
-        self._items: dict[str, tuple[Unanswered, float, bool]] = {}  # item -> (why, when, strict)
+        self._items: dict[str, tuple[Unanswered, float, Strict]] = {}  # item -> (why, when, strict)
 
-    def left(self, item_id: str, why: Unanswered, now: float, strict: bool = False) -> None:
+    def left(self, item_id: str, why: Unanswered, now: float, strict: Strict = Strict.NO) -> None:
         self._items = {i: v for i, v in self._items.items() if now - v[1] <= BACKCHANNEL_TEXT_S}
         self._items[item_id] = (why, now, strict)
 
@@ -385,18 +417,21 @@ class UnansweredTurns:
             return False
         if why is Unanswered.ECHO:
             return agent.callers_command(text)
+        if strict is Strict.UNSAID and agent.just_said(text):
+            return False  # the agent's own words lately, in a turn begun on its echo
         if why is Unanswered.COMMAND:
-            command = is_bare_command if strict else is_command
+            command = is_command if strict is Strict.NO else is_bare_command
             return (command(text) or agent.waits(text)) and not agent.echoed(text, True)
-        takes = is_bare_command(text) and not agent.just_said(text) if strict else takes_turn(text, True)
+        takes = takes_turn(text, True) if strict is Strict.NO else is_bare_command(text)
         return takes and not agent.echoed(text, True)
 
 
 _HEARD_AT_RELEASE = frozenset((ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL))
 _HEARD_AFTER_RELEASE = _HEARD_AT_RELEASE | {ServerSpeech.NOISE, ServerSpeech.UNCLEAR, ServerSpeech.ECHO}
 """(A start judged the agent's echo may hold its words, "No" of its "No problem", "help with":
-such a hold is strict, its turns' words interrupt only as a bare command the agent did not just
-say: review rv22.)"""
+such a hold is ``Strict.UNSAID``, its turns' words interrupt only as a bare command the agent did
+not just say: review rv22. Only such a hold: a caller's "no no" when the agent said "no problem"
+ten seconds before is the caller's, review rv23.)"""
 _CALLER, _ECHO, _CONFIRM = Verdict.CALLER, Verdict.ECHO, Decision.CONFIRM  # (read per frame: a global, not a class lookup)
 _new_tuple = tuple.__new__
 _dbfs = audio.dbfs
@@ -433,7 +468,8 @@ class Listener:
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._held_far = False  # ... was a voice the detector released (not near), the model's VAD heard: commands only
-        self._held_strict = False  # ... was breath, or a run the model's VAD started on after its release: bare commands only
+        self._held_strict = Strict.NO  # ... was breath, or a run the model's VAD started on after its release
+        self._strict_after: tuple[float, float, Strict] | None = None  # a strict hold's turn start, end, strictness
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
         self._vad: ModelTurn[ServerSpeech] = ModelTurn()  # the model's VAD turn and the bridge's commits in it
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
@@ -522,7 +558,7 @@ class Listener:
         """The model's VAD committed the caller's turn (``item_id``): answer it? (Or the bridge's
         own commit inside the model's open turn: that turn goes on, and its rest is judged anew.)"""
         with self._lock:
-            judged, split = self._vad.judged, self._vad.split_at
+            judged, split, strict = self._vad.judged, self._vad.split_at, self._commit_strictness()
             flushed, sent = self._vad.reply(now)
         held = not flushed
         if split is not None:  # the rest of a turn the bridge committed part of: what was heard since
@@ -532,12 +568,26 @@ class Listener:
             flushed = flushed or (judged is ServerSpeech.NOTHING and not held)  # (a far voice's rest: review rv12)
         if flushed and judged not in (ServerSpeech.ECHO, ServerSpeech.TURN, ServerSpeech.INTERRUPT):
             with self._lock:  # the room's stretch before an onset (a TV's): only a command in it is the caller's
-                self._unanswered.left(item_id, Unanswered.COMMAND, now, self._held_strict)  # (strict: rv22)
+                self._unanswered.left(item_id, Unanswered.COMMAND, now, strict)  # (strict: rv22)
             return Turn.NOT_CALLER
-        return self._judged_turn(judged, now, item_id, held, now if sent is None or flushed else sent)
+        return self._judged_turn(judged, now, item_id, held, now if sent is None or flushed else sent, strict)
+
+    def _commit_strictness(self) -> Strict:
+        """How strictly a turn committed now is judged (under the lock): as the strict hold it
+        holds, or as the one whose turn it is the rest of, or that ended just before it began
+        (``STRICT_AFTER_S``: the agent resumed, and the passage of its echo that fooled the gate
+        goes on, "help with" after its "No": review rv22). A turn begun later is judged on its
+        own (review rv23)."""
+        if self._held is not None:
+            return self._held_strict
+        kept = self._strict_after
+        if kept is None:
+            return Strict.NO
+        turn_start, hold_end, strict = kept
+        return strict if turn_start <= self._vad.started_at <= hold_end + STRICT_AFTER_S else Strict.NO
 
     def _judged_turn(self, judged: ServerSpeech | None, now: float, item_id: str, held: bool,
-                     audio_to: float | None = None) -> Turn:
+                     audio_to: float | None = None, strict: Strict = Strict.NO) -> Turn:
         """A committed turn as judged (``held``: the held voice may be in it)."""
         if held and self._held is not None:  # the held utterance is in this turn (its VAD may have started on
             judged = ServerSpeech.BACKCHANNEL  # echo, or on a TV before the agent spoke): its words decide
@@ -562,7 +612,7 @@ class Listener:
                     # is in no held turn, review rv12)
                     self._held_committed_at = now if audio_to is None else audio_to
                     self._held_turns.committed(item_id, self._held_committed_at)
-                self._unanswered.left(item_id, Unanswered.BACKCHANNEL, now, held and self._held_strict)
+                self._unanswered.left(item_id, Unanswered.BACKCHANNEL, now, strict if held else Strict.NO)
             return Turn.BACKCHANNEL
         if judged is ServerSpeech.ECHO:  # its words may still be a command the gate took for echo
             with self._lock:
@@ -614,13 +664,14 @@ class Listener:
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
         turns = self._held_turns
-        if self._held_strict:
+        strict = self._held_strict
+        if strict is not Strict.NO:
             takes = final and not echoed and (is_bare_command(words) or self._agent.waits(words))
         else:
             takes = not echoed and (held_turn_taken(words, final, self._held_far, turns.speech_s, turns.span_s(item_id))
                                     or final and self._held_far and self._agent.waits(words))  # (a far "just a minute": rv21)
-        if takes and self._held_far and self._agent.just_said(words):
-            takes = False  # a far voice's words that are the agent's own, lately: its echo (review rv22)
+        if takes and strict is Strict.UNSAID and self._agent.just_said(words):
+            takes = False  # words of the agent's lately, in a hold begun on its echo (review rv22; only there: rv23)
         if takes:
             self._hold_verdict = Hold.CONFIRM
             self._unanswered.forget(item_id)
@@ -699,19 +750,22 @@ class Listener:
         holds at all (a breath hold without them would interrupt on a hiss: review rv22)."""
         return self._commit_unheard and self._backchannels and self._hold_s > 0
 
-    def hold(self, now: float, far: bool = False, strict: bool = False) -> None:
+    def hold(self, now: float, far: bool = False, strict: bool = False, after_release: bool = False) -> None:
         """A short voiced utterance ended with the agent paused: keep it paused until its words
         decide (a second one while held joins the first). ``far``: a voice released as not near
         that the model heard: only a command's words interrupt it, anything else resumes.
         ``strict`` (with ``far``): a short breathy run, or a released run the model's VAD started
         on after its grace: only a bare command (``is_bare_command``) interrupts; a whisper that
         joins it keeps it so (the agent paused, its echo gone, a paper's next crackle reads as a
-        whisper, which would interrupt with no words: review rv22)."""
+        whisper, which would interrupt with no words: review rv22). ``after_release``: a strict
+        hold on the model's start after a release's grace; if that start was judged the agent's
+        echo, the words must also be none the agent just said (``Strict.UNSAID``)."""
         with self._lock:
             start = self.level.utterance_start
-            kept = self._held is not None and self._held_strict and self.level.whispered
+            kept = self._held is not None and self._held_strict is not Strict.NO and self.level.whispered
             self._held_far = kept or far and (self._held is None or self._held_far)
-            self._held_strict = kept or strict and far and (self._held is None or self._held_strict)
+            if not kept:
+                self._held_strict = self._joined_strictness(far and strict, after_release)
             if self._held is None:
                 self._held_turns.reset()
             self._held_turns.voice(start, self.level.utterance.speech_s)
@@ -729,7 +783,28 @@ class Listener:
                 self._held, self._asked = now, None
                 if self._hold_verdict is Hold.RESUME:
                     self._hold_verdict, self._resume_deferred = Hold.WAIT, True
-            self._held_whisper = self._held_whisper or self.level.whispered and not self._held_strict  # (an "mm" stays one)
+            self._held_whisper = self._held_whisper or self.level.whispered and self._held_strict is Strict.NO  # (an "mm" stays one)
+
+    def _joined_strictness(self, strict: bool, after_release: bool) -> Strict:
+        """A hold's strictness, a new utterance joined (under the lock): strict only if both are,
+        and as little as either."""
+        if not strict:
+            return Strict.NO
+        mine = Strict.UNSAID if after_release and self._vad.judged is ServerSpeech.ECHO else Strict.BARE
+        if self._held is None or self._held_strict is mine:
+            return mine
+        return Strict.NO if self._held_strict is Strict.NO else Strict.BARE
+
+    def _hold_ended(self, now: float | None = None) -> None:
+        """The hold is over (under the lock; ``now`` None: a barge-in ended it). Its strictness
+        goes with it, but for the rest of the model's turn it held and the turns begun just after
+        (``_commit_strictness``)."""
+        vad = self._vad
+        self._strict_after = None if now is None or self._held_strict is Strict.NO else (
+            vad.started_at if vad.open else now, now, self._held_strict)
+        self._held = None
+        self._held_strict = Strict.NO
+        self._held_turns.clear()
 
     @property
     def holding(self) -> bool:
@@ -780,8 +855,7 @@ class Listener:
                 verdict = Hold.CONFIRM if (self._held_turns or vad.open) and not self._held_far \
                     else Hold.RESUME if self._held_far else unheard
             if verdict is not Hold.WAIT:
-                self._held = None
-                self._held_turns.clear()
+                self._hold_ended(now)
                 self._resume_deferred = False
             return verdict
 
@@ -797,5 +871,4 @@ class Listener:
     def end_hold(self) -> None:
         """The barge-in ran (on whatever trigger): nothing is held any more."""
         with self._lock:
-            self._held = None
-            self._held_turns.clear()
+            self._hold_ended()

@@ -387,7 +387,7 @@ class BargeIn:
         if self._release_due is not None and now >= self._release_due:
             if self._config.backchannel_hold_ms and self.listener.heard_by_model(after_release=True):
                 self._release_due = None  # the model's VAD started on it meanwhile: its words decide
-                self.listener.hold(now, far=True, strict=True)
+                self.listener.hold(now, far=True, strict=True, after_release=True)
                 self._metrics.add("far_holds")
                 self._log.info("a released run the model's VAD heard: held paused for its words "
                                "(a bare command interrupts, anything else resumes)")
