@@ -125,11 +125,35 @@ def test_recordings_of_your_own_are_known_by_their_words(tmp_path, caplog):
     (tmp_path / "orphan.wav").write_bytes(buf.getvalue())  # no words for it: skipped, said so
     (tmp_path / "broken.wav").write_bytes(b"RIFF....")
     (tmp_path / "broken.txt").write_text("x")
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         taught = taught_phrases(str(tmp_path))
     assert [words for _, words in taught] == ["Got it."]
     assert "orphan.wav skipped" in caplog.text and "broken.wav skipped" in caplog.text
+    assert "1 recordings taught ('Got it.')" in caplog.text  # (what it read, said: out2 could not tell)
     said = b"\xff" * 1600 + taught[0][0] + b"\xff" * 800
     assert Recognizer(list(taught)).words(said) == "Got it."
     assert Recognizer([]).words(said) is None
     assert taught_phrases(None) == () and taught_phrases("") == ()
+
+
+def test_a_server_started_with_local_phrases_says_what_it_taught(tmp_path, caplog, monkeypatch):
+    """(outside check out2: nothing said whether ``LOCAL_PHRASES`` was read) The server reads them
+    as it starts, and says how many."""
+    from voicebridge.dev.local import recognizer
+    from voicebridge.dev.local.server import LocalRealtimeServer
+
+    buf = io.BytesIO()
+    with wavmod.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+        w.writeframes((np.sin(np.arange(4000) * 0.14) * 6000).astype("<i2").tobytes())
+    (tmp_path / "okay.wav").write_bytes(buf.getvalue())
+    (tmp_path / "okay.txt").write_text("Okay.")
+    monkeypatch.setenv("LOCAL_PHRASES", str(tmp_path))
+    recognizer._phrases.cache_clear()
+    try:
+        with caplog.at_level("INFO"):
+            with LocalRealtimeServer(host="127.0.0.1", port=0):
+                pass  # (stop joins the reader)
+        assert "1 recordings taught ('Okay.')" in caplog.text
+    finally:
+        recognizer._phrases.cache_clear()

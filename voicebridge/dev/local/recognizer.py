@@ -180,7 +180,16 @@ def taught_phrases(folder: "str | None") -> "tuple[tuple[bytes, str], ...]":
                                                 type(exc).__name__, exc)
     if not out:
         logging.getLogger(__name__).warning("LOCAL_PHRASES=%s: no NAME.wav with its NAME.txt there", folder)
+    else:
+        logging.getLogger(__name__).info("LOCAL_PHRASES=%s: %d recordings taught (%s)", folder, len(out),
+                                         ", ".join(repr(words) for _, words in out[:5]) + (", ..." if len(out) > 5 else ""))
     return tuple(out)
+
+
+def warm() -> None:
+    """Read the phrases now (the bundled ones, the corpus's and ``LOCAL_PHRASES``'s), not at the
+    first caller turn: a server started for a tester says at once what it taught."""
+    _phrases()
 
 
 def _known(phrases: "tuple[tuple[bytes, str], ...]") -> Phrases:

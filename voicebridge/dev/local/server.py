@@ -15,6 +15,7 @@ import copy
 import itertools
 import json
 import logging
+import os
 import socket
 import sys
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from . import wsserver
+from . import recognizer, wsserver
 from .agent import ScriptedAgent, Voice
 from .engine import Event, RealtimeEngine
 from .vad import VAD_KINDS
@@ -133,6 +134,7 @@ class LocalRealtimeServer:
         self._server: "BaseWSGIServer | None" = None
         self._thread: "threading.Thread | None" = None
         self._warmer: "threading.Thread | None" = None
+        self._phrases_warmer: "threading.Thread | None" = None
         self._conn_threads: set[threading.Thread] = set()
         self._sockets: set[Any] = set()
         self._refuse = 0  # the next upgrades to answer 503 (a test of reconnecting)
@@ -152,6 +154,10 @@ class LocalRealtimeServer:
             if self._voice.live and self._warmer is None:
                 self._warmer = threading.Thread(target=self._voice.warm, name="local-realtime:tts", daemon=True)
                 self._warmer.start()
+            if os.environ.get("LOCAL_PHRASES") and self._phrases_warmer is None:  # (its log line at start)
+                self._phrases_warmer = threading.Thread(target=recognizer.warm, name="local-realtime:phrases",
+                                                        daemon=True)
+                self._phrases_warmer.start()
         logger.info("local realtime server listening on %s (mode=%s speed=%s)", self.url, self.mode, self.speed)
         return self
 
@@ -180,7 +186,7 @@ class LocalRealtimeServer:
             conn.join(timeout=max(0.0, deadline - time.monotonic()))
         server.shutdown()
         server.server_close()
-        for worker in (thread, self._warmer):
+        for worker in (thread, self._warmer, self._phrases_warmer):
             if worker is not None:
                 worker.join(timeout=JOIN_SECONDS)
         logger.info("local realtime server stopped")
