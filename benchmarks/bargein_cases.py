@@ -670,6 +670,7 @@ class ModelServer:
         self.cancelled_at: list[float] = []  # the server cancelled a response itself (interrupt_response)
         self.committed_at: list[float] = []  # turns the server committed (with create_response, answered)
         self.continues = 0
+        self.created_at: list[float] = []  # the bridge asked for a response (an answer, or the cut one continued)
         self.uplink = bytearray()
         self.buffer_from_ms = 0  # where the uncommitted input buffer starts (uplink ms)
         self.client_commits = 0
@@ -725,6 +726,7 @@ class ModelServer:
             self._finish("cancelled", "client_cancelled")
         elif kind == "response.create":
             self.continues += 1
+            self.created_at.append(now)
         elif kind == "input_audio_buffer.commit":
             self._client_commit(now)
 
@@ -809,6 +811,7 @@ class Outcome:
     stop_ms: float | None = None  # onset -> the last agent sample the caller heard (exact, not per tick)
     truncate_err_ms: float | None = None  # the truncate's audio_end_ms - the answer heard when the clear landed
     parts: dict | None = None  # where onset -> the caller stops hearing goes (``duck_parts``)
+    asked_early_ms: float | None = None  # a response asked for this long before the caller's sound ended
 
 
 def answer_of(case: Case) -> tuple[float, float, bytes, str]:
@@ -1152,7 +1155,22 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
                                          answer_of(case)[1] + OVERTIME_S) * 1000, 1),
         paused_ms=round(paused(playout, onset) * 1000, 1), call_s=call_s,
         # (asked on the bridge's side: the request may still be on its way)
-        continued=bool(counters.get("false_barge_ins")), words_answered=bool(counters.get("false_trigger_answered")))
+        continued=bool(counters.get("false_barge_ins")), words_answered=bool(counters.get("false_trigger_answered")),
+        asked_early_ms=asked_early_ms(server.created_at, onset, sound_s) if timed else None)
+
+
+SPOKE_TAIL_S = 0.15
+"""The end of a caller's clip that is no speech (its trim's pad, a fading tail)."""
+
+
+def asked_early_ms(created_at: list[float], onset: float, sound_s: float) -> float | None:
+    """How long before the caller's sound ended the bridge asked the model for a response (an
+    answer to the first words of "wait, hold on, I need to check", or the cut answer continued):
+    the reply plays over the caller's rest (found from outside, out2). None: not before it ended.
+    (The request reaches the harness's server ``MODEL_NET_S`` after the bridge sent it.)"""
+    end = onset + sound_s - SPOKE_TAIL_S
+    early = [end - (t - MODEL_NET_S) for t in created_at if onset <= t - MODEL_NET_S < end]
+    return round(max(early) * 1000, 1) if early else None
 
 
 def _answer_segments(playout: PlayoutBuffer, onset: float) -> list[tuple[float, float]]:
@@ -1228,6 +1246,7 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         row["ducks"] += out.ducks
         row["clears"] += any(a == "clear" for _, a in out.actions)
         row["continued"] += out.continued
+        row["asked while the caller spoke"] += out.asked_early_ms is not None
         row["words answered"] += out.words_answered
     for kind, row in by_kind.items():  # onset -> the caller stops hearing the agent, per kind of caller
         stops = [o.stop_ms for c, o in results if c.kind == kind and c.label == "should" and o.stop_ms is not None]
@@ -1266,6 +1285,11 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         "words_answered_should_backchannel_should_not": [sum(o.words_answered for o in should),
                                                          sum(o.words_answered for o in back),
                                                          sum(o.words_answered for o in quiet)],
+        # a response asked for before the caller's sound ended (its reply plays over their rest: out2),
+        # of the real interruptions, with how early (p50, p90, max ms)
+        "asked_while_caller_spoke_should_n_p50_p90_max": [
+            sum(o.asked_early_ms is not None for o in should),
+            *_pcts([o.asked_early_ms for o in should if o.asked_early_ms is not None], 50, 90, 100)],
         "missed_pct": pct(sum(not caught(o) and not o.cut_before_onset for o in should), len(should)),
         "should_cut_before_onset": sum(o.cut_before_onset for o in should),
         "missed_within_3s_pct": pct(sum(not (o.clear_ms is not None and o.clear_ms <= 3000) and not o.cut_before_onset

@@ -132,8 +132,12 @@ def test_a_vad_turns_commit_between_the_asking_and_the_look_at_the_model_turn_is
     local_barge_in(barge_in)
     real = listener.model_turn_open
 
-    def model_thread_interleaves():  # the model thread runs between poll's decision and this look
-        model_thread_committed(barge_in, T0 + 0.5, "item_vad")
+    interleaved = []
+
+    def model_thread_interleaves():  # the model thread runs (once) between poll's decision and this look
+        if not interleaved:
+            interleaved.append(True)
+            model_thread_committed(barge_in, T0 + 0.5, "item_vad")
         return real()
 
     listener.model_turn_open = model_thread_interleaves
@@ -452,3 +456,51 @@ def test_the_whisper_continue_only_where_the_whispers_audio_became_an_item(confi
     barge_in.poll(T0 + 0.5)
     barge_in.poll(T0 + 0.54)
     assert turns.requests == ["continue"] and turns.instructions == [CONTINUE_INSTRUCTIONS], turns.instructions
+
+
+# --------------------------------------------------------------------------- the answer waits for the caller
+def test_an_answer_due_while_the_caller_goes_on_is_asked_for_once_their_turn_ends():
+    """(outside check out2) "Wait," held, confirmed by its words, while the caller goes on "hold
+    on, I need to check": the model's VAD still has their turn open. Asked for now, the answer
+    would be to "wait" alone and play over the rest. It is asked for once, at that turn's commit."""
+    barge_in, listener, model, turns = bridge()
+    listener.server_speech(T0, audible=False)  # the caller's turn, open at the model's VAD
+    barge_in.answer_turn(T0 + 0.4)  # (the held "wait"'s words took the turn)
+    barge_in.poll(T0 + 0.5)
+    assert answers(barge_in, turns) == 0
+    barge_in.server_stopped()
+    assert model_thread_committed(barge_in, T0 + 1.6, "item_rest") is Turn.RESPOND  # (its own turn: answered)
+    assert answers(barge_in, turns) == 1
+    barge_in.poll(T0 + 1.7)
+    assert answers(barge_in, turns) == 1
+
+
+def test_an_answer_owed_is_asked_for_when_the_rest_is_left_unanswered_too():
+    """The rest of the caller's turn, committed, may be judged no turn of its own (the room's
+    stretch): the answer owed to the first words is asked for then, once."""
+    barge_in, listener, model, turns = bridge()
+    listener.server_speech(T0, audible=True)  # judged nothing (no caller heard here): its commit is not answered
+    barge_in.answer_turn(T0 + 0.4)
+    assert answers(barge_in, turns) == 0
+    barge_in.server_stopped()
+    assert model_thread_committed(barge_in, T0 + 1.2, "item_rest") is not Turn.RESPOND
+    assert answers(barge_in, turns) == 1
+
+
+def test_an_answer_owed_over_a_turn_that_never_closes_is_asked_for_at_the_bound():
+    """A TV can keep the model's VAD turn open: the answer waits ``ANSWER_WAIT_S`` at most."""
+    from voicebridge.call.bargein import ANSWER_WAIT_S
+
+    barge_in, listener, model, turns = bridge()
+    listener.server_speech(T0, audible=False)
+    barge_in.answer_turn(T0 + 0.4)
+    barge_in.poll(T0 + 0.4 + ANSWER_WAIT_S - 0.02)
+    assert answers(barge_in, turns) == 0
+    barge_in.poll(T0 + 0.4 + ANSWER_WAIT_S)
+    assert answers(barge_in, turns) == 1
+
+
+def test_an_answer_due_with_the_caller_done_is_asked_for_at_once():
+    barge_in, listener, model, turns = bridge()
+    barge_in.answer_turn(T0)
+    assert answers(barge_in, turns) == 1

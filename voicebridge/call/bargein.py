@@ -54,6 +54,8 @@ ONSET_MEMORY_S = 2.0
 UTTERANCE_GAP_S = Utterance.GAP_S  # loud runs this close are one utterance, as the listener joins them
 RELEASE_GRACE_S = UTTERANCE_GAP_S
 """After a duck that cleared the caller's buffer, a release waits this long for the run to go on."""
+ANSWER_WAIT_S = 2.0
+"""An answer owed while the caller goes on is asked for at the latest this long after it was due."""
 
 
 def _never() -> bool:
@@ -90,6 +92,8 @@ class BargeIn:
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
         self._armed_check = self._armed  # (bound once: every caller frame passes it on)
         self._commit_at_onset = False  # the last frame began a run inside the model's open turn (run thread)
+        self._answer_lock = threading.Lock()
+        self._answer_owed: float | None = None  # an answer was due then, the caller still speaking
 
     # ------------------------------------------------------------------ triggers
     @property
@@ -255,6 +259,7 @@ class BargeIn:
         else:
             self._metrics.add(f"turns_{turn.value}")
             self._log.info("caller turn %s left unanswered (%s)", item_id, turn.value)
+            self._settle_answer(now)  # (the rest of a turn whose answer is owed: the caller is done)
         self._settle_hold(now)
         return turn
 
@@ -293,7 +298,7 @@ class BargeIn:
             return  # (the audio the bridge committed: the model, which has it, answers)
         self.listener.transcript_failed(item_id)
         if self._settle_hold(now) is Hold.CONFIRM:
-            self.answer_turn()
+            self.answer_turn(now)
 
     def commit_refused(self, now: float) -> Hold:
         """The model refused the held audio's commit (model thread), or it could not be sent: the
@@ -303,11 +308,42 @@ class BargeIn:
         self.listener.commit_refused()
         return self._settle_hold(now)
 
-    def answer_turn(self) -> None:
+    def answer_turn(self, now: float | None = None) -> None:
         """Ask for the answer to a caller turn (the wire says ``create_response: false`` so that a
-        backchannel or the agent's own echo is left unanswered; docs/barge-in.md)."""
-        if self._config.vad_create_response and self._config.turn_detection is not None:
-            self._turns.request("turn")
+        backchannel or the agent's own echo is left unanswered; docs/barge-in.md), once the caller
+        is done: while the model's VAD still has their turn open, or a voice is heard here, it is
+        owed (``_settle_answer``). "Wait," confirmed by its words while the caller goes on "hold on,
+        I need to check" would be answered alone, over the rest (found from outside, out2)."""
+        if not (self._config.vad_create_response and self._config.turn_detection is not None):
+            return
+        now = self._clock() if now is None else now
+        going_on = self._caller_going_on()  # (asked outside the lock: the listener's is taken)
+        with self._answer_lock:
+            if going_on:
+                if self._answer_owed is None:
+                    self._answer_owed = now
+                    self._log.info("the caller's turn goes on: its answer is asked for once it ends")
+                return
+            self._answer_owed = None
+        self._turns.request("turn")
+
+    def _caller_going_on(self) -> bool:
+        listener = self.listener
+        return listener.model_turn_open() or listener.level.hearing
+
+    def _settle_answer(self, now: float) -> None:
+        """An answer owed is asked for once the caller is done, or at ``ANSWER_WAIT_S`` (a TV may
+        keep the model's turn open)."""
+        if self._answer_owed is None:
+            return  # (most polls: nothing owed)
+        going_on = self._caller_going_on()
+        with self._answer_lock:
+            owed = self._answer_owed
+            if owed is None or (going_on and now - owed < ANSWER_WAIT_S):
+                return
+            self._answer_owed = None
+        self._metrics.add("answers_deferred")
+        self._turns.request("turn")
 
     def session_replaced(self) -> None:
         """A new model session replaced the old one (model thread): replies to the bridge's
@@ -383,7 +419,8 @@ class BargeIn:
         """The held agent's bound (a turn whose words never came interrupts and is answered), and
         false-trigger recovery: ask the model to continue the answer a cough cut."""
         if self.listener.holding and self._settle_hold(now) is Hold.CONFIRM:
-            self.answer_turn()
+            self.answer_turn(now)
+        self._settle_answer(now)
         if self._release_due is not None and now >= self._release_due:
             if self._config.backchannel_hold_ms and self.listener.heard_by_model(after_release=True):
                 self._release_due = None  # the model's VAD started on it meanwhile: its words decide
@@ -417,7 +454,7 @@ class BargeIn:
         elif recovery is Recovery.ANSWER:
             self._metrics.add("false_trigger_answered")
             self._log.info("the barge-in's words take the turn (or never came): the model answers the caller")
-            self.answer_turn()
+            self.answer_turn(now)
         else:
             self._metrics.add("false_barge_ins")
             whispered = self._false_trigger.whisper_committed  # (the model, which has the audio, decides: rv20)

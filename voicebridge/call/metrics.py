@@ -24,7 +24,7 @@ COUNTERS = (
     "server_speech_ignored_echo", "server_speech_ignored_noise", "server_speech_ignored_tone",
     "server_speech_ignored_backchannel", "server_speech_ignored_unclear",
     "server_speech_ignored_nothing", "backchannels", "backchannels_overruled", "backchannel_holds",
-    "barge_in_hold", "hold_commits", "onset_commits", "far_holds", "breath_holds",
+    "barge_in_hold", "hold_commits", "onset_commits", "far_holds", "breath_holds", "answers_deferred",
     "turns_backchannel", "turns_not_caller", "false_barge_ins", "false_trigger_commits", "false_trigger_answered",
     "truncates_sent",
     "late_deltas_dropped", "framer_bytes_dropped", "framer_bytes_padded", "safety_fuses",

@@ -135,12 +135,12 @@ class ModelEvents:
         self._flow.committed(event.item_id, now)
         turn = self._barge_in.committed(now, event.item_id)
         if turn is Turn.RESPOND:
-            self._barge_in.answer_turn()
+            self._barge_in.answer_turn(now)
 
     def _caller_transcript(self, event: rt.Transcript, now: float) -> None:
         self._barge_in.user_text(event.text, now)
         if self._barge_in.transcript(event.text, now, event.item_id, event.final):
-            self._barge_in.answer_turn()
+            self._barge_in.answer_turn(now)
         if event.final:
             self._flow.transcribed(event.item_id)
             if event.text.strip():
