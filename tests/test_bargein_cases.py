@@ -132,6 +132,17 @@ def test_a_clear_interruption_is_caught_by_the_bridge_through_the_server_vad():
     assert not outcome.heard_full and cpu > 0
 
 
+def test_an_answer_asked_before_the_callers_sound_ended_is_counted_with_how_early():
+    """(out2) The request reaches the harness's server ``MODEL_NET_S`` after the bridge sent it;
+    the clip's last ``SPOKE_TAIL_S`` is no speech."""
+    net, tail = bc.MODEL_NET_S, bc.SPOKE_TAIL_S
+    onset, sound_s = 10.0, 1.5  # the caller speaks until 11.5 - tail
+    assert bc.asked_early_ms([10.5 + net], onset, sound_s) == pytest.approx((1.0 - tail) * 1000)
+    assert bc.asked_early_ms([11.5 - tail + net, 13.0], onset, sound_s) is None  # (asked as they ended: not early)
+    assert bc.asked_early_ms([9.0 + net], onset, sound_s) is None  # (before the onset: another turn's)
+    assert bc.asked_early_ms([], onset, sound_s) is None
+
+
 def test_a_quiet_call_hears_the_whole_answer():
     outcome, _ = bc.run_case(bc.Case("silence", "should_not", seed=3), lambda: bc.Bridge(voicebridge))
     assert outcome.heard_full and not outcome.barged_in and outcome.lost_ms == 0 and outcome.underruns == 0
