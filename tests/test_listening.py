@@ -1842,12 +1842,23 @@ def test_a_hold_on_an_echo_start_knows_the_long_answers_opening_words_for_the_ag
     assert call.listener.hold_outcome(held + 0.8) is Hold.RESUME
 
 
-def test_the_agents_latest_answer_is_its_words_not_the_one_before():
+def test_the_agents_words_just_said_are_those_its_audio_played_about_then():
+    """(reviews rv22, rv23, rv24) The transcript comes whole before the audio: the words "just
+    said" are placed by the frames played since the answer began (``played_words``), not the
+    last words received, nor every word of the answer."""
+    from voicebridge.audio import played_words
+
     agent = AgentWords()
-    agent.add("No problem, I can help.", final=True)
-    assert agent.just_said("No.")
-    agent.add(" ".join(["the parcel is on the van today"] * 8))  # the next answer, 48 words
-    assert not agent.just_said("No.")
+    filler = " and the driver has it on the van with the rest of the round for today" * 4  # 60 words
+    agent.add("No problem, I can help with that." + filler + " You can stop by any store.", final=True,
+              played_frames=100)
+    assert agent.just_said("No.", 110)  # its opening, 0.2 s in
+    assert not agent.just_said("Stop.", 110)  # its last sentence, not played yet
+    at_end = 100 + int(66 / played_words.WORDS_PER_S / 0.02)  # (about when its last sentence plays)
+    assert agent.just_said("Stop.", at_end) and not agent.just_said("No.", at_end)
+    agent.add(" ".join(["the parcel is on the van today"] * 8), played_frames=at_end + 200)  # the next answer
+    assert agent.just_said("Store.", at_end + 210)  # (the one before's last words, just begun)
+    assert not agent.just_said("No.", at_end + 210)
 
 
 @pytest.mark.parametrize("hold", ["far", "breath", "after a start judged noise"])
@@ -1905,10 +1916,13 @@ def test_a_strict_holds_short_command_with_an_ordinary_word_interrupts(words):
 
 
 @pytest.mark.parametrize("words", ["The answer is no.", "Sorry about that, folks.", "And then she said stop.",
-                                   "Wait until you see this.", "No, I don't think so.", "Sorry, what did you say?"])
+                                   "Wait until you see this.", "No, I don't think so.", "Sorry, what did you say?",
+                                   "No problem.", "No worries.", "Don't stop!", "No, go on.", "Sorry, go ahead.",
+                                   "No, keep going.", "No, that's fine.", "No, thank you."])
 def test_a_rooms_sentence_with_a_stop_word_is_no_bare_command(words):
-    """(review rv22) A TV's sentence is no bare command; nor, the price of that, a caller's
-    longer "sorry, what did you say?" (five words)."""
+    """(reviews rv22, rv24) A TV's sentence is no bare command, nor words that tell the agent to
+    go on, nor its own "no problem" echoed; nor, the price of that, a caller's longer "sorry,
+    what did you say?" (five words)."""
     assert not is_bare_command(words)
 
 

@@ -124,3 +124,22 @@ def test_a_cut_answer_whose_response_goes_on_is_cut_when_done():
     rec.agent_cut("resp_1", heard_ms=500, received_ms=1000)
     rec.agent_done("resp_1", None)
     assert [(e["text"], e["detail"].get("interrupted")) for e in rec.entries()] == [("one two", True)]
+
+
+def test_a_cut_while_the_done_answer_becomes_its_entry_is_kept():
+    """(review rv24) The run thread cuts the answer just as the model thread makes its entry: the
+    entry is cut either way, never left whole."""
+    cut = []
+
+    def clock():  # (``agent_done`` reads the clock first: the run thread cuts then)
+        if cut == [False]:
+            cut[0] = True
+            rec.agent_cut("resp_1", heard_ms=1000, received_ms=4000)
+        return 0.0
+
+    rec = CallRecord(clock, lambda entry: None)
+    rec.started(0.0)
+    rec.agent_words("resp_1", "one two three four five six seven eight")
+    cut.append(False)
+    rec.agent_done("resp_1", None)
+    assert [(e["text"], e["detail"].get("interrupted")) for e in rec.entries()] == [("one two", True)]

@@ -43,6 +43,7 @@ from .held_turns import HeldTurns
 from ..config import BridgeConfig
 from .echo import ComfortNoise, EchoGate, Verdict, attenuation_table
 from .model_turn import ModelTurn
+from .played_words import PlayedWords
 
 VOICED_FRAMES = 3
 """Voiced frames a run needs before it may confirm (one voiced frame now and then is in babble)."""
@@ -172,6 +173,10 @@ BARE_COMMAND_WORDS = STOP_WORDS | frozenset(
     "on up a second sec minute moment please just me one now that um uh oh okay ok".split())
 """Words a bare command is made of ("stop", "no no", "wait, hold on please", "hang on a sec")."""
 _ASKS = frozenset("what why how pardon again repeat".split())  # (after a stop word: the caller asks)
+_GOES_ON = frozenset("""go goes going ahead continue keep carry fine problem problems worries worry don't dont
+thank thanks""".split())
+"""Words that tell the agent to go on, or the agent's own "no problem": no bare command with them
+("don't stop", "no, go on", "sorry, go ahead", "no worries", "no, thank you": review rv24)."""
 BARE_COMMAND_SHORT = 3
 """A stop word with this many words in all is a bare command whatever the others ("stop talking")."""
 
@@ -183,9 +188,10 @@ def is_bare_command(text: str) -> bool:
     ``BARE_COMMAND_WORDS``, one a stop word, at most six different ones ("wait, hold on a second
     please", "stop, stop, stop, stop, stop, stop, stop").
     A TV's "and then she said stop", "sorry about that, folks" or "the answer is no" is not
-    (review rv22): what a ``strict`` hold interrupts on. ("that's" is one word here.)"""
+    (review rv22), nor words that say go on (``_GOES_ON``): what a ``strict`` hold interrupts on.
+    ("that's" is one word here.)"""
     words = _SPOKEN_WORD.findall(text.lower())
-    if not STOP_WORDS.intersection(words):
+    if not STOP_WORDS.intersection(words) or _GOES_ON.intersection(words):
         return False
     if len(words) <= BARE_COMMAND_SHORT or len(words) <= 4 and words[0] in STOP_WORDS and _ASKS.intersection(words):
         return True  # ("sorry, what was that?", "wait, say again?")
@@ -285,17 +291,19 @@ class AgentWords:
         self._pairs: set[tuple[str, ...]] = set()
         self._middles: dict[tuple[str, ...], set[str]] = {}  # (a, c) of each run (a, b, c) -> its b (misheard: its echo)
         self._tail = ""  # a word a delta ended inside
-        self._answer: set[str] = set()  # the words of the agent's latest answer (in progress or complete)
-        self._answered = False  # ... complete: the next delta begins another
+        self._played = PlayedWords()  # the latest answer's words, placed by the audio played
+        self._answered = True  # the latest answer's transcript is complete: the next delta begins another
 
-    def add(self, text: str, final: bool = False) -> None:
-        """A delta of the agent's transcript (``final``: its response's transcript is complete)."""
+    def add(self, text: str, final: bool = False, played_frames: int = 0) -> None:
+        """A delta of the agent's transcript (``final``: its response's transcript is complete),
+        come with ``played_frames`` of the agent's audio played in the call so far."""
         text = self._tail + text
         words = _WORD.findall(text.lower())
         self._tail = words.pop() if words and text[-1:].isalpha() and not final else ""
         if words and self._answered:
-            self._answer, self._answered = set(), False
-        self._answer.update(words)
+            self._played.begin(played_frames)
+            self._answered = False
+        self._played.add(words)
         self._answered = self._answered or final
         for word in words:
             self._words.append(word)
@@ -365,14 +373,14 @@ class AgentWords:
         said = bool(STOP_WORDS.intersection(_WORD.findall(text.lower()))) or self.waits(text)
         return said and self.echoed(text, True) is False and not self.all_said(text)
 
-    def just_said(self, text: str) -> bool:
-        """Every word of ``text`` is one the agent said in its latest answer or its last
-        ``WAIT_ECHO_WORDS`` (~15 s): its echo, whatever the transcriber made of the turn ("No" of
-        "No problem": review rv22). The answer as a whole: its transcript runs ahead of its audio,
-        its last words received are not the ones just played (review rv23)."""
-        recent = self._answer.union(itertools.islice(reversed(self._words), WAIT_ECHO_WORDS))
+    def just_said(self, text: str, played_frames: int) -> bool:
+        """Every word of ``text`` is one the agent's audio played about then (``played_frames``
+        into the call: ``PlayedWords.around``): its echo, whatever the transcriber made of the
+        turn ("No" of "No problem": review rv22). Not its last words received (its transcript runs
+        ahead of its audio: review rv23), nor any of its answer's (not played yet: review rv24)."""
+        around = self._played.around(played_frames)
         words = _WORD.findall(text.lower())
-        return bool(words) and all(w in recent for w in words)
+        return bool(words) and all(w in around for w in words)
 
     def all_said(self, text: str) -> bool:
         """Every word of ``text`` is one the agent said lately."""
@@ -397,11 +405,13 @@ class UnansweredTurns:
 
     def __init__(self, agent: AgentWords) -> None:
         self._agent = agent
-        self._items: dict[str, tuple[Unanswered, float, Strict]] = {}  # item -> (why, when, strict)
+        self._items: dict[str, tuple[Unanswered, float, Strict, int]] = {}  # item -> (why, when, strict, frames)
 
-    def left(self, item_id: str, why: Unanswered, now: float, strict: Strict = Strict.NO) -> None:
+    def left(self, item_id: str, why: Unanswered, now: float, strict: Strict = Strict.NO,
+             played_frames: int = 0) -> None:
+        """``played_frames``: of the agent's audio, played in the call by then."""
         self._items = {i: v for i, v in self._items.items() if now - v[1] <= BACKCHANNEL_TEXT_S}
-        self._items[item_id] = (why, now, strict)
+        self._items[item_id] = (why, now, strict, played_frames)
 
     def forget(self, item_id: str) -> None:
         self._items.pop(item_id, None)
@@ -411,13 +421,13 @@ class UnansweredTurns:
         entry = self._items.get(item_id)
         if entry is None or not final:
             return False
-        why, when, strict = self._items.pop(item_id)
+        why, when, strict, played_frames = self._items.pop(item_id)
         agent = self._agent
         if now - when > BACKCHANNEL_TEXT_S:
             return False
         if why is Unanswered.ECHO:
             return agent.callers_command(text)
-        if strict is Strict.UNSAID and agent.just_said(text):
+        if strict is Strict.UNSAID and agent.just_said(text, played_frames):
             return False  # the agent's own words lately, in a turn begun on its echo
         if why is Unanswered.COMMAND:
             command = is_command if strict is Strict.NO else is_bare_command
@@ -470,6 +480,8 @@ class Listener:
         self._held_far = False  # ... was a voice the detector released (not near), the model's VAD heard: commands only
         self._held_strict = Strict.NO  # ... was breath, or a run the model's VAD started on after its release
         self._strict_after: tuple[float, float, Strict] | None = None  # a strict hold's turn start, end, strictness
+        self._frames_played = 0  # of the agent's audio, in the call (written by the sender alone)
+        self._held_frames = 0  # ... when the agent was held
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
         self._vad: ModelTurn[ServerSpeech] = ModelTurn()  # the model's VAD turn and the bridge's commits in it
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
@@ -481,6 +493,8 @@ class Listener:
 
     # ------------------------------------------------------------------ the agent's side
     def played(self, level_dbfs: float, now: float) -> None:
+        """A frame of the agent's audio was sent (the sender's thread)."""
+        self._frames_played += 1
         if self.gate is not None:
             self.gate.played(level_dbfs, now)
 
@@ -568,7 +582,7 @@ class Listener:
             flushed = flushed or (judged is ServerSpeech.NOTHING and not held)  # (a far voice's rest: review rv12)
         if flushed and judged not in (ServerSpeech.ECHO, ServerSpeech.TURN, ServerSpeech.INTERRUPT):
             with self._lock:  # the room's stretch before an onset (a TV's): only a command in it is the caller's
-                self._unanswered.left(item_id, Unanswered.COMMAND, now, strict)  # (strict: rv22)
+                self._unanswered.left(item_id, Unanswered.COMMAND, now, strict, self._frames_played)  # (strict: rv22)
             return Turn.NOT_CALLER
         return self._judged_turn(judged, now, item_id, held, now if sent is None or flushed else sent, strict)
 
@@ -612,7 +626,8 @@ class Listener:
                     # is in no held turn, review rv12)
                     self._held_committed_at = now if audio_to is None else audio_to
                     self._held_turns.committed(item_id, self._held_committed_at)
-                self._unanswered.left(item_id, Unanswered.BACKCHANNEL, now, strict if held else Strict.NO)
+                self._unanswered.left(item_id, Unanswered.BACKCHANNEL, now, strict if held else Strict.NO,
+                                      self._frames_played)
             return Turn.BACKCHANNEL
         if judged is ServerSpeech.ECHO:  # its words may still be a command the gate took for echo
             with self._lock:
@@ -640,7 +655,7 @@ class Listener:
     def agent_said(self, text: str, final: bool = False) -> None:
         """A delta of the agent's own transcript (model thread)."""
         with self._lock:
-            self._agent.add(text, final)
+            self._agent.add(text, final, self._frames_played)
 
     def transcript(self, text: str, now: float, item_id: str = "", final: bool = True) -> bool:
         """Words of turn ``item_id`` arrived (a delta, or the completed transcript with ``final``):
@@ -670,7 +685,7 @@ class Listener:
         else:
             takes = not echoed and (held_turn_taken(words, final, self._held_far, turns.speech_s, turns.span_s(item_id))
                                     or final and self._held_far and self._agent.waits(words))  # (a far "just a minute": rv21)
-        if takes and strict is Strict.UNSAID and self._agent.just_said(words):
+        if takes and strict is Strict.UNSAID and self._agent.just_said(words, self._held_frames):
             takes = False  # words of the agent's lately, in a hold begun on its echo (review rv22; only there: rv23)
         if takes:
             self._hold_verdict = Hold.CONFIRM
@@ -770,7 +785,7 @@ class Listener:
                 self._held_turns.reset()
             self._held_turns.voice(start, self.level.utterance.speech_s)
             if self._held is None:
-                self._held, self._hold_verdict = now, Hold.WAIT
+                self._held, self._hold_verdict, self._held_frames = now, Hold.WAIT, self._frames_played
                 self._held_whisper, self._asked, self._resume_deferred = False, None, False
                 # (its own start does not count as a later one: its words are in the turns to come)
                 self._joined_start, self._held_committed_at = float("-inf"), float("-inf")

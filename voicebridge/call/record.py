@@ -113,12 +113,12 @@ class CallRecord:
             if said is not None:
                 said.heard_fraction = fraction
                 return
-            entry = self._agent_entry(response_id)
+            entry = self._done_entry(response_id)
             if entry is not None and not entry.detail.get("interrupted"):
                 entry.text = _heard(entry.text.split(), fraction)
                 entry.detail["interrupted"] = True
 
-    def _agent_entry(self, response_id: str) -> "Entry | None":
+    def _done_entry(self, response_id: str) -> "Entry | None":
         """The agent's entry for ``response_id`` among the latest ones (under the lock)."""
         for entry in reversed(self._entries[-CUT_LOOKBACK:]):
             if entry.role == "agent" and entry.detail.get("response_id") == response_id:
@@ -126,11 +126,18 @@ class CallRecord:
         return None
 
     def agent_done(self, response_id: str, kind: str | None) -> None:
-        """The response is over: its words, as heard, become an entry."""
+        """The response is over: its words, as heard, become an entry (made under the lock the
+        words are taken under: a cut in between would find neither, review rv24)."""
+        now = self._clock()
         with self._lock:
             said = self._said.pop(response_id, None)
-        if said is None:
-            return
+            entry = None if said is None else self._agent_entry(now, said, response_id, kind)
+            if entry is not None:
+                self._append(entry)
+        if entry is not None:
+            self._on_entry(entry)
+
+    def _agent_entry(self, now: float, said: _Said, response_id: str, kind: str | None) -> "Entry | None":
         text = said.final if said.final is not None else said.text
         words = text.split()
         detail: dict[str, Any] = {"response_id": response_id}
@@ -139,20 +146,24 @@ class CallRecord:
         if said.heard_fraction is not None:
             words = _heard(words, said.heard_fraction).split()
             detail["interrupted"] = True
-        if words:
-            self.add("agent", " ".join(words), **detail)
+        return self._entry(now, "agent", " ".join(words), detail) if words else None
 
     # ------------------------------------------------------------------ everything else
     def add(self, role: str, text: str, **detail: Any) -> None:
-        now = self._clock()
-        entry = Entry(round(now - (self._start if self._start is not None else now), 3), role, text[:MAX_TEXT],
-                      detail)
+        entry = self._entry(self._clock(), role, text, detail)
         with self._lock:
-            if len(self._entries) >= MAX_ENTRIES:
-                self._drop_oldest()
-            self._entries.append(entry)
-            self._tool_entries += entry.role == "tool"
+            self._append(entry)
         self._on_entry(entry)
+
+    def _entry(self, now: float, role: str, text: str, detail: dict[str, Any]) -> Entry:
+        return Entry(round(now - (self._start if self._start is not None else now), 3), role, text[:MAX_TEXT], detail)
+
+    def _append(self, entry: Entry) -> None:
+        """(Under the lock.)"""
+        if len(self._entries) >= MAX_ENTRIES:
+            self._drop_oldest()
+        self._entries.append(entry)
+        self._tool_entries += entry.role == "tool"
 
     def _drop_oldest(self) -> None:
         """Make room (under the lock): the oldest tool entry while tools fill over half, else the oldest."""
