@@ -812,6 +812,7 @@ class Outcome:
     truncate_err_ms: float | None = None  # the truncate's audio_end_ms - the answer heard when the clear landed
     parts: dict | None = None  # where onset -> the caller stops hearing goes (``duck_parts``)
     asked_early_ms: float | None = None  # a response asked for this long before the caller's sound ended
+    asked_after_ms: float | None = None  # ... or the first one after it, this long after it ended
 
 
 def answer_of(case: Case) -> tuple[float, float, bytes, str]:
@@ -1156,7 +1157,8 @@ def _outcome(case: Case, bridge: Any, server: ModelServer, onset: float, sound_s
         paused_ms=round(paused(playout, onset) * 1000, 1), call_s=call_s,
         # (asked on the bridge's side: the request may still be on its way)
         continued=bool(counters.get("false_barge_ins")), words_answered=bool(counters.get("false_trigger_answered")),
-        asked_early_ms=asked_early_ms(server.created_at, onset, sound_s) if timed else None)
+        asked_early_ms=asked_early_ms(server.created_at, onset, sound_s) if timed else None,
+        asked_after_ms=asked_after_ms(server.created_at, onset, sound_s) if timed else None)
 
 
 SPOKE_TAIL_S = 0.15
@@ -1171,6 +1173,14 @@ def asked_early_ms(created_at: list[float], onset: float, sound_s: float) -> flo
     end = onset + sound_s - SPOKE_TAIL_S
     early = [end - (t - MODEL_NET_S) for t in created_at if onset <= t - MODEL_NET_S < end]
     return round(max(early) * 1000, 1) if early else None
+
+
+def asked_after_ms(created_at: list[float], onset: float, sound_s: float) -> float | None:
+    """How long after the caller's sound ended the bridge first asked for a response (None: it
+    asked before, or never): with the model's own latency, the wait for the reply."""
+    end = onset + sound_s - SPOKE_TAIL_S
+    asked = [t - MODEL_NET_S for t in created_at if t - MODEL_NET_S >= onset]
+    return round((asked[0] - end) * 1000, 1) if asked and asked[0] >= end else None
 
 
 def _answer_segments(playout: PlayoutBuffer, onset: float) -> list[tuple[float, float]]:
@@ -1290,6 +1300,9 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         "asked_while_caller_spoke_should_n_p50_p90_max": [
             sum(o.asked_early_ms is not None for o in should),
             *_pcts([o.asked_early_ms for o in should if o.asked_early_ms is not None], 50, 90, 100)],
+        # ... or asked for after it ended (p50, p90 ms): the wait for the reply, the model's own apart
+        "asked_after_caller_spoke_should_p50_p90": _pcts([o.asked_after_ms for o in should
+                                                          if o.asked_after_ms is not None], 50, 90),
         "missed_pct": pct(sum(not caught(o) and not o.cut_before_onset for o in should), len(should)),
         "should_cut_before_onset": sum(o.cut_before_onset for o in should),
         "missed_within_3s_pct": pct(sum(not (o.clear_ms is not None and o.clear_ms <= 3000) and not o.cut_before_onset

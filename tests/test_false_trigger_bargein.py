@@ -20,6 +20,14 @@ from voicebridge.testing import ManualClock
 T0 = 10.0  # the local barge-in ran then, at the run's onset; quiet since
 
 
+def audio_mulaw_tone() -> bytes:
+    """20 ms of a 200 Hz voice-like tone at about -20 dBFS, mu-law."""
+    import math
+
+    from voicebridge.audio.mulaw import encode
+    return encode([int(3000 * math.sin(2 * math.pi * 200 * i / 8000)) for i in range(160)])
+
+
 class FakeModel:
     def __init__(self) -> None:
         self.sent: list[dict] = []
@@ -459,44 +467,72 @@ def test_the_whisper_continue_only_where_the_whispers_audio_became_an_item(confi
 
 
 # --------------------------------------------------------------------------- the answer waits for the caller
-def test_an_answer_due_while_the_caller_goes_on_is_asked_for_once_their_turn_ends():
-    """(outside check out2) "Wait," held, confirmed by its words, while the caller goes on "hold
-    on, I need to check": the model's VAD still has their turn open. Asked for now, the answer
-    would be to "wait" alone and play over the rest. It is asked for once, at that turn's commit."""
+VOICE = bytes(audio_mulaw_tone())  # a loud frame of the caller's
+
+
+def speak(barge_in: BargeIn, start: float, end: float) -> None:
+    """The caller is heard from ``start`` to ``end`` (20 ms frames; the agent silent)."""
+    t = start
+    while t < end - 1e-9:
+        barge_in.hear(VOICE, t)
+        t = round(t + 0.02, 6)
+
+
+def quiet(barge_in: BargeIn, start: float, end: float) -> None:
+    t = start
+    while t < end - 1e-9:
+        barge_in.hear(b"\xff" * 160, t)
+        barge_in.poll(t)
+        t = round(t + 0.02, 6)
+
+
+def test_an_answer_due_while_the_caller_goes_on_is_asked_for_once_they_are_done():
+    """(outside checks out2, out3) "Wait," confirmed by its words while the caller goes on "hold
+    on, I need to check" (with a 200 ms comma in it): asked for then, the answer would be to
+    "wait" alone and play over the rest. It is asked for once the caller has been quiet
+    ``ANSWER_GAP_S``."""
+    from voicebridge.call.bargein import ANSWER_GAP_S
+
     barge_in, listener, model, turns = bridge()
-    listener.server_speech(T0, audible=False)  # the caller's turn, open at the model's VAD
-    barge_in.answer_turn(T0 + 0.4)  # (the held "wait"'s words took the turn)
-    barge_in.poll(T0 + 0.5)
+    speak(barge_in, T0, T0 + 0.6)
+    barge_in.answer_turn(T0 + 0.5)  # (the words of its first part took the turn)
+    quiet(barge_in, T0 + 0.6, T0 + 0.8)  # the comma
+    speak(barge_in, T0 + 0.8, T0 + 1.6)
     assert answers(barge_in, turns) == 0
-    barge_in.server_stopped()
-    assert model_thread_committed(barge_in, T0 + 1.6, "item_rest") is Turn.RESPOND  # (its own turn: answered)
+    quiet(barge_in, T0 + 1.6, T0 + 1.6 + ANSWER_GAP_S - 0.04)
+    assert answers(barge_in, turns) == 0
+    quiet(barge_in, T0 + 1.6 + ANSWER_GAP_S - 0.04, T0 + 1.6 + ANSWER_GAP_S + 0.1)
     assert answers(barge_in, turns) == 1
-    barge_in.poll(T0 + 1.7)
+    quiet(barge_in, T0 + 2.2, T0 + 3.0)
     assert answers(barge_in, turns) == 1
 
 
-def test_an_answer_owed_is_asked_for_when_the_rest_is_left_unanswered_too():
-    """The rest of the caller's turn, committed, may be judged no turn of its own (the room's
-    stretch): the answer owed to the first words is asked for then, once."""
+def test_a_command_whose_caller_is_done_is_answered_at_once_whatever_the_models_vad():
+    """(out3) A plain "stop", its words in a second after it ended: answered then, not when the
+    model's VAD closes a turn (its silence, or the agent's own tail: 200 ms later for nothing)."""
     barge_in, listener, model, turns = bridge()
-    listener.server_speech(T0, audible=True)  # judged nothing (no caller heard here): its commit is not answered
-    barge_in.answer_turn(T0 + 0.4)
-    assert answers(barge_in, turns) == 0
-    barge_in.server_stopped()
-    assert model_thread_committed(barge_in, T0 + 1.2, "item_rest") is not Turn.RESPOND
+    speak(barge_in, T0, T0 + 0.4)
+    quiet(barge_in, T0 + 0.4, T0 + 1.4)
+    listener.server_speech(T0 + 1.0, audible=False)  # (a turn of the model's VAD open meanwhile)
+    barge_in.answer_turn(T0 + 1.4)
     assert answers(barge_in, turns) == 1
 
 
-def test_an_answer_owed_over_a_turn_that_never_closes_is_asked_for_at_the_bound():
-    """A TV can keep the model's VAD turn open: the answer waits ``ANSWER_WAIT_S`` at most."""
+def test_an_answer_owed_over_a_voice_that_never_stops_is_asked_for_at_the_bound():
+    """A TV at the handset's level may be heard on and on: the answer waits ``ANSWER_WAIT_S``."""
     from voicebridge.call.bargein import ANSWER_WAIT_S
 
     barge_in, listener, model, turns = bridge()
-    listener.server_speech(T0, audible=False)
-    barge_in.answer_turn(T0 + 0.4)
-    barge_in.poll(T0 + 0.4 + ANSWER_WAIT_S - 0.02)
+    speak(barge_in, T0, T0 + 0.1)
+    barge_in.answer_turn(T0 + 0.1)
+    t = T0 + 0.1
+    while t < T0 + 0.1 + ANSWER_WAIT_S - 0.02:
+        barge_in.hear(VOICE, t)
+        barge_in.poll(t)
+        t = round(t + 0.02, 6)
     assert answers(barge_in, turns) == 0
-    barge_in.poll(T0 + 0.4 + ANSWER_WAIT_S)
+    barge_in.hear(VOICE, t)
+    barge_in.poll(t + 0.02)
     assert answers(barge_in, turns) == 1
 
 

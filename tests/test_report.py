@@ -36,7 +36,7 @@ def test_report_holds_who_when_transcript_as_heard_tools_and_barge_ins():
                entry(2.0, "control", "transfer to sales")]
     metrics = {"barge_in_events": 1, "false_barge_ins": 2, "clears_sent": 1, "transfer_to": "+15550001111",
                "backchannel_holds": 3, "backchannels": 2, "hold_commits": 1, "false_trigger_commits": 2,
-               "false_trigger_answered": 1}
+               "false_trigger_answered": 1, "answers_deferred": 1}
     report = build(report_id="rpt_1", who={"from": "+1", "to": "+2", "call_sid": "CA1"}, started_at=0.0,
                    duration_s=61.25, end_reason="twilio stop", entries=entries, metrics=metrics,
                    usage={"output_audio_tokens": 10}, prices=Prices(), recording={"location": "s3://x"})
@@ -46,7 +46,7 @@ def test_report_holds_who_when_transcript_as_heard_tools_and_barge_ins():
                                     {"t": 1.0, "role": "caller", "text": "What time is it?"}]
     assert [t.get("arguments", t.get("output")) for t in report["tool_calls"]] == ["{}", "12:00"]
     assert report["barge_ins"] == {"confirmed": 1, "false": 2, "clears": 1, "holds": 3, "resumed": 2, "hold_commits": 1,
-                                   "words_asked": 2, "answered": 1}
+                                   "words_asked": 2, "answered": 1, "answers_waited": 1}
     assert report["transfer_to"] == "+15550001111" and report["amd"] is None
     assert report["cost"]["estimate"] == pytest.approx(10 * 64 / 1e6)
     json.dumps(report)

@@ -683,6 +683,7 @@ def test_a_held_short_utterance_with_transcription_off_interrupts_at_its_commit(
     openai.push(rt_speech_started("item_s"))
     openai.push(rt_committed("item_s"))
     assert twilio.wait_for(lambda t: len(t.messages("clear")) == 1)
+    quiet_frame_at(call, clock, 0.6)  # (its answer once the caller is done: quiet for ``ANSWER_GAP_S``)
     assert wait_until(lambda: len(openai.requested("turn")) == 1)
     m = end(session, call, twilio)
     assert m["barge_in_hold"] == 1 and m["backchannels"] == 0

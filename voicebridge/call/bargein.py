@@ -54,8 +54,11 @@ ONSET_MEMORY_S = 2.0
 UTTERANCE_GAP_S = Utterance.GAP_S  # loud runs this close are one utterance, as the listener joins them
 RELEASE_GRACE_S = UTTERANCE_GAP_S
 """After a duck that cleared the caller's buffer, a release waits this long for the run to go on."""
-ANSWER_WAIT_S = 2.0
-"""An answer owed while the caller goes on is asked for at the latest this long after it was due."""
+ANSWER_WAIT_S = 5.0
+"""An answer owed while the caller goes on is asked for at the latest this long after it was due
+(a TV at the handset's level may be heard on and on)."""
+ANSWER_GAP_S = 0.5
+"""A caller quiet this long is done (the service's own default silence before a turn ends)."""
 
 
 def _never() -> bool:
@@ -311,13 +314,13 @@ class BargeIn:
     def answer_turn(self, now: float | None = None) -> None:
         """Ask for the answer to a caller turn (the wire says ``create_response: false`` so that a
         backchannel or the agent's own echo is left unanswered; docs/barge-in.md), once the caller
-        is done: while the model's VAD still has their turn open, or a voice is heard here, it is
-        owed (``_settle_answer``). "Wait," confirmed by its words while the caller goes on "hold on,
+        is done: while a voice is heard here, or was lately (``_caller_going_on``), it is owed
+        (``_settle_answer``). "Wait," confirmed by its words while the caller goes on "hold on,
         I need to check" would be answered alone, over the rest (found from outside, out2)."""
         if not (self._config.vad_create_response and self._config.turn_detection is not None):
             return
         now = self._clock() if now is None else now
-        going_on = self._caller_going_on()  # (asked outside the lock: the listener's is taken)
+        going_on = self._caller_going_on(now)
         with self._answer_lock:
             if going_on:
                 if self._answer_owed is None:
@@ -327,22 +330,31 @@ class BargeIn:
             self._answer_owed = None
         self._turns.request("turn")
 
-    def _caller_going_on(self) -> bool:
-        listener = self.listener
-        return listener.model_turn_open() or listener.level.hearing
+    def _caller_going_on(self, now: float) -> bool:
+        """A voice is heard here, or was less than ``ANSWER_GAP_S`` ago (the comma in "no no,
+        that's not what I asked"). Not the model's VAD turn: it closes ~0.5 s after the caller's
+        last word, or on the agent's own tail, and waiting for it kept a plain "stop" waiting
+        for nothing (out3)."""
+        level = self._level
+        if level.hearing or level.loud:
+            return True
+        ended = self._run_ended_at
+        return ended is not None and now - ended < ANSWER_GAP_S
 
     def _settle_answer(self, now: float) -> None:
         """An answer owed is asked for once the caller is done, or at ``ANSWER_WAIT_S`` (a TV may
         keep the model's turn open)."""
         if self._answer_owed is None:
             return  # (most polls: nothing owed)
-        going_on = self._caller_going_on()
+        going_on = self._caller_going_on(now)
         with self._answer_lock:
             owed = self._answer_owed
             if owed is None or (going_on and now - owed < ANSWER_WAIT_S):
                 return
             self._answer_owed = None
         self._metrics.add("answers_deferred")
+        self._log.info("the answer owed is asked for %.1f s later (%s)", now - owed,
+                       "the caller is still heard: its bound" if going_on else "the caller is done")
         self._turns.request("turn")
 
     def session_replaced(self) -> None:

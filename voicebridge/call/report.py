@@ -96,7 +96,10 @@ def build(*, report_id: str, who: Mapping[str, Any], started_at: float, duration
                       # confirmed barge-ins the model's VAD did not start on, committed for their words,
                       # and those whose words took the turn (answered, not continued over)
                       "words_asked": metrics.get("false_trigger_commits", 0),
-                      "answered": metrics.get("false_trigger_answered", 0)},
+                      "answered": metrics.get("false_trigger_answered", 0),
+                      # answers asked for only once the caller was done (they went on after
+                      # the words that took the turn)
+                      "answers_waited": metrics.get("answers_deferred", 0)},
         "usage": dict(usage),
         "cost": {"estimate": estimate_cost(usage, prices), "currency": prices.currency, "prices": asdict(prices)},
         "recording": dict(recording) if recording else None,
