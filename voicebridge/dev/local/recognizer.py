@@ -181,8 +181,9 @@ def taught_phrases(folder: "str | None") -> "tuple[tuple[bytes, str], ...]":
     if not out:
         logging.getLogger(__name__).warning("LOCAL_PHRASES=%s: no NAME.wav with its NAME.txt there", folder)
     else:
+        phrases = list(dict.fromkeys(words for _, words in out))  # (one phrase in several voices: said once)
         logging.getLogger(__name__).info("LOCAL_PHRASES=%s: %d recordings taught (%s)", folder, len(out),
-                                         ", ".join(repr(words) for _, words in out[:5]) + (", ..." if len(out) > 5 else ""))
+                                         ", ".join(map(repr, phrases[:5])) + (", ..." if len(phrases) > 5 else ""))
     return tuple(out)
 
 
