@@ -79,7 +79,8 @@ def main() -> int:
         with open(args.json, "w") as fh:
             json.dump([{"bridge": c, **f, "barged_in": o.barged_in, "clear_ms": o.clear_ms, "source": o.source,
                         "ear_missed": bc.ear_missed(o), "heard_again_ms": o.heard_again_ms,
-                        "cut_before_onset": o.cut_before_onset, "continued": o.continued, "actions": o.actions}
+                        "cut_before_onset": o.cut_before_onset, "continued": o.continued, "actions": o.actions,
+                        "asked_early_ms": o.asked_early_ms, "asked_after_ms": o.asked_after_ms}
                        for c, f, o in results], fh)
     rows: dict[tuple, list] = defaultdict(list)
     for commit, fields, out in results:
