@@ -78,7 +78,7 @@ def model_thread_committed(barge_in: BargeIn, now: float, item: str) -> Turn:
     """The session's ``_committed``: a RESPOND is answered."""
     turn = barge_in.committed(now, item)
     if turn is Turn.RESPOND:
-        barge_in.answer_turn()
+        barge_in.answer_turn(now, committed=True)
     return turn
 
 
@@ -86,7 +86,7 @@ def model_thread_transcript(barge_in: BargeIn, now: float, item: str, text: str)
     """The session's ``_caller_transcript`` (final)."""
     barge_in.user_text(text, now)
     if barge_in.transcript(text, now, item, True):
-        barge_in.answer_turn()
+        barge_in.answer_turn(now)
 
 
 # --------------------------------------------------------------------------- the plain path
@@ -539,4 +539,39 @@ def test_an_answer_owed_over_a_voice_that_never_stops_is_asked_for_at_the_bound(
 def test_an_answer_due_with_the_caller_done_is_asked_for_at_once():
     barge_in, listener, model, turns = bridge()
     barge_in.answer_turn(T0)
+    assert answers(barge_in, turns) == 1
+
+
+def test_the_owed_answer_and_the_rest_of_the_turns_commit_are_one_answer_not_two():
+    """(review rv25) "Wait," (its words took the turn: owed) while the caller goes on "hold on,
+    I need to check". The owed answer is asked for once the caller has been quiet here
+    ``ANSWER_GAP_S``; the model's VAD commits the same turn after its own silence and a hop: the
+    answer already asked for is its answer, not asked again."""
+    barge_in, listener, model, turns = bridge()
+    speak(barge_in, T0, T0 + 0.3)
+    listener.server_speech(T0 + 0.05, audible=False)  # the model's VAD turn, open on all of it
+    speak(barge_in, T0 + 0.3, T0 + 1.6)
+    barge_in.answer_turn(T0 + 0.8)
+    assert answers(barge_in, turns) == 0
+    quiet(barge_in, T0 + 1.6, T0 + 2.2)
+    assert answers(barge_in, turns) == 1
+    barge_in.server_stopped()
+    assert model_thread_committed(barge_in, T0 + 2.2, "item_rest") is Turn.RESPOND
+    assert answers(barge_in, turns) == 1, turns.requests
+
+
+def test_a_plain_turn_is_answered_at_its_commit_though_the_room_is_heard():
+    """(review rv25) The agent silent, the caller asks and stops; the model's VAD closes the turn
+    and commits it. The room (a TV at the handset's level, a child) heard here in bursts does not
+    make the answer wait: the model's own commit says the caller is done."""
+    barge_in, listener, model, turns = bridge()
+    listener.server_speech(T0, audible=False)
+    speak(barge_in, T0, T0 + 1.0)
+    quiet(barge_in, T0 + 1.0, T0 + 1.4)
+    speak(barge_in, T0 + 1.4, T0 + 1.56)  # the room
+    barge_in.server_stopped()
+    assert model_thread_committed(barge_in, T0 + 1.56, "item_q") is Turn.RESPOND
+    assert answers(barge_in, turns) == 1
+    speak(barge_in, T0 + 1.56, T0 + 2.0)
+    quiet(barge_in, T0 + 2.0, T0 + 3.0)
     assert answers(barge_in, turns) == 1

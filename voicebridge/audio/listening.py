@@ -728,6 +728,11 @@ class Listener:
         with self._lock:
             return self._vad.open
 
+    def model_turn_started_at(self) -> float:
+        """When the model's VAD began its current (or last) turn: which turn a commit closes."""
+        with self._lock:
+            return self._vad.started_at
+
     def model_turn_closing(self) -> bool:
         with self._lock:
             return self._vad.closing

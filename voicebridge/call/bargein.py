@@ -97,6 +97,7 @@ class BargeIn:
         self._commit_at_onset = False  # the last frame began a run inside the model's open turn (run thread)
         self._answer_lock = threading.Lock()
         self._answer_owed: float | None = None  # an answer was due then, the caller still speaking
+        self._asked_in_turn: float | None = None  # an answer was asked inside the model's VAD turn begun then
 
     # ------------------------------------------------------------------ triggers
     @property
@@ -311,16 +312,31 @@ class BargeIn:
         self.listener.commit_refused()
         return self._settle_hold(now)
 
-    def answer_turn(self, now: float | None = None) -> None:
+    def answer_turn(self, now: float | None = None, committed: bool = False) -> None:
         """Ask for the answer to a caller turn (the wire says ``create_response: false`` so that a
         backchannel or the agent's own echo is left unanswered; docs/barge-in.md), once the caller
         is done: while a voice is heard here, or was lately (``_caller_going_on``), it is owed
         (``_settle_answer``). "Wait," confirmed by its words while the caller goes on "hold on,
-        I need to check" would be answered alone, over the rest (found from outside, out2)."""
+        I need to check" would be answered alone, over the rest (found from outside, out2).
+
+        ``committed``: the model's VAD committed the turn. If it closed it (its own commit, after
+        its silence), the caller is done: answered at once, whatever the room's sounds heard
+        here (review rv25), unless its answer was asked for already while it was open (the owed
+        one, once the caller was quiet here: one answer, not two, rv25)."""
         if not (self._config.vad_create_response and self._config.turn_detection is not None):
             return
         now = self._clock() if now is None else now
-        going_on = self._caller_going_on(now)
+        listener = self.listener
+        if committed and not listener.model_turn_open():
+            turn = listener.model_turn_started_at()
+            with self._answer_lock:
+                self._answer_owed = None
+                if self._asked_in_turn == turn:
+                    self._asked_in_turn = None
+                    return
+            self._turns.request("turn")
+            return
+        going_on, open_turn = self._caller_going_on(now), self._open_turn()  # (outside the lock: the listener's)
         with self._answer_lock:
             if going_on:
                 if self._answer_owed is None:
@@ -328,7 +344,13 @@ class BargeIn:
                     self._log.info("the caller's turn goes on: its answer is asked for once it ends")
                 return
             self._answer_owed = None
+            self._asked_in_turn = open_turn
         self._turns.request("turn")
+
+    def _open_turn(self) -> float | None:
+        """The model's VAD turn still open (its start), whose commit an answer asked now answers."""
+        listener = self.listener
+        return listener.model_turn_started_at() if listener.model_turn_open() else None
 
     def _caller_going_on(self, now: float) -> bool:
         """A voice is heard here, or was less than ``ANSWER_GAP_S`` ago (the comma in "no no,
@@ -346,12 +368,13 @@ class BargeIn:
         keep the model's turn open)."""
         if self._answer_owed is None:
             return  # (most polls: nothing owed)
-        going_on = self._caller_going_on(now)
+        going_on, open_turn = self._caller_going_on(now), self._open_turn()
         with self._answer_lock:
             owed = self._answer_owed
             if owed is None or (going_on and now - owed < ANSWER_WAIT_S):
                 return
             self._answer_owed = None
+            self._asked_in_turn = open_turn
         self._metrics.add("answers_deferred")
         self._log.info("the answer owed is asked for %.1f s later (%s)", now - owed,
                        "the caller is still heard: its bound" if going_on else "the caller is done")

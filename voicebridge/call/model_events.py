@@ -135,7 +135,7 @@ class ModelEvents:
         self._flow.committed(event.item_id, now)
         turn = self._barge_in.committed(now, event.item_id)
         if turn is Turn.RESPOND:
-            self._barge_in.answer_turn(now)
+            self._barge_in.answer_turn(now, committed=True)
 
     def _caller_transcript(self, event: rt.Transcript, now: float) -> None:
         self._barge_in.user_text(event.text, now)
