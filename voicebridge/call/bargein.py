@@ -43,6 +43,7 @@ from ..audio.echo import Verdict
 from ..audio.false_trigger import FalseTriggerMonitor, Recovery
 from ..audio.listening import Hold, Listener, ServerSpeech, Turn
 from .model_link import ModelLink
+from .owed_answer import ANSWER_GAP_S, ANSWER_WAIT_S, Ask, OwedAnswer
 from .downlink import OutboundAudio
 from .turns import Interruption, Turns
 from .context import CallContext
@@ -54,11 +55,6 @@ ONSET_MEMORY_S = 2.0
 UTTERANCE_GAP_S = Utterance.GAP_S  # loud runs this close are one utterance, as the listener joins them
 RELEASE_GRACE_S = UTTERANCE_GAP_S
 """After a duck that cleared the caller's buffer, a release waits this long for the run to go on."""
-ANSWER_WAIT_S = 5.0
-"""An answer owed while the caller goes on is asked for at the latest this long after it was due
-(a TV at the handset's level may be heard on and on)."""
-ANSWER_GAP_S = 0.5
-"""A caller quiet this long is done (the service's own default silence before a turn ends)."""
 
 
 def _never() -> bool:
@@ -95,9 +91,7 @@ class BargeIn:
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
         self._armed_check = self._armed  # (bound once: every caller frame passes it on)
         self._commit_at_onset = False  # the last frame began a run inside the model's open turn (run thread)
-        self._answer_lock = threading.Lock()
-        self._answer_owed: float | None = None  # an answer was due then, the caller still speaking
-        self._asked_in_turn: float | None = None  # an answer was asked inside the model's VAD turn begun then
+        self._owed_answer = OwedAnswer()  # the caller's turn's answer, asked for once they are done
 
     # ------------------------------------------------------------------ triggers
     @property
@@ -313,39 +307,21 @@ class BargeIn:
         return self._settle_hold(now)
 
     def answer_turn(self, now: float | None = None, committed: bool = False) -> None:
-        """Ask for the answer to a caller turn (the wire says ``create_response: false`` so that a
-        backchannel or the agent's own echo is left unanswered; docs/barge-in.md), once the caller
-        is done: while a voice is heard here, or was lately (``_caller_going_on``), it is owed
-        (``_settle_answer``). "Wait," confirmed by its words while the caller goes on "hold on,
-        I need to check" would be answered alone, over the rest (found from outside, out2).
-
-        ``committed``: the model's VAD committed the turn. If it closed it (its own commit, after
-        its silence), the caller is done: answered at once, whatever the room's sounds heard
-        here (review rv25), unless its answer was asked for already while it was open (the owed
-        one, once the caller was quiet here: one answer, not two, rv25)."""
+        """Ask for the answer to a caller turn once the caller is done (:mod:`.owed_answer`).
+        ``committed``: the model's VAD committed the turn; if it closed it, it is answered now
+        (or was, inside it)."""
         if not (self._config.vad_create_response and self._config.turn_detection is not None):
             return
         now = self._clock() if now is None else now
         listener = self.listener
         if committed and not listener.model_turn_open():
-            turn = listener.model_turn_started_at()
-            with self._answer_lock:
-                self._answer_owed = None
-                if self._asked_in_turn == turn:
-                    self._asked_in_turn = None
-                    return
+            ask = self._owed_answer.committed(listener.model_turn_started_at())
+        else:
+            ask = self._owed_answer.due(now, self._caller_going_on(now), self._open_turn())
+            if ask is Ask.OWED:
+                self._log.info("the caller's turn goes on: its answer is asked for once it ends")
+        if ask is Ask.NOW:
             self._turns.request("turn")
-            return
-        going_on, open_turn = self._caller_going_on(now), self._open_turn()  # (outside the lock: the listener's)
-        with self._answer_lock:
-            if going_on:
-                if self._answer_owed is None:
-                    self._answer_owed = now
-                    self._log.info("the caller's turn goes on: its answer is asked for once it ends")
-                return
-            self._answer_owed = None
-            self._asked_in_turn = open_turn
-        self._turns.request("turn")
 
     def _open_turn(self) -> float | None:
         """The model's VAD turn still open (its start), whose commit an answer asked now answers."""
@@ -364,17 +340,14 @@ class BargeIn:
         return ended is not None and now - ended < ANSWER_GAP_S
 
     def _settle_answer(self, now: float) -> None:
-        """An answer owed is asked for once the caller is done, or at ``ANSWER_WAIT_S`` (a TV may
-        keep the model's turn open)."""
-        if self._answer_owed is None:
+        """An answer owed is asked for once the caller is done, or at ``ANSWER_WAIT_S``."""
+        owed_answer = self._owed_answer
+        if not owed_answer.owed:
             return  # (most polls: nothing owed)
-        going_on, open_turn = self._caller_going_on(now), self._open_turn()
-        with self._answer_lock:
-            owed = self._answer_owed
-            if owed is None or (going_on and now - owed < ANSWER_WAIT_S):
-                return
-            self._answer_owed = None
-            self._asked_in_turn = open_turn
+        going_on = self._caller_going_on(now)
+        owed = owed_answer.settle(now, going_on, self._open_turn())
+        if owed is None:
+            return
         self._metrics.add("answers_deferred")
         self._log.info("the answer owed is asked for %.1f s later (%s)", now - owed,
                        "the caller is still heard: its bound" if going_on else "the caller is done")
