@@ -43,6 +43,7 @@ from .held_turns import HeldTurns
 from ..config import BridgeConfig
 from .echo import ComfortNoise, EchoGate, Verdict, attenuation_table
 from .model_turn import ModelTurn
+from .hold_strictness import HoldStrictness, Strict
 from .played_words import PlayedWords
 
 VOICED_FRAMES = 3
@@ -54,9 +55,6 @@ EVIDENCE_S = 1.0
 VAD reports ~200-500 ms after an onset (appends of 100 ms, its own window, the network)."""
 BACKCHANNEL_TEXT_S = 6.0
 """How long after a backchannel its transcript may still turn it into an interruption."""
-STRICT_AFTER_S = 3.0
-"""A model turn begun this soon after a strict hold ended is judged as strictly: the agent resumed,
-and the passage of its echo the hold was made on goes on (its "No", then its "help with")."""
 OPEN_COMMIT_S = 0.3
 """A held voice whose turn the model's VAD still has open this long after the hold began (the
 room's tail under it) is committed by the bridge, inside that turn: its words come sooner, and
@@ -127,14 +125,6 @@ class Hold(enum.Enum):
     COMMIT = "commit"  # still held: the model's VAD took no turn, the bridge commits the audio for its words
     RESUME = "resume"  # a backchannel (or a sound the model took for no turn): the answer goes on
     CONFIRM = "confirm"  # words that take the turn, or a turn whose words will not come: interrupt
-
-
-class Strict(enum.Enum):
-    """What a held voice's words (and the rest of its turn's) must be to interrupt."""
-
-    NO = "no"  # words that take the turn (a far voice's: a command)
-    BARE = "bare"  # a bare command: a breath, or a released run the model's VAD started on (noise, unclear)
-    UNSAID = "unsaid"  # a bare command the agent did not just say: the model's start on it was judged its echo
 
 
 class Turn(enum.Enum):
@@ -478,8 +468,7 @@ class Listener:
         self._hold_verdict = Hold.WAIT
         self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
         self._held_far = False  # ... was a voice the detector released (not near), the model's VAD heard: commands only
-        self._held_strict = Strict.NO  # ... was breath, or a run the model's VAD started on after its release
-        self._strict_after: tuple[float, float, Strict] | None = None  # a strict hold's turn start, end, strictness
+        self._strictness = HoldStrictness()  # ... was breath, or a run the model's VAD started on after its release
         self._frames_played = 0  # of the agent's audio, in the call (written by the sender alone)
         self._held_frames = 0  # ... when the agent was held
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
@@ -572,7 +561,8 @@ class Listener:
         """The model's VAD committed the caller's turn (``item_id``): answer it? (Or the bridge's
         own commit inside the model's open turn: that turn goes on, and its rest is judged anew.)"""
         with self._lock:
-            judged, split, strict = self._vad.judged, self._vad.split_at, self._commit_strictness()
+            judged, split = self._vad.judged, self._vad.split_at
+            strict = self._strictness.of_commit(self._held is not None, self._vad.started_at)
             flushed, sent = self._vad.reply(now)
         held = not flushed
         if split is not None:  # the rest of a turn the bridge committed part of: what was heard since
@@ -585,20 +575,6 @@ class Listener:
                 self._unanswered.left(item_id, Unanswered.COMMAND, now, strict, self._frames_played)  # (strict: rv22)
             return Turn.NOT_CALLER
         return self._judged_turn(judged, now, item_id, held, now if sent is None or flushed else sent, strict)
-
-    def _commit_strictness(self) -> Strict:
-        """How strictly a turn committed now is judged (under the lock): as the strict hold it
-        holds, or as the one whose turn it is the rest of, or that ended just before it began
-        (``STRICT_AFTER_S``: the agent resumed, and the passage of its echo that fooled the gate
-        goes on, "help with" after its "No": review rv22). A turn begun later is judged on its
-        own (review rv23)."""
-        if self._held is not None:
-            return self._held_strict
-        kept = self._strict_after
-        if kept is None:
-            return Strict.NO
-        turn_start, hold_end, strict = kept
-        return strict if turn_start <= self._vad.started_at <= hold_end + STRICT_AFTER_S else Strict.NO
 
     def _judged_turn(self, judged: ServerSpeech | None, now: float, item_id: str, held: bool,
                      audio_to: float | None = None, strict: Strict = Strict.NO) -> Turn:
@@ -679,7 +655,7 @@ class Listener:
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
         turns = self._held_turns
-        strict = self._held_strict
+        strict = self._strictness.held
         if strict is not Strict.NO:
             takes = final and not echoed and (is_bare_command(words) or self._agent.waits(words))
         else:
@@ -782,10 +758,12 @@ class Listener:
         echo, the words must also be none the agent just said (``Strict.UNSAID``)."""
         with self._lock:
             start = self.level.utterance_start
-            kept = self._held is not None and self._held_strict is not Strict.NO and self.level.whispered
+            strictness = self._strictness
+            kept = self._held is not None and strictness.held is not Strict.NO and self.level.whispered
             self._held_far = kept or far and (self._held is None or self._held_far)
             if not kept:
-                self._held_strict = self._joined_strictness(far and strict, after_release)
+                strictness.joined(self._held is not None, far and strict,
+                                  after_release and self._vad.judged is ServerSpeech.ECHO)
             if self._held is None:
                 self._held_turns.reset()
             self._held_turns.voice(start, self.level.utterance.speech_s)
@@ -803,27 +781,15 @@ class Listener:
                 self._held, self._asked = now, None
                 if self._hold_verdict is Hold.RESUME:
                     self._hold_verdict, self._resume_deferred = Hold.WAIT, True
-            self._held_whisper = self._held_whisper or self.level.whispered and self._held_strict is Strict.NO  # (an "mm" stays one)
-
-    def _joined_strictness(self, strict: bool, after_release: bool) -> Strict:
-        """A hold's strictness, a new utterance joined (under the lock): strict only if both are,
-        and as little as either."""
-        if not strict:
-            return Strict.NO
-        mine = Strict.UNSAID if after_release and self._vad.judged is ServerSpeech.ECHO else Strict.BARE
-        if self._held is None or self._held_strict is mine:
-            return mine
-        return Strict.NO if self._held_strict is Strict.NO else Strict.BARE
+            self._held_whisper = self._held_whisper or self.level.whispered and strictness.held is Strict.NO  # (an "mm" stays one)
 
     def _hold_ended(self, now: float | None = None) -> None:
         """The hold is over (under the lock; ``now`` None: a barge-in ended it). Its strictness
         goes with it, but for the rest of the model's turn it held and the turns begun just after
-        (``_commit_strictness``)."""
+        (``HoldStrictness``)."""
         vad = self._vad
-        self._strict_after = None if now is None or self._held_strict is Strict.NO else (
-            vad.started_at if vad.open else now, now, self._held_strict)
+        self._strictness.ended(now, vad.started_at if vad.open else None)
         self._held = None
-        self._held_strict = Strict.NO
         self._held_turns.clear()
 
     @property
