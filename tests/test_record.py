@@ -143,3 +143,13 @@ def test_a_cut_while_the_done_answer_becomes_its_entry_is_kept():
     cut.append(False)
     rec.agent_done("resp_1", None)
     assert [(e["text"], e["detail"].get("interrupted")) for e in rec.entries()] == [("one two", True)]
+
+
+def test_an_answer_cut_before_its_first_words_came_is_cut_when_they_come():
+    """The barge-in can come before the answer's first transcript delta: its words, come later,
+    are cut when the response is done."""
+    rec = record()
+    rec.agent_cut("resp_1", heard_ms=250, received_ms=1000)
+    rec.agent_words("resp_1", "one two three four five six seven eight", final=True)
+    rec.agent_done("resp_1", None)
+    assert [(e["text"], e["detail"].get("interrupted")) for e in rec.entries()] == [("one two", True)]

@@ -109,12 +109,10 @@ class CallRecord:
             return
         fraction = 0.0 if received_ms <= 0 else min(1.0, heard_ms / received_ms)
         with self._lock:
-            said = self._said.get(response_id)
-            if said is not None:
-                said.heard_fraction = fraction
-                return
-            entry = self._done_entry(response_id)
-            if entry is not None and not entry.detail.get("interrupted"):
+            entry = None if response_id in self._said else self._done_entry(response_id)
+            if entry is None:  # (its words still to come, or none yet: cut when it is done)
+                self._said.setdefault(response_id, _Said()).heard_fraction = fraction
+            elif not entry.detail.get("interrupted"):
                 entry.text = _heard(entry.text.split(), fraction)
                 entry.detail["interrupted"] = True
 
