@@ -16,7 +16,7 @@ from voicebridge.dev import tts
 from voicebridge.audio.detector import Decision
 from voicebridge.audio.echo import ComfortNoise, Verdict
 from voicebridge.audio.detector import CallerLevel
-from voicebridge.audio.listening import (AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel,
+from voicebridge.audio.listening import (OPEN_COMMIT_S, AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel,
                                          is_bare_command, is_wait_phrase, takes_turn)
 from voicebridge.dev.sim import corpus, room
 from voicebridge.audio.mulaw import ULAW_TABLE
@@ -1820,6 +1820,24 @@ def _held_after_an_echo_start(agent_said: str) -> tuple[Call, float]:
     assert call.listener.heard_by_model(after_release=True)
     call.listener.hold(call.t + 0.2, far=True, strict=True, after_release=True)
     return call, call.t + 0.2
+
+
+@pytest.mark.parametrize("after_release, wait_s", [(True, 0.0), (False, OPEN_COMMIT_S)])
+def test_a_hold_made_after_a_releases_grace_asks_for_its_words_at_once(after_release, wait_s):
+    """A hold on the model's still-open turn asks for its words ``OPEN_COMMIT_S`` in (the model's
+    VAD may yet close it itself), but one made when a released run's grace is over comes that
+    long after the voice ended: it commits at once (a pause on the agent's own echo is 0.3 s
+    shorter, and a soft command under it clears 0.3 s sooner: docs/barge-in.md)."""
+    call = Call()
+    call.learn(4.0)
+    listener = call.listener
+    listener.agent_said("Sure, here is how this call works.", final=True)
+    listener.server_speech(call.t, audible=True)
+    assert listener.heard_by_model(after_release=True)
+    listener.hold(call.t + 0.2, far=True, strict=True, after_release=after_release)
+    if wait_s:
+        assert listener.hold_outcome(call.t + 0.2 + wait_s - 0.02) is Hold.WAIT
+    assert listener.hold_outcome(call.t + 0.2 + wait_s) is Hold.COMMIT
 
 
 def test_a_hold_on_the_models_start_judged_echo_drops_the_agents_own_words():

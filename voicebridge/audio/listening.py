@@ -471,6 +471,7 @@ class Listener:
         self._strictness = HoldStrictness()  # ... was breath, or a run the model's VAD started on after its release
         self._frames_played = 0  # of the agent's audio, in the call (written by the sender alone)
         self._held_frames = 0  # ... when the agent was held
+        self._open_commit_s = OPEN_COMMIT_S  # ... and how long its words wait for the model's VAD to close its turn
         self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
         self._vad: ModelTurn[ServerSpeech] = ModelTurn()  # the model's VAD turn and the bridge's commits in it
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
@@ -769,6 +770,8 @@ class Listener:
             self._held_turns.voice(start, self.level.utterance.speech_s)
             if self._held is None:
                 self._held, self._hold_verdict, self._held_frames = now, Hold.WAIT, self._frames_played
+                # (after a release's grace the voice ended that long ago: its words need not wait more)
+                self._open_commit_s = 0.0 if after_release else OPEN_COMMIT_S
                 self._held_whisper, self._asked, self._resume_deferred = False, None, False
                 # (its own start does not count as a later one: its words are in the turns to come)
                 self._joined_start, self._held_committed_at = float("-inf"), float("-inf")
@@ -823,7 +826,7 @@ class Listener:
             vad = self._vad
             if verdict is Hold.WAIT and not self._held_turns and self._asked is None and vad.open \
                     and self._commit_unheard and not self._held_whisper and not self.level.hearing \
-                    and now - self._held >= OPEN_COMMIT_S - 1e-9:  # (a TV may keep the model's turn open; not
+                    and now - self._held >= self._open_commit_s - 1e-9:  # (a TV may keep the model's turn open; not
                 # through a voice going on: "yeah ... wait" split inside the "wait" lost it, review rv12)
                 self._asked = vad.own_commit = now
                 return Hold.COMMIT
