@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks._common import RecordingTwilio, percentile  # noqa: E402
 from voicebridge import BridgeConfig, MediaSession  # noqa: E402
-from voicebridge.testing import FakeRealtime  # noqa: E402
+from voicebridge.testing import LOUD_VOICE, FakeRealtime  # noqa: E402
 
-LOUD = base64.b64encode(bytes([0x90, 0x10]) * 80).decode()
+LOUD = base64.b64encode(LOUD_VOICE).decode()
 QUIET = base64.b64encode(b"\xff" * 160).decode()
 
 

@@ -13,9 +13,9 @@ from voicebridge.audio.echo import attenuation_table
 from voicebridge.audio.false_trigger import WORDS_S
 from voicebridge.dev.sim.acoustics import cough
 from voicebridge.dev.sim import corpus
-from voicebridge.testing import ManualClock, rt_speech_started, rt_speech_stopped, rt_transcript, wait_until
+from voicebridge.testing import LOUD_VOICE, ManualClock, rt_speech_started, rt_speech_stopped, rt_transcript, wait_until
 
-LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS
+LOUD = LOUD_VOICE  # about -8 dBFS
 QUIET = b"\xff" * 160
 # The procedure's tests confirm at the debounce (five loud frames): by default a barge-in also
 # needs barge_in_min_speech_ms of speech (backchannels), which has tests of its own below.

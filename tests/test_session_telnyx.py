@@ -6,9 +6,9 @@ import json
 
 from voicebridge import BridgeConfig
 from voicebridge.carrier.telnyx.adapter import TELNYX
-from voicebridge.testing import TELNYX_CALL_ID, TELNYX_STREAM_ID, FakeTelnyx, telnyx_dtmf, wait_until
+from voicebridge.testing import LOUD_VOICE, TELNYX_CALL_ID, TELNYX_STREAM_ID, FakeTelnyx, telnyx_dtmf, wait_until
 
-LOUD = bytes([0x90, 0x10]) * 80  # about -6 dBFS
+LOUD = LOUD_VOICE  # about -8 dBFS
 # The procedure at the debounce (five loud frames), as tests/test_session_bargein.py: the backchannel rule off
 CFG = BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, safety_fuse_ms=60000, duck_fuse_ms=60000,
                    ignore_backchannels=False)

@@ -16,16 +16,31 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import math
 import queue
 import threading
 import time
 from typing import Any, Callable
 
+from voicebridge.audio.mulaw import FULL_SCALE, encode
 from voicebridge.model.client import KEEPALIVE, ConnectionClosed
 
 STREAM_SID = "MZ0123456789abcdef0123456789abcdef"
 CALL_SID = "CA0123456789abcdef0123456789abcdef"
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
+
+
+def _loud_voice() -> bytes:
+    """One 20 ms frame of a held vowel at 200 Hz (15 harmonics, falling 3 dB an octave), about
+    -8 dBFS: loud, periodic and as bright as a voice. (A 4 kHz square wave is as loud and
+    periodic, but as bright as a hiss: the barge-in detector takes no voice from it.)"""
+    x = [sum(math.sin(2 * math.pi * 200 * k * n / 8000) / math.sqrt(k) for k in range(1, 16)) for n in range(160)]
+    gain = FULL_SCALE * 10 ** (-6 / 20) / math.sqrt(sum(v * v for v in x) / len(x))
+    return encode([max(-32767, min(32767, round(v * gain))) for v in x])
+
+
+LOUD_VOICE = _loud_voice()
+"""A caller talking over the agent, frame by frame (``twilio_media(LOUD_VOICE)``)."""
 
 
 # ---------------------------------------------------------------------------- Twilio messages
