@@ -295,7 +295,7 @@ def caller_sound(case: Case) -> bytes:
     if not case.sound:
         return b""
     name, _, seed = case.sound.partition(":")
-    data = room.event(name, int(seed)) if name in EVENTS else corpus.load(name)
+    data = room.event(name, int(seed)) if name in room.EVENT_KINDS else corpus.load(name)
     if case.reverb_rt60_s:
         data = speakerphone(data, case.reverb_rt60_s, case.seed % 97)
     if case.gain_db:
@@ -956,6 +956,17 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     if sound and outcome.duck_ms is not None:
         outcome.stop_ms, outcome.parts = duck_parts(sound, onset, playout, mic_levels, bridge.actions)
     return outcome, bridge.listening_cpu_s
+
+
+def scan_call(job: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any], Outcome]:
+    """One call of a scan (``beds_held.py``, ``sibilants.py``; a pool's worker): ``Case(**fields)``
+    through the bridge of ``commit`` ("now": the working tree's), Silero as the model's VAD."""
+    commit, fields = job
+    logging.disable(logging.WARNING)
+    import voicebridge
+    pkg = voicebridge if commit == "now" else load_before(commit)
+    outcome, _ = run_case(Case(**fields), lambda: Bridge(pkg), "silero")
+    return commit, fields, outcome
 
 
 def _dbfs(x: np.ndarray) -> float:

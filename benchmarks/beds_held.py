@@ -28,7 +28,6 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import voicebridge  # noqa: E402
 from benchmarks import bargein_cases as bc  # noqa: E402
 from benchmarks._common import machine, percentile  # noqa: E402
 from voicebridge.dev.sim import corpus  # noqa: E402
@@ -50,15 +49,6 @@ def cases() -> list[dict[str, Any]]:
     return out
 
 
-def one(job: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any], Any]:
-    commit, fields = job
-    import logging
-    logging.disable(logging.WARNING)
-    pkg = voicebridge if commit == "now" else bc.load_before(commit)
-    outcome, _ = bc.run_case(bc.Case(**fields), lambda: bc.Bridge(pkg), "silero")
-    return commit, fields, outcome
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("commits", nargs="*")
@@ -74,7 +64,7 @@ def main() -> int:
     todo = [(b, f) for f in cases() for b in bridges
             if (args.only is None or f["kind"] == args.only) and (beds is None or (f["bed"] or "none") in beds)]
     with Pool(args.procs) as pool:
-        results = pool.map(one, todo, chunksize=8)
+        results = pool.map(bc.scan_call, todo, chunksize=8)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([{"bridge": c, **f, "barged_in": o.barged_in, "clear_ms": o.clear_ms, "source": o.source,

@@ -912,6 +912,36 @@ def test_a_whisper_with_a_stray_periodic_frame_or_two_is_still_a_whisper(n):
     assert got[0] is Decision.DUCK and got[1] in (Decision.BACKCHANNEL, Decision.CONFIRM), got
 
 
+def _sibilant(kind: str, seconds: float, seed: int, dbfs: float = -26.0) -> bytes:
+    """A caller's "shhh" (noise band-passed to 1.8-3.8 kHz) or a hiss (white noise over 2.5 kHz)
+    at ``dbfs``, with 50 ms fades: no word in it."""
+    n = int(seconds * 8000)
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    hz = np.fft.rfftfreq(n, 1 / 8000)
+    spectrum[~((hz >= 1800) & (hz <= 3800) if kind == "shush" else hz >= 2500)] = 0
+    x = np.fft.irfft(spectrum, n)
+    fade = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / 400)
+    return room.float_to_ulaw(room.at_level(x * fade, dbfs))
+
+
+@pytest.mark.parametrize("kind, seconds, seed, dbfs", [("shush", 1.2, 1, -26.0), ("shush", 0.7, 2, -26.0),
+                                                       ("hiss", 1.5, 3, -26.0), ("hiss", 1.5, 10, -20.0)])
+@pytest.mark.parametrize("echo_db", [None, ECHO_DB])
+def test_a_held_shush_or_hiss_is_no_whisper_it_pauses_the_agent_and_does_not_interrupt(kind, seconds, seed, dbfs,
+                                                                                        echo_db):
+    """out2: a caller shushing a child, or a hiss on the line, cut the answer as a whisper would
+    (a near, bright, sustained voiceless run), and the model was asked to go on 2 s later. A held
+    sibilant is brighter than a whispered word in nearly every frame (``RunVoice.sibilant``): the
+    agent pauses while it lasts (up to ``MAX_SIBILANT`` frames) and is released, never cut; the
+    2-5 % of its frames that are periodic by chance are no voice either (a loud hiss had three)."""
+    call = Call(echo_db=echo_db)
+    call.learn(2.0)
+    got = decisions(call.talk(_sibilant(kind, seconds, seed, dbfs)) + [call.step() for _ in range(25)])
+    assert got[0] is Decision.DUCK and Decision.RELEASE in got, got
+    assert Decision.CONFIRM not in got and Decision.BACKCHANNEL not in got, got
+    assert not call.listener.level.whispered
+
+
 def _speakerphone(name: str, rt60_s: float, seed: int) -> bytes:
     """A corpus clip as a speakerphone across a room hears it (benchmarks/bargein_cases.py's rooms)."""
     wet = np.convolve(room.ulaw_to_float(corpus.load(name)), room.room_response(seed, rt60_s=rt60_s, ms=400, direct=1.0))

@@ -231,6 +231,8 @@ class CallerLevel:
     """
 
     MAX_UNVOICED = 20  # frames past the debounce: 400 ms of loud sound without a voice in it
+    MAX_SIBILANT = 40  # ... if it is a held sibilant ("sss... stop", "f... forget it": their voice comes later)
+    SHUSH_FRAMES = 20  # a held sibilant this long is a shush or a hiss; a shorter one may be a whispered word's
     UTTERANCE_GAP_S = Utterance.GAP_S  # (also how long the duck lingers after a sustained voiceless run)
     WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that count as a voice for the utterance
     CLEAR_OF_ECHO_DB = 6.0  # this far over the loudest echo the gate predicts for it (or nothing played)
@@ -263,6 +265,7 @@ class CallerLevel:
         self._linger_until: float | None = None  # a fricative-like run ended: the duck waits for a voice until then
         self._holding = False  # a voice is heard, not yet long enough: the duck holds
         self._unvoiced = 0
+        self._sibilant = False  # the run is a held sibilant: no whisper, and its voice may come later
         self._dips = 0
         self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
         self._level = MIN_DBFS
@@ -386,11 +389,14 @@ class CallerLevel:
 
     def _loud_frame(self, frame: bytes) -> None:
         if self.shape.run == 0:
-            self.impulse = self.breath = False
+            self.impulse = self.breath = self._sibilant = False
             self.run_start = self._now
             self.utterance.run_starts(self._now)
         self.utterance.heard(self._level, self._now)
-        if self.shape.loud_frame(self._level) and self.voiced_needed and (
+        kept = self.shape.loud_frame(self._level)
+        if kept and self.shape.run >= self.WHISPER_CONFIRM and self.voice.sibilant():
+            self._sibilant = True  # (no whisper: its voice, if any, comes later; listened to till then)
+        if (kept or self._sibilant and self._waiting) and self.voiced_needed and (
                 self.voice.voiced + self.utterance.voiced < self.voiced_needed or self.tones):
             self._listen(frame)
 
@@ -445,8 +451,9 @@ class CallerLevel:
             self._voiceless_ended()
 
     def _voiceless_ended(self) -> None:
-        """A loud sound with no voice in it ended: a whisper, or a burst (knock, cough, click)."""
-        if self._whisper_like():
+        """A loud sound with no voice in it ended: a whisper (or a held sibilant too short for a
+        shush: "s..." before "stop"), or a burst (knock, cough, click)."""
+        if self._whisper_like() or self._short_sibilant():
             self.evidence.whisper(self._now)
         else:
             self.evidence.burst(self._now)
@@ -473,7 +480,7 @@ class CallerLevel:
                     return self._stop_waiting(Decision.CONFIRM)
                 self._holding, self._dips = True, 0
                 return Decision.NONE
-            if self._unvoiced < self.MAX_UNVOICED:
+            if self._unvoiced < (self.MAX_SIBILANT if self._sibilant else self.MAX_UNVOICED):
                 return Decision.NONE
             self._deaf = True
         elif self.loud or self._dips >= self.detector.dip_frames:
@@ -486,16 +493,25 @@ class CallerLevel:
         if self.loud or not self._sustained() or not self.detector.duck:
             self.breath = not self.loud and self._short_breath()
             return self._release()
+        # (a held sibilant too short for a shush, "s...": held for its words at the release, like breath)
+        self.breath = self._short_sibilant() and self._near()
         self._linger_until = self._now + self.UTTERANCE_GAP_S  # "sh... stop": the voice may follow
         return self._stop_waiting(Decision.NONE)
+
+    def _short_sibilant(self) -> bool:
+        """The run was a held sibilant (``RunVoice.sibilant``) shorter than a shush: the "s..." or
+        "f..." a word may follow, or a whispered "sh"."""
+        return self._sibilant and self.shape.run < self.SHUSH_FRAMES
 
     def _sustained(self, frames: int = 0) -> bool:
         """The current run is voiceless and sustained (``RunShape.sustained``): breath or a fricative."""
         return self.voice.voiced < self.voiced_needed and self.shape.sustained(frames)
 
     def _whisper_like(self, frames: int = 0) -> bool:
-        """The current run is voiceless and like a whisper (``RunShape.whisper_like``)."""
-        return self.voice.voiced < self.voiced_needed and self.shape.whisper_like(self.voice.brightness(), frames)
+        """The current run is voiceless and like a whisper (``RunShape.whisper_like``), not a held
+        sibilant (``RunVoice.sibilant``: a shush, a hiss, or the "s..." before a word)."""
+        return (self.voice.voiced < self.voiced_needed and self.shape.whisper_like(self.voice.brightness(), frames)
+                and not self.voice.sibilant())
 
     def _short_breath(self) -> bool:
         """The voiceless run that ended is a whispered word the echo cut short (:mod:`.breath`):

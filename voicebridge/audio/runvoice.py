@@ -27,6 +27,9 @@ class RunVoice:
 
     VOICE_PERIODICITY = 0.45  # below voicing.VOICED: three such frames are asked for, not one
     TONE_FRAMES, TONE_SPREAD = 6, 0.005  # voiced frames whose period stays within 0.5 %: a held note
+    SIBILANT_BRIGHT = 2.5
+    """Three in four of a run's listened frames at least this bright: a held "shh" or a hiss (2.8-3.2),
+    not a whispered word, whose vowels are duller (1.3-2.1: docs/barge-in.md, "A shush is no whisper")."""
 
     def __init__(self) -> None:
         self.voiced = 0  # voiced loud frames in the current run
@@ -42,12 +45,12 @@ class RunVoice:
         return judged[2].brightness < DULL
 
     def listen(self, frame: bytes, previous: bytes, tones: bool) -> Voicing:
-        """One loud frame of the run (after ``previous``): voiced or not (periodic and bright),
-        with ``tones`` a held note or not (a steady period). Its brightness is kept."""
+        """One loud frame of the run (after ``previous``): voiced or not (periodic, and bright but
+        not a sibilant's), with ``tones`` a held note or not (a steady period). Its brightness is kept."""
         r, period, bright = self._pitch_of(frame, previous)
         self._bright.append(bright)
-        if r < self.VOICE_PERIODICITY or bright < DULL:
-            self._periods = []
+        if r < self.VOICE_PERIODICITY or not DULL <= bright < self.SIBILANT_BRIGHT:
+            self._periods = []  # (as bright as a hiss: periodic by chance, as 2-5 % of a hiss's frames are)
             return Voicing.UNVOICED
         self.voiced += 1
         if not tones:
@@ -57,6 +60,11 @@ class RunVoice:
         if len(recent) >= self.TONE_FRAMES and max(recent) - min(recent) <= self.TONE_SPREAD * min(recent):
             return Voicing.HELD  # music, a hum, a beep
         return Voicing.VOICED
+
+    def sibilant(self) -> bool:
+        """The run's listened frames are a held sibilant: nearly all as bright as a "shh" or a hiss."""
+        bright = sorted(self._bright)
+        return bool(bright) and bright[len(bright) // 4] >= self.SIBILANT_BRIGHT
 
     def brightness(self) -> float | None:
         """The median brightness of the run's listened frames (None: none listened to)."""

@@ -31,7 +31,7 @@ import numpy as np
 from ...audio.mulaw import FULL_SCALE, SAMPLE_RATE, ULAW_TABLE
 
 BED_KINDS = ("music", "room_babble", "tv", "car", "hum50", "hum60")
-EVENT_KINDS = ("knock", "door", "keyboard", "click", "cough")
+EVENT_KINDS = ("knock", "door", "keyboard", "click", "cough", "shush", "hiss", "rustle")
 BED_SECONDS = 24.0  # rendered once per (kind, seed) and looped
 _ULAW = np.array(ULAW_TABLE, dtype=np.float64)
 
@@ -267,7 +267,38 @@ def _keyboard(rng: np.random.Generator) -> np.ndarray:
     return band(out, 1500, 3400)
 
 
-_EVENTS = {"knock": _knock, "door": _door, "keyboard": _keyboard}
+def _fades(n: int, fade_in: int, fade_out: int) -> np.ndarray:
+    i = np.arange(n)
+    return np.minimum(1.0, np.minimum((i + 1) / fade_in, (n - i) / fade_out))
+
+
+def _shush(rng: np.random.Generator) -> np.ndarray:
+    """A caller's "shhh" (to a child, a dog) for 0.5-2 s: breath noise through the tongue's
+    narrow gap, on the phone band its energy in the top octave (from 1.5-2.2 kHz up), swelling
+    in and dying away, a little unsteady."""
+    n = int(rng.uniform(0.5, 2.0) * SAMPLE_RATE)
+    white = rng.standard_normal(n)
+    pink = np.cumsum(white) * 0.02 + white  # (tilted towards the low end, like breath)
+    x = band(pink, rng.uniform(1500, 2200), rng.uniform(3400, 3850))
+    wobble = 1 + rng.uniform(0, 0.3) * np.sin(2 * np.pi * rng.uniform(3, 6) * np.arange(n) / SAMPLE_RATE)
+    return x * wobble * _fades(n, int(rng.uniform(0.06, 0.15) * SAMPLE_RATE), int(rng.uniform(0.15, 0.3) * SAMPLE_RATE))
+
+
+def _hiss(rng: np.random.Generator) -> np.ndarray:
+    """A steady hiss on the line, or a caller's long "sss", for 0.5-1.5 s: white noise over 2-3 kHz."""
+    n = int(rng.uniform(0.5, 1.5) * SAMPLE_RATE)
+    return band(rng.standard_normal(n), rng.uniform(2000, 3000), 3850) * _fades(n, 80, 400)
+
+
+def _rustle(rng: np.random.Generator) -> np.ndarray:
+    """Paper or a jacket rubbing the handset for 1-1.8 s: bright noise in irregular bursts."""
+    n = int(rng.uniform(1.0, 1.8) * SAMPLE_RATE)
+    bursts = np.convolve(rng.uniform(0, 1, n // 200 + 1) ** 3, np.ones(3) / 3, mode="same")
+    envelope = np.interp(np.arange(n), np.arange(len(bursts)) * 200, bursts)
+    return band(rng.standard_normal(n), rng.uniform(800, 1500), 3850) * envelope
+
+
+_EVENTS = {"knock": _knock, "door": _door, "keyboard": _keyboard, "shush": _shush, "hiss": _hiss, "rustle": _rustle}
 
 
 # -- echo ---------------------------------------------------------------------------------------
