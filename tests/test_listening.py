@@ -399,7 +399,7 @@ def test_a_lingering_duck_cut_short_by_a_one_frame_echo_peak_is_still_released()
         feed(next(lines[-16.0]))  # "sh...": loud, voiceless, sustained (not soft enough for a whisper)
     for _ in range(6):
         feed(next(lines[-60.0]))  # quiet: the duck lingers for a voice
-    assert level._linger_until is not None
+    assert level._linger.until is not None
     feed(next(lines[-30.0]), over_echo=True, headroom=4.0)  # one echo frame 4 dB over the echo predicted
     for _ in range(60):
         feed(next(lines[-60.0]))  # 1.2 s of quiet

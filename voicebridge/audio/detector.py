@@ -192,6 +192,29 @@ class Thresholds:
             if reach else self._detector.threshold_dbfs
 
 
+class Linger:
+    """After a sustained voiceless run ("sh...", "f...") the duck stays ``gap_s`` for the voice
+    that may follow: a loud frame within it starts the utterance's next run, else it releases."""
+
+    def __init__(self, gap_s: float) -> None:
+        self.gap_s = gap_s
+        self.until: float | None = None  # (None: not lingering)
+
+    def start(self, now: float) -> None:
+        self.until = now + self.gap_s
+
+    def step(self, loud: bool, now: float, armed: Callable[[], bool]) -> Decision | None:
+        """One frame while lingering: None if a loud frame (guards allowing) goes on to be judged
+        as usual, NONE while the gap lasts, RELEASE once it is over (or the guards say no)."""
+        if loud and armed():
+            self.until = None
+            return None
+        if self.until is not None and now < self.until and armed():
+            return Decision.NONE
+        self.until = None
+        return Decision.RELEASE
+
+
 class CallerLevel:
     """The local trigger's view of the caller's frames: noise floor, threshold, echo, voice,
     held notes, speech length, debounce.
@@ -262,10 +285,9 @@ class CallerLevel:
         self.shape = RunShape()  # the run's levels: burst, decay, tail, impulse, whisper
         self._previous = b""  # the frame before (the history a frame's pitch is measured on)
         self._waiting = False  # the debounce is met, the voice is not: the duck holds
-        self._linger_until: float | None = None  # a fricative-like run ended: the duck waits for a voice until then
+        self._linger = Linger(self.UTTERANCE_GAP_S)  # a fricative-like run ended: the duck waits for a voice
         self._holding = False  # a voice is heard, not yet long enough: the duck holds
         self._unvoiced = 0
-        self._sibilant = False  # the run is a held sibilant: no whisper, and its voice may come later
         self._dips = 0
         self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
         self._level = MIN_DBFS
@@ -325,7 +347,7 @@ class CallerLevel:
         elif counts and level >= detector.threshold_dbfs - SoundEvidence.SOFT_DB and level >= floor + 6.0:
             self.evidence.soft(now)
         if not (loud or detector.run or detector.ducking or self._waiting or self._holding
-                or self._linger_until is not None):
+                or self._linger.until is not None):
             # most frames of every call: nothing going on, nothing to ask. The full path would tell
             # the level detector a quiet unarmed frame, which with no run and no duck changes nothing.
             if self.shape.run:  # (the run's voice and levels are all counted from its loud frames)
@@ -336,8 +358,8 @@ class CallerLevel:
         if loud and (blind or headroom_db >= self.CLEAR_OF_ECHO_DB):
             self._clear_at = now
         try:
-            if self._linger_until is not None:
-                lingered = self._linger(armed)
+            if self._linger.until is not None:
+                lingered = self._linger.step(self.loud, now, armed)
                 if lingered is not None:
                     return lingered
                 over_echo = False  # (the duck is held already: this run must be able to release it)
@@ -389,14 +411,12 @@ class CallerLevel:
 
     def _loud_frame(self, frame: bytes) -> None:
         if self.shape.run == 0:
-            self.impulse = self.breath = self._sibilant = False
+            self.impulse = self.breath = False
             self.run_start = self._now
             self.utterance.run_starts(self._now)
         self.utterance.heard(self._level, self._now)
         kept = self.shape.loud_frame(self._level)
-        if kept and self.shape.run >= self.WHISPER_CONFIRM and self.voice.sibilant():
-            self._sibilant = True  # (no whisper: its voice, if any, comes later; listened to till then)
-        if (kept or self._sibilant and self._waiting) and self.voiced_needed and (
+        if (kept or self.voice.held_sibilant and self._waiting) and self.voiced_needed and (
                 self.voice.voiced + self.utterance.voiced < self.voiced_needed or self.tones):
             self._listen(frame)
 
@@ -480,7 +500,7 @@ class CallerLevel:
                     return self._stop_waiting(Decision.CONFIRM)
                 self._holding, self._dips = True, 0
                 return Decision.NONE
-            if self._unvoiced < (self.MAX_SIBILANT if self._sibilant else self.MAX_UNVOICED):
+            if self._unvoiced < (self.MAX_SIBILANT if self.voice.held_sibilant else self.MAX_UNVOICED):
                 return Decision.NONE
             self._deaf = True
         elif self.loud or self._dips >= self.detector.dip_frames:
@@ -495,13 +515,13 @@ class CallerLevel:
             return self._release()
         # (a held sibilant too short for a shush, "s...": held for its words at the release, like breath)
         self.breath = self._short_sibilant() and self._near()
-        self._linger_until = self._now + self.UTTERANCE_GAP_S  # "sh... stop": the voice may follow
+        self._linger.start(self._now)  # "sh... stop": the voice may follow
         return self._stop_waiting(Decision.NONE)
 
     def _short_sibilant(self) -> bool:
         """The run was a held sibilant (``RunVoice.sibilant``) shorter than a shush: the "s..." or
         "f..." a word may follow, or a whispered "sh"."""
-        return self._sibilant and self.shape.run < self.SHUSH_FRAMES
+        return self.voice.held_sibilant and self.shape.run < self.SHUSH_FRAMES
 
     def _sustained(self, frames: int = 0) -> bool:
         """The current run is voiceless and sustained (``RunShape.sustained``): breath or a fricative."""
@@ -528,18 +548,6 @@ class CallerLevel:
         return (bool(self.voiced_needed) and self.voice.voiced <= 1 and not self.utterance.spoken
                 and self.shape.impulsive(self.detector.threshold_dbfs))
 
-    def _linger(self, armed: Callable[[], bool]) -> Decision | None:
-        """After a sustained voiceless run the duck stays for ``UTTERANCE_GAP_S``: a loud frame
-        within it starts the utterance's next run (None: judged as usual); otherwise RELEASE
-        once it is over (or the guards say no), NONE meanwhile."""
-        if self.loud and armed():
-            self._linger_until = None
-            return None
-        if self._now < self._linger_until and armed():
-            return Decision.NONE
-        self._linger_until = None
-        return Decision.RELEASE
-
     def _next_loud(self, frame: bytes) -> bool:
         """One more loud frame of a held run; False if it showed a held note (the detector is deaf)."""
         self._dips = 0
@@ -552,7 +560,7 @@ class CallerLevel:
     @property
     def hearing(self) -> bool:
         """A loud run is going on (ducked, waiting for a voice or for enough speech)."""
-        return self._waiting or self._holding or self.detector.run > 0 or self._linger_until is not None
+        return self._waiting or self._holding or self.detector.run > 0 or self._linger.until is not None
 
     def heard_noise(self, now: float) -> bool:
         """A loud sound without a voice is going on, or ended lately (``SoundEvidence.heard_noise``)."""
@@ -599,7 +607,7 @@ class CallerLevel:
     def reset(self) -> None:
         self.detector.reset()
         self._waiting = self._holding = self._deaf = False
-        self._linger_until = None
+        self._linger.until = None
         self._end_run()
         self.shape.reset()
         self.utterance.unvoice()

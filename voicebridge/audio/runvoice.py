@@ -27,13 +27,14 @@ class RunVoice:
 
     VOICE_PERIODICITY = 0.45  # below voicing.VOICED: three such frames are asked for, not one
     TONE_FRAMES, TONE_SPREAD = 6, 0.005  # voiced frames whose period stays within 0.5 %: a held note
-    SIBILANT_BRIGHT = 2.5
+    SIBILANT_BRIGHT, SIBILANT_FRAMES = 2.5, 6
     """Three in four of a run's listened frames at least this bright: a held "shh" or a hiss (2.8-3.2),
     not a whispered word, whose vowels are duller (1.3-2.1: docs/barge-in.md, "A shush is no whisper")."""
 
     def __init__(self) -> None:
         self.voiced = 0  # voiced loud frames in the current run
         self._bright: list[float] = []  # brightness of the run's listened frames (a whisper is bright)
+        self.held_sibilant = False  # from its sixth listened frame on, the run was a held sibilant
         self._periods: list[float] = []  # pitch periods of the run's consecutive voiced frames (held notes)
         self._pitch: tuple[bytes, bytes, Pitch] | None = None  # the last onset's frame, the one before, its pitch
 
@@ -48,6 +49,8 @@ class RunVoice:
         """One loud frame of the run (after ``previous``): voiced or not (periodic, and bright but
         not a sibilant's), with ``tones`` a held note or not (a steady period). Its brightness is kept."""
         r, period, bright = self._pitch_of(frame, previous)
+        if len(self._bright) >= self.SIBILANT_FRAMES - 1 and self.sibilant():
+            self.held_sibilant = True  # (no whisper: its voice, if any, comes later; listened to till then)
         self._bright.append(bright)
         if r < self.VOICE_PERIODICITY or not DULL <= bright < self.SIBILANT_BRIGHT:
             self._periods = []  # (as bright as a hiss: periodic by chance, as 2-5 % of a hiss's frames are)
@@ -83,6 +86,7 @@ class RunVoice:
     def clear(self) -> None:
         """The run is over: nothing voiced in it any more, nor any brightness measured."""
         self.voiced, self._periods, self._bright = 0, [], []
+        self.held_sibilant = False
 
     def _pitch_of(self, frame: bytes, previous: bytes) -> Pitch:
         """``pitch`` of ``frame`` after ``previous``: the run's first frame was measured already
