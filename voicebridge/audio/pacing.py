@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 GAP_BIN_S = 0.0001
@@ -35,6 +36,13 @@ class PacerStats:
     gap_stalls: int = 0
     gap_max_dev_s: float = 0.0
     gap_dev_hist: list = field(default_factory=lambda: [0] * (GAP_BINS + 1))
+
+    def figures(self) -> dict[str, Any]:
+        """As the call's figures name them (``MediaSession.metrics``: ``tx_*``)."""
+        return dict(tx_late_frames=self.late_frames, tx_schedule_resets=self.schedule_resets, tx_gaps=self.gaps,
+                    tx_gap_bursts=self.gap_bursts, tx_gap_stalls=self.gap_stalls,
+                    tx_gap_max_dev_ms=round(self.gap_max_dev_s * 1000, 3),
+                    tx_gap_dev_hist=list(self.gap_dev_hist))  # 0.1 ms bins of |gap - 20 ms|, last = >= 10 ms
 
 
 class Pacer:

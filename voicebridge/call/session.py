@@ -187,12 +187,8 @@ class MediaSession:
     def metrics(self) -> dict[str, Any]:
         """The call's figures (see ``voicebridge.call.metrics.COUNTERS``) as a plain dict."""
         snap = self._metrics.snapshot()
-        stats = self.outbound.pacer_stats  # send-side gaps (the lead and pauses between responses excluded)
+        snap.update(self.outbound.pacer_stats.figures())  # send-side gaps (no lead, no pause between responses)
         snap.update(
-            tx_late_frames=stats.late_frames, tx_schedule_resets=stats.schedule_resets, tx_gaps=stats.gaps,
-            tx_gap_bursts=stats.gap_bursts, tx_gap_stalls=stats.gap_stalls,
-            tx_gap_max_dev_ms=round(stats.gap_max_dev_s * 1000, 3),
-            tx_gap_dev_hist=list(stats.gap_dev_hist),  # 0.1 ms bins of |gap - 20 ms|, last = >= 10 ms
             stream_sid=self.stream_sid, call_sid=self.call_sid, close_reason=self.close_reason,
             log_lines_suppressed=self.log.suppressed(), usage=self.record.totals,
             transcript=self.record.entries(), record_entries_dropped=self.record.dropped_entries,
