@@ -942,6 +942,37 @@ def test_a_held_shush_or_hiss_is_no_whisper_it_pauses_the_agent_and_does_not_int
     assert not call.listener.level.whispered
 
 
+@pytest.mark.parametrize("hz", [2600, 3100, 3400])
+def test_a_beep_as_bright_as_a_hiss_is_still_a_held_note(hz):
+    """(review rv26) A smoke alarm's or an oven's beep is periodic and as bright as a hiss: a frame
+    that bright is no voice, but its steady period is still a held note (the detector gives up on
+    it at once); it paused the answer 3.2 s when the brightness came first."""
+    n = int(1.2 * 8000)
+    beep = room.float_to_ulaw(room.at_level(np.sin(2 * np.pi * hz * np.arange(n) / 8000), -20.0))
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    got = [(i, h.decision) for i, h in enumerate(call.talk(beep)) if h.decision is not Decision.NONE]
+    assert [d for _, d in got] == [Decision.DUCK, Decision.RELEASE], got
+    assert got[1][0] - got[0][0] <= 10, got  # (given up on at once: not after ``MAX_SIBILANT`` frames)
+
+
+def test_a_long_shushs_tail_after_the_detector_gave_up_is_no_onset_held_for_words():
+    """(review rv26) A shush longer than ``MAX_SIBILANT`` is given up on; a dip in it (40 ms) ends
+    that, and its tail is a short held sibilant: not the "s..." before a word (it is no
+    utterance's first run), so it is released, not held for its words like breath (2.2 s)."""
+    call = Call(echo_db=None)
+    call.learn(2.0)
+    got, breath = [], []
+    shush = frames_of(_sibilant("shush", 1.6, 7, -26.0)) + [QUIET] * 2 + frames_of(_sibilant("shush", 0.36, 8, -26.0))
+    for frame in shush + [QUIET] * 25:
+        heard = call.step(frame)
+        if heard.decision is not Decision.NONE:
+            got.append(heard.decision)
+            breath.append(call.listener.level.breath)
+    assert Decision.CONFIRM not in got and Decision.BACKCHANNEL not in got, got
+    assert got.count(Decision.RELEASE) >= 2 and not any(breath), (got, breath)
+
+
 def _speakerphone(name: str, rt60_s: float, seed: int) -> bytes:
     """A corpus clip as a speakerphone across a room hears it (benchmarks/bargein_cases.py's rooms)."""
     wet = np.convolve(room.ulaw_to_float(corpus.load(name)), room.room_response(seed, rt60_s=rt60_s, ms=400, direct=1.0))

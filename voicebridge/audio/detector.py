@@ -290,6 +290,7 @@ class CallerLevel:
         self._unvoiced = 0
         self._dips = 0
         self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
+        self._deaf_at = float("-inf")  # ... the last frame it was
         self._level = MIN_DBFS
         self.evidence = SoundEvidence()  # what the line carried lately (``sound``)
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
@@ -338,7 +339,7 @@ class CallerLevel:
             self.loud = loud = True
             fed = detector.threshold_dbfs
         if self._deaf:
-            self._deaf = loud
+            self._deaf, self._deaf_at = loud, now
             self.loud = loud = False
             level = fed = MIN_DBFS
         elif self.shape.tail is not None and self.shape.in_tail(loud, level):
@@ -519,9 +520,10 @@ class CallerLevel:
         return self._stop_waiting(Decision.NONE)
 
     def _short_sibilant(self) -> bool:
-        """The run was a held sibilant (``RunVoice.sibilant``) shorter than a shush: the "s..." or
-        "f..." a word may follow, or a whispered "sh"."""
-        return self.voice.held_sibilant and self.shape.run < self.SHUSH_FRAMES
+        """The run was a held sibilant (``RunVoice.sibilant``) shorter than a shush, and no tail of
+        one given up on (review rv26): the "s..." or "f..." a word may follow, or a whispered "sh"."""
+        return (self.voice.held_sibilant and self.shape.run < self.SHUSH_FRAMES
+                and self.run_start - self._deaf_at > self.UTTERANCE_GAP_S)
 
     def _sustained(self, frames: int = 0) -> bool:
         """The current run is voiceless and sustained (``RunShape.sustained``): breath or a fricative."""

@@ -52,17 +52,21 @@ class RunVoice:
         if len(self._bright) >= self.SIBILANT_FRAMES - 1 and self.sibilant():
             self.held_sibilant = True  # (no whisper: its voice, if any, comes later; listened to till then)
         self._bright.append(bright)
-        if r < self.VOICE_PERIODICITY or not DULL <= bright < self.SIBILANT_BRIGHT:
-            self._periods = []  # (as bright as a hiss: periodic by chance, as 2-5 % of a hiss's frames are)
+        if r < self.VOICE_PERIODICITY or bright < DULL:
+            self._periods = []
             return Voicing.UNVOICED
-        self.voiced += 1
-        if not tones:
-            return Voicing.VOICED
+        hiss = bright >= self.SIBILANT_BRIGHT  # as bright as a hiss: periodic by chance (2-5 % of a hiss's frames)
+        if not hiss:
+            self.voiced += 1
+        if tones and self._held_note(period):
+            return Voicing.HELD  # music, a hum, a beep (a smoke alarm's too, as bright as a hiss: review rv26)
+        return Voicing.UNVOICED if hiss else Voicing.VOICED
+
+    def _held_note(self, period: float) -> bool:
+        """The run's last ``TONE_FRAMES`` periodic frames kept one period (``period`` the latest)."""
         self._periods.append(period)
         recent = self._periods[-self.TONE_FRAMES:]
-        if len(recent) >= self.TONE_FRAMES and max(recent) - min(recent) <= self.TONE_SPREAD * min(recent):
-            return Voicing.HELD  # music, a hum, a beep
-        return Voicing.VOICED
+        return len(recent) >= self.TONE_FRAMES and max(recent) - min(recent) <= self.TONE_SPREAD * min(recent)
 
     def sibilant(self) -> bool:
         """The run's listened frames are a held sibilant: nearly all as bright as a "shh" or a hiss."""
