@@ -1,8 +1,10 @@
 """Barge-in latency over N simulated interruptions, measured inside the bridge.
 
-For each interruption a long response is playing; the caller then speaks (loud frames every
-20 ms, as Twilio delivers them). Measured from speech onset (the first loud frame handed to
-the bridge) to the Twilio ``clear`` and to the last media frame sent.
+For each interruption a long response is playing; the caller then speaks (a sentence of the
+speech corpus, a frame every 20 ms, as Twilio delivers them; one frame repeated is a held note,
+which the detector rightly ignores). Measured from speech onset (the first loud frame handed to
+the bridge) to the first Twilio ``clear`` (the duck's, which clears the caller's buffer, or the barge-in's), to the
+last media frame sent, and to the barge-in confirmed (its words, the sentence's, long enough).
 Usage: python benchmarks/bargein.py [--n 50] [--no-duck] [--json]
 """
 from __future__ import annotations
@@ -19,9 +21,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks._common import RecordingTwilio, percentile  # noqa: E402
 from voicebridge import BridgeConfig, MediaSession  # noqa: E402
-from voicebridge.testing import LOUD_VOICE, FakeRealtime  # noqa: E402
+from voicebridge.dev.sim import corpus  # noqa: E402
+from voicebridge.testing import FakeRealtime  # noqa: E402
 
-LOUD = base64.b64encode(LOUD_VOICE).decode()
+_SENTENCE = corpus.by_category("talk")[0].audio()
+SPEECH = [base64.b64encode(_SENTENCE[k:k + 160]).decode() for k in range(0, len(_SENTENCE) - 159, 160)
+          if max(_SENTENCE[k:k + 160]) > 0]  # (its frames, from its first)
 QUIET = base64.b64encode(b"\xff" * 160).decode()
 
 
@@ -36,14 +41,18 @@ def interrupt_once(twilio: RecordingTwilio, openai: FakeRealtime, session: Media
     before = session.metrics["barge_in_events"]
     onset = time.monotonic()
     next_at = onset
-    while session.metrics["barge_in_events"] == before and time.monotonic() - onset < 1.0:
-        media(twilio, LOUD)
+    while session.metrics["barge_in_events"] == before and time.monotonic() - onset < 2.0:
+        media(twilio, SPEECH[round((time.monotonic() - onset) / 0.020) % len(SPEECH)])
         next_at += 0.020
         time.sleep(max(0.0, next_at - time.monotonic()))
+    confirmed_t = time.monotonic()  # (within a frame of the barge-in: the loop looks every 20 ms)
     time.sleep(0.1)
     sent = list(twilio.sent)
     kinds = [(t, json.loads(raw)["event"]) for t, raw in sent]
-    clear_t = next(t for t, k in kinds if k == "clear" and t >= onset)
+    clear_t = next((t for t, k in kinds if k == "clear" and t >= onset), None)  # the duck's, when it clears
+    if clear_t is None:
+        raise SystemExit(f"interruption {i}: no clear within {confirmed_t - onset:.1f} s of the onset "
+                         f"(barge-ins {session.metrics['barge_in_events']}, {dict(session.metrics)['ducks']} ducks)")
     last_media = max((t for t, k in kinds if k == "media" and t <= clear_t), default=onset)
     after_clear = sum(1 for t, k in kinds if k == "media" and t > clear_t)
     for _ in range(3):
@@ -52,7 +61,7 @@ def interrupt_once(twilio: RecordingTwilio, openai: FakeRealtime, session: Media
     openai.push({"type": "conversation.item.input_audio_transcription.completed", "item_id": f"u{i}",
                  "content_index": 0, "transcript": "sorry, go on"})
     time.sleep(0.05)
-    return (clear_t - onset) * 1000, (max(last_media, onset) - onset) * 1000, after_clear
+    return (clear_t - onset) * 1000, (max(last_media, onset) - onset) * 1000, after_clear, (confirmed_t - onset) * 1000
 
 
 def main() -> int:
@@ -67,10 +76,11 @@ def main() -> int:
     twilio.start()
     runner = threading.Thread(target=session.run)
     runner.start()
-    to_clear, to_last, leaks = [], [], 0
+    to_clear, to_last, to_confirm, leaks = [], [], [], 0
     for i in range(args.n):
-        c, last, after = interrupt_once(twilio, openai, session, i)
+        c, last, after, confirmed = interrupt_once(twilio, openai, session, i)
         to_clear.append(c)
+        to_confirm.append(confirmed)
         to_last.append(last)
         leaks += after
     session.close("benchmark done")
@@ -82,6 +92,8 @@ def main() -> int:
         "onset_to_clear_p99_ms": round(percentile(to_clear, 99), 2),
         "onset_to_last_frame_p50_ms": round(percentile(to_last, 50), 2),
         "onset_to_last_frame_p99_ms": round(percentile(to_last, 99), 2),
+        "onset_to_confirmed_p50_ms": round(percentile(to_confirm, 50), 2),
+        "onset_to_confirmed_p99_ms": round(percentile(to_confirm, 99), 2),
         "media_after_clear": leaks, "barge_in_events": m["barge_in_events"],
         "frames_flushed": m["frames_flushed"], "accounting_ok": m["accounting_ok"],
     }
