@@ -49,7 +49,7 @@ class RunVoice:
         """One loud frame of the run (after ``previous``): voiced or not (periodic, and bright but
         not a sibilant's), with ``tones`` a held note or not (a steady period). Its brightness is kept."""
         r, period, bright = self._pitch_of(frame, previous)
-        if len(self._bright) >= self.SIBILANT_FRAMES - 1 and self.sibilant():
+        if not self.held_sibilant and len(self._bright) >= self.SIBILANT_FRAMES - 1 and self.sibilant():
             self.held_sibilant = True  # (no whisper: its voice, if any, comes later; listened to till then)
         self._bright.append(bright)
         if r < self.VOICE_PERIODICITY or bright < DULL:
