@@ -291,6 +291,7 @@ class CallerLevel:
         self._dips = 0
         self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
         self._deaf_at = float("-inf")  # ... the last frame it was
+        self._whispered_at: float | None = None  # the run was judged a whisper then (listened to till it is done)
         self._level = MIN_DBFS
         self.evidence = SoundEvidence()  # what the line carried lately (``sound``)
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
@@ -417,7 +418,7 @@ class CallerLevel:
             self.utterance.run_starts(self._now)
         self.utterance.heard(self._level, self._now)
         kept = self.shape.loud_frame(self._level)
-        listen = kept or self._waiting and self.voice.held_sibilant or self.voice.whispered_at is not None
+        listen = kept or self._waiting and self.voice.held_sibilant or self._whispered_at is not None
         if listen and self.voiced_needed and (
                 self.voice.voiced + self.utterance.voiced < self.voiced_needed or self.tones):
             self._listen(frame)
@@ -442,7 +443,7 @@ class CallerLevel:
         if self.loud and armed():
             if not self._next_loud(frame):
                 return self._release()
-            if self.voice.whispered_at is not None and self.voice.held_sibilant and not self.voice.voiced:
+            if self._whispered_at is not None and self.voice.held_sibilant and not self.voice.voiced:
                 return self._unwhisper()
             return self._stop_waiting(Decision.CONFIRM) if self._long_enough() else Decision.NONE
         if not self.loud and self._dips < self.detector.dip_frames and armed():
@@ -499,7 +500,7 @@ class CallerLevel:
             if self.shape.run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
                 self.evidence.whisper(self._now)  # a near, sustained, breathy sound that is no burst
                 self.utterance.heard_whisper()  # judged like a voice from here on
-                self._waiting, self.voice.whispered_at = False, self._now
+                self._waiting, self._whispered_at = False, self._now
                 if self._long_enough():
                     return self._stop_waiting(Decision.CONFIRM)
                 self._holding, self._dips = True, 0
@@ -525,9 +526,9 @@ class CallerLevel:
     def _unwhisper(self) -> Decision:
         """The run judged a whisper at its sixth frame turned out a held sibilant (its first frames
         dulled by a fade-in or the echo: review rv26): no whisper, it waits for a voice again."""
-        self.evidence.unwhisper(self.voice.whispered_at)
+        self.evidence.unwhisper(self._whispered_at)
         self.utterance.unwhisper()
-        self._holding, self._waiting, self.voice.whispered_at = False, True, None
+        self._holding, self._waiting, self._whispered_at = False, True, None
         return Decision.NONE
 
     def _short_sibilant(self) -> bool:
@@ -613,6 +614,7 @@ class CallerLevel:
 
     def _stop_waiting(self, decision: Decision) -> Decision:
         self._waiting = self._holding = False
+        self._whispered_at = None
         self._end_run()
         self.detector.reset()
         return decision

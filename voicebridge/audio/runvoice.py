@@ -35,7 +35,6 @@ class RunVoice:
         self.voiced = 0  # voiced loud frames in the current run
         self._bright: list[float] = []  # brightness of the run's listened frames (a whisper is bright)
         self.held_sibilant = False  # from its sixth listened frame on, the run was a held sibilant
-        self.whispered_at: float | None = None  # the run was judged a whisper then (listened to till it confirms)
         self._periods: list[float] = []  # pitch periods of the run's consecutive voiced frames (held notes)
         self._pitch: tuple[bytes, bytes, Pitch] | None = None  # the last onset's frame, the one before, its pitch
 
@@ -91,7 +90,7 @@ class RunVoice:
     def clear(self) -> None:
         """The run is over: nothing voiced in it any more, nor any brightness measured."""
         self.voiced, self._periods, self._bright = 0, [], []
-        self.held_sibilant, self.whispered_at = False, None
+        self.held_sibilant = False
 
     def _pitch_of(self, frame: bytes, previous: bytes) -> Pitch:
         """``pitch`` of ``frame`` after ``previous``: the run's first frame was measured already
