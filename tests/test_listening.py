@@ -973,22 +973,6 @@ def test_a_long_shushs_tail_after_the_detector_gave_up_is_no_onset_held_for_word
     assert got.count(Decision.RELEASE) >= 2 and not any(breath), (got, breath)
 
 
-@pytest.mark.parametrize("seed, dbfs", [(0, -30.0), (1, -26.0), (4, -30.0)])
-def test_a_shush_whose_first_frames_the_echo_dulled_is_no_whisper_once_it_is_heard_out(seed, dbfs):
-    """(review rv26) A shush swelling in over the agent's echo: its first frames, the echo in
-    them, are duller than a sibilant, and the whisper verdict came at the sixth frame and cut the
-    answer. Heard out (the agent paused, its echo gone), the run is a held sibilant: the verdict
-    is taken back before the utterance is long enough to confirm, and the shush is released."""
-    n = int(1.2 * 8000)
-    x = room.band(np.random.default_rng(seed).standard_normal(n), 1800, 3800)
-    fade = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / 1200)  # (150 ms in and out)
-    call = Call()
-    call.learn(2.0)
-    got = decisions(call.talk(room.float_to_ulaw(room.at_level(x * fade, dbfs))) + [call.step() for _ in range(25)])
-    assert Decision.CONFIRM not in got and Decision.BACKCHANNEL not in got, got
-    assert not call.listener.level.whispered
-
-
 def _speakerphone(name: str, rt60_s: float, seed: int) -> bytes:
     """A corpus clip as a speakerphone across a room hears it (benchmarks/bargein_cases.py's rooms)."""
     wet = np.convolve(room.ulaw_to_float(corpus.load(name)), room.room_response(seed, rt60_s=rt60_s, ms=400, direct=1.0))

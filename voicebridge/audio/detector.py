@@ -291,7 +291,6 @@ class CallerLevel:
         self._dips = 0
         self._deaf = False  # gave up on a long unvoiced sound or a note: loud frames ignored until quiet
         self._deaf_at = float("-inf")  # ... the last frame it was
-        self._whispered_at: float | None = None  # the run was judged a whisper then (listened to till it is done)
         self._level = MIN_DBFS
         self.evidence = SoundEvidence()  # what the line carried lately (``sound``)
         self.backchannel_at = float("-inf")  # when a short utterance was last released as a backchannel
@@ -418,8 +417,7 @@ class CallerLevel:
             self.utterance.run_starts(self._now)
         self.utterance.heard(self._level, self._now)
         kept = self.shape.loud_frame(self._level)
-        listen = kept or self._waiting and self.voice.held_sibilant or self._whispered_at is not None
-        if listen and self.voiced_needed and (
+        if (kept or self.voice.held_sibilant and self._waiting) and self.voiced_needed and (
                 self.voice.voiced + self.utterance.voiced < self.voiced_needed or self.tones):
             self._listen(frame)
 
@@ -443,8 +441,6 @@ class CallerLevel:
         if self.loud and armed():
             if not self._next_loud(frame):
                 return self._release()
-            if self._whispered_at is not None and self.voice.held_sibilant and not self.voice.voiced:
-                return self._unwhisper()
             return self._stop_waiting(Decision.CONFIRM) if self._long_enough() else Decision.NONE
         if not self.loud and self._dips < self.detector.dip_frames and armed():
             self._dips += 1
@@ -500,7 +496,7 @@ class CallerLevel:
             if self.shape.run >= self.WHISPER_CONFIRM and self._whisper_like() and self._near():
                 self.evidence.whisper(self._now)  # a near, sustained, breathy sound that is no burst
                 self.utterance.heard_whisper()  # judged like a voice from here on
-                self._waiting, self._whispered_at = False, self._now
+                self._waiting = False
                 if self._long_enough():
                     return self._stop_waiting(Decision.CONFIRM)
                 self._holding, self._dips = True, 0
@@ -522,14 +518,6 @@ class CallerLevel:
         self.breath = self._short_sibilant() and self._near()
         self._linger.start(self._now)  # "sh... stop": the voice may follow
         return self._stop_waiting(Decision.NONE)
-
-    def _unwhisper(self) -> Decision:
-        """The run judged a whisper at its sixth frame turned out a held sibilant (its first frames
-        dulled by a fade-in or the echo: review rv26): no whisper, it waits for a voice again."""
-        self.evidence.unwhisper(self._whispered_at)
-        self.utterance.unwhisper()
-        self._holding, self._waiting, self._whispered_at = False, True, None
-        return Decision.NONE
 
     def _short_sibilant(self) -> bool:
         """The run was a held sibilant (``RunVoice.sibilant``) shorter than a shush, and no tail of
@@ -614,7 +602,6 @@ class CallerLevel:
 
     def _stop_waiting(self, decision: Decision) -> Decision:
         self._waiting = self._holding = False
-        self._whispered_at = None
         self._end_run()
         self.detector.reset()
         return decision

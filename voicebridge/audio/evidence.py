@@ -67,11 +67,6 @@ class SoundEvidence:
         """A sustained voiceless sound at a near voice's level (a whisper) was heard."""
         self._whisper_at = now
 
-    def unwhisper(self, at: float) -> None:
-        """The whisper heard at ``at`` was a held sibilant after all (a shush, a hiss): no whisper."""
-        if self._whisper_at == at:
-            self._whisper_at = float("-inf")
-
     def heard_noise(self, now: float, live: Sound | None) -> bool:
         """A loud sound without a voice is going on (``live`` is NOISE), or ended within
         ``NOISE_MEMORY_S``: the model's VAD starting now heard a cough or a knock, not the caller

@@ -95,10 +95,6 @@ class Utterance:
         """A run of it was judged a whisper: like a voice, it makes the utterance spoken."""
         self.whispered = True
 
-    def unwhisper(self) -> None:
-        """Its whisper verdict was wrong: the run is a held sibilant (a shush, a hiss)."""
-        self.whispered = False
-
     def voiced_frame(self, brightness: float, level: float) -> None:
         """A voiced listened frame of it, at ``brightness`` and ``level`` (told after ``heard``).
         After the whisper verdict, one as dull as a vowel's core (``VOWEL_CORE``), or
