@@ -622,11 +622,16 @@ def test_the_models_vad_on_nothing_the_bridge_heard_neither_interrupts_nor_is_an
     assert not twilio.messages("clear") and openai.events("response.create") == []
 
 
-def test_a_short_turn_taken_for_a_backchannel_whose_words_say_wait_interrupts_and_is_answered(start):
-    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False))
+@pytest.mark.parametrize("duck", [True, False])
+def test_a_short_turn_taken_for_a_backchannel_whose_words_say_wait_interrupts_and_is_answered(start, duck):
+    """(With the duck off too: nothing paused the agent at the first loud frame; the hold pauses it.)"""
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False,
+                                                       duck=duck))
     twilio.media(QUIET, n=80)
     long_response(openai, twilio, frames=150, done=True)
     say(twilio, session, corpus.by_category("interruption")[0].audio())  # "wait": as short as "yeah"
+    assert wait_until(lambda: session.metrics["backchannel_holds"] == 1)
+    assert (session.metrics["ducks"] > 0) is duck
     openai.push(rt_speech_started("item_w"))
     openai.push(rt_committed("item_w"))
     assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
@@ -810,3 +815,42 @@ def test_a_yeah_inside_a_turn_a_tv_keeps_open_is_committed_at_its_onset_and_resu
     m = call.finish()
     assert m["barge_in_events"] == 0 and openai.events("response.cancel") == [] and openai.requested("turn") == []
     assert m["onset_commits"] == 1 and m["hold_commits"] == 1
+
+
+# ----------------------------------------------------------------- the duck off (duck=False)
+def test_with_the_duck_off_a_short_utterance_still_holds_the_agent_for_its_words(bridge_call):
+    """duck=False: nothing pauses the agent at the first loud frame, but a short voiced utterance
+    pauses it when it ends, and its words decide as with the duck (before, the agent talked on
+    over a short "wait": 25 % of the set's interruptions missed at the ear; docs/barge-in.md)."""
+    clock = ManualClock()
+    config = BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False, duck=False)
+    call = bridge_call(config, clock=clock).start()
+    session, twilio, openai = call.session, call.twilio, call.openai
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio, frames=60, done=True, wait_frames=2)
+    say(twilio, session, corpus.by_category("backchannel")[8].audio())  # "yeah"
+    assert wait_until(lambda: session.metrics["backchannel_holds"] == 1)
+    assert session.metrics["ducks"] == 0
+    openai.push(rt_speech_started("item_bc"))
+    openai.push(rt_committed("item_bc"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    sent = len(twilio.messages("media"))
+    quiet_frame_at(call, clock, 0.5)  # half a second on: nothing sent, the agent is held
+    time.sleep(0.1)
+    assert len(twilio.messages("media")) == sent
+    openai.push(rt_transcript("Yeah.", "item_bc"))
+    assert wait_until(lambda: session.metrics["backchannels"] == 1)
+    resumed_whole(clock, twilio, sent)
+    m = call.finish()
+    assert m["barge_in_events"] == 0 and openai.events("response.cancel") == [] and m["ducks"] == 0
+
+
+def test_with_the_duck_off_a_cough_never_pauses_the_agent(start):
+    session, twilio, openai, call = start(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0,
+                                                       echo_gate=False, duck=False))
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio)
+    say(twilio, session, cough(300, seed=4))
+    m = end(session, call, twilio)
+    assert m["ducks"] == 0 and m["clears_sent"] == 0 and m["barge_in_events"] == 0
+    assert m["backchannel_holds"] + m["far_holds"] + m["breath_holds"] == 0

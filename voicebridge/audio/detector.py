@@ -449,7 +449,7 @@ class CallerLevel:
         if not self._near():  # voices across the room (a TV): not the caller's, nothing to hold for
             return self._release()
         self.backchannel_at = self._now
-        return self._stop_waiting(Decision.BACKCHANNEL if self.detector.duck else Decision.NONE)
+        return self._stop_waiting(Decision.BACKCHANNEL)  # (with the duck off too: a hold pauses the agent)
 
     def _short_run_ended(self) -> Decision:
         """A ducked run ended before the debounce: a near voice in it ("stop" whose vowel alone
@@ -557,7 +557,7 @@ class CallerLevel:
         return not self._deaf
 
     def _release(self) -> Decision:
-        return self._stop_waiting(Decision.RELEASE if self.detector.duck else Decision.NONE)
+        return self._stop_waiting(Decision.RELEASE)  # (with the duck off: the holds a release may start)
 
     @property
     def hearing(self) -> bool:

@@ -134,17 +134,21 @@ class BargeIn:
             if self.listener.holding:
                 return  # a cough after "mm-hm": the agent stays held for the words
             if self._config.backchannel_hold_ms and self.listener.heard_by_model():
+                self._pause_unducked(now)
                 self.listener.hold(now, far=True)  # the model's VAD heard a voice in it: its words decide
                 self._metrics.add("far_holds")
                 self._log.info("a voice the detector could not judge (not near), the model's VAD heard: held "
                                "paused for its words (a command interrupts, anything else resumes)")
                 return
             if self._level.breath and self.listener.holds_for_words:
+                self._pause_unducked(now)
                 self.listener.hold(now, far=True, strict=True)  # a whispered "stop" the model's VAD seldom hears
                 self._metrics.add("breath_holds")
                 self._log.info("a short breathy sound (a whispered word?): held paused for its words "
                                "(a bare command interrupts, anything else resumes)")
                 return
+            if not self._config.duck:
+                return  # nothing paused the agent: nothing to release
             if self._outbound.duck_cleared and not self._graced and not self._level.impulse:
                 self._graced = True  # (an impulsive noise, a click or a knock, is no onset of words: at once)
                 self._release_due = now + RELEASE_GRACE_S
@@ -154,9 +158,10 @@ class BargeIn:
             if not self.listener.holding:
                 self._metrics.add("backchannel_holds")
                 self._log.info("short utterance over the agent: held paused until its words say what it was")
+                self._pause_unducked(now)
             self.listener.hold(now)
         elif decision is bargein.Decision.BACKCHANNEL:
-            self._resume_backchannel()
+            self._resume_backchannel(paused=self._config.duck)
         elif decision is bargein.Decision.CONFIRM:
             self.run("local", now, self._onset if self._onset is not None else now)
         elif loud and self._level.detector.run == 1:
@@ -193,10 +198,17 @@ class BargeIn:
         if self._onset is None or self._run_ended_at is None or now - self._run_ended_at > UTTERANCE_GAP_S:
             self._onset = now
 
-    def _resume_backchannel(self) -> None:
+    def _pause_unducked(self, now: float) -> None:
+        """A hold for words begins: with the duck off nothing paused the agent at the first loud
+        frame (a click never pauses it), so the hold pauses it now; its words decide as with the duck."""
+        if not self._config.duck:
+            self._outbound.pause(now)
+
+    def _resume_backchannel(self, paused: bool = True) -> None:
         self._release_due, self._graced = None, False
-        self._outbound.resume()
-        self._metrics.add("duck_releases")
+        if paused:
+            self._outbound.resume()
+            self._metrics.add("duck_releases")
         self._metrics.add("backchannels")
         self._log.info("backchannel: a short utterance over the agent; the answer resumes where it paused")
 
