@@ -623,7 +623,7 @@ def test_an_utterance_begun_in_the_frame_the_held_turns_commit_came_is_held_for_
         call.step(f)
     assert call.listener.committed(call.t, "item_y") is Turn.BACKCHANNEL  # as "wait"'s first loud frame comes
     got = decisions([call.step(f) for f in wait[first:]] + [call.step() for _ in range(5)])
-    assert call.listener.level.utterance_start == call.listener._held_committed_at, got
+    assert call.listener.level.utterance_start == call.listener._held.committed_at, got
     assert got[-1] is Decision.BACKCHANNEL, got
     call.listener.hold(call.t)
     assert call.listener.transcript("Yeah.", call.t + 0.1, "item_y") is False

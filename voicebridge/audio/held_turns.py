@@ -1,5 +1,5 @@
-"""The model's turns that hold a held voice, and their words so far (sans-IO; one per call,
-owned by ``Listener`` and read and written under its lock).
+"""The model's turns that hold a held voice, and their words so far (sans-IO; one per hold,
+``HeldAgent.turns``, read and written under the listener's lock).
 
 When the agent is held for a short utterance, the words of the model's turns holding it decide
 (``listening.held_turn_taken``). Several turns may hold it: the model's VAD turn, the bridge's own

@@ -39,7 +39,7 @@ from . import mulaw as audio, voicing
 from .blind_frames import BlindFrames
 from .capture import CaptureClock
 from .detector import CallerLevel, Decision, Sound
-from .held_turns import HeldTurns
+from .held_agent import HeldAgent, Hold
 from ..config import BridgeConfig
 from .echo import ComfortNoise, EchoGate, Verdict, attenuation_table
 from .model_turn import ModelTurn
@@ -115,16 +115,6 @@ class ServerSpeech(enum.Enum):
 
 IGNORE_REASONS = tuple(s for s in ServerSpeech if s.ignored)
 """The reasons of ``server_speech_ignored{reason}``."""
-
-
-class Hold(enum.Enum):
-    """What becomes of an agent paused for a short utterance (a backchannel, or "wait"?)."""
-
-    NONE = "none"  # nothing is held
-    WAIT = "wait"  # held: the words are not in yet
-    COMMIT = "commit"  # still held: the model's VAD took no turn, the bridge commits the audio for its words
-    RESUME = "resume"  # a backchannel (or a sound the model took for no turn): the answer goes on
-    CONFIRM = "confirm"  # words that take the turn, or a turn whose words will not come: interrupt
 
 
 class Turn(enum.Enum):
@@ -460,19 +450,9 @@ class Listener:
             voicing.prepare()  # (the same for the voice checks: not on its first loud frame)
         self._transcribed = config.transcription_model is not None
         self._commit_unheard = self._transcribed and config.backchannel_commit
-        self._held: float | None = None  # when the agent was held for a short utterance (None: not held)
-        self._held_turns = HeldTurns()  # its utterances and the model's turns for it, with their words so far
-        self._held_committed_at = float("-inf")  # when the model last committed a turn for it (-inf: none yet)
-        self._joined_start = float("-inf")  # the onset of the latest utterance that joined the hold after a commit
-        self._resume_deferred = False  # the held turns' words said resume, but a later utterance's are to come
-        self._hold_verdict = Hold.WAIT
-        self._held_whisper = False  # the held utterance was whispered: no words from the model -> interrupt
-        self._held_far = False  # ... was a voice the detector released (not near), the model's VAD heard: commands only
-        self._strictness = HoldStrictness()  # ... was breath, or a run the model's VAD started on after its release
+        self._held: HeldAgent | None = None  # the agent held for a short utterance's words (None: not held)
+        self._strictness = HoldStrictness()  # the hold's (and its turns'): breath, or a run the model's VAD started on after its release
         self._frames_played = 0  # of the agent's audio, in the call (written by the sender alone)
-        self._held_frames = 0  # ... when the agent was held
-        self._open_commit_s = OPEN_COMMIT_S  # ... and how long its words wait for the model's VAD to close its turn
-        self._asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)
         self._vad: ModelTurn[ServerSpeech] = ModelTurn()  # the model's VAD turn and the bridge's commits in it
         self._lock = threading.Lock()  # the turn's verdict: set on the model thread, read on both
         self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
@@ -595,14 +575,15 @@ class Listener:
             return Turn.RESPOND
         if judged is ServerSpeech.BACKCHANNEL:
             with self._lock:
-                if held and self._held is not None:
+                held_agent = self._held
+                if held and held_agent is not None:
                     if not self._transcribed:  # no words will come: "stop" must not be missed
-                        self._hold_verdict = Hold.CONFIRM
+                        held_agent.verdict = Hold.CONFIRM
                         return Turn.RESPOND
                     # (the bridge's own commit holds the audio sent before it went: a run begun since
                     # is in no held turn, review rv12)
-                    self._held_committed_at = now if audio_to is None else audio_to
-                    self._held_turns.committed(item_id, self._held_committed_at)
+                    held_agent.committed_at = now if audio_to is None else audio_to
+                    held_agent.turns.committed(item_id, held_agent.committed_at)
                 self._unanswered.left(item_id, Unanswered.BACKCHANNEL, now, strict if held else Strict.NO,
                                       self._frames_played)
             return Turn.BACKCHANNEL
@@ -640,59 +621,55 @@ class Listener:
         "stop", "no no"): the bridge interrupts and answers now. A held turn whose final words are
         a backchannel, none, or the agent's own (its echo) lets the agent resume."""
         with self._lock:
-            if item_id in self._held_turns:
-                return self._held_words(item_id, text, final)
+            held = self._held
+            if held is not None and item_id in held.turns:
+                return self._held_words(held, item_id, text, final)
             return self._unanswered.words(item_id, text, now, final)
 
     def transcript_failed(self, item_id: str) -> None:
         """A held turn will have no words: interrupt (missing a "stop" is worse than cutting "mm-hm")."""
         with self._lock:
-            if item_id in self._held_turns:
-                self._hold_verdict = Hold.RESUME if self._held_far else Hold.CONFIRM
+            held = self._held
+            if held is not None and item_id in held.turns:
+                held.verdict = Hold.RESUME if held.far else Hold.CONFIRM
 
-    def _held_words(self, item_id: str, text: str, final: bool) -> bool:
-        words = self._held_turns.said(item_id, text, final)
+    def _held_words(self, held: HeldAgent, item_id: str, text: str, final: bool) -> bool:
+        turns = held.turns
+        words = turns.said(item_id, text, final)
         echoed = self._agent.echoed(words, final)
         if echoed is None or (echoed and not final):
             return False  # may be the agent's own words: wait for more of them
-        turns = self._held_turns
         strict = self._strictness.held
         if strict is not Strict.NO:
             takes = final and not echoed and (is_bare_command(words) or self._agent.waits(words))
         else:
-            takes = not echoed and (held_turn_taken(words, final, self._held_far, turns.speech_s, turns.span_s(item_id))
-                                    or final and self._held_far and self._agent.waits(words))  # (a far "just a minute": rv21)
-        if takes and strict is Strict.UNSAID and self._agent.just_said(words, self._held_frames):
+            takes = not echoed and (held_turn_taken(words, final, held.far, turns.speech_s, turns.span_s(item_id))
+                                    or final and held.far and self._agent.waits(words))  # (a far "just a minute": rv21)
+        if takes and strict is Strict.UNSAID and self._agent.just_said(words, held.frames):
             takes = False  # words of the agent's lately, in a hold begun on its echo (review rv22; only there: rv23)
         if takes:
-            self._hold_verdict = Hold.CONFIRM
+            held.verdict = Hold.CONFIRM
             self._unanswered.forget(item_id)
             return True
         if final:
-            self._held_turns.done(item_id)
-            if not self._held_turns:  # a whisper with no words in it: a whispered "stop" the transcription lost
-                if self._held_whisper and not _WORD.search(words.lower()):
-                    self._hold_verdict = Hold.CONFIRM
-                elif self._later_utterance():
-                    self._resume_deferred = True  # its own words (or length, or the bound) decide
+            turns.done(item_id)
+            if not turns:  # a whisper with no words in it: a whispered "stop" the transcription lost
+                if held.whisper and not _WORD.search(words.lower()):
+                    held.verdict = Hold.CONFIRM
+                elif self._later_utterance(held):
+                    held.resume_deferred = True  # its own words (or length, or the bound) decide
                 else:
-                    self._hold_verdict = Hold.RESUME
+                    held.verdict = Hold.RESUME
         return False
 
-    def _later_utterance(self) -> bool:
+    def _later_utterance(self, held: HeldAgent) -> bool:
         """An utterance that began after the held turns' last commit joined the hold or is being
         heard (under the lock): its words are in none of them, and theirs (none, an "mm-hm") must
         not resume the answer over it (an echo peak held, its turn committed, then "stop, stop")."""
         level = self.level
-        if level.hearing and self._asked is not None and level.run_start >= self._asked:
+        if level.hearing and held.asked is not None and level.run_start >= held.asked:
             return True  # a run begun once the bridge's commit was sent: in no held turn (review rv12)
-        return self._after_commit(max(self._joined_start,
-                                      level.utterance_start if level.hearing else float("-inf")))
-
-    def _after_commit(self, start: float) -> bool:
-        """An utterance begun at ``start`` is in none of the held turns: some were committed, and
-        it began after the last (or as it came: the model cannot have committed it)."""
-        return self._held_committed_at > float("-inf") and start >= self._held_committed_at
+        return held.after_commit(max(held.joined_start, level.utterance_start if level.hearing else float("-inf")))
 
     # ------------------------------------------------------------------ a barge-in's words, asked for
     def may_ask(self) -> bool:
@@ -759,32 +736,19 @@ class Listener:
         echo, the words must also be none the agent just said (``Strict.UNSAID``)."""
         with self._lock:
             start = self.level.utterance_start
-            strictness = self._strictness
-            kept = self._held is not None and strictness.held is not Strict.NO and self.level.whispered
-            self._held_far = kept or far and (self._held is None or self._held_far)
+            strictness, held = self._strictness, self._held
+            kept = held is not None and strictness.held is not Strict.NO and self.level.whispered
+            far = kept or far and (held is None or held.far)
             if not kept:
-                strictness.joined(self._held is not None, far and strict,
+                strictness.joined(held is not None, far and strict,
                                   after_release and self._vad.judged is ServerSpeech.ECHO)
-            if self._held is None:
-                self._held_turns.reset()
-            self._held_turns.voice(start, self.level.utterance.speech_s)
-            if self._held is None:
-                self._held, self._hold_verdict, self._held_frames = now, Hold.WAIT, self._frames_played
-                # (after a release's grace the voice ended that long ago: its words need not wait more)
-                self._open_commit_s = 0.0 if after_release else OPEN_COMMIT_S
-                self._held_whisper, self._asked, self._resume_deferred = False, None, False
-                # (its own start does not count as a later one: its words are in the turns to come)
-                self._joined_start, self._held_committed_at = float("-inf"), float("-inf")
-            elif self._after_commit(start):
-                # it began after every turn held so far was committed: its words are in none of them.
-                # Theirs still decide if they take the turn, fail, or never come (a "stop" held before
-                # it); a resume waits for its own (``_later_utterance``), and the bridge's commit and
-                # the bound count from now, for it
-                self._joined_start = max(self._joined_start, start)
-                self._held, self._asked = now, None
-                if self._hold_verdict is Hold.RESUME:
-                    self._hold_verdict, self._resume_deferred = Hold.WAIT, True
-            self._held_whisper = self._held_whisper or self.level.whispered and strictness.held is Strict.NO  # (an "mm" stays one)
+            if held is None:  # (after a release's grace the voice ended that long ago: its words need not wait more)
+                held = self._held = HeldAgent(now, self._frames_played, 0.0 if after_release else OPEN_COMMIT_S)
+            elif held.after_commit(start):  # (``_later_utterance``: a resume waits for its own words)
+                held.joined_after_commit(start, now)
+            held.far = far
+            held.turns.voice(start, self.level.utterance.speech_s)
+            held.whisper = held.whisper or self.level.whispered and strictness.held is Strict.NO  # (an "mm" stays one)
 
     def _hold_ended(self, now: float | None = None) -> None:
         """The hold is over (under the lock; ``now`` None: a barge-in ended it). Its strictness
@@ -793,7 +757,6 @@ class Listener:
         vad = self._vad
         self._strictness.ended(now, vad.started_at if vad.open else None)
         self._held = None
-        self._held_turns.clear()
 
     @property
     def holding(self) -> bool:
@@ -816,36 +779,35 @@ class Listener:
         whispers, a whispered "stop" must not be lost (nor wait for words a transcriber may give
         as "Okay.": review rv8), and nobody whispers "mm-hm" (docs/barge-in.md, step 4)."""
         with self._lock:
-            if self._held is None:
+            held = self._held
+            if held is None:
                 return Hold.NONE
-            if self._resume_deferred and self._hold_verdict is Hold.WAIT and not self._held_turns \
-                    and not self._later_utterance():  # the later sound ended unheld (a noise), or its turn's words are in
-                self._hold_verdict = Hold.RESUME
-            verdict = self._hold_verdict
-            unheard = Hold.CONFIRM if self._held_whisper else Hold.RESUME
+            if held.resume_deferred and held.verdict is Hold.WAIT and not held.turns \
+                    and not self._later_utterance(held):  # the later sound ended unheld (a noise), or its turn's words are in
+                held.verdict = Hold.RESUME
+            verdict = held.verdict
+            unheard = Hold.CONFIRM if held.whisper else Hold.RESUME
             vad = self._vad
-            if verdict is Hold.WAIT and not self._held_turns and self._asked is None and vad.open \
-                    and self._commit_unheard and not self._held_whisper and not self.level.hearing \
-                    and now - self._held >= self._open_commit_s - 1e-9:  # (a TV may keep the model's turn open; not
+            waiting = verdict is Hold.WAIT and not held.turns and held.asked is None  # (for a turn of the model's)
+            if waiting and vad.open and self._commit_unheard and not held.whisper and not self.level.hearing \
+                    and now - held.since >= held.open_commit_s - 1e-9:  # (a TV may keep the model's turn open; not
                 # through a voice going on: "yeah ... wait" split inside the "wait" lost it, review rv12)
-                self._asked = vad.own_commit = now
+                held.asked = vad.own_commit = now
                 return Hold.COMMIT
-            if verdict is Hold.WAIT and not self._held_turns and self._asked is None \
-                    and now - self._held >= EVIDENCE_S - 1e-9 \
-                    and vad.started_at < self._held - EVIDENCE_S and not vad.open:
-                if self._commit_unheard and not self._held_whisper:
-                    self._asked = vad.own_commit = now
+            if waiting and now - held.since >= EVIDENCE_S - 1e-9 and vad.started_at < held.since - EVIDENCE_S \
+                    and not vad.open:
+                if self._commit_unheard and not held.whisper:
+                    held.asked = vad.own_commit = now
                     return Hold.COMMIT
                 verdict = unheard
-            if verdict is Hold.WAIT and now - self._held >= self._hold_s - 1e-9:
+            if verdict is Hold.WAIT and now - held.since >= self._hold_s - 1e-9:
                 # a turn the model committed, or still has open (over babble its VAD may never
                 # close it), took the words in and they never came: a "stop" must not be lost
                 # (a far voice is not known to be the caller's: its words must say so)
-                verdict = Hold.CONFIRM if (self._held_turns or vad.open) and not self._held_far \
-                    else Hold.RESUME if self._held_far else unheard
+                verdict = Hold.CONFIRM if (held.turns or vad.open) and not held.far \
+                    else Hold.RESUME if held.far else unheard
             if verdict is not Hold.WAIT:
                 self._hold_ended(now)
-                self._resume_deferred = False
             return verdict
 
     def commit_refused(self) -> None:
@@ -854,8 +816,9 @@ class Listener:
         with self._lock:
             if self._vad.refused():  # the commit at an onset (sent first): nothing held waits on it
                 return
-            if self._held is not None and self._asked is not None and not self._held_turns:
-                self._hold_verdict = Hold.CONFIRM if self._held_whisper else Hold.RESUME
+            held = self._held
+            if held is not None and held.asked is not None and not held.turns:
+                held.verdict = Hold.CONFIRM if held.whisper else Hold.RESUME
 
     def end_hold(self) -> None:
         """The barge-in ran (on whatever trigger): nothing is held any more."""
