@@ -471,7 +471,8 @@ def test_after_a_duck_that_cleared_the_first_release_waits_for_the_word_to_go_on
     from types import SimpleNamespace
 
     from voicebridge.audio.detector import Decision
-    from voicebridge.call.bargein import RELEASE_GRACE_S, BargeIn
+    from voicebridge.call.bargein import BargeIn
+    from voicebridge.call.caller_pause import RELEASE_GRACE_S
     from voicebridge.call.context import CallContext
     from voicebridge.call.metrics import CallMetrics
     from voicebridge.config import BridgeConfig
@@ -514,7 +515,8 @@ def test_after_a_duck_that_cleared_an_impulsive_noise_resumes_the_agent_at_once(
     from types import SimpleNamespace
 
     from voicebridge.audio.detector import Decision
-    from voicebridge.call.bargein import RELEASE_GRACE_S, BargeIn
+    from voicebridge.call.bargein import BargeIn
+    from voicebridge.call.caller_pause import RELEASE_GRACE_S
     from voicebridge.call.context import CallContext
     from voicebridge.call.metrics import CallMetrics
     from voicebridge.config import BridgeConfig
@@ -653,7 +655,7 @@ def test_a_released_run_the_model_heard_during_the_grace_is_held_for_its_words(h
     onset's first frames end a run before the word does). If the model's VAD started on the run
     meanwhile, the agent stays paused as for a far voice: its words decide."""
     from voicebridge.audio.detector import Decision
-    from voicebridge.call.bargein import RELEASE_GRACE_S
+    from voicebridge.call.caller_pause import RELEASE_GRACE_S
 
     barge_in, listener, frames, resumed, metrics = _scripted_barge_in(duck_cleared=True)
     frames((1.0, Decision.DUCK, True), (1.02, Decision.NONE, True), (1.04, Decision.RELEASE, False))

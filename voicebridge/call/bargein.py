@@ -12,16 +12,9 @@ utterance run it once:
   at what the caller actually heard -> response state cleared only if the id still matches ->
   counted.
 
-The duck: the first loud frame pauses sending (nothing lost) and, with ``duck_clear``, clears
-what Twilio still holds of the agent (sent again on a release); enough speech with a voice in it
-confirms the barge-in; a voiceless run (a cough) resumes where it paused. After a duck that
-cleared, the first run that ends unconfirmed resumes only after ``RELEASE_GRACE_S`` without a
-new one: a soft onset's first frames ("w-" of "wait", "ex-" of "excuse me") end a run before
-the word does, and with the caller's buffer emptied nothing hides a resume in between (without
-the clear its 40 ms did). Only the first: babble or a TV that keeps ducking would otherwise
-keep the agent paused. Not after an impulsive noise (``CallerLevel.impulse``: a click, a knock, a
-key, a cough, loud, voiceless and short or decaying from its start): no word goes on from it, and
-the grace would make every lone click a gap of its own length in the answer. A shorter voiced
+The duck (:mod:`.caller_pause`): the first loud frame pauses sending (nothing lost) and, with
+``duck_clear``, clears what Twilio still holds of the agent; enough speech with a voice in it
+confirms the barge-in; a voiceless run (a cough) resumes where it paused. A shorter voiced
 utterance ("mm-hm", or "wait") holds the agent paused until its words decide (``Listener.hold``):
 a backchannel resumes where it paused, other words interrupt (if the model's VAD took no turn for
 it, the bridge commits the model's input buffer itself so its words come). A confirmed local barge-in that no speech
@@ -38,11 +31,12 @@ from typing import Callable
 from ..audio import detector as bargein
 from ..model import protocol as rt
 from ..audio.mulaw import BYTES_PER_MS
-from ..audio.utterance import Utterance
 from ..audio.echo import Verdict
 from ..audio.false_trigger import FalseTriggerMonitor, Recovery
 from ..audio.listening import Hold, Listener, ServerSpeech, Turn
+from .caller_pause import CallerPause
 from .model_link import ModelLink
+from .onset import UtteranceOnset
 from .owed_answer import ANSWER_GAP_S, ANSWER_WAIT_S, Ask, OwedAnswer
 from .downlink import OutboundAudio
 from .turns import Interruption, Turns
@@ -50,11 +44,6 @@ from .context import CallContext
 
 Interrupted = Callable[[Interruption, int], None]
 
-ONSET_MEMORY_S = 2.0
-"""A server trigger measures its latency from a local duck's onset at most this old."""
-UTTERANCE_GAP_S = Utterance.GAP_S  # loud runs this close are one utterance, as the listener joins them
-RELEASE_GRACE_S = UTTERANCE_GAP_S
-"""After a duck that cleared the caller's buffer, a release waits this long for the run to go on."""
 
 
 def _never() -> bool:
@@ -83,11 +72,9 @@ class BargeIn:
         self._false_trigger = FalseTriggerMonitor(config.false_trigger_ms / 1000)
         # (its words are asked for only where the model would answer a turn they take)
         self._may_ask = config.turn_detection is not None and config.transcription_model is not None
-        self._onset: float | None = None  # first loud frame of the current utterance (run thread)
+        self._onset = UtteranceOnset()  # the current utterance's first loud frame (run thread)
         self._was_loud = False
-        self._run_ended_at: float | None = None  # the last loud run's end (run thread)
-        self._release_due: float | None = None  # a released duck that cleared resumes then (run thread)
-        self._graced = False  # this duck's release was deferred once already (run thread)
+        self._pause = CallerPause(ctx, outbound)  # the agent paused for the caller, and its release (run thread)
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
         self._armed_check = self._armed  # (bound once: every caller frame passes it on)
         self._commit_at_onset = False  # the last frame began a run inside the model's open turn (run thread)
@@ -118,57 +105,49 @@ class BargeIn:
     def _act(self, decision: bargein.Decision, level_dbfs: float, now: float) -> None:
         loud = self._level.loud
         if self._was_loud and not loud:
-            self._run_ended_at = now
+            self._onset.run_ended_at = now
         self._was_loud = loud
         if self._false_trigger.armed:
             self._false_trigger.level(loud, now)
         if decision is bargein.Decision.DUCK:
             if self._level.detector.run <= 1:  # (a run whose first frame could be an echo peak ducks
-                self._utterance_began(now)  # at its second: it began, and was committed before, at
+                self._onset.run_began(now)  # at its second: it began, and was committed before, at
                 self._commit_at_onset = self.listener.flush_due(now)  # the first, below)
-            self._release_due = None  # the run goes on: still ducked
-            self._outbound.pause(now)
-            self._metrics.add("ducks")
-            self._log.info("duck: caller loud (%.1f dBFS), sending paused", level_dbfs)
+            self._pause.duck(now, level_dbfs)
         elif decision is bargein.Decision.RELEASE:
             if self.listener.holding:
                 return  # a cough after "mm-hm": the agent stays held for the words
-            if self._config.backchannel_hold_ms and self.listener.heard_by_model():
-                self._pause_unducked(now)
-                self.listener.hold(now, far=True)  # the model's VAD heard a voice in it: its words decide
-                self._metrics.add("far_holds")
-                self._log.info("a voice the detector could not judge (not near), the model's VAD heard: held "
-                               "paused for its words (a command interrupts, anything else resumes)")
-                return
-            if self._level.breath and self.listener.holds_for_words:
-                self._pause_unducked(now)
-                self.listener.hold(now, far=True, strict=True)  # a whispered "stop" the model's VAD seldom hears
-                self._metrics.add("breath_holds")
-                self._log.info("a short breathy sound (a whispered word?): held paused for its words "
-                               "(a bare command interrupts, anything else resumes)")
-                return
-            if not self._config.duck:
-                return  # nothing paused the agent: nothing to release
-            if self._outbound.duck_cleared and not self._graced and not self._level.impulse:
-                self._graced = True  # (an impulsive noise, a click or a knock, is no onset of words: at once)
-                self._release_due = now + RELEASE_GRACE_S
-                return
-            self._release()
+            if self._config.backchannel_hold_ms and self.listener.heard_by_model():  # its words decide
+                self._hold_released(now, "far_holds", "a voice the detector could not judge (not near), the model's "
+                                    "VAD heard: held paused for its words (a command interrupts, anything else resumes)")
+            elif self._level.breath and self.listener.holds_for_words:  # a whispered "stop" the model's VAD seldom hears
+                self._hold_released(now, "breath_holds", "a short breathy sound (a whispered word?): held paused for "
+                                    "its words (a bare command interrupts, anything else resumes)", strict=True)
+            else:
+                self._pause.run_released(now, self._level.impulse)
         elif decision is bargein.Decision.BACKCHANNEL and self._config.backchannel_hold_ms:
             if not self.listener.holding:
                 self._metrics.add("backchannel_holds")
                 self._log.info("short utterance over the agent: held paused until its words say what it was")
-                self._pause_unducked(now)
+                self._pause.for_hold(now)
             self.listener.hold(now)
         elif decision is bargein.Decision.BACKCHANNEL:
-            self._resume_backchannel(paused=self._config.duck)
+            self._pause.resume_unheld()
         elif decision is bargein.Decision.CONFIRM:
-            self.run("local", now, self._onset if self._onset is not None else now)
+            self.run("local", now, self._onset.at if self._onset.at is not None else now)
         elif loud and self._level.detector.run == 1:
-            self._utterance_began(now)
+            self._onset.run_began(now)
             # the room's stretch before a voice is committed at its first loud frame, ducked or not:
             # at the duck one frame later the command's first frame went with the TV's words
             self._commit_at_onset = self.listener.flush_due(now)
+
+    def _hold_released(self, now: float, counter: str, why: str, strict: bool = False,
+                       after_release: bool = False) -> None:
+        """A released run is held for its words after all, as a far voice (``Listener.hold``)."""
+        self._pause.for_hold(now)
+        self.listener.hold(now, far=True, strict=strict, after_release=after_release)
+        self._metrics.add(counter)
+        self._log.info(why)
 
     def take_onset_commit(self) -> bool:
         """Commit the model's buffer before the frame just heard? (Run thread, once per frame: a
@@ -185,33 +164,6 @@ class BargeIn:
         self._metrics.add("onset_commits")
         self._log.info("a voice began inside the model's open turn (a TV or babble?): its buffer committed at the onset")
 
-    def _release(self) -> None:
-        self._release_due, self._graced = None, False
-        self._outbound.resume()
-        self._metrics.add("duck_releases")
-        self._log.info("duck released: loud run ended before confirmation")
-
-    def _utterance_began(self, now: float) -> None:
-        """A loud run began: a new utterance, unless the last run ended within UTTERANCE_GAP_S
-        ("stop ... please": the pause between words ducks again but keeps the first word's onset,
-        so the server's speech_started heard in between still counts for the barge-in)."""
-        if self._onset is None or self._run_ended_at is None or now - self._run_ended_at > UTTERANCE_GAP_S:
-            self._onset = now
-
-    def _pause_unducked(self, now: float) -> None:
-        """A hold for words begins: with the duck off nothing paused the agent at the first loud
-        frame (a click never pauses it), so the hold pauses it now; its words decide as with the duck."""
-        if not self._config.duck:
-            self._outbound.pause(now)
-
-    def _resume_backchannel(self, paused: bool = True) -> None:
-        self._release_due, self._graced = None, False
-        if paused:
-            self._outbound.resume()
-            self._metrics.add("duck_releases")
-        self._metrics.add("backchannels")
-        self._log.info("backchannel: a short utterance over the agent; the answer resumes where it paused")
-
     def _settle_hold(self, now: float) -> Hold:
         """Act on the held agent's verdict, if there is one: resume, or interrupt."""
         outcome = self.listener.hold_outcome(now)
@@ -223,14 +175,10 @@ class BargeIn:
             self._log.info("the model's VAD took no turn for the held utterance, or keeps it open: its audio "
                            "committed for its words")
         elif outcome is Hold.RESUME:
-            self._resume_backchannel()
+            self._pause.resume_backchannel()
         elif outcome is Hold.CONFIRM:
-            self.run("hold", now, self._recent_onset(now))
+            self.run("hold", now, self._onset.recent(now))
         return outcome
-
-    def _recent_onset(self, now: float) -> float | None:
-        onset = self._onset  # set by a local duck on the same speech, if any
-        return onset if onset is not None and now - onset < ONSET_MEMORY_S else None
 
     def _armed(self) -> bool:
         return bargein.refusal(self._guard_state()) is None
@@ -249,7 +197,7 @@ class BargeIn:
             self._log.info("server VAD: speech started; the local detector is hearing it and decides")
             return outcome
         self._log.info("server VAD: caller speech started")
-        self.run("server", now, self._recent_onset(now))
+        self.run("server", now, self._onset.recent(now))
         return outcome
 
     def server_stopped(self) -> None:
@@ -291,7 +239,7 @@ class BargeIn:
         self._metrics.add("backchannels_overruled")
         self._log.info("the caller's short turn was not a backchannel: interrupting and answering it")
         self.listener.end_hold()
-        self.run("transcript", now, self._recent_onset(now))
+        self.run("transcript", now, self._onset.recent(now))
         return True
 
     def _asked_verdict(self, text: str) -> Recovery:
@@ -348,7 +296,7 @@ class BargeIn:
         level = self._level
         if level.hearing or level.loud:
             return True
-        ended = self._run_ended_at
+        ended = self._onset.run_ended_at
         return ended is not None and now - ended < ANSWER_GAP_S
 
     def _settle_answer(self, now: float) -> None:
@@ -392,7 +340,7 @@ class BargeIn:
             self._log.debug("%s barge-in ignored: %s", source, bargein.refusal(state))
             return False
         locked = self._turns.lock_for_interruption()
-        self._release_due, self._graced = None, False
+        self._pause.forget()
         if source == "local":  # armed first: the server may confirm the speech while we send
             self._false_trigger.start(now, loud=True, since=onset, ask=self._may_ask,
                                       whispered=self.listener.level.whispered)
@@ -441,15 +389,13 @@ class BargeIn:
         if self.listener.holding and self._settle_hold(now) is Hold.CONFIRM:
             self.answer_turn(now)
         self._settle_answer(now)
-        if self._release_due is not None and now >= self._release_due:
+        if self._pause.grace_over(now):
             if self._config.backchannel_hold_ms and self.listener.heard_by_model(after_release=True):
-                self._release_due = None  # the model's VAD started on it meanwhile: its words decide
-                self.listener.hold(now, far=True, strict=True, after_release=True)
-                self._metrics.add("far_holds")
-                self._log.info("a released run the model's VAD heard: held paused for its words "
-                               "(a bare command interrupts, anything else resumes)")
+                self._pause.release_due = None  # the model's VAD started on it meanwhile: its words decide
+                self._hold_released(now, "far_holds", "a released run the model's VAD heard: held paused for its "
+                                    "words (a bare command interrupts, anything else resumes)", True, True)
             else:
-                self._release()  # quiet since the run ended: it was no onset of words
+                self._pause.release()  # quiet since the run ended: it was no onset of words
         recovery = self._false_trigger.poll(now)
         if recovery is not Recovery.NONE:
             self._recover(recovery, now)
@@ -492,7 +438,7 @@ class BargeIn:
             limit_ms += self._config.backchannel_hold_ms + self._config.barge_in_min_speech_ms
         if not self._outbound.release_stuck_duck(now, limit_ms / 1000):
             return False
-        self._release_due, self._graced = None, False
+        self._pause.forget()
         self.listener.end_hold()
         self._level.reset()
         return True

@@ -1,0 +1,86 @@
+"""The agent paused for the caller, and its release (run thread; one per call, ``BargeIn``'s).
+
+The duck: the first loud frame pauses sending (nothing lost) and, with ``duck_clear``, clears
+what Twilio still holds of the agent (sent again on a release). After a duck that cleared, the
+first run that ends unconfirmed resumes only after ``RELEASE_GRACE_S`` without a new one: a soft
+onset's first frames ("w-" of "wait", "ex-" of "excuse me") end a run before the word does, and
+with the caller's buffer emptied nothing hides a resume in between (without the clear its 40 ms
+did). Only the first: babble or a TV that keeps ducking would otherwise keep the agent paused.
+Not after an impulsive noise (``CallerLevel.impulse``: a click, a knock, a key, a cough, loud,
+voiceless and short or decaying from its start): no word goes on from it, and the grace would
+make every lone click a gap of its own length in the answer.
+
+With the duck off (``duck=False``) nothing pauses the agent at a loud frame; a hold for a short
+utterance's words pauses it when it begins (``for_hold``), and a release with nothing paused
+releases nothing.
+"""
+from __future__ import annotations
+
+from ..audio.utterance import Utterance
+from .context import CallContext
+from .downlink import OutboundAudio
+
+RELEASE_GRACE_S = Utterance.GAP_S  # (loud runs this close are one utterance, as the listener joins them)
+"""After a duck that cleared the caller's buffer, a release waits this long for the run to go on."""
+
+
+class CallerPause:
+    """Whether, and until when, the agent stays paused for the caller's sound."""
+
+    def __init__(self, ctx: CallContext, outbound: OutboundAudio) -> None:
+        self._outbound = outbound
+        self._duck = ctx.config.duck
+        self._metrics = ctx.metrics
+        self._log = ctx.log
+        self.release_due: float | None = None  # a released duck that cleared resumes then
+        self._graced = False  # this duck's release was deferred once already
+
+    def duck(self, now: float, level_dbfs: float) -> None:
+        """A loud frame: pause (again: the run goes on, still ducked)."""
+        self.release_due = None
+        self._outbound.pause(now)
+        self._metrics.add("ducks")
+        self._log.info("duck: caller loud (%.1f dBFS), sending paused", level_dbfs)
+
+    def for_hold(self, now: float) -> None:
+        """A hold for words begins: with the duck off nothing paused the agent at the first loud
+        frame (a click never pauses it), so the hold pauses it now; its words decide as with the duck."""
+        if not self._duck:
+            self._outbound.pause(now)
+
+    def run_released(self, now: float, impulse: bool) -> None:
+        """A ducked run ended unconfirmed, no hold for it: resume, after the grace if it is due."""
+        if not self._duck:
+            return  # nothing paused the agent: nothing to release
+        if self._outbound.duck_cleared and not self._graced and not impulse:
+            self._graced = True  # (an impulsive noise, a click or a knock, is no onset of words: at once)
+            self.release_due = now + RELEASE_GRACE_S
+            return
+        self.release()
+
+    def grace_over(self, now: float) -> bool:
+        return self.release_due is not None and now >= self.release_due
+
+    def release(self) -> None:
+        self.forget()
+        self._outbound.resume()
+        self._metrics.add("duck_releases")
+        self._log.info("duck released: loud run ended before confirmation")
+
+    def resume_backchannel(self, paused: bool = True) -> None:
+        """A short utterance over the agent was a backchannel: the answer resumes where it paused
+        (``paused`` False: the duck is off and no hold paused it)."""
+        self.forget()
+        if paused:
+            self._outbound.resume()
+            self._metrics.add("duck_releases")
+        self._metrics.add("backchannels")
+        self._log.info("backchannel: a short utterance over the agent; the answer resumes where it paused")
+
+    def resume_unheld(self) -> None:
+        """A short utterance ended with holds off (``backchannel_hold_ms`` 0): resume at once."""
+        self.resume_backchannel(paused=self._duck)
+
+    def forget(self) -> None:
+        """Nothing pending: a barge-in ran, the fuse released the duck, or the agent resumed."""
+        self.release_due, self._graced = None, False
