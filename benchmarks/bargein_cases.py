@@ -351,7 +351,8 @@ class SimOutbound:
     by the bridge's own ``Unplayed``, to go first on the release) and the flush (``interrupt``: a
     clear, the generation bumped)."""
 
-    def __init__(self, mods: dict[str, ModuleType], config: Any, echo: Any, actions: list, cpu: list) -> None:
+    def __init__(self, mods: dict[str, ModuleType], config: Any, echo: Any, actions: list, cpu: list,
+                 stops_audio: bool = False) -> None:
         self._m = mods
         self._echo = echo
         self._actions = actions
@@ -369,8 +370,11 @@ class SimOutbound:
         self._item: str | None = None
         self._unmarked = 0
         self.now = 0.0
-        self._unplayed = mods["unplayed"].Unplayed() if getattr(config, "duck_clear", False) else None
-        self._duck_cleared = False
+        # (what the caller has not heard: a duck's clear takes it back; without the clear, a bridge
+        # that has ``duck_stopped_audio`` still asks whether a clear was due)
+        self._unplayed = mods["unplayed"].Unplayed() if stops_audio or getattr(config, "duck_clear", False) else None
+        self._duck_clear = getattr(config, "duck_clear", False)
+        self._duck_cleared = self._duck_stopped = False
 
     # the surface MediaSession's parts use
     def push(self, item_id: str, data: bytes) -> None:
@@ -398,7 +402,9 @@ class SimOutbound:
     def pause(self, now: float) -> None:
         self._paused_at = now
         self._actions.append((now, "duck"))
-        if self._unplayed is not None and self._unplayed.worth_clearing(now):
+        due = self._unplayed is not None and self._unplayed.worth_clearing(now)
+        self._duck_stopped = self._duck_stopped or due  # (until a resume: as duck_cleared)
+        if due and self._duck_clear:
             self._queue.extendleft(reversed(self._unplayed.take_back(now, self._playback)))
             self._out.append(("clear", ""))
             if self._echo is not None:
@@ -411,8 +417,12 @@ class SimOutbound:
     def duck_cleared(self) -> bool:
         return self._duck_cleared
 
+    @property
+    def duck_stopped_audio(self) -> bool:
+        return self._duck_stopped
+
     def resume(self) -> None:
-        self._duck_cleared = False
+        self._duck_cleared = self._duck_stopped = False
         if self._paused_at is not None:
             self._resumed = True
             if self._unplayed is not None:
@@ -422,7 +432,7 @@ class SimOutbound:
 
     def interrupt(self, clear: bool = True) -> int:
         flushed = sum(1 for _, f, _ in self._queue if f is not None)
-        self._duck_cleared = False
+        self._duck_cleared = self._duck_stopped = False
         self._queue.clear()
         self._framer.drop()
         self._paused_at = None
@@ -539,7 +549,7 @@ class Bridge:
             # (link, ctx, echo) since the call's context; (link, config, metrics, clock, log, echo) before
             cfg, echo = (args[0].config, args[1] if len(args) > 1 else None) if hasattr(args[0], "config") \
                 else (args[0], args[4] if len(args) > 4 else None)
-            parts["out"] = SimOutbound(m, cfg, echo, self.actions, self._cpu)
+            parts["out"] = SimOutbound(m, cfg, echo, self.actions, self._cpu, stops_audio)
             return parts["out"]
 
         def model_link(*args: Any) -> SimModelLink:
@@ -547,6 +557,7 @@ class Bridge:
             return parts["model"]
 
         session_mod = m["session"]
+        stops_audio = hasattr(session_mod.OutboundAudio, "duck_stopped_audio")  # (a bridge that asks it)
         saved = session_mod.OutboundAudio, session_mod.ModelLink
         session_mod.OutboundAudio, session_mod.ModelLink = outbound, model_link
         try:

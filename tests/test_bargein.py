@@ -329,7 +329,7 @@ def test_a_pause_between_words_keeps_the_utterances_onset_for_the_servers_eviden
 
     clock = ManualClock()
     listener = _ScriptedListener()
-    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: None, audible=True, duck_cleared=False)
+    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: None, audible=True, duck_stopped_audio=False)
     barge_in = BargeIn(CallContext(BridgeConfig(), CallMetrics(), logging.getLogger("t"), clock), outbound, None,
                        None, lambda *a: None, listener)
     onsets = []
@@ -370,7 +370,7 @@ def test_quiet_frames_after_a_confirmation_on_a_quiet_frame_still_count_for_the_
     from voicebridge.testing import ManualClock
 
     clock, listener = ManualClock(), _ScriptedListener()
-    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: None, audible=True, duck_cleared=False)
+    outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: None, audible=True, duck_stopped_audio=False)
     config = BridgeConfig()
     barge_in = BargeIn(CallContext(config, CallMetrics(), logging.getLogger("t"), clock), outbound, None,
                        None, lambda *a: None, listener)
@@ -480,7 +480,7 @@ def test_after_a_duck_that_cleared_the_first_release_waits_for_the_word_to_go_on
 
     clock, listener, resumes = ManualClock(), _ScriptedListener(), []
     outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: resumes.append(clock.now), audible=True,
-                               duck_cleared=True)
+                               duck_stopped_audio=True)
     barge_in = BargeIn(CallContext(BridgeConfig(), CallMetrics(), logging.getLogger("t"), clock), outbound, None,
                        None, lambda *a: None, listener)
 
@@ -501,9 +501,9 @@ def test_after_a_duck_that_cleared_the_first_release_waits_for_the_word_to_go_on
     frame(3.30, Decision.DUCK, loud=True)  # within the grace: the same utterance, still paused
     frame(3.34, Decision.RELEASE)  # the second release of this duck: at once
     assert resumes == [pytest.approx(1.43), 3.34]
-    outbound.duck_cleared = False
+    outbound.duck_stopped_audio = False
     frame(4.00, Decision.DUCK, loud=True)
-    frame(4.02, Decision.RELEASE)  # a duck that only paused: the 40 ms at the caller hide a quick resume
+    frame(4.02, Decision.RELEASE)  # a duck that stopped nothing the caller heard (none ahead at Twilio): at once
     assert resumes[-1] == 4.02
 
 
@@ -524,7 +524,7 @@ def test_after_a_duck_that_cleared_an_impulsive_noise_resumes_the_agent_at_once(
 
     clock, listener, resumes = ManualClock(), _ScriptedListener(), []
     outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: resumes.append(clock.now), audible=True,
-                               duck_cleared=True)
+                               duck_stopped_audio=True)
     barge_in = BargeIn(CallContext(BridgeConfig(), CallMetrics(), logging.getLogger("t"), clock), outbound, None,
                        None, lambda *a: None, listener)
 
@@ -608,7 +608,7 @@ def test_a_sustained_voiceless_onset_is_not_released_as_a_decaying_burst():
 
 
 
-def _scripted_barge_in(duck_cleared: bool):
+def _scripted_barge_in(duck_stopped_audio: bool):
     """A ``BargeIn`` over a scripted listener; the clock, what resumed, the metrics."""
     import logging
     from types import SimpleNamespace
@@ -621,7 +621,7 @@ def _scripted_barge_in(duck_cleared: bool):
 
     clock, listener, resumed, metrics = ManualClock(), _ScriptedListener(), [], CallMetrics()
     outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: resumed.append(True), audible=True,
-                               duck_cleared=duck_cleared)
+                               duck_stopped_audio=duck_stopped_audio)
     barge_in = BargeIn(CallContext(BridgeConfig(), metrics, logging.getLogger("t"), clock), outbound, None,
                        None, lambda *a: None, listener)
 
@@ -640,7 +640,7 @@ def test_a_release_the_detector_took_for_breath_holds_the_agent_for_its_words_as
     like a far voice (only a command's words interrupt); any other release resumes."""
     from voicebridge.audio.detector import Decision
 
-    barge_in, listener, frames, resumed, metrics = _scripted_barge_in(duck_cleared=False)
+    barge_in, listener, frames, resumed, metrics = _scripted_barge_in(duck_stopped_audio=False)
     frames(*[(1.0 + i * 0.02, Decision.DUCK if i == 0 else Decision.NONE, True) for i in range(5)])
     listener.level.breath = breath
     frames((1.12, Decision.RELEASE, False))
@@ -657,7 +657,7 @@ def test_a_released_run_the_model_heard_during_the_grace_is_held_for_its_words(h
     from voicebridge.audio.detector import Decision
     from voicebridge.call.caller_pause import RELEASE_GRACE_S
 
-    barge_in, listener, frames, resumed, metrics = _scripted_barge_in(duck_cleared=True)
+    barge_in, listener, frames, resumed, metrics = _scripted_barge_in(duck_stopped_audio=True)
     frames((1.0, Decision.DUCK, True), (1.02, Decision.NONE, True), (1.04, Decision.RELEASE, False))
     assert resumed == [] and listener.holds == []  # the grace
     listener.model_heard = heard

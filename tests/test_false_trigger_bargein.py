@@ -58,7 +58,7 @@ def bridge():
     config = BridgeConfig()
     listener = Listener(config)
     model, turns = FakeModel(), FakeTurns()
-    outbound = SimpleNamespace(audible=False, duck_cleared=False, pause=lambda now: None, resume=lambda: None)
+    outbound = SimpleNamespace(audible=False, duck_stopped_audio=False, pause=lambda now: None, resume=lambda: None)
     barge_in = BargeIn(CallContext(config, CallMetrics(), logging.getLogger("rv16"), clock), outbound, turns,
                        model, lambda *a: None, listener)
     return barge_in, listener, model, turns
@@ -433,7 +433,7 @@ def test_a_local_barge_in_tells_the_watch_whether_it_was_a_whisper():
                                                   was_active=True)
     turns.finish_interruption = lambda response_id: None
     turns.floor = lambda: SimpleNamespace(greeting=False, active=True, interrupted=False)
-    barge_in._outbound = SimpleNamespace(audible=True, duck_cleared=False, interrupt=lambda clear: 0,
+    barge_in._outbound = SimpleNamespace(audible=True, duck_stopped_audio=False, interrupt=lambda clear: 0,
                                          pause=lambda now: None, resume=lambda: None)
     listener.level.utterance.heard_whisper()
     assert listener.level.whispered
@@ -456,7 +456,7 @@ def test_the_whisper_continue_only_where_the_whispers_audio_became_an_item(confi
     """(review rv21) With no commit of the whisper's audio (no transcription: the watch never asks;
     the commit could not go out), the caller's last audio item is the question the answer was for:
     "answer the caller's last audio" would answer it again. The plain continue goes there."""
-    outbound = SimpleNamespace(audible=False, duck_cleared=False, pause=lambda now: None, resume=lambda: None)
+    outbound = SimpleNamespace(audible=False, duck_stopped_audio=False, pause=lambda now: None, resume=lambda: None)
     turns = FakeTurns()
     barge_in = BargeIn(CallContext(config, CallMetrics(), logging.getLogger("rv21"), ManualClock()), outbound, turns,
                        model, lambda *a: None, Listener(config))

@@ -88,7 +88,7 @@ def test_a_commit_that_cannot_be_sent_resumes_the_held_voice_at_once_and_is_not_
     call = held("backchannel", 8)
     clock, model, resumed = ManualClock(), _NoSession(), []
     outbound = SimpleNamespace(pause=lambda now: None, resume=lambda: resumed.append(True), audible=True,
-                               duck_cleared=False)
+                               duck_stopped_audio=False)
     metrics = CallMetrics()
     barge_in = BargeIn(CallContext(BridgeConfig(), metrics, logging.getLogger("t"), clock), outbound, None, model,
                        lambda *a: None, call.listener)

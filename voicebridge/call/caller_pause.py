@@ -1,11 +1,13 @@
 """The agent paused for the caller, and its release (run thread; one per call, ``BargeIn``'s).
 
 The duck: the first loud frame pauses sending (nothing lost) and, with ``duck_clear``, clears
-what Twilio still holds of the agent (sent again on a release). After a duck that cleared, the
-first run that ends unconfirmed resumes only after ``RELEASE_GRACE_S`` without a new one: a soft
-onset's first frames ("w-" of "wait", "ex-" of "excuse me") end a run before the word does, and
-with the caller's buffer emptied nothing hides a resume in between (without the clear its 40 ms
-did). Only the first: babble or a TV that keeps ducking would otherwise keep the agent paused.
+what Twilio still holds of the agent (sent again on a release). After a duck that stopped the
+agent at the caller's ear (it cleared, or with ``duck_clear`` off a clear was due: Twilio's 40 ms
+lead plays out and the agent stops all the same), the first run that ends unconfirmed resumes
+only after ``RELEASE_GRACE_S`` without a new one: a soft onset's first frames ("w-" of "wait",
+"ex-" of "excuse me") end a run before the word does, and the caller would hear the agent go on
+between them. Only the first: babble or a TV that keeps ducking would otherwise keep the agent
+paused.
 Not after an impulsive noise (``CallerLevel.impulse``: a click, a knock, a key, a cough, loud,
 voiceless and short or decaying from its start): no word goes on from it, and the grace would
 make every lone click a gap of its own length in the answer.
@@ -52,7 +54,7 @@ class CallerPause:
         """A ducked run ended unconfirmed, no hold for it: resume, after the grace if it is due."""
         if not self._duck:
             return  # nothing paused the agent: nothing to release
-        if self._outbound.duck_cleared and not self._graced and not impulse:
+        if self._outbound.duck_stopped_audio and not self._graced and not impulse:
             self._graced = True  # (an impulsive noise, a click or a knock, is no onset of words: at once)
             self.release_due = now + RELEASE_GRACE_S
             return

@@ -88,6 +88,7 @@ class OutboundAudio:
         self._generation = 0
         self._paused_at: float | None = None  # set while ducked
         self._duck_cleared = False  # this duck cleared what the caller had not heard
+        self._duck_stopped = False  # this duck stopped the agent's audio at the caller (cleared, or a clear was due)
         self._in_flight = 0  # deltas not yet framed + frames not yet sent, current generation
         self._playback = PlaybackTracker()
         self._duck_clear = config.duck_clear
@@ -120,10 +121,11 @@ class OutboundAudio:
         ``duck_clear``, what the caller has not heard yet is cleared at Twilio and taken back."""
         def set_paused() -> None:
             self._paused_at = now
+            self._duck_stopped = self._duck_stopped or due  # (duck_clear off: it stops once Twilio's lead has played)
 
         def clear_and_take_back() -> None:
             self._paused_at = now
-            self._duck_cleared = True
+            self._duck_cleared = self._duck_stopped = True
             with self._lock:
                 taken = self._unplayed.take_back(now, self._playback)
                 for chunk in taken:
@@ -134,7 +136,8 @@ class OutboundAudio:
             self._metrics.add("frames_taken_back", sum(not c.end for c in taken))
 
         with self._lock:
-            clearing = self._duck_clear and self._unplayed.worth_clearing(now)
+            due = self._unplayed.worth_clearing(now)
+        clearing = self._duck_clear and due
         if not clearing:
             self._link.hold(set_paused)
             return
@@ -151,7 +154,7 @@ class OutboundAudio:
                 if self._paused_at is not None:
                     self._unplayed.released(now)
             self._paused_at = None
-            self._duck_cleared = False
+            self._duck_cleared = self._duck_stopped = False
 
         self._link.hold(unpause)
         self._wake.set()
@@ -171,7 +174,7 @@ class OutboundAudio:
             with self._lock:
                 self._generation += 1
                 self._paused_at = None
-                self._duck_cleared = False
+                self._duck_cleared = self._duck_stopped = False
                 self._playback.cleared()
                 self._unplayed.forget()
                 waiting, self._waiting = self._waiting, []
@@ -194,6 +197,13 @@ class OutboundAudio:
     def duck_cleared(self) -> bool:
         """Ducked, and the duck cleared the caller's buffer (nothing buffered hides a release)."""
         return self._duck_cleared
+
+    @property
+    def duck_stopped_audio(self) -> bool:
+        """Ducked while the caller was hearing the agent (``Unplayed.worth_clearing``): the duck
+        cleared it, or with ``duck_clear`` off it stops once Twilio's lead has played; either way
+        a release is heard as the agent going on."""
+        return self._duck_stopped
 
     # ------------------------------------------------------------------ what the caller heard
     @property
