@@ -1,8 +1,10 @@
 """Barge-in latency over N simulated interruptions, measured inside the bridge.
 
-For each interruption a long response is playing; the caller then speaks (a sentence of the
-speech corpus, a frame every 20 ms, as Twilio delivers them; one frame repeated is a held note,
-which the detector rightly ignores). Measured from speech onset (the first loud frame handed to
+For each interruption a long response is playing (the agent's voice: a constant frame is a held
+note to the detector and the echo gate alike); the caller's line carries quiet frames for
+``LISTEN_S`` while it plays, as Twilio streams them (the echo gate proves the quiet line's echo
+loss meanwhile: without it, with the duck off, a caller softer than the agent is taken for its
+echo), then the caller speaks (a sentence of the speech corpus, a frame every 20 ms). Measured from speech onset (the first loud frame handed to
 the bridge) to the first Twilio ``clear`` (the duck's, which clears the caller's buffer, or the barge-in's), to the
 last media frame sent, and to the barge-in confirmed (its words, the sentence's, long enough).
 Usage: python benchmarks/bargein.py [--n 50] [--no-duck] [--json]
@@ -21,6 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks._common import RecordingTwilio, percentile  # noqa: E402
 from voicebridge import BridgeConfig, MediaSession  # noqa: E402
+from voicebridge.dev import tts  # noqa: E402
 from voicebridge.dev.sim import corpus  # noqa: E402
 from voicebridge.testing import FakeRealtime  # noqa: E402
 
@@ -28,6 +31,8 @@ _SENTENCE = corpus.by_category("talk")[0].audio()
 SPEECH = [base64.b64encode(_SENTENCE[k:k + 160]).decode() for k in range(0, len(_SENTENCE) - 159, 160)
           if max(_SENTENCE[k:k + 160]) > 0]  # (its frames, from its first)
 QUIET = base64.b64encode(b"\xff" * 160).decode()
+ANSWER = tts.load_prompt("long_answer")
+LISTEN_S = 1.2  # the answer heard before the caller speaks (the echo gate proves the quiet line's loss meanwhile)
 
 
 def media(twilio: RecordingTwilio, payload: str) -> None:
@@ -36,8 +41,13 @@ def media(twilio: RecordingTwilio, payload: str) -> None:
 
 def interrupt_once(twilio: RecordingTwilio, openai: FakeRealtime, session: MediaSession, i: int) -> tuple[float, float, float]:
     rid, item = f"resp_{i}", f"item_{i}"
-    openai.response(rid, item, [b"\x30" * 4000] * 4, done=(i % 2 == 0))  # half after response.done
-    time.sleep(0.25)  # the caller is hearing the answer
+    start = (i * 8000) % (len(ANSWER) - 40000) // 160 * 160  # 5 s of the agent's voice
+    openai.response(rid, item, [ANSWER[k:k + 4000] for k in range(start, start + 40000, 4000)],
+                    done=(i % 2 == 0))  # half after response.done
+    listen_until = time.monotonic() + LISTEN_S  # the caller hears the answer on a quiet line, as
+    while time.monotonic() < listen_until:  # Twilio streams it: a frame every 20 ms
+        media(twilio, QUIET)
+        time.sleep(0.020)
     before = session.metrics["barge_in_events"]
     onset = time.monotonic()
     next_at = onset
