@@ -19,9 +19,11 @@ def test_debounce_requires_5_consecutive_frames():
 
 
 def test_debounce_resets_on_low_rms():
+    """(With the duck off the run's end is still said: nothing was paused, but what it was is judged.)"""
     det = LevelDetector(threshold_dbfs=-35, frames_needed=5, duck=False)
     for _ in range(4):
         det.feed(LOUD, True)
+    assert det.feed(QUIET, True) is Decision.RELEASE
     assert det.feed(QUIET, True) is Decision.NONE
     assert [det.feed(LOUD, True) for _ in range(4)] == [Decision.NONE] * 4
     assert det.feed(LOUD, True) is Decision.CONFIRM

@@ -2057,3 +2057,30 @@ def test_a_strict_holds_turn_whose_words_come_after_it_resumed_needs_a_bare_comm
     assert listener.committed(held + 0.3, "item_a") is Turn.BACKCHANNEL
     assert listener.hold_outcome(held + 3.0) is Hold.RESUME and not listener.holding
     assert listener.transcript(words, held + 5.2, "item_a") is takes
+
+
+@pytest.mark.parametrize("clip", [("interruption", 4), ("backchannel", 8), ("whisper", 0), ("soft", 3)])
+@pytest.mark.parametrize("frames", [3, 4, 8, None])
+def test_the_duck_off_decides_as_the_duck_on_but_for_the_duck_itself(clip, frames):
+    """Review rv28: with the duck off only the first loud frame's pause goes (DUCK); every other
+    decision is the duck's (a "stop" whose vowel alone was loud, shorter than the debounce, is
+    still a short utterance to hold for: before, the level detector said no RELEASE without a
+    duck, and it was not)."""
+    data = corpus.by_category(clip[0])[clip[1]].audio()
+    piece = frames_of(data)
+    if frames is not None:
+        start = next(i for i, f in enumerate(piece) if audio.dbfs(f) > -40)
+        piece = piece[start:start + frames]
+
+    def heard(config: BridgeConfig) -> list[Decision]:
+        listener, t, out = Listener(config), 0.0, []
+        for frame in [QUIET] * 100 + piece + [QUIET] * 60:
+            decision = listener.hear(frame, t, lambda: True).decision
+            out.append(Decision.NONE if decision is Decision.DUCK else decision)
+            t += 0.02
+        return out
+
+    on, off = heard(BridgeConfig(echo_gate=False)), heard(BridgeConfig(echo_gate=False, duck=False))
+    assert off == on
+    if (clip, frames) == (("interruption", 4), 4):
+        assert Decision.BACKCHANNEL in on  # (the case the review found)

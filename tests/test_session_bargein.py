@@ -818,18 +818,24 @@ def test_a_yeah_inside_a_turn_a_tv_keeps_open_is_committed_at_its_onset_and_resu
 
 
 # ----------------------------------------------------------------- the duck off (duck=False)
+def _yeah_held(bridge_call, duck, frames):
+    """A call on a hand-moved clock whose answer (``frames`` long) a "yeah" holds for its words."""
+    clock = ManualClock()
+    config = BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False, duck=duck)
+    call = bridge_call(config, clock=clock).start()
+    call.twilio.media(QUIET, n=80)
+    long_response(call.openai, call.twilio, frames=frames, done=True, wait_frames=2)
+    say(call.twilio, call.session, corpus.by_category("backchannel")[8].audio())  # "yeah"
+    assert wait_until(lambda: call.session.metrics["backchannel_holds"] == 1)
+    return call, clock
+
+
 def test_with_the_duck_off_a_short_utterance_still_holds_the_agent_for_its_words(bridge_call):
     """duck=False: nothing pauses the agent at the first loud frame, but a short voiced utterance
     pauses it when it ends, and its words decide as with the duck (before, the agent talked on
     over a short "wait": 25 % of the set's interruptions missed at the ear; docs/barge-in.md)."""
-    clock = ManualClock()
-    config = BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False, duck=False)
-    call = bridge_call(config, clock=clock).start()
+    call, clock = _yeah_held(bridge_call, duck=False, frames=60)
     session, twilio, openai = call.session, call.twilio, call.openai
-    twilio.media(QUIET, n=80)
-    long_response(openai, twilio, frames=60, done=True, wait_frames=2)
-    say(twilio, session, corpus.by_category("backchannel")[8].audio())  # "yeah"
-    assert wait_until(lambda: session.metrics["backchannel_holds"] == 1)
     assert session.metrics["ducks"] == 0
     openai.push(rt_speech_started("item_bc"))
     openai.push(rt_committed("item_bc"))
@@ -843,6 +849,7 @@ def test_with_the_duck_off_a_short_utterance_still_holds_the_agent_for_its_words
     resumed_whole(clock, twilio, sent)
     m = call.finish()
     assert m["barge_in_events"] == 0 and openai.events("response.cancel") == [] and m["ducks"] == 0
+    assert m["hold_pauses"] == 1 and m["duck_releases"] == 1  # (the hold's pause, and its release)
 
 
 def test_with_the_duck_off_a_cough_never_pauses_the_agent(start):
@@ -853,4 +860,34 @@ def test_with_the_duck_off_a_cough_never_pauses_the_agent(start):
     say(twilio, session, cough(300, seed=4))
     m = end(session, call, twilio)
     assert m["ducks"] == 0 and m["clears_sent"] == 0 and m["barge_in_events"] == 0
-    assert m["backchannel_holds"] + m["far_holds"] + m["breath_holds"] == 0
+    assert m["backchannel_holds"] + m["far_holds"] + m["breath_holds"] == m["hold_pauses"] == 0
+
+
+@pytest.mark.parametrize("duck", [True, False])
+def test_the_fuse_does_not_cut_a_hold_a_later_wait_joined(bridge_call, duck):
+    """Review rv28: "yeah" held, its turn committed; 2.2 s later "wait" joins the hold (its own
+    bound from then) and its words are slow. With the duck on, "wait"'s duck restarts the duck
+    fuse's clock; with it off the hold pauses again when "wait" joins, so the fuse counts from
+    there too (it counted from the first hold's pause, and resumed the agent inside the hold)."""
+    call, clock = _yeah_held(bridge_call, duck=duck, frames=400)
+    session, twilio, openai = call.session, call.twilio, call.openai
+    openai.push(rt_speech_started("item_1"))
+    openai.push(rt_committed("item_1"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    for _ in range(22):
+        quiet_frame_at(call, clock, 0.1)
+    say(twilio, session, corpus.by_category("interruption")[1].audio())  # "wait": joins the hold
+    openai.push(rt_transcript("Yeah.", "item_1"))  # the first turn's words: the resume waits for "wait"'s
+    openai.push(rt_speech_started("item_2"))
+    openai.push(rt_committed("item_2"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 2)
+    sent = len(twilio.messages("media"))
+    for _ in range(20):  # 2.0 s more: within "wait"'s own 2.5 s bound
+        quiet_frame_at(call, clock, 0.1)
+    time.sleep(0.2)
+    fuses, now_sent = session.metrics["safety_fuses"], len(twilio.messages("media"))
+    openai.push(rt_transcript("Wait.", "item_2"))
+    assert wait_until(lambda: session.metrics["barge_in_events"] == 1)
+    m = call.finish()
+    assert (fuses, now_sent - sent) == (0, 0), "the fuse resumed the agent inside the hold"
+    assert (m["hold_pauses"] >= 2) is not duck and (m["ducks"] > 0) is duck

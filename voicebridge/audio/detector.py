@@ -49,7 +49,9 @@ class LevelDetector:
     With ``dip_frames=0`` (the original rule) they must be consecutive and any quiet frame
     ends the run and releases the duck. Speech dips between syllables, so the bridge allows
     ``dip_frames`` (1) quiet frames inside a run: they neither count nor end it, the duck holds
-    and the onset stays the run's first loud frame; one more quiet frame ends it.
+    and the onset stays the run's first loud frame; one more quiet frame ends it. With ``duck``
+    off no DUCK is said, but a run that ends unconfirmed is still a RELEASE: what it was (a short
+    "stop" to hold for, a cough) is judged the same, nothing having been paused.
     """
 
     def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
@@ -89,9 +91,9 @@ class LevelDetector:
             self.run = 0
             self.ducking = False
             return Decision.CONFIRM
-        if self.duck and not self.ducking and (self.run == 2 or self.run == 1 and not tentative):
-            self.ducking = True  # (at the second frame only after a tentative first)
-            return Decision.DUCK
+        if not self.ducking and (self.run == 2 or self.run == 1 and not tentative):
+            self.ducking = True  # (at the second frame only after a tentative first; with the duck off the
+            return Decision.DUCK if self.duck else Decision.NONE  # run's end is judged all the same: RELEASE)
         return Decision.NONE
 
     def reset(self) -> None:
@@ -511,7 +513,7 @@ class CallerLevel:
             return Decision.NONE
         self.impulse = self._impulsive()
         self._voiceless_ended()
-        if self.loud or not self._sustained() or not self.detector.duck:
+        if self.loud or not self._sustained():
             self.breath = not self.loud and self._short_breath()
             return self._release()
         # (a held sibilant too short for a shush, "s...": held for its words at the release, like breath)

@@ -129,7 +129,7 @@ class BargeIn:
             if not self.listener.holding:
                 self._metrics.add("backchannel_holds")
                 self._log.info("short utterance over the agent: held paused until its words say what it was")
-                self._pause.for_hold(now)
+            self._pause.for_hold(now)
             self.listener.hold(now)
         elif decision is bargein.Decision.BACKCHANNEL:
             self._pause.resume_unheld()

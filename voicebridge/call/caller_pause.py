@@ -45,10 +45,13 @@ class CallerPause:
         self._log.info("duck: caller loud (%.1f dBFS), sending paused", level_dbfs)
 
     def for_hold(self, now: float) -> None:
-        """A hold for words begins: with the duck off nothing paused the agent at the first loud
-        frame (a click never pauses it), so the hold pauses it now; its words decide as with the duck."""
+        """A hold for words begins, or an utterance joins it: with the duck off nothing paused the
+        agent at the first loud frame (a click never pauses it), so the hold pauses it now (again
+        for an utterance that joins, as its duck would: the duck fuse counts from the latest
+        pause); its words decide as with the duck. Counted in ``hold_pauses``."""
         if not self._duck:
             self._outbound.pause(now)
+            self._metrics.add("hold_pauses")
 
     def run_released(self, now: float, impulse: bool) -> None:
         """A ducked run ended unconfirmed, no hold for it: resume, after the grace if it is due."""

@@ -18,7 +18,7 @@ COUNTERS = (
     "audio_deltas", "model_audio_bytes", "frames_enqueued", "frames_sent", "frames_flushed",
     "frames_dropped", "inbound_frames", "inbound_frames_dropped",
     "inbound_bytes", "inbound_wrong_size", "outbound_bad_size", "marks_sent", "marks_echoed",
-    "marks_stale", "clears_sent", "responses", "ducks", "duck_releases", "duck_clears", "frames_taken_back",
+    "marks_stale", "clears_sent", "responses", "ducks", "hold_pauses", "duck_releases", "duck_clears", "frames_taken_back",
     "frames_resent", "frames_resend_discarded", "barge_in_events", "echo_frames_suppressed",
     "barge_in_local", "barge_in_server", "barge_in_transcript", "server_speech_ignored",
     "server_speech_ignored_echo", "server_speech_ignored_noise", "server_speech_ignored_tone",
