@@ -891,3 +891,39 @@ def test_the_fuse_does_not_cut_a_hold_a_later_wait_joined(bridge_call, duck):
     m = call.finish()
     assert (fuses, now_sent - sent) == (0, 0), "the fuse resumed the agent inside the hold"
     assert (m["hold_pauses"] >= 2) is not duck and (m["ducks"] > 0) is duck
+
+
+@pytest.mark.parametrize("duck", [True, False])
+def test_a_wait_over_the_answers_last_frames_leaves_the_next_answer_unpaused(bridge_call, duck):
+    """Review rv29: the answer (8 frames) plays out while the caller says "wait" over its end.
+    With the duck off the short utterance is judged once the agent is silent: its hold pauses
+    nothing (it paused an empty line, the barge-in on its words was refused as nothing was
+    audible, and the next answer waited for the duck fuse: 0.65 s, a SAFETY_FUSE warning)."""
+    clock = ManualClock()
+    config = BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False, duck=duck)
+    call = bridge_call(config, clock=clock).start()
+    session, twilio, openai = call.session, call.twilio, call.openai
+    twilio.echo_marks = True
+    twilio.media(QUIET, n=80)
+    long_response(openai, twilio, frames=8, done=True, wait_frames=2)
+    clip = corpus.by_category("interruption")[1].audio()  # "wait"
+    for frame in [clip[i:i + 160].ljust(160, b"\xff") for i in range(0, len(clip), 160)] + [QUIET] * 6:
+        clock.advance(0.02)
+        time.sleep(0.01)  # (the TX loop sends on the hand-moved clock meanwhile)
+        count = session.metrics["inbound_frames"]
+        twilio.media(frame)
+        assert wait_until(lambda: session.metrics["inbound_frames"] == count + 1)
+    openai.push(rt_speech_started("item_w"))
+    openai.push(rt_committed("item_w"))
+    openai.push(rt_transcript("Wait.", "item_w"))
+    time.sleep(0.2)
+    sent = len(twilio.messages("media"))
+    openai.response("resp_2", "item_2", [b"\x33" * 160] * 20, done=True)
+    t0 = clock()
+    for _ in range(30):
+        quiet_frame_at(call, clock, 0.05)
+        if len(twilio.messages("media")) > sent:
+            break
+    delay = clock() - t0
+    m = call.finish()
+    assert m["safety_fuses"] == 0 and delay <= 0.1 + 1e-9, delay

@@ -132,7 +132,7 @@ class BargeIn:
             self._pause.for_hold(now)
             self.listener.hold(now)
         elif decision is bargein.Decision.BACKCHANNEL:
-            self._pause.resume_unheld()
+            self._pause.resume_backchannel()  # (holds off: at once)
         elif decision is bargein.Decision.CONFIRM:
             self.run("local", now, self._onset.at if self._onset.at is not None else now)
         elif loud and self._level.detector.run == 1:

@@ -36,6 +36,7 @@ class CallerPause:
         self._log = ctx.log
         self.release_due: float | None = None  # a released duck that cleared resumes then
         self._graced = False  # this duck's release was deferred once already
+        self._hold_paused = False  # with the duck off: a hold paused the agent
 
     def duck(self, now: float, level_dbfs: float) -> None:
         """A loud frame: pause (again: the run goes on, still ducked)."""
@@ -48,9 +49,12 @@ class CallerPause:
         """A hold for words begins, or an utterance joins it: with the duck off nothing paused the
         agent at the first loud frame (a click never pauses it), so the hold pauses it now (again
         for an utterance that joins, as its duck would: the duck fuse counts from the latest
-        pause); its words decide as with the duck. Counted in ``hold_pauses``."""
-        if not self._duck:
+        pause); its words decide as with the duck. Counted in ``hold_pauses``. Not when the agent
+        is silent (it played out while the caller spoke): nothing to pause, and a barge-in the
+        guards refuse would leave the next answer paused until the fuse (review rv29)."""
+        if not self._duck and self._outbound.audible:
             self._outbound.pause(now)
+            self._hold_paused = True
             self._metrics.add("hold_pauses")
 
     def run_released(self, now: float, impulse: bool) -> None:
@@ -72,9 +76,10 @@ class CallerPause:
         self._metrics.add("duck_releases")
         self._log.info("duck released: loud run ended before confirmation")
 
-    def resume_backchannel(self, paused: bool = True) -> None:
+    def resume_backchannel(self) -> None:
         """A short utterance over the agent was a backchannel: the answer resumes where it paused
-        (``paused`` False: the duck is off and no hold paused it)."""
+        (with the duck off, if a hold paused it)."""
+        paused = self._duck or self._hold_paused
         self.forget()
         if paused:
             self._outbound.resume()
@@ -82,10 +87,6 @@ class CallerPause:
         self._metrics.add("backchannels")
         self._log.info("backchannel: a short utterance over the agent; the answer resumes where it paused")
 
-    def resume_unheld(self) -> None:
-        """A short utterance ended with holds off (``backchannel_hold_ms`` 0): resume at once."""
-        self.resume_backchannel(paused=self._duck)
-
     def forget(self) -> None:
         """Nothing pending: a barge-in ran, the fuse released the duck, or the agent resumed."""
-        self.release_due, self._graced = None, False
+        self.release_due, self._graced, self._hold_paused = None, False, False
