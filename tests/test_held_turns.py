@@ -1,6 +1,7 @@
 """HeldTurns: the model's turns holding a held voice (sans-IO)."""
 from __future__ import annotations
 
+from voicebridge.audio.held_agent import HeldAgent
 from voicebridge.audio.held_turns import HeldTurns
 
 
@@ -23,14 +24,12 @@ def test_a_turn_keeps_its_streamed_words_and_its_span_from_the_first_onset():
 
 
 def test_a_new_hold_forgets_the_last_ones_voice_and_turns():
-    turns = HeldTurns()
-    turns.voice(1.0, 0.4)
-    turns.committed("item_1", 1.5)
-    turns.clear()  # the hold ended: its turns go, its voice is kept until the next hold
-    assert not turns and turns.speech_s == 0.4
-    turns.committed("item_2", 2.0)
-    turns.reset()
-    assert not turns and turns.speech_s == 0
-    turns.voice(5.0, 0.2)
-    turns.committed("item_3", 5.5)
-    assert turns.span_s("item_3") == 0.5
+    """(Each hold is a ``HeldAgent`` of its own, with turns of its own.)"""
+    first = HeldAgent(1.0, 0, 0.3)
+    first.turns.voice(1.0, 0.4)
+    first.turns.committed("item_1", 1.5)
+    second = HeldAgent(5.0, 0, 0.3)
+    assert not second.turns and second.turns.speech_s == 0
+    second.turns.voice(5.0, 0.2)
+    second.turns.committed("item_3", 5.5)
+    assert second.turns.span_s("item_3") == 0.5 and "item_1" in first.turns

@@ -19,11 +19,6 @@ class HeldTurns:
         self._words: dict[str, str] = {}  # the model's turns holding them -> their words so far
         self._spans: dict[str, float] = {}  # ... -> seconds from the first onset to their audio's end
 
-    def reset(self) -> None:
-        """A new hold: nothing held yet."""
-        self._speech.clear()
-        self.clear()
-
     def voice(self, start: float, speech_s: float) -> None:
         """An utterance begun at ``start`` is held (again: its runs so far, the latest counts)."""
         self._speech[start] = speech_s
@@ -42,11 +37,6 @@ class HeldTurns:
     def done(self, item_id: str) -> None:
         """The turn's final words are in."""
         del self._words[item_id]
-
-    def clear(self) -> None:
-        """No turn holds the voice any more (the hold ended)."""
-        self._words.clear()
-        self._spans.clear()
 
     @property
     def speech_s(self) -> float:

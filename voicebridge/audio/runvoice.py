@@ -34,6 +34,7 @@ class RunVoice:
     def __init__(self) -> None:
         self.voiced = 0  # voiced loud frames in the current run
         self._bright: list[float] = []  # brightness of the run's listened frames (a whisper is bright)
+        self._duller = 0  # ... how many of them are under ``SIBILANT_BRIGHT``
         self.held_sibilant = False  # from its sixth listened frame on, the run was a held sibilant
         self._periods: list[float] = []  # pitch periods of the run's consecutive voiced frames (held notes)
         self._pitch: tuple[bytes, bytes, Pitch] | None = None  # the last onset's frame, the one before, its pitch
@@ -52,6 +53,7 @@ class RunVoice:
         if not self.held_sibilant and len(self._bright) >= self.SIBILANT_FRAMES - 1 and self.sibilant():
             self.held_sibilant = True  # (no whisper: its voice, if any, comes later; listened to till then)
         self._bright.append(bright)
+        self._duller += bright < self.SIBILANT_BRIGHT
         if r < self.VOICE_PERIODICITY or bright < DULL:
             self._periods = []
             return Voicing.UNVOICED
@@ -70,8 +72,7 @@ class RunVoice:
 
     def sibilant(self) -> bool:
         """The run's listened frames are a held sibilant: nearly all as bright as a "shh" or a hiss."""
-        bright = sorted(self._bright)
-        return bool(bright) and bright[len(bright) // 4] >= self.SIBILANT_BRIGHT
+        return bool(self._bright) and self._duller <= len(self._bright) // 4  # (its lower quartile that bright)
 
     def brightness(self) -> float | None:
         """The median brightness of the run's listened frames (None: none listened to)."""
@@ -89,7 +90,7 @@ class RunVoice:
 
     def clear(self) -> None:
         """The run is over: nothing voiced in it any more, nor any brightness measured."""
-        self.voiced, self._periods, self._bright = 0, [], []
+        self.voiced, self._periods, self._bright, self._duller = 0, [], [], 0
         self.held_sibilant = False
 
     def _pitch_of(self, frame: bytes, previous: bytes) -> Pitch:

@@ -105,7 +105,7 @@ class BargeIn:
     def _act(self, decision: bargein.Decision, level_dbfs: float, now: float) -> None:
         loud = self._level.loud
         if self._was_loud and not loud:
-            self._onset.run_ended_at = now
+            self._onset.run_ended(now)
         self._was_loud = loud
         if self._false_trigger.armed:
             self._false_trigger.level(loud, now)
@@ -391,9 +391,10 @@ class BargeIn:
         self._settle_answer(now)
         if self._pause.grace_over(now):
             if self._config.backchannel_hold_ms and self.listener.heard_by_model(after_release=True):
-                self._pause.release_due = None  # the model's VAD started on it meanwhile: its words decide
+                self._pause.grace_held()  # the model's VAD started on it meanwhile: its words decide
                 self._hold_released(now, "far_holds", "a released run the model's VAD heard: held paused for its "
-                                    "words (a bare command interrupts, anything else resumes)", True, True)
+                                    "words (a bare command interrupts, anything else resumes)",
+                                    strict=True, after_release=True)
             else:
                 self._pause.release()  # quiet since the run ended: it was no onset of words
         recovery = self._false_trigger.poll(now)

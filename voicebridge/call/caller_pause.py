@@ -23,7 +23,7 @@ from .context import CallContext
 from .downlink import OutboundAudio
 
 RELEASE_GRACE_S = Utterance.GAP_S  # (loud runs this close are one utterance, as the listener joins them)
-"""After a duck that cleared the caller's buffer, a release waits this long for the run to go on."""
+"""After a duck that stopped the agent at the caller's ear, a release waits this long for the run to go on."""
 
 
 class CallerPause:
@@ -34,13 +34,13 @@ class CallerPause:
         self._duck = ctx.config.duck
         self._metrics = ctx.metrics
         self._log = ctx.log
-        self.release_due: float | None = None  # a released duck that cleared resumes then
+        self._release_due: float | None = None  # a released duck that stopped the agent resumes then
         self._graced = False  # this duck's release was deferred once already
         self._hold_paused = False  # with the duck off: a hold paused the agent
 
     def duck(self, now: float, level_dbfs: float) -> None:
         """A loud frame: pause (again: the run goes on, still ducked)."""
-        self.release_due = None
+        self._release_due = None
         self._outbound.pause(now)
         self._metrics.add("ducks")
         self._log.info("duck: caller loud (%.1f dBFS), sending paused", level_dbfs)
@@ -63,12 +63,17 @@ class CallerPause:
             return  # nothing paused the agent: nothing to release
         if self._outbound.duck_stopped_audio and not self._graced and not impulse:
             self._graced = True  # (an impulsive noise, a click or a knock, is no onset of words: at once)
-            self.release_due = now + RELEASE_GRACE_S
+            self._release_due = now + RELEASE_GRACE_S
             return
         self.release()
 
     def grace_over(self, now: float) -> bool:
-        return self.release_due is not None and now >= self.release_due
+        return self._release_due is not None and now >= self._release_due
+
+    def grace_held(self) -> None:
+        """The grace is over and the run is held for its words instead of released (a second
+        release of this duck still resumes at once: it was graced)."""
+        self._release_due = None
 
     def release(self) -> None:
         self.forget()
@@ -89,4 +94,4 @@ class CallerPause:
 
     def forget(self) -> None:
         """Nothing pending: a barge-in ran, the fuse released the duck, or the agent resumed."""
-        self.release_due, self._graced, self._hold_paused = None, False, False
+        self._release_due, self._graced, self._hold_paused = None, False, False

@@ -87,7 +87,6 @@ class OutboundAudio:
         self._lock = state_lock()  # generation, duck, in-flight count, playback
         self._generation = 0
         self._paused_at: float | None = None  # set while ducked
-        self._duck_cleared = False  # this duck cleared what the caller had not heard
         self._duck_stopped = False  # this duck stopped the agent's audio at the caller (cleared, or a clear was due)
         self._in_flight = 0  # deltas not yet framed + frames not yet sent, current generation
         self._playback = PlaybackTracker()
@@ -125,7 +124,7 @@ class OutboundAudio:
 
         def clear_and_take_back() -> None:
             self._paused_at = now
-            self._duck_cleared = self._duck_stopped = True
+            self._duck_stopped = True
             with self._lock:
                 taken = self._unplayed.take_back(now, self._playback)
                 for chunk in taken:
@@ -154,7 +153,7 @@ class OutboundAudio:
                 if self._paused_at is not None:
                     self._unplayed.released(now)
             self._paused_at = None
-            self._duck_cleared = self._duck_stopped = False
+            self._duck_stopped = False
 
         self._link.hold(unpause)
         self._wake.set()
@@ -174,7 +173,7 @@ class OutboundAudio:
             with self._lock:
                 self._generation += 1
                 self._paused_at = None
-                self._duck_cleared = self._duck_stopped = False
+                self._duck_stopped = False
                 self._playback.cleared()
                 self._unplayed.forget()
                 waiting, self._waiting = self._waiting, []
@@ -192,11 +191,6 @@ class OutboundAudio:
             self._link.hold(bump)
         self._wake.set()
         return flushed[0] if flushed else 0
-
-    @property
-    def duck_cleared(self) -> bool:
-        """Ducked, and the duck cleared the caller's buffer (nothing buffered hides a release)."""
-        return self._duck_cleared
 
     @property
     def duck_stopped_audio(self) -> bool:

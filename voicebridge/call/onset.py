@@ -26,6 +26,9 @@ class UtteranceOnset:
         if self.at is None or self.run_ended_at is None or now - self.run_ended_at > Utterance.GAP_S:
             self.at = now
 
+    def run_ended(self, now: float) -> None:
+        self.run_ended_at = now
+
     def recent(self, now: float) -> float | None:
         """The onset, if a local duck set it on the same speech lately (``ONSET_MEMORY_S``)."""
         at = self.at
