@@ -459,3 +459,52 @@ def test_the_rooms_tail_of_a_loud_syllable_is_echo_under_the_quiet_audio_that_fo
     at = slot * 0.02
     assert gate.judge(tail_echo + 1.0, at, floor_dbfs=NOISE_DBFS) is (Verdict.ECHO if room_tail else Verdict.CALLER)
     assert gate.judge(tail_echo + 10.0, at + 0.02, floor_dbfs=NOISE_DBFS) is Verdict.CALLER
+
+
+def _first_words(heard_of: "Callable[[int, list[float]], float]", frames: int,
+                 before: "tuple[float, ...]" = ()) -> tuple[EchoGate, list[Verdict]]:
+    """The agent's first answer (no greeting) on a line heard as ``heard_of(i, played)``: a loud
+    first word (frames 0-7 at -12 dBFS) falling to nothing by frame 17, a pause, a softer second
+    word from frame 30 (-16 dBFS, one syllable at -12 at frame 40). ``before``: the line's levels
+    in the frames before the agent began. Returns the gate and its verdict on every frame."""
+    played = [-12.0] * 8 + [-18.0 - 3 * k for k in range(10)] + [-70.0] * 12 + [-16.0] * 20 + [-16.0] * 20
+    played[40] = -12.0
+    gate, t, verdicts = EchoGate(), 5.0, []
+    for level in before:
+        t += 0.02
+        gate.judge(level, t, floor_dbfs=NOISE_DBFS - 1)
+    for i in range(frames):
+        t += 0.02
+        gate.played(played[i], t)
+        verdicts.append(gate.judge(heard_of(i, played), t, floor_dbfs=NOISE_DBFS - 1))
+    return gate, verdicts
+
+
+def test_the_lines_record_of_its_echo_begins_at_the_echos_arrival_with_the_first_words_peaks():
+    """The first word's echo arrives 100 ms after it plays, 20 dB down; before, the record began
+    0.4 s after the agent did and held only that word's falling tail and the second word (each
+    far under the loudest the agent played): the loss read 24 dB, and the echo of the second
+    word's loud syllable (-32 dBFS) was taken for the caller. Counted from the echo's arrival,
+    the first word's peaks are in it: the syllable's echo is echo, and a caller over the echo
+    is still the caller."""
+    def heard(i: int, played: list[float], voice: float = audio.MIN_DBFS) -> float:
+        return power_sum(played[i - 5] - 20 if i >= 5 else audio.MIN_DBFS, NOISE_DBFS, voice)
+
+    gate, verdicts = _first_words(heard, 50)
+    assert gate.delay_ms is None  # all of it judged on the record, no echo path found yet
+    assert verdicts[45] is Verdict.ECHO  # the second word's loud syllable (before: CALLER)
+    assert 17.0 <= gate.loss_db <= 21.0  # (before: 24.4)
+    caller, verdicts = _first_words(lambda i, p: heard(i, p, -22.0 if i >= 46 else audio.MIN_DBFS), 50)
+    assert verdicts[46:50] == [Verdict.CALLER] * 4  # 14 dB over the second word's echo
+
+
+def test_a_loud_room_before_the_agent_does_not_pass_for_its_echo_arriving():
+    """The line carries a room at -40 dBFS before and under the agent's first words, whose echo
+    is 600 ms late (a long network): the room rising and falling is no arrival, so nothing of it
+    is recorded before 0.4 s (it would say the echo is 28 dB down, and the echo, once here, would
+    pass for the caller)."""
+    rng = random.Random(3)
+    room = [-40.0 - 5 * rng.random() for _ in range(60)]
+    gate, _ = _first_words(lambda i, p: power_sum(room[i], p[i - 30] - 20 if i >= 30 else audio.MIN_DBFS), 19,
+                           before=tuple(-40.0 - 5 * rng.random() for _ in range(40)))
+    assert gate.loss_db == PRIOR_LOSS_DB  # nothing recorded yet: the prior stands

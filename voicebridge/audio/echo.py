@@ -46,8 +46,9 @@ the reference the frames judged echo have stayed since the agent began (a low pe
 carried the agent's echo 20 dB down for half a second does not suddenly carry it 8 dB down: a
 frame that loud is the caller's. Before that record exists (the first echo frames of the
 agent's first words, or no sound on the line at all), Geigel's classic 6 dB prior applies,
-which errs towards echo. Only frames above the noise build the record: the ones before the
-echo arrives are quiet, so they cannot make the record overstate the loss.
+which errs towards echo. Only frames above the noise build the record, from the echo's arrival
+on (a quiet line rising well over what it carried before the agent began, or 0.4 s after it did):
+what comes before is the line's own sound and would make the record overstate the loss.
 
 The limit is physics, not code: a caller no louder than their own loudspeaker's echo plus the
 margin cannot be told from it by level; they are heard once they speak up, or the agent stops.
@@ -104,6 +105,15 @@ RECORD_AFTER_S, RECORD_MIN_DBFS = 0.4, -50.0
 then: what came before is the line's own sound, and would say the echo is far down) and at
 -50 dBFS or more (a level that could be an echo worth judging: below it, a line whose noise
 floor is not known yet)."""
+ARRIVAL_DB, BEFORE_TALK_SLOTS = 10.0, 50
+"""... or from the echo's arrival on a line that was quiet before the agent began (nothing at
+``RECORD_MIN_DBFS`` or more in the second before): the line rising this far over the loudest it
+carried then. The first word's echo peaks are often in its first 0.4 s, and without them the
+record held only its falling tail and the next word's rise (each far under the loudest the agent
+played), overstated the loss by 4-5 dB and took the echo's next peak for the caller (a
+reverberant "yeah" joined to it was long enough to cut the answer). Not on a line with a room's
+sound on it: a TV rising out of a pause is no echo, and its level against the little the agent
+had played yet said the echo was hardly down at all (the caller's "wait" was then judged echo)."""
 TALK_GAP_S = 1.0
 """Audible agent audio after this much without any begins a new stretch (for ``RECORD_AFTER_S``)."""
 TAIL_SLOTS, TAIL_DB = 15, 4.0
@@ -175,6 +185,7 @@ class EchoGate:
         self._record_loss = ProvisionalLoss()
         self._audible_at = float("-inf")  # the last audible frame's playout start
         self._talk_start = float("inf")  # when the current stretch of audible agent audio began
+        self._arrived_for = float("inf")  # the stretch (its start) whose echo was heard arriving
         self.stats = EchoStats()
         self.headroom_db = 0.0  # the last frame judged: how far over the echo predicted for it (run thread)
         self.over_echo = False  # the last frame judged the caller's was judged against the agent's echo
@@ -240,9 +251,27 @@ class EchoGate:
                 self.stats.unsure_frames += 1
                 return Verdict.UNSURE
             self.stats.echo_frames += 1
-            if lag is None and level_dbfs >= RECORD_MIN_DBFS and now >= self._talk_start + RECORD_AFTER_S:
+            if lag is None and level_dbfs >= RECORD_MIN_DBFS and self._echo_arrived(level_dbfs, now):
                 self._record_loss.add(reference - level_dbfs)
             return Verdict.ECHO
+
+    def _echo_arrived(self, level_dbfs: float, now: float) -> bool:
+        """Has the current stretch's echo arrived by ``now``, for the line's record? After
+        ``RECORD_AFTER_S``, or once the line (a frame of ``level_dbfs``) rose ``ARRIVAL_DB`` over
+        the loudest of the ``BEFORE_TALK_SLOTS`` inbound slots before the stretch began, if that
+        was quiet. Under the lock; the inbound levels are the run thread's, as this is."""
+        start = self._talk_start
+        if now >= start + RECORD_AFTER_S or self._arrived_for == start:
+            return True
+        if now < start or self._next_slot is None:
+            return False
+        levels = self._levels
+        end = len(levels) - (self._next_slot - round(start / SLOT_S))  # the stretch's first slot's index
+        line = max((levels[i] for i in range(max(0, end - BEFORE_TALK_SLOTS), max(0, end))), default=MIN_DBFS)
+        if line >= RECORD_MIN_DBFS or level_dbfs < line + ARRIVAL_DB:
+            return False  # a room's sound on the line before the agent: its rise may be no echo
+        self._arrived_for = start
+        return True
 
     def echo_then(self, level_dbfs: float, at: float) -> bool:
         """Would a frame of ``level_dbfs`` that arrived at ``at`` be judged echo now? Asked of a
