@@ -490,12 +490,21 @@ def test_the_lines_record_of_its_echo_begins_at_the_echos_arrival_with_the_first
     def heard(i: int, played: list[float], voice: float = audio.MIN_DBFS) -> float:
         return power_sum(played[i - 5] - 20 if i >= 5 else audio.MIN_DBFS, NOISE_DBFS, voice)
 
-    gate, verdicts = _first_words(heard, 50)
+    line = (NOISE_DBFS,) * 30  # the caller's question's end, then the line's hiss, before the answer
+    gate, verdicts = _first_words(heard, 50, before=line)
     assert gate.delay_ms is None  # all of it judged on the record, no echo path found yet
     assert verdicts[45] is Verdict.ECHO  # the second word's loud syllable (before: CALLER)
     assert 17.0 <= gate.loss_db <= 21.0  # (before: 24.4)
-    caller, verdicts = _first_words(lambda i, p: heard(i, p, -22.0 if i >= 46 else audio.MIN_DBFS), 50)
+    caller, verdicts = _first_words(lambda i, p: heard(i, p, -22.0 if i >= 46 else audio.MIN_DBFS), 50, before=line)
     assert verdicts[46:50] == [Verdict.CALLER] * 4  # 14 dB over the second word's echo
+
+
+def test_with_no_line_heard_before_the_agent_the_record_waits_for_its_echo_to_have_arrived():
+    """A greeting sent as the call's audio starts: nothing tells a quiet line from one whose room
+    just fell silent, so the record begins 0.4 s after the agent, as it did before arrivals."""
+    gate, _ = _first_words(lambda i, p: power_sum(p[i - 5] - 20 if i >= 5 else audio.MIN_DBFS, NOISE_DBFS), 19,
+                           before=(NOISE_DBFS,) * 5)
+    assert gate.loss_db == PRIOR_LOSS_DB  # nothing recorded yet: the prior stands
 
 
 def test_a_loud_room_before_the_agent_does_not_pass_for_its_echo_arriving():
@@ -508,3 +517,14 @@ def test_a_loud_room_before_the_agent_does_not_pass_for_its_echo_arriving():
     gate, _ = _first_words(lambda i, p: power_sum(room[i], p[i - 30] - 20 if i >= 30 else audio.MIN_DBFS), 19,
                            before=tuple(-40.0 - 5 * rng.random() for _ in range(40)))
     assert gate.loss_db == PRIOR_LOSS_DB  # nothing recorded yet: the prior stands
+
+
+def test_a_caller_who_begins_with_the_agent_near_its_level_is_no_echo_arriving():
+    """No greeting: the caller starts to talk as the agent's first word starts, 8 dB under it.
+    Their frames pass the arrival's test (a quiet line rising), and the 6 dB prior judges them
+    echo; recorded, they said the echo was 8 dB down and the caller's later words, far over the
+    real echo, were judged echo (review rv30: 41 of 41 frames). Before 0.4 s only frames 10 dB
+    or more under the agent go into the record."""
+    gate, _ = _first_words(lambda i, p: power_sum(p[i] - 8 if 2 <= i else audio.MIN_DBFS, NOISE_DBFS), 19,
+                           before=(NOISE_DBFS,) * 30)
+    assert gate.loss_db == PRIOR_LOSS_DB  # nothing recorded yet: the prior stands (else 8 dB)

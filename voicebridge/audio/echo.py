@@ -105,17 +105,21 @@ RECORD_AFTER_S, RECORD_MIN_DBFS = 0.4, -50.0
 then: what came before is the line's own sound, and would say the echo is far down) and at
 -50 dBFS or more (a level that could be an echo worth judging: below it, a line whose noise
 floor is not known yet)."""
-ARRIVAL_DB, BEFORE_TALK_SLOTS = 10.0, 50
-"""... or from the echo's arrival on a line that was quiet before the agent began (nothing at
-``RECORD_MIN_DBFS`` or more in the second before): the line rising this far over the loudest it
-carried then. The first word's echo peaks are often in its first 0.4 s, and without them the
+ARRIVAL_DB, BEFORE_TALK_SLOTS, BEFORE_TALK_MIN, ARRIVAL_GAP_DB = 10.0, 50, 10, 10.0
+"""... or from the echo's arrival on a line heard quiet before the agent began (nothing at
+``RECORD_MIN_DBFS`` or more in the second before, and at least 200 ms of it heard: a greeting
+sent as the call's audio starts has no line before it to judge): the line rising this far over
+the loudest it carried then. The first word's echo peaks are often in its first 0.4 s, and without them the
 record held only its falling tail and the next word's rise (each far under the loudest the agent
 played), overstated the loss by 4-5 dB and took the echo's next peak for the caller (a
 reverberant "yeah" joined to it was long enough to cut the answer). Not on a line with a room's
 sound on it: a TV rising out of a pause is no echo, and its level against the little the agent
-had played yet said the echo was hardly down at all (the caller's "wait" was then judged echo)."""
+had played yet said the echo was hardly down at all (the caller's "wait" was then judged echo).
+Before 0.4 s only frames ``ARRIVAL_GAP_DB`` or more under the reference are recorded: a caller
+who began with the agent, near its level, passed the arrival's test, and a record of 3-8 dB had
+their later words judged echo (review rv30); an echo that loud waits for the 0.4 s, as before."""
 TALK_GAP_S = 1.0
-"""Audible agent audio after this much without any begins a new stretch (for ``RECORD_AFTER_S``)."""
+"""Audible agent audio after this much without any begins a new stretch (for the record's start)."""
 TAIL_SLOTS, TAIL_DB = 15, 4.0
 """The room's reverberation once the delay is known: what played goes on echoing after it stops,
 taken as ``TAIL_DB`` a slot (an RT60 of 0.3 s) beyond the +-40 ms the reference allows, for up to
@@ -251,23 +255,32 @@ class EchoGate:
                 self.stats.unsure_frames += 1
                 return Verdict.UNSURE
             self.stats.echo_frames += 1
-            if lag is None and level_dbfs >= RECORD_MIN_DBFS and self._echo_arrived(level_dbfs, now):
-                self._record_loss.add(reference - level_dbfs)
+            gap = reference - level_dbfs
+            if lag is None and level_dbfs >= RECORD_MIN_DBFS and self._for_the_record(level_dbfs, gap, now):
+                self._record_loss.add(gap)
             return Verdict.ECHO
 
-    def _echo_arrived(self, level_dbfs: float, now: float) -> bool:
-        """Has the current stretch's echo arrived by ``now``, for the line's record? After
-        ``RECORD_AFTER_S``, or once the line (a frame of ``level_dbfs``) rose ``ARRIVAL_DB`` over
-        the loudest of the ``BEFORE_TALK_SLOTS`` inbound slots before the stretch began, if that
-        was quiet. Under the lock; the inbound levels are the run thread's, as this is."""
+    def _for_the_record(self, level_dbfs: float, gap_db: float, now: float) -> bool:
+        """May a frame of ``level_dbfs``, ``gap_db`` under the reference, judged echo at ``now``,
+        enter the line's record? From ``RECORD_AFTER_S`` after the current stretch began, any;
+        before that, from the echo's arrival on (the line, quiet in the ``BEFORE_TALK_SLOTS``
+        inbound slots before the stretch, at least ``BEFORE_TALK_MIN`` of them heard, rose
+        ``ARRIVAL_DB`` over them), those ``ARRIVAL_GAP_DB`` or more under the reference. Under
+        the lock; the inbound levels are the run thread's, as this is."""
         start = self._talk_start
-        if now >= start + RECORD_AFTER_S or self._arrived_for == start:
+        if now >= start + RECORD_AFTER_S:
             return True
-        if now < start or self._next_slot is None:
+        if gap_db < ARRIVAL_GAP_DB:
+            return False  # a caller who began with the agent, near its level, is no echo to record
+        if self._arrived_for == start:
+            return True
+        if self._next_slot is None:
             return False
         levels = self._levels
         end = len(levels) - (self._next_slot - round(start / SLOT_S))  # the stretch's first slot's index
-        line = max((levels[i] for i in range(max(0, end - BEFORE_TALK_SLOTS), max(0, end))), default=MIN_DBFS)
+        if end < BEFORE_TALK_MIN:
+            return False  # too little heard before the agent to know the line was quiet
+        line = max(levels[i] for i in range(max(0, end - BEFORE_TALK_SLOTS), end))
         if line >= RECORD_MIN_DBFS or level_dbfs < line + ARRIVAL_DB:
             return False  # a room's sound on the line before the agent: its rise may be no echo
         self._arrived_for = start
