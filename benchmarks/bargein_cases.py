@@ -305,11 +305,15 @@ def caller_sound(case: Case) -> bytes:
 
 # ------------------------------------------------------------------------------ the bridge side
 def load_before(commit: str = BEFORE_COMMIT) -> ModuleType:
-    """The ``voicebridge`` package of ``commit``, exactly as committed, imported as ``vb_<commit>``."""
+    """The ``voicebridge`` package of ``commit``, exactly as committed, imported as ``vb_<commit>``.
+    Its extraction is kept by the commit's hash: a name that moves (``HEAD``, a branch) is never
+    served an older commit's tree."""
     name = f"vb_{commit}"
     if name in sys.modules:
         return sys.modules[name]
-    base = Path(tempfile.gettempdir()) / f"voicebridge-bench-{commit}"
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{commit}^{{commit}}"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    base = Path(tempfile.gettempdir()) / f"voicebridge-bench-{commit}-{sha[:12]}"
     if not (base / name / "__init__.py").exists():
         tmp = Path(tempfile.mkdtemp(prefix=base.name + ".", dir=base.parent))
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "voicebridge"], check=True,
