@@ -2089,34 +2089,3 @@ def test_the_duck_off_decides_as_the_duck_on_but_for_the_duck_itself(clip, frame
     assert off == on
     if (clip, frames) == (("interruption", 4), 4):
         assert Decision.BACKCHANNEL in on  # (the case the review found)
-
-
-def _tv(seconds: float, dbfs: float = -35.0) -> bytes:
-    """A TV across the room at ``dbfs``, as the line carries it."""
-    x = room.at_level(room.bed("tv", seed=0, seconds=seconds), dbfs)
-    return audio.encode(np.clip(np.round(x), -32767, 32767).astype(int).tolist())
-
-
-@pytest.mark.parametrize("tv_goes_on", [False, True])
-def test_a_held_voices_sentence_takes_the_turn_unless_a_rooms_sound_has_since_set_in_as_loud(tv_goes_on):
-    """A TV switched on mid-answer, at the handset's level on a quiet line: its first words are a
-    short voice 24 dB over the line's floor (near), held for their words. The TV goes on, and
-    while the words are on their way the floor rises to the TV's dips: the held voice no longer
-    stands 24 dB over the line, so only a command of its words takes the turn (it cut the answer
-    with "how to make the perfect roast at home": the set's -60 dBFS line with a greeting). If the
-    line falls quiet again after the voice, the same sentence is a soft caller's and takes it."""
-    call = Call(echo_db=None)  # (a handset: the agent's echo does not cover the TV)
-    call.learn(3.0)
-    tv = frames_of(_tv(4.0))
-    for n, frame in enumerate(tv):
-        if call.step(frame).decision is Decision.BACKCHANNEL:
-            break
-    else:
-        raise AssertionError("the TV's first words were not held")
-    call.listener.hold(call.t)
-    call.listener.server_speech(call.t, audible=True)
-    assert call.listener.committed(call.t + 0.2, "item_h") is Turn.BACKCHANNEL
-    for frame in tv[n + 1:n + 91] if tv_goes_on else [QUIET] * 90:
-        call.step(frame)
-    took = call.listener.transcript("How to make the perfect roast at home.", call.t, "item_h")
-    assert took is (not tv_goes_on)

@@ -33,7 +33,6 @@ class HeldAgent:
     frames: int  # the agent's frames played in the call by then (``Strict.UNSAID``: what it had just said)
     open_commit_s: float  # how long its words wait for the model's VAD to close a turn it keeps open
     far: bool = False  # a voice the detector released (not near) that the model's VAD heard: commands only
-    peak_dbfs: float = -120.0  # its utterances' loudest frame: still near the line's floor when the words come?
     whisper: bool = False  # whispered: no words from the model -> interrupt
     verdict: Hold = Hold.WAIT
     asked: float | None = None  # when the bridge committed the held audio itself (None: not asked)

@@ -645,10 +645,6 @@ class Listener:
         else:
             takes = not echoed and (held_turn_taken(words, final, held.far, turns.speech_s, turns.span_s(item_id))
                                     or final and held.far and self._agent.waits(words))  # (a far "just a minute": rv21)
-        if takes and not held.far and held.peak_dbfs < self.level.floor_dbfs + NEAR_DB:
-            # a room's sound as loud as the held voice set in since its hold (a TV switched on: the voice was
-            # its first words): a command or a wait still takes the turn, the room's sentence does not
-            takes = bool(STOP_WORDS.intersection(_WORD.findall(words.lower()))) or self._agent.waits(words)
         if takes and strict is Strict.UNSAID and self._agent.just_said(words, held.frames):
             takes = False  # words of the agent's lately, in a hold begun on its echo (review rv22; only there: rv23)
         if takes:
@@ -751,7 +747,6 @@ class Listener:
             elif held.after_commit(start):  # (``_later_utterance``: a resume waits for its own words)
                 held.joined_after_commit(start, now)
             held.far = far
-            held.peak_dbfs = max(held.peak_dbfs, self.level.utterance.loudest)
             held.turns.voice(start, self.level.utterance.speech_s)
             held.whisper = held.whisper or self.level.whispered and strictness.held is Strict.NO  # (an "mm" stays one)
 

@@ -107,11 +107,6 @@ class Utterance:
         self.vowel = brightness < self.VOWEL_CORE or self._vowel_frames >= self.VOWEL_FRAMES
 
     @property
-    def loudest(self) -> float:
-        """Its loudest frame so far (``MIN_DBFS`` before any)."""
-        return self._loudest
-
-    @property
     def whisper_only(self) -> bool:
         """Judged a whisper, and no vowel came after: a whisper, not a voice's breathy onset."""
         return self.whispered and not self.vowel
