@@ -109,10 +109,10 @@ ARRIVAL_DB, BEFORE_TALK_SLOTS, BEFORE_TALK_MIN, ARRIVAL_GAP_DB = 10.0, 50, 10, 1
 """... or from the echo's arrival on a line heard quiet before the agent began (nothing at
 ``RECORD_MIN_DBFS`` or more in the second before, and at least 200 ms of it heard: a greeting
 sent as the call's audio starts has no line before it to judge): the line rising this far over
-the loudest it carried then. The first word's echo peaks are often in its first 0.4 s, and without them the
-record held only its falling tail and the next word's rise (each far under the loudest the agent
-played), overstated the loss by 4-5 dB and took the echo's next peak for the caller (a
-reverberant "yeah" joined to it was long enough to cut the answer). Not on a line with a room's
+the loudest it carried then. The first word's echo peaks are often in its first 0.4 s, and
+without them the record held only its falling tail and the next word's rise (each far under the
+loudest the agent played), overstated the loss by 4-5 dB and took the echo's next peak for the
+caller (a reverberant "yeah" joined to it was long enough to cut the answer). Not on a line with a room's
 sound on it: a TV rising out of a pause is no echo, and its level against the little the agent
 had played yet said the echo was hardly down at all (the caller's "wait" was then judged echo).
 Before 0.4 s only frames ``ARRIVAL_GAP_DB`` or more under the reference are recorded: a caller
@@ -274,8 +274,8 @@ class EchoGate:
             return False  # a caller who began with the agent, near its level, is no echo to record
         if self._arrived_for == start:
             return True
-        if self._next_slot is None:
-            return False
+        if now < start or self._next_slot is None:
+            return False  # (the stretch's audio not playing yet: its first slot is not in the levels)
         levels = self._levels
         end = len(levels) - (self._next_slot - round(start / SLOT_S))  # the stretch's first slot's index
         if end < BEFORE_TALK_MIN:
