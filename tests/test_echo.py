@@ -495,7 +495,7 @@ def test_the_lines_record_of_its_echo_begins_at_the_echos_arrival_with_the_first
     assert gate.delay_ms is None  # all of it judged on the record, no echo path found yet
     assert verdicts[45] is Verdict.ECHO  # the second word's loud syllable (before: CALLER)
     assert 17.0 <= gate.loss_db <= 21.0  # (before: 24.4)
-    caller, verdicts = _first_words(lambda i, p: heard(i, p, -22.0 if i >= 46 else audio.MIN_DBFS), 50, before=line)
+    _, verdicts = _first_words(lambda i, p: heard(i, p, -22.0 if i >= 46 else audio.MIN_DBFS), 50, before=line)
     assert verdicts[46:50] == [Verdict.CALLER] * 4  # 14 dB over the second word's echo
 
 
