@@ -24,7 +24,7 @@ itself: the model's side says whether the answer was cut, and the barge-in's cle
 one the caller received after its onset before the agent spoke again (``clears`` counts them
 all, in the whole call).
 
-Usage: python benchmarks/bargein_app.py [--n 2] [--echo-db -20 --echo-db -15] [--json]
+Usage: python benchmarks/bargein_app.py [--n 2] [--echo-db -20 --echo-db -15] [--set NAME=JSON] [--json]
 (about 12 s of wall time per call).
 """
 from __future__ import annotations
@@ -57,10 +57,11 @@ EAR_MS = 300.0
 first loud frame's trip to the bridge, the duck and the lead already at the phone (p90 ~200 ms)."""
 
 
-def one_call(kind: str, k: int, echo_db: float, vad: str) -> dict:
+def one_call(kind: str, k: int, echo_db: float, vad: str, options: "dict | None" = None) -> dict:
     room = Acoustics(LoudspeakerEcho(echo_db, delay_ms=(60, 120, 200)[k % 3], seed=k))
+    settings = Settings(greeting=None, session_options=options or {})
     with LocalRealtimeServer(mode="voice", speed=4.0, live_tts=False, vad=vad) as local:
-        report, bridge = simulated_call(local.url, SCRIPTS[kind].format(k=k), Settings(greeting=None),
+        report, bridge = simulated_call(local.url, SCRIPTS[kind].format(k=k), settings,
                                         max_seconds=40, acoustics=room)
         stats = local.stats()
     bridge = bridge or {}
@@ -98,13 +99,16 @@ def main() -> int:
     ap.add_argument("--echo-db", type=float, action="append", help="echo levels (default -20 and -15)")
     ap.add_argument("--vad", default="silero", choices=("silero", "energy", "auto"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
+                    help="a BridgeConfig setting for the app's calls (e.g. barge_in_min_speech_ms=150); repeatable")
     args = ap.parse_args()
+    options = {name: json.loads(value) for name, value in (s.split("=", 1) for s in args.set)}
     logging.disable(logging.WARNING)
     calls = []
     for echo_db in args.echo_db or [-20.0, -15.0]:
         for kind in SCRIPTS:
             for k in range(args.n):
-                calls.append(one_call(kind, k, echo_db, args.vad))
+                calls.append(one_call(kind, k, echo_db, args.vad, options))
                 calls[-1]["verdict"] = verdict(calls[-1])
     summary = Counter(f"{c['kind']} {c['echo_db']:g} dB: {c['verdict']}" for c in calls)
     if args.json:
