@@ -1,4 +1,4 @@
-"""A plain ``pip install voicebridge``: the README's mount works; a missing extra names its pip install.
+"""Installed without extras: the README's mount works; a missing extra names its pip install.
 
 Each case runs in a fresh interpreter with the optional packages hidden by a meta-path blocker,
 as if they had never been installed.
@@ -55,9 +55,9 @@ def test_the_readme_mount_works_without_prometheus_client_and_metrics_say_what_t
         """)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("Prometheus metrics are off") and "pip install 'voicebridge[metrics]'" in lines[0]
+    assert lines[0].startswith("Prometheus metrics are off") and "pip install 'prometheus-client>=0.17' (voicebridge's 'metrics' extra)" in lines[0]
     assert lines[1] == ("Prometheus metrics (/metrics) needs the 'prometheus_client' package: "
-                        "pip install 'voicebridge[metrics]'")
+                        "pip install 'prometheus-client>=0.17' (voicebridge's 'metrics' extra)")
 
 
 def test_a_missing_twilio_package_names_the_pip_install() -> None:
@@ -70,4 +70,22 @@ def test_a_missing_twilio_package_names_the_pip_install() -> None:
         """)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == ("MissingExtra voicebridge's Flask integration (TwiML, X-Twilio-Signature) needs the "
-                                   "'twilio' package: pip install 'voicebridge[twilio]'")
+                                   "'twilio' package: pip install 'twilio>=9' (voicebridge's 'twilio' extra)")
+
+
+def test_each_hint_names_the_requirement_its_extra_states_in_setup_cfg() -> None:
+    """The hint names packages, not ``voicebridge[extra]`` (that name on PyPI is another project):
+    so each must be what setup.cfg's extra says, or a hint would install something else."""
+    import configparser
+
+    from voicebridge.extras import EXTRAS, PACKAGES, install_hint
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    extras = {name: [r.strip() for r in value.splitlines() if r.strip() and not r.strip().startswith("#")]
+              for name, value in cfg["options.extras_require"].items()}
+    assert set(PACKAGES) == set(EXTRAS)
+    for module, requirement in PACKAGES.items():
+        assert requirement in extras[EXTRAS[module]], (module, requirement, extras[EXTRAS[module]])
+        assert install_hint(module) == f"pip install '{requirement}' (voicebridge's {EXTRAS[module]!r} extra)"
+        assert "voicebridge[" not in install_hint(module)

@@ -50,10 +50,10 @@ Public API (everything else is internal and may change):
     MediaSession's family above (``on_transcript_entry``, ``on_keypad``, ``on_transfer``,
     ``on_end``, ``on_report``). ``carrier="telnyx"`` (or ``("twilio", "telnyx")``) mounts Telnyx's
     ``POST /telnyx/voice`` (TeXML), ``/telnyx/voice/after`` and WebSocket ``/telnyx/media``, its
-    webhooks checked with ``telnyx_public_key`` (Ed25519; ``pip install 'voicebridge[telnyx]'``).
+    webhooks checked with ``telnyx_public_key`` (Ed25519; the ``telnyx`` extra: ``pip install 'cryptography>=41'``).
     Shared state (the call cap, single-use stream tokens, the transfer board, drain records):
     the worker processes of one host through ``state_dir`` (files, the default), or several
-    hosts through Redis with ``redis_url=`` (``pip install voicebridge[redis]``; options in
+    hosts through Redis with ``redis_url=`` (the ``redis`` extra: ``pip install 'redis>=5'``; options in
     ``redis_options``: ``prefix``, ``lease_s``, ``outage`` = ``"refuse"`` | ``"local"``,
     ``outage_max_calls``; ``voicebridge.serving.sharedstate``, docs/deploy.md "Scale-out").
     Outbound calls: ``bridge.call(to, from_, instructions=, tools=, data=, first_speaker="callee",

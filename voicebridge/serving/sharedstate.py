@@ -8,7 +8,7 @@ the **drain state** of each host (for ``/healthz``: how many hosts serve, how ma
 * :func:`file_state` -- the default: one host. Files in a private directory shared by the
   worker processes of that host (:mod:`voicebridge.serving.filestate`), or in-process without one.
 * :func:`redis_state` -- several hosts: one Redis (``REDIS_URL``) shared by all of them
-  (:mod:`voicebridge.serving.redisstate`; ``pip install voicebridge[redis]``).
+  (:mod:`voicebridge.serving.redisstate`; the ``redis`` extra: ``pip install 'redis>=5'``).
 
 :func:`open_state` picks one from a bridge's arguments. The bridge uses only the protocols
 below, so a backend is a :class:`SharedState` whose parts satisfy them.
@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..extras import install_hint
 from .filestate import NAME as STATE_NAME
 from .filestate import CallSlots, SingleUse, TransferBoard
 
@@ -136,7 +137,7 @@ def redis_state(url: str, max_calls: int | None = None, **options: Any) -> Share
     try:
         from .redisstate import RedisOptions, RedisState
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"REDIS_URL needs the redis client: pip install 'voicebridge[redis]' ({exc})") from None
+        raise ImportError(f"REDIS_URL needs the redis client: {install_hint('redis')} ({exc})") from None
     store = RedisState(url, max_calls, RedisOptions(**options))
     return SharedState(store.slots, store.used, store.transfers, backend="redis", owner=store)
 

@@ -13,7 +13,7 @@
   upgrade carries no such signature; a stream is admitted by the single-use stream token its
   signed webhook issued (``voicebridge.serving.streamtoken``), as Twilio's is.
 
-The check needs the ``cryptography`` package (``pip install 'voicebridge[telnyx]'``); answering
+The check needs the ``cryptography`` package (the ``telnyx`` extra: ``pip install 'cryptography>=41'``); answering
 TeXML needs nothing beyond the standard library.
 """
 from __future__ import annotations

