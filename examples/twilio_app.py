@@ -72,7 +72,13 @@ def main() -> int:
     except example.ConfigError as exc:  # one line naming the variable, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    handle = example.serve(app, settings.host, settings.port)
+    try:
+        handle = example.serve(app, settings.host, settings.port)
+    except (OSError, SystemExit) as exc:  # the port taken, or a HOST this machine has not (werkzeug says
+        app.extensions["voicebridge"].close()  # which and exits): one line naming the settings, the backend stopped
+        reason = exc.strerror if isinstance(exc, OSError) else "see above"
+        print(f"error: cannot listen on {settings.host}:{settings.port} ({reason}): set HOST and PORT", file=sys.stderr)
+        return 2
     print(f"voicebridge example on {handle.url}: Twilio voice webhook POST {handle.url}/voice, "
           f"media stream {handle.ws_url}; Ctrl-C to stop", flush=True)
     stop = threading.Event()

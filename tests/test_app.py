@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from voicebridge import testing
 from voicebridge.serving.app import ConfigError, Settings, create_app, serve
 from voicebridge.config import DEFAULT_GREETING, DEFAULT_MODEL
+from voicebridge.dev.local.server import LocalRealtimeServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,8 +58,8 @@ def test_state_dir_and_drain_file_from_the_environment(tmp_path: Path) -> None:
     assert bridge.draining
 
 
-@pytest.mark.parametrize("env", [{"PORT": "http"}, {"PORT": "-1"}, {"MAX_CALLS": "0"}, {"MAX_CALLS": "many"},
-                                 {"DRAIN_GRACE_S": "-1"}])
+@pytest.mark.parametrize("env", [{"PORT": "http"}, {"PORT": "-1"}, {"PORT": "70000"}, {"MAX_CALLS": "0"},
+                                 {"MAX_CALLS": "many"}, {"DRAIN_GRACE_S": "-1"}])
 def test_settings_reject_bad_numbers(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match=next(iter(env))):
         Settings.from_env(env)
@@ -563,10 +564,11 @@ def test_the_example_prints_one_line_for_a_bad_setting_and_starts_nothing(monkey
     started: list[object] = []
     monkeypatch.setattr("voicebridge.dev.local.server.LocalRealtimeServer.start", lambda self: started.append(self))
     cases = [({"LOCAL_BACKEND": "1", "MAX_CALLS": "many"}, "MAX_CALLS"), ({"LOCAL_BACKEND": "1", "SPEED": "9"}, "SPEED"),
-             ({}, "OPENAI_API_KEY")]
+             ({}, "OPENAI_API_KEY"), ({"LOCAL_BACKEND": "1", "PORT": "70000"}, "PORT"),
+             ({"LOCAL_BACKEND": "1", "PUBLIC_URL": "voice.example.com"}, "PUBLIC_URL")]
     for env, named in cases:
         for name in ("OPENAI_API_KEY", "OPENAI_REALTIME_URL", "AZURE_OPENAI_ENDPOINT", "LOCAL_BACKEND", "MAX_CALLS",
-                     "SPEED"):
+                     "SPEED", "PORT", "PUBLIC_URL"):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -575,6 +577,42 @@ def test_the_example_prints_one_line_for_a_bad_setting_and_starts_nothing(monkey
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
         assert named in err
     assert started == []  # validated before the embedded server would start
+
+
+def test_the_example_on_a_taken_port_says_so_naming_port_and_stops_its_backend(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    module = importlib.import_module("examples.twilio_app")
+    for name in ("OPENAI_API_KEY", "OPENAI_REALTIME_URL", "AZURE_OPENAI_ENDPOINT", "PUBLIC_URL", "MAX_CALLS"):
+        monkeypatch.delenv(name, raising=False)
+    stopped: list[object] = []
+    original_stop = LocalRealtimeServer.stop
+    monkeypatch.setattr(LocalRealtimeServer, "stop", lambda self: (stopped.append(self), original_stop(self))[1])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("LOCAL_BACKEND", "1")
+        monkeypatch.setenv("HOST", "127.0.0.1")
+        monkeypatch.setenv("PORT", str(port))
+        assert module.main() == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port} (see above): set HOST and PORT"
+    assert len(stopped) == 1  # the embedded backend it had started is stopped, not left to the exit
+
+
+def test_a_public_url_ending_in_a_route_is_warned_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="voicebridge.serving.app")
+    settings = Settings.from_env({"LOCAL_BACKEND": "1", "PUBLIC_URL": "https://voice.example.com/voice"})
+    app = create_app(dataclasses.replace(settings, local_mode="tone", local_speed=0))
+    try:
+        warned = [r.getMessage() for r in caplog.records if "PUBLIC_URL" in r.getMessage()]
+        assert len(warned) == 1 and "ends in /voice" in warned[0], warned
+        caplog.clear()
+        Settings.from_env({"LOCAL_BACKEND": "1", "PUBLIC_URL": "https://voice.example.com/bridge"}).warn_public_url()
+        assert not [r for r in caplog.records if "PUBLIC_URL" in r.getMessage()]
+    finally:
+        app.extensions["voicebridge"].close()
 
 
 def test_gunicorn_without_a_backend_stops_with_one_line(tmp_path: Path) -> None:

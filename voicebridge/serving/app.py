@@ -20,6 +20,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Mapping
 
+from urllib.parse import urlsplit
+
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -28,6 +30,7 @@ from ..model import client as realtime_client
 from .flaskext import VoiceBridge
 from ..model.preflight import PreflightFailed, preflight
 from .sharedstate import StoreUnsuitable
+from .webhooks import SCHEMES
 from ..call.tools import tool
 
 log = logging.getLogger(__name__)
@@ -120,7 +123,7 @@ class Settings:
             stream_secret=get("VOICEBRIDGE_STREAM_SECRET"),
             public_url=get("PUBLIC_URL"),
             host=get("HOST") or DEFAULT_HOST,
-            port=_int("PORT", get("PORT"), DEFAULT_PORT, minimum=0),
+            port=_int("PORT", get("PORT"), DEFAULT_PORT, minimum=0, maximum=65535),
             max_calls=_int("MAX_CALLS", get("MAX_CALLS"), None, minimum=1),
             state_dir=get("VOICEBRIDGE_STATE_DIR"),
             drain_file=get("VOICEBRIDGE_DRAIN_FILE"),
@@ -157,6 +160,7 @@ class Settings:
             raise ConfigError(NO_BACKEND)
         if self.azure_endpoint and not self.openai_realtime_url and not self.azure_api_key:
             raise ConfigError("AZURE_OPENAI_ENDPOINT needs AZURE_OPENAI_API_KEY")
+        self._check_public_url()
         if self.redis_outage not in ("refuse", "local"):
             raise ConfigError(f"REDIS_OUTAGE must be refuse or local, got {self.redis_outage[:20]!r}")
         if self.redis_outage == "local" and self.redis_outage_max_calls is None:
@@ -168,6 +172,28 @@ class Settings:
             head = str(exc).split(":", 1)[0]  # what the error is about; not the URL it quotes (?model=...)
             names = [var for key, var in SETTING_ENV.items() if key in head]
             raise ConfigError(f"{exc}" + (f" (from {', '.join(names)})" if names else "")) from None
+
+
+    def _check_public_url(self) -> None:
+        """PUBLIC_URL is the base Twilio reaches the app at: a URL with its scheme and host."""
+        url = self.public_url
+        if url and (urlsplit(url).scheme.lower() not in SCHEMES or not urlsplit(url).netloc):
+            raise ConfigError(f"PUBLIC_URL must be the base URL Twilio reaches this app at, with its scheme "
+                              f"(https://voice.example.com), got {url[:60]!r}")
+
+    def warn_public_url(self) -> None:
+        """A PUBLIC_URL ending in one of the app's routes was likely copied from the webhook setting:
+        the TwiML would point at /voice/voice/after and /voice/media. Allowed (a proxy's prefix may
+        be named so), so said once at the start."""
+        route = urlsplit(self.public_url or "").path.rstrip("/").rsplit("/", 1)[-1]
+        if route in ROUTES:
+            log.warning("PUBLIC_URL %s ends in /%s, one of the app's own routes: it should be the base URL "
+                        "(https://host, or https://host/prefix behind a proxy that strips the prefix), or every "
+                        "webhook's signature check fails", self.public_url, route)
+
+
+ROUTES = ("voice", "media", "after", "healthz", "metrics")
+"""The app's routes' last segments: a PUBLIC_URL ending in one was likely copied from a webhook setting."""
 
 
 SETTING_ENV = {"openai_url": "OPENAI_REALTIME_URL", "voice": "VOICE", "transfer target": "TRANSFER_TO",
@@ -232,7 +258,7 @@ def session_options(get: Callable[[str], "str | None"]) -> dict[str, Any]:
     return options
 
 
-def _int(name: str, value: str | None, default: Any, minimum: int) -> Any:
+def _int(name: str, value: str | None, default: Any, minimum: int, maximum: int | None = None) -> Any:
     if value is None:
         return default
     try:
@@ -241,6 +267,8 @@ def _int(name: str, value: str | None, default: Any, minimum: int) -> Any:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from None
     if number < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {number}")
+    if maximum is not None and number > maximum:  # (a PORT of 70000 was bound as 70000 - 65536)
+        raise ConfigError(f"{name} must be <= {maximum}, got {number}")
     return number
 
 
@@ -300,6 +328,7 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
     """
     settings = settings or Settings.from_env()
     settings.check()  # before anything starts: a bad setting is one line, not a half-started app
+    settings.warn_public_url()
     local = None
     realtime_url = settings.openai_realtime_url
     if settings.uses_local_backend:
