@@ -438,8 +438,9 @@ def _build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="bridge WebSocket URL, e.g. ws://127.0.0.1:5050/media")
     p.add_argument("--script", default=DEFAULT_SCRIPT,
-                   help="compact caller script, comma-separated steps (default: the demo call; the steps are "
-                        "listed below)")
+                   help="compact caller script, comma-separated steps (default: a short call, printed below: "
+                        "greeting, question, interruption, a click, goodbye; `voicebridge demo` runs the "
+                        "fuller demo call)")
     p.add_argument("--record", metavar="WAV", help="write a stereo WAV (left: caller, right: heard)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON on stdout")
     p.add_argument("--param", action="append", default=[], type=_key_value("="), metavar="K=V",

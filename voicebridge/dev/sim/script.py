@@ -219,7 +219,9 @@ DEFAULT_SCRIPT = (
     "interrupt:1500:Stop please,wait_quiet:1000,click,wait_quiet:1500,"
     "say:Thank you, goodbye.,wait_quiet:1500,hangup"
 )
-"""The demo call: greeting, a question, a barge-in, a false trigger, a goodbye."""
+"""``voicebridge call``'s default: greeting, a question, a barge-in, a click, a goodbye (the click
+comes once the agent has been quiet for 1 s, so it tests nothing of barge-in; ``voicebridge demo``'s
+script clicks while the agent talks)."""
 
 
 # -- compact text form ---------------------------------------------------------------------
