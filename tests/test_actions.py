@@ -506,7 +506,7 @@ def test_a_barge_in_on_the_goodbye_cancels_the_hang_up(bridge_call):
 def test_keypad_digits_reach_the_hook_and_the_model(bridge_call):
     entered = []
     clock = ManualClock()
-    call = bridge_call(CFG, clock=clock, on_dtmf=entered.append).start()
+    call = bridge_call(CFG, clock=clock, on_keypad=lambda _, digits: entered.append(digits)).start()
     for key in "12#":
         call.twilio.push(twilio_dtmf(key))
     assert wait_until(lambda: entered == ["12"])
@@ -532,7 +532,7 @@ def test_a_keypad_flood_costs_one_item_one_answer_and_one_line_per_interval(brid
     caplog.set_level(logging.INFO)
     entered = []
     clock = ManualClock()
-    call = bridge_call(CFG, clock=clock, on_dtmf=entered.append).start()
+    call = bridge_call(CFG, clock=clock, on_keypad=lambda _, digits: entered.append(digits)).start()
     for _ in range(1000):
         call.twilio.push(twilio_dtmf("1"))
         call.twilio.push(twilio_dtmf("#"))
@@ -557,7 +557,7 @@ def test_keypad_digits_are_never_logged(bridge_call, caplog):
     caplog.set_level(logging.DEBUG)
     entered = []
     clock = ManualClock()
-    call = bridge_call(CFG.replace(end_call=True), clock=clock, on_dtmf=entered.append).start()
+    call = bridge_call(CFG.replace(end_call=True), clock=clock, on_keypad=lambda _, digits: entered.append(digits)).start()
     for key in "8675309#":
         call.twilio.push(twilio_dtmf(key))
     for key in "4242":  # unterminated: the pause ends it
@@ -616,7 +616,7 @@ def test_the_maximum_call_length_wraps_up_then_ends(bridge_call):
 # ----------------------------------------------------------------- the record
 def test_usage_and_what_the_caller_heard_are_in_the_call_end_record(bridge_call):
     heard = []
-    call = bridge_call(CFG, on_transcript=lambda role, text: heard.append((role, text))).start()
+    call = bridge_call(CFG, on_transcript_entry=lambda _, role, text: heard.append((role, text))).start()
     call.openai.push({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u1",
                       "content_index": 0, "transcript": "What time is it?"})
     call.openai.response("resp_1", "item_1", [FRAME], done=False)

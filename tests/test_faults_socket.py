@@ -246,7 +246,7 @@ def test_a_drop_while_the_caller_speaks_loses_none_of_their_words(bridge_call):
     with LocalRealtimeServer(mode="voice", speed=20.0) as server:
         call = real_call(bridge_call, CFG.replace(openai_url=server.url, reconnect_attempts=2, tools=(order_status,),
                                                   append_ms=20),  # one append per frame: countable below
-                         on_transcript=lambda role, text: heard.append(text) if role == "agent" else None).start()
+                         on_transcript_entry=lambda _, role, text: heard.append(text) if role == "agent" else None).start()
         assert wait_until(lambda: server.stats()["server_events"].get("session.updated") == 1)
         half = len(frames) // 2
         for frame in frames[:half]:
@@ -276,7 +276,7 @@ def test_a_drop_during_a_tool_call_still_answers_with_its_result(bridge_call):
     heard: list[str] = []
     with LocalRealtimeServer(mode="voice", speed=20.0) as server:
         call = real_call(bridge_call, CFG.replace(openai_url=server.url, reconnect_attempts=2, tools=(order_status,)),
-                         on_transcript=lambda role, text: heard.append(text) if role == "agent" else None).start()
+                         on_transcript_entry=lambda _, role, text: heard.append(text) if role == "agent" else None).start()
         assert wait_until(lambda: server.stats()["server_events"].get("session.updated") == 1)
         for digit in "1234#":
             call.twilio.push(testing.twilio_dtmf(digit))

@@ -361,7 +361,7 @@ def test_call_runs_hooks_and_moves_metrics() -> None:
         seen["params"].append(params)
         return CFG.replace(voice="cedar")
 
-    app, bridge = make_app(config_for_call=config_for_call, on_call_end=seen["ends"].append)
+    app, bridge = make_app(config_for_call=config_for_call, on_end=lambda s: seen["ends"].append(s.metrics))
     with running(app) as server:
         before = metric_values(app.test_client().get("/metrics").get_data(as_text=True))
         assert before[("voicebridge_calls_total", ())] == 0
@@ -397,7 +397,7 @@ def test_openai_errors_are_counted_by_code() -> None:
         raise ConnectionRefusedError("nope")
 
     ended: list[dict[str, Any]] = []
-    app, _ = make_app(connect=failing, on_call_end=ended.append)
+    app, _ = make_app(connect=failing, on_end=lambda s: ended.append(s.metrics))
     with running(app) as server:
         peer = TwilioPeer(server.ws_url)
         peer.start()  # the Realtime service is dialed once the stream has started
@@ -412,7 +412,8 @@ def test_openai_errors_are_counted_by_code() -> None:
 
 def test_transcripts_reach_the_hook_with_the_call_sid() -> None:
     lines: list[tuple[Any, str, str]] = []
-    app, _ = make_app(connect=greeting_connector, on_transcript=lambda *a: lines.append(a))  # the old name
+    with pytest.warns(DeprecationWarning, match="on_transcript"):  # the old name, still served
+        app, _ = make_app(connect=greeting_connector, on_transcript=lambda *a: lines.append(a))
     with running(app) as server:
         peer = TwilioPeer(server.ws_url, sid="7")
         peer.start()
@@ -685,7 +686,7 @@ def test_two_apps_sharing_a_state_dir_act_as_one_bridge(tmp_path: Path) -> None:
     app_a, bridge_a = make_app(auth_token=TOKEN, max_calls=1, state_dir=state)
     ended: list[dict[str, Any]] = []
     app_b, bridge_b = make_app(auth_token=TOKEN, max_calls=1, state_dir=state, connect=transferring_realtime(),
-                               on_call_end=ended.append)
+                               on_end=lambda s: ended.append(s.metrics))
     bridge_b.config = config
     token = issue_token(app_a)  # the webhook reached worker A ...
     other = issue_token(app_b, dict(FORM, CallSid="CA" + "9" * 32))  # a second call, answered before the first
@@ -764,7 +765,7 @@ def test_draining_keeps_the_calls_it_answered_and_refuses_new_ones_after_the_gra
     upgrade that can no longer carry a valid token is closed with 1013."""
     drain_file = tmp_path / "drain"
     ended: list[dict[str, Any]] = []
-    app, bridge = make_app(auth_token=TOKEN, connect=speaking_realtime(chunks=200), on_call_end=ended.append,
+    app, bridge = make_app(auth_token=TOKEN, connect=speaking_realtime(chunks=200), on_end=lambda s: ended.append(s.metrics),
                            drain_file=str(drain_file))
     client = app.test_client()
     assert client.get("/healthz").status_code == 200 and not bridge.draining

@@ -61,6 +61,7 @@ class CallMetrics:
         self.tool_overheads_ms: list[float] = []
         self.reconnect_gaps_ms: list[float] = []
         self.call_started_at: float | None = None
+        self.call_ended_at: float | None = None  # the teardown's (duration_s: on_end's hook had it only by the old name)
         self.opened_at: float | None = None  # a deferred opening decided (the AMD verdict taken)
         # RUN_THREAD_COUNTERS: written by the run thread only, read whole (an int) by any thread
         self._inbound_frames = 0
@@ -140,6 +141,8 @@ class CallMetrics:
             out["barge_in_latencies_ms"] = list(self.barge_in_latencies_ms)
             out["tool_overhead_ms"] = list(self.tool_overheads_ms)
             out["reconnect_gaps_ms"] = list(self.reconnect_gaps_ms)
+            started, ended = self.call_started_at, self.call_ended_at
+            out["duration_s"] = round(ended - started, 3) if started is not None and ended is not None else None
             if self.call_started_at is not None and self.first_frame_sent_at is not None:
                 out["time_to_first_audio_ms"] = round((self.first_frame_sent_at - self.call_started_at) * 1000, 2)
             else:

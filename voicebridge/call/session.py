@@ -463,6 +463,7 @@ class MediaSession:
             # Before the stream closes: closing it is what makes Twilio ask where the caller goes.
             self._safe(lambda: self._transfer_hook(self, target), "on_transfer hook")  # type: ignore[misc]
         self._link.close()
+        self._metrics.call_ended_at = self._clock()
         snap = self.metrics
         if not snap["accounting_ok"]:
             self.log.error("frame accounting mismatch: %s", _accounting(snap))
