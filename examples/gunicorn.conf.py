@@ -60,7 +60,7 @@ class SettingError(SystemExit):
         super().__init__(f"error: {message}")
 
 
-def _int_env(name: str, default: int, minimum: int = 1) -> int:
+def _int_env(name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
     """An integer setting. Not ``voicebridge.serving.app``'s parser: importing the library here, in the
     master, would import prometheus_client before the multiprocess directory exists, and every
     forked worker would inherit its single-process mode."""
@@ -73,6 +73,8 @@ def _int_env(name: str, default: int, minimum: int = 1) -> int:
         raise SettingError(f"{name} must be an integer, got {text!r}") from None
     if value < minimum:
         raise SettingError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -100,7 +102,7 @@ if worker_class not in WORKER_CLASSES:
 if worker_class == "gthread":
     threads = _int_env("THREADS", _threads(_int_env("MAX_CALLS", 0, minimum=0) or None, workers))
 graceful_timeout = _int_env("GRACEFUL_TIMEOUT", 3600)
-bind = [f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:{_int_env('PORT', 5050, minimum=0)}"]
+bind = [f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:{_int_env('PORT', 5050, minimum=0, maximum=65535)}"]
 wsgi_app = "examples.twilio_app:create_app()"
 preload_app = False  # the app, and prometheus_client, must be imported in the workers (see above)
 

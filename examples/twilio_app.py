@@ -74,9 +74,9 @@ def main() -> int:
         return 2
     try:
         handle = example.serve(app, settings.host, settings.port)
-    except (OSError, SystemExit) as exc:  # the port taken, or a HOST this machine has not (werkzeug says
-        app.extensions["voicebridge"].close()  # which and exits): one line naming the settings, the backend stopped
-        reason = exc.strerror if isinstance(exc, OSError) else "see above"
+    except (OSError, ValueError, SystemExit) as exc:  # the port taken, a HOST this machine has not (werkzeug
+        app.extensions["voicebridge"].close()  # says which and exits) or cannot encode: one line, the backend stopped
+        reason = "see above" if isinstance(exc, SystemExit) else (getattr(exc, "strerror", None) or str(exc))
         print(f"error: cannot listen on {settings.host}:{settings.port} ({reason}): set HOST and PORT", file=sys.stderr)
         return 2
     print(f"voicebridge example on {handle.url}: Twilio voice webhook POST {handle.url}/voice, "

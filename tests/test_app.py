@@ -601,6 +601,25 @@ def test_the_example_on_a_taken_port_says_so_naming_port_and_stops_its_backend(
     assert len(stopped) == 1  # the embedded backend it had started is stopped, not left to the exit
 
 
+@pytest.mark.parametrize("url", ["voice.example.com", "voice.example.com/voice", "//host", "https://", "https:///voice",
+                                 "ftp://host"])
+def test_a_public_url_without_scheme_or_host_is_refused_naming_it(url: str) -> None:
+    with pytest.raises(ConfigError, match="^PUBLIC_URL must be the base URL") as caught:
+        Settings.from_env({"LOCAL_BACKEND": "1", "PUBLIC_URL": url})
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("url", "warned"), [
+    ("https://host/voice/", True), ("https://host/media", True), ("https://host/telnyx/voice", True),
+    ("https://host/voice/after", True), ("HTTPS://Host:8443", False), ("https://[::1]:8443/bridge", False),
+    ("wss://host/after-hours", False), ("https://host/voicebridge/", False)])
+def test_public_urls_a_proxy_may_need_start_and_a_routes_url_is_warned(url: str, warned: bool,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="voicebridge.serving.app")
+    Settings.from_env({"LOCAL_BACKEND": "1", "PUBLIC_URL": url}).warn_public_url()
+    assert any("PUBLIC_URL" in r.getMessage() for r in caplog.records) == warned
+
+
 def test_a_public_url_ending_in_a_route_is_warned_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="voicebridge.serving.app")
     settings = Settings.from_env({"LOCAL_BACKEND": "1", "PUBLIC_URL": "https://voice.example.com/voice"})

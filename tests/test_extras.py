@@ -89,3 +89,12 @@ def test_each_hint_names_the_requirement_its_extra_states_in_setup_cfg() -> None
         assert requirement in extras[EXTRAS[module]], (module, requirement, extras[EXTRAS[module]])
         assert install_hint(module) == f"pip install '{requirement}' (voicebridge's {EXTRAS[module]!r} extra)"
         assert "voicebridge[" not in install_hint(module)
+
+
+def test_no_message_tells_users_to_install_voicebridge_by_name() -> None:
+    """Hints written by hand (a log line, a printed note) go through ``install_hint`` too."""
+    said = [f"{path.relative_to(ROOT)}:{n}" for folder in ("voicebridge", "examples")
+            for path in sorted((ROOT / folder).rglob("*.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if "pip install 'voicebridge[" in line or "pip install voicebridge" in line]
+    assert said == []

@@ -178,8 +178,8 @@ class Settings:
         """PUBLIC_URL is the base Twilio reaches the app at: a URL with its scheme and host."""
         url = self.public_url
         if url and (urlsplit(url).scheme.lower() not in SCHEMES or not urlsplit(url).netloc):
-            raise ConfigError(f"PUBLIC_URL must be the base URL Twilio reaches this app at, with its scheme "
-                              f"(https://voice.example.com), got {url[:60]!r}")
+            raise ConfigError(f"PUBLIC_URL must be the base URL Twilio reaches this app at, with its scheme and "
+                              f"host (https://voice.example.com), got {url[:60]!r}")
 
     def warn_public_url(self) -> None:
         """A PUBLIC_URL ending in one of the app's routes was likely copied from the webhook setting:
@@ -188,8 +188,9 @@ class Settings:
         route = urlsplit(self.public_url or "").path.rstrip("/").rsplit("/", 1)[-1]
         if route in ROUTES:
             log.warning("PUBLIC_URL %s ends in /%s, one of the app's own routes: it should be the base URL "
-                        "(https://host, or https://host/prefix behind a proxy that strips the prefix), or every "
-                        "webhook's signature check fails", self.public_url, route)
+                        "(https://host, or https://host/prefix behind a proxy that strips the prefix): the TwiML would "
+                        "send Twilio to /%s/voice/after and /%s/media (and with TWILIO_AUTH_TOKEN set every webhook's "
+                        "signature check fails)", self.public_url, route, route, route)
 
 
 ROUTES = ("voice", "media", "after", "healthz", "metrics")
