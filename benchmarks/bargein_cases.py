@@ -73,8 +73,8 @@ method of OutboundAudio adds it to SimOutbound; a bridge that is not a MediaSess
 any object with the methods above (pass a factory to :func:`run_case`).
 
 Usage: python benchmarks/bargein_cases.py [--json] [--only KIND] [--n N] [--seed S] [--vad auto|silero|energy]
-       [--variant before|now|COMMIT] [--also COMMIT] [--no-greeting] [--answer-s S (the kinds of the set's
-       own length)] [--onset-late-s S] [--set NAME=JSON (a setting of "now")]
+       [--variant before|now|COMMIT] [--also COMMIT] [--no-greeting] [--question[-muted]] [--answer-s S (the kinds of
+       the set's own length)] [--onset-late-s S] [--set NAME=JSON (a setting of "now")]
 """
 from __future__ import annotations
 
@@ -130,6 +130,13 @@ OVERTIME_S = 3.5  # a call goes on past CASE_S (this much at most) while a pause
 DETECT_WITHIN_S = 1.0
 SID = "MZbench"
 GREETING_ON = True  # --no-greeting: the answer is the call's first audio (the echo gate has learned nothing)
+QUESTION_ON = False  # --question: the caller asks a question before the answer, as in a real call
+QUESTION_MUTED = False  # --question-muted: its control (the answer as late, the question silent)
+QUESTION_SLOT_S, QUESTION_GAP_S = 2.2, 0.9
+"""With ``--question``: the caller's question (a corpus question, 1.0-2.1 s) ends ``QUESTION_GAP_S``
+before the answer starts (the model's VAD commits 0.5 s after it, and its answer follows); the
+answer starts ``QUESTION_SLOT_S + QUESTION_GAP_S`` after the greeting's end plus 0.6 s (the caller
+takes the turn), or after 0.5 s without a greeting."""
 cpu_clock = time.thread_time  # CPU of this thread: a busy machine does not inflate it
 
 
@@ -296,6 +303,24 @@ def caller_sound(case: Case) -> bytes:
         return b""
     name, _, seed = case.sound.partition(":")
     data = room.event(name, int(seed)) if name in room.EVENT_KINDS else corpus.load(name)
+    return through_the_callers_room(case, data)
+
+
+def question_of(case: Case) -> "tuple[float, bytes, str]":
+    """With ``--question``: when the caller's question starts, its sound at the microphone (the
+    caller's room and gain, as their later sound) and its words. A question of the corpus other
+    than the case's own clip, chosen by the case's seed (its own generator: every other draw of
+    the call is the same as without the question)."""
+    clips = [c for c in corpus.by_category("question") if c.name != case.sound]
+    clip = clips[random.Random(case.seed ^ 0x51A7).randrange(len(clips))]
+    start = ANSWER_AT - QUESTION_GAP_S - len(clip.audio()) / 8000
+    if QUESTION_MUTED:
+        return start, b"", ""
+    return start, through_the_callers_room(case, clip.audio()), clip.text
+
+
+def through_the_callers_room(case: Case, data: bytes) -> bytes:
+    """``data`` as the caller's microphone picks it up: their room (a speakerphone) and gain."""
     if case.reverb_rt60_s:
         data = speakerphone(data, case.reverb_rt60_s, case.seed % 97)
     if case.gain_db:
@@ -861,7 +886,9 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     sound = caller_sound(case)
     onset = ANSWER_AT + 0.3 + ONSET_LATE_S + case.onset_late_s + rng.uniform(1.0, 1.5)
     heard_by: list[tuple[float, int]] = []  # (caller's clock, bytes of the answer heard by then), per tick
-    server = ModelServer(bridge.session_config, vad_kind, _transcriber(case, onset, len(sound) / 8000, heard_by))
+    question = question_of(case) if QUESTION_ON else None
+    server = ModelServer(bridge.session_config, vad_kind, _transcriber(case, onset, len(sound) / 8000, heard_by,
+                                                                       question))
     echo = room.LoudspeakerEcho(case.echo_db, case.delay_ms, seed=case.seed % 97) if case.echo_db is not None else None
     own = np.zeros(int((case_s + OVERTIME_S) * 8000) + 160)
     bed = None
@@ -878,6 +905,10 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
         k = int(onset * 8000)
         x = room.ulaw_to_float(sound)[:len(own) - k]
         own[k:k + len(x)] = x
+    if question is not None:
+        k = int(question[0] * 8000)
+        x = room.ulaw_to_float(question[1])
+        own[k:k + len(x)] += x
     line = line_noise(len(own), case.seed) if LINE_DBFS is not None else None
     playout = PlayoutBuffer(0.0)
     stream = Stream(answer)
@@ -902,6 +933,9 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
             server.start("greeting", GREETING, t, spoken(GREETING_PART[1], 0.0, GREETING_S, GREETING_FULL_S))
         if not answer_started and t >= ANSWER_AT - MODEL_NET_S:
             answer_started = True
+            if question is not None:  # the answer answers the question: what the model heard so far is its turn
+                server.buffer_from_ms = max(server.buffer_from_ms, len(server.uplink) // 8)  # (had its VAD missed
+                # a reverberant question, the bridge's own commit of a later "mm-hm" would carry the question's words)
             server.start(None, answer, t, spoken(full_text, case.answer_at_s, case.answer_at_s + answer_s,
                                                  len(full_answer) / 8000))
         while to_server and to_server[0][0] <= t + 1e-9:
@@ -961,6 +995,8 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
         i += 1
         t = round(i * TICK, 6)
     stream.dropped(playout.buffered_bytes)  # never played: the call ended first
+    if question is not None:  # the question's own turn is the call's, not one the answer's sounds made
+        server.committed_at = [t for t in server.committed_at if not question[0] <= t < ANSWER_AT]
     outcome = _outcome(case, bridge, server, onset, len(sound) / 8000, playout, heard_gap_at, len(answer),
                        agent_heard, cancel_times, t)
     outcome.heard_twice_ms, outcome.skipped_ms = stream.twice_and_skipped_ms()
@@ -1108,8 +1144,8 @@ def _room_words(parts: list[str], sentences: "tuple[str, ...]", seed: int, turn:
         [sentences[(seed + 1) % len(sentences)]] if last else [])
 
 
-def _transcriber(case: Case, onset: float, sound_s: float,
-                 heard_by: "list[tuple[float, int]]") -> Callable[[int, int], str]:
+def _transcriber(case: Case, onset: float, sound_s: float, heard_by: "list[tuple[float, int]]",
+                 question: "tuple[float, bytes, str] | None" = None) -> Callable[[int, int], str]:
     """What the model's transcription says of a committed turn spanning ``[start_ms, end_ms)`` of
     the uplink (one uplink ms is one ms of the caller's clock, less the network): the caller's
     words when their sound is in it (a corpus clip's text; nothing for a noise), with a TV's or
@@ -1139,6 +1175,8 @@ def _transcriber(case: Case, onset: float, sound_s: float,
         parts = [text] if caller else []
         if sentences:  # a real transcriber writes down the TV's words too, in time order (the clip: the caller's)
             parts = _room_words(parts, sentences, case.seed, (t0, t1), bed_from, (onset, onset + sound_s) if caller else None)
+        if question is not None and question[2] and t0 < question[0] + len(question[1]) / 8000 and t1 > question[0]:
+            parts.insert(0, question[2])  # (``--question``: the caller's question, before the answer and its sounds)
         if parts:
             return " ".join(p for p in parts if p)
         if case.echo_db is None:
@@ -1409,7 +1447,8 @@ def _setting(text: str) -> tuple[str, Any]:
 
 
 def main() -> int:
-    global GREETING_ON, ANSWER_S, CASE_S, ANSWER, ANSWER_TEXT, ONSET_LATE_S, LINE_DBFS
+    global GREETING_ON, ANSWER_S, CASE_S, ANSWER, ANSWER_TEXT, ONSET_LATE_S, LINE_DBFS, QUESTION_ON, ANSWER_AT, \
+        QUESTION_MUTED
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", help="run only the cases of this kind (e.g. echo-20, music, backchannel, whisper)")
@@ -1432,11 +1471,21 @@ def main() -> int:
     ap.add_argument("--line-dbfs", type=float, metavar="DBFS",
                     help="the line's own noise under every call at DBFS (e.g. -60; default: digital silence, "
                          "as the set was built): a real line's hiss")
+    ap.add_argument("--question", action="store_true",
+                    help="the caller asks a question before the answer (a corpus question, through the caller's "
+                         "room), as in a real call: the bridge hears the caller's voice before the agent's")
+    ap.add_argument("--question-muted", action="store_true",
+                    help="--question's control: the answer as late, the question silent (what the later answer "
+                         "changes, told from what the question does)")
     ap.add_argument("--set", action="append", type=_setting, default=[], metavar="NAME=JSON",
                     help="a BridgeConfig setting of 'now' (e.g. barge_in_min_speech_ms=600); repeatable")
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the bridges' per-call log lines
     GREETING_ON = not args.no_greeting
+    QUESTION_ON, QUESTION_MUTED = args.question or args.question_muted, args.question_muted
+    if QUESTION_ON:
+        ANSWER_AT = (GREETING_S + 0.6 if GREETING_ON else 0.5) + QUESTION_SLOT_S + QUESTION_GAP_S
+        CASE_S = ANSWER_AT + ANSWER_S + 0.9
     ONSET_LATE_S = args.onset_late_s
     LINE_DBFS = args.line_dbfs
     if args.answer_s:
@@ -1447,7 +1496,7 @@ def main() -> int:
     cases = [c for c in case_set(args.seed, args.n) if not args.only or c.kind == args.only]
     vad_name = make_vad(VadConfig(), kind=args.vad).kind
     report: dict = {"machine": machine(), "cases": len(cases), "model_vad": vad_name, "greeting": GREETING_ON,
-                    "line_dbfs": LINE_DBFS,
+                    "question": QUESTION_ON, "line_dbfs": LINE_DBFS,
                     "net_ms": {"caller": NET_S * 1000, "model": MODEL_NET_S * 1000}}
     started = time.monotonic()
     chosen = {name: make for name, make in variants(args.vad, dict(args.set), tuple(args.also)).items() if not args.variant or name in args.variant}

@@ -321,3 +321,37 @@ def test_a_whispered_stop_the_echo_gate_cut_short_is_held_for_its_words_and_inte
     out, _ = bc.run_case(case, bridge, "silero")
     assert made[0].counters()["breath_holds"] >= 1
     assert out.clear_ms is not None and not bc.ear_missed(out), out.actions
+
+
+@pytest.fixture
+def asked_first(monkeypatch: pytest.MonkeyPatch):
+    """The set's calls as ``--question`` shapes them (with a greeting): the caller's question first."""
+    at = bc.GREETING_S + 0.6 + bc.QUESTION_SLOT_S + bc.QUESTION_GAP_S
+    monkeypatch.setattr(bc, "QUESTION_ON", True)
+    monkeypatch.setattr(bc, "ANSWER_AT", at)
+    monkeypatch.setattr(bc, "CASE_S", at + bc.ANSWER_S + 0.9)
+    return at
+
+
+def test_the_callers_question_ends_a_gap_before_the_answer_in_the_callers_own_room(asked_first, monkeypatch):
+    case = next(c for c in bc.case_set() if c.kind == "backchannel_reverb")
+    start, audio, text = bc.question_of(case)
+    clip = next(c for c in corpus.by_category("question") if c.text == text)
+    assert clip.name != case.sound and start > bc.GREETING_S
+    assert start + len(clip.audio()) / 8000 == pytest.approx(asked_first - bc.QUESTION_GAP_S)
+    assert audio == bc.through_the_callers_room(case, clip.audio()) != clip.audio()  # the speakerphone's room
+    transcribe = bc._transcriber(case, onset=asked_first + 1.5, sound_s=0.5, heard_by=[],
+                                 question=(start, audio, text))
+    assert transcribe(round((start + bc.NET_S) * 1000), round((asked_first + bc.NET_S - 0.5) * 1000)) == text
+    monkeypatch.setattr(bc, "QUESTION_MUTED", True)
+    assert bc.question_of(case) == (start, b"", "")  # the control: the answer as late, nothing said
+
+
+def test_a_reverberant_mm_hm_after_a_question_the_models_vad_missed_is_not_taken_for_the_question(asked_first):
+    """The harness fault the first --question run had: the model's VAD heard no turn in a
+    speakerphone caller's question, so the bridge's own commit of their later "uh-huh" carried the
+    question's words, which took the turn. The answer is the question's answer: what the model heard
+    before it is that turn's."""
+    case = next(c for c in bc.case_set() if c.seed == 599139388)
+    outcome, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge))
+    assert not outcome.barged_in and outcome.heard_full and outcome.ducks >= 1
