@@ -853,6 +853,7 @@ class Outcome:
     parts: dict | None = None  # where onset -> the caller stops hearing goes (``duck_parts``)
     asked_early_ms: float | None = None  # a response asked for this long before the caller's sound ended
     asked_after_ms: float | None = None  # ... or the first one after it, this long after it ended
+    question_unheard: bool = False  # --question: the model's VAD committed no turn for the caller's question
 
 
 def answer_of(case: Case) -> tuple[float, float, bytes, str]:
@@ -921,6 +922,7 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
     agent_heard = 0
     t, i = 0.0, 0
     answer_started = False
+    question_unheard = False
     cancel_times: list[float] = []
     truncates: list[tuple[float, int]] = []  # (when, audio_end_ms) of the answer's truncates
     mic_levels: list[tuple[float, float, float]] = []  # (frame start, the mic's level, the caller's own) from the onset
@@ -933,9 +935,13 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
             server.start("greeting", GREETING, t, spoken(GREETING_PART[1], 0.0, GREETING_S, GREETING_FULL_S))
         if not answer_started and t >= ANSWER_AT - MODEL_NET_S:
             answer_started = True
-            if question is not None:  # the answer answers the question: what the model heard so far is its turn
-                server.buffer_from_ms = max(server.buffer_from_ms, len(server.uplink) // 8)  # (had its VAD missed
-                # a reverberant question, the bridge's own commit of a later "mm-hm" would carry the question's words)
+            if question is not None and question[2] and not any(t >= question[0] for t in server.committed_at):
+                # the model's VAD never committed the question (a speakerphone's, one over a TV): a real caller
+                # would get no answer; the set plays it all the same, and counts the call (``question_unheard``).
+                # What the model heard is taken as the question's turn, or the bridge's own commit of a later
+                # "mm-hm" would carry the question's words, which take the turn
+                question_unheard = True
+                server.buffer_from_ms = max(server.buffer_from_ms, len(server.uplink) // 8)
             server.start(None, answer, t, spoken(full_text, case.answer_at_s, case.answer_at_s + answer_s,
                                                  len(full_answer) / 8000))
         while to_server and to_server[0][0] <= t + 1e-9:
@@ -995,11 +1001,12 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
         i += 1
         t = round(i * TICK, 6)
     stream.dropped(playout.buffered_bytes)  # never played: the call ended first
-    if question is not None:  # the question's own turn is the call's, not one the answer's sounds made
+    if question is not None and question[2]:  # the question's own turn is the call's, not the answer's sounds'
         server.committed_at = [t for t in server.committed_at if not question[0] <= t < ANSWER_AT]
     outcome = _outcome(case, bridge, server, onset, len(sound) / 8000, playout, heard_gap_at, len(answer),
                        agent_heard, cancel_times, t)
     outcome.heard_twice_ms, outcome.skipped_ms = stream.twice_and_skipped_ms()
+    outcome.question_unheard = question_unheard
     if truncates:  # what the caller had heard of the answer when that decision's clear reached Twilio
         landing = truncates[0][0] + NET_S
         heard = next((b for at, b in reversed(heard_by) if at <= landing + 1e-9), 0)
@@ -1423,6 +1430,8 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
         "listening_cpu_ms_per_call_second": round(cpu_s * 1000 / sum(o.call_s for _, o in results), 3)
         if results else None,
         "by_kind": {kind: dict(row) for kind, row in by_kind.items()},
+        **({"questions_unheard_by_kind": dict(Counter(c.kind for c, o in results if o.question_unheard))}
+           if QUESTION_ON and not QUESTION_MUTED else {}),
     }
 
 

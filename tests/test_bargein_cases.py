@@ -354,4 +354,5 @@ def test_a_reverberant_mm_hm_after_a_question_the_models_vad_missed_is_not_taken
     before it is that turn's."""
     case = next(c for c in bc.case_set() if c.seed == 599139388)
     outcome, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge))
+    assert outcome.question_unheard  # (counted: a real caller would have had no answer)
     assert not outcome.barged_in and outcome.heard_full and outcome.ducks >= 1
