@@ -3,9 +3,10 @@
 The bridge's own requirements are enough to mount it (flask, flask-sock, the twilio helper
 library for TwiML and signatures). The hint names the packages an extra adds, not
 ``voicebridge[extra]``: the name ``voicebridge`` on PyPI is another project, so that command
-run where this package came from a checkout or a wheel would fetch a stranger's code. Prometheus metrics are optional until asked for: without
-``prometheus-client`` the bridge records none and ``/metrics`` says what to install; asking for
-them (``VoiceBridge(metrics=True)``) without it is an error naming the install.
+run where this package came from a checkout or a wheel would fetch a stranger's code.
+Prometheus metrics are optional until asked for: without ``prometheus-client`` the bridge
+records none and ``/metrics`` says what to install; asking for them (``VoiceBridge(metrics=True)``)
+without it is an error naming the install.
 """
 from __future__ import annotations
 

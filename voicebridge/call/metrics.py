@@ -61,7 +61,7 @@ class CallMetrics:
         self.tool_overheads_ms: list[float] = []
         self.reconnect_gaps_ms: list[float] = []
         self.call_started_at: float | None = None
-        self.call_ended_at: float | None = None  # the teardown's (duration_s: on_end's hook had it only by the old name)
+        self.call_ended_at: float | None = None  # the teardown's: duration_s (before, only on_call_end's had it)
         self.opened_at: float | None = None  # a deferred opening decided (the AMD verdict taken)
         # RUN_THREAD_COUNTERS: written by the run thread only, read whole (an int) by any thread
         self._inbound_frames = 0

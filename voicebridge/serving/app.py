@@ -19,7 +19,6 @@ import os
 import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Mapping
-
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -172,7 +171,6 @@ class Settings:
             head = str(exc).split(":", 1)[0]  # what the error is about; not the URL it quotes (?model=...)
             names = [var for key, var in SETTING_ENV.items() if key in head]
             raise ConfigError(f"{exc}" + (f" (from {', '.join(names)})" if names else "")) from None
-
 
     def _check_public_url(self) -> None:
         """PUBLIC_URL is the base Twilio reaches the app at: a URL with its scheme and host."""

@@ -490,9 +490,7 @@ class VoiceBridge:
             session.log.error("transfer not recorded (%s); the call will be hung up", exc)
 
     def _finished(self, session: MediaSession, duration_s: float) -> None:
-        snapshot = session.metrics
-        if snapshot.get("duration_s") is None:  # a stream that never started: from the upgrade
-            snapshot["duration_s"] = round(duration_s, 3)
+        snapshot = (m := session.metrics) | {"duration_s": m["duration_s"] or round(duration_s, 3)}  # (no start)
         self.metrics.record_call(snapshot)
         session.log.info("call end: %s after %.1f s (%d active here)", snapshot.get("close_reason"), duration_s,
                          self.slots.active)
