@@ -114,6 +114,15 @@ def test_voicebridge_dial_reports_twilios_refusal_and_bad_usage(api, tmp_path, c
     assert "STATE_DIR" in capsys.readouterr().err
     assert dial.main(["+15550001111", "--from", "+15005550006", "--tool", "nope"], env) == 2
     assert "unknown tools" in capsys.readouterr().err
+    # a bad setting in the environment is said, not silently replaced by the defaults (DEMO_TOOL=0 was lost so)
+    assert dial.main(["+15550001111", "--from", "+15005550006"], {**env, "MAX_CALLS": "many"}) == 2
+    assert "MAX_CALLS must be an integer" in capsys.readouterr().err
+    assert dial.main(["+15550001111", "--from", "+15005550006", "--tool", "order_status"], {**env, "DEMO_TOOL": "0"}) == 2
+    assert "unknown tools" in capsys.readouterr().err  # the environment's tools are the ones --tool may name
+    # --public-url is the one used, over a bad PUBLIC_URL in the environment
+    assert dial.main(["not-a-number", "--from", "+15005550006", "--public-url", "https://bridge.example"],
+                     {**env, "PUBLIC_URL": "bridge.example"}) == 1
+    assert "InvalidNumber" in capsys.readouterr().err
 
 
 def test_call_needs_twilio_routes_a_public_url_and_credentials():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Mapping
+from typing import Any, Mapping
 
 from ..config import FIRST_SPEAKERS
 
@@ -40,6 +40,20 @@ def parse_args(argv: "list[str] | None", environ: Mapping[str, str]) -> argparse
     return ap.parse_args(argv)
 
 
+def _settings(environ: Mapping[str, str]) -> Any:
+    """The example app's settings from ``environ``. Dialing needs no Realtime backend (the serving
+    bridge has one): without one configured here, a placeholder stands in for it; any other bad
+    setting raises ``ConfigError``, as it would stop the app."""
+    from .app import NO_BACKEND, ConfigError, Settings
+
+    try:
+        return Settings.from_env(environ)
+    except ConfigError as exc:
+        if str(exc) != NO_BACKEND:
+            raise
+    return Settings.from_env({**environ, "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/unused-by-dialing"})
+
+
 def main(argv: "list[str] | None" = None, environ: Mapping[str, str] = os.environ) -> int:
     args = parse_args(argv, environ)
     token = environ.get("TWILIO_AUTH_TOKEN")
@@ -54,14 +68,15 @@ def main(argv: "list[str] | None" = None, environ: Mapping[str, str] = os.enviro
         print("voicebridge dial: needs " + ", ".join(missing) if missing else "--data takes KEY=VALUE",
               file=sys.stderr)
         return 2
-    from .app import ConfigError, Settings, bridge_config
+    from .app import ConfigError, bridge_config
     from ..carrier.twilio.dialing import CallError
     from .flaskext import VoiceBridge
 
     try:  # the example app's tools (DEMO_TOOL...): what --tool may name
-        settings = Settings.from_env(environ)
-    except ConfigError:  # e.g. no Realtime backend: dialing needs none, the serving bridge has one
-        settings = Settings()
+        settings = _settings({**environ, "PUBLIC_URL": args.public_url})
+    except ConfigError as exc:  # a bad setting in the environment: said, not silently replaced by defaults
+        print(f"voicebridge dial: {exc}", file=sys.stderr)
+        return 2
     bridge = VoiceBridge(None, bridge_config(settings, None), public_url=args.public_url,
                          auth_token=token, account_sid=args.account_sid, twilio_api_url=args.api_url,
                          state_dir=args.state_dir, redis_url=args.redis_url)
