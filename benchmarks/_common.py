@@ -48,6 +48,12 @@ class RecordingTwilio:
         return [(t, json.loads(raw)["event"]) for t, raw in self.sent]
 
 
+def setting(text: str) -> "tuple[str, Any]":
+    """A ``--set NAME=JSON`` argument: a BridgeConfig field and its value."""
+    name, _, value = text.partition("=")
+    return name, json.loads(value)
+
+
 def machine() -> str:
     """One line naming the machine a figure was measured on."""
     return (f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "

@@ -38,6 +38,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks._common import setting  # noqa: E402
 from voicebridge.dev.appcall import simulated_call
 from voicebridge.serving.app import Settings  # noqa: E402
 from voicebridge.dev.local.server import LocalRealtimeServer  # noqa: E402
@@ -99,10 +100,10 @@ def main() -> int:
     ap.add_argument("--echo-db", type=float, action="append", help="echo levels (default -20 and -15)")
     ap.add_argument("--vad", default="silero", choices=("silero", "energy", "auto"))
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
+    ap.add_argument("--set", action="append", type=setting, default=[], metavar="NAME=JSON",
                     help="a BridgeConfig setting for the app's calls (e.g. barge_in_min_speech_ms=150); repeatable")
     args = ap.parse_args()
-    options = {name: json.loads(value) for name, value in (s.split("=", 1) for s in args.set)}
+    options = dict(args.set)
     logging.disable(logging.WARNING)
     calls = []
     for echo_db in args.echo_db or [-20.0, -15.0]:

@@ -95,14 +95,14 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine, percentile  # noqa: E402
+from benchmarks._common import machine, percentile, setting  # noqa: E402
 from voicebridge.dev import tts  # noqa: E402
 from voicebridge.dev.local.vad import ServerVad, VadConfig, make_vad  # noqa: E402
 from voicebridge.dev.local.agent import GREETING as GREETING_PART, LONG_ANSWER  # noqa: E402
@@ -306,7 +306,19 @@ def caller_sound(case: Case) -> bytes:
     return through_the_callers_room(case, data)
 
 
-def question_of(case: Case) -> "tuple[float, bytes, str]":
+class Question(NamedTuple):
+    """``--question``: the caller's question before the answer (silent, no words: its control)."""
+
+    start: float  # on the caller's clock
+    audio: bytes  # at the caller's microphone
+    text: str
+
+    @property
+    def end(self) -> float:
+        return self.start + len(self.audio) / 8000
+
+
+def question_of(case: Case) -> Question:
     """With ``--question``: when the caller's question starts, its sound at the microphone (the
     caller's room and gain, as their later sound) and its words. A question of the corpus other
     than the case's own clip, chosen by the case's seed (its own generator: every other draw of
@@ -315,8 +327,8 @@ def question_of(case: Case) -> "tuple[float, bytes, str]":
     clip = clips[random.Random(case.seed ^ 0x51A7).randrange(len(clips))]
     start = ANSWER_AT - QUESTION_GAP_S - len(clip.audio()) / 8000
     if QUESTION_MUTED:
-        return start, b"", ""
-    return start, through_the_callers_room(case, clip.audio()), clip.text
+        return Question(start, b"", "")
+    return Question(start, through_the_callers_room(case, clip.audio()), clip.text)
 
 
 def through_the_callers_room(case: Case, data: bytes) -> bytes:
@@ -907,8 +919,8 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
         x = room.ulaw_to_float(sound)[:len(own) - k]
         own[k:k + len(x)] = x
     if question is not None:
-        k = int(question[0] * 8000)
-        x = room.ulaw_to_float(question[1])
+        k = int(question.start * 8000)
+        x = room.ulaw_to_float(question.audio)
         own[k:k + len(x)] += x
     line = line_noise(len(own), case.seed) if LINE_DBFS is not None else None
     playout = PlayoutBuffer(0.0)
@@ -935,7 +947,7 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
             server.start("greeting", GREETING, t, spoken(GREETING_PART[1], 0.0, GREETING_S, GREETING_FULL_S))
         if not answer_started and t >= ANSWER_AT - MODEL_NET_S:
             answer_started = True
-            if question is not None and question[2] and not any(t >= question[0] for t in server.committed_at):
+            if question is not None and question.text and not any(c >= question.start for c in server.committed_at):
                 # the model's VAD never committed the question (a speakerphone's, one over a TV): a real caller
                 # would get no answer; the set plays it all the same, and counts the call (``question_unheard``).
                 # What the model heard is taken as the question's turn, or the bridge's own commit of a later
@@ -1001,8 +1013,8 @@ def run_case(case: Case, make_bridge: Callable[[], Any], vad_kind: str = "auto")
         i += 1
         t = round(i * TICK, 6)
     stream.dropped(playout.buffered_bytes)  # never played: the call ended first
-    if question is not None and question[2]:  # the question's own turn is the call's, not the answer's sounds'
-        server.committed_at = [t for t in server.committed_at if not question[0] <= t < ANSWER_AT]
+    if question is not None and question.text:  # the question's own turn is the call's, not the answer's sounds'
+        server.committed_at = [c for c in server.committed_at if not question.start <= c < ANSWER_AT]
     outcome = _outcome(case, bridge, server, onset, len(sound) / 8000, playout, heard_gap_at, len(answer),
                        agent_heard, cancel_times, t)
     outcome.heard_twice_ms, outcome.skipped_ms = stream.twice_and_skipped_ms()
@@ -1152,7 +1164,7 @@ def _room_words(parts: list[str], sentences: "tuple[str, ...]", seed: int, turn:
 
 
 def _transcriber(case: Case, onset: float, sound_s: float, heard_by: "list[tuple[float, int]]",
-                 question: "tuple[float, bytes, str] | None" = None) -> Callable[[int, int], str]:
+                 question: "Question | None" = None) -> Callable[[int, int], str]:
     """What the model's transcription says of a committed turn spanning ``[start_ms, end_ms)`` of
     the uplink (one uplink ms is one ms of the caller's clock, less the network): the caller's
     words when their sound is in it (a corpus clip's text; nothing for a noise), with a TV's or
@@ -1182,8 +1194,8 @@ def _transcriber(case: Case, onset: float, sound_s: float, heard_by: "list[tuple
         parts = [text] if caller else []
         if sentences:  # a real transcriber writes down the TV's words too, in time order (the clip: the caller's)
             parts = _room_words(parts, sentences, case.seed, (t0, t1), bed_from, (onset, onset + sound_s) if caller else None)
-        if question is not None and question[2] and t0 < question[0] + len(question[1]) / 8000 and t1 > question[0]:
-            parts.insert(0, question[2])  # (``--question``: the caller's question, before the answer and its sounds)
+        if question is not None and question.text and t0 < question.end and t1 > question.start:
+            parts.insert(0, question.text)  # (``--question``: the caller's question, before the answer and its sounds)
         if parts:
             return " ".join(p for p in parts if p)
         if case.echo_db is None:
@@ -1450,11 +1462,6 @@ def variants(vad_kind: str, settings: dict[str, Any] | None = None,
     return chosen
 
 
-def _setting(text: str) -> tuple[str, Any]:
-    name, _, value = text.partition("=")
-    return name, json.loads(value)
-
-
 def main() -> int:
     global GREETING_ON, ANSWER_S, CASE_S, ANSWER, ANSWER_TEXT, ONSET_LATE_S, LINE_DBFS, QUESTION_ON, ANSWER_AT, \
         QUESTION_MUTED
@@ -1486,7 +1493,7 @@ def main() -> int:
     ap.add_argument("--question-muted", action="store_true",
                     help="--question's control: the answer as late, the question silent (what the later answer "
                          "changes, told from what the question does)")
-    ap.add_argument("--set", action="append", type=_setting, default=[], metavar="NAME=JSON",
+    ap.add_argument("--set", action="append", type=setting, default=[], metavar="NAME=JSON",
                     help="a BridgeConfig setting of 'now' (e.g. barge_in_min_speech_ms=600); repeatable")
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the bridges' per-call log lines

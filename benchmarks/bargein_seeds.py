@@ -26,6 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROWS = (("false_barge_in_pct", "false %"), ("backchannels_cut_pct", "backchannels cut %"),
         ("backchannel_audio_lost_ms_max", "most lost to one ms"), ("missed_at_the_ear_pct", "missed at the ear %"),
         ("missed_within_3s_pct", "not cleared in 3 s %"), ("stop_ms_exact_p50_p90", "onset -> ear p50/p90 ms"))
+WORST = tuple(key for key, _ in ROWS if key != "stop_ms_exact_p50_p90")
+"""The figures a target bounds from above: each one's worst run is printed."""
 KIND_MAX = 0.2
 """Issue 21: no kind of sound above 2 in 10."""
 
@@ -53,9 +55,7 @@ def pooled(reports: "list[dict[str, Any]]") -> dict[str, Any]:
         "false_by_kind": {k: [n, cases[k]] for k, n in false.most_common() if n},
         "kinds_above_2_in_10": sorted(k for k, n in false.items() if n > KIND_MAX * cases[k]),
         "missed_at_the_ear_by_kind": {k: [n, cases[k]] for k, n in missed.most_common() if n},
-        "worst": {key: max(r[key] for r in reports) for key in
-                  ("false_barge_in_pct", "backchannels_cut_pct", "backchannel_audio_lost_ms_max",
-                   "missed_at_the_ear_pct", "missed_within_3s_pct")},
+        "worst": {key: max(r[key] for r in reports) for key in WORST},
     }
 
 

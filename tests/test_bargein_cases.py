@@ -341,7 +341,7 @@ def test_the_callers_question_ends_a_gap_before_the_answer_in_the_callers_own_ro
     assert start + len(clip.audio()) / 8000 == pytest.approx(asked_first - bc.QUESTION_GAP_S)
     assert audio == bc.through_the_callers_room(case, clip.audio()) != clip.audio()  # the speakerphone's room
     transcribe = bc._transcriber(case, onset=asked_first + 1.5, sound_s=0.5, heard_by=[],
-                                 question=(start, audio, text))
+                                 question=bc.Question(start, audio, text))
     assert transcribe(round((start + bc.NET_S) * 1000), round((asked_first + bc.NET_S - 0.5) * 1000)) == text
     monkeypatch.setattr(bc, "QUESTION_MUTED", True)
     assert bc.question_of(case) == (start, b"", "")  # the control: the answer as late, nothing said

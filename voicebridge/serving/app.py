@@ -175,7 +175,8 @@ class Settings:
     def _check_public_url(self) -> None:
         """PUBLIC_URL is the base Twilio reaches the app at: a URL with its scheme and host."""
         url = self.public_url
-        if url and (urlsplit(url).scheme.lower() not in SCHEMES or not urlsplit(url).netloc):
+        parts = urlsplit(url or "")
+        if url and (parts.scheme.lower() not in SCHEMES or not parts.netloc):
             raise ConfigError(f"PUBLIC_URL must be the base URL Twilio reaches this app at, with its scheme and "
                               f"host (https://voice.example.com), got {url[:60]!r}")
 
