@@ -85,6 +85,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import math
 import random
 import shutil
 import subprocess
@@ -312,10 +313,33 @@ class Question(NamedTuple):
     start: float  # on the caller's clock
     audio: bytes  # at the caller's microphone
     text: str
+    said: tuple[float, float] = (0.0, 0.0)  # its words are said between these (the caller's clock)
 
     @property
     def end(self) -> float:
         return self.start + len(self.audio) / 8000
+
+    def words(self, t0: float, t1: float) -> str:
+        """Its words whose middle falls between ``t0`` and ``t1``, spread evenly over its speech
+        (not over the clip's silences): a turn the model's VAD closed as the last word's end
+        decayed under its threshold holds that word, as a transcriber hears it."""
+        s0, s1 = self.said
+        ws = self.text.split()
+        if s1 <= s0:
+            return ""
+        def at(t: float) -> int:  # the first word whose middle is at or after t
+            return max(0, min(len(ws), math.ceil(len(ws) * (t - s0) / (s1 - s0) - 0.5)))
+        return " ".join(ws[at(t0):at(t1)])
+
+
+def speech_span(data: bytes) -> tuple[float, float]:
+    """Where a clip's speech is (s from its start): its first and last 20 ms frame within 30 dB
+    of its loudest."""
+    x = room.ulaw_to_float(data)
+    n = len(x) // 160
+    power = np.mean(x[:n * 160].reshape(n, 160) ** 2, axis=1)
+    on = np.flatnonzero(10 * np.log10(power + 1e-12) >= 10 * np.log10(power.max() + 1e-12) - 30)
+    return float(on[0]) * 0.02, float(on[-1] + 1) * 0.02
 
 
 def question_of(case: Case) -> Question:
@@ -328,7 +352,8 @@ def question_of(case: Case) -> Question:
     start = ANSWER_AT - QUESTION_GAP_S - len(clip.audio()) / 8000
     if QUESTION_MUTED:
         return Question(start, b"", "")
-    return Question(start, through_the_callers_room(case, clip.audio()), clip.text)
+    s0, s1 = speech_span(clip.audio())  # (the dry clip's: the room smears the words, it does not move them)
+    return Question(start, through_the_callers_room(case, clip.audio()), clip.text, (start + s0, start + s1))
 
 
 def through_the_callers_room(case: Case, data: bytes) -> bytes:
@@ -1195,7 +1220,11 @@ def _transcriber(case: Case, onset: float, sound_s: float, heard_by: "list[tuple
         if sentences:  # a real transcriber writes down the TV's words too, in time order (the clip: the caller's)
             parts = _room_words(parts, sentences, case.seed, (t0, t1), bed_from, (onset, onset + sound_s) if caller else None)
         if question is not None and question.text and t0 < question.end and t1 > question.start:
-            parts.insert(0, question.text)  # (``--question``: the caller's question, before the answer and its sounds)
+            # (``--question``: the words of the caller's question the turn holds, before the answer and its
+            # sounds: a turn the model's VAD closed at a pause has its first words, the buffer after it the rest)
+            said = question.words(t0, t1)
+            if said:
+                parts.insert(0, said)
         if parts:
             return " ".join(p for p in parts if p)
         if case.echo_db is None:

@@ -335,16 +335,28 @@ def asked_first(monkeypatch: pytest.MonkeyPatch):
 
 def test_the_callers_question_ends_a_gap_before_the_answer_in_the_callers_own_room(asked_first, monkeypatch):
     case = next(c for c in bc.case_set() if c.kind == "backchannel_reverb")
-    start, audio, text = bc.question_of(case)
+    question = bc.question_of(case)
+    start, audio, text = question.start, question.audio, question.text
     clip = next(c for c in corpus.by_category("question") if c.text == text)
     assert clip.name != case.sound and start > bc.GREETING_S
     assert start + len(clip.audio()) / 8000 == pytest.approx(asked_first - bc.QUESTION_GAP_S)
     assert audio == bc.through_the_callers_room(case, clip.audio()) != clip.audio()  # the speakerphone's room
-    transcribe = bc._transcriber(case, onset=asked_first + 1.5, sound_s=0.5, heard_by=[],
-                                 question=bc.Question(start, audio, text))
+    assert start <= question.said[0] < question.said[1] <= question.end  # its speech, in the clip
+    transcribe = bc._transcriber(case, onset=asked_first + 1.5, sound_s=0.5, heard_by=[], question=question)
     assert transcribe(round((start + bc.NET_S) * 1000), round((asked_first + bc.NET_S - 0.5) * 1000)) == text
     monkeypatch.setattr(bc, "QUESTION_MUTED", True)
-    assert bc.question_of(case) == (start, b"", "")  # the control: the answer as late, nothing said
+    assert bc.question_of(case)[:3] == (start, b"", "")  # the control: the answer as late, nothing said
+
+
+def test_a_turn_closed_inside_the_question_holds_its_first_words_and_the_buffer_after_it_the_rest():
+    """A transcriber writes down the words said in the audio it was given: the model's VAD closing
+    the question at a pause leaves the rest of its words to whatever commits the buffer next (each
+    word in one of them, by where its middle falls); a turn that ends as the last word decays holds
+    it."""
+    q = bc.Question(1.0, b"\xff" * 16000, "Where is my order right now?", (1.0, 3.0))
+    assert q.words(0.5, 2.0) + " | " + q.words(2.0, 4.0) == "Where is my | order right now?"
+    assert q.words(0.5, 2.9) == "Where is my order right now?"  # (its middle was 2.83 s)
+    assert q.words(3.0, 5.0) == "" and bc.Question(1.0, b"", "").words(0.0, 9.0) == ""
 
 
 def test_a_reverberant_mm_hm_after_a_question_the_models_vad_missed_is_not_taken_for_the_question(asked_first):

@@ -1231,6 +1231,65 @@ def test_a_held_voice_whose_own_turn_the_model_keeps_open_is_committed_for_its_w
     assert listener.committed(call.t + 2.0, "item_in1_rest") is Turn.NOT_CALLER  # the rest: the TV's
 
 
+def _question_split_then_backchannel(config: BridgeConfig | None = None, closed_at_frame: int = 30,
+                                     armed: bool = True) -> tuple:
+    """The caller asks "How much does the delivery cost?" of a quiet agent; the model's VAD
+    closes their turn after ``closed_at_frame`` frames of it (a pause on a speakerphone) and
+    starts no other; the agent answers, and "mm-hm" comes over the answer. Returns the call and
+    each of the backchannel's frames' ``flush_due``, asked as the session's duck does."""
+    call = Call(config)
+    call.learn(3.0)
+    listener = call.listener
+    for _ in range(25):
+        call.step(audible=False)
+    listener.server_speech(call.t, audible=False)
+    for i, f in enumerate(frames_of(corpus.by_category("question")[3].audio())):
+        if i == closed_at_frame:
+            listener.server_stopped()
+            assert listener.committed(call.t, "item_q") is Turn.RESPOND
+        call.step(f, audible=False)
+    if closed_at_frame >= len(frames_of(corpus.by_category("question")[3].audio())):
+        for _ in range(25):  # (its silence, then the VAD's commit)
+            call.step(audible=False)
+        listener.server_stopped()
+        assert listener.committed(call.t, "item_q") is Turn.RESPOND
+    for _ in range(60):  # 1.2 s of the answer
+        call.step()
+    due = []
+    for f in frames_of(corpus.by_category("backchannel")[0].audio()) + [QUIET] * 5:
+        h = call.step(f)
+        due.append(h.decision is Decision.DUCK and listener.flush_due(round(call.t - 0.02, 6), lambda: armed))
+    return call, due
+
+
+def test_the_rest_of_a_question_the_models_vad_left_in_its_buffer_is_committed_at_the_next_onset():
+    """The model's VAD closed the caller's question at a pause and never heard its rest, which
+    waits in the input buffer. A held "mm-hm" over the answer would be committed with it (its
+    words: "delivery cost? mm-hm", the turn taken: the answer cut); the bridge commits the buffer
+    at the "mm-hm"'s first loud frame instead: the question's rest is a turn of its own, left
+    unanswered (no command in it), and the "mm-hm" resumes on its own words."""
+    call, due = _question_split_then_backchannel()
+    ducks = [i for i, h in enumerate(call.heard[-len(due):]) if h.decision is Decision.DUCK]
+    assert [i for i, d in enumerate(due) if d] == ducks[:1], due  # at its first loud frame, once
+    listener = call.listener
+    assert listener.committed(call.t - 0.05, "item_rest") is Turn.NOT_CALLER
+    assert listener.transcript("the delivery cost?", call.t, "item_rest") is False
+    listener.hold(call.t)
+    assert listener.committed(call.t + 0.2, "item_mm") is Turn.BACKCHANNEL
+    assert listener.transcript("Mm-hm.", call.t + 0.5, "item_mm") is False
+    assert listener.hold_outcome(call.t + 0.5) is Hold.RESUME
+
+
+def test_no_commit_at_an_onset_when_the_models_vad_took_the_whole_question_or_the_agent_cannot_be_interrupted():
+    _, whole = _question_split_then_backchannel(closed_at_frame=10_000)
+    assert not any(whole)
+    assert not any(_question_split_then_backchannel(armed=False)[1])  # (over the greeting: no barge-in either)
+    listener = Call().listener
+    assert listener._vad.onset_commit_due(1.0, float("-inf")) is False  # (nothing heard, nothing committed)
+    off = _question_split_then_backchannel(BridgeConfig(backchannel_commit=False))[1]
+    assert not any(off)
+
+
 def test_a_refused_commit_at_an_onset_leaves_the_held_voice_to_its_own_commit():
     call = Call()
     got = _open_turn_then(call, corpus.by_category("backchannel")[8].audio(), 1.2)

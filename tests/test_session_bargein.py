@@ -817,6 +817,47 @@ def test_a_yeah_inside_a_turn_a_tv_keeps_open_is_committed_at_its_onset_and_resu
     assert m["onset_commits"] == 1 and m["hold_commits"] == 1
 
 
+def test_the_rest_of_a_question_the_models_vad_left_uncommitted_is_committed_at_a_yeahs_onset(bridge_call):
+    """The model's VAD closed the caller's question at a pause and heard no more of it; its rest
+    waits in the input buffer. A "yeah" over the answer: the bridge commits the buffer at its
+    first loud frame (the question's rest: a turn of its own, unanswered), so the held yeah's own
+    commit carries the yeah alone, and its words resume the answer: nothing lost, no cancel. (It
+    was committed with the question's last words, "cost? yeah", which took the turn.)"""
+    clock = ManualClock()
+    call = bridge_call(BridgeConfig(greeting_instructions=None, join_timeout_s=3.0, echo_gate=False), clock=clock).start()
+    session, twilio, openai = call.session, call.twilio, call.openai
+    twilio.media(QUIET, n=80)
+    question = corpus.by_category("question")[3].audio()  # "How much does the delivery cost?"
+    openai.push(rt_speech_started("item_q"))
+    say(twilio, session, question[:len(question) // 2], then_quiet=0)
+    openai.push(rt_speech_stopped("item_q"))
+    openai.push(rt_committed("item_q"))
+    assert wait_until(lambda: openai.requested("turn"))  # (the question answered: the commit handled)
+    clock.advance(0.3)
+    say(twilio, session, question[len(question) // 2:])  # its rest: the model's VAD never starts again
+    clock.advance(0.5)
+    long_response(openai, twilio, frames=150, done=True, wait_frames=2)
+    quiet_frame_at(call, clock, 1.2)
+    assert openai.events("input_audio_buffer.commit") == []
+    say(twilio, session, corpus.by_category("backchannel")[8].audio())  # "yeah"
+    assert wait_until(lambda: session.metrics["backchannel_holds"] == 1)
+    assert session.metrics["onset_commits"] == 1 and len(openai.events("input_audio_buffer.commit")) == 1
+    openai.push(rt_committed("item_rest"))  # the reply: the question's rest
+    assert wait_until(lambda: session.metrics["turns_not_caller"] == 1)
+    openai.push(rt_transcript("the delivery cost?", "item_rest"))
+    sent = len(twilio.messages("media"))
+    quiet_frame_at(call, clock, 1.05)  # no turn of the model's for the yeah: its own commit
+    assert wait_until(lambda: len(openai.events("input_audio_buffer.commit")) == 2)
+    openai.push(rt_committed("item_c1"))
+    assert wait_until(lambda: session.metrics["turns_backchannel"] == 1)
+    openai.push(rt_transcript("Yeah.", "item_c1"))
+    assert wait_until(lambda: session.metrics["backchannels"] == 1)
+    resumed_whole(clock, twilio, sent)
+    m = call.finish()
+    assert m["barge_in_events"] == 0 and openai.events("response.cancel") == []
+    assert m["onset_commits"] == 1 and m["hold_commits"] == 1
+
+
 # ----------------------------------------------------------------- the duck off (duck=False)
 def _yeah_held(bridge_call, duck, frames):
     """A call on a hand-moved clock whose answer (``frames`` long) a "yeah" holds for its words."""

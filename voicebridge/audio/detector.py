@@ -301,6 +301,8 @@ class CallerLevel:
         self.breath = False  # the run released last was short, near, bright breath: a whispered word, maybe
         self.echo_cut = EchoCut()  # the frames the echo gate did not count, lately
         self._now = float("-inf")
+        self.unarmed_loud_at = float("-inf")  # the last loud caller frame no barge-in could follow: the
+        # caller talking to a quiet agent (``Listener.flush_due``: words the model's VAD left in its buffer)
 
     @property
     def floor_dbfs(self) -> float:
@@ -379,6 +381,8 @@ class CallerLevel:
                         and self.voice.dull_onset(frame, self._previous)):
                     self.loud, fed = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
             ok = (self.loud or self.detector.run > 0) and (armed() if may is None else may)
+            if self.loud and not ok:
+                self.unarmed_loud_at = now
             if self.loud and ok:
                 self._loud_frame(frame)
                 if self._deaf:

@@ -592,17 +592,21 @@ class Listener:
                 self._unanswered.left(item_id, Unanswered.ECHO, now)
         return Turn.NOT_CALLER
 
-    def flush_due(self, now: float) -> bool:
+    def flush_due(self, now: float, armed: Callable[[], bool] = lambda: False) -> bool:
         """A loud run began over the agent (the duck, run thread): commit the buffer first? Only
-        inside a model turn open ``model_turn.ONSET_OPEN_S`` with nothing committed for as long (a TV or
-        babble keeps it open), at a new utterance's first frame, with commits on: the room's
-        voices before the onset become a turn of their own, unanswered, and the voice after it
-        is committed with little of them if it is held (their words would take the turn)."""
+        at a new utterance's first frame, with commits on: inside a model turn open
+        ``model_turn.ONSET_OPEN_S`` with nothing committed for as long (a TV or babble keeps it
+        open), or, ``armed()`` (the agent may be interrupted), with the caller's last words to a
+        quiet agent after the model's last commit still in the buffer (``model_turn.STALE_S``:
+        the rest of a question its VAD closed at a pause). What came before the onset becomes a turn of its
+        own, unanswered unless a command, and the voice after it is committed with little of
+        it if it is held (its words would take the turn)."""
+        level = self.level
+        if level.utterance_start != now or not (self._commit_unheard and self._backchannels and self._hold_s):
+            return False
+        heard = level.unarmed_loud_at if armed() else float("-inf")  # (asked outside the lock: it takes others)
         with self._lock:
-            if not (self._commit_unheard and self._backchannels and self._hold_s) or self._held is not None \
-                    or self.level.utterance_start != now:
-                return False
-            return self._vad.onset_commit_due(now)
+            return self._held is None and self._vad.onset_commit_due(now, heard)
 
     def _own_reply(self, now: float) -> bool:
         """A commit with no VAD turn before it is the reply to the bridge's own commit, if one was

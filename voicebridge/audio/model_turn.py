@@ -19,6 +19,12 @@ REPLY_S = 6.0
 ONSET_OPEN_S = 1.0
 """A turn open this long, with nothing committed for as long, when a new voice begins: the
 bridge commits at its onset (``Listener.flush_due``)."""
+STALE_S = 0.1
+"""The caller was heard this long after the last commit came in (the audio sent before it went
+is in it), talking to a quiet agent, and no turn is open: the model's VAD closed their turn at a
+pause and never heard the rest (a speakerphone's question), which waits in the buffer. The
+bridge commits it at the next voice's onset over the agent: a held voice's own commit would
+carry its words ("...hours? mm-hm": the turn taken)."""
 
 
 class ModelTurn(Generic[J]):
@@ -90,15 +96,21 @@ class ModelTurn(Generic[J]):
         sent, self.own_commit = self.own_commit, None
         return sent is not None and now - sent <= REPLY_S
 
-    def onset_commit_due(self, now: float) -> bool:
-        """A new voice begins over the agent: commit the buffer at its onset? Inside a turn open
-        ``ONSET_OPEN_S`` with nothing committed for as long and no commit of the bridge's
-        pending (a TV or babble keeps it open). Marks it sent."""
-        if not self.open or self.onset_commit is not None or self.own_commit is not None \
-                or now - self.started_at < ONSET_OPEN_S or now - self.last_commit < ONSET_OPEN_S:
+    def onset_commit_due(self, now: float, voice_end: float = float("-inf")) -> bool:
+        """A new voice begins over the agent: commit the buffer at its onset? Never with a commit
+        of the bridge's pending. Inside a turn open ``ONSET_OPEN_S`` with nothing committed for as
+        long (a TV or babble keeps it open); with none open (and none closing), when the caller
+        was last heard talking to a quiet agent ``STALE_S`` or more after the last commit
+        (``voice_end``: the rest of their turn waits in the buffer). Marks it sent."""
+        if self.onset_commit is not None or self.own_commit is not None:
             return False
-        self.onset_commit = now
-        return True
+        if self.open:
+            due = now - self.started_at >= ONSET_OPEN_S and now - self.last_commit >= ONSET_OPEN_S
+        else:
+            due = not self._closing and voice_end > float("-inf") and voice_end - self.last_commit >= STALE_S
+        if due:
+            self.onset_commit = now
+        return due
 
     def refused(self) -> bool:
         """The service refused a commit of the bridge's (too little audio): True if it was the one

@@ -112,7 +112,7 @@ class BargeIn:
         if decision is bargein.Decision.DUCK:
             if self._level.detector.run <= 1:  # (a run whose first frame could be an echo peak ducks
                 self._onset.run_began(now)  # at its second: it began, and was committed before, at
-                self._commit_at_onset = self.listener.flush_due(now)  # the first, below)
+                self._commit_at_onset = self.listener.flush_due(now, self._armed)  # the first, below)
             self._pause.duck(now, level_dbfs)
         elif decision is bargein.Decision.RELEASE:
             if self.listener.holding:
@@ -139,7 +139,7 @@ class BargeIn:
             self._onset.run_began(now)
             # the room's stretch before a voice is committed at its first loud frame, ducked or not:
             # at the duck one frame later the command's first frame went with the TV's words
-            self._commit_at_onset = self.listener.flush_due(now)
+            self._commit_at_onset = self.listener.flush_due(now, self._armed)
 
     def _hold_released(self, now: float, counter: str, why: str, strict: bool = False,
                        after_release: bool = False) -> None:
@@ -162,7 +162,8 @@ class BargeIn:
             self.listener.commit_refused()  # (the flush is the one pending: the hold is not touched)
             return
         self._metrics.add("onset_commits")
-        self._log.info("a voice began inside the model's open turn (a TV or babble?): its buffer committed at the onset")
+        self._log.info("a voice began over the agent with earlier audio uncommitted (a TV's or babble's open turn, "
+                       "or the rest of a turn the model's VAD closed at a pause): the buffer committed at the onset")
 
     def _settle_hold(self, now: float) -> Hold:
         """Act on the held agent's verdict, if there is one: resume, or interrupt."""
