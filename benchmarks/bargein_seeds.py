@@ -25,8 +25,10 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROWS = (("false_barge_in_pct", "false %"), ("backchannels_cut_pct", "backchannels cut %"),
         ("backchannel_audio_lost_ms_max", "most lost to one ms"), ("missed_at_the_ear_pct", "missed at the ear %"),
-        ("missed_within_3s_pct", "not cleared in 3 s %"), ("stop_ms_exact_p50_p90", "onset -> ear p50/p90 ms"))
-WORST = tuple(key for key, _ in ROWS if key != "stop_ms_exact_p50_p90")
+        ("missed_within_3s_pct", "not cleared in 3 s %"), ("stop_ms_exact_p50_p90", "onset -> ear p50/p90 ms"),
+        ("underruns", "underruns"), ("echo_long_20s_answers_ducks_underruns_false", "20 s echo answers: ducks/underruns/false"))
+WORST = tuple(key for key, _ in ROWS if key not in ("stop_ms_exact_p50_p90", "underruns",
+                                                     "echo_long_20s_answers_ducks_underruns_false"))
 """The figures a target bounds from above: each one's worst run is printed."""
 KIND_MAX = 0.2
 """Issue 21: no kind of sound above 2 in 10."""

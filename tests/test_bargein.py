@@ -295,7 +295,7 @@ class _ScriptedListener:
     def hear(self, frame, now, armed, timestamp_ms=None):
         return self._heard
 
-    def flush_due(self, now, armed=None):
+    def flush_due(self, now):
         return False  # (no model turn open: nothing to commit at an onset)
 
     def heard_by_model(self, after_release=False):

@@ -1231,35 +1231,43 @@ def test_a_held_voice_whose_own_turn_the_model_keeps_open_is_committed_for_its_w
     assert listener.committed(call.t + 2.0, "item_in1_rest") is Turn.NOT_CALLER  # the rest: the TV's
 
 
-def _question_split_then_backchannel(config: BridgeConfig | None = None, closed_at_frame: int = 30,
-                                     armed: bool = True) -> tuple:
-    """The caller asks "How much does the delivery cost?" of a quiet agent; the model's VAD
-    closes their turn after ``closed_at_frame`` frames of it (a pause on a speakerphone) and
-    starts no other; the agent answers, and "mm-hm" comes over the answer. Returns the call and
-    each of the backchannel's frames' ``flush_due``, asked as the session's duck does."""
-    call = Call(config)
+QUESTION = corpus.by_category("question")[3]  # "How much does the delivery cost?"
+
+
+def _question_then(closed_at_frame: int = 30, rest: bytes | None = None, replaced: bool = False) -> "Call":
+    """The caller asks ``QUESTION`` of a quiet agent; the model's VAD closes their turn after
+    ``closed_at_frame`` frames of it (a pause on a speakerphone; past its end: after it, at its
+    silence) and starts no other; ``rest`` (default: the question's own rest) is heard after that
+    commit; ``replaced``: a new model session replaced the old one since. Then 1.2 s of the
+    agent's answer."""
+    call = Call()
     call.learn(3.0)
     listener = call.listener
     for _ in range(25):
         call.step(audible=False)
     listener.server_speech(call.t, audible=False)
-    for i, f in enumerate(frames_of(corpus.by_category("question")[3].audio())):
-        if i == closed_at_frame:
-            listener.server_stopped()
-            assert listener.committed(call.t, "item_q") is Turn.RESPOND
+    frames = frames_of(QUESTION.audio())
+    before, after = frames[:closed_at_frame], frames[closed_at_frame:] if rest is None else frames_of(rest)
+    for f in before + [QUIET] * (25 if closed_at_frame >= len(frames) else 0):
         call.step(f, audible=False)
-    if closed_at_frame >= len(frames_of(corpus.by_category("question")[3].audio())):
-        for _ in range(25):  # (its silence, then the VAD's commit)
-            call.step(audible=False)
-        listener.server_stopped()
-        assert listener.committed(call.t, "item_q") is Turn.RESPOND
-    for _ in range(60):  # 1.2 s of the answer
+    listener.server_stopped()
+    assert listener.committed(call.t, "item_q") is Turn.RESPOND
+    for f in after:
+        call.step(f, audible=False)
+    if replaced:
+        listener.session_replaced()
+    for _ in range(60):
         call.step()
+    return call
+
+
+def _flush_due_over(call: "Call", clip: bytes) -> list:
+    """``clip`` over the answer: each frame's ``flush_due``, asked as the session's duck does."""
     due = []
-    for f in frames_of(corpus.by_category("backchannel")[0].audio()) + [QUIET] * 5:
+    for f in frames_of(clip) + [QUIET] * 5:
         h = call.step(f)
-        due.append(h.decision is Decision.DUCK and listener.flush_due(round(call.t - 0.02, 6), lambda: armed))
-    return call, due
+        due.append(h.decision is Decision.DUCK and call.listener.flush_due(round(call.t - 0.02, 6)))
+    return due
 
 
 def test_the_rest_of_a_question_the_models_vad_left_in_its_buffer_is_committed_at_the_next_onset():
@@ -1267,11 +1275,13 @@ def test_the_rest_of_a_question_the_models_vad_left_in_its_buffer_is_committed_a
     waits in the input buffer. A held "mm-hm" over the answer would be committed with it (its
     words: "delivery cost? mm-hm", the turn taken: the answer cut); the bridge commits the buffer
     at the "mm-hm"'s first loud frame instead: the question's rest is a turn of its own, left
-    unanswered (no command in it), and the "mm-hm" resumes on its own words."""
-    call, due = _question_split_then_backchannel()
+    unanswered, and the "mm-hm" resumes on its own words."""
+    call = _question_then()
+    due = _flush_due_over(call, corpus.by_category("backchannel")[0].audio())
     ducks = [i for i, h in enumerate(call.heard[-len(due):]) if h.decision is Decision.DUCK]
     assert [i for i, d in enumerate(due) if d] == ducks[:1], due  # at its first loud frame, once
     listener = call.listener
+    assert listener.left_over_pending
     assert listener.committed(call.t - 0.05, "item_rest") is Turn.NOT_CALLER
     assert listener.transcript("the delivery cost?", call.t, "item_rest") is False
     listener.hold(call.t)
@@ -1280,14 +1290,38 @@ def test_the_rest_of_a_question_the_models_vad_left_in_its_buffer_is_committed_a
     assert listener.hold_outcome(call.t + 0.5) is Hold.RESUME
 
 
-def test_no_commit_at_an_onset_when_the_models_vad_took_the_whole_question_or_the_agent_cannot_be_interrupted():
-    _, whole = _question_split_then_backchannel(closed_at_frame=10_000)
-    assert not any(whole)
-    assert not any(_question_split_then_backchannel(armed=False)[1])  # (over the greeting: no barge-in either)
-    listener = Call().listener
-    assert listener._vad.onset_commit_due(1.0, float("-inf")) is False  # (nothing heard, nothing committed)
-    off = _question_split_then_backchannel(BridgeConfig(backchannel_commit=False))[1]
-    assert not any(off)
+@pytest.mark.parametrize("words, interrupts", [("the delivery cost?", False),
+                                               ("and what is the wait time on a Sunday?", False),
+                                               ("so no one delivers on a Sunday then?", False),
+                                               ("Wait.", True), ("No, no.", True)])
+def test_only_a_bare_command_in_a_questions_rest_interrupts(words, interrupts):
+    """A question's rest with a stop word in it interrupts nothing (review rv32: it was judged
+    like a TV's stretch, where any command did); a bare command still does: the caller said
+    "no, wait" before the agent began, or over it, let pass."""
+    call = _question_then()
+    assert any(_flush_due_over(call, corpus.by_category("backchannel")[0].audio()))
+    assert call.listener.committed(call.t - 0.05, "item_rest") is Turn.NOT_CALLER
+    assert call.listener.transcript(words, call.t, "item_rest") is interrupts
+
+
+def test_no_commit_at_an_onset_when_the_models_vad_took_the_whole_question_or_a_knock_came_after_it():
+    mm_hm = corpus.by_category("backchannel")[0].audio()
+    assert not any(_flush_due_over(_question_then(closed_at_frame=10_000), mm_hm))
+    knock = b"".join(frames_of(corpus.by_category("interruption")[0].audio())[4:7])  # (three loud frames)
+    assert not any(_flush_due_over(_question_then(closed_at_frame=10_000, rest=knock), mm_hm))
+    assert Call().listener._vad.onset_commit_due(1.0, float("-inf")) is False  # (nothing heard, nothing committed)
+    off = Call(BridgeConfig(backchannel_commit=False))
+    off.listener.level._unarmed_loud.extend([0.5] * 5)  # (heard after no commit at all)
+    assert not off.listener.flush_due(off.listener.level.utterance_start)
+
+
+def test_a_new_model_session_keeps_the_last_commit_so_no_rest_is_made_of_what_it_had():
+    """A new session is sent again only what the old one had after its last commit: with the whole
+    question committed, nothing is left over (review rv32: every first onset after a reconnect
+    committed); with a rest, the rest is."""
+    mm_hm = corpus.by_category("backchannel")[0].audio()
+    assert not any(_flush_due_over(_question_then(closed_at_frame=10_000, replaced=True), mm_hm))
+    assert any(_flush_due_over(_question_then(replaced=True), mm_hm))
 
 
 def test_a_refused_commit_at_an_onset_leaves_the_held_voice_to_its_own_commit():

@@ -31,17 +31,19 @@ class ModelTurn(Generic[J]):
     """The model's current (or last) VAD turn and the bridge's commits inside it."""
 
     def __init__(self) -> None:
+        self.last_commit = float("-inf")  # the last commit (the model's or the bridge's) came then
         self.forget()
 
     def forget(self) -> None:
         """Nothing known: a new call, or a new session replaced the model's (its turn and the
-        replies to the bridge's commits went with the old one)."""
+        replies to the bridge's commits went with the old one). The last commit is kept: the new
+        session is sent again what the old one had after it (``InboundAudio.backlog``)."""
         self.judged: J | None = None  # the current (or last) turn, as judged when it began
         self.started_at = float("-inf")  # the model's VAD last started (believed or not)
         self.open = False  # ... and has not committed that turn yet (its words will come with it)
         self.split_at: float | None = None  # the bridge's commit split it then (its rest is judged anew)
-        self.last_commit = float("-inf")  # the last commit (the model's or the bridge's) came then
         self.onset_commit: float | None = None  # the bridge committed at an onset then; no reply yet
+        self.left_over = False  # ... the rest of a closed turn, not a stretch of an open one
         self.own_commit: float | None = None  # the bridge committed a held voice then; no reply yet
         self._closing = False  # the VAD stopped: the next commit is its own
 
@@ -101,7 +103,7 @@ class ModelTurn(Generic[J]):
         of the bridge's pending. Inside a turn open ``ONSET_OPEN_S`` with nothing committed for as
         long (a TV or babble keeps it open); with none open (and none closing), when the caller
         was last heard talking to a quiet agent ``STALE_S`` or more after the last commit
-        (``voice_end``: the rest of their turn waits in the buffer). Marks it sent."""
+        (``voice_end``: the rest of their turn waits in the buffer: ``left_over``). Marks it sent."""
         if self.onset_commit is not None or self.own_commit is not None:
             return False
         if self.open:
@@ -109,7 +111,7 @@ class ModelTurn(Generic[J]):
         else:
             due = not self._closing and voice_end > float("-inf") and voice_end - self.last_commit >= STALE_S
         if due:
-            self.onset_commit = now
+            self.onset_commit, self.left_over = now, not self.open
         return due
 
     def refused(self) -> bool:

@@ -78,6 +78,7 @@ class BargeIn:
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
         self._armed_check = self._armed  # (bound once: every caller frame passes it on)
         self._commit_at_onset = False  # the last frame began a run inside the model's open turn (run thread)
+        self._left_over = False  # ... or over the rest of a closed one, left in its buffer
         self._owed_answer = OwedAnswer()  # the caller's turn's answer, asked for once they are done
 
     # ------------------------------------------------------------------ triggers
@@ -112,7 +113,7 @@ class BargeIn:
         if decision is bargein.Decision.DUCK:
             if self._level.detector.run <= 1:  # (a run whose first frame could be an echo peak ducks
                 self._onset.run_began(now)  # at its second: it began, and was committed before, at
-                self._commit_at_onset = self.listener.flush_due(now, self._armed)  # the first, below)
+                self._commit_at_onset = self.listener.flush_due(now)  # the first, below)
             self._pause.duck(now, level_dbfs)
         elif decision is bargein.Decision.RELEASE:
             if self.listener.holding:
@@ -139,7 +140,7 @@ class BargeIn:
             self._onset.run_began(now)
             # the room's stretch before a voice is committed at its first loud frame, ducked or not:
             # at the duck one frame later the command's first frame went with the TV's words
-            self._commit_at_onset = self.listener.flush_due(now, self._armed)
+            self._commit_at_onset = self.listener.flush_due(now)
 
     def _hold_released(self, now: float, counter: str, why: str, strict: bool = False,
                        after_release: bool = False) -> None:
@@ -151,9 +152,11 @@ class BargeIn:
 
     def take_onset_commit(self) -> bool:
         """Commit the model's buffer before the frame just heard? (Run thread, once per frame: a
-        TV or babble has kept the model's turn open, and a voice begins over the agent; the
-        room's stretch before it becomes a turn of its own: ``Listener.flush_due``.)"""
+        voice begins over the agent while a TV or babble keeps the model's turn open, or with the
+        rest of a closed one in its buffer; what came before becomes a turn of its own:
+        ``Listener.flush_due``.)"""
         due, self._commit_at_onset = self._commit_at_onset, False
+        self._left_over = due and self.listener.left_over_pending  # (read before the commit goes: no reply yet)
         return due
 
     def onset_committed(self, sent: bool) -> None:
@@ -162,8 +165,13 @@ class BargeIn:
             self.listener.commit_refused()  # (the flush is the one pending: the hold is not touched)
             return
         self._metrics.add("onset_commits")
-        self._log.info("a voice began over the agent with earlier audio uncommitted (a TV's or babble's open turn, "
-                       "or the rest of a turn the model's VAD closed at a pause): the buffer committed at the onset")
+        if self._left_over:
+            self._metrics.add("left_over_commits")
+            self._log.info("a voice began over the agent with sound heard after the model's last commit still in "
+                           "its buffer (the rest of a turn its VAD closed at a pause?): committed at the onset")
+        else:
+            self._log.info("a voice began inside the model's open turn (a TV or babble?): its buffer committed "
+                           "at the onset")
 
     def _settle_hold(self, now: float) -> Hold:
         """Act on the held agent's verdict, if there is one: resume, or interrupt."""
