@@ -553,8 +553,8 @@ class Listener:
             held = held and self.level.utterance_start >= split  # (the held voice's audio was in the part)
             flushed = flushed or (judged is ServerSpeech.NOTHING and not held)  # (a far voice's rest: review rv12)
         if flushed and judged not in (ServerSpeech.ECHO, ServerSpeech.TURN, ServerSpeech.INTERRUPT):
-            if left_over:  # said before the agent spoke, or heard while it spoke and let pass: a bare command only
-                strict = Strict.BARE
+            if left_over:  # the rest of a closed turn, said before the agent spoke: it interrupts nothing
+                return Turn.NOT_CALLER  # (review rv33: "the wait time?" is a bare command; rv32: any command was)
             with self._lock:  # the room's stretch before an onset (a TV's): only a command in it is the caller's
                 self._unanswered.left(item_id, Unanswered.COMMAND, now, strict, self._frames_played)  # (strict: rv22)
             return Turn.NOT_CALLER
@@ -602,9 +602,9 @@ class Listener:
         committed for as long (a TV or babble keeps it open), or with none open when sound was
         heard from the caller's side while the agent was quiet, after the model's last commit
         (``model_turn.STALE_S``: the rest of a question its VAD closed at a pause, left in the
-        buffer). What came before the onset becomes a turn of its own, unanswered unless a
-        command (a bare one, for what was said before the agent spoke), and the voice after it
-        is committed with little of it if it is held (its words would take the turn)."""
+        buffer). What came before the onset becomes a turn of its own, unanswered (unless a
+        command, in an open turn's stretch), and the voice after it is committed with little of
+        it if it is held (its words would take the turn)."""
         level = self.level
         with self._lock:
             if not (self._commit_unheard and self._backchannels and self._hold_s) or self._held is not None \
