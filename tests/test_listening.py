@@ -1281,8 +1281,7 @@ def test_the_rest_of_a_question_the_models_vad_left_in_its_buffer_is_committed_a
     ducks = [i for i, h in enumerate(call.heard[-len(due):]) if h.decision is Decision.DUCK]
     assert [i for i, d in enumerate(due) if d] == ducks[:1], due  # at its first loud frame, once
     listener = call.listener
-    assert listener.left_over_pending
-    assert listener.committed(call.t - 0.05, "item_rest") is Turn.NOT_CALLER
+    assert listener.committed(call.t - 0.05, "item_rest") is Turn.LEFT_OVER
     assert listener.transcript("the delivery cost?", call.t, "item_rest") is False
     listener.hold(call.t)
     assert listener.committed(call.t + 0.2, "item_mm") is Turn.BACKCHANNEL
@@ -1299,7 +1298,7 @@ def test_a_questions_rest_interrupts_nothing_whatever_its_words(words):
     a bare command of three words did)."""
     call = _question_then()
     assert any(_flush_due_over(call, corpus.by_category("backchannel")[0].audio()))
-    assert call.listener.committed(call.t - 0.05, "item_rest") is Turn.NOT_CALLER
+    assert call.listener.committed(call.t - 0.05, "item_rest") is Turn.LEFT_OVER
     assert call.listener.transcript(words, call.t, "item_rest") is False
 
 
@@ -1315,7 +1314,7 @@ def test_no_commit_at_an_onset_when_the_models_vad_took_the_whole_question_or_a_
     assert not any(_flush_due_over(_question_then(closed_at_frame=10_000, rest=clicks), mm_hm))
     assert Call().listener._vad.onset_commit_due(1.0, float("-inf")) is False  # (nothing heard, nothing committed)
     off = Call(BridgeConfig(backchannel_commit=False))
-    off.listener.level.unarmed_loud_at = 0.5  # (heard after no commit at all)
+    off.listener.level.evidence.unarmed_loud_at = 0.5  # (heard after no commit at all)
     assert not off.listener.flush_due(off.listener.level.utterance_start)
 
 

@@ -261,8 +261,6 @@ class CallerLevel:
     UTTERANCE_GAP_S = Utterance.GAP_S  # (also how long the duck lingers after a sustained voiceless run)
     WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that count as a voice for the utterance
     CLEAR_OF_ECHO_DB = 6.0  # this far over the loudest echo the gate predicts for it (or nothing played)
-    UNARMED_LOUD_FRAMES = 5  # loud frames in a row no barge-in could follow: someone talked (``unarmed_loud_at``)
-    UNARMED_GAP_S = 0.03  # ... in a row: each within a frame and a half of the one before
     PEAK_DB = 5.0  # a run's first loud frame less than this over the echo predicted for it ducks
     # only with the run's next loud frame: the agent's own echo peaks over the gate's 3 dB margin
     # for a frame (a loudspeaker's non-linearity, where the frames fall on a syllable), and each
@@ -303,8 +301,6 @@ class CallerLevel:
         self.breath = False  # the run released last was short, near, bright breath: a whispered word, maybe
         self.echo_cut = EchoCut()  # the frames the echo gate did not count, lately
         self._now = float("-inf")
-        self.unarmed_loud_at = float("-inf")  # the last frame of such a stretch (``_unarmed_heard``)
-        self._unarmed_last, self._unarmed_run = float("-inf"), 0  # the last loud frame no barge-in could follow
 
     @property
     def floor_dbfs(self) -> float:
@@ -384,7 +380,7 @@ class CallerLevel:
                     self.loud, fed = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
             ok = (self.loud or self.detector.run > 0) and (armed() if may is None else may)
             if self.loud and not ok:
-                self._unarmed_heard(now)
+                self.evidence.unarmed_loud(now)
             if self.loud and ok:
                 self._loud_frame(frame)
                 if self._deaf:
@@ -585,17 +581,6 @@ class CallerLevel:
         if not self._waiting:
             return None
         return Sound.WHISPER if self._whisper_like(SoundEvidence.WHISPER_EVIDENCE) else Sound.NOISE
-
-    def _unarmed_heard(self, now: float) -> None:
-        """A loud frame no barge-in can follow (the agent quiet, or its greeting): the fifth in a
-        row (``UNARMED_LOUD_FRAMES``) and those after it are sound enough for words, not a click
-        or a knock, and ``unarmed_loud_at`` follows them (``Listener.flush_due``: the rest of a
-        turn the model's VAD left in its buffer). A TV, a cough or a rumble count too: what they
-        leave in the buffer is no more the held voice's."""
-        self._unarmed_run = self._unarmed_run + 1 if now - self._unarmed_last <= self.UNARMED_GAP_S else 1
-        self._unarmed_last = now
-        if self._unarmed_run >= self.UNARMED_LOUD_FRAMES:
-            self.unarmed_loud_at = now
 
     @property
     def utterance_start(self) -> float:

@@ -123,6 +123,7 @@ class Turn(enum.Enum):
     RESPOND = "respond"
     BACKCHANNEL = "backchannel"  # said while the agent talked: the answer goes on, no new response
     NOT_CALLER = "not_caller"  # the model's VAD heard echo or room sound: nothing to answer
+    LEFT_OVER = "left_over"  # the rest of a turn its VAD closed, committed at an onset: said before the answer
 
 
 class Heard(NamedTuple):
@@ -544,7 +545,7 @@ class Listener:
         with self._lock:
             judged, split = self._vad.judged, self._vad.split_at
             strict = self._strictness.of_commit(self._held is not None, self._vad.started_at)
-            left_over = self._vad.onset_commit is not None and self._vad.left_over
+            left_over = self._vad.left_over_pending
             flushed, sent = self._vad.reply(now)
         held = not flushed
         if split is not None:  # the rest of a turn the bridge committed part of: what was heard since
@@ -553,8 +554,8 @@ class Listener:
             held = held and self.level.utterance_start >= split  # (the held voice's audio was in the part)
             flushed = flushed or (judged is ServerSpeech.NOTHING and not held)  # (a far voice's rest: review rv12)
         if flushed and judged not in (ServerSpeech.ECHO, ServerSpeech.TURN, ServerSpeech.INTERRUPT):
-            if left_over:  # the rest of a closed turn, said before the agent spoke: it interrupts nothing
-                return Turn.NOT_CALLER  # (review rv33: "the wait time?" is a bare command; rv32: any command was)
+            if left_over:  # said before the agent spoke, it interrupts nothing (rv32, rv33: "the wait time?")
+                return Turn.LEFT_OVER
             with self._lock:  # the room's stretch before an onset (a TV's): only a command in it is the caller's
                 self._unanswered.left(item_id, Unanswered.COMMAND, now, strict, self._frames_played)  # (strict: rv22)
             return Turn.NOT_CALLER
@@ -596,27 +597,16 @@ class Listener:
         return Turn.NOT_CALLER
 
     def flush_due(self, now: float) -> bool:
-        """A loud run began over the agent (the duck, run thread; a run begins only where a
-        barge-in may follow): commit the buffer first? Only at a new utterance's first frame,
-        with commits on: inside a model turn open ``model_turn.ONSET_OPEN_S`` with nothing
-        committed for as long (a TV or babble keeps it open), or with none open when sound was
-        heard from the caller's side while the agent was quiet, after the model's last commit
-        (``model_turn.STALE_S``: the rest of a question its VAD closed at a pause, left in the
-        buffer). What came before the onset becomes a turn of its own, unanswered (unless a
-        command, in an open turn's stretch), and the voice after it is committed with little of
-        it if it is held (its words would take the turn)."""
-        level = self.level
+        """A loud run began over the agent (the duck, run thread): commit the buffer first? At a
+        new utterance's first frame, with commits on: inside a model turn open ``ONSET_OPEN_S``
+        (``model_turn``) with nothing committed for as long (a TV keeps it open), or with none
+        open and the caller heard after its last commit (``STALE_S``: a question's rest). What
+        came before the onset is a turn of its own; a held voice after it is committed alone."""
         with self._lock:
             if not (self._commit_unheard and self._backchannels and self._hold_s) or self._held is not None \
-                    or level.utterance_start != now:
+                    or self.level.utterance_start != now:
                 return False
-            return self._vad.onset_commit_due(now, level.unarmed_loud_at)
-
-    @property
-    def left_over_pending(self) -> bool:
-        """The commit at an onset just made carries the rest of a closed turn (not an open turn's)."""
-        with self._lock:
-            return self._vad.onset_commit is not None and self._vad.left_over
+            return self._vad.onset_commit_due(now, self.level.evidence.unarmed_loud_at)
 
     def _own_reply(self, now: float) -> bool:
         """A commit with no VAD turn before it is the reply to the bridge's own commit, if one was

@@ -62,6 +62,11 @@ class ModelTurn(Generic[J]):
         return not self.open and self.onset_commit is None and self.own_commit is None
 
     @property
+    def left_over_pending(self) -> bool:
+        """The commit at an onset awaiting its reply carries the rest of a closed turn."""
+        return self.onset_commit is not None and self.left_over
+
+    @property
     def closing(self) -> bool:
         return self._closing
 

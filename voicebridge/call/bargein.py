@@ -78,7 +78,6 @@ class BargeIn:
         self._procedure = threading.Lock()  # one procedure at a time; a racing trigger re-checks after it
         self._armed_check = self._armed  # (bound once: every caller frame passes it on)
         self._commit_at_onset = False  # the last frame began a run inside the model's open turn (run thread)
-        self._left_over = False  # ... or over the rest of a closed one, left in its buffer
         self._owed_answer = OwedAnswer()  # the caller's turn's answer, asked for once they are done
 
     # ------------------------------------------------------------------ triggers
@@ -156,7 +155,6 @@ class BargeIn:
         rest of a closed one in its buffer; what came before becomes a turn of its own:
         ``Listener.flush_due``.)"""
         due, self._commit_at_onset = self._commit_at_onset, False
-        self._left_over = due and self.listener.left_over_pending  # (read before the commit goes: no reply yet)
         return due
 
     def onset_committed(self, sent: bool) -> None:
@@ -165,13 +163,8 @@ class BargeIn:
             self.listener.commit_refused()  # (the flush is the one pending: the hold is not touched)
             return
         self._metrics.add("onset_commits")
-        if self._left_over:
-            self._metrics.add("left_over_commits")
-            self._log.info("a voice began over the agent with sound heard after the model's last commit still in "
-                           "its buffer (the rest of a turn its VAD closed at a pause?): committed at the onset")
-        else:
-            self._log.info("a voice began inside the model's open turn (a TV or babble?): its buffer committed "
-                           "at the onset")
+        self._log.info("a voice began over the agent with the model's buffer holding sound from before it (a TV's "
+                       "open turn, or the rest of a closed one): committed at the onset")
 
     def _settle_hold(self, now: float) -> Hold:
         """Act on the held agent's verdict, if there is one: resume, or interrupt."""

@@ -25,7 +25,7 @@ COUNTERS = (
     "server_speech_ignored_backchannel", "server_speech_ignored_unclear",
     "server_speech_ignored_nothing", "backchannels", "backchannels_overruled", "backchannel_holds",
     "barge_in_hold", "hold_commits", "onset_commits", "far_holds", "breath_holds", "answers_deferred",
-    "turns_backchannel", "turns_not_caller", "false_barge_ins", "false_trigger_commits", "false_trigger_answered",
+    "turns_backchannel", "turns_not_caller", "turns_left_over", "false_barge_ins", "false_trigger_commits", "false_trigger_answered",
     "truncates_sent",
     "late_deltas_dropped", "framer_bytes_dropped", "framer_bytes_padded", "safety_fuses",
     "twilio_protocol_errors", "telnyx_protocol_errors", "openai_protocol_errors", "openai_unknown_events",
