@@ -251,3 +251,26 @@ def test_breath_is_three_to_five_loud_bright_frames():
     assert not is_breath([-25.0] * 2, 1.5)  # a tick
     assert not is_breath([-25.0] * 6, 1.5)  # a whisper's length: judged by its shape
     assert not is_breath([-25.0] * 4, 0.4) and not is_breath([-25.0] * 4, None)  # a voice's dull run, unmeasured
+
+
+def test_loud_frames_no_barge_in_could_follow_count_as_words_five_in_a_row_by_their_numbers():
+    """The evidence of a question's rest (``Listener.flush_due``) is five loud frames in a row,
+    counted by the frames' numbers: a bunch that arrives at once counts as it was sent, a frame
+    that arrives late does not break the run, and a quiet frame between two loud ones does
+    (review rv34: counted by arrival, six clicks bunched passed and a late frame restarted it)."""
+    in_a_row = SoundEvidence()
+    for n in range(10, 15):
+        in_a_row.unarmed_loud(1.0, n)  # (a bunch: one arrival time)
+    assert in_a_row.unarmed_loud_at == 1.0
+    late = SoundEvidence()
+    for n, at in zip(range(10, 15), (1.0, 1.02, 1.065, 1.07, 1.08)):
+        late.unarmed_loud(at, n)
+    assert late.unarmed_loud_at == 1.08
+    clicks = SoundEvidence()
+    for n in range(10, 22, 2):  # six loud frames, a quiet one between each
+        clicks.unarmed_loud(1.0 + n * 0.001, n)
+    assert clicks.unarmed_loud_at == float("-inf")
+    four = SoundEvidence()
+    for n in range(10, 14):
+        four.unarmed_loud(1.0, n)
+    assert four.unarmed_loud_at == float("-inf")

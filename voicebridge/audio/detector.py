@@ -300,7 +300,7 @@ class CallerLevel:
         self.impulse = False  # the run that ended last was a click, a knock, a key, a cough: no onset of words
         self.breath = False  # the run released last was short, near, bright breath: a whispered word, maybe
         self.echo_cut = EchoCut()  # the frames the echo gate did not count, lately
-        self._now = float("-inf")
+        self._now, self.frames_heard = float("-inf"), 0  # (frames fed: ``SoundEvidence.unarmed_loud`` counts them)
 
     @property
     def floor_dbfs(self) -> float:
@@ -325,7 +325,7 @@ class CallerLevel:
         ``blind``: the gate judged the frame before it knew the echo's delay (``near_clear``).
         ``over_echo``: the gate judged it against the agent's echo (something played), so a small
         ``headroom_db`` may be an echo peak: it does not duck alone."""
-        self._now = now
+        self._now, self.frames_heard = now, self.frames_heard + 1
         detector = self.detector
         floor = self.noise.update(level_dbfs, now, rise=not echo)
         self.thresholds.follow(floor, self.threshold_dbfs)
@@ -380,7 +380,7 @@ class CallerLevel:
                     self.loud, fed = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
             ok = (self.loud or self.detector.run > 0) and (armed() if may is None else may)
             if self.loud and not ok:
-                self.evidence.unarmed_loud(now)
+                self.evidence.unarmed_loud(now, self.frames_heard)
             if self.loud and ok:
                 self._loud_frame(frame)
                 if self._deaf:

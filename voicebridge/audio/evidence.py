@@ -37,7 +37,6 @@ class SoundEvidence:
     SOFT_FRAMES = 5  # ... five of them within the window (a stray echo frame judged the caller's is not)
     WHISPER_EVIDENCE = 3  # frames of a whisper-like run enough for the model's VAD to be believed on it
     UNARMED_LOUD_FRAMES = 5  # loud frames in a row no barge-in could follow: someone talked (``unarmed_loud``)
-    UNARMED_GAP_S = 0.03  # ... in a row: each within a frame and a half of the one before
 
     def __init__(self) -> None:
         self._noise_at = float("-inf")  # when a loud sound without a voice (a burst) last ended
@@ -47,7 +46,7 @@ class SoundEvidence:
         self._soft: deque[float] = deque(maxlen=self.SOFT_FRAMES)  # the last caller frames above the noise
         self._echo_at = float("-inf")  # when a frame was last judged the agent's echo
         self.unarmed_loud_at = float("-inf")  # the last frame of a stretch ``unarmed_loud`` counts
-        self._unarmed_last, self._unarmed_run = float("-inf"), 0  # the last such loud frame, and its run so far
+        self._unarmed_last, self._unarmed_run = -2, 0  # the last such loud frame (its number), and its run so far
 
     def echo(self, now: float) -> None:
         self._echo_at = now
@@ -59,14 +58,15 @@ class SoundEvidence:
     def voice(self, now: float) -> None:
         self._voice_at = now
 
-    def unarmed_loud(self, now: float) -> None:
-        """A loud frame no barge-in could follow (the agent quiet, or its greeting): the fifth in
-        a row (``UNARMED_LOUD_FRAMES``) and those after it are sound enough for words, not a click
-        or a knock, and ``unarmed_loud_at`` follows them (``Listener.flush_due``: the rest of a
-        turn the model's VAD left in its buffer). A TV, a cough or a rumble count too: what they
-        leave in the buffer is no more the held voice's."""
-        self._unarmed_run = self._unarmed_run + 1 if now - self._unarmed_last <= self.UNARMED_GAP_S else 1
-        self._unarmed_last = now
+    def unarmed_loud(self, now: float, frame: int) -> None:
+        """Loud frame number ``frame`` of the line, no barge-in could follow it (the agent quiet,
+        or its greeting): the fifth in a row (``UNARMED_LOUD_FRAMES``; counted by the frames'
+        numbers, not their arrival, which a network bunches or delays) and those after it are
+        sound enough for words, not a click or a knock, and ``unarmed_loud_at`` follows them
+        (``Listener.flush_due``: the rest of a turn the model's VAD left in its buffer). A TV, a
+        cough or a rumble count too: what they leave in the buffer is no more the held voice's."""
+        self._unarmed_run = self._unarmed_run + 1 if frame == self._unarmed_last + 1 else 1
+        self._unarmed_last = frame
         if self._unarmed_run >= self.UNARMED_LOUD_FRAMES:
             self.unarmed_loud_at = now
 

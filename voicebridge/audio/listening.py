@@ -176,6 +176,18 @@ def is_bare_command(text: str) -> bool:
         return False
     if len(words) <= BARE_COMMAND_SHORT or len(words) <= 4 and words[0] in STOP_WORDS and _ASKS.intersection(words):
         return True  # ("sorry, what was that?", "wait, say again?")
+    return _command_words_only(words)
+
+
+def is_pure_command(text: str) -> bool:
+    """A transcript whose words are all ``BARE_COMMAND_WORDS``, one a stop word ("No, wait.",
+    "hold on", "no, no, hang on a sec"): what the rest of a caller's turn said before the agent
+    spoke must be to interrupt it ("the wait time?" is the rest of a question: reviews rv33-rv34)."""
+    words = _SPOKEN_WORD.findall(text.lower())
+    return bool(STOP_WORDS.intersection(words)) and not _GOES_ON.intersection(words) and _command_words_only(words)
+
+
+def _command_words_only(words: list[str]) -> bool:
     return len(set(words)) <= 6 and all(w in BARE_COMMAND_WORDS for w in words)
 
 
@@ -375,6 +387,7 @@ class Unanswered(enum.Enum):
     BACKCHANNEL = "backchannel"  # held or let pass as one: words that take the turn interrupt
     ECHO = "echo"  # its start was ignored as echo: a command the agent did not say interrupts
     COMMAND = "command"  # the room's stretch committed at an onset (a TV's): a command interrupts
+    LEFT_OVER = "left_over"  # the rest of a closed turn committed at an onset: a pure command interrupts
 
 
 class UnansweredTurns:
@@ -408,6 +421,8 @@ class UnansweredTurns:
             return False
         if why is Unanswered.ECHO:
             return agent.callers_command(text)
+        if why is Unanswered.LEFT_OVER:
+            return is_pure_command(text) and not agent.echoed(text, True)
         if strict is Strict.UNSAID and agent.just_said(text, played_frames):
             return False  # the agent's own words lately, in a turn begun on its echo
         if why is Unanswered.COMMAND:
@@ -554,11 +569,10 @@ class Listener:
             held = held and self.level.utterance_start >= split  # (the held voice's audio was in the part)
             flushed = flushed or (judged is ServerSpeech.NOTHING and not held)  # (a far voice's rest: review rv12)
         if flushed and judged not in (ServerSpeech.ECHO, ServerSpeech.TURN, ServerSpeech.INTERRUPT):
-            if left_over:  # said before the agent spoke, it interrupts nothing (rv32, rv33: "the wait time?")
-                return Turn.LEFT_OVER
             with self._lock:  # the room's stretch before an onset (a TV's): only a command in it is the caller's
-                self._unanswered.left(item_id, Unanswered.COMMAND, now, strict, self._frames_played)  # (strict: rv22)
-            return Turn.NOT_CALLER
+                self._unanswered.left(item_id, Unanswered.LEFT_OVER if left_over else Unanswered.COMMAND, now, strict,
+                                      self._frames_played)  # (strict: rv22; a closed turn's rest: rv32-rv34)
+            return Turn.LEFT_OVER if left_over else Turn.NOT_CALLER
         return self._judged_turn(judged, now, item_id, held, now if sent is None or flushed else sent, strict)
 
     def _judged_turn(self, judged: ServerSpeech | None, now: float, item_id: str, held: bool,
