@@ -852,7 +852,9 @@ class ModelServer:
                 self._finish("cancelled", "turn_detected")
         else:
             self.committed_at.append(now)
-            start_ms = max(edge.ms - edge.speech_ms - self.td.get("silence_duration_ms", 500), self.buffer_from_ms)
+            # the item holds its prefix padding too (``audio_start_ms`` "includes prefix padding")
+            start_ms = max(edge.ms - edge.speech_ms - self.td.get("silence_duration_ms", 500)
+                           - self.td.get("prefix_padding_ms", 300), self.buffer_from_ms)
             self.buffer_from_ms = edge.ms
             self.out += [{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": edge.ms, "item_id": item},
                          {"type": "input_audio_buffer.committed", "item_id": item, "previous_item_id": None}]
