@@ -368,3 +368,22 @@ def test_a_reverberant_mm_hm_after_a_question_the_models_vad_missed_is_not_taken
     outcome, _ = bc.run_case(case, lambda: bc.Bridge(voicebridge))
     assert outcome.question_unheard  # (counted: a real caller would have had no answer)
     assert not outcome.barged_in and outcome.heard_full and outcome.ducks >= 1
+
+
+def test_a_vad_turn_is_transcribed_from_its_prefix_padding_as_the_services_item_holds_it():
+    """``audio_start_ms`` "includes prefix padding": the item, and so its transcript, begins
+    300 ms before the speech's onset (never before the last commit), and ends where the silence
+    timer ran out."""
+    from voicebridge.dev.local.vad import VadEvent
+
+    windows = []
+    session = {"audio": {"input": {"transcription": {"model": "x"},
+                                   "turn_detection": {"type": "server_vad", "prefix_padding_ms": 300,
+                                                      "silence_duration_ms": 500}}}}
+    server = bc.ModelServer(session, "energy", lambda a, b: windows.append((a, b)) or "")
+    server._edge(VadEvent("start", 1700), 0.0)
+    server._edge(VadEvent("stop", 3500, speech_ms=1000), 0.0)  # speech 2000-3000 ms, silence to 3500
+    assert windows == [(1700, 3500)]
+    server._edge(VadEvent("start", 3500), 0.0)
+    server._edge(VadEvent("stop", 4600, speech_ms=400), 0.0)  # onset 3700: its padding from the commit on
+    assert windows[-1] == (3500, 4600)
