@@ -662,3 +662,37 @@ def test_startup_check_fails_fast_with_the_servers_message() -> None:
         app = create_app(dataclasses.replace(wrong, openai_api_key="sk-right"))  # accepted: the app starts
         assert app.extensions["voicebridge"].config.api_key == "sk-right"
         assert local.stats()["rejected_auth"] == 1
+
+
+@pytest.mark.parametrize("url, says", [
+    ("wss://api.openai.com/v1/realtime?model=gpt-realtime", "set OPENAI_API_KEY"),
+    ("wss://my-res.openai.azure.com/openai/v1/realtime?model=dep", "set AZURE_OPENAI_API_KEY")])
+def test_startup_check_names_a_missing_key_before_dialing_a_hosted_endpoint(url, says) -> None:
+    """With no key, the hosted endpoint's refusal would say so, but offline (or behind a proxy)
+    the dial only says the host is away: the check names the key first and dials nothing. A key
+    given, or a local server (which needs none), is dialed as before."""
+    from voicebridge.config import BridgeConfig
+    from voicebridge.model.preflight import PreflightFailed, preflight
+
+    dialed = []
+
+    def connect(config):
+        dialed.append(config.realtime_url)
+        return _Created()
+
+    with pytest.raises(PreflightFailed, match=f"no API key for the Realtime endpoint .*: {says}"):
+        preflight(BridgeConfig(openai_url=url), connect)
+    assert dialed == []
+    preflight(BridgeConfig(openai_url=url, api_key="sk-x"), connect)
+    preflight(BridgeConfig(openai_url="ws://127.0.0.1:9/v1/realtime"), connect)
+    assert dialed == [url, "ws://127.0.0.1:9/v1/realtime"]
+
+
+class _Created:
+    """A Realtime session that says it is created at once."""
+
+    def recv(self, timeout):
+        return '{"type": "session.created"}'
+
+    def close(self):
+        pass

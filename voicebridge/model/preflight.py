@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import client as realtime_client
 from ..config import BridgeConfig
@@ -73,11 +74,29 @@ def hint(config: BridgeConfig, status: int) -> str:
     return "check OPENAI_REALTIME_URL / OPENAI_MODEL / AZURE_OPENAI_DEPLOYMENT (openai_url, model, azure_deployment)"
 
 
+def missing_key(config: BridgeConfig) -> str | None:
+    """What to set when a hosted endpoint (OpenAI's, or an Azure OpenAI resource) is to be dialed
+    with no credentials at all, in the example app's variable names; None otherwise. Its refusal
+    would say so, but only over a network: offline the dial says only that the host is away."""
+    if config.api_key or config.token_provider is not None:
+        return None
+    host = (urlsplit(config.realtime_url).hostname or "").lower()
+    if host == "api.openai.com":
+        return "set OPENAI_API_KEY (api_key)"
+    if host.endswith(".openai.azure.com"):
+        return "set AZURE_OPENAI_API_KEY (api_key, or a token_provider)"
+    return None
+
+
 def preflight(config: BridgeConfig, connect: realtime_client.Connector = realtime_client.connect,
               timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
     """Open one Realtime session, wait for ``session.created``, close it; raise PreflightFailed if
-    the endpoint refuses (401/403/404 with the server's message, or an ``error`` event)."""
+    the endpoint refuses (401/403/404 with the server's message, or an ``error`` event), or
+    before dialing when a hosted one has no key to give it (``missing_key``)."""
     url = config.realtime_url.split("?")[0]
+    needed = missing_key(config)
+    if needed is not None:
+        raise PreflightFailed(f"no API key for the Realtime endpoint {url}: {needed}")
     try:
         conn = connect(config)
     except Exception as exc:  # noqa: BLE001 - classified below
