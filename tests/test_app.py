@@ -688,6 +688,16 @@ def test_startup_check_names_a_missing_key_before_dialing_a_hosted_endpoint(url,
     assert dialed == [url, "ws://127.0.0.1:9/v1/realtime"]
 
 
+def test_an_endpoint_that_does_not_answer_stops_the_app_saying_how_to_start_without_the_check() -> None:
+    with socket.socket() as probe:  # a port nothing listens on: the dial is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(openai_api_key="sk-x", openai_realtime_url=f"ws://127.0.0.1:{port}/v1/realtime",
+                        startup_check=True)
+    with pytest.raises(ConfigError, match=r"cannot reach the Realtime endpoint .* \(STARTUP_CHECK=0 starts without"):
+        create_app(settings)
+
+
 class _Created:
     """A Realtime session that says it is created at once."""
 

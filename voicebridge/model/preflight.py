@@ -42,7 +42,12 @@ class Rejection:
 
 
 class PreflightFailed(RuntimeError):
-    """The Realtime endpoint cannot be used with this configuration (the message says why)."""
+    """The Realtime endpoint cannot be used with this configuration (the message says why);
+    ``unreachable``: nothing answered (the network, a proxy or the host may come back)."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def rejection(exc: BaseException) -> Rejection | None:
@@ -105,7 +110,7 @@ def preflight(config: BridgeConfig, connect: realtime_client.Connector = realtim
             raise PreflightFailed(f"the Realtime endpoint {url} refused the session ({refused}); "
                                   f"{hint(config, refused.status)}") from None
         raise PreflightFailed(f"cannot reach the Realtime endpoint {url}: {type(exc).__name__}: "
-                              f"{refused or exc}") from None
+                              f"{refused or exc}", unreachable=refused is None) from None
     try:
         _await_created(conn, url, time.monotonic() + timeout_s)
     finally:

@@ -352,7 +352,8 @@ def create_app(settings: Settings | None = None, **bridge_options: Any) -> Flask
         try:  # a wrong key or URL stops the app here, with the server's reason, not at the first call
             preflight(config, bridge_options.get("connect") or realtime_client.connect)
         except PreflightFailed as exc:
-            raise ConfigError(str(exc)) from None
+            skip = " (STARTUP_CHECK=0 starts without this check)" if exc.unreachable else ""
+            raise ConfigError(f"{exc}{skip}") from None
         log.info("startup check: the Realtime endpoint accepted a session (STARTUP_CHECK=0 to skip)")
     app = Flask(__name__)
     bridge_options.setdefault("public_url", settings.public_url)
