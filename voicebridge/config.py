@@ -574,6 +574,12 @@ class BridgeConfig:
         return bool(self.azure_endpoint) or ".openai.azure.com/" in (self.openai_url or "")
 
     @property
+    def lacks_credentials(self) -> bool:
+        """A hosted endpoint (OpenAI's, or Azure OpenAI) with no key and no token: every dial fails."""
+        hosted = self.realtime_url.startswith(OPENAI_REALTIME_BASE) or self.is_azure
+        return hosted and not self.api_key and self.token_provider is None
+
+    @property
     def lead_frames(self) -> int:
         return max(0, round(self.lead_ms / 20))
 

@@ -12,7 +12,6 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import client as realtime_client
 from ..config import BridgeConfig
@@ -83,14 +82,11 @@ def missing_key(config: BridgeConfig) -> str | None:
     """What to set when a hosted endpoint (OpenAI's, or an Azure OpenAI resource) is to be dialed
     with no credentials at all, in the example app's variable names; None otherwise. Its refusal
     would say so, but only over a network: offline the dial says only that the host is away."""
-    if config.api_key or config.token_provider is not None:
+    if not config.lacks_credentials:
         return None
-    host = (urlsplit(config.realtime_url).hostname or "").lower()
-    if host == "api.openai.com":
-        return "set OPENAI_API_KEY (api_key)"
-    if host.endswith(".openai.azure.com"):
+    if config.is_azure:
         return "set AZURE_OPENAI_API_KEY (api_key, or a token_provider)"
-    return None
+    return "set OPENAI_API_KEY (api_key)"
 
 
 def preflight(config: BridgeConfig, connect: realtime_client.Connector = realtime_client.connect,

@@ -59,7 +59,7 @@ from ..model import client as realtime_client
 from ..carrier import tcp
 from ..carrier import seam
 from ..carrier.seam import Carrier
-from ..config import OPENAI_REALTIME_BASE, BridgeConfig
+from ..config import BridgeConfig
 from ..extras import bridge_metrics
 from ..call.hooks import HookRunner, legacy
 from ..call.session import MediaSession
@@ -193,8 +193,7 @@ class VoiceBridge:
         """A hosted endpoint with no key and no token: every call would fail to connect (first
         caller: silence, then the apology), with nothing in the log saying why. Said once, now."""
         config, url = self.config, self.config.realtime_url
-        hosted = url.startswith(OPENAI_REALTIME_BASE) or config.is_azure
-        if hosted and not config.api_key and config.token_provider is None and self.connect is None:
+        if config.lacks_credentials and self.connect is None:
             log.warning("no api_key (or token_provider) for %s: every call will fail to connect; set "
                         "BridgeConfig(api_key=os.environ[\"OPENAI_API_KEY\"]), or openai_url= a local server",
                         url.split("?")[0])
