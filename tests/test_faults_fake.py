@@ -140,6 +140,8 @@ def test_an_expired_session_is_replaced_and_the_conversation_replayed(bridge_cal
     first.push(testing.rt_agent_transcript("resp_1", "item_1", "It left the depot today."))
     first.push(testing.rt_response_done("resp_1"))
     assert call.twilio.wait_for(lambda t: len(t.media_frames()) == 2)
+    call.twilio.media(FRAME, n=2)  # the caller's words the first session never committed
+    assert wait_until(lambda: len(first.appended()) >= 2 * 160)
     first.push(testing.rt_error("session_expired", "Your session hit the maximum duration of 60 minutes."))
     assert wait_until(lambda: len(handed) == 2 and handed[1].events("session.update"))
     second = handed[1]
@@ -149,7 +151,9 @@ def test_an_expired_session_is_replaced_and_the_conversation_replayed(bridge_cal
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Where is my parcel?"}]},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "It left the depot today."}]}]
     call.twilio.media(FRAME, n=3)  # the caller goes on talking to the new session
-    assert wait_until(lambda: len(second.appended()) >= 3 * 160)
+    assert wait_until(lambda: len(second.appended()) >= 5 * 160)  # (the first two sent again)
+    inbound, listener = call.session._inbound, call.session.barge_in.listener
+    assert listener._vad.last_commit == inbound.resent_from > float("-inf")  # (what the new buffer holds)
     m = call.finish()
     assert m["close_reason"] == "twilio stop" and m["model_expired"] == 1 and m["items_replayed"] == 2
     assert first.closed.is_set() and not lines("model unavailable")

@@ -1234,12 +1234,14 @@ def test_a_held_voice_whose_own_turn_the_model_keeps_open_is_committed_for_its_w
 QUESTION = corpus.by_category("question")[3]  # "How much does the delivery cost?"
 
 
-def _question_then(closed_at_frame: int = 30, rest: bytes | None = None, replaced: bool = False) -> "Call":
+def _question_then(closed_at_frame: int = 30, rest: bytes | None = None, replaced: bool = False,
+                   resent_after_rest: bool = False) -> "Call":
     """The caller asks ``QUESTION`` of a quiet agent; the model's VAD closes their turn after
     ``closed_at_frame`` frames of it (a pause on a speakerphone; past its end: after it, at its
     silence) and starts no other; ``rest`` (default: the question's own rest) is heard after that
-    commit; ``replaced``: a new model session replaced the old one since. Then 1.2 s of the
-    agent's answer."""
+    commit; ``replaced``: a new model session replaced the old one since (``resent_after_rest``:
+    it was sent the caller's audio from after the rest only: the backlog's bound). Then 1.2 s of
+    the agent's answer."""
     call = Call()
     call.learn(3.0)
     listener = call.listener
@@ -1255,7 +1257,7 @@ def _question_then(closed_at_frame: int = 30, rest: bytes | None = None, replace
     for f in after:
         call.step(f, audible=False)
     if replaced:
-        listener.session_replaced()
+        listener.session_replaced(call.t if resent_after_rest else float("-inf"))
     for _ in range(60):
         call.step()
     return call
@@ -1326,6 +1328,14 @@ def test_a_new_model_session_keeps_the_last_commit_so_no_rest_is_made_of_what_it
     mm_hm = corpus.by_category("backchannel")[0].audio()
     assert not any(_flush_due_over(_question_then(closed_at_frame=10_000, replaced=True), mm_hm))
     assert any(_flush_due_over(_question_then(replaced=True), mm_hm))
+
+
+def test_a_rest_older_than_what_a_new_session_was_sent_again_is_not_committed():
+    """A new session is sent again at most ``inbound_buffer_ms`` of the caller's audio: a rest
+    heard before that is in no buffer, and the next onset commits nothing for it (it would
+    commit the echo's comfort noise as an item of its own)."""
+    mm_hm = corpus.by_category("backchannel")[0].audio()
+    assert not any(_flush_due_over(_question_then(replaced=True, resent_after_rest=True), mm_hm))
 
 
 def test_a_refused_commit_at_an_onset_leaves_the_held_voice_to_its_own_commit():

@@ -1,6 +1,10 @@
 """InboundAudio (sans-IO): which caller frames are forwarded, and how each is counted."""
+import base64
+import json
 import logging
 from types import SimpleNamespace
+
+import pytest
 
 from voicebridge import BridgeConfig
 from voicebridge.call.context import CallContext
@@ -13,14 +17,15 @@ from voicebridge.testing import ManualClock
 OURS = "MZours"
 
 
-def inbound(stamps: "list | None" = None):
+def inbound(stamps: "list | None" = None, **settings):
     metrics, heard = CallMetrics(), []
     model = SimpleNamespace(ready=True, lost=False, send=lambda text: True)
     stamps = [] if stamps is None else stamps
     barge_in = SimpleNamespace(hear=lambda frame, now, listening, timestamp_ms:
                                heard.append(frame) or stamps.append(timestamp_ms) or frame,
                                take_onset_commit=lambda: False)
-    ctx = CallContext(BridgeConfig(append_ms=20), metrics, CallLog(logging.getLogger("t")), ManualClock())
+    ctx = CallContext(BridgeConfig(**{"append_ms": 20, **settings}), metrics, CallLog(logging.getLogger("t")),
+                      ManualClock())
     return InboundAudio(ctx, model, barge_in), metrics, heard
 
 
@@ -72,3 +77,22 @@ def test_the_run_threads_per_frame_counters_take_no_lock_and_still_add_up():
     assert (m["inbound_frames"], m["inbound_bytes"], m["echo_frames_suppressed"]) == (5, 480, 1)
     assert metrics.get("inbound_frames") == 5 and metrics.get("echo_frames_suppressed") == 1
     assert metrics.get("ducks") == 0 and m["accounting_ok"]
+
+
+def test_a_new_session_is_told_from_when_it_was_sent_the_callers_audio_again():
+    """The backlog a replacement session gets is bounded (``inbound_buffer_ms``): ``resent_from``
+    says when its oldest frame was heard, so what was heard before it counts as in no buffer
+    (``ModelTurn.forget``); frames not sent yet go after the backlog; with nothing uncommitted and
+    nothing pending, the buffer holds nothing heard so far."""
+    audio, _, _ = inbound(inbound_buffer_ms=100)  # five frames
+    for k in range(8):
+        audio.media(Media(OURS, bytes([k]) * 160, None, "inbound"), OURS, 1.0 + 0.02 * k, True)
+    (append,) = audio.backlog()
+    assert audio.resent_from == pytest.approx(1.06) and base64.b64decode(json.loads(append)["audio"]) == bytes(
+        b for k in range(3, 8) for b in bytes([k]) * 160)
+    audio.committed()
+    assert audio.backlog() == [] and audio.resent_from == pytest.approx(1.14)
+    audio._model.ready = False  # a session being dialed: frames wait, then follow the backlog
+    for k in range(8):
+        audio.media(Media(OURS, bytes(160), None, "inbound"), OURS, 2.0 + 0.02 * k, True)
+    assert audio.backlog() == [] and audio.resent_from == pytest.approx(2.06)  # (the oldest three dropped)

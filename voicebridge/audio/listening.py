@@ -709,9 +709,9 @@ class Listener:
         with self._lock:
             return self._vad.closing
 
-    def session_replaced(self) -> None:
-        with self._lock:
-            self._vad.forget()  # (its turn, and the replies to the bridge's commits, went with the old session)
+    def session_replaced(self, resent_from: float = float("-inf")) -> None:
+        with self._lock:  # (its turn and the replies to the bridge's commits went with the old session;
+            self._vad.forget(resent_from)  # its buffer is sent again from ``resent_from``: ``ModelTurn.forget``)
 
     def asked_words_take_turn(self, text: str) -> bool:
         """A barge-in's words, asked for: words, not an acknowledgement nor the agent's own (its echo)."""

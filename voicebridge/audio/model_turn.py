@@ -34,10 +34,12 @@ class ModelTurn(Generic[J]):
         self.last_commit = float("-inf")  # the last commit (the model's or the bridge's) came then
         self.forget()
 
-    def forget(self) -> None:
+    def forget(self, resent_from: float = float("-inf")) -> None:
         """Nothing known: a new call, or a new session replaced the model's (its turn and the
         replies to the bridge's commits went with the old one). The last commit is kept: the new
-        session is sent again what the old one had after it (``InboundAudio.backlog``)."""
+        session is sent again what the old one had after it (``InboundAudio.backlog``), from
+        ``resent_from`` on (its bound): what came before is in no buffer now, as if committed."""
+        self.last_commit = max(self.last_commit, resent_from)
         self.judged: J | None = None  # the current (or last) turn, as judged when it began
         self.started_at = float("-inf")  # the model's VAD last started (believed or not)
         self.open = False  # ... and has not committed that turn yet (its words will come with it)

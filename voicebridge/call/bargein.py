@@ -315,11 +315,12 @@ class BargeIn:
                        "the caller is still heard: its bound" if going_on else "the caller is done")
         self._turns.request("turn")
 
-    def session_replaced(self) -> None:
+    def session_replaced(self, resent_from: float = float("-inf")) -> None:
         """A new model session replaced the old one (model thread): replies to the bridge's
-        commits, and the old session's VAD turn, will never come."""
+        commits, and the old session's VAD turn, will never come; it was sent the caller's
+        audio from ``resent_from`` on (``InboundAudio.backlog``)."""
         self._false_trigger.session_replaced()
-        self.listener.session_replaced()
+        self.listener.session_replaced(resent_from)
 
     def user_text(self, text: str, now: float) -> None:
         """Caller speech was transcribed: a barge-in just before it was real."""

@@ -28,7 +28,7 @@ class Continuity:
     """Session switches, the holding line, planned rollovers, the apology."""
 
     def __init__(self, ctx: CallContext, parts: CallParts, quiet: Callable[[], bool], close: Callable[[str], None],
-                 can_speak: Callable[[], bool]) -> None:
+                 can_speak: Callable[[], bool], resent_from: Callable[[], float]) -> None:
         config, metrics, log = ctx.config, ctx.metrics, ctx.log
         model, outbound, turns, tools, record = parts.model, parts.outbound, parts.turns, parts.tools, parts.record
         self._config = config
@@ -43,6 +43,7 @@ class Continuity:
         self._quiet = quiet
         self._close = close
         self._can_speak = can_speak
+        self._resent_from = resent_from  # a new session is sent the caller's audio from then (``InboundAudio``)
         self._held = False  # the holding line has played during the current reconnect
         self.ending: tuple[str, float] | None = None  # (why, deadline) while the apology plays
         self._apology: AgentTurn | None = None  # its turn: the call ends once it is heard
@@ -60,7 +61,7 @@ class Continuity:
         was_active = cut is not None and cut.active
         was_speaking = was_active and not cut.interrupted
         self._tools.session_replaced()
-        self._barge_in.session_replaced()  # (the bridge's commits went to the old session: no reply will come)
+        self._barge_in.session_replaced(self._resent_from())  # (the bridge's commits went to the old one)
         self._turns.lose_active()  # the old session's turns never finish; a request on its way is asked again
         if was_active and cut.item_id is not None and cut.id is not None and self._turns.audio_ended(cut.id):
             self._outbound.end(cut.item_id)  # what was received plays out, its tail padded

@@ -160,7 +160,8 @@ class MediaSession:
         self._inbound = InboundAudio(ctx, model, self.barge_in)
         parts = CallParts(model, turns, self.outbound, self.barge_in, self.tools, self.control, self.flow,
                           self.record)
-        self.continuity = Continuity(ctx, parts, self._quiet, self.close, lambda: self._link.ready)
+        self.continuity = Continuity(ctx, parts, self._quiet, self.close, lambda: self._link.ready,
+                                     lambda: self._inbound.resent_from)
         self.analysis = PostCallAnalysis(config.analysis_schema, config.analysis_instructions,
                                          config.analysis_timeout_s, self.record.usage)
         self.opening = OpeningGate(OpeningRules(config.amd, config.amd_timeout_s, config.first_speaker == "callee",

@@ -43,13 +43,16 @@ class InboundAudio:
         self._limit = max(1, buffer_ms // audio.FRAME_MS) * audio.FRAME_BYTES
         self._pending = bytearray()  # accepted, not sent yet (a batch filling, or no session ready)
         self._pending_since = 0.0  # when the oldest pending byte arrived
-        self._uncommitted: deque[bytes] = deque()  # sent since the last commit, oldest first
-        self._uncommitted_bytes = 0
+        self._uncommitted: deque[tuple[float, bytes]] = deque()  # sent since the last commit, oldest first,
+        self._uncommitted_bytes = 0  # ... each with when its first frame was heard
+        self._heard_at = float("-inf")  # the last frame heard
+        self.resent_from = float("-inf")  # the last replacement session was sent the audio heard from then
         self._lock = state_lock()  # _uncommitted: appended here, cleared and read by the model thread
 
     def media(self, event: seam.Media, stream_sid: str | None, now: float, listening: bool) -> None:
         """One caller frame; ``listening`` is False once the call is ending (no barge-in then)."""
         payload = event.payload
+        self._heard_at = now
         self._metrics.frame_received(len(payload))
         if len(payload) != audio.FRAME_BYTES:
             self._metrics.add("inbound_wrong_size")
@@ -67,7 +70,7 @@ class InboundAudio:
         """Commit the model's input buffer up to the frame just heard: what waits in the batch
         goes first, so the commit falls at the onset (False: not sent, nothing is pending on it)."""
         if self._pending:
-            if not self._model.ready or not self._send(bytes(self._pending)):
+            if not self._model.ready or not self._send(bytes(self._pending), self._pending_since):
                 return False
             self._pending.clear()
         return self._model.send(rt.buffer_commit())
@@ -95,9 +98,13 @@ class InboundAudio:
             self._uncommitted_bytes = 0
 
     def backlog(self) -> list[str]:
-        """The appends a replacement session must get first (model thread, before it is ready)."""
+        """The appends a replacement session must get first (model thread, before it is ready).
+        ``resent_from``: the new session's buffer holds the caller's audio from then on (what is
+        pending goes after it; with neither, from the next frame): older audio is in no buffer."""
         with self._lock:
-            data = b"".join(self._uncommitted)
+            data = b"".join(chunk for _, chunk in self._uncommitted)
+            self.resent_from = (self._uncommitted[0][0] if self._uncommitted else self._pending_since
+                                if self._pending else self._heard_at)
         return [rt.audio_append(data)] if data else []
 
     def flush(self, now: float | None = None) -> None:
@@ -107,17 +114,17 @@ class InboundAudio:
             return
         if len(self._pending) < self._batch and (now is None or now - self._pending_since < self._batch_s):
             return
-        if self._send(bytes(self._pending)):
+        if self._send(bytes(self._pending), self._pending_since):
             self._pending.clear()
 
-    def _send(self, data: bytes) -> bool:
+    def _send(self, data: bytes, since: float) -> bool:
         if not self._model.send(rt.audio_append(data)):
             return False  # the session went away under us: the audio waits for the next one
         with self._lock:
-            self._uncommitted.append(data)
+            self._uncommitted.append((since, data))
             self._uncommitted_bytes += len(data)
             while self._uncommitted_bytes > self._limit and len(self._uncommitted) > 1:
-                self._uncommitted_bytes -= len(self._uncommitted.popleft())
+                self._uncommitted_bytes -= len(self._uncommitted.popleft()[1])
         return True
 
     def _forward(self, payload: bytes, now: float) -> None:
@@ -130,5 +137,6 @@ class InboundAudio:
         if over > 0:  # no session for longer than the bound: the oldest frames go
             whole = -(-over // audio.FRAME_BYTES) * audio.FRAME_BYTES
             del self._pending[:whole]
+            self._pending_since += whole // audio.FRAME_BYTES * audio.FRAME_MS / 1000  # (about: 20 ms a frame)
             self._metrics.add("inbound_frames_dropped", whole // audio.FRAME_BYTES)
         self.flush()
