@@ -666,7 +666,7 @@ def test_startup_check_fails_fast_with_the_servers_message() -> None:
 
 @pytest.mark.parametrize("url, says", [
     ("wss://api.openai.com/v1/realtime?model=gpt-realtime", "set OPENAI_API_KEY"),
-    ("wss://my-res.openai.azure.com/openai/v1/realtime?model=dep", "set AZURE_OPENAI_API_KEY")])
+    ("wss://my-res.openai.azure.com/openai/v1/realtime?model=dep", "set OPENAI_API_KEY")])
 def test_startup_check_names_a_missing_key_before_dialing_a_hosted_endpoint(url, says) -> None:
     """With no key, the hosted endpoint's refusal would say so, but offline (or behind a proxy)
     the dial only says the host is away: the check names the key first and dials nothing. A key
@@ -682,10 +682,26 @@ def test_startup_check_names_a_missing_key_before_dialing_a_hosted_endpoint(url,
 
     with pytest.raises(PreflightFailed, match=f"no API key for the Realtime endpoint .*: {says}"):
         preflight(BridgeConfig(openai_url=url), connect)
+    with pytest.raises(PreflightFailed, match="set AZURE_OPENAI_API_KEY"):  # (the app's key for its Azure variables)
+        preflight(BridgeConfig(azure_endpoint="https://my-res.openai.azure.com", azure_deployment="dep"), connect)
     assert dialed == []
     preflight(BridgeConfig(openai_url=url, api_key="sk-x"), connect)
     preflight(BridgeConfig(openai_url="ws://127.0.0.1:9/v1/realtime"), connect)
     assert dialed == [url, "ws://127.0.0.1:9/v1/realtime"]
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"OPENAI_REALTIME_URL": "wss://api.openai.com/v1/realtime?model=gpt-realtime"}, "set OPENAI_API_KEY"),
+    ({"OPENAI_REALTIME_URL": "wss://my-res.openai.azure.com/openai/v1/realtime?model=dep"},
+     r"set OPENAI_API_KEY \(api_key, or a token_provider\)")])  # (the app's key for any URL given)
+def test_a_hosted_endpoint_with_no_key_is_refused_with_the_startup_check_off_too(env, says) -> None:
+    """OpenAI's and an Azure host with no key are refused alike, naming the variable, whether the
+    startup check runs or not: no call could connect (with the check off the app used to start,
+    and the library's warning told an env user to edit ``BridgeConfig``). A local URL needs none."""
+    for check in ("0", "1"):
+        with pytest.raises(ConfigError, match=f"no API key for the Realtime endpoint wss://.*: {says}"):
+            Settings.from_env({**env, "STARTUP_CHECK": check}).check()
+    Settings.from_env({"OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime", "STARTUP_CHECK": "0"}).check()
 
 
 def test_an_endpoint_that_does_not_answer_stops_the_app_saying_how_to_start_without_the_check() -> None:

@@ -84,9 +84,9 @@ def missing_key(config: BridgeConfig) -> str | None:
     would say so, but only over a network: offline the dial says only that the host is away."""
     if not config.lacks_credentials:
         return None
-    if config.is_azure:
+    if config.azure_endpoint:  # (an Azure URL given as OPENAI_REALTIME_URL takes OPENAI_API_KEY, as any URL)
         return "set AZURE_OPENAI_API_KEY (api_key, or a token_provider)"
-    return "set OPENAI_API_KEY (api_key)"
+    return "set OPENAI_API_KEY (api_key" + (", or a token_provider)" if config.is_azure else ")")
 
 
 def preflight(config: BridgeConfig, connect: realtime_client.Connector = realtime_client.connect,

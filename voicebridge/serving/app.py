@@ -27,7 +27,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from ..config import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS, DEFAULT_MODEL, BridgeConfig
 from ..model import client as realtime_client
 from .flaskext import VoiceBridge
-from ..model.preflight import PreflightFailed, preflight
+from ..model.preflight import PreflightFailed, missing_key, preflight
 from .sharedstate import StoreUnsuitable
 from .webhooks import SCHEMES
 from ..call.tools import tool
@@ -166,11 +166,14 @@ class Settings:
             raise ConfigError("REDIS_OUTAGE=local needs REDIS_OUTAGE_MAX_CALLS (this host's cap while Redis is away)")
         placeholder = None if self.openai_realtime_url or not self.local_backend else "ws://127.0.0.1:1/v1/realtime"
         try:
-            bridge_config(self, self.openai_realtime_url or placeholder)
+            config = bridge_config(self, self.openai_realtime_url or placeholder)
         except ValueError as exc:
             head = str(exc).split(":", 1)[0]  # what the error is about; not the URL it quotes (?model=...)
             names = [var for key, var in SETTING_ENV.items() if key in head]
             raise ConfigError(f"{exc}" + (f" (from {', '.join(names)})" if names else "")) from None
+        needed = missing_key(config)  # (STARTUP_CHECK=0 too: no call could connect, as for Azure above)
+        if needed is not None:
+            raise ConfigError(f"no API key for the Realtime endpoint {config.realtime_url.split('?')[0]}: {needed}")
 
     def _check_public_url(self) -> None:
         """PUBLIC_URL is the base Twilio reaches the app at: a URL with its scheme and host."""
