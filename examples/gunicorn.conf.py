@@ -36,6 +36,7 @@ What it arranges, and why:
 """
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import shutil
@@ -128,6 +129,16 @@ def on_starting(server: Any) -> None:
         owned.append(os.environ[variable])
         server.log.info("%s=%s", variable, os.environ[variable])
     os.environ[OWNED_DIRS_ENV] = os.pathsep.join(owned)
+    # gunicorn skips on_exit when it cannot bind (its port taken): removed at the master's exit then
+    atexit.register(_remove_owned, os.getpid(), owned)
+
+
+def _remove_owned(master: int, paths: list[str]) -> None:
+    """The directories ``on_starting`` made, removed by the master alone (a forked worker runs
+    the master's exit handlers too when it exits)."""
+    if os.getpid() == master:
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -150,8 +161,7 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 def on_exit(server: Any) -> None:
     """Remove the directories ``on_starting`` made (not those the environment gave)."""
-    for path in filter(None, os.environ.get(OWNED_DIRS_ENV, "").split(os.pathsep)):
-        shutil.rmtree(path, ignore_errors=True)
+    _remove_owned(os.getpid(), list(filter(None, os.environ.get(OWNED_DIRS_ENV, "").split(os.pathsep))))
 
 
 def post_worker_init(worker: Any) -> None:

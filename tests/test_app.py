@@ -271,10 +271,10 @@ WORKER_CLASSES = ["gthread", pytest.param("gevent", marks=pytest.mark.skipif(
 class Gunicorn:
     """``gunicorn -c examples/gunicorn.conf.py`` with two workers on a free port; always stopped."""
 
-    def __init__(self, tmp_path: Path, worker_class: str, *args: str, **env: str) -> None:
+    def __init__(self, tmp_path: Path, worker_class: str, *args: str, port: int = 0, **env: str) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+            self.port = port or probe.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / "gunicorn.log"
         clean = {k: v for k, v in os.environ.items()
@@ -427,6 +427,22 @@ def test_gunicorn_conf_puts_its_directories_where_temp_cleaners_do_not_age_them(
         finally:
             conf["on_exit"](server)
         assert not any(path.exists() for path in made)
+
+
+def test_gunicorn_on_a_taken_port_leaves_no_directory_behind(tmp_path: Path) -> None:
+    """gunicorn gives up on a port in use without its on_exit hook: the directories its
+    on_starting made (metrics, shared state) were left in the temp dir at every such start."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = Gunicorn(tmp_path, "gthread", port=taken.getsockname()[1], TMPDIR=str(tmp_path),
+                          XDG_RUNTIME_DIR="", RUNTIME_DIRECTORY="")
+        try:
+            assert server.proc.wait(30) != 0, server.log()[-2000:]
+        finally:
+            server.stop()
+    assert "Connection in use" in server.log() and "VOICEBRIDGE_STATE_DIR=" in server.log()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gunicorn.log"]
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
