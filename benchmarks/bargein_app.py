@@ -11,6 +11,8 @@ does). Three kinds of call, ``--n`` of each per echo level:
   interrupting itself;
 * ``backchannel``: 1.2 s into the answer the caller says "mm-hm", "yeah"...: the answer should
   go on (no ``response.cancel``, no truncate);
+* ``tv``: the caller asks and listens, and 1.2 s into the answer a TV in their room is switched
+  on (``BED_DBFS``, for the rest of the call): the answer should go on, as for ``listen``;
 * ``interrupt``: 1.2 s into the answer the caller says "wait", "stop", "hold on"...: a barge-in
   is wanted, its clear within 1 s of the onset (``caught``); ``caught late`` is one after that
   with the agent silent for the caller meanwhile (it heard at most ``EAR_MS`` of the agent after
@@ -24,7 +26,7 @@ itself: the model's side says whether the answer was cut, and the barge-in's cle
 one the caller received after its onset before the agent spoke again (``clears`` counts them
 all, in the whole call).
 
-Usage: python benchmarks/bargein_app.py [--n 2] [--echo-db -20 --echo-db -15] [--set NAME=JSON] [--json]
+Usage: python benchmarks/bargein_app.py [--n 2] [--echo-db -20 --echo-db -15] [--kind KIND] [--set NAME=JSON] [--json]
 (about 12 s of wall time per call).
 """
 from __future__ import annotations
@@ -43,14 +45,46 @@ from voicebridge.dev.appcall import simulated_call
 from voicebridge.serving.app import Settings  # noqa: E402
 from voicebridge.dev.local.server import LocalRealtimeServer  # noqa: E402
 from voicebridge.dev.sim.acoustics import Acoustics  # noqa: E402
-from voicebridge.dev.sim.room import LoudspeakerEcho  # noqa: E402
+from voicebridge.dev.sim.room import LoopedBed, LoudspeakerEcho  # noqa: E402
+from voicebridge.audio import mulaw  # noqa: E402
 
 ASK = "say:What can you tell me?,wait_agent:8000"
 SCRIPTS = {
     "listen": ASK + ",wait_quiet:1200:20000,hangup",
     "backchannel": ASK + ",interrupt:1200:#backchannel:{k},wait_quiet:1200:20000,hangup",
     "interrupt": ASK + ",interrupt:1200:#interruption:{k},wait_quiet:1200:8000,hangup",
+    "tv": ASK + ",wait_quiet:1200:20000,hangup",
 }
+BED_DBFS = -35.0
+"""The TV's level at the caller's microphone (``beds_held.py``'s louder one)."""
+
+
+class SwitchedOn:
+    """A room's TV, switched on once the caller has heard ``after_frames`` of the agent's audio
+    (an acoustics noise bed: ``frame(n)`` samples; ``RoomAcoustics`` tells it what was heard)."""
+
+    def __init__(self, kind: str, dbfs: float, seed: int, after_frames: int = 60) -> None:
+        self._bed = LoopedBed(kind, seed)
+        self._gain = mulaw.FULL_SCALE * 10 ** (dbfs / 20)
+        self._after, self._heard = after_frames, 0
+
+    def hear(self, heard: bytes) -> None:
+        if heard and mulaw.dbfs(heard) > -45.0:
+            self._heard += 1
+
+    def frame(self, n: int) -> list[int]:
+        if self._heard < self._after:
+            return [0] * n
+        limit = mulaw.FULL_SCALE - 1
+        return [max(-limit, min(limit, round(v * self._gain))) for v in self._bed.block(n)]
+
+
+class RoomAcoustics(Acoustics):
+    """``Acoustics`` whose noise bed hears what the caller heard (a TV switched on mid-answer)."""
+
+    def frame(self, caller: bytes, heard: bytes) -> bytes:
+        self.noise.hear(heard)
+        return super().frame(caller, heard)
 
 
 EAR_MS = 300.0
@@ -59,7 +93,8 @@ first loud frame's trip to the bridge, the duck and the lead already at the phon
 
 
 def one_call(kind: str, k: int, echo_db: float, vad: str, options: "dict | None" = None) -> dict:
-    room = Acoustics(LoudspeakerEcho(echo_db, delay_ms=(60, 120, 200)[k % 3], seed=k))
+    echo = LoudspeakerEcho(echo_db, delay_ms=(60, 120, 200)[k % 3], seed=k)
+    room = RoomAcoustics(echo, SwitchedOn("tv", BED_DBFS, k)) if kind == "tv" else Acoustics(echo)
     settings = Settings(greeting=None, session_options=options or {})
     with LocalRealtimeServer(mode="voice", speed=4.0, live_tts=False, vad=vad) as local:
         report, bridge = simulated_call(local.url, SCRIPTS[kind].format(k=k), settings,
@@ -99,6 +134,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2, help="calls of each kind per echo level")
     ap.add_argument("--echo-db", type=float, action="append", help="echo levels (default -20 and -15)")
     ap.add_argument("--vad", default="silero", choices=("silero", "energy", "auto"))
+    ap.add_argument("--kind", action="append", choices=tuple(SCRIPTS), help="only these kinds of call (repeatable)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--set", action="append", type=setting, default=[], metavar="NAME=JSON",
                     help="a BridgeConfig setting for the app's calls (e.g. barge_in_min_speech_ms=150); repeatable")
@@ -107,7 +143,7 @@ def main() -> int:
     logging.disable(logging.WARNING)
     calls = []
     for echo_db in args.echo_db or [-20.0, -15.0]:
-        for kind in SCRIPTS:
+        for kind in args.kind or SCRIPTS:
             for k in range(args.n):
                 calls.append(one_call(kind, k, echo_db, args.vad, options))
                 calls[-1]["verdict"] = verdict(calls[-1])
