@@ -2196,3 +2196,57 @@ def test_the_duck_off_decides_as_the_duck_on_but_for_the_duck_itself(clip, frame
     assert off == on
     if (clip, frames) == (("interruption", 4), 4):
         assert Decision.BACKCHANNEL in on  # (the case the review found)
+
+
+# ----------------------------------------------------------------- the caller's own voice level
+def _asked_then_answered(call: "Call") -> None:
+    """The caller asks ``QUESTION`` at its corpus level (-20 dBFS) of a quiet agent, who then
+    answers for a second."""
+    call.learn(3.0)
+    for f in frames_of(QUESTION.audio()) + [QUIET] * 25:
+        call.step(f, audible=False)
+    for _ in range(50):
+        call.step()
+
+
+@pytest.mark.parametrize("db_under, held", [(0.0, False), (4.0, False), (14.0, True)])
+def test_a_voice_far_quieter_than_the_callers_own_is_held_for_its_words_not_confirmed_on_length(db_under, held):
+    """A TV switched on mid-answer is near by the line's floor (it has not caught up yet) and
+    long enough: it was confirmed on its length, and cut the answer. By the caller's own voice,
+    heard in their question, it is not: 14 dB quieter, it is held as a far voice (its words
+    decide); the caller's own sentence, or one 4 dB softer, confirms as before."""
+    call = Call()
+    _asked_then_answered(call)
+    sentence = [quieter(f, db_under) for f in frames_of(corpus.by_category("talk")[0].audio())[:60]]
+    got = decisions([call.step(f) for f in sentence])
+    assert (Decision.CONFIRM not in got) is held, got
+    if held:
+        assert Decision.BACKCHANNEL in got
+        call.listener.hold(call.t)
+        assert call.listener._held.far  # only a command's words interrupt it
+
+
+@pytest.mark.parametrize("words, interrupts", [("and tonight the forecast for the weekend", False),
+                                               ("Wait, hold on.", True)])
+def test_a_voice_far_quieter_than_the_callers_own_interrupts_only_with_a_commands_words(words, interrupts):
+    call = Call()
+    _asked_then_answered(call)
+    got = decisions([call.step(quieter(f, 14.0)) for f in frames_of(corpus.by_category("talk")[0].audio())[:60]])
+    assert Decision.BACKCHANNEL in got and Decision.CONFIRM not in got
+    listener = call.listener
+    listener.hold(call.t)
+    assert listener.committed(call.t + 0.1, "item_far") is Turn.BACKCHANNEL
+    assert listener.transcript(words, call.t + 0.4, "item_far") is interrupts
+    if not interrupts:
+        assert listener.hold_outcome(call.t + 0.4) is Hold.RESUME
+
+
+def test_with_no_voice_of_the_callers_heard_yet_a_quiet_voice_is_judged_as_before():
+    """The caller's level is known only once they have said half a second with the agent quiet
+    (``CallerVoice.KNOWN_FRAMES``): before that a quiet sentence is confirmed on its length."""
+    call = Call()
+    call.learn(3.0)
+    for _ in range(50):
+        call.step()
+    got = decisions([call.step(quieter(f, 14.0)) for f in frames_of(corpus.by_category("talk")[0].audio())[:60]])
+    assert Decision.CONFIRM in got
