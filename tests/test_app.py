@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from voicebridge import testing
 from voicebridge.serving.app import ConfigError, Settings, create_app, serve
-from voicebridge.config import DEFAULT_GREETING, DEFAULT_MODEL
+from voicebridge.config import DEFAULT_GREETING, DEFAULT_MODEL, BridgeConfig
 from voicebridge.dev.local.server import LocalRealtimeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -687,7 +687,6 @@ def test_startup_check_names_a_missing_key_before_dialing_a_hosted_endpoint(url,
     """With no key, the hosted endpoint's refusal would say so, but offline (or behind a proxy)
     the dial only says the host is away: the check names the key first and dials nothing. A key
     given, or a local server (which needs none), is dialed as before."""
-    from voicebridge.config import BridgeConfig
     from voicebridge.model.preflight import PreflightFailed, preflight
 
     dialed = []
@@ -718,6 +717,18 @@ def test_a_hosted_endpoint_with_no_key_is_refused_with_the_startup_check_off_too
         with pytest.raises(ConfigError, match=f"no API key for the Realtime endpoint wss://.*: {says}"):
             Settings.from_env({**env, "STARTUP_CHECK": check}).check()
     Settings.from_env({"OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime", "STARTUP_CHECK": "0"}).check()
+
+
+@pytest.mark.parametrize("url", ["wss://API.OPENAI.COM:443/v1/realtime", "wss://api.openai.com:443/v1/realtime?model=m",
+                                 "wss://res.cognitiveservices.azure.com/openai/v1/realtime?model=d",
+                                 "wss://RES.OPENAI.AZURE.COM/openai/v1/realtime?model=d"])
+def test_a_hosted_endpoint_is_known_by_its_host_whatever_its_case_or_port(url) -> None:
+    """(A new user's check, helper-91: these started with no key, the host matched as text.)"""
+    with pytest.raises(ConfigError, match="no API key for the Realtime endpoint"):
+        Settings.from_env({"OPENAI_REALTIME_URL": url, "STARTUP_CHECK": "0"}).check()
+    with pytest.raises(ConfigError, match=r"AZURE_OPENAI_API_KEY goes with AZURE_OPENAI_ENDPOINT"):
+        Settings.from_env({"OPENAI_REALTIME_URL": url, "AZURE_OPENAI_API_KEY": "az-k", "STARTUP_CHECK": "0"}).check()
+    assert BridgeConfig(openai_url=url, api_key="k").is_azure == ("openai.azure.com" in url.lower())  # (its header)
 
 
 def test_an_endpoint_that_does_not_answer_stops_the_app_saying_how_to_start_without_the_check() -> None:

@@ -358,6 +358,14 @@ FLAT: dict[str, tuple[str, str]] = {
 """Every flat setting (``BridgeConfig(voice=...)``, ``config.voice``) -> (its group, its name there)."""
 
 
+def _host(url: str | None) -> str:
+    """A URL's host name, in lower case, without its port ("" if it has none)."""
+    try:
+        return urlsplit(url or "").hostname or ""
+    except ValueError:  # (a malformed URL: check_realtime_url says what is wrong with it)
+        return ""
+
+
 def _flat_kinds() -> dict[str, str]:
     """The flat settings that are on/off (``bool``) or whole numbers (``int``), from the groups'
     annotations (found once: every call's config is checked against them)."""
@@ -571,12 +579,14 @@ class BridgeConfig:
 
     @property
     def is_azure(self) -> bool:
-        return bool(self.azure_endpoint) or ".openai.azure.com/" in (self.openai_url or "")
+        return bool(self.azure_endpoint) or _host(self.openai_url).endswith(".openai.azure.com")
 
     @property
     def lacks_credentials(self) -> bool:
-        """A hosted endpoint (OpenAI's, or Azure OpenAI) with no key and no token: every dial fails."""
-        hosted = self.realtime_url.startswith(OPENAI_REALTIME_BASE) or self.is_azure
+        """A hosted endpoint (OpenAI's, or Azure's) with no key and no token: every dial fails.
+        Judged by the URL's host, whatever its case or port (``wss://API.OPENAI.COM:443/...``)."""
+        host = _host(self.realtime_url)
+        hosted = host == "api.openai.com" or self.is_azure or host.endswith(".cognitiveservices.azure.com")
         return hosted and not self.api_key and self.token_provider is None
 
     @property
