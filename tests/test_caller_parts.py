@@ -7,7 +7,6 @@ import math
 import pytest
 
 from voicebridge.audio import mulaw as audio
-from voicebridge.audio.caller_voice import CallerVoice
 from voicebridge.audio.evidence import Sound, SoundEvidence
 from voicebridge.audio.runshape import RunShape
 from voicebridge.audio.runvoice import RunVoice, Voicing
@@ -275,16 +274,3 @@ def test_loud_frames_no_barge_in_could_follow_count_as_words_five_in_a_row_by_th
     for n in range(10, 14):
         four.unarmed_loud(1.0, n)
     assert four.unarmed_loud_at == float("-inf")
-
-
-def test_the_callers_voice_level_is_known_after_half_a_second_and_follows_their_last_five_seconds():
-    voice = CallerVoice()
-    for _ in range(CallerVoice.KNOWN_FRAMES - 1):
-        voice.heard(-20.0)
-    assert voice.level_dbfs is None and not voice.quiet(-60.0)  # (not known yet: nothing is quiet)
-    voice.heard(-20.0)
-    assert voice.level_dbfs == -20.0
-    assert voice.quiet(-29.0) and not voice.quiet(-28.9)  # (QUIET_DB under it, or more)
-    for _ in range(CallerVoice.FRAMES):  # they moved to a speakerphone, 12 dB down: followed
-        voice.heard(-32.0)
-    assert voice.level_dbfs == -32.0 and not voice.quiet(-40.0)

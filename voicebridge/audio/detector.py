@@ -7,10 +7,8 @@ Small pieces, each driven by the session with levels, events and a clock:
   RELEASE when a loud run ends before confirmation (sending resumes, its lead rebuilt).
 * ``NoiseFloor``: the caller's background level, which raises the threshold over steady noise.
 * ``CallerLevel``: the local trigger over a call's frames (threshold, echo, voice, held notes,
-  speech length), with its parts, each owning its state: the run's levels and the judgements of
-  its shape (a burst, its decay and tail, an impulse, a whisper: :mod:`.runshape`), the voice in
-  the run (:mod:`.runvoice`), the runs of one utterance (:mod:`.utterance`), and what the line
-  carried lately (:mod:`.evidence`), the caller's own voice level among it (:mod:`.caller_voice`).
+  speech length), with its parts in :mod:`.runshape`, :mod:`.runvoice`, :mod:`.utterance` and
+  :mod:`.evidence`.
 * ``refusal`` / ``plan``: why a trigger may not act (or None), and which steps it takes
   (stop the audio, cancel the response, truncate the item).
 
@@ -246,10 +244,15 @@ class CallerLevel:
       a few dB, a caller's voice over the echo stands well clear of it at least once.
 
     A whisper (a soft, bright, sustained voiceless run that is no decaying burst) confirms
-    without a voice; a run that starts on a dull frame (rumble) does not even duck. It keeps the
-    evidence the model's VAD is weighed against (``sound``); its parts, each owning its state, are
-    in the module's docstring; it owns the per-frame decision: loud or not, the phases of a held
-    duck. The session's ``BargeIn`` acts on the decisions; the benchmark drives the same object.
+    without a voice; a run that starts on a dull frame (rumble) does not even duck.
+
+    It also keeps the evidence the model's VAD is weighed against (``sound``). The session's
+    ``BargeIn`` acts on the decisions; the barge-in benchmark drives the very same object.
+
+    Its parts, each owning its state: the run's levels and the judgements of its shape (a burst,
+    its decay and tail, an impulse, a whisper: ``RunShape``), the voice in the run (``RunVoice``),
+    the runs of one utterance (``Utterance``), and what the line carried lately (``SoundEvidence``).
+    ``CallerLevel`` owns the per-frame decision: loud or not, the phases of a held duck.
     """
 
     MAX_UNVOICED = 20  # frames past the debounce: 400 ms of loud sound without a voice in it
@@ -377,7 +380,7 @@ class CallerLevel:
                     self.loud, fed = False, MIN_DBFS  # rumble (a car, a truck, a thud) does not duck
             ok = (self.loud or self.detector.run > 0) and (armed() if may is None else may)
             if self.loud and not ok:
-                self.evidence.unarmed_loud(now, self.frames_heard, level_dbfs if counts else None)
+                self.evidence.unarmed_loud(now, self.frames_heard)
             if self.loud and ok:
                 self._loud_frame(frame)
                 if self._deaf:
@@ -404,13 +407,8 @@ class CallerLevel:
 
     def _long_enough(self) -> bool:
         """Speech enough for a barge-in, from a near voice (a held note found meanwhile has made
-        the detector deaf), not far quieter than the caller's own (``quiet_for_caller``)."""
-        return self.utterance.long_enough(self._now) and self._near() and not self.quiet_for_caller
-
-    @property
-    def quiet_for_caller(self) -> bool:
-        """The utterance peaks far under the caller's own voice (``CallerVoice``): its words decide."""
-        return self.evidence.caller.quiet(self.utterance.peak(self.shape.peak()))
+        the detector deaf)."""
+        return self.utterance.long_enough(self._now) and self._near()
 
     def _near(self) -> bool:
         """The utterance, with the current run, is a voice at the handset (``Utterance.near``)."""

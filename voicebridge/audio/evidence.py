@@ -11,8 +11,6 @@ from __future__ import annotations
 import enum
 from collections import deque
 
-from .caller_voice import CallerVoice
-
 
 class Sound(enum.Enum):
     """What the caller's line carried over the last moments, as the local detector judged it."""
@@ -49,7 +47,6 @@ class SoundEvidence:
         self._echo_at = float("-inf")  # when a frame was last judged the agent's echo
         self.unarmed_loud_at = float("-inf")  # the last frame of a stretch ``unarmed_loud`` counts
         self._unarmed_last, self._unarmed_run = -2, 0  # the last such loud frame (its number), and its run so far
-        self.caller = CallerVoice()  # the level of what the caller said with the agent quiet
 
     def echo(self, now: float) -> None:
         self._echo_at = now
@@ -61,16 +58,13 @@ class SoundEvidence:
     def voice(self, now: float) -> None:
         self._voice_at = now
 
-    def unarmed_loud(self, now: float, frame: int, level_dbfs: float | None = None) -> None:
+    def unarmed_loud(self, now: float, frame: int) -> None:
         """Loud frame number ``frame`` of the line, no barge-in could follow it (the agent quiet,
         or its greeting): the fifth in a row (``UNARMED_LOUD_FRAMES``; counted by the frames'
         numbers, not their arrival, which a network bunches or delays) and those after it are
         sound enough for words, not a click or a knock, and ``unarmed_loud_at`` follows them
         (``Listener.flush_due``: the rest of a turn the model's VAD left in its buffer). A TV, a
-        cough or a rumble count too: what they leave in the buffer is no more the held voice's.
-        Its ``level_dbfs`` is the caller's voice's (``CallerVoice``), heard with no echo possible."""
-        if level_dbfs is not None:
-            self.caller.heard(level_dbfs)
+        cough or a rumble count too: what they leave in the buffer is no more the held voice's."""
         self._unarmed_run = self._unarmed_run + 1 if frame == self._unarmed_last + 1 else 1
         self._unarmed_last = frame
         if self._unarmed_run >= self.UNARMED_LOUD_FRAMES:

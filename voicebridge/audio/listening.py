@@ -756,7 +756,7 @@ class Listener:
             start = self.level.utterance_start
             strictness, held = self._strictness, self._held
             kept = held is not None and strictness.held is not Strict.NO and self.level.whispered
-            far = kept or (far or self.level.quiet_for_caller) and (held is None or held.far)
+            far = kept or far and (held is None or held.far)
             if not kept:
                 strictness.joined(held is not None, far and strict,
                                   after_release and self._vad.judged is ServerSpeech.ECHO)

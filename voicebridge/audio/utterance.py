@@ -149,8 +149,5 @@ class Utterance:
             return True
         if self.near_clear and clear_at < self.start:
             return False  # every frame at the echo's level, a few dB over the gate's margin: its peaks
-        return self.peak(run_peak) >= max(floor_dbfs + self.near_db, threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
-
-    def peak(self, run_peak: float) -> float:
-        """Its loudest, with the current run peaking at ``run_peak``."""
-        return max(self._peak, run_peak)
+        peak = max(self._peak, run_peak)
+        return peak >= max(floor_dbfs + self.near_db, threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
