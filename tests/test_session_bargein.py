@@ -143,7 +143,7 @@ def test_duck_stops_sending_immediately(start):
 
 def test_barge_in_after_response_done_while_audio_still_plays(start):
     session, twilio, openai, call = start()
-    long_response(openai, twilio, done=True)
+    long_response(openai, twilio, frames=500, done=True)  # (10 s: still playing on a loaded box, seen to end first)
     assert wait_until(lambda: session.responses.current is not None and not session.responses.current.active)
     assert session.outbound.audible  # the model is done, the audio is not
     twilio.media(LOUD, n=5)
