@@ -269,7 +269,10 @@ def test_the_threshold_follows_the_floor_and_the_setting_from_the_next_frame():
         t += 0.02
     assert level.floor_dbfs == -45.0
     assert level.feed(-34.0, t, True, lambda: True) is Decision.NONE  # under the raised threshold
-    assert level.feed(-32.0, t + 0.02, True, lambda: True) is Decision.DUCK
+    assert level.feed(-34.0, t + 0.02, True, lambda: True) is Decision.NONE  # (not loud: no run goes on)
+    # over it: loud (over a bed, a first frame this close to the threshold ducks with the run's next)
+    assert level.feed(-32.0, t + 0.04, True, lambda: True) is Decision.NONE
+    assert level.feed(-32.0, t + 0.06, True, lambda: True) is Decision.DUCK
 
 
 class _ScriptedListener:

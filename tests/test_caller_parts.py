@@ -7,6 +7,7 @@ import math
 import pytest
 
 from voicebridge.audio import mulaw as audio
+from voicebridge.audio.detector import CallerLevel, Decision
 from voicebridge.audio.evidence import Sound, SoundEvidence
 from voicebridge.audio.runshape import RunShape
 from voicebridge.audio.runvoice import RunVoice, Voicing
@@ -274,3 +275,33 @@ def test_loud_frames_no_barge_in_could_follow_count_as_words_five_in_a_row_by_th
     for n in range(10, 14):
         four.unarmed_loud(1.0, n)
     assert four.unarmed_loud_at == float("-inf")
+
+
+def _over_a_bed(bed_dbfs: float) -> "tuple[CallerLevel, float]":
+    """A CallerLevel that has heard 2 s of a steady bed at ``bed_dbfs`` with the agent quiet."""
+    level, now = CallerLevel(), 0.0
+    for _ in range(100):
+        level.feed(bed_dbfs, now, True, lambda: False)
+        now = round(now + 0.02, 6)
+    return level, now
+
+
+@pytest.mark.parametrize("bed_dbfs, first_frame_ducks", [(-45.0, False), (-70.0, True)])
+def test_over_a_bed_a_frame_just_over_the_threshold_ducks_only_with_the_runs_next(bed_dbfs, first_frame_ducks):
+    """A TV or babble's syllables cross the threshold over its lulls one frame at a time: each
+    ducked the answer for 40-200 ms, dozens of times a minute. Over a bed (a floor over
+    ``BED_FLOOR_DBFS``) a run's first frame less than ``PEAK_DB`` over the threshold ducks only
+    with the run's next loud frame; on a quiet line it ducks at once, as does a frame well over
+    the threshold anywhere."""
+    level, now = _over_a_bed(bed_dbfs)
+    assert (level.floor_dbfs > CallerLevel.BED_FLOOR_DBFS) is not first_frame_ducks
+    just_over = level.detector.threshold_dbfs + 2.0
+    got = [level.feed(just_over, now, True, lambda: True), level.feed(bed_dbfs, now + 0.02, True, lambda: True)]
+    assert (Decision.DUCK in got) is first_frame_ducks
+    level, now = _over_a_bed(bed_dbfs)
+    assert level.feed(level.detector.threshold_dbfs + 2.0, now, True, lambda: True) is (
+        Decision.DUCK if first_frame_ducks else Decision.NONE)
+    assert level.feed(level.detector.threshold_dbfs + 2.0, now + 0.02, True, lambda: True) is (
+        Decision.NONE if first_frame_ducks else Decision.DUCK)  # (the run's next loud frame)
+    level, now = _over_a_bed(bed_dbfs)
+    assert level.feed(level.detector.threshold_dbfs + 8.0, now, True, lambda: True) is Decision.DUCK

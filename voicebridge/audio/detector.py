@@ -266,6 +266,7 @@ class CallerLevel:
     # for a frame (a loudspeaker's non-linearity, where the frames fall on a syllable), and each
     # such duck cleared the caller's buffer and paused the answer ~450 ms. (Not CLEAR_OF_ECHO_DB:
     # a soft voice over loud echo may have one frame 5-6 dB clear of it in the agent's dip.)
+    BED_FLOOR_DBFS = -50.0  # so too over a bed (a floor this loud): its syllables cross the threshold by a frame
 
     def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
                  dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0,
@@ -385,7 +386,8 @@ class CallerLevel:
                 self._loud_frame(frame)
                 if self._deaf:
                     return self._release() if self.detector.ducking else self._stop_waiting(Decision.NONE)
-            decision = self.detector.feed(fed, ok, over_echo and headroom_db < self.PEAK_DB)
+            decision = self.detector.feed(fed, ok, over_echo and headroom_db < self.PEAK_DB or (
+                floor > self.BED_FLOOR_DBFS and fed < self.detector.threshold_dbfs + self.PEAK_DB))
             if decision is Decision.CONFIRM:
                 decision = self._confirm_or_wait()
             if decision is Decision.RELEASE:
@@ -406,8 +408,7 @@ class CallerLevel:
         return Decision.NONE
 
     def _long_enough(self) -> bool:
-        """Speech enough for a barge-in, from a near voice (a held note found meanwhile has made
-        the detector deaf)."""
+        """Speech enough for a barge-in, from a near voice (a held note has made the detector deaf)."""
         return self.utterance.long_enough(self._now) and self._near()
 
     def _near(self) -> bool:
@@ -476,8 +477,7 @@ class CallerLevel:
             self._voiceless_ended()
 
     def _voiceless_ended(self) -> None:
-        """A loud sound with no voice in it ended: a whisper (or a held sibilant too short for a
-        shush: "s..." before "stop"), or a burst (knock, cough, click)."""
+        """A voiceless loud sound ended: a whisper (or a short held sibilant: "s... stop"), or a burst."""
         if self._whisper_like() or self._short_sibilant():
             self.evidence.whisper(self._now)
         else:
