@@ -289,12 +289,12 @@ def _over_a_bed(bed_dbfs: float) -> "tuple[CallerLevel, float]":
 @pytest.mark.parametrize("bed_dbfs, first_frame_ducks", [(-45.0, False), (-70.0, True)])
 def test_over_a_bed_a_frame_just_over_the_threshold_ducks_only_with_the_runs_next(bed_dbfs, first_frame_ducks):
     """A TV or babble's syllables cross the threshold over its lulls one frame at a time: each
-    ducked the answer for 40-200 ms, dozens of times a minute. Over a bed (a floor over
-    ``BED_FLOOR_DBFS``) a run's first frame less than ``PEAK_DB`` over the threshold ducks only
+    ducked the answer for 40-200 ms, dozens of times a minute. Over a bed (a noise floor that
+    has raised the threshold) a run's first frame less than ``PEAK_DB`` over it ducks only
     with the run's next loud frame; on a quiet line it ducks at once, as does a frame well over
     the threshold anywhere."""
     level, now = _over_a_bed(bed_dbfs)
-    assert (level.floor_dbfs > CallerLevel.BED_FLOOR_DBFS) is not first_frame_ducks
+    assert (level.detector.threshold_dbfs > level.threshold_dbfs) is not first_frame_ducks  # (raised by the bed)
     just_over = level.detector.threshold_dbfs + 2.0
     got = [level.feed(just_over, now, True, lambda: True), level.feed(bed_dbfs, now + 0.02, True, lambda: True)]
     assert (Decision.DUCK in got) is first_frame_ducks

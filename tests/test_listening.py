@@ -381,33 +381,36 @@ def test_an_echo_peak_a_few_db_over_the_gates_margin_for_one_frame_does_not_paus
     assert ducks or decisions([peak] + after) == []  # nothing paused, nothing to release
 
 
-def test_a_lingering_duck_cut_short_by_a_one_frame_echo_peak_is_still_released():
+@pytest.mark.parametrize("line_dbfs, over_echo", [(-60.0, True), (-45.0, False)])
+def test_a_lingering_duck_cut_short_by_a_one_frame_echo_peak_is_still_released(line_dbfs, over_echo):
     """A loud voiceless run (a fricative, "sh...") ducks, ends, and its duck lingers for a voice
     (``UTTERANCE_GAP_S``). A frame of the agent's echo 4 dB over the echo predicted (a peak, the
     kind that no longer ducks alone) ends the linger; the run it starts is one frame long. Held back
     like any such frame, its end released nothing and the lingering pause was left to the 1 s duck
-    fuse (review rv14); with the duck already held, the frame is not held back."""
+    fuse (review rv14); with the duck already held, the frame is not held back. So too for a frame
+    just over the threshold a bed at -45 dBFS raised, which no longer ducks alone either (rv36)."""
     level = Listener(BridgeConfig()).level
-    lines = {db: iter(noise(db, 5)) for db in (-60.0, -16.0, -30.0)}  # (each 400 frames)
+    lines = {db: iter(noise(db, 5)) for db in (line_dbfs, -16.0, -30.0)}  # (each 400 frames)
     t, out = 0.0, []
 
     def feed(frame: bytes, over_echo: bool = False, headroom: float | None = None) -> None:
         nonlocal t
         dbfs = audio.dbfs(frame)
         out.append(level.feed(dbfs, t, True, lambda: True, frame, False,
-                              dbfs + 60.0 if headroom is None else headroom, False, over_echo))
+                              dbfs - line_dbfs if headroom is None else headroom, False, over_echo))
         t = round(t + 0.02, 2)
 
     for _ in range(80):
-        feed(next(lines[-60.0]))  # the line's own noise: the floor
+        feed(next(lines[line_dbfs]))  # the line's own noise: the floor
     for _ in range(8):
         feed(next(lines[-16.0]))  # "sh...": loud, voiceless, sustained (not soft enough for a whisper)
     for _ in range(6):
-        feed(next(lines[-60.0]))  # quiet: the duck lingers for a voice
+        feed(next(lines[line_dbfs]))  # quiet: the duck lingers for a voice
     assert level._linger.until is not None
-    feed(next(lines[-30.0]), over_echo=True, headroom=4.0)  # one echo frame 4 dB over the echo predicted
+    assert (level.detector.threshold_dbfs > level.threshold_dbfs) is not over_echo  # (over the bed: raised)
+    feed(next(lines[-30.0]), over_echo=over_echo, headroom=4.0)  # one frame 4 dB over the echo, or -30 over the bed
     for _ in range(60):
-        feed(next(lines[-60.0]))  # 1.2 s of quiet
+        feed(next(lines[line_dbfs]))  # 1.2 s of quiet
     ducks = [i for i, d in enumerate(out) if d is Decision.DUCK]
     assert ducks, out
     assert any(d is Decision.RELEASE for d in out[ducks[0]:]), [d for d in out if d is not Decision.NONE]

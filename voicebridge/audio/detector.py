@@ -261,12 +261,11 @@ class CallerLevel:
     UTTERANCE_GAP_S = Utterance.GAP_S  # (also how long the duck lingers after a sustained voiceless run)
     WHISPER_CONFIRM = 6  # loud frames of a whisper-like run that count as a voice for the utterance
     CLEAR_OF_ECHO_DB = 6.0  # this far over the loudest echo the gate predicts for it (or nothing played)
-    PEAK_DB = 5.0  # a run's first loud frame less than this over the echo predicted for it ducks
-    # only with the run's next loud frame: the agent's own echo peaks over the gate's 3 dB margin
-    # for a frame (a loudspeaker's non-linearity, where the frames fall on a syllable), and each
-    # such duck cleared the caller's buffer and paused the answer ~450 ms. (Not CLEAR_OF_ECHO_DB:
-    # a soft voice over loud echo may have one frame 5-6 dB clear of it in the agent's dip.)
-    BED_FLOOR_DBFS = -50.0  # so too over a bed (a floor this loud): its syllables cross the threshold by a frame
+    PEAK_DB = 5.0  # a run's first loud frame less than this over the echo predicted for it ducks only
+    # with the run's next loud frame: the agent's own echo peaks over the gate's 3 dB margin for a frame
+    # (a loudspeaker's non-linearity), and each such duck paused the answer ~450 ms (not CLEAR_OF_ECHO_DB:
+    # a soft voice over loud echo may have one frame 5-6 dB clear of it in the agent's dip); so too a frame
+    # this close to the threshold a bed raised (a TV's, babble's syllables cross it a frame at a time)
 
     def __init__(self, threshold_dbfs: float = -35.0, frames_needed: int = 5, duck: bool = True,
                  dip_frames: int = 0, noise_margin_db: float | None = 12.0, voiced_needed: int = 0,
@@ -361,12 +360,14 @@ class CallerLevel:
         self.shape.follow(loud, level_dbfs)
         if loud and (blind or headroom_db >= self.CLEAR_OF_ECHO_DB):
             self._clear_at = now
+        bed = floor + self.noise.margin_db > self.threshold_dbfs  # a bed (a TV, babble) has raised the threshold
+        tentative = over_echo and headroom_db < self.PEAK_DB or bed and fed < detector.threshold_dbfs + self.PEAK_DB
         try:
             if self._linger.until is not None:
                 lingered = self._linger.step(self.loud, now, armed)
                 if lingered is not None:
                     return lingered
-                over_echo = False  # (the duck is held already: this run must be able to release it)
+                tentative = False  # (the duck is held already: this run must be able to release it, rv14)
             if self._waiting:
                 return self._wait_for_voice(frame, armed)
             if self._holding:
@@ -386,8 +387,7 @@ class CallerLevel:
                 self._loud_frame(frame)
                 if self._deaf:
                     return self._release() if self.detector.ducking else self._stop_waiting(Decision.NONE)
-            decision = self.detector.feed(fed, ok, over_echo and headroom_db < self.PEAK_DB or (
-                floor > self.BED_FLOOR_DBFS and fed < self.detector.threshold_dbfs + self.PEAK_DB))
+            decision = self.detector.feed(fed, ok, tentative)
             if decision is Decision.CONFIRM:
                 decision = self._confirm_or_wait()
             if decision is Decision.RELEASE:
