@@ -79,14 +79,16 @@ def hint(config: BridgeConfig, status: int) -> str:
 
 
 def missing_key(config: BridgeConfig) -> str | None:
-    """What to set when a hosted endpoint (OpenAI's, or an Azure OpenAI resource) is to be dialed
-    with no credentials at all, in the example app's variable names; None otherwise. Its refusal
+    """The error, naming what to set, when a hosted endpoint (OpenAI's, or an Azure OpenAI resource) is
+    to be dialed with no credentials at all (the example app's variable names); None otherwise. Its refusal
     would say so, but only over a network: offline the dial says only that the host is away."""
     if not config.lacks_credentials:
         return None
     if config.azure_endpoint:  # (an Azure URL given as OPENAI_REALTIME_URL takes OPENAI_API_KEY, as any URL)
-        return "set AZURE_OPENAI_API_KEY (api_key, or a token_provider)"
-    return "set OPENAI_API_KEY (api_key" + (", or a token_provider)" if config.is_azure else ")")
+        needed = "set AZURE_OPENAI_API_KEY (api_key, or a token_provider)"
+    else:
+        needed = "set OPENAI_API_KEY (api_key" + (", or a token_provider)" if config.is_azure else ")")
+    return f"no API key for the Realtime endpoint {config.realtime_url.split('?')[0]}: {needed}"
 
 
 def preflight(config: BridgeConfig, connect: realtime_client.Connector = realtime_client.connect,
@@ -95,9 +97,9 @@ def preflight(config: BridgeConfig, connect: realtime_client.Connector = realtim
     the endpoint refuses (401/403/404 with the server's message, or an ``error`` event), or
     before dialing when a hosted one has no key to give it (``missing_key``)."""
     url = config.realtime_url.split("?")[0]
-    needed = missing_key(config)
-    if needed is not None:
-        raise PreflightFailed(f"no API key for the Realtime endpoint {url}: {needed}")
+    missing = missing_key(config)
+    if missing is not None:
+        raise PreflightFailed(missing)
     try:
         conn = connect(config)
     except Exception as exc:  # noqa: BLE001 - classified below

@@ -171,12 +171,11 @@ class Settings:
             head = str(exc).split(":", 1)[0]  # what the error is about; not the URL it quotes (?model=...)
             names = [var for key, var in SETTING_ENV.items() if key in head]
             raise ConfigError(f"{exc}" + (f" (from {', '.join(names)})" if names else "")) from None
-        needed = missing_key(config)  # (STARTUP_CHECK=0 too: no call could connect, as for Azure above)
-        if needed is not None:
+        missing = missing_key(config)  # (STARTUP_CHECK=0 too: no call could connect, as for Azure above)
+        if missing is not None:
             aside = (" (AZURE_OPENAI_API_KEY goes with AZURE_OPENAI_ENDPOINT; any OPENAI_REALTIME_URL takes "
                      "OPENAI_API_KEY)" if self.azure_api_key and self.openai_realtime_url else "")
-            raise ConfigError(f"no API key for the Realtime endpoint {config.realtime_url.split('?')[0]}: "
-                              f"{needed}{aside}")
+            raise ConfigError(missing + aside)
 
     def _check_public_url(self) -> None:
         """PUBLIC_URL is the base Twilio reaches the app at: a URL with its scheme and host."""
