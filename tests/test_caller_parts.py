@@ -143,6 +143,58 @@ def test_the_evidence_gives_the_strongest_sound_of_the_window_and_forgets_a_burs
     assert evidence.sound(12.1, 0.5, None, False) is Sound.TONE
 
 
+def test_a_far_voice_is_evidence_of_its_own_under_a_near_one_where_any_voice_was():
+    """A voice too little over the floor (a TV's) is FAR, not VOICE; a near voice in the same
+    window wins, and a held note at the same instant still makes it a tone."""
+    evidence = SoundEvidence()
+    evidence.burst(10.0)
+    evidence.voice(10.1, far=True)
+    assert evidence.sound(10.2, 0.5, Sound.WHISPER, False) is Sound.FAR  # (where a voice was: over a whisper)
+    evidence.voice(10.15)
+    assert evidence.sound(10.2, 0.5, None, False) is Sound.VOICE
+    assert evidence.sound(10.7, 0.5, None, False) is Sound.NOISE  # both left the window; the burst's memory has not
+    evidence.voice(12.0, far=True)
+    evidence.tone(12.0)
+    assert evidence.sound(12.1, 0.5, None, False) is Sound.TONE
+
+
+def test_an_utterance_is_far_by_its_peak_over_the_floor_and_the_threshold_alone():
+    said = Utterance(near_db=24.0, near_clear=True)
+    said.run_starts(10.0)
+    assert said.far(-30.0, floor_dbfs=-50.0, threshold_dbfs=-35.0)  # 20 dB over the floor
+    assert not said.far(-25.0, floor_dbfs=-50.0, threshold_dbfs=-35.0)
+    assert said.far(-33.0, floor_dbfs=-70.0, threshold_dbfs=-35.0)  # under the threshold + 3
+    assert not said.near(-25.0, -50.0, -35.0, clear_at=9.0)  # never clear of the echo: not near, not far either
+    assert not Utterance().far(-90.0, -50.0, -35.0)  # near_db off: nothing is far
+
+
+def test_the_rooms_voices_are_remembered_by_their_loudest_peak_for_a_while():
+    from voicebridge.audio.utterance import RoomVoices
+    room = RoomVoices()
+    assert not room.like(-60.0, 1.0)  # none heard
+    room.heard(-28.0, 1.0)
+    room.heard(-31.0, 2.0)  # a softer one keeps the loudest
+    assert room.like(-26.5, 2.5) and not room.like(-26.0, 2.5)  # OVER_DB (2 dB) louder is judged on the floor
+    assert room.like(-27.0, 2.0 + RoomVoices.MEMORY_S) and not room.like(-27.0, 2.1 + RoomVoices.MEMORY_S)
+    room.heard(-40.0, 9.0)  # after a lapse, the memory starts again from this one
+    assert not room.like(-37.0, 9.5)
+
+
+def test_an_utterance_as_loud_as_the_rooms_voices_is_far_and_only_voiced_runs_under_near_teach_them():
+    said = Utterance(near_db=24.0, near_clear=True)
+    said.run_starts(10.0)
+    said.run_ended(voiced=0, peak=-28.0, now=10.2, floor_dbfs=-50.0, threshold_dbfs=-35.0)  # a burst: not a voice
+    said.run_ended(voiced=3, peak=-20.0, now=10.3, floor_dbfs=-50.0, threshold_dbfs=-35.0)  # near: the caller's
+    assert not said.room.like(-40.0, 10.4)
+    said.run_ended(voiced=3, peak=-28.0, now=10.5, floor_dbfs=-50.0, threshold_dbfs=-35.0)  # 22 dB over: the room's
+    said.forget()
+    said.run_starts(11.0)
+    assert said.far(-27.0, floor_dbfs=-56.0, threshold_dbfs=-35.0, now=11.1)  # 29 dB over a dropped floor: theirs
+    assert not said.near(-27.0, -56.0, -35.0, clear_at=11.0, now=11.1)
+    assert said.near(-27.0, -56.0, -35.0, clear_at=11.0)  # (without the time: the floor alone)
+    assert not said.far(-24.0, floor_dbfs=-56.0, threshold_dbfs=-35.0, now=11.1)
+
+
 def test_soft_evidence_needs_its_frames_within_the_window():
     evidence = SoundEvidence()
     for i in range(SoundEvidence.SOFT_FRAMES - 1):

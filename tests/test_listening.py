@@ -16,10 +16,11 @@ from voicebridge.dev import tts
 from voicebridge.audio.detector import Decision
 from voicebridge.audio.echo import ComfortNoise, Verdict
 from voicebridge.audio.detector import CallerLevel
-from voicebridge.audio.listening import (OPEN_COMMIT_S, AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel,
+from voicebridge.audio.evidence import Sound
+from voicebridge.audio.listening import (EVIDENCE_S, OPEN_COMMIT_S, AgentWords, Hold, Listener, ServerSpeech, Turn, held_turn_taken, is_backchannel,
                                          is_bare_command, is_wait_phrase, takes_turn)
 from voicebridge.dev.sim import corpus, room
-from voicebridge.audio.mulaw import ULAW_TABLE
+from voicebridge.audio.mulaw import MIN_DBFS, ULAW_TABLE
 
 AGENT = tts.load_prompt("long_answer")
 AGENT_FRAMES = [AGENT[i:i + 160] for i in range(0, len(AGENT) - 159, 160)]
@@ -2199,3 +2200,78 @@ def test_the_duck_off_decides_as_the_duck_on_but_for_the_duck_itself(clip, frame
     assert off == on
     if (clip, frames) == (("interruption", 4), 4):
         assert Decision.BACKCHANNEL in on  # (the case the review found)
+
+
+def _tv_call(dbfs: float = -35.0) -> tuple["Call", list[bytes]]:
+    """A TV across the caller's room from the call's start (``room.bed("tv")``), the greeting
+    over it; the TV's frames still to come."""
+    x = room.at_level(room.bed("tv", seed=2, seconds=8.0), dbfs)
+    tv = frames_of(audio.encode(np.clip(np.round(x), -32767, 32767).astype(int).tolist()))
+    call = Call(echo_db=None)
+    for f in tv[:150]:
+        call.step(f, armed=False)
+    return call, tv[150:]
+
+
+def _when_the_tv_was_last_voiced(call: "Call", tv: list[bytes]) -> float:
+    """Plays the TV until the detector is between its runs, a voiced one of them just heard."""
+    for f in tv:
+        call.step(f)
+        level = call.listener.level
+        if not level.hearing and level.sound(call.t, EVIDENCE_S) in (Sound.FAR, Sound.VOICE):
+            return call.t
+    raise AssertionError("the TV's voice was never heard")
+
+
+@pytest.mark.parametrize("words, interrupts", [("but what nobody expected was the ending", False),
+                                                ("the team scored twice in the final minutes", False),
+                                                ("Wait, stop.", True)])
+def test_the_models_start_on_a_tvs_voice_is_ignored_and_only_a_command_in_its_turn_interrupts(words, interrupts):
+    """A TV on from the call's start at -35 dBFS: its voices peak about 20 dB over the floor its
+    own lulls set, under a near voice's 24. Their voiced frames were evidence of "a voice" all the
+    same, so the model's VAD starting on the TV was judged a backchannel, and the turn's words (a
+    sentence) took the turn: the 20 s answers' false barge-ins by transcript (docs/barge-in.md).
+    Now ignored as far (counted), and the turn is the room's: only a command in it interrupts."""
+    call, tv = _tv_call()
+    t = _when_the_tv_was_last_voiced(call, tv)
+    level = call.listener.level
+    assert level.utterance.far(MIN_DBFS, level.floor_dbfs, level.threshold_dbfs)
+    assert call.listener.server_speech(t, audible=True) is ServerSpeech.FAR
+    assert ServerSpeech.FAR.ignored
+    assert call.listener.committed(t + 1.5, "item_tv") is Turn.NOT_CALLER
+    assert call.listener.transcript(words, t + 1.9, "item_tv") is interrupts
+
+
+def test_a_callers_voice_at_the_handset_over_the_tv_is_judged_a_near_voice():
+    """The control: a caller's short sentence at the handset over that TV peaks more than 24 dB
+    over the floor: a near voice, on which the model's start is believed (its words decide)."""
+    call, tv = _tv_call()
+    _when_the_tv_was_last_voiced(call, tv)
+    said = frames_of(corpus.by_category("question")[0].audio())
+    got = [call.step(mix(f, tv[(i + 60) % len(tv)])) for i, f in enumerate(said[:12])]
+    assert Decision.DUCK in decisions(got)
+    assert call.listener.level.sound(call.t, EVIDENCE_S) is Sound.VOICE
+
+
+@pytest.mark.parametrize("again_db, near", [(0.0, False), (8.0, True)])
+def test_a_voice_as_loud_as_the_rooms_voices_just_were_is_theirs_though_a_pause_dropped_the_floor(again_db, near):
+    """A TV's sentence over its own bed (about -47 dBFS) peaks at -26: 21 dB over the floor, far,
+    released. The TV pauses 0.4 s (its music alone, -55 dBFS), which drops the floor there, and its
+    next sentence, as loud, stood 30 dB over it: a near voice's 24, held for its words or confirmed
+    (the 20 s answers' false barge-ins, docs/barge-in.md). It is no louder than the room's voices
+    a moment ago: theirs (``RoomVoices``). A caller at the handset 8 dB louder is the caller."""
+    call = Call(echo_db=None)
+    call.line = (QUIET,)
+    bed, pause = noise(-47.0, 3), noise(-55.0, 4)
+    for i in range(150):
+        call.step(bed[i], armed=False)
+    sentence = corpus.by_category("question")[0].audio()
+    got = decisions([call.step(mix(f, bed[(i + 200) % 400])) for i, f in enumerate(frames_of(quieter(sentence, 12.0)))])
+    assert Decision.DUCK in got and set(got) == {Decision.DUCK, Decision.RELEASE}, got  # far by the floor
+    for i in range(20):
+        call.step(pause[i])
+    assert call.listener.floor_dbfs < -55.0
+    louder = frames_of(quieter(sentence, 12.0 - again_db))
+    got = decisions([call.step(mix(f, bed[(i + 100) % 400])) for i, f in enumerate(louder + [QUIET] * 30)])
+    assert (Decision.CONFIRM in got) is near and (Decision.BACKCHANNEL in got) is near, got
+    assert Decision.DUCK in got  # (the caller stops hearing the agent either way)

@@ -18,6 +18,7 @@ class Sound(enum.Enum):
     NOTHING = "nothing"  # nothing above the noise, or only the agent's own echo
     ECHO = "echo"  # the agent's own voice coming back
     VOICE = "voice"  # a near voice: loud, periodic, with a moving pitch
+    FAR = "far"  # a voice too little over the line's floor to be at the handset: a TV, babble
     WHISPER = "whisper"  # a sustained voiceless sound at a near voice's level, not a burst
     NOISE = "noise"  # a voiceless burst: a knock, a click, a cough, a door
     TONE = "tone"  # periodic with a held pitch: music, a hum, a beep
@@ -42,7 +43,8 @@ class SoundEvidence:
         self._noise_at = float("-inf")  # when a loud sound without a voice (a burst) last ended
         self._whisper_at = float("-inf")  # when a sustained voiceless sound (a whisper) last ended
         self._tone_at = float("-inf")  # when a held note was last heard
-        self._voice_at = float("-inf")  # when a voiced caller frame was last heard
+        self._voice_at = float("-inf")  # when a voiced caller frame was last heard (a near voice's)
+        self._far_at = float("-inf")  # ... one of a voice too little over the floor to be near (``voice``)
         self._soft: deque[float] = deque(maxlen=self.SOFT_FRAMES)  # the last caller frames above the noise
         self._echo_at = float("-inf")  # when a frame was last judged the agent's echo
         self.unarmed_loud_at = float("-inf")  # the last frame of a stretch ``unarmed_loud`` counts
@@ -55,8 +57,14 @@ class SoundEvidence:
         """A caller frame above the noise, if under the threshold (``SOFT_DB``)."""
         self._soft.append(now)
 
-    def voice(self, now: float) -> None:
-        self._voice_at = now
+    def voice(self, now: float, far: bool = False) -> None:
+        """A voiced frame of the caller's side; ``far``: its utterance peaks too little over the
+        line's noise floor to be spoken at the handset (a TV's, babble's voices: their own lulls
+        set the floor), which the model's VAD is not believed on alone."""
+        if far:
+            self._far_at = now
+        else:
+            self._voice_at = now
 
     def unarmed_loud(self, now: float, frame: int) -> None:
         """Loud frame number ``frame`` of the line, no barge-in could follow it (the agent quiet,
@@ -98,6 +106,8 @@ class SoundEvidence:
         since = now - window_s
         if self._voice_at >= since and self._voice_at > self._tone_at:
             return Sound.VOICE
+        if self._far_at >= since and self._far_at > self._tone_at:
+            return Sound.FAR  # (where a voice of any level used to be judged: every other order unchanged)
         if live is Sound.WHISPER or self._whisper_at >= since:
             return Sound.WHISPER
         if self._tone_at >= since or deaf:

@@ -106,6 +106,8 @@ class ServerSpeech(enum.Enum):
     TONE = "tone"  # ignored: a held note (music, a hum)
     BACKCHANNEL = "backchannel"  # ignored: a short acknowledgement, the answer goes on
     UNCLEAR = "unclear"  # ignored: sound above the noise, neither a voice nor a whisper (a TV, babble)
+    FAR = "far"  # ignored: a voice too little over the line's floor to be at the handset (a TV, babble): only
+    # a command in its turn interrupts
     NOTHING = "nothing"  # ignored: nothing of the caller above the line's noise
 
     @property
@@ -432,7 +434,7 @@ class UnansweredTurns:
         return takes and not agent.echoed(text, True)
 
 
-_HEARD_AT_RELEASE = frozenset((ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL))
+_HEARD_AT_RELEASE = frozenset((ServerSpeech.LOCAL, ServerSpeech.BACKCHANNEL, ServerSpeech.FAR))
 _HEARD_AFTER_RELEASE = _HEARD_AT_RELEASE | {ServerSpeech.NOISE, ServerSpeech.UNCLEAR, ServerSpeech.ECHO}
 """(A start judged the agent's echo may hold its words, "No" of its "No problem", "help with":
 such a hold is ``Strict.UNSAID``, its turns' words interrupt only as a bare command the agent did
@@ -474,8 +476,7 @@ class Listener:
         self._confirmed_at = float("-inf")  # the last local confirmation (run thread)
         self._agent = AgentWords()  # what the agent said lately (model thread)
         self._unanswered = UnansweredTurns(self._agent)  # turns left unanswered, awaiting their words
-        # the utterance's loud caller frames judged with no echo delay known (run thread)
-        self._blind = BlindFrames(self.level)
+        self._blind = BlindFrames(self.level)  # the utterance's loud frames judged with no echo delay known (run thread)
 
     # ------------------------------------------------------------------ the agent's side
     def played(self, level_dbfs: float, now: float) -> None:
@@ -536,8 +537,8 @@ class Listener:
         if not audible:
             return ServerSpeech.TURN
         sound = self.level.sound(now, EVIDENCE_S)
-        if sound is Sound.VOICE:
-            if not self._backchannels:
+        if sound is Sound.VOICE or sound is Sound.FAR and self._backchannels and self.level.hearing:  # (a far one:
+            if not self._backchannels:  # the detector releases it, and it is held for a command's words)
                 return ServerSpeech.INTERRUPT
             if self.level.hearing:
                 return ServerSpeech.LOCAL
@@ -545,7 +546,7 @@ class Listener:
         if sound is Sound.WHISPER:
             return ServerSpeech.INTERRUPT
         return {Sound.ECHO: ServerSpeech.ECHO, Sound.NOISE: ServerSpeech.NOISE, Sound.TONE: ServerSpeech.TONE,
-                Sound.SOFT: ServerSpeech.UNCLEAR}.get(sound, ServerSpeech.NOTHING)
+                Sound.SOFT: ServerSpeech.UNCLEAR, Sound.FAR: ServerSpeech.FAR}.get(sound, ServerSpeech.NOTHING)
 
     def server_stopped(self) -> None:
         """The model's VAD ended its turn (``speech_stopped``): the commit that comes next is its
@@ -605,9 +606,10 @@ class Listener:
                 self._unanswered.left(item_id, Unanswered.BACKCHANNEL, now, strict if held else Strict.NO,
                                       self._frames_played)
             return Turn.BACKCHANNEL
-        if judged is ServerSpeech.ECHO:  # its words may still be a command the gate took for echo
-            with self._lock:
-                self._unanswered.left(item_id, Unanswered.ECHO, now)
+        if judged is ServerSpeech.ECHO or judged is ServerSpeech.FAR:  # its words may still be a command the gate
+            with self._lock:  # took for echo; or, a TV's sentence no turn of the caller's, a "wait" from across the room
+                self._unanswered.left(item_id, Unanswered.ECHO if judged is ServerSpeech.ECHO else Unanswered.COMMAND,
+                                      now, Strict.NO, self._frames_played)
         return Turn.NOT_CALLER
 
     def flush_due(self, now: float) -> bool:

@@ -54,6 +54,7 @@ class Utterance:
         self._valley = MIN_DBFS  # the lowest loud frame since its last strong one
         self._strong_at = float("-inf")  # its last strong loud frame: where its speech (not the room) was last
         self._falling = True  # its latest loud frame was the lowest since the last strong one (the room's tail falls)
+        self.room = RoomVoices()  # the voices across the room lately (a TV's): an utterance as loud is theirs
 
     @property
     def spoken(self) -> bool:
@@ -82,10 +83,14 @@ class Utterance:
             self._valley = min(self._valley, level)
         self._loudest = max(self._loudest, level)
 
-    def run_ended(self, voiced: int, peak: float, now: float) -> None:
+    def run_ended(self, voiced: int, peak: float, now: float, floor_dbfs: float = MIN_DBFS,
+                  threshold_dbfs: float = MIN_DBFS) -> None:
         """A run with ``voiced`` voiced frames, peaking at ``peak``, ended: a voiced one, or any run
         of an utterance already spoken, is the utterance's, and the next run within ``GAP_S`` goes
-        on with it (a voiceless run alone leaves no utterance behind)."""
+        on with it (a voiceless run alone leaves no utterance behind). A voiced one too little over
+        the floor (``floor_dbfs``, ``threshold_dbfs``) for a near voice is the room's (``RoomVoices``)."""
+        if voiced and self._under_near(peak, floor_dbfs, threshold_dbfs):
+            self.room.heard(peak, now)
         if voiced or self.voiced or self.whispered:
             self.voiced += voiced
             self._peak = max(self._peak, peak)
@@ -139,15 +144,53 @@ class Utterance:
         last = now if self._strong_at < self.start or speech_again else min(now, self._strong_at)
         return round((last - self.start) / FRAME_S) + 1 >= self.min_speech_frames  # frames of its speech
 
-    def near(self, run_peak: float, floor_dbfs: float, threshold_dbfs: float, clear_at: float) -> bool:
+    def near(self, run_peak: float, floor_dbfs: float, threshold_dbfs: float, clear_at: float,
+             now: float | None = None) -> bool:
         """It (with the current run, peaking at ``run_peak``) peaks ``near_db`` over the line's floor
         and ``NEAR_OVER_THRESHOLD_DB`` over the configured threshold: a voice at the handset, not
-        voices across the room (babble, a TV: their own dips set the floor a few dB under them).
-        With ``near_clear``, a loud frame must have stood clear of the echo since its onset
-        (``clear_at``: when one last did)."""
+        voices across the room (babble, a TV: their own dips set the floor a few dB under them),
+        nor as loud as they peaked lately (``RoomVoices``, at ``now``). With ``near_clear``, a loud
+        frame must have stood clear of the echo since its onset (``clear_at``: when one last did)."""
         if not self.near_db:
             return True
         if self.near_clear and clear_at < self.start:
             return False  # every frame at the echo's level, a few dB over the gate's margin: its peaks
+        return not self.far(run_peak, floor_dbfs, threshold_dbfs, now)
+
+    def far(self, run_peak: float, floor_dbfs: float, threshold_dbfs: float, now: float | None = None) -> bool:
+        """Voices across the room: its peak so far stands too little over the line's floor (or the
+        threshold) for a voice at the handset, or no louder than the room's voices lately (at
+        ``now``; None: the floor alone). (Only the level: a voice that never stood clear of the echo is not near, but not
+        far either.)"""
         peak = max(self._peak, run_peak)
-        return peak >= max(floor_dbfs + self.near_db, threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
+        return self._under_near(peak, floor_dbfs, threshold_dbfs) or (
+            now is not None and bool(self.near_db) and self.room.like(peak, now))
+
+    def _under_near(self, peak: float, floor_dbfs: float, threshold_dbfs: float) -> bool:
+        return bool(self.near_db) and peak < max(floor_dbfs + self.near_db, threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
+
+
+class RoomVoices:
+    """The voices across the caller's room lately (a TV, babble): how loud their runs peak.
+
+    A TV's voices peak 18-22 dB over the floor their own lulls set: far. But its pause between
+    sentences (music alone) drops the floor 5-8 dB for a moment, and its next sentence then stood
+    a near voice's 24 dB over it, held for its words or confirmed. A run no louder than the room's
+    voices peaked lately (``OVER_DB``) is theirs, whatever the floor did meanwhile; a caller at the
+    handset over them peaks louder."""
+
+    MEMORY_S = 4.0  # the room's voices are remembered this long after the last of them
+    OVER_DB = 2.0  # a run must peak this much over them to be judged on the floor again
+
+    def __init__(self) -> None:
+        self._peak = MIN_DBFS  # the loudest far voiced run since the memory last lapsed
+        self._at = float("-inf")  # when the last one ended
+
+    def heard(self, peak: float, now: float) -> None:
+        """A voiced run peaking at ``peak`` ended, far by the floor (``Utterance.far``)."""
+        self._peak = peak if now - self._at > self.MEMORY_S or peak > self._peak else self._peak
+        self._at = now
+
+    def like(self, peak: float, now: float) -> bool:
+        """A run peaking at ``peak`` is no louder than the room's voices lately."""
+        return now - self._at <= self.MEMORY_S and peak < self._peak + self.OVER_DB

@@ -22,7 +22,7 @@ COUNTERS = (
     "frames_resent", "frames_resend_discarded", "barge_in_events", "echo_frames_suppressed",
     "barge_in_local", "barge_in_server", "barge_in_transcript", "server_speech_ignored",
     "server_speech_ignored_echo", "server_speech_ignored_noise", "server_speech_ignored_tone",
-    "server_speech_ignored_backchannel", "server_speech_ignored_unclear",
+    "server_speech_ignored_backchannel", "server_speech_ignored_unclear", "server_speech_ignored_far",
     "server_speech_ignored_nothing", "backchannels", "backchannels_overruled", "backchannel_holds",
     "barge_in_hold", "hold_commits", "onset_commits", "far_holds", "breath_holds", "answers_deferred",
     "turns_backchannel", "turns_not_caller", "turns_left_over", "false_barge_ins", "false_trigger_commits", "false_trigger_answered",
