@@ -158,41 +158,50 @@ def test_a_far_voice_is_evidence_of_its_own_under_a_near_one_where_any_voice_was
     assert evidence.sound(12.1, 0.5, None, False) is Sound.TONE
 
 
-def test_an_utterance_is_far_by_its_peak_over_the_floor_and_the_threshold_alone():
+def test_an_utterance_is_far_by_its_peak_over_the_floor_not_by_the_thresholds_bar():
     said = Utterance(near_db=24.0, near_clear=True)
     said.run_starts(10.0)
-    assert said.far(-30.0, floor_dbfs=-50.0, threshold_dbfs=-35.0)  # 20 dB over the floor
-    assert not said.far(-25.0, floor_dbfs=-50.0, threshold_dbfs=-35.0)
-    assert said.far(-33.0, floor_dbfs=-70.0, threshold_dbfs=-35.0)  # under the threshold + 3
+    assert said.far(-30.0, floor_dbfs=-50.0, now=10.1)  # 20 dB over the floor: voices across the room
+    assert not said.far(-25.0, floor_dbfs=-50.0, now=10.1)
+    # a soft voice on a quiet line: under the threshold's bar, so not near, but no room's voice (rv37)
+    assert not said.far(-34.0, floor_dbfs=-70.0, now=10.1)
+    assert not said.near(-34.0, -70.0, -35.0, clear_at=10.0, now=10.1)
     assert not said.near(-25.0, -50.0, -35.0, clear_at=9.0)  # never clear of the echo: not near, not far either
-    assert not Utterance().far(-90.0, -50.0, -35.0)  # near_db off: nothing is far
+    assert not said.far(-25.0, -50.0, now=10.1)
+    assert not Utterance().far(-90.0, -50.0, now=10.1)  # near_db off: nothing is far
 
 
-def test_the_rooms_voices_are_remembered_by_their_loudest_peak_for_a_while():
+def test_the_rooms_voices_are_those_of_the_last_seconds_before_the_utterance_began():
     from voicebridge.audio.utterance import RoomVoices
     room = RoomVoices()
-    assert not room.like(-60.0, 1.0)  # none heard
+    assert not room.like(-60.0, 1.0, before=1.0)  # none heard
     room.heard(-28.0, 1.0)
-    room.heard(-31.0, 2.0)  # a softer one keeps the loudest
-    assert room.like(-26.5, 2.5) and not room.like(-26.0, 2.5)  # OVER_DB (2 dB) louder is judged on the floor
-    assert room.like(-27.0, 2.0 + RoomVoices.MEMORY_S) and not room.like(-27.0, 2.1 + RoomVoices.MEMORY_S)
-    room.heard(-40.0, 9.0)  # after a lapse, the memory starts again from this one
-    assert not room.like(-37.0, 9.5)
+    room.heard(-31.0, 2.0)
+    assert room.like(-26.5, 2.5, before=2.5) and not room.like(-26.0, 2.5, before=2.5)  # 2 dB louder: not theirs
+    assert not room.like(-30.0, 2.5, before=1.0)  # (runs from the utterance's own start on are not the room's)
+    assert room.like(-27.0, 1.0 + RoomVoices.MEMORY_S, before=9.0)
+    assert not room.like(-27.0, 1.1 + RoomVoices.MEMORY_S, before=9.0)  # the loudest forgotten: the softer one's
+    assert room.like(-29.5, 1.1 + RoomVoices.MEMORY_S, before=9.0)
+    assert not room.like(-60.0, 2.1 + RoomVoices.MEMORY_S, before=9.0)  # all forgotten
 
 
-def test_an_utterance_as_loud_as_the_rooms_voices_is_far_and_only_voiced_runs_under_near_teach_them():
+def test_an_utterance_as_loud_as_the_rooms_voices_before_it_is_far_but_not_for_its_own_soft_start():
     said = Utterance(near_db=24.0, near_clear=True)
     said.run_starts(10.0)
-    said.run_ended(voiced=0, peak=-28.0, now=10.2, floor_dbfs=-50.0, threshold_dbfs=-35.0)  # a burst: not a voice
-    said.run_ended(voiced=3, peak=-20.0, now=10.3, floor_dbfs=-50.0, threshold_dbfs=-35.0)  # near: the caller's
-    assert not said.room.like(-40.0, 10.4)
-    said.run_ended(voiced=3, peak=-28.0, now=10.5, floor_dbfs=-50.0, threshold_dbfs=-35.0)  # 22 dB over: the room's
+    said.run_ended(voiced=0, peak=-28.0, now=10.2, floor_dbfs=-50.0)  # a burst: not a voice
+    said.run_ended(voiced=3, peak=-20.0, now=10.3, floor_dbfs=-50.0)  # near: the caller's
+    assert not said.room.like(-40.0, 10.4, before=11.0)
+    said.run_ended(voiced=3, peak=-28.0, now=10.5, floor_dbfs=-50.0)  # 22 dB over: the room's, maybe
     said.forget()
     said.run_starts(11.0)
-    assert said.far(-27.0, floor_dbfs=-56.0, threshold_dbfs=-35.0, now=11.1)  # 29 dB over a dropped floor: theirs
+    assert said.far(-27.0, floor_dbfs=-56.0, now=11.1)  # 29 dB over a dropped floor, as loud as the room was: theirs
     assert not said.near(-27.0, -56.0, -35.0, clear_at=11.0, now=11.1)
     assert said.near(-27.0, -56.0, -35.0, clear_at=11.0)  # (without the time: the floor alone)
-    assert not said.far(-24.0, floor_dbfs=-56.0, threshold_dbfs=-35.0, now=11.1)
+    assert not said.far(-25.5, floor_dbfs=-56.0, now=11.1)  # louder than the room by 2.5 dB: judged on the floor
+    caller = Utterance(near_db=24.0)  # a caller's first syllable under a near voice's level, the next 1.5 dB louder:
+    caller.run_starts(20.0)  # their own, no room's (rv37: its runs had taught the room)
+    caller.run_ended(voiced=3, peak=-33.0, now=20.3, floor_dbfs=-56.0)
+    assert caller.near(-31.5, -56.0, -35.0, clear_at=20.0, now=20.4) and not caller.far(-31.5, -56.0, now=20.4)
 
 
 def test_soft_evidence_needs_its_frames_within_the_window():

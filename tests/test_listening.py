@@ -2202,12 +2202,12 @@ def test_the_duck_off_decides_as_the_duck_on_but_for_the_duck_itself(clip, frame
         assert Decision.BACKCHANNEL in on  # (the case the review found)
 
 
-def _tv_call(dbfs: float = -35.0) -> tuple["Call", list[bytes]]:
+def _tv_call(dbfs: float = -35.0, config: BridgeConfig | None = None) -> tuple["Call", list[bytes]]:
     """A TV across the caller's room from the call's start (``room.bed("tv")``), the greeting
     over it; the TV's frames still to come."""
     x = room.at_level(room.bed("tv", seed=2, seconds=8.0), dbfs)
     tv = frames_of(audio.encode(np.clip(np.round(x), -32767, 32767).astype(int).tolist()))
-    call = Call(echo_db=None)
+    call = Call(config, echo_db=None)
     for f in tv[:150]:
         call.step(f, armed=False)
     return call, tv[150:]
@@ -2235,11 +2235,20 @@ def test_the_models_start_on_a_tvs_voice_is_ignored_and_only_a_command_in_its_tu
     call, tv = _tv_call()
     t = _when_the_tv_was_last_voiced(call, tv)
     level = call.listener.level
-    assert level.utterance.far(MIN_DBFS, level.floor_dbfs, level.threshold_dbfs)
+    assert level.utterance.far(MIN_DBFS, level.floor_dbfs, call.t)
     assert call.listener.server_speech(t, audible=True) is ServerSpeech.FAR
     assert ServerSpeech.FAR.ignored
     assert call.listener.committed(t + 1.5, "item_tv") is Turn.NOT_CALLER
     assert call.listener.transcript(words, t + 1.9, "item_tv") is interrupts
+
+
+def test_with_backchannels_not_ignored_the_models_start_on_a_far_voice_interrupts_as_on_any_voice():
+    """``ignore_backchannels=False`` means every voice the model hears interrupts at once: a far one
+    too, as before the far judgement (review rv37)."""
+    call, tv = _tv_call(config=BridgeConfig(ignore_backchannels=False))
+    t = _when_the_tv_was_last_voiced(call, tv)
+    assert call.listener.level.sound(t, EVIDENCE_S) is Sound.FAR
+    assert call.listener.server_speech(t, audible=True) is ServerSpeech.INTERRUPT
 
 
 def test_a_callers_voice_at_the_handset_over_the_tv_is_judged_a_near_voice():

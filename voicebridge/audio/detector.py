@@ -436,7 +436,7 @@ class CallerLevel:
         if voicing is Voicing.VOICED:
             self.utterance.voiced_frame(self.voice.last_brightness, self._level)  # a vowel after a whisper verdict
         if self.voice.voiced + self.utterance.voiced >= self.voiced_needed:  # (one periodic frame is no voice: coughs)
-            self.evidence.voice(self._now, self.utterance.far(self.shape.peak(), self.floor_dbfs, self.threshold_dbfs, self._now))
+            self.evidence.voice(self._now, self.utterance.far(self.shape.peak(), self.floor_dbfs, self._now))
         if voicing is Voicing.HELD:  # a held note: music, a hum, a beep
             self._deaf = True
             self.evidence.tone(self._now)
@@ -472,7 +472,7 @@ class CallerLevel:
         self.impulse = self._impulsive()
         if self.impulse:  # a key's or a knock's one periodic frame by chance is no voice for the utterance:
             self.voice.discount()  # pooled over a run of keys, three made a "voice" held for its words
-        self.utterance.run_ended(self.voice.voiced, self.shape.peak(), self._now, self.floor_dbfs, self.threshold_dbfs)
+        self.utterance.run_ended(self.voice.voiced, self.shape.peak(), self._now, self.floor_dbfs)
         if self.voiced_needed and not (self.voice.voiced or self.utterance.voiced):
             self._voiceless_ended()
 

@@ -537,8 +537,8 @@ class Listener:
         if not audible:
             return ServerSpeech.TURN
         sound = self.level.sound(now, EVIDENCE_S)
-        if sound is Sound.VOICE or sound is Sound.FAR and self._backchannels and self.level.hearing:  # (a far one:
-            if not self._backchannels:  # the detector releases it, and it is held for a command's words)
+        if sound is Sound.VOICE or sound is Sound.FAR and (self.level.hearing or not self._backchannels):  # (a far
+            if not self._backchannels:  # one: the detector releases it, and it is held for a command's words)
                 return ServerSpeech.INTERRUPT
             if self.level.hearing:
                 return ServerSpeech.LOCAL

@@ -10,6 +10,8 @@ confirms.
 """
 from __future__ import annotations
 
+from collections import deque
+
 from .mulaw import FRAME_MS, MIN_DBFS
 
 FRAME_S = FRAME_MS / 1000
@@ -83,13 +85,12 @@ class Utterance:
             self._valley = min(self._valley, level)
         self._loudest = max(self._loudest, level)
 
-    def run_ended(self, voiced: int, peak: float, now: float, floor_dbfs: float = MIN_DBFS,
-                  threshold_dbfs: float = MIN_DBFS) -> None:
+    def run_ended(self, voiced: int, peak: float, now: float, floor_dbfs: float = MIN_DBFS) -> None:
         """A run with ``voiced`` voiced frames, peaking at ``peak``, ended: a voiced one, or any run
         of an utterance already spoken, is the utterance's, and the next run within ``GAP_S`` goes
-        on with it (a voiceless run alone leaves no utterance behind). A voiced one too little over
-        the floor (``floor_dbfs``, ``threshold_dbfs``) for a near voice is the room's (``RoomVoices``)."""
-        if voiced and self._under_near(peak, floor_dbfs, threshold_dbfs):
+        on with it (a voiceless run alone leaves no utterance behind). A voiced one peaking under a
+        near voice's level over the floor (``floor_dbfs``) may be the room's (``RoomVoices``)."""
+        if voiced and self.near_db and peak < floor_dbfs + self.near_db:
             self.room.heard(peak, now)
         if voiced or self.voiced or self.whispered:
             self.voiced += voiced
@@ -155,19 +156,17 @@ class Utterance:
             return True
         if self.near_clear and clear_at < self.start:
             return False  # every frame at the echo's level, a few dB over the gate's margin: its peaks
-        return not self.far(run_peak, floor_dbfs, threshold_dbfs, now)
-
-    def far(self, run_peak: float, floor_dbfs: float, threshold_dbfs: float, now: float | None = None) -> bool:
-        """Voices across the room: its peak so far stands too little over the line's floor (or the
-        threshold) for a voice at the handset, or no louder than the room's voices lately (at
-        ``now``; None: the floor alone). (Only the level: a voice that never stood clear of the echo is not near, but not
-        far either.)"""
         peak = max(self._peak, run_peak)
-        return self._under_near(peak, floor_dbfs, threshold_dbfs) or (
-            now is not None and bool(self.near_db) and self.room.like(peak, now))
+        return (peak >= max(floor_dbfs + self.near_db, threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
+                and (now is None or not self.room.like(peak, now, self.start)))
 
-    def _under_near(self, peak: float, floor_dbfs: float, threshold_dbfs: float) -> bool:
-        return bool(self.near_db) and peak < max(floor_dbfs + self.near_db, threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
+    def far(self, run_peak: float, floor_dbfs: float, now: float) -> bool:
+        """Voices across the room, by its level alone (its peak so far, with the current run's):
+        under a near voice's over the line's floor, or no louder than the room's voices before it
+        (``RoomVoices``). Not a soft voice on a quiet line, which is not near (under the configured
+        threshold's bar) but is no room's either; nor one never clear of the echo."""
+        peak = max(self._peak, run_peak)
+        return bool(self.near_db) and (peak < floor_dbfs + self.near_db or self.room.like(peak, now, self.start))
 
 
 class RoomVoices:
@@ -175,22 +174,29 @@ class RoomVoices:
 
     A TV's voices peak 18-22 dB over the floor their own lulls set: far. But its pause between
     sentences (music alone) drops the floor 5-8 dB for a moment, and its next sentence then stood
-    a near voice's 24 dB over it, held for its words or confirmed. A run no louder than the room's
-    voices peaked lately (``OVER_DB``) is theirs, whatever the floor did meanwhile; a caller at the
-    handset over them peaks louder."""
+    a near voice's 24 dB over it, held for its words or confirmed. An utterance no louder than the
+    room's voices of the last ``MEMORY_S`` before it began (``OVER_DB``) is theirs, whatever the
+    floor did meanwhile; a caller at the handset over them peaks louder. (Runs of the utterance
+    judged do not count: a caller's own soft first syllables are no room, review rv37.)"""
 
-    MEMORY_S = 4.0  # the room's voices are remembered this long after the last of them
-    OVER_DB = 2.0  # a run must peak this much over them to be judged on the floor again
+    MEMORY_S = 4.0  # the room's voices are remembered this long
+    OVER_DB = 2.0  # an utterance must peak this much over them to be judged on the floor again
 
     def __init__(self) -> None:
-        self._peak = MIN_DBFS  # the loudest far voiced run since the memory last lapsed
-        self._at = float("-inf")  # when the last one ended
+        self._heard: deque[tuple[float, float]] = deque()  # (when a far voiced run ended, its peak)
 
     def heard(self, peak: float, now: float) -> None:
-        """A voiced run peaking at ``peak`` ended, far by the floor (``Utterance.far``)."""
-        self._peak = peak if now - self._at > self.MEMORY_S or peak > self._peak else self._peak
-        self._at = now
+        """A voiced run peaking at ``peak`` under a near voice's level ended at ``now``."""
+        self._forget(now)
+        self._heard.append((now, peak))
 
-    def like(self, peak: float, now: float) -> bool:
-        """A run peaking at ``peak`` is no louder than the room's voices lately."""
-        return now - self._at <= self.MEMORY_S and peak < self._peak + self.OVER_DB
+    def like(self, peak: float, now: float, before: float) -> bool:
+        """An utterance begun at ``before``, peaking at ``peak``, is no louder than the room's voices
+        heard in the ``MEMORY_S`` before ``now`` and before it began."""
+        self._forget(now)
+        return any(peak < loud + self.OVER_DB for at, loud in self._heard if at < before)
+
+    def _forget(self, now: float) -> None:
+        heard = self._heard
+        while heard and now - heard[0][0] > self.MEMORY_S:
+            heard.popleft()
