@@ -1389,8 +1389,9 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
     return {
         "cases": len(results), "should": len(should), "backchannel": len(back), "should_not": len(quiet),
         "false_barge_in_pct": pct(sum(o.barged_in for o in quiet), len(quiet)),
-        "false_by_bridge_detector_server_vad_server_cancel_only": [
-            sum(o.barged_in and o.source == "local" for o in quiet), sum(o.barged_in and o.source == "server" for o in quiet),
+        "false_by_local_detector_model_vad_words_or_server_cancel": [  # (the third: neither the detector nor the
+            sum(o.barged_in and o.source == "local" for o in quiet),  # model's start ran it: a held utterance's or a
+            sum(o.barged_in and o.source == "server" for o in quiet),  # turn's words, or the server cancelling itself)
             sum(o.barged_in and not o.source for o in quiet)],
         "backchannels_cut_pct": pct(sum(not o.heard_full for o in back), len(back)),
         "backchannel_audio_lost_ms_max": max((o.lost_ms for o in back), default=None),
