@@ -156,17 +156,18 @@ class Utterance:
             return True
         if self.near_clear and clear_at < self.start:
             return False  # every frame at the echo's level, a few dB over the gate's margin: its peaks
-        peak = max(self._peak, run_peak)
-        return (peak >= max(floor_dbfs + self.near_db, threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB)
-                and (now is None or not self.room.like(peak, now, self.start)))
+        return max(self._peak, run_peak) >= threshold_dbfs + self.NEAR_OVER_THRESHOLD_DB \
+            and not self.far(run_peak, floor_dbfs, now)
 
-    def far(self, run_peak: float, floor_dbfs: float, now: float) -> bool:
+    def far(self, run_peak: float, floor_dbfs: float, now: float | None = None) -> bool:
         """Voices across the room, by its level alone (its peak so far, with the current run's):
         under a near voice's over the line's floor, or no louder than the room's voices before it
-        (``RoomVoices``). Not a soft voice on a quiet line, which is not near (under the configured
-        threshold's bar) but is no room's either; nor one never clear of the echo."""
+        (``RoomVoices``, at ``now``; None: the floor alone). Not a soft voice on a quiet line, which
+        is not near (under the configured threshold's bar) but is no room's either; nor one never
+        clear of the echo."""
         peak = max(self._peak, run_peak)
-        return bool(self.near_db) and (peak < floor_dbfs + self.near_db or self.room.like(peak, now, self.start))
+        return bool(self.near_db) and (peak < floor_dbfs + self.near_db
+                                       or now is not None and self.room.like(peak, now, self.start))
 
 
 class RoomVoices:
