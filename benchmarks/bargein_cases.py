@@ -129,6 +129,7 @@ LINE_DBFS: "float | None" = None  # the line's own noise under every call (``--l
 CASE_S = ANSWER_AT + ANSWER_S + 0.9
 OVERTIME_S = 3.5  # a call goes on past CASE_S (this much at most) while a paused answer still plays
 DETECT_WITHIN_S = 1.0
+BED_ON_FROM_START, BED_SWITCHED_ON = "bed on from the start", "bed switched on"  # (a bed kind's two halves)
 SID = "MZbench"
 GREETING_ON = True  # --no-greeting: the answer is the call's first audio (the echo gate has learned nothing)
 QUESTION_ON = False  # --question: the caller asks a question before the answer, as in a real call
@@ -1362,6 +1363,10 @@ def summarize(results: list[tuple[Case, Outcome]], cpu_s: float) -> dict:
             row["false" if out.barged_in else "ok"] += 1
             if out.barged_in:
                 row[f"false by {out.source or 'server cancel only'}"] += 1
+            if case.bed is not None:  # a room's bed on from the call's start, or switched on at the onset
+                start = BED_SWITCHED_ON if case.bed_from_onset else BED_ON_FROM_START
+                row[start] += 1
+                row[f"false, {start}"] += out.barged_in
         row["server speech_started"] += out.server_speech
         row["server cancels"] += out.server_cancels
         row["server turns"] += out.server_turns

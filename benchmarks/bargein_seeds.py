@@ -34,6 +34,9 @@ WORST = tuple(key for key, _ in ROWS if key not in ("stop_ms_exact_p50_p90", "un
 """The figures a target bounds from above: each one's worst run is printed."""
 KIND_MAX = 0.2
 """Issue 21: no kind of sound above 2 in 10."""
+BED_STARTS = ("bed on from the start", "bed switched on")
+"""A room bed's cases come in two halves (``bargein_cases.BED_ON_FROM_START``, ``BED_SWITCHED_ON``): a TV
+that was on before the answer, and one switched on as the caller's sound would begin."""
 
 
 def run(seed: int, greeting: bool, extra: "list[str]") -> dict[str, Any]:
@@ -49,14 +52,19 @@ def run(seed: int, greeting: bool, extra: "list[str]") -> dict[str, Any]:
 def pooled(reports: "list[dict[str, Any]]") -> dict[str, Any]:
     """Over the runs: each should-not kind's false barge-ins and each kind's misses at the ear, as
     (count, of cases), and the worst run of each target's figure."""
-    false, missed, cases = Counter(), Counter(), Counter()
+    false, missed, cases, by_start = Counter(), Counter(), Counter(), Counter()
     for report in reports:
         for kind, row in report["by_kind"].items():
             cases[kind] += row["cases"]
             false[kind] += row.get("false", 0) or 0
             missed[kind] += row.get("missed at the ear", 0) or 0
+            for start in BED_STARTS:
+                by_start[kind, start] += row.get(start, 0) or 0
+                by_start[kind, f"false, {start}"] += row.get(f"false, {start}", 0) or 0
     return {
         "false_by_kind": {k: [n, cases[k]] for k, n in false.most_common() if n},
+        "false_by_bed_start": {k: {start: [by_start[k, f"false, {start}"], by_start[k, start]] for start in BED_STARTS}
+                               for k in cases if any(by_start[k, start] for start in BED_STARTS)},
         "kinds_above_2_in_10": sorted(k for k, n in false.items() if n > KIND_MAX * cases[k]),
         "missed_at_the_ear_by_kind": {k: [n, cases[k]] for k, n in missed.most_common() if n},
         "worst": {key: max((r[key] for r in reports if r[key] is not None), default=None) for key in WORST},
@@ -83,6 +91,8 @@ def main() -> int:
         print(f"{seed:4d} {'yes' if greeting else 'no':8s} | " + " | ".join(str(report[k]) for k, _ in ROWS))
     print("false barge-ins by kind (of cases):", summary["false_by_kind"])
     print("kinds above 2 in 10:", summary["kinds_above_2_in_10"] or "none")
+    print("room beds' false barge-ins, on from the start ; switched on (of cases):",
+          {k: " ; ".join(f"{n} of {of}" for n, of in v.values()) for k, v in summary["false_by_bed_start"].items()})
     print("missed at the ear by kind (of cases):", summary["missed_at_the_ear_by_kind"])
     print("worst run:", summary["worst"])
     return 0
