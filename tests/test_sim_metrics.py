@@ -199,3 +199,17 @@ def test_the_demo_summary_says_what_dropped_frames_are():
 
     assert _dropped_note(0) == ""
     assert "12000 ms" in _dropped_note(600) and "never sent" in _dropped_note(600)
+
+
+def test_a_call_that_got_no_agent_audio_says_so_rather_than_none_figures_and_on_time():
+    """(helper-94) a call that never connected printed "media gaps p50 None ms" and timing "on time"."""
+    from voicebridge.dev.sim.caller import _summary, verdict_lines
+
+    silent = CallReport(url="ws://x", stream_sid="MZ", call_sid="CA", apologies=1)
+    lines = _summary(silent)
+    assert "media gaps: none to measure" in "\n".join(lines) and "None ms" not in "\n".join(lines)
+    assert lines[-1].endswith(": no agent audio to time")
+    paced = CallReport(url="ws://x", stream_sid="MZ", call_sid="CA", gap_p50_ms=20.0, gap_p99_ms=21.0,
+                       gap_max_dev_ms=1.0)
+    assert verdict_lines(paced)[-1].endswith(": on time")
+    assert "media gaps p50 20.0 ms" in "\n".join(_summary(paced))

@@ -488,11 +488,13 @@ def _summary(report: CallReport) -> list[str]:
     lines = [
         f"call ended by {r.ended_by} after {r.duration_ms / 1000:.1f} s; "
         f"sent {r.frames_sent} frames, received {r.frames_received} ({r.utterances} utterance(s))",
-        f"time to first audio: {r.time_to_first_audio_ms} ms; heard {r.heard_agent_ms:.0f} ms of agent audio, "
+        "time to first audio: " + ("none" if r.time_to_first_audio_ms is None else f"{r.time_to_first_audio_ms} ms")
+        + f"; heard {r.heard_agent_ms:.0f} ms of agent audio, "
         f"{r.cleared_ms:.0f} ms cleared",
-        f"media gaps p50 {r.gap_p50_ms} ms, p99 {r.gap_p99_ms} ms, max |dev| {r.gap_max_dev_ms} ms; "
-        f"bursts {r.bursts}, stalls {r.stalls}, pauses for the caller {r.yields}, most ahead of real time "
-        f"{r.ahead_max_ms:.0f} ms; frame sizes {r.frame_sizes}",
+        (f"media gaps p50 {r.gap_p50_ms} ms, p99 {r.gap_p99_ms} ms, max |dev| {r.gap_max_dev_ms} ms; "
+         f"bursts {r.bursts}, stalls {r.stalls}, pauses for the caller {r.yields}, most ahead of real time "
+         f"{r.ahead_max_ms:.0f} ms; frame sizes {r.frame_sizes}" if r.gap_p50_ms is not None else
+         "media gaps: none to measure (fewer than two frames of the agent's audio)"),
         f"marks: {r.marks_received} received, {r.marks_echoed} echoed ({r.marks_cleared} by clear); "
         f"clears: {r.clears}; messages {r.messages_received}",
     ]
@@ -519,8 +521,9 @@ def _summary(report: CallReport) -> list[str]:
 def verdict_lines(r: CallReport) -> list[str]:
     """The call's problems, then its timing figures (under load a figure, not a verdict)."""
     problems, timing = r.problems(), r.timing_problems()
+    paced = "; ".join(timing) if timing else "on time" if r.gap_p50_ms is not None else "no agent audio to time"
     return ["problems: " + ("; ".join(problems) if problems else "none"),
-            "timing (this machine's clock, a figure not a verdict): " + ("; ".join(timing) if timing else "on time")]
+            "timing (this machine's clock, a figure not a verdict): " + paced]
 
 
 def main(argv: "list[str] | None" = None) -> int:
